@@ -1,0 +1,290 @@
+//! The `Provider` trait: the one seam between easel's engine and whatever makes outputs
+//! (WebAssembly plugins, native diffusion, the built-in offline provider).
+//!
+//! Invariants every implementation keeps:
+//! - `submit` either finishes (outputs in hand) or hands back a pending handle; the engine
+//!   persists that handle before doing anything else, so a handle must stay valid across a
+//!   host restart (it is plain text the provider can parse again).
+//! - `poll` and `cancel` take only the handle: no state may live in the provider object
+//!   between calls, because the poll after a restart, or on another host, reaches a fresh one.
+//! - `submit_is_idempotent` is a promise: when true, the engine re-submits a task that was
+//!   interrupted mid-submit; when false, it fails the task instead of risking a double charge.
+//! - Errors are typed ([`ProviderError`]) so every API can map them onto its own status codes.
+
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// What a task asks for, normalized from whichever API received it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GenerationRequest {
+    /// Engine capability, e.g. `image.generate` (`chat`, `image.generate`, `image.edit`, `image.inpaint`,
+    /// `image.upscale`, `video.generate`, `audio.speech`).
+    pub capability: String,
+    /// The model's key inside its provider (the part after `provider/`).
+    pub model: String,
+    /// The prompt, empty when the capability takes none (upscale).
+    pub prompt: String,
+    /// Every other parameter, already validated against the model's schema.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Input media: URLs the provider may fetch, or easel assets resolved to URLs/bytes.
+    pub inputs: Vec<InputMedia>,
+}
+
+/// One input file handed to a provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputMedia {
+    /// `image`, `video`, `audio` or `mask`.
+    pub kind: String,
+    /// The role the API gave it (`first_frame`, `reference`, `@图片1`, …), if any.
+    pub role: Option<String>,
+    /// A URL the provider can reach, when the input is remote.
+    pub url: Option<String>,
+    /// The easel asset id, when the input was uploaded or registered here.
+    pub asset_id: Option<String>,
+    /// MIME type when known.
+    pub content_type: Option<String>,
+    /// The bytes, filled in by the engine from the asset store (or a `data:` URL) just
+    /// before the call, so providers never read files or fetch private URLs themselves.
+    #[serde(skip)]
+    pub data: Option<Bytes>,
+}
+
+/// One finished output.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Bytes made by the provider itself (native diffusion, offline provider, plugins).
+    Bytes {
+        /// MIME type, e.g. `image/png`.
+        content_type: String,
+        /// The file.
+        data: Bytes,
+    },
+    /// A vendor link; the engine copies it into the asset store before it expires.
+    Url {
+        /// Where to fetch it.
+        url: String,
+        /// MIME type when the vendor says.
+        content_type: Option<String>,
+    },
+    /// Text (chat completions run as tasks).
+    Text(String),
+}
+
+/// Usage figures a provider reports; free-form so each vendor's units survive.
+pub type Usage = serde_json::Map<String, serde_json::Value>;
+
+/// The answer to `submit`.
+#[derive(Debug, Clone)]
+pub enum Submission {
+    /// Done already.
+    Finished {
+        /// The files or text made.
+        outputs: Vec<Output>,
+        /// What it cost, in the provider's units.
+        usage: Option<Usage>,
+    },
+    /// Accepted upstream; poll `handle` again after `poll_after`.
+    Pending {
+        /// Opaque to the engine, persisted as-is.
+        handle: String,
+        /// When the next poll is useful.
+        poll_after: Duration,
+    },
+}
+
+/// The answer to `poll`.
+#[derive(Debug, Clone)]
+pub enum PollOutcome {
+    /// Still going.
+    Running {
+        /// 0.0..=1.0 when the vendor says.
+        progress: Option<f32>,
+        /// When the next poll is useful.
+        poll_after: Duration,
+    },
+    /// Done.
+    Finished {
+        /// The files or text made.
+        outputs: Vec<Output>,
+        /// What it cost, in the provider's units.
+        usage: Option<Usage>,
+    },
+    /// The vendor gave up.
+    Failed(ProviderError),
+}
+
+/// Typed failures; each maps onto an HTTP outcome in every API.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum ProviderError {
+    /// The request is wrong for this model (400).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The provider's credentials were refused (502 to the client: it is the operator's key).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Slow down; `retry_after` seconds when the vendor says.
+    #[error("rate limited (retry after {retry_after_secs:?}s)")]
+    RateLimited {
+        /// Seconds to wait, when known.
+        retry_after_secs: Option<u64>,
+    },
+    /// Moderation refused the prompt or an input.
+    #[error("content rejected: {0}")]
+    ContentRejected(String),
+    /// The vendor is down, timed out or answered nonsense.
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    /// Anything else, including a plugin trap.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The call observed its cancellation token and stopped.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Everything the engine lends a provider for one call.
+#[derive(Clone)]
+pub struct CallContext {
+    /// The task being served (for logs).
+    pub task_id: String,
+    /// Fired when the client cancels; long local work checks it between steps.
+    pub cancel: CancellationToken,
+    /// Reports progress in 0.0..=1.0; cheap to call every step.
+    pub progress: ProgressSink,
+}
+
+/// A cheap, cloneable progress reporter.
+#[derive(Clone)]
+pub struct ProgressSink(std::sync::Arc<dyn Fn(f32) + Send + Sync>);
+
+impl ProgressSink {
+    /// Wraps a callback.
+    pub fn new(report: impl Fn(f32) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(report))
+    }
+
+    /// A sink that drops every report.
+    pub fn discard() -> Self {
+        Self::new(|_| {})
+    }
+
+    /// Reports `fraction`, clamped to 0.0..=1.0.
+    pub fn report(&self, fraction: f32) {
+        (self.0)(fraction.clamp(0.0, 1.0))
+    }
+}
+
+impl CallContext {
+    /// A context with no cancellation and no progress listener (tests, benchmarks).
+    pub fn detached(task_id: impl Into<String>) -> Self {
+        Self {
+            task_id: task_id.into(),
+            cancel: CancellationToken::new(),
+            progress: ProgressSink::discard(),
+        }
+    }
+}
+
+/// What a model is, as the registry and `GET /models` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    /// The key inside the provider (`wan2.2-t2i-plus`); the public id is `provider/key`.
+    pub key: String,
+    /// Human name.
+    pub name: String,
+    /// `image`, `video`, `audio` or `chat`.
+    pub kind: String,
+    /// Engine capabilities it serves.
+    pub capabilities: Vec<String>,
+    /// JSON Schema of its parameters (defaults, enums, ranges).
+    pub params_schema: serde_json::Value,
+    /// Credits per output unit, when the provider suggests one; operators may override.
+    pub price_hint: Option<f64>,
+    /// Free-form extras the APIs show (`resolutions`, `durations`, `voices`, …).
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One piece of a streamed chat answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// More text.
+    Delta(String),
+    /// Token counts, usually once near the end.
+    Usage {
+        /// Prompt tokens.
+        prompt_tokens: u64,
+        /// Completion tokens.
+        completion_tokens: u64,
+    },
+    /// Why the answer ended (`stop`, `length`, …); the last event.
+    Finish(String),
+}
+
+/// A chat request in OpenAI's shape, which every dialect normalizes to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatRequest {
+    /// The model's key inside its provider.
+    pub model: String,
+    /// `[{role, content}]`, content as the client sent it.
+    pub messages: Vec<serde_json::Value>,
+    /// Temperature, max_tokens and the rest.
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A stream of chat events.
+pub type ChatStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
+
+/// A source of outputs: a WebAssembly plugin, native diffusion, or the built-in offline one.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Stable id, the `provider` half of model ids.
+    fn id(&self) -> &str;
+
+    /// Version string shown by the registry.
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+
+    /// The models it serves.
+    fn models(&self) -> Vec<ModelInfo>;
+
+    /// Whether re-running `submit` for the same request is safe (see the module docs).
+    fn submit_is_idempotent(&self) -> bool;
+
+    /// Starts (or does) the work.
+    async fn submit(
+        &self,
+        request: &GenerationRequest,
+        ctx: &CallContext,
+    ) -> Result<Submission, ProviderError>;
+
+    /// Asks about a pending handle.
+    async fn poll(&self, handle: &str, ctx: &CallContext) -> Result<PollOutcome, ProviderError> {
+        let _ = (handle, ctx);
+        Err(ProviderError::Internal(format!(
+            "provider {} returned a pending handle but cannot poll",
+            self.id()
+        )))
+    }
+
+    /// Cancels a pending handle upstream; best effort.
+    async fn cancel(&self, handle: &str, ctx: &CallContext) -> Result<(), ProviderError> {
+        let _ = (handle, ctx);
+        Ok(())
+    }
+
+    /// Streams a chat answer.
+    async fn chat(&self, request: &ChatRequest, ctx: &CallContext) -> Result<ChatStream, ProviderError> {
+        let _ = (request, ctx);
+        Err(ProviderError::InvalidRequest(format!("provider {} does not chat", self.id())))
+    }
+}
