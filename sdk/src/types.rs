@@ -1,0 +1,433 @@
+//! Plain-Rust mirrors of the contract's records and variants.
+//!
+//! These are what a [`Provider`](crate::Provider) sees and returns; the export glue converts
+//! them to and from the component-model types, so the same code runs in native tests.
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+
+/// One model the plugin serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Key inside this provider; the public id is `provider-id/key`.
+    pub key: String,
+    /// Human name.
+    pub name: String,
+    /// `image`, `video`, `audio` or `chat`.
+    pub kind: String,
+    /// Engine capabilities: `chat`, `image.generate`, `image.edit`, `image.inpaint`,
+    /// `image.upscale`, `video.generate`, `audio.speech`.
+    pub capabilities: Vec<String>,
+    /// JSON Schema of the parameters, with defaults, enums and ranges.
+    pub params_schema: Value,
+    /// Suggested credits per output; operators may override.
+    pub price_hint: Option<f64>,
+    /// JSON object of extras the APIs show: resolutions, durations, voices.
+    pub extra: Value,
+}
+
+impl Model {
+    /// A model with no capabilities yet, an open parameter schema and no extras.
+    pub fn new(key: impl Into<String>, name: impl Into<String>, kind: impl Into<String>) -> Self {
+        Model {
+            key: key.into(),
+            name: name.into(),
+            kind: kind.into(),
+            capabilities: Vec::new(),
+            params_schema: serde_json::json!({"type": "object"}),
+            price_hint: None,
+            extra: Value::Object(Map::new()),
+        }
+    }
+
+    /// Adds an engine capability (`image.generate`, `chat`, …).
+    pub fn capability(mut self, capability: impl Into<String>) -> Self {
+        self.capabilities.push(capability.into());
+        self
+    }
+
+    /// Sets the JSON Schema of the parameters.
+    pub fn params_schema(mut self, schema: Value) -> Self {
+        self.params_schema = schema;
+        self
+    }
+
+    /// Sets the suggested price per output.
+    pub fn price_hint(mut self, credits: f64) -> Self {
+        self.price_hint = Some(credits);
+        self
+    }
+
+    /// Sets the extras object (resolutions, durations, voices).
+    pub fn extra(mut self, extra: Value) -> Self {
+        self.extra = extra;
+        self
+    }
+}
+
+/// What the plugin is and what it may touch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Stable provider id, e.g. `dashscope`.
+    pub id: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// Models served.
+    pub models: Vec<Model>,
+    /// Hosts it may call (`api.example.com` or `*.example.com`); the operator may narrow.
+    pub allowed_hosts: Vec<String>,
+    /// Names of the secrets it reads, e.g. `DASHSCOPE_API_KEY`.
+    pub secrets: Vec<String>,
+    /// True when submitting the same request twice cannot charge twice.
+    pub idempotent_submit: bool,
+}
+
+impl Manifest {
+    /// An empty manifest: no models, no hosts, no secrets, submit not idempotent.
+    pub fn new(id: impl Into<String>, version: impl Into<String>) -> Self {
+        Manifest {
+            id: id.into(),
+            version: version.into(),
+            models: Vec::new(),
+            allowed_hosts: Vec::new(),
+            secrets: Vec::new(),
+            idempotent_submit: false,
+        }
+    }
+
+    /// Adds a model.
+    pub fn model(mut self, model: Model) -> Self {
+        self.models.push(model);
+        self
+    }
+
+    /// Adds a host the plugin may call (`api.example.com` or `*.example.com`).
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
+        self
+    }
+
+    /// Declares a secret the plugin reads with [`secret`](crate::secret).
+    pub fn secret(mut self, name: impl Into<String>) -> Self {
+        self.secrets.push(name.into());
+        self
+    }
+
+    /// Declares whether submitting the same request twice cannot charge twice.
+    pub fn idempotent_submit(mut self, idempotent: bool) -> Self {
+        self.idempotent_submit = idempotent;
+        self
+    }
+}
+
+/// One input file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputMedia {
+    /// `image`, `video`, `audio` or `mask`.
+    pub kind: String,
+    /// Role the API gave it (`first_frame`, `reference`, …).
+    pub role: Option<String>,
+    /// A URL the vendor can fetch.
+    pub url: Option<String>,
+    /// MIME type when known.
+    pub content_type: Option<String>,
+    /// The bytes, when the host has them and the input has no public URL.
+    pub data: Option<Vec<u8>>,
+}
+
+/// A normalized generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    /// Engine capability.
+    pub capability: String,
+    /// Model key inside this provider.
+    pub model: String,
+    /// Prompt, empty when the capability takes none.
+    pub prompt: String,
+    /// JSON object of the other parameters, already validated by the host against the
+    /// model's schema.
+    pub params: Value,
+    /// Input files.
+    pub inputs: Vec<InputMedia>,
+}
+
+impl GenerationRequest {
+    /// A request with no parameters and no inputs; handy in tests.
+    pub fn new(capability: impl Into<String>, model: impl Into<String>, prompt: impl Into<String>) -> Self {
+        GenerationRequest {
+            capability: capability.into(),
+            model: model.into(),
+            prompt: prompt.into(),
+            params: Value::Object(Map::new()),
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Sets one parameter; handy in tests.
+    pub fn param(mut self, name: &str, value: impl Into<Value>) -> Self {
+        if !self.params.is_object() {
+            self.params = Value::Object(Map::new());
+        }
+        if let Value::Object(map) = &mut self.params {
+            map.insert(name.to_string(), value.into());
+        }
+        self
+    }
+
+    /// Adds an input file; handy in tests.
+    pub fn input(mut self, input: InputMedia) -> Self {
+        self.inputs.push(input);
+        self
+    }
+
+    /// The raw parameter value, if present and not null.
+    pub fn param_value(&self, name: &str) -> Option<&Value> {
+        self.params.get(name).filter(|v| !v.is_null())
+    }
+
+    /// An unsigned integer parameter, or `default` when absent.
+    /// A value of the wrong type is an [`Error::InvalidRequest`].
+    pub fn param_u64(&self, name: &str, default: u64) -> Result<u64> {
+        match self.param_value(name) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+                .ok_or_else(|| Error::invalid(format!("`{name}` must be a non-negative integer"))),
+        }
+    }
+
+    /// A number parameter, or `default` when absent.
+    pub fn param_f64(&self, name: &str, default: f64) -> Result<f64> {
+        match self.param_value(name) {
+            None => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| Error::invalid(format!("`{name}` must be a number"))),
+        }
+    }
+
+    /// A string parameter, or `default` when absent.
+    pub fn param_str<'a>(&'a self, name: &str, default: &'a str) -> Result<&'a str> {
+        match self.param_value(name) {
+            None => Ok(default),
+            Some(v) => v.as_str().ok_or_else(|| Error::invalid(format!("`{name}` must be a string"))),
+        }
+    }
+
+    /// A boolean parameter, or `default` when absent.
+    pub fn param_bool(&self, name: &str, default: bool) -> Result<bool> {
+        match self.param_value(name) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| Error::invalid(format!("`{name}` must be true or false"))),
+        }
+    }
+}
+
+/// One finished output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Bytes the plugin made, with their MIME type.
+    Bytes {
+        /// MIME type, e.g. `image/png`.
+        content_type: String,
+        /// The file.
+        data: Vec<u8>,
+    },
+    /// A vendor URL the host copies into its asset store, with the MIME type if known.
+    Url {
+        /// Where the vendor put the file.
+        url: String,
+        /// MIME type when known.
+        content_type: Option<String>,
+    },
+    /// Text.
+    Text(String),
+}
+
+impl Output {
+    /// Bytes with a MIME type.
+    pub fn bytes(content_type: impl Into<String>, data: Vec<u8>) -> Self {
+        Output::Bytes { content_type: content_type.into(), data }
+    }
+
+    /// A vendor URL, MIME type unknown.
+    pub fn url(url: impl Into<String>) -> Self {
+        Output::Url { url: url.into(), content_type: None }
+    }
+}
+
+/// Outputs plus what they cost.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Finished {
+    /// The outputs.
+    pub outputs: Vec<Output>,
+    /// Usage in the vendor's units, if any (a JSON object).
+    pub usage: Option<Value>,
+}
+
+impl Finished {
+    /// Finished with these outputs and no usage.
+    pub fn new(outputs: Vec<Output>) -> Self {
+        Finished { outputs, usage: None }
+    }
+
+    /// Adds usage (a JSON object).
+    pub fn usage(mut self, usage: Value) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+}
+
+/// A task the vendor is still working on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Opaque handle the host persists and hands back to `poll` and `cancel`. Keep in it
+    /// everything needed to poll: the plugin instance may be a fresh one by then.
+    pub handle: String,
+    /// Milliseconds until the next poll is useful.
+    pub poll_after_ms: u64,
+}
+
+/// The answer to `submit`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submission {
+    /// Done already.
+    Finished(Finished),
+    /// Accepted; poll later.
+    Pending(Pending),
+}
+
+impl Submission {
+    /// Done, with these outputs.
+    pub fn finished(outputs: Vec<Output>) -> Self {
+        Submission::Finished(Finished::new(outputs))
+    }
+
+    /// Accepted; poll `handle` again after `poll_after_ms`.
+    pub fn pending(handle: impl Into<String>, poll_after_ms: u64) -> Self {
+        Submission::Pending(Pending { handle: handle.into(), poll_after_ms })
+    }
+}
+
+/// The answer to `poll`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollOutcome {
+    /// Still going.
+    Running {
+        /// 0.0 to 1.0 when the vendor says.
+        progress: Option<f32>,
+        /// Milliseconds until the next poll is useful.
+        poll_after_ms: u64,
+    },
+    /// Done.
+    Finished(Finished),
+    /// The vendor gave up.
+    Failed(Error),
+}
+
+/// A chat request in OpenAI's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// Model key inside this provider.
+    pub model: String,
+    /// The messages, a JSON array of `{role, content}` objects.
+    pub messages: Value,
+    /// Temperature, max_tokens and the rest, a JSON object.
+    pub params: Value,
+}
+
+impl ChatRequest {
+    /// A request with one user message and no parameters; handy in tests.
+    pub fn user(model: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatRequest {
+            model: model.into(),
+            messages: serde_json::json!([{"role": "user", "content": content.into()}]),
+            params: Value::Object(Map::new()),
+        }
+    }
+
+    /// The messages as `(role, text)` pairs. Content given as an array of parts keeps
+    /// only the text parts, joined with newlines.
+    pub fn message_texts(&self) -> Vec<(String, String)> {
+        let Some(list) = self.messages.as_array() else { return Vec::new() };
+        list.iter()
+            .map(|m| {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("user").to_string();
+                let text = match m.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => String::new(),
+                };
+                (role, text)
+            })
+            .collect()
+    }
+}
+
+/// One piece of a streamed chat answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// More text.
+    Delta(String),
+    /// Token counts: prompt, completion.
+    Usage {
+        /// Prompt tokens.
+        prompt: u64,
+        /// Completion tokens.
+        completion: u64,
+    },
+    /// Why it ended (`stop`, `length`, …); the last event.
+    Finish(String),
+}
+
+/// A chat answer in progress. The host calls [`ChatStream::next`] until it returns an
+/// empty list.
+pub trait ChatStream {
+    /// The next events; an empty list means the stream has ended.
+    fn next(&mut self) -> Result<Vec<ChatEvent>>;
+}
+
+/// A [`ChatStream`] over a list of events known up front, handing out `batch` per call.
+#[derive(Debug, Clone)]
+pub struct EventList {
+    events: std::collections::VecDeque<ChatEvent>,
+    batch: usize,
+}
+
+impl EventList {
+    /// Streams `events`, `batch` of them per call (at least one).
+    pub fn new(events: Vec<ChatEvent>, batch: usize) -> Self {
+        EventList { events: events.into(), batch: batch.max(1) }
+    }
+}
+
+impl ChatStream for EventList {
+    fn next(&mut self) -> Result<Vec<ChatEvent>> {
+        let n = self.batch.min(self.events.len());
+        Ok(self.events.drain(..n).collect())
+    }
+}
+
+/// A [`ChatStream`] made from a closure called once per `next`.
+pub struct FnStream<F>(pub F);
+
+impl<F: FnMut() -> Result<Vec<ChatEvent>>> ChatStream for FnStream<F> {
+    fn next(&mut self) -> Result<Vec<ChatEvent>> {
+        (self.0)()
+    }
+}
+
+/// Drains a stream into one list; handy in tests.
+pub fn collect_chat(stream: &mut dyn ChatStream) -> Result<Vec<ChatEvent>> {
+    let mut all = Vec::new();
+    loop {
+        let batch = stream.next()?;
+        if batch.is_empty() {
+            return Ok(all);
+        }
+        all.extend(batch);
+    }
+}
