@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""Builds the tiny random SD 1.x fixtures that easel-diffusion's parity tests read.
+
+Run from the crate folder (host/crates/diffusion):
+
+    pip install torch diffusers transformers safetensors numpy
+    python scripts/make_fixtures.py
+
+It writes tests/fixtures/:
+  tiny-sd/                diffusers layout (text_encoder/, unet/, vae/, scheduler/, model_index.json)
+  tiny-sd.safetensors     the same weights under the original (CompVis/LDM) key names
+  reference.safetensors   inputs (fixed latents and noise) and diffusers' outputs
+  reference.json          the token ids, prompts and settings the outputs were made with
+
+Every weight is rounded through float16 and stored as float16 to keep the files small; the
+references are computed in float32 from exactly those rounded weights, so the Rust side,
+which widens float16 to float32 at load, sees identical parameters.
+
+Noise: the script never uses torch's RNG for anything the Rust side must reproduce. The
+initial latents and every ancestral/img2img noise tensor come from numpy with a fixed seed
+and are stored in reference.safetensors; schedulers' calls to `randn_tensor` are patched to
+pop from that stored queue, in order.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+import diffusers
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CRATE = os.path.dirname(HERE)
+OUT = os.path.join(CRATE, "tests", "fixtures")
+VOCAB = os.path.join(CRATE, "assets", "bpe_simple_vocab_16e6.txt.gz")
+
+torch.manual_seed(0)
+torch.set_grad_enabled(False)
+
+SCHEDULER_BASE = {
+    # Stable Diffusion 1.5's scheduler_config.json (no timestep_spacing key: each class
+    # then uses its own default, which is what easel reproduces).
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "prediction_type": "epsilon",
+    "trained_betas": None,
+}
+
+SCHEDULERS = {
+    "DPMSolverMultistepScheduler": DPMSolverMultistepScheduler,
+    "DDIMScheduler": DDIMScheduler,
+    "EulerDiscreteScheduler": EulerDiscreteScheduler,
+    "EulerAncestralDiscreteScheduler": EulerAncestralDiscreteScheduler,
+    "PNDMScheduler": PNDMScheduler,
+    "LMSDiscreteScheduler": LMSDiscreteScheduler,
+    "HeunDiscreteScheduler": HeunDiscreteScheduler,
+    "KDPM2DiscreteScheduler": KDPM2DiscreteScheduler,
+    "KDPM2AncestralDiscreteScheduler": KDPM2AncestralDiscreteScheduler,
+}
+
+
+def round_f16(module):
+    for p in module.parameters():
+        p.data = p.data.half().float()
+    return module
+
+
+def randomize(module, scale=0.2):
+    """Random weights with enough spread that every path matters (norm gains near 1)."""
+    g = torch.Generator().manual_seed(42)
+    for name, p in module.named_parameters():
+        if name.endswith("weight") and p.ndim == 1:
+            p.data = 1.0 + 0.1 * torch.randn(p.shape, generator=g)
+        elif name.endswith("bias"):
+            p.data = 0.05 * torch.randn(p.shape, generator=g)
+        else:
+            fan_in = max(1, p[0].numel()) if p.ndim > 1 else 1
+            p.data = torch.randn(p.shape, generator=g) * (scale if p.ndim == 1 else 1.0 / fan_in**0.5)
+    return module
+
+
+def build_models():
+    text_config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+        projection_dim=8,
+    )
+    text_encoder = CLIPTextModel(text_config).eval()
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        attention_head_dim=2,
+        cross_attention_dim=8,
+        norm_num_groups=32,
+    ).eval()
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=64,
+    ).eval()
+    for m in (text_encoder, unet, vae):
+        randomize(m)
+        round_f16(m)
+    return text_encoder, unet, vae
+
+
+# ---- diffusers -> original (LDM) key names; the Rust loader implements the same map ----
+
+RESNET_UNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
+
+
+def unet_key(k, layers, n_blocks):
+    p = k.split(".")
+    if p[0] == "time_embedding":
+        return {"linear_1": "time_embed.0", "linear_2": "time_embed.2"}[p[1]] + "." + ".".join(p[2:])
+    if p[0] == "conv_in":
+        return "input_blocks.0.0." + ".".join(p[1:])
+    if p[0] == "conv_norm_out":
+        return "out.0." + ".".join(p[1:])
+    if p[0] == "conv_out":
+        return "out.2." + ".".join(p[1:])
+
+    def resnet(rest):
+        return RESNET_UNET.get(rest[0], rest[0]) + "." + ".".join(rest[1:])
+
+    if p[0] == "down_blocks":
+        b = int(p[1])
+        if p[2] == "downsamplers":
+            return f"input_blocks.{(b + 1) * (layers + 1)}.0.op." + ".".join(p[5:])
+        j = int(p[3])
+        idx = 1 + b * (layers + 1) + j
+        if p[2] == "resnets":
+            return f"input_blocks.{idx}.0." + resnet(p[4:])
+        return f"input_blocks.{idx}.1." + ".".join(p[4:])
+    if p[0] == "mid_block":
+        j = int(p[2])
+        if p[1] == "resnets":
+            return f"middle_block.{2 * j}." + resnet(p[3:])
+        return "middle_block.1." + ".".join(p[3:])
+    if p[0] == "up_blocks":
+        raise KeyError("up blocks need the attention flag; handled by the caller")
+    raise KeyError(k)
+
+
+def unet_up_key(k, layers, has_attn):
+    p = k.split(".")
+    b = int(p[1])
+    if p[2] == "upsamplers":
+        return f"output_blocks.{b * (layers + 1) + layers}.{2 if has_attn else 1}.conv." + ".".join(p[5:])
+    j = int(p[3])
+    idx = b * (layers + 1) + j
+    if p[2] == "resnets":
+        return f"output_blocks.{idx}.0." + RESNET_UNET.get(p[4], p[4]) + "." + ".".join(p[5:])
+    return f"output_blocks.{idx}.1." + ".".join(p[4:])
+
+
+def vae_key(k, n_blocks):
+    p = k.split(".")
+    side = p[0]
+    rest = p[1:]
+
+    def resnet(r):
+        return {"conv_shortcut": "nin_shortcut"}.get(r[0], r[0]) + "." + ".".join(r[1:])
+
+    if side in ("quant_conv", "post_quant_conv"):
+        return k
+    if rest[0] in ("conv_in", "conv_out"):
+        return k
+    if rest[0] == "conv_norm_out":
+        return f"{side}.norm_out." + ".".join(rest[1:])
+    if rest[0] == "mid_block":
+        if rest[1] == "resnets":
+            return f"{side}.mid.block_{int(rest[2]) + 1}." + resnet(rest[3:])
+        name = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out": "proj_out"}[rest[3]]
+        tail = rest[5:] if rest[3] == "to_out" else rest[4:]
+        return f"{side}.mid.attn_1.{name}." + ".".join(tail)
+    if rest[0] in ("down_blocks", "up_blocks"):
+        i = int(rest[1])
+        if side == "decoder":
+            i = n_blocks - 1 - i
+        word = "down" if side == "encoder" else "up"
+        if rest[2] in ("downsamplers", "upsamplers"):
+            return f"{side}.{word}.{i}.{'downsample' if side == 'encoder' else 'upsample'}.conv." + ".".join(rest[5:])
+        return f"{side}.{word}.{i}.block.{rest[3]}." + resnet(rest[4:])
+    raise KeyError(k)
+
+
+def single_file_state(text_encoder, unet, vae):
+    out = {}
+    layers = 2
+    up_attn = [t.startswith("CrossAttn") for t in unet.config.up_block_types]
+    for k, v in unet.state_dict().items():
+        if k.startswith("up_blocks"):
+            nk = unet_up_key(k, layers, up_attn[int(k.split(".")[1])])
+        else:
+            nk = unet_key(k, layers, len(unet.config.block_out_channels))
+        out["model.diffusion_model." + nk] = v
+    for k, v in vae.state_dict().items():
+        nk = vae_key(k, len(vae.config.block_out_channels))
+        if ".mid.attn_1." in nk and nk.endswith("weight") and v.ndim == 2:
+            v = v[:, :, None, None]
+        out["first_stage_model." + nk] = v
+    for k, v in text_encoder.state_dict().items():
+        if "position_ids" in k:
+            continue
+        out["cond_stage_model.transformer." + k] = v
+    assert len(set(out)) == len(out)
+    return {k: v.contiguous().half() for k, v in out.items()}
+
+
+def save_f16(model, folder, name):
+    os.makedirs(folder, exist_ok=True)
+    model.config_path = folder
+    model.save_pretrained(folder, safe_serialization=True)
+    # re-save as float16 to halve the size (values are already f16-exact)
+    path = os.path.join(folder, name)
+    sd = {k: v.contiguous().half() for k, v in model.state_dict().items() if "position_ids" not in k}
+    save_file(sd, path)
+
+
+class NoiseQueue:
+    def __init__(self, rng):
+        self.rng = rng
+        self.drawn = []
+
+    def draw(self, shape):
+        a = self.rng.standard_normal(size=tuple(shape)).astype(np.float32)
+        self.drawn.append(a)
+        return torch.from_numpy(a.copy())
+
+
+def patch_randn(queue):
+    """Routes every scheduler/pipeline randn_tensor call through the numpy queue."""
+
+    def fake(shape, generator=None, device=None, dtype=None, layout=None):
+        return queue.draw(shape).to(dtype or torch.float32)
+
+    import diffusers.schedulers.scheduling_euler_ancestral_discrete as ea
+    import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as ka
+    import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img as i2i
+
+    for mod in (ea, ka, i2i):
+        if hasattr(mod, "randn_tensor"):
+            mod.randn_tensor = fake
+
+
+def main():
+    if os.path.exists(OUT):
+        shutil.rmtree(OUT)
+    os.makedirs(OUT)
+    text_encoder, unet, vae = build_models()
+    folder = os.path.join(OUT, "tiny-sd")
+    save_f16(text_encoder, os.path.join(folder, "text_encoder"), "model.safetensors")
+    save_f16(unet, os.path.join(folder, "unet"), "diffusion_pytorch_model.safetensors")
+    save_f16(vae, os.path.join(folder, "vae"), "diffusion_pytorch_model.safetensors")
+    os.makedirs(os.path.join(folder, "scheduler"), exist_ok=True)
+    with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
+        json.dump(dict(SCHEDULER_BASE, _class_name="PNDMScheduler"), f, indent=2)
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__}, f)
+    save_file(single_file_state(text_encoder, unet, vae), os.path.join(OUT, "tiny-sd.safetensors"),
+              metadata={"easel.unet.heads": "2", "easel.vae.norm_num_groups": "4", "easel.clip.heads": "2"})
+
+    tokenizer = CLIPTokenizer(
+        vocab_file=None, merges_file=None
+    ) if False else None  # the Rust tokenizer is checked against open_clip below
+    import open_clip
+
+    tok = open_clip.tokenizer.SimpleTokenizer(bpe_path=VOCAB)
+    prompts = ["a photo of an astronaut riding a horse on Mars", "", "Hello, World! 123 cafés"]
+    token_ids = []
+    for p in prompts:
+        ids = [49406] + tok.encode(p)[:75] + [49407]
+        ids = ids + [49407] * (77 - len(ids))
+        token_ids.append(ids)
+    long_prompt = " ".join(["word"] * 100)
+    ids = [49406] + tok.encode(long_prompt)[:75] + [49407]
+    token_ids.append(ids)
+    prompts.append(long_prompt)
+
+    ref = {}
+    ids = torch.tensor(token_ids[:2], dtype=torch.long)
+    ref["clip.input_ids"] = ids.to(torch.int32) if False else ids.float()
+    ref["clip.hidden"] = text_encoder(ids)[0]
+
+    rng = np.random.RandomState(1234)
+    sample = torch.from_numpy(rng.standard_normal((2, 4, 6, 8)).astype(np.float32))
+    ctx = torch.from_numpy(rng.standard_normal((2, 77, 8)).astype(np.float32))
+    ref["unet.sample"] = sample
+    ref["unet.context"] = ctx
+    ref["unet.out"] = unet(sample, torch.tensor([981.0, 981.0]), encoder_hidden_states=ctx).sample
+    lat = torch.from_numpy(rng.standard_normal((1, 4, 6, 8)).astype(np.float32))
+    ref["vae.latents"] = lat
+    ref["vae.decoded"] = vae.decode(lat).sample
+    img = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 48, 64)).astype(np.float32))
+    ref["vae.image"] = img
+    ref["vae.mean"] = vae.encode(img).latent_dist.mean
+
+    # ---- pipelines ----
+    settings = {"prompt": prompts[0], "negative_prompt": "blurry", "guidance_scale": 7.5, "steps": 2,
+                "width": 64, "height": 48, "strength": 0.6, "img2img_steps": 4}
+    for name, cls in SCHEDULERS.items():
+        sched = cls.from_config(SCHEDULER_BASE)
+        pipe = StableDiffusionPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=HFTok(tok), unet=unet, scheduler=sched,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        q = NoiseQueue(np.random.RandomState(7))
+        patch_randn(q)
+        latents = torch.from_numpy(np.random.RandomState(99).standard_normal((1, 4, 6, 8)).astype(np.float32))
+        out = pipe(settings["prompt"], negative_prompt=settings["negative_prompt"], num_inference_steps=2,
+                   guidance_scale=7.5, height=48, width=64, latents=latents, output_type="np").images
+        ref[f"pipe.{name}.latents"] = latents
+        ref[f"pipe.{name}.noise"] = torch.from_numpy(np.stack(q.drawn)) if q.drawn else torch.zeros(1)
+        ref[f"pipe.{name}.image"] = torch.from_numpy(out)
+        ref[f"pipe.{name}.timesteps"] = torch.as_tensor(sched.timesteps).float()
+        print(name, "timesteps", sched.timesteps.tolist(), "noise draws", len(q.drawn))
+
+    # img2img with DDIM and Euler Ancestral (the latter takes extra noise)
+    for name in ("DDIMScheduler", "EulerAncestralDiscreteScheduler"):
+        sched = SCHEDULERS[name].from_config(SCHEDULER_BASE)
+        pipe = StableDiffusionImg2ImgPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=HFTok(tok), unet=unet, scheduler=sched,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        q = NoiseQueue(np.random.RandomState(11))
+        patch_randn(q)
+        init = (img / 2 + 0.5).clamp(0, 1)
+        # Deterministic encode: use the posterior mean (Rust does the same for img2img).
+        orig = diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample
+        diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mean
+        out = pipe(settings["prompt"], image=init, negative_prompt="blurry", strength=0.6,
+                   num_inference_steps=4, guidance_scale=7.5, output_type="np").images
+        diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = orig
+        ref[f"img2img.{name}.init"] = init
+        ref[f"img2img.{name}.noise"] = torch.from_numpy(np.stack(q.drawn))
+        ref[f"img2img.{name}.image"] = torch.from_numpy(out)
+        print("img2img", name, "timesteps", sched.timesteps.tolist(), "noise draws", len(q.drawn))
+
+    save_file({k: v.contiguous().float() for k, v in ref.items()}, os.path.join(OUT, "reference.safetensors"))
+    with open(os.path.join(OUT, "reference.json"), "w") as f:
+        json.dump({"prompts": prompts, "token_ids": token_ids, "settings": settings,
+                   "diffusers": diffusers.__version__, "torch": torch.__version__}, f, indent=1)
+    total = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(OUT) for n in ns)
+    print("fixtures:", total, "bytes")
+
+
+class HFTok:
+    """The minimum of a transformers tokenizer the SD pipelines call, over open_clip's BPE."""
+
+    model_max_length = 77
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def __call__(self, texts, padding=None, max_length=77, truncation=True, return_tensors="pt", **_):
+        if isinstance(texts, str):
+            texts = [texts]
+        rows = []
+        for t in texts:
+            ids = [49406] + self.tok.encode(t)[: max_length - 2] + [49407]
+            ids = ids + [49407] * (max_length - len(ids))
+            rows.append(ids)
+        ids = torch.tensor(rows, dtype=torch.long)
+
+        class R(dict):
+            __getattr__ = dict.__getitem__
+
+        return R(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    def batch_decode(self, ids):
+        return [""] * len(ids)
+
+
+if __name__ == "__main__":
+    main()

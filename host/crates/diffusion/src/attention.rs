@@ -1,0 +1,168 @@
+//! diffusers' `Transformer2DModel` as SD uses it (one `BasicTransformerBlock`: self-attention,
+//! cross-attention on the text embedding, GEGLU feed-forward, each pre-LayerNorm with a
+//! residual), and the VAE's single-head spatial self-attention.
+//!
+//! Invariants: heads x head_dim = channels; `proj_in`/`proj_out` are 1x1 convs (SD 1.x) or
+//! linears (SD 2.x, `use_linear_projection`), detected from the stored weight's rank.
+
+use anyhow::Result;
+use burn::tensor::Tensor;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
+use crate::weights::Weights;
+
+struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn load(w: &Weights, p: &str, heads: usize) -> Result<Self> {
+        Ok(Self {
+            to_q: w.linear(&format!("{p}.to_q"))?,
+            to_k: w.linear(&format!("{p}.to_k"))?,
+            to_v: w.linear(&format!("{p}.to_v"))?,
+            to_out: w.linear(&format!("{p}.to_out.0"))?,
+            heads,
+        })
+    }
+
+    /// `x` `[B, N, C]`, `ctx` `[B, M, Cc]` (None: self-attention).
+    fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>) -> Tensor<3> {
+        let [b, n, _] = x.dims();
+        let ctx = ctx.cloned().unwrap_or_else(|| x.clone());
+        let m = ctx.dims()[1];
+        let q = self.to_q.forward(x);
+        let inner = q.dims()[2];
+        let h = self.heads;
+        let d = inner / h;
+        let q = q.reshape([b, n, h, d]).swap_dims(1, 2);
+        let k = self.to_k.forward(ctx.clone()).reshape([b, m, h, d]).swap_dims(1, 2);
+        let v = self.to_v.forward(ctx).reshape([b, m, h, d]).swap_dims(1, 2);
+        let a = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        self.to_out.forward(a.swap_dims(1, 2).reshape([b, n, inner]))
+    }
+}
+
+struct BasicTransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attention,
+    norm2: LayerNorm,
+    attn2: Attention,
+    norm3: LayerNorm,
+    ff_proj: Linear,
+    ff_out: Linear,
+}
+
+impl BasicTransformerBlock {
+    fn load(w: &Weights, p: &str, heads: usize) -> Result<Self> {
+        Ok(Self {
+            norm1: w.layer_norm(&format!("{p}.norm1"), 1e-5)?,
+            attn1: Attention::load(w, &format!("{p}.attn1"), heads)?,
+            norm2: w.layer_norm(&format!("{p}.norm2"), 1e-5)?,
+            attn2: Attention::load(w, &format!("{p}.attn2"), heads)?,
+            norm3: w.layer_norm(&format!("{p}.norm3"), 1e-5)?,
+            ff_proj: w.linear(&format!("{p}.ff.net.0.proj"))?,
+            ff_out: w.linear(&format!("{p}.ff.net.2"))?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<3>, ctx: &Tensor<3>) -> Tensor<3> {
+        let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
+        let x = self.attn2.forward(self.norm2.forward(x.clone()), Some(ctx)) + x;
+        let h = self.ff_proj.forward(self.norm3.forward(x.clone()));
+        let mut parts = h.chunk(2, 2);
+        let gate = parts.pop().expect("two chunks");
+        let hidden = parts.pop().expect("two chunks");
+        self.ff_out.forward(hidden * burn::tensor::activation::gelu(gate)) + x
+    }
+}
+
+enum Proj {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+/// Spatial transformer over `[B, C, H, W]` conditioned on `[B, 77, Cc]`.
+pub(crate) struct Transformer2D {
+    norm: GroupNorm,
+    proj_in: Proj,
+    blocks: Vec<BasicTransformerBlock>,
+    proj_out: Proj,
+}
+
+impl Transformer2D {
+    pub(crate) fn load(w: &Weights, p: &str, heads: usize, groups: usize) -> Result<Self> {
+        let proj = |name: &str| -> Result<Proj> {
+            let key = format!("{p}.{name}");
+            if w.host(&format!("{key}.weight"))?.shape.len() == 4 {
+                Ok(Proj::Conv(w.conv2d(&key, 1, 0)?))
+            } else {
+                Ok(Proj::Linear(w.linear(&key)?))
+            }
+        };
+        let mut blocks = Vec::new();
+        let mut i = 0;
+        while w.contains(&format!("{p}.transformer_blocks.{i}.norm1.weight")) {
+            blocks.push(BasicTransformerBlock::load(w, &format!("{p}.transformer_blocks.{i}"), heads)?);
+            i += 1;
+        }
+        Ok(Self {
+            norm: w.group_norm(&format!("{p}.norm"), groups, 1e-6)?,
+            proj_in: proj("proj_in")?,
+            blocks,
+            proj_out: proj("proj_out")?,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: Tensor<4>, ctx: &Tensor<3>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let residual = x.clone();
+        let x = self.norm.forward(x);
+        let to_seq = |t: Tensor<4>| -> Tensor<3> {
+            let ch = t.dims()[1];
+            t.permute([0, 2, 3, 1]).reshape([b, h * w, ch])
+        };
+        let mut s = match &self.proj_in {
+            Proj::Conv(cv) => to_seq(cv.forward(x)),
+            Proj::Linear(l) => l.forward(to_seq(x)),
+        };
+        for blk in &self.blocks {
+            s = blk.forward(s, ctx);
+        }
+        let from_seq = |t: Tensor<3>| -> Tensor<4> {
+            let ch = t.dims()[2];
+            t.reshape([b, h, w, ch]).permute([0, 3, 1, 2])
+        };
+        let out = match &self.proj_out {
+            Proj::Conv(cv) => cv.forward(from_seq(s)),
+            Proj::Linear(l) => from_seq(l.forward(s)),
+        };
+        let _ = c;
+        out + residual
+    }
+}
+
+/// The VAE mid-block attention: group norm, one head over all pixels, residual.
+pub(crate) struct VaeAttention {
+    norm: GroupNorm,
+    attn: Attention,
+}
+
+impl VaeAttention {
+    pub(crate) fn load(w: &Weights, p: &str, groups: usize) -> Result<Self> {
+        Ok(Self { norm: w.group_norm(&format!("{p}.group_norm"), groups, 1e-6)?, attn: Attention::load(w, p, 1)? })
+    }
+
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let s = self.norm.forward(x.clone()).permute([0, 2, 3, 1]).reshape([b, h * w, c]);
+        let s = self.attn.forward(s, None);
+        s.reshape([b, h, w, c]).permute([0, 3, 1, 2]) + x
+    }
+}

@@ -1,0 +1,49 @@
+//! Native Stable Diffusion 1.x for easel on burn 0.22: wgpu first, the pure-Rust `flex` CPU
+//! backend as fallback, and the `local` provider that serves it.
+//!
+//! Layout follows candle's: [`clip`] (text encoder), the UNet in `unet_2d`,
+//! `unet_2d_blocks`, `attention`, `resnet`, `embeddings`, the autoencoder in [`vae`], one
+//! sampler per file under [`schedulers`], and [`pipeline`] tying them together.
+//!
+//! Invariants (crate-wide):
+//! - f32 everywhere on the device; weights stored as f16/bf16 are widened at load.
+//! - Noise is generated on the host by [`NoiseRng`] (`seed + image index`), so the same
+//!   request gives the same latents on every backend.
+//! - Nothing is downloaded at build or run time; the CLIP BPE vocabulary ships in
+//!   `assets/`.
+//!
+//! The host calls [`LocalDiffusion::load`], [`LocalDiffusion::device_name`] and the
+//! [`easel_provider::Provider`] methods (`models()` lists the single model).
+
+#![deny(missing_docs)]
+
+mod attention;
+pub mod clip;
+mod convert;
+mod device;
+mod embeddings;
+mod nn;
+pub mod pipeline;
+mod provider;
+mod resnet;
+mod rng;
+pub mod schedulers;
+pub mod tokenizer;
+mod unet_2d;
+mod unet_2d_blocks;
+pub mod vae;
+mod weights;
+
+pub use device::{select_device, wgpu_device};
+pub use pipeline::{Cancelled, GenerateParams, NoiseSource, SeededNoise, StableDiffusion};
+pub use provider::LocalDiffusion;
+pub use rng::NoiseRng;
+pub use unet_2d::UNetConfig;
+
+/// Re-exported so callers can name devices and tensors without depending on burn directly.
+pub use burn::tensor::{Device, Tensor};
+
+#[doc(hidden)]
+pub fn __encode_image(img: &[f32], width: usize, height: usize, jpeg: bool) -> anyhow::Result<Vec<u8>> {
+    provider::encode_image(img, width, height, jpeg)
+}

@@ -1,0 +1,294 @@
+//! The Stable Diffusion pipeline: load a model once, then txt2img / img2img with
+//! classifier-free guidance, following diffusers' `StableDiffusionPipeline` and
+//! `StableDiffusionImg2ImgPipeline` step for step.
+//!
+//! Invariants:
+//! - Guidance (`guidance_scale > 1`) batches `[uncond; cond]` into one UNet call per
+//!   scheduler call; the negative prompt (or `""`) is the unconditional text.
+//! - All noise comes from a [`NoiseSource`], per image, on the host; the default source is
+//!   [`crate::NoiseRng`] seeded `seed + index`.
+//! - `on_step(done, total)` runs after every UNet call; returning `false` stops the run with
+//!   [`Cancelled`] before the next call.
+//! - Images come back as `height x width x 3` floats in `[0, 1]` (row-major, RGB).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::clip::{ClipConfig, ClipTextTransformer};
+use crate::convert::SingleFile;
+use crate::schedulers::{self, Scheduler};
+use crate::tokenizer::Tokenizer;
+use crate::unet_2d::{UNet2DConditionModel, UNetConfig};
+use crate::vae::{AutoencoderKL, VaeConfig};
+use crate::weights::{HostTensor, Weights, read_safetensors};
+
+/// The run was cancelled between steps.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+/// Per-image noise for one request.
+pub trait NoiseSource {
+    /// `n` standard normals for image `image` (the next ones in that image's stream).
+    fn draw(&mut self, image: usize, n: usize) -> Vec<f32>;
+}
+
+/// easel's default: image `i` draws from `NoiseRng::new(seed + i)`.
+pub struct SeededNoise(Vec<crate::NoiseRng>);
+
+impl SeededNoise {
+    /// Streams for `images` images starting at `seed`.
+    pub fn new(seed: u64, images: usize) -> Self {
+        Self((0..images as u64).map(|i| crate::NoiseRng::new(seed.wrapping_add(i))).collect())
+    }
+}
+
+impl NoiseSource for SeededNoise {
+    fn draw(&mut self, image: usize, n: usize) -> Vec<f32> {
+        self.0[image].normals(n)
+    }
+}
+
+/// One generation request (already validated by the caller or [`GenerateParams::validate`]).
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// The prompt.
+    pub prompt: String,
+    /// The unconditional text; `None` means `""`.
+    pub negative_prompt: Option<String>,
+    /// Output width, a multiple of 8.
+    pub width: usize,
+    /// Output height, a multiple of 8.
+    pub height: usize,
+    /// Inference steps.
+    pub steps: usize,
+    /// Classifier-free guidance scale (off at `<= 1`).
+    pub guidance_scale: f64,
+    /// Images to make (1..=10).
+    pub num_images: usize,
+    /// One of [`schedulers::SCHEDULER_NAMES`].
+    pub scheduler: String,
+    /// img2img strength in `[0, 1]`.
+    pub strength: f64,
+    /// img2img input: `height x width x 3` floats in `[0, 1]`; `None` for txt2img.
+    pub init_image: Option<Vec<f32>>,
+    /// txt2img only: initial latents (before `init_noise_sigma` scaling) instead of drawing
+    /// them; used by parity tests.
+    pub latents: Option<Vec<f32>>,
+}
+
+impl GenerateParams {
+    /// Checks ranges; the error text is fit for a 400 answer.
+    pub fn validate(&self) -> Result<()> {
+        if self.width == 0 || self.height == 0 || self.width % 8 != 0 || self.height % 8 != 0 {
+            bail!("width and height must be positive multiples of 8");
+        }
+        if self.width * self.height > 2048 * 2048 {
+            bail!("width x height is too large");
+        }
+        if !(1..=10).contains(&self.num_images) {
+            bail!("num_images must be between 1 and 10");
+        }
+        if !(1..=500).contains(&self.steps) {
+            bail!("num_inference_steps must be between 1 and 500");
+        }
+        if !(0.0..=1.0).contains(&self.strength) {
+            bail!("strength must be between 0 and 1");
+        }
+        if !self.guidance_scale.is_finite() || self.guidance_scale < 0.0 {
+            bail!("guidance_scale must be a non-negative number");
+        }
+        if !schedulers::SCHEDULER_NAMES.contains(&self.scheduler.as_str()) {
+            bail!("unknown scheduler {}", self.scheduler);
+        }
+        Ok(())
+    }
+}
+
+/// A loaded SD 1.x model on one device.
+pub struct StableDiffusion {
+    tokenizer: Tokenizer,
+    clip: ClipTextTransformer,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    latent_channels: usize,
+    device: Device,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn component_file(dir: &Path) -> Result<std::path::PathBuf> {
+    for name in ["diffusion_pytorch_model.safetensors", "model.safetensors"] {
+        let p = dir.join(name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    found.sort();
+    found.into_iter().next().with_context(|| format!("no .safetensors in {}", dir.display()))
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers-layout folder (`text_encoder/`, `unet/`, `vae/`) or a single-file
+    /// original-layout `.safetensors` checkpoint onto `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let (weights, clip_cfg, unet_cfg, vae_cfg) = if path.is_dir() {
+            let mut all = std::collections::HashMap::<String, HostTensor>::new();
+            for comp in ["text_encoder", "unet", "vae"] {
+                let (t, _) = read_safetensors(&component_file(&path.join(comp))?)?;
+                all.extend(t.into_iter().map(|(k, v)| (format!("{comp}.{k}"), v)));
+            }
+            let clip: ClipConfig = read_json(&path.join("text_encoder/config.json"))?;
+            let unet: UNetConfig = read_json(&path.join("unet/config.json"))?;
+            let vae: VaeConfig = read_json(&path.join("vae/config.json"))?;
+            (Weights::new(all, None, device.clone()), clip, unet, vae)
+        } else {
+            let (t, meta) = read_safetensors(path)?;
+            let sf = SingleFile::infer(&t, &meta)?;
+            let rename = sf.renamer();
+            (Weights::new(t, Some(rename), device.clone()), sf.clip, sf.unet, sf.vae)
+        };
+        Ok(Self {
+            tokenizer: Tokenizer::new()?,
+            clip: ClipTextTransformer::load(&weights, &clip_cfg)?,
+            unet: UNet2DConditionModel::load(&weights, &unet_cfg)?,
+            vae: AutoencoderKL::load(&weights, &vae_cfg)?,
+            latent_channels: vae_cfg.latent_channels,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Text embeddings `[B, 77, D]` for `prompts`.
+    pub fn encode_text(&self, prompts: &[&str]) -> Tensor<3> {
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| self.tokenizer.encode(p)).collect();
+        self.clip.forward(&ids)
+    }
+
+    /// Text embeddings for explicit token id rows (77 each).
+    pub fn encode_ids(&self, ids: &[Vec<u32>]) -> Tensor<3> {
+        self.clip.forward(ids)
+    }
+
+    /// One UNet call.
+    pub fn unet(&self, x: Tensor<4>, t: f32, ctx: &Tensor<3>) -> Tensor<4> {
+        self.unet.forward(x, t, ctx)
+    }
+
+    /// The VAE.
+    pub fn vae(&self) -> &AutoencoderKL {
+        &self.vae
+    }
+
+    /// Host floats to a device tensor.
+    pub fn tensor<const D: usize>(&self, data: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(data, shape), &self.device)
+    }
+
+    /// Runs txt2img (no `init_image`) or img2img; see the module docs for the invariants.
+    pub fn generate(
+        &self,
+        p: &GenerateParams,
+        noise: &mut dyn NoiseSource,
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        p.validate()?;
+        let n = p.num_images;
+        let f = self.vae.scale;
+        let (h, w) = (p.height / f, p.width / f);
+        let c = self.latent_channels;
+        let per = c * h * w;
+        let mut sched: Box<dyn Scheduler> =
+            schedulers::by_name(&p.scheduler, p.steps).context("unknown scheduler")?;
+        let cfg = p.guidance_scale > 1.0;
+        let cond = self.encode_text(&[p.prompt.as_str()]);
+        let ctx = if cfg {
+            let un = self.encode_text(&[p.negative_prompt.as_deref().unwrap_or("")]);
+            Tensor::cat(vec![un.repeat_dim(0, n), cond.repeat_dim(0, n)], 0)
+        } else {
+            cond.repeat_dim(0, n)
+        };
+        let (mut latents, start) = match &p.init_image {
+            None => {
+                let raw = match &p.latents {
+                    Some(l) => l.clone(),
+                    None => (0..n).flat_map(|i| noise.draw(i, per)).collect(),
+                };
+                let s = sched.init_noise_sigma();
+                (raw.into_iter().map(|v| (v as f64 * s) as f32).collect::<Vec<f32>>(), 0)
+            }
+            Some(img) => {
+                if img.len() != p.height * p.width * 3 {
+                    bail!("init image must be {}x{} RGB", p.width, p.height);
+                }
+                let x = self
+                    .tensor(img.clone(), [1, p.height, p.width, 3])
+                    .permute([0, 3, 1, 2])
+                    .mul_scalar(2.0)
+                    .sub_scalar(1.0);
+                let z = self.vae.encode(x).mul_scalar(self.vae.scaling_factor);
+                let z: Vec<f32> = z.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let init_t = ((p.steps as f64 * p.strength) as usize).min(p.steps);
+                let t_start = p.steps - init_t;
+                let start = t_start * sched.order();
+                if start >= sched.timesteps().len() {
+                    // strength 0: nothing to denoise.
+                    let out: Vec<f32> = (0..n).flat_map(|_| z.clone()).collect();
+                    return self.decode(out, n, h, w);
+                }
+                let mut lat = Vec::with_capacity(n * per);
+                for i in 0..n {
+                    let e = noise.draw(i, per);
+                    lat.extend(sched.add_noise(&z, &e, start));
+                }
+                (lat, start)
+            }
+        };
+        let total = sched.timesteps().len() - start;
+        for (done, idx) in (start..sched.timesteps().len()).enumerate() {
+            let t = sched.timesteps()[idx] as f32;
+            let scale = sched.input_scale(idx) as f32;
+            let x = self.tensor(latents.clone(), [n, c, h, w]).mul_scalar(scale);
+            let x = if cfg { Tensor::cat(vec![x.clone(), x], 0) } else { x };
+            let eps = self.unet.forward(x, t, &ctx);
+            let eps = if cfg {
+                let u = eps.clone().narrow(0, 0, n);
+                let tx = eps.narrow(0, n, n);
+                u.clone() + (tx - u).mul_scalar(p.guidance_scale as f32)
+            } else {
+                eps
+            };
+            let eps: Vec<f32> = eps.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let mut draw = || (0..n).flat_map(|i| noise.draw(i, per)).collect::<Vec<f32>>();
+            latents = sched.step(&eps, idx, &latents, &mut draw);
+            if !on_step(done + 1, total) {
+                return Err(Cancelled.into());
+            }
+        }
+        self.decode(latents, n, h, w)
+    }
+
+    fn decode(&self, latents: Vec<f32>, n: usize, h: usize, w: usize) -> Result<Vec<Vec<f32>>> {
+        let c = self.latent_channels;
+        let z = self.tensor(latents, [n, c, h, w]).div_scalar(self.vae.scaling_factor as f32);
+        let img = self.vae.decode(z);
+        let img = img.div_scalar(2.0).add_scalar(0.5).clamp(0.0, 1.0).permute([0, 2, 3, 1]);
+        let [_, ih, iw, _] = img.dims();
+        let data: Vec<f32> = img.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(data.chunks(ih * iw * 3).map(|c| c.to_vec()).collect())
+    }
+}

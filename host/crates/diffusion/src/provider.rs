@@ -1,0 +1,250 @@
+//! The `local` provider: easel's native Stable Diffusion behind the `Provider` trait.
+//!
+//! Invariants:
+//! - One model, loaded once by [`LocalDiffusion::load`] and shared; requests queue on a
+//!   mutex and run one at a time on a blocking thread.
+//! - `submit` always finishes (`Submission::Finished`, one `Output::Bytes` per image); it is
+//!   idempotent (same seed, same images), so the engine may re-submit.
+//! - Parameter names follow seed 003: `negative_prompt`, `width`, `height`,
+//!   `num_inference_steps`, `guidance_scale`, `seed`, `num_images`, `scheduler`,
+//!   `strength`, `output_format` (`png`, `jpg`, `jpeg`). Bad values are `InvalidRequest`.
+//! - Cancellation is checked before the first step and between steps.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use easel_provider::{
+    CallContext, GenerationRequest, ModelInfo, Output, Provider, ProviderError, Submission,
+};
+use serde_json::{Map, Value, json};
+
+use crate::pipeline::{Cancelled, GenerateParams, SeededNoise, StableDiffusion};
+use crate::schedulers::SCHEDULER_NAMES;
+
+/// Native Stable Diffusion as easel's `local` provider.
+#[derive(Clone)]
+pub struct LocalDiffusion {
+    model: Arc<Mutex<StableDiffusion>>,
+    key: String,
+    device: String,
+}
+
+/// Defaults when a parameter is absent.
+const DEFAULT_STEPS: u64 = 30;
+const DEFAULT_GUIDANCE: f64 = 7.5;
+const DEFAULT_STRENGTH: f64 = 0.75;
+const DEFAULT_SCHEDULER: &str = "DPMSolverMultistepScheduler";
+
+impl LocalDiffusion {
+    /// Loads the checkpoint at `path` (a diffusers folder or a single-file `.safetensors`,
+    /// as the host reads from `EASEL_SD_MODEL`) on the device [`crate::select_device`]
+    /// picks. The model key is the file stem or folder name. Runs on a blocking thread.
+    pub async fn load(path: impl AsRef<Path>) -> anyhow::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let (device, name) = crate::select_device().map_err(anyhow::Error::msg)?;
+            Self::load_on(&path, device, name)
+        })
+        .await?
+    }
+
+    /// Loads on an explicit device (tests, benchmarks); blocking.
+    pub fn load_on(path: &Path, device: burn::tensor::Device, device_name: String) -> anyhow::Result<Self> {
+        let model = StableDiffusion::load(path, &device)?;
+        let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
+        let key = stem.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sd".into());
+        Ok(Self { model: Arc::new(Mutex::new(model)), key, device: device_name })
+    }
+
+    /// The device the model runs on, e.g. `wgpu (DiscreteGpu, Vulkan: ...)` or `flex (cpu)`.
+    pub fn device_name(&self) -> String {
+        self.device.clone()
+    }
+
+    /// The one model key this provider serves (`local/<key>`).
+    pub fn model_key(&self) -> &str {
+        &self.key
+    }
+}
+
+fn params_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "negative_prompt": {"type": "string"},
+            "width": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 8, "default": 512},
+            "height": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 8, "default": 512},
+            "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 500, "default": DEFAULT_STEPS},
+            "guidance_scale": {"type": "number", "minimum": 0, "maximum": 50, "default": DEFAULT_GUIDANCE},
+            "seed": {"type": "integer", "minimum": 0},
+            "num_images": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+            "scheduler": {"type": "string", "enum": SCHEDULER_NAMES, "default": DEFAULT_SCHEDULER},
+            "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": DEFAULT_STRENGTH},
+            "output_format": {"type": "string", "enum": ["png", "jpg", "jpeg"], "default": "png"}
+        }
+    })
+}
+
+fn bad(msg: impl Into<String>) -> ProviderError {
+    ProviderError::InvalidRequest(msg.into())
+}
+
+fn get_u64(p: &Map<String, Value>, k: &str, d: u64) -> Result<u64, ProviderError> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(d),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            .ok_or_else(|| bad(format!("{k} must be a non-negative integer"))),
+    }
+}
+
+fn get_f64(p: &Map<String, Value>, k: &str, d: f64) -> Result<f64, ProviderError> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(d),
+        Some(v) => v.as_f64().ok_or_else(|| bad(format!("{k} must be a number"))),
+    }
+}
+
+/// Encodes `height x width x 3` floats in [0, 1] as PNG or JPEG.
+pub(crate) fn encode_image(img: &[f32], width: usize, height: usize, jpeg: bool) -> anyhow::Result<Vec<u8>> {
+    let px: Vec<u8> = img.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let buf = image::RgbImage::from_raw(width as u32, height as u32, px).ok_or_else(|| anyhow::anyhow!("bad image size"))?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    if jpeg {
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(&buf)?;
+    } else {
+        buf.write_to(&mut out, image::ImageFormat::Png)?;
+    }
+    Ok(out.into_inner())
+}
+
+/// Decodes an init image, resized to multiples of 8 (down-rounded, as diffusers does).
+fn decode_init(bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), ProviderError> {
+    let img = image::load_from_memory(bytes).map_err(|e| bad(format!("init image: {e}")))?.to_rgb8();
+    let (w, h) = (img.width() as usize / 8 * 8, img.height() as usize / 8 * 8);
+    if w == 0 || h == 0 || w * h > 2048 * 2048 {
+        return Err(bad("init image must be between 8x8 and 2048x2048"));
+    }
+    let img = if (w, h) != (img.width() as usize, img.height() as usize) {
+        image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Lanczos3)
+    } else {
+        img
+    };
+    Ok((img.into_raw().into_iter().map(|v| v as f32 / 255.0).collect(), w, h))
+}
+
+#[async_trait]
+impl Provider for LocalDiffusion {
+    fn id(&self) -> &str {
+        "local"
+    }
+
+    fn models(&self) -> Vec<ModelInfo> {
+        let mut extra = Map::new();
+        extra.insert("device".into(), Value::String(self.device.clone()));
+        extra.insert("schedulers".into(), json!(SCHEDULER_NAMES));
+        vec![ModelInfo {
+            key: self.key.clone(),
+            name: format!("Stable Diffusion ({})", self.key),
+            kind: "image".into(),
+            capabilities: vec!["image.generate".into(), "image.edit".into()],
+            params_schema: params_schema(),
+            price_hint: None,
+            extra,
+        }]
+    }
+
+    fn submit_is_idempotent(&self) -> bool {
+        true
+    }
+
+    async fn submit(&self, request: &GenerationRequest, ctx: &CallContext) -> Result<Submission, ProviderError> {
+        if request.model != self.key {
+            return Err(bad(format!("unknown model {}", request.model)));
+        }
+        let p = &request.params;
+        let edit = match request.capability.as_str() {
+            "image.generate" => false,
+            "image.edit" => true,
+            other => return Err(bad(format!("local does not serve {other}"))),
+        };
+        let format = match p.get("output_format").and_then(|v| v.as_str()).unwrap_or("png") {
+            "png" => false,
+            "jpg" | "jpeg" => true,
+            other => return Err(bad(format!("output_format {other} is not png, jpg or jpeg"))),
+        };
+        let seed = match p.get("seed") {
+            None | Some(Value::Null) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            Some(_) => get_u64(p, "seed", 0)?,
+        };
+        let (init_image, width, height) = if edit {
+            let data = request
+                .inputs
+                .first()
+                .and_then(|i| i.data.as_ref())
+                .ok_or_else(|| bad("image.edit needs an input image (inputs[0])"))?;
+            let (img, w, h) = decode_init(data)?;
+            (Some(img), w, h)
+        } else {
+            (None, get_u64(p, "width", 512)? as usize, get_u64(p, "height", 512)? as usize)
+        };
+        let params = GenerateParams {
+            prompt: request.prompt.clone(),
+            negative_prompt: p.get("negative_prompt").and_then(|v| v.as_str()).map(str::to_string),
+            width,
+            height,
+            steps: get_u64(p, "num_inference_steps", DEFAULT_STEPS)? as usize,
+            guidance_scale: get_f64(p, "guidance_scale", DEFAULT_GUIDANCE)?,
+            num_images: get_u64(p, "num_images", 1)? as usize,
+            scheduler: p.get("scheduler").and_then(|v| v.as_str()).unwrap_or(DEFAULT_SCHEDULER).to_string(),
+            strength: get_f64(p, "strength", DEFAULT_STRENGTH)?,
+            init_image,
+            latents: None,
+        };
+        params.validate().map_err(|e| bad(e.to_string()))?;
+        if ctx.cancel.is_cancelled() {
+            return Err(ProviderError::Cancelled);
+        }
+        let model = self.model.clone();
+        let cancel = ctx.cancel.clone();
+        let progress = ctx.progress.clone();
+        let n = params.num_images;
+        let run = tokio::task::spawn_blocking(move || {
+            let model = model.lock().map_err(|_| anyhow::anyhow!("model lock poisoned"))?;
+            if cancel.is_cancelled() {
+                return Err(Cancelled.into());
+            }
+            let mut noise = SeededNoise::new(seed, n);
+            let mut on_step = |done: usize, total: usize| {
+                progress.report(done as f32 / total.max(1) as f32);
+                !cancel.is_cancelled()
+            };
+            let images = model.generate(&params, &mut noise, &mut on_step)?;
+            images
+                .iter()
+                .map(|img| encode_image(img, params.width, params.height, format))
+                .collect::<anyhow::Result<Vec<_>>>()
+        });
+        let images = match run.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) if e.is::<Cancelled>() => return Err(ProviderError::Cancelled),
+            Ok(Err(e)) => return Err(ProviderError::Internal(format!("{e:#}"))),
+            Err(e) => return Err(ProviderError::Internal(format!("generation task failed: {e}"))),
+        };
+        let content_type = if format { "image/jpeg" } else { "image/png" };
+        let outputs = images
+            .into_iter()
+            .map(|data| Output::Bytes { content_type: content_type.into(), data: Bytes::from(data) })
+            .collect();
+        let mut usage = Map::new();
+        usage.insert("images".into(), json!(n));
+        usage.insert("seed".into(), json!(seed));
+        Ok(Submission::Finished { outputs, usage: Some(usage) })
+    }
+}

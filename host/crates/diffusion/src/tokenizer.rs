@@ -1,0 +1,151 @@
+//! CLIP's byte-level BPE tokenizer over the vocabulary easel ships
+//! (`assets/bpe_simple_vocab_16e6.txt.gz`, the file OpenAI's CLIP and open_clip use).
+//!
+//! Invariants: output is always exactly [`MAX_LEN`] ids: `<|startoftext|>`, at most 75
+//! prompt tokens (longer prompts are truncated), `<|endoftext|>`, then `<|endoftext|>`
+//! padding (Stable Diffusion 1.x's pad token). Text is whitespace-collapsed and lowercased
+//! first, as CLIP does (without ftfy's mojibake repair).
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use anyhow::{Context, Result};
+
+/// Sequence length of CLIP's text encoder.
+pub const MAX_LEN: usize = 77;
+/// `<|startoftext|>`.
+pub const BOS: u32 = 49406;
+/// `<|endoftext|>`, also the padding id.
+pub const EOS: u32 = 49407;
+
+static VOCAB_GZ: &[u8] = include_bytes!("../assets/bpe_simple_vocab_16e6.txt.gz");
+
+/// The tokenizer; build once with [`Tokenizer::new`] and share.
+pub struct Tokenizer {
+    encoder: HashMap<String, u32>,
+    ranks: HashMap<(String, String), usize>,
+    byte_encoder: [char; 256],
+    pattern: regex::Regex,
+}
+
+fn bytes_to_unicode() -> [char; 256] {
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut table = ['\0'; 256];
+    for (b, c) in bs.iter().zip(cs.iter()) {
+        table[*b as usize] = char::from_u32(*c).unwrap_or('\0');
+    }
+    table
+}
+
+impl Tokenizer {
+    /// Parses the shipped vocabulary.
+    pub fn new() -> Result<Self> {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(VOCAB_GZ)
+            .read_to_string(&mut text)
+            .context("decompressing the CLIP vocabulary")?;
+        let merges: Vec<(String, String)> = text
+            .split('\n')
+            .skip(1)
+            .take(49152 - 256 - 2)
+            .filter_map(|l| {
+                let mut it = l.split(' ');
+                Some((it.next()?.to_string(), it.next()?.to_string()))
+            })
+            .collect();
+        // Byte order of bytes_to_unicode's construction, as CLIP's dict preserves it.
+        let mut order: Vec<u32> = (b'!' as u32..=b'~' as u32)
+            .chain(0xA1..=0xAC)
+            .chain(0xAE..=0xFF)
+            .collect();
+        for b in 0..256u32 {
+            if !order.contains(&b) {
+                order.push(b);
+            }
+        }
+        let byte_encoder = bytes_to_unicode();
+        let mut vocab: Vec<String> = order.iter().map(|b| byte_encoder[*b as usize].to_string()).collect();
+        let with_end: Vec<String> = vocab.iter().map(|v| format!("{v}</w>")).collect();
+        vocab.extend(with_end);
+        for (a, b) in &merges {
+            vocab.push(format!("{a}{b}"));
+        }
+        vocab.push("<|startoftext|>".into());
+        vocab.push("<|endoftext|>".into());
+        let encoder = vocab.into_iter().enumerate().map(|(i, v)| (v, i as u32)).collect();
+        let ranks = merges.into_iter().enumerate().map(|(i, m)| (m, i)).collect();
+        let pattern = regex::Regex::new(
+            r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
+        )?;
+        Ok(Self { encoder, ranks, byte_encoder, pattern })
+    }
+
+    fn bpe(&self, token: &str) -> Vec<String> {
+        let chars: Vec<char> = token.chars().collect();
+        let mut word: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+        if let Some(last) = word.last_mut() {
+            last.push_str("</w>");
+        }
+        loop {
+            let best = word
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, w)| self.ranks.get(&(w[0].clone(), w[1].clone())).map(|r| (*r, i)))
+                .min();
+            let Some((_, i)) = best else { break };
+            let (a, b) = (word[i].clone(), word[i + 1].clone());
+            let mut merged = Vec::with_capacity(word.len());
+            let mut i = 0;
+            while i < word.len() {
+                if i + 1 < word.len() && word[i] == a && word[i + 1] == b {
+                    merged.push(format!("{a}{b}"));
+                    i += 2;
+                } else {
+                    merged.push(word[i].clone());
+                    i += 1;
+                }
+            }
+            word = merged;
+            if word.len() == 1 {
+                break;
+            }
+        }
+        word
+    }
+
+    /// BPE ids of `text`, without BOS/EOS and without truncation.
+    pub fn encode_raw(&self, text: &str) -> Vec<u32> {
+        let cleaned = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let mut ids = Vec::new();
+        for m in self.pattern.find_iter(&cleaned) {
+            let mapped: String = m.as_str().bytes().map(|b| self.byte_encoder[b as usize]).collect();
+            for piece in self.bpe(&mapped) {
+                if let Some(id) = self.encoder.get(&piece) {
+                    ids.push(*id);
+                }
+            }
+        }
+        ids
+    }
+
+    /// Exactly [`MAX_LEN`] ids: BOS, the (truncated) prompt, EOS, EOS padding.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut ids = vec![BOS];
+        ids.extend(self.encode_raw(text).into_iter().take(MAX_LEN - 2));
+        ids.push(EOS);
+        ids.resize(MAX_LEN, EOS);
+        ids
+    }
+}

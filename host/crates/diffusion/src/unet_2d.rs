@@ -1,0 +1,129 @@
+//! diffusers' `UNet2DConditionModel` for SD 1.x (and 2.x shapes): time embedding, `conv_in`,
+//! down blocks, the cross-attention mid block, up blocks, `conv_norm_out` + SiLU + `conv_out`.
+//!
+//! Invariants: input `[B, in_channels, h, w]` with one timestep per batch row and context
+//! `[B, 77, cross_attention_dim]`; output has the input's shape. Head counts follow
+//! diffusers' SD 1.x reading of `attention_head_dim` (it is the number of heads).
+
+use anyhow::{Result, bail};
+use burn::tensor::Tensor;
+use serde::Deserialize;
+
+use crate::embeddings::{TimestepEmbedding, timestep_embedding};
+use crate::nn::{Conv2d, GroupNorm, silu};
+use crate::unet_2d_blocks::{DownBlock, MidBlock, UpBlock};
+use crate::weights::Weights;
+
+/// UNet hyper-parameters (diffusers' `config.json` subset).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UNetConfig {
+    /// Latent channels in.
+    #[serde(default = "four")]
+    pub in_channels: usize,
+    /// Channels per resolution level (`[320, 640, 1280, 1280]` for SD 1.x).
+    pub block_out_channels: Vec<usize>,
+    /// Down block class names.
+    pub down_block_types: Vec<String>,
+    /// Up block class names.
+    pub up_block_types: Vec<String>,
+    /// Resnets per down block (up blocks have one more).
+    #[serde(default = "two")]
+    pub layers_per_block: usize,
+    /// Heads per block (SD 1.x: one number, 8); diffusers' historical name.
+    #[serde(default)]
+    pub attention_head_dim: Option<serde_json::Value>,
+    /// Heads per block when given explicitly.
+    #[serde(default)]
+    pub num_attention_heads: Option<serde_json::Value>,
+    /// Text embedding width (768 for SD 1.x).
+    pub cross_attention_dim: usize,
+    /// Group norm groups.
+    #[serde(default = "thirty_two")]
+    pub norm_num_groups: usize,
+}
+
+fn four() -> usize {
+    4
+}
+fn two() -> usize {
+    2
+}
+fn thirty_two() -> usize {
+    32
+}
+
+impl UNetConfig {
+    /// Heads for each down block (index by block).
+    pub fn heads(&self) -> Vec<usize> {
+        let v = self.num_attention_heads.clone().or(self.attention_head_dim.clone());
+        let n = self.block_out_channels.len();
+        match v {
+            Some(serde_json::Value::Number(x)) => vec![x.as_u64().unwrap_or(8) as usize; n],
+            Some(serde_json::Value::Array(a)) => a.iter().map(|x| x.as_u64().unwrap_or(8) as usize).collect(),
+            _ => vec![8; n],
+        }
+    }
+}
+
+/// The loaded UNet.
+pub struct UNet2DConditionModel {
+    time_dim: usize,
+    time_embedding: TimestepEmbedding,
+    conv_in: Conv2d,
+    down: Vec<DownBlock>,
+    mid: MidBlock,
+    up: Vec<UpBlock>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl UNet2DConditionModel {
+    /// Loads `unet.*`.
+    pub(crate) fn load(w: &Weights, cfg: &UNetConfig) -> Result<Self> {
+        let n = cfg.block_out_channels.len();
+        if cfg.down_block_types.len() != n || cfg.up_block_types.len() != n {
+            bail!("UNet config: block type lists do not match block_out_channels");
+        }
+        let heads = cfg.heads();
+        let g = cfg.norm_num_groups;
+        let l = cfg.layers_per_block;
+        let mut down = Vec::new();
+        for b in 0..n {
+            let attn = cfg.down_block_types[b].starts_with("CrossAttn");
+            down.push(DownBlock::load(w, &format!("unet.down_blocks.{b}"), l, attn, heads[b], g, b == n - 1)?);
+        }
+        let mut up = Vec::new();
+        let rev_heads: Vec<usize> = heads.iter().rev().cloned().collect();
+        for b in 0..n {
+            let attn = cfg.up_block_types[b].starts_with("CrossAttn");
+            up.push(UpBlock::load(w, &format!("unet.up_blocks.{b}"), l, attn, rev_heads[b], g, b == n - 1)?);
+        }
+        Ok(Self {
+            time_dim: cfg.block_out_channels[0],
+            time_embedding: TimestepEmbedding::load(w, "unet.time_embedding")?,
+            conv_in: w.conv2d("unet.conv_in", 1, 1)?,
+            down,
+            mid: MidBlock::load(w, "unet.mid_block", heads[n - 1], g)?,
+            up,
+            norm_out: w.group_norm("unet.conv_norm_out", g, 1e-5)?,
+            conv_out: w.conv2d("unet.conv_out", 1, 1)?,
+        })
+    }
+
+    /// Predicts noise for `x` at `timestep` (the same for every row) given `ctx`.
+    pub fn forward(&self, x: Tensor<4>, timestep: f32, ctx: &Tensor<3>) -> Tensor<4> {
+        let b = x.dims()[0];
+        let t = timestep_embedding(&vec![timestep; b], self.time_dim, &x.device());
+        let temb = self.time_embedding.forward(t);
+        let mut x = self.conv_in.forward(x);
+        let mut skips = vec![x.clone()];
+        for d in &self.down {
+            x = d.forward(x, &temb, ctx, &mut skips);
+        }
+        x = self.mid.forward(x, &temb, ctx);
+        for u in &self.up {
+            x = u.forward(x, &temb, ctx, &mut skips);
+        }
+        self.conv_out.forward(silu(self.norm_out.forward(x)))
+    }
+}

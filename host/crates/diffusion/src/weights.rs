@@ -1,0 +1,150 @@
+//! Weight loading: safetensors files (f32, f16 or bf16) widened to f32 on the host, then
+//! uploaded to the chosen [`Device`] one tensor at a time.
+//!
+//! Invariants:
+//! - Every lookup uses the *diffusers* name of a parameter, prefixed by its component
+//!   (`unet.`, `vae.`, `text_encoder.`); a single-file checkpoint is read through
+//!   [`crate::convert`], which maps each diffusers name onto the original (LDM) key.
+//! - PyTorch linear weights are `[out, in]`; [`Weights::linear`] transposes them to burn's
+//!   `[in, out]` once, at load.
+//! - A missing or misshapen tensor is an error naming the key, never a silent default.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// One host-side tensor: its values widened to f32 and its shape.
+#[derive(Debug, Clone)]
+pub(crate) struct HostTensor {
+    pub(crate) data: Vec<f32>,
+    pub(crate) shape: Vec<usize>,
+}
+
+/// Reads every tensor of a safetensors file, plus its `__metadata__`.
+pub(crate) fn read_safetensors(
+    path: &Path,
+) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            safetensors::Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            // Integer buffers (position_ids) are never parameters.
+            _ => continue,
+        };
+        out.insert(name, HostTensor { data, shape: view.shape().to_vec() });
+    }
+    Ok((out, metadata))
+}
+
+/// Where a model's parameters come from.
+pub(crate) struct Weights {
+    tensors: HashMap<String, HostTensor>,
+    /// Maps a prefixed diffusers name to the key actually stored (identity for folders).
+    rename: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    pub(crate) device: Device,
+}
+
+impl Weights {
+    pub(crate) fn new(
+        tensors: HashMap<String, HostTensor>,
+        rename: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+        device: Device,
+    ) -> Self {
+        Self { tensors, rename, device }
+    }
+
+    fn key(&self, name: &str) -> String {
+        match &self.rename {
+            Some(f) => f(name).unwrap_or_else(|| name.to_string()),
+            None => name.to_string(),
+        }
+    }
+
+    /// The host copy of a parameter (shape and values), by diffusers name.
+    pub(crate) fn host(&self, name: &str) -> Result<&HostTensor> {
+        let key = self.key(name);
+        self.tensors
+            .get(&key)
+            .ok_or_else(|| anyhow!("missing weight {name} (stored as {key})"))
+    }
+
+    /// Whether a parameter exists.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(&self.key(name))
+    }
+
+    /// A parameter of rank `D`, reshaped to `shape` when its element count matches.
+    pub(crate) fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let h = self.host(name)?;
+        let n: usize = shape.iter().product();
+        if h.data.len() != n {
+            bail!("weight {name}: expected shape {shape:?}, found {:?}", h.shape);
+        }
+        Ok(Tensor::from_data(TensorData::new(h.data.clone(), shape), &self.device))
+    }
+
+    /// A parameter in whatever shape it is stored, as rank `D`.
+    pub(crate) fn any<const D: usize>(&self, name: &str) -> Result<Tensor<D>> {
+        let h = self.host(name)?;
+        if h.shape.len() != D {
+            bail!("weight {name}: expected rank {D}, found {:?}", h.shape);
+        }
+        let shape: [usize; D] = std::array::from_fn(|i| h.shape[i]);
+        self.tensor(name, shape)
+    }
+
+    /// A PyTorch linear layer `prefix.weight` (`[out, in]`, or `[out, in, 1, 1]` when stored
+    /// as a 1x1 convolution) transposed to `[in, out]`, and its bias when present.
+    pub(crate) fn linear(&self, prefix: &str) -> Result<crate::nn::Linear> {
+        let wname = format!("{prefix}.weight");
+        let h = self.host(&wname)?;
+        let (o, i) = (h.shape[0], h.data.len() / h.shape[0]);
+        let w: Tensor<2> = self.tensor(&wname, [o, i])?.transpose();
+        let bname = format!("{prefix}.bias");
+        let bias = if self.contains(&bname) { Some(self.tensor(&bname, [o])?) } else { None };
+        Ok(crate::nn::Linear { weight: w, bias })
+    }
+
+    /// A 2D convolution `prefix.weight` / `prefix.bias`.
+    pub(crate) fn conv2d(&self, prefix: &str, stride: usize, padding: usize) -> Result<crate::nn::Conv2d> {
+        let weight: Tensor<4> = self.any(&format!("{prefix}.weight"))?;
+        let o = weight.dims()[0];
+        let bname = format!("{prefix}.bias");
+        let bias = if self.contains(&bname) { Some(self.tensor(&bname, [o])?) } else { None };
+        Ok(crate::nn::Conv2d { weight, bias, stride, padding })
+    }
+
+    /// A group norm (`weight`, `bias` of size `channels`).
+    pub(crate) fn group_norm(&self, prefix: &str, groups: usize, eps: f64) -> Result<crate::nn::GroupNorm> {
+        let gamma: Tensor<1> = self.any(&format!("{prefix}.weight"))?;
+        let beta: Tensor<1> = self.any(&format!("{prefix}.bias"))?;
+        Ok(crate::nn::GroupNorm { gamma, beta, groups, eps })
+    }
+
+    /// A layer norm over the last dimension.
+    pub(crate) fn layer_norm(&self, prefix: &str, eps: f64) -> Result<crate::nn::LayerNorm> {
+        let gamma: Tensor<1> = self.any(&format!("{prefix}.weight"))?;
+        let beta: Tensor<1> = self.any(&format!("{prefix}.bias"))?;
+        Ok(crate::nn::LayerNorm { gamma, beta, eps })
+    }
+}
