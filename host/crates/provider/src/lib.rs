@@ -283,8 +283,15 @@ pub trait Provider: Send + Sync {
     }
 
     /// Streams a chat answer.
-    async fn chat(&self, request: &ChatRequest, ctx: &CallContext) -> Result<ChatStream, ProviderError> {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        ctx: &CallContext,
+    ) -> Result<ChatStream, ProviderError> {
         let _ = (request, ctx);
-        Err(ProviderError::InvalidRequest(format!("provider {} does not chat", self.id())))
+        Err(ProviderError::InvalidRequest(format!(
+            "provider {} does not chat",
+            self.id()
+        )))
     }
 }

@@ -1,0 +1,600 @@
+//! Seed 001 (智念 NianAIGC open API): `/api/v1/jobs`, `/api/v1/capabilities`, and the
+//! `{"error": "..."}` shape shared with the asset routes.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    api::{AppState, auth::AuthError, body},
+    engine::{
+        NewTask, SubmitError, TaskFilter,
+        provider::{GenerationRequest, InputMedia},
+        request_hash,
+        task::{CAPABILITIES, Status, Task, parse_time, rfc3339},
+    },
+};
+
+/// The dialect name stored on tasks this API creates.
+pub const API: &str = "jobs";
+
+/// Seed 001's error: `{"error": "..."}` with its status code.
+#[derive(Debug)]
+pub struct Error(pub StatusCode, pub String);
+
+impl Error {
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    /// 404.
+    pub fn not_found(what: &str) -> Self {
+        Self(StatusCode::NOT_FOUND, format!("{what} not found."))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(%error, "internal error");
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error.".into(),
+        )
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(error: AuthError) -> Self {
+        let message = match error {
+            AuthError::Missing => "Missing API key.",
+            AuthError::Invalid => "Invalid API key.",
+        };
+        Self(StatusCode::UNAUTHORIZED, message.into())
+    }
+}
+
+/// The client behind the request, in 001's error shape.
+pub async fn client(state: &AppState, headers: &HeaderMap) -> Result<String, Error> {
+    Ok(state.auth.client(headers).await?)
+}
+
+/// Routes of seed 001's job API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/jobs", post(create).get(list))
+        .route("/api/v1/jobs/{id}", get(show))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel))
+        .route("/api/v1/capabilities", get(capabilities))
+}
+
+/// Video settings of seed 001.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct VideoSettings {
+    /// `16:9`, `4:3`, `1:1`, `3:4`, `9:16`, `21:9` or `adaptive`.
+    pub ratio: Option<String>,
+    /// Seconds, 4 to 15.
+    pub duration: Option<i64>,
+    /// `480p`, `720p` or `1080p`.
+    pub resolution: Option<String>,
+}
+
+/// One video material of seed 001.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Material {
+    /// `image`, `video` or `audio`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where it is.
+    pub url: Option<String>,
+    /// An easel asset id instead of a URL.
+    #[serde(rename = "assetId")]
+    pub asset_id: Option<String>,
+    /// How the prompt refers to it (`@图片1`).
+    pub label: Option<String>,
+}
+
+/// `POST /api/v1/jobs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRequest {
+    /// `image.generate`, `image.inpaint`, `image.upscale`, `video.generate` (or any capability
+    /// `GET /api/v1/capabilities` lists).
+    pub capability: String,
+    /// `provider/model_key`; the capability's default model when absent.
+    pub model: Option<String>,
+    /// What to make.
+    pub prompt: Option<String>,
+    /// Pixels.
+    pub width: Option<i64>,
+    /// Pixels.
+    pub height: Option<i64>,
+    /// Called when the job ends.
+    pub webhook_url: Option<String>,
+    /// Input images by URL.
+    pub image_urls: Option<Vec<String>>,
+    /// Input files by URL.
+    pub input_urls: Option<Vec<String>>,
+    /// Input files by asset id.
+    pub input_asset_ids: Option<Vec<String>>,
+    /// Video settings.
+    pub settings: Option<VideoSettings>,
+    /// Video materials.
+    pub materials: Option<Vec<Material>>,
+    /// Engine-specific parameters (`scale`, `quality`, `force_single`, `resolution`, …).
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+/// A job as seed 001 shows it.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    /// `job_…`.
+    pub id: String,
+    /// Capability.
+    pub capability: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `expired` or `cancelled`.
+    pub status: String,
+    /// `provider/model_key`.
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// 0 to 1.
+    pub progress: f64,
+    /// Output assets, once succeeded.
+    pub output_asset_ids: Vec<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What it cost, in the provider's units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// Renders a task as a 001 job.
+pub fn view(task: &Task) -> JobView {
+    let prompt = task
+        .generation_request()
+        .map(|r| r.prompt)
+        .unwrap_or_default();
+    JobView {
+        id: task.id.clone(),
+        capability: task.capability.clone(),
+        status: task.status.clone(),
+        model: format!("{}/{}", task.provider, task.model),
+        prompt,
+        progress: task.progress,
+        output_asset_ids: task.output_asset_ids(),
+        error: task.error.clone(),
+        usage: task.usage_json(),
+        created_at: rfc3339(task.created_at),
+        updated_at: rfc3339(task.updated_at),
+        started_at: task.started_at.map(rfc3339),
+        finished_at: task.finished_at.map(rfc3339),
+    }
+}
+
+/// The webhook body of seed 001.
+pub fn webhook(task: &Task) -> Value {
+    json!({ "event": format!("generation.{}", task.status), "job": view(task) })
+}
+
+const RATIOS: [&str; 7] = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"];
+const RESOLUTIONS: [&str; 3] = ["480p", "720p", "1080p"];
+
+fn check_input_url(url: &str, field: &str) -> Result<(), Error> {
+    if url.starts_with("data:") {
+        return Ok(());
+    }
+    let parsed = url::Url::parse(url)
+        .map_err(|_| Error::bad_request(format!("{field} contains an invalid URL: {url}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::bad_request(format!(
+            "{field} must contain http(s) URLs: {url}"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates a 001 body and turns it into a normalized request.
+async fn normalize(
+    state: &AppState,
+    client_id: &str,
+    job: JobRequest,
+) -> Result<(GenerationRequest, String), Error> {
+    if !CAPABILITIES.contains(&job.capability.as_str()) || job.capability == "chat" {
+        return Err(Error::bad_request(format!(
+            "Unsupported capability: {}",
+            job.capability
+        )));
+    }
+    let resolved = state
+        .engine
+        .registry()
+        .resolve(job.model.as_deref(), &job.capability)
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    let prompt = job.prompt.unwrap_or_default();
+    if prompt.trim().is_empty() && job.capability != "image.upscale" {
+        return Err(Error::bad_request("prompt is required."));
+    }
+    let mut params = job.params;
+    for (name, value) in [("width", job.width), ("height", job.height)] {
+        if let Some(pixels) = value {
+            if !(16..=8192).contains(&pixels) {
+                return Err(Error::bad_request(format!(
+                    "{name} must be between 16 and 8192."
+                )));
+            }
+            params.insert(name.into(), pixels.into());
+        }
+    }
+    if let Some(settings) = job.settings {
+        if let Some(duration) = settings.duration {
+            if !(4..=15).contains(&duration) {
+                return Err(Error::bad_request(
+                    "settings.duration must be between 4 and 15.",
+                ));
+            }
+            params.insert("duration".into(), duration.into());
+        }
+        if let Some(ratio) = settings.ratio {
+            if !RATIOS.contains(&ratio.as_str()) {
+                return Err(Error::bad_request(format!(
+                    "settings.ratio must be one of {}.",
+                    RATIOS.join(", ")
+                )));
+            }
+            params.insert("ratio".into(), ratio.into());
+        }
+        if let Some(resolution) = settings.resolution {
+            if !RESOLUTIONS.contains(&resolution.as_str()) {
+                return Err(Error::bad_request(format!(
+                    "settings.resolution must be one of {}.",
+                    RESOLUTIONS.join(", ")
+                )));
+            }
+            params.insert("resolution".into(), resolution.into());
+        }
+    }
+    if let Some(scale) = params.get("scale")
+        && !scale.as_f64().is_some_and(|s| (0.0..=100.0).contains(&s))
+    {
+        return Err(Error::bad_request(
+            "scale must be a number between 0 and 100.",
+        ));
+    }
+    if let Some(quality) = params.get("quality")
+        && !quality
+            .as_str()
+            .is_some_and(|q| ["low", "medium", "high"].contains(&q))
+    {
+        return Err(Error::bad_request("quality must be low, medium or high."));
+    }
+
+    let mut inputs = Vec::new();
+    let url_input = |kind: &str, url: String, role: Option<String>| InputMedia {
+        kind: kind.into(),
+        role,
+        url: Some(url),
+        asset_id: None,
+        content_type: None,
+        data: None,
+    };
+    for url in job.image_urls.unwrap_or_default() {
+        check_input_url(&url, "imageUrls")?;
+        inputs.push(url_input("image", url, None));
+    }
+    for url in job.input_urls.unwrap_or_default() {
+        check_input_url(&url, "inputUrls")?;
+        let kind = crate::assets::content_type_from_name(url.split('?').next().unwrap_or_default())
+            .map(|m| crate::assets::kind_of(&m).to_string())
+            .unwrap_or_else(|| "image".into());
+        inputs.push(url_input(&kind, url, None));
+    }
+    let mut asset_ids: Vec<(String, Option<String>, Option<String>)> = job
+        .input_asset_ids
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| (id, None, None))
+        .collect();
+    for material in job.materials.unwrap_or_default() {
+        if !["image", "video", "audio"].contains(&material.kind.as_str()) {
+            return Err(Error::bad_request(
+                "materials[].type must be image, video or audio.",
+            ));
+        }
+        match (material.url, material.asset_id) {
+            (Some(url), _) => {
+                check_input_url(&url, "materials")?;
+                inputs.push(url_input(&material.kind, url, material.label));
+            }
+            (None, Some(id)) => asset_ids.push((id, Some(material.kind), material.label)),
+            (None, None) => {
+                return Err(Error::bad_request(
+                    "Each material needs a url or an assetId.",
+                ));
+            }
+        }
+    }
+    for (id, kind, role) in asset_ids {
+        let asset = state
+            .engine
+            .assets()
+            .get(client_id, &id)
+            .await?
+            .ok_or_else(|| Error::bad_request(format!("Unknown asset: {id}")))?;
+        inputs.push(InputMedia {
+            kind: kind.unwrap_or(asset.kind),
+            role,
+            url: None,
+            asset_id: Some(asset.id),
+            content_type: Some(asset.content_type),
+            data: None,
+        });
+    }
+    if matches!(
+        job.capability.as_str(),
+        "image.upscale" | "image.inpaint" | "image.edit"
+    ) && inputs.is_empty()
+    {
+        return Err(Error::bad_request(format!(
+            "{} needs an input image (imageUrls or inputAssetIds).",
+            job.capability
+        )));
+    }
+    let provider = resolved.provider.id().to_string();
+    Ok((
+        GenerationRequest {
+            capability: job.capability,
+            model: resolved.model.key,
+            prompt,
+            params,
+            inputs,
+        },
+        provider,
+    ))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let client_id = client(&state, &headers).await?;
+    let raw: Value = body::parse_json(&bytes).map_err(Error::bad_request)?;
+    if !raw.is_object() {
+        return Err(Error::bad_request("Request body must be a JSON object."));
+    }
+    let job: JobRequest = serde_json::from_value(raw.clone())
+        .map_err(|e| Error::bad_request(format!("Invalid request: {e}")))?;
+    let webhook_url = match job.webhook_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => Some(
+            state
+                .engine
+                .guard()
+                .check_url(url)
+                .map_err(Error::bad_request)?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let (request, provider) = normalize(&state, &client_id, job).await?;
+    let idempotency = match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| Error::bad_request("Idempotency-Key must be visible ASCII."))?;
+            if key.is_empty() || key.len() > 255 {
+                return Err(Error::bad_request(
+                    "Idempotency-Key must be 1 to 255 characters.",
+                ));
+            }
+            Some((key.to_string(), request_hash(&body::canonical(&raw))))
+        }
+        None => None,
+    };
+    let new = NewTask {
+        client_id,
+        api: API,
+        provider,
+        request,
+        webhook_url,
+        extra: json!({}),
+        idempotency,
+    };
+    match state.engine.submit(new).await {
+        Ok((task, reused)) => {
+            let status = if reused {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok((
+                status,
+                Json(json!({ "job": view(&task), "reused": reused })),
+            )
+                .into_response())
+        }
+        Err(SubmitError::IdempotencyConflict) => Err(Error(
+            StatusCode::CONFLICT,
+            SubmitError::IdempotencyConflict.to_string(),
+        )),
+        Err(SubmitError::Store(error)) => Err(error.into()),
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let client_id = client(&state, &headers).await?;
+    let task = state
+        .engine
+        .get(&client_id, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("Job"))?;
+    Ok(Json(json!({ "job": view(&task) })).into_response())
+}
+
+/// Query of `GET /api/v1/jobs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListQuery {
+    /// Only jobs in this status.
+    pub status: Option<String>,
+    /// Only jobs of this capability.
+    pub capability: Option<String>,
+    /// 1 to 200, default 20.
+    pub limit: Option<String>,
+    /// ISO time: only jobs created before it.
+    pub before: Option<String>,
+}
+
+/// Parses `limit` (1 to 200) and `before` (ISO time) the way every list route of 001 does.
+pub fn page(limit: Option<&str>, before: Option<&str>) -> Result<(i64, Option<i64>), Error> {
+    let limit = match limit {
+        None => 20,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| Error::bad_request("limit must be an integer from 1 to 200."))?,
+    };
+    let before = match before.filter(|b| !b.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            parse_time(text)
+                .ok_or_else(|| Error::bad_request("before must be an ISO 8601 time."))?,
+        ),
+    };
+    Ok((limit, before))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Error> {
+    let client_id = client(&state, &headers).await?;
+    let Query(query) = query.map_err(|e| Error::bad_request(e.body_text()))?;
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(name) => Some(Status::parse(name).ok_or_else(|| {
+            Error::bad_request(
+                "status must be one of queued, running, succeeded, failed, expired, cancelled.",
+            )
+        })?),
+    };
+    if let Some(capability) = query.capability.as_deref().filter(|c| !c.is_empty())
+        && !CAPABILITIES.contains(&capability)
+    {
+        return Err(Error::bad_request(format!(
+            "Unsupported capability: {capability}"
+        )));
+    }
+    let (limit, before) = page(query.limit.as_deref(), query.before.as_deref())?;
+    let filter = TaskFilter {
+        status,
+        capability: query.capability.filter(|c| !c.is_empty()),
+        api: None,
+        before,
+        limit,
+    };
+    let tasks = state.engine.list(&client_id, &filter).await?;
+    let next_before = (tasks.len() as i64 == limit)
+        .then(|| tasks.last().map(|t| rfc3339(t.created_at)))
+        .flatten();
+    let jobs: Vec<JobView> = tasks.iter().map(view).collect();
+    Ok(Json(json!({ "jobs": jobs, "nextBefore": next_before })).into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let client_id = client(&state, &headers).await?;
+    let before = state
+        .engine
+        .get(&client_id, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("Job"))?;
+    if before.status().is_terminal() {
+        return Err(Error(
+            StatusCode::CONFLICT,
+            format!("Job is already {}.", before.status),
+        ));
+    }
+    let task = state
+        .engine
+        .cancel(&client_id, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("Job"))?;
+    Ok(Json(json!({ "job": view(&task) })).into_response())
+}
+
+fn describe(capability: &str) -> &'static str {
+    match capability {
+        "image.generate" => "图片生成",
+        "image.edit" => "图片编辑",
+        "image.inpaint" => "局部重绘",
+        "image.upscale" => "智能超清",
+        "video.generate" => "视频生成",
+        "audio.speech" => "语音合成",
+        _ => "对话",
+    }
+}
+
+async fn capabilities(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    client(&state, &headers).await?;
+    let registry = state.engine.registry();
+    let models = registry.models();
+    let listed: Vec<Value> = CAPABILITIES
+        .iter()
+        .filter(|c| **c != "chat")
+        .filter_map(|capability| {
+            let serving: Vec<String> = models
+                .iter()
+                .filter(|m| m.model.capabilities.iter().any(|c| c == capability))
+                .map(|m| m.id())
+                .collect();
+            (!serving.is_empty()).then(|| {
+                json!({
+                    "capability": capability,
+                    "description": describe(capability),
+                    "models": serving,
+                    "defaultModel": registry.default_for(capability),
+                })
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "capabilities": listed })).into_response())
+}

@@ -1,0 +1,41 @@
+//! HTTP: one file per documented API, translation only.
+//!
+//! Invariants: every route authenticates through [`auth`] before touching state; bad input is
+//! answered with a 4xx in the calling API's own error shape and never changes stored state;
+//! handlers turn requests into engine calls and tasks into that API's JSON, nothing more.
+
+pub mod assets;
+pub mod auth;
+pub mod body;
+pub mod jobs;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::{Router, extract::DefaultBodyLimit};
+use tower_http::trace::TraceLayer;
+
+use crate::{config::Config, engine::Engine};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The task engine.
+    pub engine: Engine,
+    /// Key → client lookup.
+    pub auth: Arc<auth::Auth>,
+    /// The configuration the host started with.
+    pub config: Arc<Config>,
+}
+
+/// Every route of every API.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    Router::new()
+        .merge(jobs::routes())
+        .merge(assets::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
+        .merge(openapi::routes())
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

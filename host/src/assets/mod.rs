@@ -1,0 +1,300 @@
+//! The asset store: uploaded files, registered external URLs and task outputs.
+//!
+//! Invariants: every asset belongs to one client and is invisible to others; a file is
+//! written completely (to a temporary name, then renamed) before its row exists, so a row
+//! never points at a partial file; registered URLs passed the no-SSRF check when accepted.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use crate::{
+    engine::task::{new_id, now_ms, rfc3339},
+    store::Store,
+};
+
+/// One asset row.
+#[derive(Debug, Clone, FromRow)]
+pub struct Asset {
+    /// `asset_…`.
+    pub id: String,
+    /// Owner.
+    pub client_id: String,
+    /// `image`, `video`, `audio`, `text` or `file`.
+    pub kind: String,
+    /// File name shown to clients.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Bytes, for stored files.
+    pub size: Option<i64>,
+    /// Hex SHA-256, for stored files.
+    pub sha256: Option<String>,
+    /// The external URL, for registered assets.
+    pub url: Option<String>,
+    /// The task that made it, for outputs.
+    pub task_id: Option<String>,
+    /// ms.
+    pub created_at: i64,
+}
+
+/// An asset as the APIs show it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetView {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Size in bytes, for stored files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Hex SHA-256, for stored files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// External URL, for registered assets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// The task that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Where to download it.
+    pub download_url: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl Asset {
+    /// The public view.
+    pub fn view(&self) -> AssetView {
+        AssetView {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+            source_url: self.url.clone(),
+            job_id: self.task_id.clone(),
+            download_url: format!("/api/v1/assets/{}/download", self.id),
+            created_at: rfc3339(self.created_at),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, client_id, kind, name, content_type, size, sha256, url, task_id, created_at";
+
+/// The kind an API shows for a MIME type.
+pub fn kind_of(content_type: &str) -> &'static str {
+    match content_type.split('/').next().unwrap_or_default() {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        "text" => "text",
+        _ => "file",
+    }
+}
+
+/// A file extension for a MIME type.
+pub fn extension_of(content_type: &str) -> &'static str {
+    match content_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "audio/wav" | "audio/x-wav" => "wav",
+        "audio/mpeg" => "mp3",
+        "video/mp4" => "mp4",
+        "video/x-msvideo" | "video/avi" => "avi",
+        "text/plain" => "txt",
+        "application/json" => "json",
+        _ => "bin",
+    }
+}
+
+/// Files on disk plus rows in the store.
+#[derive(Clone)]
+pub struct Assets {
+    store: Store,
+    dir: PathBuf,
+}
+
+/// What to record for a new stored file.
+pub struct NewFile<'a> {
+    /// Owner.
+    pub client_id: &'a str,
+    /// Shown name.
+    pub name: &'a str,
+    /// MIME type.
+    pub content_type: &'a str,
+    /// The producing task, for outputs.
+    pub task_id: Option<&'a str>,
+}
+
+impl Assets {
+    /// Assets under `dir` (created if missing).
+    pub fn new(store: Store, dir: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { store, dir })
+    }
+
+    /// Where a stored asset's bytes live.
+    pub fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Writes `bytes` and records the asset.
+    pub async fn put(&self, file: NewFile<'_>, bytes: &[u8]) -> anyhow::Result<Asset> {
+        use sha2::Digest;
+        let id = new_id("asset");
+        let path = self.path_of(&id);
+        write_atomically(&path, bytes).await?;
+        let asset = Asset {
+            id,
+            client_id: file.client_id.into(),
+            kind: kind_of(file.content_type).into(),
+            name: file.name.into(),
+            content_type: file.content_type.into(),
+            size: Some(bytes.len() as i64),
+            sha256: Some(hex::encode(sha2::Sha256::digest(bytes))),
+            url: None,
+            task_id: file.task_id.map(String::from),
+            created_at: now_ms(),
+        };
+        self.insert(&asset).await?;
+        Ok(asset)
+    }
+
+    /// Records an external URL (already SSRF-checked by the caller).
+    pub async fn register_url(
+        &self,
+        client_id: &str,
+        url: &str,
+        name: &str,
+        kind: &str,
+    ) -> anyhow::Result<Asset> {
+        let content_type = content_type_from_name(name).unwrap_or_else(|| match kind {
+            "image" => "image/*".into(),
+            "video" => "video/*".into(),
+            "audio" => "audio/*".into(),
+            _ => "application/octet-stream".into(),
+        });
+        let asset = Asset {
+            id: new_id("asset"),
+            client_id: client_id.into(),
+            kind: kind.into(),
+            name: name.into(),
+            content_type,
+            size: None,
+            sha256: None,
+            url: Some(url.into()),
+            task_id: None,
+            created_at: now_ms(),
+        };
+        self.insert(&asset).await?;
+        Ok(asset)
+    }
+
+    async fn insert(&self, a: &Asset) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO assets (id, client_id, kind, name, content_type, size, sha256, url, task_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&a.id)
+        .bind(&a.client_id)
+        .bind(&a.kind)
+        .bind(&a.name)
+        .bind(&a.content_type)
+        .bind(a.size)
+        .bind(&a.sha256)
+        .bind(&a.url)
+        .bind(&a.task_id)
+        .bind(a.created_at)
+        .execute(&self.store.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The client's asset, or `None` (also for another client's).
+    pub async fn get(&self, client_id: &str, id: &str) -> anyhow::Result<Option<Asset>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM assets WHERE id = $1 AND client_id = $2"
+        ))
+        .bind(id)
+        .bind(client_id)
+        .fetch_optional(&self.store.reader)
+        .await?)
+    }
+
+    /// The client's assets, newest first.
+    pub async fn list(
+        &self,
+        client_id: &str,
+        limit: i64,
+        before: Option<i64>,
+    ) -> anyhow::Result<Vec<Asset>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM assets WHERE client_id = $1 AND created_at < $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(client_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.store.reader)
+        .await?)
+    }
+
+    /// Several of the client's assets at once, in the order asked; missing ids are `None`.
+    pub async fn get_many(
+        &self,
+        client_id: &str,
+        ids: &[String],
+    ) -> anyhow::Result<Vec<Option<Asset>>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.push(self.get(client_id, id).await?);
+        }
+        Ok(found)
+    }
+
+    /// The stored bytes of a file asset.
+    pub async fn read(&self, asset: &Asset) -> anyhow::Result<Vec<u8>> {
+        Ok(tokio::fs::read(self.path_of(&asset.id)).await?)
+    }
+}
+
+/// Guesses a MIME type from a file name's extension.
+pub fn content_type_from_name(name: &str) -> Option<String> {
+    let ext = Path::new(name).extension()?.to_str()?.to_ascii_lowercase();
+    let mime = match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        "mp4" => "video/mp4",
+        "avi" => "video/x-msvideo",
+        "mov" => "video/quicktime",
+        "txt" => "text/plain",
+        "json" => "application/json",
+        _ => return None,
+    };
+    Some(mime.into())
+}
+
+async fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let partial = path.with_extension("partial");
+    let mut file = tokio::fs::File::create(&partial).await?;
+    file.write_all(bytes).await?;
+    file.sync_data().await?;
+    drop(file);
+    tokio::fs::rename(&partial, path).await?;
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The operator interface: environment variables (names are stable, see DESIGN.md) over an
+//! optional `easel.toml` over built-in defaults.
+//!
+//! `easel.toml` is read from `EASEL_CONFIG` when set, else `./easel.toml`, else
+//! `$EASEL_DATA_DIR/easel.toml`. An environment variable always wins over the file.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Everything the host reads at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// Database, assets, compiled-plugin cache.
+    pub data_dir: PathBuf,
+    /// Watched folder of provider `.wasm` components.
+    pub plugins_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`; SQLite in the data dir when unset.
+    pub database_url: String,
+    /// `(client, key)` pairs.
+    pub api_keys: Vec<(String, String)>,
+    /// Signs webhooks when set.
+    pub webhook_secret: Option<String>,
+    /// Guards `/admin/*`.
+    pub admin_key: Option<String>,
+    /// Lets webhooks and URLs reach private addresses (tests only).
+    pub allow_private_targets: bool,
+    /// Local diffusion checkpoint or diffusers folder.
+    pub sd_model: Option<PathBuf>,
+    /// Engine tuning.
+    pub engine: EngineConfig,
+    /// Request limits.
+    pub limits: Limits,
+    /// SQLite `synchronous` setting (`NORMAL` or `FULL`).
+    pub sqlite_synchronous: String,
+    /// Model aliases, `alias = "provider/key"`.
+    pub aliases: HashMap<String, String>,
+    /// Default model per capability.
+    pub defaults: HashMap<String, String>,
+}
+
+/// Engine tuning; every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Concurrent submit workers per process.
+    pub workers: usize,
+    /// A queued task older than this expires, seconds.
+    pub queue_timeout_secs: u64,
+    /// How long a worker's claim on a submitting task lasts without a heartbeat, seconds.
+    pub lease_secs: f64,
+    /// Concurrent provider polls.
+    pub poll_concurrency: usize,
+    /// First webhook retry delay, seconds; doubles each attempt.
+    pub webhook_backoff_secs: f64,
+    /// Webhook attempts before giving up.
+    pub webhook_max_attempts: u32,
+    /// Per-attempt webhook timeout, seconds.
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            queue_timeout_secs: 24 * 3600,
+            lease_secs: 30.0,
+            poll_concurrency: 256,
+            // 30 s doubling over 9 attempts spans a little over two hours.
+            webhook_backoff_secs: 30.0,
+            webhook_max_attempts: 9,
+            webhook_timeout_secs: 10,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The lease as a duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs_f64(self.lease_secs)
+    }
+}
+
+/// Body and upload limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest JSON body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest multipart upload (all files), bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 2 * 1024 * 1024,
+            max_upload_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// The shape of `easel.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<String>,
+    data_dir: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    sd_model: Option<PathBuf>,
+    engine: EngineConfig,
+    limits: Limits,
+    storage: StorageConfig,
+    models: ModelsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct StorageConfig {
+    sqlite_synchronous: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ModelsConfig {
+    aliases: HashMap<String, String>,
+    defaults: HashMap<String, String>,
+}
+
+impl Config {
+    /// Reads the environment and the optional file.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let file_path = env("EASEL_CONFIG").map(PathBuf::from).or_else(|| {
+            let local = PathBuf::from("easel.toml");
+            local.exists().then_some(local)
+        });
+        let data_dir_env = env("EASEL_DATA_DIR").map(PathBuf::from);
+        let file_path = file_path.or_else(|| {
+            let in_data = data_dir_env.clone()?.join("easel.toml");
+            in_data.exists().then_some(in_data)
+        });
+        let file: FileConfig = match &file_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+
+        let addr_text = env("EASEL_ADDR")
+            .or(file.addr)
+            .unwrap_or_else(|| "127.0.0.1:8000".into());
+        let addr: SocketAddr = addr_text
+            .parse()
+            .with_context(|| format!("EASEL_ADDR {addr_text:?} is not host:port"))?;
+        let data_dir = data_dir_env
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("easel-data"));
+        let database_url = env("DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("easel.db").display()));
+        let keys_text = env("EASEL_API_KEYS")
+            .or_else(|| env("ZHINIAN_API_KEYS"))
+            .unwrap_or_default();
+        let api_keys = parse_api_keys(&keys_text)?;
+        let sqlite_synchronous = file
+            .storage
+            .sqlite_synchronous
+            .unwrap_or_else(|| "NORMAL".into())
+            .to_uppercase();
+        if !matches!(sqlite_synchronous.as_str(), "NORMAL" | "FULL") {
+            bail!("storage.sqlite_synchronous must be NORMAL or FULL");
+        }
+        Ok(Self {
+            addr,
+            data_dir,
+            plugins_dir: env("EASEL_PLUGINS_DIR")
+                .map(PathBuf::from)
+                .or(file.plugins_dir),
+            database_url,
+            api_keys,
+            webhook_secret: env("EASEL_WEBHOOK_SECRET").or_else(|| env("ZHINIAN_WEBHOOK_SECRET")),
+            admin_key: env("EASEL_ADMIN_KEY"),
+            allow_private_targets: env("EASEL_ALLOW_PRIVATE_TARGETS")
+                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+            sd_model: env("EASEL_SD_MODEL").map(PathBuf::from).or(file.sd_model),
+            engine: file.engine,
+            limits: file.limits,
+            sqlite_synchronous,
+            aliases: file.models.aliases,
+            defaults: file.models.defaults,
+        })
+    }
+
+    /// Refuses a non-loopback bind without keys (DESIGN.md's operator rule).
+    pub fn check_bind(&self) -> anyhow::Result<()> {
+        if !self.addr.ip().is_loopback() && self.api_keys.is_empty() {
+            bail!(
+                "refusing to serve {} without API keys: set EASEL_API_KEYS=client:key,… or bind to 127.0.0.1",
+                self.addr
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Parses `client:key,client:key`.
+pub fn parse_api_keys(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once(':') {
+            Some((client, key)) if !client.trim().is_empty() && !key.trim().is_empty() => {
+                Ok((client.trim().to_string(), key.trim().to_string()))
+            }
+            _ => bail!("API key entry {pair:?} is not client:key"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_parse_and_reject_malformed_pairs() {
+        let keys = parse_api_keys("partner-a:key-a, partner-b:key-b").unwrap();
+        assert_eq!(
+            keys,
+            vec![
+                ("partner-a".into(), "key-a".into()),
+                ("partner-b".into(), "key-b".into())
+            ]
+        );
+        assert!(parse_api_keys("just-a-key").is_err());
+        assert!(parse_api_keys("a:").is_err());
+        assert!(parse_api_keys("").unwrap().is_empty());
+    }
+}

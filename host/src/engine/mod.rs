@@ -1,0 +1,427 @@
+//! The durable task engine: every request of every API becomes a task here.
+//!
+//! Invariants:
+//! - A task is in the database before its API answers 2xx, so `kill -9` loses nothing accepted.
+//! - Only [`lifecycle`] moves a task to a terminal status, and it writes the webhook outbox
+//!   row in the same transaction; a terminal status never changes again.
+//! - A provider's pending handle is persisted before anything else happens to it; the poller
+//!   resumes from the database after a restart, on any host.
+//! - Work is claimed with a lease (`wake_at`); a claim that outlives its lease is recovered by
+//!   the [`sweeper`]: re-queued when the provider's submit is idempotent, failed otherwise.
+//! - Nothing here knows HTTP: the API modules translate, the engine only runs tasks.
+
+pub mod lifecycle;
+pub mod outputs;
+pub mod poller;
+pub mod registry;
+pub mod sweeper;
+pub mod task;
+pub mod webhooks;
+pub mod worker;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+pub use easel_provider as provider;
+use sha2::Digest;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    assets::Assets,
+    config::EngineConfig,
+    net::Guard,
+    store::{Backend, Store},
+};
+use provider::{CallContext, GenerationRequest};
+use registry::Registry;
+use task::{Status, TASK_COLUMNS, Task, new_id, now_ms};
+
+/// Renders a task as the webhook body of the API that created it.
+pub type WebhookRenderer = fn(&Task) -> serde_json::Value;
+
+/// A task about to be accepted.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Owner.
+    pub client_id: String,
+    /// The API dialect creating it.
+    pub api: &'static str,
+    /// Provider id (already resolved by the API through the registry).
+    pub provider: String,
+    /// The normalized request.
+    pub request: GenerationRequest,
+    /// Where to announce the terminal state (already SSRF-checked).
+    pub webhook_url: Option<String>,
+    /// Dialect-specific rendering data.
+    pub extra: serde_json::Value,
+    /// `Idempotency-Key` and the hash of the body it came with.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Same idempotency key, different body.
+    #[error("Idempotency-Key was already used with a different request body.")]
+    IdempotencyConflict,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this capability.
+    pub capability: Option<String>,
+    /// Only tasks created by this API.
+    pub api: Option<&'static str>,
+    /// Only tasks created strictly before this time (ms).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// The shared engine state; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    assets: Assets,
+    registry: Arc<Registry>,
+    config: EngineConfig,
+    guard: Guard,
+    webhook_secret: Option<String>,
+    renderers: HashMap<&'static str, WebhookRenderer>,
+    /// Wakes idle workers when a task is queued.
+    queued: Notify,
+    /// Cancellation tokens of the submits running in this process.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Stops every background loop.
+    shutdown: CancellationToken,
+}
+
+/// Everything [`Engine::new`] needs.
+pub struct EngineParts {
+    /// Database.
+    pub store: Store,
+    /// Asset store.
+    pub assets: Assets,
+    /// Providers.
+    pub registry: Arc<Registry>,
+    /// Tuning.
+    pub config: EngineConfig,
+    /// Outbound policy.
+    pub guard: Guard,
+    /// Webhook signing secret.
+    pub webhook_secret: Option<String>,
+    /// Webhook body per API dialect.
+    pub renderers: HashMap<&'static str, WebhookRenderer>,
+}
+
+impl Engine {
+    /// Builds the engine; call [`Engine::start`] to run its loops.
+    pub fn new(parts: EngineParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: parts.store,
+                assets: parts.assets,
+                registry: parts.registry,
+                config: parts.config,
+                guard: parts.guard,
+                webhook_secret: parts.webhook_secret,
+                renderers: parts.renderers,
+                queued: Notify::new(),
+                running: Mutex::new(HashMap::new()),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Starts workers, the poller, the sweeper and the webhook deliverer.
+    pub fn start(&self, run_workers: bool) {
+        if run_workers {
+            for n in 0..self.inner.config.workers.max(1) {
+                tokio::spawn(worker::run(self.clone(), n));
+            }
+            tokio::spawn(poller::run(self.clone()));
+            tokio::spawn(sweeper::run(self.clone()));
+        }
+        tokio::spawn(webhooks::run(self.clone()));
+        if self.inner.store.backend == Backend::Postgres {
+            tokio::spawn(listen_for_new_tasks(self.clone()));
+        }
+    }
+
+    /// Stops the background loops (in-flight calls finish on their own).
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The asset store.
+    pub fn assets(&self) -> &Assets {
+        &self.inner.assets
+    }
+
+    /// The providers.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// Outbound policy.
+    pub fn guard(&self) -> Guard {
+        self.inner.guard
+    }
+
+    /// Tuning.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Accepts a task durably; returns it and whether an idempotent replay reused it.
+    pub async fn submit(&self, new: NewTask) -> Result<(Task, bool), SubmitError> {
+        let now = now_ms();
+        let id = new_id("job");
+        let store = &self.inner.store;
+        let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
+        if let Some((key, hash)) = &new.idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (client_id, key, request_hash, task_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, key) DO NOTHING",
+            )
+            .bind(&new.client_id)
+            .bind(key)
+            .bind(hash)
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?
+            .rows_affected();
+            if inserted == 0 {
+                let (stored_hash, task_id): (String, String) = sqlx::query_as(
+                    "SELECT request_hash, task_id FROM idempotency_keys WHERE client_id = $1 AND key = $2",
+                )
+                .bind(&new.client_id)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+                tx.rollback().await.map_err(anyhow::Error::from)?;
+                if &stored_hash != hash {
+                    return Err(SubmitError::IdempotencyConflict);
+                }
+                let existing = self.fetch(&task_id).await?.ok_or_else(|| {
+                    anyhow::anyhow!("idempotency key points at missing task {task_id}")
+                })?;
+                return Ok((existing, true));
+            }
+        }
+        let task: Task = sqlx::query_as(&format!(
+            "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $10) RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(&id)
+        .bind(&new.client_id)
+        .bind(new.api)
+        .bind(&new.request.capability)
+        .bind(&new.provider)
+        .bind(&new.request.model)
+        .bind(serde_json::to_string(&new.request).map_err(anyhow::Error::from)?)
+        .bind(&new.webhook_url)
+        .bind(new.extra.to_string())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+        if store.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('easel_tasks', '')")
+                .execute(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        self.inner.queued.notify_one();
+        Ok((task, false))
+    }
+
+    /// A task by id, whoever owns it (engine-internal).
+    pub async fn fetch(&self, id: &str) -> anyhow::Result<Option<Task>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.inner.store.reader)
+                .await?,
+        )
+    }
+
+    /// The client's task, or `None` (also for another client's).
+    pub async fn get(&self, client_id: &str, id: &str) -> anyhow::Result<Option<Task>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND client_id = $2"
+        ))
+        .bind(id)
+        .bind(client_id)
+        .fetch_optional(&self.inner.store.reader)
+        .await?)
+    }
+
+    /// The client's tasks, newest first.
+    pub async fn list(&self, client_id: &str, filter: &TaskFilter) -> anyhow::Result<Vec<Task>> {
+        let mut sql =
+            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE client_id = $1 AND created_at < $2");
+        let mut next = 3;
+        for (column, present) in [
+            ("status", filter.status.is_some()),
+            ("capability", filter.capability.is_some()),
+            ("api", filter.api.is_some()),
+        ] {
+            if present {
+                sql.push_str(&format!(" AND {column} = ${next}"));
+                next += 1;
+            }
+        }
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${next}"));
+        let mut query = sqlx::query_as(&sql)
+            .bind(client_id)
+            .bind(filter.before.unwrap_or(i64::MAX));
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(capability) = &filter.capability {
+            query = query.bind(capability.clone());
+        }
+        if let Some(api) = filter.api {
+            query = query.bind(api);
+        }
+        Ok(query
+            .bind(filter.limit)
+            .fetch_all(&self.inner.store.reader)
+            .await?)
+    }
+
+    /// Cancels the client's task: a queued one at once, a pending one through the provider's
+    /// cancel, a submitting one by signalling its worker. Returns the task afterwards, or
+    /// `None` when the client has no such task.
+    pub async fn cancel(&self, client_id: &str, id: &str) -> anyhow::Result<Option<Task>> {
+        let Some(task) = self.get(client_id, id).await? else {
+            return Ok(None);
+        };
+        match (task.status(), task.phase.as_deref()) {
+            (Status::Queued, _) => {
+                lifecycle::finish(self, &task.id, lifecycle::Outcome::Cancelled).await?;
+            }
+            (Status::Running, phase) => {
+                sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = $2 WHERE id = $1")
+                    .bind(&task.id)
+                    .bind(now_ms())
+                    .execute(&self.inner.store.writer)
+                    .await?;
+                if phase == Some("pending") {
+                    self.cancel_pending(&task).await?;
+                } else if let Some(token) = self
+                    .inner
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .get(&task.id)
+                {
+                    token.cancel();
+                }
+            }
+            _ => {}
+        }
+        self.get(client_id, id).await
+    }
+
+    /// Asks the provider to drop a pending handle, then records the cancellation.
+    pub(crate) async fn cancel_pending(&self, task: &Task) -> anyhow::Result<()> {
+        if let (Some(provider), Some(handle)) = (
+            self.inner.registry.provider(&task.provider),
+            &task.pending_handle,
+        ) {
+            let ctx = CallContext::detached(task.id.clone());
+            if let Err(error) = provider.cancel(handle, &ctx).await {
+                tracing::warn!(task = %task.id, %error, "provider cancel failed; cancelling locally");
+            }
+        }
+        lifecycle::finish(self, &task.id, lifecycle::Outcome::Cancelled).await?;
+        Ok(())
+    }
+
+    /// Registers the cancellation token of a submit running here.
+    pub(crate) fn track(&self, id: &str) -> CancellationToken {
+        let token = self.inner.shutdown.child_token();
+        self.inner
+            .running
+            .lock()
+            .expect("running lock")
+            .insert(id.into(), token.clone());
+        token
+    }
+
+    /// Forgets a finished submit's token.
+    pub(crate) fn untrack(&self, id: &str) {
+        self.inner.running.lock().expect("running lock").remove(id);
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub(crate) fn queued_signal(&self) -> &Notify {
+        &self.inner.queued
+    }
+
+    pub(crate) fn webhook_secret(&self) -> Option<&str> {
+        self.inner.webhook_secret.as_deref()
+    }
+
+    pub(crate) fn render_webhook(&self, task: &Task) -> serde_json::Value {
+        match self.inner.renderers.get(task.api.as_str()) {
+            Some(render) => render(task),
+            None => serde_json::json!({"id": task.id, "status": task.status}),
+        }
+    }
+}
+
+/// Hash of a request body for idempotency comparisons.
+pub fn request_hash(body: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(body))
+}
+
+/// Wakes this host's workers when another host queues a task (PostgreSQL only).
+async fn listen_for_new_tasks(engine: Engine) {
+    loop {
+        let listened = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&engine.inner.store.url).await?;
+            listener.listen("easel_tasks").await?;
+            loop {
+                listener.recv().await?;
+                engine.inner.queued.notify_one();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            _ = engine.inner.shutdown.cancelled() => return,
+            result = listened => if let Err(error) = result {
+                tracing::warn!(%error, "LISTEN easel_tasks dropped; reconnecting");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            },
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Turns a provider's outputs into assets the client owns.
+//!
+//! Invariant: vendor links are copied into the asset store before the task succeeds (they
+//! expire), through the no-SSRF client and under a size cap; a link that cannot be copied
+//! fails the task rather than handing the client a dead URL.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::{
+    assets::{NewFile, extension_of},
+    engine::{Engine, provider::Output, task::Task},
+};
+
+/// Largest vendor file the host copies, bytes.
+const MAX_OUTPUT_BYTES: usize = 512 * 1024 * 1024;
+
+/// Stores every output of `task`; returns the values for its `outputs` column.
+pub async fn store(
+    engine: &Engine,
+    task: &Task,
+    outputs: Vec<Output>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut stored = Vec::with_capacity(outputs.len());
+    for (index, output) in outputs.into_iter().enumerate() {
+        let (content_type, bytes) = match output {
+            Output::Text(text) => {
+                stored.push(serde_json::json!({ "text": text }));
+                continue;
+            }
+            Output::Bytes { content_type, data } => (content_type, data.to_vec()),
+            Output::Url { url, content_type } => download(engine, &url, content_type).await?,
+        };
+        let name = format!("{}-{index}.{}", task.id, extension_of(&content_type));
+        let asset = engine
+            .assets()
+            .put(
+                NewFile {
+                    client_id: &task.client_id,
+                    name: &name,
+                    content_type: &content_type,
+                    task_id: Some(&task.id),
+                },
+                &bytes,
+            )
+            .await?;
+        stored.push(serde_json::Value::String(asset.id));
+    }
+    Ok(stored)
+}
+
+async fn download(
+    engine: &Engine,
+    url: &str,
+    content_type: Option<String>,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let url = engine.guard().check_url(url).map_err(anyhow::Error::msg)?;
+    let response = engine
+        .guard()
+        .client(Duration::from_secs(300))
+        .get(url.clone())
+        .send()
+        .await?
+        .error_for_status()?;
+    let content_type = content_type
+        .or_else(|| {
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        body.extend_from_slice(&chunk?);
+        anyhow::ensure!(
+            body.len() <= MAX_OUTPUT_BYTES,
+            "output at {url} is larger than {MAX_OUTPUT_BYTES} bytes"
+        );
+    }
+    Ok((content_type, body))
+}

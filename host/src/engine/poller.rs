@@ -1,0 +1,125 @@
+//! The poller: asks providers about pending handles whose `wake_at` has come.
+//!
+//! Invariants: polls run in their own tasks under a semaphore (`poll_concurrency`), never in a
+//! worker, so thousands of pending tasks cost rows, not threads. A poll is claimed by pushing
+//! `wake_at` one lease ahead first, so a crash mid-poll only delays the next one, and two hosts
+//! never poll the same handle at once. Transient vendor errors retry with backoff; only the
+//! vendor's own failure, or a hard error, fails the task.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Semaphore;
+
+use crate::engine::{
+    Engine,
+    lifecycle::{self, Outcome},
+    outputs,
+    provider::{CallContext, PollOutcome, ProviderError},
+    task::{TASK_COLUMNS, Task, now_ms},
+};
+
+/// How often the poller looks for due handles when idle.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The poller's loop.
+pub async fn run(engine: Engine) {
+    let permits = Arc::new(Semaphore::new(engine.config().poll_concurrency.max(1)));
+    let shutdown = engine.shutdown_token().clone();
+    loop {
+        let free = permits.available_permits();
+        if free > 0 {
+            match claim_due(&engine, free.min(500) as i64).await {
+                Ok(tasks) => {
+                    for task in tasks {
+                        let permit = permits
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore never closes");
+                        let engine = engine.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = poll_once(&engine, &task).await {
+                                tracing::warn!(task = %task.id, %error, "poll failed; will retry");
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "claiming due polls failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Claims up to `limit` due pending tasks by moving their `wake_at` one lease ahead.
+async fn claim_due(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Task>> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'pending' AND wake_at <= $1 \
+         ORDER BY wake_at LIMIT $3{}) AND phase = 'pending' RETURNING {TASK_COLUMNS}",
+        engine.store().skip_locked()
+    );
+    let lease_end = now + engine.config().lease().as_millis() as i64;
+    Ok(sqlx::query_as(&sql)
+        .bind(now)
+        .bind(lease_end)
+        .bind(limit)
+        .fetch_all(&engine.store().writer)
+        .await?)
+}
+
+async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
+    if task.cancel_requested == 1 {
+        return engine.cancel_pending(task).await;
+    }
+    let Some(handle) = task.pending_handle.as_deref() else {
+        return Ok(());
+    };
+    let Some(provider) = engine.registry().provider(&task.provider) else {
+        // The plugin may be mid-reload; look again later rather than failing the task.
+        let later = now_ms() + 5_000;
+        return lifecycle::record_progress(engine, &task.id, None, Some(later)).await;
+    };
+    let ctx = CallContext::detached(task.id.clone());
+    match provider.poll(handle, &ctx).await {
+        Ok(PollOutcome::Running {
+            progress,
+            poll_after,
+        }) => {
+            let wake = now_ms() + poll_after.as_millis() as i64;
+            lifecycle::record_progress(engine, &task.id, progress, Some(wake)).await?;
+        }
+        Ok(PollOutcome::Finished { outputs, usage }) => {
+            let stored = outputs::store(engine, task, outputs).await?;
+            let usage = usage.map(serde_json::Value::Object);
+            lifecycle::finish(
+                engine,
+                &task.id,
+                Outcome::Succeeded {
+                    outputs: stored,
+                    usage,
+                },
+            )
+            .await?;
+        }
+        Ok(PollOutcome::Failed(error)) => {
+            lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;
+        }
+        Err(ProviderError::RateLimited { retry_after_secs }) => {
+            let wait = retry_after_secs.unwrap_or(5).max(1) as i64 * 1000;
+            lifecycle::record_progress(engine, &task.id, None, Some(now_ms() + wait)).await?;
+        }
+        Err(ProviderError::UpstreamUnavailable(reason)) => {
+            tracing::info!(task = %task.id, %reason, "vendor unavailable while polling; retrying");
+            lifecycle::record_progress(engine, &task.id, None, Some(now_ms() + 5_000)).await?;
+        }
+        Err(error) => {
+            lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The task record and its vocabulary: statuses, phases and capabilities.
+//!
+//! A task moves `queued → running → succeeded | failed | cancelled`, or `queued → expired`
+//! or `queued → cancelled`. Terminal statuses never change again. While `running`, `phase`
+//! says what the engine is waiting for: `submitting` (a worker holds it until `wake_at`, its
+//! lease) or `pending` (the provider holds it; the poller looks again at `wake_at`).
+
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+use crate::engine::provider::GenerationRequest;
+
+/// Engine capabilities, as DESIGN.md names them.
+pub const CAPABILITIES: [&str; 7] = [
+    "chat",
+    "image.generate",
+    "image.edit",
+    "image.inpaint",
+    "image.upscale",
+    "video.generate",
+    "audio.speech",
+];
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// A worker or the provider is on it.
+    Running,
+    /// Outputs are in the asset store.
+    Succeeded,
+    /// The provider or the engine gave up; `error` says why.
+    Failed,
+    /// The client cancelled it.
+    Cancelled,
+    /// It waited in the queue longer than the configured time.
+    Expired,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 6] = [
+        Status::Queued,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Expired,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
+        }
+    }
+
+    /// Parses a stored or client-given name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// True once the task can no longer change.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct Task {
+    /// `job_…`.
+    pub id: String,
+    /// Owner; other clients get 404.
+    pub client_id: String,
+    /// The API dialect that created it, which also renders it (`jobs`, `pixel`, `llmage`, `sd`).
+    pub api: String,
+    /// Engine capability.
+    pub capability: String,
+    /// Provider id.
+    pub provider: String,
+    /// Model key inside the provider.
+    pub model: String,
+    /// The normalized request, JSON.
+    pub request: String,
+    /// Stored status name.
+    pub status: String,
+    /// `submitting` or `pending` while running.
+    pub phase: Option<String>,
+    /// 0.0..=1.0.
+    pub progress: f64,
+    /// The provider's handle while pending.
+    pub pending_handle: Option<String>,
+    /// Lease end (submitting) or next poll (pending), ms.
+    pub wake_at: Option<i64>,
+    /// Set when the client asked to cancel a running task.
+    pub cancel_requested: i64,
+    /// How many times a worker took it.
+    pub attempts: i64,
+    /// JSON array of asset ids (or text outputs as `{"text": …}`).
+    pub outputs: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// JSON usage object.
+    pub usage: Option<String>,
+    /// Where to announce the terminal state.
+    pub webhook_url: Option<String>,
+    /// Dialect-specific fields the creating API needs to render it, JSON.
+    pub extra: String,
+    /// ms.
+    pub created_at: i64,
+    /// ms.
+    pub updated_at: i64,
+    /// ms.
+    pub started_at: Option<i64>,
+    /// ms.
+    pub finished_at: Option<i64>,
+}
+
+/// The columns of [`Task`], for `SELECT`/`RETURNING`.
+pub const TASK_COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
+     progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
+     extra, created_at, updated_at, started_at, finished_at";
+
+impl Task {
+    /// The status, parsed.
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status).unwrap_or(Status::Failed)
+    }
+
+    /// The normalized request.
+    pub fn generation_request(&self) -> anyhow::Result<GenerationRequest> {
+        Ok(serde_json::from_str(&self.request)?)
+    }
+
+    /// Output asset ids.
+    pub fn output_asset_ids(&self) -> Vec<String> {
+        self.outputs_json()
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Outputs as stored: asset id strings, or `{"text": …}` objects for chat.
+    pub fn outputs_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.outputs).unwrap_or_else(|_| serde_json::json!([]))
+    }
+
+    /// The dialect's extra fields.
+    pub fn extra_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.extra).unwrap_or_else(|_| serde_json::json!({}))
+    }
+
+    /// Usage, parsed.
+    pub fn usage_json(&self) -> Option<serde_json::Value> {
+        self.usage
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A new id with `prefix`, sortable by creation time.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// RFC 3339 rendering of a millisecond timestamp.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses RFC 3339 (or a bare millisecond number) into ms.
+pub fn parse_time(text: &str) -> Option<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Some(ms);
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}

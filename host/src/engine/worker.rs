@@ -1,0 +1,248 @@
+//! Workers: claim queued tasks and run the provider's `submit`.
+//!
+//! Invariants: a claim is one `UPDATE … RETURNING` (with `SKIP LOCKED` on PostgreSQL), so two
+//! workers on any number of hosts never take the same task. While `submit` runs, a heartbeat
+//! extends the lease and watches for a cancel requested on another host. A worker never polls:
+//! a pending handle is persisted and left to the poller, so a slow vendor never holds a worker.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use base64::Engine as _;
+
+use crate::engine::{
+    Engine,
+    lifecycle::{self, Outcome},
+    outputs,
+    provider::{CallContext, GenerationRequest, ProgressSink, ProviderError, Submission},
+    task::{TASK_COLUMNS, Task, now_ms},
+};
+
+/// Progress is written at most this often per task.
+const PROGRESS_EVERY_MS: i64 = 250;
+
+/// One worker's loop.
+pub async fn run(engine: Engine, worker: usize) {
+    let shutdown = engine.shutdown_token().clone();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match claim(&engine).await {
+            Ok(Some(task)) => execute(&engine, task).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = engine.queued_signal().notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(1000)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(worker, %error, "claiming a task failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Takes the oldest queued task, if any.
+async fn claim(engine: &Engine) -> anyhow::Result<Option<Task>> {
+    let now = now_ms();
+    let lease_end = now + engine.config().lease().as_millis() as i64;
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
+         started_at = COALESCE(started_at, $2), updated_at = $2 \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' ORDER BY created_at LIMIT 1{}) \
+         AND status = 'queued' RETURNING {TASK_COLUMNS}",
+        engine.store().skip_locked()
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(lease_end)
+        .bind(now)
+        .fetch_optional(&engine.store().writer)
+        .await?)
+}
+
+async fn execute(engine: &Engine, task: Task) {
+    let token = engine.track(&task.id);
+    let result = submit(engine, &task, token.clone()).await;
+    engine.untrack(&task.id);
+    if let Err(error) = result {
+        tracing::warn!(task = %task.id, %error, "task failed in the engine");
+        if !engine.shutdown_token().is_cancelled() {
+            let _ = lifecycle::finish(
+                engine,
+                &task.id,
+                Outcome::Failed(format!("Internal error: {error}")),
+            )
+            .await;
+        }
+    }
+}
+
+async fn submit(
+    engine: &Engine,
+    task: &Task,
+    token: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(provider) = engine.registry().provider(&task.provider) else {
+        let reason = format!("Provider {} is not loaded.", task.provider);
+        lifecycle::finish(engine, &task.id, Outcome::Failed(reason)).await?;
+        return Ok(());
+    };
+    let mut request = task.generation_request()?;
+    if let Err(reason) = resolve_inputs(engine, task, &mut request).await {
+        lifecycle::finish(engine, &task.id, Outcome::Failed(reason)).await?;
+        return Ok(());
+    }
+    let ctx = CallContext {
+        task_id: task.id.clone(),
+        cancel: token.clone(),
+        progress: progress_sink(engine, &task.id),
+    };
+    let heartbeat = tokio::spawn(heartbeat(engine.clone(), task.id.clone(), token.clone()));
+    let answer = provider.submit(&request, &ctx).await;
+    heartbeat.abort();
+    if engine.shutdown_token().is_cancelled() {
+        // The lease lapses and the sweeper decides, exactly as after a crash.
+        return Ok(());
+    }
+    let cancelled = token.is_cancelled();
+    match answer {
+        Ok(Submission::Pending { handle, poll_after }) => {
+            lifecycle::mark_pending(engine, &task.id, &handle, poll_after).await?;
+            if cancelled && let Some(task) = engine.fetch(&task.id).await? {
+                engine.cancel_pending(&task).await?;
+            }
+        }
+        _ if cancelled => {
+            lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
+        }
+        Ok(Submission::Finished { outputs, usage }) => {
+            let stored = outputs::store(engine, task, outputs).await?;
+            let usage = usage.map(serde_json::Value::Object);
+            lifecycle::finish(
+                engine,
+                &task.id,
+                Outcome::Succeeded {
+                    outputs: stored,
+                    usage,
+                },
+            )
+            .await?;
+        }
+        Err(ProviderError::Cancelled) => {
+            lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
+        }
+        Err(error) => {
+            lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Extends the lease every third of it; cancels the call when a cancel was requested elsewhere.
+async fn heartbeat(engine: Engine, id: String, token: tokio_util::sync::CancellationToken) {
+    let lease = engine.config().lease();
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let extended: Option<(i64,)> = sqlx::query_as(
+            "UPDATE tasks SET wake_at = $2 WHERE id = $1 AND status = 'running' AND phase = 'submitting' \
+             RETURNING cancel_requested",
+        )
+        .bind(&id)
+        .bind(now_ms() + lease.as_millis() as i64)
+        .fetch_optional(&engine.store().writer)
+        .await
+        .unwrap_or(None);
+        match extended {
+            Some((1,)) => token.cancel(),
+            Some(_) => {}
+            None => return,
+        }
+    }
+}
+
+/// A progress reporter that writes at most every [`PROGRESS_EVERY_MS`].
+fn progress_sink(engine: &Engine, id: &str) -> ProgressSink {
+    let engine = engine.clone();
+    let id = id.to_string();
+    let last_write = Arc::new(AtomicI64::new(0));
+    ProgressSink::new(move |fraction| {
+        let now = now_ms();
+        let last = last_write.load(Ordering::Relaxed);
+        if now - last < PROGRESS_EVERY_MS && fraction < 1.0 {
+            return;
+        }
+        if last_write
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let (engine, id) = (engine.clone(), id.clone());
+        tokio::spawn(async move {
+            let _ = lifecycle::record_progress(&engine, &id, Some(fraction), None).await;
+        });
+    })
+}
+
+/// Loads the bytes of inputs that live in the asset store or in `data:` URLs, so providers
+/// never read files or reach private URLs themselves.
+async fn resolve_inputs(
+    engine: &Engine,
+    task: &Task,
+    request: &mut GenerationRequest,
+) -> Result<(), String> {
+    for input in &mut request.inputs {
+        if let Some(asset_id) = &input.asset_id {
+            let asset = engine
+                .assets()
+                .get(&task.client_id, asset_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("Input asset {asset_id} no longer exists."))?;
+            input.content_type.get_or_insert(asset.content_type.clone());
+            match &asset.url {
+                Some(url) => input.url = Some(url.clone()),
+                None => {
+                    input.data = Some(
+                        engine
+                            .assets()
+                            .read(&asset)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .into(),
+                    )
+                }
+            }
+        } else if let Some(url) = input.url.as_deref().filter(|u| u.starts_with("data:")) {
+            let (content_type, bytes) =
+                decode_data_url(url).ok_or("An input data URL is malformed.")?;
+            input.content_type.get_or_insert(content_type);
+            input.data = Some(bytes.into());
+        }
+    }
+    Ok(())
+}
+
+/// Splits `data:<mime>;base64,<payload>` into its MIME type and bytes.
+pub fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, payload) = rest.split_once(',')?;
+    let content_type = meta.strip_suffix(";base64")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .ok()?;
+    let content_type = if content_type.is_empty() {
+        "application/octet-stream"
+    } else {
+        content_type
+    };
+    Some((content_type.to_string(), bytes))
+}

@@ -1,0 +1,159 @@
+//! Outbound HTTP for the host itself (webhooks, registered URLs, provider output links),
+//! behind the no-SSRF rule.
+//!
+//! Invariant: unless the operator sets `EASEL_ALLOW_PRIVATE_TARGETS`, no request leaves for a
+//! loopback, private, link-local, shared or unspecified address: literal IPs are checked when a
+//! URL is accepted and again on every redirect hop, and host names are checked at connect time
+//! by the resolver, so DNS rebinding cannot slip a private address in later.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Whether `ip` is somewhere a public URL must never lead.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+                || a == 0
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(mapped) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(mapped));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+        }
+    }
+}
+
+/// The outbound policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    /// Lets private targets through (tests only).
+    pub allow_private: bool,
+}
+
+impl Guard {
+    /// Checks a URL a client gave us: http(s) only, and no literal private address or
+    /// `localhost` unless allowed. Host names are checked again at connect time.
+    pub fn check_url(&self, raw: &str) -> Result<url::Url, String> {
+        let url = url::Url::parse(raw).map_err(|_| format!("Invalid URL: {raw}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("URL must use http or https: {raw}"));
+        }
+        let host = url
+            .host()
+            .ok_or_else(|| format!("URL has no host: {raw}"))?;
+        if self.allow_private {
+            return Ok(url);
+        }
+        let private = match host {
+            url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
+            url::Host::Domain(name) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            }
+        };
+        if private {
+            return Err(format!("URL targets a private or loopback address: {raw}"));
+        }
+        Ok(url)
+    }
+
+    /// A client that enforces this guard on every connection and redirect.
+    pub fn client(&self, timeout: Duration) -> reqwest::Client {
+        let guard = *self;
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.error("too many redirects");
+                }
+                match guard.check_url(attempt.url().as_str()) {
+                    Ok(_) => attempt.follow(),
+                    Err(reason) => attempt.error(reason),
+                }
+            }));
+        if !self.allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        builder
+            .build()
+            .expect("reqwest client with static settings")
+    }
+}
+
+/// Resolves names and drops every private answer.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> =
+                found.into_iter().filter(|a| !is_private(a.ip())).collect();
+            if public.is_empty() {
+                return Err(
+                    format!("{host} resolves only to private or loopback addresses").into(),
+                );
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges_are_refused() {
+        let guard = Guard {
+            allow_private: false,
+        };
+        for url in [
+            "http://127.0.0.1/x",
+            "http://10.1.2.3/",
+            "http://192.168.0.1/",
+            "http://172.16.5.4/",
+            "http://169.254.169.254/latest",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost:8080/",
+            "http://0.0.0.0/",
+            "ftp://example.com/",
+        ] {
+            assert!(guard.check_url(url).is_err(), "{url} should be refused");
+        }
+        assert!(guard.check_url("https://example.com/hook").is_ok());
+        assert!(guard.check_url("http://93.184.216.34/").is_ok());
+        assert!(
+            Guard {
+                allow_private: true
+            }
+            .check_url("http://127.0.0.1:9/")
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The built-in offline provider: real, deterministic files made from the prompt, so the
+//! whole flow runs with no keys and no network.
+//!
+//! Invariants: output depends only on the request (same request, same bytes); `poll` needs
+//! only the handle, which carries the whole request and its ready time, so pending tasks
+//! survive restarts; submit is idempotent. Test knobs in `params` (all documented in the
+//! schemas): `delay_ms` keeps a task pending upstream that long (exercises the poller),
+//! `work_ms` keeps the submit call busy that long (a "running" task holding a worker, which
+//! honours cancellation), and `fail` makes the provider fail with that message.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{
+    engine::{
+        provider::{
+            CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ModelInfo, Output,
+            PollOutcome, Provider, ProviderError, Submission, Usage,
+        },
+        task::now_ms,
+    },
+    providers::media,
+};
+
+/// The offline provider (id `offline`).
+pub struct Offline;
+
+#[derive(Serialize, Deserialize)]
+struct Handle {
+    request: GenerationRequest,
+    ready_at: i64,
+    started_at: i64,
+}
+
+fn knobs() -> serde_json::Value {
+    json!({
+        "delay_ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000, "default": 0,
+                      "description": "Stay pending upstream this long (exercises polling)."},
+        "work_ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000, "default": 0,
+                     "description": "Keep the submit call busy this long (a running task)."},
+        "fail": {"type": "string", "description": "Fail with this message."}
+    })
+}
+
+fn schema(mut properties: serde_json::Value) -> serde_json::Value {
+    if let (Some(props), Some(extra)) = (properties.as_object_mut(), knobs().as_object()) {
+        props.extend(extra.clone());
+    }
+    json!({"type": "object", "properties": properties})
+}
+
+impl Offline {
+    fn make(request: &GenerationRequest) -> Result<Vec<Output>, ProviderError> {
+        if let Some(message) = request.params.get("fail").and_then(|v| v.as_str()) {
+            return Err(ProviderError::ContentRejected(message.to_string()));
+        }
+        let seed = media::fnv1a(request.prompt.as_bytes()) ^ media::fnv1a(request.model.as_bytes());
+        let number = |name: &str, default: u64| {
+            request
+                .params
+                .get(name)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(default)
+        };
+        let output = match request.capability.as_str() {
+            "audio.speech" => Output::Bytes {
+                content_type: "audio/wav".into(),
+                data: media::wav(&request.prompt, seed).into(),
+            },
+            "video.generate" => {
+                let seconds = number("duration", 2).clamp(1, 15) as u32;
+                Output::Bytes {
+                    content_type: "video/x-msvideo".into(),
+                    data: media::avi(96, 54, 8, seconds * 8, seed).into(),
+                }
+            }
+            "chat" => Output::Text(echo(&request.prompt)),
+            _ => {
+                let (width, height) = (
+                    number("width", 512).clamp(8, 4096) as u32,
+                    number("height", 512).clamp(8, 4096) as u32,
+                );
+                let count = number("n", 1).clamp(1, 10);
+                return Ok((0..count)
+                    .map(|i| Output::Bytes {
+                        content_type: "image/png".into(),
+                        data: media::png(width, height, seed + i).into(),
+                    })
+                    .collect());
+            }
+        };
+        Ok(vec![output])
+    }
+}
+
+fn echo(prompt: &str) -> String {
+    format!("Offline echo: {prompt}")
+}
+
+fn usage_of(request: &GenerationRequest, outputs: usize) -> Usage {
+    let mut usage = Usage::new();
+    usage.insert("outputs".into(), json!(outputs));
+    usage.insert("prompt_chars".into(), json!(request.prompt.chars().count()));
+    usage
+}
+
+#[async_trait]
+impl Provider for Offline {
+    fn id(&self) -> &str {
+        "offline"
+    }
+
+    fn models(&self) -> Vec<ModelInfo> {
+        let size = json!({
+            "width": {"type": "integer", "minimum": 8, "maximum": 4096, "default": 512},
+            "height": {"type": "integer", "minimum": 8, "maximum": 4096, "default": 512},
+            "n": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1}
+        });
+        let model = |key: &str,
+                     name: &str,
+                     kind: &str,
+                     capabilities: &[&str],
+                     properties: serde_json::Value,
+                     extra: serde_json::Value| ModelInfo {
+            key: key.into(),
+            name: name.into(),
+            kind: kind.into(),
+            capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
+            params_schema: schema(properties),
+            price_hint: Some(0.0),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+        };
+        vec![
+            model(
+                "image",
+                "Offline test pattern",
+                "image",
+                &[
+                    "image.generate",
+                    "image.edit",
+                    "image.inpaint",
+                    "image.upscale",
+                ],
+                size,
+                json!({"resolutions": ["512x512", "1024x1024", "1440x2560"]}),
+            ),
+            model(
+                "video",
+                "Offline colour drift",
+                "video",
+                &["video.generate"],
+                json!({"duration": {"type": "integer", "minimum": 1, "maximum": 15, "default": 2}}),
+                json!({"durations": [2, 4, 5, 8, 10, 15], "resolutions": ["96x54"]}),
+            ),
+            model(
+                "speech",
+                "Offline tones",
+                "audio",
+                &["audio.speech"],
+                json!({}),
+                json!({"voices": ["tone"]}),
+            ),
+            model(
+                "chat",
+                "Offline echo",
+                "chat",
+                &["chat"],
+                json!({}),
+                json!({}),
+            ),
+        ]
+    }
+
+    fn submit_is_idempotent(&self) -> bool {
+        true
+    }
+
+    async fn submit(
+        &self,
+        request: &GenerationRequest,
+        ctx: &CallContext,
+    ) -> Result<Submission, ProviderError> {
+        let param = |name: &str| {
+            request
+                .params
+                .get(name)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        };
+        let work = Duration::from_millis(param("work_ms"));
+        if !work.is_zero() {
+            let steps = 20u32;
+            for step in 1..=steps {
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return Err(ProviderError::Cancelled),
+                    _ = tokio::time::sleep(work / steps) => ctx.progress.report(step as f32 / steps as f32),
+                }
+            }
+        }
+        let delay = param("delay_ms");
+        if delay > 0 {
+            let now = now_ms();
+            let handle = Handle {
+                request: request.clone(),
+                ready_at: now + delay as i64,
+                started_at: now,
+            };
+            let handle = serde_json::to_string(&handle)
+                .map_err(|e| ProviderError::Internal(e.to_string()))?;
+            return Ok(Submission::Pending {
+                handle,
+                poll_after: Duration::from_millis(delay.min(200)),
+            });
+        }
+        let outputs = Self::make(request)?;
+        Ok(Submission::Finished {
+            usage: Some(usage_of(request, outputs.len())),
+            outputs,
+        })
+    }
+
+    async fn poll(&self, handle: &str, _ctx: &CallContext) -> Result<PollOutcome, ProviderError> {
+        let handle: Handle = serde_json::from_str(handle)
+            .map_err(|e| ProviderError::Internal(format!("bad handle: {e}")))?;
+        let now = now_ms();
+        if now < handle.ready_at {
+            let span = (handle.ready_at - handle.started_at).max(1) as f32;
+            let progress = (now - handle.started_at) as f32 / span;
+            let wait = (handle.ready_at - now).clamp(10, 1000) as u64;
+            return Ok(PollOutcome::Running {
+                progress: Some(progress),
+                poll_after: Duration::from_millis(wait),
+            });
+        }
+        match Self::make(&handle.request) {
+            Ok(outputs) => Ok(PollOutcome::Finished {
+                usage: Some(usage_of(&handle.request, outputs.len())),
+                outputs,
+            }),
+            Err(error) => Ok(PollOutcome::Failed(error)),
+        }
+    }
+
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        _ctx: &CallContext,
+    ) -> Result<ChatStream, ProviderError> {
+        let last = request
+            .messages
+            .iter()
+            .rev()
+            .find_map(|m| m.get("content").and_then(|c| c.as_str()))
+            .unwrap_or_default()
+            .to_string();
+        let answer = echo(&last);
+        let words: Vec<String> = answer.split_inclusive(' ').map(String::from).collect();
+        let completion = words.len() as u64;
+        let prompt = last.split_whitespace().count() as u64;
+        let events = words
+            .into_iter()
+            .map(ChatEvent::Delta)
+            .chain([
+                ChatEvent::Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                },
+                ChatEvent::Finish("stop".into()),
+            ])
+            .map(Ok);
+        Ok(Box::pin(futures::stream::iter(events)))
+    }
+}

@@ -1,0 +1,137 @@
+//! Storage: one sqlx `Any` pool over SQLite (embedded default) or PostgreSQL.
+//!
+//! Invariants:
+//! - Migrations are embedded, one set per backend, and applied at start before anything runs.
+//! - On SQLite every write goes through `writer` (one connection), so writers queue in-process
+//!   instead of spinning on `SQLITE_BUSY`; reads use `reader` (several connections, WAL).
+//!   `synchronous=NORMAL` in WAL mode keeps every committed transaction across `kill -9` of
+//!   the process (only an OS crash or power loss can drop the last commits); set
+//!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too.
+//! - On PostgreSQL both handles are the same pool; queue claims use `FOR UPDATE SKIP LOCKED`.
+//! - SQL is written once with `$N` placeholders, which both drivers accept; the few
+//!   backend-specific fragments come from [`Store::skip_locked`].
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    AnyPool,
+    any::{AnyPoolOptions, install_default_drivers},
+    postgres::PgConnectOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+};
+
+/// Applies `migrator` over one native connection (the `Any` driver cannot migrate).
+macro_rules! migrate_with {
+    ($options:expr, $migrator:expr) => {{
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = $options.connect().await.context("opening the database")?;
+        $migrator
+            .run(&mut conn)
+            .await
+            .context("applying migrations")?;
+        conn.close().await?;
+    }};
+}
+
+/// Which database is behind the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file in the data dir.
+    Sqlite,
+    /// A shared PostgreSQL server.
+    Postgres,
+}
+
+/// The database handles every part of the host shares.
+#[derive(Clone)]
+pub struct Store {
+    /// Serialized writes (SQLite) or the shared pool (PostgreSQL).
+    pub writer: AnyPool,
+    /// Concurrent reads.
+    pub reader: AnyPool,
+    /// Which backend this is.
+    pub backend: Backend,
+    /// The URL it was opened with (PostgreSQL's LISTEN needs its own connection).
+    pub url: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    pub async fn open(url: &str, sqlite_synchronous: &str) -> anyhow::Result<Self> {
+        install_default_drivers();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .context("DATABASE_URL is not a valid postgres URL")?;
+            migrate_with!(options, sqlx::migrate!("./migrations/postgres"));
+            let pool = AnyPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .with_context(|| format!("connecting to {}", redact(url)))?;
+            return Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+                backend: Backend::Postgres,
+                url: url.into(),
+            });
+        }
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        // Create the file and switch it to WAL once, natively, before the Any pools open it.
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(
+                SqliteSynchronous::from_str(sqlite_synchronous).map_err(anyhow::Error::msg)?,
+            );
+        migrate_with!(options, sqlx::migrate!("./migrations/sqlite"));
+        let any_url = format!("sqlite://{path}");
+        let pragmas = format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sqlite_synchronous}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
+        );
+        let open = |max: u32| {
+            let pragmas = pragmas.clone();
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _| Box::pin(apply_pragmas(conn, pragmas.clone())))
+                .connect(&any_url)
+        };
+        let writer = open(1).await?;
+        let reader = open(8).await?;
+        Ok(Self {
+            writer,
+            reader,
+            backend: Backend::Sqlite,
+            url: any_url,
+        })
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's single writer needs none.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
+/// Per-connection SQLite settings (WAL itself is persistent in the file).
+async fn apply_pragmas(conn: &mut sqlx::AnyConnection, pragmas: String) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    conn.execute(sqlx::raw_sql(&pragmas)).await?;
+    Ok(())
+}
+
+/// Hides the password of a database URL for logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
