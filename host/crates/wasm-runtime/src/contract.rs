@@ -1,0 +1,108 @@
+//! Contract versions: one binding per folder in `wit/`, picked per component.
+//!
+//! Invariants: a component is bound to exactly one contract version, detected from the
+//! interfaces it exports (`easel:provider/chat@<version>`); a component exporting none of
+//! the supported versions is refused at load with the list of versions this host speaks.
+//! Adding a version means adding a binding module and a variant here; released versions
+//! are never removed.
+
+use easel_provider::{ChatEvent, ChatRequest, GenerationRequest, PollOutcome, Submission};
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
+
+use crate::manifest::PluginManifest;
+use crate::state::CallState;
+use crate::v0_1_0;
+use crate::v0_1_0::Called;
+
+/// Contract versions this host can run, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION];
+
+/// Adds every version's host imports to the shared linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_1_0::add_to_linker(linker)
+}
+
+/// Names of a component's exports and imports (for detection and `plugin check`).
+pub(crate) fn interface_names(engine: &Engine, c: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = c.component_type();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    (exports, imports)
+}
+
+/// Picks the contract version a component targets.
+pub(crate) fn detect(engine: &Engine, c: &Component) -> anyhow::Result<&'static str> {
+    let (exports, _) = interface_names(engine, c);
+    if exports.iter().any(|e| e == v0_1_0::MARKER_EXPORT) {
+        return Ok(v0_1_0::VERSION);
+    }
+    anyhow::bail!(
+        "the component targets no contract version this host supports ({}); it exports: [{}]",
+        SUPPORTED_VERSIONS.join(", "),
+        exports.join(", ")
+    )
+}
+
+/// A linked component of some version.
+pub(crate) enum Pre {
+    V0_1_0(v0_1_0::Pre),
+}
+
+/// A chat stream of some version.
+pub(crate) enum Session {
+    V0_1_0(v0_1_0::Session),
+}
+
+impl Pre {
+    pub(crate) fn new(version: &str, pre: InstancePre<CallState>) -> anyhow::Result<Self> {
+        match version {
+            v0_1_0::VERSION => Ok(Self::V0_1_0(v0_1_0::Pre::new(pre)?)),
+            other => anyhow::bail!("no binding for contract version {other}"),
+        }
+    }
+
+    pub(crate) async fn manifest(&self, s: &mut Store<CallState>) -> Called<PluginManifest> {
+        match self {
+            Self::V0_1_0(p) => p.manifest(s).await,
+        }
+    }
+
+    pub(crate) async fn submit(&self, s: &mut Store<CallState>, r: &GenerationRequest) -> Called<Submission> {
+        match self {
+            Self::V0_1_0(p) => p.submit(s, r).await,
+        }
+    }
+
+    pub(crate) async fn poll(&self, s: &mut Store<CallState>, h: &str) -> Called<PollOutcome> {
+        match self {
+            Self::V0_1_0(p) => p.poll(s, h).await,
+        }
+    }
+
+    pub(crate) async fn cancel(&self, s: &mut Store<CallState>, h: &str) -> Called<()> {
+        match self {
+            Self::V0_1_0(p) => p.cancel(s, h).await,
+        }
+    }
+
+    pub(crate) async fn chat_start(&self, s: &mut Store<CallState>, r: &ChatRequest) -> Called<Session> {
+        match self {
+            Self::V0_1_0(p) => Ok(p.chat_start(s, r).await?.map(Session::V0_1_0)),
+        }
+    }
+}
+
+impl Session {
+    pub(crate) async fn next(&self, s: &mut Store<CallState>) -> Called<Vec<ChatEvent>> {
+        match self {
+            Self::V0_1_0(x) => x.next(s).await,
+        }
+    }
+
+    pub(crate) async fn close(self, s: &mut Store<CallState>) {
+        match self {
+            Self::V0_1_0(x) => x.close(s).await,
+        }
+    }
+}

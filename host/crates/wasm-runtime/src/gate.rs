@@ -1,0 +1,362 @@
+//! The only way out of the sandbox: `wasi:http` requests pass through [`Gate`], the
+//! runtime's `WasiHttpHooks::send_request`.
+//!
+//! Invariants:
+//! - A request leaves only when its host matches the manifest's `allowed-hosts` AND the
+//!   operator allowlist (`*.example.com` matches subdomains, never the apex).
+//! - The host name is resolved here and every resolved address is checked: loopback,
+//!   private, link-local, shared, multicast and unspecified targets are refused unless
+//!   `allow_private_targets` is set; the connection goes to a checked address, so a DNS
+//!   answer cannot change between the check and the connect.
+//! - Connect and total timeouts and a response-size cap bound every request.
+//! - Every refusal is returned to the guest as a `wasi:http` error code and recorded in the
+//!   call's [`Notes`], so the failed task's error says what the host refused.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Scheme;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// What the host refused or cut short during one call, newest last.
+#[derive(Clone, Default)]
+pub(crate) struct Notes(Arc<Mutex<Vec<String>>>);
+
+impl Notes {
+    pub(crate) fn push(&self, note: String) {
+        tracing::warn!(target: "easel::plugins", "{note}");
+        self.0.lock().unwrap().push(note);
+    }
+
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// The network policy of one loaded plugin.
+pub(crate) struct NetPolicy {
+    pub(crate) plugin_id: String,
+    pub(crate) manifest_hosts: Vec<String>,
+    pub(crate) operator_hosts: Option<Vec<String>>,
+    pub(crate) allow_private: bool,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_response_bytes: u64,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+/// Whether `pattern` is a host name, a `*.domain` wildcard, or `*`.
+pub(crate) fn valid_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    pattern == "*"
+        || (!name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+}
+
+/// Whether `host` matches `pattern` (case-insensitive; `*.x.com` matches `a.x.com` and
+/// `a.b.x.com` but not `x.com`; `*` matches anything).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+        None => pattern == host,
+    }
+}
+
+/// Whether an address is one a plugin may never reach without `allow_private_targets`.
+pub fn is_private_target(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_private_target(IpAddr::V4(v4)))
+                || (s[0..6] == [0, 0, 0, 0, 0, 0] && is_private_target(IpAddr::V4(v6.to_ipv4().unwrap())))
+        }
+    }
+}
+
+impl NetPolicy {
+    pub(crate) fn host_allowed(&self, host: &str) -> bool {
+        self.manifest_hosts.iter().any(|p| host_matches(p, host))
+            && self
+                .operator_hosts
+                .as_ref()
+                .is_none_or(|ops| ops.iter().any(|p| host_matches(p, host)))
+    }
+}
+
+/// The `WasiHttpHooks` of one call's store.
+pub(crate) struct Gate {
+    pub(crate) policy: Arc<NetPolicy>,
+    pub(crate) notes: Notes,
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+
+impl WasiHttpHooks for Gate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: IoFuture,
+    ) -> SendFuture {
+        drop(fut);
+        let policy = self.policy.clone();
+        let notes = self.notes.clone();
+        Box::new(async move { send(policy, notes, request, options).await })
+    }
+}
+
+fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+async fn send(
+    policy: Arc<NetPolicy>,
+    notes: Notes,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
+    let uri = request.uri().clone();
+    let host = strip_brackets(uri.host().ok_or(Error::HttpRequestUriInvalid)?).to_string();
+    let id = &policy.plugin_id;
+    if !policy.host_allowed(&host) {
+        notes.push(format!(
+            "plugin {id}: outbound request to {host} refused: the host is not in the plugin's \
+             allowed hosts (and the operator allowlist)"
+        ));
+        return Err(Error::HttpRequestDenied);
+    }
+    let tls = match uri.scheme() {
+        Some(s) if *s == Scheme::HTTPS => true,
+        Some(s) if *s == Scheme::HTTP => false,
+        _ => return Err(Error::HttpProtocolError),
+    };
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let deadline = Instant::now() + policy.request_timeout;
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .map_or(policy.connect_timeout, |t| t.min(policy.connect_timeout));
+
+    // Resolve, check every address, connect to a checked one.
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout(connect_timeout, tokio::net::lookup_host((host.as_str(), port)))
+            .await
+        {
+            Err(_) => {
+                notes.push(format!("plugin {id}: resolving {host} timed out"));
+                return Err(Error::DnsTimeout);
+            }
+            Ok(Err(e)) => {
+                notes.push(format!("plugin {id}: resolving {host} failed: {e}"));
+                return Err(Error::DnsError { rcode: Some(e.to_string()), info_code: None });
+            }
+            Ok(Ok(a)) => a.collect(),
+        };
+    if addrs.is_empty() {
+        return Err(Error::DestinationNotFound);
+    }
+    if !policy.allow_private
+        && let Some(bad) = addrs.iter().find(|a| is_private_target(a.ip()))
+    {
+        notes.push(format!(
+            "plugin {id}: outbound request to {host} refused: it resolves to the private, \
+             loopback or link-local address {}",
+            bad.ip()
+        ));
+        return Err(Error::DestinationIpProhibited);
+    }
+    let stream = match tokio::time::timeout(connect_timeout, connect_any(&addrs)).await {
+        Err(_) => {
+            notes.push(format!("plugin {id}: connecting to {host}:{port} timed out after {connect_timeout:?}"));
+            return Err(Error::ConnectionTimeout);
+        }
+        Ok(Err(e)) => {
+            notes.push(format!("plugin {id}: connecting to {host}:{port} failed: {e}"));
+            return Err(Error::ConnectionRefused);
+        }
+        Ok(Ok(s)) => s,
+    };
+
+    let head = async {
+        let io: Box<dyn Io> = if tls {
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(Error::InvalidDnsNameError)?;
+            let connector = tokio_rustls::TlsConnector::from(policy.tls.clone());
+            Box::new(connector.connect(name, stream).await.map_err(Error::Tls)?)
+        } else {
+            Box::new(stream)
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        *request.uri_mut() = http::Uri::builder()
+            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .build()
+            .map_err(|_| Error::HttpRequestUriInvalid)?;
+        let mut conn = Some(conn);
+        let mut send = std::pin::pin!(sender.send_request(request));
+        let response = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = send.as_mut().poll(cx) {
+                return Poll::Ready(r.map_err(Error::from));
+            }
+            if let Some(c) = conn.as_mut() {
+                let r = ready!(Pin::new(c).poll(cx));
+                conn = None;
+                if let Err(e) = r {
+                    return Poll::Ready(Err(Error::from(e)));
+                }
+                return send.as_mut().poll(cx).map_err(Error::from);
+            }
+            Poll::Pending
+        })
+        .await?;
+        Ok::<_, Error>((response, conn))
+    };
+    let (response, conn) = match tokio::time::timeout_at(deadline, head).await {
+        Err(_) => {
+            notes.push(format!(
+                "plugin {id}: request to {host} timed out after {:?}",
+                policy.request_timeout
+            ));
+            return Err(Error::HttpResponseTimeout);
+        }
+        Ok(r) => r?,
+    };
+
+    let cap = policy.max_response_bytes;
+    if let Some(len) = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > cap
+    {
+        notes.push(format!(
+            "plugin {id}: response from {host} refused: {len} bytes exceed the {cap}-byte cap"
+        ));
+        return Err(Error::HttpResponseBodySize(Some(len)));
+    }
+    let body_notes = notes.clone();
+    let what = format!("plugin {id}: response from {host}");
+    let timeout = policy.request_timeout;
+    let response = response.map(move |incoming| {
+        CappedBody {
+            inner: incoming,
+            seen: 0,
+            cap,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            timeout,
+            notes: body_notes,
+            what,
+        }
+        .boxed_unsync()
+    });
+    let io: IoFuture = Box::new(async move {
+        match conn {
+            Some(c) => c.await.map_err(Error::from),
+            None => Ok(()),
+        }
+    });
+    Ok((response, io))
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+async fn connect_any(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+}
+
+/// A response body that enforces the size cap and the total deadline.
+struct CappedBody {
+    inner: hyper::body::Incoming,
+    seen: u64,
+    cap: u64,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+    notes: Notes,
+    what: String,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.cap {
+                        this.notes.push(format!(
+                            "{} cut off: more than the {}-byte response cap",
+                            this.what, this.cap
+                        ));
+                        return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.cap)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                ready!(this.deadline.as_mut().poll(cx));
+                this.notes.push(format!("{} timed out after {:?}", this.what, this.timeout));
+                Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}

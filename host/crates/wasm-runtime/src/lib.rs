@@ -1,0 +1,88 @@
+//! easel's WebAssembly plugin runtime: providers are components targeting the contract in
+//! `wit/<version>/provider.wit`, run in wasmtime.
+//!
+//! Invariants (each module states its own in detail):
+//! - Sandbox: a plugin has no files, environment or sockets; it reaches the network only
+//!   through `wasi:http` and the [`gate`], to hosts its manifest declares and the operator
+//!   allows, never to private addresses (unless configured), with timeouts and a size cap.
+//!   It sees only the secrets its manifest names.
+//! - Blast radius: every call runs in a fresh store with a memory cap, a CPU (epoch)
+//!   deadline and a wall-clock timeout; a trap fails that call and nothing else.
+//! - Drain and retire: a loaded version is immutable; hot reload swaps `Arc`s, calls in
+//!   flight finish on the version they started on, and a refused new file leaves the old
+//!   version serving with the error recorded.
+//! - Versions: one binding per contract folder; a component is bound to the version it
+//!   exports.
+
+#![deny(missing_docs)]
+
+mod config;
+mod contract;
+pub mod gate;
+mod manifest;
+mod provider;
+mod reload;
+mod runtime;
+mod state;
+mod v0_1_0;
+
+use std::path::Path;
+
+pub use config::WasmConfig;
+pub use contract::SUPPORTED_VERSIONS;
+pub use manifest::{CAPABILITIES, PluginManifest};
+pub use provider::WasmProvider;
+pub use reload::{PluginHost, PluginStatus, ProviderSink};
+pub use runtime::Runtime;
+
+/// What `easel plugin check FILE.wasm` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    /// Contract version the component targets.
+    pub contract: String,
+    /// sha256 (hex) of the file.
+    pub content_hash: String,
+    /// The validated manifest.
+    pub manifest: PluginManifest,
+    /// The component's imports.
+    pub imports: Vec<String>,
+    /// The component's exports.
+    pub exports: Vec<String>,
+}
+
+/// Validates a component against the contract (compiles, links, calls `manifest`,
+/// validates it) and returns what it declares. Needs a tokio runtime.
+pub async fn check_component(path: &Path) -> anyhow::Result<CheckReport> {
+    let config = WasmConfig {
+        pooling: false,
+        max_instances: 4,
+        secrets_from_env: false,
+        ..WasmConfig::default()
+    };
+    let runtime = Runtime::new(config)?;
+    let p = runtime
+        .load_file(path)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    Ok(CheckReport {
+        contract: p.contract_version().to_string(),
+        content_hash: p.content_hash().to_string(),
+        manifest: p.manifest().clone(),
+        imports: p.imports().to_vec(),
+        exports: p.exports().to_vec(),
+    })
+}
+
+/// [`check_component`] for callers without a tokio runtime (runs one on a new thread).
+pub fn check_component_blocking(path: &Path) -> anyhow::Result<CheckReport> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(check_component(&path))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("plugin check panicked"))?
+}

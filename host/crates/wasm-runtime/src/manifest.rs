@@ -1,0 +1,97 @@
+//! The plugin manifest as the host sees it, and its validation.
+//!
+//! Invariants: a manifest that fails [`PluginManifest::validate`] is never published (the
+//! plugin is refused at load and by `easel plugin check`); JSON carried as text in the
+//! contract (`params-schema`, `extra`) is parsed once here, so a malformed schema is a
+//! load error rather than a per-request surprise.
+
+use easel_provider::ModelInfo;
+use serde::Serialize;
+
+/// Capabilities the engine knows.
+pub const CAPABILITIES: &[&str] = &[
+    "chat",
+    "image.generate",
+    "image.edit",
+    "image.inpaint",
+    "image.upscale",
+    "video.generate",
+    "audio.speech",
+];
+
+/// What a plugin is and what it may touch, version-independent.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PluginManifest {
+    /// Stable provider id.
+    pub id: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// Models served.
+    pub models: Vec<ModelInfo>,
+    /// Hosts it may call (`api.example.com` or `*.example.com`).
+    pub allowed_hosts: Vec<String>,
+    /// Secret names it reads.
+    pub secrets: Vec<String>,
+    /// Whether submitting twice cannot charge twice.
+    pub idempotent_submit: bool,
+}
+
+/// Parses a JSON object carried as text; `what` names it in the error.
+pub(crate) fn json_object(
+    text: &str,
+    what: &str,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => anyhow::bail!("{what} is not a JSON object"),
+        Err(e) => anyhow::bail!("{what} is not valid JSON: {e}"),
+    }
+}
+
+impl PluginManifest {
+    /// Checks ids, kinds, capabilities and host patterns.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        };
+        anyhow::ensure!(
+            id_ok(&self.id),
+            "provider id {:?} must be non-empty lowercase ascii, digits, '-', '_' or '.'",
+            self.id
+        );
+        anyhow::ensure!(!self.version.trim().is_empty(), "version is empty");
+        let mut keys = std::collections::HashSet::new();
+        for m in &self.models {
+            anyhow::ensure!(!m.key.is_empty() && !m.key.contains('/'), "model key {:?} is empty or contains '/'", m.key);
+            anyhow::ensure!(keys.insert(m.key.as_str()), "model key {:?} appears twice", m.key);
+            anyhow::ensure!(
+                ["image", "video", "audio", "chat"].contains(&m.kind.as_str()),
+                "model {}: kind {:?} is not image, video, audio or chat",
+                m.key,
+                m.kind
+            );
+            for c in &m.capabilities {
+                anyhow::ensure!(
+                    CAPABILITIES.contains(&c.as_str()),
+                    "model {}: unknown capability {c:?}",
+                    m.key
+                );
+            }
+        }
+        for h in &self.allowed_hosts {
+            anyhow::ensure!(
+                crate::gate::valid_pattern(h),
+                "allowed host {h:?} is not a host name or a `*.domain` wildcard"
+            );
+        }
+        for s in &self.secrets {
+            anyhow::ensure!(!s.is_empty(), "empty secret name");
+        }
+        Ok(())
+    }
+}

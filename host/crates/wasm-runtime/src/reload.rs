@@ -1,0 +1,275 @@
+//! Hot reload: [`PluginHost`] keeps the providers of a plugins folder (`*.wasm`) published
+//! through the host's [`ProviderSink`].
+//!
+//! Invariants:
+//! - Compilation happens on the blocking pool, never on a request path; a provider is
+//!   published only after it compiled, linked, answered `manifest` and validated.
+//! - Swaps are atomic from the sink's point of view (`upsert` replaces one `Arc`); calls
+//!   in flight keep the old `Arc` and finish on the old version (drain), which is retired
+//!   when its last call returns.
+//! - A broken new file is refused: the previous version of that file keeps serving and
+//!   the error is recorded in its [`PluginStatus::last_error`] (blast radius: none). A file
+//!   whose content hash did not change is not reloaded; a known-bad hash is not retried.
+//! - A removed file un-publishes its provider. Two files may not serve the same provider
+//!   id: the later one is refused.
+//! - Rescans are serialized; the folder watcher debounces bursts of events.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use easel_provider::Provider;
+use notify::Watcher;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::provider::WasmProvider;
+use crate::runtime::Runtime;
+
+/// Where the plugin host publishes providers (the host's registry implements it).
+pub trait ProviderSink: Send + Sync {
+    /// Adds or atomically replaces the provider with `p.id()`.
+    fn upsert(&self, p: Arc<dyn Provider>);
+    /// Removes the provider with this id.
+    fn remove(&self, id: &str);
+}
+
+/// One plugin file as `GET /admin/plugins` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PluginStatus {
+    /// The `.wasm` file.
+    pub file: PathBuf,
+    /// Provider id of the version serving, if any.
+    pub provider_id: Option<String>,
+    /// Plugin version serving, if any.
+    pub version: Option<String>,
+    /// Contract version the serving component targets.
+    pub contract: Option<String>,
+    /// sha256 (hex) of the serving component.
+    pub content_hash: Option<String>,
+    /// Model keys served.
+    pub models: Vec<String>,
+    /// When the serving version was loaded, in milliseconds since the Unix epoch.
+    pub loaded_at: Option<u64>,
+    /// Why the latest attempt to load this file failed, if it did.
+    pub last_error: Option<String>,
+}
+
+struct Entry {
+    provider: Option<Arc<WasmProvider>>,
+    status: PluginStatus,
+    /// Hash of the last content tried (loaded or refused).
+    tried_hash: Option<String>,
+}
+
+struct Inner {
+    runtime: Arc<Runtime>,
+    dir: PathBuf,
+    sink: Arc<dyn ProviderSink>,
+    entries: Mutex<BTreeMap<PathBuf, Entry>>,
+    scan: tokio::sync::Mutex<()>,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+}
+
+/// Keeps a plugins folder loaded and published. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "wasm") && p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl PluginHost {
+    /// Loads every `*.wasm` in `dir` (creating it if absent), publishes them through
+    /// `sink`, and starts watching the folder. Needs a tokio runtime.
+    pub async fn start(
+        runtime: Arc<Runtime>,
+        dir: impl Into<PathBuf>,
+        sink: Arc<dyn ProviderSink>,
+    ) -> anyhow::Result<Self> {
+        let host = Self::new(runtime, dir, sink)?;
+        host.rescan().await;
+        host.watch()?;
+        Ok(host)
+    }
+
+    /// Like [`PluginHost::start`] without the initial scan or the watcher.
+    pub fn new(runtime: Arc<Runtime>, dir: impl Into<PathBuf>, sink: Arc<dyn ProviderSink>) -> anyhow::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                runtime,
+                dir,
+                sink,
+                entries: Mutex::new(BTreeMap::new()),
+                scan: tokio::sync::Mutex::new(()),
+                watcher: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The folder it serves.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Starts the folder watcher (debounced rescans). Idempotent.
+    pub fn watch(&self) -> anyhow::Result<()> {
+        let mut slot = self.inner.watcher.lock().unwrap();
+        if slot.is_some() {
+            return Ok(());
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = tx.send(());
+            }
+        })?;
+        watcher.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive)?;
+        *slot = Some(watcher);
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let debounce = self.inner.runtime.config().reload_debounce;
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                loop {
+                    match tokio::time::timeout(debounce, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                PluginHost { inner }.rescan().await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Status of every plugin file, for `GET /admin/plugins`.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.inner.entries.lock().unwrap().values().map(|e| e.status.clone()).collect()
+    }
+
+    /// The providers serving now.
+    pub fn providers(&self) -> Vec<Arc<WasmProvider>> {
+        self.inner.entries.lock().unwrap().values().filter_map(|e| e.provider.clone()).collect()
+    }
+
+    /// Rescans the folder now (`POST /admin/plugins/reload`) and returns the new status.
+    pub async fn rescan(&self) -> Vec<PluginStatus> {
+        let _serial = self.inner.scan.lock().await;
+        let dir = self.inner.dir.clone();
+        let files = match tokio::task::spawn_blocking(move || wasm_files(&dir)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::error!(dir = %self.inner.dir.display(), "cannot list plugins folder: {e}");
+                return self.status();
+            }
+            Err(e) => {
+                tracing::error!("plugin scan task failed: {e}");
+                return self.status();
+            }
+        };
+        // Removed files.
+        let gone: Vec<PathBuf> = {
+            let entries = self.inner.entries.lock().unwrap();
+            entries.keys().filter(|k| !files.contains(k)).cloned().collect()
+        };
+        for path in gone {
+            let entry = self.inner.entries.lock().unwrap().remove(&path);
+            if let Some(Entry { provider: Some(p), .. }) = entry {
+                tracing::info!(file = %path.display(), id = p.id(), "plugin removed");
+                self.inner.sink.remove(p.id());
+            }
+        }
+        for path in files {
+            self.load_one(&path).await;
+        }
+        self.status()
+    }
+
+    async fn load_one(&self, path: &Path) {
+        let p = path.to_path_buf();
+        let bytes = match tokio::task::spawn_blocking(move || std::fs::read(&p)).await {
+            Ok(Ok(b)) => b,
+            _ => return,
+        };
+        let hash = hex::encode(Sha256::digest(&bytes));
+        {
+            let entries = self.inner.entries.lock().unwrap();
+            if let Some(e) = entries.get(path)
+                && e.tried_hash.as_deref() == Some(hash.as_str())
+            {
+                return;
+            }
+        }
+        let result = self.inner.runtime.load_bytes(bytes).await.and_then(|p| {
+            let entries = self.inner.entries.lock().unwrap();
+            if let Some((other, _)) = entries.iter().find(|(f, e)| {
+                f.as_path() != path && e.provider.as_ref().is_some_and(|q| q.id() == p.id())
+            }) {
+                anyhow::bail!("provider id {} is already served by {}", p.id(), other.display());
+            }
+            Ok(p)
+        });
+        let mut entries = self.inner.entries.lock().unwrap();
+        let entry = entries.entry(path.to_path_buf()).or_insert_with(|| Entry {
+            provider: None,
+            status: PluginStatus {
+                file: path.to_path_buf(),
+                provider_id: None,
+                version: None,
+                contract: None,
+                content_hash: None,
+                models: Vec::new(),
+                loaded_at: None,
+                last_error: None,
+            },
+            tried_hash: None,
+        });
+        entry.tried_hash = Some(hash);
+        match result {
+            Ok(p) => {
+                let p = Arc::new(p);
+                let old_id = entry.provider.as_ref().map(|o| o.id().to_string());
+                self.inner.sink.upsert(p.clone());
+                if let Some(old) = old_id.filter(|o| o != p.id()) {
+                    self.inner.sink.remove(&old);
+                }
+                tracing::info!(file = %path.display(), id = p.id(), version = %p.version(), "plugin loaded");
+                entry.status = PluginStatus {
+                    file: path.to_path_buf(),
+                    provider_id: Some(p.id().to_string()),
+                    version: Some(p.version()),
+                    contract: Some(p.contract_version().to_string()),
+                    content_hash: Some(p.content_hash().to_string()),
+                    models: p.manifest().models.iter().map(|m| m.key.clone()).collect(),
+                    loaded_at: Some(now_ms()),
+                    last_error: None,
+                };
+                entry.provider = Some(p);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::warn!(file = %path.display(), "plugin refused, previous version (if any) keeps serving: {msg}");
+                entry.status.last_error = Some(msg);
+            }
+        }
+    }
+}

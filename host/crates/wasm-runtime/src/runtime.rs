@@ -1,0 +1,369 @@
+//! The one wasmtime `Engine` of the process, its epoch ticker, the shared `Linker`, the
+//! on-disk cache of precompiled components, and the per-call store discipline.
+//!
+//! Invariants:
+//! - One `Engine` (pooling allocator, epoch interruption, async support) serves every
+//!   plugin; a background thread bumps its epoch every `epoch_tick`, and guest code yields
+//!   to tokio at each tick, so calls never pin a tokio worker.
+//! - Every call gets a fresh `Store` with a memory cap and a CPU deadline, inside a
+//!   wall-clock timeout; a trap becomes `ProviderError::Internal("plugin trapped: …")` for
+//!   that call only, and the store is dropped (blast radius: one call).
+//! - At most `max_instances` calls hold an instance at once; more wait for a slot.
+//! - Cached artifacts are keyed by the component's sha256 and the engine's compatibility
+//!   hash, written atomically (temp file + rename), and a cache entry that fails to load is
+//!   deleted and recompiled. The cache folder is trusted: only the host writes it.
+//! - Compilation runs on the blocking pool, never on the request path.
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use easel_provider::ProviderError;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+
+use crate::config::WasmConfig;
+use crate::contract::{self, Pre};
+use crate::gate::{NetPolicy, Notes};
+use crate::provider::WasmProvider;
+use crate::state::{CallState, PluginEnv};
+use crate::v0_1_0::Called;
+
+/// The plugin runtime: engine, linker, cache and limits. Cheap to share (`Arc`).
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    config: WasmConfig,
+    tls: Arc<rustls::ClientConfig>,
+    compat: u64,
+    slots: Arc<Semaphore>,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts a call as in flight while alive.
+struct InFlight<'a>(&'a Runtime);
+
+impl<'a> InFlight<'a> {
+    fn new(rt: &'a Runtime) -> Self {
+        let now = rt.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        rt.peak.fetch_max(now, Ordering::Relaxed);
+        Self(rt)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn with_notes(e: ProviderError, notes: &[String]) -> ProviderError {
+    if notes.is_empty() {
+        return e;
+    }
+    let add = |m: String| format!("{m} (host: {})", notes.join("; "));
+    match e {
+        ProviderError::InvalidRequest(m) => ProviderError::InvalidRequest(add(m)),
+        ProviderError::Unauthorized(m) => ProviderError::Unauthorized(add(m)),
+        ProviderError::ContentRejected(m) => ProviderError::ContentRejected(add(m)),
+        ProviderError::UpstreamUnavailable(m) => ProviderError::UpstreamUnavailable(add(m)),
+        ProviderError::Internal(m) => ProviderError::Internal(add(m)),
+        other => other,
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (and starts its epoch ticker) and the linker.
+    pub fn new(config: WasmConfig) -> anyhow::Result<Arc<Self>> {
+        let mut c = Config::new();
+        c.async_support(true);
+        c.epoch_interruption(true);
+        c.wasm_component_model(true);
+        // Plugins are I/O-bound; small reservations keep thousands of pooled slots cheap.
+        let reservation = (config.memory_limit_bytes as u64).next_multiple_of(64 << 10);
+        c.memory_reservation(reservation);
+        c.memory_guard_size(2 << 20);
+        c.memory_reservation_for_growth(0);
+        if config.pooling {
+            let n = config.max_instances.max(1);
+            let mut p = PoolingAllocationConfig::default();
+            p.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(16))
+                .total_memories(n.saturating_mul(2))
+                .total_tables(n.saturating_mul(8))
+                .total_stacks(n)
+                .max_memory_size(reservation as usize)
+                .max_core_instances_per_component(32)
+                .max_memories_per_component(4)
+                .max_tables_per_component(16)
+                .max_component_instance_size(1 << 20);
+            c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+        }
+        let engine = Engine::new(&c).map_err(anyhow::Error::from)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let compat = h.finish();
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        contract::add_to_linker(&mut linker)?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let (engine, stop, tick) = (engine.clone(), ticker_stop.clone(), config.epoch_tick);
+            std::thread::Builder::new()
+                .name("easel-wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            slots: Arc::new(Semaphore::new(config.max_instances.max(1) as usize)),
+            config,
+            tls: Arc::new(tls),
+            compat,
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            ticker_stop,
+        }))
+    }
+
+    /// The engine (for tools that need it).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The configuration it runs under.
+    pub fn config(&self) -> &WasmConfig {
+        &self.config
+    }
+
+    /// Calls holding an instance right now.
+    pub fn in_flight_calls(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Most calls that held an instance at the same time since start.
+    pub fn peak_concurrent_calls(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Reads, compiles (off the request path) and loads a component file.
+    pub async fn load_file(self: &Arc<Self>, path: &Path) -> anyhow::Result<WasmProvider> {
+        let bytes = tokio::fs::read(path).await?;
+        self.load_bytes(bytes).await
+    }
+
+    /// Compiles (on the blocking pool, through the cache) and loads component bytes: detects
+    /// the contract version, links, calls `manifest` and validates it.
+    pub async fn load_bytes(self: &Arc<Self>, bytes: Vec<u8>) -> anyhow::Result<WasmProvider> {
+        let rt = self.clone();
+        let (hash, version, pre, exports, imports) =
+            tokio::task::spawn_blocking(move || rt.prepare(&bytes)).await??;
+        let pre = Arc::new(pre);
+        let probe = Arc::new(PluginEnv {
+            id: format!("(loading {})", &hash[..12]),
+            secrets: Default::default(),
+            policy: self.policy("(loading)", Vec::new()),
+        });
+        let manifest = self
+            .call(&probe, "manifest", &CancellationToken::new(), |mut s| {
+                let pre = pre.clone();
+                async move { pre.manifest(&mut s).await }
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("manifest() failed: {e}"))?;
+        manifest.validate()?;
+        let mut secrets = std::collections::HashMap::new();
+        for name in &manifest.secrets {
+            let value = self.config.secrets.get(name).cloned().or_else(|| {
+                self.config.secrets_from_env.then(|| std::env::var(name).ok()).flatten()
+            });
+            if let Some(v) = value {
+                secrets.insert(name.clone(), v);
+            }
+        }
+        let env = Arc::new(PluginEnv {
+            id: manifest.id.clone(),
+            secrets,
+            policy: self.policy(&manifest.id, manifest.allowed_hosts.clone()),
+        });
+        Ok(WasmProvider::new(self.clone(), pre, manifest, env, hash, version, exports, imports))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        bytes: &[u8],
+    ) -> anyhow::Result<(String, &'static str, Pre, Vec<String>, Vec<String>)> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        let component = self.compile(bytes, &hash)?;
+        let (exports, imports) = contract::interface_names(&self.engine, &component);
+        let version = contract::detect(&self.engine, &component)?;
+        let ipre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::anyhow!(
+                "the component's imports cannot be satisfied (a plugin may import only wasi:* \
+                 and easel:provider/*): {e}"
+            )
+        })?;
+        Ok((hash, version, Pre::new(version, ipre)?, exports, imports))
+    }
+
+    /// Compiles through the on-disk cache (blocking).
+    fn compile(&self, bytes: &[u8], hash: &str) -> anyhow::Result<Component> {
+        let Some(dir) = &self.config.cache_dir else {
+            return Ok(Component::new(&self.engine, bytes)?);
+        };
+        let path = dir.join(format!("{hash}-{:016x}.cwasm", self.compat));
+        if path.exists() {
+            // SAFETY: the cache folder is written only by this host, atomically, from
+            // `Component::serialize` of an engine with the same compatibility hash (it is
+            // part of the file name), which is what `deserialize_file` requires.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "dropping unusable cached component: {e}");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        let write = || -> anyhow::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            static SEQ: AtomicUsize = AtomicUsize::new(0);
+            let tmp = dir.join(format!(
+                ".{hash}.{}.{}.tmp",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&tmp, component.serialize()?)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(dir = %dir.display(), "could not cache a compiled component: {e}");
+        }
+        Ok(component)
+    }
+
+    pub(crate) fn policy(&self, id: &str, manifest_hosts: Vec<String>) -> Arc<NetPolicy> {
+        Arc::new(NetPolicy {
+            plugin_id: id.to_string(),
+            manifest_hosts,
+            operator_hosts: self.config.operator_allowed_hosts.clone(),
+            allow_private: self.config.allow_private_targets,
+            connect_timeout: self.config.connect_timeout,
+            request_timeout: self.config.request_timeout,
+            max_response_bytes: self.config.max_response_bytes,
+            tls: self.tls.clone(),
+        })
+    }
+
+    /// A fresh store for one call: memory cap and CPU deadline armed.
+    pub(crate) fn new_store(&self, env: Arc<PluginEnv>, task_id: &str, notes: Notes) -> Store<CallState> {
+        let state = CallState::new(env, task_id, self.config.memory_limit_bytes, notes);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        let max_ticks = (self.config.cpu_deadline.as_nanos() / self.config.epoch_tick.as_nanos().max(1))
+            .max(1) as u64;
+        store.epoch_deadline_callback(move |mut ctx| {
+            let s = ctx.data_mut();
+            s.ticks += 1;
+            if s.ticks >= max_ticks {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Turns a trap into the call's error.
+    pub(crate) fn trap_error(&self, e: wasmtime::Error, notes: &[String]) -> ProviderError {
+        let msg = if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            format!("exceeded its CPU deadline of {:?}", self.config.cpu_deadline)
+        } else {
+            let root = e.root_cause().to_string();
+            let top = e.to_string();
+            if root == top { top } else { format!("{top}: {root}") }
+        };
+        with_notes(ProviderError::Internal(format!("plugin trapped: {msg}")), notes)
+    }
+
+    /// Waits for an instance slot (or cancellation).
+    pub(crate) async fn slot(&self, cancel: &CancellationToken) -> Result<tokio::sync::OwnedSemaphorePermit, ProviderError> {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(ProviderError::Cancelled),
+            p = self.slots.clone().acquire_owned() => {
+                p.map_err(|_| ProviderError::Internal("plugin runtime is shutting down".into()))
+            }
+        }
+    }
+
+    /// Runs one call in a fresh store: slot, timeouts, cancellation, trap mapping.
+    pub(crate) async fn call<R, F, Fut>(
+        &self,
+        env: &Arc<PluginEnv>,
+        task_id: &str,
+        cancel: &CancellationToken,
+        f: F,
+    ) -> Result<R, ProviderError>
+    where
+        F: FnOnce(Store<CallState>) -> Fut,
+        Fut: Future<Output = Called<R>>,
+    {
+        let _permit = self.slot(cancel).await?;
+        let _counted = InFlight::new(self);
+        let notes = Notes::default();
+        let store = self.new_store(env.clone(), task_id, notes.clone());
+        let out = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
+            r = tokio::time::timeout(self.config.call_timeout, f(store)) => r,
+        };
+        let notes = notes.take();
+        match out {
+            Err(_) => Err(with_notes(
+                ProviderError::Internal(format!(
+                    "plugin {} call exceeded its {:?} timeout",
+                    env.id, self.config.call_timeout
+                )),
+                &notes,
+            )),
+            Ok(Err(trap)) => Err(self.trap_error(trap, &notes)),
+            Ok(Ok(Err(e))) => Err(with_notes(e, &notes)),
+            Ok(Ok(Ok(r))) => Ok(r),
+        }
+    }
+
+    pub(crate) fn note_error(&self, e: ProviderError, notes: &Notes) -> ProviderError {
+        with_notes(e, &notes.take())
+    }
+}

@@ -1,0 +1,144 @@
+//! The data of one call's `Store`: an empty WASI context, the HTTP gate, the memory
+//! limiter and what the plugin may read.
+//!
+//! Invariants: a store lives for exactly one call (or one chat stream) and is dropped
+//! after it, trap or not, so nothing a plugin does survives into another call (blast
+//! radius: that call). The WASI context grants no files, no environment, no arguments and
+//! no sockets; the only way out is `wasi:http` through the gate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::gate::{Gate, NetPolicy, Notes};
+
+/// What one loaded plugin may touch: shared by all its calls.
+pub(crate) struct PluginEnv {
+    pub(crate) id: String,
+    /// Only the secrets the manifest declared.
+    pub(crate) secrets: HashMap<String, String>,
+    pub(crate) policy: Arc<NetPolicy>,
+}
+
+/// The memory limiter: `StoreLimits` plus a clear message when the cap is hit.
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    max: usize,
+}
+
+impl Limiter {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(max)
+                .instances(64)
+                .tables(64)
+                .memories(8)
+                .trap_on_grow_failure(true)
+                .build(),
+            max,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            wasmtime::bail!(
+                "memory limit exceeded: the plugin asked for {desired} bytes, the limit is {} bytes",
+                self.max
+            );
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// The `T` of every `Store<T>` the runtime makes.
+pub(crate) struct CallState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) gate: Gate,
+    pub(crate) limiter: Limiter,
+    pub(crate) env: Arc<PluginEnv>,
+    pub(crate) task_id: String,
+    /// Epoch ticks spent executing guest code in the current step (the CPU deadline).
+    pub(crate) ticks: u64,
+}
+
+impl CallState {
+    pub(crate) fn new(env: Arc<PluginEnv>, task_id: &str, memory_limit: usize, notes: Notes) -> Self {
+        Self {
+            wasi: WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            gate: Gate { policy: env.policy.clone(), notes },
+            limiter: Limiter::new(memory_limit),
+            env,
+            task_id: task_id.to_string(),
+            ticks: 0,
+        }
+    }
+
+    /// `host.secret`: declared names only.
+    pub(crate) fn secret(&self, name: &str) -> Option<String> {
+        self.env.secrets.get(name).cloned()
+    }
+
+    /// `host.log`: to `tracing`, tagged with the plugin and task.
+    pub(crate) fn log(&self, level: tracing::Level, message: &str) {
+        let (plugin, task) = (self.env.id.as_str(), self.task_id.as_str());
+        match level {
+            tracing::Level::ERROR => tracing::error!(target: "easel::plugin", plugin, task, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "easel::plugin", plugin, task, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "easel::plugin", plugin, task, "{message}"),
+            _ => tracing::debug!(target: "easel::plugin", plugin, task, "{message}"),
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
+    }
+}

@@ -1,0 +1,87 @@
+//! Shared test helpers: the guest builder, a map-backed provider sink, a local upstream.
+#![allow(dead_code)]
+
+pub mod guest;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use easel_provider::{CallContext, GenerationRequest, Output, Provider, ProviderError, Submission};
+use easel_wasm::{ProviderSink, WasmConfig};
+
+/// A registry stand-in: id → provider, swapped atomically under a lock.
+#[derive(Default)]
+pub struct MapSink(pub RwLock<HashMap<String, Arc<dyn Provider>>>);
+
+impl ProviderSink for MapSink {
+    fn upsert(&self, p: Arc<dyn Provider>) {
+        self.0.write().unwrap().insert(p.id().to_string(), p);
+    }
+    fn remove(&self, id: &str) {
+        self.0.write().unwrap().remove(id);
+    }
+}
+
+impl MapSink {
+    pub fn get(&self, id: &str) -> Option<Arc<dyn Provider>> {
+        self.0.read().unwrap().get(id).cloned()
+    }
+}
+
+pub fn config() -> WasmConfig {
+    WasmConfig {
+        allow_private_targets: true,
+        cpu_deadline: Duration::from_millis(500),
+        memory_limit_bytes: 32 << 20,
+        max_instances: 64,
+        request_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        max_response_bytes: 1 << 20,
+        secrets_from_env: false,
+        secrets: [("TEST_SECRET".to_string(), "s3cret".to_string()), ("OTHER".to_string(), "nope".to_string())]
+            .into_iter()
+            .collect(),
+        ..WasmConfig::default()
+    }
+}
+
+pub fn request(prompt: &str) -> GenerationRequest {
+    GenerationRequest {
+        capability: "image.generate".into(),
+        model: "echo".into(),
+        prompt: prompt.into(),
+        params: Default::default(),
+        inputs: vec![],
+    }
+}
+
+pub async fn submit_text(p: &dyn Provider, prompt: &str) -> Result<String, ProviderError> {
+    match p.submit(&request(prompt), &CallContext::detached("t")).await? {
+        Submission::Finished { outputs, .. } => match outputs.into_iter().next() {
+            Some(Output::Text(t)) => Ok(t),
+            other => panic!("unexpected output {other:?}"),
+        },
+        other => panic!("unexpected submission {other:?}"),
+    }
+}
+
+/// A local upstream: `/ok` (2 bytes), `/slow` (answers after 5 s), `/big` (2 MiB).
+pub async fn upstream() -> SocketAddr {
+    use axum::{Router, routing::get};
+    let app = Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .route("/big", get(|| async { vec![b'x'; 2 << 20] }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
