@@ -98,6 +98,32 @@ pub trait Provider: 'static {
     }
 }
 
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __forward_exports {
+    ($($legacy:literal as $name:literal, $post:literal : fn($($arg:ident),*) -> i32;)*) => {
+        $(
+            const _: () = {
+                // The generated export and its post-return, under the prefixed legacy names.
+                unsafe extern "C" {
+                    #[link_name = concat!("__easel_sdk_", $legacy)]
+                    fn generated($($arg: i32),*) -> i32;
+                    #[link_name = concat!("__easel_sdk_cabi_post_", $legacy)]
+                    fn generated_post(ret: i32);
+                }
+                #[unsafe(export_name = $name)]
+                unsafe extern "C" fn forward($($arg: i32),*) -> i32 {
+                    unsafe { generated($($arg),*) }
+                }
+                #[unsafe(export_name = $post)]
+                unsafe extern "C" fn forward_post(ret: i32) {
+                    unsafe { generated_post(ret) }
+                }
+            };
+        )*
+    };
+}
+
 /// Exports a [`Provider`] as the component's implementation of the `provider` world.
 /// Use it exactly once, at the crate root of a `cdylib`:
 ///
@@ -117,7 +143,28 @@ macro_rules! export {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __EaselComponent = $crate::wasm::Component<$provider>;
-            $crate::__export_provider_world!(__EaselComponent with_types_in $crate::wasm::bindings);
+            $crate::wasm::bindings::__export_provider_world!(__EaselComponent with_types_in $crate::wasm::bindings);
+            $crate::__forward_exports! {
+                "manifest" as "manifest", "cabi_post_manifest" : fn() -> i32;
+                "submit" as "submit", "cabi_post_submit" : fn(a, b, c, d, e, f, g, h, i, j) -> i32;
+                "poll" as "cm32p2||poll", "cm32p2||poll_post" : fn(a, b) -> i32;
+                "cancel" as "cancel", "cabi_post_cancel" : fn(a, b) -> i32;
+                "easel:provider/chat@0.1.0#start" as "easel:provider/chat@0.1.0#start",
+                    "cabi_post_easel:provider/chat@0.1.0#start" : fn(a, b, c, d, e, f) -> i32;
+                "easel:provider/chat@0.1.0#[method]chat-stream.next"
+                    as "easel:provider/chat@0.1.0#[method]chat-stream.next",
+                    "cabi_post_easel:provider/chat@0.1.0#[method]chat-stream.next" : fn(a) -> i32;
+            }
+            const _: () = {
+                unsafe extern "C" {
+                    #[link_name = "__easel_sdk_easel:provider/chat@0.1.0#[dtor]chat-stream"]
+                    fn generated(rep: i32);
+                }
+                #[unsafe(export_name = "easel:provider/chat@0.1.0#[dtor]chat-stream")]
+                unsafe extern "C" fn forward(rep: i32) {
+                    unsafe { generated(rep) }
+                }
+            };
         };
     };
 }

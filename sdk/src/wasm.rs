@@ -17,6 +17,11 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_provider_world",
         default_bindings_module: "easel_sdk::wasm::bindings",
+        // The world exports a function named `poll`, which is also a libc symbol that
+        // Rust's std links in. So every generated export gets this prefix, and
+        // `easel_sdk::export!` adds forwarding exports under the real names: legacy
+        // names for all but `poll`, which uses the standard `cm32p2` mangling.
+        export_prefix: "__easel_sdk_",
     });
 }
 

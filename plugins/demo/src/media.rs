@@ -1,0 +1,308 @@
+//! Tiny, dependency-free encoders for the demo's outputs: PNG (stored deflate), WAV
+//! (16-bit PCM) and AVI (uncompressed 24-bit DIB frames), plus the deterministic
+//! pictures and tones they carry.
+
+/// FNV-1a, 64 bits: the seed of everything the demo makes.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A small deterministic generator (splitmix64).
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A byte.
+    pub fn byte(&mut self) -> u8 {
+        (self.next_u64() >> 56) as u8
+    }
+}
+
+/// The look of a picture: palette and pattern, all from one seed.
+#[derive(Clone, Copy, Debug)]
+pub struct Look {
+    a: [u8; 3],
+    b: [u8; 3],
+    c: [u8; 3],
+    pattern: u8,
+    freq: u32,
+}
+
+impl Look {
+    /// A look from a seed; `pattern` 0 gradient, 1 stripes, 2 checker.
+    pub fn new(seed: u64, pattern: u8) -> Self {
+        let mut rng = Rng::new(seed);
+        let mut color = || [rng.byte(), rng.byte(), rng.byte()];
+        let (a, b, c) = (color(), color(), color());
+        Look { a, b, c, pattern, freq: 4 + (seed % 12) as u32 }
+    }
+
+    /// Colour of pixel `(x, y)` of a `w`×`h` picture at animation phase `t` (0..1).
+    pub fn pixel(&self, x: u32, y: u32, w: u32, h: u32, t: f32) -> [u8; 3] {
+        let fx = x as f32 / w.max(1) as f32;
+        let fy = y as f32 / h.max(1) as f32;
+        let mix = |p: [u8; 3], q: [u8; 3], k: f32| -> [u8; 3] {
+            let k = k.clamp(0.0, 1.0);
+            [0, 1, 2].map(|i| (p[i] as f32 * (1.0 - k) + q[i] as f32 * k) as u8)
+        };
+        let base = mix(self.a, self.b, (fx + fy) * 0.5);
+        let shift = (t * w as f32) as u32;
+        let cell = (w / self.freq).max(1);
+        let on = match self.pattern {
+            1 => ((x + shift) / cell) % 2 == 0,
+            2 => (((x + shift) / cell) + (y / cell)) % 2 == 0,
+            _ => {
+                // A soft disc that travels with t.
+                let cx = (0.25 + 0.5 * t) * w as f32;
+                let cy = 0.5 * h as f32;
+                let r = 0.25 * w.min(h) as f32;
+                let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+                dx * dx + dy * dy < r * r
+            }
+        };
+        if on { mix(base, self.c, 0.7) } else { base }
+    }
+
+    /// A tightly packed RGB picture.
+    pub fn render(&self, w: u32, h: u32, t: f32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+        for y in 0..h {
+            for x in 0..w {
+                out.extend_from_slice(&self.pixel(x, y, w, h, t));
+            }
+        }
+        out
+    }
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn adler32(bytes: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in bytes.chunks(5552) {
+        for &x in chunk {
+            a += x as u32;
+            b += a;
+        }
+        a %= 65521;
+        b %= 65521;
+    }
+    (b << 16) | a
+}
+
+/// zlib stream of stored (uncompressed) deflate blocks.
+fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 65535 * 5 + 16);
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(65535).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        out.push(if blocks.peek().is_none() { 1 } else { 0 });
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&adler32(data).to_be_bytes());
+    out
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// Encodes a packed RGB picture as PNG.
+pub fn png_rgb(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
+    let row = w as usize * 3;
+    let mut raw = Vec::with_capacity((row + 1) * h as usize);
+    for y in 0..h as usize {
+        raw.push(0); // filter: none
+        raw.extend_from_slice(&rgb[y * row..(y + 1) * row]);
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, adaptive, no interlace
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    png_chunk(&mut out, b"tEXt", b"Software\0easel demo provider");
+    png_chunk(&mut out, b"IDAT", &zlib_stored(&raw));
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// Encodes mono 16-bit PCM samples as a WAV file.
+pub fn wav_mono16(sample_rate: u32, samples: &[i16]) -> Vec<u8> {
+    let data_len = samples.len() as u32 * 2;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&sample_rate.to_le_bytes());
+    out.extend_from_slice(&(sample_rate * 2).to_le_bytes()); // bytes per second
+    out.extend_from_slice(&2u16.to_le_bytes()); // block align
+    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// A tone per letter or digit of `text`, a short rest per space or punctuation mark.
+/// `base_hz` sets the voice, `speed` the pace.
+pub fn speak(text: &str, sample_rate: u32, base_hz: f32, speed: f32, max_seconds: f32) -> Vec<i16> {
+    let tone = (0.09 * sample_rate as f32 / speed) as usize;
+    let rest = (0.05 * sample_rate as f32 / speed) as usize;
+    let limit = (max_seconds * sample_rate as f32) as usize;
+    let fade = (sample_rate as usize / 200).max(1);
+    let mut out = Vec::new();
+    for c in text.chars() {
+        if out.len() >= limit {
+            break;
+        }
+        if c.is_alphanumeric() {
+            let step = (c.to_lowercase().next().unwrap_or(c) as u32 % 24) as f32;
+            let hz = base_hz * 2f32.powf(step / 24.0);
+            for i in 0..tone {
+                let env = (i.min(tone - 1 - i).min(fade) as f32) / fade as f32;
+                let phase = 2.0 * std::f32::consts::PI * hz * i as f32 / sample_rate as f32;
+                let v = (phase.sin() * 0.8 + (2.0 * phase).sin() * 0.2) * env * 0.5;
+                out.push((v * i16::MAX as f32) as i16);
+            }
+        } else {
+            out.extend(std::iter::repeat_n(0i16, rest));
+        }
+    }
+    if out.is_empty() {
+        out.extend(std::iter::repeat_n(0i16, rest.max(1)));
+    }
+    out.truncate(limit.max(1));
+    out
+}
+
+fn riff_chunk(out: &mut Vec<u8>, id: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(id);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        out.push(0);
+    }
+}
+
+fn riff_list(id: &[u8; 4], kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut data = kind.to_vec();
+    data.extend_from_slice(body);
+    let mut out = Vec::new();
+    riff_chunk(&mut out, id, &data);
+    out
+}
+
+fn le32s(values: &[u32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// An uncompressed AVI (one video stream of 24-bit bottom-up BGR DIB frames, with an
+/// `idx1` index) from packed RGB frames of `w`×`h`.
+pub fn avi_rgb(w: u32, h: u32, fps: u32, frames: &[Vec<u8>]) -> Vec<u8> {
+    let stride = (w as usize * 3 + 3) & !3;
+    let frame_size = (stride * h as usize) as u32;
+    let n = frames.len() as u32;
+
+    let avih = le32s(&[
+        1_000_000 / fps,  // microseconds per frame
+        frame_size * fps, // max bytes per second
+        0,                // padding granularity
+        0x10,             // AVIF_HASINDEX
+        n,                // total frames
+        0,                // initial frames
+        1,                // streams
+        frame_size,       // suggested buffer size
+        w,
+        h,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    let mut strh = Vec::new();
+    strh.extend_from_slice(b"vidsDIB ");
+    strh.extend_from_slice(&le32s(&[0])); // flags
+    strh.extend_from_slice(&[0, 0, 0, 0]); // priority, language
+    strh.extend_from_slice(&le32s(&[0, 1, fps, 0, n, frame_size, u32::MAX, 0]));
+    for v in [0i16, 0, w as i16, h as i16] {
+        strh.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut strf = le32s(&[40, w, h]);
+    strf.extend_from_slice(&1u16.to_le_bytes()); // planes
+    strf.extend_from_slice(&24u16.to_le_bytes()); // bits
+    strf.extend_from_slice(&le32s(&[0, frame_size, 0, 0, 0, 0]));
+
+    let mut strl = Vec::new();
+    riff_chunk(&mut strl, b"strh", &strh);
+    riff_chunk(&mut strl, b"strf", &strf);
+    let mut hdrl = Vec::new();
+    riff_chunk(&mut hdrl, b"avih", &avih);
+    hdrl.extend_from_slice(&riff_list(b"LIST", b"strl", &strl));
+
+    let mut movi = Vec::with_capacity((frame_size as usize + 8) * frames.len());
+    let mut idx1 = Vec::with_capacity(16 * frames.len());
+    let mut dib = vec![0u8; frame_size as usize];
+    for rgb in frames {
+        for y in 0..h as usize {
+            let src = &rgb[y * w as usize * 3..(y + 1) * w as usize * 3];
+            let dst = &mut dib[(h as usize - 1 - y) * stride..][..w as usize * 3];
+            for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+                d.copy_from_slice(&[s[2], s[1], s[0]]);
+            }
+        }
+        // Offsets count from the `movi` fourcc.
+        let offset = 4 + movi.len() as u32;
+        idx1.extend_from_slice(b"00db");
+        idx1.extend_from_slice(&le32s(&[0x10, offset, frame_size]));
+        riff_chunk(&mut movi, b"00db", &dib);
+    }
+
+    let mut body = riff_list(b"LIST", b"hdrl", &hdrl);
+    body.extend_from_slice(&riff_list(b"LIST", b"movi", &movi));
+    riff_chunk(&mut body, b"idx1", &idx1);
+    riff_list(b"RIFF", b"AVI ", &body)
+}

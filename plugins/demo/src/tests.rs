@@ -1,0 +1,220 @@
+//! Native tests, offline: an empty `testing::Script` makes any HTTP request panic.
+
+use super::*;
+use easel_sdk::testing::Script;
+use easel_sdk::{InputMedia, collect_chat};
+
+fn only_bytes(f: &Finished) -> (&str, &[u8]) {
+    assert_eq!(f.outputs.len(), 1);
+    match &f.outputs[0] {
+        Output::Bytes { content_type, data } => (content_type, data),
+        other => panic!("expected bytes, got {other:?}"),
+    }
+}
+
+fn finished(s: Submission) -> Finished {
+    match s {
+        Submission::Finished(f) => f,
+        Submission::Pending(p) => panic!("unexpected pending {p:?}"),
+    }
+}
+
+fn u32le(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn manifest_lists_the_four_models_with_schemas() {
+    let m = Demo.manifest();
+    assert_eq!(m.id, "demo");
+    assert!(m.idempotent_submit);
+    assert!(m.allowed_hosts.is_empty() && m.secrets.is_empty());
+    let keys: Vec<_> = m.models.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["image", "video", "speech", "chat"]);
+    let image = &m.models[0];
+    assert_eq!(image.capabilities, ["image.generate", "image.edit"]);
+    assert_eq!(image.params_schema["properties"]["width"]["default"], 512);
+    assert_eq!(m.models[2].params_schema["properties"]["voice"]["enum"][0], "alto");
+}
+
+#[test]
+fn png_decodes_with_the_asked_size_and_is_deterministic() {
+    let _net = Script::new().install();
+    let req = GenerationRequest::new("image.generate", "image", "a red fox").param("width", 96).param("height", 40);
+    let f = finished(Demo.submit(req.clone()).unwrap());
+    let (ct, png_bytes) = only_bytes(&f);
+    assert_eq!(ct, "image/png");
+    let decoder = png::Decoder::new(png_bytes);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (96, 40));
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    // Same request, same bytes; another prompt, other bytes.
+    assert_eq!(finished(Demo.submit(req).unwrap()), f);
+    let other = GenerationRequest::new("image.generate", "image", "a blue fox").param("width", 96).param("height", 40);
+    assert_ne!(only_bytes(&finished(Demo.submit(other).unwrap())).1, png_bytes);
+}
+
+#[test]
+fn image_defaults_to_512_and_checks_ranges() {
+    let f = finished(Demo.submit(GenerationRequest::new("image.generate", "image", "x").param("n", 2)).unwrap());
+    assert_eq!(f.outputs.len(), 2);
+    if let Output::Bytes { data, .. } = &f.outputs[0] {
+        assert_eq!(&data[16..24], &[0, 0, 2, 0, 0, 0, 2, 0]);
+    }
+    let e = Demo.submit(GenerationRequest::new("image.generate", "image", "x").param("width", 5000)).unwrap_err();
+    assert!(matches!(e, Error::InvalidRequest(_)));
+    let e = Demo.submit(GenerationRequest::new("image.generate", "image", "x").param("style", "nope")).unwrap_err();
+    assert!(matches!(e, Error::InvalidRequest(_)));
+    let e = Demo.submit(GenerationRequest::new("video.generate", "image", "x")).unwrap_err();
+    assert!(matches!(e, Error::InvalidRequest(_)));
+}
+
+#[test]
+fn image_edit_needs_an_input_and_depends_on_it() {
+    let base = GenerationRequest::new("image.edit", "image", "x").param("width", 32).param("height", 32);
+    assert!(matches!(Demo.submit(base.clone()), Err(Error::InvalidRequest(_))));
+    let with = |bytes: &[u8]| {
+        base.clone().input(InputMedia { kind: "image".into(), data: Some(bytes.to_vec()), ..Default::default() })
+    };
+    let a = finished(Demo.submit(with(b"one")).unwrap());
+    let b = finished(Demo.submit(with(b"two")).unwrap());
+    assert_ne!(a, b);
+}
+
+#[test]
+fn wav_header_is_valid() {
+    let req = GenerationRequest::new("audio.speech", "speech", "Hello easel, 42!").param("sample_rate", 16000);
+    let f = finished(Demo.submit(req).unwrap());
+    let (ct, wav) = only_bytes(&f);
+    assert_eq!(ct, "audio/wav");
+    assert_eq!(&wav[0..4], b"RIFF");
+    assert_eq!(u32le(wav, 4) as usize, wav.len() - 8);
+    assert_eq!(&wav[8..16], b"WAVEfmt ");
+    assert_eq!(u32le(wav, 16), 16);
+    assert_eq!(u16::from_le_bytes([wav[20], wav[21]]), 1); // PCM
+    assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 1); // mono
+    assert_eq!(u32le(wav, 24), 16000);
+    assert_eq!(u32le(wav, 28), 32000);
+    assert_eq!(&wav[36..40], b"data");
+    let data_len = u32le(wav, 40) as usize;
+    assert_eq!(data_len, wav.len() - 44);
+    // 12 letters/digits at 0.09 s plus 4 rests at 0.05 s.
+    let seconds = data_len as f64 / 2.0 / 16000.0;
+    assert!((seconds - (12.0 * 0.09 + 4.0 * 0.05)).abs() < 0.01, "{seconds}");
+    assert!(wav[44..].iter().any(|&b| b != 0));
+    assert!(matches!(Demo.submit(GenerationRequest::new("audio.speech", "speech", " ")), Err(Error::InvalidRequest(_))));
+}
+
+/// Walks the RIFF tree the way a demuxer would and checks every count and offset.
+fn check_avi(avi: &[u8], w: u32, h: u32, fps: u32, frames: u32) {
+    assert_eq!(&avi[0..4], b"RIFF");
+    assert_eq!(u32le(avi, 4) as usize, avi.len() - 8);
+    assert_eq!(&avi[8..12], b"AVI ");
+    assert_eq!(&avi[12..16], b"LIST");
+    let hdrl_len = u32le(avi, 16) as usize;
+    assert_eq!(&avi[20..24], b"hdrl");
+    assert_eq!(&avi[24..28], b"avih");
+    assert_eq!(u32le(avi, 28), 56);
+    let avih = 32;
+    assert_eq!(u32le(avi, avih), 1_000_000 / fps);
+    assert_eq!(u32le(avi, avih + 12), 0x10);
+    assert_eq!(u32le(avi, avih + 16), frames);
+    assert_eq!(u32le(avi, avih + 24), 1);
+    assert_eq!((u32le(avi, avih + 32), u32le(avi, avih + 36)), (w, h));
+    let strl = avih + 56;
+    assert_eq!(&avi[strl..strl + 4], b"LIST");
+    assert_eq!(&avi[strl + 8..strl + 12], b"strl");
+    let strh = strl + 12;
+    assert_eq!(&avi[strh..strh + 4], b"strh");
+    assert_eq!(u32le(avi, strh + 4), 56);
+    assert_eq!(&avi[strh + 8..strh + 12], b"vids");
+    assert_eq!((u32le(avi, strh + 8 + 20), u32le(avi, strh + 8 + 24)), (1, fps));
+    assert_eq!(u32le(avi, strh + 8 + 32), frames);
+    let strf = strh + 8 + 56;
+    assert_eq!(&avi[strf..strf + 4], b"strf");
+    assert_eq!(u32le(avi, strf + 4), 40);
+    assert_eq!((u32le(avi, strf + 12), u32le(avi, strf + 16)), (w, h));
+    assert_eq!(u16::from_le_bytes([avi[strf + 22], avi[strf + 23]]), 24);
+    assert_eq!(strf + 8 + 40, 20 + hdrl_len);
+
+    let movi = 20 + hdrl_len;
+    assert_eq!(&avi[movi..movi + 4], b"LIST");
+    let movi_len = u32le(avi, movi + 4) as usize;
+    assert_eq!(&avi[movi + 8..movi + 12], b"movi");
+    let frame_size = ((w as usize * 3 + 3) & !3) * h as usize;
+    let idx = movi + 8 + movi_len;
+    assert_eq!(&avi[idx..idx + 4], b"idx1");
+    assert_eq!(u32le(avi, idx + 4), 16 * frames);
+    assert_eq!(idx + 8 + 16 * frames as usize, avi.len());
+    for i in 0..frames as usize {
+        let e = idx + 8 + 16 * i;
+        assert_eq!(&avi[e..e + 4], b"00db");
+        assert_eq!(u32le(avi, e + 4), 0x10);
+        let at = movi + 8 + u32le(avi, e + 8) as usize;
+        assert_eq!(&avi[at..at + 4], b"00db", "index entry {i} points at its chunk");
+        assert_eq!(u32le(avi, at + 4) as usize, frame_size);
+        assert_eq!(u32le(avi, e + 12) as usize, frame_size);
+    }
+}
+
+#[test]
+fn video_is_pending_first_then_a_valid_avi_on_poll() {
+    let _net = Script::new().install();
+    let req = GenerationRequest::new("video.generate", "video", "waves").param("duration", 1).param("fps", 6);
+    let handle = match Demo.submit(req).unwrap() {
+        Submission::Pending(p) => {
+            assert_eq!(p.poll_after_ms, 200);
+            p.handle
+        }
+        other => panic!("expected pending, got {other:?}"),
+    };
+    // A fresh value polls it: the handle carries everything.
+    let f = match Demo.poll(&handle).unwrap() {
+        PollOutcome::Finished(f) => f,
+        other => panic!("expected finished, got {other:?}"),
+    };
+    let (ct, avi) = only_bytes(&f);
+    assert_eq!(ct, "video/x-msvideo");
+    check_avi(avi, 160, 90, 6, 6);
+    assert!(avi.len() < 400_000);
+    assert_eq!(Demo.cancel(&handle), Ok(()));
+    assert!(matches!(Demo.poll("nonsense"), Err(Error::InvalidRequest(_))));
+    assert!(matches!(Demo.poll(&handle[..handle.len() - 3]), Err(Error::InvalidRequest(_))));
+}
+
+#[test]
+fn video_resolutions_and_limits() {
+    let req = GenerationRequest::new("video.generate", "video", "w").param("resolution", "320x180").param("duration", 3);
+    let Submission::Pending(p) = Demo.submit(req).unwrap() else { panic!() };
+    let spec = VideoSpec::decode(&p.handle).unwrap();
+    assert_eq!((spec.width, spec.height, spec.duration, spec.fps), (320, 180, 3, 8));
+    let PollOutcome::Finished(f) = Demo.poll(&p.handle).unwrap() else { panic!() };
+    check_avi(only_bytes(&f).1, 320, 180, 8, 24);
+    let bad = GenerationRequest::new("video.generate", "video", "w").param("resolution", "4k");
+    assert!(matches!(Demo.submit(bad), Err(Error::InvalidRequest(_))));
+}
+
+#[test]
+fn chat_streams_word_by_word_and_reports_usage() {
+    let _net = Script::new().install();
+    let mut stream = Demo.chat(ChatRequest::user("chat", "tell me a story")).unwrap();
+    let first = stream.next().unwrap();
+    assert_eq!(first.len(), 1);
+    let rest = collect_chat(stream.as_mut()).unwrap();
+    let events: Vec<_> = first.into_iter().chain(rest).collect();
+    let text: String =
+        events.iter().filter_map(|e| if let ChatEvent::Delta(t) = e { Some(t.as_str()) } else { None }).collect();
+    assert_eq!(text, chat_answer("tell me a story"));
+    let deltas = events.iter().filter(|e| matches!(e, ChatEvent::Delta(_))).count() as u64;
+    assert_eq!(events[events.len() - 2], ChatEvent::Usage { prompt: 4, completion: deltas });
+    assert_eq!(events.last(), Some(&ChatEvent::Finish("stop".into())));
+
+    let mut req = ChatRequest::user("chat", "hi");
+    req.params = json!({"max_tokens": 3});
+    let events = collect_chat(Demo.chat(req).unwrap().as_mut()).unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!(events.last(), Some(&ChatEvent::Finish("length".into())));
+    assert!(Demo.chat(ChatRequest::user("image", "hi")).is_err());
+}
