@@ -125,11 +125,11 @@ def build_models():
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(32, 64),
+        block_out_channels=(16, 32),
         layers_per_block=2,
         attention_head_dim=2,
         cross_attention_dim=8,
-        norm_num_groups=32,
+        norm_num_groups=8,
     ).eval()
     vae = AutoencoderKL(
         in_channels=3,
@@ -310,7 +310,7 @@ def main():
     with open(os.path.join(folder, "model_index.json"), "w") as f:
         json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__}, f)
     save_file(single_file_state(text_encoder, unet, vae), os.path.join(OUT, "tiny-sd.safetensors"),
-              metadata={"easel.unet.heads": "2", "easel.vae.norm_num_groups": "4", "easel.clip.heads": "2"})
+              metadata={"easel.unet.heads": "2", "easel.unet.norm_num_groups": "8", "easel.vae.norm_num_groups": "4", "easel.clip.heads": "2"})
 
     tokenizer = CLIPTokenizer(
         vocab_file=None, merges_file=None
@@ -350,6 +350,11 @@ def main():
     # ---- pipelines ----
     settings = {"prompt": prompts[0], "negative_prompt": "blurry", "guidance_scale": 7.5, "steps": 2,
                 "width": 64, "height": 48, "strength": 0.6, "img2img_steps": 4}
+    def embed(text):
+        ids = [49406] + tok.encode(text)[:75] + [49407]
+        ids = ids + [49407] * (77 - len(ids))
+        return text_encoder(torch.tensor([ids]))[0]
+
     for name, cls in SCHEDULERS.items():
         sched = cls.from_config(SCHEDULER_BASE)
         pipe = StableDiffusionPipeline(
@@ -359,7 +364,7 @@ def main():
         q = NoiseQueue(np.random.RandomState(7))
         patch_randn(q)
         latents = torch.from_numpy(np.random.RandomState(99).standard_normal((1, 4, 6, 8)).astype(np.float32))
-        out = pipe(settings["prompt"], negative_prompt=settings["negative_prompt"], num_inference_steps=2,
+        out = pipe(prompt_embeds=embed(settings["prompt"]), negative_prompt_embeds=embed(settings["negative_prompt"]), num_inference_steps=2,
                    guidance_scale=7.5, height=48, width=64, latents=latents, output_type="np").images
         ref[f"pipe.{name}.latents"] = latents
         ref[f"pipe.{name}.noise"] = torch.from_numpy(np.stack(q.drawn)) if q.drawn else torch.zeros(1)
@@ -380,7 +385,7 @@ def main():
         # Deterministic encode: use the posterior mean (Rust does the same for img2img).
         orig = diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample
         diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mean
-        out = pipe(settings["prompt"], image=init, negative_prompt="blurry", strength=0.6,
+        out = pipe(prompt_embeds=embed(settings["prompt"]), negative_prompt_embeds=embed("blurry"), image=init, strength=0.6,
                    num_inference_steps=4, guidance_scale=7.5, output_type="np").images
         diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = orig
         ref[f"img2img.{name}.init"] = init

@@ -5,7 +5,7 @@
 //! know maps to `None` and the lookup then fails naming the key. Shapes decide channel
 //! counts and depths; what shapes cannot tell (heads, norm groups) follows SD 1.x
 //! (8 heads, 32 groups, CLIP heads = width/64) unless the file's `__metadata__` carries
-//! `easel.unet.heads`, `easel.vae.norm_num_groups` or `easel.clip.heads`.
+//! `easel.unet.heads`, `easel.unet.norm_num_groups`, `easel.vae.norm_num_groups` or `easel.clip.heads`.
 
 use std::collections::HashMap;
 
@@ -189,7 +189,7 @@ impl SingleFile {
             attention_head_dim: None,
             num_attention_heads: Some(heads),
             cross_attention_dim: cross,
-            norm_num_groups: 32,
+            norm_num_groups: meta.get("easel.unet.norm_num_groups").map(|s| s.parse()).transpose()?.unwrap_or(32),
         };
         let v = "first_stage_model.";
         let vlevels = (0..)

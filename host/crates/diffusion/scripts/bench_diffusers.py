@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""diffusers/PyTorch side of easel's native-diffusion benchmark, on SD 1.5 shapes with
+random weights (timing does not depend on the values).
+
+    python scripts/bench_diffusers.py --save /tmp/sd15-random        # also writes the model
+    cargo run --release -p easel-diffusion --bin sd-bench -- /tmp/sd15-random --device flex
+
+Both sides: EulerDiscreteScheduler, guidance 7.5 (uncond+cond batched, batch 2), the given
+steps, one image, at each size; seconds per UNet step, seconds per image (text encoding +
+denoising + VAE decode), peak RSS of the process.
+"""
+
+import argparse
+import json
+import os
+import resource
+import time
+
+import torch
+from safetensors.torch import save_file
+
+from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build():
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, cross_attention_dim=768, attention_head_dim=8,
+        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+    ).eval()
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
+    ).eval()
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+    )).eval()
+    return text, unet, vae
+
+
+def save(folder, text, unet, vae):
+    for name, m, fname in (("text_encoder", text, "model.safetensors"), ("unet", unet, "diffusion_pytorch_model.safetensors"),
+                           ("vae", vae, "diffusion_pytorch_model.safetensors")):
+        d = os.path.join(folder, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(dict(m.config if not hasattr(m.config, "to_dict") else m.config.to_dict()), f, default=str)
+        sd = {k: v.contiguous().half() for k, v in m.state_dict().items() if "position_ids" not in k}
+        save_file(sd, os.path.join(d, fname))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--save", help="write the random model here (diffusers layout, f16)")
+    ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.set_grad_enabled(False)
+    text, unet, vae = build()
+    if a.save:
+        save(a.save, text, unet, vae)
+        print("saved", a.save)
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+
+    class Tok:
+        model_max_length = 77
+
+        def __call__(self, texts, **_):
+            ids = torch.full((len(texts) if isinstance(texts, list) else 1, 77), 49407, dtype=torch.long)
+            ids[:, 0] = 49406
+
+            class R(dict):
+                __getattr__ = dict.__getitem__
+            return R(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+        def tokenize(self, t):
+            return []
+
+        def batch_decode(self, ids):
+            return [""] * len(ids)
+
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=Tok(), unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load peak RSS {peak_mib():.0f} MiB")
+    for size in [int(s) for s in a.sizes.split(",")]:
+        lat = size // 8
+        ctx = torch.zeros(2, 77, 768)
+        unet(torch.zeros(2, 4, lat, lat), 500, encoder_hidden_states=ctx)  # warm-up
+        marks = []
+        last = [time.perf_counter()]
+
+        def cb(p, i, t, kw):
+            now = time.perf_counter()
+            marks.append(now - last[0])
+            last[0] = now
+            return kw
+
+        start = time.perf_counter()
+        last[0] = start
+        pipe("a photograph of an astronaut riding a horse", height=size, width=size, num_inference_steps=a.steps,
+             guidance_scale=7.5, output_type="np", callback_on_step_end=cb)
+        total = time.perf_counter() - start
+        per = sum(marks[1:]) / max(1, len(marks) - 1) if len(marks) > 1 else marks[0]
+        print(f"{size}x{size}: {a.steps} steps, {per:.2f} s per UNet step (CFG batch 2), {total:.2f} s per image, "
+              f"peak RSS {peak_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+//! Times native SD 1.x on full-size shapes: seconds per UNet call (guided, batch 2), seconds
+//! per image (text encoding + steps + VAE decode) and peak resident memory.
+//!
+//! Usage: `sd-bench <model folder or .safetensors> [--size 512] [--steps 2] [--device flex|wgpu]`
+//! The random SD 1.5-shaped model comes from `scripts/bench_diffusers.py --save DIR`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use easel_diffusion::{GenerateParams, SeededNoise, StableDiffusion};
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let model = PathBuf::from(args.get(1).ok_or_else(|| anyhow::anyhow!("usage: sd-bench MODEL [--size N] [--steps N] [--device flex|wgpu]"))?);
+    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let sizes: Vec<usize> = opt("--size").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![256, 512]);
+    let steps: usize = opt("--steps").map(|s| s.parse().unwrap()).unwrap_or(2);
+    if let Some(d) = opt("--device") {
+        // SAFETY: single-threaded at this point.
+        unsafe { std::env::set_var("EASEL_SD_DEVICE", d) };
+    }
+    let (device, name) = easel_diffusion::select_device().map_err(anyhow::Error::msg)?;
+    let t0 = Instant::now();
+    let sd = StableDiffusion::load(&model, &device)?;
+    println!("device: {name}");
+    println!("load: {:.1} s, peak RSS {:.0} MiB", t0.elapsed().as_secs_f64(), peak_rss_mib());
+    for size in sizes {
+        let p = GenerateParams {
+            prompt: "a photograph of an astronaut riding a horse".into(),
+            negative_prompt: None,
+            width: size,
+            height: size,
+            steps,
+            guidance_scale: 7.5,
+            num_images: 1,
+            scheduler: "EulerDiscreteScheduler".into(),
+            strength: 1.0,
+            init_image: None,
+            latents: None,
+        };
+        // warm-up: one UNet call at this size (shader compilation / allocation)
+        let ctx = sd.encode_text(&["", "warm"]);
+        let x = sd.tensor(vec![0.1; 2 * 4 * (size / 8) * (size / 8)], [2, 4, size / 8, size / 8]);
+        let _ = sd.unet(x, 500.0, &ctx).into_data();
+        let mut marks = Vec::new();
+        let start = Instant::now();
+        let mut last = Instant::now();
+        let images = sd.generate(&p, &mut SeededNoise::new(1, 1), &mut |_, _| {
+            marks.push(last.elapsed().as_secs_f64());
+            last = Instant::now();
+            true
+        })?;
+        let total = start.elapsed().as_secs_f64();
+        // the first mark includes text encoding; average the rest when there are any
+        let tail = if marks.len() > 1 { &marks[1..] } else { &marks[..] };
+        let unet = tail.iter().sum::<f64>() / tail.len() as f64;
+        assert_eq!(images[0].len(), size * size * 3);
+        println!(
+            "{size}x{size}: {steps} steps, {unet:.2} s per UNet step (CFG batch 2), {total:.2} s per image, peak RSS {:.0} MiB",
+            peak_rss_mib()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Parity with diffusers on the tiny random SD 1.x fixtures made by
+//! `scripts/make_fixtures.py` (see that script for what each reference holds).
+//!
+//! Tolerances (max absolute difference): text embeddings 1e-4, UNet 1e-3, VAE 1e-3,
+//! two-step pipelines and img2img 5e-3 on images in [0, 1]. The models are f32 on both
+//! sides; the slack covers summation order and transcendental differences.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use easel_diffusion::{Device, GenerateParams, NoiseSource, StableDiffusion};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Ref {
+    t: HashMap<String, (Vec<f32>, Vec<usize>)>,
+    json: serde_json::Value,
+}
+
+fn reference() -> Ref {
+    let bytes = std::fs::read(fixtures().join("reference.safetensors")).expect("fixtures present");
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut t = HashMap::new();
+    for (k, v) in st.tensors() {
+        let d: Vec<f32> = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        t.insert(k, (d, v.shape().to_vec()));
+    }
+    let json = serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    Ref { t, json }
+}
+
+impl Ref {
+    fn get(&self, k: &str) -> &(Vec<f32>, Vec<usize>) {
+        self.t.get(k).unwrap_or_else(|| panic!("reference lacks {k}"))
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn host<const D: usize>(t: easel_diffusion::Tensor<D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+fn model(dev: &Device) -> StableDiffusion {
+    StableDiffusion::load(&fixtures().join("tiny-sd"), dev).expect("load diffusers folder")
+}
+
+/// Replays diffusers' stored noise draws in order (batch of one image).
+struct Replay {
+    draws: Vec<f32>,
+    pos: usize,
+}
+
+impl NoiseSource for Replay {
+    fn draw(&mut self, _image: usize, n: usize) -> Vec<f32> {
+        let out = self.draws[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        out
+    }
+}
+
+fn token_rows(r: &Ref) -> Vec<Vec<u32>> {
+    r.json["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+        .collect()
+}
+
+#[test]
+fn tokenizer_matches_open_clip() {
+    let r = reference();
+    let tok = easel_diffusion::tokenizer::Tokenizer::new().unwrap();
+    let prompts = r.json["prompts"].as_array().unwrap();
+    for (p, ids) in prompts.iter().zip(token_rows(&r)) {
+        let mine = tok.encode(p.as_str().unwrap());
+        assert_eq!(mine, ids, "prompt {p}");
+    }
+}
+
+#[test]
+fn clip_matches() {
+    let r = reference();
+    let m = model(&Device::flex());
+    let ids = token_rows(&r);
+    let out = host(m.encode_ids(&ids[..2]));
+    let d = max_diff(&out, &r.get("clip.hidden").0);
+    assert!(d < 1e-4, "clip max diff {d}");
+}
+
+fn unet_check(m: &StableDiffusion, r: &Ref) -> f32 {
+    let (s, ss) = r.get("unet.sample");
+    let (c, cs) = r.get("unet.context");
+    let x = m.tensor(s.clone(), [ss[0], ss[1], ss[2], ss[3]]);
+    let ctx = m.tensor(c.clone(), [cs[0], cs[1], cs[2]]);
+    let out = host(m.unet(x, 981.0, &ctx));
+    max_diff(&out, &r.get("unet.out").0)
+}
+
+#[test]
+fn unet_matches() {
+    let r = reference();
+    let m = model(&Device::flex());
+    let d = unet_check(&m, &r);
+    assert!(d < 1e-3, "unet max diff {d}");
+}
+
+#[test]
+fn single_file_checkpoint_matches() {
+    let r = reference();
+    let m = StableDiffusion::load(&fixtures().join("tiny-sd.safetensors"), &Device::flex()).expect("load single file");
+    let d = unet_check(&m, &r);
+    assert!(d < 1e-3, "single-file unet max diff {d}");
+    let out = host(m.encode_ids(&token_rows(&r)[..2]));
+    assert!(max_diff(&out, &r.get("clip.hidden").0) < 1e-4);
+    let (l, ls) = r.get("vae.latents");
+    let img = host(m.vae().decode(m.tensor(l.clone(), [ls[0], ls[1], ls[2], ls[3]])));
+    assert!(max_diff(&img, &r.get("vae.decoded").0) < 1e-3);
+}
+
+#[test]
+fn vae_matches() {
+    let r = reference();
+    let m = model(&Device::flex());
+    let (l, ls) = r.get("vae.latents");
+    let img = host(m.vae().decode(m.tensor(l.clone(), [ls[0], ls[1], ls[2], ls[3]])));
+    let d = max_diff(&img, &r.get("vae.decoded").0);
+    assert!(d < 1e-3, "vae decode max diff {d}");
+    let (i, is) = r.get("vae.image");
+    let mean = host(m.vae().encode(m.tensor(i.clone(), [is[0], is[1], is[2], is[3]])));
+    let d = max_diff(&mean, &r.get("vae.mean").0);
+    assert!(d < 1e-3, "vae encode max diff {d}");
+}
+
+fn settings(r: &Ref, scheduler: &str) -> GenerateParams {
+    let s = &r.json["settings"];
+    GenerateParams {
+        prompt: s["prompt"].as_str().unwrap().into(),
+        negative_prompt: Some(s["negative_prompt"].as_str().unwrap().into()),
+        width: s["width"].as_u64().unwrap() as usize,
+        height: s["height"].as_u64().unwrap() as usize,
+        steps: s["steps"].as_u64().unwrap() as usize,
+        guidance_scale: s["guidance_scale"].as_f64().unwrap(),
+        num_images: 1,
+        scheduler: scheduler.into(),
+        strength: 1.0,
+        init_image: None,
+        latents: None,
+    }
+}
+
+fn pipeline_diff(m: &StableDiffusion, r: &Ref, name: &str) -> f32 {
+    let mut p = settings(r, name);
+    p.latents = Some(r.get(&format!("pipe.{name}.latents")).0.clone());
+    let mut noise = Replay { draws: r.get(&format!("pipe.{name}.noise")).0.clone(), pos: 0 };
+    let images = m.generate(&p, &mut noise, &mut |_, _| true).expect("generate");
+    max_diff(&images[0], &r.get(&format!("pipe.{name}.image")).0)
+}
+
+macro_rules! pipeline_test {
+    ($fn:ident, $name:literal) => {
+        #[test]
+        fn $fn() {
+            let r = reference();
+            let m = model(&Device::flex());
+            let d = pipeline_diff(&m, &r, $name);
+            assert!(d < 5e-3, "{} pipeline max diff {d}", $name);
+        }
+    };
+}
+
+pipeline_test!(pipeline_dpmsolver_multistep, "DPMSolverMultistepScheduler");
+pipeline_test!(pipeline_ddim, "DDIMScheduler");
+pipeline_test!(pipeline_euler, "EulerDiscreteScheduler");
+pipeline_test!(pipeline_euler_ancestral, "EulerAncestralDiscreteScheduler");
+pipeline_test!(pipeline_pndm, "PNDMScheduler");
+pipeline_test!(pipeline_lms, "LMSDiscreteScheduler");
+pipeline_test!(pipeline_heun, "HeunDiscreteScheduler");
+pipeline_test!(pipeline_kdpm2, "KDPM2DiscreteScheduler");
+pipeline_test!(pipeline_kdpm2_ancestral, "KDPM2AncestralDiscreteScheduler");
+
+#[test]
+fn scheduler_timesteps_match_diffusers() {
+    let r = reference();
+    for name in easel_diffusion::schedulers::SCHEDULER_NAMES {
+        let s = easel_diffusion::schedulers::by_name(name, 2).unwrap();
+        let want = &r.get(&format!("pipe.{name}.timesteps")).0;
+        let got: Vec<f32> = s.timesteps().iter().map(|t| *t as f32).collect();
+        assert!(max_diff(&got, want) < 1e-3, "{name}: {got:?} vs {want:?}");
+    }
+}
+
+fn img2img_diff(m: &StableDiffusion, r: &Ref, name: &str) -> f32 {
+    let mut p = settings(r, name);
+    p.steps = r.json["settings"]["img2img_steps"].as_u64().unwrap() as usize;
+    p.strength = r.json["settings"]["strength"].as_f64().unwrap();
+    // stored as [1, 3, H, W]; the pipeline takes H x W x 3.
+    let (init, s) = r.get(&format!("img2img.{name}.init"));
+    let (h, w) = (s[2], s[3]);
+    let mut hwc = vec![0f32; h * w * 3];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                hwc[(y * w + x) * 3 + c] = init[(c * h + y) * w + x];
+            }
+        }
+    }
+    p.init_image = Some(hwc);
+    let mut noise = Replay { draws: r.get(&format!("img2img.{name}.noise")).0.clone(), pos: 0 };
+    let images = m.generate(&p, &mut noise, &mut |_, _| true).expect("img2img");
+    max_diff(&images[0], &r.get(&format!("img2img.{name}.image")).0)
+}
+
+#[test]
+fn img2img_matches() {
+    let r = reference();
+    let m = model(&Device::flex());
+    for name in ["DDIMScheduler", "EulerAncestralDiscreteScheduler"] {
+        let d = img2img_diff(&m, &r, name);
+        assert!(d < 5e-3, "img2img {name} max diff {d}");
+    }
+}
+
+/// The wgpu path (lavapipe in CI). With `CI` set, a missing adapter fails the test.
+#[test]
+fn pipeline_on_wgpu() {
+    let (dev, name) = match easel_diffusion::wgpu_device() {
+        Ok(d) => d,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set but no wgpu adapter is available: {e}");
+            }
+            eprintln!("skipping wgpu test: no adapter ({e})");
+            return;
+        }
+    };
+    eprintln!("wgpu device: {name}");
+    let r = reference();
+    let m = model(&dev);
+    let d = unet_check(&m, &r);
+    assert!(d < 1e-3, "wgpu unet max diff {d}");
+    let d = pipeline_diff(&m, &r, "EulerAncestralDiscreteScheduler");
+    assert!(d < 5e-3, "wgpu pipeline max diff {d}");
+}

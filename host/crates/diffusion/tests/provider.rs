@@ -1,0 +1,105 @@
+//! The `local` provider end to end on the tiny fixture model (flex backend): params,
+//! PNG/JPEG bytes, seeded determinism, batches, img2img input and cancellation.
+
+use std::path::PathBuf;
+
+use easel_diffusion::{Device, LocalDiffusion};
+use easel_provider::{CallContext, GenerationRequest, InputMedia, Output, Provider, ProviderError, Submission};
+use serde_json::json;
+
+fn provider() -> LocalDiffusion {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd");
+    LocalDiffusion::load_on(&path, Device::flex(), "flex (cpu)".into()).unwrap()
+}
+
+fn request(p: &LocalDiffusion, params: serde_json::Value) -> GenerationRequest {
+    GenerationRequest {
+        capability: "image.generate".into(),
+        model: p.model_key().into(),
+        prompt: "a red fox".into(),
+        params: params.as_object().unwrap().clone(),
+        inputs: vec![],
+    }
+}
+
+fn images(s: Submission) -> Vec<(String, Vec<u8>)> {
+    match s {
+        Submission::Finished { outputs, .. } => outputs
+            .into_iter()
+            .map(|o| match o {
+                Output::Bytes { content_type, data } => (content_type, data.to_vec()),
+                other => panic!("unexpected output {other:?}"),
+            })
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn generates_seeded_png_batches() {
+    let p = provider();
+    assert_eq!(p.id(), "local");
+    let models = p.models();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].capabilities, vec!["image.generate", "image.edit"]);
+    let ctx = CallContext::detached("t");
+    let params = json!({"width": 64, "height": 48, "num_inference_steps": 2, "seed": 42, "num_images": 2,
+                        "scheduler": "EulerAncestralDiscreteScheduler", "negative_prompt": "blurry"});
+    let a = images(p.submit(&request(&p, params.clone()), &ctx).await.unwrap());
+    let b = images(p.submit(&request(&p, params), &ctx).await.unwrap());
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b, "same seed, same images");
+    assert_ne!(a[0].1, a[1].1, "image index changes the noise");
+    let img = image::load_from_memory(&a[0].1).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 48));
+    assert_eq!(a[0].0, "image/png");
+}
+
+#[tokio::test]
+async fn jpeg_edit_and_errors() {
+    let p = provider();
+    let ctx = CallContext::detached("t");
+    let params = json!({"width": 64, "height": 64, "num_inference_steps": 1, "seed": 1, "output_format": "jpg"});
+    let out = images(p.submit(&request(&p, params), &ctx).await.unwrap());
+    assert_eq!(out[0].0, "image/jpeg");
+    let init = out[0].1.clone();
+
+    let mut req = request(&p, json!({"num_inference_steps": 4, "strength": 0.5, "seed": 3}));
+    req.capability = "image.edit".into();
+    req.inputs = vec![InputMedia {
+        kind: "image".into(),
+        role: None,
+        url: None,
+        asset_id: None,
+        content_type: Some("image/jpeg".into()),
+        data: Some(init.into()),
+    }];
+    let edited = images(p.submit(&req, &ctx).await.unwrap());
+    let img = image::load_from_memory(&edited[0].1).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 64));
+
+    for bad in [json!({"width": 63}), json!({"scheduler": "Nope"}), json!({"num_images": 11}), json!({"output_format": "gif"})] {
+        let e = p.submit(&request(&p, bad), &ctx).await.unwrap_err();
+        assert!(matches!(e, ProviderError::InvalidRequest(_)), "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn cancellation_between_steps() {
+    let p = provider();
+    let ctx = CallContext::detached("t");
+    let cancel = ctx.cancel.clone();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    let ctx = CallContext {
+        progress: easel_provider::ProgressSink::new(move |_| {
+            seen2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            cancel.cancel();
+        }),
+        ..ctx
+    };
+    let params = json!({"width": 64, "height": 64, "num_inference_steps": 5, "seed": 1});
+    let e = p.submit(&request(&p, params), &ctx).await.unwrap_err();
+    assert_eq!(e, ProviderError::Cancelled);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1, "stopped after the first step");
+}
