@@ -431,3 +431,75 @@ pub fn collect_chat(stream: &mut dyn ChatStream) -> Result<Vec<ChatEvent>> {
         all.extend(batch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn param_helpers_default_and_check_types() {
+        let r = GenerationRequest::new("image.generate", "m", "p")
+            .param("w", 64)
+            .param("f", 1.5)
+            .param("s", "x")
+            .param("b", true)
+            .param("n", Value::Null)
+            .param("whole", 3.0);
+        assert_eq!(r.param_u64("w", 1), Ok(64));
+        assert_eq!(r.param_u64("missing", 7), Ok(7));
+        assert_eq!(r.param_u64("n", 7), Ok(7), "null counts as absent");
+        assert_eq!(r.param_u64("whole", 0), Ok(3));
+        assert!(matches!(r.param_u64("f", 0), Err(Error::InvalidRequest(_))));
+        assert_eq!(r.param_f64("f", 0.0), Ok(1.5));
+        assert_eq!(r.param_str("s", "d"), Ok("x"));
+        assert!(r.param_str("w", "d").is_err());
+        assert_eq!(r.param_bool("b", false), Ok(true));
+    }
+
+    #[test]
+    fn chat_messages_flatten_text_parts() {
+        let req = ChatRequest {
+            model: "m".into(),
+            messages: json!([
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}]}
+            ]),
+            params: json!({}),
+        };
+        assert_eq!(
+            req.message_texts(),
+            vec![("system".to_string(), "be brief".to_string()), ("user".to_string(), "a\nb".to_string())]
+        );
+    }
+
+    #[test]
+    fn event_lists_stream_in_batches() {
+        let events = vec![ChatEvent::Delta("a".into()), ChatEvent::Delta("b".into()), ChatEvent::Finish("stop".into())];
+        let mut s = EventList::new(events.clone(), 2);
+        assert_eq!(s.next().unwrap().len(), 2);
+        assert_eq!(s.next().unwrap().len(), 1);
+        assert!(s.next().unwrap().is_empty());
+        assert_eq!(collect_chat(&mut EventList::new(events.clone(), 0)).unwrap(), events);
+        let mut n = 0;
+        let mut f = FnStream(move || {
+            n += 1;
+            Ok(if n < 3 { vec![ChatEvent::Delta(n.to_string())] } else { vec![] })
+        });
+        assert_eq!(collect_chat(&mut f).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn builders_fill_the_manifest() {
+        let m = Manifest::new("p", "1")
+            .allow_host("api.x.com")
+            .secret("K")
+            .idempotent_submit(true)
+            .model(Model::new("k", "K", "image").capability("image.generate").price_hint(2.0).extra(json!({"a": 1})));
+        assert_eq!(m.allowed_hosts, ["api.x.com"]);
+        assert_eq!(m.secrets, ["K"]);
+        assert!(m.idempotent_submit);
+        assert_eq!(m.models[0].capabilities, ["image.generate"]);
+        assert_eq!(m.models[0].price_hint, Some(2.0));
+    }
+}
