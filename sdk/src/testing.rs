@@ -153,8 +153,11 @@ impl Expect {
 /// The canned answer to one expected request.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    outcome: std::result::Result<(u16, Vec<(String, String)>, Vec<Vec<u8>>), Error>,
+    outcome: std::result::Result<Canned, Error>,
 }
+
+/// Status, headers and body chunks of a canned response.
+type Canned = (u16, Vec<(String, String)>, Vec<Vec<u8>>);
 
 impl Reply {
     /// An empty body with this status.

@@ -9,6 +9,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "provider",
@@ -57,10 +58,7 @@ impl<P: Provider + Default> bindings::Guest for Component<P> {
     }
 
     fn submit(request: wit::GenerationRequest) -> std::result::Result<wit::Submission, wit::ProviderError> {
-        let request = match crate::GenerationRequest::try_from(request) {
-            Ok(r) => r,
-            Err(e) => return Err(e.into()),
-        };
+        let request = crate::GenerationRequest::try_from(request).map_err(wit::ProviderError::from)?;
         with_provider::<P, _>(|p| p.submit(request)).map(Into::into).map_err(Into::into)
     }
 

@@ -67,8 +67,8 @@ impl Look {
         let shift = (t * w as f32) as u32;
         let cell = (w / self.freq).max(1);
         let on = match self.pattern {
-            1 => ((x + shift) / cell) % 2 == 0,
-            2 => (((x + shift) / cell) + (y / cell)) % 2 == 0,
+            1 => ((x + shift) / cell).is_multiple_of(2),
+            2 => (((x + shift) / cell) + (y / cell)).is_multiple_of(2),
             _ => {
                 // A soft disc that travels with t.
                 let cx = (0.25 + 0.5 * t) * w as f32;
