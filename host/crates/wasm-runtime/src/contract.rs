@@ -68,7 +68,11 @@ impl Pre {
         }
     }
 
-    pub(crate) async fn submit(&self, s: &mut Store<CallState>, r: &GenerationRequest) -> Called<Submission> {
+    pub(crate) async fn submit(
+        &self,
+        s: &mut Store<CallState>,
+        r: &GenerationRequest,
+    ) -> Called<Submission> {
         match self {
             Self::V0_1_0(p) => p.submit(s, r).await,
         }
@@ -86,7 +90,11 @@ impl Pre {
         }
     }
 
-    pub(crate) async fn chat_start(&self, s: &mut Store<CallState>, r: &ChatRequest) -> Called<Session> {
+    pub(crate) async fn chat_start(
+        &self,
+        s: &mut Store<CallState>,
+        r: &ChatRequest,
+    ) -> Called<Session> {
         match self {
             Self::V0_1_0(p) => Ok(p.chat_start(s, r).await?.map(Session::V0_1_0)),
         }

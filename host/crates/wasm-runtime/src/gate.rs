@@ -105,7 +105,8 @@ pub fn is_private_target(ip: IpAddr) -> bool {
                 || v6
                     .to_ipv4_mapped()
                     .is_some_and(|v4| is_private_target(IpAddr::V4(v4)))
-                || (s[0..6] == [0, 0, 0, 0, 0, 0] && is_private_target(IpAddr::V4(v6.to_ipv4().unwrap())))
+                || (s[0..6] == [0, 0, 0, 0, 0, 0]
+                    && is_private_target(IpAddr::V4(v6.to_ipv4().unwrap())))
         }
     }
 }
@@ -178,20 +179,25 @@ async fn send(
         .map_or(policy.connect_timeout, |t| t.min(policy.connect_timeout));
 
     // Resolve, check every address, connect to a checked one.
-    let addrs: Vec<SocketAddr> =
-        match tokio::time::timeout(connect_timeout, tokio::net::lookup_host((host.as_str(), port)))
-            .await
-        {
-            Err(_) => {
-                notes.push(format!("plugin {id}: resolving {host} timed out"));
-                return Err(Error::DnsTimeout);
-            }
-            Ok(Err(e)) => {
-                notes.push(format!("plugin {id}: resolving {host} failed: {e}"));
-                return Err(Error::DnsError { rcode: Some(e.to_string()), info_code: None });
-            }
-            Ok(Ok(a)) => a.collect(),
-        };
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout(
+        connect_timeout,
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await
+    {
+        Err(_) => {
+            notes.push(format!("plugin {id}: resolving {host} timed out"));
+            return Err(Error::DnsTimeout);
+        }
+        Ok(Err(e)) => {
+            notes.push(format!("plugin {id}: resolving {host} failed: {e}"));
+            return Err(Error::DnsError {
+                rcode: Some(e.to_string()),
+                info_code: None,
+            });
+        }
+        Ok(Ok(a)) => a.collect(),
+    };
     if addrs.is_empty() {
         return Err(Error::DestinationNotFound);
     }
@@ -207,11 +213,15 @@ async fn send(
     }
     let stream = match tokio::time::timeout(connect_timeout, connect_any(&addrs)).await {
         Err(_) => {
-            notes.push(format!("plugin {id}: connecting to {host}:{port} timed out after {connect_timeout:?}"));
+            notes.push(format!(
+                "plugin {id}: connecting to {host}:{port} timed out after {connect_timeout:?}"
+            ));
             return Err(Error::ConnectionTimeout);
         }
         Ok(Err(e)) => {
-            notes.push(format!("plugin {id}: connecting to {host}:{port} failed: {e}"));
+            notes.push(format!(
+                "plugin {id}: connecting to {host}:{port} failed: {e}"
+            ));
             return Err(Error::ConnectionRefused);
         }
         Ok(Ok(s)) => s,
@@ -350,7 +360,8 @@ impl Body for CappedBody {
             }
             Poll::Pending => {
                 ready!(this.deadline.as_mut().poll(cx));
-                this.notes.push(format!("{} timed out after {:?}", this.what, this.timeout));
+                this.notes
+                    .push(format!("{} timed out after {:?}", this.what, this.timeout));
                 Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
             }
         }

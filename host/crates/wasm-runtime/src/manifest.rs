@@ -67,8 +67,16 @@ impl PluginManifest {
         anyhow::ensure!(!self.version.trim().is_empty(), "version is empty");
         let mut keys = std::collections::HashSet::new();
         for m in &self.models {
-            anyhow::ensure!(!m.key.is_empty() && !m.key.contains('/'), "model key {:?} is empty or contains '/'", m.key);
-            anyhow::ensure!(keys.insert(m.key.as_str()), "model key {:?} appears twice", m.key);
+            anyhow::ensure!(
+                !m.key.is_empty() && !m.key.contains('/'),
+                "model key {:?} is empty or contains '/'",
+                m.key
+            );
+            anyhow::ensure!(
+                keys.insert(m.key.as_str()),
+                "model key {:?} appears twice",
+                m.key
+            );
             anyhow::ensure!(
                 ["image", "video", "audio", "chat"].contains(&m.kind.as_str()),
                 "model {}: kind {:?} is not image, video, audio or chat",

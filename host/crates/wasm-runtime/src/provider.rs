@@ -61,7 +61,16 @@ impl WasmProvider {
         exports: Vec<String>,
         imports: Vec<String>,
     ) -> Self {
-        Self { runtime, pre, manifest, env, content_hash, contract, exports, imports }
+        Self {
+            runtime,
+            pre,
+            manifest,
+            env,
+            content_hash,
+            contract,
+            exports,
+            imports,
+        }
     }
 
     /// The validated manifest.
@@ -108,7 +117,11 @@ impl Provider for WasmProvider {
         self.manifest.idempotent_submit
     }
 
-    async fn submit(&self, request: &GenerationRequest, ctx: &CallContext) -> Result<Submission, ProviderError> {
+    async fn submit(
+        &self,
+        request: &GenerationRequest,
+        ctx: &CallContext,
+    ) -> Result<Submission, ProviderError> {
         let pre = &self.pre;
         self.runtime
             .call(&self.env, &ctx.task_id, &ctx.cancel, |mut s| async move {
@@ -121,9 +134,14 @@ impl Provider for WasmProvider {
         let pre = &self.pre;
         let out = self
             .runtime
-            .call(&self.env, &ctx.task_id, &ctx.cancel, |mut s| async move { pre.poll(&mut s, handle).await })
+            .call(&self.env, &ctx.task_id, &ctx.cancel, |mut s| async move {
+                pre.poll(&mut s, handle).await
+            })
             .await?;
-        if let PollOutcome::Running { progress: Some(p), .. } = &out {
+        if let PollOutcome::Running {
+            progress: Some(p), ..
+        } = &out
+        {
             ctx.progress.report(*p);
         }
         Ok(out)
@@ -132,11 +150,17 @@ impl Provider for WasmProvider {
     async fn cancel(&self, handle: &str, ctx: &CallContext) -> Result<(), ProviderError> {
         let pre = &self.pre;
         self.runtime
-            .call(&self.env, &ctx.task_id, &ctx.cancel, |mut s| async move { pre.cancel(&mut s, handle).await })
+            .call(&self.env, &ctx.task_id, &ctx.cancel, |mut s| async move {
+                pre.cancel(&mut s, handle).await
+            })
             .await
     }
 
-    async fn chat(&self, request: &ChatRequest, ctx: &CallContext) -> Result<ChatStream, ProviderError> {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        ctx: &CallContext,
+    ) -> Result<ChatStream, ProviderError> {
         let (tx, rx) = mpsc::channel(16);
         let (started_tx, started_rx) = oneshot::channel();
         let driver = ChatDriver {
@@ -209,8 +233,13 @@ impl ChatDriver {
             }
         };
         let notes = Notes::default();
-        let mut store = self.runtime.new_store(self.env.clone(), &self.task_id, notes.clone());
-        let session = match self.step(&notes, self.pre.chat_start(&mut store, &request)).await {
+        let mut store = self
+            .runtime
+            .new_store(self.env.clone(), &self.task_id, notes.clone());
+        let session = match self
+            .step(&notes, self.pre.chat_start(&mut store, &request))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let _ = started.send(Err(e));

@@ -79,7 +79,9 @@ pub struct PluginHost {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -109,7 +111,11 @@ impl PluginHost {
     }
 
     /// Like [`PluginHost::start`] without the initial scan or the watcher.
-    pub fn new(runtime: Arc<Runtime>, dir: impl Into<PathBuf>, sink: Arc<dyn ProviderSink>) -> anyhow::Result<Self> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        dir: impl Into<PathBuf>,
+        sink: Arc<dyn ProviderSink>,
+    ) -> anyhow::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         Ok(Self {
@@ -136,11 +142,12 @@ impl PluginHost {
             return Ok(());
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
-                let _ = tx.send(());
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if res.is_ok() {
+                    let _ = tx.send(());
+                }
+            })?;
         watcher.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive)?;
         *slot = Some(watcher);
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
@@ -163,12 +170,24 @@ impl PluginHost {
 
     /// Status of every plugin file, for `GET /admin/plugins`.
     pub fn status(&self) -> Vec<PluginStatus> {
-        self.inner.entries.lock().unwrap().values().map(|e| e.status.clone()).collect()
+        self.inner
+            .entries
+            .lock()
+            .unwrap()
+            .values()
+            .map(|e| e.status.clone())
+            .collect()
     }
 
     /// The providers serving now.
     pub fn providers(&self) -> Vec<Arc<WasmProvider>> {
-        self.inner.entries.lock().unwrap().values().filter_map(|e| e.provider.clone()).collect()
+        self.inner
+            .entries
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|e| e.provider.clone())
+            .collect()
     }
 
     /// Rescans the folder now (`POST /admin/plugins/reload`) and returns the new status.
@@ -189,11 +208,18 @@ impl PluginHost {
         // Removed files.
         let gone: Vec<PathBuf> = {
             let entries = self.inner.entries.lock().unwrap();
-            entries.keys().filter(|k| !files.contains(k)).cloned().collect()
+            entries
+                .keys()
+                .filter(|k| !files.contains(k))
+                .cloned()
+                .collect()
         };
         for path in gone {
             let entry = self.inner.entries.lock().unwrap().remove(&path);
-            if let Some(Entry { provider: Some(p), .. }) = entry {
+            if let Some(Entry {
+                provider: Some(p), ..
+            }) = entry
+            {
                 tracing::info!(file = %path.display(), id = p.id(), "plugin removed");
                 self.inner.sink.remove(p.id());
             }
@@ -224,7 +250,11 @@ impl PluginHost {
             if let Some((other, _)) = entries.iter().find(|(f, e)| {
                 f.as_path() != path && e.provider.as_ref().is_some_and(|q| q.id() == p.id())
             }) {
-                anyhow::bail!("provider id {} is already served by {}", p.id(), other.display());
+                anyhow::bail!(
+                    "provider id {} is already served by {}",
+                    p.id(),
+                    other.display()
+                );
             }
             Ok(p)
         });

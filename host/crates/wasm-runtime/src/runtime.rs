@@ -24,7 +24,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use crate::config::WasmConfig;
 use crate::contract::{self, Pre};
@@ -88,7 +91,6 @@ impl Runtime {
     /// Builds the engine (and starts its epoch ticker) and the linker.
     pub fn new(config: WasmConfig) -> anyhow::Result<Arc<Self>> {
         let mut c = Config::new();
-        c.async_support(true);
         c.epoch_interruption(true);
         c.wasm_component_model(true);
         // Plugins are I/O-bound; small reservations keep thousands of pooled slots cheap.
@@ -122,7 +124,9 @@ impl Runtime {
         contract::add_to_linker(&mut linker)?;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
@@ -202,7 +206,10 @@ impl Runtime {
         let mut secrets = std::collections::HashMap::new();
         for name in &manifest.secrets {
             let value = self.config.secrets.get(name).cloned().or_else(|| {
-                self.config.secrets_from_env.then(|| std::env::var(name).ok()).flatten()
+                self.config
+                    .secrets_from_env
+                    .then(|| std::env::var(name).ok())
+                    .flatten()
             });
             if let Some(v) = value {
                 secrets.insert(name.clone(), v);
@@ -213,7 +220,16 @@ impl Runtime {
             secrets,
             policy: self.policy(&manifest.id, manifest.allowed_hosts.clone()),
         });
-        Ok(WasmProvider::new(self.clone(), pre, manifest, env, hash, version, exports, imports))
+        Ok(WasmProvider::new(
+            self.clone(),
+            pre,
+            manifest,
+            env,
+            hash,
+            version,
+            exports,
+            imports,
+        ))
     }
 
     #[allow(clippy::type_complexity)]
@@ -285,13 +301,19 @@ impl Runtime {
     }
 
     /// A fresh store for one call: memory cap and CPU deadline armed.
-    pub(crate) fn new_store(&self, env: Arc<PluginEnv>, task_id: &str, notes: Notes) -> Store<CallState> {
+    pub(crate) fn new_store(
+        &self,
+        env: Arc<PluginEnv>,
+        task_id: &str,
+        notes: Notes,
+    ) -> Store<CallState> {
         let state = CallState::new(env, task_id, self.config.memory_limit_bytes, notes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        let max_ticks = (self.config.cpu_deadline.as_nanos() / self.config.epoch_tick.as_nanos().max(1))
-            .max(1) as u64;
+        let max_ticks = (self.config.cpu_deadline.as_nanos()
+            / self.config.epoch_tick.as_nanos().max(1))
+        .max(1) as u64;
         store.epoch_deadline_callback(move |mut ctx| {
             let s = ctx.data_mut();
             s.ticks += 1;
@@ -306,18 +328,29 @@ impl Runtime {
 
     /// Turns a trap into the call's error.
     pub(crate) fn trap_error(&self, e: wasmtime::Error, notes: &[String]) -> ProviderError {
-        let msg = if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            format!("exceeded its CPU deadline of {:?}", self.config.cpu_deadline)
-        } else {
-            let root = e.root_cause().to_string();
-            let top = e.to_string();
-            if root == top { top } else { format!("{top}: {root}") }
+        let msg = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                format!(
+                    "exceeded its CPU deadline of {:?}",
+                    self.config.cpu_deadline
+                )
+            }
+            Some(trap) => trap.to_string(),
+            // Host-raised traps (the memory limiter, a failed import) carry their reason
+            // as the root cause; the outer layers are wasm backtraces.
+            None => e.root_cause().to_string(),
         };
-        with_notes(ProviderError::Internal(format!("plugin trapped: {msg}")), notes)
+        with_notes(
+            ProviderError::Internal(format!("plugin trapped: {msg}")),
+            notes,
+        )
     }
 
     /// Waits for an instance slot (or cancellation).
-    pub(crate) async fn slot(&self, cancel: &CancellationToken) -> Result<tokio::sync::OwnedSemaphorePermit, ProviderError> {
+    pub(crate) async fn slot(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ProviderError> {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(ProviderError::Cancelled),

@@ -97,7 +97,12 @@ pub(crate) struct CallState {
 }
 
 impl CallState {
-    pub(crate) fn new(env: Arc<PluginEnv>, task_id: &str, memory_limit: usize, notes: Notes) -> Self {
+    pub(crate) fn new(
+        env: Arc<PluginEnv>,
+        task_id: &str,
+        memory_limit: usize,
+        notes: Notes,
+    ) -> Self {
         Self {
             wasi: WasiCtx::builder()
                 .allow_tcp(false)
@@ -106,7 +111,10 @@ impl CallState {
                 .build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            gate: Gate { policy: env.policy.clone(), notes },
+            gate: Gate {
+                policy: env.policy.clone(),
+                notes,
+            },
             limiter: Limiter::new(memory_limit),
             env,
             task_id: task_id.to_string(),
@@ -123,9 +131,15 @@ impl CallState {
     pub(crate) fn log(&self, level: tracing::Level, message: &str) {
         let (plugin, task) = (self.env.id.as_str(), self.task_id.as_str());
         match level {
-            tracing::Level::ERROR => tracing::error!(target: "easel::plugin", plugin, task, "{message}"),
-            tracing::Level::WARN => tracing::warn!(target: "easel::plugin", plugin, task, "{message}"),
-            tracing::Level::INFO => tracing::info!(target: "easel::plugin", plugin, task, "{message}"),
+            tracing::Level::ERROR => {
+                tracing::error!(target: "easel::plugin", plugin, task, "{message}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: "easel::plugin", plugin, task, "{message}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: "easel::plugin", plugin, task, "{message}")
+            }
             _ => tracing::debug!(target: "easel::plugin", plugin, task, "{message}"),
         }
     }
@@ -133,12 +147,19 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
     }
 }

@@ -79,7 +79,9 @@ fn error(e: t::ProviderError) -> ProviderError {
     match e {
         t::ProviderError::InvalidRequest(m) => ProviderError::InvalidRequest(m),
         t::ProviderError::Unauthorized(m) => ProviderError::Unauthorized(m),
-        t::ProviderError::RateLimited(s) => ProviderError::RateLimited { retry_after_secs: s },
+        t::ProviderError::RateLimited(s) => ProviderError::RateLimited {
+            retry_after_secs: s,
+        },
         t::ProviderError::ContentRejected(m) => ProviderError::ContentRejected(m),
         t::ProviderError::UpstreamUnavailable(m) => ProviderError::UpstreamUnavailable(m),
         t::ProviderError::Internal(m) => ProviderError::Internal(m),
@@ -91,9 +93,10 @@ fn outputs(f: t::Finished) -> (Vec<Output>, Option<Usage>) {
         .outputs
         .into_iter()
         .map(|o| match o {
-            t::Output::Bytes((content_type, data)) => {
-                Output::Bytes { content_type, data: Bytes::from(data) }
-            }
+            t::Output::Bytes((content_type, data)) => Output::Bytes {
+                content_type,
+                data: Bytes::from(data),
+            },
             t::Output::Url((url, content_type)) => Output::Url { url, content_type },
             t::Output::Text(s) => Output::Text(s),
         })
@@ -131,9 +134,10 @@ fn request(r: &GenerationRequest) -> t::GenerationRequest {
 fn chat_event(e: t::ChatEvent) -> ChatEvent {
     match e {
         t::ChatEvent::Delta(s) => ChatEvent::Delta(s),
-        t::ChatEvent::Usage((prompt_tokens, completion_tokens)) => {
-            ChatEvent::Usage { prompt_tokens, completion_tokens }
-        }
+        t::ChatEvent::Usage((prompt_tokens, completion_tokens)) => ChatEvent::Usage {
+            prompt_tokens,
+            completion_tokens,
+        },
         t::ChatEvent::Finish(s) => ChatEvent::Finish(s),
     }
 }
@@ -177,7 +181,10 @@ impl Pre {
         Ok(Self(generated::ProviderPre::new(pre)?))
     }
 
-    async fn instance(&self, store: &mut Store<CallState>) -> wasmtime::Result<generated::Provider> {
+    async fn instance(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<generated::Provider> {
         self.0.instantiate_async(store).await
     }
 
@@ -187,7 +194,11 @@ impl Pre {
         Ok(manifest(m).map_err(|e| ProviderError::Internal(format!("{e:#}"))))
     }
 
-    pub(crate) async fn submit(&self, store: &mut Store<CallState>, r: &GenerationRequest) -> Called<Submission> {
+    pub(crate) async fn submit(
+        &self,
+        store: &mut Store<CallState>,
+        r: &GenerationRequest,
+    ) -> Called<Submission> {
         let i = self.instance(store).await?;
         let out = i.call_submit(&mut *store, &request(r)).await?;
         Ok(out.map_err(error).map(|s| match s {
@@ -202,7 +213,11 @@ impl Pre {
         }))
     }
 
-    pub(crate) async fn poll(&self, store: &mut Store<CallState>, handle: &str) -> Called<PollOutcome> {
+    pub(crate) async fn poll(
+        &self,
+        store: &mut Store<CallState>,
+        handle: &str,
+    ) -> Called<PollOutcome> {
         let i = self.instance(store).await?;
         let out = i.call_poll(&mut *store, handle).await?;
         Ok(out.map_err(error).map(|p| match p {
@@ -223,15 +238,24 @@ impl Pre {
         Ok(i.call_cancel(&mut *store, handle).await?.map_err(error))
     }
 
-    pub(crate) async fn chat_start(&self, store: &mut Store<CallState>, r: &ChatRequest) -> Called<Session> {
+    pub(crate) async fn chat_start(
+        &self,
+        store: &mut Store<CallState>,
+        r: &ChatRequest,
+    ) -> Called<Session> {
         let instance = self.instance(store).await?;
         let req = t::ChatRequest {
             model: r.model.clone(),
             messages: serde_json::Value::Array(r.messages.clone()).to_string(),
             params: serde_json::Value::Object(r.params.clone()).to_string(),
         };
-        let out = instance.easel_provider_chat().call_start(&mut *store, &req).await?;
-        Ok(out.map_err(error).map(|stream| Session { instance, stream }))
+        let out = instance
+            .easel_provider_chat()
+            .call_start(&mut *store, &req)
+            .await?;
+        Ok(out
+            .map_err(error)
+            .map(|stream| Session { instance, stream }))
     }
 }
 
@@ -243,7 +267,9 @@ impl Session {
             .chat_stream()
             .call_next(&mut *store, self.stream)
             .await?;
-        Ok(out.map_err(error).map(|evs| evs.into_iter().map(chat_event).collect()))
+        Ok(out
+            .map_err(error)
+            .map(|evs| evs.into_iter().map(chat_event).collect()))
     }
 
     pub(crate) async fn close(self, store: &mut Store<CallState>) {

@@ -4,14 +4,20 @@ mod common;
 
 use std::sync::Arc;
 
-use easel_provider::{CallContext, ChatEvent, ChatRequest, Output, PollOutcome, Provider, Submission};
+use easel_provider::{
+    CallContext, ChatEvent, ChatRequest, Output, PollOutcome, Provider, Submission,
+};
 use easel_wasm::Runtime;
 use futures::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn normal_calls() {
     let rt = Runtime::new(common::config()).unwrap();
-    let p = Arc::new(rt.load_bytes(common::guest::guest_component("1.0.0")).await.unwrap());
+    let p = Arc::new(
+        rt.load_bytes(common::guest::guest_component("1.0.0"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(p.id(), "testguest");
     assert_eq!(p.version(), "1.0.0");
     assert_eq!(p.contract_version(), "0.1.0");
@@ -19,10 +25,16 @@ async fn normal_calls() {
     let models = p.models();
     assert_eq!(models.len(), 1);
     assert_eq!(models[0].key, "echo");
-    assert_eq!(models[0].params_schema, serde_json::json!({"type": "object"}));
+    assert_eq!(
+        models[0].params_schema,
+        serde_json::json!({"type": "object"})
+    );
     assert_eq!(models[0].extra["sizes"], serde_json::json!(["1x1"]));
 
-    assert_eq!(common::submit_text(&*p, "echo:hi").await.unwrap(), "1.0.0:hi");
+    assert_eq!(
+        common::submit_text(&*p, "echo:hi").await.unwrap(),
+        "1.0.0:hi"
+    );
     let ctx = CallContext::detached("t1");
     match p.submit(&common::request("pending"), &ctx).await.unwrap() {
         Submission::Pending { handle, poll_after } => {
@@ -41,15 +53,30 @@ async fn normal_calls() {
     p.cancel("h-1", &ctx).await.unwrap();
 
     // Secrets: declared and set → value; undeclared → none even though the host has it.
-    assert_eq!(common::submit_text(&*p, "secret:TEST_SECRET").await.unwrap(), "Some(\"s3cret\")");
-    assert_eq!(common::submit_text(&*p, "secret:OTHER").await.unwrap(), "None");
+    assert_eq!(
+        common::submit_text(&*p, "secret:TEST_SECRET")
+            .await
+            .unwrap(),
+        "Some(\"s3cret\")"
+    );
+    assert_eq!(
+        common::submit_text(&*p, "secret:OTHER").await.unwrap(),
+        "None"
+    );
 
     // Typed plugin errors pass through.
     let err = common::submit_text(&*p, "what").await.unwrap_err();
-    assert!(matches!(err, easel_provider::ProviderError::InvalidRequest(_)), "{err:?}");
+    assert!(
+        matches!(err, easel_provider::ProviderError::InvalidRequest(_)),
+        "{err:?}"
+    );
 
     // Chat streams.
-    let req = ChatRequest { model: "echo".into(), messages: vec![], params: Default::default() };
+    let req = ChatRequest {
+        model: "echo".into(),
+        messages: vec![],
+        params: Default::default(),
+    };
     let events: Vec<_> = p.chat(&req, &ctx).await.unwrap().collect().await;
     let events: Vec<ChatEvent> = events.into_iter().map(Result::unwrap).collect();
     assert_eq!(
@@ -58,18 +85,28 @@ async fn normal_calls() {
             ChatEvent::Delta("hello".into()),
             ChatEvent::Delta(" ".into()),
             ChatEvent::Delta("world".into()),
-            ChatEvent::Usage { prompt_tokens: 3, completion_tokens: 3 },
+            ChatEvent::Usage {
+                prompt_tokens: 3,
+                completion_tokens: 3
+            },
             ChatEvent::Finish("stop".into()),
         ]
     );
-    let bad = ChatRequest { model: "nope".into(), ..req };
+    let bad = ChatRequest {
+        model: "nope".into(),
+        ..req
+    };
     assert!(p.chat(&bad, &ctx).await.is_err());
 
     // Many concurrent calls.
     let mut set = tokio::task::JoinSet::new();
     for i in 0..200 {
         let p = p.clone();
-        set.spawn(async move { common::submit_text(&*p, &format!("echo:{i}")).await.unwrap() });
+        set.spawn(async move {
+            common::submit_text(&*p, &format!("echo:{i}"))
+                .await
+                .unwrap()
+        });
     }
     while let Some(r) = set.join_next().await {
         assert!(r.unwrap().starts_with("1.0.0:"));
@@ -80,10 +117,15 @@ async fn normal_calls() {
 async fn compile_cache_and_check() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = common::guest::guest_component("1.0.0");
-    let cfg = easel_wasm::WasmConfig { cache_dir: Some(dir.path().join("cache")), ..common::config() };
+    let cfg = easel_wasm::WasmConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        ..common::config()
+    };
     let rt = Runtime::new(cfg.clone()).unwrap();
     rt.load_bytes(bytes.clone()).await.unwrap();
-    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache")).unwrap().collect();
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .collect();
     assert_eq!(cached.len(), 1, "one cached artifact");
     // A second engine with the same settings loads it from the cache.
     let rt2 = Runtime::new(cfg).unwrap();
@@ -95,7 +137,12 @@ async fn compile_cache_and_check() {
     let report = easel_wasm::check_component(&file).await.unwrap();
     assert_eq!(report.contract, "0.1.0");
     assert_eq!(report.manifest.id, "testguest");
-    assert!(report.exports.iter().any(|e| e == "easel:provider/chat@0.1.0"));
+    assert!(
+        report
+            .exports
+            .iter()
+            .any(|e| e == "easel:provider/chat@0.1.0")
+    );
 
     std::fs::write(&file, b"not wasm").unwrap();
     assert!(easel_wasm::check_component(&file).await.is_err());

@@ -17,7 +17,11 @@ fn message(e: &ProviderError) -> String {
 async fn faults_fail_only_their_own_call() {
     let addr = common::upstream().await;
     let rt = Runtime::new(common::config()).unwrap();
-    let p = Arc::new(rt.load_bytes(common::guest::guest_component("1.0.0")).await.unwrap());
+    let p = Arc::new(
+        rt.load_bytes(common::guest::guest_component("1.0.0"))
+            .await
+            .unwrap(),
+    );
 
     // Background load of normal calls during all the faults.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -27,7 +31,9 @@ async fn faults_fail_only_their_own_call() {
         normal.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let t = common::submit_text(&*p, &format!("echo:{w}")).await.expect("normal call failed");
+                let t = common::submit_text(&*p, &format!("echo:{w}"))
+                    .await
+                    .expect("normal call failed");
                 assert_eq!(t, format!("1.0.0:{w}"));
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -37,12 +43,42 @@ async fn faults_fail_only_their_own_call() {
     }
 
     let cases: Vec<(String, Box<dyn Fn(&ProviderError) -> bool + Send>)> = vec![
-        ("loop".into(), Box::new(|e| matches!(e, ProviderError::Internal(m) if m.starts_with("plugin trapped") && m.contains("CPU deadline")))),
-        ("alloc".into(), Box::new(|e| matches!(e, ProviderError::Internal(m) if m.starts_with("plugin trapped") && m.contains("memory limit")))),
-        ("panic".into(), Box::new(|e| matches!(e, ProviderError::Internal(m) if m.starts_with("plugin trapped")))),
-        ("fetch:http://evil.example.com/x".into(), Box::new(|e| matches!(e, ProviderError::UpstreamUnavailable(m) if m.contains("evil.example.com refused") && m.contains("allowed hosts")))),
-        (format!("fetch:http://127.0.0.1:{}/slow", addr.port()), Box::new(|e| matches!(e, ProviderError::UpstreamUnavailable(m) if m.contains("timed out")))),
-        (format!("fetch:http://127.0.0.1:{}/big", addr.port()), Box::new(|e| matches!(e, ProviderError::UpstreamUnavailable(m) if m.contains("response cap") || m.contains("-byte cap")))),
+        (
+            "loop".into(),
+            Box::new(
+                |e| matches!(e, ProviderError::Internal(m) if m.starts_with("plugin trapped") && m.contains("CPU deadline")),
+            ),
+        ),
+        (
+            "alloc".into(),
+            Box::new(
+                |e| matches!(e, ProviderError::Internal(m) if m.starts_with("plugin trapped") && m.contains("memory limit")),
+            ),
+        ),
+        (
+            "panic".into(),
+            Box::new(
+                |e| matches!(e, ProviderError::Internal(m) if m.starts_with("plugin trapped")),
+            ),
+        ),
+        (
+            "fetch:http://evil.example.com/x".into(),
+            Box::new(
+                |e| matches!(e, ProviderError::UpstreamUnavailable(m) if m.contains("evil.example.com refused") && m.contains("allowed hosts")),
+            ),
+        ),
+        (
+            format!("fetch:http://127.0.0.1:{}/slow", addr.port()),
+            Box::new(
+                |e| matches!(e, ProviderError::UpstreamUnavailable(m) if m.contains("timed out")),
+            ),
+        ),
+        (
+            format!("fetch:http://127.0.0.1:{}/big", addr.port()),
+            Box::new(
+                |e| matches!(e, ProviderError::UpstreamUnavailable(m) if m.contains("response cap") || m.contains("-byte cap")),
+            ),
+        ),
     ];
     let mut handles = Vec::new();
     for (prompt, check) in cases {
@@ -58,7 +94,9 @@ async fn faults_fail_only_their_own_call() {
         h.await.unwrap();
     }
     // The upstream itself is fine for an allowed, small request.
-    let ok = common::submit_text(&*p, &format!("fetch:http://127.0.0.1:{}/ok", addr.port())).await.unwrap();
+    let ok = common::submit_text(&*p, &format!("fetch:http://127.0.0.1:{}/ok", addr.port()))
+        .await
+        .unwrap();
     assert_eq!(ok, "2 bytes");
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -68,7 +106,10 @@ async fn faults_fail_only_their_own_call() {
     }
     assert!(total > 10, "normal calls kept running ({total})");
     // A trapped plugin is not poisoned for the next call.
-    assert_eq!(common::submit_text(&*p, "echo:after").await.unwrap(), "1.0.0:after");
+    assert_eq!(
+        common::submit_text(&*p, "echo:after").await.unwrap(),
+        "1.0.0:after"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,12 +118,24 @@ async fn ssrf_and_operator_allowlist() {
     let url = format!("fetch:http://127.0.0.1:{}/ok", addr.port());
     let bytes = common::guest::guest_component("1.0.0");
 
-    let strict = Runtime::new(WasmConfig { allow_private_targets: false, ..common::config() }).unwrap();
+    let strict = Runtime::new(WasmConfig {
+        allow_private_targets: false,
+        ..common::config()
+    })
+    .unwrap();
     let p = strict.load_bytes(bytes.clone()).await.unwrap();
     let e = common::submit_text(&p, &url).await.unwrap_err();
-    assert!(message(&e).contains("private, loopback or link-local"), "{e}");
-    let e = common::submit_text(&p, &format!("fetch:http://localhost:{}/ok", addr.port())).await.unwrap_err();
-    assert!(message(&e).contains("private, loopback or link-local"), "{e}");
+    assert!(
+        message(&e).contains("private, loopback or link-local"),
+        "{e}"
+    );
+    let e = common::submit_text(&p, &format!("fetch:http://localhost:{}/ok", addr.port()))
+        .await
+        .unwrap_err();
+    assert!(
+        message(&e).contains("private, loopback or link-local"),
+        "{e}"
+    );
 
     let narrowed = Runtime::new(WasmConfig {
         operator_allowed_hosts: Some(vec!["*.allowed.test".into()]),
@@ -104,7 +157,20 @@ fn host_patterns_and_private_ranges() {
     assert!(!host_matches("*.example.com", "badexample.com"));
     assert!(!host_matches("api.example.com", "api.example.com.evil.org"));
     assert!(host_matches("*", "anything.org"));
-    for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+    for ip in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "100.64.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+    ] {
         assert!(is_private_target(ip.parse().unwrap()), "{ip}");
     }
     for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {

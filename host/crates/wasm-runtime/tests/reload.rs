@@ -26,10 +26,15 @@ async fn hot_swap_under_load() {
     let v2 = common::guest::guest_component("2.0.0");
     land(&plugins, "guest.wasm", &v1);
 
-    let cfg = WasmConfig { cache_dir: Some(data.path().join("cache")), ..common::config() };
+    let cfg = WasmConfig {
+        cache_dir: Some(data.path().join("cache")),
+        ..common::config()
+    };
     let rt = Runtime::new(cfg).unwrap();
     let sink = Arc::new(common::MapSink::default());
-    let host = PluginHost::start(rt.clone(), &plugins, sink.clone()).await.unwrap();
+    let host = PluginHost::start(rt.clone(), &plugins, sink.clone())
+        .await
+        .unwrap();
     let status = host.status();
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].provider_id.as_deref(), Some("testguest"));
@@ -41,7 +46,8 @@ async fn hot_swap_under_load() {
     let calls = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..4 {
-        let (sink, stop, failures, calls) = (sink.clone(), stop.clone(), failures.clone(), calls.clone());
+        let (sink, stop, failures, calls) =
+            (sink.clone(), stop.clone(), failures.clone(), calls.clone());
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let p = sink.get("testguest").expect("provider published");
@@ -59,7 +65,11 @@ async fn hot_swap_under_load() {
 
     let mut worst = Duration::ZERO;
     for i in 0..50 {
-        let (bytes, want) = if i % 2 == 0 { (&v2, "2.0.0") } else { (&v1, "1.0.0") };
+        let (bytes, want) = if i % 2 == 0 {
+            (&v2, "2.0.0")
+        } else {
+            (&v1, "1.0.0")
+        };
         let landed = Instant::now();
         land(&plugins, "guest.wasm", bytes);
         loop {
@@ -68,7 +78,10 @@ async fn hot_swap_under_load() {
             if t.starts_with(want) {
                 break;
             }
-            assert!(landed.elapsed() < Duration::from_secs(5), "swap {i} never served {want}");
+            assert!(
+                landed.elapsed() < Duration::from_secs(5),
+                "swap {i} never served {want}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let took = landed.elapsed();
@@ -90,13 +103,21 @@ async fn hot_swap_under_load() {
         assert!(Instant::now() < deadline, "broken file not reported");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(common::submit_text(&*sink.get("testguest").unwrap(), "echo:x").await.is_ok());
+    assert!(
+        common::submit_text(&*sink.get("testguest").unwrap(), "echo:x")
+            .await
+            .is_ok()
+    );
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "calls failed during swaps");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "calls failed during swaps"
+    );
     assert!(calls.load(Ordering::Relaxed) > 50);
 
     // Explicit rescan is a no-op for unchanged files; removal un-publishes.

@@ -29,7 +29,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn overhead(bytes: &[u8], pooling: bool, n: usize) -> (Duration, Duration) {
-    let rt = Runtime::new(WasmConfig { pooling, secrets_from_env: false, ..WasmConfig::default() }).unwrap();
+    let rt = Runtime::new(WasmConfig {
+        pooling,
+        secrets_from_env: false,
+        ..WasmConfig::default()
+    })
+    .unwrap();
     let p = rt.load_bytes(bytes.to_vec()).await.unwrap();
     let req = request("echo:x");
     let ctx = CallContext::detached("bench");
@@ -59,7 +64,9 @@ async fn held_at_once(bytes: &[u8], calls: u32) -> (usize, Duration) {
     for _ in 0..calls {
         let p = p.clone();
         set.spawn(async move {
-            p.submit(&request("sleep:1000"), &CallContext::detached("held")).await.unwrap();
+            p.submit(&request("sleep:1000"), &CallContext::detached("held"))
+                .await
+                .unwrap();
         });
     }
     while let Some(r) = set.join_next().await {
@@ -70,7 +77,10 @@ async fn held_at_once(bytes: &[u8], calls: u32) -> (usize, Duration) {
 
 fn main() {
     let bytes = guest::guest_component("1.0.0");
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tokio.block_on(async {
         let n = 20_000;
         let (pm, pp) = overhead(&bytes, true, n).await;

@@ -28,7 +28,14 @@ pub fn guest_component(version: &str) -> Vec<u8> {
     lock.lock().expect("lock guest build");
     let out = target.join(format!("testguest-{version}.component.wasm"));
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--manifest-path",
+        ])
         .arg(guest_dir().join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target)
         .env("GUEST_VERSION", version)
@@ -37,7 +44,8 @@ pub fn guest_component(version: &str) -> Vec<u8> {
         .status()
         .expect("run cargo for the test guest (needs `rustup target add wasm32-unknown-unknown`)");
     assert!(status.success(), "building the test guest failed");
-    let core = std::fs::read(target.join("wasm32-unknown-unknown/release/testguest.wasm")).expect("guest module");
+    let core = std::fs::read(target.join("wasm32-unknown-unknown/release/testguest.wasm"))
+        .expect("guest module");
     let component = wit_component::ComponentEncoder::default()
         .module(&core)
         .expect("guest module carries its component type")

@@ -40,9 +40,12 @@ pub fn config() -> WasmConfig {
         connect_timeout: Duration::from_secs(1),
         max_response_bytes: 1 << 20,
         secrets_from_env: false,
-        secrets: [("TEST_SECRET".to_string(), "s3cret".to_string()), ("OTHER".to_string(), "nope".to_string())]
-            .into_iter()
-            .collect(),
+        secrets: [
+            ("TEST_SECRET".to_string(), "s3cret".to_string()),
+            ("OTHER".to_string(), "nope".to_string()),
+        ]
+        .into_iter()
+        .collect(),
         ..WasmConfig::default()
     }
 }
@@ -58,7 +61,10 @@ pub fn request(prompt: &str) -> GenerationRequest {
 }
 
 pub async fn submit_text(p: &dyn Provider, prompt: &str) -> Result<String, ProviderError> {
-    match p.submit(&request(prompt), &CallContext::detached("t")).await? {
+    match p
+        .submit(&request(prompt), &CallContext::detached("t"))
+        .await?
+    {
         Submission::Finished { outputs, .. } => match outputs.into_iter().next() {
             Some(Output::Text(t)) => Ok(t),
             other => panic!("unexpected output {other:?}"),
