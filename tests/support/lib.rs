@@ -1,1 +1,383 @@
-//! placeholder
+//! The end-to-end harness: starts the real `easel` binary on a free loopback port with its
+//! own data folder (and, for PostgreSQL, its own database), and talks to it over HTTP.
+//!
+//! The binary is the one cargo built beside the test executable (`target/<profile>/easel`),
+//! or `EASEL_BIN`. PostgreSQL tests need `EASEL_TEST_POSTGRES` (an admin URL such as
+//! `postgres://postgres@127.0.0.1:5433/postgres`), which `scripts/test` sets after starting a
+//! throwaway server; without it they fail with that explanation.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Which database a host runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite in the data folder.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// Runs the async test body once per backend, each in its own test.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// The API keys every test host accepts.
+pub const KEYS: &str = "partner-a:key-a,partner-b:key-b";
+
+/// How a test host is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Database.
+    pub backend: Backend,
+    /// Extra `easel.toml` text appended to the fast test defaults.
+    pub toml: String,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Whether private targets (the test's own webhook receiver) are allowed.
+    pub allow_private: bool,
+}
+
+impl Options {
+    /// Fast test settings on `backend`.
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            toml: String::new(),
+            env: Vec::new(),
+            allow_private: true,
+        }
+    }
+
+    /// Appends `easel.toml` text.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.toml.push_str(text);
+        self.toml.push('\n');
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A running easel process plus what it needs to restart on the same state.
+pub struct Host {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Client with no default headers.
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    data_dir: tempfile::TempDir,
+    database_url: Option<String>,
+    options: Options,
+}
+
+/// The `easel` binary under test.
+pub fn easel_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("EASEL_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join("easel");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (scripts/test does: cargo build --release --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+async fn fresh_postgres_database() -> String {
+    let admin = std::env::var("EASEL_TEST_POSTGRES").expect(
+        "EASEL_TEST_POSTGRES is not set: PostgreSQL tests need the server that scripts/test starts (run scripts/test)",
+    );
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connecting to the test PostgreSQL");
+    let name = format!("easel_{}", uuid_like());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("CREATE DATABASE");
+    let mut url = url::Url::parse(&admin).expect("admin URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Host {
+    /// Starts a host with fast test settings.
+    pub async fn start(options: Options) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let database_url = match options.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_postgres_database().await),
+        };
+        let mut config: toml::Table =
+            "[engine]\nworkers = 4\nlease_secs = 1.5\nwebhook_backoff_secs = 0.2\nwebhook_timeout_secs = 2".parse().unwrap();
+        let overrides: toml::Table = options.toml.parse().expect("test easel.toml text");
+        for (section, values) in overrides {
+            match (config.get_mut(&section), values) {
+                (Some(toml::Value::Table(base)), toml::Value::Table(values)) => base.extend(values),
+                (_, values) => {
+                    config.insert(section, values);
+                }
+            }
+        }
+        std::fs::write(data_dir.path().join("easel.toml"), config.to_string())
+            .expect("writing easel.toml");
+        let mut host = Self {
+            base: String::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+            child: None,
+            data_dir,
+            database_url,
+            options,
+        };
+        host.spawn().await;
+        host
+    }
+
+    /// Starts a host on SQLite with default options.
+    pub async fn sqlite() -> Self {
+        Self::start(Options::new(Backend::Sqlite)).await
+    }
+
+    async fn spawn(&mut self) {
+        let mut command = Command::new(easel_bin());
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EASEL_ADDR", "127.0.0.1:0")
+            .env("EASEL_DATA_DIR", self.data_dir.path())
+            .env("EASEL_CONFIG", self.data_dir.path().join("easel.toml"))
+            .env("EASEL_API_KEYS", KEYS)
+            .env("EASEL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if self.options.allow_private {
+            command.env("EASEL_ALLOW_PRIVATE_TARGETS", "1");
+        }
+        if let Some(url) = &self.database_url {
+            command.env("DATABASE_URL", url);
+        }
+        for (name, value) in &self.options.env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("starting easel");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("easel listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let status = child.try_wait().ok().flatten();
+                panic!("easel did not report its address (exit status: {status:?})")
+            });
+        self.base = base;
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, then starts again on the same data folder and database.
+    pub async fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// `kill -9` without restarting.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL on Unix
+            let _ = child.wait();
+        }
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// `base + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request builder authenticated as `key`.
+    pub fn as_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    /// POSTs JSON as `key-a`; returns status and body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        send(self.as_key(reqwest::Method::POST, path, "key-a").json(body)).await
+    }
+
+    /// GETs as `key-a`; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        send(self.as_key(reqwest::Method::GET, path, "key-a")).await
+    }
+
+    /// Polls a job as `key-a` until `done(job)` or panics after `timeout`.
+    pub async fn wait_job(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.get(&format!("/api/v1/jobs/{id}")).await;
+            assert_eq!(status, 200, "GET job {id}: {body}");
+            if done(&body["job"]) {
+                return body["job"].clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "job {id} never reached the expected state: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until a job is terminal.
+    pub async fn wait_terminal(&self, id: &str) -> Value {
+        self.wait_job(id, Duration::from_secs(60), |job| {
+            matches!(
+                job["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled" | "expired")
+            )
+        })
+        .await
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends a request; returns status and JSON body (`Null` when the body is not JSON).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request reached easel");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A webhook receiver on loopback that answers 500 to the first `failures` calls.
+pub struct Receiver {
+    /// `http://127.0.0.1:PORT/hook`.
+    pub url: String,
+    /// Every call: headers and raw body.
+    pub calls: std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>,
+}
+
+impl Receiver {
+    /// Starts the receiver.
+    pub async fn start(failures: usize) -> Self {
+        use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
+        let calls: std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>> =
+            Default::default();
+        let seen = calls.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let mut calls = seen.lock().unwrap();
+                    calls.push((headers, body.to_vec()));
+                    if calls.len() <= failures {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        axum::http::StatusCode::OK
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, calls }
+    }
+
+    /// How many calls arrived.
+    pub fn count(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` calls arrived.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) {
+        let start = Instant::now();
+        while self.count() < n {
+            assert!(
+                start.elapsed() < timeout,
+                "receiver got {} calls, expected {n}",
+                self.count()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -170,6 +170,21 @@ async fn register(state: &AppState, client_id: &str, request: Request) -> Result
     Ok((StatusCode::CREATED, Json(json!({ "asset": asset.view() }))).into_response())
 }
 
+/// How far past the limit an oversized upload is read away before the 413.
+const DRAIN_SLACK: usize = 64 * 1024 * 1024;
+
+async fn drain(body: Body, at_most: usize) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > at_most {
+            break;
+        }
+    }
+}
+
 /// Keeps a client-given file name printable and header-safe.
 fn sanitize(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);

@@ -383,9 +383,15 @@ async fn normalize(
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Error> {
     let client_id = client(&state, &headers).await?;
+    let bytes = bytes.map_err(|e| {
+        Error(
+            e.status(),
+            format!("Request body rejected: {}", e.body_text()),
+        )
+    })?;
     let raw: Value = body::parse_json(&bytes).map_err(Error::bad_request)?;
     if !raw.is_object() {
         return Err(Error::bad_request("Request body must be a JSON object."));

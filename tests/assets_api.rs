@@ -1,0 +1,177 @@
+//! Seed 001's assets: multipart upload of several files, URL registration with the no-SSRF
+//! rule, list, get, download with content type and `Range`, size limits, use as job inputs.
+
+use easel_tests::{Backend, Host, Options, send};
+use reqwest::{
+    Method,
+    multipart::{Form, Part},
+};
+use serde_json::json;
+
+fn png_bytes() -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((0u8..=255).cycle().take(5000));
+    bytes
+}
+
+#[tokio::test]
+async fn upload_list_get_and_ranged_download() {
+    let host = Host::sqlite().await;
+    let form = Form::new()
+        .part(
+            "files",
+            Part::bytes(png_bytes())
+                .file_name("reference.png")
+                .mime_str("image/png")
+                .unwrap(),
+        )
+        .part(
+            "files",
+            Part::bytes(b"RIFF....WAVE".to_vec()).file_name("voice.wav"),
+        );
+    let (status, uploaded) = send(
+        host.as_key(Method::POST, "/api/v1/assets", "key-a")
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let assets = uploaded["assets"].as_array().unwrap();
+    assert_eq!(assets.len(), 2);
+    assert_eq!(assets[0]["name"], "reference.png");
+    assert_eq!(assets[0]["kind"], "image");
+    assert_eq!(assets[0]["size"], 5008);
+    assert_eq!(
+        assets[1]["contentType"], "audio/wav",
+        "type guessed from the name"
+    );
+    let id = assets[0]["id"].as_str().unwrap();
+
+    let (_, listed) = host.get("/api/v1/assets").await;
+    assert_eq!(listed["assets"].as_array().unwrap().len(), 2);
+    let (status, one) = host.get(&format!("/api/v1/assets/{id}")).await;
+    assert_eq!((status, &one["asset"]["id"]), (200, &json!(id)));
+
+    let full = host
+        .as_key(
+            Method::GET,
+            &format!("/api/v1/assets/{id}/download"),
+            "key-a",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers()["content-type"], "image/png");
+    assert!(
+        full.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("reference.png")
+    );
+    assert_eq!(full.bytes().await.unwrap().to_vec(), png_bytes());
+
+    let part = host
+        .as_key(
+            Method::GET,
+            &format!("/api/v1/assets/{id}/download"),
+            "key-a",
+        )
+        .header("Range", "bytes=8-15")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], "bytes 8-15/5008");
+    assert_eq!(
+        part.bytes().await.unwrap().to_vec(),
+        png_bytes()[8..16].to_vec()
+    );
+
+    // An uploaded asset feeds a job.
+    let (status, created) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.upscale", "inputAssetIds": [id], "resolution": "4k"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(
+        host.wait_terminal(created["job"]["id"].as_str().unwrap())
+            .await["status"],
+        "succeeded"
+    );
+}
+
+#[tokio::test]
+async fn registered_urls_follow_the_ssrf_rule_and_redirect_on_download() {
+    let host = Host::start(Options {
+        allow_private: false,
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    let (status, registered) = host
+        .post("/api/v1/assets", &json!({"url": "https://example.com/reference.png", "name": "reference.png", "kind": "image"}))
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    assert_eq!(
+        registered["asset"]["sourceUrl"],
+        "https://example.com/reference.png"
+    );
+    assert_eq!(registered["asset"]["contentType"], "image/png");
+    let id = registered["asset"]["id"].as_str().unwrap();
+
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = no_redirects
+        .get(host.url(&format!("/api/v1/assets/{id}/download")))
+        .bearer_auth("key-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(
+        response.headers()["location"],
+        "https://example.com/reference.png"
+    );
+
+    for url in [
+        "http://127.0.0.1/a.png",
+        "http://10.0.0.8/a.png",
+        "http://[fe80::1]/a.png",
+        "file:///etc/passwd",
+        "not a url",
+    ] {
+        let (status, body) = host.post("/api/v1/assets", &json!({"url": url})).await;
+        assert_eq!(status, 400, "{url}: {body}");
+    }
+    let (status, body) = host
+        .post(
+            "/api/v1/assets",
+            &json!({"url": "https://example.com/a", "kind": "hologram"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_get_413() {
+    let host =
+        Host::start(Options::new(Backend::Sqlite).toml("[limits]\nmax_upload_bytes = 10000")).await;
+    let form = Form::new().part("files", Part::bytes(vec![7u8; 50_000]).file_name("big.bin"));
+    let (status, body) = send(
+        host.as_key(Method::POST, "/api/v1/assets", "key-a")
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    let (_, listed) = host.get("/api/v1/assets").await;
+    assert_eq!(listed["assets"], json!([]));
+    let (status, empty) = send(
+        host.as_key(Method::POST, "/api/v1/assets", "key-a")
+            .multipart(Form::new().text("note", "no file")),
+    )
+    .await;
+    assert_eq!(status, 400, "{empty}");
+}

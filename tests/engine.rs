@@ -1,0 +1,179 @@
+//! The engine's state machine over real HTTP: pending and running work, failure, cancel in
+//! each state, expiry, and `kill -9` of the host followed by a restart.
+
+use std::time::Duration;
+
+use easel_tests::{Backend, Host, Options, on_both_backends};
+use serde_json::{Value, json};
+
+on_both_backends!(
+    pending_work_is_polled_to_success,
+    cancel_works_in_every_live_state,
+    kill9_loses_nothing_and_repeats_nothing
+);
+
+fn image(extra: Value) -> Value {
+    let mut body = json!({"capability": "image.generate", "prompt": "state machine", "width": 16, "height": 16});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body
+}
+
+async fn create(host: &Host, body: Value) -> String {
+    let (status, created) = host.post("/api/v1/jobs", &body).await;
+    assert_eq!(status, 202, "{created}");
+    created["job"]["id"].as_str().unwrap().to_string()
+}
+
+async fn pending_work_is_polled_to_success(backend: Backend) {
+    let host = Host::start(Options::new(backend)).await;
+    let id = create(&host, image(json!({"delay_ms": 1500}))).await;
+    let running = host
+        .wait_job(&id, Duration::from_secs(10), |job| {
+            job["status"] == "running" && job["progress"].as_f64().unwrap() > 0.0
+        })
+        .await;
+    assert!(
+        running["progress"].as_f64().unwrap() < 1.0,
+        "progress is reported while pending: {running}"
+    );
+    let done = host.wait_terminal(&id).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["outputAssetIds"].as_array().unwrap().len(), 1);
+
+    let failing = create(
+        &host,
+        image(json!({"delay_ms": 200, "fail": "moderation said no"})),
+    )
+    .await;
+    let failed = host.wait_terminal(&failing).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("moderation said no")
+    );
+    assert_eq!(failed["outputAssetIds"], json!([]));
+}
+
+async fn cancel_works_in_every_live_state(backend: Backend) {
+    // One worker, so a second job stays queued behind a busy one.
+    let host = Host::start(Options::new(backend).toml("[engine]\nworkers = 1")).await;
+    let busy = create(&host, image(json!({"work_ms": 60_000}))).await;
+    host.wait_job(&busy, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    let queued = create(&host, image(json!({}))).await;
+
+    let (status, cancelled) = host
+        .post(&format!("/api/v1/jobs/{queued}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cancelled["job"]["status"], "cancelled",
+        "a queued job is cancelled at once"
+    );
+
+    // A running job (the worker is inside the provider's submit) is cancelled through its token.
+    let (status, _) = host
+        .post(&format!("/api/v1/jobs/{busy}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let ended = host.wait_terminal(&busy).await;
+    assert_eq!(ended["status"], "cancelled");
+
+    // A job pending at the provider is cancelled through the provider's cancel.
+    let pending = create(&host, image(json!({"delay_ms": 60_000}))).await;
+    host.wait_job(&pending, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, answer) = host
+        .post(&format!("/api/v1/jobs/{pending}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(host.wait_terminal(&pending).await["status"], "cancelled");
+
+    // A terminal job cannot be cancelled.
+    let (status, conflict) = host
+        .post(&format!("/api/v1/jobs/{pending}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{conflict}");
+}
+
+#[tokio::test]
+async fn queued_jobs_expire() {
+    let host = Host::start(
+        Options::new(Backend::Sqlite).toml("[engine]\nworkers = 1\nqueue_timeout_secs = 1"),
+    )
+    .await;
+    let busy = create(&host, image(json!({"work_ms": 30_000}))).await;
+    host.wait_job(&busy, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    let waiting = create(&host, image(json!({}))).await;
+    let expired = host.wait_terminal(&waiting).await;
+    assert_eq!(expired["status"], "expired");
+    assert!(expired["error"].as_str().unwrap().contains("queue"));
+}
+
+async fn kill9_loses_nothing_and_repeats_nothing(backend: Backend) {
+    let mut host = Host::start(Options::new(backend).toml("[engine]\nworkers = 2")).await;
+    let mut ids = Vec::new();
+    // Three pending at the provider (handed off at once), two held by workers mid-submit,
+    // three queued behind them.
+    for _ in 0..3 {
+        ids.push(create(&host, image(json!({"delay_ms": 2_500}))).await);
+    }
+    for _ in 0..2 {
+        ids.push(create(&host, image(json!({"work_ms": 2_000}))).await);
+    }
+    for _ in 0..3 {
+        ids.push(create(&host, image(json!({}))).await);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, running) = host.get("/api/v1/jobs?status=running").await;
+    assert_eq!(
+        running["jobs"].as_array().unwrap().len(),
+        5,
+        "pending and submitting jobs at the kill: {running}"
+    );
+    let (_, queued) = host.get("/api/v1/jobs?status=queued").await;
+    assert_eq!(queued["jobs"].as_array().unwrap().len(), 3);
+
+    host.kill9_and_restart().await;
+
+    for id in &ids {
+        let job = host.wait_terminal(id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(
+            job["outputAssetIds"].as_array().unwrap().len(),
+            1,
+            "exactly one output, never two: {job}"
+        );
+    }
+    let (_, listed) = host.get("/api/v1/jobs?limit=200").await;
+    assert_eq!(
+        listed["jobs"].as_array().unwrap().len(),
+        ids.len(),
+        "nothing lost, nothing duplicated"
+    );
+    let (_, assets) = host.get("/api/v1/assets?limit=200").await;
+    let outputs: Vec<&str> = assets["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["jobId"].as_str())
+        .collect();
+    assert_eq!(
+        outputs.len(),
+        ids.len(),
+        "one stored output per job: no work was stored twice"
+    );
+    assert!(outputs.iter().all(|job| ids.iter().any(|id| id == job)));
+}

@@ -1,0 +1,117 @@
+//! Webhooks: signed, retried with backoff against a receiver that fails the first attempts,
+//! and delivered after a `kill -9` of the host.
+
+use std::time::Duration;
+
+use easel_tests::{Backend, Host, Options, Receiver};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "your-secret";
+
+fn expected_signature(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_and_retried_until_delivered() {
+    let receiver = Receiver::start(2).await;
+    let host =
+        Host::start(Options::new(Backend::Sqlite).env("ZHINIAN_WEBHOOK_SECRET", SECRET)).await;
+    let (status, created) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "prompt": "hook", "width": 16, "height": 16, "webhookUrl": receiver.url}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["job"]["id"].as_str().unwrap();
+    host.wait_terminal(id).await;
+    receiver.wait_for(3, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        receiver.count(),
+        3,
+        "two failures, one success, then silence"
+    );
+
+    let calls = receiver.calls.lock().unwrap();
+    let times: Vec<&Vec<u8>> = calls.iter().map(|(_, body)| body).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] == w[1]),
+        "every attempt carries the same body"
+    );
+    for (headers, body) in calls.iter() {
+        let signature = headers["x-zhinian-signature"].to_str().unwrap();
+        assert_eq!(
+            signature,
+            expected_signature(body),
+            "HMAC-SHA256 of the raw body"
+        );
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(payload["event"], "generation.succeeded");
+        assert_eq!(payload["job"]["id"], id);
+        assert_eq!(payload["job"]["status"], "succeeded");
+        assert_eq!(
+            payload["job"]["outputAssetIds"].as_array().unwrap().len(),
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_webhooks_survive_a_kill9() {
+    // The receiver refuses the first 3 attempts; the host is killed in between.
+    let receiver = Receiver::start(3).await;
+    let mut host = Host::start(
+        Options::new(Backend::Sqlite)
+            .toml("[engine]\nwebhook_backoff_secs = 0.4")
+            .env("EASEL_WEBHOOK_SECRET", SECRET),
+    )
+    .await;
+    let (_, created) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "prompt": "x", "fail": "refused", "webhookUrl": receiver.url}),
+        )
+        .await;
+    let id = created["job"]["id"].as_str().unwrap().to_string();
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    host.kill9_and_restart().await;
+    receiver.wait_for(4, Duration::from_secs(30)).await;
+    let calls = receiver.calls.lock().unwrap();
+    let last: Value = serde_json::from_slice(&calls.last().unwrap().1).unwrap();
+    assert_eq!(last["event"], "generation.failed");
+    assert_eq!(last["job"]["id"], id.as_str());
+    assert!(last["job"]["error"].as_str().unwrap().contains("refused"));
+}
+
+#[tokio::test]
+async fn private_webhook_targets_are_refused_without_the_test_flag() {
+    let host = Host::start(Options {
+        allow_private: false,
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost/x",
+        "http://[::1]/",
+    ] {
+        let (status, body) = host
+            .post(
+                "/api/v1/jobs",
+                &json!({"capability": "image.generate", "prompt": "x", "webhookUrl": url}),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("private"),
+            "{body}"
+        );
+    }
+}
