@@ -177,3 +177,47 @@ async fn kill9_loses_nothing_and_repeats_nothing(backend: Backend) {
     );
     assert!(outputs.iter().all(|job| ids.iter().any(|id| id == job)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_pending_never_block_the_workers() {
+    let host = Host::start(
+        Options::new(Backend::Sqlite).toml("[engine]\nworkers = 2\npoll_concurrency = 64"),
+    )
+    .await;
+    let submits = (0..1000).map(|_| create(&host, image(json!({"delay_ms": 3_000}))));
+    let pending: Vec<String> = futures::future::join_all(submits).await;
+
+    // With a thousand handles pending upstream, a fresh job still goes straight through.
+    let quick = create(&host, image(json!({}))).await;
+    let started = std::time::Instant::now();
+    assert_eq!(host.wait_terminal(&quick).await["status"], "succeeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a worker was free: {:?}",
+        started.elapsed()
+    );
+    let (_, running) = host.get("/api/v1/jobs?status=running&limit=200").await;
+    assert_eq!(
+        running["jobs"].as_array().unwrap().len(),
+        200,
+        "the pending jobs are still pending"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, still) = host.get("/api/v1/jobs?status=running&limit=1").await;
+        if still["jobs"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pending jobs did not all finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, failed) = host.get("/api/v1/jobs?status=failed").await;
+    assert_eq!(failed["jobs"], json!([]));
+    let (_, done) = host.get("/api/v1/jobs?status=succeeded&limit=200").await;
+    assert_eq!(done["jobs"].as_array().unwrap().len(), 200);
+    assert_eq!(pending.len(), 1000);
+}

@@ -198,6 +198,26 @@ impl Config {
         })
     }
 
+    /// The embedded defaults with everything under `data_dir` (tests, tools).
+    pub fn embedded(data_dir: PathBuf) -> Self {
+        Self {
+            addr: "127.0.0.1:0".parse().expect("literal address"),
+            database_url: format!("sqlite://{}", data_dir.join("easel.db").display()),
+            data_dir,
+            plugins_dir: None,
+            api_keys: Vec::new(),
+            webhook_secret: None,
+            admin_key: None,
+            allow_private_targets: false,
+            sd_model: None,
+            engine: EngineConfig::default(),
+            limits: Limits::default(),
+            sqlite_synchronous: "NORMAL".into(),
+            aliases: HashMap::new(),
+            defaults: HashMap::new(),
+        }
+    }
+
     /// Refuses a non-loopback bind without keys (DESIGN.md's operator rule).
     pub fn check_bind(&self) -> anyhow::Result<()> {
         if !self.addr.ip().is_loopback() && self.api_keys.is_empty() {

@@ -101,12 +101,13 @@ pub fn easel_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("EASEL_BIN") {
         return PathBuf::from(path);
     }
+    // Tests run from target/<profile>/deps, benchmarks from target/<profile>.
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = profile_dir.join("easel");
+    let dir = exe.parent().expect("executable folder");
+    let bin = [dir.join("easel"), dir.parent().unwrap_or(dir).join("easel")]
+        .into_iter()
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| dir.join("easel"));
     assert!(
         bin.exists(),
         "{} is missing: build it first (scripts/test does: cargo build --release --workspace)",

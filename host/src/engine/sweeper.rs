@@ -74,3 +74,113 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{
+        config::Config,
+        engine::{
+            NewTask,
+            provider::{
+                CallContext, GenerationRequest, ModelInfo, Provider, ProviderError, Submission,
+            },
+            task::Status,
+        },
+        server,
+    };
+
+    /// A provider whose submit would charge twice if repeated.
+    struct ChargesOnSubmit {
+        id: &'static str,
+        idempotent: bool,
+    }
+
+    #[async_trait]
+    impl Provider for ChargesOnSubmit {
+        fn id(&self) -> &str {
+            self.id
+        }
+        fn models(&self) -> Vec<ModelInfo> {
+            Vec::new()
+        }
+        fn submit_is_idempotent(&self) -> bool {
+            self.idempotent
+        }
+        async fn submit(
+            &self,
+            _: &GenerationRequest,
+            _: &CallContext,
+        ) -> Result<Submission, ProviderError> {
+            Err(ProviderError::Internal("not called in this test".into()))
+        }
+    }
+
+    /// Leaves a task as a worker that died mid-submit would: running, submitting, lease lapsed.
+    async fn interrupted_task(engine: &Engine, provider: &str) -> String {
+        let request = GenerationRequest {
+            capability: "image.generate".into(),
+            model: "m".into(),
+            prompt: "p".into(),
+            params: Default::default(),
+            inputs: Vec::new(),
+        };
+        let new = NewTask {
+            client_id: "c".into(),
+            api: "jobs",
+            provider: provider.into(),
+            request,
+            webhook_url: None,
+            extra: serde_json::json!({}),
+            idempotency: None,
+        };
+        let (task, _) = engine.submit(new).await.unwrap();
+        sqlx::query(
+            "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $2 WHERE id = $1",
+        )
+        .bind(&task.id)
+        .bind(now_ms() - 1)
+        .execute(&engine.store().writer)
+        .await
+        .unwrap();
+        task.id
+    }
+
+    #[tokio::test]
+    async fn interrupted_submits_are_retried_only_when_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = server::build(Config::embedded(dir.path().to_path_buf()))
+            .await
+            .unwrap();
+        let engine = host.engine;
+        engine.registry().upsert(Arc::new(ChargesOnSubmit {
+            id: "once",
+            idempotent: false,
+        }));
+        engine.registry().upsert(Arc::new(ChargesOnSubmit {
+            id: "again",
+            idempotent: true,
+        }));
+        let once = interrupted_task(&engine, "once").await;
+        let again = interrupted_task(&engine, "again").await;
+        let gone = interrupted_task(&engine, "unloaded").await;
+
+        sweep(&engine).await.unwrap();
+
+        let once = engine.fetch(&once).await.unwrap().unwrap();
+        assert_eq!(once.status(), Status::Failed);
+        assert!(once.error.unwrap().contains("not idempotent"));
+        assert_eq!(
+            engine.fetch(&again).await.unwrap().unwrap().status(),
+            Status::Queued
+        );
+        assert_eq!(
+            engine.fetch(&gone).await.unwrap().unwrap().status(),
+            Status::Failed
+        );
+    }
+}
