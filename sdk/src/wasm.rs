@@ -283,8 +283,13 @@ fn error_code(url: &str, code: wasi_http::ErrorCode) -> Error {
 
 pub(crate) fn http_send(req: &Request) -> Result<RawResponse> {
     let url = split_url(req.url())?;
-    let entries: Vec<(String, Vec<u8>)> =
+    let mut entries: Vec<(String, Vec<u8>)> =
         req.headers().iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
+    // The whole body is known: say how long it is, rather than letting the host fall back
+    // to chunked encoding, which some vendors (and simple test servers) do not accept.
+    if !req.body_bytes().is_empty() && req.header_value("content-length").is_none() {
+        entries.push(("content-length".to_string(), req.body_bytes().len().to_string().into_bytes()));
+    }
     let headers = wasi_http::Fields::from_list(&entries)
         .map_err(|e| Error::internal(format!("bad request header: {e:?}")))?;
     let outgoing = wasi_http::OutgoingRequest::new(headers);

@@ -5,7 +5,8 @@
 //!
 //! Parameters: `url` (required), `timeout_ms` (optional: the plugin's own first-byte and
 //! between-bytes timeout; without it only the host's limits apply), `stream` (bool: read
-//! the body chunk by chunk and report how many bytes arrived).
+//! the body chunk by chunk and report how many bytes arrived), `body` (a string: POST it
+//! instead of a GET, `repeat` times over, to exercise request bodies).
 
 use easel_sdk::http::Request;
 use easel_sdk::serde_json::json;
@@ -29,7 +30,9 @@ impl Provider for FaultSlowUpstream {
                     "properties": {
                         "url": {"type": "string"},
                         "timeout_ms": {"type": "integer", "minimum": 1},
-                        "stream": {"type": "boolean", "default": false}
+                        "stream": {"type": "boolean", "default": false},
+                        "body": {"type": "string"},
+                        "repeat": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1}
                     },
                     "required": ["url"]
                 })),
@@ -42,7 +45,13 @@ impl Provider for FaultSlowUpstream {
             .and_then(|v| v.as_str())
             .ok_or_else(|| Error::invalid("`url` is required"))?
             .to_string();
-        let mut req = Request::get(&url);
+        let mut req = match request.param_value("body") {
+            Some(_) => {
+                let body = request.param_str("body", "")?.repeat(request.param_u64("repeat", 1)? as usize);
+                Request::post(&url).header("content-type", "text/plain").body(body)
+            }
+            None => Request::get(&url),
+        };
         if request.param_value("timeout_ms").is_some() {
             let t = Duration::from_millis(request.param_u64("timeout_ms", 0)?);
             req = req.first_byte_timeout(t).between_bytes_timeout(t);
@@ -92,6 +101,18 @@ mod tests {
             .unwrap_err();
         assert_eq!(e, Error::upstream("timed out"));
         assert!(FaultSlowUpstream.submit(GenerationRequest::new("image.generate", "fetch", "")).is_err());
+        g.finish();
+
+        let g = Script::new()
+            .exchange(Expect::post("http://localhost:9/echo").body("abab").header("content-type", "text/plain"), Reply::text(200, "4"))
+            .install();
+        let r = FaultSlowUpstream.submit(
+            GenerationRequest::new("image.generate", "fetch", "")
+                .param("url", "http://localhost:9/echo")
+                .param("body", "ab")
+                .param("repeat", 2),
+        );
+        assert_eq!(r.unwrap(), Submission::finished(vec![Output::bytes("text/plain", b"4".to_vec())]));
         g.finish();
     }
 }
