@@ -110,7 +110,11 @@ impl Runtime {
                 .max_core_instances_per_component(32)
                 .max_memories_per_component(4)
                 .max_tables_per_component(16)
-                .max_component_instance_size(1 << 20);
+                .max_component_instance_size(1 << 20)
+                // Reset small plugin heaps and tables with memset instead of madvise.
+                .linear_memory_keep_resident(1 << 20)
+                .table_keep_resident(64 << 10)
+                .async_stack_keep_resident(64 << 10);
             c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
         }
         let engine = Engine::new(&c).map_err(anyhow::Error::from)?;
