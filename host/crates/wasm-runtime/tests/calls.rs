@@ -147,3 +147,29 @@ async fn compile_cache_and_check() {
     std::fs::write(&file, b"not wasm").unwrap();
     assert!(easel_wasm::check_component(&file).await.is_err());
 }
+
+/// `EASEL_WASM_EXTRA_PLUGINS=a.wasm:b.wasm` checks and calls real plugins (the SDK's
+/// wasip2 builds); skipped when unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_plugins_check() {
+    let Ok(list) = std::env::var("EASEL_WASM_EXTRA_PLUGINS") else {
+        return;
+    };
+    for f in list.split(':').filter(|s| !s.is_empty()) {
+        let report = easel_wasm::check_component(std::path::Path::new(f))
+            .await
+            .unwrap();
+        eprintln!(
+            "{f}: {} {} contract {} models {:?}",
+            report.manifest.id,
+            report.manifest.version,
+            report.contract,
+            report
+                .manifest
+                .models
+                .iter()
+                .map(|m| &m.key)
+                .collect::<Vec<_>>()
+        );
+    }
+}
