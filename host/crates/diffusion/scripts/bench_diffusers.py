@@ -91,7 +91,7 @@ def main():
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load peak RSS {peak_mib():.0f} MiB")
-    for size in [int(s) for s in a.sizes.split(",")]:
+    for size in [int(s) for s in a.sizes.split(",") if s]:
         lat = size // 8
         ctx = torch.zeros(2, 77, 768)
         unet(torch.zeros(2, 4, lat, lat), 500, encoder_hidden_states=ctx)  # warm-up

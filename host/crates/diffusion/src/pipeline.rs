@@ -241,7 +241,7 @@ impl StableDiffusion {
                     .mul_scalar(2.0)
                     .sub_scalar(1.0);
                 let z = self.vae.encode(x).mul_scalar(self.vae.scaling_factor);
-                let z: Vec<f32> = z.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let z: Vec<f32> = z.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 let init_t = ((p.steps as f64 * p.strength) as usize).min(p.steps);
                 let t_start = p.steps - init_t;
                 let start = t_start * sched.order();
@@ -272,7 +272,7 @@ impl StableDiffusion {
             } else {
                 eps
             };
-            let eps: Vec<f32> = eps.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let eps: Vec<f32> = eps.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let mut draw = || (0..n).flat_map(|i| noise.draw(i, per)).collect::<Vec<f32>>();
             latents = sched.step(&eps, idx, &latents, &mut draw);
             if !on_step(done + 1, total) {
@@ -288,7 +288,7 @@ impl StableDiffusion {
         let img = self.vae.decode(z);
         let img = img.div_scalar(2.0).add_scalar(0.5).clamp(0.0, 1.0).permute([0, 2, 3, 1]);
         let [_, ih, iw, _] = img.dims();
-        let data: Vec<f32> = img.into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let data: Vec<f32> = img.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(data.chunks(ih * iw * 3).map(|c| c.to_vec()).collect())
     }
 }

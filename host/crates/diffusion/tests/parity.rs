@@ -43,7 +43,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn host<const D: usize>(t: easel_diffusion::Tensor<D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 fn model(dev: &Device) -> StableDiffusion {
