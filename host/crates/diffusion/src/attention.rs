@@ -42,10 +42,15 @@ impl Attention {
         let h = self.heads;
         let d = inner / h;
         let q = q.reshape([b, n, h, d]).swap_dims(1, 2);
-        let k = self.to_k.forward(ctx.clone()).reshape([b, m, h, d]).swap_dims(1, 2);
+        let k = self
+            .to_k
+            .forward(ctx.clone())
+            .reshape([b, m, h, d])
+            .swap_dims(1, 2);
         let v = self.to_v.forward(ctx).reshape([b, m, h, d]).swap_dims(1, 2);
         let a = attention(q, k, v, None, None, AttentionModuleOptions::default());
-        self.to_out.forward(a.swap_dims(1, 2).reshape([b, n, inner]))
+        self.to_out
+            .forward(a.swap_dims(1, 2).reshape([b, n, inner]))
     }
 }
 
@@ -79,7 +84,9 @@ impl BasicTransformerBlock {
         let mut parts = h.chunk(2, 2);
         let gate = parts.pop().expect("two chunks");
         let hidden = parts.pop().expect("two chunks");
-        self.ff_out.forward(hidden * burn::tensor::activation::gelu(gate)) + x
+        self.ff_out
+            .forward(hidden * burn::tensor::activation::gelu(gate))
+            + x
     }
 }
 
@@ -109,7 +116,11 @@ impl Transformer2D {
         let mut blocks = Vec::new();
         let mut i = 0;
         while w.contains(&format!("{p}.transformer_blocks.{i}.norm1.weight")) {
-            blocks.push(BasicTransformerBlock::load(w, &format!("{p}.transformer_blocks.{i}"), heads)?);
+            blocks.push(BasicTransformerBlock::load(
+                w,
+                &format!("{p}.transformer_blocks.{i}"),
+                heads,
+            )?);
             i += 1;
         }
         Ok(Self {
@@ -156,12 +167,19 @@ pub(crate) struct VaeAttention {
 
 impl VaeAttention {
     pub(crate) fn load(w: &Weights, p: &str, groups: usize) -> Result<Self> {
-        Ok(Self { norm: w.group_norm(&format!("{p}.group_norm"), groups, 1e-6)?, attn: Attention::load(w, p, 1)? })
+        Ok(Self {
+            norm: w.group_norm(&format!("{p}.group_norm"), groups, 1e-6)?,
+            attn: Attention::load(w, p, 1)?,
+        })
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let s = self.norm.forward(x.clone()).permute([0, 2, 3, 1]).reshape([b, h * w, c]);
+        let s = self
+            .norm
+            .forward(x.clone())
+            .permute([0, 2, 3, 1])
+            .reshape([b, h * w, c]);
         let s = self.attn.forward(s, None);
         s.reshape([b, h, w, c]).permute([0, 3, 1, 2]) + x
     }

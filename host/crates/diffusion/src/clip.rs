@@ -100,7 +100,11 @@ impl ClipTextTransformer {
         let flat: Vec<i64> = ids.iter().flatten().map(|&i| i as i64).collect();
         let idx: Tensor<2, Int> = Tensor::from_data(TensorData::new(flat, [b, s]), &device);
         let d = self.token_embedding.dims()[1];
-        let pos = self.position_embedding.clone().slice([0..s]).reshape([1, s, d]);
+        let pos = self
+            .position_embedding
+            .clone()
+            .slice([0..s])
+            .reshape([1, s, d]);
         let mut x = embedding(self.token_embedding.clone(), idx) + pos;
         let h = self.heads;
         let hd = d / h;
@@ -111,8 +115,13 @@ impl ClipTextTransformer {
             let q = split(l.q.forward(y.clone()));
             let k = split(l.k.forward(y.clone()));
             let v = split(l.v.forward(y));
-            let opts = AttentionModuleOptions { is_causal: true, ..Default::default() };
-            let a = attention(q, k, v, None, None, opts).swap_dims(1, 2).reshape([b, s, d]);
+            let opts = AttentionModuleOptions {
+                is_causal: true,
+                ..Default::default()
+            };
+            let a = attention(q, k, v, None, None, opts)
+                .swap_dims(1, 2)
+                .reshape([b, s, d]);
             x = r + l.o.forward(a);
             let r = x.clone();
             let y = l.fc1.forward(l.ln2.forward(x));

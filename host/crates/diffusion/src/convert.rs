@@ -34,7 +34,11 @@ fn unet_key(k: &str, layers: usize, up_attn: &[bool]) -> Option<String> {
     let tail = |from: usize| p[from..].join(".");
     Some(match p[0] {
         "time_embedding" => {
-            let l = if p[1] == "linear_1" { "time_embed.0" } else { "time_embed.2" };
+            let l = if p[1] == "linear_1" {
+                "time_embed.0"
+            } else {
+                "time_embed.2"
+            };
             format!("{l}.{}", tail(2))
         }
         "conv_in" => format!("input_blocks.0.0.{}", tail(1)),
@@ -66,7 +70,11 @@ fn unet_key(k: &str, layers: usize, up_attn: &[bool]) -> Option<String> {
             let b: usize = p[1].parse().ok()?;
             if p[2] == "upsamplers" {
                 let slot = if *up_attn.get(b)? { 2 } else { 1 };
-                format!("output_blocks.{}.{slot}.conv.{}", b * (layers + 1) + layers, tail(5))
+                format!(
+                    "output_blocks.{}.{slot}.conv.{}",
+                    b * (layers + 1) + layers,
+                    tail(5)
+                )
             } else {
                 let j: usize = p[3].parse().ok()?;
                 let idx = b * (layers + 1) + j;
@@ -89,7 +97,11 @@ fn vae_key(k: &str, levels: usize) -> Option<String> {
     }
     let rest = &p[1..];
     let resnet = |r: &[&str]| {
-        let first = if r[0] == "conv_shortcut" { "nin_shortcut" } else { r[0] };
+        let first = if r[0] == "conv_shortcut" {
+            "nin_shortcut"
+        } else {
+            r[0]
+        };
         format!("{first}.{}", r[1..].join("."))
     };
     Some(match rest[0] {
@@ -118,7 +130,11 @@ fn vae_key(k: &str, levels: usize) -> Option<String> {
             }
             let word = if side == "encoder" { "down" } else { "up" };
             if rest[2] == "downsamplers" || rest[2] == "upsamplers" {
-                let s = if side == "encoder" { "downsample" } else { "upsample" };
+                let s = if side == "encoder" {
+                    "downsample"
+                } else {
+                    "upsample"
+                };
                 format!("{side}.{word}.{i}.{s}.conv.{}", rest[5..].join("."))
             } else {
                 format!("{side}.{word}.{i}.block.{}.{}", rest[3], resnet(&rest[4..]))
@@ -136,12 +152,17 @@ pub(crate) struct SingleFile {
 }
 
 fn shape<'a>(t: &'a HashMap<String, HostTensor>, k: &str) -> Result<&'a [usize]> {
-    t.get(k).map(|h| h.shape.as_slice()).ok_or_else(|| anyhow!("single-file checkpoint lacks {k}"))
+    t.get(k)
+        .map(|h| h.shape.as_slice())
+        .ok_or_else(|| anyhow!("single-file checkpoint lacks {k}"))
 }
 
 impl SingleFile {
     /// Infers the configs from an original-layout state dict.
-    pub(crate) fn infer(t: &HashMap<String, HostTensor>, meta: &HashMap<String, String>) -> Result<Self> {
+    pub(crate) fn infer(
+        t: &HashMap<String, HostTensor>,
+        meta: &HashMap<String, String>,
+    ) -> Result<Self> {
         let u = "model.diffusion_model.";
         let max_in = t
             .keys()
@@ -163,10 +184,24 @@ impl SingleFile {
             let idx = 1 + b * (layers + 1);
             channels.push(shape(t, &format!("{u}input_blocks.{idx}.0.out_layers.3.weight"))?[0]);
             let attn = t.contains_key(&format!("{u}input_blocks.{idx}.1.norm.weight"));
-            down.push(if attn { "CrossAttnDownBlock2D" } else { "DownBlock2D" }.to_string());
+            down.push(
+                if attn {
+                    "CrossAttnDownBlock2D"
+                } else {
+                    "DownBlock2D"
+                }
+                .to_string(),
+            );
             let oidx = b * (layers + 1);
             let uattn = t.contains_key(&format!("{u}output_blocks.{oidx}.1.norm.weight"));
-            up.push(if uattn { "CrossAttnUpBlock2D" } else { "UpBlock2D" }.to_string());
+            up.push(
+                if uattn {
+                    "CrossAttnUpBlock2D"
+                } else {
+                    "UpBlock2D"
+                }
+                .to_string(),
+            );
         }
         let attn_key = (0..levels)
             .map(|b| 1 + b * (layers + 1))
@@ -177,7 +212,9 @@ impl SingleFile {
         let linear_proj = shape(t, &format!("{u}middle_block.1.proj_in.weight"))?.len() == 2;
         let heads = match meta.get("easel.unet.heads") {
             Some(h) => serde_json::Value::from(h.parse::<u64>()?),
-            None if linear_proj => serde_json::Value::from(channels.iter().map(|c| (c / 64) as u64).collect::<Vec<_>>()),
+            None if linear_proj => serde_json::Value::from(
+                channels.iter().map(|c| (c / 64) as u64).collect::<Vec<_>>(),
+            ),
             None => serde_json::Value::from(8u64),
         };
         let unet = UNetConfig {
@@ -189,7 +226,11 @@ impl SingleFile {
             attention_head_dim: None,
             num_attention_heads: Some(heads),
             cross_attention_dim: cross,
-            norm_num_groups: meta.get("easel.unet.norm_num_groups").map(|s| s.parse()).transpose()?.unwrap_or(32),
+            norm_num_groups: meta
+                .get("easel.unet.norm_num_groups")
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(32),
         };
         let v = "first_stage_model.";
         let vlevels = (0..)
@@ -205,7 +246,11 @@ impl SingleFile {
             block_out_channels: vch,
             layers_per_block: vlayers,
             latent_channels: shape(t, &format!("{v}post_quant_conv.weight"))?[0],
-            norm_num_groups: meta.get("easel.vae.norm_num_groups").map(|s| s.parse()).transpose()?.unwrap_or(32),
+            norm_num_groups: meta
+                .get("easel.vae.norm_num_groups")
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(32),
             scaling_factor: 0.18215,
         };
         let c = "cond_stage_model.transformer.text_model.";
@@ -219,7 +264,11 @@ impl SingleFile {
             hidden_size: hidden,
             intermediate_size: shape(t, &format!("{c}encoder.layers.0.mlp.fc1.weight"))?[0],
             num_hidden_layers: clayers,
-            num_attention_heads: meta.get("easel.clip.heads").map(|s| s.parse()).transpose()?.unwrap_or(hidden / 64),
+            num_attention_heads: meta
+                .get("easel.clip.heads")
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(hidden / 64),
             hidden_act: "quick_gelu".into(),
             layer_norm_eps: 1e-5,
         };
@@ -229,7 +278,12 @@ impl SingleFile {
     /// The renaming closure: prefixed diffusers name to original key.
     pub(crate) fn renamer(&self) -> Box<dyn Fn(&str) -> Option<String> + Send + Sync> {
         let layers = self.unet.layers_per_block;
-        let up_attn: Vec<bool> = self.unet.up_block_types.iter().map(|s| s.starts_with("CrossAttn")).collect();
+        let up_attn: Vec<bool> = self
+            .unet
+            .up_block_types
+            .iter()
+            .map(|s| s.starts_with("CrossAttn"))
+            .collect();
         let levels = self.vae.block_out_channels.len();
         Box::new(move |name: &str| {
             if let Some(r) = name.strip_prefix("unet.") {
@@ -237,7 +291,8 @@ impl SingleFile {
             } else if let Some(r) = name.strip_prefix("vae.") {
                 vae_key(r, levels).map(|k| format!("first_stage_model.{k}"))
             } else {
-                name.strip_prefix("text_encoder.").map(|r| format!("cond_stage_model.transformer.{r}"))
+                name.strip_prefix("text_encoder.")
+                    .map(|r| format!("cond_stage_model.transformer.{r}"))
             }
         })
     }

@@ -16,7 +16,13 @@ fn try_wgpu() -> Result<(Device, String), String> {
     match attempt {
         Ok(Ok((device, setup))) => {
             let info = setup.adapter.get_info();
-            Ok((device, format!("wgpu ({:?}, {:?}: {})", info.device_type, info.backend, info.name)))
+            Ok((
+                device,
+                format!(
+                    "wgpu ({:?}, {:?}: {})",
+                    info.device_type, info.backend, info.name
+                ),
+            ))
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("wgpu initialization panicked".into()),

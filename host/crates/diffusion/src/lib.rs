@@ -44,6 +44,11 @@ pub use unet_2d::UNetConfig;
 pub use burn::tensor::{Device, Tensor};
 
 #[doc(hidden)]
-pub fn __encode_image(img: &[f32], width: usize, height: usize, jpeg: bool) -> anyhow::Result<Vec<u8>> {
+pub fn __encode_image(
+    img: &[f32],
+    width: usize,
+    height: usize,
+    jpeg: bool,
+) -> anyhow::Result<Vec<u8>> {
     provider::encode_image(img, width, height, jpeg)
 }

@@ -75,7 +75,10 @@ impl LayerNorm {
 
 /// Nearest-neighbour resize of `[B, C, H, W]` to `[h, w]`.
 pub(crate) fn upsample_nearest(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
-    interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size))
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size),
+    )
 }
 
 /// `x * sigmoid(x)`.

@@ -41,7 +41,11 @@ pub struct SeededNoise(Vec<crate::NoiseRng>);
 impl SeededNoise {
     /// Streams for `images` images starting at `seed`.
     pub fn new(seed: u64, images: usize) -> Self {
-        Self((0..images as u64).map(|i| crate::NoiseRng::new(seed.wrapping_add(i))).collect())
+        Self(
+            (0..images as u64)
+                .map(|i| crate::NoiseRng::new(seed.wrapping_add(i)))
+                .collect(),
+        )
     }
 }
 
@@ -118,7 +122,8 @@ pub struct StableDiffusion {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -135,7 +140,10 @@ fn component_file(dir: &Path) -> Result<std::path::PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     found.sort();
-    found.into_iter().next().with_context(|| format!("no .safetensors in {}", dir.display()))
+    found
+        .into_iter()
+        .next()
+        .with_context(|| format!("no .safetensors in {}", dir.display()))
 }
 
 impl StableDiffusion {
@@ -156,7 +164,12 @@ impl StableDiffusion {
             let (t, meta) = read_safetensors(path)?;
             let sf = SingleFile::infer(&t, &meta)?;
             let rename = sf.renamer();
-            (Weights::new(t, Some(rename), device.clone()), sf.clip, sf.unet, sf.vae)
+            (
+                Weights::new(t, Some(rename), device.clone()),
+                sf.clip,
+                sf.unet,
+                sf.vae,
+            )
         };
         Ok(Self {
             tokenizer: Tokenizer::new()?,
@@ -229,7 +242,12 @@ impl StableDiffusion {
                     None => (0..n).flat_map(|i| noise.draw(i, per)).collect(),
                 };
                 let s = sched.init_noise_sigma();
-                (raw.into_iter().map(|v| (v as f64 * s) as f32).collect::<Vec<f32>>(), 0)
+                (
+                    raw.into_iter()
+                        .map(|v| (v as f64 * s) as f32)
+                        .collect::<Vec<f32>>(),
+                    0,
+                )
             }
             Some(img) => {
                 if img.len() != p.height * p.width * 3 {
@@ -241,7 +259,10 @@ impl StableDiffusion {
                     .mul_scalar(2.0)
                     .sub_scalar(1.0);
                 let z = self.vae.encode(x).mul_scalar(self.vae.scaling_factor);
-                let z: Vec<f32> = z.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let z: Vec<f32> = z
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 let init_t = ((p.steps as f64 * p.strength) as usize).min(p.steps);
                 let t_start = p.steps - init_t;
                 let start = t_start * sched.order();
@@ -263,7 +284,11 @@ impl StableDiffusion {
             let t = sched.timesteps()[idx] as f32;
             let scale = sched.input_scale(idx) as f32;
             let x = self.tensor(latents.clone(), [n, c, h, w]).mul_scalar(scale);
-            let x = if cfg { Tensor::cat(vec![x.clone(), x], 0) } else { x };
+            let x = if cfg {
+                Tensor::cat(vec![x.clone(), x], 0)
+            } else {
+                x
+            };
             let eps = self.unet.forward(x, t, &ctx);
             let eps = if cfg {
                 let u = eps.clone().narrow(0, 0, n);
@@ -272,8 +297,15 @@ impl StableDiffusion {
             } else {
                 eps
             };
-            let eps: Vec<f32> = eps.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let mut draw = || (0..n).flat_map(|i| noise.draw(i, per)).collect::<Vec<f32>>();
+            let eps: Vec<f32> = eps
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let mut draw = || {
+                (0..n)
+                    .flat_map(|i| noise.draw(i, per))
+                    .collect::<Vec<f32>>()
+            };
             latents = sched.step(&eps, idx, &latents, &mut draw);
             if !on_step(done + 1, total) {
                 return Err(Cancelled.into());
@@ -284,11 +316,20 @@ impl StableDiffusion {
 
     fn decode(&self, latents: Vec<f32>, n: usize, h: usize, w: usize) -> Result<Vec<Vec<f32>>> {
         let c = self.latent_channels;
-        let z = self.tensor(latents, [n, c, h, w]).div_scalar(self.vae.scaling_factor as f32);
+        let z = self
+            .tensor(latents, [n, c, h, w])
+            .div_scalar(self.vae.scaling_factor as f32);
         let img = self.vae.decode(z);
-        let img = img.div_scalar(2.0).add_scalar(0.5).clamp(0.0, 1.0).permute([0, 2, 3, 1]);
+        let img = img
+            .div_scalar(2.0)
+            .add_scalar(0.5)
+            .clamp(0.0, 1.0)
+            .permute([0, 2, 3, 1]);
         let [_, ih, iw, _] = img.dims();
-        let data: Vec<f32> = img.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let data: Vec<f32> = img
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(data.chunks(ih * iw * 3).map(|c| c.to_vec()).collect())
     }
 }

@@ -51,11 +51,25 @@ impl LocalDiffusion {
     }
 
     /// Loads on an explicit device (tests, benchmarks); blocking.
-    pub fn load_on(path: &Path, device: burn::tensor::Device, device_name: String) -> anyhow::Result<Self> {
+    pub fn load_on(
+        path: &Path,
+        device: burn::tensor::Device,
+        device_name: String,
+    ) -> anyhow::Result<Self> {
         let model = StableDiffusion::load(path, &device)?;
-        let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
-        let key = stem.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sd".into());
-        Ok(Self { model: Arc::new(Mutex::new(model)), key, device: device_name })
+        let stem = if path.is_dir() {
+            path.file_name()
+        } else {
+            path.file_stem()
+        };
+        let key = stem
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sd".into());
+        Ok(Self {
+            model: Arc::new(Mutex::new(model)),
+            key,
+            device: device_name,
+        })
     }
 
     /// The device the model runs on, e.g. `wgpu (DiscreteGpu, Vulkan: ...)` or `flex (cpu)`.
@@ -96,7 +110,11 @@ fn get_u64(p: &Map<String, Value>, k: &str, d: u64) -> Result<u64, ProviderError
         None | Some(Value::Null) => Ok(d),
         Some(v) => v
             .as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
             .ok_or_else(|| bad(format!("{k} must be a non-negative integer"))),
     }
 }
@@ -104,14 +122,25 @@ fn get_u64(p: &Map<String, Value>, k: &str, d: u64) -> Result<u64, ProviderError
 fn get_f64(p: &Map<String, Value>, k: &str, d: f64) -> Result<f64, ProviderError> {
     match p.get(k) {
         None | Some(Value::Null) => Ok(d),
-        Some(v) => v.as_f64().ok_or_else(|| bad(format!("{k} must be a number"))),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| bad(format!("{k} must be a number"))),
     }
 }
 
 /// Encodes `height x width x 3` floats in [0, 1] as PNG or JPEG.
-pub(crate) fn encode_image(img: &[f32], width: usize, height: usize, jpeg: bool) -> anyhow::Result<Vec<u8>> {
-    let px: Vec<u8> = img.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
-    let buf = image::RgbImage::from_raw(width as u32, height as u32, px).ok_or_else(|| anyhow::anyhow!("bad image size"))?;
+pub(crate) fn encode_image(
+    img: &[f32],
+    width: usize,
+    height: usize,
+    jpeg: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let px: Vec<u8> = img
+        .iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    let buf = image::RgbImage::from_raw(width as u32, height as u32, px)
+        .ok_or_else(|| anyhow::anyhow!("bad image size"))?;
     let mut out = std::io::Cursor::new(Vec::new());
     if jpeg {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(&buf)?;
@@ -123,17 +152,31 @@ pub(crate) fn encode_image(img: &[f32], width: usize, height: usize, jpeg: bool)
 
 /// Decodes an init image, resized to multiples of 8 (down-rounded, as diffusers does).
 fn decode_init(bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), ProviderError> {
-    let img = image::load_from_memory(bytes).map_err(|e| bad(format!("init image: {e}")))?.to_rgb8();
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| bad(format!("init image: {e}")))?
+        .to_rgb8();
     let (w, h) = (img.width() as usize / 8 * 8, img.height() as usize / 8 * 8);
     if w == 0 || h == 0 || w * h > 2048 * 2048 {
         return Err(bad("init image must be between 8x8 and 2048x2048"));
     }
     let img = if (w, h) != (img.width() as usize, img.height() as usize) {
-        image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Lanczos3)
+        image::imageops::resize(
+            &img,
+            w as u32,
+            h as u32,
+            image::imageops::FilterType::Lanczos3,
+        )
     } else {
         img
     };
-    Ok((img.into_raw().into_iter().map(|v| v as f32 / 255.0).collect(), w, h))
+    Ok((
+        img.into_raw()
+            .into_iter()
+            .map(|v| v as f32 / 255.0)
+            .collect(),
+        w,
+        h,
+    ))
 }
 
 #[async_trait]
@@ -161,7 +204,11 @@ impl Provider for LocalDiffusion {
         true
     }
 
-    async fn submit(&self, request: &GenerationRequest, ctx: &CallContext) -> Result<Submission, ProviderError> {
+    async fn submit(
+        &self,
+        request: &GenerationRequest,
+        ctx: &CallContext,
+    ) -> Result<Submission, ProviderError> {
         if request.model != self.key {
             return Err(bad(format!("unknown model {}", request.model)));
         }
@@ -171,10 +218,18 @@ impl Provider for LocalDiffusion {
             "image.edit" => true,
             other => return Err(bad(format!("local does not serve {other}"))),
         };
-        let format = match p.get("output_format").and_then(|v| v.as_str()).unwrap_or("png") {
+        let format = match p
+            .get("output_format")
+            .and_then(|v| v.as_str())
+            .unwrap_or("png")
+        {
             "png" => false,
             "jpg" | "jpeg" => true,
-            other => return Err(bad(format!("output_format {other} is not png, jpg or jpeg"))),
+            other => {
+                return Err(bad(format!(
+                    "output_format {other} is not png, jpg or jpeg"
+                )));
+            }
         };
         let seed = match p.get("seed") {
             None | Some(Value::Null) => std::time::SystemTime::now()
@@ -192,17 +247,28 @@ impl Provider for LocalDiffusion {
             let (img, w, h) = decode_init(data)?;
             (Some(img), w, h)
         } else {
-            (None, get_u64(p, "width", 512)? as usize, get_u64(p, "height", 512)? as usize)
+            (
+                None,
+                get_u64(p, "width", 512)? as usize,
+                get_u64(p, "height", 512)? as usize,
+            )
         };
         let params = GenerateParams {
             prompt: request.prompt.clone(),
-            negative_prompt: p.get("negative_prompt").and_then(|v| v.as_str()).map(str::to_string),
+            negative_prompt: p
+                .get("negative_prompt")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
             width,
             height,
             steps: get_u64(p, "num_inference_steps", DEFAULT_STEPS)? as usize,
             guidance_scale: get_f64(p, "guidance_scale", DEFAULT_GUIDANCE)?,
             num_images: get_u64(p, "num_images", 1)? as usize,
-            scheduler: p.get("scheduler").and_then(|v| v.as_str()).unwrap_or(DEFAULT_SCHEDULER).to_string(),
+            scheduler: p
+                .get("scheduler")
+                .and_then(|v| v.as_str())
+                .unwrap_or(DEFAULT_SCHEDULER)
+                .to_string(),
             strength: get_f64(p, "strength", DEFAULT_STRENGTH)?,
             init_image,
             latents: None,
@@ -216,7 +282,9 @@ impl Provider for LocalDiffusion {
         let progress = ctx.progress.clone();
         let n = params.num_images;
         let run = tokio::task::spawn_blocking(move || {
-            let model = model.lock().map_err(|_| anyhow::anyhow!("model lock poisoned"))?;
+            let model = model
+                .lock()
+                .map_err(|_| anyhow::anyhow!("model lock poisoned"))?;
             if cancel.is_cancelled() {
                 return Err(Cancelled.into());
             }
@@ -235,16 +303,26 @@ impl Provider for LocalDiffusion {
             Ok(Ok(v)) => v,
             Ok(Err(e)) if e.is::<Cancelled>() => return Err(ProviderError::Cancelled),
             Ok(Err(e)) => return Err(ProviderError::Internal(format!("{e:#}"))),
-            Err(e) => return Err(ProviderError::Internal(format!("generation task failed: {e}"))),
+            Err(e) => {
+                return Err(ProviderError::Internal(format!(
+                    "generation task failed: {e}"
+                )));
+            }
         };
         let content_type = if format { "image/jpeg" } else { "image/png" };
         let outputs = images
             .into_iter()
-            .map(|data| Output::Bytes { content_type: content_type.into(), data: Bytes::from(data) })
+            .map(|data| Output::Bytes {
+                content_type: content_type.into(),
+                data: Bytes::from(data),
+            })
             .collect();
         let mut usage = Map::new();
         usage.insert("images".into(), json!(n));
         usage.insert("seed".into(), json!(seed));
-        Ok(Submission::Finished { outputs, usage: Some(usage) })
+        Ok(Submission::Finished {
+            outputs,
+            usage: Some(usage),
+        })
     }
 }

@@ -26,10 +26,18 @@ impl ResnetBlock2D {
         Ok(Self {
             norm1: w.group_norm(&format!("{p}.norm1"), groups, eps)?,
             conv1: w.conv2d(&format!("{p}.conv1"), 1, 1)?,
-            time_emb_proj: if w.contains(&temb) { Some(w.linear(&format!("{p}.time_emb_proj"))?) } else { None },
+            time_emb_proj: if w.contains(&temb) {
+                Some(w.linear(&format!("{p}.time_emb_proj"))?)
+            } else {
+                None
+            },
             norm2: w.group_norm(&format!("{p}.norm2"), groups, eps)?,
             conv2: w.conv2d(&format!("{p}.conv2"), 1, 1)?,
-            conv_shortcut: if w.contains(&short) { Some(w.conv2d(&format!("{p}.conv_shortcut"), 1, 0)?) } else { None },
+            conv_shortcut: if w.contains(&short) {
+                Some(w.conv2d(&format!("{p}.conv_shortcut"), 1, 0)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -58,11 +66,18 @@ pub(crate) struct Downsample2D {
 
 impl Downsample2D {
     pub(crate) fn load(w: &Weights, p: &str, asymmetric: bool) -> Result<Self> {
-        Ok(Self { conv: w.conv2d(&format!("{p}.conv"), 2, if asymmetric { 0 } else { 1 })?, asymmetric })
+        Ok(Self {
+            conv: w.conv2d(&format!("{p}.conv"), 2, if asymmetric { 0 } else { 1 })?,
+            asymmetric,
+        })
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if self.asymmetric { self.conv.forward_pad_br(x) } else { self.conv.forward(x) }
+        if self.asymmetric {
+            self.conv.forward_pad_br(x)
+        } else {
+            self.conv.forward(x)
+        }
     }
 }
 
@@ -73,7 +88,9 @@ pub(crate) struct Upsample2D {
 
 impl Upsample2D {
     pub(crate) fn load(w: &Weights, p: &str) -> Result<Self> {
-        Ok(Self { conv: w.conv2d(&format!("{p}.conv"), 1, 1)? })
+        Ok(Self {
+            conv: w.conv2d(&format!("{p}.conv"), 1, 1)?,
+        })
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>, size: Option<[usize; 2]>) -> Tensor<4> {

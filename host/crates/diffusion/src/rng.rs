@@ -24,7 +24,15 @@ impl NoiseRng {
     /// The stream for `seed`.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        Self { s: [splitmix(&mut x), splitmix(&mut x), splitmix(&mut x), splitmix(&mut x)], spare: None }
+        Self {
+            s: [
+                splitmix(&mut x),
+                splitmix(&mut x),
+                splitmix(&mut x),
+                splitmix(&mut x),
+            ],
+            spare: None,
+        }
     }
 
     fn next_u64(&mut self) -> u64 {

@@ -76,7 +76,10 @@ impl Tokenizer {
             }
         }
         let byte_encoder = bytes_to_unicode();
-        let mut vocab: Vec<String> = order.iter().map(|b| byte_encoder[*b as usize].to_string()).collect();
+        let mut vocab: Vec<String> = order
+            .iter()
+            .map(|b| byte_encoder[*b as usize].to_string())
+            .collect();
         let with_end: Vec<String> = vocab.iter().map(|v| format!("{v}</w>")).collect();
         vocab.extend(with_end);
         for (a, b) in &merges {
@@ -84,12 +87,25 @@ impl Tokenizer {
         }
         vocab.push("<|startoftext|>".into());
         vocab.push("<|endoftext|>".into());
-        let encoder = vocab.into_iter().enumerate().map(|(i, v)| (v, i as u32)).collect();
-        let ranks = merges.into_iter().enumerate().map(|(i, m)| (m, i)).collect();
+        let encoder = vocab
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (v, i as u32))
+            .collect();
+        let ranks = merges
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (m, i))
+            .collect();
         let pattern = regex::Regex::new(
             r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
         )?;
-        Ok(Self { encoder, ranks, byte_encoder, pattern })
+        Ok(Self {
+            encoder,
+            ranks,
+            byte_encoder,
+            pattern,
+        })
     }
 
     fn bpe(&self, token: &str) -> Vec<String> {
@@ -102,7 +118,11 @@ impl Tokenizer {
             let best = word
                 .windows(2)
                 .enumerate()
-                .filter_map(|(i, w)| self.ranks.get(&(w[0].clone(), w[1].clone())).map(|r| (*r, i)))
+                .filter_map(|(i, w)| {
+                    self.ranks
+                        .get(&(w[0].clone(), w[1].clone()))
+                        .map(|r| (*r, i))
+                })
                 .min();
             let Some((_, i)) = best else { break };
             let (a, b) = (word[i].clone(), word[i + 1].clone());
@@ -127,10 +147,18 @@ impl Tokenizer {
 
     /// BPE ids of `text`, without BOS/EOS and without truncation.
     pub fn encode_raw(&self, text: &str) -> Vec<u32> {
-        let cleaned = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let cleaned = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
         let mut ids = Vec::new();
         for m in self.pattern.find_iter(&cleaned) {
-            let mapped: String = m.as_str().bytes().map(|b| self.byte_encoder[b as usize]).collect();
+            let mapped: String = m
+                .as_str()
+                .bytes()
+                .map(|b| self.byte_encoder[b as usize])
+                .collect();
             for piece in self.bpe(&mapped) {
                 if let Some(id) = self.encoder.get(&piece) {
                     ids.push(*id);

@@ -55,11 +55,16 @@ fn thirty_two() -> usize {
 impl UNetConfig {
     /// Heads for each down block (index by block).
     pub fn heads(&self) -> Vec<usize> {
-        let v = self.num_attention_heads.clone().or(self.attention_head_dim.clone());
+        let v = self
+            .num_attention_heads
+            .clone()
+            .or(self.attention_head_dim.clone());
         let n = self.block_out_channels.len();
         match v {
             Some(serde_json::Value::Number(x)) => vec![x.as_u64().unwrap_or(8) as usize; n],
-            Some(serde_json::Value::Array(a)) => a.iter().map(|x| x.as_u64().unwrap_or(8) as usize).collect(),
+            Some(serde_json::Value::Array(a)) => {
+                a.iter().map(|x| x.as_u64().unwrap_or(8) as usize).collect()
+            }
             _ => vec![8; n],
         }
     }
@@ -90,13 +95,29 @@ impl UNet2DConditionModel {
         let mut down = Vec::new();
         for b in 0..n {
             let attn = cfg.down_block_types[b].starts_with("CrossAttn");
-            down.push(DownBlock::load(w, &format!("unet.down_blocks.{b}"), l, attn, heads[b], g, b == n - 1)?);
+            down.push(DownBlock::load(
+                w,
+                &format!("unet.down_blocks.{b}"),
+                l,
+                attn,
+                heads[b],
+                g,
+                b == n - 1,
+            )?);
         }
         let mut up = Vec::new();
         let rev_heads: Vec<usize> = heads.iter().rev().cloned().collect();
         for b in 0..n {
             let attn = cfg.up_block_types[b].starts_with("CrossAttn");
-            up.push(UpBlock::load(w, &format!("unet.up_blocks.{b}"), l, attn, rev_heads[b], g, b == n - 1)?);
+            up.push(UpBlock::load(
+                w,
+                &format!("unet.up_blocks.{b}"),
+                l,
+                attn,
+                rev_heads[b],
+                g,
+                b == n - 1,
+            )?);
         }
         Ok(Self {
             time_dim: cfg.block_out_channels[0],

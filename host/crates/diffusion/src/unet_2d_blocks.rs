@@ -19,20 +19,56 @@ pub(crate) struct DownBlock {
 }
 
 impl DownBlock {
-    pub(crate) fn load(w: &Weights, p: &str, layers: usize, attn: bool, heads: usize, groups: usize, last: bool) -> Result<Self> {
+    pub(crate) fn load(
+        w: &Weights,
+        p: &str,
+        layers: usize,
+        attn: bool,
+        heads: usize,
+        groups: usize,
+        last: bool,
+    ) -> Result<Self> {
         let mut resnets = Vec::new();
         let mut attentions = Vec::new();
         for j in 0..layers {
-            resnets.push(ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), groups, 1e-5)?);
+            resnets.push(ResnetBlock2D::load(
+                w,
+                &format!("{p}.resnets.{j}"),
+                groups,
+                1e-5,
+            )?);
             if attn {
-                attentions.push(Transformer2D::load(w, &format!("{p}.attentions.{j}"), heads, groups)?);
+                attentions.push(Transformer2D::load(
+                    w,
+                    &format!("{p}.attentions.{j}"),
+                    heads,
+                    groups,
+                )?);
             }
         }
-        let downsample = if last { None } else { Some(Downsample2D::load(w, &format!("{p}.downsamplers.0"), false)?) };
-        Ok(Self { resnets, attentions, downsample })
+        let downsample = if last {
+            None
+        } else {
+            Some(Downsample2D::load(
+                w,
+                &format!("{p}.downsamplers.0"),
+                false,
+            )?)
+        };
+        Ok(Self {
+            resnets,
+            attentions,
+            downsample,
+        })
     }
 
-    pub(crate) fn forward(&self, mut x: Tensor<4>, temb: &Tensor<2>, ctx: &Tensor<3>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+    pub(crate) fn forward(
+        &self,
+        mut x: Tensor<4>,
+        temb: &Tensor<2>,
+        ctx: &Tensor<3>,
+        skips: &mut Vec<Tensor<4>>,
+    ) -> Tensor<4> {
         for (j, r) in self.resnets.iter().enumerate() {
             x = r.forward(x, Some(temb));
             if let Some(a) = self.attentions.get(j) {
@@ -77,20 +113,52 @@ pub(crate) struct UpBlock {
 }
 
 impl UpBlock {
-    pub(crate) fn load(w: &Weights, p: &str, layers: usize, attn: bool, heads: usize, groups: usize, last: bool) -> Result<Self> {
+    pub(crate) fn load(
+        w: &Weights,
+        p: &str,
+        layers: usize,
+        attn: bool,
+        heads: usize,
+        groups: usize,
+        last: bool,
+    ) -> Result<Self> {
         let mut resnets = Vec::new();
         let mut attentions = Vec::new();
         for j in 0..layers + 1 {
-            resnets.push(ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), groups, 1e-5)?);
+            resnets.push(ResnetBlock2D::load(
+                w,
+                &format!("{p}.resnets.{j}"),
+                groups,
+                1e-5,
+            )?);
             if attn {
-                attentions.push(Transformer2D::load(w, &format!("{p}.attentions.{j}"), heads, groups)?);
+                attentions.push(Transformer2D::load(
+                    w,
+                    &format!("{p}.attentions.{j}"),
+                    heads,
+                    groups,
+                )?);
             }
         }
-        let upsample = if last { None } else { Some(Upsample2D::load(w, &format!("{p}.upsamplers.0"))?) };
-        Ok(Self { resnets, attentions, upsample })
+        let upsample = if last {
+            None
+        } else {
+            Some(Upsample2D::load(w, &format!("{p}.upsamplers.0"))?)
+        };
+        Ok(Self {
+            resnets,
+            attentions,
+            upsample,
+        })
     }
 
-    pub(crate) fn forward(&self, mut x: Tensor<4>, temb: &Tensor<2>, ctx: &Tensor<3>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+    pub(crate) fn forward(
+        &self,
+        mut x: Tensor<4>,
+        temb: &Tensor<2>,
+        ctx: &Tensor<3>,
+        skips: &mut Vec<Tensor<4>>,
+    ) -> Tensor<4> {
         for (j, r) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("UNet skip stack underflow");
             x = r.forward(Tensor::cat(vec![x, skip], 1), Some(temb));

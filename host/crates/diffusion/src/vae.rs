@@ -61,7 +61,8 @@ impl Mid {
         })
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.r1.forward(self.attn.forward(self.r0.forward(x, None)), None)
+        self.r1
+            .forward(self.attn.forward(self.r0.forward(x, None)), None)
     }
 }
 
@@ -103,8 +104,16 @@ impl AutoencoderKL {
             let resnets = (0..cfg.layers_per_block)
                 .map(|j| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), g, 1e-6))
                 .collect::<Result<_>>()?;
-            let down = if i + 1 < n { Some(Downsample2D::load(w, &format!("{p}.downsamplers.0"), true)?) } else { None };
-            enc_levels.push(Level { resnets, down, up: None });
+            let down = if i + 1 < n {
+                Some(Downsample2D::load(w, &format!("{p}.downsamplers.0"), true)?)
+            } else {
+                None
+            };
+            enc_levels.push(Level {
+                resnets,
+                down,
+                up: None,
+            });
         }
         let mut dec_levels = Vec::new();
         for i in 0..n {
@@ -112,8 +121,16 @@ impl AutoencoderKL {
             let resnets = (0..cfg.layers_per_block + 1)
                 .map(|j| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), g, 1e-6))
                 .collect::<Result<_>>()?;
-            let up = if i + 1 < n { Some(Upsample2D::load(w, &format!("{p}.upsamplers.0"))?) } else { None };
-            dec_levels.push(Level { resnets, down: None, up });
+            let up = if i + 1 < n {
+                Some(Upsample2D::load(w, &format!("{p}.upsamplers.0"))?)
+            } else {
+                None
+            };
+            dec_levels.push(Level {
+                resnets,
+                down: None,
+                up,
+            });
         }
         Ok(Self {
             enc_conv_in: w.conv2d("vae.encoder.conv_in", 1, 1)?,

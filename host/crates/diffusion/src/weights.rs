@@ -69,7 +69,13 @@ pub(crate) fn read_safetensors(
             // Integer buffers (position_ids) are never parameters.
             _ => continue,
         };
-        out.insert(name, HostTensor { data, shape: view.shape().to_vec() });
+        out.insert(
+            name,
+            HostTensor {
+                data,
+                shape: view.shape().to_vec(),
+            },
+        );
     }
     Ok((out, metadata))
 }
@@ -88,7 +94,11 @@ impl Weights {
         rename: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
         device: Device,
     ) -> Self {
-        Self { tensors, rename, device }
+        Self {
+            tensors,
+            rename,
+            device,
+        }
     }
 
     fn key(&self, name: &str) -> String {
@@ -112,13 +122,23 @@ impl Weights {
     }
 
     /// A parameter of rank `D`, reshaped to `shape` when its element count matches.
-    pub(crate) fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+    pub(crate) fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>> {
         let h = self.host(name)?;
         let n: usize = shape.iter().product();
         if h.data.len() != n {
-            bail!("weight {name}: expected shape {shape:?}, found {:?}", h.shape);
+            bail!(
+                "weight {name}: expected shape {shape:?}, found {:?}",
+                h.shape
+            );
         }
-        Ok(Tensor::from_data(TensorData::new(h.data.clone(), shape), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(h.data.clone(), shape),
+            &self.device,
+        ))
     }
 
     /// A parameter in whatever shape it is stored, as rank `D`.
@@ -139,24 +159,52 @@ impl Weights {
         let (o, i) = (h.shape[0], h.data.len() / h.shape[0]);
         let w: Tensor<2> = self.tensor(&wname, [o, i])?.transpose();
         let bname = format!("{prefix}.bias");
-        let bias = if self.contains(&bname) { Some(self.tensor(&bname, [o])?) } else { None };
+        let bias = if self.contains(&bname) {
+            Some(self.tensor(&bname, [o])?)
+        } else {
+            None
+        };
         Ok(crate::nn::Linear { weight: w, bias })
     }
 
     /// A 2D convolution `prefix.weight` / `prefix.bias`.
-    pub(crate) fn conv2d(&self, prefix: &str, stride: usize, padding: usize) -> Result<crate::nn::Conv2d> {
+    pub(crate) fn conv2d(
+        &self,
+        prefix: &str,
+        stride: usize,
+        padding: usize,
+    ) -> Result<crate::nn::Conv2d> {
         let weight: Tensor<4> = self.any(&format!("{prefix}.weight"))?;
         let o = weight.dims()[0];
         let bname = format!("{prefix}.bias");
-        let bias = if self.contains(&bname) { Some(self.tensor(&bname, [o])?) } else { None };
-        Ok(crate::nn::Conv2d { weight, bias, stride, padding })
+        let bias = if self.contains(&bname) {
+            Some(self.tensor(&bname, [o])?)
+        } else {
+            None
+        };
+        Ok(crate::nn::Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
     }
 
     /// A group norm (`weight`, `bias` of size `channels`).
-    pub(crate) fn group_norm(&self, prefix: &str, groups: usize, eps: f64) -> Result<crate::nn::GroupNorm> {
+    pub(crate) fn group_norm(
+        &self,
+        prefix: &str,
+        groups: usize,
+        eps: f64,
+    ) -> Result<crate::nn::GroupNorm> {
         let gamma: Tensor<1> = self.any(&format!("{prefix}.weight"))?;
         let beta: Tensor<1> = self.any(&format!("{prefix}.bias"))?;
-        Ok(crate::nn::GroupNorm { gamma, beta, groups, eps })
+        Ok(crate::nn::GroupNorm {
+            gamma,
+            beta,
+            groups,
+            eps,
+        })
     }
 
     /// A layer norm over the last dimension.

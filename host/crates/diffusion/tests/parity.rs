@@ -24,22 +24,33 @@ fn reference() -> Ref {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut t = HashMap::new();
     for (k, v) in st.tensors() {
-        let d: Vec<f32> = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let d: Vec<f32> = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         t.insert(k, (d, v.shape().to_vec()));
     }
-    let json = serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    let json =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
+            .unwrap();
     Ref { t, json }
 }
 
 impl Ref {
     fn get(&self, k: &str) -> &(Vec<f32>, Vec<usize>) {
-        self.t.get(k).unwrap_or_else(|| panic!("reference lacks {k}"))
+        self.t
+            .get(k)
+            .unwrap_or_else(|| panic!("reference lacks {k}"))
     }
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn host<const D: usize>(t: easel_diffusion::Tensor<D>) -> Vec<f32> {
@@ -69,7 +80,13 @@ fn token_rows(r: &Ref) -> Vec<Vec<u32>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        })
         .collect()
 }
 
@@ -114,13 +131,17 @@ fn unet_matches() {
 #[test]
 fn single_file_checkpoint_matches() {
     let r = reference();
-    let m = StableDiffusion::load(&fixtures().join("tiny-sd.safetensors"), &Device::flex()).expect("load single file");
+    let m = StableDiffusion::load(&fixtures().join("tiny-sd.safetensors"), &Device::flex())
+        .expect("load single file");
     let d = unet_check(&m, &r);
     assert!(d < 1e-3, "single-file unet max diff {d}");
     let out = host(m.encode_ids(&token_rows(&r)[..2]));
     assert!(max_diff(&out, &r.get("clip.hidden").0) < 1e-4);
     let (l, ls) = r.get("vae.latents");
-    let img = host(m.vae().decode(m.tensor(l.clone(), [ls[0], ls[1], ls[2], ls[3]])));
+    let img = host(
+        m.vae()
+            .decode(m.tensor(l.clone(), [ls[0], ls[1], ls[2], ls[3]])),
+    );
     assert!(max_diff(&img, &r.get("vae.decoded").0) < 1e-3);
 }
 
@@ -129,11 +150,17 @@ fn vae_matches() {
     let r = reference();
     let m = model(&Device::flex());
     let (l, ls) = r.get("vae.latents");
-    let img = host(m.vae().decode(m.tensor(l.clone(), [ls[0], ls[1], ls[2], ls[3]])));
+    let img = host(
+        m.vae()
+            .decode(m.tensor(l.clone(), [ls[0], ls[1], ls[2], ls[3]])),
+    );
     let d = max_diff(&img, &r.get("vae.decoded").0);
     assert!(d < 1e-3, "vae decode max diff {d}");
     let (i, is) = r.get("vae.image");
-    let mean = host(m.vae().encode(m.tensor(i.clone(), [is[0], is[1], is[2], is[3]])));
+    let mean = host(
+        m.vae()
+            .encode(m.tensor(i.clone(), [is[0], is[1], is[2], is[3]])),
+    );
     let d = max_diff(&mean, &r.get("vae.mean").0);
     assert!(d < 1e-3, "vae encode max diff {d}");
 }
@@ -158,8 +185,13 @@ fn settings(r: &Ref, scheduler: &str) -> GenerateParams {
 fn pipeline_diff(m: &StableDiffusion, r: &Ref, name: &str) -> f32 {
     let mut p = settings(r, name);
     p.latents = Some(r.get(&format!("pipe.{name}.latents")).0.clone());
-    let mut noise = Replay { draws: r.get(&format!("pipe.{name}.noise")).0.clone(), pos: 0 };
-    let images = m.generate(&p, &mut noise, &mut |_, _| true).expect("generate");
+    let mut noise = Replay {
+        draws: r.get(&format!("pipe.{name}.noise")).0.clone(),
+        pos: 0,
+    };
+    let images = m
+        .generate(&p, &mut noise, &mut |_, _| true)
+        .expect("generate");
     max_diff(&images[0], &r.get(&format!("pipe.{name}.image")).0)
 }
 
@@ -212,8 +244,13 @@ fn img2img_diff(m: &StableDiffusion, r: &Ref, name: &str) -> f32 {
         }
     }
     p.init_image = Some(hwc);
-    let mut noise = Replay { draws: r.get(&format!("img2img.{name}.noise")).0.clone(), pos: 0 };
-    let images = m.generate(&p, &mut noise, &mut |_, _| true).expect("img2img");
+    let mut noise = Replay {
+        draws: r.get(&format!("img2img.{name}.noise")).0.clone(),
+        pos: 0,
+    };
+    let images = m
+        .generate(&p, &mut noise, &mut |_, _| true)
+        .expect("img2img");
     max_diff(&images[0], &r.get(&format!("img2img.{name}.image")).0)
 }
 

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use easel_diffusion::{Device, LocalDiffusion};
-use easel_provider::{CallContext, GenerationRequest, InputMedia, Output, Provider, ProviderError, Submission};
+use easel_provider::{
+    CallContext, GenerationRequest, InputMedia, Output, Provider, ProviderError, Submission,
+};
 use serde_json::json;
 
 fn provider() -> LocalDiffusion {
@@ -64,7 +66,10 @@ async fn jpeg_edit_and_errors() {
     assert_eq!(out[0].0, "image/jpeg");
     let init = out[0].1.clone();
 
-    let mut req = request(&p, json!({"num_inference_steps": 4, "strength": 0.5, "seed": 3}));
+    let mut req = request(
+        &p,
+        json!({"num_inference_steps": 4, "strength": 0.5, "seed": 3}),
+    );
     req.capability = "image.edit".into();
     req.inputs = vec![InputMedia {
         kind: "image".into(),
@@ -78,7 +83,12 @@ async fn jpeg_edit_and_errors() {
     let img = image::load_from_memory(&edited[0].1).unwrap();
     assert_eq!((img.width(), img.height()), (64, 64));
 
-    for bad in [json!({"width": 63}), json!({"scheduler": "Nope"}), json!({"num_images": 11}), json!({"output_format": "gif"})] {
+    for bad in [
+        json!({"width": 63}),
+        json!({"scheduler": "Nope"}),
+        json!({"num_images": 11}),
+        json!({"output_format": "gif"}),
+    ] {
         let e = p.submit(&request(&p, bad), &ctx).await.unwrap_err();
         assert!(matches!(e, ProviderError::InvalidRequest(_)), "{e:?}");
     }
@@ -101,5 +111,9 @@ async fn cancellation_between_steps() {
     let params = json!({"width": 64, "height": 64, "num_inference_steps": 5, "seed": 1});
     let e = p.submit(&request(&p, params), &ctx).await.unwrap_err();
     assert_eq!(e, ProviderError::Cancelled);
-    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1, "stopped after the first step");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "stopped after the first step"
+    );
 }

@@ -23,9 +23,18 @@ fn peak_rss_mib() -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let model = PathBuf::from(args.get(1).ok_or_else(|| anyhow::anyhow!("usage: sd-bench MODEL [--size N] [--steps N] [--device flex|wgpu]"))?);
-    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let sizes: Vec<usize> = opt("--size").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![256, 512]);
+    let model = PathBuf::from(args.get(1).ok_or_else(|| {
+        anyhow::anyhow!("usage: sd-bench MODEL [--size N] [--steps N] [--device flex|wgpu]")
+    })?);
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let sizes: Vec<usize> = opt("--size")
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![256, 512]);
     let steps: usize = opt("--steps").map(|s| s.parse().unwrap()).unwrap_or(2);
     if let Some(d) = opt("--device") {
         // SAFETY: single-threaded at this point.
@@ -35,7 +44,11 @@ fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     let sd = StableDiffusion::load(&model, &device)?;
     println!("device: {name}");
-    println!("load: {:.1} s, peak RSS {:.0} MiB", t0.elapsed().as_secs_f64(), peak_rss_mib());
+    println!(
+        "load: {:.1} s, peak RSS {:.0} MiB",
+        t0.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
     for size in sizes {
         let p = GenerateParams {
             prompt: "a photograph of an astronaut riding a horse".into(),
@@ -52,7 +65,10 @@ fn main() -> anyhow::Result<()> {
         };
         // warm-up: one UNet call at this size (shader compilation / allocation)
         let ctx = sd.encode_text(&["", "warm"]);
-        let x = sd.tensor(vec![0.1; 2 * 4 * (size / 8) * (size / 8)], [2, 4, size / 8, size / 8]);
+        let x = sd.tensor(
+            vec![0.1; 2 * 4 * (size / 8) * (size / 8)],
+            [2, 4, size / 8, size / 8],
+        );
         let _ = sd.unet(x, 500.0, &ctx).into_data();
         let mut marks = Vec::new();
         let start = Instant::now();
@@ -64,7 +80,11 @@ fn main() -> anyhow::Result<()> {
         })?;
         let total = start.elapsed().as_secs_f64();
         // the first mark includes text encoding; average the rest when there are any
-        let tail = if marks.len() > 1 { &marks[1..] } else { &marks[..] };
+        let tail = if marks.len() > 1 {
+            &marks[1..]
+        } else {
+            &marks[..]
+        };
         let unet = tail.iter().sum::<f64>() / tail.len() as f64;
         assert_eq!(images[0].len(), size * size * 3);
         println!(

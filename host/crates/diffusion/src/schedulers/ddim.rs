@@ -12,7 +12,11 @@ pub struct DdimScheduler {
 
 impl DdimScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
-        Self { ac: c.alphas_cumprod.clone(), timesteps: c.leading(steps), ratio: c.train_steps / steps }
+        Self {
+            ac: c.alphas_cumprod.clone(),
+            timesteps: c.leading(steps),
+            ratio: c.train_steps / steps,
+        }
     }
 }
 
@@ -30,7 +34,11 @@ impl Scheduler for DdimScheduler {
         let t = self.timesteps[index] as i64;
         let prev = t - self.ratio as i64;
         let a_t = self.ac[t as usize];
-        let a_prev = if prev >= 0 { self.ac[prev as usize] } else { self.ac[0] };
+        let a_prev = if prev >= 0 {
+            self.ac[prev as usize]
+        } else {
+            self.ac[0]
+        };
         let (sa, sb) = (a_t.sqrt(), (1.0 - a_t).sqrt());
         let (pa, pb) = (a_prev.sqrt(), (1.0 - a_prev).sqrt());
         sample

@@ -27,9 +27,17 @@ impl DpmSolverMultistepScheduler {
             .take(steps)
             .collect();
         let s = c.sigmas();
-        let mut sigmas: Vec<f64> = timesteps.iter().map(|t| interp(*t, &s) as f32 as f64).collect();
+        let mut sigmas: Vec<f64> = timesteps
+            .iter()
+            .map(|t| interp(*t, &s) as f32 as f64)
+            .collect();
         sigmas.push(0.0);
-        Self { timesteps, sigmas, outputs: vec![], lower_order_nums: 0 }
+        Self {
+            timesteps,
+            sigmas,
+            outputs: vec![],
+            lower_order_nums: 0,
+        }
     }
 }
 
@@ -48,8 +56,11 @@ impl Scheduler for DpmSolverMultistepScheduler {
         // Final sigma is zero, so the final step is always first order.
         let lower_order_final = index == n - 1;
         let (a_s, s_s) = alpha_sigma(self.sigmas[index]);
-        let x0: Vec<f32> =
-            sample.iter().zip(eps).map(|(x, e)| ((*x as f64 - s_s * *e as f64) / a_s) as f32).collect();
+        let x0: Vec<f32> = sample
+            .iter()
+            .zip(eps)
+            .map(|(x, e)| ((*x as f64 - s_s * *e as f64) / a_s) as f32)
+            .collect();
         if self.outputs.len() == 2 {
             self.outputs.remove(0);
         }
@@ -62,24 +73,29 @@ impl Scheduler for DpmSolverMultistepScheduler {
         let em = (-h).exp() - 1.0;
         let ratio = if s_t == 0.0 { 0.0 } else { s_t / s_s };
         let m0 = &self.outputs[self.outputs.len() - 1];
-        let out: Vec<f32> = if self.lower_order_nums < 1 || lower_order_final || self.outputs.len() < 2 {
-            sample.iter().zip(m0).map(|(x, d)| (ratio * *x as f64 - a_t * em * *d as f64) as f32).collect()
-        } else {
-            let (a_1, s_1) = alpha_sigma(self.sigmas[index - 1]);
-            let h0 = l_s0 - lambda(a_1, s_1);
-            let r0 = h0 / h;
-            let m1 = &self.outputs[0];
-            sample
-                .iter()
-                .zip(m0)
-                .zip(m1)
-                .map(|((x, d0), d1)| {
-                    let (d0, d1) = (*d0 as f64, *d1 as f64);
-                    let dd = (d0 - d1) / r0;
-                    (ratio * *x as f64 - a_t * em * d0 - 0.5 * a_t * em * dd) as f32
-                })
-                .collect()
-        };
+        let out: Vec<f32> =
+            if self.lower_order_nums < 1 || lower_order_final || self.outputs.len() < 2 {
+                sample
+                    .iter()
+                    .zip(m0)
+                    .map(|(x, d)| (ratio * *x as f64 - a_t * em * *d as f64) as f32)
+                    .collect()
+            } else {
+                let (a_1, s_1) = alpha_sigma(self.sigmas[index - 1]);
+                let h0 = l_s0 - lambda(a_1, s_1);
+                let r0 = h0 / h;
+                let m1 = &self.outputs[0];
+                sample
+                    .iter()
+                    .zip(m0)
+                    .zip(m1)
+                    .map(|((x, d0), d1)| {
+                        let (d0, d1) = (*d0 as f64, *d1 as f64);
+                        let dd = (d0 - d1) / r0;
+                        (ratio * *x as f64 - a_t * em * d0 - 0.5 * a_t * em * dd) as f32
+                    })
+                    .collect()
+            };
         if self.lower_order_nums < 2 {
             self.lower_order_nums += 1;
         }

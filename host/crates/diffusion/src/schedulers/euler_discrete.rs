@@ -14,7 +14,10 @@ impl EulerDiscreteScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
         let timesteps = c.linspace(steps);
         let s = c.sigmas();
-        let mut sigmas: Vec<f64> = timesteps.iter().map(|t| interp(*t, &s) as f32 as f64).collect();
+        let mut sigmas: Vec<f64> = timesteps
+            .iter()
+            .map(|t| interp(*t, &s) as f32 as f64)
+            .collect();
         sigmas.push(0.0);
         Self { timesteps, sigmas }
     }

@@ -28,7 +28,11 @@ impl HeunDiscreteScheduler {
             timesteps.push(*v);
             timesteps.push(*v);
         }
-        Self { timesteps, sigmas, prev: None }
+        Self {
+            timesteps,
+            sigmas,
+            prev: None,
+        }
     }
 }
 
@@ -54,7 +58,11 @@ impl Scheduler for HeunDiscreteScheduler {
             }
             Some((d_prev, dt, s0)) => {
                 // derivative at the new point is eps itself (x0 = x - sigma_next * eps).
-                let avg: Vec<f32> = d_prev.iter().zip(eps).map(|(a, b)| ((*a as f64 + *b as f64) / 2.0) as f32).collect();
+                let avg: Vec<f32> = d_prev
+                    .iter()
+                    .zip(eps)
+                    .map(|(a, b)| ((*a as f64 + *b as f64) / 2.0) as f32)
+                    .collect();
                 axpby(1.0, &s0, dt, &avg)
             }
         }

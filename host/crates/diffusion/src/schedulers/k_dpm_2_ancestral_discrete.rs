@@ -24,23 +24,38 @@ impl KDpm2AncestralDiscreteScheduler {
         let mut base: Vec<f64> = t.iter().map(|t| interp(*t, &s) as f32 as f64).collect();
         base.push(0.0);
         let n = base.len();
-        let next: Vec<f64> = (0..n).map(|i| if i + 1 < n { base[i + 1] } else { 0.0 }).collect();
+        let next: Vec<f64> = (0..n)
+            .map(|i| if i + 1 < n { base[i + 1] } else { 0.0 })
+            .collect();
         let up: Vec<f64> = (0..n)
             .map(|i| {
                 let (a, b) = (base[i], next[i]);
-                if a == 0.0 { f64::NAN } else { (b * b * (a * a - b * b) / (a * a)).sqrt() }
+                if a == 0.0 {
+                    f64::NAN
+                } else {
+                    (b * b * (a * a - b * b) / (a * a)).sqrt()
+                }
             })
             .collect();
-        let mut down: Vec<f64> = (0..n).map(|i| (next[i] * next[i] - up[i] * up[i]).sqrt()).collect();
+        let mut down: Vec<f64> = (0..n)
+            .map(|i| (next[i] * next[i] - up[i] * up[i]).sqrt())
+            .collect();
         down[n - 1] = 0.0;
         let mut interpol: Vec<f64> = (0..n)
             .map(|i| {
-                if base[i] == 0.0 || down[i] == 0.0 { 0.0 } else { ((base[i].ln() + down[i].ln()) / 2.0).exp() }
+                if base[i] == 0.0 || down[i] == 0.0 {
+                    0.0
+                } else {
+                    ((base[i].ln() + down[i].ln()) / 2.0).exp()
+                }
             })
             .collect();
         interpol[n - 2] = 0.0;
         interpol[n - 1] = 0.0;
-        let t_interpol: Vec<f64> = interpol.iter().map(|s| sigma_to_t(*s, &log_sigmas) as f32 as f64).collect();
+        let t_interpol: Vec<f64> = interpol
+            .iter()
+            .map(|s| sigma_to_t(*s, &log_sigmas) as f32 as f64)
+            .collect();
         let mut timesteps = vec![t[0]];
         for k in 1..t.len() {
             timesteps.push(t_interpol[k - 1]);
@@ -68,7 +83,11 @@ impl Scheduler for KDpm2AncestralDiscreteScheduler {
         2
     }
     fn input_scale(&self, index: usize) -> f64 {
-        if self.saved.is_none() { k_scale(self.sigmas[index]) } else { k_scale(self.sigmas_interpol[index - 1]) }
+        if self.saved.is_none() {
+            k_scale(self.sigmas[index])
+        } else {
+            k_scale(self.sigmas_interpol[index - 1])
+        }
     }
     fn step(&mut self, eps: &[f32], index: usize, sample: &[f32], noise: &mut NoiseFn) -> Vec<f32> {
         match self.saved.take() {

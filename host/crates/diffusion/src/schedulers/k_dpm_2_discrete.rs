@@ -35,16 +35,28 @@ impl KDpm2DiscreteScheduler {
         let interpol: Vec<f64> = (0..n)
             .map(|i| {
                 let prev = base[(i + n - 1) % n];
-                if prev == 0.0 || base[i] == 0.0 { 0.0 } else { ((base[i].ln() + prev.ln()) / 2.0).exp() as f32 as f64 }
+                if prev == 0.0 || base[i] == 0.0 {
+                    0.0
+                } else {
+                    ((base[i].ln() + prev.ln()) / 2.0).exp() as f32 as f64
+                }
             })
             .collect();
-        let t_interpol: Vec<f64> = interpol.iter().map(|s| sigma_to_t(*s, &log_sigmas) as f32 as f64).collect();
+        let t_interpol: Vec<f64> = interpol
+            .iter()
+            .map(|s| sigma_to_t(*s, &log_sigmas) as f32 as f64)
+            .collect();
         let mut timesteps = vec![t[0]];
         for k in 1..t.len() {
             timesteps.push(t_interpol[k]);
             timesteps.push(t[k]);
         }
-        Self { timesteps, sigmas: interleave(&base), sigmas_interpol: interleave(&interpol), saved: None }
+        Self {
+            timesteps,
+            sigmas: interleave(&base),
+            sigmas_interpol: interleave(&interpol),
+            saved: None,
+        }
     }
 }
 
@@ -59,7 +71,11 @@ impl Scheduler for KDpm2DiscreteScheduler {
         2
     }
     fn input_scale(&self, index: usize) -> f64 {
-        if self.saved.is_none() { k_scale(self.sigmas[index]) } else { k_scale(self.sigmas_interpol[index]) }
+        if self.saved.is_none() {
+            k_scale(self.sigmas[index])
+        } else {
+            k_scale(self.sigmas_interpol[index])
+        }
     }
     fn step(&mut self, eps: &[f32], index: usize, sample: &[f32], _: &mut NoiseFn) -> Vec<f32> {
         match self.saved.take() {

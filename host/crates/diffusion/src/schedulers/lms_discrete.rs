@@ -18,9 +18,16 @@ impl LmsDiscreteScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
         let timesteps = c.linspace(steps);
         let s = c.sigmas();
-        let mut sigmas: Vec<f64> = timesteps.iter().map(|t| interp(*t, &s) as f32 as f64).collect();
+        let mut sigmas: Vec<f64> = timesteps
+            .iter()
+            .map(|t| interp(*t, &s) as f32 as f64)
+            .collect();
         sigmas.push(0.0);
-        Self { timesteps, sigmas, derivatives: vec![] }
+        Self {
+            timesteps,
+            sigmas,
+            derivatives: vec![],
+        }
     }
 
     fn coefficient(&self, order: usize, t: usize, current: usize) -> f64 {
@@ -35,11 +42,26 @@ impl LmsDiscreteScheduler {
             p
         };
         let (a, b) = (s[t], s[t + 1]);
-        let nodes = [-0.861_136_311_594_052_6, -0.339_981_043_584_856_3, 0.339_981_043_584_856_3, 0.861_136_311_594_052_6];
-        let weights = [0.347_854_845_137_453_9, 0.652_145_154_862_546_1, 0.652_145_154_862_546_1, 0.347_854_845_137_453_9];
+        let nodes = [
+            -0.861_136_311_594_052_6,
+            -0.339_981_043_584_856_3,
+            0.339_981_043_584_856_3,
+            0.861_136_311_594_052_6,
+        ];
+        let weights = [
+            0.347_854_845_137_453_9,
+            0.652_145_154_862_546_1,
+            0.652_145_154_862_546_1,
+            0.347_854_845_137_453_9,
+        ];
         let half = (b - a) / 2.0;
         let mid = (a + b) / 2.0;
-        nodes.iter().zip(weights).map(|(x, w)| w * f(mid + half * x)).sum::<f64>() * half
+        nodes
+            .iter()
+            .zip(weights)
+            .map(|(x, w)| w * f(mid + half * x))
+            .sum::<f64>()
+            * half
     }
 }
 
@@ -59,7 +81,9 @@ impl Scheduler for LmsDiscreteScheduler {
             self.derivatives.remove(0);
         }
         let order = (index + 1).min(ORDER);
-        let coeffs: Vec<f64> = (0..order).map(|k| self.coefficient(order, index, k)).collect();
+        let coeffs: Vec<f64> = (0..order)
+            .map(|k| self.coefficient(order, index, k))
+            .collect();
         let mut out: Vec<f64> = sample.iter().map(|x| *x as f64).collect();
         for (c, d) in coeffs.iter().zip(self.derivatives.iter().rev()) {
             for (o, v) in out.iter_mut().zip(d) {

@@ -47,7 +47,13 @@ pub trait Scheduler: Send {
     /// The factor `scale_model_input` applies at call `index`.
     fn input_scale(&self, index: usize) -> f64;
     /// Advances `sample` given the (guided) model output at call `index`.
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], noise: &mut NoiseFn) -> Vec<f32>;
+    fn step(
+        &mut self,
+        model_output: &[f32],
+        index: usize,
+        sample: &[f32],
+        noise: &mut NoiseFn,
+    ) -> Vec<f32>;
     /// Noises clean latents to the level of call `index` (img2img's starting point).
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32>;
 }
@@ -73,12 +79,16 @@ pub fn by_name(name: &str, steps: usize) -> Option<Box<dyn Scheduler>> {
         "DPMSolverMultistepScheduler" => Box::new(DpmSolverMultistepScheduler::new(&c, steps)),
         "DDIMScheduler" => Box::new(DdimScheduler::new(&c, steps)),
         "EulerDiscreteScheduler" => Box::new(EulerDiscreteScheduler::new(&c, steps)),
-        "EulerAncestralDiscreteScheduler" => Box::new(EulerAncestralDiscreteScheduler::new(&c, steps)),
+        "EulerAncestralDiscreteScheduler" => {
+            Box::new(EulerAncestralDiscreteScheduler::new(&c, steps))
+        }
         "PNDMScheduler" => Box::new(PndmScheduler::new(&c, steps)),
         "LMSDiscreteScheduler" => Box::new(LmsDiscreteScheduler::new(&c, steps)),
         "HeunDiscreteScheduler" => Box::new(HeunDiscreteScheduler::new(&c, steps)),
         "KDPM2DiscreteScheduler" => Box::new(KDpm2DiscreteScheduler::new(&c, steps)),
-        "KDPM2AncestralDiscreteScheduler" => Box::new(KDpm2AncestralDiscreteScheduler::new(&c, steps)),
+        "KDPM2AncestralDiscreteScheduler" => {
+            Box::new(KDpm2AncestralDiscreteScheduler::new(&c, steps))
+        }
         _ => return None,
     })
 }
@@ -105,12 +115,19 @@ impl Schedule {
                 acc as f64
             })
             .collect();
-        Self { train_steps: n, steps_offset: 1, alphas_cumprod }
+        Self {
+            train_steps: n,
+            steps_offset: 1,
+            alphas_cumprod,
+        }
     }
 
     /// `sqrt((1 - ac) / ac)` per train step (ascending).
     pub(crate) fn sigmas(&self) -> Vec<f64> {
-        self.alphas_cumprod.iter().map(|a| ((1.0 - a) / a).sqrt()).collect()
+        self.alphas_cumprod
+            .iter()
+            .map(|a| ((1.0 - a) / a).sqrt())
+            .collect()
     }
 
     /// `linspace(0, train-1, n)` reversed.
@@ -118,14 +135,23 @@ impl Schedule {
         let last = (self.train_steps - 1) as f64;
         (0..n)
             .rev()
-            .map(|i| if n == 1 { 0.0 } else { (last * i as f64 / (n - 1) as f64) as f32 as f64 })
+            .map(|i| {
+                if n == 1 {
+                    0.0
+                } else {
+                    (last * i as f64 / (n - 1) as f64) as f32 as f64
+                }
+            })
             .collect()
     }
 
     /// `arange(n) * (train // n)` reversed, plus `steps_offset`.
     pub(crate) fn leading(&self, n: usize) -> Vec<f64> {
         let ratio = self.train_steps / n;
-        (0..n).rev().map(|i| (i * ratio + self.steps_offset) as f64).collect()
+        (0..n)
+            .rev()
+            .map(|i| (i * ratio + self.steps_offset) as f64)
+            .collect()
     }
 }
 
@@ -148,7 +174,11 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
     let ls = sigma.max(1e-10).ln();
     let n = log_sigmas.len();
     let count = log_sigmas.iter().filter(|l| ls - **l >= 0.0).count();
-    let low = if count == 0 { 0 } else { (count - 1).min(n - 2) };
+    let low = if count == 0 {
+        0
+    } else {
+        (count - 1).min(n - 2)
+    };
     let high = low + 1;
     let (lo, hi) = (log_sigmas[low], log_sigmas[high]);
     let w = ((lo - ls) / (lo - hi)).clamp(0.0, 1.0);
@@ -157,7 +187,10 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
 
 /// `a * x + b * y`, elementwise, in f64.
 pub(crate) fn axpby(a: f64, x: &[f32], b: f64, y: &[f32]) -> Vec<f32> {
-    x.iter().zip(y).map(|(x, y)| (a * *x as f64 + b * *y as f64) as f32).collect()
+    x.iter()
+        .zip(y)
+        .map(|(x, y)| (a * *x as f64 + b * *y as f64) as f32)
+        .collect()
 }
 
 /// Sigma-parameterized samplers' `add_noise`: `x + noise * sigma`.

@@ -17,23 +17,40 @@ pub struct PndmScheduler {
 impl PndmScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
         let ratio = c.train_steps / steps;
-        let base: Vec<f64> = (0..steps).map(|i| (i * ratio + c.steps_offset) as f64).collect();
+        let base: Vec<f64> = (0..steps)
+            .map(|i| (i * ratio + c.steps_offset) as f64)
+            .collect();
         let mut t: Vec<f64> = base[..steps - 1].to_vec();
         if steps >= 2 {
             t.push(base[steps - 2]);
         }
         t.push(base[steps - 1]);
         t.reverse();
-        Self { ac: c.alphas_cumprod.clone(), timesteps: t, ratio: ratio as i64, ets: vec![], cur_sample: None, counter: 0 }
+        Self {
+            ac: c.alphas_cumprod.clone(),
+            timesteps: t,
+            ratio: ratio as i64,
+            ets: vec![],
+            cur_sample: None,
+            counter: 0,
+        }
     }
 
     fn prev_sample(&self, sample: &[f32], t: i64, prev: i64, eps: &[f64]) -> Vec<f32> {
         let a_t = self.ac[t as usize];
-        let a_p = if prev >= 0 { self.ac[prev as usize] } else { self.ac[0] };
+        let a_p = if prev >= 0 {
+            self.ac[prev as usize]
+        } else {
+            self.ac[0]
+        };
         let (b_t, b_p) = (1.0 - a_t, 1.0 - a_p);
         let coeff = (a_p / a_t).sqrt();
         let denom = a_t * b_p.sqrt() + (a_t * b_t * a_p).sqrt();
-        sample.iter().zip(eps).map(|(x, e)| (coeff * *x as f64 - (a_p - a_t) * e / denom) as f32).collect()
+        sample
+            .iter()
+            .zip(eps)
+            .map(|(x, e)| (coeff * *x as f64 - (a_p - a_t) * e / denom) as f32)
+            .collect()
     }
 }
 
@@ -67,15 +84,24 @@ impl Scheduler for PndmScheduler {
             eps.iter().map(|x| *x as f64).collect()
         } else if self.ets.len() == 1 && self.counter == 1 {
             sample = self.cur_sample.take().unwrap_or(sample);
-            (0..n).map(|i| (eps[i] as f64 + e(1)[i] as f64) / 2.0).collect()
+            (0..n)
+                .map(|i| (eps[i] as f64 + e(1)[i] as f64) / 2.0)
+                .collect()
         } else if self.ets.len() == 2 {
-            (0..n).map(|i| (3.0 * e(1)[i] as f64 - e(2)[i] as f64) / 2.0).collect()
+            (0..n)
+                .map(|i| (3.0 * e(1)[i] as f64 - e(2)[i] as f64) / 2.0)
+                .collect()
         } else if self.ets.len() == 3 {
-            (0..n).map(|i| (23.0 * e(1)[i] as f64 - 16.0 * e(2)[i] as f64 + 5.0 * e(3)[i] as f64) / 12.0).collect()
+            (0..n)
+                .map(|i| {
+                    (23.0 * e(1)[i] as f64 - 16.0 * e(2)[i] as f64 + 5.0 * e(3)[i] as f64) / 12.0
+                })
+                .collect()
         } else {
             (0..n)
                 .map(|i| {
-                    (55.0 * e(1)[i] as f64 - 59.0 * e(2)[i] as f64 + 37.0 * e(3)[i] as f64 - 9.0 * e(4)[i] as f64)
+                    (55.0 * e(1)[i] as f64 - 59.0 * e(2)[i] as f64 + 37.0 * e(3)[i] as f64
+                        - 9.0 * e(4)[i] as f64)
                         / 24.0
                 })
                 .collect()
