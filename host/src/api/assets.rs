@@ -69,6 +69,16 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
             format!("Upload is larger than {limit} bytes."),
         )
     };
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        // Read the body away before answering, so the client sees the 413 instead of a reset.
+        drain(request.into_body(), limit.saturating_add(DRAIN_SLACK)).await;
+        return Err(too_large());
+    }
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| Error::bad_request(e.body_text()))?;

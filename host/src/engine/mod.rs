@@ -196,63 +196,45 @@ impl Engine {
         let now = now_ms();
         let id = new_id("job");
         let store = &self.inner.store;
+        let Some((key, hash)) = &new.idempotency else {
+            // One autocommitted statement: the common path costs a single round trip.
+            let task = insert_task(&store.writer, &id, &new, now).await?;
+            self.inner.queued.notify_one();
+            return Ok((task, false));
+        };
         let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-        if let Some((key, hash)) = &new.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (client_id, key, request_hash, task_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, key) DO NOTHING",
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (client_id, key, request_hash, task_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, key) DO NOTHING",
+        )
+        .bind(&new.client_id)
+        .bind(key)
+        .bind(hash)
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?
+        .rows_affected();
+        if inserted == 0 {
+            let (stored_hash, task_id): (String, String) = sqlx::query_as(
+                "SELECT request_hash, task_id FROM idempotency_keys WHERE client_id = $1 AND key = $2",
             )
             .bind(&new.client_id)
             .bind(key)
-            .bind(hash)
-            .bind(&id)
-            .bind(now)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
-            .map_err(anyhow::Error::from)?
-            .rows_affected();
-            if inserted == 0 {
-                let (stored_hash, task_id): (String, String) = sqlx::query_as(
-                    "SELECT request_hash, task_id FROM idempotency_keys WHERE client_id = $1 AND key = $2",
-                )
-                .bind(&new.client_id)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?;
-                tx.rollback().await.map_err(anyhow::Error::from)?;
-                if &stored_hash != hash {
-                    return Err(SubmitError::IdempotencyConflict);
-                }
-                let existing = self.fetch(&task_id).await?.ok_or_else(|| {
-                    anyhow::anyhow!("idempotency key points at missing task {task_id}")
-                })?;
-                return Ok((existing, true));
+            .map_err(anyhow::Error::from)?;
+            tx.rollback().await.map_err(anyhow::Error::from)?;
+            if &stored_hash != hash {
+                return Err(SubmitError::IdempotencyConflict);
             }
+            let existing = self.fetch(&task_id).await?.ok_or_else(|| {
+                anyhow::anyhow!("idempotency key points at missing task {task_id}")
+            })?;
+            return Ok((existing, true));
         }
-        let task: Task = sqlx::query_as(&format!(
-            "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $10) RETURNING {TASK_COLUMNS}"
-        ))
-        .bind(&id)
-        .bind(&new.client_id)
-        .bind(new.api)
-        .bind(&new.request.capability)
-        .bind(&new.provider)
-        .bind(&new.request.model)
-        .bind(serde_json::to_string(&new.request).map_err(anyhow::Error::from)?)
-        .bind(&new.webhook_url)
-        .bind(new.extra.to_string())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(anyhow::Error::from)?;
-        if store.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('easel_tasks', '')")
-                .execute(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?;
-        }
+        let task = insert_task(&mut *tx, &id, &new, now).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         self.inner.queued.notify_one();
         Ok((task, false))
@@ -396,6 +378,29 @@ impl Engine {
             None => serde_json::json!({"id": task.id, "status": task.status}),
         }
     }
+}
+
+/// Inserts a queued task. On PostgreSQL a trigger (migration 0002) notifies other hosts.
+async fn insert_task<'e, E>(executor: E, id: &str, new: &NewTask, now: i64) -> anyhow::Result<Task>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $10) RETURNING {TASK_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&new.client_id)
+    .bind(new.api)
+    .bind(&new.request.capability)
+    .bind(&new.provider)
+    .bind(&new.request.model)
+    .bind(serde_json::to_string(&new.request)?)
+    .bind(&new.webhook_url)
+    .bind(new.extra.to_string())
+    .bind(now)
+    .fetch_one(executor)
+    .await?)
 }
 
 /// Hash of a request body for idempotency comparisons.

@@ -10,11 +10,37 @@ use futures::StreamExt;
 
 use crate::{
     assets::{NewFile, extension_of},
-    engine::{Engine, provider::Output, task::Task},
+    engine::{
+        Engine,
+        lifecycle::{self, Outcome},
+        provider::{Output, Usage},
+        task::Task,
+    },
 };
 
 /// Largest vendor file the host copies, bytes.
 const MAX_OUTPUT_BYTES: usize = 512 * 1024 * 1024;
+
+/// Stores the outputs, then marks the task succeeded with them.
+pub async fn succeed(
+    engine: &Engine,
+    task: &Task,
+    outputs: Vec<Output>,
+    usage: Option<Usage>,
+) -> anyhow::Result<()> {
+    let stored = store(engine, task, outputs).await?;
+    let usage = usage.map(serde_json::Value::Object);
+    lifecycle::finish(
+        engine,
+        &task.id,
+        Outcome::Succeeded {
+            outputs: stored,
+            usage,
+        },
+    )
+    .await?;
+    Ok(())
+}
 
 /// Stores every output of `task`; returns the values for its `outputs` column.
 pub async fn store(

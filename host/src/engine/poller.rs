@@ -94,17 +94,7 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
             lifecycle::record_progress(engine, &task.id, progress, Some(wake)).await?;
         }
         Ok(PollOutcome::Finished { outputs, usage }) => {
-            let stored = outputs::store(engine, task, outputs).await?;
-            let usage = usage.map(serde_json::Value::Object);
-            lifecycle::finish(
-                engine,
-                &task.id,
-                Outcome::Succeeded {
-                    outputs: stored,
-                    usage,
-                },
-            )
-            .await?;
+            outputs::succeed(engine, task, outputs, usage).await?;
         }
         Ok(PollOutcome::Failed(error)) => {
             lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;

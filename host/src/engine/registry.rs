@@ -47,10 +47,17 @@ pub enum ResolveError {
     NoModel(String),
 }
 
+/// A provider with its model list, read once when it was registered.
+#[derive(Clone)]
+struct Entry {
+    provider: Arc<dyn Provider>,
+    models: Arc<Vec<ModelInfo>>,
+}
+
 /// Every provider the host knows, keyed by id.
 #[derive(Default)]
 pub struct Registry {
-    providers: RwLock<BTreeMap<String, Arc<dyn Provider>>>,
+    providers: RwLock<BTreeMap<String, Entry>>,
     aliases: RwLock<HashMap<String, String>>,
     defaults: RwLock<HashMap<String, String>>,
 }
@@ -59,10 +66,11 @@ impl Registry {
     /// Adds or replaces a provider.
     pub fn upsert(&self, provider: Arc<dyn Provider>) {
         let id = provider.id().to_string();
+        let models = Arc::new(provider.models());
         self.providers
             .write()
             .expect("registry lock")
-            .insert(id, provider);
+            .insert(id, Entry { provider, models });
     }
 
     /// Removes a provider; tasks already holding it finish on it.
@@ -76,7 +84,7 @@ impl Registry {
             .read()
             .expect("registry lock")
             .get(id)
-            .cloned()
+            .map(|e| e.provider.clone())
     }
 
     /// All providers, ordered by id.
@@ -85,7 +93,7 @@ impl Registry {
             .read()
             .expect("registry lock")
             .values()
-            .cloned()
+            .map(|e| e.provider.clone())
             .collect()
     }
 
@@ -107,12 +115,19 @@ impl Registry {
 
     /// Every model with its provider, ordered by provider id then the provider's order.
     pub fn models(&self) -> Vec<Resolved> {
-        self.providers()
-            .into_iter()
-            .flat_map(|provider| {
-                provider.models().into_iter().map(move |model| Resolved {
-                    provider: provider.clone(),
-                    model,
+        let entries: Vec<Entry> = self
+            .providers
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        entries
+            .iter()
+            .flat_map(|entry| {
+                entry.models.iter().map(|model| Resolved {
+                    provider: entry.provider.clone(),
+                    model: model.clone(),
                 })
             })
             .collect()
@@ -124,10 +139,14 @@ impl Registry {
         if let Some(id) = self.defaults.read().expect("registry lock").get(capability) {
             return Some(id.clone());
         }
-        self.models()
-            .into_iter()
-            .find(|r| r.model.capabilities.iter().any(|c| c == capability))
-            .map(|r| r.id())
+        let providers = self.providers.read().expect("registry lock");
+        providers.values().find_map(|entry| {
+            entry
+                .models
+                .iter()
+                .find(|m| m.capabilities.iter().any(|c| c == capability))
+                .map(|m| format!("{}/{}", entry.provider.id(), m.key))
+        })
     }
 
     /// Finds the model for `requested` (or the default) that serves `capability`.
@@ -163,14 +182,23 @@ impl Registry {
             .get(name)
             .cloned()
             .unwrap_or_else(|| name.to_string());
-        if let Some((provider_id, key)) = name.split_once('/')
-            && let Some(provider) = self.provider(provider_id)
-        {
-            return provider
-                .models()
-                .into_iter()
-                .find(|m| m.key == key)
-                .map(|model| Resolved { provider, model });
+        if let Some((provider_id, key)) = name.split_once('/') {
+            let entry = self
+                .providers
+                .read()
+                .expect("registry lock")
+                .get(provider_id)
+                .cloned();
+            if let Some(entry) = entry {
+                return entry
+                    .models
+                    .iter()
+                    .find(|m| m.key == key)
+                    .map(|model| Resolved {
+                        provider: entry.provider.clone(),
+                        model: model.clone(),
+                    });
+            }
         }
         let mut matches = self.models().into_iter().filter(|r| r.model.key == name);
         let first = matches.next()?;

@@ -124,17 +124,7 @@ async fn submit(
             lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
         }
         Ok(Submission::Finished { outputs, usage }) => {
-            let stored = outputs::store(engine, task, outputs).await?;
-            let usage = usage.map(serde_json::Value::Object);
-            lifecycle::finish(
-                engine,
-                &task.id,
-                Outcome::Succeeded {
-                    outputs: stored,
-                    usage,
-                },
-            )
-            .await?;
+            outputs::succeed(engine, task, outputs, usage).await?;
         }
         Err(ProviderError::Cancelled) => {
             lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
