@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 on_both_backends!(
     pending_work_is_polled_to_success,
     cancel_works_in_every_live_state,
-    kill9_loses_nothing_and_repeats_nothing
+    kill9_loses_nothing_and_repeats_nothing,
+    a_separate_worker_process_runs_the_queue,
 );
 
 fn image(extra: Value) -> Value {
@@ -220,4 +221,21 @@ async fn thousands_pending_never_block_the_workers() {
     let (_, done) = host.get("/api/v1/jobs?status=succeeded&limit=200").await;
     assert_eq!(done["jobs"].as_array().unwrap().len(), 200);
     assert_eq!(pending.len(), 1000);
+}
+
+async fn a_separate_worker_process_runs_the_queue(backend: Backend) {
+    // `serve` with no workers only accepts; an `easel worker` on the same database does the work.
+    let host = Host::start(Options::new(backend).toml("[engine]\nworkers = 0")).await;
+    let id = create(&host, image(json!({}))).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, waiting) = host.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(
+        waiting["job"]["status"], "queued",
+        "the API-only host ran nothing"
+    );
+    let mut worker = host.spawn_worker();
+    let done = host.wait_terminal(&id).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(done["status"], "succeeded", "{done}");
 }

@@ -46,7 +46,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Concurrent submit workers per process.
+    /// Concurrent submit workers per process; 0 makes `serve` API-only (run `easel worker`).
     pub workers: usize,
     /// A queued task older than this expires, seconds.
     pub queue_timeout_secs: u64,

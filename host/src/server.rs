@@ -79,7 +79,9 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     let addr = config.addr;
     let host = build(config).await?;
-    host.engine.start(true);
+    // `serve` with `[engine] workers = 0` is API only; `easel worker` processes do the work.
+    host.engine
+        .start(mode == Mode::Worker || host.state.config.engine.workers > 0);
     match mode {
         Mode::Serve => {
             let listener = tokio::net::TcpListener::bind(addr)

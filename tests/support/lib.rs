@@ -191,10 +191,11 @@ impl Host {
         Self::start(Options::new(Backend::Sqlite)).await
     }
 
-    async fn spawn(&mut self) {
+    /// The `easel` command with this host's environment.
+    fn command(&self, subcommand: &str) -> Command {
         let mut command = Command::new(easel_bin());
         command
-            .arg("serve")
+            .arg(subcommand)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("EASEL_ADDR", "127.0.0.1:0")
@@ -213,6 +214,18 @@ impl Host {
         for (name, value) in &self.options.env {
             command.env(name, value);
         }
+        command
+    }
+
+    /// Starts an `easel worker` process on this host's database; the caller kills it.
+    pub fn spawn_worker(&self) -> Child {
+        self.command("worker")
+            .spawn()
+            .expect("starting easel worker")
+    }
+
+    async fn spawn(&mut self) {
+        let mut command = self.command("serve");
         let mut child = command.spawn().expect("starting easel");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
