@@ -249,19 +249,6 @@ impl Assets {
         .await?)
     }
 
-    /// Several of the client's assets at once, in the order asked; missing ids are `None`.
-    pub async fn get_many(
-        &self,
-        client_id: &str,
-        ids: &[String],
-    ) -> anyhow::Result<Vec<Option<Asset>>> {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            found.push(self.get(client_id, id).await?);
-        }
-        Ok(found)
-    }
-
     /// The stored bytes of a file asset.
     pub async fn read(&self, asset: &Asset) -> anyhow::Result<Vec<u8>> {
         Ok(tokio::fs::read(self.path_of(&asset.id)).await?)

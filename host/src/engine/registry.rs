@@ -87,16 +87,6 @@ impl Registry {
             .map(|e| e.provider.clone())
     }
 
-    /// All providers, ordered by id.
-    pub fn providers(&self) -> Vec<Arc<dyn Provider>> {
-        self.providers
-            .read()
-            .expect("registry lock")
-            .values()
-            .map(|e| e.provider.clone())
-            .collect()
-    }
-
     /// Maps a bare or alternative name onto a full `provider/key` id.
     pub fn set_alias(&self, alias: &str, target: &str) {
         self.aliases

@@ -158,11 +158,6 @@ impl Task {
         serde_json::from_str(&self.outputs).unwrap_or_else(|_| serde_json::json!([]))
     }
 
-    /// The dialect's extra fields.
-    pub fn extra_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.extra).unwrap_or_else(|_| serde_json::json!({}))
-    }
-
     /// Usage, parsed.
     pub fn usage_json(&self) -> Option<serde_json::Value> {
         self.usage
