@@ -1,0 +1,44 @@
+//! Vidu's errors onto the contract's typed errors, written once.
+//!
+//! Vidu answers a failed call with an HTTP status and a body
+//! `{"code": 400, "reason": "CreditInsufficient", "message": "…"}`; a failed task carries
+//! the same reason in the task's `err_code`. The reason decides; the status is the
+//! fallback for reasons this table does not know.
+
+use easel_sdk::Error;
+use easel_sdk::http::status_error;
+use easel_sdk::serde_json::Value;
+
+/// What a reason means, when it means more than its HTTP status says.
+fn by_reason(reason: &str, message: &str, retry_after: Option<u64>) -> Option<Error> {
+    let text = format!("{reason}: {message}");
+    Some(match reason {
+        "Unauthorized" | "Forbidden" => Error::Unauthorized(text),
+        // Out of credits is a quota: nothing the request can change, retrying later may work.
+        "CreditInsufficient" | "QuotaExceeded" | "TooManyRequests" | "SystemThrottling" => {
+            Error::RateLimited(retry_after)
+        }
+        "AuditSubmitIllegal" | "TaskPromptPolicyViolation" | "CreationPolicyViolation" => Error::ContentRejected(text),
+        "InternalServiceFailure" | "ModelUnavailable" => Error::UpstreamUnavailable(text),
+        "BadRequest" | "FieldLacking" | "FieldUnwanted" | "FieldItemCountOutOfRange" | "FieldInvalid"
+        | "PageSizeOutOfRange" | "ImageDownloadFailure" | "ImageFormatInvalid" => Error::InvalidRequest(text),
+        _ => return None,
+    })
+}
+
+/// The error a non-2xx answer stands for.
+pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error {
+    let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or(Value::Null);
+    let reason = parsed["reason"].as_str().unwrap_or_default();
+    let message = parsed["message"].as_str().unwrap_or_default();
+    let retry_after_secs = retry_after.and_then(|v| v.trim().parse().ok());
+    by_reason(reason, message, retry_after_secs)
+        .or_else(|| status_error(status, retry_after, body))
+        .unwrap_or_else(|| Error::upstream(format!("status {status}")))
+}
+
+/// The error a failed task's `err_code` stands for.
+pub fn task_failure(err_code: &str) -> Error {
+    by_reason(err_code, "the Vidu task failed", None)
+        .unwrap_or_else(|| Error::upstream(format!("the Vidu task failed: {}", if err_code.is_empty() { "no err_code" } else { err_code })))
+}
