@@ -1,0 +1,49 @@
+//! The manifest: one model with seed 002's parameters for dreamina-seedance-2-0-260128
+//! (and seed 001's video limits), plus seed 000's display extras.
+
+use easel_sdk::serde_json::{Value, json};
+use easel_sdk::{Manifest, Model};
+
+/// The model name, as seed 002 writes it.
+pub const SEEDANCE_2_0: &str = "dreamina-seedance-2-0-260128";
+/// Seed 001's aspect ratios (a superset of seed 002's, which defaults to `adaptive`).
+pub const RATIOS: [&str; 7] = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"];
+/// Seed 002's resolutions.
+pub const RESOLUTIONS: [&str; 3] = ["480p", "720p", "1080p"];
+
+/// The parameter schema.
+pub fn params_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "resolution": {"type": "string", "enum": RESOLUTIONS, "default": "720p"},
+            "ratio": {"type": "string", "enum": RATIOS, "default": "adaptive"},
+            "duration": {"type": "integer", "minimum": 4, "maximum": 15, "default": 5,
+                         "description": "Video length in seconds."},
+            "seed": {"type": "integer", "minimum": -1, "maximum": 4294967295_u64},
+            "generate_audio": {"type": "boolean", "default": true,
+                               "description": "Seedance 2.0 makes a soundtrack unless this is false."},
+            "watermark": {"type": "boolean", "default": false}
+        },
+        "additionalProperties": true
+    })
+}
+
+/// The plugin's manifest.
+pub fn manifest() -> Manifest {
+    Manifest::new("seedance-overseas", env!("CARGO_PKG_VERSION"))
+        .allow_host("ark.ap-southeast.bytepluses.com")
+        .secret(crate::ARK_API_KEY)
+        .secret(crate::BYTEPLUS_API_KEY)
+        .model(
+            Model::new(SEEDANCE_2_0, "Seedance 2.0 (BytePlus, overseas)", "video")
+                .capability("video.generate")
+                .params_schema(params_schema())
+                .price_hint(60.0)
+                .extra(json!({
+                    "durations": {"5s": "5秒", "10s": "10秒", "15s": "15秒"},
+                    "capabilities": {"supportsFirstLastFrame": true, "supportsRefImage": true,
+                                     "supportsRefVideo": true, "supportsRefAudio": true}
+                })),
+        )
+}
