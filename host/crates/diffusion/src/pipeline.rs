@@ -22,7 +22,7 @@ use crate::schedulers::{self, Scheduler};
 use crate::tokenizer::Tokenizer;
 use crate::unet_2d::{UNet2DConditionModel, UNetConfig};
 use crate::vae::{AutoencoderKL, VaeConfig};
-use crate::weights::{HostTensor, Weights, read_safetensors};
+use crate::weights::{HostTensor, Weights, nest_text_model, read_safetensors};
 
 /// The run was cancelled between steps.
 #[derive(Debug, thiserror::Error)]
@@ -156,12 +156,14 @@ impl StableDiffusion {
                 let (t, _) = read_safetensors(&component_file(&path.join(comp))?)?;
                 all.extend(t.into_iter().map(|(k, v)| (format!("{comp}.{k}"), v)));
             }
+            nest_text_model(&mut all, "text_encoder.");
             let clip: ClipConfig = read_json(&path.join("text_encoder/config.json"))?;
             let unet: UNetConfig = read_json(&path.join("unet/config.json"))?;
             let vae: VaeConfig = read_json(&path.join("vae/config.json"))?;
             (Weights::new(all, None, device.clone()), clip, unet, vae)
         } else {
-            let (t, meta) = read_safetensors(path)?;
+            let (mut t, meta) = read_safetensors(path)?;
+            nest_text_model(&mut t, "cond_stage_model.transformer.");
             let sf = SingleFile::infer(&t, &meta)?;
             let rename = sf.renamer();
             (

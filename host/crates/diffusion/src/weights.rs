@@ -80,6 +80,25 @@ pub(crate) fn read_safetensors(
     Ok((out, metadata))
 }
 
+/// Puts CLIP text-encoder keys under `<root>text_model.` when they were saved without it.
+///
+/// transformers before v5 (and most SD 1.x checkpoints) nest `CLIPTextModel` weights under
+/// `text_model.`; v5 and some early checkpoints store the transformer's keys bare. The
+/// loaders ask for the nested form only, so both layouts are mapped onto it here, once.
+pub(crate) fn nest_text_model(tensors: &mut HashMap<String, HostTensor>, root: &str) {
+    let nested = format!("{root}text_model.");
+    let bare: Vec<String> = tensors
+        .keys()
+        .filter(|k| k.starts_with(root) && !k.starts_with(&nested))
+        .cloned()
+        .collect();
+    for k in bare {
+        if let Some(v) = tensors.remove(&k) {
+            tensors.insert(format!("{nested}{}", &k[root.len()..]), v);
+        }
+    }
+}
+
 /// Where a model's parameters come from.
 pub(crate) struct Weights {
     tensors: HashMap<String, HostTensor>,
