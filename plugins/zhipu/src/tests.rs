@@ -1,0 +1,185 @@
+//! Offline tests against Zhipu's documented wire format: each request's method, URL,
+//! bearer key and JSON body are checked by `testing::Script`.
+
+use super::*;
+use easel_sdk::testing::{Expect, Reply, Script};
+use easel_sdk::{ChatEvent, collect_chat};
+
+const AUTH: &str = "Bearer zp-key";
+
+fn script() -> Script {
+    Script::new().secret(API_KEY_SECRET, "zp-key")
+}
+
+fn images_url() -> String {
+    format!("{API_BASE}/images/generations")
+}
+
+fn chat_url() -> String {
+    format!("{API_BASE}/chat/completions")
+}
+
+fn image(prompt: &str) -> GenerationRequest {
+    GenerationRequest::new("image.generate", "cogview-3-flash", prompt)
+}
+
+fn zhipu_error(status: u16, code: &str, message: &str) -> Reply {
+    Reply::json(status, json!({"error": {"code": code, "message": message}}))
+}
+
+fn image_error(reply: Reply) -> Error {
+    let _s = script().exchange(Expect::post(images_url()), reply).install();
+    Zhipu.submit(image("a cat")).unwrap_err()
+}
+
+fn chat_error(reply: Reply) -> Error {
+    let _s = script().exchange(Expect::post(chat_url()), reply).install();
+    Zhipu.chat(ChatRequest::user("glm-4.6", "hi")).err().expect("chat should fail")
+}
+
+#[test]
+fn manifest_lists_cogview_and_glm_models() {
+    let m = Zhipu.manifest();
+    assert_eq!(m.id, "zhipu");
+    assert_eq!(m.allowed_hosts, ["open.bigmodel.cn"]);
+    assert_eq!(m.secrets, ["ZHIPU_API_KEY"]);
+    assert!(!m.idempotent_submit);
+    let keys: Vec<_> = m.models.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["cogview-3-flash", "glm-4.6", "glm-4.5-air", "glm-4.5-flash"]);
+    let cogview = &m.models[0];
+    assert_eq!((cogview.kind.as_str(), cogview.capabilities.as_slice()), ("image", ["image.generate".to_string()].as_slice()));
+    assert_eq!(cogview.params_schema["properties"]["size"]["default"], "1024x1024");
+    assert!(cogview.params_schema["properties"]["negative_prompt"].is_object());
+    assert_eq!(cogview.extra["resolutions"]["1K"]["1:1"], "1024*1024");
+    assert!(m.models[1..].iter().all(|c| c.kind == "chat" && c.capabilities == ["chat"]));
+}
+
+#[test]
+fn image_generation_is_synchronous_and_returns_the_url() {
+    let s = script()
+        .exchange(
+            Expect::post(images_url())
+                .header("authorization", AUTH)
+                .json(json!({"model": "cogview-3-flash", "prompt": "a cat on the moon", "size": "1024x1024"})),
+            Reply::json(200, json!({"created": 1760000000, "data": [{"url": "https://aigc-files.bigmodel.cn/api/cogview/x.png"}]})),
+        )
+        .install();
+    let Submission::Finished(done) = Zhipu.submit(image("a cat on the moon")).unwrap() else { panic!("expected finished") };
+    assert_eq!(
+        done.outputs,
+        [Output::Url { url: "https://aigc-files.bigmodel.cn/api/cogview/x.png".into(), content_type: Some("image/png".into()) }]
+    );
+    s.finish();
+}
+
+#[test]
+fn size_width_height_and_negative_prompt_are_translated() {
+    let s = script()
+        .exchange(
+            Expect::post(images_url()).json(json!({"model": "cogview-3-flash", "prompt": "a cat\nAvoid: blur", "size": "1344x768"})),
+            Reply::json(200, json!({"data": [{"url": "https://aigc-files.bigmodel.cn/1.png"}]})),
+        )
+        .exchange(
+            Expect::post(images_url()).json(json!({"model": "cogview-3-flash", "prompt": "a cat", "size": "1024x1536"})),
+            Reply::json(200, json!({"data": [{"url": "https://aigc-files.bigmodel.cn/2.png"}]})),
+        )
+        .install();
+    Zhipu.submit(image("a cat").param("size", "1344x768").param("negative_prompt", "blur")).unwrap();
+    Zhipu.submit(image("a cat").param("width", 1024).param("height", 1536)).unwrap();
+    assert!(matches!(Zhipu.submit(image("a cat").param("width", 2048).param("height", 2048)), Err(Error::InvalidRequest(_))));
+    assert!(matches!(Zhipu.submit(image("a cat").param("width", 1024)), Err(Error::InvalidRequest(_))));
+    assert!(matches!(Zhipu.submit(image(" ")), Err(Error::InvalidRequest(m)) if m == "Missing required parameter: prompt"));
+    s.finish();
+}
+
+#[test]
+fn image_errors_map_to_typed_errors() {
+    assert!(matches!(image_error(zhipu_error(401, "1002", "Authorization Token非法")), Error::Unauthorized(_)));
+    assert_eq!(image_error(zhipu_error(429, "1302", "并发数过高").header("Retry-After", "5")), Error::RateLimited(Some(5)));
+    assert_eq!(image_error(zhipu_error(429, "1113", "余额不足或无可用资源包")), Error::RateLimited(None));
+    assert!(matches!(image_error(zhipu_error(400, "1301", "系统检测到输入或生成内容可能包含不安全或敏感内容")), Error::ContentRejected(m) if m.contains("1301")));
+    assert!(matches!(image_error(zhipu_error(400, "1214", "size 参数非法")), Error::InvalidRequest(m) if m.contains("size")));
+    assert!(matches!(image_error(zhipu_error(500, "500", "内部错误")), Error::UpstreamUnavailable(_)));
+    assert!(matches!(image_error(Reply::text(503, "busy")), Error::UpstreamUnavailable(_)));
+}
+
+#[test]
+fn a_missing_key_is_unauthorized() {
+    let _s = Script::new().install();
+    assert!(matches!(Zhipu.submit(image("a cat")), Err(Error::Unauthorized(m)) if m.contains("ZHIPU_API_KEY")));
+}
+
+#[test]
+fn chat_streams_deltas_usage_and_finish() {
+    let s = script()
+        .exchange(
+            Expect::post(chat_url()).header("authorization", AUTH).json(json!({
+                "model": "glm-4.6", "stream": true, "temperature": 0.5, "max_tokens": 64,
+                "messages": [{"role": "user", "content": "hello"}]
+            })),
+            Reply::sse([
+                r#"{"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}"#,
+                r#"{"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":"lo!"}}]}"#,
+                r#"{"id":"1","choices":[{"index":0,"finish_reason":"stop","delta":{"role":"assistant","content":""}}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10}}"#,
+                "[DONE]",
+            ]),
+        )
+        .install();
+    let mut request = ChatRequest::user("glm-4.6", "hello");
+    request.params = json!({"temperature": 0.5, "max_tokens": 64, "ignored": true});
+    let mut stream = Zhipu.chat(request).unwrap();
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [
+            ChatEvent::Delta("Hel".into()),
+            ChatEvent::Delta("lo!".into()),
+            ChatEvent::Usage { prompt: 8, completion: 2 },
+            ChatEvent::Finish("stop".into())
+        ]
+    );
+    assert!(stream.next().unwrap().is_empty(), "the stream stays ended");
+    s.finish();
+}
+
+#[test]
+fn a_moderated_stream_finishes_with_content_filter() {
+    let s = script()
+        .exchange(
+            Expect::post(chat_url()),
+            Reply::sse([
+                r#"{"choices":[{"index":0,"delta":{"content":"Sure"}}]}"#,
+                r#"{"choices":[{"index":0,"finish_reason":"sensitive","delta":{"content":""}}]}"#,
+            ]),
+        )
+        .install();
+    let events = collect_chat(Zhipu.chat(ChatRequest::user("glm-4.5-flash", "x")).unwrap().as_mut()).unwrap();
+    assert_eq!(events, [ChatEvent::Delta("Sure".into()), ChatEvent::Finish("content_filter".into())]);
+    s.finish();
+}
+
+#[test]
+fn an_error_event_mid_stream_is_mapped() {
+    let s = script()
+        .exchange(Expect::post(chat_url()), Reply::sse([r#"{"error":{"code":"1301","message":"unsafe"}}"#]))
+        .install();
+    let mut stream = Zhipu.chat(ChatRequest::user("glm-4.6", "x")).unwrap();
+    assert!(matches!(stream.next(), Err(Error::ContentRejected(_))));
+    s.finish();
+}
+
+#[test]
+fn chat_errors_map_to_typed_errors() {
+    assert!(matches!(chat_error(zhipu_error(401, "1000", "身份验证失败")), Error::Unauthorized(_)));
+    assert_eq!(chat_error(zhipu_error(429, "1303", "频率过高")), Error::RateLimited(None));
+    assert!(matches!(chat_error(zhipu_error(400, "1301", "unsafe")), Error::ContentRejected(_)));
+    assert!(matches!(chat_error(zhipu_error(400, "1211", "模型不存在")), Error::InvalidRequest(_)));
+    assert!(matches!(chat_error(Reply::text(502, "bad gateway")), Error::UpstreamUnavailable(_)));
+}
+
+#[test]
+fn unknown_models_and_capabilities_are_refused() {
+    let _s = script().install();
+    assert!(Zhipu.chat(ChatRequest::user("cogview-3-flash", "x")).is_err());
+    assert!(matches!(Zhipu.submit(GenerationRequest::new("image.generate", "glm-4.6", "x")), Err(Error::InvalidRequest(_))));
+    assert!(Zhipu.poll("anything").is_err(), "nothing is ever pending");
+}
