@@ -1,0 +1,194 @@
+//! The OpenAI chat-completions wire format, streamed.
+//!
+//! DashScope's compatible mode, Volcengine Ark and OpenAI itself take the same request
+//! (`model`, `messages`, `stream`, `stream_options.include_usage`, sampling parameters)
+//! and answer with the same server-sent events: `chat.completion.chunk` objects whose
+//! `choices[0].delta.content` carries text and `choices[0].finish_reason` the end, then
+//! (with `include_usage`) a chunk with `usage` and no choices, then `data: [DONE]`.
+//! Each plugin supplies its own URL, auth and error mapper.
+
+use easel_sdk::http::{Request, SseReader};
+use easel_sdk::serde_json::{Map, Value, json};
+use easel_sdk::{ChatEvent, ChatRequest, ChatStream, Error, Result};
+
+/// Maps a vendor error answer onto the contract's errors: the HTTP status (200 for an
+/// error that arrives inside a stream), the `Retry-After` header and the body.
+pub type ErrorMapper = fn(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error;
+
+/// The sampling parameters every OpenAI-style vendor takes, as JSON Schema properties.
+pub fn common_params() -> Map<String, Value> {
+    let schema = json!({
+        "temperature": {"type": "number", "minimum": 0.0, "maximum": 2.0},
+        "top_p": {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "presence_penalty": {"type": "number", "minimum": -2.0, "maximum": 2.0},
+        "frequency_penalty": {"type": "number", "minimum": -2.0, "maximum": 2.0},
+        "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
+        "seed": {"type": "integer", "minimum": 0}
+    });
+    match schema {
+        Value::Object(map) => map,
+        _ => unreachable!("literal object"),
+    }
+}
+
+/// A chat params schema: [`common_params`] plus `extra` properties.
+pub fn params_schema(extra: Value) -> Value {
+    let mut properties = common_params();
+    if let Value::Object(more) = extra {
+        properties.extend(more);
+    }
+    json!({"type": "object", "properties": properties, "additionalProperties": true})
+}
+
+/// The streamed request body: the messages as given, `stream: true` with usage, and
+/// those of `passthrough` parameters the client set. Other parameters are dropped, so a
+/// client cannot smuggle vendor options the manifest does not declare.
+pub fn request_body(request: &ChatRequest, vendor_model: &str, passthrough: &[&str]) -> Value {
+    let mut body = json!({
+        "model": vendor_model,
+        "messages": request.messages,
+        "stream": true,
+        "stream_options": {"include_usage": true}
+    });
+    for name in passthrough {
+        if let Some(value) = request.params.get(*name).filter(|v| !v.is_null()) {
+            body[*name] = value.clone();
+        }
+    }
+    body
+}
+
+/// Sends `request` (already carrying URL, auth and body) and streams the answer. A
+/// non-2xx status is read whole and handed to `map_error`.
+pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStream>> {
+    let response = request.send_streaming()?;
+    if !(200..300).contains(&response.status()) {
+        let whole = response.into_response()?;
+        return Err(map_error(whole.status(), whole.header("retry-after"), whole.body()));
+    }
+    Ok(Box::new(ChunkStream { events: Some(response.sse()), finish: None, usage: None, map_error }))
+}
+
+/// Turns `chat.completion.chunk` events into chat events: deltas as they come, then
+/// usage and the finish reason once the vendor says `[DONE]` (or the body ends), because
+/// the usage chunk arrives after the chunk carrying `finish_reason`.
+struct ChunkStream {
+    events: Option<SseReader>,
+    finish: Option<String>,
+    usage: Option<(u64, u64)>,
+    map_error: ErrorMapper,
+}
+
+impl ChunkStream {
+    fn tail(&mut self) -> Vec<ChatEvent> {
+        self.events = None;
+        let mut tail = Vec::new();
+        if let Some((prompt, completion)) = self.usage.take() {
+            tail.push(ChatEvent::Usage { prompt, completion });
+        }
+        tail.push(ChatEvent::Finish(self.finish.take().unwrap_or_else(|| "stop".to_string())));
+        tail
+    }
+}
+
+impl ChatStream for ChunkStream {
+    fn next(&mut self) -> Result<Vec<ChatEvent>> {
+        loop {
+            let Some(events) = self.events.as_mut() else { return Ok(Vec::new()) };
+            let event = match events.next_event()? {
+                None => return Ok(self.tail()),
+                Some(e) if e.is_done_marker() => return Ok(self.tail()),
+                Some(e) if e.data.trim().is_empty() => continue,
+                Some(e) => e,
+            };
+            let chunk: Value = event.json()?;
+            if chunk.get("error").is_some_and(|e| !e.is_null()) {
+                self.events = None;
+                return Err((self.map_error)(200, None, event.data.as_bytes()));
+            }
+            if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+                let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+                self.usage = Some((count("prompt_tokens"), count("completion_tokens")));
+            }
+            let mut out = Vec::new();
+            if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
+                if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                    out.push(ChatEvent::Delta(text.to_string()));
+                }
+                if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                    self.finish = Some(reason.to_string());
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use easel_sdk::collect_chat;
+    use easel_sdk::testing::{Expect, Reply, Script};
+
+    fn mapper(status: u16, _retry: Option<&str>, body: &[u8]) -> Error {
+        Error::invalid(format!("{status}: {}", String::from_utf8_lossy(body)))
+    }
+
+    #[test]
+    fn body_keeps_only_passthrough_params() {
+        let mut req = ChatRequest::user("m", "hi");
+        req.params = json!({"temperature": 0.5, "secret_option": 1, "max_tokens": null});
+        let body = request_body(&req, "vendor-m", &["temperature", "max_tokens"]);
+        assert_eq!(
+            body,
+            json!({"model": "vendor-m", "messages": [{"role": "user", "content": "hi"}], "stream": true,
+                   "stream_options": {"include_usage": true}, "temperature": 0.5})
+        );
+    }
+
+    #[test]
+    fn chunks_become_deltas_then_usage_then_finish() {
+        let _s = Script::new()
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::sse([
+                    r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+                    r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
+                    r#"{"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"length"}]}"#,
+                    r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+                    "[DONE]",
+                ]),
+            )
+            .install();
+        let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(
+            collect_chat(s.as_mut()).unwrap(),
+            vec![
+                ChatEvent::Delta("Hel".into()),
+                ChatEvent::Delta("lo".into()),
+                ChatEvent::Usage { prompt: 3, completion: 2 },
+                ChatEvent::Finish("length".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn error_statuses_and_in_stream_errors_go_through_the_mapper() {
+        let _s = Script::new()
+            .exchange(Expect::post("https://chat.example/v1"), Reply::json(401, json!({"error": {"code": "bad_key"}})))
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::sse([r#"{"choices":[{"delta":{"content":"a"}}]}"#, r#"{"error":{"code":"x"}}"#]),
+            )
+            .install();
+        let e = stream(Request::post("https://chat.example/v1"), mapper).err().unwrap();
+        assert!(matches!(e, Error::InvalidRequest(m) if m.starts_with("401") && m.contains("bad_key")));
+        let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(s.next().unwrap(), vec![ChatEvent::Delta("a".into())]);
+        assert!(matches!(s.next(), Err(Error::InvalidRequest(m)) if m.starts_with("200")));
+        assert!(s.next().unwrap().is_empty(), "the stream ends after an error");
+    }
+}

@@ -1,0 +1,31 @@
+//! Helpers the vendor plugins share, so each plugin keeps only its vendor's own wire format:
+//!
+//! - [`media`]: turning the host's input-media records into what vendors accept (a public
+//!   URL, or a base64 `data:` URL built from the bytes), and picking inputs by role;
+//! - [`chat`]: the OpenAI chat-completions wire format (request body and the streamed
+//!   `chat.completion.chunk` events), which DashScope's compatible mode, Volcengine Ark
+//!   and OpenAI all speak;
+//! - [`handle`]: pending handles as short, versioned strings.
+//!
+//! It is an ordinary library crate linked into each plugin; it is not a plugin itself.
+
+pub mod chat;
+pub mod handle;
+pub mod media;
+
+/// Reads an HTTP `Retry-After` header given in seconds; dates and junk give `None`.
+pub fn retry_after_secs(value: Option<&str>) -> Option<u64> {
+    value.and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        assert_eq!(retry_after_secs(Some(" 12 ")), Some(12));
+        assert_eq!(retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after_secs(None), None);
+    }
+}
