@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::embeddings::{TimestepEmbedding, timestep_embedding};
 use crate::nn::{Conv2d, GroupNorm, silu};
-use crate::unet_2d_blocks::{DownBlock, MidBlock, UpBlock};
+use crate::unet_2d_blocks::{BlockSpec, DownBlock, MidBlock, UpBlock};
 use crate::weights::Weights;
 
 /// UNet hyper-parameters (diffusers' `config.json` subset).
@@ -92,33 +92,30 @@ impl UNet2DConditionModel {
         let heads = cfg.heads();
         let g = cfg.norm_num_groups;
         let l = cfg.layers_per_block;
-        let mut down = Vec::new();
-        for b in 0..n {
-            let attn = cfg.down_block_types[b].starts_with("CrossAttn");
-            down.push(DownBlock::load(
-                w,
-                &format!("unet.down_blocks.{b}"),
-                l,
-                attn,
-                heads[b],
-                g,
-                b == n - 1,
-            )?);
-        }
-        let mut up = Vec::new();
-        let rev_heads: Vec<usize> = heads.iter().rev().cloned().collect();
-        for b in 0..n {
-            let attn = cfg.up_block_types[b].starts_with("CrossAttn");
-            up.push(UpBlock::load(
-                w,
-                &format!("unet.up_blocks.{b}"),
-                l,
-                attn,
-                rev_heads[b],
-                g,
-                b == n - 1,
-            )?);
-        }
+        let spec = |kind: &str, heads: usize| BlockSpec {
+            attention_heads: kind.starts_with("CrossAttn").then_some(heads),
+            groups: g,
+        };
+        let down = (0..n)
+            .map(|b| {
+                let p = format!("unet.down_blocks.{b}");
+                DownBlock::load(
+                    w,
+                    &p,
+                    l,
+                    spec(&cfg.down_block_types[b], heads[b]),
+                    b == n - 1,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Up blocks mirror the down blocks, so block `b` uses the heads of down block n-1-b.
+        let up = (0..n)
+            .map(|b| {
+                let p = format!("unet.up_blocks.{b}");
+                let kind = &cfg.up_block_types[b];
+                UpBlock::load(w, &p, l, spec(kind, heads[n - 1 - b]), b == n - 1)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             time_dim: cfg.block_out_channels[0],
             time_embedding: TimestepEmbedding::load(w, "unet.time_embedding")?,

@@ -4,6 +4,8 @@
 //! Invariants: a down block pushes one skip tensor per resnet and one after its downsampler;
 //! an up block pops one per resnet (`layers_per_block + 1` of them), concatenating on the
 //! channel axis `[hidden, skip]`, and upsamples to the spatial size of the next skip.
+//! The cross-attention and plain variants differ only in whether each resnet is followed by
+//! a transformer, so both are one [`Layers`] stack.
 
 use anyhow::Result;
 use burn::tensor::Tensor;
@@ -12,40 +14,71 @@ use crate::attention::Transformer2D;
 use crate::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
 use crate::weights::Weights;
 
-pub(crate) struct DownBlock {
+/// The UNet's resnets all use PyTorch's default group-norm epsilon.
+const RESNET_EPS: f64 = 1e-5;
+
+/// What every block's layers share: norm groups and, for cross-attention blocks, the
+/// transformer heads.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockSpec {
+    /// `Some(heads)` for the cross-attention variants.
+    pub(crate) attention_heads: Option<usize>,
+    pub(crate) groups: usize,
+}
+
+/// `resnets.{j}` each followed by `attentions.{j}` when the block has attention.
+struct Layers {
     resnets: Vec<ResnetBlock2D>,
     attentions: Vec<Transformer2D>,
+}
+
+impl Layers {
+    fn load(w: &Weights, p: &str, count: usize, spec: BlockSpec) -> Result<Self> {
+        let mut resnets = Vec::with_capacity(count);
+        let mut attentions = Vec::new();
+        for j in 0..count {
+            let resnet = format!("{p}.resnets.{j}");
+            resnets.push(ResnetBlock2D::load(w, &resnet, spec.groups, RESNET_EPS)?);
+            if let Some(heads) = spec.attention_heads {
+                let attn = format!("{p}.attentions.{j}");
+                attentions.push(Transformer2D::load(w, &attn, heads, spec.groups)?);
+            }
+        }
+        Ok(Self {
+            resnets,
+            attentions,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.resnets.len()
+    }
+
+    /// Layer `j`: its resnet, then its transformer if any.
+    fn forward(&self, j: usize, x: Tensor<4>, temb: &Tensor<2>, ctx: &Tensor<3>) -> Tensor<4> {
+        let x = self.resnets[j].forward(x, Some(temb));
+        match self.attentions.get(j) {
+            Some(a) => a.forward(x, ctx),
+            None => x,
+        }
+    }
+}
+
+/// `DownBlock2D` / `CrossAttnDownBlock2D`.
+pub(crate) struct DownBlock {
+    layers: Layers,
     downsample: Option<Downsample2D>,
 }
 
 impl DownBlock {
+    /// `layers` resnets; the last block of the UNet has no downsampler.
     pub(crate) fn load(
         w: &Weights,
         p: &str,
         layers: usize,
-        attn: bool,
-        heads: usize,
-        groups: usize,
+        spec: BlockSpec,
         last: bool,
     ) -> Result<Self> {
-        let mut resnets = Vec::new();
-        let mut attentions = Vec::new();
-        for j in 0..layers {
-            resnets.push(ResnetBlock2D::load(
-                w,
-                &format!("{p}.resnets.{j}"),
-                groups,
-                1e-5,
-            )?);
-            if attn {
-                attentions.push(Transformer2D::load(
-                    w,
-                    &format!("{p}.attentions.{j}"),
-                    heads,
-                    groups,
-                )?);
-            }
-        }
         let downsample = if last {
             None
         } else {
@@ -56,8 +89,7 @@ impl DownBlock {
             )?)
         };
         Ok(Self {
-            resnets,
-            attentions,
+            layers: Layers::load(w, p, layers, spec)?,
             downsample,
         })
     }
@@ -69,11 +101,8 @@ impl DownBlock {
         ctx: &Tensor<3>,
         skips: &mut Vec<Tensor<4>>,
     ) -> Tensor<4> {
-        for (j, r) in self.resnets.iter().enumerate() {
-            x = r.forward(x, Some(temb));
-            if let Some(a) = self.attentions.get(j) {
-                x = a.forward(x, ctx);
-            }
+        for j in 0..self.layers.len() {
+            x = self.layers.forward(j, x, temb, ctx);
             skips.push(x.clone());
         }
         if let Some(d) = &self.downsample {
@@ -84,6 +113,7 @@ impl DownBlock {
     }
 }
 
+/// `UNetMidBlock2DCrossAttn`: resnet, transformer, resnet.
 pub(crate) struct MidBlock {
     resnet_0: ResnetBlock2D,
     attention: Transformer2D,
@@ -92,10 +122,12 @@ pub(crate) struct MidBlock {
 
 impl MidBlock {
     pub(crate) fn load(w: &Weights, p: &str, heads: usize, groups: usize) -> Result<Self> {
+        let resnet =
+            |j: usize| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), groups, RESNET_EPS);
         Ok(Self {
-            resnet_0: ResnetBlock2D::load(w, &format!("{p}.resnets.0"), groups, 1e-5)?,
+            resnet_0: resnet(0)?,
             attention: Transformer2D::load(w, &format!("{p}.attentions.0"), heads, groups)?,
-            resnet_1: ResnetBlock2D::load(w, &format!("{p}.resnets.1"), groups, 1e-5)?,
+            resnet_1: resnet(1)?,
         })
     }
 
@@ -106,48 +138,29 @@ impl MidBlock {
     }
 }
 
+/// `UpBlock2D` / `CrossAttnUpBlock2D`.
 pub(crate) struct UpBlock {
-    resnets: Vec<ResnetBlock2D>,
-    attentions: Vec<Transformer2D>,
+    layers: Layers,
     upsample: Option<Upsample2D>,
 }
 
 impl UpBlock {
+    /// `layers + 1` resnets (one per skip of the matching down block, plus its
+    /// downsampler's); the last block of the UNet has no upsampler.
     pub(crate) fn load(
         w: &Weights,
         p: &str,
         layers: usize,
-        attn: bool,
-        heads: usize,
-        groups: usize,
+        spec: BlockSpec,
         last: bool,
     ) -> Result<Self> {
-        let mut resnets = Vec::new();
-        let mut attentions = Vec::new();
-        for j in 0..layers + 1 {
-            resnets.push(ResnetBlock2D::load(
-                w,
-                &format!("{p}.resnets.{j}"),
-                groups,
-                1e-5,
-            )?);
-            if attn {
-                attentions.push(Transformer2D::load(
-                    w,
-                    &format!("{p}.attentions.{j}"),
-                    heads,
-                    groups,
-                )?);
-            }
-        }
         let upsample = if last {
             None
         } else {
             Some(Upsample2D::load(w, &format!("{p}.upsamplers.0"))?)
         };
         Ok(Self {
-            resnets,
-            attentions,
+            layers: Layers::load(w, p, layers + 1, spec)?,
             upsample,
         })
     }
@@ -159,14 +172,14 @@ impl UpBlock {
         ctx: &Tensor<3>,
         skips: &mut Vec<Tensor<4>>,
     ) -> Tensor<4> {
-        for (j, r) in self.resnets.iter().enumerate() {
+        for j in 0..self.layers.len() {
             let skip = skips.pop().expect("UNet skip stack underflow");
-            x = r.forward(Tensor::cat(vec![x, skip], 1), Some(temb));
-            if let Some(a) = self.attentions.get(j) {
-                x = a.forward(x, ctx);
-            }
+            x = self
+                .layers
+                .forward(j, Tensor::cat(vec![x, skip], 1), temb, ctx);
         }
         if let Some(u) = &self.upsample {
+            // Odd sizes round down on the way in, so upsample to the skip's size, not 2x.
             let size = skips.last().map(|s| {
                 let [_, _, h, w] = s.dims();
                 [h, w]

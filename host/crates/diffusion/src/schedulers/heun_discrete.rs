@@ -2,7 +2,9 @@
 //! timesteps doubled, so `n` steps make `2n - 1` UNet calls; a first-order (Euler) call
 //! followed by a correction averaging the two derivatives. The last call is first order.
 
-use super::{NoiseFn, Schedule, Scheduler, add_noise_sigma, axpby, interp, k_scale};
+use super::{
+    NoiseFn, Schedule, Scheduler, SigmaTable, add_noise_sigma, axpby, k_scale, repeat_after_first,
+};
 
 /// Heun's second-order method.
 pub struct HeunDiscreteScheduler {
@@ -13,21 +15,12 @@ pub struct HeunDiscreteScheduler {
 
 impl HeunDiscreteScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
-        let t = c.linspace(steps);
-        let s = c.sigmas();
-        let mut base: Vec<f64> = t.iter().map(|t| interp(*t, &s) as f32 as f64).collect();
-        base.push(0.0);
-        let mut sigmas = vec![base[0]];
-        for v in &base[1..base.len() - 1] {
-            sigmas.push(*v);
-            sigmas.push(*v);
-        }
+        let table = SigmaTable::linspace(c, steps);
+        let n = table.sigmas.len();
+        // Interior sigmas twice; the final 0 once (diffusers' Heun layout).
+        let mut sigmas = repeat_after_first(&table.sigmas[..n - 1]);
         sigmas.push(0.0);
-        let mut timesteps = vec![t[0]];
-        for v in &t[1..] {
-            timesteps.push(*v);
-            timesteps.push(*v);
-        }
+        let timesteps = repeat_after_first(&table.timesteps);
         Self {
             timesteps,
             sigmas,
@@ -41,7 +34,7 @@ impl Scheduler for HeunDiscreteScheduler {
         &self.timesteps
     }
     fn init_noise_sigma(&self) -> f64 {
-        self.sigmas.iter().cloned().fold(0.0, f64::max)
+        self.sigmas[0]
     }
     fn order(&self) -> usize {
         2

@@ -3,8 +3,10 @@
 //! `sigma_up` times fresh noise (one draw per full step; the final first-order call draws
 //! none).
 
-use super::k_dpm_2_discrete::interleave;
-use super::{NoiseFn, Schedule, Scheduler, add_noise_sigma, axpby, interp, k_scale, sigma_to_t};
+use super::k_dpm_2_discrete::{MidpointStep, interleave, log_midpoint, midpoint_timesteps};
+use super::{
+    NoiseFn, Schedule, Scheduler, SigmaTable, add_noise_sigma, ancestral_split, axpby, k_scale,
+};
 
 /// Ancestral DPM-Solver-2.
 pub struct KDpm2AncestralDiscreteScheduler {
@@ -13,61 +15,32 @@ pub struct KDpm2AncestralDiscreteScheduler {
     sigmas_interpol: Vec<f64>,
     sigmas_up: Vec<f64>,
     sigmas_down: Vec<f64>,
-    saved: Option<Vec<f32>>,
+    midpoint: MidpointStep,
 }
 
 impl KDpm2AncestralDiscreteScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
-        let t = c.linspace(steps);
-        let s = c.sigmas();
-        let log_sigmas: Vec<f64> = s.iter().map(|x| x.ln()).collect();
-        let mut base: Vec<f64> = t.iter().map(|t| interp(*t, &s) as f32 as f64).collect();
-        base.push(0.0);
-        let n = base.len();
-        let next: Vec<f64> = (0..n)
-            .map(|i| if i + 1 < n { base[i + 1] } else { 0.0 })
-            .collect();
-        let up: Vec<f64> = (0..n)
-            .map(|i| {
-                let (a, b) = (base[i], next[i]);
-                if a == 0.0 {
-                    f64::NAN
-                } else {
-                    (b * b * (a * a - b * b) / (a * a)).sqrt()
-                }
+        let table = SigmaTable::linspace(c, steps);
+        let s = &table.sigmas;
+        let n = s.len();
+        // The step out of the final 0 is never taken; diffusers leaves it NaN up, 0 down.
+        let (up, down): (Vec<f64>, Vec<f64>) = (0..n)
+            .map(|i| match s.get(i + 1) {
+                Some(next) => ancestral_split(s[i], *next),
+                None => (f64::NAN, 0.0),
             })
-            .collect();
-        let mut down: Vec<f64> = (0..n)
-            .map(|i| (next[i] * next[i] - up[i] * up[i]).sqrt())
-            .collect();
-        down[n - 1] = 0.0;
-        let mut interpol: Vec<f64> = (0..n)
-            .map(|i| {
-                if base[i] == 0.0 || down[i] == 0.0 {
-                    0.0
-                } else {
-                    ((base[i].ln() + down[i].ln()) / 2.0).exp()
-                }
-            })
-            .collect();
+            .unzip();
+        let mut interpol: Vec<f64> = (0..n).map(|i| log_midpoint(s[i], down[i])).collect();
+        // The last real step ends at 0: diffusers takes it first order, without a midpoint.
         interpol[n - 2] = 0.0;
         interpol[n - 1] = 0.0;
-        let t_interpol: Vec<f64> = interpol
-            .iter()
-            .map(|s| sigma_to_t(*s, &log_sigmas) as f32 as f64)
-            .collect();
-        let mut timesteps = vec![t[0]];
-        for k in 1..t.len() {
-            timesteps.push(t_interpol[k - 1]);
-            timesteps.push(t[k]);
-        }
         Self {
-            timesteps,
-            sigmas: interleave(&base),
+            timesteps: midpoint_timesteps(&table, &interpol, 1),
+            sigmas: interleave(s),
             sigmas_interpol: interleave(&interpol),
             sigmas_up: interleave(&up),
             sigmas_down: interleave(&down),
-            saved: None,
+            midpoint: MidpointStep::default(),
         }
     }
 }
@@ -77,32 +50,26 @@ impl Scheduler for KDpm2AncestralDiscreteScheduler {
         &self.timesteps
     }
     fn init_noise_sigma(&self) -> f64 {
-        self.sigmas.iter().cloned().fold(0.0, f64::max)
+        self.sigmas[0]
     }
     fn order(&self) -> usize {
         2
     }
     fn input_scale(&self, index: usize) -> f64 {
-        if self.saved.is_none() {
-            k_scale(self.sigmas[index])
-        } else {
+        if self.midpoint.at_midpoint() {
             k_scale(self.sigmas_interpol[index - 1])
+        } else {
+            k_scale(self.sigmas[index])
         }
     }
     fn step(&mut self, eps: &[f32], index: usize, sample: &[f32], noise: &mut NoiseFn) -> Vec<f32> {
-        match self.saved.take() {
-            None => {
-                let dt = self.sigmas_interpol[index] - self.sigmas[index];
-                self.saved = Some(sample.to_vec());
-                axpby(1.0, sample, dt, eps)
-            }
-            Some(s0) => {
-                let dt = self.sigmas_down[index - 1] - self.sigmas[index - 1];
-                let up = self.sigmas_up[index - 1];
-                let z = noise();
-                let x = axpby(1.0, &s0, dt, eps);
-                axpby(1.0, &x, up, &z)
-            }
+        if self.midpoint.at_midpoint() {
+            let dt = self.sigmas_down[index - 1] - self.sigmas[index - 1];
+            let x = self.midpoint.step(eps, sample, dt);
+            axpby(1.0, &x, self.sigmas_up[index - 1], &noise())
+        } else {
+            let dt = self.sigmas_interpol[index] - self.sigmas[index];
+            self.midpoint.step(eps, sample, dt)
         }
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {

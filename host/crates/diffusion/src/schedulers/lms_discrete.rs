@@ -3,12 +3,11 @@
 //! integrand is a polynomial of degree < 4, so 4-point Gauss-Legendre is exact (diffusers
 //! uses adaptive quadrature to 1e-4 relative).
 
-use super::{NoiseFn, Schedule, Scheduler, add_noise_sigma, interp, k_scale};
+use super::{NoiseFn, Schedule, Scheduler, SigmaTable, add_noise_sigma, k_scale};
 
 /// LMS with order 4.
 pub struct LmsDiscreteScheduler {
-    timesteps: Vec<f64>,
-    sigmas: Vec<f64>,
+    table: SigmaTable,
     derivatives: Vec<Vec<f32>>,
 }
 
@@ -16,22 +15,14 @@ const ORDER: usize = 4;
 
 impl LmsDiscreteScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
-        let timesteps = c.linspace(steps);
-        let s = c.sigmas();
-        let mut sigmas: Vec<f64> = timesteps
-            .iter()
-            .map(|t| interp(*t, &s) as f32 as f64)
-            .collect();
-        sigmas.push(0.0);
         Self {
-            timesteps,
-            sigmas,
+            table: SigmaTable::linspace(c, steps),
             derivatives: vec![],
         }
     }
 
     fn coefficient(&self, order: usize, t: usize, current: usize) -> f64 {
-        let s = &self.sigmas;
+        let s = &self.table.sigmas;
         let f = |tau: f64| {
             let mut p = 1.0;
             for k in 0..order {
@@ -67,13 +58,13 @@ impl LmsDiscreteScheduler {
 
 impl Scheduler for LmsDiscreteScheduler {
     fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+        &self.table.timesteps
     }
     fn init_noise_sigma(&self) -> f64 {
-        self.sigmas.iter().cloned().fold(0.0, f64::max)
+        self.table.init_noise_sigma()
     }
     fn input_scale(&self, index: usize) -> f64 {
-        k_scale(self.sigmas[index])
+        k_scale(self.table.sigmas[index])
     }
     fn step(&mut self, eps: &[f32], index: usize, sample: &[f32], _: &mut NoiseFn) -> Vec<f32> {
         self.derivatives.push(eps.to_vec());
@@ -93,6 +84,6 @@ impl Scheduler for LmsDiscreteScheduler {
         out.into_iter().map(|v| v as f32).collect()
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        add_noise_sigma(original, noise, self.sigmas[index])
+        add_noise_sigma(original, noise, self.table.sigmas[index])
     }
 }

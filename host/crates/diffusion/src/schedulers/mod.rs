@@ -155,6 +155,42 @@ impl Schedule {
     }
 }
 
+/// The table every sigma-parameterized sampler (Euler, Euler ancestral, LMS, Heun, both
+/// KDPM2s) starts from: diffusers' "linspace" timesteps and the training sigmas interpolated
+/// at them, rounded through f32 because diffusers keeps them in a float32 tensor, then a
+/// final 0. Heun and KDPM2 expand it to their two-calls-per-step layout.
+#[derive(Debug, Clone)]
+pub(crate) struct SigmaTable {
+    /// One per step, descending.
+    pub(crate) timesteps: Vec<f64>,
+    /// `steps + 1` entries, descending, the last 0.
+    pub(crate) sigmas: Vec<f64>,
+    /// `ln` of the 1000 training sigmas (ascending), for [`sigma_to_t`].
+    pub(crate) log_train_sigmas: Vec<f64>,
+}
+
+impl SigmaTable {
+    pub(crate) fn linspace(c: &Schedule, steps: usize) -> Self {
+        let timesteps = c.linspace(steps);
+        let train = c.sigmas();
+        let mut sigmas: Vec<f64> = timesteps
+            .iter()
+            .map(|t| interp(*t, &train) as f32 as f64)
+            .collect();
+        sigmas.push(0.0);
+        Self {
+            timesteps,
+            sigmas,
+            log_train_sigmas: train.iter().map(|x| x.ln()).collect(),
+        }
+    }
+
+    /// diffusers' `init_noise_sigma` for "linspace" spacing: the largest sigma.
+    pub(crate) fn init_noise_sigma(&self) -> f64 {
+        self.sigmas.iter().cloned().fold(0.0, f64::max)
+    }
+}
+
 /// numpy's `interp(x, arange(len(ys)), ys)`.
 pub(crate) fn interp(x: f64, ys: &[f64]) -> f64 {
     if x <= 0.0 {
@@ -201,6 +237,26 @@ pub(crate) fn add_noise_sigma(original: &[f32], noise: &[f32], sigma: f64) -> Ve
 /// Alpha-parameterized samplers' `add_noise`: `sqrt(ac) x + sqrt(1 - ac) noise`.
 pub(crate) fn add_noise_alpha(original: &[f32], noise: &[f32], ac: f64) -> Vec<f32> {
     axpby(ac.sqrt(), original, (1.0 - ac).sqrt(), noise)
+}
+
+/// Ancestral sampling's split of a step from sigma `from` to `to` into a deterministic move
+/// down to `sigma_down` and fresh noise of scale `sigma_up` (`down^2 + up^2 = to^2`);
+/// returns `(up, down)`.
+pub(crate) fn ancestral_split(from: f64, to: f64) -> (f64, f64) {
+    let up = (to * to * (from * from - to * to) / (from * from)).sqrt();
+    (up, (to * to - up * up).sqrt())
+}
+
+/// `v[0]`, then every later entry twice: torch's
+/// `cat([v[:1], v[1:].repeat_interleave(2)])`, how second-order samplers lay out two calls
+/// per step.
+pub(crate) fn repeat_after_first(v: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(2 * v.len());
+    out.push(v[0]);
+    for x in &v[1..] {
+        out.extend([*x, *x]);
+    }
+    out
 }
 
 /// `1 / sqrt(sigma^2 + 1)`.
