@@ -1,0 +1,130 @@
+//! easel provider plugin for Kling AI (`https://api-singapore.klingai.com`).
+//!
+//! - video models (`video.generate`): `POST /v1/videos/text2video` without images,
+//!   `POST /v1/videos/image2video` with a first frame (`image`) and an optional last frame
+//!   (`image_tail`);
+//! - image models (`image.generate`): `POST /v1/images/generations`.
+//!
+//! Every call carries a fresh HS256 JWT made from `KLING_ACCESS_KEY` and
+//! `KLING_SECRET_KEY` ([`jwt`]). Tasks are polled at `GET <path>/{task_id}`. Kling
+//! documents no cancel endpoint, so `cancel` keeps the SDK's refusal.
+
+mod errors;
+mod jwt;
+mod models;
+mod route;
+
+#[cfg(test)]
+mod tests;
+
+use easel_sdk::http::Request;
+use easel_sdk::serde_json::{Value, json};
+use easel_sdk::{Error, Finished, GenerationRequest, Manifest, Output, PollOutcome, Provider, Result, Submission};
+use route::Route;
+use std::time::Duration;
+
+/// Kling's global API host.
+pub const API_HOST: &str = "api-singapore.klingai.com";
+/// The access key (the JWT's issuer).
+pub const ACCESS_KEY_SECRET: &str = "KLING_ACCESS_KEY";
+/// The secret key (signs the JWT).
+pub const SECRET_KEY_SECRET: &str = "KLING_SECRET_KEY";
+
+const HANDLE_PREFIX: &str = "kling:v1:";
+const VIDEO_POLL_AFTER_MS: u64 = 15_000;
+const IMAGE_POLL_AFTER_MS: u64 = 5_000;
+/// Words of Kling's `task_status_msg` when moderation stopped a task.
+const MODERATION_WORDS: [&str; 5] = ["risk", "sensitive", "风控", "敏感", "违规"];
+
+/// The provider; it keeps no state.
+#[derive(Default)]
+pub struct Kling;
+
+easel_sdk::export!(Kling);
+
+impl Provider for Kling {
+    fn manifest(&self) -> Manifest {
+        models::manifest()
+    }
+
+    fn submit(&self, request: GenerationRequest) -> Result<Submission> {
+        let (route, body) = route::plan(&request)?;
+        let data = call(authorized(Request::post(format!("https://{API_HOST}{}", route.path())))?.json(&body))?;
+        let task_id = data["task_id"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::upstream(format!("Kling answered without a task_id: {data}")))?;
+        Ok(Submission::pending(format!("{HANDLE_PREFIX}{}:{task_id}", route.tag()), poll_after(route)))
+    }
+
+    fn poll(&self, handle: &str) -> Result<PollOutcome> {
+        let (route, task_id) = decode(handle)?;
+        let data = call(authorized(Request::get(format!("https://{API_HOST}{}/{task_id}", route.path())))?)?;
+        match data["task_status"].as_str().unwrap_or_default() {
+            "submitted" | "processing" => Ok(PollOutcome::Running { progress: None, poll_after_ms: poll_after(route) }),
+            "succeed" => finished(route, &data).map(PollOutcome::Finished),
+            "failed" => {
+                let message = data["task_status_msg"].as_str().unwrap_or("no reason given").to_string();
+                let lower = message.to_lowercase();
+                Ok(PollOutcome::Failed(if MODERATION_WORDS.iter().any(|w| lower.contains(w)) {
+                    Error::ContentRejected(message)
+                } else {
+                    Error::upstream(format!("the Kling task failed: {message}"))
+                }))
+            }
+            other => Err(Error::upstream(format!("Kling reported an unknown task_status `{other}`"))),
+        }
+    }
+}
+
+fn poll_after(route: Route) -> u64 {
+    if route == Route::Image { IMAGE_POLL_AFTER_MS } else { VIDEO_POLL_AFTER_MS }
+}
+
+/// `kling:v1:<route>:<task id>` back into its parts; anything else is refused.
+fn decode(handle: &str) -> Result<(Route, &str)> {
+    let bad = || Error::invalid(format!("not a Kling task handle: {handle}"));
+    let (tag, task_id) = handle.strip_prefix(HANDLE_PREFIX).and_then(|r| r.split_once(':')).ok_or_else(bad)?;
+    let route = Route::from_tag(tag).ok_or_else(bad)?;
+    if task_id.is_empty() || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(bad());
+    }
+    Ok((route, task_id))
+}
+
+/// The task's videos or images as URL outputs (Kling deletes them after 30 days).
+fn finished(route: Route, data: &Value) -> Result<Finished> {
+    let (list, content_type) = if route == Route::Image { ("images", "image/png") } else { ("videos", "video/mp4") };
+    let outputs: Vec<Output> = data["task_result"][list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["url"].as_str())
+        .map(|url| Output::Url { url: url.to_string(), content_type: Some(content_type.into()) })
+        .collect();
+    if outputs.is_empty() {
+        return Err(Error::upstream(format!("Kling reported success without {list}: {data}")));
+    }
+    let mut done = Finished::new(outputs);
+    if let Some(duration) = data["task_result"]["videos"][0]["duration"].as_str() {
+        done = done.usage(json!({"duration": duration}));
+    }
+    Ok(done)
+}
+
+fn authorized(request: Request) -> Result<Request> {
+    let access = easel_sdk::require_secret(ACCESS_KEY_SECRET)?;
+    let secret = easel_sdk::require_secret(SECRET_KEY_SECRET)?;
+    Ok(request.bearer(&jwt::token(&access, &secret, jwt::now())).timeout(Duration::from_secs(60)))
+}
+
+/// Sends and returns the envelope's `data`; a non-zero `code` or non-2xx status is a typed
+/// error.
+fn call(request: Request) -> Result<Value> {
+    let response = request.send()?;
+    if let Some(error) = errors::from_answer(response.status(), response.header("retry-after"), response.body()) {
+        return Err(error);
+    }
+    let envelope: Value = response.json()?;
+    Ok(envelope["data"].clone())
+}
