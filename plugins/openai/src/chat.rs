@@ -1,0 +1,31 @@
+//! Streamed chat: `POST /v1/chat/completions` with `stream: true` and
+//! `stream_options.include_usage`.
+
+use crate::{client, errors};
+use easel_sdk::serde_json::{Value, json};
+use easel_sdk::{ChatRequest, ChatStream, Result};
+use std::time::Duration;
+
+/// The chat models.
+pub const MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "gpt-4.1-mini"];
+const PASSTHROUGH: [&str; 8] =
+    ["temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty", "stop", "seed", "user"];
+
+/// OpenAI's sampling parameters.
+pub fn params_schema() -> Value {
+    vendor_kit::chat::params_schema(json!({"user": {"type": "string"}}))
+}
+
+/// Starts a streamed answer. `max_tokens` is sent as `max_completion_tokens`, the name
+/// OpenAI documents now (the old one is deprecated).
+pub fn start(request: &ChatRequest) -> Result<Box<dyn ChatStream>> {
+    let mut body = vendor_kit::chat::request_body(request, &request.model, &PASSTHROUGH);
+    if let Some(limit) = body.as_object_mut().and_then(|b| b.remove("max_tokens")) {
+        body["max_completion_tokens"] = limit;
+    }
+    let http = client::post("/chat/completions")?
+        .json(&body)
+        .first_byte_timeout(Duration::from_secs(120))
+        .between_bytes_timeout(Duration::from_secs(120));
+    vendor_kit::chat::stream(http, errors::from_answer)
+}

@@ -1,0 +1,188 @@
+//! Offline tests against a scripted OpenAI API.
+
+use super::*;
+use easel_sdk::serde_json::json;
+use easel_sdk::testing::{Expect, Reply, Script};
+use easel_sdk::{ChatEvent, Output, collect_chat};
+
+const KEY: &str = "sk-openai-test";
+
+fn post(path: &str) -> Expect {
+    Expect::post(format!("https://api.openai.com/v1{path}"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+}
+
+fn openai_error(status: u16, kind: &str, code: &str, message: &str) -> Reply {
+    Reply::json(status, json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+}
+
+fn finished(s: Submission) -> easel_sdk::Finished {
+    match s {
+        Submission::Finished(f) => f,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn manifest_declares_models_host_and_key() {
+    let m = OpenAi.manifest();
+    assert_eq!(m.id, "openai");
+    assert_eq!(m.allowed_hosts, ["api.openai.com"]);
+    assert_eq!(m.secrets, ["OPENAI_API_KEY"]);
+    assert!(!m.idempotent_submit);
+    let keys: Vec<&str> = m.models.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["gpt-image-1", "dall-e-3", "gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "gpt-4o-mini-tts", "tts-1"]);
+    assert_eq!(m.models[0].params_schema["properties"]["quality"]["default"], "auto");
+    assert!(m.models[5].params_schema["properties"].get("instructions").is_some());
+    assert!(m.models[6].params_schema["properties"].get("instructions").is_none());
+}
+
+#[test]
+fn chat_streams_with_max_completion_tokens() {
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(
+            post("/chat/completions").json(json!({
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "Say hi"}],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "temperature": 0.2,
+                "max_completion_tokens": 16
+            })),
+            Reply::sse([
+                r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#,
+                r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#,
+                "[DONE]",
+            ]),
+        )
+        .install();
+    let mut request = ChatRequest::user("gpt-4o-mini", "Say hi");
+    request.params = json!({"temperature": 0.2, "max_tokens": 16});
+    let mut stream = OpenAi.chat(request).unwrap();
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [ChatEvent::Delta("Hi".into()), ChatEvent::Usage { prompt: 9, completion: 1 }, ChatEvent::Finish("stop".into())]
+    );
+    script.finish();
+}
+
+#[test]
+fn gpt_image_returns_decoded_bytes() {
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(
+            post("/images/generations").json(json!({
+                "model": "gpt-image-1", "prompt": "a lighthouse", "n": 1,
+                "size": "1024x1536", "quality": "high", "output_format": "png"
+            })),
+            Reply::json(200, json!({
+                "created": 1713833628,
+                "data": [{"b64_json": "iVBORw0KGgo="}],
+                "usage": {"total_tokens": 100, "input_tokens": 50, "output_tokens": 50}
+            })),
+        )
+        .install();
+    let request = GenerationRequest::new("image.generate", "gpt-image-1", "a lighthouse")
+        .param("size", "1024x1536")
+        .param("quality", "high");
+    let done = finished(OpenAi.submit(request).unwrap());
+    assert_eq!(done.outputs, [Output::bytes("image/png", b"\x89PNG\r\n\x1a\n".to_vec())]);
+    assert_eq!(done.usage.unwrap()["total_tokens"], 100);
+    script.finish();
+}
+
+#[test]
+fn dalle3_asks_for_urls_and_returns_them() {
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(
+            post("/images/generations").json(json!({
+                "model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "size": "1792x1024",
+                "quality": "standard", "style": "natural", "response_format": "url"
+            })),
+            Reply::json(200, json!({"created": 1, "data": [{"url": "https://oaidalleapiprodscus.blob.example/img.png",
+                                                          "revised_prompt": "a lighthouse at dusk"}]})),
+        )
+        .install();
+    let request = GenerationRequest::new("image.generate", "dall-e-3", "a lighthouse")
+        .param("size", "1792x1024")
+        .param("style", "natural");
+    let done = finished(OpenAi.submit(request).unwrap());
+    assert_eq!(done.outputs, [Output::Url {
+        url: "https://oaidalleapiprodscus.blob.example/img.png".into(),
+        content_type: Some("image/png".into())
+    }]);
+    script.finish();
+}
+
+#[test]
+fn speech_returns_the_audio_body() {
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(
+            post("/audio/speech").json(json!({
+                "model": "gpt-4o-mini-tts", "input": "Hello", "voice": "coral", "response_format": "wav",
+                "speed": 1.0, "instructions": "cheerful"
+            })),
+            Reply::status(200).header("content-type", "audio/wav").chunk(b"RIFF\x24\0\0\0WAVE".to_vec()),
+        )
+        .install();
+    let request = GenerationRequest::new("audio.speech", "gpt-4o-mini-tts", "Hello")
+        .param("voice", "coral")
+        .param("response_format", "wav")
+        .param("instructions", "cheerful");
+    let done = finished(OpenAi.submit(request).unwrap());
+    assert_eq!(done.outputs, [Output::bytes("audio/wav", b"RIFF\x24\0\0\0WAVE".to_vec())]);
+    script.finish();
+}
+
+fn image_error(reply: Reply) -> Error {
+    let script = Script::new().secret("OPENAI_API_KEY", KEY).exchange(post("/images/generations"), reply).install();
+    let e = OpenAi.submit(GenerationRequest::new("image.generate", "dall-e-3", "x")).unwrap_err();
+    script.finish();
+    e
+}
+
+#[test]
+fn errors_map_onto_the_contract() {
+    let e = image_error(openai_error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-xx."));
+    assert!(matches!(e, Error::Unauthorized(m) if m.contains("invalid_api_key")));
+    let e = image_error(openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached").header("retry-after", "7"));
+    assert_eq!(e, Error::RateLimited(Some(7)));
+    let e = image_error(openai_error(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota"));
+    assert_eq!(e, Error::RateLimited(None));
+    let e = image_error(openai_error(400, "invalid_request_error", "content_policy_violation", "Your request was rejected by our safety system."));
+    assert!(matches!(e, Error::ContentRejected(_)));
+    let e = image_error(openai_error(400, "invalid_request_error", "moderation_blocked", "Request blocked by moderation."));
+    assert!(matches!(e, Error::ContentRejected(_)));
+    let e = image_error(openai_error(400, "invalid_request_error", "invalid_value", "Invalid size"));
+    assert_eq!(e, Error::InvalidRequest("OpenAI invalid_value: Invalid size".into()));
+    let e = image_error(openai_error(500, "server_error", "", "The server had an error"));
+    assert!(matches!(e, Error::UpstreamUnavailable(m) if m.contains("server_error")));
+    assert_eq!(image_error(Reply::fail(Error::upstream("timed out"))), Error::upstream("timed out"));
+    let _s = Script::new().install();
+    assert!(matches!(OpenAi.submit(GenerationRequest::new("image.generate", "dall-e-3", "x")), Err(Error::Unauthorized(_))));
+}
+
+#[test]
+fn chat_errors_and_wrong_models_are_mapped() {
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(post("/chat/completions"), openai_error(503, "server_error", "", "overloaded"))
+        .install();
+    assert!(matches!(OpenAi.chat(ChatRequest::user("gpt-4o", "x")).err().unwrap(), Error::UpstreamUnavailable(_)));
+    assert!(matches!(OpenAi.chat(ChatRequest::user("dall-e-3", "x")).err().unwrap(), Error::InvalidRequest(_)));
+    assert!(matches!(OpenAi.submit(GenerationRequest::new("video.generate", "gpt-4o", "x")), Err(Error::InvalidRequest(_))));
+    script.finish();
+}
+
+#[test]
+fn nothing_is_pending_so_poll_and_cancel_explain_themselves() {
+    // OpenAI answers every call synchronously: no handle is ever issued.
+    assert!(matches!(OpenAi.poll("anything"), Err(Error::Internal(m)) if m.contains("never returns pending")));
+    assert!(matches!(OpenAi.cancel("anything"), Err(Error::Internal(m)) if m.contains("cannot cancel")));
+}
