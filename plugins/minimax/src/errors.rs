@@ -1,0 +1,42 @@
+//! MiniMax's errors onto the contract's typed errors, written once.
+//!
+//! MiniMax answers most failures with HTTP 200 and `base_resp.status_code` ≠ 0; the code
+//! decides, and a non-2xx status is the fallback.
+
+use easel_sdk::Error;
+use easel_sdk::http::status_error;
+use easel_sdk::serde_json::Value;
+
+/// What a `status_code` means (MiniMax's error-code table).
+pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Error> {
+    let text = format!("{code}: {message}");
+    Some(match code {
+        0 => return None,
+        // 1004 authentication failed, 2049 invalid API key.
+        1004 | 2049 => Error::Unauthorized(text),
+        // 1002 RPM limit, 1039 TPM limit, 1041 connection limit, 1008 insufficient balance.
+        1002 | 1039 | 1041 | 1008 => Error::RateLimited(retry_after),
+        // 1026 sensitive input, 1027 sensitive output.
+        1026 | 1027 => Error::ContentRejected(text),
+        // 2013 invalid parameters, 1042 illegal characters, 2037 bad voice duration,
+        // 2039 voice clone duplicate, 2048 prompt audio too long.
+        2013 | 1042 | 2037 | 2039 | 2048 => Error::InvalidRequest(text),
+        // 1000 unknown, 1001 timeout, 1013 internal service error.
+        1000 | 1001 | 1013 => Error::UpstreamUnavailable(text),
+        _ => Error::UpstreamUnavailable(text),
+    })
+}
+
+/// The error an answer stands for: a non-zero `base_resp.status_code`, else a non-2xx
+/// status; `None` when it is a success.
+pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Option<Error> {
+    let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or_default();
+    from_base_resp(&parsed, retry_after.and_then(|v| v.trim().parse().ok()))
+        .or_else(|| status_error(status, retry_after, body))
+}
+
+/// The error in a parsed answer's `base_resp`, if any.
+pub fn from_base_resp(answer: &Value, retry_after: Option<u64>) -> Option<Error> {
+    let code = answer["base_resp"]["status_code"].as_i64().unwrap_or(0);
+    by_code(code, answer["base_resp"]["status_msg"].as_str().unwrap_or_default(), retry_after)
+}

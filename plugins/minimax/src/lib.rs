@@ -1,0 +1,56 @@
+//! easel provider plugin for MiniMax's open platform (`https://api.minimax.io/v1`).
+//!
+//! - `MiniMax-Hailuo-02` (`video.generate`): an asynchronous task ([`video`]);
+//! - `speech-02-hd`, `speech-02-turbo` (`audio.speech`): synchronous T2A v2 ([`speech`]);
+//! - `MiniMax-M2`, `MiniMax-Text-01` (`chat`): streamed chat completions ([`chat`]).
+//!
+//! MiniMax documents no way to cancel a video task, so `cancel` keeps the SDK's refusal.
+
+mod api;
+mod chat;
+mod errors;
+mod models;
+mod speech;
+mod video;
+
+#[cfg(test)]
+mod tests;
+
+use easel_sdk::{ChatRequest, ChatStream, Error, GenerationRequest, Manifest, PollOutcome, Provider, Result, Submission};
+
+/// The platform's base URL.
+pub const API_BASE: &str = "https://api.minimax.io/v1";
+/// The API key (a bearer token).
+pub const API_KEY_SECRET: &str = "MINIMAX_API_KEY";
+
+/// The provider; it keeps no state.
+#[derive(Default)]
+pub struct MiniMax;
+
+easel_sdk::export!(MiniMax);
+
+impl Provider for MiniMax {
+    fn manifest(&self) -> Manifest {
+        models::manifest()
+    }
+
+    fn submit(&self, request: GenerationRequest) -> Result<Submission> {
+        let model = request.model.as_str();
+        match request.capability.as_str() {
+            "video.generate" if model == models::VIDEO_MODEL => video::submit(&request),
+            "audio.speech" if models::SPEECH_MODELS.iter().any(|(k, _)| *k == model) => speech::synthesize(&request),
+            capability => Err(Error::invalid(format!("minimax/{model} does not do {capability}"))),
+        }
+    }
+
+    fn poll(&self, handle: &str) -> Result<PollOutcome> {
+        video::poll(handle)
+    }
+
+    fn chat(&self, request: ChatRequest) -> Result<Box<dyn ChatStream>> {
+        if !models::CHAT_MODELS.iter().any(|(k, _)| *k == request.model) {
+            return Err(Error::invalid(format!("minimax/{} does not do chat", request.model)));
+        }
+        chat::start(&request)
+    }
+}

@@ -1,0 +1,209 @@
+//! Offline tests against MiniMax's documented wire format: method, URL, bearer key and
+//! JSON bodies are checked by `testing::Script`.
+
+use super::*;
+use easel_sdk::serde_json::{Value, json};
+use easel_sdk::testing::{Expect, Reply, Script};
+use easel_sdk::{ChatEvent, InputMedia, Output, collect_chat};
+
+const AUTH: &str = "Bearer mm-key";
+
+fn script() -> Script {
+    Script::new().secret(API_KEY_SECRET, "mm-key")
+}
+
+fn ok(mut body: Value) -> Reply {
+    body["base_resp"] = json!({"status_code": 0, "status_msg": "success"});
+    Reply::json(200, body)
+}
+
+fn base_error(code: i64, message: &str) -> Reply {
+    Reply::json(200, json!({"base_resp": {"status_code": code, "status_msg": message}}))
+}
+
+fn video(prompt: &str) -> GenerationRequest {
+    GenerationRequest::new("video.generate", "MiniMax-Hailuo-02", prompt)
+}
+
+fn handle_of(s: Submission) -> String {
+    match s {
+        Submission::Pending(p) => {
+            assert_eq!(p.poll_after_ms, 15_000);
+            p.handle
+        }
+        other => panic!("expected pending, got {other:?}"),
+    }
+}
+
+fn video_error(reply: Reply) -> Error {
+    let _s = script().exchange(Expect::post(format!("{API_BASE}/video_generation")), reply).install();
+    MiniMax.submit(video("a fox")).unwrap_err()
+}
+
+#[test]
+fn manifest_lists_video_speech_and_chat_models() {
+    let m = MiniMax.manifest();
+    assert_eq!(m.id, "minimax");
+    assert_eq!(m.allowed_hosts, ["api.minimax.io"]);
+    assert_eq!(m.secrets, ["MINIMAX_API_KEY"]);
+    assert!(!m.idempotent_submit);
+    let kinds: Vec<_> = m.models.iter().map(|m| (m.key.as_str(), m.kind.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [("MiniMax-Hailuo-02", "video"), ("speech-02-hd", "audio"), ("speech-02-turbo", "audio"), ("MiniMax-M2", "chat"), ("MiniMax-Text-01", "chat")]
+    );
+    assert_eq!(m.models[0].params_schema["properties"]["duration"]["enum"], json!([6, 10]));
+    assert_eq!(m.models[1].params_schema["properties"]["speed"]["default"], 1.0);
+    assert_eq!(m.models[1].extra["voices"][0], json!({"id": "male-qn-qingse", "name": "青涩青年", "language": "zh"}));
+}
+
+#[test]
+fn video_submit_sends_the_documented_body() {
+    let last = InputMedia { kind: "image".into(), role: Some("last_frame".into()), data: vec![9].into(), content_type: Some("image/png".into()), ..Default::default() };
+    let s = script()
+        .exchange(
+            Expect::post(format!("{API_BASE}/video_generation")).header("authorization", AUTH).json(json!({
+                "model": "MiniMax-Hailuo-02", "prompt": "a fox", "duration": 6, "resolution": "768P", "prompt_optimizer": true
+            })),
+            ok(json!({"task_id": "106916112212032"})),
+        )
+        .exchange(
+            Expect::post(format!("{API_BASE}/video_generation")).json(json!({
+                "model": "MiniMax-Hailuo-02", "duration": 10, "resolution": "1080P", "prompt_optimizer": false,
+                "first_frame_image": "https://cdn.example.com/f.png", "last_frame_image": "data:image/png;base64,CQ=="
+            })),
+            ok(json!({"task_id": "t2"})),
+        )
+        .install();
+    assert_eq!(handle_of(MiniMax.submit(video("a fox")).unwrap()), "minimax:v1:106916112212032");
+    let framed = video("")
+        .param("duration", 10)
+        .param("resolution", "1080P")
+        .param("prompt_optimizer", false)
+        .input(InputMedia { kind: "image".into(), role: Some("first_frame".into()), url: Some("https://cdn.example.com/f.png".into()), ..Default::default() })
+        .input(last);
+    handle_of(MiniMax.submit(framed).unwrap());
+    assert!(matches!(MiniMax.submit(video("")), Err(Error::InvalidRequest(_))));
+    s.finish();
+}
+
+#[test]
+fn pending_then_success_fetches_the_download_url() {
+    let query = format!("{API_BASE}/query/video_generation?task_id=t9");
+    let s = script()
+        .exchange(Expect::post(format!("{API_BASE}/video_generation")), ok(json!({"task_id": "t9"})))
+        .exchange(Expect::get(&query).header("authorization", AUTH), ok(json!({"task_id": "t9", "status": "Queueing"})))
+        .exchange(Expect::get(&query), ok(json!({"task_id": "t9", "status": "Processing"})))
+        .exchange(Expect::get(&query), ok(json!({"task_id": "t9", "status": "Success", "file_id": "205258526306433", "video_width": 1366, "video_height": 768})))
+        .exchange(
+            Expect::get(format!("{API_BASE}/files/retrieve?file_id=205258526306433")).header("authorization", AUTH),
+            ok(json!({"file": {"file_id": 205258526306433_u64, "filename": "output.mp4", "download_url": "https://public-cdn-video-data.oss.minimaxi.com/v.mp4"}})),
+        )
+        .install();
+    let h = handle_of(MiniMax.submit(video("a fox")).unwrap());
+    for _ in 0..2 {
+        assert_eq!(MiniMax.poll(&h).unwrap(), PollOutcome::Running { progress: None, poll_after_ms: 15_000 });
+    }
+    let PollOutcome::Finished(done) = MiniMax.poll(&h).unwrap() else { panic!("expected finished") };
+    assert_eq!(done.outputs, [Output::Url { url: "https://public-cdn-video-data.oss.minimaxi.com/v.mp4".into(), content_type: Some("video/mp4".into()) }]);
+    assert_eq!(done.usage, Some(json!({"video_width": 1366, "video_height": 768})));
+    s.finish();
+}
+
+#[test]
+fn failed_video_tasks_carry_their_reason() {
+    let query = format!("{API_BASE}/query/video_generation?task_id=t4");
+    let s = script()
+        .exchange(Expect::get(&query), Reply::json(200, json!({"status": "Fail", "base_resp": {"status_code": 1027, "status_msg": "output video sensitive"}})))
+        .install();
+    assert!(matches!(MiniMax.poll("minimax:v1:t4").unwrap(), PollOutcome::Failed(Error::ContentRejected(_))));
+    assert!(MiniMax.poll("minimax:v1:t4&x=1").is_err());
+    s.finish();
+}
+
+#[test]
+fn errors_map_to_typed_errors() {
+    assert!(matches!(video_error(base_error(1004, "login fail")), Error::Unauthorized(_)));
+    assert!(matches!(video_error(Reply::json(401, json!({}))), Error::Unauthorized(_)));
+    assert_eq!(video_error(base_error(1002, "rate limit")), Error::RateLimited(None));
+    assert_eq!(video_error(base_error(1008, "insufficient balance")), Error::RateLimited(None));
+    assert_eq!(video_error(Reply::json(429, json!({})).header("Retry-After", "3")), Error::RateLimited(Some(3)));
+    assert!(matches!(video_error(base_error(1026, "input new_sensitive")), Error::ContentRejected(_)));
+    assert!(matches!(video_error(base_error(2013, "invalid params, duration")), Error::InvalidRequest(m) if m.contains("duration")));
+    assert!(matches!(video_error(base_error(1013, "internal")), Error::UpstreamUnavailable(_)));
+    assert!(matches!(video_error(Reply::text(503, "down")), Error::UpstreamUnavailable(_)));
+    let _s = Script::new().install();
+    assert!(matches!(MiniMax.submit(video("x")), Err(Error::Unauthorized(m)) if m.contains("MINIMAX_API_KEY")));
+}
+
+#[test]
+fn speech_decodes_hex_audio() {
+    let s = script()
+        .exchange(
+            Expect::post(format!("{API_BASE}/t2a_v2")).header("authorization", AUTH).json(json!({
+                "model": "speech-02-hd", "text": "你好", "stream": false,
+                "voice_setting": {"voice_id": "female-shaonv", "speed": 1.5, "vol": 1.0, "pitch": 0},
+                "audio_setting": {"sample_rate": 32000, "bitrate": 128000, "format": "mp3", "channel": 1}
+            })),
+            ok(json!({"data": {"audio": "494433ff", "status": 2}, "extra_info": {"audio_length": 900, "usage_characters": 2}})),
+        )
+        .install();
+    let r = GenerationRequest::new("audio.speech", "speech-02-hd", "你好").param("voice", "female-shaonv").param("speed", 1.5);
+    let Submission::Finished(done) = MiniMax.submit(r).unwrap() else { panic!("expected finished") };
+    assert_eq!(done.outputs, [Output::bytes("audio/mpeg", vec![0x49, 0x44, 0x33, 0xff])]);
+    assert_eq!(done.usage.unwrap()["usage_characters"], 2);
+    s.finish();
+}
+
+#[test]
+fn speech_errors_are_mapped() {
+    let s = script().exchange(Expect::post(format!("{API_BASE}/t2a_v2")), base_error(1042, "illegal characters")).install();
+    let r = GenerationRequest::new("audio.speech", "speech-02-turbo", "\u{0}");
+    assert!(matches!(MiniMax.submit(r), Err(Error::InvalidRequest(_))));
+    s.finish();
+}
+
+#[test]
+fn chat_streams_deltas_usage_and_finish() {
+    let s = script()
+        .exchange(
+            Expect::post(format!("{API_BASE}/text/chatcompletion_v2")).header("authorization", AUTH).json(json!({
+                "model": "MiniMax-M2", "stream": true, "temperature": 0.7, "messages": [{"role": "user", "content": "hi"}]
+            })),
+            Reply::sse([
+                r#"{"id":"a","choices":[{"index":0,"delta":{"content":"Hello","role":"assistant"}}],"object":"chat.completion.chunk"}"#,
+                r#"{"id":"a","choices":[{"index":0,"delta":{"content":" there","role":"assistant"}}],"object":"chat.completion.chunk"}"#,
+                r#"{"id":"a","choices":[{"finish_reason":"stop","index":0,"message":{"content":"Hello there","role":"assistant"}}],"usage":{"total_tokens":12,"prompt_tokens":9,"completion_tokens":3},"base_resp":{"status_code":0,"status_msg":""}}"#,
+            ]),
+        )
+        .install();
+    let mut r = ChatRequest::user("MiniMax-M2", "hi");
+    r.params = json!({"temperature": 0.7});
+    let events = collect_chat(MiniMax.chat(r).unwrap().as_mut()).unwrap();
+    assert_eq!(
+        events,
+        [ChatEvent::Delta("Hello".into()), ChatEvent::Delta(" there".into()), ChatEvent::Usage { prompt: 9, completion: 3 }, ChatEvent::Finish("stop".into())]
+    );
+    s.finish();
+}
+
+#[test]
+fn chat_errors_arrive_as_plain_json() {
+    let s = script()
+        .exchange(Expect::post(format!("{API_BASE}/text/chatcompletion_v2")), base_error(1039, "token limit"))
+        .exchange(Expect::post(format!("{API_BASE}/text/chatcompletion_v2")), Reply::sse([r#"{"base_resp":{"status_code":1027,"status_msg":"output sensitive"}}"#]))
+        .install();
+    assert_eq!(MiniMax.chat(ChatRequest::user("MiniMax-M2", "x")).err(), Some(Error::RateLimited(None)));
+    let mut stream = MiniMax.chat(ChatRequest::user("MiniMax-Text-01", "x")).unwrap();
+    assert!(matches!(stream.next(), Err(Error::ContentRejected(_))));
+    assert!(MiniMax.chat(ChatRequest::user("speech-02-hd", "x")).is_err());
+    s.finish();
+}
+
+#[test]
+fn cancel_is_not_offered_by_minimax_and_sends_nothing() {
+    let s = script().install();
+    assert!(matches!(MiniMax.cancel("minimax:v1:t1"), Err(Error::Internal(_))));
+    assert!(s.requests().is_empty());
+    s.finish();
+}

@@ -1,0 +1,98 @@
+//! Hailuo video: `POST /video_generation` answers a `task_id`; `GET
+//! /query/video_generation?task_id=` reports `status` and, on `Success`, a `file_id`,
+//! which `GET /files/retrieve?file_id=` turns into a download URL.
+
+use crate::api::{authorized, call, call_keeping_base_resp};
+use crate::{API_BASE, models};
+use base64::Engine as _;
+use easel_sdk::http::Request;
+use easel_sdk::serde_json::{Map, Value, json};
+use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Output, PollOutcome, Result, Submission};
+
+const HANDLE_PREFIX: &str = "minimax:v1:";
+/// Hailuo takes a few minutes.
+const POLL_AFTER_MS: u64 = 15_000;
+
+/// MiniMax takes a public URL or a base64 data URL for frames.
+fn image_field(input: &InputMedia) -> Result<String> {
+    if let Some(url) = input.url.as_deref().filter(|u| !u.is_empty()) {
+        return Ok(url.to_string());
+    }
+    let data = input.data.as_deref().ok_or_else(|| Error::invalid("an input image has neither a URL nor bytes"))?;
+    let content_type = input.content_type.as_deref().unwrap_or("image/png");
+    Ok(format!("data:{content_type};base64,{}", base64::engine::general_purpose::STANDARD.encode(data)))
+}
+
+/// Submits a video task.
+pub fn submit(request: &GenerationRequest) -> Result<Submission> {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(models::VIDEO_MODEL));
+    if !request.prompt.is_empty() {
+        body.insert("prompt".into(), json!(request.prompt));
+    }
+    body.insert("duration".into(), json!(request.param_u64("duration", 6)?));
+    body.insert("resolution".into(), json!(request.param_str("resolution", "768P")?));
+    body.insert("prompt_optimizer".into(), json!(request.param_bool("prompt_optimizer", true)?));
+    let role = |r: Option<&str>| request.inputs.iter().find(|i| i.kind == "image" && i.role.as_deref() == r);
+    if request.inputs.iter().any(|i| i.kind != "image" || i.role.as_deref() == Some("reference")) {
+        return Err(Error::invalid("Hailuo takes a first frame and an optional last frame"));
+    }
+    let first = role(Some("first_frame")).or_else(|| role(None));
+    match (first, role(Some("last_frame"))) {
+        (Some(first), last) => {
+            body.insert("first_frame_image".into(), json!(image_field(first)?));
+            if let Some(last) = last {
+                body.insert("last_frame_image".into(), json!(image_field(last)?));
+            }
+        }
+        (None, Some(_)) => return Err(Error::invalid("a last_frame needs a first_frame")),
+        (None, None) if request.prompt.is_empty() => return Err(Error::invalid("Missing required parameter: prompt")),
+        (None, None) => {}
+    }
+    let answer = call(authorized(Request::post(format!("{API_BASE}/video_generation")))?.json(&Value::Object(body)))?;
+    let task_id = answer["task_id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Error::upstream(format!("MiniMax answered without a task_id: {answer}")))?;
+    Ok(Submission::pending(format!("{HANDLE_PREFIX}{task_id}"), POLL_AFTER_MS))
+}
+
+/// Polls a video task; on success fetches the file's download URL.
+pub fn poll(handle: &str) -> Result<PollOutcome> {
+    let task_id = handle
+        .strip_prefix(HANDLE_PREFIX)
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .ok_or_else(|| Error::invalid(format!("not a MiniMax task handle: {handle}")))?;
+    let query = Request::get(format!("{API_BASE}/query/video_generation?task_id={task_id}"));
+    let answer = call_keeping_base_resp(authorized(query)?)?;
+    let status = answer["status"].as_str().unwrap_or_default();
+    if status != "Fail"
+        && let Some(error) = crate::errors::from_base_resp(&answer, None)
+    {
+        return Err(error);
+    }
+    match status {
+        "Preparing" | "Queueing" | "Processing" => Ok(PollOutcome::Running { progress: None, poll_after_ms: POLL_AFTER_MS }),
+        "Success" => {
+            let file_id = match &answer["file_id"] {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return Err(Error::upstream(format!("MiniMax reported success without a file_id: {answer}"))),
+            };
+            let file = call(authorized(Request::get(format!("{API_BASE}/files/retrieve?file_id={file_id}")))?)?;
+            let url = file["file"]["download_url"]
+                .as_str()
+                .ok_or_else(|| Error::upstream(format!("MiniMax file {file_id} has no download_url")))?;
+            let mut done = Finished::new(vec![Output::Url { url: url.to_string(), content_type: Some("video/mp4".into()) }]);
+            if let (Some(w), Some(h)) = (answer["video_width"].as_u64(), answer["video_height"].as_u64()) {
+                done = done.usage(json!({"video_width": w, "video_height": h}));
+            }
+            Ok(PollOutcome::Finished(done))
+        }
+        // A failed task reports why in its own base_resp (e.g. 1026 for moderation).
+        "Fail" => Ok(PollOutcome::Failed(
+            crate::errors::from_base_resp(&answer, None).unwrap_or_else(|| Error::upstream("the MiniMax video task failed")),
+        )),
+        other => Err(Error::upstream(format!("MiniMax reported an unknown task status `{other}`"))),
+    }
+}
