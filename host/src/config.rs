@@ -16,7 +16,8 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Database, assets, compiled-plugin cache.
     pub data_dir: PathBuf,
-    /// Watched folder of provider `.wasm` components.
+    /// Watched folder of provider `.wasm` components: `EASEL_PLUGINS_DIR`, else
+    /// `$EASEL_DATA_DIR/plugins` when that folder exists.
     pub plugins_dir: Option<PathBuf>,
     /// `sqlite://…` or `postgres://…`; SQLite in the data dir when unset.
     pub database_url: String,
@@ -40,6 +41,53 @@ pub struct Config {
     pub aliases: HashMap<String, String>,
     /// Default model per capability.
     pub defaults: HashMap<String, String>,
+    /// Sandbox limits of provider plugins.
+    pub plugins: PluginSettings,
+    /// Prices and whether balances are enforced.
+    pub credits: CreditSettings,
+    /// Base of the links easel hands out for outputs (`EASEL_PUBLIC_URL`); the request's
+    /// `Host` when unset.
+    pub public_url: Option<String>,
+}
+
+/// `[plugins]` in `easel.toml`: the sandbox of every provider plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Linear memory of one call, MiB.
+    pub memory_limit_mb: usize,
+    /// Guest CPU time of one call, milliseconds.
+    pub cpu_deadline_ms: u64,
+    /// Wall-clock time of one call, seconds.
+    pub call_timeout_secs: u64,
+    /// Operator allowlist intersected with each manifest's (`*.example.com`, `*`); every
+    /// manifest host when unset.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Tests only (needs `EASEL_ALLOW_PRIVATE_TARGETS`): `"vendor.host" = "127.0.0.1:PORT"`
+    /// sends that vendor's requests in plain HTTP to a fake on loopback.
+    pub connect_to: HashMap<String, SocketAddr>,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            memory_limit_mb: 64,
+            cpu_deadline_ms: 10_000,
+            call_timeout_secs: 300,
+            allowed_hosts: None,
+            connect_to: HashMap::new(),
+        }
+    }
+}
+
+/// `[credits]` in `easel.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreditSettings {
+    /// Refuse work a client's balance cannot pay for (429 `Insufficient balance`).
+    pub enforce: bool,
+    /// Credits per output by model id (`provider/key`); the model's price hint otherwise.
+    pub prices: HashMap<String, f64>,
 }
 
 /// Engine tuning; every field has a default.
@@ -116,6 +164,9 @@ struct FileConfig {
     limits: Limits,
     storage: StorageConfig,
     models: ModelsConfig,
+    plugins: PluginSettings,
+    credits: CreditSettings,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +216,10 @@ impl Config {
         let database_url = env("DATABASE_URL")
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("easel.db").display()));
+        let plugins_dir = env("EASEL_PLUGINS_DIR")
+            .map(PathBuf::from)
+            .or(file.plugins_dir)
+            .or_else(|| Some(data_dir.join("plugins")).filter(|dir| dir.is_dir()));
         let keys_text = env("EASEL_API_KEYS")
             .or_else(|| env("ZHINIAN_API_KEYS"))
             .unwrap_or_default();
@@ -180,9 +235,7 @@ impl Config {
         Ok(Self {
             addr,
             data_dir,
-            plugins_dir: env("EASEL_PLUGINS_DIR")
-                .map(PathBuf::from)
-                .or(file.plugins_dir),
+            plugins_dir,
             database_url,
             api_keys,
             webhook_secret: env("EASEL_WEBHOOK_SECRET").or_else(|| env("ZHINIAN_WEBHOOK_SECRET")),
@@ -195,6 +248,11 @@ impl Config {
             sqlite_synchronous,
             aliases: file.models.aliases,
             defaults: file.models.defaults,
+            plugins: file.plugins,
+            credits: file.credits,
+            public_url: env("EASEL_PUBLIC_URL")
+                .or(file.public_url)
+                .map(|url| url.trim_end_matches('/').to_string()),
         })
     }
 
@@ -215,6 +273,9 @@ impl Config {
             sqlite_synchronous: "NORMAL".into(),
             aliases: HashMap::new(),
             defaults: HashMap::new(),
+            plugins: PluginSettings::default(),
+            credits: CreditSettings::default(),
+            public_url: None,
         }
     }
 

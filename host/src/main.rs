@@ -1,5 +1,7 @@
 //! The `easel` command.
 
+use std::path::{Path, PathBuf};
+
 use clap::{Parser, Subcommand};
 use easel::{
     config::Config,
@@ -20,6 +22,53 @@ enum Command {
     Serve,
     /// Run workers only, against the same database as a `serve`.
     Worker,
+    /// Write or check provider plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Scaffold a plugin crate that builds for wasm32-wasip2 and passes its own test.
+    New {
+        /// Provider id: lower-case letters, digits and `-`.
+        name: String,
+        /// Folder to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path of a local `easel-sdk` (default: this checkout's `sdk/`, when present).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Validate a component against the contract and print its manifest.
+    Check {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+}
+
+// The scaffold lives beside the SDK's template so the template and its writer change together.
+#[path = "../../sdk/template/scaffold.rs"]
+mod scaffold;
+
+fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::New { name, dir, sdk } => {
+            let dest = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let checkout_sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+            let sdk = sdk.or_else(|| checkout_sdk.canonicalize().ok());
+            scaffold::scaffold(&name, &dest, sdk.as_deref())?;
+            println!(
+                "created {}; build it with: cargo build --release --target wasm32-wasip2",
+                dest.display()
+            );
+        }
+        PluginCommand::Check { file } => {
+            let report = easel_wasm::check_component_blocking(&file)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -32,10 +81,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Plugin(command)) = cli.command {
+        return plugin(command);
+    }
     let config = Config::from_env()?;
     let mode = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Mode::Serve,
         Command::Worker => Mode::Worker,
+        Command::Plugin(_) => unreachable!("handled above"),
     };
     server::run(config, mode).await
 }

@@ -4,9 +4,10 @@
 //! starts with the workers), and the bind rule (no non-loopback address without keys) is
 //! checked before the socket opens.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use easel_wasm::{PluginHost, WasmConfig};
 
 use crate::{
     api::{self, AppState, auth::Auth},
@@ -50,6 +51,10 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     for (capability, model) in &config.defaults {
         registry.set_default(capability, model);
     }
+    let plugins = match &config.plugins_dir {
+        Some(dir) => Some(start_plugins(&config, dir, registry.clone()).await?),
+        None => None,
+    };
     let auth = Arc::new(Auth::load(store.clone(), &config.api_keys).await?);
     let renderers: HashMap<&'static str, WebhookRenderer> =
         HashMap::from([(api::jobs::API, api::jobs::webhook as WebhookRenderer)]);
@@ -68,8 +73,43 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         engine: engine.clone(),
         auth,
         config: Arc::new(config),
+        plugins,
     };
     Ok(Host { engine, state })
+}
+
+/// Loads every plugin in `dir`, publishes them into the registry and watches the folder.
+async fn start_plugins(
+    config: &Config,
+    dir: &std::path::Path,
+    registry: Arc<Registry>,
+) -> anyhow::Result<PluginHost> {
+    let runtime = easel_wasm::Runtime::new(WasmConfig {
+        cache_dir: Some(config.data_dir.join("plugin-cache")),
+        allow_private_targets: config.allow_private_targets,
+        memory_limit_bytes: config.plugins.memory_limit_mb << 20,
+        cpu_deadline: Duration::from_millis(config.plugins.cpu_deadline_ms),
+        call_timeout: Duration::from_secs(config.plugins.call_timeout_secs),
+        operator_allowed_hosts: config.plugins.allowed_hosts.clone(),
+        connect_to: config.plugins.connect_to.clone(),
+        ..WasmConfig::default()
+    })?;
+    let host = PluginHost::start(runtime, dir, registry).await?;
+    for plugin in host.status() {
+        match (&plugin.provider_id, &plugin.last_error) {
+            (_, Some(error)) => {
+                tracing::warn!(file = %plugin.file.display(), %error, "plugin refused")
+            }
+            (Some(id), None) => tracing::info!(
+                file = %plugin.file.display(),
+                provider = %id,
+                models = plugin.models.len(),
+                "plugin loaded"
+            ),
+            _ => {}
+        }
+    }
+    Ok(host)
 }
 
 /// Runs until Ctrl-C or SIGTERM.

@@ -4,6 +4,7 @@
 //! answered with a 4xx in the calling API's own error shape and never changes stored state;
 //! handlers turn requests into engine calls and tasks into that API's JSON, nothing more.
 
+pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod body;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// The configuration the host started with.
     pub config: Arc<Config>,
+    /// The plugins folder's loader, when `EASEL_PLUGINS_DIR` is set.
+    pub plugins: Option<easel_wasm::PluginHost>,
 }
 
 /// Every route of every API.
@@ -35,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .merge(assets::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(openapi::routes())
+        .merge(admin::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -195,3 +195,13 @@ impl Registry {
         matches.next().is_none().then_some(first)
     }
 }
+
+impl easel_wasm::ProviderSink for Registry {
+    fn upsert(&self, provider: Arc<dyn Provider>) {
+        Registry::upsert(self, provider);
+    }
+
+    fn remove(&self, id: &str) {
+        Registry::remove(self, id);
+    }
+}

@@ -49,6 +49,9 @@ pub struct WasmConfig {
     pub secrets: HashMap<String, String>,
     /// Also read declared secrets missing from `secrets` from the process environment.
     pub secrets_from_env: bool,
+    /// Tests only, honoured with `allow_private_targets`: send requests for these hosts in
+    /// plain HTTP to the given address instead (a fake vendor on loopback).
+    pub connect_to: HashMap<String, std::net::SocketAddr>,
     /// Quiet period after a change in the plugins folder before it is rescanned.
     pub reload_debounce: Duration,
 }
@@ -70,6 +73,7 @@ impl Default for WasmConfig {
             max_response_bytes: 64 << 20,
             secrets: HashMap::new(),
             secrets_from_env: true,
+            connect_to: HashMap::new(),
             reload_debounce: Duration::from_millis(50),
         }
     }

@@ -14,6 +14,7 @@
 //!   deleted and recompiled. The cache folder is trusted: only the host writes it.
 //! - Compilation runs on the blocking pool, never on the request path.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
@@ -209,7 +210,7 @@ impl Runtime {
             .await
             .map_err(|e| anyhow::anyhow!("manifest() failed: {e}"))?;
         manifest.validate()?;
-        let mut secrets = std::collections::HashMap::new();
+        let mut secrets = HashMap::new();
         for name in &manifest.secrets {
             let value = self.config.secrets.get(name).cloned().or_else(|| {
                 self.config
@@ -303,6 +304,11 @@ impl Runtime {
             request_timeout: self.config.request_timeout,
             max_response_bytes: self.config.max_response_bytes,
             tls: self.tls.clone(),
+            connect_to: Arc::new(if self.config.allow_private_targets {
+                self.config.connect_to.clone()
+            } else {
+                HashMap::new()
+            }),
         })
     }
 

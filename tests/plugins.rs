@@ -1,0 +1,218 @@
+//! Provider plugins through the real host: the demo plugin serves seed 001 jobs (an image
+//! made at once, a video that goes pending first), `GET /admin/plugins` reports it, and the
+//! folder is hot: a broken file is refused while the rest keep serving, a removed file retires
+//! its provider. The `.wasm` files come from `scripts/test`, which builds `plugins/` first.
+
+use std::{path::PathBuf, time::Duration};
+
+use easel_tests::{Backend, Host, Options, send};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A component built from `plugins/` by scripts/test.
+fn built_plugin(crate_name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+    let file = target.join("wasm32-wasip2/release").join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(file.exists(), "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first", file.display());
+    file
+}
+
+async fn admin_plugins(host: &Host) -> Value {
+    let (status, body) = send(host.as_key(Method::GET, "/admin/plugins", "admin-secret")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_plugin_serves_jobs_and_the_folder_is_hot() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(built_plugin("demo"), plugins.path().join("demo.wasm")).unwrap();
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
+            .env("EASEL_ADMIN_KEY", "admin-secret"),
+    )
+    .await;
+
+    let (status, created) = host
+        .post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "a plugin made this", "width": 64, "height": 32}))
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let job = host.wait_terminal(created["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["model"], "demo/image");
+    let asset = job["outputAssetIds"][0].as_str().unwrap();
+    let png = host.as_key(Method::GET, &format!("/api/v1/assets/{asset}/download"), "key-a").send().await.unwrap();
+    assert_eq!(png.headers()["content-type"], "image/png");
+    let bytes = png.bytes().await.unwrap();
+    assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 64);
+
+    // The video goes pending at the plugin first; the poller finishes it.
+    let (_, video) = host.post("/api/v1/jobs", &json!({"capability": "video.generate", "model": "demo/video", "prompt": "drift"})).await;
+    let video = host.wait_terminal(video["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(video["status"], "succeeded", "{video}");
+
+    let listed = admin_plugins(&host).await;
+    let demo = &listed["plugins"][0];
+    assert_eq!(demo["provider_id"], "demo");
+    assert_eq!(demo["content_hash"].as_str().unwrap().len(), 64);
+    assert!(demo["models"].as_array().unwrap().iter().any(|m| m == "image"));
+    let (status, _) = send(host.as_key(Method::GET, "/admin/plugins", "key-a")).await;
+    assert_eq!(status, 401, "client keys are not admin keys");
+
+    // A broken file is refused with its error shown; demo keeps serving.
+    std::fs::write(plugins.path().join("broken.wasm"), b"\0asm not really").unwrap();
+    let (status, reloaded) = send(host.as_key(Method::POST, "/admin/plugins/reload", "admin-secret")).await;
+    assert_eq!(status, 200);
+    let broken = reloaded["plugins"].as_array().unwrap().iter().find(|p| p["file"].as_str().unwrap().ends_with("broken.wasm")).cloned();
+    assert!(broken.expect("broken.wasm listed")["last_error"].is_string());
+    let (_, again) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "still here"})).await;
+    assert_eq!(host.wait_terminal(again["job"]["id"].as_str().unwrap()).await["status"], "succeeded");
+
+    // Dropping a new plugin in makes it live without a restart; removing it retires it.
+    std::fs::copy(built_plugin("fault-panic"), plugins.path().join("fault-panic.wasm")).unwrap();
+    wait_until("fault-panic to load", async || {
+        admin_plugins(&host).await["plugins"].as_array().unwrap().iter().any(|p| p["provider_id"] == "fault-panic")
+    })
+    .await;
+    let (_, panicking) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "fault-panic/image", "prompt": "boom"})).await;
+    let failed = host.wait_terminal(panicking["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed", "a trap fails its own task: {failed}");
+    let (_, fine) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "unharmed"})).await;
+    assert_eq!(host.wait_terminal(fine["job"]["id"].as_str().unwrap()).await["status"], "succeeded");
+
+    std::fs::remove_file(plugins.path().join("fault-panic.wasm")).unwrap();
+    wait_until("fault-panic to retire", async || {
+        let (status, _) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "fault-panic/image", "prompt": "x"})).await;
+        status == 400
+    })
+    .await;
+}
+
+#[test]
+fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
+    // A built component passes and its manifest comes back as JSON.
+    let checked = std::process::Command::new(easel_tests::easel_bin())
+        .args(["plugin", "check"])
+        .arg(built_plugin("demo"))
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(report["manifest"]["id"], "demo", "{report}");
+
+    // Anything else is refused with a non-zero exit and a reason.
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"\0asm garbage").unwrap();
+    let refused = std::process::Command::new(easel_tests::easel_bin())
+        .args(["plugin", "check"])
+        .arg(junk.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(!refused.stderr.is_empty());
+}
+
+#[test]
+fn plugin_new_scaffolds_a_crate_against_this_checkout_sdk() {
+    let parent = tempfile::tempdir().unwrap();
+    let dest = parent.path().join("acme-images");
+    let made = std::process::Command::new(easel_tests::easel_bin())
+        .args(["plugin", "new", "acme-images", "--dir"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let manifest = std::fs::read_to_string(dest.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("acme-images") || manifest.contains("acme_images"), "{manifest}");
+    assert!(manifest.contains("easel-sdk"), "{manifest}");
+    assert!(dest.join("src/lib.rs").exists());
+
+    // A name that cannot be a provider id is refused before anything is written.
+    let bad = std::process::Command::new(easel_tests::easel_bin())
+        .args(["plugin", "new", "Bad_Name", "--dir"])
+        .arg(parent.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(!parent.path().join("bad").exists());
+}
+
+/// An upstream that sends its headers and a first byte, then stalls.
+async fn stalling_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nx").await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
+    let plugins = tempfile::tempdir().unwrap();
+    for name in ["demo", "fault-loop", "fault-alloc", "fault-panic", "fault-forbidden-host", "fault-slow-upstream"] {
+        std::fs::copy(built_plugin(name), plugins.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
+            .env("EASEL_ALLOW_PRIVATE_TARGETS", "1")
+            .toml("[plugins]\ncpu_deadline_ms = 300\nmemory_limit_mb = 32\ncall_timeout_secs = 3"),
+    )
+    .await;
+    let upstream = stalling_upstream().await;
+
+    let faults = [
+        ("fault-loop/image", json!({}), "CPU deadline"),
+        ("fault-alloc/image", json!({}), "memory limit"),
+        ("fault-panic/image", json!({}), "plugin trapped"),
+        ("fault-forbidden-host/image", json!({}), "allowed hosts"),
+        // The host's wall-clock cap ends a call whose upstream stalls.
+        ("fault-slow-upstream/fetch", json!({"url": format!("http://{upstream}/slow")}), "exceeded its 3s timeout"),
+    ];
+    let mut fault_jobs = Vec::new();
+    for (model, params, _) in &faults {
+        let mut body = json!({"capability": "image.generate", "model": model, "prompt": "misbehave"});
+        body.as_object_mut().unwrap().extend(params.as_object().unwrap().clone());
+        let (status, created) = host.post("/api/v1/jobs", &body).await;
+        assert_eq!(status, 202, "{created}");
+        fault_jobs.push(created["job"]["id"].as_str().unwrap().to_string());
+    }
+    // While the faults play out, ordinary work keeps flowing.
+    let mut fine_jobs = Vec::new();
+    for i in 0..10 {
+        let (_, created) = host
+            .post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": format!("fine {i}"), "width": 32, "height": 32}))
+            .await;
+        fine_jobs.push(created["job"]["id"].as_str().unwrap().to_string());
+    }
+    for id in &fine_jobs {
+        assert_eq!(host.wait_terminal(id).await["status"], "succeeded");
+    }
+    for (id, (model, _, reason)) in fault_jobs.iter().zip(&faults) {
+        let job = host.wait_terminal(id).await;
+        assert_eq!(job["status"], "failed", "{model}: {job}");
+        let error = job["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{model} should fail with {reason:?}, got {error:?}");
+    }
+    let (_, after) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "after"})).await;
+    assert_eq!(host.wait_terminal(after["job"]["id"].as_str().unwrap()).await["status"], "succeeded");
+}
