@@ -23,10 +23,10 @@ pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission>
     if request.prompt.trim().is_empty() {
         return Err(Error::invalid("Missing required parameter: prompt"));
     }
-    if request.model == "qwen-image" {
-        if let Some(source) = media::of_kind(&request.inputs, "image").next() {
-            return edit(request, region, source);
-        }
+    if request.model == "qwen-image"
+        && let Some(source) = media::of_kind(&request.inputs, "image").next()
+    {
+        return edit(request, region, source);
     }
     let body = text2image_body(request)?;
     let task = client::create_task(region, Family::Image, TEXT2IMAGE, &body)?;

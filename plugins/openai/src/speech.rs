@@ -38,10 +38,10 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
         "speed": request.param_f64("speed", 1.0)?,
     });
     // Only the GPT-4o speech model follows spoken-style instructions.
-    if request.model == "gpt-4o-mini-tts" {
-        if let Some(instructions) = request.param_value("instructions") {
-            body["instructions"] = instructions.clone();
-        }
+    if request.model == "gpt-4o-mini-tts"
+        && let Some(instructions) = request.param_value("instructions")
+    {
+        body["instructions"] = instructions.clone();
     }
     let response = client::post("/audio/speech")?.json(&body).timeout(Duration::from_secs(120)).send()?;
     let audio = errors::checked(response)?.into_body();
