@@ -13,8 +13,14 @@ use serde_json::{Value, json};
 fn built_plugin(crate_name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
-    let file = target.join("wasm32-wasip2/release").join(format!("{}.wasm", crate_name.replace('-', "_")));
-    assert!(file.exists(), "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first", file.display());
+    let file = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        file.exists(),
+        "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first",
+        file.display()
+    );
     file
 }
 
@@ -27,7 +33,10 @@ async fn admin_plugins(host: &Host) -> Value {
 async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -47,48 +56,108 @@ async fn demo_plugin_serves_jobs_and_the_folder_is_hot() {
         .post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "a plugin made this", "width": 64, "height": 32}))
         .await;
     assert_eq!(status, 202, "{created}");
-    let job = host.wait_terminal(created["job"]["id"].as_str().unwrap()).await;
+    let job = host
+        .wait_terminal(created["job"]["id"].as_str().unwrap())
+        .await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["model"], "demo/image");
     let asset = job["outputAssetIds"][0].as_str().unwrap();
-    let png = host.as_key(Method::GET, &format!("/api/v1/assets/{asset}/download"), "key-a").send().await.unwrap();
+    let png = host
+        .as_key(
+            Method::GET,
+            &format!("/api/v1/assets/{asset}/download"),
+            "key-a",
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(png.headers()["content-type"], "image/png");
     let bytes = png.bytes().await.unwrap();
     assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 64);
 
     // The video goes pending at the plugin first; the poller finishes it.
-    let (_, video) = host.post("/api/v1/jobs", &json!({"capability": "video.generate", "model": "demo/video", "prompt": "drift"})).await;
-    let video = host.wait_terminal(video["job"]["id"].as_str().unwrap()).await;
+    let (_, video) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "video.generate", "model": "demo/video", "prompt": "drift"}),
+        )
+        .await;
+    let video = host
+        .wait_terminal(video["job"]["id"].as_str().unwrap())
+        .await;
     assert_eq!(video["status"], "succeeded", "{video}");
 
     let listed = admin_plugins(&host).await;
     let demo = &listed["plugins"][0];
     assert_eq!(demo["provider_id"], "demo");
     assert_eq!(demo["content_hash"].as_str().unwrap().len(), 64);
-    assert!(demo["models"].as_array().unwrap().iter().any(|m| m == "image"));
+    assert!(
+        demo["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "image")
+    );
     let (status, _) = send(host.as_key(Method::GET, "/admin/plugins", "key-a")).await;
     assert_eq!(status, 401, "client keys are not admin keys");
 
     // A broken file is refused with its error shown; demo keeps serving.
     std::fs::write(plugins.path().join("broken.wasm"), b"\0asm not really").unwrap();
-    let (status, reloaded) = send(host.as_key(Method::POST, "/admin/plugins/reload", "admin-secret")).await;
+    let (status, reloaded) =
+        send(host.as_key(Method::POST, "/admin/plugins/reload", "admin-secret")).await;
     assert_eq!(status, 200);
-    let broken = reloaded["plugins"].as_array().unwrap().iter().find(|p| p["file"].as_str().unwrap().ends_with("broken.wasm")).cloned();
+    let broken = reloaded["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["file"].as_str().unwrap().ends_with("broken.wasm"))
+        .cloned();
     assert!(broken.expect("broken.wasm listed")["last_error"].is_string());
-    let (_, again) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "still here"})).await;
-    assert_eq!(host.wait_terminal(again["job"]["id"].as_str().unwrap()).await["status"], "succeeded");
+    let (_, again) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "demo/image", "prompt": "still here"}),
+        )
+        .await;
+    assert_eq!(
+        host.wait_terminal(again["job"]["id"].as_str().unwrap())
+            .await["status"],
+        "succeeded"
+    );
 
     // Dropping a new plugin in makes it live without a restart; removing it retires it.
-    std::fs::copy(built_plugin("fault-panic"), plugins.path().join("fault-panic.wasm")).unwrap();
+    std::fs::copy(
+        built_plugin("fault-panic"),
+        plugins.path().join("fault-panic.wasm"),
+    )
+    .unwrap();
     wait_until("fault-panic to load", async || {
-        admin_plugins(&host).await["plugins"].as_array().unwrap().iter().any(|p| p["provider_id"] == "fault-panic")
+        admin_plugins(&host).await["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["provider_id"] == "fault-panic")
     })
     .await;
     let (_, panicking) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "fault-panic/image", "prompt": "boom"})).await;
-    let failed = host.wait_terminal(panicking["job"]["id"].as_str().unwrap()).await;
-    assert_eq!(failed["status"], "failed", "a trap fails its own task: {failed}");
-    let (_, fine) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "unharmed"})).await;
-    assert_eq!(host.wait_terminal(fine["job"]["id"].as_str().unwrap()).await["status"], "succeeded");
+    let failed = host
+        .wait_terminal(panicking["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        failed["status"], "failed",
+        "a trap fails its own task: {failed}"
+    );
+    let (_, fine) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "demo/image", "prompt": "unharmed"}),
+        )
+        .await;
+    assert_eq!(
+        host.wait_terminal(fine["job"]["id"].as_str().unwrap())
+            .await["status"],
+        "succeeded"
+    );
 
     std::fs::remove_file(plugins.path().join("fault-panic.wasm")).unwrap();
     wait_until("fault-panic to retire", async || {
@@ -106,7 +175,11 @@ fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
         .arg(built_plugin("demo"))
         .output()
         .unwrap();
-    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
     assert_eq!(report["manifest"]["id"], "demo", "{report}");
 
@@ -131,9 +204,16 @@ fn plugin_new_scaffolds_a_crate_against_this_checkout_sdk() {
         .arg(&dest)
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let manifest = std::fs::read_to_string(dest.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains("acme-images") || manifest.contains("acme_images"), "{manifest}");
+    assert!(
+        manifest.contains("acme-images") || manifest.contains("acme_images"),
+        "{manifest}"
+    );
     assert!(manifest.contains("easel-sdk"), "{manifest}");
     assert!(dest.join("src/lib.rs").exists());
 
@@ -157,7 +237,9 @@ async fn stalling_upstream() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let mut request = [0u8; 4096];
                 let _ = socket.read(&mut request).await;
-                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nx").await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nx")
+                    .await;
                 tokio::time::sleep(Duration::from_secs(60)).await;
             });
         }
@@ -168,8 +250,19 @@ async fn stalling_upstream() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
     let plugins = tempfile::tempdir().unwrap();
-    for name in ["demo", "fault-loop", "fault-alloc", "fault-panic", "fault-forbidden-host", "fault-slow-upstream"] {
-        std::fs::copy(built_plugin(name), plugins.path().join(format!("{name}.wasm"))).unwrap();
+    for name in [
+        "demo",
+        "fault-loop",
+        "fault-alloc",
+        "fault-panic",
+        "fault-forbidden-host",
+        "fault-slow-upstream",
+    ] {
+        std::fs::copy(
+            built_plugin(name),
+            plugins.path().join(format!("{name}.wasm")),
+        )
+        .unwrap();
     }
     let host = Host::start(
         Options::new(Backend::Sqlite)
@@ -186,12 +279,19 @@ async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
         ("fault-panic/image", json!({}), "plugin trapped"),
         ("fault-forbidden-host/image", json!({}), "allowed hosts"),
         // The host's wall-clock cap ends a call whose upstream stalls.
-        ("fault-slow-upstream/fetch", json!({"url": format!("http://{upstream}/slow")}), "exceeded its 3s timeout"),
+        (
+            "fault-slow-upstream/fetch",
+            json!({"url": format!("http://{upstream}/slow")}),
+            "exceeded its 3s timeout",
+        ),
     ];
     let mut fault_jobs = Vec::new();
     for (model, params, _) in &faults {
-        let mut body = json!({"capability": "image.generate", "model": model, "prompt": "misbehave"});
-        body.as_object_mut().unwrap().extend(params.as_object().unwrap().clone());
+        let mut body =
+            json!({"capability": "image.generate", "model": model, "prompt": "misbehave"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(params.as_object().unwrap().clone());
         let (status, created) = host.post("/api/v1/jobs", &body).await;
         assert_eq!(status, 202, "{created}");
         fault_jobs.push(created["job"]["id"].as_str().unwrap().to_string());
@@ -211,8 +311,20 @@ async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
         let job = host.wait_terminal(id).await;
         assert_eq!(job["status"], "failed", "{model}: {job}");
         let error = job["error"].as_str().unwrap_or_default();
-        assert!(error.contains(reason), "{model} should fail with {reason:?}, got {error:?}");
+        assert!(
+            error.contains(reason),
+            "{model} should fail with {reason:?}, got {error:?}"
+        );
     }
-    let (_, after) = host.post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "after"})).await;
-    assert_eq!(host.wait_terminal(after["job"]["id"].as_str().unwrap()).await["status"], "succeeded");
+    let (_, after) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "demo/image", "prompt": "after"}),
+        )
+        .await;
+    assert_eq!(
+        host.wait_terminal(after["job"]["id"].as_str().unwrap())
+            .await["status"],
+        "succeeded"
+    );
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use easel_wasm::{PluginHost, WasmConfig};
 
 use crate::{
-    api::{self, AppState, auth::Auth},
+    api::{self, AppState, auth::Auth, files::Links},
     assets::Assets,
     config::Config,
     engine::{Engine, EngineParts, WebhookRenderer, registry::Registry},
@@ -56,8 +56,14 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         None => None,
     };
     let auth = Arc::new(Auth::load(store.clone(), &config.api_keys).await?);
-    let renderers: HashMap<&'static str, WebhookRenderer> =
-        HashMap::from([(api::jobs::API, api::jobs::webhook as WebhookRenderer)]);
+    let links = Arc::new(Links::load(&store).await?);
+    let renderers: HashMap<&'static str, WebhookRenderer> = HashMap::from([
+        (
+            api::jobs::API,
+            Arc::new(api::jobs::webhook) as WebhookRenderer,
+        ),
+        (api::sd::API, api::sd::webhook_renderer(links.clone())),
+    ]);
     let engine = Engine::new(EngineParts {
         store,
         assets,
@@ -68,11 +74,13 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         },
         webhook_secret: config.webhook_secret.clone(),
         renderers,
+        credits: config.credits.clone(),
     });
     let state = AppState {
         engine: engine.clone(),
         auth,
         config: Arc::new(config),
+        links,
         plugins,
     };
     Ok(Host { engine, state })

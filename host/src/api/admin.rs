@@ -1,20 +1,27 @@
 //! Operator routes under `/admin`, guarded by `EASEL_ADMIN_KEY` (any of the three auth
-//! headers). Without an admin key configured they answer 404, as if absent.
+//! headers): plugins, clients and their credits. Without an admin key configured they answer
+//! 404, as if absent.
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Path, State, rejection::JsonRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{AppState, auth::presented_key, jobs::Error};
 
 /// Routes of the operator interface.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/plugins", get(plugins)).route("/admin/plugins/reload", post(reload))
+    Router::new()
+        .route("/admin/plugins", get(plugins))
+        .route("/admin/plugins/reload", post(reload))
+        .route("/admin/clients", post(create_client))
+        .route("/admin/clients/{id}/credits", post(grant))
+        .route("/admin/clients/{id}/usage", get(usage))
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
@@ -34,15 +41,95 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn plugins(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     authorize(&state, &headers)?;
-    let listed = state.plugins.as_ref().map(|host| host.status()).unwrap_or_default();
+    let listed = state
+        .plugins
+        .as_ref()
+        .map(|host| host.status())
+        .unwrap_or_default();
     Ok(Json(json!({ "pluginsDir": state.config.plugins_dir, "plugins": listed })).into_response())
 }
 
 async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     authorize(&state, &headers)?;
     let Some(host) = &state.plugins else {
-        return Err(Error::bad_request("No plugins folder is configured: set EASEL_PLUGINS_DIR."));
+        return Err(Error::bad_request(
+            "No plugins folder is configured: set EASEL_PLUGINS_DIR.",
+        ));
     };
     let listed = host.rescan().await;
     Ok(Json(json!({ "pluginsDir": state.config.plugins_dir, "plugins": listed })).into_response())
+}
+
+/// `POST /admin/clients`: a new client and its key (shown once; stored hashed).
+#[derive(Debug, Deserialize)]
+struct NewClient {
+    id: String,
+    key: Option<String>,
+}
+
+async fn create_client(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewClient>, JsonRejection>,
+) -> Result<Response, Error> {
+    authorize(&state, &headers)?;
+    let Json(body) = body.map_err(|e| Error::bad_request(e.body_text()))?;
+    if body.id.is_empty()
+        || body.id.len() > 64
+        || !body
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(Error::bad_request(
+            "id must be 1 to 64 letters, digits, '-', '_' or '.'.",
+        ));
+    }
+    let key = body
+        .key
+        .unwrap_or_else(|| format!("sk-{}", uuid::Uuid::new_v4().simple()));
+    if key.len() < 16 {
+        return Err(Error::bad_request("key must be at least 16 characters."));
+    }
+    state.auth.add(&body.id, &key).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": body.id, "key": key})),
+    )
+        .into_response())
+}
+
+/// `POST /admin/clients/{id}/credits` with `{"amount": 100}` (negative takes back).
+#[derive(Debug, Deserialize)]
+struct Grant {
+    amount: f64,
+}
+
+async fn grant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+    body: Result<Json<Grant>, JsonRejection>,
+) -> Result<Response, Error> {
+    authorize(&state, &headers)?;
+    let Json(body) = body.map_err(|e| Error::bad_request(e.body_text()))?;
+    if !body.amount.is_finite() || body.amount == 0.0 {
+        return Err(Error::bad_request("amount must be a non-zero number."));
+    }
+    let account = state.engine.account(&client_id).await?;
+    if account.balance + body.amount < 0.0 {
+        return Err(Error::bad_request("The balance cannot go below zero."));
+    }
+    let balance = state.engine.grant_credits(&client_id, body.amount).await?;
+    Ok(Json(json!({"client_id": client_id, "balance": balance})).into_response())
+}
+
+/// `GET /admin/clients/{id}/usage`: balance, credits held by running tasks, spend per model.
+async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> Result<Response, Error> {
+    authorize(&state, &headers)?;
+    Ok(Json(state.engine.account(&client_id).await?).into_response())
 }

@@ -264,6 +264,17 @@ async fn download(
         .get(&client_id, &id)
         .await?
         .ok_or_else(|| Error::not_found("Asset"))?;
+    serve_asset(&state, &asset, request, true).await
+}
+
+/// Sends a stored asset's bytes (honouring `Range`), or redirects to a registered URL;
+/// `attachment` asks browsers to save rather than show it.
+pub async fn serve_asset(
+    state: &AppState,
+    asset: &crate::assets::Asset,
+    request: Request,
+    attachment: bool,
+) -> Result<Response, Error> {
     if let Some(url) = &asset.url {
         return Ok(Redirect::temporary(url).into_response());
     }
@@ -279,8 +290,9 @@ async fn download(
     if response.status() == StatusCode::NOT_FOUND {
         return Err(Error::not_found("Asset file"));
     }
+    let disposition = if attachment { "attachment" } else { "inline" };
     if let Ok(value) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}\"",
+        "{disposition}; filename=\"{}\"",
         asset.name.replace(|c: char| !c.is_ascii(), "_")
     )) {
         response

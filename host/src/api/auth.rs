@@ -38,25 +38,37 @@ pub fn hash_key(key: &str) -> String {
 impl Auth {
     /// Stores the configured keys' hashes and loads every client.
     pub async fn load(store: Store, configured: &[(String, String)]) -> anyhow::Result<Self> {
-        for (client, key) in configured {
-            sqlx::query(
-                "INSERT INTO clients (id, key_hash, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key_hash) DO UPDATE SET id = excluded.id",
-            )
-            .bind(client)
-            .bind(hash_key(key))
-            .bind(now_ms())
-            .execute(&store.writer)
-            .await?;
-        }
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT key_hash, id FROM clients")
             .fetch_all(&store.reader)
             .await?;
-        Ok(Self {
+        let auth = Self {
             by_hash: RwLock::new(rows.into_iter().collect()),
             open: configured.is_empty(),
             store,
-        })
+        };
+        for (client, key) in configured {
+            auth.add(client, key).await?;
+        }
+        Ok(auth)
+    }
+
+    /// Adds a client key (or moves an existing key to `client`).
+    pub async fn add(&self, client: &str, key: &str) -> anyhow::Result<()> {
+        let hash = hash_key(key);
+        sqlx::query(
+            "INSERT INTO clients (id, key_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_hash) DO UPDATE SET id = excluded.id",
+        )
+        .bind(client)
+        .bind(&hash)
+        .bind(now_ms())
+        .execute(&self.store.writer)
+        .await?;
+        self.by_hash
+            .write()
+            .expect("auth lock")
+            .insert(hash, client.to_string());
+        Ok(())
     }
 
     /// The client behind the request's key.

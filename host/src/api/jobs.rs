@@ -14,10 +14,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    api::{AppState, auth::AuthError, body},
+    api::{
+        AppState,
+        auth::AuthError,
+        body,
+        submit::{Refused, Submission, submit, url_input},
+    },
     engine::{
-        NewTask, SubmitError, TaskFilter,
-        provider::{GenerationRequest, InputMedia},
+        TaskFilter,
+        provider::InputMedia,
         request_hash,
         task::{CAPABILITIES, Status, Task, parse_time, rfc3339},
     },
@@ -65,6 +70,22 @@ impl From<AuthError> for Error {
             AuthError::Invalid => "Invalid API key.",
         };
         Self(StatusCode::UNAUTHORIZED, message.into())
+    }
+}
+
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Invalid(message) => Self::bad_request(message),
+            Refused::InsufficientBalance => {
+                Self(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance".into())
+            }
+            Refused::IdempotencyConflict => Self(
+                StatusCode::CONFLICT,
+                "Idempotency-Key was already used with a different request body.".into(),
+            ),
+            Refused::Internal(error) => error.into(),
+        }
     }
 }
 
@@ -226,7 +247,7 @@ async fn normalize(
     state: &AppState,
     client_id: &str,
     job: JobRequest,
-) -> Result<(GenerationRequest, String), Error> {
+) -> Result<Submission, Error> {
     if !CAPABILITIES.contains(&job.capability.as_str()) || job.capability == "chat" {
         return Err(Error::bad_request(format!(
             "Unsupported capability: {}",
@@ -297,24 +318,16 @@ async fn normalize(
     }
 
     let mut inputs = Vec::new();
-    let url_input = |kind: &str, url: String, role: Option<String>| InputMedia {
-        kind: kind.into(),
-        role,
-        url: Some(url),
-        asset_id: None,
-        content_type: None,
-        data: None,
-    };
     for url in job.image_urls.unwrap_or_default() {
         check_input_url(&url, "imageUrls")?;
-        inputs.push(url_input("image", url, None));
+        inputs.push(url_input("image", None, url));
     }
     for url in job.input_urls.unwrap_or_default() {
         check_input_url(&url, "inputUrls")?;
         let kind = crate::assets::content_type_from_name(url.split('?').next().unwrap_or_default())
             .map(|m| crate::assets::kind_of(&m).to_string())
             .unwrap_or_else(|| "image".into());
-        inputs.push(url_input(&kind, url, None));
+        inputs.push(url_input(&kind, None, url));
     }
     let mut asset_ids: Vec<(String, Option<String>, Option<String>)> = job
         .input_asset_ids
@@ -331,7 +344,7 @@ async fn normalize(
         match (material.url, material.asset_id) {
             (Some(url), _) => {
                 check_input_url(&url, "materials")?;
-                inputs.push(url_input(&material.kind, url, material.label));
+                inputs.push(url_input(&material.kind, material.label.as_deref(), url));
             }
             (None, Some(id)) => asset_ids.push((id, Some(material.kind), material.label)),
             (None, None) => {
@@ -367,17 +380,20 @@ async fn normalize(
             job.capability
         )));
     }
-    let provider = resolved.provider.id().to_string();
-    Ok((
-        GenerationRequest {
-            capability: job.capability,
-            model: resolved.model.key,
-            prompt,
-            params,
-            inputs,
-        },
-        provider,
-    ))
+    let count = params.get("n").and_then(Value::as_u64).unwrap_or(1) as u32;
+    Ok(Submission {
+        client_id: client_id.to_string(),
+        api: API,
+        resolved,
+        capability: job.capability,
+        prompt,
+        params,
+        inputs,
+        count,
+        webhook_url: None,
+        extra: json!({}),
+        idempotency: None,
+    })
 }
 
 async fn create(
@@ -409,7 +425,7 @@ async fn create(
         ),
         None => None,
     };
-    let (request, provider) = normalize(&state, &client_id, job).await?;
+    let mut submission = normalize(&state, &client_id, job).await?;
     let idempotency = match headers.get("idempotency-key") {
         Some(value) => {
             let key = value
@@ -424,16 +440,9 @@ async fn create(
         }
         None => None,
     };
-    let new = NewTask {
-        client_id,
-        api: API,
-        provider,
-        request,
-        webhook_url,
-        extra: json!({}),
-        idempotency,
-    };
-    match state.engine.submit(new).await {
+    submission.webhook_url = webhook_url;
+    submission.idempotency = idempotency;
+    match submit(&state, submission).await {
         Ok((task, reused)) => {
             let status = if reused {
                 StatusCode::OK
@@ -446,11 +455,7 @@ async fn create(
             )
                 .into_response())
         }
-        Err(SubmitError::IdempotencyConflict) => Err(Error(
-            StatusCode::CONFLICT,
-            SubmitError::IdempotencyConflict.to_string(),
-        )),
-        Err(SubmitError::Store(error)) => Err(error.into()),
+        Err(refused) => Err(refused.into()),
     }
 }
 

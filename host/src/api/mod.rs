@@ -8,8 +8,16 @@ pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod body;
+pub mod chat;
+pub mod files;
 pub mod jobs;
+pub mod llmage;
+pub mod openai;
 pub mod openapi;
+pub mod pixel;
+pub mod sd;
+pub mod submit;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -27,6 +35,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// The configuration the host started with.
     pub config: Arc<Config>,
+    /// Signs public links to outputs.
+    pub links: Arc<files::Links>,
     /// The plugins folder's loader, when `EASEL_PLUGINS_DIR` is set.
     pub plugins: Option<easel_wasm::PluginHost>,
 }
@@ -39,6 +49,12 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(openapi::routes())
         .merge(admin::routes())
+        .merge(files::routes())
+        .merge(pixel::routes())
+        .merge(tasks::routes())
+        .merge(sd::routes())
+        .merge(llmage::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
+        .merge(openai::routes())
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -232,6 +232,16 @@ impl Assets {
         .await?)
     }
 
+    /// An asset by id alone: only for links whose signature was checked ([`crate::api::files`]).
+    pub async fn get_linked(&self, id: &str) -> anyhow::Result<Option<Asset>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM assets WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.store.reader)
+                .await?,
+        )
+    }
+
     /// The client's assets, newest first.
     pub async fn list(
         &self,

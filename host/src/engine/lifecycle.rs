@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::engine::{
-    Engine,
+    Engine, credits,
     task::{Status, TASK_COLUMNS, Task, new_id, now_ms},
 };
 
@@ -77,6 +77,12 @@ pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Resu
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
+    if let Some(task) = &task
+        && task.reserved_credits > 0.0
+        && status != Status::Succeeded
+    {
+        credits::refund(&mut tx, task, now).await?;
+    }
     if let Some(task) = &task
         && let Some(url) = &task.webhook_url
     {

@@ -10,8 +10,10 @@
 //!   the [`sweeper`]: re-queued when the provider's submit is idempotent, failed otherwise.
 //! - Nothing here knows HTTP: the API modules translate, the engine only runs tasks.
 
+pub mod credits;
 pub mod lifecycle;
 pub mod outputs;
+pub mod params;
 pub mod poller;
 pub mod registry;
 pub mod sweeper;
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     assets::Assets,
-    config::EngineConfig,
+    config::{CreditSettings, EngineConfig},
     net::Guard,
     store::{Backend, Store},
 };
@@ -40,7 +42,7 @@ use registry::Registry;
 use task::{Status, TASK_COLUMNS, Task, new_id, now_ms};
 
 /// Renders a task as the webhook body of the API that created it.
-pub type WebhookRenderer = fn(&Task) -> serde_json::Value;
+pub type WebhookRenderer = Arc<dyn Fn(&Task) -> serde_json::Value + Send + Sync>;
 
 /// A task about to be accepted.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct NewTask {
     pub extra: serde_json::Value,
     /// `Idempotency-Key` and the hash of the body it came with.
     pub idempotency: Option<(String, String)>,
+    /// Credits to reserve from the client's balance (0: free, nothing reserved).
+    pub credits: f64,
 }
 
 /// Why a submission was refused.
@@ -67,6 +71,9 @@ pub enum SubmitError {
     /// Same idempotency key, different body.
     #[error("Idempotency-Key was already used with a different request body.")]
     IdempotencyConflict,
+    /// The client's balance does not cover the price.
+    #[error(transparent)]
+    InsufficientBalance(#[from] credits::InsufficientBalance),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] anyhow::Error),
@@ -101,6 +108,7 @@ struct Inner {
     guard: Guard,
     webhook_secret: Option<String>,
     renderers: HashMap<&'static str, WebhookRenderer>,
+    credits: CreditSettings,
     /// Wakes idle workers when a task is queued.
     queued: Notify,
     /// Cancellation tokens of the submits running in this process.
@@ -125,6 +133,8 @@ pub struct EngineParts {
     pub webhook_secret: Option<String>,
     /// Webhook body per API dialect.
     pub renderers: HashMap<&'static str, WebhookRenderer>,
+    /// Prices and enforcement.
+    pub credits: CreditSettings,
 }
 
 impl Engine {
@@ -139,6 +149,7 @@ impl Engine {
                 guard: parts.guard,
                 webhook_secret: parts.webhook_secret,
                 renderers: parts.renderers,
+                credits: parts.credits,
                 queued: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
@@ -191,12 +202,25 @@ impl Engine {
         &self.inner.config
     }
 
+    /// Prices and enforcement.
+    pub fn credit_settings(&self) -> &CreditSettings {
+        &self.inner.credits
+    }
+
     /// Accepts a task durably; returns it and whether an idempotent replay reused it.
     pub async fn submit(&self, new: NewTask) -> Result<(Task, bool), SubmitError> {
         let now = now_ms();
         let id = new_id("job");
         let store = &self.inner.store;
         let Some((key, hash)) = &new.idempotency else {
+            if new.credits > 0.0 {
+                let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
+                credits::reserve(&mut tx, &new.client_id, &id, new.credits, now).await??;
+                let task = insert_task(&mut *tx, &id, &new, now).await?;
+                tx.commit().await.map_err(anyhow::Error::from)?;
+                self.inner.queued.notify_one();
+                return Ok((task, false));
+            }
             // One autocommitted statement: the common path costs a single round trip.
             let task = insert_task(&store.writer, &id, &new, now).await?;
             self.inner.queued.notify_one();
@@ -234,10 +258,34 @@ impl Engine {
             })?;
             return Ok((existing, true));
         }
+        if new.credits > 0.0 {
+            credits::reserve(&mut tx, &new.client_id, &id, new.credits, now).await??;
+        }
         let task = insert_task(&mut *tx, &id, &new, now).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         self.inner.queued.notify_one();
         Ok((task, false))
+    }
+
+    /// Waits until the task is terminal (checking every 100 ms), for APIs that answer
+    /// synchronously; `None` when `limit` passes first.
+    pub async fn wait_terminal(
+        &self,
+        id: &str,
+        limit: std::time::Duration,
+    ) -> anyhow::Result<Option<Task>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(task) = self.fetch(id).await?
+                && task.status().is_terminal()
+            {
+                return Ok(Some(task));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// A task by id, whoever owns it (engine-internal).
@@ -387,7 +435,8 @@ where
 {
     Ok(sqlx::query_as(&format!(
         "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $10) RETURNING {TASK_COLUMNS}"
+         reserved_credits, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $11, $10, $10) RETURNING {TASK_COLUMNS}"
     ))
     .bind(id)
     .bind(&new.client_id)
@@ -399,6 +448,7 @@ where
     .bind(&new.webhook_url)
     .bind(new.extra.to_string())
     .bind(now)
+    .bind(new.credits)
     .fetch_one(executor)
     .await?)
 }

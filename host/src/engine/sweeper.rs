@@ -137,6 +137,7 @@ mod tests {
             webhook_url: None,
             extra: serde_json::json!({}),
             idempotency: None,
+            credits: 0.0,
         };
         let (task, _) = engine.submit(new).await.unwrap();
         sqlx::query(

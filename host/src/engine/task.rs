@@ -122,12 +122,14 @@ pub struct Task {
     pub started_at: Option<i64>,
     /// ms.
     pub finished_at: Option<i64>,
+    /// Credits taken from the client's balance at submit; kept on success, refunded otherwise.
+    pub reserved_credits: f64,
 }
 
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
 pub const TASK_COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at";
+     extra, created_at, updated_at, started_at, finished_at, reserved_credits";
 
 impl Task {
     /// The status, parsed.

@@ -153,7 +153,7 @@ impl Provider for Offline {
                 "video",
                 &["video.generate"],
                 json!({"duration": {"type": "integer", "minimum": 1, "maximum": 15, "default": 2}}),
-                json!({"durations": [2, 4, 5, 8, 10, 15], "resolutions": ["96x54"]}),
+                json!({"durations": [2, 4, 5, 8, 10, 15], "resolutions": ["96x54"], "catelogid": ["t2v", "i2v", "ref2v"]}),
             ),
             model(
                 "speech",

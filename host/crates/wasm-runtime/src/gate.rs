@@ -191,23 +191,23 @@ async fn send(
         vec![addr]
     } else {
         match tokio::time::timeout(
-        connect_timeout,
-        tokio::net::lookup_host((host.as_str(), port)),
-    )
-    .await
-    {
-        Err(_) => {
-            notes.push(format!("plugin {id}: resolving {host} timed out"));
-            return Err(Error::DnsTimeout);
-        }
-        Ok(Err(e)) => {
-            notes.push(format!("plugin {id}: resolving {host} failed: {e}"));
-            return Err(Error::DnsError {
-                rcode: Some(e.to_string()),
-                info_code: None,
-            });
-        }
-        Ok(Ok(a)) => a.collect(),
+            connect_timeout,
+            tokio::net::lookup_host((host.as_str(), port)),
+        )
+        .await
+        {
+            Err(_) => {
+                notes.push(format!("plugin {id}: resolving {host} timed out"));
+                return Err(Error::DnsTimeout);
+            }
+            Ok(Err(e)) => {
+                notes.push(format!("plugin {id}: resolving {host} failed: {e}"));
+                return Err(Error::DnsError {
+                    rcode: Some(e.to_string()),
+                    info_code: None,
+                });
+            }
+            Ok(Ok(a)) => a.collect(),
         }
     };
     if addrs.is_empty() {

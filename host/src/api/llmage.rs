@@ -1,0 +1,518 @@
+//! Seed 002 (llmage, OpenAI-compatible): `/llmage/v1/models`, `/chat/completions`,
+//! `/image/generations`, `/video/generations` (JSON or multipart with files) and
+//! `/tasks?taskid=`.
+//!
+//! Models are named bare (`wan2.6-t2v`) and resolve through aliases or when unique. Every
+//! parameter is checked against the model's schema before anything is stored, with llmage's
+//! messages (`Missing required parameter: prompt`); errors are `{"error": "…"}`. With
+//! `[credits] enforce`, a task reserves its price and a short balance is
+//! `429 {"error": "Insufficient balance"}`.
+
+use axum::{
+    Json, Router,
+    extract::{FromRequest, Multipart, Query, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    api::{
+        AppState,
+        auth::AuthError,
+        body,
+        chat::{self, ChunkStyle},
+        files::public_base,
+        jobs::Error,
+        submit::{Submission, stored_outputs, submit, url_input},
+    },
+    assets::{NewFile, content_type_from_name, kind_of},
+    engine::{
+        provider::{InputMedia, ModelInfo},
+        registry::Resolved,
+        task::{Status, Task},
+    },
+};
+
+/// The dialect name stored on tasks this API creates.
+pub const API: &str = "llmage";
+
+/// Routes of seed 002.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/llmage/v1/models", get(models))
+        .route("/llmage/v1/chat/completions", post(chat_completions))
+        .route("/llmage/v1/image/generations", post(image_generations))
+        .route("/llmage/v1/video/generations", post(video_generations))
+        .route("/llmage/v1/tasks", get(task))
+}
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::bad_request(message)
+}
+
+fn missing(name: &str) -> Error {
+    bad(format!("Missing required parameter: {name}"))
+}
+
+async fn client(state: &AppState, headers: &HeaderMap) -> Result<String, Error> {
+    state.auth.client(headers).await.map_err(|error| {
+        let message = match error {
+            AuthError::Missing | AuthError::Invalid => "Invalid API Key",
+        };
+        Error(StatusCode::UNAUTHORIZED, message.into())
+    })
+}
+
+/// The llmage categories a model serves: its manifest's `catelogid` (one or a list), else
+/// what its capabilities imply.
+pub fn catelogids(model: &ModelInfo) -> Vec<String> {
+    match model.extra.get("catelogid") {
+        Some(Value::String(one)) => return vec![one.clone()],
+        Some(Value::Array(many)) => {
+            return many
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+        }
+        _ => {}
+    }
+    let mut ids = Vec::new();
+    for capability in &model.capabilities {
+        let implied: &[&str] = match capability.as_str() {
+            "chat" => &["t2t"],
+            "image.generate" => &["t2i"],
+            "image.edit" => &["i2i"],
+            "video.generate" => &["t2v", "i2v"],
+            "audio.speech" => &["t2a"],
+            _ => &[],
+        };
+        ids.extend(implied.iter().map(|s| s.to_string()));
+    }
+    ids
+}
+
+/// Query of `GET /llmage/v1/models`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ModelsQuery {
+    /// Only models of this category: `t2t`, `t2i`, `t2v`, `i2v`, `ref2v`, …
+    pub catelogid: Option<String>,
+}
+
+async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ModelsQuery>,
+) -> Result<Response, Error> {
+    client(&state, &headers).await?;
+    let wanted = query.catelogid.filter(|c| !c.is_empty());
+    let data: Vec<Value> = state
+        .engine
+        .registry()
+        .models()
+        .into_iter()
+        .filter_map(|resolved| {
+            let ids = catelogids(&resolved.model);
+            if let Some(wanted) = &wanted
+                && !ids.contains(wanted)
+            {
+                return None;
+            }
+            Some(json!({
+                "id": resolved.model.key,
+                "object": "model",
+                "created": 0,
+                "owned_by": resolved.provider.id(),
+                "name": resolved.model.name,
+                "catelogid": ids,
+                "price": state.engine.credit_settings().prices.get(&resolved.id()).copied().or(resolved.model.price_hint),
+                "parameters": resolved.model.params_schema,
+            }))
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})).into_response())
+}
+
+/// `POST /llmage/v1/chat/completions`: llmage's `prompt`/`sys_prompt`, or OpenAI `messages`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ChatCompletionRequest {
+    /// Model name, e.g. `qwen3-max`.
+    pub model: Option<String>,
+    /// `t2t` (the default).
+    pub catelogid: Option<String>,
+    /// The question.
+    pub prompt: Option<String>,
+    /// System prompt.
+    pub sys_prompt: Option<String>,
+    /// OpenAI-style messages instead of `prompt`.
+    pub messages: Option<Vec<Value>>,
+    /// Stream server-sent chunks.
+    pub stream: Option<bool>,
+    /// Other parameters (`temperature`, `max_tokens`, …).
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, Error> {
+    client(&state, &headers).await?;
+    let raw = body::parse_json(&bytes).map_err(bad)?;
+    let request: ChatCompletionRequest =
+        serde_json::from_value(raw).map_err(|e| bad(format!("Invalid request: {e}")))?;
+    let name = request
+        .model
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| missing("model"))?;
+    if let Some(catelogid) = request.catelogid.filter(|c| !c.is_empty())
+        && catelogid != "t2t"
+    {
+        return Err(bad("catelogid must be t2t for chat completions"));
+    }
+    let resolved =
+        chat::find_model(&state, &name).ok_or_else(|| bad(format!("Model not found: {name}")))?;
+    let messages = match (
+        request.messages,
+        request.prompt.filter(|p| !p.trim().is_empty()),
+    ) {
+        (Some(messages), _) if !messages.is_empty() => messages,
+        (_, Some(prompt)) => {
+            let mut messages = Vec::new();
+            if let Some(system) = request.sys_prompt.filter(|s| !s.is_empty()) {
+                messages.push(json!({"role": "system", "content": system}));
+            }
+            messages.push(json!({"role": "user", "content": prompt}));
+            messages
+        }
+        _ => return Err(missing("prompt")),
+    };
+    let stream = chat::open(&resolved, messages, request.params)
+        .await
+        .map_err(|e| {
+            let (status, message) = chat::error_status(&e);
+            Error(status, message)
+        })?;
+    if request.stream.unwrap_or(false) {
+        return Ok(chat::sse(&name, stream, ChunkStyle::Llmage, false));
+    }
+    let body = chat::complete(&name, stream, ChunkStyle::Llmage)
+        .await
+        .map_err(|e| {
+            let (status, message) = chat::error_status(&e);
+            Error(status, message)
+        })?;
+    Ok(Json(body).into_response())
+}
+
+/// A generation request however it came: JSON fields, or multipart fields and files.
+struct Form {
+    fields: Map<String, Value>,
+    inputs: Vec<InputMedia>,
+}
+
+/// Which input each documented file field is: kind and role.
+fn file_field(name: &str) -> Option<(&'static str, Option<&'static str>)> {
+    Some(match name {
+        "image_file" | "image1_file" | "image_file1" => ("image", Some("first_frame")),
+        "image2_file" | "image_file2" => ("image", Some("last_frame")),
+        "image_files" => ("image", Some("reference")),
+        "video_files" => ("video", Some("reference")),
+        "audio_files" => ("audio", Some("reference")),
+        _ => return None,
+    })
+}
+
+async fn read_form(
+    state: &AppState,
+    client_id: &str,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<Form, Error> {
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let bytes = axum::body::to_bytes(request.into_body(), state.config.limits.max_body_bytes)
+            .await
+            .map_err(|_| {
+                Error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request body too large".into(),
+                )
+            })?;
+        let Value::Object(mut fields) = body::parse_json(&bytes).map_err(bad)? else {
+            return Err(bad("Request body must be a JSON object"));
+        };
+        // In JSON, file fields carry URLs (or data URLs), one or a list.
+        let mut inputs = Vec::new();
+        for name in [
+            "image_file",
+            "image1_file",
+            "image_file1",
+            "image2_file",
+            "image_file2",
+            "image_files",
+            "video_files",
+            "audio_files",
+        ] {
+            let Some(value) = fields.remove(name) else {
+                continue;
+            };
+            let (kind, role) = file_field(name).expect("listed above");
+            let urls = match value {
+                Value::String(url) => vec![url],
+                Value::Array(items) => items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => return Err(bad(format!("{name} must be a URL or a list of URLs"))),
+            };
+            for url in urls {
+                check_url(&url, name)?;
+                inputs.push(url_input(kind, role, url));
+            }
+        }
+        return Ok(Form { fields, inputs });
+    }
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?;
+    let mut form = Form {
+        fields: Map::new(),
+        inputs: Vec::new(),
+    };
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let Some((kind, role)) = file_field(&name) else {
+            let text = field
+                .text()
+                .await
+                .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?;
+            form.fields.insert(name, Value::String(text));
+            continue;
+        };
+        let file_name = field.file_name().unwrap_or(&name).to_string();
+        let content_type = field
+            .content_type()
+            .map(str::to_string)
+            .or_else(|| content_type_from_name(&file_name))
+            .unwrap_or_else(|| format!("{kind}/octet-stream"));
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?;
+        if bytes.is_empty() {
+            return Err(bad(format!("{name} is empty")));
+        }
+        let asset = state
+            .engine
+            .assets()
+            .put(
+                NewFile {
+                    client_id,
+                    name: &file_name,
+                    content_type: &content_type,
+                    task_id: None,
+                },
+                &bytes,
+            )
+            .await?;
+        form.inputs.push(InputMedia {
+            kind: kind.into(),
+            role: role.map(str::to_string),
+            url: None,
+            asset_id: Some(asset.id),
+            content_type: Some(content_type),
+            data: None,
+        });
+    }
+    Ok(form)
+}
+
+fn check_url(url: &str, field: &str) -> Result<(), Error> {
+    let fine = url.starts_with("data:")
+        || url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    if fine {
+        Ok(())
+    } else {
+        Err(bad(format!("{field} must hold http(s) or data URLs")))
+    }
+}
+
+async fn image_generations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, Error> {
+    generate(state, headers, request, &["t2i", "i2i"]).await
+}
+
+async fn video_generations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, Error> {
+    generate(state, headers, request, &["t2v", "i2v", "ref2v"]).await
+}
+
+fn text_field(fields: &mut Map<String, Value>, name: &str) -> Option<String> {
+    match fields.remove(name) {
+        Some(Value::String(text)) if !text.trim().is_empty() => Some(text),
+        _ => None,
+    }
+}
+
+async fn generate(
+    state: AppState,
+    headers: HeaderMap,
+    request: Request,
+    allowed: &[&str],
+) -> Result<Response, Error> {
+    let client_id = client(&state, &headers).await?;
+    let Form { mut fields, inputs } = read_form(&state, &client_id, &headers, request).await?;
+    let name = text_field(&mut fields, "model").ok_or_else(|| missing("model"))?;
+    let catelogid = text_field(&mut fields, "catelogid").ok_or_else(|| missing("catelogid"))?;
+    let prompt = text_field(&mut fields, "prompt").ok_or_else(|| missing("prompt"))?;
+    if !allowed.contains(&catelogid.as_str()) {
+        return Err(bad(format!(
+            "catelogid must be one of {}",
+            allowed.join(", ")
+        )));
+    }
+    let resolved: Resolved = state
+        .engine
+        .registry()
+        .find(&name)
+        .ok_or_else(|| bad(format!("Model not found: {name}")))?;
+    if !catelogids(&resolved.model).contains(&catelogid) {
+        return Err(bad(format!(
+            "Model {name} does not support catelogid {catelogid}"
+        )));
+    }
+    let has = |role: &str| inputs.iter().any(|i| i.role.as_deref() == Some(role));
+    match catelogid.as_str() {
+        "i2v" if !has("first_frame") => return Err(missing("image_file")),
+        "ref2v" if !has("reference") => return Err(missing("image_files")),
+        "i2i" if inputs.is_empty() => return Err(missing("image_file")),
+        _ => {}
+    }
+    let capability = match catelogid.as_str() {
+        "t2i" => "image.generate",
+        "i2i" => "image.edit",
+        _ => "video.generate",
+    };
+    if !resolved.model.capabilities.iter().any(|c| c == capability) {
+        return Err(bad(format!("Model {name} does not serve {catelogid}")));
+    }
+    let count = fields.get("n").and_then(Value::as_u64).unwrap_or(1) as u32;
+    let submission = Submission {
+        client_id,
+        api: API,
+        resolved,
+        capability: capability.into(),
+        prompt,
+        params: fields,
+        inputs,
+        count,
+        webhook_url: None,
+        extra: json!({"catelogid": catelogid, "base": public_base(&state, &headers)}),
+        idempotency: None,
+    };
+    let (task, _) = submit(&state, submission).await.map_err(Error::from)?;
+    Ok(Json(json!({"taskid": task.id, "status": "CREATED"})).into_response())
+}
+
+/// llmage's status names.
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Queued => "PENDING",
+        Status::Running => "RUNNING",
+        Status::Succeeded => "SUCCEEDED",
+        Status::Failed | Status::Cancelled | Status::Expired => "FAILED",
+    }
+}
+
+/// Query of `GET /llmage/v1/tasks`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TaskQuery {
+    /// The `taskid` a generation returned.
+    pub taskid: Option<String>,
+}
+
+async fn task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<TaskQuery>,
+) -> Result<Response, Error> {
+    let client_id = client(&state, &headers).await?;
+    let id = query
+        .taskid
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| missing("taskid"))?;
+    let task = state
+        .engine
+        .get(&client_id, &id)
+        .await?
+        .filter(|t| t.api == API)
+        .ok_or_else(|| Error(StatusCode::NOT_FOUND, "Task not found".into()))?;
+    Ok(Json(task_view(&state, &task).await?).into_response())
+}
+
+/// A task as seed 002 shows it.
+async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
+    let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
+    let base = extra["base"].as_str().unwrap_or_default();
+    let status = task.status();
+    let mut view = json!({"taskid": task.id, "status": status_name(status)});
+    for asset in stored_outputs(state, task).await? {
+        let slot = kind_of(&asset.content_type);
+        if matches!(slot, "image" | "video") && view.get(slot).is_none() {
+            view[slot] = state.links.url(base, &asset.id).into();
+        }
+    }
+    if status == Status::Succeeded {
+        let request = task.generation_request()?;
+        let catelogid = extra["catelogid"].as_str().unwrap_or_default();
+        let mut usage = json!({
+            "action": catelogid,
+            "credits": task.reserved_credits,
+            "type": usage_type(catelogid),
+            "model": task.model,
+        });
+        for name in ["resolution", "duration", "ratio", "size", "off_peak"] {
+            if let Some(value) = request.params.get(name) {
+                usage[name] = value.clone();
+            }
+        }
+        if let Some(reported) = task.usage_json() {
+            usage["provider"] = reported;
+        }
+        view["usage"] = usage;
+    }
+    if let Some(error) = &task.error {
+        view["error"] = error.clone().into();
+    }
+    Ok(view)
+}
+
+fn usage_type(catelogid: &str) -> &'static str {
+    match catelogid {
+        "t2i" => "text2image",
+        "i2i" => "image2image",
+        "t2v" => "text2video",
+        "i2v" => "image2video",
+        "ref2v" => "reference2video",
+        _ => "generation",
+    }
+}

@@ -1,0 +1,306 @@
+//! The standard OpenAI paths on the same engine, so the official SDKs work unchanged:
+//! `GET /v1/models`, `POST /v1/chat/completions` (streamed or not) and
+//! `POST /v1/images/generations`.
+//!
+//! OpenAI answers image requests synchronously, so the handler queues a task like every other
+//! API and waits for it to end (up to `[engine] queue_timeout_secs`); the task stays
+//! listed and billed like any other. Errors are OpenAI's `{"error": {message, type, param,
+//! code}}`.
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use base64::Engine as _;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    api::{
+        AppState,
+        auth::AuthError,
+        body,
+        chat::{self, ChunkStyle},
+        files::public_base,
+        submit::{Refused, Submission, stored_outputs, submit},
+    },
+    engine::task::{Status, now_ms},
+};
+
+/// The dialect name stored on tasks this API creates.
+pub const API: &str = "openai";
+
+/// OpenAI's error object.
+#[derive(Debug)]
+pub struct Error {
+    status: StatusCode,
+    message: String,
+    param: Option<&'static str>,
+}
+
+impl Error {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            param: Some(param),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let kind = match self.status.as_u16() {
+            401 => "authentication_error",
+            429 => "insufficient_quota",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        };
+        let body = json!({"error": {
+            "message": self.message,
+            "type": kind,
+            "param": self.param,
+            "code": Value::Null,
+        }});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(%error, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(error: AuthError) -> Self {
+        let message = match error {
+            AuthError::Missing => "You didn't provide an API key.",
+            AuthError::Invalid => "Incorrect API key provided.",
+        };
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+}
+
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, message),
+            Refused::InsufficientBalance => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance")
+            }
+            Refused::IdempotencyConflict => Self::new(
+                StatusCode::CONFLICT,
+                "Idempotency key reused with another body",
+            ),
+            Refused::Internal(error) => error.into(),
+        }
+    }
+}
+
+/// Routes of the OpenAI-compatible API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/images/generations", post(images))
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    state.auth.client(&headers).await?;
+    let data: Vec<Value> = state
+        .engine
+        .registry()
+        .models()
+        .iter()
+        .filter(|r| {
+            r.model
+                .capabilities
+                .iter()
+                .any(|c| c == "chat" || c == "image.generate")
+        })
+        .map(
+            |r| json!({"id": r.id(), "object": "model", "created": 0, "owned_by": r.provider.id()}),
+        )
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})).into_response())
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ChatRequest {
+    /// `provider/key`, an alias, or a unique bare key.
+    pub model: String,
+    /// `[{role, content}]`.
+    pub messages: Vec<Value>,
+    /// Server-sent chunks ending with `data: [DONE]`.
+    pub stream: Option<bool>,
+    /// `{"include_usage": true}` adds a final usage chunk.
+    pub stream_options: Option<Value>,
+    /// `temperature`, `max_tokens`, … passed to the model.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    state.auth.client(&headers).await?;
+    let raw = body::parse_json(&bytes).map_err(|m| Error::new(StatusCode::BAD_REQUEST, m))?;
+    let request: ChatRequest = serde_json::from_value(raw)
+        .map_err(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    if request.messages.is_empty() {
+        return Err(Error::invalid("messages", "messages must not be empty"));
+    }
+    let resolved = chat::find_model(&state, &request.model).ok_or_else(|| {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            format!("The model `{}` does not exist", request.model),
+        )
+    })?;
+    let provider_error = |e| {
+        let (status, message) = chat::error_status(&e);
+        Error::new(status, message)
+    };
+    let stream = chat::open(&resolved, request.messages, request.params)
+        .await
+        .map_err(provider_error)?;
+    if request.stream.unwrap_or(false) {
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        return Ok(chat::sse(
+            &request.model,
+            stream,
+            ChunkStyle::OpenAi,
+            include_usage,
+        ));
+    }
+    let body = chat::complete(&request.model, stream, ChunkStyle::OpenAi)
+        .await
+        .map_err(provider_error)?;
+    Ok(Json(body).into_response())
+}
+
+/// `POST /v1/images/generations`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ImageRequest {
+    /// What to draw.
+    pub prompt: String,
+    /// `provider/key`; the default image model when absent.
+    pub model: Option<String>,
+    /// Images, 1 to 10 (default 1).
+    pub n: Option<u32>,
+    /// `WIDTHxHEIGHT`, e.g. `1024x1024`.
+    pub size: Option<String>,
+    /// `url` (default) or `b64_json`.
+    pub response_format: Option<String>,
+    /// Other parameters (`quality`, `style`, …) passed to the model.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+async fn images(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let client_id = state.auth.client(&headers).await?;
+    let raw = body::parse_json(&bytes).map_err(|m| Error::new(StatusCode::BAD_REQUEST, m))?;
+    let request: ImageRequest = serde_json::from_value(raw)
+        .map_err(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    if request.prompt.trim().is_empty() {
+        return Err(Error::invalid("prompt", "prompt must not be empty"));
+    }
+    let n = request.n.unwrap_or(1);
+    if !(1..=10).contains(&n) {
+        return Err(Error::invalid("n", "n must be between 1 and 10"));
+    }
+    let as_base64 = match request.response_format.as_deref() {
+        None | Some("url") => false,
+        Some("b64_json") => true,
+        Some(_) => {
+            return Err(Error::invalid(
+                "response_format",
+                "response_format must be url or b64_json",
+            ));
+        }
+    };
+    let resolved = state
+        .engine
+        .registry()
+        .resolve(request.model.as_deref(), "image.generate")
+        .map_err(|e| Error::invalid("model", e.to_string()))?;
+    let mut params = request.params;
+    params.insert("n".into(), n.into());
+    if let Some(size) = request.size {
+        let (width, height) = size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+            .ok_or_else(|| Error::invalid("size", "size must look like 1024x1024"))?;
+        params.insert("size".into(), size.clone().into());
+        params.insert("width".into(), width.into());
+        params.insert("height".into(), height.into());
+    }
+    let submission = Submission {
+        client_id,
+        api: API,
+        resolved,
+        capability: "image.generate".into(),
+        prompt: request.prompt,
+        params,
+        inputs: Vec::new(),
+        count: n,
+        webhook_url: None,
+        extra: json!({"base": public_base(&state, &headers)}),
+        idempotency: None,
+    };
+    let (task, _) = submit(&state, submission).await?;
+    let limit = Duration::from_secs(state.engine.config().queue_timeout_secs);
+    let task = state
+        .engine
+        .wait_terminal(&task.id, limit)
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The image was not ready in time",
+            )
+        })?;
+    if task.status() != Status::Succeeded {
+        let reason = task.error.clone().unwrap_or_else(|| task.status.clone());
+        return Err(Error::new(StatusCode::BAD_GATEWAY, reason));
+    }
+    let base = public_base(&state, &headers);
+    let mut data = Vec::new();
+    for asset in stored_outputs(&state, &task).await? {
+        data.push(if as_base64 {
+            let bytes = state.engine.assets().read(&asset).await?;
+            json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes)})
+        } else {
+            json!({"url": state.links.url(&base, &asset.id)})
+        });
+    }
+    Ok(Json(json!({"created": now_ms() / 1000, "data": data})).into_response())
+}

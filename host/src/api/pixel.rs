@@ -1,0 +1,380 @@
+//! Seed 000 (Pixel): `GET /api/v1/models` grouped by type, `POST /api/v1/generations/{image,
+//! video,audio}`, and the Pixel shape of `GET /api/v1/tasks/{id}` (see [`crate::api::tasks`]).
+//!
+//! Every answer is the `{code, message, data}` envelope with `code` as a string; errors add
+//! `request_id`. Model ids must be composite (`provider/model_key`): the two error texts for a
+//! malformed or unknown id are the seed's, word for word.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    api::{
+        AppState,
+        auth::AuthError,
+        body,
+        files::public_base,
+        submit::{Refused, Submission, stored_outputs, submit, url_input},
+    },
+    assets::kind_of,
+    engine::task::{Status, Task, new_id, rfc3339},
+};
+
+/// The dialect name stored on tasks this API creates.
+pub const API: &str = "pixel";
+
+/// Pixel's error: `{"code": "400", "message": …, "request_id": …}`.
+#[derive(Debug)]
+pub struct Error(pub StatusCode, pub String);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "code": self.0.as_u16().to_string(),
+            "message": self.1,
+            "request_id": new_id("req"),
+        });
+        (self.0, Json(body)).into_response()
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(%error, "internal error");
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error".into(),
+        )
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(error: AuthError) -> Self {
+        let message = match error {
+            AuthError::Missing => "Missing API key",
+            AuthError::Invalid => "Invalid API key",
+        };
+        Self(StatusCode::UNAUTHORIZED, message.into())
+    }
+}
+
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Invalid(message) => Self(StatusCode::BAD_REQUEST, message),
+            Refused::InsufficientBalance => {
+                Self(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance".into())
+            }
+            Refused::IdempotencyConflict => Self(
+                StatusCode::CONFLICT,
+                "Idempotency-Key was already used with a different request body".into(),
+            ),
+            Refused::Internal(error) => error.into(),
+        }
+    }
+}
+
+/// `{"code": "200", "message": "success", "data": …}`.
+fn success(data: Value) -> Response {
+    Json(json!({"code": "200", "message": "success", "data": data})).into_response()
+}
+
+/// Routes of seed 000 (the task route is shared, see [`crate::api::tasks`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/models", get(models))
+        .route("/api/v1/generations/{kind}", post(generate))
+}
+
+/// Pixel's model types and the capability each is generated through.
+const TYPES: [(&str, &str); 4] = [
+    ("image", "image.generate"),
+    ("video", "video.generate"),
+    ("audio", "audio.speech"),
+    ("llm", "chat"),
+];
+
+fn pixel_type(kind: &str) -> &str {
+    if kind == "chat" { "llm" } else { kind }
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    state.auth.client(&headers).await?;
+    let registry = state.engine.registry();
+    let mut grouped: Map<String, Value> = TYPES
+        .iter()
+        .map(|(kind, _)| (kind.to_string(), json!({})))
+        .collect();
+    for resolved in registry.models() {
+        let kind = pixel_type(&resolved.model.kind);
+        let Some((_, capability)) = TYPES.iter().find(|(k, _)| *k == kind) else {
+            continue;
+        };
+        let id = resolved.id();
+        let mut entry = json!({
+            "id": id,
+            "name": resolved.model.name,
+            "type": kind,
+            "provider": resolved.provider.id(),
+            "model_key": resolved.model.key,
+            "is_default": registry.default_for(capability).as_deref() == Some(id.as_str()),
+            "enabled": true,
+        });
+        for field in ["capabilities", "resolutions", "durations", "voices"] {
+            if let Some(value) = resolved.model.extra.get(field) {
+                entry[field] = value.clone();
+            }
+        }
+        grouped[kind][&id] = entry;
+    }
+    Ok(success(Value::Object(grouped)))
+}
+
+/// `POST /api/v1/generations/{image,video,audio}`: the documented fields; anything else
+/// (`seed`, `style`, …) goes to the model as a parameter.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerationRequest {
+    /// What to make (for audio: the text to speak).
+    pub prompt: String,
+    /// `provider/model_key`.
+    pub model: String,
+    /// What to avoid.
+    pub negative_prompt: Option<String>,
+    /// `1K`, `2K` (image) or `720p`, `1080p` (video).
+    pub resolution: Option<String>,
+    /// `16:9`, `1:1`, …
+    pub aspect_ratio: Option<String>,
+    /// Outputs, default 1.
+    pub n: Option<u32>,
+    /// Reference images (image) or the first frame (video), by URL.
+    pub image_inputs: Option<Vec<String>>,
+    /// Extra model parameters (LoRA settings, …).
+    pub extra_params: Option<Map<String, Value>>,
+    /// `5s`, `10s` (video).
+    pub duration: Option<String>,
+    /// Voice id (audio).
+    pub voice: Option<String>,
+    /// Speech rate, default 1.0 (audio).
+    pub speed: Option<f64>,
+    /// Project id, kept with the task.
+    pub project_id: Option<String>,
+    /// Origin label, kept with the task.
+    pub source: Option<String>,
+    /// Origin object id, kept with the task.
+    pub source_id: Option<String>,
+    /// Other model parameters, passed through.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let client_id = state.auth.client(&headers).await?;
+    let Some((_, capability)) = TYPES.iter().find(|(k, _)| *k == kind && kind != "llm") else {
+        return Err(Error(
+            StatusCode::NOT_FOUND,
+            format!("Unknown generation type '{kind}': use image, video or audio"),
+        ));
+    };
+    let raw: Value = body::parse_json(&bytes).map_err(|m| Error(StatusCode::BAD_REQUEST, m))?;
+    let model = raw.get("model").and_then(Value::as_str).unwrap_or_default();
+    let resolved = resolve(&state, model, &kind)?;
+    let request: GenerationRequest = serde_json::from_value(raw)
+        .map_err(|e| Error(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    if request.prompt.trim().is_empty() {
+        return Err(Error(StatusCode::BAD_REQUEST, "prompt is required".into()));
+    }
+
+    let mut params = Map::new();
+    let optional = [
+        ("negativePrompt", request.negative_prompt.map(Value::from)),
+        ("resolution", request.resolution.map(Value::from)),
+        ("aspectRatio", request.aspect_ratio.map(Value::from)),
+        ("n", request.n.map(Value::from)),
+        ("duration", request.duration.map(Value::from)),
+        ("voice", request.voice.map(Value::from)),
+        ("speed", request.speed.map(Value::from)),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            params.insert(name.into(), value);
+        }
+    }
+    // Pixel writes durations as "5s"; a model that counts seconds as a number gets 5.
+    if let Some(Value::String(text)) = params.get("duration")
+        && resolved.model.params_schema["properties"]["duration"]["type"] == "integer"
+        && let Ok(seconds) = text.trim_end_matches('s').parse::<u64>()
+    {
+        params.insert("duration".into(), seconds.into());
+    }
+    params.extend(request.other);
+    params.extend(request.extra_params.unwrap_or_default());
+    let role = if kind == "video" {
+        "first_frame"
+    } else {
+        "reference"
+    };
+    let inputs = request
+        .image_inputs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|url| url_input("image", Some(role), url))
+        .collect();
+    let extra = json!({
+        "type": kind,
+        "projectId": request.project_id,
+        "source": request.source,
+        "sourceId": request.source_id,
+        "base": public_base(&state, &headers),
+    });
+    let (task, _) = submit(
+        &state,
+        Submission {
+            client_id,
+            api: API,
+            resolved,
+            capability: capability.to_string(),
+            prompt: request.prompt,
+            params,
+            inputs,
+            count: request.n.unwrap_or(1),
+            webhook_url: None,
+            extra,
+            idempotency: None,
+        },
+    )
+    .await?;
+    Ok(success(json!({"task_id": task.id})))
+}
+
+/// Seed 000's model-id rules, with its exact messages.
+fn resolve(
+    state: &AppState,
+    model: &str,
+    kind: &str,
+) -> Result<crate::engine::registry::Resolved, Error> {
+    let parts: Vec<&str> = model.split('/').collect();
+    if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+        return Err(Error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Model must be in format 'provider/model_key', got: '{model}'. Example: 'dashscope/qwen-image'"
+            ),
+        ));
+    }
+    state
+        .engine
+        .registry()
+        .find(model)
+        .filter(|r| pixel_type(&r.model.kind) == kind)
+        .ok_or_else(|| {
+            Error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Model '{model}' not found. Available models can be fetched from /api/v1/models"
+                ),
+            )
+        })
+}
+
+/// Pixel's status names.
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Queued => "pending",
+        Status::Running => "processing",
+        Status::Succeeded => "completed",
+        Status::Failed | Status::Cancelled | Status::Expired => "failed",
+    }
+}
+
+/// A task as seed 000 shows it, inside the envelope.
+pub async fn task_view(state: &AppState, task: &Task) -> Result<Response, Error> {
+    let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
+    let base = extra["base"].as_str().unwrap_or_default();
+    let request = task.generation_request()?;
+    let mut params = request.params.clone();
+    params.insert("prompt".into(), request.prompt.clone().into());
+    let mut result = Map::new();
+    for asset in stored_outputs(state, task).await? {
+        let url = state.links.url(base, &asset.id);
+        let kind = kind_of(&asset.content_type);
+        let mut entry = json!({"url": url});
+        if kind == "image"
+            && let Some((width, height)) = image_size(&state.engine.assets().path_of(&asset.id))
+        {
+            entry["width"] = width.into();
+            entry["height"] = height.into();
+        }
+        let key = format!("{kind}s");
+        result
+            .entry(key)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .expect("inserted as an array")
+            .push(entry);
+    }
+    let mut data = json!({
+        "id": task.id,
+        "type": extra["type"].as_str().unwrap_or("image"),
+        "status": status_name(task.status()),
+        "model": format!("{}/{}", task.provider, task.model),
+        "params": params,
+        "result": result,
+        "progress": task.progress,
+        "created_at": rfc3339(task.created_at),
+        "updated_at": rfc3339(task.updated_at),
+    });
+    if let Some(error) = &task.error {
+        data["error"] = error.clone().into();
+    }
+    Ok(success(data))
+}
+
+/// Width and height of a PNG or JPEG file, read from its header.
+fn image_size(path: &std::path::Path) -> Option<(u32, u32)> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64 * 1024);
+    std::fs::File::open(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .ok()?;
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") && head.len() >= 24 {
+        let width = u32::from_be_bytes(head[16..20].try_into().ok()?);
+        let height = u32::from_be_bytes(head[20..24].try_into().ok()?);
+        return Some((width, height));
+    }
+    if !head.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    // Walk the JPEG segments to the first start-of-frame marker.
+    let mut at = 2;
+    while at + 9 < head.len() {
+        if head[at] != 0xFF {
+            return None;
+        }
+        let marker = head[at + 1];
+        let length = usize::from(u16::from_be_bytes([head[at + 2], head[at + 3]]));
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let height = u16::from_be_bytes([head[at + 5], head[at + 6]]);
+            let width = u16::from_be_bytes([head[at + 7], head[at + 8]]);
+            return Some((width.into(), height.into()));
+        }
+        at += 2 + length;
+    }
+    None
+}

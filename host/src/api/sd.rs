@@ -1,0 +1,457 @@
+//! Seed 003 (the Stable Diffusion service): `/health`, `/api/health`, `POST /api/v1/generate`,
+//! its flat shape of `GET /api/v1/tasks/{id}` (see [`crate::api::tasks`]) and its callback.
+//!
+//! The model is the native `local` one when configured, else whatever the operator aliases as
+//! `sd`, else the default `image.generate` model. Errors are FastAPI's: `{"detail": "…"}`,
+//! and 422 with a `detail` list naming the field for validation failures.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    api::{
+        AppState,
+        auth::AuthError,
+        body,
+        files::{Links, public_base},
+        submit::{Refused, Submission, submit, url_input},
+    },
+    engine::{
+        WebhookRenderer,
+        registry::Resolved,
+        task::{Status, Task, rfc3339},
+    },
+};
+
+/// The dialect name stored on tasks this API creates.
+pub const API: &str = "sd";
+
+/// The nine scheduler names of seed 003.
+pub const SCHEDULERS: [&str; 9] = [
+    "DPMSolverMultistepScheduler",
+    "DDIMScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "PNDMScheduler",
+    "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+];
+
+/// A FastAPI-style error.
+#[derive(Debug)]
+pub enum Error {
+    /// `{"detail": "…"}` with this status.
+    Plain(StatusCode, String),
+    /// 422 `{"detail": [{"loc": ["body", field], "msg": …, "type": …}]}`.
+    Field(&'static str, String, &'static str),
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match self {
+            Error::Plain(status, detail) => {
+                (status, Json(json!({"detail": detail}))).into_response()
+            }
+            Error::Field(field, msg, kind) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"detail": [{"loc": ["body", field], "msg": msg, "type": kind}]})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(%error, "internal error");
+        Error::Plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error".into(),
+        )
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(error: AuthError) -> Self {
+        let detail = match error {
+            AuthError::Missing => "Missing API Key",
+            AuthError::Invalid => "Invalid API Key",
+        };
+        Error::Plain(StatusCode::UNAUTHORIZED, detail.into())
+    }
+}
+
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Invalid(message) => Error::Plain(StatusCode::UNPROCESSABLE_ENTITY, message),
+            Refused::InsufficientBalance => {
+                Error::Plain(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance".into())
+            }
+            Refused::IdempotencyConflict => Error::Plain(
+                StatusCode::CONFLICT,
+                "Idempotency-Key was already used with a different request body".into(),
+            ),
+            Refused::Internal(error) => error.into(),
+        }
+    }
+}
+
+/// Routes of seed 003 (the task route is shared, see [`crate::api::tasks`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/health", get(health))
+        .route("/api/v1/generate", post(generate))
+}
+
+/// The model seed 003 runs on, as the module docs order them.
+pub fn sd_model(state: &AppState) -> Option<Resolved> {
+    let registry = state.engine.registry();
+    registry
+        .models()
+        .into_iter()
+        .find(|r| r.provider.id() == "local")
+        .or_else(|| registry.find("sd"))
+        .or_else(|| registry.resolve(None, "image.generate").ok())
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let model = sd_model(&state);
+    let mut body = json!({"status": "ok", "model_loaded": model.is_some()});
+    if let Some(model) = model {
+        body["model"] = model.id().into();
+        if let Some(device) = model.model.extra.get("device") {
+            body["device"] = device.clone();
+        }
+    }
+    Json(body).into_response()
+}
+
+/// `POST /api/v1/generate`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct GenerateRequest {
+    /// What to draw.
+    pub prompt: String,
+    /// `data:image/png;base64,…` or `data:image/jpeg;base64,…`: img2img when present.
+    pub init_image: Option<String>,
+    /// What to avoid.
+    pub negative_prompt: Option<String>,
+    /// Pixels, a multiple of 8 (txt2img only).
+    pub width: Option<i64>,
+    /// Pixels, a multiple of 8 (txt2img only).
+    pub height: Option<i64>,
+    /// 1 to 10, default 1.
+    pub num_images: Option<i64>,
+    /// Denoising steps, 1 to 500.
+    pub num_inference_steps: Option<i64>,
+    /// Classifier-free guidance scale, 0 to 50.
+    pub guidance_scale: Option<f64>,
+    /// img2img strength, 0 to 1.
+    pub strength: Option<f64>,
+    /// One of the nine scheduler names.
+    pub scheduler: Option<String>,
+    /// Same seed, same image.
+    pub seed: Option<i64>,
+    /// `png` (default), `jpg` or `jpeg`.
+    pub output_format: Option<String>,
+    /// Receives the result by POST.
+    pub callback_url: Option<String>,
+}
+
+fn type_error(field: &'static str, kind: &'static str) -> Error {
+    Error::Field(
+        field,
+        format!("value is not a valid {kind}"),
+        match kind {
+            "integer" => "type_error.integer",
+            "float" => "type_error.float",
+            _ => "type_error.str",
+        },
+    )
+}
+
+/// Parses the body field by field so a bad one is named in FastAPI's 422 shape.
+fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
+    let Some(object) = raw.as_object() else {
+        return Err(Error::Field(
+            "body",
+            "value is not a valid dict".into(),
+            "type_error.dict",
+        ));
+    };
+    let present = |name: &str| object.get(name).filter(|v| !v.is_null());
+    let text = |name: &'static str| -> Result<Option<String>, Error> {
+        present(name)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| type_error(name, "string"))
+            })
+            .transpose()
+    };
+    let integer = |name: &'static str| -> Result<Option<i64>, Error> {
+        present(name)
+            .map(|v| v.as_i64().ok_or_else(|| type_error(name, "integer")))
+            .transpose()
+    };
+    let float = |name: &'static str| -> Result<Option<f64>, Error> {
+        present(name)
+            .map(|v| v.as_f64().ok_or_else(|| type_error(name, "float")))
+            .transpose()
+    };
+    let Some(prompt) = text("prompt")? else {
+        return Err(Error::Field(
+            "prompt",
+            "field required".into(),
+            "value_error.missing",
+        ));
+    };
+    Ok(GenerateRequest {
+        prompt,
+        init_image: text("init_image")?,
+        negative_prompt: text("negative_prompt")?,
+        width: integer("width")?,
+        height: integer("height")?,
+        num_images: integer("num_images")?,
+        num_inference_steps: integer("num_inference_steps")?,
+        guidance_scale: float("guidance_scale")?,
+        strength: float("strength")?,
+        scheduler: text("scheduler")?,
+        seed: integer("seed")?,
+        output_format: text("output_format")?,
+        callback_url: text("callback_url")?,
+    })
+}
+
+fn range_error(field: &'static str, message: String) -> Error {
+    Error::Field(field, message, "value_error")
+}
+
+/// The documented ranges and names.
+fn check(request: &GenerateRequest) -> Result<(), Error> {
+    if request.prompt.trim().is_empty() {
+        return Err(range_error("prompt", "prompt must not be empty".into()));
+    }
+    for (field, value) in [("width", request.width), ("height", request.height)] {
+        if let Some(pixels) = value
+            && !(64..=2048).contains(&pixels) | (pixels % 8 != 0)
+        {
+            return Err(range_error(
+                field,
+                format!("{field} must be a multiple of 8 between 64 and 2048"),
+            ));
+        }
+    }
+    if let Some(n) = request.num_images
+        && !(1..=10).contains(&n)
+    {
+        return Err(range_error(
+            "num_images",
+            "num_images must be between 1 and 10".into(),
+        ));
+    }
+    if let Some(steps) = request.num_inference_steps
+        && !(1..=500).contains(&steps)
+    {
+        return Err(range_error(
+            "num_inference_steps",
+            "num_inference_steps must be between 1 and 500".into(),
+        ));
+    }
+    if let Some(scale) = request.guidance_scale
+        && !(0.0..=50.0).contains(&scale)
+    {
+        return Err(range_error(
+            "guidance_scale",
+            "guidance_scale must be between 0 and 50".into(),
+        ));
+    }
+    if let Some(strength) = request.strength
+        && !(0.0..=1.0).contains(&strength)
+    {
+        return Err(range_error(
+            "strength",
+            "strength must be between 0.0 and 1.0".into(),
+        ));
+    }
+    if let Some(scheduler) = &request.scheduler
+        && !SCHEDULERS.contains(&scheduler.as_str())
+    {
+        return Err(range_error(
+            "scheduler",
+            format!("scheduler must be one of {}", SCHEDULERS.join(", ")),
+        ));
+    }
+    if let Some(format) = &request.output_format
+        && !["png", "jpg", "jpeg"].contains(&format.as_str())
+    {
+        return Err(range_error(
+            "output_format",
+            "output_format must be png, jpg or jpeg".into(),
+        ));
+    }
+    if let Some(image) = &request.init_image
+        && !(image.starts_with("data:image/png;base64,")
+            || image.starts_with("data:image/jpeg;base64,")
+            || image.starts_with("data:image/jpg;base64,"))
+    {
+        return Err(range_error(
+            "init_image",
+            "init_image must be a data URL: data:image/png;base64,… or data:image/jpeg;base64,…"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let client_id = state.auth.client(&headers).await?;
+    let raw =
+        body::parse_json(&bytes).map_err(|m| Error::Field("body", m, "value_error.jsondecode"))?;
+    let request = parse(&raw)?;
+    check(&request)?;
+    let webhook_url = match request.callback_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => Some(
+            state
+                .engine
+                .guard()
+                .check_url(url)
+                .map_err(|m| range_error("callback_url", m))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let resolved = sd_model(&state).ok_or_else(|| {
+        Error::Plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No image model is loaded".into(),
+        )
+    })?;
+    let count = request.num_images.unwrap_or(1);
+    let mut params = Map::new();
+    let fields = [
+        ("negative_prompt", request.negative_prompt.map(Value::from)),
+        ("width", request.width.map(Value::from)),
+        ("height", request.height.map(Value::from)),
+        ("num_images", Some(count.into())),
+        (
+            "num_inference_steps",
+            request.num_inference_steps.map(Value::from),
+        ),
+        ("guidance_scale", request.guidance_scale.map(Value::from)),
+        ("strength", request.strength.map(Value::from)),
+        ("scheduler", request.scheduler.map(Value::from)),
+        ("seed", request.seed.map(Value::from)),
+        ("output_format", request.output_format.map(Value::from)),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value {
+            params.insert(name.into(), value);
+        }
+    }
+    // A mapped model that counts its outputs as `n` gets the count under that name.
+    let properties = &resolved.model.params_schema["properties"];
+    if properties.get("num_images").is_none() && properties.get("n").is_some() {
+        params.insert("n".into(), count.into());
+    }
+    let (capability, inputs) = match request.init_image {
+        Some(image) => ("image.edit", vec![url_input("image", None, image)]),
+        None => ("image.generate", Vec::new()),
+    };
+    let (task, _) = submit(
+        &state,
+        Submission {
+            client_id,
+            api: API,
+            resolved,
+            capability: capability.into(),
+            prompt: request.prompt,
+            params,
+            inputs,
+            count: count as u32,
+            webhook_url,
+            extra: json!({"base": public_base(&state, &headers)}),
+            idempotency: None,
+        },
+    )
+    .await?;
+    Ok(Json(json!({
+        "task_id": task.id,
+        "status": "pending",
+        "message": "任务已创建，正在处理中",
+    }))
+    .into_response())
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Queued => "pending",
+        Status::Running => "processing",
+        Status::Succeeded => "completed",
+        Status::Failed | Status::Cancelled | Status::Expired => "failed",
+    }
+}
+
+fn urls(links: &Links, task: &Task) -> Vec<String> {
+    let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
+    let base = extra["base"].as_str().unwrap_or_default();
+    task.output_asset_ids()
+        .iter()
+        .map(|id| links.url(base, id))
+        .collect()
+}
+
+/// A task in seed 003's flat shape.
+pub fn task_view(links: &Links, task: &Task) -> Value {
+    let urls = urls(links, task);
+    let (one, many) = match urls.len() {
+        0 => (Value::Null, Value::Null),
+        1 => (urls[0].clone().into(), Value::Null),
+        _ => (Value::Null, urls.into()),
+    };
+    json!({
+        "task_id": task.id,
+        "status": status_name(task.status()),
+        "result_url": one,
+        "result_urls": many,
+        "error_message": task.error,
+        "progress": task.progress,
+        "created_at": rfc3339(task.created_at),
+        "updated_at": rfc3339(task.updated_at),
+    })
+}
+
+/// The callback body of seed 003: `image_url` for one image, `image_urls` for several.
+pub fn webhook_renderer(links: Arc<Links>) -> WebhookRenderer {
+    Arc::new(move |task: &Task| {
+        let mut body = json!({"task_id": task.id, "status": status_name(task.status())});
+        let urls = urls(&links, task);
+        match urls.len() {
+            0 => {}
+            1 => body["image_url"] = urls[0].clone().into(),
+            _ => body["image_urls"] = urls.into(),
+        }
+        if let Some(error) = &task.error {
+            body["error_message"] = error.clone().into();
+        }
+        body
+    })
+}

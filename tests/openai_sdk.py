@@ -1,0 +1,65 @@
+"""Drives easel's /v1 and /llmage/v1 with the official `openai` package, unchanged.
+
+Usage: python3 openai_sdk.py BASE_URL API_KEY. Prints one line per check; any failed
+assertion exits non-zero with the reason.
+"""
+import sys
+
+import openai
+
+base, key = sys.argv[1], sys.argv[2]
+
+for prefix in ("/v1", "/llmage/v1"):
+    client = openai.OpenAI(base_url=base + prefix, api_key=key)
+
+    whole = client.chat.completions.create(
+        model="offline/chat", messages=[{"role": "user", "content": "hello there"}]
+    )
+    assert "hello there" in whole.choices[0].message.content, whole
+    assert whole.choices[0].finish_reason == "stop", whole
+    assert whole.usage.total_tokens >= 0, whole
+    print(prefix, "chat ok:", whole.choices[0].message.content)
+
+    stream = client.chat.completions.create(
+        model="offline/chat",
+        messages=[{"role": "user", "content": "stream me"}],
+        stream=True,
+    )
+    pieces, finish = [], None
+    for chunk in stream:
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+    assert "stream me" in "".join(pieces), pieces
+    assert finish == "stop", finish
+    print(prefix, "stream ok:", "".join(pieces))
+
+client = openai.OpenAI(base_url=base + "/v1", api_key=key)
+models = [m.id for m in client.models.list()]
+assert "offline/chat" in models and "offline/image" in models, models
+print("models ok:", models)
+
+image = client.images.generate(model="offline/image", prompt="a red kite", size="64x32", n=2)
+assert len(image.data) == 2, image
+import urllib.request
+
+with urllib.request.urlopen(image.data[0].url) as response:
+    body = response.read()
+    assert body[:8] == b"\x89PNG\r\n\x1a\n", body[:8]
+    assert int.from_bytes(body[16:20], "big") == 64
+print("image url ok:", image.data[0].url)
+
+encoded = client.images.generate(
+    model="offline/image", prompt="a red kite", size="32x32", response_format="b64_json"
+)
+import base64
+
+assert base64.b64decode(encoded.data[0].b64_json)[:4] == b"\x89PNG"
+print("image b64 ok")
+
+try:
+    client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("an unknown model must fail")
+except openai.NotFoundError as error:
+    assert "no-such-model" in str(error)
+print("errors ok")

@@ -1,0 +1,38 @@
+//! The official `openai` Python package against `/v1` and `/llmage/v1`: chat streamed and
+//! not, models, images by URL and base64, and an error. `scripts/test` installs the package
+//! into its virtual environment; `EASEL_TEST_PYTHON` names that interpreter.
+
+use easel_tests::{Backend, Host, Options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_works_unchanged() {
+    let host = Host::start(Options::new(Backend::Sqlite)).await;
+    let python = std::env::var("EASEL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openai_sdk.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(host.url(""))
+        .arg("key-a")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{python} {}:\n{stdout}\n{stderr}",
+        script.display()
+    );
+    for check in [
+        "/v1 chat ok",
+        "/v1 stream ok",
+        "/llmage/v1 chat ok",
+        "/llmage/v1 stream ok",
+        "models ok",
+        "image url ok",
+        "image b64 ok",
+        "errors ok",
+    ] {
+        assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
+    }
+}

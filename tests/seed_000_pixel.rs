@@ -1,0 +1,238 @@
+//! Seed 000 (Pixel): every example request of the document, sent as written (host and key
+//! substituted), gets the documented answer shape. The example model ids are aliases of the
+//! built-in offline models here; vendor plugins are exercised in `vendors.rs`.
+
+use easel_tests::{Backend, Host, Options, send};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ALIASES: &str = r#"
+[models]
+aliases = { "dashscope/qwen-image" = "offline/image", "dashscope/wan2.6-video" = "offline/video", "volcengine/doubao-tts" = "offline/speech" }
+"#;
+
+async fn pixel_host() -> Host {
+    Host::start(Options::new(Backend::Sqlite).toml(ALIASES)).await
+}
+
+/// Submits, checks the envelope, waits, and returns the Pixel task view's `data`.
+async fn generate_and_wait(host: &Host, kind: &str, body: Value) -> Value {
+    let (status, created) = host
+        .post(&format!("/api/v1/generations/{kind}"), &body)
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["code"], "200");
+    assert_eq!(created["message"], "success");
+    let id = created["data"]["task_id"]
+        .as_str()
+        .expect("data.task_id")
+        .to_string();
+    host.wait_terminal(&id).await;
+    let (status, task) = host.get(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["code"], "200");
+    let data = task["data"].clone();
+    assert_eq!(data["id"], id.as_str());
+    assert_eq!(data["type"], kind);
+    for field in [
+        "status",
+        "model",
+        "params",
+        "result",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(!data[field].is_null(), "task data lacks {field}: {data}");
+    }
+    data
+}
+
+/// The public link answers without a key.
+async fn fetch(url: &str) -> (String, Vec<u8>) {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (content_type, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_grouped_by_type_with_every_documented_field() {
+    let host = pixel_host().await;
+    let (status, body) = host.get("/api/v1/models").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], "200");
+    assert_eq!(body["message"], "success");
+    for kind in ["image", "video", "audio", "llm"] {
+        assert!(body["data"][kind].is_object(), "group {kind}: {body}");
+    }
+    let image = &body["data"]["image"]["offline/image"];
+    assert_eq!(image["id"], "offline/image");
+    assert_eq!(image["type"], "image");
+    assert_eq!(image["provider"], "offline");
+    assert_eq!(image["model_key"], "image");
+    assert_eq!(image["is_default"], true);
+    assert_eq!(image["enabled"], true);
+    assert!(image["name"].is_string());
+    assert!(image["resolutions"].is_array());
+    assert!(body["data"]["video"]["offline/video"]["durations"].is_array());
+    assert!(body["data"]["audio"]["offline/speech"]["voices"].is_array());
+    assert_eq!(body["data"]["llm"]["offline/chat"]["type"], "llm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_example_completes_with_typed_results() {
+    let host = pixel_host().await;
+    // The document's example, as written.
+    let data = generate_and_wait(
+        &host,
+        "image",
+        json!({
+            "prompt": "a beautiful sunset over mountains",
+            "model": "dashscope/qwen-image",
+            "negativePrompt": "blurry, low quality",
+            "resolution": "2K",
+            "aspectRatio": "16:9",
+            "n": 1,
+            "imageInputs": ["https://example.com/ref-image.jpg"],
+            "extraParams": {"loras": [{"model": "dashscope/anime-style", "weight": 0.8}]},
+            "projectId": "proj_123",
+            "source": "canvas",
+            "sourceId": "canvas_456"
+        }),
+    )
+    .await;
+    assert_eq!(data["status"], "completed", "{data}");
+    assert_eq!(
+        data["params"]["prompt"],
+        "a beautiful sunset over mountains"
+    );
+    assert_eq!(data["params"]["resolution"], "2K");
+    assert_eq!(data["params"]["aspectRatio"], "16:9");
+    let image = &data["result"]["images"][0];
+    assert_eq!(image["width"], 512);
+    assert_eq!(image["height"], 512);
+    let (content_type, bytes) = fetch(image["url"].as_str().unwrap()).await;
+    assert_eq!(content_type, "image/png");
+    assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 512);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_video_and_audio_examples_complete() {
+    let host = pixel_host().await;
+    let video = generate_and_wait(
+        &host,
+        "video",
+        json!({
+            "prompt": "a cat playing with a ball",
+            "model": "dashscope/wan2.6-video",
+            "negativePrompt": "static, blurry",
+            "duration": "5s",
+            "resolution": "720p",
+            "n": 1,
+            "imageInputs": ["https://example.com/first-frame.jpg"],
+            "projectId": "proj_123"
+        }),
+    )
+    .await;
+    assert_eq!(video["status"], "completed", "{video}");
+    let (content_type, _) = fetch(video["result"]["videos"][0]["url"].as_str().unwrap()).await;
+    assert!(content_type.starts_with("video/"), "{content_type}");
+
+    let audio = generate_and_wait(
+        &host,
+        "audio",
+        json!({
+            "prompt": "Hello, welcome to Pixel AI!",
+            "model": "volcengine/doubao-tts",
+            "voice": "zh_female_qingxin",
+            "speed": 1.0,
+            "projectId": "proj_123"
+        }),
+    )
+    .await;
+    assert_eq!(audio["status"], "completed", "{audio}");
+    let (content_type, bytes) = fetch(audio["result"]["audios"][0]["url"].as_str().unwrap()).await;
+    assert!(content_type.starts_with("audio/"), "{content_type}");
+    assert_eq!(&bytes[..4], b"RIFF");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_model_ids_get_the_documented_messages() {
+    let host = pixel_host().await;
+    let (status, body) = host
+        .post(
+            "/api/v1/generations/image",
+            &json!({"prompt": "a cat", "model": "qwen-image"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "400");
+    assert_eq!(
+        body["message"],
+        "Model must be in format 'provider/model_key', got: 'qwen-image'. Example: 'dashscope/qwen-image'"
+    );
+    assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
+
+    let (status, body) = host
+        .post(
+            "/api/v1/generations/image",
+            &json!({"prompt": "a cat", "model": "invalid/model"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], "404");
+    assert_eq!(
+        body["message"],
+        "Model 'invalid/model' not found. Available models can be fetched from /api/v1/models"
+    );
+    // The old `provider` field form is refused the same way.
+    let (status, _) = host
+        .post(
+            "/api/v1/generations/image",
+            &json!({"prompt": "a cat", "model": "qwen-image", "provider": "dashscope"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // Nothing was stored by the refused requests.
+    let (_, jobs) = host.get("/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_follow_pixel_names_and_tasks_are_private() {
+    let host = pixel_host().await;
+    let (_, created) = host
+        .post(
+            "/api/v1/generations/image",
+            &json!({"prompt": "slow", "model": "offline/image", "delay_ms": 1500}),
+        )
+        .await;
+    let id = created["data"]["task_id"].as_str().unwrap().to_string();
+    let (_, early) = host.get(&format!("/api/v1/tasks/{id}")).await;
+    assert!(
+        ["pending", "processing"].contains(&early["data"]["status"].as_str().unwrap()),
+        "{early}"
+    );
+    let (status, other) =
+        send(host.as_key(Method::GET, &format!("/api/v1/tasks/{id}"), "key-b")).await;
+    assert_eq!(status, 404, "another client's task: {other}");
+    assert_eq!(other["code"], "404");
+    host.wait_terminal(&id).await;
+    let (_, done) = host.get(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(done["data"]["status"], "completed");
+
+    let (_, failing) = host
+        .post(
+            "/api/v1/generations/image",
+            &json!({"prompt": "x", "model": "offline/image", "fail": "refused on purpose"}),
+        )
+        .await;
+    let id = failing["data"]["task_id"].as_str().unwrap().to_string();
+    host.wait_terminal(&id).await;
+    let (_, failed) = host.get(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(failed["data"]["status"], "failed", "{failed}");
+    assert!(failed["data"]["error"].is_string());
+}
