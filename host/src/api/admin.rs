@@ -91,6 +91,12 @@ async fn create_client(
     if key.len() < 16 {
         return Err(Error::bad_request("key must be at least 16 characters."));
     }
+    if state.auth.exists(&body.id).await? {
+        return Err(Error(
+            StatusCode::CONFLICT,
+            format!("Client {} already exists.", body.id),
+        ));
+    }
     state.auth.add(&body.id, &key).await?;
     Ok((
         StatusCode::CREATED,

@@ -52,6 +52,15 @@ impl Auth {
         Ok(auth)
     }
 
+    /// Whether a client with this id exists.
+    pub async fn exists(&self, client: &str) -> anyhow::Result<bool> {
+        let found: Option<(String,)> = sqlx::query_as("SELECT id FROM clients WHERE id = $1")
+            .bind(client)
+            .fetch_optional(&self.store.reader)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Adds a client key (or moves an existing key to `client`).
     pub async fn add(&self, client: &str, key: &str) -> anyhow::Result<()> {
         let hash = hash_key(key);

@@ -14,7 +14,7 @@ use axum::{
         sse::{Event, Sse},
     },
 };
-use futures::{StreamExt, stream};
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -116,84 +116,95 @@ fn usage_json(prompt: u64, completion: u64) -> Value {
     })
 }
 
-/// The answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
-/// `include_usage` adds OpenAI's final usage-only chunk.
-pub fn sse(
-    model_name: &str,
-    stream: ChatStream,
+/// Builds the `chat.completion.chunk` events of one answer.
+struct Chunks {
+    id: String,
+    created: i64,
+    model: String,
     style: ChunkStyle,
-    include_usage: bool,
-) -> Response {
-    let id = new_id("chatcmpl");
-    let created = now_ms() / 1000;
-    let model = model_name.to_string();
-    let chunk = move |delta: Value, finish: Option<&str>, usage: Option<Value>| {
-        let content = delta.get("content").cloned().unwrap_or_else(|| "".into());
+}
+
+impl Chunks {
+    /// One chunk: a delta, the finishing chunk, or OpenAI's usage-only chunk (no choices).
+    fn event(&self, delta: Value, finish: Option<&str>, usage: Option<Value>) -> Event {
+        let choices = if usage.is_some() {
+            json!([])
+        } else {
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}])
+        };
         let mut chunk = json!({
-            "id": id,
+            "id": self.id,
             "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": if usage.is_some() && finish.is_none() && delta.as_object().is_some_and(Map::is_empty) {
-                json!([])
-            } else {
-                json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}])
-            },
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
         });
         if let Some(usage) = usage {
             chunk["usage"] = usage;
         }
-        if style == ChunkStyle::Llmage {
-            chunk["content"] = content;
+        if self.style == ChunkStyle::Llmage {
+            chunk["content"] = delta.get("content").cloned().unwrap_or_else(|| "".into());
             chunk["reasoning_content"] = Value::Null;
             chunk["finish"] = if finish.is_some() { "1" } else { "0" }.into();
         }
         Event::default().data(chunk.to_string())
+    }
+}
+
+/// The answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
+/// `include_usage` adds OpenAI's final usage-only chunk. A task relays the provider's stream
+/// so a client that goes away stops the relay at its next event.
+pub fn sse(
+    model_name: &str,
+    mut stream: ChatStream,
+    style: ChunkStyle,
+    include_usage: bool,
+) -> Response {
+    let chunks = Chunks {
+        id: new_id("chatcmpl"),
+        created: now_ms() / 1000,
+        model: model_name.to_string(),
+        style,
     };
-    let opening = chunk(json!({"role": "assistant", "content": ""}), None, None);
-    let mut usage_seen = None;
-    let body = stream::once(async move { opening })
-        .chain(
-            stream
-                .filter_map(move |event| {
-                    let event = match event {
-                        Ok(ChatEvent::Delta(text)) => {
-                            Some(chunk(json!({"content": text}), None, None))
+    let (events, relayed) = futures::channel::mpsc::unbounded::<Event>();
+    tokio::spawn(async move {
+        let send = |event: Event| events.unbounded_send(event).is_ok();
+        if !send(chunks.event(json!({"role": "assistant", "content": ""}), None, None)) {
+            return;
+        }
+        let mut usage = None;
+        while let Some(event) = stream.next().await {
+            let delivered = match event {
+                Ok(ChatEvent::Delta(text)) => {
+                    send(chunks.event(json!({"content": text}), None, None))
+                }
+                Ok(ChatEvent::Usage {
+                    prompt_tokens,
+                    completion_tokens,
+                }) => {
+                    usage = Some(usage_json(prompt_tokens, completion_tokens));
+                    true
+                }
+                Ok(ChatEvent::Finish(reason)) => {
+                    send(chunks.event(json!({}), Some(&reason), None))
+                        && match usage.take().filter(|_| include_usage) {
+                            Some(usage) => send(chunks.event(json!({}), None, Some(usage))),
+                            None => true,
                         }
-                        Ok(ChatEvent::Usage {
-                            prompt_tokens,
-                            completion_tokens,
-                        }) => {
-                            usage_seen = Some(usage_json(prompt_tokens, completion_tokens));
-                            None
-                        }
-                        Ok(ChatEvent::Finish(reason)) => {
-                            let finished = chunk(json!({}), Some(&reason), None);
-                            let usage = usage_seen.take().filter(|_| include_usage);
-                            return futures::future::ready(Some(match usage {
-                                Some(usage) => stream::iter(vec![
-                                    finished,
-                                    chunk(json!({}), None, Some(usage)),
-                                ])
-                                .boxed(),
-                                None => stream::iter(vec![finished]).boxed(),
-                            }));
-                        }
-                        Err(error) => {
-                            let (_, message) = error_status(&error);
-                            Some(
-                                Event::default()
-                                    .data(json!({"error": {"message": message}}).to_string()),
-                            )
-                        }
-                    };
-                    futures::future::ready(event.map(|e| stream::iter(vec![e]).boxed()))
-                })
-                .flatten(),
-        )
-        .chain(stream::once(async { Event::default().data("[DONE]") }))
-        .map(Ok::<_, Infallible>);
-    Sse::new(body).into_response()
+                }
+                Err(error) => {
+                    let (_, message) = error_status(&error);
+                    send(Event::default().data(json!({"error": {"message": message}}).to_string()));
+                    break;
+                }
+            };
+            if !delivered {
+                return;
+            }
+        }
+        send(Event::default().data("[DONE]"));
+    });
+    Sse::new(relayed.map(Ok::<_, Infallible>)).into_response()
 }
 
 /// A chat model by name (`provider/key`, alias, or a unique bare key).
