@@ -122,6 +122,58 @@ impl Easel {
     }
 }
 
+/// Plays success, pending-then-success, every submit error, moderation of a running task
+/// and cancel against a task API whose fake task ids start with `task_kind`; returns the
+/// jobs for vendor-specific checks.
+pub async fn plays_every_task_scenario(
+    easel: &Easel,
+    fake: &Fake,
+    request: &Value,
+    task_kind: &str,
+    output: &[u8],
+    detail: fn(Scenario) -> &'static str,
+) {
+    let jobs = easel.submit_each(request, &Scenario::ALL).await;
+    easel.cancel_once_pending(playing(&jobs, Scenario::StaysPending), fake).await;
+    easel.expect_outputs(playing(&jobs, Scenario::Success), output).await;
+    easel.expect_outputs(playing(&jobs, Scenario::PendingThenSuccess), output).await;
+    for scenario in Scenario::SUBMIT_ERRORS.into_iter().chain([Scenario::FailsModeration]) {
+        easel.expect_mapped_error(playing(&jobs, scenario), detail(scenario)).await;
+    }
+    let tasks = fake.tasks();
+    let polls = |s| tasks.polls(&tasks.id_for_kind(s, task_kind).unwrap_or_else(|| panic!("the fake never accepted {s:?}")));
+    assert_eq!(polls(Scenario::Success), 1, "a finished task is polled once");
+    assert_eq!(polls(Scenario::PendingThenSuccess), 2, "running once, then done");
+    assert_eq!(polls(Scenario::FailsModeration), 1);
+    // Cancelled within a second, long before its first poll was due: never polled since.
+    assert_eq!(polls(Scenario::StaysPending), 0, "a cancelled job is not polled");
+    for refused in Scenario::SUBMIT_ERRORS {
+        assert!(tasks.id_for_kind(refused, task_kind).is_none(), "{refused:?} must not create a task");
+    }
+}
+
+/// Plays success and the vendor's `errors` against a synchronous API (no task, nothing to
+/// cancel).
+pub async fn plays_every_sync_scenario(
+    easel: &Easel,
+    request: &Value,
+    output: &[u8],
+    errors: &[Scenario],
+    detail: fn(Scenario) -> &'static str,
+) {
+    let scenarios: Vec<Scenario> = [Scenario::Success].into_iter().chain(errors.iter().copied()).collect();
+    let jobs = easel.submit_each(request, &scenarios).await;
+    easel.expect_outputs(playing(&jobs, Scenario::Success), output).await;
+    for &scenario in errors {
+        easel.expect_mapped_error(playing(&jobs, scenario), detail(scenario)).await;
+    }
+}
+
+/// The bodies the fake received on `line` (e.g. `POST /api/v1/...`).
+pub fn bodies(fake: &Fake, line: &str) -> Vec<Value> {
+    fake.calls_to(line).iter().map(|c| c.json()).collect()
+}
+
 /// The submitted job playing `scenario`.
 pub fn playing(jobs: &[Submitted], scenario: Scenario) -> &Submitted {
     jobs.iter().find(|j| j.scenario == scenario).unwrap_or_else(|| panic!("no job plays {scenario:?}"))

@@ -5,33 +5,35 @@
 //! body fields it reads, its task states and its error bodies. This module supplies what is
 //! the same for every vendor:
 //!
-//! - [`Fake::start`] serves a vendor router on loopback, plus `/files/{name}` with small
-//!   result files (PNG, MP4, MP3, WAV) that the fake's task answers link to, so the host can
-//!   copy "the vendor's" output into its asset store;
+//! - [`Fake::start`] serves a vendor router on loopback, plus `/files/{name}` with the small
+//!   result files of [`files`] that the fake's answers link to, so the host can copy "the
+//!   vendor's" output into its asset store;
 //! - [`Call`], an extractor every vendor handler takes, records each API request (method,
-//!   path, query, headers, body) so tests can assert what the plugin sent;
-//! - [`Scenario`], read from a `scenario:<name>` token in the prompt, tells the fake which
-//!   story to play for that request, so one host can run every scenario at once;
-//! - [`Tasks`], the vendor-neutral task lifecycle the scenarios drive (running for how many
-//!   polls, then succeeded or failed).
+//!   path, query, headers, body) so tests can assert what the plugin sent, and requests to
+//!   undocumented paths are kept apart as strays;
+//! - [`scenario`]: the [`Scenario`] a prompt's `scenario:<name>` token asks for (so one host
+//!   can play every scenario at once) and the vendor-neutral task lifecycle, [`Tasks`];
+//! - [`easel`]: the host side, a real easel with the plugin routed to the fake, and the
+//!   scenario drivers and job checks every vendor test shares.
 
 #![allow(dead_code)] // Each vendor uses the parts of the scaffold its API needs.
 
 pub mod dashscope;
 pub mod easel;
 pub mod evolink;
+pub mod files;
 pub mod jimeng;
 pub mod kling;
 pub mod minimax;
 pub mod modelscope;
 pub mod openai;
+pub mod scenario;
 pub mod seedance_overseas;
 pub mod vidu;
 pub mod volcengine;
 pub mod zhipu;
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
 };
@@ -39,101 +41,15 @@ use std::{
 use axum::{
     Router,
     body::Bytes,
-    extract::{FromRequest, Path, Request, State},
+    extract::{FromRequest, Request, State},
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde_json::Value;
 
-/// The story a fake plays for one request, chosen by the prompt's `scenario:<name>` token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scenario {
-    /// The task succeeds on the first poll (a synchronous call answers at once).
-    Success,
-    /// The task reports running on the first poll and succeeds on the second.
-    PendingThenSuccess,
-    /// The task never leaves the running state (for cancel).
-    StaysPending,
-    /// Submit is refused: the key is wrong (401-class).
-    AuthRejected,
-    /// Submit is refused: rate limit or quota (429-class) with `Retry-After: 7`.
-    RateLimited,
-    /// Submit is refused by moderation.
-    ContentRejected,
-    /// Submit is refused: a bad parameter (400-class).
-    BadParameter,
-    /// Submit fails with a server error (5xx).
-    UpstreamDown,
-    /// Submit is accepted; the task then fails because the output was moderated.
-    FailsModeration,
-}
-
-impl Scenario {
-    /// Every scenario, in a stable order.
-    pub const ALL: [Scenario; 9] = [
-        Scenario::Success,
-        Scenario::PendingThenSuccess,
-        Scenario::StaysPending,
-        Scenario::AuthRejected,
-        Scenario::RateLimited,
-        Scenario::ContentRejected,
-        Scenario::BadParameter,
-        Scenario::UpstreamDown,
-        Scenario::FailsModeration,
-    ];
-
-    /// The errors a submit can be refused with.
-    pub const SUBMIT_ERRORS: [Scenario; 5] = [
-        Scenario::AuthRejected,
-        Scenario::RateLimited,
-        Scenario::ContentRejected,
-        Scenario::BadParameter,
-        Scenario::UpstreamDown,
-    ];
-
-    /// The token that selects this scenario in a prompt.
-    pub fn token(self) -> &'static str {
-        match self {
-            Scenario::Success => "scenario:success",
-            Scenario::PendingThenSuccess => "scenario:pending-then-success",
-            Scenario::StaysPending => "scenario:stays-pending",
-            Scenario::AuthRejected => "scenario:auth-rejected",
-            Scenario::RateLimited => "scenario:rate-limited",
-            Scenario::ContentRejected => "scenario:content-rejected",
-            Scenario::BadParameter => "scenario:bad-parameter",
-            Scenario::UpstreamDown => "scenario:upstream-down",
-            Scenario::FailsModeration => "scenario:fails-moderation",
-        }
-    }
-
-    /// The scenario a prompt asks for; a prompt without a token plays [`Scenario::Success`].
-    pub fn from_text(text: &str) -> Scenario {
-        Scenario::ALL
-            .into_iter()
-            .find(|s| text.split_whitespace().any(|word| word == s.token()))
-            .unwrap_or(Scenario::Success)
-    }
-
-    /// Polls answered "running" before the task ends; `None`: it never ends.
-    fn running_polls(self) -> Option<u32> {
-        match self {
-            Scenario::PendingThenSuccess => Some(1),
-            Scenario::StaysPending => None,
-            _ => Some(0),
-        }
-    }
-
-    /// The error class a submit must be refused with, if this scenario refuses it.
-    pub fn submit_error(self) -> Option<Scenario> {
-        Scenario::SUBMIT_ERRORS.contains(&self).then_some(self)
-    }
-}
-
-/// The `Retry-After` every rate-limited answer carries, seconds.
-pub const RETRY_AFTER_SECS: u64 = 7;
-/// What a rate-limited job's error says when the plugin passed `Retry-After` on.
-pub const RETRY_AFTER_PASSED_ON: &str = "retry after Some(7)s";
+pub use files::{MP3_HEADER, MP4_HEADER, PNG_1X1, WAV_HEADER};
+pub use scenario::{Phase, RETRY_AFTER_PASSED_ON, RETRY_AFTER_SECS, Scenario, Tasks};
 
 /// One API request the fake received.
 #[derive(Debug, Clone)]
@@ -164,99 +80,6 @@ impl Recorded {
     /// `METHOD /path`, for assertions and messages.
     pub fn line(&self) -> String {
         format!("{} {}", self.method, self.path)
-    }
-}
-
-/// Where a task stands when it is polled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Still queued or generating.
-    Running,
-    /// Done; the result files are ready.
-    Succeeded,
-    /// Ended by moderation of the output.
-    FailedModeration,
-}
-
-/// A task the fake accepted.
-#[derive(Debug, Clone)]
-struct Task {
-    scenario: Scenario,
-    polls: u32,
-    cancelled: bool,
-}
-
-/// The vendor-neutral task lifecycle: ids, scenarios, poll counts, cancellation.
-#[derive(Debug, Default)]
-pub struct Tasks {
-    next: Mutex<u32>,
-    tasks: Mutex<HashMap<String, Task>>,
-}
-
-impl Tasks {
-    /// Accepts a task playing `scenario`; returns its id (`<prefix>-<n>`).
-    pub fn create(&self, prefix: &str, scenario: Scenario) -> String {
-        let mut next = self.next.lock().unwrap();
-        *next += 1;
-        let id = format!("{prefix}-{next}");
-        self.tasks.lock().unwrap().insert(id.clone(), Task { scenario, polls: 0, cancelled: false });
-        id
-    }
-
-    /// Counts a poll of `id` and says where it stands; `None` for an unknown id.
-    pub fn poll(&self, id: &str) -> Option<Phase> {
-        let mut tasks = self.tasks.lock().unwrap();
-        let task = tasks.get_mut(id)?;
-        task.polls += 1;
-        let running = match task.scenario.running_polls() {
-            None => true,
-            Some(n) => task.polls <= n,
-        };
-        Some(if running {
-            Phase::Running
-        } else if task.scenario == Scenario::FailsModeration {
-            Phase::FailedModeration
-        } else {
-            Phase::Succeeded
-        })
-    }
-
-    /// Marks `id` cancelled; false for an unknown id.
-    pub fn cancel(&self, id: &str) -> bool {
-        match self.tasks.lock().unwrap().get_mut(id) {
-            Some(task) => {
-                task.cancelled = true;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The scenario `id` plays.
-    pub fn scenario(&self, id: &str) -> Option<Scenario> {
-        self.tasks.lock().unwrap().get(id).map(|t| t.scenario)
-    }
-
-    /// How often `id` was polled.
-    pub fn polls(&self, id: &str) -> u32 {
-        self.tasks.lock().unwrap().get(id).map_or(0, |t| t.polls)
-    }
-
-    /// Whether `id` was cancelled.
-    pub fn was_cancelled(&self, id: &str) -> bool {
-        self.tasks.lock().unwrap().get(id).is_some_and(|t| t.cancelled)
-    }
-
-    /// The id of a task playing `scenario`.
-    pub fn id_for(&self, scenario: Scenario) -> Option<String> {
-        self.id_for_kind(scenario, "")
-    }
-
-    /// The id of the task playing `scenario` whose id starts with `prefix` (each test
-    /// submits one task per scenario and kind).
-    pub fn id_for_kind(&self, scenario: Scenario, prefix: &str) -> Option<String> {
-        let tasks = self.tasks.lock().unwrap();
-        tasks.iter().find(|(id, t)| t.scenario == scenario && id.starts_with(prefix)).map(|(id, _)| id.clone())
     }
 }
 
@@ -303,7 +126,7 @@ impl Fake {
             strays: Mutex::default(),
         });
         let app = routes()
-            .route("/files/{name}", get(result_file))
+            .route("/files/{name}", get(files::result_file))
             .fallback(unknown_route)
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -393,44 +216,7 @@ pub fn rate_limited_reply(status: u16, body: Value) -> Response {
     response
 }
 
-/// The bytes of the result file `name`, by its extension.
-pub fn file_bytes(name: &str) -> &'static [u8] {
-    match name.rsplit('.').next() {
-        Some("png") => PNG_1X1,
-        Some("mp4") => MP4_HEADER,
-        Some("wav") => WAV_HEADER,
-        _ => MP3_HEADER,
-    }
-}
-
-fn content_type_of(name: &str) -> &'static str {
-    match name.rsplit('.').next() {
-        Some("png") => "image/png",
-        Some("mp4") => "video/mp4",
-        Some("wav") => "audio/wav",
-        _ => "audio/mpeg",
-    }
-}
-
-async fn result_file(Path(name): Path<String>) -> Response {
-    ([(header::CONTENT_TYPE, content_type_of(&name))], file_bytes(&name)).into_response()
-}
-
 async fn unknown_route(State(state): State<FakeState>, Call(call): Call) -> Response {
     state.strays.lock().unwrap().push(call.line());
     json_reply(404, serde_json::json!({"error": format!("the fake has no route for {}", call.line())}))
 }
-
-/// A valid 1×1 PNG.
-pub const PNG_1X1: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
-    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-];
-/// The start of an MP4 file (an `ftyp` box), enough for content sniffing.
-pub const MP4_HEADER: &[u8] = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom";
-/// The start of an MP3 file (an ID3 tag).
-pub const MP3_HEADER: &[u8] = b"ID3\x04\0\0\0\0\0\0fake-mp3";
-/// The start of a WAV file.
-pub const WAV_HEADER: &[u8] = b"RIFF\x24\0\0\0WAVEfmt fake-wav";
