@@ -1,5 +1,6 @@
 //! The easel side of the vendor tests: a real host with one plugin whose vendor hosts are
-//! routed (`[plugins] connect_to`) to fakes, and the job-level checks every vendor shares.
+//! routed (`[plugins] connect_to`) to fakes, the job-level checks every vendor shares, and
+//! the drivers that play every scenario against a task API or a synchronous one.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -123,8 +124,8 @@ impl Easel {
 }
 
 /// Plays success, pending-then-success, every submit error, moderation of a running task
-/// and cancel against a task API whose fake task ids start with `task_kind`; returns the
-/// jobs for vendor-specific checks.
+/// and cancel against a task API whose fake task ids start with `task_kind`, then checks the
+/// polls the fake counted.
 pub async fn plays_every_task_scenario(
     easel: &Easel,
     fake: &Fake,
