@@ -1,0 +1,181 @@
+//! The easel side of the vendor tests: a real host with one plugin whose vendor hosts are
+//! routed (`[plugins] connect_to`) to fakes, the job-level checks every vendor shares, and
+//! the drivers that play every scenario against a task API or a synchronous one.
+
+use std::{path::PathBuf, time::Duration};
+
+use easel_tests::{Backend, Host, Options};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{Fake, Scenario};
+
+/// A host serving one plugin against fake upstreams.
+pub struct Easel {
+    /// The running host.
+    pub host: Host,
+    _plugins: tempfile::TempDir,
+}
+
+/// A job submitted to play one scenario.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// What the fake was asked to play.
+    pub scenario: Scenario,
+    /// easel's job id.
+    pub job: String,
+}
+
+/// A component built from `plugins/` by scripts/test (see tests/plugins.rs).
+fn built_plugin(crate_name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+    let file = target.join("wasm32-wasip2/release").join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(file.exists(), "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first", file.display());
+    file
+}
+
+impl Easel {
+    /// Starts a host with `plugin`, its `secrets` in the environment, and each vendor host in
+    /// `routes` sent to its fake.
+    pub async fn start(plugin: &str, routes: &[(&str, &Fake)], secrets: &[(&str, &str)]) -> Easel {
+        let plugins = tempfile::tempdir().unwrap();
+        std::fs::copy(built_plugin(plugin), plugins.path().join(format!("{plugin}.wasm"))).unwrap();
+        let connect_to: Vec<String> = routes.iter().map(|(host, fake)| format!("\"{host}\" = \"{}\"", fake.addr)).collect();
+        let mut options = Options::new(Backend::Sqlite)
+            .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
+            .toml(&format!("[plugins]\nconnect_to = {{ {} }}", connect_to.join(", ")));
+        for (name, value) in secrets {
+            options = options.env(name, value);
+        }
+        Easel { host: Host::start(options).await, _plugins: plugins }
+    }
+
+    /// Submits `request` (which carries a `prompt`) with the scenario's token appended.
+    pub async fn submit(&self, request: &Value, scenario: Scenario) -> Submitted {
+        let mut body = request.clone();
+        let prompt = body["prompt"].as_str().expect("the request has a prompt").to_string();
+        body["prompt"] = Value::String(format!("{prompt} {}", scenario.token()));
+        let (status, created) = self.host.post("/api/v1/jobs", &body).await;
+        assert_eq!(status, 202, "{scenario:?}: {created}");
+        Submitted { scenario, job: created["job"]["id"].as_str().unwrap().to_string() }
+    }
+
+    /// Submits one job per scenario, all at once.
+    pub async fn submit_each(&self, request: &Value, scenarios: &[Scenario]) -> Vec<Submitted> {
+        futures::future::join_all(scenarios.iter().map(|s| self.submit(request, *s))).await
+    }
+
+    /// Waits until the job is terminal.
+    pub async fn finished(&self, submitted: &Submitted) -> Value {
+        self.host.wait_terminal(&submitted.job).await
+    }
+
+    /// Asserts the job succeeded and its outputs download as exactly `bytes` each.
+    pub async fn expect_outputs(&self, submitted: &Submitted, bytes: &[u8]) -> Value {
+        let job = self.finished(submitted).await;
+        assert_eq!(job["status"], "succeeded", "{:?}: {job}", submitted.scenario);
+        let assets = job["outputAssetIds"].as_array().expect("outputAssetIds");
+        assert!(!assets.is_empty(), "{:?}: no outputs: {job}", submitted.scenario);
+        for asset in assets {
+            let path = format!("/api/v1/assets/{}/download", asset.as_str().unwrap());
+            let download = self.host.as_key(Method::GET, &path, "key-a").send().await.unwrap();
+            assert_eq!(download.status(), 200, "{path}");
+            assert_eq!(download.bytes().await.unwrap().as_ref(), bytes, "{path} is not the vendor's file");
+        }
+        job
+    }
+
+    /// Asserts the job failed with the contract error its scenario stands for, and that the
+    /// message carries `detail` (the vendor's code or message; for rate limits the
+    /// `Some(7)s` that passes the vendor's `Retry-After` on).
+    pub async fn expect_mapped_error(&self, submitted: &Submitted, detail: &str) {
+        let job = self.finished(submitted).await;
+        assert_eq!(job["status"], "failed", "{:?}: {job}", submitted.scenario);
+        let error = job["error"].as_str().unwrap_or_default();
+        let prefix = match submitted.scenario {
+            Scenario::AuthRejected => "unauthorized: ",
+            Scenario::RateLimited => "rate limited (retry after ",
+            Scenario::ContentRejected | Scenario::FailsModeration => "content rejected: ",
+            Scenario::BadParameter => "invalid request: ",
+            Scenario::UpstreamDown => "upstream unavailable: ",
+            other => panic!("{other:?} is not an error scenario"),
+        };
+        assert!(error.starts_with(prefix), "{:?} should fail with {prefix:?}, got {error:?}", submitted.scenario);
+        assert!(error.contains(detail), "{:?}: {error:?} should mention {detail:?}", submitted.scenario);
+    }
+
+    /// Waits until the fake accepted the job's task, then cancels the job; returns the job.
+    pub async fn cancel_once_pending(&self, submitted: &Submitted, fake: &Fake) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while fake.tasks().id_for(submitted.scenario).is_none() {
+            assert!(std::time::Instant::now() < deadline, "the fake never received the task to cancel");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let the host record the pending handle the plugin answered.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let path = format!("/api/v1/jobs/{}/cancel", submitted.job);
+        let (status, body) = easel_tests::send(self.host.as_key(Method::POST, &path, "key-a")).await;
+        assert_eq!(status, 200, "cancel: {body}");
+        let job = self.finished(submitted).await;
+        assert_eq!(job["status"], "cancelled", "{job}");
+        job
+    }
+}
+
+/// Plays success, pending-then-success, every submit error, moderation of a running task
+/// and cancel against a task API whose fake task ids start with `task_kind`, then checks the
+/// polls the fake counted.
+pub async fn plays_every_task_scenario(
+    easel: &Easel,
+    fake: &Fake,
+    request: &Value,
+    task_kind: &str,
+    output: &[u8],
+    detail: fn(Scenario) -> &'static str,
+) {
+    let jobs = easel.submit_each(request, &Scenario::ALL).await;
+    easel.cancel_once_pending(playing(&jobs, Scenario::StaysPending), fake).await;
+    easel.expect_outputs(playing(&jobs, Scenario::Success), output).await;
+    easel.expect_outputs(playing(&jobs, Scenario::PendingThenSuccess), output).await;
+    for scenario in Scenario::SUBMIT_ERRORS.into_iter().chain([Scenario::FailsModeration]) {
+        easel.expect_mapped_error(playing(&jobs, scenario), detail(scenario)).await;
+    }
+    let tasks = fake.tasks();
+    let polls = |s| tasks.polls(&tasks.id_for_kind(s, task_kind).unwrap_or_else(|| panic!("the fake never accepted {s:?}")));
+    assert_eq!(polls(Scenario::Success), 1, "a finished task is polled once");
+    assert_eq!(polls(Scenario::PendingThenSuccess), 2, "running once, then done");
+    assert_eq!(polls(Scenario::FailsModeration), 1);
+    // Cancelled within a second, long before its first poll was due: never polled since.
+    assert_eq!(polls(Scenario::StaysPending), 0, "a cancelled job is not polled");
+    for refused in Scenario::SUBMIT_ERRORS {
+        assert!(tasks.id_for_kind(refused, task_kind).is_none(), "{refused:?} must not create a task");
+    }
+}
+
+/// Plays success and the vendor's `errors` against a synchronous API (no task, nothing to
+/// cancel).
+pub async fn plays_every_sync_scenario(
+    easel: &Easel,
+    request: &Value,
+    output: &[u8],
+    errors: &[Scenario],
+    detail: fn(Scenario) -> &'static str,
+) {
+    let scenarios: Vec<Scenario> = [Scenario::Success].into_iter().chain(errors.iter().copied()).collect();
+    let jobs = easel.submit_each(request, &scenarios).await;
+    easel.expect_outputs(playing(&jobs, Scenario::Success), output).await;
+    for &scenario in errors {
+        easel.expect_mapped_error(playing(&jobs, scenario), detail(scenario)).await;
+    }
+}
+
+/// The bodies the fake received on `line` (e.g. `POST /api/v1/...`).
+pub fn bodies(fake: &Fake, line: &str) -> Vec<Value> {
+    fake.calls_to(line).iter().map(|c| c.json()).collect()
+}
+
+/// The submitted job playing `scenario`.
+pub fn playing(jobs: &[Submitted], scenario: Scenario) -> &Submitted {
+    jobs.iter().find(|j| j.scenario == scenario).unwrap_or_else(|| panic!("no job plays {scenario:?}"))
+}

@@ -1,0 +1,93 @@
+//! A fake OpenAI API, after the OpenAI API reference the plugin's README names ("Images:
+//! create image", "Audio: create speech", "Error codes").
+//!
+//! - `POST /v1/images/generations` (`Authorization: Bearer <key>`) reads `model`, `prompt`,
+//!   `n`, `size`; `gpt-image-1` answers `data[].b64_json` (plus `usage`), `dall-e-3` with
+//!   `response_format: url` answers `data[].url`;
+//! - `POST /v1/audio/speech` reads `model`, `input`, `voice` and answers the audio bytes;
+//! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
+//!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
+
+use axum::{Router, extract::State, http::header, response::{IntoResponse, Response}, routing::post};
+use base64::Engine as _;
+use serde_json::json;
+
+use super::{Call, FakeState, Scenario, json_reply, rate_limited_reply};
+
+/// The API key the host is given.
+pub const KEY: &str = "sk-openai-e2e";
+/// The vendor host the plugin calls.
+pub const HOST: &str = "api.openai.com";
+
+/// OpenAI's routes.
+pub fn routes() -> Router<FakeState> {
+    Router::new()
+        .route("/v1/images/generations", post(generate_images))
+        .route("/v1/audio/speech", post(create_speech))
+}
+
+/// What a mapped error must mention.
+pub fn error_detail(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::AuthRejected => "invalid_api_key",
+        Scenario::ContentRejected => "content_policy_violation",
+        Scenario::BadParameter => "invalid_value",
+        Scenario::RateLimited => super::RETRY_AFTER_PASSED_ON,
+        _ => "server_error",
+    }
+}
+
+fn error(status: u16, kind: &str, code: &str, message: &str) -> Response {
+    json_reply(status, json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+}
+
+fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
+    if !call.authorized_as(&format!("Bearer {KEY}")) || scenario == Scenario::AuthRejected {
+        return Some(error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-op***e2e."));
+    }
+    Some(match scenario {
+        Scenario::RateLimited => rate_limited_reply(
+            429,
+            json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+        ),
+        Scenario::ContentRejected => error(
+            400,
+            "invalid_request_error",
+            "content_policy_violation",
+            "Your request was rejected as a result of our safety system.",
+        ),
+        Scenario::BadParameter => error(400, "invalid_request_error", "invalid_value", "Invalid value for 'size'."),
+        Scenario::UpstreamDown => error(500, "server_error", "", "The server had an error while processing your request."),
+        _ => return None,
+    })
+}
+
+async fn generate_images(State(state): State<FakeState>, call: Call) -> Response {
+    let body = call.json();
+    let (Some(model), Some(prompt)) = (body["model"].as_str(), body["prompt"].as_str()) else {
+        return error(400, "invalid_request_error", "missing_required_parameter", "You must provide a model and a prompt.");
+    };
+    if let Some(refused) = refusal(&call, Scenario::from_text(prompt)) {
+        return refused;
+    }
+    if model == "gpt-image-1" {
+        let png = base64::engine::general_purpose::STANDARD.encode(super::PNG_1X1);
+        json_reply(200, json!({"created": 1_713_833_628, "data": [{"b64_json": png}],
+                               "usage": {"total_tokens": 100, "input_tokens": 50, "output_tokens": 50}}))
+    } else if body["response_format"] == "url" {
+        json_reply(200, json!({"created": 1_713_833_628, "data": [{"url": state.file_url("dalle.png"), "revised_prompt": prompt}]}))
+    } else {
+        error(400, "invalid_request_error", "invalid_value", "response_format must be url or b64_json")
+    }
+}
+
+async fn create_speech(call: Call) -> Response {
+    let body = call.json();
+    let (Some(_), Some(input), Some(_)) = (body["model"].as_str(), body["input"].as_str(), body["voice"].as_str()) else {
+        return error(400, "invalid_request_error", "missing_required_parameter", "model, input and voice are required.");
+    };
+    if let Some(refused) = refusal(&call, Scenario::from_text(input)) {
+        return refused;
+    }
+    ([(header::CONTENT_TYPE, "audio/mpeg")], super::MP3_HEADER).into_response()
+}
