@@ -19,14 +19,23 @@ const GITIGNORE: &str = include_str!("gitignore.tmpl");
 /// `name` is the provider id: lower-case ASCII letters, digits and `-`, starting with a
 /// letter, at most 64 characters.
 pub fn scaffold(name: &str, dest: &Path, sdk_path: Option<&Path>) -> io::Result<()> {
-    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("plugin name `{name}`: {why}"));
+    let invalid = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("plugin name `{name}`: {why}"),
+        )
+    };
     if name.is_empty() || name.len() > 64 {
         return Err(invalid("must be 1 to 64 characters"));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err(invalid("must start with a lower-case letter"));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || name.ends_with('-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || name.ends_with('-')
+    {
         return Err(invalid("may hold only a-z, 0-9 and inner `-`"));
     }
     if dest.exists() && dest.read_dir()?.next().is_some() {
@@ -42,7 +51,9 @@ pub fn scaffold(name: &str, dest: &Path, sdk_path: Option<&Path>) -> io::Result<
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect();
     let secret = format!("{}_API_KEY", crate_name.to_ascii_uppercase());

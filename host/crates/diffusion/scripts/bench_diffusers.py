@@ -2,8 +2,13 @@
 """diffusers/PyTorch side of easel's native-diffusion benchmark, on SD 1.5 shapes with
 random weights (timing does not depend on the values).
 
-    python scripts/bench_diffusers.py --save /tmp/sd15-random        # also writes the model
-    cargo run --release -p easel-diffusion --bin sd-bench -- /tmp/sd15-random --device flex
+    cargo build --release --bin sd-bench
+    python scripts/bench_diffusers.py --save /tmp/sd15-random --easel PATH/TO/sd-bench --devices flex,wgpu
+
+`--save` writes the random model (diffusers layout, f16) that easel then loads; `--easel`
+runs the sd-bench binary on it once per device after diffusers' own measurements, in this
+same run, and prints both side by side with the ratio easel / diffusers (below 1: easel is
+faster). Each side reports its own process's peak RSS.
 
 Both sides: EulerDiscreteScheduler, guidance 7.5 (uncond+cond batched, batch 2), the given
 steps, one image, at each size; seconds per UNet step, seconds per image (text encoding +
@@ -11,9 +16,11 @@ denoising + VAE decode), peak RSS of the process.
 """
 
 import argparse
+import gc
 import json
 import os
 import resource
+import subprocess
 import time
 
 import torch
@@ -61,7 +68,11 @@ def main():
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--easel", help="path of the sd-bench binary to run on the --save model afterwards")
+    ap.add_argument("--devices", default="flex", help="easel devices to measure, comma-separated")
     a = ap.parse_args()
+    if a.easel and not a.save:
+        ap.error("--easel needs --save (the model easel loads)")
     torch.set_num_threads(a.threads)
     torch.set_grad_enabled(False)
     text, unet, vae = build()
@@ -91,6 +102,7 @@ def main():
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load peak RSS {peak_mib():.0f} MiB")
+    ours = {}
     for size in [int(s) for s in a.sizes.split(",") if s]:
         lat = size // 8
         ctx = torch.zeros(2, 77, 768)
@@ -111,7 +123,38 @@ def main():
         total = time.perf_counter() - start
         per = sum(marks[1:]) / max(1, len(marks) - 1) if len(marks) > 1 else marks[0]
         print(f"{size}x{size}: {a.steps} steps, {per:.2f} s per UNet step (CFG batch 2), {total:.2f} s per image, "
-              f"peak RSS {peak_mib():.0f} MiB")
+              f"peak RSS {peak_mib():.0f} MiB", flush=True)
+        ours[size] = {"unet_s": per, "image_s": total, "peak_mib": peak_mib()}
+    if a.easel:
+        # Free PyTorch's copy before easel loads its own, so the two never share the RAM.
+        del pipe, text, unet, vae
+        gc.collect()
+        compare(a, ours)
+
+
+def compare(a, diffusers):
+    """Runs easel's sd-bench per device and prints it next to diffusers' figures."""
+    rows = []
+    for device in [d for d in a.devices.split(",") if d]:
+        cmd = [a.easel, a.save, "--size", a.sizes, "--steps", str(a.steps), "--device", device]
+        print("running", " ".join(cmd), flush=True)
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        print(out.stdout, out.stderr[-2000:] if out.returncode else "", flush=True)
+        if out.returncode:
+            print(f"easel on {device} failed (exit {out.returncode})")
+            continue
+        for line in out.stdout.splitlines():
+            if line.startswith("RESULT "):
+                r = json.loads(line[len("RESULT "):])
+                rows.append((device, r))
+    print("\n| size | diffusers s/step | easel s/step | ratio | diffusers s/image | easel s/image | ratio "
+          "| diffusers peak MiB | easel peak MiB | easel device |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for device, r in rows:
+        d = diffusers[r["size"]]
+        print(f"| {r['size']} | {d['unet_s']:.2f} | {r['unet_s']:.2f} | {r['unet_s'] / d['unet_s']:.2f} "
+              f"| {d['image_s']:.2f} | {r['image_s']:.2f} | {r['image_s'] / d['image_s']:.2f} "
+              f"| {d['peak_mib']:.0f} | {r['peak_mib']:.0f} | {device} |")
 
 
 if __name__ == "__main__":

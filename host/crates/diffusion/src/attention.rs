@@ -107,7 +107,7 @@ impl Transformer2D {
     pub(crate) fn load(w: &Weights, p: &str, heads: usize, groups: usize) -> Result<Self> {
         let proj = |name: &str| -> Result<Proj> {
             let key = format!("{p}.{name}");
-            if w.host(&format!("{key}.weight"))?.shape.len() == 4 {
+            if w.shape(&format!("{key}.weight"))?.len() == 4 {
                 Ok(Proj::Conv(w.conv2d(&key, 1, 0)?))
             } else {
                 Ok(Proj::Linear(w.linear(&key)?))
@@ -132,7 +132,7 @@ impl Transformer2D {
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>, ctx: &Tensor<3>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
+        let [b, _, h, w] = x.dims();
         let residual = x.clone();
         let x = self.norm.forward(x);
         let to_seq = |t: Tensor<4>| -> Tensor<3> {
@@ -154,7 +154,6 @@ impl Transformer2D {
             Proj::Conv(cv) => cv.forward(from_seq(s)),
             Proj::Linear(l) => from_seq(l.forward(s)),
         };
-        let _ = c;
         out + residual
     }
 }

@@ -275,6 +275,14 @@ impl SingleFile {
         Ok(Self { unet, vae, clip })
     }
 
+    /// Whether an original-layout key belongs to the UNet, the VAE or the text encoder;
+    /// checkpoints also carry an EMA copy, `alphas_cumprod` and training state, never read.
+    pub(crate) fn is_component_key(key: &str) -> bool {
+        ["model.diffusion_model.", "first_stage_model.", "cond_stage_model."]
+            .iter()
+            .any(|p| key.starts_with(p))
+    }
+
     /// The renaming closure: prefixed diffusers name to original key.
     pub(crate) fn renamer(&self) -> Box<dyn Fn(&str) -> Option<String> + Send + Sync> {
         let layers = self.unet.layers_per_block;

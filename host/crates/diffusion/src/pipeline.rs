@@ -153,7 +153,7 @@ impl StableDiffusion {
         let (weights, clip_cfg, unet_cfg, vae_cfg) = if path.is_dir() {
             let mut all = std::collections::HashMap::<String, HostTensor>::new();
             for comp in ["text_encoder", "unet", "vae"] {
-                let (t, _) = read_safetensors(&component_file(&path.join(comp))?)?;
+                let (t, _) = read_safetensors(&component_file(&path.join(comp))?, |_| true)?;
                 all.extend(t.into_iter().map(|(k, v)| (format!("{comp}.{k}"), v)));
             }
             nest_text_model(&mut all, "text_encoder.");
@@ -162,7 +162,7 @@ impl StableDiffusion {
             let vae: VaeConfig = read_json(&path.join("vae/config.json"))?;
             (Weights::new(all, None, device.clone()), clip, unet, vae)
         } else {
-            let (mut t, meta) = read_safetensors(path)?;
+            let (mut t, meta) = read_safetensors(path, SingleFile::is_component_key)?;
             nest_text_model(&mut t, "cond_stage_model.transformer.");
             let sf = SingleFile::infer(&t, &meta)?;
             let rename = sf.renamer();

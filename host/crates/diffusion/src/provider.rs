@@ -129,7 +129,7 @@ fn get_f64(p: &Map<String, Value>, k: &str, d: f64) -> Result<f64, ProviderError
 }
 
 /// Encodes `height x width x 3` floats in [0, 1] as PNG or JPEG.
-pub(crate) fn encode_image(
+fn encode_image(
     img: &[f32],
     width: usize,
     height: usize,

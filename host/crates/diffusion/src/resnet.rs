@@ -41,7 +41,8 @@ impl ResnetBlock2D {
         })
     }
 
-    /// `temb` is the already-SiLU'd-by-caller-free time embedding `[B, T]` (None for VAE).
+    /// `temb`: the UNet's time embedding `[B, T]`, before the SiLU this block applies to it;
+    /// `None` in the VAE.
     pub(crate) fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {

@@ -46,6 +46,9 @@ fn sf() -> f64 {
     0.18215
 }
 
+/// Every norm in diffusers' VAE uses epsilon 1e-6.
+const EPS: f64 = 1e-6;
+
 struct Mid {
     r0: ResnetBlock2D,
     attn: VaeAttention,
@@ -55,9 +58,9 @@ struct Mid {
 impl Mid {
     fn load(w: &Weights, p: &str, g: usize) -> Result<Self> {
         Ok(Self {
-            r0: ResnetBlock2D::load(w, &format!("{p}.resnets.0"), g, 1e-6)?,
+            r0: ResnetBlock2D::load(w, &format!("{p}.resnets.0"), g, EPS)?,
             attn: VaeAttention::load(w, &format!("{p}.attentions.0"), g)?,
-            r1: ResnetBlock2D::load(w, &format!("{p}.resnets.1"), g, 1e-6)?,
+            r1: ResnetBlock2D::load(w, &format!("{p}.resnets.1"), g, EPS)?,
         })
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -66,10 +69,52 @@ impl Mid {
     }
 }
 
+/// The resampler closing an encoder (down) or decoder (up) level.
+enum Resample {
+    Down(Downsample2D),
+    Up(Upsample2D),
+}
+
+/// One encoder or decoder level: its resnets, then its resampler (none on the last level).
 struct Level {
     resnets: Vec<ResnetBlock2D>,
-    down: Option<Downsample2D>,
-    up: Option<Upsample2D>,
+    resample: Option<Resample>,
+}
+
+impl Level {
+    /// `n` levels under `{prefix}.{i}`: `resnets` resnets each, and every level but the last
+    /// closed by `resample` (loaded from its `downsamplers.0` / `upsamplers.0`).
+    fn load_all(
+        w: &Weights,
+        prefix: &str,
+        n: usize,
+        resnets: usize,
+        g: usize,
+        resample: fn(&Weights, &str) -> Result<Resample>,
+    ) -> Result<Vec<Self>> {
+        (0..n)
+            .map(|i| {
+                let p = format!("{prefix}.{i}");
+                Ok(Self {
+                    resnets: (0..resnets)
+                        .map(|j| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), g, EPS))
+                        .collect::<Result<_>>()?,
+                    resample: if i + 1 < n { Some(resample(w, &p)?) } else { None },
+                })
+            })
+            .collect()
+    }
+
+    fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+        for r in &self.resnets {
+            x = r.forward(x, None);
+        }
+        match &self.resample {
+            Some(Resample::Down(d)) => d.forward(x),
+            Some(Resample::Up(u)) => u.forward(x, None),
+            None => x,
+        }
+    }
 }
 
 /// The loaded autoencoder.
@@ -98,52 +143,28 @@ impl AutoencoderKL {
     pub(crate) fn load(w: &Weights, cfg: &VaeConfig) -> Result<Self> {
         let g = cfg.norm_num_groups;
         let n = cfg.block_out_channels.len();
-        let mut enc_levels = Vec::new();
-        for i in 0..n {
-            let p = format!("vae.encoder.down_blocks.{i}");
-            let resnets = (0..cfg.layers_per_block)
-                .map(|j| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), g, 1e-6))
-                .collect::<Result<_>>()?;
-            let down = if i + 1 < n {
-                Some(Downsample2D::load(w, &format!("{p}.downsamplers.0"), true)?)
-            } else {
-                None
-            };
-            enc_levels.push(Level {
-                resnets,
-                down,
-                up: None,
-            });
-        }
-        let mut dec_levels = Vec::new();
-        for i in 0..n {
-            let p = format!("vae.decoder.up_blocks.{i}");
-            let resnets = (0..cfg.layers_per_block + 1)
-                .map(|j| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), g, 1e-6))
-                .collect::<Result<_>>()?;
-            let up = if i + 1 < n {
-                Some(Upsample2D::load(w, &format!("{p}.upsamplers.0"))?)
-            } else {
-                None
-            };
-            dec_levels.push(Level {
-                resnets,
-                down: None,
-                up,
-            });
-        }
+        // diffusers' VAE downsamplers pad only right and bottom (asymmetric).
+        let down = |w: &Weights, p: &str| {
+            Downsample2D::load(w, &format!("{p}.downsamplers.0"), true).map(Resample::Down)
+        };
+        let up = |w: &Weights, p: &str| {
+            Upsample2D::load(w, &format!("{p}.upsamplers.0")).map(Resample::Up)
+        };
+        let l = cfg.layers_per_block;
+        let enc_levels = Level::load_all(w, "vae.encoder.down_blocks", n, l, g, down)?;
+        let dec_levels = Level::load_all(w, "vae.decoder.up_blocks", n, l + 1, g, up)?;
         Ok(Self {
             enc_conv_in: w.conv2d("vae.encoder.conv_in", 1, 1)?,
             enc_levels,
             enc_mid: Mid::load(w, "vae.encoder.mid_block", g)?,
-            enc_norm: w.group_norm("vae.encoder.conv_norm_out", g, 1e-6)?,
+            enc_norm: w.group_norm("vae.encoder.conv_norm_out", g, EPS)?,
             enc_conv_out: w.conv2d("vae.encoder.conv_out", 1, 1)?,
             quant_conv: w.conv2d("vae.quant_conv", 1, 0)?,
             post_quant_conv: w.conv2d("vae.post_quant_conv", 1, 0)?,
             dec_conv_in: w.conv2d("vae.decoder.conv_in", 1, 1)?,
             dec_mid: Mid::load(w, "vae.decoder.mid_block", g)?,
             dec_levels,
-            dec_norm: w.group_norm("vae.decoder.conv_norm_out", g, 1e-6)?,
+            dec_norm: w.group_norm("vae.decoder.conv_norm_out", g, EPS)?,
             dec_conv_out: w.conv2d("vae.decoder.conv_out", 1, 1)?,
             latent_channels: cfg.latent_channels,
             scaling_factor: cfg.scaling_factor,
@@ -155,12 +176,7 @@ impl AutoencoderKL {
     pub fn encode(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self.enc_conv_in.forward(x);
         for l in &self.enc_levels {
-            for r in &l.resnets {
-                x = r.forward(x, None);
-            }
-            if let Some(d) = &l.down {
-                x = d.forward(x);
-            }
+            x = l.forward(x);
         }
         x = self.enc_mid.forward(x);
         x = self.enc_conv_out.forward(silu(self.enc_norm.forward(x)));
@@ -173,12 +189,7 @@ impl AutoencoderKL {
         let mut x = self.dec_conv_in.forward(self.post_quant_conv.forward(z));
         x = self.dec_mid.forward(x);
         for l in &self.dec_levels {
-            for r in &l.resnets {
-                x = r.forward(x, None);
-            }
-            if let Some(u) = &l.up {
-                x = u.forward(x, None);
-            }
+            x = l.forward(x);
         }
         self.dec_conv_out.forward(silu(self.dec_norm.forward(x)))
     }

@@ -8,7 +8,11 @@
 //! - PyTorch linear weights are `[out, in]`; [`Weights::linear`] transposes them to burn's
 //!   `[in, out]` once, at load.
 //! - A missing or misshapen tensor is an error naming the key, never a silent default.
+//! - Each host tensor is moved to the device, not copied, and leaves the table as it goes,
+//!   so loading holds every parameter once (host or device), not twice; a parameter can be
+//!   taken only once.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -40,9 +44,12 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Reads every tensor of a safetensors file, plus its `__metadata__`.
+/// Reads the float tensors of a safetensors file whose names pass `keep`, plus the file's
+/// `__metadata__`. Filtering here, before widening, keeps a checkpoint's EMA copy and
+/// training state out of memory.
 pub(crate) fn read_safetensors(
     path: &Path,
+    keep: impl Fn(&str) -> bool,
 ) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
@@ -52,6 +59,9 @@ pub(crate) fn read_safetensors(
         .map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
+        if !keep(&name) {
+            continue;
+        }
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
             safetensors::Dtype::F32 => raw
@@ -99,23 +109,61 @@ pub(crate) fn nest_text_model(tensors: &mut HashMap<String, HostTensor>, root: &
     }
 }
 
+/// The console progress bar of a model load, by parameter count; drawn on stderr only when
+/// it is a terminal (a service's log gets the one line the host writes when loading ends).
+struct LoadProgress {
+    total: usize,
+    done: usize,
+    drawn_percent: Option<usize>,
+    visible: bool,
+}
+
+impl LoadProgress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            total: total.max(1),
+            done: 0,
+            drawn_percent: None,
+            visible: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.done += n;
+        let percent = (self.done * 100 / self.total).min(100);
+        if self.visible && self.drawn_percent != Some(percent) {
+            self.drawn_percent = Some(percent);
+            let bar = "#".repeat(percent / 4) + &" ".repeat(25 - percent / 4);
+            eprint!("\rloading Stable Diffusion weights [{bar}] {percent:3}%");
+            if percent == 100 {
+                eprintln!();
+            }
+        }
+    }
+}
+
 /// Where a model's parameters come from.
 pub(crate) struct Weights {
-    tensors: HashMap<String, HostTensor>,
+    tensors: RefCell<HashMap<String, HostTensor>>,
     /// Maps a prefixed diffusers name to the key actually stored (identity for folders).
     rename: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    progress: RefCell<LoadProgress>,
     pub(crate) device: Device,
 }
 
 impl Weights {
+    /// `tensors` should hold only the model's parameters: the progress bar counts them all.
     pub(crate) fn new(
         tensors: HashMap<String, HostTensor>,
         rename: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
         device: Device,
     ) -> Self {
+        let total = tensors.values().map(|t| t.data.len()).sum();
         Self {
-            tensors,
+            tensors: RefCell::new(tensors),
             rename,
+            progress: RefCell::new(LoadProgress::new(total)),
             device,
         }
     }
@@ -127,55 +175,56 @@ impl Weights {
         }
     }
 
-    /// The host copy of a parameter (shape and values), by diffusers name.
-    pub(crate) fn host(&self, name: &str) -> Result<&HostTensor> {
+    /// The stored shape of a parameter, by diffusers name.
+    pub(crate) fn shape(&self, name: &str) -> Result<Vec<usize>> {
         let key = self.key(name);
         self.tensors
+            .borrow()
             .get(&key)
+            .map(|h| h.shape.clone())
             .ok_or_else(|| anyhow!("missing weight {name} (stored as {key})"))
     }
 
-    /// Whether a parameter exists.
+    /// Whether a parameter exists (and has not been taken yet).
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(&self.key(name))
+        self.tensors.borrow().contains_key(&self.key(name))
     }
 
-    /// A parameter of rank `D`, reshaped to `shape` when its element count matches.
+    /// Takes a parameter out of the table onto the device as rank `D` with `shape`, which
+    /// must hold as many elements as stored.
     pub(crate) fn tensor<const D: usize>(
         &self,
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<D>> {
-        let h = self.host(name)?;
-        let n: usize = shape.iter().product();
-        if h.data.len() != n {
-            bail!(
-                "weight {name}: expected shape {shape:?}, found {:?}",
-                h.shape
-            );
+        let key = self.key(name);
+        let mut table = self.tensors.borrow_mut();
+        let stored = table
+            .get(&key)
+            .ok_or_else(|| anyhow!("missing weight {name} (stored as {key})"))?;
+        if stored.data.len() != shape.iter().product::<usize>() {
+            bail!("weight {name}: expected shape {shape:?}, found {:?}", stored.shape);
         }
-        Ok(Tensor::from_data(
-            TensorData::new(h.data.clone(), shape),
-            &self.device,
-        ))
+        let h = table.remove(&key).expect("checked above");
+        self.progress.borrow_mut().advance(h.data.len());
+        Ok(Tensor::from_data(TensorData::new(h.data, shape), &self.device))
     }
 
-    /// A parameter in whatever shape it is stored, as rank `D`.
+    /// Takes a parameter in whatever shape it is stored, as rank `D`.
     pub(crate) fn any<const D: usize>(&self, name: &str) -> Result<Tensor<D>> {
-        let h = self.host(name)?;
-        if h.shape.len() != D {
-            bail!("weight {name}: expected rank {D}, found {:?}", h.shape);
+        let stored = self.shape(name)?;
+        if stored.len() != D {
+            bail!("weight {name}: expected rank {D}, found {stored:?}");
         }
-        let shape: [usize; D] = std::array::from_fn(|i| h.shape[i]);
-        self.tensor(name, shape)
+        self.tensor(name, std::array::from_fn(|i| stored[i]))
     }
 
     /// A PyTorch linear layer `prefix.weight` (`[out, in]`, or `[out, in, 1, 1]` when stored
     /// as a 1x1 convolution) transposed to `[in, out]`, and its bias when present.
     pub(crate) fn linear(&self, prefix: &str) -> Result<crate::nn::Linear> {
         let wname = format!("{prefix}.weight");
-        let h = self.host(&wname)?;
-        let (o, i) = (h.shape[0], h.data.len() / h.shape[0]);
+        let stored = self.shape(&wname)?;
+        let (o, i) = (stored[0], stored[1..].iter().product());
         let w: Tensor<2> = self.tensor(&wname, [o, i])?.transpose();
         let bname = format!("{prefix}.bias");
         let bias = if self.contains(&bname) {

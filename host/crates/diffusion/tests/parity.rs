@@ -62,7 +62,10 @@ fn assert_close(label: &str, got: &[f32], want: &[f32], tol: f32) {
     let d = max_diff(got, want);
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     eprintln!("{label}: max |diff| {d:.2e} (tolerance {tol:.0e}, max |reference| {scale:.2e})");
-    assert!(scale > 10.0 * tol, "{label}: reference too small to test against");
+    assert!(
+        scale > 10.0 * tol,
+        "{label}: reference too small to test against"
+    );
     assert!(d < tol, "{label}: max diff {d} >= {tol}");
 }
 
@@ -198,7 +201,12 @@ fn pipeline_check(label: &str, m: &StableDiffusion, r: &Ref, name: &str) {
     let images = m
         .generate(&p, &mut noise, &mut |_, _| true)
         .expect("generate");
-    assert_close(label, &images[0], &r.get(&format!("pipe.{name}.image")).0, 1e-3);
+    assert_close(
+        label,
+        &images[0],
+        &r.get(&format!("pipe.{name}.image")).0,
+        1e-3,
+    );
 }
 
 macro_rules! pipeline_test {

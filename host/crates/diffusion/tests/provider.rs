@@ -10,8 +10,12 @@ use easel_provider::{
 use serde_json::json;
 
 fn provider() -> LocalDiffusion {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd");
+    let path = PathBuf::from(easel_diffusion::TINY_FIXTURE_MODEL);
     LocalDiffusion::load_on(&path, Device::flex(), "flex (cpu)".into()).unwrap()
+}
+
+fn pixels(png: &[u8]) -> Vec<u8> {
+    image::load_from_memory(png).unwrap().to_rgb8().into_raw()
 }
 
 fn request(p: &LocalDiffusion, params: serde_json::Value) -> GenerationRequest {
@@ -55,6 +59,43 @@ async fn generates_seeded_png_batches() {
     let img = image::load_from_memory(&a[0].1).unwrap();
     assert_eq!((img.width(), img.height()), (64, 48));
     assert_eq!(a[0].0, "image/png");
+}
+
+/// Image `i` of a batch is the image a lone request with `seed + i` makes: the batch only
+/// shares UNet calls. Batched matmuls may round differently, so pixels may differ by one
+/// level, never more.
+#[tokio::test]
+async fn batch_image_index_is_seed_offset() {
+    let p = provider();
+    let ctx = CallContext::detached("t");
+    let params = |seed: u64, n: u64| {
+        json!({"width": 64, "height": 64, "num_inference_steps": 2, "seed": seed, "num_images": n})
+    };
+    let batch = images(p.submit(&request(&p, params(7, 3)), &ctx).await.unwrap());
+    let lone = images(p.submit(&request(&p, params(9, 1)), &ctx).await.unwrap());
+    let (a, b) = (pixels(&batch[2].1), pixels(&lone[0].1));
+    let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+    assert!(worst <= 1, "batch image 2 (seed 7 + 2) vs seed 9 alone: max diff {worst}");
+    assert_ne!(pixels(&batch[1].1), b, "a different seed makes a different image");
+}
+
+#[tokio::test]
+async fn progress_every_step() {
+    let p = provider();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let ctx = CallContext {
+        progress: easel_provider::ProgressSink::new(move |f| sink.lock().unwrap().push(f)),
+        ..CallContext::detached("t")
+    };
+    let params = json!({"width": 64, "height": 64, "num_inference_steps": 3, "seed": 5,
+                        "scheduler": "HeunDiscreteScheduler"});
+    images(p.submit(&request(&p, params), &ctx).await.unwrap());
+    // Heun makes two UNet calls per step but the first: 3 steps, 5 calls, 5 reports.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(*seen.last().unwrap(), 1.0);
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! Times native SD 1.x on full-size shapes: seconds per UNet call (guided, batch 2), seconds
 //! per image (text encoding + steps + VAE decode) and peak resident memory.
 //!
-//! Usage: `sd-bench <model folder or .safetensors> [--size 512] [--steps 2] [--device flex|wgpu]`
-//! The random SD 1.5-shaped model comes from `scripts/bench_diffusers.py --save DIR`.
+//! Usage: `sd-bench <model folder or .safetensors> [--size 256,512] [--steps 2] [--device flex|wgpu]`
+//! The random SD 1.5-shaped model comes from `scripts/bench_diffusers.py --save DIR`, which
+//! also runs this binary after its own measurements (`--easel`) and prints the ratios; for
+//! that it reads the `RESULT {json}` line printed per size.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,9 +89,12 @@ fn main() -> anyhow::Result<()> {
         };
         let unet = tail.iter().sum::<f64>() / tail.len() as f64;
         assert_eq!(images[0].len(), size * size * 3);
+        let peak = peak_rss_mib();
         println!(
-            "{size}x{size}: {steps} steps, {unet:.2} s per UNet step (CFG batch 2), {total:.2} s per image, peak RSS {:.0} MiB",
-            peak_rss_mib()
+            "{size}x{size}: {steps} steps, {unet:.2} s per UNet step (CFG batch 2), {total:.2} s per image, peak RSS {peak:.0} MiB"
+        );
+        println!(
+            "RESULT {{\"size\": {size}, \"steps\": {steps}, \"unet_s\": {unet:.3}, \"image_s\": {total:.3}, \"peak_mib\": {peak:.0}}}"
         );
     }
     Ok(())
