@@ -278,9 +278,13 @@ impl SingleFile {
     /// Whether an original-layout key belongs to the UNet, the VAE or the text encoder;
     /// checkpoints also carry an EMA copy, `alphas_cumprod` and training state, never read.
     pub(crate) fn is_component_key(key: &str) -> bool {
-        ["model.diffusion_model.", "first_stage_model.", "cond_stage_model."]
-            .iter()
-            .any(|p| key.starts_with(p))
+        [
+            "model.diffusion_model.",
+            "first_stage_model.",
+            "cond_stage_model.",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
     }
 
     /// The renaming closure: prefixed diffusers name to original key.

@@ -129,12 +129,7 @@ fn get_f64(p: &Map<String, Value>, k: &str, d: f64) -> Result<f64, ProviderError
 }
 
 /// Encodes `height x width x 3` floats in [0, 1] as PNG or JPEG.
-fn encode_image(
-    img: &[f32],
-    width: usize,
-    height: usize,
-    jpeg: bool,
-) -> anyhow::Result<Vec<u8>> {
+fn encode_image(img: &[f32], width: usize, height: usize, jpeg: bool) -> anyhow::Result<Vec<u8>> {
     let px: Vec<u8> = img
         .iter()
         .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)

@@ -99,7 +99,11 @@ impl Level {
                     resnets: (0..resnets)
                         .map(|j| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), g, EPS))
                         .collect::<Result<_>>()?,
-                    resample: if i + 1 < n { Some(resample(w, &p)?) } else { None },
+                    resample: if i + 1 < n {
+                        Some(resample(w, &p)?)
+                    } else {
+                        None
+                    },
                 })
             })
             .collect()

@@ -203,11 +203,17 @@ impl Weights {
             .get(&key)
             .ok_or_else(|| anyhow!("missing weight {name} (stored as {key})"))?;
         if stored.data.len() != shape.iter().product::<usize>() {
-            bail!("weight {name}: expected shape {shape:?}, found {:?}", stored.shape);
+            bail!(
+                "weight {name}: expected shape {shape:?}, found {:?}",
+                stored.shape
+            );
         }
         let h = table.remove(&key).expect("checked above");
         self.progress.borrow_mut().advance(h.data.len());
-        Ok(Tensor::from_data(TensorData::new(h.data, shape), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(h.data, shape),
+            &self.device,
+        ))
     }
 
     /// Takes a parameter in whatever shape it is stored, as rank `D`.

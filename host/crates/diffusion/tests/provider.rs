@@ -68,15 +68,20 @@ async fn generates_seeded_png_batches() {
 async fn batch_image_index_is_seed_offset() {
     let p = provider();
     let ctx = CallContext::detached("t");
-    let params = |seed: u64, n: u64| {
-        json!({"width": 64, "height": 64, "num_inference_steps": 2, "seed": seed, "num_images": n})
-    };
+    let params = |seed: u64, n: u64| json!({"width": 64, "height": 64, "num_inference_steps": 2, "seed": seed, "num_images": n});
     let batch = images(p.submit(&request(&p, params(7, 3)), &ctx).await.unwrap());
     let lone = images(p.submit(&request(&p, params(9, 1)), &ctx).await.unwrap());
     let (a, b) = (pixels(&batch[2].1), pixels(&lone[0].1));
     let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
-    assert!(worst <= 1, "batch image 2 (seed 7 + 2) vs seed 9 alone: max diff {worst}");
-    assert_ne!(pixels(&batch[1].1), b, "a different seed makes a different image");
+    assert!(
+        worst <= 1,
+        "batch image 2 (seed 7 + 2) vs seed 9 alone: max diff {worst}"
+    );
+    assert_ne!(
+        pixels(&batch[1].1),
+        b,
+        "a different seed makes a different image"
+    );
 }
 
 #[tokio::test]
