@@ -191,7 +191,7 @@ async fn refused_input_never_5xx_and_never_changes_state() {
             json!({"amount": 5}),
         ),
     ];
-    let mut rng = Rng(0x5EED_0F_EA5E1);
+    let mut rng = Rng(0x05EE_D0FE_A5E1);
     let mut state = snapshot(&host).await;
     let (mut refused, mut accepted) = (0, 0);
     for round in 0..120 {

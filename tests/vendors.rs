@@ -34,49 +34,113 @@ async fn dashscope_images_video_and_speech() {
             // Video plays success (it polls every 15 s); errors and cancel share the image path's
             // task endpoints.
             let video_jobs = easel.submit_each(&video, &[Scenario::Success]).await;
-            easel.expect_outputs(&video_jobs[0], fakes::MP4_HEADER).await
+            easel
+                .expect_outputs(&video_jobs[0], fakes::MP4_HEADER)
+                .await
         },
-        plays_every_sync_scenario(&easel, &speech, fakes::WAV_HEADER, &Scenario::SUBMIT_ERRORS, error_detail),
+        plays_every_sync_scenario(
+            &easel,
+            &speech,
+            fakes::WAV_HEADER,
+            &Scenario::SUBMIT_ERRORS,
+            error_detail
+        ),
     );
 
     let cancelled = fake.tasks().id_for(Scenario::StaysPending).unwrap();
-    assert!(fake.tasks().was_cancelled(&cancelled), "easel called POST /api/v1/tasks/{cancelled}/cancel");
-    let image_bodies = bodies(&fake, "POST /api/v1/services/aigc/text2image/image-synthesis");
+    assert!(
+        fake.tasks().was_cancelled(&cancelled),
+        "easel called POST /api/v1/tasks/{cancelled}/cancel"
+    );
+    let image_bodies = bodies(
+        &fake,
+        "POST /api/v1/services/aigc/text2image/image-synthesis",
+    );
     assert_eq!(image_bodies.len(), Scenario::ALL.len());
     for body in &image_bodies {
         assert_eq!(body["model"], "wan2.2-t2i-flash", "{body}");
         assert_eq!(body["parameters"]["n"], 1, "{body}");
         assert_eq!(body["parameters"]["seed"], 7, "{body}");
-        assert_eq!(body["parameters"]["size"], "1024*1024", "the seed's default size: {body}");
+        assert_eq!(
+            body["parameters"]["size"], "1024*1024",
+            "the seed's default size: {body}"
+        );
     }
-    let video_body = &bodies(&fake, "POST /api/v1/services/aigc/video-generation/video-synthesis")[0];
+    let video_body = &bodies(
+        &fake,
+        "POST /api/v1/services/aigc/video-generation/video-synthesis",
+    )[0];
     assert_eq!(video_body["model"], "wan2.6-t2v");
     assert_eq!(video_body["parameters"]["duration"], 5);
-    let speech_body = &bodies(&fake, "POST /api/v1/services/aigc/multimodal-generation/generation")[0];
+    let speech_body = &bodies(
+        &fake,
+        "POST /api/v1/services/aigc/multimodal-generation/generation",
+    )[0];
     assert_eq!(speech_body["model"], "qwen3-tts-flash");
     assert_eq!(speech_body["input"]["voice"], "Ethan");
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Bearer {KEY}")));
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volcengine_seedance_seedream_and_doubao_speech() {
-    use fakes::volcengine::{ARK_HOST, ARK_KEY, SPEECH_HOST, TTS_APP_ID, TTS_TOKEN, error_detail, routes, speech_error_detail};
+    use fakes::volcengine::{
+        ARK_HOST, ARK_KEY, SPEECH_HOST, TTS_APP_ID, TTS_TOKEN, error_detail, routes,
+        speech_error_detail,
+    };
     let fake = Fake::start(routes).await;
-    let secrets = [("ARK_API_KEY", ARK_KEY), ("VOLC_TTS_APP_ID", TTS_APP_ID), ("VOLC_TTS_ACCESS_TOKEN", TTS_TOKEN)];
-    let easel = Easel::start("volcengine", &[(ARK_HOST, &fake), (SPEECH_HOST, &fake)], &secrets).await;
+    let secrets = [
+        ("ARK_API_KEY", ARK_KEY),
+        ("VOLC_TTS_APP_ID", TTS_APP_ID),
+        ("VOLC_TTS_ACCESS_TOKEN", TTS_TOKEN),
+    ];
+    let easel = Easel::start(
+        "volcengine",
+        &[(ARK_HOST, &fake), (SPEECH_HOST, &fake)],
+        &secrets,
+    )
+    .await;
 
     let video = json!({"capability": "video.generate", "model": "volcengine/doubao-seedance-2-0-260128", "prompt": "小猫在抓老鼠", "duration": 5});
     let image = json!({"capability": "image.generate", "model": "volcengine/doubao-seedream-4-0-250828", "prompt": "一只猫", "seed": 42});
     let speech = json!({"capability": "audio.speech", "model": "volcengine/doubao-tts", "prompt": "你好", "voice": "zh_female_qingxin", "speed": 1.2});
-    let speech_errors = [Scenario::AuthRejected, Scenario::RateLimited, Scenario::BadParameter, Scenario::UpstreamDown];
+    let speech_errors = [
+        Scenario::AuthRejected,
+        Scenario::RateLimited,
+        Scenario::BadParameter,
+        Scenario::UpstreamDown,
+    ];
     tokio::join!(
-        plays_every_task_scenario(&easel, &fake, &video, "cgt", fakes::MP4_HEADER, error_detail),
-        plays_every_sync_scenario(&easel, &image, fakes::PNG_1X1, &[Scenario::ContentRejected], error_detail),
-        plays_every_sync_scenario(&easel, &speech, fakes::MP3_HEADER, &speech_errors, speech_error_detail),
+        plays_every_task_scenario(
+            &easel,
+            &fake,
+            &video,
+            "cgt",
+            fakes::MP4_HEADER,
+            error_detail
+        ),
+        plays_every_sync_scenario(
+            &easel,
+            &image,
+            fakes::PNG_1X1,
+            &[Scenario::ContentRejected],
+            error_detail
+        ),
+        plays_every_sync_scenario(
+            &easel,
+            &speech,
+            fakes::MP3_HEADER,
+            &speech_errors,
+            speech_error_detail
+        ),
     );
 
     let cancelled = fake.tasks().id_for(Scenario::StaysPending).unwrap();
-    assert!(fake.tasks().was_cancelled(&cancelled), "easel sent DELETE /api/v3/contents/generations/tasks/{cancelled}");
+    assert!(
+        fake.tasks().was_cancelled(&cancelled),
+        "easel sent DELETE /api/v3/contents/generations/tasks/{cancelled}"
+    );
     for body in bodies(&fake, "POST /api/v3/contents/generations/tasks") {
         assert_eq!(body["model"], "doubao-seedance-2-0-260128", "{body}");
         assert_eq!(body["duration"], 5, "{body}");
@@ -84,14 +148,27 @@ async fn volcengine_seedance_seedream_and_doubao_speech() {
         assert_eq!(body["content"][0]["type"], "text", "{body}");
     }
     let seedream = &bodies(&fake, "POST /api/v3/images/generations")[0];
-    assert_eq!((seedream["model"].as_str(), seedream["response_format"].as_str()), (Some("doubao-seedream-4-0-250828"), Some("url")));
+    assert_eq!(
+        (
+            seedream["model"].as_str(),
+            seedream["response_format"].as_str()
+        ),
+        (Some("doubao-seedream-4-0-250828"), Some("url"))
+    );
     assert_eq!(seedream["seed"], 42);
     let tts = &bodies(&fake, "POST /api/v1/tts")[0];
-    assert_eq!(tts["audio"]["voice_type"], "zh_female_qingxinnvsheng_mars_bigtts");
+    assert_eq!(
+        tts["audio"]["voice_type"],
+        "zh_female_qingxinnvsheng_mars_bigtts"
+    );
     assert_eq!(tts["audio"]["speed_ratio"], 1.2);
     assert_eq!(tts["request"]["operation"], "query");
     fake.assert_only_documented_and_authorized(|c| {
-        let expected = if c.path == "/api/v1/tts" { format!("Bearer;{TTS_TOKEN}") } else { format!("Bearer {ARK_KEY}") };
+        let expected = if c.path == "/api/v1/tts" {
+            format!("Bearer;{TTS_TOKEN}")
+        } else {
+            format!("Bearer {ARK_KEY}")
+        };
         c.header("authorization") == Some(expected.as_str())
     });
 }
@@ -106,20 +183,47 @@ async fn openai_images_and_speech() {
     let dalle = json!({"capability": "image.generate", "model": "openai/dall-e-3", "prompt": "a lighthouse", "style": "natural"});
     let speech = json!({"capability": "audio.speech", "model": "openai/gpt-4o-mini-tts", "prompt": "Hello", "voice": "coral"});
     tokio::join!(
-        plays_every_sync_scenario(&easel, &gpt_image, fakes::PNG_1X1, &Scenario::SUBMIT_ERRORS, error_detail),
+        plays_every_sync_scenario(
+            &easel,
+            &gpt_image,
+            fakes::PNG_1X1,
+            &Scenario::SUBMIT_ERRORS,
+            error_detail
+        ),
         plays_every_sync_scenario(&easel, &dalle, fakes::PNG_1X1, &[], error_detail),
-        plays_every_sync_scenario(&easel, &speech, fakes::MP3_HEADER, &Scenario::SUBMIT_ERRORS, error_detail),
+        plays_every_sync_scenario(
+            &easel,
+            &speech,
+            fakes::MP3_HEADER,
+            &Scenario::SUBMIT_ERRORS,
+            error_detail
+        ),
     );
 
     let images = bodies(&fake, "POST /v1/images/generations");
     let gpt = images.iter().find(|b| b["model"] == "gpt-image-1").unwrap();
-    assert_eq!((gpt["size"].as_str(), gpt["quality"].as_str(), gpt["n"].as_u64()), (Some("1024x1536"), Some("high"), Some(1)));
+    assert_eq!(
+        (
+            gpt["size"].as_str(),
+            gpt["quality"].as_str(),
+            gpt["n"].as_u64()
+        ),
+        (Some("1024x1536"), Some("high"), Some(1))
+    );
     let dalle = images.iter().find(|b| b["model"] == "dall-e-3").unwrap();
-    assert_eq!((dalle["response_format"].as_str(), dalle["style"].as_str()), (Some("url"), Some("natural")));
+    assert_eq!(
+        (dalle["response_format"].as_str(), dalle["style"].as_str()),
+        (Some("url"), Some("natural"))
+    );
     let speech = &bodies(&fake, "POST /v1/audio/speech")[0];
-    assert_eq!((speech["model"].as_str(), speech["voice"].as_str()), (Some("gpt-4o-mini-tts"), Some("coral")));
+    assert_eq!(
+        (speech["model"].as_str(), speech["voice"].as_str()),
+        (Some("gpt-4o-mini-tts"), Some("coral"))
+    );
     assert!(speech["input"].as_str().unwrap().starts_with("Hello"));
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Bearer {KEY}")));
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,35 +233,81 @@ async fn vidu_text_to_video() {
     let easel = Easel::start("vidu", &[(HOST, &fake)], &[("VIDU_API_KEY", KEY)]).await;
 
     let video = json!({"capability": "video.generate", "model": "vidu/viduq3-pro", "prompt": "a fox in snow", "duration": 4, "resolution": "540p"});
-    plays_every_task_scenario(&easel, &fake, &video, "vidu", fakes::MP4_HEADER, error_detail).await;
+    plays_every_task_scenario(
+        &easel,
+        &fake,
+        &video,
+        "vidu",
+        fakes::MP4_HEADER,
+        error_detail,
+    )
+    .await;
 
     let cancelled = fake.tasks().id_for(Scenario::StaysPending).unwrap();
-    assert!(fake.tasks().was_cancelled(&cancelled), "easel called POST /ent/v2/tasks/{cancelled}/cancel");
+    assert!(
+        fake.tasks().was_cancelled(&cancelled),
+        "easel called POST /ent/v2/tasks/{cancelled}/cancel"
+    );
     for body in bodies(&fake, "POST /ent/v2/text2video") {
         assert_eq!(body["model"], "viduq3-pro", "{body}");
-        assert_eq!((body["duration"].as_u64(), body["resolution"].as_str()), (Some(4), Some("540p")), "{body}");
+        assert_eq!(
+            (body["duration"].as_u64(), body["resolution"].as_str()),
+            (Some(4), Some("540p")),
+            "{body}"
+        );
         assert_eq!(body["off_peak"], false, "{body}");
     }
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Token {KEY}")));
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Token {KEY}"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seedance_overseas_on_modelark() {
     use fakes::seedance_overseas::{HOST, KEY, error_detail, routes};
     let fake = Fake::start(routes).await;
-    let easel = Easel::start("seedance-overseas", &[(HOST, &fake)], &[("BYTEPLUS_API_KEY", KEY)]).await;
+    let easel = Easel::start(
+        "seedance-overseas",
+        &[(HOST, &fake)],
+        &[("BYTEPLUS_API_KEY", KEY)],
+    )
+    .await;
 
     let video = json!({"capability": "video.generate", "model": "seedance-overseas/dreamina-seedance-2-0-260128", "prompt": "a kite", "ratio": "16:9"});
-    plays_every_task_scenario(&easel, &fake, &video, "cgt", fakes::MP4_HEADER, error_detail).await;
+    plays_every_task_scenario(
+        &easel,
+        &fake,
+        &video,
+        "cgt",
+        fakes::MP4_HEADER,
+        error_detail,
+    )
+    .await;
 
     let cancelled = fake.tasks().id_for(Scenario::StaysPending).unwrap();
-    assert!(fake.tasks().was_cancelled(&cancelled), "easel sent DELETE /api/v3/contents/generations/tasks/{cancelled}");
+    assert!(
+        fake.tasks().was_cancelled(&cancelled),
+        "easel sent DELETE /api/v3/contents/generations/tasks/{cancelled}"
+    );
     for body in bodies(&fake, "POST /api/v3/contents/generations/tasks") {
         assert_eq!(body["model"], "dreamina-seedance-2-0-260128", "{body}");
-        assert_eq!((body["ratio"].as_str(), body["resolution"].as_str()), (Some("16:9"), Some("720p")), "{body}");
-        assert_eq!((body["generate_audio"].as_bool(), body["watermark"].as_bool()), (Some(true), Some(false)), "{body}");
+        assert_eq!(
+            (body["ratio"].as_str(), body["resolution"].as_str()),
+            (Some("16:9"), Some("720p")),
+            "{body}"
+        );
+        assert_eq!(
+            (
+                body["generate_audio"].as_bool(),
+                body["watermark"].as_bool()
+            ),
+            (Some(true), Some(false)),
+            "{body}"
+        );
     }
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Bearer {KEY}")));
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,21 +317,38 @@ async fn zhipu_cogview_images() {
     let easel = Easel::start("zhipu", &[(HOST, &fake)], &[("ZHIPU_API_KEY", KEY)]).await;
 
     let image = json!({"capability": "image.generate", "model": "zhipu/cogview-3-flash", "prompt": "a red panda", "negative_prompt": "blur"});
-    plays_every_sync_scenario(&easel, &image, fakes::PNG_1X1, &Scenario::SUBMIT_ERRORS, error_detail).await;
+    plays_every_sync_scenario(
+        &easel,
+        &image,
+        fakes::PNG_1X1,
+        &Scenario::SUBMIT_ERRORS,
+        error_detail,
+    )
+    .await;
 
     for body in bodies(&fake, "POST /api/paas/v4/images/generations") {
         assert_eq!(body["model"], "cogview-3-flash", "{body}");
-        assert!(body["prompt"].as_str().unwrap().contains("Avoid: blur"), "the negative prompt rides in the prompt: {body}");
+        assert!(
+            body["prompt"].as_str().unwrap().contains("Avoid: blur"),
+            "the negative prompt rides in the prompt: {body}"
+        );
         assert!(body["size"].is_string(), "{body}");
     }
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Bearer {KEY}")));
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modelscope_qwen_image() {
     use fakes::modelscope::{HOST, KEY, error_detail, routes};
     let fake = Fake::start(routes).await;
-    let easel = Easel::start("modelscope", &[(HOST, &fake)], &[("MODELSCOPE_API_KEY", KEY)]).await;
+    let easel = Easel::start(
+        "modelscope",
+        &[(HOST, &fake)],
+        &[("MODELSCOPE_API_KEY", KEY)],
+    )
+    .await;
 
     let image = json!({"capability": "image.generate", "model": "modelscope/qwen-image", "prompt": "a teapot", "seed": 3});
     plays_every_task_scenario(&easel, &fake, &image, "ms", fakes::PNG_1X1, error_detail).await;
@@ -192,14 +359,24 @@ async fn modelscope_qwen_image() {
         assert_eq!(body["model"], "Qwen/Qwen-Image", "{body}");
         assert_eq!(body["seed"], 3, "{body}");
     }
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Bearer {KEY}")));
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kling_images_and_video_with_jwt() {
     use fakes::kling::{ACCESS_KEY, HOST, SECRET_KEY, error_detail, routes, valid_jwt};
     let fake = Fake::start(routes).await;
-    let easel = Easel::start("kling", &[(HOST, &fake)], &[("KLING_ACCESS_KEY", ACCESS_KEY), ("KLING_SECRET_KEY", SECRET_KEY)]).await;
+    let easel = Easel::start(
+        "kling",
+        &[(HOST, &fake)],
+        &[
+            ("KLING_ACCESS_KEY", ACCESS_KEY),
+            ("KLING_SECRET_KEY", SECRET_KEY),
+        ],
+    )
+    .await;
 
     let image = json!({"capability": "image.generate", "model": "kling/kling-v2-1", "prompt": "a lantern", "aspectRatio": "16:9"});
     let video = json!({"capability": "video.generate", "model": "kling/kling-v2-5-turbo", "prompt": "a lantern drifts"});
@@ -207,16 +384,29 @@ async fn kling_images_and_video_with_jwt() {
         plays_every_task_scenario(&easel, &fake, &image, "img", fakes::PNG_1X1, error_detail),
         async {
             let video_jobs = easel.submit_each(&video, &[Scenario::Success]).await;
-            easel.expect_outputs(&video_jobs[0], fakes::MP4_HEADER).await
+            easel
+                .expect_outputs(&video_jobs[0], fakes::MP4_HEADER)
+                .await
         },
     );
     // Kling has no cancel endpoint: easel cancelled the job locally, and the stray-path
     // check below shows the plugin sent nothing else.
     for body in bodies(&fake, "POST /v1/images/generations") {
         assert_eq!(body["model_name"], "kling-v2-1", "{body}");
-        assert_eq!((body["aspect_ratio"].as_str(), body["resolution"].as_str(), body["n"].as_u64()), (Some("16:9"), Some("1k"), Some(1)), "{body}");
+        assert_eq!(
+            (
+                body["aspect_ratio"].as_str(),
+                body["resolution"].as_str(),
+                body["n"].as_u64()
+            ),
+            (Some("16:9"), Some("1k"), Some(1)),
+            "{body}"
+        );
     }
-    assert_eq!(bodies(&fake, "POST /v1/videos/text2video")[0]["model_name"], "kling-v2-5-turbo");
+    assert_eq!(
+        bodies(&fake, "POST /v1/videos/text2video")[0]["model_name"],
+        "kling-v2-5-turbo"
+    );
     fake.assert_only_documented_and_authorized(|c| valid_jwt(c.header("authorization")));
 }
 
@@ -230,41 +420,87 @@ async fn minimax_hailuo_video_and_speech() {
     let speech = json!({"capability": "audio.speech", "model": "minimax/speech-02-hd", "prompt": "你好", "voice": "female-shaonv"});
     tokio::join!(
         plays_every_task_scenario(&easel, &fake, &video, "mm", fakes::MP4_HEADER, error_detail),
-        plays_every_sync_scenario(&easel, &speech, fakes::MP3_HEADER, &Scenario::SUBMIT_ERRORS, error_detail),
+        plays_every_sync_scenario(
+            &easel,
+            &speech,
+            fakes::MP3_HEADER,
+            &Scenario::SUBMIT_ERRORS,
+            error_detail
+        ),
     );
     // MiniMax has no cancel endpoint: easel cancelled the job locally, and the stray-path
     // check below shows the plugin sent nothing else.
     for body in bodies(&fake, "POST /v1/video_generation") {
         assert_eq!(body["model"], "MiniMax-Hailuo-02", "{body}");
-        assert_eq!((body["duration"].as_u64(), body["resolution"].as_str()), (Some(6), Some("768P")), "{body}");
+        assert_eq!(
+            (body["duration"].as_u64(), body["resolution"].as_str()),
+            (Some(6), Some("768P")),
+            "{body}"
+        );
     }
     let succeeded = fake.tasks().id_for_kind(Scenario::Success, "mm").unwrap();
-    assert_eq!(fake.calls_to("GET /v1/files/retrieve").iter().filter(|c| c.query.as_deref() == Some(&*format!("file_id=file-{succeeded}"))).count(), 1);
+    assert_eq!(
+        fake.calls_to("GET /v1/files/retrieve")
+            .iter()
+            .filter(|c| c.query.as_deref() == Some(&*format!("file_id=file-{succeeded}")))
+            .count(),
+        1
+    );
     let tts = &bodies(&fake, "POST /v1/t2a_v2")[0];
-    assert_eq!((tts["model"].as_str(), tts["voice_setting"]["voice_id"].as_str()), (Some("speech-02-hd"), Some("female-shaonv")));
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Bearer {KEY}")));
+    assert_eq!(
+        (
+            tts["model"].as_str(),
+            tts["voice_setting"]["voice_id"].as_str()
+        ),
+        (Some("speech-02-hd"), Some("female-shaonv"))
+    );
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jimeng_images_with_signed_requests() {
     use fakes::jimeng::{ACCESS_KEY, HOST, SECRET_KEY, error_detail, routes, validly_signed};
     let fake = Fake::start(routes).await;
-    let easel = Easel::start("jimeng", &[(HOST, &fake)], &[("JIMENG_ACCESS_KEY", ACCESS_KEY), ("JIMENG_SECRET_KEY", SECRET_KEY)]).await;
+    let easel = Easel::start(
+        "jimeng",
+        &[(HOST, &fake)],
+        &[
+            ("JIMENG_ACCESS_KEY", ACCESS_KEY),
+            ("JIMENG_SECRET_KEY", SECRET_KEY),
+        ],
+    )
+    .await;
 
     let image = json!({"capability": "image.generate", "model": "jimeng/jimeng_t2i_v40", "prompt": "山水画", "scale": 80});
     plays_every_task_scenario(&easel, &fake, &image, "img", fakes::PNG_1X1, error_detail).await;
     // Jimeng has no cancel action: easel cancelled the job locally, and the stray-path
     // check below shows the plugin sent nothing else.
 
-    let submits: Vec<Value> = fake.calls().iter().filter(|c| c.query.as_deref().is_some_and(|q| q.contains("SubmitTask"))).map(|c| c.json()).collect();
+    let submits: Vec<Value> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.query.as_deref().is_some_and(|q| q.contains("SubmitTask")))
+        .map(|c| c.json())
+        .collect();
     assert_eq!(submits.len(), Scenario::ALL.len());
     for body in &submits {
         assert_eq!(body["req_key"], "jimeng_t2i_v40", "{body}");
         assert_eq!(body["scale"], 0.8, "scale 0–100 is sent as 0–1: {body}");
-        assert_eq!((body["width"].as_u64(), body["force_single"].as_bool()), (Some(2048), Some(true)), "{body}");
+        assert_eq!(
+            (body["width"].as_u64(), body["force_single"].as_bool()),
+            (Some(2048), Some(true)),
+            "{body}"
+        );
     }
     let succeeded = fake.tasks().id_for_kind(Scenario::Success, "img").unwrap();
-    let result_query = fake.calls().into_iter().find(|c| c.json()["task_id"] == succeeded.as_str()).unwrap().json();
+    let result_query = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.json()["task_id"] == succeeded.as_str())
+        .unwrap()
+        .json();
     assert_eq!(result_query["req_json"], r#"{"return_url":true}"#);
     fake.assert_only_documented_and_authorized(validly_signed);
 }
@@ -276,12 +512,30 @@ async fn evolink_gpt_image_2() {
     let easel = Easel::start("evolink", &[(HOST, &fake)], &[("EVOLINK_API_KEY", KEY)]).await;
 
     let image = json!({"capability": "image.generate", "model": "evolink/gpt-image-2", "prompt": "a glass city", "quality": "high", "size": "16:9"});
-    plays_every_task_scenario(&easel, &fake, &image, "task-unified", fakes::PNG_1X1, error_detail).await;
+    plays_every_task_scenario(
+        &easel,
+        &fake,
+        &image,
+        "task-unified",
+        fakes::PNG_1X1,
+        error_detail,
+    )
+    .await;
     // EvoLink has no cancel endpoint: easel cancelled the job locally, and the stray-path
     // check below shows the plugin sent nothing else.
     for body in bodies(&fake, "POST /v1/images/generations") {
         assert_eq!(body["model"], "gpt-image-2", "{body}");
-        assert_eq!((body["quality"].as_str(), body["size"].as_str(), body["n"].as_u64()), (Some("high"), Some("16:9"), Some(1)), "{body}");
+        assert_eq!(
+            (
+                body["quality"].as_str(),
+                body["size"].as_str(),
+                body["n"].as_u64()
+            ),
+            (Some("high"), Some("16:9"), Some(1)),
+            "{body}"
+        );
     }
-    fake.assert_only_documented_and_authorized(|c| c.header("authorization") == Some(&*format!("Bearer {KEY}")));
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
 }

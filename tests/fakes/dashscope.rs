@@ -12,7 +12,12 @@
 //!   synchronously with `output.audio.url`;
 //! - errors are `{"request_id", "code", "message"}` with the HTTP status.
 
-use axum::{Router, extract::{Path, State}, response::Response, routing::{get, post}};
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
 use serde_json::json;
 
 use super::{Call, FakeState, Phase, Scenario, json_reply, rate_limited_reply};
@@ -25,9 +30,18 @@ pub const HOST: &str = "dashscope.aliyuncs.com";
 /// DashScope's routes.
 pub fn routes() -> Router<FakeState> {
     Router::new()
-        .route("/api/v1/services/aigc/text2image/image-synthesis", post(create_image_task))
-        .route("/api/v1/services/aigc/video-generation/video-synthesis", post(create_video_task))
-        .route("/api/v1/services/aigc/multimodal-generation/generation", post(synthesize_speech))
+        .route(
+            "/api/v1/services/aigc/text2image/image-synthesis",
+            post(create_image_task),
+        )
+        .route(
+            "/api/v1/services/aigc/video-generation/video-synthesis",
+            post(create_video_task),
+        )
+        .route(
+            "/api/v1/services/aigc/multimodal-generation/generation",
+            post(synthesize_speech),
+        )
         .route("/api/v1/tasks/{id}", get(query_task))
         .route("/api/v1/tasks/{id}/cancel", post(cancel_task))
 }
@@ -44,7 +58,10 @@ pub fn error_detail(scenario: Scenario) -> &'static str {
 }
 
 fn error(status: u16, code: &str, message: &str) -> Response {
-    json_reply(status, json!({"request_id": "req-e2e", "code": code, "message": message}))
+    json_reply(
+        status,
+        json!({"request_id": "req-e2e", "code": code, "message": message}),
+    )
 }
 
 /// The refusal a scenario plays, or a refusal for a request that breaks the protocol.
@@ -57,8 +74,16 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
             429,
             json!({"request_id": "req-e2e", "code": "Throttling.RateQuota", "message": "Requests rate limit exceeded."}),
         ),
-        Scenario::ContentRejected => error(400, "DataInspectionFailed", "Input data may contain inappropriate content."),
-        Scenario::BadParameter => error(400, "InvalidParameter", "The size is not match the allowed size"),
+        Scenario::ContentRejected => error(
+            400,
+            "DataInspectionFailed",
+            "Input data may contain inappropriate content.",
+        ),
+        Scenario::BadParameter => error(
+            400,
+            "InvalidParameter",
+            "The size is not match the allowed size",
+        ),
         Scenario::UpstreamDown => error(500, "InternalError", "An internal error has occured."),
         _ => return None,
     })
@@ -68,7 +93,11 @@ async fn create_task(call: Call, state: &FakeState, family: &str) -> Response {
     let body = call.json();
     let prompt = body["input"]["prompt"].as_str().unwrap_or_default();
     if call.header("x-dashscope-async") != Some("enable") {
-        return error(403, "AccessDenied", "current user api does not support synchronous calls");
+        return error(
+            403,
+            "AccessDenied",
+            "current user api does not support synchronous calls",
+        );
     }
     if body["model"].as_str().is_none() || prompt.is_empty() {
         return error(400, "InvalidParameter", "Field required: input.prompt");
@@ -78,7 +107,10 @@ async fn create_task(call: Call, state: &FakeState, family: &str) -> Response {
         return refused;
     }
     let id = state.tasks.create(family, scenario);
-    json_reply(200, json!({"request_id": "req-e2e", "output": {"task_id": id, "task_status": "PENDING"}}))
+    json_reply(
+        200,
+        json!({"request_id": "req-e2e", "output": {"task_id": id, "task_status": "PENDING"}}),
+    )
 }
 
 async fn create_image_task(State(state): State<FakeState>, call: Call) -> Response {
@@ -89,30 +121,51 @@ async fn create_video_task(State(state): State<FakeState>, call: Call) -> Respon
     create_task(call, &state, "vid").await
 }
 
-async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+async fn query_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = refusal(&call, Scenario::Success) {
         return refused;
     }
     let output = match state.tasks.poll(&id) {
         None => json!({"task_id": id, "task_status": "UNKNOWN"}),
         Some(Phase::Running) => json!({"task_id": id, "task_status": "RUNNING"}),
-        Some(Phase::FailedModeration) => json!({"task_id": id, "task_status": "FAILED", "code": "DataInspectionFailed",
-                                                 "message": "Output data may contain inappropriate content."}),
-        Some(Phase::Succeeded) if id.starts_with("img") => json!({"task_id": id, "task_status": "SUCCEEDED",
-            "results": [{"url": state.file_url(&format!("{id}.png")), "orig_prompt": "e2e"}]}),
-        Some(Phase::Succeeded) => json!({"task_id": id, "task_status": "SUCCEEDED", "video_url": state.file_url(&format!("{id}.mp4"))}),
+        Some(Phase::FailedModeration) => {
+            json!({"task_id": id, "task_status": "FAILED", "code": "DataInspectionFailed",
+                                                 "message": "Output data may contain inappropriate content."})
+        }
+        Some(Phase::Succeeded) if id.starts_with("img") => {
+            json!({"task_id": id, "task_status": "SUCCEEDED",
+            "results": [{"url": state.file_url(&format!("{id}.png")), "orig_prompt": "e2e"}]})
+        }
+        Some(Phase::Succeeded) => {
+            json!({"task_id": id, "task_status": "SUCCEEDED", "video_url": state.file_url(&format!("{id}.mp4"))})
+        }
     };
-    json_reply(200, json!({"request_id": "req-e2e", "output": output, "usage": {"image_count": 1}}))
+    json_reply(
+        200,
+        json!({"request_id": "req-e2e", "output": output, "usage": {"image_count": 1}}),
+    )
 }
 
-async fn cancel_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+async fn cancel_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = refusal(&call, Scenario::Success) {
         return refused;
     }
     if state.tasks.cancel(&id) {
         json_reply(200, json!({"request_id": "req-e2e"}))
     } else {
-        error(400, "UnsupportedOperation", "Failed to cancel the task, please confirm if the task is in PENDING status.")
+        error(
+            400,
+            "UnsupportedOperation",
+            "Failed to cancel the task, please confirm if the task is in PENDING status.",
+        )
     }
 }
 
@@ -120,14 +173,21 @@ async fn synthesize_speech(State(state): State<FakeState>, call: Call) -> Respon
     let body = call.json();
     let text = body["input"]["text"].as_str().unwrap_or_default();
     if text.is_empty() || body["input"]["voice"].as_str().is_none() {
-        return error(400, "InvalidParameter", "input.text and input.voice are required");
+        return error(
+            400,
+            "InvalidParameter",
+            "input.text and input.voice are required",
+        );
     }
     if let Some(refused) = refusal(&call, Scenario::from_text(text)) {
         return refused;
     }
-    json_reply(200, json!({
-        "request_id": "req-e2e",
-        "output": {"finish_reason": "stop", "audio": {"url": state.file_url("speech.wav"), "id": "audio-1", "expires_at": 1_900_000_000}},
-        "usage": {"characters": text.chars().count()}
-    }))
+    json_reply(
+        200,
+        json!({
+            "request_id": "req-e2e",
+            "output": {"finish_reason": "stop", "audio": {"url": state.file_url("speech.wav"), "id": "audio-1", "expires_at": 1_900_000_000}},
+            "usage": {"characters": text.chars().count()}
+        }),
+    )
 }

@@ -30,8 +30,14 @@ pub struct Submitted {
 fn built_plugin(crate_name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
-    let file = target.join("wasm32-wasip2/release").join(format!("{}.wasm", crate_name.replace('-', "_")));
-    assert!(file.exists(), "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first", file.display());
+    let file = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        file.exists(),
+        "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first",
+        file.display()
+    );
     file
 }
 
@@ -40,25 +46,44 @@ impl Easel {
     /// `routes` sent to its fake.
     pub async fn start(plugin: &str, routes: &[(&str, &Fake)], secrets: &[(&str, &str)]) -> Easel {
         let plugins = tempfile::tempdir().unwrap();
-        std::fs::copy(built_plugin(plugin), plugins.path().join(format!("{plugin}.wasm"))).unwrap();
-        let connect_to: Vec<String> = routes.iter().map(|(host, fake)| format!("\"{host}\" = \"{}\"", fake.addr)).collect();
+        std::fs::copy(
+            built_plugin(plugin),
+            plugins.path().join(format!("{plugin}.wasm")),
+        )
+        .unwrap();
+        let connect_to: Vec<String> = routes
+            .iter()
+            .map(|(host, fake)| format!("\"{host}\" = \"{}\"", fake.addr))
+            .collect();
         let mut options = Options::new(Backend::Sqlite)
             .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
-            .toml(&format!("[plugins]\nconnect_to = {{ {} }}", connect_to.join(", ")));
+            .toml(&format!(
+                "[plugins]\nconnect_to = {{ {} }}",
+                connect_to.join(", ")
+            ));
         for (name, value) in secrets {
             options = options.env(name, value);
         }
-        Easel { host: Host::start(options).await, _plugins: plugins }
+        Easel {
+            host: Host::start(options).await,
+            _plugins: plugins,
+        }
     }
 
     /// Submits `request` (which carries a `prompt`) with the scenario's token appended.
     pub async fn submit(&self, request: &Value, scenario: Scenario) -> Submitted {
         let mut body = request.clone();
-        let prompt = body["prompt"].as_str().expect("the request has a prompt").to_string();
+        let prompt = body["prompt"]
+            .as_str()
+            .expect("the request has a prompt")
+            .to_string();
         body["prompt"] = Value::String(format!("{prompt} {}", scenario.token()));
         let (status, created) = self.host.post("/api/v1/jobs", &body).await;
         assert_eq!(status, 202, "{scenario:?}: {created}");
-        Submitted { scenario, job: created["job"]["id"].as_str().unwrap().to_string() }
+        Submitted {
+            scenario,
+            job: created["job"]["id"].as_str().unwrap().to_string(),
+        }
     }
 
     /// Submits one job per scenario, all at once.
@@ -74,14 +99,31 @@ impl Easel {
     /// Asserts the job succeeded and its outputs download as exactly `bytes` each.
     pub async fn expect_outputs(&self, submitted: &Submitted, bytes: &[u8]) -> Value {
         let job = self.finished(submitted).await;
-        assert_eq!(job["status"], "succeeded", "{:?}: {job}", submitted.scenario);
+        assert_eq!(
+            job["status"], "succeeded",
+            "{:?}: {job}",
+            submitted.scenario
+        );
         let assets = job["outputAssetIds"].as_array().expect("outputAssetIds");
-        assert!(!assets.is_empty(), "{:?}: no outputs: {job}", submitted.scenario);
+        assert!(
+            !assets.is_empty(),
+            "{:?}: no outputs: {job}",
+            submitted.scenario
+        );
         for asset in assets {
             let path = format!("/api/v1/assets/{}/download", asset.as_str().unwrap());
-            let download = self.host.as_key(Method::GET, &path, "key-a").send().await.unwrap();
+            let download = self
+                .host
+                .as_key(Method::GET, &path, "key-a")
+                .send()
+                .await
+                .unwrap();
             assert_eq!(download.status(), 200, "{path}");
-            assert_eq!(download.bytes().await.unwrap().as_ref(), bytes, "{path} is not the vendor's file");
+            assert_eq!(
+                download.bytes().await.unwrap().as_ref(),
+                bytes,
+                "{path} is not the vendor's file"
+            );
         }
         job
     }
@@ -101,21 +143,33 @@ impl Easel {
             Scenario::UpstreamDown => "upstream unavailable: ",
             other => panic!("{other:?} is not an error scenario"),
         };
-        assert!(error.starts_with(prefix), "{:?} should fail with {prefix:?}, got {error:?}", submitted.scenario);
-        assert!(error.contains(detail), "{:?}: {error:?} should mention {detail:?}", submitted.scenario);
+        assert!(
+            error.starts_with(prefix),
+            "{:?} should fail with {prefix:?}, got {error:?}",
+            submitted.scenario
+        );
+        assert!(
+            error.contains(detail),
+            "{:?}: {error:?} should mention {detail:?}",
+            submitted.scenario
+        );
     }
 
     /// Waits until the fake accepted the job's task, then cancels the job; returns the job.
     pub async fn cancel_once_pending(&self, submitted: &Submitted, fake: &Fake) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while fake.tasks().id_for(submitted.scenario).is_none() {
-            assert!(std::time::Instant::now() < deadline, "the fake never received the task to cancel");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fake never received the task to cancel"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Let the host record the pending handle the plugin answered.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let path = format!("/api/v1/jobs/{}/cancel", submitted.job);
-        let (status, body) = easel_tests::send(self.host.as_key(Method::POST, &path, "key-a")).await;
+        let (status, body) =
+            easel_tests::send(self.host.as_key(Method::POST, &path, "key-a")).await;
         assert_eq!(status, 200, "cancel: {body}");
         let job = self.finished(submitted).await;
         assert_eq!(job["status"], "cancelled", "{job}");
@@ -135,21 +189,53 @@ pub async fn plays_every_task_scenario(
     detail: fn(Scenario) -> &'static str,
 ) {
     let jobs = easel.submit_each(request, &Scenario::ALL).await;
-    easel.cancel_once_pending(playing(&jobs, Scenario::StaysPending), fake).await;
-    easel.expect_outputs(playing(&jobs, Scenario::Success), output).await;
-    easel.expect_outputs(playing(&jobs, Scenario::PendingThenSuccess), output).await;
-    for scenario in Scenario::SUBMIT_ERRORS.into_iter().chain([Scenario::FailsModeration]) {
-        easel.expect_mapped_error(playing(&jobs, scenario), detail(scenario)).await;
+    easel
+        .cancel_once_pending(playing(&jobs, Scenario::StaysPending), fake)
+        .await;
+    easel
+        .expect_outputs(playing(&jobs, Scenario::Success), output)
+        .await;
+    easel
+        .expect_outputs(playing(&jobs, Scenario::PendingThenSuccess), output)
+        .await;
+    for scenario in Scenario::SUBMIT_ERRORS
+        .into_iter()
+        .chain([Scenario::FailsModeration])
+    {
+        easel
+            .expect_mapped_error(playing(&jobs, scenario), detail(scenario))
+            .await;
     }
     let tasks = fake.tasks();
-    let polls = |s| tasks.polls(&tasks.id_for_kind(s, task_kind).unwrap_or_else(|| panic!("the fake never accepted {s:?}")));
-    assert_eq!(polls(Scenario::Success), 1, "a finished task is polled once");
-    assert_eq!(polls(Scenario::PendingThenSuccess), 2, "running once, then done");
+    let polls = |s| {
+        tasks.polls(
+            &tasks
+                .id_for_kind(s, task_kind)
+                .unwrap_or_else(|| panic!("the fake never accepted {s:?}")),
+        )
+    };
+    assert_eq!(
+        polls(Scenario::Success),
+        1,
+        "a finished task is polled once"
+    );
+    assert_eq!(
+        polls(Scenario::PendingThenSuccess),
+        2,
+        "running once, then done"
+    );
     assert_eq!(polls(Scenario::FailsModeration), 1);
     // Cancelled within a second, long before its first poll was due: never polled since.
-    assert_eq!(polls(Scenario::StaysPending), 0, "a cancelled job is not polled");
+    assert_eq!(
+        polls(Scenario::StaysPending),
+        0,
+        "a cancelled job is not polled"
+    );
     for refused in Scenario::SUBMIT_ERRORS {
-        assert!(tasks.id_for_kind(refused, task_kind).is_none(), "{refused:?} must not create a task");
+        assert!(
+            tasks.id_for_kind(refused, task_kind).is_none(),
+            "{refused:?} must not create a task"
+        );
     }
 }
 
@@ -162,11 +248,18 @@ pub async fn plays_every_sync_scenario(
     errors: &[Scenario],
     detail: fn(Scenario) -> &'static str,
 ) {
-    let scenarios: Vec<Scenario> = [Scenario::Success].into_iter().chain(errors.iter().copied()).collect();
+    let scenarios: Vec<Scenario> = [Scenario::Success]
+        .into_iter()
+        .chain(errors.iter().copied())
+        .collect();
     let jobs = easel.submit_each(request, &scenarios).await;
-    easel.expect_outputs(playing(&jobs, Scenario::Success), output).await;
+    easel
+        .expect_outputs(playing(&jobs, Scenario::Success), output)
+        .await;
     for &scenario in errors {
-        easel.expect_mapped_error(playing(&jobs, scenario), detail(scenario)).await;
+        easel
+            .expect_mapped_error(playing(&jobs, scenario), detail(scenario))
+            .await;
     }
 }
 
@@ -177,5 +270,7 @@ pub fn bodies(fake: &Fake, line: &str) -> Vec<Value> {
 
 /// The submitted job playing `scenario`.
 pub fn playing(jobs: &[Submitted], scenario: Scenario) -> &Submitted {
-    jobs.iter().find(|j| j.scenario == scenario).unwrap_or_else(|| panic!("no job plays {scenario:?}"))
+    jobs.iter()
+        .find(|j| j.scenario == scenario)
+        .unwrap_or_else(|| panic!("no job plays {scenario:?}"))
 }

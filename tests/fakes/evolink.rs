@@ -10,7 +10,12 @@
 //!   balance, 429 rate (with `Retry-After`), 400 `content_policy_violation` or bad
 //!   parameters, 5xx. There is no cancel endpoint.
 
-use axum::{Router, extract::{Path, State}, response::Response, routing::{get, post}};
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
 use serde_json::json;
 
 use super::{Call, FakeState, Phase, Scenario, json_reply, rate_limited_reply};
@@ -22,7 +27,9 @@ pub const HOST: &str = "api.evolink.ai";
 
 /// EvoLink's routes.
 pub fn routes() -> Router<FakeState> {
-    Router::new().route("/v1/images/generations", post(create_task)).route("/v1/tasks/{id}", get(query_task))
+    Router::new()
+        .route("/v1/images/generations", post(create_task))
+        .route("/v1/tasks/{id}", get(query_task))
 }
 
 /// What a mapped error must mention.
@@ -37,7 +44,10 @@ pub fn error_detail(scenario: Scenario) -> &'static str {
 }
 
 fn error(status: u16, code: &str, message: &str) -> Response {
-    json_reply(status, json!({"error": {"code": code, "message": message, "type": "invalid_request_error"}}))
+    json_reply(
+        status,
+        json!({"error": {"code": code, "message": message, "type": "invalid_request_error"}}),
+    )
 }
 
 fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
@@ -45,10 +55,24 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
         return Some(error(401, "invalid_api_key", "Invalid API key"));
     }
     Some(match scenario {
-        Scenario::RateLimited => rate_limited_reply(429, json!({"error": {"code": "rate_limit_exceeded", "message": "Too many requests", "type": "rate_limit_error"}})),
-        Scenario::ContentRejected => error(400, "content_policy_violation", "The prompt violates the content policy"),
-        Scenario::BadParameter => error(400, "invalid_parameter", "size must be one of auto, 1:1, 3:2, 2:3"),
-        Scenario::UpstreamDown => json_reply(503, json!({"error": {"code": "internal_error", "message": "upstream busy", "type": "server_error"}})),
+        Scenario::RateLimited => rate_limited_reply(
+            429,
+            json!({"error": {"code": "rate_limit_exceeded", "message": "Too many requests", "type": "rate_limit_error"}}),
+        ),
+        Scenario::ContentRejected => error(
+            400,
+            "content_policy_violation",
+            "The prompt violates the content policy",
+        ),
+        Scenario::BadParameter => error(
+            400,
+            "invalid_parameter",
+            "size must be one of auto, 1:1, 3:2, 2:3",
+        ),
+        Scenario::UpstreamDown => json_reply(
+            503,
+            json!({"error": {"code": "internal_error", "message": "upstream busy", "type": "server_error"}}),
+        ),
         _ => return None,
     })
 }
@@ -63,18 +87,34 @@ async fn create_task(State(state): State<FakeState>, call: Call) -> Response {
         return refused;
     }
     let id = state.tasks.create("task-unified", scenario);
-    json_reply(200, json!({"id": id, "object": "image.generation.task", "status": "pending", "progress": 0}))
+    json_reply(
+        200,
+        json!({"id": id, "object": "image.generation.task", "status": "pending", "progress": 0}),
+    )
 }
 
-async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+async fn query_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = refusal(&call, Scenario::Success) {
         return refused;
     }
     match state.tasks.poll(&id) {
         None => error(404, "task_not_found", "task not found"),
-        Some(Phase::Running) => json_reply(200, json!({"id": id, "status": "processing", "progress": 50})),
-        Some(Phase::FailedModeration) => json_reply(200, json!({"id": id, "status": "failed",
-            "error": {"code": "content_policy_violation", "message": "the output was flagged"}})),
-        Some(Phase::Succeeded) => json_reply(200, json!({"id": id, "status": "completed", "progress": 100, "results": [state.file_url(&format!("{id}.png"))]})),
+        Some(Phase::Running) => json_reply(
+            200,
+            json!({"id": id, "status": "processing", "progress": 50}),
+        ),
+        Some(Phase::FailedModeration) => json_reply(
+            200,
+            json!({"id": id, "status": "failed",
+            "error": {"code": "content_policy_violation", "message": "the output was flagged"}}),
+        ),
+        Some(Phase::Succeeded) => json_reply(
+            200,
+            json!({"id": id, "status": "completed", "progress": 100, "results": [state.file_url(&format!("{id}.png"))]}),
+        ),
     }
 }

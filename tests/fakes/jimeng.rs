@@ -52,9 +52,11 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
 
 /// Whether the request carries Volcengine's HMAC-SHA256 signature made with the secret key.
 pub fn validly_signed(call: &Recorded) -> bool {
-    let (Some(date_time), Some(body_hash), Some(authorization)) =
-        (call.header("x-date"), call.header("x-content-sha256"), call.header("authorization"))
-    else {
+    let (Some(date_time), Some(body_hash), Some(authorization)) = (
+        call.header("x-date"),
+        call.header("x-content-sha256"),
+        call.header("authorization"),
+    ) else {
         return false;
     };
     if hex::encode(Sha256::digest(&call.body)) != body_hash || date_time.len() != 16 {
@@ -67,35 +69,68 @@ pub fn validly_signed(call: &Recorded) -> bool {
     );
     let date = &date_time[..8];
     let scope = format!("{date}/cn-north-1/cv/request");
-    let string_to_sign = format!("HMAC-SHA256\n{date_time}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-    let key = ["cn-north-1", "cv", "request"].iter().fold(hmac(SECRET_KEY.as_bytes(), date), |key, part| hmac(&key, part));
+    let string_to_sign = format!(
+        "HMAC-SHA256\n{date_time}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let key = ["cn-north-1", "cv", "request"]
+        .iter()
+        .fold(hmac(SECRET_KEY.as_bytes(), date), |key, part| {
+            hmac(&key, part)
+        });
     let signature = hex::encode(hmac(&key, &string_to_sign));
-    authorization == format!("HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed_headers}, Signature={signature}")
+    authorization
+        == format!(
+            "HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
+        )
 }
 
 fn answer(code: u32, message: &str, data: Value) -> Response {
-    json_reply(200, json!({"code": code, "message": message, "request_id": "req-e2e", "status": code, "data": data}))
+    json_reply(
+        200,
+        json!({"code": code, "message": message, "request_id": "req-e2e", "status": code, "data": data}),
+    )
 }
 
 fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
     if !validly_signed(&call.0) || scenario == Scenario::AuthRejected {
-        return Some(json_reply(401, json!({"ResponseMetadata": {"RequestId": "req-e2e", "Action": "CVSync2AsyncSubmitTask",
-            "Error": {"Code": "SignatureDoesNotMatch", "Message": "The request signature we calculated does not match"}}})));
+        return Some(json_reply(
+            401,
+            json!({"ResponseMetadata": {"RequestId": "req-e2e", "Action": "CVSync2AsyncSubmitTask",
+            "Error": {"Code": "SignatureDoesNotMatch", "Message": "The request signature we calculated does not match"}}}),
+        ));
     }
     Some(match scenario {
-        Scenario::RateLimited => rate_limited_reply(429, json!({"code": 50429, "message": "Request Has Reached API Limit", "request_id": "req-e2e", "status": 50429})),
+        Scenario::RateLimited => rate_limited_reply(
+            429,
+            json!({"code": 50429, "message": "Request Has Reached API Limit", "request_id": "req-e2e", "status": 50429}),
+        ),
         Scenario::ContentRejected => answer(50412, "Text Risk Not Pass", Value::Null),
         Scenario::BadParameter => answer(50207, "width invalid", Value::Null),
-        Scenario::UpstreamDown => json_reply(500, json!({"code": 50500, "message": "Internal Error", "request_id": "req-e2e", "status": 50500})),
+        Scenario::UpstreamDown => json_reply(
+            500,
+            json!({"code": 50500, "message": "Internal Error", "request_id": "req-e2e", "status": 50500}),
+        ),
         _ => return None,
     })
 }
 
 async fn action(State(state): State<FakeState>, call: Call) -> Response {
     match call.query_param("Action").as_deref() {
-        Some("CVSync2AsyncSubmitTask") if call.query_param("Version").as_deref() == Some("2022-08-31") => submit_task(&state, &call),
-        Some("CVSync2AsyncGetResult") if call.query_param("Version").as_deref() == Some("2022-08-31") => get_result(&state, &call),
-        _ => json_reply(404, json!({"ResponseMetadata": {"Error": {"Code": "InvalidActionOrVersion", "Message": "unknown action"}}})),
+        Some("CVSync2AsyncSubmitTask")
+            if call.query_param("Version").as_deref() == Some("2022-08-31") =>
+        {
+            submit_task(&state, &call)
+        }
+        Some("CVSync2AsyncGetResult")
+            if call.query_param("Version").as_deref() == Some("2022-08-31") =>
+        {
+            get_result(&state, &call)
+        }
+        _ => json_reply(
+            404,
+            json!({"ResponseMetadata": {"Error": {"Code": "InvalidActionOrVersion", "Message": "unknown action"}}}),
+        ),
     }
 }
 
@@ -108,8 +143,16 @@ fn submit_task(state: &FakeState, call: &Call) -> Response {
     if let Some(refused) = refusal(call, scenario) {
         return refused;
     }
-    let kind = if req_key.contains("ti2v") { "vid" } else { "img" };
-    answer(10000, "Success", json!({"task_id": state.tasks.create(kind, scenario)}))
+    let kind = if req_key.contains("ti2v") {
+        "vid"
+    } else {
+        "img"
+    };
+    answer(
+        10000,
+        "Success",
+        json!({"task_id": state.tasks.create(kind, scenario)}),
+    )
 }
 
 fn get_result(state: &FakeState, call: &Call) -> Response {
@@ -124,7 +167,15 @@ fn get_result(state: &FakeState, call: &Call) -> Response {
         None => answer(10000, "Success", json!({"status": "not_found"})),
         Some(Phase::Running) => answer(10000, "Success", json!({"status": "generating"})),
         Some(Phase::FailedModeration) => answer(50511, "Post Img Risk Not Pass", Value::Null),
-        Some(Phase::Succeeded) if id.starts_with("vid") => answer(10000, "Success", json!({"status": "done", "video_url": state.file_url(&format!("{id}.mp4"))})),
-        Some(Phase::Succeeded) => answer(10000, "Success", json!({"status": "done", "image_urls": [state.file_url(&format!("{id}.png"))]})),
+        Some(Phase::Succeeded) if id.starts_with("vid") => answer(
+            10000,
+            "Success",
+            json!({"status": "done", "video_url": state.file_url(&format!("{id}.mp4"))}),
+        ),
+        Some(Phase::Succeeded) => answer(
+            10000,
+            "Success",
+            json!({"status": "done", "image_urls": [state.file_url(&format!("{id}.png"))]}),
+        ),
     }
 }

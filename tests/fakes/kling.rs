@@ -10,7 +10,12 @@
 //! - errors are `{"code", "message", "request_id"}` with Kling's codes: 1000–1004 auth,
 //!   1302 rate limit, 1301 content safety, 1201 parameters, 5000 server. No cancel endpoint.
 
-use axum::{Router, extract::{Path, State}, response::Response, routing::{get, post}};
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -49,17 +54,30 @@ pub fn error_detail(scenario: Scenario) -> &'static str {
 /// Whether `authorization` is `Bearer <JWT>` signed with the secret key for the access key
 /// and valid now.
 pub fn valid_jwt(authorization: Option<&str>) -> bool {
-    let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else { return false };
+    let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else {
+        return false;
+    };
     let parts: Vec<&str> = token.split('.').collect();
-    let &[header, payload, signature] = parts.as_slice() else { return false };
+    let &[header, payload, signature] = parts.as_slice() else {
+        return false;
+    };
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET_KEY.as_bytes()).unwrap();
     mac.update(format!("{header}.{payload}").as_bytes());
     if URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()) != signature {
         return false;
     }
-    let decode = |part: &str| -> Value { URL_SAFE_NO_PAD.decode(part).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default() };
+    let decode = |part: &str| -> Value {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
     let (header, claims) = (decode(header), decode(payload));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     header["alg"] == "HS256"
         && claims["iss"] == ACCESS_KEY
         && claims["exp"].as_u64().is_some_and(|exp| exp > now)
@@ -67,11 +85,17 @@ pub fn valid_jwt(authorization: Option<&str>) -> bool {
 }
 
 fn error(status: u16, code: u32, message: &str) -> Response {
-    json_reply(status, json!({"code": code, "message": message, "request_id": "req-e2e"}))
+    json_reply(
+        status,
+        json!({"code": code, "message": message, "request_id": "req-e2e"}),
+    )
 }
 
 fn succeed(data: Value) -> Response {
-    json_reply(200, json!({"code": 0, "message": "SUCCEED", "request_id": "req-e2e", "data": data}))
+    json_reply(
+        200,
+        json!({"code": 0, "message": "SUCCEED", "request_id": "req-e2e", "data": data}),
+    )
 }
 
 fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
@@ -79,8 +103,15 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
         return Some(error(401, 1002, "Authorization is invalid"));
     }
     Some(match scenario {
-        Scenario::RateLimited => rate_limited_reply(429, json!({"code": 1302, "message": "The API request is too fast", "request_id": "req-e2e"})),
-        Scenario::ContentRejected => error(400, 1301, "Trigger the content security policy of the platform"),
+        Scenario::RateLimited => rate_limited_reply(
+            429,
+            json!({"code": 1302, "message": "The API request is too fast", "request_id": "req-e2e"}),
+        ),
+        Scenario::ContentRejected => error(
+            400,
+            1301,
+            "Trigger the content security policy of the platform",
+        ),
         Scenario::BadParameter => error(400, 1201, "Parameter error: aspect_ratio is invalid"),
         Scenario::UpstreamDown => error(500, 5000, "Internal server error"),
         _ => return None,
@@ -96,7 +127,9 @@ async fn create_task(call: Call, state: &FakeState, kind: &str) -> Response {
     if let Some(refused) = refusal(&call, scenario) {
         return refused;
     }
-    succeed(json!({"task_id": state.tasks.create(kind, scenario), "task_status": "submitted", "created_at": 1_722_769_557_708_u64}))
+    succeed(
+        json!({"task_id": state.tasks.create(kind, scenario), "task_status": "submitted", "created_at": 1_722_769_557_708_u64}),
+    )
 }
 
 async fn create_image_task(State(state): State<FakeState>, call: Call) -> Response {
@@ -107,7 +140,11 @@ async fn create_video_task(State(state): State<FakeState>, call: Call) -> Respon
     create_task(call, &state, "vid").await
 }
 
-async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+async fn query_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = refusal(&call, Scenario::Success) {
         return refused;
     }
@@ -116,8 +153,10 @@ async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, call
         Some(Phase::Running) => succeed(json!({"task_id": id, "task_status": "processing"})),
         Some(Phase::FailedModeration) => succeed(json!({"task_id": id, "task_status": "failed",
             "task_status_msg": "The generated content failed risk control review"})),
-        Some(Phase::Succeeded) if id.starts_with("img") => succeed(json!({"task_id": id, "task_status": "succeed",
-            "task_result": {"images": [{"index": 0, "url": state.file_url(&format!("{id}.png"))}]}})),
+        Some(Phase::Succeeded) if id.starts_with("img") => {
+            succeed(json!({"task_id": id, "task_status": "succeed",
+            "task_result": {"images": [{"index": 0, "url": state.file_url(&format!("{id}.png"))}]}}))
+        }
         Some(Phase::Succeeded) => succeed(json!({"task_id": id, "task_status": "succeed",
             "task_result": {"videos": [{"id": "v1", "url": state.file_url(&format!("{id}.mp4")), "duration": "5"}]}})),
     }

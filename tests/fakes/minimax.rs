@@ -11,7 +11,12 @@
 //! - `POST /v1/t2a_v2` reads `model`, `text`, `voice_setting.voice_id` and answers the audio as
 //!   hex in `data.audio`.
 
-use axum::{Router, extract::State, response::Response, routing::{get, post}};
+use axum::{
+    Router,
+    extract::State,
+    response::Response,
+    routing::{get, post},
+};
 use serde_json::{Value, json};
 
 use super::{Call, FakeState, Phase, Scenario, json_reply};
@@ -49,7 +54,11 @@ fn answer(code: u32, message: &str, mut body: Value) -> Response {
 
 fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
     if !call.authorized_as(&format!("Bearer {KEY}")) || scenario == Scenario::AuthRejected {
-        return Some(answer(1004, "authorized error, please check your API key", json!({})));
+        return Some(answer(
+            1004,
+            "authorized error, please check your API key",
+            json!({}),
+        ));
     }
     Some(match scenario {
         Scenario::RateLimited => answer(1002, "rate limit exceeded", json!({})),
@@ -63,13 +72,21 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
 async fn create_video_task(State(state): State<FakeState>, call: Call) -> Response {
     let body = call.json();
     let (Some(_), Some(prompt)) = (body["model"].as_str(), body["prompt"].as_str()) else {
-        return answer(2013, "invalid params, model and prompt are required", json!({}));
+        return answer(
+            2013,
+            "invalid params, model and prompt are required",
+            json!({}),
+        );
     };
     let scenario = Scenario::from_text(prompt);
     if let Some(refused) = refusal(&call, scenario) {
         return refused;
     }
-    answer(0, "success", json!({"task_id": state.tasks.create("mm", scenario)}))
+    answer(
+        0,
+        "success",
+        json!({"task_id": state.tasks.create("mm", scenario)}),
+    )
 }
 
 async fn query_video_task(State(state): State<FakeState>, call: Call) -> Response {
@@ -79,10 +96,22 @@ async fn query_video_task(State(state): State<FakeState>, call: Call) -> Respons
     let id = call.query_param("task_id").unwrap_or_default();
     match state.tasks.poll(&id) {
         None => answer(2013, "invalid params, task_id not found", json!({})),
-        Some(Phase::Running) => answer(0, "success", json!({"task_id": id, "status": "Processing", "file_id": ""})),
-        Some(Phase::FailedModeration) => answer(1027, "output video sensitive", json!({"task_id": id, "status": "Fail"})),
-        Some(Phase::Succeeded) => answer(0, "success", json!({"task_id": id, "status": "Success", "file_id": format!("file-{id}"),
-                                                           "video_width": 1366, "video_height": 768})),
+        Some(Phase::Running) => answer(
+            0,
+            "success",
+            json!({"task_id": id, "status": "Processing", "file_id": ""}),
+        ),
+        Some(Phase::FailedModeration) => answer(
+            1027,
+            "output video sensitive",
+            json!({"task_id": id, "status": "Fail"}),
+        ),
+        Some(Phase::Succeeded) => answer(
+            0,
+            "success",
+            json!({"task_id": id, "status": "Success", "file_id": format!("file-{id}"),
+                                                           "video_width": 1366, "video_height": 768}),
+        ),
     }
 }
 
@@ -93,18 +122,37 @@ async fn retrieve_file(State(state): State<FakeState>, call: Call) -> Response {
     let Some(file_id) = call.query_param("file_id") else {
         return answer(2013, "invalid params, file_id", json!({}));
     };
-    answer(0, "success", json!({"file": {"file_id": file_id, "filename": "output.mp4",
-                                          "download_url": state.file_url(&format!("{file_id}.mp4"))}}))
+    answer(
+        0,
+        "success",
+        json!({"file": {"file_id": file_id, "filename": "output.mp4",
+                                          "download_url": state.file_url(&format!("{file_id}.mp4"))}}),
+    )
 }
 
 async fn text_to_audio(call: Call) -> Response {
     let body = call.json();
-    let (Some(_), Some(text), Some(_)) = (body["model"].as_str(), body["text"].as_str(), body["voice_setting"]["voice_id"].as_str()) else {
-        return answer(2013, "invalid params, model, text and voice_setting.voice_id are required", json!({}));
+    let (Some(_), Some(text), Some(_)) = (
+        body["model"].as_str(),
+        body["text"].as_str(),
+        body["voice_setting"]["voice_id"].as_str(),
+    ) else {
+        return answer(
+            2013,
+            "invalid params, model, text and voice_setting.voice_id are required",
+            json!({}),
+        );
     };
     if let Some(refused) = refusal(&call, Scenario::from_text(text)) {
         return refused;
     }
-    let hex: String = super::MP3_HEADER.iter().map(|b| format!("{b:02x}")).collect();
-    answer(0, "success", json!({"data": {"audio": hex, "status": 2}, "extra_info": {"audio_length": 900, "usage_characters": 2}}))
+    let hex: String = super::MP3_HEADER
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    answer(
+        0,
+        "success",
+        json!({"data": {"audio": hex, "status": 2}, "extra_info": {"audio_length": 900, "usage_characters": 2}}),
+    )
 }

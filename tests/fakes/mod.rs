@@ -140,17 +140,28 @@ impl Fake {
 
     /// The requests whose `METHOD /path` starts with `line` (e.g. `"GET /api/v1/tasks/"`).
     pub fn calls_to(&self, line: &str) -> Vec<Recorded> {
-        self.calls().into_iter().filter(|c| c.line().starts_with(line)).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.line().starts_with(line))
+            .collect()
     }
 
     /// Asserts every request went to a documented path and carried `check`'s credentials.
     pub fn assert_only_documented_and_authorized(&self, check: impl Fn(&Recorded) -> bool) {
         let strays = self.state.strays.lock().unwrap().clone();
-        assert!(strays.is_empty(), "the plugin called paths the vendor does not have: {strays:?}");
+        assert!(
+            strays.is_empty(),
+            "the plugin called paths the vendor does not have: {strays:?}"
+        );
         let calls = self.calls();
         assert!(!calls.is_empty(), "the fake received no requests");
         for call in &calls {
-            assert!(check(call), "{} carried the wrong credentials: {:?}", call.line(), call.headers);
+            assert!(
+                check(call),
+                "{} carried the wrong credentials: {:?}",
+                call.line(),
+                call.headers
+            );
         }
     }
 
@@ -168,7 +179,9 @@ impl FromRequest<FakeState> for Call {
 
     async fn from_request(request: Request, state: &FakeState) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.map_err(|_| StatusCode::BAD_REQUEST)?;
+        let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
+            .await
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
         let recorded = Recorded {
             method: parts.method,
             path: parts.uri.path().to_string(),
@@ -195,7 +208,9 @@ impl Call {
     /// A query parameter's value.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let query = self.0.query.as_deref()?;
-        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
 
     /// Whether `Authorization` is exactly `expected`.
@@ -212,11 +227,16 @@ pub fn json_reply(status: u16, body: Value) -> Response {
 /// A JSON answer with a status and `Retry-After: 7`.
 pub fn rate_limited_reply(status: u16, body: Value) -> Response {
     let mut response = json_reply(status, body);
-    response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
     response
 }
 
 async fn unknown_route(State(state): State<FakeState>, Call(call): Call) -> Response {
     state.strays.lock().unwrap().push(call.line());
-    json_reply(404, serde_json::json!({"error": format!("the fake has no route for {}", call.line())}))
+    json_reply(
+        404,
+        serde_json::json!({"error": format!("the fake has no route for {}", call.line())}),
+    )
 }

@@ -8,7 +8,12 @@
 //! - errors are `{"errors": {"message"}, "request_id"}` with the HTTP status; moderation is a
 //!   400 whose message says the content did not pass review. There is no cancel endpoint.
 
-use axum::{Router, extract::{Path, State}, response::Response, routing::{get, post}};
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
 use serde_json::json;
 
 use super::{Call, FakeState, Phase, Scenario, json_reply, rate_limited_reply};
@@ -20,7 +25,9 @@ pub const HOST: &str = "api-inference.modelscope.cn";
 
 /// ModelScope's routes.
 pub fn routes() -> Router<FakeState> {
-    Router::new().route("/v1/images/generations", post(create_task)).route("/v1/tasks/{id}", get(query_task))
+    Router::new()
+        .route("/v1/images/generations", post(create_task))
+        .route("/v1/tasks/{id}", get(query_task))
 }
 
 /// What a mapped error must mention.
@@ -36,7 +43,10 @@ pub fn error_detail(scenario: Scenario) -> &'static str {
 }
 
 fn error(status: u16, message: &str) -> Response {
-    json_reply(status, json!({"errors": {"message": message}, "request_id": "req-e2e"}))
+    json_reply(
+        status,
+        json!({"errors": {"message": message}, "request_id": "req-e2e"}),
+    )
 }
 
 fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
@@ -44,7 +54,10 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
         return Some(error(401, "Invalid token"));
     }
     Some(match scenario {
-        Scenario::RateLimited => rate_limited_reply(429, json!({"errors": {"message": "daily quota exceeded"}, "request_id": "req-e2e"})),
+        Scenario::RateLimited => rate_limited_reply(
+            429,
+            json!({"errors": {"message": "daily quota exceeded"}, "request_id": "req-e2e"}),
+        ),
         Scenario::ContentRejected => error(400, "输入内容未通过审核"),
         Scenario::BadParameter => error(400, "size out of range"),
         Scenario::UpstreamDown => error(500, "internal"),
@@ -58,16 +71,26 @@ async fn create_task(State(state): State<FakeState>, call: Call) -> Response {
         return error(400, "model and prompt are required");
     };
     if call.header("x-modelscope-async-mode") != Some("true") {
-        return error(400, "this model only supports asynchronous calls: set X-ModelScope-Async-Mode: true");
+        return error(
+            400,
+            "this model only supports asynchronous calls: set X-ModelScope-Async-Mode: true",
+        );
     }
     let scenario = Scenario::from_text(prompt);
     if let Some(refused) = refusal(&call, scenario) {
         return refused;
     }
-    json_reply(200, json!({"task_id": state.tasks.create("ms", scenario), "request_id": "req-e2e"}))
+    json_reply(
+        200,
+        json!({"task_id": state.tasks.create("ms", scenario), "request_id": "req-e2e"}),
+    )
 }
 
-async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+async fn query_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = refusal(&call, Scenario::Success) {
         return refused;
     }
@@ -76,10 +99,17 @@ async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, call
     }
     match state.tasks.poll(&id) {
         None => error(404, "task not found"),
-        Some(Phase::Running) => json_reply(200, json!({"task_status": "RUNNING", "request_id": "req-e2e"})),
-        Some(Phase::FailedModeration) => {
-            json_reply(200, json!({"task_status": "FAILED", "errors": {"message": "The output content is inappropriate"}}))
-        }
-        Some(Phase::Succeeded) => json_reply(200, json!({"task_status": "SUCCEED", "output_images": [state.file_url(&format!("{id}.png"))]})),
+        Some(Phase::Running) => json_reply(
+            200,
+            json!({"task_status": "RUNNING", "request_id": "req-e2e"}),
+        ),
+        Some(Phase::FailedModeration) => json_reply(
+            200,
+            json!({"task_status": "FAILED", "errors": {"message": "The output content is inappropriate"}}),
+        ),
+        Some(Phase::Succeeded) => json_reply(
+            200,
+            json!({"task_status": "SUCCEED", "output_images": [state.file_url(&format!("{id}.png"))]}),
+        ),
     }
 }

@@ -8,7 +8,13 @@
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
 
-use axum::{Router, extract::State, http::header, response::{IntoResponse, Response}, routing::post};
+use axum::{
+    Router,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+    routing::post,
+};
 use base64::Engine as _;
 use serde_json::json;
 
@@ -38,12 +44,20 @@ pub fn error_detail(scenario: Scenario) -> &'static str {
 }
 
 fn error(status: u16, kind: &str, code: &str, message: &str) -> Response {
-    json_reply(status, json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+    json_reply(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+    )
 }
 
 fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
     if !call.authorized_as(&format!("Bearer {KEY}")) || scenario == Scenario::AuthRejected {
-        return Some(error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-op***e2e."));
+        return Some(error(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Incorrect API key provided: sk-op***e2e.",
+        ));
     }
     Some(match scenario {
         Scenario::RateLimited => rate_limited_reply(
@@ -56,8 +70,18 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
             "content_policy_violation",
             "Your request was rejected as a result of our safety system.",
         ),
-        Scenario::BadParameter => error(400, "invalid_request_error", "invalid_value", "Invalid value for 'size'."),
-        Scenario::UpstreamDown => error(500, "server_error", "", "The server had an error while processing your request."),
+        Scenario::BadParameter => error(
+            400,
+            "invalid_request_error",
+            "invalid_value",
+            "Invalid value for 'size'.",
+        ),
+        Scenario::UpstreamDown => error(
+            500,
+            "server_error",
+            "",
+            "The server had an error while processing your request.",
+        ),
         _ => return None,
     })
 }
@@ -65,26 +89,51 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
 async fn generate_images(State(state): State<FakeState>, call: Call) -> Response {
     let body = call.json();
     let (Some(model), Some(prompt)) = (body["model"].as_str(), body["prompt"].as_str()) else {
-        return error(400, "invalid_request_error", "missing_required_parameter", "You must provide a model and a prompt.");
+        return error(
+            400,
+            "invalid_request_error",
+            "missing_required_parameter",
+            "You must provide a model and a prompt.",
+        );
     };
     if let Some(refused) = refusal(&call, Scenario::from_text(prompt)) {
         return refused;
     }
     if model == "gpt-image-1" {
         let png = base64::engine::general_purpose::STANDARD.encode(super::PNG_1X1);
-        json_reply(200, json!({"created": 1_713_833_628, "data": [{"b64_json": png}],
-                               "usage": {"total_tokens": 100, "input_tokens": 50, "output_tokens": 50}}))
+        json_reply(
+            200,
+            json!({"created": 1_713_833_628, "data": [{"b64_json": png}],
+                               "usage": {"total_tokens": 100, "input_tokens": 50, "output_tokens": 50}}),
+        )
     } else if body["response_format"] == "url" {
-        json_reply(200, json!({"created": 1_713_833_628, "data": [{"url": state.file_url("dalle.png"), "revised_prompt": prompt}]}))
+        json_reply(
+            200,
+            json!({"created": 1_713_833_628, "data": [{"url": state.file_url("dalle.png"), "revised_prompt": prompt}]}),
+        )
     } else {
-        error(400, "invalid_request_error", "invalid_value", "response_format must be url or b64_json")
+        error(
+            400,
+            "invalid_request_error",
+            "invalid_value",
+            "response_format must be url or b64_json",
+        )
     }
 }
 
 async fn create_speech(call: Call) -> Response {
     let body = call.json();
-    let (Some(_), Some(input), Some(_)) = (body["model"].as_str(), body["input"].as_str(), body["voice"].as_str()) else {
-        return error(400, "invalid_request_error", "missing_required_parameter", "model, input and voice are required.");
+    let (Some(_), Some(input), Some(_)) = (
+        body["model"].as_str(),
+        body["input"].as_str(),
+        body["voice"].as_str(),
+    ) else {
+        return error(
+            400,
+            "invalid_request_error",
+            "missing_required_parameter",
+            "model, input and voice are required.",
+        );
     };
     if let Some(refused) = refusal(&call, Scenario::from_text(input)) {
         return refused;

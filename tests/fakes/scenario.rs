@@ -125,7 +125,14 @@ impl Tasks {
         let mut next = self.next.lock().unwrap();
         *next += 1;
         let id = format!("{prefix}-{next}");
-        self.tasks.lock().unwrap().insert(id.clone(), Task { scenario, polls: 0, cancelled: false });
+        self.tasks.lock().unwrap().insert(
+            id.clone(),
+            Task {
+                scenario,
+                polls: 0,
+                cancelled: false,
+            },
+        );
         id
     }
 
@@ -170,7 +177,11 @@ impl Tasks {
 
     /// Whether `id` was cancelled.
     pub fn was_cancelled(&self, id: &str) -> bool {
-        self.tasks.lock().unwrap().get(id).is_some_and(|t| t.cancelled)
+        self.tasks
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_some_and(|t| t.cancelled)
     }
 
     /// The id of a task playing `scenario`.
@@ -182,6 +193,9 @@ impl Tasks {
     /// submits one task per scenario and kind).
     pub fn id_for_kind(&self, scenario: Scenario, prefix: &str) -> Option<String> {
         let tasks = self.tasks.lock().unwrap();
-        tasks.iter().find(|(id, t)| t.scenario == scenario && id.starts_with(prefix)).map(|(id, _)| id.clone())
+        tasks
+            .iter()
+            .find(|(id, t)| t.scenario == scenario && id.starts_with(prefix))
+            .map(|(id, _)| id.clone())
     }
 }

@@ -5,7 +5,10 @@
 //! `GET` and `DELETE …/tasks/{id}`, `Authorization: Bearer <key>`, statuses `queued`,
 //! `running`, `succeeded`, `failed`, and `{"error": {"code", "message"}}` errors.
 
-use axum::{Router, routing::{get, post}};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 
 use super::{FakeState, volcengine};
 
@@ -17,8 +20,14 @@ pub const HOST: &str = "ark.ap-southeast.bytepluses.com";
 /// ModelArk's task routes.
 pub fn routes() -> Router<FakeState> {
     Router::new()
-        .route("/api/v3/contents/generations/tasks", post(volcengine::create_task))
-        .route("/api/v3/contents/generations/tasks/{id}", get(volcengine::query_task).delete(volcengine::cancel_task))
+        .route(
+            "/api/v3/contents/generations/tasks",
+            post(volcengine::create_task),
+        )
+        .route(
+            "/api/v3/contents/generations/tasks/{id}",
+            get(volcengine::query_task).delete(volcengine::cancel_task),
+        )
 }
 
 pub use volcengine::error_detail;

@@ -8,7 +8,12 @@
 //! - `POST /ent/v2/tasks/{id}/cancel` with `{"id"}` cancels a task not yet running;
 //! - errors are `{"code", "reason", "message"}` with the HTTP status.
 
-use axum::{Router, extract::{Path, State}, response::Response, routing::{get, post}};
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
 use serde_json::json;
 
 use super::{Call, FakeState, Phase, Scenario, json_reply, rate_limited_reply};
@@ -41,7 +46,10 @@ pub fn error_detail(scenario: Scenario) -> &'static str {
 }
 
 fn error(status: u16, reason: &str, message: &str) -> Response {
-    json_reply(status, json!({"code": status, "reason": reason, "message": message}))
+    json_reply(
+        status,
+        json!({"code": status, "reason": reason, "message": message}),
+    )
 }
 
 fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
@@ -49,7 +57,10 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
         return Some(error(401, "Unauthorized", "unauthorized"));
     }
     Some(match scenario {
-        Scenario::RateLimited => rate_limited_reply(429, json!({"code": 429, "reason": "TooManyRequests", "message": "too many requests"})),
+        Scenario::RateLimited => rate_limited_reply(
+            429,
+            json!({"code": 429, "reason": "TooManyRequests", "message": "too many requests"}),
+        ),
         Scenario::ContentRejected => error(400, "AuditSubmitIllegal", "submit is illegal"),
         Scenario::BadParameter => error(400, "FieldInvalid", "invalid field: duration"),
         Scenario::UpstreamDown => error(500, "InternalServiceFailure", "internal"),
@@ -66,30 +77,54 @@ async fn create_task(State(state): State<FakeState>, call: Call) -> Response {
         return refused;
     }
     let id = state.tasks.create("vidu", Scenario::from_text(prompt));
-    json_reply(200, json!({"task_id": id, "state": "created", "model": model, "prompt": prompt, "credits": 40}))
+    json_reply(
+        200,
+        json!({"task_id": id, "state": "created", "model": model, "prompt": prompt, "credits": 40}),
+    )
 }
 
-async fn get_creations(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+async fn get_creations(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = refusal(&call, Scenario::Success) {
         return refused;
     }
     match state.tasks.poll(&id) {
         None => error(404, "NotFound", "task not found"),
-        Some(Phase::Running) => json_reply(200, json!({"id": id, "state": "processing", "progress": 40, "creations": []})),
-        Some(Phase::FailedModeration) => json_reply(200, json!({"id": id, "state": "failed", "err_code": "CreationPolicyViolation", "creations": []})),
-        Some(Phase::Succeeded) => json_reply(200, json!({
-            "id": id, "state": "success", "err_code": "", "credits": 40,
-            "creations": [{"id": "c1", "url": state.file_url(&format!("{id}.mp4")), "cover_url": state.file_url(&format!("{id}.png"))}]
-        })),
+        Some(Phase::Running) => json_reply(
+            200,
+            json!({"id": id, "state": "processing", "progress": 40, "creations": []}),
+        ),
+        Some(Phase::FailedModeration) => json_reply(
+            200,
+            json!({"id": id, "state": "failed", "err_code": "CreationPolicyViolation", "creations": []}),
+        ),
+        Some(Phase::Succeeded) => json_reply(
+            200,
+            json!({
+                "id": id, "state": "success", "err_code": "", "credits": 40,
+                "creations": [{"id": "c1", "url": state.file_url(&format!("{id}.mp4")), "cover_url": state.file_url(&format!("{id}.png"))}]
+            }),
+        ),
     }
 }
 
-async fn cancel_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+async fn cancel_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = refusal(&call, Scenario::Success) {
         return refused;
     }
     if call.json()["id"] != id.as_str() {
         return error(400, "FieldInvalid", "the body's id must be the task id");
     }
-    if state.tasks.cancel(&id) { json_reply(200, json!({})) } else { error(400, "BadRequest", "task not found") }
+    if state.tasks.cancel(&id) {
+        json_reply(200, json!({}))
+    } else {
+        error(400, "BadRequest", "task not found")
+    }
 }

@@ -11,7 +11,12 @@
 //! - `POST /api/v1/tts` on openspeech (`Authorization: Bearer;<token>`, app id in
 //!   `app.appid`) answers `{"code": 3000, "data": <base64 audio>}`, other codes on failure.
 
-use axum::{Router, extract::{Path, State}, response::Response, routing::{get, post}};
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
 use base64::Engine as _;
 use serde_json::json;
 
@@ -32,7 +37,10 @@ pub const SPEECH_HOST: &str = "openspeech.bytedance.com";
 pub fn routes() -> Router<FakeState> {
     Router::new()
         .route("/api/v3/contents/generations/tasks", post(create_task))
-        .route("/api/v3/contents/generations/tasks/{id}", get(query_task).delete(cancel_task))
+        .route(
+            "/api/v3/contents/generations/tasks/{id}",
+            get(query_task).delete(cancel_task),
+        )
         .route("/api/v3/images/generations", post(generate_images))
         .route("/api/v1/tts", post(synthesize))
 }
@@ -61,12 +69,19 @@ pub fn speech_error_detail(scenario: Scenario) -> &'static str {
 }
 
 fn ark_error(status: u16, code: &str, message: &str) -> Response {
-    json_reply(status, json!({"error": {"code": code, "message": message, "param": "", "type": "BadRequest"}}))
+    json_reply(
+        status,
+        json!({"error": {"code": code, "message": message, "param": "", "type": "BadRequest"}}),
+    )
 }
 
 fn ark_refusal(call: &Call, scenario: Scenario) -> Option<Response> {
     if !call.authorized_as(&format!("Bearer {ARK_KEY}")) || scenario == Scenario::AuthRejected {
-        return Some(ark_error(401, "AuthenticationError", "the API key or AK/SK in the request is missing or invalid"));
+        return Some(ark_error(
+            401,
+            "AuthenticationError",
+            "the API key or AK/SK in the request is missing or invalid",
+        ));
     }
     Some(match scenario {
         Scenario::RateLimited => rate_limited_reply(
@@ -78,17 +93,32 @@ fn ark_refusal(call: &Call, scenario: Scenario) -> Option<Response> {
             "InputTextSensitiveContentDetected",
             "The request failed because the input text may contain sensitive information.",
         ),
-        Scenario::BadParameter => ark_error(400, "InvalidParameter", "the parameter `duration` specified in the request is not valid"),
-        Scenario::UpstreamDown => ark_error(500, "InternalServiceError", "the service encountered an unexpected internal error"),
+        Scenario::BadParameter => ark_error(
+            400,
+            "InvalidParameter",
+            "the parameter `duration` specified in the request is not valid",
+        ),
+        Scenario::UpstreamDown => ark_error(
+            500,
+            "InternalServiceError",
+            "the service encountered an unexpected internal error",
+        ),
         _ => return None,
     })
 }
 
 pub async fn create_task(State(state): State<FakeState>, call: Call) -> Response {
     let body = call.json();
-    let text = body["content"].as_array().and_then(|items| items.iter().find(|i| i["type"] == "text")).and_then(|i| i["text"].as_str());
+    let text = body["content"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["type"] == "text"))
+        .and_then(|i| i["text"].as_str());
     let (Some(_), Some(text)) = (body["model"].as_str(), text) else {
-        return ark_error(400, "MissingParameter", "the request is missing `model` or a text content item");
+        return ark_error(
+            400,
+            "MissingParameter",
+            "the request is missing `model` or a text content item",
+        );
     };
     let scenario = Scenario::from_text(text);
     if let Some(refused) = ark_refusal(&call, scenario) {
@@ -97,7 +127,11 @@ pub async fn create_task(State(state): State<FakeState>, call: Call) -> Response
     json_reply(200, json!({"id": state.tasks.create("cgt", scenario)}))
 }
 
-pub async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+pub async fn query_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = ark_refusal(&call, Scenario::Success) {
         return refused;
     }
@@ -112,11 +146,18 @@ pub async fn query_task(State(state): State<FakeState>, Path(id): Path<String>, 
             "usage": {"completion_tokens": 108_900, "total_tokens": 108_900}, "resolution": "720p", "duration": 5}),
     };
     let mut answer = task;
-    answer.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    answer
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     json_reply(200, answer)
 }
 
-pub async fn cancel_task(State(state): State<FakeState>, Path(id): Path<String>, call: Call) -> Response {
+pub async fn cancel_task(
+    State(state): State<FakeState>,
+    Path(id): Path<String>,
+    call: Call,
+) -> Response {
     if let Some(refused) = ark_refusal(&call, Scenario::Success) {
         return refused;
     }
@@ -135,16 +176,24 @@ async fn generate_images(State(state): State<FakeState>, call: Call) -> Response
     if let Some(refused) = ark_refusal(&call, Scenario::from_text(prompt)) {
         return refused;
     }
-    json_reply(200, json!({
-        "model": body["model"], "created": 1_757_321_139,
-        "data": [{"url": state.file_url("seedream.png"), "size": "2048x2048"}],
-        "usage": {"generated_images": 1, "output_tokens": 16_384, "total_tokens": 16_384}
-    }))
+    json_reply(
+        200,
+        json!({
+            "model": body["model"], "created": 1_757_321_139,
+            "data": [{"url": state.file_url("seedream.png"), "size": "2048x2048"}],
+            "usage": {"generated_images": 1, "output_tokens": 16_384, "total_tokens": 16_384}
+        }),
+    )
 }
 
 async fn synthesize(call: Call) -> Response {
     let body = call.json();
-    let speech_error = |status: u16, code: u32, message: &str| json_reply(status, json!({"reqid": body["request"]["reqid"], "code": code, "message": message}));
+    let speech_error = |status: u16, code: u32, message: &str| {
+        json_reply(
+            status,
+            json!({"reqid": body["request"]["reqid"], "code": code, "message": message}),
+        )
+    };
     if !call.authorized_as(&format!("Bearer;{TTS_TOKEN}")) || body["app"]["appid"] != TTS_APP_ID {
         return speech_error(401, 3001, "invalid auth token");
     }
@@ -156,9 +205,12 @@ async fn synthesize(call: Call) -> Response {
         Scenario::RateLimited => speech_error(200, 3003, "concurrency exceeded"),
         Scenario::BadParameter => speech_error(400, 3050, "voice_type not exists"),
         Scenario::UpstreamDown => speech_error(500, 3031, "processing error"),
-        _ => json_reply(200, json!({
-            "reqid": body["request"]["reqid"], "code": 3000, "operation": "query", "message": "Success", "sequence": -1,
-            "data": base64::engine::general_purpose::STANDARD.encode(super::MP3_HEADER), "addition": {"duration": "1960"}
-        })),
+        _ => json_reply(
+            200,
+            json!({
+                "reqid": body["request"]["reqid"], "code": 3000, "operation": "query", "message": "Success", "sequence": -1,
+                "data": base64::engine::general_purpose::STANDARD.encode(super::MP3_HEADER), "addition": {"duration": "1960"}
+            }),
+        ),
     }
 }

@@ -43,14 +43,32 @@ async fn generate_images(State(state): State<FakeState>, call: Call) -> Response
         return error(400, "1214", "model and prompt are required");
     };
     if !call.authorized_as(&format!("Bearer {KEY}")) {
-        return error(401, "1002", "Authorization Token非法，请确认Authorization Token正确传递。");
+        return error(
+            401,
+            "1002",
+            "Authorization Token非法，请确认Authorization Token正确传递。",
+        );
     }
     match Scenario::from_text(prompt) {
-        Scenario::AuthRejected => error(401, "1002", "Authorization Token非法，请确认Authorization Token正确传递。"),
-        Scenario::RateLimited => rate_limited_reply(429, json!({"error": {"code": "1302", "message": "您当前使用该API的并发数过高"}})),
-        Scenario::ContentRejected => error(400, "1301", "系统检测到输入或生成内容可能包含不安全或敏感内容"),
+        Scenario::AuthRejected => error(
+            401,
+            "1002",
+            "Authorization Token非法，请确认Authorization Token正确传递。",
+        ),
+        Scenario::RateLimited => rate_limited_reply(
+            429,
+            json!({"error": {"code": "1302", "message": "您当前使用该API的并发数过高"}}),
+        ),
+        Scenario::ContentRejected => error(
+            400,
+            "1301",
+            "系统检测到输入或生成内容可能包含不安全或敏感内容",
+        ),
         Scenario::BadParameter => error(400, "1214", "size 参数非法"),
         Scenario::UpstreamDown => error(500, "500", "Internal Error"),
-        _ => json_reply(200, json!({"created": 1_700_000_000, "data": [{"url": state.file_url("cogview.png")}]})),
+        _ => json_reply(
+            200,
+            json!({"created": 1_700_000_000, "data": [{"url": state.file_url("cogview.png")}]}),
+        ),
     }
 }

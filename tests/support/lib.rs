@@ -341,20 +341,22 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     )
 }
 
+/// Every call a [`Receiver`] got: headers and raw body.
+pub type Calls = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>;
+
 /// A webhook receiver on loopback that answers 500 to the first `failures` calls.
 pub struct Receiver {
     /// `http://127.0.0.1:PORT/hook`.
     pub url: String,
     /// Every call: headers and raw body.
-    pub calls: std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>,
+    pub calls: Calls,
 }
 
 impl Receiver {
     /// Starts the receiver.
     pub async fn start(failures: usize) -> Self {
         use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
-        let calls: std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>> =
-            Default::default();
+        let calls: Calls = Default::default();
         let seen = calls.clone();
         let app = Router::new().route(
             "/hook",

@@ -75,16 +75,9 @@ impl From<AuthError> for Error {
 
 impl From<Refused> for Error {
     fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Invalid(message) => Self::bad_request(message),
-            Refused::InsufficientBalance => {
-                Self(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance".into())
-            }
-            Refused::IdempotencyConflict => Self(
-                StatusCode::CONFLICT,
-                "Idempotency-Key was already used with a different request body.".into(),
-            ),
-            Refused::Internal(error) => error.into(),
+        match refused.parts() {
+            Ok((status, message)) => Self(status, message),
+            Err(error) => error.into(),
         }
     }
 }

@@ -100,16 +100,9 @@ impl From<AuthError> for Error {
 
 impl From<Refused> for Error {
     fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, message),
-            Refused::InsufficientBalance => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance")
-            }
-            Refused::IdempotencyConflict => Self::new(
-                StatusCode::CONFLICT,
-                "Idempotency key reused with another body",
-            ),
-            Refused::Internal(error) => error.into(),
+        match refused.parts() {
+            Ok((status, message)) => Self::new(status, message),
+            Err(error) => error.into(),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::{
         auth::AuthError,
         body,
         files::public_base,
-        submit::{Refused, Submission, stored_outputs, submit, url_input},
+        submit::{Refused, Submission, present_params, stored_outputs, submit, url_input},
     },
     assets::kind_of,
     engine::task::{Status, Task, new_id, rfc3339},
@@ -69,16 +69,9 @@ impl From<AuthError> for Error {
 
 impl From<Refused> for Error {
     fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Invalid(message) => Self(StatusCode::BAD_REQUEST, message),
-            Refused::InsufficientBalance => {
-                Self(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance".into())
-            }
-            Refused::IdempotencyConflict => Self(
-                StatusCode::CONFLICT,
-                "Idempotency-Key was already used with a different request body".into(),
-            ),
-            Refused::Internal(error) => error.into(),
+        match refused.parts() {
+            Ok((status, message)) => Self(status, message),
+            Err(error) => error.into(),
         }
     }
 }
@@ -199,8 +192,7 @@ async fn generate(
         return Err(Error(StatusCode::BAD_REQUEST, "prompt is required".into()));
     }
 
-    let mut params = Map::new();
-    let optional = [
+    let mut params = present_params([
         ("negativePrompt", request.negative_prompt.map(Value::from)),
         ("resolution", request.resolution.map(Value::from)),
         ("aspectRatio", request.aspect_ratio.map(Value::from)),
@@ -208,12 +200,7 @@ async fn generate(
         ("duration", request.duration.map(Value::from)),
         ("voice", request.voice.map(Value::from)),
         ("speed", request.speed.map(Value::from)),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            params.insert(name.into(), value);
-        }
-    }
+    ]);
     // Pixel writes durations as "5s"; a model that counts seconds as a number gets 5.
     if let Some(Value::String(text)) = params.get("duration")
         && resolved.model.params_schema["properties"]["duration"]["type"] == "integer"

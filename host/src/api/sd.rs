@@ -17,7 +17,7 @@ use axum::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::{
     api::{
@@ -25,7 +25,7 @@ use crate::{
         auth::AuthError,
         body,
         files::{Links, public_base},
-        submit::{Refused, Submission, submit, url_input},
+        submit::{Refused, Submission, present_params, submit, url_input},
     },
     engine::{
         WebhookRenderer,
@@ -96,16 +96,13 @@ impl From<AuthError> for Error {
 
 impl From<Refused> for Error {
     fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Invalid(message) => Error::Plain(StatusCode::UNPROCESSABLE_ENTITY, message),
-            Refused::InsufficientBalance => {
-                Error::Plain(StatusCode::TOO_MANY_REQUESTS, "Insufficient balance".into())
-            }
-            Refused::IdempotencyConflict => Error::Plain(
-                StatusCode::CONFLICT,
-                "Idempotency-Key was already used with a different request body".into(),
-            ),
-            Refused::Internal(error) => error.into(),
+        // FastAPI answers a parameter it cannot take with 422.
+        if let Refused::Invalid(message) = refused {
+            return Error::Plain(StatusCode::UNPROCESSABLE_ENTITY, message);
+        }
+        match refused.parts() {
+            Ok((status, detail)) => Error::Plain(status, detail),
+            Err(error) => error.into(),
         }
     }
 }
@@ -346,8 +343,7 @@ async fn generate(
         )
     })?;
     let count = request.num_images.unwrap_or(1);
-    let mut params = Map::new();
-    let fields = [
+    let mut params = present_params([
         ("negative_prompt", request.negative_prompt.map(Value::from)),
         ("width", request.width.map(Value::from)),
         ("height", request.height.map(Value::from)),
@@ -361,12 +357,7 @@ async fn generate(
         ("scheduler", request.scheduler.map(Value::from)),
         ("seed", request.seed.map(Value::from)),
         ("output_format", request.output_format.map(Value::from)),
-    ];
-    for (name, value) in fields {
-        if let Some(value) = value {
-            params.insert(name.into(), value);
-        }
-    }
+    ]);
     // A mapped model that counts its outputs as `n` gets the count under that name.
     let properties = &resolved.model.params_schema["properties"];
     if properties.get("num_images").is_none() && properties.get("n").is_some() {

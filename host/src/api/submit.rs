@@ -2,6 +2,7 @@
 //! parameters are checked against the model's schema (defaults filled in), the price is worked
 //! out, and the engine accepts the task. Dialects only parse before and render after.
 
+use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::{
@@ -93,6 +94,33 @@ pub async fn submit(state: &AppState, submission: Submission) -> Result<(Task, b
         SubmitError::InsufficientBalance(_) => Refused::InsufficientBalance,
         SubmitError::Store(error) => Refused::Internal(error),
     })
+}
+
+impl Refused {
+    /// The status and message every dialect shows, or the storage error behind a 500.
+    pub fn parts(self) -> Result<(StatusCode, String), anyhow::Error> {
+        match self {
+            Refused::Invalid(message) => Ok((StatusCode::BAD_REQUEST, message)),
+            Refused::InsufficientBalance => {
+                Ok((StatusCode::TOO_MANY_REQUESTS, "Insufficient balance".into()))
+            }
+            Refused::IdempotencyConflict => Ok((
+                StatusCode::CONFLICT,
+                "Idempotency-Key was already used with a different request body.".into(),
+            )),
+            Refused::Internal(error) => Err(error),
+        }
+    }
+}
+
+/// Parameters from `(name, value)` pairs, leaving out the absent ones.
+pub fn present_params(
+    fields: impl IntoIterator<Item = (&'static str, Option<Value>)>,
+) -> Map<String, Value> {
+    fields
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value?)))
+        .collect()
 }
 
 /// An input file the vendor can fetch by URL (or a `data:` URL the worker decodes).

@@ -10,7 +10,8 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
             let t = (x as f32 / width.max(1) as f32
                 + y as f32 / height.max(1) as f32 * (tilt as f32 / 255.0))
                 / 2.0;
-            let stripe = ((x * bands / width.max(1)) + (y * bands / height.max(1))) % 2 == 0;
+            let stripe =
+                ((x * bands / width.max(1)) + (y * bands / height.max(1))).is_multiple_of(2);
             let mix = |a: u8, b: u8| {
                 let v = a as f32 * (1.0 - t) + b as f32 * t;
                 if stripe { v as u8 } else { (v * 0.8) as u8 }
