@@ -10,6 +10,9 @@
 //! - `POST /api/v1/tasks/{id}/cancel` cancels a task still queued;
 //! - `POST /api/v1/services/aigc/multimodal-generation/generation` (Qwen-TTS) answers
 //!   synchronously with `output.audio.url`;
+//! - `POST /compatible-mode/v1/chat/completions` (OpenAI-compatible mode) streams
+//!   `chat.completion.chunk`s that echo the last user message word by word, then a usage-only
+//!   chunk and `data: [DONE]`;
 //! - errors are `{"request_id", "code", "message"}` with the HTTP status.
 
 use axum::{
@@ -42,6 +45,7 @@ pub fn routes() -> Router<FakeState> {
             "/api/v1/services/aigc/multimodal-generation/generation",
             post(synthesize_speech),
         )
+        .route("/compatible-mode/v1/chat/completions", post(chat))
         .route("/api/v1/tasks/{id}", get(query_task))
         .route("/api/v1/tasks/{id}/cancel", post(cancel_task))
 }
@@ -190,4 +194,45 @@ async fn synthesize_speech(State(state): State<FakeState>, call: Call) -> Respon
             "usage": {"characters": text.chars().count()}
         }),
     )
+}
+
+async fn chat(call: Call) -> Response {
+    if !call.authorized_as(&format!("Bearer {KEY}")) {
+        return error(401, "InvalidApiKey", "Invalid API-key provided.");
+    }
+    let body = call.json();
+    if body["stream"] != true || body["messages"].as_array().is_none_or(Vec::is_empty) {
+        return error(
+            400,
+            "InvalidParameter",
+            "messages and stream: true are required",
+        );
+    }
+    let said = body["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "model": body["model"], "choices": choices, "usage": usage})
+        )
+    };
+    let mut events = String::new();
+    for word in said.split_inclusive(' ') {
+        events.push_str(&chunk(
+            json!([{"index": 0, "delta": {"content": word}, "finish_reason": null}]),
+            serde_json::Value::Null,
+        ));
+    }
+    events.push_str(&chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        serde_json::Value::Null,
+    ));
+    events.push_str(&chunk(
+        json!([]),
+        json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+    ));
+    events.push_str("data: [DONE]\n\n");
+    axum::response::IntoResponse::into_response(([("content-type", "text/event-stream")], events))
 }

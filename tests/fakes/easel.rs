@@ -27,7 +27,7 @@ pub struct Submitted {
 }
 
 /// A component built from `plugins/` by scripts/test (see tests/plugins.rs).
-fn built_plugin(crate_name: &str) -> PathBuf {
+pub fn built_plugin(crate_name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
     let file = target
@@ -45,6 +45,16 @@ impl Easel {
     /// Starts a host with `plugin`, its `secrets` in the environment, and each vendor host in
     /// `routes` sent to its fake.
     pub async fn start(plugin: &str, routes: &[(&str, &Fake)], secrets: &[(&str, &str)]) -> Easel {
+        Self::start_with(plugin, routes, secrets, "").await
+    }
+
+    /// Like [`Easel::start`], with more `easel.toml` (aliases, credits).
+    pub async fn start_with(
+        plugin: &str,
+        routes: &[(&str, &Fake)],
+        secrets: &[(&str, &str)],
+        toml: &str,
+    ) -> Easel {
         let plugins = tempfile::tempdir().unwrap();
         std::fs::copy(
             built_plugin(plugin),
@@ -60,7 +70,8 @@ impl Easel {
             .toml(&format!(
                 "[plugins]\nconnect_to = {{ {} }}",
                 connect_to.join(", ")
-            ));
+            ))
+            .toml(toml);
         for (name, value) in secrets {
             options = options.env(name, value);
         }
