@@ -287,3 +287,49 @@ async fn schemathesis_finds_no_server_error_on_any_documented_route() {
             .join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_and_both_viewers_cover_every_api() {
+    let host = Host::start(Options::new(Backend::Sqlite)).await;
+    let (status, doc) = host.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/api/v1/jobs",
+        "/api/v1/assets",
+        "/api/v1/models",
+        "/api/v1/generations/{kind}",
+        "/api/v1/tasks/{id}",
+        "/health",
+        "/api/health",
+        "/api/v1/generate",
+        "/llmage/v1/models",
+        "/llmage/v1/chat/completions",
+        "/llmage/v1/image/generations",
+        "/llmage/v1/video/generations",
+        "/llmage/v1/tasks",
+        "/v1/models",
+        "/v1/chat/completions",
+        "/v1/images/generations",
+        "/admin/plugins",
+        "/admin/clients/{id}/credits",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    let (_, same) = host.get("/api/v1/openapi.json").await;
+    assert_eq!(same, doc);
+    for (path, needle) in [
+        ("/docs", "swagger-ui"),
+        ("/docs/swagger-ui-bundle.js", "SwaggerUIBundle"),
+        ("/redoc", "/openapi.json"),
+    ] {
+        let response = reqwest::get(host.url(path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            response.text().await.unwrap().contains(needle),
+            "{path} should mention {needle}"
+        );
+    }
+}
