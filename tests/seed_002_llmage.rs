@@ -3,7 +3,7 @@
 //! model's schema with llmage's messages; credits are reserved, kept and returned. The
 //! example model names are aliases of the built-in offline models here.
 
-use easel_tests::{Backend, Host, Options, send};
+use easel_tests::{Backend, Host, Options, on_both_backends, send};
 use reqwest::{Method, multipart};
 use serde_json::{Value, json};
 
@@ -13,8 +13,12 @@ aliases = { "qwen3-max" = "offline/chat", "wan2.2-t2i-plus" = "offline/image", "
 "#;
 
 async fn llmage_host(extra: &str) -> Host {
+    host_on(Backend::Sqlite, extra).await
+}
+
+async fn host_on(backend: Backend, extra: &str) -> Host {
     Host::start(
-        Options::new(Backend::Sqlite)
+        Options::new(backend)
             .toml(&format!("{CONFIG}\n{extra}"))
             .env("EASEL_ADMIN_KEY", "admin-secret"),
     )
@@ -305,9 +309,14 @@ async fn bad_input_gets_llmage_messages_and_stores_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credits_are_reserved_kept_on_success_and_returned_otherwise() {
-    let host = llmage_host("[credits]\nenforce = true\nprices = { \"offline/image\" = 5 }").await;
+on_both_backends!(credits_are_reserved_kept_on_success_and_returned_otherwise);
+
+async fn credits_are_reserved_kept_on_success_and_returned_otherwise(backend: Backend) {
+    let host = host_on(
+        backend,
+        "[credits]\nenforce = true\nprices = { \"offline/image\" = 5 }",
+    )
+    .await;
     let image = json!({"model": "wan2.2-t2i-plus", "catelogid": "t2i", "prompt": "p"});
     let (status, answer) = host.post("/llmage/v1/image/generations", &image).await;
     assert_eq!(
