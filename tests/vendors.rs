@@ -9,8 +9,8 @@
 //! outcomes and error texts, the outputs downloaded from easel, and what the fake received:
 //! credentials on every call, only documented paths, the body fields, the polls, the cancel.
 //!
-//! Scenario wall time is bound by each plugin's poll interval (3–15 s), so the scenarios of a
-//! vendor run concurrently in one host rather than one after another.
+//! The test hosts cap the plugins' poll hints (3–15 s) at `[engine] max_poll_interval_secs =
+//! 0.5`, and the scenarios of a vendor run concurrently in one host.
 
 #[path = "fakes/mod.rs"]
 mod fakes;

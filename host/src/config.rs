@@ -102,6 +102,9 @@ pub struct EngineConfig {
     pub lease_secs: f64,
     /// Concurrent provider polls.
     pub poll_concurrency: usize,
+    /// Longest wait between two polls of a pending task, seconds, whatever the provider
+    /// hinted.
+    pub max_poll_interval_secs: f64,
     /// First webhook retry delay, seconds; doubles each attempt.
     pub webhook_backoff_secs: f64,
     /// Webhook attempts before giving up.
@@ -117,6 +120,7 @@ impl Default for EngineConfig {
             queue_timeout_secs: 24 * 3600,
             lease_secs: 30.0,
             poll_concurrency: 256,
+            max_poll_interval_secs: 60.0,
             // 30 s doubling over 9 attempts spans a little over two hours.
             webhook_backoff_secs: 30.0,
             webhook_max_attempts: 9,
@@ -126,6 +130,11 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// How long to wait before polling, given the provider's hint.
+    pub fn poll_delay(&self, hint: Duration) -> Duration {
+        hint.min(Duration::from_secs_f64(self.max_poll_interval_secs))
+    }
+
     /// The lease as a duration.
     pub fn lease(&self) -> Duration {
         Duration::from_secs_f64(self.lease_secs)

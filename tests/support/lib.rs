@@ -158,7 +158,7 @@ impl Host {
             Backend::Postgres => Some(fresh_postgres_database().await),
         };
         let mut config: toml::Table =
-            "[engine]\nworkers = 4\nlease_secs = 1.5\nwebhook_backoff_secs = 0.2\nwebhook_timeout_secs = 2".parse().unwrap();
+            "[engine]\nworkers = 4\nlease_secs = 1.5\nwebhook_backoff_secs = 0.2\nwebhook_timeout_secs = 2\nmax_poll_interval_secs = 0.5".parse().unwrap();
         let overrides: toml::Table = options.toml.parse().expect("test easel.toml text");
         for (section, values) in overrides {
             match (config.get_mut(&section), values) {

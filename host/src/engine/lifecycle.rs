@@ -119,7 +119,7 @@ pub async fn mark_pending(
     )
     .bind(id)
     .bind(handle)
-    .bind(now + poll_after.as_millis() as i64)
+    .bind(now + engine.config().poll_delay(poll_after).as_millis() as i64)
     .bind(now)
     .execute(&engine.store().writer)
     .await?;

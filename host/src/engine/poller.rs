@@ -90,7 +90,7 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
             progress,
             poll_after,
         }) => {
-            let wake = now_ms() + poll_after.as_millis() as i64;
+            let wake = now_ms() + engine.config().poll_delay(poll_after).as_millis() as i64;
             lifecycle::record_progress(engine, &task.id, progress, Some(wake)).await?;
         }
         Ok(PollOutcome::Finished { outputs, usage }) => {
