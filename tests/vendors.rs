@@ -506,22 +506,76 @@ async fn jimeng_images_with_signed_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn evolink_gpt_image_2() {
-    use fakes::evolink::{HOST, KEY, error_detail, routes};
+async fn evolink_gpt_image_2_and_seedance_video() {
+    use fakes::evolink::{FILES_HOST, HOST, IMAGE_TASK, KEY, VIDEO_TASK, error_detail, routes};
     let fake = Fake::start(routes).await;
-    let easel = Easel::start("evolink", &[(HOST, &fake)], &[("EVOLINK_API_KEY", KEY)]).await;
+    let easel = Easel::start(
+        "evolink",
+        &[(HOST, &fake), (FILES_HOST, &fake)],
+        &[("EVOLINK_API_KEY", KEY)],
+    )
+    .await;
 
     let image = json!({"capability": "image.generate", "model": "evolink/gpt-image-2", "prompt": "a glass city", "quality": "high", "size": "16:9"});
     plays_every_task_scenario(
         &easel,
         &fake,
         &image,
-        "task-unified",
+        IMAGE_TASK,
         fakes::PNG_1X1,
         error_detail,
     )
     .await;
-    // EvoLink has no cancel endpoint: easel cancelled the job locally, and the stray-path
+
+    // Seed 001's video settings on Seedance 2.0: success, pending-then-success and cancel.
+    let video = json!({"capability": "video.generate", "model": "evolink/seedance-2.0", "prompt": "品牌短视频",
+                       "ratio": "9:16", "duration": 6, "resolution": "480p"});
+    let video_jobs = easel
+        .submit_each(
+            &video,
+            &[
+                Scenario::Success,
+                Scenario::PendingThenSuccess,
+                Scenario::StaysPending,
+            ],
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fake
+        .tasks()
+        .id_for_kind(Scenario::StaysPending, VIDEO_TASK)
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake never received the video task to cancel"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cancel = format!("/api/v1/jobs/{}/cancel", video_jobs[2].job);
+    let (status, body) = easel_tests::send(easel.host.as_key(reqwest::Method::POST, &cancel, "key-a")).await;
+    assert_eq!(status, 200, "cancel: {body}");
+    assert_eq!(easel.finished(&video_jobs[2]).await["status"], "cancelled");
+    easel
+        .expect_outputs(&video_jobs[0], fakes::MP4_HEADER)
+        .await;
+    easel
+        .expect_outputs(&video_jobs[1], fakes::MP4_HEADER)
+        .await;
+    let tasks = fake.tasks();
+    let video_polls = |s| tasks.polls(&tasks.id_for_kind(s, VIDEO_TASK).unwrap());
+    assert_eq!(
+        (
+            video_polls(Scenario::Success),
+            video_polls(Scenario::PendingThenSuccess),
+            video_polls(Scenario::StaysPending)
+        ),
+        (1, 2, 0),
+        "polled once, running then done, and never after the cancel"
+    );
+
+    // EvoLink has no cancel endpoint: easel cancelled both jobs locally, and the stray-path
     // check below shows the plugin sent nothing else.
     for body in bodies(&fake, "POST /v1/images/generations") {
         assert_eq!(body["model"], "gpt-image-2", "{body}");
@@ -535,134 +589,27 @@ async fn evolink_gpt_image_2() {
             "{body}"
         );
     }
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
-}
-
-/// One image request through each of the four APIs (and OpenAI's paths) reaches the DashScope
-/// plugin, completes at the fake, and its output downloads from easel; chat streams through
-/// llmage and `/v1` from the fake's compatible-mode endpoint.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_api_reaches_the_plugin_and_serves_its_output() {
-    use fakes::dashscope::{HOST, KEY, routes};
-    let fake = Fake::start(routes).await;
-    let easel = Easel::start_with(
-        "dashscope",
-        &[(HOST, &fake)],
-        &[("DASHSCOPE_API_KEY", KEY)],
-        "[models]\naliases = { sd = \"dashscope/wan2.2-t2i-flash\" }",
-    )
-    .await;
-    let host = &easel.host;
-    let prompt = format!("a lighthouse {}", Scenario::Success.token());
-    let download = |url: String| async move {
-        let response = reqwest::get(&url).await.unwrap();
-        assert_eq!(response.status(), 200, "{url}");
-        response.bytes().await.unwrap().to_vec()
-    };
-
-    let (pixel, llmage, sd, openai) = tokio::join!(
-        async {
-            let (status, created) = host
-                .post(
-                    "/api/v1/generations/image",
-                    &json!({"model": "dashscope/wan2.2-t2i-flash", "prompt": prompt}),
-                )
-                .await;
-            assert_eq!(status, 200, "{created}");
-            let id = created["data"]["task_id"].as_str().unwrap().to_string();
-            host.wait_terminal(&id).await;
-            let (_, task) = host.get(&format!("/api/v1/tasks/{id}")).await;
-            assert_eq!(task["data"]["status"], "completed", "{task}");
-            assert_eq!(task["data"]["model"], "dashscope/wan2.2-t2i-flash");
-            task["data"]["result"]["images"][0]["url"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        },
-        async {
-            let (status, created) = host
-                .post(
-                    "/llmage/v1/image/generations",
-                    &json!({"model": "wan2.2-t2i-flash", "catelogid": "t2i", "prompt": prompt}),
-                )
-                .await;
-            assert_eq!(status, 200, "{created}");
-            let id = created["taskid"].as_str().unwrap().to_string();
-            host.wait_terminal(&id).await;
-            let (_, task) = host.get(&format!("/llmage/v1/tasks?taskid={id}")).await;
-            assert_eq!(task["status"], "SUCCEEDED", "{task}");
-            task["image"].as_str().unwrap().to_string()
-        },
-        async {
-            let (status, created) = easel_tests::send(
-                reqwest::Client::new()
-                    .post(host.url("/api/v1/generate"))
-                    .header("X-API-Key", "key-a")
-                    .json(&json!({"prompt": prompt})),
-            )
-            .await;
-            assert_eq!(status, 200, "{created}");
-            let id = created["task_id"].as_str().unwrap().to_string();
-            host.wait_terminal(&id).await;
-            let (_, task) = host.get(&format!("/api/v1/tasks/{id}")).await;
-            assert_eq!(task["status"], "completed", "{task}");
-            task["result_url"].as_str().unwrap().to_string()
-        },
-        async {
-            let (status, answer) = host
-                .post(
-                    "/v1/images/generations",
-                    &json!({"model": "dashscope/wan2.2-t2i-flash", "prompt": prompt}),
-                )
-                .await;
-            assert_eq!(status, 200, "{answer}");
-            answer["data"][0]["url"].as_str().unwrap().to_string()
-        },
-    );
-    for url in [pixel, llmage, sd, openai] {
+    let video_bodies = bodies(&fake, "POST /v1/videos/generations");
+    assert_eq!(video_bodies.len(), 3);
+    for body in &video_bodies {
         assert_eq!(
-            download(url).await,
-            fakes::PNG_1X1,
-            "the vendor's image, stored by easel"
+            (
+                body["model"].as_str(),
+                body["aspect_ratio"].as_str(),
+                body["duration"].as_u64(),
+                body["quality"].as_str(),
+                body["generate_audio"].as_bool()
+            ),
+            (
+                Some("seedance-2.0-text-to-video"),
+                Some("9:16"),
+                Some(6),
+                Some("480p"),
+                Some(true)
+            ),
+            "{body}"
         );
     }
-    assert_eq!(
-        bodies(
-            &fake,
-            "POST /api/v1/services/aigc/text2image/image-synthesis"
-        )
-        .len(),
-        4,
-        "one vendor task per API"
-    );
-
-    for path in ["/llmage/v1/chat/completions", "/v1/chat/completions"] {
-        let response = host
-            .as_key(reqwest::Method::POST, path, "key-a")
-            .json(&json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "hello from easel"}], "stream": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        let text = response.text().await.unwrap();
-        let said: String = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .filter(|l| *l != "[DONE]")
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|c| {
-                c["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .map(str::to_string)
-            })
-            .collect();
-        assert_eq!(said, "hello from easel", "{path}: {text}");
-        assert!(text.trim_end().ends_with("data: [DONE]"));
-    }
-    let chat = &bodies(&fake, "POST /compatible-mode/v1/chat/completions")[0];
-    assert_eq!(chat["model"], "qwen-plus");
     fake.assert_only_documented_and_authorized(|c| {
         c.header("authorization") == Some(&*format!("Bearer {KEY}"))
     });
@@ -744,6 +691,21 @@ async fn every_plugin_model_is_listed_with_the_documented_fields() {
             "seed 000's example model {id} is listed"
         );
     }
+    // llmage checks parameters against each plugin's schema (the seed's tables) before
+    // anything reaches a vendor.
+    for (body, message) in [
+        (json!({"model": "wan2.6-t2v", "catelogid": "t2v", "prompt": "p", "duration": 7}), "Invalid parameter duration: must be one of 5, 10, 15"),
+        (json!({"model": "wan2.6-t2v", "catelogid": "t2v", "prompt": "p", "size": "1*1"}), "Invalid parameter size: must be one of"),
+        (json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": "p", "off_peak": "maybe"}), "Invalid parameter off_peak: must be one of Y, N"),
+        (json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": "p", "duration": 17}), "Invalid parameter duration: must be between 1 and 16"),
+    ] {
+        let (status, answer) = host.post("/llmage/v1/video/generations", &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().starts_with(message), "{body}: {answer}");
+    }
+    let (_, jobs) = host.get("/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "refused requests stored nothing");
+
     let (_, llmage) = host.get("/llmage/v1/models?catelogid=t2v").await;
     let names: Vec<&str> = llmage["data"]
         .as_array()

@@ -1,5 +1,6 @@
 //! EvoLink's errors onto the contract's typed errors, written once: answers carry
-//! `{"error": {"code", "message", "type"}}` with an HTTP status. Moderation refusals are
+//! `{"error": {"code", "message", "type"}}` with an HTTP status (the file service answers
+//! `{"success": false, "code", "msg"}`). Moderation refusals are
 //! recognised by their code or message; everything else follows the status (402, EvoLink's
 //! "insufficient quota", counts as a rate limit).
 
@@ -16,7 +17,7 @@ fn is_moderation(code: &str, message: &str) -> bool {
 pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error {
     let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or_default();
     let code = parsed["error"]["code"].as_str().unwrap_or_default();
-    let message = parsed["error"]["message"].as_str().unwrap_or_default();
+    let message = parsed["error"]["message"].as_str().or_else(|| parsed["msg"].as_str()).unwrap_or_default();
     if is_moderation(code, message) {
         return Error::ContentRejected(format!("{code}: {message}"));
     }

@@ -1,27 +1,44 @@
 //! easel provider plugin for EvoLink (`https://api.evolink.ai`), seed 001's "EvoLink"
-//! image engine: `gpt-image-2` for `image.generate` and `image.inpaint`, with seed 001's
-//! `quality`. EvoLink runs every image as a task: `POST /v1/images/generations` answers a
-//! task `id`, `GET /v1/tasks/{id}` reports `pending`/`processing`/`completed`/`failed` and
-//! the `results` URLs.
+//! engine: `gpt-image-2` for `image.generate` and `image.inpaint` with seed 001's
+//! `quality`, and Seedance 2.0 (standard and fast) for `video.generate` with seed 001's
+//! video settings. EvoLink runs everything as a task: `POST /v1/images/generations` or
+//! `POST /v1/videos/generations` answers a task `id`, `GET /v1/tasks/{id}` reports
+//! `pending`/`processing`/`completed`/`failed` and the `results` URLs.
+//!
+//! Inputs given only as bytes go through EvoLink's file API first
+//! (`POST https://files-api.evolink.ai/api/v1/files/upload/base64`, a base64 data URL in,
+//! a `file_url` out): the generation endpoints take URLs only. EvoLink documents no image
+//! upscaling model and no cancel endpoint, so neither is offered.
 
 mod errors;
+mod files;
+mod video;
 
 #[cfg(test)]
 mod tests;
 
 use easel_sdk::http::Request;
 use easel_sdk::serde_json::{Map, Value, json};
-use easel_sdk::{Error, Finished, GenerationRequest, Manifest, Model, Output, PollOutcome, Provider, Result, Submission};
+use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Manifest, Model, Output, PollOutcome, Provider, Result, Submission};
 use std::time::Duration;
 
 /// EvoLink's API base for image, video and audio tasks.
 pub const API_BASE: &str = "https://api.evolink.ai/v1";
-/// The API key (bearer).
+/// EvoLink's file service (uploads of inputs that have no public URL).
+pub const FILES_BASE: &str = "https://files-api.evolink.ai/api/v1";
+/// The API key (bearer), for both hosts.
 pub const API_KEY_SECRET: &str = "EVOLINK_API_KEY";
-/// The model, as EvoLink names it.
+/// The image model, as EvoLink names it.
 pub const GPT_IMAGE_2: &str = "gpt-image-2";
+/// The video models, as easel lists them; the EvoLink model name adds the mode.
+pub const SEEDANCE_2: &str = "seedance-2.0";
+/// Seedance 2.0's fast variant.
+pub const SEEDANCE_2_FAST: &str = "seedance-2.0-fast";
 const HANDLE_PREFIX: &str = "evolink:v1:";
-const POLL_AFTER_MS: u64 = 5_000;
+/// Marks a video task inside a handle (`evolink:v1:video:<id>`); images carry none.
+const VIDEO_MARK: &str = "video:";
+const IMAGE_POLL_MS: u64 = 5_000;
+const VIDEO_POLL_MS: u64 = 10_000;
 /// EvoLink's aspect-ratio sizes for gpt-image-2.
 const SIZES: [&str; 9] = ["auto", "1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16", "21:9"];
 
@@ -31,7 +48,7 @@ pub struct EvoLink;
 
 easel_sdk::export!(EvoLink);
 
-fn schema() -> Value {
+fn image_schema() -> Value {
     json!({"type": "object", "properties": {
         "quality": {"type": "string", "enum": ["low", "medium", "high"], "default": "medium",
                     "description": "Seed 001: EvoLink's generation quality."},
@@ -42,82 +59,56 @@ fn schema() -> Value {
 
 impl Provider for EvoLink {
     fn manifest(&self) -> Manifest {
-        Manifest::new("evolink", env!("CARGO_PKG_VERSION"))
+        let mut manifest = Manifest::new("evolink", env!("CARGO_PKG_VERSION"))
             .allow_host("api.evolink.ai")
+            .allow_host("files-api.evolink.ai")
             .secret(API_KEY_SECRET)
             .model(
                 Model::new(GPT_IMAGE_2, "GPT Image 2 (EvoLink)", "image")
                     .capability("image.generate")
                     .capability("image.inpaint")
-                    .params_schema(schema())
+                    .params_schema(image_schema())
                     .price_hint(3.0)
                     .extra(json!({"capabilities": {"supportsRefImage": true, "supportsInpaint": true}})),
-            )
+            );
+        for (key, name, price) in [(SEEDANCE_2, "Seedance 2.0 (EvoLink)", 10.0), (SEEDANCE_2_FAST, "Seedance 2.0 Fast (EvoLink)", 6.0)] {
+            manifest = manifest.model(
+                Model::new(key, name, "video")
+                    .capability("video.generate")
+                    .params_schema(video::schema())
+                    .price_hint(price)
+                    .extra(json!({"capabilities": {"supportsFirstFrame": true, "supportsLastFrame": true,
+                                                    "supportsRefImage": true, "supportsRefVideo": true, "supportsRefAudio": true}})),
+            );
+        }
+        manifest
     }
 
     fn submit(&self, request: GenerationRequest) -> Result<Submission> {
-        if request.model != GPT_IMAGE_2 || !matches!(request.capability.as_str(), "image.generate" | "image.inpaint") {
-            return Err(Error::invalid(format!("evolink/{} does not do {}", request.model, request.capability)));
+        match (request.model.as_str(), request.capability.as_str()) {
+            (GPT_IMAGE_2, "image.generate" | "image.inpaint") => submit_image(&request),
+            (SEEDANCE_2 | SEEDANCE_2_FAST, "video.generate") => video::submit(&request),
+            (model, capability) => Err(Error::invalid(format!("evolink/{model} does not do {capability}"))),
         }
-        if request.prompt.trim().is_empty() {
-            return Err(Error::invalid("Missing required parameter: prompt"));
-        }
-        let mut body = Map::new();
-        body.insert("model".into(), json!(GPT_IMAGE_2));
-        body.insert("prompt".into(), json!(request.prompt));
-        body.insert("quality".into(), json!(request.param_str("quality", "medium")?));
-        body.insert("size".into(), json!(request.param_str("size", "auto")?));
-        body.insert("n".into(), json!(request.param_u64("n", 1)?));
-        // EvoLink fetches inputs itself, so every input needs a public URL.
-        let urls = |kind: &str| -> Result<Vec<String>> {
-            request
-                .inputs
-                .iter()
-                .filter(|i| i.kind == kind)
-                .map(|i| i.url.clone().filter(|u| !u.is_empty()).ok_or_else(|| Error::invalid("EvoLink needs public URLs for input images")))
-                .collect()
-        };
-        let mut images = urls("image")?;
-        let mut masks = urls("mask")?;
-        if request.capability == "image.inpaint" {
-            // Seed 001 sends [original, mask] as two images; a marked mask works too.
-            if masks.is_empty() && images.len() == 2 {
-                masks.push(images.pop().expect("two images"));
-            }
-            if images.len() != 1 || masks.len() != 1 {
-                return Err(Error::invalid("inpainting needs the original image and a mask"));
-            }
-            body.insert("mask_url".into(), json!(masks[0]));
-        }
-        if !images.is_empty() {
-            body.insert("image_urls".into(), json!(images));
-        }
-        let answer = call(authorized(Request::post(format!("{API_BASE}/images/generations")))?.json(&Value::Object(body)))?;
-        let id = answer["id"]
-            .as_str()
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| Error::upstream(format!("EvoLink answered without a task id: {answer}")))?;
-        Ok(Submission::pending(format!("{HANDLE_PREFIX}{id}"), POLL_AFTER_MS))
     }
 
     fn poll(&self, handle: &str) -> Result<PollOutcome> {
-        let id = handle
-            .strip_prefix(HANDLE_PREFIX)
-            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .ok_or_else(|| Error::invalid(format!("not an EvoLink task handle: {handle}")))?;
+        let (id, is_video) = parse_handle(handle)?;
         let answer = call(authorized(Request::get(format!("{API_BASE}/tasks/{id}")))?)?;
+        let poll_after_ms = if is_video { VIDEO_POLL_MS } else { IMAGE_POLL_MS };
         match answer["status"].as_str().unwrap_or_default() {
             "pending" | "processing" => Ok(PollOutcome::Running {
                 progress: answer["progress"].as_f64().map(|p| (p / 100.0).clamp(0.0, 1.0) as f32),
-                poll_after_ms: POLL_AFTER_MS,
+                poll_after_ms,
             }),
             "completed" => {
+                let content_type = if is_video { "video/mp4" } else { "image/png" };
                 let outputs: Vec<Output> = answer["results"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter_map(Value::as_str)
-                    .map(|u| Output::Url { url: u.into(), content_type: Some("image/png".into()) })
+                    .map(|u| Output::Url { url: u.into(), content_type: Some(content_type.into()) })
                     .collect();
                 if outputs.is_empty() {
                     return Err(Error::upstream(format!("EvoLink reported completion without results: {answer}")));
@@ -128,6 +119,72 @@ impl Provider for EvoLink {
             other => Err(Error::upstream(format!("EvoLink reported an unknown status `{other}`"))),
         }
     }
+
+    // No `cancel`: EvoLink's task answers carry `task_info.can_cancel`, but its API manual
+    // documents no endpoint that cancels a task, so the SDK's default ("cannot cancel
+    // upstream") stands and easel cancels the job on its side only.
+}
+
+fn submit_image(request: &GenerationRequest) -> Result<Submission> {
+    if request.prompt.trim().is_empty() {
+        return Err(Error::invalid("Missing required parameter: prompt"));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(GPT_IMAGE_2));
+    body.insert("prompt".into(), json!(request.prompt));
+    body.insert("quality".into(), json!(request.param_str("quality", "medium")?));
+    body.insert("size".into(), json!(request.param_str("size", "auto")?));
+    body.insert("n".into(), json!(request.param_u64("n", 1)?));
+    let of_kind = |kind: &str| -> Vec<&InputMedia> { request.inputs.iter().filter(|i| i.kind == kind).collect() };
+    let mut images = of_kind("image");
+    let mut masks = of_kind("mask");
+    if request.capability == "image.inpaint" {
+        // Seed 001 sends [original, mask] as two images; a marked mask works too.
+        if masks.is_empty() && images.len() == 2 {
+            masks.push(images.pop().expect("two images"));
+        }
+        if images.len() != 1 || masks.len() != 1 {
+            return Err(Error::invalid("inpainting needs the original image and a mask"));
+        }
+    } else if !masks.is_empty() {
+        return Err(Error::invalid("a mask is only taken by image.inpaint"));
+    }
+    // Check every input before uploading any of them.
+    for input in images.iter().chain(&masks) {
+        files::check_fetchable(input, "image_urls")?;
+    }
+    let image_urls = images.iter().map(|i| files::url_for(i)).collect::<Result<Vec<_>>>()?;
+    if let Some(mask) = masks.first() {
+        body.insert("mask_url".into(), json!(files::url_for(mask)?));
+    }
+    if !image_urls.is_empty() {
+        body.insert("image_urls".into(), json!(image_urls));
+    }
+    create_task("images/generations", Value::Object(body), false)
+}
+
+/// Posts a task to `path` under the API base and answers the pending handle.
+fn create_task(path: &str, body: Value, is_video: bool) -> Result<Submission> {
+    let answer = call(authorized(Request::post(format!("{API_BASE}/{path}")))?.json(&body))?;
+    let id = answer["id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Error::upstream(format!("EvoLink answered without a task id: {answer}")))?;
+    let (mark, poll_after_ms) = if is_video { (VIDEO_MARK, VIDEO_POLL_MS) } else { ("", IMAGE_POLL_MS) };
+    Ok(Submission::pending(format!("{HANDLE_PREFIX}{mark}{id}"), poll_after_ms))
+}
+
+/// The task id in a handle, and whether it is a video task.
+fn parse_handle(handle: &str) -> Result<(&str, bool)> {
+    let rest = handle.strip_prefix(HANDLE_PREFIX).ok_or_else(|| Error::invalid(format!("not an EvoLink task handle: {handle}")))?;
+    let (id, is_video) = match rest.strip_prefix(VIDEO_MARK) {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(Error::invalid(format!("not an EvoLink task handle: {handle}")));
+    }
+    Ok((id, is_video))
 }
 
 fn authorized(request: Request) -> Result<Request> {
