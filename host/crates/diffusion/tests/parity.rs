@@ -191,22 +191,23 @@ fn settings(r: &Ref, scheduler: &str) -> GenerateParams {
     }
 }
 
-fn pipeline_check(label: &str, m: &StableDiffusion, r: &Ref, name: &str) {
+/// The two-step pipeline of `name` with diffusers' latents and noise draws.
+fn pipeline_run(m: &StableDiffusion, r: &Ref, name: &str) -> Vec<f32> {
     let mut p = settings(r, name);
     p.latents = Some(r.get(&format!("pipe.{name}.latents")).0.clone());
     let mut noise = Replay {
         draws: r.get(&format!("pipe.{name}.noise")).0.clone(),
         pos: 0,
     };
-    let images = m
+    let mut images = m
         .generate(&p, &mut noise, &mut |_, _| true)
         .expect("generate");
-    assert_close(
-        label,
-        &images[0],
-        &r.get(&format!("pipe.{name}.image")).0,
-        1e-3,
-    );
+    images.remove(0)
+}
+
+fn pipeline_check(label: &str, m: &StableDiffusion, r: &Ref, name: &str) {
+    let image = pipeline_run(m, r, name);
+    assert_close(label, &image, &r.get(&format!("pipe.{name}.image")).0, 1e-3);
 }
 
 macro_rules! pipeline_test {
@@ -295,4 +296,10 @@ fn pipeline_on_wgpu() {
     unet_check("wgpu unet", &m, &r);
     let name = "EulerAncestralDiscreteScheduler";
     pipeline_check(&format!("wgpu {name}"), &m, &r, name);
+    // Same inputs, same bits: kernels (autotuned once per process) must not vary by run.
+    let (a, b) = (pipeline_run(&m, &r, name), pipeline_run(&m, &r, name));
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "wgpu rerun differs"
+    );
 }

@@ -163,3 +163,17 @@ async fn cancellation_between_steps() {
         "stopped after the first step"
     );
 }
+
+/// A software wgpu adapter (lavapipe) loses to flex unless `EASEL_SD_DEVICE=wgpu` asks for
+/// it; a hardware adapter wins. Either way wgpu stays reachable for tests afterwards.
+#[test]
+fn device_choice_prefers_hardware_wgpu_then_flex() {
+    if std::env::var_os("EASEL_SD_DEVICE").is_some() {
+        return; // forced: the default rule is not in play
+    }
+    let (_, chosen) = easel_diffusion::select_device().unwrap();
+    match easel_diffusion::wgpu_device() {
+        Ok((_, name)) if !name.starts_with("wgpu (Cpu") => assert_eq!(chosen, name),
+        _ => assert_eq!(chosen, "flex (cpu)"),
+    }
+}
