@@ -119,7 +119,11 @@ async fn create_image_task(State(state): State<FakeState>, call: Call) -> Respon
 fn url_count(body: &Value, field: &str) -> Option<usize> {
     match &body[field] {
         Value::Null => Some(0),
-        Value::Array(urls) if urls.iter().all(|u| u.as_str().is_some_and(|u| u.starts_with("http"))) => {
+        Value::Array(urls)
+            if urls
+                .iter()
+                .all(|u| u.as_str().is_some_and(|u| u.starts_with("http"))) =>
+        {
             Some(urls.len())
         }
         _ => None,
@@ -131,14 +135,19 @@ fn video_body_problem(body: &Value) -> Option<String> {
     let model = body["model"].as_str().unwrap_or_default();
     let mode = ["text-to-video", "image-to-video", "reference-to-video"]
         .into_iter()
-        .find(|m| model == format!("seedance-2.0-{m}") || model == format!("seedance-2.0-fast-{m}"));
+        .find(|m| {
+            model == format!("seedance-2.0-{m}") || model == format!("seedance-2.0-fast-{m}")
+        });
     let Some(mode) = mode else {
         return Some(format!("model_access_denied: unknown model {model:?}"));
     };
     if body["prompt"].as_str().is_none_or(str::is_empty) {
         return Some("prompt is required".into());
     }
-    if !body["duration"].as_u64().is_some_and(|d| (4..=15).contains(&d)) {
+    if !body["duration"]
+        .as_u64()
+        .is_some_and(|d| (4..=15).contains(&d))
+    {
         return Some("duration must be an integer from 4 to 15".into());
     }
     if !["480p", "720p", "1080p"].contains(&body["quality"].as_str().unwrap_or("720p")) {
