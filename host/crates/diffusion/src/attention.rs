@@ -13,15 +13,19 @@ use burn::tensor::ops::AttentionModuleOptions;
 use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
 use crate::weights::Weights;
 
-struct Attention {
+/// Multi-head attention with input projections and an output projection; shared by the
+/// UNet's transformers, the VAE's mid-block and CLIP's causal self-attention.
+pub(crate) struct Attention {
     to_q: Linear,
     to_k: Linear,
     to_v: Linear,
     to_out: Linear,
     heads: usize,
+    causal: bool,
 }
 
 impl Attention {
+    /// diffusers' layout: `{p}.to_q`, `to_k`, `to_v`, `to_out.0`.
     fn load(w: &Weights, p: &str, heads: usize) -> Result<Self> {
         Ok(Self {
             to_q: w.linear(&format!("{p}.to_q"))?,
@@ -29,11 +33,24 @@ impl Attention {
             to_v: w.linear(&format!("{p}.to_v"))?,
             to_out: w.linear(&format!("{p}.to_out.0"))?,
             heads,
+            causal: false,
+        })
+    }
+
+    /// transformers' CLIP layout (`{p}.q_proj`, `k_proj`, `v_proj`, `out_proj`), causal.
+    pub(crate) fn load_clip(w: &Weights, p: &str, heads: usize) -> Result<Self> {
+        Ok(Self {
+            to_q: w.linear(&format!("{p}.q_proj"))?,
+            to_k: w.linear(&format!("{p}.k_proj"))?,
+            to_v: w.linear(&format!("{p}.v_proj"))?,
+            to_out: w.linear(&format!("{p}.out_proj"))?,
+            heads,
+            causal: true,
         })
     }
 
     /// `x` `[B, N, C]`, `ctx` `[B, M, Cc]` (None: self-attention).
-    fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>) -> Tensor<3> {
         let [b, n, _] = x.dims();
         let ctx = ctx.cloned().unwrap_or_else(|| x.clone());
         let m = ctx.dims()[1];
@@ -48,7 +65,11 @@ impl Attention {
             .reshape([b, m, h, d])
             .swap_dims(1, 2);
         let v = self.to_v.forward(ctx).reshape([b, m, h, d]).swap_dims(1, 2);
-        let a = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let opts = AttentionModuleOptions {
+            is_causal: self.causal,
+            ..Default::default()
+        };
+        let a = attention(q, k, v, None, None, opts);
         self.to_out
             .forward(a.swap_dims(1, 2).reshape([b, n, inner]))
     }

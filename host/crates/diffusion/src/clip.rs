@@ -6,11 +6,11 @@
 //! Invariants: input is `[B, 77]` token ids; output `[B, 77, hidden]`. Attention is causal.
 
 use anyhow::Result;
-use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 
+use crate::attention::Attention;
 use crate::nn::{LayerNorm, Linear};
 use crate::weights::Weights;
 
@@ -44,10 +44,7 @@ fn ln_eps() -> f64 {
 
 struct Layer {
     ln1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    attn: Attention,
     ln2: LayerNorm,
     fc1: Linear,
     fc2: Linear,
@@ -59,7 +56,6 @@ pub struct ClipTextTransformer {
     position_embedding: Tensor<2>,
     layers: Vec<Layer>,
     final_ln: LayerNorm,
-    heads: usize,
     quick: bool,
 }
 
@@ -73,10 +69,7 @@ impl ClipTextTransformer {
             let l = format!("{p}.encoder.layers.{i}");
             layers.push(Layer {
                 ln1: w.layer_norm(&format!("{l}.layer_norm1"), eps)?,
-                q: w.linear(&format!("{l}.self_attn.q_proj"))?,
-                k: w.linear(&format!("{l}.self_attn.k_proj"))?,
-                v: w.linear(&format!("{l}.self_attn.v_proj"))?,
-                o: w.linear(&format!("{l}.self_attn.out_proj"))?,
+                attn: Attention::load_clip(w, &format!("{l}.self_attn"), cfg.num_attention_heads)?,
                 ln2: w.layer_norm(&format!("{l}.layer_norm2"), eps)?,
                 fc1: w.linear(&format!("{l}.mlp.fc1"))?,
                 fc2: w.linear(&format!("{l}.mlp.fc2"))?,
@@ -87,7 +80,6 @@ impl ClipTextTransformer {
             position_embedding: w.any(&format!("{p}.embeddings.position_embedding.weight"))?,
             layers,
             final_ln: w.layer_norm(&format!("{p}.final_layer_norm"), eps)?,
-            heads: cfg.num_attention_heads,
             quick: cfg.hidden_act == "quick_gelu",
         })
     }
@@ -106,23 +98,8 @@ impl ClipTextTransformer {
             .slice([0..s])
             .reshape([1, s, d]);
         let mut x = embedding(self.token_embedding.clone(), idx) + pos;
-        let h = self.heads;
-        let hd = d / h;
         for l in &self.layers {
-            let r = x.clone();
-            let y = l.ln1.forward(x);
-            let split = |t: Tensor<3>| t.reshape([b, s, h, hd]).swap_dims(1, 2);
-            let q = split(l.q.forward(y.clone()));
-            let k = split(l.k.forward(y.clone()));
-            let v = split(l.v.forward(y));
-            let opts = AttentionModuleOptions {
-                is_causal: true,
-                ..Default::default()
-            };
-            let a = attention(q, k, v, None, None, opts)
-                .swap_dims(1, 2)
-                .reshape([b, s, d]);
-            x = r + l.o.forward(a);
+            x = l.attn.forward(l.ln1.forward(x.clone()), None) + x;
             let r = x.clone();
             let y = l.fc1.forward(l.ln2.forward(x));
             let y = if self.quick {
