@@ -12,8 +12,12 @@
 //! - Nothing is downloaded at build or run time; the CLIP BPE vocabulary ships in
 //!   `assets/`.
 //!
-//! The host calls [`LocalDiffusion::load`], [`LocalDiffusion::device_name`] and the
-//! [`easel_provider::Provider`] methods (`models()` lists the single model).
+//! Host wiring: when `EASEL_SD_MODEL` is set, `LocalDiffusion::load(path).await?` (a
+//! diffusers folder or a single-file `.safetensors`; it picks the device with
+//! [`select_device`]: `EASEL_SD_DEVICE` when set, else a hardware wgpu adapter, else flex)
+//! and register the result as a provider; its id is `local` and its one model is
+//! `local/<LocalDiffusion::model_key()>`. [`LocalDiffusion::device_name`] is what `/health`
+//! and the registry show. End-to-end tests can load [`TINY_FIXTURE_MODEL`].
 
 #![deny(missing_docs)]
 

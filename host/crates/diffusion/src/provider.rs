@@ -128,6 +128,14 @@ fn get_f64(p: &Map<String, Value>, k: &str, d: f64) -> Result<f64, ProviderError
     }
 }
 
+fn get_str<'a>(p: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, ProviderError> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad(format!("{k} must be a string"))),
+    }
+}
+
 /// Encodes `height x width x 3` floats in [0, 1] as PNG or JPEG.
 fn encode_image(img: &[f32], width: usize, height: usize, jpeg: bool) -> anyhow::Result<Vec<u8>> {
     let px: Vec<u8> = img
@@ -213,11 +221,7 @@ impl Provider for LocalDiffusion {
             "image.edit" => true,
             other => return Err(bad(format!("local does not serve {other}"))),
         };
-        let format = match p
-            .get("output_format")
-            .and_then(|v| v.as_str())
-            .unwrap_or("png")
-        {
+        let format = match get_str(p, "output_format")?.unwrap_or("png") {
             "png" => false,
             "jpg" | "jpeg" => true,
             other => {
@@ -250,18 +254,13 @@ impl Provider for LocalDiffusion {
         };
         let params = GenerateParams {
             prompt: request.prompt.clone(),
-            negative_prompt: p
-                .get("negative_prompt")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
+            negative_prompt: get_str(p, "negative_prompt")?.map(str::to_string),
             width,
             height,
             steps: get_u64(p, "num_inference_steps", DEFAULT_STEPS)? as usize,
             guidance_scale: get_f64(p, "guidance_scale", DEFAULT_GUIDANCE)?,
             num_images: get_u64(p, "num_images", 1)? as usize,
-            scheduler: p
-                .get("scheduler")
-                .and_then(|v| v.as_str())
+            scheduler: get_str(p, "scheduler")?
                 .unwrap_or(DEFAULT_SCHEDULER)
                 .to_string(),
             strength: get_f64(p, "strength", DEFAULT_STRENGTH)?,

@@ -134,6 +134,9 @@ async fn jpeg_edit_and_errors() {
         json!({"scheduler": "Nope"}),
         json!({"num_images": 11}),
         json!({"output_format": "gif"}),
+        json!({"scheduler": 3}),
+        json!({"negative_prompt": ["x"]}),
+        json!({"seed": -1}),
     ] {
         let e = p.submit(&request(&p, bad), &ctx).await.unwrap_err();
         assert!(matches!(e, ProviderError::InvalidRequest(_)), "{e:?}");
