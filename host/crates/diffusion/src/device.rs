@@ -4,9 +4,10 @@
 //! Invariants: selection runs once per process (burn's wgpu runtime can be initialized only
 //! once) and is cached; `EASEL_SD_DEVICE=flex` or `=wgpu` forces a choice (`wgpu` then
 //! fails loudly instead of falling back, and accepts a software adapter). A software
-//! adapter such as Mesa's lavapipe is not chosen by default: on the same CPU, flex ran a
-//! full-size UNet step several times faster (docs/BENCHMARKS.md). The description names
-//! the backend and adapter.
+//! adapter such as Mesa's lavapipe is not chosen by default: on the 2-core build box it
+//! spent 12 minutes in its first full-size 256x256 UNet call and then failed to allocate a
+//! buffer, where flex takes 12 s a step (docs/BENCHMARKS.md). The description names the
+//! backend and adapter.
 
 use std::sync::OnceLock;
 
