@@ -1,9 +1,11 @@
 //! Parity with diffusers on the tiny random SD 1.x fixtures made by
 //! `scripts/make_fixtures.py` (see that script for what each reference holds).
 //!
-//! Tolerances (max absolute difference): text embeddings, one UNet call and the VAE 1e-4;
+//! Tolerances (max absolute difference): text embeddings, one UNet call, the VAE and each
+//! scheduler's 8-step trajectory 1e-4;
 //! two-step pipelines and img2img 1e-3 on images in [0, 1]. Measured on flex and lavapipe:
-//! at most 7e-6 for single models, 6.3e-5 for pipelines (KDPM2 ancestral). The models are
+//! at most 7e-6 for single models and scheduler trajectories, 6.3e-5 for pipelines (KDPM2
+//! ancestral). The models are
 //! f32 on both sides; the slack covers summation order and transcendental differences on
 //! other adapters. The schedulers' reference images differ from each other by more than
 //! 0.5, so a scheduler bug cannot hide inside the tolerance.
@@ -18,12 +20,15 @@ fn fixtures() -> PathBuf {
 }
 
 struct Ref {
-    t: HashMap<String, (Vec<f32>, Vec<usize>)>,
+    t: Tensors,
     json: serde_json::Value,
 }
 
-fn reference() -> Ref {
-    let bytes = std::fs::read(fixtures().join("reference.safetensors")).expect("fixtures present");
+type Tensors = HashMap<String, (Vec<f32>, Vec<usize>)>;
+
+/// An f32 safetensors fixture: values and shape per name.
+fn load_tensors(name: &str) -> Tensors {
+    let bytes = std::fs::read(fixtures().join(name)).expect("fixtures present");
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut t = HashMap::new();
     for (k, v) in st.tensors() {
@@ -34,6 +39,11 @@ fn reference() -> Ref {
             .collect();
         t.insert(k, (d, v.shape().to_vec()));
     }
+    t
+}
+
+fn reference() -> Ref {
+    let t = load_tensors("reference.safetensors");
     let json =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
             .unwrap();
@@ -238,6 +248,47 @@ fn scheduler_timesteps_match_diffusers() {
         let want = &r.get(&format!("pipe.{name}.timesteps")).0;
         let got: Vec<f32> = s.timesteps().iter().map(|t| *t as f32).collect();
         assert!(max_diff(&got, want) < 1e-3, "{name}: {got:?} vs {want:?}");
+    }
+}
+
+/// Each scheduler alone for 8 steps, driven by `make_fixtures.py`'s stand-in model
+/// `eps = 0.6 x_in + 1e-4 t`, against diffusers: reaches LMS's order 4, PNDM's full PLMS,
+/// DPM++ 2M's lower-order final steps and interior KDPM2/Heun midpoints, which the
+/// two-step pipelines never do.
+#[test]
+fn schedulers_match_diffusers_over_eight_steps() {
+    let t = load_tensors("schedulers.safetensors");
+    let start = &t["start"].0;
+    let n = start.len();
+    for name in easel_diffusion::schedulers::SCHEDULER_NAMES {
+        let mut s = easel_diffusion::schedulers::by_name(name, 8).unwrap();
+        let got: Vec<f32> = s.timesteps().iter().map(|t| *t as f32).collect();
+        let want = &t[&format!("{name}.timesteps")].0;
+        assert!(max_diff(&got, want) < 1e-3, "{name}: {got:?} vs {want:?}");
+        let draws = &t[&format!("{name}.noise")].0;
+        let mut drawn = 0;
+        let sigma = s.init_noise_sigma();
+        let mut sample: Vec<f32> = start.iter().map(|v| (*v as f64 * sigma) as f32).collect();
+        for idx in 0..s.timesteps().len() {
+            let (ts, scale) = (s.timesteps()[idx] as f32, s.input_scale(idx) as f32);
+            let eps: Vec<f32> = sample
+                .iter()
+                .map(|x| 0.6 * (x * scale) + 1e-4 * ts)
+                .collect();
+            let mut noise = || {
+                drawn += n;
+                draws[drawn - n..drawn].to_vec()
+            };
+            sample = s.step(&eps, idx, &sample, &mut noise);
+        }
+        let expected_draws = if draws.len() == 1 { 0 } else { draws.len() };
+        assert_eq!(drawn, expected_draws, "{name}: noise draws");
+        assert_close(
+            &format!("{name}, 8 steps"),
+            &sample,
+            &t[&format!("{name}.out")].0,
+            1e-4,
+        );
     }
 }
 
