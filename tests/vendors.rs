@@ -554,7 +554,8 @@ async fn evolink_gpt_image_2_and_seedance_video() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let cancel = format!("/api/v1/jobs/{}/cancel", video_jobs[2].job);
-    let (status, body) = easel_tests::send(easel.host.as_key(reqwest::Method::POST, &cancel, "key-a")).await;
+    let (status, body) =
+        easel_tests::send(easel.host.as_key(reqwest::Method::POST, &cancel, "key-a")).await;
     assert_eq!(status, 200, "cancel: {body}");
     assert_eq!(easel.finished(&video_jobs[2]).await["status"], "cancelled");
     easel
@@ -694,17 +695,36 @@ async fn every_plugin_model_is_listed_with_the_documented_fields() {
     // llmage checks parameters against each plugin's schema (the seed's tables) before
     // anything reaches a vendor.
     for (body, message) in [
-        (json!({"model": "wan2.6-t2v", "catelogid": "t2v", "prompt": "p", "duration": 7}), "Invalid parameter duration: must be one of 5, 10, 15"),
-        (json!({"model": "wan2.6-t2v", "catelogid": "t2v", "prompt": "p", "size": "1*1"}), "Invalid parameter size: must be one of"),
-        (json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": "p", "off_peak": "maybe"}), "Invalid parameter off_peak: must be one of Y, N"),
-        (json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": "p", "duration": 17}), "Invalid parameter duration: must be between 1 and 16"),
+        (
+            json!({"model": "wan2.6-t2v", "catelogid": "t2v", "prompt": "p", "duration": 7}),
+            "Invalid parameter duration: must be one of 5, 10, 15",
+        ),
+        (
+            json!({"model": "wan2.6-t2v", "catelogid": "t2v", "prompt": "p", "size": "1*1"}),
+            "Invalid parameter size: must be one of",
+        ),
+        (
+            json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": "p", "off_peak": "maybe"}),
+            "Invalid parameter off_peak: must be one of Y, N",
+        ),
+        (
+            json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": "p", "duration": 17}),
+            "Invalid parameter duration: must be between 1 and 16",
+        ),
     ] {
         let (status, answer) = host.post("/llmage/v1/video/generations", &body).await;
         assert_eq!(status, 400, "{body}: {answer}");
-        assert!(answer["error"].as_str().unwrap().starts_with(message), "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().starts_with(message),
+            "{body}: {answer}"
+        );
     }
     let (_, jobs) = host.get("/api/v1/jobs").await;
-    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "refused requests stored nothing");
+    assert_eq!(
+        jobs["jobs"].as_array().unwrap().len(),
+        0,
+        "refused requests stored nothing"
+    );
 
     let (_, llmage) = host.get("/llmage/v1/models?catelogid=t2v").await;
     let names: Vec<&str> = llmage["data"]

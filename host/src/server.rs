@@ -7,6 +7,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use easel_diffusion::LocalDiffusion;
 use easel_wasm::{PluginHost, WasmConfig};
 
 use crate::{
@@ -45,6 +46,9 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     let assets = Assets::new(store.clone(), config.data_dir.join("assets"))?;
     let registry = Arc::new(Registry::default());
     registry.upsert(Arc::new(Offline));
+    if let Some(path) = &config.sd_model {
+        registry.upsert(Arc::new(load_local_model(path).await?));
+    }
     for (alias, target) in &config.aliases {
         registry.set_alias(alias, target);
     }
@@ -84,6 +88,19 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         plugins,
     };
     Ok(Host { engine, state })
+}
+
+/// Loads the native diffusion model once, before serving; every request shares it.
+async fn load_local_model(path: &std::path::Path) -> anyhow::Result<LocalDiffusion> {
+    let local = LocalDiffusion::load(path)
+        .await
+        .with_context(|| format!("loading EASEL_SD_MODEL {}", path.display()))?;
+    tracing::info!(
+        model = %format!("local/{}", local.model_key()),
+        device = %local.device_name(),
+        "local diffusion model loaded"
+    );
+    Ok(local)
 }
 
 /// Loads every plugin in `dir`, publishes them into the registry and watches the folder.

@@ -37,18 +37,8 @@ use crate::{
 /// The dialect name stored on tasks this API creates.
 pub const API: &str = "sd";
 
-/// The nine scheduler names of seed 003.
-pub const SCHEDULERS: [&str; 9] = [
-    "DPMSolverMultistepScheduler",
-    "DDIMScheduler",
-    "EulerDiscreteScheduler",
-    "EulerAncestralDiscreteScheduler",
-    "PNDMScheduler",
-    "LMSDiscreteScheduler",
-    "HeunDiscreteScheduler",
-    "KDPM2DiscreteScheduler",
-    "KDPM2AncestralDiscreteScheduler",
-];
+/// The nine scheduler names of seed 003, as the native pipeline implements them.
+pub use easel_diffusion::schedulers::SCHEDULER_NAMES as SCHEDULERS;
 
 /// A FastAPI-style error.
 #[derive(Debug)]
