@@ -3,26 +3,11 @@
 //! folder is hot: a broken file is refused while the rest keep serving, a removed file retires
 //! its provider. The `.wasm` files come from `scripts/test`, which builds `plugins/` first.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use easel_tests::{Backend, Host, Options, send};
+use easel_tests::{Backend, Host, Options, built_plugin, send};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// A component built from `plugins/` by scripts/test.
-fn built_plugin(crate_name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
-    let file = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", crate_name.replace('-', "_")));
-    assert!(
-        file.exists(),
-        "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first",
-        file.display()
-    );
-    file
-}
 
 async fn admin_plugins(host: &Host) -> Value {
     let (status, body) = send(host.as_key(Method::GET, "/admin/plugins", "admin-secret")).await;

@@ -636,7 +636,7 @@ async fn every_plugin_model_is_listed_with_the_documented_fields() {
     ];
     for vendor in vendors {
         std::fs::copy(
-            fakes::easel::built_plugin(vendor),
+            easel_tests::built_plugin(vendor),
             plugins.path().join(format!("{vendor}.wasm")),
         )
         .unwrap();

@@ -2,9 +2,9 @@
 //! routed (`[plugins] connect_to`) to fakes, the job-level checks every vendor shares, and
 //! the drivers that play every scenario against a task API or a synchronous one.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use easel_tests::{Backend, Host, Options};
+use easel_tests::{Backend, Host, Options, built_plugin};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -24,21 +24,6 @@ pub struct Submitted {
     pub scenario: Scenario,
     /// easel's job id.
     pub job: String,
-}
-
-/// A component built from `plugins/` by scripts/test (see tests/plugins.rs).
-pub fn built_plugin(crate_name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
-    let file = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", crate_name.replace('-', "_")));
-    assert!(
-        file.exists(),
-        "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first",
-        file.display()
-    );
-    file
 }
 
 impl Easel {

@@ -397,3 +397,19 @@ impl Receiver {
         }
     }
 }
+
+/// A plugin component built from `plugins/` (scripts/test builds them for wasm32-wasip2 into
+/// the same target folder before the tests run).
+pub fn built_plugin(crate_name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+    let file = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        file.exists(),
+        "{} is missing: scripts/test builds plugins/ for wasm32-wasip2 first",
+        file.display()
+    );
+    file
+}
