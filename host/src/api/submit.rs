@@ -135,14 +135,6 @@ pub fn url_input(kind: &str, role: Option<&str>, url: String) -> InputMedia {
     }
 }
 
-/// The task's output URLs, public links for stored files.
-pub fn output_urls(state: &AppState, base: &str, task: &Task) -> Vec<String> {
-    task.output_asset_ids()
-        .iter()
-        .map(|id| state.links.url(base, id))
-        .collect()
-}
-
 /// The task's stored outputs, in order (chat text outputs are skipped).
 pub async fn stored_outputs(
     state: &AppState,
