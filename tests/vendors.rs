@@ -616,6 +616,134 @@ async fn evolink_gpt_image_2_and_seedance_video() {
     });
 }
 
+/// One image request through each of the four APIs (and OpenAI's paths) reaches the DashScope
+/// plugin, completes at the fake, and its output downloads from easel; chat streams through
+/// llmage and `/v1` from the fake's compatible-mode endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_reaches_the_plugin_and_serves_its_output() {
+    use fakes::dashscope::{HOST, KEY, routes};
+    let fake = Fake::start(routes).await;
+    let easel = Easel::start_with(
+        "dashscope",
+        &[(HOST, &fake)],
+        &[("DASHSCOPE_API_KEY", KEY)],
+        "[models]\naliases = { sd = \"dashscope/wan2.2-t2i-flash\" }",
+    )
+    .await;
+    let host = &easel.host;
+    let prompt = format!("a lighthouse {}", Scenario::Success.token());
+    let download = |url: String| async move {
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        response.bytes().await.unwrap().to_vec()
+    };
+
+    let (pixel, llmage, sd, openai) = tokio::join!(
+        async {
+            let (status, created) = host
+                .post(
+                    "/api/v1/generations/image",
+                    &json!({"model": "dashscope/wan2.2-t2i-flash", "prompt": prompt}),
+                )
+                .await;
+            assert_eq!(status, 200, "{created}");
+            let id = created["data"]["task_id"].as_str().unwrap().to_string();
+            host.wait_terminal(&id).await;
+            let (_, task) = host.get(&format!("/api/v1/tasks/{id}")).await;
+            assert_eq!(task["data"]["status"], "completed", "{task}");
+            assert_eq!(task["data"]["model"], "dashscope/wan2.2-t2i-flash");
+            task["data"]["result"]["images"][0]["url"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        },
+        async {
+            let (status, created) = host
+                .post(
+                    "/llmage/v1/image/generations",
+                    &json!({"model": "wan2.2-t2i-flash", "catelogid": "t2i", "prompt": prompt}),
+                )
+                .await;
+            assert_eq!(status, 200, "{created}");
+            let id = created["taskid"].as_str().unwrap().to_string();
+            host.wait_terminal(&id).await;
+            let (_, task) = host.get(&format!("/llmage/v1/tasks?taskid={id}")).await;
+            assert_eq!(task["status"], "SUCCEEDED", "{task}");
+            task["image"].as_str().unwrap().to_string()
+        },
+        async {
+            let (status, created) = easel_tests::send(
+                reqwest::Client::new()
+                    .post(host.url("/api/v1/generate"))
+                    .header("X-API-Key", "key-a")
+                    .json(&json!({"prompt": prompt})),
+            )
+            .await;
+            assert_eq!(status, 200, "{created}");
+            let id = created["task_id"].as_str().unwrap().to_string();
+            host.wait_terminal(&id).await;
+            let (_, task) = host.get(&format!("/api/v1/tasks/{id}")).await;
+            assert_eq!(task["status"], "completed", "{task}");
+            task["result_url"].as_str().unwrap().to_string()
+        },
+        async {
+            let (status, answer) = host
+                .post(
+                    "/v1/images/generations",
+                    &json!({"model": "dashscope/wan2.2-t2i-flash", "prompt": prompt}),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            answer["data"][0]["url"].as_str().unwrap().to_string()
+        },
+    );
+    for url in [pixel, llmage, sd, openai] {
+        assert_eq!(
+            download(url).await,
+            fakes::PNG_1X1,
+            "the vendor's image, stored by easel"
+        );
+    }
+    assert_eq!(
+        bodies(
+            &fake,
+            "POST /api/v1/services/aigc/text2image/image-synthesis"
+        )
+        .len(),
+        4,
+        "one vendor task per API"
+    );
+
+    for path in ["/llmage/v1/chat/completions", "/v1/chat/completions"] {
+        let response = host
+            .as_key(reqwest::Method::POST, path, "key-a")
+            .json(&json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "hello from easel"}], "stream": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let text = response.text().await.unwrap();
+        let said: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|l| *l != "[DONE]")
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        assert_eq!(said, "hello from easel", "{path}: {text}");
+        assert!(text.trim_end().ends_with("data: [DONE]"));
+    }
+    let chat = &bodies(&fake, "POST /compatible-mode/v1/chat/completions")[0];
+    assert_eq!(chat["model"], "qwen-plus");
+    fake.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
+    });
+}
+
 /// With every vendor plugin loaded, Pixel's model list names each of their models with the
 /// documented fields, and llmage lists the seed's bare names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
