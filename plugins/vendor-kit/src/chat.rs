@@ -1,6 +1,6 @@
 //! The OpenAI chat-completions wire format, streamed.
 //!
-//! DashScope's compatible mode, Volcengine Ark and OpenAI itself take the same request
+//! DashScope's compatible mode, Volcengine Ark, Zhipu and OpenAI itself take the same request
 //! (`model`, `messages`, `stream`, `stream_options.include_usage`, sampling parameters)
 //! and answer with the same server-sent events: `chat.completion.chunk` objects whose
 //! `choices[0].delta.content` carries text and `choices[0].finish_reason` the end, then
@@ -65,9 +65,18 @@ pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatSt
     let response = request.send_streaming()?;
     if !(200..300).contains(&response.status()) {
         let whole = response.into_response()?;
-        return Err(map_error(whole.status(), whole.header("retry-after"), whole.body()));
+        return Err(map_error(
+            whole.status(),
+            whole.header("retry-after"),
+            whole.body(),
+        ));
     }
-    Ok(Box::new(ChunkStream { events: Some(response.sse()), finish: None, usage: None, map_error }))
+    Ok(Box::new(ChunkStream {
+        events: Some(response.sse()),
+        finish: None,
+        usage: None,
+        map_error,
+    }))
 }
 
 /// Turns `chat.completion.chunk` events into chat events: deltas as they come, then
@@ -87,7 +96,9 @@ impl ChunkStream {
         if let Some((prompt, completion)) = self.usage.take() {
             tail.push(ChatEvent::Usage { prompt, completion });
         }
-        tail.push(ChatEvent::Finish(self.finish.take().unwrap_or_else(|| "stop".to_string())));
+        tail.push(ChatEvent::Finish(
+            self.finish.take().unwrap_or_else(|| "stop".to_string()),
+        ));
         tail
     }
 }
@@ -95,7 +106,9 @@ impl ChunkStream {
 impl ChatStream for ChunkStream {
     fn next(&mut self) -> Result<Vec<ChatEvent>> {
         loop {
-            let Some(events) = self.events.as_mut() else { return Ok(Vec::new()) };
+            let Some(events) = self.events.as_mut() else {
+                return Ok(Vec::new());
+            };
             let event = match events.next_event()? {
                 None => return Ok(self.tail()),
                 Some(e) if e.is_done_marker() => return Ok(self.tail()),
@@ -113,10 +126,21 @@ impl ChatStream for ChunkStream {
             }
             let mut out = Vec::new();
             if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
-                if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                if let Some(text) = choice
+                    .pointer("/delta/content")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
                     out.push(ChatEvent::Delta(text.to_string()));
                 }
                 if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                    // Zhipu ends a moderated answer with `sensitive`; the contract's word is
+                    // OpenAI's `content_filter`.
+                    let reason = if reason == "sensitive" {
+                        "content_filter"
+                    } else {
+                        reason
+                    };
                     self.finish = Some(reason.to_string());
                 }
             }
@@ -169,7 +193,10 @@ mod tests {
             vec![
                 ChatEvent::Delta("Hel".into()),
                 ChatEvent::Delta("lo".into()),
-                ChatEvent::Usage { prompt: 3, completion: 2 },
+                ChatEvent::Usage {
+                    prompt: 3,
+                    completion: 2
+                },
                 ChatEvent::Finish("length".into())
             ]
         );
@@ -178,17 +205,30 @@ mod tests {
     #[test]
     fn error_statuses_and_in_stream_errors_go_through_the_mapper() {
         let _s = Script::new()
-            .exchange(Expect::post("https://chat.example/v1"), Reply::json(401, json!({"error": {"code": "bad_key"}})))
             .exchange(
                 Expect::post("https://chat.example/v1"),
-                Reply::sse([r#"{"choices":[{"delta":{"content":"a"}}]}"#, r#"{"error":{"code":"x"}}"#]),
+                Reply::json(401, json!({"error": {"code": "bad_key"}})),
+            )
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::sse([
+                    r#"{"choices":[{"delta":{"content":"a"}}]}"#,
+                    r#"{"error":{"code":"x"}}"#,
+                ]),
             )
             .install();
-        let e = stream(Request::post("https://chat.example/v1"), mapper).err().unwrap();
-        assert!(matches!(e, Error::InvalidRequest(m) if m.starts_with("401") && m.contains("bad_key")));
+        let e = stream(Request::post("https://chat.example/v1"), mapper)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, Error::InvalidRequest(m) if m.starts_with("401") && m.contains("bad_key"))
+        );
         let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
         assert_eq!(s.next().unwrap(), vec![ChatEvent::Delta("a".into())]);
         assert!(matches!(s.next(), Err(Error::InvalidRequest(m)) if m.starts_with("200")));
-        assert!(s.next().unwrap().is_empty(), "the stream ends after an error");
+        assert!(
+            s.next().unwrap().is_empty(),
+            "the stream ends after an error"
+        );
     }
 }

@@ -25,7 +25,10 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_only() {
         assert_eq!(retry_after_secs(Some(" 12 ")), Some(12));
-        assert_eq!(retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(
+            retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
         assert_eq!(retry_after_secs(None), None);
     }
 }

@@ -30,14 +30,23 @@ pub fn reference(input: &InputMedia, accepts: Reference, field: &str) -> Result<
             "`{field}` needs a public URL for the {} input; upload it somewhere the vendor can fetch, or register it by URL",
             input.kind
         ))),
-        _ => Err(Error::invalid(format!("the {} input for `{field}` has neither a URL nor data", input.kind))),
+        _ => Err(Error::invalid(format!(
+            "the {} input for `{field}` has neither a URL nor data",
+            input.kind
+        ))),
     }
 }
 
 /// `data:<mime>;base64,<bytes>` for `data`, the MIME type from the record or sniffed.
 pub fn data_url(input: &InputMedia, data: &[u8]) -> String {
-    let mime = input.content_type.clone().unwrap_or_else(|| sniff_content_type(&input.kind, data).to_string());
-    format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(data))
+    let mime = input
+        .content_type
+        .clone()
+        .unwrap_or_else(|| sniff_content_type(&input.kind, data).to_string());
+    format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(data)
+    )
 }
 
 /// Plain base64 of the bytes (for vendors that want the bare encoding).
@@ -59,8 +68,36 @@ pub fn sniff_content_type(kind: &str, data: &[u8]) -> &'static str {
         [0x89, b'P', b'N', b'G', ..] => "image/png",
         [0xff, 0xd8, 0xff, ..] => "image/jpeg",
         [b'G', b'I', b'F', b'8', ..] => "image/gif",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "image/webp",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E', ..] => "audio/wav",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'A',
+            b'V',
+            b'E',
+            ..,
+        ] => "audio/wav",
         [_, _, _, _, b'f', b't', b'y', b'p', ..] => "video/mp4",
         [b'I', b'D', b'3', ..] | [0xff, 0xfb, ..] | [0xff, 0xf3, ..] => "audio/mpeg",
         _ => match kind {
@@ -73,12 +110,21 @@ pub fn sniff_content_type(kind: &str, data: &[u8]) -> &'static str {
 }
 
 /// Inputs of this kind with exactly this role (`None`: inputs without a role).
-pub fn with_role<'a>(inputs: &'a [InputMedia], kind: &'a str, role: Option<&'a str>) -> impl Iterator<Item = &'a InputMedia> {
-    inputs.iter().filter(move |i| i.kind == kind && i.role.as_deref() == role)
+pub fn with_role<'a>(
+    inputs: &'a [InputMedia],
+    kind: &'a str,
+    role: Option<&'a str>,
+) -> impl Iterator<Item = &'a InputMedia> {
+    inputs
+        .iter()
+        .filter(move |i| i.kind == kind && i.role.as_deref() == role)
 }
 
 /// Inputs of this kind, whatever their role.
-pub fn of_kind<'a>(inputs: &'a [InputMedia], kind: &'a str) -> impl Iterator<Item = &'a InputMedia> {
+pub fn of_kind<'a>(
+    inputs: &'a [InputMedia],
+    kind: &'a str,
+) -> impl Iterator<Item = &'a InputMedia> {
     inputs.iter().filter(move |i| i.kind == kind)
 }
 
@@ -98,11 +144,19 @@ mod tests {
     #[test]
     fn urls_win_and_data_becomes_a_data_url_only_where_accepted() {
         let both = input("image", Some("https://x/a.png"), Some(b"\x89PNG...."));
-        assert_eq!(reference(&both, Reference::UrlOnly, "img").unwrap(), "https://x/a.png");
+        assert_eq!(
+            reference(&both, Reference::UrlOnly, "img").unwrap(),
+            "https://x/a.png"
+        );
         let bytes = input("image", None, Some(b"\x89PNG\r\n"));
-        assert_eq!(reference(&bytes, Reference::UrlOrDataUrl, "img").unwrap(), "data:image/png;base64,iVBORw0K");
+        assert_eq!(
+            reference(&bytes, Reference::UrlOrDataUrl, "img").unwrap(),
+            "data:image/png;base64,iVBORw0K"
+        );
         let e = reference(&bytes, Reference::UrlOnly, "reference_urls").unwrap_err();
-        assert!(matches!(e, Error::InvalidRequest(m) if m.contains("public URL") && m.contains("reference_urls")));
+        assert!(
+            matches!(e, Error::InvalidRequest(m) if m.contains("public URL") && m.contains("reference_urls"))
+        );
         assert!(reference(&input("image", None, None), Reference::UrlOrDataUrl, "img").is_err());
     }
 
@@ -112,10 +166,16 @@ mod tests {
         assert!(data_url(&jpeg, &[0xff, 0xd8, 0xff, 0xe0]).starts_with("data:image/jpeg;base64,"));
         jpeg.content_type = Some("image/webp".into());
         assert!(data_url(&jpeg, &[0xff, 0xd8, 0xff]).starts_with("data:image/webp;base64,"));
-        assert_eq!(sniff_content_type("video", b"\0\0\0\x18ftypmp42"), "video/mp4");
+        assert_eq!(
+            sniff_content_type("video", b"\0\0\0\x18ftypmp42"),
+            "video/mp4"
+        );
         assert_eq!(sniff_content_type("audio", b"??"), "audio/mpeg");
         assert_eq!(decode_base64("aGk=").unwrap(), b"hi");
-        assert!(matches!(decode_base64("*"), Err(Error::UpstreamUnavailable(_))));
+        assert!(matches!(
+            decode_base64("*"),
+            Err(Error::UpstreamUnavailable(_))
+        ));
     }
 
     #[test]
@@ -126,7 +186,14 @@ mod tests {
         let video = input("video", Some("u3"), None);
         let all = vec![first, plain, video];
         assert_eq!(with_role(&all, "image", Some("first_frame")).count(), 1);
-        assert_eq!(with_role(&all, "image", None).next().unwrap().url.as_deref(), Some("u2"));
+        assert_eq!(
+            with_role(&all, "image", None)
+                .next()
+                .unwrap()
+                .url
+                .as_deref(),
+            Some("u2")
+        );
         assert_eq!(of_kind(&all, "video").count(), 1);
     }
 }

@@ -16,7 +16,9 @@ pub fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Er
         "1000" | "1001" | "1002" | "1003" | "1004" | "1220" => Error::Unauthorized(text),
         // 1113: balance exhausted or account in arrears; 1302–1305: concurrency, rate and
         // daily limits; 1308–1310: usage caps of plans.
-        "1113" | "1302" | "1303" | "1304" | "1305" | "1308" | "1309" | "1310" => Error::RateLimited(retry_after),
+        "1113" | "1302" | "1303" | "1304" | "1305" | "1308" | "1309" | "1310" => {
+            Error::RateLimited(retry_after)
+        }
         // 1301: the input or output was judged unsafe.
         "1301" => Error::ContentRejected(text),
         // 1210–1215: bad parameters, unknown model, no access to the API; 1261: prompt too long.
@@ -34,14 +36,21 @@ pub fn code_and_message(body: &Value) -> (String, String) {
         Value::Number(n) => n.to_string(),
         _ => String::new(),
     };
-    (code, error["message"].as_str().unwrap_or_default().to_string())
+    (
+        code,
+        error["message"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 /// The error a non-2xx answer stands for.
 pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error {
     let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or(Value::Null);
     let (code, message) = code_and_message(&parsed);
-    by_code(&code, &message, retry_after.and_then(|v| v.trim().parse().ok()))
-        .or_else(|| status_error(status, retry_after, body))
-        .unwrap_or_else(|| Error::upstream(format!("status {status}")))
+    by_code(
+        &code,
+        &message,
+        retry_after.and_then(|v| v.trim().parse().ok()),
+    )
+    .or_else(|| status_error(status, retry_after, body))
+    .unwrap_or_else(|| Error::upstream(format!("status {status}")))
 }

@@ -19,7 +19,8 @@ mod tests;
 
 use easel_sdk::serde_json::json;
 use easel_sdk::{
-    ChatRequest, ChatStream, Error, Finished, GenerationRequest, Manifest, Output, Provider, Result, Submission,
+    ChatRequest, ChatStream, Error, Finished, GenerationRequest, Manifest, Output, Provider,
+    Result, Submission,
 };
 
 /// The platform's base URL.
@@ -40,7 +41,10 @@ impl Provider for Zhipu {
 
     fn submit(&self, request: GenerationRequest) -> Result<Submission> {
         if request.capability != "image.generate" || request.model != models::COGVIEW_3_FLASH {
-            return Err(Error::invalid(format!("zhipu/{} does not do {}", request.model, request.capability)));
+            return Err(Error::invalid(format!(
+                "zhipu/{} does not do {}",
+                request.model, request.capability
+            )));
         }
         if request.prompt.trim().is_empty() {
             return Err(Error::invalid("Missing required parameter: prompt"));
@@ -56,17 +60,30 @@ impl Provider for Zhipu {
             .into_iter()
             .flatten()
             .filter_map(|d| d["url"].as_str())
-            .map(|url| Output::Url { url: url.to_string(), content_type: Some("image/png".into()) })
+            .map(|url| Output::Url {
+                url: url.to_string(),
+                content_type: Some("image/png".into()),
+            })
             .collect();
         if outputs.is_empty() {
-            return Err(Error::upstream(format!("Zhipu answered without an image URL: {answer}")));
+            return Err(Error::upstream(format!(
+                "Zhipu answered without an image URL: {answer}"
+            )));
         }
-        Ok(Submission::Finished(Finished::new(outputs).usage(json!({"images": 1}))))
+        Ok(Submission::Finished(
+            Finished::new(outputs).usage(json!({"images": 1})),
+        ))
     }
 
     fn chat(&self, request: ChatRequest) -> Result<Box<dyn ChatStream>> {
-        if !models::CHAT_MODELS.iter().any(|(key, _)| *key == request.model) {
-            return Err(Error::invalid(format!("zhipu/{} does not do chat", request.model)));
+        if !models::CHAT_MODELS
+            .iter()
+            .any(|(key, _)| *key == request.model)
+        {
+            return Err(Error::invalid(format!(
+                "zhipu/{} does not do chat",
+                request.model
+            )));
         }
         chat::start(&request)
     }
@@ -76,6 +93,9 @@ impl Provider for Zhipu {
 /// prompt as an instruction, which is how CogView's own guide suggests steering away.
 fn prompt_with_negative(request: &GenerationRequest) -> Result<String> {
     let negative = request.param_str("negative_prompt", "")?.trim();
-    Ok(if negative.is_empty() { request.prompt.clone() } else { format!("{}\nAvoid: {negative}", request.prompt) })
+    Ok(if negative.is_empty() {
+        request.prompt.clone()
+    } else {
+        format!("{}\nAvoid: {negative}", request.prompt)
+    })
 }
-

@@ -6,10 +6,21 @@ use easel_sdk::{Error, GenerationRequest, Manifest, Model, Result};
 /// The image model, as seed 002 names it.
 pub const COGVIEW_3_FLASH: &str = "cogview-3-flash";
 /// GLM chat models served (vendor names) with display names.
-pub const CHAT_MODELS: [(&str, &str); 3] =
-    [("glm-4.6", "GLM-4.6"), ("glm-4.5-air", "GLM-4.5-Air"), ("glm-4.5-flash", "GLM-4.5-Flash")];
+pub const CHAT_MODELS: [(&str, &str); 3] = [
+    ("glm-4.6", "GLM-4.6"),
+    ("glm-4.5-air", "GLM-4.5-Air"),
+    ("glm-4.5-flash", "GLM-4.5-Flash"),
+];
 /// CogView's recommended sizes; the first is its default.
-pub const SIZES: [&str; 7] = ["1024x1024", "768x1344", "864x1152", "1344x768", "1152x864", "1440x720", "720x1440"];
+pub const SIZES: [&str; 7] = [
+    "1024x1024",
+    "768x1344",
+    "864x1152",
+    "1344x768",
+    "1152x864",
+    "1440x720",
+    "720x1440",
+];
 
 fn image_schema() -> Value {
     json!({
@@ -43,9 +54,14 @@ fn chat_schema() -> Value {
 pub fn image_size(request: &GenerationRequest) -> Result<String> {
     match (request.param_value("width"), request.param_value("height")) {
         (Some(_), Some(_)) => {
-            let (w, h) = (request.param_u64("width", 1024)?, request.param_u64("height", 1024)?);
+            let (w, h) = (
+                request.param_u64("width", 1024)?,
+                request.param_u64("height", 1024)?,
+            );
             if w * h > 1 << 21 {
-                return Err(Error::invalid(format!("{w}x{h} exceeds CogView's 2^21-pixel limit")));
+                return Err(Error::invalid(format!(
+                    "{w}x{h} exceeds CogView's 2^21-pixel limit"
+                )));
             }
             Ok(format!("{w}x{h}"))
         }
@@ -72,7 +88,10 @@ pub fn manifest() -> Manifest {
         );
     for (key, name) in CHAT_MODELS {
         manifest = manifest.model(
-            Model::new(key, name, "chat").capability("chat").params_schema(chat_schema()).price_hint(0.1),
+            Model::new(key, name, "chat")
+                .capability("chat")
+                .params_schema(chat_schema())
+                .price_hint(0.1),
         );
     }
     manifest

@@ -28,13 +28,18 @@ fn zhipu_error(status: u16, code: &str, message: &str) -> Reply {
 }
 
 fn image_error(reply: Reply) -> Error {
-    let _s = script().exchange(Expect::post(images_url()), reply).install();
+    let _s = script()
+        .exchange(Expect::post(images_url()), reply)
+        .install();
     Zhipu.submit(image("a cat")).unwrap_err()
 }
 
 fn chat_error(reply: Reply) -> Error {
     let _s = script().exchange(Expect::post(chat_url()), reply).install();
-    Zhipu.chat(ChatRequest::user("glm-4.6", "hi")).err().expect("chat should fail")
+    Zhipu
+        .chat(ChatRequest::user("glm-4.6", "hi"))
+        .err()
+        .expect("chat should fail")
 }
 
 #[test]
@@ -45,13 +50,26 @@ fn manifest_lists_cogview_and_glm_models() {
     assert_eq!(m.secrets, ["ZHIPU_API_KEY"]);
     assert!(!m.idempotent_submit);
     let keys: Vec<_> = m.models.iter().map(|m| m.key.as_str()).collect();
-    assert_eq!(keys, ["cogview-3-flash", "glm-4.6", "glm-4.5-air", "glm-4.5-flash"]);
+    assert_eq!(
+        keys,
+        ["cogview-3-flash", "glm-4.6", "glm-4.5-air", "glm-4.5-flash"]
+    );
     let cogview = &m.models[0];
-    assert_eq!((cogview.kind.as_str(), cogview.capabilities.as_slice()), ("image", ["image.generate".to_string()].as_slice()));
-    assert_eq!(cogview.params_schema["properties"]["size"]["default"], "1024x1024");
+    assert_eq!(
+        (cogview.kind.as_str(), cogview.capabilities.as_slice()),
+        ("image", ["image.generate".to_string()].as_slice())
+    );
+    assert_eq!(
+        cogview.params_schema["properties"]["size"]["default"],
+        "1024x1024"
+    );
     assert!(cogview.params_schema["properties"]["negative_prompt"].is_object());
     assert_eq!(cogview.extra["resolutions"]["1K"]["1:1"], "1024*1024");
-    assert!(m.models[1..].iter().all(|c| c.kind == "chat" && c.capabilities == ["chat"]));
+    assert!(
+        m.models[1..]
+            .iter()
+            .all(|c| c.kind == "chat" && c.capabilities == ["chat"])
+    );
 }
 
 #[test]
@@ -64,10 +82,15 @@ fn image_generation_is_synchronous_and_returns_the_url() {
             Reply::json(200, json!({"created": 1760000000, "data": [{"url": "https://aigc-files.bigmodel.cn/api/cogview/x.png"}]})),
         )
         .install();
-    let Submission::Finished(done) = Zhipu.submit(image("a cat on the moon")).unwrap() else { panic!("expected finished") };
+    let Submission::Finished(done) = Zhipu.submit(image("a cat on the moon")).unwrap() else {
+        panic!("expected finished")
+    };
     assert_eq!(
         done.outputs,
-        [Output::Url { url: "https://aigc-files.bigmodel.cn/api/cogview/x.png".into(), content_type: Some("image/png".into()) }]
+        [Output::Url {
+            url: "https://aigc-files.bigmodel.cn/api/cogview/x.png".into(),
+            content_type: Some("image/png".into())
+        }]
     );
     s.finish();
 }
@@ -84,29 +107,66 @@ fn size_width_height_and_negative_prompt_are_translated() {
             Reply::json(200, json!({"data": [{"url": "https://aigc-files.bigmodel.cn/2.png"}]})),
         )
         .install();
-    Zhipu.submit(image("a cat").param("size", "1344x768").param("negative_prompt", "blur")).unwrap();
-    Zhipu.submit(image("a cat").param("width", 1024).param("height", 1536)).unwrap();
-    assert!(matches!(Zhipu.submit(image("a cat").param("width", 2048).param("height", 2048)), Err(Error::InvalidRequest(_))));
-    assert!(matches!(Zhipu.submit(image("a cat").param("width", 1024)), Err(Error::InvalidRequest(_))));
-    assert!(matches!(Zhipu.submit(image(" ")), Err(Error::InvalidRequest(m)) if m == "Missing required parameter: prompt"));
+    Zhipu
+        .submit(
+            image("a cat")
+                .param("size", "1344x768")
+                .param("negative_prompt", "blur"),
+        )
+        .unwrap();
+    Zhipu
+        .submit(image("a cat").param("width", 1024).param("height", 1536))
+        .unwrap();
+    assert!(matches!(
+        Zhipu.submit(image("a cat").param("width", 2048).param("height", 2048)),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        Zhipu.submit(image("a cat").param("width", 1024)),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(
+        matches!(Zhipu.submit(image(" ")), Err(Error::InvalidRequest(m)) if m == "Missing required parameter: prompt")
+    );
     s.finish();
 }
 
 #[test]
 fn image_errors_map_to_typed_errors() {
-    assert!(matches!(image_error(zhipu_error(401, "1002", "Authorization Token非法")), Error::Unauthorized(_)));
-    assert_eq!(image_error(zhipu_error(429, "1302", "并发数过高").header("Retry-After", "5")), Error::RateLimited(Some(5)));
-    assert_eq!(image_error(zhipu_error(429, "1113", "余额不足或无可用资源包")), Error::RateLimited(None));
-    assert!(matches!(image_error(zhipu_error(400, "1301", "系统检测到输入或生成内容可能包含不安全或敏感内容")), Error::ContentRejected(m) if m.contains("1301")));
-    assert!(matches!(image_error(zhipu_error(400, "1214", "size 参数非法")), Error::InvalidRequest(m) if m.contains("size")));
-    assert!(matches!(image_error(zhipu_error(500, "500", "内部错误")), Error::UpstreamUnavailable(_)));
-    assert!(matches!(image_error(Reply::text(503, "busy")), Error::UpstreamUnavailable(_)));
+    assert!(matches!(
+        image_error(zhipu_error(401, "1002", "Authorization Token非法")),
+        Error::Unauthorized(_)
+    ));
+    assert_eq!(
+        image_error(zhipu_error(429, "1302", "并发数过高").header("Retry-After", "5")),
+        Error::RateLimited(Some(5))
+    );
+    assert_eq!(
+        image_error(zhipu_error(429, "1113", "余额不足或无可用资源包")),
+        Error::RateLimited(None)
+    );
+    assert!(
+        matches!(image_error(zhipu_error(400, "1301", "系统检测到输入或生成内容可能包含不安全或敏感内容")), Error::ContentRejected(m) if m.contains("1301"))
+    );
+    assert!(
+        matches!(image_error(zhipu_error(400, "1214", "size 参数非法")), Error::InvalidRequest(m) if m.contains("size"))
+    );
+    assert!(matches!(
+        image_error(zhipu_error(500, "500", "内部错误")),
+        Error::UpstreamUnavailable(_)
+    ));
+    assert!(matches!(
+        image_error(Reply::text(503, "busy")),
+        Error::UpstreamUnavailable(_)
+    ));
 }
 
 #[test]
 fn a_missing_key_is_unauthorized() {
     let _s = Script::new().install();
-    assert!(matches!(Zhipu.submit(image("a cat")), Err(Error::Unauthorized(m)) if m.contains("ZHIPU_API_KEY")));
+    assert!(
+        matches!(Zhipu.submit(image("a cat")), Err(Error::Unauthorized(m)) if m.contains("ZHIPU_API_KEY"))
+    );
 }
 
 #[test]
@@ -133,7 +193,10 @@ fn chat_streams_deltas_usage_and_finish() {
         [
             ChatEvent::Delta("Hel".into()),
             ChatEvent::Delta("lo!".into()),
-            ChatEvent::Usage { prompt: 8, completion: 2 },
+            ChatEvent::Usage {
+                prompt: 8,
+                completion: 2
+            },
             ChatEvent::Finish("stop".into())
         ]
     );
@@ -152,15 +215,30 @@ fn a_moderated_stream_finishes_with_content_filter() {
             ]),
         )
         .install();
-    let events = collect_chat(Zhipu.chat(ChatRequest::user("glm-4.5-flash", "x")).unwrap().as_mut()).unwrap();
-    assert_eq!(events, [ChatEvent::Delta("Sure".into()), ChatEvent::Finish("content_filter".into())]);
+    let events = collect_chat(
+        Zhipu
+            .chat(ChatRequest::user("glm-4.5-flash", "x"))
+            .unwrap()
+            .as_mut(),
+    )
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            ChatEvent::Delta("Sure".into()),
+            ChatEvent::Finish("content_filter".into())
+        ]
+    );
     s.finish();
 }
 
 #[test]
 fn an_error_event_mid_stream_is_mapped() {
     let s = script()
-        .exchange(Expect::post(chat_url()), Reply::sse([r#"{"error":{"code":"1301","message":"unsafe"}}"#]))
+        .exchange(
+            Expect::post(chat_url()),
+            Reply::sse([r#"{"error":{"code":"1301","message":"unsafe"}}"#]),
+        )
         .install();
     let mut stream = Zhipu.chat(ChatRequest::user("glm-4.6", "x")).unwrap();
     assert!(matches!(stream.next(), Err(Error::ContentRejected(_))));
@@ -169,17 +247,39 @@ fn an_error_event_mid_stream_is_mapped() {
 
 #[test]
 fn chat_errors_map_to_typed_errors() {
-    assert!(matches!(chat_error(zhipu_error(401, "1000", "身份验证失败")), Error::Unauthorized(_)));
-    assert_eq!(chat_error(zhipu_error(429, "1303", "频率过高")), Error::RateLimited(None));
-    assert!(matches!(chat_error(zhipu_error(400, "1301", "unsafe")), Error::ContentRejected(_)));
-    assert!(matches!(chat_error(zhipu_error(400, "1211", "模型不存在")), Error::InvalidRequest(_)));
-    assert!(matches!(chat_error(Reply::text(502, "bad gateway")), Error::UpstreamUnavailable(_)));
+    assert!(matches!(
+        chat_error(zhipu_error(401, "1000", "身份验证失败")),
+        Error::Unauthorized(_)
+    ));
+    assert_eq!(
+        chat_error(zhipu_error(429, "1303", "频率过高")),
+        Error::RateLimited(None)
+    );
+    assert!(matches!(
+        chat_error(zhipu_error(400, "1301", "unsafe")),
+        Error::ContentRejected(_)
+    ));
+    assert!(matches!(
+        chat_error(zhipu_error(400, "1211", "模型不存在")),
+        Error::InvalidRequest(_)
+    ));
+    assert!(matches!(
+        chat_error(Reply::text(502, "bad gateway")),
+        Error::UpstreamUnavailable(_)
+    ));
 }
 
 #[test]
 fn unknown_models_and_capabilities_are_refused() {
     let _s = script().install();
-    assert!(Zhipu.chat(ChatRequest::user("cogview-3-flash", "x")).is_err());
-    assert!(matches!(Zhipu.submit(GenerationRequest::new("image.generate", "glm-4.6", "x")), Err(Error::InvalidRequest(_))));
+    assert!(
+        Zhipu
+            .chat(ChatRequest::user("cogview-3-flash", "x"))
+            .is_err()
+    );
+    assert!(matches!(
+        Zhipu.submit(GenerationRequest::new("image.generate", "glm-4.6", "x")),
+        Err(Error::InvalidRequest(_))
+    ));
     assert!(Zhipu.poll("anything").is_err(), "nothing is ever pending");
 }
