@@ -236,6 +236,36 @@ fn server_errors_map_to_upstream_unavailable() {
 }
 
 #[test]
+fn every_documented_service_code_has_its_class() {
+    for code in [1000, 1001, 1002, 1003, 1004, 1100, 1103, 1304] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::Unauthorized(_))), "{code}");
+    }
+    for code in [1101, 1102, 1302, 1303] {
+        assert_eq!(errors::by_code(code, "m", Some(4)), Some(Error::RateLimited(Some(4))), "{code}");
+    }
+    for code in [1300, 1301] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::ContentRejected(_))), "{code}");
+    }
+    for code in [1200, 1201, 1202, 1203] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::InvalidRequest(_))), "{code}");
+    }
+    for code in [5000, 5001, 5002] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::UpstreamUnavailable(_))), "{code}");
+    }
+    assert_eq!(errors::by_code(4242, "m", None), None, "unknown codes fall back to the HTTP status");
+}
+
+#[test]
+fn a_task_stopped_by_risk_control_in_the_documented_words_is_content_rejected() {
+    let task = format!("{BASE}/v1/images/generations/t-9");
+    let s = script()
+        .exchange(Expect::get(&task), ok(json!({"task_status": "failed", "task_status_msg": "triggering the content risk control of the platform"})))
+        .install();
+    assert!(matches!(Kling.poll("kling:v1:img:t-9").unwrap(), PollOutcome::Failed(Error::ContentRejected(_))));
+    s.finish();
+}
+
+#[test]
 fn cancel_is_not_offered_by_kling_and_sends_nothing() {
     let s = script().install();
     assert!(matches!(Kling.cancel("kling:v1:t2v:t-1"), Err(Error::Internal(_))));

@@ -137,6 +137,32 @@ fn errors_map_to_typed_errors() {
 }
 
 #[test]
+fn every_documented_status_code_has_its_class() {
+    for code in [1004, 2049, 2038] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::Unauthorized(_))), "{code}");
+    }
+    for code in [1002, 1039, 1041, 2045, 1008, 2056] {
+        assert_eq!(errors::by_code(code, "m", Some(2)), Some(Error::RateLimited(Some(2))), "{code}");
+    }
+    for code in [1026, 1027] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::ContentRejected(_))), "{code}");
+    }
+    for code in [2013, 1042, 20132, 2042, 1043, 1044, 2037, 2039, 2048] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::InvalidRequest(_))), "{code}");
+    }
+    for code in [1000, 1001, 1013, 1024, 1033, 9999] {
+        assert!(matches!(errors::by_code(code, "m", None), Some(Error::UpstreamUnavailable(_))), "{code}");
+    }
+    assert_eq!(errors::by_code(0, "success", None), None);
+}
+
+#[test]
+fn a_plan_usage_limit_is_rate_limited() {
+    assert_eq!(video_error(base_error(2056, "usage limit exceeded")), Error::RateLimited(None));
+    assert_eq!(video_error(base_error(2045, "rate growth limit")), Error::RateLimited(None));
+}
+
+#[test]
 fn speech_decodes_hex_audio() {
     let s = script()
         .exchange(
@@ -157,9 +183,14 @@ fn speech_decodes_hex_audio() {
 
 #[test]
 fn speech_errors_are_mapped() {
-    let s = script().exchange(Expect::post(format!("{API_BASE}/t2a_v2")), base_error(1042, "illegal characters")).install();
+    let s = script()
+        .exchange(Expect::post(format!("{API_BASE}/t2a_v2")), base_error(1042, "illegal characters"))
+        .exchange(Expect::post(format!("{API_BASE}/t2a_v2")), base_error(20132, "invalid samples or voice_id"))
+        .install();
     let r = GenerationRequest::new("audio.speech", "speech-02-turbo", "\u{0}");
     assert!(matches!(MiniMax.submit(r), Err(Error::InvalidRequest(_))));
+    let r = GenerationRequest::new("audio.speech", "speech-02-turbo", "hi").param("voice", "female-shaonv");
+    assert!(matches!(MiniMax.submit(r), Err(Error::InvalidRequest(m)) if m.contains("20132")));
     s.finish();
 }
 

@@ -1,10 +1,11 @@
 //! ModelScope's errors onto the contract's typed errors, written once.
 //!
-//! API-Inference documents its failures by HTTP status (401 bad token, 429 over the daily
+//! API-Inference publishes no error-code table: its guide and its usage-limits page name no
+//! status or code, so failures are read by HTTP status (401 bad token, 429 over the daily
 //! free quota or rate, 400 bad parameters, 5xx inference pool trouble) with a message in
-//! `errors.message` (older answers: `message`). It has no moderation code, so a refusal is
-//! recognised by its message: ModelScope's words for it are listed in
-//! [`MODERATION_WORDS`].
+//! `errors.message` (older answers: `message`); these statuses are unconfirmed by its
+//! documents. It has no moderation code either, so a refusal is recognised by its message:
+//! the words looked for are listed in [`MODERATION_WORDS`] (also unconfirmed).
 
 use easel_sdk::Error;
 use easel_sdk::http::status_error;

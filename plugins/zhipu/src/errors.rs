@@ -8,22 +8,32 @@ use easel_sdk::Error;
 use easel_sdk::http::status_error;
 use easel_sdk::serde_json::Value;
 
-/// What a business code means (Zhipu's published error-code table).
+/// What a business code means (BigModel's error-code page, docs.bigmodel.cn/cn/api/api-code).
+/// Codes it does not list here (1100, 1200, 1231, 1300, unknown ones) fall back to the status.
 pub fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Error> {
     let text = format!("{code}: {message}");
     Some(match code {
-        // 1000–1004: authentication failed, no token, bad token, token expired.
-        "1000" | "1001" | "1002" | "1003" | "1004" | "1220" => Error::Unauthorized(text),
-        // 1113: balance exhausted or account in arrears; 1302–1305: concurrency, rate and
-        // daily limits; 1308–1310: usage caps of plans.
-        "1113" | "1302" | "1303" | "1304" | "1305" | "1308" | "1309" | "1310" => {
+        // 1000–1004: authentication failed, no token, bad token, token expired; 1110–1112,
+        // 1121: account inactive, missing, locked, locked for violations; 1220: no access
+        // to the API; 1311: the plan does not include the model.
+        "1000" | "1001" | "1002" | "1003" | "1004" | "1110" | "1111" | "1112" | "1121" | "1220"
+        | "1311" => Error::Unauthorized(text),
+        // 1113: account in arrears; 1302–1305: concurrency, rate, daily and traffic limits;
+        // 1308–1310: plan usage caps and an expired plan; 1312: the model is overloaded;
+        // 1313: throttled under the fair-use policy.
+        "1113" | "1302" | "1303" | "1304" | "1305" | "1308" | "1309" | "1310" | "1312" | "1313" => {
             Error::RateLimited(retry_after)
         }
-        // 1301: the input or output was judged unsafe.
+        // 1301: the input or output was judged unsafe (the same code either way).
         "1301" => Error::ContentRejected(text),
-        // 1210–1215: bad parameters, unknown model, no access to the API; 1261: prompt too long.
-        "1210" | "1211" | "1212" | "1213" | "1214" | "1215" | "1261" => Error::InvalidRequest(text),
-        "500" | "1230" | "1234" => Error::UpstreamUnavailable(text),
+        // 1210–1215: bad parameters, unknown model, method not supported; 1221/1222: the
+        // API is offline or unknown; 1261: prompt too long.
+        "1210" | "1211" | "1212" | "1213" | "1214" | "1215" | "1221" | "1222" | "1261" => {
+            Error::InvalidRequest(text)
+        }
+        // 500: internal error; 1120: the account could not be reached, retry later;
+        // 1230: API call flow error; 1234: network error.
+        "500" | "1120" | "1230" | "1234" => Error::UpstreamUnavailable(text),
         _ => return None,
     })
 }

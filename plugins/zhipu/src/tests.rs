@@ -162,6 +162,70 @@ fn image_errors_map_to_typed_errors() {
 }
 
 #[test]
+fn every_documented_business_code_has_its_class() {
+    for code in [
+        "1000", "1001", "1002", "1003", "1004", "1110", "1111", "1112", "1121", "1220", "1311",
+    ] {
+        assert!(
+            matches!(
+                errors::by_code(code, "m", None),
+                Some(Error::Unauthorized(_))
+            ),
+            "{code}"
+        );
+    }
+    for code in [
+        "1113", "1302", "1303", "1304", "1305", "1308", "1309", "1310", "1312", "1313",
+    ] {
+        assert_eq!(
+            errors::by_code(code, "m", Some(9)),
+            Some(Error::RateLimited(Some(9))),
+            "{code}"
+        );
+    }
+    assert!(matches!(
+        errors::by_code("1301", "m", None),
+        Some(Error::ContentRejected(_))
+    ));
+    for code in [
+        "1210", "1211", "1212", "1213", "1214", "1215", "1221", "1222", "1261",
+    ] {
+        assert!(
+            matches!(
+                errors::by_code(code, "m", None),
+                Some(Error::InvalidRequest(_))
+            ),
+            "{code}"
+        );
+    }
+    for code in ["500", "1120", "1230", "1234"] {
+        assert!(
+            matches!(
+                errors::by_code(code, "m", None),
+                Some(Error::UpstreamUnavailable(_))
+            ),
+            "{code}"
+        );
+    }
+    // Codes the table leaves to the HTTP status.
+    for code in ["1100", "1200", "1231", "1300", "9999", ""] {
+        assert_eq!(errors::by_code(code, "m", None), None, "{code}");
+    }
+}
+
+#[test]
+fn a_locked_account_is_unauthorized_although_sent_with_429() {
+    assert!(matches!(
+        image_error(zhipu_error(429, "1112", "您的账户已被锁定，请联系客服解锁")),
+        Error::Unauthorized(m) if m.contains("1112")
+    ));
+    assert_eq!(
+        chat_error(zhipu_error(429, "1312", "该模型当前访问量过大")),
+        Error::RateLimited(None)
+    );
+}
+
+#[test]
 fn a_missing_key_is_unauthorized() {
     let _s = Script::new().install();
     assert!(
