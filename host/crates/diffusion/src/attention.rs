@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::flex;
 use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
 use crate::weights::Weights;
 
@@ -55,23 +56,32 @@ impl Attention {
         let ctx = ctx.cloned().unwrap_or_else(|| x.clone());
         let m = ctx.dims()[1];
         let q = self.to_q.forward(x);
+        let k = self.to_k.forward(ctx.clone());
+        let v = self.to_v.forward(ctx);
         let inner = q.dims()[2];
-        let h = self.heads;
-        let d = inner / h;
-        let q = q.reshape([b, n, h, d]).swap_dims(1, 2);
-        let k = self
-            .to_k
-            .forward(ctx.clone())
-            .reshape([b, m, h, d])
-            .swap_dims(1, 2);
-        let v = self.to_v.forward(ctx).reshape([b, m, h, d]).swap_dims(1, 2);
-        let opts = AttentionModuleOptions {
-            is_causal: self.causal,
-            ..Default::default()
+        let (h, d) = (self.heads, inner / self.heads);
+        let a = if flex::takes_kernels(&q) {
+            let shape = flex::attention::Shape {
+                batch: b,
+                queries: n,
+                keys: m,
+                heads: h,
+                head_dim: d,
+                causal: self.causal,
+            };
+            let (q, k, v) = (flex::elements(q), flex::elements(k), flex::elements(v));
+            flex::tensor(flex::attention::attention(&q, &k, &v, shape), [b, n, inner])
+        } else {
+            let heads = |t: Tensor<3>, len| t.reshape([b, len, h, d]).swap_dims(1, 2);
+            let opts = AttentionModuleOptions {
+                is_causal: self.causal,
+                ..Default::default()
+            };
+            attention(heads(q, n), heads(k, m), heads(v, m), None, None, opts)
+                .swap_dims(1, 2)
+                .reshape([b, n, inner])
         };
-        let a = attention(q, k, v, None, None, opts);
-        self.to_out
-            .forward(a.swap_dims(1, 2).reshape([b, n, inner]))
+        self.to_out.forward(a)
     }
 }
 
@@ -102,6 +112,14 @@ impl BasicTransformerBlock {
         let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
         let x = self.attn2.forward(self.norm2.forward(x.clone()), Some(ctx)) + x;
         let h = self.ff_proj.forward(self.norm3.forward(x.clone()));
+        if flex::takes_kernels(&h) {
+            let [b, n, doubled] = h.dims();
+            let gated = flex::geglu::geglu(&flex::elements(h), doubled / 2);
+            return self
+                .ff_out
+                .forward(flex::tensor(gated, [b, n, doubled / 2]))
+                + x;
+        }
         let mut parts = h.chunk(2, 2);
         let gate = parts.pop().expect("two chunks");
         let hidden = parts.pop().expect("two chunks");

@@ -26,6 +26,7 @@ pub mod clip;
 mod convert;
 mod device;
 mod embeddings;
+mod flex;
 mod nn;
 pub mod pipeline;
 mod provider;

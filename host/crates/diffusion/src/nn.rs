@@ -7,6 +7,8 @@ use burn::tensor::Tensor;
 use burn::tensor::module::{conv2d, interpolate, linear};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 
+use crate::flex;
+
 /// `y = x W + b`.
 pub(crate) struct Linear {
     pub(crate) weight: Tensor<2>,
@@ -21,22 +23,63 @@ impl Linear {
 
 /// A square-kernel 2D convolution with symmetric padding.
 pub(crate) struct Conv2d {
-    pub(crate) weight: Tensor<4>,
+    pub(crate) weight: ConvWeight,
     pub(crate) bias: Option<Tensor<1>>,
     pub(crate) stride: usize,
     pub(crate) padding: usize,
 }
 
+/// Where a convolution's `[out, in, k, k]` weight lives.
+pub(crate) enum ConvWeight {
+    /// On the model's device, for burn's convolution.
+    Device(Tensor<4>),
+    /// In host memory, row-major, for the flex kernel (the model runs on flex).
+    Host { values: Vec<f32>, shape: [usize; 4] },
+}
+
 impl Conv2d {
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.clone(), self.bias.clone(), opts)
+        self.forward_padded(x, [(self.padding, self.padding); 2])
     }
 
     /// The VAE encoder's downsample: pad right and bottom by one, then a stride-2 conv.
     pub(crate) fn forward_pad_br(&self, x: Tensor<4>) -> Tensor<4> {
-        let opts = ConvOptions::new_with_padding([self.stride; 2], [(0, 1), (0, 1)], [1, 1], 1);
-        conv2d(x, self.weight.clone(), self.bias.clone(), opts)
+        self.forward_padded(x, [(0, 1), (0, 1)])
+    }
+
+    /// `padding` is `(before, after)` per spatial axis; before must match on both axes.
+    fn forward_padded(&self, x: Tensor<4>, padding: [(usize, usize); 2]) -> Tensor<4> {
+        match &self.weight {
+            ConvWeight::Device(weight) => {
+                let opts = ConvOptions::new_with_padding([self.stride; 2], padding, [1, 1], 1);
+                conv2d(x, weight.clone(), self.bias.clone(), opts)
+            }
+            ConvWeight::Host { values, shape } => {
+                let [batch, in_channels, in_height, in_width] = x.dims();
+                let [out_channels, _, kernel, _] = *shape;
+                let out_size = |size: usize, (before, after): (usize, usize)| {
+                    (size + before + after - kernel) / self.stride + 1
+                };
+                let geometry = flex::conv::ConvShape {
+                    batch,
+                    in_channels,
+                    in_height,
+                    in_width,
+                    out_channels,
+                    kernel,
+                    stride: self.stride,
+                    pad_top_left: padding[0].0,
+                    out_height: out_size(in_height, padding[0]),
+                    out_width: out_size(in_width, padding[1]),
+                };
+                let bias = self.bias.clone().map(flex::elements);
+                let out = flex::conv::conv2d(&flex::elements(x), values, bias.as_deref(), geometry);
+                flex::tensor(
+                    out,
+                    [batch, out_channels, geometry.out_height, geometry.out_width],
+                )
+            }
+        }
     }
 }
 
@@ -50,6 +93,39 @@ pub(crate) struct GroupNorm {
 
 impl GroupNorm {
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_then(x, false)
+    }
+
+    /// `silu(self.forward(x))`, in one kernel on flex.
+    pub(crate) fn forward_silu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_then(x, true)
+    }
+
+    fn forward_then(&self, x: Tensor<4>, with_silu: bool) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        if flex::takes_kernels(&x) {
+            let (gamma, beta) = (
+                flex::elements(self.gamma.clone()),
+                flex::elements(self.beta.clone()),
+            );
+            let mut values = flex::elements(x);
+            let norm = flex::group_norm::Norm {
+                channels: c,
+                spatial: h * w,
+                groups: self.groups,
+                eps: self.eps,
+                gamma: &gamma,
+                beta: &beta,
+                silu: with_silu,
+            };
+            flex::group_norm::group_norm(&mut values, norm);
+            return flex::tensor(values, [b, c, h, w]);
+        }
+        let normed = self.normalize(x);
+        if with_silu { silu(normed) } else { normed }
+    }
+
+    fn normalize(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let g = self.groups;
         let xg: Tensor<3> = x.reshape([b, g, (c / g) * h * w]);

@@ -44,13 +44,13 @@ impl ResnetBlock2D {
     /// `temb`: the UNet's time embedding `[B, T]`, before the SiLU this block applies to it;
     /// `None` in the VAE.
     pub(crate) fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(silu(t.clone()));
             let [b, c] = t.dims();
             h = h + t.reshape([b, c, 1, 1]);
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let x = match &self.conv_shortcut {
             Some(c) => c.forward(x),
             None => x,

@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use serde::Deserialize;
 
 use crate::embeddings::{TimestepEmbedding, timestep_embedding};
-use crate::nn::{Conv2d, GroupNorm, silu};
+use crate::nn::{Conv2d, GroupNorm};
 use crate::unet_2d_blocks::{BlockSpec, DownBlock, MidBlock, UpBlock};
 use crate::weights::Weights;
 
@@ -142,6 +142,6 @@ impl UNet2DConditionModel {
         for u in &self.up {
             x = u.forward(x, &temb, ctx, &mut skips);
         }
-        self.conv_out.forward(silu(self.norm_out.forward(x)))
+        self.conv_out.forward(self.norm_out.forward_silu(x))
     }
 }

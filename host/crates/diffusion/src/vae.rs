@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use serde::Deserialize;
 
 use crate::attention::VaeAttention;
-use crate::nn::{Conv2d, GroupNorm, silu};
+use crate::nn::{Conv2d, GroupNorm};
 use crate::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
 use crate::weights::Weights;
 
@@ -183,7 +183,7 @@ impl AutoencoderKL {
             x = l.forward(x);
         }
         x = self.enc_mid.forward(x);
-        x = self.enc_conv_out.forward(silu(self.enc_norm.forward(x)));
+        x = self.enc_conv_out.forward(self.enc_norm.forward_silu(x));
         let moments = self.quant_conv.forward(x);
         moments.narrow(1, 0, self.latent_channels)
     }
@@ -195,6 +195,6 @@ impl AutoencoderKL {
         for l in &self.dec_levels {
             x = l.forward(x);
         }
-        self.dec_conv_out.forward(silu(self.dec_norm.forward(x)))
+        self.dec_conv_out.forward(self.dec_norm.forward_silu(x))
     }
 }

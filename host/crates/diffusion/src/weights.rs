@@ -197,23 +197,29 @@ impl Weights {
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<D>> {
+        let h = self.take(name, shape.iter().product())?;
+        Ok(Tensor::from_data(
+            TensorData::new(h.data, shape),
+            &self.device,
+        ))
+    }
+
+    /// Takes a parameter out of the table as it is stored, checking its element count.
+    fn take(&self, name: &str, elements: usize) -> Result<HostTensor> {
         let key = self.key(name);
         let mut table = self.tensors.borrow_mut();
         let stored = table
             .get(&key)
             .ok_or_else(|| anyhow!("missing weight {name} (stored as {key})"))?;
-        if stored.data.len() != shape.iter().product::<usize>() {
+        if stored.data.len() != elements {
             bail!(
-                "weight {name}: expected shape {shape:?}, found {:?}",
+                "weight {name}: expected {elements} elements, found shape {:?}",
                 stored.shape
             );
         }
         let h = table.remove(&key).expect("checked above");
         self.progress.borrow_mut().advance(h.data.len());
-        Ok(Tensor::from_data(
-            TensorData::new(h.data, shape),
-            &self.device,
-        ))
+        Ok(h)
     }
 
     /// Takes a parameter in whatever shape it is stored, as rank `D`.
@@ -241,20 +247,35 @@ impl Weights {
         Ok(crate::nn::Linear { weight: w, bias })
     }
 
-    /// A 2D convolution `prefix.weight` / `prefix.bias`.
+    /// A 2D convolution `prefix.weight` / `prefix.bias`. On flex the weight stays in host
+    /// memory in its stored layout, which the flex convolution kernel multiplies directly.
     pub(crate) fn conv2d(
         &self,
         prefix: &str,
         stride: usize,
         padding: usize,
     ) -> Result<crate::nn::Conv2d> {
-        let weight: Tensor<4> = self.any(&format!("{prefix}.weight"))?;
-        let o = weight.dims()[0];
+        let wname = format!("{prefix}.weight");
+        let shape = self.shape(&wname)?;
+        let [o, i, kh, kw] = shape[..] else {
+            bail!("weight {wname}: expected rank 4, found {shape:?}");
+        };
+        if kh != kw {
+            bail!("weight {wname}: expected a square kernel, found {shape:?}");
+        }
         let bname = format!("{prefix}.bias");
         let bias = if self.contains(&bname) {
             Some(self.tensor(&bname, [o])?)
         } else {
             None
+        };
+        let weight = if self.device == Device::flex() {
+            crate::nn::ConvWeight::Host {
+                values: self.take(&wname, o * i * kh * kw)?.data,
+                shape: [o, i, kh, kw],
+            }
+        } else {
+            crate::nn::ConvWeight::Device(self.tensor(&wname, [o, i, kh, kw])?)
         };
         Ok(crate::nn::Conv2d {
             weight,
