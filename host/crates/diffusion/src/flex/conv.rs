@@ -5,17 +5,14 @@
 //! one thread at every call, then scatters each tile's result into NCHW. SD's convolutions
 //! are most of a UNet step, and their weights are fixed, so here the weight keeps the
 //! checkpoint's `[out, in x kh x kw]` row-major layout, which is already the left operand
-//! of the product; each rayon job builds the patch matrix of a band of output rows straight
-//! from NCHW and multiplies into the output's NCHW rows.
+//! of the product. Per band of output rows, the patch matrix is built straight from NCHW
+//! (channels in parallel) and one threaded gemm multiplies it into the output's NCHW planes;
+//! bands are as large as [`BAND_BYTES`] allows, since every product packs the weight anew.
 //!
-//! Invariants: each job writes only its band of every output channel of one image, and the
-//! sums run in an order fixed by the shapes, so results do not depend on thread scheduling.
+//! Invariants: gemm splits its output across threads but never a sum, and every sum runs in
+//! an order fixed by the shapes, so results do not depend on thread scheduling.
 
 use rayon::prelude::*;
-
-/// Output positions per job: a band of whole rows holding about this many positions keeps a
-/// job's patch matrix within a few MiB while giving both cores work at 8x8.
-const BAND_POSITIONS: usize = 256;
 
 /// The geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -34,93 +31,97 @@ pub(crate) struct ConvShape {
     pub out_width: usize,
 }
 
+/// The most patch-matrix bytes one band may take: large enough that the weight is packed
+/// only a few times per image, small enough to stay near the caches (a whole 512x512 VAE
+/// plane would take over a gigabyte).
+/// (A 320-channel 3x3 convolution at 64x64, batch 2, runs at about 158 GFLOP/s on the 2-core
+/// AVX-512 build box.)
+const BAND_BYTES: usize = 16 << 20;
+
 /// `x` `[batch, in, h, w]`, `weight` `[out, in, k, k]`; returns `[batch, out, oh, ow]`.
 pub(crate) fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
     let positions = s.out_height * s.out_width;
     let patch = s.in_channels * s.kernel * s.kernel;
-    assert_eq!(
-        x.len(),
-        s.batch * s.in_channels * s.in_height * s.in_width,
-        "input shape"
-    );
+    let image_len = s.in_channels * s.in_height * s.in_width;
+    assert_eq!(x.len(), s.batch * image_len, "input shape");
     assert_eq!(weight.len(), s.out_channels * patch, "weight shape");
     let mut out = vec![0f32; s.batch * s.out_channels * positions];
-    let band_rows = (BAND_POSITIONS / s.out_width).clamp(1, s.out_height);
-    let bands = s.out_height.div_ceil(band_rows);
-    let out_ptr = super::SharedOut::new(&mut out);
-    (0..s.batch * bands)
-        .into_par_iter()
-        .for_each_init(Vec::new, |patches, job| {
-            let (b, band) = (job / bands, job % bands);
-            let first_row = band * band_rows;
-            let rows = band_rows.min(s.out_height - first_row);
-            let image = &x[b * s.in_channels * s.in_height * s.in_width..];
-            // SAFETY: job (b, band) alone writes positions first_row*ow.. of image b's channels.
-            let out_at =
-                unsafe { out_ptr.at((b * s.out_channels * positions) + first_row * s.out_width) };
-            if let Some(bias) = bias {
-                for (c, value) in bias.iter().enumerate() {
-                    // SAFETY: as above; the band of channel c.
-                    let row = unsafe { out_at.add(c * positions) };
-                    unsafe { std::slice::from_raw_parts_mut(row, rows * s.out_width) }.fill(*value);
-                }
+    let direct = s.kernel == 1 && s.stride == 1 && s.pad_top_left == 0;
+    let band_rows = if direct {
+        s.out_height
+    } else {
+        (BAND_BYTES / (4 * patch * s.out_width)).clamp(1, s.out_height)
+    };
+    let mut patches = Vec::new();
+    for (image, out) in x
+        .chunks_exact(image_len)
+        .zip(out.chunks_exact_mut(s.out_channels * positions))
+    {
+        if let Some(bias) = bias {
+            for (plane, value) in out.chunks_exact_mut(positions).zip(bias) {
+                plane.fill(*value);
             }
-            let band_positions = rows * s.out_width;
-            let (rhs, rhs_rs) = if s.kernel == 1 && s.stride == 1 && s.pad_top_left == 0 {
-                // A 1x1 convolution multiplies the input rows themselves.
-                (
-                    image[first_row * s.in_width..].as_ptr(),
-                    (s.in_height * s.in_width) as isize,
-                )
+        }
+        for first_row in (0..s.out_height).step_by(band_rows) {
+            let rows = band_rows.min(s.out_height - first_row);
+            let band = rows * s.out_width;
+            let (rhs, rhs_rs) = if direct {
+                // A 1x1 convolution multiplies the input planes themselves.
+                (image, s.in_height * s.in_width)
             } else {
-                patches.resize(patch * band_positions, 0.0);
-                fill_patches(patches, image, first_row, rows, s);
-                (patches.as_ptr(), band_positions as isize)
+                patches.resize(patch * band, 0.0);
+                fill_patches(&mut patches, image, first_row, rows, s);
+                (&patches[..], band)
             };
-            // SAFETY: the operands span `out_channels x patch`, `patch x band_positions` (rows of
-            // `rhs_rs`) and the job's output band (rows of `positions`), all in bounds.
+            let out_band = &mut out[first_row * s.out_width..];
+            // SAFETY: `weight` is `out x patch`; `rhs` holds `patch` rows of `rhs_rs` with
+            // `band` columns used; `out_band` holds `out` planes of `positions` from the
+            // band's first position, `band` of them written; all in bounds.
             unsafe {
                 // out[out, band] (+)= weight[out, patch] . patches[patch, band]
                 gemm::gemm(
                     s.out_channels,
-                    band_positions,
+                    band,
                     patch,
-                    out_at,
+                    out_band.as_mut_ptr(),
                     1,
                     positions as isize,
                     bias.is_some(),
                     weight.as_ptr(),
                     1,
                     patch as isize,
-                    rhs,
+                    rhs.as_ptr(),
                     1,
-                    rhs_rs,
+                    rhs_rs as isize,
                     1.0,
                     1.0,
                     false,
                     false,
                     false,
-                    gemm::Parallelism::None,
+                    gemm::Parallelism::Rayon(0),
                 );
             }
-        });
+        }
+    }
     out
 }
 
-/// Writes the patch matrix of output rows `first_row..first_row + rows`: one row per
-/// (input channel, kernel row, kernel column), one column per output position, zeros where
-/// the kernel reaches into the padding.
+/// Writes the patch matrix of output rows `first_row..first_row + rows` of one image: one
+/// row per (input channel, kernel row, kernel column), one column per output position, zeros where the kernel reaches into the
+/// padding. Rows of different channels are filled in parallel.
 fn fill_patches(patches: &mut [f32], image: &[f32], first_row: usize, rows: usize, s: ConvShape) {
-    let band_positions = rows * s.out_width;
+    let positions = rows * s.out_width;
+    let taps = s.kernel * s.kernel;
     let pad = s.pad_top_left as isize;
-    let mut dst_rows = patches.chunks_exact_mut(band_positions);
-    for c in 0..s.in_channels {
-        let plane = &image[c * s.in_height * s.in_width..][..s.in_height * s.in_width];
-        for ky in 0..s.kernel {
-            for kx in 0..s.kernel {
-                let dst = dst_rows.next().expect("one patch row per channel and tap");
-                for (r, out_row) in dst.chunks_exact_mut(s.out_width).enumerate() {
-                    let iy = ((first_row + r) * s.stride + ky) as isize - pad;
+    let plane_len = s.in_height * s.in_width;
+    patches
+        .par_chunks_exact_mut(taps * positions)
+        .zip(image.par_chunks_exact(plane_len))
+        .for_each(|(rows, plane)| {
+            for (tap, dst) in rows.chunks_exact_mut(positions).enumerate() {
+                let (ky, kx) = (tap / s.kernel, tap % s.kernel);
+                for (oy, out_row) in dst.chunks_exact_mut(s.out_width).enumerate() {
+                    let iy = ((first_row + oy) * s.stride + ky) as isize - pad;
                     if iy < 0 || iy >= s.in_height as isize {
                         out_row.fill(0.0);
                         continue;
@@ -141,8 +142,7 @@ fn fill_patches(patches: &mut [f32], image: &[f32], first_row: usize, rows: usiz
                     }
                 }
             }
-        }
-    }
+        });
 }
 
 /// `dst[i] = src[i + shift]`, zero outside `src`.
