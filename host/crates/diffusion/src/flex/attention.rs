@@ -4,8 +4,10 @@
 //! Why: at 512x512 the UNet's first-level self-attention spans 4096 tokens with a head size of
 //! 40. burn-flex's flash loop re-packs the whole query for every 64-key tile and calls the
 //! scalar libm `expf` once per score, which made the softmax alone 15 % of a step. Here each
-//! rayon job takes a block of query rows of one head against all keys: one gemm for the
-//! scores, a vectorized exact softmax over the full row, one gemm into the output.
+//! rayon job takes a block of query rows of one head and walks the keys in tiles: one gemm
+//! for the tile's scores, a vectorized online softmax (running maximum and sum per row, the
+//! output rescaled when the maximum grows), one gemm accumulating into the output. The
+//! block and tile sizes keep the scores within L2 while packing the keys rarely.
 //!
 //! Invariants: inputs and output keep the projections' `[batch, tokens, heads x head_dim]`
 //! layout (no head transposes); every output element is written by exactly one job, and each
@@ -15,10 +17,11 @@ use rayon::prelude::*;
 
 use super::exp_nonpositive;
 
-/// Query rows per job. Larger blocks pack the keys fewer times: for SD's 4096-token
-/// self-attention (8 heads of 40) on the 2-core AVX-512 build box, 32 rows ran at 65 GFLOP/s,
-/// 128 at 77, 256 at 91, and 512 or 1024 no faster; 256 rows of scores are 4 MiB.
+/// Query rows per job; each key tile is packed once per block, so larger blocks pack less.
 const QUERY_BLOCK: usize = 256;
+
+/// Keys per tile: a `[QUERY_BLOCK, KEY_TILE]` score tile is 512 KiB.
+const KEY_TILE: usize = 512;
 
 /// The shapes of one attention call; tensors are row-major `[batch, tokens, heads x head_dim]`.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +73,7 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], s: Shape) -> Vec<f32> {
 
 /// One head's output rows `first..first + rows`; `q`, `k`, `v` start at the head's first
 /// element of the block's first row (query) or of row 0 (key, value), with row stride
-/// `heads x head_dim`.
+/// `heads x head_dim`; `out` is the block's first output element, zero on entry.
 #[allow(clippy::too_many_arguments)]
 fn block_attention(
     q: &[f32],
@@ -83,72 +86,92 @@ fn block_attention(
     scores: &mut Vec<f32>,
 ) {
     let stride = (s.heads * s.head_dim) as isize;
-    let keys = s.keys;
-    scores.resize(rows * keys, 0.0);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
-    // SAFETY (both gemm calls): every index stays inside the slices' rows (the callers'
-    // offsets plus `rows`/`keys` rows of `stride`) and the output block given to this job.
-    unsafe {
-        // scores[rows, keys] = scale * q[rows, d] . k[keys, d]^T
-        gemm::gemm(
-            rows,
-            keys,
-            s.head_dim,
-            scores.as_mut_ptr(),
-            1,
-            keys as isize,
-            false,
-            q.as_ptr(),
-            1,
-            stride,
-            k.as_ptr(),
-            stride,
-            1,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-    let mut inverse_sums = [0f32; QUERY_BLOCK];
-    for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
-        let visible = if s.causal {
-            (first + i + 1).min(keys)
-        } else {
-            keys
-        };
-        row[visible..].fill(0.0);
-        inverse_sums[i] = 1.0 / softmax_numerators(&mut row[..visible]);
-    }
-    unsafe {
-        // out[rows, d] = p[rows, keys] . v[keys, d]
-        gemm::gemm(
-            rows,
-            s.head_dim,
-            keys,
-            out,
-            1,
-            stride,
-            false,
-            scores.as_ptr(),
-            1,
-            keys as isize,
-            v.as_ptr(),
-            1,
-            stride,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-        for (i, inverse) in inverse_sums[..rows].iter().enumerate() {
-            let row = std::slice::from_raw_parts_mut(out.offset(i as isize * stride), s.head_dim);
-            row.iter_mut().for_each(|x| *x *= inverse);
+    let mut maxima = [f32::NEG_INFINITY; QUERY_BLOCK];
+    let mut sums = [0f32; QUERY_BLOCK];
+    for tile_start in (0..s.keys).step_by(KEY_TILE) {
+        let tile = KEY_TILE.min(s.keys - tile_start);
+        scores.resize(rows * tile, 0.0);
+        // SAFETY (both gemm calls and the row views): every index stays inside the slices'
+        // rows (the callers' offsets plus `rows`/`keys` rows of `stride`) and the output
+        // block given to this job.
+        unsafe {
+            // scores[rows, tile] = scale * q[rows, d] . k[tile, d]^T
+            gemm::gemm(
+                rows,
+                tile,
+                s.head_dim,
+                scores.as_mut_ptr(),
+                1,
+                tile as isize,
+                false,
+                q.as_ptr(),
+                1,
+                stride,
+                k.as_ptr().offset(tile_start as isize * stride),
+                stride,
+                1,
+                0.0,
+                scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
         }
+        for (i, row) in scores.chunks_exact_mut(tile).enumerate() {
+            let visible = if s.causal {
+                (first + i + 1).saturating_sub(tile_start).min(tile)
+            } else {
+                tile
+            };
+            row[visible..].fill(0.0);
+            if visible == 0 {
+                continue;
+            }
+            let (max, sum) = exp_against_running_max(&mut row[..visible], maxima[i]);
+            if maxima[i] != f32::NEG_INFINITY && max > maxima[i] {
+                // Earlier tiles were weighted against a smaller maximum.
+                let correction = exp_nonpositive(maxima[i] - max);
+                sums[i] *= correction;
+                let out_row = unsafe {
+                    std::slice::from_raw_parts_mut(out.offset(i as isize * stride), s.head_dim)
+                };
+                out_row.iter_mut().for_each(|x| *x *= correction);
+            }
+            maxima[i] = max;
+            sums[i] += sum;
+        }
+        unsafe {
+            // out[rows, d] += p[rows, tile] . v[tile, d]
+            gemm::gemm(
+                rows,
+                s.head_dim,
+                tile,
+                out,
+                1,
+                stride,
+                true,
+                scores.as_ptr(),
+                1,
+                tile as isize,
+                v.as_ptr().offset(tile_start as isize * stride),
+                1,
+                stride,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+    for (i, sum) in sums[..rows].iter().enumerate() {
+        let out_row =
+            unsafe { std::slice::from_raw_parts_mut(out.offset(i as isize * stride), s.head_dim) };
+        let inverse = 1.0 / sum;
+        out_row.iter_mut().for_each(|x| *x *= inverse);
     }
 }
 
@@ -156,9 +179,10 @@ fn block_attention(
 const LANES: usize = 16;
 
 super::vectorized! {
-    /// Replaces `row` with `exp(x - max(row))` and returns the sum.
-    fn softmax_numerators(row: &mut [f32]) -> f32 {
-        let mut maxima = [f32::NEG_INFINITY; LANES];
+    /// With `max` the larger of `running_max` and the row's maximum, replaces `row` with
+    /// `exp(x - max)`; returns `max` and the row's new sum.
+    fn exp_against_running_max(row: &mut [f32], running_max: f32) -> (f32, f32) {
+        let mut maxima = [running_max; LANES];
         let mut chunks = row.chunks_exact(LANES);
         for chunk in &mut chunks {
             for (m, &x) in maxima.iter_mut().zip(chunk) {
@@ -169,7 +193,7 @@ super::vectorized! {
             .remainder()
             .iter()
             .chain(&maxima)
-            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+            .fold(running_max, |m, &x| if x > m { x } else { m });
         let mut sums = [0f32; LANES];
         let mut chunks = row.chunks_exact_mut(LANES);
         for chunk in &mut chunks {
@@ -183,7 +207,7 @@ super::vectorized! {
             *x = exp_nonpositive(*x - max);
             tail += *x;
         }
-        sums.iter().sum::<f32>() + tail
+        (max, sums.iter().sum::<f32>() + tail)
     }
 }
 
@@ -243,12 +267,14 @@ mod tests {
     }
 
     #[test]
-    fn self_attention_over_several_query_blocks() {
+    fn self_attention_over_several_query_blocks_and_key_tiles() {
+        // 600 tokens: three query blocks (the last partial), two key tiles (the last
+        // partial), so the running maximum and the output rescaling are exercised.
         check(Shape {
-            batch: 2,
-            queries: 70,
-            keys: 70,
-            heads: 3,
+            batch: 1,
+            queries: 600,
+            keys: 600,
+            heads: 2,
             head_dim: 8,
             causal: false,
         });
@@ -268,10 +294,11 @@ mod tests {
 
     #[test]
     fn causal_attention_hides_later_keys() {
+        // Rows of the first key tile see none of the second.
         check(Shape {
             batch: 2,
-            queries: 40,
-            keys: 40,
+            queries: 530,
+            keys: 530,
             heads: 2,
             head_dim: 4,
             causal: true,
@@ -279,11 +306,11 @@ mod tests {
     }
 
     #[test]
-    fn softmax_numerators_agree_with_the_scalar_definition() {
+    fn exponentials_agree_with_the_scalar_definition() {
         let mut row = values(1001, 9);
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let want: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
-        let sum = softmax_numerators(&mut row);
+        let (_, sum) = exp_against_running_max(&mut row, f32::NEG_INFINITY);
         assert!((sum - want.iter().sum::<f32>()).abs() < 1e-3);
         for (a, b) in row.iter().zip(&want) {
             assert!((a - b).abs() <= b * 1e-6);
