@@ -10,8 +10,7 @@ use easel_tests::{Backend, Host, Options, send};
 use serde_json::{Value, json};
 
 fn tiny_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../host/crates/diffusion/tests/fixtures/tiny-sd")
+    easel_tests::checkout().join("host/crates/diffusion/tests/fixtures/tiny-sd")
 }
 
 async fn local_host() -> Host {

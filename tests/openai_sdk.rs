@@ -8,7 +8,7 @@ use easel_tests::{Backend, Host, Options};
 async fn the_official_python_sdk_works_unchanged() {
     let host = Host::start(Options::new(Backend::Sqlite)).await;
     let python = std::env::var("EASEL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openai_sdk.py");
+    let script = easel_tests::checkout().join("tests/openai_sdk.py");
     let output = tokio::process::Command::new(&python)
         .arg(&script)
         .arg(host.url(""))

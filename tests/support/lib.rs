@@ -413,3 +413,9 @@ pub fn built_plugin(crate_name: &str) -> PathBuf {
     );
     file
 }
+
+/// The checkout's root folder, read at run time: a path compiled in goes stale when clones
+/// in different folders share one build cache and the test files did not change.
+pub fn checkout() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo")).join("..")
+}

@@ -17,7 +17,8 @@
 //! [`select_device`]: `EASEL_SD_DEVICE` when set, else a hardware wgpu adapter, else flex)
 //! and register the result as a provider; its id is `local` and its one model is
 //! `local/<LocalDiffusion::model_key()>`. [`LocalDiffusion::device_name`] is what `/health`
-//! and the registry show. End-to-end tests can load [`TINY_FIXTURE_MODEL`].
+//! and the registry show. End-to-end tests can load the tiny random model the parity tests
+//! use, `tests/fixtures/tiny-sd` in this crate (model key `tiny-sd`).
 
 #![deny(missing_docs)]
 
@@ -44,12 +45,6 @@ pub use pipeline::{Cancelled, GenerateParams, NoiseSource, SeededNoise, StableDi
 pub use provider::LocalDiffusion;
 pub use rng::NoiseRng;
 pub use unet_2d::UNetConfig;
-
-/// The tiny random SD 1.x model (diffusers layout, 3 MB) the parity tests use; it makes
-/// 64x64 images in well under a second on the CPU, so the host's end-to-end tests can load
-/// it with [`LocalDiffusion::load`] (its model key is `tiny-sd`). Its images are noise:
-/// the weights are random.
-pub const TINY_FIXTURE_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sd");
 
 /// Re-exported so callers can name devices and tensors without depending on burn directly.
 pub use burn::tensor::{Device, Tensor};

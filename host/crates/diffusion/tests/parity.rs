@@ -15,7 +15,10 @@ use std::path::PathBuf;
 use easel_diffusion::{Device, GenerateParams, NoiseSource, StableDiffusion};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    // Read at run time: a compile-time path goes stale when clones in different folders
+    // share one build cache and this file did not change.
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo"))
+        .join("tests/fixtures")
 }
 
 struct Ref {

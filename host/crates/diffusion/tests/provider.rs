@@ -10,7 +10,8 @@ use easel_provider::{
 use serde_json::json;
 
 fn provider() -> LocalDiffusion {
-    let path = PathBuf::from(easel_diffusion::TINY_FIXTURE_MODEL);
+    let path = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo"))
+        .join("tests/fixtures/tiny-sd");
     LocalDiffusion::load_on(&path, Device::flex(), "flex (cpu)".into()).unwrap()
 }
 

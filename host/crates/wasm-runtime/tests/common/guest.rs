@@ -10,13 +10,19 @@ use std::process::Command;
 
 /// The guest crate folder.
 pub fn guest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/guests/testguest")
+    manifest_dir().join("tests/guests/testguest")
+}
+
+/// This crate's folder, read at run time: a compile-time path goes stale when clones in
+/// different folders share one build cache and this file did not change.
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo"))
 }
 
 fn target_dir() -> PathBuf {
     let base = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../target"));
+        .unwrap_or_else(|| manifest_dir().join("../../../target"));
     base.join("easel-wasm-guests")
 }
 
