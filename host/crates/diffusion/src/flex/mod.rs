@@ -100,7 +100,11 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    f32::from_bits((((n as i32) + 127) as u32) << 23) * p
+    // 2^n from the bits: n is integral in [-126, 0], so adding 1.5 x 2^23 leaves it, two's
+    // complement, in the low mantissa bits. (`n as i32` would saturate and map NaN to 0 per
+    // lane, which compilers do not vectorize.)
+    let n_bits = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
+    f32::from_bits(n_bits.wrapping_add(127) << 23) * p
 }
 
 /// `x * sigmoid(x)` over the whole f32 range, branch-free: with `e = e^-|x|`, sigmoid is
