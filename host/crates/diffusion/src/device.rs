@@ -6,7 +6,7 @@
 //! fails loudly instead of falling back, and accepts a software adapter). A software
 //! adapter such as Mesa's lavapipe is not chosen by default: on the 2-core build box it
 //! spent 12 minutes in its first full-size 256x256 UNet call and then failed to allocate a
-//! buffer, where flex takes 12 s a step (docs/BENCHMARKS.md). The description names the
+//! buffer, where flex takes about 3 s a step (docs/BENCHMARKS.md). The description names the
 //! backend and adapter.
 
 use std::sync::OnceLock;
