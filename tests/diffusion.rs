@@ -49,12 +49,7 @@ async fn generate(host: &Host, body: Value) -> Value {
 }
 
 async fn bytes(url: &Value) -> (String, Vec<u8>) {
-    let response = reqwest::get(url.as_str().unwrap()).await.unwrap();
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    (content_type, response.bytes().await.unwrap().to_vec())
+    easel_tests::download(url.as_str().unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

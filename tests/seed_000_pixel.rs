@@ -2,7 +2,7 @@
 //! substituted), gets the documented answer shape. The example model ids are aliases of the
 //! built-in offline models here; vendor plugins are exercised in `vendors.rs`.
 
-use easel_tests::{Backend, Host, Options, send};
+use easel_tests::{Backend, Host, Options, download, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -45,17 +45,6 @@ async fn generate_and_wait(host: &Host, kind: &str, body: Value) -> Value {
         assert!(!data[field].is_null(), "task data lacks {field}: {data}");
     }
     data
-}
-
-/// The public link answers without a key.
-async fn fetch(url: &str) -> (String, Vec<u8>) {
-    let response = reqwest::get(url).await.unwrap();
-    assert_eq!(response.status(), 200, "{url}");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    (content_type, response.bytes().await.unwrap().to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +103,7 @@ async fn the_image_example_completes_with_typed_results() {
     let image = &data["result"]["images"][0];
     assert_eq!(image["width"], 512);
     assert_eq!(image["height"], 512);
-    let (content_type, bytes) = fetch(image["url"].as_str().unwrap()).await;
+    let (content_type, bytes) = download(image["url"].as_str().unwrap()).await;
     assert_eq!(content_type, "image/png");
     assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 512);
 }
@@ -138,7 +127,7 @@ async fn the_video_and_audio_examples_complete() {
     )
     .await;
     assert_eq!(video["status"], "completed", "{video}");
-    let (content_type, _) = fetch(video["result"]["videos"][0]["url"].as_str().unwrap()).await;
+    let (content_type, _) = download(video["result"]["videos"][0]["url"].as_str().unwrap()).await;
     assert!(content_type.starts_with("video/"), "{content_type}");
 
     let audio = generate_and_wait(
@@ -154,7 +143,8 @@ async fn the_video_and_audio_examples_complete() {
     )
     .await;
     assert_eq!(audio["status"], "completed", "{audio}");
-    let (content_type, bytes) = fetch(audio["result"]["audios"][0]["url"].as_str().unwrap()).await;
+    let (content_type, bytes) =
+        download(audio["result"]["audios"][0]["url"].as_str().unwrap()).await;
     assert!(content_type.starts_with("audio/"), "{content_type}");
     assert_eq!(&bytes[..4], b"RIFF");
 }

@@ -78,9 +78,7 @@ async fn dashscope_images_video_and_speech() {
     )[0];
     assert_eq!(speech_body["model"], "qwen3-tts-flash");
     assert_eq!(speech_body["input"]["voice"], "Ethan");
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,9 +219,7 @@ async fn openai_images_and_speech() {
         (Some("gpt-4o-mini-tts"), Some("coral"))
     );
     assert!(speech["input"].as_str().unwrap().starts_with("Hello"));
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,9 +301,7 @@ async fn seedance_overseas_on_modelark() {
             "{body}"
         );
     }
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,9 +328,7 @@ async fn zhipu_cogview_images() {
         );
         assert!(body["size"].is_string(), "{body}");
     }
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,9 +351,7 @@ async fn modelscope_qwen_image() {
         assert_eq!(body["model"], "Qwen/Qwen-Image", "{body}");
         assert_eq!(body["seed"], 3, "{body}");
     }
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,9 +444,7 @@ async fn minimax_hailuo_video_and_speech() {
         ),
         (Some("speech-02-hd"), Some("female-shaonv"))
     );
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,9 +599,7 @@ async fn evolink_gpt_image_2_and_seedance_video() {
             "{body}"
         );
     }
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 /// One image request through each of the four APIs (and OpenAI's paths) reaches the DashScope
@@ -632,11 +618,6 @@ async fn every_api_reaches_the_plugin_and_serves_its_output() {
     .await;
     let host = &easel.host;
     let prompt = format!("a lighthouse {}", Scenario::Success.token());
-    let download = |url: String| async move {
-        let response = reqwest::get(&url).await.unwrap();
-        assert_eq!(response.status(), 200, "{url}");
-        response.bytes().await.unwrap().to_vec()
-    };
 
     let (pixel, llmage, sd, openai) = tokio::join!(
         async {
@@ -699,7 +680,7 @@ async fn every_api_reaches_the_plugin_and_serves_its_output() {
     );
     for url in [pixel, llmage, sd, openai] {
         assert_eq!(
-            download(url).await,
+            easel_tests::download(&url).await.1,
             fakes::PNG_1X1,
             "the vendor's image, stored by easel"
         );
@@ -739,9 +720,7 @@ async fn every_api_reaches_the_plugin_and_serves_its_output() {
     }
     let chat = &bodies(&fake, "POST /compatible-mode/v1/chat/completions")[0];
     assert_eq!(chat["model"], "qwen-plus");
-    fake.assert_only_documented_and_authorized(|c| {
-        c.header("authorization") == Some(&*format!("Bearer {KEY}"))
-    });
+    fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
 /// With every vendor plugin loaded, Pixel's model list names each of their models with the

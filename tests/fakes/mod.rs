@@ -219,6 +219,13 @@ impl Call {
     }
 }
 
+/// The credential check of vendors that take `Authorization: Bearer <key>`, for
+/// [`Fake::assert_only_documented_and_authorized`].
+pub fn bearer(key: &str) -> impl Fn(&Recorded) -> bool {
+    let expected = format!("Bearer {key}");
+    move |call| call.header("authorization") == Some(expected.as_str())
+}
+
 /// A JSON answer with a status.
 pub fn json_reply(status: u16, body: Value) -> Response {
     (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()

@@ -341,6 +341,17 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     )
 }
 
+/// Downloads a public link (no key), which must answer 200; returns content type and bytes.
+pub async fn download(url: &str) -> (String, Vec<u8>) {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (content_type, response.bytes().await.unwrap().to_vec())
+}
+
 /// Every call a [`Receiver`] got: headers and raw body.
 pub type Calls = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>;
 
