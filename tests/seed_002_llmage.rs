@@ -368,3 +368,127 @@ async fn credits_are_reserved_kept_on_success_and_returned_otherwise(backend: Ba
         send(host.as_key(Method::GET, "/admin/clients/partner-a/usage", "key-a")).await;
     assert_eq!(status, 401);
 }
+
+on_both_backends!(chats_are_recorded_charged_and_refunded_like_every_task);
+
+/// Starts a streamed chat as `key-a`: the response, with the rest of its events still to
+/// read, and the task id its first event names.
+async fn start_stream(host: &Host, path: &str, body: Value) -> (reqwest::Response, String) {
+    let mut response = host
+        .as_key(Method::POST, path, "key-a")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let chunk = response.chunk().await.unwrap().expect("a first event");
+    let text = String::from_utf8(chunk.to_vec()).unwrap();
+    let first = text.lines().next().unwrap().trim_start_matches("data: ");
+    let first: Value = serde_json::from_str(first).unwrap();
+    (response, first["id"].as_str().unwrap().to_string())
+}
+
+async fn chats_are_recorded_charged_and_refunded_like_every_task(backend: Backend) {
+    let host = host_on(
+        backend,
+        "[credits]\nenforce = true\nprices = { \"offline/chat\" = 2 }",
+    )
+    .await;
+    let chat = |extra: Value| {
+        let mut body = json!({"model": "qwen3-max", "catelogid": "t2t", "prompt": "你好"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, answer) = host
+        .post("/llmage/v1/chat/completions", &chat(json!({})))
+        .await;
+    assert_eq!(
+        (status, answer),
+        (429, json!({"error": "Insufficient balance"}))
+    );
+    let (status, answer) = host
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["error"]["message"], "Insufficient balance");
+
+    let admin = |method, path: &str| host.as_key(method, path, "admin-secret");
+    send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 10})))
+        .await;
+
+    // A whole answer: its id is a task that kept its price and holds the answer's usage.
+    let (status, whole) = host
+        .post("/llmage/v1/chat/completions", &chat(json!({})))
+        .await;
+    assert_eq!(status, 200, "{whole}");
+    let id = whole["id"].as_str().unwrap();
+    let job = host.wait_terminal(id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["capability"], "chat");
+    assert_eq!(job["prompt"], "你好");
+    assert_eq!(job["usage"], whole["usage"]);
+    let (_, task) = host.get(&format!("/llmage/v1/tasks?taskid={id}")).await;
+    assert_eq!(task["status"], "SUCCEEDED", "{task}");
+    assert_eq!(task["usage"]["credits"], 2.0);
+    assert_eq!(task["usage"]["type"], "text2text");
+    assert_eq!(task["content"], whole["content"]);
+
+    // A streamed answer on the OpenAI path: same.
+    let openai_chat = json!({"model": "qwen3-max", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let (response, id) = start_stream(&host, "/v1/chat/completions", openai_chat.clone()).await;
+    assert!(response.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(host.wait_terminal(&id).await["status"], "succeeded");
+
+    // A stream that breaks: an error event, then [DONE]; the task failed and was refunded.
+    let (response, id) = start_stream(
+        &host,
+        "/llmage/v1/chat/completions",
+        chat(json!({"stream": true, "fail": "upstream broke"})),
+    )
+    .await;
+    let rest = response.text().await.unwrap();
+    assert!(rest.trim_end().ends_with("data: [DONE]"), "{rest}");
+    let broken = host.wait_terminal(&id).await;
+    assert_eq!(broken["status"], "failed", "{broken}");
+    assert!(broken["error"].as_str().unwrap().contains("upstream broke"));
+
+    // A slow stream cancelled through the jobs API ends, and is refunded.
+    let (response, id) = start_stream(
+        &host,
+        "/llmage/v1/chat/completions",
+        chat(json!({"stream": true, "work_ms": 60000})),
+    )
+    .await;
+    let (_, running) = host.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(running["job"]["status"], "running", "{running}");
+    let (status, _) = host
+        .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(10), response.text())
+        .await
+        .expect("a cancelled stream ends")
+        .unwrap();
+    assert!(rest.trim_end().ends_with("data: [DONE]"), "{rest}");
+    assert_eq!(host.wait_terminal(&id).await["status"], "cancelled");
+
+    // A client that goes away cancels its chat, which is refunded too.
+    let mut slow = openai_chat;
+    slow["work_ms"] = json!(60000);
+    let (response, id) = start_stream(&host, "/v1/chat/completions", slow).await;
+    drop(response);
+    let left = host.wait_terminal(&id).await;
+    assert_eq!(left["status"], "cancelled", "{left}");
+
+    let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+    assert_eq!(account["balance"], 6.0, "{account}");
+    assert_eq!(account["reserved"], 0.0);
+    assert_eq!(
+        account["usage"],
+        json!([{"model": "offline/chat", "tasks": 2, "credits": 4.0}])
+    );
+}

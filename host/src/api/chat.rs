@@ -1,29 +1,29 @@
-//! Chat for llmage and the OpenAI paths: find the model, open the provider's stream, and turn
-//! it into OpenAI's `chat.completion` object or `chat.completion.chunk` server-sent events.
+//! Chat for llmage and the OpenAI paths: find the model, accept the chat as a task on the
+//! engine (see [`crate::engine::chat`]), and render its events as OpenAI's `chat.completion`
+//! object or `chat.completion.chunk` server-sent events. The task's id is the answer's id.
 //!
-//! Chat is answered while the client waits, so it does not go through the task queue: a
-//! stream that breaks mid-way ends with an error event instead of being retried. Each dialect
-//! adds its own fields to the chunks through [`ChunkStyle`].
+//! A stream that breaks mid-way ends with an error event, and its task fails (refunded); it is
+//! never retried. Each dialect adds its own fields to the chunks through [`ChunkStyle`].
 
 use std::convert::Infallible;
 
-use axum::{
-    http::StatusCode,
-    response::{
-        IntoResponse, Response,
-        sse::{Event, Sse},
-    },
+use axum::response::{
+    IntoResponse, Response,
+    sse::{Event, Sse},
 };
-use futures::StreamExt;
+use futures::{StreamExt, stream};
 use serde_json::{Map, Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::AppState,
+    api::{
+        AppState,
+        submit::{Refused, Submission, prepare},
+    },
     engine::{
-        provider::{CallContext, ChatEvent, ChatRequest, ChatStream, ProgressSink, ProviderError},
+        chat::{ChatSession, OpenChatError, usage_json},
+        provider::{ChatEvent, ChatRequest, ProviderError},
         registry::Resolved,
-        task::{new_id, now_ms},
+        task::now_ms,
     },
 };
 
@@ -36,51 +36,100 @@ pub enum ChunkStyle {
     Llmage,
 }
 
-/// A status and message for a provider error, for the dialect to wrap.
-pub fn error_status(error: &ProviderError) -> (StatusCode, String) {
-    let status = match error {
-        ProviderError::InvalidRequest(_) | ProviderError::ContentRejected(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        ProviderError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ProviderError::Unauthorized(_) | ProviderError::UpstreamUnavailable(_) => {
-            StatusCode::BAD_GATEWAY
-        }
-        ProviderError::Internal(_) | ProviderError::Cancelled => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, error.to_string())
+/// A chat a dialect has parsed.
+pub struct ChatCall {
+    /// Owner.
+    pub client_id: String,
+    /// Dialect name stored on the task.
+    pub api: &'static str,
+    /// The model that answers.
+    pub resolved: Resolved,
+    /// `[{role, content}]`.
+    pub messages: Vec<Value>,
+    /// Temperature, max_tokens and the rest, checked against the model's schema.
+    pub params: Map<String, Value>,
+    /// What the dialect needs later to render the task.
+    pub extra: Value,
 }
 
-/// Opens the model's chat stream.
-pub async fn open(
-    resolved: &Resolved,
-    messages: Vec<Value>,
-    params: Map<String, Value>,
-) -> Result<ChatStream, ProviderError> {
-    let request = ChatRequest {
-        model: resolved.model.key.clone(),
+/// Validates, prices and records the chat, and opens the model's stream.
+pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refused> {
+    let ChatCall {
+        client_id,
+        api,
+        resolved,
         messages,
         params,
+        extra,
+    } = call;
+    let model = resolved.model.key.clone();
+    let submission = Submission {
+        client_id,
+        api,
+        resolved,
+        capability: "chat".into(),
+        prompt: last_user_text(&messages),
+        params,
+        inputs: Vec::new(),
+        count: 1,
+        webhook_url: None,
+        extra,
+        idempotency: None,
     };
-    let ctx = CallContext {
-        task_id: new_id("chat"),
-        cancel: CancellationToken::new(),
-        progress: ProgressSink::discard(),
+    let mut new = prepare(state, submission)?;
+    // The provider gets the checked parameters; the task keeps the messages with them, so
+    // the stored request is the whole conversation that ran.
+    let request = ChatRequest {
+        model,
+        messages: messages.clone(),
+        params: new.request.params.clone(),
     };
-    resolved.provider.chat(&request, &ctx).await
+    new.request
+        .params
+        .insert("messages".into(), Value::Array(messages));
+    state
+        .engine
+        .open_chat(new, request)
+        .await
+        .map_err(|error| match error {
+            OpenChatError::Refused(error) => error.into(),
+            OpenChatError::Provider(error) => Refused::Provider(error),
+        })
+}
+
+/// The text of the last user message (a string, or the text parts of a list), as the task's
+/// prompt.
+fn last_user_text(messages: &[Value]) -> String {
+    let Some(content) = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| m.get("content"))
+    else {
+        return String::new();
+    };
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
 }
 
 /// The whole answer, for `stream: false`.
 pub async fn complete(
     model_name: &str,
-    mut stream: ChatStream,
+    mut session: ChatSession,
     style: ChunkStyle,
-) -> Result<Value, ProviderError> {
+) -> Result<Value, Refused> {
     let mut text = String::new();
     let mut usage = None;
     let mut finish = "stop".to_string();
-    while let Some(event) = stream.next().await {
-        match event? {
+    while let Some(event) = session.events.recv().await {
+        match event.map_err(Refused::Provider)? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
             ChatEvent::Usage {
                 prompt_tokens,
@@ -90,7 +139,7 @@ pub async fn complete(
         }
     }
     let mut body = json!({
-        "id": new_id("chatcmpl"),
+        "id": session.task.id,
         "object": "chat.completion",
         "created": now_ms() / 1000,
         "model": model_name,
@@ -106,14 +155,6 @@ pub async fn complete(
         body["finish"] = "1".into();
     }
     Ok(body)
-}
-
-fn usage_json(prompt: u64, completion: u64) -> Value {
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    })
 }
 
 /// Builds the `chat.completion.chunk` events of one answer.
@@ -152,59 +193,83 @@ impl Chunks {
 }
 
 /// The answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
-/// `include_usage` adds OpenAI's final usage-only chunk. A task relays the provider's stream
-/// so a client that goes away stops the relay at its next event.
+/// `include_usage` adds OpenAI's final usage-only chunk. Events are rendered as the client
+/// reads them, so a slow client slows the relay, and one that goes away cancels the chat.
 pub fn sse(
     model_name: &str,
-    mut stream: ChatStream,
+    session: ChatSession,
     style: ChunkStyle,
     include_usage: bool,
 ) -> Response {
     let chunks = Chunks {
-        id: new_id("chatcmpl"),
+        id: session.task.id.clone(),
         created: now_ms() / 1000,
         model: model_name.to_string(),
         style,
     };
-    let (events, relayed) = futures::channel::mpsc::unbounded::<Event>();
-    tokio::spawn(async move {
-        let send = |event: Event| events.unbounded_send(event).is_ok();
-        if !send(chunks.event(json!({"role": "assistant", "content": ""}), None, None)) {
-            return;
+    let opening = chunks.event(json!({"role": "assistant", "content": ""}), None, None);
+    let relay = SseRelay {
+        events: session.events,
+        chunks,
+        include_usage,
+        usage: None,
+        ended: false,
+    };
+    let rest = stream::unfold(relay, |mut relay| async move {
+        let batch = relay.next_batch().await?;
+        Some((stream::iter(batch), relay))
+    })
+    .flatten();
+    let all = stream::once(async move { opening }).chain(rest);
+    Sse::new(all.map(Ok::<_, Infallible>)).into_response()
+}
+
+/// The state of one streamed answer between the engine's events and the client.
+struct SseRelay {
+    events: tokio::sync::mpsc::Receiver<Result<ChatEvent, ProviderError>>,
+    chunks: Chunks,
+    include_usage: bool,
+    usage: Option<Value>,
+    ended: bool,
+}
+
+impl SseRelay {
+    /// The events for the engine's next event (none for usage, held for the end); `None` once
+    /// `[DONE]` has gone out.
+    async fn next_batch(&mut self) -> Option<Vec<Event>> {
+        if self.ended {
+            return None;
         }
-        let mut usage = None;
-        while let Some(event) = stream.next().await {
-            let delivered = match event {
-                Ok(ChatEvent::Delta(text)) => {
-                    send(chunks.event(json!({"content": text}), None, None))
-                }
-                Ok(ChatEvent::Usage {
-                    prompt_tokens,
-                    completion_tokens,
-                }) => {
-                    usage = Some(usage_json(prompt_tokens, completion_tokens));
-                    true
-                }
-                Ok(ChatEvent::Finish(reason)) => {
-                    send(chunks.event(json!({}), Some(&reason), None))
-                        && match usage.take().filter(|_| include_usage) {
-                            Some(usage) => send(chunks.event(json!({}), None, Some(usage))),
-                            None => true,
-                        }
-                }
-                Err(error) => {
-                    let (_, message) = error_status(&error);
-                    send(Event::default().data(json!({"error": {"message": message}}).to_string()));
-                    break;
-                }
-            };
-            if !delivered {
-                return;
+        let done = || Event::default().data("[DONE]");
+        let Some(event) = self.events.recv().await else {
+            self.ended = true;
+            return Some(vec![done()]);
+        };
+        Some(match event {
+            Ok(ChatEvent::Delta(text)) => {
+                vec![self.chunks.event(json!({"content": text}), None, None)]
             }
-        }
-        send(Event::default().data("[DONE]"));
-    });
-    Sse::new(relayed.map(Ok::<_, Infallible>)).into_response()
+            Ok(ChatEvent::Usage {
+                prompt_tokens,
+                completion_tokens,
+            }) => {
+                self.usage = Some(usage_json(prompt_tokens, completion_tokens));
+                Vec::new()
+            }
+            Ok(ChatEvent::Finish(reason)) => {
+                let mut batch = vec![self.chunks.event(json!({}), Some(&reason), None)];
+                if let Some(usage) = self.usage.take().filter(|_| self.include_usage) {
+                    batch.push(self.chunks.event(json!({}), None, Some(usage)));
+                }
+                batch
+            }
+            Err(error) => {
+                self.ended = true;
+                let message = json!({"error": {"message": error.to_string()}});
+                vec![Event::default().data(message.to_string()), done()]
+            }
+        })
+    }
 }
 
 /// A chat model by name (`provider/key`, alias, or a unique bare key).

@@ -162,7 +162,7 @@ async fn chat_completions(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, Error> {
-    client(&state, &headers).await?;
+    let client_id = client(&state, &headers).await?;
     let raw = body::parse_json(&bytes).map_err(bad)?;
     let request: ChatCompletionRequest =
         serde_json::from_value(raw).map_err(|e| bad(format!("Invalid request: {e}")))?;
@@ -192,21 +192,19 @@ async fn chat_completions(
         }
         _ => return Err(missing("prompt")),
     };
-    let stream = chat::open(&resolved, messages, request.params)
-        .await
-        .map_err(|e| {
-            let (status, message) = chat::error_status(&e);
-            Error(status, message)
-        })?;
+    let call = chat::ChatCall {
+        client_id,
+        api: API,
+        resolved,
+        messages,
+        params: request.params,
+        extra: json!({"catelogid": "t2t"}),
+    };
+    let session = chat::open(&state, call).await?;
     if request.stream.unwrap_or(false) {
-        return Ok(chat::sse(&name, stream, ChunkStyle::Llmage, false));
+        return Ok(chat::sse(&name, session, ChunkStyle::Llmage, false));
     }
-    let body = chat::complete(&name, stream, ChunkStyle::Llmage)
-        .await
-        .map_err(|e| {
-            let (status, message) = chat::error_status(&e);
-            Error(status, message)
-        })?;
+    let body = chat::complete(&name, session, ChunkStyle::Llmage).await?;
     Ok(Json(body).into_response())
 }
 
@@ -500,6 +498,9 @@ async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
         }
         view["usage"] = usage;
     }
+    if let Some(answer) = task.outputs_json()[0]["text"].as_str() {
+        view["content"] = answer.into();
+    }
     if let Some(error) = &task.error {
         view["error"] = error.clone().into();
     }
@@ -513,6 +514,7 @@ fn usage_type(catelogid: &str) -> &'static str {
         "t2v" => "text2video",
         "i2v" => "image2video",
         "ref2v" => "reference2video",
+        "t2t" => "text2text",
         _ => "generation",
     }
 }

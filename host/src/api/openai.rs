@@ -156,7 +156,7 @@ async fn chat_completions(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Error> {
-    state.auth.client(&headers).await?;
+    let client_id = state.auth.client(&headers).await?;
     let raw = body::parse_json(&bytes).map_err(|m| Error::new(StatusCode::BAD_REQUEST, m))?;
     let request: ChatRequest = serde_json::from_value(raw)
         .map_err(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
@@ -169,13 +169,15 @@ async fn chat_completions(
             format!("The model `{}` does not exist", request.model),
         )
     })?;
-    let provider_error = |e| {
-        let (status, message) = chat::error_status(&e);
-        Error::new(status, message)
+    let call = chat::ChatCall {
+        client_id,
+        api: API,
+        resolved,
+        messages: request.messages,
+        params: request.params,
+        extra: json!({}),
     };
-    let stream = chat::open(&resolved, request.messages, request.params)
-        .await
-        .map_err(provider_error)?;
+    let session = chat::open(&state, call).await?;
     if request.stream.unwrap_or(false) {
         let include_usage = request
             .stream_options
@@ -185,14 +187,12 @@ async fn chat_completions(
             .unwrap_or(false);
         return Ok(chat::sse(
             &request.model,
-            stream,
+            session,
             ChunkStyle::OpenAi,
             include_usage,
         ));
     }
-    let body = chat::complete(&request.model, stream, ChunkStyle::OpenAi)
-        .await
-        .map_err(provider_error)?;
+    let body = chat::complete(&request.model, session, ChunkStyle::OpenAi).await?;
     Ok(Json(body).into_response())
 }
 

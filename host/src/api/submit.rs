@@ -9,7 +9,7 @@ use crate::{
     api::AppState,
     engine::{
         NewTask, SubmitError, params,
-        provider::{GenerationRequest, InputMedia},
+        provider::{GenerationRequest, InputMedia, ProviderError},
         registry::Resolved,
         task::Task,
     },
@@ -50,12 +50,20 @@ pub enum Refused {
     InsufficientBalance,
     /// Same idempotency key, other body.
     IdempotencyConflict,
+    /// The provider refused to start a call the client waits for (chat).
+    Provider(ProviderError),
     /// Storage failed.
     Internal(anyhow::Error),
 }
 
 /// Validates, prices and accepts; returns the task and whether an idempotent replay reused it.
 pub async fn submit(state: &AppState, submission: Submission) -> Result<(Task, bool), Refused> {
+    let new = prepare(state, submission)?;
+    Ok(state.engine.submit(new).await?)
+}
+
+/// Validates and prices: the task as the engine will accept it.
+pub fn prepare(state: &AppState, submission: Submission) -> Result<NewTask, Refused> {
     let Submission {
         client_id,
         api,
@@ -73,7 +81,7 @@ pub async fn submit(state: &AppState, submission: Submission) -> Result<(Task, b
     let credits = state
         .engine
         .price(&resolved.id(), resolved.model.price_hint, count);
-    let new = NewTask {
+    Ok(NewTask {
         client_id,
         api,
         provider: resolved.provider.id().to_string(),
@@ -88,12 +96,17 @@ pub async fn submit(state: &AppState, submission: Submission) -> Result<(Task, b
         extra,
         idempotency,
         credits,
-    };
-    state.engine.submit(new).await.map_err(|error| match error {
-        SubmitError::IdempotencyConflict => Refused::IdempotencyConflict,
-        SubmitError::InsufficientBalance(_) => Refused::InsufficientBalance,
-        SubmitError::Store(error) => Refused::Internal(error),
     })
+}
+
+impl From<SubmitError> for Refused {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::IdempotencyConflict => Refused::IdempotencyConflict,
+            SubmitError::InsufficientBalance(_) => Refused::InsufficientBalance,
+            SubmitError::Store(error) => Refused::Internal(error),
+        }
+    }
 }
 
 impl Refused {
@@ -108,8 +121,24 @@ impl Refused {
                 StatusCode::CONFLICT,
                 "Idempotency-Key was already used with a different request body.".into(),
             )),
+            Refused::Provider(error) => Ok((provider_status(&error), error.to_string())),
             Refused::Internal(error) => Err(error),
         }
+    }
+}
+
+/// The status a provider's refusal is shown with: the client's fault is a 400, the vendor's a
+/// 502.
+fn provider_status(error: &ProviderError) -> StatusCode {
+    match error {
+        ProviderError::InvalidRequest(_) | ProviderError::ContentRejected(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        ProviderError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ProviderError::Unauthorized(_) | ProviderError::UpstreamUnavailable(_) => {
+            StatusCode::BAD_GATEWAY
+        }
+        ProviderError::Internal(_) | ProviderError::Cancelled => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

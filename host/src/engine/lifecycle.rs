@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::engine::{
     Engine, credits,
     task::{Status, TASK_COLUMNS, Task, new_id, now_ms},
@@ -158,4 +160,28 @@ pub async fn record_progress(
     .execute(&engine.store().writer)
     .await?;
     Ok(())
+}
+
+/// Extends a held task's lease every third of it, for as long as the task is held
+/// (`submitting` or `streaming`); cancels `token` when a cancel was requested, possibly on
+/// another host. Runs until aborted or until the task is no longer held.
+pub(crate) async fn hold_lease(engine: Engine, id: String, token: CancellationToken) {
+    let lease = engine.config().lease();
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let extended: Option<(i64,)> = sqlx::query_as(
+            "UPDATE tasks SET wake_at = $2 WHERE id = $1 AND status = 'running' \
+             AND phase IN ('submitting', 'streaming') RETURNING cancel_requested",
+        )
+        .bind(&id)
+        .bind(now_ms() + lease.as_millis() as i64)
+        .fetch_optional(&engine.store().writer)
+        .await
+        .unwrap_or(None);
+        match extended {
+            Some((1,)) => token.cancel(),
+            Some(_) => {}
+            None => return,
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //!   the [`sweeper`]: re-queued when the provider's submit is idempotent, failed otherwise.
 //! - Nothing here knows HTTP: the API modules translate, the engine only runs tasks.
 
+pub mod chat;
 pub mod credits;
 pub mod lifecycle;
 pub mod outputs;
@@ -213,17 +214,7 @@ impl Engine {
         let id = new_id("job");
         let store = &self.inner.store;
         let Some((key, hash)) = &new.idempotency else {
-            if new.credits > 0.0 {
-                let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-                credits::reserve(&mut tx, &new.client_id, &id, new.credits, now).await??;
-                let task = insert_task(&mut *tx, &id, &new, now).await?;
-                tx.commit().await.map_err(anyhow::Error::from)?;
-                self.inner.queued.notify_one();
-                return Ok((task, false));
-            }
-            // One autocommitted statement: the common path costs a single round trip.
-            let task = insert_task(&store.writer, &id, &new, now).await?;
-            self.inner.queued.notify_one();
+            let task = self.accept(&id, &new, now, Start::Queued).await?;
             return Ok((task, false));
         };
         let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
@@ -261,10 +252,35 @@ impl Engine {
         if new.credits > 0.0 {
             credits::reserve(&mut tx, &new.client_id, &id, new.credits, now).await??;
         }
-        let task = insert_task(&mut *tx, &id, &new, now).await?;
+        let task = insert_task(&mut *tx, &id, &new, now, Start::Queued).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         self.inner.queued.notify_one();
         Ok((task, false))
+    }
+
+    /// Inserts a task, reserving its price in the same transaction when it has one.
+    async fn accept(
+        &self,
+        id: &str,
+        new: &NewTask,
+        now: i64,
+        start: Start,
+    ) -> Result<Task, SubmitError> {
+        let store = &self.inner.store;
+        let task = if new.credits > 0.0 {
+            let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
+            credits::reserve(&mut tx, &new.client_id, id, new.credits, now).await??;
+            let task = insert_task(&mut *tx, id, new, now, start).await?;
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            task
+        } else {
+            // One autocommitted statement: the common path costs a single round trip.
+            insert_task(&store.writer, id, new, now, start).await?
+        };
+        if start == Start::Queued {
+            self.inner.queued.notify_one();
+        }
+        Ok(task)
     }
 
     /// Waits until the task is terminal (checking every 100 ms), for APIs that answer
@@ -428,15 +444,40 @@ impl Engine {
     }
 }
 
-/// Inserts a queued task. On PostgreSQL a trigger (migration 0002) notifies other hosts.
-async fn insert_task<'e, E>(executor: E, id: &str, new: &NewTask, now: i64) -> anyhow::Result<Task>
+/// How a task begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Waiting for a worker.
+    Queued,
+    /// Already running in phase `streaming`, held by the API process relaying it until
+    /// `lease_end` (see [`chat`]).
+    Streaming {
+        /// ms.
+        lease_end: i64,
+    },
+}
+
+/// Inserts a task. On PostgreSQL a trigger (migration 0002) notifies other hosts.
+async fn insert_task<'e, E>(
+    executor: E,
+    id: &str,
+    new: &NewTask,
+    now: i64,
+    start: Start,
+) -> anyhow::Result<Task>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    let (status, phase, wake_at, started_at, attempts) = match start {
+        Start::Queued => ("queued", None, None, None, 0_i64),
+        Start::Streaming { lease_end } => {
+            ("running", Some("streaming"), Some(lease_end), Some(now), 1)
+        }
+    };
     Ok(sqlx::query_as(&format!(
         "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         reserved_credits, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $11, $10, $10) RETURNING {TASK_COLUMNS}"
+         reserved_credits, created_at, updated_at, phase, wake_at, started_at, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16) RETURNING {TASK_COLUMNS}"
     ))
     .bind(id)
     .bind(&new.client_id)
@@ -449,6 +490,11 @@ where
     .bind(new.extra.to_string())
     .bind(now)
     .bind(new.credits)
+    .bind(status)
+    .bind(phase)
+    .bind(wake_at)
+    .bind(started_at)
+    .bind(attempts)
     .fetch_one(executor)
     .await?)
 }

@@ -2,7 +2,8 @@
 //!
 //! Invariant (DESIGN.md, "Durable"): a task whose worker died mid-submit is re-queued only when
 //! its provider promises an idempotent submit; otherwise it fails with a clear reason (and is
-//! never charged). Each recovery claims the task by its lease first, so two hosts never both
+//! never charged). A chat whose relaying process died mid-stream always fails: its client is
+//! gone, so there is nobody to replay it for. Each recovery claims the task by its lease first, so two hosts never both
 //! recover it.
 
 use std::time::Duration;
@@ -44,15 +45,22 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
     }
 
     let lease_end = now + engine.config().lease().as_millis() as i64;
-    let interrupted: Vec<(String, String)> = sqlx::query_as(
-        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'submitting' AND wake_at < $1 LIMIT 100) \
-         AND phase = 'submitting' AND wake_at < $1 RETURNING id, provider",
+    let interrupted: Vec<(String, String, String)> = sqlx::query_as(
+        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks \
+         WHERE phase IN ('submitting', 'streaming') AND wake_at < $1 LIMIT 100) \
+         AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase",
     )
     .bind(now)
     .bind(lease_end)
     .fetch_all(&engine.store().writer)
     .await?;
-    for (id, provider_id) in interrupted {
+    for (id, provider_id, phase) in interrupted {
+        if phase == "streaming" {
+            let reason = "Interrupted while streaming; a chat is not replayed, since the client \
+                          it was answering is gone.";
+            lifecycle::finish(engine, &id, Outcome::Failed(reason.into())).await?;
+            continue;
+        }
         match engine.registry().provider(&provider_id) {
             Some(provider) if provider.submit_is_idempotent() => {
                 tracing::info!(task = %id, provider = %provider_id, "re-queueing a task interrupted mid-submit");
@@ -152,7 +160,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn interrupted_submits_are_retried_only_when_idempotent() {
+    async fn interrupted_submits_are_retried_only_when_idempotent_and_chats_never() {
         let dir = tempfile::tempdir().unwrap();
         let host = server::build(Config::embedded(dir.path().to_path_buf()))
             .await
@@ -169,6 +177,12 @@ mod tests {
         let once = interrupted_task(&engine, "once").await;
         let again = interrupted_task(&engine, "again").await;
         let gone = interrupted_task(&engine, "unloaded").await;
+        let chat = interrupted_task(&engine, "again").await;
+        sqlx::query("UPDATE tasks SET phase = 'streaming' WHERE id = $1")
+            .bind(&chat)
+            .execute(&engine.store().writer)
+            .await
+            .unwrap();
 
         sweep(&engine).await.unwrap();
 
@@ -183,5 +197,9 @@ mod tests {
             engine.fetch(&gone).await.unwrap().unwrap().status(),
             Status::Failed
         );
+        // A chat is never replayed, even on a provider whose submit is idempotent.
+        let chat = engine.fetch(&chat).await.unwrap().unwrap();
+        assert_eq!(chat.status(), Status::Failed);
+        assert!(chat.error.unwrap().contains("streaming"));
     }
 }

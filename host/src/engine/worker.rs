@@ -2,7 +2,7 @@
 //!
 //! Invariants: a claim is one `UPDATE … RETURNING` (with `SKIP LOCKED` on PostgreSQL), so two
 //! workers on any number of hosts never take the same task. While `submit` runs, a heartbeat
-//! extends the lease and watches for a cancel requested on another host. A worker never polls:
+//! ([`lifecycle::hold_lease`]) extends the lease and watches for a cancel requested on another host. A worker never polls:
 //! a pending handle is persisted and left to the poller, so a slow vendor never holds a worker.
 
 use std::{
@@ -105,7 +105,11 @@ async fn submit(
         cancel: token.clone(),
         progress: progress_sink(engine, &task.id),
     };
-    let heartbeat = tokio::spawn(heartbeat(engine.clone(), task.id.clone(), token.clone()));
+    let heartbeat = tokio::spawn(lifecycle::hold_lease(
+        engine.clone(),
+        task.id.clone(),
+        token.clone(),
+    ));
     let answer = provider.submit(&request, &ctx).await;
     heartbeat.abort();
     if engine.shutdown_token().is_cancelled() {
@@ -134,28 +138,6 @@ async fn submit(
         }
     }
     Ok(())
-}
-
-/// Extends the lease every third of it; cancels the call when a cancel was requested elsewhere.
-async fn heartbeat(engine: Engine, id: String, token: tokio_util::sync::CancellationToken) {
-    let lease = engine.config().lease();
-    loop {
-        tokio::time::sleep(lease / 3).await;
-        let extended: Option<(i64,)> = sqlx::query_as(
-            "UPDATE tasks SET wake_at = $2 WHERE id = $1 AND status = 'running' AND phase = 'submitting' \
-             RETURNING cancel_requested",
-        )
-        .bind(&id)
-        .bind(now_ms() + lease.as_millis() as i64)
-        .fetch_optional(&engine.store().writer)
-        .await
-        .unwrap_or(None);
-        match extended {
-            Some((1,)) => token.cancel(),
-            Some(_) => {}
-            None => return,
-        }
-    }
 }
 
 /// A progress reporter that writes at most every [`PROGRESS_EVERY_MS`].

@@ -6,11 +6,14 @@
 //! survive restarts; submit is idempotent. Test knobs in `params` (all documented in the
 //! schemas): `delay_ms` keeps a task pending upstream that long (exercises the poller),
 //! `work_ms` keeps the submit call busy that long (a "running" task holding a worker, which
-//! honours cancellation), and `fail` makes the provider fail with that message.
+//! honours cancellation), and `fail` makes the provider fail with that message. In chat,
+//! `work_ms` spreads the answer's words over that long and `fail` breaks the stream after the
+//! first word.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -258,19 +261,40 @@ impl Provider for Offline {
             .to_string();
         let answer = echo(&last);
         let words: Vec<String> = answer.split_inclusive(' ').map(String::from).collect();
-        let completion = words.len() as u64;
-        let prompt = last.split_whitespace().count() as u64;
-        let events = words
-            .into_iter()
-            .map(ChatEvent::Delta)
-            .chain([
-                ChatEvent::Usage {
-                    prompt_tokens: prompt,
-                    completion_tokens: completion,
-                },
-                ChatEvent::Finish("stop".into()),
-            ])
-            .map(Ok);
-        Ok(Box::pin(futures::stream::iter(events)))
+        let usage = ChatEvent::Usage {
+            prompt_tokens: last.split_whitespace().count() as u64,
+            completion_tokens: words.len() as u64,
+        };
+        let pause = Duration::from_millis(
+            request
+                .params
+                .get("work_ms")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+                / words.len().max(1) as u64,
+        );
+        let failure = request
+            .params
+            .get("fail")
+            .and_then(|v| v.as_str())
+            .map(|message| ProviderError::UpstreamUnavailable(message.to_string()));
+        // The first word always comes; `fail` breaks the stream right after it.
+        let events: Vec<Result<ChatEvent, ProviderError>> = match failure {
+            Some(error) => vec![Ok(ChatEvent::Delta(words[0].clone())), Err(error)],
+            None => words
+                .into_iter()
+                .map(ChatEvent::Delta)
+                .chain([usage, ChatEvent::Finish("stop".into())])
+                .map(Ok)
+                .collect(),
+        };
+        Ok(Box::pin(futures::stream::iter(events).then(
+            move |event| async move {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                event
+            },
+        )))
     }
 }

@@ -1,0 +1,174 @@
+//! Chat: a task whose answer streams to the client waiting for it.
+//!
+//! Invariants:
+//! - A chat is a task like any other: recorded, priced and reserved in its insert transaction,
+//!   and finished only through [`lifecycle`], with the whole text and the usage as its result.
+//! - It is inserted already `running`, in phase `streaming`, because the process that accepted
+//!   it is the one relaying the provider's stream; that process holds its lease meanwhile.
+//! - A chat is never replayed. When its process dies mid-stream the lease lapses and the
+//!   [`sweeper`](super::sweeper) fails it (refunding it): the client it was answering is gone.
+//! - A client that goes away cancels it (the relay stops at its next event), and so does a
+//!   cancel through the jobs API, on any host.
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{
+    Engine, NewTask, Start, SubmitError,
+    lifecycle::{self, Outcome},
+    provider::{CallContext, ChatEvent, ChatRequest, ChatStream, ProgressSink, ProviderError},
+    task::{Task, new_id, now_ms},
+};
+
+/// Events relayed to the API between the provider and the client; a few are buffered so a
+/// slow reader slows the provider's stream rather than growing memory.
+const RELAY_BUFFER: usize = 32;
+
+/// An accepted chat: its task, and the provider's events as they come.
+pub struct ChatSession {
+    /// The recorded task; its id names the answer.
+    pub task: Task,
+    /// Deltas, usage and the finish reason, or the error that ended the stream. Dropping the
+    /// receiver cancels the chat.
+    pub events: mpsc::Receiver<Result<ChatEvent, ProviderError>>,
+}
+
+/// Why a chat did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenChatError {
+    /// The task was not accepted (balance, storage).
+    #[error(transparent)]
+    Refused(#[from] SubmitError),
+    /// The provider refused to start the stream; the task is recorded as failed.
+    #[error(transparent)]
+    Provider(ProviderError),
+}
+
+/// OpenAI's usage object, as chats store and show it.
+pub fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
+    json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    })
+}
+
+impl Engine {
+    /// Records the chat as a running task (reserving its price), opens the provider's stream
+    /// and starts relaying it; the task finishes when the stream does.
+    pub async fn open_chat(
+        &self,
+        new: NewTask,
+        request: ChatRequest,
+    ) -> Result<ChatSession, OpenChatError> {
+        let now = now_ms();
+        let id = new_id("job");
+        let lease_end = now + self.config().lease().as_millis() as i64;
+        let task = self
+            .accept(&id, &new, now, Start::Streaming { lease_end })
+            .await?;
+        let Some(provider) = self.registry().provider(&new.provider) else {
+            let error = ProviderError::UpstreamUnavailable(format!(
+                "Provider {} is not loaded.",
+                new.provider
+            ));
+            self.fail_chat(&id, &error).await;
+            return Err(OpenChatError::Provider(error));
+        };
+        let token = self.track(&id);
+        let ctx = CallContext {
+            task_id: id.clone(),
+            cancel: token.clone(),
+            progress: ProgressSink::discard(),
+        };
+        let stream = match provider.chat(&request, &ctx).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                self.untrack(&id);
+                self.fail_chat(&id, &error).await;
+                return Err(OpenChatError::Provider(error));
+            }
+        };
+        let (events, received) = mpsc::channel(RELAY_BUFFER);
+        tokio::spawn(relay(self.clone(), id, stream, token, events));
+        Ok(ChatSession {
+            task,
+            events: received,
+        })
+    }
+
+    async fn fail_chat(&self, id: &str, error: &ProviderError) {
+        if let Err(stored) = lifecycle::finish(self, id, Outcome::Failed(error.to_string())).await {
+            tracing::warn!(task = id, error = %stored, "recording a failed chat failed; the sweeper will");
+        }
+    }
+}
+
+/// Relays the provider's stream to the API while holding the task's lease, then records how
+/// it ended. The API dropping its receiver means the client went away: that is its cancel.
+async fn relay(
+    engine: Engine,
+    id: String,
+    mut stream: ChatStream,
+    token: CancellationToken,
+    events: mpsc::Sender<Result<ChatEvent, ProviderError>>,
+) {
+    let lease = tokio::spawn(lifecycle::hold_lease(
+        engine.clone(),
+        id.clone(),
+        token.clone(),
+    ));
+    let mut text = String::new();
+    let mut usage = None;
+    let outcome = loop {
+        let event = tokio::select! {
+            _ = token.cancelled() => {
+                let _ = events.try_send(Err(ProviderError::Cancelled));
+                break if engine.shutdown_token().is_cancelled() {
+                    Outcome::Failed("Interrupted: easel shut down while streaming.".into())
+                } else {
+                    Outcome::Cancelled
+                };
+            }
+            _ = events.closed() => break Outcome::Cancelled,
+            event = stream.next() => event,
+        };
+        let Some(event) = event else {
+            break Outcome::Succeeded {
+                outputs: vec![json!({ "text": std::mem::take(&mut text) })],
+                usage: usage.take(),
+            };
+        };
+        let failure = match &event {
+            Ok(ChatEvent::Delta(delta)) => {
+                text.push_str(delta);
+                None
+            }
+            Ok(ChatEvent::Usage {
+                prompt_tokens,
+                completion_tokens,
+            }) => {
+                usage = Some(usage_json(*prompt_tokens, *completion_tokens));
+                None
+            }
+            Ok(ChatEvent::Finish(_)) => None,
+            Err(ProviderError::Cancelled) => Some(Outcome::Cancelled),
+            Err(error) => Some(Outcome::Failed(error.to_string())),
+        };
+        if events.send(event).await.is_err() {
+            break Outcome::Cancelled;
+        }
+        if let Some(outcome) = failure {
+            break outcome;
+        }
+    };
+    // Drop the provider's stream first, so an abandoned answer stops upstream too.
+    drop(stream);
+    lease.abort();
+    engine.untrack(&id);
+    if let Err(error) = lifecycle::finish(&engine, &id, outcome).await {
+        tracing::warn!(task = %id, %error, "recording a chat's end failed; the sweeper will");
+    }
+}
