@@ -529,8 +529,8 @@ async fn list(
         before,
         limit,
     };
-    let tasks = state.engine.list(&client_id, &filter).await?;
-    let next_before = (tasks.len() as i64 == limit)
+    let (tasks, more) = state.engine.list(&client_id, &filter).await?;
+    let next_before = more
         .then(|| tasks.last().map(|t| rfc3339(t.created_at)))
         .flatten();
     let jobs: Vec<JobView> = tasks.iter().map(view).collect();

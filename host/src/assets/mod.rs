@@ -242,21 +242,25 @@ impl Assets {
         )
     }
 
-    /// The client's assets, newest first.
+    /// A page of the client's assets, newest first (see
+    /// [`whole_milliseconds`](crate::store::whole_milliseconds)).
     pub async fn list(
         &self,
         client_id: &str,
         limit: i64,
         before: Option<i64>,
     ) -> anyhow::Result<Vec<Asset>> {
-        Ok(sqlx::query_as(&format!(
+        let rows = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM assets WHERE client_id = $1 AND created_at < $2 ORDER BY created_at DESC, id DESC LIMIT $3"
         ))
         .bind(client_id)
         .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(limit + 1)
         .fetch_all(&self.store.reader)
-        .await?)
+        .await?;
+        let (page, _) =
+            crate::store::whole_milliseconds(rows, limit as usize, |a: &Asset| a.created_at);
+        Ok(page)
     }
 
     /// The stored bytes of a file asset.

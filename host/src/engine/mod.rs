@@ -325,8 +325,13 @@ impl Engine {
         .await?)
     }
 
-    /// The client's tasks, newest first.
-    pub async fn list(&self, client_id: &str, filter: &TaskFilter) -> anyhow::Result<Vec<Task>> {
+    /// A page of the client's tasks, newest first, and whether more remain (see
+    /// [`whole_milliseconds`](crate::store::whole_milliseconds)).
+    pub async fn list(
+        &self,
+        client_id: &str,
+        filter: &TaskFilter,
+    ) -> anyhow::Result<(Vec<Task>, bool)> {
         let mut sql =
             format!("SELECT {TASK_COLUMNS} FROM tasks WHERE client_id = $1 AND created_at < $2");
         let mut next = 3;
@@ -353,10 +358,15 @@ impl Engine {
         if let Some(api) = filter.api {
             query = query.bind(api);
         }
-        Ok(query
-            .bind(filter.limit)
+        let rows = query
+            .bind(filter.limit + 1)
             .fetch_all(&self.inner.store.reader)
-            .await?)
+            .await?;
+        Ok(crate::store::whole_milliseconds(
+            rows,
+            filter.limit as usize,
+            |task: &Task| task.created_at,
+        ))
     }
 
     /// Cancels the client's task: a queued one at once, a pending one through the provider's

@@ -135,3 +135,55 @@ pub fn redact(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+/// Cuts rows read newest first with one row more than a page (`LIMIT limit + 1`) to a page of
+/// at most `limit` rows that never splits a millisecond, so that paging on with `before` set
+/// to the last row's creation time skips nothing. Returns the page and whether rows remain.
+/// (A page whose rows all share one millisecond is kept whole; it cannot be cut.)
+pub fn whole_milliseconds<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    created_at: impl Fn(&T) -> i64,
+) -> (Vec<T>, bool) {
+    if rows.len() <= limit {
+        return (rows, false);
+    }
+    let boundary = created_at(&rows[limit]);
+    // Newest first, so the rows sharing the next row's millisecond end the page.
+    let keep = rows[..limit]
+        .iter()
+        .rposition(|row| created_at(row) != boundary)
+        .map_or(limit, |last_other| last_other + 1);
+    rows.truncate(keep);
+    (rows, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_milliseconds;
+
+    #[test]
+    fn pages_never_split_a_millisecond() {
+        // Creation times, newest first; pages of 3.
+        assert_eq!(
+            whole_milliseconds(vec![9, 8, 7, 6], 3, |t| *t),
+            (vec![9, 8, 7], true)
+        );
+        assert_eq!(
+            whole_milliseconds(vec![9, 8, 7, 7], 3, |t| *t),
+            (vec![9, 8], true)
+        );
+        assert_eq!(
+            whole_milliseconds(vec![9, 7, 7, 7], 3, |t| *t),
+            (vec![9], true)
+        );
+        assert_eq!(
+            whole_milliseconds(vec![7, 7, 7, 7], 3, |t| *t),
+            (vec![7, 7, 7], true)
+        );
+        assert_eq!(
+            whole_milliseconds(vec![9, 8, 7], 3, |t| *t),
+            (vec![9, 8, 7], false)
+        );
+    }
+}
