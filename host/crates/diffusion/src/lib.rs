@@ -6,7 +6,9 @@
 //! sampler per file under [`schedulers`], and [`pipeline`] tying them together.
 //!
 //! Invariants (crate-wide):
-//! - f32 everywhere on the device; weights stored as f16/bf16 are widened at load.
+//! - f32 on flex; on wgpu f16 where the adapter supports it, else f32 (see [`Precision`]).
+//!   Weights stored as f16/bf16 are widened on the host and stored on the device in its
+//!   precision; noise, schedulers and timestep embeddings are f32 on the host throughout.
 //! - Noise is generated on the host by [`NoiseRng`] (`seed + image index`), so the same
 //!   request gives the same latents on every backend.
 //! - Nothing is downloaded at build or run time; the CLIP BPE vocabulary ships in
@@ -14,7 +16,8 @@
 //!
 //! Host wiring: when `EASEL_SD_MODEL` is set, `LocalDiffusion::load(path).await?` (a
 //! diffusers folder or a single-file `.safetensors`; it picks the device with
-//! [`select_device`]: `EASEL_SD_DEVICE` when set, else a hardware wgpu adapter, else flex)
+//! [`select_device`]: `EASEL_SD_DEVICE` when set, else a hardware wgpu adapter, else flex;
+//! `EASEL_SD_PRECISION` forces f32 or f16 on wgpu)
 //! and register the result as a provider; its id is `local` and its one model is
 //! `local/<LocalDiffusion::model_key()>`. [`LocalDiffusion::device_name`] is what `/health`
 //! and the registry show. End-to-end tests can load the tiny random model the parity tests
@@ -40,7 +43,7 @@ mod unet_2d_blocks;
 pub mod vae;
 mod weights;
 
-pub use device::{select_device, wgpu_device};
+pub use device::{Precision, select_device, wgpu_device};
 pub use pipeline::{Cancelled, GenerateParams, NoiseSource, SeededNoise, StableDiffusion};
 pub use provider::LocalDiffusion;
 pub use rng::NoiseRng;

@@ -3,9 +3,9 @@
 //! Invariants: inference only (no autodiff, no dropout); every layer matches PyTorch's
 //! semantics for the same parameters (linear weights already transposed to `[in, out]`).
 
-use burn::tensor::Tensor;
 use burn::tensor::module::{conv2d, interpolate, linear};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::{FloatDType, Tensor};
 
 use crate::flex;
 
@@ -129,8 +129,12 @@ impl GroupNorm {
         let [b, c, h, w] = x.dims();
         let g = self.groups;
         let xg: Tensor<3> = x.reshape([b, g, (c / g) * h * w]);
-        let (var, mean) = xg.clone().var_mean_bias(2);
-        let xg = (xg - mean) / (var + self.eps).sqrt();
+        // Statistics in f32 even when the model computes in f16: a group's sum of squares
+        // can overflow half precision (PyTorch's fp16 group norm accumulates in f32 too).
+        let dtype = xg.dtype();
+        let (var, mean) = xg.clone().cast(FloatDType::F32).var_mean_bias(2);
+        let inv_std = (var + self.eps).sqrt().recip().cast(dtype);
+        let xg = (xg - mean.cast(dtype)) * inv_std;
         let x: Tensor<4> = xg.reshape([b, c, h, w]);
         x * self.gamma.clone().reshape([1, c, 1, 1]) + self.beta.clone().reshape([1, c, 1, 1])
     }
@@ -145,7 +149,20 @@ pub(crate) struct LayerNorm {
 
 impl LayerNorm {
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::layer_norm(x, self.gamma.clone(), Some(self.beta.clone()), self.eps)
+        let dtype = x.dtype();
+        if dtype == FloatDType::F32.into() {
+            return burn::tensor::module::layer_norm(
+                x,
+                self.gamma.clone(),
+                Some(self.beta.clone()),
+                self.eps,
+            );
+        }
+        // Statistics in f32, as for group norm.
+        let (var, mean) = x.clone().cast(FloatDType::F32).var_mean_bias(D - 1);
+        let inv_std = (var + self.eps).sqrt().recip().cast(dtype);
+        let normed = (x - mean.cast(dtype)) * inv_std;
+        normed * self.gamma.clone().unsqueeze() + self.beta.clone().unsqueeze()
     }
 }
 

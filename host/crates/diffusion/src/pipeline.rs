@@ -214,6 +214,15 @@ impl StableDiffusion {
         Tensor::from_data(TensorData::new(data, shape), &self.device)
     }
 
+    /// A tensor's values on the host as f32, whatever the device computes in.
+    pub fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+        tensor
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))
+    }
+
     /// Runs txt2img (no `init_image`) or img2img; see the module docs for the invariants.
     pub fn generate(
         &self,
@@ -261,10 +270,7 @@ impl StableDiffusion {
                     .mul_scalar(2.0)
                     .sub_scalar(1.0);
                 let z = self.vae.encode(x).mul_scalar(self.vae.scaling_factor);
-                let z: Vec<f32> = z
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let z = Self::values(z)?;
                 let init_t = ((p.steps as f64 * p.strength) as usize).min(p.steps);
                 let t_start = p.steps - init_t;
                 let start = t_start * sched.order();
@@ -299,10 +305,7 @@ impl StableDiffusion {
             } else {
                 eps
             };
-            let eps: Vec<f32> = eps
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let eps = Self::values(eps)?;
             let mut draw = || {
                 (0..n)
                     .flat_map(|i| noise.draw(i, per))
@@ -328,10 +331,7 @@ impl StableDiffusion {
             .clamp(0.0, 1.0)
             .permute([0, 2, 3, 1]);
         let [_, ih, iw, _] = img.dims();
-        let data: Vec<f32> = img
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let data = Self::values(img)?;
         Ok(data.chunks(ih * iw * 3).map(|c| c.to_vec()).collect())
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use easel_diffusion::{Device, GenerateParams, NoiseSource, StableDiffusion};
+use easel_diffusion::{Device, GenerateParams, NoiseSource, Precision, StableDiffusion};
 
 fn fixtures() -> PathBuf {
     // Read at run time: a compile-time path goes stale when clones in different folders
@@ -82,7 +82,7 @@ fn assert_close(label: &str, got: &[f32], want: &[f32], tol: f32) {
 }
 
 fn host<const D: usize>(t: easel_diffusion::Tensor<D>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
+    StableDiffusion::values(t).unwrap()
 }
 
 fn model(dev: &Device) -> StableDiffusion {
@@ -139,12 +139,16 @@ fn clip_matches() {
 }
 
 fn unet_check(label: &str, m: &StableDiffusion, r: &Ref) {
+    unet_check_within(label, m, r, 1e-4);
+}
+
+fn unet_check_within(label: &str, m: &StableDiffusion, r: &Ref, tolerance: f32) {
     let (s, ss) = r.get("unet.sample");
     let (c, cs) = r.get("unet.context");
     let x = m.tensor(s.clone(), [ss[0], ss[1], ss[2], ss[3]]);
     let ctx = m.tensor(c.clone(), [cs[0], cs[1], cs[2]]);
     let out = host(m.unet(x, 981.0, &ctx));
-    assert_close(label, &out, &r.get("unet.out").0, 1e-4);
+    assert_close(label, &out, &r.get("unet.out").0, tolerance);
 }
 
 #[test]
@@ -218,8 +222,17 @@ fn pipeline_run(m: &StableDiffusion, r: &Ref, name: &str) -> Vec<f32> {
 }
 
 fn pipeline_check(label: &str, m: &StableDiffusion, r: &Ref, name: &str) {
+    pipeline_check_within(label, m, r, name, 1e-3);
+}
+
+fn pipeline_check_within(label: &str, m: &StableDiffusion, r: &Ref, name: &str, tolerance: f32) {
     let image = pipeline_run(m, r, name);
-    assert_close(label, &image, &r.get(&format!("pipe.{name}.image")).0, 1e-3);
+    assert_close(
+        label,
+        &image,
+        &r.get(&format!("pipe.{name}.image")).0,
+        tolerance,
+    );
 }
 
 macro_rules! pipeline_test {
@@ -330,29 +343,67 @@ fn img2img_matches() {
     }
 }
 
-/// The wgpu path (lavapipe in CI). With `CI` set, a missing adapter fails the test.
-#[test]
-fn pipeline_on_wgpu() {
-    let (dev, name) = match easel_diffusion::wgpu_device() {
-        Ok(d) => d,
+/// The wgpu device in `precision`, or `None` (the test skips) when there is none; with `CI`
+/// set, a missing adapter fails the test instead.
+fn wgpu_or_skip(precision: Precision) -> Option<(Device, String)> {
+    match easel_diffusion::wgpu_device(Some(precision)) {
+        Ok((dev, name)) => {
+            eprintln!("wgpu device: {name}");
+            Some((dev, name))
+        }
+        Err(e) if e.contains("does not support f16") => {
+            eprintln!("skipping: {e}");
+            None
+        }
         Err(e) => {
             if std::env::var_os("CI").is_some() {
                 panic!("CI is set but no wgpu adapter is available: {e}");
             }
             eprintln!("skipping wgpu test: no adapter ({e})");
-            return;
+            None
         }
+    }
+}
+
+/// Same inputs, same bits: kernels (autotuned once per process) must not vary by run.
+fn assert_reruns_identical(m: &StableDiffusion, r: &Ref, name: &str) {
+    let (a, b) = (pipeline_run(m, r, name), pipeline_run(m, r, name));
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "wgpu rerun differs"
+    );
+}
+
+/// The wgpu path in f32 (lavapipe in CI), to the flex tolerances.
+#[test]
+fn pipeline_on_wgpu() {
+    let Some((dev, _)) = wgpu_or_skip(Precision::F32) else {
+        return;
     };
-    eprintln!("wgpu device: {name}");
     let r = reference();
     let m = model(&dev);
     unet_check("wgpu unet", &m, &r);
     let name = "EulerAncestralDiscreteScheduler";
     pipeline_check(&format!("wgpu {name}"), &m, &r, name);
-    // Same inputs, same bits: kernels (autotuned once per process) must not vary by run.
-    let (a, b) = (pipeline_run(&m, &r, name), pipeline_run(&m, &r, name));
-    assert!(
-        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-        "wgpu rerun differs"
-    );
+    assert_reruns_identical(&m, &r, name);
+}
+
+/// The wgpu path in f16, where the adapter has shader-f16 (lavapipe does). Half precision
+/// keeps about three significant digits. Measured on lavapipe over three runs (autotune may
+/// pick other kernels in each process): 1.5e-2 to 2.1e-2 on one UNet call (outputs up to
+/// 2.2) and 2.0e-2 to 4.0e-2 on the two-step pipeline's image; PyTorch's CPU fp16
+/// gives 4.0e-3 on the same UNet call, its kernels accumulating in f32 where burn's on
+/// lavapipe appear not to. The tolerances (4e-2 and 6e-2) still sit well under the 0.19 that
+/// separates the schedulers' references.
+#[test]
+fn pipeline_on_wgpu_in_f16() {
+    let Some((dev, name)) = wgpu_or_skip(Precision::F16) else {
+        return;
+    };
+    assert!(name.ends_with(", f16"), "{name}");
+    let r = reference();
+    let m = model(&dev);
+    unet_check_within("wgpu f16 unet", &m, &r, 4e-2);
+    let name = "EulerAncestralDiscreteScheduler";
+    pipeline_check_within(&format!("wgpu f16 {name}"), &m, &r, name, 6e-2);
 }

@@ -176,7 +176,7 @@ fn device_choice_prefers_hardware_wgpu_then_flex() {
         return; // forced: the default rule is not in play
     }
     let (_, chosen) = easel_diffusion::select_device().unwrap();
-    match easel_diffusion::wgpu_device() {
+    match easel_diffusion::wgpu_device(None) {
         Ok((_, name)) if !name.starts_with("wgpu (Cpu") => assert_eq!(chosen, name),
         _ => assert_eq!(chosen, "flex (cpu)"),
     }
