@@ -13,8 +13,9 @@ It writes tests/fixtures/:
   reference.json          the token ids, prompts and settings the outputs were made with
   schedulers.safetensors  each scheduler alone over 8 steps with a stand-in linear model, so
                           multistep logic the 2-step pipelines never reach is checked too
+  schedulers_v.safetensors  the same, reading the stand-in's output as a v-prediction
 
-`python scripts/make_fixtures.py --schedulers-only` rewrites only schedulers.safetensors.
+`python scripts/make_fixtures.py --schedulers-only` rewrites only the two schedulers files.
 
 Every weight is rounded through float16 and stored as float16 to keep the files small; the
 references are computed in float32 from exactly those rounded weights, so the Rust side,
@@ -303,34 +304,40 @@ def patch_randn(queue):
 SCHEDULER_STEPS = 8
 
 
-def scheduler_trajectories():
-    """Each scheduler driven by a stand-in model `eps = 0.6 * x_in + 1e-4 * t` (cheap, and
+def scheduler_trajectories(prediction_type="epsilon", file_name="schedulers.safetensors"):
+    """Each scheduler driven by a stand-in model `out = 0.6 * x_in + 1e-4 * t` (cheap, and
     reproducible bit for bit in Rust) for SCHEDULER_STEPS steps from fixed latents; 8 steps
     reach LMS's order 4, PNDM's full PLMS, DPM++ 2M's lower-order final steps and several
-    KDPM2/Heun midpoints."""
+    KDPM2/Heun midpoints. With `prediction_type="v_prediction"` the same output is read as
+    a v-prediction (SD 2.x's 768-v models)."""
     ref = {}
     start = torch.from_numpy(np.random.RandomState(3).standard_normal((1, 4, 4, 4)).astype(np.float32))
     for name, cls in SCHEDULERS.items():
-        sched = cls.from_config(SCHEDULER_BASE)
+        sched = cls.from_config(dict(SCHEDULER_BASE, prediction_type=prediction_type))
         sched.set_timesteps(SCHEDULER_STEPS)
         q = NoiseQueue(np.random.RandomState(5))
         patch_randn(q)
         sample = start * sched.init_noise_sigma
         for t in sched.timesteps:
             x_in = sched.scale_model_input(sample, t)
-            eps = 0.6 * x_in + 1e-4 * t.float()
-            sample = sched.step(eps, t, sample).prev_sample
+            out = 0.6 * x_in + 1e-4 * t.float()
+            sample = sched.step(out, t, sample).prev_sample
         ref[f"{name}.timesteps"] = torch.as_tensor(sched.timesteps).float()
         ref[f"{name}.noise"] = torch.from_numpy(np.stack(q.drawn)) if q.drawn else torch.zeros(1)
         ref[f"{name}.out"] = sample
-        print(name, f"{SCHEDULER_STEPS} steps:", len(sched.timesteps), "calls,", len(q.drawn), "noise draws")
+        print(name, prediction_type, f"{SCHEDULER_STEPS} steps:", len(sched.timesteps), "calls,", len(q.drawn), "noise draws")
     ref["start"] = start
-    save_file({k: v.contiguous().float() for k, v in ref.items()}, os.path.join(OUT, "schedulers.safetensors"))
+    save_file({k: v.contiguous().float() for k, v in ref.items()}, os.path.join(OUT, file_name))
+
+
+def all_scheduler_trajectories():
+    scheduler_trajectories()
+    scheduler_trajectories("v_prediction", "schedulers_v.safetensors")
 
 
 def main():
     if "--schedulers-only" in sys.argv:
-        scheduler_trajectories()
+        all_scheduler_trajectories()
         return
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
@@ -433,7 +440,7 @@ def main():
     with open(os.path.join(OUT, "reference.json"), "w") as f:
         json.dump({"prompts": prompts, "token_ids": token_ids, "settings": settings,
                    "diffusers": diffusers.__version__, "torch": torch.__version__}, f, indent=1)
-    scheduler_trajectories()
+    all_scheduler_trajectories()
     total = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(OUT) for n in ns)
     print("fixtures:", total, "bytes")
 

@@ -13,6 +13,11 @@
 //!   request gives the same latents on every backend.
 //! - Nothing is downloaded at build or run time; the CLIP BPE vocabulary ships in
 //!   `assets/`.
+//! - SD 2.x loads from a diffusers folder: its `prediction_type` (v-prediction for the 768-v
+//!   models) comes from `scheduler/scheduler_config.json` and its `!` pad token from
+//!   `tokenizer/special_tokens_map.json`; every scheduler is checked in v-prediction against
+//!   diffusers. The 2.x architecture paths (gelu CLIP, linear projections, per-block head
+//!   counts) have no 2.x reference model in the fixtures. Single files are read as SD 1.x.
 //!
 //! Host wiring: when `EASEL_SD_MODEL` is set, `LocalDiffusion::load(path).await?` (a
 //! diffusers folder or a single-file `.safetensors`; it picks the device with

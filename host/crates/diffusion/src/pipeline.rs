@@ -18,7 +18,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::clip::{ClipConfig, ClipTextTransformer};
 use crate::convert::SingleFile;
-use crate::schedulers::{self, Scheduler};
+use crate::schedulers::{self, Prediction, Scheduler};
 use crate::tokenizer::Tokenizer;
 use crate::unet_2d::{UNet2DConditionModel, UNetConfig};
 use crate::vae::{AutoencoderKL, VaeConfig};
@@ -118,7 +118,15 @@ pub struct StableDiffusion {
     unet: UNet2DConditionModel,
     vae: AutoencoderKL,
     latent_channels: usize,
+    /// From the scheduler config of a diffusers folder; single files are taken as epsilon.
+    prediction: Prediction,
     device: Device,
+}
+
+/// The part of diffusers' `scheduler_config.json` easel reads.
+#[derive(serde::Deserialize, Default)]
+struct SchedulerConfig {
+    prediction_type: Option<String>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -150,7 +158,26 @@ impl StableDiffusion {
     /// Loads a diffusers-layout folder (`text_encoder/`, `unet/`, `vae/`) or a single-file
     /// original-layout `.safetensors` checkpoint onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let mut tokenizer = Tokenizer::new()?;
+        let mut prediction = Prediction::Epsilon;
         let (weights, clip_cfg, unet_cfg, vae_cfg) = if path.is_dir() {
+            let scheduler = path.join("scheduler/scheduler_config.json");
+            if scheduler.exists() {
+                let config: SchedulerConfig = read_json(&scheduler)?;
+                if let Some(name) = config.prediction_type {
+                    prediction = Prediction::parse(&name)
+                        .with_context(|| format!("unsupported prediction_type {name}"))?;
+                }
+            }
+            // SD 2.x pads with "!" where SD 1.x pads with <|endoftext|>.
+            let special = path.join("tokenizer/special_tokens_map.json");
+            if special.exists() {
+                let map: serde_json::Value = read_json(&special)?;
+                let pad = &map["pad_token"];
+                if let Some(token) = pad.as_str().or_else(|| pad["content"].as_str()) {
+                    tokenizer.set_pad(token)?;
+                }
+            }
             let mut all = std::collections::HashMap::<String, HostTensor>::new();
             for comp in ["text_encoder", "unet", "vae"] {
                 let (t, _) = read_safetensors(&component_file(&path.join(comp))?, |_| true)?;
@@ -174,11 +201,12 @@ impl StableDiffusion {
             )
         };
         Ok(Self {
-            tokenizer: Tokenizer::new()?,
+            tokenizer,
             clip: ClipTextTransformer::load(&weights, &clip_cfg)?,
             unet: UNet2DConditionModel::load(&weights, &unet_cfg)?,
             vae: AutoencoderKL::load(&weights, &vae_cfg)?,
             latent_channels: vae_cfg.latent_channels,
+            prediction,
             device: device.clone(),
         })
     }
@@ -311,7 +339,10 @@ impl StableDiffusion {
                     .flat_map(|i| noise.draw(i, per))
                     .collect::<Vec<f32>>()
             };
-            latents = sched.step(&eps, idx, &latents, &mut draw);
+            latents = match self.prediction {
+                Prediction::Epsilon => sched.step(&eps, idx, &latents, &mut draw),
+                Prediction::V => sched.step_v(&eps, idx, &latents, &mut draw),
+            };
             if !on_step(done + 1, total) {
                 return Err(Cancelled.into());
             }

@@ -2,8 +2,8 @@
 //! (`assets/bpe_simple_vocab_16e6.txt.gz`, the file OpenAI's CLIP and open_clip use).
 //!
 //! Invariants: output is always exactly [`MAX_LEN`] ids: `<|startoftext|>`, at most 75
-//! prompt tokens (longer prompts are truncated), `<|endoftext|>`, then `<|endoftext|>`
-//! padding (Stable Diffusion 1.x's pad token). Text is whitespace-collapsed and lowercased
+//! prompt tokens (longer prompts are truncated), `<|endoftext|>`, then padding: by default
+//! `<|endoftext|>` (Stable Diffusion 1.x's pad token), or the model's own (SD 2.x's `!`). Text is whitespace-collapsed and lowercased
 //! first, as CLIP does (without ftfy's mojibake repair).
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 pub const MAX_LEN: usize = 77;
 /// `<|startoftext|>`.
 pub const BOS: u32 = 49406;
-/// `<|endoftext|>`, also the padding id.
+/// `<|endoftext|>`, also the default padding id.
 pub const EOS: u32 = 49407;
 
 static VOCAB_GZ: &[u8] = include_bytes!("../assets/bpe_simple_vocab_16e6.txt.gz");
@@ -26,6 +26,7 @@ pub struct Tokenizer {
     ranks: HashMap<(String, String), usize>,
     byte_encoder: [char; 256],
     pattern: regex::Regex,
+    pad: u32,
 }
 
 fn bytes_to_unicode() -> [char; 256] {
@@ -105,6 +106,7 @@ impl Tokenizer {
             ranks,
             byte_encoder,
             pattern,
+            pad: EOS,
         })
     }
 
@@ -168,12 +170,42 @@ impl Tokenizer {
         ids
     }
 
-    /// Exactly [`MAX_LEN`] ids: BOS, the (truncated) prompt, EOS, EOS padding.
+    /// Exactly [`MAX_LEN`] ids: BOS, the (truncated) prompt, EOS, padding.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut ids = vec![BOS];
         ids.extend(self.encode_raw(text).into_iter().take(MAX_LEN - 2));
         ids.push(EOS);
-        ids.resize(MAX_LEN, EOS);
+        ids.resize(MAX_LEN, self.pad);
         ids
+    }
+
+    /// Pads with `token` (a vocabulary entry, such as SD 2.x's `!`) instead of EOS.
+    pub fn set_pad(&mut self, token: &str) -> Result<()> {
+        self.pad = *self
+            .encoder
+            .get(token)
+            .with_context(|| format!("pad token {token:?} is not in the vocabulary"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pads_with_eos_or_the_models_own_token() {
+        let mut tokenizer = Tokenizer::new().unwrap();
+        let ids = tokenizer.encode("a cat");
+        assert_eq!(ids.len(), MAX_LEN);
+        assert_eq!(ids[0], BOS);
+        let end = ids.iter().position(|&id| id == EOS).unwrap();
+        assert!(ids[end..].iter().all(|&id| id == EOS));
+        // SD 2.x: "!" (id 0) after the one EOS.
+        tokenizer.set_pad("!").unwrap();
+        let padded = tokenizer.encode("a cat");
+        assert_eq!(padded[..=end], ids[..=end]);
+        assert!(padded[end + 1..].iter().all(|&id| id == 0));
+        assert!(tokenizer.set_pad("not-a-token").is_err());
     }
 }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use easel_diffusion::schedulers::Prediction;
 use easel_diffusion::{Device, GenerateParams, NoiseSource, Precision, StableDiffusion};
 
 fn fixtures() -> PathBuf {
@@ -270,9 +271,8 @@ fn scheduler_timesteps_match_diffusers() {
 /// `eps = 0.6 x_in + 1e-4 t`, against diffusers: reaches LMS's order 4, PNDM's full PLMS,
 /// DPM++ 2M's lower-order final steps and interior KDPM2/Heun midpoints, which the
 /// two-step pipelines never do.
-#[test]
-fn schedulers_match_diffusers_over_eight_steps() {
-    let t = load_tensors("schedulers.safetensors");
+fn scheduler_trajectories_match(file: &str, prediction: Prediction) {
+    let t = load_tensors(file);
     let start = &t["start"].0;
     let n = start.len();
     for name in easel_diffusion::schedulers::SCHEDULER_NAMES {
@@ -286,7 +286,7 @@ fn schedulers_match_diffusers_over_eight_steps() {
         let mut sample: Vec<f32> = start.iter().map(|v| (*v as f64 * sigma) as f32).collect();
         for idx in 0..s.timesteps().len() {
             let (ts, scale) = (s.timesteps()[idx] as f32, s.input_scale(idx) as f32);
-            let eps: Vec<f32> = sample
+            let out: Vec<f32> = sample
                 .iter()
                 .map(|x| 0.6 * (x * scale) + 1e-4 * ts)
                 .collect();
@@ -294,17 +294,33 @@ fn schedulers_match_diffusers_over_eight_steps() {
                 drawn += n;
                 draws[drawn - n..drawn].to_vec()
             };
-            sample = s.step(&eps, idx, &sample, &mut noise);
+            sample = match prediction {
+                Prediction::Epsilon => s.step(&out, idx, &sample, &mut noise),
+                Prediction::V => s.step_v(&out, idx, &sample, &mut noise),
+            };
         }
         let expected_draws = if draws.len() == 1 { 0 } else { draws.len() };
         assert_eq!(drawn, expected_draws, "{name}: noise draws");
         assert_close(
-            &format!("{name}, 8 steps"),
+            &format!("{name}, {prediction:?}, 8 steps"),
             &sample,
             &t[&format!("{name}.out")].0,
             1e-4,
         );
     }
+}
+
+#[test]
+fn schedulers_match_diffusers_over_eight_steps() {
+    scheduler_trajectories_match("schedulers.safetensors", Prediction::Epsilon);
+}
+
+/// The same stand-in's output read as a v-prediction (SD 2.x 768-v), against diffusers'
+/// `prediction_type="v_prediction"`; PNDM combines v before converting, the others convert
+/// each call's output.
+#[test]
+fn schedulers_match_diffusers_with_v_prediction() {
+    scheduler_trajectories_match("schedulers_v.safetensors", Prediction::V);
 }
 
 fn img2img_check(m: &StableDiffusion, r: &Ref, name: &str) {

@@ -51,6 +51,10 @@ impl Scheduler for DdimScheduler {
             })
             .collect()
     }
+    fn signal_and_noise(&self, index: usize) -> (f64, f64) {
+        let a_t = self.ac[self.timesteps[index] as usize];
+        (a_t.sqrt(), (1.0 - a_t).sqrt())
+    }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
         add_noise_alpha(original, noise, self.ac[self.timesteps[index] as usize])
     }

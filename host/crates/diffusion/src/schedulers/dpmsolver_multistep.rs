@@ -101,6 +101,9 @@ impl Scheduler for DpmSolverMultistepScheduler {
         }
         out
     }
+    fn signal_and_noise(&self, index: usize) -> (f64, f64) {
+        alpha_sigma(self.sigmas[index])
+    }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
         let (a, s) = alpha_sigma(self.sigmas[index]);
         super::axpby(a, original, s, noise)

@@ -1,6 +1,7 @@
 //! The nine samplers of easel's SD API, with diffusers' semantics for Stable Diffusion 1.x's
-//! scheduler config (scaled-linear betas 0.00085..0.012, 1000 train steps, `steps_offset` 1,
-//! epsilon prediction), each with its own default timestep spacing.
+//! scheduler config (scaled-linear betas 0.00085..0.012, 1000 train steps, `steps_offset` 1),
+//! each with its own default timestep spacing, for epsilon- and v-prediction models (SD 2.x
+//! shares the 1.x schedule).
 //!
 //! Invariants:
 //! - All arithmetic runs on the host in f64 over flattened latents (`&[f32]`), so every
@@ -56,6 +57,49 @@ pub trait Scheduler: Send {
     ) -> Vec<f32>;
     /// Noises clean latents to the level of call `index` (img2img's starting point).
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32>;
+
+    /// `sqrt(alphas_cumprod)` and `sqrt(1 - alphas_cumprod)` at the noise level the model saw
+    /// at call `index`. The default reads them off `input_scale` (`1 / sqrt(sigma² + 1)`),
+    /// which is right for the samplers that work in sigma space; the others override it.
+    fn signal_and_noise(&self, index: usize) -> (f64, f64) {
+        let scale = self.input_scale(index);
+        (scale, (1.0 - scale * scale).max(0.0).sqrt())
+    }
+
+    /// Advances `sample` given a v-prediction model's output at call `index` (SD 2.x's 768-v
+    /// models), through the epsilon it implies: `eps = a v + b x_in`, where `x_in` is the
+    /// input the model saw and `(a, b)` is [`Scheduler::signal_and_noise`].
+    fn step_v(&mut self, v: &[f32], index: usize, sample: &[f32], noise: &mut NoiseFn) -> Vec<f32> {
+        let (a, b) = self.signal_and_noise(index);
+        let b = b * self.input_scale(index);
+        let eps: Vec<f32> = v
+            .iter()
+            .zip(sample)
+            .map(|(v, x)| (a * *v as f64 + b * *x as f64) as f32)
+            .collect();
+        self.step(&eps, index, sample, noise)
+    }
+}
+
+/// What a model's UNet predicts (diffusers' `prediction_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prediction {
+    /// The noise (SD 1.x, SD 2.x base).
+    #[default]
+    Epsilon,
+    /// The velocity `v` (SD 2.x 768-v).
+    V,
+}
+
+impl Prediction {
+    /// Reads diffusers' `prediction_type` (`epsilon`, `v_prediction`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "epsilon" => Some(Prediction::Epsilon),
+            "v_prediction" => Some(Prediction::V),
+            _ => None,
+        }
+    }
 }
 
 /// The names easel accepts (seed 003), in its documented order.

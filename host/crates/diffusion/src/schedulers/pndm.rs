@@ -12,6 +12,9 @@ pub struct PndmScheduler {
     ets: Vec<Vec<f32>>,
     cur_sample: Option<Vec<f32>>,
     counter: usize,
+    /// The outputs are v-predictions: PLMS combines them as they are and converts the
+    /// combination, as diffusers does, which differs from converting each one first.
+    predicts_v: bool,
 }
 
 impl PndmScheduler {
@@ -33,6 +36,7 @@ impl PndmScheduler {
             ets: vec![],
             cur_sample: None,
             counter: 0,
+            predicts_v: false,
         }
     }
 
@@ -49,7 +53,15 @@ impl PndmScheduler {
         sample
             .iter()
             .zip(eps)
-            .map(|(x, e)| (coeff * *x as f64 - (a_p - a_t) * e / denom) as f32)
+            .map(|(x, e)| {
+                let x = *x as f64;
+                let e = if self.predicts_v {
+                    a_t.sqrt() * e + b_t.sqrt() * x
+                } else {
+                    *e
+                };
+                (coeff * x - (a_p - a_t) * e / denom) as f32
+            })
             .collect()
     }
 }
@@ -109,6 +121,10 @@ impl Scheduler for PndmScheduler {
         let r = self.prev_sample(&sample, t, prev, &out);
         self.counter += 1;
         r
+    }
+    fn step_v(&mut self, v: &[f32], index: usize, sample: &[f32], noise: &mut NoiseFn) -> Vec<f32> {
+        self.predicts_v = true;
+        self.step(v, index, sample, noise)
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
         add_noise_alpha(original, noise, self.ac[self.timesteps[index] as usize])
