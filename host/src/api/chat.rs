@@ -21,7 +21,7 @@ use crate::{
     },
     engine::{
         chat::{ChatSession, OpenChatError, usage_json},
-        provider::{ChatEvent, ChatRequest, ProviderError},
+        provider::{ChatEvent, ProviderError},
         registry::Resolved,
         task::now_ms,
     },
@@ -62,7 +62,6 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
         params,
         extra,
     } = call;
-    let model = resolved.model.key.clone();
     let submission = Submission {
         client_id,
         api,
@@ -77,19 +76,13 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
         idempotency: None,
     };
     let mut new = prepare(state, submission)?;
-    // The provider gets the checked parameters; the task keeps the messages with them, so
-    // the stored request is the whole conversation that ran.
-    let request = ChatRequest {
-        model,
-        messages: messages.clone(),
-        params: new.request.params.clone(),
-    };
+    // The stored request is the whole conversation; the engine calls the provider with it.
     new.request
         .params
         .insert("messages".into(), Value::Array(messages));
     state
         .engine
-        .open_chat(new, request)
+        .open_chat(new)
         .await
         .map_err(|error| match error {
             OpenChatError::Refused(error) => error.into(),

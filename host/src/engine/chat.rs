@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{
     Engine, NewTask, Start, SubmitError,
     lifecycle::{self, Outcome},
-    provider::{CallContext, ChatEvent, ChatRequest, ChatStream, ProgressSink, ProviderError},
+    provider::{
+        CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ProgressSink,
+        ProviderError,
+    },
     task::{Task, new_id, now_ms},
 };
 
@@ -57,12 +60,10 @@ pub fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
 
 impl Engine {
     /// Records the chat as a running task (reserving its price), opens the provider's stream
-    /// and starts relaying it; the task finishes when the stream does.
-    pub async fn open_chat(
-        &self,
-        new: NewTask,
-        request: ChatRequest,
-    ) -> Result<ChatSession, OpenChatError> {
+    /// and starts relaying it; the task finishes when the stream does. The request's params
+    /// carry the conversation as `messages`; the provider gets exactly what is stored.
+    pub async fn open_chat(&self, new: NewTask) -> Result<ChatSession, OpenChatError> {
+        let request = chat_request(&new.request);
         let now = now_ms();
         let id = new_id("job");
         let lease_end = now + self.config().lease().as_millis() as i64;
@@ -103,6 +104,20 @@ impl Engine {
         if let Err(stored) = lifecycle::finish(self, id, Outcome::Failed(error.to_string())).await {
             tracing::warn!(task = id, error = %stored, "recording a failed chat failed; the sweeper will");
         }
+    }
+}
+
+/// The provider's view of a stored chat request: `messages` apart from the other params.
+fn chat_request(stored: &GenerationRequest) -> ChatRequest {
+    let mut params = stored.params.clone();
+    let messages = match params.remove("messages") {
+        Some(Value::Array(messages)) => messages,
+        _ => Vec::new(),
+    };
+    ChatRequest {
+        model: stored.model.clone(),
+        messages,
+        params,
     }
 }
 
