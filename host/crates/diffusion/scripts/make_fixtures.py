@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the tiny random SD 1.x fixtures that easel-diffusion's parity tests read.
+"""Builds the tiny random SD 1.x and SD 2.x fixtures that easel-diffusion's parity tests read.
 
 Run from the crate folder (host/crates/diffusion):
 
@@ -14,8 +14,17 @@ It writes tests/fixtures/:
   schedulers.safetensors  each scheduler alone over 8 steps with a stand-in linear model, so
                           multistep logic the 2-step pipelines never reach is checked too
   schedulers_v.safetensors  the same, reading the stand-in's output as a v-prediction
+  tiny-sd2/               a tiny SD 2.x (768-v) model in diffusers layout: gelu CLIP one layer
+                          short of its OpenCLIP tower (the "penultimate layer"), linear
+                          proj_in/proj_out, per-block head counts, upcast attention,
+                          v-prediction scheduler config, tokenizer/special_tokens_map.json
+                          padding with "!"
+  tiny-sd2.safetensors    the same weights under SD 2.x's original key names (LDM UNet and
+                          VAE, OpenCLIP text tower with its last, unused resblock)
+  reference_sd2.safetensors / reference_sd2.json  its inputs and diffusers' outputs
 
-`python scripts/make_fixtures.py --schedulers-only` rewrites only the two schedulers files.
+`python scripts/make_fixtures.py --schedulers-only` rewrites only the two schedulers files;
+`--sd2` rewrites only the SD 2.x files.
 
 Every weight is rounded through float16 and stored as float16 to keep the files small; the
 references are computed in float32 from exactly those rounded weights, so the Rust side,
@@ -242,9 +251,10 @@ def vae_key(k, n_blocks):
     raise KeyError(k)
 
 
-def single_file_state(text_encoder, unet, vae):
+def ldm_unet_vae_state(unet, vae):
+    """The UNet and VAE under their original (LDM) names, shared by SD 1.x and 2.x files."""
     out = {}
-    layers = 2
+    layers = unet.config.layers_per_block
     up_attn = [t.startswith("CrossAttn") for t in unet.config.up_block_types]
     for k, v in unet.state_dict().items():
         if k.startswith("up_blocks"):
@@ -257,6 +267,11 @@ def single_file_state(text_encoder, unet, vae):
         if ".mid.attn_1." in nk and nk.endswith("weight") and v.ndim == 2:
             v = v[:, :, None, None]
         out["first_stage_model." + nk] = v
+    return out
+
+
+def single_file_state(text_encoder, unet, vae):
+    out = ldm_unet_vae_state(unet, vae)
     for k, v in text_encoder.state_dict().items():
         if "position_ids" in k:
             continue
@@ -335,9 +350,286 @@ def all_scheduler_trajectories():
     scheduler_trajectories("v_prediction", "schedulers_v.safetensors")
 
 
+BOS, EOS = 49406, 49407
+
+
+# ---- SD 2.x (768-v) ----
+
+# stabilityai/stable-diffusion-2-1's scheduler config: SD 1.x's schedule, read as v-prediction.
+SD2_SCHEDULER = dict(SCHEDULER_BASE, prediction_type="v_prediction")
+# SD 2.x's per-block heads [5, 10, 20, 20] (64 channels each) scaled down to 4 channels each;
+# diffusers reads the historical `attention_head_dim` as the head count, as for SD 2.x.
+SD2_HEADS = [2, 4, 4]
+SD2_HEAD_CHANNELS = 4
+# stable-diffusion-2-1's tokenizer/special_tokens_map.json: OpenCLIP pads with id 0, "!".
+SD2_SPECIAL_TOKENS = {
+    "bos_token": {"content": "<|startoftext|>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False},
+    "eos_token": {"content": "<|endoftext|>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False},
+    "pad_token": "!",
+    "unk_token": {"content": "<|endoftext|>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False},
+}
+SD2_PAD = 0
+
+
+def build_sd2_models():
+    """The OpenCLIP text tower (3 layers), the diffusers text encoder made of all but its last
+    layer (SD 2.x conditions on the penultimate layer, then the final norm; diffusers' SD 2.x
+    config says so with 23 of OpenCLIP ViT-H's 24 layers), the UNet and the VAE."""
+    def text_config(layers):
+        return CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=4,
+            intermediate_size=16,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            hidden_act="gelu",
+            bos_token_id=BOS,
+            eos_token_id=EOS,
+            pad_token_id=SD2_PAD,
+            projection_dim=4,
+        )
+
+    tower = CLIPTextModel(text_config(3)).eval()
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(8, 16, 16),
+        layers_per_block=1,
+        attention_head_dim=SD2_HEADS,
+        cross_attention_dim=4,
+        norm_num_groups=4,
+        use_linear_projection=True,
+        upcast_attention=True,
+    ).eval()
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    ).eval()
+    for m in (tower, unet, vae):
+        randomize(m)
+        round_f16(m)
+    text_encoder = CLIPTextModel(text_config(2)).eval()
+    missing, unexpected = text_encoder.load_state_dict(tower.state_dict(), strict=False)
+    assert not missing and all(k.startswith("encoder.layers.2.") for k in unexpected), (missing, unexpected)
+    return tower, text_encoder, unet, vae
+
+
+# ---- transformers CLIP -> OpenCLIP text tower names (SD 2.x's cond_stage_model.model.*) ----
+
+OPEN_CLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "self_attn.out_proj": "attn.out_proj",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+}
+
+
+def open_clip_state(tower):
+    """OpenCLIP keeps q, k and v as one `in_proj` (rows q, then k, then v), the position
+    table as a bare parameter, and a text projection and logit scale SD never reads."""
+    sd = tower.state_dict()
+    width = tower.config.hidden_size
+    g = torch.Generator().manual_seed(43)
+    out = {
+        "token_embedding.weight": sd["embeddings.token_embedding.weight"],
+        "positional_embedding": sd["embeddings.position_embedding.weight"],
+        "ln_final.weight": sd["final_layer_norm.weight"],
+        "ln_final.bias": sd["final_layer_norm.bias"],
+        "text_projection": (torch.randn((width, tower.config.projection_dim), generator=g) / width**0.5).half().float(),
+        "logit_scale": torch.tensor(4.6052),
+    }
+    for i in range(tower.config.num_hidden_layers):
+        src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for part in ("weight", "bias"):
+            for name, ldm in OPEN_CLIP_LAYER.items():
+                out[f"{dst}{ldm}.{part}"] = sd[f"{src}{name}.{part}"]
+            out[f"{dst}attn.in_proj_{part}"] = torch.cat([sd[f"{src}self_attn.{x}_proj.{part}"] for x in "qkv"])
+    assert len(out) == len(sd) - sum("position_ids" in k for k in sd) - 6 * tower.config.num_hidden_layers + 2 * tower.config.num_hidden_layers + 2
+    return out
+
+
+def check_open_clip_layout(state, tower, text_encoder, ids):
+    """Loads `state` into open_clip's own text tower and runs it the way SD 2.x's
+    FrozenOpenCLIPEmbedder does (all resblocks but the last, then ln_final): it must give
+    diffusers' embeddings, so the reverse map above is checked independently of easel."""
+    from open_clip.transformer import TextTransformer
+
+    c = tower.config
+    oc = TextTransformer(width=c.hidden_size, heads=c.num_attention_heads, layers=c.num_hidden_layers,
+                         mlp_ratio=c.intermediate_size / c.hidden_size, output_dim=c.projection_dim).eval()
+    own = {k: v for k, v in state.items() if k != "logit_scale"}
+    missing, unexpected = oc.load_state_dict(own, strict=False)
+    assert not missing or all("text_projection" in k for k in missing), missing
+    assert all("text_projection" in k for k in unexpected), unexpected
+    x, mask = oc._embeds(ids)
+    if not oc.transformer.batch_first:
+        x = x.transpose(0, 1)
+    for block in oc.transformer.resblocks[:-1]:
+        x = block(x, attn_mask=mask)
+    if not oc.transformer.batch_first:
+        x = x.transpose(0, 1)
+    d = (oc.ln_final(x) - text_encoder(ids)[0]).abs().max().item()
+    print("open_clip penultimate layer vs diffusers text encoder: max diff", d)
+    assert d < 1e-5, d
+
+
+def save_sorted_header(tensors, path, metadata):
+    """save_file, then its JSON header rewritten with sorted keys: safetensors serializes
+    `metadata` from a hash map, so the file's bytes would otherwise vary from run to run."""
+    save_file(tensors, path, metadata=metadata)
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    text = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    assert len(text) <= n
+    with open(path, "wb") as f:
+        f.write(raw[:8] + text + b" " * (n - len(text)) + raw[8 + n:])
+
+
+def make_sd2(tok):
+    """The SD 2.x fixtures (see the module docs); references in v-prediction throughout."""
+    folder = os.path.join(OUT, "tiny-sd2")
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    tower, text_encoder, unet, vae = build_sd2_models()
+    save_f16(text_encoder, os.path.join(folder, "text_encoder"), "model.safetensors")
+    save_f16(unet, os.path.join(folder, "unet"), "diffusion_pytorch_model.safetensors")
+    save_f16(vae, os.path.join(folder, "vae"), "diffusion_pytorch_model.safetensors")
+    os.makedirs(os.path.join(folder, "scheduler"))
+    with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
+        json.dump(dict(SD2_SCHEDULER, _class_name="DDIMScheduler"), f, indent=2)
+    os.makedirs(os.path.join(folder, "tokenizer"))
+    with open(os.path.join(folder, "tokenizer", "special_tokens_map.json"), "w") as f:
+        json.dump(SD2_SPECIAL_TOKENS, f, indent=2)
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__}, f)
+
+    prompts = ["a photo of an astronaut riding a horse on Mars", ""]
+    token_ids = [token_row(tok, p, pad=SD2_PAD) for p in prompts]
+    ids = torch.tensor(token_ids, dtype=torch.long)
+    text = open_clip_state(tower)
+    check_open_clip_layout(text, tower, text_encoder, ids)
+    state = ldm_unet_vae_state(unet, vae)
+    state.update({"cond_stage_model.model." + k: v for k, v in text.items()})
+    save_sorted_header({k: v.contiguous().half() for k, v in state.items()}, os.path.join(OUT, "tiny-sd2.safetensors"),
+                       metadata={"easel.unet.head_channels": str(SD2_HEAD_CHANNELS), "easel.unet.norm_num_groups": "4",
+                                 "easel.vae.norm_num_groups": "4", "easel.clip.heads": "2"})
+
+    ref = {"clip.hidden": text_encoder(ids)[0]}
+    rng = np.random.RandomState(2345)
+    # 4 x 8 latents: non-square, and odd sizes after two downsamplers (4x8, 2x4, 1x2).
+    sample = torch.from_numpy(rng.standard_normal((2, 4, 4, 8)).astype(np.float32))
+    ctx = torch.from_numpy(rng.standard_normal((2, 77, 4)).astype(np.float32))
+    ref["unet.sample"] = sample
+    ref["unet.context"] = ctx
+    ref["unet.out"] = unet(sample, torch.tensor([981.0, 981.0]), encoder_hidden_states=ctx).sample
+    lat = torch.from_numpy(rng.standard_normal((1, 4, 4, 8)).astype(np.float32))
+    ref["vae.latents"] = lat
+    ref["vae.decoded"] = vae.decode(lat).sample
+    img = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 8, 16)).astype(np.float32))
+    ref["vae.image"] = img
+    ref["vae.mean"] = vae.encode(img).latent_dist.mean
+
+    settings = {"prompt": prompts[0], "negative_prompt": "blurry", "guidance_scale": 7.5, "steps": 2,
+                "width": 16, "height": 8, "strength": 0.6, "img2img_steps": 4}
+    models = (text_encoder, unet, vae)
+    embed = embedder(tok, text_encoder, pad=SD2_PAD)
+    txt2img_references(ref, models, tok, embed, settings, SD2_SCHEDULER)
+    img2img_references(ref, models, tok, embed, settings, SD2_SCHEDULER, img,
+                       ("DDIMScheduler", "EulerAncestralDiscreteScheduler"))
+    save_file({k: v.contiguous().float() for k, v in ref.items()}, os.path.join(OUT, "reference_sd2.safetensors"))
+    with open(os.path.join(OUT, "reference_sd2.json"), "w") as f:
+        json.dump({"prompts": prompts, "token_ids": token_ids, "settings": settings,
+                   "diffusers": diffusers.__version__, "torch": torch.__version__}, f, indent=1)
+    sd2 = [os.path.join(OUT, n) for n in ("tiny-sd2.safetensors", "reference_sd2.safetensors", "reference_sd2.json")]
+    total = sum(os.path.getsize(p) for p in sd2) + sum(
+        os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(folder) for n in ns)
+    print("SD 2.x fixtures:", total, "bytes")
+
+
+def token_row(tok, text, pad):
+    """CLIP's 77 ids: <|startoftext|>, at most 75 tokens, <|endoftext|>, then `pad`."""
+    ids = [BOS] + tok.encode(text)[:75] + [EOS]
+    return ids + [pad] * (77 - len(ids))
+
+
+def embedder(tok, text_encoder, pad):
+    return lambda text: text_encoder(torch.tensor([token_row(tok, text, pad)]))[0]
+
+
+def txt2img_references(ref, models, tok, embed, settings, scheduler_config):
+    """Each scheduler's two-step txt2img from fixed latents (`pipe.<scheduler>.*`)."""
+    text_encoder, unet, vae = models
+    latent_shape = (1, 4, settings["height"] // vae_scale(vae), settings["width"] // vae_scale(vae))
+    for name, cls in SCHEDULERS.items():
+        sched = cls.from_config(scheduler_config)
+        pipe = StableDiffusionPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=HFTok(tok), unet=unet, scheduler=sched,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        q = NoiseQueue(np.random.RandomState(7))
+        patch_randn(q)
+        latents = torch.from_numpy(np.random.RandomState(99).standard_normal(latent_shape).astype(np.float32))
+        out = pipe(prompt_embeds=embed(settings["prompt"]), negative_prompt_embeds=embed(settings["negative_prompt"]),
+                   num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                   height=settings["height"], width=settings["width"], latents=latents, output_type="np").images
+        ref[f"pipe.{name}.latents"] = latents
+        ref[f"pipe.{name}.noise"] = torch.from_numpy(np.stack(q.drawn)) if q.drawn else torch.zeros(1)
+        ref[f"pipe.{name}.image"] = torch.from_numpy(out)
+        ref[f"pipe.{name}.timesteps"] = torch.as_tensor(sched.timesteps).float()
+        print(name, "timesteps", sched.timesteps.tolist(), "noise draws", len(q.drawn))
+
+
+def img2img_references(ref, models, tok, embed, settings, scheduler_config, img, names):
+    """img2img of `img` (in [-1, 1]) with each of `names` (`img2img.<scheduler>.*`)."""
+    text_encoder, unet, vae = models
+    for name in names:
+        sched = SCHEDULERS[name].from_config(scheduler_config)
+        pipe = StableDiffusionImg2ImgPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=HFTok(tok), unet=unet, scheduler=sched,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        q = NoiseQueue(np.random.RandomState(11))
+        patch_randn(q)
+        init = (img / 2 + 0.5).clamp(0, 1)
+        # Deterministic encode: use the posterior mean (Rust does the same for img2img).
+        orig = diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample
+        diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mean
+        out = pipe(prompt_embeds=embed(settings["prompt"]), negative_prompt_embeds=embed(settings["negative_prompt"]),
+                   image=init, strength=settings["strength"], num_inference_steps=settings["img2img_steps"],
+                   guidance_scale=settings["guidance_scale"], output_type="np").images
+        diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = orig
+        ref[f"img2img.{name}.init"] = init
+        ref[f"img2img.{name}.noise"] = torch.from_numpy(np.stack(q.drawn))
+        ref[f"img2img.{name}.image"] = torch.from_numpy(out)
+        print("img2img", name, "timesteps", sched.timesteps.tolist(), "noise draws", len(q.drawn))
+
+
+def vae_scale(vae):
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def main():
+    import open_clip
+
+    tok = open_clip.tokenizer.SimpleTokenizer(bpe_path=VOCAB)
     if "--schedulers-only" in sys.argv:
         all_scheduler_trajectories()
+        return
+    if "--sd2" in sys.argv:
+        make_sd2(tok)
         return
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
@@ -358,15 +650,8 @@ def main():
     tokenizer = CLIPTokenizer(
         vocab_file=None, merges_file=None
     ) if False else None  # the Rust tokenizer is checked against open_clip below
-    import open_clip
-
-    tok = open_clip.tokenizer.SimpleTokenizer(bpe_path=VOCAB)
     prompts = ["a photo of an astronaut riding a horse on Mars", "", "Hello, World! 123 cafés"]
-    token_ids = []
-    for p in prompts:
-        ids = [49406] + tok.encode(p)[:75] + [49407]
-        ids = ids + [49407] * (77 - len(ids))
-        token_ids.append(ids)
+    token_ids = [token_row(tok, p, pad=EOS) for p in prompts]
     long_prompt = " ".join(["word"] * 100)
     ids = [49406] + tok.encode(long_prompt)[:75] + [49407]
     token_ids.append(ids)
@@ -393,54 +678,19 @@ def main():
     # ---- pipelines ----
     settings = {"prompt": prompts[0], "negative_prompt": "blurry", "guidance_scale": 7.5, "steps": 2,
                 "width": 64, "height": 48, "strength": 0.6, "img2img_steps": 4}
-    def embed(text):
-        ids = [49406] + tok.encode(text)[:75] + [49407]
-        ids = ids + [49407] * (77 - len(ids))
-        return text_encoder(torch.tensor([ids]))[0]
-
-    for name, cls in SCHEDULERS.items():
-        sched = cls.from_config(SCHEDULER_BASE)
-        pipe = StableDiffusionPipeline(
-            vae=vae, text_encoder=text_encoder, tokenizer=HFTok(tok), unet=unet, scheduler=sched,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
-        q = NoiseQueue(np.random.RandomState(7))
-        patch_randn(q)
-        latents = torch.from_numpy(np.random.RandomState(99).standard_normal((1, 4, 6, 8)).astype(np.float32))
-        out = pipe(prompt_embeds=embed(settings["prompt"]), negative_prompt_embeds=embed(settings["negative_prompt"]), num_inference_steps=2,
-                   guidance_scale=7.5, height=48, width=64, latents=latents, output_type="np").images
-        ref[f"pipe.{name}.latents"] = latents
-        ref[f"pipe.{name}.noise"] = torch.from_numpy(np.stack(q.drawn)) if q.drawn else torch.zeros(1)
-        ref[f"pipe.{name}.image"] = torch.from_numpy(out)
-        ref[f"pipe.{name}.timesteps"] = torch.as_tensor(sched.timesteps).float()
-        print(name, "timesteps", sched.timesteps.tolist(), "noise draws", len(q.drawn))
-
+    models = (text_encoder, unet, vae)
+    embed = embedder(tok, text_encoder, pad=EOS)
+    txt2img_references(ref, models, tok, embed, settings, SCHEDULER_BASE)
     # img2img with DDIM and Euler Ancestral (the latter takes extra noise)
-    for name in ("DDIMScheduler", "EulerAncestralDiscreteScheduler"):
-        sched = SCHEDULERS[name].from_config(SCHEDULER_BASE)
-        pipe = StableDiffusionImg2ImgPipeline(
-            vae=vae, text_encoder=text_encoder, tokenizer=HFTok(tok), unet=unet, scheduler=sched,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
-        q = NoiseQueue(np.random.RandomState(11))
-        patch_randn(q)
-        init = (img / 2 + 0.5).clamp(0, 1)
-        # Deterministic encode: use the posterior mean (Rust does the same for img2img).
-        orig = diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample
-        diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mean
-        out = pipe(prompt_embeds=embed(settings["prompt"]), negative_prompt_embeds=embed("blurry"), image=init, strength=0.6,
-                   num_inference_steps=4, guidance_scale=7.5, output_type="np").images
-        diffusers.models.autoencoders.vae.DiagonalGaussianDistribution.sample = orig
-        ref[f"img2img.{name}.init"] = init
-        ref[f"img2img.{name}.noise"] = torch.from_numpy(np.stack(q.drawn))
-        ref[f"img2img.{name}.image"] = torch.from_numpy(out)
-        print("img2img", name, "timesteps", sched.timesteps.tolist(), "noise draws", len(q.drawn))
+    img2img_references(ref, models, tok, embed, settings, SCHEDULER_BASE, img,
+                       ("DDIMScheduler", "EulerAncestralDiscreteScheduler"))
 
     save_file({k: v.contiguous().float() for k, v in ref.items()}, os.path.join(OUT, "reference.safetensors"))
     with open(os.path.join(OUT, "reference.json"), "w") as f:
         json.dump({"prompts": prompts, "token_ids": token_ids, "settings": settings,
                    "diffusers": diffusers.__version__, "torch": torch.__version__}, f, indent=1)
     all_scheduler_trajectories()
+    make_sd2(tok)
     total = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(OUT) for n in ns)
     print("fixtures:", total, "bytes")
 
