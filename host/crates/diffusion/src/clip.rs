@@ -1,7 +1,8 @@
-//! The CLIP text encoder of Stable Diffusion 1.x (OpenAI ViT-L/14's text tower), as
-//! transformers' `CLIPTextModel`: token + position embeddings, pre-LN causal transformer
-//! layers with quick-GELU MLPs, and a final layer norm. SD conditions on the last hidden
-//! state (after the final norm).
+//! The CLIP text encoder of Stable Diffusion, as transformers' `CLIPTextModel`: token +
+//! position embeddings, pre-LN causal transformer layers, and a final layer norm. SD
+//! conditions on the last hidden state (after the final norm). SD 1.x uses OpenAI ViT-L/14's
+//! text tower (quick-GELU); SD 2.x OpenCLIP ViT-H's (exact GELU) without its last layer, as
+//! it conditions on the penultimate one: diffusers' 2.x configs hold 23 of its 24 layers.
 //!
 //! Invariants: input is `[B, 77]` token ids; output `[B, 77, hidden]`. Attention is causal.
 

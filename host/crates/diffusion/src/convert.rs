@@ -1,20 +1,119 @@
-//! Single-file SD 1.x checkpoints: maps each diffusers parameter name onto the original
-//! (CompVis/LDM) key, and infers the component configs from tensor shapes.
+//! Single-file SD 1.x and 2.x checkpoints: maps each diffusers parameter name onto the
+//! original (CompVis/LDM) key, and infers the component configs from tensor shapes.
 //!
 //! Invariants: the map is total over the parameters the loaders ask for; a name it does not
 //! know maps to `None` and the lookup then fails naming the key. Shapes decide channel
-//! counts and depths; what shapes cannot tell (heads, norm groups) follows SD 1.x
-//! (8 heads, 32 groups, CLIP heads = width/64) unless the file's `__metadata__` carries
-//! `easel.unet.heads`, `easel.unet.norm_num_groups`, `easel.vae.norm_num_groups` or `easel.clip.heads`.
+//! counts and depths; what shapes cannot tell (heads, norm groups) follows Stable Diffusion
+//! (SD 1.x: 8 heads; SD 2.x, told by its linear `proj_in`: 64 channels per head; 32 groups;
+//! CLIP heads = width/64) unless the file's `__metadata__` carries `easel.unet.heads`,
+//! `easel.unet.head_channels`, `easel.unet.norm_num_groups`, `easel.vae.norm_num_groups` or
+//! `easel.clip.heads`.
+//!
+//! SD 2.x files hold an OpenCLIP text tower (`cond_stage_model.model.`) where SD 1.x files
+//! hold transformers' CLIP (`cond_stage_model.transformer.`). [`SingleFile::prepare`]
+//! rewrites the tower into transformers' names once, in the table, so everything after it
+//! (the renamer, the CLIP loader) knows one layout. The tower marks the file as SD 2.x:
+//! gelu, `!` padding and v-prediction (see [`SingleFile`]).
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use crate::clip::ClipConfig;
+use crate::schedulers::Prediction;
 use crate::unet_2d::UNetConfig;
 use crate::vae::VaeConfig;
-use crate::weights::HostTensor;
+use crate::weights::{HostTensor, nest_text_model};
+
+/// SD 2.x's OpenCLIP text tower.
+const OPEN_CLIP: &str = "cond_stage_model.model.";
+/// SD 1.x's transformers CLIP, and where the OpenCLIP tower is rewritten to.
+const TRANSFORMERS_CLIP: &str = "cond_stage_model.transformer.";
+
+/// transformers' name for an OpenCLIP resblock parameter other than the fused `in_proj`.
+fn open_clip_layer_key(rest: &str) -> Option<String> {
+    let (module, param) = rest.rsplit_once('.')?;
+    let name = match module {
+        "ln_1" => "layer_norm1",
+        "ln_2" => "layer_norm2",
+        "attn.out_proj" => "self_attn.out_proj",
+        "mlp.c_fc" => "mlp.fc1",
+        "mlp.c_proj" => "mlp.fc2",
+        _ => return None,
+    };
+    Some(format!("{name}.{param}"))
+}
+
+/// Rewrites an OpenCLIP text tower (`cond_stage_model.model.*`) into transformers' CLIP
+/// names under `cond_stage_model.transformer.text_model.`; returns whether there was one.
+///
+/// - Each fused `attn.in_proj_weight`/`_bias` (rows q, then k, then v) is split into
+///   `q_proj`, `k_proj` and `v_proj`.
+/// - The last resblock is dropped: SD 2.x conditions on the penultimate layer's output
+///   (then `ln_final`), which diffusers' SD 2.x configs express as a text encoder one layer
+///   shorter than the tower (23 of ViT-H's 24).
+/// - `text_projection` and `logit_scale` are dropped: SD reads hidden states, not the
+///   pooled projection.
+fn open_clip_to_transformers(t: &mut HashMap<String, HostTensor>) -> Result<bool> {
+    let tower: Vec<String> = t
+        .keys()
+        .filter(|k| k.starts_with(OPEN_CLIP))
+        .cloned()
+        .collect();
+    if tower.is_empty() {
+        return Ok(false);
+    }
+    let block = |k: &str| -> Option<(usize, String)> {
+        let rest = k
+            .strip_prefix(OPEN_CLIP)?
+            .strip_prefix("transformer.resblocks.")?;
+        let (i, rest) = rest.split_once('.')?;
+        Some((i.parse().ok()?, rest.to_string()))
+    };
+    let blocks = tower
+        .iter()
+        .filter_map(|k| block(k))
+        .map(|(i, _)| i + 1)
+        .max()
+        .context("OpenCLIP text tower without resblocks")?;
+    let out = format!("{TRANSFORMERS_CLIP}text_model.");
+    for key in tower {
+        let h = t.remove(&key).expect("listed above");
+        let rest = &key[OPEN_CLIP.len()..];
+        let name = match (rest, block(&key)) {
+            ("token_embedding.weight", _) => "embeddings.token_embedding.weight".to_string(),
+            ("positional_embedding", _) => "embeddings.position_embedding.weight".to_string(),
+            ("ln_final.weight" | "ln_final.bias", _) => {
+                format!("final_layer_norm.{}", &rest["ln_final.".len()..])
+            }
+            (_, Some((i, _))) if i + 1 == blocks => continue,
+            (_, Some((i, part))) => {
+                let layer = format!("encoder.layers.{i}");
+                if let Some(param) = part.strip_prefix("attn.in_proj_") {
+                    // [3w, w] weight or [3w] bias: thirds along the first axis.
+                    ensure!(h.shape[0] % 3 == 0, "{key}: shape {:?}", h.shape);
+                    let mut shape = h.shape.clone();
+                    shape[0] /= 3;
+                    let third = h.data.len() / 3;
+                    for (j, proj) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+                        let data = h.data[j * third..(j + 1) * third].to_vec();
+                        let shape = shape.clone();
+                        let name = format!("{out}{layer}.self_attn.{proj}.{param}");
+                        t.insert(name, HostTensor { data, shape });
+                    }
+                    continue;
+                }
+                let Some(name) = open_clip_layer_key(&part) else {
+                    bail!("unknown OpenCLIP text tower key {key}");
+                };
+                format!("{layer}.{name}")
+            }
+            _ => continue,
+        };
+        t.insert(format!("{out}{name}"), h);
+    }
+    Ok(true)
+}
 
 fn resnet_unet(rest: &[&str]) -> String {
     let first = match rest[0] {
@@ -149,6 +248,13 @@ pub(crate) struct SingleFile {
     pub(crate) unet: UNetConfig,
     pub(crate) vae: VaeConfig,
     pub(crate) clip: ClipConfig,
+    /// The tokenizer's pad token when not `<|endoftext|>`: `!` (id 0, what open_clip's
+    /// tokenizer pads with) for SD 2.x.
+    pub(crate) pad_token: Option<&'static str>,
+    /// v-prediction for SD 2.x, as diffusers' `from_single_file` assumes: a file does not say,
+    /// and the 768-v models are the 2.x default (the 512-base ones, epsilon, need a diffusers
+    /// folder, whose scheduler config says so).
+    pub(crate) prediction: Prediction,
 }
 
 fn shape<'a>(t: &'a HashMap<String, HostTensor>, k: &str) -> Result<&'a [usize]> {
@@ -158,11 +264,26 @@ fn shape<'a>(t: &'a HashMap<String, HostTensor>, k: &str) -> Result<&'a [usize]>
 }
 
 impl SingleFile {
-    /// Infers the configs from an original-layout state dict.
-    pub(crate) fn infer(
-        t: &HashMap<String, HostTensor>,
+    /// Brings the text encoder's keys to transformers' nested layout (from OpenCLIP or bare
+    /// transformers names), then infers the configs from the original-layout state dict.
+    pub(crate) fn prepare(
+        t: &mut HashMap<String, HostTensor>,
         meta: &HashMap<String, String>,
     ) -> Result<Self> {
+        let sd2 = open_clip_to_transformers(t)?;
+        nest_text_model(t, TRANSFORMERS_CLIP);
+        let mut sf = Self::infer(t, meta)?;
+        if sd2 {
+            sf.clip.hidden_act = "gelu".into();
+            sf.pad_token = Some("!");
+            sf.prediction = Prediction::V;
+        }
+        Ok(sf)
+    }
+
+    /// The configs of an original-layout state dict whose text keys are nested
+    /// transformers names, read as SD 1.x.
+    fn infer(t: &HashMap<String, HostTensor>, meta: &HashMap<String, String>) -> Result<Self> {
         let u = "model.diffusion_model.";
         let max_in = t
             .keys()
@@ -210,12 +331,24 @@ impl SingleFile {
             .unwrap_or_else(|| format!("{u}middle_block.1.transformer_blocks.0.attn2.to_k.weight"));
         let cross = shape(t, &attn_key)?[1];
         let linear_proj = shape(t, &format!("{u}middle_block.1.proj_in.weight"))?.len() == 2;
-        let heads = match meta.get("easel.unet.heads") {
-            Some(h) => serde_json::Value::from(h.parse::<u64>()?),
-            None if linear_proj => serde_json::Value::from(
-                channels.iter().map(|c| (c / 64) as u64).collect::<Vec<_>>(),
-            ),
-            None => serde_json::Value::from(8u64),
+        // SD 2.x fixes the channels per head (LDM's `num_head_channels: 64`), so its head
+        // count differs per block; SD 1.x fixes the head count (`num_heads: 8`).
+        let head_channels = match meta.get("easel.unet.head_channels") {
+            Some(c) => Some(c.parse::<usize>()?),
+            None => linear_proj.then_some(64),
+        };
+        let heads = match (meta.get("easel.unet.heads"), head_channels) {
+            (Some(h), _) => serde_json::Value::from(h.parse::<u64>()?),
+            (None, Some(c)) => {
+                ensure!(c > 0, "easel.unet.head_channels must be positive");
+                serde_json::Value::from(
+                    channels
+                        .iter()
+                        .map(|ch| (ch / c) as u64)
+                        .collect::<Vec<_>>(),
+                )
+            }
+            (None, None) => serde_json::Value::from(8u64),
         };
         let unet = UNetConfig {
             in_channels: shape(t, &format!("{u}input_blocks.0.0.weight"))?[1],
@@ -253,7 +386,7 @@ impl SingleFile {
                 .unwrap_or(32),
             scaling_factor: 0.18215,
         };
-        let c = "cond_stage_model.transformer.text_model.";
+        let c = &format!("{TRANSFORMERS_CLIP}text_model.");
         let emb = shape(t, &format!("{c}embeddings.token_embedding.weight"))?;
         let hidden = emb[1];
         let clayers = (0..)
@@ -272,7 +405,13 @@ impl SingleFile {
             hidden_act: "quick_gelu".into(),
             layer_norm_eps: 1e-5,
         };
-        Ok(Self { unet, vae, clip })
+        Ok(Self {
+            unet,
+            vae,
+            clip,
+            pad_token: None,
+            prediction: Prediction::Epsilon,
+        })
     }
 
     /// Whether an original-layout key belongs to the UNet, the VAE or the text encoder;
@@ -304,7 +443,7 @@ impl SingleFile {
                 vae_key(r, levels).map(|k| format!("first_stage_model.{k}"))
             } else {
                 name.strip_prefix("text_encoder.")
-                    .map(|r| format!("cond_stage_model.transformer.{r}"))
+                    .map(|r| format!("{TRANSFORMERS_CLIP}{r}"))
             }
         })
     }

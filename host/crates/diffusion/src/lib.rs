@@ -1,5 +1,5 @@
-//! Native Stable Diffusion 1.x for easel on burn 0.22: wgpu first, the pure-Rust `flex` CPU
-//! backend as fallback, and the `local` provider that serves it.
+//! Native Stable Diffusion 1.x and 2.x for easel on burn 0.22: wgpu first, the pure-Rust
+//! `flex` CPU backend as fallback, and the `local` provider that serves it.
 //!
 //! Layout follows candle's: [`clip`] (text encoder), the UNet in `unet_2d`,
 //! `unet_2d_blocks`, `attention`, `resnet`, `embeddings`, the autoencoder in [`vae`], one
@@ -15,9 +15,11 @@
 //!   `assets/`.
 //! - SD 2.x loads from a diffusers folder: its `prediction_type` (v-prediction for the 768-v
 //!   models) comes from `scheduler/scheduler_config.json` and its `!` pad token from
-//!   `tokenizer/special_tokens_map.json`; every scheduler is checked in v-prediction against
-//!   diffusers. The 2.x architecture paths (gelu CLIP, linear projections, per-block head
-//!   counts) have no 2.x reference model in the fixtures. Single files are read as SD 1.x.
+//!   `tokenizer/special_tokens_map.json`. A single file is SD 2.x when its text encoder is an
+//!   OpenCLIP tower (see `convert`), and is then read as v-prediction with `!` padding, as
+//!   diffusers' `from_single_file` does. Both forms are checked against diffusers on a tiny
+//!   random 2.x model (gelu CLIP, linear projections, per-block head counts, all nine
+//!   schedulers in v-prediction).
 //!
 //! Host wiring: when `EASEL_SD_MODEL` is set, `LocalDiffusion::load(path).await?` (a
 //! diffusers folder or a single-file `.safetensors`; it picks the device with

@@ -111,14 +111,15 @@ impl GenerateParams {
     }
 }
 
-/// A loaded SD 1.x model on one device.
+/// A loaded SD 1.x or 2.x model on one device.
 pub struct StableDiffusion {
     tokenizer: Tokenizer,
     clip: ClipTextTransformer,
     unet: UNet2DConditionModel,
     vae: AutoencoderKL,
     latent_channels: usize,
-    /// From the scheduler config of a diffusers folder; single files are taken as epsilon.
+    /// From the scheduler config of a diffusers folder; for single files, see
+    /// `SingleFile`'s (epsilon for SD 1.x, v for SD 2.x).
     prediction: Prediction,
     device: Device,
 }
@@ -190,8 +191,11 @@ impl StableDiffusion {
             (Weights::new(all, None, device.clone()), clip, unet, vae)
         } else {
             let (mut t, meta) = read_safetensors(path, SingleFile::is_component_key)?;
-            nest_text_model(&mut t, "cond_stage_model.transformer.");
-            let sf = SingleFile::infer(&t, &meta)?;
+            let sf = SingleFile::prepare(&mut t, &meta)?;
+            if let Some(token) = sf.pad_token {
+                tokenizer.set_pad(token)?;
+            }
+            prediction = sf.prediction;
             let rename = sf.renamer();
             (
                 Weights::new(t, Some(rename), device.clone()),

@@ -3,7 +3,9 @@
 //!
 //! Invariants: input `[B, in_channels, h, w]` with one timestep per batch row and context
 //! `[B, 77, cross_attention_dim]`; output has the input's shape. Head counts follow
-//! diffusers' SD 1.x reading of `attention_head_dim` (it is the number of heads).
+//! diffusers' reading of `attention_head_dim` (it is the number of heads): one for every
+//! block (SD 1.x's 8) or one per down block (SD 2.x's `[5, 10, 20, 20]`), mirrored in the
+//! up blocks, the last one in the mid block.
 
 use anyhow::{Result, bail};
 use burn::tensor::Tensor;
@@ -29,7 +31,8 @@ pub struct UNetConfig {
     /// Resnets per down block (up blocks have one more).
     #[serde(default = "two")]
     pub layers_per_block: usize,
-    /// Heads per block (SD 1.x: one number, 8); diffusers' historical name.
+    /// Heads per block (SD 1.x: one number, 8; SD 2.x: a list, one per down block);
+    /// diffusers' historical name.
     #[serde(default)]
     pub attention_head_dim: Option<serde_json::Value>,
     /// Heads per block when given explicitly.

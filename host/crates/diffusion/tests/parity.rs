@@ -1,4 +1,4 @@
-//! Parity with diffusers on the tiny random SD 1.x fixtures made by
+//! Parity with diffusers on the tiny random SD 1.x and SD 2.x fixtures made by
 //! `scripts/make_fixtures.py` (see that script for what each reference holds).
 //!
 //! Tolerances (max absolute difference): 1e-4 for text embeddings, one UNet call, the VAE
@@ -8,6 +8,15 @@
 //! slack covers summation order and transcendental differences on other adapters. The
 //! schedulers' references differ from each other by 0.19 or more, so a scheduler bug cannot
 //! hide inside the tolerance.
+//!
+//! SD 2.x (folder and single file, same tolerances), measured on flex: at most 1.8e-6 for
+//! the text encoder, the UNet and the VAE, 4.9e-5 for eight of the nine v-prediction
+//! pipelines and img2img, and 5.2e-4 for KDPM2 ancestral. That one is diffusers' rounding,
+//! not easel's: with two steps its ancestral `sigma_down = sqrt(s_next^2 - s_up^2)` cancels
+//! almost entirely (5.8e-5 from terms near 8.4e-4), and diffusers computes it in float32
+//! (1% off, 5.76e-5 against 5.82e-5); recomputing just those sigmas in float64 moves
+//! diffusers' own image by 5.1e-4. easel's schedulers work in f64 (the same cancellation
+//! gives SD 1.x's 6.3e-5).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -46,11 +55,17 @@ fn load_tensors(name: &str) -> Tensors {
 }
 
 fn reference() -> Ref {
-    let t = load_tensors("reference.safetensors");
-    let json =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
-            .unwrap();
-    Ref { t, json }
+    reference_named("reference")
+}
+
+/// `<stem>.safetensors` and `<stem>.json`.
+fn reference_named(stem: &str) -> Ref {
+    let t = load_tensors(&format!("{stem}.safetensors"));
+    let json = std::fs::read_to_string(fixtures().join(format!("{stem}.json"))).unwrap();
+    Ref {
+        t,
+        json: serde_json::from_str(&json).unwrap(),
+    }
 }
 
 impl Ref {
@@ -178,17 +193,21 @@ fn vae_decode_check(label: &str, m: &StableDiffusion, r: &Ref) {
     assert_close(label, &img, &r.get("vae.decoded").0, 1e-4);
 }
 
-#[test]
-fn vae_matches() {
-    let r = reference();
-    let m = model(&Device::flex());
-    vae_decode_check("vae decode", &m, &r);
+fn vae_encode_check(label: &str, m: &StableDiffusion, r: &Ref) {
     let (i, is) = r.get("vae.image");
     let mean = host(
         m.vae()
             .encode(m.tensor(i.clone(), [is[0], is[1], is[2], is[3]])),
     );
-    assert_close("vae encode", &mean, &r.get("vae.mean").0, 1e-4);
+    assert_close(label, &mean, &r.get("vae.mean").0, 1e-4);
+}
+
+#[test]
+fn vae_matches() {
+    let r = reference();
+    let m = model(&Device::flex());
+    vae_decode_check("vae decode", &m, &r);
+    vae_encode_check("vae encode", &m, &r);
 }
 
 fn settings(r: &Ref, scheduler: &str) -> GenerateParams {
@@ -348,6 +367,69 @@ fn img2img_check(m: &StableDiffusion, r: &Ref, name: &str) {
         .expect("img2img");
     let want = &r.get(&format!("img2img.{name}.image")).0;
     assert_close(&format!("img2img {name}"), &images[0], want, 1e-3);
+}
+
+/// The prompts of `reference_sd2.json` through the model's own tokenizer (so its pad token)
+/// and the stored token rows must both give diffusers' embeddings.
+fn sd2_text_check(label: &str, m: &StableDiffusion, r: &Ref) {
+    let want = &r.get("clip.hidden").0;
+    let out = host(m.encode_ids(&token_rows(r)));
+    assert_close(&format!("{label} clip (ids)"), &out, want, 1e-4);
+    let prompts: Vec<&str> = r.json["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let out = host(m.encode_text(&prompts));
+    assert_close(&format!("{label} clip (prompts)"), &out, want, 1e-4);
+}
+
+/// Every scheduler's two-step v-prediction pipeline, then img2img.
+fn sd2_pipelines_check(label: &str, m: &StableDiffusion, r: &Ref) {
+    for name in easel_diffusion::schedulers::SCHEDULER_NAMES {
+        pipeline_check(&format!("{label} {name}"), m, r, name);
+    }
+    for name in ["DDIMScheduler", "EulerAncestralDiscreteScheduler"] {
+        img2img_check(m, r, name);
+    }
+}
+
+fn sd2_model(dev: &Device) -> StableDiffusion {
+    StableDiffusion::load(&fixtures().join("tiny-sd2"), dev).expect("load SD 2.x folder")
+}
+
+/// The tiny SD 2.x (768-v) folder: gelu CLIP, linear projections, per-block heads [2, 4, 4]
+/// (mirrored in the up blocks, the last in the mid block), `!` padding, to the SD 1.x
+/// tolerances.
+#[test]
+fn sd2_models_match() {
+    let r = reference_named("reference_sd2");
+    let m = sd2_model(&Device::flex());
+    sd2_text_check("sd2", &m, &r);
+    unet_check("sd2 unet", &m, &r);
+    vae_decode_check("sd2 vae decode", &m, &r);
+    vae_encode_check("sd2 vae encode", &m, &r);
+}
+
+#[test]
+fn sd2_pipelines_match_in_v_prediction() {
+    let r = reference_named("reference_sd2");
+    sd2_pipelines_check("sd2", &sd2_model(&Device::flex()), &r);
+}
+
+/// The same SD 2.x model as one original-layout file: OpenCLIP text tower (fused `in_proj`,
+/// one resblock more than the text encoder uses), 2-D `proj_in`/`proj_out`. Its prediction
+/// type (v) and pad token (`!`) come from the file alone, so the pipelines check them.
+#[test]
+fn sd2_single_file_matches() {
+    let r = reference_named("reference_sd2");
+    let m = StableDiffusion::load(&fixtures().join("tiny-sd2.safetensors"), &Device::flex())
+        .expect("load SD 2.x single file");
+    sd2_text_check("sd2 single-file", &m, &r);
+    unet_check("sd2 single-file unet", &m, &r);
+    vae_decode_check("sd2 single-file vae decode", &m, &r);
+    sd2_pipelines_check("sd2 single-file", &m, &r);
 }
 
 #[test]
