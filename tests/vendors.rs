@@ -447,6 +447,86 @@ async fn minimax_hailuo_video_and_speech() {
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
+/// Vidu, Kling and MiniMax each run a mainland China platform under another host; with
+/// `<VENDOR>_REGION=cn` the plugins call it. Only the mainland hosts are routed to the fakes
+/// here, so a call to a global host would fail the job: each job succeeding through a poll
+/// shows submit, poll (and MiniMax's file lookup, Vidu's cancel) all went to the mainland.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mainland_platforms_are_chosen_by_region() {
+    let (vidu, kling, minimax) = tokio::join!(
+        Fake::start(fakes::vidu::routes),
+        Fake::start(fakes::kling::routes),
+        Fake::start(fakes::minimax::routes)
+    );
+    let vidu_secrets = [("VIDU_API_KEY", fakes::vidu::KEY), ("VIDU_REGION", "cn")];
+    let kling_secrets = [
+        ("KLING_ACCESS_KEY", fakes::kling::ACCESS_KEY),
+        ("KLING_SECRET_KEY", fakes::kling::SECRET_KEY),
+        ("KLING_REGION", "cn"),
+    ];
+    let minimax_secrets = [
+        ("MINIMAX_API_KEY", fakes::minimax::KEY),
+        ("MINIMAX_REGION", "cn"),
+    ];
+    let vidu_routes = [(fakes::vidu::HOST_CN, &vidu)];
+    let kling_routes = [(fakes::kling::HOST_CN, &kling)];
+    let minimax_routes = [(fakes::minimax::HOST_CN, &minimax)];
+    let (vidu_host, kling_host, minimax_host) = tokio::join!(
+        Easel::start("vidu", &vidu_routes, &vidu_secrets),
+        Easel::start("kling", &kling_routes, &kling_secrets),
+        Easel::start("minimax", &minimax_routes, &minimax_secrets),
+    );
+
+    let vidu_video = json!({"capability": "video.generate", "model": "vidu/viduq3-pro", "prompt": "雪中狐狸", "duration": 4});
+    let kling_image =
+        json!({"capability": "image.generate", "model": "kling/kling-v2-1", "prompt": "灯笼"});
+    let minimax_video = json!({"capability": "video.generate", "model": "minimax/MiniMax-Hailuo-02", "prompt": "纸船"});
+    let played = [Scenario::PendingThenSuccess, Scenario::StaysPending];
+    tokio::join!(
+        async {
+            let jobs = vidu_host.submit_each(&vidu_video, &played).await;
+            vidu_host.expect_outputs(&jobs[0], fakes::MP4_HEADER).await;
+            vidu_host.cancel_once_pending(&jobs[1], &vidu).await;
+        },
+        async {
+            let jobs = kling_host
+                .submit_each(&kling_image, &[Scenario::PendingThenSuccess])
+                .await;
+            kling_host.expect_outputs(&jobs[0], fakes::PNG_1X1).await;
+        },
+        async {
+            let jobs = minimax_host
+                .submit_each(&minimax_video, &[Scenario::PendingThenSuccess])
+                .await;
+            minimax_host
+                .expect_outputs(&jobs[0], fakes::MP4_HEADER)
+                .await;
+        },
+    );
+
+    let cancelled = vidu.tasks().id_for(Scenario::StaysPending).unwrap();
+    assert!(
+        vidu.tasks().was_cancelled(&cancelled),
+        "easel called POST /ent/v2/tasks/{cancelled}/cancel on api.vidu.cn"
+    );
+    vidu.assert_only_documented_and_authorized(|c| {
+        c.header("authorization") == Some(&*format!("Token {}", fakes::vidu::KEY))
+    });
+    kling.assert_only_documented_and_authorized(|c| {
+        fakes::kling::valid_jwt(c.header("authorization"))
+    });
+    minimax.assert_only_documented_and_authorized(fakes::bearer(fakes::minimax::KEY));
+    for (fake, host) in [
+        (&vidu, fakes::vidu::HOST_CN),
+        (&kling, fakes::kling::HOST_CN),
+        (&minimax, fakes::minimax::HOST_CN),
+    ] {
+        for call in fake.calls() {
+            assert_eq!(call.header("host"), Some(host), "{}", call.line());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jimeng_images_with_signed_requests() {
     use fakes::jimeng::{ACCESS_KEY, HOST, SECRET_KEY, error_detail, routes, validly_signed};

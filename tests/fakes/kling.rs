@@ -29,6 +29,8 @@ pub const ACCESS_KEY: &str = "ak-kling-e2e";
 pub const SECRET_KEY: &str = "sk-kling-e2e-secret";
 /// The vendor host the plugin calls.
 pub const HOST: &str = "api-singapore.klingai.com";
+/// The mainland China platform's host (`KLING_REGION=cn`), same protocol.
+pub const HOST_CN: &str = "api-beijing.klingai.com";
 
 /// Kling's routes.
 pub fn routes() -> Router<FakeState> {

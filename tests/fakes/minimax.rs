@@ -25,6 +25,8 @@ use super::{Call, FakeState, Phase, Scenario, json_reply};
 pub const KEY: &str = "mm-e2e-key";
 /// The vendor host the plugin calls.
 pub const HOST: &str = "api.minimax.io";
+/// The mainland China platform's host (`MINIMAX_REGION=cn`), same protocol.
+pub const HOST_CN: &str = "api.minimaxi.com";
 
 /// MiniMax's routes.
 pub fn routes() -> Router<FakeState> {

@@ -22,6 +22,8 @@ use super::{Call, FakeState, Phase, Scenario, json_reply, rate_limited_reply};
 pub const KEY: &str = "vd-e2e-key";
 /// The vendor host the plugin calls.
 pub const HOST: &str = "api.vidu.com";
+/// The mainland China platform's host (`VIDU_REGION=cn`), same protocol.
+pub const HOST_CN: &str = "api.vidu.cn";
 
 /// Vidu's routes.
 pub fn routes() -> Router<FakeState> {

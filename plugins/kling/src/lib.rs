@@ -1,4 +1,5 @@
-//! easel provider plugin for Kling AI (`https://api-singapore.klingai.com`).
+//! easel provider plugin for Kling AI (`https://api-singapore.klingai.com`, or the mainland
+//! China platform `https://api-beijing.klingai.com` when `KLING_REGION` is `cn`).
 //!
 //! - video models (`video.generate`): `POST /v1/videos/text2video` without images,
 //!   `POST /v1/videos/image2video` with a first frame (`image`) and an optional last frame
@@ -22,15 +23,21 @@ use easel_sdk::serde_json::{Value, json};
 use easel_sdk::{Error, Finished, GenerationRequest, Manifest, Output, PollOutcome, Provider, Result, Submission};
 use route::Route;
 use std::time::Duration;
+use vendor_kit::region::Region;
 
-/// Kling's global API host.
+/// Kling's global API host (for servers outside China).
 pub const API_HOST: &str = "api-singapore.klingai.com";
+/// Kling's mainland China API host; keys are issued per platform and do not cross over.
+pub const API_HOST_CN: &str = "api-beijing.klingai.com";
+/// Optional secret choosing the platform: `global` (default) or `cn`.
+pub const REGION_SECRET: &str = "KLING_REGION";
 /// The access key (the JWT's issuer).
 pub const ACCESS_KEY_SECRET: &str = "KLING_ACCESS_KEY";
 /// The secret key (signs the JWT).
 pub const SECRET_KEY_SECRET: &str = "KLING_SECRET_KEY";
 
-const HANDLE_PREFIX: &str = "kling:v1:";
+/// The vendor part of handle prefixes; `vendor_kit::region` adds `-cn` for mainland tasks.
+const VENDOR: &str = "kling";
 const VIDEO_POLL_AFTER_MS: u64 = 15_000;
 const IMAGE_POLL_AFTER_MS: u64 = 5_000;
 /// Words of Kling's `task_status_msg` when moderation stopped a task.
@@ -49,17 +56,21 @@ impl Provider for Kling {
 
     fn submit(&self, request: GenerationRequest) -> Result<Submission> {
         let (route, body) = route::plan(&request)?;
-        let data = call(authorized(Request::post(format!("https://{API_HOST}{}", route.path())))?.json(&body))?;
+        let region = Region::configured(REGION_SECRET)?;
+        let url = format!("https://{}{}", host(region), route.path());
+        let data = call(authorized(Request::post(url))?.json(&body))?;
         let task_id = data["task_id"]
             .as_str()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Error::upstream(format!("Kling answered without a task_id: {data}")))?;
-        Ok(Submission::pending(format!("{HANDLE_PREFIX}{}:{task_id}", route.tag()), poll_after(route)))
+        let handle = format!("{}:v1:{}:{task_id}", region.handle_prefix(VENDOR), route.tag());
+        Ok(Submission::pending(handle, poll_after(route)))
     }
 
     fn poll(&self, handle: &str) -> Result<PollOutcome> {
-        let (route, task_id) = decode(handle)?;
-        let data = call(authorized(Request::get(format!("https://{API_HOST}{}/{task_id}", route.path())))?)?;
+        let (region, route, task_id) = decode(handle)?;
+        let url = format!("https://{}{}/{task_id}", host(region), route.path());
+        let data = call(authorized(Request::get(url))?)?;
         match data["task_status"].as_str().unwrap_or_default() {
             "submitted" | "processing" => Ok(PollOutcome::Running { progress: None, poll_after_ms: poll_after(route) }),
             "succeed" => finished(route, &data).map(PollOutcome::Finished),
@@ -81,15 +92,22 @@ fn poll_after(route: Route) -> u64 {
     if route == Route::Image { IMAGE_POLL_AFTER_MS } else { VIDEO_POLL_AFTER_MS }
 }
 
-/// `kling:v1:<route>:<task id>` back into its parts; anything else is refused.
-fn decode(handle: &str) -> Result<(Route, &str)> {
+/// The API host of a region.
+fn host(region: Region) -> &'static str {
+    region.pick(API_HOST, API_HOST_CN)
+}
+
+/// `kling[-cn]:v1:<route>:<task id>` back into its parts; anything else is refused. The
+/// handle, not the current setting, says which platform holds the task.
+fn decode(handle: &str) -> Result<(Region, Route, &str)> {
     let bad = || Error::invalid(format!("not a Kling task handle: {handle}"));
-    let (tag, task_id) = handle.strip_prefix(HANDLE_PREFIX).and_then(|r| r.split_once(':')).ok_or_else(bad)?;
+    let (region, rest) = Region::of_handle(VENDOR, handle).ok_or_else(bad)?;
+    let (tag, task_id) = rest.strip_prefix("v1:").and_then(|r| r.split_once(':')).ok_or_else(bad)?;
     let route = Route::from_tag(tag).ok_or_else(bad)?;
     if task_id.is_empty() || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(bad());
     }
-    Ok((route, task_id))
+    Ok((region, route, task_id))
 }
 
 /// The task's videos or images as URL outputs (Kling deletes them after 30 days).

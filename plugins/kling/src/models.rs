@@ -54,8 +54,10 @@ fn image_resolutions() -> Value {
 pub fn manifest() -> Manifest {
     let mut manifest = Manifest::new("kling", env!("CARGO_PKG_VERSION"))
         .allow_host(crate::API_HOST)
+        .allow_host(crate::API_HOST_CN)
         .secret(crate::ACCESS_KEY_SECRET)
-        .secret(crate::SECRET_KEY_SECRET);
+        .secret(crate::SECRET_KEY_SECRET)
+        .secret(crate::REGION_SECRET);
     for (key, name) in VIDEO_MODELS {
         manifest = manifest.model(
             Model::new(key, name, "video")

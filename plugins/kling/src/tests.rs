@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 const BASE: &str = "https://api-singapore.klingai.com";
+const BASE_CN: &str = "https://api-beijing.klingai.com";
 
 fn script() -> Script {
     Script::new().secret(ACCESS_KEY_SECRET, "ak-test").secret(SECRET_KEY_SECRET, "sk-test")
@@ -73,8 +74,8 @@ fn jwt_matches_a_reference_vector() {
 fn manifest_lists_video_and_image_models() {
     let m = Kling.manifest();
     assert_eq!(m.id, "kling");
-    assert_eq!(m.allowed_hosts, ["api-singapore.klingai.com"]);
-    assert_eq!(m.secrets, ["KLING_ACCESS_KEY", "KLING_SECRET_KEY"]);
+    assert_eq!(m.allowed_hosts, ["api-singapore.klingai.com", "api-beijing.klingai.com"]);
+    assert_eq!(m.secrets, ["KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_REGION"]);
     assert!(!m.idempotent_submit);
     let keys: Vec<_> = m.models.iter().map(|m| (m.key.as_str(), m.kind.as_str())).collect();
     assert_eq!(keys, [("kling-v2-5-turbo", "video"), ("kling-v2-1-master", "video"), ("kling-v2-1", "image")]);
@@ -187,6 +188,8 @@ fn image_tasks_poll_under_their_own_path() {
     assert_eq!(done.outputs.len(), 2);
     assert!(Kling.poll("kling:v1:xyz:img-1").is_err());
     assert!(Kling.poll("kling:v1:img:../../x").is_err());
+    assert!(Kling.poll("kling-sg:v1:img:img-1").is_err());
+    assert!(Kling.poll("kling-cn:v2:img:img-1").is_err());
     s.finish();
 }
 
@@ -271,4 +274,48 @@ fn cancel_is_not_offered_by_kling_and_sends_nothing() {
     assert!(matches!(Kling.cancel("kling:v1:t2v:t-1"), Err(Error::Internal(_))));
     assert!(s.requests().is_empty());
     s.finish();
+}
+
+#[test]
+fn the_mainland_platform_serves_submit_and_poll_when_chosen() {
+    let task = format!("{BASE_CN}/v1/images/generations/cn-1");
+    let s = script()
+        .secret(REGION_SECRET, "cn")
+        .exchange(
+            Expect::post(format!("{BASE_CN}/v1/images/generations"))
+                .json(json!({"model_name": "kling-v2-1", "prompt": "a lantern", "n": 1, "aspect_ratio": "1:1", "resolution": "1k"})),
+            ok(json!({"task_id": "cn-1", "task_status": "submitted"})),
+        )
+        .exchange(Expect::get(&task), ok(json!({"task_status": "processing"})))
+        .exchange(Expect::get(&task), ok(json!({"task_status": "succeed", "task_result": {"images": [{"url": "https://cdn.klingai.com/cn.png"}]}})))
+        .install();
+    let r = GenerationRequest::new("image.generate", "kling-v2-1", "a lantern");
+    let (h, _) = handle_of(Kling.submit(r).unwrap());
+    assert_eq!(h, "kling-cn:v1:img:cn-1");
+    assert!(matches!(Kling.poll(&h).unwrap(), PollOutcome::Running { .. }));
+    assert!(matches!(Kling.poll(&h).unwrap(), PollOutcome::Finished(_)));
+    // The same key pair signs for either platform; only the host differs.
+    assert_signed(&s);
+    s.finish();
+}
+
+#[test]
+fn a_handle_keeps_its_platform_when_the_setting_changes() {
+    let s = script()
+        .secret(REGION_SECRET, "cn")
+        .exchange(Expect::get(format!("{BASE}/v1/videos/text2video/g-1")), ok(json!({"task_status": "processing"})))
+        .install();
+    assert!(matches!(Kling.poll("kling:v1:t2v:g-1").unwrap(), PollOutcome::Running { .. }));
+    s.finish();
+    let s = script()
+        .exchange(Expect::get(format!("{BASE_CN}/v1/videos/image2video/c-1")), ok(json!({"task_status": "submitted"})))
+        .install();
+    assert!(matches!(Kling.poll("kling-cn:v1:i2v:c-1").unwrap(), PollOutcome::Running { .. }));
+    s.finish();
+}
+
+#[test]
+fn an_unknown_region_is_a_configuration_error_before_any_request() {
+    let _s = script().secret(REGION_SECRET, "singapore").install();
+    assert!(matches!(Kling.submit(video("a fox")), Err(Error::Internal(m)) if m.contains("KLING_REGION")));
 }

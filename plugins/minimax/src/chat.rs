@@ -3,7 +3,8 @@
 //! a `base_resp` error instead of text.
 
 use crate::api::authorized;
-use crate::{API_BASE, errors};
+use crate::{REGION_SECRET, api_base, errors};
+use vendor_kit::region::Region;
 use easel_sdk::http::{Request, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
 use easel_sdk::{ChatEvent, ChatRequest, ChatStream, Result};
@@ -21,7 +22,8 @@ pub fn start(request: &ChatRequest) -> Result<Box<dyn ChatStream>> {
             body.insert(name.into(), v.clone());
         }
     }
-    let response = authorized(Request::post(format!("{API_BASE}/text/chatcompletion_v2")))?
+    let base = api_base(Region::configured(REGION_SECRET)?);
+    let response = authorized(Request::post(format!("{base}/text/chatcompletion_v2")))?
         .json(&Value::Object(body))
         .send_streaming()?;
     let is_event_stream = response.header("content-type").is_some_and(|t| t.contains("event-stream"));

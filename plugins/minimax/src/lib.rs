@@ -1,4 +1,5 @@
-//! easel provider plugin for MiniMax's open platform (`https://api.minimax.io/v1`).
+//! easel provider plugin for MiniMax's open platform (`https://api.minimax.io/v1`, or the
+//! mainland China platform `https://api.minimaxi.com/v1` when `MINIMAX_REGION` is `cn`).
 //!
 //! - `MiniMax-Hailuo-02` (`video.generate`): an asynchronous task ([`video`]);
 //! - `speech-02-hd`, `speech-02-turbo` (`audio.speech`): synchronous T2A v2 ([`speech`]);
@@ -17,11 +18,21 @@ mod video;
 mod tests;
 
 use easel_sdk::{ChatRequest, ChatStream, Error, GenerationRequest, Manifest, PollOutcome, Provider, Result, Submission};
+use vendor_kit::region::Region;
 
-/// The platform's base URL.
+/// The global platform's base URL.
 pub const API_BASE: &str = "https://api.minimax.io/v1";
-/// The API key (a bearer token).
+/// The mainland China platform's base URL (note the extra `i`: minimaxi).
+pub const API_BASE_CN: &str = "https://api.minimaxi.com/v1";
+/// The API key (a bearer token). Keys work only on the platform that issued them.
 pub const API_KEY_SECRET: &str = "MINIMAX_API_KEY";
+/// Optional secret choosing the platform: `global` (default) or `cn`.
+pub const REGION_SECRET: &str = "MINIMAX_REGION";
+
+/// The base URL of a region.
+pub fn api_base(region: Region) -> &'static str {
+    region.pick(API_BASE, API_BASE_CN)
+}
 
 /// The provider; it keeps no state.
 #[derive(Default)]

@@ -64,7 +64,9 @@ pub fn manifest() -> Manifest {
     let voices: Vec<Value> = VOICES.iter().map(|(id, name, language)| json!({"id": id, "name": name, "language": language})).collect();
     let mut manifest = Manifest::new("minimax", env!("CARGO_PKG_VERSION"))
         .allow_host("api.minimax.io")
+        .allow_host("api.minimaxi.com")
         .secret(crate::API_KEY_SECRET)
+        .secret(crate::REGION_SECRET)
         .model(
             Model::new(VIDEO_MODEL, "MiniMax Hailuo 02", "video")
                 .capability("video.generate")

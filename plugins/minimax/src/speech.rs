@@ -2,7 +2,8 @@
 //! and is returned as bytes.
 
 use crate::api::{authorized, call};
-use crate::API_BASE;
+use crate::{REGION_SECRET, api_base};
+use vendor_kit::region::Region;
 use easel_sdk::http::Request;
 use easel_sdk::serde_json::json;
 use easel_sdk::{Error, Finished, GenerationRequest, Output, Result, Submission};
@@ -30,7 +31,8 @@ pub fn synthesize(request: &GenerationRequest) -> Result<Submission> {
             "channel": 1
         }
     });
-    let answer = call(authorized(Request::post(format!("{API_BASE}/t2a_v2")))?.json(&body))?;
+    let base = api_base(Region::configured(REGION_SECRET)?);
+    let answer = call(authorized(Request::post(format!("{base}/t2a_v2")))?.json(&body))?;
     let hex = answer["data"]["audio"]
         .as_str()
         .filter(|a| !a.is_empty())

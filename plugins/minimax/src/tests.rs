@@ -44,8 +44,8 @@ fn video_error(reply: Reply) -> Error {
 fn manifest_lists_video_speech_and_chat_models() {
     let m = MiniMax.manifest();
     assert_eq!(m.id, "minimax");
-    assert_eq!(m.allowed_hosts, ["api.minimax.io"]);
-    assert_eq!(m.secrets, ["MINIMAX_API_KEY"]);
+    assert_eq!(m.allowed_hosts, ["api.minimax.io", "api.minimaxi.com"]);
+    assert_eq!(m.secrets, ["MINIMAX_API_KEY", "MINIMAX_REGION"]);
     assert!(!m.idempotent_submit);
     let kinds: Vec<_> = m.models.iter().map(|m| (m.key.as_str(), m.kind.as_str())).collect();
     assert_eq!(
@@ -118,6 +118,8 @@ fn failed_video_tasks_carry_their_reason() {
         .install();
     assert!(matches!(MiniMax.poll("minimax:v1:t4").unwrap(), PollOutcome::Failed(Error::ContentRejected(_))));
     assert!(MiniMax.poll("minimax:v1:t4&x=1").is_err());
+    assert!(MiniMax.poll("minimax-us:v1:t4").is_err());
+    assert!(MiniMax.poll("minimax-cn:t4").is_err());
     s.finish();
 }
 
@@ -237,4 +239,57 @@ fn cancel_is_not_offered_by_minimax_and_sends_nothing() {
     assert!(matches!(MiniMax.cancel("minimax:v1:t1"), Err(Error::Internal(_))));
     assert!(s.requests().is_empty());
     s.finish();
+}
+
+#[test]
+fn the_mainland_platform_serves_video_speech_and_chat_when_chosen() {
+    let query = format!("{API_BASE_CN}/query/video_generation?task_id=cn1");
+    let s = script()
+        .secret(REGION_SECRET, "cn")
+        .exchange(Expect::post(format!("{API_BASE_CN}/video_generation")).header("authorization", AUTH), ok(json!({"task_id": "cn1"})))
+        .exchange(Expect::get(&query), ok(json!({"task_id": "cn1", "status": "Processing"})))
+        .exchange(Expect::get(&query), ok(json!({"task_id": "cn1", "status": "Success", "file_id": "f1"})))
+        .exchange(
+            Expect::get(format!("{API_BASE_CN}/files/retrieve?file_id=f1")),
+            ok(json!({"file": {"file_id": "f1", "download_url": "https://cdn.minimaxi.com/v.mp4"}})),
+        )
+        .exchange(Expect::post(format!("{API_BASE_CN}/t2a_v2")), ok(json!({"data": {"audio": "4944", "status": 2}})))
+        .exchange(
+            Expect::post(format!("{API_BASE_CN}/text/chatcompletion_v2")),
+            Reply::sse([r#"{"choices":[{"finish_reason":"stop","index":0,"delta":{"content":"好"}}],"base_resp":{"status_code":0,"status_msg":""}}"#]),
+        )
+        .install();
+    let handle = handle_of(MiniMax.submit(video("a fox")).unwrap());
+    assert_eq!(handle, "minimax-cn:v1:cn1");
+    assert!(matches!(MiniMax.poll(&handle).unwrap(), PollOutcome::Running { .. }));
+    assert!(matches!(MiniMax.poll(&handle).unwrap(), PollOutcome::Finished(_)));
+    let speech = GenerationRequest::new("audio.speech", "speech-02-hd", "你好");
+    assert!(matches!(MiniMax.submit(speech).unwrap(), Submission::Finished(_)));
+    let events = collect_chat(MiniMax.chat(ChatRequest::user("MiniMax-M2", "hi")).unwrap().as_mut()).unwrap();
+    assert_eq!(events[0], ChatEvent::Delta("好".into()));
+    s.finish();
+}
+
+#[test]
+fn a_handle_keeps_its_platform_when_the_setting_changes() {
+    let s = script()
+        .secret(REGION_SECRET, "cn")
+        .exchange(Expect::get(format!("{API_BASE}/query/video_generation?task_id=g1")), ok(json!({"status": "Queueing"})))
+        .install();
+    assert!(matches!(MiniMax.poll("minimax:v1:g1").unwrap(), PollOutcome::Running { .. }));
+    s.finish();
+    let s = script()
+        .exchange(Expect::get(format!("{API_BASE_CN}/query/video_generation?task_id=c1")), ok(json!({"status": "Preparing"})))
+        .install();
+    assert!(matches!(MiniMax.poll("minimax-cn:v1:c1").unwrap(), PollOutcome::Running { .. }));
+    s.finish();
+}
+
+#[test]
+fn an_unknown_region_is_a_configuration_error_before_any_request() {
+    let _s = script().secret(REGION_SECRET, "china").install();
+    assert!(matches!(MiniMax.submit(video("a fox")), Err(Error::Internal(m)) if m.contains("MINIMAX_REGION")));
+    let speech = GenerationRequest::new("audio.speech", "speech-02-hd", "你好");
+    assert!(matches!(MiniMax.submit(speech), Err(Error::Internal(_))));
+    assert!(matches!(MiniMax.chat(ChatRequest::user("MiniMax-M2", "hi")).err(), Some(Error::Internal(_))));
 }

@@ -3,13 +3,15 @@
 //! which `GET /files/retrieve?file_id=` turns into a download URL.
 
 use crate::api::{authorized, call, call_keeping_base_resp};
-use crate::{API_BASE, models};
+use crate::{REGION_SECRET, api_base, models};
 use base64::Engine as _;
 use easel_sdk::http::Request;
 use easel_sdk::serde_json::{Map, Value, json};
 use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Output, PollOutcome, Result, Submission};
+use vendor_kit::region::Region;
 
-const HANDLE_PREFIX: &str = "minimax:v1:";
+/// The vendor part of handle prefixes; `vendor_kit::region` adds `-cn` for mainland tasks.
+const VENDOR: &str = "minimax";
 /// Hailuo takes a few minutes.
 const POLL_AFTER_MS: u64 = 15_000;
 
@@ -49,21 +51,25 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
         (None, None) if request.prompt.is_empty() => return Err(Error::invalid("Missing required parameter: prompt")),
         (None, None) => {}
     }
-    let answer = call(authorized(Request::post(format!("{API_BASE}/video_generation")))?.json(&Value::Object(body)))?;
+    let region = Region::configured(REGION_SECRET)?;
+    let url = format!("{}/video_generation", api_base(region));
+    let answer = call(authorized(Request::post(url))?.json(&Value::Object(body)))?;
     let task_id = answer["task_id"]
         .as_str()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| Error::upstream(format!("MiniMax answered without a task_id: {answer}")))?;
-    Ok(Submission::pending(format!("{HANDLE_PREFIX}{task_id}"), POLL_AFTER_MS))
+    Ok(Submission::pending(format!("{}:v1:{task_id}", region.handle_prefix(VENDOR)), POLL_AFTER_MS))
 }
 
-/// Polls a video task; on success fetches the file's download URL.
+/// Polls a video task, on the platform its handle (`minimax[-cn]:v1:<task id>`) names; on
+/// success fetches the file's download URL there too.
 pub fn poll(handle: &str) -> Result<PollOutcome> {
-    let task_id = handle
-        .strip_prefix(HANDLE_PREFIX)
-        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    let (region, task_id) = Region::of_handle(VENDOR, handle)
+        .and_then(|(region, rest)| Some((region, rest.strip_prefix("v1:")?)))
+        .filter(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .ok_or_else(|| Error::invalid(format!("not a MiniMax task handle: {handle}")))?;
-    let query = Request::get(format!("{API_BASE}/query/video_generation?task_id={task_id}"));
+    let base = api_base(region);
+    let query = Request::get(format!("{base}/query/video_generation?task_id={task_id}"));
     let answer = call_keeping_base_resp(authorized(query)?)?;
     let status = answer["status"].as_str().unwrap_or_default();
     if status != "Fail"
@@ -79,7 +85,7 @@ pub fn poll(handle: &str) -> Result<PollOutcome> {
                 Value::Number(n) => n.to_string(),
                 _ => return Err(Error::upstream(format!("MiniMax reported success without a file_id: {answer}"))),
             };
-            let file = call(authorized(Request::get(format!("{API_BASE}/files/retrieve?file_id={file_id}")))?)?;
+            let file = call(authorized(Request::get(format!("{base}/files/retrieve?file_id={file_id}")))?)?;
             let url = file["file"]["download_url"]
                 .as_str()
                 .ok_or_else(|| Error::upstream(format!("MiniMax file {file_id} has no download_url")))?;

@@ -5,13 +5,16 @@
 //! - [`chat`]: the OpenAI chat-completions wire format (request body and the streamed
 //!   `chat.completion.chunk` events), which DashScope's compatible mode, Volcengine Ark
 //!   and OpenAI all speak;
-//! - [`handle`]: pending handles as short, versioned strings.
+//! - [`handle`]: pending handles as short, versioned strings;
+//! - [`region`]: vendors with a global and a mainland China platform (Vidu, Kling,
+//!   MiniMax): the operator's choice between them, and handles that remember it.
 //!
 //! It is an ordinary library crate linked into each plugin; it is not a plugin itself.
 
 pub mod chat;
 pub mod handle;
 pub mod media;
+pub mod region;
 
 /// Reads an HTTP `Retry-After` header given in seconds; dates and junk give `None`.
 pub fn retry_after_secs(value: Option<&str>) -> Option<u64> {

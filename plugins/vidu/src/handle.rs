@@ -2,8 +2,10 @@
 //! persists, so a fresh plugin instance can pick a task up after a restart.
 
 use easel_sdk::{Error, Result};
+use vendor_kit::region::Region;
 
-const PREFIX: &str = "vidu:v1:";
+/// The vendor part of the prefix; `vendor_kit::region` adds `-cn` for mainland tasks.
+const VENDOR: &str = "vidu";
 /// Normal tasks finish in a minute or two.
 const POLL_AFTER_MS: u64 = 10_000;
 /// Off-peak tasks run when Vidu has spare capacity, within 48 hours; asking often is waste.
@@ -16,18 +18,22 @@ pub struct TaskHandle {
     pub task_id: String,
     /// Whether the task runs in off-peak mode (slower, cheaper).
     pub off_peak: bool,
+    /// The platform that holds the task.
+    pub region: Region,
 }
 
 impl TaskHandle {
-    /// `vidu:v1:<p|n>:<task id>`.
+    /// `vidu:v1:<p|n>:<task id>`, or `vidu-cn:v1:…` for a task on the mainland platform.
     pub fn encode(&self) -> String {
-        format!("{PREFIX}{}:{}", if self.off_peak { "p" } else { "n" }, self.task_id)
+        let mode = if self.off_peak { "p" } else { "n" };
+        format!("{}:v1:{mode}:{}", self.region.handle_prefix(VENDOR), self.task_id)
     }
 
     /// The inverse of [`TaskHandle::encode`].
     pub fn decode(handle: &str) -> Result<Self> {
         let bad = || Error::invalid(format!("not a Vidu task handle: {handle}"));
-        let rest = handle.strip_prefix(PREFIX).ok_or_else(bad)?;
+        let (region, rest) = Region::of_handle(VENDOR, handle).ok_or_else(bad)?;
+        let rest = rest.strip_prefix("v1:").ok_or_else(bad)?;
         let (mode, task_id) = rest.split_once(':').ok_or_else(bad)?;
         if task_id.is_empty() || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(bad());
@@ -37,7 +43,7 @@ impl TaskHandle {
             "n" => false,
             _ => return Err(bad()),
         };
-        Ok(TaskHandle { task_id: task_id.to_string(), off_peak })
+        Ok(TaskHandle { task_id: task_id.to_string(), off_peak, region })
     }
 
     /// When polling is next useful.

@@ -1,4 +1,5 @@
-//! easel provider plugin for Vidu's enterprise API (`https://api.vidu.com/ent/v2`).
+//! easel provider plugin for Vidu's enterprise API (`https://api.vidu.com/ent/v2`, or
+//! `https://api.vidu.cn/ent/v2` on the mainland platform when `VIDU_REGION` is `cn`).
 //!
 //! One model, `viduq3-pro` (`video.generate`):
 //! - no input image: `POST /ent/v2/text2video`;
@@ -23,11 +24,22 @@ mod tests;
 use easel_sdk::serde_json::Value;
 use easel_sdk::{Error, Finished, GenerationRequest, Manifest, Output, PollOutcome, Provider, Result, Submission};
 use handle::TaskHandle;
+use vendor_kit::region::Region;
 
 /// Where Vidu's international API lives.
 pub const API_BASE: &str = "https://api.vidu.com/ent/v2";
+/// Where the mainland China platform (platform.vidu.cn) serves the same API.
+pub const API_BASE_CN: &str = "https://api.vidu.cn/ent/v2";
 /// The secret holding the API key (sent as `Authorization: Token <key>`).
 pub const API_KEY_SECRET: &str = "VIDU_API_KEY";
+/// Optional secret choosing the platform: `global` (default) or `cn`. Keys work only on
+/// the platform that issued them.
+pub const REGION_SECRET: &str = "VIDU_REGION";
+
+/// The API base of a region.
+fn api_base(region: Region) -> &'static str {
+    region.pick(API_BASE, API_BASE_CN)
+}
 
 /// The provider; it keeps no state.
 #[derive(Default)]
@@ -45,16 +57,18 @@ impl Provider for Vidu {
             return Err(Error::invalid(format!("vidu/{} does not do {}", request.model, request.capability)));
         }
         let plan = request::plan(&request)?;
-        let answer = request::call(request::post(&format!("{API_BASE}/{}", plan.endpoint))?.json(&plan.body))?;
+        let region = Region::configured(REGION_SECRET)?;
+        let url = format!("{}/{}", api_base(region), plan.endpoint);
+        let answer = request::call(request::post(&url)?.json(&plan.body))?;
         let task_id = string_or_number(&answer["task_id"])
             .ok_or_else(|| Error::upstream(format!("Vidu answered without a task_id: {answer}")))?;
-        let handle = TaskHandle { task_id, off_peak: plan.off_peak };
+        let handle = TaskHandle { task_id, off_peak: plan.off_peak, region };
         Ok(Submission::pending(handle.encode(), handle.poll_after_ms()))
     }
 
     fn poll(&self, handle: &str) -> Result<PollOutcome> {
         let handle = TaskHandle::decode(handle)?;
-        let url = format!("{API_BASE}/tasks/{}/creations", handle.task_id);
+        let url = format!("{}/tasks/{}/creations", api_base(handle.region), handle.task_id);
         let answer = request::call(request::get(&url)?)?;
         let state = answer["state"].as_str().unwrap_or_default();
         match state {
@@ -72,7 +86,7 @@ impl Provider for Vidu {
 
     fn cancel(&self, handle: &str) -> Result<()> {
         let handle = TaskHandle::decode(handle)?;
-        let url = format!("{API_BASE}/tasks/{}/cancel", handle.task_id);
+        let url = format!("{}/tasks/{}/cancel", api_base(handle.region), handle.task_id);
         request::call(request::post(&url)?.json(&easel_sdk::serde_json::json!({"id": handle.task_id}))).map(|_| ())
     }
 }

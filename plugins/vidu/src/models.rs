@@ -33,7 +33,9 @@ pub fn params_schema() -> Value {
 pub fn manifest() -> Manifest {
     Manifest::new("vidu", env!("CARGO_PKG_VERSION"))
         .allow_host("api.vidu.com")
+        .allow_host("api.vidu.cn")
         .secret(crate::API_KEY_SECRET)
+        .secret(crate::REGION_SECRET)
         .model(
             Model::new(VIDUQ3_PRO, "Vidu Q3 Pro", "video")
                 .capability("video.generate")

@@ -5,6 +5,7 @@ use super::*;
 use easel_sdk::InputMedia;
 use easel_sdk::serde_json::json;
 use easel_sdk::testing::{Expect, Reply, Script};
+use vendor_kit::region::Region;
 
 const KEY: &str = "vd-test-key";
 const AUTH: &str = "Token vd-test-key";
@@ -41,8 +42,8 @@ fn submit_error(reply: Reply) -> Error {
 fn manifest_declares_the_model_with_seed_parameters() {
     let m = Vidu.manifest();
     assert_eq!(m.id, "vidu");
-    assert_eq!(m.allowed_hosts, ["api.vidu.com"]);
-    assert_eq!(m.secrets, ["VIDU_API_KEY"]);
+    assert_eq!(m.allowed_hosts, ["api.vidu.com", "api.vidu.cn"]);
+    assert_eq!(m.secrets, ["VIDU_API_KEY", "VIDU_REGION"]);
     assert!(!m.idempotent_submit);
     assert_eq!(m.models.len(), 1);
     let model = &m.models[0];
@@ -254,9 +255,61 @@ fn cancel_posts_to_the_cancel_endpoint() {
 
 #[test]
 fn handles_round_trip_and_garbage_is_refused() {
-    let h = handle::TaskHandle { task_id: "abc-1".into(), off_peak: true };
-    assert_eq!(handle::TaskHandle::decode(&h.encode()).unwrap(), h);
-    for bad in ["", "vidu:v1:", "vidu:v1:x:abc", "vidu:v1:n:", "vidu:v1:n:a/b", "kling:v1:n:abc"] {
+    for region in [Region::Global, Region::Mainland] {
+        let h = handle::TaskHandle { task_id: "abc-1".into(), off_peak: true, region };
+        assert_eq!(handle::TaskHandle::decode(&h.encode()).unwrap(), h);
+    }
+    for bad in ["", "vidu:v1:", "vidu:v1:x:abc", "vidu:v1:n:", "vidu:v1:n:a/b", "kling:v1:n:abc", "vidu-eu:v1:n:abc", "vidu:v2:n:abc"] {
         assert!(handle::TaskHandle::decode(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn the_mainland_platform_serves_submit_poll_and_cancel_when_chosen() {
+    let s = script()
+        .secret(REGION_SECRET, "cn")
+        .exchange(
+            Expect::post(format!("{API_BASE_CN}/text2video")).header("authorization", AUTH).json(json!({
+                "model": "viduq3-pro", "prompt": "a fox", "duration": 10,
+                "resolution": "1080p", "off_peak": false, "aspect_ratio": "16:9"
+            })),
+            created("cn-1"),
+        )
+        .exchange(
+            Expect::get(format!("{API_BASE_CN}/tasks/cn-1/creations")).header("authorization", AUTH),
+            Reply::json(200, json!({"state": "success", "creations": [{"url": "https://files.vidu.cn/v.mp4"}]})),
+        )
+        .exchange(
+            Expect::post(format!("{API_BASE_CN}/tasks/cn-1/cancel")).json(json!({"id": "cn-1"})),
+            Reply::json(200, json!({})),
+        )
+        .install();
+    let handle = pending(Vidu.submit(t2v("a fox")).unwrap()).handle;
+    assert_eq!(handle, "vidu-cn:v1:n:cn-1");
+    assert!(matches!(Vidu.poll(&handle).unwrap(), PollOutcome::Finished(_)));
+    Vidu.cancel(&handle).unwrap();
+    s.finish();
+}
+
+#[test]
+fn a_handle_keeps_its_platform_when_the_setting_changes() {
+    // A task submitted before the operator switched to `cn` is still on api.vidu.com, and a
+    // mainland task is still on api.vidu.cn after switching back.
+    let s = script()
+        .secret(REGION_SECRET, "cn")
+        .exchange(Expect::get(format!("{API_BASE}/tasks/g-1/creations")), Reply::json(200, json!({"state": "processing"})))
+        .install();
+    assert!(matches!(Vidu.poll("vidu:v1:n:g-1").unwrap(), PollOutcome::Running { .. }));
+    s.finish();
+    let s = script()
+        .exchange(Expect::get(format!("{API_BASE_CN}/tasks/c-1/creations")), Reply::json(200, json!({"state": "queueing"})))
+        .install();
+    assert!(matches!(Vidu.poll("vidu-cn:v1:p:c-1").unwrap(), PollOutcome::Running { poll_after_ms: 300_000, .. }));
+    s.finish();
+}
+
+#[test]
+fn an_unknown_region_is_a_configuration_error_before_any_request() {
+    let _s = script().secret(REGION_SECRET, "beijing").install();
+    assert!(matches!(Vidu.submit(t2v("a fox")), Err(Error::Internal(m)) if m.contains("VIDU_REGION")));
 }
