@@ -542,7 +542,23 @@ async fn jimeng_images_with_signed_requests() {
     .await;
 
     let image = json!({"capability": "image.generate", "model": "jimeng/jimeng_t2i_v40", "prompt": "山水画", "scale": 80});
-    plays_every_task_scenario(&easel, &fake, &image, "img", fakes::PNG_1X1, error_detail).await;
+    // Seed 001's editing forms: the original and the mask as two image URLs; one image to
+    // upscale (the prompt only carries the scenario token, which the upscaler does not send).
+    let inpaint = json!({"capability": "image.inpaint", "model": "jimeng/jimeng_image2image_dream_inpaint", "prompt": "把选中区域文字替换成新品上市",
+                         "imageUrls": ["https://example.com/original.png", "https://example.com/mask.png"]});
+    let upscale = json!({"capability": "image.upscale", "model": "jimeng/jimeng_i2i_seed3_tilesr_cvtob", "prompt": "",
+                         "imageUrls": ["https://example.com/input.png"], "resolution": "4k"});
+    tokio::join!(
+        plays_every_task_scenario(&easel, &fake, &image, "img", fakes::PNG_1X1, error_detail),
+        async {
+            let jobs = easel.submit_each(&inpaint, &[Scenario::Success]).await;
+            easel.expect_outputs(&jobs[0], fakes::PNG_1X1).await;
+        },
+        async {
+            let jobs = easel.submit_each(&upscale, &[Scenario::Success]).await;
+            easel.expect_outputs(&jobs[0], fakes::PNG_1X1).await;
+        },
+    );
     // Jimeng has no cancel action: easel cancelled the job locally, and the stray-path
     // check below shows the plugin sent nothing else.
 
@@ -552,6 +568,37 @@ async fn jimeng_images_with_signed_requests() {
         .filter(|c| c.query.as_deref().is_some_and(|q| q.contains("SubmitTask")))
         .map(|c| c.json())
         .collect();
+    let of_key =
+        |key: &str| -> Vec<&Value> { submits.iter().filter(|b| b["req_key"] == key).collect() };
+    let edits = of_key("jimeng_image2image_dream_inpaint");
+    assert_eq!(edits.len(), 1);
+    assert_eq!(
+        edits[0]["image_urls"],
+        json!([
+            "https://example.com/original.png",
+            "https://example.com/mask.png"
+        ]),
+        "original, then mask"
+    );
+    assert_eq!(edits[0]["seed"], 101, "the page's default seed");
+    assert!(
+        edits[0].get("scale").is_none(),
+        "the inpainting page has no scale: {}",
+        edits[0]
+    );
+    let upscales = of_key("jimeng_i2i_seed3_tilesr_cvtob");
+    assert_eq!(upscales.len(), 1);
+    assert_eq!(
+        (
+            upscales[0]["resolution"].as_str(),
+            upscales[0]["scale"].as_u64(),
+            upscales[0].get("prompt")
+        ),
+        (Some("4k"), Some(50), None),
+        "{}",
+        upscales[0]
+    );
+    let submits = of_key("jimeng_t2i_v40");
     assert_eq!(submits.len(), Scenario::ALL.len());
     for body in &submits {
         assert_eq!(body["req_key"], "jimeng_t2i_v40", "{body}");

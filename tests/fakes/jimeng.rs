@@ -6,7 +6,10 @@
 //!   signed: `X-Date`, `X-Content-Sha256` and `Authorization: HMAC-SHA256 Credential=<ak>/
 //!   <date>/cn-north-1/cv/request, SignedHeaders=content-type;host;x-content-sha256;x-date,
 //!   Signature=…`, which the fake recomputes with the secret key;
-//! - submit reads `req_key` and `prompt`, answers `data.task_id`; get-result reads `req_key`,
+//! - submit checks the fields each `req_key`'s page requires (text-to-image and video: a
+//!   `prompt`; inpainting, "即梦AI交互编辑inpainting": a `prompt` and exactly two images, the
+//!   original and the mask; smart upscaling, "智能超清": exactly one image, `resolution` `4k` or
+//!   `8k`, and an integer `scale` 0–100) and answers `data.task_id`; get-result reads `req_key`,
 //!   `task_id`, `req_json` and answers `data.status` `generating` or `done` (`image_urls` /
 //!   `video_url`);
 //! - answers are `{"code", "message", "request_id", "status", "data"}`, `code` 10000 on
@@ -134,19 +137,54 @@ async fn action(State(state): State<FakeState>, call: Call) -> Response {
     }
 }
 
+/// How many images a body carries, as URLs or as base64.
+fn image_count(body: &Value) -> usize {
+    ["image_urls", "binary_data_base64"]
+        .iter()
+        .filter_map(|field| body[field].as_array())
+        .map(Vec::len)
+        .sum()
+}
+
+/// Whether the body has what its `req_key`'s page requires; unknown keys are refused.
+fn has_required_fields(req_key: &str, body: &Value) -> bool {
+    let prompt = body["prompt"].as_str().is_some_and(|p| !p.is_empty());
+    match req_key {
+        "jimeng_t2i_v40" | "jimeng_ti2v_v30_pro" => prompt,
+        "jimeng_image2image_dream_inpaint" => prompt && image_count(body) == 2,
+        "jimeng_i2i_seed3_tilesr_cvtob" => {
+            image_count(body) == 1
+                && matches!(body["resolution"].as_str(), Some("4k" | "8k"))
+                && body["scale"].as_u64().is_some_and(|scale| scale <= 100)
+        }
+        _ => false,
+    }
+}
+
 fn submit_task(state: &FakeState, call: &Call) -> Response {
     let body = call.json();
-    let (Some(req_key), Some(prompt)) = (body["req_key"].as_str(), body["prompt"].as_str()) else {
-        return answer(50207, "req_key and prompt are required", Value::Null);
+    let Some(req_key) = body["req_key"].as_str() else {
+        return answer(50207, "req_key is required", Value::Null);
     };
-    let scenario = Scenario::from_text(prompt);
+    if !has_required_fields(req_key, &body) {
+        return answer(
+            50207,
+            &format!("the body does not fit {req_key}"),
+            Value::Null,
+        );
+    }
+    // Upscaling takes no prompt; such a task plays success.
+    let scenario = Scenario::from_text(body["prompt"].as_str().unwrap_or_default());
     if let Some(refused) = refusal(call, scenario) {
         return refused;
     }
-    let kind = if req_key.contains("ti2v") {
-        "vid"
-    } else {
-        "img"
+    // One task per scenario and kind: editing tasks get kinds of their own, so they do not
+    // share `img` with the text-to-image tasks a test counts.
+    let kind = match req_key {
+        "jimeng_ti2v_v30_pro" => "vid",
+        "jimeng_image2image_dream_inpaint" => "edit",
+        "jimeng_i2i_seed3_tilesr_cvtob" => "sr",
+        _ => "img",
     };
     answer(
         10000,

@@ -122,6 +122,10 @@ fn generate_body(request: &GenerationRequest) -> Result<Value> {
     Ok(Value::Object(body))
 }
 
+/// The inpainting page's body: `req_key`, `prompt` (`删除` erases the masked area), `seed`
+/// (its default is 101; -1 is random) and exactly two images, the original and a
+/// single-channel mask (0 keeps, 255 repaints). The page documents no strength knob, so
+/// seed 001's `scale` is not sent here.
 fn inpaint_body(request: &GenerationRequest) -> Result<Value> {
     needs_prompt(request)?;
     // Seed 001 passes [original, mask] as two images; a host may also mark the mask.
@@ -133,12 +137,13 @@ fn inpaint_body(request: &GenerationRequest) -> Result<Value> {
     let mut body = Map::new();
     body.insert("req_key".into(), json!(models::INPAINT));
     body.insert("prompt".into(), json!(request.prompt));
-    body.insert("scale".into(), json!(unit_scale(request)?));
-    body.insert("seed".into(), json!(request.param_value("seed").and_then(Value::as_i64).unwrap_or(-1)));
+    body.insert("seed".into(), json!(request.param_value("seed").and_then(Value::as_i64).unwrap_or(models::INPAINT_SEED)));
     add_images(&mut body, &[source, mask])?;
     Ok(Value::Object(body))
 }
 
+/// The smart-upscaling body: `req_key`, one image, `resolution` `4k`/`8k` and `scale`, an
+/// integer 0–100 for how much detail may be invented; no prompt.
 fn upscale_body(request: &GenerationRequest) -> Result<Value> {
     let source = request.inputs.iter().find(|i| i.kind == "image").ok_or_else(|| Error::invalid("upscaling needs an input image"))?;
     let mut body = Map::new();

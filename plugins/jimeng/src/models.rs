@@ -11,6 +11,8 @@ pub const T2I: &str = "jimeng_t2i_v40";
 pub const INPAINT: &str = "jimeng_image2image_dream_inpaint";
 /// Jimeng smart upscaling (智能超清).
 pub const UPSCALE: &str = "jimeng_i2i_seed3_tilesr_cvtob";
+/// The inpainting page's default seed (a fixed one, so repeated edits agree; -1 is random).
+pub const INPAINT_SEED: i64 = 101;
 /// Jimeng video 3.0 Pro (text or first frame).
 pub const VIDEO: &str = "jimeng_ti2v_v30_pro";
 
@@ -29,8 +31,8 @@ fn generate_schema() -> Value {
 
 fn inpaint_schema() -> Value {
     json!({"type": "object", "properties": {
-        "scale": scale("How strongly the text steers the repainted area; sent as 0–1."),
-        "seed": {"type": "integer", "minimum": -1, "default": -1}
+        "seed": {"type": "integer", "minimum": -1, "default": INPAINT_SEED,
+                 "description": "-1 picks a random seed; the same seed and inputs repeat an edit."}
     }, "additionalProperties": true})
 }
 

@@ -76,7 +76,10 @@ fn manifest_has_one_model_per_seed_001_capability() {
         ]
     );
     assert_eq!(m.models[0].params_schema["properties"]["scale"]["default"], 50);
+    assert_eq!(m.models[1].params_schema["properties"]["seed"]["default"], 101);
+    assert!(m.models[1].params_schema["properties"].get("scale").is_none(), "inpainting has no strength field");
     assert_eq!(m.models[2].params_schema["properties"]["resolution"]["enum"], json!(["4k", "8k"]));
+    assert_eq!(m.models[2].params_schema["properties"]["scale"]["default"], 50);
     assert_eq!(m.models[3].params_schema["properties"]["duration"]["maximum"], 15);
 }
 
@@ -115,10 +118,17 @@ fn inpaint_upscale_and_video_bodies() {
     let s = script()
         .exchange(
             Expect::post(SUBMIT).json(json!({
-                "req_key": "jimeng_image2image_dream_inpaint", "prompt": "新品上市", "scale": 0.8, "seed": -1,
+                "req_key": "jimeng_image2image_dream_inpaint", "prompt": "新品上市", "seed": 101,
                 "binary_data_base64": ["AQ==", "Ag=="]
             })),
             ok(json!({"task_id": "a"})),
+        )
+        .exchange(
+            Expect::post(SUBMIT).json(json!({
+                "req_key": "jimeng_image2image_dream_inpaint", "prompt": "删除", "seed": -1,
+                "image_urls": ["https://example.com/original.png", "https://example.com/mask.png"]
+            })),
+            ok(json!({"task_id": "a2"})),
         )
         .exchange(
             Expect::post(SUBMIT).json(json!({
@@ -134,8 +144,15 @@ fn inpaint_upscale_and_video_bodies() {
         )
         .install();
     let bytes = |b: u8, kind: &str| InputMedia { kind: kind.into(), data: Some(vec![b]), ..Default::default() };
+    // The inpainting page has no strength field: seed 001's `scale` is not passed on.
     let inpaint = GenerationRequest::new("image.inpaint", "jimeng_image2image_dream_inpaint", "新品上市").param("scale", 80).input(bytes(1, "image")).input(bytes(2, "mask"));
     handle_of(Jimeng.submit(inpaint).unwrap());
+    // Seed 001's form: two plain images, original then mask.
+    let erase = GenerationRequest::new("image.inpaint", "jimeng_image2image_dream_inpaint", "删除")
+        .param("seed", -1)
+        .input(url_image("https://example.com/original.png"))
+        .input(url_image("https://example.com/mask.png"));
+    handle_of(Jimeng.submit(erase).unwrap());
     let upscale = GenerationRequest::new("image.upscale", "jimeng_i2i_seed3_tilesr_cvtob", "").param("resolution", "8k").input(url_image("https://example.com/in.png"));
     handle_of(Jimeng.submit(upscale).unwrap());
     let video = GenerationRequest::new("video.generate", "jimeng_ti2v_v30_pro", "品牌短视频").param("duration", 10).param("ratio", "9:16");
