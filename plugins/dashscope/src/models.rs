@@ -93,9 +93,17 @@ fn wan_t2v() -> Model {
 }
 
 fn wan_r2v() -> Model {
+    // Seed 002's choices and default stay (they are the contract); the description says
+    // which of them Model Studio renders, and `video::wan_r2v` refuses the other up front.
+    let props = merge(
+        wan_video_props(15),
+        json!({"duration": {"type": "integer", "enum": [5, 10, 15], "default": 15,
+                            "description": "Seconds. Model Studio renders wan2.6-r2v clips of 2-10 s, so 15 \
+                                            (seed 002's default) is refused as an invalid request; ask for 5 or 10."}}),
+    );
     Model::new("wan2.6-r2v", "Wan 2.6 reference-to-video", "video")
         .capability("video.generate")
-        .params_schema(schema(wan_video_props(15)))
+        .params_schema(schema(props))
         .price_hint(10.0)
         .extra(json!({"catelogid": "i2v", "durations": [5, 10, 15], "capabilities": {"supportsRefImage": true}}))
 }
