@@ -93,13 +93,15 @@ fn wan_t2v() -> Model {
 }
 
 fn wan_r2v() -> Model {
-    // Seed 002's choices and default stay (they are the contract); the description says
-    // which of them Model Studio renders, and `video::wan_r2v` refuses the other up front.
+    // Seed 002's choices stay (they are the contract), but its default of 15 s is a length
+    // Model Studio refuses, which would fail every request that leaves the duration out, so
+    // the default is the longest it renders. `video::wan_r2v` refuses 15 up front.
     let props = merge(
-        wan_video_props(15),
-        json!({"duration": {"type": "integer", "enum": [5, 10, 15], "default": 15,
+        wan_video_props(10),
+        json!({"duration": {"type": "integer", "enum": [5, 10, 15], "default": 10,
                             "description": "Seconds. Model Studio renders wan2.6-r2v clips of 2-10 s, so 15 \
-                                            (seed 002's default) is refused as an invalid request; ask for 5 or 10."}}),
+                                            (seed 002's default) is refused as an invalid request and the default \
+                                            is 10."}}),
     );
     Model::new("wan2.6-r2v", "Wan 2.6 reference-to-video", "video")
         .capability("video.generate")
