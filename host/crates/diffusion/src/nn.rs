@@ -1,7 +1,7 @@
 //! The few layers Stable Diffusion is built from, as plain tensors and functional ops.
 //!
 //! Invariants: inference only (no autodiff, no dropout); every layer matches PyTorch's
-//! semantics for the same parameters (linear weights already transposed to `[in, out]`).
+//! semantics for the same parameters.
 
 use burn::tensor::module::{conv2d, interpolate, linear};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
@@ -11,13 +11,42 @@ use crate::flex;
 
 /// `y = x W + b`.
 pub(crate) struct Linear {
-    pub(crate) weight: Tensor<2>,
+    pub(crate) weight: LinearWeight,
     pub(crate) bias: Option<Tensor<1>>,
+}
+
+/// Where a linear layer's weight lives.
+pub(crate) enum LinearWeight {
+    /// `[in, out]` on the model's device, for burn's `linear`.
+    Device(Tensor<2>),
+    /// PyTorch's `[out, in]`, row-major in host memory, for the flex kernel (the model runs
+    /// on flex).
+    Host {
+        values: Vec<f32>,
+        out_features: usize,
+    },
 }
 
 impl Linear {
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.clone(), self.bias.clone())
+        match &self.weight {
+            LinearWeight::Device(weight) => linear(x, weight.clone(), self.bias.clone()),
+            LinearWeight::Host {
+                values,
+                out_features,
+            } => {
+                let mut shape = x.dims();
+                shape[D - 1] = *out_features;
+                let bias = self.bias.clone().map(flex::elements);
+                let out = flex::linear::linear(
+                    &flex::elements(x),
+                    values,
+                    bias.as_deref(),
+                    *out_features,
+                );
+                flex::tensor(out, shape)
+            }
+        }
     }
 }
 

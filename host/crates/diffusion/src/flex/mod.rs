@@ -1,5 +1,5 @@
-//! CPU kernels for the ops that dominate Stable Diffusion on the `flex` backend: attention
-//! and convolution. The model calls them when its tensors live on flex in f32, and burn's
+//! CPU kernels for the ops that dominate Stable Diffusion on the `flex` backend: attention,
+//! convolution and the linear layers. The model calls them when its tensors live on flex in f32, and burn's
 //! own ops everywhere else (wgpu), so each kernel must match burn's op exactly in meaning;
 //! the tests check them against the textbook definition in f64.
 //!
@@ -10,6 +10,7 @@ pub(crate) mod attention;
 pub(crate) mod conv;
 pub(crate) mod geglu;
 pub(crate) mod group_norm;
+pub(crate) mod linear;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
