@@ -486,6 +486,64 @@ fn pipeline_on_wgpu() {
     assert_reruns_identical(&m, &r, name);
 }
 
+/// Set in the child processes of [`wgpu_images_match_across_processes`].
+const DIGEST_CHILD: &str = "EASEL_TEST_WGPU_DIGEST_CHILD";
+
+/// FNV-1a over the values' bits: equal digests mean bit-identical images.
+fn digest(values: &[f32]) -> u64 {
+    values.iter().fold(0xcbf2_9ce4_8422_2325, |h, v| {
+        v.to_bits()
+            .to_le_bytes()
+            .iter()
+            .fold(h, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
+    })
+}
+
+/// The same seed gives the same image after a restart, not only within a process: two fresh
+/// processes, each with its own wgpu device and kernel autotuning (the persistent autotune
+/// cache switched off, so each tunes from scratch), must produce bit-identical pipelines.
+/// The test runs itself as each child; the child prints the image's digest.
+#[test]
+fn wgpu_images_match_across_processes() {
+    let name = "EulerAncestralDiscreteScheduler";
+    if std::env::var_os(DIGEST_CHILD).is_some() {
+        let (dev, _) = wgpu_or_skip(Precision::F32).expect("the parent found an adapter");
+        let image = pipeline_run(&model(&dev), &reference(), name);
+        println!("DIGEST {:016x}", digest(&image));
+        return;
+    }
+    if wgpu_or_skip(Precision::F32).is_none() {
+        return;
+    }
+    let run_child = || {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "wgpu_images_match_across_processes",
+                "--nocapture",
+            ])
+            .env(DIGEST_CHILD, "1")
+            .env("CUBECL_AUTOTUNE_CACHE", "0")
+            .output()
+            .expect("run the child");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "child failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("DIGEST ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no digest in the child's output: {stdout}"))
+    };
+    let (first, second) = (run_child(), run_child());
+    assert_eq!(
+        first, second,
+        "two processes made different images from the same inputs"
+    );
+}
+
 /// The wgpu path in f16, where the adapter has shader-f16 (lavapipe does). Half precision
 /// keeps about three significant digits. Measured on lavapipe over three runs (autotune may
 /// pick other kernels in each process): 1.5e-2 to 2.1e-2 on one UNet call (outputs up to
