@@ -19,8 +19,7 @@ pub(crate) struct Linear {
 pub(crate) enum LinearWeight {
     /// `[in, out]` on the model's device, for burn's `linear`.
     Device(Tensor<2>),
-    /// PyTorch's `[out, in]`, row-major in host memory, for the flex kernel (the model runs
-    /// on flex).
+    /// `[in, out]`, contiguous in host memory, for the flex kernel (the model runs on flex).
     Host {
         values: Vec<f32>,
         out_features: usize,

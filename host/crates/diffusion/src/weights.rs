@@ -6,8 +6,8 @@
 //!   (`unet.`, `vae.`, `text_encoder.`); a single-file checkpoint is read through
 //!   [`crate::convert`], which maps each diffusers name onto the original (LDM) key.
 //! - PyTorch linear weights are `[out, in]`; [`Weights::linear`] transposes them to burn's
-//!   `[in, out]` once, at load, except on flex, whose kernels take the stored layout (as
-//!   convolution weights, they stay in host memory there).
+//!   `[in, out]` once, at load (on flex, contiguous in host memory, as the flex kernels
+//!   take convolution and linear weights).
 //! - A missing or misshapen tensor is an error naming the key, never a silent default.
 //! - Each host tensor is moved to the device, not copied, and leaves the table as it goes,
 //!   so loading holds every parameter once (host or device), not twice; a parameter can be
@@ -233,9 +233,8 @@ impl Weights {
     }
 
     /// A PyTorch linear layer `prefix.weight` (`[out, in]`, or `[out, in, 1, 1]` when stored
-    /// as a 1x1 convolution) and its bias when present. On flex the weight stays in host
-    /// memory in its stored layout, which the flex linear kernel multiplies directly;
-    /// elsewhere it is transposed to burn's `[in, out]`.
+    /// as a 1x1 convolution) transposed to `[in, out]`, and its bias when present. On flex the
+    /// transpose is made contiguous in host memory, for the flex linear kernel.
     pub(crate) fn linear(&self, prefix: &str) -> Result<crate::nn::Linear> {
         let wname = format!("{prefix}.weight");
         let stored = self.shape(&wname)?;
@@ -246,13 +245,14 @@ impl Weights {
         } else {
             None
         };
+        let transposed: Tensor<2> = self.tensor(&wname, [o, i])?.transpose();
         let weight = if self.device == Device::flex() {
             crate::nn::LinearWeight::Host {
-                values: self.take(&wname, o * i)?.data,
+                values: crate::flex::elements(transposed),
                 out_features: o,
             }
         } else {
-            crate::nn::LinearWeight::Device(self.tensor(&wname, [o, i])?.transpose())
+            crate::nn::LinearWeight::Device(transposed)
         };
         Ok(crate::nn::Linear { weight, bias })
     }
