@@ -96,7 +96,7 @@ impl ClipTextTransformer {
         let pos = self
             .position_embedding
             .clone()
-            .slice([0..s])
+            .slice(0..s)
             .reshape([1, s, d]);
         let mut x = embedding(self.token_embedding.clone(), idx) + pos;
         for l in &self.layers {

@@ -91,7 +91,7 @@ fn open_clip_to_transformers(t: &mut HashMap<String, HostTensor>) -> Result<bool
                 let layer = format!("encoder.layers.{i}");
                 if let Some(param) = part.strip_prefix("attn.in_proj_") {
                     // [3w, w] weight or [3w] bias: thirds along the first axis.
-                    ensure!(h.shape[0] % 3 == 0, "{key}: shape {:?}", h.shape);
+                    ensure!(h.shape[0].is_multiple_of(3), "{key}: shape {:?}", h.shape);
                     let mut shape = h.shape.clone();
                     shape[0] /= 3;
                     let third = h.data.len() / 3;
@@ -114,6 +114,9 @@ fn open_clip_to_transformers(t: &mut HashMap<String, HostTensor>) -> Result<bool
     }
     Ok(true)
 }
+
+/// Maps a prefixed diffusers name to the key a single file stores it under.
+pub(crate) type Renamer = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 fn resnet_unet(rest: &[&str]) -> String {
     let first = match rest[0] {
@@ -427,7 +430,7 @@ impl SingleFile {
     }
 
     /// The renaming closure: prefixed diffusers name to original key.
-    pub(crate) fn renamer(&self) -> Box<dyn Fn(&str) -> Option<String> + Send + Sync> {
+    pub(crate) fn renamer(&self) -> Renamer {
         let layers = self.unet.layers_per_block;
         let up_attn: Vec<bool> = self
             .unet

@@ -16,6 +16,8 @@ pub(crate) struct Linear {
 }
 
 /// Where a linear layer's weight lives.
+// One per layer, built once at load: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum LinearWeight {
     /// `[in, out]` on the model's device, for burn's `linear`.
     Device(Tensor<2>),

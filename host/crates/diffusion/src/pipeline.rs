@@ -86,7 +86,11 @@ pub struct GenerateParams {
 impl GenerateParams {
     /// Checks ranges; the error text is fit for a 400 answer.
     pub fn validate(&self) -> Result<()> {
-        if self.width == 0 || self.height == 0 || self.width % 8 != 0 || self.height % 8 != 0 {
+        if self.width == 0
+            || self.height == 0
+            || !self.width.is_multiple_of(8)
+            || !self.height.is_multiple_of(8)
+        {
             bail!("width and height must be positive multiples of 8");
         }
         if self.width * self.height > 2048 * 2048 {

@@ -148,7 +148,7 @@ impl LoadProgress {
 pub(crate) struct Weights {
     tensors: RefCell<HashMap<String, HostTensor>>,
     /// Maps a prefixed diffusers name to the key actually stored (identity for folders).
-    rename: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    rename: Option<crate::convert::Renamer>,
     progress: RefCell<LoadProgress>,
     pub(crate) device: Device,
 }
@@ -157,7 +157,7 @@ impl Weights {
     /// `tensors` should hold only the model's parameters: the progress bar counts them all.
     pub(crate) fn new(
         tensors: HashMap<String, HostTensor>,
-        rename: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+        rename: Option<crate::convert::Renamer>,
         device: Device,
     ) -> Self {
         let total = tensors.values().map(|t| t.data.len()).sum();

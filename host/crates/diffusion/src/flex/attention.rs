@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::exp_nonpositive;
+use super::{Matrix, exp_nonpositive};
 
 /// Query rows per job; each key tile is packed once per block, so larger blocks pack less.
 const QUERY_BLOCK: usize = 256;
@@ -85,7 +85,7 @@ fn block_attention(
     s: Shape,
     scores: &mut Vec<f32>,
 ) {
-    let stride = (s.heads * s.head_dim) as isize;
+    let stride = s.heads * s.head_dim;
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let mut maxima = [f32::NEG_INFINITY; QUERY_BLOCK];
     let mut sums = [0f32; QUERY_BLOCK];
@@ -97,26 +97,15 @@ fn block_attention(
         // block given to this job.
         unsafe {
             // scores[rows, tile] = scale * q[rows, d] . k[tile, d]^T
-            gemm::gemm(
-                rows,
-                tile,
-                s.head_dim,
+            super::gemm(
+                [rows, tile, s.head_dim],
                 scores.as_mut_ptr(),
-                1,
-                tile as isize,
+                tile,
                 false,
-                q.as_ptr(),
-                1,
-                stride,
-                k.as_ptr().offset(tile_start as isize * stride),
-                stride,
-                1,
-                0.0,
+                Matrix::rows(q.as_ptr(), stride),
+                Matrix::transposed(k.as_ptr().add(tile_start * stride), stride),
                 scale,
                 false,
-                false,
-                false,
-                gemm::Parallelism::None,
             );
         }
         for (i, row) in scores.chunks_exact_mut(tile).enumerate() {
@@ -134,9 +123,8 @@ fn block_attention(
                 // Earlier tiles were weighted against a smaller maximum.
                 let correction = exp_nonpositive(maxima[i] - max);
                 sums[i] *= correction;
-                let out_row = unsafe {
-                    std::slice::from_raw_parts_mut(out.offset(i as isize * stride), s.head_dim)
-                };
+                let out_row =
+                    unsafe { std::slice::from_raw_parts_mut(out.add(i * stride), s.head_dim) };
                 out_row.iter_mut().for_each(|x| *x *= correction);
             }
             maxima[i] = max;
@@ -144,32 +132,20 @@ fn block_attention(
         }
         unsafe {
             // out[rows, d] += p[rows, tile] . v[tile, d]
-            gemm::gemm(
-                rows,
-                s.head_dim,
-                tile,
+            super::gemm(
+                [rows, s.head_dim, tile],
                 out,
-                1,
                 stride,
                 true,
-                scores.as_ptr(),
-                1,
-                tile as isize,
-                v.as_ptr().offset(tile_start as isize * stride),
-                1,
-                stride,
-                1.0,
+                Matrix::rows(scores.as_ptr(), tile),
+                Matrix::rows(v.as_ptr().add(tile_start * stride), stride),
                 1.0,
                 false,
-                false,
-                false,
-                gemm::Parallelism::None,
             );
         }
     }
     for (i, sum) in sums[..rows].iter().enumerate() {
-        let out_row =
-            unsafe { std::slice::from_raw_parts_mut(out.offset(i as isize * stride), s.head_dim) };
+        let out_row = unsafe { std::slice::from_raw_parts_mut(out.add(i * stride), s.head_dim) };
         let inverse = 1.0 / sum;
         out_row.iter_mut().for_each(|x| *x *= inverse);
     }

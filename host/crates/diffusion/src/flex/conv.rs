@@ -14,6 +14,8 @@
 
 use rayon::prelude::*;
 
+use super::Matrix;
+
 /// The geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvShape {
@@ -79,26 +81,15 @@ pub(crate) fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvSha
             // band's first position, `band` of them written; all in bounds.
             unsafe {
                 // out[out, band] (+)= weight[out, patch] . patches[patch, band]
-                gemm::gemm(
-                    s.out_channels,
-                    band,
-                    patch,
+                super::gemm(
+                    [s.out_channels, band, patch],
                     out_band.as_mut_ptr(),
-                    1,
-                    positions as isize,
+                    positions,
                     bias.is_some(),
-                    weight.as_ptr(),
-                    1,
-                    patch as isize,
-                    rhs.as_ptr(),
-                    1,
-                    rhs_rs as isize,
+                    Matrix::rows(weight.as_ptr(), patch),
+                    Matrix::rows(rhs.as_ptr(), rhs_rs),
                     1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
+                    true,
                 );
             }
         }
@@ -216,6 +207,7 @@ mod tests {
         assert!(worst < 1e-4, "{s:?}: max abs error {worst}");
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn shape(
         batch: usize,
         cin: usize,

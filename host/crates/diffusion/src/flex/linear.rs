@@ -11,6 +11,8 @@
 //! Invariant: gemm splits the output across threads but never a sum, so results do not depend
 //! on thread scheduling.
 
+use super::Matrix;
+
 /// `x` `[rows, in]`, `weight` `[in, out]` (PyTorch's weight transposed); returns
 /// `x weight + bias`, `[rows, out]`.
 pub(crate) fn linear(
@@ -34,26 +36,15 @@ pub(crate) fn linear(
     // `out_features`, `out` `rows` rows of `out_features`. All in bounds.
     unsafe {
         // out[rows, out] (+)= x[rows, in] . weight[in, out]
-        gemm::gemm(
-            rows,
-            out_features,
-            in_features,
+        super::gemm(
+            [rows, out_features, in_features],
             out.as_mut_ptr(),
-            1,
-            out_features as isize,
+            out_features,
             bias.is_some(),
-            x.as_ptr(),
-            1,
-            in_features as isize,
-            weight.as_ptr(),
-            1,
-            out_features as isize,
+            Matrix::rows(x.as_ptr(), in_features),
+            Matrix::rows(weight.as_ptr(), out_features),
             1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
+            true,
         );
     }
     out

@@ -32,6 +32,85 @@ pub(crate) fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Ten
     Tensor::from_data(TensorData::new(values, shape), &Device::flex())
 }
 
+/// A matrix operand of [`gemm`]: its element (0, 0) and how far apart its rows and columns
+/// are in elements.
+#[derive(Clone, Copy)]
+pub(crate) struct Matrix {
+    first: *const f32,
+    row_stride: usize,
+    column_stride: usize,
+}
+
+impl Matrix {
+    /// A row-major matrix whose rows start `row_stride` elements apart.
+    pub(crate) fn rows(first: *const f32, row_stride: usize) -> Self {
+        Self {
+            first,
+            row_stride,
+            column_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix whose rows start `row_stride` elements apart.
+    pub(crate) fn transposed(first: *const f32, row_stride: usize) -> Self {
+        Self {
+            first,
+            row_stride: 1,
+            column_stride: row_stride,
+        }
+    }
+}
+
+/// `out[m, n] = scale * lhs[m, k] . rhs[k, n]`, added to what `out` holds when `accumulate`
+/// (else `out` is only written); `out` is row-major with rows `out_row_stride` apart.
+/// `threaded` splits the output across rayon's threads (never a sum, so results do not
+/// depend on scheduling); kernels that are already one job per thread pass `false`.
+///
+/// # Safety
+/// Every element the shapes and strides reach lies inside its buffer, and `out` overlaps
+/// neither operand.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm(
+    [m, n, k]: [usize; 3],
+    out: *mut f32,
+    out_row_stride: usize,
+    accumulate: bool,
+    lhs: Matrix,
+    rhs: Matrix,
+    scale: f32,
+    threaded: bool,
+) {
+    let stride = |s: usize| s as isize;
+    // SAFETY: the caller's promise, in gemm's terms (column stride, then row stride).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out,
+            1,
+            stride(out_row_stride),
+            accumulate,
+            lhs.first,
+            stride(lhs.column_stride),
+            stride(lhs.row_stride),
+            rhs.first,
+            stride(rhs.column_stride),
+            stride(rhs.row_stride),
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            if threaded {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            },
+        );
+    }
+}
+
 /// An output buffer shared by jobs that write disjoint parts of it.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
