@@ -61,7 +61,7 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CRATE = os.path.dirname(HERE)
@@ -528,19 +528,9 @@ def make_sd2(tok):
                                  "easel.vae.norm_num_groups": "4", "easel.clip.heads": "2"})
 
     ref = {"clip.hidden": text_encoder(ids)[0]}
-    rng = np.random.RandomState(2345)
     # 4 x 8 latents: non-square, and odd sizes after two downsamplers (4x8, 2x4, 1x2).
-    sample = torch.from_numpy(rng.standard_normal((2, 4, 4, 8)).astype(np.float32))
-    ctx = torch.from_numpy(rng.standard_normal((2, 77, 4)).astype(np.float32))
-    ref["unet.sample"] = sample
-    ref["unet.context"] = ctx
-    ref["unet.out"] = unet(sample, torch.tensor([981.0, 981.0]), encoder_hidden_states=ctx).sample
-    lat = torch.from_numpy(rng.standard_normal((1, 4, 4, 8)).astype(np.float32))
-    ref["vae.latents"] = lat
-    ref["vae.decoded"] = vae.decode(lat).sample
-    img = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 8, 16)).astype(np.float32))
-    ref["vae.image"] = img
-    ref["vae.mean"] = vae.encode(img).latent_dist.mean
+    img = model_references(ref, unet, vae, np.random.RandomState(2345), latent_hw=(4, 8), context_width=4,
+                           image_hw=(8, 16))
 
     settings = {"prompt": prompts[0], "negative_prompt": "blurry", "guidance_scale": 7.5, "steps": 2,
                 "width": 16, "height": 8, "strength": 0.6, "img2img_steps": 4}
@@ -557,6 +547,25 @@ def make_sd2(tok):
     total = sum(os.path.getsize(p) for p in sd2) + sum(
         os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(folder) for n in ns)
     print("SD 2.x fixtures:", total, "bytes")
+
+
+def model_references(ref, unet, vae, rng, latent_hw, context_width, image_hw):
+    """One guided-batch UNet call, a VAE decode and a VAE encode on inputs drawn from `rng`
+    (always in this order, which the committed references depend on); returns the image,
+    which img2img reuses."""
+    h, w = latent_hw
+    sample = torch.from_numpy(rng.standard_normal((2, 4, h, w)).astype(np.float32))
+    ctx = torch.from_numpy(rng.standard_normal((2, 77, context_width)).astype(np.float32))
+    ref["unet.sample"] = sample
+    ref["unet.context"] = ctx
+    ref["unet.out"] = unet(sample, torch.tensor([981.0, 981.0]), encoder_hidden_states=ctx).sample
+    lat = torch.from_numpy(rng.standard_normal((1, 4, h, w)).astype(np.float32))
+    ref["vae.latents"] = lat
+    ref["vae.decoded"] = vae.decode(lat).sample
+    img = torch.from_numpy(rng.uniform(-1, 1, (1, 3) + tuple(image_hw)).astype(np.float32))
+    ref["vae.image"] = img
+    ref["vae.mean"] = vae.encode(img).latent_dist.mean
+    return img
 
 
 def token_row(tok, text, pad):
@@ -644,12 +653,9 @@ def main():
         json.dump(dict(SCHEDULER_BASE, _class_name="PNDMScheduler"), f, indent=2)
     with open(os.path.join(folder, "model_index.json"), "w") as f:
         json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__}, f)
-    save_file(single_file_state(text_encoder, unet, vae), os.path.join(OUT, "tiny-sd.safetensors"),
-              metadata={"easel.unet.heads": "2", "easel.unet.norm_num_groups": "8", "easel.vae.norm_num_groups": "4", "easel.clip.heads": "2"})
+    save_sorted_header(single_file_state(text_encoder, unet, vae), os.path.join(OUT, "tiny-sd.safetensors"),
+                       metadata={"easel.unet.heads": "2", "easel.unet.norm_num_groups": "8", "easel.vae.norm_num_groups": "4", "easel.clip.heads": "2"})
 
-    tokenizer = CLIPTokenizer(
-        vocab_file=None, merges_file=None
-    ) if False else None  # the Rust tokenizer is checked against open_clip below
     prompts = ["a photo of an astronaut riding a horse on Mars", "", "Hello, World! 123 cafés"]
     token_ids = [token_row(tok, p, pad=EOS) for p in prompts]
     long_prompt = " ".join(["word"] * 100)
@@ -659,21 +665,11 @@ def main():
 
     ref = {}
     ids = torch.tensor(token_ids[:2], dtype=torch.long)
-    ref["clip.input_ids"] = ids.to(torch.int32) if False else ids.float()
+    ref["clip.input_ids"] = ids.float()
     ref["clip.hidden"] = text_encoder(ids)[0]
 
-    rng = np.random.RandomState(1234)
-    sample = torch.from_numpy(rng.standard_normal((2, 4, 6, 8)).astype(np.float32))
-    ctx = torch.from_numpy(rng.standard_normal((2, 77, 8)).astype(np.float32))
-    ref["unet.sample"] = sample
-    ref["unet.context"] = ctx
-    ref["unet.out"] = unet(sample, torch.tensor([981.0, 981.0]), encoder_hidden_states=ctx).sample
-    lat = torch.from_numpy(rng.standard_normal((1, 4, 6, 8)).astype(np.float32))
-    ref["vae.latents"] = lat
-    ref["vae.decoded"] = vae.decode(lat).sample
-    img = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 48, 64)).astype(np.float32))
-    ref["vae.image"] = img
-    ref["vae.mean"] = vae.encode(img).latent_dist.mean
+    img = model_references(ref, unet, vae, np.random.RandomState(1234), latent_hw=(6, 8), context_width=8,
+                           image_hw=(48, 64))
 
     # ---- pipelines ----
     settings = {"prompt": prompts[0], "negative_prompt": "blurry", "guidance_scale": 7.5, "steps": 2,
