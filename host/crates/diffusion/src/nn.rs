@@ -39,12 +39,9 @@ impl Linear {
                 let mut shape = x.dims();
                 shape[D - 1] = *out_features;
                 let bias = self.bias.clone().map(flex::elements);
-                let out = flex::linear::linear(
-                    &flex::elements(x),
-                    values,
-                    bias.as_deref(),
-                    *out_features,
-                );
+                let out = flex::with_elements(&x, |x| {
+                    flex::linear::linear(x, values, bias.as_deref(), *out_features)
+                });
                 flex::tensor(out, shape)
             }
         }
@@ -103,7 +100,9 @@ impl Conv2d {
                     out_width: out_size(in_width, padding[1]),
                 };
                 let bias = self.bias.clone().map(flex::elements);
-                let out = flex::conv::conv2d(&flex::elements(x), values, bias.as_deref(), geometry);
+                let out = flex::with_elements(&x, |x| {
+                    flex::conv::conv2d(x, values, bias.as_deref(), geometry)
+                });
                 flex::tensor(
                     out,
                     [batch, out_channels, geometry.out_height, geometry.out_width],
@@ -138,7 +137,6 @@ impl GroupNorm {
                 flex::elements(self.gamma.clone()),
                 flex::elements(self.beta.clone()),
             );
-            let mut values = flex::elements(x);
             let norm = flex::group_norm::Norm {
                 channels: c,
                 spatial: h * w,
@@ -148,8 +146,8 @@ impl GroupNorm {
                 beta: &beta,
                 silu: with_silu,
             };
-            flex::group_norm::group_norm(&mut values, norm);
-            return flex::tensor(values, [b, c, h, w]);
+            let out = flex::with_elements(&x, |x| flex::group_norm::group_norm(x, norm));
+            return flex::tensor(out, [b, c, h, w]);
         }
         let normed = self.normalize(x);
         if with_silu { silu(normed) } else { normed }

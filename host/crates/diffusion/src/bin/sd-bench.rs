@@ -88,6 +88,11 @@ fn main() -> anyhow::Result<()> {
             &marks[..]
         };
         let unet = tail.iter().sum::<f64>() / tail.len() as f64;
+        let each: Vec<String> = marks.iter().map(|s| format!("{s:.2}")).collect();
+        println!(
+            "{size}x{size}: seconds per step, the first with text encoding: {}",
+            each.join(", ")
+        );
         assert_eq!(images[0].len(), size * size * 3);
         let peak = peak_rss_mib();
         println!(

@@ -3,8 +3,10 @@
 //!
 //! Why: as burn ops a group norm is a variance and mean pass, then a subtract, a divide, a
 //! scale and a shift, each a full pass over the activation with a fresh allocation, and the
-//! SiLU after it two more. This kernel reads each group twice (statistics, then the result
-//! in place), one rayon job per (image, group).
+//! SiLU after it two more. This kernel reads each group three times (mean, variance, then
+//! the result into a new buffer), one rayon job per (image, group). It reads its input
+//! where it lies: in a resnet the input is also the residual, so normalizing in place would
+//! first need a copy of it.
 //!
 //! Invariants: statistics are PyTorch's (mean, biased variance, `eps` inside the root),
 //! accumulated in f64 in a fixed order per group, so results do not depend on scheduling.
@@ -27,22 +29,28 @@ pub(crate) struct Norm<'a> {
     pub silu: bool,
 }
 
-/// Normalizes `x` (`[batch, channels, spatial]`, row-major) in place.
-pub(crate) fn group_norm(x: &mut [f32], n: Norm<'_>) {
+/// `x` (`[batch, channels, spatial]`, row-major) normalized.
+pub(crate) fn group_norm(x: &[f32], n: Norm<'_>) -> Vec<f32> {
     let per_group = n.channels / n.groups * n.spatial;
     assert_eq!(x.len() % per_group, 0, "group norm shape");
-    x.par_chunks_exact_mut(per_group)
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_exact_mut(per_group)
+        .zip(x.par_chunks_exact(per_group))
         .enumerate()
-        .for_each(|(job, group)| {
+        .for_each(|(job, (out, group))| {
             let first_channel = job % n.groups * (n.channels / n.groups);
             let (mean, variance) = statistics(group);
             let inverse_deviation = 1.0 / (variance + n.eps).sqrt();
-            for (c, plane) in group.chunks_exact_mut(n.spatial).enumerate() {
+            let planes = out
+                .chunks_exact_mut(n.spatial)
+                .zip(group.chunks_exact(n.spatial));
+            for (c, (out, plane)) in planes.enumerate() {
                 let scale = n.gamma[first_channel + c] as f64 * inverse_deviation;
                 let shift = n.beta[first_channel + c] as f64 - mean * scale;
-                affine(plane, scale as f32, shift as f32, n.silu);
+                affine(plane, out, scale as f32, shift as f32, n.silu);
             }
         });
+    out
 }
 
 /// Lanes of the explicit partial sums.
@@ -79,12 +87,13 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 }
 
 super::vectorized! {
-    /// `x * scale + shift`, then SiLU when asked, in place.
-    fn affine(plane: &mut [f32], scale: f32, shift: f32, with_silu: bool) -> () {
+    /// `out = plane * scale + shift`, then SiLU when asked.
+    fn affine(plane: &[f32], out: &mut [f32], scale: f32, shift: f32, with_silu: bool) -> () {
+        let pairs = out.iter_mut().zip(plane);
         if with_silu {
-            plane.iter_mut().for_each(|x| *x = silu(*x * scale + shift));
+            pairs.for_each(|(y, x)| *y = silu(*x * scale + shift));
         } else {
-            plane.iter_mut().for_each(|x| *x = *x * scale + shift);
+            pairs.for_each(|(y, x)| *y = *x * scale + shift);
         }
     }
 }
@@ -104,7 +113,6 @@ mod tests {
         let gamma = values(channels, 5);
         let beta = values(channels, 6);
         for with_silu in [false, true] {
-            let mut got = input.clone();
             let norm = Norm {
                 channels,
                 spatial,
@@ -114,7 +122,7 @@ mod tests {
                 beta: &beta,
                 silu: with_silu,
             };
-            group_norm(&mut got, norm);
+            let got = group_norm(&input, norm);
             let per_group = channels / groups * spatial;
             for (i, (&x, &y)) in input.iter().zip(&got).enumerate() {
                 let group = &input[i / per_group * per_group..][..per_group];

@@ -19,6 +19,23 @@ pub(crate) fn takes_kernels<const D: usize>(tensor: &Tensor<D>) -> bool {
     tensor.dtype() == DType::F32 && tensor.device() == Device::flex()
 }
 
+/// Calls `f` with a tensor's f32 elements in row-major order, read where they lie: unlike
+/// [`elements`], no copy is made when another tensor (a residual branch, say) shares them.
+pub(crate) fn with_elements<const D: usize, R>(
+    tensor: &Tensor<D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let storage = tensor
+        .clone()
+        .try_into_primitive::<burn_flex::Flex>()
+        .expect("flex kernels take flex tensors");
+    match storage.as_slice::<f32>() {
+        Some(values) => f(values),
+        // A strided view: lay it out first.
+        None => f(&elements(tensor.clone())),
+    }
+}
+
 /// A tensor's f32 elements in row-major order (moved out when nothing else shares them).
 pub(crate) fn elements<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor
