@@ -69,12 +69,36 @@ impl Conv2d {
         self.forward_padded(x, [(self.padding, self.padding); 2])
     }
 
+    /// `self.forward` of `x` resized 2x by nearest neighbour. On flex a 3x3 convolution runs
+    /// on `x` itself, as four 2x2 convolutions (see [`flex::upsample_conv`]).
+    pub(crate) fn forward_upsampled2x(&self, x: Tensor<4>) -> Tensor<4> {
+        let [batch, in_channels, height, width] = x.dims();
+        match &self.weight {
+            ConvWeight::Host { values, shape }
+                if shape[2] == 3 && self.stride == 1 && self.padding == 1 =>
+            {
+                let bias = self.bias.clone().map(flex::elements);
+                let input = flex::upsample_conv::Input {
+                    batch,
+                    in_channels,
+                    height,
+                    width,
+                };
+                let out = flex::with_elements(&x, |x| {
+                    flex::upsample_conv::upsample2x_conv3x3(x, values, bias.as_deref(), input)
+                });
+                flex::tensor(out, [batch, shape[0], 2 * height, 2 * width])
+            }
+            _ => self.forward(upsample_nearest(x, [2 * height, 2 * width])),
+        }
+    }
+
     /// The VAE encoder's downsample: pad right and bottom by one, then a stride-2 conv.
     pub(crate) fn forward_pad_br(&self, x: Tensor<4>) -> Tensor<4> {
         self.forward_padded(x, [(0, 1), (0, 1)])
     }
 
-    /// `padding` is `(before, after)` per spatial axis; before must match on both axes.
+    /// `padding` is `(before, after)` per spatial axis.
     fn forward_padded(&self, x: Tensor<4>, padding: [(usize, usize); 2]) -> Tensor<4> {
         match &self.weight {
             ConvWeight::Device(weight) => {
@@ -95,7 +119,8 @@ impl Conv2d {
                     out_channels,
                     kernel,
                     stride: self.stride,
-                    pad_top_left: padding[0].0,
+                    pad_top: padding[0].0,
+                    pad_left: padding[1].0,
                     out_height: out_size(in_height, padding[0]),
                     out_width: out_size(in_width, padding[1]),
                 };

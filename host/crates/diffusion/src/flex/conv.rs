@@ -26,9 +26,10 @@ pub(crate) struct ConvShape {
     pub out_channels: usize,
     pub kernel: usize,
     pub stride: usize,
-    /// Zero rows above and zero columns left of the input (the bottom and right padding
-    /// follow from the output size).
-    pub pad_top_left: usize,
+    /// Zero rows above the input (the bottom padding follows from the output size).
+    pub pad_top: usize,
+    /// Zero columns left of the input (the right padding follows from the output size).
+    pub pad_left: usize,
     pub out_height: usize,
     pub out_width: usize,
 }
@@ -48,7 +49,7 @@ pub(crate) fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvSha
     assert_eq!(x.len(), s.batch * image_len, "input shape");
     assert_eq!(weight.len(), s.out_channels * patch, "weight shape");
     let mut out = vec![0f32; s.batch * s.out_channels * positions];
-    let direct = s.kernel == 1 && s.stride == 1 && s.pad_top_left == 0;
+    let direct = s.kernel == 1 && s.stride == 1 && s.pad_top == 0 && s.pad_left == 0;
     let band_rows = if direct {
         s.out_height
     } else {
@@ -103,7 +104,7 @@ pub(crate) fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvSha
 fn fill_patches(patches: &mut [f32], image: &[f32], first_row: usize, rows: usize, s: ConvShape) {
     let positions = rows * s.out_width;
     let taps = s.kernel * s.kernel;
-    let pad = s.pad_top_left as isize;
+    let (pad_top, pad_left) = (s.pad_top as isize, s.pad_left as isize);
     let plane_len = s.in_height * s.in_width;
     patches
         .par_chunks_exact_mut(taps * positions)
@@ -112,13 +113,13 @@ fn fill_patches(patches: &mut [f32], image: &[f32], first_row: usize, rows: usiz
             for (tap, dst) in rows.chunks_exact_mut(positions).enumerate() {
                 let (ky, kx) = (tap / s.kernel, tap % s.kernel);
                 for (oy, out_row) in dst.chunks_exact_mut(s.out_width).enumerate() {
-                    let iy = ((first_row + oy) * s.stride + ky) as isize - pad;
+                    let iy = ((first_row + oy) * s.stride + ky) as isize - pad_top;
                     if iy < 0 || iy >= s.in_height as isize {
                         out_row.fill(0.0);
                         continue;
                     }
                     let src = &plane[iy as usize * s.in_width..][..s.in_width];
-                    let x0 = kx as isize - pad;
+                    let x0 = kx as isize - pad_left;
                     if s.stride == 1 {
                         copy_shifted(out_row, src, x0);
                     } else {
@@ -162,10 +163,8 @@ mod tests {
                         for c in 0..s.in_channels {
                             for ky in 0..s.kernel {
                                 for kx in 0..s.kernel {
-                                    let iy =
-                                        (oy * s.stride + ky) as isize - s.pad_top_left as isize;
-                                    let ix =
-                                        (ox * s.stride + kx) as isize - s.pad_top_left as isize;
+                                    let iy = (oy * s.stride + ky) as isize - s.pad_top as isize;
+                                    let ix = (ox * s.stride + kx) as isize - s.pad_left as isize;
                                     if iy < 0
                                         || ix < 0
                                         || iy >= s.in_height as isize
@@ -228,7 +227,8 @@ mod tests {
             out_channels: cout,
             kernel: k,
             stride,
-            pad_top_left: pad,
+            pad_top: pad,
+            pad_left: pad,
             out_height: oh,
             out_width: ow,
         }

@@ -11,6 +11,7 @@ pub(crate) mod conv;
 pub(crate) mod geglu;
 pub(crate) mod group_norm;
 pub(crate) mod linear;
+pub(crate) mod upsample_conv;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
