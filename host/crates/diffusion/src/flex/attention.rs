@@ -234,11 +234,7 @@ mod tests {
         let v = values(s.batch * s.keys * inner, 3);
         let got = attention(&q, &k, &v, s);
         let want = reference(&q, &k, &v, s);
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = crate::flex::max_abs_diff(&got, &want);
         assert!(worst < 1e-5, "{s:?}: max abs error {worst}");
     }
 

@@ -197,12 +197,7 @@ mod tests {
         let bias = with_bias.then_some(bias.as_slice());
         let got = conv2d(&x, &w, bias, s);
         let want = reference(&x, &w, bias, s);
-        assert_eq!(got.len(), want.len());
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = crate::flex::max_abs_diff(&got, &want);
         assert!(worst < 1e-4, "{s:?}: max abs error {worst}");
     }
 

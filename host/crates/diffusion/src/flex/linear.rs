@@ -84,11 +84,7 @@ mod tests {
             for bias in [None, Some(b.as_slice())] {
                 let got = linear(&x, &transposed, bias, out_features);
                 let want = reference(&x, &w, bias, out_features);
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let worst = crate::flex::max_abs_diff(&got, &want);
                 assert!(worst < 1e-4, "{rows}x{in_features}x{out_features}: {worst}");
             }
         }

@@ -1,5 +1,5 @@
 //! CPU kernels for the ops that dominate Stable Diffusion on the `flex` backend: attention,
-//! convolution and the linear layers. The model calls them when its tensors live on flex in f32, and burn's
+//! convolution (plain, and after a 2x upsample) and the linear layers. The model calls them when its tensors live on flex in f32, and burn's
 //! own ops everywhere else (wgpu), so each kernel must match burn's op exactly in meaning;
 //! the tests check them against the textbook definition in f64.
 //!
@@ -225,6 +225,16 @@ fn test_values(n: usize, salt: u32) -> Vec<f32> {
             (x >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
         })
         .collect()
+}
+
+/// The largest absolute difference between two equally long outputs.
+#[cfg(test)]
+fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "output length");
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
 }
 
 #[cfg(test)]

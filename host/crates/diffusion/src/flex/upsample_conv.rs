@@ -172,12 +172,7 @@ mod tests {
             let bias = values(out_channels, 9);
             let got = upsample2x_conv3x3(&x, &w, Some(&bias), input);
             let want = reference(&x, &w, &bias, input);
-            assert_eq!(got.len(), want.len());
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = crate::flex::max_abs_diff(&got, &want);
             assert!(worst < 1e-4, "{input:?}: max abs error {worst}");
         }
     }
