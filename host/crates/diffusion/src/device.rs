@@ -4,10 +4,10 @@
 //! Invariants: selection runs once per process (burn's wgpu runtime can be initialized only
 //! once) and is cached; `EASEL_SD_DEVICE=flex` or `=wgpu` forces a choice (`wgpu` then
 //! fails loudly instead of falling back, and accepts a software adapter). A software
-//! adapter such as Mesa's lavapipe is not chosen by default: on the 2-core build box it
-//! spent 12 minutes in its first full-size 256x256 UNet call and then failed to allocate a
-//! buffer, where flex takes about 3 s a step (docs/BENCHMARKS.md). The description names the
-//! backend and adapter.
+//! adapter such as Mesa's lavapipe is not chosen by default: on the 2-core build box its
+//! first full-size 256x256 UNet call fails to allocate a 145 MiB buffer (after 12 minutes
+//! of autotuning when burn's autotune was on, after 20 s now), where flex takes about 2-3 s a
+//! step (docs/BENCHMARKS.md). The description names the backend and adapter.
 //!
 //! Precision: flex always computes in f32 (its kernels are f32). On wgpu the model computes
 //! in f16 when a hardware adapter has shader-f16, and in f32 otherwise (a software adapter
