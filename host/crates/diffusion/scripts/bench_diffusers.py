@@ -13,6 +13,10 @@ faster). Each side reports its own process's peak RSS.
 Both sides: EulerDiscreteScheduler, guidance 7.5 (uncond+cond batched, batch 2), the given
 steps, one image, at each size; seconds per UNet step, seconds per image (text encoding +
 denoising + VAE decode), peak RSS of the process.
+
+On a virtual machine the hypervisor may run other guests on the same cores ("steal" time);
+a side that ran under steal looks slower than it is. Each side's share of stolen CPU time
+(from /proc/stat, Linux) is printed beside its figures: compare runs only where both are low.
 """
 
 import argparse
@@ -28,6 +32,29 @@ from safetensors.torch import save_file
 
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
+
+
+class Steal:
+    """The share of CPU time the hypervisor took from this machine since `start`."""
+
+    @staticmethod
+    def sample():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except OSError:
+            return None
+        # user nice system idle iowait irq softirq steal ...
+        return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+    def __init__(self):
+        self.start = Steal.sample()
+
+    def percent(self):
+        end = Steal.sample()
+        if self.start is None or end is None or end[1] == self.start[1]:
+            return float("nan")
+        return 100.0 * (end[0] - self.start[0]) / (end[1] - self.start[1])
 
 
 def peak_mib():
@@ -103,6 +130,7 @@ def main():
     pipe.set_progress_bar_config(disable=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load peak RSS {peak_mib():.0f} MiB")
     ours = {}
+    steal = Steal()
     for size in [int(s) for s in a.sizes.split(",") if s]:
         lat = size // 8
         ctx = torch.zeros(2, 77, 768)
@@ -125,6 +153,9 @@ def main():
         print(f"{size}x{size}: {a.steps} steps, {per:.2f} s per UNet step (CFG batch 2), {total:.2f} s per image, "
               f"peak RSS {peak_mib():.0f} MiB", flush=True)
         ours[size] = {"unet_s": per, "image_s": total, "peak_mib": peak_mib()}
+    print(f"CPU steal during diffusers' runs: {steal.percent():.1f} %", flush=True)
+    for r in ours.values():
+        r["steal"] = steal.percent()
     if a.easel:
         # Free PyTorch's copy before easel loads its own, so the two never share the RAM.
         del pipe, text, unet, vae
@@ -138,7 +169,9 @@ def compare(a, diffusers):
     for device in [d for d in a.devices.split(",") if d]:
         cmd = [a.easel, a.save, "--size", a.sizes, "--steps", str(a.steps), "--device", device]
         print("running", " ".join(cmd), flush=True)
+        steal = Steal()
         out = subprocess.run(cmd, capture_output=True, text=True)
+        easel_steal = steal.percent()
         print(out.stdout, out.stderr[-2000:] if out.returncode else "", flush=True)
         if out.returncode:
             print(f"easel on {device} failed (exit {out.returncode})")
@@ -146,15 +179,16 @@ def compare(a, diffusers):
         for line in out.stdout.splitlines():
             if line.startswith("RESULT "):
                 r = json.loads(line[len("RESULT "):])
+                r["steal"] = easel_steal
                 rows.append((device, r))
     print("\n| size | diffusers s/step | easel s/step | ratio | diffusers s/image | easel s/image | ratio "
-          "| diffusers peak MiB | easel peak MiB | easel device |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| diffusers peak MiB | easel peak MiB | easel device | CPU steal diffusers / easel |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for device, r in rows:
         d = diffusers[r["size"]]
         print(f"| {r['size']} | {d['unet_s']:.2f} | {r['unet_s']:.2f} | {r['unet_s'] / d['unet_s']:.2f} "
               f"| {d['image_s']:.2f} | {r['image_s']:.2f} | {r['image_s'] / d['image_s']:.2f} "
-              f"| {d['peak_mib']:.0f} | {r['peak_mib']:.0f} | {device} |")
+              f"| {d['peak_mib']:.0f} | {r['peak_mib']:.0f} | {device} | {d['steal']:.1f} % / {r['steal']:.1f} % |")
 
 
 if __name__ == "__main__":
