@@ -500,9 +500,10 @@ fn digest(values: &[f32]) -> u64 {
 }
 
 /// The same seed gives the same image after a restart, not only within a process: two fresh
-/// processes, each with its own wgpu device and kernel autotuning (the persistent autotune
-/// cache switched off, so each tunes from scratch), must produce bit-identical pipelines.
-/// The test runs itself as each child; the child prints the image's digest.
+/// processes, each with its own wgpu device, must produce bit-identical pipelines. (With
+/// burn's autotune on they did not. Should it come back, the children also switch off its
+/// persistent cache, so that each would tune from scratch, as on a new machine.) The test
+/// runs itself as each child; the child prints the image's digest.
 #[test]
 fn wgpu_images_match_across_processes() {
     let name = "EulerAncestralDiscreteScheduler";
