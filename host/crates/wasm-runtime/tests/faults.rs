@@ -13,6 +13,9 @@ fn message(e: &ProviderError) -> String {
     e.to_string()
 }
 
+/// What a fault plugin's error must look like.
+type Expectation = Box<dyn Fn(&ProviderError) -> bool + Send>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_fail_only_their_own_call() {
     let addr = common::upstream().await;
@@ -42,7 +45,7 @@ async fn faults_fail_only_their_own_call() {
         }));
     }
 
-    let cases: Vec<(String, Box<dyn Fn(&ProviderError) -> bool + Send>)> = vec![
+    let cases: Vec<(String, Expectation)> = vec![
         (
             "loop".into(),
             Box::new(
