@@ -12,8 +12,9 @@
 //! Precision: flex always computes in f32 (its kernels are f32). On wgpu the model computes
 //! in f16 when a hardware adapter has shader-f16, and in f32 otherwise (a software adapter
 //! such as lavapipe has no half-precision units to gain from, only precision to lose);
-//! `EASEL_SD_PRECISION=f32` or `=f16` forces one. The choice sets the device's default float type for the whole process,
-//! so it is made once, before the first tensor, and a later different request is an error.
+//! `EASEL_SD_PRECISION=f32` or `=f16` forces one. The choice sets the device's default
+//! float type for the whole process, so it is made once, before the first tensor, and a
+//! later different request is an error.
 //! Host-side work (noise, scheduler arithmetic, timestep embeddings) stays f32 either way, as
 //! in diffusers' fp16 pipelines.
 

@@ -69,14 +69,25 @@ impl Conv2d {
         self.forward_padded(x, [(self.padding, self.padding); 2])
     }
 
-    /// `self.forward` of `x` resized 2x by nearest neighbour. On flex a 3x3 convolution runs
-    /// on `x` itself, as four 2x2 convolutions (see [`flex::upsample_conv`]).
-    pub(crate) fn forward_upsampled2x(&self, x: Tensor<4>) -> Tensor<4> {
-        let [batch, in_channels, height, width] = x.dims();
+    /// The weights [`Conv2d::forward_upsampled2x`] takes: on flex, for a 3x3 convolution
+    /// with stride 1 and padding 1, its four 2x2 phase kernels (see [`flex::upsample_conv`]).
+    pub(crate) fn upsample_phases(&self) -> Option<Vec<f32>> {
         match &self.weight {
             ConvWeight::Host { values, shape }
                 if shape[2] == 3 && self.stride == 1 && self.padding == 1 =>
             {
+                Some(flex::upsample_conv::phase_weights(values))
+            }
+            _ => None,
+        }
+    }
+
+    /// `self.forward` of `x` resized 2x by nearest neighbour. Given this convolution's
+    /// [`Conv2d::upsample_phases`], it runs on `x` itself, as four 2x2 convolutions.
+    pub(crate) fn forward_upsampled2x(&self, x: Tensor<4>, phases: Option<&[f32]>) -> Tensor<4> {
+        let [batch, in_channels, height, width] = x.dims();
+        match (&self.weight, phases) {
+            (ConvWeight::Host { shape, .. }, Some(phases)) => {
                 let bias = self.bias.clone().map(flex::elements);
                 let input = flex::upsample_conv::Input {
                     batch,
@@ -85,7 +96,7 @@ impl Conv2d {
                     width,
                 };
                 let out = flex::with_elements(&x, |x| {
-                    flex::upsample_conv::upsample2x_conv3x3(x, values, bias.as_deref(), input)
+                    flex::upsample_conv::upsample2x_conv3x3(x, phases, bias.as_deref(), input)
                 });
                 flex::tensor(out, [batch, shape[0], 2 * height, 2 * width])
             }

@@ -3,8 +3,9 @@
 //!
 //! Invariants: output is always exactly [`MAX_LEN`] ids: `<|startoftext|>`, at most 75
 //! prompt tokens (longer prompts are truncated), `<|endoftext|>`, then padding: by default
-//! `<|endoftext|>` (Stable Diffusion 1.x's pad token), or the model's own (SD 2.x's `!`). Text is whitespace-collapsed and lowercased
-//! first, as CLIP does (without ftfy's mojibake repair).
+//! `<|endoftext|>` (Stable Diffusion 1.x's pad token), or the model's own (SD 2.x's `!`).
+//! Text is whitespace-collapsed and lowercased first, as CLIP does (without ftfy's mojibake
+//! repair).
 
 use std::collections::HashMap;
 use std::io::Read;

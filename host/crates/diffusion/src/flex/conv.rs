@@ -36,9 +36,8 @@ pub(crate) struct ConvShape {
 
 /// The most patch-matrix bytes one band may take: large enough that the weight is packed
 /// only a few times per image, small enough to stay near the caches (a whole 512x512 VAE
-/// plane would take over a gigabyte).
-/// (A 320-channel 3x3 convolution at 64x64, batch 2, runs at about 158 GFLOP/s on the 2-core
-/// AVX-512 build box.)
+/// plane would take over a gigabyte). A 320-channel 3x3 convolution at 64x64, batch 2,
+/// measured 180-270 GFLOP/s on the 2-core AVX-512 build box (the VM's speed varies).
 const BAND_BYTES: usize = 16 << 20;
 
 /// `x` `[batch, in, h, w]`, `weight` `[out, in, k, k]`; returns `[batch, out, oh, ow]`.
@@ -99,8 +98,9 @@ pub(crate) fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvSha
 }
 
 /// Writes the patch matrix of output rows `first_row..first_row + rows` of one image: one
-/// row per (input channel, kernel row, kernel column), one column per output position, zeros where the kernel reaches into the
-/// padding. Rows of different channels are filled in parallel.
+/// row per (input channel, kernel row, kernel column), one column per output position,
+/// zeros where the kernel reaches into the padding. Rows of different channels are filled
+/// in parallel.
 fn fill_patches(patches: &mut [f32], image: &[f32], first_row: usize, rows: usize, s: ConvShape) {
     let positions = rows * s.out_width;
     let taps = s.kernel * s.kernel;
