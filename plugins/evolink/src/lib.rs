@@ -34,9 +34,11 @@ pub const GPT_IMAGE_2: &str = "gpt-image-2";
 pub const SEEDANCE_2: &str = "seedance-2.0";
 /// Seedance 2.0's fast variant.
 pub const SEEDANCE_2_FAST: &str = "seedance-2.0-fast";
-const HANDLE_PREFIX: &str = "evolink:v1:";
-/// Marks a video task inside a handle (`evolink:v1:video:<id>`); images carry none.
-const VIDEO_MARK: &str = "video:";
+/// Image tasks' handles: `evolink:v1:<id>`.
+const HANDLE_PREFIX: &str = "evolink:v1";
+/// Video tasks' handles: `evolink:v1:video:<id>`. Image handles have one field fewer, so
+/// the `video` mark is part of the prefix rather than a field.
+const VIDEO_HANDLE_PREFIX: &str = "evolink:v1:video";
 const IMAGE_POLL_MS: u64 = 5_000;
 const VIDEO_POLL_MS: u64 = 10_000;
 /// EvoLink's aspect-ratio sizes for gpt-image-2.
@@ -170,21 +172,19 @@ fn create_task(path: &str, body: Value, is_video: bool) -> Result<Submission> {
         .as_str()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| Error::upstream(format!("EvoLink answered without a task id: {answer}")))?;
-    let (mark, poll_after_ms) = if is_video { (VIDEO_MARK, VIDEO_POLL_MS) } else { ("", IMAGE_POLL_MS) };
-    Ok(Submission::pending(format!("{HANDLE_PREFIX}{mark}{id}"), poll_after_ms))
+    let (prefix, poll_after_ms) =
+        if is_video { (VIDEO_HANDLE_PREFIX, VIDEO_POLL_MS) } else { (HANDLE_PREFIX, IMAGE_POLL_MS) };
+    Ok(Submission::pending(vendor_kit::handle::encode(prefix, &[id]), poll_after_ms))
 }
 
 /// The task id in a handle, and whether it is a video task.
 fn parse_handle(handle: &str) -> Result<(&str, bool)> {
-    let rest = handle.strip_prefix(HANDLE_PREFIX).ok_or_else(|| Error::invalid(format!("not an EvoLink task handle: {handle}")))?;
-    let (id, is_video) = match rest.strip_prefix(VIDEO_MARK) {
-        Some(id) => (id, true),
-        None => (rest, false),
+    // A task id has no `:`, so a handle the video prefix reads is never an image task's.
+    let (fields, is_video) = match vendor_kit::handle::decode(VIDEO_HANDLE_PREFIX, handle, 1) {
+        Ok(fields) => (fields, true),
+        Err(_) => (vendor_kit::handle::decode(HANDLE_PREFIX, handle, 1)?, false),
     };
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Error::invalid(format!("not an EvoLink task handle: {handle}")));
-    }
-    Ok((id, is_video))
+    Ok((vendor_kit::handle::task_id(fields[0])?, is_video))
 }
 
 fn authorized(request: Request) -> Result<Request> {

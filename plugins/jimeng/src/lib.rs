@@ -33,7 +33,7 @@ pub const VOLC_SECRET_KEY: &str = "VOLC_SECRETKEY";
 
 const SUBMIT_QUERY: &str = "Action=CVSync2AsyncSubmitTask&Version=2022-08-31";
 const RESULT_QUERY: &str = "Action=CVSync2AsyncGetResult&Version=2022-08-31";
-const HANDLE_PREFIX: &str = "jimeng:v1:";
+const HANDLE_PREFIX: &str = "jimeng:v1";
 
 /// The provider; it keeps no state.
 #[derive(Default)]
@@ -59,14 +59,16 @@ impl Provider for Jimeng {
             .as_str()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Error::upstream(format!("Jimeng answered without a task_id: {data}")))?;
-        Ok(Submission::pending(format!("{HANDLE_PREFIX}{}:{task_id}", request.model), poll_after(&request.model)))
+        let handle = vendor_kit::handle::encode(HANDLE_PREFIX, &[&request.model, task_id]);
+        Ok(Submission::pending(handle, poll_after(&request.model)))
     }
 
     fn poll(&self, handle: &str) -> Result<PollOutcome> {
-        let bad = || Error::invalid(format!("not a Jimeng task handle: {handle}"));
-        let (req_key, task_id) = handle.strip_prefix(HANDLE_PREFIX).and_then(|r| r.split_once(':')).ok_or_else(bad)?;
-        if ![models::T2I, models::INPAINT, models::UPSCALE, models::VIDEO].contains(&req_key) || task_id.is_empty() {
-            return Err(bad());
+        // The task id goes into a JSON body, not a URL, so it needs no check of its own.
+        let fields = vendor_kit::handle::decode(HANDLE_PREFIX, handle, 2)?;
+        let (req_key, task_id) = (fields[0], fields[1]);
+        if ![models::T2I, models::INPAINT, models::UPSCALE, models::VIDEO].contains(&req_key) {
+            return Err(Error::invalid(format!("unknown req_key `{req_key}` in handle")));
         }
         let body = json!({"req_key": req_key, "task_id": task_id, "req_json": r#"{"return_url":true}"#});
         let data = call(RESULT_QUERY, &body)?;

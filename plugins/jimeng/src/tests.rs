@@ -169,7 +169,23 @@ fn video_results_are_urls() {
     let s = script().exchange(Expect::post(RESULT), ok(json!({"status": "done", "video_url": "https://v.byteimg.com/v.mp4"}))).install();
     let PollOutcome::Finished(done) = Jimeng.poll("jimeng:v1:jimeng_ti2v_v30_pro:c").unwrap() else { panic!() };
     assert_eq!(done.outputs, [Output::Url { url: "https://v.byteimg.com/v.mp4".into(), content_type: Some("video/mp4".into()) }]);
-    assert!(Jimeng.poll("jimeng:v1:other:c").is_err());
+    s.finish();
+}
+
+#[test]
+fn handles_that_name_no_known_task_are_refused() {
+    let _none = script().install();
+    for bad in ["jimeng:v1:other:c", "jimeng:v1:jimeng_t2i_v40:", "jimeng:v1:jimeng_t2i_v40", "jimeng:v2:jimeng_t2i_v40:c"] {
+        assert!(matches!(Jimeng.poll(bad), Err(Error::InvalidRequest(_))), "{bad}");
+    }
+}
+
+#[test]
+fn task_ids_are_opaque_to_the_handle() {
+    // The id travels in a JSON body, not a URL, so whatever Jimeng issued polls as issued.
+    let body = json!({"req_key": "jimeng_t2i_v40", "task_id": "a:b", "req_json": r#"{"return_url":true}"#});
+    let s = script().exchange(Expect::post(RESULT).json(body), ok(json!({"status": "in_queue"}))).install();
+    assert!(matches!(Jimeng.poll("jimeng:v1:jimeng_t2i_v40:a:b").unwrap(), PollOutcome::Running { .. }));
     s.finish();
 }
 

@@ -36,8 +36,9 @@ pub const ACCESS_KEY_SECRET: &str = "KLING_ACCESS_KEY";
 /// The secret key (signs the JWT).
 pub const SECRET_KEY_SECRET: &str = "KLING_SECRET_KEY";
 
-/// The vendor part of handle prefixes; `vendor_kit::region` adds `-cn` for mainland tasks.
+/// The vendor part of handle prefixes; `vendor_kit::handle` adds `-cn` for mainland tasks.
 const VENDOR: &str = "kling";
+const HANDLE_VERSION: &str = "v1";
 const VIDEO_POLL_AFTER_MS: u64 = 15_000;
 const IMAGE_POLL_AFTER_MS: u64 = 5_000;
 /// Words of Kling's `task_status_msg` when moderation stopped a task.
@@ -63,7 +64,7 @@ impl Provider for Kling {
             .as_str()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Error::upstream(format!("Kling answered without a task_id: {data}")))?;
-        let handle = format!("{}:v1:{}:{task_id}", region.handle_prefix(VENDOR), route.tag());
+        let handle = vendor_kit::handle::encode_regional(region, VENDOR, HANDLE_VERSION, &[route.tag(), task_id]);
         Ok(Submission::pending(handle, poll_after(route)))
     }
 
@@ -100,14 +101,10 @@ fn host(region: Region) -> &'static str {
 /// `kling[-cn]:v1:<route>:<task id>` back into its parts; anything else is refused. The
 /// handle, not the current setting, says which platform holds the task.
 fn decode(handle: &str) -> Result<(Region, Route, &str)> {
-    let bad = || Error::invalid(format!("not a Kling task handle: {handle}"));
-    let (region, rest) = Region::of_handle(VENDOR, handle).ok_or_else(bad)?;
-    let (tag, task_id) = rest.strip_prefix("v1:").and_then(|r| r.split_once(':')).ok_or_else(bad)?;
-    let route = Route::from_tag(tag).ok_or_else(bad)?;
-    if task_id.is_empty() || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(bad());
-    }
-    Ok((region, route, task_id))
+    let (region, fields) = vendor_kit::handle::decode_regional(VENDOR, HANDLE_VERSION, handle, 2)?;
+    let route = Route::from_tag(fields[0])
+        .ok_or_else(|| Error::invalid(format!("unknown task route `{}` in handle", fields[0])))?;
+    Ok((region, route, vendor_kit::handle::task_id(fields[1])?))
 }
 
 /// The task's videos or images as URL outputs (Kling deletes them after 30 days).

@@ -10,8 +10,9 @@ use easel_sdk::serde_json::{Map, Value, json};
 use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Output, PollOutcome, Result, Submission};
 use vendor_kit::region::Region;
 
-/// The vendor part of handle prefixes; `vendor_kit::region` adds `-cn` for mainland tasks.
+/// The vendor part of handle prefixes; `vendor_kit::handle` adds `-cn` for mainland tasks.
 const VENDOR: &str = "minimax";
+const HANDLE_VERSION: &str = "v1";
 /// Hailuo takes a few minutes.
 const POLL_AFTER_MS: u64 = 15_000;
 
@@ -58,16 +59,15 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
         .as_str()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| Error::upstream(format!("MiniMax answered without a task_id: {answer}")))?;
-    Ok(Submission::pending(format!("{}:v1:{task_id}", region.handle_prefix(VENDOR)), POLL_AFTER_MS))
+    let handle = vendor_kit::handle::encode_regional(region, VENDOR, HANDLE_VERSION, &[task_id]);
+    Ok(Submission::pending(handle, POLL_AFTER_MS))
 }
 
 /// Polls a video task, on the platform its handle (`minimax[-cn]:v1:<task id>`) names; on
 /// success fetches the file's download URL there too.
 pub fn poll(handle: &str) -> Result<PollOutcome> {
-    let (region, task_id) = Region::of_handle(VENDOR, handle)
-        .and_then(|(region, rest)| Some((region, rest.strip_prefix("v1:")?)))
-        .filter(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .ok_or_else(|| Error::invalid(format!("not a MiniMax task handle: {handle}")))?;
+    let (region, fields) = vendor_kit::handle::decode_regional(VENDOR, HANDLE_VERSION, handle, 1)?;
+    let task_id = vendor_kit::handle::task_id(fields[0])?;
     let base = api_base(region);
     let query = Request::get(format!("{base}/query/video_generation?task_id={task_id}"));
     let answer = call_keeping_base_resp(authorized(query)?)?;

@@ -23,7 +23,7 @@ pub const API_BASE: &str = "https://api-inference.modelscope.cn/v1";
 /// The ModelScope access token (sent as a bearer token).
 pub const API_KEY_SECRET: &str = "MODELSCOPE_API_KEY";
 
-const HANDLE_PREFIX: &str = "modelscope:v1:";
+const HANDLE_PREFIX: &str = "modelscope:v1";
 /// Qwen-Image takes some tens of seconds on the shared inference pool.
 const POLL_AFTER_MS: u64 = 5_000;
 
@@ -55,14 +55,11 @@ impl Provider for ModelScope {
             .as_str()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Error::upstream(format!("ModelScope answered without a task_id: {answer}")))?;
-        Ok(Submission::pending(format!("{HANDLE_PREFIX}{task_id}"), POLL_AFTER_MS))
+        Ok(Submission::pending(vendor_kit::handle::encode(HANDLE_PREFIX, &[task_id]), POLL_AFTER_MS))
     }
 
     fn poll(&self, handle: &str) -> Result<PollOutcome> {
-        let task_id = handle
-            .strip_prefix(HANDLE_PREFIX)
-            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .ok_or_else(|| Error::invalid(format!("not a ModelScope task handle: {handle}")))?;
+        let task_id = vendor_kit::handle::task_id(vendor_kit::handle::decode(HANDLE_PREFIX, handle, 1)?[0])?;
         let answer = call(
             authorized(Request::get(format!("{API_BASE}/tasks/{task_id}")))?
                 .header("X-ModelScope-Task-Type", "image_generation"),

@@ -130,7 +130,9 @@ fn failed_tasks_are_reported() {
         .install();
     assert!(matches!(ModelScope.poll("modelscope:v1:t3").unwrap(), PollOutcome::Failed(Error::ContentRejected(_))));
     assert!(matches!(ModelScope.poll("modelscope:v1:t3").unwrap(), PollOutcome::Failed(Error::UpstreamUnavailable(m)) if m.contains("GPU")));
-    assert!(ModelScope.poll("modelscope:v1:../etc").is_err());
+    for bad in ["modelscope:v1:../etc", "modelscope:v1:", "modelscope:v1", "modelscope:v2:t3", "kling:v1:img:t3"] {
+        assert!(matches!(ModelScope.poll(bad), Err(Error::InvalidRequest(_))), "{bad}");
+    }
     s.finish();
 }
 

@@ -24,7 +24,7 @@ pub const ARK_API_KEY: &str = "ARK_API_KEY";
 /// Read when `ARK_API_KEY` is unset, as BytePlus' own SDKs do.
 pub const BYTEPLUS_API_KEY: &str = "BYTEPLUS_API_KEY";
 
-const HANDLE_PREFIX: &str = "seedance-overseas:v1:";
+const HANDLE_PREFIX: &str = "seedance-overseas:v1";
 /// Seedance 2.0 takes one to several minutes.
 const POLL_AFTER_MS: u64 = 15_000;
 
@@ -49,7 +49,7 @@ impl Provider for SeedanceOverseas {
             .as_str()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Error::upstream(format!("ModelArk answered without a task id: {answer}")))?;
-        Ok(Submission::pending(format!("{HANDLE_PREFIX}{id}"), POLL_AFTER_MS))
+        Ok(Submission::pending(vendor_kit::handle::encode(HANDLE_PREFIX, &[id]), POLL_AFTER_MS))
     }
 
     fn poll(&self, handle: &str) -> Result<PollOutcome> {
@@ -77,10 +77,7 @@ fn tasks_url() -> String {
 
 /// The task id inside a handle; anything else is refused so it never reaches a URL.
 fn task_id(handle: &str) -> Result<&str> {
-    handle
-        .strip_prefix(HANDLE_PREFIX)
-        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .ok_or_else(|| Error::invalid(format!("not a seedance-overseas task handle: {handle}")))
+    vendor_kit::handle::task_id(vendor_kit::handle::decode(HANDLE_PREFIX, handle, 1)?[0])
 }
 
 /// The video (and its last frame when asked for) as URLs the host copies; usage in tokens.

@@ -240,6 +240,8 @@ fn cancel_deletes_the_queued_task() {
         .install();
     SeedanceOverseas.cancel("seedance-overseas:v1:cgt-7").unwrap();
     assert!(matches!(SeedanceOverseas.cancel("seedance-overseas:v1:cgt-7"), Err(Error::InvalidRequest(_))));
-    assert!(SeedanceOverseas.cancel("seedance-overseas:v1:../x").is_err());
+    for bad in ["seedance-overseas:v1:../x", "seedance-overseas:v1:", "seedance-overseas:v2:cgt-7", "volcengine-task:v1:cgt-7"] {
+        assert!(matches!(SeedanceOverseas.cancel(bad), Err(Error::InvalidRequest(_))), "{bad}");
+    }
     s.finish();
 }

@@ -5,9 +5,10 @@
 //! - [`chat`]: the OpenAI chat-completions wire format (request body and the streamed
 //!   `chat.completion.chunk` events), which DashScope's compatible mode, Volcengine Ark
 //!   and OpenAI all speak;
-//! - [`handle`]: pending handles as short, versioned strings;
+//! - [`handle`]: pending handles as short, versioned strings (the one way plugins make and
+//!   read them, the region of a task included), and the check on task ids inside them;
 //! - [`region`]: vendors with a global and a mainland China platform (Vidu, Kling,
-//!   MiniMax): the operator's choice between them, and handles that remember it.
+//!   MiniMax): the operator's choice between them.
 //!
 //! It is an ordinary library crate linked into each plugin; it is not a plugin itself.
 

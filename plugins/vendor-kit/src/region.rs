@@ -6,11 +6,9 @@
 //! it belongs to the account, not to the request: an API key works only on the platform that
 //! issued it. Both hosts stay in the plugin's manifest, so switching needs no new build.
 //!
-//! A task lives on the platform that created it, so pending handles carry the region: a
-//! global handle keeps the `<vendor>:` prefix handles had before mainland support (tasks
-//! pending across an upgrade still poll), a mainland one starts `<vendor>-cn:`. Polls and
-//! cancels follow the handle, not the current setting, so changing the setting never strands
-//! a task.
+//! A task lives on the platform that created it, so pending handles carry the region
+//! ([`crate::handle::encode_regional`]). Polls and cancels follow the handle, not the current
+//! setting, so changing the setting never strands a task.
 
 use easel_sdk::{Error, Result};
 
@@ -43,25 +41,6 @@ impl Region {
             Region::Mainland => mainland,
         }
     }
-
-    /// The prefix of this region's handles: `vendor` or `vendor-cn`.
-    pub fn handle_prefix(self, vendor: &str) -> String {
-        match self {
-            Region::Global => vendor.to_string(),
-            Region::Mainland => format!("{vendor}-cn"),
-        }
-    }
-
-    /// The region a handle made with [`Region::handle_prefix`] belongs to, and the rest of
-    /// the handle after `<prefix>:`; `None` for a handle of another vendor.
-    pub fn of_handle<'a>(vendor: &str, handle: &'a str) -> Option<(Region, &'a str)> {
-        let rest = handle.strip_prefix(vendor)?;
-        if let Some(rest) = rest.strip_prefix(':') {
-            Some((Region::Global, rest))
-        } else {
-            rest.strip_prefix("-cn:").map(|rest| (Region::Mainland, rest))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -83,13 +62,8 @@ mod tests {
     }
 
     #[test]
-    fn handles_carry_the_region_and_global_ones_keep_the_old_prefix() {
-        assert_eq!(Region::Global.handle_prefix("acme"), "acme");
-        assert_eq!(Region::Mainland.handle_prefix("acme"), "acme-cn");
-        assert_eq!(Region::of_handle("acme", "acme:v1:42"), Some((Region::Global, "v1:42")));
-        assert_eq!(Region::of_handle("acme", "acme-cn:v1:42"), Some((Region::Mainland, "v1:42")));
-        assert_eq!(Region::of_handle("acme", "acme-eu:v1:42"), None);
-        assert_eq!(Region::of_handle("acme", "other:v1:42"), None);
+    fn pick_answers_the_value_of_the_region() {
+        assert_eq!(Region::Global.pick("a.example", "b.example"), "a.example");
         assert_eq!(Region::Mainland.pick("a.example", "b.example"), "b.example");
     }
 }

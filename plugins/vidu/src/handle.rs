@@ -4,8 +4,9 @@
 use easel_sdk::{Error, Result};
 use vendor_kit::region::Region;
 
-/// The vendor part of the prefix; `vendor_kit::region` adds `-cn` for mainland tasks.
+/// The vendor part of the prefix; `vendor_kit::handle` adds `-cn` for mainland tasks.
 const VENDOR: &str = "vidu";
+const HANDLE_VERSION: &str = "v1";
 /// Normal tasks finish in a minute or two.
 const POLL_AFTER_MS: u64 = 10_000;
 /// Off-peak tasks run when Vidu has spare capacity, within 48 hours; asking often is waste.
@@ -26,24 +27,18 @@ impl TaskHandle {
     /// `vidu:v1:<p|n>:<task id>`, or `vidu-cn:v1:…` for a task on the mainland platform.
     pub fn encode(&self) -> String {
         let mode = if self.off_peak { "p" } else { "n" };
-        format!("{}:v1:{mode}:{}", self.region.handle_prefix(VENDOR), self.task_id)
+        vendor_kit::handle::encode_regional(self.region, VENDOR, HANDLE_VERSION, &[mode, &self.task_id])
     }
 
     /// The inverse of [`TaskHandle::encode`].
     pub fn decode(handle: &str) -> Result<Self> {
-        let bad = || Error::invalid(format!("not a Vidu task handle: {handle}"));
-        let (region, rest) = Region::of_handle(VENDOR, handle).ok_or_else(bad)?;
-        let rest = rest.strip_prefix("v1:").ok_or_else(bad)?;
-        let (mode, task_id) = rest.split_once(':').ok_or_else(bad)?;
-        if task_id.is_empty() || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(bad());
-        }
-        let off_peak = match mode {
+        let (region, fields) = vendor_kit::handle::decode_regional(VENDOR, HANDLE_VERSION, handle, 2)?;
+        let off_peak = match fields[0] {
             "p" => true,
             "n" => false,
-            _ => return Err(bad()),
+            other => return Err(Error::invalid(format!("unknown task mode `{other}` in handle"))),
         };
-        Ok(TaskHandle { task_id: task_id.to_string(), off_peak, region })
+        Ok(TaskHandle { task_id: vendor_kit::handle::task_id(fields[1])?.to_string(), off_peak, region })
     }
 
     /// When polling is next useful.
