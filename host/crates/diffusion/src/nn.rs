@@ -62,6 +62,12 @@ pub(crate) enum ConvWeight {
     Device(Tensor<4>),
     /// In host memory, row-major, for the flex kernel (the model runs on flex).
     Host { values: Vec<f32>, shape: [usize; 4] },
+    /// In host memory, transformed for [`flex::winograd`] (the model runs on flex, and the
+    /// shape is one [`flex::winograd::suits`]).
+    Winograd {
+        transformed: Vec<f32>,
+        out_channels: usize,
+    },
 }
 
 impl Conv2d {
@@ -89,14 +95,14 @@ impl Conv2d {
         match (&self.weight, phases) {
             (ConvWeight::Host { shape, .. }, Some(phases)) => {
                 let bias = self.bias.clone().map(flex::elements);
-                let input = flex::upsample_conv::Input {
+                let planes = flex::Planes {
                     batch,
                     in_channels,
                     height,
                     width,
                 };
                 let out = flex::with_elements(&x, |x| {
-                    flex::upsample_conv::upsample2x_conv3x3(x, phases, bias.as_deref(), input)
+                    flex::upsample_conv::upsample2x_conv3x3(x, phases, bias.as_deref(), planes)
                 });
                 flex::tensor(out, [batch, shape[0], 2 * height, 2 * width])
             }
@@ -112,6 +118,28 @@ impl Conv2d {
     /// `padding` is `(before, after)` per spatial axis.
     fn forward_padded(&self, x: Tensor<4>, padding: [(usize, usize); 2]) -> Tensor<4> {
         match &self.weight {
+            ConvWeight::Winograd {
+                transformed,
+                out_channels,
+            } => {
+                assert_eq!(
+                    padding,
+                    [(1, 1); 2],
+                    "Winograd weights serve padding 1 only"
+                );
+                let [batch, in_channels, height, width] = x.dims();
+                let planes = flex::Planes {
+                    batch,
+                    in_channels,
+                    height,
+                    width,
+                };
+                let bias = self.bias.clone().map(flex::elements);
+                let out = flex::with_elements(&x, |x| {
+                    flex::winograd::conv3x3(x, transformed, bias.as_deref(), planes)
+                });
+                flex::tensor(out, [batch, *out_channels, height, width])
+            }
             ConvWeight::Device(weight) => {
                 let opts = ConvOptions::new_with_padding([self.stride; 2], padding, [1, 1], 1);
                 conv2d(x, weight.clone(), self.bias.clone(), opts)

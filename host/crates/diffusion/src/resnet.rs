@@ -91,7 +91,9 @@ pub(crate) struct Upsample2D {
 
 impl Upsample2D {
     pub(crate) fn load(w: &Weights, p: &str) -> Result<Self> {
-        let conv = w.conv2d(&format!("{p}.conv"), 1, 1)?;
+        // The phase kernels are made from the stored 3x3 weight, which also serves the rare
+        // sizes other than 2x.
+        let conv = w.conv2d_as_stored(&format!("{p}.conv"), 1, 1)?;
         let phases = conv.upsample_phases();
         Ok(Self { conv, phases })
     }

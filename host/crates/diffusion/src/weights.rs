@@ -258,8 +258,28 @@ impl Weights {
     }
 
     /// A 2D convolution `prefix.weight` / `prefix.bias`. On flex the weight stays in host
-    /// memory in its stored layout, which the flex convolution kernel multiplies directly.
+    /// memory, transformed for [`crate::flex::winograd`] where that suits its shape, else in
+    /// its stored layout, which the flex convolution kernel multiplies directly.
     pub(crate) fn conv2d(
+        &self,
+        prefix: &str,
+        stride: usize,
+        padding: usize,
+    ) -> Result<crate::nn::Conv2d> {
+        let mut conv = self.conv2d_as_stored(prefix, stride, padding)?;
+        if let crate::nn::ConvWeight::Host { values, shape } = &conv.weight
+            && crate::flex::winograd::suits(*shape, stride, padding)
+        {
+            conv.weight = crate::nn::ConvWeight::Winograd {
+                transformed: crate::flex::winograd::transform_weights(values, shape[0]),
+                out_channels: shape[0],
+            };
+        }
+        Ok(conv)
+    }
+
+    /// [`Weights::conv2d`], but on flex always in the stored layout.
+    pub(crate) fn conv2d_as_stored(
         &self,
         prefix: &str,
         stride: usize,

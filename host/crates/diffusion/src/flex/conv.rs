@@ -148,12 +148,12 @@ fn copy_shifted(dst: &mut [f32], src: &[f32], shift: isize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::flex::test_values as values;
 
     /// The definition, one output at a time, in f64.
-    fn reference(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
+    pub(crate) fn reference(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
         let mut out = Vec::new();
         for b in 0..s.batch {
             for o in 0..s.out_channels {

@@ -13,6 +13,7 @@ pub(crate) mod geglu;
 pub(crate) mod group_norm;
 pub(crate) mod linear;
 pub(crate) mod upsample_conv;
+pub(crate) mod winograd;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
@@ -49,6 +50,15 @@ pub(crate) fn elements<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
 /// A flex tensor over `values`.
 pub(crate) fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), &Device::flex())
+}
+
+/// The geometry of a batch of channel planes: `[batch, in_channels, height, width]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planes {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
 }
 
 /// A matrix operand of [`gemm`]: its element (0, 0) and how far apart its rows and columns

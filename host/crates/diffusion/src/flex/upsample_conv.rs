@@ -21,16 +21,8 @@
 
 use rayon::prelude::*;
 
+use super::Planes;
 use super::conv::{ConvShape, conv2d};
-
-/// The input's geometry: `[batch, in_channels, height, width]`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Input {
-    pub batch: usize,
-    pub in_channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
 
 /// `conv3x3(upsample2x(x))` with `phases` the 3x3 weight's [`phase_weights`]; returns
 /// `[batch, out, 2 x height, 2 x width]`.
@@ -38,14 +30,14 @@ pub(crate) fn upsample2x_conv3x3(
     x: &[f32],
     phases: &[f32],
     bias: Option<&[f32]>,
-    input: Input,
+    planes: Planes,
 ) -> Vec<f32> {
-    let Input {
+    let Planes {
         batch,
         in_channels,
         height,
         width,
-    } = input;
+    } = planes;
     let phase_len = phases.len() / 4;
     let out_channels = phase_len / (in_channels * 4);
     assert_eq!(
@@ -123,13 +115,13 @@ mod tests {
     use crate::flex::test_values as values;
 
     /// Upsample by repeating pixels, then the 3x3 convolution's definition, in f64.
-    fn reference(x: &[f32], w: &[f32], bias: &[f32], input: Input) -> Vec<f32> {
-        let Input {
+    fn reference(x: &[f32], w: &[f32], bias: &[f32], planes: Planes) -> Vec<f32> {
+        let Planes {
             batch,
             in_channels,
             height,
             width,
-        } = input;
+        } = planes;
         let out_channels = bias.len();
         let (oh, ow) = (2 * height, 2 * width);
         let mut out = Vec::new();
@@ -164,13 +156,13 @@ mod tests {
     #[test]
     fn matches_upsampling_then_convolving() {
         for input in [
-            Input {
+            Planes {
                 batch: 2,
                 in_channels: 3,
                 height: 5,
                 width: 7,
             },
-            Input {
+            Planes {
                 batch: 1,
                 in_channels: 4,
                 height: 1,
