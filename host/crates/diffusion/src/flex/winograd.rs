@@ -11,9 +11,8 @@
 //! are additions only, linear in the channel count.
 //!
 //! The transformed kernels `U` (16/9 of the 3x3 weight's memory, which they replace) are made
-//! once at load ([`transform_weights`]) and stored column-major, `[16][in][out]`: gemm reads
-//! a column-major left operand in place instead of repacking it at every product, which
-//! matters for the small products of the low-resolution levels.
+//! once at load ([`transform_weights`]), row-major `[16][out][in]`. (Stored column-major,
+//! gemm reads them unpacked, which measured up to twice as slow at 1280 channels.)
 //!
 //! Invariants: the transforms' coefficients are 0, +-1 and +-1/2, so results differ from the
 //! direct sum by rounding only (the tests bound it against the definition in f64). Each
@@ -28,9 +27,13 @@ use super::{Matrix, Planes, SharedOut, vectorized};
 /// they save (SD's `conv_in` and the VAE's `conv_out`, with 3 or 4 channels).
 const MIN_CHANNELS: usize = 8;
 
-/// The most bytes the transformed input and output of one band of tiles may take together:
-/// enough columns that each product is efficient, few enough to stay near the caches.
+/// The most bytes the transformed input and output of one band of tiles may take together,
+/// so that they stay near the caches...
 const BAND_BYTES: usize = 16 << 20;
+
+/// ...unless that leaves a band fewer tiles than this: each product packs its `U` anew, and
+/// at 1280 channels two images of 8x8 tiles in one band measured 20-30 % faster than one.
+const MIN_BAND_TILES: usize = 128;
 
 /// Whether a convolution with this `[out, in, k, k]` weight shape, stride and padding is one
 /// this module computes.
@@ -43,7 +46,7 @@ pub(crate) fn suits(shape: [usize; 4], stride: usize, padding: usize) -> bool {
         && out_channels >= MIN_CHANNELS
 }
 
-/// `G g Gt` of every `[out, in, 3, 3]` kernel, laid out `[16][in][out]`. Computed in f64, so
+/// `G g Gt` of every `[out, in, 3, 3]` kernel, laid out `[16][out][in]`. Computed in f64, so
 /// each value is the exact transform rounded once.
 pub(crate) fn transform_weights(weight: &[f32], out_channels: usize) -> Vec<f32> {
     const G: [[f64; 3]; 4] = [
@@ -56,24 +59,24 @@ pub(crate) fn transform_weights(weight: &[f32], out_channels: usize) -> Vec<f32>
     let in_channels = pairs / out_channels;
     assert_eq!(weight.len(), 9 * out_channels * in_channels, "weight shape");
     let mut transformed = vec![0f32; 16 * pairs];
-    // One job per input channel: it writes that channel's row of each of the 16 matrices.
-    let shared = SharedOut::new(&mut transformed);
-    (0..in_channels).into_par_iter().for_each(|c| {
-        for o in 0..out_channels {
-            let g = &weight[(o * in_channels + c) * 9..][..9];
-            for (x, (i, j)) in (0..4).flat_map(|i| (0..4).map(move |j| (i, j))).enumerate() {
+    // One job per row: element `x` of output channel `o`'s kernels, across input channels.
+    transformed
+        .par_chunks_exact_mut(in_channels)
+        .enumerate()
+        .for_each(|(row, values)| {
+            let (x, o) = (row / out_channels, row % out_channels);
+            let (i, j) = (x / 4, x % 4);
+            let kernels = &weight[o * in_channels * 9..][..in_channels * 9];
+            for (value, g) in values.iter_mut().zip(kernels.chunks_exact(9)) {
                 let mut sum = 0f64;
                 for u in 0..3 {
                     for v in 0..3 {
                         sum += G[i][u] * g[u * 3 + v] as f64 * G[j][v];
                     }
                 }
-                // SAFETY: `(x, c, o)` is inside `[16][in][out]`, and only this job writes
-                // channel `c`.
-                unsafe { *shared.at((x * in_channels + c) * out_channels + o) = sum as f32 };
+                *value = sum as f32;
             }
-        }
-    });
+        });
     transformed
 }
 
@@ -105,7 +108,7 @@ pub(crate) fn conv3x3(
         width,
     };
     let mut out = vec![0f32; batch * out_channels * height * width];
-    let most_tiles = BAND_BYTES / (16 * 4 * (in_channels + out_channels));
+    let most_tiles = (BAND_BYTES / (16 * 4 * (in_channels + out_channels))).max(MIN_BAND_TILES);
     let mut domain_in = Vec::new();
     let mut domain_out = Vec::new();
     for band in tiles.bands(batch, most_tiles) {
@@ -128,18 +131,18 @@ pub(crate) fn conv3x3(
         // M[x] = U[x] . V[x], one single-threaded product per job, `[out][16][tiles]`.
         let product = SharedOut::new(&mut domain_out);
         (0..16).into_par_iter().for_each(|x| {
-            // SAFETY: `U[x]` is `[in][out]` column-major; `V[x]` has `in` rows of
-            // `band_tiles`, 16 x `band_tiles` apart, and so has `M[x]` with `out` rows; each
-            // job writes only its own `x`.
+            // SAFETY: `U[x]` is `[out][in]`; `V[x]` has `in` rows of `band_tiles`, 16 x
+            // `band_tiles` apart, and so has `M[x]` with `out` rows; each job writes only its
+            // own `x`.
             unsafe {
                 super::gemm(
                     [out_channels, band_tiles, in_channels],
                     product.at(x * band_tiles),
                     16 * band_tiles,
                     false,
-                    Matrix::transposed(
-                        transformed[x * in_channels * out_channels..].as_ptr(),
-                        out_channels,
+                    Matrix::rows(
+                        transformed[x * out_channels * in_channels..].as_ptr(),
+                        in_channels,
                     ),
                     Matrix::rows(domain_in[x * band_tiles..].as_ptr(), 16 * band_tiles),
                     1.0,
@@ -227,14 +230,7 @@ impl Tiles {
             };
             let source = &plane[y * self.width..][..self.width];
             let (even, odd) = split.split_at_mut(half);
-            for k in 0..half {
-                even[k] = (2 * k)
-                    .checked_sub(1)
-                    .and_then(|x| source.get(x))
-                    .copied()
-                    .unwrap_or(0.0);
-                odd[k] = source.get(2 * k).copied().unwrap_or(0.0);
-            }
+            deinterleave(source, even, odd);
         }
     }
 
@@ -247,12 +243,9 @@ impl Tiles {
                 break;
             }
             let row = &mut plane[y * self.width..][..self.width];
-            for b in 0..2 {
-                let values = &outputs[(2 * a + b) * self.columns..][..self.columns];
-                for (x, value) in row.iter_mut().skip(b).step_by(2).zip(values) {
-                    *x = *value;
-                }
-            }
+            let both = &outputs[2 * a * self.columns..][..2 * self.columns];
+            let (left, right) = both.split_at(self.columns);
+            interleave(left, right, row);
         }
     }
 }
@@ -274,6 +267,38 @@ impl Band {
                 )
             })
         })
+    }
+}
+
+vectorized! {
+    /// `even[k] = source[2k - 1]`, `odd[k] = source[2k]`, zero outside `source`.
+    fn deinterleave(source: &[f32], even: &mut [f32], odd: &mut [f32]) -> () {
+        let pairs = source.len() / 2;
+        even[0] = 0.0;
+        let evens = &mut even[1..=pairs];
+        for ((pair, o), e) in source.chunks_exact(2).zip(&mut odd[..pairs]).zip(evens) {
+            *o = pair[0];
+            *e = pair[1];
+        }
+        even[pairs + 1..].fill(0.0);
+        odd[pairs..].fill(0.0);
+        if source.len() % 2 == 1 {
+            odd[pairs] = source[2 * pairs];
+        }
+    }
+}
+
+vectorized! {
+    /// `row[2k] = left[k]`, `row[2k + 1] = right[k]`, as far as `row` reaches.
+    fn interleave(left: &[f32], right: &[f32], row: &mut [f32]) -> () {
+        let pairs = row.len() / 2;
+        for ((pair, l), r) in row.chunks_exact_mut(2).zip(left).zip(right) {
+            pair[0] = *l;
+            pair[1] = *r;
+        }
+        if row.len() % 2 == 1 {
+            row[2 * pairs] = left[pairs];
+        }
     }
 }
 

@@ -12,9 +12,6 @@ pub struct PndmScheduler {
     ets: Vec<Vec<f32>>,
     cur_sample: Option<Vec<f32>>,
     counter: usize,
-    /// The outputs are v-predictions: PLMS combines them as they are and converts the
-    /// combination, as diffusers does, which differs from converting each one first.
-    predicts_v: bool,
 }
 
 impl PndmScheduler {
@@ -36,11 +33,20 @@ impl PndmScheduler {
             ets: vec![],
             cur_sample: None,
             counter: 0,
-            predicts_v: false,
         }
     }
 
-    fn prev_sample(&self, sample: &[f32], t: i64, prev: i64, eps: &[f64]) -> Vec<f32> {
+    /// `combined` is the PLMS combination of the model's outputs; with `predicts_v` they are
+    /// v-predictions, converted to epsilon only after combining, as diffusers does (which
+    /// differs from converting each one first).
+    fn prev_sample(
+        &self,
+        sample: &[f32],
+        t: i64,
+        prev: i64,
+        combined: &[f64],
+        predicts_v: bool,
+    ) -> Vec<f32> {
         let a_t = self.ac[t as usize];
         let a_p = if prev >= 0 {
             self.ac[prev as usize]
@@ -52,10 +58,10 @@ impl PndmScheduler {
         let denom = a_t * b_p.sqrt() + (a_t * b_t * a_p).sqrt();
         sample
             .iter()
-            .zip(eps)
+            .zip(combined)
             .map(|(x, e)| {
                 let x = *x as f64;
-                let e = if self.predicts_v {
+                let e = if predicts_v {
                     a_t.sqrt() * e + b_t.sqrt() * x
                 } else {
                     *e
@@ -64,19 +70,10 @@ impl PndmScheduler {
             })
             .collect()
     }
-}
 
-impl Scheduler for PndmScheduler {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-    fn input_scale(&self, _: usize) -> f64 {
-        1.0
-    }
-    fn step(&mut self, eps: &[f32], index: usize, sample: &[f32], _: &mut NoiseFn) -> Vec<f32> {
+    /// One PLMS step from the model's output `eps` at call `index` (v-predictions when
+    /// `predicts_v`).
+    fn advance(&mut self, eps: &[f32], index: usize, sample: &[f32], predicts_v: bool) -> Vec<f32> {
         let mut t = self.timesteps[index] as i64;
         let mut prev = t - self.ratio;
         if self.counter != 1 {
@@ -118,13 +115,27 @@ impl Scheduler for PndmScheduler {
                 })
                 .collect()
         };
-        let r = self.prev_sample(&sample, t, prev, &out);
+        let r = self.prev_sample(&sample, t, prev, &out, predicts_v);
         self.counter += 1;
         r
     }
-    fn step_v(&mut self, v: &[f32], index: usize, sample: &[f32], noise: &mut NoiseFn) -> Vec<f32> {
-        self.predicts_v = true;
-        self.step(v, index, sample, noise)
+}
+
+impl Scheduler for PndmScheduler {
+    fn step(&mut self, eps: &[f32], index: usize, sample: &[f32], _: &mut NoiseFn) -> Vec<f32> {
+        self.advance(eps, index, sample, false)
+    }
+    fn step_v(&mut self, v: &[f32], index: usize, sample: &[f32], _: &mut NoiseFn) -> Vec<f32> {
+        self.advance(v, index, sample, true)
+    }
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+    fn input_scale(&self, _: usize) -> f64 {
+        1.0
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
         add_noise_alpha(original, noise, self.ac[self.timesteps[index] as usize])
