@@ -51,7 +51,7 @@ pub fn synthesize(request: &GenerationRequest) -> Result<Submission> {
 }
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(Error::upstream("MiniMax audio is not valid hex"));
     }
     (0..hex.len())

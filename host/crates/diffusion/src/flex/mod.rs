@@ -1,8 +1,8 @@
 //! CPU kernels for the ops that dominate Stable Diffusion on the `flex` backend: attention,
-//! convolution (plain, and after a 2x upsample) and the linear layers. The model calls them
-//! when its tensors live on flex in f32, and burn's own ops everywhere else (wgpu), so each
-//! kernel must match burn's op exactly in meaning; the tests check them against the
-//! textbook definition in f64.
+//! convolution (plain, by Winograd for 3x3, and after a 2x upsample) and the linear layers.
+//! The model calls them when its tensors live on flex in f32, and burn's own ops everywhere
+//! else (wgpu), so each kernel must match burn's op exactly in meaning; the tests check them
+//! against the textbook definition in f64.
 //!
 //! Invariants: the kernels are plain functions over row-major slices; they own no state, and
 //! each output element is written by one rayon job, so results are deterministic.
