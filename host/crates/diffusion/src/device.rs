@@ -6,7 +6,7 @@
 //! fails loudly instead of falling back, and accepts a software adapter). A software
 //! adapter such as Mesa's lavapipe is not chosen by default: on the 2-core build box its
 //! first full-size 256x256 UNet call fails to allocate a 145 MiB buffer (after 12 minutes
-//! of autotuning when burn's autotune was on, after 20 s now), where flex takes about 2-3 s a
+//! of autotuning when burn's autotune was on, after 20 s now), where flex takes 1.3-2.5 s a
 //! step (docs/BENCHMARKS.md). The description names the backend and adapter.
 //!
 //! Precision: flex always computes in f32 (its kernels are f32). On wgpu the model computes
@@ -94,6 +94,9 @@ pub fn select_device() -> Result<(Device, String), String> {
             match std::env::var("EASEL_SD_DEVICE").as_deref() {
                 Ok("flex") => Ok(flex()),
                 Ok("wgpu") => wgpu_device(precision),
+                Ok(other) if !other.is_empty() => {
+                    Err(format!("EASEL_SD_DEVICE must be flex or wgpu, not {other}"))
+                }
                 _ => match wgpu() {
                     Ok((_, _, false)) => wgpu_device(precision),
                     _ => Ok(flex()),

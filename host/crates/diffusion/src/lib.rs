@@ -6,7 +6,8 @@
 //! sampler per file under [`schedulers`], and [`pipeline`] tying them together.
 //!
 //! Invariants (crate-wide):
-//! - f32 on flex; on wgpu f16 where the adapter supports it, else f32 (see [`Precision`]).
+//! - f32 on flex; on wgpu f16 where a hardware adapter supports it, else f32 (see
+//!   [`Precision`]).
 //!   Weights stored as f16/bf16 are widened on the host and stored on the device in its
 //!   precision; noise, schedulers and timestep embeddings are f32 on the host throughout.
 //! - Noise is generated on the host by [`NoiseRng`] (`seed + image index`), so the same

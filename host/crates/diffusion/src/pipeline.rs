@@ -5,6 +5,10 @@
 //! Invariants:
 //! - Guidance (`guidance_scale > 1`) batches `[uncond; cond]` into one UNet call per
 //!   scheduler call; the negative prompt (or `""`) is the unconditional text.
+//! - Several images share UNet calls up to [`UNET_BATCH_LATENT_PIXELS`] (all ten at 512x512,
+//!   one at a time at 2048x2048), and the VAE decodes one image at a time, so memory stays
+//!   bounded at every size the API accepts. The split depends only on the request, so the
+//!   same request still gives the same bytes.
 //! - All noise comes from a [`NoiseSource`], per image, on the host; the default source is
 //!   [`crate::NoiseRng`] seeded `seed + index`.
 //! - `on_step(done, total)` runs after every UNet call; returning `false` stops the run with
@@ -83,6 +87,14 @@ pub struct GenerateParams {
     pub latents: Option<Vec<f32>>,
 }
 
+/// The most latent pixels, summed over the batch (guidance doubles it), one UNet call takes:
+/// 20 batch items at 512x512. The activations of a call grow with it (a 2048x2048 image's
+/// first UNet level alone is 80 MiB per batch item and tensor).
+pub const UNET_BATCH_LATENT_PIXELS: usize = 20 * 64 * 64;
+
+/// The largest width or height, as the provider's schema says.
+pub const MAX_SIDE: usize = 2048;
+
 impl GenerateParams {
     /// Checks ranges; the error text is fit for a 400 answer.
     pub fn validate(&self) -> Result<()> {
@@ -93,8 +105,8 @@ impl GenerateParams {
         {
             bail!("width and height must be positive multiples of 8");
         }
-        if self.width * self.height > 2048 * 2048 {
-            bail!("width x height is too large");
+        if self.width > MAX_SIDE || self.height > MAX_SIDE {
+            bail!("width and height must be at most {MAX_SIDE}");
         }
         if !(1..=10).contains(&self.num_images) {
             bail!("num_images must be between 1 and 10");
@@ -269,18 +281,29 @@ impl StableDiffusion {
         p.validate()?;
         let n = p.num_images;
         let f = self.vae.scale;
+        if !p.width.is_multiple_of(f) || !p.height.is_multiple_of(f) {
+            bail!("width and height must be multiples of {f} for this model");
+        }
         let (h, w) = (p.height / f, p.width / f);
         let c = self.latent_channels;
         let per = c * h * w;
+        if p.latents.as_ref().is_some_and(|l| l.len() != n * per) {
+            bail!("latents must hold {n} x {c} x {h} x {w} values");
+        }
         let mut sched: Box<dyn Scheduler> =
             schedulers::by_name(&p.scheduler, p.steps).context("unknown scheduler")?;
         let cfg = p.guidance_scale > 1.0;
         let cond = self.encode_text(&[p.prompt.as_str()]);
-        let ctx = if cfg {
-            let un = self.encode_text(&[p.negative_prompt.as_deref().unwrap_or("")]);
-            Tensor::cat(vec![un.repeat_dim(0, n), cond.repeat_dim(0, n)], 0)
-        } else {
-            cond.repeat_dim(0, n)
+        let uncond = cfg.then(|| self.encode_text(&[p.negative_prompt.as_deref().unwrap_or("")]));
+        let batch_items = if cfg { 2 } else { 1 };
+        let images_per_call = (UNET_BATCH_LATENT_PIXELS / (batch_items * h * w)).clamp(1, n);
+        // The text context of a call with `m` images.
+        let context = |m: usize| match &uncond {
+            Some(un) => Tensor::cat(
+                vec![un.clone().repeat_dim(0, m), cond.clone().repeat_dim(0, m)],
+                0,
+            ),
+            None => cond.clone().repeat_dim(0, m),
         };
         let (mut latents, start) = match &p.init_image {
             None => {
@@ -311,7 +334,8 @@ impl StableDiffusion {
                 let t_start = p.steps - init_t;
                 let start = t_start * sched.order();
                 if start >= sched.timesteps().len() {
-                    // strength 0: nothing to denoise.
+                    // strength x steps below 1 (strength 0, say): no step to run, so the
+                    // image comes back through the VAE alone (diffusers refuses instead).
                     let out: Vec<f32> = (0..n).flat_map(|_| z.clone()).collect();
                     return self.decode(out, n, h, w);
                 }
@@ -327,21 +351,26 @@ impl StableDiffusion {
         for (done, idx) in (start..sched.timesteps().len()).enumerate() {
             let t = sched.timesteps()[idx] as f32;
             let scale = sched.input_scale(idx) as f32;
-            let x = self.tensor(latents.clone(), [n, c, h, w]).mul_scalar(scale);
-            let x = if cfg {
-                Tensor::cat(vec![x.clone(), x], 0)
-            } else {
-                x
-            };
-            let eps = self.unet.forward(x, t, &ctx);
-            let eps = if cfg {
-                let u = eps.clone().narrow(0, 0, n);
-                let tx = eps.narrow(0, n, n);
-                u.clone() + (tx - u).mul_scalar(p.guidance_scale as f32)
-            } else {
-                eps
-            };
-            let eps = Self::values(eps)?;
+            let mut eps = Vec::with_capacity(n * per);
+            for first in (0..n).step_by(images_per_call) {
+                let m = images_per_call.min(n - first);
+                let x = latents[first * per..(first + m) * per].to_vec();
+                let x = self.tensor(x, [m, c, h, w]).mul_scalar(scale);
+                let x = if cfg {
+                    Tensor::cat(vec![x.clone(), x], 0)
+                } else {
+                    x
+                };
+                let out = self.unet.forward(x, t, &context(m));
+                let out = if cfg {
+                    let u = out.clone().narrow(0, 0, m);
+                    let tx = out.narrow(0, m, m);
+                    u.clone() + (tx - u).mul_scalar(p.guidance_scale as f32)
+                } else {
+                    out
+                };
+                eps.extend(Self::values(out)?);
+            }
             let mut draw = || {
                 (0..n)
                     .flat_map(|i| noise.draw(i, per))
@@ -358,19 +387,26 @@ impl StableDiffusion {
         self.decode(latents, n, h, w)
     }
 
+    /// The images of `n` latents, decoded one at a time (a 2048x2048 decode holds several
+    /// 2 GiB activations per image).
     fn decode(&self, latents: Vec<f32>, n: usize, h: usize, w: usize) -> Result<Vec<Vec<f32>>> {
         let c = self.latent_channels;
-        let z = self
-            .tensor(latents, [n, c, h, w])
-            .div_scalar(self.vae.scaling_factor as f32);
-        let img = self.vae.decode(z);
-        let img = img
-            .div_scalar(2.0)
-            .add_scalar(0.5)
-            .clamp(0.0, 1.0)
-            .permute([0, 2, 3, 1]);
-        let [_, ih, iw, _] = img.dims();
-        let data = Self::values(img)?;
-        Ok(data.chunks(ih * iw * 3).map(|c| c.to_vec()).collect())
+        latents
+            .chunks_exact(c * h * w)
+            .take(n)
+            .map(|latent| {
+                let z = self
+                    .tensor(latent.to_vec(), [1, c, h, w])
+                    .div_scalar(self.vae.scaling_factor as f32);
+                let img = self
+                    .vae
+                    .decode(z)
+                    .div_scalar(2.0)
+                    .add_scalar(0.5)
+                    .clamp(0.0, 1.0)
+                    .permute([0, 2, 3, 1]);
+                Self::values(img)
+            })
+            .collect()
     }
 }

@@ -4,14 +4,15 @@
 //! - One model, loaded once by [`LocalDiffusion::load`] and shared; requests queue on a
 //!   mutex and run one at a time on a blocking thread.
 //! - `submit` always finishes (`Submission::Finished`, one `Output::Bytes` per image); it is
-//!   idempotent (same seed, same images), so the engine may re-submit.
+//!   idempotent (same seed, same images; a task that names no seed gets one drawn from its
+//!   id), so the engine may re-submit.
 //! - Parameter names follow seed 003: `negative_prompt`, `width`, `height`,
 //!   `num_inference_steps`, `guidance_scale`, `seed`, `num_images`, `scheduler`,
 //!   `strength`, `output_format` (`png`, `jpg`, `jpeg`). Bad values are `InvalidRequest`.
 //! - Cancellation is checked before the first step and between steps.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use easel_provider::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::pipeline::{Cancelled, GenerateParams, SeededNoise, StableDiffusion};
+use crate::pipeline::{Cancelled, GenerateParams, MAX_SIDE, SeededNoise, StableDiffusion};
 use crate::schedulers::SCHEDULER_NAMES;
 
 /// Native Stable Diffusion as easel's `local` provider.
@@ -88,8 +89,8 @@ fn params_schema() -> Value {
         "type": "object",
         "properties": {
             "negative_prompt": {"type": "string"},
-            "width": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 8, "default": 512},
-            "height": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 8, "default": 512},
+            "width": {"type": "integer", "minimum": 64, "maximum": MAX_SIDE, "multipleOf": 8, "default": 512},
+            "height": {"type": "integer", "minimum": 64, "maximum": MAX_SIDE, "multipleOf": 8, "default": 512},
             "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 500, "default": DEFAULT_STEPS},
             "guidance_scale": {"type": "number", "minimum": 0, "maximum": 50, "default": DEFAULT_GUIDANCE},
             "seed": {"type": "integer", "minimum": 0},
@@ -153,14 +154,28 @@ fn encode_image(img: &[f32], width: usize, height: usize, jpeg: bool) -> anyhow:
     Ok(out.into_inner())
 }
 
+/// The seed of a task that names none: drawn from its id, so a re-submitted task (after a
+/// restart) makes the same images. FNV-1a, since std's hasher may change between releases;
+/// kept below 2^53 because the seed goes back in JSON, which JavaScript reads as a double.
+fn seed_of_task(task_id: &str) -> u64 {
+    let hash = task_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    hash & ((1 << 53) - 1)
+}
+
 /// Decodes an init image, resized to multiples of 8 (down-rounded, as diffusers does).
 fn decode_init(bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), ProviderError> {
     let img = image::load_from_memory(bytes)
         .map_err(|e| bad(format!("init image: {e}")))?
         .to_rgb8();
     let (w, h) = (img.width() as usize / 8 * 8, img.height() as usize / 8 * 8);
-    if w == 0 || h == 0 || w * h > 2048 * 2048 {
-        return Err(bad("init image must be between 8x8 and 2048x2048"));
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
+        return Err(bad(format!(
+            "init image must be between 8x8 and {MAX_SIDE}x{MAX_SIDE}"
+        )));
     }
     let img = if (w, h) != (img.width() as usize, img.height() as usize) {
         image::imageops::resize(
@@ -231,10 +246,7 @@ impl Provider for LocalDiffusion {
             }
         };
         let seed = match p.get("seed") {
-            None | Some(Value::Null) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
+            None | Some(Value::Null) => seed_of_task(&ctx.task_id),
             Some(_) => get_u64(p, "seed", 0)?,
         };
         let (init_image, width, height) = if edit {
@@ -276,9 +288,9 @@ impl Provider for LocalDiffusion {
         let progress = ctx.progress.clone();
         let n = params.num_images;
         let run = tokio::task::spawn_blocking(move || {
-            let model = model
-                .lock()
-                .map_err(|_| anyhow::anyhow!("model lock poisoned"))?;
+            // A panic in an earlier request poisons the lock, but the model is read-only
+            // while it generates, so there is nothing half-written to protect.
+            let model = model.lock().unwrap_or_else(PoisonError::into_inner);
             if cancel.is_cancelled() {
                 return Err(Cancelled.into());
             }

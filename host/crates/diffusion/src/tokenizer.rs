@@ -19,6 +19,11 @@ pub const BOS: u32 = 49406;
 /// `<|endoftext|>`, also the default padding id.
 pub const EOS: u32 = 49407;
 
+/// The longest word (in bytes) BPE merges; the rest of a longer word is dropped. Real words
+/// are far shorter, and BPE's cost grows with the square of a word's length, so a prompt of
+/// one 2 MiB "word" would otherwise hold the model for hours.
+const MAX_WORD_BYTES: usize = 1024;
+
 static VOCAB_GZ: &[u8] = include_bytes!("../assets/bpe_simple_vocab_16e6.txt.gz");
 
 /// The tokenizer; build once with [`Tokenizer::new`] and share.
@@ -150,6 +155,13 @@ impl Tokenizer {
 
     /// BPE ids of `text`, without BOS/EOS and without truncation.
     pub fn encode_raw(&self, text: &str) -> Vec<u32> {
+        self.encode_first(text, usize::MAX)
+    }
+
+    /// The first `limit` BPE ids of `text`. Words past them are never merged, so a long
+    /// prompt costs no more than its first `limit` tokens; a word longer than
+    /// [`MAX_WORD_BYTES`] is cut there (BPE is quadratic in a word's length).
+    fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
         let cleaned = text
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -157,9 +169,13 @@ impl Tokenizer {
             .to_lowercase();
         let mut ids = Vec::new();
         for m in self.pattern.find_iter(&cleaned) {
+            if ids.len() >= limit {
+                break;
+            }
             let mapped: String = m
                 .as_str()
                 .bytes()
+                .take(MAX_WORD_BYTES)
                 .map(|b| self.byte_encoder[b as usize])
                 .collect();
             for piece in self.bpe(&mapped) {
@@ -168,13 +184,14 @@ impl Tokenizer {
                 }
             }
         }
+        ids.truncate(limit);
         ids
     }
 
     /// Exactly [`MAX_LEN`] ids: BOS, the (truncated) prompt, EOS, padding.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut ids = vec![BOS];
-        ids.extend(self.encode_raw(text).into_iter().take(MAX_LEN - 2));
+        ids.extend(self.encode_first(text, MAX_LEN - 2));
         ids.push(EOS);
         ids.resize(MAX_LEN, self.pad);
         ids
@@ -208,5 +225,26 @@ mod tests {
         assert_eq!(padded[..=end], ids[..=end]);
         assert!(padded[end + 1..].iter().all(|&id| id == 0));
         assert!(tokenizer.set_pad("not-a-token").is_err());
+    }
+
+    #[test]
+    fn a_huge_prompt_costs_only_its_first_tokens() {
+        let tokenizer = Tokenizer::new().unwrap();
+        let words = "a watercolor of a lighthouse at dawn, ".repeat(40_000);
+        let started = std::time::Instant::now();
+        let ids = tokenizer.encode(&words);
+        // The same 75 tokens as a prompt just long enough to be truncated.
+        assert_eq!(ids, tokenizer.encode(&words[..2_000]));
+        // One 2 MiB word: cut at MAX_WORD_BYTES instead of merged whole.
+        let word = "x".repeat(2 << 20);
+        assert_eq!(
+            tokenizer.encode(&word),
+            tokenizer.encode(&word[..MAX_WORD_BYTES])
+        );
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -179,7 +179,8 @@ impl UpBlock {
                 .forward(j, Tensor::cat(vec![x, skip], 1), temb, ctx);
         }
         if let Some(u) = &self.upsample {
-            // Odd sizes round down on the way in, so upsample to the skip's size, not 2x.
+            // A stride-2 downsample rounds odd sizes up (65 -> 33), so upsample to the skip's
+            // size (66 -> 65), not 2x.
             let size = skips.last().map(|s| {
                 let [_, _, h, w] = s.dims();
                 [h, w]

@@ -62,6 +62,24 @@ async fn generates_seeded_png_batches() {
     assert_eq!(a[0].0, "image/png");
 }
 
+/// Without a seed, a task's images are drawn from its id: a re-submitted task (the engine
+/// retries after a restart) makes the same images, another task different ones.
+#[tokio::test]
+async fn a_task_without_a_seed_repeats_its_images() {
+    let p = provider();
+    let params = json!({"width": 64, "height": 64, "num_inference_steps": 1});
+    let run = |task: &'static str| {
+        let (p, params) = (&p, params.clone());
+        async move {
+            let ctx = CallContext::detached(task);
+            images(p.submit(&request(p, params), &ctx).await.unwrap())
+        }
+    };
+    let first = run("task-a").await;
+    assert_eq!(first, run("task-a").await, "same task, same images");
+    assert_ne!(first, run("task-b").await, "another task, other images");
+}
+
 /// Image `i` of a batch is the image a lone request with `seed + i` makes: the batch only
 /// shares UNet calls. Batched matmuls may round differently, so pixels may differ by one
 /// level, never more.

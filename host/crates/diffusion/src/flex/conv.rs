@@ -1,11 +1,13 @@
 //! 2D convolution on the CPU (NCHW, one group, no dilation), used in place of burn's when the
 //! model runs on `flex`.
 //!
+//! It serves the convolutions [`super::winograd`] does not: strided and 1x1 ones, the
+//! upsampler's 2x2 phases, and those with fewer than 8 channels.
+//!
 //! Why: burn-flex re-lays the whole weight out (`[out, kh, kw, in]`) and the input (NHWC) on
-//! one thread at every call, then scatters each tile's result into NCHW. SD's convolutions
-//! are most of a UNet step, and their weights are fixed, so here the weight keeps the
-//! checkpoint's `[out, in x kh x kw]` row-major layout, which is already the left operand
-//! of the product. Per band of output rows, the patch matrix is built straight from NCHW
+//! one thread at every call, then scatters each tile's result into NCHW. The weights are
+//! fixed, so here the weight keeps the checkpoint's `[out, in x kh x kw]` row-major layout,
+//! which is already the left operand of the product. Per band of output rows, the patch matrix is built straight from NCHW
 //! (channels in parallel) and one threaded gemm multiplies it into the output's NCHW planes;
 //! bands are as large as [`BAND_BYTES`] allows, since every product packs the weight anew.
 //!

@@ -128,7 +128,9 @@ pub(crate) fn conv3x3(
                     input_transform(&rows, &mut column, v, first_tile, band_tiles);
                 }
             });
-        // M[x] = U[x] . V[x], one single-threaded product per job, `[out][16][tiles]`.
+        // M[x] = U[x] . V[x], one product per job, `[out][16][tiles]`; single-threaded
+        // unless there are more threads than products.
+        let threaded = rayon::current_num_threads() > 16;
         let product = SharedOut::new(&mut domain_out);
         (0..16).into_par_iter().for_each(|x| {
             // SAFETY: `U[x]` is `[out][in]`; `V[x]` has `in` rows of `band_tiles`, 16 x
@@ -146,7 +148,7 @@ pub(crate) fn conv3x3(
                     ),
                     Matrix::rows(domain_in[x * band_tiles..].as_ptr(), 16 * band_tiles),
                     1.0,
-                    false,
+                    threaded,
                 );
             }
         });
@@ -481,10 +483,11 @@ mod tests {
 
     #[test]
     fn a_band_of_many_rows_matches_the_definition() {
-        // Wide enough that the default band budget cuts the plane into several bands.
+        // Wide enough that the default band budget cuts each plane into several bands, so
+        // the second image's bands start past the first image.
         check(
             Planes {
-                batch: 1,
+                batch: 2,
                 in_channels: 64,
                 height: 70,
                 width: 300,
