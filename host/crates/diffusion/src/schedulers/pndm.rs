@@ -16,20 +16,15 @@ pub struct PndmScheduler {
 
 impl PndmScheduler {
     pub(crate) fn new(c: &Schedule, steps: usize) -> Self {
-        let ratio = c.train_steps / steps;
-        let base: Vec<f64> = (0..steps)
-            .map(|i| (i * ratio + c.steps_offset) as f64)
-            .collect();
-        let mut t: Vec<f64> = base[..steps - 1].to_vec();
+        let mut timesteps = c.leading(steps);
+        // PLMS's warm-up runs the second timestep twice.
         if steps >= 2 {
-            t.push(base[steps - 2]);
+            timesteps.insert(1, timesteps[1]);
         }
-        t.push(base[steps - 1]);
-        t.reverse();
         Self {
             ac: c.alphas_cumprod.clone(),
-            timesteps: t,
-            ratio: ratio as i64,
+            timesteps,
+            ratio: (c.train_steps / steps) as i64,
             ets: vec![],
             cur_sample: None,
             counter: 0,
