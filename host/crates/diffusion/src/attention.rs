@@ -6,9 +6,9 @@
 //! linears (SD 2.x, `use_linear_projection`), detected from the stored weight's rank.
 
 use anyhow::Result;
-use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, FloatDType, Tensor};
 
 use crate::flex;
 use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
@@ -28,18 +28,28 @@ pub(crate) struct Attention {
     to_out: Linear,
     heads: usize,
     causal: bool,
+    upcast: bool,
+}
+
+/// How a UNet transformer's attention runs: its heads, and diffusers' `upcast_attention`
+/// (SD 2.1 sets it: in f16 its attention scores overflow, so they are computed in f32).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttentionSpec {
+    pub(crate) heads: usize,
+    pub(crate) upcast: bool,
 }
 
 impl Attention {
     /// diffusers' layout: `{p}.to_q`, `to_k`, `to_v`, `to_out.0`.
-    fn load(w: &Weights, p: &str, heads: usize) -> Result<Self> {
+    fn load(w: &Weights, p: &str, spec: AttentionSpec) -> Result<Self> {
         Ok(Self {
             to_q: w.linear(&format!("{p}.to_q"))?,
             to_k: w.linear(&format!("{p}.to_k"))?,
             to_v: w.linear(&format!("{p}.to_v"))?,
             to_out: w.linear(&format!("{p}.to_out.0"))?,
-            heads,
+            heads: spec.heads,
             causal: false,
+            upcast: spec.upcast,
         })
     }
 
@@ -52,6 +62,7 @@ impl Attention {
             to_out: w.linear(&format!("{p}.out_proj"))?,
             heads,
             causal: true,
+            upcast: false,
         })
     }
 
@@ -77,23 +88,30 @@ impl Attention {
             let (q, k, v) = (flex::elements(q), flex::elements(k), flex::elements(v));
             flex::tensor(flex::attention::attention(&q, &k, &v, shape), [b, n, inner])
         } else {
-            sliced_attention([q, k, v], h, self.causal, MAX_SCORES)
+            sliced_attention([q, k, v], h, self.causal, self.upcast, MAX_SCORES)
         };
         self.to_out.forward(a)
     }
 }
 
 /// burn's attention over `[q, k, v]` (`[B, N, C]`, `[B, M, C]`, `[B, M, C]`) with `heads`
-/// heads, in slices of queries that make at most `max_scores` scores each.
+/// heads, in slices of queries that make at most `max_scores` scores each; in f32 when
+/// `upcast`, whatever the inputs' precision.
 fn sliced_attention(
     [q, k, v]: [Tensor<3>; 3],
     heads: usize,
     causal: bool,
+    upcast: bool,
     max_scores: usize,
 ) -> Tensor<3> {
     let [b, n, inner] = q.dims();
     let m = k.dims()[1];
-    let split = |t: Tensor<3>, len| t.reshape([b, len, heads, inner / heads]).swap_dims(1, 2);
+    let precision = q.dtype();
+    let upcast = upcast && precision != DType::F32;
+    let split = |t: Tensor<3>, len| {
+        let t = if upcast { t.cast(FloatDType::F32) } else { t };
+        t.reshape([b, len, heads, inner / heads]).swap_dims(1, 2)
+    };
     let (q, k, v) = (split(q, n), split(k, m), split(v, m));
     let opts = AttentionModuleOptions {
         is_causal: causal,
@@ -110,9 +128,14 @@ fn sliced_attention(
         let q = q.clone().narrow(2, first, rows.min(n - first));
         attention(q, k.clone(), v.clone(), None, None, opts)
     });
-    Tensor::cat(slices.collect(), 2)
+    let out = Tensor::cat(slices.collect(), 2)
         .swap_dims(1, 2)
-        .reshape([b, n, inner])
+        .reshape([b, n, inner]);
+    if upcast {
+        out.cast(FloatDType::from(precision))
+    } else {
+        out
+    }
 }
 
 struct BasicTransformerBlock {
@@ -126,12 +149,12 @@ struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
-    fn load(w: &Weights, p: &str, heads: usize) -> Result<Self> {
+    fn load(w: &Weights, p: &str, spec: AttentionSpec) -> Result<Self> {
         Ok(Self {
             norm1: w.layer_norm(&format!("{p}.norm1"), 1e-5)?,
-            attn1: Attention::load(w, &format!("{p}.attn1"), heads)?,
+            attn1: Attention::load(w, &format!("{p}.attn1"), spec)?,
             norm2: w.layer_norm(&format!("{p}.norm2"), 1e-5)?,
-            attn2: Attention::load(w, &format!("{p}.attn2"), heads)?,
+            attn2: Attention::load(w, &format!("{p}.attn2"), spec)?,
             norm3: w.layer_norm(&format!("{p}.norm3"), 1e-5)?,
             ff_proj: w.linear(&format!("{p}.ff.net.0.proj"))?,
             ff_out: w.linear(&format!("{p}.ff.net.2"))?,
@@ -173,7 +196,7 @@ pub(crate) struct Transformer2D {
 }
 
 impl Transformer2D {
-    pub(crate) fn load(w: &Weights, p: &str, heads: usize, groups: usize) -> Result<Self> {
+    pub(crate) fn load(w: &Weights, p: &str, spec: AttentionSpec, groups: usize) -> Result<Self> {
         let proj = |name: &str| -> Result<Proj> {
             let key = format!("{p}.{name}");
             if w.shape(&format!("{key}.weight"))?.len() == 4 {
@@ -188,7 +211,7 @@ impl Transformer2D {
             blocks.push(BasicTransformerBlock::load(
                 w,
                 &format!("{p}.transformer_blocks.{i}"),
-                heads,
+                spec,
             )?);
             i += 1;
         }
@@ -237,7 +260,14 @@ impl VaeAttention {
     pub(crate) fn load(w: &Weights, p: &str, groups: usize) -> Result<Self> {
         Ok(Self {
             norm: w.group_norm(&format!("{p}.group_norm"), groups, 1e-6)?,
-            attn: Attention::load(w, p, 1)?,
+            attn: Attention::load(
+                w,
+                p,
+                AttentionSpec {
+                    heads: 1,
+                    upcast: false,
+                },
+            )?,
         })
     }
 
@@ -271,10 +301,49 @@ mod tests {
             random([2, 11, 16]),
             random([2, 11, 16]),
         );
-        let whole = sliced_attention([q.clone(), k.clone(), v.clone()], 4, false, usize::MAX);
+        let whole = sliced_attention(
+            [q.clone(), k.clone(), v.clone()],
+            4,
+            false,
+            false,
+            usize::MAX,
+        );
         // Room for 5 queries per slice: seven slices of 5, then one of 2.
-        let sliced = sliced_attention([q, k, v], 4, false, 2 * 4 * 11 * 5);
+        let sliced = sliced_attention([q, k, v], 4, false, false, 2 * 4 * 11 * 5);
         let diff = (whole - sliced).abs().max().into_scalar::<f32>();
         assert_eq!(diff, 0.0);
+    }
+
+    #[test]
+    fn upcast_attention_matches_f32_and_keeps_the_inputs_precision() {
+        let device = Device::flex();
+        // Every score is 100 x 100 x 16 = 160 000, past f16's largest value (65 504). (flex's
+        // own f16 attention survives it too, by accumulating in f32; wgpu's is the concern,
+        // and the wgpu SD 2.x parity test runs this path there.)
+        let full = |shape: [usize; 3]| Tensor::<3>::full(shape, 100.0, &device);
+        let f16 = |t: Tensor<3>| t.cast(FloatDType::F16);
+        let (q, k, v) = (
+            full([1, 3, 16]),
+            full([1, 5, 16]),
+            Tensor::<3>::random([1, 5, 16], Distribution::Normal(0.0, 1.0), &device),
+        );
+        let want = sliced_attention(
+            [q.clone(), k.clone(), v.clone()],
+            1,
+            false,
+            false,
+            usize::MAX,
+        );
+        let got = sliced_attention([f16(q), f16(k), f16(v)], 1, false, true, usize::MAX);
+        assert_eq!(
+            got.dtype(),
+            burn::tensor::DType::F16,
+            "the result keeps the inputs' precision"
+        );
+        let diff = (got.cast(FloatDType::F32) - want)
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(diff < 1e-2, "max abs difference {diff}");
     }
 }

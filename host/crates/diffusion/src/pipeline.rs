@@ -140,10 +140,44 @@ pub struct StableDiffusion {
     device: Device,
 }
 
-/// The part of diffusers' `scheduler_config.json` easel reads.
+/// The part of diffusers' `scheduler_config.json` easel reads: the prediction type, and the
+/// training noise schedule, which must be SD's own (every sampler here is built on it).
 #[derive(serde::Deserialize, Default)]
 struct SchedulerConfig {
     prediction_type: Option<String>,
+    beta_start: Option<f64>,
+    beta_end: Option<f64>,
+    beta_schedule: Option<String>,
+    num_train_timesteps: Option<usize>,
+    trained_betas: Option<serde_json::Value>,
+    #[serde(default)]
+    rescale_betas_zero_snr: bool,
+}
+
+impl SchedulerConfig {
+    /// Refuses a training schedule other than SD's (scaled-linear betas 0.00085..0.012 over
+    /// 1000 steps), which would otherwise be sampled on SD's without a word.
+    fn check_schedule(&self) -> Result<()> {
+        let near = |value: Option<f64>, sd: f64| value.is_none_or(|v| (v - sd).abs() < 1e-9);
+        let trained = self.trained_betas.as_ref().is_some_and(|b| !b.is_null());
+        if !near(self.beta_start, 0.00085)
+            || !near(self.beta_end, 0.012)
+            || self
+                .beta_schedule
+                .as_deref()
+                .is_some_and(|s| s != "scaled_linear")
+            || self.num_train_timesteps.is_some_and(|n| n != 1000)
+            || trained
+            || self.rescale_betas_zero_snr
+        {
+            bail!(
+                "the scheduler config's training schedule is not SD's (scaled_linear betas \
+                 0.00085..0.012 over 1000 steps, no zero-SNR rescaling), the only one easel \
+                 samples"
+            );
+        }
+        Ok(())
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -181,6 +215,9 @@ impl StableDiffusion {
             let scheduler = path.join("scheduler/scheduler_config.json");
             if scheduler.exists() {
                 let config: SchedulerConfig = read_json(&scheduler)?;
+                config
+                    .check_schedule()
+                    .with_context(|| scheduler.display().to_string())?;
                 if let Some(name) = config.prediction_type {
                     prediction = Prediction::parse(&name)
                         .with_context(|| format!("unsupported prediction_type {name}"))?;
@@ -408,5 +445,31 @@ impl StableDiffusion {
                 Self::values(img)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(json: &str) -> Result<()> {
+        serde_json::from_str::<SchedulerConfig>(json)
+            .unwrap()
+            .check_schedule()
+    }
+
+    #[test]
+    fn only_sds_training_schedule_is_accepted() {
+        schedule(r#"{"beta_start": 0.00085, "beta_end": 0.012, "trained_betas": null}"#).unwrap();
+        schedule("{}").unwrap();
+        for other in [
+            r#"{"beta_schedule": "linear"}"#,
+            r#"{"beta_end": 0.02}"#,
+            r#"{"num_train_timesteps": 500}"#,
+            r#"{"trained_betas": [0.1, 0.2]}"#,
+            r#"{"rescale_betas_zero_snr": true}"#,
+        ] {
+            assert!(schedule(other).is_err(), "{other}");
+        }
     }
 }

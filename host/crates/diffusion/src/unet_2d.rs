@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use burn::tensor::Tensor;
 use serde::Deserialize;
 
+use crate::attention::AttentionSpec;
 use crate::embeddings::{TimestepEmbedding, timestep_embedding};
 use crate::nn::{Conv2d, GroupNorm};
 use crate::unet_2d_blocks::{BlockSpec, DownBlock, MidBlock, UpBlock};
@@ -43,6 +44,9 @@ pub struct UNetConfig {
     /// Group norm groups.
     #[serde(default = "thirty_two")]
     pub norm_num_groups: usize,
+    /// Compute attention in f32 even when the model runs in f16 (SD 2.1).
+    #[serde(default)]
+    pub upcast_attention: bool,
 }
 
 fn four() -> usize {
@@ -56,19 +60,27 @@ fn thirty_two() -> usize {
 }
 
 impl UNetConfig {
-    /// Heads for each down block (index by block).
-    pub fn heads(&self) -> Vec<usize> {
-        let v = self
-            .num_attention_heads
-            .clone()
-            .or(self.attention_head_dim.clone());
+    /// Heads for each down block (index by block): one number for all, or one per block;
+    /// 8 when the config names none.
+    pub fn heads(&self) -> Result<Vec<usize>> {
         let n = self.block_out_channels.len();
-        match v {
-            Some(serde_json::Value::Number(x)) => vec![x.as_u64().unwrap_or(8) as usize; n],
-            Some(serde_json::Value::Array(a)) => {
-                a.iter().map(|x| x.as_u64().unwrap_or(8) as usize).collect()
+        let count = |x: &serde_json::Value| match x.as_u64() {
+            Some(heads) if heads > 0 => Ok(heads as usize),
+            _ => bail!("UNet config: {x} is not a number of attention heads"),
+        };
+        match self
+            .num_attention_heads
+            .as_ref()
+            .or(self.attention_head_dim.as_ref())
+        {
+            None | Some(serde_json::Value::Null) => Ok(vec![8; n]),
+            Some(serde_json::Value::Array(list)) if list.len() == n => {
+                list.iter().map(count).collect()
             }
-            _ => vec![8; n],
+            Some(serde_json::Value::Array(list)) => {
+                bail!("UNet config: {} head counts for {n} blocks", list.len())
+            }
+            Some(one) => Ok(vec![count(one)?; n]),
         }
     }
 }
@@ -92,11 +104,15 @@ impl UNet2DConditionModel {
         if cfg.down_block_types.len() != n || cfg.up_block_types.len() != n {
             bail!("UNet config: block type lists do not match block_out_channels");
         }
-        let heads = cfg.heads();
+        let heads = cfg.heads()?;
         let g = cfg.norm_num_groups;
         let l = cfg.layers_per_block;
+        let attention = |heads: usize| AttentionSpec {
+            heads,
+            upcast: cfg.upcast_attention,
+        };
         let spec = |kind: &str, heads: usize| BlockSpec {
-            attention_heads: kind.starts_with("CrossAttn").then_some(heads),
+            attention: kind.starts_with("CrossAttn").then_some(attention(heads)),
             groups: g,
         };
         let down = (0..n)
@@ -124,7 +140,7 @@ impl UNet2DConditionModel {
             time_embedding: TimestepEmbedding::load(w, "unet.time_embedding")?,
             conv_in: w.conv2d("unet.conv_in", 1, 1)?,
             down,
-            mid: MidBlock::load(w, "unet.mid_block", heads[n - 1], g)?,
+            mid: MidBlock::load(w, "unet.mid_block", attention(heads[n - 1]), g)?,
             up,
             norm_out: w.group_norm("unet.conv_norm_out", g, 1e-5)?,
             conv_out: w.conv2d("unet.conv_out", 1, 1)?,

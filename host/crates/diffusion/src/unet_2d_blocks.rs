@@ -10,7 +10,7 @@
 use anyhow::Result;
 use burn::tensor::Tensor;
 
-use crate::attention::Transformer2D;
+use crate::attention::{AttentionSpec, Transformer2D};
 use crate::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
 use crate::weights::Weights;
 
@@ -21,8 +21,8 @@ const RESNET_EPS: f64 = 1e-5;
 /// transformer heads.
 #[derive(Clone, Copy)]
 pub(crate) struct BlockSpec {
-    /// `Some(heads)` for the cross-attention variants.
-    pub(crate) attention_heads: Option<usize>,
+    /// `Some` for the cross-attention variants.
+    pub(crate) attention: Option<AttentionSpec>,
     pub(crate) groups: usize,
 }
 
@@ -39,9 +39,9 @@ impl Layers {
         for j in 0..count {
             let resnet = format!("{p}.resnets.{j}");
             resnets.push(ResnetBlock2D::load(w, &resnet, spec.groups, RESNET_EPS)?);
-            if let Some(heads) = spec.attention_heads {
+            if let Some(attention) = spec.attention {
                 let attn = format!("{p}.attentions.{j}");
-                attentions.push(Transformer2D::load(w, &attn, heads, spec.groups)?);
+                attentions.push(Transformer2D::load(w, &attn, attention, spec.groups)?);
             }
         }
         Ok(Self {
@@ -121,12 +121,17 @@ pub(crate) struct MidBlock {
 }
 
 impl MidBlock {
-    pub(crate) fn load(w: &Weights, p: &str, heads: usize, groups: usize) -> Result<Self> {
+    pub(crate) fn load(
+        w: &Weights,
+        p: &str,
+        attention: AttentionSpec,
+        groups: usize,
+    ) -> Result<Self> {
         let resnet =
             |j: usize| ResnetBlock2D::load(w, &format!("{p}.resnets.{j}"), groups, RESNET_EPS);
         Ok(Self {
             resnet_0: resnet(0)?,
-            attention: Transformer2D::load(w, &format!("{p}.attentions.0"), heads, groups)?,
+            attention: Transformer2D::load(w, &format!("{p}.attentions.0"), attention, groups)?,
             resnet_1: resnet(1)?,
         })
     }

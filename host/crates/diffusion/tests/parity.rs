@@ -564,3 +564,15 @@ fn pipeline_on_wgpu_in_f16() {
     let name = "EulerAncestralDiscreteScheduler";
     pipeline_check_within(&format!("wgpu f16 {name}"), &m, &r, name, 6e-2);
 }
+
+/// SD 2.x's config asks for `upcast_attention`: on wgpu in f16 its attention runs in f32,
+/// and the UNet still matches diffusers within the f16 tolerance.
+#[test]
+fn sd2_unet_on_wgpu_in_f16() {
+    let Some((dev, name)) = wgpu_or_skip(Precision::F16) else {
+        return;
+    };
+    assert!(name.ends_with(", f16"), "{name}");
+    let r = reference_named("reference_sd2");
+    unet_check_within("sd2 wgpu f16 unet", &sd2_model(&dev), &r, 4e-2);
+}
