@@ -29,7 +29,7 @@ pub struct VaeConfig {
     #[serde(default = "thirty_two")]
     pub norm_num_groups: usize,
     /// Latent scaling (0.18215 for SD 1.x).
-    #[serde(default = "sf")]
+    #[serde(default = "sd_scaling_factor")]
     pub scaling_factor: f64,
 }
 
@@ -42,7 +42,7 @@ fn four() -> usize {
 fn thirty_two() -> usize {
     32
 }
-fn sf() -> f64 {
+fn sd_scaling_factor() -> f64 {
     0.18215
 }
 

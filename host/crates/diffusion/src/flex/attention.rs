@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::{Matrix, exp_nonpositive};
+use super::{LANES, Matrix, exp_nonpositive};
 
 /// Query rows per job; each key tile is packed once per block, so larger blocks pack less.
 const QUERY_BLOCK: usize = 256;
@@ -150,9 +150,6 @@ fn block_attention(
         out_row.iter_mut().for_each(|x| *x *= inverse);
     }
 }
-
-/// Lanes of the explicit partial reductions; wide enough for one AVX-512 register.
-const LANES: usize = 16;
 
 super::vectorized! {
     /// With `max` the larger of `running_max` and the row's maximum, replaces `row` with

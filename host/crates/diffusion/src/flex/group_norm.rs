@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::silu;
+use super::{LANES, silu};
 
 /// The geometry and parameters of one group norm.
 #[derive(Clone, Copy, Debug)]
@@ -58,9 +58,6 @@ pub(crate) fn group_norm(x: &[f32], n: Norm<'_>) -> Vec<f32> {
         });
     out
 }
-
-/// Lanes of the explicit partial sums.
-const LANES: usize = 16;
 
 super::vectorized! {
     /// The mean and biased variance of `values`, in two passes (no cancellation).

@@ -141,6 +141,9 @@ pub(crate) unsafe fn gemm(
     }
 }
 
+/// Lanes of the kernels' explicit partial sums and reductions: one AVX-512 register of f32.
+const LANES: usize = 16;
+
 /// An output buffer shared by jobs that write disjoint parts of it.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);

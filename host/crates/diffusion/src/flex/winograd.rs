@@ -121,11 +121,11 @@ pub(crate) fn conv3x3(
             .enumerate()
             .for_each(|(c, v)| {
                 let mut rows = vec![0f32; 8 * (tiles.columns + 1)];
-                let mut column = vec![0f32; 2 * (tiles.columns + 1)];
+                let mut vertical_row = vec![0f32; 2 * (tiles.columns + 1)];
                 for (image, tile_row, first_tile) in band.tile_rows(tiles.columns) {
                     let plane = &x[(image * in_channels + c) * height * width..][..height * width];
                     tiles.gather_rows(plane, tile_row, &mut rows);
-                    input_transform(&rows, &mut column, v, first_tile, band_tiles);
+                    input_transform(&rows, &mut vertical_row, v, first_tile, band_tiles);
                 }
             });
         // M[x] = U[x] . V[x], one product per job, `[out][16][tiles]`; single-threaded
@@ -307,28 +307,28 @@ vectorized! {
 vectorized! {
     /// `Bt d B` of one row of tiles from [`Tiles::gather_rows`]'s `rows`, written to
     /// `v[x][first_tile..first_tile + columns]` (`v` is one channel's `[16][band_tiles]`);
-    /// `column` is scratch of `rows.len() / 4`. `Bt` is `[1 0 -1 0; 0 1 1 0; 0 -1 1 0;
-    /// 0 1 0 -1]`: each of its rows is one term plus or minus another, applied first down
-    /// the columns, then along the rows.
+    /// `vertical_row` is scratch of `rows.len() / 4`, for one row of the vertical step.
+    /// `Bt` is `[1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`: each of its rows is one term plus
+    /// or minus another, applied first down the columns, then along the rows.
     fn input_transform(
         rows: &[f32],
-        column: &mut [f32],
+        vertical_row: &mut [f32],
         v: &mut [f32],
         first_tile: usize,
         band_tiles: usize,
     ) -> () {
         const TERMS: [(usize, usize, f32); 4] = [(0, 2, -1.0), (1, 2, 1.0), (2, 1, -1.0), (1, 3, -1.0)];
-        let split = column.len();
+        let split = vertical_row.len();
         let half = split / 2;
         let columns = half - 1;
         for (i, (first, second, sign)) in TERMS.into_iter().enumerate() {
             let first = &rows[first * split..][..split];
             let second = &rows[second * split..][..split];
-            for ((c, p), q) in column.iter_mut().zip(first).zip(second) {
+            for ((c, p), q) in vertical_row.iter_mut().zip(first).zip(second) {
                 *c = p + sign * q;
             }
             // Tile t reads even t, odd t, even t + 1, odd t + 1 of the row.
-            let (even, odd) = column.split_at(half);
+            let (even, odd) = vertical_row.split_at(half);
             let taps = [&even[..columns], &odd[..columns], &even[1..], &odd[1..]];
             for (j, (first, second, sign)) in TERMS.into_iter().enumerate() {
                 let out = &mut v[(4 * i + j) * band_tiles + first_tile..][..columns];
