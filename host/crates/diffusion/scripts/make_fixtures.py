@@ -22,9 +22,13 @@ It writes tests/fixtures/:
   tiny-sd2.safetensors    the same weights under SD 2.x's original key names (LDM UNet and
                           VAE, OpenCLIP text tower with its last, unused resblock)
   reference_sd2.safetensors / reference_sd2.json  its inputs and diffusers' outputs
+  reference_odd.safetensors / reference_odd.json  one UNet call of tiny-sd/ on 5 x 8 latents:
+                          5 rounds up to 3 at the second level, so the up block resizes back
+                          to 5 instead of doubling
 
 `python scripts/make_fixtures.py --schedulers-only` rewrites only the two schedulers files;
-`--sd2` rewrites only the SD 2.x files.
+`--sd2` rewrites only the SD 2.x files; `--odd-only` only the odd-size reference (from the
+saved tiny-sd/ folder).
 
 Every weight is rounded through float16 and stored as float16 to keep the files small; the
 references are computed in float32 from exactly those rounded weights, so the Rust side,
@@ -549,6 +553,20 @@ def make_sd2(tok):
     print("SD 2.x fixtures:", total, "bytes")
 
 
+def odd_size_references():
+    """One guided-batch UNet call of the saved tiny SD 1.x model on 5 x 8 latents, from its own
+    RNG, so that the other references stay as they are."""
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(OUT, "tiny-sd", "unet")).float().eval()
+    rng = np.random.RandomState(5678)
+    ref = {"unet.sample": torch.from_numpy(rng.standard_normal((2, 4, 5, 8)).astype(np.float32)),
+           "unet.context": torch.from_numpy(rng.standard_normal((2, 77, 8)).astype(np.float32))}
+    ref["unet.out"] = unet(ref["unet.sample"], torch.tensor([981.0, 981.0]),
+                           encoder_hidden_states=ref["unet.context"]).sample
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, "reference_odd.safetensors"))
+    with open(os.path.join(OUT, "reference_odd.json"), "w") as f:
+        json.dump({"diffusers": diffusers.__version__, "torch": torch.__version__}, f, indent=1)
+
+
 def model_references(ref, unet, vae, rng, latent_hw, context_width, image_hw):
     """One guided-batch UNet call, a VAE decode and a VAE encode on inputs drawn from `rng`
     (always in this order, which the committed references depend on); returns the image,
@@ -640,6 +658,9 @@ def main():
     if "--sd2" in sys.argv:
         make_sd2(tok)
         return
+    if "--odd-only" in sys.argv:
+        odd_size_references()
+        return
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
     os.makedirs(OUT)
@@ -687,6 +708,7 @@ def main():
                    "diffusers": diffusers.__version__, "torch": torch.__version__}, f, indent=1)
     all_scheduler_trajectories()
     make_sd2(tok)
+    odd_size_references()
     total = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(OUT) for n in ns)
     print("fixtures:", total, "bytes")
 

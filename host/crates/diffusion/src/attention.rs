@@ -290,12 +290,9 @@ mod tests {
 
     #[test]
     fn sliced_attention_matches_one_call() {
-        // f16 on flex takes burn's attention, as wgpu does.
         let device = Device::flex();
-        let random = |shape: [usize; 3]| {
-            Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device)
-                .cast(FloatDType::F16)
-        };
+        let random =
+            |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let (q, k, v) = (
             random([2, 37, 16]),
             random([2, 11, 16]),
@@ -310,8 +307,10 @@ mod tests {
         );
         // Room for 5 queries per slice: seven slices of 5, then one of 2.
         let sliced = sliced_attention([q, k, v], 4, false, false, 2 * 4 * 11 * 5);
+        // Each query's row is the same sum either way, but the backend may block a shorter
+        // query sequence differently: equal up to f32 rounding.
         let diff = (whole - sliced).abs().max().into_scalar::<f32>();
-        assert_eq!(diff, 0.0);
+        assert!(diff < 1e-5, "max abs difference {diff}");
     }
 
     #[test]

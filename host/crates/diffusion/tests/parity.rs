@@ -173,6 +173,15 @@ fn unet_matches() {
     unet_check("unet", &model(&Device::flex()), &r);
 }
 
+/// 5 x 8 latents: the downsampler rounds 5 up to 3, so the up block resizes 3 back to 5, not
+/// 6, through the upsampler's general path instead of its 2x phases, with Winograd on odd
+/// planes on the way.
+#[test]
+fn unet_matches_at_odd_sizes() {
+    let r = reference_named("reference_odd");
+    unet_check("odd unet", &model(&Device::flex()), &r);
+}
+
 #[test]
 fn single_file_checkpoint_matches() {
     let r = reference();
