@@ -77,7 +77,13 @@ impl Conv2d {
 
     /// The weights [`Conv2d::forward_upsampled2x`] takes: on flex, for a 3x3 convolution
     /// with stride 1 and padding 1, its four 2x2 phase kernels (see [`flex::upsample_conv`]).
+    /// They are made from the stored 3x3 weight, so load the convolution with
+    /// `Weights::conv2d_as_stored`: Winograd's transformed weights cannot give them.
     pub(crate) fn upsample_phases(&self) -> Option<Vec<f32>> {
+        debug_assert!(
+            !matches!(self.weight, ConvWeight::Winograd { .. }),
+            "upsample phases need the stored 3x3 weight"
+        );
         match &self.weight {
             ConvWeight::Host { values, shape }
                 if shape[2] == 3 && self.stride == 1 && self.padding == 1 =>
