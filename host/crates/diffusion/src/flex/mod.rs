@@ -62,7 +62,7 @@ pub(crate) struct Planes {
     pub width: usize,
 }
 
-/// A matrix operand of [`gemm`]: its element (0, 0) and how far apart its rows and columns
+/// A matrix operand of [`gemm()`]: its element (0, 0) and how far apart its rows and columns
 /// are in elements.
 #[derive(Clone, Copy)]
 pub(crate) struct Matrix {
