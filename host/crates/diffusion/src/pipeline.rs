@@ -334,14 +334,21 @@ impl StableDiffusion {
         let uncond = cfg.then(|| self.encode_text(&[p.negative_prompt.as_deref().unwrap_or("")]));
         let batch_items = if cfg { 2 } else { 1 };
         let images_per_call = (UNET_BATCH_LATENT_PIXELS / (batch_items * h * w)).clamp(1, n);
-        // The text context of a call with `m` images.
-        let context = |m: usize| match &uncond {
-            Some(un) => Tensor::cat(
-                vec![un.clone().repeat_dim(0, m), cond.clone().repeat_dim(0, m)],
-                0,
-            ),
-            None => cond.clone().repeat_dim(0, m),
-        };
+        // Each UNet call's first image, image count and text context, the same every step.
+        let calls: Vec<(usize, usize, Tensor<3>)> = (0..n)
+            .step_by(images_per_call)
+            .map(|first| {
+                let m = images_per_call.min(n - first);
+                let context = match &uncond {
+                    Some(un) => Tensor::cat(
+                        vec![un.clone().repeat_dim(0, m), cond.clone().repeat_dim(0, m)],
+                        0,
+                    ),
+                    None => cond.clone().repeat_dim(0, m),
+                };
+                (first, m, context)
+            })
+            .collect();
         let (mut latents, start) = match &p.init_image {
             None => {
                 let raw = match &p.latents {
@@ -374,7 +381,7 @@ impl StableDiffusion {
                     // strength x steps below 1 (strength 0, say): no step to run, so the
                     // image comes back through the VAE alone (diffusers refuses instead).
                     let out: Vec<f32> = (0..n).flat_map(|_| z.clone()).collect();
-                    return self.decode(out, n, h, w);
+                    return self.decode(&out, h, w);
                 }
                 let mut lat = Vec::with_capacity(n * per);
                 for i in 0..n {
@@ -389,8 +396,7 @@ impl StableDiffusion {
             let t = sched.timesteps()[idx] as f32;
             let scale = sched.input_scale(idx) as f32;
             let mut eps = Vec::with_capacity(n * per);
-            for first in (0..n).step_by(images_per_call) {
-                let m = images_per_call.min(n - first);
+            for &(first, m, ref context) in &calls {
                 let x = latents[first * per..(first + m) * per].to_vec();
                 let x = self.tensor(x, [m, c, h, w]).mul_scalar(scale);
                 let x = if cfg {
@@ -398,7 +404,7 @@ impl StableDiffusion {
                 } else {
                     x
                 };
-                let out = self.unet.forward(x, t, &context(m));
+                let out = self.unet.forward(x, t, context);
                 let out = if cfg {
                     let u = out.clone().narrow(0, 0, m);
                     let tx = out.narrow(0, m, m);
@@ -421,16 +427,15 @@ impl StableDiffusion {
                 return Err(Cancelled.into());
             }
         }
-        self.decode(latents, n, h, w)
+        self.decode(&latents, h, w)
     }
 
-    /// The images of `n` latents, decoded one at a time (a 2048x2048 decode holds several
-    /// 2 GiB activations per image).
-    fn decode(&self, latents: Vec<f32>, n: usize, h: usize, w: usize) -> Result<Vec<Vec<f32>>> {
+    /// The images of `c x h x w` latents, decoded one at a time (a 2048x2048 decode holds
+    /// several 2 GiB activations per image).
+    fn decode(&self, latents: &[f32], h: usize, w: usize) -> Result<Vec<Vec<f32>>> {
         let c = self.latent_channels;
         latents
             .chunks_exact(c * h * w)
-            .take(n)
             .map(|latent| {
                 let z = self
                     .tensor(latent.to_vec(), [1, c, h, w])
