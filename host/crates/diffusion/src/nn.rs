@@ -97,16 +97,11 @@ impl Conv2d {
     /// `self.forward` of `x` resized 2x by nearest neighbour. Given this convolution's
     /// [`Conv2d::upsample_phases`], it runs on `x` itself, as four 2x2 convolutions.
     pub(crate) fn forward_upsampled2x(&self, x: Tensor<4>, phases: Option<&[f32]>) -> Tensor<4> {
-        let [batch, in_channels, height, width] = x.dims();
+        let [batch, _, height, width] = x.dims();
         match (&self.weight, phases) {
             (ConvWeight::Host { shape, .. }, Some(phases)) => {
                 let bias = self.bias.clone().map(flex::elements);
-                let planes = flex::Planes {
-                    batch,
-                    in_channels,
-                    height,
-                    width,
-                };
+                let planes = flex::Planes::from(x.dims());
                 let out = flex::with_elements(&x, |x| {
                     flex::upsample_conv::upsample2x_conv3x3(x, phases, bias.as_deref(), planes)
                 });
@@ -133,13 +128,8 @@ impl Conv2d {
                     [(1, 1); 2],
                     "Winograd weights serve padding 1 only"
                 );
-                let [batch, in_channels, height, width] = x.dims();
-                let planes = flex::Planes {
-                    batch,
-                    in_channels,
-                    height,
-                    width,
-                };
+                let [batch, _, height, width] = x.dims();
+                let planes = flex::Planes::from(x.dims());
                 let bias = self.bias.clone().map(flex::elements);
                 let out = flex::with_elements(&x, |x| {
                     flex::winograd::conv3x3(x, transformed, bias.as_deref(), planes)

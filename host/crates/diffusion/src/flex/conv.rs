@@ -7,9 +7,10 @@
 //! Why: burn-flex re-lays the whole weight out (`[out, kh, kw, in]`) and the input (NHWC) on
 //! one thread at every call, then scatters each tile's result into NCHW. The weights are
 //! fixed, so here the weight keeps the checkpoint's `[out, in x kh x kw]` row-major layout,
-//! which is already the left operand of the product. Per band of output rows, the patch matrix is built straight from NCHW
-//! (channels in parallel) and one threaded gemm multiplies it into the output's NCHW planes;
-//! bands are as large as [`BAND_BYTES`] allows, since every product packs the weight anew.
+//! which is already the left operand of the product. Per band of output rows, the patch
+//! matrix is built straight from NCHW (channels in parallel) and one threaded gemm
+//! multiplies it into the output's NCHW planes; bands are as large as [`BAND_BYTES`]
+//! allows, since every product packs the weight anew.
 //!
 //! Invariants: gemm splits its output across threads but never a sum, and every sum runs in
 //! an order fixed by the shapes, so results do not depend on thread scheduling.
@@ -204,7 +205,7 @@ pub(crate) mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn shape(
+    pub(crate) fn shape(
         batch: usize,
         cin: usize,
         h: usize,

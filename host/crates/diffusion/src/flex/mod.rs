@@ -62,6 +62,18 @@ pub(crate) struct Planes {
     pub width: usize,
 }
 
+impl From<[usize; 4]> for Planes {
+    /// A tensor's dims.
+    fn from([batch, in_channels, height, width]: [usize; 4]) -> Self {
+        Self {
+            batch,
+            in_channels,
+            height,
+            width,
+        }
+    }
+}
+
 /// A matrix operand of [`gemm()`]: its element (0, 0) and how far apart its rows and columns
 /// are in elements.
 #[derive(Clone, Copy)]

@@ -112,9 +112,10 @@ pub(crate) fn phase_weights(weight: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flex::conv::tests::{reference as conv_reference, shape};
     use crate::flex::test_values as values;
 
-    /// Upsample by repeating pixels, then the 3x3 convolution's definition, in f64.
+    /// Upsample by repeating pixels, then the 3x3 convolution's definition.
     fn reference(x: &[f32], w: &[f32], bias: &[f32], planes: Planes) -> Vec<f32> {
         let Planes {
             batch,
@@ -122,35 +123,17 @@ mod tests {
             height,
             width,
         } = planes;
-        let out_channels = bias.len();
         let (oh, ow) = (2 * height, 2 * width);
-        let mut out = Vec::new();
-        for n in 0..batch {
-            for o in 0..out_channels {
-                for y in 0..oh {
-                    for xx in 0..ow {
-                        let mut sum = bias[o] as f64;
-                        for c in 0..in_channels {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    let (uy, ux) = (y as isize + ky - 1, xx as isize + kx - 1);
-                                    if uy < 0 || ux < 0 || uy >= oh as isize || ux >= ow as isize {
-                                        continue;
-                                    }
-                                    let (iy, ix) = (uy as usize / 2, ux as usize / 2);
-                                    let v = x[((n * in_channels + c) * height + iy) * width + ix];
-                                    let k = w[((o * in_channels + c) * 3 + ky as usize) * 3
-                                        + kx as usize];
-                                    sum += v as f64 * k as f64;
-                                }
-                            }
-                        }
-                        out.push(sum as f32);
-                    }
-                }
-            }
-        }
-        out
+        let upsampled: Vec<f32> = x
+            .chunks_exact(width)
+            .flat_map(|row| {
+                let wide: Vec<f32> = row.iter().flat_map(|v| [*v, *v]).collect();
+                [wide.clone(), wide]
+            })
+            .flatten()
+            .collect();
+        let same_size = shape(batch, in_channels, oh, ow, bias.len(), 3, 1, 1, oh, ow);
+        conv_reference(&upsampled, w, Some(bias), same_size)
     }
 
     #[test]

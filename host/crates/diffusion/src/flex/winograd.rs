@@ -164,10 +164,9 @@ pub(crate) fn conv3x3(
                 let m = &domain_out[o * 16 * band_tiles..][..16 * band_tiles];
                 let mut vertical = vec![0f32; 4 * tiles.columns];
                 let mut outputs = vec![0f32; 4 * tiles.columns];
-                for (band_image, tile_row, first_tile) in band.tile_rows(tiles.columns) {
-                    if band_image != band.first_image + image {
-                        continue;
-                    }
+                let rows = band.tile_rows(tiles.columns);
+                let own = rows.filter(|(of, _, _)| *of == band.first_image + image);
+                for (_, tile_row, first_tile) in own {
                     output_transform(m, first_tile, band_tiles, bias, &mut vertical, &mut outputs);
                     tiles.scatter_rows(&outputs, tile_row, plane);
                 }
@@ -381,7 +380,7 @@ vectorized! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex::conv::{ConvShape, tests::reference};
+    use crate::flex::conv::tests::{reference, shape};
     use crate::flex::test_values as values;
 
     fn check(planes: Planes, out_channels: usize) {
@@ -400,20 +399,19 @@ mod tests {
             Some(&bias),
             planes,
         );
-        let shape = ConvShape {
+        let same_size = shape(
             batch,
             in_channels,
-            in_height: height,
-            in_width: width,
+            height,
+            width,
             out_channels,
-            kernel: 3,
-            stride: 1,
-            pad_top: 1,
-            pad_left: 1,
-            out_height: height,
-            out_width: width,
-        };
-        let want = reference(&x, &w, Some(&bias), shape);
+            3,
+            1,
+            1,
+            height,
+            width,
+        );
+        let want = reference(&x, &w, Some(&bias), same_size);
         let worst = crate::flex::max_abs_diff(&got, &want);
         assert!(worst < 1e-4, "{planes:?}: max abs error {worst}");
     }
