@@ -101,6 +101,46 @@ impl Guard {
     }
 }
 
+/// How long one fetch of a vendor output or a remote input may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Guard {
+    /// Downloads `raw` through this guard (checked URL, checked addresses, checked redirects),
+    /// refusing bodies over `max_bytes`; returns the body's MIME type (the server's, else
+    /// `application/octet-stream`) and its bytes.
+    pub async fn fetch(&self, raw: &str, max_bytes: usize) -> anyhow::Result<(String, Vec<u8>)> {
+        use futures::StreamExt;
+        let url = self.check_url(raw).map_err(anyhow::Error::msg)?;
+        let response = self
+            .client(FETCH_TIMEOUT)
+            .get(url.clone())
+            .send()
+            .await?
+            .error_for_status()?;
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| "application/octet-stream".to_string(), String::from);
+        if response
+            .content_length()
+            .is_some_and(|length| length > max_bytes as u64)
+        {
+            anyhow::bail!("{url} is larger than {max_bytes} bytes");
+        }
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            body.extend_from_slice(&chunk?);
+            anyhow::ensure!(
+                body.len() <= max_bytes,
+                "{url} is larger than {max_bytes} bytes"
+            );
+        }
+        Ok((content_type, body))
+    }
+}
+
 /// Resolves names and drops every private answer.
 struct PublicOnly;
 

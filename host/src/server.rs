@@ -79,6 +79,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         webhook_secret: config.webhook_secret.clone(),
         renderers,
         credits: config.credits.clone(),
+        limits: config.limits.clone(),
     });
     let state = AppState {
         engine: engine.clone(),

@@ -15,12 +15,10 @@ use futures::{StreamExt, stream};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    api::{
-        AppState,
-        submit::{Refused, Submission, prepare},
-    },
+    api::AppState,
     engine::{
-        chat::{ChatSession, OpenChatError, usage_json},
+        chat::{ChatSession, usage_json},
+        front_door::{Admission, Refusal},
         provider::{ChatEvent, ProviderError},
         registry::Resolved,
         task::now_ms,
@@ -52,8 +50,9 @@ pub struct ChatCall {
     pub extra: Value,
 }
 
-/// Validates, prices and records the chat, and opens the model's stream.
-pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refused> {
+/// Checks, prices and records the chat through the engine's front door, and opens the
+/// model's stream.
+pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refusal> {
     let ChatCall {
         client_id,
         api,
@@ -62,7 +61,7 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
         params,
         extra,
     } = call;
-    let submission = Submission {
+    let admission = Admission {
         client_id,
         api,
         resolved,
@@ -70,24 +69,11 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
         prompt: last_user_text(&messages),
         params,
         inputs: Vec::new(),
-        count: 1,
-        webhook_url: None,
+        webhook: None,
         extra,
         idempotency: None,
     };
-    let mut new = prepare(state, submission)?;
-    // The stored request is the whole conversation; the engine calls the provider with it.
-    new.request
-        .params
-        .insert("messages".into(), Value::Array(messages));
-    state
-        .engine
-        .open_chat(new)
-        .await
-        .map_err(|error| match error {
-            OpenChatError::Refused(error) => error.into(),
-            OpenChatError::Provider(error) => Refused::Provider(error),
-        })
+    state.engine.open_chat(admission, messages).await
 }
 
 /// The text of the last user message (a string, or the text parts of a list), as the task's
@@ -117,12 +103,12 @@ pub async fn complete(
     model_name: &str,
     mut session: ChatSession,
     style: ChunkStyle,
-) -> Result<Value, Refused> {
+) -> Result<Value, Refusal> {
     let mut text = String::new();
     let mut usage = None;
     let mut finish = "stop".to_string();
     while let Some(event) = session.events.recv().await {
-        match event.map_err(Refused::Provider)? {
+        match event.map_err(Refusal::Provider)? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
             ChatEvent::Usage {
                 prompt_tokens,

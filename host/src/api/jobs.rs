@@ -18,11 +18,12 @@ use crate::{
         AppState,
         auth::AuthError,
         body,
-        submit::{Refused, Submission, submit, url_input},
+        submit::refusal_parts,
     },
     engine::{
         TaskFilter,
-        provider::InputMedia,
+        front_door::{Admission, Refusal},
+        inputs::{Input, Source},
         request_hash,
         task::{CAPABILITIES, Status, Task, parse_time, rfc3339},
     },
@@ -73,9 +74,9 @@ impl From<AuthError> for Error {
     }
 }
 
-impl From<Refused> for Error {
-    fn from(refused: Refused) -> Self {
-        match refused.parts() {
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal_parts(refusal) {
             Ok((status, message)) => Self(status, message),
             Err(error) => error.into(),
         }
@@ -221,26 +222,8 @@ pub fn webhook(task: &Task) -> Value {
 const RATIOS: [&str; 7] = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"];
 const RESOLUTIONS: [&str; 3] = ["480p", "720p", "1080p"];
 
-fn check_input_url(url: &str, field: &str) -> Result<(), Error> {
-    if url.starts_with("data:") {
-        return Ok(());
-    }
-    let parsed = url::Url::parse(url)
-        .map_err(|_| Error::bad_request(format!("{field} contains an invalid URL: {url}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Error::bad_request(format!(
-            "{field} must contain http(s) URLs: {url}"
-        )));
-    }
-    Ok(())
-}
-
-/// Validates a 001 body and turns it into a normalized request.
-async fn normalize(
-    state: &AppState,
-    client_id: &str,
-    job: JobRequest,
-) -> Result<Submission, Error> {
+/// Checks 001's own fields and turns the body into the engine's admission.
+fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admission, Error> {
     if !CAPABILITIES.contains(&job.capability.as_str()) || job.capability == "chat" {
         return Err(Error::bad_request(format!(
             "Unsupported capability: {}",
@@ -312,55 +295,31 @@ async fn normalize(
 
     let mut inputs = Vec::new();
     for url in job.image_urls.unwrap_or_default() {
-        check_input_url(&url, "imageUrls")?;
-        inputs.push(url_input("image", None, url));
+        inputs.push(Input::url("imageUrls", "image", None, url));
     }
     for url in job.input_urls.unwrap_or_default() {
-        check_input_url(&url, "inputUrls")?;
         let kind = crate::assets::content_type_from_name(url.split('?').next().unwrap_or_default())
-            .map(|m| crate::assets::kind_of(&m).to_string())
-            .unwrap_or_else(|| "image".into());
-        inputs.push(url_input(&kind, None, url));
+            .map_or("image", |m| crate::assets::kind_of(&m));
+        inputs.push(Input::url("inputUrls", kind, None, url));
     }
-    let mut asset_ids: Vec<(String, Option<String>, Option<String>)> = job
-        .input_asset_ids
-        .unwrap_or_default()
-        .into_iter()
-        .map(|id| (id, None, None))
-        .collect();
+    for id in job.input_asset_ids.unwrap_or_default() {
+        inputs.push(Input::asset("inputAssetIds", None, None, id));
+    }
     for material in job.materials.unwrap_or_default() {
         if !["image", "video", "audio"].contains(&material.kind.as_str()) {
             return Err(Error::bad_request(
                 "materials[].type must be image, video or audio.",
             ));
         }
-        match (material.url, material.asset_id) {
-            (Some(url), _) => {
-                check_input_url(&url, "materials")?;
-                inputs.push(url_input(&material.kind, material.label.as_deref(), url));
-            }
-            (None, Some(id)) => asset_ids.push((id, Some(material.kind), material.label)),
+        let role = material.label.as_deref();
+        inputs.push(match (material.url, material.asset_id) {
+            (Some(url), _) => Input::url("materials", &material.kind, role, url),
+            (None, Some(id)) => Input::asset("materials", Some(&material.kind), role, id),
             (None, None) => {
                 return Err(Error::bad_request(
                     "Each material needs a url or an assetId.",
                 ));
             }
-        }
-    }
-    for (id, kind, role) in asset_ids {
-        let asset = state
-            .engine
-            .assets()
-            .get(client_id, &id)
-            .await?
-            .ok_or_else(|| Error::bad_request(format!("Unknown asset: {id}")))?;
-        inputs.push(InputMedia {
-            kind: kind.unwrap_or(asset.kind),
-            role,
-            url: None,
-            asset_id: Some(asset.id),
-            content_type: Some(asset.content_type),
-            data: None,
         });
     }
     if matches!(
@@ -373,8 +332,7 @@ async fn normalize(
             job.capability
         )));
     }
-    let count = params.get("n").and_then(Value::as_u64).unwrap_or(1) as u32;
-    Ok(Submission {
+    Ok(Admission {
         client_id: client_id.to_string(),
         api: API,
         resolved,
@@ -382,8 +340,10 @@ async fn normalize(
         prompt,
         params,
         inputs,
-        count,
-        webhook_url: None,
+        webhook: job
+            .webhook_url
+            .filter(|url| !url.is_empty())
+            .map(|url| ("webhookUrl", url)),
         extra: json!({}),
         idempotency: None,
     })
@@ -407,18 +367,7 @@ async fn create(
     }
     let job: JobRequest = serde_json::from_value(raw.clone())
         .map_err(|e| Error::bad_request(format!("Invalid request: {e}")))?;
-    let webhook_url = match job.webhook_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => Some(
-            state
-                .engine
-                .guard()
-                .check_url(url)
-                .map_err(Error::bad_request)?
-                .to_string(),
-        ),
-        None => None,
-    };
-    let mut submission = normalize(&state, &client_id, job).await?;
+    let mut admission = normalize(&state, &client_id, job)?;
     let idempotency = match headers.get("idempotency-key") {
         Some(value) => {
             let key = value
@@ -433,9 +382,8 @@ async fn create(
         }
         None => None,
     };
-    submission.webhook_url = webhook_url;
-    submission.idempotency = idempotency;
-    match submit(&state, submission).await {
+    admission.idempotency = idempotency;
+    match state.engine.admit(admission).await {
         Ok((task, reused)) => {
             let status = if reused {
                 StatusCode::OK

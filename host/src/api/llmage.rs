@@ -27,11 +27,13 @@ use crate::{
         chat::{self, ChunkStyle},
         files::public_base,
         jobs::Error,
-        submit::{Submission, stored_outputs, submit, url_input},
+        submit::stored_outputs,
     },
-    assets::{NewFile, content_type_from_name, kind_of},
+    assets::{content_type_from_name, kind_of},
     engine::{
-        provider::{InputMedia, ModelInfo},
+        front_door::Admission,
+        inputs::Input,
+        provider::ModelInfo,
         registry::Resolved,
         task::{Status, Task},
     },
@@ -208,10 +210,11 @@ async fn chat_completions(
     Ok(Json(body).into_response())
 }
 
-/// A generation request however it came: JSON fields, or multipart fields and files.
+/// A generation request however it came: JSON fields, or multipart fields and files (kept
+/// in memory until the engine accepts the request; nothing is stored before).
 struct Form {
     fields: Map<String, Value>,
-    inputs: Vec<InputMedia>,
+    inputs: Vec<Input>,
 }
 
 /// Which input each documented file field is: kind and role.
@@ -226,12 +229,7 @@ fn file_field(name: &str) -> Option<(&'static str, Option<&'static str>)> {
     })
 }
 
-async fn read_form(
-    state: &AppState,
-    client_id: &str,
-    headers: &HeaderMap,
-    request: Request,
-) -> Result<Form, Error> {
+async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> Result<Form, Error> {
     let multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -273,8 +271,7 @@ async fn read_form(
                 _ => return Err(bad(format!("{name} must be a URL or a list of URLs"))),
             };
             for url in urls {
-                check_url(&url, name)?;
-                inputs.push(url_input(kind, role, url));
+                inputs.push(Input::url(name, kind, role, url));
             }
         }
         return Ok(Form { fields, inputs });
@@ -310,42 +307,16 @@ async fn read_form(
             .bytes()
             .await
             .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?;
-        if bytes.is_empty() {
-            return Err(bad(format!("{name} is empty")));
-        }
-        let asset = state
-            .engine
-            .assets()
-            .put(
-                NewFile {
-                    client_id,
-                    name: &file_name,
-                    content_type: &content_type,
-                    task_id: None,
-                },
-                &bytes,
-            )
-            .await?;
-        form.inputs.push(InputMedia {
-            kind: kind.into(),
-            role: role.map(str::to_string),
-            url: None,
-            asset_id: Some(asset.id),
-            content_type: Some(content_type),
-            data: None,
-        });
+        form.inputs.push(Input::upload(
+            &name,
+            kind,
+            role,
+            file_name,
+            content_type,
+            bytes,
+        ));
     }
     Ok(form)
-}
-
-fn check_url(url: &str, field: &str) -> Result<(), Error> {
-    let fine = url.starts_with("data:")
-        || url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-    if fine {
-        Ok(())
-    } else {
-        Err(bad(format!("{field} must hold http(s) or data URLs")))
-    }
 }
 
 async fn image_generations(
@@ -378,7 +349,7 @@ async fn generate(
     allowed: &[&str],
 ) -> Result<Response, Error> {
     let client_id = client(&state, &headers).await?;
-    let Form { mut fields, inputs } = read_form(&state, &client_id, &headers, request).await?;
+    let Form { mut fields, inputs } = read_form(&state, &headers, request).await?;
     let name = text_field(&mut fields, "model").ok_or_else(|| missing("model"))?;
     let catelogid = text_field(&mut fields, "catelogid").ok_or_else(|| missing("catelogid"))?;
     let prompt = text_field(&mut fields, "prompt").ok_or_else(|| missing("prompt"))?;
@@ -413,8 +384,7 @@ async fn generate(
     if !resolved.model.capabilities.iter().any(|c| c == capability) {
         return Err(bad(format!("Model {name} does not serve {catelogid}")));
     }
-    let count = fields.get("n").and_then(Value::as_u64).unwrap_or(1) as u32;
-    let submission = Submission {
+    let admission = Admission {
         client_id,
         api: API,
         resolved,
@@ -422,12 +392,11 @@ async fn generate(
         prompt,
         params: fields,
         inputs,
-        count,
-        webhook_url: None,
+        webhook: None,
         extra: json!({"catelogid": catelogid, "base": public_base(&state, &headers)}),
         idempotency: None,
     };
-    let (task, _) = submit(&state, submission).await.map_err(Error::from)?;
+    let (task, _) = state.engine.admit(admission).await?;
     Ok(Json(json!({"taskid": task.id, "status": "CREATED"})).into_response())
 }
 

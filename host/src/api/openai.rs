@@ -29,9 +29,12 @@ use crate::{
         body,
         chat::{self, ChunkStyle},
         files::public_base,
-        submit::{Refused, Submission, stored_outputs, submit},
+        submit::{refusal_parts, stored_outputs},
     },
-    engine::task::{Status, now_ms},
+    engine::{
+        front_door::{Admission, Refusal},
+        task::{Status, now_ms},
+    },
 };
 
 /// The dialect name stored on tasks this API creates.
@@ -42,7 +45,7 @@ pub const API: &str = "openai";
 pub struct Error {
     status: StatusCode,
     message: String,
-    param: Option<&'static str>,
+    param: Option<String>,
 }
 
 impl Error {
@@ -54,11 +57,11 @@ impl Error {
         }
     }
 
-    fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+    fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
-            param: Some(param),
+            param: Some(param.into()),
         }
     }
 }
@@ -98,10 +101,19 @@ impl From<AuthError> for Error {
     }
 }
 
-impl From<Refused> for Error {
-    fn from(refused: Refused) -> Self {
-        match refused.parts() {
-            Ok((status, message)) => Self::new(status, message),
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        let param = match &refusal {
+            Refusal::Invalid(invalid) => invalid.param.clone(),
+            Refusal::BadInput(bad) => Some(bad.field.clone()),
+            _ => None,
+        };
+        match refusal_parts(refusal) {
+            Ok((status, message)) => Self {
+                status,
+                message,
+                param,
+            },
             Err(error) => error.into(),
         }
     }
@@ -256,7 +268,7 @@ async fn images(
         params.insert("width".into(), width.into());
         params.insert("height".into(), height.into());
     }
-    let submission = Submission {
+    let admission = Admission {
         client_id,
         api: API,
         resolved,
@@ -264,12 +276,11 @@ async fn images(
         prompt: request.prompt,
         params,
         inputs: Vec::new(),
-        count: n,
-        webhook_url: None,
+        webhook: None,
         extra: json!({"base": public_base(&state, &headers)}),
         idempotency: None,
     };
-    let (task, _) = submit(&state, submission).await?;
+    let (task, _) = state.engine.admit(admission).await?;
     let limit = Duration::from_secs(state.engine.config().queue_timeout_secs);
     let task = state
         .engine

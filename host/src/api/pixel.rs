@@ -23,10 +23,14 @@ use crate::{
         auth::AuthError,
         body,
         files::public_base,
-        submit::{Refused, Submission, present_params, stored_outputs, submit, url_input},
+        submit::{present_params, refusal_parts, stored_outputs},
     },
     assets::kind_of,
-    engine::task::{Status, Task, new_id, rfc3339},
+    engine::{
+        front_door::{Admission, Refusal},
+        inputs::Input,
+        task::{Status, Task, new_id, rfc3339},
+    },
 };
 
 /// The dialect name stored on tasks this API creates.
@@ -67,9 +71,9 @@ impl From<AuthError> for Error {
     }
 }
 
-impl From<Refused> for Error {
-    fn from(refused: Refused) -> Self {
-        match refused.parts() {
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal_parts(refusal) {
             Ok((status, message)) => Self(status, message),
             Err(error) => error.into(),
         }
@@ -219,7 +223,7 @@ async fn generate(
         .image_inputs
         .unwrap_or_default()
         .into_iter()
-        .map(|url| url_input("image", Some(role), url))
+        .map(|url| Input::url("imageInputs", "image", Some(role), url))
         .collect();
     let extra = json!({
         "type": kind,
@@ -228,9 +232,9 @@ async fn generate(
         "sourceId": request.source_id,
         "base": public_base(&state, &headers),
     });
-    let (task, _) = submit(
-        &state,
-        Submission {
+    let (task, _) = state
+        .engine
+        .admit(Admission {
             client_id,
             api: API,
             resolved,
@@ -238,13 +242,11 @@ async fn generate(
             prompt: request.prompt,
             params,
             inputs,
-            count: request.n.unwrap_or(1),
-            webhook_url: None,
+            webhook: None,
             extra,
             idempotency: None,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(success(json!({"task_id": task.id})))
 }
 

@@ -25,10 +25,12 @@ use crate::{
         auth::AuthError,
         body,
         files::{Links, public_base},
-        submit::{Refused, Submission, present_params, submit, url_input},
+        submit::{present_params, refusal_parts},
     },
     engine::{
         WebhookRenderer,
+        front_door::{Admission, Refusal},
+        inputs::Input,
         registry::Resolved,
         task::{Status, Task, rfc3339},
     },
@@ -46,7 +48,7 @@ pub enum Error {
     /// `{"detail": "…"}` with this status.
     Plain(StatusCode, String),
     /// 422 `{"detail": [{"loc": ["body", field], "msg": …, "type": …}]}`.
-    Field(&'static str, String, &'static str),
+    Field(String, String, &'static str),
 }
 
 impl IntoResponse for Error {
@@ -84,13 +86,20 @@ impl From<AuthError> for Error {
     }
 }
 
-impl From<Refused> for Error {
-    fn from(refused: Refused) -> Self {
-        // FastAPI answers a parameter it cannot take with 422.
-        if let Refused::Invalid(message) = refused {
-            return Error::Plain(StatusCode::UNPROCESSABLE_ENTITY, message);
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        // FastAPI answers a parameter it cannot take with 422, naming it.
+        match refusal {
+            Refusal::Invalid(invalid) => {
+                let Some(field) = invalid.param else {
+                    return Error::Plain(StatusCode::UNPROCESSABLE_ENTITY, invalid.message);
+                };
+                return Error::Field(field, invalid.message, "value_error");
+            }
+            Refusal::BadInput(bad) => return Error::Field(bad.field, bad.message, "value_error"),
+            _ => {}
         }
-        match refused.parts() {
+        match refusal_parts(refusal) {
             Ok((status, detail)) => Error::Plain(status, detail),
             Err(error) => error.into(),
         }
@@ -161,7 +170,7 @@ pub struct GenerateRequest {
 
 fn type_error(field: &'static str, kind: &'static str) -> Error {
     Error::Field(
-        field,
+        field.into(),
         format!("value is not a valid {kind}"),
         match kind {
             "integer" => "type_error.integer",
@@ -175,7 +184,7 @@ fn type_error(field: &'static str, kind: &'static str) -> Error {
 fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
     let Some(object) = raw.as_object() else {
         return Err(Error::Field(
-            "body",
+            "body".into(),
             "value is not a valid dict".into(),
             "type_error.dict",
         ));
@@ -202,7 +211,7 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
     };
     let Some(prompt) = text("prompt")? else {
         return Err(Error::Field(
-            "prompt",
+            "prompt".into(),
             "field required".into(),
             "value_error.missing",
         ));
@@ -225,7 +234,7 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
 }
 
 fn range_error(field: &'static str, message: String) -> Error {
-    Error::Field(field, message, "value_error")
+    Error::Field(field.into(), message, "value_error")
 }
 
 /// The documented ranges and names.
@@ -312,20 +321,9 @@ async fn generate(
 ) -> Result<Response, Error> {
     let client_id = state.auth.client(&headers).await?;
     let raw =
-        body::parse_json(&bytes).map_err(|m| Error::Field("body", m, "value_error.jsondecode"))?;
+        body::parse_json(&bytes).map_err(|m| Error::Field("body".into(), m, "value_error.jsondecode"))?;
     let request = parse(&raw)?;
     check(&request)?;
-    let webhook_url = match request.callback_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => Some(
-            state
-                .engine
-                .guard()
-                .check_url(url)
-                .map_err(|m| range_error("callback_url", m))?
-                .to_string(),
-        ),
-        None => None,
-    };
     let resolved = sd_model(&state).ok_or_else(|| {
         Error::Plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -354,12 +352,15 @@ async fn generate(
         params.insert("n".into(), count.into());
     }
     let (capability, inputs) = match request.init_image {
-        Some(image) => ("image.edit", vec![url_input("image", None, image)]),
+        Some(image) => (
+            "image.edit",
+            vec![Input::url("init_image", "image", None, image)],
+        ),
         None => ("image.generate", Vec::new()),
     };
-    let (task, _) = submit(
-        &state,
-        Submission {
+    let (task, _) = state
+        .engine
+        .admit(Admission {
             client_id,
             api: API,
             resolved,
@@ -367,13 +368,14 @@ async fn generate(
             prompt: request.prompt,
             params,
             inputs,
-            count: count as u32,
-            webhook_url,
+            webhook: request
+                .callback_url
+                .filter(|url| !url.is_empty())
+                .map(|url| ("callback_url", url)),
             extra: json!({"base": public_base(&state, &headers)}),
             idempotency: None,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(Json(json!({
         "task_id": task.id,
         "status": "pending",

@@ -263,6 +263,26 @@ impl Assets {
         Ok(page)
     }
 
+    /// Deletes assets that never reached a client (uploads of a request that was not
+    /// accepted after all); best effort, a leftover is logged.
+    pub async fn remove_all(&self, assets: &[Asset]) {
+        for asset in assets {
+            let removed = sqlx::query("DELETE FROM assets WHERE id = $1")
+                .bind(&asset.id)
+                .execute(&self.store.writer)
+                .await;
+            if let Err(error) = removed {
+                tracing::warn!(asset = %asset.id, %error, "removing an unused upload failed");
+                continue;
+            }
+            if asset.url.is_none()
+                && let Err(error) = tokio::fs::remove_file(self.path_of(&asset.id)).await
+            {
+                tracing::warn!(asset = %asset.id, %error, "removing an unused upload's file failed");
+            }
+        }
+    }
+
     /// The stored bytes of a file asset.
     pub async fn read(&self, asset: &Asset) -> anyhow::Result<Vec<u8>> {
         Ok(tokio::fs::read(self.path_of(&asset.id)).await?)

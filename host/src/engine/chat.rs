@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{
-    Engine, NewTask, Start, SubmitError,
+    Engine, Start,
+    front_door::{Admission, Refusal},
     lifecycle::{self, Outcome},
     provider::{
         CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ProgressSink,
@@ -38,17 +39,6 @@ pub struct ChatSession {
     pub events: mpsc::Receiver<Result<ChatEvent, ProviderError>>,
 }
 
-/// Why a chat did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenChatError {
-    /// The task was not accepted (balance, storage).
-    #[error(transparent)]
-    Refused(#[from] SubmitError),
-    /// The provider refused to start the stream; the task is recorded as failed.
-    #[error(transparent)]
-    Provider(ProviderError),
-}
-
 /// OpenAI's usage object, as chats store and show it.
 pub fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
     json!({
@@ -59,10 +49,19 @@ pub fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
 }
 
 impl Engine {
-    /// Records the chat as a running task (reserving its price), opens the provider's stream
-    /// and starts relaying it; the task finishes when the stream does. The request's params
-    /// carry the conversation as `messages`; the provider gets exactly what is stored.
-    pub async fn open_chat(&self, new: NewTask) -> Result<ChatSession, OpenChatError> {
+    /// Checks and records the chat as a running task through the front door's checks
+    /// (reserving its price), opens the provider's stream and starts relaying it; the task
+    /// finishes when the stream does. The stored request's params carry the conversation as
+    /// `messages`; the provider gets exactly what is stored.
+    pub async fn open_chat(
+        &self,
+        admission: Admission,
+        messages: Vec<Value>,
+    ) -> Result<ChatSession, Refusal> {
+        let (mut new, _) = self.check(admission).await?;
+        new.request
+            .params
+            .insert("messages".into(), Value::Array(messages));
         let request = chat_request(&new.request);
         let now = now_ms();
         let id = new_id("job");
@@ -76,7 +75,7 @@ impl Engine {
                 new.provider
             ));
             self.fail_chat(&id, &error).await;
-            return Err(OpenChatError::Provider(error));
+            return Err(Refusal::Provider(error));
         };
         let token = self.track(&id);
         let ctx = CallContext {
@@ -89,7 +88,7 @@ impl Engine {
             Err(error) => {
                 self.untrack(&id);
                 self.fail_chat(&id, &error).await;
-                return Err(OpenChatError::Provider(error));
+                return Err(Refusal::Provider(error));
             }
         };
         let (events, received) = mpsc::channel(RELAY_BUFFER);

@@ -12,9 +12,10 @@
 
 pub mod chat;
 pub mod credits;
+pub mod front_door;
+pub mod inputs;
 pub mod lifecycle;
 pub mod outputs;
-pub mod params;
 pub mod poller;
 pub mod registry;
 pub mod sweeper;
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     assets::Assets,
-    config::{CreditSettings, EngineConfig},
+    config::{CreditSettings, EngineConfig, Limits},
     net::Guard,
     store::{Backend, Store},
 };
@@ -110,6 +111,7 @@ struct Inner {
     webhook_secret: Option<String>,
     renderers: HashMap<&'static str, WebhookRenderer>,
     credits: CreditSettings,
+    limits: Limits,
     /// Wakes idle workers when a task is queued.
     queued: Notify,
     /// Cancellation tokens of the submits running in this process.
@@ -136,6 +138,8 @@ pub struct EngineParts {
     pub renderers: HashMap<&'static str, WebhookRenderer>,
     /// Prices and enforcement.
     pub credits: CreditSettings,
+    /// Size limits (remote inputs are fetched under the upload limit).
+    pub limits: Limits,
 }
 
 impl Engine {
@@ -151,6 +155,7 @@ impl Engine {
                 webhook_secret: parts.webhook_secret,
                 renderers: parts.renderers,
                 credits: parts.credits,
+                limits: parts.limits,
                 queued: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
@@ -206,6 +211,11 @@ impl Engine {
     /// Prices and enforcement.
     pub fn credit_settings(&self) -> &CreditSettings {
         &self.inner.credits
+    }
+
+    /// Size limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// Accepts a task durably; returns it and whether an idempotent replay reused it.

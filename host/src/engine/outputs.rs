@@ -4,10 +4,6 @@
 //! expire), through the no-SSRF client and under a size cap; a link that cannot be copied
 //! fails the task rather than handing the client a dead URL.
 
-use std::time::Duration;
-
-use futures::StreamExt;
-
 use crate::{
     assets::{NewFile, extension_of},
     engine::{
@@ -81,31 +77,6 @@ async fn download(
     url: &str,
     content_type: Option<String>,
 ) -> anyhow::Result<(String, Vec<u8>)> {
-    let url = engine.guard().check_url(url).map_err(anyhow::Error::msg)?;
-    let response = engine
-        .guard()
-        .client(Duration::from_secs(300))
-        .get(url.clone())
-        .send()
-        .await?
-        .error_for_status()?;
-    let content_type = content_type
-        .or_else(|| {
-            response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "application/octet-stream".into());
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        body.extend_from_slice(&chunk?);
-        anyhow::ensure!(
-            body.len() <= MAX_OUTPUT_BYTES,
-            "output at {url} is larger than {MAX_OUTPUT_BYTES} bytes"
-        );
-    }
-    Ok((content_type, body))
+    let (served_as, bytes) = engine.guard().fetch(url, MAX_OUTPUT_BYTES).await?;
+    Ok((content_type.unwrap_or(served_as), bytes))
 }

@@ -3,14 +3,16 @@
 //! Invariants: a lookup hands out an `Arc` of the provider, so a call that started on one
 //! version finishes on it even if a reload replaces the entry meanwhile; the next lookup sees
 //! the new version. Model ids are `provider/key`; bare keys resolve through the operator's
-//! aliases, or when exactly one provider serves that key.
+//! aliases, or when exactly one provider serves that key. Every listed model's parameter
+//! schema is compiled once, when its provider is registered; a model whose schema easel cannot
+//! check is left out (plugins with one are already refused at load).
 
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, RwLock},
 };
 
-use crate::engine::provider::{ModelInfo, Provider};
+use crate::engine::provider::{ModelInfo, Provider, schema::ParamsSchema};
 
 /// A model resolved to the provider that serves it.
 #[derive(Clone)]
@@ -19,6 +21,8 @@ pub struct Resolved {
     pub provider: Arc<dyn Provider>,
     /// The model's description.
     pub model: ModelInfo,
+    /// Its parameter schema, compiled.
+    pub schema: Arc<ParamsSchema>,
 }
 
 impl Resolved {
@@ -51,7 +55,17 @@ pub enum ResolveError {
 #[derive(Clone)]
 struct Entry {
     provider: Arc<dyn Provider>,
-    models: Arc<Vec<ModelInfo>>,
+    models: Arc<Vec<(ModelInfo, Arc<ParamsSchema>)>>,
+}
+
+impl Entry {
+    fn resolved(&self, (model, schema): &(ModelInfo, Arc<ParamsSchema>)) -> Resolved {
+        Resolved {
+            provider: self.provider.clone(),
+            model: model.clone(),
+            schema: schema.clone(),
+        }
+    }
 }
 
 /// Every provider the host knows, keyed by id.
@@ -66,7 +80,18 @@ impl Registry {
     /// Adds or replaces a provider.
     pub fn upsert(&self, provider: Arc<dyn Provider>) {
         let id = provider.id().to_string();
-        let models = Arc::new(provider.models());
+        let models = provider
+            .models()
+            .into_iter()
+            .filter_map(|model| match ParamsSchema::compile(&model.params_schema) {
+                Ok(schema) => Some((model, Arc::new(schema))),
+                Err(error) => {
+                    tracing::error!(provider = %id, model = %model.key, %error, "model left out");
+                    None
+                }
+            })
+            .collect();
+        let models = Arc::new(models);
         self.providers
             .write()
             .expect("registry lock")
@@ -114,12 +139,7 @@ impl Registry {
             .collect();
         entries
             .iter()
-            .flat_map(|entry| {
-                entry.models.iter().map(|model| Resolved {
-                    provider: entry.provider.clone(),
-                    model: model.clone(),
-                })
-            })
+            .flat_map(|entry| entry.models.iter().map(|listed| entry.resolved(listed)))
             .collect()
     }
 
@@ -134,6 +154,7 @@ impl Registry {
             entry
                 .models
                 .iter()
+                .map(|(model, _)| model)
                 .find(|m| m.capabilities.iter().any(|c| c == capability))
                 .map(|m| format!("{}/{}", entry.provider.id(), m.key))
         })
@@ -183,11 +204,8 @@ impl Registry {
                 return entry
                     .models
                     .iter()
-                    .find(|m| m.key == key)
-                    .map(|model| Resolved {
-                        provider: entry.provider.clone(),
-                        model: model.clone(),
-                    });
+                    .find(|(model, _)| model.key == key)
+                    .map(|listed| entry.resolved(listed));
             }
         }
         let mut matches = self.models().into_iter().filter(|r| r.model.key == name);

@@ -13,13 +13,11 @@ use std::{
     time::Duration,
 };
 
-use base64::Engine as _;
-
 use crate::engine::{
-    Engine,
+    Engine, inputs,
     lifecycle::{self, Outcome},
     outputs,
-    provider::{CallContext, GenerationRequest, ProgressSink, ProviderError, Submission},
+    provider::{CallContext, ProgressSink, ProviderError, Submission},
     task::{TASK_COLUMNS, Task, now_ms},
 };
 
@@ -96,7 +94,14 @@ async fn submit(
         return Ok(());
     };
     let mut request = task.generation_request()?;
-    if let Err(reason) = resolve_inputs(engine, task, &mut request).await {
+    if let Err(reason) = inputs::load(
+        engine,
+        &task.client_id,
+        &mut request,
+        provider.reads_input_bytes(),
+    )
+    .await
+    {
         lifecycle::finish(engine, &task.id, Outcome::Failed(reason)).await?;
         return Ok(());
     }
@@ -162,59 +167,4 @@ fn progress_sink(engine: &Engine, id: &str) -> ProgressSink {
             let _ = lifecycle::record_progress(&engine, &id, Some(fraction), None).await;
         });
     })
-}
-
-/// Loads the bytes of inputs that live in the asset store or in `data:` URLs, so providers
-/// never read files or reach private URLs themselves.
-async fn resolve_inputs(
-    engine: &Engine,
-    task: &Task,
-    request: &mut GenerationRequest,
-) -> Result<(), String> {
-    for input in &mut request.inputs {
-        if let Some(asset_id) = &input.asset_id {
-            let asset = engine
-                .assets()
-                .get(&task.client_id, asset_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("Input asset {asset_id} no longer exists."))?;
-            input.content_type.get_or_insert(asset.content_type.clone());
-            match &asset.url {
-                Some(url) => input.url = Some(url.clone()),
-                None => {
-                    input.data = Some(
-                        engine
-                            .assets()
-                            .read(&asset)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .into(),
-                    )
-                }
-            }
-        } else if let Some(url) = input.url.as_deref().filter(|u| u.starts_with("data:")) {
-            let (content_type, bytes) =
-                decode_data_url(url).ok_or("An input data URL is malformed.")?;
-            input.content_type.get_or_insert(content_type);
-            input.data = Some(bytes.into());
-        }
-    }
-    Ok(())
-}
-
-/// Splits `data:<mime>;base64,<payload>` into its MIME type and bytes.
-pub fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, payload) = rest.split_once(',')?;
-    let content_type = meta.strip_suffix(";base64")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .ok()?;
-    let content_type = if content_type.is_empty() {
-        "application/octet-stream"
-    } else {
-        content_type
-    };
-    Some((content_type.to_string(), bytes))
 }

@@ -222,6 +222,11 @@ impl Provider for LocalDiffusion {
         true
     }
 
+    /// img2img decodes its init image here, so remote inputs arrive as bytes.
+    fn reads_input_bytes(&self) -> bool {
+        true
+    }
+
     async fn submit(
         &self,
         request: &GenerationRequest,

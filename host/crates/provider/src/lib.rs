@@ -13,6 +13,8 @@
 
 #![deny(missing_docs)]
 
+pub mod schema;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -259,6 +261,12 @@ pub trait Provider: Send + Sync {
 
     /// Whether re-running `submit` for the same request is safe (see the module docs).
     fn submit_is_idempotent(&self) -> bool;
+
+    /// Whether it needs input files as bytes: the engine then fetches remote inputs for it
+    /// (through the no-SSRF client) instead of handing it URLs a vendor would fetch.
+    fn reads_input_bytes(&self) -> bool {
+        false
+    }
 
     /// Starts (or does) the work.
     async fn submit(

@@ -2,8 +2,8 @@
 //!
 //! Invariants: a manifest that fails [`PluginManifest::validate`] is never published (the
 //! plugin is refused at load and by `easel plugin check`); JSON carried as text in the
-//! contract (`params-schema`, `extra`) is parsed once here, so a malformed schema is a
-//! load error rather than a per-request surprise.
+//! contract (`params-schema`, `extra`) is parsed once here, so a malformed schema, or one
+//! using a keyword easel cannot check, is a load error rather than a per-request surprise.
 
 use easel_provider::ModelInfo;
 use serde::Serialize;
@@ -52,7 +52,8 @@ pub(crate) fn json_object(
 }
 
 impl PluginManifest {
-    /// Checks ids, kinds, capabilities and host patterns.
+    /// Checks ids, kinds, capabilities, parameter schemas (every keyword must be one easel
+    /// enforces) and host patterns.
     pub fn validate(&self) -> anyhow::Result<()> {
         let id_ok = |s: &str| {
             !s.is_empty()
@@ -83,6 +84,9 @@ impl PluginManifest {
                 m.key,
                 m.kind
             );
+            if let Err(error) = easel_provider::schema::ParamsSchema::compile(&m.params_schema) {
+                anyhow::bail!("model {}: {error}", m.key);
+            }
             for c in &m.capabilities {
                 anyhow::ensure!(
                     CAPABILITIES.contains(&c.as_str()),

@@ -1,0 +1,470 @@
+//! A model's parameter schema, compiled once, and the one check every request's parameters
+//! pass before a task exists.
+//!
+//! Invariants:
+//! - [`ParamsSchema::compile`] refuses a schema that uses a keyword easel cannot check (a typo
+//!   such as `minimun`, a custom keyword, an unknown `format`), so a manifest that promises a
+//!   limit is never loaded without it being enforced. `x-`-prefixed keys are annotations and
+//!   pass.
+//! - [`ParamsSchema::apply`] checks the whole JSON Schema (the `jsonschema` crate, formats
+//!   included) after two translation steps on the top-level properties: numbers and booleans
+//!   sent as strings (form fields, `"n": "4"`) become the declared type, and a missing or
+//!   null parameter takes its `default`. What it returns is the request as it will run.
+//! - A required parameter that is blank (an empty string or list) counts as missing.
+//! - Messages name the parameter first (`Invalid parameter width: must be a multiple of 8`,
+//!   `Missing required parameter: prompt`), so every API can show them as they are.
+
+use serde_json::{Map, Value};
+
+/// Keywords the validator enforces or that only annotate; anything else is refused at load.
+const KNOWN_KEYWORDS: &[&str] = &[
+    // validation
+    "type",
+    "enum",
+    "const",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "format",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "maxContains",
+    "minContains",
+    "contains",
+    "items",
+    "prefixItems",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "dependentRequired",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "propertyNames",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "$ref",
+    "$defs",
+    "definitions",
+    // annotations and identifiers
+    "$schema",
+    "$id",
+    "$comment",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
+
+/// Keywords whose value is one subschema.
+const SUBSCHEMA: &[&str] = &[
+    "items",
+    "contains",
+    "additionalProperties",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+];
+/// Keywords whose value is a list of subschemas.
+const SUBSCHEMA_LISTS: &[&str] = &["allOf", "anyOf", "oneOf", "prefixItems"];
+/// Keywords whose value maps names to subschemas.
+const SUBSCHEMA_MAPS: &[&str] = &[
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+];
+
+/// Parameter names under which a model counts the outputs one request makes.
+const OUTPUT_COUNT_PARAMS: [&str; 2] = ["n", "num_images"];
+
+/// A parameter a request got wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidParam {
+    /// The top-level parameter at fault, when one is.
+    pub param: Option<String>,
+    /// A client-facing sentence that names it.
+    pub message: String,
+}
+
+/// A model's parameter schema, checked and compiled.
+#[derive(Debug)]
+pub struct ParamsSchema {
+    raw: Value,
+    validator: jsonschema::Validator,
+}
+
+impl ParamsSchema {
+    /// Compiles `schema`, refusing keywords easel cannot check; the error says which.
+    pub fn compile(schema: &Value) -> Result<Self, String> {
+        refuse_unknown_keywords(schema, "")?;
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .should_ignore_unknown_formats(false)
+            .build(schema)
+            .map_err(|error| format!("invalid parameter schema: {error}"))?;
+        Ok(Self {
+            raw: schema.clone(),
+            validator,
+        })
+    }
+
+    /// The schema as written.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    /// Translates `params` (string numbers, defaults), then checks them against the whole
+    /// schema.
+    pub fn apply(&self, params: &mut Map<String, Value>) -> Result<(), InvalidParam> {
+        for name in self.required() {
+            if params.get(name).is_none_or(is_blank) {
+                return Err(InvalidParam {
+                    param: Some(name.to_string()),
+                    message: format!("Missing required parameter: {name}"),
+                });
+            }
+        }
+        if let Some(properties) = self.raw.get("properties").and_then(Value::as_object) {
+            for (name, rule) in properties {
+                let kind = rule.get("type").and_then(Value::as_str);
+                match params.get_mut(name) {
+                    Some(value) if !value.is_null() => coerce(kind, value),
+                    _ => match rule.get("default") {
+                        Some(default) => {
+                            params.insert(name.clone(), default.clone());
+                        }
+                        None => {
+                            params.remove(name);
+                        }
+                    },
+                }
+            }
+        }
+        let instance = Value::Object(std::mem::take(params));
+        let first = self
+            .validator
+            .iter_errors(&instance)
+            .next()
+            .map(|error| self.describe(&error));
+        let Value::Object(checked) = instance else {
+            unreachable!("built as an object above")
+        };
+        *params = checked;
+        match first {
+            Some(invalid) => Err(invalid),
+            None => Ok(()),
+        }
+    }
+
+    /// How many outputs a request with these (checked) parameters makes: the value of the
+    /// count parameter the schema declares, else one.
+    pub fn output_count(&self, params: &Map<String, Value>) -> u32 {
+        let properties = self.raw.get("properties");
+        OUTPUT_COUNT_PARAMS
+            .iter()
+            .find(|name| properties.and_then(|p| p.get(**name)).is_some())
+            .and_then(|name| params.get(*name))
+            .and_then(Value::as_u64)
+            .map_or(1, |count| u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    fn required(&self) -> impl Iterator<Item = &str> {
+        self.raw
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+    }
+
+    /// Words one validation error as the APIs show it.
+    fn describe(&self, error: &jsonschema::ValidationError<'_>) -> InvalidParam {
+        use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
+        let param = error
+            .instance_path()
+            .as_str()
+            .split('/')
+            .nth(1)
+            .map(|segment| segment.replace("~1", "/").replace("~0", "~"));
+        let rule_path = error
+            .schema_path()
+            .as_str()
+            .rsplit_once('/')
+            .map_or("", |(parent, _)| parent);
+        let rule = self.raw.pointer(rule_path).unwrap_or(&Value::Null);
+        let detail = match error.kind() {
+            Kind::Required { property } => {
+                let name = plain(property);
+                return InvalidParam {
+                    message: format!("Missing required parameter: {name}"),
+                    param: Some(name),
+                };
+            }
+            Kind::Type {
+                kind: TypeKind::Single(kind),
+            } => format!("must be of type {kind}"),
+            Kind::Enum { options } => {
+                let listed: Vec<String> = options
+                    .as_array()
+                    .map(|all| all.iter().map(plain).collect())
+                    .unwrap_or_default();
+                format!("must be one of {}", listed.join(", "))
+            }
+            Kind::Minimum { .. } | Kind::Maximum { .. } => {
+                let min = rule.get("minimum").and_then(Value::as_f64);
+                let max = rule.get("maximum").and_then(Value::as_f64);
+                match (min, max) {
+                    (Some(a), Some(b)) => format!("must be between {a} and {b}"),
+                    (Some(a), None) => format!("must be at least {a}"),
+                    (None, Some(b)) => format!("must be at most {b}"),
+                    (None, None) => error.to_string(),
+                }
+            }
+            Kind::MultipleOf { multiple_of } => format!("must be a multiple of {multiple_of}"),
+            Kind::Pattern { pattern } => format!("must match the pattern {pattern}"),
+            Kind::MinLength { limit } => format!("must be at least {limit} characters long"),
+            Kind::MaxLength { limit } => format!("must be at most {limit} characters long"),
+            Kind::MinItems { limit } => format!("must have at least {limit} items"),
+            Kind::MaxItems { limit } => format!("must have at most {limit} items"),
+            _ => error.to_string(),
+        };
+        let message = match &param {
+            Some(name) => format!("Invalid parameter {name}: {detail}"),
+            None => format!("Invalid parameters: {detail}"),
+        };
+        InvalidParam { param, message }
+    }
+}
+
+/// Walks every subschema and refuses keys outside [`KNOWN_KEYWORDS`].
+fn refuse_unknown_keywords(schema: &Value, at: &str) -> Result<(), String> {
+    let Some(object) = schema.as_object() else {
+        // `true`/`false` are schemas too; anything else is the validator's to refuse.
+        return Ok(());
+    };
+    for (key, value) in object {
+        let here = format!("{at}/{key}");
+        if key.starts_with("x-") {
+            continue;
+        }
+        if !KNOWN_KEYWORDS.contains(&key.as_str()) {
+            return Err(format!(
+                "parameter schema uses {key:?} at {here}, a keyword easel cannot check"
+            ));
+        }
+        if SUBSCHEMA.contains(&key.as_str()) {
+            refuse_unknown_keywords(value, &here)?;
+        } else if SUBSCHEMA_LISTS.contains(&key.as_str()) {
+            for (index, item) in value.as_array().into_iter().flatten().enumerate() {
+                refuse_unknown_keywords(item, &format!("{here}/{index}"))?;
+            }
+        } else if SUBSCHEMA_MAPS.contains(&key.as_str()) {
+            for (name, item) in value.as_object().into_iter().flatten() {
+                refuse_unknown_keywords(item, &format!("{here}/{name}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.trim().is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// Turns a string into the declared scalar type when it reads as one, and a whole float into
+/// an integer where an integer is declared (JSON Schema counts `4.0` as an integer; the
+/// providers and the price read it as one).
+fn coerce(kind: Option<&str>, value: &mut Value) {
+    if kind == Some("integer")
+        && let Some(number) = value.as_f64()
+        && !(value.is_i64() || value.is_u64())
+        && number.fract() == 0.0
+        && number.abs() < 9.0e15
+    {
+        *value = Value::from(number as i64);
+        return;
+    }
+    let Some(text) = value.as_str().map(str::trim) else {
+        return;
+    };
+    let parsed = match kind {
+        Some("integer") => text.parse::<i64>().ok().map(Value::from),
+        Some("number") => text.parse::<f64>().ok().map(Value::from),
+        Some("boolean") => match text {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(parsed) = parsed {
+        *value = parsed;
+    }
+}
+
+fn plain(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> ParamsSchema {
+        ParamsSchema::compile(&json!({
+            "type": "object",
+            "required": ["size"],
+            "properties": {
+                "size": {"type": "string", "enum": ["832*480", "1920*1080"]},
+                "duration": {"type": "integer", "minimum": 5, "maximum": 15, "default": 15},
+                "off_peak": {"type": "string", "enum": ["Y", "N"], "default": "N"},
+                "width": {"type": "integer", "minimum": 64, "multipleOf": 8},
+                "n": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
+                "style": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 8},
+                "refs": {"type": "array", "minItems": 1, "items": {"type": "string"}}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn run(params: Value) -> Result<Map<String, Value>, String> {
+        let mut params = params.as_object().unwrap().clone();
+        schema()
+            .apply(&mut params)
+            .map(|()| params)
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn fills_defaults_and_keeps_unknown_parameters() {
+        let params = run(json!({"size": "832*480", "seed": 7})).unwrap();
+        assert_eq!(params["duration"], 15);
+        assert_eq!(params["off_peak"], "N");
+        assert_eq!(params["seed"], 7);
+    }
+
+    #[test]
+    fn names_the_missing_parameter() {
+        assert_eq!(
+            run(json!({"size": " "})).unwrap_err(),
+            "Missing required parameter: size"
+        );
+        assert_eq!(
+            run(json!({"n": 2})).unwrap_err(),
+            "Missing required parameter: size"
+        );
+    }
+
+    #[test]
+    fn refuses_values_outside_enums_and_ranges() {
+        assert_eq!(
+            run(json!({"size": "1*1"})).unwrap_err(),
+            "Invalid parameter size: must be one of 832*480, 1920*1080"
+        );
+        assert_eq!(
+            run(json!({"size": "832*480", "duration": 16})).unwrap_err(),
+            "Invalid parameter duration: must be between 5 and 15"
+        );
+        assert_eq!(
+            run(json!({"size": "832*480", "duration": 5.5})).unwrap_err(),
+            "Invalid parameter duration: must be of type integer"
+        );
+    }
+
+    #[test]
+    fn honours_every_keyword_not_just_the_common_ones() {
+        let error = |params| {
+            let mut params = Value::as_object(&params).unwrap().clone();
+            schema().apply(&mut params).unwrap_err()
+        };
+        let width = error(json!({"size": "832*480", "width": 100}));
+        assert_eq!(width.param.as_deref(), Some("width"));
+        assert_eq!(
+            width.message,
+            "Invalid parameter width: must be a multiple of 8"
+        );
+        assert_eq!(
+            error(json!({"size": "832*480", "style": "Noir"})).message,
+            "Invalid parameter style: must match the pattern ^[a-z]+$"
+        );
+        assert_eq!(
+            error(json!({"size": "832*480", "style": "abcdefghij"})).message,
+            "Invalid parameter style: must be at most 8 characters long"
+        );
+        assert_eq!(
+            error(json!({"size": "832*480", "refs": []})).message,
+            "Invalid parameter refs: must have at least 1 items"
+        );
+        assert_eq!(
+            error(json!({"size": "832*480", "refs": [3]})).message,
+            "Invalid parameter refs: must be of type string"
+        );
+    }
+
+    #[test]
+    fn form_fields_and_whole_floats_become_numbers() {
+        let params = run(json!({"size": "832*480", "duration": "10", "n": "4"})).unwrap();
+        assert_eq!(params["duration"], 10);
+        assert_eq!(params["n"], 4);
+        let params = run(json!({"size": "832*480", "n": 3.0})).unwrap();
+        assert!(params["n"].is_u64() || params["n"].is_i64());
+    }
+
+    #[test]
+    fn counts_outputs_from_the_declared_parameter() {
+        let schema = schema();
+        let mut params = json!({"size": "832*480", "n": "4"})
+            .as_object()
+            .unwrap()
+            .clone();
+        schema.apply(&mut params).unwrap();
+        assert_eq!(schema.output_count(&params), 4);
+        // `num_images` is not declared here: it makes nothing more.
+        let undeclared = json!({"size": "832*480", "num_images": 9, "n": 1});
+        assert_eq!(schema.output_count(undeclared.as_object().unwrap()), 1);
+        let sd = ParamsSchema::compile(&json!({"properties": {"num_images": {"type": "integer"}}}))
+            .unwrap();
+        let params = json!({"num_images": 4});
+        assert_eq!(sd.output_count(params.as_object().unwrap()), 4);
+    }
+
+    #[test]
+    fn refuses_keywords_it_cannot_check() {
+        let typo = json!({"properties": {"width": {"type": "integer", "minimun": 8}}});
+        let error = ParamsSchema::compile(&typo).unwrap_err();
+        assert!(error.contains("\"minimun\""), "{error}");
+        assert!(error.contains("/properties/width/minimun"), "{error}");
+        let format = json!({"properties": {"when": {"type": "string", "format": "lunar-date"}}});
+        assert!(ParamsSchema::compile(&format).is_err());
+        let annotated = json!({"properties": {"w": {"type": "integer", "x-ui": "slider", "title": "Width"}}});
+        assert!(ParamsSchema::compile(&annotated).is_ok());
+    }
+}

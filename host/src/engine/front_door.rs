@@ -1,0 +1,161 @@
+//! The front door: the one call that turns a request a dialect parsed into an accepted task.
+//!
+//! [`Engine::admit`] runs, in this order: the parameters against the model's whole schema
+//! (defaults filled in, see [`ParamsSchema`](crate::engine::provider::schema::ParamsSchema)),
+//! the webhook target against the no-SSRF rule, every input file ([`inputs::check`]), the
+//! price from the checked parameters' output count, then the uploads are stored and the task
+//! is inserted with its idempotency key and reservation ([`Engine::submit`]).
+//!
+//! Invariants: a refused request changes no stored state. Nothing is written before every
+//! check passed, and uploads stored for a request the database then refuses (balance,
+//! idempotency conflict) or that an idempotent replay makes unnecessary are removed again.
+//! The dialects translate before (naming, units, shapes) and render after; they never
+//! validate, price or store themselves.
+
+use serde_json::{Map, Value};
+
+use crate::engine::{
+    Engine, NewTask, SubmitError,
+    inputs::{self, BadInput, CheckError, Checked, Input},
+    provider::{GenerationRequest, ProviderError, schema::InvalidParam},
+    registry::Resolved,
+    task::Task,
+};
+
+/// A request a dialect has parsed and resolved to a model.
+pub struct Admission {
+    /// Owner.
+    pub client_id: String,
+    /// Dialect name stored on the task; it renders the task later.
+    pub api: &'static str,
+    /// The model that will serve it.
+    pub resolved: Resolved,
+    /// Engine capability.
+    pub capability: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Parameters, named as the model's schema names them.
+    pub params: Map<String, Value>,
+    /// Input files, unchecked.
+    pub inputs: Vec<Input>,
+    /// Where to announce the end, unchecked: `(field as the API names it, URL)`.
+    pub webhook: Option<(&'static str, String)>,
+    /// What the dialect needs later to render the task.
+    pub extra: Value,
+    /// `Idempotency-Key` and its body hash.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// Why a request was not accepted; each dialect words these in its own shape.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A parameter broke the model's schema; the message names it.
+    #[error(transparent)]
+    Invalid(#[from] InvalidParam),
+    /// An input file or the webhook target is unusable; the message names the field.
+    #[error(transparent)]
+    BadInput(#[from] BadInput),
+    /// The balance does not cover the price.
+    #[error("Insufficient balance")]
+    InsufficientBalance,
+    /// Same idempotency key, other body.
+    #[error("Idempotency-Key was already used with a different request body.")]
+    IdempotencyConflict,
+    /// The provider refused to start a call the client waits for (chat).
+    #[error(transparent)]
+    Provider(ProviderError),
+    /// Storage failed.
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl From<SubmitError> for Refusal {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::IdempotencyConflict => Refusal::IdempotencyConflict,
+            SubmitError::InsufficientBalance(_) => Refusal::InsufficientBalance,
+            SubmitError::Store(error) => Refusal::Internal(error),
+        }
+    }
+}
+
+impl From<CheckError> for Refusal {
+    fn from(error: CheckError) -> Self {
+        match error {
+            CheckError::Bad(bad) => Refusal::BadInput(bad),
+            CheckError::Internal(error) => Refusal::Internal(error),
+        }
+    }
+}
+
+impl Engine {
+    /// Checks, prices and accepts a request; returns the task and whether an idempotent
+    /// replay reused an earlier one (see the module docs for the order and invariants).
+    pub async fn admit(&self, admission: Admission) -> Result<(Task, bool), Refusal> {
+        let client_id = admission.client_id.clone();
+        let (mut new, checked) = self.check(admission).await?;
+        let (media, uploads) = checked
+            .store_uploads(self.assets(), &client_id)
+            .await
+            .map_err(Refusal::Internal)?;
+        new.request.inputs = media;
+        let submitted = self.submit(new).await;
+        if !matches!(submitted, Ok((_, false))) {
+            self.assets().remove_all(&uploads).await;
+        }
+        Ok(submitted?)
+    }
+
+    /// Every check of the front door, without storing anything: the task as it would be
+    /// accepted (inputs still to store) and its inputs.
+    pub(crate) async fn check(&self, admission: Admission) -> Result<(NewTask, Checked), Refusal> {
+        let Admission {
+            client_id,
+            api,
+            resolved,
+            capability,
+            prompt,
+            mut params,
+            inputs,
+            webhook,
+            extra,
+            idempotency,
+        } = admission;
+        resolved.schema.apply(&mut params)?;
+        let webhook_url = match webhook {
+            Some((field, url)) => Some(
+                self.guard()
+                    .check_url(&url)
+                    .map_err(|message| BadInput {
+                        field: field.into(),
+                        message,
+                    })?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let checked = inputs::check(self, &client_id, inputs).await?;
+        let credits = self.price(
+            &resolved.id(),
+            resolved.model.price_hint,
+            resolved.schema.output_count(&params),
+        );
+        let new = NewTask {
+            client_id,
+            api,
+            provider: resolved.provider.id().to_string(),
+            request: GenerationRequest {
+                capability,
+                model: resolved.model.key.clone(),
+                prompt,
+                params,
+                inputs: Vec::new(),
+            },
+            webhook_url,
+            extra,
+            idempotency,
+            credits,
+        };
+        Ok((new, checked))
+    }
+}

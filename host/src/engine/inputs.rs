@@ -1,0 +1,349 @@
+//! Input files: the one place a request's files are checked, and the one place their bytes
+//! are fetched for a provider.
+//!
+//! Invariants:
+//! - At the front door ([`check`]) every input is checked before anything is stored: an
+//!   http(s) URL passes the no-SSRF rule ([`crate::net::Guard::check_url`]); a `data:` URL is
+//!   parsed by the `data-url` crate, must be base64 and must decode; an asset id must be one
+//!   of the caller's; an upload must not be empty. Uploads are written to the asset store
+//!   only after the whole request was accepted ([`Checked::store_uploads`]).
+//! - At run time ([`load`]) assets and `data:` URLs become bytes for every provider; remote
+//!   URLs are fetched only for a provider that reads bytes
+//!   ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes)),
+//!   through the same no-SSRF client and size cap as vendor outputs. A fetch that fails
+//!   fails the task with the reason; nothing fails silently.
+
+use bytes::Bytes;
+
+use crate::{
+    assets::{Asset, Assets, NewFile},
+    engine::{
+        Engine,
+        provider::{GenerationRequest, InputMedia},
+    },
+};
+
+/// One input file as a dialect parsed it.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The field it came in, as the calling API names it (`imageUrls`, `image_file`,
+    /// `init_image`), for messages.
+    pub field: String,
+    /// `image`, `video`, `audio` or `mask`; `None` for an asset of the kind it was stored as.
+    pub kind: Option<String>,
+    /// The role the API gives it (`first_frame`, `reference`, `@图片1`), if any.
+    pub role: Option<String>,
+    /// Where its bytes are.
+    pub source: Source,
+}
+
+/// Where an input's bytes are.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An http(s) or `data:` URL.
+    Url(String),
+    /// One of the caller's assets, by id.
+    Asset(String),
+    /// A file sent with the request, stored once the request is accepted.
+    Upload {
+        /// File name shown to clients.
+        name: String,
+        /// MIME type.
+        content_type: String,
+        /// The file.
+        bytes: Bytes,
+    },
+}
+
+impl Input {
+    /// An input by URL.
+    pub fn url(field: &str, kind: &str, role: Option<&str>, url: String) -> Self {
+        Self {
+            field: field.into(),
+            kind: Some(kind.into()),
+            role: role.map(str::to_string),
+            source: Source::Url(url),
+        }
+    }
+
+    /// One of the caller's assets; `kind` overrides the kind it was stored as.
+    pub fn asset(field: &str, kind: Option<&str>, role: Option<&str>, id: String) -> Self {
+        Self {
+            field: field.into(),
+            kind: kind.map(str::to_string),
+            role: role.map(str::to_string),
+            source: Source::Asset(id),
+        }
+    }
+
+    /// A file sent with the request.
+    pub fn upload(
+        field: &str,
+        kind: &str,
+        role: Option<&str>,
+        name: String,
+        content_type: String,
+        bytes: Bytes,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            kind: Some(kind.into()),
+            role: role.map(str::to_string),
+            source: Source::Upload {
+                name,
+                content_type,
+                bytes,
+            },
+        }
+    }
+}
+
+/// Why an input was refused: the field and a client-facing sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadInput {
+    /// The field at fault, as the API names it.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Inputs that passed the checks; uploads are not stored yet.
+#[derive(Debug)]
+pub struct Checked {
+    media: Vec<InputMedia>,
+    /// `(index into media, the upload)` for files still to store.
+    uploads: Vec<(usize, UploadFile)>,
+}
+
+#[derive(Debug)]
+struct UploadFile {
+    name: String,
+    content_type: String,
+    bytes: Bytes,
+}
+
+/// Checks every input of a request (see the module invariants).
+pub async fn check(
+    engine: &Engine,
+    client_id: &str,
+    inputs: Vec<Input>,
+) -> Result<Checked, CheckError> {
+    let mut checked = Checked {
+        media: Vec::with_capacity(inputs.len()),
+        uploads: Vec::new(),
+    };
+    for Input {
+        field,
+        kind,
+        role,
+        source,
+    } in inputs
+    {
+        let bad = |message: String| {
+            CheckError::Bad(BadInput {
+                field: field.clone(),
+                message,
+            })
+        };
+        let mut media = InputMedia {
+            kind: kind.unwrap_or_default(),
+            role,
+            url: None,
+            asset_id: None,
+            content_type: None,
+            data: None,
+        };
+        match source {
+            Source::Url(url) if url.starts_with("data:") => {
+                let (content_type, _) = decode_data_url(&url)
+                    .map_err(|reason| bad(format!("{field} holds a malformed data URL: {reason}")))?;
+                media.content_type = Some(content_type);
+                media.url = Some(url);
+            }
+            Source::Url(url) => {
+                engine
+                    .guard()
+                    .check_url(&url)
+                    .map_err(|reason| bad(format!("{field}: {reason}")))?;
+                media.url = Some(url);
+            }
+            Source::Asset(id) => {
+                let asset = engine
+                    .assets()
+                    .get(client_id, &id)
+                    .await
+                    .map_err(CheckError::Internal)?
+                    .ok_or_else(|| bad(format!("Unknown asset: {id}")))?;
+                if media.kind.is_empty() {
+                    media.kind = asset.kind;
+                }
+                media.content_type = Some(asset.content_type);
+                media.asset_id = Some(asset.id);
+            }
+            Source::Upload {
+                name,
+                content_type,
+                bytes,
+            } => {
+                if bytes.is_empty() {
+                    return Err(bad(format!("{field} is empty")));
+                }
+                media.content_type = Some(content_type.clone());
+                checked.uploads.push((
+                    checked.media.len(),
+                    UploadFile {
+                        name,
+                        content_type,
+                        bytes,
+                    },
+                ));
+            }
+        }
+        checked.media.push(media);
+    }
+    Ok(checked)
+}
+
+/// Why [`check`] did not pass a request's inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The client's input is wrong.
+    #[error(transparent)]
+    Bad(#[from] BadInput),
+    /// The asset store failed.
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl Checked {
+    /// Writes the uploads to the asset store and returns the inputs as the task stores them,
+    /// with the new assets (to remove again if the task is not accepted after all).
+    pub async fn store_uploads(
+        self,
+        assets: &Assets,
+        client_id: &str,
+    ) -> anyhow::Result<(Vec<InputMedia>, Vec<Asset>)> {
+        let Checked { mut media, uploads } = self;
+        let mut stored = Vec::with_capacity(uploads.len());
+        for (index, upload) in uploads {
+            let written = assets
+                .put(
+                    NewFile {
+                        client_id,
+                        name: &upload.name,
+                        content_type: &upload.content_type,
+                        task_id: None,
+                    },
+                    &upload.bytes,
+                )
+                .await;
+            match written {
+                Ok(asset) => {
+                    media[index].asset_id = Some(asset.id.clone());
+                    stored.push(asset);
+                }
+                Err(error) => {
+                    assets.remove_all(&stored).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok((media, stored))
+    }
+}
+
+/// The MIME type and bytes of a base64 `data:` URL, or why it is not one.
+pub fn decode_data_url(url: &str) -> Result<(String, Vec<u8>), String> {
+    let parsed = data_url::DataUrl::process(url).map_err(|e| e.to_string())?;
+    // The crate decodes percent-encoded text too; an input file must be base64.
+    let header = url
+        .split_once(',')
+        .map_or("", |(header, _)| header)
+        .trim_end()
+        .to_ascii_lowercase();
+    if !header.ends_with(";base64") {
+        return Err("it must be base64 (data:<type>;base64,…)".into());
+    }
+    let (bytes, _) = parsed
+        .decode_to_vec()
+        .map_err(|_| "its base64 payload is broken".to_string())?;
+    if bytes.is_empty() {
+        return Err("it is empty".into());
+    }
+    let mime = parsed.mime_type();
+    Ok((format!("{}/{}", mime.type_, mime.subtype), bytes))
+}
+
+/// Fills in the bytes of a task's inputs just before its provider runs: assets and `data:`
+/// URLs always, remote URLs when `fetch_remote` (the provider reads bytes). The error is the
+/// task's failure reason.
+pub async fn load(
+    engine: &Engine,
+    client_id: &str,
+    request: &mut GenerationRequest,
+    fetch_remote: bool,
+) -> Result<(), String> {
+    for input in &mut request.inputs {
+        if let Some(asset_id) = &input.asset_id {
+            let asset = engine
+                .assets()
+                .get(client_id, asset_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("Input asset {asset_id} no longer exists."))?;
+            input.content_type.get_or_insert(asset.content_type.clone());
+            match &asset.url {
+                Some(url) => input.url = Some(url.clone()),
+                None => {
+                    input.data = Some(
+                        engine
+                            .assets()
+                            .read(&asset)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .into(),
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some(url) = input.url.clone() else {
+            continue;
+        };
+        if url.starts_with("data:") {
+            let (content_type, bytes) = decode_data_url(&url)
+                .map_err(|reason| format!("An input data URL is malformed: {reason}."))?;
+            input.content_type.get_or_insert(content_type);
+            input.data = Some(bytes.into());
+        } else if fetch_remote {
+            let (content_type, bytes) = engine
+                .guard()
+                .fetch(&url, engine.limits().max_upload_bytes)
+                .await
+                .map_err(|error| format!("Fetching input {url} failed: {error:#}"))?;
+            input.content_type.get_or_insert(content_type);
+            input.data = Some(bytes.into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_data_url;
+
+    #[test]
+    fn data_urls_must_be_base64_and_decode() {
+        let (kind, bytes) = decode_data_url("data:image/png;base64,iVBORw0KGgo=").unwrap();
+        assert_eq!(kind, "image/png");
+        assert_eq!(&bytes[1..4], b"PNG");
+        assert!(decode_data_url("data:image/png,plain%20text").is_err());
+        assert!(decode_data_url("data:image/png;base64,@@not*base64@@").is_err());
+        assert!(decode_data_url("data:image/png;base64,").is_err());
+        assert!(decode_data_url("data:image/png;base64").is_err());
+        // Parameters before the marker and the marker's case are the parser's business.
+        let (kind, _) = decode_data_url("data:image/jpeg;name=a.jpg;BASE64,/9j/4A==").unwrap();
+        assert_eq!(kind, "image/jpeg");
+    }
+}
