@@ -96,7 +96,10 @@ async fn every_schema_keyword_is_enforced_at_submit_in_each_dialects_shape() {
         )
         .await;
     assert_eq!(status, 422, "{answer}");
-    assert_eq!(answer["detail"][0]["loc"], json!(["body", "num_inference_steps"]));
+    assert_eq!(
+        answer["detail"][0]["loc"],
+        json!(["body", "num_inference_steps"])
+    );
     assert_eq!(job_count(&host).await, 0, "nothing was accepted");
 }
 
@@ -175,10 +178,7 @@ async fn a_refused_multipart_request_leaves_no_upload_behind() {
     let (status, answer) = post(missing_prompt).await;
     assert_eq!(
         (status, answer),
-        (
-            400,
-            json!({"error": "Missing required parameter: prompt"})
-        )
+        (400, json!({"error": "Missing required parameter: prompt"}))
     );
     let unknown_model = multipart::Form::new()
         .text("model", "no-such-model")
@@ -223,10 +223,9 @@ async fn the_price_counts_the_outputs_the_checked_parameters_make() {
     )
     .await;
     let admin = |method, path: &str| host.as_key(method, path, "admin-secret");
-    let (status, _) = send(
-        admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 100})),
-    )
-    .await;
+    let (status, _) =
+        send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 100})))
+            .await;
     assert_eq!(status, 200);
     let spent = || async {
         let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
@@ -358,21 +357,21 @@ async fn one_ssrf_rule_guards_every_entry_point_that_takes_a_url() {
     let entry_points: Vec<(&str, Box<dyn Fn(&str) -> Value>)> = vec![
         (
             "/api/v1/jobs",
-            Box::new(|url| {
-                json!({"capability": "image.generate", "model": "offline/image", "prompt": "p", "webhookUrl": url})
-            }),
+            Box::new(
+                |url| json!({"capability": "image.generate", "model": "offline/image", "prompt": "p", "webhookUrl": url}),
+            ),
         ),
         (
             "/api/v1/jobs",
-            Box::new(|url| {
-                json!({"capability": "image.upscale", "model": "offline/image", "imageUrls": [url]})
-            }),
+            Box::new(
+                |url| json!({"capability": "image.upscale", "model": "offline/image", "imageUrls": [url]}),
+            ),
         ),
         (
             "/api/v1/jobs",
-            Box::new(|url| {
-                json!({"capability": "image.upscale", "model": "offline/image", "inputUrls": [url]})
-            }),
+            Box::new(
+                |url| json!({"capability": "image.upscale", "model": "offline/image", "inputUrls": [url]}),
+            ),
         ),
         (
             "/api/v1/jobs",
@@ -383,15 +382,15 @@ async fn one_ssrf_rule_guards_every_entry_point_that_takes_a_url() {
         ),
         (
             "/llmage/v1/image/generations",
-            Box::new(|url| {
-                json!({"model": "offline/image", "catelogid": "i2i", "prompt": "p", "image_file": url})
-            }),
+            Box::new(
+                |url| json!({"model": "offline/image", "catelogid": "i2i", "prompt": "p", "image_file": url}),
+            ),
         ),
         (
             "/llmage/v1/video/generations",
-            Box::new(|url| {
-                json!({"model": "offline/video", "catelogid": "ref2v", "prompt": "p", "image_files": [url]})
-            }),
+            Box::new(
+                |url| json!({"model": "offline/video", "catelogid": "ref2v", "prompt": "p", "image_files": [url]}),
+            ),
         ),
         (
             "/api/v1/generations/image",

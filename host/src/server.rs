@@ -14,7 +14,7 @@ use crate::{
     api::{self, AppState, auth::Auth, files::Links},
     assets::Assets,
     config::Config,
-    engine::{Engine, EngineParts, WebhookRenderer, registry::Registry},
+    engine::{Engine, EngineParts, registry::Registry},
     net::Guard,
     providers::offline::Offline,
     store::{Store, redact},
@@ -61,13 +61,6 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     };
     let auth = Arc::new(Auth::load(store.clone(), &config.api_keys).await?);
     let links = Arc::new(Links::load(&store).await?);
-    let renderers: HashMap<&'static str, WebhookRenderer> = HashMap::from([
-        (
-            api::jobs::API,
-            Arc::new(api::jobs::webhook) as WebhookRenderer,
-        ),
-        (api::sd::API, api::sd::webhook_renderer(links.clone())),
-    ]);
     let engine = Engine::new(EngineParts {
         store,
         assets,
@@ -77,7 +70,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
             allow_private: config.allow_private_targets,
         },
         webhook_secret: config.webhook_secret.clone(),
-        renderers,
+        webhook_bodies: api::shape::webhook_renderer(links.clone()),
         credits: config.credits.clone(),
         limits: config.limits.clone(),
     });

@@ -12,7 +12,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{AppState, auth::presented_key, jobs::Error};
+use crate::api::{AppState, auth::presented_key, error::Error};
 
 /// Routes of the operator interface.
 pub fn routes() -> Router<AppState> {

@@ -7,22 +7,27 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::{FromRequest, Multipart, Path, Query, Request, State},
+    extract::{Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
     routing::get,
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower::ServiceExt;
 
 use crate::{
     api::{
         AppState, body,
-        jobs::{Error, client, page},
+        dialect::QueryOf,
+        error::Error,
+        jobs::{Client, Jobs},
+        multipart,
+        paging::page,
     },
-    assets::{AssetView, NewFile, content_type_from_name},
+    assets::{Asset, NewFile, content_type_from_name},
+    engine::task::rfc3339,
 };
 
 /// Routes of seed 001's asset API.
@@ -31,6 +36,54 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/assets", get(list).post(create))
         .route("/api/v1/assets/{id}", get(show))
         .route("/api/v1/assets/{id}/download", get(download))
+}
+
+/// An asset as the APIs show it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetView {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Size in bytes, for stored files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Hex SHA-256, for stored files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// External URL, for registered assets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// The task that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Where to download it.
+    pub download_url: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl AssetView {
+    /// How 001 shows `asset`.
+    pub fn of(asset: &Asset) -> Self {
+        AssetView {
+            id: asset.id.clone(),
+            kind: asset.kind.clone(),
+            name: asset.name.clone(),
+            content_type: asset.content_type.clone(),
+            size: asset.size,
+            sha256: asset.sha256.clone(),
+            source_url: asset.url.clone(),
+            job_id: asset.task_id.clone(),
+            download_url: format!("/api/v1/assets/{}/download", asset.id),
+            created_at: rfc3339(asset.created_at),
+        }
+    }
 }
 
 /// `POST /api/v1/assets` with a JSON body: register an external URL.
@@ -46,15 +99,11 @@ pub struct RegisterUrl {
 
 async fn create(
     State(state): State<AppState>,
+    Client { client_id, .. }: Client,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
-    let is_multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if is_multipart {
+    if multipart::is_multipart(&headers) {
         upload(&state, &client_id, request).await
     } else {
         register(&state, &client_id, request).await
@@ -62,55 +111,11 @@ async fn create(
 }
 
 async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<Response, Error> {
-    let limit = state.config.limits.max_upload_bytes;
-    let too_large = || {
-        Error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Upload is larger than {limit} bytes."),
-        )
-    };
-    let declared_length = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared_length.is_some_and(|length| length > limit) {
-        // Read the body away before answering, so the client sees the 413 instead of a reset.
-        drain(request.into_body(), limit.saturating_add(DRAIN_SLACK)).await;
-        return Err(too_large());
-    }
-    let mut multipart = Multipart::from_request(request, &())
-        .await
-        .map_err(|e| Error::bad_request(e.body_text()))?;
-    let mut files = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-            Err(e) => {
-                return Err(Error::bad_request(format!(
-                    "Malformed multipart body: {}",
-                    e.body_text()
-                )));
-            }
-        };
-        let Some(name) = field.file_name().map(String::from) else {
-            continue;
-        };
-        let declared = field.content_type().map(String::from);
-        let bytes = match field.bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-            Err(e) => {
-                return Err(Error::bad_request(format!(
-                    "Malformed multipart body: {}",
-                    e.body_text()
-                )));
-            }
-        };
-        files.push((name, declared, bytes));
-    }
+    let parts = multipart::read_parts(request, state.config.limits.max_upload_bytes).await?;
+    let files: Vec<_> = parts
+        .into_iter()
+        .filter_map(|part| Some((part.file_name?, part.content_type, part.bytes)))
+        .collect();
     if files.is_empty() {
         return Err(Error::bad_request(
             "No files in the upload: send them as multipart field \"files\".",
@@ -136,7 +141,7 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
                 &bytes,
             )
             .await?;
-        stored.push(asset.view());
+        stored.push(AssetView::of(&asset));
     }
     Ok((StatusCode::CREATED, Json(json!({ "assets": stored }))).into_response())
 }
@@ -177,22 +182,11 @@ async fn register(state: &AppState, client_id: &str, request: Request) -> Result
         .assets()
         .register_url(client_id, url.as_str(), &sanitize(&name), &kind)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "asset": asset.view() }))).into_response())
-}
-
-/// How far past the limit an oversized upload is read away before the 413.
-const DRAIN_SLACK: usize = 64 * 1024 * 1024;
-
-async fn drain(body: Body, at_most: usize) {
-    use futures::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut seen = 0usize;
-    while let Some(Ok(chunk)) = stream.next().await {
-        seen += chunk.len();
-        if seen > at_most {
-            break;
-        }
-    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "asset": AssetView::of(&asset) })),
+    )
+        .into_response())
 }
 
 /// Keeps a client-given file name printable and header-safe.
@@ -221,43 +215,39 @@ pub struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Client { client_id, .. }: Client,
+    QueryOf { query, .. }: QueryOf<ListQuery, Jobs>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
-    let Query(query) = query.map_err(|e| Error::bad_request(e.body_text()))?;
     let (limit, before) = page(query.limit.as_deref(), query.before.as_deref())?;
     let assets = state
         .engine
         .assets()
         .list(&client_id, limit, before)
         .await?;
-    let views: Vec<AssetView> = assets.iter().map(|a| a.view()).collect();
+    let views: Vec<AssetView> = assets.iter().map(AssetView::of).collect();
     Ok(Json(json!({ "assets": views })).into_response())
 }
 
 async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Client { client_id, .. }: Client,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
     let asset = state
         .engine
         .assets()
         .get(&client_id, &id)
         .await?
         .ok_or_else(|| Error::not_found("Asset"))?;
-    Ok(Json(json!({ "asset": asset.view() })).into_response())
+    Ok(Json(json!({ "asset": AssetView::of(&asset) })).into_response())
 }
 
 async fn download(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Client { client_id, .. }: Client,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
     let asset = state
         .engine
         .assets()
@@ -271,7 +261,7 @@ async fn download(
 /// `attachment` asks browsers to save rather than show it.
 pub async fn serve_asset(
     state: &AppState,
-    asset: &crate::assets::Asset,
+    asset: &Asset,
     request: Request,
     attachment: bool,
 ) -> Result<Response, Error> {

@@ -103,6 +103,6 @@ async fn download(
             .await
             .unwrap_or_else(|e| e.into_response()),
         Ok(None) => not_found(),
-        Err(error) => crate::api::jobs::Error::from(error).into_response(),
+        Err(error) => crate::api::error::Error::from(error).into_response(),
     }
 }

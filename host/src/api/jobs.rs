@@ -1,10 +1,9 @@
-//! Seed 001 (智念 NianAIGC open API): `/api/v1/jobs`, `/api/v1/capabilities`, and the
-//! `{"error": "..."}` shape shared with the asset routes.
+//! Seed 001 (智念 NianAIGC open API): `/api/v1/jobs` and `/api/v1/capabilities`; errors are
+//! [`error::Error`](crate::api::error::Error)'s `{"error": "..."}`.
 
 use axum::{
     Json, Router,
-    body::Bytes,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -18,75 +17,39 @@ use crate::{
         AppState,
         auth::AuthError,
         body,
-        submit::refusal_parts,
+        dialect::{Body, Caller, Dialect, QueryOf},
+        error::Error,
+        paging::page,
     },
     engine::{
         TaskFilter,
-        front_door::{Admission, Refusal},
-        inputs::{Input, Source},
+        front_door::Admission,
+        inputs::Input,
         request_hash,
-        task::{CAPABILITIES, Status, Task, parse_time, rfc3339},
+        task::{CAPABILITIES, Status, Task, rfc3339},
     },
 };
 
 /// The dialect name stored on tasks this API creates.
 pub const API: &str = "jobs";
 
-/// Seed 001's error: `{"error": "..."}` with its status code.
-#[derive(Debug)]
-pub struct Error(pub StatusCode, pub String);
+/// Seed 001's dialect: `{"error": …}` for every refusal, also on the asset routes.
+pub struct Jobs;
 
-impl Error {
-    /// 400.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self(StatusCode::BAD_REQUEST, message.into())
+impl Dialect for Jobs {
+    type Error = Error;
+
+    fn unauthenticated(error: AuthError) -> Error {
+        error.into()
     }
 
-    /// 404.
-    pub fn not_found(what: &str) -> Self {
-        Self(StatusCode::NOT_FOUND, format!("{what} not found."))
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    fn rejected(status: StatusCode, message: String) -> Error {
+        Error(status, message)
     }
 }
 
-impl From<anyhow::Error> for Error {
-    fn from(error: anyhow::Error) -> Self {
-        tracing::error!(%error, "internal error");
-        Self(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal server error.".into(),
-        )
-    }
-}
-
-impl From<AuthError> for Error {
-    fn from(error: AuthError) -> Self {
-        let message = match error {
-            AuthError::Missing => "Missing API key.",
-            AuthError::Invalid => "Invalid API key.",
-        };
-        Self(StatusCode::UNAUTHORIZED, message.into())
-    }
-}
-
-impl From<Refusal> for Error {
-    fn from(refusal: Refusal) -> Self {
-        match refusal_parts(refusal) {
-            Ok((status, message)) => Self(status, message),
-            Err(error) => error.into(),
-        }
-    }
-}
-
-/// The client behind the request, in 001's error shape.
-pub async fn client(state: &AppState, headers: &HeaderMap) -> Result<String, Error> {
-    Ok(state.auth.client(headers).await?)
-}
+/// The calling client, refused in 001's shape.
+pub type Client = Caller<Jobs>;
 
 /// Routes of seed 001's job API.
 pub fn routes() -> Router<AppState> {
@@ -351,17 +314,11 @@ fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admis
 
 async fn create(
     State(state): State<AppState>,
+    Client { client_id, .. }: Client,
     headers: HeaderMap,
-    bytes: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body<Jobs>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
-    let bytes = bytes.map_err(|e| {
-        Error(
-            e.status(),
-            format!("Request body rejected: {}", e.body_text()),
-        )
-    })?;
-    let raw: Value = body::parse_json(&bytes).map_err(Error::bad_request)?;
+    let raw: Value = body.json()?;
     if !raw.is_object() {
         return Err(Error::bad_request("Request body must be a JSON object."));
     }
@@ -402,10 +359,9 @@ async fn create(
 
 async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Client { client_id, .. }: Client,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
     let task = state
         .engine
         .get(&client_id, &id)
@@ -427,33 +383,11 @@ pub struct ListQuery {
     pub before: Option<String>,
 }
 
-/// Parses `limit` (1 to 200) and `before` (ISO time) the way every list route of 001 does.
-pub fn page(limit: Option<&str>, before: Option<&str>) -> Result<(i64, Option<i64>), Error> {
-    let limit = match limit {
-        None => 20,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| Error::bad_request("limit must be an integer from 1 to 200."))?,
-    };
-    let before = match before.filter(|b| !b.is_empty()) {
-        None => None,
-        Some(text) => Some(
-            parse_time(text)
-                .ok_or_else(|| Error::bad_request("before must be an ISO 8601 time."))?,
-        ),
-    };
-    Ok((limit, before))
-}
-
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Client { client_id, .. }: Client,
+    QueryOf { query, .. }: QueryOf<ListQuery, Jobs>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
-    let Query(query) = query.map_err(|e| Error::bad_request(e.body_text()))?;
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(name) => Some(Status::parse(name).ok_or_else(|| {
@@ -487,10 +421,9 @@ async fn list(
 
 async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Client { client_id, .. }: Client,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
     let before = state
         .engine
         .get(&client_id, &id)
@@ -522,11 +455,7 @@ fn describe(capability: &str) -> &'static str {
     }
 }
 
-async fn capabilities(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, Error> {
-    client(&state, &headers).await?;
+async fn capabilities(State(state): State<AppState>, _: Client) -> Result<Response, Error> {
     let registry = state.engine.registry();
     let models = registry.models();
     let listed: Vec<Value> = CAPABILITIES

@@ -10,8 +10,8 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, Multipart, Query, Request, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{Request, State},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -25,8 +25,10 @@ use crate::{
         auth::AuthError,
         body,
         chat::{self, ChunkStyle},
+        dialect::{Body, Caller, Dialect, QueryOf},
+        error::Error,
         files::public_base,
-        jobs::Error,
+        multipart,
         submit::stored_outputs,
     },
     assets::{content_type_from_name, kind_of},
@@ -60,14 +62,22 @@ fn missing(name: &str) -> Error {
     bad(format!("Missing required parameter: {name}"))
 }
 
-async fn client(state: &AppState, headers: &HeaderMap) -> Result<String, Error> {
-    state.auth.client(headers).await.map_err(|error| {
-        let message = match error {
-            AuthError::Missing | AuthError::Invalid => "Invalid API Key",
-        };
-        Error(StatusCode::UNAUTHORIZED, message.into())
-    })
+/// Seed 002's dialect: 001's `{"error": …}` shape with llmage's own words for a bad key.
+pub struct Llmage;
+
+impl Dialect for Llmage {
+    type Error = Error;
+
+    fn unauthenticated(_: AuthError) -> Error {
+        Error(StatusCode::UNAUTHORIZED, "Invalid API Key".into())
+    }
+
+    fn rejected(status: StatusCode, message: String) -> Error {
+        Error(status, message)
+    }
 }
+
+type Client = Caller<Llmage>;
 
 /// The llmage categories a model serves: its manifest's `catelogid` (one or a list), else
 /// what its capabilities imply.
@@ -107,10 +117,9 @@ pub struct ModelsQuery {
 
 async fn models(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<ModelsQuery>,
+    _: Client,
+    QueryOf { query, .. }: QueryOf<ModelsQuery, Llmage>,
 ) -> Result<Response, Error> {
-    client(&state, &headers).await?;
     let wanted = query.catelogid.filter(|c| !c.is_empty());
     let data: Vec<Value> = state
         .engine
@@ -161,11 +170,10 @@ pub struct ChatCompletionRequest {
 
 async fn chat_completions(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    bytes: axum::body::Bytes,
+    Client { client_id, .. }: Client,
+    body: Body<Llmage>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
-    let raw = body::parse_json(&bytes).map_err(bad)?;
+    let raw: Value = body.json()?;
     let request: ChatCompletionRequest =
         serde_json::from_value(raw).map_err(|e| bad(format!("Invalid request: {e}")))?;
     let name = request
@@ -230,11 +238,7 @@ fn file_field(name: &str) -> Option<(&'static str, Option<&'static str>)> {
 }
 
 async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> Result<Form, Error> {
-    let multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !multipart {
+    if !multipart::is_multipart(headers) {
         let bytes = axum::body::to_bytes(request.into_body(), state.config.limits.max_body_bytes)
             .await
             .map_err(|_| {
@@ -276,44 +280,28 @@ async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> R
         }
         return Ok(Form { fields, inputs });
     }
-    let mut multipart = Multipart::from_request(request, &())
-        .await
-        .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?;
     let mut form = Form {
         fields: Map::new(),
         inputs: Vec::new(),
     };
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?
-    {
-        let name = field.name().unwrap_or_default().to_string();
-        let Some((kind, role)) = file_field(&name) else {
-            let text = field
-                .text()
-                .await
-                .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?;
-            form.fields.insert(name, Value::String(text));
+    for part in multipart::read_parts(request, state.config.limits.max_upload_bytes).await? {
+        let Some((kind, role)) = file_field(&part.name) else {
+            let name = part.name.clone();
+            form.fields.insert(name, Value::String(part.text()?));
             continue;
         };
-        let file_name = field.file_name().unwrap_or(&name).to_string();
-        let content_type = field
-            .content_type()
-            .map(str::to_string)
+        let file_name = part.file_name.unwrap_or_else(|| part.name.clone());
+        let content_type = part
+            .content_type
             .or_else(|| content_type_from_name(&file_name))
             .unwrap_or_else(|| format!("{kind}/octet-stream"));
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|e| bad(format!("Malformed multipart body: {}", e.body_text())))?;
         form.inputs.push(Input::upload(
-            &name,
+            &part.name,
             kind,
             role,
             file_name,
             content_type,
-            bytes,
+            part.bytes,
         ));
     }
     Ok(form)
@@ -321,18 +309,20 @@ async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> R
 
 async fn image_generations(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, Error> {
-    generate(state, headers, request, &["t2i", "i2i"]).await
+    generate(state, client, headers, request, &["t2i", "i2i"]).await
 }
 
 async fn video_generations(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, Error> {
-    generate(state, headers, request, &["t2v", "i2v", "ref2v"]).await
+    generate(state, client, headers, request, &["t2v", "i2v", "ref2v"]).await
 }
 
 fn text_field(fields: &mut Map<String, Value>, name: &str) -> Option<String> {
@@ -344,11 +334,11 @@ fn text_field(fields: &mut Map<String, Value>, name: &str) -> Option<String> {
 
 async fn generate(
     state: AppState,
+    Client { client_id, .. }: Client,
     headers: HeaderMap,
     request: Request,
     allowed: &[&str],
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
     let Form { mut fields, inputs } = read_form(&state, &headers, request).await?;
     let name = text_field(&mut fields, "model").ok_or_else(|| missing("model"))?;
     let catelogid = text_field(&mut fields, "catelogid").ok_or_else(|| missing("catelogid"))?;
@@ -419,10 +409,9 @@ pub struct TaskQuery {
 
 async fn task(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<TaskQuery>,
+    Client { client_id, .. }: Client,
+    QueryOf { query, .. }: QueryOf<TaskQuery, Llmage>,
 ) -> Result<Response, Error> {
-    let client_id = client(&state, &headers).await?;
     let id = query
         .taskid
         .filter(|t| !t.is_empty())

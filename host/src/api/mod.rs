@@ -9,13 +9,18 @@ pub mod assets;
 pub mod auth;
 pub mod body;
 pub mod chat;
+pub mod dialect;
+pub mod error;
 pub mod files;
 pub mod jobs;
 pub mod llmage;
+pub mod multipart;
 pub mod openai;
 pub mod openapi;
+pub mod paging;
 pub mod pixel;
 pub mod sd;
+pub mod shape;
 pub mod submit;
 pub mod tasks;
 

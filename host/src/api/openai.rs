@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::{
     Json, Router,
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -26,8 +25,8 @@ use crate::{
     api::{
         AppState,
         auth::AuthError,
-        body,
         chat::{self, ChunkStyle},
+        dialect::{Body, Caller, Dialect},
         files::public_base,
         submit::{refusal_parts, stored_outputs},
     },
@@ -119,6 +118,23 @@ impl From<Refusal> for Error {
     }
 }
 
+/// OpenAI's dialect: its `{"error": {message, type, param, code}}` object.
+pub struct OpenAi;
+
+impl Dialect for OpenAi {
+    type Error = Error;
+
+    fn unauthenticated(error: AuthError) -> Error {
+        error.into()
+    }
+
+    fn rejected(status: StatusCode, message: String) -> Error {
+        Error::new(status, message)
+    }
+}
+
+type Client = Caller<OpenAi>;
+
 /// Routes of the OpenAI-compatible API.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -127,8 +143,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/images/generations", post(images))
 }
 
-async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    state.auth.client(&headers).await?;
+async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Error> {
     let data: Vec<Value> = state
         .engine
         .registry()
@@ -165,11 +180,10 @@ pub struct ChatRequest {
 
 async fn chat_completions(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    bytes: Bytes,
+    Client { client_id, .. }: Client,
+    body: Body<OpenAi>,
 ) -> Result<Response, Error> {
-    let client_id = state.auth.client(&headers).await?;
-    let raw = body::parse_json(&bytes).map_err(|m| Error::new(StatusCode::BAD_REQUEST, m))?;
+    let raw: Value = body.json()?;
     let request: ChatRequest = serde_json::from_value(raw)
         .map_err(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
     if request.messages.is_empty() {
@@ -228,11 +242,11 @@ pub struct ImageRequest {
 
 async fn images(
     State(state): State<AppState>,
+    Client { client_id, .. }: Client,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Body<OpenAi>,
 ) -> Result<Response, Error> {
-    let client_id = state.auth.client(&headers).await?;
-    let raw = body::parse_json(&bytes).map_err(|m| Error::new(StatusCode::BAD_REQUEST, m))?;
+    let raw: Value = body.json()?;
     let request: ImageRequest = serde_json::from_value(raw)
         .map_err(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
     if request.prompt.trim().is_empty() {

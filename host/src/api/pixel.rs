@@ -7,7 +7,6 @@
 
 use axum::{
     Json, Router,
-    body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -21,7 +20,7 @@ use crate::{
     api::{
         AppState,
         auth::AuthError,
-        body,
+        dialect::{Body, Caller, Dialect},
         files::public_base,
         submit::{present_params, refusal_parts, stored_outputs},
     },
@@ -80,6 +79,21 @@ impl From<Refusal> for Error {
     }
 }
 
+/// Seed 000's dialect: the `{code, message, request_id}` envelope for every refusal.
+pub struct Pixel;
+
+impl Dialect for Pixel {
+    type Error = Error;
+
+    fn unauthenticated(error: AuthError) -> Error {
+        error.into()
+    }
+
+    fn rejected(status: StatusCode, message: String) -> Error {
+        Error(status, message)
+    }
+}
+
 /// `{"code": "200", "message": "success", "data": …}`.
 fn success(data: Value) -> Response {
     Json(json!({"code": "200", "message": "success", "data": data})).into_response()
@@ -104,8 +118,7 @@ fn pixel_type(kind: &str) -> &str {
     if kind == "chat" { "llm" } else { kind }
 }
 
-async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    state.auth.client(&headers).await?;
+async fn models(State(state): State<AppState>, _: Caller<Pixel>) -> Result<Response, Error> {
     let registry = state.engine.registry();
     let mut grouped: Map<String, Value> = TYPES
         .iter()
@@ -176,18 +189,18 @@ pub struct GenerationRequest {
 
 async fn generate(
     State(state): State<AppState>,
+    Caller { client_id, .. }: Caller<Pixel>,
     headers: HeaderMap,
     Path(kind): Path<String>,
-    bytes: Bytes,
+    body: Body<Pixel>,
 ) -> Result<Response, Error> {
-    let client_id = state.auth.client(&headers).await?;
     let Some((_, capability)) = TYPES.iter().find(|(k, _)| *k == kind && kind != "llm") else {
         return Err(Error(
             StatusCode::NOT_FOUND,
             format!("Unknown generation type '{kind}': use image, video or audio"),
         ));
     };
-    let raw: Value = body::parse_json(&bytes).map_err(|m| Error(StatusCode::BAD_REQUEST, m))?;
+    let raw: Value = body.json()?;
     let model = raw.get("model").and_then(Value::as_str).unwrap_or_default();
     let resolved = resolve(&state, model, &kind)?;
     let request: GenerationRequest = serde_json::from_value(raw)

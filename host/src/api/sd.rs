@@ -5,11 +5,8 @@
 //! `sd`, else the default `image.generate` model. Errors are FastAPI's: `{"detail": "…"}`,
 //! and 422 with a `detail` list naming the field for validation failures.
 
-use std::sync::Arc;
-
 use axum::{
     Json, Router,
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -23,12 +20,11 @@ use crate::{
     api::{
         AppState,
         auth::AuthError,
-        body,
+        dialect::{Body, Caller, Dialect},
         files::{Links, public_base},
         submit::{present_params, refusal_parts},
     },
     engine::{
-        WebhookRenderer,
         front_door::{Admission, Refusal},
         inputs::Input,
         registry::Resolved,
@@ -103,6 +99,25 @@ impl From<Refusal> for Error {
             Ok((status, detail)) => Error::Plain(status, detail),
             Err(error) => error.into(),
         }
+    }
+}
+
+/// Seed 003's dialect: FastAPI's `{"detail": …}`, 422 naming the field for bad JSON.
+pub struct Sd;
+
+impl Dialect for Sd {
+    type Error = Error;
+
+    fn unauthenticated(error: AuthError) -> Error {
+        error.into()
+    }
+
+    fn rejected(status: StatusCode, message: String) -> Error {
+        Error::Plain(status, message)
+    }
+
+    fn malformed_json(message: String) -> Error {
+        Error::Field("body".into(), message, "value_error.jsondecode")
     }
 }
 
@@ -316,12 +331,11 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
 
 async fn generate(
     State(state): State<AppState>,
+    Caller { client_id, .. }: Caller<Sd>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Body<Sd>,
 ) -> Result<Response, Error> {
-    let client_id = state.auth.client(&headers).await?;
-    let raw =
-        body::parse_json(&bytes).map_err(|m| Error::Field("body".into(), m, "value_error.jsondecode"))?;
+    let raw: Value = body.json()?;
     let request = parse(&raw)?;
     check(&request)?;
     let resolved = sd_model(&state).ok_or_else(|| {
@@ -423,18 +437,16 @@ pub fn task_view(links: &Links, task: &Task) -> Value {
 }
 
 /// The callback body of seed 003: `image_url` for one image, `image_urls` for several.
-pub fn webhook_renderer(links: Arc<Links>) -> WebhookRenderer {
-    Arc::new(move |task: &Task| {
-        let mut body = json!({"task_id": task.id, "status": status_name(task.status())});
-        let urls = urls(&links, task);
-        match urls.len() {
-            0 => {}
-            1 => body["image_url"] = urls[0].clone().into(),
-            _ => body["image_urls"] = urls.into(),
-        }
-        if let Some(error) = &task.error {
-            body["error_message"] = error.clone().into();
-        }
-        body
-    })
+pub fn webhook(links: &Links, task: &Task) -> Value {
+    let mut body = json!({"task_id": task.id, "status": status_name(task.status())});
+    let urls = urls(links, task);
+    match urls.len() {
+        0 => {}
+        1 => body["image_url"] = urls[0].clone().into(),
+        _ => body["image_urls"] = urls.into(),
+    }
+    if let Some(error) = &task.error {
+        body["error_message"] = error.clone().into();
+    }
+    body
 }

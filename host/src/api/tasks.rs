@@ -6,14 +6,20 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde_json::json;
 
 use crate::{
-    api::{AppState, auth::AuthError, pixel, sd},
+    api::{
+        AppState,
+        auth::AuthError,
+        dialect::{Caller, Dialect},
+        pixel, sd,
+        shape::Shape,
+    },
     engine::task::new_id,
 };
 
@@ -32,37 +38,51 @@ fn answer(status: StatusCode, message: &str, detail: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let client_id = match state.auth.client(&headers).await {
-        Ok(client) => client,
-        Err(AuthError::Missing) => {
-            return answer(
+/// The shared route's refusals carry both dialects' fields: the caller's is not known.
+struct Shared;
+
+impl Dialect for Shared {
+    type Error = Response;
+
+    fn unauthenticated(error: AuthError) -> Response {
+        match error {
+            AuthError::Missing => answer(
                 StatusCode::UNAUTHORIZED,
                 "Missing API key",
                 "Missing API Key",
-            );
-        }
-        Err(AuthError::Invalid) => {
-            return answer(
+            ),
+            AuthError::Invalid => answer(
                 StatusCode::UNAUTHORIZED,
                 "Invalid API key",
                 "Invalid API Key",
-            );
+            ),
         }
-    };
+    }
+
+    fn rejected(status: StatusCode, message: String) -> Response {
+        answer(status, &message, &message)
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Caller { client_id, .. }: Caller<Shared>,
+    Path(id): Path<String>,
+) -> Response {
     let task = match state.engine.get(&client_id, &id).await {
-        Ok(Some(task)) if [pixel::API, sd::API].contains(&task.api.as_str()) => task,
-        Ok(_) => return answer(StatusCode::NOT_FOUND, "Task not found", "任务不存在"),
+        Ok(Some(task)) => task,
+        Ok(None) => return not_found(),
         Err(error) => return pixel::Error::from(error).into_response(),
     };
-    if task.api == sd::API {
-        return Json(sd::task_view(&state.links, &task)).into_response();
+    match Shape::of(&task) {
+        Some(Shape::Sd) => Json(sd::task_view(&state.links, &task)).into_response(),
+        Some(Shape::Pixel) => pixel::task_view(&state, &task)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        _ => not_found(),
     }
-    pixel::task_view(&state, &task)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn not_found() -> Response {
+    answer(StatusCode::NOT_FOUND, "Task not found", "任务不存在")
 }

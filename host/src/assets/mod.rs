@@ -6,11 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use sqlx::FromRow;
 
 use crate::{
-    engine::task::{new_id, now_ms, rfc3339},
+    engine::task::{new_id, now_ms},
     store::Store,
 };
 
@@ -37,54 +36,6 @@ pub struct Asset {
     pub task_id: Option<String>,
     /// ms.
     pub created_at: i64,
-}
-
-/// An asset as the APIs show it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AssetView {
-    /// Id.
-    pub id: String,
-    /// Kind.
-    pub kind: String,
-    /// Name.
-    pub name: String,
-    /// MIME type.
-    pub content_type: String,
-    /// Size in bytes, for stored files.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size: Option<i64>,
-    /// Hex SHA-256, for stored files.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// External URL, for registered assets.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_url: Option<String>,
-    /// The task that made it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
-    /// Where to download it.
-    pub download_url: String,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
-impl Asset {
-    /// The public view.
-    pub fn view(&self) -> AssetView {
-        AssetView {
-            id: self.id.clone(),
-            kind: self.kind.clone(),
-            name: self.name.clone(),
-            content_type: self.content_type.clone(),
-            size: self.size,
-            sha256: self.sha256.clone(),
-            source_url: self.url.clone(),
-            job_id: self.task_id.clone(),
-            download_url: format!("/api/v1/assets/{}/download", self.id),
-            created_at: rfc3339(self.created_at),
-        }
-    }
 }
 
 const COLUMNS: &str =

@@ -156,8 +156,9 @@ pub async fn check(
         };
         match source {
             Source::Url(url) if url.starts_with("data:") => {
-                let (content_type, _) = decode_data_url(&url)
-                    .map_err(|reason| bad(format!("{field} holds a malformed data URL: {reason}")))?;
+                let (content_type, _) = decode_data_url(&url).map_err(|reason| {
+                    bad(format!("{field} holds a malformed data URL: {reason}"))
+                })?;
                 media.content_type = Some(content_type);
                 media.url = Some(url);
             }

@@ -43,7 +43,7 @@ use provider::{CallContext, GenerationRequest};
 use registry::Registry;
 use task::{Status, TASK_COLUMNS, Task, new_id, now_ms};
 
-/// Renders a task as the webhook body of the API that created it.
+/// Renders a task as the webhook body of the API that created it (the API layer supplies it).
 pub type WebhookRenderer = Arc<dyn Fn(&Task) -> serde_json::Value + Send + Sync>;
 
 /// A task about to be accepted.
@@ -109,7 +109,7 @@ struct Inner {
     config: EngineConfig,
     guard: Guard,
     webhook_secret: Option<String>,
-    renderers: HashMap<&'static str, WebhookRenderer>,
+    webhook_bodies: WebhookRenderer,
     credits: CreditSettings,
     limits: Limits,
     /// Wakes idle workers when a task is queued.
@@ -134,8 +134,8 @@ pub struct EngineParts {
     pub guard: Guard,
     /// Webhook signing secret.
     pub webhook_secret: Option<String>,
-    /// Webhook body per API dialect.
-    pub renderers: HashMap<&'static str, WebhookRenderer>,
+    /// Webhook bodies, in the shape of the API that created each task.
+    pub webhook_bodies: WebhookRenderer,
     /// Prices and enforcement.
     pub credits: CreditSettings,
     /// Size limits (remote inputs are fetched under the upload limit).
@@ -153,7 +153,7 @@ impl Engine {
                 config: parts.config,
                 guard: parts.guard,
                 webhook_secret: parts.webhook_secret,
-                renderers: parts.renderers,
+                webhook_bodies: parts.webhook_bodies,
                 credits: parts.credits,
                 limits: parts.limits,
                 queued: Notify::new(),
@@ -457,10 +457,7 @@ impl Engine {
     }
 
     pub(crate) fn render_webhook(&self, task: &Task) -> serde_json::Value {
-        match self.inner.renderers.get(task.api.as_str()) {
-            Some(render) => render(task),
-            None => serde_json::json!({"id": task.id, "status": task.status}),
-        }
+        (self.inner.webhook_bodies)(task)
     }
 }
 

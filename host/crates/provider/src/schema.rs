@@ -464,7 +464,8 @@ mod tests {
         assert!(error.contains("/properties/width/minimun"), "{error}");
         let format = json!({"properties": {"when": {"type": "string", "format": "lunar-date"}}});
         assert!(ParamsSchema::compile(&format).is_err());
-        let annotated = json!({"properties": {"w": {"type": "integer", "x-ui": "slider", "title": "Width"}}});
+        let annotated =
+            json!({"properties": {"w": {"type": "integer", "x-ui": "slider", "title": "Width"}}});
         assert!(ParamsSchema::compile(&annotated).is_ok());
     }
 }

@@ -1,0 +1,113 @@
+//! What every dialect's handlers share, as axum extractors that reject in the calling API's
+//! own error shape: the calling client ([`Caller`]), the body ([`Body`]) and the query
+//! ([`QueryOf`]). A handler that takes them has no authentication preamble and no rejection
+//! mapping of its own, and no request reaches a handler's body unauthenticated: axum runs
+//! `Caller` (a parts extractor) before the body is read.
+
+use std::marker::PhantomData;
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Query, Request},
+    http::{StatusCode, request::Parts},
+    response::IntoResponse,
+};
+use serde::de::DeserializeOwned;
+
+use crate::api::{AppState, auth::AuthError, body};
+
+/// One documented API's way of saying no.
+pub trait Dialect: Send + Sync + 'static {
+    /// The API's error response.
+    type Error: IntoResponse + Send;
+
+    /// A missing or unknown key, in the API's words.
+    fn unauthenticated(error: AuthError) -> Self::Error;
+
+    /// A body or query that could not be read (too large, malformed), with its status.
+    fn rejected(status: StatusCode, message: String) -> Self::Error;
+
+    /// A body that is not the JSON the route takes.
+    fn malformed_json(message: String) -> Self::Error {
+        Self::rejected(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// The client whose key the request carries.
+pub struct Caller<D> {
+    /// The client id every task and asset of the request belongs to.
+    pub client_id: String,
+    dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> FromRequestParts<AppState> for Caller<D> {
+    type Rejection = D::Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match state.auth.client(&parts.headers).await {
+            Ok(client_id) => Ok(Self {
+                client_id,
+                dialect: PhantomData,
+            }),
+            Err(error) => Err(D::unauthenticated(error)),
+        }
+    }
+}
+
+/// The request body, read whole within the route's size limit.
+pub struct Body<D> {
+    /// The bytes.
+    pub bytes: Bytes,
+    dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> Body<D> {
+    /// The body parsed as JSON, refused in the dialect's shape when it is not.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, D::Error> {
+        body::parse_json(&self.bytes).map_err(D::malformed_json)
+    }
+}
+
+impl<D: Dialect> FromRequest<AppState> for Body<D> {
+    type Rejection = D::Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Self {
+                bytes,
+                dialect: PhantomData,
+            }),
+            Err(rejection) => Err(D::rejected(
+                rejection.status(),
+                format!("Request body rejected: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// The query string parsed as `T`.
+pub struct QueryOf<T, D> {
+    /// The parsed query.
+    pub query: T,
+    dialect: PhantomData<D>,
+}
+
+impl<T: DeserializeOwned + Send, D: Dialect> FromRequestParts<AppState> for QueryOf<T, D> {
+    type Rejection = D::Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(Self {
+                query,
+                dialect: PhantomData,
+            }),
+            Err(rejection) => Err(D::rejected(StatusCode::BAD_REQUEST, rejection.body_text())),
+        }
+    }
+}

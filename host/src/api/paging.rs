@@ -1,0 +1,24 @@
+//! Seed 001's paging of lists (jobs, assets): `limit` from 1 to 200 (default 20) and `before`,
+//! an ISO time, for the next page.
+
+use crate::{api::error::Error, engine::task::parse_time};
+
+/// Parses `limit` (1 to 200) and `before` (ISO time) the way every list route of 001 does.
+pub fn page(limit: Option<&str>, before: Option<&str>) -> Result<(i64, Option<i64>), Error> {
+    let limit = match limit {
+        None => 20,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| Error::bad_request("limit must be an integer from 1 to 200."))?,
+    };
+    let before = match before.filter(|b| !b.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            parse_time(text)
+                .ok_or_else(|| Error::bad_request("before must be an ISO 8601 time."))?,
+        ),
+    };
+    Ok((limit, before))
+}
