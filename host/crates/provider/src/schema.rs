@@ -201,18 +201,18 @@ impl ParamsSchema {
     fn describe(&self, error: &jsonschema::ValidationError<'_>) -> InvalidParam {
         use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
         let param = error
-            .instance_path()
+            .instance_path
             .as_str()
             .split('/')
             .nth(1)
             .map(|segment| segment.replace("~1", "/").replace("~0", "~"));
         let rule_path = error
-            .schema_path()
+            .schema_path
             .as_str()
             .rsplit_once('/')
             .map_or("", |(parent, _)| parent);
         let rule = self.raw.pointer(rule_path).unwrap_or(&Value::Null);
-        let detail = match error.kind() {
+        let detail = match &error.kind {
             Kind::Required { property } => {
                 let name = plain(property);
                 return InvalidParam {
