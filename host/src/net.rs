@@ -1,5 +1,5 @@
-//! Outbound HTTP for the host itself (webhooks, registered URLs, provider output links),
-//! behind the no-SSRF rule.
+//! Outbound HTTP for the host itself (webhooks, registered URLs, provider output links, remote
+//! inputs for providers that read bytes), behind the no-SSRF rule.
 //!
 //! Invariant: unless the operator sets `EASEL_ALLOW_PRIVATE_TARGETS`, no request leaves for a
 //! loopback, private, link-local, shared or unspecified address: literal IPs are checked when a
