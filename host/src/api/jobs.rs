@@ -163,7 +163,7 @@ pub fn view(task: &Task) -> JobView {
     JobView {
         id: task.id.clone(),
         capability: task.capability.clone(),
-        status: task.status.clone(),
+        status: task.status.to_string(),
         model: format!("{}/{}", task.provider, task.model),
         prompt,
         progress: task.progress,
@@ -429,7 +429,7 @@ async fn cancel(
         .get(&client_id, &id)
         .await?
         .ok_or_else(|| Error::not_found("Job"))?;
-    if before.status().is_terminal() {
+    if before.status.is_terminal() {
         return Err(Error(
             StatusCode::CONFLICT,
             format!("Job is already {}.", before.status),

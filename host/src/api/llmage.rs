@@ -429,7 +429,7 @@ async fn task(
 async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
     let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
     let base = extra["base"].as_str().unwrap_or_default();
-    let status = task.status();
+    let status = task.status;
     let mut view = json!({"taskid": task.id, "status": status_name(status)});
     for asset in stored_outputs(state, task).await? {
         let slot = kind_of(&asset.content_type);

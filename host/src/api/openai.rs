@@ -306,8 +306,11 @@ async fn images(
                 "The image was not ready in time",
             )
         })?;
-    if task.status() != Status::Succeeded {
-        let reason = task.error.clone().unwrap_or_else(|| task.status.clone());
+    if task.status != Status::Succeeded {
+        let reason = task
+            .error
+            .clone()
+            .unwrap_or_else(|| task.status.to_string());
         return Err(Error::new(StatusCode::BAD_GATEWAY, reason));
     }
     let base = public_base(&state, &headers);

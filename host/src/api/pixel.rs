@@ -332,7 +332,7 @@ pub async fn task_view(state: &AppState, task: &Task) -> Result<Response, Error>
     let mut data = json!({
         "id": task.id,
         "type": extra["type"].as_str().unwrap_or("image"),
-        "status": status_name(task.status()),
+        "status": status_name(task.status),
         "model": format!("{}/{}", task.provider, task.model),
         "params": params,
         "result": result,

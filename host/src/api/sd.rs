@@ -426,7 +426,7 @@ pub fn task_view(links: &Links, task: &Task) -> Value {
     };
     json!({
         "task_id": task.id,
-        "status": status_name(task.status()),
+        "status": status_name(task.status),
         "result_url": one,
         "result_urls": many,
         "error_message": task.error,
@@ -438,7 +438,7 @@ pub fn task_view(links: &Links, task: &Task) -> Value {
 
 /// The callback body of seed 003: `image_url` for one image, `image_urls` for several.
 pub fn webhook(links: &Links, task: &Task) -> Value {
-    let mut body = json!({"task_id": task.id, "status": status_name(task.status())});
+    let mut body = json!({"task_id": task.id, "status": status_name(task.status)});
     let urls = urls(links, task);
     match urls.len() {
         0 => {}

@@ -2,9 +2,11 @@
 //!
 //! Invariants:
 //! - A chat is a task like any other: recorded, priced and reserved in its insert transaction,
-//!   and finished only through [`lifecycle`], with the whole text and the usage as its result.
-//! - It is inserted already `running`, in phase `streaming`, because the process that accepted
-//!   it is the one relaying the provider's stream; that process holds its lease meanwhile.
+//!   and started and finished only through [`lifecycle`], with the whole text and the usage as
+//!   its result.
+//! - It is inserted already `running`, in phase `streaming` ([`lifecycle::start_streaming`]),
+//!   because the process that accepted it is the one relaying the provider's stream; that
+//!   process holds its lease meanwhile.
 //! - A chat is never replayed. When its process dies mid-stream the lease lapses and the
 //!   [`sweeper`](super::sweeper) fails it (refunding it): the client it was answering is gone.
 //! - A client that goes away cancels it (the relay stops at its next event), and so does a
@@ -16,14 +18,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{
-    Engine, Start,
+    Engine,
     front_door::{Admission, Refusal},
     lifecycle::{self, Outcome},
     provider::{
         CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ProgressSink,
         ProviderError,
     },
-    task::{Task, new_id, now_ms},
+    task::Task,
 };
 
 /// Events relayed to the API between the provider and the client; a few are buffered so a
@@ -63,12 +65,8 @@ impl Engine {
             .params
             .insert("messages".into(), Value::Array(messages));
         let request = chat_request(&new.request);
-        let now = now_ms();
-        let id = new_id("job");
-        let lease_end = now + self.config().lease().as_millis() as i64;
-        let task = self
-            .accept(&id, &new, now, Start::Streaming { lease_end })
-            .await?;
+        let task = lifecycle::start_streaming(self, &new).await?;
+        let id = task.id.clone();
         let Some(provider) = self.registry().provider(&new.provider) else {
             let error = ProviderError::UpstreamUnavailable(format!(
                 "Provider {} is not loaded.",

@@ -1,15 +1,19 @@
 //! Credits: a balance per client, reserved at submit, kept on success, returned otherwise.
 //!
 //! Invariants: every change of a balance happens in the same transaction as the task change
-//! that causes it (the insert reserves, the terminal transition refunds), so a crash can
+//! that causes it (the task repository's insert reserves, its terminal transition refunds,
+//! each calling this module inside its own transaction), so a crash can
 //! neither charge twice nor lose a refund; a balance never goes below zero; the ledger holds
 //! one row per change. Prices come from `[credits] prices`, else the model's price hint.
 
 use serde::Serialize;
 
-use crate::engine::{
-    Engine,
-    task::{Task, new_id, now_ms},
+use crate::{
+    engine::{
+        Engine,
+        task::{Task, new_id, now_ms},
+    },
+    store::tasks,
 };
 
 /// Refused: the client's balance does not cover the price.
@@ -138,32 +142,17 @@ impl Engine {
 
     /// A client's balance, reservations and spending per model.
     pub async fn account(&self, client_id: &str) -> anyhow::Result<Account> {
-        let reader = &self.store().reader;
         let balance: Option<(f64,)> =
             sqlx::query_as("SELECT credits FROM balances WHERE client_id = $1")
                 .bind(client_id)
-                .fetch_optional(reader)
+                .fetch_optional(&self.store().reader)
                 .await?;
-        let (reserved,): (f64,) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(reserved_credits), 0) AS DOUBLE PRECISION) FROM tasks \
-             WHERE client_id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(client_id)
-        .fetch_one(reader)
-        .await?;
-        let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
-            "SELECT provider, model, COUNT(*), CAST(SUM(reserved_credits) AS DOUBLE PRECISION) \
-             FROM tasks WHERE client_id = $1 AND status = 'succeeded' \
-             GROUP BY provider, model ORDER BY provider, model",
-        )
-        .bind(client_id)
-        .fetch_all(reader)
-        .await?;
         Ok(Account {
             client_id: client_id.to_string(),
             balance: balance.map_or(0.0, |(b,)| b),
-            reserved,
-            usage: rows
+            reserved: tasks::reserved_credits(self.store(), client_id).await?,
+            usage: tasks::succeeded_by_model(self.store(), client_id)
+                .await?
                 .into_iter()
                 .map(|(provider, model, tasks, credits)| ModelUsage {
                     model: format!("{provider}/{model}"),

@@ -1,16 +1,29 @@
-//! The only place tasks change status.
+//! Every change to a stored task, and so the only place a task's status changes: each
+//! function here decides when a task moves and to what, and the
+//! [task repository](crate::store::tasks) stores it. Reads go to the repository directly.
+//!
+//! A task is created `queued` ([`queue`]), or `running` in phase `streaming` for a chat whose
+//! answer the accepting process relays ([`start_streaming`]). A worker [`claim`]s a queued
+//! task (`running`, `submitting`) and keeps it with [`hold_lease`]; a provider's handle makes
+//! it `pending` ([`mark_pending`]), and the poller takes due ones with [`claim_due_polls`];
+//! the sweeper takes held tasks whose lease lapsed with [`claim_lapsed`] and [`requeue`]s or
+//! [`finish`]es them; [`finish`] ends every task.
 //!
 //! Invariant: a terminal transition is one transaction that updates the task only if it is
-//! still queued or running (so the first outcome wins and later ones are no-ops) and, when the
-//! task has a webhook, inserts its outbox row. Delivery happens later, from the outbox.
+//! still queued or running (so the first outcome wins and later ones are no-ops), gives an
+//! unsuccessful task's reservation back and, when the task has a webhook, inserts its outbox
+//! row. Delivery happens later, from the outbox.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{
-    Engine, credits,
-    task::{Status, TASK_COLUMNS, Task, new_id, now_ms},
+use crate::{
+    engine::{
+        Engine, NewTask, SubmitError,
+        task::{Status, Task, new_id, now_ms},
+    },
+    store::tasks::{self, Ending, Lapsed, Start},
 };
 
 /// How a task ended.
@@ -32,77 +45,88 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn status(&self) -> Status {
-        match self {
-            Outcome::Succeeded { .. } => Status::Succeeded,
-            Outcome::Failed(_) => Status::Failed,
-            Outcome::Cancelled => Status::Cancelled,
-            Outcome::Expired => Status::Expired,
+    /// The stored form of this outcome.
+    fn ending(self) -> Ending {
+        let (status, outputs, usage, error) = match self {
+            Outcome::Succeeded { outputs, usage } => (
+                Status::Succeeded,
+                serde_json::Value::from(outputs).to_string(),
+                usage.map(|u| u.to_string()),
+                None,
+            ),
+            Outcome::Failed(reason) => (Status::Failed, "[]".to_string(), None, Some(reason)),
+            Outcome::Cancelled => (
+                Status::Cancelled,
+                "[]".to_string(),
+                None,
+                Some("Cancelled by the client.".to_string()),
+            ),
+            Outcome::Expired => (
+                Status::Expired,
+                "[]".to_string(),
+                None,
+                Some("Expired while waiting in the queue.".to_string()),
+            ),
+        };
+        Ending {
+            status,
+            outputs,
+            usage,
+            error,
         }
     }
 }
 
-/// Moves a live task to its terminal status; `None` when it was already terminal.
-pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Result<Option<Task>> {
+/// When a lease taken now ends, ms.
+fn lease_end(engine: &Engine) -> i64 {
+    now_ms() + engine.config().lease().as_millis() as i64
+}
+
+/// Accepts a task durably as `queued` and wakes a worker; returns it and whether an
+/// idempotent replay reused an earlier task (then nothing new is queued).
+pub async fn queue(engine: &Engine, new: &NewTask) -> Result<(Task, bool), SubmitError> {
+    let id = new_id("job");
     let now = now_ms();
-    let status = outcome.status();
-    let (outputs, usage, error) = match &outcome {
-        Outcome::Succeeded { outputs, usage } => (
-            serde_json::Value::from(outputs.clone()).to_string(),
-            usage.as_ref().map(|u| u.to_string()),
-            None,
-        ),
-        Outcome::Failed(reason) => ("[]".to_string(), None, Some(reason.clone())),
-        Outcome::Cancelled => (
-            "[]".to_string(),
-            None,
-            Some("Cancelled by the client.".to_string()),
-        ),
-        Outcome::Expired => (
-            "[]".to_string(),
-            None,
-            Some("Expired while waiting in the queue.".to_string()),
+    let (task, replayed) = match &new.idempotency {
+        Some((key, hash)) => {
+            tasks::insert_once(engine.store(), &id, new, (key.as_str(), hash.as_str()), now).await?
+        }
+        None => (
+            tasks::insert(engine.store(), &id, new, now, Start::Queued).await?,
+            false,
         ),
     };
-    let mut tx = engine.store().writer.begin().await?;
-    let task: Option<Task> = sqlx::query_as(&format!(
-        "UPDATE tasks SET status = $2, outputs = $3, usage = $4, error = $5, \
-         progress = CASE WHEN $2 = 'succeeded' THEN 1.0 ELSE progress END, \
-         phase = NULL, pending_handle = NULL, wake_at = NULL, finished_at = $6, updated_at = $6 \
-         WHERE id = $1 AND status IN ('queued', 'running') RETURNING {TASK_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(status.as_str())
-    .bind(outputs)
-    .bind(usage)
-    .bind(error)
-    .bind(now)
-    .fetch_optional(&mut *tx)
+    if !replayed {
+        engine.queued_signal().notify_one();
+    }
+    Ok((task, replayed))
+}
+
+/// Accepts a chat already `running` in phase `streaming`, held by this process for one lease
+/// (extended by [`hold_lease`] while it relays the answer).
+pub async fn start_streaming(engine: &Engine, new: &NewTask) -> Result<Task, SubmitError> {
+    let id = new_id("job");
+    let start = Start::Streaming {
+        lease_end: lease_end(engine),
+    };
+    tasks::insert(engine.store(), &id, new, now_ms(), start).await
+}
+
+/// Takes the oldest queued task for a worker: `running`, phase `submitting`, held for one
+/// lease.
+pub async fn claim(engine: &Engine) -> anyhow::Result<Option<Task>> {
+    tasks::claim(engine.store(), now_ms(), lease_end(engine)).await
+}
+
+/// Moves a live task to its terminal status; `None` when it was already terminal.
+pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Result<Option<Task>> {
+    let ending = outcome.ending();
+    let task = tasks::finish(engine.store(), id, &ending, now_ms(), |task| {
+        engine.render_webhook(task).to_string()
+    })
     .await?;
-    if let Some(task) = &task
-        && task.reserved_credits > 0.0
-        && status != Status::Succeeded
-    {
-        credits::refund(&mut tx, task, now).await?;
-    }
-    if let Some(task) = &task
-        && let Some(url) = &task.webhook_url
-    {
-        let body = engine.render_webhook(task).to_string();
-        sqlx::query(
-            "INSERT INTO webhook_outbox (id, task_id, url, body, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(new_id("whk"))
-        .bind(&task.id)
-        .bind(url)
-        .bind(body)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
     if task.is_some() {
-        tracing::info!(task = id, status = status.as_str(), "task finished");
+        tracing::info!(task = id, status = ending.status.as_str(), "task finished");
     }
     Ok(task)
 }
@@ -115,29 +139,13 @@ pub async fn mark_pending(
     poll_after: Duration,
 ) -> anyhow::Result<bool> {
     let now = now_ms();
-    let updated = sqlx::query(
-        "UPDATE tasks SET phase = 'pending', pending_handle = $2, wake_at = $3, updated_at = $4 \
-         WHERE id = $1 AND status = 'running'",
-    )
-    .bind(id)
-    .bind(handle)
-    .bind(now + engine.config().poll_delay(poll_after).as_millis() as i64)
-    .bind(now)
-    .execute(&engine.store().writer)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+    let first_poll = now + engine.config().poll_delay(poll_after).as_millis() as i64;
+    tasks::mark_pending(engine.store(), id, handle, first_poll, now).await
 }
 
 /// Puts an interrupted task back in the queue (its provider's submit is idempotent).
 pub async fn requeue(engine: &Engine, id: &str) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = NULL, updated_at = $2 \
-         WHERE id = $1 AND status = 'running'",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .execute(&engine.store().writer)
-    .await?;
+    tasks::requeue(engine.store(), id, now_ms()).await?;
     engine.queued_signal().notify_one();
     Ok(())
 }
@@ -149,39 +157,46 @@ pub async fn record_progress(
     progress: Option<f32>,
     wake_at: Option<i64>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE tasks SET progress = COALESCE($2, progress), wake_at = COALESCE($3, wake_at), updated_at = $4 \
-         WHERE id = $1 AND status = 'running'",
+    tasks::record_progress(
+        engine.store(),
+        id,
+        progress.map(f64::from),
+        wake_at,
+        now_ms(),
     )
-    .bind(id)
-    .bind(progress.map(f64::from))
-    .bind(wake_at)
-    .bind(now_ms())
-    .execute(&engine.store().writer)
-    .await?;
-    Ok(())
+    .await
+}
+
+/// Flags a running task for cancellation; its holder, on whichever host, sees the flag at its
+/// next lease extension or poll.
+pub async fn request_cancel(engine: &Engine, id: &str) -> anyhow::Result<()> {
+    tasks::request_cancel(engine.store(), id, now_ms()).await
+}
+
+/// Claims up to `limit` pending tasks whose poll is due, holding each for one lease so a
+/// crash mid-poll only delays the next poll.
+pub async fn claim_due_polls(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Task>> {
+    tasks::claim_due_polls(engine.store(), now_ms(), lease_end(engine), limit).await
+}
+
+/// Claims up to `limit` held tasks whose lease lapsed, for one lease, so one sweeper
+/// recovers each.
+pub async fn claim_lapsed(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Lapsed>> {
+    tasks::claim_lapsed(engine.store(), now_ms(), lease_end(engine), limit).await
 }
 
 /// Extends a held task's lease every third of it, for as long as the task is held
 /// (`submitting` or `streaming`); cancels `token` when a cancel was requested, possibly on
-/// another host. Runs until aborted or until the task is no longer held.
+/// another host. Runs until aborted or until the task is no longer held (or the database
+/// cannot tell; the lease then lapses and the sweeper decides).
 pub(crate) async fn hold_lease(engine: Engine, id: String, token: CancellationToken) {
     let lease = engine.config().lease();
     loop {
         tokio::time::sleep(lease / 3).await;
-        let extended: Option<(i64,)> = sqlx::query_as(
-            "UPDATE tasks SET wake_at = $2 WHERE id = $1 AND status = 'running' \
-             AND phase IN ('submitting', 'streaming') RETURNING cancel_requested",
-        )
-        .bind(&id)
-        .bind(now_ms() + lease.as_millis() as i64)
-        .fetch_optional(&engine.store().writer)
-        .await
-        .unwrap_or(None);
-        match extended {
-            Some((1,)) => token.cancel(),
-            Some(_) => {}
-            None => return,
+        match tasks::extend_lease(engine.store(), &id, lease_end(&engine)).await {
+            Ok(Some(true)) => token.cancel(),
+            Ok(Some(false)) => {}
+            Ok(None) | Err(_) => return,
         }
     }
 }

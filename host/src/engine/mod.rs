@@ -2,8 +2,9 @@
 //!
 //! Invariants:
 //! - A task is in the database before its API answers 2xx, so `kill -9` loses nothing accepted.
-//! - Only [`lifecycle`] moves a task to a terminal status, and it writes the webhook outbox
-//!   row in the same transaction; a terminal status never changes again.
+//! - Only [`lifecycle`] changes a stored task (its status above all), through the task
+//!   repository ([`crate::store::tasks`]); a terminal transition writes the webhook outbox
+//!   row in the same transaction, and a terminal status never changes again.
 //! - A provider's pending handle is persisted before anything else happens to it; the poller
 //!   resumes from the database after a restart, on any host.
 //! - Work is claimed with a lease (`wake_at`); a claim that outlives its lease is recovered by
@@ -37,11 +38,11 @@ use crate::{
     assets::Assets,
     config::{CreditSettings, EngineConfig, Limits},
     net::Guard,
-    store::{Backend, Store},
+    store::{Backend, Store, tasks},
 };
 use provider::{CallContext, GenerationRequest};
 use registry::Registry;
-use task::{Status, TASK_COLUMNS, Task, new_id, now_ms};
+use task::{Phase, Status, Task};
 
 /// Renders a task as the webhook body of the API that created it (the API layer supplies it).
 pub type WebhookRenderer = Arc<dyn Fn(&Task) -> serde_json::Value + Send + Sync>;
@@ -220,77 +221,7 @@ impl Engine {
 
     /// Accepts a task durably; returns it and whether an idempotent replay reused it.
     pub async fn submit(&self, new: NewTask) -> Result<(Task, bool), SubmitError> {
-        let now = now_ms();
-        let id = new_id("job");
-        let store = &self.inner.store;
-        let Some((key, hash)) = &new.idempotency else {
-            let task = self.accept(&id, &new, now, Start::Queued).await?;
-            return Ok((task, false));
-        };
-        let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (client_id, key, request_hash, task_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, key) DO NOTHING",
-        )
-        .bind(&new.client_id)
-        .bind(key)
-        .bind(hash)
-        .bind(&id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(anyhow::Error::from)?
-        .rows_affected();
-        if inserted == 0 {
-            let (stored_hash, task_id): (String, String) = sqlx::query_as(
-                "SELECT request_hash, task_id FROM idempotency_keys WHERE client_id = $1 AND key = $2",
-            )
-            .bind(&new.client_id)
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(anyhow::Error::from)?;
-            tx.rollback().await.map_err(anyhow::Error::from)?;
-            if &stored_hash != hash {
-                return Err(SubmitError::IdempotencyConflict);
-            }
-            let existing = self.fetch(&task_id).await?.ok_or_else(|| {
-                anyhow::anyhow!("idempotency key points at missing task {task_id}")
-            })?;
-            return Ok((existing, true));
-        }
-        if new.credits > 0.0 {
-            credits::reserve(&mut tx, &new.client_id, &id, new.credits, now).await??;
-        }
-        let task = insert_task(&mut *tx, &id, &new, now, Start::Queued).await?;
-        tx.commit().await.map_err(anyhow::Error::from)?;
-        self.inner.queued.notify_one();
-        Ok((task, false))
-    }
-
-    /// Inserts a task, reserving its price in the same transaction when it has one.
-    async fn accept(
-        &self,
-        id: &str,
-        new: &NewTask,
-        now: i64,
-        start: Start,
-    ) -> Result<Task, SubmitError> {
-        let store = &self.inner.store;
-        let task = if new.credits > 0.0 {
-            let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-            credits::reserve(&mut tx, &new.client_id, id, new.credits, now).await??;
-            let task = insert_task(&mut *tx, id, new, now, start).await?;
-            tx.commit().await.map_err(anyhow::Error::from)?;
-            task
-        } else {
-            // One autocommitted statement: the common path costs a single round trip.
-            insert_task(&store.writer, id, new, now, start).await?
-        };
-        if start == Start::Queued {
-            self.inner.queued.notify_one();
-        }
-        Ok(task)
+        lifecycle::queue(self, &new).await
     }
 
     /// Waits until the task is terminal (checking every 100 ms), for APIs that answer
@@ -303,7 +234,7 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             if let Some(task) = self.fetch(id).await?
-                && task.status().is_terminal()
+                && task.status.is_terminal()
             {
                 return Ok(Some(task));
             }
@@ -316,23 +247,12 @@ impl Engine {
 
     /// A task by id, whoever owns it (engine-internal).
     pub async fn fetch(&self, id: &str) -> anyhow::Result<Option<Task>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.inner.store.reader)
-                .await?,
-        )
+        tasks::fetch(&self.inner.store, id).await
     }
 
     /// The client's task, or `None` (also for another client's).
     pub async fn get(&self, client_id: &str, id: &str) -> anyhow::Result<Option<Task>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND client_id = $2"
-        ))
-        .bind(id)
-        .bind(client_id)
-        .fetch_optional(&self.inner.store.reader)
-        .await?)
+        tasks::get(&self.inner.store, client_id, id).await
     }
 
     /// A page of the client's tasks, newest first, and whether more remain (see
@@ -342,41 +262,7 @@ impl Engine {
         client_id: &str,
         filter: &TaskFilter,
     ) -> anyhow::Result<(Vec<Task>, bool)> {
-        let mut sql =
-            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE client_id = $1 AND created_at < $2");
-        let mut next = 3;
-        for (column, present) in [
-            ("status", filter.status.is_some()),
-            ("capability", filter.capability.is_some()),
-            ("api", filter.api.is_some()),
-        ] {
-            if present {
-                sql.push_str(&format!(" AND {column} = ${next}"));
-                next += 1;
-            }
-        }
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${next}"));
-        let mut query = sqlx::query_as(&sql)
-            .bind(client_id)
-            .bind(filter.before.unwrap_or(i64::MAX));
-        if let Some(status) = filter.status {
-            query = query.bind(status.as_str());
-        }
-        if let Some(capability) = &filter.capability {
-            query = query.bind(capability.clone());
-        }
-        if let Some(api) = filter.api {
-            query = query.bind(api);
-        }
-        let rows = query
-            .bind(filter.limit + 1)
-            .fetch_all(&self.inner.store.reader)
-            .await?;
-        Ok(crate::store::whole_milliseconds(
-            rows,
-            filter.limit as usize,
-            |task: &Task| task.created_at,
-        ))
+        tasks::list(&self.inner.store, client_id, filter).await
     }
 
     /// Cancels the client's task: a queued one at once, a pending one through the provider's
@@ -386,17 +272,13 @@ impl Engine {
         let Some(task) = self.get(client_id, id).await? else {
             return Ok(None);
         };
-        match (task.status(), task.phase.as_deref()) {
+        match (task.status, task.phase) {
             (Status::Queued, _) => {
                 lifecycle::finish(self, &task.id, lifecycle::Outcome::Cancelled).await?;
             }
             (Status::Running, phase) => {
-                sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = $2 WHERE id = $1")
-                    .bind(&task.id)
-                    .bind(now_ms())
-                    .execute(&self.inner.store.writer)
-                    .await?;
-                if phase == Some("pending") {
+                lifecycle::request_cancel(self, &task.id).await?;
+                if phase == Some(Phase::Pending) {
                     self.cancel_pending(&task).await?;
                 } else if let Some(token) = self
                     .inner
@@ -459,61 +341,6 @@ impl Engine {
     pub(crate) fn render_webhook(&self, task: &Task) -> serde_json::Value {
         (self.inner.webhook_bodies)(task)
     }
-}
-
-/// How a task begins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    /// Waiting for a worker.
-    Queued,
-    /// Already running in phase `streaming`, held by the API process relaying it until
-    /// `lease_end` (see [`chat`]).
-    Streaming {
-        /// ms.
-        lease_end: i64,
-    },
-}
-
-/// Inserts a task. On PostgreSQL a trigger (migration 0002) notifies other hosts.
-async fn insert_task<'e, E>(
-    executor: E,
-    id: &str,
-    new: &NewTask,
-    now: i64,
-    start: Start,
-) -> anyhow::Result<Task>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let (status, phase, wake_at, started_at, attempts) = match start {
-        Start::Queued => ("queued", None, None, None, 0_i64),
-        Start::Streaming { lease_end } => {
-            ("running", Some("streaming"), Some(lease_end), Some(now), 1)
-        }
-    };
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         reserved_credits, created_at, updated_at, phase, wake_at, started_at, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16) RETURNING {TASK_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&new.client_id)
-    .bind(new.api)
-    .bind(&new.request.capability)
-    .bind(&new.provider)
-    .bind(&new.request.model)
-    .bind(serde_json::to_string(&new.request)?)
-    .bind(&new.webhook_url)
-    .bind(new.extra.to_string())
-    .bind(now)
-    .bind(new.credits)
-    .bind(status)
-    .bind(phase)
-    .bind(wake_at)
-    .bind(started_at)
-    .bind(attempts)
-    .fetch_one(executor)
-    .await?)
 }
 
 /// Hash of a request body for idempotency comparisons.

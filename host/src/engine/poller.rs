@@ -2,9 +2,12 @@
 //!
 //! Invariants: polls run in their own tasks under a semaphore (`poll_concurrency`), never in a
 //! worker, so thousands of pending tasks cost rows, not threads. A poll is claimed by pushing
-//! `wake_at` one lease ahead first, so a crash mid-poll only delays the next one, and two hosts
-//! never poll the same handle at once. Transient vendor errors retry with backoff; only the
-//! vendor's own failure, or a hard error, fails the task.
+//! `wake_at` one lease ahead first ([`lifecycle::claim_due_polls`]), so a crash mid-poll only
+//! delays the next one, and two hosts never poll the same handle at once. Transient trouble
+//! is retried at a fixed pace, never counted against the task: a rate limit after the
+//! vendor's `Retry-After` (5 s when it names none), an unavailable vendor or a provider not
+//! loaded (mid-reload) after 5 s, and a poll that itself errs when its claim's lease ends.
+//! Only the vendor's own failure, or any other provider error, fails the task.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +18,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     outputs,
     provider::{CallContext, PollOutcome, ProviderError},
-    task::{TASK_COLUMNS, Task, now_ms},
+    task::{Task, now_ms},
 };
 
 /// How often the poller looks for due handles when idle.
@@ -28,7 +31,7 @@ pub async fn run(engine: Engine) {
     loop {
         let free = permits.available_permits();
         if free > 0 {
-            match claim_due(&engine, free.min(500) as i64).await {
+            match lifecycle::claim_due_polls(&engine, free.min(500) as i64).await {
                 Ok(tasks) => {
                     for task in tasks {
                         let permit = permits
@@ -53,23 +56,6 @@ pub async fn run(engine: Engine) {
             _ = shutdown.cancelled() => return,
         }
     }
-}
-
-/// Claims up to `limit` due pending tasks by moving their `wake_at` one lease ahead.
-async fn claim_due(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Task>> {
-    let now = now_ms();
-    let sql = format!(
-        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'pending' AND wake_at <= $1 \
-         ORDER BY wake_at LIMIT $3{}) AND phase = 'pending' RETURNING {TASK_COLUMNS}",
-        engine.store().skip_locked()
-    );
-    let lease_end = now + engine.config().lease().as_millis() as i64;
-    Ok(sqlx::query_as(&sql)
-        .bind(now)
-        .bind(lease_end)
-        .bind(limit)
-        .fetch_all(&engine.store().writer)
-        .await?)
 }
 
 async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {

@@ -3,15 +3,19 @@
 //! Invariant (DESIGN.md, "Durable"): a task whose worker died mid-submit is re-queued only when
 //! its provider promises an idempotent submit; otherwise it fails with a clear reason (and is
 //! never charged). A chat whose relaying process died mid-stream always fails: its client is
-//! gone, so there is nobody to replay it for. Each recovery claims the task by its lease first, so two hosts never both
-//! recover it.
+//! gone, so there is nobody to replay it for. Each recovery claims the task by its lease first
+//! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. Every change goes
+//! through [`lifecycle`].
 
 use std::time::Duration;
 
-use crate::engine::{
-    Engine,
-    lifecycle::{self, Outcome},
-    task::now_ms,
+use crate::{
+    engine::{
+        Engine,
+        lifecycle::{self, Outcome},
+        task::{Phase, now_ms},
+    },
+    store::tasks,
 };
 
 /// How often the sweeper runs.
@@ -31,31 +35,24 @@ pub async fn run(engine: Engine) {
     }
 }
 
+/// Expired tasks finished per pass, at most.
+const EXPIRE_BATCH: i64 = 500;
+/// Lapsed leases recovered per pass, at most.
+const RECOVER_BATCH: i64 = 100;
+
 async fn sweep(engine: &Engine) -> anyhow::Result<()> {
-    let now = now_ms();
-    let oldest_allowed = now - (engine.config().queue_timeout_secs as i64) * 1000;
-    let expired: Vec<(String,)> = sqlx::query_as(
-        "SELECT id FROM tasks WHERE status = 'queued' AND created_at < $1 LIMIT 500",
-    )
-    .bind(oldest_allowed)
-    .fetch_all(&engine.store().reader)
-    .await?;
-    for (id,) in expired {
+    let oldest_allowed = now_ms() - (engine.config().queue_timeout_secs as i64) * 1000;
+    for id in tasks::queued_before(engine.store(), oldest_allowed, EXPIRE_BATCH).await? {
         lifecycle::finish(engine, &id, Outcome::Expired).await?;
     }
 
-    let lease_end = now + engine.config().lease().as_millis() as i64;
-    let interrupted: Vec<(String, String, String)> = sqlx::query_as(
-        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks \
-         WHERE phase IN ('submitting', 'streaming') AND wake_at < $1 LIMIT 100) \
-         AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase",
-    )
-    .bind(now)
-    .bind(lease_end)
-    .fetch_all(&engine.store().writer)
-    .await?;
-    for (id, provider_id, phase) in interrupted {
-        if phase == "streaming" {
+    for lapsed in lifecycle::claim_lapsed(engine, RECOVER_BATCH).await? {
+        let tasks::Lapsed {
+            id,
+            provider: provider_id,
+            phase,
+        } = lapsed;
+        if phase == Phase::Streaming {
             let reason = "Interrupted while streaming; a chat is not replayed, since the client \
                           it was answering is gone.";
             lifecycle::finish(engine, &id, Outcome::Failed(reason.into())).await?;
@@ -97,7 +94,7 @@ mod tests {
             provider::{
                 CallContext, GenerationRequest, ModelInfo, Provider, ProviderError, Submission,
             },
-            task::Status,
+            task::{Status, new_id},
         },
         server,
     };
@@ -128,8 +125,9 @@ mod tests {
         }
     }
 
-    /// Leaves a task as a worker that died mid-submit would: running, submitting, lease lapsed.
-    async fn interrupted_task(engine: &Engine, provider: &str) -> String {
+    /// Leaves a task as a holder that died would: running, lease lapsed; `submitting` (a
+    /// worker's claim) unless `streaming` (a chat's relay).
+    async fn interrupted_task(engine: &Engine, provider: &str, streaming: bool) -> String {
         let request = GenerationRequest {
             capability: "image.generate".into(),
             model: "m".into(),
@@ -147,16 +145,20 @@ mod tests {
             idempotency: None,
             credits: 0.0,
         };
-        let (task, _) = engine.submit(new).await.unwrap();
-        sqlx::query(
-            "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $2 WHERE id = $1",
-        )
-        .bind(&task.id)
-        .bind(now_ms() - 1)
-        .execute(&engine.store().writer)
-        .await
-        .unwrap();
-        task.id
+        let (store, now) = (engine.store(), now_ms());
+        let lapsed = now - 1;
+        let id = new_id("job");
+        if streaming {
+            let start = tasks::Start::Streaming { lease_end: lapsed };
+            tasks::insert(store, &id, &new, now, start).await.unwrap();
+        } else {
+            tasks::insert(store, &id, &new, now, tasks::Start::Queued)
+                .await
+                .unwrap();
+            let claimed = tasks::claim(store, now, lapsed).await.unwrap().unwrap();
+            assert_eq!(claimed.id, id, "no other task is queued");
+        }
+        id
     }
 
     #[tokio::test]
@@ -174,32 +176,27 @@ mod tests {
             id: "again",
             idempotent: true,
         }));
-        let once = interrupted_task(&engine, "once").await;
-        let again = interrupted_task(&engine, "again").await;
-        let gone = interrupted_task(&engine, "unloaded").await;
-        let chat = interrupted_task(&engine, "again").await;
-        sqlx::query("UPDATE tasks SET phase = 'streaming' WHERE id = $1")
-            .bind(&chat)
-            .execute(&engine.store().writer)
-            .await
-            .unwrap();
+        let once = interrupted_task(&engine, "once", false).await;
+        let again = interrupted_task(&engine, "again", false).await;
+        let gone = interrupted_task(&engine, "unloaded", false).await;
+        let chat = interrupted_task(&engine, "again", true).await;
 
         sweep(&engine).await.unwrap();
 
         let once = engine.fetch(&once).await.unwrap().unwrap();
-        assert_eq!(once.status(), Status::Failed);
+        assert_eq!(once.status, Status::Failed);
         assert!(once.error.unwrap().contains("not idempotent"));
         assert_eq!(
-            engine.fetch(&again).await.unwrap().unwrap().status(),
+            engine.fetch(&again).await.unwrap().unwrap().status,
             Status::Queued
         );
         assert_eq!(
-            engine.fetch(&gone).await.unwrap().unwrap().status(),
+            engine.fetch(&gone).await.unwrap().unwrap().status,
             Status::Failed
         );
         // A chat is never replayed, even on a provider whose submit is idempotent.
         let chat = engine.fetch(&chat).await.unwrap().unwrap();
-        assert_eq!(chat.status(), Status::Failed);
+        assert_eq!(chat.status, Status::Failed);
         assert!(chat.error.unwrap().contains("streaming"));
     }
 }

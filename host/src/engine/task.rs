@@ -3,10 +3,14 @@
 //! A task moves `queued → running → succeeded | failed | cancelled`, or `queued → expired`
 //! or `queued → cancelled`. Terminal statuses never change again. While `running`, `phase`
 //! says what the engine is waiting for: `submitting` (a worker holds it until `wake_at`, its
-//! lease) or `pending` (the provider holds it; the poller looks again at `wake_at`).
+//! lease), `streaming` (the process relaying a chat holds it until `wake_at`) or `pending`
+//! (the provider holds it; the poller looks again at `wake_at`).
+//!
+//! [`Status`] and [`Phase`] are stored as their names in TEXT columns and decoded into the
+//! enums as rows are read, so nothing past the database compares status strings.
 
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
+use sqlx::{Any, Database, FromRow, encode::IsNull, error::BoxDynError};
 
 use crate::engine::provider::GenerationRequest;
 
@@ -73,6 +77,75 @@ impl Status {
     }
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a running task waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A worker is in the provider's `submit`, holding the task until `wake_at`.
+    Submitting,
+    /// The provider holds a handle; the poller asks again at `wake_at`.
+    Pending,
+    /// A chat whose answer the accepting process relays, holding the task until `wake_at`.
+    Streaming,
+}
+
+impl Phase {
+    /// Every phase.
+    pub const ALL: [Phase; 3] = [Phase::Submitting, Phase::Pending, Phase::Streaming];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Submitting => "submitting",
+            Phase::Pending => "pending",
+            Phase::Streaming => "streaming",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// Stores an enum with `as_str`/`parse` as its name in a TEXT column, on either backend; a
+/// row holding a name the enum lacks fails to decode rather than being guessed at.
+macro_rules! stored_by_name {
+    ($kind:ident) => {
+        impl sqlx::Type<Any> for $kind {
+            fn type_info() -> <Any as Database>::TypeInfo {
+                <str as sqlx::Type<Any>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, Any> for $kind {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <Any as Database>::ArgumentBuffer<'q>,
+            ) -> Result<IsNull, BoxDynError> {
+                <&str as sqlx::Encode<'q, Any>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, Any> for $kind {
+            fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+                let name = <String as sqlx::Decode<'r, Any>>::decode(value)?;
+                Self::parse(&name).ok_or_else(|| {
+                    format!("unknown task {} {name:?}", stringify!($kind).to_lowercase()).into()
+                })
+            }
+        }
+    };
+}
+
+stored_by_name!(Status);
+stored_by_name!(Phase);
+
 /// A task as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct Task {
@@ -90,10 +163,10 @@ pub struct Task {
     pub model: String,
     /// The normalized request, JSON.
     pub request: String,
-    /// Stored status name.
-    pub status: String,
-    /// `submitting` or `pending` while running.
-    pub phase: Option<String>,
+    /// Where it is in its life.
+    pub status: Status,
+    /// What it waits for while running.
+    pub phase: Option<Phase>,
     /// 0.0..=1.0.
     pub progress: f64,
     /// The provider's handle while pending.
@@ -126,17 +199,7 @@ pub struct Task {
     pub reserved_credits: f64,
 }
 
-/// The columns of [`Task`], for `SELECT`/`RETURNING`.
-pub const TASK_COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
-     progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at, reserved_credits";
-
 impl Task {
-    /// The status, parsed.
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Failed)
-    }
-
     /// The normalized request.
     pub fn generation_request(&self) -> anyhow::Result<GenerationRequest> {
         Ok(serde_json::from_str(&self.request)?)

@@ -11,7 +11,13 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::engine::{Engine, task::now_ms};
+use crate::{
+    engine::{Engine, task::now_ms},
+    store::tasks::{self, DueWebhook},
+};
+
+/// Outbox rows attempted at once, at most.
+const BATCH: i64 = 32;
 
 /// The signature header value for `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -52,20 +58,11 @@ pub async fn run(engine: Engine) {
 async fn deliver_due(engine: &Engine, client: &reqwest::Client) -> anyhow::Result<usize> {
     let now = now_ms();
     let claim_until = now + (engine.config().webhook_timeout_secs as i64 + 5) * 1000;
-    let due: Vec<(String, String, String, i64)> = sqlx::query_as(&format!(
-        "UPDATE webhook_outbox SET next_attempt_at = $2 WHERE id IN (SELECT id FROM webhook_outbox \
-         WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT 32{}) \
-         RETURNING id, url, body, attempts",
-        engine.store().skip_locked()
-    ))
-    .bind(now)
-    .bind(claim_until)
-    .fetch_all(&engine.store().writer)
-    .await?;
+    let due = tasks::claim_due_webhooks(engine.store(), now, claim_until, BATCH).await?;
     let count = due.len();
-    let attempts = due.into_iter().map(|(id, url, body, attempts)| {
+    let attempts = due.into_iter().map(|webhook| {
         let (engine, client) = (engine.clone(), client.clone());
-        async move { attempt(&engine, &client, &id, &url, body, attempts as u32).await }
+        async move { attempt(&engine, &client, webhook).await }
     });
     for result in futures::future::join_all(attempts).await {
         result?;
@@ -76,19 +73,22 @@ async fn deliver_due(engine: &Engine, client: &reqwest::Client) -> anyhow::Resul
 async fn attempt(
     engine: &Engine,
     client: &reqwest::Client,
-    id: &str,
-    url: &str,
-    body: String,
-    attempts: u32,
+    webhook: DueWebhook,
 ) -> anyhow::Result<()> {
+    let DueWebhook {
+        id,
+        url,
+        body,
+        attempts,
+    } = webhook;
     let mut request = client
-        .post(url)
+        .post(&url)
         .header("content-type", "application/json")
         .header("user-agent", "easel-webhooks");
     if let Some(secret) = engine.webhook_secret() {
         request = request.header("X-Zhinian-Signature", signature(secret, body.as_bytes()));
     }
-    let outcome = match engine.guard().check_url(url) {
+    let outcome = match engine.guard().check_url(&url) {
         Err(reason) => Err(reason),
         Ok(_) => match request.body(body).send().await {
             Ok(response) if response.status().is_success() => Ok(()),
@@ -97,31 +97,16 @@ async fn attempt(
         },
     };
     let now = now_ms();
-    let attempts = attempts + 1;
+    let attempts = attempts as u32 + 1;
     match outcome {
-        Ok(()) => {
-            sqlx::query("UPDATE webhook_outbox SET delivered_at = $2, attempts = $3, last_error = NULL WHERE id = $1")
-                .bind(id)
-                .bind(now)
-                .bind(attempts as i64)
-                .execute(&engine.store().writer)
-                .await?;
-        }
+        Ok(()) => tasks::webhook_delivered(engine.store(), &id, attempts.into(), now).await?,
         Err(reason) => {
             let config = engine.config();
             let gave_up = (attempts >= config.webhook_max_attempts).then_some(now);
             let next = now + backoff(config.webhook_backoff_secs, attempts).as_millis() as i64;
-            tracing::info!(webhook = id, url, attempts, %reason, "webhook attempt failed");
-            sqlx::query(
-                "UPDATE webhook_outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, gave_up_at = $5 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(attempts as i64)
-            .bind(next)
-            .bind(reason)
-            .bind(gave_up)
-            .execute(&engine.store().writer)
-            .await?;
+            tracing::info!(webhook = %id, %url, attempts, %reason, "webhook attempt failed");
+            tasks::webhook_failed(engine.store(), &id, attempts.into(), next, &reason, gave_up)
+                .await?;
         }
     }
     Ok(())

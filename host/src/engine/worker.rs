@@ -1,9 +1,11 @@
 //! Workers: claim queued tasks and run the provider's `submit`.
 //!
-//! Invariants: a claim is one `UPDATE … RETURNING` (with `SKIP LOCKED` on PostgreSQL), so two
-//! workers on any number of hosts never take the same task. While `submit` runs, a heartbeat
-//! ([`lifecycle::hold_lease`]) extends the lease and watches for a cancel requested on another host. A worker never polls:
-//! a pending handle is persisted and left to the poller, so a slow vendor never holds a worker.
+//! Invariants: a claim ([`lifecycle::claim`]) is one `UPDATE … RETURNING` (with `SKIP LOCKED`
+//! on PostgreSQL), so two workers on any number of hosts never take the same task. While
+//! `submit` runs, a heartbeat ([`lifecycle::hold_lease`]) extends the lease and watches for a
+//! cancel requested on another host. A worker never polls: a pending handle is persisted and
+//! left to the poller, so a slow vendor never holds a worker. Every change a worker makes to
+//! its task goes through [`lifecycle`].
 
 use std::{
     sync::{
@@ -18,7 +20,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     outputs,
     provider::{CallContext, ProgressSink, ProviderError, Submission},
-    task::{TASK_COLUMNS, Task, now_ms},
+    task::{Task, now_ms},
 };
 
 /// Progress is written at most this often per task.
@@ -31,7 +33,7 @@ pub async fn run(engine: Engine, worker: usize) {
         if shutdown.is_cancelled() {
             return;
         }
-        match claim(&engine).await {
+        match lifecycle::claim(&engine).await {
             Ok(Some(task)) => execute(&engine, task).await,
             Ok(None) => {
                 tokio::select! {
@@ -46,24 +48,6 @@ pub async fn run(engine: Engine, worker: usize) {
             }
         }
     }
-}
-
-/// Takes the oldest queued task, if any.
-async fn claim(engine: &Engine) -> anyhow::Result<Option<Task>> {
-    let now = now_ms();
-    let lease_end = now + engine.config().lease().as_millis() as i64;
-    let sql = format!(
-        "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
-         started_at = COALESCE(started_at, $2), updated_at = $2 \
-         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' ORDER BY created_at LIMIT 1{}) \
-         AND status = 'queued' RETURNING {TASK_COLUMNS}",
-        engine.store().skip_locked()
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(lease_end)
-        .bind(now)
-        .fetch_optional(&engine.store().writer)
-        .await?)
 }
 
 async fn execute(engine: &Engine, task: Task) {

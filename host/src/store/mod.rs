@@ -10,6 +10,9 @@
 //! - On PostgreSQL both handles are the same pool; queue claims use `FOR UPDATE SKIP LOCKED`.
 //! - SQL is written once with `$N` placeholders, which both drivers accept; the few
 //!   backend-specific fragments come from [`Store::skip_locked`].
+//! - Every statement on tasks, the webhook outbox and idempotency keys lives in [`tasks`].
+
+pub mod tasks;
 
 use std::{str::FromStr, time::Duration};
 

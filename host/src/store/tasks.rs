@@ -1,0 +1,610 @@
+//! The task repository: every SQL statement on `tasks`, `webhook_outbox` and
+//! `idempotency_keys`, each a named transition or read.
+//!
+//! Invariants:
+//! - No other file under `src/` holds SQL on these tables (a test below enforces it). The
+//!   engine's [`lifecycle`](crate::engine::lifecycle) decides when a task changes; this module
+//!   only says how that is stored.
+//! - Every status-changing `UPDATE` names the statuses it moves from in its `WHERE`, so a
+//!   transition the task has already left behind is a no-op, never a step back.
+//! - An insert reserves the task's price, and records its idempotency key, in its own
+//!   transaction; a terminal transition refunds an unsuccessful task and writes its outbox row
+//!   in the same transaction as its `UPDATE`.
+//! - A claim (queued task, due poll, lapsed lease, due webhook) is one `UPDATE … RETURNING`
+//!   over the rows its subquery picks, so a row is claimed by one caller on any number of
+//!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
+//!   ([`Store::skip_locked`]).
+
+use sqlx::FromRow;
+
+use crate::{
+    engine::{
+        NewTask, SubmitError, TaskFilter, credits,
+        task::{Phase, Status, Task, new_id},
+    },
+    store::{Store, whole_milliseconds},
+};
+
+/// The columns of [`Task`], for `SELECT`/`RETURNING`.
+const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
+     progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
+     extra, created_at, updated_at, started_at, finished_at, reserved_credits";
+
+/// How a task begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Waiting for a worker.
+    Queued,
+    /// Already running in phase `streaming`, held by the API process relaying it until
+    /// `lease_end` (see [`chat`](crate::engine::chat)).
+    Streaming {
+        /// ms.
+        lease_end: i64,
+    },
+}
+
+/// How a task ends, as stored.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    /// A terminal status.
+    pub status: Status,
+    /// The `outputs` column, JSON.
+    pub outputs: String,
+    /// The `usage` column, JSON.
+    pub usage: Option<String>,
+    /// Why it did not succeed.
+    pub error: Option<String>,
+}
+
+/// A held task whose lease lapsed, claimed for recovery.
+#[derive(Debug, Clone, FromRow)]
+pub struct Lapsed {
+    /// The task.
+    pub id: String,
+    /// Its provider id.
+    pub provider: String,
+    /// What its holder was doing: `submitting` or `streaming`.
+    pub phase: Phase,
+}
+
+/// An outbox row claimed for a delivery attempt.
+#[derive(Debug, Clone, FromRow)]
+pub struct DueWebhook {
+    /// `whk_…`.
+    pub id: String,
+    /// Where to post it.
+    pub url: String,
+    /// The JSON body rendered when the task finished.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+}
+
+/// Inserts a task, reserving its price from the client's balance in the same transaction
+/// when it has one. On PostgreSQL a trigger (migration 0002) notifies other hosts.
+pub async fn insert(
+    store: &Store,
+    id: &str,
+    new: &NewTask,
+    now: i64,
+    start: Start,
+) -> Result<Task, SubmitError> {
+    if new.credits <= 0.0 {
+        // One autocommitted statement: the common path costs a single round trip.
+        return Ok(insert_row(&store.writer, id, new, now, start).await?);
+    }
+    let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
+    credits::reserve(&mut tx, &new.client_id, id, new.credits, now).await??;
+    let task = insert_row(&mut *tx, id, new, now, start).await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    Ok(task)
+}
+
+/// Inserts a queued task under the client's idempotency `key` (with the `hash` of the body it
+/// came with), its price reserved in the same transaction. Returns the new task and `false`;
+/// or, when the key was used before with the same hash, the task that use made and `true`.
+pub async fn insert_once(
+    store: &Store,
+    id: &str,
+    new: &NewTask,
+    (key, hash): (&str, &str),
+    now: i64,
+) -> Result<(Task, bool), SubmitError> {
+    let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (client_id, key, request_hash, task_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, key) DO NOTHING",
+    )
+    .bind(&new.client_id)
+    .bind(key)
+    .bind(hash)
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(anyhow::Error::from)?
+    .rows_affected();
+    if inserted == 0 {
+        let (stored_hash, task_id): (String, String) = sqlx::query_as(
+            "SELECT request_hash, task_id FROM idempotency_keys WHERE client_id = $1 AND key = $2",
+        )
+        .bind(&new.client_id)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+        tx.rollback().await.map_err(anyhow::Error::from)?;
+        if stored_hash != hash {
+            return Err(SubmitError::IdempotencyConflict);
+        }
+        let existing = fetch(store, &task_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("idempotency key points at missing task {task_id}"))?;
+        return Ok((existing, true));
+    }
+    if new.credits > 0.0 {
+        credits::reserve(&mut tx, &new.client_id, id, new.credits, now).await??;
+    }
+    let task = insert_row(&mut *tx, id, new, now, Start::Queued).await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    Ok((task, false))
+}
+
+async fn insert_row<'e, E>(
+    executor: E,
+    id: &str,
+    new: &NewTask,
+    now: i64,
+    start: Start,
+) -> anyhow::Result<Task>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let (status, phase, wake_at, started_at, attempts) = match start {
+        Start::Queued => (Status::Queued, None, None, None, 0_i64),
+        Start::Streaming { lease_end } => (
+            Status::Running,
+            Some(Phase::Streaming),
+            Some(lease_end),
+            Some(now),
+            1,
+        ),
+    };
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
+         reserved_credits, created_at, updated_at, phase, wake_at, started_at, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16) RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&new.client_id)
+    .bind(new.api)
+    .bind(&new.request.capability)
+    .bind(&new.provider)
+    .bind(&new.request.model)
+    .bind(serde_json::to_string(&new.request)?)
+    .bind(&new.webhook_url)
+    .bind(new.extra.to_string())
+    .bind(now)
+    .bind(new.credits)
+    .bind(status)
+    .bind(phase)
+    .bind(wake_at)
+    .bind(started_at)
+    .bind(attempts)
+    .fetch_one(executor)
+    .await?)
+}
+
+/// Takes the oldest queued task, if any: `running`, phase `submitting`, held until
+/// `lease_end`.
+pub async fn claim(store: &Store, now: i64, lease_end: i64) -> anyhow::Result<Option<Task>> {
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
+         started_at = COALESCE(started_at, $2), updated_at = $2 \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' ORDER BY created_at LIMIT 1{}) \
+         AND status = 'queued' RETURNING {COLUMNS}",
+        store.skip_locked()
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(lease_end)
+        .bind(now)
+        .fetch_optional(&store.writer)
+        .await?)
+}
+
+/// Moves a held (`submitting` or `streaming`) task's lease to `lease_end`. Returns whether
+/// a cancel was requested, or `None` once the task is no longer held.
+pub async fn extend_lease(store: &Store, id: &str, lease_end: i64) -> anyhow::Result<Option<bool>> {
+    let extended: Option<(i64,)> = sqlx::query_as(
+        "UPDATE tasks SET wake_at = $2 WHERE id = $1 AND status = 'running' \
+         AND phase IN ('submitting', 'streaming') RETURNING cancel_requested",
+    )
+    .bind(id)
+    .bind(lease_end)
+    .fetch_optional(&store.writer)
+    .await?;
+    Ok(extended.map(|(cancel_requested,)| cancel_requested == 1))
+}
+
+/// Hands a running task to the poller: phase `pending` with the provider's `handle`, first
+/// polled at `wake_at`. False when the task is no longer running.
+pub async fn mark_pending(
+    store: &Store,
+    id: &str,
+    handle: &str,
+    wake_at: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE tasks SET phase = 'pending', pending_handle = $2, wake_at = $3, updated_at = $4 \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(handle)
+    .bind(wake_at)
+    .bind(now)
+    .execute(&store.writer)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Puts a running task back in the queue.
+pub async fn requeue(store: &Store, id: &str, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = NULL, updated_at = $2 \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}
+
+/// Stores a running task's progress and next `wake_at`, each only when given.
+pub async fn record_progress(
+    store: &Store,
+    id: &str,
+    progress: Option<f64>,
+    wake_at: Option<i64>,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET progress = COALESCE($2, progress), wake_at = COALESCE($3, wake_at), updated_at = $4 \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(progress)
+    .bind(wake_at)
+    .bind(now)
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}
+
+/// Flags a task for cancellation by whoever holds it, on any host.
+pub async fn request_cancel(store: &Store, id: &str, now: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&store.writer)
+        .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` pending tasks whose poll is due at `now` by moving their `wake_at`
+/// to `lease_end`.
+pub async fn claim_due_polls(
+    store: &Store,
+    now: i64,
+    lease_end: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<Task>> {
+    let sql = format!(
+        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'pending' AND wake_at <= $1 \
+         ORDER BY wake_at LIMIT $3{}) AND phase = 'pending' RETURNING {COLUMNS}",
+        store.skip_locked()
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(now)
+        .bind(lease_end)
+        .bind(limit)
+        .fetch_all(&store.writer)
+        .await?)
+}
+
+/// Up to `limit` ids of tasks still queued that were created before `created_before`.
+pub async fn queued_before(
+    store: &Store,
+    created_before: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM tasks WHERE status = 'queued' AND created_at < $1 LIMIT $2")
+            .bind(created_before)
+            .bind(limit)
+            .fetch_all(&store.reader)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Claims up to `limit` held (`submitting` or `streaming`) tasks whose lease ended before
+/// `now`, for recovery, by moving their lease to `lease_end`.
+pub async fn claim_lapsed(
+    store: &Store,
+    now: i64,
+    lease_end: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<Lapsed>> {
+    Ok(sqlx::query_as(
+        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks \
+         WHERE phase IN ('submitting', 'streaming') AND wake_at < $1 LIMIT $3) \
+         AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase",
+    )
+    .bind(now)
+    .bind(lease_end)
+    .bind(limit)
+    .fetch_all(&store.writer)
+    .await?)
+}
+
+/// Moves a live (queued or running) task to `ending`; `None` when it was already terminal.
+/// In the same transaction, a task that did not succeed gets its reservation back, and a
+/// task with a webhook gets its outbox row, with the body `webhook_body` renders from the
+/// finished task.
+pub async fn finish(
+    store: &Store,
+    id: &str,
+    ending: &Ending,
+    now: i64,
+    webhook_body: impl FnOnce(&Task) -> String,
+) -> anyhow::Result<Option<Task>> {
+    let mut tx = store.writer.begin().await?;
+    let task: Option<Task> = sqlx::query_as(&format!(
+        "UPDATE tasks SET status = $2, outputs = $3, usage = $4, error = $5, \
+         progress = CASE WHEN $2 = 'succeeded' THEN 1.0 ELSE progress END, \
+         phase = NULL, pending_handle = NULL, wake_at = NULL, finished_at = $6, updated_at = $6 \
+         WHERE id = $1 AND status IN ('queued', 'running') RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(ending.status)
+    .bind(&ending.outputs)
+    .bind(&ending.usage)
+    .bind(&ending.error)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(task) = &task
+        && task.reserved_credits > 0.0
+        && ending.status != Status::Succeeded
+    {
+        credits::refund(&mut tx, task, now).await?;
+    }
+    if let Some(task) = &task
+        && let Some(url) = &task.webhook_url
+    {
+        sqlx::query(
+            "INSERT INTO webhook_outbox (id, task_id, url, body, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(new_id("whk"))
+        .bind(&task.id)
+        .bind(url)
+        .bind(webhook_body(task))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// A task by id, whoever owns it.
+pub async fn fetch(store: &Store, id: &str) -> anyhow::Result<Option<Task>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&store.reader)
+            .await?,
+    )
+}
+
+/// The client's task, or `None` (also for another client's).
+pub async fn get(store: &Store, client_id: &str, id: &str) -> anyhow::Result<Option<Task>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND client_id = $2"
+    ))
+    .bind(id)
+    .bind(client_id)
+    .fetch_optional(&store.reader)
+    .await?)
+}
+
+/// A page of the client's tasks, newest first, and whether more remain (see
+/// [`whole_milliseconds`]).
+pub async fn list(
+    store: &Store,
+    client_id: &str,
+    filter: &TaskFilter,
+) -> anyhow::Result<(Vec<Task>, bool)> {
+    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE client_id = $1 AND created_at < $2");
+    let mut next = 3;
+    for (column, present) in [
+        ("status", filter.status.is_some()),
+        ("capability", filter.capability.is_some()),
+        ("api", filter.api.is_some()),
+    ] {
+        if present {
+            sql.push_str(&format!(" AND {column} = ${next}"));
+            next += 1;
+        }
+    }
+    sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${next}"));
+    let mut query = sqlx::query_as(&sql)
+        .bind(client_id)
+        .bind(filter.before.unwrap_or(i64::MAX));
+    if let Some(status) = filter.status {
+        query = query.bind(status);
+    }
+    if let Some(capability) = &filter.capability {
+        query = query.bind(capability.clone());
+    }
+    if let Some(api) = filter.api {
+        query = query.bind(api);
+    }
+    let rows = query
+        .bind(filter.limit + 1)
+        .fetch_all(&store.reader)
+        .await?;
+    Ok(whole_milliseconds(
+        rows,
+        filter.limit as usize,
+        |task: &Task| task.created_at,
+    ))
+}
+
+/// The credits held by the client's queued and running tasks.
+pub async fn reserved_credits(store: &Store, client_id: &str) -> anyhow::Result<f64> {
+    let (reserved,): (f64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(reserved_credits), 0) AS DOUBLE PRECISION) FROM tasks \
+         WHERE client_id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(client_id)
+    .fetch_one(&store.reader)
+    .await?;
+    Ok(reserved)
+}
+
+/// The client's succeeded tasks per model: `(provider, model, tasks, credits kept)`, sorted by
+/// provider and model.
+pub async fn succeeded_by_model(
+    store: &Store,
+    client_id: &str,
+) -> anyhow::Result<Vec<(String, String, i64, f64)>> {
+    Ok(sqlx::query_as(
+        "SELECT provider, model, COUNT(*), CAST(SUM(reserved_credits) AS DOUBLE PRECISION) \
+         FROM tasks WHERE client_id = $1 AND status = 'succeeded' \
+         GROUP BY provider, model ORDER BY provider, model",
+    )
+    .bind(client_id)
+    .fetch_all(&store.reader)
+    .await?)
+}
+
+/// Claims up to `limit` outbox rows due at `now` (not delivered, not given up) by moving
+/// their next attempt to `claim_until`, so a crash mid-attempt means one more attempt later.
+pub async fn claim_due_webhooks(
+    store: &Store,
+    now: i64,
+    claim_until: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<DueWebhook>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE webhook_outbox SET next_attempt_at = $2 WHERE id IN (SELECT id FROM webhook_outbox \
+         WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3{}) \
+         RETURNING id, url, body, attempts",
+        store.skip_locked()
+    ))
+    .bind(now)
+    .bind(claim_until)
+    .bind(limit)
+    .fetch_all(&store.writer)
+    .await?)
+}
+
+/// Marks an outbox row delivered after `attempts` attempts.
+pub async fn webhook_delivered(
+    store: &Store,
+    id: &str,
+    attempts: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_outbox SET delivered_at = $2, attempts = $3, last_error = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(attempts)
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: the next one at `next_attempt_at`, or none when `gave_up_at`
+/// is set.
+pub async fn webhook_failed(
+    store: &Store,
+    id: &str,
+    attempts: i64,
+    next_attempt_at: i64,
+    reason: &str,
+    gave_up_at: Option<i64>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, gave_up_at = $5 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(next_attempt_at)
+    .bind(reason)
+    .bind(gave_up_at)
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use regex::Regex;
+
+    /// SQL that reads or writes one of this module's tables.
+    fn table_sql() -> Regex {
+        Regex::new(r"(?i)\b(FROM|INTO|UPDATE|JOIN)\s+(tasks|webhook_outbox|idempotency_keys)\b")
+            .expect("valid pattern")
+    }
+
+    fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable source dir") {
+            let path = entry.expect("readable entry").path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn no_other_file_holds_sql_on_tasks_the_outbox_or_idempotency_keys() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let this = src.join("store").join("tasks.rs");
+        let pattern = table_sql();
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let this_text = std::fs::read_to_string(&this).expect("the repository module");
+        assert!(
+            pattern.is_match(&this_text),
+            "the pattern no longer finds the repository's own SQL"
+        );
+        let offenders: Vec<String> = files
+            .iter()
+            .filter(|path| **path != this)
+            .flat_map(|path| {
+                let text = std::fs::read_to_string(path).expect("readable source file");
+                pattern
+                    .find_iter(&text)
+                    .map(|found| {
+                        let line = text[..found.start()].matches('\n').count() + 1;
+                        format!("{}:{line}: {}", path.display(), found.as_str())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "SQL on tasks, webhook_outbox or idempotency_keys outside store/tasks.rs:\n{}",
+            offenders.join("\n")
+        );
+    }
+}
