@@ -22,9 +22,9 @@ use crate::{
     },
     engine::{
         TaskFilter,
-        provider::InputMedia,
+        provider::{Capability, InputMedia},
         request_hash,
-        task::{CAPABILITIES, Status, Task, parse_time, rfc3339},
+        task::{Status, Task, parse_time, rfc3339},
     },
 };
 
@@ -241,7 +241,7 @@ async fn normalize(
     client_id: &str,
     job: JobRequest,
 ) -> Result<Submission, Error> {
-    if !CAPABILITIES.contains(&job.capability.as_str()) || job.capability == "chat" {
+    if Capability::parse(&job.capability).is_none_or(|c| c == Capability::Chat) {
         return Err(Error::bad_request(format!(
             "Unsupported capability: {}",
             job.capability
@@ -515,7 +515,7 @@ async fn list(
         })?),
     };
     if let Some(capability) = query.capability.as_deref().filter(|c| !c.is_empty())
-        && !CAPABILITIES.contains(&capability)
+        && Capability::parse(capability).is_none()
     {
         return Err(Error::bad_request(format!(
             "Unsupported capability: {capability}"
@@ -562,15 +562,15 @@ async fn cancel(
     Ok(Json(json!({ "job": view(&task) })).into_response())
 }
 
-fn describe(capability: &str) -> &'static str {
+fn describe(capability: Capability) -> &'static str {
     match capability {
-        "image.generate" => "图片生成",
-        "image.edit" => "图片编辑",
-        "image.inpaint" => "局部重绘",
-        "image.upscale" => "智能超清",
-        "video.generate" => "视频生成",
-        "audio.speech" => "语音合成",
-        _ => "对话",
+        Capability::ImageGenerate => "图片生成",
+        Capability::ImageEdit => "图片编辑",
+        Capability::ImageInpaint => "局部重绘",
+        Capability::ImageUpscale => "智能超清",
+        Capability::VideoGenerate => "视频生成",
+        Capability::AudioSpeech => "语音合成",
+        Capability::Chat => "对话",
     }
 }
 
@@ -581,21 +581,22 @@ async fn capabilities(
     client(&state, &headers).await?;
     let registry = state.engine.registry();
     let models = registry.models();
-    let listed: Vec<Value> = CAPABILITIES
-        .iter()
-        .filter(|c| **c != "chat")
+    let listed: Vec<Value> = Capability::ALL
+        .into_iter()
+        .filter(|c| *c != Capability::Chat)
         .filter_map(|capability| {
+            let name = capability.as_str();
             let serving: Vec<String> = models
                 .iter()
-                .filter(|m| m.model.capabilities.iter().any(|c| c == capability))
+                .filter(|m| m.model.capabilities.iter().any(|c| c == name))
                 .map(|m| m.id())
                 .collect();
             (!serving.is_empty()).then(|| {
                 json!({
-                    "capability": capability,
+                    "capability": name,
                     "description": describe(capability),
                     "models": serving,
-                    "defaultModel": registry.default_for(capability),
+                    "defaultModel": registry.default_for(name),
                 })
             })
         })

@@ -10,7 +10,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use crate::engine::provider::{ModelInfo, Provider};
+use crate::engine::provider::{ModelInfo, Provider, ProviderSink};
 
 /// A model resolved to the provider that serves it.
 #[derive(Clone)]
@@ -196,7 +196,7 @@ impl Registry {
     }
 }
 
-impl easel_wasm::ProviderSink for Registry {
+impl ProviderSink for Registry {
     fn upsert(&self, provider: Arc<dyn Provider>) {
         Registry::upsert(self, provider);
     }
