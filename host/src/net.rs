@@ -1,10 +1,13 @@
 //! Outbound HTTP for the host itself (webhooks, registered URLs, provider output links, remote
 //! inputs for providers that read bytes), behind the no-SSRF rule.
 //!
-//! Invariant: unless the operator sets `EASEL_ALLOW_PRIVATE_TARGETS`, no request leaves for a
-//! loopback, private, link-local, shared or unspecified address: literal IPs are checked when a
-//! URL is accepted and again on every redirect hop, and host names are checked at connect time
-//! by the resolver, so DNS rebinding cannot slip a private address in later.
+//! Invariant: unless the operator sets `EASEL_ALLOW_PRIVATE_TARGETS`, no request leaves for an
+//! address the one no-SSRF rule refuses ([`easel_provider::net`]: loopback, private,
+//! link-local, shared, unspecified, multicast, reserved and their IPv6 forms) or for
+//! `localhost`: literal IPs (in any spelling the URL parser accepts, decimal and hex included)
+//! are checked when a URL is accepted and again on every redirect hop, and host names are
+//! checked at connect time by the resolver, so DNS rebinding cannot slip a private address in
+//! later.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -12,35 +15,8 @@ use std::{
     time::Duration,
 };
 
+use easel_provider::net::{is_forbidden_target, is_local_name};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-
-/// Whether `ip` is somewhere a public URL must never lead.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-                || a == 0
-                || a >= 240
-        }
-        IpAddr::V6(v6) => {
-            if let Some(mapped) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(mapped));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-        }
-    }
-}
 
 /// The outbound policy.
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +39,12 @@ impl Guard {
         if self.allow_private {
             return Ok(url);
         }
+        // The URL parser has already turned every IPv4 spelling (decimal, hex, octal, short
+        // forms such as `127.1`) into `Host::Ipv4`, as WHATWG's host parser does.
         let private = match host {
-            url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
-            url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
-            url::Host::Domain(name) => {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                name == "localhost" || name.ends_with(".localhost")
-            }
+            url::Host::Ipv4(ip) => is_forbidden_target(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => is_forbidden_target(IpAddr::V6(ip)),
+            url::Host::Domain(name) => is_local_name(name),
         };
         if private {
             return Err(format!("URL targets a private or loopback address: {raw}"));
@@ -150,8 +125,10 @@ impl Resolve for PublicOnly {
             let host = name.as_str().to_string();
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> =
-                found.into_iter().filter(|a| !is_private(a.ip())).collect();
+            let public: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| !is_forbidden_target(a.ip()))
+                .collect();
             if public.is_empty() {
                 return Err(
                     format!("{host} resolves only to private or loopback addresses").into(),
@@ -195,5 +172,69 @@ mod tests {
             .check_url("http://127.0.0.1:9/")
             .is_ok()
         );
+    }
+
+    /// Every range of the shared rule, spelled as clients write URLs; the `url` crate turns
+    /// decimal, hex and short IPv4 hosts into addresses before the rule sees them.
+    #[test]
+    fn every_spelling_of_a_forbidden_address_is_refused() {
+        let guard = Guard {
+            allow_private: false,
+        };
+        for url in [
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://127.0.0.1./",
+            "http://10.0.0.1/",
+            "http://172.31.255.255/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://0/",
+            "http://192.0.2.1/",
+            "http://198.18.0.1/",
+            "http://224.0.0.1/",
+            "http://240.0.0.1/",
+            "http://255.255.255.255/",
+            "http://[::]/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::10.0.0.1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:a00:1::1]/",
+            "http://[fc00::1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[fec0::1]/",
+            "http://[ff02::1]/",
+            "https://LOCALHOST./",
+            "https://api.localhost/",
+        ] {
+            let refused = guard.check_url(url).unwrap_err();
+            assert!(
+                refused.starts_with("URL targets a private or loopback address"),
+                "{url}: {refused}"
+            );
+        }
+        for url in [
+            "http://134744072/",
+            "http://0x08080808/",
+            "http://100.128.0.1/",
+            "http://198.20.0.1/",
+            "http://[2606:4700::1111]/",
+            "http://[::ffff:8.8.8.8]/",
+            "http://[64:ff9b::808:808]/",
+            "http://[2002:808:808::1]/",
+        ] {
+            assert!(guard.check_url(url).is_ok(), "{url} should pass");
+        }
     }
 }

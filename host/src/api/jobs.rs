@@ -25,8 +25,9 @@ use crate::{
         TaskFilter,
         front_door::Admission,
         inputs::Input,
+        provider::Capability,
         request_hash,
-        task::{CAPABILITIES, Status, Task, rfc3339},
+        task::{Status, Task, rfc3339},
     },
 };
 
@@ -187,7 +188,7 @@ const RESOLUTIONS: [&str; 3] = ["480p", "720p", "1080p"];
 
 /// Checks 001's own fields and turns the body into the engine's admission.
 fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admission, Error> {
-    if !CAPABILITIES.contains(&job.capability.as_str()) || job.capability == "chat" {
+    if Capability::parse(&job.capability).is_none_or(|c| c == Capability::Chat) {
         return Err(Error::bad_request(format!(
             "Unsupported capability: {}",
             job.capability
@@ -397,7 +398,7 @@ async fn list(
         })?),
     };
     if let Some(capability) = query.capability.as_deref().filter(|c| !c.is_empty())
-        && !CAPABILITIES.contains(&capability)
+        && Capability::parse(capability).is_none()
     {
         return Err(Error::bad_request(format!(
             "Unsupported capability: {capability}"
@@ -443,36 +444,37 @@ async fn cancel(
     Ok(Json(json!({ "job": view(&task) })).into_response())
 }
 
-fn describe(capability: &str) -> &'static str {
+fn describe(capability: Capability) -> &'static str {
     match capability {
-        "image.generate" => "图片生成",
-        "image.edit" => "图片编辑",
-        "image.inpaint" => "局部重绘",
-        "image.upscale" => "智能超清",
-        "video.generate" => "视频生成",
-        "audio.speech" => "语音合成",
-        _ => "对话",
+        Capability::ImageGenerate => "图片生成",
+        Capability::ImageEdit => "图片编辑",
+        Capability::ImageInpaint => "局部重绘",
+        Capability::ImageUpscale => "智能超清",
+        Capability::VideoGenerate => "视频生成",
+        Capability::AudioSpeech => "语音合成",
+        Capability::Chat => "对话",
     }
 }
 
 async fn capabilities(State(state): State<AppState>, _: Client) -> Result<Response, Error> {
     let registry = state.engine.registry();
     let models = registry.models();
-    let listed: Vec<Value> = CAPABILITIES
-        .iter()
-        .filter(|c| **c != "chat")
+    let listed: Vec<Value> = Capability::ALL
+        .into_iter()
+        .filter(|c| *c != Capability::Chat)
         .filter_map(|capability| {
+            let name = capability.as_str();
             let serving: Vec<String> = models
                 .iter()
-                .filter(|m| m.model.capabilities.iter().any(|c| c == capability))
+                .filter(|m| m.model.capabilities.iter().any(|c| c == name))
                 .map(|m| m.id())
                 .collect();
             (!serving.is_empty()).then(|| {
                 json!({
-                    "capability": capability,
+                    "capability": name,
                     "description": describe(capability),
                     "models": serving,
-                    "defaultModel": registry.default_for(capability),
+                    "defaultModel": registry.default_for(name),
                 })
             })
         })

@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use crate::engine::provider::{ModelInfo, Provider, schema::ParamsSchema};
+use crate::engine::provider::{ModelInfo, Provider, ProviderSink, schema::ParamsSchema};
 
 /// A model resolved to the provider that serves it.
 #[derive(Clone)]
@@ -214,7 +214,7 @@ impl Registry {
     }
 }
 
-impl easel_wasm::ProviderSink for Registry {
+impl ProviderSink for Registry {
     fn upsert(&self, provider: Arc<dyn Provider>) {
         Registry::upsert(self, provider);
     }

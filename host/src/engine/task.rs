@@ -1,4 +1,5 @@
-//! The task record and its vocabulary: statuses, phases and capabilities.
+//! The task record and its vocabulary: statuses and phases (capabilities are
+//! [`easel_provider::Capability`]).
 //!
 //! A task moves `queued → running → succeeded | failed | cancelled`, or `queued → expired`
 //! or `queued → cancelled`. Terminal statuses never change again. While `running`, `phase`
@@ -13,17 +14,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Database, FromRow, encode::IsNull, error::BoxDynError};
 
 use crate::engine::provider::GenerationRequest;
-
-/// Engine capabilities, as DESIGN.md names them.
-pub const CAPABILITIES: [&str; 7] = [
-    "chat",
-    "image.generate",
-    "image.edit",
-    "image.inpaint",
-    "image.upscale",
-    "video.generate",
-    "audio.speech",
-];
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

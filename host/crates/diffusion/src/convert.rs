@@ -23,7 +23,7 @@ use crate::clip::ClipConfig;
 use crate::schedulers::Prediction;
 use crate::unet_2d::UNetConfig;
 use crate::vae::VaeConfig;
-use crate::weights::{HostTensor, nest_text_model};
+use crate::weights::{HostTensor, Renamer, nest_text_model};
 
 /// SD 2.x's OpenCLIP text tower.
 const OPEN_CLIP: &str = "cond_stage_model.model.";
@@ -114,9 +114,6 @@ fn open_clip_to_transformers(t: &mut HashMap<String, HostTensor>) -> Result<bool
     }
     Ok(true)
 }
-
-/// Maps a prefixed diffusers name to the key a single file stores it under.
-pub(crate) type Renamer = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 fn resnet_unet(rest: &[&str]) -> String {
     let first = match rest[0] {

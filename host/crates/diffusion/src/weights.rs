@@ -3,8 +3,9 @@
 //!
 //! Invariants:
 //! - Every lookup uses the *diffusers* name of a parameter, prefixed by its component
-//!   (`unet.`, `vae.`, `text_encoder.`); a single-file checkpoint is read through
-//!   [`crate::convert`], which maps each diffusers name onto the original (LDM) key.
+//!   (`unet.`, `vae.`, `text_encoder.`); a single-file checkpoint is read through a
+//!   [`Renamer`] (made by the `convert` module), which maps each diffusers name onto the
+//!   original (LDM) key.
 //! - PyTorch linear weights are `[out, in]`; [`Weights::linear`] transposes them to burn's
 //!   `[in, out]` once, at load (on flex, contiguous in host memory, as the flex kernels
 //!   take convolution and linear weights).
@@ -145,11 +146,14 @@ impl LoadProgress {
     }
 }
 
+/// Maps a prefixed diffusers name to the key a single file stores it under.
+pub(crate) type Renamer = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where a model's parameters come from.
 pub(crate) struct Weights {
     tensors: RefCell<HashMap<String, HostTensor>>,
     /// Maps a prefixed diffusers name to the key actually stored (identity for folders).
-    rename: Option<crate::convert::Renamer>,
+    rename: Option<Renamer>,
     progress: RefCell<LoadProgress>,
     pub(crate) device: Device,
 }
@@ -158,7 +162,7 @@ impl Weights {
     /// `tensors` should hold only the model's parameters: the progress bar counts them all.
     pub(crate) fn new(
         tensors: HashMap<String, HostTensor>,
-        rename: Option<crate::convert::Renamer>,
+        rename: Option<Renamer>,
         device: Device,
     ) -> Self {
         let total = tensors.values().map(|t| t.data.len()).sum();

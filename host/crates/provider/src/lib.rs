@@ -10,11 +10,18 @@
 //! - `submit_is_idempotent` is a promise: when true, the engine re-submits a task that was
 //!   interrupted mid-submit; when false, it fails the task instead of risking a double charge.
 //! - Errors are typed ([`ProviderError`]) so every API can map them onto its own status codes.
+//!
+//! It also holds the vocabulary the engine, the plugin runtime and the APIs share, so none of
+//! them depends on another for it: [`Capability`] (the one list of capabilities), [`net`] (the
+//! one no-SSRF rule) and [`ProviderSink`] (where a plugin host publishes providers).
 
 #![deny(missing_docs)]
 
+mod capability;
+pub mod net;
 pub mod schema;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +29,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+pub use capability::{Capability, UnknownCapability};
 
 /// What a task asks for, normalized from whichever API received it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -302,4 +311,15 @@ pub trait Provider: Send + Sync {
             self.id()
         )))
     }
+}
+
+/// Where a plugin host publishes the providers it loads (the engine's registry implements it).
+///
+/// Swaps must be atomic from a caller's point of view: a lookup sees the old provider or the
+/// new one, never neither, and an `Arc` handed out earlier keeps serving its call.
+pub trait ProviderSink: Send + Sync {
+    /// Adds or atomically replaces the provider with `p.id()`.
+    fn upsert(&self, p: Arc<dyn Provider>);
+    /// Removes the provider with this id.
+    fn remove(&self, id: &str);
 }

@@ -5,9 +5,9 @@
 //!   deadline and wall-clock timeout, so a runaway plugin only ever fails its own call
 //!   (blast radius: one task).
 //! - Outbound network access is the intersection of the plugin manifest's `allowed-hosts`
-//!   and [`WasmConfig::operator_allowed_hosts`]; private, loopback, link-local and
-//!   unspecified targets are refused unless [`WasmConfig::allow_private_targets`] is set
-//!   (tests only).
+//!   and [`WasmConfig::operator_allowed_hosts`]; every address the host's no-SSRF rule
+//!   refuses (`easel_provider::net`: private, loopback, link-local, unspecified and the rest)
+//!   is refused unless [`WasmConfig::allow_private_targets`] is set (tests only).
 //! - Secrets come only from [`WasmConfig::secrets`] (plus the environment when
 //!   [`WasmConfig::secrets_from_env`] is set), and a plugin only ever sees the names its
 //!   manifest declares.

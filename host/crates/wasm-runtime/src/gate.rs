@@ -4,23 +4,25 @@
 //! Invariants:
 //! - A request leaves only when its host matches the manifest's `allowed-hosts` AND the
 //!   operator allowlist (`*.example.com` matches subdomains, never the apex).
-//! - The host name is resolved here and every resolved address is checked: loopback,
-//!   private, link-local, shared, multicast and unspecified targets are refused unless
-//!   `allow_private_targets` is set; the connection goes to a checked address, so a DNS
-//!   answer cannot change between the check and the connect.
+//! - The host name is resolved here and every resolved address is checked by the host's one
+//!   no-SSRF rule, [`easel_provider::net::is_forbidden_target`] (loopback, private,
+//!   link-local, shared, multicast, unspecified and the rest), unless `allow_private_targets`
+//!   is set; the connection goes to a checked address, so a DNS answer cannot change between
+//!   the check and the connect.
 //! - Connect and total timeouts and a response-size cap bound every request.
 //! - Every refusal is returned to the guest as a `wasi:http` error code and recorded in the
 //!   call's [`Notes`], so the failed task's error says what the host refused.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use easel_provider::net::is_forbidden_target;
 use http::uri::Scheme;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -79,38 +81,6 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
         None => pattern == host,
-    }
-}
-
-/// Whether an address is one a plugin may never reach without `allow_private_targets`.
-pub fn is_private_target(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private_target(IpAddr::V4(v4)))
-                || (s[0..6] == [0, 0, 0, 0, 0, 0]
-                    && is_private_target(IpAddr::V4(v6.to_ipv4().unwrap())))
-        }
     }
 }
 
@@ -214,7 +184,7 @@ async fn send(
         return Err(Error::DestinationNotFound);
     }
     if !policy.allow_private
-        && let Some(bad) = addrs.iter().find(|a| is_private_target(a.ip()))
+        && let Some(bad) = addrs.iter().find(|a| is_forbidden_target(a.ip()))
     {
         notes.push(format!(
             "plugin {id}: outbound request to {host} refused: it resolves to the private, \

@@ -30,9 +30,10 @@ use std::path::Path;
 
 pub use config::WasmConfig;
 pub use contract::SUPPORTED_VERSIONS;
-pub use manifest::{CAPABILITIES, PluginManifest};
+pub use easel_provider::ProviderSink;
+pub use manifest::PluginManifest;
 pub use provider::WasmProvider;
-pub use reload::{PluginHost, PluginStatus, ProviderSink};
+pub use reload::{PluginHost, PluginStatus};
 pub use runtime::Runtime;
 
 /// What `easel plugin check FILE.wasm` reports.

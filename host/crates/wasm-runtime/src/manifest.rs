@@ -5,19 +5,8 @@
 //! contract (`params-schema`, `extra`) is parsed once here, so a malformed schema, or one
 //! using a keyword easel cannot check, is a load error rather than a per-request surprise.
 
-use easel_provider::ModelInfo;
+use easel_provider::{Capability, ModelInfo};
 use serde::Serialize;
-
-/// Capabilities the engine knows.
-pub const CAPABILITIES: &[&str] = &[
-    "chat",
-    "image.generate",
-    "image.edit",
-    "image.inpaint",
-    "image.upscale",
-    "video.generate",
-    "audio.speech",
-];
 
 /// What a plugin is and what it may touch, version-independent.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -89,7 +78,7 @@ impl PluginManifest {
             }
             for c in &m.capabilities {
                 anyhow::ensure!(
-                    CAPABILITIES.contains(&c.as_str()),
+                    Capability::parse(c).is_some(),
                     "model {}: unknown capability {c:?}",
                     m.key
                 );

@@ -9,7 +9,12 @@
 //!   bounded channel and stops when the receiver is dropped, the stream ends, a step fails,
 //!   or the call is cancelled.
 //! - No state is kept between calls (the handle is all `poll` and `cancel` get).
+//!
+//! `Runtime::load_file` and `Runtime::load_bytes` are defined here, on top of the runtime's
+//! own preparation of a component, so that this module uses the runtime and the runtime never
+//! names the provider built on it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,30 +54,31 @@ impl std::fmt::Debug for WasmProvider {
     }
 }
 
-impl WasmProvider {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        runtime: Arc<Runtime>,
-        pre: Arc<Pre>,
-        manifest: PluginManifest,
-        env: Arc<PluginEnv>,
-        content_hash: String,
-        contract: &'static str,
-        exports: Vec<String>,
-        imports: Vec<String>,
-    ) -> Self {
-        Self {
-            runtime,
-            pre,
-            manifest,
-            env,
-            content_hash,
-            contract,
-            exports,
-            imports,
-        }
+impl Runtime {
+    /// Reads, compiles (off the request path) and loads a component file.
+    pub async fn load_file(self: &Arc<Self>, path: &Path) -> anyhow::Result<WasmProvider> {
+        let bytes = tokio::fs::read(path).await?;
+        self.load_bytes(bytes).await
     }
 
+    /// Compiles (on the blocking pool, through the cache) and loads component bytes: detects
+    /// the contract version, links, calls `manifest` and validates it.
+    pub async fn load_bytes(self: &Arc<Self>, bytes: Vec<u8>) -> anyhow::Result<WasmProvider> {
+        let loaded = self.load(bytes).await?;
+        Ok(WasmProvider {
+            runtime: self.clone(),
+            pre: loaded.pre,
+            manifest: loaded.manifest,
+            env: loaded.env,
+            content_hash: loaded.content_hash,
+            contract: loaded.contract,
+            exports: loaded.exports,
+            imports: loaded.imports,
+        })
+    }
+}
+
+impl WasmProvider {
     /// The validated manifest.
     pub fn manifest(&self) -> &PluginManifest {
         &self.manifest

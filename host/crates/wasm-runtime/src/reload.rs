@@ -1,5 +1,6 @@
 //! Hot reload: [`PluginHost`] keeps the providers of a plugins folder (`*.wasm`) published
-//! through the host's [`ProviderSink`].
+//! through the host's [`ProviderSink`] (an `easel_provider` trait the engine's registry
+//! implements).
 //!
 //! Invariants:
 //! - Compilation happens on the blocking pool, never on a request path; a provider is
@@ -19,21 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use easel_provider::Provider;
+use easel_provider::{Provider, ProviderSink};
 use notify::Watcher;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::provider::WasmProvider;
 use crate::runtime::Runtime;
-
-/// Where the plugin host publishes providers (the host's registry implements it).
-pub trait ProviderSink: Send + Sync {
-    /// Adds or atomically replaces the provider with `p.id()`.
-    fn upsert(&self, p: Arc<dyn Provider>);
-    /// Removes the provider with this id.
-    fn remove(&self, id: &str);
-}
 
 /// One plugin file as `GET /admin/plugins` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]

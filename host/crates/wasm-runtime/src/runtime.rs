@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -33,7 +32,7 @@ use wasmtime::{
 use crate::config::WasmConfig;
 use crate::contract::{self, Pre};
 use crate::gate::{NetPolicy, Notes};
-use crate::provider::WasmProvider;
+use crate::manifest::PluginManifest;
 use crate::state::{CallState, PluginEnv};
 use crate::v0_1_0::Called;
 
@@ -54,6 +53,19 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A component compiled, linked and validated, ready to serve as a plugin.
+pub(crate) struct Loaded {
+    pub(crate) pre: Arc<Pre>,
+    pub(crate) manifest: PluginManifest,
+    pub(crate) env: Arc<PluginEnv>,
+    /// sha256 (hex) of the component.
+    pub(crate) content_hash: String,
+    /// The contract version it targets.
+    pub(crate) contract: &'static str,
+    pub(crate) exports: Vec<String>,
+    pub(crate) imports: Vec<String>,
 }
 
 /// Counts a call as in flight while alive.
@@ -184,15 +196,11 @@ impl Runtime {
         self.peak.load(Ordering::Relaxed)
     }
 
-    /// Reads, compiles (off the request path) and loads a component file.
-    pub async fn load_file(self: &Arc<Self>, path: &Path) -> anyhow::Result<WasmProvider> {
-        let bytes = tokio::fs::read(path).await?;
-        self.load_bytes(bytes).await
-    }
-
-    /// Compiles (on the blocking pool, through the cache) and loads component bytes: detects
-    /// the contract version, links, calls `manifest` and validates it.
-    pub async fn load_bytes(self: &Arc<Self>, bytes: Vec<u8>) -> anyhow::Result<WasmProvider> {
+    /// Compiles (on the blocking pool, through the cache) and prepares component bytes:
+    /// detects the contract version, links, calls `manifest` and validates it, and gathers
+    /// the secrets it names. The public `load_file` and `load_bytes` (in `provider`) make a
+    /// plugin of the result.
+    pub(crate) async fn load(self: &Arc<Self>, bytes: Vec<u8>) -> anyhow::Result<Loaded> {
         let rt = self.clone();
         let (hash, version, pre, exports, imports) =
             tokio::task::spawn_blocking(move || rt.prepare(&bytes)).await??;
@@ -227,16 +235,15 @@ impl Runtime {
             secrets,
             policy: self.policy(&manifest.id, manifest.allowed_hosts.clone()),
         });
-        Ok(WasmProvider::new(
-            self.clone(),
+        Ok(Loaded {
             pre,
             manifest,
             env,
-            hash,
-            version,
+            content_hash: hash,
+            contract: version,
             exports,
             imports,
-        ))
+        })
     }
 
     #[allow(clippy::type_complexity)]

@@ -152,7 +152,8 @@ async fn ssrf_and_operator_allowlist() {
 
 #[test]
 fn host_patterns_and_private_ranges() {
-    use easel_wasm::gate::{host_matches, is_private_target};
+    use easel_provider::net::is_forbidden_target;
+    use easel_wasm::gate::host_matches;
     assert!(host_matches("api.example.com", "API.example.com"));
     assert!(host_matches("*.example.com", "a.example.com"));
     assert!(host_matches("*.example.com", "a.b.example.com"));
@@ -174,9 +175,9 @@ fn host_patterns_and_private_ranges() {
         "fd00::1",
         "::ffff:127.0.0.1",
     ] {
-        assert!(is_private_target(ip.parse().unwrap()), "{ip}");
+        assert!(is_forbidden_target(ip.parse().unwrap()), "{ip}");
     }
     for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-        assert!(!is_private_target(ip.parse().unwrap()), "{ip}");
+        assert!(!is_forbidden_target(ip.parse().unwrap()), "{ip}");
     }
 }
