@@ -347,6 +347,13 @@ const FORBIDDEN: &[&str] = &[
     "http://[fd00::1]/x",
     "http://[::ffff:127.0.0.1]/x",
     "http://[::ffff:10.0.0.1]/x",
+    "http://[::127.0.0.1]/x",
+    "http://[64:ff9b::7f00:1]/x",
+    "http://[2002:7f00:1::]/x",
+    "http://[fec0::1]/x",
+    "http://[ff02::1]/x",
+    "http://224.0.0.1/x",
+    "http://198.18.0.1/x",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
