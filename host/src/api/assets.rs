@@ -4,13 +4,13 @@
 //! URL passed the no-SSRF check; downloads of stored files honour `Range`; another client's
 //! asset is a 404.
 
+use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
-    Json, Router,
+    Json,
     body::Body,
     extract::{FromRequest, Multipart, Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
-    routing::get,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -21,16 +21,33 @@ use crate::{
     api::{
         AppState, body,
         jobs::{Error, client, page},
+        openapi::{Api, Describe},
     },
     assets::{AssetView, NewFile, content_type_from_name},
 };
 
 /// Routes of seed 001's asset API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/assets", get(list).post(create))
-        .route("/api/v1/assets/{id}", get(show))
-        .route("/api/v1/assets/{id}/download", get(download))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/v1/assets",
+            get_with(list, |op| op.api(Api::Jobs).summary("List assets")).post_with(create, |op| {
+                op.api(Api::Jobs)
+                    .summary("Upload files (multipart field `files`) or register a URL (JSON)")
+                    .json_body::<RegisterUrl>()
+            }),
+        )
+        .api_route(
+            "/api/v1/assets/{id}",
+            get_with(show, |op| op.api(Api::Jobs).summary("Get an asset")),
+        )
+        .api_route(
+            "/api/v1/assets/{id}/download",
+            get_with(download, |op| {
+                op.api(Api::Jobs)
+                    .summary("Download an asset (supports Range)")
+            }),
+        )
 }
 
 /// `POST /api/v1/assets` with a JSON body: register an external URL.

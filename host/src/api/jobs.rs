@@ -1,15 +1,18 @@
 //! Seed 001 (智念 NianAIGC open API): `/api/v1/jobs`, `/api/v1/capabilities`, and the
 //! `{"error": "..."}` shape shared with the asset routes.
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
-use schemars::JsonSchema;
+use schemars::{JsonSchema, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -18,6 +21,7 @@ use crate::{
         AppState,
         auth::AuthError,
         body,
+        openapi::{self, Api, Describe},
         submit::{Refused, Submission, submit, url_input},
     },
     engine::{
@@ -88,12 +92,44 @@ pub async fn client(state: &AppState, headers: &HeaderMap) -> Result<String, Err
 }
 
 /// Routes of seed 001's job API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/jobs", post(create).get(list))
-        .route("/api/v1/jobs/{id}", get(show))
-        .route("/api/v1/jobs/{id}/cancel", post(cancel))
-        .route("/api/v1/capabilities", get(capabilities))
+pub fn routes() -> ApiRouter<AppState> {
+    let job = openapi::schema::<JobView>();
+    let one =
+        json_schema!({"type": "object", "properties": {"job": job, "reused": {"type": "boolean"}}});
+    let page = json_schema!({
+        "type": "object",
+        "properties": {"jobs": {"type": "array", "items": job}, "nextBefore": {"type": ["string", "null"]}},
+    });
+    ApiRouter::new()
+        .api_route(
+            "/api/v1/jobs",
+            post_with(create, |op| {
+                op.api(Api::Jobs)
+                    .summary("Create a job (honours Idempotency-Key)")
+                    .json_body::<JobRequest>()
+                    .ok(one.clone())
+            })
+            .get_with(list, |op| op.api(Api::Jobs).summary("List jobs").ok(page)),
+        )
+        .api_route(
+            "/api/v1/jobs/{id}",
+            get_with(show, |op| {
+                op.api(Api::Jobs).summary("Get a job").ok(one.clone())
+            }),
+        )
+        .api_route(
+            "/api/v1/jobs/{id}/cancel",
+            post_with(cancel, |op| {
+                op.api(Api::Jobs).summary("Cancel a job").ok(one.clone())
+            }),
+        )
+        .api_route(
+            "/api/v1/capabilities",
+            get_with(capabilities, |op| {
+                op.api(Api::Jobs)
+                    .summary("List capabilities and their models")
+            }),
+        )
 }
 
 /// Video settings of seed 001.

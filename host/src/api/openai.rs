@@ -9,13 +9,16 @@
 
 use std::time::Duration;
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use base64::Engine as _;
 use schemars::JsonSchema;
@@ -29,6 +32,7 @@ use crate::{
         body,
         chat::{self, ChunkStyle},
         files::public_base,
+        openapi::{Api, Describe},
         submit::{Refused, Submission, stored_outputs, submit},
     },
     engine::task::{Status, now_ms},
@@ -108,11 +112,28 @@ impl From<Refused> for Error {
 }
 
 /// Routes of the OpenAI-compatible API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/images/generations", post(images))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/models",
+            get_with(models, |op| op.api(Api::OpenAi).summary("Models")),
+        )
+        .api_route(
+            "/v1/chat/completions",
+            post_with(chat_completions, |op| {
+                op.api(Api::OpenAi)
+                    .summary("Chat completions, streamed or not")
+                    .json_body::<ChatRequest>()
+            }),
+        )
+        .api_route(
+            "/v1/images/generations",
+            post_with(images, |op| {
+                op.api(Api::OpenAi)
+                    .summary("Generate images (waits for the task)")
+                    .json_body::<ImageRequest>()
+            }),
+        )
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {

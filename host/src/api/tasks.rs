@@ -3,23 +3,34 @@
 //! client) is not found here; the not-found body carries both dialects' fields, since the
 //! caller's dialect cannot be known.
 
+use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use serde_json::json;
 
 use crate::{
-    api::{AppState, auth::AuthError, pixel, sd},
+    api::{
+        AppState,
+        auth::AuthError,
+        openapi::{Api, Describe},
+        pixel, sd,
+    },
     engine::task::new_id,
 };
 
 /// The shared route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/tasks/{id}", get(show))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/api/v1/tasks/{id}",
+        get_with(show, |op| {
+            op.api(Api::Pixel)
+                .summary("A Pixel or SD-service task, in the shape of the API that created it")
+        }),
+    )
 }
 
 fn answer(status: StatusCode, message: &str, detail: &str) -> Response {
