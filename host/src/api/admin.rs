@@ -2,26 +2,62 @@
 //! headers): plugins, clients and their credits. Without an admin key configured they answer
 //! 404, as if absent.
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State, rejection::JsonRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{AppState, auth::presented_key, error::Error};
+use crate::api::{
+    AppState,
+    auth::presented_key,
+    error::Error,
+    openapi::{Api, Describe},
+};
 
 /// Routes of the operator interface.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/plugins", get(plugins))
-        .route("/admin/plugins/reload", post(reload))
-        .route("/admin/clients", post(create_client))
-        .route("/admin/clients/{id}/credits", post(grant))
-        .route("/admin/clients/{id}/usage", get(usage))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/admin/plugins",
+            get_with(plugins, |op| {
+                op.api(Api::Admin)
+                    .summary("Loaded plugins with version, hash, models and last error")
+            }),
+        )
+        .api_route(
+            "/admin/plugins/reload",
+            post_with(reload, |op| {
+                op.api(Api::Admin).summary("Rescan the plugins folder")
+            }),
+        )
+        .api_route(
+            "/admin/clients",
+            post_with(create_client, |op| {
+                op.api(Api::Admin).summary("Create a client and its key")
+            }),
+        )
+        .api_route(
+            "/admin/clients/{id}/credits",
+            post_with(grant, |op| {
+                op.api(Api::Admin).summary("Grant (or take back) credits")
+            }),
+        )
+        .api_route(
+            "/admin/clients/{id}/usage",
+            get_with(usage, |op| {
+                op.api(Api::Admin)
+                    .summary("Balance, reservations and spending per model")
+            }),
+        )
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
@@ -61,7 +97,7 @@ async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
 }
 
 /// `POST /admin/clients`: a new client and its key (shown once; stored hashed).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct NewClient {
     id: String,
     key: Option<String>,
@@ -106,7 +142,7 @@ async fn create_client(
 }
 
 /// `POST /admin/clients/{id}/credits` with `{"amount": 100}` (negative takes back).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct Grant {
     amount: f64,
 }

@@ -4,13 +4,13 @@
 //! URL passed the no-SSRF check; downloads of stored files honour `Range`; another client's
 //! asset is a 404.
 
+use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
-    Json, Router,
+    Json,
     body::Body,
     extract::{Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
-    routing::get,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ use crate::{
         error::Error,
         jobs::{Client, Jobs},
         multipart,
+        openapi::{Api, Describe},
         paging::page,
     },
     assets::{Asset, NewFile, content_type_from_name},
@@ -31,11 +32,27 @@ use crate::{
 };
 
 /// Routes of seed 001's asset API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/assets", get(list).post(create))
-        .route("/api/v1/assets/{id}", get(show))
-        .route("/api/v1/assets/{id}/download", get(download))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/v1/assets",
+            get_with(list, |op| op.api(Api::Jobs).summary("List assets")).post_with(create, |op| {
+                op.api(Api::Jobs)
+                    .summary("Upload files (multipart field `files`) or register a URL (JSON)")
+                    .json_body::<RegisterUrl>()
+            }),
+        )
+        .api_route(
+            "/api/v1/assets/{id}",
+            get_with(show, |op| op.api(Api::Jobs).summary("Get an asset")),
+        )
+        .api_route(
+            "/api/v1/assets/{id}/download",
+            get_with(download, |op| {
+                op.api(Api::Jobs)
+                    .summary("Download an asset (supports Range)")
+            }),
+        )
 }
 
 /// An asset as the APIs show it.

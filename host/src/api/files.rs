@@ -5,18 +5,21 @@
 //! key, which lives in the database (`settings`) so every API process signs alike; nothing
 //! else about an asset is reachable without a key; a bad signature is a plain 404.
 
+use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
-    Router,
     extract::{Path, Request, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::{
-    api::{AppState, assets::serve_asset},
+    api::{
+        AppState,
+        assets::serve_asset,
+        openapi::{Api, Describe},
+    },
     store::Store,
 };
 
@@ -85,8 +88,14 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
 }
 
 /// The route of public links.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/files/{asset_id}/{signature}", get(download))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/files/{asset_id}/{signature}",
+        get_with(download, |op| {
+            op.api(Api::Documents)
+                .summary("A public, signed link to an output file")
+        }),
+    )
 }
 
 async fn download(

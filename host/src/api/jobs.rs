@@ -1,14 +1,17 @@
 //! Seed 001 (智念 NianAIGC open API): `/api/v1/jobs` and `/api/v1/capabilities`; errors are
 //! [`error::Error`](crate::api::error::Error)'s `{"error": "..."}`.
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
-use schemars::JsonSchema;
+use schemars::{JsonSchema, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -19,6 +22,7 @@ use crate::{
         body,
         dialect::{Body, Caller, Dialect, QueryOf},
         error::Error,
+        openapi::{self, Api, Describe},
         paging::page,
     },
     engine::{
@@ -53,12 +57,44 @@ impl Dialect for Jobs {
 pub type Client = Caller<Jobs>;
 
 /// Routes of seed 001's job API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/jobs", post(create).get(list))
-        .route("/api/v1/jobs/{id}", get(show))
-        .route("/api/v1/jobs/{id}/cancel", post(cancel))
-        .route("/api/v1/capabilities", get(capabilities))
+pub fn routes() -> ApiRouter<AppState> {
+    let job = openapi::schema::<JobView>();
+    let one =
+        json_schema!({"type": "object", "properties": {"job": job, "reused": {"type": "boolean"}}});
+    let page = json_schema!({
+        "type": "object",
+        "properties": {"jobs": {"type": "array", "items": job}, "nextBefore": {"type": ["string", "null"]}},
+    });
+    ApiRouter::new()
+        .api_route(
+            "/api/v1/jobs",
+            post_with(create, |op| {
+                op.api(Api::Jobs)
+                    .summary("Create a job (honours Idempotency-Key)")
+                    .json_body::<JobRequest>()
+                    .ok(one.clone())
+            })
+            .get_with(list, |op| op.api(Api::Jobs).summary("List jobs").ok(page)),
+        )
+        .api_route(
+            "/api/v1/jobs/{id}",
+            get_with(show, |op| {
+                op.api(Api::Jobs).summary("Get a job").ok(one.clone())
+            }),
+        )
+        .api_route(
+            "/api/v1/jobs/{id}/cancel",
+            post_with(cancel, |op| {
+                op.api(Api::Jobs).summary("Cancel a job").ok(one.clone())
+            }),
+        )
+        .api_route(
+            "/api/v1/capabilities",
+            get_with(capabilities, |op| {
+                op.api(Api::Jobs)
+                    .summary("List capabilities and their models")
+            }),
+        )
 }
 
 /// Video settings of seed 001.

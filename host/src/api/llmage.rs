@@ -8,14 +8,17 @@
 //! `[credits] enforce`, a task reserves its price and a short balance is
 //! `429 {"error": "Insufficient balance"}`.
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     extract::{Request, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
-use schemars::JsonSchema;
+use schemars::{JsonSchema, json_schema};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -29,6 +32,7 @@ use crate::{
         error::Error,
         files::public_base,
         multipart,
+        openapi::{Api, Describe},
         submit::stored_outputs,
     },
     assets::{content_type_from_name, kind_of},
@@ -45,13 +49,57 @@ use crate::{
 pub const API: &str = "llmage";
 
 /// Routes of seed 002.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/llmage/v1/models", get(models))
-        .route("/llmage/v1/chat/completions", post(chat_completions))
-        .route("/llmage/v1/image/generations", post(image_generations))
-        .route("/llmage/v1/video/generations", post(video_generations))
-        .route("/llmage/v1/tasks", get(task))
+pub fn routes() -> ApiRouter<AppState> {
+    // Three named fields, the rest per model.
+    let generation = json_schema!({
+        "type": "object",
+        "required": ["model", "catelogid", "prompt"],
+        "properties": {
+            "model": {"type": "string"},
+            "catelogid": {"type": "string", "enum": ["t2i", "i2i", "t2v", "i2v", "ref2v"]},
+            "prompt": {"type": "string"},
+        },
+        "additionalProperties": true,
+    });
+    ApiRouter::new()
+        .api_route(
+            "/llmage/v1/models",
+            get_with(models, |op| {
+                op.api(Api::Llmage)
+                    .summary("Models, optionally of one catelogid")
+            }),
+        )
+        .api_route(
+            "/llmage/v1/chat/completions",
+            post_with(chat_completions, |op| {
+                op.api(Api::Llmage)
+                    .summary("Chat, streamed (SSE) or not")
+                    .json_body::<ChatCompletionRequest>()
+            }),
+        )
+        .api_route(
+            "/llmage/v1/image/generations",
+            post_with(image_generations, |op| {
+                op.api(Api::Llmage)
+                    .summary("Create an image task")
+                    .json_body_schema(generation.clone())
+            }),
+        )
+        .api_route(
+            "/llmage/v1/video/generations",
+            post_with(video_generations, |op| {
+                op.api(Api::Llmage)
+                    .summary("Create a video task (JSON, or multipart with image_file, image1_file/image2_file, image_file1/image_file2, image_files, video_files, audio_files)")
+                    .json_body_schema(generation)
+            }),
+        )
+        .api_route(
+            "/llmage/v1/tasks",
+            get_with(task, |op| {
+                op.api(Api::Llmage)
+                    .summary("A task's status, usage and media")
+            }),
+        )
 }
 
 fn bad(message: impl Into<String>) -> Error {

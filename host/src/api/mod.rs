@@ -26,10 +26,14 @@ pub mod tasks;
 
 use std::sync::Arc;
 
+use aide::axum::ApiRouter;
 use axum::{Router, extract::DefaultBodyLimit};
 use tower_http::trace::TraceLayer;
 
-use crate::{config::Config, engine::Engine};
+use crate::{
+    config::{Config, Limits},
+    engine::Engine,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -46,10 +50,9 @@ pub struct AppState {
     pub plugins: Option<easel_wasm::PluginHost>,
 }
 
-/// Every route of every API.
-pub fn router(state: AppState) -> Router {
-    let limits = &state.config.limits;
-    Router::new()
+/// Every route of every API, each registered with its documentation (see [`openapi`]).
+fn routes(limits: &Limits) -> ApiRouter<AppState> {
+    ApiRouter::new()
         .merge(jobs::routes())
         .merge(assets::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(openapi::routes())
@@ -60,8 +63,13 @@ pub fn router(state: AppState) -> Router {
         .merge(sd::routes())
         .merge(llmage::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(openai::routes())
+}
+
+/// Every route of every API, and the document that describes them.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    openapi::finish(|| routes(limits))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-        .merge(openapi::swagger_ui())
 }

@@ -9,12 +9,15 @@
 
 use std::time::Duration;
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use base64::Engine as _;
 use schemars::JsonSchema;
@@ -28,6 +31,7 @@ use crate::{
         chat::{self, ChunkStyle},
         dialect::{Body, Caller, Dialect},
         files::public_base,
+        openapi::{Api, Describe},
         submit::{refusal_parts, stored_outputs},
     },
     engine::{
@@ -136,11 +140,28 @@ impl Dialect for OpenAi {
 type Client = Caller<OpenAi>;
 
 /// Routes of the OpenAI-compatible API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/images/generations", post(images))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/models",
+            get_with(models, |op| op.api(Api::OpenAi).summary("Models")),
+        )
+        .api_route(
+            "/v1/chat/completions",
+            post_with(chat_completions, |op| {
+                op.api(Api::OpenAi)
+                    .summary("Chat completions, streamed or not")
+                    .json_body::<ChatRequest>()
+            }),
+        )
+        .api_route(
+            "/v1/images/generations",
+            post_with(images, |op| {
+                op.api(Api::OpenAi)
+                    .summary("Generate images (waits for the task)")
+                    .json_body::<ImageRequest>()
+            }),
+        )
 }
 
 async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Error> {

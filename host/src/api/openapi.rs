@@ -1,252 +1,378 @@
-//! `/openapi.json` (also at `/api/v1/openapi.json`), `/docs` (Swagger UI, served from the
-//! binary) and `/redoc`, built from the request types themselves (schemars) and one table of
-//! routes covering all four APIs, so the document cannot drift from the code.
+//! The OpenAPI 3.1 document, generated from the router itself (aide), and where it is read:
+//! `/openapi.json` (also `/api/v1/openapi.json`), `/docs` (Swagger UI) and `/redoc` (ReDoc), both
+//! viewers served from the binary.
+//!
+//! Invariants: every route of `api/` is registered with `ApiRouter::api_route` and its
+//! operation's documentation in the same call, so a route cannot be served without being in the
+//! document. Query parameters come from the handlers' `Query<T>` types, admin bodies from their
+//! `Json<T>` types, path parameters from the route's path and schemas from the request types'
+//! schemars derives; bodies a handler reads raw, to answer bad JSON in its API's own error shape,
+//! are named beside the handler ([`Describe::json_body`]). Its unit tests keep plain axum
+//! routing, hidden operations and undescribed operations out of `api/`; `tests/fuzz.rs` checks
+//! that every documented operation is routed.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    response::{Html, IntoResponse},
-    routing::get,
+use std::{cell::RefCell, convert::Infallible, rc::Rc};
+
+use aide::{
+    axum::{ApiRouter, routing::get_with},
+    openapi::{
+        MediaType, OpenApi, Parameter, ReferenceOr, RequestBody, Response as Answer, SchemaObject,
+        StatusCode,
+    },
+    redoc::Redoc,
+    transform::TransformOperation,
 };
-use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
+use axum::{
+    Extension, Router,
+    body::Bytes,
+    extract::Request,
+    http::header,
+    response::{IntoResponse, Response},
+};
+use schemars::{JsonSchema, Schema, generate::SchemaSettings, json_schema};
 use serde_json::{Map, Value, json};
+use tower::ServiceExt;
 
-use crate::api::{AppState, assets, jobs, llmage, openai, pixel, sd};
+use crate::api::{AppState, jobs, openai, pixel, sd};
 
-/// One documented operation.
-struct Operation {
-    method: &'static str,
-    path: &'static str,
-    /// The API it belongs to; also names its error schema.
-    tag: &'static str,
-    summary: &'static str,
-    body: Option<Value>,
-    response: Option<Value>,
-    query: &'static [(&'static str, &'static str)],
+/// The APIs the document groups its operations by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// Seed 001.
+    Jobs,
+    /// Seed 000.
+    Pixel,
+    /// Seed 002.
+    Llmage,
+    /// OpenAI's images and chat.
+    OpenAi,
+    /// Seed 003.
+    Sd,
+    /// The operator's routes.
+    Admin,
+    /// This document, its viewers and public file links.
+    Documents,
 }
 
-fn op(
-    method: &'static str,
-    path: &'static str,
-    tag: &'static str,
-    summary: &'static str,
-) -> Operation {
-    Operation {
-        method,
-        path,
-        tag,
-        summary,
-        body: None,
-        response: None,
-        query: &[],
-    }
-}
-
-impl Operation {
-    fn body(mut self, schema: Value) -> Self {
-        self.body = Some(schema);
-        self
-    }
-
-    fn response(mut self, schema: Value) -> Self {
-        self.response = Some(schema);
-        self
-    }
-
-    fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
-        self.query = query;
-        self
-    }
-}
-
-fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
-    serde_json::to_value(generator.subschema_for::<T>()).unwrap_or(Value::Null)
-}
-
-/// The body of llmage's generation routes: three named fields, the rest per model.
-fn llmage_generation() -> Value {
-    json!({
-        "type": "object",
-        "required": ["model", "catelogid", "prompt"],
-        "properties": {
-            "model": {"type": "string"},
-            "catelogid": {"type": "string", "enum": ["t2i", "i2i", "t2v", "i2v", "ref2v"]},
-            "prompt": {"type": "string"},
-        },
-        "additionalProperties": true,
-    })
-}
-
-const JOBS: &str = "001 jobs";
-const PIXEL: &str = "000 Pixel";
-const LLMAGE: &str = "002 llmage";
-const OPENAI: &str = "OpenAI";
-const SD: &str = "003 SD service";
-const ADMIN: &str = "admin";
-const DOCS: &str = "documents";
-
-fn operations(generator: &mut SchemaGenerator) -> Vec<Operation> {
-    let job = schema::<jobs::JobView>(generator);
-    let job_envelope =
-        json!({"type": "object", "properties": {"job": job, "reused": {"type": "boolean"}}});
-    let pages: &[(&str, &str)] = &[("limit", "1 to 200"), ("before", "ISO time")];
-    vec![
-        op("post", "/api/v1/jobs", JOBS, "Create a job (honours Idempotency-Key)")
-            .body(schema::<jobs::JobRequest>(generator))
-            .response(job_envelope.clone()),
-        op("get", "/api/v1/jobs", JOBS, "List jobs")
-            .response(json!({"type": "object", "properties": {"jobs": {"type": "array", "items": job}, "nextBefore": {"type": ["string", "null"]}}}))
-            .query(&[
-                ("status", "queued, running, succeeded, failed, expired or cancelled"),
-                ("capability", "a capability"),
-                ("limit", "1 to 200"),
-                ("before", "ISO time"),
-            ]),
-        op("get", "/api/v1/jobs/{id}", JOBS, "Get a job").response(job_envelope.clone()),
-        op("post", "/api/v1/jobs/{id}/cancel", JOBS, "Cancel a job").response(job_envelope),
-        op("get", "/api/v1/capabilities", JOBS, "List capabilities and their models"),
-        op("post", "/api/v1/assets", JOBS, "Upload files (multipart field `files`) or register a URL (JSON)")
-            .body(schema::<assets::RegisterUrl>(generator)),
-        op("get", "/api/v1/assets", JOBS, "List assets").query(pages),
-        op("get", "/api/v1/assets/{id}", JOBS, "Get an asset"),
-        op("get", "/api/v1/assets/{id}/download", JOBS, "Download an asset (supports Range)"),
-        op("get", "/api/v1/models", PIXEL, "Models grouped by type"),
-        op("post", "/api/v1/generations/{kind}", PIXEL, "Create an image, video or audio task (kind: image, video, audio)")
-            .body(schema::<pixel::GenerationRequest>(generator)),
-        op("get", "/api/v1/tasks/{id}", PIXEL, "A Pixel or SD-service task, in the shape of the API that created it"),
-        op("get", "/health", SD, "Service status and whether a model is loaded"),
-        op("get", "/api/health", SD, "Same as /health"),
-        op("post", "/api/v1/generate", SD, "txt2img, or img2img with init_image")
-            .body(schema::<sd::GenerateRequest>(generator)),
-        op("get", "/llmage/v1/models", LLMAGE, "Models, optionally of one catelogid")
-            .query(&[("catelogid", "t2t, t2i, t2v, i2v, ref2v, …")]),
-        op("post", "/llmage/v1/chat/completions", LLMAGE, "Chat, streamed (SSE) or not")
-            .body(schema::<llmage::ChatCompletionRequest>(generator)),
-        op("post", "/llmage/v1/image/generations", LLMAGE, "Create an image task").body(llmage_generation()),
-        op("post", "/llmage/v1/video/generations", LLMAGE, "Create a video task (JSON, or multipart with image_file, image1_file/image2_file, image_file1/image_file2, image_files, video_files, audio_files)")
-            .body(llmage_generation()),
-        op("get", "/llmage/v1/tasks", LLMAGE, "A task's status, usage and media").query(&[("taskid", "the task id")]),
-        op("get", "/v1/models", OPENAI, "Models"),
-        op("post", "/v1/chat/completions", OPENAI, "Chat completions, streamed or not")
-            .body(schema::<openai::ChatRequest>(generator)),
-        op("post", "/v1/images/generations", OPENAI, "Generate images (waits for the task)")
-            .body(schema::<openai::ImageRequest>(generator)),
-        op("get", "/files/{asset_id}/{signature}", DOCS, "A public, signed link to an output file"),
-        op("get", "/admin/plugins", ADMIN, "Loaded plugins with version, hash, models and last error"),
-        op("post", "/admin/plugins/reload", ADMIN, "Rescan the plugins folder"),
-        op("post", "/admin/clients", ADMIN, "Create a client and its key")
-            .body(json!({"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}}})),
-        op("post", "/admin/clients/{id}/credits", ADMIN, "Grant (or take back) credits")
-            .body(json!({"type": "object", "required": ["amount"], "properties": {"amount": {"type": "number"}}})),
-        op("get", "/admin/clients/{id}/usage", ADMIN, "Balance, reservations and spending per model"),
-        op("get", "/openapi.json", DOCS, "This document"),
-        op("get", "/api/v1/openapi.json", DOCS, "This document"),
-        op("get", "/docs", DOCS, "Swagger UI"),
-        op("get", "/redoc", DOCS, "ReDoc"),
-    ]
-}
-
-/// The error body of each API.
-fn error_schema(tag: &str) -> &'static str {
-    match tag {
-        PIXEL => "PixelError",
-        SD => "SdError",
-        OPENAI => "OpenAiError",
-        _ => "Error",
-    }
-}
-
-/// The `{name}` segments of a path.
-fn path_parameters(path: &str) -> Vec<Value> {
-    path.split('/')
-        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-        .collect()
-}
-
-/// The OpenAPI 3.1 document of every route.
-pub fn document() -> Value {
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let mut paths: Map<String, Value> = Map::new();
-    for op in operations(&mut generator) {
-        let mut parameters: Vec<Value> = op
-            .query
-            .iter()
-            .map(|(name, description)| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}))
-            .collect();
-        parameters.extend(path_parameters(op.path));
-        let error = json!({"$ref": format!("#/components/schemas/{}", error_schema(op.tag))});
-        let mut operation = json!({
-            "tags": [op.tag],
-            "summary": op.summary,
-            "parameters": parameters,
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": op.response.unwrap_or(json!({"type": "object"}))}}},
-                "400": {"description": "Invalid request", "content": {"application/json": {"schema": error}}},
-                "401": {"description": "Missing or invalid API key", "content": {"application/json": {"schema": error}}},
-                "404": {"description": "Not found, or owned by another client", "content": {"application/json": {"schema": error}}},
-            },
-        });
-        if let Some(body) = op.body {
-            operation["requestBody"] =
-                json!({"required": true, "content": {"application/json": {"schema": body}}});
+impl Api {
+    /// The tag its operations carry.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Api::Jobs => "001 jobs",
+            Api::Pixel => "000 Pixel",
+            Api::Llmage => "002 llmage",
+            Api::OpenAi => "OpenAI",
+            Api::Sd => "003 SD service",
+            Api::Admin => "admin",
+            Api::Documents => "documents",
         }
-        paths
-            .entry(op.path.to_string())
-            .or_insert_with(|| json!({}))[op.method] = operation;
     }
-    let mut schemas =
-        serde_json::to_value(generator.take_definitions(true)).unwrap_or_else(|_| json!({}));
+
+    /// The component naming its error body.
+    fn error_schema(self) -> &'static str {
+        match self {
+            Api::Pixel => "PixelError",
+            Api::Sd => "SdError",
+            Api::OpenAi => "OpenAiError",
+            Api::Jobs | Api::Llmage | Api::Admin | Api::Documents => "Error",
+        }
+    }
+}
+
+// Each API's error answers are documented by `Describe::api`; aide needs only to know the types.
+impl aide::OperationOutput for jobs::Error {
+    type Inner = Self;
+}
+
+impl aide::OperationOutput for pixel::Error {
+    type Inner = Self;
+}
+
+impl aide::OperationOutput for sd::Error {
+    type Inner = Self;
+}
+
+impl aide::OperationOutput for openai::Error {
+    type Inner = Self;
+}
+
+/// The schema of `T`: a reference whose definition the document's components will hold.
+pub fn schema<T: JsonSchema>() -> Schema {
+    aide::generate::in_context(|ctx| ctx.schema.subschema_for::<T>())
+}
+
+fn json_media(schema: Schema) -> MediaType {
+    MediaType {
+        schema: Some(SchemaObject {
+            json_schema: schema,
+            external_docs: None,
+            example: None,
+        }),
+        ..MediaType::default()
+    }
+}
+
+fn json_answer(description: &str, schema: Schema) -> ReferenceOr<Answer> {
+    let mut answer = Answer {
+        description: description.into(),
+        ..Answer::default()
+    };
+    answer
+        .content
+        .insert("application/json".into(), json_media(schema));
+    ReferenceOr::Item(answer)
+}
+
+/// What the dialects say about an operation, on top of aide's own transform.
+pub trait Describe: Sized {
+    /// Tags the operation with its API and documents that API's error answers (and a JSON 200
+    /// unless one is known).
+    fn api(self, api: Api) -> Self;
+    /// The JSON body the handler reads raw, as `T`.
+    fn json_body<T: JsonSchema>(self) -> Self;
+    /// The JSON body the handler reads raw, as `schema`.
+    fn json_body_schema(self, schema: Schema) -> Self;
+    /// The 200 answer's JSON body.
+    fn ok(self, schema: Schema) -> Self;
+}
+
+impl Describe for TransformOperation<'_> {
+    fn api(mut self, api: Api) -> Self {
+        let operation = self.inner_mut();
+        operation.tags = vec![api.tag().into()];
+        let responses = &mut operation
+            .responses
+            .get_or_insert_with(Default::default)
+            .responses;
+        // What aide infers from extractors (axum's 415 and 422 for `Json`) is not what the
+        // dialects answer: they turn rejections into their own errors, listed below.
+        responses.retain(|status, _| *status == StatusCode::Code(200));
+        responses
+            .entry(StatusCode::Code(200))
+            .or_insert_with(|| json_answer("OK", json_schema!({"type": "object"})));
+        let error = Schema::new_ref(format!("#/components/schemas/{}", api.error_schema()));
+        for (status, description) in [
+            (400, "Invalid request"),
+            (401, "Missing or invalid API key"),
+            (404, "Not found, or owned by another client"),
+        ] {
+            responses.insert(
+                StatusCode::Code(status),
+                json_answer(description, error.clone()),
+            );
+        }
+        self
+    }
+
+    fn json_body<T: JsonSchema>(self) -> Self {
+        self.json_body_schema(schema::<T>())
+    }
+
+    fn json_body_schema(mut self, schema: Schema) -> Self {
+        // Replaces what aide infers from a raw `Bytes` extractor (an octet stream).
+        let mut body = RequestBody {
+            required: true,
+            ..RequestBody::default()
+        };
+        body.content
+            .insert("application/json".into(), json_media(schema));
+        self.inner_mut().request_body = Some(ReferenceOr::Item(body));
+        self
+    }
+
+    fn ok(mut self, schema: Schema) -> Self {
+        let responses = &mut self
+            .inner_mut()
+            .responses
+            .get_or_insert_with(Default::default)
+            .responses;
+        responses.insert(StatusCode::Code(200), json_answer("OK", schema));
+        self
+    }
+}
+
+/// Builds the router `build` returns together with its document, as JSON. The schema settings
+/// are the OpenAPI ones, and problems aide finds while describing operations are returned.
+pub fn generate(
+    build: impl FnOnce() -> ApiRouter<AppState>,
+) -> (Router<AppState>, Value, Vec<String>) {
+    let problems = Rc::new(RefCell::new(Vec::new()));
+    aide::generate::reset_context();
+    aide::generate::in_context(|ctx| ctx.schema = SchemaSettings::openapi3().into_generator());
+    let noted = problems.clone();
+    aide::generate::on_error(move |error| noted.borrow_mut().push(error.to_string()));
+    let mut api = OpenApi::default();
+    let router = build().finish_api(&mut api);
+    aide::generate::reset_context();
+    let document = complete(serde_json::to_value(api).expect("the document serializes"));
+    let problems = problems.borrow().clone();
+    (router, document, problems)
+}
+
+/// Builds the router `build` returns and serves its document.
+pub fn finish(build: impl FnOnce() -> ApiRouter<AppState>) -> Router<AppState> {
+    let (router, document, problems) = generate(build);
+    for problem in problems {
+        tracing::warn!("OpenAPI document: {problem}");
+    }
+    let json = serde_json::to_vec(&document).expect("the document serializes");
+    router.layer(Extension(Document(Bytes::from(json))))
+}
+
+/// What aide leaves to the application: the path parameters of every route (strings), the
+/// error bodies, the keys and the document's title; and without the definitions nothing refers
+/// to (the `Query<T>` types, which aide lists as parameters).
+fn complete(mut document: Value) -> Value {
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (path, item) in paths {
+            let names: Vec<&str> = path
+                .split('/')
+                .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for operation in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|i| i.values_mut())
+            {
+                let parameters = &mut operation["parameters"];
+                if !parameters.is_array() {
+                    *parameters = json!([]);
+                }
+                let list = parameters.as_array_mut().expect("just made an array");
+                for name in &names {
+                    if !list.iter().any(|p| p["name"] == *name && p["in"] == "path") {
+                        list.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+                    }
+                }
+            }
+        }
+    }
+    document["info"] = json!({"title": "easel", "version": env!("CARGO_PKG_VERSION")});
+    let schemas = &mut document["components"]["schemas"];
     schemas["Error"] = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}});
     schemas["PixelError"] = json!({"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"}}});
     schemas["SdError"] =
         json!({"type": "object", "required": ["detail"], "properties": {"detail": {}}});
     schemas["OpenAiError"] = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "properties": {"message": {"type": "string"}, "type": {"type": "string"}}}}});
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "easel", "version": env!("CARGO_PKG_VERSION")},
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "zhinianKey": {"type": "apiKey", "in": "header", "name": "X-Zhinian-Api-Key"},
-            },
-        },
-        "security": [{"bearer": []}, {"apiKey": []}, {"zhinianKey": []}],
-        "paths": paths,
-    })
+    document["components"]["securitySchemes"] = json!({
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "zhinianKey": {"type": "apiKey", "in": "header", "name": "X-Zhinian-Api-Key"},
+    });
+    document["security"] = json!([{"bearer": []}, {"apiKey": []}, {"zhinianKey": []}]);
+    let Value::Object(mut unused) = document["components"]["schemas"].take() else {
+        unreachable!("the error bodies were just defined")
+    };
+    let mut kept = Map::new();
+    let mut pending = Vec::new();
+    references(&document, &mut pending);
+    while let Some(name) = pending.pop() {
+        if let Some(schema) = unused.remove(&name) {
+            references(&schema, &mut pending);
+            kept.insert(name, schema);
+        }
+    }
+    document["components"]["schemas"] = Value::Object(kept);
+    document
 }
 
-/// Serves the document and the two viewers. Swagger UI's files are compiled into the binary;
-/// ReDoc's page loads its viewer script from the ReDoc CDN in the reader's browser.
-pub fn routes() -> Router<AppState> {
-    let document = |State(_): State<AppState>| async { Json(document()) };
-    Router::new()
-        .route("/openapi.json", get(document))
-        .route("/api/v1/openapi.json", get(document))
-        .route("/redoc", get(|| async { Html(REDOC_PAGE).into_response() }))
+/// The names of the definitions `value` refers to.
+fn references(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                found.push(name.to_string());
+            }
+            map.values().for_each(|v| references(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+        _ => {}
+    }
 }
 
-/// Swagger UI at `/docs`, reading `/openapi.json`.
-pub fn swagger_ui() -> Router {
-    swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
+/// The serialized document, shared by the routes that serve it.
+#[derive(Clone)]
+struct Document(Bytes);
+
+async fn serve_document(Extension(Document(json)): Extension<Document>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+/// The files Swagger UI's page loads from beside it.
+const SWAGGER_FILES: [&str; 6] = [
+    "swagger-ui-bundle.js",
+    "swagger-ui.css",
+    "swagger-ui-bundle.js.map",
+    "swagger-ui.css.map",
+    "oauth2-redirect.html",
+    "oauth2-redirect.js",
+];
+
+fn this_document(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.api(Api::Documents).summary("This document")
+}
+
+/// The `{file}` of `/docs/{file}`: one of [`SWAGGER_FILES`].
+fn swagger_file() -> Parameter {
+    serde_json::from_value(json!({
+        "name": "file", "in": "path", "required": true,
+        "schema": {"type": "string", "enum": SWAGGER_FILES},
+    }))
+    .expect("a path parameter")
+}
+
+/// The document, Swagger UI (its files compiled into the binary by `swagger-ui-dist`, whose own
+/// router answers under `/docs`) and ReDoc (its script inlined in the page by aide).
+pub fn routes() -> ApiRouter<AppState> {
+    let swagger = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
         uri_prefix: "/docs",
         api_definition: swagger_ui_dist::OpenApiSource::Uri("/openapi.json"),
         title: Some("easel"),
-    })
+    });
+    let swagger_ui = move |request: Request| {
+        let swagger = swagger.clone();
+        async move {
+            let answer: Result<Response, Infallible> = swagger.oneshot(request).await;
+            answer.unwrap_or_else(|never| match never {})
+        }
+    };
+    let redoc = Redoc::new("/openapi.json")
+        .with_title("easel API")
+        .axum_handler::<AppState>();
+    ApiRouter::new()
+        .api_route("/openapi.json", get_with(serve_document, this_document))
+        .api_route(
+            "/api/v1/openapi.json",
+            get_with(serve_document, this_document),
+        )
+        .api_route(
+            "/docs",
+            get_with(swagger_ui.clone(), |op| {
+                op.api(Api::Documents).summary("Swagger UI")
+            }),
+        )
+        .api_route(
+            "/docs/{file}",
+            get_with(swagger_ui, |op| {
+                op.api(Api::Documents)
+                    .summary("Swagger UI's script, style and sign-in page")
+                    .with(|mut op| {
+                        op.inner_mut()
+                            .parameters
+                            .push(ReferenceOr::Item(swagger_file()));
+                        op
+                    })
+            }),
+        )
+        .api_route(
+            "/redoc",
+            get_with(redoc, |op| op.api(Api::Documents).summary("ReDoc")),
+        )
 }
 
-const REDOC_PAGE: &str = r#"<!DOCTYPE html>
-<html>
-  <head>
-    <title>easel API</title>
-    <meta charset="utf-8">
-    <meta name="viewport" content="width=device-width, initial-scale=1">
-  </head>
-  <body>
-    <redoc spec-url="/openapi.json"></redoc>
-    <script src="https://cdn.redoc.ly/redoc/v2.5.1/bundles/redoc.standalone.js"></script>
-  </body>
-</html>
-"#;
+#[cfg(test)]
+mod tests;

@@ -5,12 +5,15 @@
 //! `request_id`. Model ids must be composite (`provider/model_key`): the two error texts for a
 //! malformed or unknown id are the seed's, word for word.
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -22,6 +25,7 @@ use crate::{
         auth::AuthError,
         dialect::{Body, Caller, Dialect},
         files::public_base,
+        openapi::{Api, Describe},
         submit::{present_params, refusal_parts, stored_outputs},
     },
     assets::kind_of,
@@ -100,10 +104,22 @@ fn success(data: Value) -> Response {
 }
 
 /// Routes of seed 000 (the task route is shared, see [`crate::api::tasks`]).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/models", get(models))
-        .route("/api/v1/generations/{kind}", post(generate))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/api/v1/models",
+            get_with(models, |op| {
+                op.api(Api::Pixel).summary("Models grouped by type")
+            }),
+        )
+        .api_route(
+            "/api/v1/generations/{kind}",
+            post_with(generate, |op| {
+                op.api(Api::Pixel)
+                    .summary("Create an image, video or audio task (kind: image, video, audio)")
+                    .json_body::<GenerationRequest>()
+            }),
+        )
 }
 
 /// Pixel's model types and the capability each is generated through.

@@ -5,12 +5,15 @@
 //! `sd`, else the default `image.generate` model. Errors are FastAPI's: `{"detail": "…"}`,
 //! and 422 with a `detail` list naming the field for validation failures.
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -22,6 +25,7 @@ use crate::{
         auth::AuthError,
         dialect::{Body, Caller, Dialect},
         files::{Links, public_base},
+        openapi::{Api, Describe},
         submit::{present_params, refusal_parts},
     },
     engine::{
@@ -122,11 +126,27 @@ impl Dialect for Sd {
 }
 
 /// Routes of seed 003 (the task route is shared, see [`crate::api::tasks`]).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/health", get(health))
-        .route("/api/v1/generate", post(generate))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/health",
+            get_with(health, |op| {
+                op.api(Api::Sd)
+                    .summary("Service status and whether a model is loaded")
+            }),
+        )
+        .api_route(
+            "/api/health",
+            get_with(health, |op| op.api(Api::Sd).summary("Same as /health")),
+        )
+        .api_route(
+            "/api/v1/generate",
+            post_with(generate, |op| {
+                op.api(Api::Sd)
+                    .summary("txt2img, or img2img with init_image")
+                    .json_body::<GenerateRequest>()
+            }),
+        )
 }
 
 /// The model seed 003 runs on, as the module docs order them.

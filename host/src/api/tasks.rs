@@ -3,12 +3,12 @@
 //! client) is not found here; the not-found body carries both dialects' fields, since the
 //! caller's dialect cannot be known.
 
+use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use serde_json::json;
 
@@ -17,6 +17,7 @@ use crate::{
         AppState,
         auth::AuthError,
         dialect::{Caller, Dialect},
+        openapi::{Api, Describe},
         pixel, sd,
         shape::Shape,
     },
@@ -24,8 +25,14 @@ use crate::{
 };
 
 /// The shared route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/tasks/{id}", get(show))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/api/v1/tasks/{id}",
+        get_with(show, |op| {
+            op.api(Api::Pixel)
+                .summary("A Pixel or SD-service task, in the shape of the API that created it")
+        }),
+    )
 }
 
 fn answer(status: StatusCode, message: &str, detail: &str) -> Response {
