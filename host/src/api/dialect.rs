@@ -12,6 +12,7 @@ use axum::{
     http::{StatusCode, request::Parts},
     response::IntoResponse,
 };
+use aide::OperationInput as _;
 use serde::de::DeserializeOwned;
 
 use crate::api::{AppState, auth::AuthError, body};
@@ -109,5 +110,21 @@ impl<T: DeserializeOwned + Send, D: Dialect> FromRequestParts<AppState> for Quer
             }),
             Err(rejection) => Err(D::rejected(StatusCode::BAD_REQUEST, rejection.body_text())),
         }
+    }
+}
+
+// The extractors are documented as what they read: the caller adds nothing to an operation (the
+// document describes the key headers once), a body is named beside its handler, and a query
+// lists its parameters as axum's own `Query<T>` does.
+impl<D> aide::OperationInput for Caller<D> {}
+
+impl<D> aide::OperationInput for Body<D> {}
+
+impl<T: schemars::JsonSchema, D> aide::OperationInput for QueryOf<T, D> {
+    fn operation_input(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        Query::<T>::operation_input(ctx, operation);
     }
 }

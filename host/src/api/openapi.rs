@@ -80,7 +80,7 @@ impl Api {
 }
 
 // Each API's error answers are documented by `Describe::api`; aide needs only to know the types.
-impl aide::OperationOutput for jobs::Error {
+impl aide::OperationOutput for crate::api::error::Error {
     type Inner = Self;
 }
 
