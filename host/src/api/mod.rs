@@ -11,6 +11,7 @@ pub mod body;
 pub mod chat;
 pub mod files;
 pub mod jobs;
+pub mod keys;
 pub mod llmage;
 pub mod openai;
 pub mod openapi;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(openapi::routes())
         .merge(admin::routes())
+        .merge(keys::routes())
         .merge(files::routes())
         .merge(pixel::routes())
         .merge(tasks::routes())

@@ -139,6 +139,13 @@ fn operations(generator: &mut SchemaGenerator) -> Vec<Operation> {
         op("post", "/admin/clients/{id}/credits", ADMIN, "Grant (or take back) credits")
             .body(json!({"type": "object", "required": ["amount"], "properties": {"amount": {"type": "number"}}})),
         op("get", "/admin/clients/{id}/usage", ADMIN, "Balance, reservations and spending per model"),
+        op("get", "/admin/clients/{id}/keys", ADMIN, "A client's keys: id, label, source, times, active (never the secret)"),
+        op("post", "/admin/clients/{id}/keys", ADMIN, "Create a key (the secret is shown once)")
+            .body(json!({"type": "object", "properties": {"key": {"type": "string"}, "label": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}, "expires_in_secs": {"type": "integer"}}})),
+        op("post", "/admin/clients/{id}/keys/{key_id}/rotate", ADMIN, "Replace a key with a new secret of the same label; the old one is revoked, or expires after grace_secs")
+            .body(json!({"type": "object", "properties": {"key": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}, "expires_in_secs": {"type": "integer"}, "grace_secs": {"type": "integer"}}})),
+        op("post", "/admin/clients/{id}/keys/{key_id}/revoke", ADMIN, "Revoke a key for good")
+            .body(json!({"type": "object", "properties": {"reason": {"type": "string"}}})),
         op("get", "/openapi.json", DOCS, "This document"),
         op("get", "/api/v1/openapi.json", DOCS, "This document"),
         op("get", "/docs", DOCS, "Swagger UI"),

@@ -11,6 +11,8 @@
 //! - SQL is written once with `$N` placeholders, which both drivers accept; the few
 //!   backend-specific fragments come from [`Store::skip_locked`].
 
+pub mod keys;
+
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
