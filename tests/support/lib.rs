@@ -260,6 +260,17 @@ impl Host {
         }
     }
 
+    /// Sets an environment variable (over the defaults) for the next start.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.options.env.retain(|(set, _)| set != name);
+        self.options.env.push((name.into(), value.into()));
+    }
+
+    /// The PostgreSQL database, so that another host can share it (`DATABASE_URL`).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// The data folder.
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()

@@ -16,11 +16,15 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{
-    AppState,
-    auth::presented_key,
-    error::Error,
-    openapi::{Api, Describe},
+use crate::{
+    api::{
+        AppState,
+        auth::presented_key,
+        error::Error,
+        keys,
+        openapi::{Api, Describe},
+    },
+    store::keys::NewKey,
 };
 
 /// Routes of the operator interface.
@@ -60,7 +64,8 @@ pub fn routes() -> ApiRouter<AppState> {
         )
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
+/// Admits only the operator (`EASEL_ADMIN_KEY`); without one configured, answers 404.
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
     let Some(expected) = state.config.admin_key.as_deref() else {
         return Err(Error::not_found("Route"));
     };
@@ -121,22 +126,27 @@ async fn create_client(
             "id must be 1 to 64 letters, digits, '-', '_' or '.'.",
         ));
     }
-    let key = body
-        .key
-        .unwrap_or_else(|| format!("sk-{}", uuid::Uuid::new_v4().simple()));
-    if key.len() < 16 {
-        return Err(Error::bad_request("key must be at least 16 characters."));
-    }
+    let key = keys::secret(body.key)?;
     if state.auth.exists(&body.id).await? {
         return Err(Error(
             StatusCode::CONFLICT,
             format!("Client {} already exists.", body.id),
         ));
     }
-    state.auth.add(&body.id, &key).await?;
+    let stored = state
+        .auth
+        .add(
+            &body.id,
+            NewKey {
+                secret: key.clone(),
+                label: None,
+                expires_at: None,
+            },
+        )
+        .await??;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": body.id, "key": key})),
+        Json(json!({"id": body.id, "key": key, "key_id": stored.id})),
     )
         .into_response())
 }

@@ -1,83 +1,125 @@
 //! API keys: accepted from `Authorization: Bearer`, `X-API-Key` or `X-Zhinian-Api-Key`.
 //!
-//! Invariants: keys are stored and compared only as SHA-256 hashes (keys are long random
-//! strings, so a fast hash is enough); with no keys configured the host serves loopback only
-//! (enforced at bind) and every caller is the client `local`.
+//! Invariants: keys are stored and compared only as hashes ([`keys`]); with no keys
+//! configured the host serves loopback only (enforced at bind) and every caller is the client
+//! `local`. A key is trusted from memory for at most [`RECHECK_AFTER`] (and never past its
+//! expiry) before its row is read again, so a key revoked on any host is refused on every
+//! host within that time, and at once on the host that revoked it.
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::HashMap,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
 
 use axum::http::HeaderMap;
-use sha2::Digest;
 
-use crate::{engine::task::now_ms, store::Store};
+use crate::{
+    engine::task::now_ms,
+    store::{
+        Store,
+        keys::{self, Key, KeyError, NewKey, Rotation, hash_key},
+    },
+};
 
 /// The client every request is attributed to when no keys are configured.
 pub const LOCAL_CLIENT: &str = "local";
+
+/// How long a key's row is trusted from memory before it is read again.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(2);
 
 /// Why a request was not authenticated.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthError {
     /// No key in any accepted header.
     Missing,
-    /// A key that matches no client.
+    /// A key that matches no client, or was revoked, or expired.
     Invalid,
 }
 
-/// Key hash → client id, loaded from the `clients` table.
+/// A key known to be active when it was last read.
+struct Trusted {
+    client: String,
+    until: Instant,
+}
+
+/// Key hash → client id, read from the `api_keys` table and kept briefly.
 pub struct Auth {
-    by_hash: RwLock<HashMap<String, String>>,
+    by_hash: RwLock<HashMap<String, Trusted>>,
     open: bool,
     store: Store,
 }
 
-/// Hex SHA-256 of a key.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(sha2::Sha256::digest(key.as_bytes()))
-}
-
 impl Auth {
-    /// Stores the configured keys' hashes and loads every client.
+    /// Reconciles the stored keys with the configured ones (`EASEL_API_KEYS`). A process
+    /// started without keys (an `easel worker`, a loopback host) leaves them as they are, so
+    /// that it cannot revoke the keys of the hosts it shares a database with.
     pub async fn load(store: Store, configured: &[(String, String)]) -> anyhow::Result<Self> {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT key_hash, id FROM clients")
-            .fetch_all(&store.reader)
-            .await?;
-        let auth = Self {
-            by_hash: RwLock::new(rows.into_iter().collect()),
+        if !configured.is_empty() {
+            keys::reconcile(&store, configured).await?;
+        }
+        Ok(Self {
+            by_hash: RwLock::default(),
             open: configured.is_empty(),
             store,
-        };
-        for (client, key) in configured {
-            auth.add(client, key).await?;
-        }
-        Ok(auth)
+        })
     }
 
     /// Whether a client with this id exists.
     pub async fn exists(&self, client: &str) -> anyhow::Result<bool> {
-        let found: Option<(String,)> = sqlx::query_as("SELECT id FROM clients WHERE id = $1")
-            .bind(client)
-            .fetch_optional(&self.store.reader)
-            .await?;
-        Ok(found.is_some())
+        keys::client_exists(&self.store, client).await
     }
 
-    /// Adds a client key (or moves an existing key to `client`).
-    pub async fn add(&self, client: &str, key: &str) -> anyhow::Result<()> {
-        let hash = hash_key(key);
-        sqlx::query(
-            "INSERT INTO clients (id, key_hash, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key_hash) DO UPDATE SET id = excluded.id",
-        )
-        .bind(client)
-        .bind(&hash)
-        .bind(now_ms())
-        .execute(&self.store.writer)
-        .await?;
-        self.by_hash
-            .write()
-            .expect("auth lock")
-            .insert(hash, client.to_string());
-        Ok(())
+    /// Adds a client with one key.
+    pub async fn add(&self, client: &str, key: NewKey) -> anyhow::Result<Result<Key, KeyError>> {
+        keys::create_client(&self.store, client, key).await
+    }
+
+    /// A client's keys; `None` when there is no such client.
+    pub async fn keys(&self, client: &str) -> anyhow::Result<Option<Vec<Key>>> {
+        keys::list(&self.store, client).await
+    }
+
+    /// Adds a key to an existing client.
+    pub async fn add_key(
+        &self,
+        client: &str,
+        key: NewKey,
+    ) -> anyhow::Result<Result<Key, KeyError>> {
+        keys::create(&self.store, client, key).await
+    }
+
+    /// Replaces a key (see [`keys::rotate`]); this host stops trusting the old one at once.
+    pub async fn rotate(
+        &self,
+        client: &str,
+        key_id: &str,
+        key: NewKey,
+        grace_until: Option<i64>,
+    ) -> anyhow::Result<Result<Rotation, KeyError>> {
+        let rotation = keys::rotate(&self.store, client, key_id, key, grace_until).await?;
+        if let Ok(rotation) = &rotation {
+            self.forget(&rotation.old_hash);
+        }
+        Ok(rotation)
+    }
+
+    /// Revokes a key for good; this host refuses it at once. `None` when there is no such key.
+    pub async fn revoke(
+        &self,
+        client: &str,
+        key_id: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<Option<Key>> {
+        let revoked = keys::revoke(&self.store, client, key_id, reason).await?;
+        Ok(revoked.map(|(hash, key)| {
+            self.forget(&hash);
+            key
+        }))
+    }
+
+    fn forget(&self, hash: &str) {
+        self.by_hash.write().expect("auth lock").remove(hash);
     }
 
     /// The client behind the request's key.
@@ -90,26 +132,38 @@ impl Auth {
             };
         };
         let hash = hash_key(&key);
-        if let Some(client) = self.by_hash.read().expect("auth lock").get(&hash) {
-            return Ok(client.clone());
-        }
-        // A key added on another host (or by an admin route) since we loaded.
-        let found: Option<(String,)> = sqlx::query_as("SELECT id FROM clients WHERE key_hash = $1")
-            .bind(&hash)
-            .fetch_optional(&self.store.reader)
+        let stale = match self.by_hash.read().expect("auth lock").get(&hash) {
+            Some(trusted) if trusted.until > Instant::now() => return Ok(trusted.client.clone()),
+            trusted => trusted.is_some(),
+        };
+        let now = now_ms();
+        let found = keys::active(&self.store, &hash, now)
             .await
-            .unwrap_or(None);
-        match found {
-            Some((client,)) => {
-                self.by_hash
-                    .write()
-                    .expect("auth lock")
-                    .insert(hash, client.clone());
-                Ok(client)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "reading an API key");
+                None
+            });
+        let Some((client, expires_at)) = found else {
+            if stale {
+                self.forget(&hash);
             }
-            None if self.open => Ok(LOCAL_CLIENT.into()),
-            None => Err(AuthError::Invalid),
-        }
+            return if self.open {
+                Ok(LOCAL_CLIENT.into())
+            } else {
+                Err(AuthError::Invalid)
+            };
+        };
+        let until_expiry = expires_at.map_or(RECHECK_AFTER, |at| {
+            Duration::from_millis(u64::try_from(at - now).unwrap_or_default())
+        });
+        self.by_hash.write().expect("auth lock").insert(
+            hash,
+            Trusted {
+                client: client.clone(),
+                until: Instant::now() + RECHECK_AFTER.min(until_expiry),
+            },
+        );
+        Ok(client)
     }
 }
 

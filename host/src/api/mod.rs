@@ -13,6 +13,7 @@ pub mod dialect;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod keys;
 pub mod llmage;
 pub mod multipart;
 pub mod openai;
@@ -57,6 +58,7 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(assets::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(openapi::routes())
         .merge(admin::routes())
+        .merge(keys::routes())
         .merge(files::routes())
         .merge(pixel::routes())
         .merge(tasks::routes())

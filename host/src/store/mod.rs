@@ -14,6 +14,8 @@
 
 pub mod tasks;
 
+pub mod keys;
+
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;

@@ -1,0 +1,398 @@
+//! API keys can be revoked and rotated: `EASEL_API_KEYS` is reconciled at every start (a key
+//! removed is revoked, a key changed is rotated), the admin routes list, create, rotate and
+//! revoke keys with labels and expiry, and a revocation reaches every host within seconds.
+
+use std::time::{Duration, Instant};
+
+use easel_tests::{Backend, Host, KEYS, Options, on_both_backends, send};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret";
+
+on_both_backends!(
+    a_client_removed_from_the_environment_is_refused_after_a_restart,
+    a_key_changed_in_the_environment_is_rotated,
+    an_operators_revocation_outlasts_the_environment,
+    admin_routes_create_list_rotate_and_revoke_keys,
+    an_expired_key_is_refused,
+);
+
+async fn start(backend: Backend) -> Host {
+    Host::start(Options::new(backend).env("EASEL_ADMIN_KEY", ADMIN)).await
+}
+
+/// The status a client route answers for `key`.
+async fn status_for(host: &Host, key: &str) -> u16 {
+    send(host.as_key(Method::GET, "/api/v1/jobs", key)).await.0
+}
+
+async fn admin(host: &Host, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let request = host.as_key(method, path, ADMIN);
+    send(match body {
+        Some(body) => request.json(&body),
+        None => request,
+    })
+    .await
+}
+
+async fn keys_of(host: &Host, client: &str) -> Vec<Value> {
+    let (status, body) = admin(
+        host,
+        Method::GET,
+        &format!("/admin/clients/{client}/keys"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["keys"].as_array().unwrap().clone()
+}
+
+async fn restart_with_keys(host: &mut Host, keys: &str) {
+    host.set_env("EASEL_API_KEYS", keys);
+    host.kill9_and_restart().await;
+}
+
+async fn a_client_removed_from_the_environment_is_refused_after_a_restart(backend: Backend) {
+    let mut host = start(backend).await;
+    assert_eq!(status_for(&host, "key-a").await, 200);
+
+    restart_with_keys(&mut host, "partner-b:key-b").await;
+    assert_eq!(status_for(&host, "key-a").await, 401, "removed → revoked");
+    assert_eq!(status_for(&host, "key-b").await, 200);
+    let listed = keys_of(&host, "partner-a").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["source"], "env");
+    assert_eq!(listed[0]["active"], false);
+    assert_eq!(listed[0]["revoked_reason"], "removed from EASEL_API_KEYS");
+
+    // Listed again, it is valid again.
+    restart_with_keys(&mut host, KEYS).await;
+    assert_eq!(status_for(&host, "key-a").await, 200);
+    assert_eq!(keys_of(&host, "partner-a").await[0]["active"], true);
+}
+
+async fn a_key_changed_in_the_environment_is_rotated(backend: Backend) {
+    let mut host = start(backend).await;
+    assert_eq!(status_for(&host, "key-a").await, 200);
+
+    // Starting at all was the bug: the client's row clashed with its new key.
+    restart_with_keys(&mut host, "partner-a:key-a-rotated,partner-b:key-b").await;
+    assert_eq!(status_for(&host, "key-a").await, 401, "the old key");
+    assert_eq!(status_for(&host, "key-a-rotated").await, 200, "the new key");
+    let listed = keys_of(&host, "partner-a").await;
+    let active: Vec<bool> = listed.iter().map(|k| k["active"] == true).collect();
+    assert_eq!(active, [false, true], "{listed:?}");
+
+    // Several keys per client from the environment, and a key moved to another client.
+    restart_with_keys(
+        &mut host,
+        "partner-a:key-a-rotated,partner-a:key-a2,partner-b:key-a",
+    )
+    .await;
+    assert_eq!(status_for(&host, "key-a2").await, 200);
+    assert_eq!(status_for(&host, "key-a-rotated").await, 200);
+    assert_eq!(status_for(&host, "key-b").await, 401);
+    let (status, jobs) = send(host.as_key(Method::GET, "/api/v1/jobs", "key-a")).await;
+    assert_eq!(status, 200, "{jobs}");
+    assert_eq!(keys_of(&host, "partner-b").await.len(), 2);
+}
+
+async fn an_operators_revocation_outlasts_the_environment(backend: Backend) {
+    let mut host = start(backend).await;
+    let listed = keys_of(&host, "partner-a").await;
+    let id = listed[0]["id"].as_str().unwrap();
+    assert!(id.starts_with("key_"), "{id}");
+    assert!(
+        listed[0].get("key").is_none(),
+        "a listing never shows a secret"
+    );
+    assert_eq!(status_for(&host, "key-a").await, 200);
+
+    let (status, revoked) = admin(
+        &host,
+        Method::POST,
+        &format!("/admin/clients/partner-a/keys/{id}/revoke"),
+        Some(json!({"reason": "leaked in a log"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["active"], false);
+    assert_eq!(
+        revoked["revoked_reason"],
+        "revoked by an operator: leaked in a log"
+    );
+    assert_eq!(
+        status_for(&host, "key-a").await,
+        401,
+        "at once on this host"
+    );
+
+    // Still listed in EASEL_API_KEYS, still revoked.
+    host.kill9_and_restart().await;
+    assert_eq!(status_for(&host, "key-a").await, 401);
+    assert_eq!(status_for(&host, "key-b").await, 200);
+}
+
+async fn admin_routes_create_list_rotate_and_revoke_keys(backend: Backend) {
+    let host = start(backend).await;
+    let path = "/admin/clients/partner-a/keys";
+
+    // Create: a chosen secret with a label and an expiry, and a generated one.
+    let (status, ci) = admin(
+        &host,
+        Method::POST,
+        path,
+        Some(json!({"key": "ci-key-0123456789abcdef", "label": "ci", "expires_at": "2099-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{ci}");
+    assert_eq!(ci["key"], "ci-key-0123456789abcdef", "the secret, once");
+    assert_eq!(ci["label"], "ci");
+    assert_eq!(ci["source"], "admin");
+    assert_eq!(ci["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(ci["active"], true);
+    let (status, generated) = admin(&host, Method::POST, path, None).await;
+    assert_eq!(status, 201, "{generated}");
+    let generated_key = generated["key"].as_str().unwrap().to_string();
+    assert!(generated_key.len() >= 16);
+    for key in ["ci-key-0123456789abcdef", &generated_key, "key-a"] {
+        let (status, jobs) = send(host.as_key(Method::GET, "/api/v1/jobs", key)).await;
+        assert_eq!(status, 200, "{key}: {jobs}");
+    }
+
+    // List: every key, no secrets.
+    let listed = keys_of(&host, "partner-a").await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.iter().all(|k| k.get("key").is_none()), "{listed:?}");
+    let ci_id = ci["id"].as_str().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|k| k["id"] == ci_id && k["label"] == "ci")
+    );
+
+    // Rotate with a grace time: both work until it ends; the label stays.
+    let (status, rotated) = admin(
+        &host,
+        Method::POST,
+        &format!("{path}/{ci_id}/rotate"),
+        Some(json!({"grace_secs": 2})),
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+    let ci2 = rotated["key"].as_str().unwrap().to_string();
+    assert_ne!(ci2, "ci-key-0123456789abcdef");
+    assert_eq!(rotated["label"], "ci");
+    assert_eq!(rotated["previous"]["id"], ci_id);
+    assert_eq!(rotated["previous"]["replaced_by"], rotated["id"]);
+    assert_eq!(rotated["previous"]["active"], true);
+    assert_eq!(status_for(&host, "ci-key-0123456789abcdef").await, 200);
+    assert_eq!(status_for(&host, &ci2).await, 200);
+    let (status, again) = admin(&host, Method::POST, &format!("{path}/{ci_id}/rotate"), None).await;
+    assert_eq!(status, 409, "a key is rotated once: {again}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        status_for(&host, "ci-key-0123456789abcdef").await,
+        401,
+        "grace over"
+    );
+    assert_eq!(status_for(&host, &ci2).await, 200);
+
+    // Rotate without one: the old key stops at once.
+    let ci2_id = rotated["id"].as_str().unwrap();
+    let (status, rotated) = admin(
+        &host,
+        Method::POST,
+        &format!("{path}/{ci2_id}/rotate"),
+        Some(json!({"key": "ci-key-third-0123456789"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+    assert_eq!(rotated["previous"]["active"], false);
+    assert_eq!(
+        rotated["previous"]["revoked_reason"],
+        format!("rotated to {}", rotated["id"].as_str().unwrap())
+    );
+    assert_eq!(status_for(&host, &ci2).await, 401);
+    assert_eq!(status_for(&host, "ci-key-third-0123456789").await, 200);
+
+    // Revoke.
+    let generated_id = generated["id"].as_str().unwrap();
+    let (status, revoked) = admin(
+        &host,
+        Method::POST,
+        &format!("{path}/{generated_id}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["revoked_reason"], "revoked by an operator");
+    assert_eq!(status_for(&host, &generated_key).await, 401);
+    let (status, _) = admin(
+        &host,
+        Method::POST,
+        &format!("{path}/{generated_id}/rotate"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "a revoked key cannot be rotated");
+    assert_eq!(
+        keys_of(&host, "partner-a").await.len(),
+        5,
+        "revoked keys stay listed"
+    );
+
+    // Refusals.
+    let refusals = [
+        (
+            Method::GET,
+            "/admin/clients/nobody/keys".to_string(),
+            None,
+            404,
+        ),
+        (Method::POST, "/admin/clients/nobody/keys".into(), None, 404),
+        (
+            Method::POST,
+            format!("{path}/key_nothing/revoke"),
+            None,
+            404,
+        ),
+        (
+            Method::POST,
+            format!("{path}/key_nothing/rotate"),
+            None,
+            404,
+        ),
+        // Another client's key is not found through this client.
+        (
+            Method::POST,
+            format!("/admin/clients/partner-b/keys/{generated_id}/revoke"),
+            None,
+            404,
+        ),
+        (
+            Method::POST,
+            path.into(),
+            Some(json!({"key": "key-b"})),
+            400,
+        ),
+        (
+            Method::POST,
+            path.into(),
+            Some(json!({"key": "ci-key-third-0123456789"})),
+            409,
+        ),
+        (
+            Method::POST,
+            path.into(),
+            Some(json!({"expires_at": "2001-01-01T00:00:00Z"})),
+            400,
+        ),
+        (
+            Method::POST,
+            path.into(),
+            Some(json!({"expires_at": "tomorrow"})),
+            400,
+        ),
+        (
+            Method::POST,
+            path.into(),
+            Some(json!({"expires_at": "2099-01-01T00:00:00Z", "expires_in_secs": 5})),
+            400,
+        ),
+        (
+            Method::POST,
+            path.into(),
+            Some(json!({"expires_in": 5})),
+            400,
+        ),
+        (
+            Method::POST,
+            path.into(),
+            Some(json!({"label": "x".repeat(201)})),
+            400,
+        ),
+    ];
+    for (method, route, body, expected) in refusals {
+        let (status, answer) = admin(&host, method.clone(), &route, body.clone()).await;
+        assert_eq!(status, expected, "{method} {route} {body:?}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let (status, _) = send(host.as_key(Method::GET, path, "key-a")).await;
+    assert_eq!(status, 401, "client keys are not admin keys");
+    assert_eq!(
+        keys_of(&host, "partner-a").await.len(),
+        5,
+        "refusals stored nothing"
+    );
+}
+
+async fn an_expired_key_is_refused(backend: Backend) {
+    let host = start(backend).await;
+    let (status, created) = admin(
+        &host,
+        Method::POST,
+        "/admin/clients/partner-b/keys",
+        Some(json!({"label": "short-lived", "expires_in_secs": 1})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(status_for(&host, key).await, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        status_for(&host, key).await,
+        401,
+        "expired, though just trusted"
+    );
+    let listed = keys_of(&host, "partner-b").await;
+    let shown = listed.iter().find(|k| k["id"] == created["id"]).unwrap();
+    assert_eq!(shown["active"], false);
+    assert_eq!(shown["revoked_at"], Value::Null);
+}
+
+/// Hosts that share a database: PostgreSQL only.
+mod a_key_revoked_on_one_host_is_refused_by_another_within_seconds {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_key_revoked_on_one_host_is_refused_by_another_within_seconds().await
+    }
+}
+
+async fn a_key_revoked_on_one_host_is_refused_by_another_within_seconds() {
+    let first = start(Backend::Postgres).await;
+    let database = first.database_url().unwrap().to_string();
+    let second = Host::start(
+        Options::new(Backend::Postgres)
+            .env("EASEL_ADMIN_KEY", ADMIN)
+            .env("DATABASE_URL", &database),
+    )
+    .await;
+    // Each host trusts the key from memory now.
+    assert_eq!(status_for(&first, "key-a").await, 200);
+    assert_eq!(status_for(&second, "key-a").await, 200);
+
+    let id = keys_of(&second, "partner-a").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = admin(
+        &first,
+        Method::POST,
+        &format!("/admin/clients/partner-a/keys/{id}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(status_for(&first, "key-a").await, 401);
+    let revoked = Instant::now();
+    while status_for(&second, "key-a").await == 200 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(5),
+            "the other host still accepts a revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status_for(&second, "key-b").await, 200);
+}
