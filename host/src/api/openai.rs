@@ -31,7 +31,10 @@ use crate::{
         files::public_base,
         submit::{Refused, Submission, stored_outputs, submit},
     },
-    engine::task::{Status, now_ms},
+    engine::{
+        registry::ResolveError,
+        task::{Status, now_ms},
+    },
 };
 
 /// The dialect name stored on tasks this API creates.
@@ -117,9 +120,8 @@ pub fn routes() -> Router<AppState> {
 
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     state.auth.client(&headers).await?;
-    let data: Vec<Value> = state
-        .engine
-        .registry()
+    let registry = state.engine.registry();
+    let data: Vec<Value> = registry
         .models()
         .iter()
         .filter(|r| {
@@ -128,6 +130,8 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
                 .iter()
                 .any(|c| c == "chat" || c == "image.generate")
         })
+        // Only ids the routes accept: an operator's alias may have taken a full id.
+        .filter(|r| registry.reaches(&r.id(), r))
         .map(
             |r| json!({"id": r.id(), "object": "model", "created": 0, "owned_by": r.provider.id()}),
         )
@@ -163,11 +167,12 @@ async fn chat_completions(
     if request.messages.is_empty() {
         return Err(Error::invalid("messages", "messages must not be empty"));
     }
-    let resolved = chat::find_model(&state, &request.model).ok_or_else(|| {
-        Error::new(
+    let resolved = chat::find_model(&state, &request.model).map_err(|error| match error {
+        ResolveError::Unknown(name) => Error::new(
             StatusCode::NOT_FOUND,
-            format!("The model `{}` does not exist", request.model),
-        )
+            format!("The model `{name}` does not exist"),
+        ),
+        other => Error::invalid("model", other.to_string()),
     })?;
     let call = chat::ChatCall {
         client_id,
