@@ -15,6 +15,7 @@ pub mod llmage;
 pub mod openai;
 pub mod openapi;
 pub mod pixel;
+pub mod pixel_size;
 pub mod sd;
 pub mod submit;
 pub mod tasks;

@@ -3,7 +3,8 @@
 //!
 //! Every answer is the `{code, message, data}` envelope with `code` as a string; errors add
 //! `request_id`. Model ids must be composite (`provider/model_key`): the two error texts for a
-//! malformed or unknown id are the seed's, word for word.
+//! malformed or unknown id are the seed's, word for word. `resolution` and `aspectRatio` reach
+//! each model as its own size parameters (see [`crate::api::pixel_size`]).
 
 use axum::{
     Json, Router,
@@ -23,10 +24,14 @@ use crate::{
         auth::AuthError,
         body,
         files::public_base,
+        pixel_size,
         submit::{Refused, Submission, present_params, stored_outputs, submit, url_input},
     },
     assets::kind_of,
-    engine::task::{Status, Task, new_id, rfc3339},
+    engine::{
+        registry::ResolveError,
+        task::{Status, Task, new_id, rfc3339},
+    },
 };
 
 /// The dialect name stored on tasks this API creates.
@@ -210,6 +215,9 @@ async fn generate(
     }
     params.extend(request.other);
     params.extend(request.extra_params.unwrap_or_default());
+    let size = pixel_size::size_params(&resolved.model, &params)
+        .map_err(|message| Error(StatusCode::BAD_REQUEST, message))?;
+    params.extend(size);
     let role = if kind == "video" {
         "first_frame"
     } else {
@@ -263,19 +271,18 @@ fn resolve(
             ),
         ));
     }
-    state
-        .engine
-        .registry()
-        .find(model)
-        .filter(|r| pixel_type(&r.model.kind) == kind)
-        .ok_or_else(|| {
-            Error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "Model '{model}' not found. Available models can be fetched from /api/v1/models"
-                ),
-            )
-        })
+    match state.engine.registry().find(model) {
+        Ok(resolved) if pixel_type(&resolved.model.kind) == kind => Ok(resolved),
+        Err(error @ ResolveError::Ambiguous { .. }) => {
+            Err(Error(StatusCode::BAD_REQUEST, error.to_string()))
+        }
+        _ => Err(Error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Model '{model}' not found. Available models can be fetched from /api/v1/models"
+            ),
+        )),
+    }
 }
 
 /// Pixel's status names.
