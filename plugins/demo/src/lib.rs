@@ -43,6 +43,9 @@ const MAX_SECONDS: u64 = 16;
 const MAX_FRAME_BYTES: u64 = 320 * 180 * 3 * 15 * 3;
 /// Longest picture side (seed 001 asks for 1440×2560).
 const MAX_SIDE: u64 = 2560;
+/// Pixels of all the pictures of one request: four of 2048×2048, as many as fit the plugin's
+/// memory at once.
+const MAX_PIXELS: u64 = 4 * 2048 * 2048;
 const VOICES: [(&str, f32); 4] = [("alto", 220.0), ("tenor", 165.0), ("soprano", 330.0), ("zh_female_qingxin", 294.0)];
 
 fn image_schema() -> Value {
@@ -243,6 +246,12 @@ fn image(request: &GenerationRequest) -> Result<Submission> {
     let n = request.param_u64("n", 1)?;
     if !(1..=4).contains(&n) {
         return Err(Error::invalid("`n` must be between 1 and 4"));
+    }
+    if u64::from(width) * u64::from(height) * n > MAX_PIXELS {
+        return Err(Error::invalid(format!(
+            "{n} pictures of {width}x{height} are more than the demo draws at once ({MAX_PIXELS} pixels): \
+             lower `n` or the size"
+        )));
     }
     let mut seed = seed_of(request)?;
     if request.capability == "image.edit" {

@@ -321,6 +321,8 @@ fn the_seeds_picture_and_voice_examples_run() {
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).unwrap();
     assert_eq!((info.width, info.height), (1440, 2560));
+    let too_many = GenerationRequest::new("image.generate", "image", "x").param("width", 2560).param("height", 2560);
+    assert!(matches!(Demo.submit(too_many.param("n", 4)), Err(Error::InvalidRequest(_))));
     // Seed 000's voice.
     let req = GenerationRequest::new("audio.speech", "speech", "Hello, welcome to Pixel AI!")
         .param("voice", "zh_female_qingxin")
