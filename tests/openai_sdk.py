@@ -1,7 +1,8 @@
 """Drives easel's /v1 and /llmage/v1 with the official `openai` package, unchanged.
 
-Usage: python3 openai_sdk.py BASE_URL API_KEY. Prints one line per check; any failed
-assertion exits non-zero with the reason.
+Usage: python3 openai_sdk.py BASE_URL API_KEY, against a host that also serves the DashScope
+and ModelScope plugins. Prints one line per check; any failed assertion exits non-zero with
+the reason.
 """
 import sys
 
@@ -63,3 +64,22 @@ try:
 except openai.NotFoundError as error:
     assert "no-such-model" in str(error)
 print("errors ok")
+
+# llmage lists only names its routes accept: DashScope and ModelScope both serve qwen-image,
+# so each is listed once, by full id. A chat model picked from the list answers.
+llmage = openai.OpenAI(base_url=base + "/llmage/v1", api_key=key)
+listed = list(llmage.models.list())
+ids = [m.id for m in listed]
+assert len(ids) == len(set(ids)), ids
+assert "dashscope/qwen-image" in ids and "modelscope/qwen-image" in ids, ids
+chats = [
+    m.id
+    for m in listed
+    if m.owned_by == "dashscope" and "t2t" in (m.model_extra or {}).get("catelogid", [])
+]
+assert chats, ids
+picked = llmage.chat.completions.create(
+    model=chats[0], messages=[{"role": "user", "content": "picked from the list"}]
+)
+assert picked.choices[0].message.content == "picked from the list", picked
+print("llmage picked model ok:", chats[0])

@@ -1,12 +1,18 @@
 //! The official `openai` Python package against `/v1` and `/llmage/v1`: chat streamed and
-//! not, models, images by URL and base64, and an error. `scripts/test` installs the package
-//! into its virtual environment; `EASEL_TEST_PYTHON` names that interpreter.
+//! not, models, images by URL and base64, and an error; and, with the DashScope and
+//! ModelScope plugins both loaded (routed to their fakes), a chat with a model the client
+//! picked from llmage's model list. `scripts/test` installs the package into its virtual
+//! environment; `EASEL_TEST_PYTHON` names that interpreter.
 
-use easel_tests::{Backend, Host, Options};
+#[path = "fakes/mod.rs"]
+mod fakes;
+
+use fakes::easel::Easel;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_works_unchanged() {
-    let host = Host::start(Options::new(Backend::Sqlite)).await;
+    let (easel, _fakes) = Easel::with_dashscope_and_modelscope().await;
+    let host = &easel.host;
     let python = std::env::var("EASEL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = easel_tests::checkout().join("tests/openai_sdk.py");
     let output = tokio::process::Command::new(&python)
@@ -32,6 +38,7 @@ async fn the_official_python_sdk_works_unchanged() {
         "image url ok",
         "image b64 ok",
         "errors ok",
+        "llmage picked model ok",
     ] {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }

@@ -47,6 +47,31 @@ async fn generate_and_wait(host: &Host, kind: &str, body: Value) -> Value {
     data
 }
 
+/// The document's video example, as written, on `model`.
+fn video_example(model: &str) -> Value {
+    json!({
+        "prompt": "a cat playing with a ball",
+        "model": model,
+        "negativePrompt": "static, blurry",
+        "duration": "5s",
+        "resolution": "720p",
+        "n": 1,
+        "imageInputs": ["https://example.com/first-frame.jpg"],
+        "projectId": "proj_123"
+    })
+}
+
+/// The document's audio example, as written, on `model`.
+fn audio_example(model: &str) -> Value {
+    json!({
+        "prompt": "Hello, welcome to Pixel AI!",
+        "model": model,
+        "voice": "zh_female_qingxin",
+        "speed": 1.0,
+        "projectId": "proj_123"
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_are_grouped_by_type_with_every_documented_field() {
     let host = pixel_host().await;
@@ -100,48 +125,114 @@ async fn the_image_example_completes_with_typed_results() {
     );
     assert_eq!(data["params"]["resolution"], "2K");
     assert_eq!(data["params"]["aspectRatio"], "16:9");
+    // 2K at 16:9 on a model that takes width and height: 2048² pixels in that shape.
     let image = &data["result"]["images"][0];
-    assert_eq!(image["width"], 512);
-    assert_eq!(image["height"], 512);
+    assert_eq!(image["width"], 2728);
+    assert_eq!(image["height"], 1536);
     let (content_type, bytes) = download(image["url"].as_str().unwrap()).await;
     assert_eq!(content_type, "image/png");
-    assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 512);
+    assert_eq!(png_size(&bytes), (2728, 1536));
+}
+
+/// Width and height from a PNG's header.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let word = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+/// Submits an image request and returns the size of the PNG it made.
+async fn image_size_of(host: &Host, body: Value) -> (u32, u32) {
+    let data = generate_and_wait(host, "image", body).await;
+    assert_eq!(data["status"], "completed", "{data}");
+    let (_, bytes) = download(data["result"]["images"][0]["url"].as_str().unwrap()).await;
+    png_size(&bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolution_and_aspect_ratio_shape_a_width_and_height_model() {
+    let host = pixel_host().await;
+    for (ratio, expected) in [
+        ("16:9", 16.0 / 9.0),
+        ("9:16", 9.0 / 16.0),
+        ("4:3", 4.0 / 3.0),
+    ] {
+        let (width, height) = image_size_of(
+            &host,
+            json!({"prompt": "a harbour", "model": "offline/image", "resolution": "1K", "aspectRatio": ratio}),
+        )
+        .await;
+        let shape = f64::from(width) / f64::from(height);
+        assert!(
+            (shape / expected - 1.0).abs() < 0.01,
+            "{ratio} gave {width}x{height}"
+        );
+        assert!(
+            (900_000..=1_100_000).contains(&(width * height)),
+            "1K is about 1024² pixels: {width}x{height}"
+        );
+    }
+    // A size the request sets itself stays.
+    let (width, height) = image_size_of(
+        &host,
+        json!({"prompt": "a harbour", "model": "offline/image", "resolution": "1K", "aspectRatio": "16:9",
+               "extraParams": {"width": 64, "height": 48}}),
+    )
+    .await;
+    assert_eq!((width, height), (64, 48));
+    // A shape that is not a ratio is refused, in Pixel's envelope.
+    let (status, body) = host
+        .post(
+            "/api/v1/generations/image",
+            &json!({"prompt": "a harbour", "model": "offline/image", "aspectRatio": "wide"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "400");
+}
+
+/// The document's examples on the demo plugin's models, whose schemas accept every value the
+/// seeds use: `duration: "5s"`, `resolution: "720p"`, the voice `zh_female_qingxin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_run_on_the_demo_plugin() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        easel_tests::built_plugin("demo"),
+        plugins.path().join("demo.wasm"),
+    )
+    .unwrap();
+    let host = Host::start(
+        Options::new(Backend::Sqlite).env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap()),
+    )
+    .await;
+    let (width, height) = image_size_of(
+        &host,
+        json!({"prompt": "a beautiful sunset over mountains", "model": "demo/image",
+               "resolution": "2K", "aspectRatio": "16:9", "n": 1}),
+    )
+    .await;
+    assert_eq!(
+        (width, height),
+        (2560, 1440),
+        "2K at 16:9 within the demo's 2560 sides"
+    );
+    let video = generate_and_wait(&host, "video", video_example("demo/video")).await;
+    assert_eq!(video["status"], "completed", "{video}");
+    let (content_type, _) = download(video["result"]["videos"][0]["url"].as_str().unwrap()).await;
+    assert_eq!(content_type, "video/x-msvideo");
+    let audio = generate_and_wait(&host, "audio", audio_example("demo/speech")).await;
+    assert_eq!(audio["status"], "completed", "{audio}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_video_and_audio_examples_complete() {
     let host = pixel_host().await;
-    let video = generate_and_wait(
-        &host,
-        "video",
-        json!({
-            "prompt": "a cat playing with a ball",
-            "model": "dashscope/wan2.6-video",
-            "negativePrompt": "static, blurry",
-            "duration": "5s",
-            "resolution": "720p",
-            "n": 1,
-            "imageInputs": ["https://example.com/first-frame.jpg"],
-            "projectId": "proj_123"
-        }),
-    )
-    .await;
+    let video = generate_and_wait(&host, "video", video_example("dashscope/wan2.6-video")).await;
     assert_eq!(video["status"], "completed", "{video}");
     let (content_type, _) = download(video["result"]["videos"][0]["url"].as_str().unwrap()).await;
     assert!(content_type.starts_with("video/"), "{content_type}");
 
-    let audio = generate_and_wait(
-        &host,
-        "audio",
-        json!({
-            "prompt": "Hello, welcome to Pixel AI!",
-            "model": "volcengine/doubao-tts",
-            "voice": "zh_female_qingxin",
-            "speed": 1.0,
-            "projectId": "proj_123"
-        }),
-    )
-    .await;
+    let audio = generate_and_wait(&host, "audio", audio_example("volcengine/doubao-tts")).await;
     assert_eq!(audio["status"], "completed", "{audio}");
     let (content_type, bytes) =
         download(audio["result"]["audios"][0]["url"].as_str().unwrap()).await;

@@ -978,3 +978,89 @@ async fn every_plugin_model_is_listed_with_the_documented_fields() {
         assert!(names.contains(&name), "llmage t2v lists {name}: {names:?}");
     }
 }
+
+/// With DashScope and ModelScope both serving `qwen-image`, llmage lists every model under a
+/// name its routes accept (those two by full id), each listed name is accepted by the route
+/// of its category, and the bare name is refused naming both candidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_id_llmage_lists_is_accepted_when_two_providers_share_a_key() {
+    use base64::Engine as _;
+    let (easel, _fakes) = Easel::with_dashscope_and_modelscope().await;
+    let host = &easel.host;
+    let (status, listed) = host.get("/llmage/v1/models").await;
+    assert_eq!(status, 200, "{listed}");
+    let models = listed["data"].as_array().unwrap();
+    let ids: Vec<&str> = models.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let distinct: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        ids.len(),
+        "each id names one model: {ids:?}"
+    );
+    for id in [
+        "dashscope/qwen-image",
+        "modelscope/qwen-image",
+        "wan2.6-t2v",
+        "qwen-plus",
+    ] {
+        assert!(ids.contains(&id), "llmage lists {id}: {ids:?}");
+    }
+    assert!(!ids.contains(&"qwen-image"), "{ids:?}");
+
+    let picture = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(fakes::PNG_1X1)
+    );
+    let mut tried = 0;
+    for model in models {
+        let id = model["id"].as_str().unwrap();
+        let categories: Vec<&str> = model["catelogid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // Speech (`t2a`) has no llmage route; every other category has one.
+        let Some(category) = categories.iter().copied().find(|c| *c != "t2a") else {
+            continue;
+        };
+        let path = match category {
+            "t2t" => "/llmage/v1/chat/completions",
+            "t2i" | "i2i" => "/llmage/v1/image/generations",
+            _ => "/llmage/v1/video/generations",
+        };
+        let mut body = json!({"model": id, "catelogid": category, "prompt": "a lighthouse"});
+        match category {
+            "i2i" | "i2v" => body["image_file"] = picture.clone().into(),
+            "ref2v" => body["image_files"] = json!([picture]),
+            _ => {}
+        }
+        let (status, answer) = host.post(path, &body).await;
+        assert_eq!(status, 200, "{id} ({category}) is accepted: {answer}");
+        tried += 1;
+    }
+    assert!(tried >= 10, "only {tried} models were tried");
+
+    let (status, answer) = host
+        .post(
+            "/llmage/v1/image/generations",
+            &json!({"model": "qwen-image", "catelogid": "t2i", "prompt": "a lighthouse"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "Model qwen-image is ambiguous: dashscope/qwen-image, modelscope/qwen-image"
+    );
+    // OpenAI's list names the two by full id, once each.
+    let (_, openai) = host.get("/v1/models").await;
+    let ids: Vec<&str> = openai["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in ["dashscope/qwen-image", "modelscope/qwen-image"] {
+        assert_eq!(ids.iter().filter(|i| **i == id).count(), 1, "{ids:?}");
+    }
+}

@@ -1,4 +1,4 @@
-//! The easel side of the vendor tests: a real host with one plugin whose vendor hosts are
+//! The easel side of the vendor tests: a real host with plugins whose vendor hosts are
 //! routed (`[plugins] connect_to`) to fakes, the job-level checks every vendor shares, and
 //! the drivers that play every scenario against a task API or a synchronous one.
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Fake, Scenario};
 
-/// A host serving one plugin against fake upstreams.
+/// A host serving plugins against fake upstreams.
 pub struct Easel {
     /// The running host.
     pub host: Host,
@@ -40,12 +40,24 @@ impl Easel {
         secrets: &[(&str, &str)],
         toml: &str,
     ) -> Easel {
+        Self::start_plugins(&[plugin], routes, secrets, toml).await
+    }
+
+    /// Like [`Easel::start_with`], serving several plugins at once.
+    pub async fn start_plugins(
+        names: &[&str],
+        routes: &[(&str, &Fake)],
+        secrets: &[(&str, &str)],
+        toml: &str,
+    ) -> Easel {
         let plugins = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            built_plugin(plugin),
-            plugins.path().join(format!("{plugin}.wasm")),
-        )
-        .unwrap();
+        for plugin in names {
+            std::fs::copy(
+                built_plugin(plugin),
+                plugins.path().join(format!("{plugin}.wasm")),
+            )
+            .unwrap();
+        }
         let connect_to: Vec<String> = routes
             .iter()
             .map(|(host, fake)| format!("\"{host}\" = \"{}\"", fake.addr))
@@ -64,6 +76,27 @@ impl Easel {
             host: Host::start(options).await,
             _plugins: plugins,
         }
+    }
+
+    /// A host serving the DashScope and ModelScope plugins, which both serve `qwen-image`,
+    /// each routed to its fake; the fakes come back with it, to be kept while it runs.
+    pub async fn with_dashscope_and_modelscope() -> (Easel, [Fake; 2]) {
+        use super::{dashscope, modelscope};
+        let fakes = [
+            Fake::start(dashscope::routes).await,
+            Fake::start(modelscope::routes).await,
+        ];
+        let easel = Self::start_plugins(
+            &["dashscope", "modelscope"],
+            &[(dashscope::HOST, &fakes[0]), (modelscope::HOST, &fakes[1])],
+            &[
+                ("DASHSCOPE_API_KEY", dashscope::KEY),
+                ("MODELSCOPE_API_KEY", modelscope::KEY),
+            ],
+            "",
+        )
+        .await;
+        (easel, fakes)
     }
 
     /// Submits `request` (which carries a `prompt`) with the scenario's token appended.

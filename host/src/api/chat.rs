@@ -20,7 +20,7 @@ use crate::{
         chat::{ChatSession, usage_json},
         front_door::{Admission, Refusal},
         provider::{ChatEvent, ProviderError},
-        registry::Resolved,
+        registry::{ResolveError, Resolved},
         task::now_ms,
     },
 };
@@ -251,11 +251,14 @@ impl SseRelay {
     }
 }
 
-/// A chat model by name (`provider/key`, alias, or a unique bare key).
-pub fn find_model(state: &AppState, name: &str) -> Option<Resolved> {
-    state
-        .engine
-        .registry()
-        .find(name)
-        .filter(|r| r.model.capabilities.iter().any(|c| c == "chat"))
+/// A chat model by name (`provider/key`, alias, or a unique bare key); a model that does not
+/// chat is as unknown here as one that does not exist.
+pub fn find_model(state: &AppState, name: &str) -> Result<Resolved, ResolveError> {
+    state.engine.registry().find(name).and_then(|r| {
+        if r.model.capabilities.iter().any(|c| c == "chat") {
+            Ok(r)
+        } else {
+            Err(ResolveError::Unknown(name.to_string()))
+        }
+    })
 }

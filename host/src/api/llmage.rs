@@ -2,7 +2,9 @@
 //! `/image/generations`, `/video/generations` (JSON or multipart with files) and
 //! `/tasks?taskid=`.
 //!
-//! Models are named bare (`wan2.6-t2v`) and resolve through aliases or when unique. Every
+//! Models are named bare (`wan2.6-t2v`) and resolve through aliases or when unique; the model
+//! list shows each model under a name that resolves to it (the full `provider/key` where two
+//! providers share a key), and an ambiguous name is refused with its candidates. Every
 //! parameter is checked against the model's schema before anything is stored, with llmage's
 //! messages (`Missing required parameter: prompt`); errors are `{"error": "…"}`. With
 //! `[credits] enforce`, a task reserves its price and a short balance is
@@ -40,7 +42,7 @@ use crate::{
         front_door::Admission,
         inputs::Input,
         provider::ModelInfo,
-        registry::Resolved,
+        registry::{ResolveError, Resolved},
         task::{Status, Task},
     },
 };
@@ -125,6 +127,14 @@ impl Dialect for Llmage {
     }
 }
 
+/// llmage's refusal of a model name: `Model not found: …`, or an ambiguous name's candidates.
+fn unresolved(error: ResolveError) -> Error {
+    match error {
+        ResolveError::Unknown(name) => bad(format!("Model not found: {name}")),
+        other => bad(other.to_string()),
+    }
+}
+
 type Client = Caller<Llmage>;
 
 /// The llmage categories a model serves: its manifest's `catelogid` (one or a list), else
@@ -169,9 +179,8 @@ async fn models(
     QueryOf { query, .. }: QueryOf<ModelsQuery, Llmage>,
 ) -> Result<Response, Error> {
     let wanted = query.catelogid.filter(|c| !c.is_empty());
-    let data: Vec<Value> = state
-        .engine
-        .registry()
+    let registry = state.engine.registry();
+    let data: Vec<Value> = registry
         .models()
         .into_iter()
         .filter_map(|resolved| {
@@ -181,8 +190,9 @@ async fn models(
             {
                 return None;
             }
+            let id = registry.listed_name(&resolved)?;
             Some(json!({
-                "id": resolved.model.key,
+                "id": id,
                 "object": "model",
                 "created": 0,
                 "owned_by": resolved.provider.id(),
@@ -233,8 +243,7 @@ async fn chat_completions(
     {
         return Err(bad("catelogid must be t2t for chat completions"));
     }
-    let resolved =
-        chat::find_model(&state, &name).ok_or_else(|| bad(format!("Model not found: {name}")))?;
+    let resolved = chat::find_model(&state, &name).map_err(unresolved)?;
     let messages = match (
         request.messages,
         request.prompt.filter(|p| !p.trim().is_empty()),
@@ -397,11 +406,7 @@ async fn generate(
             allowed.join(", ")
         )));
     }
-    let resolved: Resolved = state
-        .engine
-        .registry()
-        .find(&name)
-        .ok_or_else(|| bad(format!("Model not found: {name}")))?;
+    let resolved: Resolved = state.engine.registry().find(&name).map_err(unresolved)?;
     if !catelogids(&resolved.model).contains(&catelogid) {
         return Err(bad(format!(
             "Model {name} does not support catelogid {catelogid}"

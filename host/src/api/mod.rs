@@ -20,6 +20,7 @@ pub mod openai;
 pub mod openapi;
 pub mod paging;
 pub mod pixel;
+pub mod pixel_size;
 pub mod sd;
 pub mod shape;
 pub mod submit;

@@ -36,6 +36,7 @@ use crate::{
     },
     engine::{
         front_door::{Admission, Refusal},
+        registry::ResolveError,
         task::{Status, now_ms},
     },
 };
@@ -165,9 +166,8 @@ pub fn routes() -> ApiRouter<AppState> {
 }
 
 async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Error> {
-    let data: Vec<Value> = state
-        .engine
-        .registry()
+    let registry = state.engine.registry();
+    let data: Vec<Value> = registry
         .models()
         .iter()
         .filter(|r| {
@@ -176,6 +176,8 @@ async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Er
                 .iter()
                 .any(|c| c == "chat" || c == "image.generate")
         })
+        // Only ids the routes accept: an operator's alias may have taken a full id.
+        .filter(|r| registry.reaches(&r.id(), r))
         .map(
             |r| json!({"id": r.id(), "object": "model", "created": 0, "owned_by": r.provider.id()}),
         )
@@ -210,11 +212,12 @@ async fn chat_completions(
     if request.messages.is_empty() {
         return Err(Error::invalid("messages", "messages must not be empty"));
     }
-    let resolved = chat::find_model(&state, &request.model).ok_or_else(|| {
-        Error::new(
+    let resolved = chat::find_model(&state, &request.model).map_err(|error| match error {
+        ResolveError::Unknown(name) => Error::new(
             StatusCode::NOT_FOUND,
-            format!("The model `{}` does not exist", request.model),
-        )
+            format!("The model `{name}` does not exist"),
+        ),
+        other => Error::invalid("model", other.to_string()),
     })?;
     let call = chat::ChatCall {
         client_id,

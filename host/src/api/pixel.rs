@@ -3,7 +3,8 @@
 //!
 //! Every answer is the `{code, message, data}` envelope with `code` as a string; errors add
 //! `request_id`. Model ids must be composite (`provider/model_key`): the two error texts for a
-//! malformed or unknown id are the seed's, word for word.
+//! malformed or unknown id are the seed's, word for word. `resolution` and `aspectRatio` reach
+//! each model as its own size parameters (see [`crate::api::pixel_size`]).
 
 use aide::axum::{
     ApiRouter,
@@ -26,12 +27,14 @@ use crate::{
         dialect::{Body, Caller, Dialect},
         files::public_base,
         openapi::{Api, Describe},
+        pixel_size,
         submit::{present_params, refusal_parts, stored_outputs},
     },
     assets::kind_of,
     engine::{
         front_door::{Admission, Refusal},
         inputs::Input,
+        registry::ResolveError,
         task::{Status, Task, new_id, rfc3339},
     },
 };
@@ -243,6 +246,9 @@ async fn generate(
     }
     params.extend(request.other);
     params.extend(request.extra_params.unwrap_or_default());
+    let size = pixel_size::size_params(&resolved.model, &params)
+        .map_err(|message| Error(StatusCode::BAD_REQUEST, message))?;
+    params.extend(size);
     let role = if kind == "video" {
         "first_frame"
     } else {
@@ -294,19 +300,18 @@ fn resolve(
             ),
         ));
     }
-    state
-        .engine
-        .registry()
-        .find(model)
-        .filter(|r| pixel_type(&r.model.kind) == kind)
-        .ok_or_else(|| {
-            Error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "Model '{model}' not found. Available models can be fetched from /api/v1/models"
-                ),
-            )
-        })
+    match state.engine.registry().find(model) {
+        Ok(resolved) if pixel_type(&resolved.model.kind) == kind => Ok(resolved),
+        Err(error @ ResolveError::Ambiguous { .. }) => {
+            Err(Error(StatusCode::BAD_REQUEST, error.to_string()))
+        }
+        _ => Err(Error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Model '{model}' not found. Available models can be fetched from /api/v1/models"
+            ),
+        )),
+    }
 }
 
 /// Pixel's status names.

@@ -156,7 +156,7 @@ pub fn sd_model(state: &AppState) -> Option<Resolved> {
         .models()
         .into_iter()
         .find(|r| r.provider.id() == "local")
-        .or_else(|| registry.find("sd"))
+        .or_else(|| registry.find("sd").ok())
         .or_else(|| registry.resolve(None, "image.generate").ok())
 }
 

@@ -3,9 +3,11 @@
 //! Invariants: a lookup hands out an `Arc` of the provider, so a call that started on one
 //! version finishes on it even if a reload replaces the entry meanwhile; the next lookup sees
 //! the new version. Model ids are `provider/key`; bare keys resolve through the operator's
-//! aliases, or when exactly one provider serves that key. Every listed model's parameter
-//! schema is compiled once, when its provider is registered; a model whose schema easel cannot
-//! check is left out (plugins with one are already refused at load).
+//! aliases, or when exactly one provider serves that key. A bare key two providers serve is
+//! refused with the candidates named, never guessed, and [`Registry::listed_name`] gives each
+//! model the name a listing may show: one that resolves back to that model. Every listed
+//! model's parameter schema is compiled once, when its provider is registered; a model whose
+//! schema easel cannot check is left out (plugins with one are already refused at load).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -38,6 +40,14 @@ pub enum ResolveError {
     /// No provider serves that id.
     #[error("Unknown model: {0}")]
     Unknown(String),
+    /// A bare key more than one provider serves, with no alias to choose between them.
+    #[error("Model {name} is ambiguous: {}", candidates.join(", "))]
+    Ambiguous {
+        /// The name as asked.
+        name: String,
+        /// The full ids that name could mean, in provider order.
+        candidates: Vec<String>,
+    },
     /// The model exists but not for this capability.
     #[error("Model {model} does not support {capability}")]
     Unsupported {
@@ -172,9 +182,7 @@ impl Registry {
                 .default_for(capability)
                 .ok_or_else(|| ResolveError::NoModel(capability.into()))?,
         };
-        let found = self
-            .find(&wanted)
-            .ok_or_else(|| ResolveError::Unknown(wanted.clone()))?;
+        let found = self.find(&wanted)?;
         if !found.model.capabilities.iter().any(|c| c == capability) {
             return Err(ResolveError::Unsupported {
                 model: found.id(),
@@ -184,16 +192,17 @@ impl Registry {
         Ok(found)
     }
 
-    /// Looks a model up by full id, alias, or unique bare key.
-    pub fn find(&self, name: &str) -> Option<Resolved> {
-        let name = self
+    /// Looks a model up by full id, alias, or unique bare key; the error is
+    /// [`ResolveError::Unknown`] or [`ResolveError::Ambiguous`].
+    pub fn find(&self, name: &str) -> Result<Resolved, ResolveError> {
+        let target = self
             .aliases
             .read()
             .expect("registry lock")
             .get(name)
             .cloned()
             .unwrap_or_else(|| name.to_string());
-        if let Some((provider_id, key)) = name.split_once('/') {
+        if let Some((provider_id, key)) = target.split_once('/') {
             let entry = self
                 .providers
                 .read()
@@ -205,12 +214,48 @@ impl Registry {
                     .models
                     .iter()
                     .find(|(model, _)| model.key == key)
-                    .map(|listed| entry.resolved(listed));
+                    .map(|listed| entry.resolved(listed))
+                    .ok_or_else(|| ResolveError::Unknown(name.to_string()));
             }
         }
-        let mut matches = self.models().into_iter().filter(|r| r.model.key == name);
-        let first = matches.next()?;
-        matches.next().is_none().then_some(first)
+        let mut matches: Vec<Resolved> = self
+            .models()
+            .into_iter()
+            .filter(|r| r.model.key == target)
+            .collect();
+        match matches.len() {
+            0 => Err(ResolveError::Unknown(name.to_string())),
+            1 => Ok(matches.remove(0)),
+            _ => Err(ResolveError::Ambiguous {
+                name: name.to_string(),
+                candidates: matches.iter().map(Resolved::id).collect(),
+            }),
+        }
+    }
+
+    /// The name a model list shows for `model`, one [`Registry::find`] resolves back to it:
+    /// its bare key when that is unambiguous, else an alias of its full id, else the full
+    /// id. `None` when no name reaches it (an alias has taken its full id).
+    pub fn listed_name(&self, model: &Resolved) -> Option<String> {
+        let id = model.id();
+        let mut aliases: Vec<String> = self
+            .aliases
+            .read()
+            .expect("registry lock")
+            .iter()
+            .filter(|(_, target)| **target == id)
+            .map(|(alias, _)| alias.clone())
+            .collect();
+        aliases.sort();
+        std::iter::once(model.model.key.clone())
+            .chain(aliases)
+            .chain(std::iter::once(id))
+            .find(|name| self.reaches(name, model))
+    }
+
+    /// Whether [`Registry::find`] resolves `name` to `model`.
+    pub fn reaches(&self, name: &str, model: &Resolved) -> bool {
+        self.find(name).is_ok_and(|found| found.id() == model.id())
     }
 }
 
@@ -221,5 +266,132 @@ impl ProviderSink for Registry {
 
     fn remove(&self, id: &str) {
         Registry::remove(self, id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::engine::provider::{CallContext, GenerationRequest, ProviderError, Submission};
+
+    /// A provider serving image models with the given keys.
+    struct Serves(&'static str, &'static [&'static str]);
+
+    #[async_trait]
+    impl Provider for Serves {
+        fn id(&self) -> &str {
+            self.0
+        }
+        fn models(&self) -> Vec<ModelInfo> {
+            self.1
+                .iter()
+                .map(|key| ModelInfo {
+                    key: key.to_string(),
+                    name: key.to_string(),
+                    kind: "image".into(),
+                    capabilities: vec!["image.generate".into()],
+                    params_schema: serde_json::json!({}),
+                    price_hint: None,
+                    extra: Default::default(),
+                })
+                .collect()
+        }
+        fn submit_is_idempotent(&self) -> bool {
+            true
+        }
+        async fn submit(
+            &self,
+            _: &GenerationRequest,
+            _: &CallContext,
+        ) -> Result<Submission, ProviderError> {
+            Err(ProviderError::Internal("not called in these tests".into()))
+        }
+    }
+
+    fn registry() -> Registry {
+        let registry = Registry::default();
+        registry.upsert(Arc::new(Serves("dashscope", &["qwen-image", "wan"])));
+        registry.upsert(Arc::new(Serves("modelscope", &["qwen-image"])));
+        registry
+    }
+
+    fn listed(registry: &Registry) -> Vec<String> {
+        registry
+            .models()
+            .iter()
+            .filter_map(|m| registry.listed_name(m))
+            .collect()
+    }
+
+    #[test]
+    fn a_bare_key_two_providers_serve_is_refused_naming_both() {
+        let registry = registry();
+        let error = registry.find("qwen-image").err().unwrap();
+        assert_eq!(
+            error,
+            ResolveError::Ambiguous {
+                name: "qwen-image".into(),
+                candidates: vec![
+                    "dashscope/qwen-image".into(),
+                    "modelscope/qwen-image".into()
+                ],
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "Model qwen-image is ambiguous: dashscope/qwen-image, modelscope/qwen-image"
+        );
+        assert_eq!(
+            registry.resolve(Some("qwen-image"), "image.generate").err(),
+            Some(error)
+        );
+        assert_eq!(
+            registry.find("modelscope/qwen-image").unwrap().id(),
+            "modelscope/qwen-image"
+        );
+        assert_eq!(registry.find("wan").unwrap().id(), "dashscope/wan");
+        assert_eq!(
+            registry.find("nothing").err(),
+            Some(ResolveError::Unknown("nothing".into()))
+        );
+        assert_eq!(
+            registry.find("dashscope/nothing").err(),
+            Some(ResolveError::Unknown("dashscope/nothing".into()))
+        );
+    }
+
+    #[test]
+    fn listings_name_each_model_by_a_name_that_finds_it() {
+        let registry = registry();
+        assert_eq!(
+            listed(&registry),
+            ["dashscope/qwen-image", "wan", "modelscope/qwen-image"]
+        );
+        // An operator's alias settles the bare key, and a listing uses it.
+        registry.set_alias("qwen-image", "modelscope/qwen-image");
+        assert_eq!(
+            registry.find("qwen-image").unwrap().id(),
+            "modelscope/qwen-image"
+        );
+        assert_eq!(
+            listed(&registry),
+            ["dashscope/qwen-image", "wan", "qwen-image"]
+        );
+        registry.set_alias("qwen-image", "dashscope/qwen-image");
+        registry.set_alias("ms-qwen", "modelscope/qwen-image");
+        assert_eq!(listed(&registry), ["qwen-image", "wan", "ms-qwen"]);
+        assert_eq!(
+            registry.find("ms-qwen").unwrap().id(),
+            "modelscope/qwen-image"
+        );
+        // An alias that takes a full id leaves that model no name: it is not listed.
+        let registry = self::registry();
+        registry.set_alias("modelscope/qwen-image", "dashscope/wan");
+        assert_eq!(listed(&registry), ["dashscope/qwen-image", "wan"]);
+        for name in listed(&registry) {
+            assert!(registry.find(&name).is_ok(), "{name}");
+        }
     }
 }

@@ -6,6 +6,11 @@
 //!   handle that carries the whole request, so the host's poller is exercised;
 //! - `demo/speech` (`audio.speech`): a WAV tone sequence, one tone per letter;
 //! - `demo/chat` (`chat`): an answer streamed word by word, with usage.
+//!
+//! The schemas accept every example value of the seeds' documents, so each documented request
+//! can be tried on the demo: sides up to 2560 (seed 001's 1440×2560), durations as seconds
+//! or `5s` (seed 000), the seeds' video levels `480p`–`1080p` (rendered at an eighth of their
+//! size, shaped by `ratio`) and seed 000's voice `zh_female_qingxin`.
 
 pub mod media;
 
@@ -26,14 +31,29 @@ const HANDLE_PREFIX: &str = "demo-video:v1:";
 const VIDEO_POLL_AFTER_MS: u64 = 200;
 const STYLES: [&str; 3] = ["gradient", "stripes", "checker"];
 const RESOLUTIONS: [&str; 4] = ["64x64", "160x90", "160x160", "320x180"];
-const VOICES: [(&str, f32); 3] = [("alto", 220.0), ("tenor", 165.0), ("soprano", 330.0)];
+/// The seeds' video levels by their short side; the demo draws them at an eighth of that.
+const LEVELS: [(&str, u32); 4] = [("480p", 480), ("540p", 540), ("720p", 720), ("1080p", 1080)];
+const LEVEL_SCALE: u32 = 8;
+/// The seeds' aspect ratios; `adaptive` (follow an input picture) is 16:9 here.
+const RATIOS: [&str; 7] = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"];
+/// Longest video in seconds (the seeds ask for 1 to 16).
+const MAX_SECONDS: u64 = 16;
+/// Bytes of one video's frames: those of 3 s of 320x180 at 15 fps, the largest video the demo
+/// made before, which fits the plugin's memory beside the file made of it.
+const MAX_FRAME_BYTES: u64 = 320 * 180 * 3 * 15 * 3;
+/// Longest picture side (seed 001 asks for 1440×2560).
+const MAX_SIDE: u64 = 2560;
+/// Pixels of all the pictures of one request: four of 2048×2048, as many as fit the plugin's
+/// memory at once.
+const MAX_PIXELS: u64 = 4 * 2048 * 2048;
+const VOICES: [(&str, f32); 4] = [("alto", 220.0), ("tenor", 165.0), ("soprano", 330.0), ("zh_female_qingxin", 294.0)];
 
 fn image_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "width": {"type": "integer", "minimum": 16, "maximum": 2048, "default": 512},
-            "height": {"type": "integer", "minimum": 16, "maximum": 2048, "default": 512},
+            "width": {"type": "integer", "minimum": 16, "maximum": MAX_SIDE, "default": 512},
+            "height": {"type": "integer", "minimum": 16, "maximum": MAX_SIDE, "default": 512},
             "n": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
             "seed": {"type": "integer", "minimum": 0, "description": "Mixed into the prompt's hash."},
             "style": {"type": "string", "enum": STYLES, "default": "gradient"},
@@ -44,12 +64,24 @@ fn image_schema() -> Value {
     })
 }
 
+/// The video's `resolution` values: its own frame sizes, then the seeds' levels as they
+/// write them (`720p`, `720P`).
+fn video_resolutions() -> Vec<String> {
+    let levels = LEVELS.iter().flat_map(|(name, _)| [name.to_string(), name.to_uppercase()]);
+    RESOLUTIONS.iter().map(|r| r.to_string()).chain(levels).collect()
+}
+
 fn video_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "resolution": {"type": "string", "enum": RESOLUTIONS, "default": "160x90"},
-            "duration": {"type": "integer", "minimum": 1, "maximum": 3, "default": 2},
+            "resolution": {"type": "string", "enum": video_resolutions(), "default": "160x90",
+                           "description": "A frame size, or a seed's level drawn at an eighth of its size."},
+            "ratio": {"type": "string", "enum": RATIOS, "default": "16:9",
+                      "description": "Shape of a level's frame; `adaptive` is 16:9. A frame size keeps its own shape."},
+            "duration": {"type": ["integer", "string"], "minimum": 1, "maximum": MAX_SECONDS,
+                         "pattern": "^([1-9]|1[0-6])s?$", "default": 2,
+                         "description": "Seconds, 1 to 16: a number, or text such as `5` or `5s` (seed 000)."},
             "fps": {"type": "integer", "minimum": 4, "maximum": 15, "default": 8},
             "seed": {"type": "integer", "minimum": 0},
             "style": {"type": "string", "enum": STYLES, "default": "gradient"}
@@ -62,7 +94,8 @@ fn speech_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "voice": {"type": "string", "enum": VOICES.map(|v| v.0), "default": "alto"},
+            "voice": {"type": "string", "enum": VOICES.map(|v| v.0), "default": "alto",
+                      "description": "A pitch; zh_female_qingxin is seed 000's example voice."},
             "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
             "sample_rate": {"type": "integer", "enum": [16000, 22050, 24000], "default": 24000},
             "format": {"type": "string", "enum": ["wav"], "default": "wav"}
@@ -99,7 +132,12 @@ impl Provider for Demo {
                     .capability("video.generate")
                     .params_schema(video_schema())
                     .price_hint(5.0)
-                    .extra(json!({"resolutions": RESOLUTIONS, "durations": [1, 2, 3], "format": "avi"})),
+                    .extra(json!({
+                        "resolutions": video_resolutions(),
+                        "durations": (1..=MAX_SECONDS).collect::<Vec<_>>(),
+                        "catelogid": ["t2v", "i2v", "ref2v"],
+                        "format": "avi"
+                    })),
             )
             .model(
                 Model::new("speech", "Demo speech", "audio")
@@ -197,8 +235,8 @@ fn style_of(request: &GenerationRequest) -> Result<u8> {
 
 fn dimension(request: &GenerationRequest, name: &str) -> Result<u32> {
     let v = request.param_u64(name, 512)?;
-    if !(16..=2048).contains(&v) {
-        return Err(Error::invalid(format!("`{name}` must be between 16 and 2048")));
+    if !(16..=MAX_SIDE).contains(&v) {
+        return Err(Error::invalid(format!("`{name}` must be between 16 and {MAX_SIDE}")));
     }
     Ok(v as u32)
 }
@@ -208,6 +246,12 @@ fn image(request: &GenerationRequest) -> Result<Submission> {
     let n = request.param_u64("n", 1)?;
     if !(1..=4).contains(&n) {
         return Err(Error::invalid("`n` must be between 1 and 4"));
+    }
+    if u64::from(width) * u64::from(height) * n > MAX_PIXELS {
+        return Err(Error::invalid(format!(
+            "{n} pictures of {width}x{height} are more than the demo draws at once ({MAX_PIXELS} pixels): \
+             lower `n` or the size"
+        )));
     }
     let mut seed = seed_of(request)?;
     if request.capability == "image.edit" {
@@ -289,26 +333,33 @@ pub struct VideoSpec {
 impl VideoSpec {
     fn from_request(request: &GenerationRequest) -> Result<Self> {
         let resolution = request.param_str("resolution", "160x90")?;
-        if !RESOLUTIONS.contains(&resolution) {
-            return Err(Error::invalid(format!("`resolution` must be one of {RESOLUTIONS:?}")));
-        }
-        let (w, h) = resolution.split_once('x').expect("resolutions are WxH");
-        let duration = request.param_u64("duration", 2)?;
-        if !(1..=3).contains(&duration) {
-            return Err(Error::invalid("`duration` must be 1, 2 or 3 seconds"));
-        }
+        let (width, height) = frame_size(resolution, request.param_str("ratio", "16:9")?)?;
         let fps = request.param_u64("fps", 8)?;
         if !(4..=15).contains(&fps) {
             return Err(Error::invalid("`fps` must be between 4 and 15"));
         }
-        Ok(VideoSpec {
+        let spec = VideoSpec {
             seed: seed_of(request)?,
             style: style_of(request)?,
-            width: w.parse().expect("numeric"),
-            height: h.parse().expect("numeric"),
-            duration: duration as u32,
+            width,
+            height,
+            duration: seconds(request)? as u32,
             fps: fps as u32,
-        })
+        };
+        if spec.frame_bytes() > MAX_FRAME_BYTES {
+            return Err(Error::invalid(format!(
+                "{width}x{height} for {} s at {fps} fps is {} bytes of frames, more than a demo video's \
+                 {MAX_FRAME_BYTES}: lower `duration`, `fps` or `resolution`",
+                spec.duration,
+                spec.frame_bytes()
+            )));
+        }
+        Ok(spec)
+    }
+
+    /// Bytes of all its frames as drawn.
+    fn frame_bytes(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height) * 3 * u64::from(self.duration) * u64::from(self.fps)
     }
 
     /// The pending handle: a prefix and the spec as JSON, hex-encoded.
@@ -344,8 +395,9 @@ impl VideoSpec {
         };
         let ok = (16..=320).contains(&spec.width)
             && (16..=320).contains(&spec.height)
-            && (1..=3).contains(&spec.duration)
-            && (4..=15).contains(&spec.fps);
+            && (1..=MAX_SECONDS).contains(&u64::from(spec.duration))
+            && (4..=15).contains(&spec.fps)
+            && spec.frame_bytes() <= MAX_FRAME_BYTES;
         if ok { Ok(spec) } else { Err(bad()) }
     }
 
@@ -359,6 +411,43 @@ impl VideoSpec {
         Finished::new(vec![Output::bytes("video/x-msvideo", avi)])
             .usage(json!({"seconds": self.duration, "frames": count}))
     }
+}
+
+/// Width and height of the frames for `resolution` (a frame size or a level) and `ratio`.
+fn frame_size(resolution: &str, ratio: &str) -> Result<(u32, u32)> {
+    if let Some((w, h)) = resolution.split_once('x').filter(|_| RESOLUTIONS.contains(&resolution)) {
+        return Ok((w.parse().expect("numeric"), h.parse().expect("numeric")));
+    }
+    let Some(&(_, short)) = LEVELS.iter().find(|(name, _)| name.eq_ignore_ascii_case(resolution)) else {
+        return Err(Error::invalid(format!(
+            "`resolution` must be one of {RESOLUTIONS:?} or {:?}",
+            LEVELS.map(|(name, _)| name)
+        )));
+    };
+    if !RATIOS.contains(&ratio) {
+        return Err(Error::invalid(format!("`ratio` must be one of {RATIOS:?}")));
+    }
+    let (across, down) = match ratio.split_once(':') {
+        Some((w, h)) => (w.parse::<u32>().expect("numeric"), h.parse::<u32>().expect("numeric")),
+        None => (16, 9),
+    };
+    let short = short / LEVEL_SCALE;
+    let long = |long_part: u32, short_part: u32| (short * long_part + short_part / 2) / short_part;
+    Ok(if across >= down { (long(across, down), short) } else { (short, long(down, across)) })
+}
+
+/// The video's length: a number of seconds, or text such as `5` or `5s` (seed 000).
+fn seconds(request: &GenerationRequest) -> Result<u64> {
+    let seconds = match request.param_value("duration") {
+        Some(Value::String(text)) => {
+            let text = text.trim();
+            text.strip_suffix('s').unwrap_or(text).parse().ok()
+        }
+        _ => Some(request.param_u64("duration", 2)?),
+    };
+    seconds
+        .filter(|s| (1..=MAX_SECONDS).contains(s))
+        .ok_or_else(|| Error::invalid(format!("`duration` must be 1 to {MAX_SECONDS} seconds, as a number or as `5s`")))
 }
 
 fn video_submit(request: &GenerationRequest) -> Result<Submission> {

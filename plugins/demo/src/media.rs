@@ -104,36 +104,55 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-fn adler32(bytes: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in bytes.chunks(5552) {
-        for &x in chunk {
-            a += x as u32;
-            b += a;
-        }
-        a %= 65521;
-        b %= 65521;
+/// Adler-32, fed piece by piece.
+struct Adler32(u32, u32);
+
+impl Adler32 {
+    fn new() -> Self {
+        Adler32(1, 0)
     }
-    (b << 16) | a
+
+    fn update(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(5552) {
+            for &x in chunk {
+                self.0 += x as u32;
+                self.1 += self.0;
+            }
+            self.0 %= 65521;
+            self.1 %= 65521;
+        }
+    }
+
+    fn value(&self) -> u32 {
+        (self.1 << 16) | self.0
+    }
 }
 
-/// zlib stream of stored (uncompressed) deflate blocks.
-fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 65535 * 5 + 16);
+/// Length of a zlib stream of stored deflate blocks holding `len` bytes.
+fn zlib_stored_len(len: usize) -> usize {
+    2 + len.div_ceil(65535).max(1) * 5 + len + 4
+}
+
+/// Appends a zlib stream of stored (uncompressed) deflate blocks holding the `len` bytes
+/// `data` yields, so a large picture is not held twice more on its way into the file.
+fn zlib_stored_into(out: &mut Vec<u8>, len: usize, data: &mut impl Iterator<Item = u8>) {
     out.extend_from_slice(&[0x78, 0x01]);
-    let mut blocks = data.chunks(65535).peekable();
-    if blocks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    let mut adler = Adler32::new();
+    let mut left = len;
+    loop {
+        let block = left.min(65535);
+        left -= block;
+        out.push(u8::from(left == 0));
+        out.extend_from_slice(&(block as u16).to_le_bytes());
+        out.extend_from_slice(&(!(block as u16)).to_le_bytes());
+        let start = out.len();
+        out.extend(data.by_ref().take(block));
+        adler.update(&out[start..]);
+        if left == 0 {
+            break;
+        }
     }
-    while let Some(block) = blocks.next() {
-        out.push(if blocks.peek().is_none() { 1 } else { 0 });
-        let len = block.len() as u16;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    out.extend_from_slice(&adler32(data).to_be_bytes());
-    out
+    out.extend_from_slice(&adler.value().to_be_bytes());
 }
 
 fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
@@ -148,19 +167,26 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 /// Encodes a packed RGB picture as PNG.
 pub fn png_rgb(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
     let row = w as usize * 3;
-    let mut raw = Vec::with_capacity((row + 1) * h as usize);
-    for y in 0..h as usize {
-        raw.push(0); // filter: none
-        raw.extend_from_slice(&rgb[y * row..(y + 1) * row]);
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    // Each row is its filter byte (none) and its pixels.
+    let raw_len = (row + 1) * h as usize;
+    let idat_len = zlib_stored_len(raw_len);
+    let mut out = Vec::with_capacity(idat_len + 128);
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
     let mut ihdr = Vec::with_capacity(13);
     ihdr.extend_from_slice(&w.to_be_bytes());
     ihdr.extend_from_slice(&h.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, adaptive, no interlace
     png_chunk(&mut out, b"IHDR", &ihdr);
     png_chunk(&mut out, b"tEXt", b"Software\0easel demo provider");
-    png_chunk(&mut out, b"IDAT", &zlib_stored(&raw));
+    // IDAT is written in place rather than through `png_chunk`, which would copy it.
+    out.extend_from_slice(&(idat_len as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(b"IDAT");
+    let mut raw =
+        rgb.chunks(row.max(1)).take(h as usize).flat_map(|line| std::iter::once(0).chain(line.iter().copied()));
+    zlib_stored_into(&mut out, raw_len, &mut raw);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
     png_chunk(&mut out, b"IEND", &[]);
     out
 }

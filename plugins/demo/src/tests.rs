@@ -218,3 +218,115 @@ fn chat_streams_word_by_word_and_reports_usage() {
     assert_eq!(events.last(), Some(&ChatEvent::Finish("length".into())));
     assert!(Demo.chat(ChatRequest::user("image", "hi")).is_err());
 }
+
+/// Whether `value` meets a property's `rule`: its type or types, `enum`, bounds and `pattern`.
+fn accepts(rule: &Value, value: &Value) -> bool {
+    let types: Vec<&str> = match &rule["type"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let typed = types.iter().any(|t| match *t {
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "string" => value.is_string(),
+        _ => false,
+    });
+    let listed = rule["enum"].as_array().is_none_or(|allowed| allowed.contains(value));
+    let bounded = value.as_f64().is_none_or(|n| {
+        rule["minimum"].as_f64().is_none_or(|min| n >= min) && rule["maximum"].as_f64().is_none_or(|max| n <= max)
+    });
+    let matched = match (value.as_str(), rule["pattern"].as_str()) {
+        (Some(text), Some(pattern)) => regex_lite::Regex::new(pattern).unwrap().is_match(text),
+        _ => true,
+    };
+    typed && listed && bounded && matched
+}
+
+#[test]
+fn every_example_value_of_the_seeds_meets_the_schemas() {
+    let m = Demo.manifest();
+    let rule = |model: usize, name: &str| m.models[model].params_schema["properties"][name].clone();
+    let (image, video, speech) = (0, 1, 2);
+    for (model, name, value) in [
+        (image, "width", json!(1440)),
+        (image, "height", json!(2560)),
+        (image, "strength", json!(0.7)),
+        (video, "duration", json!("5s")),
+        (video, "duration", json!("10s")),
+        (video, "duration", json!(4)),
+        (video, "duration", json!(15)),
+        (video, "duration", json!("15")),
+        (video, "duration", json!(16)),
+        (video, "resolution", json!("720p")),
+        (video, "resolution", json!("720P")),
+        (video, "resolution", json!("480p")),
+        (video, "resolution", json!("1080P")),
+        (video, "ratio", json!("16:9")),
+        (video, "ratio", json!("9:16")),
+        (video, "ratio", json!("4:3")),
+        (video, "ratio", json!("adaptive")),
+        (speech, "voice", json!("zh_female_qingxin")),
+        (speech, "speed", json!(1.0)),
+    ] {
+        assert!(accepts(&rule(model, name), &value), "{} refuses {name} = {value}", m.models[model].key);
+    }
+    for value in [json!(17), json!("17s"), json!("5ss"), json!(0)] {
+        assert!(!accepts(&rule(video, "duration"), &value), "video takes duration = {value}");
+    }
+    assert!(m.models[video].extra["catelogid"].as_array().unwrap().contains(&json!("ref2v")));
+}
+
+fn video_spec(req: GenerationRequest) -> VideoSpec {
+    let Submission::Pending(p) = Demo.submit(req).unwrap() else { panic!("a video is pending first") };
+    VideoSpec::decode(&p.handle).unwrap()
+}
+
+#[test]
+fn the_seeds_video_settings_render_as_asked() {
+    let _net = Script::new().install();
+    let video = || GenerationRequest::new("video.generate", "video", "a cat playing with a ball");
+    // Seed 000: `duration: "5s"`, `resolution: "720p"`.
+    let spec = video_spec(video().param("duration", "5s").param("resolution", "720p"));
+    assert_eq!((spec.width, spec.height, spec.duration), (160, 90, 5));
+    // Seed 001's `ratio: "9:16"`; seed 002's multipart text and upper case.
+    let spec = video_spec(video().param("duration", 5).param("resolution", "720p").param("ratio", "9:16"));
+    assert_eq!((spec.width, spec.height, spec.duration), (90, 160, 5));
+    let spec = video_spec(video().param("duration", "15").param("resolution", "720P").param("ratio", "4:3"));
+    assert_eq!((spec.width, spec.height, spec.duration), (120, 90, 15));
+    let spec = video_spec(video().param("duration", 4).param("resolution", "1080p").param("ratio", "adaptive"));
+    assert_eq!((spec.width, spec.height), (240, 135));
+    let PollOutcome::Finished(f) = Demo.poll(&spec.encode()).unwrap() else { panic!() };
+    check_avi(only_bytes(&f).1, 240, 135, 8, 32);
+
+    for bad in [
+        video().param("duration", "17s"),
+        video().param("duration", "5ss"),
+        video().param("resolution", "720p").param("ratio", "2:1"),
+        // More frames than a demo video holds at this size and rate.
+        video().param("duration", 16).param("resolution", "320x180").param("fps", 15),
+    ] {
+        assert!(matches!(Demo.submit(bad), Err(Error::InvalidRequest(_))));
+    }
+}
+
+#[test]
+fn the_seeds_picture_and_voice_examples_run() {
+    let _net = Script::new().install();
+    // Seed 001's 1440×2560 poster.
+    let req = GenerationRequest::new("image.generate", "image", "poster").param("width", 1440).param("height", 2560);
+    let f = finished(Demo.submit(req).unwrap());
+    let decoder = png::Decoder::new(only_bytes(&f).1);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1440, 2560));
+    let too_many = GenerationRequest::new("image.generate", "image", "x").param("width", 2560).param("height", 2560);
+    assert!(matches!(Demo.submit(too_many.param("n", 4)), Err(Error::InvalidRequest(_))));
+    // Seed 000's voice.
+    let req = GenerationRequest::new("audio.speech", "speech", "Hello, welcome to Pixel AI!")
+        .param("voice", "zh_female_qingxin")
+        .param("speed", 1.0);
+    let f = finished(Demo.submit(req).unwrap());
+    assert_eq!(&only_bytes(&f).1[..4], b"RIFF");
+}

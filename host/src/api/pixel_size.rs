@@ -1,0 +1,469 @@
+//! Pixel's size vocabulary (seed 000's `resolution` level and `aspectRatio`) in each model's
+//! own terms, so a 16:9 request never comes back square.
+//!
+//! A model that declares `aspectRatio` reads Pixel's fields itself and gets nothing more. For
+//! the others the asked size is the model's own `resolutions` table entry when its manifest
+//! has one (`{"1K": {"16:9": "1280*720"}}`), else a pixel budget: `1K`, `2K` and `4K` hold as
+//! many pixels as seed 000's square sizes of that level (1024², 2048², 4096²), and a height
+//! level such as `720p` sets the short side. That size reaches the model as what its schema
+//! takes, in this order: `width` and `height` (each rounded to the schema's `multipleOf`, 8
+//! when it names none, and kept within its bounds at the same ratio); a `size` string (the
+//! nearest entry of that ratio when the schema lists them, else `W*H` or `WxH` as the
+//! schema's default or pattern writes it); a `ratio` of the seeds' other APIs. A `resolution`
+//! the model lists is passed in the model's own spelling (`720p` to `720P`). A size or ratio
+//! the request sets itself (`extraParams: {"width": …}`) is never replaced.
+
+use serde_json::{Map, Value, json};
+
+use crate::engine::provider::ModelInfo;
+
+/// Seed 000's default level.
+const DEFAULT_LEVEL: &str = "1K";
+/// Side rounding when a model's schema names no `multipleOf`.
+const DEFAULT_MULTIPLE: u64 = 8;
+/// How far a listed size's ratio may be from the asked one and still count as that ratio.
+const RATIO_TOLERANCE: f64 = 0.02;
+
+/// The parameters that give `model` the size a Pixel request's `params` ask for (its
+/// `resolution` and `aspectRatio`), to add to them; the error is a client-facing message.
+pub fn size_params(
+    model: &ModelInfo,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let properties = model.params_schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let text = |name: &str| params.get(name).and_then(Value::as_str);
+    let (resolution, aspect_ratio) = (text("resolution"), text("aspectRatio"));
+    let mut out = Map::new();
+    if properties.contains_key("aspectRatio") || (resolution.is_none() && aspect_ratio.is_none()) {
+        return Ok(out);
+    }
+    if let (Some(level), Some(rule)) = (resolution, properties.get("resolution"))
+        && let Some(spelled) = own_spelling(rule, level)
+    {
+        out.insert("resolution".into(), spelled.into());
+    }
+    if let Some(ratio) = aspect_ratio
+        && properties.contains_key("ratio")
+        && !params.contains_key("ratio")
+    {
+        out.insert("ratio".into(), ratio.into());
+    }
+    let wants_size = properties.contains_key("width") && properties.contains_key("height")
+        || properties.contains_key("size");
+    let sized_already = ["width", "height", "size"]
+        .iter()
+        .any(|name| params.contains_key(*name));
+    if !wants_size || sized_already {
+        return Ok(out);
+    }
+    let level_text = resolution.unwrap_or(DEFAULT_LEVEL);
+    let Some(level) = Level::parse(level_text) else {
+        if properties.contains_key("resolution") {
+            // The model knows its own levels; its schema judges this one.
+            return Ok(out);
+        }
+        return Err(format!(
+            "Invalid parameter resolution: must be 1K, 2K, 4K or a height such as 720p, not '{level_text}'"
+        ));
+    };
+    let ratio_text = aspect_ratio.unwrap_or(level.default_ratio());
+    let Some(ratio) = parse_ratio(ratio_text) else {
+        return Err(format!(
+            "Invalid parameter aspectRatio: must look like 16:9, not '{ratio_text}'"
+        ));
+    };
+    let target = table_size(model, level_text, ratio_text).unwrap_or_else(|| level.size(ratio));
+    if let (Some(width), Some(height)) = (properties.get("width"), properties.get("height")) {
+        let (w, h) = fit(target, width, height);
+        out.insert("width".into(), w.into());
+        out.insert("height".into(), h.into());
+    } else if let Some(size) = properties.get("size") {
+        out.insert("size".into(), size_value(size, target, ratio_text, ratio)?);
+    }
+    Ok(out)
+}
+
+/// A size level: a pixel budget (`2K`) or a short side (`720p`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Level {
+    /// This many pixels in all.
+    Pixels(f64),
+    /// This many pixels on the short side.
+    ShortSide(f64),
+}
+
+impl Level {
+    fn parse(text: &str) -> Option<Level> {
+        let text = text.trim();
+        let number = |digits: &str| digits.parse::<u32>().ok().filter(|n| *n > 0).map(f64::from);
+        if let Some(digits) = text.strip_suffix(['K', 'k']) {
+            return Some(Level::Pixels((number(digits)? * 1024.0).powi(2)));
+        }
+        Some(Level::ShortSide(number(text.strip_suffix(['P', 'p'])?)?))
+    }
+
+    /// A height level names a landscape video size (`720p` is 1280×720).
+    fn default_ratio(self) -> &'static str {
+        match self {
+            Level::Pixels(_) => "1:1",
+            Level::ShortSide(_) => "16:9",
+        }
+    }
+
+    /// Width and height at `ratio` (width over height).
+    fn size(self, ratio: f64) -> (f64, f64) {
+        match self {
+            Level::Pixels(pixels) => ((pixels * ratio).sqrt(), (pixels / ratio).sqrt()),
+            Level::ShortSide(side) if ratio >= 1.0 => (side * ratio, side),
+            Level::ShortSide(side) => (side, side / ratio),
+        }
+    }
+}
+
+/// `16:9` as 16/9.
+fn parse_ratio(text: &str) -> Option<f64> {
+    let (w, h) = text.trim().split_once(':')?;
+    let (w, h): (f64, f64) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+    (w > 0.0 && h > 0.0 && w.is_finite() && h.is_finite()).then_some(w / h)
+}
+
+/// `1280*720` or `1280x720`.
+fn parse_size(text: &str) -> Option<(f64, f64)> {
+    let (w, h) = text.split_once(['*', 'x', 'X'])?;
+    let (w, h): (u32, u32) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+    (w > 0 && h > 0).then_some((f64::from(w), f64::from(h)))
+}
+
+/// The model's own `resolutions[level][ratio]` entry.
+fn table_size(model: &ModelInfo, level: &str, ratio: &str) -> Option<(f64, f64)> {
+    let table = model.extra.get("resolutions")?.as_object()?;
+    let row = table
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(level))?
+        .1;
+    parse_size(row.get(ratio)?.as_str()?)
+}
+
+/// The entry of a property's `enum` that matches `asked` but for letter case.
+fn own_spelling(property: &Value, asked: &str) -> Option<String> {
+    property["enum"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|listed| listed.eq_ignore_ascii_case(asked))
+        .map(str::to_string)
+}
+
+/// A side's bounds and step from its schema.
+struct Side {
+    min: f64,
+    max: f64,
+    step: f64,
+}
+
+impl Side {
+    fn of(rule: &Value) -> Side {
+        let step = rule["multipleOf"]
+            .as_u64()
+            .filter(|m| *m > 0)
+            .unwrap_or(DEFAULT_MULTIPLE) as f64;
+        Side {
+            min: rule["minimum"].as_f64().unwrap_or(step).max(1.0),
+            max: rule["maximum"].as_f64().unwrap_or(f64::INFINITY),
+            step,
+        }
+    }
+
+    /// `value` on a step, within the bounds (steps inside them when they allow one).
+    fn round(&self, value: f64) -> u64 {
+        let lowest = (self.min / self.step).ceil() * self.step;
+        let highest = (self.max / self.step).floor() * self.step;
+        let stepped = ((value / self.step).round() * self.step).max(self.step);
+        if lowest > highest {
+            return stepped.clamp(self.min, self.max) as u64;
+        }
+        stepped.clamp(lowest, highest) as u64
+    }
+}
+
+/// `target` scaled at the same ratio into the sides' bounds, then each side on its step.
+fn fit(target: (f64, f64), width: &Value, height: &Value) -> (u64, u64) {
+    let (width, height) = (Side::of(width), Side::of(height));
+    let (w, h) = target;
+    let room = (width.max / w).min(height.max / h);
+    let needed = (width.min / w).max(height.min / h);
+    // Too big shrinks; too small grows as far as the maximum allows.
+    let scale = if room < 1.0 {
+        room
+    } else {
+        needed.clamp(1.0, room)
+    };
+    (width.round(w * scale), height.round(h * scale))
+}
+
+/// The `size` string a model's schema accepts for `target`.
+fn size_value(
+    rule: &Value,
+    target: (f64, f64),
+    ratio_text: &str,
+    ratio: f64,
+) -> Result<Value, String> {
+    let Some(listed) = rule["enum"].as_array() else {
+        // The default shows the form; else a pattern with a literal `*` asks for it.
+        let starred = match rule["default"].as_str() {
+            Some(default) => default.contains('*'),
+            None => rule["pattern"].as_str().is_some_and(|p| p.contains("\\*")),
+        };
+        let separator = if starred { '*' } else { 'x' };
+        let round =
+            |side: f64| ((side / DEFAULT_MULTIPLE as f64).round() as u64).max(1) * DEFAULT_MULTIPLE;
+        return Ok(json!(format!(
+            "{}{separator}{}",
+            round(target.0),
+            round(target.1)
+        )));
+    };
+    let names: Vec<&str> = listed.iter().filter_map(Value::as_str).collect();
+    // Some models list ratios themselves (`16:9`, `auto`).
+    if let Some(same) = names.iter().find(|name| **name == ratio_text.trim()) {
+        return Ok(json!(same));
+    }
+    let area = target.0 * target.1;
+    names
+        .iter()
+        .filter_map(|name| parse_size(name).map(|size| (*name, size)))
+        .filter(|(_, (w, h))| ((w / h) / ratio - 1.0).abs() <= RATIO_TOLERANCE)
+        .min_by(|(_, a), (_, b)| {
+            let distance = |(w, h): (f64, f64)| (w * h / area).ln().abs();
+            distance(*a).total_cmp(&distance(*b))
+        })
+        .map(|(name, _)| json!(name))
+        .ok_or_else(|| {
+            format!(
+                "aspectRatio {ratio_text} is not a size this model renders: {}",
+                names.join(", ")
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(properties: Value, extra: Value) -> ModelInfo {
+        ModelInfo {
+            key: "m".into(),
+            name: "m".into(),
+            kind: "image".into(),
+            capabilities: vec!["image.generate".into()],
+            params_schema: json!({"type": "object", "properties": properties}),
+            price_hint: None,
+            extra: extra.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn request(resolution: Option<&str>, ratio: Option<&str>) -> Map<String, Value> {
+        let mut params = Map::new();
+        if let Some(resolution) = resolution {
+            params.insert("resolution".into(), resolution.into());
+        }
+        if let Some(ratio) = ratio {
+            params.insert("aspectRatio".into(), ratio.into());
+        }
+        params
+    }
+
+    fn sized(model: &ModelInfo, resolution: Option<&str>, ratio: Option<&str>) -> Value {
+        Value::Object(size_params(model, &request(resolution, ratio)).unwrap())
+    }
+
+    fn refused(model: &ModelInfo, resolution: &str, ratio: &str) -> String {
+        size_params(model, &request(Some(resolution), Some(ratio))).unwrap_err()
+    }
+
+    fn width_height(max: u64, step: Option<u64>) -> ModelInfo {
+        let mut side = json!({"type": "integer", "minimum": 64, "maximum": max, "default": 512});
+        if let Some(step) = step {
+            side["multipleOf"] = step.into();
+        }
+        model(json!({"width": side, "height": side}), json!({}))
+    }
+
+    fn ratio_of(sized: &Value) -> f64 {
+        sized["width"].as_f64().unwrap() / sized["height"].as_f64().unwrap()
+    }
+
+    #[test]
+    fn width_and_height_follow_the_budget_the_ratio_and_the_step() {
+        let sd = width_height(4096, Some(8));
+        let wide = sized(&sd, Some("1K"), Some("16:9"));
+        assert_eq!(wide, json!({"width": 1368, "height": 768}));
+        assert!((ratio_of(&wide) / (16.0 / 9.0) - 1.0).abs() < 0.01);
+        assert_eq!(
+            sized(&sd, Some("2K"), Some("1:1")),
+            json!({"width": 2048, "height": 2048})
+        );
+        let tall = sized(&sd, Some("1K"), Some("9:16"));
+        assert_eq!(tall, json!({"width": 768, "height": 1368}));
+        // The level alone is square; the ratio alone is at seed 000's default level.
+        assert_eq!(
+            sized(&sd, Some("1K"), None),
+            json!({"width": 1024, "height": 1024})
+        );
+        assert_eq!(sized(&sd, None, Some("16:9")), wide);
+        // A height level sets the short side.
+        assert_eq!(
+            sized(&sd, Some("720p"), None),
+            json!({"width": 1280, "height": 720})
+        );
+        let coarse = sized(&width_height(4096, Some(64)), Some("1K"), Some("16:9"));
+        assert_eq!(coarse, json!({"width": 1344, "height": 768}));
+    }
+
+    #[test]
+    fn sizes_stay_within_the_schema_at_the_same_ratio() {
+        let small = width_height(2048, Some(8));
+        let wide = sized(&small, Some("4K"), Some("16:9"));
+        assert_eq!(wide, json!({"width": 2048, "height": 1152}));
+        assert_eq!(
+            sized(&small, Some("4K"), Some("1:1")),
+            json!({"width": 2048, "height": 2048})
+        );
+        let big_only = model(
+            json!({"width": {"type": "integer", "minimum": 1024, "maximum": 4096},
+                   "height": {"type": "integer", "minimum": 1024, "maximum": 4096}}),
+            json!({}),
+        );
+        let raised = sized(&big_only, Some("1K"), Some("16:9"));
+        assert_eq!(raised["height"], 1024);
+        assert!(
+            (ratio_of(&raised) / (16.0 / 9.0) - 1.0).abs() < 0.01,
+            "{raised}"
+        );
+    }
+
+    #[test]
+    fn the_models_own_table_wins() {
+        let tabled = model(
+            json!({"width": {"type": "integer"}, "height": {"type": "integer"}}),
+            json!({"resolutions": {"1K": {"16:9": "1280*720"}, "2K": {"16:9": "2560x1440"}}}),
+        );
+        assert_eq!(
+            sized(&tabled, Some("1K"), Some("16:9")),
+            json!({"width": 1280, "height": 720})
+        );
+        assert_eq!(
+            sized(&tabled, Some("2k"), Some("16:9")),
+            json!({"width": 2560, "height": 1440})
+        );
+        // A ratio the table lacks falls back to the budget.
+        assert_eq!(
+            sized(&tabled, Some("1K"), Some("1:1")),
+            json!({"width": 1024, "height": 1024})
+        );
+    }
+
+    #[test]
+    fn size_strings_take_the_schemas_form() {
+        let listed = model(
+            json!({"size": {"type": "string", "enum": ["832*480", "624*624", "1280*720", "1920*1080", "1080*1920"]}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&listed, Some("1K"), Some("16:9")),
+            json!({"size": "1280*720"})
+        );
+        assert_eq!(
+            sized(&listed, Some("1080p"), None),
+            json!({"size": "1920*1080"})
+        );
+        assert_eq!(
+            sized(&listed, Some("2K"), Some("9:16")),
+            json!({"size": "1080*1920"})
+        );
+        let error = refused(&listed, "1K", "4:3");
+        assert!(
+            error.starts_with("aspectRatio 4:3 is not a size"),
+            "{error}"
+        );
+
+        let ratios = model(
+            json!({"size": {"type": "string", "enum": ["auto", "1:1", "16:9"]}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&ratios, Some("1K"), Some("16:9")),
+            json!({"size": "16:9"})
+        );
+
+        let starred = model(
+            json!({"size": {"type": "string", "pattern": "^[0-9]+\\*[0-9]+$", "default": "1024*1024"}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&starred, Some("1K"), Some("16:9")),
+            json!({"size": "1368*768"})
+        );
+        let bare_pattern = model(
+            json!({"size": {"type": "string", "pattern": "^[0-9]+\\*[0-9]+$"}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&bare_pattern, Some("1K"), Some("1:1")),
+            json!({"size": "1024*1024"})
+        );
+        let crossed = model(
+            json!({"size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&crossed, Some("1K"), Some("1:1")),
+            json!({"size": "1024x1024"})
+        );
+    }
+
+    #[test]
+    fn pixel_speaking_models_and_explicit_sizes_are_left_alone() {
+        let pixel = model(
+            json!({"aspectRatio": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"}}),
+            json!({}),
+        );
+        assert_eq!(sized(&pixel, Some("2K"), Some("16:9")), json!({}));
+        let sd = width_height(2048, Some(8));
+        let mut given = request(Some("1K"), Some("16:9"));
+        given.insert("width".into(), 640.into());
+        assert_eq!(size_params(&sd, &given).unwrap(), Map::new());
+        assert_eq!(sized(&sd, None, None), json!({}));
+    }
+
+    #[test]
+    fn ratio_and_resolution_reach_models_in_their_own_words() {
+        let video = model(
+            json!({"ratio": {"type": "string", "enum": ["16:9", "9:16"]},
+                   "resolution": {"type": "string", "enum": ["720P", "1080P"]}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&video, Some("720p"), Some("9:16")),
+            json!({"ratio": "9:16", "resolution": "720P"})
+        );
+    }
+
+    #[test]
+    fn malformed_levels_and_ratios_are_refused_where_they_matter() {
+        let sd = width_height(2048, Some(8));
+        let error = refused(&sd, "huge", "16:9");
+        assert!(error.starts_with("Invalid parameter resolution"), "{error}");
+        let error = refused(&sd, "1K", "wide");
+        assert!(
+            error.starts_with("Invalid parameter aspectRatio"),
+            "{error}"
+        );
+        // A model without a size parameter is not sized at all.
+        let plain = model(json!({"duration": {"type": "integer"}}), json!({}));
+        assert_eq!(sized(&plain, Some("huge"), Some("wide")), json!({}));
+    }
+}
