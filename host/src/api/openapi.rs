@@ -193,9 +193,7 @@ impl Describe for TransformOperation<'_> {
 
 /// Builds the router `build` returns together with its document, as JSON. The schema settings
 /// are the OpenAPI ones, and problems aide finds while describing operations are returned.
-pub fn generate(
-    build: impl FnOnce() -> ApiRouter<AppState>,
-) -> (Router<AppState>, Value, Vec<String>) {
+fn generate(build: impl FnOnce() -> ApiRouter<AppState>) -> (Router<AppState>, Value, Vec<String>) {
     let problems = Rc::new(RefCell::new(Vec::new()));
     aide::generate::reset_context();
     aide::generate::in_context(|ctx| ctx.schema = SchemaSettings::openapi3().into_generator());
