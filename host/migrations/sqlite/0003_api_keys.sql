@@ -1,7 +1,8 @@
 -- API keys: several per client, each with a public id, an optional label and expiry. A revoked
 -- key keeps its row (and why), so listings show what happened to it. `source` says who manages
 -- a key: `env` (EASEL_API_KEYS, reconciled at every start), `admin` (the /admin routes) or
--- `migrated` (stored before sources were recorded: kept valid until an operator decides).
+-- `migrated` (stored before sources were recorded; a start claims those of the clients that
+-- EASEL_API_KEYS lists for the environment and keeps the others valid).
 CREATE TABLE api_keys (
     hash            TEXT PRIMARY KEY,   -- hex SHA-256 of the secret
     id              TEXT NOT NULL UNIQUE,

@@ -20,7 +20,8 @@ use crate::{
 const FROM_ENV: &str = "env";
 /// Source of a key made through the admin routes.
 const FROM_ADMIN: &str = "admin";
-/// Source of a key stored before sources were recorded (see the migration).
+/// Source of a key stored before sources were recorded (see the migration) whose client is
+/// not listed in `EASEL_API_KEYS`: made by an operator, or left from a pair removed since.
 const MIGRATED: &str = "migrated";
 
 /// Why a key that left `EASEL_API_KEYS` was revoked; only this revocation is undone when the
@@ -138,6 +139,15 @@ pub async fn reconcile(store: &Store, configured: &[(String, String)]) -> anyhow
         .execute(&mut *tx)
         .await?;
         listed.insert(hash);
+        // One key per client was all an older version could store, and it could not start
+        // with a client's key changed in the environment: a stored key of a listed client
+        // came from the environment, so it is the environment's to revoke.
+        sqlx::query("UPDATE api_keys SET source = $1 WHERE source = $2 AND client_id = $3")
+            .bind(FROM_ENV)
+            .bind(MIGRATED)
+            .bind(client)
+            .execute(&mut *tx)
+            .await?;
     }
     let from_env: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT hash, id, client_id FROM api_keys WHERE source = $1 AND revoked_at IS NULL",
@@ -222,11 +232,7 @@ pub async fn create_client(
 ) -> anyhow::Result<Result<Key, KeyError>> {
     let mut tx = store.writer.begin().await?;
     ensure_client(&mut tx, client, now_ms()).await?;
-    let created = insert(&mut tx, client, &key).await?;
-    if created.is_ok() {
-        tx.commit().await?;
-    }
-    Ok(created)
+    insert_and_commit(tx, client, &key).await
 }
 
 /// Another key for an existing client (from the admin routes).
@@ -243,7 +249,16 @@ pub async fn create(
     if known.is_none() {
         return Ok(Err(KeyError::UnknownClient(client.into())));
     }
-    let created = insert(&mut tx, client, &key).await?;
+    insert_and_commit(tx, client, &key).await
+}
+
+/// Ends `tx` with [`insert`]: committed when the key was stored, rolled back when refused.
+async fn insert_and_commit(
+    mut tx: Tx<'_>,
+    client: &str,
+    key: &NewKey,
+) -> anyhow::Result<Result<Key, KeyError>> {
+    let created = insert(&mut tx, client, key).await?;
     if created.is_ok() {
         tx.commit().await?;
     }
@@ -417,8 +432,9 @@ mod tests {
 
     use super::*;
 
-    /// Keys stored by a version that kept one key per client survive the upgrade: the ones
-    /// still in `EASEL_API_KEYS` become the environment's, the others stay valid.
+    /// Keys stored by a version that kept one key per client survive the upgrade: those of
+    /// clients in `EASEL_API_KEYS` become the environment's (so a changed one is rotated), the
+    /// others stay valid.
     #[tokio::test]
     async fn keys_stored_before_this_version_keep_working() {
         let dir = tempfile::tempdir().unwrap();
@@ -442,10 +458,10 @@ mod tests {
             .await
             .unwrap();
         before.run(&mut old).await.unwrap();
-        for (client, key) in [("listed", "listed-key"), ("unlisted", "unlisted-key")] {
+        for client in ["kept", "changed", "unlisted"] {
             sqlx::query("INSERT INTO clients (id, key_hash, created_at) VALUES ($1, $2, 1)")
                 .bind(client)
-                .bind(hash_key(key))
+                .bind(hash_key(&format!("{client}-key")))
                 .execute(&mut old)
                 .await
                 .unwrap();
@@ -453,22 +469,23 @@ mod tests {
         drop(old);
 
         let store = Store::open(&url, "NORMAL").await.unwrap();
-        reconcile(&store, &[("listed".into(), "listed-key".into())])
-            .await
-            .unwrap();
+        let configured = [("kept", "kept-key"), ("changed", "changed-key-2")]
+            .map(|(client, key)| (client.to_string(), key.to_string()));
+        reconcile(&store, &configured).await.unwrap();
         let now = now_ms();
-        for (client, key, source) in [
-            ("listed", "listed-key", FROM_ENV),
-            ("unlisted", "unlisted-key", MIGRATED),
+        for (client, key, works, source) in [
+            ("kept", "kept-key", true, FROM_ENV),
+            ("changed", "changed-key", false, FROM_ENV),
+            ("changed", "changed-key-2", true, FROM_ENV),
+            ("unlisted", "unlisted-key", true, MIGRATED),
         ] {
-            assert_eq!(
-                active(&store, &hash_key(key), now).await.unwrap(),
-                Some((client.to_string(), None))
-            );
+            let found = active(&store, &hash_key(key), now).await.unwrap();
+            assert_eq!(found.is_some(), works, "{key}");
             let keys = list(&store, client).await.unwrap().unwrap();
-            assert_eq!(keys.len(), 1);
-            assert_eq!(keys[0].source, source);
-            assert!(keys[0].id.starts_with("key_"));
+            assert!(
+                keys.iter()
+                    .all(|k| k.source == source && k.id.starts_with("key_"))
+            );
         }
     }
 }
