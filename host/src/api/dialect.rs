@@ -6,13 +6,13 @@
 
 use std::marker::PhantomData;
 
+use aide::OperationInput as _;
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Query, Request},
     http::{StatusCode, request::Parts},
     response::IntoResponse,
 };
-use aide::OperationInput as _;
 use serde::de::DeserializeOwned;
 
 use crate::api::{AppState, auth::AuthError, body};
