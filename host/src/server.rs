@@ -4,7 +4,7 @@
 //! starts with the workers), and the bind rule (no non-loopback address without keys) is
 //! checked before the socket opens.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use easel_diffusion::LocalDiffusion;

@@ -6,7 +6,6 @@
 
 use std::marker::PhantomData;
 
-use aide::OperationInput as _;
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Query, Request},

@@ -33,7 +33,7 @@ use schemars::{JsonSchema, Schema, generate::SchemaSettings, json_schema};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
-use crate::api::{AppState, jobs, openai, pixel, sd};
+use crate::api::{AppState, openai, pixel, sd};
 
 /// The APIs the document groups its operations by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
