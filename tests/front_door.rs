@@ -246,7 +246,7 @@ async fn the_price_counts_the_outputs_the_checked_parameters_make() {
         .post(
             "/api/v1/jobs",
             &json!({"capability": "image.generate", "model": "offline/image", "prompt": "p", "n": "4",
-                    "width": 8, "height": 8}),
+                    "width": 16, "height": 16}),
         )
         .await;
     assert_eq!(status, 202, "{answer}");
