@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use easel_tests::{Backend, Host, Options, send};
+use easel_tests::{Backend, Host, Options, send, solid_png};
 use reqwest::{Method, multipart};
 use serde_json::{Value, json};
 
@@ -23,18 +23,6 @@ async fn local_host(extra_toml: &str) -> Host {
             .toml(extra_toml),
     )
     .await
-}
-
-fn png_of(width: u32, height: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut encoder = png::Encoder::new(&mut bytes, width, height);
-    encoder.set_color(png::ColorType::Rgb);
-    let mut writer = encoder.write_header().unwrap();
-    writer
-        .write_image_data(&vec![90u8; (width * height * 3) as usize])
-        .unwrap();
-    drop(writer);
-    bytes
 }
 
 async fn job_count(host: &Host) -> usize {
@@ -141,7 +129,7 @@ async fn malformed_data_urls_are_refused_at_submit() {
     }
     assert_eq!(job_count(&host).await, 0);
     // A good one goes through and reaches the provider as bytes.
-    let png = base64::engine::general_purpose::STANDARD.encode(png_of(8, 8));
+    let png = base64::engine::general_purpose::STANDARD.encode(solid_png(8, 8, 90));
     let (status, answer) = host
         .post(
             "/api/v1/jobs",
@@ -160,7 +148,7 @@ async fn malformed_data_urls_are_refused_at_submit() {
 async fn a_refused_multipart_request_leaves_no_upload_behind() {
     let host = Host::sqlite().await;
     let file = || {
-        multipart::Part::bytes(png_of(8, 8))
+        multipart::Part::bytes(solid_png(8, 8, 90))
             .file_name("in.png")
             .mime_str("image/png")
             .unwrap()
@@ -282,7 +270,7 @@ async fn the_price_counts_the_outputs_the_checked_parameters_make() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_image_edit_fetches_its_http_input() {
-    let image = png_of(64, 64);
+    let image = solid_png(64, 64, 90);
     let served = image.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

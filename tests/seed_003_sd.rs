@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use easel_tests::{Backend, Host, Options, Receiver, send};
+use easel_tests::{Backend, Host, Options, Receiver, send, solid_png};
 use serde_json::{Value, json};
 
 async fn sd_host() -> Host {
@@ -58,18 +58,6 @@ async fn generate_and_wait(host: &Host, body: Value) -> Value {
     done
 }
 
-fn png_of(width: u32, height: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut encoder = png::Encoder::new(&mut bytes, width, height);
-    encoder.set_color(png::ColorType::Rgb);
-    let mut writer = encoder.write_header().unwrap();
-    writer
-        .write_image_data(&vec![120u8; (width * height * 3) as usize])
-        .unwrap();
-    drop(writer);
-    bytes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_on_both_paths_without_a_key() {
     let host = sd_host().await;
@@ -104,7 +92,7 @@ async fn txt2img_and_img2img_examples_complete_with_one_result_url() {
 
     let init = format!(
         "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(png_of(64, 64))
+        base64::engine::general_purpose::STANDARD.encode(solid_png(64, 64, 120))
     );
     let edited = generate_and_wait(
         &host,

@@ -29,6 +29,9 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// Lets webhooks and URLs reach private addresses (tests only).
     pub allow_private_targets: bool,
+    /// Registers the built-in `offline` provider, free and with its test knobs
+    /// (`EASEL_OFFLINE_PROVIDER`, tests only).
+    pub offline_provider: bool,
     /// Local diffusion checkpoint or diffusers folder.
     pub sd_model: Option<PathBuf>,
     /// Engine tuning.
@@ -195,6 +198,8 @@ impl Config {
     /// Reads the environment and the optional file.
     pub fn from_env() -> anyhow::Result<Self> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let flag =
+            |name: &str| env(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
         let file_path = env("EASEL_CONFIG").map(PathBuf::from).or_else(|| {
             let local = PathBuf::from("easel.toml");
             local.exists().then_some(local)
@@ -249,8 +254,8 @@ impl Config {
             api_keys,
             webhook_secret: env("EASEL_WEBHOOK_SECRET").or_else(|| env("ZHINIAN_WEBHOOK_SECRET")),
             admin_key: env("EASEL_ADMIN_KEY"),
-            allow_private_targets: env("EASEL_ALLOW_PRIVATE_TARGETS")
-                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+            allow_private_targets: flag("EASEL_ALLOW_PRIVATE_TARGETS"),
+            offline_provider: flag("EASEL_OFFLINE_PROVIDER"),
             sd_model: env("EASEL_SD_MODEL").map(PathBuf::from).or(file.sd_model),
             engine: file.engine,
             limits: file.limits,
@@ -276,6 +281,7 @@ impl Config {
             webhook_secret: None,
             admin_key: None,
             allow_private_targets: false,
+            offline_provider: false,
             sd_model: None,
             engine: EngineConfig::default(),
             limits: Limits::default(),

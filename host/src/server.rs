@@ -45,7 +45,11 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     tracing::info!(database = %redact(&config.database_url), "storage ready");
     let assets = Assets::new(store.clone(), config.data_dir.join("assets"))?;
     let registry = Arc::new(Registry::default());
-    registry.upsert(Arc::new(Offline));
+    if config.offline_provider {
+        // Free, and its knobs hold workers for up to an hour: never for real clients.
+        tracing::warn!("EASEL_OFFLINE_PROVIDER is set: the free offline test provider is served");
+        registry.upsert(Arc::new(Offline));
+    }
     if let Some(path) = &config.sd_model {
         registry.upsert(Arc::new(load_local_model(path).await?));
     }

@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod soak;
+
 /// Which database a host runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -203,6 +205,8 @@ impl Host {
             .env("EASEL_CONFIG", self.data_dir.path().join("easel.toml"))
             .env("EASEL_API_KEYS", KEYS)
             .env("EASEL_LOG", "warn")
+            // Most suites drive the free offline provider; `Options::env` can turn it off.
+            .env("EASEL_OFFLINE_PROVIDER", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if self.options.allow_private {
@@ -244,6 +248,11 @@ impl Host {
             });
         self.base = base;
         self.child = Some(child);
+    }
+
+    /// The process id of the running `easel`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `kill -9`, then starts again on the same data folder and database.
@@ -366,6 +375,19 @@ pub async fn download(url: &str) -> (String, Vec<u8>) {
 /// Every call a [`Receiver`] got: headers and raw body.
 pub type Calls = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>;
 
+/// A PNG of one grey level.
+pub fn solid_png(width: u32, height: u32, level: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    let mut writer = encoder.write_header().expect("PNG header");
+    writer
+        .write_image_data(&vec![level; (width * height * 3) as usize])
+        .expect("PNG data");
+    drop(writer);
+    bytes
+}
+
 /// A webhook receiver on loopback that answers 500 to the first `failures` calls.
 pub struct Receiver {
     /// `http://127.0.0.1:PORT/hook`.
@@ -423,8 +445,12 @@ impl Receiver {
 /// A plugin component built from `plugins/` (scripts/test builds them for wasm32-wasip2 into
 /// the same target folder before the tests run).
 pub fn built_plugin(crate_name: &str) -> PathBuf {
+    // Tests run from target/<profile>/deps, benchmarks from target/<profile>.
     let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+    let target = exe
+        .ancestors()
+        .find(|dir| dir.join("wasm32-wasip2").is_dir())
+        .unwrap_or_else(|| exe.ancestors().nth(3).expect("target dir"));
     let file = target
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", crate_name.replace('-', "_")));

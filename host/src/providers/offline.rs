@@ -1,5 +1,7 @@
 //! The built-in offline provider: real, deterministic files made from the prompt, so the
-//! whole flow runs with no keys and no network.
+//! whole flow runs with no keys and no network. It is a test fixture: free, with knobs that
+//! hold a worker for up to an hour, so the host registers it only when the operator sets
+//! `EASEL_OFFLINE_PROVIDER` (the README's demo runs on the demo plugin instead).
 //!
 //! Invariants: output depends only on the request (same request, same bytes); `poll` needs
 //! only the handle, which carries the whole request and its ready time, so pending tasks
@@ -8,7 +10,8 @@
 //! `work_ms` keeps the submit call busy that long (a "running" task holding a worker, which
 //! honours cancellation), and `fail` makes the provider fail with that message. In chat,
 //! `work_ms` spreads the answer's words over that long and `fail` breaks the stream after the
-//! first word.
+//! first word. Files are synthesised on the blocking pool, never on the async threads (a
+//! 4096x4096 image takes long enough to stall every request sharing the thread).
 
 use std::time::Duration;
 
@@ -56,6 +59,13 @@ fn schema(mut properties: serde_json::Value) -> serde_json::Value {
 }
 
 impl Offline {
+    /// [`Self::make`] on the blocking pool.
+    async fn make_off_thread(request: GenerationRequest) -> Result<Vec<Output>, ProviderError> {
+        tokio::task::spawn_blocking(move || Self::make(&request))
+            .await
+            .map_err(|e| ProviderError::Internal(format!("offline synthesis failed: {e}")))?
+    }
+
     fn make(request: &GenerationRequest) -> Result<Vec<Output>, ProviderError> {
         if let Some(message) = request.params.get("fail").and_then(|v| v.as_str()) {
             return Err(ProviderError::ContentRejected(message.to_string()));
@@ -218,7 +228,7 @@ impl Provider for Offline {
                 poll_after: Duration::from_millis(delay.min(200)),
             });
         }
-        let outputs = Self::make(request)?;
+        let outputs = Self::make_off_thread(request.clone()).await?;
         Ok(Submission::Finished {
             usage: Some(usage_of(request, outputs.len())),
             outputs,
@@ -238,7 +248,7 @@ impl Provider for Offline {
                 poll_after: Duration::from_millis(wait),
             });
         }
-        match Self::make(&handle.request) {
+        match Self::make_off_thread(handle.request.clone()).await {
             Ok(outputs) => Ok(PollOutcome::Finished {
                 usage: Some(usage_of(&handle.request, outputs.len())),
                 outputs,

@@ -258,9 +258,12 @@ impl Provider for LocalDiffusion {
             let data = request
                 .inputs
                 .first()
-                .and_then(|i| i.data.as_ref())
+                .and_then(|i| i.data.clone())
                 .ok_or_else(|| bad("image.edit needs an input image (inputs[0])"))?;
-            let (img, w, h) = decode_init(data)?;
+            // Decoding and resizing a large image would stall the async thread it ran on.
+            let (img, w, h) = tokio::task::spawn_blocking(move || decode_init(&data))
+                .await
+                .map_err(|e| ProviderError::Internal(format!("decoding the init image: {e}")))??;
             (Some(img), w, h)
         } else {
             (
