@@ -2,8 +2,9 @@
 //!
 //! Invariant (DESIGN.md, "Durable"): a task whose worker died mid-submit is re-queued only when
 //! its provider promises an idempotent submit; otherwise it fails with a clear reason (and is
-//! never charged). A chat whose relaying process died mid-stream always fails: its client is
-//! gone, so there is nobody to replay it for. Each recovery claims the task by its lease first
+//! never charged), and at most `[engine] max_attempts` claims in all: a task that brings its
+//! worker down every time fails instead of looping. A chat whose relaying process died
+//! mid-stream always fails: its client is gone, so there is nobody to replay it for. Each recovery claims the task by its lease first
 //! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. Every change goes
 //! through [`lifecycle`].
 
@@ -51,6 +52,7 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
             id,
             provider: provider_id,
             phase,
+            attempts,
         } = lapsed;
         if phase == Phase::Streaming {
             let reason = "Interrupted while streaming; a chat is not replayed, since the client \
@@ -58,7 +60,14 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
             lifecycle::finish(engine, &id, Outcome::Failed(reason.into())).await?;
             continue;
         }
+        let cap = i64::from(engine.config().max_attempts.max(1));
         match engine.registry().provider(&provider_id) {
+            Some(provider) if provider.submit_is_idempotent() && attempts >= cap => {
+                let reason = format!(
+                    "Interrupted while submitting on each of its {attempts} attempts; not retried again (the limit is {cap})."
+                );
+                lifecycle::finish(engine, &id, Outcome::Failed(reason)).await?;
+            }
             Some(provider) if provider.submit_is_idempotent() => {
                 tracing::info!(task = %id, provider = %provider_id, "re-queueing a task interrupted mid-submit");
                 lifecycle::requeue(engine, &id).await?;
@@ -143,7 +152,7 @@ mod tests {
             webhook_url: None,
             extra: serde_json::json!({}),
             idempotency: None,
-            credits: 0.0,
+            price_micros: 0,
         };
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;
