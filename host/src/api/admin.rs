@@ -177,7 +177,7 @@ async fn grant(
         Err(refused @ GrantRefused::UnknownClient(_)) => {
             return Err(Error(StatusCode::NOT_FOUND, refused.to_string()));
         }
-        Err(refused @ GrantRefused::BelowZero) => {
+        Err(refused @ (GrantRefused::BelowZero | GrantRefused::AboveMaximum)) => {
             return Err(Error::bad_request(refused.to_string()));
         }
     };

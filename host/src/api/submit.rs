@@ -82,3 +82,19 @@ pub async fn stored_outputs(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_providers_own_failure_is_not_shown_and_the_clients_fault_is() {
+        let trap = ProviderError::Internal("wasm trap: unreachable at 0x1f2e, /home/ci/src".into());
+        assert_eq!(
+            provider_message(&trap),
+            "The provider failed to handle this request."
+        );
+        let invalid = ProviderError::InvalidRequest("size must be 1024x1024".into());
+        assert!(provider_message(&invalid).contains("size must be 1024x1024"));
+    }
+}

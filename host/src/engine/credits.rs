@@ -23,6 +23,10 @@ use crate::{
 /// Micro-credits in one credit: the unit every stored amount is counted in.
 pub const MICROS_PER_CREDIT: i64 = 1_000_000;
 
+/// The largest balance a client may hold, micro-credits (a billion credits): far from
+/// `i64::MAX`, so no sum of a balance and a grant can overflow.
+pub const MAX_BALANCE_MICROS: i64 = 1_000_000_000 * MICROS_PER_CREDIT;
+
 /// Decimal credits (a price, a grant) in micro-credits, rounded to the nearest one.
 pub fn to_micros(credits: f64) -> i64 {
     (credits * MICROS_PER_CREDIT as f64).round() as i64
@@ -144,38 +148,51 @@ pub enum GrantRefused {
     /// Taking back more than the balance holds.
     #[error("The balance cannot go below zero.")]
     BelowZero,
+    /// Granting past [`MAX_BALANCE_MICROS`].
+    #[error("The balance cannot exceed 1000000000 credits.")]
+    AboveMaximum,
 }
 
 impl Engine {
     /// Adds `amount` micro-credits (negative to take back) to a known client's balance in one
     /// statement, so two concurrent grants can neither lose one another nor drive the balance
-    /// below zero; returns the new balance in micro-credits.
+    /// below zero (or past [`MAX_BALANCE_MICROS`]); returns the new balance in micro-credits.
     pub async fn grant_credits(
         &self,
         client_id: &str,
         amount: i64,
     ) -> anyhow::Result<Result<i64, GrantRefused>> {
         let now = now_ms();
+        let refusal = if amount < 0 {
+            GrantRefused::BelowZero
+        } else {
+            GrantRefused::AboveMaximum
+        };
+        if amount.unsigned_abs() > MAX_BALANCE_MICROS as u64 {
+            return Ok(Err(refusal));
+        }
         let mut tx = self.store().writer.begin().await?;
         // The row comes from `clients`, so an unknown client gets none; a missing balance is
-        // created only by a positive grant, an existing one changes only if it stays >= 0.
+        // created only by a positive grant, an existing one changes only if it stays in range.
         let balance: Option<(i64,)> = sqlx::query_as(
             "INSERT INTO balances (client_id, micros, updated_at) \
              SELECT id, $2, $3 FROM clients WHERE id = $1 AND $2 >= 0 \
              ON CONFLICT (client_id) DO UPDATE SET micros = balances.micros + excluded.micros, \
-             updated_at = excluded.updated_at WHERE balances.micros + excluded.micros >= 0 \
+             updated_at = excluded.updated_at \
+             WHERE balances.micros + excluded.micros BETWEEN 0 AND $4 \
              RETURNING micros",
         )
         .bind(client_id)
         .bind(amount)
         .bind(now)
+        .bind(MAX_BALANCE_MICROS)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((balance,)) = balance else {
             tx.rollback().await?;
             return Ok(Err(
                 if keys::client_exists(self.store(), client_id).await? {
-                    GrantRefused::BelowZero
+                    refusal
                 } else {
                     GrantRefused::UnknownClient(client_id.to_string())
                 },
