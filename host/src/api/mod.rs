@@ -69,19 +69,14 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(openai::routes())
 }
 
-/// Every route of every API, and the document that describes them. A path no route serves
-/// answers in the `{"error"}` shape, as does a method a route does not take.
+/// Every route of every API, and the document that describes them. A path no route serves,
+/// or a method a route does not take, answers in the `{"error"}` shape
+/// ([`error::shape_bare_errors`]).
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     openapi::finish(|| routes(limits))
-        .fallback(|| async { error::Error::not_found("Route") })
-        .method_not_allowed_fallback(|| async {
-            error::Error(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed on this route.".into(),
-            )
-        })
+        .layer(axum::middleware::map_response(error::shape_bare_errors))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
