@@ -173,6 +173,30 @@ async fn an_init_image_too_large_for_the_model_is_refused_from_its_header() {
     assert!(grown < 64 * 1024 * 1024, "checking it cost {grown} bytes");
     let (_, jobs) = host.get("/api/v1/jobs").await;
     assert_eq!(jobs["jobs"], json!([]), "nothing was accepted");
+
+    // A remote one is only seen when the task runs: checked from its header there, before the
+    // model decodes it.
+    let served = png.clone();
+    let app = axum::Router::new().route(
+        "/huge.png",
+        axum::routing::get(move || {
+            let png = served.clone();
+            async move { ([("content-type", "image/png")], png) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/huge.png", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let id = create_job(
+        &host,
+        json!({"capability": "image.edit", "model": "local/tiny-sd", "prompt": "p",
+               "imageUrls": [url], "num_inference_steps": 1}),
+    )
+    .await;
+    let job = host.wait_terminal(&id).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("is 11000x11000 pixels"), "{error}");
 }
 
 // Item 6: a task never sticks.

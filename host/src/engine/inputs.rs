@@ -21,6 +21,7 @@ use crate::{
     engine::{
         Engine,
         provider::{GenerationRequest, InputMedia},
+        task::failure_reason,
     },
 };
 
@@ -366,13 +367,15 @@ pub fn decode_data_url(url: &str) -> Result<(String, Vec<u8>), String> {
 }
 
 /// Fills in the bytes of a task's inputs just before its provider runs: assets and `data:`
-/// URLs always, remote URLs when `fetch_remote` (the provider reads bytes). The error is the
-/// task's failure reason.
+/// URLs always, remote URLs when `fetch_remote` (the provider reads bytes). With `bounds`,
+/// every image among them is checked from its header again (a remote one was never seen at
+/// the door) before the provider decodes it. The error is the task's failure reason.
 pub async fn load(
     engine: &Engine,
     client_id: &str,
     request: &mut GenerationRequest,
     fetch_remote: bool,
+    bounds: Option<ImageBounds>,
 ) -> Result<(), String> {
     for input in &mut request.inputs {
         if let Some(asset_id) = &input.asset_id {
@@ -415,9 +418,22 @@ pub async fn load(
                 .guard()
                 .fetch(&url, engine.limits().max_upload_bytes)
                 .await
-                .map_err(|error| format!("Fetching input {url} failed: {error:#}"))?;
+                .map_err(|error| failure_reason(&format!("Fetching input {url} failed"), &error))?;
             input.content_type.get_or_insert(content_type);
             input.data = Some(bytes.into());
+        }
+    }
+    let Some(bounds) = bounds else {
+        return Ok(());
+    };
+    for input in &request.inputs {
+        let content_type = input.content_type.as_deref().unwrap_or_default();
+        if let Some(data) = &input.data
+            && is_image(&input.kind, content_type)
+        {
+            bounds
+                .check_bytes(data)
+                .map_err(|reason| format!("An input image {reason}."))?;
         }
     }
     Ok(())

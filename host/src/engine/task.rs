@@ -266,8 +266,9 @@ pub fn parse_time(text: &str) -> Option<i64> {
 /// its text staying in the host's log.
 pub fn failure_reason(what: &str, error: &anyhow::Error) -> String {
     if error.chain().any(|cause| cause.is::<std::io::Error>()) {
-        format!("{what}: a storage or network error on the host.")
+        tracing::warn!(error = %format!("{error:#}"), "{what}");
+        format!("{what}: an I/O error (a full disk, a refused connection; the host's log has it).")
     } else {
-        format!("{what}: {error}")
+        format!("{what}: {error:#}")
     }
 }

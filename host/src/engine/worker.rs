@@ -78,11 +78,16 @@ async fn submit(
         return Ok(());
     };
     let mut request = task.generation_request()?;
+    let model = engine
+        .registry()
+        .find(&format!("{}/{}", task.provider, request.model));
+    let bounds = model.ok().and_then(|model| inputs::ImageBounds::of(&model));
     if let Err(reason) = inputs::load(
         engine,
         &task.client_id,
         &mut request,
         provider.reads_input_bytes(),
+        bounds,
     )
     .await
     {
