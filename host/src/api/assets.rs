@@ -273,7 +273,7 @@ async fn download(
 /// Sends a stored asset's bytes (honouring `Range`), or redirects to a registered URL;
 /// `attachment` asks browsers to save rather than show it. Every file goes out with
 /// `X-Content-Type-Options: nosniff`, and one a browser would render as a page (HTML, SVG,
-/// XML, scripts: anything not on [`renders_safely`]'s list) only as an
+/// XML, scripts: anything not on `renders_safely`'s list) only as an
 /// `application/octet-stream` attachment, so an upload cannot run script on this origin.
 pub async fn serve_asset(
     state: &AppState,

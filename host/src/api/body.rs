@@ -59,7 +59,7 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 }
 
 /// Refuses a request whose declared length is over `limit` before reading it (the body is
-/// drained first, see [`DRAIN_SLACK`]); hands the request back otherwise.
+/// drained first, see `DRAIN_SLACK`); hands the request back otherwise.
 pub async fn within_declared(request: Request, limit: usize) -> Result<Request, Unreadable> {
     if declared_length(request.headers()).is_some_and(|length| length > limit) {
         drain(request.into_body(), limit.saturating_add(DRAIN_SLACK)).await;

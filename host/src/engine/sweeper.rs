@@ -208,4 +208,32 @@ mod tests {
         assert_eq!(chat.status, Status::Failed);
         assert!(chat.error.unwrap().contains("streaming"));
     }
+
+    #[tokio::test]
+    async fn a_task_interrupted_on_every_attempt_fails_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = server::build(Config::embedded(dir.path().to_path_buf()))
+            .await
+            .unwrap();
+        let engine = host.engine;
+        engine.registry().upsert(Arc::new(ChargesOnSubmit {
+            id: "again",
+            idempotent: true,
+        }));
+        let id = interrupted_task(&engine, "again", false).await;
+        let cap = engine.config().max_attempts;
+        for _ in 1..cap {
+            sweep(&engine).await.unwrap();
+            let requeued = engine.fetch(&id).await.unwrap().unwrap();
+            assert_eq!(requeued.status, Status::Queued);
+            let now = now_ms();
+            let claimed = tasks::claim(engine.store(), now, now - 1).await.unwrap();
+            assert_eq!(claimed.unwrap().id, id, "claimed again, and dies again");
+        }
+        sweep(&engine).await.unwrap();
+        let failed = engine.fetch(&id).await.unwrap().unwrap();
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(failed.attempts, i64::from(cap));
+        assert!(failed.error.unwrap().contains(&format!("{cap} attempts")));
+    }
 }
