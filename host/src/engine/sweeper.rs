@@ -170,21 +170,23 @@ mod tests {
         id
     }
 
+    /// An engine on embedded storage in `dir` with providers `once` (submit not idempotent)
+    /// and `again` (idempotent).
+    async fn engine_in(dir: &std::path::Path) -> Engine {
+        let host = server::build(Config::embedded(dir.to_path_buf()))
+            .await
+            .unwrap();
+        for (id, idempotent) in [("once", false), ("again", true)] {
+            let provider = ChargesOnSubmit { id, idempotent };
+            host.engine.registry().upsert(Arc::new(provider));
+        }
+        host.engine
+    }
+
     #[tokio::test]
     async fn interrupted_submits_are_retried_only_when_idempotent_and_chats_never() {
         let dir = tempfile::tempdir().unwrap();
-        let host = server::build(Config::embedded(dir.path().to_path_buf()))
-            .await
-            .unwrap();
-        let engine = host.engine;
-        engine.registry().upsert(Arc::new(ChargesOnSubmit {
-            id: "once",
-            idempotent: false,
-        }));
-        engine.registry().upsert(Arc::new(ChargesOnSubmit {
-            id: "again",
-            idempotent: true,
-        }));
+        let engine = engine_in(dir.path()).await;
         let once = interrupted_task(&engine, "once", false).await;
         let again = interrupted_task(&engine, "again", false).await;
         let gone = interrupted_task(&engine, "unloaded", false).await;
@@ -212,14 +214,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_interrupted_on_every_attempt_fails_at_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let host = server::build(Config::embedded(dir.path().to_path_buf()))
-            .await
-            .unwrap();
-        let engine = host.engine;
-        engine.registry().upsert(Arc::new(ChargesOnSubmit {
-            id: "again",
-            idempotent: true,
-        }));
+        let engine = engine_in(dir.path()).await;
         let id = interrupted_task(&engine, "again", false).await;
         let cap = engine.config().max_attempts;
         for _ in 1..cap {
