@@ -51,6 +51,12 @@ pub struct Config {
     /// Base of the links easel hands out for outputs (`EASEL_PUBLIC_URL`); the request's
     /// `Host` when unset.
     pub public_url: Option<String>,
+    /// Peers whose `X-Forwarded-Host`/`-Proto` are believed (`EASEL_TRUSTED_PROXIES`, a comma
+    /// list of addresses or CIDR blocks); none when unset.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a public file link stays valid after it is handed out, seconds
+    /// (`EASEL_LINK_TTL_SECS`); links never expire when unset.
+    pub link_ttl_secs: Option<u64>,
 }
 
 /// `[plugins]` in `easel.toml`: the sandbox of every provider plugin.
@@ -114,6 +120,9 @@ pub struct EngineConfig {
     pub webhook_max_attempts: u32,
     /// Per-attempt webhook timeout, seconds.
     pub webhook_timeout_secs: u64,
+    /// Claims a task may get in all: one interrupted more often (its worker died each time)
+    /// fails instead of being queued again.
+    pub max_attempts: u32,
 }
 
 impl Default for EngineConfig {
@@ -128,6 +137,7 @@ impl Default for EngineConfig {
             webhook_backoff_secs: 30.0,
             webhook_max_attempts: 9,
             webhook_timeout_secs: 10,
+            max_attempts: 3,
         }
     }
 }
@@ -179,6 +189,8 @@ struct FileConfig {
     plugins: PluginSettings,
     credits: CreditSettings,
     public_url: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    link_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +258,17 @@ impl Config {
         if !matches!(sqlite_synchronous.as_str(), "NORMAL" | "FULL") {
             bail!("storage.sqlite_synchronous must be NORMAL or FULL");
         }
+        let trusted_proxies = match env("EASEL_TRUSTED_PROXIES") {
+            Some(text) => parse_networks(text.split(','))?,
+            None => parse_networks(file.trusted_proxies.unwrap_or_default().iter())?,
+        };
+        let link_ttl_secs = match env("EASEL_LINK_TTL_SECS") {
+            Some(text) => Some(text.trim().parse::<u64>().with_context(|| {
+                format!("EASEL_LINK_TTL_SECS {text:?} is not a number of seconds")
+            })?),
+            None => file.link_ttl_secs,
+        }
+        .filter(|secs| *secs > 0);
         Ok(Self {
             addr,
             data_dir,
@@ -267,6 +290,8 @@ impl Config {
             public_url: env("EASEL_PUBLIC_URL")
                 .or(file.public_url)
                 .map(|url| url.trim_end_matches('/').to_string()),
+            trusted_proxies,
+            link_ttl_secs,
         })
     }
 
@@ -291,6 +316,8 @@ impl Config {
             plugins: PluginSettings::default(),
             credits: CreditSettings::default(),
             public_url: None,
+            trusted_proxies: Vec::new(),
+            link_ttl_secs: None,
         }
     }
 
@@ -304,6 +331,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Parses addresses (`10.0.0.1`, one host) and CIDR blocks (`10.0.0.0/8`).
+fn parse_networks<S: AsRef<str>>(
+    entries: impl Iterator<Item = S>,
+) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    entries
+        .map(|entry| entry.as_ref().trim().to_string())
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| format!("trusted proxy {entry:?} is not an address or CIDR block"))
+        })
+        .collect()
 }
 
 /// Parses `client:key,client:key`.
@@ -337,5 +380,14 @@ mod tests {
         assert!(parse_api_keys("just-a-key").is_err());
         assert!(parse_api_keys("a:").is_err());
         assert!(parse_api_keys("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_cidr_blocks() {
+        let nets = parse_networks(["10.0.0.0/8", " 127.0.0.1 ", "", "::1"].iter()).unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[0].contains(&"10.2.3.4".parse::<std::net::IpAddr>().unwrap()));
+        assert!(nets[1].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_networks(["proxy.local"].iter()).is_err());
     }
 }

@@ -64,7 +64,8 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         None => None,
     };
     let auth = Arc::new(Auth::load(store.clone(), &config.api_keys).await?);
-    let links = Arc::new(Links::load(&store).await?);
+    let link_ttl = config.link_ttl_secs.map(Duration::from_secs);
+    let links = Arc::new(Links::load(&store, link_ttl).await?);
     let engine = Engine::new(EngineParts {
         store,
         assets,
@@ -153,7 +154,10 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             // Tests and scripts read this line to learn the port when EASEL_ADDR ends in :0.
             println!("easel listening on http://{local}");
-            axum::serve(listener, api::router(host.state))
+            // The peer address decides whose forwarding headers are believed (api::proxies).
+            let app = api::router(host.state)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
         }

@@ -118,7 +118,8 @@ pub fn easel_bin() -> PathBuf {
     bin
 }
 
-async fn fresh_postgres_database() -> String {
+/// A new, empty database on the test PostgreSQL server; its URL.
+pub async fn fresh_postgres_database() -> String {
     let admin = std::env::var("EASEL_TEST_POSTGRES").expect(
         "EASEL_TEST_POSTGRES is not set: PostgreSQL tests need the server that scripts/test starts (run scripts/test)",
     );
@@ -278,6 +279,11 @@ impl Host {
     /// The PostgreSQL database, so that another host can share it (`DATABASE_URL`).
     pub fn database_url(&self) -> Option<&str> {
         self.database_url.as_deref()
+    }
+
+    /// The running `easel serve` process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the host is running").id()
     }
 
     /// The data folder.

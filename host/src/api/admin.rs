@@ -24,6 +24,7 @@ use crate::{
         keys,
         openapi::{Api, Describe},
     },
+    engine::credits::{self, GrantRefused},
     store::keys::NewKey,
 };
 
@@ -114,7 +115,7 @@ async fn create_client(
     body: Result<Json<NewClient>, JsonRejection>,
 ) -> Result<Response, Error> {
     authorize(&state, &headers)?;
-    let Json(body) = body.map_err(|e| Error::bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
     if body.id.is_empty()
         || body.id.len() > 64
         || !body
@@ -164,16 +165,26 @@ async fn grant(
     body: Result<Json<Grant>, JsonRejection>,
 ) -> Result<Response, Error> {
     authorize(&state, &headers)?;
-    let Json(body) = body.map_err(|e| Error::bad_request(e.body_text()))?;
-    if !body.amount.is_finite() || body.amount == 0.0 {
-        return Err(Error::bad_request("amount must be a non-zero number."));
+    let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
+    let amount = credits::to_micros(body.amount);
+    if !body.amount.is_finite() || amount == 0 {
+        return Err(Error::bad_request(
+            "amount must be a non-zero number of credits (at least 0.000001).",
+        ));
     }
-    let account = state.engine.account(&client_id).await?;
-    if account.balance + body.amount < 0.0 {
-        return Err(Error::bad_request("The balance cannot go below zero."));
-    }
-    let balance = state.engine.grant_credits(&client_id, body.amount).await?;
-    Ok(Json(json!({"client_id": client_id, "balance": balance})).into_response())
+    let balance = match state.engine.grant_credits(&client_id, amount).await? {
+        Ok(balance) => balance,
+        Err(refused @ GrantRefused::UnknownClient(_)) => {
+            return Err(Error(StatusCode::NOT_FOUND, refused.to_string()));
+        }
+        Err(refused @ (GrantRefused::BelowZero | GrantRefused::AboveMaximum)) => {
+            return Err(Error::bad_request(refused.to_string()));
+        }
+    };
+    Ok(
+        Json(json!({"client_id": client_id, "balance": credits::to_credits(balance)}))
+            .into_response(),
+    )
 }
 
 /// `GET /admin/clients/{id}/usage`: balance, credits held by running tasks, spend per model.

@@ -23,7 +23,7 @@ use crate::{
         dialect::QueryOf,
         error::Error,
         jobs::{Client, Jobs},
-        multipart,
+        multipart::{self, Content},
         openapi::{Api, Describe},
         paging::page,
     },
@@ -128,10 +128,13 @@ async fn create(
 }
 
 async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<Response, Error> {
-    let parts = multipart::read_parts(request, state.config.limits.max_upload_bytes).await?;
+    let parts = multipart::read_parts(state, request, |_, file_name| file_name.is_some()).await?;
     let files: Vec<_> = parts
         .into_iter()
-        .filter_map(|part| Some((part.file_name?, part.content_type, part.bytes)))
+        .filter_map(|part| match part.content {
+            Content::File(spooled) => Some((part.file_name?, part.content_type, spooled)),
+            Content::Text(_) => None,
+        })
         .collect();
     if files.is_empty() {
         return Err(Error::bad_request(
@@ -139,7 +142,7 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
         ));
     }
     let mut stored: Vec<AssetView> = Vec::with_capacity(files.len());
-    for (name, declared, bytes) in files {
+    for (name, declared, spooled) in files {
         let content_type = declared
             .filter(|c| c != "application/octet-stream")
             .or_else(|| content_type_from_name(&name))
@@ -148,14 +151,14 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
         let asset = state
             .engine
             .assets()
-            .put(
+            .adopt(
                 NewFile {
                     client_id,
                     name: &name,
                     content_type: &content_type,
                     task_id: None,
                 },
-                &bytes,
+                spooled,
             )
             .await?;
         stored.push(AssetView::of(&asset));
@@ -164,14 +167,7 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
 }
 
 async fn register(state: &AppState, client_id: &str, request: Request) -> Result<Response, Error> {
-    let bytes = axum::body::to_bytes(request.into_body(), state.config.limits.max_body_bytes)
-        .await
-        .map_err(|_| {
-            Error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body is too large.".into(),
-            )
-        })?;
+    let bytes = body::read(request, state.config.limits.max_body_bytes).await?;
     let registration: RegisterUrl = body::parse_json(&bytes).map_err(Error::bad_request)?;
     let url = state
         .engine
@@ -275,7 +271,10 @@ async fn download(
 }
 
 /// Sends a stored asset's bytes (honouring `Range`), or redirects to a registered URL;
-/// `attachment` asks browsers to save rather than show it.
+/// `attachment` asks browsers to save rather than show it. Every file goes out with
+/// `X-Content-Type-Options: nosniff`, and one a browser would render as a page (HTML, SVG,
+/// XML, scripts: anything not on `renders_safely`'s list) only as an
+/// `application/octet-stream` attachment, so an upload cannot run script on this origin.
 pub async fn serve_asset(
     state: &AppState,
     asset: &Asset,
@@ -285,11 +284,16 @@ pub async fn serve_asset(
     if let Some(url) = &asset.url {
         return Ok(Redirect::temporary(url).into_response());
     }
-    let mime: tower_http::services::fs::ServeFile = tower_http::services::ServeFile::new_with_mime(
+    let declared: Option<mime::Mime> = asset.content_type.parse().ok();
+    let (served_as, attachment) = match declared {
+        Some(mime) if renders_safely(&mime) => (mime, attachment),
+        _ => (mime_octet(), true),
+    };
+    let file = tower_http::services::ServeFile::new_with_mime(
         state.engine.assets().path_of(&asset.id),
-        &asset.content_type.parse().unwrap_or(mime_octet()),
+        &served_as,
     );
-    let mut response = mime
+    let mut response = file
         .oneshot(request)
         .await
         .map_err(|e| anyhow::anyhow!(e))?
@@ -297,16 +301,30 @@ pub async fn serve_asset(
     if response.status() == StatusCode::NOT_FOUND {
         return Err(Error::not_found("Asset file"));
     }
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let disposition = if attachment { "attachment" } else { "inline" };
     if let Ok(value) = HeaderValue::from_str(&format!(
         "{disposition}; filename=\"{}\"",
         asset.name.replace(|c: char| !c.is_ascii(), "_")
     )) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
+        headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// Types a browser shows without running anything: raster images, audio, video, plain text
+/// and JSON.
+fn renders_safely(mime: &mime::Mime) -> bool {
+    match (mime.type_(), mime.subtype()) {
+        (mime::IMAGE, subtype) => subtype != mime::SVG && !subtype.as_str().contains("xml"),
+        (mime::AUDIO | mime::VIDEO, _) => true,
+        (mime::TEXT, mime::PLAIN) | (mime::APPLICATION, mime::JSON) => true,
+        _ => false,
+    }
 }
 
 fn mime_octet() -> mime::Mime {

@@ -1,7 +1,101 @@
-//! JSON bodies parsed by hand, so a malformed body gets the calling API's own 400 instead of
-//! axum's plain-text rejection.
+//! Request bodies read by hand: whole within the route's own limit (the JSON limit for JSON
+//! routes, whatever `DefaultBodyLimit` a router layer set), with an oversized body answered by
+//! a 413 the client actually sees, and JSON parsed so that a malformed body gets the calling
+//! API's own 400 instead of axum's plain-text rejection.
 
+use axum::{
+    body::{Body, Bytes},
+    extract::Request,
+    http::{HeaderMap, StatusCode, header},
+};
 use serde::de::DeserializeOwned;
+
+use crate::api::error::Error;
+
+/// How far past the limit an oversized body is read away before the 413, so a client still
+/// sending is not reset before it can read the answer.
+const DRAIN_SLACK: usize = 64 * 1024 * 1024;
+
+/// Why a body could not be read.
+pub enum Unreadable {
+    /// Over the route's limit (the limit, in bytes).
+    TooLarge(usize),
+    /// Not a well-formed body; the sentence says why.
+    Malformed(String),
+    /// The host could not keep what it received (details are logged, never shown).
+    Storage,
+}
+
+impl Unreadable {
+    /// The status and client-facing sentence, for each dialect's own shape.
+    pub fn parts(self) -> (StatusCode, String) {
+        match self {
+            Unreadable::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than {limit} bytes."),
+            ),
+            Unreadable::Malformed(message) => (StatusCode::BAD_REQUEST, message),
+            Unreadable::Storage => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The upload could not be stored.".into(),
+            ),
+        }
+    }
+}
+
+impl From<Unreadable> for Error {
+    fn from(reason: Unreadable) -> Self {
+        let (status, message) = reason.parts();
+        Error(status, message)
+    }
+}
+
+/// The length the request declares, if any.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Refuses a request whose declared length is over `limit` before reading it (the body is
+/// drained first, see `DRAIN_SLACK`); hands the request back otherwise.
+pub async fn within_declared(request: Request, limit: usize) -> Result<Request, Unreadable> {
+    if declared_length(request.headers()).is_some_and(|length| length > limit) {
+        drain(request.into_body(), limit.saturating_add(DRAIN_SLACK)).await;
+        return Err(Unreadable::TooLarge(limit));
+    }
+    Ok(request)
+}
+
+/// The whole body of `request`, of at most `limit` bytes.
+pub async fn read(request: Request, limit: usize) -> Result<Bytes, Unreadable> {
+    use futures::StreamExt;
+    let request = within_declared(request, limit).await?;
+    let mut stream = request.into_body().into_data_stream();
+    let mut whole = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|_| Unreadable::Malformed("The request body could not be read.".into()))?;
+        if whole.len() + chunk.len() > limit {
+            return Err(Unreadable::TooLarge(limit));
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole.into())
+}
+
+async fn drain(body: Body, at_most: usize) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > at_most {
+            break;
+        }
+    }
+}
 
 /// Parses `bytes` as `T`, or explains why not in one sentence.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {

@@ -244,7 +244,8 @@ impl SseRelay {
             }
             Err(error) => {
                 self.ended = true;
-                let message = json!({"error": {"message": error.to_string()}});
+                let message =
+                    json!({"error": {"message": crate::api::submit::provider_message(&error)}});
                 vec![Event::default().data(message.to_string()), done()]
             }
         })

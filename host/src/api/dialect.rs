@@ -57,7 +57,8 @@ impl<D: Dialect> FromRequestParts<AppState> for Caller<D> {
     }
 }
 
-/// The request body, read whole within the route's size limit.
+/// The request body, read whole within the JSON limit (`limits.max_body_bytes`) whatever
+/// the route's `DefaultBodyLimit` (which governs only multipart uploads).
 pub struct Body<D> {
     /// The bytes.
     pub bytes: Bytes,
@@ -75,15 +76,15 @@ impl<D: Dialect> FromRequest<AppState> for Body<D> {
     type Rejection = D::Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match Bytes::from_request(request, state).await {
+        match body::read(request, state.config.limits.max_body_bytes).await {
             Ok(bytes) => Ok(Self {
                 bytes,
                 dialect: PhantomData,
             }),
-            Err(rejection) => Err(D::rejected(
-                rejection.status(),
-                format!("Request body rejected: {}", rejection.body_text()),
-            )),
+            Err(unreadable) => {
+                let (status, message) = unreadable.parts();
+                Err(D::rejected(status, message))
+            }
         }
     }
 }

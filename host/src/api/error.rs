@@ -1,9 +1,10 @@
 //! The `{"error": "…"}` shape that seeds 001 (jobs, assets) and 002 (llmage) share, and that
-//! the operator routes use too: a status and one sentence.
+//! the operator routes use too: a status and one sentence. It is also the shape of the errors
+//! no API owns (an unknown path, a method a route does not take).
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -33,6 +34,28 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()
     }
+}
+
+/// Gives an error that axum answered with an empty body (an unknown path, a method the route
+/// does not take) the `{"error"}` shape; every other response passes unchanged.
+pub async fn shape_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if status.as_u16() < 400 || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let sentence = match status {
+        StatusCode::NOT_FOUND => "Route not found.".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this route.".to_string(),
+        other => other.canonical_reason().unwrap_or("Error").to_string() + ".",
+    };
+    let mut shaped = Error(status, sentence).into_response();
+    // `Allow` (405) and the like stay.
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH {
+            shaped.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    shaped
 }
 
 impl From<anyhow::Error> for Error {

@@ -1,16 +1,20 @@
 //! Public links to outputs: `/files/{asset_id}/{signature}`, the URLs Pixel, llmage, the SD
 //! service and OpenAI clients put in `<img src>` or download without a key.
 //!
-//! Invariants: a link is valid only with the HMAC-SHA256 of its asset id under the host's link
-//! key, which lives in the database (`settings`) so every API process signs alike; nothing
-//! else about an asset is reachable without a key; a bad signature is a plain 404.
+//! Invariants: a link is valid only with the HMAC-SHA256 of its asset id (and of its expiry,
+//! when it has one) under the host's link key, which lives in the database (`settings`) so
+//! every API process signs alike; with `EASEL_LINK_TTL_SECS` every link handed out carries
+//! `?expires=<unix seconds>` and is refused after it; nothing else about an asset is
+//! reachable without a key; a bad signature or a lapsed link is a 404.
 
 use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     extract::{Path, Request, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::{IntoResponse, Response},
 };
+use std::time::Duration;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -26,11 +30,13 @@ use crate::{
 /// Signs and checks public file links.
 pub struct Links {
     key: Vec<u8>,
+    ttl: Option<Duration>,
 }
 
 impl Links {
-    /// Loads the host's link key, creating it on first start.
-    pub async fn load(store: &Store) -> anyhow::Result<Self> {
+    /// Loads the host's link key, creating it on first start; links made expire `ttl` after
+    /// they are made, when given.
+    pub async fn load(store: &Store, ttl: Option<Duration>) -> anyhow::Result<Self> {
         let fresh = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -48,27 +54,62 @@ impl Links {
                 .await?;
         Ok(Self {
             key: key.into_bytes(),
+            ttl,
         })
     }
 
-    fn mac(&self, asset_id: &str) -> Hmac<Sha256> {
+    fn mac(&self, asset_id: &str, expires: Option<u64>) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
         mac.update(asset_id.as_bytes());
+        if let Some(expires) = expires {
+            // An id never holds a newline, so no other (id, expiry) pair signs the same text.
+            mac.update(format!("\nexpires={expires}").as_bytes());
+        }
         mac
     }
 
     /// The public URL of an asset, under `base` (`http://host:port`).
     pub fn url(&self, base: &str, asset_id: &str) -> String {
-        let signature = hex::encode(self.mac(asset_id).finalize().into_bytes());
-        format!("{base}/files/{asset_id}/{signature}")
+        let expires = self.ttl.map(|ttl| unix_now() + ttl.as_secs());
+        let signature = hex::encode(self.mac(asset_id, expires).finalize().into_bytes());
+        match expires {
+            Some(expires) => format!("{base}/files/{asset_id}/{signature}?expires={expires}"),
+            None => format!("{base}/files/{asset_id}/{signature}"),
+        }
     }
 
-    fn verify(&self, asset_id: &str, signature: &str) -> bool {
-        hex::decode(signature).is_ok_and(|bytes| self.mac(asset_id).verify_slice(&bytes).is_ok())
+    fn verify(&self, asset_id: &str, signature: &str, expires: Option<u64>) -> bool {
+        let signed = hex::decode(signature)
+            .is_ok_and(|bytes| self.mac(asset_id, expires).verify_slice(&bytes).is_ok());
+        signed && expires.is_none_or(|expires| unix_now() <= expires)
     }
 }
 
-/// Where links should point: `EASEL_PUBLIC_URL`, else the `Host` the client used.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The `expires` of a link's query: `Ok(None)` without one, `Err` when it is malformed.
+fn expiry(request: &Request) -> Result<Option<u64>, ()> {
+    let Some(query) = request.uri().query() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name == "expires" {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some(value.parse::<u64>().map_err(|_| ())?);
+        }
+    }
+    Ok(found)
+}
+
+/// Where links should point: `EASEL_PUBLIC_URL`, else the host the client used (as a trusted
+/// proxy forwarded it, see [`proxies`](crate::api::proxies), or its `Host`).
 pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
         return url.clone();
@@ -103,8 +144,11 @@ async fn download(
     Path((asset_id, signature)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let not_found = || (StatusCode::NOT_FOUND, "Not found").into_response();
-    if !state.links.verify(&asset_id, &signature) {
+    let not_found = || crate::api::error::Error::not_found("File").into_response();
+    let Ok(expires) = expiry(&request) else {
+        return not_found();
+    };
+    if !state.links.verify(&asset_id, &signature, expires) {
         return not_found();
     }
     match state.engine.assets().get_linked(&asset_id).await {

@@ -275,8 +275,8 @@ async fn chat_completions(
     Ok(Json(body).into_response())
 }
 
-/// A generation request however it came: JSON fields, or multipart fields and files (kept
-/// in memory until the engine accepts the request; nothing is stored before).
+/// A generation request however it came: JSON fields, or multipart fields and files (waiting
+/// under temporary names until the engine accepts the request; no asset exists before).
 struct Form {
     fields: Map<String, Value>,
     inputs: Vec<Input>,
@@ -296,14 +296,7 @@ fn file_field(name: &str) -> Option<(&'static str, Option<&'static str>)> {
 
 async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> Result<Form, Error> {
     if !multipart::is_multipart(headers) {
-        let bytes = axum::body::to_bytes(request.into_body(), state.config.limits.max_body_bytes)
-            .await
-            .map_err(|_| {
-                Error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request body too large".into(),
-                )
-            })?;
+        let bytes = body::read(request, state.config.limits.max_body_bytes).await?;
         let Value::Object(mut fields) = body::parse_json(&bytes).map_err(bad)? else {
             return Err(bad("Request body must be a JSON object"));
         };
@@ -341,11 +334,15 @@ async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> R
         fields: Map::new(),
         inputs: Vec::new(),
     };
-    for part in multipart::read_parts(request, state.config.limits.max_upload_bytes).await? {
+    let is_file = |name: &str, _: Option<&str>| file_field(name).is_some();
+    for part in multipart::read_parts(state, request, is_file).await? {
         let Some((kind, role)) = file_field(&part.name) else {
             let name = part.name.clone();
             form.fields.insert(name, Value::String(part.text()?));
             continue;
+        };
+        let multipart::Content::File(spooled) = part.content else {
+            unreachable!("file fields are spooled")
         };
         let file_name = part.file_name.unwrap_or_else(|| part.name.clone());
         let content_type = part
@@ -358,7 +355,7 @@ async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> R
             role,
             file_name,
             content_type,
-            part.bytes,
+            spooled,
         ));
     }
     Ok(form)
@@ -495,7 +492,7 @@ async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
         let catelogid = extra["catelogid"].as_str().unwrap_or_default();
         let mut usage = json!({
             "action": catelogid,
-            "credits": task.reserved_credits,
+            "credits": task.reserved_credits(),
             "type": usage_type(catelogid),
             "model": task.model,
         });

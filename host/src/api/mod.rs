@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod paging;
 pub mod pixel;
 pub mod pixel_size;
+pub mod proxies;
 pub mod sd;
 pub mod shape;
 pub mod submit;
@@ -68,11 +69,19 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(openai::routes())
 }
 
-/// Every route of every API, and the document that describes them.
+/// Every route of every API, and the document that describes them. A path no route serves,
+/// or a method a route does not take, answers in the `{"error"}` shape
+/// ([`error::shape_bare_errors`]).
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
+    let trusted = Arc::new(state.config.trusted_proxies.clone());
     openapi::finish(|| routes(limits))
+        .layer(axum::middleware::map_response(error::shape_bare_errors))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            trusted,
+            proxies::strip_untrusted,
+        ))
 }

@@ -1,18 +1,22 @@
 //! `multipart/form-data` bodies, read one way for every route that takes files (001's asset
 //! uploads, 002's generation forms): within the route's upload limit, with an oversized body
-//! answered by a 413 the client actually sees (the body is read away first, so the client is
-//! not reset mid-send). The parts are handed back whole; what they mean is the dialect's.
+//! answered by a 413 the client actually sees (see [`body`](crate::api::body)).
+//!
+//! Invariant: file parts are never held whole in memory: each streams, as it arrives, into a
+//! temporary file of the asset store ([`Spooled`]), which is removed unless the request is
+//! accepted and the file adopted as an asset. Text fields are kept in memory, at most the JSON
+//! limit in all. What the parts mean is the dialect's.
 
 use axum::{
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{FromRequest, Multipart, Request},
     http::{HeaderMap, StatusCode, header},
 };
 
-use crate::api::error::Error;
-
-/// How far past the limit an oversized upload is read away before the 413.
-const DRAIN_SLACK: usize = 64 * 1024 * 1024;
+use crate::{
+    api::{AppState, body::Unreadable},
+    assets::Spooled,
+};
 
 /// One part of the form.
 pub struct Part {
@@ -22,28 +26,16 @@ pub struct Part {
     pub file_name: Option<String>,
     /// The part's declared MIME type.
     pub content_type: Option<String>,
-    /// Its bytes.
-    pub bytes: Bytes,
+    /// What it holds.
+    pub content: Content,
 }
 
-/// Why a form could not be read.
-pub enum Unreadable {
-    /// Over the upload limit (the limit, in bytes).
-    TooLarge(usize),
-    /// Not a well-formed multipart body; the sentence says why.
-    Malformed(String),
-}
-
-impl From<Unreadable> for Error {
-    fn from(reason: Unreadable) -> Self {
-        match reason {
-            Unreadable::TooLarge(limit) => Error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Upload is larger than {limit} bytes."),
-            ),
-            Unreadable::Malformed(message) => Error::bad_request(message),
-        }
-    }
+/// A part's content.
+pub enum Content {
+    /// A form field's value.
+    Text(Bytes),
+    /// A file, waiting in the asset store under a temporary name.
+    File(Spooled),
 }
 
 /// Whether the request says it carries a multipart form.
@@ -54,20 +46,19 @@ pub fn is_multipart(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("multipart/form-data"))
 }
 
-/// Reads every part of a multipart body of at most `limit` bytes.
-pub async fn read_parts(request: Request, limit: usize) -> Result<Vec<Part>, Unreadable> {
-    let declared_length = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared_length.is_some_and(|length| length > limit) {
-        drain(request.into_body(), limit.saturating_add(DRAIN_SLACK)).await;
-        return Err(Unreadable::TooLarge(limit));
-    }
+/// Reads every part of a multipart body of at most `limits.max_upload_bytes`; a part for
+/// which `is_file(field name, file name)` holds is streamed to a temporary file.
+pub async fn read_parts(
+    state: &AppState,
+    request: Request,
+    is_file: impl Fn(&str, Option<&str>) -> bool,
+) -> Result<Vec<Part>, Unreadable> {
+    let limits = &state.config.limits;
+    let (upload_limit, text_limit) = (limits.max_upload_bytes, limits.max_body_bytes);
+    let request = crate::api::body::within_declared(request, upload_limit).await?;
     let unreadable = |error: axum::extract::multipart::MultipartError| {
         if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Unreadable::TooLarge(limit)
+            Unreadable::TooLarge(upload_limit)
         } else {
             Unreadable::Malformed(format!("Malformed multipart body: {}", error.body_text()))
         }
@@ -75,38 +66,58 @@ pub async fn read_parts(request: Request, limit: usize) -> Result<Vec<Part>, Unr
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
         Unreadable::Malformed(format!("Malformed multipart body: {}", e.body_text()))
     })?;
-    let mut parts = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+    let (mut parts, mut text_bytes) = (Vec::new(), 0usize);
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(String::from);
         let content_type = field.content_type().map(String::from);
-        let bytes = field.bytes().await.map_err(unreadable)?;
+        let content = if is_file(&name, file_name.as_deref()) {
+            let mut spooled = state
+                .engine
+                .assets()
+                .spool()
+                .await
+                .map_err(|error| storage_trouble(&error))?;
+            while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                spooled
+                    .write(&chunk)
+                    .await
+                    .map_err(|error| storage_trouble(&error))?;
+            }
+            Content::File(spooled)
+        } else {
+            let bytes = field.bytes().await.map_err(unreadable)?;
+            text_bytes += bytes.len();
+            if text_bytes > text_limit {
+                return Err(Unreadable::Malformed(format!(
+                    "Form fields other than files may hold at most {text_limit} bytes in all."
+                )));
+            }
+            Content::Text(bytes)
+        };
         parts.push(Part {
             name,
             file_name,
             content_type,
-            bytes,
+            content,
         });
     }
     Ok(parts)
 }
 
+/// The asset store could not take an upload; the detail is logged, not shown.
+fn storage_trouble(error: &anyhow::Error) -> Unreadable {
+    tracing::error!(%error, "spooling an upload failed");
+    Unreadable::Storage
+}
+
 impl Part {
     /// The part as text, for form fields.
     pub fn text(self) -> Result<String, Unreadable> {
-        String::from_utf8(self.bytes.to_vec())
-            .map_err(|_| Unreadable::Malformed(format!("Field {} is not UTF-8 text", self.name)))
-    }
-}
-
-async fn drain(body: Body, at_most: usize) {
-    use futures::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut seen = 0usize;
-    while let Some(Ok(chunk)) = stream.next().await {
-        seen += chunk.len();
-        if seen > at_most {
-            break;
+        let not_text = || Unreadable::Malformed(format!("Field {} is not UTF-8 text", self.name));
+        match &self.content {
+            Content::Text(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| not_text()),
+            Content::File(_) => Err(not_text()),
         }
     }
 }

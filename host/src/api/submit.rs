@@ -26,7 +26,22 @@ pub fn refusal_parts(refusal: Refusal) -> Result<(StatusCode, String), anyhow::E
         Refusal::IdempotencyConflict => StatusCode::CONFLICT,
         Refusal::Provider(error) => provider_status(error),
     };
+    if let Refusal::Provider(error) = &refusal {
+        return Ok((status, provider_message(error)));
+    }
     Ok((status, refusal.to_string()))
+}
+
+/// What a client is told of a provider's error. Its own failure (a plugin trap, a host fault)
+/// is logged, never shown: that text is the host's internals, nothing the client can act on.
+pub fn provider_message(error: &ProviderError) -> String {
+    match error {
+        ProviderError::Internal(_) | ProviderError::Cancelled => {
+            tracing::error!(%error, "provider failed while answering a client");
+            "The provider failed to handle this request.".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The status a provider's refusal is shown with: the client's fault is a 400, the vendor's a
@@ -66,4 +81,20 @@ pub async fn stored_outputs(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_providers_own_failure_is_not_shown_and_the_clients_fault_is() {
+        let trap = ProviderError::Internal("wasm trap: unreachable at 0x1f2e, /home/ci/src".into());
+        assert_eq!(
+            provider_message(&trap),
+            "The provider failed to handle this request."
+        );
+        let invalid = ProviderError::InvalidRequest("size must be 1024x1024".into());
+        assert!(provider_message(&invalid).contains("size must be 1024x1024"));
+    }
 }

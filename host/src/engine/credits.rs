@@ -5,6 +5,10 @@
 //! each calling this module inside its own transaction), so a crash can
 //! neither charge twice nor lose a refund; a balance never goes below zero; the ledger holds
 //! one row per change. Prices come from `[credits] prices`, else the model's price hint.
+//!
+//! Amounts are stored and added as integer micro-credits ([`MICROS_PER_CREDIT`]), never as
+//! floating point, so a grant of 0.3 pays for exactly three tasks at 0.1; the APIs read and
+//! show decimal credits, converted at their edge ([`to_micros`], [`to_credits`]).
 
 use serde::Serialize;
 
@@ -13,25 +17,43 @@ use crate::{
         Engine,
         task::{Task, new_id, now_ms},
     },
-    store::tasks,
+    store::{keys, tasks},
 };
+
+/// Micro-credits in one credit: the unit every stored amount is counted in.
+pub const MICROS_PER_CREDIT: i64 = 1_000_000;
+
+/// The largest balance a client may hold, micro-credits (a billion credits): far from
+/// `i64::MAX`, so no sum of a balance and a grant can overflow.
+pub const MAX_BALANCE_MICROS: i64 = 1_000_000_000 * MICROS_PER_CREDIT;
+
+/// Decimal credits (a price, a grant) in micro-credits, rounded to the nearest one.
+pub fn to_micros(credits: f64) -> i64 {
+    (credits * MICROS_PER_CREDIT as f64).round() as i64
+}
+
+/// Micro-credits as the decimal credits the APIs show (0.1, not 0.09999999999999998).
+pub fn to_credits(micros: i64) -> f64 {
+    micros as f64 / MICROS_PER_CREDIT as f64
+}
 
 /// Refused: the client's balance does not cover the price.
 #[derive(Debug, thiserror::Error)]
 #[error("Insufficient balance")]
 pub struct InsufficientBalance;
 
-/// Takes `amount` from the client's balance for `task_id`, inside the submit transaction.
+/// Takes `amount` micro-credits from the client's balance for `task_id`, inside the submit
+/// transaction.
 pub(crate) async fn reserve(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     client_id: &str,
     task_id: &str,
-    amount: f64,
+    amount: i64,
     now: i64,
 ) -> anyhow::Result<Result<(), InsufficientBalance>> {
     let taken = sqlx::query(
-        "UPDATE balances SET credits = credits - $2, updated_at = $3 \
-         WHERE client_id = $1 AND credits >= $2",
+        "UPDATE balances SET micros = micros - $2, updated_at = $3 \
+         WHERE client_id = $1 AND micros >= $2",
     )
     .bind(client_id)
     .bind(amount)
@@ -53,9 +75,9 @@ pub(crate) async fn refund(
     task: &Task,
     now: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE balances SET credits = credits + $2, updated_at = $3 WHERE client_id = $1")
+    sqlx::query("UPDATE balances SET micros = micros + $2, updated_at = $3 WHERE client_id = $1")
         .bind(&task.client_id)
-        .bind(task.reserved_credits)
+        .bind(task.reserved_micros)
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -64,7 +86,7 @@ pub(crate) async fn refund(
         &task.client_id,
         Some(&task.id),
         "refund",
-        task.reserved_credits,
+        task.reserved_micros,
         now,
     )
     .await
@@ -75,11 +97,11 @@ async fn record(
     client_id: &str,
     task_id: Option<&str>,
     kind: &str,
-    amount: f64,
+    amount: i64,
     now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO credit_ledger (id, client_id, task_id, kind, amount, created_at) \
+        "INSERT INTO credit_ledger (id, client_id, task_id, kind, amount_micros, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(new_id("crd"))
@@ -117,57 +139,99 @@ pub struct Account {
     pub usage: Vec<ModelUsage>,
 }
 
+/// Why a grant was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantRefused {
+    /// No client has this id.
+    #[error("Client {0} not found.")]
+    UnknownClient(String),
+    /// Taking back more than the balance holds.
+    #[error("The balance cannot go below zero.")]
+    BelowZero,
+    /// Granting past [`MAX_BALANCE_MICROS`].
+    #[error("The balance cannot exceed 1000000000 credits.")]
+    AboveMaximum,
+}
+
 impl Engine {
-    /// Adds `amount` (negative to take back) to a client's balance; the new balance.
-    pub async fn grant_credits(&self, client_id: &str, amount: f64) -> anyhow::Result<f64> {
+    /// Adds `amount` micro-credits (negative to take back) to a known client's balance in one
+    /// statement, so two concurrent grants can neither lose one another nor drive the balance
+    /// below zero (or past [`MAX_BALANCE_MICROS`]); returns the new balance in micro-credits.
+    pub async fn grant_credits(
+        &self,
+        client_id: &str,
+        amount: i64,
+    ) -> anyhow::Result<Result<i64, GrantRefused>> {
         let now = now_ms();
+        let refusal = if amount < 0 {
+            GrantRefused::BelowZero
+        } else {
+            GrantRefused::AboveMaximum
+        };
+        if amount.unsigned_abs() > MAX_BALANCE_MICROS as u64 {
+            return Ok(Err(refusal));
+        }
         let mut tx = self.store().writer.begin().await?;
-        let (balance,): (f64,) = sqlx::query_as(
-            "INSERT INTO balances (client_id, credits, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (client_id) DO UPDATE SET credits = balances.credits + excluded.credits, \
-             updated_at = excluded.updated_at RETURNING credits",
+        // The row comes from `clients`, so an unknown client gets none; a missing balance is
+        // created only by a positive grant, an existing one changes only if it stays in range.
+        let balance: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO balances (client_id, micros, updated_at) \
+             SELECT id, $2, $3 FROM clients WHERE id = $1 AND $2 >= 0 \
+             ON CONFLICT (client_id) DO UPDATE SET micros = balances.micros + excluded.micros, \
+             updated_at = excluded.updated_at \
+             WHERE balances.micros + excluded.micros BETWEEN 0 AND $4 \
+             RETURNING micros",
         )
         .bind(client_id)
         .bind(amount)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .bind(MAX_BALANCE_MICROS)
+        .fetch_optional(&mut *tx)
         .await?;
-        if balance < 0.0 {
-            anyhow::bail!("the balance of {client_id} would go below zero");
-        }
+        let Some((balance,)) = balance else {
+            tx.rollback().await?;
+            return Ok(Err(
+                if keys::client_exists(self.store(), client_id).await? {
+                    refusal
+                } else {
+                    GrantRefused::UnknownClient(client_id.to_string())
+                },
+            ));
+        };
         record(&mut tx, client_id, None, "grant", amount, now).await?;
         tx.commit().await?;
-        Ok(balance)
+        Ok(Ok(balance))
     }
 
     /// A client's balance, reservations and spending per model.
     pub async fn account(&self, client_id: &str) -> anyhow::Result<Account> {
-        let balance: Option<(f64,)> =
-            sqlx::query_as("SELECT credits FROM balances WHERE client_id = $1")
+        let balance: Option<(i64,)> =
+            sqlx::query_as("SELECT micros FROM balances WHERE client_id = $1")
                 .bind(client_id)
                 .fetch_optional(&self.store().reader)
                 .await?;
         Ok(Account {
             client_id: client_id.to_string(),
-            balance: balance.map_or(0.0, |(b,)| b),
-            reserved: tasks::reserved_credits(self.store(), client_id).await?,
+            balance: to_credits(balance.map_or(0, |(b,)| b)),
+            reserved: to_credits(tasks::reserved_micros(self.store(), client_id).await?),
             usage: tasks::succeeded_by_model(self.store(), client_id)
                 .await?
                 .into_iter()
-                .map(|(provider, model, tasks, credits)| ModelUsage {
+                .map(|(provider, model, tasks, micros)| ModelUsage {
                     model: format!("{provider}/{model}"),
                     tasks,
-                    credits,
+                    credits: to_credits(micros),
                 })
                 .collect(),
         })
     }
 
-    /// The price of `count` outputs of `model_id` when balances are enforced, else 0.
-    pub fn price(&self, model_id: &str, price_hint: Option<f64>, count: u32) -> f64 {
+    /// The price in micro-credits of `count` outputs of `model_id` when balances are
+    /// enforced, else 0.
+    pub fn price(&self, model_id: &str, price_hint: Option<f64>, count: u32) -> i64 {
         let credits = self.credit_settings();
         if !credits.enforce {
-            return 0.0;
+            return 0;
         }
         let each = credits
             .prices
@@ -175,6 +239,6 @@ impl Engine {
             .copied()
             .or(price_hint)
             .unwrap_or(0.0);
-        each * f64::from(count.max(1))
+        to_micros(each) * i64::from(count.max(1))
     }
 }

@@ -134,8 +134,9 @@ impl Engine {
             ),
             None => None,
         };
-        let checked = inputs::check(self, &client_id, inputs).await?;
-        let credits = self.price(
+        let bounds = inputs::ImageBounds::of(&resolved);
+        let checked = inputs::check(self, &client_id, inputs, bounds).await?;
+        let price_micros = self.price(
             &resolved.id(),
             resolved.model.price_hint,
             resolved.schema.output_count(&params),
@@ -154,7 +155,7 @@ impl Engine {
             webhook_url,
             extra,
             idempotency,
-            credits,
+            price_micros,
         };
         Ok((new, checked))
     }

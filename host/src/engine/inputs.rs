@@ -5,26 +5,30 @@
 //! - At the front door ([`check`]) every input is checked before anything is stored: an
 //!   http(s) URL passes the no-SSRF rule ([`crate::net::Guard::check_url`]); a `data:` URL is
 //!   parsed by the `data-url` crate, must be base64 and must decode; an asset id must be one
-//!   of the caller's; an upload must not be empty. Uploads are written to the asset store
-//!   only after the whole request was accepted ([`Checked::store_uploads`]).
+//!   of the caller's; an upload must not be empty. For a model whose provider decodes its
+//!   input images ([`ImageBounds`]), an image's dimensions are read from its header (never by
+//!   decoding it) and an image larger than the model's largest width or height is refused.
+//!   Uploads wait under temporary names and become assets only after the whole request was
+//!   accepted ([`Checked::store_uploads`]); a refused request's uploads are removed.
 //! - At run time ([`load`]) assets and `data:` URLs become bytes for every provider; remote
 //!   URLs are fetched only for a provider that reads bytes
 //!   ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes)),
-//!   through the same no-SSRF client and size cap as vendor outputs. A fetch that fails
-//!   fails the task with the reason; nothing fails silently.
-
-use bytes::Bytes;
+//!   through the same no-SSRF client and size cap as vendor outputs; with the model's
+//!   [`ImageBounds`], every image is checked from its header again before the provider
+//!   decodes it. A fetch or check that fails fails the task with the reason; nothing fails
+//!   silently.
 
 use crate::{
-    assets::{Asset, Assets, NewFile},
+    assets::{Asset, Assets, NewFile, Spooled},
     engine::{
         Engine,
         provider::{GenerationRequest, InputMedia},
+        task::failure_reason,
     },
 };
 
 /// One input file as a dialect parsed it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Input {
     /// The field it came in, as the calling API names it (`imageUrls`, `image_file`,
     /// `init_image`), for messages.
@@ -38,7 +42,7 @@ pub struct Input {
 }
 
 /// Where an input's bytes are.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Source {
     /// An http(s) or `data:` URL.
     Url(String),
@@ -50,8 +54,8 @@ pub enum Source {
         name: String,
         /// MIME type.
         content_type: String,
-        /// The file.
-        bytes: Bytes,
+        /// The file, received under a temporary name.
+        file: Spooled,
     },
 }
 
@@ -83,7 +87,7 @@ impl Input {
         role: Option<&str>,
         name: String,
         content_type: String,
-        bytes: Bytes,
+        file: Spooled,
     ) -> Self {
         Self {
             field: field.into(),
@@ -92,7 +96,7 @@ impl Input {
             source: Source::Upload {
                 name,
                 content_type,
-                bytes,
+                file,
             },
         }
     }
@@ -120,14 +124,78 @@ pub struct Checked {
 struct UploadFile {
     name: String,
     content_type: String,
-    bytes: Bytes,
+    file: Spooled,
 }
 
-/// Checks every input of a request (see the module invariants).
+/// The largest input image a model takes, for a provider that decodes its input images
+/// ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes)):
+/// the `maximum` of the width and height its parameter schema declares.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageBounds {
+    /// Pixels.
+    pub width: u64,
+    /// Pixels.
+    pub height: u64,
+}
+
+impl ImageBounds {
+    /// The bounds `resolved` declares, when its provider decodes input images.
+    pub fn of(resolved: &crate::engine::registry::Resolved) -> Option<Self> {
+        if !resolved.provider.reads_input_bytes() {
+            return None;
+        }
+        let properties = &resolved.model.params_schema["properties"];
+        Some(Self {
+            width: properties["width"]["maximum"].as_u64()?,
+            height: properties["height"]["maximum"].as_u64()?,
+        })
+    }
+
+    /// Refuses an image whose header says it is larger; an image whose header cannot be read
+    /// is left to the provider.
+    fn check(
+        &self,
+        image: image::ImageReader<impl std::io::BufRead + std::io::Seek>,
+    ) -> Result<(), String> {
+        let Ok((width, height)) = image
+            .with_guessed_format()
+            .map_err(|_| ())
+            .and_then(|reader| reader.into_dimensions().map_err(|_| ()))
+        else {
+            return Ok(());
+        };
+        if u64::from(width) > self.width || u64::from(height) > self.height {
+            return Err(format!(
+                "is {width}x{height} pixels; this model takes images of at most {}x{}",
+                self.width, self.height
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_bytes(&self, bytes: &[u8]) -> Result<(), String> {
+        self.check(image::ImageReader::new(std::io::Cursor::new(bytes)))
+    }
+
+    async fn check_file(&self, path: &std::path::Path) -> Result<(), String> {
+        let (bounds, path) = (*self, path.to_path_buf());
+        // Reading a header is a few small reads, but they block.
+        tokio::task::spawn_blocking(move || match image::ImageReader::open(&path) {
+            Ok(reader) => bounds.check(reader),
+            Err(_) => Ok(()),
+        })
+        .await
+        .unwrap_or(Ok(()))
+    }
+}
+
+/// Checks every input of a request (see the module invariants); `bounds` are the model's
+/// largest input image, when it has one.
 pub async fn check(
     engine: &Engine,
     client_id: &str,
     inputs: Vec<Input>,
+    bounds: Option<ImageBounds>,
 ) -> Result<Checked, CheckError> {
     let mut checked = Checked {
         media: Vec::with_capacity(inputs.len()),
@@ -156,9 +224,14 @@ pub async fn check(
         };
         match source {
             Source::Url(url) if url.starts_with("data:") => {
-                let (content_type, _) = decode_data_url(&url).map_err(|reason| {
+                let (content_type, bytes) = decode_data_url(&url).map_err(|reason| {
                     bad(format!("{field} holds a malformed data URL: {reason}"))
                 })?;
+                if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &content_type)) {
+                    bounds
+                        .check_bytes(&bytes)
+                        .map_err(|reason| bad(format!("{field} {reason}")))?;
+                }
                 media.content_type = Some(content_type);
                 media.url = Some(url);
             }
@@ -179,16 +252,30 @@ pub async fn check(
                 if media.kind.is_empty() {
                     media.kind = asset.kind;
                 }
+                if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &asset.content_type))
+                    && asset.url.is_none()
+                {
+                    bounds
+                        .check_file(&engine.assets().path_of(&asset.id))
+                        .await
+                        .map_err(|reason| bad(format!("{field} {reason}")))?;
+                }
                 media.content_type = Some(asset.content_type);
                 media.asset_id = Some(asset.id);
             }
             Source::Upload {
                 name,
                 content_type,
-                bytes,
+                file,
             } => {
-                if bytes.is_empty() {
+                if file.is_empty() {
                     return Err(bad(format!("{field} is empty")));
+                }
+                if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &content_type)) {
+                    bounds
+                        .check_file(file.path())
+                        .await
+                        .map_err(|reason| bad(format!("{field} {reason}")))?;
                 }
                 media.content_type = Some(content_type.clone());
                 checked.uploads.push((
@@ -196,7 +283,7 @@ pub async fn check(
                     UploadFile {
                         name,
                         content_type,
-                        bytes,
+                        file,
                     },
                 ));
             }
@@ -204,6 +291,11 @@ pub async fn check(
         checked.media.push(media);
     }
     Ok(checked)
+}
+
+/// Whether an input is an image, by the kind its API gave it or else its type.
+fn is_image(kind: &str, content_type: &str) -> bool {
+    kind == "image" || (kind.is_empty() && content_type.starts_with("image/"))
 }
 
 /// Why [`check`] did not pass a request's inputs.
@@ -218,8 +310,8 @@ pub enum CheckError {
 }
 
 impl Checked {
-    /// Writes the uploads to the asset store and returns the inputs as the task stores them,
-    /// with the new assets (to remove again if the task is not accepted after all).
+    /// Makes the uploads assets and returns the inputs as the task stores them, with the new
+    /// assets (to remove again if the task is not accepted after all).
     pub async fn store_uploads(
         self,
         assets: &Assets,
@@ -229,14 +321,14 @@ impl Checked {
         let mut stored = Vec::with_capacity(uploads.len());
         for (index, upload) in uploads {
             let written = assets
-                .put(
+                .adopt(
                     NewFile {
                         client_id,
                         name: &upload.name,
                         content_type: &upload.content_type,
                         task_id: None,
                     },
-                    &upload.bytes,
+                    upload.file,
                 )
                 .await;
             match written {
@@ -277,21 +369,27 @@ pub fn decode_data_url(url: &str) -> Result<(String, Vec<u8>), String> {
 }
 
 /// Fills in the bytes of a task's inputs just before its provider runs: assets and `data:`
-/// URLs always, remote URLs when `fetch_remote` (the provider reads bytes). The error is the
-/// task's failure reason.
+/// URLs always, remote URLs when `fetch_remote` (the provider reads bytes). With `bounds`,
+/// every image among them is checked from its header again (a remote one was never seen at
+/// the door) before the provider decodes it. The error is the task's failure reason.
 pub async fn load(
     engine: &Engine,
     client_id: &str,
     request: &mut GenerationRequest,
     fetch_remote: bool,
+    bounds: Option<ImageBounds>,
 ) -> Result<(), String> {
     for input in &mut request.inputs {
         if let Some(asset_id) = &input.asset_id {
+            let unreadable = |error: anyhow::Error| {
+                tracing::warn!(asset = %asset_id, %error, "reading an input asset failed");
+                format!("Input asset {asset_id} could not be read.")
+            };
             let asset = engine
                 .assets()
                 .get(client_id, asset_id)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(unreadable)?
                 .ok_or_else(|| format!("Input asset {asset_id} no longer exists."))?;
             input.content_type.get_or_insert(asset.content_type.clone());
             match &asset.url {
@@ -302,7 +400,7 @@ pub async fn load(
                             .assets()
                             .read(&asset)
                             .await
-                            .map_err(|e| e.to_string())?
+                            .map_err(unreadable)?
                             .into(),
                     );
                     continue;
@@ -322,9 +420,22 @@ pub async fn load(
                 .guard()
                 .fetch(&url, engine.limits().max_upload_bytes)
                 .await
-                .map_err(|error| format!("Fetching input {url} failed: {error:#}"))?;
+                .map_err(|error| failure_reason(&format!("Fetching input {url} failed"), &error))?;
             input.content_type.get_or_insert(content_type);
             input.data = Some(bytes.into());
+        }
+    }
+    let Some(bounds) = bounds else {
+        return Ok(());
+    };
+    for input in &request.inputs {
+        let content_type = input.content_type.as_deref().unwrap_or_default();
+        if let Some(data) = &input.data
+            && is_image(&input.kind, content_type)
+        {
+            bounds
+                .check_bytes(data)
+                .map_err(|reason| format!("An input image {reason}."))?;
         }
     }
     Ok(())

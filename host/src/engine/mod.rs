@@ -64,8 +64,8 @@ pub struct NewTask {
     pub extra: serde_json::Value,
     /// `Idempotency-Key` and the hash of the body it came with.
     pub idempotency: Option<(String, String)>,
-    /// Credits to reserve from the client's balance (0: free, nothing reserved).
-    pub credits: f64,
+    /// Micro-credits to reserve from the client's balance (0: free, nothing reserved).
+    pub price_micros: i64,
 }
 
 /// Why a submission was refused.

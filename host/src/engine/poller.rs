@@ -7,7 +7,8 @@
 //! is retried at a fixed pace, never counted against the task: a rate limit after the
 //! vendor's `Retry-After` (5 s when it names none), an unavailable vendor or a provider not
 //! loaded (mid-reload) after 5 s, and a poll that itself errs when its claim's lease ends.
-//! Only the vendor's own failure, or any other provider error, fails the task.
+//! Only the vendor's own failure, any other provider error, or finished outputs that cannot be
+//! stored fail the task.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,7 +19,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     outputs,
     provider::{CallContext, PollOutcome, ProviderError},
-    task::{Task, now_ms},
+    task::{Task, failure_reason, now_ms},
 };
 
 /// How often the poller looks for due handles when idle.
@@ -80,7 +81,13 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
             lifecycle::record_progress(engine, &task.id, progress, Some(wake)).await?;
         }
         Ok(PollOutcome::Finished { outputs, usage }) => {
-            outputs::succeed(engine, task, outputs, usage).await?;
+            // As on the worker path: outputs that cannot be stored fail the task (and return
+            // its credits) instead of leaving it pending, to be polled and refused forever.
+            if let Err(error) = outputs::succeed(engine, task, outputs, usage).await {
+                tracing::warn!(task = %task.id, %error, "storing a finished task's outputs failed");
+                let reason = failure_reason("Storing the outputs failed", &error);
+                lifecycle::finish(engine, &task.id, Outcome::Failed(reason)).await?;
+            }
         }
         Ok(PollOutcome::Failed(error)) => {
             lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;

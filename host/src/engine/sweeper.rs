@@ -2,8 +2,9 @@
 //!
 //! Invariant (DESIGN.md, "Durable"): a task whose worker died mid-submit is re-queued only when
 //! its provider promises an idempotent submit; otherwise it fails with a clear reason (and is
-//! never charged). A chat whose relaying process died mid-stream always fails: its client is
-//! gone, so there is nobody to replay it for. Each recovery claims the task by its lease first
+//! never charged), and at most `[engine] max_attempts` claims in all: a task that brings its
+//! worker down every time fails instead of looping. A chat whose relaying process died
+//! mid-stream always fails: its client is gone, so there is nobody to replay it for. Each recovery claims the task by its lease first
 //! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. Every change goes
 //! through [`lifecycle`].
 
@@ -51,6 +52,7 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
             id,
             provider: provider_id,
             phase,
+            attempts,
         } = lapsed;
         if phase == Phase::Streaming {
             let reason = "Interrupted while streaming; a chat is not replayed, since the client \
@@ -58,7 +60,14 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
             lifecycle::finish(engine, &id, Outcome::Failed(reason.into())).await?;
             continue;
         }
+        let cap = i64::from(engine.config().max_attempts.max(1));
         match engine.registry().provider(&provider_id) {
+            Some(provider) if provider.submit_is_idempotent() && attempts >= cap => {
+                let reason = format!(
+                    "Interrupted while submitting on each of its {attempts} attempts; not retried again (the limit is {cap})."
+                );
+                lifecycle::finish(engine, &id, Outcome::Failed(reason)).await?;
+            }
             Some(provider) if provider.submit_is_idempotent() => {
                 tracing::info!(task = %id, provider = %provider_id, "re-queueing a task interrupted mid-submit");
                 lifecycle::requeue(engine, &id).await?;
@@ -143,7 +152,7 @@ mod tests {
             webhook_url: None,
             extra: serde_json::json!({}),
             idempotency: None,
-            credits: 0.0,
+            price_micros: 0,
         };
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;
@@ -161,21 +170,23 @@ mod tests {
         id
     }
 
+    /// An engine on embedded storage in `dir` with providers `once` (submit not idempotent)
+    /// and `again` (idempotent).
+    async fn engine_in(dir: &std::path::Path) -> Engine {
+        let host = server::build(Config::embedded(dir.to_path_buf()))
+            .await
+            .unwrap();
+        for (id, idempotent) in [("once", false), ("again", true)] {
+            let provider = ChargesOnSubmit { id, idempotent };
+            host.engine.registry().upsert(Arc::new(provider));
+        }
+        host.engine
+    }
+
     #[tokio::test]
     async fn interrupted_submits_are_retried_only_when_idempotent_and_chats_never() {
         let dir = tempfile::tempdir().unwrap();
-        let host = server::build(Config::embedded(dir.path().to_path_buf()))
-            .await
-            .unwrap();
-        let engine = host.engine;
-        engine.registry().upsert(Arc::new(ChargesOnSubmit {
-            id: "once",
-            idempotent: false,
-        }));
-        engine.registry().upsert(Arc::new(ChargesOnSubmit {
-            id: "again",
-            idempotent: true,
-        }));
+        let engine = engine_in(dir.path()).await;
         let once = interrupted_task(&engine, "once", false).await;
         let again = interrupted_task(&engine, "again", false).await;
         let gone = interrupted_task(&engine, "unloaded", false).await;
@@ -198,5 +209,26 @@ mod tests {
         let chat = engine.fetch(&chat).await.unwrap().unwrap();
         assert_eq!(chat.status, Status::Failed);
         assert!(chat.error.unwrap().contains("streaming"));
+    }
+
+    #[tokio::test]
+    async fn a_task_interrupted_on_every_attempt_fails_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_in(dir.path()).await;
+        let id = interrupted_task(&engine, "again", false).await;
+        let cap = engine.config().max_attempts;
+        for _ in 1..cap {
+            sweep(&engine).await.unwrap();
+            let requeued = engine.fetch(&id).await.unwrap().unwrap();
+            assert_eq!(requeued.status, Status::Queued);
+            let now = now_ms();
+            let claimed = tasks::claim(engine.store(), now, now - 1).await.unwrap();
+            assert_eq!(claimed.unwrap().id, id, "claimed again, and dies again");
+        }
+        sweep(&engine).await.unwrap();
+        let failed = engine.fetch(&id).await.unwrap().unwrap();
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(failed.attempts, i64::from(cap));
+        assert!(failed.error.unwrap().contains(&format!("{cap} attempts")));
     }
 }

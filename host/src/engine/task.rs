@@ -185,11 +185,17 @@ pub struct Task {
     pub started_at: Option<i64>,
     /// ms.
     pub finished_at: Option<i64>,
-    /// Credits taken from the client's balance at submit; kept on success, refunded otherwise.
-    pub reserved_credits: f64,
+    /// Micro-credits taken from the client's balance at submit; kept on success, refunded
+    /// otherwise.
+    pub reserved_micros: i64,
 }
 
 impl Task {
+    /// The reservation in the decimal credits the APIs show.
+    pub fn reserved_credits(&self) -> f64 {
+        crate::engine::credits::to_credits(self.reserved_micros)
+    }
+
     /// The normalized request.
     pub fn generation_request(&self) -> anyhow::Result<GenerationRequest> {
         Ok(serde_json::from_str(&self.request)?)
@@ -253,4 +259,16 @@ pub fn parse_time(text: &str) -> Option<i64> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// A failed task's reason from an engine error, as its client reads it: `what` and the error,
+/// except that an operating-system error (a full disk, a refused connection) is only named,
+/// its text staying in the host's log.
+pub fn failure_reason(what: &str, error: &anyhow::Error) -> String {
+    if error.chain().any(|cause| cause.is::<std::io::Error>()) {
+        tracing::warn!(error = %format!("{error:#}"), "{what}");
+        format!("{what}: an I/O error (a full disk, a refused connection; the host's log has it).")
+    } else {
+        format!("{what}: {error:#}")
+    }
 }

@@ -20,7 +20,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     outputs,
     provider::{CallContext, ProgressSink, ProviderError, Submission},
-    task::{Task, now_ms},
+    task::{Task, failure_reason, now_ms},
 };
 
 /// Progress is written at most this often per task.
@@ -60,7 +60,7 @@ async fn execute(engine: &Engine, task: Task) {
             let _ = lifecycle::finish(
                 engine,
                 &task.id,
-                Outcome::Failed(format!("Internal error: {error}")),
+                Outcome::Failed(failure_reason("Internal error", &error)),
             )
             .await;
         }
@@ -78,11 +78,16 @@ async fn submit(
         return Ok(());
     };
     let mut request = task.generation_request()?;
+    let model = engine
+        .registry()
+        .find(&format!("{}/{}", task.provider, request.model));
+    let bounds = model.ok().and_then(|model| inputs::ImageBounds::of(&model));
     if let Err(reason) = inputs::load(
         engine,
         &task.client_id,
         &mut request,
         provider.reads_input_bytes(),
+        bounds,
     )
     .await
     {

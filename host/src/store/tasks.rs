@@ -28,7 +28,7 @@ use crate::{
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
 const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at, reserved_credits";
+     extra, created_at, updated_at, started_at, finished_at, reserved_micros";
 
 /// How a task begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,8 @@ pub struct Lapsed {
     pub provider: String,
     /// What its holder was doing: `submitting` or `streaming`.
     pub phase: Phase,
+    /// How many times it was claimed, the lapsed claim included.
+    pub attempts: i64,
 }
 
 /// An outbox row claimed for a delivery attempt.
@@ -89,12 +91,12 @@ pub async fn insert(
     now: i64,
     start: Start,
 ) -> Result<Task, SubmitError> {
-    if new.credits <= 0.0 {
+    if new.price_micros <= 0 {
         // One autocommitted statement: the common path costs a single round trip.
         return Ok(insert_row(&store.writer, id, new, now, start).await?);
     }
     let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-    credits::reserve(&mut tx, &new.client_id, id, new.credits, now).await??;
+    credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
     let task = insert_row(&mut *tx, id, new, now, start).await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
     Ok(task)
@@ -142,8 +144,8 @@ pub async fn insert_once(
             .ok_or_else(|| anyhow::anyhow!("idempotency key points at missing task {task_id}"))?;
         return Ok((existing, true));
     }
-    if new.credits > 0.0 {
-        credits::reserve(&mut tx, &new.client_id, id, new.credits, now).await??;
+    if new.price_micros > 0 {
+        credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
     }
     let task = insert_row(&mut *tx, id, new, now, Start::Queued).await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
@@ -172,7 +174,7 @@ where
     };
     Ok(sqlx::query_as(&format!(
         "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         reserved_credits, created_at, updated_at, phase, wake_at, started_at, attempts) \
+         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16) RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -185,7 +187,7 @@ where
     .bind(&new.webhook_url)
     .bind(new.extra.to_string())
     .bind(now)
-    .bind(new.credits)
+    .bind(new.price_micros)
     .bind(status)
     .bind(phase)
     .bind(wake_at)
@@ -339,7 +341,7 @@ pub async fn claim_lapsed(
     Ok(sqlx::query_as(
         "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks \
          WHERE phase IN ('submitting', 'streaming') AND wake_at < $1 LIMIT $3) \
-         AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase",
+         AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase, attempts",
     )
     .bind(now)
     .bind(lease_end)
@@ -375,7 +377,7 @@ pub async fn finish(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(task) = &task
-        && task.reserved_credits > 0.0
+        && task.reserved_micros > 0
         && ending.status != Status::Succeeded
     {
         credits::refund(&mut tx, task, now).await?;
@@ -462,10 +464,10 @@ pub async fn list(
     ))
 }
 
-/// The credits held by the client's queued and running tasks.
-pub async fn reserved_credits(store: &Store, client_id: &str) -> anyhow::Result<f64> {
-    let (reserved,): (f64,) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(reserved_credits), 0) AS DOUBLE PRECISION) FROM tasks \
+/// The micro-credits held by the client's queued and running tasks.
+pub async fn reserved_micros(store: &Store, client_id: &str) -> anyhow::Result<i64> {
+    let (reserved,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) FROM tasks \
          WHERE client_id = $1 AND status IN ('queued', 'running')",
     )
     .bind(client_id)
@@ -474,14 +476,14 @@ pub async fn reserved_credits(store: &Store, client_id: &str) -> anyhow::Result<
     Ok(reserved)
 }
 
-/// The client's succeeded tasks per model: `(provider, model, tasks, credits kept)`, sorted by
-/// provider and model.
+/// The client's succeeded tasks per model: `(provider, model, tasks, micro-credits kept)`,
+/// sorted by provider and model.
 pub async fn succeeded_by_model(
     store: &Store,
     client_id: &str,
-) -> anyhow::Result<Vec<(String, String, i64, f64)>> {
+) -> anyhow::Result<Vec<(String, String, i64, i64)>> {
     Ok(sqlx::query_as(
-        "SELECT provider, model, COUNT(*), CAST(SUM(reserved_credits) AS DOUBLE PRECISION) \
+        "SELECT provider, model, COUNT(*), CAST(SUM(reserved_micros) AS BIGINT) \
          FROM tasks WHERE client_id = $1 AND status = 'succeeded' \
          GROUP BY provider, model ORDER BY provider, model",
     )
