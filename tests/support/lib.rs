@@ -251,11 +251,6 @@ impl Host {
         self.child = Some(child);
     }
 
-    /// The process id of the running `easel`.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// `kill -9`, then starts again on the same data folder and database.
     pub async fn kill9_and_restart(&mut self) {
         self.kill9();

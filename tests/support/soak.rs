@@ -168,7 +168,7 @@ pub async fn run(plan: Plan) -> Report {
     wait_for_plugins(&host, &["demo", "fault-panic"]).await;
     let (status, body) = send(
         host.as_key(Method::POST, "/admin/clients/partner-a/credits", ADMIN)
-            .json(&json!({"amount": 1_000_000_000})),
+            .json(&json!({"amount": 100_000_000})),
     )
     .await;
     assert_eq!(status, 200, "granting soak credits: {body}");
@@ -201,7 +201,7 @@ pub async fn run(plan: Plan) -> Report {
     }
     let sampler = {
         let (report, stop) = (report.clone(), stop.clone());
-        let pid = host.pid().expect("easel is running");
+        let pid = host.pid();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(mib) = resident_mib(pid) {
