@@ -3,6 +3,8 @@
 //! Invariants: every asset belongs to one client and is invisible to others; a file is
 //! written completely (to a temporary name, then renamed) before its row exists, so a row
 //! never points at a partial file; registered URLs passed the no-SSRF check when accepted.
+//! A file received in pieces ([`Spooled`], an upload streamed from the request) waits under a
+//! temporary name until it is adopted as an asset, and is removed if it never is.
 
 use std::path::{Path, PathBuf};
 
@@ -102,23 +104,51 @@ impl Assets {
 
     /// Writes `bytes` and records the asset.
     pub async fn put(&self, file: NewFile<'_>, bytes: &[u8]) -> anyhow::Result<Asset> {
+        let mut spooled = self.spool().await?;
+        spooled.write(bytes).await?;
+        self.adopt(file, spooled).await
+    }
+
+    /// A new temporary file to receive an asset's bytes in pieces.
+    pub async fn spool(&self) -> anyhow::Result<Spooled> {
+        let path = self.dir.join(format!("{}.partial", new_id("spool")));
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(Spooled {
+            path,
+            file: Some(file),
+            size: 0,
+            sha256: Default::default(),
+        })
+    }
+
+    /// Records a completely received file as an asset: flushed, renamed into place, then its
+    /// row inserted.
+    pub async fn adopt(&self, file: NewFile<'_>, mut spooled: Spooled) -> anyhow::Result<Asset> {
         use sha2::Digest;
+        if let Some(handle) = spooled.file.take() {
+            handle.sync_data().await?;
+        }
         let id = new_id("asset");
         let path = self.path_of(&id);
-        write_atomically(&path, bytes).await?;
+        tokio::fs::rename(&spooled.path, &path).await?;
         let asset = Asset {
             id,
             client_id: file.client_id.into(),
             kind: kind_of(file.content_type).into(),
             name: file.name.into(),
             content_type: file.content_type.into(),
-            size: Some(bytes.len() as i64),
-            sha256: Some(hex::encode(sha2::Sha256::digest(bytes))),
+            size: Some(spooled.size as i64),
+            sha256: Some(hex::encode(std::mem::take(&mut spooled.sha256).finalize())),
             url: None,
             task_id: file.task_id.map(String::from),
             created_at: now_ms(),
         };
-        self.insert(&asset).await?;
+        // Renamed: nothing left under the temporary name for the drop to remove.
+        spooled.path = PathBuf::new();
+        if let Err(error) = self.insert(&asset).await {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(error);
+        }
         Ok(asset)
     }
 
@@ -260,13 +290,51 @@ pub fn content_type_from_name(name: &str) -> Option<String> {
     Some(mime.into())
 }
 
-async fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let partial = path.with_extension("partial");
-    let mut file = tokio::fs::File::create(&partial).await?;
-    file.write_all(bytes).await?;
-    file.sync_data().await?;
-    drop(file);
-    tokio::fs::rename(&partial, path).await?;
-    Ok(())
+/// A file being received (see [`Assets::spool`]); removed when dropped unless
+/// [`Assets::adopt`] made it an asset.
+#[derive(Debug)]
+pub struct Spooled {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    size: u64,
+    sha256: sha2::Sha256,
+}
+
+impl Spooled {
+    /// Appends `bytes`.
+    pub async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("spooled file already closed"))?;
+        file.write_all(bytes).await?;
+        self.sha256.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether nothing was received.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Where the bytes are while they wait (for reading a header before adoption).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
