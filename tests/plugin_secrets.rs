@@ -78,15 +78,13 @@ fn peak_rss_kib(data_dir: &std::path::Path) -> u64 {
     panic!("no easel process runs on {}", data_dir.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_gets_only_what_it_was_assigned_and_links_follow_its_allowlist() {
+async fn start(outside: std::net::SocketAddr) -> (Host, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
     std::fs::copy(
         built_plugin("fault-exfiltrate"),
         plugins.path().join("fault-exfiltrate.wasm"),
     )
     .unwrap();
-    let (outside, seen) = outside_world().await;
     let host = Host::start(
         Options::new(Backend::Sqlite)
             .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
@@ -94,15 +92,42 @@ async fn a_plugin_gets_only_what_it_was_assigned_and_links_follow_its_allowlist(
             .env("EASEL_WEBHOOK_SECRET", "webhook-secret")
             .env("DASHSCOPE_API_KEY", "sk-someone-elses")
             .env("EASEL_PLUGIN_FAULT_EXFILTRATE__TOKEN", TOKEN)
-            // Listing easel's own setting does not hand it over.
             .toml(&format!(
-                "[plugins]\nconnect_to = {{ \"api.example.com\" = \"{outside}\" }}\n\
-                 [plugins.fault-exfiltrate]\nsecrets = [\"EASEL_WEBHOOK_SECRET\"]"
+                "[plugins]\nconnect_to = {{ \"api.example.com\" = \"{outside}\" }}"
             )),
     )
     .await;
+    (host, plugins)
+}
 
-    // (a) easel's settings and another vendor's key are withheld, each with its reason.
+async fn admin_entry(host: &Host) -> Value {
+    let (status, listed) = send(host.as_key(Method::GET, "/admin/plugins", "admin-secret")).await;
+    assert_eq!(status, 200, "{listed}");
+    let text = listed.to_string();
+    for value in ["admin-secret", "webhook-secret", "sk-someone-elses", TOKEN] {
+        assert!(
+            !text.contains(value),
+            "the admin view shows a value: {text}"
+        );
+    }
+    let plugin = listed["plugins"][0].clone();
+    assert_eq!(plugin["provider_id"], "fault-exfiltrate");
+    plugin
+}
+
+fn refused_lately(plugin: &Value, what: &str) {
+    let refusals = plugin["recent_refusals"].as_array().unwrap();
+    assert!(
+        refusals.iter().any(|r| r.as_str().unwrap().contains(what)),
+        "{what}: {refusals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn easel_settings_and_other_vendors_keys_are_withheld() {
+    let (outside, _) = outside_world().await;
+    let (host, _plugins) = start(outside).await;
+
     for (name, reason) in [
         ("EASEL_ADMIN_KEY", "easel's own settings"),
         ("EASEL_API_KEYS", "easel's own settings"),
@@ -144,7 +169,43 @@ async fn a_plugin_gets_only_what_it_was_assigned_and_links_follow_its_allowlist(
         .unwrap();
     assert_eq!(granted, TOKEN);
 
-    // (b) A link to a host outside its allowlist is never fetched.
+    // The admin view: what it asked for, what it got and from where, why the rest was not.
+    let plugin = admin_entry(&host).await;
+    let secrets = plugin["secrets"].as_array().expect("secrets listed");
+    let entry = |name: &str| {
+        secrets
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {secrets:?}"))
+            .clone()
+    };
+    assert_eq!(entry("TOKEN")["granted"], true);
+    assert_eq!(
+        entry("TOKEN")["from"],
+        "EASEL_PLUGIN_FAULT_EXFILTRATE__TOKEN"
+    );
+    assert!(entry("TOKEN").get("reason").is_none());
+    for name in [
+        "EASEL_ADMIN_KEY",
+        "DATABASE_URL",
+        "EASEL_API_KEYS",
+        "EASEL_WEBHOOK_SECRET",
+        "DASHSCOPE_API_KEY",
+    ] {
+        let refused = entry(name);
+        assert_eq!(refused["granted"], false, "{refused}");
+        assert!(refused["reason"].as_str().unwrap().len() > 20, "{refused}");
+        assert!(refused.get("from").is_none(), "{refused}");
+    }
+    refused_lately(&plugin, "secret EASEL_ADMIN_KEY withheld");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_links_follow_the_allowlist_and_stream_under_the_cap() {
+    let (outside, seen) = outside_world().await;
+    let (host, _plugins) = start(outside).await;
+
+    // A link to a host outside its allowlist is never fetched.
     let job = run(
         &host,
         "fault-exfiltrate/link",
@@ -188,6 +249,7 @@ async fn a_plugin_gets_only_what_it_was_assigned_and_links_follow_its_allowlist(
         "{error}"
     );
     let peak = peak_rss_kib(host.data_dir());
+    eprintln!("easel peaked at {peak} KiB while refusing a 600 MiB link");
     assert!(
         peak < 256 * 1024,
         "the host peaked at {peak} KiB while refusing a 600 MiB body"
@@ -198,60 +260,9 @@ async fn a_plugin_gets_only_what_it_was_assigned_and_links_follow_its_allowlist(
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // The admin view shows what it asked for, what it got, and what was refused.
-    let (status, listed) = send(host.as_key(Method::GET, "/admin/plugins", "admin-secret")).await;
-    assert_eq!(status, 200, "{listed}");
-    let plugin = &listed["plugins"][0];
-    assert_eq!(plugin["provider_id"], "fault-exfiltrate");
+    let plugin = admin_entry(&host).await;
     assert_eq!(plugin["allowed_hosts"], json!(["api.example.com"]));
-    let secrets = plugin["secrets"].as_array().unwrap();
-    let entry = |name: &str| {
-        secrets
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("{name} listed: {secrets:?}"))
-            .clone()
-    };
-    assert_eq!(entry("TOKEN")["granted"], true);
-    assert_eq!(
-        entry("TOKEN")["from"],
-        "EASEL_PLUGIN_FAULT_EXFILTRATE__TOKEN"
-    );
-    assert!(entry("TOKEN").get("reason").is_none());
-    for name in [
-        "EASEL_ADMIN_KEY",
-        "DATABASE_URL",
-        "EASEL_API_KEYS",
-        "EASEL_WEBHOOK_SECRET",
-        "DASHSCOPE_API_KEY",
-    ] {
-        let refused = entry(name);
-        assert_eq!(refused["granted"], false, "{refused}");
-        assert!(refused["reason"].as_str().unwrap().len() > 20, "{refused}");
-        assert!(refused.get("from").is_none(), "{refused}");
-    }
-    let refusals = plugin["recent_refusals"].as_array().unwrap();
-    assert!(
-        refusals.iter().any(|r| r
-            .as_str()
-            .unwrap()
-            .contains("output link to 127.0.0.1 refused")),
-        "{refusals:?}"
-    );
-    assert!(
-        refusals.iter().any(|r| r
-            .as_str()
-            .unwrap()
-            .contains("secret EASEL_ADMIN_KEY withheld")),
-        "{refusals:?}"
-    );
-    let text = listed.to_string();
-    for value in ["admin-secret", "webhook-secret", "sk-someone-elses", TOKEN] {
-        assert!(
-            !text.contains(value),
-            "the admin view shows a value: {text}"
-        );
-    }
+    refused_lately(&plugin, "output link to 127.0.0.1 refused");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
