@@ -83,10 +83,11 @@ pub struct SecretGrant {
     pub name: String,
     /// Whether the plugin receives a value for it.
     pub granted: bool,
-    /// The variable the value came from, when granted.
+    /// The variable assigned to it (its value's source when granted); none when it is
+    /// withheld from this plugin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// Why it was withheld, when not granted.
+    /// Why it has no value: withheld, or assigned but not set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -236,7 +237,7 @@ pub(crate) fn grant(
                 None => SecretGrant {
                     name: name.clone(),
                     granted: false,
-                    from: None,
+                    from: Some(variable.clone()),
                     reason: Some(format!("assigned to plugin {id} but {variable} is not set")),
                 },
             },
@@ -377,6 +378,7 @@ mod tests {
         assert_eq!(values["TOKEN"], "t");
         assert_eq!(report[0].from.as_deref(), Some("EASEL_PLUGIN_ACME__TOKEN"));
         assert!(!report[1].granted);
+        assert_eq!(report[1].from.as_deref(), Some("REGION"));
         assert!(
             report[1]
                 .reason

@@ -127,16 +127,17 @@ impl CallState {
         }
     }
 
-    /// `host.secret`: granted names only. Reading a withheld one leaves a note saying why,
-    /// so the plugin's resulting error names the reason.
+    /// `host.secret`: granted names only. Reading a withheld one (not assigned to this
+    /// plugin, or undeclared) leaves a note saying why, so the plugin's resulting error names
+    /// the reason; an assigned one left unset is an optional setting, not a refusal.
     pub(crate) fn secret(&self, name: &str) -> Option<String> {
         let value = self.env.secrets.get(name).cloned();
         if value.is_none() {
-            let why = self
-                .env
-                .grants
-                .iter()
-                .find(|g| g.name == name)
+            let grant = self.env.grants.iter().find(|g| g.name == name);
+            if grant.is_some_and(|g| g.from.is_some()) {
+                return None;
+            }
+            let why = grant
                 .and_then(|g| g.reason.clone())
                 .unwrap_or_else(|| "the manifest does not declare it".into());
             let refusal = format!("plugin {}: secret {name} withheld: {why}", self.env.id);
