@@ -22,6 +22,14 @@ async fn outside_world() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
     let app = Router::new()
         .route("/small.txt", get(|| async { "small enough" }))
         .route(
+            "/slow.txt",
+            // Longer than the test hosts' 1.5 s lease.
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+                "late but whole"
+            }),
+        )
+        .route(
             "/huge.bin",
             // 600 MiB, chunked (no length up front), made on the fly.
             get(|| async {
@@ -233,6 +241,14 @@ async fn output_links_follow_the_allowlist_and_stream_under_the_cap() {
         &host,
         "fault-exfiltrate/link",
         json!({"url": "http://api.example.com/small.txt"}),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // Copying may outlast the worker's lease: the lease is held until the link is stored.
+    let job = run(
+        &host,
+        "fault-exfiltrate/link",
+        json!({"url": "http://api.example.com/slow.txt"}),
     )
     .await;
     assert_eq!(job["status"], "succeeded", "{job}");
