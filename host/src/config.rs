@@ -59,9 +59,10 @@ pub struct Config {
     pub link_ttl_secs: Option<u64>,
 }
 
-/// `[plugins]` in `easel.toml`: the sandbox of every provider plugin.
+/// `[plugins]` in `easel.toml`: the sandbox of every provider plugin, and per plugin
+/// (`[plugins.<id>]`) the secrets the operator assigns to it.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PluginSettings {
     /// Linear memory of one call, MiB.
     pub memory_limit_mb: usize,
@@ -75,6 +76,37 @@ pub struct PluginSettings {
     /// Tests only (needs `EASEL_ALLOW_PRIVATE_TARGETS`): `"vendor.host" = "127.0.0.1:PORT"`
     /// sends that vendor's requests in plain HTTP to a fake on loopback.
     pub connect_to: HashMap<String, SocketAddr>,
+    /// `[plugins.<id>]` tables, by plugin id (any other key is refused as unknown).
+    #[serde(flatten, deserialize_with = "per_plugin")]
+    pub per_plugin: HashMap<String, PluginGrant>,
+}
+
+/// `[plugins.<id>]`: what the operator assigns to one plugin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrant {
+    /// Environment variables this plugin may read under their own names (easel's own
+    /// settings never); replaces the shipped vendor default for this id.
+    pub secrets: Vec<String>,
+}
+
+/// Reads the keys of `[plugins]` that are not settings as `[plugins.<id>]` tables, so that a
+/// misspelt setting is refused by name rather than taken for a plugin.
+fn per_plugin<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<HashMap<String, PluginGrant>, D::Error> {
+    use serde::de::Error;
+    let rest = HashMap::<String, toml::Value>::deserialize(deserializer)?;
+    rest.into_iter()
+        .map(|(key, value)| match value {
+            table @ toml::Value::Table(_) => PluginGrant::deserialize(table)
+                .map(|grant| (key.clone(), grant))
+                .map_err(|e| D::Error::custom(format!("[plugins.{key}]: {e}"))),
+            _ => Err(D::Error::custom(format!(
+                "unknown [plugins] setting `{key}` ([plugins.<id>] tables assign secrets to a plugin)"
+            ))),
+        })
+        .collect()
 }
 
 impl Default for PluginSettings {
@@ -85,7 +117,18 @@ impl Default for PluginSettings {
             call_timeout_secs: 300,
             allowed_hosts: None,
             connect_to: HashMap::new(),
+            per_plugin: HashMap::new(),
         }
+    }
+}
+
+impl PluginSettings {
+    /// The operator's secret assignments by plugin id.
+    pub fn secret_grants(&self) -> HashMap<String, Vec<String>> {
+        self.per_plugin
+            .iter()
+            .map(|(id, grant)| (id.clone(), grant.secrets.clone()))
+            .collect()
     }
 }
 
@@ -366,6 +409,23 @@ pub fn parse_api_keys(text: &str) -> anyhow::Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_tables_assign_secrets_and_misspelt_settings_are_refused() {
+        let file: FileConfig = toml::from_str(
+            "[plugins]\nmemory_limit_mb = 32\n[plugins.dashscope]\nsecrets = [\"DASHSCOPE_API_KEY\"]\n",
+        )
+        .unwrap();
+        assert_eq!(file.plugins.memory_limit_mb, 32);
+        assert_eq!(
+            file.plugins.secret_grants()["dashscope"],
+            ["DASHSCOPE_API_KEY"]
+        );
+        let typo = toml::from_str::<FileConfig>("[plugins]\nmemory_limt_mb = 32\n").unwrap_err();
+        assert!(typo.to_string().contains("memory_limt_mb"), "{typo}");
+        let bad = toml::from_str::<FileConfig>("[plugins.acme]\nsecret = [\"X\"]\n").unwrap_err();
+        assert!(bad.to_string().contains("[plugins.acme]"), "{bad}");
+    }
 
     #[test]
     fn api_keys_parse_and_reject_malformed_pairs() {

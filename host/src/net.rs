@@ -7,9 +7,11 @@
 //! `localhost`: literal IPs (in any spelling the URL parser accepts, decimal and hex included)
 //! are checked when a URL is accepted and again on every redirect hop, and host names are
 //! checked at connect time by the resolver, so DNS rebinding cannot slip a private address in
-//! later.
+//! later. A download may carry one more [`HostCheck`] (a plugin's allowlist), applied to the
+//! URL's host and to every redirect hop's.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
@@ -19,10 +21,25 @@ use easel_provider::net::{is_forbidden_target, is_local_name};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// The outbound policy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Guard {
     /// Lets private targets through (tests only).
     pub allow_private: bool,
+    /// Tests only, honoured with `allow_private`: requests for these hosts go to the given
+    /// address instead (the plugins' `[plugins] connect_to`, so their links reach the fakes).
+    pub connect_to: Arc<HashMap<String, SocketAddr>>,
+}
+
+/// One more rule for every host a download touches: `Some(reason)` refuses the host.
+pub type HostCheck = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The host of `url` as allowlists spell it (no IPv6 brackets).
+pub fn host_of(url: &url::Url) -> String {
+    match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => String::new(),
+    }
 }
 
 impl Guard {
@@ -54,7 +71,12 @@ impl Guard {
 
     /// A client that enforces this guard on every connection and redirect.
     pub fn client(&self, timeout: Duration) -> reqwest::Client {
-        let guard = *self;
+        self.checked_client(timeout, None)
+    }
+
+    /// [`Guard::client`] that also applies `check` to every redirect hop's host.
+    fn checked_client(&self, timeout: Duration, check: Option<HostCheck>) -> reqwest::Client {
+        let guard = self.clone();
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -62,12 +84,21 @@ impl Guard {
                 if attempt.previous().len() >= 5 {
                     return attempt.error("too many redirects");
                 }
-                match guard.check_url(attempt.url().as_str()) {
-                    Ok(_) => attempt.follow(),
-                    Err(reason) => attempt.error(reason),
+                let refused = guard.check_url(attempt.url().as_str()).err().or_else(|| {
+                    check
+                        .as_ref()
+                        .and_then(|check| check(&host_of(attempt.url())))
+                });
+                match refused {
+                    None => attempt.follow(),
+                    Some(reason) => attempt.error(reason),
                 }
             }));
-        if !self.allow_private {
+        if self.allow_private {
+            for (host, addr) in self.connect_to.iter() {
+                builder = builder.resolve(host, *addr);
+            }
+        } else {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
         builder
@@ -80,28 +111,37 @@ impl Guard {
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Guard {
-    /// Downloads `raw` through this guard (checked URL, checked addresses, checked redirects),
-    /// refusing bodies over `max_bytes`; returns the body's MIME type (the server's, else
-    /// `application/octet-stream`) and its bytes.
-    pub async fn fetch(&self, raw: &str, max_bytes: usize) -> anyhow::Result<(String, Vec<u8>)> {
-        use futures::StreamExt;
+    /// Starts a download of `raw` through this guard (checked URL, checked addresses, checked
+    /// redirects) and `check`, when given, on the URL's host and every redirect's; answers
+    /// once the response head is in, with a success status.
+    pub async fn open(
+        &self,
+        raw: &str,
+        check: Option<HostCheck>,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = self.check_url(raw).map_err(anyhow::Error::msg)?;
-        let response = self
-            .client(FETCH_TIMEOUT)
-            .get(url.clone())
+        if let Some(reason) = check.as_ref().and_then(|check| check(&host_of(&url))) {
+            anyhow::bail!(reason);
+        }
+        Ok(self
+            .checked_client(FETCH_TIMEOUT, check)
+            .get(url)
             .send()
             .await?
-            .error_for_status()?;
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(|| "application/octet-stream".to_string(), String::from);
+            .error_for_status()?)
+    }
+
+    /// Downloads `raw` through this guard (see [`Guard::open`]), refusing bodies over
+    /// `max_bytes`; returns the body's MIME type and its bytes.
+    pub async fn fetch(&self, raw: &str, max_bytes: usize) -> anyhow::Result<(String, Vec<u8>)> {
+        use futures::StreamExt;
+        let response = self.open(raw, None).await?;
+        let content_type = content_type_of(&response);
         if response
             .content_length()
             .is_some_and(|length| length > max_bytes as u64)
         {
-            anyhow::bail!("{url} is larger than {max_bytes} bytes");
+            anyhow::bail!("{raw} is larger than {max_bytes} bytes");
         }
         let mut body = Vec::new();
         let mut chunks = response.bytes_stream();
@@ -109,11 +149,20 @@ impl Guard {
             body.extend_from_slice(&chunk?);
             anyhow::ensure!(
                 body.len() <= max_bytes,
-                "{url} is larger than {max_bytes} bytes"
+                "{raw} is larger than {max_bytes} bytes"
             );
         }
         Ok((content_type, body))
     }
+}
+
+/// The response's MIME type: the server's, else `application/octet-stream`.
+pub fn content_type_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| "application/octet-stream".to_string(), String::from)
 }
 
 /// Resolves names and drops every private answer.
@@ -145,9 +194,7 @@ mod tests {
 
     #[test]
     fn private_ranges_are_refused() {
-        let guard = Guard {
-            allow_private: false,
-        };
+        let guard = Guard::default();
         for url in [
             "http://127.0.0.1/x",
             "http://10.1.2.3/",
@@ -167,7 +214,8 @@ mod tests {
         assert!(guard.check_url("http://93.184.216.34/").is_ok());
         assert!(
             Guard {
-                allow_private: true
+                allow_private: true,
+                ..Guard::default()
             }
             .check_url("http://127.0.0.1:9/")
             .is_ok()
@@ -178,9 +226,7 @@ mod tests {
     /// decimal, hex and short IPv4 hosts into addresses before the rule sees them.
     #[test]
     fn every_spelling_of_a_forbidden_address_is_refused() {
-        let guard = Guard {
-            allow_private: false,
-        };
+        let guard = Guard::default();
         for url in [
             "http://2130706433/",
             "http://0x7f000001/",

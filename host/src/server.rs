@@ -73,6 +73,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         config: config.engine.clone(),
         guard: Guard {
             allow_private: config.allow_private_targets,
+            connect_to: Arc::new(config.plugins.connect_to.clone()),
         },
         webhook_secret: config.webhook_secret.clone(),
         webhook_bodies: api::shape::webhook_renderer(links.clone()),
@@ -116,6 +117,7 @@ async fn start_plugins(
         call_timeout: Duration::from_secs(config.plugins.call_timeout_secs),
         operator_allowed_hosts: config.plugins.allowed_hosts.clone(),
         connect_to: config.plugins.connect_to.clone(),
+        secret_grants: config.plugins.secret_grants(),
         ..WasmConfig::default()
     })?;
     let host = PluginHost::start(runtime, dir, registry).await?;

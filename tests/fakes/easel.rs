@@ -58,6 +58,12 @@ impl Easel {
             )
             .unwrap();
         }
+        let mut linked = std::collections::HashSet::new();
+        for (host, fake) in routes {
+            if linked.insert(fake.addr) {
+                fake.state.link_files_through(host);
+            }
+        }
         let connect_to: Vec<String> = routes
             .iter()
             .map(|(host, fake)| format!("\"{host}\" = \"{}\"", fake.addr))

@@ -86,8 +86,9 @@ impl Recorded {
 /// State shared by a fake's handlers.
 #[derive(Debug)]
 pub struct Shared {
-    /// `http://127.0.0.1:PORT`, for result links.
-    pub base: String,
+    /// Where result links point: `http://127.0.0.1:PORT` until a host routes a vendor host
+    /// name here ([`Shared::link_files_through`]).
+    pub base: Mutex<String>,
     /// Every API request, in arrival order.
     pub calls: Mutex<Vec<Recorded>>,
     /// The vendor's tasks.
@@ -99,7 +100,13 @@ pub struct Shared {
 impl Shared {
     /// A link to a result file this fake serves (`name` ends in .png, .mp4, .mp3 or .wav).
     pub fn file_url(&self, name: &str) -> String {
-        format!("{}/files/{name}", self.base)
+        format!("{}/files/{name}", self.base.lock().unwrap())
+    }
+
+    /// Makes result links name `host` (which easel routes here), as a vendor's own links
+    /// name its own hosts: easel fetches a plugin's links only from hosts the plugin allows.
+    pub fn link_files_through(&self, host: &str) {
+        *self.base.lock().unwrap() = format!("http://{host}");
     }
 }
 
@@ -120,7 +127,7 @@ impl Fake {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Shared {
-            base: format!("http://{addr}"),
+            base: Mutex::new(format!("http://{addr}")),
             calls: Mutex::default(),
             tasks: Tasks::default(),
             strays: Mutex::default(),

@@ -201,7 +201,7 @@ impl Engine {
 
     /// Outbound policy.
     pub fn guard(&self) -> Guard {
-        self.inner.guard
+        self.inner.guard.clone()
     }
 
     /// Tuning.

@@ -1,8 +1,20 @@
 //! Turns a provider's outputs into assets the client owns.
 //!
-//! Invariant: vendor links are copied into the asset store before the task succeeds (they
-//! expire), through the no-SSRF client and under a size cap; a link that cannot be copied
-//! fails the task rather than handing the client a dead URL.
+//! Invariants:
+//! - Vendor links are copied into the asset store before the task succeeds (they expire); a
+//!   link that cannot be copied fails the task with the link's host and the reason, rather
+//!   than handing the client a dead URL.
+//! - A link is fetched only from a host the provider's own requests may reach
+//!   (`Provider::output_link_refused`: a plugin's allowlist ∩ the operator's), through the
+//!   no-SSRF client, and the same check applies to every redirect hop, so a plugin cannot
+//!   send data to another host by returning it in a link.
+//! - A body streams into the asset store chunk by chunk and is cut off past
+//!   [`MAX_OUTPUT_BYTES`]; at most [`CONCURRENT_DOWNLOADS`] downloads run at once per process.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::sync::Semaphore;
 
 use crate::{
     assets::{NewFile, extension_of},
@@ -12,29 +24,51 @@ use crate::{
         provider::{Output, Usage},
         task::Task,
     },
+    net::{HostCheck, content_type_of},
 };
 
 /// Largest vendor file the host copies, bytes.
-const MAX_OUTPUT_BYTES: usize = 512 * 1024 * 1024;
+const MAX_OUTPUT_BYTES: u64 = 512 * 1024 * 1024;
 
-/// Stores the outputs, then marks the task succeeded with them.
+/// Downloads at once, per process. Memory no longer bounds them (each holds one chunk), so
+/// this bounds sockets and disk writes: enough to keep a wide link busy with vendor files of
+/// tens of megabytes, few enough that 256 polls finishing together do not open 256 streams
+/// to the disk at once; a poll waiting here holds its poll slot, which is the back-pressure.
+const CONCURRENT_DOWNLOADS: usize = 16;
+
+static DOWNLOADS: Semaphore = Semaphore::const_new(CONCURRENT_DOWNLOADS);
+
+/// Why an output link could not be copied: the task's fault, not the host's.
+#[derive(Debug)]
+struct LinkFailed(String);
+
+impl std::fmt::Display for LinkFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LinkFailed {}
+
+/// Stores the outputs, then marks the task succeeded with them; a link that cannot be copied
+/// marks it failed with the reason instead.
 pub async fn succeed(
     engine: &Engine,
     task: &Task,
     outputs: Vec<Output>,
     usage: Option<Usage>,
 ) -> anyhow::Result<()> {
-    let stored = store(engine, task, outputs).await?;
-    let usage = usage.map(serde_json::Value::Object);
-    lifecycle::finish(
-        engine,
-        &task.id,
-        Outcome::Succeeded {
+    let outcome = match store(engine, task, outputs).await {
+        Ok(stored) => Outcome::Succeeded {
             outputs: stored,
-            usage,
+            usage: usage.map(serde_json::Value::Object),
         },
-    )
-    .await?;
+        Err(error) => match error.downcast::<LinkFailed>() {
+            Ok(LinkFailed(reason)) => Outcome::Failed(reason),
+            Err(error) => return Err(error),
+        },
+    };
+    lifecycle::finish(engine, &task.id, outcome).await?;
     Ok(())
 }
 
@@ -46,37 +80,99 @@ pub async fn store(
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut stored = Vec::with_capacity(outputs.len());
     for (index, output) in outputs.into_iter().enumerate() {
-        let (content_type, bytes) = match output {
+        let asset = match output {
             Output::Text(text) => {
                 stored.push(serde_json::json!({ "text": text }));
                 continue;
             }
-            Output::Bytes { content_type, data } => (content_type, data.to_vec()),
-            Output::Url { url, content_type } => download(engine, &url, content_type).await?,
+            Output::Bytes { content_type, data } => {
+                let name = output_name(task, index, &content_type);
+                engine
+                    .assets()
+                    .put(new_file(task, &name, &content_type), &data)
+                    .await?
+            }
+            Output::Url { url, content_type } => {
+                let _slot = DOWNLOADS.acquire().await?;
+                let response = engine
+                    .guard()
+                    .open(&url, Some(link_check(engine, task)))
+                    .await
+                    .map_err(|e| refused(&url, e))?;
+                let content_type = content_type.unwrap_or_else(|| content_type_of(&response));
+                if let Some(length) = response.content_length()
+                    && length > MAX_OUTPUT_BYTES
+                {
+                    return Err(too_large(&url).into());
+                }
+                let mut spooled = engine.assets().spool().await?;
+                let mut chunks = response.bytes_stream();
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
+                    if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
+                        return Err(too_large(&url).into());
+                    }
+                    spooled.write(&chunk).await?;
+                }
+                let name = output_name(task, index, &content_type);
+                engine
+                    .assets()
+                    .adopt(new_file(task, &name, &content_type), spooled)
+                    .await?
+            }
         };
-        let name = format!("{}-{index}.{}", task.id, extension_of(&content_type));
-        let asset = engine
-            .assets()
-            .put(
-                NewFile {
-                    client_id: &task.client_id,
-                    name: &name,
-                    content_type: &content_type,
-                    task_id: Some(&task.id),
-                },
-                &bytes,
-            )
-            .await?;
         stored.push(serde_json::Value::String(asset.id));
     }
     Ok(stored)
 }
 
-async fn download(
-    engine: &Engine,
-    url: &str,
-    content_type: Option<String>,
-) -> anyhow::Result<(String, Vec<u8>)> {
-    let (served_as, bytes) = engine.guard().fetch(url, MAX_OUTPUT_BYTES).await?;
-    Ok((content_type.unwrap_or(served_as), bytes))
+fn output_name(task: &Task, index: usize, content_type: &str) -> String {
+    format!("{}-{index}.{}", task.id, extension_of(content_type))
+}
+
+fn new_file<'a>(task: &'a Task, name: &'a str, content_type: &'a str) -> NewFile<'a> {
+    NewFile {
+        client_id: &task.client_id,
+        name,
+        content_type,
+        task_id: Some(&task.id),
+    }
+}
+
+/// The task's provider decides which hosts its links may use.
+fn link_check(engine: &Engine, task: &Task) -> HostCheck {
+    let provider = engine.registry().provider(&task.provider);
+    let id = task.provider.clone();
+    Arc::new(move |host: &str| match &provider {
+        Some(provider) => provider.output_link_refused(host),
+        None => Some(format!(
+            "provider {id} is no longer loaded, so its link to {host} cannot be checked"
+        )),
+    })
+}
+
+fn host_in(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| crate::net::host_of(&u))
+        .unwrap_or_else(|_| url.to_string())
+}
+
+fn refused(url: &str, error: anyhow::Error) -> anyhow::Error {
+    // The link's query may carry whatever the plugin put there; name only its host.
+    let error = match error.downcast::<reqwest::Error>() {
+        Ok(e) => anyhow::Error::from(e.without_url()),
+        Err(e) => e,
+    };
+    LinkFailed(format!(
+        "Output link on {} could not be copied: {error:#}",
+        host_in(url)
+    ))
+    .into()
+}
+
+fn too_large(url: &str) -> LinkFailed {
+    LinkFailed(format!(
+        "Output link on {} could not be copied: the file is larger than {MAX_OUTPUT_BYTES} bytes",
+        host_in(url)
+    ))
 }

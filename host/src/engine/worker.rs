@@ -2,7 +2,7 @@
 //!
 //! Invariants: a claim ([`lifecycle::claim`]) is one `UPDATE … RETURNING` (with `SKIP LOCKED`
 //! on PostgreSQL), so two workers on any number of hosts never take the same task. While
-//! `submit` runs, a heartbeat ([`lifecycle::hold_lease`]) extends the lease and watches for a
+//! `submit` runs and until its answer is recorded (output links copied), a heartbeat ([`lifecycle::hold_lease`]) extends the lease and watches for a
 //! cancel requested on another host. A worker never polls: a pending handle is persisted and
 //! left to the poller, so a slow vendor never holds a worker. Every change a worker makes to
 //! its task goes through [`lifecycle`].
@@ -105,11 +105,25 @@ async fn submit(
         token.clone(),
     ));
     let answer = provider.submit(&request, &ctx).await;
-    heartbeat.abort();
     if engine.shutdown_token().is_cancelled() {
+        heartbeat.abort();
         // The lease lapses and the sweeper decides, exactly as after a crash.
         return Ok(());
     }
+    // The lease is held until the answer is recorded: copying a finished task's output
+    // links can take longer than a lease, and a lapsed lease would fail it as interrupted.
+    let recorded = record(engine, task, &token, answer).await;
+    heartbeat.abort();
+    recorded
+}
+
+/// Records what `submit` answered.
+async fn record(
+    engine: &Engine,
+    task: &Task,
+    token: &tokio_util::sync::CancellationToken,
+    answer: Result<Submission, ProviderError>,
+) -> anyhow::Result<()> {
     let cancelled = token.is_cancelled();
     match answer {
         Ok(Submission::Pending { handle, poll_after }) => {

@@ -10,6 +10,8 @@
 //! - `submit_is_idempotent` is a promise: when true, the engine re-submits a task that was
 //!   interrupted mid-submit; when false, it fails the task instead of risking a double charge.
 //! - Errors are typed ([`ProviderError`]) so every API can map them onto its own status codes.
+//! - The engine downloads an [`Output::Url`] only from a host `output_link_refused` accepts:
+//!   a plugin's links lie within the hosts its own requests may reach.
 //!
 //! It also holds the vocabulary the engine, the plugin runtime and the APIs share, so none of
 //! them depends on another for it: [`Capability`] (the one list of capabilities), [`net`] (the
@@ -275,6 +277,15 @@ pub trait Provider: Send + Sync {
     /// (through the no-SSRF client) instead of handing it URLs a vendor would fetch.
     fn reads_input_bytes(&self) -> bool {
         false
+    }
+
+    /// Why the engine must not download this provider's output link on `host`, if it must
+    /// not. Built-in providers hand out no links, so by default every host is refused.
+    fn output_link_refused(&self, host: &str) -> Option<String> {
+        Some(format!(
+            "provider {} hands out no links, so its link to {host} is refused",
+            self.id()
+        ))
     }
 
     /// Starts (or does) the work.

@@ -8,9 +8,9 @@
 //!   and [`WasmConfig::operator_allowed_hosts`]; every address the host's no-SSRF rule
 //!   refuses (`easel_provider::net`: private, loopback, link-local, unspecified and the rest)
 //!   is refused unless [`WasmConfig::allow_private_targets`] is set (tests only).
-//! - Secrets come only from [`WasmConfig::secrets`] (plus the environment when
-//!   [`WasmConfig::secrets_from_env`] is set), and a plugin only ever sees the names its
-//!   manifest declares.
+//! - Secret values come only from [`WasmConfig::secrets`] (plus the environment when
+//!   [`WasmConfig::secrets_from_env`] is set), and a plugin only ever sees names its manifest
+//!   declares and the operator assigned to it (`crate::secrets` has the rules).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,10 +45,14 @@ pub struct WasmConfig {
     pub request_timeout: Duration,
     /// Largest response body a plugin may read from one outbound request, in bytes.
     pub max_response_bytes: u64,
-    /// Secret values by name; a plugin reads only the names its manifest declares.
+    /// Secret values by variable name, looked up before the environment; a plugin reads only
+    /// the names assigned to it (`crate::secrets`).
     pub secrets: HashMap<String, String>,
-    /// Also read declared secrets missing from `secrets` from the process environment.
+    /// Also read assigned variables missing from `secrets` from the process environment.
     pub secrets_from_env: bool,
+    /// The operator's `[plugins.<id>] secrets`: by plugin id, the variables that plugin may
+    /// read under their own names. A plugin listed here gets no shipped vendor default.
+    pub secret_grants: HashMap<String, Vec<String>>,
     /// Tests only, honoured with `allow_private_targets`: send requests for these hosts in
     /// plain HTTP to the given address instead (a fake vendor on loopback).
     pub connect_to: HashMap<String, std::net::SocketAddr>,
@@ -73,6 +77,7 @@ impl Default for WasmConfig {
             max_response_bytes: 64 << 20,
             secrets: HashMap::new(),
             secrets_from_env: true,
+            secret_grants: HashMap::new(),
             connect_to: HashMap::new(),
             reload_debounce: Duration::from_millis(50),
         }

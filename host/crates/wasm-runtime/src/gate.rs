@@ -11,7 +11,8 @@
 //!   the check and the connect.
 //! - Connect and total timeouts and a response-size cap bound every request.
 //! - Every refusal is returned to the guest as a `wasi:http` error code and recorded in the
-//!   call's [`Notes`], so the failed task's error says what the host refused.
+//!   call's [`Notes`], so the failed task's error says what the host refused, and in the
+//!   plugin's [`Refusals`], so `GET /admin/plugins` shows it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,6 +44,27 @@ impl Notes {
 
     pub(crate) fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// The latest refusals of one loaded plugin (network, secrets, output links), oldest first.
+#[derive(Clone, Default)]
+pub(crate) struct Refusals(Arc<Mutex<std::collections::VecDeque<String>>>);
+
+impl Refusals {
+    /// How many are kept: enough to see a pattern, bounded whatever a plugin tries.
+    const KEPT: usize = 20;
+
+    pub(crate) fn record(&self, refusal: &str) {
+        let mut kept = self.0.lock().unwrap();
+        if kept.len() == Self::KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(refusal.to_string());
+    }
+
+    pub(crate) fn list(&self) -> Vec<String> {
+        self.0.lock().unwrap().iter().cloned().collect()
     }
 }
 
@@ -92,12 +114,30 @@ impl NetPolicy {
                 .as_ref()
                 .is_none_or(|ops| ops.iter().any(|p| host_matches(p, host)))
     }
+
+    /// Why the host must not download an output link on `host` for this plugin, if it must
+    /// not: the same allowlist as the plugin's own requests.
+    pub(crate) fn refuse_link(&self, host: &str) -> Option<String> {
+        (!self.host_allowed(host)).then(|| {
+            let operator = match &self.operator_hosts {
+                Some(list) => format!(" and the operator allowlist ({})", list.join(", ")),
+                None => String::new(),
+            };
+            format!(
+                "plugin {}: output link to {host} refused: the host is not in the plugin's \
+                 allowed hosts ({}){operator}",
+                self.plugin_id,
+                self.manifest_hosts.join(", ")
+            )
+        })
+    }
 }
 
 /// The `WasiHttpHooks` of one call's store.
 pub(crate) struct Gate {
     pub(crate) policy: Arc<NetPolicy>,
     pub(crate) notes: Notes,
+    pub(crate) refusals: Refusals,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -114,7 +154,8 @@ impl WasiHttpHooks for Gate {
         drop(fut);
         let policy = self.policy.clone();
         let notes = self.notes.clone();
-        Box::new(async move { send(policy, notes, request, options).await })
+        let refusals = self.refusals.clone();
+        Box::new(async move { send(policy, notes, refusals, request, options).await })
     }
 }
 
@@ -127,6 +168,7 @@ fn strip_brackets(host: &str) -> &str {
 async fn send(
     policy: Arc<NetPolicy>,
     notes: Notes,
+    refusals: Refusals,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
@@ -134,10 +176,12 @@ async fn send(
     let host = strip_brackets(uri.host().ok_or(Error::HttpRequestUriInvalid)?).to_string();
     let id = &policy.plugin_id;
     if !policy.host_allowed(&host) {
-        notes.push(format!(
+        let refusal = format!(
             "plugin {id}: outbound request to {host} refused: the host is not in the plugin's \
              allowed hosts (and the operator allowlist)"
-        ));
+        );
+        refusals.record(&refusal);
+        notes.push(refusal);
         return Err(Error::HttpRequestDenied);
     }
     let mut tls = match uri.scheme() {
@@ -186,11 +230,13 @@ async fn send(
     if !policy.allow_private
         && let Some(bad) = addrs.iter().find(|a| is_forbidden_target(a.ip()))
     {
-        notes.push(format!(
+        let refusal = format!(
             "plugin {id}: outbound request to {host} refused: it resolves to the private, \
              loopback or link-local address {}",
             bad.ip()
-        ));
+        );
+        refusals.record(&refusal);
+        notes.push(refusal);
         return Err(Error::DestinationIpProhibited);
     }
     let stream = match tokio::time::timeout(connect_timeout, connect_any(&addrs)).await {

@@ -5,7 +5,8 @@
 //! - Sandbox: a plugin has no files, environment or sockets; it reaches the network only
 //!   through `wasi:http` and the [`gate`], to hosts its manifest declares and the operator
 //!   allows, never to private addresses (unless configured), with timeouts and a size cap.
-//!   It sees only the secrets its manifest names.
+//!   It sees only the secrets its manifest names and the operator assigned to it, never
+//!   easel's own settings ([`secrets`]).
 //! - Blast radius: every call runs in a fresh store with a memory cap, a CPU (epoch)
 //!   deadline and a wall-clock timeout; a trap fails that call and nothing else.
 //! - Drain and retire: a loaded version is immutable; hot reload swaps `Arc`s, calls in
@@ -23,6 +24,7 @@ mod manifest;
 mod provider;
 mod reload;
 mod runtime;
+pub mod secrets;
 mod state;
 mod v0_1_0;
 
@@ -35,6 +37,7 @@ pub use manifest::PluginManifest;
 pub use provider::WasmProvider;
 pub use reload::{PluginHost, PluginStatus};
 pub use runtime::Runtime;
+pub use secrets::SecretGrant;
 
 /// What `easel plugin check FILE.wasm` reports.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -103,6 +103,16 @@ impl WasmProvider {
     pub fn imports(&self) -> &[String] {
         &self.imports
     }
+
+    /// What became of each secret the manifest declared.
+    pub fn secret_grants(&self) -> &[crate::SecretGrant] {
+        &self.env.grants
+    }
+
+    /// The latest things the host refused this plugin, oldest first.
+    pub fn recent_refusals(&self) -> Vec<String> {
+        self.env.refusals.list()
+    }
 }
 
 #[async_trait]
@@ -121,6 +131,12 @@ impl Provider for WasmProvider {
 
     fn submit_is_idempotent(&self) -> bool {
         self.manifest.idempotent_submit
+    }
+
+    fn output_link_refused(&self, host: &str) -> Option<String> {
+        let refusal = self.env.policy.refuse_link(host)?;
+        self.env.refusals.record(&refusal);
+        Some(refusal)
     }
 
     async fn submit(

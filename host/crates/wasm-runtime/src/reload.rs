@@ -12,7 +12,8 @@
 //!   the error is recorded in its [`PluginStatus::last_error`] (blast radius: none). A file
 //!   whose content hash did not change is not reloaded; a known-bad hash is not retried.
 //! - A removed file un-publishes its provider. Two files may not serve the same provider
-//!   id: the later one is refused.
+//!   id (nor ids that differ only in punctuation, which share secret variables): the later
+//!   one is refused.
 //! - Rescans are serialized; the folder watcher debounces bursts of events.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::provider::WasmProvider;
 use crate::runtime::Runtime;
+use crate::secrets::variable_id;
 
 /// One plugin file as `GET /admin/plugins` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -47,6 +49,14 @@ pub struct PluginStatus {
     pub loaded_at: Option<u64>,
     /// Why the latest attempt to load this file failed, if it did.
     pub last_error: Option<String>,
+    /// Hosts the serving version's manifest allows (its requests and output links).
+    pub allowed_hosts: Vec<String>,
+    /// Each secret the serving version asked for: granted (and from which variable) or
+    /// withheld (and why). Never a value.
+    pub secrets: Vec<crate::SecretGrant>,
+    /// The latest things the host refused the serving version (requests, secrets, output
+    /// links), oldest first.
+    pub recent_refusals: Vec<String>,
 }
 
 struct Entry {
@@ -168,7 +178,14 @@ impl PluginHost {
             .lock()
             .unwrap()
             .values()
-            .map(|e| e.status.clone())
+            .map(|e| PluginStatus {
+                recent_refusals: e
+                    .provider
+                    .as_ref()
+                    .map(|p| p.recent_refusals())
+                    .unwrap_or_default(),
+                ..e.status.clone()
+            })
             .collect()
     }
 
@@ -240,9 +257,13 @@ impl PluginHost {
         }
         let result = self.inner.runtime.load_bytes(bytes).await.and_then(|p| {
             let entries = self.inner.entries.lock().unwrap();
-            if let Some((other, _)) = entries.iter().find(|(f, e)| {
-                f.as_path() != path && e.provider.as_ref().is_some_and(|q| q.id() == p.id())
-            }) {
+            // Ids that differ only in punctuation share their secret variables, so they count
+            // as the same id here.
+            let same = |q: &WasmProvider| variable_id(q.id()) == variable_id(p.id());
+            if let Some((other, _)) = entries
+                .iter()
+                .find(|(f, e)| f.as_path() != path && e.provider.as_deref().is_some_and(same))
+            {
                 anyhow::bail!(
                     "provider id {} is already served by {}",
                     p.id(),
@@ -263,6 +284,9 @@ impl PluginHost {
                 models: Vec::new(),
                 loaded_at: None,
                 last_error: None,
+                allowed_hosts: Vec::new(),
+                secrets: Vec::new(),
+                recent_refusals: Vec::new(),
             },
             tried_hash: None,
         });
@@ -285,6 +309,9 @@ impl PluginHost {
                     models: p.manifest().models.iter().map(|m| m.key.clone()).collect(),
                     loaded_at: Some(now_ms()),
                     last_error: None,
+                    allowed_hosts: p.manifest().allowed_hosts.clone(),
+                    secrets: p.secret_grants().to_vec(),
+                    recent_refusals: Vec::new(),
                 };
                 entry.provider = Some(p);
             }

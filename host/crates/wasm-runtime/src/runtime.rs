@@ -197,8 +197,8 @@ impl Runtime {
     }
 
     /// Compiles (on the blocking pool, through the cache) and prepares component bytes:
-    /// detects the contract version, links, calls `manifest` and validates it, and gathers
-    /// the secrets it names. The public `load_file` and `load_bytes` (in `provider`) make a
+    /// detects the contract version, links, calls `manifest` and validates it, and grants
+    /// the secrets it names that the operator assigned to it. The public `load_file` and `load_bytes` (in `provider`) make a
     /// plugin of the result.
     pub(crate) async fn load(self: &Arc<Self>, bytes: Vec<u8>) -> anyhow::Result<Loaded> {
         let rt = self.clone();
@@ -208,7 +208,9 @@ impl Runtime {
         let probe = Arc::new(PluginEnv {
             id: format!("(loading {})", &hash[..12]),
             secrets: Default::default(),
+            grants: Vec::new(),
             policy: self.policy("(loading)", Vec::new()),
+            refusals: Default::default(),
         });
         let manifest = self
             .call(&probe, "manifest", &CancellationToken::new(), |mut s| {
@@ -218,22 +220,13 @@ impl Runtime {
             .await
             .map_err(|e| anyhow::anyhow!("manifest() failed: {e}"))?;
         manifest.validate()?;
-        let mut secrets = HashMap::new();
-        for name in &manifest.secrets {
-            let value = self.config.secrets.get(name).cloned().or_else(|| {
-                self.config
-                    .secrets_from_env
-                    .then(|| std::env::var(name).ok())
-                    .flatten()
-            });
-            if let Some(v) = value {
-                secrets.insert(name.clone(), v);
-            }
-        }
+        let (secrets, grants) = crate::secrets::grant(&manifest, &self.config);
         let env = Arc::new(PluginEnv {
             id: manifest.id.clone(),
             secrets,
+            grants,
             policy: self.policy(&manifest.id, manifest.allowed_hosts.clone()),
+            refusals: Default::default(),
         });
         Ok(Loaded {
             pre,

@@ -14,14 +14,18 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::gate::{Gate, NetPolicy, Notes};
+use crate::gate::{Gate, NetPolicy, Notes, Refusals};
+use crate::secrets::SecretGrant;
 
 /// What one loaded plugin may touch: shared by all its calls.
 pub(crate) struct PluginEnv {
     pub(crate) id: String,
-    /// Only the secrets the manifest declared.
+    /// Only the secrets the manifest declared and the operator assigned to this plugin.
     pub(crate) secrets: HashMap<String, String>,
+    /// What became of each declared secret.
+    pub(crate) grants: Vec<SecretGrant>,
     pub(crate) policy: Arc<NetPolicy>,
+    pub(crate) refusals: Refusals,
 }
 
 /// The memory limiter: `StoreLimits` plus a clear message when the cap is hit.
@@ -114,6 +118,7 @@ impl CallState {
             gate: Gate {
                 policy: env.policy.clone(),
                 notes,
+                refusals: env.refusals.clone(),
             },
             limiter: Limiter::new(memory_limit),
             env,
@@ -122,9 +127,24 @@ impl CallState {
         }
     }
 
-    /// `host.secret`: declared names only.
+    /// `host.secret`: granted names only. Reading a withheld one (not assigned to this
+    /// plugin, or undeclared) leaves a note saying why, so the plugin's resulting error names
+    /// the reason; an assigned one left unset is an optional setting, not a refusal.
     pub(crate) fn secret(&self, name: &str) -> Option<String> {
-        self.env.secrets.get(name).cloned()
+        let value = self.env.secrets.get(name).cloned();
+        if value.is_none() {
+            let grant = self.env.grants.iter().find(|g| g.name == name);
+            if grant.is_some_and(|g| g.from.is_some()) {
+                return None;
+            }
+            let why = grant
+                .and_then(|g| g.reason.clone())
+                .unwrap_or_else(|| "the manifest does not declare it".into());
+            let refusal = format!("plugin {}: secret {name} withheld: {why}", self.env.id);
+            self.env.refusals.record(&refusal);
+            self.gate.notes.push(refusal);
+        }
+        value
     }
 
     /// `host.log`: to `tracing`, tagged with the plugin and task.

@@ -46,6 +46,9 @@ pub fn config() -> WasmConfig {
         ]
         .into_iter()
         .collect(),
+        secret_grants: [("testguest".to_string(), vec!["TEST_SECRET".to_string()])]
+            .into_iter()
+            .collect(),
         ..WasmConfig::default()
     }
 }
