@@ -33,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+pub mod adapters;
 mod attention;
 pub mod clip;
 mod convert;
