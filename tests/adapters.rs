@@ -102,6 +102,27 @@ async fn seed_003_applies_adapters_per_request() {
         .await
         .unwrap();
     assert_ne!(tagged, base, "the adapter changes the image");
+    // The task records what was applied.
+    let (_, created) = host
+        .post(
+            "/api/v1/generate",
+            &request("a red fox <lora:lora:0.8>", json!({})),
+        )
+        .await;
+    let job = host
+        .wait_terminal(created["task_id"].as_str().unwrap())
+        .await;
+    let applied = &job["usage"]["loras"][0];
+    assert_eq!(applied["name"], "lora", "{job}");
+    assert!(
+        (applied["weight"].as_f64().unwrap() - 0.8).abs() < 1e-6,
+        "{job}"
+    );
+    assert_eq!(applied["sha256"].as_str().unwrap().len(), 64, "{job}");
+    assert_eq!(
+        applied["tensors_applied"], applied["tensors_total"],
+        "{job}"
+    );
     let field = sd_image(
         &host,
         request(

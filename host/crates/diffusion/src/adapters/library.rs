@@ -4,8 +4,9 @@
 //! Invariants:
 //! - An adapter's name is its file stem. A file is read again only when its content hash
 //!   changed; a refused file stays listed with why (its unmatched keys) and cannot be used.
-//! - Rescans are serialized; the watcher debounces bursts of events and calls `on_change`
-//!   after each rescan that changed what is listed.
+//! - Rescans are serialized; the watcher debounces bursts of events. Every rescan that
+//!   changed what is listed (the watcher's or an operator's) calls the `on_change` given to
+//!   [`AdapterLibrary::watch`].
 //! - A request holds `Arc`s of the adapters it named, so a file removed or replaced while
 //!   it runs does not change that run.
 
@@ -49,6 +50,7 @@ struct Inner {
     entries: RwLock<BTreeMap<String, Entry>>,
     scan: Mutex<()>,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    on_change: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 /// A watched folder of adapters for one loaded model. Cheap to clone.
@@ -112,9 +114,10 @@ impl AdapterLibrary {
                 entries: RwLock::new(BTreeMap::new()),
                 scan: Mutex::new(()),
                 watcher: Mutex::new(None),
+                on_change: Mutex::new(None),
             }),
         };
-        library.rescan();
+        library.rescan_quietly();
         Ok(library)
     }
 
@@ -125,6 +128,20 @@ impl AdapterLibrary {
 
     /// Reads the folder again; returns whether anything listed changed. Blocking.
     pub fn rescan(&self) -> bool {
+        let changed = self.rescan_quietly();
+        let on_change = self
+            .inner
+            .on_change
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let (true, Some(on_change)) = (changed, on_change) {
+            on_change();
+        }
+        changed
+    }
+
+    fn rescan_quietly(&self) -> bool {
         let _serial = self
             .inner
             .scan
@@ -261,6 +278,11 @@ impl AdapterLibrary {
             })?;
         watcher.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive)?;
         *slot = Some(watcher);
+        *self
+            .inner
+            .on_change
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(on_change));
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             while rx.recv().await.is_some() {
@@ -273,12 +295,7 @@ impl AdapterLibrary {
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 let library = AdapterLibrary { inner };
-                let changed = tokio::task::spawn_blocking(move || library.rescan())
-                    .await
-                    .unwrap_or(false);
-                if changed {
-                    on_change();
-                }
+                let _ = tokio::task::spawn_blocking(move || library.rescan()).await;
             }
         });
         Ok(())
