@@ -6,7 +6,9 @@
 //! Invariants:
 //! - Each adapted layer gets `W + Σ weight · scale · ΔW` over the request's adapters, in the
 //!   order the request names them, computed in f32 on the host; an adapter of weight 0 is
-//!   not touched at all, so the model runs on its own weights bit for bit.
+//!   not touched at all, so the model runs on its own weights bit for bit. LoRA terms on a
+//!   weight kept in host memory (flex) are multiplied straight into the merged buffer
+//!   ([`LayerTable::merge_low_rank`]); everything else goes through a delta.
 //! - [`Merged`] holds the replaced weights and puts them back when dropped (also on error
 //!   or panic), so the shared model is never left changed.
 
@@ -16,7 +18,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Choice;
-use super::layers::{LayerTable, Saved};
+use super::layers::{LayerTable, LowRank, Saved};
 use super::patch::ScaledPatch;
 
 /// What a request applied of one adapter, for the task's result.
@@ -37,13 +39,13 @@ pub struct AppliedAdapter {
 /// Adapters merged into a model's layers; dropping it restores them.
 pub(crate) struct Merged<'a> {
     saved: Vec<Saved>,
-    _table: std::marker::PhantomData<&'a LayerTable>,
+    table: &'a LayerTable,
 }
 
 impl Drop for Merged<'_> {
     fn drop(&mut self) {
         while let Some(saved) = self.saved.pop() {
-            saved.restore();
+            saved.restore(self.table);
         }
     }
 }
@@ -72,19 +74,41 @@ pub(crate) fn merge<'a>(
     }
     let mut merged = Merged {
         saved: Vec::with_capacity(by_layer.len()),
-        _table: std::marker::PhantomData,
+        table,
     };
     for (layer, patches) in by_layer {
         let shape = &table
             .get(layer)
             .ok_or_else(|| anyhow::anyhow!("adapter layer {layer} is not in the model"))?
             .shape;
+        // LoRA on a host weight: multiplied straight into the merged buffer.
+        let low_rank: Option<Vec<LowRank<'_>>> = patches
+            .iter()
+            .map(|(scaled, weight)| {
+                let (up, down) = scaled.patch.low_rank()?;
+                Some(LowRank {
+                    up: &up.data,
+                    down: &down.data,
+                    rank: down.shape[0],
+                    scale: scaled.scale * weight,
+                })
+            })
+            .collect();
+        if let Some(saved) = low_rank.and_then(|terms| table.merge_low_rank(layer, &terms)) {
+            merged.saved.push(saved);
+            continue;
+        }
         let mut sum: Option<Vec<f32>> = None;
         for (scaled, weight) in patches {
             let factor = scaled.scale * weight;
             let delta = scaled.patch.delta(shape);
             match &mut sum {
-                None => sum = Some(delta.into_iter().map(|d| d * factor).collect()),
+                None => {
+                    use rayon::prelude::*;
+                    let mut delta = delta;
+                    delta.par_iter_mut().for_each(|d| *d *= factor);
+                    sum = Some(delta)
+                }
                 Some(sum) => sum
                     .iter_mut()
                     .zip(delta)

@@ -164,6 +164,14 @@ impl Patch {
         Ok(())
     }
 
+    /// LoRA's `(up, down)`: the factors a low-rank merge multiplies in place.
+    pub(crate) fn low_rank(&self) -> Option<(&HostTensor, &HostTensor)> {
+        match self {
+            Patch::LoRa { down, up } => Some((up, down)),
+            _ => None,
+        }
+    }
+
     /// Its rank: LoRA's and LoHa's inner width; LoKr's decomposition's, 0 when both
     /// factors are stored whole.
     pub(crate) fn rank(&self) -> usize {
