@@ -1,7 +1,8 @@
 //! Adapters (LoRA, LoHa, LoKr) on the native `local` model end to end: the tiny fixture SD
 //! model on flex with the adapter fixtures of `host/crates/diffusion/tests/fixtures/adapters`
 //! in `EASEL_LORA_DIR`, through seed 003 (`<lora:name:weight>` and `loras`), seed 000
-//! (`extraParams.loras`, `supportsLora`) and the admin listing; the folder is watched.
+//! (`extraParams.loras`, `supportsLora`), seed 001 jobs and llmage (`loras`) and the admin
+//! listing; the folder is watched.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -271,6 +272,46 @@ async fn seed_000_takes_loras_for_local_models() {
             .as_str()
             .unwrap()
             .contains("unknown adapter nope"),
+        "{answer}"
+    );
+
+    // Seed 001 jobs and llmage take the same `loras` for the local model.
+    let (status, created) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "local/tiny-sd", "prompt": "p", "width": 64,
+                    "height": 64, "num_inference_steps": 1, "loras": [{"name": "lora", "weight": 0.5}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let job = host
+        .wait_terminal(created["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["usage"]["loras"][0]["name"], "lora", "{job}");
+    let (status, answer) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "local/tiny-sd", "prompt": "p",
+                    "loras": [{"name": "nope"}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown adapter nope"),
+        "{answer}"
+    );
+    let (status, answer) = host
+        .post(
+            "/llmage/v1/image/generations",
+            &json!({"model": "tiny-sd", "catelogid": "t2i", "prompt": "p", "loras": [{"name": "nope"}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.to_string().contains("unknown adapter nope"),
         "{answer}"
     );
 
