@@ -43,17 +43,9 @@ fn adapter(m: &StableDiffusion, fixture: &Fixture, name: &str) -> Arc<Adapter> {
 
 fn token_rows(fixture: &Fixture) -> Vec<Vec<u32>> {
     let json = std::fs::read_to_string(fixtures().join(format!("{}.json", fixture.base))).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
-    json["token_ids"].as_array().unwrap()[..2]
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
+    let mut rows = common::token_rows(&serde_json::from_str(&json).unwrap());
+    rows.truncate(2);
+    rows
 }
 
 struct NoNoise;

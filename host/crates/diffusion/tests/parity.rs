@@ -70,18 +70,7 @@ impl NoiseSource for Replay {
 }
 
 fn token_rows(r: &Ref) -> Vec<Vec<u32>> {
-    r.json["token_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
+    common::token_rows(&r.json)
 }
 
 #[test]

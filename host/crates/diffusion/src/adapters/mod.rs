@@ -191,7 +191,16 @@ impl Adapter {
         };
         let (tensors, _) = crate::weights::parse_safetensors(bytes, name, |_| true)
             .map_err(|e| unreadable(format!("{e:#}")))?;
-        let tensor_count = tensors.len();
+        // Integer tensors are not read as weights; in an adapter they match nothing.
+        let mut not_float: Vec<String> = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| unreadable(format!("{e:?}")))?
+            .names()
+            .into_iter()
+            .filter(|n| !tensors.contains_key(n.as_str()))
+            .map(|n| format!("{n} (not a float tensor)"))
+            .collect();
+        not_float.sort();
+        let tensor_count = tensors.len() + not_float.len();
         if tensor_count == 0 {
             return Err(unreadable("no float tensors".into()));
         }
@@ -203,6 +212,7 @@ impl Adapter {
             .find_map(|m| m.patch.patch.in_features())
             .and_then(|width| target.family_of_width(width));
         let mut unmatched = grouped.unmatched;
+        unmatched.extend(not_float);
         let mut mismatched = Vec::new();
         let mut patches = Vec::new();
         let mut formats = BTreeSet::new();

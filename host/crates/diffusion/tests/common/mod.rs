@@ -78,3 +78,19 @@ pub fn wgpu_or_skip(precision: Precision) -> Option<(Device, String)> {
         }
     }
 }
+
+/// The `token_ids` rows of a reference's JSON.
+pub fn token_rows(json: &serde_json::Value) -> Vec<Vec<u32>> {
+    json["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect()
+}
