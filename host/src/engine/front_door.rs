@@ -3,9 +3,10 @@
 //! [`Engine::admit`] runs, in this order: the parameters against the model's whole schema
 //! (defaults filled in, see [`ParamsSchema`](crate::engine::provider::schema::ParamsSchema)),
 //! adapters (`loras`) only where the schema declares them, the provider's own
-//! `check_params` (the `local` model's adapters exist and fit), the webhook target against the no-SSRF rule, every input file ([`inputs::check`]), the
-//! price from the checked parameters' output count, then the uploads are stored and the task
-//! is inserted with its idempotency key and reservation ([`Engine::submit`]).
+//! `check_params` (the `local` model's adapters exist and fit), the webhook target against
+//! the no-SSRF rule, every input file ([`inputs::check`]), the price from the checked
+//! parameters' output count, then the uploads are stored and the task is inserted with its
+//! idempotency key and reservation ([`Engine::submit`]).
 //!
 //! Invariants: a refused request changes no stored state. Nothing is written before every
 //! check passed, and uploads stored for a request the database then refuses (balance,

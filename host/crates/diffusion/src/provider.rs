@@ -106,8 +106,15 @@ impl LocalDiffusion {
         let Some(library) = &self.adapters else {
             return Ok(());
         };
-        let me = self.clone();
-        library.watch(move || sink.upsert(Arc::new(me.clone())))
+        // The folder hands itself to the callback, so the provider kept here does not hold
+        // the folder that holds the callback (no reference cycle).
+        let mut bare = self.clone();
+        bare.adapters = None;
+        library.watch(move |library| {
+            let mut me = bare.clone();
+            me.adapters = Some(library.clone());
+            sink.upsert(Arc::new(me))
+        })
     }
 
     /// The adapters `params.loras` names, with their weights.

@@ -50,7 +50,7 @@ struct Inner {
     entries: RwLock<BTreeMap<String, Entry>>,
     scan: Mutex<()>,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
-    on_change: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    on_change: Mutex<Option<Arc<dyn Fn(&AdapterLibrary) + Send + Sync>>>,
 }
 
 /// A watched folder of adapters for one loaded model. Cheap to clone.
@@ -136,7 +136,7 @@ impl AdapterLibrary {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let (true, Some(on_change)) = (changed, on_change) {
-            on_change();
+            on_change(self);
         }
         changed
     }
@@ -260,7 +260,10 @@ impl AdapterLibrary {
 
     /// Watches the folder: each burst of changes rescans it, and `on_change` runs when what
     /// is listed changed. Needs a tokio runtime; idempotent.
-    pub fn watch(&self, on_change: impl Fn() + Send + Sync + 'static) -> anyhow::Result<()> {
+    pub fn watch(
+        &self,
+        on_change: impl Fn(&AdapterLibrary) + Send + Sync + 'static,
+    ) -> anyhow::Result<()> {
         let mut slot = self
             .inner
             .watcher
