@@ -34,6 +34,9 @@ pub struct Config {
     pub offline_provider: bool,
     /// Local diffusion checkpoint or diffusers folder.
     pub sd_model: Option<PathBuf>,
+    /// Watched folder of the local model's adapters (LoRA, LoHa, LoKr `.safetensors`):
+    /// `EASEL_LORA_DIR`, else `$EASEL_DATA_DIR/loras`.
+    pub lora_dir: PathBuf,
     /// Engine tuning.
     pub engine: EngineConfig,
     /// Request limits.
@@ -225,6 +228,7 @@ struct FileConfig {
     plugins_dir: Option<PathBuf>,
     database_url: Option<String>,
     sd_model: Option<PathBuf>,
+    lora_dir: Option<PathBuf>,
     engine: EngineConfig,
     limits: Limits,
     storage: StorageConfig,
@@ -314,6 +318,10 @@ impl Config {
         .filter(|secs| *secs > 0);
         Ok(Self {
             addr,
+            lora_dir: env("EASEL_LORA_DIR")
+                .map(PathBuf::from)
+                .or(file.lora_dir)
+                .unwrap_or_else(|| data_dir.join("loras")),
             data_dir,
             plugins_dir,
             database_url,
@@ -343,6 +351,7 @@ impl Config {
         Self {
             addr: "127.0.0.1:0".parse().expect("literal address"),
             database_url: format!("sqlite://{}", data_dir.join("easel.db").display()),
+            lora_dir: data_dir.join("loras"),
             data_dir,
             plugins_dir: None,
             api_keys: Vec::new(),

@@ -50,8 +50,12 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         tracing::warn!("EASEL_OFFLINE_PROVIDER is set: the free offline test provider is served");
         registry.upsert(Arc::new(Offline));
     }
+    let mut adapters = None;
     if let Some(path) = &config.sd_model {
-        registry.upsert(Arc::new(load_local_model(path).await?));
+        let local = load_local_model(path, &config.lora_dir).await?;
+        local.watch_adapters(registry.clone())?;
+        adapters = local.adapters().cloned();
+        registry.upsert(Arc::new(local));
     }
     for (alias, target) in &config.aliases {
         registry.set_alias(alias, target);
@@ -86,15 +90,24 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         config: Arc::new(config),
         links,
         plugins,
+        adapters,
     };
     Ok(Host { engine, state })
 }
 
-/// Loads the native diffusion model once, before serving; every request shares it.
-async fn load_local_model(path: &std::path::Path) -> anyhow::Result<LocalDiffusion> {
+/// Loads the native diffusion model once, before serving (every request shares it), with
+/// the adapters of `lora_dir`.
+async fn load_local_model(
+    path: &std::path::Path,
+    lora_dir: &std::path::Path,
+) -> anyhow::Result<LocalDiffusion> {
     let local = LocalDiffusion::load(path)
         .await
         .with_context(|| format!("loading EASEL_SD_MODEL {}", path.display()))?;
+    let dir = lora_dir.to_path_buf();
+    let local = tokio::task::spawn_blocking(move || local.with_adapter_dir(dir))
+        .await?
+        .with_context(|| format!("reading EASEL_LORA_DIR {}", lora_dir.display()))?;
     tracing::info!(
         model = %format!("local/{}", local.model_key()),
         device = %local.device_name(),

@@ -1,5 +1,5 @@
 //! Operator routes under `/admin`, guarded by `EASEL_ADMIN_KEY` (any of the three auth
-//! headers): plugins, clients and their credits. Without an admin key configured they answer
+//! headers): plugins, the local model's adapters, clients and their credits. Without an admin key configured they answer
 //! 404, as if absent.
 
 use aide::axum::{
@@ -42,6 +42,21 @@ pub fn routes() -> ApiRouter<AppState> {
             "/admin/plugins/reload",
             post_with(reload, |op| {
                 op.api(Api::Admin).summary("Rescan the plugins folder")
+            }),
+        )
+        .api_route(
+            "/admin/loras",
+            get_with(loras, |op| {
+                op.api(Api::Admin).summary(
+                    "The local model's adapters: format, family, rank, tensors, layers, hash; \
+                     refused files with their unmatched keys",
+                )
+            }),
+        )
+        .api_route(
+            "/admin/loras/reload",
+            post_with(reload_loras, |op| {
+                op.api(Api::Admin).summary("Rescan the adapter folder")
             }),
         )
         .api_route(
@@ -100,6 +115,33 @@ async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     };
     let listed = host.rescan().await;
     Ok(Json(json!({ "pluginsDir": state.config.plugins_dir, "plugins": listed })).into_response())
+}
+
+fn adapter_listing(state: &AppState) -> Response {
+    let listed = state
+        .adapters
+        .as_ref()
+        .map(|library| library.list())
+        .unwrap_or_default();
+    Json(json!({ "loraDir": state.config.lora_dir, "loras": listed })).into_response()
+}
+
+async fn loras(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    authorize(&state, &headers)?;
+    Ok(adapter_listing(&state))
+}
+
+async fn reload_loras(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    authorize(&state, &headers)?;
+    if let Some(library) = state.adapters.clone() {
+        tokio::task::spawn_blocking(move || library.rescan())
+            .await
+            .map_err(|e| Error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    Ok(adapter_listing(&state))
 }
 
 /// `POST /admin/clients`: a new client and its key (shown once; stored hashed).

@@ -51,6 +51,8 @@ pub struct AppState {
     pub links: Arc<files::Links>,
     /// The plugins folder's loader, when `EASEL_PLUGINS_DIR` is set.
     pub plugins: Option<easel_wasm::PluginHost>,
+    /// The local model's adapter folder, when a local model is loaded.
+    pub adapters: Option<easel_diffusion::adapters::library::AdapterLibrary>,
 }
 
 /// Every route of every API, each registered with its documentation (see [`openapi`]).

@@ -34,7 +34,7 @@ use crate::{
     engine::{
         front_door::{Admission, Refusal},
         inputs::Input,
-        registry::ResolveError,
+        registry::{ResolveError, Resolved},
         task::{Status, Task, new_id, rfc3339},
     },
 };
@@ -163,9 +163,38 @@ async fn models(State(state): State<AppState>, _: Caller<Pixel>) -> Result<Respo
                 entry[field] = value.clone();
             }
         }
+        if takes_named_loras(&resolved) {
+            entry["capabilities"]["supportsLora"] = true.into();
+        }
         grouped[kind][&id] = entry;
     }
     Ok(success(Value::Object(grouped)))
+}
+
+/// Whether the model reads adapters named `{name, weight}` (the `local` model does).
+fn takes_named_loras(resolved: &Resolved) -> bool {
+    resolved.model.params_schema["properties"]["loras"]["items"]["properties"]
+        .get("name")
+        .is_some()
+}
+
+/// Pixel names an adapter `{"model": "provider/adapter", "weight"}`; a model that reads
+/// `{name, weight}` gets the adapter's name without the provider (`local/ink` → `ink`).
+/// Other models get the list as sent.
+fn name_loras(resolved: &Resolved, params: &mut Map<String, Value>) {
+    if !takes_named_loras(resolved) {
+        return;
+    }
+    let prefix = format!("{}/", resolved.provider.id());
+    let Some(Value::Array(loras)) = params.get_mut("loras") else {
+        return;
+    };
+    for lora in loras.iter_mut().filter_map(Value::as_object_mut) {
+        if let Some(Value::String(model)) = lora.remove("model") {
+            let name = model.strip_prefix(&prefix).unwrap_or(&model).to_string();
+            lora.insert("name".into(), name.into());
+        }
+    }
 }
 
 /// `POST /api/v1/generations/{image,video,audio}`: the documented fields; anything else
@@ -246,6 +275,7 @@ async fn generate(
     }
     params.extend(request.other);
     params.extend(request.extra_params.unwrap_or_default());
+    name_loras(&resolved, &mut params);
     let size = pixel_size::size_params(&resolved.model, &params)
         .map_err(|message| Error(StatusCode::BAD_REQUEST, message))?;
     params.extend(size);

@@ -4,6 +4,10 @@
 //! The model is the native `local` one when configured, else whatever the operator aliases as
 //! `sd`, else the default `image.generate` model. Errors are FastAPI's: `{"detail": "…"}`,
 //! and 422 with a `detail` list naming the field for validation failures.
+//!
+//! Adapters: A1111's `<lora:name:weight>` (weight default 1.0, several allowed) is taken out
+//! of the prompt before it reaches the model and joins the `loras: [{name, weight}]` field;
+//! the model's front door checks them like any parameter.
 
 use aide::axum::{
     ApiRouter,
@@ -201,6 +205,18 @@ pub struct GenerateRequest {
     pub output_format: Option<String>,
     /// Receives the result by POST.
     pub callback_url: Option<String>,
+    /// Adapters from the adapter folder, by name; `<lora:name:weight>` in the prompt adds
+    /// to them (and is taken out of the prompt).
+    pub loras: Option<Vec<LoraChoice>>,
+}
+
+/// One adapter of a request.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct LoraChoice {
+    /// The adapter's file stem.
+    pub name: String,
+    /// Default 1.0; 0 leaves the model as it is.
+    pub weight: Option<f64>,
 }
 
 fn type_error(field: &'static str, kind: &'static str) -> Error {
@@ -265,6 +281,17 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
         seed: integer("seed")?,
         output_format: text("output_format")?,
         callback_url: text("callback_url")?,
+        loras: present("loras")
+            .map(|v| {
+                serde_json::from_value(v.clone()).map_err(|_| {
+                    Error::Field(
+                        "loras".into(),
+                        "value is not a valid list of {name, weight}".into(),
+                        "type_error.list",
+                    )
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -365,6 +392,16 @@ async fn generate(
         )
     })?;
     let count = request.num_images.unwrap_or(1);
+    let (prompt, tags) = easel_diffusion::adapters::prompt::extract(&request.prompt)
+        .map_err(|message| range_error("prompt", message))?;
+    let loras: Vec<Value> = request
+        .loras
+        .unwrap_or_default()
+        .into_iter()
+        .map(|lora| (lora.name, lora.weight.unwrap_or(1.0)))
+        .chain(tags)
+        .map(|(name, weight)| json!({"name": name, "weight": weight}))
+        .collect();
     let mut params = present_params([
         ("negative_prompt", request.negative_prompt.map(Value::from)),
         ("width", request.width.map(Value::from)),
@@ -379,6 +416,7 @@ async fn generate(
         ("scheduler", request.scheduler.map(Value::from)),
         ("seed", request.seed.map(Value::from)),
         ("output_format", request.output_format.map(Value::from)),
+        ("loras", (!loras.is_empty()).then(|| Value::from(loras))),
     ]);
     // A mapped model that counts its outputs as `n` gets the count under that name.
     let properties = &resolved.model.params_schema["properties"];
@@ -399,7 +437,7 @@ async fn generate(
             api: API,
             resolved,
             capability: capability.into(),
-            prompt: request.prompt,
+            prompt,
             params,
             inputs,
             webhook: request

@@ -2,9 +2,11 @@
 //!
 //! [`Engine::admit`] runs, in this order: the parameters against the model's whole schema
 //! (defaults filled in, see [`ParamsSchema`](crate::engine::provider::schema::ParamsSchema)),
-//! the webhook target against the no-SSRF rule, every input file ([`inputs::check`]), the
-//! price from the checked parameters' output count, then the uploads are stored and the task
-//! is inserted with its idempotency key and reservation ([`Engine::submit`]).
+//! adapters (`loras`) only where the schema declares them, the provider's own
+//! `check_params` (the `local` model's adapters exist and fit), the webhook target against
+//! the no-SSRF rule, every input file ([`inputs::check`]), the price from the checked
+//! parameters' output count, then the uploads are stored and the task is inserted with its
+//! idempotency key and reservation ([`Engine::submit`]).
 //!
 //! Invariants: a refused request changes no stored state. Nothing is written before every
 //! check passed, and uploads stored for a request the database then refuses (balance,
@@ -88,6 +90,22 @@ impl From<CheckError> for Refusal {
     }
 }
 
+/// Adapters change what a model makes, so a model gets `loras` only when its schema says it
+/// reads them; any other model would ignore them and answer as if they had been applied.
+fn check_loras_declared(resolved: &Resolved, params: &Map<String, Value>) -> Result<(), Refusal> {
+    let declared = resolved.schema.raw().pointer("/properties/loras").is_some();
+    if params.get("loras").is_some_and(|v| !v.is_null()) && !declared {
+        return Err(Refusal::Invalid(InvalidParam {
+            param: Some("loras".into()),
+            message: format!(
+                "Invalid parameter loras: model {} does not take adapters",
+                resolved.id()
+            ),
+        }));
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Checks, prices and accepts a request; returns the task and whether an idempotent
     /// replay reused an earlier one (see the module docs for the order and invariants).
@@ -122,6 +140,10 @@ impl Engine {
             idempotency,
         } = admission;
         resolved.schema.apply(&mut params)?;
+        check_loras_declared(&resolved, &params)?;
+        resolved
+            .provider
+            .check_params(&resolved.model.key, &params)?;
         let webhook_url = match webhook {
             Some((field, url)) => Some(
                 self.guard()

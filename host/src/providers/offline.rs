@@ -130,7 +130,9 @@ impl Provider for Offline {
         let size = json!({
             "width": {"type": "integer", "minimum": 8, "maximum": 4096, "default": 512},
             "height": {"type": "integer", "minimum": 8, "maximum": 4096, "default": 512},
-            "n": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1}
+            "n": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+            "loras": {"type": "array", "description": "Adapters, accepted as sent (seed 000's \
+                      example names them); the test pattern does not change with them."}
         });
         let model = |key: &str,
                      name: &str,

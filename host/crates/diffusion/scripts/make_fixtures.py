@@ -28,7 +28,9 @@ It writes tests/fixtures/:
 
 `python scripts/make_fixtures.py --schedulers-only` rewrites only the two schedulers files;
 `--sd2` rewrites only the SD 2.x files; `--odd-only` only the odd-size reference (from the
-saved tiny-sd/ folder).
+saved tiny-sd/ folder); `--adapters` only the adapters and their references under
+tests/fixtures/adapters/ (from the saved models; see make_adapter_fixtures.py, which needs
+`pip install peft` too).
 
 Every weight is rounded through float16 and stored as float16 to keep the files small; the
 references are computed in float32 from exactly those rounded weights, so the Rust side,
@@ -649,6 +651,12 @@ def vae_scale(vae):
 
 
 def main():
+    if "--adapters" in sys.argv:
+        sys.path.insert(0, HERE)
+        import make_adapter_fixtures
+
+        make_adapter_fixtures.main(OUT, SCHEDULER_BASE, SD2_SCHEDULER)
+        return
     import open_clip
 
     tok = open_clip.tokenizer.SimpleTokenizer(bpe_path=VOCAB)

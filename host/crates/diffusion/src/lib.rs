@@ -4,6 +4,9 @@
 //! Layout follows candle's: [`clip`] (text encoder), the UNet in `unet_2d`,
 //! `unet_2d_blocks`, `attention`, `resnet`, `embeddings`, the autoencoder in [`vae`], one
 //! sampler per file under [`schedulers`], and [`pipeline`] tying them together.
+//! [`adapters`] reads LoRA / LoCon / LoHa / LoKr files strictly against the loaded model and
+//! merges a request's adapters for the length of that request
+//! ([`StableDiffusion::with_adapters`]).
 //!
 //! Invariants (crate-wide):
 //! - f32 on flex; on wgpu f16 where a hardware adapter supports it, else f32 (see
@@ -33,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+pub mod adapters;
 mod attention;
 pub mod clip;
 mod convert;

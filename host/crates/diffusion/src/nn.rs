@@ -1,7 +1,11 @@
 //! The few layers Stable Diffusion is built from, as plain tensors and functional ops.
 //!
 //! Invariants: inference only (no autodiff, no dropout); every layer matches PyTorch's
-//! semantics for the same parameters.
+//! semantics for the same parameters. Linear and convolution weights are [`Shared`] with the
+//! model's layer table (`crate::adapters::layers`), which alone replaces them (adapters merged
+//! in for one request, then the originals put back) while no forward pass runs.
+
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use burn::tensor::module::{conv2d, interpolate, linear};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
@@ -9,9 +13,18 @@ use burn::tensor::{FloatDType, Tensor};
 
 use crate::flex;
 
+/// A weight the layer reads and the layer table may swap between requests.
+pub(crate) type Shared<T> = Arc<RwLock<T>>;
+
+/// Reads a shared weight. A writer that panicked left either the old or the new weight in
+/// place (each swap is one assignment), so a poisoned lock still holds a whole weight.
+pub(crate) fn read<T>(shared: &Shared<T>) -> RwLockReadGuard<'_, T> {
+    shared.read().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// `y = x W + b`.
 pub(crate) struct Linear {
-    pub(crate) weight: LinearWeight,
+    pub(crate) weight: Shared<LinearWeight>,
     pub(crate) bias: Option<Tensor<1>>,
 }
 
@@ -30,7 +43,7 @@ pub(crate) enum LinearWeight {
 
 impl Linear {
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        match &self.weight {
+        match &*read(&self.weight) {
             LinearWeight::Device(weight) => linear(x, weight.clone(), self.bias.clone()),
             LinearWeight::Host {
                 values,
@@ -50,7 +63,7 @@ impl Linear {
 
 /// A square-kernel 2D convolution with symmetric padding.
 pub(crate) struct Conv2d {
-    pub(crate) weight: ConvWeight,
+    pub(crate) weight: Shared<ConvWeight>,
     pub(crate) bias: Option<Tensor<1>>,
     pub(crate) stride: usize,
     pub(crate) padding: usize,
@@ -60,8 +73,14 @@ pub(crate) struct Conv2d {
 pub(crate) enum ConvWeight {
     /// On the model's device, for burn's convolution.
     Device(Tensor<4>),
-    /// In host memory, row-major, for the flex kernel (the model runs on flex).
-    Host { values: Vec<f32>, shape: [usize; 4] },
+    /// In host memory, row-major, for the flex kernel (the model runs on flex); with its
+    /// four 2x2 phase kernels when the convolution follows a 2x upsample (see
+    /// [`Conv2d::forward_upsampled2x`]).
+    Host {
+        values: Vec<f32>,
+        shape: [usize; 4],
+        phases: Option<Vec<f32>>,
+    },
     /// In host memory, transformed for [`flex::winograd`] (the model runs on flex, and the
     /// shape is one [`flex::winograd::suits`]).
     Winograd {
@@ -70,45 +89,43 @@ pub(crate) enum ConvWeight {
     },
 }
 
+impl ConvWeight {
+    /// A host weight of a stride-1, padding-1 convolution that follows a 2x upsample, with
+    /// its four 2x2 phase kernels when it is 3x3 (see [`flex::upsample_conv`]).
+    pub(crate) fn host_upsampling(values: Vec<f32>, shape: [usize; 4]) -> Self {
+        let phases = (shape[2] == 3).then(|| flex::upsample_conv::phase_weights(&values));
+        ConvWeight::Host {
+            values,
+            shape,
+            phases,
+        }
+    }
+}
+
 impl Conv2d {
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.forward_padded(x, [(self.padding, self.padding); 2])
     }
 
-    /// The weights [`Conv2d::forward_upsampled2x`] takes: on flex, for a 3x3 convolution
-    /// with stride 1 and padding 1, its four 2x2 phase kernels (see [`flex::upsample_conv`]).
-    /// They are made from the stored 3x3 weight, so load the convolution with
-    /// `Weights::conv2d_as_stored`: Winograd's transformed weights cannot give them.
-    pub(crate) fn upsample_phases(&self) -> Option<Vec<f32>> {
-        debug_assert!(
-            !matches!(self.weight, ConvWeight::Winograd { .. }),
-            "upsample phases need the stored 3x3 weight"
-        );
-        match &self.weight {
-            ConvWeight::Host { values, shape }
-                if shape[2] == 3 && self.stride == 1 && self.padding == 1 =>
-            {
-                Some(flex::upsample_conv::phase_weights(values))
-            }
-            _ => None,
-        }
-    }
-
-    /// `self.forward` of `x` resized 2x by nearest neighbour. Given this convolution's
-    /// [`Conv2d::upsample_phases`], it runs on `x` itself, as four 2x2 convolutions.
-    pub(crate) fn forward_upsampled2x(&self, x: Tensor<4>, phases: Option<&[f32]>) -> Tensor<4> {
+    /// `self.forward` of `x` resized 2x by nearest neighbour. With phase kernels (a host
+    /// weight loaded by `Weights::conv2d_upsampling`), it runs on `x` itself, as four 2x2
+    /// convolutions.
+    pub(crate) fn forward_upsampled2x(&self, x: Tensor<4>) -> Tensor<4> {
         let [batch, _, height, width] = x.dims();
-        match (&self.weight, phases) {
-            (ConvWeight::Host { shape, .. }, Some(phases)) => {
-                let bias = self.bias.clone().map(flex::elements);
-                let planes = flex::Planes::from(x.dims());
-                let out = flex::with_elements(&x, |x| {
-                    flex::upsample_conv::upsample2x_conv3x3(x, phases, bias.as_deref(), planes)
-                });
-                flex::tensor(out, [batch, shape[0], 2 * height, 2 * width])
-            }
-            _ => self.forward(upsample_nearest(x, [2 * height, 2 * width])),
+        if let ConvWeight::Host {
+            shape,
+            phases: Some(phases),
+            ..
+        } = &*read(&self.weight)
+        {
+            let bias = self.bias.clone().map(flex::elements);
+            let planes = flex::Planes::from(x.dims());
+            let out = flex::with_elements(&x, |x| {
+                flex::upsample_conv::upsample2x_conv3x3(x, phases, bias.as_deref(), planes)
+            });
+            return flex::tensor(out, [batch, shape[0], 2 * height, 2 * width]);
         }
+        self.forward(upsample_nearest(x, [2 * height, 2 * width]))
     }
 
     /// The VAE encoder's downsample: pad right and bottom by one, then a stride-2 conv.
@@ -118,7 +135,7 @@ impl Conv2d {
 
     /// `padding` is `(before, after)` per spatial axis.
     fn forward_padded(&self, x: Tensor<4>, padding: [(usize, usize); 2]) -> Tensor<4> {
-        match &self.weight {
+        match &*read(&self.weight) {
             ConvWeight::Winograd {
                 transformed,
                 out_channels,
@@ -140,7 +157,7 @@ impl Conv2d {
                 let opts = ConvOptions::new_with_padding([self.stride; 2], padding, [1, 1], 1);
                 conv2d(x, weight.clone(), self.bias.clone(), opts)
             }
-            ConvWeight::Host { values, shape } => {
+            ConvWeight::Host { values, shape, .. } => {
                 let [batch, in_channels, in_height, in_width] = x.dims();
                 let [out_channels, _, kernel, _] = *shape;
                 let out_size = |size: usize, (before, after): (usize, usize)| {

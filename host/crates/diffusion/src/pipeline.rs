@@ -16,10 +16,13 @@
 //! - Images come back as `height x width x 3` floats in `[0, 1]` (row-major, RGB).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::adapters::apply::AppliedAdapter;
+use crate::adapters::{AdapterTarget, Choice, Family};
 use crate::clip::{ClipConfig, ClipTextTransformer};
 use crate::convert::SingleFile;
 use crate::schedulers::{self, Prediction, Scheduler};
@@ -137,6 +140,7 @@ pub struct StableDiffusion {
     /// From the scheduler config of a diffusers folder; for single files, see
     /// `SingleFile`'s (epsilon for SD 1.x, v for SD 2.x).
     prediction: Prediction,
+    adapters: Arc<AdapterTarget>,
     device: Device,
 }
 
@@ -257,15 +261,45 @@ impl StableDiffusion {
                 sf.vae,
             )
         };
+        let clip = ClipTextTransformer::load(&weights, &clip_cfg)?;
+        let unet = UNet2DConditionModel::load(&weights, &unet_cfg)?;
+        let vae = AutoencoderKL::load(&weights, &vae_cfg)?;
+        // OpenCLIP's exact GELU is what marks SD 2.x's text tower (see `convert`).
+        let family = if clip_cfg.hidden_act == "gelu" {
+            Family::Sd2
+        } else {
+            Family::Sd1
+        };
+        let adapters = AdapterTarget::new(weights.into_layers(), family, clip_cfg.hidden_size);
         Ok(Self {
             tokenizer,
-            clip: ClipTextTransformer::load(&weights, &clip_cfg)?,
-            unet: UNet2DConditionModel::load(&weights, &unet_cfg)?,
-            vae: AutoencoderKL::load(&weights, &vae_cfg)?,
+            clip,
+            unet,
+            vae,
             latent_channels: vae_cfg.latent_channels,
             prediction,
+            adapters: Arc::new(adapters),
             device: device.clone(),
         })
+    }
+
+    /// The model's layers, family and text width, which adapters are read against.
+    pub fn adapter_target(&self) -> Arc<AdapterTarget> {
+        self.adapters.clone()
+    }
+
+    /// Runs `run` with `choices` merged into the model (see [`crate::adapters::apply`]),
+    /// then puts the model's own weights back; also says what was applied. Taking `&mut
+    /// self` keeps every other user of the model out while its weights are changed.
+    pub fn with_adapters<R>(
+        &mut self,
+        choices: &[Choice],
+        run: impl FnOnce(&Self) -> R,
+    ) -> Result<(R, Vec<AppliedAdapter>)> {
+        let (merged, applied) = crate::adapters::apply::merge(&self.adapters.layers, choices)?;
+        let out = run(self);
+        drop(merged);
+        Ok((out, applied))
     }
 
     /// The device the model lives on.

@@ -10,6 +10,11 @@
 //!   `num_inference_steps`, `guidance_scale`, `seed`, `num_images`, `scheduler`,
 //!   `strength`, `output_format` (`png`, `jpg`, `jpeg`). Bad values are `InvalidRequest`.
 //! - Cancellation is checked before the first step and between steps.
+//! - Adapters: `loras: [{"name", "weight"}]` names adapters of the folder given to
+//!   [`LocalDiffusion::with_adapter_dir`] (weight default 1.0). The front door checks them
+//!   through `check_params` (unknown, refused or made for another family is a 4xx); the run
+//!   merges them for its own duration (see [`crate::adapters::apply`]) and the result's usage
+//!   records what was applied (`usage.loras`). Without a folder, naming any adapter is a 4xx.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +26,8 @@ use easel_provider::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::adapters::library::{AdapterLibrary, Unusable};
+use crate::adapters::{AdapterTarget, Choice};
 use crate::pipeline::{Cancelled, GenerateParams, MAX_SIDE, SeededNoise, StableDiffusion};
 use crate::schedulers::SCHEDULER_NAMES;
 
@@ -28,6 +35,8 @@ use crate::schedulers::SCHEDULER_NAMES;
 #[derive(Clone)]
 pub struct LocalDiffusion {
     model: Arc<Mutex<StableDiffusion>>,
+    target: Arc<AdapterTarget>,
+    adapters: Option<AdapterLibrary>,
     key: String,
     device: String,
 }
@@ -67,10 +76,73 @@ impl LocalDiffusion {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "sd".into());
         Ok(Self {
+            target: model.adapter_target(),
             model: Arc::new(Mutex::new(model)),
+            adapters: None,
             key,
             device: device_name,
         })
+    }
+
+    /// Serves the adapters of `dir` (created if absent), read now; blocking. Call
+    /// [`LocalDiffusion::watch_adapters`] to follow later changes.
+    pub fn with_adapter_dir(mut self, dir: impl Into<std::path::PathBuf>) -> anyhow::Result<Self> {
+        self.adapters = Some(AdapterLibrary::open(dir, self.target.clone())?);
+        Ok(self)
+    }
+
+    /// The adapter folder, when one was given.
+    pub fn adapters(&self) -> Option<&AdapterLibrary> {
+        self.adapters.as_ref()
+    }
+
+    /// Follows the adapter folder: after each change, this provider is published again
+    /// through `sink`, so model listings show the adapters as they are now. Needs a tokio
+    /// runtime; does nothing without a folder.
+    pub fn watch_adapters(
+        &self,
+        sink: Arc<dyn easel_provider::ProviderSink>,
+    ) -> anyhow::Result<()> {
+        let Some(library) = &self.adapters else {
+            return Ok(());
+        };
+        // The folder hands itself to the callback, so the provider kept here does not hold
+        // the folder that holds the callback (no reference cycle).
+        let mut bare = self.clone();
+        bare.adapters = None;
+        library.watch(move |library| {
+            let mut me = bare.clone();
+            me.adapters = Some(library.clone());
+            sink.upsert(Arc::new(me))
+        })
+    }
+
+    /// The adapters `params.loras` names, with their weights.
+    fn choices(&self, params: &Map<String, Value>) -> Result<Vec<Choice>, String> {
+        let Some(loras) = params.get("loras").filter(|v| !v.is_null()) else {
+            return Ok(Vec::new());
+        };
+        let loras = loras
+            .as_array()
+            .ok_or("loras must be a list of {\"name\", \"weight\"}")?;
+        loras
+            .iter()
+            .map(|lora| {
+                let name = lora
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or("each of loras needs a name")?;
+                let weight = match lora.get("weight") {
+                    None | Some(Value::Null) => 1.0,
+                    Some(w) => w.as_f64().ok_or("a lora's weight must be a number")?,
+                };
+                let library = self.adapters.as_ref().ok_or_else(|| {
+                    format!("unknown adapter {name}: this host has no adapter folder")
+                })?;
+                let adapter = library.get(name).map_err(|e: Unusable| e.to_string())?;
+                Ok((adapter, weight as f32))
+            })
+            .collect()
     }
 
     /// The device the model runs on, e.g. `wgpu (DiscreteGpu, Vulkan: ...)` or `flex (cpu)`.
@@ -97,7 +169,20 @@ fn params_schema() -> Value {
             "num_images": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
             "scheduler": {"type": "string", "enum": SCHEDULER_NAMES, "default": DEFAULT_SCHEDULER},
             "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": DEFAULT_STRENGTH},
-            "output_format": {"type": "string", "enum": ["png", "jpg", "jpeg"], "default": "png"}
+            "output_format": {"type": "string", "enum": ["png", "jpg", "jpeg"], "default": "png"},
+            "loras": {
+                "type": "array",
+                "maxItems": 16,
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "weight": {"type": "number", "minimum": -10, "maximum": 10, "default": 1.0}
+                    }
+                }
+            }
         }
     })
 }
@@ -207,6 +292,14 @@ impl Provider for LocalDiffusion {
         let mut extra = Map::new();
         extra.insert("device".into(), Value::String(self.device.clone()));
         extra.insert("schedulers".into(), json!(SCHEDULER_NAMES));
+        extra.insert("family".into(), json!(self.target.family()));
+        let loras: Vec<_> = self
+            .adapters
+            .iter()
+            .flat_map(|library| library.list())
+            .filter_map(|status| status.info)
+            .collect();
+        extra.insert("loras".into(), json!(loras));
         vec![ModelInfo {
             key: self.key.clone(),
             name: format!("Stable Diffusion ({})", self.key),
@@ -220,6 +313,19 @@ impl Provider for LocalDiffusion {
 
     fn submit_is_idempotent(&self) -> bool {
         true
+    }
+
+    fn check_params(
+        &self,
+        _model: &str,
+        params: &Map<String, Value>,
+    ) -> Result<(), easel_provider::schema::InvalidParam> {
+        self.choices(params)
+            .map(drop)
+            .map_err(|why| easel_provider::schema::InvalidParam {
+                param: Some("loras".into()),
+                message: format!("Invalid parameter loras: {why}"),
+            })
     }
 
     /// img2img decodes its init image here, so remote inputs arrive as bytes.
@@ -288,6 +394,7 @@ impl Provider for LocalDiffusion {
             latents: None,
         };
         params.validate().map_err(|e| bad(e.to_string()))?;
+        let choices = self.choices(p).map_err(bad)?;
         if ctx.cancel.is_cancelled() {
             return Err(ProviderError::Cancelled);
         }
@@ -296,24 +403,27 @@ impl Provider for LocalDiffusion {
         let progress = ctx.progress.clone();
         let n = params.num_images;
         let run = tokio::task::spawn_blocking(move || {
-            // A panic in an earlier request poisons the lock, but the model is read-only
-            // while it generates, so there is nothing half-written to protect.
-            let model = model.lock().unwrap_or_else(PoisonError::into_inner);
+            // A panic in an earlier request poisons the lock, but its adapters were taken
+            // out again as it unwound (`Merged` restores on drop): the model is whole.
+            let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
             if cancel.is_cancelled() {
-                return Err(Cancelled.into());
+                return Err(anyhow::Error::from(Cancelled));
             }
             let mut noise = SeededNoise::new(seed, n);
             let mut on_step = |done: usize, total: usize| {
                 progress.report(done as f32 / total.max(1) as f32);
                 !cancel.is_cancelled()
             };
-            let images = model.generate(&params, &mut noise, &mut on_step)?;
-            images
+            let (images, applied) = model.with_adapters(&choices, |model| {
+                model.generate(&params, &mut noise, &mut on_step)
+            })?;
+            let images = images?
                 .iter()
                 .map(|img| encode_image(img, params.width, params.height, format))
-                .collect::<anyhow::Result<Vec<_>>>()
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((images, applied))
         });
-        let images = match run.await {
+        let (images, applied) = match run.await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) if e.is::<Cancelled>() => return Err(ProviderError::Cancelled),
             Ok(Err(e)) => return Err(ProviderError::Internal(format!("{e:#}"))),
@@ -334,6 +444,9 @@ impl Provider for LocalDiffusion {
         let mut usage = Map::new();
         usage.insert("images".into(), json!(n));
         usage.insert("seed".into(), json!(seed));
+        if !applied.is_empty() {
+            usage.insert("loras".into(), json!(applied));
+        }
         Ok(Submission::Finished {
             outputs,
             usage: Some(usage),

@@ -85,17 +85,15 @@ impl Downsample2D {
 /// Nearest resize (2x, or to `size`) then a 3x3 conv.
 pub(crate) struct Upsample2D {
     conv: Conv2d,
-    /// On flex, the conv's phase kernels for the 2x case (see `Conv2d::upsample_phases`).
-    phases: Option<Vec<f32>>,
 }
 
 impl Upsample2D {
     pub(crate) fn load(w: &Weights, p: &str) -> Result<Self> {
-        // The phase kernels are made from the stored 3x3 weight, which also serves the rare
-        // sizes other than 2x.
-        let conv = w.conv2d_as_stored(&format!("{p}.conv"), 1, 1)?;
-        let phases = conv.upsample_phases();
-        Ok(Self { conv, phases })
+        // On flex the stored 3x3 weight serves the rare sizes other than 2x, its phase kernels
+        // the 2x case.
+        Ok(Self {
+            conv: w.conv2d_upsampling(&format!("{p}.conv"))?,
+        })
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>, size: Option<[usize; 2]>) -> Tensor<4> {
@@ -103,7 +101,7 @@ impl Upsample2D {
         match size {
             // The UNet asks for its skip connection's size, which is 2x unless a level was odd.
             Some(size) if size != [h * 2, w * 2] => self.conv.forward(upsample_nearest(x, size)),
-            _ => self.conv.forward_upsampled2x(x, self.phases.as_deref()),
+            _ => self.conv.forward_upsampled2x(x),
         }
     }
 }

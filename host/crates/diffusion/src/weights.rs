@@ -13,6 +13,9 @@
 //! - Each host tensor is moved to the device, not copied, and leaves the table as it goes,
 //!   so loading holds every parameter once (host or device), not twice; a parameter can be
 //!   taken only once.
+//! - Every linear and convolution layer made here is entered in the model's
+//!   [`LayerTable`] under its prefixed diffusers name, with its PyTorch weight shape, so
+//!   adapters reach exactly the layers the model runs.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,6 +23,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::adapters::layers::{LayerTable, LayerWeight};
+use crate::nn::{ConvWeight, Shared};
 
 /// One host-side tensor: its values widened to f32 and its shape.
 #[derive(Debug, Clone)]
@@ -55,11 +61,19 @@ pub(crate) fn read_safetensors(
     keep: impl Fn(&str) -> bool,
 ) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
+    parse_safetensors(&bytes, &path.display().to_string(), keep)
+}
+
+/// [`read_safetensors`] of a file already in memory; `label` names it in errors.
+pub(crate) fn parse_safetensors(
+    bytes: &[u8],
+    label: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{label}: {e:?}"))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{label}: {e:?}"))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         if !keep(&name) {
@@ -155,6 +169,7 @@ pub(crate) struct Weights {
     /// Maps a prefixed diffusers name to the key actually stored (identity for folders).
     rename: Option<Renamer>,
     progress: RefCell<LoadProgress>,
+    layers: RefCell<LayerTable>,
     pub(crate) device: Device,
 }
 
@@ -170,8 +185,25 @@ impl Weights {
             tensors: RefCell::new(tensors),
             rename,
             progress: RefCell::new(LoadProgress::new(total)),
+            layers: RefCell::new(LayerTable::default()),
             device,
         }
+    }
+
+    /// The linear and convolution layers made so far.
+    pub(crate) fn into_layers(self) -> LayerTable {
+        self.layers.into_inner()
+    }
+
+    fn shared<T>(&self, prefix: &str, shape: Vec<usize>, weight: T) -> Shared<T>
+    where
+        Shared<T>: Into<LayerWeight>,
+    {
+        let shared = Shared::new(std::sync::RwLock::new(weight));
+        self.layers
+            .borrow_mut()
+            .insert(prefix, shape, shared.clone().into());
+        shared
     }
 
     fn key(&self, name: &str) -> String {
@@ -259,6 +291,7 @@ impl Weights {
         } else {
             crate::nn::LinearWeight::Device(transposed)
         };
+        let weight = self.shared(prefix, stored, weight);
         Ok(crate::nn::Linear { weight, bias })
     }
 
@@ -271,24 +304,36 @@ impl Weights {
         stride: usize,
         padding: usize,
     ) -> Result<crate::nn::Conv2d> {
-        let mut conv = self.conv2d_as_stored(prefix, stride, padding)?;
-        if let crate::nn::ConvWeight::Host { values, shape } = &conv.weight
-            && crate::flex::winograd::suits(*shape, stride, padding)
-        {
-            conv.weight = crate::nn::ConvWeight::Winograd {
-                transformed: crate::flex::winograd::transform_weights(values, shape[0]),
-                out_channels: shape[0],
-            };
-        }
-        Ok(conv)
+        self.conv2d_made(prefix, stride, padding, |weight| match weight {
+            ConvWeight::Host { values, shape, .. }
+                if crate::flex::winograd::suits(shape, stride, padding) =>
+            {
+                ConvWeight::Winograd {
+                    transformed: crate::flex::winograd::transform_weights(&values, shape[0]),
+                    out_channels: shape[0],
+                }
+            }
+            other => other,
+        })
     }
 
-    /// [`Weights::conv2d`], but on flex always in the stored layout.
-    pub(crate) fn conv2d_as_stored(
+    /// The 3x3 convolution after a 2x upsample: on flex in the stored layout with its phase
+    /// kernels (see `Conv2d::forward_upsampled2x`), which Winograd's transformed weights
+    /// cannot give.
+    pub(crate) fn conv2d_upsampling(&self, prefix: &str) -> Result<crate::nn::Conv2d> {
+        self.conv2d_made(prefix, 1, 1, |weight| match weight {
+            ConvWeight::Host { values, shape, .. } => ConvWeight::host_upsampling(values, shape),
+            other => other,
+        })
+    }
+
+    /// A convolution whose weight, as stored, `finish` brings to the form its layer runs.
+    fn conv2d_made(
         &self,
         prefix: &str,
         stride: usize,
         padding: usize,
+        finish: impl FnOnce(ConvWeight) -> ConvWeight,
     ) -> Result<crate::nn::Conv2d> {
         let wname = format!("{prefix}.weight");
         let shape = self.shape(&wname)?;
@@ -305,13 +350,15 @@ impl Weights {
             None
         };
         let weight = if self.device == Device::flex() {
-            crate::nn::ConvWeight::Host {
+            ConvWeight::Host {
                 values: self.take(&wname, o * i * kh * kw)?.data,
                 shape: [o, i, kh, kw],
+                phases: None,
             }
         } else {
-            crate::nn::ConvWeight::Device(self.tensor(&wname, [o, i, kh, kw])?)
+            ConvWeight::Device(self.tensor(&wname, [o, i, kh, kw])?)
         };
+        let weight = self.shared(prefix, shape, finish(weight));
         Ok(crate::nn::Conv2d {
             weight,
             bias,

@@ -18,40 +18,15 @@
 //! diffusers' own image by 5.1e-4. easel's schedulers work in f64 (the same cancellation
 //! gives SD 1.x's 6.3e-5).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
+use common::{Tensors, assert_close, fixtures, host, load_tensors, max_diff, wgpu_or_skip};
 use easel_diffusion::schedulers::Prediction;
 use easel_diffusion::{Device, GenerateParams, NoiseSource, Precision, StableDiffusion};
-
-fn fixtures() -> PathBuf {
-    // Read at run time: a compile-time path goes stale when clones in different folders
-    // share one build cache and this file did not change.
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo"))
-        .join("tests/fixtures")
-}
 
 struct Ref {
     t: Tensors,
     json: serde_json::Value,
-}
-
-type Tensors = HashMap<String, (Vec<f32>, Vec<usize>)>;
-
-/// An f32 safetensors fixture: values and shape per name.
-fn load_tensors(name: &str) -> Tensors {
-    let bytes = std::fs::read(fixtures().join(name)).expect("fixtures present");
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut t = HashMap::new();
-    for (k, v) in st.tensors() {
-        let d: Vec<f32> = v
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        t.insert(k, (d, v.shape().to_vec()));
-    }
-    t
 }
 
 fn reference() -> Ref {
@@ -76,31 +51,6 @@ impl Ref {
     }
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// Asserts `max |got - want| < tol` and logs the difference next to the reference's own
-/// magnitude, so a near-zero reference (which would make any tolerance meaningless) shows.
-fn assert_close(label: &str, got: &[f32], want: &[f32], tol: f32) {
-    let d = max_diff(got, want);
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    eprintln!("{label}: max |diff| {d:.2e} (tolerance {tol:.0e}, max |reference| {scale:.2e})");
-    assert!(
-        scale > 10.0 * tol,
-        "{label}: reference too small to test against"
-    );
-    assert!(d < tol, "{label}: max diff {d} >= {tol}");
-}
-
-fn host<const D: usize>(t: easel_diffusion::Tensor<D>) -> Vec<f32> {
-    StableDiffusion::values(t).unwrap()
-}
-
 fn model(dev: &Device) -> StableDiffusion {
     StableDiffusion::load(&fixtures().join("tiny-sd"), dev).expect("load diffusers folder")
 }
@@ -120,18 +70,7 @@ impl NoiseSource for Replay {
 }
 
 fn token_rows(r: &Ref) -> Vec<Vec<u32>> {
-    r.json["token_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
+    common::token_rows(&r.json)
 }
 
 #[test]
@@ -447,28 +386,6 @@ fn img2img_matches() {
     let m = model(&Device::flex());
     for name in ["DDIMScheduler", "EulerAncestralDiscreteScheduler"] {
         img2img_check(&m, &r, name);
-    }
-}
-
-/// The wgpu device in `precision`, or `None` (the test skips) when there is none; with `CI`
-/// set, a missing adapter fails the test instead.
-fn wgpu_or_skip(precision: Precision) -> Option<(Device, String)> {
-    match easel_diffusion::wgpu_device(Some(precision)) {
-        Ok((dev, name)) => {
-            eprintln!("wgpu device: {name}");
-            Some((dev, name))
-        }
-        Err(e) if e.contains("does not support f16") => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("CI is set but no wgpu adapter is available: {e}");
-            }
-            eprintln!("skipping wgpu test: no adapter ({e})");
-            None
-        }
     }
 }
 

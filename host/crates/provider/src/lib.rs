@@ -288,6 +288,18 @@ pub trait Provider: Send + Sync {
         ))
     }
 
+    /// Checks what a schema cannot say (that a named adapter exists and fits the loaded
+    /// model, say) on parameters the model's schema already accepted. The front door calls
+    /// it before anything is stored; the default accepts everything.
+    fn check_params(
+        &self,
+        model: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), schema::InvalidParam> {
+        let _ = (model, params);
+        Ok(())
+    }
+
     /// Starts (or does) the work.
     async fn submit(
         &self,

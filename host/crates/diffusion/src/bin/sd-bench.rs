@@ -5,10 +5,18 @@
 //! The random SD 1.5-shaped model comes from `scripts/bench_diffusers.py --save DIR`, which
 //! also runs this binary after its own measurements (`--easel`) and prints the ratios; for
 //! that it reads the `RESULT {json}` line printed per size.
+//!
+//! `--loras DIR` times adapters instead (`scripts/bench_adapters.py` writes random ones): each
+//! `*.safetensors` of DIR is read against the model, then for sets of 0, 1, 4 and again 1 of
+//! them (weight 0.8) it prints the time to merge the set, seconds per guided UNet call with it merged, and
+//! the time to restore the model (`ADAPTERS {json}` lines); switching sets costs one restore
+//! plus one merge.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
+use easel_diffusion::adapters::Adapter;
 use easel_diffusion::{GenerateParams, SeededNoise, StableDiffusion};
 
 fn peak_rss_mib() -> f64 {
@@ -44,13 +52,16 @@ fn main() -> anyhow::Result<()> {
     }
     let (device, name) = easel_diffusion::select_device().map_err(anyhow::Error::msg)?;
     let t0 = Instant::now();
-    let sd = StableDiffusion::load(&model, &device)?;
+    let mut sd = StableDiffusion::load(&model, &device)?;
     println!("device: {name}");
     println!(
         "load: {:.1} s, peak RSS {:.0} MiB",
         t0.elapsed().as_secs_f64(),
         peak_rss_mib()
     );
+    if let Some(dir) = opt("--loras") {
+        return bench_adapters(&mut sd, Path::new(&dir), sizes[0], steps);
+    }
     for size in sizes {
         let p = GenerateParams {
             prompt: "a photograph of an astronaut riding a horse".into(),
@@ -100,6 +111,66 @@ fn main() -> anyhow::Result<()> {
         );
         println!(
             "RESULT {{\"size\": {size}, \"steps\": {steps}, \"unet_s\": {unet:.3}, \"image_s\": {total:.3}, \"peak_mib\": {peak:.0}}}"
+        );
+    }
+    Ok(())
+}
+
+/// See the module docs (`--loras`).
+fn bench_adapters(
+    sd: &mut StableDiffusion,
+    dir: &Path,
+    size: usize,
+    steps: usize,
+) -> anyhow::Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    let target = sd.adapter_target();
+    let mut adapters = Vec::new();
+    for file in &files {
+        let started = Instant::now();
+        let bytes = std::fs::read(file)?;
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let adapter = Adapter::parse(&name, &bytes, &target)?;
+        println!(
+            "read {name}: {:.2} s, {} tensors, rank {}",
+            started.elapsed().as_secs_f64(),
+            adapter.info().tensors,
+            adapter.info().rank
+        );
+        adapters.push(Arc::new(adapter));
+    }
+    let latent = size / 8;
+    let ctx = sd.encode_text(&["", "warm"]);
+    let x = sd.tensor(vec![0.1; 2 * 4 * latent * latent], [2, 4, latent, latent]);
+    let step = |sd: &StableDiffusion| {
+        let started = Instant::now();
+        let _ = sd.unet(x.clone(), 500.0, &ctx).into_data();
+        started.elapsed().as_secs_f64()
+    };
+    step(sd);
+    // 1 again after 4: a switch once the merge buffers exist.
+    for count in [0, 1, 4, 1].into_iter().filter(|&n| n <= adapters.len()) {
+        let choices: Vec<_> = adapters[..count].iter().map(|a| (a.clone(), 0.8)).collect();
+        let started = Instant::now();
+        let mut merged_at = 0.0;
+        let mut restore_from = Instant::now();
+        let (times, _) = sd.with_adapters(&choices, |sd| {
+            merged_at = started.elapsed().as_secs_f64();
+            let times: Vec<f64> = (0..steps).map(|_| step(sd)).collect();
+            restore_from = Instant::now();
+            times
+        })?;
+        let restore = restore_from.elapsed().as_secs_f64();
+        let per_step = times.iter().sum::<f64>() / times.len().max(1) as f64;
+        println!(
+            "{count} adapter(s): merge {merged_at:.3} s, {per_step:.3} s per UNet call, restore {restore:.3} s"
+        );
+        println!(
+            "ADAPTERS {{\"adapters\": {count}, \"merge_s\": {merged_at:.4}, \"step_s\": {per_step:.4}, \"restore_s\": {restore:.4}}}"
         );
     }
     Ok(())

@@ -1,0 +1,58 @@
+//! A1111's prompt syntax for adapters: `<lora:name>` or `<lora:name:weight>` anywhere in
+//! the prompt (`<lyco:…>` too), taken out before the prompt is tokenized.
+//!
+//! Invariants: the weight defaults to 1.0; a tag whose weight is not a number is refused
+//! rather than read as text; whitespace left where a tag was is collapsed (a prompt
+//! without tags comes back as it was).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<(?:lora|lyco):([^:<>]+)(?::([^:<>]*))?>").expect("valid"));
+
+/// The prompt without its adapter tags, and each tag's `(name, weight)` in order.
+pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
+    let mut tags = Vec::new();
+    for found in TAG.captures_iter(prompt) {
+        let name = found[1].trim().to_string();
+        let weight = match found.get(2).map(|w| w.as_str().trim()) {
+            None | Some("") => 1.0,
+            Some(text) => text
+                .parse::<f64>()
+                .ok()
+                .filter(|w| w.is_finite())
+                .ok_or_else(|| format!("<lora:{name}:{text}>: the weight must be a number"))?,
+        };
+        tags.push((name, weight));
+    }
+    if tags.is_empty() {
+        return Ok((prompt.to_string(), tags));
+    }
+    let stripped = TAG.replace_all(prompt, " ");
+    let cleaned = stripped.split_whitespace().collect::<Vec<_>>().join(" ");
+    Ok((cleaned, tags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extract;
+
+    #[test]
+    fn tags_leave_the_prompt_with_their_weights() {
+        let (prompt, tags) =
+            extract("a cat <lora:ink:0.6>, watercolor <lora:paper> <lyco:grain:-0.5>").unwrap();
+        assert_eq!(prompt, "a cat , watercolor");
+        assert_eq!(
+            tags,
+            vec![
+                ("ink".to_string(), 0.6),
+                ("paper".to_string(), 1.0),
+                ("grain".to_string(), -0.5)
+            ]
+        );
+        assert!(extract("<lora:ink:strong>").is_err());
+        assert_eq!(extract("plain").unwrap(), ("plain".to_string(), vec![]));
+    }
+}
