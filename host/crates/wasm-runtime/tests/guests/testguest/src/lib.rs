@@ -124,6 +124,14 @@ impl Guest for Component {
             wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
             return Ok(text("slept".into()));
         }
+        if let Some(mib) = p.strip_prefix("touch:") {
+            // Dirties `mib` MiB of linear memory, then holds the instance a moment so that
+            // calls made together occupy distinct pool slots.
+            let mib: usize = mib.parse().unwrap_or(1);
+            let block = std::hint::black_box(vec![1u8; mib << 20]);
+            wasi::clocks::monotonic_clock::subscribe_duration(50_000_000).block();
+            return Ok(text(format!("touched {} MiB", block.len() >> 20)));
+        }
         if p == "pending" {
             return Ok(Submission::Pending(Pending { handle: "h-1".into(), poll_after_ms: 10 }));
         }
