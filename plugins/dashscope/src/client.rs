@@ -17,6 +17,35 @@ pub const API_KEY: &str = "DASHSCOPE_API_KEY";
 /// (Singapore, the international site). Keys only work in their own region.
 pub const REGION: &str = "DASHSCOPE_REGION";
 
+/// The OSS endpoints DashScope's result links (images, video, speech) point into, one
+/// wildcard per endpoint: easel downloads a plugin's links only from hosts its manifest
+/// allows. Alibaba documents the link hosts as `dashscope-{id}.oss-accelerate.aliyuncs.com`
+/// or `dashscope-{id}.oss-cn-{region}.aliyuncs.com` and says the buckets change without
+/// notice, so it publishes no fixed list (the Qwen-Image-Edit FAQ,
+/// https://help.aliyun.com/zh/model-studio/qwen-image-edit-api, and the video API
+/// references under https://help.aliyun.com/zh/model-studio/video-generation-api/). Naming
+/// buckets would fail on the next one: Cloudflare's Wan 2.6 samples
+/// (https://developers.cloudflare.com/ai/models/alibaba/wan-2.6-image/) already show
+/// `dashscope-463f`, which no Alibaba list names. The regions are those of the references'
+/// "网络访问配置" bucket list (`dashscope-result-bj.oss-cn-beijing.aliyuncs.com`, …), plus
+/// Singapore (`dashscope-result-sgp.oss-ap-southeast-1.aliyuncs.com` in the international
+/// samples) and OSS's global acceleration endpoint. Each also admits other customers'
+/// buckets there; an operator who wants less lists exact buckets in `[plugins] allowed_hosts`.
+pub const RESULT_HOSTS: &[&str] = &[
+    "*.oss-accelerate.aliyuncs.com",
+    "*.oss-cn-beijing.aliyuncs.com",
+    "*.oss-cn-hangzhou.aliyuncs.com",
+    "*.oss-cn-shanghai.aliyuncs.com",
+    "*.oss-cn-wulanchabu.aliyuncs.com",
+    "*.oss-cn-wulanchabu-acdr-1.aliyuncs.com",
+    "*.oss-cn-zhangjiakou.aliyuncs.com",
+    "*.oss-cn-shenzhen.aliyuncs.com",
+    "*.oss-cn-heyuan.aliyuncs.com",
+    "*.oss-cn-chengdu.aliyuncs.com",
+    "*.oss-cn-guangzhou.aliyuncs.com",
+    "*.oss-ap-southeast-1.aliyuncs.com",
+];
+
 const HANDLE_PREFIX: &str = "dashscope-task:v1";
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Synchronous generation (speech, image edits) answers only when the file is made.

@@ -42,6 +42,9 @@ impl Provider for DashScope {
             .secret(client::REGION)
             // DashScope has no idempotency key: a repeated submit starts (and bills) a new task.
             .idempotent_submit(false);
+        for host in client::RESULT_HOSTS {
+            manifest = manifest.allow_host(*host);
+        }
         for model in models::all() {
             manifest = manifest.model(model);
         }

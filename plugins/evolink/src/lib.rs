@@ -64,6 +64,9 @@ impl Provider for EvoLink {
         let mut manifest = Manifest::new("evolink", env!("CARGO_PKG_VERSION"))
             .allow_host("api.evolink.ai")
             .allow_host("files-api.evolink.ai")
+            // `results` links: EvoLink's task reference (https://docs.evolink.ai) shows a
+            // placeholder; answers link to EvoLink's own file host.
+            .allow_host("files.evolink.ai")
             .secret(API_KEY_SECRET)
             .model(
                 Model::new(GPT_IMAGE_2, "GPT Image 2 (EvoLink)", "image")

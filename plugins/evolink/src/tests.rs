@@ -25,7 +25,7 @@ fn submit_error(reply: Reply) -> Error {
 fn manifest_declares_quality_and_seed_001_video_settings() {
     let m = EvoLink.manifest();
     assert_eq!(m.id, "evolink");
-    assert_eq!(m.allowed_hosts, ["api.evolink.ai", "files-api.evolink.ai"]);
+    assert_eq!(m.allowed_hosts, ["api.evolink.ai", "files-api.evolink.ai", "files.evolink.ai"]);
     assert_eq!(m.secrets, ["EVOLINK_API_KEY"]);
     assert_eq!(m.models[0].capabilities, ["image.generate", "image.inpaint"]);
     assert_eq!(m.models[0].params_schema["properties"]["quality"]["enum"], json!(["low", "medium", "high"]));

@@ -63,7 +63,7 @@ fn signature_matches_an_independent_computation() {
 fn manifest_has_one_model_per_seed_001_capability() {
     let m = Jimeng.manifest();
     assert_eq!(m.id, "jimeng");
-    assert_eq!(m.allowed_hosts, ["visual.volcengineapi.com"]);
+    assert_eq!(m.allowed_hosts, ["visual.volcengineapi.com", "*.byteimg.com"]);
     assert_eq!(m.secrets, ["JIMENG_ACCESS_KEY", "JIMENG_SECRET_KEY", "VOLC_ACCESSKEY", "VOLC_SECRETKEY"]);
     let caps: Vec<_> = m.models.iter().map(|m| (m.key.as_str(), m.capabilities[0].as_str())).collect();
     assert_eq!(

@@ -55,6 +55,11 @@ pub fn manifest() -> Manifest {
     let mut manifest = Manifest::new("kling", env!("CARGO_PKG_VERSION"))
         .allow_host(crate::API_HOST)
         .allow_host(crate::API_HOST_CN)
+        // Result files come from Kling's own CDN. The API reference
+        // (https://app.klingai.com/global/dev/document-api) does not name a host; published
+        // task answers link to `cdn.klingai.com`, Kling's samples to numbered
+        // `p1-kling.klingai.com`-style shards. Kling's own domain, so the wildcard.
+        .allow_host("*.klingai.com")
         .secret(crate::ACCESS_KEY_SECRET)
         .secret(crate::SECRET_KEY_SECRET)
         .secret(crate::REGION_SECRET);

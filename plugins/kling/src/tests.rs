@@ -74,7 +74,7 @@ fn jwt_matches_a_reference_vector() {
 fn manifest_lists_video_and_image_models() {
     let m = Kling.manifest();
     assert_eq!(m.id, "kling");
-    assert_eq!(m.allowed_hosts, ["api-singapore.klingai.com", "api-beijing.klingai.com"]);
+    assert_eq!(m.allowed_hosts, ["api-singapore.klingai.com", "api-beijing.klingai.com", "*.klingai.com"]);
     assert_eq!(m.secrets, ["KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_REGION"]);
     assert!(!m.idempotent_submit);
     let keys: Vec<_> = m.models.iter().map(|m| (m.key.as_str(), m.kind.as_str())).collect();

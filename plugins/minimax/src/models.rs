@@ -65,6 +65,15 @@ pub fn manifest() -> Manifest {
     let mut manifest = Manifest::new("minimax", env!("CARGO_PKG_VERSION"))
         .allow_host("api.minimax.io")
         .allow_host("api.minimaxi.com")
+        // Hailuo videos: the file API's `download_url` (its reference,
+        // https://platform.minimax.io/docs/api-reference/video-generation-download, shows a
+        // placeholder). MiniMax's CDN in the international samples Cloudflare documents
+        // (https://developers.cloudflare.com/ai/models/minimax/hailuo-2.3-fast/); published
+        // mainland answers name this OSS bucket, with the last as `backup_download_url` (OSS is
+        // anyone's storage, so the exact buckets). Speech comes back as bytes.
+        .allow_host("video-product.cdn.minimax.io")
+        .allow_host("public-cdn-video-data-algeng.oss-cn-wulanchabu.aliyuncs.com")
+        .allow_host("public-cdn-video-data-algeng-us.oss-us-east-1.aliyuncs.com")
         .secret(crate::API_KEY_SECRET)
         .secret(crate::REGION_SECRET)
         .model(

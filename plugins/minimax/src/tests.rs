@@ -44,7 +44,16 @@ fn video_error(reply: Reply) -> Error {
 fn manifest_lists_video_speech_and_chat_models() {
     let m = MiniMax.manifest();
     assert_eq!(m.id, "minimax");
-    assert_eq!(m.allowed_hosts, ["api.minimax.io", "api.minimaxi.com"]);
+    assert_eq!(
+        m.allowed_hosts,
+        [
+            "api.minimax.io",
+            "api.minimaxi.com",
+            "video-product.cdn.minimax.io",
+            "public-cdn-video-data-algeng.oss-cn-wulanchabu.aliyuncs.com",
+            "public-cdn-video-data-algeng-us.oss-us-east-1.aliyuncs.com"
+        ]
+    );
     assert_eq!(m.secrets, ["MINIMAX_API_KEY", "MINIMAX_REGION"]);
     assert!(!m.idempotent_submit);
     let kinds: Vec<_> = m.models.iter().map(|m| (m.key.as_str(), m.kind.as_str())).collect();

@@ -71,6 +71,10 @@ pub fn manifest() -> Manifest {
     let sizes: Map<String, Value> = SIZES_1K.iter().map(|(r, s)| (r.to_string(), json!(s.replace('x', "*")))).collect();
     Manifest::new("modelscope", env!("CARGO_PKG_VERSION"))
         .allow_host("api-inference.modelscope.cn")
+        // `output_images` links: the API-Inference docs
+        // (https://modelscope.cn/docs/model-service/API-Inference/intro) name no host; published
+        // task answers all link to this OSS bucket. Only that bucket, OSS being anyone's storage.
+        .allow_host("muse-ai.oss-cn-hangzhou.aliyuncs.com")
         .secret(crate::API_KEY_SECRET)
         .model(
             Model::new(QWEN_IMAGE, "ModelScope Qwen Image", "image")

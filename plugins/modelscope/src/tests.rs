@@ -38,7 +38,7 @@ fn submit_error(reply: Reply) -> Error {
 fn manifest_matches_seed_000() {
     let m = ModelScope.manifest();
     assert_eq!(m.id, "modelscope");
-    assert_eq!(m.allowed_hosts, ["api-inference.modelscope.cn"]);
+    assert_eq!(m.allowed_hosts, ["api-inference.modelscope.cn", "muse-ai.oss-cn-hangzhou.aliyuncs.com"]);
     assert_eq!(m.secrets, ["MODELSCOPE_API_KEY"]);
     assert!(!m.idempotent_submit);
     let model = &m.models[0];

@@ -26,6 +26,11 @@ impl Provider for OpenAi {
     fn manifest(&self) -> Manifest {
         let mut manifest = Manifest::new("openai", env!("CARGO_PKG_VERSION"))
             .allow_host(client::HOST)
+            // dall-e-3 answers with a link valid for an hour
+            // (https://platform.openai.com/docs/api-reference/images/create). OpenAI does not
+            // name its host; the links in published answers all use this Azure storage account.
+            // Only that account: the rest of blob.core.windows.net is anyone's storage.
+            .allow_host("oaidalleapiprodscus.blob.core.windows.net")
             .secret(client::API_KEY)
             // These endpoints take no idempotency key; a repeat bills again.
             .idempotent_submit(false);

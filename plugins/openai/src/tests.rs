@@ -28,7 +28,7 @@ fn finished(s: Submission) -> easel_sdk::Finished {
 fn manifest_declares_models_host_and_key() {
     let m = OpenAi.manifest();
     assert_eq!(m.id, "openai");
-    assert_eq!(m.allowed_hosts, ["api.openai.com"]);
+    assert_eq!(m.allowed_hosts, ["api.openai.com", "oaidalleapiprodscus.blob.core.windows.net"]);
     assert_eq!(m.secrets, ["OPENAI_API_KEY"]);
     assert!(!m.idempotent_submit);
     let keys: Vec<&str> = m.models.iter().map(|m| m.key.as_str()).collect();

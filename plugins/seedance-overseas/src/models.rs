@@ -33,6 +33,11 @@ pub fn params_schema() -> Value {
 pub fn manifest() -> Manifest {
     Manifest::new("seedance-overseas", env!("CARGO_PKG_VERSION"))
         .allow_host("ark.ap-southeast.bytepluses.com")
+        // ModelArk's finished videos: BytePlus's reference
+        // (https://docs.byteplus.com/en/docs/ModelArk/1520757) does not name the host; published
+        // task answers put `content.video_url` on this TOS bucket in Volcano Engine's storage
+        // (shared object storage, so the exact bucket, no wildcard).
+        .allow_host("ark-content-generation-ap-southeast-1.tos-ap-southeast-1.volces.com")
         .secret(crate::ARK_API_KEY)
         .secret(crate::BYTEPLUS_API_KEY)
         .model(

@@ -52,7 +52,10 @@ fn ark_error(status: u16, code: &str, message: &str) -> Reply {
 fn manifest_declares_the_model_hosts_and_secrets() {
     let m = SeedanceOverseas.manifest();
     assert_eq!(m.id, "seedance-overseas");
-    assert_eq!(m.allowed_hosts, ["ark.ap-southeast.bytepluses.com"]);
+    assert_eq!(
+        m.allowed_hosts,
+        ["ark.ap-southeast.bytepluses.com", "ark-content-generation-ap-southeast-1.tos-ap-southeast-1.volces.com"]
+    );
     assert_eq!(m.secrets, ["ARK_API_KEY", "BYTEPLUS_API_KEY"]);
     assert!(!m.idempotent_submit);
     let model = &m.models[0];

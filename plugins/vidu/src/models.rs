@@ -34,6 +34,14 @@ pub fn manifest() -> Manifest {
     Manifest::new("vidu", env!("CARGO_PKG_VERSION"))
         .allow_host("api.vidu.com")
         .allow_host("api.vidu.cn")
+        // `creations[].url`: Vidu's reference (https://platform.vidu.com/docs/get-generation)
+        // shows a placeholder. International results: Vidu's CDN host in the viduq3-pro samples
+        // Cloudflare documents (https://developers.cloudflare.com/ai/models/vidu/q3-pro/).
+        // Mainland answers put the files in these two buckets (AWS Ningxia, and lately Alibaba
+        // OSS), named exactly because both clouds are anyone's storage.
+        .allow_host("video.cf.vidu.com")
+        .allow_host("prod-ss-vidu.s3.cn-northwest-1.amazonaws.com.cn")
+        .allow_host("prod-ss-vidu.s3.oss-cn-beijing.aliyuncs.com")
         .secret(crate::API_KEY_SECRET)
         .secret(crate::REGION_SECRET)
         .model(

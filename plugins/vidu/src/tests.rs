@@ -42,7 +42,16 @@ fn submit_error(reply: Reply) -> Error {
 fn manifest_declares_the_model_with_seed_parameters() {
     let m = Vidu.manifest();
     assert_eq!(m.id, "vidu");
-    assert_eq!(m.allowed_hosts, ["api.vidu.com", "api.vidu.cn"]);
+    assert_eq!(
+        m.allowed_hosts,
+        [
+            "api.vidu.com",
+            "api.vidu.cn",
+            "video.cf.vidu.com",
+            "prod-ss-vidu.s3.cn-northwest-1.amazonaws.com.cn",
+            "prod-ss-vidu.s3.oss-cn-beijing.aliyuncs.com"
+        ]
+    );
     assert_eq!(m.secrets, ["VIDU_API_KEY", "VIDU_REGION"]);
     assert!(!m.idempotent_submit);
     assert_eq!(m.models.len(), 1);

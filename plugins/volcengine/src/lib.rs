@@ -31,6 +31,13 @@ impl Provider for Volcengine {
         let mut manifest = Manifest::new("volcengine", env!("CARGO_PKG_VERSION"))
             .allow_host(client::ARK_HOST)
             .allow_host(tts::HOST)
+            // Ark's result files, on TOS (shared object storage, so the exact buckets, no
+            // wildcard): the Seedance task query's `content.video_url` sample
+            // (https://www.volcengine.com/docs/82379/1521309) and published answers of the
+            // Seedream image API (https://www.volcengine.com/docs/82379/1541523) use these two.
+            // Doubao speech comes back as bytes.
+            .allow_host("ark-content-generation-cn-beijing.tos-cn-beijing.volces.com")
+            .allow_host("ark-content-generation-v2-cn-beijing.tos-cn-beijing.volces.com")
             .secret(client::ARK_API_KEY)
             .secret(tts::APP_ID)
             .secret(tts::ACCESS_TOKEN)

@@ -74,6 +74,10 @@ pub fn image_size(request: &GenerationRequest) -> Result<String> {
 pub fn manifest() -> Manifest {
     let mut manifest = Manifest::new("zhipu", env!("CARGO_PKG_VERSION"))
         .allow_host("open.bigmodel.cn")
+        // CogView's `data[].url`: the reference
+        // (https://docs.bigmodel.cn/api-reference/模型-api/图像生成) shows a placeholder;
+        // published answers and examples link to this Zhipu host.
+        .allow_host("aigc-files.bigmodel.cn")
         .secret(crate::API_KEY_SECRET)
         .model(
             Model::new(COGVIEW_3_FLASH, "CogView-3-Flash", "image")

@@ -46,7 +46,7 @@ fn chat_error(reply: Reply) -> Error {
 fn manifest_lists_cogview_and_glm_models() {
     let m = Zhipu.manifest();
     assert_eq!(m.id, "zhipu");
-    assert_eq!(m.allowed_hosts, ["open.bigmodel.cn"]);
+    assert_eq!(m.allowed_hosts, ["open.bigmodel.cn", "aigc-files.bigmodel.cn"]);
     assert_eq!(m.secrets, ["ZHIPU_API_KEY"]);
     assert!(!m.idempotent_submit);
     let keys: Vec<_> = m.models.iter().map(|m| m.key.as_str()).collect();

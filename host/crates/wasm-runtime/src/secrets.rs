@@ -7,7 +7,8 @@
 //!      variable of that exact name;
 //!   3. for a plugin id the operator did not list, the default of the vendor plugin shipped
 //!      under that id ([`VENDOR_DEFAULTS`]), and only while every host its manifest allows
-//!      lies inside that vendor's domains, so an impostor taking the id cannot send the key
+//!      lies within that vendor's hosts (its own domains, and by exact name the storage
+//!      buckets its result files come from), so an impostor taking the id cannot send the key
 //!      anywhere else.
 //! - easel's own settings ([`is_easel_setting`]: `EASEL_*`, `ZHINIAN_*`, `DATABASE_URL` and
 //!   libpq's `PG…` connection variables) never reach a plugin under their own names, whatever the operator lists.
@@ -22,13 +23,15 @@ use crate::config::WasmConfig;
 use crate::gate::host_matches;
 use crate::manifest::PluginManifest;
 
-/// The vendor plugins shipped in `plugins/`: id, the names they read, the domains their
-/// hosts lie in.
+/// The vendor plugins shipped in `plugins/`: id, the names they read, and the hosts their
+/// manifests may allow, in the allowlist's syntax: `*.domain` for a vendor's own domain, exact
+/// names for the buckets in shared clouds (OSS, TOS, S3, Azure blobs) its result files come
+/// from, where a wildcard would take in every other customer's storage.
 pub const VENDOR_DEFAULTS: &[(&str, &[&str], &[&str])] = &[
     (
         "dashscope",
         &["DASHSCOPE_API_KEY", "DASHSCOPE_REGION"],
-        &["aliyuncs.com"],
+        &["*.aliyuncs.com"],
     ),
     (
         "volcengine",
@@ -38,30 +41,51 @@ pub const VENDOR_DEFAULTS: &[(&str, &[&str], &[&str])] = &[
             "VOLC_TTS_ACCESS_TOKEN",
             "VOLC_TTS_CLUSTER",
         ],
-        &["volces.com", "bytedance.com"],
+        &["*.volces.com", "*.bytedance.com"],
     ),
     (
         "seedance-overseas",
         &["ARK_API_KEY", "BYTEPLUS_API_KEY"],
-        &["bytepluses.com"],
+        &[
+            "*.bytepluses.com",
+            "ark-content-generation-ap-southeast-1.tos-ap-southeast-1.volces.com",
+        ],
     ),
-    ("openai", &["OPENAI_API_KEY"], &["openai.com"]),
+    (
+        "openai",
+        &["OPENAI_API_KEY"],
+        &["*.openai.com", "oaidalleapiprodscus.blob.core.windows.net"],
+    ),
     (
         "kling",
         &["KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_REGION"],
-        &["klingai.com"],
+        &["*.klingai.com"],
     ),
     (
         "minimax",
         &["MINIMAX_API_KEY", "MINIMAX_REGION"],
-        &["minimax.io", "minimaxi.com"],
+        &[
+            "*.minimax.io",
+            "*.minimaxi.com",
+            "public-cdn-video-data-algeng.oss-cn-wulanchabu.aliyuncs.com",
+            "public-cdn-video-data-algeng-us.oss-us-east-1.aliyuncs.com",
+        ],
     ),
-    ("modelscope", &["MODELSCOPE_API_KEY"], &["modelscope.cn"]),
-    ("zhipu", &["ZHIPU_API_KEY"], &["bigmodel.cn"]),
+    (
+        "modelscope",
+        &["MODELSCOPE_API_KEY"],
+        &["*.modelscope.cn", "muse-ai.oss-cn-hangzhou.aliyuncs.com"],
+    ),
+    ("zhipu", &["ZHIPU_API_KEY"], &["*.bigmodel.cn"]),
     (
         "vidu",
         &["VIDU_API_KEY", "VIDU_REGION"],
-        &["vidu.com", "vidu.cn"],
+        &[
+            "*.vidu.com",
+            "*.vidu.cn",
+            "prod-ss-vidu.s3.cn-northwest-1.amazonaws.com.cn",
+            "prod-ss-vidu.s3.oss-cn-beijing.aliyuncs.com",
+        ],
     ),
     (
         "jimeng",
@@ -71,9 +95,9 @@ pub const VENDOR_DEFAULTS: &[(&str, &[&str], &[&str])] = &[
             "VOLC_ACCESSKEY",
             "VOLC_SECRETKEY",
         ],
-        &["volcengineapi.com"],
+        &["*.volcengineapi.com", "*.byteimg.com"],
     ),
-    ("evolink", &["EVOLINK_API_KEY"], &["evolink.ai"]),
+    ("evolink", &["EVOLINK_API_KEY"], &["*.evolink.ai"]),
 ];
 
 /// What became of one secret a manifest declared.
@@ -148,26 +172,34 @@ pub fn own_variable(plugin_id: &str, name: &str) -> String {
     )
 }
 
+/// Whether every host `pattern` admits is one `vendor` admits (both in the allowlist's
+/// syntax): an exact name within a vendor wildcard or equal to a vendor name, a wildcard only
+/// within a vendor wildcard. So `*.bucket.s3.example.com` is not within the exact bucket
+/// `bucket.s3.example.com`: in shared storage a longer name can be someone else's bucket.
+fn within(pattern: &str, vendor: &str) -> bool {
+    match (pattern.strip_prefix("*."), vendor.strip_prefix("*.")) {
+        (Some(name), Some(domain)) => {
+            name.eq_ignore_ascii_case(domain) || host_matches(vendor, name)
+        }
+        (Some(_), None) => false,
+        (None, _) => host_matches(vendor, pattern),
+    }
+}
+
 /// Why the shipped vendor default for `manifest` does not apply, if it does not.
-fn vendor_default_blocked(manifest: &PluginManifest, domains: &[&str]) -> Option<String> {
-    let inside = |pattern: &str| {
-        let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-        domains
-            .iter()
-            .any(|d| host_matches(&format!("*.{d}"), name) || name == *d)
-    };
+fn vendor_default_blocked(manifest: &PluginManifest, vendor_hosts: &[&str]) -> Option<String> {
     let outside: Vec<&str> = manifest
         .allowed_hosts
         .iter()
         .map(String::as_str)
-        .filter(|h| !inside(h))
+        .filter(|pattern| !vendor_hosts.iter().any(|vendor| within(pattern, vendor)))
         .collect();
     (!outside.is_empty()).then(|| {
         format!(
-            "the shipped {} plugin's default grant applies only while its hosts lie in {}, \
+            "the shipped {} plugin's default grant applies only while its hosts lie within {}, \
              and this plugin also allows {}",
             manifest.id,
-            domains.join(", "),
+            vendor_hosts.join(", "),
             outside.join(", ")
         )
     })
@@ -209,8 +241,8 @@ pub(crate) fn grant(
             }
         } else {
             match vendor {
-                Some((_, names, domains)) if names.contains(&name.as_str()) => {
-                    match vendor_default_blocked(manifest, domains) {
+                Some((_, names, vendor_hosts)) if names.contains(&name.as_str()) => {
+                    match vendor_default_blocked(manifest, vendor_hosts) {
                         None => Ok(name.clone()),
                         Some(why) => Err(format!(
                             "{why}; assign it with {own} or [plugins.{id}] secrets"
@@ -363,6 +395,68 @@ mod tests {
         let (values, report) = grant(&other, &config(&env, &[("acme", &["DASHSCOPE_API_KEY"])]));
         assert_eq!(values["DASHSCOPE_API_KEY"], "sk-d");
         assert_eq!(report[0].from.as_deref(), Some("DASHSCOPE_API_KEY"));
+    }
+
+    #[test]
+    fn result_buckets_in_shared_storage_count_by_exact_name_only() {
+        let env = [("OPENAI_API_KEY", "sk-o")];
+        let granted = |hosts: &[&str]| {
+            let m = manifest("openai", hosts, &["OPENAI_API_KEY"]);
+            grant(&m, &config(&env, &[]))
+                .0
+                .contains_key("OPENAI_API_KEY")
+        };
+        let bucket = "oaidalleapiprodscus.blob.core.windows.net";
+        assert!(granted(&["api.openai.com", bucket]));
+        assert!(granted(&["*.openai.com", "cdn.api.openai.com"]));
+        // Another account in the same storage, or any name under the bucket's, is not the
+        // vendor's.
+        for impostor in [
+            "*.blob.core.windows.net",
+            "someone-else.blob.core.windows.net",
+            "*.oaidalleapiprodscus.blob.core.windows.net",
+            "x.oaidalleapiprodscus.blob.core.windows.net",
+            "openai.com.example.net",
+            "*",
+        ] {
+            assert!(!granted(&["api.openai.com", impostor]), "{impostor}");
+        }
+
+        // A dotted S3 bucket under an exact bucket name is another bucket.
+        let m = manifest(
+            "vidu",
+            &[
+                "api.vidu.com",
+                "*.prod-ss-vidu.s3.cn-northwest-1.amazonaws.com.cn",
+            ],
+            &["VIDU_API_KEY"],
+        );
+        let (values, report) = grant(&m, &config(&[("VIDU_API_KEY", "v")], &[]));
+        assert!(values.is_empty());
+        let reason = report[0].reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("*.prod-ss-vidu"), "{reason}");
+    }
+
+    #[test]
+    fn vendor_wildcards_never_span_shared_storage() {
+        for (id, _, hosts) in VENDOR_DEFAULTS {
+            for host in *hosts {
+                assert!(crate::gate::valid_pattern(host), "{id}: {host}");
+                let Some(domain) = host.strip_prefix("*.") else {
+                    continue;
+                };
+                let storage_label = |label: &str| {
+                    ["oss-", "tos-", "s3-"].iter().any(|p| label.starts_with(p)) || label == "s3"
+                };
+                assert!(
+                    !domain.split('.').any(storage_label)
+                        && !["*.windows.net", "*.amazonaws.com", "*.amazonaws.com.cn"]
+                            .iter()
+                            .any(|cloud| within(host, cloud)),
+                    "{id}: {host} takes in other customers' buckets; name the vendor's bucket"
+                );
+            }
+        }
     }
 
     #[test]

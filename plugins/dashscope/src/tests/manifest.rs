@@ -4,7 +4,12 @@ use super::*;
 fn manifest_lists_every_model_with_seed_schemas_hosts_and_secrets() {
     let m = DashScope.manifest();
     assert_eq!(m.id, "dashscope");
-    assert_eq!(m.allowed_hosts, ["dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com"]);
+    assert_eq!(m.allowed_hosts[..2], ["dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com"]);
+    assert_eq!(m.allowed_hosts[2..], *crate::client::RESULT_HOSTS);
+    assert_eq!(m.allowed_hosts.len(), 14, "the API hosts and 12 OSS endpoints");
+    // One wildcard per OSS endpoint, never all of aliyuncs.com.
+    assert!(m.allowed_hosts[2..].iter().all(|h| h.starts_with("*.oss-") && h.ends_with(".aliyuncs.com")));
+    assert!(m.allowed_hosts.iter().any(|h| h == "*.oss-cn-beijing.aliyuncs.com"));
     assert_eq!(m.secrets, ["DASHSCOPE_API_KEY", "DASHSCOPE_REGION"]);
     assert!(!m.idempotent_submit);
     let keys: Vec<&str> = m.models.iter().map(|m| m.key.as_str()).collect();

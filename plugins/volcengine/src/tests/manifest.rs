@@ -4,7 +4,15 @@ use super::*;
 fn manifest_lists_seedance_seedream_chat_and_tts_with_seed_schemas() {
     let m = Volcengine.manifest();
     assert_eq!(m.id, "volcengine");
-    assert_eq!(m.allowed_hosts, ["ark.cn-beijing.volces.com", "openspeech.bytedance.com"]);
+    assert_eq!(
+        m.allowed_hosts,
+        [
+            "ark.cn-beijing.volces.com",
+            "openspeech.bytedance.com",
+            "ark-content-generation-cn-beijing.tos-cn-beijing.volces.com",
+            "ark-content-generation-v2-cn-beijing.tos-cn-beijing.volces.com"
+        ]
+    );
     assert_eq!(m.secrets, ["ARK_API_KEY", "VOLC_TTS_APP_ID", "VOLC_TTS_ACCESS_TOKEN", "VOLC_TTS_CLUSTER"]);
     assert!(!m.idempotent_submit);
     let keys: Vec<&str> = m.models.iter().map(|m| m.key.as_str()).collect();

@@ -118,3 +118,32 @@ pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<
     out.extend(contents);
     out
 }
+
+/// The target folder holding the wasip2 builds of `plugins/` (scripts/test builds them before
+/// the tests run).
+fn plugins_target() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .find(|dir| dir.join("wasm32-wasip2").is_dir())
+        .expect("no wasm32-wasip2 folder above the test binary: build plugins/ first")
+        .to_path_buf()
+}
+
+/// A plugin shipped in `plugins/`, from its wasip2 build.
+pub fn shipped_plugin(crate_name: &str) -> std::path::PathBuf {
+    let file = plugins_target()
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        file.exists(),
+        "{} is missing: cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml",
+        file.display()
+    );
+    file
+}
+
+/// A compile cache for the shipped plugins, kept in the target folder: each build is compiled
+/// once, not once per test run (compiling all of them takes seconds of every core).
+pub fn shipped_plugins_cache() -> std::path::PathBuf {
+    plugins_target().join("easel-wasm-shipped-cache")
+}
