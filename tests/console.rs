@@ -61,7 +61,7 @@ async fn the_console_works_in_a_real_browser() {
     println!("{stdout}");
     assert!(
         output.status.success(),
-        "{python} {} failed (screenshots in {}):\n{stdout}\n{stderr}",
+        "{python} {} failed (its output is above; screenshots in {}):\n{stderr}",
         script.display(),
         shots.display()
     );
@@ -183,6 +183,19 @@ async fn the_console_read_routes_keep_clients_apart_and_need_the_admin_key_for_e
     ))
     .await;
     assert_eq!(status, 200, "{cancelled}");
+    // A running task's worker is signalled; it ends as cancelled a moment later.
+    let ended = async || {
+        loop {
+            let (_, task) = send(admin(Method::GET, &format!("/admin/tasks/{held_id}"))).await;
+            if task["job"]["status"] == "cancelled" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), ended())
+        .await
+        .expect("the held task ends cancelled");
     let (status, again) = send(admin(
         Method::POST,
         &format!("/admin/tasks/{held_id}/cancel"),

@@ -41,9 +41,8 @@ export async function playground(page) {
 
   const choose = () => {
     const chosen = models.find((m) => m.id === model.value);
-    capability.replaceChildren(...runnable(chosen).map((c) => h('option', {
-      value: c, selected: chosen.defaultFor.includes(c),
-    }, c)));
+    // The model's own first capability (its main one: generate before edit or upscale).
+    capability.replaceChildren(...runnable(chosen).map((c) => h('option', { value: c }, c)));
     form = schemaForm(chosen.paramsSchema, ['prompt']);
     params.replaceChildren(form.element);
   };
@@ -88,9 +87,10 @@ export async function playground(page) {
     }
   };
 
+  outcome.append(h('p', { class: 'muted' }, 'Run a job to watch it here.'));
   return h('section', { class: 'card' },
     h('h1', {}, 'Playground'),
-    h('form', { id: 'playground', onsubmit: submit },
+    h('div', { class: 'split' }, h('form', { id: 'playground', onsubmit: submit },
       h('div', { class: 'field' }, h('label', { for: 'model' }, 'Model'), model),
       h('div', { class: 'field' }, h('label', { for: 'capability' }, 'Capability'), capability),
       h('div', { class: 'field' }, h('label', { for: 'prompt' }, 'Prompt'), prompt),
@@ -98,5 +98,5 @@ export async function playground(page) {
       h('div', { class: 'field' }, h('label', { for: 'files' }, 'Input files'), files,
         h('small', {}, 'Uploaded as assets and sent as inputAssetIds.')),
       run),
-    outcome);
+    outcome));
 }

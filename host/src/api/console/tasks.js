@@ -93,7 +93,7 @@ export async function taskList(page, query) {
       const older = answer.nextBefore
         ? h('a', { href: `#/tasks?${new URLSearchParams({ ...asked, before: answer.nextBefore })}` }, 'Older →')
         : null;
-      listing.replaceChildren(table(columns, answer.jobs, 'No task matches.'), older);
+      listing.replaceChildren(...[table(columns, answer.jobs, 'No task matches.'), older].filter(Boolean));
     } catch (error) {
       listing.replaceChildren(errorBox(error));
       shown = '';
