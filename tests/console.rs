@@ -3,9 +3,10 @@
 //! environment (`EASEL_TEST_PYTHON`), against a host with the offline provider, the demo
 //! plugin and an admin key. `tests/console_browser.py` holds the steps: a bad key and a
 //! refused job show the API's message, the playground's form follows the schema and renders
-//! the image it ran, a slow job is cancelled from its task page, a broken plugin's error shows
-//! after it is dropped in, and the pages fit a phone. A screenshot of each page is kept under
-//! the target folder (the path is printed) so a failed run can be read.
+//! the image it ran, a slow job with an input file attached is cancelled from its task page,
+//! a broken plugin's error shows after it is dropped in, and the pages fit a phone. A
+//! screenshot of each page is kept under the target folder (the path is printed) so a failed
+//! run can be read.
 //!
 //! The read routes the console added are checked over plain HTTP too: a client reaches only
 //! its own tasks, the operator's routes need the admin key and reach every client's.

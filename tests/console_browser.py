@@ -78,10 +78,12 @@ def fill(css, text):
     field.send_keys(text)
 
 
-def run_job(prompt, **params):
+def run_job(prompt, attach=None, **params):
     page("playground")
     Select(wait_for("#model")).select_by_value("offline/image")
     fill("#prompt", prompt)
+    if attach:
+        driver.find_element(By.CSS_SELECTOR, "#files").send_keys(attach)
     for name, value in params.items():
         fill(f"#param-{name}", str(value))
     driver.find_element(By.CSS_SELECTOR, "#run").click()
@@ -134,8 +136,9 @@ def check():
     shot("playground-image")
     print("image rendered", flush=True)
 
-    # A slow job is cancelled from its task page.
-    run_job("hold a worker", work_ms=60000)
+    # A slow job, with an input file attached (a screenshot taken above), is cancelled from
+    # its task page.
+    run_job("hold a worker", attach=os.path.join(SHOTS, "01-signin-refused.png"), work_ms=60000)
     link = wait_for("#job .status-line a", "the slow job's link")
     task_id = link.text
     link.click()
@@ -146,6 +149,7 @@ def check():
     wait_for("#task pre.json")
     shown = [block.text for block in driver.find_elements(By.CSS_SELECTOR, "#task pre.json")]
     assert any("work_ms" in text for text in shown), f"the request is shown: {shown}"
+    assert any('"asset_id": "asset_' in text for text in shown), f"the file was attached: {shown}"
     shot("task-cancelled")
     driver.get(f"{BASE}/console#/tasks?status=cancelled")
     wait_for("#task-list table")
