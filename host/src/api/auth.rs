@@ -75,6 +75,11 @@ impl Auth {
         keys::create_client(&self.store, client, key).await
     }
 
+    /// Every client's id, in order.
+    pub async fn clients(&self) -> anyhow::Result<Vec<String>> {
+        keys::clients(&self.store).await
+    }
+
     /// A client's keys; `None` when there is no such client.
     pub async fn keys(&self, client: &str) -> anyhow::Result<Option<Vec<Key>>> {
         keys::list(&self.store, client).await

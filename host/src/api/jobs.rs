@@ -414,10 +414,51 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Only jobs of this capability.
     pub capability: Option<String>,
+    /// Only jobs of this model: `provider/key`, or a bare key of any provider.
+    pub model: Option<String>,
     /// 1 to 200, default 20.
     pub limit: Option<String>,
     /// ISO time: only jobs created before it.
     pub before: Option<String>,
+}
+
+impl ListQuery {
+    /// The filter it asks for, or why it is refused.
+    pub fn filter(self) -> Result<TaskFilter, Error> {
+        let status = match self.status.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(name) => Some(Status::parse(name).ok_or_else(|| {
+                Error::bad_request(
+                    "status must be one of queued, running, succeeded, failed, expired, cancelled.",
+                )
+            })?),
+        };
+        if let Some(capability) = self.capability.as_deref().filter(|c| !c.is_empty())
+            && Capability::parse(capability).is_none()
+        {
+            return Err(Error::bad_request(format!(
+                "Unsupported capability: {capability}"
+            )));
+        }
+        let (limit, before) = page(self.limit.as_deref(), self.before.as_deref())?;
+        Ok(TaskFilter {
+            status,
+            capability: self.capability.filter(|c| !c.is_empty()),
+            api: None,
+            model: self.model.filter(|m| !m.is_empty()),
+            before,
+            limit,
+        })
+    }
+}
+
+/// A page of jobs as 001 lists them, each rendered by `render`.
+pub fn page_of<T: Serialize>(tasks: &[Task], more: bool, render: impl Fn(&Task) -> T) -> Value {
+    let next_before = more
+        .then(|| tasks.last().map(|t| rfc3339(t.created_at)))
+        .flatten();
+    let jobs: Vec<T> = tasks.iter().map(render).collect();
+    json!({ "jobs": jobs, "nextBefore": next_before })
 }
 
 async fn list(
@@ -425,35 +466,8 @@ async fn list(
     Client { client_id, .. }: Client,
     QueryOf { query, .. }: QueryOf<ListQuery, Jobs>,
 ) -> Result<Response, Error> {
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(name) => Some(Status::parse(name).ok_or_else(|| {
-            Error::bad_request(
-                "status must be one of queued, running, succeeded, failed, expired, cancelled.",
-            )
-        })?),
-    };
-    if let Some(capability) = query.capability.as_deref().filter(|c| !c.is_empty())
-        && Capability::parse(capability).is_none()
-    {
-        return Err(Error::bad_request(format!(
-            "Unsupported capability: {capability}"
-        )));
-    }
-    let (limit, before) = page(query.limit.as_deref(), query.before.as_deref())?;
-    let filter = TaskFilter {
-        status,
-        capability: query.capability.filter(|c| !c.is_empty()),
-        api: None,
-        before,
-        limit,
-    };
-    let (tasks, more) = state.engine.list(&client_id, &filter).await?;
-    let next_before = more
-        .then(|| tasks.last().map(|t| rfc3339(t.created_at)))
-        .flatten();
-    let jobs: Vec<JobView> = tasks.iter().map(view).collect();
-    Ok(Json(json!({ "jobs": jobs, "nextBefore": next_before })).into_response())
+    let (tasks, more) = state.engine.list(&client_id, &query.filter()?).await?;
+    Ok(Json(page_of(&tasks, more, view)).into_response())
 }
 
 async fn cancel(

@@ -9,9 +9,11 @@ pub mod assets;
 pub mod auth;
 pub mod body;
 pub mod chat;
+pub mod console;
 pub mod dialect;
 pub mod error;
 pub mod files;
+pub mod inspect;
 pub mod jobs;
 pub mod keys;
 pub mod llmage;
@@ -69,6 +71,8 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(sd::routes())
         .merge(llmage::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(openai::routes())
+        .merge(console::routes())
+        .merge(inspect::routes())
 }
 
 /// Every route of every API, and the document that describes them. A path no route serves,

@@ -91,6 +91,8 @@ pub struct TaskFilter {
     pub capability: Option<String>,
     /// Only tasks created by this API.
     pub api: Option<&'static str>,
+    /// Only tasks of this model: `provider/key`, or a bare key of any provider.
+    pub model: Option<String>,
     /// Only tasks created strictly before this time (ms).
     pub before: Option<i64>,
     /// At most this many.
@@ -262,7 +264,24 @@ impl Engine {
         client_id: &str,
         filter: &TaskFilter,
     ) -> anyhow::Result<(Vec<Task>, bool)> {
-        tasks::list(&self.inner.store, client_id, filter).await
+        tasks::list(&self.inner.store, Some(client_id), filter).await
+    }
+
+    /// A page of every client's tasks (or `client`'s), for the operator.
+    pub async fn list_any(
+        &self,
+        client: Option<&str>,
+        filter: &TaskFilter,
+    ) -> anyhow::Result<(Vec<Task>, bool)> {
+        tasks::list(&self.inner.store, client, filter).await
+    }
+
+    /// A task's webhook deliveries, oldest first.
+    pub async fn webhook_deliveries(
+        &self,
+        task_id: &str,
+    ) -> anyhow::Result<Vec<tasks::WebhookDelivery>> {
+        tasks::webhook_deliveries(&self.inner.store, task_id).await
     }
 
     /// Cancels the client's task: a queued one at once, a pending one through the provider's

@@ -210,6 +210,14 @@ pub async fn client_exists(store: &Store, client: &str) -> anyhow::Result<bool> 
     Ok(found.is_some())
 }
 
+/// Every client's id, in order.
+pub async fn clients(store: &Store) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM clients ORDER BY id")
+        .fetch_all(&store.reader)
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// A client's keys, oldest first; `None` when there is no such client.
 pub async fn list(store: &Store, client: &str) -> anyhow::Result<Option<Vec<Key>>> {
     if !client_exists(store, client).await? {

@@ -82,6 +82,27 @@ pub struct DueWebhook {
     pub attempts: i64,
 }
 
+/// One webhook of a task, as the outbox holds it (times in ms).
+#[derive(Debug, Clone, FromRow)]
+pub struct WebhookDelivery {
+    /// `whk_…`.
+    pub id: String,
+    /// Where it is posted.
+    pub url: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// When the next attempt is due, while neither delivered nor given up.
+    pub next_attempt_at: i64,
+    /// When a receiver accepted it.
+    pub delivered_at: Option<i64>,
+    /// When the attempts ran out.
+    pub gave_up_at: Option<i64>,
+    /// Why the latest attempt failed.
+    pub last_error: Option<String>,
+    /// When the task finished and the row was written.
+    pub created_at: i64,
+}
+
 /// Inserts a task, reserving its price from the client's balance in the same transaction
 /// when it has one. On PostgreSQL a trigger (migration 0002) notifies other hosts.
 pub async fn insert(
@@ -421,19 +442,28 @@ pub async fn get(store: &Store, client_id: &str, id: &str) -> anyhow::Result<Opt
     .await?)
 }
 
-/// A page of the client's tasks, newest first, and whether more remain (see
-/// [`whole_milliseconds`]).
+/// A page of tasks, newest first, and whether more remain (see [`whole_milliseconds`]):
+/// the `owner`'s only when one is given (every client API gives one; the operator's routes
+/// may not).
 pub async fn list(
     store: &Store,
-    client_id: &str,
+    owner: Option<&str>,
     filter: &TaskFilter,
 ) -> anyhow::Result<(Vec<Task>, bool)> {
-    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE client_id = $1 AND created_at < $2");
-    let mut next = 3;
+    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE created_at < $1");
+    let (provider, model) = match filter.model.as_deref().map(|m| m.split_once('/')) {
+        Some(Some((provider, key))) => (Some(provider), Some(key)),
+        Some(None) => (None, filter.model.as_deref()),
+        None => (None, None),
+    };
+    let mut next = 2;
     for (column, present) in [
+        ("client_id", owner.is_some()),
         ("status", filter.status.is_some()),
         ("capability", filter.capability.is_some()),
         ("api", filter.api.is_some()),
+        ("provider", provider.is_some()),
+        ("model", model.is_some()),
     ] {
         if present {
             sql.push_str(&format!(" AND {column} = ${next}"));
@@ -441,9 +471,10 @@ pub async fn list(
         }
     }
     sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${next}"));
-    let mut query = sqlx::query_as(&sql)
-        .bind(client_id)
-        .bind(filter.before.unwrap_or(i64::MAX));
+    let mut query = sqlx::query_as(&sql).bind(filter.before.unwrap_or(i64::MAX));
+    if let Some(owner) = owner {
+        query = query.bind(owner);
+    }
     if let Some(status) = filter.status {
         query = query.bind(status);
     }
@@ -452,6 +483,9 @@ pub async fn list(
     }
     if let Some(api) = filter.api {
         query = query.bind(api);
+    }
+    for column in [provider, model].into_iter().flatten() {
+        query = query.bind(column);
     }
     let rows = query
         .bind(filter.limit + 1)
@@ -462,6 +496,20 @@ pub async fn list(
         filter.limit as usize,
         |task: &Task| task.created_at,
     ))
+}
+
+/// A task's webhook deliveries, oldest first.
+pub async fn webhook_deliveries(
+    store: &Store,
+    task_id: &str,
+) -> anyhow::Result<Vec<WebhookDelivery>> {
+    Ok(sqlx::query_as(
+        "SELECT id, url, attempts, next_attempt_at, delivered_at, gave_up_at, last_error, created_at \
+         FROM webhook_outbox WHERE task_id = $1 ORDER BY created_at, id",
+    )
+    .bind(task_id)
+    .fetch_all(&store.reader)
+    .await?)
 }
 
 /// The micro-credits held by the client's queued and running tasks.

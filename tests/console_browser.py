@@ -1,0 +1,222 @@
+"""Drives /console in headless Chromium (Debian's chromium and chromium-driver) through Selenium.
+
+Run by tests/console.rs, which starts the host and passes: base URL, a client key, the admin
+key, the plugins folder and the folder for screenshots. Prints one line per check that
+passed and the path of every screenshot; a failure leaves a screenshot of where it stopped.
+"""
+
+import os
+import sys
+import traceback
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+BASE, CLIENT_KEY, ADMIN_KEY, PLUGINS_DIR, SHOTS = sys.argv[1:6]
+WAIT_SECS = 30
+
+options = webdriver.ChromeOptions()
+options.binary_location = os.environ.get("EASEL_TEST_CHROMIUM", "/usr/bin/chromium")
+for argument in [
+    "--headless=new",
+    "--no-sandbox",  # the suite may run as root (CI containers)
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--window-size=1280,900",
+]:
+    options.add_argument(argument)
+# Naming the driver keeps Selenium Manager from looking for one on the network.
+service = Service(executable_path=os.environ.get("EASEL_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
+driver = webdriver.Chrome(options=options, service=service)
+shots = 0
+
+
+def shot(name):
+    global shots
+    shots += 1
+    path = os.path.join(SHOTS, f"{shots:02d}-{name}.png")
+    driver.save_screenshot(path)
+    print(f"screenshot {path}", flush=True)
+
+
+def wait_for(css, what=None):
+    try:
+        return WebDriverWait(driver, WAIT_SECS).until(
+            ready.visibility_of_element_located((By.CSS_SELECTOR, css))
+        )
+    except TimeoutException:
+        raise AssertionError(f"timed out waiting for {what or css}")
+
+
+def wait_until(condition, what):
+    try:
+        return WebDriverWait(driver, WAIT_SECS).until(lambda d: condition())
+    except TimeoutException:
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def page(name):
+    wait_for(f'main[data-page="{name}"]', f"the {name} page")
+
+
+def sign_in(key):
+    driver.get(f"{BASE}/console#/signin")
+    page("signin")
+    field = wait_for("#key")
+    field.clear()
+    field.send_keys(key)
+    driver.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+
+
+def fill(css, text):
+    field = wait_for(css)
+    field.clear()
+    field.send_keys(text)
+
+
+def run_job(prompt, attach=None, **params):
+    page("playground")
+    Select(wait_for("#model")).select_by_value("offline/image")
+    fill("#prompt", prompt)
+    if attach:
+        driver.find_element(By.CSS_SELECTOR, "#files").send_keys(attach)
+    for name, value in params.items():
+        fill(f"#param-{name}", str(value))
+    driver.find_element(By.CSS_SELECTOR, "#run").click()
+
+
+def check():
+    # A bad key is refused with the API's own sentence.
+    sign_in("not-a-key-of-this-host")
+    refusal = wait_for("#signin-outcome .error", "the sign-in refusal")
+    assert refusal.text == "Invalid API key.", refusal.text
+    shot("signin-refused")
+    print("bad key shows the API's message", flush=True)
+
+    # A client key opens the playground; the form comes from the model's schema.
+    sign_in(CLIENT_KEY)
+    page("playground")
+    Select(wait_for("#model")).select_by_value("offline/image")
+    width = wait_for("#param-width")
+    assert (width.get_attribute("type"), width.get_attribute("min"), width.get_attribute("max")) == (
+        "number",
+        "8",
+        "4096",
+    ), width.get_attribute("outerHTML")
+    assert width.get_attribute("value") == "512", "the default is filled in"
+    Select(wait_for("#model")).select_by_value("demo/image")
+    style = Select(wait_for("#param-style"))
+    assert style.first_selected_option.text == "gradient", "an enum is a select with its default"
+    print("the form follows the schema", flush=True)
+
+    # A refused request shows the API's message, not a blank page.
+    Select(wait_for("#model")).select_by_value("offline/image")
+    driver.find_element(By.CSS_SELECTOR, "#run").click()
+    refusal = wait_for("#outcome .error", "the refusal of a job without a prompt")
+    assert refusal.text == "prompt is required.", refusal.text
+    print("a refused job shows the API's message", flush=True)
+
+    # An image job runs and its image is rendered.
+    run_job("a lighthouse at dawn", width=320, height=200)
+    wait_for('#job[data-status="succeeded"]', "the image job to succeed")
+    wait_until(
+        lambda: driver.execute_script(
+            "const img = document.querySelector('#job img.output');"
+            "return img && img.complete && img.naturalWidth;"
+        ),
+        "the image to load",
+    )
+    natural = driver.execute_script("return document.querySelector('#job img.output').naturalWidth")
+    assert natural == 320, natural
+    driver.execute_script("window.scrollTo(0, 0)")
+    shot("playground-image")
+    print("image rendered", flush=True)
+
+    # A slow job, with an input file attached (a screenshot taken above), is cancelled from
+    # its task page.
+    run_job("hold a worker", attach=os.path.join(SHOTS, "01-signin-refused.png"), work_ms=60000)
+    link = wait_for("#job .status-line a", "the slow job's link")
+    task_id = link.text
+    link.click()
+    page("tasks")
+    wait_for('#task #job[data-status="running"]', "the slow job to run")
+    driver.find_element(By.CSS_SELECTOR, "#task .cancel").click()
+    wait_for('#task #job[data-status="cancelled"]', "the cancellation")
+    wait_for("#task pre.json")
+    shown = [block.text for block in driver.find_elements(By.CSS_SELECTOR, "#task pre.json")]
+    assert any("work_ms" in text for text in shown), f"the request is shown: {shown}"
+    assert any('"asset_id": "asset_' in text for text in shown), f"the file was attached: {shown}"
+    shot("task-cancelled")
+    driver.get(f"{BASE}/console#/tasks?status=cancelled")
+    wait_for("#task-list table")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#task-list tbody tr")
+    assert [r for r in rows if task_id in r.text], "the cancelled task is listed"
+    assert all("cancelled" in r.text for r in rows), "the status filter holds"
+    shot("tasks-client")
+    print("slow job cancelled", flush=True)
+
+    # The admin key added in the same tab: plugins, with a broken one dropped in.
+    sign_in(ADMIN_KEY)
+    wait_until(lambda: "operator" in driver.find_element(By.ID, "roles").text, "the operator role")
+    driver.get(f"{BASE}/console#/plugins")
+    page("plugins")
+    wait_until(lambda: "demo" in driver.find_element(By.ID, "plugin-list").text, "the demo plugin")
+    with open(os.path.join(PLUGINS_DIR, "broken.wasm"), "wb") as broken:
+        broken.write(b"\0asm not really")
+    driver.find_element(By.ID, "reload").click()
+    error = wait_for("#plugin-list .plugin-error", "the broken plugin's error")
+    assert error.text.strip(), "the error is worded"
+    shot("plugins")
+    print("broken plugin's error shown", flush=True)
+
+    driver.get(f"{BASE}/console#/models")
+    page("models")
+    wait_for('.provider[data-provider="offline"] table')
+    shot("models")
+    driver.get(f"{BASE}/console#/clients")
+    page("clients")
+    wait_until(lambda: "partner-a" in driver.find_element(By.TAG_NAME, "main").text, "the clients")
+    shot("clients")
+    driver.get(f"{BASE}/console#/tasks")
+    page("tasks")
+    wait_for("#filter-client")
+    wait_for("#task-list table")
+    shot("tasks-operator")
+    print("operator pages shown", flush=True)
+
+    # A phone-sized screen: nothing wider than the screen.
+    driver.set_window_size(390, 844)
+    for name, where, filled in [
+        ("playground", "playground", "#param-width"),
+        ("tasks", "tasks", "#task-list table"),
+        ("task", f"tasks/{task_id}", "#task pre.json"),
+        ("plugins", "plugins", "#plugin-list table"),
+    ]:
+        driver.get(f"{BASE}/console#/{where}")
+        wait_for(filled, f"the {name} page on a phone")
+        overflow = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name} is {overflow}px wider than a phone"
+        shot(f"phone-{name}")
+    print("phone-sized pages fit", flush=True)
+
+
+try:
+    check()
+except BaseException:
+    traceback.print_exc()
+    try:
+        shot("failure")
+        print("page text at the failure:\n" + driver.find_element(By.TAG_NAME, "body").text)
+        for entry in driver.get_log("browser"):
+            print("browser console:", entry)
+    except Exception:
+        pass
+    sys.exit(1)
+finally:
+    driver.quit()
