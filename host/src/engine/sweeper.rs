@@ -153,6 +153,7 @@ mod tests {
             extra: serde_json::json!({}),
             idempotency: None,
             price_micros: 0,
+            limits: Vec::new(),
         };
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;

@@ -20,6 +20,7 @@ use sqlx::FromRow;
 use crate::{
     engine::{
         NewTask, SubmitError, TaskFilter, credits,
+        limits::{self, Usage},
         task::{Phase, Status, Task, new_id},
     },
     store::{Store, whole_milliseconds},
@@ -82,8 +83,9 @@ pub struct DueWebhook {
     pub attempts: i64,
 }
 
-/// Inserts a task, reserving its price from the client's balance in the same transaction
-/// when it has one. On PostgreSQL a trigger (migration 0002) notifies other hosts.
+/// Inserts a task, checking the client's limits and reserving its price from the client's
+/// balance in the same transaction when it has either. On PostgreSQL a trigger (migration
+/// 0002) notifies other hosts.
 pub async fn insert(
     store: &Store,
     id: &str,
@@ -91,12 +93,17 @@ pub async fn insert(
     now: i64,
     start: Start,
 ) -> Result<Task, SubmitError> {
-    if new.price_micros <= 0 {
+    if new.price_micros <= 0 && new.limits.is_empty() {
         // One autocommitted statement: the common path costs a single round trip.
         return Ok(insert_row(&store.writer, id, new, now, start).await?);
     }
     let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-    credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
+    if !new.limits.is_empty() {
+        limits::enforce(&mut tx, store.backend, new, now).await??;
+    }
+    if new.price_micros > 0 {
+        credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
+    }
     let task = insert_row(&mut *tx, id, new, now, start).await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
     Ok(task)
@@ -143,6 +150,9 @@ pub async fn insert_once(
             .await?
             .ok_or_else(|| anyhow::anyhow!("idempotency key points at missing task {task_id}"))?;
         return Ok((existing, true));
+    }
+    if !new.limits.is_empty() {
+        limits::enforce(&mut tx, store.backend, new, now).await??;
     }
     if new.price_micros > 0 {
         credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
@@ -474,6 +484,58 @@ pub async fn reserved_micros(store: &Store, client_id: &str) -> anyhow::Result<i
     .fetch_one(&store.reader)
     .await?;
     Ok(reserved)
+}
+
+/// What one limit row counts of the client's tasks (of `model`, `(provider, key)`, when the
+/// row is the model's): tasks created after `minute_ago`, the live ones, and the credits held
+/// or kept by tasks created since `budget_since`. Runs in the insert's transaction, after the
+/// client's limit rows were locked.
+pub(crate) async fn limit_usage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    client_id: &str,
+    model: Option<(&str, &str)>,
+    minute_ago: i64,
+    budget_since: i64,
+) -> anyhow::Result<Usage> {
+    let only_model = if model.is_some() {
+        " AND provider = $4 AND model = $5"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN created_at > $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         MIN(CASE WHEN created_at > $2 THEN created_at END), \
+         CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN created_at >= $3 AND status IN ('queued', 'running', 'succeeded') \
+         THEN reserved_micros ELSE 0 END), 0) AS BIGINT) \
+         FROM tasks WHERE client_id = $1 AND (created_at > $2 OR created_at >= $3 \
+         OR status IN ('queued', 'running')){only_model}"
+    );
+    let mut query = sqlx::query_as(&sql)
+        .bind(client_id)
+        .bind(minute_ago)
+        .bind(budget_since);
+    if let Some((provider, key)) = model {
+        query = query.bind(provider).bind(key);
+    }
+    let (in_last_minute, oldest_in_last_minute, live, spent_micros): (i64, Option<i64>, i64, i64) =
+        query.fetch_one(&mut **tx).await?;
+    Ok(Usage {
+        in_last_minute,
+        oldest_in_last_minute,
+        live,
+        spent_micros,
+    })
+}
+
+/// The queue per provider: `(provider, queued tasks, oldest created_at)`.
+pub async fn queue_by_provider(store: &Store) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT provider, CAST(COUNT(*) AS BIGINT), MIN(created_at) FROM tasks \
+         WHERE status = 'queued' GROUP BY provider ORDER BY provider",
+    )
+    .fetch_all(&store.reader)
+    .await?)
 }
 
 /// The client's succeeded tasks per model: `(provider, model, tasks, micro-credits kept)`,
