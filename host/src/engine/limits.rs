@@ -62,7 +62,6 @@ pub struct Remaining {
 
 impl Remaining {
     fn keep_smallest(slot: &mut Option<(i64, i64)>, limit: i64, left: i64) {
-        let left = left.max(0);
         if slot.is_none_or(|(_, smallest)| left < smallest) {
             *slot = Some((limit, left));
         }
@@ -121,7 +120,8 @@ pub(crate) async fn enforce(
                 let oldest = usage.oldest_in_last_minute.unwrap_or(now);
                 refused.get_or_insert(Limited {
                     message: format!("Rate limit reached: {rpm} requests per minute{scope}."),
-                    retry_after_secs: ceil_secs(oldest + MINUTE_MS - now),
+                    // `now` was taken before the lock was, so the oldest may be newer.
+                    retry_after_secs: ceil_secs((oldest + MINUTE_MS - now).min(MINUTE_MS)),
                 });
             }
             Remaining::keep_smallest(&mut remaining.requests, rpm, left - 1);
@@ -151,19 +151,18 @@ pub(crate) async fn enforce(
             Remaining::keep_smallest(&mut remaining.credits, budget, left - new.price_micros);
         }
     }
-    if let Some(refusal) = &refused {
-        // What was left before this request, which it did not take.
-        for (slot, took) in [
-            (&mut remaining.requests, 1),
-            (&mut remaining.tasks, 1),
-            (&mut remaining.credits, new.price_micros),
-        ] {
-            if let Some((_, left)) = slot {
-                *left = (*left + took).max(0);
-            }
+    // A refused request took nothing: what was left before it is still left.
+    let took = |amount: i64| if refused.is_some() { amount } else { 0 };
+    for (slot, amount) in [
+        (&mut remaining.requests, took(1)),
+        (&mut remaining.tasks, took(1)),
+        (&mut remaining.credits, took(new.price_micros)),
+    ] {
+        if let Some((_, left)) = slot {
+            *left = (*left + amount).max(0);
         }
-        remaining.retry_after_secs = Some(refusal.retry_after_secs);
     }
+    remaining.retry_after_secs = refused.as_ref().map(|refusal| refusal.retry_after_secs);
     let _ = REPORT.try_with(|report| report.set(Some(remaining)));
     Ok(refused.map_or(Ok(()), Err))
 }
