@@ -312,7 +312,7 @@ async fn metrics_cover_every_family_and_pass_promtool() {
 }
 
 /// `EASEL_LOG_FORMAT=json`: every line a JSON object; a request's lines carry its id, and
-/// once it is admitted its task's id, and the worker's lines the task id.
+/// once it is admitted its task's id; the worker's lines about the task carry both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_request_and_task_ids() {
     let data = tempfile::tempdir().unwrap();
@@ -401,11 +401,18 @@ async fn json_logs_carry_the_request_and_task_ids() {
         of_task.len() >= 2,
         "lines of the request and of the worker name the task: {lines:#?}"
     );
+    for line in &of_task {
+        assert_eq!(
+            span_field(line, "request_id").as_deref(),
+            Some(request_id.as_str()),
+            "the request's lines and the worker's about its task carry the request id: {line}"
+        );
+    }
     assert!(
         of_task
             .iter()
-            .any(|line| span_field(line, "request_id").as_deref() == Some(request_id.as_str())),
-        "the request's own lines carry its id and the task's: {lines:#?}"
+            .any(|line| line["fields"]["message"] == "task finished"),
+        "the worker's line is among them: {lines:#?}"
     );
     for line in &parsed {
         if line["spans"]

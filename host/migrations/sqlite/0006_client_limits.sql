@@ -12,3 +12,7 @@ CREATE TABLE client_limits (
     updated_at           INTEGER NOT NULL,
     PRIMARY KEY (client_id, model)
 );
+
+-- The HTTP request that created a task (`req_…`, its `x-request-id`), so that the lines a
+-- worker, the poller or a chat's relay logs about the task carry it too (EASEL_LOG_FORMAT).
+ALTER TABLE tasks ADD COLUMN request_id TEXT;

@@ -1,6 +1,7 @@
 //! What every request leaves behind for the operator: a `request` span carrying its id (and,
 //! once admitted, its task's id; see [`lifecycle`](crate::engine::lifecycle)), so that every
-//! log line it causes names them; the HTTP metrics by route template and status; the
+//! log line it causes names them, and the id recorded on the tasks it creates
+//! ([`REQUEST_ID`]), so that the engine's lines about them name it too; the HTTP metrics by route template and status; the
 //! `x-request-id` response header; and, when the request waited for a provider, a
 //! `Server-Timing` header that splits easel's own time from the upstream's.
 
@@ -14,7 +15,10 @@ use axum::{
 };
 use tracing::Instrument;
 
-use crate::{engine::task::new_id, metrics};
+use crate::{
+    engine::task::{REQUEST_ID, new_id},
+    metrics,
+};
 
 /// The route label of a request no route matched (bounded, unlike its path).
 const UNMATCHED: &str = "unmatched";
@@ -36,7 +40,11 @@ pub async fn observe(request: Request, next: Next) -> Response {
         route = %route,
         task_id = tracing::field::Empty,
     );
-    let (mut response, upstream) = metrics::timing_upstream(next.run(request))
+    let (mut response, upstream) = REQUEST_ID
+        .scope(
+            request_id.clone(),
+            metrics::timing_upstream(next.run(request)),
+        )
         .instrument(span)
         .await;
     let took = started.elapsed();

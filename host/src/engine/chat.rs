@@ -95,7 +95,11 @@ impl Engine {
         };
         let (events, received) = mpsc::channel(RELAY_BUFFER);
         // The relay outlives the request; its lines carry the task id.
-        let span = tracing::info_span!("task", task_id = %id);
+        let span = tracing::info_span!(
+            "task",
+            task_id = %id,
+            request_id = task.request_id.as_deref(),
+        );
         tokio::spawn(relay(self.clone(), id, stream, token, events).instrument(span));
         Ok(ChatSession {
             task,

@@ -189,6 +189,7 @@ impl Engine {
             idempotency,
             price_micros,
             limits,
+            request_id: crate::engine::task::current_request_id(),
         };
         Ok((new, checked))
     }

@@ -69,6 +69,8 @@ pub struct NewTask {
     pub price_micros: i64,
     /// The client's limits that apply to this task (none: nothing checked).
     pub limits: Vec<crate::store::limits::ClientLimit>,
+    /// The request creating it, for the logs.
+    pub request_id: Option<String>,
 }
 
 /// Why a submission was refused.

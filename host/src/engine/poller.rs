@@ -42,7 +42,11 @@ pub async fn run(engine: Engine) {
                             .await
                             .expect("semaphore never closes");
                         let engine = engine.clone();
-                        let span = tracing::info_span!("task", task_id = %task.id);
+                        let span = tracing::info_span!(
+                            "task",
+                            task_id = %task.id,
+                            request_id = task.request_id.as_deref(),
+                        );
                         tokio::spawn(
                             async move {
                                 if let Err(error) = poll_once(&engine, &task).await {

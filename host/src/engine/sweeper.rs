@@ -154,6 +154,7 @@ mod tests {
             idempotency: None,
             price_micros: 0,
             limits: Vec::new(),
+            request_id: None,
         };
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;

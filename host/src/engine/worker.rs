@@ -37,7 +37,11 @@ pub async fn run(engine: Engine, worker: usize) {
         }
         match lifecycle::claim(&engine).await {
             Ok(Some(task)) => {
-                let span = tracing::info_span!("task", task_id = %task.id);
+                let span = tracing::info_span!(
+                    "task",
+                    task_id = %task.id,
+                    request_id = task.request_id.as_deref(),
+                );
                 execute(&engine, task).instrument(span).await
             }
             Ok(None) => {

@@ -7,9 +7,10 @@
 //!   only says how that is stored.
 //! - Every status-changing `UPDATE` names the statuses it moves from in its `WHERE`, so a
 //!   transition the task has already left behind is a no-op, never a step back.
-//! - An insert reserves the task's price, and records its idempotency key, in its own
-//!   transaction; a terminal transition refunds an unsuccessful task and writes its outbox row
-//!   in the same transaction as its `UPDATE`.
+//! - An insert checks the client's limits ([`limits::enforce`], counting from `tasks` after
+//!   locking the client's limit rows), reserves the task's price, and records its idempotency
+//!   key, in its own transaction; a terminal transition refunds an unsuccessful task and
+//!   writes its outbox row in the same transaction as its `UPDATE`.
 //! - A claim (queued task, due poll, lapsed lease, due webhook) is one `UPDATE … RETURNING`
 //!   over the rows its subquery picks, so a row is claimed by one caller on any number of
 //!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
@@ -29,7 +30,7 @@ use crate::{
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
 const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at, reserved_micros";
+     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id";
 
 /// How a task begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +185,8 @@ where
     };
     Ok(sqlx::query_as(&format!(
         "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16) RETURNING {COLUMNS}"
+         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16, $17) RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(&new.client_id)
@@ -203,6 +204,7 @@ where
     .bind(wake_at)
     .bind(started_at)
     .bind(attempts)
+    .bind(&new.request_id)
     .fetch_one(executor)
     .await?)
 }
