@@ -10,6 +10,7 @@ pub mod api;
 pub mod assets;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod net;
 pub mod providers;
 pub mod server;

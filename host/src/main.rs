@@ -73,13 +73,29 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EASEL_LOG")
                 .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // `EASEL_LOG_FORMAT=json`: one JSON object a line, with the fields of the spans it
+    // happened in (`request_id`, `task_id`) under `span` and `spans`.
+    match std::env::var("EASEL_LOG_FORMAT").as_deref() {
+        Ok("json") => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => {
+            logs.init();
+            tracing::warn!(
+                format = other,
+                "EASEL_LOG_FORMAT is json or text; logging text"
+            );
+        }
+    }
     let cli = Cli::parse();
     if let Some(Command::Plugin(command)) = cli.command {
         return plugin(command);

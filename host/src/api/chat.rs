@@ -107,7 +107,11 @@ pub async fn complete(
     let mut text = String::new();
     let mut usage = None;
     let mut finish = "stop".to_string();
+    // The relay runs in its own task: the time spent waiting for its events is the vendor's.
+    let mut waiting = std::time::Instant::now();
     while let Some(event) = session.events.recv().await {
+        crate::metrics::add_upstream(waiting.elapsed());
+        waiting = std::time::Instant::now();
         match event.map_err(Refusal::Provider)? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
             ChatEvent::Usage {

@@ -16,8 +16,11 @@ pub mod files;
 pub mod inspect;
 pub mod jobs;
 pub mod keys;
+pub mod limits;
 pub mod llmage;
+pub mod metrics;
 pub mod multipart;
+pub mod observe;
 pub mod openai;
 pub mod openapi;
 pub mod paging;
@@ -73,6 +76,8 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(openai::routes())
         .merge(console::routes())
         .merge(inspect::routes())
+        .merge(limits::routes())
+        .merge(metrics::routes())
 }
 
 /// Every route of every API, and the document that describes them. A path no route serves,
@@ -83,8 +88,14 @@ pub fn router(state: AppState) -> Router {
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     openapi::finish(|| routes(limits))
         .layer(axum::middleware::map_response(error::shape_bare_errors))
+        .layer(axum::middleware::from_fn(limits::headers))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        // Inside the request span of `observe`, which carries the request and task ids.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|_: &axum::extract::Request| tracing::Span::current()),
+        )
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             trusted,

@@ -50,6 +50,9 @@ pub struct Error {
     status: StatusCode,
     message: String,
     param: Option<String>,
+    /// Refused by a per-client limit: OpenAI's `requests` / `rate_limit_exceeded`, not
+    /// `insufficient_quota`.
+    rate_limited: bool,
 }
 
 impl Error {
@@ -58,6 +61,7 @@ impl Error {
             status,
             message: message.into(),
             param: None,
+            rate_limited: false,
         }
     }
 
@@ -66,6 +70,7 @@ impl Error {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             param: Some(param.into()),
+            rate_limited: false,
         }
     }
 }
@@ -73,6 +78,7 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let kind = match self.status.as_u16() {
+            429 if self.rate_limited => "requests",
             401 => "authentication_error",
             429 => "insufficient_quota",
             400..=499 => "invalid_request_error",
@@ -82,7 +88,7 @@ impl IntoResponse for Error {
             "message": self.message,
             "type": kind,
             "param": self.param,
-            "code": Value::Null,
+            "code": if self.rate_limited { "rate_limit_exceeded".into() } else { Value::Null },
         }});
         (self.status, Json(body)).into_response()
     }
@@ -112,11 +118,13 @@ impl From<Refusal> for Error {
             Refusal::BadInput(bad) => Some(bad.field.clone()),
             _ => None,
         };
+        let rate_limited = matches!(refusal, Refusal::Limited(_));
         match refusal_parts(refusal) {
             Ok((status, message)) => Self {
                 status,
                 message,
                 param,
+                rate_limited,
             },
             Err(error) => error.into(),
         }
@@ -330,6 +338,10 @@ async fn images(
                 "The image was not ready in time",
             )
         })?;
+    if let (Some(started), Some(finished)) = (task.started_at, task.finished_at) {
+        // The worker's run, on whichever host: the vendor's call and its outputs' download.
+        crate::metrics::add_upstream(Duration::from_millis((finished - started).max(0) as u64));
+    }
     if task.status != Status::Succeeded {
         let reason = task
             .error

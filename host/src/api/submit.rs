@@ -22,7 +22,7 @@ pub fn refusal_parts(refusal: Refusal) -> Result<(StatusCode, String), anyhow::E
             return Err(error);
         }
         Refusal::Invalid(_) | Refusal::BadInput(_) => StatusCode::BAD_REQUEST,
-        Refusal::InsufficientBalance => StatusCode::TOO_MANY_REQUESTS,
+        Refusal::InsufficientBalance | Refusal::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
         Refusal::IdempotencyConflict => StatusCode::CONFLICT,
         Refusal::Provider(error) => provider_status(error),
     };

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::engine::{
     Engine,
@@ -81,7 +82,10 @@ impl Engine {
             cancel: token.clone(),
             progress: ProgressSink::discard(),
         };
-        let stream = match provider.chat(&request, &ctx).await {
+        let opened =
+            crate::metrics::measure_call(&new.provider, "chat", provider.chat(&request, &ctx))
+                .await;
+        let stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
                 self.untrack(&id);
@@ -90,7 +94,13 @@ impl Engine {
             }
         };
         let (events, received) = mpsc::channel(RELAY_BUFFER);
-        tokio::spawn(relay(self.clone(), id, stream, token, events));
+        // The relay outlives the request; its lines carry the task id.
+        let span = tracing::info_span!(
+            "task",
+            task_id = %id,
+            request_id = task.request_id.as_deref(),
+        );
+        tokio::spawn(relay(self.clone(), id, stream, token, events).instrument(span));
         Ok(ChatSession {
             task,
             events: received,

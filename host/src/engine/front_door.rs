@@ -5,8 +5,10 @@
 //! adapters (`loras`) only where the schema declares them, the provider's own
 //! `check_params` (the `local` model's adapters exist and fit), the webhook target against
 //! the no-SSRF rule, every input file ([`inputs::check`]), the price from the checked
-//! parameters' output count, then the uploads are stored and the task is inserted with its
-//! idempotency key and reservation ([`Engine::submit`]).
+//! parameters' output count, the client's limits that apply to the model, then the uploads
+//! are stored and the task is inserted with its idempotency key and reservation
+//! ([`Engine::submit`]); the limits are decided in that insert's transaction
+//! ([`limits`](crate::engine::limits)), so that every host counts the same tasks.
 //!
 //! Invariants: a refused request changes no stored state. Nothing is written before every
 //! check passed, and uploads stored for a request the database then refuses (balance,
@@ -19,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::engine::{
     Engine, NewTask, SubmitError,
     inputs::{self, BadInput, CheckError, Checked, Input},
+    limits::Limited,
     provider::{GenerationRequest, ProviderError, schema::InvalidParam},
     registry::Resolved,
     task::Task,
@@ -60,6 +63,9 @@ pub enum Refusal {
     /// The balance does not cover the price.
     #[error("Insufficient balance")]
     InsufficientBalance,
+    /// A per-client limit (requests per minute, tasks at once, budget) refused it.
+    #[error(transparent)]
+    Limited(Limited),
     /// Same idempotency key, other body.
     #[error("Idempotency-Key was already used with a different request body.")]
     IdempotencyConflict,
@@ -76,6 +82,7 @@ impl From<SubmitError> for Refusal {
         match error {
             SubmitError::IdempotencyConflict => Refusal::IdempotencyConflict,
             SubmitError::InsufficientBalance(_) => Refusal::InsufficientBalance,
+            SubmitError::Limited(limited) => Refusal::Limited(limited),
             SubmitError::Store(error) => Refusal::Internal(error),
         }
     }
@@ -163,6 +170,9 @@ impl Engine {
             resolved.model.price_hint,
             resolved.schema.output_count(&params),
         );
+        let limits = crate::store::limits::applicable(self.store(), &client_id, &resolved.id())
+            .await
+            .map_err(Refusal::Internal)?;
         let new = NewTask {
             client_id,
             api,
@@ -178,6 +188,8 @@ impl Engine {
             extra,
             idempotency,
             price_micros,
+            limits,
+            request_id: crate::engine::task::current_request_id(),
         };
         Ok((new, checked))
     }

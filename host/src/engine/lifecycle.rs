@@ -97,9 +97,19 @@ pub async fn queue(engine: &Engine, new: &NewTask) -> Result<(Task, bool), Submi
         ),
     };
     if !replayed {
+        accepted(&task);
         engine.queued_signal().notify_one();
     }
     Ok((task, replayed))
+}
+
+/// Counts an accepted task and names it on the request's span, so every later log line of
+/// the request carries its id.
+fn accepted(task: &Task) {
+    tracing::Span::current().record("task_id", task.id.as_str());
+    let metrics = crate::metrics::get();
+    metrics.task_created(&task.provider, &task.model, &task.capability);
+    metrics.credits_charged(task.reserved_micros);
 }
 
 /// Accepts a chat already `running` in phase `streaming`, held by this process for one lease
@@ -109,7 +119,9 @@ pub async fn start_streaming(engine: &Engine, new: &NewTask) -> Result<Task, Sub
     let start = Start::Streaming {
         lease_end: lease_end(engine),
     };
-    tasks::insert(engine.store(), &id, new, now_ms(), start).await
+    let task = tasks::insert(engine.store(), &id, new, now_ms(), start).await?;
+    accepted(&task);
+    Ok(task)
 }
 
 /// Takes the oldest queued task for a worker: `running`, phase `submitting`, held for one
@@ -125,8 +137,19 @@ pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Resu
         engine.render_webhook(task).to_string()
     })
     .await?;
-    if task.is_some() {
+    if let Some(task) = &task {
         tracing::info!(task = id, status = ending.status.as_str(), "task finished");
+        let metrics = crate::metrics::get();
+        metrics.task_finished(
+            &task.provider,
+            &task.model,
+            &task.capability,
+            ending.status.as_str(),
+        );
+        if ending.status != Status::Succeeded {
+            // The repository refunded the reservation in the same transaction.
+            metrics.credits_refunded(task.reserved_micros);
+        }
     }
     Ok(task)
 }

@@ -16,6 +16,7 @@ pub mod credits;
 pub mod front_door;
 pub mod inputs;
 pub mod lifecycle;
+pub mod limits;
 pub mod outputs;
 pub mod poller;
 pub mod registry;
@@ -66,6 +67,10 @@ pub struct NewTask {
     pub idempotency: Option<(String, String)>,
     /// Micro-credits to reserve from the client's balance (0: free, nothing reserved).
     pub price_micros: i64,
+    /// The client's limits that apply to this task (none: nothing checked).
+    pub limits: Vec<crate::store::limits::ClientLimit>,
+    /// The request creating it, for the logs.
+    pub request_id: Option<String>,
 }
 
 /// Why a submission was refused.
@@ -77,6 +82,9 @@ pub enum SubmitError {
     /// The client's balance does not cover the price.
     #[error(transparent)]
     InsufficientBalance(#[from] credits::InsufficientBalance),
+    /// One of the client's limits refused it.
+    #[error(transparent)]
+    Limited(#[from] limits::Limited),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] anyhow::Error),
@@ -321,7 +329,13 @@ impl Engine {
             &task.pending_handle,
         ) {
             let ctx = CallContext::detached(task.id.clone());
-            if let Err(error) = provider.cancel(handle, &ctx).await {
+            let cancelled = crate::metrics::measure_call(
+                &task.provider,
+                "cancel",
+                provider.cancel(handle, &ctx),
+            )
+            .await;
+            if let Err(error) = cancelled {
                 tracing::warn!(task = %task.id, %error, "provider cancel failed; cancelling locally");
             }
         }

@@ -11,6 +11,7 @@
 //! stored fail the task.
 
 use std::{sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use tokio::sync::Semaphore;
 
@@ -41,12 +42,20 @@ pub async fn run(engine: Engine) {
                             .await
                             .expect("semaphore never closes");
                         let engine = engine.clone();
-                        tokio::spawn(async move {
-                            if let Err(error) = poll_once(&engine, &task).await {
-                                tracing::warn!(task = %task.id, %error, "poll failed; will retry");
+                        let span = tracing::info_span!(
+                            "task",
+                            task_id = %task.id,
+                            request_id = task.request_id.as_deref(),
+                        );
+                        tokio::spawn(
+                            async move {
+                                if let Err(error) = poll_once(&engine, &task).await {
+                                    tracing::warn!(task = %task.id, %error, "poll failed; will retry");
+                                }
+                                drop(permit);
                             }
-                            drop(permit);
-                        });
+                            .instrument(span),
+                        );
                     }
                 }
                 Err(error) => tracing::warn!(%error, "claiming due polls failed"),
@@ -72,7 +81,7 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
         return lifecycle::record_progress(engine, &task.id, None, Some(later)).await;
     };
     let ctx = CallContext::detached(task.id.clone());
-    match provider.poll(handle, &ctx).await {
+    match crate::metrics::measure_call(&task.provider, "poll", provider.poll(handle, &ctx)).await {
         Ok(PollOutcome::Running {
             progress,
             poll_after,

@@ -153,6 +153,8 @@ mod tests {
             extra: serde_json::json!({}),
             idempotency: None,
             price_micros: 0,
+            limits: Vec::new(),
+            request_id: None,
         };
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;

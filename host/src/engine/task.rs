@@ -188,6 +188,19 @@ pub struct Task {
     /// Micro-credits taken from the client's balance at submit; kept on success, refunded
     /// otherwise.
     pub reserved_micros: i64,
+    /// The request that created it (`req_…`), when one did.
+    pub request_id: Option<String>,
+}
+
+tokio::task_local! {
+    /// The id of the HTTP request being answered (`req_…`), set around each request by the
+    /// API layer; a task created while answering it records it.
+    pub static REQUEST_ID: String;
+}
+
+/// The id of the request being answered, if this runs inside one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 impl Task {

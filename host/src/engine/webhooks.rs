@@ -99,10 +99,18 @@ async fn attempt(
     let now = now_ms();
     let attempts = attempts as u32 + 1;
     match outcome {
-        Ok(()) => tasks::webhook_delivered(engine.store(), &id, attempts.into(), now).await?,
+        Ok(()) => {
+            crate::metrics::get().webhook_delivery("delivered");
+            tasks::webhook_delivered(engine.store(), &id, attempts.into(), now).await?
+        }
         Err(reason) => {
             let config = engine.config();
             let gave_up = (attempts >= config.webhook_max_attempts).then_some(now);
+            crate::metrics::get().webhook_delivery(if gave_up.is_some() {
+                "gave_up"
+            } else {
+                "failed"
+            });
             let next = now + backoff(config.webhook_backoff_secs, attempts).as_millis() as i64;
             tracing::info!(webhook = %id, %url, attempts, %reason, "webhook attempt failed");
             tasks::webhook_failed(engine.store(), &id, attempts.into(), next, &reason, gave_up)

@@ -15,6 +15,8 @@ use std::{
     time::Duration,
 };
 
+use tracing::Instrument;
+
 use crate::engine::{
     Engine, inputs,
     lifecycle::{self, Outcome},
@@ -34,7 +36,14 @@ pub async fn run(engine: Engine, worker: usize) {
             return;
         }
         match lifecycle::claim(&engine).await {
-            Ok(Some(task)) => execute(&engine, task).await,
+            Ok(Some(task)) => {
+                let span = tracing::info_span!(
+                    "task",
+                    task_id = %task.id,
+                    request_id = task.request_id.as_deref(),
+                );
+                execute(&engine, task).instrument(span).await
+            }
             Ok(None) => {
                 tokio::select! {
                     _ = engine.queued_signal().notified() => {}
@@ -97,14 +106,16 @@ async fn submit(
     let ctx = CallContext {
         task_id: task.id.clone(),
         cancel: token.clone(),
-        progress: progress_sink(engine, &task.id),
+        progress: progress_sink(engine, &task.id, task.provider == LOCAL_PROVIDER),
     };
     let heartbeat = tokio::spawn(lifecycle::hold_lease(
         engine.clone(),
         task.id.clone(),
         token.clone(),
     ));
-    let answer = provider.submit(&request, &ctx).await;
+    let answer =
+        crate::metrics::measure_call(&task.provider, "submit", provider.submit(&request, &ctx))
+            .await;
     if engine.shutdown_token().is_cancelled() {
         heartbeat.abort();
         // The lease lapses and the sweeper decides, exactly as after a crash.
@@ -148,12 +159,27 @@ async fn record(
     Ok(())
 }
 
-/// A progress reporter that writes at most every [`PROGRESS_EVERY_MS`].
-fn progress_sink(engine: &Engine, id: &str) -> ProgressSink {
+/// The native diffusion provider, which reports progress once per denoising step.
+const LOCAL_PROVIDER: &str = "local";
+
+/// A progress reporter that writes at most every [`PROGRESS_EVERY_MS`]. With `per_step` (the
+/// local model reports after each denoising step), the time between two reports is a step's
+/// time, recorded in the metrics; the first report, which also covers the text encoder, is not.
+fn progress_sink(engine: &Engine, id: &str, per_step: bool) -> ProgressSink {
     let engine = engine.clone();
     let id = id.to_string();
     let last_write = Arc::new(AtomicI64::new(0));
+    let last_step = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     ProgressSink::new(move |fraction| {
+        if per_step {
+            let now = std::time::Instant::now();
+            let mut last = last_step
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(previous) = last.replace(now) {
+                crate::metrics::get().diffusion_step(now - previous);
+            }
+        }
         let now = now_ms();
         let last = last_write.load(Ordering::Relaxed);
         if now - last < PROGRESS_EVERY_MS && fraction < 1.0 {

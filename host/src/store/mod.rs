@@ -16,6 +16,8 @@ pub mod tasks;
 
 pub mod keys;
 
+pub mod limits;
+
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;

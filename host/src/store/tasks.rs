@@ -7,9 +7,10 @@
 //!   only says how that is stored.
 //! - Every status-changing `UPDATE` names the statuses it moves from in its `WHERE`, so a
 //!   transition the task has already left behind is a no-op, never a step back.
-//! - An insert reserves the task's price, and records its idempotency key, in its own
-//!   transaction; a terminal transition refunds an unsuccessful task and writes its outbox row
-//!   in the same transaction as its `UPDATE`.
+//! - An insert checks the client's limits ([`limits::enforce`], counting from `tasks` after
+//!   locking the client's limit rows), reserves the task's price, and records its idempotency
+//!   key, in its own transaction; a terminal transition refunds an unsuccessful task and
+//!   writes its outbox row in the same transaction as its `UPDATE`.
 //! - A claim (queued task, due poll, lapsed lease, due webhook) is one `UPDATE … RETURNING`
 //!   over the rows its subquery picks, so a row is claimed by one caller on any number of
 //!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
@@ -20,6 +21,7 @@ use sqlx::FromRow;
 use crate::{
     engine::{
         NewTask, SubmitError, TaskFilter, credits,
+        limits::{self, Usage},
         task::{Phase, Status, Task, new_id},
     },
     store::{Store, whole_milliseconds},
@@ -28,7 +30,7 @@ use crate::{
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
 const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at, reserved_micros";
+     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id";
 
 /// How a task begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +105,9 @@ pub struct WebhookDelivery {
     pub created_at: i64,
 }
 
-/// Inserts a task, reserving its price from the client's balance in the same transaction
-/// when it has one. On PostgreSQL a trigger (migration 0002) notifies other hosts.
+/// Inserts a task, checking the client's limits and reserving its price from the client's
+/// balance in the same transaction when it has either. On PostgreSQL a trigger (migration
+/// 0002) notifies other hosts.
 pub async fn insert(
     store: &Store,
     id: &str,
@@ -112,12 +115,17 @@ pub async fn insert(
     now: i64,
     start: Start,
 ) -> Result<Task, SubmitError> {
-    if new.price_micros <= 0 {
+    if new.price_micros <= 0 && new.limits.is_empty() {
         // One autocommitted statement: the common path costs a single round trip.
         return Ok(insert_row(&store.writer, id, new, now, start).await?);
     }
     let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-    credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
+    if !new.limits.is_empty() {
+        limits::enforce(&mut tx, store.backend, new, now).await??;
+    }
+    if new.price_micros > 0 {
+        credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
+    }
     let task = insert_row(&mut *tx, id, new, now, start).await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
     Ok(task)
@@ -165,6 +173,9 @@ pub async fn insert_once(
             .ok_or_else(|| anyhow::anyhow!("idempotency key points at missing task {task_id}"))?;
         return Ok((existing, true));
     }
+    if !new.limits.is_empty() {
+        limits::enforce(&mut tx, store.backend, new, now).await??;
+    }
     if new.price_micros > 0 {
         credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
     }
@@ -195,8 +206,8 @@ where
     };
     Ok(sqlx::query_as(&format!(
         "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16) RETURNING {COLUMNS}"
+         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16, $17) RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(&new.client_id)
@@ -214,6 +225,7 @@ where
     .bind(wake_at)
     .bind(started_at)
     .bind(attempts)
+    .bind(&new.request_id)
     .fetch_one(executor)
     .await?)
 }
@@ -522,6 +534,58 @@ pub async fn reserved_micros(store: &Store, client_id: &str) -> anyhow::Result<i
     .fetch_one(&store.reader)
     .await?;
     Ok(reserved)
+}
+
+/// What one limit row counts of the client's tasks (of `model`, `(provider, key)`, when the
+/// row is the model's): tasks created after `minute_ago`, the live ones, and the credits held
+/// or kept by tasks created since `budget_since`. Runs in the insert's transaction, after the
+/// client's limit rows were locked.
+pub(crate) async fn limit_usage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    client_id: &str,
+    model: Option<(&str, &str)>,
+    minute_ago: i64,
+    budget_since: i64,
+) -> anyhow::Result<Usage> {
+    let only_model = if model.is_some() {
+        " AND provider = $4 AND model = $5"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN created_at > $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         MIN(CASE WHEN created_at > $2 THEN created_at END), \
+         CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN created_at >= $3 AND status IN ('queued', 'running', 'succeeded') \
+         THEN reserved_micros ELSE 0 END), 0) AS BIGINT) \
+         FROM tasks WHERE client_id = $1 AND (created_at > $2 OR created_at >= $3 \
+         OR status IN ('queued', 'running')){only_model}"
+    );
+    let mut query = sqlx::query_as(&sql)
+        .bind(client_id)
+        .bind(minute_ago)
+        .bind(budget_since);
+    if let Some((provider, key)) = model {
+        query = query.bind(provider).bind(key);
+    }
+    let (in_last_minute, oldest_in_last_minute, live, spent_micros): (i64, Option<i64>, i64, i64) =
+        query.fetch_one(&mut **tx).await?;
+    Ok(Usage {
+        in_last_minute,
+        oldest_in_last_minute,
+        live,
+        spent_micros,
+    })
+}
+
+/// The queue per provider: `(provider, queued tasks, oldest created_at)`.
+pub async fn queue_by_provider(store: &Store) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT provider, CAST(COUNT(*) AS BIGINT), MIN(created_at) FROM tasks \
+         WHERE status = 'queued' GROUP BY provider ORDER BY provider",
+    )
+    .fetch_all(&store.reader)
+    .await?)
 }
 
 /// The client's succeeded tasks per model: `(provider, model, tasks, micro-credits kept)`,

@@ -1,0 +1,111 @@
+//! Per-client limits as stored: every statement on `client_limits`.
+//!
+//! Invariants: a client has at most one row per scope (`model` is `''` for all of its tasks,
+//! else the `provider/key` it applies to); a `NULL` column is no limit of that kind. What the
+//! rows mean at admission is decided by [`engine::limits`](crate::engine::limits), inside the
+//! insert's transaction, after [`lock`] took the client's rows.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use crate::store::{Backend, Store};
+
+/// The scope of a limit on every model.
+pub const ALL_MODELS: &str = "";
+
+/// One stored limit row.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, Serialize)]
+pub struct ClientLimit {
+    /// The client.
+    pub client_id: String,
+    /// `''` (every model) or `provider/key`.
+    pub model: String,
+    /// Tasks accepted in any 60 seconds.
+    pub requests_per_minute: Option<i64>,
+    /// Tasks queued or running at once.
+    pub concurrent_tasks: Option<i64>,
+    /// Credits charged per period, micro-credits.
+    pub budget_micros: Option<i64>,
+    /// `day` or `month` (UTC), when a budget is set.
+    pub budget_period: Option<String>,
+}
+
+const COLUMNS: &str =
+    "client_id, model, requests_per_minute, concurrent_tasks, budget_micros, budget_period";
+
+/// The rows that apply to a task of `model_id` (`provider/key`): the client-wide row and the
+/// model's own, client-wide first.
+pub async fn applicable(
+    store: &Store,
+    client_id: &str,
+    model_id: &str,
+) -> anyhow::Result<Vec<ClientLimit>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM client_limits WHERE client_id = $1 AND model IN ('', $2) ORDER BY model"
+    ))
+    .bind(client_id)
+    .bind(model_id)
+    .fetch_all(&store.reader)
+    .await?)
+}
+
+/// Every row of the client, client-wide first.
+pub async fn list(store: &Store, client_id: &str) -> anyhow::Result<Vec<ClientLimit>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM client_limits WHERE client_id = $1 ORDER BY model"
+    ))
+    .bind(client_id)
+    .fetch_all(&store.reader)
+    .await?)
+}
+
+/// Creates or replaces the row of `limit`'s client and scope.
+pub async fn set(store: &Store, limit: &ClientLimit, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO client_limits (client_id, model, requests_per_minute, concurrent_tasks, \
+         budget_micros, budget_period, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (client_id, model) DO UPDATE SET requests_per_minute = excluded.requests_per_minute, \
+         concurrent_tasks = excluded.concurrent_tasks, budget_micros = excluded.budget_micros, \
+         budget_period = excluded.budget_period, updated_at = excluded.updated_at",
+    )
+    .bind(&limit.client_id)
+    .bind(&limit.model)
+    .bind(limit.requests_per_minute)
+    .bind(limit.concurrent_tasks)
+    .bind(limit.budget_micros)
+    .bind(&limit.budget_period)
+    .bind(now)
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}
+
+/// Removes the client's row for `model` (`''`: the client-wide one); whether there was one.
+pub async fn remove(store: &Store, client_id: &str, model: &str) -> anyhow::Result<bool> {
+    let removed = sqlx::query("DELETE FROM client_limits WHERE client_id = $1 AND model = $2")
+        .bind(client_id)
+        .bind(model)
+        .execute(&store.writer)
+        .await?
+        .rows_affected();
+    Ok(removed > 0)
+}
+
+/// Takes the client's limit rows for the rest of `tx`, so that admissions of one client count
+/// and insert one after another on every host: the next one's count sees this one's task.
+/// SQLite's single writer already serializes them.
+pub(crate) async fn lock(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    client_id: &str,
+) -> anyhow::Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query(
+            "SELECT model FROM client_limits WHERE client_id = $1 ORDER BY model FOR UPDATE",
+        )
+        .bind(client_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The operator's view (issue 18, items 3 and 5): `/metrics` after a workload that touches
+//! every family, checked by `promtool check metrics` (Debian's `prometheus` package, which
+//! scripts/test installs) and family by family; the `Server-Timing` of responses that wait
+//! for a vendor; and `EASEL_LOG_FORMAT=json` lines carrying the request and task ids.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use easel_tests::{Backend, Host, Options, Receiver, built_plugin, send};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret";
+
+fn fixtures() -> PathBuf {
+    easel_tests::checkout().join("host/crates/diffusion/tests/fixtures")
+}
+
+/// `name{labels} value` lines of the exposition, by metric name and label text.
+fn samples(text: &str) -> HashMap<String, Vec<(String, f64)>> {
+    let mut found: HashMap<String, Vec<(String, f64)>> = HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        found
+            .entry(name.to_string())
+            .or_default()
+            .push((labels.to_string(), value.parse().expect("a number")));
+    }
+    found
+}
+
+/// The sum of a metric's samples whose labels contain every one of `having`.
+fn total(samples: &HashMap<String, Vec<(String, f64)>>, name: &str, having: &[&str]) -> f64 {
+    samples
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is missing"))
+        .iter()
+        .filter(|(labels, _)| having.iter().all(|h| labels.contains(h)))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+async fn job(host: &Host, body: Value) -> String {
+    let (status, created) = host.post("/api/v1/jobs", &body).await;
+    assert_eq!(status, 202, "{created}");
+    created["job"]["id"].as_str().unwrap().to_string()
+}
+
+/// `(easel ms, upstream ms)` of a `Server-Timing` header.
+fn server_timing(response: &reqwest::Response) -> (f64, f64) {
+    let header = response
+        .headers()
+        .get("server-timing")
+        .expect("a Server-Timing header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut parts = HashMap::new();
+    for metric in header.split(',') {
+        let (name, dur) = metric.trim().split_once(";dur=").expect("name;dur=ms");
+        parts.insert(name.to_string(), dur.parse::<f64>().expect("ms"));
+    }
+    (parts["easel"], parts["upstream"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_cover_every_family_and_pass_promtool() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        built_plugin("fault-panic"),
+        plugins.path().join("fault_panic.wasm"),
+    )
+    .unwrap();
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_ADMIN_KEY", ADMIN)
+            .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
+            .env(
+                "EASEL_SD_MODEL",
+                fixtures().join("tiny-sd").to_str().unwrap(),
+            )
+            .env("EASEL_SD_DEVICE", "flex")
+            .toml("[engine]\nworkers = 1")
+            .toml("[credits]\nenforce = true\nprices = { \"offline/image\" = 0.5 }"),
+    )
+    .await;
+    let admin = |method, path: &str| host.as_key(method, path, ADMIN);
+    let (status, _) = send(host.as_key(Method::GET, "/metrics", "key-a")).await;
+    assert_eq!(status, 401, "a client key does not read the metrics");
+    let (status, granted) =
+        send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 10})))
+            .await;
+    assert_eq!(status, 200, "{granted}");
+
+    // Tasks that succeed (with a webhook refused once, then delivered), fail (refunded), trap,
+    // and run the local model for two steps.
+    let receiver = Receiver::start(1).await;
+    let image = json!({"capability": "image.generate", "model": "offline/image", "prompt": "m",
+                       "width": 16, "height": 16});
+    let mut with_hook = image.clone();
+    with_hook["webhookUrl"] = receiver.url.clone().into();
+    let hooked = job(&host, with_hook).await;
+    let mut failing = image.clone();
+    failing["fail"] = "broken on purpose".into();
+    let failed = job(&host, failing).await;
+    let trapped = job(
+        &host,
+        json!({"capability": "image.generate", "model": "fault-panic/image", "prompt": "trap"}),
+    )
+    .await;
+    let local = job(
+        &host,
+        json!({"capability": "image.generate", "model": "local/tiny-sd", "prompt": "steps",
+               "width": 64, "height": 64, "num_inference_steps": 3, "seed": 1}),
+    )
+    .await;
+    assert_eq!(host.wait_terminal(&hooked).await["status"], "succeeded");
+    assert_eq!(host.wait_terminal(&failed).await["status"], "failed");
+    assert_eq!(host.wait_terminal(&trapped).await["status"], "failed");
+    let ran = host.wait_terminal(&local).await;
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+
+    // Responses that wait for a vendor say how long it took, apart from easel's own time.
+    let chat = host
+        .as_key(Method::POST, "/v1/chat/completions", "key-a")
+        .json(&json!({"model": "offline/chat", "messages": [{"role": "user", "content": "time this answer"}],
+                      "work_ms": 300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let (own, upstream) = server_timing(&chat);
+    assert!(
+        upstream >= 250.0 && own >= 0.0,
+        "chat: easel {own} ms, upstream {upstream} ms"
+    );
+    let sync = host
+        .as_key(Method::POST, "/v1/images/generations", "key-a")
+        .json(&json!({"model": "offline/image", "prompt": "sync", "size": "64x64", "work_ms": 300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sync.status(), 200, "{:?}", sync.text().await);
+    let (own, upstream) = server_timing(&sync);
+    assert!(
+        upstream >= 250.0 && own >= 0.0,
+        "sync image: easel {own} ms, upstream {upstream} ms"
+    );
+    let plain = host
+        .as_key(Method::GET, "/api/v1/jobs", "key-a")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        plain.headers().get("server-timing").is_none(),
+        "a request that calls no vendor has no upstream time"
+    );
+    assert!(plain.headers().get("x-request-id").is_some());
+
+    // The one worker is busy with a slow task, so the next one waits in the queue.
+    let mut slow = image.clone();
+    slow["work_ms"] = 3000.into();
+    let busy = job(&host, slow).await;
+    host.wait_job(&busy, Duration::from_secs(20), |j| j["status"] == "running")
+        .await;
+    let waiting = job(&host, image.clone()).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let response = admin(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+
+    let started = std::time::Instant::now();
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    eprintln!("promtool check metrics took {:?}", started.elapsed());
+
+    let s = samples(&text);
+    assert!(
+        total(
+            &s,
+            "easel_http_requests_total",
+            &[
+                "route=\"/api/v1/jobs\"",
+                "method=\"POST\"",
+                "status=\"202\""
+            ]
+        ) >= 6.0
+    );
+    assert!(
+        total(
+            &s,
+            "easel_http_request_duration_seconds_count",
+            &["route=\"/api/v1/jobs/{id}\""]
+        ) >= 1.0,
+        "routes are templates, not raw paths"
+    );
+    assert!(!text.contains(&format!("route=\"/api/v1/jobs/{hooked}\"")));
+    assert!(
+        total(
+            &s,
+            "easel_tasks_created_total",
+            &[
+                "provider=\"offline\"",
+                "model=\"image\"",
+                "capability=\"image.generate\""
+            ]
+        ) >= 5.0
+    );
+    assert!(total(&s, "easel_tasks_created_total", &["capability=\"chat\""]) >= 1.0);
+    assert!(
+        total(
+            &s,
+            "easel_tasks_finished_total",
+            &["model=\"image\"", "status=\"succeeded\""]
+        ) >= 2.0
+    );
+    assert!(
+        total(
+            &s,
+            "easel_tasks_finished_total",
+            &["model=\"image\"", "status=\"failed\""]
+        ) >= 1.0
+    );
+    assert!(
+        total(
+            &s,
+            "easel_tasks_finished_total",
+            &["provider=\"fault-panic\"", "status=\"failed\""]
+        ) >= 1.0
+    );
+    assert!(
+        total(&s, "easel_queue_depth", &["provider=\"offline\""]) >= 1.0,
+        "{waiting} waits"
+    );
+    assert!(total(&s, "easel_queue_depth", &["provider=\"local\""]) == 0.0);
+    let age = total(
+        &s,
+        "easel_queue_oldest_age_seconds",
+        &["provider=\"offline\""],
+    );
+    assert!((0.3..60.0).contains(&age), "oldest queued age {age}");
+    assert!(
+        total(
+            &s,
+            "easel_provider_call_duration_seconds_count",
+            &["provider=\"offline\"", "call=\"submit\"", "outcome=\"ok\""]
+        ) >= 2.0
+    );
+    assert!(
+        total(
+            &s,
+            "easel_provider_call_duration_seconds_count",
+            &["call=\"chat\""]
+        ) >= 1.0
+    );
+    assert!(total(&s, "easel_plugin_traps_total", &[]) >= 1.0);
+    assert!(
+        total(
+            &s,
+            "easel_webhook_deliveries_total",
+            &["outcome=\"failed\""]
+        ) >= 1.0
+    );
+    assert!(
+        total(
+            &s,
+            "easel_webhook_deliveries_total",
+            &["outcome=\"delivered\""]
+        ) >= 1.0
+    );
+    // Five image tasks at 0.5 (the sync one included), one refunded.
+    assert!(total(&s, "easel_credits_charged_total", &[]) >= 2.5);
+    assert_eq!(total(&s, "easel_credits_refunded_total", &[]), 0.5);
+    let steps = total(&s, "easel_diffusion_step_seconds_count", &[]);
+    assert!(steps >= 2.0, "{steps} steps timed of 3");
+    assert!(total(&s, "easel_diffusion_step_seconds_sum", &[]) > 0.0);
+}
+
+/// `EASEL_LOG_FORMAT=json`: every line a JSON object; a request's lines carry its id, and
+/// once it is admitted its task's id; the worker's lines about the task carry both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_and_task_ids() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(easel_tests::easel_bin())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("EASEL_ADDR", "127.0.0.1:0")
+        .env("EASEL_DATA_DIR", data.path())
+        .env("EASEL_API_KEYS", easel_tests::KEYS)
+        .env("EASEL_OFFLINE_PROVIDER", "1")
+        .env("EASEL_LOG_FORMAT", "json")
+        .env("EASEL_LOG", "info,tower_http=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let base = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("easel listening on ").map(String::from))
+        .expect("the address line");
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let http = reqwest::Client::new();
+    // A failing task logs from the request (admitted) and from the worker (finished).
+    let response = http
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth("key-a")
+        .json(
+            &json!({"capability": "image.generate", "model": "offline/image", "prompt": "log",
+                      "width": 16, "height": 16, "fail": "logged failure"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let created: Value = response.json().await.unwrap();
+    let task_id = created["job"]["id"].as_str().unwrap().to_string();
+    for _ in 0..100 {
+        let job: Value = http
+            .get(format!("{base}/api/v1/jobs/{task_id}"))
+            .bearer_auth("key-a")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["job"]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.join().unwrap();
+    assert!(!lines.is_empty());
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    // The fields of the spans a line was written in.
+    let span_field = |line: &Value, field: &str| -> Option<String> {
+        line["spans"]
+            .as_array()?
+            .iter()
+            .find_map(|span| span[field].as_str().map(String::from))
+    };
+    let of_task: Vec<&Value> = parsed
+        .iter()
+        .filter(|line| span_field(line, "task_id").as_deref() == Some(task_id.as_str()))
+        .collect();
+    assert!(
+        of_task.len() >= 2,
+        "lines of the request and of the worker name the task: {lines:#?}"
+    );
+    for line in &of_task {
+        assert_eq!(
+            span_field(line, "request_id").as_deref(),
+            Some(request_id.as_str()),
+            "the request's lines and the worker's about its task carry the request id: {line}"
+        );
+    }
+    assert!(
+        of_task
+            .iter()
+            .any(|line| line["fields"]["message"] == "task finished"),
+        "the worker's line is among them: {lines:#?}"
+    );
+    for line in &parsed {
+        if line["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s["name"] == "request"))
+        {
+            assert!(span_field(line, "request_id").is_some(), "{line}");
+        }
+    }
+}
