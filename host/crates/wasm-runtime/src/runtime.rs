@@ -309,6 +309,7 @@ impl Runtime {
             } else {
                 HashMap::new()
             }),
+            pool: Default::default(),
         })
     }
 
