@@ -80,6 +80,9 @@ impl Guard {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
+            // reqwest's default too; stated because a webhook or download must not wait on
+            // Nagle's algorithm.
+            .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 5 {
                     return attempt.error("too many redirects");

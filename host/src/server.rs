@@ -7,6 +7,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use easel_diffusion::LocalDiffusion;
 use easel_wasm::{PluginHost, WasmConfig};
 
@@ -172,6 +173,13 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             // The peer address decides whose forwarding headers are believed (api::proxies).
             let app = api::router(host.state)
                 .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            // Small writes (a stream's chunks) go out at once: with Nagle's algorithm each one
+            // after the first waits for the client's delayed ACK, about 40 ms.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "TCP_NODELAY on an accepted connection failed");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;

@@ -5,6 +5,10 @@
 //!   `n`, `size`; `gpt-image-1` answers `data[].b64_json` (plus `usage`), `dall-e-3` with
 //!   `response_format: url` answers `data[].url`;
 //! - `POST /v1/audio/speech` reads `model`, `input`, `voice` and answers the audio bytes;
+//! - `POST /v1/chat/completions` echoes the last user message: whole as a `chat.completion`
+//!   object, or with `stream: true` as `chat.completion.chunk` events (a usage-only chunk
+//!   when `stream_options.include_usage`) and `data: [DONE]`; a message holding `wait:<ms>`
+//!   is answered, head and all, only after that many milliseconds;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
 
@@ -30,6 +34,7 @@ pub fn routes() -> Router<FakeState> {
     Router::new()
         .route("/v1/images/generations", post(generate_images))
         .route("/v1/audio/speech", post(create_speech))
+        .route("/v1/chat/completions", post(chat))
 }
 
 /// What a mapped error must mention.
@@ -139,4 +144,60 @@ async fn create_speech(call: Call) -> Response {
         return refused;
     }
     ([(header::CONTENT_TYPE, "audio/mpeg")], super::MP3_HEADER).into_response()
+}
+
+async fn chat(call: Call) -> Response {
+    if let Some(refused) = refusal(&call, Scenario::Success) {
+        return refused;
+    }
+    let body = call.json();
+    let Some(said) = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+    else {
+        return error(
+            400,
+            "invalid_request_error",
+            "missing_required_parameter",
+            "messages must end with a message with text content.",
+        );
+    };
+    if let Some(ms) = said
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("wait:"))
+        .and_then(|ms| ms.parse().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    let usage = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12});
+    if body["stream"] != true {
+        return json_reply(
+            200,
+            json!({"id": "chatcmpl-e2e", "object": "chat.completion", "created": 1_713_833_628,
+                   "model": body["model"],
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"}],
+                   "usage": usage}),
+        );
+    }
+    let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1_713_833_628,
+                   "model": body["model"], "choices": choices, "usage": usage})
+        )
+    };
+    let mut events = chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": said}, "finish_reason": null}]),
+        serde_json::Value::Null,
+    );
+    events.push_str(&chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        serde_json::Value::Null,
+    ));
+    if body["stream_options"]["include_usage"] == true {
+        events.push_str(&chunk(json!([]), usage));
+    }
+    events.push_str("data: [DONE]\n\n");
+    ([(header::CONTENT_TYPE, "text/event-stream")], events).into_response()
 }

@@ -48,6 +48,8 @@ pub struct ChatCall {
     pub params: Map<String, Value>,
     /// What the dialect needs later to render the task.
     pub extra: Value,
+    /// Whether the client reads the answer as server-sent events.
+    pub stream: bool,
 }
 
 /// Checks, prices and records the chat through the engine's front door, and opens the
@@ -60,6 +62,7 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
         messages,
         params,
         extra,
+        stream,
     } = call;
     let admission = Admission {
         client_id,
@@ -73,7 +76,7 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
         extra,
         idempotency: None,
     };
-    state.engine.open_chat(admission, messages).await
+    state.engine.open_chat(admission, messages, stream).await
 }
 
 /// The text of the last user message (a string, or the text parts of a list), as the task's

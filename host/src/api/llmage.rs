@@ -266,6 +266,7 @@ async fn chat_completions(
         messages,
         params: request.params,
         extra: json!({"catelogid": "t2t"}),
+        stream: request.stream.unwrap_or(false),
     };
     let session = chat::open(&state, call).await?;
     if request.stream.unwrap_or(false) {

@@ -234,6 +234,7 @@ async fn chat_completions(
         messages: request.messages,
         params: request.params,
         extra: json!({}),
+        stream: request.stream.unwrap_or(false),
     };
     let session = chat::open(&state, call).await?;
     if request.stream.unwrap_or(false) {

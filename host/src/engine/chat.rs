@@ -10,7 +10,11 @@
 //! - A chat is never replayed. When its process dies mid-stream the lease lapses and the
 //!   [`sweeper`](super::sweeper) fails it (refunding it): the client it was answering is gone.
 //! - A client that goes away cancels it (the relay stops at its next event), and so does a
-//!   cancel through the jobs API, on any host.
+//!   cancel through the jobs API, on any host. One that goes away before the provider's first
+//!   byte drops [`Engine::open_chat`] mid-way: its [`Opening`] guard cancels the call, stops
+//!   tracking it and records it cancelled (refunded) at once, as the relay would.
+//! - The provider gets the stored params and, as `stream`, whether the client reads the
+//!   answer as a stream, so it can ask its upstream for the same.
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -55,17 +59,19 @@ impl Engine {
     /// Checks and records the chat as a running task through the front door's checks
     /// (reserving its price), opens the provider's stream and starts relaying it; the task
     /// finishes when the stream does. The stored request's params carry the conversation as
-    /// `messages`; the provider gets exactly what is stored.
+    /// `messages`; the provider gets what is stored, and `stream` (whether the client reads
+    /// a stream).
     pub async fn open_chat(
         &self,
         admission: Admission,
         messages: Vec<Value>,
+        stream: bool,
     ) -> Result<ChatSession, Refusal> {
         let (mut new, _) = self.check(admission).await?;
         new.request
             .params
             .insert("messages".into(), Value::Array(messages));
-        let request = chat_request(&new.request);
+        let request = chat_request(&new.request, stream);
         let task = lifecycle::start_streaming(self, &new).await?;
         let id = task.id.clone();
         let Some(provider) = self.registry().provider(&new.provider) else {
@@ -77,6 +83,12 @@ impl Engine {
             return Err(Refusal::Provider(error));
         };
         let token = self.track(&id);
+        let opening = Opening {
+            engine: self.clone(),
+            id: id.clone(),
+            token: token.clone(),
+            armed: true,
+        };
         let ctx = CallContext {
             task_id: id.clone(),
             cancel: token.clone(),
@@ -88,11 +100,13 @@ impl Engine {
         let stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
+                opening.disarm();
                 self.untrack(&id);
                 self.fail_chat(&id, &error).await;
                 return Err(Refusal::Provider(error));
             }
         };
+        opening.disarm();
         let (events, received) = mpsc::channel(RELAY_BUFFER);
         // The relay outlives the request; its lines carry the task id.
         let span = tracing::info_span!(
@@ -114,13 +128,53 @@ impl Engine {
     }
 }
 
-/// The provider's view of a stored chat request: `messages` apart from the other params.
-fn chat_request(stored: &GenerationRequest) -> ChatRequest {
+/// A chat between its insert and the start of its relay. Dropped armed (the client went away
+/// while the provider had not answered yet, so the API dropped [`Engine::open_chat`]), it
+/// ends the chat as the relay ends one whose client left: the provider's call cancelled, the
+/// token untracked, the task cancelled and refunded.
+struct Opening {
+    engine: Engine,
+    id: String,
+    token: CancellationToken,
+    armed: bool,
+}
+
+impl Opening {
+    /// The chat reached its relay, or failed on a path that records it itself.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.token.cancel();
+        self.engine.untrack(&self.id);
+        let (engine, id) = (self.engine.clone(), self.id.clone());
+        let finish = async move {
+            if let Err(error) = lifecycle::finish(&engine, &id, Outcome::Cancelled).await {
+                tracing::warn!(task = %id, %error, "recording an abandoned chat failed; the sweeper will");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(finish)),
+            Err(_) => tracing::warn!(task = %self.id, "an abandoned chat is left to the sweeper"),
+        }
+    }
+}
+
+/// The provider's view of a stored chat request: `messages` apart from the other params, and
+/// whether the client reads a stream.
+fn chat_request(stored: &GenerationRequest, stream: bool) -> ChatRequest {
     let mut params = stored.params.clone();
     let messages = match params.remove("messages") {
         Some(Value::Array(messages)) => messages,
         _ => Vec::new(),
     };
+    params.insert("stream".into(), Value::Bool(stream));
     ChatRequest {
         model: stored.model.clone(),
         messages,

@@ -1,5 +1,5 @@
-//! Streamed chat: `POST /v1/chat/completions` with `stream: true` and
-//! `stream_options.include_usage`.
+//! Chat: `POST /v1/chat/completions`, with `stream: true` and `stream_options.include_usage`
+//! when the client reads a stream, whole (`stream: false`) when it does not.
 
 use crate::{client, errors};
 use easel_sdk::serde_json::{Value, json};
@@ -16,16 +16,27 @@ pub fn params_schema() -> Value {
     vendor_kit::chat::params_schema(json!({"user": {"type": "string"}}))
 }
 
-/// Starts a streamed answer. `max_tokens` is sent as `max_completion_tokens`, the name
-/// OpenAI documents now (the old one is deprecated).
+/// Starts the answer, streamed or whole as the client asked. `max_tokens` is sent as
+/// `max_completion_tokens`, the name OpenAI documents now (the old one is deprecated).
 pub fn start(request: &ChatRequest) -> Result<Box<dyn ChatStream>> {
+    let streams = vendor_kit::chat::client_streams(request);
     let mut body = vendor_kit::chat::request_body(request, &request.model, &PASSTHROUGH);
-    if let Some(limit) = body.as_object_mut().and_then(|b| b.remove("max_tokens")) {
-        body["max_completion_tokens"] = limit;
+    if let Some(fields) = body.as_object_mut() {
+        if let Some(limit) = fields.remove("max_tokens") {
+            fields.insert("max_completion_tokens".into(), limit);
+        }
+        if !streams {
+            fields.insert("stream".into(), false.into());
+            fields.remove("stream_options");
+        }
     }
     let http = client::post("/chat/completions")?
         .json(&body)
         .first_byte_timeout(Duration::from_secs(120))
         .between_bytes_timeout(Duration::from_secs(120));
-    vendor_kit::chat::stream(http, errors::from_answer)
+    if streams {
+        vendor_kit::chat::stream(http, errors::from_answer)
+    } else {
+        vendor_kit::chat::whole(http, errors::from_answer)
+    }
 }

@@ -71,6 +71,34 @@ fn chat_streams_with_max_completion_tokens() {
 }
 
 #[test]
+fn chat_asks_for_a_whole_answer_when_the_client_reads_no_stream() {
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(
+            post("/chat/completions").json(json!({
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "Say hi"}],
+                "stream": false
+            })),
+            Reply::json(
+                200,
+                json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}),
+            ),
+        )
+        .install();
+    let mut request = ChatRequest::user("gpt-4o-mini", "Say hi");
+    request.params = json!({"stream": false});
+    let mut stream = OpenAi.chat(request).unwrap();
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [ChatEvent::Delta("Hi".into()), ChatEvent::Usage { prompt: 9, completion: 1 }, ChatEvent::Finish("stop".into())]
+    );
+    script.finish();
+}
+
+#[test]
 fn gpt_image_returns_decoded_bytes() {
     let script = Script::new()
         .secret("OPENAI_API_KEY", KEY)

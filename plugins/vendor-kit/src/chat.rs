@@ -6,10 +6,13 @@
 //! `choices[0].delta.content` carries text and `choices[0].finish_reason` the end, then
 //! (with `include_usage`) a chunk with `usage` and no choices, then `data: [DONE]`.
 //! Each plugin supplies its own URL, auth and error mapper.
+//!
+//! A vendor that also answers whole (`stream: false`, one `chat.completion` object) can be
+//! asked that way when the client does not read a stream ([`client_streams`], [`whole`]).
 
 use easel_sdk::http::{Request, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
-use easel_sdk::{ChatEvent, ChatRequest, ChatStream, Error, Result};
+use easel_sdk::{ChatEvent, ChatRequest, ChatStream, Error, EventList, Result};
 
 /// Maps a vendor error answer onto the contract's errors: the HTTP status (200 for an
 /// error that arrives inside a stream), the `Retry-After` header and the body.
@@ -57,6 +60,46 @@ pub fn request_body(request: &ChatRequest, vendor_model: &str, passthrough: &[&s
         }
     }
     body
+}
+
+/// Whether the client reads the answer as a stream: the host says so in the `stream`
+/// parameter; when it does not say, a stream.
+pub fn client_streams(request: &ChatRequest) -> bool {
+    request.params.get("stream").and_then(Value::as_bool).unwrap_or(true)
+}
+
+/// Sends `request` (URL, auth and a body with `stream: false`) and turns the whole
+/// `chat.completion` answer into the same events a stream ends with: the text, the usage,
+/// the finish reason. A non-2xx status goes to `map_error`.
+pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStream>> {
+    let response = request.send()?;
+    if !response.is_success() {
+        return Err(map_error(response.status(), response.header("retry-after"), response.body()));
+    }
+    let answer: Value = response.json()?;
+    if answer.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(map_error(200, None, response.body()));
+    }
+    let choice = answer.pointer("/choices/0");
+    let mut events = Vec::new();
+    if let Some(text) =
+        choice.and_then(|c| c.pointer("/message/content")).and_then(Value::as_str).filter(|t| !t.is_empty())
+    {
+        events.push(ChatEvent::Delta(text.to_string()));
+    }
+    if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
+        let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+        events.push(ChatEvent::Usage { prompt: count("prompt_tokens"), completion: count("completion_tokens") });
+    }
+    let reason = choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str).unwrap_or("stop");
+    events.push(ChatEvent::Finish(contract_reason(reason).to_string()));
+    Ok(Box::new(EventList::new(events, usize::MAX)))
+}
+
+/// A vendor's finish reason in the contract's words: Zhipu ends a moderated answer with
+/// `sensitive`, the contract says OpenAI's `content_filter`.
+fn contract_reason(reason: &str) -> &str {
+    if reason == "sensitive" { "content_filter" } else { reason }
 }
 
 /// Sends `request` (already carrying URL, auth and body) and streams the answer. A
@@ -134,14 +177,7 @@ impl ChatStream for ChunkStream {
                     out.push(ChatEvent::Delta(text.to_string()));
                 }
                 if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                    // Zhipu ends a moderated answer with `sensitive`; the contract's word is
-                    // OpenAI's `content_filter`.
-                    let reason = if reason == "sensitive" {
-                        "content_filter"
-                    } else {
-                        reason
-                    };
-                    self.finish = Some(reason.to_string());
+                    self.finish = Some(contract_reason(reason).to_string());
                 }
             }
             if !out.is_empty() {
@@ -171,6 +207,34 @@ mod tests {
             json!({"model": "vendor-m", "messages": [{"role": "user", "content": "hi"}], "stream": true,
                    "stream_options": {"include_usage": true}, "temperature": 0.5})
         );
+    }
+
+    #[test]
+    fn a_whole_answer_gives_the_events_a_stream_ends_with() {
+        let _s = Script::new()
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::json(
+                    200,
+                    json!({"object": "chat.completion", "choices": [{"index": 0,
+                           "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "sensitive"}],
+                           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}),
+                ),
+            )
+            .install();
+        let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(
+            collect_chat(s.as_mut()).unwrap(),
+            vec![
+                ChatEvent::Delta("Hello".into()),
+                ChatEvent::Usage { prompt: 3, completion: 1 },
+                ChatEvent::Finish("content_filter".into())
+            ]
+        );
+        let mut asked = ChatRequest::user("m", "hi");
+        assert!(client_streams(&asked), "a host that does not say gets a stream");
+        asked.params = json!({"stream": false});
+        assert!(!client_streams(&asked));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!   is set; the connection goes to a checked address, so a DNS answer cannot change between
 //!   the check and the connect.
 //! - Connect and total timeouts and a response-size cap bound every request.
+//! - Connections are kept alive per plugin and origin ([`crate::pool`]) and reused only for
+//!   a request that passed all of the above itself, to an address its own resolution
+//!   checked. `TCP_NODELAY` is set on every connection: a request's head and body, written
+//!   apart, must not wait for the upstream's delayed ACK.
 //! - Every refusal is returned to the guest as a `wasi:http` error code and recorded in the
 //!   call's [`Notes`], so the failed task's error says what the host refused, and in the
 //!   plugin's [`Refusals`], so `GET /admin/plugins` shows it.
@@ -31,6 +35,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::pool::{Conn, Origin, Pool};
 
 /// What the host refused or cut short during one call, newest last.
 #[derive(Clone, Default)]
@@ -80,6 +86,8 @@ pub(crate) struct NetPolicy {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// Test-only rerouting: requests to these hosts go, in plain HTTP, to the given address.
     pub(crate) connect_to: Arc<HashMap<String, SocketAddr>>,
+    /// This plugin's kept-alive connections.
+    pub(crate) pool: Pool,
 }
 
 /// Whether `pattern` is a host name, a `*.domain` wildcard, or `*`.
@@ -239,66 +247,93 @@ async fn send(
         notes.push(refusal);
         return Err(Error::DestinationIpProhibited);
     }
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let origin = Origin { tls, host, port };
+
+    // A kept-alive connection to a checked address saves the connect and the handshake. One
+    // the far end closed meanwhile gives the request back unsent; it then goes on a new one.
+    if let Some(mut conn) = policy.pool.take(&origin, &addrs) {
+        match tokio::time::timeout_at(deadline, conn.sender.try_send_request(request)).await {
+            Err(_) => return Err(timed_out(&policy, &notes, &origin)),
+            Ok(Ok(response)) => return answer(policy, notes, origin, conn, response, deadline),
+            Ok(Err(mut refused)) => match refused.take_message() {
+                Some(unsent) => request = unsent,
+                None => return Err(Error::from(refused.into_error())),
+            },
+        }
+    }
+
     let stream = match tokio::time::timeout(connect_timeout, connect_any(&addrs)).await {
         Err(_) => {
             notes.push(format!(
-                "plugin {id}: connecting to {host}:{port} timed out after {connect_timeout:?}"
+                "plugin {id}: connecting to {}:{port} timed out after {connect_timeout:?}",
+                origin.host
             ));
             return Err(Error::ConnectionTimeout);
         }
         Ok(Err(e)) => {
             notes.push(format!(
-                "plugin {id}: connecting to {host}:{port} failed: {e}"
+                "plugin {id}: connecting to {}:{port} failed: {e}",
+                origin.host
             ));
             return Err(Error::ConnectionRefused);
         }
         Ok(Ok(s)) => s,
     };
-
     let head = async {
+        let peer = stream
+            .peer_addr()
+            .map_err(|_| Error::ConnectionTerminated)?;
         let io: Box<dyn Io> = if tls {
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
+            let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
                 .map_err(Error::InvalidDnsNameError)?;
             let connector = tokio_rustls::TlsConnector::from(policy.tls.clone());
             Box::new(connector.connect(name, stream).await.map_err(Error::Tls)?)
         } else {
             Box::new(stream)
         };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-        *request.uri_mut() = http::Uri::builder()
-            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
-            .build()
-            .map_err(|_| Error::HttpRequestUriInvalid)?;
-        let mut conn = Some(conn);
-        let mut send = std::pin::pin!(sender.send_request(request));
-        let response = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = send.as_mut().poll(cx) {
-                return Poll::Ready(r.map_err(Error::from));
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        // The connection outlives this request when it goes back to the pool; it ends when
+        // its last sender and response body are dropped, or the far end closes it.
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(target: "easel::plugins", %error, "upstream connection ended");
             }
-            if let Some(c) = conn.as_mut() {
-                let r = ready!(Pin::new(c).poll(cx));
-                conn = None;
-                if let Err(e) = r {
-                    return Poll::Ready(Err(Error::from(e)));
-                }
-                return send.as_mut().poll(cx).map_err(Error::from);
-            }
-            Poll::Pending
-        })
-        .await?;
+        });
+        let mut conn = Conn { sender, peer };
+        let response = conn.sender.send_request(request).await?;
         Ok::<_, Error>((response, conn))
     };
     let (response, conn) = match tokio::time::timeout_at(deadline, head).await {
-        Err(_) => {
-            notes.push(format!(
-                "plugin {id}: request to {host} timed out after {:?}",
-                policy.request_timeout
-            ));
-            return Err(Error::HttpResponseTimeout);
-        }
+        Err(_) => return Err(timed_out(&policy, &notes, &origin)),
         Ok(r) => r?,
     };
+    answer(policy, notes, origin, conn, response, deadline)
+}
 
+fn timed_out(policy: &NetPolicy, notes: &Notes, origin: &Origin) -> Error {
+    notes.push(format!(
+        "plugin {}: request to {} timed out after {:?}",
+        policy.plugin_id, origin.host, policy.request_timeout
+    ));
+    Error::HttpResponseTimeout
+}
+
+/// The response for the guest, its body capped and timed, the connection pooled again once
+/// the body was read to the end.
+fn answer(
+    policy: Arc<NetPolicy>,
+    notes: Notes,
+    origin: Origin,
+    conn: Conn,
+    response: http::Response<hyper::body::Incoming>,
+    deadline: Instant,
+) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
+    let id = &policy.plugin_id;
+    let host = &origin.host;
     let cap = policy.max_response_bytes;
     if let Some(len) = response
         .headers()
@@ -312,7 +347,6 @@ async fn send(
         ));
         return Err(Error::HttpResponseBodySize(Some(len)));
     }
-    let body_notes = notes.clone();
     let what = format!("plugin {id}: response from {host}");
     let timeout = policy.request_timeout;
     let response = response.map(move |incoming| {
@@ -322,17 +356,14 @@ async fn send(
             cap,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             timeout,
-            notes: body_notes,
+            notes,
             what,
+            keep: Some((policy, origin, conn)),
         }
         .boxed_unsync()
     });
-    let io: IoFuture = Box::new(async move {
-        match conn {
-            Some(c) => c.await.map_err(Error::from),
-            None => Ok(()),
-        }
-    });
+    // The connection runs on its own task (see above), so there is nothing left to drive.
+    let io: IoFuture = Box::new(async { Ok(()) });
     Ok((response, io))
 }
 
@@ -343,7 +374,10 @@ async fn connect_any(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
     let mut last = None;
     for a in addrs {
         match TcpStream::connect(a).await {
-            Ok(s) => return Ok(s),
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
             Err(e) => last = Some(e),
         }
     }
@@ -359,6 +393,8 @@ struct CappedBody {
     timeout: Duration,
     notes: Notes,
     what: String,
+    /// Where the connection goes back once the body ended.
+    keep: Option<(Arc<NetPolicy>, Origin, Conn)>,
 }
 
 impl Body for CappedBody {
@@ -371,7 +407,12 @@ impl Body for CappedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some((policy, origin, conn)) = this.keep.take() {
+                    policy.pool.put(origin, conn);
+                }
+                Poll::Ready(None)
+            }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -21,6 +21,7 @@ mod config;
 mod contract;
 pub mod gate;
 mod manifest;
+mod pool;
 mod provider;
 mod reload;
 mod runtime;

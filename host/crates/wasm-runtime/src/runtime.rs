@@ -316,6 +316,7 @@ impl Runtime {
             } else {
                 HashMap::new()
             }),
+            pool: Default::default(),
         })
     }
 

@@ -1,0 +1,183 @@
+//! The chat relay's hot path (issue 15): `/v1/chat/completions` through the `openai` plugin
+//! to a fake OpenAI on loopback (`tests/fakes/openai.rs`).
+//!
+//! - A streamed answer is as quick as a whole one: no Nagle stall (about 40 ms, Nagle's
+//!   algorithm meeting the peer's delayed ACK) on easel's accepted or outbound sockets.
+//! - The plugin asks its upstream for what the client asked for: a whole answer, or a stream.
+//! - A client that leaves before the provider's first byte cancels its chat at once:
+//!   cancelled (not failed by the sweeper when the lease lapses), refunded.
+
+#[path = "fakes/mod.rs"]
+mod fakes;
+
+use std::time::{Duration, Instant};
+
+use easel_tests::send;
+use fakes::{Fake, easel::Easel, openai};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret";
+
+async fn easel_with_openai(toml: &str) -> (Easel, Fake) {
+    let fake = Fake::start(openai::routes).await;
+    let easel = Easel::start_with(
+        "openai",
+        &[(openai::HOST, &fake)],
+        &[("OPENAI_API_KEY", openai::KEY), ("EASEL_ADMIN_KEY", ADMIN)],
+        toml,
+    )
+    .await;
+    (easel, fake)
+}
+
+fn chat(content: &str, stream: bool) -> Value {
+    json!({"model": "openai/gpt-4o-mini", "stream": stream,
+           "messages": [{"role": "user", "content": content}]})
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_comes_as_fast_as_a_whole_one() {
+    let (easel, _fake) = easel_with_openai("").await;
+    // One kept-alive connection, as a client making calls one after another has.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let post = |body: Value| {
+        client
+            .post(easel.host.url("/v1/chat/completions"))
+            .bearer_auth("key-a")
+            .json(&body)
+            .send()
+    };
+    let (mut whole, mut first, mut done) = (Vec::new(), Vec::new(), Vec::new());
+    // Interleaved, so the machine's load weighs on both alike; the first rounds warm up.
+    for round in 0..40 {
+        let start = Instant::now();
+        let answer = post(chat("hello there", false)).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let answer: Value = answer.json().await.unwrap();
+        let took = start.elapsed();
+        assert_eq!(answer["choices"][0]["message"]["content"], "hello there");
+
+        let start = Instant::now();
+        let mut stream = post(chat("hello there", true)).await.unwrap();
+        assert_eq!(stream.status(), 200);
+        let mut text = String::new();
+        let mut first_at = None;
+        while let Some(bytes) = stream.chunk().await.unwrap() {
+            first_at.get_or_insert_with(|| start.elapsed());
+            text.push_str(std::str::from_utf8(&bytes).unwrap());
+        }
+        let done_at = start.elapsed();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert!(text.contains("hello there"), "{text}");
+        if round >= 10 {
+            whole.push(took);
+            first.push(first_at.unwrap());
+            done.push(done_at);
+        }
+    }
+    let (whole, first, done) = (median(whole), median(first), median(done));
+    let slack = Duration::from_millis(1);
+    assert!(
+        first <= whole + slack && done <= whole + slack,
+        "a stream's first byte after {first:?} and its [DONE] after {done:?} (medians), \
+         a whole answer after {whole:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_is_asked_for_what_the_client_asked_for() {
+    let (easel, fake) = easel_with_openai("").await;
+    let host = &easel.host;
+    let (status, whole) = host
+        .post("/v1/chat/completions", &chat("a whole answer", false))
+        .await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["choices"][0]["message"]["content"], "a whole answer");
+    assert_eq!(whole["usage"]["total_tokens"], 12, "{whole}");
+    let job = host.wait_terminal(whole["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["usage"], whole["usage"]);
+
+    let streamed = host
+        .as_key(Method::POST, "/v1/chat/completions", "key-a")
+        .json(&chat("a streamed answer", true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(streamed.contains("a streamed answer"), "{streamed}");
+    assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+
+    let asked: Vec<Value> = fake
+        .calls_to("POST /v1/chat/completions")
+        .iter()
+        .map(|call| call.json())
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0]["stream"], false, "{}", asked[0]);
+    assert!(asked[0].get("stream_options").is_none(), "{}", asked[0]);
+    assert_eq!(asked[1]["stream"], true, "{}", asked[1]);
+    assert_eq!(asked[1]["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_the_first_byte_cancels_its_chat_at_once() {
+    let (easel, fake) =
+        easel_with_openai("[credits]\nenforce = true\nprices = { \"openai/gpt-4o-mini\" = 2 }")
+            .await;
+    let host = &easel.host;
+    let admin = |method, path: &str| host.as_key(method, path, ADMIN);
+    send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 10})))
+        .await;
+
+    for stream in [true, false] {
+        // The fake holds its answer for a minute; the client gives up once easel asked it.
+        let asked_before = fake.calls_to("POST /v1/chat/completions").len();
+        let request = host
+            .as_key(Method::POST, "/v1/chat/completions", "key-a")
+            .json(&chat("wait:60000 take your time", stream))
+            .send();
+        let client = tokio::spawn(request);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while fake.calls_to("POST /v1/chat/completions").len() == asked_before {
+            assert!(Instant::now() < deadline, "easel never asked the upstream");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+        assert_eq!(
+            account["reserved"], 2.0,
+            "the chat holds its price: {account}"
+        );
+        client.abort();
+        let left = Instant::now();
+
+        let (_, listed) = host.get("/api/v1/jobs").await;
+        let id = listed["jobs"][0]["id"].as_str().unwrap().to_string();
+        // The test host's lease is 1.5 s: a chat left to the sweeper would end failed.
+        let job = host
+            .wait_job(&id, Duration::from_secs(20), |job| {
+                job["status"] != "running" && job["status"] != "queued"
+            })
+            .await;
+        assert_eq!(job["status"], "cancelled", "stream: {stream}: {job}");
+        assert!(
+            left.elapsed() < Duration::from_secs(5),
+            "cancelled {:?} after the client left",
+            left.elapsed()
+        );
+        let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+        assert_eq!(account["reserved"], 0.0, "{account}");
+        assert_eq!(account["balance"], 10.0, "refunded: {account}");
+    }
+}
