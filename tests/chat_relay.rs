@@ -1,7 +1,7 @@
 //! The chat relay's hot path (issue 15): `/v1/chat/completions` through the `openai` plugin
 //! to a fake OpenAI on loopback (`tests/fakes/openai.rs`).
 //!
-//! - A streamed answer is as quick as a whole one: no Nagle stall (about 40 ms, Nagle's
+//! - A streamed answer is about as quick as a whole one: no Nagle stall (about 40 ms, Nagle's
 //!   algorithm meeting the peer's delayed ACK) on easel's accepted or outbound sockets.
 //! - The plugin asks its upstream for what the client asked for: a whole answer, or a stream.
 //! - A client that leaves before the provider's first byte cancels its chat at once:
@@ -85,7 +85,10 @@ async fn a_streamed_answer_comes_as_fast_as_a_whole_one() {
         }
     }
     let (whole, first, done) = (median(whole), median(first), median(done));
-    let slack = Duration::from_millis(1);
+    // A Nagle stall costs at least 40 ms (Linux's shortest delayed ACK) on every round, so
+    // it shows in the medians; a stream's extra frames cost a few milliseconds on a busy
+    // two-core machine, which is not what this test guards.
+    let slack = Duration::from_millis(15);
     assert!(
         first <= whole + slack && done <= whole + slack,
         "a stream's first byte after {first:?} and its [DONE] after {done:?} (medians), \
