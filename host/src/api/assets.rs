@@ -302,7 +302,11 @@ pub async fn serve_asset(
             }
             response
         }
-        None => serve_object(state, asset, &request, &served_as).await?,
+        None => {
+            let range = request.headers().get(header::RANGE).cloned();
+            let head_only = request.method() == axum::http::Method::HEAD;
+            serve_object(state, asset, range, head_only, &served_as).await?
+        }
     };
     let headers = response.headers_mut();
     headers.insert(
@@ -325,13 +329,13 @@ pub async fn serve_asset(
 async fn serve_object(
     state: &AppState,
     asset: &Asset,
-    request: &Request,
+    range: Option<HeaderValue>,
+    head_only: bool,
     served_as: &mime::Mime,
 ) -> Result<Response, Error> {
     let size = asset.size.unwrap_or_default().max(0) as u64;
-    let ranges = request
-        .headers()
-        .get(header::RANGE)
+    let ranges = range
+        .as_ref()
         .and_then(|value| value.to_str().ok())
         .map(|value| http_range_header::parse_range_header(value).and_then(|r| r.validate(size)));
     let range = match ranges {
@@ -346,7 +350,7 @@ async fn serve_object(
         }
     };
     let length = range.as_ref().map_or(size, |r| r.end() - r.start() + 1);
-    let body = if request.method() == axum::http::Method::HEAD {
+    let body = if head_only {
         Body::empty()
     } else {
         let bytes = range.as_ref().map(|r| *r.start()..r.end() + 1);

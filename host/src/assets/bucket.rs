@@ -44,7 +44,7 @@ impl std::fmt::Debug for Bucket {
 
 impl Bucket {
     /// A client of the bucket `settings` name, credentials from `AWS_*`; nothing is sent yet.
-    pub fn open(settings: &AssetSettings, name: &str) -> anyhow::Result<Self> {
+    pub fn connect(settings: &AssetSettings, name: &str) -> anyhow::Result<Self> {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(name)
             .with_virtual_hosted_style_request(!settings.path_style)

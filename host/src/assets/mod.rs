@@ -136,7 +136,7 @@ impl Assets {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let backend = match &settings.bucket {
-            Some(name) => Backend::Bucket(Bucket::open(settings, name)?),
+            Some(name) => Backend::Bucket(Bucket::connect(settings, name)?),
             None => Backend::Folder,
         };
         Ok(Self {

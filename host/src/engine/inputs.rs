@@ -265,7 +265,7 @@ pub async fn check(
                     .map_err(CheckError::Internal)?
                     .ok_or_else(|| bad(format!("Unknown asset: {id}")))?;
                 if media.kind.is_empty() {
-                    media.kind = asset.kind;
+                    media.kind = asset.kind.clone();
                 }
                 if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &asset.content_type))
                     && asset.url.is_none()
