@@ -31,6 +31,7 @@ pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     name: String,
+    retry_timeout: Duration,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -74,6 +75,7 @@ impl Bucket {
             store: Arc::new(store),
             prefix: Path::from(settings.key_prefix.as_str()),
             name: name.into(),
+            retry_timeout: Duration::from_secs(settings.retry_timeout_secs),
         })
     }
 
@@ -131,12 +133,27 @@ impl Bucket {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        match self.store.get_opts(&self.key(id), options).await {
-            Ok(found) => Ok(Some(
-                found.into_stream().map_err(std::io::Error::other).boxed(),
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(error) => Err(error.into()),
+        // The client retries a request it could not send; a GET the store did not answer is
+        // retried here, for as long as an upload would be.
+        let deadline = std::time::Instant::now() + self.retry_timeout;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.store.get_opts(&self.key(id), options.clone()).await {
+                Ok(found) => {
+                    return Ok(Some(
+                        found.into_stream().map_err(std::io::Error::other).boxed(),
+                    ));
+                }
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(error) if std::time::Instant::now() + pause >= deadline => {
+                    return Err(error.into());
+                }
+                Err(error) => {
+                    tracing::debug!(object = id, %error, "the bucket did not answer; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
         }
     }
 
