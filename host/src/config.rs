@@ -60,6 +60,48 @@ pub struct Config {
     /// How long a public file link stays valid after it is handed out, seconds
     /// (`EASEL_LINK_TTL_SECS`); links never expire when unset.
     pub link_ttl_secs: Option<u64>,
+    /// Where stored files live (`[assets]`): the data folder, or an S3-compatible bucket.
+    pub assets: AssetSettings,
+}
+
+/// `[assets]` in `easel.toml`. Without `bucket`, stored files live in `$EASEL_DATA_DIR/assets`;
+/// with it, in that S3-compatible bucket, with credentials (and, unless set here, endpoint and
+/// region) from the usual `AWS_*` variables. Files are received into the data folder either way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssetSettings {
+    /// The bucket; the local folder when unset.
+    pub bucket: Option<String>,
+    /// `https://s3.example.com` (`http://` is allowed, for a store on a private network);
+    /// `AWS_ENDPOINT` or AWS itself when unset.
+    pub endpoint: Option<String>,
+    /// The bucket's region; `AWS_REGION` (or `us-east-1`) when unset.
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO, Garage and most self-hosted
+    /// stores want, rather than virtual-hosted ones (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// Prepended to every object key (`easel/` stores `easel/asset_…`).
+    pub key_prefix: String,
+    /// A stored object without its row (the process died between the two) is deleted once it
+    /// is this old, seconds; longer than any upload takes.
+    pub orphan_grace_secs: u64,
+    /// How long one request to the bucket is retried while the store is unreachable,
+    /// seconds; the request fails after that.
+    pub retry_timeout_secs: u64,
+}
+
+impl Default for AssetSettings {
+    fn default() -> Self {
+        Self {
+            bucket: None,
+            endpoint: None,
+            region: None,
+            path_style: false,
+            key_prefix: String::new(),
+            orphan_grace_secs: 3600,
+            retry_timeout_secs: 30,
+        }
+    }
 }
 
 /// `[plugins]` in `easel.toml`: the sandbox of every provider plugin, and per plugin
@@ -238,6 +280,7 @@ struct FileConfig {
     public_url: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     link_ttl_secs: Option<u64>,
+    assets: AssetSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -343,6 +386,7 @@ impl Config {
                 .map(|url| url.trim_end_matches('/').to_string()),
             trusted_proxies,
             link_ttl_secs,
+            assets: file.assets,
         })
     }
 
@@ -370,6 +414,7 @@ impl Config {
             public_url: None,
             trusted_proxies: Vec::new(),
             link_ttl_secs: None,
+            assets: AssetSettings::default(),
         }
     }
 

@@ -44,7 +44,11 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         .with_context(|| format!("creating EASEL_DATA_DIR {}", config.data_dir.display()))?;
     let store = Store::open(&config.database_url, &config.sqlite_synchronous).await?;
     tracing::info!(database = %redact(&config.database_url), "storage ready");
-    let assets = Assets::new(store.clone(), config.data_dir.join("assets"))?;
+    let assets = Assets::configured(
+        store.clone(),
+        config.data_dir.join("assets"),
+        &config.assets,
+    )?;
     let registry = Arc::new(Registry::default());
     if config.offline_provider {
         // Free, and its knobs hold workers for up to an hour: never for real clients.

@@ -15,6 +15,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod s3;
 pub mod soak;
 
 /// Which database a host runs on.

@@ -289,18 +289,25 @@ pub async fn serve_asset(
         Some(mime) if renders_safely(&mime) => (mime, attachment),
         _ => (mime_octet(), true),
     };
-    let file = tower_http::services::ServeFile::new_with_mime(
-        state.engine.assets().path_of(&asset.id),
-        &served_as,
-    );
-    let mut response = file
-        .oneshot(request)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?
-        .map(Body::new);
-    if response.status() == StatusCode::NOT_FOUND {
-        return Err(Error::not_found("Asset file"));
-    }
+    let mut response = match state.engine.assets().local_path(&asset.id) {
+        Some(path) => {
+            let file = tower_http::services::ServeFile::new_with_mime(path, &served_as);
+            let response = file
+                .oneshot(request)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?
+                .map(Body::new);
+            if response.status() == StatusCode::NOT_FOUND {
+                return Err(Error::not_found("Asset file"));
+            }
+            response
+        }
+        None => {
+            let range = request.headers().get(header::RANGE).cloned();
+            let head_only = request.method() == axum::http::Method::HEAD;
+            serve_object(state, asset, range, head_only, &served_as).await?
+        }
+    };
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -314,6 +321,63 @@ pub async fn serve_asset(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// Sends an asset kept in the bucket as [`ServeFile`](tower_http::services::ServeFile) sends
+/// a file: one `Range` is a 206 of those bytes, a range it cannot satisfy (or several) a 416,
+/// `HEAD` the headers alone; the bytes stream from the store as the client reads them.
+async fn serve_object(
+    state: &AppState,
+    asset: &Asset,
+    range: Option<HeaderValue>,
+    head_only: bool,
+    served_as: &mime::Mime,
+) -> Result<Response, Error> {
+    let size = asset.size.unwrap_or_default().max(0) as u64;
+    let ranges = range
+        .as_ref()
+        .and_then(|value| value.to_str().ok())
+        .map(|value| http_range_header::parse_range_header(value).and_then(|r| r.validate(size)));
+    let range = match ranges {
+        None => None,
+        Some(Ok(ranges)) if ranges.len() == 1 => Some(ranges[0].clone()),
+        Some(_) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response());
+        }
+    };
+    let length = range.as_ref().map_or(size, |r| r.end() - r.start() + 1);
+    let body = if head_only {
+        Body::empty()
+    } else {
+        let bytes = range.as_ref().map(|r| *r.start()..r.end() + 1);
+        match state.engine.assets().open(asset, bytes).await {
+            Ok(Some(stream)) => Body::from_stream(stream),
+            Ok(None) => return Err(Error::not_found("Asset file")),
+            Err(error) => {
+                tracing::warn!(asset = %asset.id, %error, "reading an asset from the bucket failed");
+                return Err(Error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The asset store is unavailable; try again shortly.".into(),
+                ));
+            }
+        }
+    };
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, served_as.as_ref())
+        .header(header::CONTENT_LENGTH, length)
+        .header(header::ACCEPT_RANGES, "bytes");
+    response = match &range {
+        Some(r) => response.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{size}", r.start(), r.end()),
+        ),
+        None => response.status(StatusCode::OK),
+    };
+    Ok(response.body(body).map_err(|e| anyhow::anyhow!(e))?)
 }
 
 /// Types a browser shows without running anything: raster images, audio, video, plain text

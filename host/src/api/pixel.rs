@@ -367,7 +367,8 @@ pub async fn task_view(state: &AppState, task: &Task) -> Result<Response, Error>
         let kind = kind_of(&asset.content_type);
         let mut entry = json!({"url": url});
         if kind == "image"
-            && let Some((width, height)) = image_size(&state.engine.assets().path_of(&asset.id))
+            && let Ok(head) = state.engine.assets().read_head(&asset, 64 * 1024).await
+            && let Some((width, height)) = image_size(&head)
         {
             entry["width"] = width.into();
             entry["height"] = height.into();
@@ -397,15 +398,8 @@ pub async fn task_view(state: &AppState, task: &Task) -> Result<Response, Error>
     Ok(success(data))
 }
 
-/// Width and height of a PNG or JPEG file, read from its header.
-fn image_size(path: &std::path::Path) -> Option<(u32, u32)> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(64 * 1024);
-    std::fs::File::open(path)
-        .ok()?
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .ok()?;
+/// Width and height of a PNG or JPEG file, read from its first bytes.
+fn image_size(head: &[u8]) -> Option<(u32, u32)> {
     if head.starts_with(b"\x89PNG\r\n\x1a\n") && head.len() >= 24 {
         let width = u32::from_be_bytes(head[16..20].try_into().ok()?);
         let height = u32::from_be_bytes(head[20..24].try_into().ok()?);

@@ -1,16 +1,33 @@
 //! The asset store: uploaded files, registered external URLs and task outputs.
 //!
 //! Invariants: every asset belongs to one client and is invisible to others; a file is
-//! written completely (to a temporary name, then renamed) before its row exists, so a row
-//! never points at a partial file; registered URLs passed the no-SSRF check when accepted.
-//! A file received in pieces ([`Spooled`], an upload streamed from the request) waits under a
-//! temporary name until it is adopted as an asset, and is removed if it never is.
+//! written completely (to a temporary name, then renamed; or a whole object in the bucket)
+//! before its row exists, so a row never points at a partial file; registered URLs passed the
+//! no-SSRF check when accepted. A file received in pieces ([`Spooled`], an upload streamed
+//! from the request) waits under a temporary name in the data folder until it is adopted as
+//! an asset, and is removed if it never is. Stored bytes live in one of two places behind
+//! this one interface, chosen by `[assets]`: the data folder (`<dir>/<asset id>`, the default)
+//! or an S3-compatible [`Bucket`]. A stored file whose row never came (the process died
+//! between the two), or a received file never adopted, is deleted by
+//! [`Assets::sweep_orphans`] once older than `[assets] orphan_grace_secs`.
 
-use std::path::{Path, PathBuf};
+mod bucket;
 
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream::BoxStream};
 use sqlx::FromRow;
+use tokio_util::sync::CancellationToken;
+
+pub use bucket::Bucket;
 
 use crate::{
+    config::AssetSettings,
     engine::task::{new_id, now_ms},
     store::Store,
 };
@@ -71,12 +88,27 @@ pub fn extension_of(content_type: &str) -> &'static str {
     }
 }
 
-/// Files on disk plus rows in the store.
+/// Stored bytes plus rows in the store.
 #[derive(Clone)]
 pub struct Assets {
     store: Store,
+    /// Where files are received; also where they are kept with [`Backend::Folder`].
     dir: PathBuf,
+    backend: Backend,
+    orphan_grace: Duration,
 }
+
+/// Where stored files' bytes live.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// `<dir>/<asset id>`.
+    Folder,
+    /// Objects `<key_prefix>/<asset id>`.
+    Bucket(Bucket),
+}
+
+/// An asset's bytes as they are read.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
 /// What to record for a new stored file.
 pub struct NewFile<'a> {
@@ -93,13 +125,34 @@ pub struct NewFile<'a> {
 impl Assets {
     /// Assets under `dir` (created if missing).
     pub fn new(store: Store, dir: PathBuf) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self { store, dir })
+        Self::configured(store, dir, &AssetSettings::default())
     }
 
-    /// Where a stored asset's bytes live.
-    pub fn path_of(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
+    /// Assets received into `dir` and kept where `settings` say: in `dir`, or in the bucket.
+    pub fn configured(
+        store: Store,
+        dir: PathBuf,
+        settings: &AssetSettings,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let backend = match &settings.bucket {
+            Some(name) => Backend::Bucket(Bucket::connect(settings, name)?),
+            None => Backend::Folder,
+        };
+        Ok(Self {
+            store,
+            dir,
+            backend,
+            orphan_grace: Duration::from_secs(settings.orphan_grace_secs),
+        })
+    }
+
+    /// The file holding a stored asset's bytes, when they are kept in the data folder.
+    pub fn local_path(&self, id: &str) -> Option<PathBuf> {
+        match self.backend {
+            Backend::Folder => Some(self.dir.join(id)),
+            Backend::Bucket(_) => None,
+        }
     }
 
     /// Writes `bytes` and records the asset.
@@ -121,16 +174,28 @@ impl Assets {
         })
     }
 
-    /// Records a completely received file as an asset: flushed, renamed into place, then its
-    /// row inserted.
+    /// Records a completely received file as an asset: flushed, renamed into place (or
+    /// uploaded whole to the bucket), then its row inserted.
     pub async fn adopt(&self, file: NewFile<'_>, mut spooled: Spooled) -> anyhow::Result<Asset> {
         use sha2::Digest;
-        if let Some(handle) = spooled.file.take() {
-            handle.sync_data().await?;
-        }
         let id = new_id("asset");
-        let path = self.path_of(&id);
-        tokio::fs::rename(&spooled.path, &path).await?;
+        match &self.backend {
+            Backend::Folder => {
+                if let Some(handle) = spooled.file.take() {
+                    handle.sync_data().await?;
+                }
+                tokio::fs::rename(&spooled.path, self.dir.join(&id)).await?;
+                // Renamed: nothing left under the temporary name for the drop to remove.
+                spooled.path = PathBuf::new();
+            }
+            Backend::Bucket(bucket) => {
+                if let Some(mut handle) = spooled.file.take() {
+                    tokio::io::AsyncWriteExt::flush(&mut handle).await?;
+                }
+                // The received file is removed when `spooled` drops.
+                bucket.upload(&id, &spooled.path).await?;
+            }
+        }
         let asset = Asset {
             id,
             client_id: file.client_id.into(),
@@ -143,10 +208,8 @@ impl Assets {
             task_id: file.task_id.map(String::from),
             created_at: now_ms(),
         };
-        // Renamed: nothing left under the temporary name for the drop to remove.
-        spooled.path = PathBuf::new();
         if let Err(error) = self.insert(&asset).await {
-            let _ = tokio::fs::remove_file(&path).await;
+            let _ = self.delete_stored(&asset.id).await;
             return Err(error);
         }
         Ok(asset)
@@ -257,7 +320,7 @@ impl Assets {
                 continue;
             }
             if asset.url.is_none()
-                && let Err(error) = tokio::fs::remove_file(self.path_of(&asset.id)).await
+                && let Err(error) = self.delete_stored(&asset.id).await
             {
                 tracing::warn!(asset = %asset.id, %error, "removing an unused upload's file failed");
             }
@@ -265,9 +328,137 @@ impl Assets {
     }
 
     /// The stored bytes of a file asset.
-    pub async fn read(&self, asset: &Asset) -> anyhow::Result<Vec<u8>> {
-        Ok(tokio::fs::read(self.path_of(&asset.id)).await?)
+    pub async fn read(&self, asset: &Asset) -> anyhow::Result<Bytes> {
+        match &self.backend {
+            Backend::Folder => Ok(tokio::fs::read(self.dir.join(&asset.id)).await?.into()),
+            Backend::Bucket(bucket) => bucket.read(&asset.id).await,
+        }
     }
+
+    /// The first bytes of a file asset, at most `limit` (to read a header).
+    pub async fn read_head(&self, asset: &Asset, limit: u64) -> anyhow::Result<Vec<u8>> {
+        let limit = limit.min(asset.size.unwrap_or_default().max(0) as u64);
+        let mut head = Vec::with_capacity(limit as usize);
+        if limit == 0 {
+            return Ok(head);
+        }
+        let Some(mut chunks) = self.open(asset, Some(0..limit)).await? else {
+            anyhow::bail!("the stored file of {} is missing", asset.id);
+        };
+        while let Some(chunk) = chunks.next().await {
+            head.extend_from_slice(&chunk?);
+        }
+        Ok(head)
+    }
+
+    /// A file asset's bytes in `range` (all when `None`, which must lie within its size) as
+    /// they are read, or `None` when its stored file is missing.
+    pub async fn open(
+        &self,
+        asset: &Asset,
+        range: Option<Range<u64>>,
+    ) -> anyhow::Result<Option<ByteStream>> {
+        match &self.backend {
+            Backend::Folder => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                let mut file = match tokio::fs::File::open(self.dir.join(&asset.id)).await {
+                    Ok(file) => file,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(error) => return Err(error.into()),
+                };
+                let range = range.unwrap_or(0..u64::MAX);
+                file.seek(std::io::SeekFrom::Start(range.start)).await?;
+                let part = file.take(range.end - range.start);
+                Ok(Some(tokio_util::io::ReaderStream::new(part).boxed()))
+            }
+            Backend::Bucket(bucket) => bucket.open(&asset.id, range).await,
+        }
+    }
+
+    async fn delete_stored(&self, id: &str) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Folder => Ok(tokio::fs::remove_file(self.dir.join(id)).await?),
+            Backend::Bucket(bucket) => bucket.delete(id).await,
+        }
+    }
+
+    /// Deletes stored files that have no row and received files never adopted, once older
+    /// than the orphan grace; returns how many went.
+    pub async fn sweep_orphans(&self) -> anyhow::Result<usize> {
+        let cutoff = now_ms() - self.orphan_grace.as_millis() as i64;
+        let stored = match &self.backend {
+            Backend::Folder => files_before(&self.dir, cutoff, is_stored_name).await?,
+            Backend::Bucket(bucket) => bucket.stored_before(cutoff).await?,
+        };
+        let mut removed = 0;
+        for id in stored {
+            let row = sqlx::query("SELECT id FROM assets WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&self.store.reader)
+                .await?;
+            if row.is_none() {
+                tracing::warn!(object = %id, "deleting a stored file that has no asset row");
+                self.delete_stored(&id).await?;
+                removed += 1;
+            }
+        }
+        for name in files_before(&self.dir, cutoff, is_received_name).await? {
+            tracing::warn!(file = %name, "deleting a received file that was never adopted");
+            tokio::fs::remove_file(self.dir.join(&name)).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Runs [`Self::sweep_orphans`] every half grace (at least each second, at most every
+    /// ten minutes) until `shutdown`.
+    pub async fn sweep_orphans_until(self, shutdown: CancellationToken) {
+        let every = (self.orphan_grace / 2).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(error) = self.sweep_orphans().await {
+                tracing::warn!(%error, "sweeping orphan asset files failed");
+            }
+        }
+    }
+}
+
+/// A stored file in the folder: `asset_…`, no extension.
+fn is_stored_name(name: &str) -> bool {
+    name.starts_with("asset_") && !name.contains('.')
+}
+
+/// A file being received ([`Assets::spool`]).
+fn is_received_name(name: &str) -> bool {
+    name.ends_with(".partial")
+}
+
+/// Names of the files in `dir` that `wanted` picks, last modified before `cutoff_ms`.
+async fn files_before(
+    dir: &Path,
+    cutoff_ms: i64,
+    wanted: fn(&str) -> bool,
+) -> anyhow::Result<Vec<String>> {
+    let dir = dir.to_path_buf();
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(cutoff_ms.max(0) as u64);
+    // A folder of many files takes a while to list, and listing blocks.
+    tokio::task::spawn_blocking(move || {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if wanted(&name) && entry.metadata()?.modified()? < cutoff {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    })
+    .await?
 }
 
 /// Guesses a MIME type from a file name's extension.

@@ -187,7 +187,22 @@ impl ImageBounds {
         .await
         .unwrap_or(Ok(()))
     }
+
+    async fn check_stored(&self, assets: &Assets, asset: &Asset) -> Result<(), String> {
+        match assets.local_path(&asset.id) {
+            Some(path) => self.check_file(&path).await,
+            // Dimensions are in an image's header: one not within the first bytes, or not
+            // readable, is left to the provider, as a file's is.
+            None => match assets.read_head(asset, HEADER_BYTES).await {
+                Ok(head) => self.check_bytes(&head),
+                Err(_) => Ok(()),
+            },
+        }
+    }
 }
+
+/// How much of a stored image is read to learn its dimensions.
+const HEADER_BYTES: u64 = 64 * 1024;
 
 /// Checks every input of a request (see the module invariants); `bounds` are the model's
 /// largest input image, when it has one.
@@ -250,13 +265,13 @@ pub async fn check(
                     .map_err(CheckError::Internal)?
                     .ok_or_else(|| bad(format!("Unknown asset: {id}")))?;
                 if media.kind.is_empty() {
-                    media.kind = asset.kind;
+                    media.kind = asset.kind.clone();
                 }
                 if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &asset.content_type))
                     && asset.url.is_none()
                 {
                     bounds
-                        .check_file(&engine.assets().path_of(&asset.id))
+                        .check_stored(engine.assets(), &asset)
                         .await
                         .map_err(|reason| bad(format!("{field} {reason}")))?;
                 }

@@ -184,6 +184,13 @@ impl Engine {
             tokio::spawn(sweeper::run(self.clone()));
         }
         tokio::spawn(webhooks::run(self.clone()));
+        // Every process stores files, so every process may leave an orphan to sweep.
+        tokio::spawn(
+            self.inner
+                .assets
+                .clone()
+                .sweep_orphans_until(self.inner.shutdown.clone()),
+        );
         if self.inner.store.backend == Backend::Postgres {
             tokio::spawn(listen_for_new_tasks(self.clone()));
         }

@@ -1,0 +1,187 @@
+//! An S3-compatible bucket as the place stored files live (`[assets] bucket`).
+//!
+//! Invariants: an object is written whole or not at all (one PUT, or a multipart upload that
+//! is completed only after its last part and aborted on any error), streamed from the file it
+//! was received into, so memory holds at most a few parts whatever the file's size; every key
+//! is `key_prefix` + the asset id, and nothing else under the prefix is touched.
+
+use std::{ops::Range, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+    aws::AmazonS3Builder, buffered::BufWriter, path::Path,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::AssetSettings;
+
+/// Bytes of one multipart part (S3 wants at least 5 MiB, except the last).
+const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts of one upload in flight at once: with [`PART_BYTES`], what an upload holds in memory.
+const PARTS_IN_FLIGHT: usize = 4;
+/// Bytes read from the received file per step.
+const READ_BYTES: usize = 1024 * 1024;
+
+/// The bucket and the key prefix of this deployment.
+#[derive(Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    name: String,
+    retry_timeout: Duration,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket")
+            .field("name", &self.name)
+            .field("prefix", &self.prefix.as_ref())
+            .finish()
+    }
+}
+
+impl Bucket {
+    /// A client of the bucket `settings` name, credentials from `AWS_*`; nothing is sent yet.
+    pub fn connect(settings: &AssetSettings, name: &str) -> anyhow::Result<Self> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(name)
+            .with_virtual_hosted_style_request(!settings.path_style)
+            .with_retry(RetryConfig {
+                retry_timeout: Duration::from_secs(settings.retry_timeout_secs),
+                ..RetryConfig::default()
+            })
+            // A download streams for as long as its client reads: no deadline on a whole
+            // request, only on reaching the store.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout_disabled()
+                    .with_connect_timeout(Duration::from_secs(5)),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(region) = &settings.region {
+            builder = builder.with_region(region);
+        }
+        let store = builder
+            .build()
+            .with_context(|| format!("configuring the asset bucket {name}"))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Path::from(settings.key_prefix.as_str()),
+            name: name.into(),
+            retry_timeout: Duration::from_secs(settings.retry_timeout_secs),
+        })
+    }
+
+    fn key(&self, id: &str) -> Path {
+        self.prefix.child(id)
+    }
+
+    /// Uploads the file at `from` as object `id`: one PUT when small, else a multipart upload
+    /// of [`PART_BYTES`] parts, aborted if anything fails.
+    pub async fn upload(&self, id: &str, from: &std::path::Path) -> anyhow::Result<()> {
+        let mut file = tokio::fs::File::open(from).await?;
+        let mut writer = BufWriter::with_capacity(self.store.clone(), self.key(id), PART_BYTES)
+            .with_max_concurrency(PARTS_IN_FLIGHT);
+        let failed =
+            |error: anyhow::Error| error.context(format!("uploading {id} to bucket {}", self.name));
+        let copied = async {
+            loop {
+                let mut chunk = BytesMut::with_capacity(READ_BYTES);
+                while chunk.len() < READ_BYTES {
+                    if file.read_buf(&mut chunk).await? == 0 {
+                        break;
+                    }
+                }
+                if chunk.is_empty() {
+                    return anyhow::Ok(());
+                }
+                writer.put(chunk.freeze()).await?;
+            }
+        }
+        .await;
+        if let Err(error) = copied {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(object = id, error = %abort, "aborting a failed upload failed");
+            }
+            return Err(failed(error));
+        }
+        // Completes the multipart upload (or sends the one PUT); a failure here leaves no
+        // object, at most uploaded parts for the bucket's lifecycle rule.
+        writer.shutdown().await.map_err(|e| failed(e.into()))
+    }
+
+    /// The whole object.
+    pub async fn read(&self, id: &str) -> anyhow::Result<Bytes> {
+        Ok(self.store.get(&self.key(id)).await?.bytes().await?)
+    }
+
+    /// The object's bytes in `range` (whole when `None`) as they arrive, or `None` when there
+    /// is no such object.
+    pub async fn open(
+        &self,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> anyhow::Result<Option<BoxStream<'static, std::io::Result<Bytes>>>> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        // The client retries a request it could not send; a GET the store did not answer is
+        // retried here, for as long as an upload would be.
+        let deadline = std::time::Instant::now() + self.retry_timeout;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.store.get_opts(&self.key(id), options.clone()).await {
+                Ok(found) => {
+                    return Ok(Some(
+                        found.into_stream().map_err(std::io::Error::other).boxed(),
+                    ));
+                }
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(error) if std::time::Instant::now() + pause >= deadline => {
+                    return Err(error.into());
+                }
+                Err(error) => {
+                    tracing::debug!(object = id, %error, "the bucket did not answer; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Deletes object `id` (no error when it is already gone).
+    pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        match self.store.delete(&self.key(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The ids of objects under the prefix last written before `cutoff_ms` (Unix ms).
+    pub async fn stored_before(&self, cutoff_ms: i64) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut listing = self.store.list(Some(&self.prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if meta.last_modified.timestamp_millis() >= cutoff_ms {
+                continue;
+            }
+            // Only objects directly under the prefix are this deployment's assets.
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            if self.key(name) == meta.location {
+                ids.push(name.to_string());
+            }
+        }
+        Ok(ids)
+    }
+}
