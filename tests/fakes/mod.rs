@@ -16,7 +16,7 @@
 //! - [`easel`]: the host side, a real easel with the plugin routed to the fake, and the
 //!   scenario drivers and job checks every vendor test shares.
 
-#![allow(dead_code)] // Each vendor uses the parts of the scaffold its API needs.
+#![allow(dead_code, unused_imports)] // Each test binary uses the parts of the scaffold its API needs.
 
 pub mod dashscope;
 pub mod easel;
