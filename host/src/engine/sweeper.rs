@@ -155,6 +155,7 @@ mod tests {
             price_micros: 0,
             limits: Vec::new(),
             request_id: None,
+            priority: 0,
         };
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;
