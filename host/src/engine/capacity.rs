@@ -152,6 +152,73 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        config::Config,
+        engine::{NewTask, task::now_ms},
+        server,
+        store::{Store, tasks},
+    };
+
+    /// Queues a task of `provider/model` with `priority`; its id.
+    async fn queue(store: &Store, provider: &str, model: &str, priority: i64) -> String {
+        let request = serde_json::json!({"capability": "image.generate", "model": model,
+                                         "prompt": "p", "params": {}, "inputs": []});
+        let new = NewTask {
+            client_id: "c".into(),
+            api: "jobs",
+            provider: provider.into(),
+            request: serde_json::from_value(request).unwrap(),
+            webhook_url: None,
+            extra: serde_json::json!({}),
+            idempotency: None,
+            price_micros: 0,
+            limits: Vec::new(),
+            request_id: None,
+            priority,
+        };
+        let id = crate::engine::task::new_id("job");
+        tasks::insert(store, &id, &new, now_ms(), tasks::Start::Queued)
+            .await
+            .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn claims_take_priority_first_and_leave_providers_and_models_at_their_limits_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = server::build(Config::embedded(dir.path().to_path_buf()))
+            .await
+            .unwrap();
+        let store = host.engine.store();
+        let first_a = queue(store, "vendor", "a", 0).await;
+        let second_a = queue(store, "vendor", "a", 0).await;
+        let b = queue(store, "vendor", "b", 0).await;
+        let urgent_b = queue(store, "vendor", "b", 3).await;
+        let other = queue(store, "other", "x", 0).await;
+        let here = queue(store, "gpu", "x", 9).await;
+        let room = Room {
+            full_here: vec!["gpu".into()],
+            providers: vec![("vendor".into(), 3)],
+            models: vec![("vendor".into(), "a".into(), 1)],
+        };
+        let mut claimed = Vec::new();
+        while let Some(task) = tasks::claim_within(store, now_ms(), now_ms() + 60_000, &room)
+            .await
+            .unwrap()
+        {
+            claimed.push(task.id);
+        }
+        // Priority 3 first; one of model a; then b; vendor is full at 3; other is unlimited;
+        // gpu is full in this process whatever its priority.
+        assert_eq!(claimed, [urgent_b, first_a, b, other]);
+        let queued = tasks::fetch(store, &second_a).await.unwrap().unwrap();
+        assert_eq!(
+            tasks::queue_position(store, &queued).await.unwrap(),
+            Some(2)
+        );
+        let gpu = tasks::fetch(store, &here).await.unwrap().unwrap();
+        assert_eq!(tasks::queue_position(store, &gpu).await.unwrap(), Some(1));
+    }
 
     #[test]
     fn a_provider_at_its_per_process_limit_is_full_until_its_slot_is_given_back() {
