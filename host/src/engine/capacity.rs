@@ -164,17 +164,8 @@ mod tests {
         let request = serde_json::json!({"capability": "image.generate", "model": model,
                                          "prompt": "p", "params": {}, "inputs": []});
         let new = NewTask {
-            client_id: "c".into(),
-            api: "jobs",
-            provider: provider.into(),
-            request: serde_json::from_value(request).unwrap(),
-            webhook_url: None,
-            extra: serde_json::json!({}),
-            idempotency: None,
-            price_micros: 0,
-            limits: Vec::new(),
-            request_id: None,
             priority,
+            ..NewTask::for_tests(provider, serde_json::from_value(request).unwrap())
         };
         let id = crate::engine::task::new_id("job");
         tasks::insert(store, &id, &new, now_ms(), tasks::Start::Queued)

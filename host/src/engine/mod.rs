@@ -76,6 +76,26 @@ pub struct NewTask {
     pub priority: i64,
 }
 
+#[cfg(test)]
+impl NewTask {
+    /// A free task of `provider` for client `c`, with nothing else set (unit tests).
+    pub(crate) fn for_tests(provider: &str, request: GenerationRequest) -> Self {
+        Self {
+            client_id: "c".into(),
+            api: "jobs",
+            provider: provider.into(),
+            request,
+            webhook_url: None,
+            extra: serde_json::json!({}),
+            idempotency: None,
+            price_micros: 0,
+            limits: Vec::new(),
+            request_id: None,
+            priority: 0,
+        }
+    }
+}
+
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
