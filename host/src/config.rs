@@ -62,6 +62,8 @@ pub struct Config {
     pub link_ttl_secs: Option<u64>,
     /// Where stored files live (`[assets]`): the data folder, or an S3-compatible bucket.
     pub assets: AssetSettings,
+    /// How many tasks of a provider or model run at once (`[capacity]`).
+    pub capacity: CapacitySettings,
 }
 
 /// `[assets]` in `easel.toml`. Without `bucket`, stored files live in `$EASEL_DATA_DIR/assets`;
@@ -101,6 +103,52 @@ impl Default for AssetSettings {
             orphan_grace_secs: 3600,
             retry_timeout_secs: 30,
         }
+    }
+}
+
+/// `[capacity]` in `easel.toml`: how many tasks may be in flight at once (being submitted,
+/// streaming, or pending on the vendor). `providers` and `models` are counted across every
+/// host on the database, so give every host the same table; `per_process` is counted in each
+/// worker process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacitySettings {
+    /// `max_in_flight` by provider id, on all hosts together (`dashscope = 4`).
+    pub providers: HashMap<String, i64>,
+    /// `max_in_flight` by model id, `provider/key`, on all hosts together.
+    pub models: HashMap<String, i64>,
+    /// Tasks a provider runs at once in one worker process; `local = 1` unless set, since one
+    /// process's diffusion model runs one task at a time.
+    pub per_process: HashMap<String, usize>,
+}
+
+impl Default for CapacitySettings {
+    fn default() -> Self {
+        Self {
+            providers: HashMap::new(),
+            models: HashMap::new(),
+            per_process: HashMap::from([("local".to_string(), 1)]),
+        }
+    }
+}
+
+impl CapacitySettings {
+    /// Refuses a negative limit or a model named without its provider.
+    fn check(&self) -> anyhow::Result<()> {
+        for (name, most) in self.providers.iter().chain(&self.models) {
+            if *most < 0 {
+                bail!("[capacity] {name} = {most}: a limit cannot be negative");
+            }
+        }
+        for model in self.models.keys() {
+            if model
+                .split_once('/')
+                .is_none_or(|(provider, key)| provider.is_empty() || key.is_empty())
+            {
+                bail!("[capacity] models: {model:?} is not a model id (provider/key)");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -281,6 +329,7 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     link_ttl_secs: Option<u64>,
     assets: AssetSettings,
+    capacity: CapacitySettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -359,6 +408,7 @@ impl Config {
             None => file.link_ttl_secs,
         }
         .filter(|secs| *secs > 0);
+        file.capacity.check()?;
         Ok(Self {
             addr,
             lora_dir: env("EASEL_LORA_DIR")
@@ -387,6 +437,7 @@ impl Config {
             trusted_proxies,
             link_ttl_secs,
             assets: file.assets,
+            capacity: file.capacity,
         })
     }
 
@@ -415,6 +466,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             link_ttl_secs: None,
             assets: AssetSettings::default(),
+            capacity: CapacitySettings::default(),
         }
     }
 
@@ -479,6 +531,22 @@ mod tests {
         assert!(typo.to_string().contains("memory_limt_mb"), "{typo}");
         let bad = toml::from_str::<FileConfig>("[plugins.acme]\nsecret = [\"X\"]\n").unwrap_err();
         assert!(bad.to_string().contains("[plugins.acme]"), "{bad}");
+    }
+
+    #[test]
+    fn capacity_limits_models_by_id_and_local_one_per_process() {
+        let file: FileConfig = toml::from_str(
+            "[capacity]\nproviders = { dashscope = 2 }\nmodels = { \"kling/kling-v2\" = 1 }\n",
+        )
+        .unwrap();
+        file.capacity.check().unwrap();
+        assert_eq!(file.capacity.providers["dashscope"], 2);
+        assert_eq!(file.capacity.per_process["local"], 1);
+        let bare: FileConfig = toml::from_str("[capacity]\nmodels = { kling = 1 }\n").unwrap();
+        assert!(bare.capacity.check().is_err());
+        let negative: FileConfig =
+            toml::from_str("[capacity]\nproviders = { kling = -1 }\n").unwrap();
+        assert!(negative.capacity.check().is_err());
     }
 
     #[test]

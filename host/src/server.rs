@@ -88,6 +88,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         webhook_bodies: api::shape::webhook_renderer(links.clone()),
         credits: config.credits.clone(),
         limits: config.limits.clone(),
+        capacity: config.capacity.clone(),
     });
     let state = AppState {
         engine: engine.clone(),

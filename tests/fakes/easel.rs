@@ -50,34 +50,7 @@ impl Easel {
         secrets: &[(&str, &str)],
         toml: &str,
     ) -> Easel {
-        let plugins = tempfile::tempdir().unwrap();
-        for plugin in names {
-            std::fs::copy(
-                built_plugin(plugin),
-                plugins.path().join(format!("{plugin}.wasm")),
-            )
-            .unwrap();
-        }
-        let mut linked = std::collections::HashSet::new();
-        for (host, fake) in routes {
-            if linked.insert(fake.addr) {
-                fake.state.link_files_through(host);
-            }
-        }
-        let connect_to: Vec<String> = routes
-            .iter()
-            .map(|(host, fake)| format!("\"{host}\" = \"{}\"", fake.addr))
-            .collect();
-        let mut options = Options::new(Backend::Sqlite)
-            .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
-            .toml(&format!(
-                "[plugins]\nconnect_to = {{ {} }}",
-                connect_to.join(", ")
-            ))
-            .toml(toml);
-        for (name, value) in secrets {
-            options = options.env(name, value);
-        }
+        let (options, plugins) = plugin_options(Backend::Sqlite, names, routes, secrets, toml);
         Easel {
             host: Host::start(options).await,
             _plugins: plugins,
@@ -210,6 +183,47 @@ impl Easel {
         assert_eq!(job["status"], "cancelled", "{job}");
         job
     }
+}
+
+/// The options of a host on `backend` serving the plugins `names`, their `secrets` in the
+/// environment, each vendor host in `routes` sent to its fake, with more `easel.toml`; and the
+/// plugin folder they name, to be kept while hosts started with them run.
+pub fn plugin_options(
+    backend: Backend,
+    names: &[&str],
+    routes: &[(&str, &Fake)],
+    secrets: &[(&str, &str)],
+    toml: &str,
+) -> (Options, tempfile::TempDir) {
+    let plugins = tempfile::tempdir().unwrap();
+    for plugin in names {
+        std::fs::copy(
+            built_plugin(plugin),
+            plugins.path().join(format!("{plugin}.wasm")),
+        )
+        .unwrap();
+    }
+    let mut linked = std::collections::HashSet::new();
+    for (host, fake) in routes {
+        if linked.insert(fake.addr) {
+            fake.state.link_files_through(host);
+        }
+    }
+    let connect_to: Vec<String> = routes
+        .iter()
+        .map(|(host, fake)| format!("\"{host}\" = \"{}\"", fake.addr))
+        .collect();
+    let mut options = Options::new(backend)
+        .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
+        .toml(&format!(
+            "[plugins]\nconnect_to = {{ {} }}",
+            connect_to.join(", ")
+        ))
+        .toml(toml);
+    for (name, value) in secrets {
+        options = options.env(name, value);
+    }
+    (options, plugins)
 }
 
 /// Plays success, pending-then-success, every submit error, moderation of a running task

@@ -1,8 +1,13 @@
 //! What a fake plays: the [`Scenario`] a prompt asks for, and the vendor-neutral task
 //! lifecycle ([`Tasks`]) that scenarios drive: how many polls a task reports running, whether
-//! it then succeeds or fails moderation, whether easel cancelled it.
+//! it then succeeds or fails moderation, whether easel cancelled it, and, for capacity tests,
+//! how long every task takes at least and how many were in flight at once.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 /// The story a fake plays for one request, chosen by the prompt's `scenario:<name>` token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,13 +115,21 @@ struct Task {
     scenario: Scenario,
     polls: u32,
     cancelled: bool,
+    accepted: Instant,
+    /// Reported finished (or cancelled): no longer in flight.
+    ended: bool,
 }
 
-/// The vendor-neutral task lifecycle: ids, scenarios, poll counts, cancellation.
+/// The vendor-neutral task lifecycle: ids, scenarios, poll counts, cancellation, and the
+/// tasks in flight: accepted and not yet reported finished or cancelled.
 #[derive(Debug, Default)]
 pub struct Tasks {
     next: Mutex<u32>,
     tasks: Mutex<HashMap<String, Task>>,
+    /// Every task reports running until it is this old.
+    slow: Mutex<Duration>,
+    /// In flight now, and the most ever at once.
+    in_flight: Mutex<(usize, usize)>,
 }
 
 impl Tasks {
@@ -131,9 +144,32 @@ impl Tasks {
                 scenario,
                 polls: 0,
                 cancelled: false,
+                accepted: Instant::now(),
+                ended: false,
             },
         );
+        let mut in_flight = self.in_flight.lock().unwrap();
+        in_flight.0 += 1;
+        in_flight.1 = in_flight.1.max(in_flight.0);
         id
+    }
+
+    /// Makes every task report running until it is at least `duration` old: a slow vendor.
+    pub fn take_at_least(&self, duration: Duration) {
+        *self.slow.lock().unwrap() = duration;
+    }
+
+    /// The most tasks that were ever in flight at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap().1
+    }
+
+    /// Counts `task` out of flight, once.
+    fn end(&self, task: &mut Task) {
+        if !task.ended {
+            task.ended = true;
+            self.in_flight.lock().unwrap().0 -= 1;
+        }
     }
 
     /// Counts a poll of `id` and says where it stands; `None` for an unknown id.
@@ -144,7 +180,10 @@ impl Tasks {
         let running = match task.scenario.running_polls() {
             None => true,
             Some(n) => task.polls <= n,
-        };
+        } || task.accepted.elapsed() < *self.slow.lock().unwrap();
+        if !running {
+            self.end(task);
+        }
         Some(if running {
             Phase::Running
         } else if task.scenario == Scenario::FailsModeration {
@@ -159,6 +198,7 @@ impl Tasks {
         match self.tasks.lock().unwrap().get_mut(id) {
             Some(task) => {
                 task.cancelled = true;
+                self.end(task);
                 true
             }
             None => false,

@@ -75,6 +75,7 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
         webhook: None,
         extra,
         idempotency: None,
+        priority: None,
     };
     state.engine.open_chat(admission, messages, stream).await
 }

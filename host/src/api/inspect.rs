@@ -156,6 +156,9 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
     view["reservedCredits"] = task.reserved_credits().into();
     view["webhookUrl"] = task.webhook_url.clone().into();
     view["webhookDeliveries"] = deliveries.into();
+    if let Some(position) = state.engine.queue_position(task).await? {
+        view["queuePosition"] = position.into();
+    }
     Ok(view)
 }
 

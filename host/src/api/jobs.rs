@@ -31,7 +31,7 @@ use crate::{
         inputs::Input,
         provider::Capability,
         request_hash,
-        task::{Status, Task, rfc3339},
+        task::{PRIORITIES, Status, Task, priority_range, rfc3339},
     },
 };
 
@@ -150,6 +150,9 @@ pub struct JobRequest {
     pub settings: Option<VideoSettings>,
     /// Video materials.
     pub materials: Option<Vec<Material>>,
+    /// Claim order among queued jobs, -1000 to 1000 (higher first, then older); the client's
+    /// default when absent.
+    pub priority: Option<i64>,
     /// Engine-specific parameters (`scale`, `quality`, `force_single`, `resolution`, …).
     #[serde(flatten)]
     pub params: Map<String, Value>,
@@ -171,6 +174,11 @@ pub struct JobView {
     pub prompt: String,
     /// 0 to 1.
     pub progress: f64,
+    /// Claim order: higher first, then older.
+    pub priority: i64,
+    /// While queued, on a single job's read: 1 when it is claimed next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<i64>,
     /// Output assets, once succeeded.
     pub output_asset_ids: Vec<String>,
     /// Why it failed.
@@ -204,6 +212,8 @@ pub fn view(task: &Task) -> JobView {
         model: format!("{}/{}", task.provider, task.model),
         prompt,
         progress: task.progress,
+        priority: task.priority,
+        queue_position: None,
         output_asset_ids: task.output_asset_ids(),
         error: task.error.clone(),
         usage: task.usage_json(),
@@ -235,6 +245,9 @@ fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admis
         .registry()
         .resolve(job.model.as_deref(), &job.capability)
         .map_err(|e| Error::bad_request(e.to_string()))?;
+    if job.priority.is_some_and(|p| !PRIORITIES.contains(&p)) {
+        return Err(Error::bad_request(priority_range("priority")));
+    }
     let prompt = job.prompt.unwrap_or_default();
     if prompt.trim().is_empty() && job.capability != "image.upscale" {
         return Err(Error::bad_request("prompt is required."));
@@ -346,6 +359,7 @@ fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admis
             .map(|url| ("webhookUrl", url)),
         extra: json!({}),
         idempotency: None,
+        priority: job.priority,
     })
 }
 
@@ -404,7 +418,9 @@ async fn show(
         .get(&client_id, &id)
         .await?
         .ok_or_else(|| Error::not_found("Job"))?;
-    Ok(Json(json!({ "job": view(&task) })).into_response())
+    let mut job = view(&task);
+    job.queue_position = state.engine.queue_position(&task).await?;
+    Ok(Json(json!({ "job": job })).into_response())
 }
 
 /// Query of `GET /api/v1/jobs`.

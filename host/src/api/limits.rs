@@ -26,7 +26,7 @@ use crate::{
     engine::{
         credits::{to_credits, to_micros},
         limits::{Remaining, reporting},
-        task::now_ms,
+        task::{PRIORITIES, now_ms, priority_range},
     },
     store::{
         keys,
@@ -44,8 +44,8 @@ pub fn routes() -> ApiRouter<AppState> {
         })
         .put_with(set, |op| {
             op.api(Api::Admin).summary(
-                "Set (replace) a client's limits, client-wide or for one model; \
-                 all null removes them",
+                "Set (replace) a client's limits and default task priority, client-wide or \
+                 for one model; all null removes them",
             )
         }),
     )
@@ -66,6 +66,9 @@ struct SetLimits {
     budget: Option<f64>,
     /// `day` or `month` (UTC); required with `budget`.
     budget_period: Option<String>,
+    /// The priority of the client's tasks (of `model`) whose request names none; claims take
+    /// higher first. Not a limit.
+    priority: Option<i64>,
 }
 
 /// A stored row as the admin routes show it: credits, not micro-credits; `model` null for
@@ -77,6 +80,7 @@ fn view(limit: &ClientLimit) -> Value {
         "concurrent_tasks": limit.concurrent_tasks,
         "budget": limit.budget_micros.map(to_credits),
         "budget_period": limit.budget_period,
+        "priority": limit.priority,
     })
 }
 
@@ -136,6 +140,9 @@ async fn set(
             return Err(Error::bad_request(format!("{name} cannot be negative.")));
         }
     }
+    if body.priority.is_some_and(|p| !PRIORITIES.contains(&p)) {
+        return Err(Error::bad_request(priority_range("priority")));
+    }
     let budget_micros = match body.budget {
         Some(budget) if !budget.is_finite() || budget < 0.0 => {
             return Err(Error::bad_request(
@@ -168,12 +175,10 @@ async fn set(
         concurrent_tasks: body.concurrent_tasks,
         budget_micros,
         budget_period: body.budget_period,
+        priority: body.priority,
     };
     let store = state.engine.store();
-    if limit.requests_per_minute.is_none()
-        && limit.concurrent_tasks.is_none()
-        && limit.budget_micros.is_none()
-    {
+    if !limit.limits_anything() && limit.priority.is_none() {
         limits::remove(store, &client_id, &limit.model).await?;
     } else {
         limits::set(store, &limit, now_ms()).await?;

@@ -436,6 +436,7 @@ async fn generate(
         webhook: None,
         extra: json!({"catelogid": catelogid, "base": public_base(&state, &headers)}),
         idempotency: None,
+        priority: None,
     };
     let (task, _) = state.engine.admit(admission).await?;
     Ok(Json(json!({"taskid": task.id, "status": "CREATED"})).into_response())

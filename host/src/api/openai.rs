@@ -326,6 +326,7 @@ async fn images(
         webhook: None,
         extra: json!({"base": public_base(&state, &headers)}),
         idempotency: None,
+        priority: None,
     };
     let (task, _) = state.engine.admit(admission).await?;
     let limit = Duration::from_secs(state.engine.config().queue_timeout_secs);

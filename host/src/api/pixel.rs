@@ -310,6 +310,7 @@ async fn generate(
             webhook: None,
             extra,
             idempotency: None,
+            priority: None,
         })
         .await?;
     Ok(success(json!({"task_id": task.id})))

@@ -446,6 +446,7 @@ async fn generate(
                 .map(|url| ("callback_url", url)),
             extra: json!({"base": public_base(&state, &headers)}),
             idempotency: None,
+            priority: None,
         })
         .await?;
     Ok(Json(json!({

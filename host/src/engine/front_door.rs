@@ -26,6 +26,7 @@ use crate::engine::{
     registry::Resolved,
     task::Task,
 };
+use crate::store::limits::ClientLimit;
 
 /// A request a dialect has parsed and resolved to a model.
 pub struct Admission {
@@ -49,6 +50,8 @@ pub struct Admission {
     pub extra: Value,
     /// `Idempotency-Key` and its body hash.
     pub idempotency: Option<(String, String)>,
+    /// Claim order the request asked for; the client's default (its limits rows) otherwise.
+    pub priority: Option<i64>,
 }
 
 /// Why a request was not accepted; each dialect words these in its own shape.
@@ -145,6 +148,7 @@ impl Engine {
             webhook,
             extra,
             idempotency,
+            priority,
         } = admission;
         resolved.schema.apply(&mut params)?;
         check_loras_declared(&resolved, &params)?;
@@ -170,9 +174,14 @@ impl Engine {
             resolved.model.price_hint,
             resolved.schema.output_count(&params),
         );
-        let limits = crate::store::limits::applicable(self.store(), &client_id, &resolved.id())
+        let mut limits = crate::store::limits::applicable(self.store(), &client_id, &resolved.id())
             .await
             .map_err(Refusal::Internal)?;
+        // The model's row is listed after the client-wide one and wins.
+        let priority = priority
+            .or_else(|| limits.iter().rev().find_map(|row| row.priority))
+            .unwrap_or(0);
+        limits.retain(ClientLimit::limits_anything);
         let new = NewTask {
             client_id,
             api,
@@ -190,6 +199,7 @@ impl Engine {
             price_micros,
             limits,
             request_id: crate::engine::task::current_request_id(),
+            priority,
         };
         Ok((new, checked))
     }

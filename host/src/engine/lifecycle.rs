@@ -4,7 +4,7 @@
 //!
 //! A task is created `queued` ([`queue`]), or `running` in phase `streaming` for a chat whose
 //! answer the accepting process relays ([`start_streaming`]). A worker [`claim`]s a queued
-//! task (`running`, `submitting`) and keeps it with [`hold_lease`]; a provider's handle makes
+//! task (`running`, `submitting`; highest priority first, within `[capacity]`) and keeps it with [`hold_lease`]; a provider's handle makes
 //! it `pending` ([`mark_pending`]), and the poller takes due ones with [`claim_due_polls`];
 //! the sweeper takes held tasks whose lease lapsed with [`claim_lapsed`] and [`requeue`]s or
 //! [`finish`]es them; [`finish`] ends every task.
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     engine::{
         Engine, NewTask, SubmitError,
+        capacity::Slot,
         task::{Status, Task, new_id, now_ms},
     },
     store::tasks::{self, Ending, Lapsed, Start},
@@ -124,10 +125,17 @@ pub async fn start_streaming(engine: &Engine, new: &NewTask) -> Result<Task, Sub
     Ok(task)
 }
 
-/// Takes the oldest queued task for a worker: `running`, phase `submitting`, held for one
-/// lease.
-pub async fn claim(engine: &Engine) -> anyhow::Result<Option<Task>> {
-    tasks::claim(engine.store(), now_ms(), lease_end(engine)).await
+/// Takes the first queued task in claim order (highest priority, then oldest) that
+/// `[capacity]` leaves room for, for a worker: `running`, phase `submitting`, held for one
+/// lease. The slot it returns counts the task against this process's limits until dropped.
+pub async fn claim(engine: &Engine) -> anyhow::Result<Option<(Task, Slot)>> {
+    let claiming = engine.capacity().room(engine.registry()).await;
+    let task =
+        tasks::claim_within(engine.store(), now_ms(), lease_end(engine), &claiming.room).await?;
+    Ok(task.map(|task| {
+        let slot = claiming.took(&task.provider);
+        (task, slot)
+    }))
 }
 
 /// Moves a live task to its terminal status; `None` when it was already terminal.
@@ -138,6 +146,10 @@ pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Resu
     })
     .await?;
     if let Some(task) = &task {
+        if engine.capacity().counts_in_database() {
+            // Its slot is free: a worker waiting on a provider at its limit may claim now.
+            engine.queued_signal().notify_one();
+        }
         tracing::info!(task = id, status = ending.status.as_str(), "task finished");
         let metrics = crate::metrics::get();
         metrics.task_finished(

@@ -11,6 +11,7 @@
 //!   the [`sweeper`]: re-queued when the provider's submit is idempotent, failed otherwise.
 //! - Nothing here knows HTTP: the API modules translate, the engine only runs tasks.
 
+pub mod capacity;
 pub mod chat;
 pub mod credits;
 pub mod front_door;
@@ -37,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     assets::Assets,
-    config::{CreditSettings, EngineConfig, Limits},
+    config::{CapacitySettings, CreditSettings, EngineConfig, Limits},
     net::Guard,
     store::{Backend, Store, tasks},
 };
@@ -71,6 +72,28 @@ pub struct NewTask {
     pub limits: Vec<crate::store::limits::ClientLimit>,
     /// The request creating it, for the logs.
     pub request_id: Option<String>,
+    /// Claim order: higher first, then older.
+    pub priority: i64,
+}
+
+#[cfg(test)]
+impl NewTask {
+    /// A free task of `provider` for client `c`, with nothing else set (unit tests).
+    pub(crate) fn for_tests(provider: &str, request: GenerationRequest) -> Self {
+        Self {
+            client_id: "c".into(),
+            api: "jobs",
+            provider: provider.into(),
+            request,
+            webhook_url: None,
+            extra: serde_json::json!({}),
+            idempotency: None,
+            price_micros: 0,
+            limits: Vec::new(),
+            request_id: None,
+            priority: 0,
+        }
+    }
 }
 
 /// Why a submission was refused.
@@ -123,6 +146,7 @@ struct Inner {
     webhook_bodies: WebhookRenderer,
     credits: CreditSettings,
     limits: Limits,
+    capacity: capacity::Capacity,
     /// Wakes idle workers when a task is queued.
     queued: Notify,
     /// Cancellation tokens of the submits running in this process.
@@ -151,6 +175,8 @@ pub struct EngineParts {
     pub credits: CreditSettings,
     /// Size limits (remote inputs are fetched under the upload limit).
     pub limits: Limits,
+    /// How many tasks of a provider or model run at once.
+    pub capacity: CapacitySettings,
 }
 
 impl Engine {
@@ -167,6 +193,7 @@ impl Engine {
                 webhook_bodies: parts.webhook_bodies,
                 credits: parts.credits,
                 limits: parts.limits,
+                capacity: capacity::Capacity::new(&parts.capacity),
                 queued: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
@@ -234,6 +261,16 @@ impl Engine {
     /// Size limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// How many tasks of a provider or model run at once.
+    pub(crate) fn capacity(&self) -> &capacity::Capacity {
+        &self.inner.capacity
+    }
+
+    /// Where a queued task stands in claim order (1: claimed next); `None` unless queued.
+    pub async fn queue_position(&self, task: &Task) -> anyhow::Result<Option<i64>> {
+        tasks::queue_position(&self.inner.store, task).await
     }
 
     /// Accepts a task durably; returns it and whether an idempotent replay reused it.

@@ -144,18 +144,7 @@ mod tests {
             params: Default::default(),
             inputs: Vec::new(),
         };
-        let new = NewTask {
-            client_id: "c".into(),
-            api: "jobs",
-            provider: provider.into(),
-            request,
-            webhook_url: None,
-            extra: serde_json::json!({}),
-            idempotency: None,
-            price_micros: 0,
-            limits: Vec::new(),
-            request_id: None,
-        };
+        let new = NewTask::for_tests(provider, request);
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;
         let id = new_id("job");

@@ -190,6 +190,9 @@ pub struct Task {
     pub reserved_micros: i64,
     /// The request that created it (`req_…`), when one did.
     pub request_id: Option<String>,
+    /// Claims take higher first (then older); 0 unless the request or the client's default
+    /// set it.
+    pub priority: i64,
 }
 
 tokio::task_local! {
@@ -238,6 +241,18 @@ impl Task {
             .as_deref()
             .and_then(|u| serde_json::from_str(u).ok())
     }
+}
+
+/// The priorities a request or a client's default may set (0 unless set).
+pub const PRIORITIES: std::ops::RangeInclusive<i64> = -1000..=1000;
+
+/// What a client is told when `field` is not in [`PRIORITIES`].
+pub fn priority_range(field: &str) -> String {
+    format!(
+        "{field} must be an integer from {} to {}.",
+        PRIORITIES.start(),
+        PRIORITIES.end()
+    )
 }
 
 /// Milliseconds since the Unix epoch.

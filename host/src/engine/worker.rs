@@ -1,7 +1,10 @@
 //! Workers: claim queued tasks and run the provider's `submit`.
 //!
 //! Invariants: a claim ([`lifecycle::claim`]) is one `UPDATE … RETURNING` (with `SKIP LOCKED`
-//! on PostgreSQL), so two workers on any number of hosts never take the same task. While
+//! on PostgreSQL), so two workers on any number of hosts never take the same task; it takes
+//! the highest priority first and leaves tasks whose provider or model is at its
+//! [`capacity`](crate::engine::capacity) queued. A worker holds its task's slot until it is
+//! done with the task. While
 //! `submit` runs and until its answer is recorded (output links copied), a heartbeat ([`lifecycle::hold_lease`]) extends the lease and watches for a
 //! cancel requested on another host. A worker never polls: a pending handle is persisted and
 //! left to the poller, so a slow vendor never holds a worker. Every change a worker makes to
@@ -36,13 +39,14 @@ pub async fn run(engine: Engine, worker: usize) {
             return;
         }
         match lifecycle::claim(&engine).await {
-            Ok(Some(task)) => {
+            Ok(Some((task, slot))) => {
                 let span = tracing::info_span!(
                     "task",
                     task_id = %task.id,
                     request_id = task.request_id.as_deref(),
                 );
-                execute(&engine, task).instrument(span).await
+                execute(&engine, task).instrument(span).await;
+                drop(slot);
             }
             Ok(None) => {
                 tokio::select! {

@@ -1,9 +1,11 @@
 //! Per-client limits as stored: every statement on `client_limits`.
 //!
 //! Invariants: a client has at most one row per scope (`model` is `''` for all of its tasks,
-//! else the `provider/key` it applies to); a `NULL` column is no limit of that kind. What the
-//! rows mean at admission is decided by [`engine::limits`](crate::engine::limits), inside the
-//! insert's transaction, after [`lock`] took the client's rows.
+//! else the `provider/key` it applies to); a `NULL` column is no limit of that kind. A row
+//! also holds the default priority of the client's tasks (of its model), which limits
+//! nothing. What the rows mean at admission is decided by
+//! [`engine::limits`](crate::engine::limits), inside the insert's transaction, after [`lock`]
+//! took the client's rows.
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -28,10 +30,20 @@ pub struct ClientLimit {
     pub budget_micros: Option<i64>,
     /// `day` or `month` (UTC), when a budget is set.
     pub budget_period: Option<String>,
+    /// The priority of the client's tasks (of the model) that do not name one; not a limit.
+    pub priority: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "client_id, model, requests_per_minute, concurrent_tasks, budget_micros, budget_period";
+impl ClientLimit {
+    /// Whether the row limits anything (a row may only set a default priority).
+    pub fn limits_anything(&self) -> bool {
+        self.requests_per_minute.is_some()
+            || self.concurrent_tasks.is_some()
+            || self.budget_micros.is_some()
+    }
+}
+
+const COLUMNS: &str = "client_id, model, requests_per_minute, concurrent_tasks, budget_micros, budget_period, priority";
 
 /// The rows that apply to a task of `model_id` (`provider/key`): the client-wide row and the
 /// model's own, client-wide first.
@@ -63,10 +75,11 @@ pub async fn list(store: &Store, client_id: &str) -> anyhow::Result<Vec<ClientLi
 pub async fn set(store: &Store, limit: &ClientLimit, now: i64) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO client_limits (client_id, model, requests_per_minute, concurrent_tasks, \
-         budget_micros, budget_period, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         budget_micros, budget_period, updated_at, priority) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (client_id, model) DO UPDATE SET requests_per_minute = excluded.requests_per_minute, \
          concurrent_tasks = excluded.concurrent_tasks, budget_micros = excluded.budget_micros, \
-         budget_period = excluded.budget_period, updated_at = excluded.updated_at",
+         budget_period = excluded.budget_period, updated_at = excluded.updated_at, \
+         priority = excluded.priority",
     )
     .bind(&limit.client_id)
     .bind(&limit.model)
@@ -75,6 +88,7 @@ pub async fn set(store: &Store, limit: &ClientLimit, now: i64) -> anyhow::Result
     .bind(limit.budget_micros)
     .bind(&limit.budget_period)
     .bind(now)
+    .bind(limit.priority)
     .execute(&store.writer)
     .await?;
     Ok(())

@@ -15,6 +15,11 @@
 //!   over the rows its subquery picks, so a row is claimed by one caller on any number of
 //!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
 //!   ([`Store::skip_locked`]).
+//! - Claims take the highest `priority` first, then the oldest (`created_at`, then `id`), and
+//!   [`queue_position`] counts in that same order. A claim within capacity ([`claim_within`])
+//!   counts the running tasks of each limited provider and model in the claiming statement
+//!   itself, after taking one advisory lock on PostgreSQL, so that no two hosts count the same
+//!   free slot (SQLite's single writer runs the statement alone).
 
 use sqlx::FromRow;
 
@@ -24,13 +29,13 @@ use crate::{
         limits::{self, Usage},
         task::{Phase, Status, Task, new_id},
     },
-    store::{Store, whole_milliseconds},
+    store::{Backend, Store, whole_milliseconds},
 };
 
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
 const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id";
+     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id, priority";
 
 /// How a task begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,8 +211,8 @@ where
     };
     Ok(sqlx::query_as(&format!(
         "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16, $17) RETURNING {COLUMNS}"
+         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts, request_id, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16, $17, $18) RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(&new.client_id)
@@ -226,25 +231,139 @@ where
     .bind(started_at)
     .bind(attempts)
     .bind(&new.request_id)
+    .bind(new.priority)
     .fetch_one(executor)
     .await?)
 }
 
-/// Takes the oldest queued task, if any: `running`, phase `submitting`, held until
-/// `lease_end`.
+/// Takes the first queued task in claim order, if any: `running`, phase `submitting`, held
+/// until `lease_end`. No capacity applies (see [`claim_within`]).
 pub async fn claim(store: &Store, now: i64, lease_end: i64) -> anyhow::Result<Option<Task>> {
+    claim_within(store, now, lease_end, &Room::default()).await
+}
+
+/// What a claim may take: the limits of `[capacity]` and what this process already runs.
+#[derive(Debug, Clone, Default)]
+pub struct Room {
+    /// Providers this process runs as many tasks of as it may; their tasks stay queued.
+    pub full_here: Vec<String>,
+    /// `(provider, max_in_flight)`, counted over every host.
+    pub providers: Vec<(String, i64)>,
+    /// `(provider, model key, max_in_flight)`, counted over every host.
+    pub models: Vec<(String, String, i64)>,
+}
+
+impl Room {
+    /// Whether the claim counts running tasks in the database.
+    fn counts(&self) -> bool {
+        !self.providers.is_empty() || !self.models.is_empty()
+    }
+
+    /// The conditions on a queued row (SQL text, its parameters numbered from `first`) and the
+    /// values they bind, in order.
+    fn condition(&self, first: usize) -> (String, Vec<Bound>) {
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        let next = |value: Bound, values: &mut Vec<Bound>| {
+            values.push(value);
+            format!("${}", first + values.len() - 1)
+        };
+        if !self.full_here.is_empty() {
+            let names: Vec<String> = self
+                .full_here
+                .iter()
+                .map(|provider| next(Bound::Text(provider.clone()), &mut values))
+                .collect();
+            sql.push_str(&format!(" AND provider NOT IN ({})", names.join(", ")));
+        }
+        for (provider, most) in &self.providers {
+            let provider = next(Bound::Text(provider.clone()), &mut values);
+            let most = next(Bound::Int(*most), &mut values);
+            sql.push_str(&format!(
+                " AND NOT (provider = {provider} AND (SELECT COUNT(*) FROM tasks \
+                 WHERE status = 'running' AND provider = {provider}) >= {most})"
+            ));
+        }
+        for (provider, key, most) in &self.models {
+            let provider = next(Bound::Text(provider.clone()), &mut values);
+            let key = next(Bound::Text(key.clone()), &mut values);
+            let most = next(Bound::Int(*most), &mut values);
+            sql.push_str(&format!(
+                " AND NOT (provider = {provider} AND model = {key} AND (SELECT COUNT(*) FROM tasks \
+                 WHERE status = 'running' AND provider = {provider} AND model = {key}) >= {most})"
+            ));
+        }
+        (sql, values)
+    }
+}
+
+/// A value bound to a generated condition.
+#[derive(Debug, Clone)]
+enum Bound {
+    Text(String),
+    Int(i64),
+}
+
+/// The advisory lock every capacity-counting claim takes on PostgreSQL (any fixed number
+/// that nothing else locks: "easel" in ASCII).
+const CAPACITY_LOCK: i64 = 0x6561_7365_6c;
+
+/// Takes the first queued task in claim order that `room` allows, if any: `running`, phase
+/// `submitting`, held until `lease_end`. With limits to count, the count and the claim are
+/// one statement run under [`CAPACITY_LOCK`] (PostgreSQL), so claims on every host see each
+/// other's tasks: a provider at its limit has none of its tasks taken, on any host.
+pub async fn claim_within(
+    store: &Store,
+    now: i64,
+    lease_end: i64,
+    room: &Room,
+) -> anyhow::Result<Option<Task>> {
+    let (condition, values) = room.condition(3);
     let sql = format!(
         "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
          started_at = COALESCE(started_at, $2), updated_at = $2 \
-         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' ORDER BY created_at LIMIT 1{}) \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued'{condition} \
+         ORDER BY priority DESC, created_at, id LIMIT 1{}) \
          AND status = 'queued' RETURNING {COLUMNS}",
         store.skip_locked()
     );
-    Ok(sqlx::query_as(&sql)
-        .bind(lease_end)
-        .bind(now)
-        .fetch_optional(&store.writer)
-        .await?)
+    let mut query = sqlx::query_as(&sql).bind(lease_end).bind(now);
+    for value in values {
+        query = match value {
+            Bound::Text(text) => query.bind(text),
+            Bound::Int(number) => query.bind(number),
+        };
+    }
+    if !(room.counts() && store.backend == Backend::Postgres) {
+        return Ok(query.fetch_optional(&store.writer).await?);
+    }
+    let mut tx = store.writer.begin().await?;
+    // Held until commit, when the claimed row is already visible to the next holder's count.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CAPACITY_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let task = query.fetch_optional(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// Where a queued task stands: 1 + the queued tasks a claim takes before it (higher priority,
+/// or the same and older); `None` once it is no longer queued.
+pub async fn queue_position(store: &Store, task: &Task) -> anyhow::Result<Option<i64>> {
+    if task.status != Status::Queued {
+        return Ok(None);
+    }
+    let (ahead,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM tasks WHERE status = 'queued' AND (priority > $1 \
+         OR (priority = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3))))",
+    )
+    .bind(task.priority)
+    .bind(task.created_at)
+    .bind(&task.id)
+    .fetch_one(&store.reader)
+    .await?;
+    Ok(Some(ahead + 1))
 }
 
 /// Moves a held (`submitting` or `streaming`) task's lease to `lease_end`. Returns whether
