@@ -62,6 +62,9 @@ pub struct Config {
     pub link_ttl_secs: Option<u64>,
     /// Where stored files live (`[assets]`): the data folder, or an S3-compatible bucket.
     pub assets: AssetSettings,
+    /// The only providers this process loads and claims tasks of (`easel worker
+    /// --providers`, `EASEL_PROVIDERS`); every provider it can load when `None`.
+    pub providers: Option<std::collections::BTreeSet<String>>,
 }
 
 /// `[assets]` in `easel.toml`. Without `bucket`, stored files live in `$EASEL_DATA_DIR/assets`;
@@ -211,6 +214,9 @@ pub struct EngineConfig {
     /// Claims a task may get in all: one interrupted more often (its worker died each time)
     /// fails instead of being queued again.
     pub max_attempts: u32,
+    /// How long the models of a worker that stopped heartbeating stay listed and accepted
+    /// after its lease, seconds: tasks for them wait for a worker that serves them.
+    pub model_grace_secs: f64,
 }
 
 impl Default for EngineConfig {
@@ -226,6 +232,7 @@ impl Default for EngineConfig {
             webhook_max_attempts: 9,
             webhook_timeout_secs: 10,
             max_attempts: 3,
+            model_grace_secs: 300.0,
         }
     }
 }
@@ -387,6 +394,7 @@ impl Config {
             trusted_proxies,
             link_ttl_secs,
             assets: file.assets,
+            providers: None,
         })
     }
 
@@ -415,6 +423,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             link_ttl_secs: None,
             assets: AssetSettings::default(),
+            providers: None,
         }
     }
 

@@ -124,10 +124,22 @@ pub async fn start_streaming(engine: &Engine, new: &NewTask) -> Result<Task, Sub
     Ok(task)
 }
 
-/// Takes the oldest queued task for a worker: `running`, phase `submitting`, held for one
-/// lease.
+/// Takes the oldest queued task of a provider loaded in this process for a worker:
+/// `running`, phase `submitting`, held for one lease under this process's worker id. A task
+/// of another provider stays queued for a process that serves it (see [`fleet`]).
+///
+/// [`fleet`]: crate::engine::fleet
 pub async fn claim(engine: &Engine) -> anyhow::Result<Option<Task>> {
-    tasks::claim(engine.store(), now_ms(), lease_end(engine)).await
+    let providers = engine.registry().provider_ids();
+    let (now, lease_end) = (now_ms(), lease_end(engine));
+    tasks::claim(
+        engine.store(),
+        now,
+        lease_end,
+        engine.worker_id(),
+        &providers,
+    )
+    .await
 }
 
 /// Moves a live task to its terminal status; `None` when it was already terminal.
@@ -196,10 +208,12 @@ pub async fn request_cancel(engine: &Engine, id: &str) -> anyhow::Result<()> {
     tasks::request_cancel(engine.store(), id, now_ms()).await
 }
 
-/// Claims up to `limit` pending tasks whose poll is due, holding each for one lease so a
-/// crash mid-poll only delays the next poll.
+/// Claims up to `limit` pending tasks of the providers loaded here whose poll is due,
+/// holding each for one lease so a crash mid-poll only delays the next poll.
 pub async fn claim_due_polls(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Task>> {
-    tasks::claim_due_polls(engine.store(), now_ms(), lease_end(engine), limit).await
+    let providers = engine.registry().provider_ids();
+    let (now, lease_end) = (now_ms(), lease_end(engine));
+    tasks::claim_due_polls(engine.store(), now, lease_end, limit, &providers).await
 }
 
 /// Claims up to `limit` held tasks whose lease lapsed, for one lease, so one sweeper

@@ -190,6 +190,12 @@ pub struct Task {
     pub reserved_micros: i64,
     /// The request that created it (`req_…`), when one did.
     pub request_id: Option<String>,
+    /// The worker (`wrk_…`) whose claim it was last taken under.
+    pub worker_id: Option<String>,
+    /// Not stored: why a queued task is not being taken, as the engine saw it when it read
+    /// the task (`waiting for a worker that serves <provider>`).
+    #[sqlx(skip)]
+    pub notice: Option<String>,
 }
 
 tokio::task_local! {
