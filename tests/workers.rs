@@ -2,8 +2,9 @@
 //! host that loads no model (`serve`, `workers = 0`), a "GPU" worker (`easel worker
 //! --providers local` on the tiny fixture model) and a vendor worker (`--providers offline`).
 //!
-//! - The API host lists and accepts what the workers announce: 001 and 003 (whose
-//!   `/api/v1/generate` goes to the fleet's `local` model) run there.
+//! - The API host lists, validates and accepts what the workers announce: 000, 001 and 002
+//!   check `local/tiny-sd`'s parameters against its announced schema, and 001 and 003 (whose
+//!   `/api/v1/generate` goes to the fleet's `local` model) run jobs there.
 //! - Each worker claims only its own providers' tasks: counted per worker from the worker id
 //!   every task records, against the fleet `GET /admin/workers` lists.
 //! - A vendor worker killed mid-submit: its task is re-queued by the other worker's sweeper
@@ -142,6 +143,8 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
             .env("EASEL_ADMIN_KEY", ADMIN),
     )
     .await;
+    let (status, _) = send(api.as_key(Method::GET, "/admin/workers", "key-a")).await;
+    assert_eq!(status, 401, "a client key does not list the fleet");
     let catalog = admin_get(&api, "/admin/models").await;
     assert_eq!(
         catalog["models"],
@@ -174,6 +177,40 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
         );
         assert!(worker["host"].as_str().is_some_and(|h| !h.is_empty()));
     }
+
+    // Every dialect on the API host resolves the fleet's local model and checks parameters
+    // against the schema its worker announced.
+    let multiple_of_8 = |field: &str| format!("Invalid parameter {field}: must be a multiple of 8");
+    let (status, refused) = api
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "local/tiny-sd", "prompt": "p", "width": 100}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused),
+        (400, json!({"error": multiple_of_8("width")}))
+    );
+    let (status, refused) = api
+        .post(
+            "/llmage/v1/image/generations",
+            &json!({"model": "tiny-sd", "catelogid": "t2i", "prompt": "p", "height": 100}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused),
+        (400, json!({"error": multiple_of_8("height")}))
+    );
+    let (status, refused) = api
+        .post(
+            "/api/v1/generations/image",
+            &json!({"model": "local/tiny-sd", "prompt": "p", "extraParams": {"width": 100}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["message"]),
+        (400, &json!(multiple_of_8("width")))
+    );
 
     // Seed 003 on the API host runs on the fleet's local model, not a fallback.
     let (status, created) = send(

@@ -458,6 +458,54 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_s_models_are_found_and_listed_but_only_loaded_providers_are_handed_out() {
+        let registry = Registry::serving_only(Some(["dashscope".to_string()].into()));
+        registry.upsert(Arc::new(Serves("dashscope", &["wan"])));
+        registry.upsert(Arc::new(Serves("modelscope", &["qwen-image"])));
+        assert_eq!(
+            registry.provider_ids(),
+            ["dashscope"],
+            "--providers leaves modelscope out"
+        );
+        registry.set_fleet(vec![
+            Arc::new(Serves("local", &["tiny-sd"])),
+            Arc::new(Serves("dashscope", &["announced-only"])),
+        ]);
+        assert_eq!(registry.find("tiny-sd").unwrap().id(), "local/tiny-sd");
+        assert_eq!(
+            registry.resolve(None, "image.generate").unwrap().id(),
+            "dashscope/wan",
+            "the first provider by id, loaded or announced"
+        );
+        assert_eq!(
+            listed(&registry),
+            ["wan", "tiny-sd"],
+            "a loaded provider wins"
+        );
+        assert!(
+            registry.provider("local").is_none(),
+            "an announced provider is never called"
+        );
+        assert!(
+            registry
+                .declared("local")
+                .is_some_and(|p| p.submit_is_idempotent())
+        );
+        registry.set_serving([("local".to_string(), 1_000)].into());
+        assert!(registry.is_served("local", 1_000));
+        assert!(
+            !registry.is_served("local", 1_001),
+            "a worker's lease ended"
+        );
+        assert!(
+            !registry.is_served("dashscope", 0),
+            "loaded here is not served by a worker"
+        );
+        registry.set_fleet(Vec::new());
+        assert!(registry.find("local/tiny-sd").is_err());
+    }
+
+    #[test]
     fn listings_name_each_model_by_a_name_that_finds_it() {
         let registry = registry();
         assert_eq!(
