@@ -1,7 +1,8 @@
 //! Start-up: open storage, fill the registry, start the engine, serve HTTP.
 //!
-//! Invariant: nothing is served before migrations ran and recovery is possible (the sweeper
-//! starts with the workers), and the bind rule (no non-loopback address without keys) is
+//! Invariant: nothing is served or claimed before migrations ran, recovery is possible (the
+//! sweeper starts with the workers) and the process has joined the fleet (its first
+//! heartbeat written and the workers' models read, see [`fleet`]), and the bind rule (no non-loopback address without keys) is
 //! checked before the socket opens.
 
 use std::{sync::Arc, time::Duration};
