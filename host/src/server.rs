@@ -2,8 +2,8 @@
 //!
 //! Invariant: nothing is served or claimed before migrations ran, recovery is possible (the
 //! sweeper starts with the workers) and the process has joined the fleet (its first
-//! heartbeat written and the workers' models read, see [`fleet`]), and the bind rule (no non-loopback address without keys) is
-//! checked before the socket opens.
+//! heartbeat written and the workers' models read, see [`fleet`]), and the bind rule (no
+//! non-loopback address without keys) is checked before the socket opens.
 
 use std::{sync::Arc, time::Duration};
 
