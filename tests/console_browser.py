@@ -173,6 +173,11 @@ def check():
     shot("plugins")
     print("broken plugin's error shown", flush=True)
 
+    driver.get(f"{BASE}/console#/workers")
+    page("workers")
+    wait_until(lambda: "offline" in driver.find_element(By.ID, "worker-list").text, "this host's worker row")
+    shot("workers")
+
     driver.get(f"{BASE}/console#/models")
     page("models")
     wait_for('.provider[data-provider="offline"] table')

@@ -64,6 +64,9 @@ pub struct Config {
     pub assets: AssetSettings,
     /// How many tasks of a provider or model run at once (`[capacity]`).
     pub capacity: CapacitySettings,
+    /// The only providers this process loads and claims tasks of (`easel worker
+    /// --providers`, `EASEL_PROVIDERS`); every provider it can load when `None`.
+    pub providers: Option<std::collections::BTreeSet<String>>,
 }
 
 /// `[assets]` in `easel.toml`. Without `bucket`, stored files live in `$EASEL_DATA_DIR/assets`;
@@ -259,6 +262,9 @@ pub struct EngineConfig {
     /// Claims a task may get in all: one interrupted more often (its worker died each time)
     /// fails instead of being queued again.
     pub max_attempts: u32,
+    /// How long the models of a worker that stopped heartbeating stay listed and accepted
+    /// after its lease, seconds: tasks for them wait for a worker that serves them.
+    pub model_grace_secs: f64,
 }
 
 impl Default for EngineConfig {
@@ -274,6 +280,7 @@ impl Default for EngineConfig {
             webhook_max_attempts: 9,
             webhook_timeout_secs: 10,
             max_attempts: 3,
+            model_grace_secs: 300.0,
         }
     }
 }
@@ -438,6 +445,7 @@ impl Config {
             link_ttl_secs,
             assets: file.assets,
             capacity: file.capacity,
+            providers: None,
         })
     }
 
@@ -467,6 +475,7 @@ impl Config {
             link_ttl_secs: None,
             assets: AssetSettings::default(),
             capacity: CapacitySettings::default(),
+            providers: None,
         }
     }
 

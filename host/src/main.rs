@@ -21,7 +21,12 @@ enum Command {
     /// Serve the APIs and run workers (the default).
     Serve,
     /// Run workers only, against the same database as a `serve`.
-    Worker,
+    Worker {
+        /// Load and claim tasks of only these providers (`local` is the native diffusion
+        /// model; plugin ids otherwise), comma-separated; every provider when unset.
+        #[arg(long, env = "EASEL_PROVIDERS", value_delimiter = ',')]
+        providers: Option<Vec<String>>,
+    },
     /// Write or check provider plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -100,10 +105,18 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Plugin(command)) = cli.command {
         return plugin(command);
     }
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
     let mode = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Mode::Serve,
-        Command::Worker => Mode::Worker,
+        Command::Worker { providers } => {
+            config.providers = providers.map(|ids| {
+                ids.into_iter()
+                    .map(|id| id.trim().to_string())
+                    .filter(|id| !id.is_empty())
+                    .collect()
+            });
+            Mode::Worker
+        }
         Command::Plugin(_) => unreachable!("handled above"),
     };
     server::run(config, mode).await

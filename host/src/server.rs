@@ -1,8 +1,9 @@
 //! Start-up: open storage, fill the registry, start the engine, serve HTTP.
 //!
-//! Invariant: nothing is served before migrations ran and recovery is possible (the sweeper
-//! starts with the workers), and the bind rule (no non-loopback address without keys) is
-//! checked before the socket opens.
+//! Invariant: nothing is served or claimed before migrations ran, recovery is possible (the
+//! sweeper starts with the workers) and the process has joined the fleet (its first
+//! heartbeat written and the workers' models read, see [`fleet`]), and the bind rule (no
+//! non-loopback address without keys) is checked before the socket opens.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +16,7 @@ use crate::{
     api::{self, AppState, auth::Auth, files::Links},
     assets::Assets,
     config::Config,
-    engine::{Engine, EngineParts, registry::Registry},
+    engine::{Engine, EngineParts, fleet, registry::Registry},
     net::Guard,
     providers::offline::Offline,
     store::{Store, redact},
@@ -49,14 +50,26 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         config.data_dir.join("assets"),
         &config.assets,
     )?;
-    let registry = Arc::new(Registry::default());
-    if config.offline_provider {
+    let registry = Arc::new(Registry::serving_only(config.providers.clone()));
+    if config.offline_provider && registry.admits("offline") {
         // Free, and its knobs hold workers for up to an hour: never for real clients.
         tracing::warn!("EASEL_OFFLINE_PROVIDER is set: the free offline test provider is served");
         registry.upsert(Arc::new(Offline));
     }
     let mut adapters = None;
-    if let Some(path) = &config.sd_model {
+    if config.sd_model.is_none()
+        && config
+            .providers
+            .as_ref()
+            .is_some_and(|p| p.contains("local"))
+    {
+        anyhow::bail!("--providers names local, but no EASEL_SD_MODEL is set to load");
+    }
+    if let Some(path) = config
+        .sd_model
+        .as_ref()
+        .filter(|_| registry.admits("local"))
+    {
         let local = load_local_model(path, &config.lora_dir).await?;
         local.watch_adapters(registry.clone())?;
         adapters = local.adapters().cloned();
@@ -165,8 +178,15 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let addr = config.addr;
     let host = build(config).await?;
     // `serve` with `[engine] workers = 0` is API only; `easel worker` processes do the work.
-    host.engine
-        .start(mode == Mode::Worker || host.state.config.engine.workers > 0);
+    let runs_workers = mode == Mode::Worker || host.state.config.engine.workers > 0;
+    warn_unloaded(&host);
+    // The fleet sees this process, and it the fleet, before it claims or serves anything.
+    let mut membership = fleet::Membership::new(runs_workers);
+    membership
+        .beat(&host.engine)
+        .await
+        .context("joining the fleet (the workers table)")?;
+    host.engine.start(runs_workers, membership);
     match mode {
         Mode::Serve => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -195,7 +215,22 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
     }
     host.engine.shutdown();
+    if runs_workers && let Err(error) = fleet::retire(&host.engine).await {
+        tracing::warn!(%error, "leaving the fleet failed; the row lapses with its lease");
+    }
     Ok(())
+}
+
+/// Names the providers `--providers` asked for that this process has not loaded (a plugin
+/// may still arrive in the watched folder).
+fn warn_unloaded(host: &Host) {
+    let registry = host.engine.registry();
+    let loaded = registry.provider_ids();
+    for wanted in host.state.config.providers.iter().flatten() {
+        if !loaded.contains(wanted) {
+            tracing::warn!(provider = %wanted, "--providers names a provider that is not loaded");
+        }
+    }
 }
 
 async fn shutdown_signal() {

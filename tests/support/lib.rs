@@ -230,6 +230,17 @@ impl Host {
             .expect("starting easel worker")
     }
 
+    /// Starts an `easel worker` process on this host's database with extra arguments
+    /// (`--providers local`) and environment variables over this host's; the caller kills it.
+    pub fn spawn_worker_with(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut command = self.command("worker");
+        command.args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.spawn().expect("starting easel worker")
+    }
+
     async fn spawn(&mut self) {
         let mut command = self.command("serve");
         let mut child = command.spawn().expect("starting easel");

@@ -2,7 +2,8 @@
 //! error, outputs with public links and webhook deliveries), every model with its parameter
 //! schema and price, and accounts. Each is served twice from one renderer: for the caller's
 //! own things under `/api/v1` (a client key, 001's `{"error"}` shape) and for everything under
-//! `/admin` (the admin key, guarded like every operator route).
+//! `/admin` (the admin key, guarded like every operator route). `/admin/workers` lists the
+//! live processes of the fleet, from the workers table.
 //!
 //! Invariant: a client reaches only its own tasks here, exactly as through `/api/v1/jobs`;
 //! the operator's routes are the only ones that list or cancel across clients.
@@ -31,7 +32,10 @@ use crate::{
         jobs::{self, Client, Jobs, ListQuery},
         openapi::{Api, Describe},
     },
-    engine::task::{Task, rfc3339},
+    engine::{
+        fleet,
+        task::{Task, rfc3339},
+    },
 };
 
 /// The read routes, for clients and for the operator.
@@ -86,6 +90,14 @@ pub fn routes() -> ApiRouter<AppState> {
             get_with(any_catalog, |op| {
                 op.api(Api::Admin).summary(
                     "Every model with its provider, parameter JSON Schema, price and defaults",
+                )
+            }),
+        )
+        .api_route(
+            "/admin/workers",
+            get_with(workers, |op| {
+                op.api(Api::Admin).summary(
+                    "The live workers of the fleet: host, providers, models, capacity, tasks held",
                 )
             }),
         )
@@ -159,6 +171,7 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
     if let Some(position) = state.engine.queue_position(task).await? {
         view["queuePosition"] = position.into();
     }
+    view["workerId"] = task.worker_id.clone().into();
     Ok(view)
 }
 
@@ -292,4 +305,38 @@ async fn clients(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         accounts.push(state.engine.account(&client).await?);
     }
     Ok(Json(json!({ "clients": accounts })).into_response())
+}
+
+async fn workers(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    authorize(&state, &headers)?;
+    let workers: Vec<Value> = fleet::live(&state.engine)
+        .await?
+        .into_iter()
+        .map(|worker| {
+            let models: Vec<String> = worker
+                .announced
+                .iter()
+                .flat_map(|a| {
+                    a.models
+                        .iter()
+                        .map(move |m| format!("{}/{}", a.provider, m.key))
+                })
+                .collect();
+            let row = worker.row;
+            json!({
+                "id": row.id,
+                "host": row.host,
+                "providers": worker.providers,
+                "models": models,
+                "capacity": row.capacity,
+                "submitting": worker.submitting,
+                "version": row.version,
+                "modelLoaded": row.model_loaded == 1,
+                "startedAt": rfc3339(row.started_at),
+                "lastSeen": rfc3339(row.last_seen),
+                "announcement": worker.announced,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "workers": workers })).into_response())
 }

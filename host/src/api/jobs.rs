@@ -184,6 +184,9 @@ pub struct JobView {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a queued job is not being taken (`waiting for a worker that serves <provider>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// What it cost, in the provider's units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Value>,
@@ -216,6 +219,7 @@ pub fn view(task: &Task) -> JobView {
         queue_position: None,
         output_asset_ids: task.output_asset_ids(),
         error: task.error.clone(),
+        message: task.notice.clone(),
         usage: task.usage_json(),
         created_at: rfc3339(task.created_at),
         updated_at: rfc3339(task.updated_at),

@@ -125,13 +125,25 @@ pub async fn start_streaming(engine: &Engine, new: &NewTask) -> Result<Task, Sub
     Ok(task)
 }
 
-/// Takes the first queued task in claim order (highest priority, then oldest) that
-/// `[capacity]` leaves room for, for a worker: `running`, phase `submitting`, held for one
-/// lease. The slot it returns counts the task against this process's limits until dropped.
+/// Takes the first queued task in claim order (highest priority, then oldest) of a provider
+/// loaded in this process that `[capacity]` leaves room for, for a worker: `running`, phase
+/// `submitting`, held for one lease under this process's worker id. A task of another
+/// provider stays queued for a process that serves it (see [`fleet`]). The slot it returns
+/// counts the task against this process's limits until dropped.
+///
+/// [`fleet`]: crate::engine::fleet
 pub async fn claim(engine: &Engine) -> anyhow::Result<Option<(Task, Slot)>> {
+    let providers = engine.registry().provider_ids();
     let claiming = engine.capacity().room(engine.registry()).await;
-    let task =
-        tasks::claim_within(engine.store(), now_ms(), lease_end(engine), &claiming.room).await?;
+    let task = tasks::claim_within(
+        engine.store(),
+        now_ms(),
+        lease_end(engine),
+        engine.worker_id(),
+        &providers,
+        &claiming.room,
+    )
+    .await?;
     Ok(task.map(|task| {
         let slot = claiming.took(&task.provider);
         (task, slot)
@@ -208,10 +220,12 @@ pub async fn request_cancel(engine: &Engine, id: &str) -> anyhow::Result<()> {
     tasks::request_cancel(engine.store(), id, now_ms()).await
 }
 
-/// Claims up to `limit` pending tasks whose poll is due, holding each for one lease so a
-/// crash mid-poll only delays the next poll.
+/// Claims up to `limit` pending tasks of the providers loaded here whose poll is due,
+/// holding each for one lease so a crash mid-poll only delays the next poll.
 pub async fn claim_due_polls(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Task>> {
-    tasks::claim_due_polls(engine.store(), now_ms(), lease_end(engine), limit).await
+    let providers = engine.registry().provider_ids();
+    let (now, lease_end) = (now_ms(), lease_end(engine));
+    tasks::claim_due_polls(engine.store(), now, lease_end, limit, &providers).await
 }
 
 /// Claims up to `limit` held tasks whose lease lapsed, for one lease, so one sweeper

@@ -14,6 +14,7 @@
 pub mod capacity;
 pub mod chat;
 pub mod credits;
+pub mod fleet;
 pub mod front_door;
 pub mod inputs;
 pub mod lifecycle;
@@ -153,6 +154,8 @@ struct Inner {
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Stops every background loop.
     shutdown: CancellationToken,
+    /// This process's id in the fleet (`wrk_…`), recorded on the tasks it claims.
+    worker_id: String,
 }
 
 /// Everything [`Engine::new`] needs.
@@ -197,12 +200,15 @@ impl Engine {
                 queued: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
+                worker_id: task::new_id("wrk"),
             }),
         }
     }
 
-    /// Starts workers, the poller, the sweeper and the webhook deliverer.
-    pub fn start(&self, run_workers: bool) {
+    /// Starts workers, the poller, the sweeper and the webhook deliverer, and keeps this
+    /// process's place in the fleet (see [`fleet`]; run its first beat before this).
+    pub fn start(&self, run_workers: bool, membership: fleet::Membership) {
+        tokio::spawn(membership.run(self.clone()));
         if run_workers {
             for n in 0..self.inner.config.workers.max(1) {
                 tokio::spawn(worker::run(self.clone(), n));
@@ -226,6 +232,11 @@ impl Engine {
     /// Stops the background loops (in-flight calls finish on their own).
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
+    }
+
+    /// This process's id in the fleet (`wrk_…`).
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
     }
 
     /// The database.
@@ -301,12 +312,28 @@ impl Engine {
 
     /// A task by id, whoever owns it (engine-internal).
     pub async fn fetch(&self, id: &str) -> anyhow::Result<Option<Task>> {
-        tasks::fetch(&self.inner.store, id).await
+        Ok(self.noted(tasks::fetch(&self.inner.store, id).await?))
+    }
+
+    /// A task as read, with its [`Task::notice`].
+    fn noted(&self, task: Option<Task>) -> Option<Task> {
+        task.map(|mut task| {
+            fleet::note_waiting(self, &mut task);
+            task
+        })
+    }
+
+    /// Tasks as read, each with its [`Task::notice`].
+    fn all_noted(&self, (mut tasks, more): (Vec<Task>, bool)) -> (Vec<Task>, bool) {
+        for task in &mut tasks {
+            fleet::note_waiting(self, task);
+        }
+        (tasks, more)
     }
 
     /// The client's task, or `None` (also for another client's).
     pub async fn get(&self, client_id: &str, id: &str) -> anyhow::Result<Option<Task>> {
-        tasks::get(&self.inner.store, client_id, id).await
+        Ok(self.noted(tasks::get(&self.inner.store, client_id, id).await?))
     }
 
     /// A page of the client's tasks, newest first, and whether more remain (see
@@ -316,7 +343,7 @@ impl Engine {
         client_id: &str,
         filter: &TaskFilter,
     ) -> anyhow::Result<(Vec<Task>, bool)> {
-        tasks::list(&self.inner.store, Some(client_id), filter).await
+        Ok(self.all_noted(tasks::list(&self.inner.store, Some(client_id), filter).await?))
     }
 
     /// A page of every client's tasks (or `client`'s), for the operator.
@@ -325,7 +352,7 @@ impl Engine {
         client: Option<&str>,
         filter: &TaskFilter,
     ) -> anyhow::Result<(Vec<Task>, bool)> {
-        tasks::list(&self.inner.store, client, filter).await
+        Ok(self.all_noted(tasks::list(&self.inner.store, client, filter).await?))
     }
 
     /// A task's webhook deliveries, oldest first.

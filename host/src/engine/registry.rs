@@ -8,9 +8,17 @@
 //! model the name a listing may show: one that resolves back to that model. Every listed
 //! model's parameter schema is compiled once, when its provider is registered; a model whose
 //! schema easel cannot check is left out (plugins with one are already refused at load).
+//!
+//! The fleet: besides the providers loaded in this process, the registry holds the ones other
+//! processes announced in the workers table ([`Registry::set_fleet`]), so that an API host
+//! that loads no model lists, validates and accepts what the fleet serves through the same
+//! lookups. A provider loaded here wins over an announced one of the same id, and
+//! [`Registry::provider`] hands out only loaded ones: an announced provider is never called.
+//! With `easel worker --providers`, the registry loads only the named providers
+//! ([`Registry::serving_only`]).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, RwLock},
 };
 
@@ -76,19 +84,9 @@ impl Entry {
             schema: schema.clone(),
         }
     }
-}
 
-/// Every provider the host knows, keyed by id.
-#[derive(Default)]
-pub struct Registry {
-    providers: RwLock<BTreeMap<String, Entry>>,
-    aliases: RwLock<HashMap<String, String>>,
-    defaults: RwLock<HashMap<String, String>>,
-}
-
-impl Registry {
-    /// Adds or replaces a provider.
-    pub fn upsert(&self, provider: Arc<dyn Provider>) {
+    /// Reads a provider's models once, compiling each schema.
+    fn of(provider: Arc<dyn Provider>) -> Self {
         let id = provider.id().to_string();
         let models = provider
             .models()
@@ -101,11 +99,115 @@ impl Registry {
                 }
             })
             .collect();
-        let models = Arc::new(models);
+        Entry {
+            provider,
+            models: Arc::new(models),
+        }
+    }
+}
+
+/// What the other processes of the fleet serve.
+#[derive(Default)]
+struct Fleet {
+    /// Providers announced by workers seen within their lease and the grace period.
+    announced: BTreeMap<String, Entry>,
+    /// Until when (ms) some worker serves each provider: its latest heartbeat plus its lease.
+    serving_until: BTreeMap<String, i64>,
+}
+
+/// Every provider the host knows, keyed by id.
+#[derive(Default)]
+pub struct Registry {
+    providers: RwLock<BTreeMap<String, Entry>>,
+    fleet: RwLock<Fleet>,
+    aliases: RwLock<HashMap<String, String>>,
+    defaults: RwLock<HashMap<String, String>>,
+    /// The only providers this process loads; every one when `None`.
+    only: Option<BTreeSet<String>>,
+}
+
+impl Registry {
+    /// A registry that loads only the providers `ids` names (`easel worker --providers`),
+    /// or every provider offered when `None`.
+    pub fn serving_only(ids: Option<BTreeSet<String>>) -> Self {
+        Self {
+            only: ids,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this process loads provider `id` (see [`Registry::serving_only`]).
+    pub fn admits(&self, id: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(id))
+    }
+
+    /// Adds or replaces a provider; one this process does not serve is left out.
+    pub fn upsert(&self, provider: Arc<dyn Provider>) {
+        let id = provider.id().to_string();
+        if !self.admits(&id) {
+            tracing::info!(provider = %id, "not loaded: --providers leaves it out");
+            return;
+        }
         self.providers
             .write()
             .expect("registry lock")
-            .insert(id, Entry { provider, models });
+            .insert(id, Entry::of(provider));
+    }
+
+    /// The ids of the providers loaded in this process, the ones its workers claim tasks of.
+    pub fn provider_ids(&self) -> Vec<String> {
+        self.providers
+            .read()
+            .expect("registry lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Replaces what the fleet announced: providers as other processes serve them, each
+    /// with its models (never called here).
+    pub fn set_fleet(&self, announced: Vec<Arc<dyn Provider>>) {
+        self.fleet.write().expect("registry lock").announced = announced
+            .into_iter()
+            .map(|provider| (provider.id().to_string(), Entry::of(provider)))
+            .collect();
+    }
+
+    /// Replaces until when (ms) some worker serves each provider.
+    pub fn set_serving(&self, serving_until: BTreeMap<String, i64>) {
+        self.fleet.write().expect("registry lock").serving_until = serving_until;
+    }
+
+    /// Whether a live worker of the fleet serves provider `id` at `now` (ms).
+    pub fn is_served(&self, id: &str, now: i64) -> bool {
+        let fleet = self.fleet.read().expect("registry lock");
+        fleet
+            .serving_until
+            .get(id)
+            .is_some_and(|until| *until >= now)
+    }
+
+    /// The entry of provider `id`: loaded here, else announced by the fleet.
+    fn entry(&self, id: &str) -> Option<Entry> {
+        let loaded = self
+            .providers
+            .read()
+            .expect("registry lock")
+            .get(id)
+            .cloned();
+        loaded.or_else(|| {
+            let fleet = self.fleet.read().expect("registry lock");
+            fleet.announced.get(id).cloned()
+        })
+    }
+
+    /// Every entry, loaded here or announced, by provider id.
+    fn entries(&self) -> Vec<Entry> {
+        let mut all: BTreeMap<String, Entry> =
+            self.fleet.read().expect("registry lock").announced.clone();
+        let loaded = self.providers.read().expect("registry lock");
+        all.extend(loaded.iter().map(|(id, entry)| (id.clone(), entry.clone())));
+        all.into_values().collect()
     }
 
     /// Removes a provider; tasks already holding it finish on it.
@@ -113,13 +215,19 @@ impl Registry {
         self.providers.write().expect("registry lock").remove(id);
     }
 
-    /// The provider with this id.
+    /// The provider with this id, when it is loaded in this process.
     pub fn provider(&self, id: &str) -> Option<Arc<dyn Provider>> {
         self.providers
             .read()
             .expect("registry lock")
             .get(id)
             .map(|e| e.provider.clone())
+    }
+
+    /// The provider with this id as this process knows it, loaded here or announced by the
+    /// fleet: for what it promises (whether its submit may be repeated), never to be called.
+    pub fn declared(&self, id: &str) -> Option<Arc<dyn Provider>> {
+        self.entry(id).map(|entry| entry.provider)
     }
 
     /// Maps a bare or alternative name onto a full `provider/key` id.
@@ -138,16 +246,10 @@ impl Registry {
             .insert(capability.into(), model.into());
     }
 
-    /// Every model with its provider, ordered by provider id then the provider's order.
+    /// Every model with its provider (loaded here or announced by the fleet), ordered by
+    /// provider id then the provider's order.
     pub fn models(&self) -> Vec<Resolved> {
-        let entries: Vec<Entry> = self
-            .providers
-            .read()
-            .expect("registry lock")
-            .values()
-            .cloned()
-            .collect();
-        entries
+        self.entries()
             .iter()
             .flat_map(|entry| entry.models.iter().map(|listed| entry.resolved(listed)))
             .collect()
@@ -159,8 +261,7 @@ impl Registry {
         if let Some(id) = self.defaults.read().expect("registry lock").get(capability) {
             return Some(id.clone());
         }
-        let providers = self.providers.read().expect("registry lock");
-        providers.values().find_map(|entry| {
+        self.entries().iter().find_map(|entry| {
             entry
                 .models
                 .iter()
@@ -203,13 +304,7 @@ impl Registry {
             .cloned()
             .unwrap_or_else(|| name.to_string());
         if let Some((provider_id, key)) = target.split_once('/') {
-            let entry = self
-                .providers
-                .read()
-                .expect("registry lock")
-                .get(provider_id)
-                .cloned();
-            if let Some(entry) = entry {
+            if let Some(entry) = self.entry(provider_id) {
                 return entry
                     .models
                     .iter()
@@ -360,6 +455,54 @@ mod tests {
             registry.find("dashscope/nothing").err(),
             Some(ResolveError::Unknown("dashscope/nothing".into()))
         );
+    }
+
+    #[test]
+    fn the_fleet_s_models_are_found_and_listed_but_only_loaded_providers_are_handed_out() {
+        let registry = Registry::serving_only(Some(["dashscope".to_string()].into()));
+        registry.upsert(Arc::new(Serves("dashscope", &["wan"])));
+        registry.upsert(Arc::new(Serves("modelscope", &["qwen-image"])));
+        assert_eq!(
+            registry.provider_ids(),
+            ["dashscope"],
+            "--providers leaves modelscope out"
+        );
+        registry.set_fleet(vec![
+            Arc::new(Serves("local", &["tiny-sd"])),
+            Arc::new(Serves("dashscope", &["announced-only"])),
+        ]);
+        assert_eq!(registry.find("tiny-sd").unwrap().id(), "local/tiny-sd");
+        assert_eq!(
+            registry.resolve(None, "image.generate").unwrap().id(),
+            "dashscope/wan",
+            "the first provider by id, loaded or announced"
+        );
+        assert_eq!(
+            listed(&registry),
+            ["wan", "tiny-sd"],
+            "a loaded provider wins"
+        );
+        assert!(
+            registry.provider("local").is_none(),
+            "an announced provider is never called"
+        );
+        assert!(
+            registry
+                .declared("local")
+                .is_some_and(|p| p.submit_is_idempotent())
+        );
+        registry.set_serving([("local".to_string(), 1_000)].into());
+        assert!(registry.is_served("local", 1_000));
+        assert!(
+            !registry.is_served("local", 1_001),
+            "a worker's lease ended"
+        );
+        assert!(
+            !registry.is_served("dashscope", 0),
+            "loaded here is not served by a worker"
+        );
+        registry.set_fleet(Vec::new());
+        assert!(registry.find("local/tiny-sd").is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! its provider promises an idempotent submit; otherwise it fails with a clear reason (and is
 //! never charged), and at most `[engine] max_attempts` claims in all: a task that brings its
 //! worker down every time fails instead of looping. A chat whose relaying process died
-//! mid-stream always fails: its client is gone, so there is nobody to replay it for. Each recovery claims the task by its lease first
+//! mid-stream always fails: its client is gone, so there is nobody to replay it for. A
+//! provider another process of the fleet serves is judged by what it announced. Each recovery claims the task by its lease first
 //! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. Every change goes
 //! through [`lifecycle`].
 
@@ -61,7 +62,10 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
             continue;
         }
         let cap = i64::from(engine.config().max_attempts.max(1));
-        match engine.registry().provider(&provider_id) {
+        // Judged by what the provider promises, loaded here or announced by the worker that
+        // died: every process recovers every task, and a re-queued one waits for a worker
+        // that serves its provider.
+        match engine.registry().declared(&provider_id) {
             Some(provider) if provider.submit_is_idempotent() && attempts >= cap => {
                 let reason = format!(
                     "Interrupted while submitting on each of its {attempts} attempts; not retried again (the limit is {cap})."
@@ -155,7 +159,11 @@ mod tests {
             tasks::insert(store, &id, &new, now, tasks::Start::Queued)
                 .await
                 .unwrap();
-            let claimed = tasks::claim(store, now, lapsed).await.unwrap().unwrap();
+            let providers = [provider.to_string()];
+            let claimed = tasks::claim(store, now, lapsed, "wrk_test", &providers)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(claimed.id, id, "no other task is queued");
         }
         id
@@ -213,7 +221,10 @@ mod tests {
             let requeued = engine.fetch(&id).await.unwrap().unwrap();
             assert_eq!(requeued.status, Status::Queued);
             let now = now_ms();
-            let claimed = tasks::claim(engine.store(), now, now - 1).await.unwrap();
+            let providers = ["again".to_string()];
+            let claimed = tasks::claim(engine.store(), now, now - 1, "wrk_test", &providers)
+                .await
+                .unwrap();
             assert_eq!(claimed.unwrap().id, id, "claimed again, and dies again");
         }
         sweep(&engine).await.unwrap();

@@ -193,6 +193,12 @@ pub struct Task {
     /// Claims take higher first (then older); 0 unless the request or the client's default
     /// set it.
     pub priority: i64,
+    /// The worker (`wrk_…`) whose claim it was last taken under.
+    pub worker_id: Option<String>,
+    /// Not stored: why a queued task is not being taken, as the engine saw it when it read
+    /// the task (`waiting for a worker that serves <provider>`).
+    #[sqlx(skip)]
+    pub notice: Option<String>,
 }
 
 tokio::task_local! {

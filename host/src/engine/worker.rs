@@ -164,7 +164,7 @@ async fn record(
 }
 
 /// The native diffusion provider, which reports progress once per denoising step.
-const LOCAL_PROVIDER: &str = "local";
+pub(crate) const LOCAL_PROVIDER: &str = "local";
 
 /// A progress reporter that writes at most every [`PROGRESS_EVERY_MS`]. With `per_step` (the
 /// local model reports after each denoising step), the time between two reports is a step's

@@ -18,6 +18,8 @@ pub mod keys;
 
 pub mod limits;
 
+pub mod workers;
+
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;

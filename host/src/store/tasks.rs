@@ -35,7 +35,7 @@ use crate::{
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
 const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id, priority";
+     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id, priority, worker_id";
 
 /// How a task begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,10 +236,17 @@ where
     .await?)
 }
 
-/// Takes the first queued task in claim order, if any: `running`, phase `submitting`, held
-/// until `lease_end`. No capacity applies (see [`claim_within`]).
-pub async fn claim(store: &Store, now: i64, lease_end: i64) -> anyhow::Result<Option<Task>> {
-    claim_within(store, now, lease_end, &Room::default()).await
+/// Takes the first queued task in claim order of the `providers` this process serves, if
+/// any: `running`, phase `submitting`, held by `worker` until `lease_end`. No capacity
+/// applies (see [`claim_within`]).
+pub async fn claim(
+    store: &Store,
+    now: i64,
+    lease_end: i64,
+    worker: &str,
+    providers: &[String],
+) -> anyhow::Result<Option<Task>> {
+    claim_within(store, now, lease_end, worker, providers, &Room::default()).await
 }
 
 /// What a claim may take: the limits of `[capacity]` and what this process already runs.
@@ -308,26 +315,36 @@ enum Bound {
 /// that nothing else locks: "easel" in ASCII).
 const CAPACITY_LOCK: i64 = 0x6561_7365_6c;
 
-/// Takes the first queued task in claim order that `room` allows, if any: `running`, phase
-/// `submitting`, held until `lease_end`. With limits to count, the count and the claim are
-/// one statement run under [`CAPACITY_LOCK`] (PostgreSQL), so claims on every host see each
-/// other's tasks: a provider at its limit has none of its tasks taken, on any host.
+/// Takes the first queued task in claim order of the `providers` this process serves that
+/// `room` allows, if any: `running`, phase `submitting`, held by `worker` until `lease_end`.
+/// With limits to count, the count and the claim are one statement run under
+/// [`CAPACITY_LOCK`] (PostgreSQL), so claims on every host see each other's tasks: a provider
+/// at its limit has none of its tasks taken, on any host.
 pub async fn claim_within(
     store: &Store,
     now: i64,
     lease_end: i64,
+    worker: &str,
+    providers: &[String],
     room: &Room,
 ) -> anyhow::Result<Option<Task>> {
-    let (condition, values) = room.condition(3);
+    if providers.is_empty() {
+        return Ok(None);
+    }
+    let served = served_by(4, providers);
+    let (condition, values) = room.condition(4 + providers.len());
     let sql = format!(
         "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
-         started_at = COALESCE(started_at, $2), updated_at = $2 \
-         WHERE id = (SELECT id FROM tasks WHERE status = 'queued'{condition} \
+         started_at = COALESCE(started_at, $2), updated_at = $2, worker_id = $3 \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued'{served}{condition} \
          ORDER BY priority DESC, created_at, id LIMIT 1{}) \
          AND status = 'queued' RETURNING {COLUMNS}",
         store.skip_locked()
     );
-    let mut query = sqlx::query_as(&sql).bind(lease_end).bind(now);
+    let mut query = sqlx::query_as(&sql).bind(lease_end).bind(now).bind(worker);
+    for provider in providers {
+        query = query.bind(provider);
+    }
     for value in values {
         query = match value {
             Bound::Text(text) => query.bind(text),
@@ -364,6 +381,15 @@ pub async fn queue_position(store: &Store, task: &Task) -> anyhow::Result<Option
     .fetch_one(&store.reader)
     .await?;
     Ok(Some(ahead + 1))
+}
+
+/// The routing condition of a claim: ` AND provider IN ($first, …)`, one placeholder per
+/// provider served (the caller binds them in order, and never calls it with none).
+fn served_by(first: usize, providers: &[String]) -> String {
+    let placeholders: Vec<String> = (first..first + providers.len())
+        .map(|n| format!("${n}"))
+        .collect();
+    format!(" AND provider IN ({})", placeholders.join(", "))
 }
 
 /// Moves a held (`submitting` or `streaming`) task's lease to `lease_end`. Returns whether
@@ -446,25 +472,29 @@ pub async fn request_cancel(store: &Store, id: &str, now: i64) -> anyhow::Result
     Ok(())
 }
 
-/// Claims up to `limit` pending tasks whose poll is due at `now` by moving their `wake_at`
-/// to `lease_end`.
+/// Claims up to `limit` pending tasks of the `providers` this process serves whose poll is
+/// due at `now` by moving their `wake_at` to `lease_end`.
 pub async fn claim_due_polls(
     store: &Store,
     now: i64,
     lease_end: i64,
     limit: i64,
+    providers: &[String],
 ) -> anyhow::Result<Vec<Task>> {
+    if providers.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
-        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'pending' AND wake_at <= $1 \
+        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'pending' AND wake_at <= $1{} \
          ORDER BY wake_at LIMIT $3{}) AND phase = 'pending' RETURNING {COLUMNS}",
+        served_by(4, providers),
         store.skip_locked()
     );
-    Ok(sqlx::query_as(&sql)
-        .bind(now)
-        .bind(lease_end)
-        .bind(limit)
-        .fetch_all(&store.writer)
-        .await?)
+    let mut query = sqlx::query_as(&sql).bind(now).bind(lease_end).bind(limit);
+    for provider in providers {
+        query = query.bind(provider);
+    }
+    Ok(query.fetch_all(&store.writer).await?)
 }
 
 /// Up to `limit` ids of tasks still queued that were created before `created_before`.
@@ -724,6 +754,16 @@ pub async fn queue_by_provider(store: &Store) -> anyhow::Result<Vec<(String, i64
     Ok(sqlx::query_as(
         "SELECT provider, CAST(COUNT(*) AS BIGINT), MIN(created_at) FROM tasks \
          WHERE status = 'queued' GROUP BY provider ORDER BY provider",
+    )
+    .fetch_all(&store.reader)
+    .await?)
+}
+
+/// The running tasks each worker holds (its claims still `submitting`): `(worker id, tasks)`.
+pub async fn submitting_by_worker(store: &Store) -> anyhow::Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT worker_id, CAST(COUNT(*) AS BIGINT) FROM tasks \
+         WHERE status = 'running' AND phase = 'submitting' AND worker_id IS NOT NULL GROUP BY worker_id",
     )
     .fetch_all(&store.reader)
     .await?)

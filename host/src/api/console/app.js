@@ -1,11 +1,12 @@
 // The console's shell: signing in, the navigation, and which page the address shows
-// (`#/playground`, `#/tasks?status=…`, `#/tasks/<id>`, `#/models`, `#/plugins`, `#/clients`).
+// (`#/playground`, `#/tasks?status=…`, `#/tasks/<id>`, `#/models`, `#/plugins`, `#/workers`,
+// `#/clients`).
 
 import { h, errorBox } from './view.js';
 import { session, signIn, signOut } from './api.js';
 import { playground } from './playground.js';
 import { taskList, taskPage } from './tasks.js';
-import { models, plugins, clients } from './operator.js';
+import { models, plugins, workers, clients } from './operator.js';
 
 const main = document.getElementById('view');
 
@@ -45,7 +46,7 @@ function header(signedIn) {
   const links = [];
   if (signedIn.client) links.push(['playground', 'Playground']);
   links.push(['tasks', 'Tasks'], ['models', 'Models']);
-  if (signedIn.admin) links.push(['plugins', 'Plugins']);
+  if (signedIn.admin) links.push(['plugins', 'Plugins'], ['workers', 'Workers']);
   links.push(['clients', signedIn.admin ? 'Clients' : 'Account']);
   const here = address().parts[0];
   document.getElementById('nav').replaceChildren(
@@ -97,6 +98,7 @@ const PAGES = {
   tasks: (page, parts, query) => (parts[1] ? taskPage(page, parts[1]) : taskList(page, query)),
   models,
   plugins,
+  workers,
   clients,
 };
 

@@ -1,6 +1,6 @@
 // What the host serves and for whom: models per provider, the plugins folder (with its
-// reload button) and the clients' balances and spending. A client sees the models and its
-// own account; the rest needs the admin key.
+// reload button), the fleet's live workers and the clients' balances and spending. A client
+// sees the models and its own account; the rest needs the admin key.
 
 import { h, errorBox, time, table, every } from './view.js';
 import { asAdmin, asClient, catalog, session } from './api.js';
@@ -83,6 +83,37 @@ export async function plugins(page) {
     }
   }, page);
   return h('section', { class: 'card' }, h('h1', {}, 'Plugins'), reload, outcome, listing);
+}
+
+function workerTable(answer) {
+  return table([
+    ['Worker', (w) => h('code', { title: w.id }, w.id.slice(-12))],
+    ['Host', (w) => w.host],
+    ['Providers', (w) => w.providers.join(', ') || '–'],
+    ['Models', (w) => w.models.join(', ') || '–'],
+    ['Submitting', (w) => `${w.submitting} of ${w.capacity}`],
+    ['Diffusion model', (w) => (w.modelLoaded ? 'loaded' : '–')],
+    ['Version', (w) => w.version],
+    ['Started', (w) => time(w.startedAt)],
+    ['Last seen', (w) => time(w.lastSeen)],
+  ], answer.workers, 'No live worker: queued tasks wait for one.');
+}
+
+export async function workers(page) {
+  const listing = h('div', { id: 'worker-list' });
+  // A worker heartbeats every third of its lease; a dead one drops out after its lease.
+  every(3000, async () => {
+    try {
+      listing.replaceChildren(workerTable(await asAdmin('GET', '/admin/workers')));
+    } catch (error) {
+      listing.replaceChildren(errorBox(error));
+    }
+  }, page);
+  return h('section', { class: 'card' },
+    h('h1', {}, 'Workers'),
+    h('p', { class: 'muted' },
+      'Each process that runs tasks, while it heartbeats; it claims only the tasks of its providers.'),
+    listing);
 }
 
 function usage(account) {

@@ -1,0 +1,86 @@
+//! The fleet's heartbeat table: every SQL statement on `workers`.
+//!
+//! Invariants: a process writes only its own row ([`beat`], [`retire`]); any process may
+//! delete rows too old to count for anything ([`forget_before`]). Reads take a cut-off, so a
+//! row older than the caller's lease (or lease and grace) is never seen as alive.
+
+use sqlx::FromRow;
+
+use crate::store::Store;
+
+/// One process of the fleet, as its last heartbeat stored it (times in ms).
+#[derive(Debug, Clone, FromRow)]
+pub struct WorkerRow {
+    /// `wrk_…`, new for every process start.
+    pub id: String,
+    /// The machine's host name.
+    pub host: String,
+    /// JSON array of the provider ids it serves.
+    pub providers: String,
+    /// JSON array of what each provider announced (see `engine::fleet::Announcement`).
+    pub announcement: String,
+    /// Tasks it submits at once.
+    pub capacity: i64,
+    /// easel's version.
+    pub version: String,
+    /// 1 when it holds the native diffusion model.
+    pub model_loaded: i64,
+    /// When the process started.
+    pub started_at: i64,
+    /// Its latest heartbeat.
+    pub last_seen: i64,
+}
+
+/// Writes (or refreshes) the caller's own row.
+pub async fn beat(store: &Store, row: &WorkerRow) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO workers (id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
+         host = excluded.host, providers = excluded.providers, announcement = excluded.announcement, \
+         capacity = excluded.capacity, version = excluded.version, model_loaded = excluded.model_loaded, \
+         last_seen = excluded.last_seen",
+    )
+    .bind(&row.id)
+    .bind(&row.host)
+    .bind(&row.providers)
+    .bind(&row.announcement)
+    .bind(row.capacity)
+    .bind(&row.version)
+    .bind(row.model_loaded)
+    .bind(row.started_at)
+    .bind(row.last_seen)
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}
+
+/// Every row seen at or after `since`, oldest process first.
+pub async fn seen_since(store: &Store, since: i64) -> anyhow::Result<Vec<WorkerRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen \
+         FROM workers WHERE last_seen >= $1 ORDER BY started_at, id",
+    )
+    .bind(since)
+    .fetch_all(&store.reader)
+    .await?)
+}
+
+/// Marks the caller's row as last seen at `at` (a process stopping on purpose puts it one
+/// lease back, so it stops counting at once while its models keep their grace).
+pub async fn retire(store: &Store, id: &str, at: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE workers SET last_seen = $2 WHERE id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(&store.writer)
+        .await?;
+    Ok(())
+}
+
+/// Deletes rows last seen before `before`.
+pub async fn forget_before(store: &Store, before: i64) -> anyhow::Result<u64> {
+    Ok(sqlx::query("DELETE FROM workers WHERE last_seen < $1")
+        .bind(before)
+        .execute(&store.writer)
+        .await?
+        .rows_affected())
+}

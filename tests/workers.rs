@@ -1,0 +1,293 @@
+//! The fleet (issue 17, items 2, 4 and 5), with separate processes on one database: an API
+//! host that loads no model (`serve`, `workers = 0`), a "GPU" worker (`easel worker
+//! --providers local` on the tiny fixture model) and a vendor worker (`--providers offline`).
+//!
+//! - The API host lists, validates and accepts what the workers announce: 000, 001 and 002
+//!   check `local/tiny-sd`'s parameters against its announced schema, and 001 and 003 (whose
+//!   `/api/v1/generate` goes to the fleet's `local` model) run jobs there.
+//! - Each worker claims only its own providers' tasks: counted per worker from the worker id
+//!   every task records, against the fleet `GET /admin/workers` lists.
+//! - A vendor worker killed mid-submit: its task is re-queued by the other worker's sweeper
+//!   (from what the provider announced) and finished by a new vendor worker.
+//! - With no live worker for `offline`, its model is still accepted for the grace period; the
+//!   task stays queued, says `waiting for a worker that serves offline`, and expires by the
+//!   queue timeout; after the grace period the model is refused.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use easel_tests::{Host, Options, on_both_backends, send};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "fleet-admin-key";
+
+fn tiny_model() -> PathBuf {
+    easel_tests::checkout().join("host/crates/diffusion/tests/fixtures/tiny-sd")
+}
+
+/// A worker process, killed (`kill -9`) when dropped.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gpu_worker(host: &Host) -> Worker {
+    let model = tiny_model();
+    Worker(host.spawn_worker_with(
+        &["--providers", "local"],
+        &[
+            ("EASEL_SD_MODEL", model.to_str().unwrap()),
+            ("EASEL_SD_DEVICE", "flex"),
+        ],
+    ))
+}
+
+fn vendor_worker(host: &Host) -> Worker {
+    Worker(host.spawn_worker_with(
+        &["--providers", "offline"],
+        &[("EASEL_OFFLINE_PROVIDER", "1")],
+    ))
+}
+
+async fn admin_get(host: &Host, path: &str) -> Value {
+    let (status, body) = send(host.as_key(Method::GET, path, ADMIN)).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+/// Waits until the fleet is exactly the workers serving `providers` (one entry per worker,
+/// comma-joined) and the host's catalog lists `models`; returns worker ids by providers.
+async fn fleet_of(host: &Host, providers: &[&str], models: &[&str]) -> HashMap<String, String> {
+    let start = Instant::now();
+    loop {
+        let fleet = admin_get(host, "/admin/workers").await;
+        let by_providers: HashMap<String, String> = fleet["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|worker| {
+                let served: Vec<&str> = worker["providers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap())
+                    .collect();
+                (served.join(","), worker["id"].as_str().unwrap().to_string())
+            })
+            .collect();
+        let catalog = admin_get(host, "/admin/models").await;
+        let listed: Vec<&str> = catalog["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        let mut wanted: Vec<&str> = providers.to_vec();
+        wanted.sort();
+        let mut have: Vec<&str> = by_providers.keys().map(String::as_str).collect();
+        have.sort();
+        if have == wanted && models.iter().all(|m| listed.contains(m)) {
+            return by_providers;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fleet never became {providers:?} with {models:?}: {fleet} {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates a 001 job; returns its id.
+async fn job(host: &Host, body: Value) -> String {
+    let (status, created) = host.post("/api/v1/jobs", &body).await;
+    assert_eq!(status, 202, "{created}");
+    created["job"]["id"].as_str().unwrap().to_string()
+}
+
+fn local_job() -> Value {
+    json!({"capability": "image.generate", "model": "local/tiny-sd", "prompt": "a harbour",
+           "width": 64, "height": 64, "num_inference_steps": 2})
+}
+
+fn offline_job(params: Value) -> Value {
+    let mut body = json!({"capability": "image.generate", "model": "offline/image", "prompt": "p"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(params.as_object().unwrap().clone());
+    body
+}
+
+/// The worker whose claim the task was last taken under.
+async fn claimed_by(host: &Host, id: &str) -> String {
+    let detail = admin_get(host, &format!("/admin/tasks/{id}")).await;
+    detail["job"]["workerId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
+    let api = Host::start(
+        Options::new(backend)
+            .toml("[engine]\nworkers = 0\nqueue_timeout_secs = 6\nmodel_grace_secs = 4")
+            .env("EASEL_OFFLINE_PROVIDER", "0")
+            .env("EASEL_ADMIN_KEY", ADMIN),
+    )
+    .await;
+    let (status, _) = send(api.as_key(Method::GET, "/admin/workers", "key-a")).await;
+    assert_eq!(status, 401, "a client key does not list the fleet");
+    let catalog = admin_get(&api, "/admin/models").await;
+    assert_eq!(
+        catalog["models"],
+        json!([]),
+        "the API host loads no model of its own"
+    );
+    let _gpu = gpu_worker(&api);
+    let vendor = vendor_worker(&api);
+    let ids = fleet_of(
+        &api,
+        &["local", "offline"],
+        &["local/tiny-sd", "offline/image"],
+    )
+    .await;
+    let fleet = admin_get(&api, "/admin/workers").await;
+    for worker in fleet["workers"].as_array().unwrap() {
+        let gpu = worker["providers"] == json!(["local"]);
+        assert_eq!(worker["modelLoaded"], gpu, "{worker}");
+        let models = if gpu {
+            "local/tiny-sd"
+        } else {
+            "offline/image"
+        };
+        assert!(
+            worker["models"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(models)),
+            "{worker}"
+        );
+        assert!(worker["host"].as_str().is_some_and(|h| !h.is_empty()));
+    }
+
+    // Every dialect on the API host resolves the fleet's local model and checks parameters
+    // against the schema its worker announced.
+    let multiple_of_8 = |field: &str| format!("Invalid parameter {field}: must be a multiple of 8");
+    let (status, refused) = api
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "local/tiny-sd", "prompt": "p", "width": 100}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused),
+        (400, json!({"error": multiple_of_8("width")}))
+    );
+    let (status, refused) = api
+        .post(
+            "/llmage/v1/image/generations",
+            &json!({"model": "tiny-sd", "catelogid": "t2i", "prompt": "p", "height": 100}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused),
+        (400, json!({"error": multiple_of_8("height")}))
+    );
+    let (status, refused) = api
+        .post(
+            "/api/v1/generations/image",
+            &json!({"model": "local/tiny-sd", "prompt": "p", "extraParams": {"width": 100}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["message"]),
+        (400, &json!(multiple_of_8("width")))
+    );
+
+    // Seed 003 on the API host runs on the fleet's local model, not a fallback.
+    let (status, created) = send(
+        api.http
+            .post(api.url("/api/v1/generate"))
+            .header("X-API-Key", "key-a")
+            .json(&json!({"prompt": "a red square", "width": 64, "height": 64,
+                          "num_inference_steps": 2, "seed": 7})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let mut local = vec![created["task_id"].as_str().unwrap().to_string()];
+    local.push(job(&api, local_job()).await);
+    let mut offline = Vec::new();
+    for _ in 0..6 {
+        offline.push(job(&api, offline_job(json!({}))).await);
+    }
+    for id in local.iter().chain(&offline) {
+        let done = api.wait_terminal(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let mut counted: HashMap<String, usize> = HashMap::new();
+    for id in &local {
+        assert_eq!(claimed_by(&api, id).await, ids["local"], "{id}");
+        *counted.entry("local".into()).or_default() += 1;
+    }
+    for id in &offline {
+        assert_eq!(claimed_by(&api, id).await, ids["offline"], "{id}");
+        *counted.entry("offline".into()).or_default() += 1;
+    }
+    assert_eq!((counted["local"], counted["offline"]), (2, 6));
+
+    // A vendor worker dies mid-submit: the GPU worker's sweeper re-queues the task (offline's
+    // submit is idempotent, as announced), and the next vendor worker finishes it.
+    let held = job(&api, offline_job(json!({"work_ms": 2500}))).await;
+    api.wait_job(&held, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    drop(vendor);
+    let _vendor = vendor_worker(&api);
+    let done = api.wait_terminal(&held).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let detail = admin_get(&api, &format!("/admin/tasks/{held}")).await;
+    assert_ne!(detail["job"]["workerId"], json!(ids["offline"]), "{detail}");
+    drop(_vendor);
+
+    // No live worker serves offline: its model is still accepted for the grace period, and
+    // the task waits, says so, and expires by the queue timeout.
+    fleet_of(&api, &["local"], &["offline/image"]).await;
+    let waiting = job(&api, offline_job(json!({}))).await;
+    let (_, shown) = api.get(&format!("/api/v1/jobs/{waiting}")).await;
+    assert_eq!(shown["job"]["status"], "queued", "{shown}");
+    assert_eq!(
+        shown["job"]["message"], "waiting for a worker that serves offline",
+        "{shown}"
+    );
+    let expired = api.wait_terminal(&waiting).await;
+    assert_eq!(expired["status"], "expired", "{expired}");
+    // After the grace period the model is gone.
+    let start = Instant::now();
+    loop {
+        let (status, body) = api.post("/api/v1/jobs", &offline_job(json!({}))).await;
+        if status == 400 {
+            assert!(
+                body["error"].as_str().unwrap().contains("offline/image"),
+                "{body}"
+            );
+            break;
+        }
+        assert_eq!(status, 202, "{body}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "offline/image is still accepted long after its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+on_both_backends!(workers_claim_only_what_they_serve);
