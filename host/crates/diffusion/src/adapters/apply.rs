@@ -6,10 +6,11 @@
 //! Invariants:
 //! - Each adapted layer gets `W + Σ weight · scale · ΔW` over the request's adapters, in the
 //!   order the request names them, computed in f32 on the host (a DoRA module's term is its
-//!   own, see [`super::dora`], from the layer's weight before the merge); an adapter of weight 0 is
-//!   not touched at all, so the model runs on its own weights bit for bit. LoRA terms on a
-//!   weight kept in host memory (flex) are multiplied straight into the merged buffer
-//!   ([`LayerTable::merge_low_rank`]); everything else goes through a delta.
+//!   own, see [`super::dora`], from the layer's weight before the merge); an adapter of
+//!   weight 0 is not touched at all, so the model runs on its own weights bit for bit. LoRA
+//!   terms on a weight kept in host memory (flex) are multiplied straight into the merged
+//!   buffer ([`super::layers::LayerTable::merge_low_rank`]); everything else goes through a
+//!   delta.
 //! - [`Merged`] holds the replaced weights and puts them back when dropped (also on error
 //!   or panic), so the shared model is never left changed. A set may be kept merged
 //!   between requests only by its owner, who drops it before anything else is merged or
@@ -124,9 +125,10 @@ pub(crate) fn merge(
             continue;
         }
         // DoRA rescales the layer's own weight, read before anything is merged into it.
-        let base = match patches.iter().any(|(p, _)| p.dora_scale.is_some()) {
-            true => Some(table.weight(layer)?),
-            false => None,
+        let base = if patches.iter().any(|(p, _)| p.dora_scale.is_some()) {
+            Some(table.weight(layer)?)
+        } else {
+            None
         };
         let mut sum: Option<Vec<f32>> = None;
         for (scaled, weight) in patches {
