@@ -332,3 +332,95 @@ async fn seed_000_takes_loras_for_local_models() {
         "{answer}"
     );
 }
+
+/// Every models API with room lists each usable adapter with its name, format, family, rank,
+/// tensors, layers and hash: seed 001's capabilities (keyed by model id), llmage's model
+/// objects and Pixel's `capabilities` (with the `local/<name>` id its requests use); refused
+/// files are not offered, and a model that takes no adapters lists none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_listings_show_each_adapter() {
+    let loras = tempfile::tempdir().unwrap();
+    let host = local_host(loras.path(), &["lora", "loha", "bad_keys"]).await;
+    let listed = admin_loras(&host).await;
+    let admin = |name: &str| {
+        listed["loras"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in the admin listing: {listed}"))
+    };
+    let check = |where_: &str, loras: &Value, id: Option<&str>| {
+        let loras = loras
+            .as_array()
+            .unwrap_or_else(|| panic!("{where_}: no list: {loras}"));
+        let mut names: Vec<&str> = loras.iter().map(|l| l["name"].as_str().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["loha", "lora"], "{where_}: the usable ones only");
+        for lora in loras {
+            let name = lora["name"].as_str().unwrap();
+            let admin = admin(name);
+            for field in [
+                "format",
+                "family",
+                "rank",
+                "tensors",
+                "unet_layers",
+                "text_encoder_layers",
+                "sha256",
+            ] {
+                assert_eq!(lora[field], admin[field], "{where_}: {name}.{field}");
+            }
+            if let Some(provider) = id {
+                assert_eq!(lora["id"], format!("{provider}/{name}"), "{where_}");
+            }
+        }
+        let loha = loras.iter().find(|l| l["name"] == "loha").unwrap();
+        assert_eq!(loha["format"], json!(["LoHa (LyCORIS)"]), "{where_}");
+        assert_eq!(loha["family"], "SD 1.x", "{where_}");
+        assert_eq!(loha["sha256"].as_str().unwrap().len(), 64, "{where_}");
+        assert!(loha["rank"].as_u64().unwrap() > 0, "{where_}");
+        assert!(loha["tensors"].as_u64().unwrap() > 0, "{where_}");
+    };
+
+    let (status, caps) = host.get("/api/v1/capabilities").await;
+    assert_eq!(status, 200, "{caps}");
+    let generate = caps["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["capability"] == "image.generate")
+        .unwrap();
+    check(
+        "seed 001 capabilities",
+        &generate["loras"]["local/tiny-sd"],
+        None,
+    );
+    assert!(
+        generate["loras"].get("offline/image").is_none(),
+        "a model without adapters lists none: {generate}"
+    );
+
+    let (status, models) = host.get("/llmage/v1/models?catelogid=t2i").await;
+    assert_eq!(status, 200, "{models}");
+    let data = models["data"].as_array().unwrap();
+    let local = data.iter().find(|m| m["owned_by"] == "local").unwrap();
+    check("llmage models", &local["loras"], None);
+    assert!(
+        data.iter()
+            .filter(|m| m["owned_by"] != "local")
+            .all(|m| m.get("loras").is_none()),
+        "{models}"
+    );
+
+    let (status, models) = host.get("/api/v1/models").await;
+    assert_eq!(status, 200, "{models}");
+    let entry = &models["data"]["image"]["local/tiny-sd"];
+    assert_eq!(entry["capabilities"]["supportsLora"], true, "{entry}");
+    check(
+        "Pixel models",
+        &entry["capabilities"]["loras"],
+        Some("local"),
+    );
+}

@@ -22,6 +22,7 @@ use crate::{
         body,
         dialect::{Body, Caller, Dialect, QueryOf},
         error::Error,
+        loras,
         openapi::{self, Api, Describe},
         paging::page,
     },
@@ -540,12 +541,21 @@ async fn capabilities(State(state): State<AppState>, _: Client) -> Result<Respon
                 .map(|m| m.id())
                 .collect();
             (!serving.is_empty()).then(|| {
-                json!({
+                let mut listed = json!({
                     "capability": name,
                     "description": describe(capability),
                     "models": serving,
                     "defaultModel": registry.default_for(name),
-                })
+                });
+                let loras: Map<String, Value> = models
+                    .iter()
+                    .filter(|m| m.model.capabilities.iter().any(|c| c == name))
+                    .filter_map(|m| Some((m.id(), loras::listed(&m.model)?.into())))
+                    .collect();
+                if !loras.is_empty() {
+                    listed["loras"] = Value::Object(loras);
+                }
+                listed
             })
         })
         .collect();

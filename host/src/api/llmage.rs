@@ -33,7 +33,7 @@ use crate::{
         dialect::{Body, Caller, Dialect, QueryOf},
         error::Error,
         files::public_base,
-        multipart,
+        loras, multipart,
         openapi::{Api, Describe},
         submit::stored_outputs,
     },
@@ -191,7 +191,7 @@ async fn models(
                 return None;
             }
             let id = registry.listed_name(&resolved)?;
-            Some(json!({
+            let mut listed = json!({
                 "id": id,
                 "object": "model",
                 "created": 0,
@@ -200,7 +200,11 @@ async fn models(
                 "catelogid": ids,
                 "price": state.engine.credit_settings().prices.get(&resolved.id()).copied().or(resolved.model.price_hint),
                 "parameters": resolved.model.params_schema,
-            }))
+            });
+            if let Some(loras) = loras::listed(&resolved.model) {
+                listed["loras"] = loras.into();
+            }
+            Some(listed)
         })
         .collect();
     Ok(Json(json!({"object": "list", "data": data})).into_response())

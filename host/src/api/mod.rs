@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod llmage;
+pub mod loras;
 pub mod metrics;
 pub mod multipart;
 pub mod observe;

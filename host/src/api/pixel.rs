@@ -26,6 +26,7 @@ use crate::{
         auth::AuthError,
         dialect::{Body, Caller, Dialect},
         files::public_base,
+        loras,
         openapi::{Api, Describe},
         pixel_size,
         submit::{present_params, refusal_parts, stored_outputs},
@@ -163,26 +164,20 @@ async fn models(State(state): State<AppState>, _: Caller<Pixel>) -> Result<Respo
                 entry[field] = value.clone();
             }
         }
-        if takes_named_loras(&resolved) {
+        if let Some(loras) = loras::listed_with_ids(&resolved.model, resolved.provider.id()) {
             entry["capabilities"]["supportsLora"] = true.into();
+            entry["capabilities"]["loras"] = loras.into();
         }
         grouped[kind][&id] = entry;
     }
     Ok(success(Value::Object(grouped)))
 }
 
-/// Whether the model reads adapters named `{name, weight}` (the `local` model does).
-fn takes_named_loras(resolved: &Resolved) -> bool {
-    resolved.model.params_schema["properties"]["loras"]["items"]["properties"]
-        .get("name")
-        .is_some()
-}
-
 /// Pixel names an adapter `{"model": "provider/adapter", "weight"}`; a model that reads
 /// `{name, weight}` gets the adapter's name without the provider (`local/ink` → `ink`).
 /// Other models get the list as sent.
 fn name_loras(resolved: &Resolved, params: &mut Map<String, Value>) {
-    if !takes_named_loras(resolved) {
+    if !loras::takes_named_loras(&resolved.model) {
         return;
     }
     let prefix = format!("{}/", resolved.provider.id());

@@ -243,6 +243,30 @@ fn vae_key(k: &str, levels: usize) -> Option<String> {
     })
 }
 
+/// The original (LDM) name of a UNet parameter or module of a model configured as `unet`,
+/// from its diffusers name without the `unet.` prefix
+/// (`down_blocks.0.attentions.0.proj_in` → `input_blocks.1.1.proj_in`). The one map between
+/// the two layouts: single-file checkpoints are read through it, and adapters whose keys
+/// follow the original layout (`lora_unet_input_blocks_1_1_proj_in`) are matched through it.
+pub(crate) fn ldm_unet_names(
+    unet: &UNetConfig,
+) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
+    let layers = unet.layers_per_block;
+    let up_attn: Vec<bool> = unet
+        .up_block_types
+        .iter()
+        .map(|s| s.starts_with("CrossAttn"))
+        .collect();
+    move |name: &str| {
+        if name.ends_with(".weight") || name.ends_with(".bias") {
+            return unet_key(name, layers, &up_attn);
+        }
+        // The map is written for parameters; a module is named as its weight, unsuffixed.
+        let key = unet_key(&format!("{name}.weight"), layers, &up_attn)?;
+        key.strip_suffix(".weight").map(str::to_string)
+    }
+}
+
 /// Shapes and names needed to map and configure a single-file checkpoint.
 pub(crate) struct SingleFile {
     pub(crate) unet: UNetConfig,
@@ -432,17 +456,11 @@ impl SingleFile {
 
     /// The renaming closure: prefixed diffusers name to original key.
     pub(crate) fn renamer(&self) -> Renamer {
-        let layers = self.unet.layers_per_block;
-        let up_attn: Vec<bool> = self
-            .unet
-            .up_block_types
-            .iter()
-            .map(|s| s.starts_with("CrossAttn"))
-            .collect();
+        let unet = ldm_unet_names(&self.unet);
         let levels = self.vae.block_out_channels.len();
         Box::new(move |name: &str| {
             if let Some(r) = name.strip_prefix("unet.") {
-                unet_key(r, layers, &up_attn).map(|k| format!("model.diffusion_model.{k}"))
+                unet(r).map(|k| format!("model.diffusion_model.{k}"))
             } else if let Some(r) = name.strip_prefix("vae.") {
                 vae_key(r, levels).map(|k| format!("first_stage_model.{k}"))
             } else {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::adapters::apply::AppliedAdapter;
+use crate::adapters::apply::{AppliedAdapter, Merged, SetKey};
 use crate::adapters::{AdapterTarget, Choice, Family};
 use crate::clip::{ClipConfig, ClipTextTransformer};
 use crate::convert::SingleFile;
@@ -141,6 +141,10 @@ pub struct StableDiffusion {
     /// `SingleFile`'s (epsilon for SD 1.x, v for SD 2.x).
     prediction: Prediction,
     adapters: Arc<AdapterTarget>,
+    /// The adapter set [`StableDiffusion::with_adapters_kept`] left merged, with its key
+    /// and what it applied; `None` when the model holds its own weights.
+    kept: Option<(SetKey, Merged, Vec<AppliedAdapter>)>,
+    merges: usize,
     device: Device,
 }
 
@@ -270,7 +274,12 @@ impl StableDiffusion {
         } else {
             Family::Sd1
         };
-        let adapters = AdapterTarget::new(weights.into_layers(), family, clip_cfg.hidden_size);
+        let adapters = AdapterTarget::new(
+            weights.into_layers(),
+            family,
+            clip_cfg.hidden_size,
+            &crate::convert::ldm_unet_names(&unet_cfg),
+        );
         Ok(Self {
             tokenizer,
             clip,
@@ -279,6 +288,8 @@ impl StableDiffusion {
             latent_channels: vae_cfg.latent_channels,
             prediction,
             adapters: Arc::new(adapters),
+            kept: None,
+            merges: 0,
             device: device.clone(),
         })
     }
@@ -296,10 +307,46 @@ impl StableDiffusion {
         choices: &[Choice],
         run: impl FnOnce(&Self) -> R,
     ) -> Result<(R, Vec<AppliedAdapter>)> {
-        let (merged, applied) = crate::adapters::apply::merge(&self.adapters.layers, choices)?;
+        self.kept = None;
+        let (merged, applied) = crate::adapters::apply::merge(&self.adapters, choices)?;
+        self.merges += 1;
         let out = run(self);
         drop(merged);
         Ok((out, applied))
+    }
+
+    /// Runs `run` with `choices` merged into the model, and keeps them merged afterwards, so
+    /// that the next call with the same set (same names, content hashes, weights and order)
+    /// runs at once instead of merging again. A call with another set first puts the model's
+    /// own weights back, then merges its own; an empty set (or weights 0 only) runs on the
+    /// model's own weights, bit for bit. The methods that run the model directly
+    /// (`generate`, `unet`, …) see a kept set until [`StableDiffusion::with_adapters`] or
+    /// this method is called with another: callers that mix them go through these two.
+    pub fn with_adapters_kept<R>(
+        &mut self,
+        choices: &[Choice],
+        run: impl FnOnce(&Self) -> R,
+    ) -> Result<(R, Vec<AppliedAdapter>)> {
+        let key = SetKey::of(choices);
+        if self.kept.as_ref().is_none_or(|(kept, ..)| *kept != key) {
+            // Restores before the next merge reads any weight (DoRA reads the layer's own).
+            self.kept = None;
+            let (merged, applied) = crate::adapters::apply::merge(&self.adapters, choices)?;
+            self.merges += 1;
+            self.kept = Some((key, merged, applied));
+        }
+        let applied = self
+            .kept
+            .as_ref()
+            .map(|(.., a)| a.clone())
+            .unwrap_or_default();
+        Ok((run(self), applied))
+    }
+
+    /// How many times adapter sets were merged into this model (an empty set counts): what
+    /// [`StableDiffusion::with_adapters_kept`] saves shows here.
+    pub fn adapter_merges(&self) -> usize {
+        self.merges
     }
 
     /// The device the model lives on.

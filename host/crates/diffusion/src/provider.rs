@@ -13,8 +13,10 @@
 //! - Adapters: `loras: [{"name", "weight"}]` names adapters of the folder given to
 //!   [`LocalDiffusion::with_adapter_dir`] (weight default 1.0). The front door checks them
 //!   through `check_params` (unknown, refused or made for another family is a 4xx); the run
-//!   merges them for its own duration (see [`crate::adapters::apply`]) and the result's usage
-//!   records what was applied (`usage.loras`). Without a folder, naming any adapter is a 4xx.
+//!   merges them (see [`crate::adapters::apply`]) and keeps them merged for the next request
+//!   if it names the same set, which then merges nothing
+//!   ([`StableDiffusion::with_adapters_kept`]); the result's usage records what was applied
+//!   (`usage.loras`). Without a folder, naming any adapter is a 4xx.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -403,8 +405,9 @@ impl Provider for LocalDiffusion {
         let progress = ctx.progress.clone();
         let n = params.num_images;
         let run = tokio::task::spawn_blocking(move || {
-            // A panic in an earlier request poisons the lock, but its adapters were taken
-            // out again as it unwound (`Merged` restores on drop): the model is whole.
+            // A panic in an earlier request poisons the lock, but the model is whole: a merge
+            // that panicked was taken out again as it unwound (`Merged` restores on drop),
+            // and a set kept merged is recorded with its key, which this request compares.
             let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
             if cancel.is_cancelled() {
                 return Err(anyhow::Error::from(Cancelled));
@@ -414,7 +417,7 @@ impl Provider for LocalDiffusion {
                 progress.report(done as f32 / total.max(1) as f32);
                 !cancel.is_cancelled()
             };
-            let (images, applied) = model.with_adapters(&choices, |model| {
+            let (images, applied) = model.with_adapters_kept(&choices, |model| {
                 model.generate(&params, &mut noise, &mut on_step)
             })?;
             let images = images?

@@ -15,11 +15,13 @@
 //!
 //! It also holds the vocabulary the engine, the plugin runtime and the APIs share, so none of
 //! them depends on another for it: [`Capability`] (the one list of capabilities), [`net`] (the
-//! one no-SSRF rule) and [`ProviderSink`] (where a plugin host publishes providers).
+//! one no-SSRF rule), [`ProviderSink`] (where a plugin host publishes providers) and
+//! [`folder`] (the one watched folder, for plugins and for adapters).
 
 #![deny(missing_docs)]
 
 mod capability;
+pub mod folder;
 pub mod net;
 pub mod schema;
 

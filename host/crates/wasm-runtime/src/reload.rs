@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use easel_provider::{Provider, ProviderSink};
-use notify::Watcher;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -72,7 +71,7 @@ struct Inner {
     sink: Arc<dyn ProviderSink>,
     entries: Mutex<BTreeMap<PathBuf, Entry>>,
     scan: tokio::sync::Mutex<()>,
-    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    watcher: Mutex<Option<easel_provider::folder::FolderWatcher>>,
 }
 
 /// Keeps a plugins folder loaded and published. Cheap to clone.
@@ -88,15 +87,7 @@ fn now_ms() -> u64 {
 }
 
 fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "wasm") && p.is_file() {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
+    easel_provider::folder::files_with_extension(dir, "wasm")
 }
 
 impl PluginHost {
@@ -144,30 +135,20 @@ impl PluginHost {
         if slot.is_some() {
             return Ok(());
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if res.is_ok() {
-                    let _ = tx.send(());
-                }
-            })?;
-        watcher.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive)?;
-        *slot = Some(watcher);
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let debounce = self.inner.runtime.config().reload_debounce;
-        tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                loop {
-                    match tokio::time::timeout(debounce, rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        Ok(None) => return,
-                        Err(_) => break,
-                    }
+        *slot = Some(easel_provider::folder::watch(
+            &self.inner.dir,
+            debounce,
+            move || {
+                let inner = weak.upgrade();
+                async move {
+                    let Some(inner) = inner else { return false };
+                    PluginHost { inner }.rescan().await;
+                    true
                 }
-                let Some(inner) = weak.upgrade() else { return };
-                PluginHost { inner }.rescan().await;
-            }
-        });
+            },
+        )?);
         Ok(())
     }
 

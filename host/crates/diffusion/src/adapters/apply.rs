@@ -5,21 +5,27 @@
 //!
 //! Invariants:
 //! - Each adapted layer gets `W + Σ weight · scale · ΔW` over the request's adapters, in the
-//!   order the request names them, computed in f32 on the host; an adapter of weight 0 is
-//!   not touched at all, so the model runs on its own weights bit for bit. LoRA terms on a
-//!   weight kept in host memory (flex) are multiplied straight into the merged buffer
-//!   ([`LayerTable::merge_low_rank`]); everything else goes through a delta.
+//!   order the request names them, computed in f32 on the host (a DoRA module's term is its
+//!   own, see [`super::dora`], from the layer's weight before the merge); an adapter of
+//!   weight 0 is not touched at all, so the model runs on its own weights bit for bit. LoRA
+//!   terms on a weight kept in host memory (flex) are multiplied straight into the merged
+//!   buffer ([`super::layers::LayerTable::merge_low_rank`]); everything else goes through a
+//!   delta.
 //! - [`Merged`] holds the replaced weights and puts them back when dropped (also on error
-//!   or panic), so the shared model is never left changed.
+//!   or panic), so the shared model is never left changed. A set may be kept merged
+//!   between requests only by its owner, who drops it before anything else is merged or
+//!   run (`StableDiffusion::with_adapters_kept`); [`SetKey`] tells whether the next
+//!   request's set is the same.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Choice;
-use super::layers::{LayerTable, LowRank, Saved};
+use super::layers::{LowRank, Saved};
 use super::patch::ScaledPatch;
+use super::{AdapterTarget, Choice, dora};
 
 /// What a request applied of one adapter, for the task's result.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -37,24 +43,41 @@ pub struct AppliedAdapter {
 }
 
 /// Adapters merged into a model's layers; dropping it restores them.
-pub(crate) struct Merged<'a> {
+pub(crate) struct Merged {
     saved: Vec<Saved>,
-    table: &'a LayerTable,
+    target: Arc<AdapterTarget>,
 }
 
-impl Drop for Merged<'_> {
+impl Drop for Merged {
     fn drop(&mut self) {
         while let Some(saved) = self.saved.pop() {
-            saved.restore(self.table);
+            saved.restore(&self.target.layers);
         }
     }
 }
 
-/// Merges `choices` into `table` (see the module docs).
-pub(crate) fn merge<'a>(
-    table: &'a LayerTable,
+/// What identifies a request's adapter set: each adapter's name, content hash and weight,
+/// in the request's order (the order of the sums, so of the merged weights' last bits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetKey(Vec<(String, String, u32)>);
+
+impl SetKey {
+    pub(crate) fn of(choices: &[Choice]) -> Self {
+        Self(
+            choices
+                .iter()
+                .map(|(a, w)| (a.info.name.clone(), a.info.sha256.clone(), w.to_bits()))
+                .collect(),
+        )
+    }
+}
+
+/// Merges `choices` into `target`'s layers (see the module docs).
+pub(crate) fn merge(
+    target: &Arc<AdapterTarget>,
     choices: &[Choice],
-) -> Result<(Merged<'a>, Vec<AppliedAdapter>)> {
+) -> Result<(Merged, Vec<AppliedAdapter>)> {
+    let table = &target.layers;
     let mut by_layer: BTreeMap<&str, Vec<(&ScaledPatch, f32)>> = BTreeMap::new();
     let mut applied = Vec::new();
     for (adapter, weight) in choices {
@@ -74,7 +97,7 @@ pub(crate) fn merge<'a>(
     }
     let mut merged = Merged {
         saved: Vec::with_capacity(by_layer.len()),
-        table,
+        target: target.clone(),
     };
     for (layer, patches) in by_layer {
         let shape = &table
@@ -85,6 +108,9 @@ pub(crate) fn merge<'a>(
         let low_rank: Option<Vec<LowRank<'_>>> = patches
             .iter()
             .map(|(scaled, weight)| {
+                if scaled.dora_scale.is_some() {
+                    return None;
+                }
                 let (up, down) = scaled.patch.low_rank()?;
                 Some(LowRank {
                     up: &up.data,
@@ -98,10 +124,22 @@ pub(crate) fn merge<'a>(
             merged.saved.push(saved);
             continue;
         }
+        // DoRA rescales the layer's own weight, read before anything is merged into it.
+        let base = if patches.iter().any(|(p, _)| p.dora_scale.is_some()) {
+            Some(table.weight(layer)?)
+        } else {
+            None
+        };
         let mut sum: Option<Vec<f32>> = None;
         for (scaled, weight) in patches {
-            let factor = scaled.scale * weight;
-            let delta = scaled.patch.delta(shape);
+            let (delta, factor) = match (&scaled.dora_scale, &base) {
+                (Some(magnitudes), Some(base)) => {
+                    let mut own = scaled.patch.delta(shape);
+                    own.iter_mut().for_each(|d| *d *= scaled.scale);
+                    (dora::delta(base, &own, magnitudes, shape, weight)?, 1.0)
+                }
+                _ => (scaled.patch.delta(shape), scaled.scale * weight),
+            };
             match &mut sum {
                 None => {
                     use rayon::prelude::*;

@@ -3,13 +3,17 @@
 //!
 //! Formats, told apart by each module's own suffixes (a file may mix them):
 //! - kohya / A1111 LoRA and LoCon: `<module>.lora_down.weight`, `.lora_up.weight`, `.alpha`
-//!   (down-projections of convolutions may be 3x3);
+//!   (down-projections of convolutions may be 3x3, or 1x1 with a Tucker middle
+//!   `.lora_mid.weight` `[rank, rank, k, k]`, as LyCORIS writes LoCon with `use_tucker`);
 //! - LyCORIS LoHa: `.hada_w1_a/_b`, `.hada_w2_a/_b`, `.alpha`, with `.hada_t1/_t2` in the
 //!   Tucker form;
 //! - LyCORIS LoKr: `.lokr_w1` or `.lokr_w1_a/_b`, `.lokr_w2` or `.lokr_w2_a/_b` (with
 //!   `.lokr_t2` in the Tucker form), `.alpha`;
 //! - diffusers / PEFT: `.lora_A.weight` / `.lora_B.weight` (or diffusers' older
 //!   `.lora.down.weight` / `.lora.up.weight`), `.alpha` when present.
+//!
+//! Any of kohya's and LyCORIS's modules may be weight-decomposed (DoRA): a `.dora_scale`
+//! tensor holds its magnitudes (see `super::dora`).
 //!
 //! Scales follow each format: `alpha / rank` where `alpha` is stored, else 1; a LoKr module
 //! whose factors are both stored whole has no rank and scale 1.
@@ -28,6 +32,7 @@ use super::patch::{Factor, Patch, ScaledPatch};
 const SUFFIXES: &[&str] = &[
     "lora_down.weight",
     "lora_up.weight",
+    "lora_mid.weight",
     "lora_A.weight",
     "lora_B.weight",
     "lora.down.weight",
@@ -46,6 +51,7 @@ const SUFFIXES: &[&str] = &[
     "lokr_w2",
     "lokr_t2",
     "alpha",
+    "dora_scale",
 ];
 
 /// Which kind of adapter a module is.
@@ -123,6 +129,7 @@ pub(crate) fn group(mut tensors: HashMap<String, HostTensor>) -> Grouped {
 fn build(mut parts: HashMap<&'static str, (String, HostTensor)>) -> Result<(Kind, ScaledPatch)> {
     let mut take = |suffix: &str| parts.remove(suffix).map(|(_, t)| t);
     let alpha = take("alpha").and_then(|a| a.data.first().copied());
+    let dora_scale = take("dora_scale");
     let scaled = |rank: Option<usize>| match (alpha, rank) {
         (Some(alpha), Some(rank)) if rank > 0 => alpha / rank as f32,
         _ => 1.0,
@@ -135,67 +142,116 @@ fn build(mut parts: HashMap<&'static str, (String, HostTensor)>) -> Result<(Kind
         Ok(ScaledPatch {
             patch: Patch::LoRa { down, up },
             scale: scaled(rank),
+            dora_scale: None,
         })
     };
-    let (kind, patch) = if let (Some(down), up) = (take("lora_down.weight"), take("lora_up.weight"))
-    {
-        (Kind::KohyaLoRa, lora(Some(down), up)?)
-    } else if let (Some(down), up) = (take("lora_A.weight"), take("lora_B.weight")) {
-        (Kind::PeftLoRa, lora(Some(down), up)?)
-    } else if let (Some(down), up) = (take("lora.down.weight"), take("lora.up.weight")) {
-        (Kind::PeftLoRa, lora(Some(down), up)?)
-    } else if let (Some(w1a), Some(w1b), Some(w2a), Some(w2b)) = (
-        take("hada_w1_a"),
-        take("hada_w1_b"),
-        take("hada_w2_a"),
-        take("hada_w2_b"),
-    ) {
-        let rank = w1b.shape.first().copied();
-        let factor = |a, b, core: Option<HostTensor>| match core {
-            Some(core) => Factor::Tucker { core, a, b },
-            None => Factor::Product(a, b),
-        };
-        let (t1, t2) = (take("hada_t1"), take("hada_t2"));
-        if t1.is_some() != t2.is_some() {
-            bail!("LoHa Tucker module with one core only");
-        }
-        let patch = Patch::LoHa(factor(w1a, w1b, t1), factor(w2a, w2b, t2));
-        (
-            Kind::LoHa,
-            ScaledPatch {
-                patch,
-                scale: scaled(rank),
-            },
-        )
-    } else {
-        let one = match (take("lokr_w1"), take("lokr_w1_a"), take("lokr_w1_b")) {
-            (Some(w), None, None) => Factor::Full(w),
-            (None, Some(a), Some(b)) => Factor::Product(a, b),
-            _ => bail!("no complete LoRA, LoHa or LoKr module"),
-        };
-        let two = match (
-            take("lokr_w2"),
-            take("lokr_w2_a"),
-            take("lokr_w2_b"),
-            take("lokr_t2"),
+    let (kind, mut patch) =
+        if let (Some(down), up) = (take("lora_down.weight"), take("lora_up.weight")) {
+            match take("lora_mid.weight") {
+                None => (Kind::KohyaLoRa, lora(Some(down), up)?),
+                Some(core) => {
+                    let Some(up) = up else {
+                        bail!("LoRA module without both its down and up tensors");
+                    };
+                    let rank = down.shape.first().copied();
+                    (
+                        Kind::KohyaLoRa,
+                        ScaledPatch {
+                            patch: Patch::LoConTucker(tucker_locon(core, up, down)),
+                            scale: scaled(rank),
+                            dora_scale: None,
+                        },
+                    )
+                }
+            }
+        } else if let (Some(down), up) = (take("lora_A.weight"), take("lora_B.weight")) {
+            (Kind::PeftLoRa, lora(Some(down), up)?)
+        } else if let (Some(down), up) = (take("lora.down.weight"), take("lora.up.weight")) {
+            (Kind::PeftLoRa, lora(Some(down), up)?)
+        } else if let (Some(w1a), Some(w1b), Some(w2a), Some(w2b)) = (
+            take("hada_w1_a"),
+            take("hada_w1_b"),
+            take("hada_w2_a"),
+            take("hada_w2_b"),
         ) {
-            (Some(w), None, None, None) => Factor::Full(w),
-            (None, Some(a), Some(b), None) => Factor::Product(a, b),
-            (None, Some(a), Some(b), Some(core)) => Factor::Tucker { core, a, b },
-            _ => bail!("LoKr module without a complete second factor"),
+            let rank = w1b.shape.first().copied();
+            let factor = |a, b, core: Option<HostTensor>| match core {
+                Some(core) => Factor::Tucker { core, a, b },
+                None => Factor::Product(a, b),
+            };
+            let (t1, t2) = (take("hada_t1"), take("hada_t2"));
+            if t1.is_some() != t2.is_some() {
+                bail!("LoHa Tucker module with one core only");
+            }
+            let patch = Patch::LoHa(factor(w1a, w1b, t1), factor(w2a, w2b, t2));
+            (
+                Kind::LoHa,
+                ScaledPatch {
+                    patch,
+                    scale: scaled(rank),
+                    dora_scale: None,
+                },
+            )
+        } else {
+            let one = match (take("lokr_w1"), take("lokr_w1_a"), take("lokr_w1_b")) {
+                (Some(w), None, None) => Factor::Full(w),
+                (None, Some(a), Some(b)) => Factor::Product(a, b),
+                _ => bail!("no complete LoRA, LoHa or LoKr module"),
+            };
+            let two = match (
+                take("lokr_w2"),
+                take("lokr_w2_a"),
+                take("lokr_w2_b"),
+                take("lokr_t2"),
+            ) {
+                (Some(w), None, None, None) => Factor::Full(w),
+                (None, Some(a), Some(b), None) => Factor::Product(a, b),
+                (None, Some(a), Some(b), Some(core)) => Factor::Tucker { core, a, b },
+                _ => bail!("LoKr module without a complete second factor"),
+            };
+            let rank = two.rank().or(one.rank());
+            let patch = Patch::LoKr(one, two);
+            (
+                Kind::LoKr,
+                ScaledPatch {
+                    patch,
+                    scale: scaled(rank),
+                    dora_scale: None,
+                },
+            )
         };
-        let rank = two.rank().or(one.rank());
-        let patch = Patch::LoKr(one, two);
-        (
-            Kind::LoKr,
-            ScaledPatch {
-                patch,
-                scale: scaled(rank),
-            },
-        )
-    };
     if let Some(extra) = parts.keys().next() {
         bail!("{extra} does not belong with the module's other tensors");
     }
+    if dora_scale.is_some() && kind == Kind::PeftLoRa {
+        bail!("dora_scale is kohya's and LyCORIS's DoRA tensor, not PEFT's");
+    }
+    patch.dora_scale = dora_scale;
     Ok((kind, patch))
+}
+
+/// LoCon's Tucker form as a [`Factor::Tucker`]: `core` `[r, r, k, k]` between `up`
+/// `[out, r(, 1, 1)]` and `down` `[r, in(, 1, 1)]`, so that
+/// `W[o, i, kk] = Σ_{x,y} up[o, x] · core[x, y, kk] · down[y, i]` (LyCORIS's rebuild).
+fn tucker_locon(core: HostTensor, up: HostTensor, down: HostTensor) -> Factor {
+    let (out, rank) = (up.shape[0], up.data.len() / up.shape[0].max(1));
+    let mut transposed = vec![0f32; up.data.len()];
+    for o in 0..out {
+        for x in 0..rank {
+            transposed[x * out + o] = up.data[o * rank + x];
+        }
+    }
+    let down_rank = down.shape[0];
+    let down_cols = down.data.len() / down_rank.max(1);
+    Factor::Tucker {
+        core,
+        a: HostTensor {
+            data: transposed,
+            shape: vec![rank, out],
+        },
+        b: HostTensor {
+            data: down.data,
+            shape: vec![down_rank, down_cols],
+        },
+    }
 }

@@ -3,8 +3,13 @@
 //! (`lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q`,
 //! `lora_te_text_model_encoder_layers_0_self_attn_q_proj`).
 //!
+//! Some trainers and SD 2.x / SGM-style tools name UNet modules after the original (LDM)
+//! layout instead (`lora_unet_input_blocks_1_1_proj_in`, `lora_unet_middle_block_1_…`,
+//! `lora_unet_output_blocks_…`); those names come from the one diffusers-to-LDM map
+//! (`convert::ldm_unet_names`), never from a second copy of it.
+//!
 //! Invariant: underscores make the name ambiguous to split, so it is never parsed; each of
-//! the model's layers is written in this form and the module name is looked up. A text
+//! the model's layers is written in these forms and the module name is looked up. A text
 //! encoder layer is also found without transformers' `text_model.` level
 //! (`lora_te_encoder_layers_0_…`), as files made from a bare `CLIPTextModel` state name it.
 
@@ -19,10 +24,14 @@ const COMPONENTS: [(&str, &str); 2] = [("unet.", "lora_unet_"), ("text_encoder."
 pub(crate) struct KohyaNames(HashMap<String, String>);
 
 impl KohyaNames {
-    /// Every layer of `table` under its kohya name.
-    pub(crate) fn of(table: &LayerTable) -> Self {
+    /// Every layer of `table` under its kohya names; `ldm_unet` gives a UNet module's
+    /// original-layout name from its diffusers one.
+    pub(crate) fn of(table: &LayerTable, ldm_unet: &dyn Fn(&str) -> Option<String>) -> Self {
         let mut names = HashMap::new();
         for (name, _) in table.iter() {
+            if let Some(ldm) = name.strip_prefix("unet.").and_then(ldm_unet) {
+                names.insert(format!("lora_unet_{}", ldm.replace('.', "_")), name.clone());
+            }
             for (prefix, kohya) in COMPONENTS {
                 let Some(rest) = name.strip_prefix(prefix) else {
                     continue;

@@ -99,6 +99,12 @@ impl Saved {
     }
 }
 
+fn read<T>(shared: &Shared<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    shared
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn write<T>(shared: &Shared<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     shared
         .write()
@@ -178,6 +184,47 @@ impl LayerTable {
     /// Every layer, by name.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Layer)> {
         self.layers.iter()
+    }
+
+    /// Layer `name`'s weight as it is now, in PyTorch's layout, f32 (read back from the
+    /// device, transposed back, or taken back out of Winograd's domain to within rounding).
+    pub(crate) fn weight(&self, name: &str) -> Result<Vec<f32>> {
+        let layer = self
+            .layers
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("no layer {name}"))?;
+        let out = layer.shape[0];
+        let inner = layer.shape[1..].iter().product::<usize>();
+        let untransposed = |values: &[f32]| {
+            // Stored `[in, out]`.
+            let mut weight = vec![0f32; values.len()];
+            for (i, row) in values.chunks_exact(out).enumerate() {
+                for (o, value) in row.iter().enumerate() {
+                    weight[o * inner + i] = *value;
+                }
+            }
+            weight
+        };
+        let on_host = |values: burn::tensor::TensorData| {
+            values
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading layer {name} back: {e:?}"))
+        };
+        Ok(match &layer.weight {
+            LayerWeight::Linear(shared) => match &*read(shared) {
+                LinearWeight::Host { values, .. } => untransposed(values),
+                LinearWeight::Device(weight) => untransposed(&on_host(weight.to_data())?),
+            },
+            LayerWeight::Conv(shared) => match &*read(shared) {
+                ConvWeight::Host { values, .. } => values.clone(),
+                ConvWeight::Device(weight) => on_host(weight.to_data())?,
+                ConvWeight::Winograd {
+                    transformed,
+                    out_channels,
+                } => flex::winograd::untransform_weights(transformed, *out_channels),
+            },
+        })
     }
 
     /// Adds `Σ scale · up @ down` (each `up` `[out, rank]`, `down` `[rank, in]` in PyTorch's

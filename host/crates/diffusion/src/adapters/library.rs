@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use notify::Watcher;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -49,7 +48,7 @@ struct Inner {
     target: Arc<AdapterTarget>,
     entries: RwLock<BTreeMap<String, Entry>>,
     scan: Mutex<()>,
-    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    watcher: Mutex<Option<easel_provider::folder::FolderWatcher>>,
     on_change: Mutex<Option<Arc<dyn Fn(&AdapterLibrary) + Send + Sync>>>,
 }
 
@@ -88,18 +87,6 @@ pub enum Unusable {
         /// Why.
         why: Refused,
     },
-}
-
-fn adapter_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|x| x == "safetensors") && path.is_file() {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 impl AdapterLibrary {
@@ -147,7 +134,10 @@ impl AdapterLibrary {
             .scan
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let files = match adapter_files(&self.inner.dir) {
+        let files = match easel_provider::folder::files_with_extension(
+            &self.inner.dir,
+            "safetensors",
+        ) {
             Ok(files) => files,
             Err(error) => {
                 tracing::error!(dir = %self.inner.dir.display(), %error, "cannot list the adapter folder");
@@ -272,35 +262,25 @@ impl AdapterLibrary {
         if slot.is_some() {
             return Ok(());
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if res.is_ok() {
-                    let _ = tx.send(());
-                }
-            })?;
-        watcher.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive)?;
-        *slot = Some(watcher);
         *self
             .inner
             .on_change
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(on_change));
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        Ok(None) => return,
-                        Err(_) => break,
-                    }
+        *slot = Some(easel_provider::folder::watch(
+            &self.inner.dir,
+            DEBOUNCE,
+            move || {
+                let inner = weak.upgrade();
+                async move {
+                    let Some(inner) = inner else { return false };
+                    let library = AdapterLibrary { inner };
+                    let _ = tokio::task::spawn_blocking(move || library.rescan()).await;
+                    true
                 }
-                let Some(inner) = weak.upgrade() else { return };
-                let library = AdapterLibrary { inner };
-                let _ = tokio::task::spawn_blocking(move || library.rescan()).await;
-            }
-        });
+            },
+        )?);
         Ok(())
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! - [`format`] groups a safetensors file's tensors into modules (kohya / A1111, LyCORIS,
 //!   diffusers / PEFT names), [`kohya`] and [`peft`] map module names onto the model's
-//!   [`layers`], [`patch`] and [`lycoris`] turn factors into weight deltas, [`apply`] merges
-//!   them for a request and puts the model's weights back after it, and [`library`] keeps
-//!   a watched folder of adapters.
+//!   [`layers`] (kohya's in the diffusers and in the original LDM layout), [`patch`] and
+//!   [`lycoris`] turn factors into weight deltas, [`dora`] weight-decomposes them where a
+//!   module says so, [`apply`] merges them for a request and puts the model's weights back
+//!   after it, and [`library`] keeps a watched folder of adapters.
 //!
 //! Invariants:
 //! - Strict: a file is usable only when every tensor belongs to a module that maps onto a
@@ -17,6 +18,7 @@
 //! - An adapter is immutable once read; applying it never changes it.
 
 pub mod apply;
+mod dora;
 mod format;
 mod kohya;
 pub(crate) mod layers;
@@ -66,8 +68,13 @@ pub struct AdapterTarget {
 }
 
 impl AdapterTarget {
-    pub(crate) fn new(layers: LayerTable, family: Family, context_width: usize) -> Self {
-        let kohya = KohyaNames::of(&layers);
+    pub(crate) fn new(
+        layers: LayerTable,
+        family: Family,
+        context_width: usize,
+        ldm_unet: &dyn Fn(&str) -> Option<String>,
+    ) -> Self {
+        let kohya = KohyaNames::of(&layers, ldm_unet);
         Self {
             layers,
             kohya,
@@ -233,11 +240,14 @@ impl Adapter {
                 continue;
             };
             let shape = &target.layers.get(&layer).expect("mapped above").shape;
-            if let Err(why) = module.patch.patch.check(shape) {
+            if let Err(why) = module.patch.check(shape) {
                 mismatched.push(format!("{}: {why:#}", module.name));
                 continue;
             }
             formats.insert(format_name(module.kind, shape.len() == 4 && shape[2] > 1));
+            if module.patch.dora_scale.is_some() {
+                formats.insert("DoRA (LyCORIS)");
+            }
             seen.insert(layer.clone());
             patches.push((layer, module.patch));
         }

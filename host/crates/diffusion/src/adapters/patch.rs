@@ -35,12 +35,28 @@ pub(crate) enum Patch {
     LoHa(Factor, Factor),
     /// LyCORIS LoKr: the Kronecker product of two factors.
     LoKr(Factor, Factor),
+    /// kohya / LyCORIS LoCon with a Tucker middle (`lora_mid`) for a k x k convolution: the
+    /// factor's rebuild, `a` the up projection transposed, `b` the down projection.
+    LoConTucker(Factor),
 }
 
-/// A patch with its scale (`alpha / rank`, or 1 where the format says so).
+/// A patch with its scale (`alpha / rank`, or 1 where the format says so), and DoRA's
+/// magnitudes when the module is weight-decomposed (see [`super::dora`]).
 pub(crate) struct ScaledPatch {
     pub(crate) patch: Patch,
     pub(crate) scale: f32,
+    pub(crate) dora_scale: Option<HostTensor>,
+}
+
+impl ScaledPatch {
+    /// Checks the factors, and DoRA's magnitudes if any, fit a weight of `shape`.
+    pub(crate) fn check(&self, shape: &[usize]) -> Result<()> {
+        self.patch.check(shape)?;
+        if let Some(magnitudes) = &self.dora_scale {
+            super::dora::axis(magnitudes, shape)?;
+        }
+        Ok(())
+    }
 }
 
 /// `a @ b` for row-major `a` `[m, k]` and `b` `[k, n]`, on flex in f32.
@@ -157,6 +173,10 @@ impl Patch {
                 let (c, d) = two.dims();
                 (a * c, b * d)
             }
+            Patch::LoConTucker(factor) => {
+                factor.check()?;
+                factor.dims()
+            }
         };
         if (rows_made, cols_made) != (out, inner) {
             bail!("makes a [{rows_made}, {cols_made}] weight, the layer is {shape:?}");
@@ -179,6 +199,7 @@ impl Patch {
             Patch::LoRa { down, .. } => rows(down),
             Patch::LoHa(one, _) => one.rank().unwrap_or(0),
             Patch::LoKr(one, two) => two.rank().or(one.rank()).unwrap_or(0),
+            Patch::LoConTucker(factor) => factor.rank().unwrap_or(0),
         }
     }
 
@@ -189,6 +210,8 @@ impl Patch {
             Patch::LoRa { down, .. } => down.shape.get(1).copied(),
             Patch::LoHa(one, _) => Some(one.dims().1),
             Patch::LoKr(one, two) => Some(one.dims().1 * two.dims().1),
+            // Only convolutions have a Tucker middle; their input width is not the text's.
+            Patch::LoConTucker(_) => None,
         }
     }
 
@@ -206,6 +229,7 @@ impl Patch {
                 made
             }
             Patch::LoKr(one, two) => lycoris::kron(one, two, shape),
+            Patch::LoConTucker(factor) => factor.matrix(),
         }
     }
 }

@@ -10,7 +10,9 @@
 //! `*.safetensors` of DIR is read against the model, then for sets of 0, 1, 4 and again 1 of
 //! them (weight 0.8) it prints the time to merge the set, seconds per guided UNet call with it merged, and
 //! the time to restore the model (`ADAPTERS {json}` lines); switching sets costs one restore
-//! plus one merge.
+//! plus one merge. Then, as the `local` provider runs requests (sets kept merged between
+//! them), sets of 1, 1 again, 4 and 4 again: the time until the model is ready to run
+//! (`KEPT {json}` lines, `reused` when nothing was merged).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -172,6 +174,16 @@ fn bench_adapters(
         println!(
             "ADAPTERS {{\"adapters\": {count}, \"merge_s\": {merged_at:.4}, \"step_s\": {per_step:.4}, \"restore_s\": {restore:.4}}}"
         );
+    }
+    for count in [1, 1, 4, 4].into_iter().filter(|&n| n <= adapters.len()) {
+        let choices: Vec<_> = adapters[..count].iter().map(|a| (a.clone(), 0.8)).collect();
+        let merges = sd.adapter_merges();
+        let started = Instant::now();
+        let (ready, _) = sd.with_adapters_kept(&choices, |_| started.elapsed().as_secs_f64())?;
+        let reused = sd.adapter_merges() == merges;
+        let how = if reused { "same set, reused" } else { "merged" };
+        println!("kept, {count} adapter(s): ready in {ready:.6} s ({how})");
+        println!("KEPT {{\"adapters\": {count}, \"ready_s\": {ready:.6}, \"reused\": {reused}}}");
     }
     Ok(())
 }

@@ -80,6 +80,41 @@ pub(crate) fn transform_weights(weight: &[f32], out_channels: usize) -> Vec<f32>
     transformed
 }
 
+/// The `[out, in, 3, 3]` kernels whose [`transform_weights`] is `transformed`: `L U Lt` with
+/// `L` the left inverse of `G` that reads rows 0 and 3 as they are and row 1 as the
+/// difference of rows 1 and 2, so each kernel value comes back to within a few roundings
+/// of `transformed`'s values (exact at the corners). For what needs the plain weight
+/// (DoRA's norms), since a Winograd layer keeps no other copy.
+pub(crate) fn untransform_weights(transformed: &[f32], out_channels: usize) -> Vec<f32> {
+    const L: [[f64; 4]; 3] = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, -1.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let pairs = transformed.len() / 16;
+    let in_channels = pairs / out_channels;
+    let mut weight = vec![0f32; 9 * pairs];
+    weight
+        .par_chunks_exact_mut(9)
+        .enumerate()
+        .for_each(|(pair, kernel)| {
+            let (o, c) = (pair / in_channels, pair % in_channels);
+            let at = |x: usize| transformed[(x * out_channels + o) * in_channels + c] as f64;
+            for u in 0..3 {
+                for v in 0..3 {
+                    let mut sum = 0f64;
+                    for i in 0..4 {
+                        for j in 0..4 {
+                            sum += L[u][i] * at(i * 4 + j) * L[v][j];
+                        }
+                    }
+                    kernel[u * 3 + v] = sum as f32;
+                }
+            }
+        });
+    weight
+}
+
 /// The 3x3 convolution (stride 1, padding 1) of `x` `[batch, in, h, w]` with `transformed`
 /// weights from [`transform_weights`]; returns `[batch, out, h, w]`.
 pub(crate) fn conv3x3(
@@ -414,6 +449,20 @@ mod tests {
         let want = reference(&x, &w, Some(&bias), same_size);
         let worst = crate::flex::max_abs_diff(&got, &want);
         assert!(worst < 1e-4, "{planes:?}: max abs error {worst}");
+    }
+
+    #[test]
+    fn untransformed_kernels_are_the_kernels() {
+        let (out_channels, in_channels) = (10, 9);
+        let w = values(out_channels * in_channels * 9, 14);
+        let back = untransform_weights(&transform_weights(&w, out_channels), out_channels);
+        let worst = crate::flex::max_abs_diff(&back, &w);
+        assert!(worst < 1e-6, "max abs error {worst}");
+        for (kernel, original) in back.chunks(9).zip(w.chunks(9)) {
+            for corner in [0, 2, 6, 8] {
+                assert_eq!(kernel[corner], original[corner]);
+            }
+        }
     }
 
     #[test]
