@@ -194,10 +194,16 @@ mod tests {
         };
         let providers = ["vendor", "other", "gpu"].map(String::from);
         let mut claimed = Vec::new();
-        while let Some(task) =
-            tasks::claim_within(store, now_ms(), now_ms() + 60_000, "wrk_test", &providers, &room)
-                .await
-                .unwrap()
+        while let Some(task) = tasks::claim_within(
+            store,
+            now_ms(),
+            now_ms() + 60_000,
+            "wrk_test",
+            &providers,
+            &room,
+        )
+        .await
+        .unwrap()
         {
             claimed.push(task.id);
         }
