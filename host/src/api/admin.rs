@@ -8,8 +8,8 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{Path, State, rejection::JsonRejection},
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequestParts, Path, State, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
@@ -80,8 +80,23 @@ pub fn routes() -> ApiRouter<AppState> {
         )
 }
 
-/// Admits only the operator (`EASEL_ADMIN_KEY`); without one configured, answers 404.
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
+/// The operator (`EASEL_ADMIN_KEY`, in any of the three auth headers), as an extractor: a
+/// handler that takes it runs only for the admin key. Without a key configured the route
+/// answers 404, as if absent.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        authorize(state, &parts.headers).map(|()| Operator)
+    }
+}
+
+// The admin key is described once in the document, like the clients' keys.
+impl aide::OperationInput for Operator {}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
     let Some(expected) = state.config.admin_key.as_deref() else {
         return Err(Error::not_found("Route"));
     };
@@ -96,8 +111,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-async fn plugins(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn plugins(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     let listed = state
         .plugins
         .as_ref()
@@ -106,8 +120,7 @@ async fn plugins(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(Json(json!({ "pluginsDir": state.config.plugins_dir, "plugins": listed })).into_response())
 }
 
-async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn reload(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     let Some(host) = &state.plugins else {
         return Err(Error::bad_request(
             "No plugins folder is configured: set EASEL_PLUGINS_DIR.",
@@ -126,16 +139,11 @@ fn adapter_listing(state: &AppState) -> Response {
     Json(json!({ "loraDir": state.config.lora_dir, "loras": listed })).into_response()
 }
 
-async fn loras(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn loras(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     Ok(adapter_listing(&state))
 }
 
-async fn reload_loras(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn reload_loras(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     if let Some(library) = state.adapters.clone() {
         tokio::task::spawn_blocking(move || library.rescan())
             .await
@@ -153,10 +161,9 @@ struct NewClient {
 
 async fn create_client(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     body: Result<Json<NewClient>, JsonRejection>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
     if body.id.is_empty()
         || body.id.len() > 64
@@ -202,11 +209,10 @@ struct Grant {
 
 async fn grant(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path(client_id): Path<String>,
     body: Result<Json<Grant>, JsonRejection>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
     let amount = credits::to_micros(body.amount);
     if !body.amount.is_finite() || amount == 0 {
@@ -232,9 +238,8 @@ async fn grant(
 /// `GET /admin/clients/{id}/usage`: balance, credits held by running tasks, spend per model.
 async fn usage(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path(client_id): Path<String>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     Ok(Json(state.engine.account(&client_id).await?).into_response())
 }

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{
         AppState,
-        admin::authorize,
+        admin::Operator,
         dialect::QueryOf,
         error::Error,
         files::public_base,
@@ -244,10 +244,9 @@ struct AnyTasksQuery {
 
 async fn any_tasks(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     QueryOf { query, .. }: QueryOf<AnyTasksQuery, Jobs>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let client = query.client.filter(|c| !c.is_empty());
     let filter = query.jobs.filter()?;
     let (tasks, more) = state.engine.list_any(client.as_deref(), &filter).await?;
@@ -264,20 +263,19 @@ async fn find_any(state: &AppState, id: &str) -> Result<Task, Error> {
 
 async fn any_task(
     State(state): State<AppState>,
+    _: Operator,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let task = find_any(&state, &id).await?;
     Ok(Json(json!({ "job": detail(&state, &headers, &task).await? })).into_response())
 }
 
 async fn cancel_any(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let task = find_any(&state, &id).await?;
     if task.status.is_terminal() {
         return Err(Error(
@@ -293,13 +291,11 @@ async fn cancel_any(
     Ok(Json(json!({ "job": summary(&task) })).into_response())
 }
 
-async fn any_catalog(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn any_catalog(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     Ok(Json(catalog(&state)).into_response())
 }
 
-async fn clients(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn clients(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     let mut accounts = Vec::new();
     for client in state.auth.clients().await? {
         accounts.push(state.engine.account(&client).await?);
@@ -307,8 +303,7 @@ async fn clients(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(Json(json!({ "clients": accounts })).into_response())
 }
 
-async fn workers(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn workers(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     let workers: Vec<Value> = fleet::live(&state.engine)
         .await?
         .into_iter()

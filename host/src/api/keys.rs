@@ -10,7 +10,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{
         AppState,
-        admin::authorize,
+        admin::Operator,
         body,
         error::Error,
         openapi::{Api, Describe},
@@ -192,10 +192,9 @@ struct RevokeKey {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path(client_id): Path<String>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let Some(keys) = state.auth.keys(&client_id).await? else {
         return Err(KeyError::UnknownClient(client_id).into());
     };
@@ -205,11 +204,10 @@ async fn list(
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path(client_id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let body: CreateKey = optional_body(&bytes)?;
     let new = NewKey {
         secret: secret(body.key)?,
@@ -222,11 +220,10 @@ async fn create(
 
 async fn rotate(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path((client_id, key_id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let body: RotateKey = optional_body(&bytes)?;
     let new = NewKey {
         secret: secret(body.key)?,
@@ -248,11 +245,10 @@ async fn rotate(
 
 async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path((client_id, key_id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let body: RevokeKey = optional_body(&bytes)?;
     let reason = short_text("reason", body.reason)?;
     match state

@@ -8,7 +8,7 @@ use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     Json,
     extract::{Path, Request, State, rejection::JsonRejection},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{
         AppState,
-        admin::authorize,
+        admin::Operator,
         error::Error,
         openapi::{Api, Describe},
     },
@@ -102,21 +102,19 @@ async fn known_client(state: &AppState, client_id: &str) -> Result<(), Error> {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path(client_id): Path<String>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     known_client(&state, &client_id).await?;
     listing(&state, &client_id).await
 }
 
 async fn set(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Operator,
     Path(client_id): Path<String>,
     body: Result<Json<SetLimits>, JsonRejection>,
 ) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
     let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
     known_client(&state, &client_id).await?;
     let model = match body.model {

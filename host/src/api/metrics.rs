@@ -6,14 +6,14 @@
 use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     extract::State,
-    http::{HeaderMap, header},
+    http::header,
     response::{IntoResponse, Response},
 };
 
 use crate::{
     api::{
         AppState,
-        admin::authorize,
+        admin::Operator,
         error::Error,
         openapi::{Api, Describe},
     },
@@ -33,8 +33,7 @@ pub fn routes() -> ApiRouter<AppState> {
     )
 }
 
-async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    authorize(&state, &headers)?;
+async fn scrape(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
     let mut providers: Vec<String> = state
         .engine
         .registry()
