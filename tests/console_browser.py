@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
@@ -53,8 +53,13 @@ def wait_for(css, what=None):
 
 
 def wait_until(condition, what):
+    # The console re-renders a view when its data arrives, so an element found a moment ago
+    # may be replaced before its text is read: that is "not yet", not a failure.
+    waiting = WebDriverWait(
+        driver, WAIT_SECS, ignored_exceptions=[StaleElementReferenceException]
+    )
     try:
-        return WebDriverWait(driver, WAIT_SECS).until(lambda d: condition())
+        return waiting.until(lambda d: condition())
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what}")
 

@@ -11,7 +11,7 @@ use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
     aws::AmazonS3Builder, buffered::BufWriter, path::Path,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,9 +49,15 @@ impl Bucket {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(name)
             .with_virtual_hosted_style_request(!settings.path_style)
+            // The deadline alone ends the retries: a count of them (ten by default, with a
+            // random backoff) can run out in under two seconds while the store restarts.
             .with_retry(RetryConfig {
                 retry_timeout: Duration::from_secs(settings.retry_timeout_secs),
-                ..RetryConfig::default()
+                max_retries: usize::MAX,
+                backoff: BackoffConfig {
+                    max_backoff: Duration::from_secs(2),
+                    ..BackoffConfig::default()
+                },
             })
             // A download streams for as long as its client reads: no deadline on a whole
             // request, only on reaching the store.
