@@ -64,6 +64,16 @@ def wait_until(condition, what):
         raise AssertionError(f"timed out waiting for {what}")
 
 
+def click(css, what):
+    """Clicks the element `css` names, found again if the view re-rendered it meanwhile."""
+
+    def attempt():
+        driver.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    wait_until(attempt, what)
+
+
 def page(name):
     wait_for(f'main[data-page="{name}"]', f"the {name} page")
 
@@ -144,12 +154,15 @@ def check():
     # A slow job, with an input file attached (a screenshot taken above), is cancelled from
     # its task page.
     run_job("hold a worker", attach=os.path.join(SHOTS, "01-signin-refused.png"), work_ms=60000)
-    link = wait_for("#job .status-line a", "the slow job's link")
-    task_id = link.text
-    link.click()
+    wait_for("#job .status-line a", "the slow job's link")
+    task_id = wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR, "#job .status-line a").text,
+        "the slow job's id",
+    )
+    click("#job .status-line a", "the slow job's link")
     page("tasks")
     wait_for('#task #job[data-status="running"]', "the slow job to run")
-    driver.find_element(By.CSS_SELECTOR, "#task .cancel").click()
+    click("#task .cancel", "the cancel button")
     wait_for('#task #job[data-status="cancelled"]', "the cancellation")
     wait_for("#task pre.json")
     shown = [block.text for block in driver.find_elements(By.CSS_SELECTOR, "#task pre.json")]
@@ -172,7 +185,7 @@ def check():
     wait_until(lambda: "demo" in driver.find_element(By.ID, "plugin-list").text, "the demo plugin")
     with open(os.path.join(PLUGINS_DIR, "broken.wasm"), "wb") as broken:
         broken.write(b"\0asm not really")
-    driver.find_element(By.ID, "reload").click()
+    click("#reload", "the reload button")
     error = wait_for("#plugin-list .plugin-error", "the broken plugin's error")
     assert error.text.strip(), "the error is worded"
     shot("plugins")
