@@ -478,26 +478,15 @@ async fn reload_plugin(host: &Host, file: PathBuf, deploy: usize) -> bool {
     false
 }
 
-/// A wasm custom section (id 0, then its size, its name and its bytes), valid at the end of a
-/// module or a component.
+/// A wasm custom section, valid at the end of a module or a component.
 fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut value: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            out.push(if value == 0 { byte } else { byte | 0x80 });
-            if value == 0 {
-                break;
-            }
-        }
+    use wasm_encoder::Section;
+    let mut section = Vec::new();
+    wasm_encoder::CustomSection {
+        name: name.into(),
+        data: payload.into(),
     }
-    let mut contents = Vec::new();
-    leb128(name.len(), &mut contents);
-    contents.extend(name.as_bytes());
-    contents.extend(payload);
-    let mut section = vec![0];
-    leb128(contents.len(), &mut section);
-    section.extend(contents);
+    .append_to(&mut section);
     section
 }
 

@@ -96,26 +96,15 @@ pub async fn upstream() -> SocketAddr {
 }
 
 /// `component` with a custom section appended: the same code under new bytes, as a redeploy
-/// of an unchanged build looks to the host (a custom section is id 0, its size, its name).
+/// of an unchanged build looks to the host.
 pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut value: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            out.push(if value == 0 { byte } else { byte | 0x80 });
-            if value == 0 {
-                return;
-            }
-        }
-    }
-    let mut contents = Vec::new();
-    leb128(name.len(), &mut contents);
-    contents.extend_from_slice(name.as_bytes());
-    contents.extend_from_slice(payload);
+    use wasm_encoder::Section;
     let mut out = component.to_vec();
-    out.push(0);
-    leb128(contents.len(), &mut out);
-    out.extend(contents);
+    wasm_encoder::CustomSection {
+        name: name.into(),
+        data: payload.into(),
+    }
+    .append_to(&mut out);
     out
 }
 
