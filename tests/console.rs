@@ -3,10 +3,12 @@
 //! environment (`EASEL_TEST_PYTHON`), against a host with the offline provider, the demo
 //! plugin and an admin key. `tests/console_browser.py` holds the steps: a bad key and a
 //! refused job show the API's message, the playground's form follows the schema and renders
-//! the image it ran, a slow job with an input file attached is cancelled from its task page,
-//! a broken plugin's error shows after it is dropped in, and the pages fit a phone. A
-//! screenshot of each page is kept under the target folder (the path is printed) so a failed
-//! run can be read.
+//! the image it ran and plays the video and the audio it ran (the offline provider's MP4 and
+//! WAV), a slow job with an input file attached is cancelled from its task page, a broken
+//! plugin's error shows after it is dropped in, the operator sets a client's limits on the
+//! clients page (a refused edit shows the API's message), and every page fits a phone with its
+//! navigation in reach. A screenshot of each page is kept under the target folder (the path is
+//! printed) so a failed run can be read.
 //!
 //! The read routes the console added are checked over plain HTTP too: a client reaches only
 //! its own tasks, the operator's routes need the admin key and reach every client's.
@@ -71,8 +73,10 @@ async fn the_console_works_in_a_real_browser() {
         "the form follows the schema",
         "a refused job shows the API's message",
         "image rendered",
+        "video and audio play inline",
         "slow job cancelled",
         "broken plugin's error shown",
+        "client limits shown and edited",
         "operator pages shown",
         "phone-sized pages fit",
     ] {

@@ -5,9 +5,11 @@ key, the plugins folder and the folder for screenshots. Prints one line per chec
 passed and the path of every screenshot; a failure leaves a screenshot of where it stopped.
 """
 
+import json
 import os
 import sys
 import traceback
+import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
@@ -93,15 +95,53 @@ def fill(css, text):
     field.send_keys(text)
 
 
-def run_job(prompt, attach=None, **params):
+def run_job(prompt, model="offline/image", attach=None, **params):
     page("playground")
-    Select(wait_for("#model")).select_by_value("offline/image")
+    Select(wait_for("#model")).select_by_value(model)
     fill("#prompt", prompt)
     if attach:
         driver.find_element(By.CSS_SELECTOR, "#files").send_keys(attach)
     for name, value in params.items():
         fill(f"#param-{name}", str(value))
     driver.find_element(By.CSS_SELECTOR, "#run").click()
+
+
+def admin_get(path):
+    """What an admin route answers, read past the browser (to see what the console stored)."""
+    request = urllib.request.Request(f"{BASE}{path}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(request, timeout=WAIT_SECS) as answer:
+        return json.load(answer)
+
+
+def media_loaded(tag):
+    """Waits until the job's <video> or <audio> has read its file's header; its state then."""
+    state = wait_until(
+        lambda: driver.execute_script(
+            "const m = document.querySelector('#job ' + arguments[0]);"
+            "if (!m) return null;"
+            "if (m.error) return {error: `${m.error.code} ${m.error.message}`};"
+            "return m.readyState >= 1 && m.duration > 0"
+            "  ? {duration: m.duration, width: m.videoWidth || 0, height: m.videoHeight || 0} : null;",
+            tag,
+        ),
+        f"the {tag} to load",
+    )
+    assert "error" not in state, f"the {tag} does not play: {state['error']}"
+    return state
+
+
+def nav_reachable():
+    """Every navigation link is shown inside the screen's width."""
+    links = driver.execute_script(
+        "return [...document.querySelectorAll('#nav a')].map((a) => {"
+        "  const r = a.getBoundingClientRect();"
+        "  return {text: a.textContent, left: r.left, right: r.right, shown: r.width > 0 && r.height > 0};"
+        "});"
+    )
+    width = driver.execute_script("return window.innerWidth")
+    assert len(links) >= 6, links
+    outside = [l for l in links if not l["shown"] or l["left"] < 0 or l["right"] > width]
+    assert not outside, f"navigation off a {width}px screen: {outside}"
 
 
 def check():
@@ -147,9 +187,34 @@ def check():
     )
     natural = driver.execute_script("return document.querySelector('#job img.output').naturalWidth")
     assert natural == 320, natural
+    link = driver.find_element(By.CSS_SELECTOR, "#job a.download")
+    href = link.get_attribute("href")
+    assert href == driver.execute_script("return document.querySelector('#job img.output').src"), href
+    assert link.get_attribute("download").endswith(".png"), link.get_attribute("outerHTML")
+    with urllib.request.urlopen(href, timeout=WAIT_SECS) as download:
+        assert download.headers["Content-Type"] == "image/png", download.headers
     driver.execute_script("window.scrollTo(0, 0)")
     shot("playground-image")
     print("image rendered", flush=True)
+
+    # A video and a speech job play inline: the browser reads and decodes their files.
+    run_job("waves on a shore", model="offline/video")
+    wait_for('#job[data-status="succeeded"]', "the video job to succeed")
+    video = media_loaded("video")
+    assert (video["duration"], video["width"], video["height"]) == (2, 96, 54), video
+    played = wait_until(
+        lambda: driver.execute_script(
+            "const v = document.querySelector('#job video');"
+            "v.muted = true; if (v.paused && !v.ended) v.play();"
+            "return v.currentTime > 0.5 && v.currentTime;"
+        ),
+        "the video to play",
+    )
+    shot("playground-video")
+    run_job("two tones", model="offline/speech")
+    wait_for('#job[data-status="succeeded"]', "the speech job to succeed")
+    media_loaded("audio")
+    print(f"video and audio play inline (video played to {played:.1f}s)", flush=True)
 
     # A slow job, with an input file attached (a screenshot taken above), is cancelled from
     # its task page.
@@ -203,6 +268,7 @@ def check():
     driver.get(f"{BASE}/console#/clients")
     page("clients")
     wait_until(lambda: "partner-a" in driver.find_element(By.TAG_NAME, "main").text, "the clients")
+    check_limits()
     shot("clients")
     driver.get(f"{BASE}/console#/tasks")
     page("tasks")
@@ -211,22 +277,86 @@ def check():
     shot("tasks-operator")
     print("operator pages shown", flush=True)
 
-    # A phone-sized screen: nothing wider than the screen.
+    # A phone-sized screen: nothing wider than the screen, the navigation within reach.
     driver.set_window_size(390, 844)
     for name, where, filled in [
         ("playground", "playground", "#param-width"),
         ("tasks", "tasks", "#task-list table"),
         ("task", f"tasks/{task_id}", "#task pre.json"),
+        ("models", "models", '.provider[data-provider="offline"] table'),
         ("plugins", "plugins", "#plugin-list table"),
+        ("workers", "workers", "#worker-list table"),
+        ("clients", "clients", "#limits-form"),
     ]:
         driver.get(f"{BASE}/console#/{where}")
         wait_for(filled, f"the {name} page on a phone")
+        width = driver.execute_script("return window.innerWidth")
+        assert width <= 420, f"the phone's screen is {width}px wide"
         overflow = driver.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            "return document.scrollingElement.scrollWidth - window.innerWidth"
         )
         assert overflow <= 0, f"{name} is {overflow}px wider than a phone"
+        nav_reachable()
         shot(f"phone-{name}")
+    # The navigation works there too: from the clients page to the playground by its link.
+    click('#nav a[href="#/playground"]', "the playground link")
+    wait_for("#param-width", "the playground reached from the navigation")
     print("phone-sized pages fit", flush=True)
+
+
+def check_limits():
+    """The operator sets a client's limits on the clients page; a refused edit is worded."""
+    limits = '.limits[data-client="partner-a"]'
+    wait_until(lambda: driver.find_element(By.CSS_SELECTOR, limits).text == "none", "no limits yet")
+
+    def save(model="", **fields):
+        Select(wait_for("#limit-client")).select_by_value("partner-a")
+        Select(wait_for("#limit-model")).select_by_value(model)
+        for name in ["rpm", "tasks", "budget", "priority"]:
+            field = driver.find_element(By.ID, f"limit-{name}")
+            field.clear()
+            if name in fields:
+                field.send_keys(str(fields[name]))
+        Select(driver.find_element(By.ID, "limit-period")).select_by_value(fields.get("period", ""))
+        click("#limits-save", "the save button")
+
+    save(rpm=30, tasks=4, priority=5)
+    wait_until(
+        lambda: "every model: 30 requests/minute · 4 tasks at once · priority 5"
+        in driver.find_element(By.CSS_SELECTOR, limits).text,
+        "the client-wide limits shown",
+    )
+    save(model="offline/video", tasks=1)
+    wait_until(
+        lambda: "offline/video: 1 task at once" in driver.find_element(By.CSS_SELECTOR, limits).text,
+        "the video model's own limit shown",
+    )
+    stored = admin_get("/admin/clients/partner-a/limits")["limits"]
+    assert [(r["model"], r["requests_per_minute"], r["concurrent_tasks"], r["priority"]) for r in stored] == [
+        (None, 30, 4, 5),
+        ("offline/video", None, 1, None),
+    ], stored
+
+    # This host does not enforce credits, so a budget is refused in the API's words.
+    save(budget=100, period="day")
+    refusal = wait_for("#limits-outcome .error", "the refused budget")
+    assert refusal.text == (
+        "Budgets count charged credits: set [credits] enforce = true in easel.toml first."
+    ), refusal.text
+    shot("clients-refused-limit")
+
+    # A row loads into the form from its link; emptied, it is removed.
+    click(f'{limits} li[data-model="offline/video"] .edit-limit', "the video model's row")
+    assert Select(driver.find_element(By.ID, "limit-model")).first_selected_option.text == "offline/video"
+    assert driver.find_element(By.ID, "limit-tasks").get_attribute("value") == "1"
+    driver.find_element(By.ID, "limit-tasks").clear()
+    click("#limits-save", "the save button")
+    wait_until(
+        lambda: "offline/video" not in driver.find_element(By.CSS_SELECTOR, limits).text,
+        "the video model's row removed",
+    )
+    assert len(admin_get("/admin/clients/partner-a/limits")["limits"]) == 1
+    print("client limits shown and edited", flush=True)
 
 
 try:

@@ -144,6 +144,18 @@ async fn metrics_cover_every_family_and_pass_promtool() {
         upstream >= 250.0 && own >= 0.0,
         "chat: easel {own} ms, upstream {upstream} ms"
     );
+    let llmage_chat = host
+        .as_key(Method::POST, "/llmage/v1/chat/completions", "key-a")
+        .json(&json!({"model": "offline/chat", "prompt": "time this answer", "work_ms": 300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(llmage_chat.status(), 200);
+    let (own, upstream) = server_timing(&llmage_chat);
+    assert!(
+        upstream >= 250.0 && own >= 0.0,
+        "llmage chat: easel {own} ms, upstream {upstream} ms"
+    );
     let sync = host
         .as_key(Method::POST, "/v1/images/generations", "key-a")
         .json(&json!({"model": "offline/image", "prompt": "sync", "size": "64x64", "work_ms": 300}))
@@ -229,6 +241,16 @@ async fn metrics_cover_every_family_and_pass_promtool() {
         ) >= 1.0,
         "routes are templates, not raw paths"
     );
+    for histogram in [
+        "easel_http_request_duration_seconds",
+        "easel_provider_call_duration_seconds",
+        "easel_diffusion_step_seconds",
+    ] {
+        assert!(
+            total(&s, &format!("{histogram}_bucket"), &["le=\"+Inf\""]) >= 1.0,
+            "{histogram} has buckets"
+        );
+    }
     assert!(!text.contains(&format!("route=\"/api/v1/jobs/{hooked}\"")));
     assert!(
         total(
@@ -288,7 +310,10 @@ async fn metrics_cover_every_family_and_pass_promtool() {
             &["call=\"chat\""]
         ) >= 1.0
     );
-    assert!(total(&s, "easel_plugin_traps_total", &[]) >= 1.0);
+    assert!(
+        total(&s, "easel_plugin_traps_total", &["kind=\"unreachable\""]) >= 1.0,
+        "a panicking plugin traps on `unreachable`"
+    );
     assert!(
         total(
             &s,

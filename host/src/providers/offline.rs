@@ -86,8 +86,8 @@ impl Offline {
             "video.generate" => {
                 let seconds = number("duration", 2).clamp(1, 15) as u32;
                 Output::Bytes {
-                    content_type: "video/x-msvideo".into(),
-                    data: media::avi(96, 54, 8, seconds * 8, seed).into(),
+                    content_type: "video/mp4".into(),
+                    data: media::mp4(96, 54, 8, seconds * 8, seed).into(),
                 }
             }
             "chat" => Output::Text(echo(&request.prompt)),

@@ -1,6 +1,7 @@
 // What the host serves and for whom: models per provider, the plugins folder (with its
-// reload button), the fleet's live workers and the clients' balances and spending. A client
-// sees the models and its own account; the rest needs the admin key.
+// reload button), the fleet's live workers, and the clients' balances, spending and limits
+// (edited through the admin limits route). A client sees the models and its own account; the
+// rest needs the admin key.
 
 import { h, errorBox, time, table, every } from './view.js';
 import { asAdmin, asClient, catalog, session } from './api.js';
@@ -122,20 +123,140 @@ function usage(account) {
     h('li', {}, h('code', {}, u.model), ` ${u.tasks} tasks, ${u.credits} credits`)));
 }
 
-export async function clients() {
-  const operator = Boolean(session().admin);
-  const accounts = operator
-    ? (await asAdmin('GET', '/admin/clients')).clients
-    : [await asClient('GET', '/api/v1/account')];
+/** One limits row in words: `30 requests/minute · 4 tasks at once · …`. */
+function limitWords(row) {
+  return [
+    row.requests_per_minute !== null && `${row.requests_per_minute} requests/minute`,
+    row.concurrent_tasks !== null
+      && `${row.concurrent_tasks} ${row.concurrent_tasks === 1 ? 'task' : 'tasks'} at once`,
+    row.budget !== null && `${row.budget} credits per ${row.budget_period}`,
+    row.priority !== null && `priority ${row.priority}`,
+  ].filter(Boolean).join(' · ');
+}
+
+/** A client's limit rows, client-wide first, each with a button that loads it into the form. */
+function limitList(answer, edit) {
+  if (!answer.limits.length) return h('span', { class: 'muted' }, 'none');
+  return h('ul', { class: 'plain' }, answer.limits.map((row) => h('li', {
+    'data-model': row.model ?? '',
+  },
+  h('button', { type: 'button', class: 'link edit-limit', onclick: () => edit(answer.client_id, row) },
+    row.model ? h('code', {}, row.model) : 'every model'),
+  `: ${limitWords(row)}`)));
+}
+
+/**
+ * The form that sets one scope of a client's limits through `PUT /admin/clients/{id}/limits`
+ * (a row is replaced whole; every field empty removes it). `saved(answer)` gets the client's
+ * rows as the route answers them.
+ */
+function limitsForm(clientIds, models, saved) {
+  const number = (id, label, attrs) => {
+    const input = h('input', { id, name: id, type: 'number', ...attrs });
+    return [input, h('div', { class: 'field' }, h('label', { for: id }, label), input)];
+  };
+  const client = h('select', { id: 'limit-client', name: 'client' },
+    clientIds.map((id) => h('option', { value: id }, id)));
+  const model = h('select', { id: 'limit-model', name: 'model' },
+    h('option', { value: '' }, 'every model'),
+    models.map((m) => h('option', { value: m.id }, m.id)));
+  const [rpm, rpmField] = number('limit-rpm', 'Requests per minute', { min: 0, step: 1 });
+  const [tasks, tasksField] = number('limit-tasks', 'Tasks at once', { min: 0, step: 1 });
+  const [budget, budgetField] = number('limit-budget', 'Budget (credits)', { min: 0, step: 'any' });
+  const period = h('select', { id: 'limit-period', name: 'period' },
+    ['', 'day', 'month'].map((p) => h('option', { value: p }, p || '–')));
+  const [priority, priorityField] = number('limit-priority', 'Default priority', { step: 1 });
+  const outcome = h('div', { id: 'limits-outcome' });
+  const save = h('button', { type: 'submit', id: 'limits-save' }, 'Save');
+  const numberIn = (input) => (input.value === '' ? null : Number(input.value));
+
+  const submit = async (event) => {
+    event.preventDefault();
+    outcome.replaceChildren();
+    save.disabled = true;
+    const body = {
+      requests_per_minute: numberIn(rpm),
+      concurrent_tasks: numberIn(tasks),
+      budget: numberIn(budget),
+      budget_period: period.value || null,
+      priority: numberIn(priority),
+    };
+    if (model.value) body.model = model.value;
+    try {
+      saved(await asAdmin('PUT', `/admin/clients/${encodeURIComponent(client.value)}/limits`, body));
+      outcome.replaceChildren(h('p', { class: 'muted', role: 'status' }, `Saved the limits of ${client.value}.`));
+    } catch (error) {
+      outcome.replaceChildren(errorBox(error));
+    } finally {
+      save.disabled = false;
+    }
+  };
+
+  const form = h('form', { id: 'limits-form', class: 'limits-form', onsubmit: submit },
+    h('div', { class: 'field' }, h('label', { for: 'limit-client' }, 'Client'), client),
+    h('div', { class: 'field' }, h('label', { for: 'limit-model' }, 'Applies to'), model),
+    rpmField, tasksField, budgetField,
+    h('div', { class: 'field' }, h('label', { for: 'limit-period' }, 'Budget per'), period),
+    priorityField,
+    h('div', { class: 'field' }, save));
+  const edit = (clientId, row) => {
+    client.value = clientId;
+    if (row.model && ![...model.options].some((o) => o.value === row.model)) {
+      // A row kept for a model no longer served: still editable, and removable.
+      model.append(h('option', { value: row.model }, row.model));
+    }
+    model.value = row.model ?? '';
+    rpm.value = row.requests_per_minute ?? '';
+    tasks.value = row.concurrent_tasks ?? '';
+    budget.value = row.budget ?? '';
+    period.value = row.budget_period ?? '';
+    priority.value = row.priority ?? '';
+    outcome.replaceChildren();
+    form.scrollIntoView({ block: 'nearest' });
+  };
+  return { element: [form, outcome], edit };
+}
+
+async function operatorClients() {
+  const [{ clients: accounts }, { models: served }] = await Promise.all([
+    asAdmin('GET', '/admin/clients'), catalog()]);
+  const limits = new Map(await Promise.all(accounts.map(async (a) => [a.client_id,
+    await asAdmin('GET', `/admin/clients/${encodeURIComponent(a.client_id)}/limits`)])));
+  const cells = new Map();
+  const form = limitsForm(accounts.map((a) => a.client_id), served, (answer) => {
+    cells.get(answer.client_id)?.replaceChildren(limitList(answer, form.edit));
+  });
+  const limitCell = (a) => {
+    const cell = h('div', { class: 'limits', 'data-client': a.client_id }, limitList(limits.get(a.client_id), form.edit));
+    cells.set(a.client_id, cell);
+    return cell;
+  };
   return h('section', { class: 'card' },
-    h('h1', {}, operator ? 'Clients' : 'Account'),
+    h('h1', {}, 'Clients'),
     table([
-      ['Client', (a) => (operator
-        ? h('a', { href: `#/tasks?client=${encodeURIComponent(a.client_id)}` }, a.client_id)
-        : a.client_id)],
+      ['Client', (a) => h('a', { href: `#/tasks?client=${encodeURIComponent(a.client_id)}` }, a.client_id)],
       ['Balance', (a) => a.balance],
       ['Reserved', (a) => a.reserved],
       ['Spent per model (succeeded tasks)', usage],
+      ['Limits', limitCell],
     ], accounts, 'No client yet.'),
+    h('p', { class: 'muted' }, `As of ${time(new Date().toISOString())}.`),
+    h('h2', {}, 'Set limits'),
+    h('p', { class: 'muted' },
+      'Saving replaces the row of that client and scope (every model, or one model); empty fields are no limit of that kind, and all empty removes the row. A limit row of one model applies on top of the client-wide one. Click a row above to edit it.'),
+    form.element);
+}
+
+export async function clients() {
+  if (session().admin) return operatorClients();
+  const account = await asClient('GET', '/api/v1/account');
+  return h('section', { class: 'card' },
+    h('h1', {}, 'Account'),
+    table([
+      ['Client', (a) => a.client_id],
+      ['Balance', (a) => a.balance],
+      ['Reserved', (a) => a.reserved],
+      ['Spent per model (succeeded tasks)', usage],
+    ], [account], 'No client yet.'),
     h('p', { class: 'muted' }, `As of ${time(new Date().toISOString())}.`));
 }
