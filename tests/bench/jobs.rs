@@ -1,8 +1,10 @@
 //! Job API benchmark: durable submissions per second with p50/p99 latency, then job reads per
 //! second, against the real `easel` binary with its workers running, on SQLite and (when
-//! `EASEL_TEST_POSTGRES` is set, as `scripts/bench` does) PostgreSQL.
+//! `EASEL_TEST_POSTGRES` is set, as `scripts/bench` does) PostgreSQL; with `api_hosts` above
+//! one, PostgreSQL again with that many hosts on the one database, requests spread over them
+//! in turn.
 //!
-//! `cargo run --release -p easel-tests --bin bench-jobs -- [seconds] [concurrency]`
+//! `cargo run --release -p easel-tests --bin bench-jobs -- [seconds] [concurrency] [api_hosts]`
 
 use std::{
     sync::{
@@ -81,16 +83,24 @@ where
     )
 }
 
-async fn bench(backend: Backend, seconds: u64, concurrency: usize) {
-    let host = Host::start(Options::new(backend)).await;
+async fn bench(backend: Backend, seconds: u64, concurrency: usize, api_hosts: usize) {
+    let mut hosts = vec![Host::start(Options::new(backend)).await];
+    while hosts.len() < api_hosts {
+        let database = hosts[0]
+            .database_url()
+            .expect("several hosts share a PostgreSQL database")
+            .to_string();
+        hosts.push(Host::start(Options::new(backend).env("DATABASE_URL", &database)).await);
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
         .unwrap();
-    let url = host.url("/api/v1/jobs");
+    let bases: Arc<Vec<String>> = Arc::new(hosts.iter().map(|h| h.url("/api/v1/jobs")).collect());
     let submit_client = client.clone();
+    let submit_bases = bases.clone();
     let (submits, ids) = drive(seconds, concurrency, move |i| {
-        let (client, url) = (submit_client.clone(), url.clone());
+        let (client, url) = (submit_client.clone(), submit_bases[i % submit_bases.len()].clone());
         async move {
             let body = json!({"capability": "image.generate", "prompt": format!("bench {i}"), "width": 16, "height": 16});
             let response = client.post(&url).bearer_auth("key-a").json(&body).send().await.expect("submit");
@@ -101,12 +111,11 @@ async fn bench(backend: Backend, seconds: u64, concurrency: usize) {
     })
     .await;
     let ids = Arc::new(ids);
-    let base = host.url("/api/v1/jobs/");
     let read_ids = ids.clone();
     let (reads, _) = drive(seconds, concurrency, move |i| {
         let (client, url) = (
             client.clone(),
-            format!("{base}{}", read_ids[i % read_ids.len()]),
+            format!("{}/{}", bases[i % bases.len()], read_ids[i % read_ids.len()]),
         );
         async move {
             let response = client
@@ -121,9 +130,10 @@ async fn bench(backend: Backend, seconds: u64, concurrency: usize) {
         }
     })
     .await;
-    let name = match backend {
-        Backend::Sqlite => "SQLite",
-        Backend::Postgres => "PostgreSQL",
+    let name = match (backend, api_hosts) {
+        (Backend::Sqlite, _) => "SQLite".to_string(),
+        (Backend::Postgres, 1) => "PostgreSQL".to_string(),
+        (Backend::Postgres, n) => format!("PostgreSQL, {n} hosts"),
     };
     println!(
         "{name:<10} | submit {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms | read {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms | {} jobs, {concurrency} concurrent, {seconds} s each",
@@ -142,9 +152,13 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let concurrency = args.next().and_then(|s| s.parse().ok()).unwrap_or(16);
-    bench(Backend::Sqlite, seconds, concurrency).await;
+    let api_hosts: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    bench(Backend::Sqlite, seconds, concurrency, 1).await;
     if std::env::var_os("EASEL_TEST_POSTGRES").is_some() {
-        bench(Backend::Postgres, seconds, concurrency).await;
+        bench(Backend::Postgres, seconds, concurrency, 1).await;
+        if api_hosts > 1 {
+            bench(Backend::Postgres, seconds, concurrency, api_hosts).await;
+        }
     } else {
         println!("PostgreSQL | skipped: set EASEL_TEST_POSTGRES (scripts/bench starts a server)");
     }

@@ -15,6 +15,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod deploy;
 pub mod s3;
 pub mod soak;
 
@@ -161,17 +162,9 @@ impl Host {
             Backend::Sqlite => None,
             Backend::Postgres => Some(fresh_postgres_database().await),
         };
-        let mut config: toml::Table =
+        let config: toml::Table =
             "[engine]\nworkers = 4\nlease_secs = 1.5\nwebhook_backoff_secs = 0.2\nwebhook_timeout_secs = 2\nmax_poll_interval_secs = 0.5".parse().unwrap();
-        let overrides: toml::Table = options.toml.parse().expect("test easel.toml text");
-        for (section, values) in overrides {
-            match (config.get_mut(&section), values) {
-                (Some(toml::Value::Table(base)), toml::Value::Table(values)) => base.extend(values),
-                (_, values) => {
-                    config.insert(section, values);
-                }
-            }
-        }
+        let config = merge_toml(config, &options.toml);
         std::fs::write(data_dir.path().join("easel.toml"), config.to_string())
             .expect("writing easel.toml");
         let mut host = Self {
@@ -361,6 +354,20 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// `base` with each table of `over` merged into its namesake, key by key.
+pub fn merge_toml(mut base: toml::Table, over: &str) -> toml::Table {
+    let over: toml::Table = over.parse().expect("toml text");
+    for (section, values) in over {
+        match (base.get_mut(&section), values) {
+            (Some(toml::Value::Table(table)), toml::Value::Table(values)) => table.extend(values),
+            (_, values) => {
+                base.insert(section, values);
+            }
+        }
+    }
+    base
 }
 
 /// Sends a request; returns status and JSON body (`Null` when the body is not JSON).
