@@ -203,6 +203,16 @@ async fn joined(db: &PgPool, providers: &[&str], seen: &mut HashMap<String, Vec<
     }
 }
 
+/// The worker the task was last claimed by.
+async fn claimed_by(db: &PgPool, task: &str) -> String {
+    sqlx::query_scalar::<_, Option<String>>("SELECT worker_id FROM tasks WHERE id = $1")
+        .bind(task)
+        .fetch_one(db)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("task {task} was never claimed"))
+}
+
 /// Submits through one of the four APIs on `host`; returns the task id.
 async fn submit(host: &Host, api: &str, prompt: &str) -> String {
     match api {
@@ -467,6 +477,7 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
         .wait_job(&held, Duration::from_secs(30), |job| job["status"] != "queued")
         .await;
     assert_eq!(taken["status"], "running", "killed mid-generation: {taken}");
+    let killed = claimed_by(&db, &held).await;
     gpu_worker.kill9();
     let (_, meanwhile) = hosts[0].get(&format!("/api/v1/jobs/{held}")).await;
     assert!(
@@ -477,6 +488,11 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
     let recovered = hosts[0].wait_terminal(&held).await;
     match recovered["status"].as_str() {
         Some("succeeded") => {
+            assert_ne!(
+                claimed_by(&db, &held).await,
+                killed,
+                "the task finished before its worker was killed: {recovered}"
+            );
             let asset = recovered["outputAssetIds"][0].as_str().unwrap();
             downloads_from_both(&hosts, asset).await;
         }
