@@ -37,11 +37,11 @@ use easel_tests::{
     send,
 };
 use fakes::{Fake, dashscope, easel::plugin_options, kling};
+use futures::StreamExt;
 use reqwest::{
     Method,
     multipart::{Form, Part},
 };
-use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
@@ -73,11 +73,12 @@ impl Drop for Worker {
     }
 }
 
-/// Everything a worker role needs besides its environment file.
+/// A worker role as the test runs it: its unit's command, its environment file with the
+/// site's values, and its own data folder.
 struct WorkerSite {
     role: Role,
-    data_dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    _data_dir: tempfile::TempDir,
 }
 
 impl WorkerSite {
@@ -88,8 +89,11 @@ impl WorkerSite {
         assert_eq!(role.args[0], "worker", "{name}: {:?}", role.args);
         let data_dir = tempfile::tempdir().unwrap();
         let config = data_dir.path().join("easel.toml");
-        std::fs::write(&config, easel_tests::merge_toml(deploy::config("worker"), toml).to_string())
-            .unwrap();
+        std::fs::write(
+            &config,
+            easel_tests::merge_toml(deploy::config("worker"), toml).to_string(),
+        )
+        .unwrap();
         let mut replaced: Vec<(&str, Option<&str>)> = vec![
             ("EASEL_CONFIG", Some(config.to_str().unwrap())),
             ("EASEL_DATA_DIR", Some(data_dir.path().to_str().unwrap())),
@@ -101,23 +105,22 @@ impl WorkerSite {
         let env = role.env(&replaced);
         Self {
             role,
-            data_dir,
             env,
+            _data_dir: data_dir,
         }
     }
 
-    /// Starts the role's command with its environment (through `host`'s harness, which
-    /// finds the binary), plus `extra` that only a test needs.
-    fn spawn(&self, host: &Host, extra: &[(&str, &str)]) -> Worker {
-        let args: Vec<&str> = self.role.args[1..].iter().map(String::as_str).collect();
-        let mut env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        env.extend_from_slice(extra);
-        let _ = &self.data_dir;
-        Worker(host.spawn_worker_with(&args, &env))
+    /// Starts the role's command with that environment and nothing else but `extra`, which
+    /// only a test needs.
+    fn spawn(&self, extra: &[(&str, &str)]) -> Worker {
+        let child = easel_tests::easel_command()
+            .args(&self.role.args)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .envs(extra.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starting easel worker");
+        Worker(child)
     }
 }
 
@@ -428,8 +431,9 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
     // This machine has no GPU: the CPU device, as the other diffusion tests use.
     let gpu_extra = [("EASEL_SD_DEVICE", "flex")];
     let mut workers: HashMap<String, Vec<String>> = HashMap::new();
-    let _vendor_worker = vendor.spawn(&hosts[0], &[]);
-    let mut gpu_worker = gpu.spawn(&hosts[0], &gpu_extra);
+    // The fakes stand in for the vendors on loopback, which easel reaches only in tests.
+    let _vendor_worker = vendor.spawn(&[("EASEL_ALLOW_PRIVATE_TARGETS", "1")]);
+    let mut gpu_worker = gpu.spawn(&gpu_extra);
     joined(&db, &["dashscope", "kling"], &mut workers).await;
     joined(&db, &["local"], &mut workers).await;
     let models = [
@@ -456,7 +460,11 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
             if model_of(api) == "local/tiny-sd" {
                 assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{api}: {asset}");
             } else {
-                assert_eq!(bytes, fakes::PNG_1X1, "{api}: {asset} is not the vendor's file");
+                assert_eq!(
+                    bytes,
+                    fakes::PNG_1X1,
+                    "{api}: {asset} is not the vendor's file"
+                );
             }
         }
     }
@@ -474,17 +482,22 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
     assert_eq!(status, 202, "{created}");
     let held = created["job"]["id"].as_str().unwrap().to_string();
     let taken = hosts[1]
-        .wait_job(&held, Duration::from_secs(30), |job| job["status"] != "queued")
+        .wait_job(&held, Duration::from_secs(30), |job| {
+            job["status"] != "queued"
+        })
         .await;
     assert_eq!(taken["status"], "running", "killed mid-generation: {taken}");
     let killed = claimed_by(&db, &held).await;
     gpu_worker.kill9();
     let (_, meanwhile) = hosts[0].get(&format!("/api/v1/jobs/{held}")).await;
     assert!(
-        matches!(meanwhile["job"]["status"].as_str(), Some("running" | "queued")),
+        matches!(
+            meanwhile["job"]["status"].as_str(),
+            Some("running" | "queued")
+        ),
         "{meanwhile}"
     );
-    gpu_worker = gpu.spawn(&hosts[0], &gpu_extra);
+    gpu_worker = gpu.spawn(&gpu_extra);
     let recovered = hosts[0].wait_terminal(&held).await;
     match recovered["status"].as_str() {
         Some("succeeded") => {
@@ -619,16 +632,19 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
         let (id, provider): (String, String) = (row.get("id"), row.get("provider"));
         let worker: Option<String> = row.get("worker_id");
         let worker = worker.unwrap_or_else(|| panic!("task {id} ({provider}) was never claimed"));
-        let served = workers
-            .get(&worker)
-            .unwrap_or_else(|| panic!("task {id} was claimed by {worker}, not a worker: {workers:?}"));
+        let served = workers.get(&worker).unwrap_or_else(|| {
+            panic!("task {id} was claimed by {worker}, not a worker: {workers:?}")
+        });
         assert!(
             served.contains(&provider),
             "task {id} of {provider} was claimed by {worker}, which serves {served:?}"
         );
         *claims.entry(provider).or_default() += 1;
     }
-    eprintln!("claims by provider: {claims:?}; {:?} in all", started.elapsed());
+    eprintln!(
+        "claims by provider: {claims:?}; {:?} in all",
+        started.elapsed()
+    );
     assert_eq!(claims.values().sum::<usize>(), 8 + 1 + 1 + 4, "{claims:?}");
     drop(gpu_worker);
 }

@@ -115,7 +115,11 @@ async fn bench(backend: Backend, seconds: u64, concurrency: usize, api_hosts: us
     let (reads, _) = drive(seconds, concurrency, move |i| {
         let (client, url) = (
             client.clone(),
-            format!("{}/{}", bases[i % bases.len()], read_ids[i % read_ids.len()]),
+            format!(
+                "{}/{}",
+                bases[i % bases.len()],
+                read_ids[i % read_ids.len()]
+            ),
         );
         async move {
             let response = client

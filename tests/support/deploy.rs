@@ -46,9 +46,12 @@ pub fn role(name: &str) -> Role {
     );
     let args = words.map(str::to_string).collect();
     let installed = setting("EnvironmentFile");
-    let file = installed
-        .strip_prefix("/etc/easel/")
-        .unwrap_or_else(|| panic!("{}: EnvironmentFile outside /etc/easel", unit_path.display()));
+    let file = installed.strip_prefix("/etc/easel/").unwrap_or_else(|| {
+        panic!(
+            "{}: EnvironmentFile outside /etc/easel",
+            unit_path.display()
+        )
+    });
     let env_path = deploy_dir().join(file);
     let text = std::fs::read_to_string(&env_path)
         .unwrap_or_else(|error| panic!("{}: {error}", env_path.display()));
@@ -89,11 +92,13 @@ impl Role {
         }
         self.vars
             .iter()
-            .filter_map(|(name, value)| match site.iter().find(|(set, _)| set == name) {
-                Some((_, Some(replaced))) => Some((name.clone(), replaced.to_string())),
-                Some((_, None)) => None,
-                None => Some((name.clone(), value.clone())),
-            })
+            .filter_map(
+                |(name, value)| match site.iter().find(|(set, _)| set == name) {
+                    Some((_, Some(replaced))) => Some((name.clone(), replaced.to_string())),
+                    Some((_, None)) => None,
+                    None => Some((name.clone(), value.clone())),
+                },
+            )
             .collect()
     }
 }

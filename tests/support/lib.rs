@@ -120,6 +120,18 @@ pub fn easel_bin() -> PathBuf {
     bin
 }
 
+/// The `easel` binary under test with an environment of its own: only `PATH` and quiet logs
+/// (`EASEL_LOG=warn`); its errors go to the test's.
+pub fn easel_command() -> Command {
+    let mut command = Command::new(easel_bin());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("EASEL_LOG", "warn")
+        .stderr(Stdio::inherit());
+    command
+}
+
 /// A new, empty database on the test PostgreSQL server; its URL.
 pub async fn fresh_postgres_database() -> String {
     let admin = std::env::var("EASEL_TEST_POSTGRES").expect(
@@ -190,20 +202,16 @@ impl Host {
 
     /// The `easel` command with this host's environment.
     fn command(&self, subcommand: &str) -> Command {
-        let mut command = Command::new(easel_bin());
+        let mut command = easel_command();
         command
             .arg(subcommand)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("EASEL_ADDR", "127.0.0.1:0")
             .env("EASEL_DATA_DIR", self.data_dir.path())
             .env("EASEL_CONFIG", self.data_dir.path().join("easel.toml"))
             .env("EASEL_API_KEYS", KEYS)
-            .env("EASEL_LOG", "warn")
             // Most suites drive the free offline provider; `Options::env` can turn it off.
             .env("EASEL_OFFLINE_PROVIDER", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
         if self.options.allow_private {
             command.env("EASEL_ALLOW_PRIVATE_TARGETS", "1");
         }
