@@ -10,7 +10,8 @@
 //! - No process claims a task it cannot run: every task's worker id is looked up in the
 //!   workers table and its provider found among that worker's.
 //! - Faults: the GPU worker killed (`kill -9`) mid-generation, and its task finished by the
-//!   worker started again; an API host killed mid-upload, and nothing accepted lost; the S3
+//!   worker started again; an API host killed mid-upload (while receiving, and while sending
+//!   a received file to the store), and nothing accepted lost; the S3
 //!   server stopped for ten seconds, and what needs it waits, then service resumes without a
 //!   restart. After each, every asset row points at a whole object (size and SHA-256) and
 //!   every object has its row.
@@ -555,11 +556,49 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
         "the cut upload was accepted: {cut:?}"
     );
     assert_eq!(downloads_from_both(&hosts, &accepted_id).await, whole);
-    let (_, listed) = hosts[0].get("/api/v1/assets").await;
+
+    // Killed again with a file received whole and on its way to the store (held there by the
+    // store being down).
+    s3.stop();
+    let unstored = noise(12 * 1024 * 1024, 5);
+    let storing = {
+        let request = hosts[1]
+            .as_key(Method::POST, "/api/v1/assets", "key-a")
+            .multipart(Form::new().part(
+                "files",
+                Part::bytes(unstored.clone()).file_name("unstored.bin"),
+            ));
+        tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+    };
+    let receiving = hosts[1].data_dir().join("assets");
+    let received = Instant::now();
+    while !std::fs::read_dir(&receiving).is_ok_and(|files| {
+        files.flatten().any(|file| {
+            file.metadata()
+                .is_ok_and(|m| m.len() >= unstored.len() as u64)
+        })
+    }) {
+        assert!(
+            received.elapsed() < Duration::from_secs(20),
+            "the upload was never received"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hosts[1].kill9_and_restart().await;
+    s3.resume().await;
+    let cut = storing.await.unwrap();
     assert!(
-        !listed.to_string().contains("cut.bin"),
-        "a row for the cut upload: {listed}"
+        cut.as_ref().map_or(true, |status| !status.is_success()),
+        "the upload cut on its way to the store was accepted: {cut:?}"
     );
+    let (_, listed) = hosts[0].get("/api/v1/assets").await;
+    for name in ["cut.bin", "unstored.bin"] {
+        assert!(
+            !listed.to_string().contains(name),
+            "a row for the cut upload {name}: {listed}"
+        );
+    }
     let stored = bucket_matches_rows(&db, &s3, &bucket, &prefix).await;
     eprintln!(
         "API host killed mid-upload; {stored} rows match the bucket after {:?}",
