@@ -11,10 +11,10 @@
 //!   workers table and its provider found among that worker's.
 //! - Faults: the GPU worker killed (`kill -9`) mid-generation, and its task finished by the
 //!   worker started again; an API host killed mid-upload (while receiving, and while sending
-//!   a received file to the store), and nothing accepted lost; the S3
-//!   server stopped for ten seconds, and what needs it waits, then service resumes without a
-//!   restart. After each, every asset row points at a whole object (size and SHA-256) and
-//!   every object has its row.
+//!   a received file to the store), and nothing accepted lost; the S3 server stopped for ten
+//!   seconds, and what needs it waits, then service resumes without a restart. After each,
+//!   every asset row points at a whole object (size and SHA-256) and every object has its
+//!   row.
 //!
 //! Capacity across hosts (`max_in_flight` counted by a slow fake) is `capacity.rs`'s.
 
@@ -684,6 +684,7 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
         "claims by provider: {claims:?}; {:?} in all",
         started.elapsed()
     );
+    // Two hosts × four APIs, the interrupted one, one during the outage, four after it.
     assert_eq!(claims.values().sum::<usize>(), 8 + 1 + 1 + 4, "{claims:?}");
     drop(gpu_worker);
 }

@@ -70,11 +70,6 @@ pub fn role(name: &str) -> Role {
 }
 
 impl Role {
-    /// The names its environment file sets.
-    pub fn names(&self) -> Vec<&str> {
-        self.vars.iter().map(|(name, _)| name.as_str()).collect()
-    }
-
     /// The file's value of `name`.
     pub fn value(&self, name: &str) -> &str {
         self.vars
