@@ -7,6 +7,9 @@
 //!   `synchronous=NORMAL` in WAL mode keeps every committed transaction across `kill -9` of
 //!   the process (only an OS crash or power loss can drop the last commits); set
 //!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too.
+//! - SQLite connections are lent without the pool's liveness ping (a file opened in this
+//!   process cannot hang up), and terminal transitions that queue for the writer at the same
+//!   time are committed together ([`tasks::finish`]).
 //! - On PostgreSQL both handles are the same pool; queue claims use `FOR UPDATE SKIP LOCKED`.
 //! - SQL is written once with `$N` placeholders, which both drivers accept; the few
 //!   backend-specific fragments come from [`Store::skip_locked`].
@@ -63,6 +66,8 @@ pub struct Store {
     pub backend: Backend,
     /// The URL it was opened with (PostgreSQL's LISTEN needs its own connection).
     pub url: String,
+    /// Terminal transitions waiting for SQLite's writer, committed together.
+    finishes: std::sync::Arc<tasks::FinishQueue>,
 }
 
 impl Store {
@@ -84,6 +89,7 @@ impl Store {
                 reader: pool,
                 backend: Backend::Postgres,
                 url: url.into(),
+                finishes: Default::default(),
             });
         }
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -104,6 +110,10 @@ impl Store {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
+                // sqlx pings a connection before lending it (and again when it comes back):
+                // on SQLite each ping is one more round trip to the connection's worker
+                // thread, and a connection to a file in this process cannot have gone away.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .after_connect(move |conn, _| Box::pin(apply_pragmas(conn, pragmas.clone())))
                 .connect(&any_url)
@@ -115,6 +125,7 @@ impl Store {
             reader,
             backend: Backend::Sqlite,
             url: any_url,
+            finishes: Default::default(),
         })
     }
 

@@ -532,18 +532,158 @@ pub async fn claim_lapsed(
     .await?)
 }
 
+/// Renders the webhook body of a finished task.
+pub type WebhookBody = std::sync::Arc<dyn Fn(&Task) -> String + Send + Sync>;
+
 /// Moves a live (queued or running) task to `ending`; `None` when it was already terminal.
 /// In the same transaction, a task that did not succeed gets its reservation back, and a
 /// task with a webhook gets its outbox row, with the body `webhook_body` renders from the
-/// finished task. A task that succeeded without a webhook has nothing more to write: it ends
-/// in one autocommitted statement (every chat, most jobs), instead of three round trips to
-/// the database's writer.
+/// finished task. A task that succeeded without a webhook has nothing more to write: alone,
+/// it ends in one autocommitted statement (every chat, most jobs).
+///
+/// On SQLite, where every write already waits for the one writer connection, the terminal
+/// transitions waiting at the same time are committed together ([`FinishQueue`]): one
+/// transaction, one lend of the connection and one WAL commit for all of them. Either way
+/// this returns only once its own transition is committed, so a caller that answers a client
+/// after it (a chat's answer, its `[DONE]`) answers for a task that is recorded and charged.
 pub async fn finish(
+    store: &Store,
+    id: &str,
+    ending: Ending,
+    now: i64,
+    webhook_body: WebhookBody,
+) -> anyhow::Result<Option<Task>> {
+    if store.backend == Backend::Postgres {
+        return finish_alone(store, id, &ending, now, &*webhook_body).await;
+    }
+    store.finishes.finish(store, id, ending, now, webhook_body).await
+}
+
+/// Terminal transitions waiting for SQLite's writer, committed in groups.
+///
+/// Invariants:
+/// - A caller queues its transition, then either finds it committed (by another caller's
+///   group) or takes the turn and commits everything queued so far, its own included, in one
+///   transaction; it returns only after the commit that holds its transition.
+/// - Each transition in a group is the same statements [`finish_alone`] runs (its `UPDATE`
+///   guarded by the live statuses, its refund and outbox row), so the first outcome of a task
+///   still wins and a reservation is kept or returned exactly once, whoever commits it.
+/// - A group that fails is rolled back whole and each of its transitions is run again alone,
+///   so one bad transition fails only its own caller. A caller whose group was abandoned
+///   before answering (the future committing it was dropped) runs its transition alone; if
+///   the group had committed it, the live-status guard makes that a no-op (`None`). A
+///   transition whose own caller stopped waiting is still committed with the next group.
+#[derive(Default)]
+pub struct FinishQueue {
+    waiting: std::sync::Mutex<Vec<QueuedFinish>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+struct QueuedFinish {
+    id: String,
+    ending: Ending,
+    now: i64,
+    webhook_body: WebhookBody,
+    done: tokio::sync::oneshot::Sender<anyhow::Result<Option<Task>>>,
+}
+
+impl FinishQueue {
+    async fn finish(
+        &self,
+        store: &Store,
+        id: &str,
+        ending: Ending,
+        now: i64,
+        webhook_body: WebhookBody,
+    ) -> anyhow::Result<Option<Task>> {
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.lock_waiting().push(QueuedFinish {
+            id: id.to_string(),
+            ending: ending.clone(),
+            now,
+            webhook_body: webhook_body.clone(),
+            done,
+        });
+        let answered = tokio::select! {
+            biased;
+            answered = &mut answer => answered,
+            turn = self.turn.lock() => {
+                let group = std::mem::take(&mut *self.lock_waiting());
+                commit_group(store, group).await;
+                drop(turn);
+                // Queued before the group was taken, so this group or an earlier one held it.
+                answer.await
+            }
+        };
+        match answered {
+            Ok(result) => result,
+            Err(_abandoned) => finish_alone(store, id, &ending, now, &*webhook_body).await,
+        }
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<QueuedFinish>> {
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Commits `group` in one transaction (a single transition alone, as [`finish_alone`]) and
+/// answers each caller; on failure, runs each transition alone.
+async fn commit_group(store: &Store, group: Vec<QueuedFinish>) {
+    if group.len() > 1 {
+        match finish_together(store, &group).await {
+            Ok(results) => {
+                for (queued, result) in group.into_iter().zip(results) {
+                    let _ = queued.done.send(Ok(result));
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, size = group.len(), "a group of task finishes failed; finishing each alone");
+            }
+        }
+    }
+    for queued in group {
+        let result = finish_alone(
+            store,
+            &queued.id,
+            &queued.ending,
+            queued.now,
+            &*queued.webhook_body,
+        )
+        .await;
+        let _ = queued.done.send(result);
+    }
+}
+
+async fn finish_together(
+    store: &Store,
+    group: &[QueuedFinish],
+) -> anyhow::Result<Vec<Option<Task>>> {
+    let mut tx = store.writer.begin().await?;
+    let mut results = Vec::with_capacity(group.len());
+    for queued in group {
+        results.push(
+            finish_in(
+                &mut tx,
+                &queued.id,
+                &queued.ending,
+                queued.now,
+                &*queued.webhook_body,
+            )
+            .await?,
+        );
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// One terminal transition on its own (see [`finish`]).
+async fn finish_alone(
     store: &Store,
     id: &str,
     ending: &Ending,
     now: i64,
-    webhook_body: impl FnOnce(&Task) -> String,
+    webhook_body: &(dyn Fn(&Task) -> String + Send + Sync),
 ) -> anyhow::Result<Option<Task>> {
     if ending.status == Status::Succeeded {
         let alone = finish_row(&store.writer, id, ending, now, "AND webhook_url IS NULL").await?;
@@ -552,12 +692,26 @@ pub async fn finish(
         }
     }
     let mut tx = store.writer.begin().await?;
-    let task = finish_row(&mut *tx, id, ending, now, "").await?;
+    let task = finish_in(&mut tx, id, ending, now, webhook_body).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// The statements of one terminal transition, inside `tx`: the guarded `UPDATE`, the refund
+/// of a task that did not succeed, the outbox row of a task with a webhook.
+async fn finish_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    ending: &Ending,
+    now: i64,
+    webhook_body: &(dyn Fn(&Task) -> String + Send + Sync),
+) -> anyhow::Result<Option<Task>> {
+    let task = finish_row(&mut **tx, id, ending, now, "").await?;
     if let Some(task) = &task
         && task.reserved_micros > 0
         && ending.status != Status::Succeeded
     {
-        credits::refund(&mut tx, task, now).await?;
+        credits::refund(tx, task, now).await?;
     }
     if let Some(task) = &task
         && let Some(url) = &task.webhook_url
@@ -570,10 +724,9 @@ pub async fn finish(
         .bind(url)
         .bind(webhook_body(task))
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(task)
 }
 
@@ -850,8 +1003,112 @@ pub async fn webhook_failed(
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
+    use std::sync::Arc;
 
     use regex::Regex;
+
+    use super::{Ending, Start, finish, insert};
+    use crate::{
+        engine::{
+            NewTask,
+            provider::GenerationRequest,
+            task::{Status, Task, now_ms},
+        },
+        store::Store,
+    };
+
+    fn ending(status: Status) -> Ending {
+        Ending {
+            status,
+            outputs: "[]".into(),
+            usage: None,
+            error: (status != Status::Succeeded).then(|| "ended".to_string()),
+        }
+    }
+
+    /// Many priced chats finishing at once on SQLite are committed in groups: each ends once
+    /// (the first outcome wins over a second, concurrent one), a succeeded one keeps its
+    /// reservation and a failed one gets it back exactly once, and a webhook's outbox row is
+    /// written with its task's transition.
+    #[tokio::test]
+    async fn finishes_committed_together_each_end_and_charge_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("easel.db").display());
+        let store = Store::open(&url, "NORMAL").await.unwrap();
+        const PRICE: i64 = 1_000;
+        const START: i64 = 1_000_000;
+        sqlx::query("INSERT INTO balances (client_id, micros, updated_at) VALUES ('c', $1, 0)")
+            .bind(START)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let request = GenerationRequest {
+            capability: "chat".into(),
+            model: "m".into(),
+            prompt: "hello".into(),
+            params: Default::default(),
+            inputs: Vec::new(),
+        };
+        let mut ids = Vec::new();
+        for n in 0..40 {
+            let mut new = NewTask::for_tests("p", request.clone());
+            new.price_micros = PRICE;
+            if n == 0 {
+                new.webhook_url = Some("http://example.invalid/hook".into());
+            }
+            let id = format!("job_{n:02}");
+            let start = Start::Streaming {
+                lease_end: now_ms() + 60_000,
+            };
+            insert(&store, &id, &new, now_ms(), start).await.unwrap();
+            ids.push(id);
+        }
+        // Even tasks succeed, odd ones fail; every task is also cancelled at the same time.
+        let finishes = ids.iter().enumerate().flat_map(|(n, id)| {
+            let first = if n % 2 == 0 { Status::Succeeded } else { Status::Failed };
+            [first, Status::Cancelled].map(|status| {
+                let store = store.clone();
+                let id = id.clone();
+                async move {
+                    let body: super::WebhookBody =
+                        Arc::new(|task: &Task| format!("{{\"id\":\"{}\"}}", task.id));
+                    let ended = finish(&store, &id, ending(status), now_ms(), body).await.unwrap();
+                    (id, status, ended.map(|task| task.status))
+                }
+            })
+        });
+        let ended = futures::future::join_all(finishes).await;
+        let mut succeeded = 0;
+        for id in &ids {
+            let outcomes: Vec<Status> = ended
+                .iter()
+                .filter(|(task, _, _)| task == id)
+                .filter_map(|(_, asked, stored)| stored.inspect(|s| assert_eq!(s, asked)))
+                .collect();
+            assert_eq!(outcomes.len(), 1, "{id} ended once: {ended:?}");
+            let stored = super::fetch(&store, id).await.unwrap().unwrap();
+            assert_eq!(stored.status, outcomes[0], "{id}");
+            succeeded += i64::from(stored.status == Status::Succeeded);
+        }
+        assert!(succeeded > 0, "some succeeded: {ended:?}");
+        let (balance,): (i64,) = sqlx::query_as("SELECT micros FROM balances WHERE client_id = 'c'")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(balance, START - succeeded * PRICE, "charged once per success");
+        let (refunds,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_ledger WHERE kind = 'refund'",
+        )
+        .fetch_one(&store.reader)
+        .await
+        .unwrap();
+        assert_eq!(refunds, 40 - succeeded, "refunded once per task that did not succeed");
+        let hooks: Vec<(String,)> = sqlx::query_as("SELECT task_id FROM webhook_outbox")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(hooks, [("job_00".to_string(),)]);
+    }
 
     /// SQL that reads or writes one of this module's tables.
     fn table_sql() -> Regex {
