@@ -8,8 +8,9 @@
 //!   the process (only an OS crash or power loss can drop the last commits); set
 //!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too.
 //! - SQLite connections are lent without the pool's liveness ping (a file opened in this
-//!   process cannot hang up), and terminal transitions that queue for the writer at the same
-//!   time are committed together ([`tasks::finish`]).
+//!   process cannot hang up), and task inserts and terminal transitions that wait for the
+//!   writer at the same time are committed together ([`tasks::WriteQueue`]), each caller
+//!   answered only after the commit that holds its write.
 //! - On PostgreSQL both handles are the same pool; queue claims use `FOR UPDATE SKIP LOCKED`.
 //! - SQL is written once with `$N` placeholders, which both drivers accept; the few
 //!   backend-specific fragments come from [`Store::skip_locked`].
@@ -66,8 +67,8 @@ pub struct Store {
     pub backend: Backend,
     /// The URL it was opened with (PostgreSQL's LISTEN needs its own connection).
     pub url: String,
-    /// Terminal transitions waiting for SQLite's writer, committed together.
-    finishes: std::sync::Arc<tasks::FinishQueue>,
+    /// Task writes waiting for SQLite's writer, committed together.
+    writes: std::sync::Arc<tasks::WriteQueue>,
 }
 
 impl Store {
@@ -89,7 +90,7 @@ impl Store {
                 reader: pool,
                 backend: Backend::Postgres,
                 url: url.into(),
-                finishes: Default::default(),
+                writes: Default::default(),
             });
         }
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -125,7 +126,7 @@ impl Store {
             reader,
             backend: Backend::Sqlite,
             url: any_url,
-            finishes: Default::default(),
+            writes: Default::default(),
         })
     }
 
