@@ -10,7 +10,9 @@
 //! - SQLite connections are lent without the pool's liveness ping (a file opened in this
 //!   process cannot hang up), and task inserts and terminal transitions that wait for the
 //!   writer at the same time are committed together ([`tasks::WriteQueue`]), each caller
-//!   answered only after the commit that holds its write.
+//!   answered only after the commit that holds its write. A client's limit rows are read
+//!   at admission at most every two seconds, and again at once after this host changed them
+//!   ([`limits::RowCache`]).
 //! - On PostgreSQL both handles are the same pool; queue claims use `FOR UPDATE SKIP LOCKED`.
 //! - SQL is written once with `$N` placeholders, which both drivers accept; the few
 //!   backend-specific fragments come from [`Store::skip_locked`].
@@ -69,6 +71,8 @@ pub struct Store {
     pub url: String,
     /// Task writes waiting for SQLite's writer, committed together.
     writes: std::sync::Arc<tasks::WriteQueue>,
+    /// Clients' limit rows as last read (SQLite).
+    limit_rows: std::sync::Arc<limits::RowCache>,
 }
 
 impl Store {
@@ -91,6 +95,7 @@ impl Store {
                 backend: Backend::Postgres,
                 url: url.into(),
                 writes: Default::default(),
+                limit_rows: Default::default(),
             });
         }
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -127,6 +132,7 @@ impl Store {
             backend: Backend::Sqlite,
             url: any_url,
             writes: Default::default(),
+            limit_rows: Default::default(),
         })
     }
 
