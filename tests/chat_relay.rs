@@ -215,7 +215,10 @@ async fn every_answered_chat_is_recorded_and_charged_once() {
         // Read at once, without waiting: the answer went out after its task was recorded.
         let (status, job) = host.get(&format!("/api/v1/jobs/{id}")).await;
         assert_eq!(status, 200, "{job}");
-        assert_eq!(job["status"], "succeeded", "answered before recorded: {job}");
+        assert_eq!(
+            job["job"]["status"], "succeeded",
+            "answered before recorded: {job}"
+        );
         id
     }))
     .await;
