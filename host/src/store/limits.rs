@@ -128,7 +128,9 @@ impl RowCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CachedRows> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -650,9 +650,12 @@ enum Written {
 impl Write {
     async fn run(&self, conn: &mut sqlx::AnyConnection) -> anyhow::Result<Written> {
         Ok(match self {
-            Write::Insert { id, new, now, start } => {
-                Written::Inserted(insert_on(conn, Backend::Sqlite, id, new, *now, *start).await?)
-            }
+            Write::Insert {
+                id,
+                new,
+                now,
+                start,
+            } => Written::Inserted(insert_on(conn, Backend::Sqlite, id, new, *now, *start).await?),
             Write::Finish {
                 id,
                 ending,
@@ -700,7 +703,9 @@ impl WriteQueue {
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -1111,11 +1116,10 @@ mod tests {
     }
 
     async fn balance(store: &Store) -> i64 {
-        let (micros,): (i64,) =
-            sqlx::query_as("SELECT micros FROM balances WHERE client_id = 'c'")
-                .fetch_one(&store.reader)
-                .await
-                .unwrap();
+        let (micros,): (i64,) = sqlx::query_as("SELECT micros FROM balances WHERE client_id = 'c'")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
         micros
     }
 
@@ -1192,14 +1196,20 @@ mod tests {
         }
         // Even tasks succeed, odd ones fail; every task is also cancelled at the same time.
         let finishes = ids.iter().enumerate().flat_map(|(n, id)| {
-            let first = if n % 2 == 0 { Status::Succeeded } else { Status::Failed };
+            let first = if n % 2 == 0 {
+                Status::Succeeded
+            } else {
+                Status::Failed
+            };
             [first, Status::Cancelled].map(|status| {
                 let store = store.clone();
                 let id = id.clone();
                 async move {
                     let body: super::WebhookBody =
                         Arc::new(|task: &Task| format!("{{\"id\":\"{}\"}}", task.id));
-                    let ended = finish(&store, &id, ending(status), now_ms(), body).await.unwrap();
+                    let ended = finish(&store, &id, ending(status), now_ms(), body)
+                        .await
+                        .unwrap();
                     (id, status, ended.map(|task| task.status))
                 }
             })
@@ -1229,7 +1239,11 @@ mod tests {
         .fetch_one(&store.reader)
         .await
         .unwrap();
-        assert_eq!(refunds, 40 - succeeded, "refunded once per task that did not succeed");
+        assert_eq!(
+            refunds,
+            40 - succeeded,
+            "refunded once per task that did not succeed"
+        );
         let hooks: Vec<(String,)> = sqlx::query_as("SELECT task_id FROM webhook_outbox")
             .fetch_all(&store.reader)
             .await
