@@ -184,3 +184,52 @@ async fn a_client_that_leaves_before_the_first_byte_cancels_its_chat_at_once() {
         assert_eq!(account["balance"], 10.0, "refunded: {account}");
     }
 }
+
+/// Chats answered at once have their tasks' writes committed together (SQLite's group
+/// commit); whatever a client received is already recorded and charged, each chat once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_chat_is_recorded_and_charged_once() {
+    let (easel, _fake) =
+        easel_with_openai("[credits]\nenforce = true\nprices = { \"openai/gpt-4o-mini\" = 1 }")
+            .await;
+    let host = &easel.host;
+    let admin = |method, path: &str| host.as_key(method, path, ADMIN);
+    send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 100})))
+        .await;
+
+    const CHATS: usize = 24;
+    let answers = futures::future::join_all((0..CHATS).map(|n| async move {
+        let stream = n % 2 == 1;
+        let answer = host
+            .as_key(Method::POST, "/v1/chat/completions", "key-a")
+            .json(&chat(&format!("answer {n}"), stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let text = answer.text().await.unwrap();
+        assert!(text.contains(&format!("answer {n}")), "{text}");
+        // The id of the answer (whole) or of its chunks (streamed): the task's.
+        let at = text.find("\"id\":\"").unwrap() + "\"id\":\"".len();
+        let id = text[at..].split('"').next().unwrap().to_string();
+        // Read at once, without waiting: the answer went out after its task was recorded.
+        let (status, job) = host.get(&format!("/api/v1/jobs/{id}")).await;
+        assert_eq!(status, 200, "{job}");
+        assert_eq!(
+            job["job"]["status"], "succeeded",
+            "answered before recorded: {job}"
+        );
+        id
+    }))
+    .await;
+    let distinct: std::collections::HashSet<_> = answers.iter().collect();
+    assert_eq!(distinct.len(), CHATS, "{answers:?}");
+
+    let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+    assert_eq!(account["reserved"], 0.0, "{account}");
+    assert_eq!(
+        account["balance"],
+        (100 - CHATS) as f64,
+        "charged once per chat: {account}"
+    );
+}

@@ -191,15 +191,19 @@ async fn relay(
     token: CancellationToken,
     events: mpsc::Sender<Result<ChatEvent, ProviderError>>,
 ) {
-    let lease = tokio::spawn(lifecycle::hold_lease(
-        engine.clone(),
-        id.clone(),
-        token.clone(),
-    ));
+    // Held within this task (not a task of its own): one spawn and one abort fewer per chat.
+    let lease = lifecycle::hold_lease(engine.clone(), id.clone(), token.clone());
+    tokio::pin!(lease);
+    let mut lease_held = true;
     let mut text = String::new();
     let mut usage = None;
     let outcome = loop {
         let event = tokio::select! {
+            () = &mut lease, if lease_held => {
+                // No longer held, or the database cannot tell: the sweeper decides.
+                lease_held = false;
+                continue;
+            }
             _ = token.cancelled() => {
                 let _ = events.try_send(Err(ProviderError::Cancelled));
                 break if engine.shutdown_token().is_cancelled() {
@@ -233,16 +237,23 @@ async fn relay(
             Err(ProviderError::Cancelled) => Some(Outcome::Cancelled),
             Err(error) => Some(Outcome::Failed(error.to_string())),
         };
-        if events.send(event).await.is_err() {
+        // A slow client holds the answer back; the lease is kept meanwhile.
+        let room = loop {
+            tokio::select! {
+                () = &mut lease, if lease_held => lease_held = false,
+                room = events.reserve() => break room,
+            }
+        };
+        let Ok(room) = room else {
             break Outcome::Cancelled;
-        }
+        };
+        room.send(event);
         if let Some(outcome) = failure {
             break outcome;
         }
     };
     // Drop the provider's stream first, so an abandoned answer stops upstream too.
     drop(stream);
-    lease.abort();
     engine.untrack(&id);
     if let Err(error) = lifecycle::finish(&engine, &id, outcome).await {
         tracing::warn!(task = %id, %error, "recording a chat's end failed; the sweeper will");

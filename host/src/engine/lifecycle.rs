@@ -153,24 +153,25 @@ pub async fn claim(engine: &Engine) -> anyhow::Result<Option<(Task, Slot)>> {
 /// Moves a live task to its terminal status; `None` when it was already terminal.
 pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Result<Option<Task>> {
     let ending = outcome.ending();
-    let task = tasks::finish(engine.store(), id, &ending, now_ms(), |task| {
-        engine.render_webhook(task).to_string()
-    })
-    .await?;
+    let status = ending.status;
+    let renderer = engine.clone();
+    let webhook_body: tasks::WebhookBody =
+        std::sync::Arc::new(move |task: &Task| renderer.render_webhook(task).to_string());
+    let task = tasks::finish(engine.store(), id, ending, now_ms(), webhook_body).await?;
     if let Some(task) = &task {
         if engine.capacity().counts_in_database() {
             // Its slot is free: a worker waiting on a provider at its limit may claim now.
             engine.queued_signal().notify_one();
         }
-        tracing::info!(task = id, status = ending.status.as_str(), "task finished");
+        tracing::info!(task = id, status = status.as_str(), "task finished");
         let metrics = crate::metrics::get();
         metrics.task_finished(
             &task.provider,
             &task.model,
             &task.capability,
-            ending.status.as_str(),
+            status.as_str(),
         );
-        if ending.status != Status::Succeeded {
+        if status != Status::Succeeded {
             // The repository refunded the reservation in the same transaction.
             metrics.credits_refunded(task.reserved_micros);
         }

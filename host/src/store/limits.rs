@@ -7,6 +7,12 @@
 //! [`engine::limits`](crate::engine::limits), inside the insert's transaction, after [`lock`]
 //! took the client's rows.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
 use serde::Serialize;
 use sqlx::FromRow;
 
@@ -45,13 +51,25 @@ impl ClientLimit {
 
 const COLUMNS: &str = "client_id, model, requests_per_minute, concurrent_tasks, budget_micros, budget_period, priority";
 
+/// How long, on SQLite, a client's rows read at admission are trusted from memory.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(2);
+
 /// The rows that apply to a task of `model_id` (`provider/key`): the client-wide row and the
-/// model's own, client-wide first.
+/// model's own, client-wide first. On SQLite (one host owns the file) they come from
+/// [`RowCache`]; on PostgreSQL, where any host may change them, from the table each time.
 pub async fn applicable(
     store: &Store,
     client_id: &str,
     model_id: &str,
 ) -> anyhow::Result<Vec<ClientLimit>> {
+    if store.backend == Backend::Sqlite {
+        let rows = store.limit_rows.rows(store, client_id).await?;
+        return Ok(rows
+            .iter()
+            .filter(|row| row.model == ALL_MODELS || row.model == model_id)
+            .cloned()
+            .collect());
+    }
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM client_limits WHERE client_id = $1 AND model IN ('', $2) ORDER BY model"
     ))
@@ -59,6 +77,61 @@ pub async fn applicable(
     .bind(model_id)
     .fetch_all(&store.reader)
     .await?)
+}
+
+/// Each client's rows as this process last read them (SQLite only), so that an admission
+/// does not read the table every time.
+///
+/// Invariants: an entry is used for at most [`TRUSTED_FOR`] after it was read; [`set`] and
+/// [`remove`] drop the client's entry once their write is committed, and a read that began
+/// before such a change is not kept, so a change made through this host applies from the
+/// next admission on. The limits themselves are still decided in the insert's transaction,
+/// counted from `tasks`.
+#[derive(Default)]
+pub struct RowCache {
+    inner: Mutex<CachedRows>,
+}
+
+#[derive(Default)]
+struct CachedRows {
+    clients: HashMap<String, (Instant, Arc<Vec<ClientLimit>>)>,
+    /// Bumped by every change, so a read that raced one is not kept.
+    changes: u64,
+}
+
+impl RowCache {
+    async fn rows(&self, store: &Store, client_id: &str) -> anyhow::Result<Arc<Vec<ClientLimit>>> {
+        let changes = {
+            let cached = self.lock();
+            if let Some((read_at, rows)) = cached.clients.get(client_id)
+                && read_at.elapsed() < TRUSTED_FOR
+            {
+                return Ok(rows.clone());
+            }
+            cached.changes
+        };
+        let read_at = Instant::now();
+        let rows = Arc::new(list(store, client_id).await?);
+        let mut cached = self.lock();
+        if cached.changes == changes {
+            cached
+                .clients
+                .insert(client_id.to_string(), (read_at, rows.clone()));
+        }
+        Ok(rows)
+    }
+
+    fn forget(&self, client_id: &str) {
+        let mut cached = self.lock();
+        cached.changes += 1;
+        cached.clients.remove(client_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedRows> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Every row of the client, client-wide first.
@@ -91,6 +164,7 @@ pub async fn set(store: &Store, limit: &ClientLimit, now: i64) -> anyhow::Result
     .bind(limit.priority)
     .execute(&store.writer)
     .await?;
+    store.limit_rows.forget(&limit.client_id);
     Ok(())
 }
 
@@ -102,6 +176,7 @@ pub async fn remove(store: &Store, client_id: &str, model: &str) -> anyhow::Resu
         .execute(&store.writer)
         .await?
         .rows_affected();
+    store.limit_rows.forget(client_id);
     Ok(removed > 0)
 }
 

@@ -7,6 +7,12 @@
 //!   `synchronous=NORMAL` in WAL mode keeps every committed transaction across `kill -9` of
 //!   the process (only an OS crash or power loss can drop the last commits); set
 //!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too.
+//! - SQLite connections are lent without the pool's liveness ping (a file opened in this
+//!   process cannot hang up), and task inserts and terminal transitions that wait for the
+//!   writer at the same time are committed together ([`tasks::WriteQueue`]), each caller
+//!   answered only after the commit that holds its write. A client's limit rows are read
+//!   at admission at most every two seconds, and again at once after this host changed them
+//!   ([`limits::RowCache`]).
 //! - On PostgreSQL both handles are the same pool; queue claims use `FOR UPDATE SKIP LOCKED`.
 //! - SQL is written once with `$N` placeholders, which both drivers accept; the few
 //!   backend-specific fragments come from [`Store::skip_locked`].
@@ -63,6 +69,10 @@ pub struct Store {
     pub backend: Backend,
     /// The URL it was opened with (PostgreSQL's LISTEN needs its own connection).
     pub url: String,
+    /// Task writes waiting for SQLite's writer, committed together.
+    writes: std::sync::Arc<tasks::WriteQueue>,
+    /// Clients' limit rows as last read (SQLite).
+    limit_rows: std::sync::Arc<limits::RowCache>,
 }
 
 impl Store {
@@ -84,6 +94,8 @@ impl Store {
                 reader: pool,
                 backend: Backend::Postgres,
                 url: url.into(),
+                writes: Default::default(),
+                limit_rows: Default::default(),
             });
         }
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -104,6 +116,10 @@ impl Store {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
+                // sqlx pings a connection before lending it (and again when it comes back):
+                // on SQLite each ping is one more round trip to the connection's worker
+                // thread, and a connection to a file in this process cannot have gone away.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .after_connect(move |conn, _| Box::pin(apply_pragmas(conn, pragmas.clone())))
                 .connect(&any_url)
@@ -115,6 +131,8 @@ impl Store {
             reader,
             backend: Backend::Sqlite,
             url: any_url,
+            writes: Default::default(),
+            limit_rows: Default::default(),
         })
     }
 

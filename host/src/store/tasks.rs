@@ -21,6 +21,8 @@
 //!   itself, after taking one advisory lock on PostgreSQL, so that no two hosts count the same
 //!   free slot (SQLite's single writer runs the statement alone).
 
+use std::sync::Arc;
+
 use sqlx::FromRow;
 
 use crate::{
@@ -112,7 +114,8 @@ pub struct WebhookDelivery {
 
 /// Inserts a task, checking the client's limits and reserving its price from the client's
 /// balance in the same transaction when it has either. On PostgreSQL a trigger (migration
-/// 0002) notifies other hosts.
+/// 0002) notifies other hosts. On SQLite it is committed with the other writes waiting at the
+/// same time ([`WriteQueue`]); either way it returns once it is committed.
 pub async fn insert(
     store: &Store,
     id: &str,
@@ -120,20 +123,53 @@ pub async fn insert(
     now: i64,
     start: Start,
 ) -> Result<Task, SubmitError> {
+    if store.backend == Backend::Postgres {
+        let mut conn = store.writer.acquire().await.map_err(anyhow::Error::from)?;
+        return insert_on(&mut conn, store.backend, id, new, now, start).await?;
+    }
+    let write = Write::Insert {
+        id: id.to_string(),
+        new: new.clone(),
+        now,
+        start,
+    };
+    match store.writes.write(store, write).await? {
+        Written::Inserted(inserted) => inserted,
+        Written::Finished(_) => unreachable!("an insert answers as one"),
+    }
+}
+
+/// The statements of [`insert`] on `conn`: alone, one autocommitted `INSERT` or one
+/// transaction; inside a group's transaction, the `INSERT` or a savepoint. A refusal (a
+/// limit, the balance) is the inner error, and leaves nothing written.
+async fn insert_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    id: &str,
+    new: &NewTask,
+    now: i64,
+    start: Start,
+) -> anyhow::Result<Result<Task, SubmitError>> {
+    use sqlx::Connection;
     if new.price_micros <= 0 && new.limits.is_empty() {
-        // One autocommitted statement: the common path costs a single round trip.
-        return Ok(insert_row(&store.writer, id, new, now, start).await?);
+        // One statement: the common path costs a single round trip.
+        return Ok(Ok(insert_row(&mut *conn, id, new, now, start).await?));
     }
-    let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
-    if !new.limits.is_empty() {
-        limits::enforce(&mut tx, store.backend, new, now).await??;
+    let mut tx = conn.begin().await?;
+    if !new.limits.is_empty()
+        && let Err(limited) = limits::enforce(&mut tx, backend, new, now).await?
+    {
+        return Ok(Err(limited.into()));
     }
-    if new.price_micros > 0 {
-        credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
+    if new.price_micros > 0
+        && let Err(short) =
+            credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await?
+    {
+        return Ok(Err(short.into()));
     }
     let task = insert_row(&mut *tx, id, new, now, start).await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    Ok(task)
+    tx.commit().await?;
+    Ok(Ok(task))
 }
 
 /// Inserts a queued task under the client's idempotency `key` (with the `hash` of the body it
@@ -535,26 +571,211 @@ pub async fn claim_lapsed(
     .await?)
 }
 
+/// Renders the webhook body of a finished task.
+pub type WebhookBody = Arc<dyn Fn(&Task) -> String + Send + Sync>;
+
 /// Moves a live (queued or running) task to `ending`; `None` when it was already terminal.
 /// In the same transaction, a task that did not succeed gets its reservation back, and a
 /// task with a webhook gets its outbox row, with the body `webhook_body` renders from the
-/// finished task. A task that succeeded without a webhook has nothing more to write: it ends
-/// in one autocommitted statement (every chat, most jobs), instead of three round trips to
-/// the database's writer.
+/// finished task. A task that succeeded without a webhook has nothing more to write: alone,
+/// it ends in one autocommitted statement (every chat, most jobs). On SQLite it is committed
+/// with the other writes waiting at the same time ([`WriteQueue`]); either way it returns
+/// once it is committed, so a caller that answers a client after it (a chat's answer, its
+/// `[DONE]`) answers for a task that is recorded and charged.
 pub async fn finish(
     store: &Store,
     id: &str,
+    ending: Ending,
+    now: i64,
+    webhook_body: WebhookBody,
+) -> anyhow::Result<Option<Task>> {
+    if store.backend == Backend::Postgres {
+        let mut conn = store.writer.acquire().await?;
+        return finish_on(&mut conn, id, &ending, now, &*webhook_body).await;
+    }
+    let write = Write::Finish {
+        id: id.to_string(),
+        ending,
+        now,
+        webhook_body,
+    };
+    match store.writes.write(store, write).await? {
+        Written::Finished(task) => Ok(task),
+        Written::Inserted(_) => unreachable!("a finish answers as one"),
+    }
+}
+
+/// Group commit for SQLite: the task inserts and terminal transitions that wait for the one
+/// writer connection at the same time are committed in one transaction, with one lend of the
+/// connection and one WAL commit for all of them, where each would otherwise pay its own.
+///
+/// Invariants:
+/// - A caller queues its write, then either finds it committed by another caller's group, or
+///   takes the turn and commits everything queued so far, its own write included. It returns
+///   only after the commit that holds its write: what it then tells its client (an accepted
+///   task, a chat's answer) is as durable as a write of its own would have made it.
+/// - Each write in a group runs the statements it runs alone ([`insert_on`], [`finish_on`]):
+///   a refused insert rolls back its own savepoint and changes nothing; a terminal `UPDATE`
+///   names the live statuses, so the first outcome of a task wins and a reservation is kept
+///   or returned exactly once, whoever commits it.
+/// - When a write fails in a group (an error, not a refusal), nothing after it runs, the
+///   group is rolled back whole and each of its writes runs again alone, so a failure is only
+///   its own caller's. A group of more than one write is committed in a task of its own, so a
+///   caller that goes away mid-group (a client hanging up) cannot abandon the others' writes.
+#[derive(Default)]
+pub struct WriteQueue {
+    waiting: std::sync::Mutex<Vec<Queued>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write that may be committed in a group.
+enum Write {
+    Insert {
+        id: String,
+        new: NewTask,
+        now: i64,
+        start: Start,
+    },
+    Finish {
+        id: String,
+        ending: Ending,
+        now: i64,
+        webhook_body: WebhookBody,
+    },
+}
+
+/// What a [`Write`] answers.
+enum Written {
+    Inserted(Result<Task, SubmitError>),
+    Finished(Option<Task>),
+}
+
+impl Write {
+    async fn run(&self, conn: &mut sqlx::AnyConnection) -> anyhow::Result<Written> {
+        Ok(match self {
+            Write::Insert {
+                id,
+                new,
+                now,
+                start,
+            } => Written::Inserted(insert_on(conn, Backend::Sqlite, id, new, *now, *start).await?),
+            Write::Finish {
+                id,
+                ending,
+                now,
+                webhook_body,
+            } => Written::Finished(finish_on(conn, id, ending, *now, &**webhook_body).await?),
+        })
+    }
+}
+
+struct Queued {
+    write: Arc<Write>,
+    done: tokio::sync::oneshot::Sender<anyhow::Result<Written>>,
+}
+
+impl WriteQueue {
+    async fn write(&self, store: &Store, write: Write) -> anyhow::Result<Written> {
+        let write = Arc::new(write);
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.lock_waiting().push(Queued {
+            write: write.clone(),
+            done,
+        });
+        let answered = tokio::select! {
+            biased;
+            answered = &mut answer => answered,
+            turn = self.turn.clone().lock_owned() => {
+                let group = std::mem::take(&mut *self.lock_waiting());
+                if group.len() == 1 && Arc::ptr_eq(&group[0].write, &write) {
+                    // Its own write alone: run here, as without a group.
+                    commit_group(store, group).await;
+                    drop(turn);
+                } else if !group.is_empty() {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        commit_group(&store, group).await;
+                        drop(turn);
+                    });
+                }
+                // Queued before the group was taken, so this group or an earlier one holds it.
+                answer.await
+            }
+        };
+        answered.map_err(|_| anyhow::anyhow!("the database write was abandoned (shutting down)"))?
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs `group` on the writer connection, in one transaction when it holds more than one
+/// write, and answers each caller; see [`WriteQueue`] for what a failure does.
+async fn commit_group(store: &Store, group: Vec<Queued>) {
+    let mut conn = match store.writer.acquire().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            for queued in group {
+                let _ = queued.done.send(Err(anyhow::anyhow!("{error}")));
+            }
+            return;
+        }
+    };
+    if group.len() > 1 {
+        match run_together(&mut conn, &group).await {
+            Ok(answers) => {
+                for (queued, answer) in group.into_iter().zip(answers) {
+                    let _ = queued.done.send(Ok(answer));
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, size = group.len(), "a group of task writes failed; running each alone");
+            }
+        }
+    }
+    for queued in group {
+        let answer = queued.write.run(&mut conn).await;
+        let _ = queued.done.send(answer);
+    }
+}
+
+async fn run_together(
+    conn: &mut sqlx::AnyConnection,
+    group: &[Queued],
+) -> anyhow::Result<Vec<Written>> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let mut answers = Vec::with_capacity(group.len());
+    for queued in group {
+        answers.push(queued.write.run(&mut tx).await?);
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// The statements of [`finish`] on `conn` (alone, or inside a group's transaction): one
+/// statement for a task that succeeded without a webhook, else a transaction (a savepoint in
+/// a group) holding the guarded `UPDATE`, the refund of a task that did not succeed and the
+/// outbox row of a task with a webhook.
+async fn finish_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
     ending: &Ending,
     now: i64,
-    webhook_body: impl FnOnce(&Task) -> String,
+    webhook_body: &(dyn Fn(&Task) -> String + Send + Sync),
 ) -> anyhow::Result<Option<Task>> {
+    use sqlx::Connection;
     if ending.status == Status::Succeeded {
-        let alone = finish_row(&store.writer, id, ending, now, "AND webhook_url IS NULL").await?;
+        let alone = finish_row(&mut *conn, id, ending, now, "AND webhook_url IS NULL").await?;
         if alone.is_some() {
             return Ok(alone);
         }
     }
-    let mut tx = store.writer.begin().await?;
+    let mut tx = conn.begin().await?;
     let task = finish_row(&mut *tx, id, ending, now, "").await?;
     if let Some(task) = &task
         && task.reserved_micros > 0
@@ -853,8 +1074,185 @@ pub async fn webhook_failed(
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
+    use std::sync::Arc;
 
     use regex::Regex;
+
+    use super::{Ending, Start, finish, insert};
+    use crate::{
+        engine::{
+            NewTask,
+            provider::GenerationRequest,
+            task::{Status, Task, now_ms},
+        },
+        store::Store,
+    };
+
+    fn ending(status: Status) -> Ending {
+        Ending {
+            status,
+            outputs: "[]".into(),
+            usage: None,
+            error: (status != Status::Succeeded).then(|| "ended".to_string()),
+        }
+    }
+
+    async fn store_with_balance(dir: &tempfile::TempDir, micros: i64) -> Store {
+        let url = format!("sqlite://{}", dir.path().join("easel.db").display());
+        let store = Store::open(&url, "NORMAL").await.unwrap();
+        sqlx::query("INSERT INTO balances (client_id, micros, updated_at) VALUES ('c', $1, 0)")
+            .bind(micros)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        store
+    }
+
+    fn chat_request() -> GenerationRequest {
+        GenerationRequest {
+            capability: "chat".into(),
+            model: "m".into(),
+            prompt: "hello".into(),
+            params: Default::default(),
+            inputs: Vec::new(),
+        }
+    }
+
+    async fn balance(store: &Store) -> i64 {
+        let (micros,): (i64,) = sqlx::query_as("SELECT micros FROM balances WHERE client_id = 'c'")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        micros
+    }
+
+    /// Priced inserts arriving at once on SQLite are committed in groups, and a refused one
+    /// (the balance ran out) rolls back only itself: exactly as many are accepted as the
+    /// balance pays for, each reserved once, and the refused ones leave nothing behind.
+    #[tokio::test]
+    async fn inserts_committed_together_refuse_only_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        const PRICE: i64 = 1_000;
+        let store = store_with_balance(&dir, 25 * PRICE).await;
+        let inserts = (0..40).map(|n| {
+            let store = store.clone();
+            async move {
+                let mut new = NewTask::for_tests("p", chat_request());
+                new.price_micros = PRICE;
+                let id = format!("job_{n:02}");
+                let start = Start::Streaming {
+                    lease_end: now_ms() + 60_000,
+                };
+                (id.clone(), insert(&store, &id, &new, now_ms(), start).await)
+            }
+        });
+        let inserted = futures::future::join_all(inserts).await;
+        let mut accepted = 0;
+        for (id, result) in &inserted {
+            let stored = super::fetch(&store, id).await.unwrap();
+            match result {
+                Ok(task) => {
+                    accepted += 1;
+                    assert_eq!(stored.map(|t| t.reserved_micros), Some(PRICE), "{id}");
+                    assert_eq!(task.status, Status::Running);
+                }
+                Err(crate::engine::SubmitError::InsufficientBalance(_)) => {
+                    assert!(stored.is_none(), "{id} was refused yet stored");
+                }
+                Err(other) => panic!("{id}: {other}"),
+            }
+        }
+        assert_eq!(accepted, 25, "the balance paid for 25");
+        assert_eq!(balance(&store).await, 0);
+        let (reserves,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_ledger WHERE kind = 'reserve'",
+        )
+        .fetch_one(&store.reader)
+        .await
+        .unwrap();
+        assert_eq!(reserves, 25);
+    }
+
+    /// Many priced chats finishing at once on SQLite are committed in groups: each ends once
+    /// (the first outcome wins over a second, concurrent one), a succeeded one keeps its
+    /// reservation and a failed one gets it back exactly once, and a webhook's outbox row is
+    /// written with its task's transition.
+    #[tokio::test]
+    async fn finishes_committed_together_each_end_and_charge_once() {
+        let dir = tempfile::tempdir().unwrap();
+        const PRICE: i64 = 1_000;
+        const START: i64 = 1_000_000;
+        let store = store_with_balance(&dir, START).await;
+        let mut ids = Vec::new();
+        for n in 0..40 {
+            let mut new = NewTask::for_tests("p", chat_request());
+            new.price_micros = PRICE;
+            if n == 0 {
+                new.webhook_url = Some("http://example.invalid/hook".into());
+            }
+            let id = format!("job_{n:02}");
+            let start = Start::Streaming {
+                lease_end: now_ms() + 60_000,
+            };
+            insert(&store, &id, &new, now_ms(), start).await.unwrap();
+            ids.push(id);
+        }
+        // Even tasks succeed, odd ones fail; every task is also cancelled at the same time.
+        let finishes = ids.iter().enumerate().flat_map(|(n, id)| {
+            let first = if n % 2 == 0 {
+                Status::Succeeded
+            } else {
+                Status::Failed
+            };
+            [first, Status::Cancelled].map(|status| {
+                let store = store.clone();
+                let id = id.clone();
+                async move {
+                    let body: super::WebhookBody =
+                        Arc::new(|task: &Task| format!("{{\"id\":\"{}\"}}", task.id));
+                    let ended = finish(&store, &id, ending(status), now_ms(), body)
+                        .await
+                        .unwrap();
+                    (id, status, ended.map(|task| task.status))
+                }
+            })
+        });
+        let ended = futures::future::join_all(finishes).await;
+        let mut succeeded = 0;
+        for id in &ids {
+            let outcomes: Vec<Status> = ended
+                .iter()
+                .filter(|(task, _, _)| task == id)
+                .filter_map(|(_, asked, stored)| stored.inspect(|s| assert_eq!(s, asked)))
+                .collect();
+            assert_eq!(outcomes.len(), 1, "{id} ended once: {ended:?}");
+            let stored = super::fetch(&store, id).await.unwrap().unwrap();
+            assert_eq!(stored.status, outcomes[0], "{id}");
+            succeeded += i64::from(stored.status == Status::Succeeded);
+        }
+        assert!(succeeded > 0, "some succeeded: {ended:?}");
+        assert_eq!(
+            balance(&store).await,
+            START - succeeded * PRICE,
+            "charged once per success"
+        );
+        let (refunds,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_ledger WHERE kind = 'refund'",
+        )
+        .fetch_one(&store.reader)
+        .await
+        .unwrap();
+        assert_eq!(
+            refunds,
+            40 - succeeded,
+            "refunded once per task that did not succeed"
+        );
+        let hooks: Vec<(String,)> = sqlx::query_as("SELECT task_id FROM webhook_outbox")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(hooks, [("job_00".to_string(),)]);
+    }
 
     /// SQL that reads or writes one of this module's tables.
     fn table_sql() -> Regex {
