@@ -9,17 +9,18 @@
 //!   transition the task has already left behind is a no-op, never a step back.
 //! - An insert checks the client's limits ([`limits::enforce`], counting from `tasks` after
 //!   locking the client's limit rows), reserves the task's price, and records its idempotency
-//!   key, in its own transaction; a terminal transition refunds an unsuccessful task and
-//!   writes its outbox row in the same transaction as its `UPDATE`.
+//!   key, in one transaction of its own (a savepoint of a group commit on SQLite, see
+//!   [`WriteQueue`]); a terminal transition refunds an unsuccessful task and writes its outbox
+//!   row in the same transaction as its `UPDATE`. Either returns only once committed.
 //! - A claim (queued task, due poll, lapsed lease, due webhook) is one `UPDATE … RETURNING`
 //!   over the rows its subquery picks, so a row is claimed by one caller on any number of
 //!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
 //!   ([`Store::skip_locked`]).
 //! - Claims take the highest `priority` first, then the oldest (`created_at`, then `id`), and
-//!   [`queue_position`] counts in that same order within the task's provider. A claim within capacity ([`claim_within`])
-//!   counts the running tasks of each limited provider and model in the claiming statement
-//!   itself, after taking one advisory lock on PostgreSQL, so that no two hosts count the same
-//!   free slot (SQLite's single writer runs the statement alone).
+//!   [`queue_position`] counts in that same order within the task's provider. A claim within
+//!   capacity ([`claim_within`]) counts the running tasks of each limited provider and model
+//!   in the claiming statement itself, after taking one advisory lock on PostgreSQL, so that
+//!   no two hosts count the same free slot (SQLite's single writer runs the statement alone).
 
 use std::sync::Arc;
 
