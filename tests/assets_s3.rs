@@ -7,42 +7,19 @@
 
 use std::time::{Duration, Instant};
 
-use easel_tests::{Backend, Host, Options, s3::S3Server, send};
+use easel_tests::{Backend, Host, Options, noise, s3::S3Server, send};
 use reqwest::{
     Method, StatusCode,
     multipart::{Form, Part},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 const BUCKET: &str = "easel-assets";
 const PREFIX: &str = "fleet";
 
-/// Bytes no compressor or cache would shortcut, `len` of them.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 async fn bucket_host(s3: &S3Server, extra: &str) -> Host {
     Host::start(s3.host_options(Options::new(Backend::Sqlite), BUCKET, PREFIX, extra)).await
-}
-
-/// Uploads one file as `key-a`; returns status and body.
-async fn upload(host: &Host, name: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let form = Form::new().part("files", Part::bytes(bytes).file_name(name.to_string()));
-    send(
-        host.as_key(Method::POST, "/api/v1/assets", "key-a")
-            .multipart(form),
-    )
-    .await
 }
 
 fn download(host: &Host, id: &str) -> reqwest::RequestBuilder {
@@ -71,13 +48,13 @@ async fn uploads_stream_into_the_bucket_and_download_with_ranges() {
     let host = bucket_host(&s3, "").await;
     // Larger than one multipart part (8 MiB): stored by a multipart upload.
     let big = noise(20 * 1024 * 1024 + 3, 7);
-    let (status, uploaded) = upload(&host, "big.bin", big.clone()).await;
+    let (status, uploaded) = host.upload("big.bin", big.clone()).await;
     assert_eq!(status, 201, "{uploaded}");
     let asset = &uploaded["assets"][0];
     let id = asset["id"].as_str().unwrap();
     assert_eq!(asset["size"], big.len());
     assert_eq!(asset["sha256"], hex::encode(Sha256::digest(&big)));
-    let (status, small) = upload(&host, "note.txt", b"hello bucket".to_vec()).await;
+    let (status, small) = host.upload("note.txt", b"hello bucket".to_vec()).await;
     assert_eq!(status, 201, "{small}");
     let small_id = small["assets"][0]["id"].as_str().unwrap();
 
@@ -227,7 +204,7 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 async fn objects_without_a_row_are_swept_from_the_bucket() {
     let s3 = S3Server::start(BUCKET).await;
     let host = bucket_host(&s3, "orphan_grace_secs = 1").await;
-    let (status, kept) = upload(&host, "kept.txt", b"kept".to_vec()).await;
+    let (status, kept) = host.upload("kept.txt", b"kept".to_vec()).await;
     assert_eq!(status, 201, "{kept}");
     let kept_id = kept["assets"][0]["id"].as_str().unwrap();
     // What a process that died between the object and its row leaves, and an object of
@@ -258,7 +235,7 @@ async fn objects_without_a_row_are_swept_from_the_bucket() {
 async fn files_without_a_row_are_swept_from_the_local_folder() {
     let host =
         Host::start(Options::new(Backend::Sqlite).toml("[assets]\norphan_grace_secs = 1")).await;
-    let (status, kept) = upload(&host, "kept.txt", b"kept".to_vec()).await;
+    let (status, kept) = host.upload("kept.txt", b"kept".to_vec()).await;
     assert_eq!(status, 201, "{kept}");
     let kept_id = kept["assets"][0]["id"].as_str().unwrap();
     let orphan = host.data_dir().join("assets/asset_orphaned");
@@ -273,7 +250,7 @@ async fn files_without_a_row_are_swept_from_the_local_folder() {
 async fn a_store_down_for_a_while_is_waited_for() {
     let mut s3 = S3Server::start(BUCKET).await;
     let host = bucket_host(&s3, "retry_timeout_secs = 30").await;
-    let (status, before) = upload(&host, "before.txt", b"before".to_vec()).await;
+    let (status, before) = host.upload("before.txt", b"before".to_vec()).await;
     assert_eq!(status, 201, "{before}");
     let before_id = before["assets"][0]["id"].as_str().unwrap().to_string();
 
@@ -305,12 +282,12 @@ async fn a_store_down_for_a_while_is_waited_for() {
 async fn a_store_down_too_long_fails_clearly_and_leaves_no_row() {
     let mut s3 = S3Server::start(BUCKET).await;
     let host = bucket_host(&s3, "retry_timeout_secs = 1").await;
-    let (status, before) = upload(&host, "before.txt", b"before".to_vec()).await;
+    let (status, before) = host.upload("before.txt", b"before".to_vec()).await;
     assert_eq!(status, 201, "{before}");
     let before_id = before["assets"][0]["id"].as_str().unwrap().to_string();
 
     s3.stop();
-    let (status, failed) = upload(&host, "lost.txt", b"lost".to_vec()).await;
+    let (status, failed) = host.upload("lost.txt", b"lost".to_vec()).await;
     assert!(status >= 500, "{status} {failed}");
     let response = download(&host, &before_id).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -327,7 +304,7 @@ async fn a_store_down_too_long_fails_clearly_and_leaves_no_row() {
     s3.resume().await;
     let response = download(&host, &before_id).send().await.unwrap();
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"before");
-    let (status, after) = upload(&host, "after.txt", b"after".to_vec()).await;
+    let (status, after) = host.upload("after.txt", b"after".to_vec()).await;
     assert_eq!(status, 201, "{after}");
     assert_eq!(s3.keys(BUCKET).len(), 2);
 }

@@ -34,6 +34,7 @@ use std::{
 use easel_tests::{
     Backend, Host, KEYS, Options,
     deploy::{self, Role},
+    noise,
     s3::{ACCESS_KEY, S3Server, SECRET_KEY},
     send,
 };
@@ -43,7 +44,7 @@ use reqwest::{
     Method,
     multipart::{Form, Part},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
@@ -311,28 +312,6 @@ async fn downloads_from_both(hosts: &[Host; 2], asset: &str) -> Vec<u8> {
     first
 }
 
-async fn upload(host: &Host, name: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let form = Form::new().part("files", Part::bytes(bytes).file_name(name.to_string()));
-    send(
-        host.as_key(Method::POST, "/api/v1/assets", "key-a")
-            .multipart(form),
-    )
-    .await
-}
-
-/// Bytes no compressor or cache would shortcut.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// Every stored asset row names a whole object (its recorded size and SHA-256), and every
 /// object under the prefix has its row.
 async fn bucket_matches_rows(db: &PgPool, s3: &S3Server, bucket: &str, prefix: &str) -> usize {
@@ -524,7 +503,7 @@ async fn the_reference_deployment_runs_as_a_fleet_and_survives_its_faults() {
     // kill -9 of an API host mid-upload: what it accepted before stays whole, the upload in
     // flight leaves no row and no object.
     let whole = noise(20 * 1024 * 1024 + 11, 3);
-    let (status, accepted) = upload(&hosts[1], "accepted.bin", whole.clone()).await;
+    let (status, accepted) = hosts[1].upload("accepted.bin", whole.clone()).await;
     assert_eq!(status, 201, "{accepted}");
     let accepted_id = accepted["assets"][0]["id"].as_str().unwrap().to_string();
     let sent = Arc::new(AtomicUsize::new(0));

@@ -320,6 +320,17 @@ impl Host {
     }
 
     /// GETs as `key-a`; returns status and body.
+    /// Uploads one file as `key-a` through `POST /api/v1/assets`; status and body.
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        use reqwest::multipart::{Form, Part};
+        let form = Form::new().part("files", Part::bytes(bytes).file_name(name.to_string()));
+        send(
+            self.as_key(reqwest::Method::POST, "/api/v1/assets", "key-a")
+                .multipart(form),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         send(self.as_key(reqwest::Method::GET, path, "key-a")).await
     }
@@ -468,6 +479,19 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// `len` bytes from `seed` that no compressor or cache would shortcut (xorshift).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }
 
 /// A plugin component built from `plugins/` (scripts/test builds them for wasm32-wasip2 into
