@@ -319,7 +319,6 @@ impl Host {
         send(self.as_key(reqwest::Method::POST, path, "key-a").json(body)).await
     }
 
-    /// GETs as `key-a`; returns status and body.
     /// Uploads one file as `key-a` through `POST /api/v1/assets`; status and body.
     pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
         use reqwest::multipart::{Form, Part};
@@ -331,6 +330,7 @@ impl Host {
         .await
     }
 
+    /// GETs as `key-a`; returns status and body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         send(self.as_key(reqwest::Method::GET, path, "key-a")).await
     }

