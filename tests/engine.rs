@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 on_both_backends!(
     pending_work_is_polled_to_success,
+    a_poll_outlasting_its_lease_runs_once,
     cancel_works_in_every_live_state,
     kill9_loses_nothing_and_repeats_nothing,
     a_separate_worker_process_runs_the_queue,
@@ -57,6 +58,30 @@ async fn pending_work_is_polled_to_success(backend: Backend) {
             .contains("moderation said no")
     );
     assert_eq!(failed["outputAssetIds"], json!([]));
+}
+
+async fn a_poll_outlasting_its_lease_runs_once(backend: Backend) {
+    // The poll collecting the files takes four leases; a poll claimed again when its first
+    // lease lapsed would store the outputs once per claim.
+    let host = Host::start(
+        Options::new(backend).toml("[engine]\nlease_secs = 0.5\nmax_poll_interval_secs = 0.2"),
+    )
+    .await;
+    let id = create(&host, image(json!({"delay_ms": 100, "collect_ms": 2000}))).await;
+    let done = host.wait_terminal(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let outputs = done["outputAssetIds"].as_array().unwrap().clone();
+    assert_eq!(outputs.len(), 1, "{done}");
+    // A second claim would still be storing; give it the time to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, listed) = host.get("/api/v1/assets").await;
+    let stored: Vec<&Value> = listed["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|asset| &asset["id"])
+        .collect();
+    assert_eq!(stored, outputs.iter().collect::<Vec<_>>(), "{listed}");
 }
 
 async fn cancel_works_in_every_live_state(backend: Backend) {

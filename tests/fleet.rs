@@ -312,14 +312,25 @@ async fn downloads_from_both(hosts: &[Host; 2], asset: &str) -> Vec<u8> {
     first
 }
 
-/// Every stored asset row names a whole object (its recorded size and SHA-256), and every
-/// object under the prefix has its row.
+/// Every stored asset row names a whole object (its recorded size and SHA-256), every object
+/// under the prefix has its row, and every task output was stored once: a task's assets are
+/// exactly its outputs (a poll run twice would store its outputs twice).
 async fn bucket_matches_rows(db: &PgPool, s3: &S3Server, bucket: &str, prefix: &str) -> usize {
+    // Listed before the rows are read: an object is written before its row, so an upload
+    // ending between the two reads cannot pass for an orphan.
+    let mut keys = s3.keys(bucket);
     let rows = sqlx::query("SELECT id, size, sha256 FROM assets WHERE sha256 IS NOT NULL")
         .fetch_all(db)
         .await
         .unwrap();
-    let mut keys = s3.keys(bucket);
+    let strays: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.id, a.task_id FROM assets a JOIN tasks t ON t.id = a.task_id \
+         WHERE t.outputs NOT LIKE '%\"' || a.id || '\"%'",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    assert!(strays.is_empty(), "assets no task output names: {strays:?}");
     for row in &rows {
         let id: String = row.get("id");
         let key = format!("{prefix}/{id}");

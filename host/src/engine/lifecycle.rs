@@ -229,6 +229,26 @@ pub async fn claim_due_polls(engine: &Engine, limit: i64) -> anyhow::Result<Vec<
     tasks::claim_due_polls(engine.store(), now, lease_end, limit, &providers).await
 }
 
+/// Keeps a claimed poll's lease (the `wake_at` [`claim_due_polls`] set) one lease ahead,
+/// extending it every third of a lease, so a poll that outlasts a lease (outputs stored while
+/// the bucket is slow or down) is never claimed again and run twice. Returns when the claim is
+/// no longer held as set (the poll recorded its next `wake_at`, or finished the task) or the
+/// database cannot tell; runs until dropped otherwise.
+pub(crate) async fn hold_poll_claim(engine: &Engine, task: &Task) {
+    let Some(mut held_until) = task.wake_at else {
+        return;
+    };
+    let lease = engine.config().lease();
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let extended_to = lease_end(engine);
+        match tasks::extend_poll_claim(engine.store(), &task.id, held_until, extended_to).await {
+            Ok(true) => held_until = extended_to,
+            Ok(false) | Err(_) => return,
+        }
+    }
+}
+
 /// Claims up to `limit` held tasks whose lease lapsed, for one lease, so one sweeper
 /// recovers each.
 pub async fn claim_lapsed(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Lapsed>> {

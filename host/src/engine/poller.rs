@@ -2,8 +2,10 @@
 //!
 //! Invariants: polls run in their own tasks under a semaphore (`poll_concurrency`), never in a
 //! worker, so thousands of pending tasks cost rows, not threads. A poll is claimed by pushing
-//! `wake_at` one lease ahead first ([`lifecycle::claim_due_polls`]), so a crash mid-poll only
-//! delays the next one, and two hosts never poll the same handle at once. Transient trouble
+//! `wake_at` one lease ahead first ([`lifecycle::claim_due_polls`]) and kept a lease ahead
+//! while it runs ([`lifecycle::hold_poll_claim`]), so a crash mid-poll only delays the next
+//! one, and two hosts never poll the same handle at once, however long the poll and the
+//! storing of its outputs take. Transient trouble
 //! is retried at a fixed pace, never counted against the task: a rate limit after the
 //! vendor's `Retry-After` (5 s when it names none), an unavailable vendor or a provider not
 //! loaded (mid-reload) after 5 s, and a poll that itself errs when its claim's lease ends.
@@ -49,7 +51,7 @@ pub async fn run(engine: Engine) {
                         );
                         tokio::spawn(
                             async move {
-                                if let Err(error) = poll_once(&engine, &task).await {
+                                if let Err(error) = poll_held(&engine, &task).await {
                                     tracing::warn!(task = %task.id, %error, "poll failed; will retry");
                                 }
                                 drop(permit);
@@ -65,6 +67,17 @@ pub async fn run(engine: Engine) {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Polls `task` while holding its claim; should the claim slip (the database unreachable for
+/// a lease), the poll still ends, unheld.
+async fn poll_held(engine: &Engine, task: &Task) -> anyhow::Result<()> {
+    let poll = poll_once(engine, task);
+    tokio::pin!(poll);
+    tokio::select! {
+        result = &mut poll => result,
+        () = lifecycle::hold_poll_claim(engine, task) => poll.await,
     }
 }
 

@@ -8,7 +8,8 @@
 //! survive restarts; submit is idempotent. Test knobs in `params` (all documented in the
 //! schemas): `delay_ms` keeps a task pending upstream that long (exercises the poller),
 //! `work_ms` keeps the submit call busy that long (a "running" task holding a worker, which
-//! honours cancellation), and `fail` makes the provider fail with that message. In chat,
+//! honours cancellation), `collect_ms` makes the poll that collects a pending task's files
+//! take that long (a slow download of a vendor's outputs), and `fail` makes the provider fail with that message. In chat,
 //! `work_ms` spreads the answer's words over that long and `fail` breaks the stream after the
 //! first word. Files are synthesised on the blocking pool, never on the async threads (a
 //! 4096x4096 image takes long enough to stall every request sharing the thread).
@@ -47,6 +48,8 @@ fn knobs() -> serde_json::Value {
                       "description": "Stay pending upstream this long (exercises polling)."},
         "work_ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000, "default": 0,
                      "description": "Keep the submit call busy this long (a running task)."},
+        "collect_ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000, "default": 0,
+                        "description": "The poll that collects pending files takes this long."},
         "fail": {"type": "string", "description": "Fail with this message."}
     })
 }
@@ -250,6 +253,12 @@ impl Provider for Offline {
                 poll_after: Duration::from_millis(wait),
             });
         }
+        let collect = handle
+            .request
+            .params
+            .get("collect_ms")
+            .and_then(|v| v.as_u64());
+        tokio::time::sleep(Duration::from_millis(collect.unwrap_or(0))).await;
         match Self::make_off_thread(handle.request.clone()).await {
             Ok(outputs) => Ok(PollOutcome::Finished {
                 usage: Some(usage_of(&handle.request, outputs.len())),

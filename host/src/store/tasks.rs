@@ -467,6 +467,26 @@ pub async fn mark_pending(
     Ok(updated.rows_affected() == 1)
 }
 
+/// Moves a claimed poll's lease from `held_until` to `lease_end`. False when the claim is no
+/// longer this poller's: the poll ended (`wake_at` now names the next poll, or the task is
+/// done) or the lease lapsed and another poller took the task.
+pub async fn extend_poll_claim(
+    store: &Store,
+    id: &str,
+    held_until: i64,
+    lease_end: i64,
+) -> anyhow::Result<bool> {
+    let extended = sqlx::query(
+        "UPDATE tasks SET wake_at = $3 WHERE id = $1 AND phase = 'pending' AND wake_at = $2",
+    )
+    .bind(id)
+    .bind(held_until)
+    .bind(lease_end)
+    .execute(&store.writer)
+    .await?;
+    Ok(extended.rows_affected() == 1)
+}
+
 /// Puts a running task back in the queue.
 pub async fn requeue(store: &Store, id: &str, now: i64) -> anyhow::Result<()> {
     sqlx::query(
