@@ -4,7 +4,7 @@
 //! plugin and an admin key. `tests/console_browser.py` holds the steps: a bad key and a
 //! refused job show the API's message, the playground's form follows the schema and renders
 //! the image it ran and plays the video and the audio it ran (the offline provider's MP4 and
-//! WAV), a slow job with an input file attached is cancelled from its task page, a broken
+//! WAV, the demo plugin's MP4), a slow job with an input file attached is cancelled from its task page, a broken
 //! plugin's error shows after it is dropped in, the operator sets a client's limits on the
 //! clients page (a refused edit shows the API's message), and every page fits a phone with its
 //! navigation in reach. A screenshot of each page is kept under the target folder (the path is

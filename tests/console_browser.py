@@ -214,6 +214,11 @@ def check():
     run_job("two tones", model="offline/speech")
     wait_for('#job[data-status="succeeded"]', "the speech job to succeed")
     media_loaded("audio")
+    # The demo plugin's video (what a first run of easel makes) plays too.
+    run_job("waves on a shore", model="demo/video")
+    wait_for('#job[data-status="succeeded"]', "the demo video job to succeed")
+    demo = media_loaded("video")
+    assert (demo["duration"], demo["width"], demo["height"]) == (2, 160, 90), demo
     print(f"video and audio play inline (video played to {played:.1f}s)", flush=True)
 
     # A slow job, with an input file attached (a screenshot taken above), is cancelled from

@@ -219,7 +219,7 @@ async fn the_examples_run_on_the_demo_plugin() {
     let video = generate_and_wait(&host, "video", video_example("demo/video")).await;
     assert_eq!(video["status"], "completed", "{video}");
     let (content_type, _) = download(video["result"]["videos"][0]["url"].as_str().unwrap()).await;
-    assert_eq!(content_type, "video/x-msvideo");
+    assert_eq!(content_type, "video/mp4");
     let audio = generate_and_wait(&host, "audio", audio_example("demo/speech")).await;
     assert_eq!(audio["status"], "completed", "{audio}");
 }

@@ -73,7 +73,8 @@ impl Offline {
         if let Some(message) = request.params.get("fail").and_then(|v| v.as_str()) {
             return Err(ProviderError::ContentRejected(message.to_string()));
         }
-        let seed = media::fnv1a(request.prompt.as_bytes()) ^ media::fnv1a(request.model.as_bytes());
+        let seed = easel_media::fnv1a(request.prompt.as_bytes())
+            ^ easel_media::fnv1a(request.model.as_bytes());
         let number = |name: &str, default: u64| {
             request
                 .params

@@ -28,8 +28,8 @@ fn main() {
     let speech = GenerationRequest::new("audio.speech", "speech", &prompt);
     std::fs::write(dir.join("speech.wav"), bytes(Demo.submit(speech).unwrap())).unwrap();
     let video = GenerationRequest::new("video.generate", "video", &prompt).param("resolution", "320x180");
-    std::fs::write(dir.join("video.avi"), bytes(Demo.submit(video).unwrap())).unwrap();
+    std::fs::write(dir.join("video.mp4"), bytes(Demo.submit(video).unwrap())).unwrap();
     let chat = collect_chat(Demo.chat(ChatRequest::user("chat", &prompt)).unwrap().as_mut()).unwrap();
     println!("chat: {chat:?}");
-    println!("wrote image.png, speech.wav, video.avi to {}", dir.display());
+    println!("wrote image.png, speech.wav, video.mp4 to {}", dir.display());
 }

@@ -2,24 +2,27 @@
 //! same request always gives the same bytes and nothing touches the network:
 //!
 //! - `demo/image` (`image.generate`, `image.edit`): PNG pictures of the asked size;
-//! - `demo/video` (`video.generate`): a small uncompressed AVI, returned through a pending
-//!   handle that carries the whole request, so the host's poller is exercised;
+//! - `demo/video` (`video.generate`): a small H.264 MP4 that browsers play inline, returned
+//!   through a pending handle that carries the whole request, so the host's poller is
+//!   exercised;
 //! - `demo/speech` (`audio.speech`): a WAV tone sequence, one tone per letter;
 //! - `demo/chat` (`chat`): an answer streamed word by word, with usage.
 //!
 //! The schemas accept every example value of the seeds' documents, so each documented request
 //! can be tried on the demo: sides up to 2560 (seed 001's 1440×2560), durations as seconds
 //! or `5s` (seed 000), the seeds' video levels `480p`–`1080p` (rendered at an eighth of their
-//! size, shaped by `ratio`) and seed 000's voice `zh_female_qingxin`.
+//! size, shaped by `ratio`, each side rounded up to even as 4:2:0 video needs) and seed 000's
+//! voice `zh_female_qingxin`.
 
 pub mod media;
 
+use easel_media::fnv1a;
 use easel_sdk::serde_json::{self, Value, json};
 use easel_sdk::{
-    ChatEvent, ChatRequest, ChatStream, Error, EventList, Finished, GenerationRequest, Level, Manifest, Model,
-    Output, PollOutcome, Provider, Result, Submission,
+    ChatEvent, ChatRequest, ChatStream, Error, EventList, Finished, GenerationRequest, Level, Manifest, Model, Output,
+    PollOutcome, Provider, Result, Submission,
 };
-use media::{Look, fnv1a};
+use media::Look;
 
 /// The provider; it keeps no state.
 #[derive(Default)]
@@ -38,8 +41,8 @@ const LEVEL_SCALE: u32 = 8;
 const RATIOS: [&str; 7] = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"];
 /// Longest video in seconds (the seeds ask for 1 to 16).
 const MAX_SECONDS: u64 = 16;
-/// Bytes of one video's frames: those of 3 s of 320x180 at 15 fps, the largest video the demo
-/// made before, which fits the plugin's memory beside the file made of it.
+/// Bytes of one video's frames as drawn (RGB): those of 3 s of 320x180 at 15 fps. Its MP4 is
+/// half that (1.5 bytes a pixel), held at most twice while written: within a plugin's memory.
 const MAX_FRAME_BYTES: u64 = 320 * 180 * 3 * 15 * 3;
 /// Longest picture side (seed 001 asks for 1440×2560).
 const MAX_SIDE: u64 = 2560;
@@ -136,7 +139,7 @@ impl Provider for Demo {
                         "resolutions": video_resolutions(),
                         "durations": (1..=MAX_SECONDS).collect::<Vec<_>>(),
                         "catelogid": ["t2v", "i2v", "ref2v"],
-                        "format": "avi"
+                        "format": "mp4"
                     })),
             )
             .model(
@@ -267,7 +270,9 @@ fn image(request: &GenerationRequest) -> Result<Submission> {
         let source = match (&input.data, &input.url) {
             (Some(data), _) => fnv1a(data),
             (None, Some(url)) => fnv1a(url.as_bytes()),
-            (None, None) => return Err(Error::invalid("the input image has neither bytes nor URL")),
+            (None, None) => {
+                return Err(Error::invalid("the input image has neither bytes nor URL"));
+            }
         };
         seed ^= source.rotate_left((strength * 32.0) as u32);
     }
@@ -308,7 +313,7 @@ fn speech(request: &GenerationRequest) -> Result<Submission> {
     let samples = media::speak(&request.prompt, rate as u32, base_hz, speed as f32, 30.0);
     let seconds = samples.len() as f64 / rate as f64;
     Ok(Submission::Finished(
-        Finished::new(vec![Output::bytes("audio/wav", media::wav_mono16(rate as u32, &samples))])
+        Finished::new(vec![Output::bytes("audio/wav", easel_media::wav_mono16(rate as u32, &samples))])
             .usage(json!({"characters": request.prompt.chars().count(), "seconds": seconds})),
     ))
 }
@@ -395,21 +400,21 @@ impl VideoSpec {
         };
         let ok = (16..=320).contains(&spec.width)
             && (16..=320).contains(&spec.height)
+            && spec.width.is_multiple_of(2)
+            && spec.height.is_multiple_of(2)
             && (1..=MAX_SECONDS).contains(&u64::from(spec.duration))
             && (4..=15).contains(&spec.fps)
             && spec.frame_bytes() <= MAX_FRAME_BYTES;
         if ok { Ok(spec) } else { Err(bad()) }
     }
 
-    /// Renders the AVI.
+    /// Renders the MP4.
     pub fn render(&self) -> Finished {
         let look = Look::new(self.seed, self.style);
         let count = self.duration * self.fps;
-        let frames: Vec<Vec<u8>> =
-            (0..count).map(|i| look.render(self.width, self.height, i as f32 / count as f32)).collect();
-        let avi = media::avi_rgb(self.width, self.height, self.fps, &frames);
-        Finished::new(vec![Output::bytes("video/x-msvideo", avi)])
-            .usage(json!({"seconds": self.duration, "frames": count}))
+        let (w, h) = (self.width, self.height);
+        let mp4 = easel_media::mp4(w, h, self.fps, count, |f, x, y| look.pixel(x, y, w, h, f as f32 / count as f32));
+        Finished::new(vec![Output::bytes("video/mp4", mp4)]).usage(json!({"seconds": self.duration, "frames": count}))
     }
 }
 
@@ -431,8 +436,10 @@ fn frame_size(resolution: &str, ratio: &str) -> Result<(u32, u32)> {
         Some((w, h)) => (w.parse::<u32>().expect("numeric"), h.parse::<u32>().expect("numeric")),
         None => (16, 9),
     };
-    let short = short / LEVEL_SCALE;
-    let long = |long_part: u32, short_part: u32| (short * long_part + short_part / 2) / short_part;
+    // 4:2:0 video has even sides.
+    let even = |side: u32| side.next_multiple_of(2);
+    let short = even(short / LEVEL_SCALE);
+    let long = |long_part: u32, short_part: u32| even((short * long_part + short_part / 2) / short_part);
     Ok(if across >= down { (long(across, down), short) } else { (short, long(down, across)) })
 }
 

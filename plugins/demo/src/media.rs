@@ -1,16 +1,5 @@
-//! Tiny, dependency-free encoders for the demo's outputs: PNG (stored deflate), WAV
-//! (16-bit PCM) and AVI (uncompressed 24-bit DIB frames), plus the deterministic
-//! pictures and tones they carry.
-
-/// FNV-1a, 64 bits: the seed of everything the demo makes.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+//! The demo's pictures and tones, and its PNG writer (stored deflate, no dependencies); WAV
+//! and MP4 are written by [`easel_media`], as the host's offline provider writes them.
 
 /// A small deterministic generator (splitmix64).
 pub struct Rng(u64);
@@ -191,28 +180,6 @@ pub fn png_rgb(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Encodes mono 16-bit PCM samples as a WAV file.
-pub fn wav_mono16(sample_rate: u32, samples: &[i16]) -> Vec<u8> {
-    let data_len = samples.len() as u32 * 2;
-    let mut out = Vec::with_capacity(44 + data_len as usize);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&sample_rate.to_le_bytes());
-    out.extend_from_slice(&(sample_rate * 2).to_le_bytes()); // bytes per second
-    out.extend_from_slice(&2u16.to_le_bytes()); // block align
-    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
-}
-
 /// A tone per letter or digit of `text`, a short rest per space or punctuation mark.
 /// `base_hz` sets the voice, `speed` the pace.
 pub fn speak(text: &str, sample_rate: u32, base_hz: f32, speed: f32, max_seconds: f32) -> Vec<i16> {
@@ -243,92 +210,4 @@ pub fn speak(text: &str, sample_rate: u32, base_hz: f32, speed: f32, max_seconds
     }
     out.truncate(limit.max(1));
     out
-}
-
-fn riff_chunk(out: &mut Vec<u8>, id: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(id);
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-    if data.len() % 2 == 1 {
-        out.push(0);
-    }
-}
-
-fn riff_list(id: &[u8; 4], kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut data = kind.to_vec();
-    data.extend_from_slice(body);
-    let mut out = Vec::new();
-    riff_chunk(&mut out, id, &data);
-    out
-}
-
-fn le32s(values: &[u32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// An uncompressed AVI (one video stream of 24-bit bottom-up BGR DIB frames, with an
-/// `idx1` index) from packed RGB frames of `w`×`h`.
-pub fn avi_rgb(w: u32, h: u32, fps: u32, frames: &[Vec<u8>]) -> Vec<u8> {
-    let stride = (w as usize * 3 + 3) & !3;
-    let frame_size = (stride * h as usize) as u32;
-    let n = frames.len() as u32;
-
-    let avih = le32s(&[
-        1_000_000 / fps,  // microseconds per frame
-        frame_size * fps, // max bytes per second
-        0,                // padding granularity
-        0x10,             // AVIF_HASINDEX
-        n,                // total frames
-        0,                // initial frames
-        1,                // streams
-        frame_size,       // suggested buffer size
-        w,
-        h,
-        0,
-        0,
-        0,
-        0,
-    ]);
-    let mut strh = Vec::new();
-    strh.extend_from_slice(b"vidsDIB ");
-    strh.extend_from_slice(&le32s(&[0])); // flags
-    strh.extend_from_slice(&[0, 0, 0, 0]); // priority, language
-    strh.extend_from_slice(&le32s(&[0, 1, fps, 0, n, frame_size, u32::MAX, 0]));
-    for v in [0i16, 0, w as i16, h as i16] {
-        strh.extend_from_slice(&v.to_le_bytes());
-    }
-    let mut strf = le32s(&[40, w, h]);
-    strf.extend_from_slice(&1u16.to_le_bytes()); // planes
-    strf.extend_from_slice(&24u16.to_le_bytes()); // bits
-    strf.extend_from_slice(&le32s(&[0, frame_size, 0, 0, 0, 0]));
-
-    let mut strl = Vec::new();
-    riff_chunk(&mut strl, b"strh", &strh);
-    riff_chunk(&mut strl, b"strf", &strf);
-    let mut hdrl = Vec::new();
-    riff_chunk(&mut hdrl, b"avih", &avih);
-    hdrl.extend_from_slice(&riff_list(b"LIST", b"strl", &strl));
-
-    let mut movi = Vec::with_capacity((frame_size as usize + 8) * frames.len());
-    let mut idx1 = Vec::with_capacity(16 * frames.len());
-    let mut dib = vec![0u8; frame_size as usize];
-    for rgb in frames {
-        for y in 0..h as usize {
-            let src = &rgb[y * w as usize * 3..(y + 1) * w as usize * 3];
-            let dst = &mut dib[(h as usize - 1 - y) * stride..][..w as usize * 3];
-            for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
-                d.copy_from_slice(&[s[2], s[1], s[0]]);
-            }
-        }
-        // Offsets count from the `movi` fourcc.
-        let offset = 4 + movi.len() as u32;
-        idx1.extend_from_slice(b"00db");
-        idx1.extend_from_slice(&le32s(&[0x10, offset, frame_size]));
-        riff_chunk(&mut movi, b"00db", &dib);
-    }
-
-    let mut body = riff_list(b"LIST", b"hdrl", &hdrl);
-    body.extend_from_slice(&riff_list(b"LIST", b"movi", &movi));
-    riff_chunk(&mut body, b"idx1", &idx1);
-    riff_list(b"RIFF", b"AVI ", &body)
 }

@@ -104,63 +104,72 @@ fn wav_header_is_valid() {
     let seconds = data_len as f64 / 2.0 / 16000.0;
     assert!((seconds - (12.0 * 0.09 + 4.0 * 0.05)).abs() < 0.01, "{seconds}");
     assert!(wav[44..].iter().any(|&b| b != 0));
-    assert!(matches!(Demo.submit(GenerationRequest::new("audio.speech", "speech", " ")), Err(Error::InvalidRequest(_))));
+    assert!(matches!(
+        Demo.submit(GenerationRequest::new("audio.speech", "speech", " ")),
+        Err(Error::InvalidRequest(_))
+    ));
 }
 
-/// Walks the RIFF tree the way a demuxer would and checks every count and offset.
-fn check_avi(avi: &[u8], w: u32, h: u32, fps: u32, frames: u32) {
-    assert_eq!(&avi[0..4], b"RIFF");
-    assert_eq!(u32le(avi, 4) as usize, avi.len() - 8);
-    assert_eq!(&avi[8..12], b"AVI ");
-    assert_eq!(&avi[12..16], b"LIST");
-    let hdrl_len = u32le(avi, 16) as usize;
-    assert_eq!(&avi[20..24], b"hdrl");
-    assert_eq!(&avi[24..28], b"avih");
-    assert_eq!(u32le(avi, 28), 56);
-    let avih = 32;
-    assert_eq!(u32le(avi, avih), 1_000_000 / fps);
-    assert_eq!(u32le(avi, avih + 12), 0x10);
-    assert_eq!(u32le(avi, avih + 16), frames);
-    assert_eq!(u32le(avi, avih + 24), 1);
-    assert_eq!((u32le(avi, avih + 32), u32le(avi, avih + 36)), (w, h));
-    let strl = avih + 56;
-    assert_eq!(&avi[strl..strl + 4], b"LIST");
-    assert_eq!(&avi[strl + 8..strl + 12], b"strl");
-    let strh = strl + 12;
-    assert_eq!(&avi[strh..strh + 4], b"strh");
-    assert_eq!(u32le(avi, strh + 4), 56);
-    assert_eq!(&avi[strh + 8..strh + 12], b"vids");
-    assert_eq!((u32le(avi, strh + 8 + 20), u32le(avi, strh + 8 + 24)), (1, fps));
-    assert_eq!(u32le(avi, strh + 8 + 32), frames);
-    let strf = strh + 8 + 56;
-    assert_eq!(&avi[strf..strf + 4], b"strf");
-    assert_eq!(u32le(avi, strf + 4), 40);
-    assert_eq!((u32le(avi, strf + 12), u32le(avi, strf + 16)), (w, h));
-    assert_eq!(u16::from_le_bytes([avi[strf + 22], avi[strf + 23]]), 24);
-    assert_eq!(strf + 8 + 40, 20 + hdrl_len);
+/// `(type, payload)` of each box in `bytes`, which must hold whole boxes only.
+fn boxes(bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let size = u32be(bytes, at) as usize;
+        assert!(size >= 8 && at + size <= bytes.len(), "the box at {at} fits");
+        found.push((&bytes[at + 4..at + 8], &bytes[at + 8..at + size]));
+        at += size;
+    }
+    found
+}
 
-    let movi = 20 + hdrl_len;
-    assert_eq!(&avi[movi..movi + 4], b"LIST");
-    let movi_len = u32le(avi, movi + 4) as usize;
-    assert_eq!(&avi[movi + 8..movi + 12], b"movi");
-    let frame_size = ((w as usize * 3 + 3) & !3) * h as usize;
-    let idx = movi + 8 + movi_len;
-    assert_eq!(&avi[idx..idx + 4], b"idx1");
-    assert_eq!(u32le(avi, idx + 4), 16 * frames);
-    assert_eq!(idx + 8 + 16 * frames as usize, avi.len());
-    for i in 0..frames as usize {
-        let e = idx + 8 + 16 * i;
-        assert_eq!(&avi[e..e + 4], b"00db");
-        assert_eq!(u32le(avi, e + 4), 0x10);
-        let at = movi + 8 + u32le(avi, e + 8) as usize;
-        assert_eq!(&avi[at..at + 4], b"00db", "index entry {i} points at its chunk");
-        assert_eq!(u32le(avi, at + 4) as usize, frame_size);
-        assert_eq!(u32le(avi, e + 12) as usize, frame_size);
+/// The payload of the one box of `kind` in `bytes`.
+fn child<'a>(bytes: &'a [u8], kind: &[u8]) -> &'a [u8] {
+    let found: Vec<&[u8]> = boxes(bytes).into_iter().filter(|(k, _)| *k == kind).map(|(_, p)| p).collect();
+    assert_eq!(found.len(), 1, "one {} box", String::from_utf8_lossy(kind));
+    found[0]
+}
+
+fn u32be(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+/// Walks the MP4 the way a demuxer would: the index before the samples, its picture size,
+/// rate and length, and each sample one H.264 picture where the index says (an IDR first).
+fn check_mp4(mp4: &[u8], w: u32, h: u32, fps: u32, frames: u32) {
+    let top = boxes(mp4);
+    assert_eq!(top.iter().map(|(kind, _)| *kind).collect::<Vec<_>>(), [&b"ftyp"[..], b"moov", b"mdat"]);
+    let trak = child(top[1].1, b"trak");
+    let tkhd = child(trak, b"tkhd");
+    assert_eq!((u32be(tkhd, tkhd.len() - 8) >> 16, u32be(tkhd, tkhd.len() - 4) >> 16), (w, h));
+    let mdia = child(trak, b"mdia");
+    let mdhd = child(mdia, b"mdhd");
+    assert_eq!((u32be(mdhd, 12), u32be(mdhd, 16)), (fps, frames), "time in frames");
+    let stbl = child(child(mdia, b"minf"), b"stbl");
+    let avc1 = &child(stbl, b"stsd")[8..];
+    assert_eq!(&avc1[4..8], b"avc1");
+    assert_eq!(
+        (u16::from_be_bytes([avc1[32], avc1[33]]), u16::from_be_bytes([avc1[34], avc1[35]])),
+        (w as u16, h as u16)
+    );
+    let stsz = child(stbl, b"stsz");
+    assert_eq!(u32be(stsz, 8), frames);
+    let sizes: Vec<usize> = (0..frames as usize).map(|i| u32be(stsz, 12 + 4 * i) as usize).collect();
+    let mdat = top[2].1;
+    assert_eq!(u32be(child(stbl, b"stco"), 8) as usize, mp4.len() - mdat.len(), "the chunk starts the samples");
+    assert_eq!(sizes.iter().sum::<usize>(), mdat.len());
+    let macroblocks = (w as usize).div_ceil(16) * (h as usize).div_ceil(16);
+    let mut at = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        assert_eq!(u32be(mdat, at) as usize + 4, *size, "sample {i} is one NAL unit");
+        assert_eq!(mdat[at + 4] & 0x1F, if i == 0 { 5 } else { 1 });
+        assert!(*size > macroblocks * 384, "sample {i} holds every macroblock's raw samples");
+        at += size;
     }
 }
 
 #[test]
-fn video_is_pending_first_then_a_valid_avi_on_poll() {
+fn video_is_pending_first_then_a_valid_mp4_on_poll() {
     let _net = Script::new().install();
     let req = GenerationRequest::new("video.generate", "video", "waves").param("duration", 1).param("fps", 6);
     let handle = match Demo.submit(req).unwrap() {
@@ -175,10 +184,10 @@ fn video_is_pending_first_then_a_valid_avi_on_poll() {
         PollOutcome::Finished(f) => f,
         other => panic!("expected finished, got {other:?}"),
     };
-    let (ct, avi) = only_bytes(&f);
-    assert_eq!(ct, "video/x-msvideo");
-    check_avi(avi, 160, 90, 6, 6);
-    assert!(avi.len() < 400_000);
+    let (ct, mp4) = only_bytes(&f);
+    assert_eq!(ct, "video/mp4");
+    check_mp4(mp4, 160, 90, 6, 6);
+    assert!(mp4.len() < 200_000);
     assert_eq!(Demo.cancel(&handle), Ok(()));
     assert!(matches!(Demo.poll("nonsense"), Err(Error::InvalidRequest(_))));
     assert!(matches!(Demo.poll(&handle[..handle.len() - 3]), Err(Error::InvalidRequest(_))));
@@ -186,12 +195,13 @@ fn video_is_pending_first_then_a_valid_avi_on_poll() {
 
 #[test]
 fn video_resolutions_and_limits() {
-    let req = GenerationRequest::new("video.generate", "video", "w").param("resolution", "320x180").param("duration", 3);
+    let req =
+        GenerationRequest::new("video.generate", "video", "w").param("resolution", "320x180").param("duration", 3);
     let Submission::Pending(p) = Demo.submit(req).unwrap() else { panic!() };
     let spec = VideoSpec::decode(&p.handle).unwrap();
     assert_eq!((spec.width, spec.height, spec.duration, spec.fps), (320, 180, 3, 8));
     let PollOutcome::Finished(f) = Demo.poll(&p.handle).unwrap() else { panic!() };
-    check_avi(only_bytes(&f).1, 320, 180, 8, 24);
+    check_mp4(only_bytes(&f).1, 320, 180, 8, 24);
     let bad = GenerationRequest::new("video.generate", "video", "w").param("resolution", "4k");
     assert!(matches!(Demo.submit(bad), Err(Error::InvalidRequest(_))));
 }
@@ -295,9 +305,10 @@ fn the_seeds_video_settings_render_as_asked() {
     let spec = video_spec(video().param("duration", "15").param("resolution", "720P").param("ratio", "4:3"));
     assert_eq!((spec.width, spec.height, spec.duration), (120, 90, 15));
     let spec = video_spec(video().param("duration", 4).param("resolution", "1080p").param("ratio", "adaptive"));
-    assert_eq!((spec.width, spec.height), (240, 135));
+    // 1080 / 8 is 135, rounded up to an even 136 (4:2:0 video); 16:9 of that is 242.
+    assert_eq!((spec.width, spec.height), (242, 136));
     let PollOutcome::Finished(f) = Demo.poll(&spec.encode()).unwrap() else { panic!() };
-    check_avi(only_bytes(&f).1, 240, 135, 8, 32);
+    check_mp4(only_bytes(&f).1, 242, 136, 8, 32);
 
     for bad in [
         video().param("duration", "17s"),
