@@ -393,4 +393,13 @@ async fn limits_on_one_sqlite_host() {
     assert_eq!(status, 200);
     assert_eq!(listed["limits"][0]["budget"], 7.0, "{listed}");
     assert_eq!(listed["limits"][0]["model"], Value::Null);
+
+    // Each client reads its own limits, as the operator sees them, and no other client's.
+    let (status, own) = send(host.as_key(Method::GET, "/api/v1/limits", "key-a")).await;
+    assert_eq!((status, &own), (200, &listed));
+    let (status, other) = send(host.as_key(Method::GET, "/api/v1/limits", "key-b")).await;
+    assert_eq!(status, 200);
+    assert_eq!(other, json!({"client_id": "partner-b", "limits": []}));
+    let (status, _) = send(host.http.get(host.url("/api/v1/limits"))).await;
+    assert_eq!(status, 401, "a client key is needed");
 }

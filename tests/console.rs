@@ -6,8 +6,8 @@
 //! the image it ran and plays the video and the audio it ran (the offline provider's MP4 and
 //! WAV, the demo plugin's MP4), a slow job with an input file attached is cancelled from its task page, a broken
 //! plugin's error shows after it is dropped in, the operator sets a client's limits on the
-//! clients page (a refused edit shows the API's message), and every page fits a phone with its
-//! navigation in reach. A screenshot of each page is kept under the target folder (the path is
+//! clients page (a refused edit shows the API's message) and the client reads them on its
+//! account page, and every page fits a phone with its navigation in reach. A screenshot of each page is kept under the target folder (the path is
 //! printed) so a failed run can be read.
 //!
 //! The read routes the console added are checked over plain HTTP too: a client reaches only

@@ -308,6 +308,23 @@ def check():
     wait_for("#param-width", "the playground reached from the navigation")
     print("phone-sized pages fit", flush=True)
 
+    # A client reads the limits the operator set on its account page, and cannot edit them.
+    click("#signout", "the sign-out link")
+    page("signin")
+    sign_in(CLIENT_KEY)
+    page("playground")
+    driver.get(f"{BASE}/console#/clients")
+    page("clients")
+    own = '.limits[data-client="partner-a"]'
+    wait_until(
+        lambda: driver.find_element(By.CSS_SELECTOR, own).text
+        == "every model: 30 requests/minute · 4 tasks at once · priority 5",
+        "the client's own limits",
+    )
+    assert not driver.find_elements(By.CSS_SELECTOR, "#limits-form, .edit-limit"), "a client cannot edit limits"
+    shot("account")
+    print("a client sees its own limits", flush=True)
+
 
 def check_limits():
     """The operator sets a client's limits on the clients page; a refused edit is worded."""

@@ -1,5 +1,6 @@
 //! Per-client limits over HTTP: the operator's routes that set them
-//! (`/admin/clients/{id}/limits`, behind the admin key like every `/admin` route) and the
+//! (`/admin/clients/{id}/limits`, behind the admin key like every `/admin` route), the
+//! client's own read of them (`/api/v1/limits`, rendered as the operator's is) and the
 //! `x-ratelimit-*` and `Retry-After` headers of every response whose request an admission
 //! with limits answered ([`headers`]). The limits themselves are decided by the engine
 //! ([`engine::limits`](crate::engine::limits)); a refusal's body is the calling API's own 429.
@@ -21,6 +22,7 @@ use crate::{
         AppState,
         admin::Operator,
         error::Error,
+        jobs::Client,
         openapi::{Api, Describe},
     },
     engine::{
@@ -34,21 +36,31 @@ use crate::{
     },
 };
 
-/// Routes of the operator's limits.
+/// Routes of the limits: the operator's, and each client's read of its own.
 pub fn routes() -> ApiRouter<AppState> {
-    ApiRouter::new().api_route(
-        "/admin/clients/{id}/limits",
-        get_with(list, |op| {
-            op.api(Api::Admin)
-                .summary("A client's limits: requests per minute, tasks at once, budget")
-        })
-        .put_with(set, |op| {
-            op.api(Api::Admin).summary(
-                "Set (replace) a client's limits and default task priority, client-wide or \
+    ApiRouter::new()
+        .api_route(
+            "/api/v1/limits",
+            get_with(own, |op| {
+                op.api(Api::Jobs).summary(
+                    "The calling client's limits: requests per minute, tasks at once, budget, \
+                     default priority",
+                )
+            }),
+        )
+        .api_route(
+            "/admin/clients/{id}/limits",
+            get_with(list, |op| {
+                op.api(Api::Admin)
+                    .summary("A client's limits: requests per minute, tasks at once, budget")
+            })
+            .put_with(set, |op| {
+                op.api(Api::Admin).summary(
+                    "Set (replace) a client's limits and default task priority, client-wide or \
                  for one model; all null removes them",
-            )
-        }),
-    )
+                )
+            }),
+        )
 }
 
 /// `PUT /admin/clients/{id}/limits`: one scope's limits; a missing or null field is no
@@ -98,6 +110,13 @@ async fn known_client(state: &AppState, client_id: &str) -> Result<(), Error> {
     } else {
         Err(Error::not_found(&format!("Client {client_id}")))
     }
+}
+
+async fn own(
+    State(state): State<AppState>,
+    Client { client_id, .. }: Client,
+) -> Result<Response, Error> {
+    listing(&state, &client_id).await
 }
 
 async fn list(

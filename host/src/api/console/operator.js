@@ -1,7 +1,7 @@
 // What the host serves and for whom: models per provider, the plugins folder (with its
 // reload button), the fleet's live workers, and the clients' balances, spending and limits
-// (edited through the admin limits route). A client sees the models and its own account; the
-// rest needs the admin key.
+// (edited through the admin limits route). A client sees the models and its own account and
+// limits; the rest needs the admin key.
 
 import { h, errorBox, time, table, every } from './view.js';
 import { asAdmin, asClient, catalog, session } from './api.js';
@@ -134,14 +134,19 @@ function limitWords(row) {
   ].filter(Boolean).join(' · ');
 }
 
-/** A client's limit rows, client-wide first, each with a button that loads it into the form. */
+/**
+ * A client's limit rows, client-wide first; with `edit` (the operator's page), each with a
+ * button that loads it into the form.
+ */
 function limitList(answer, edit) {
   if (!answer.limits.length) return h('span', { class: 'muted' }, 'none');
+  const scope = (row) => (row.model ? h('code', {}, row.model) : 'every model');
   return h('ul', { class: 'plain' }, answer.limits.map((row) => h('li', {
     'data-model': row.model ?? '',
   },
-  h('button', { type: 'button', class: 'link edit-limit', onclick: () => edit(answer.client_id, row) },
-    row.model ? h('code', {}, row.model) : 'every model'),
+  edit
+    ? h('button', { type: 'button', class: 'link edit-limit', onclick: () => edit(answer.client_id, row) }, scope(row))
+    : scope(row),
   `: ${limitWords(row)}`)));
 }
 
@@ -249,7 +254,8 @@ async function operatorClients() {
 
 export async function clients() {
   if (session().admin) return operatorClients();
-  const account = await asClient('GET', '/api/v1/account');
+  const [account, limits] = await Promise.all([
+    asClient('GET', '/api/v1/account'), asClient('GET', '/api/v1/limits')]);
   return h('section', { class: 'card' },
     h('h1', {}, 'Account'),
     table([
@@ -257,6 +263,7 @@ export async function clients() {
       ['Balance', (a) => a.balance],
       ['Reserved', (a) => a.reserved],
       ['Spent per model (succeeded tasks)', usage],
+      ['Limits (set by the operator)', (a) => h('div', { class: 'limits', 'data-client': a.client_id }, limitList(limits))],
     ], [account], 'No client yet.'),
     h('p', { class: 'muted' }, `As of ${time(new Date().toISOString())}.`));
 }
