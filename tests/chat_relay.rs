@@ -12,19 +12,20 @@ mod fakes;
 
 use std::time::{Duration, Instant};
 
-use easel_tests::send;
+use easel_tests::{ADMIN_KEY, charging};
 use fakes::{Fake, easel::Easel, openai};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const ADMIN: &str = "admin-secret";
 
 async fn easel_with_openai(toml: &str) -> (Easel, Fake) {
     let fake = Fake::start(openai::routes).await;
     let easel = Easel::start_with(
         "openai",
         &[(openai::HOST, &fake)],
-        &[("OPENAI_API_KEY", openai::KEY), ("EASEL_ADMIN_KEY", ADMIN)],
+        &[
+            ("OPENAI_API_KEY", openai::KEY),
+            ("EASEL_ADMIN_KEY", ADMIN_KEY),
+        ],
         toml,
     )
     .await;
@@ -136,13 +137,9 @@ async fn the_upstream_is_asked_for_what_the_client_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_before_the_first_byte_cancels_its_chat_at_once() {
-    let (easel, fake) =
-        easel_with_openai("[credits]\nenforce = true\nprices = { \"openai/gpt-4o-mini\" = 2 }")
-            .await;
+    let (easel, fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 2.0)])).await;
     let host = &easel.host;
-    let admin = |method, path: &str| host.as_key(method, path, ADMIN);
-    send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 10})))
-        .await;
+    host.grant("partner-a", 10.0).await;
 
     for stream in [true, false] {
         // The fake holds its answer for a minute; the client gives up once easel asked it.
@@ -157,7 +154,7 @@ async fn a_client_that_leaves_before_the_first_byte_cancels_its_chat_at_once() {
             assert!(Instant::now() < deadline, "easel never asked the upstream");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+        let account = host.usage("partner-a").await;
         assert_eq!(
             account["reserved"], 2.0,
             "the chat holds its price: {account}"
@@ -179,7 +176,7 @@ async fn a_client_that_leaves_before_the_first_byte_cancels_its_chat_at_once() {
             "cancelled {:?} after the client left",
             left.elapsed()
         );
-        let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+        let account = host.usage("partner-a").await;
         assert_eq!(account["reserved"], 0.0, "{account}");
         assert_eq!(account["balance"], 10.0, "refunded: {account}");
     }
@@ -189,13 +186,9 @@ async fn a_client_that_leaves_before_the_first_byte_cancels_its_chat_at_once() {
 /// commit); whatever a client received is already recorded and charged, each chat once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answered_chat_is_recorded_and_charged_once() {
-    let (easel, _fake) =
-        easel_with_openai("[credits]\nenforce = true\nprices = { \"openai/gpt-4o-mini\" = 1 }")
-            .await;
+    let (easel, _fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;
     let host = &easel.host;
-    let admin = |method, path: &str| host.as_key(method, path, ADMIN);
-    send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 100})))
-        .await;
+    host.grant("partner-a", 100.0).await;
 
     const CHATS: usize = 24;
     let answers = futures::future::join_all((0..CHATS).map(|n| async move {
@@ -225,7 +218,7 @@ async fn every_answered_chat_is_recorded_and_charged_once() {
     let distinct: std::collections::HashSet<_> = answers.iter().collect();
     assert_eq!(distinct.len(), CHATS, "{answers:?}");
 
-    let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+    let account = host.usage("partner-a").await;
     assert_eq!(account["reserved"], 0.0, "{account}");
     assert_eq!(
         account["balance"],

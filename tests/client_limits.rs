@@ -4,25 +4,15 @@
 
 use std::time::Duration;
 
-use easel_tests::{Backend, Host, Options, send};
+use easel_tests::{ADMIN_KEY, Backend, Host, Options, charging, send};
 use futures::future::join_all;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-const ADMIN: &str = "admin-secret";
-
-fn admin(host: &Host, method: Method, path: &str) -> reqwest::RequestBuilder {
-    host.as_key(method, path, ADMIN)
-}
-
 async fn set_limits(host: &Host, client: &str, limits: Value) -> (u16, Value) {
     send(
-        admin(
-            host,
-            Method::PUT,
-            &format!("/admin/clients/{client}/limits"),
-        )
-        .json(&limits),
+        host.as_admin(Method::PUT, &format!("/admin/clients/{client}/limits"))
+            .json(&limits),
     )
     .await
 }
@@ -44,7 +34,7 @@ fn header(response: &Response, name: &str) -> Option<String> {
 async fn two_hosts(toml: &str) -> (Host, Host) {
     let options = |backend| {
         Options::new(backend)
-            .env("EASEL_ADMIN_KEY", ADMIN)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
             .toml(toml)
     };
     let first = Host::start(options(Backend::Postgres)).await;
@@ -130,16 +120,9 @@ mod a_daily_budget_stops_a_burst_of_jobs_and_chat_streams_with_nothing_charged_p
 }
 
 async fn a_daily_budget_stops_a_burst_of_jobs_and_chat_streams_with_nothing_charged_past_it() {
-    let (first, second) = two_hosts(
-        "[credits]\nenforce = true\nprices = { \"offline/image\" = 1, \"offline/chat\" = 1 }",
-    )
-    .await;
-    let (status, _) = send(
-        admin(&first, Method::POST, "/admin/clients/partner-a/credits")
-            .json(&json!({"amount": 100})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let (first, second) =
+        two_hosts(&charging(&[("offline/image", 1.0), ("offline/chat", 1.0)])).await;
+    first.grant("partner-a", 100.0).await;
     let (status, set) = set_limits(
         &second,
         "partner-a",
@@ -203,7 +186,7 @@ async fn a_daily_budget_stops_a_burst_of_jobs_and_chat_streams_with_nothing_char
     );
     // Once everything finished, exactly the budget was charged.
     for _ in 0..100 {
-        let (_, usage) = send(admin(&first, Method::GET, "/admin/clients/partner-a/usage")).await;
+        let usage = first.usage("partner-a").await;
         if usage["reserved"] == 0.0 {
             assert_eq!(usage["balance"], 95.0, "{usage}");
             let (status, refusal) = first.post("/api/v1/jobs", &image("after")).await;
@@ -221,16 +204,11 @@ async fn a_daily_budget_stops_a_burst_of_jobs_and_chat_streams_with_nothing_char
 async fn limits_on_one_sqlite_host() {
     let host = Host::start(
         Options::new(Backend::Sqlite)
-            .env("EASEL_ADMIN_KEY", ADMIN)
-            .toml("[credits]\nenforce = true\nprices = { \"offline/image\" = 2 }"),
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml(&charging(&[("offline/image", 2.0)])),
     )
     .await;
-    let (status, _) = send(
-        admin(&host, Method::POST, "/admin/clients/partner-a/credits")
-            .json(&json!({"amount": 100})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    host.grant("partner-a", 100.0).await;
 
     // The admin routes check what they store.
     let (status, _) = set_limits(&host, "nobody", json!({"requests_per_minute": 1})).await;
@@ -382,14 +360,15 @@ async fn limits_on_one_sqlite_host() {
         (1..=31 * 86_400).contains(&retry),
         "until next month: {retry}"
     );
-    let (_, usage) = send(admin(&host, Method::GET, "/admin/clients/partner-a/usage")).await;
+    let usage = host.usage("partner-a").await;
     // Reservations are taken from the balance at once.
     assert_eq!(
         usage["balance"].as_f64().unwrap(),
         94.0,
         "three images charged, nothing past the budget: {usage}"
     );
-    let (status, listed) = send(admin(&host, Method::GET, "/admin/clients/partner-a/limits")).await;
+    let (status, listed) =
+        send(host.as_admin(Method::GET, "/admin/clients/partner-a/limits")).await;
     assert_eq!(status, 200);
     assert_eq!(listed["limits"][0]["budget"], 7.0, "{listed}");
     assert_eq!(listed["limits"][0]["model"], Value::Null);

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use easel_tests::{Backend, Host, Options, send, solid_png};
+use easel_tests::{ADMIN_KEY, Backend, Host, Options, charging, send, solid_png};
 use reqwest::{Method, multipart};
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ async fn local_host(extra_toml: &str) -> Host {
         Options::new(Backend::Sqlite)
             .env("EASEL_SD_MODEL", tiny_model().to_str().unwrap())
             .env("EASEL_SD_DEVICE", "flex")
-            .env("EASEL_ADMIN_KEY", "admin-secret")
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
             .toml(extra_toml),
     )
     .await
@@ -206,17 +206,10 @@ async fn a_refused_multipart_request_leaves_no_upload_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_price_counts_the_outputs_the_checked_parameters_make() {
-    let host = local_host(
-        "[credits]\nenforce = true\nprices = { \"local/tiny-sd\" = 1, \"offline/image\" = 1 }",
-    )
-    .await;
-    let admin = |method, path: &str| host.as_key(method, path, "admin-secret");
-    let (status, _) =
-        send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 100})))
-            .await;
-    assert_eq!(status, 200);
+    let host = local_host(&charging(&[("local/tiny-sd", 1.0), ("offline/image", 1.0)])).await;
+    host.grant("partner-a", 100.0).await;
     let spent = || async {
-        let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+        let account = host.usage("partner-a").await;
         100.0 - account["balance"].as_f64().unwrap()
     };
     // The local model counts outputs as `num_images`, also through the jobs API.

@@ -4,15 +4,9 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use easel_tests::{Backend, Host, Options, on_both_backends, send};
+use easel_tests::{ADMIN_KEY, Backend, Host, Options, charging, on_both_backends, send};
 use reqwest::{Method, multipart};
 use serde_json::{Value, json};
-
-const ADMIN: &str = "admin-secret";
-
-fn admin(host: &Host, method: Method, path: &str) -> reqwest::RequestBuilder {
-    host.as_key(method, path, ADMIN)
-}
 
 async fn create_job(host: &Host, body: Value) -> String {
     let (status, created) = host.post("/api/v1/jobs", &body).await;
@@ -205,15 +199,11 @@ async fn an_init_image_too_large_for_the_model_is_refused_from_its_header() {
 async fn outputs_that_cannot_be_stored_fail_a_polled_task_and_refund_it() {
     let host = Host::start(
         Options::new(Backend::Sqlite)
-            .env("EASEL_ADMIN_KEY", ADMIN)
-            .toml("[credits]\nenforce = true\nprices = { \"offline/image\" = 2 }"),
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml(&charging(&[("offline/image", 2.0)])),
     )
     .await;
-    let (status, _) = send(
-        admin(&host, Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 5})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    host.grant("partner-a", 5.0).await;
     let id = create_job(&host, offline_image(json!({"delay_ms": 1_500}))).await;
     // The asset store becomes unwritable before the poll finds the task done.
     let assets = host.data_dir().join("assets");
@@ -228,7 +218,7 @@ async fn outputs_that_cannot_be_stored_fail_a_polled_task_and_refund_it() {
         !error.contains("os error"),
         "no OS text reaches the client: {error}"
     );
-    let (_, account) = send(admin(&host, Method::GET, "/admin/clients/partner-a/usage")).await;
+    let account = host.usage("partner-a").await;
     assert_eq!(account["balance"], 5.0, "{account}");
     assert_eq!(account["reserved"], 0.0, "{account}");
 }
@@ -279,18 +269,14 @@ on_both_backends!(credits_add_up_exactly_and_grants_need_a_known_client);
 async fn credits_add_up_exactly_and_grants_need_a_known_client(backend: Backend) {
     let host = Host::start(
         Options::new(backend)
-            .env("EASEL_ADMIN_KEY", ADMIN)
-            .toml("[credits]\nenforce = true\nprices = { \"offline/image\" = 0.1 }"),
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml(&charging(&[("offline/image", 0.1)])),
     )
     .await;
     let grant = |client: &str, amount: f64| {
         send(
-            admin(
-                &host,
-                Method::POST,
-                &format!("/admin/clients/{client}/credits"),
-            )
-            .json(&json!({"amount": amount})),
+            host.as_admin(Method::POST, &format!("/admin/clients/{client}/credits"))
+                .json(&json!({"amount": amount})),
         )
     };
     let (status, granted) = grant("partner-a", 0.3).await;
@@ -300,7 +286,7 @@ async fn credits_add_up_exactly_and_grants_need_a_known_client(backend: Backend)
     }
     let (status, refused) = host.post("/api/v1/jobs", &offline_image(json!({}))).await;
     assert_eq!(status, 429, "{refused}");
-    let (_, account) = send(admin(&host, Method::GET, "/admin/clients/partner-a/usage")).await;
+    let account = host.usage("partner-a").await;
     assert_eq!(account["balance"], 0.0, "{account}");
 
     // Concurrent grants all land, exactly.
@@ -308,7 +294,7 @@ async fn credits_add_up_exactly_and_grants_need_a_known_client(backend: Backend)
     for (status, answer) in futures::future::join_all(grants).await {
         assert_eq!(status, 200, "{answer}");
     }
-    let (_, account) = send(admin(&host, Method::GET, "/admin/clients/partner-b/usage")).await;
+    let account = host.usage("partner-b").await;
     assert_eq!(account["balance"], 1.0, "{account}");
 
     let (status, answer) = grant("partner-b", -1.5).await;
@@ -317,7 +303,7 @@ async fn credits_add_up_exactly_and_grants_need_a_known_client(backend: Backend)
     let (status, answer) = grant("nobody", 10.0).await;
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["error"], "Client nobody not found.");
-    let (_, account) = send(admin(&host, Method::GET, "/admin/clients/nobody/usage")).await;
+    let (_, account) = send(host.as_admin(Method::GET, "/admin/clients/nobody/usage")).await;
     assert_eq!(
         account["balance"], 0.0,
         "no balance was made for an unknown client"
@@ -386,11 +372,11 @@ async fn stored_real_credits_become_exact_micro_credits(backend: Backend) {
     let host = Host::start(
         Options::new(Backend::Sqlite)
             .env("DATABASE_URL", &url)
-            .env("EASEL_ADMIN_KEY", ADMIN)
-            .toml("[credits]\nenforce = true\nprices = { \"offline/image\" = 0.1 }"),
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml(&charging(&[("offline/image", 0.1)])),
     )
     .await;
-    let (_, account) = send(admin(&host, Method::GET, "/admin/clients/partner-a/usage")).await;
+    let account = host.usage("partner-a").await;
     assert_eq!(account["balance"], 0.3, "{account}");
     assert_eq!(
         account["usage"],
@@ -407,7 +393,7 @@ async fn stored_real_credits_become_exact_micro_credits(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_answers_in_json() {
-    let host = Host::start(Options::new(Backend::Sqlite).env("EASEL_ADMIN_KEY", ADMIN)).await;
+    let host = Host::start(Options::new(Backend::Sqlite).env("EASEL_ADMIN_KEY", ADMIN_KEY)).await;
     let (status, answer) = host.get("/api/v1/no-such-route").await;
     assert_eq!(
         (status, answer["error"].is_string()),
@@ -421,7 +407,7 @@ async fn every_error_answers_in_json() {
         "{answer}"
     );
     let big = json!({"id": "x".repeat(3 * 1024 * 1024)});
-    let (status, answer) = send(admin(&host, Method::POST, "/admin/clients").json(&big)).await;
+    let (status, answer) = send(host.as_admin(Method::POST, "/admin/clients").json(&big)).await;
     assert_eq!(
         (status, answer["error"].is_string()),
         (413, true),

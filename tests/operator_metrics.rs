@@ -11,11 +11,9 @@ use std::{
     time::Duration,
 };
 
-use easel_tests::{Backend, Host, Options, Receiver, built_plugin, send};
+use easel_tests::{ADMIN_KEY, Backend, Host, Options, Receiver, built_plugin, charging, send};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const ADMIN: &str = "admin-secret";
 
 fn fixtures() -> PathBuf {
     easel_tests::checkout().join("host/crates/diffusion/tests/fixtures")
@@ -82,7 +80,7 @@ async fn metrics_cover_every_family_and_pass_promtool() {
     .unwrap();
     let host = Host::start(
         Options::new(Backend::Sqlite)
-            .env("EASEL_ADMIN_KEY", ADMIN)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
             .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
             .env(
                 "EASEL_SD_MODEL",
@@ -90,16 +88,12 @@ async fn metrics_cover_every_family_and_pass_promtool() {
             )
             .env("EASEL_SD_DEVICE", "flex")
             .toml("[engine]\nworkers = 1")
-            .toml("[credits]\nenforce = true\nprices = { \"offline/image\" = 0.5 }"),
+            .toml(&charging(&[("offline/image", 0.5)])),
     )
     .await;
-    let admin = |method, path: &str| host.as_key(method, path, ADMIN);
     let (status, _) = send(host.as_key(Method::GET, "/metrics", "key-a")).await;
     assert_eq!(status, 401, "a client key does not read the metrics");
-    let (status, granted) =
-        send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 10})))
-            .await;
-    assert_eq!(status, 200, "{granted}");
+    host.grant("partner-a", 10.0).await;
 
     // Tasks that succeed (with a webhook refused once, then delivered), fail (refunded), trap,
     // and run the local model for two steps.
@@ -188,7 +182,7 @@ async fn metrics_cover_every_family_and_pass_promtool() {
     let waiting = job(&host, image.clone()).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    let response = admin(Method::GET, "/metrics").send().await.unwrap();
+    let response = host.as_admin(Method::GET, "/metrics").send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]

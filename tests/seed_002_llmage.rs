@@ -3,7 +3,7 @@
 //! model's schema with llmage's messages; credits are reserved, kept and returned. The
 //! example model names are aliases of the built-in offline models here.
 
-use easel_tests::{Backend, Host, Options, on_both_backends, send};
+use easel_tests::{ADMIN_KEY, Backend, Host, Options, charging, on_both_backends, send};
 use reqwest::{Method, multipart};
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ async fn host_on(backend: Backend, extra: &str) -> Host {
     Host::start(
         Options::new(backend)
             .toml(&format!("{CONFIG}\n{extra}"))
-            .env("EASEL_ADMIN_KEY", "admin-secret"),
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
     )
     .await
 }
@@ -312,11 +312,7 @@ async fn bad_input_gets_llmage_messages_and_stores_nothing() {
 on_both_backends!(credits_are_reserved_kept_on_success_and_returned_otherwise);
 
 async fn credits_are_reserved_kept_on_success_and_returned_otherwise(backend: Backend) {
-    let host = host_on(
-        backend,
-        "[credits]\nenforce = true\nprices = { \"offline/image\" = 5 }",
-    )
-    .await;
+    let host = host_on(backend, &charging(&[("offline/image", 5.0)])).await;
     let image = json!({"model": "wan2.2-t2i-plus", "catelogid": "t2i", "prompt": "p"});
     let (status, answer) = host.post("/llmage/v1/image/generations", &image).await;
     assert_eq!(
@@ -324,11 +320,7 @@ async fn credits_are_reserved_kept_on_success_and_returned_otherwise(backend: Ba
         (429, json!({"error": "Insufficient balance"}))
     );
 
-    let admin = |method, path: &str| host.as_key(method, path, "admin-secret");
-    let (status, granted) =
-        send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 12})))
-            .await;
-    assert_eq!(status, 200, "{granted}");
+    let granted = host.grant("partner-a", 12.0).await;
     assert_eq!(granted["balance"], 12.0);
 
     let (_, first) = host.post("/llmage/v1/image/generations", &image).await;
@@ -348,7 +340,7 @@ async fn credits_are_reserved_kept_on_success_and_returned_otherwise(backend: Ba
     assert_eq!(status, 200);
     host.wait_terminal(slow_id).await;
 
-    let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+    let account = host.usage("partner-a").await;
     assert_eq!(account["balance"], 7.0, "{account}");
     assert_eq!(account["reserved"], 0.0);
     assert_eq!(
@@ -388,11 +380,7 @@ async fn start_stream(host: &Host, path: &str, body: Value) -> (reqwest::Respons
 }
 
 async fn chats_are_recorded_charged_and_refunded_like_every_task(backend: Backend) {
-    let host = host_on(
-        backend,
-        "[credits]\nenforce = true\nprices = { \"offline/chat\" = 2 }",
-    )
-    .await;
+    let host = host_on(backend, &charging(&[("offline/chat", 2.0)])).await;
     let chat = |extra: Value| {
         let mut body = json!({"model": "qwen3-max", "catelogid": "t2t", "prompt": "你好"});
         body.as_object_mut()
@@ -416,9 +404,7 @@ async fn chats_are_recorded_charged_and_refunded_like_every_task(backend: Backen
     assert_eq!(status, 429, "{answer}");
     assert_eq!(answer["error"]["message"], "Insufficient balance");
 
-    let admin = |method, path: &str| host.as_key(method, path, "admin-secret");
-    send(admin(Method::POST, "/admin/clients/partner-a/credits").json(&json!({"amount": 10})))
-        .await;
+    host.grant("partner-a", 10.0).await;
 
     // A whole answer: its id is a task that kept its price and holds the answer's usage.
     let (status, whole) = host
@@ -484,7 +470,7 @@ async fn chats_are_recorded_charged_and_refunded_like_every_task(backend: Backen
     let left = host.wait_terminal(&id).await;
     assert_eq!(left["status"], "cancelled", "{left}");
 
-    let (_, account) = send(admin(Method::GET, "/admin/clients/partner-a/usage")).await;
+    let account = host.usage("partner-a").await;
     assert_eq!(account["balance"], 6.0, "{account}");
     assert_eq!(account["reserved"], 0.0);
     assert_eq!(

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub mod deploy;
 pub mod s3;
@@ -49,6 +49,21 @@ macro_rules! on_both_backends {
 
 /// The API keys every test host accepts.
 pub const KEYS: &str = "partner-a:key-a,partner-b:key-b";
+
+/// The admin key of the test hosts that serve the admin routes (`EASEL_ADMIN_KEY`).
+pub const ADMIN_KEY: &str = "admin-secret";
+
+/// `easel.toml`'s `[credits]`, enforced at `prices` (model id, credits per output).
+pub fn charging(prices: &[(&str, f64)]) -> String {
+    let prices: Vec<String> = prices
+        .iter()
+        .map(|(model, price)| format!("\"{model}\" = {price}"))
+        .collect();
+    format!(
+        "[credits]\nenforce = true\nprices = {{ {} }}",
+        prices.join(", ")
+    )
+}
 
 /// How a test host is set up.
 #[derive(Debug, Clone)]
@@ -312,6 +327,31 @@ impl Host {
         key: &str,
     ) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    /// A request builder authenticated as the operator ([`ADMIN_KEY`]).
+    pub fn as_admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.as_key(method, path, ADMIN_KEY)
+    }
+
+    /// Grants `client` `amount` credits through the admin route; its answer (the balance).
+    pub async fn grant(&self, client: &str, amount: f64) -> Value {
+        let path = format!("/admin/clients/{client}/credits");
+        let (status, granted) = send(
+            self.as_admin(reqwest::Method::POST, &path)
+                .json(&json!({ "amount": amount })),
+        )
+        .await;
+        assert_eq!(status, 200, "granting {amount} to {client}: {granted}");
+        granted
+    }
+
+    /// A client's balance, reservations and spending, as the operator reads them.
+    pub async fn usage(&self, client: &str) -> Value {
+        let path = format!("/admin/clients/{client}/usage");
+        let (status, usage) = send(self.as_admin(reqwest::Method::GET, &path)).await;
+        assert_eq!(status, 200, "{path}: {usage}");
+        usage
     }
 
     /// POSTs JSON as `key-a`; returns status and body.
