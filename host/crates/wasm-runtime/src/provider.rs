@@ -5,15 +5,17 @@
 //!   holds an `Arc` of the old one finishes on the old code (drain by refcount) and the old
 //!   one is retired when its last call ends.
 //! - Each submit/poll/cancel is one fresh instance in one fresh store; a chat stream owns
-//!   one store for its lifetime, driven by its own tokio task that forwards events over a
-//!   bounded channel and stops when the receiver is dropped, the stream ends, a step fails,
-//!   or the call is cancelled.
+//!   one store (and its call slot) for its lifetime and steps the plugin only when it is
+//!   polled for its next event, in the task that reads it: no task or channel of its own, so
+//!   a slow reader slows the plugin, and dropping the stream ends the call. It ends when the
+//!   plugin has no more events, a step fails, or the call is cancelled.
 //! - No state is kept between calls (the handle is all `poll` and `cancel` get).
 //!
 //! `Runtime::load_file` and `Runtime::load_bytes` are defined here, on top of the runtime's
 //! own preparation of a component, so that this module uses the runtime and the runtime never
 //! names the provider built on it.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,14 +24,13 @@ use easel_provider::{
     CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ModelInfo, PollOutcome,
     Provider, ProviderError, Submission,
 };
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::Pre;
+use crate::contract::{Pre, Session};
 use crate::gate::Notes;
 use crate::manifest::PluginManifest;
 use crate::runtime::Runtime;
-use crate::state::PluginEnv;
+use crate::state::{CallState, PluginEnv};
 
 /// A loaded plugin.
 pub struct WasmProvider {
@@ -183,41 +184,46 @@ impl Provider for WasmProvider {
         request: &ChatRequest,
         ctx: &CallContext,
     ) -> Result<ChatStream, ProviderError> {
-        let (tx, rx) = mpsc::channel(16);
-        let (started_tx, started_rx) = oneshot::channel();
-        let driver = ChatDriver {
+        let stepper = Stepper {
             runtime: self.runtime.clone(),
-            pre: self.pre.clone(),
             env: self.env.clone(),
-            task_id: ctx.task_id.clone(),
             cancel: ctx.cancel.clone(),
+            notes: Notes::default(),
         };
-        tokio::spawn(driver.run(request.clone(), started_tx, tx));
-        started_rx
-            .await
-            .map_err(|_| ProviderError::Internal("plugin chat task ended early".into()))??;
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Ok(Box::pin(stream))
+        let slot = self.runtime.slot(&ctx.cancel).await?;
+        let mut store =
+            self.runtime
+                .new_store(self.env.clone(), &ctx.task_id, stepper.notes.clone());
+        let session = stepper
+            .step(self.pre.chat_start(&mut store, request))
+            .await?;
+        let chat = Chat {
+            stepper,
+            store,
+            session: Some(session),
+            ready: VecDeque::new(),
+            _slot: slot,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            chat,
+            |mut chat| async move { chat.next_event().await.map(|event| (event, chat)) },
+        )))
     }
 }
 
-struct ChatDriver {
+/// Runs one plugin call step under the call timeout and cancellation, trap-mapped.
+struct Stepper {
     runtime: Arc<Runtime>,
-    pre: Arc<Pre>,
     env: Arc<PluginEnv>,
-    task_id: String,
     cancel: CancellationToken,
+    notes: Notes,
 }
 
 type Event = Result<ChatEvent, ProviderError>;
 
-impl ChatDriver {
-    /// One step under the call timeout and cancellation, trap-mapped.
+impl Stepper {
     async fn step<R>(
         &self,
-        notes: &Notes,
         fut: impl Future<Output = crate::v0_1_0::Called<R>>,
     ) -> Result<R, ProviderError> {
         let rt = &self.runtime;
@@ -233,61 +239,47 @@ impl ChatDriver {
                     self.env.id,
                     rt.config().call_timeout
                 )),
-                notes,
+                &self.notes,
             )),
-            Ok(Err(trap)) => Err(rt.trap_error(trap, &notes.take())),
-            Ok(Ok(Err(e))) => Err(rt.note_error(e, notes)),
+            Ok(Err(trap)) => Err(rt.trap_error(trap, &self.notes.take())),
+            Ok(Ok(Err(e))) => Err(rt.note_error(e, &self.notes)),
             Ok(Ok(Ok(r))) => Ok(r),
         }
     }
+}
 
-    async fn run(
-        self,
-        request: ChatRequest,
-        started: oneshot::Sender<Result<(), ProviderError>>,
-        tx: mpsc::Sender<Event>,
-    ) {
-        let _permit = match self.runtime.slot(&self.cancel).await {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = started.send(Err(e));
-                return;
-            }
-        };
-        let notes = Notes::default();
-        let mut store = self
-            .runtime
-            .new_store(self.env.clone(), &self.task_id, notes.clone());
-        let session = match self
-            .step(&notes, self.pre.chat_start(&mut store, &request))
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = started.send(Err(e));
-                return;
-            }
-        };
-        if started.send(Ok(())).is_err() {
-            return;
-        }
+/// A chat between its start and its last event: the store the plugin runs in, its open
+/// session (none once ended), the events of the last step not yet read, and the call slot.
+struct Chat {
+    stepper: Stepper,
+    store: wasmtime::Store<CallState>,
+    session: Option<Session>,
+    ready: VecDeque<ChatEvent>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Chat {
+    /// The next event, stepping the plugin when none is ready; `None` once it has ended.
+    async fn next_event(&mut self) -> Option<Event> {
         loop {
-            store.data_mut().ticks = 0;
-            match self.step(&notes, session.next(&mut store)).await {
-                Ok(events) if events.is_empty() => break,
-                Ok(events) => {
-                    for e in events {
-                        if tx.send(Ok(e)).await.is_err() {
-                            return;
-                        }
+            if let Some(event) = self.ready.pop_front() {
+                return Some(Ok(event));
+            }
+            let session = self.session.as_ref()?;
+            self.store.data_mut().ticks = 0;
+            match self.stepper.step(session.next(&mut self.store)).await {
+                Ok(events) if events.is_empty() => {
+                    if let Some(session) = self.session.take() {
+                        session.close(&mut self.store).await;
                     }
+                    return None;
                 }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
+                Ok(events) => self.ready.extend(events),
+                Err(error) => {
+                    self.session = None;
+                    return Some(Err(error));
                 }
             }
         }
-        session.close(&mut store).await;
     }
 }
