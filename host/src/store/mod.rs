@@ -6,7 +6,9 @@
 //!   instead of spinning on `SQLITE_BUSY`; reads use `reader` (several connections, WAL).
 //!   `synchronous=NORMAL` in WAL mode keeps every committed transaction across `kill -9` of
 //!   the process (only an OS crash or power loss can drop the last commits); set
-//!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too.
+//!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too. No commit
+//!   checkpoints the WAL (its fsync would stall the request that crossed the threshold): a
+//!   reader connection copies it into the database file every 250 ms, passively.
 //! - SQLite connections are lent without the pool's liveness ping (a file opened in this
 //!   process cannot hang up), and task inserts and terminal transitions that wait for the
 //!   writer at the same time are committed together ([`tasks::WriteQueue`]), each caller
@@ -111,8 +113,8 @@ impl Store {
         let pragmas = format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sqlite_synchronous}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
         );
-        let open = |max: u32| {
-            let pragmas = pragmas.clone();
+        let open = |max: u32, extra: &str| {
+            let pragmas = format!("{pragmas} {extra}");
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
@@ -124,8 +126,11 @@ impl Store {
                 .after_connect(move |conn, _| Box::pin(apply_pragmas(conn, pragmas.clone())))
                 .connect(&any_url)
         };
-        let writer = open(1).await?;
-        let reader = open(8).await?;
+        // The writer never checkpoints in a commit (that fsync would stall the request whose
+        // commit crossed the threshold); a reader connection does, in the background.
+        let writer = open(1, "PRAGMA wal_autocheckpoint=0;").await?;
+        let reader = open(8, "").await?;
+        tokio::spawn(checkpoint_while_open(reader.clone()));
         Ok(Self {
             writer,
             reader,
@@ -141,6 +146,25 @@ impl Store {
         match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
+        }
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies committed pages from the WAL into the database file every [`CHECKPOINT_EVERY`]
+/// (passive: never waits for readers or the writer) until `pool` closes, so the WAL stays
+/// small without a commit paying for it.
+async fn checkpoint_while_open(pool: AnyPool) {
+    while !pool.is_closed() {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+            && !pool.is_closed()
+        {
+            tracing::warn!(%error, "checkpointing the SQLite WAL failed");
         }
     }
 }
@@ -187,7 +211,50 @@ pub fn whole_milliseconds<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::whole_milliseconds;
+    use super::{CHECKPOINT_EVERY, Store, whole_milliseconds};
+
+    /// Commits never checkpoint on the writer; the background checkpoint copies them into the
+    /// database file soon after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_reach_the_database_file_through_the_background_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("easel.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()), "NORMAL")
+            .await
+            .unwrap();
+        let (every,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(every, 0, "the writer never checkpoints in a commit");
+        tokio::time::sleep(CHECKPOINT_EVERY * 2).await;
+        let before = std::fs::metadata(&path).unwrap().len();
+        sqlx::query("CREATE TABLE filler (n INTEGER PRIMARY KEY, pad TEXT NOT NULL)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        for n in 0..2000 {
+            sqlx::query("INSERT INTO filler (n, pad) VALUES ($1, $2)")
+                .bind(n)
+                .bind(format!("{n:0>64}"))
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        let wal = path.with_extension("db-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        tokio::time::sleep(CHECKPOINT_EVERY * 4).await;
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            after >= before + 2000 * 64,
+            "the rows reached the database file: {before} -> {after} bytes"
+        );
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM filler")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(count, 2000);
+    }
 
     #[test]
     fn pages_never_split_a_millisecond() {
