@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     pending_work_is_polled_to_success,
     a_poll_outlasting_its_lease_runs_once,
+    a_job_cancelled_while_its_outputs_are_collected_keeps_none,
     cancel_works_in_every_live_state,
     kill9_loses_nothing_and_repeats_nothing,
     a_separate_worker_process_runs_the_queue,
@@ -82,6 +83,29 @@ async fn a_poll_outlasting_its_lease_runs_once(backend: Backend) {
         .map(|asset| &asset["id"])
         .collect();
     assert_eq!(stored, outputs.iter().collect::<Vec<_>>(), "{listed}");
+}
+
+async fn a_job_cancelled_while_its_outputs_are_collected_keeps_none(backend: Backend) {
+    let host = Host::start(Options::new(backend)).await;
+    // Ready after 100 ms; the poll that collects its file then takes 1.5 s.
+    let id = create(&host, image(json!({"delay_ms": 100, "collect_ms": 1500}))).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, cancelled) = host
+        .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(cancelled["job"]["status"], "cancelled", "{cancelled}");
+    // The collecting poll ends after the cancel and stores the file it was copying.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (_, job) = host.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["job"]["status"], "cancelled", "{job}");
+    assert_eq!(job["job"]["outputAssetIds"], json!([]), "{job}");
+    let (_, listed) = host.get("/api/v1/assets").await;
+    assert_eq!(
+        listed["assets"],
+        json!([]),
+        "no file of the cancelled job is left: {listed}"
+    );
 }
 
 async fn cancel_works_in_every_live_state(backend: Backend) {

@@ -10,6 +10,9 @@
 //!   send data to another host by returning it in a link.
 //! - A body streams into the asset store chunk by chunk and is cut off past
 //!   [`MAX_OUTPUT_BYTES`]; at most [`CONCURRENT_DOWNLOADS`] downloads run at once per process.
+//! - The assets a task's outputs make are the ones its `outputs` name: those stored before an
+//!   output that could not be, or for a task that ended meanwhile (cancelled while its files
+//!   were copied), are removed again.
 
 use std::sync::Arc;
 
@@ -17,7 +20,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::{
-    assets::{NewFile, extension_of},
+    assets::{Asset, NewFile, extension_of},
     engine::{
         Engine,
         lifecycle::{self, Outcome},
@@ -51,79 +54,114 @@ impl std::fmt::Display for LinkFailed {
 impl std::error::Error for LinkFailed {}
 
 /// Stores the outputs, then marks the task succeeded with them; a link that cannot be copied
-/// marks it failed with the reason instead.
+/// marks it failed with the reason instead. Files stored for a task that ended meanwhile (a
+/// cancel, or a recovery elsewhere) are removed again: nothing would name them.
 pub async fn succeed(
     engine: &Engine,
     task: &Task,
     outputs: Vec<Output>,
     usage: Option<Usage>,
 ) -> anyhow::Result<()> {
-    let outcome = match store(engine, task, outputs).await {
-        Ok(stored) => Outcome::Succeeded {
-            outputs: stored,
-            usage: usage.map(serde_json::Value::Object),
-        },
+    let (outcome, stored) = match store(engine, task, outputs).await {
+        Ok((values, stored)) => (
+            Outcome::Succeeded {
+                outputs: values,
+                usage: usage.map(serde_json::Value::Object),
+            },
+            stored,
+        ),
         Err(error) => match error.downcast::<LinkFailed>() {
-            Ok(LinkFailed(reason)) => Outcome::Failed(reason),
+            Ok(LinkFailed(reason)) => (Outcome::Failed(reason), Vec::new()),
             Err(error) => return Err(error),
         },
     };
-    lifecycle::finish(engine, &task.id, outcome).await?;
+    if lifecycle::finish(engine, &task.id, outcome)
+        .await?
+        .is_none()
+        && !stored.is_empty()
+    {
+        tracing::info!(task = %task.id, "the task ended while its outputs were stored; removing them");
+        engine.assets().remove_all(&stored).await;
+    }
     Ok(())
 }
 
-/// Stores every output of `task`; returns the values for its `outputs` column.
-pub async fn store(
+/// Stores every output of `task`: the values for its `outputs` column and the assets made.
+/// When one cannot be stored, those stored before it are removed.
+async fn store(
     engine: &Engine,
     task: &Task,
     outputs: Vec<Output>,
-) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut stored = Vec::with_capacity(outputs.len());
+) -> anyhow::Result<(Vec<serde_json::Value>, Vec<Asset>)> {
+    let mut values = Vec::with_capacity(outputs.len());
+    let mut stored = Vec::new();
     for (index, output) in outputs.into_iter().enumerate() {
-        let asset = match output {
-            Output::Text(text) => {
-                stored.push(serde_json::json!({ "text": text }));
-                continue;
+        match store_one(engine, task, index, output).await {
+            Ok(Stored::Text(value)) => values.push(value),
+            Ok(Stored::File(asset)) => {
+                values.push(serde_json::Value::String(asset.id.clone()));
+                stored.push(asset);
             }
-            Output::Bytes { content_type, data } => {
-                let name = output_name(task, index, &content_type);
-                engine
-                    .assets()
-                    .put(new_file(task, &name, &content_type), &data)
-                    .await?
+            Err(error) => {
+                engine.assets().remove_all(&stored).await;
+                return Err(error);
             }
-            Output::Url { url, content_type } => {
-                let _slot = DOWNLOADS.acquire().await?;
-                let response = engine
-                    .guard()
-                    .open(&url, Some(link_check(engine, task)))
-                    .await
-                    .map_err(|e| refused(&url, e))?;
-                let content_type = content_type.unwrap_or_else(|| content_type_of(&response));
-                if let Some(length) = response.content_length()
-                    && length > MAX_OUTPUT_BYTES
-                {
+        }
+    }
+    Ok((values, stored))
+}
+
+/// One output as stored: text kept in the task's row, or a file made an asset.
+enum Stored {
+    Text(serde_json::Value),
+    File(Asset),
+}
+
+async fn store_one(
+    engine: &Engine,
+    task: &Task,
+    index: usize,
+    output: Output,
+) -> anyhow::Result<Stored> {
+    let asset = match output {
+        Output::Text(text) => return Ok(Stored::Text(serde_json::json!({ "text": text }))),
+        Output::Bytes { content_type, data } => {
+            let name = output_name(task, index, &content_type);
+            engine
+                .assets()
+                .put(new_file(task, &name, &content_type), &data)
+                .await?
+        }
+        Output::Url { url, content_type } => {
+            let _slot = DOWNLOADS.acquire().await?;
+            let response = engine
+                .guard()
+                .open(&url, Some(link_check(engine, task)))
+                .await
+                .map_err(|e| refused(&url, e))?;
+            let content_type = content_type.unwrap_or_else(|| content_type_of(&response));
+            if let Some(length) = response.content_length()
+                && length > MAX_OUTPUT_BYTES
+            {
+                return Err(too_large(&url).into());
+            }
+            let mut spooled = engine.assets().spool().await?;
+            let mut chunks = response.bytes_stream();
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
+                if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
                     return Err(too_large(&url).into());
                 }
-                let mut spooled = engine.assets().spool().await?;
-                let mut chunks = response.bytes_stream();
-                while let Some(chunk) = chunks.next().await {
-                    let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
-                    if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
-                        return Err(too_large(&url).into());
-                    }
-                    spooled.write(&chunk).await?;
-                }
-                let name = output_name(task, index, &content_type);
-                engine
-                    .assets()
-                    .adopt(new_file(task, &name, &content_type), spooled)
-                    .await?
+                spooled.write(&chunk).await?;
             }
-        };
-        stored.push(serde_json::Value::String(asset.id));
-    }
-    Ok(stored)
+            let name = output_name(task, index, &content_type);
+            engine
+                .assets()
+                .adopt(new_file(task, &name, &content_type), spooled)
+                .await?
+        }
+    };
+    Ok(Stored::File(asset))
 }
 
 fn output_name(task: &Task, index: usize, content_type: &str) -> String {
