@@ -5,12 +5,11 @@
 //! `wake_at` one lease ahead first ([`lifecycle::claim_due_polls`]) and kept a lease ahead
 //! while it runs ([`lifecycle::hold_poll_claim`]), so a crash mid-poll only delays the next
 //! one, and two hosts never poll the same handle at once, however long the poll and the
-//! storing of its outputs take. Transient trouble
-//! is retried at a fixed pace, never counted against the task: a rate limit after the
-//! vendor's `Retry-After` (5 s when it names none), an unavailable vendor or a provider not
-//! loaded (mid-reload) after 5 s, and a poll that itself errs when its claim's lease ends.
-//! Only the vendor's own failure, any other provider error, or finished outputs that cannot be
-//! stored fail the task.
+//! storing of its outputs take. Transient trouble is retried at a fixed pace, never counted
+//! against the task: a rate limit after the vendor's `Retry-After` (5 s when it names none),
+//! an unavailable vendor or a provider not loaded (mid-reload) after 5 s, and a poll that
+//! itself errs when its claim's lease ends. Only the vendor's own failure, any other provider
+//! error, or finished outputs that cannot be stored fail the task.
 
 use std::{sync::Arc, time::Duration};
 use tracing::Instrument;
