@@ -6,13 +6,11 @@ mod fakes;
 
 use std::time::Duration;
 
-use easel_tests::{Backend, Host, Options, on_both_backends, send};
+use easel_tests::{ADMIN_KEY, Backend, Host, Options, on_both_backends, send};
 use fakes::{Fake, dashscope, easel::plugin_options};
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const ADMIN: &str = "admin-secret";
 
 /// 20 jobs on a vendor that takes at least 400 ms a task, with `max_in_flight = 2`: on
 /// PostgreSQL submitted across two API hosts, each running workers, plus a worker process; on
@@ -68,7 +66,7 @@ async fn max_in_flight_holds_across_hosts(backend: Backend) {
 async fn one_at_a_time(backend: Backend) -> Host {
     Host::start(
         Options::new(backend)
-            .env("EASEL_ADMIN_KEY", ADMIN)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
             .toml("[capacity]\nproviders = { offline = 1 }"),
     )
     .await
@@ -141,7 +139,7 @@ async fn queued_jobs_show_their_place_in_claim_order(backend: Backend) {
     let host = one_at_a_time(backend).await;
     // partner-b's jobs that name no priority get 5.
     let (status, limits) = send(
-        host.as_key(Method::PUT, "/admin/clients/partner-b/limits", ADMIN)
+        host.as_admin(Method::PUT, "/admin/clients/partner-b/limits")
             .json(&json!({"priority": 5})),
     )
     .await;

@@ -13,8 +13,8 @@
 //!   worker started again; an API host killed mid-upload (while receiving, and while sending
 //!   a received file to the store), and nothing accepted lost; the S3 server stopped for ten
 //!   seconds, and what needs it waits, then service resumes without a restart. After each,
-//!   every asset row points at a whole object (size and SHA-256) and every object has its
-//!   row.
+//!   every asset row points at a whole object (size and SHA-256), every object has its row,
+//!   and each task's assets are exactly its outputs (none stored twice).
 //!
 //! Capacity across hosts (`max_in_flight` counted by a slow fake) is `capacity.rs`'s.
 
@@ -23,7 +23,6 @@ mod fakes;
 use std::{
     collections::HashMap,
     path::PathBuf,
-    process::Child,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -32,7 +31,7 @@ use std::{
 };
 
 use easel_tests::{
-    Backend, Host, KEYS, Options,
+    ADMIN_KEY, Backend, Host, KEYS, Options, Worker,
     deploy::{self, Role},
     noise,
     s3::{ACCESS_KEY, S3Server, SECRET_KEY},
@@ -48,8 +47,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
-const ADMIN: &str = "fleet-admin-key";
-
 /// What the test changes in every role's `easel.toml`: the store's address, and leases and
 /// polls short enough for a test.
 fn test_toml(s3: &S3Server) -> String {
@@ -57,22 +54,6 @@ fn test_toml(s3: &S3Server) -> String {
         "[engine]\nlease_secs = 1.5\nmax_poll_interval_secs = 0.5\n[assets]\nendpoint = \"{}\"",
         s3.endpoint
     )
-}
-
-/// A worker process, killed (`kill -9`) when dropped.
-struct Worker(Child);
-
-impl Worker {
-    fn kill9(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// A worker role as the test runs it: its unit's command, its environment file with the
@@ -136,7 +117,7 @@ async fn api_host(s3: &S3Server, database: &str) -> Host {
         ("EASEL_DATA_DIR", None),
         ("DATABASE_URL", Some(database)),
         ("EASEL_API_KEYS", Some(KEYS)),
-        ("EASEL_ADMIN_KEY", Some(ADMIN)),
+        ("EASEL_ADMIN_KEY", Some(ADMIN_KEY)),
         ("AWS_ACCESS_KEY_ID", Some(ACCESS_KEY)),
         ("AWS_SECRET_ACCESS_KEY", Some(SECRET_KEY)),
     ]);
@@ -150,15 +131,11 @@ async fn api_host(s3: &S3Server, database: &str) -> Host {
     Host::start(options).await
 }
 
-fn admin(host: &Host, method: Method, path: &str) -> reqwest::RequestBuilder {
-    host.as_key(method, path, ADMIN)
-}
-
 /// Waits until `host` lists every model in `models`.
 async fn lists(host: &Host, models: &[&str]) {
     let start = Instant::now();
     loop {
-        let (status, catalog) = send(admin(host, Method::GET, "/admin/models")).await;
+        let (status, catalog) = send(host.as_admin(Method::GET, "/admin/models")).await;
         assert_eq!(status, 200, "{catalog}");
         let listed: Vec<&str> = catalog["models"]
             .as_array()
@@ -220,52 +197,48 @@ async fn claimed_by(db: &PgPool, task: &str) -> String {
 
 /// Submits through one of the four APIs on `host`; returns the task id.
 async fn submit(host: &Host, api: &str, prompt: &str) -> String {
-    match api {
-        "001" => {
-            let (status, created) = host
-                .post(
-                    "/api/v1/jobs",
-                    &json!({"capability": "image.generate", "model": "kling/kling-v2-1",
-                            "prompt": prompt, "aspectRatio": "16:9"}),
-                )
-                .await;
-            assert_eq!(status, 202, "{created}");
-            created["job"]["id"].as_str().unwrap().to_string()
-        }
-        "000" => {
-            let (status, created) = host
-                .post(
-                    "/api/v1/generations/image",
-                    &json!({"model": "dashscope/wan2.2-t2i-flash", "prompt": prompt, "n": 1}),
-                )
-                .await;
-            assert_eq!(status, 200, "{created}");
-            created["data"]["task_id"].as_str().unwrap().to_string()
-        }
-        "002" => {
-            let (status, created) = host
-                .post(
-                    "/llmage/v1/image/generations",
-                    &json!({"model": "wan2.2-t2i-flash", "catelogid": "t2i", "prompt": prompt}),
-                )
-                .await;
-            assert_eq!(status, 200, "{created}");
-            created["taskid"].as_str().unwrap().to_string()
-        }
-        "003" => {
-            let (status, created) = send(
-                host.http
-                    .post(host.url("/api/v1/generate"))
-                    .header("X-API-Key", "key-a")
-                    .json(&json!({"prompt": prompt, "width": 64, "height": 64,
-                                  "num_inference_steps": 2, "seed": 7})),
-            )
-            .await;
-            assert_eq!(status, 200, "{created}");
-            created["task_id"].as_str().unwrap().to_string()
-        }
+    // Each API's path, body, accepted status and where its answer puts the task id.
+    let (path, body, accepted, id_at) = match api {
+        "001" => (
+            "/api/v1/jobs",
+            json!({"capability": "image.generate", "model": "kling/kling-v2-1",
+                   "prompt": prompt, "aspectRatio": "16:9"}),
+            202,
+            "/job/id",
+        ),
+        "000" => (
+            "/api/v1/generations/image",
+            json!({"model": "dashscope/wan2.2-t2i-flash", "prompt": prompt, "n": 1}),
+            200,
+            "/data/task_id",
+        ),
+        "002" => (
+            "/llmage/v1/image/generations",
+            json!({"model": "wan2.2-t2i-flash", "catelogid": "t2i", "prompt": prompt}),
+            200,
+            "/taskid",
+        ),
+        "003" => (
+            "/api/v1/generate",
+            json!({"prompt": prompt, "width": 64, "height": 64,
+                   "num_inference_steps": 2, "seed": 7}),
+            200,
+            "/task_id",
+        ),
         other => unreachable!("{other}"),
-    }
+    };
+    // Seed 003 names its key in `X-API-Key`; the others take a bearer token.
+    let request = match api {
+        "003" => host.http.post(host.url(path)).header("X-API-Key", "key-a"),
+        _ => host.as_key(Method::POST, path, "key-a"),
+    };
+    let (status, created) = send(request.json(&body)).await;
+    assert_eq!(status, accepted, "{api}: {created}");
+    created
+        .pointer(id_at)
+        .and_then(|id| id.as_str())
+        .unwrap_or_else(|| panic!("{api}: no task id at {id_at}: {created}"))
+        .to_string()
 }
 
 /// The model each API's jobs run on.

@@ -4,11 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use easel_tests::{Backend, Host, KEYS, Options, on_both_backends, send};
+use easel_tests::{ADMIN_KEY, Backend, Host, KEYS, Options, on_both_backends, send};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const ADMIN: &str = "admin-secret";
 
 on_both_backends!(
     a_client_removed_from_the_environment_is_refused_after_a_restart,
@@ -19,7 +17,7 @@ on_both_backends!(
 );
 
 async fn start(backend: Backend) -> Host {
-    Host::start(Options::new(backend).env("EASEL_ADMIN_KEY", ADMIN)).await
+    Host::start(Options::new(backend).env("EASEL_ADMIN_KEY", ADMIN_KEY)).await
 }
 
 /// The status a client route answers for `key`.
@@ -28,7 +26,7 @@ async fn status_for(host: &Host, key: &str) -> u16 {
 }
 
 async fn admin(host: &Host, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let request = host.as_key(method, path, ADMIN);
+    let request = host.as_admin(method, path);
     send(match body {
         Some(body) => request.json(&body),
         None => request,
@@ -323,7 +321,7 @@ async fn a_key_revoked_on_one_host_is_refused_by_another_within_seconds() {
     let database = first.database_url().unwrap().to_string();
     let second = Host::start(
         Options::new(Backend::Postgres)
-            .env("EASEL_ADMIN_KEY", ADMIN)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
             .env("DATABASE_URL", &database),
     )
     .await;

@@ -16,50 +16,37 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    process::Child,
     time::{Duration, Instant},
 };
 
-use easel_tests::{Host, Options, on_both_backends, send};
+use easel_tests::{ADMIN_KEY, Host, Options, Worker, on_both_backends, send};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const ADMIN: &str = "fleet-admin-key";
 
 fn tiny_model() -> PathBuf {
     easel_tests::checkout().join("host/crates/diffusion/tests/fixtures/tiny-sd")
 }
 
-/// A worker process, killed (`kill -9`) when dropped.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn gpu_worker(host: &Host) -> Worker {
     let model = tiny_model();
-    Worker(host.spawn_worker_with(
+    host.spawn_worker_with(
         &["--providers", "local"],
         &[
             ("EASEL_SD_MODEL", model.to_str().unwrap()),
             ("EASEL_SD_DEVICE", "flex"),
         ],
-    ))
+    )
 }
 
 fn vendor_worker(host: &Host) -> Worker {
-    Worker(host.spawn_worker_with(
+    host.spawn_worker_with(
         &["--providers", "offline"],
         &[("EASEL_OFFLINE_PROVIDER", "1")],
-    ))
+    )
 }
 
 async fn admin_get(host: &Host, path: &str) -> Value {
-    let (status, body) = send(host.as_key(Method::GET, path, ADMIN)).await;
+    let (status, body) = send(host.as_admin(Method::GET, path)).await;
     assert_eq!(status, 200, "{path}: {body}");
     body
 }
@@ -140,7 +127,7 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
         Options::new(backend)
             .toml("[engine]\nworkers = 0\nqueue_timeout_secs = 6\nmodel_grace_secs = 4")
             .env("EASEL_OFFLINE_PROVIDER", "0")
-            .env("EASEL_ADMIN_KEY", ADMIN),
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
     )
     .await;
     let (status, _) = send(api.as_key(Method::GET, "/admin/workers", "key-a")).await;

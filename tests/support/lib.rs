@@ -65,6 +65,23 @@ pub fn charging(prices: &[(&str, f64)]) -> String {
     )
 }
 
+/// An `easel worker` process, killed (`kill -9`) when dropped.
+pub struct Worker(pub Child);
+
+impl Worker {
+    /// Kills the process (`kill -9`) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
 /// How a test host is set up.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -247,14 +264,14 @@ impl Host {
     }
 
     /// Starts an `easel worker` process on this host's database with extra arguments
-    /// (`--providers local`) and environment variables over this host's; the caller kills it.
-    pub fn spawn_worker_with(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+    /// (`--providers local`) and environment variables over this host's.
+    pub fn spawn_worker_with(&self, args: &[&str], env: &[(&str, &str)]) -> Worker {
         let mut command = self.command("worker");
         command.args(args);
         for (name, value) in env {
             command.env(name, value);
         }
-        command.spawn().expect("starting easel worker")
+        Worker(command.spawn().expect("starting easel worker"))
     }
 
     async fn spawn(&mut self) {
