@@ -9,9 +9,9 @@
 //! schemas): `delay_ms` keeps a task pending upstream that long (exercises the poller),
 //! `work_ms` keeps the submit call busy that long (a "running" task holding a worker, which
 //! honours cancellation), `collect_ms` makes the poll that collects a pending task's files
-//! take that long (a slow download of a vendor's outputs), and `fail` makes the provider fail with that message. In chat,
-//! `work_ms` spreads the answer's words over that long and `fail` breaks the stream after the
-//! first word. Files are synthesised on the blocking pool, never on the async threads (a
+//! take that long (a slow download of a vendor's outputs), and `fail` makes the provider fail
+//! with that message. In chat, `work_ms` spreads the answer's words over that long and `fail`
+//! breaks the stream after the first word. Files are synthesised on the blocking pool, never on the async threads (a
 //! 4096x4096 image takes long enough to stall every request sharing the thread).
 
 use std::time::Duration;
@@ -40,6 +40,15 @@ struct Handle {
     request: GenerationRequest,
     ready_at: i64,
     started_at: i64,
+}
+
+/// The whole-number parameter `name` of `request`, or `default`.
+fn number(request: &GenerationRequest, name: &str, default: u64) -> u64 {
+    request
+        .params
+        .get(name)
+        .and_then(|v| v.as_u64())
+        .unwrap_or(default)
 }
 
 fn knobs() -> serde_json::Value {
@@ -75,20 +84,13 @@ impl Offline {
         }
         let seed = easel_media::fnv1a(request.prompt.as_bytes())
             ^ easel_media::fnv1a(request.model.as_bytes());
-        let number = |name: &str, default: u64| {
-            request
-                .params
-                .get(name)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(default)
-        };
         let output = match request.capability.as_str() {
             "audio.speech" => Output::Bytes {
                 content_type: "audio/wav".into(),
                 data: media::wav(&request.prompt, seed).into(),
             },
             "video.generate" => {
-                let seconds = number("duration", 2).clamp(1, 15) as u32;
+                let seconds = number(request, "duration", 2).clamp(1, 15) as u32;
                 Output::Bytes {
                     content_type: "video/mp4".into(),
                     data: media::mp4(96, 54, 8, seconds * 8, seed).into(),
@@ -97,10 +99,10 @@ impl Offline {
             "chat" => Output::Text(echo(&request.prompt)),
             _ => {
                 let (width, height) = (
-                    number("width", 512).clamp(8, 4096) as u32,
-                    number("height", 512).clamp(8, 4096) as u32,
+                    number(request, "width", 512).clamp(8, 4096) as u32,
+                    number(request, "height", 512).clamp(8, 4096) as u32,
                 );
-                let count = number("n", 1).clamp(1, 10);
+                let count = number(request, "n", 1).clamp(1, 10);
                 return Ok((0..count)
                     .map(|i| Output::Bytes {
                         content_type: "image/png".into(),
@@ -202,14 +204,7 @@ impl Provider for Offline {
         request: &GenerationRequest,
         ctx: &CallContext,
     ) -> Result<Submission, ProviderError> {
-        let param = |name: &str| {
-            request
-                .params
-                .get(name)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0)
-        };
-        let work = Duration::from_millis(param("work_ms"));
+        let work = Duration::from_millis(number(request, "work_ms", 0));
         if !work.is_zero() {
             let steps = 20u32;
             for step in 1..=steps {
@@ -219,7 +214,7 @@ impl Provider for Offline {
                 }
             }
         }
-        let delay = param("delay_ms");
+        let delay = number(request, "delay_ms", 0);
         if delay > 0 {
             let now = now_ms();
             let handle = Handle {
@@ -254,12 +249,8 @@ impl Provider for Offline {
                 poll_after: Duration::from_millis(wait),
             });
         }
-        let collect = handle
-            .request
-            .params
-            .get("collect_ms")
-            .and_then(|v| v.as_u64());
-        tokio::time::sleep(Duration::from_millis(collect.unwrap_or(0))).await;
+        let collect = number(&handle.request, "collect_ms", 0);
+        tokio::time::sleep(Duration::from_millis(collect)).await;
         match Self::make_off_thread(handle.request.clone()).await {
             Ok(outputs) => Ok(PollOutcome::Finished {
                 usage: Some(usage_of(&handle.request, outputs.len())),

@@ -17,10 +17,10 @@
 //!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
 //!   ([`Store::skip_locked`]).
 //! - Claims take the highest `priority` first, then the oldest (`created_at`, then `id`), and
-//!   [`queue_position`] counts in that same order. A claim within
-//!   capacity ([`claim_within`]) counts the running tasks of each limited provider and model
-//!   in the claiming statement itself, after taking one advisory lock on PostgreSQL, so that
-//!   no two hosts count the same free slot (SQLite's single writer runs the statement alone).
+//!   [`queue_position`] counts in that same order. A claim within capacity ([`claim_within`])
+//!   counts the running tasks of each limited provider and model in the claiming statement
+//!   itself, after taking one advisory lock on PostgreSQL, so that no two hosts count the same
+//!   free slot (SQLite's single writer runs the statement alone).
 
 use std::sync::Arc;
 
