@@ -123,6 +123,16 @@ function usage(account) {
     h('li', {}, h('code', {}, u.model), ` ${u.tasks} tasks, ${u.credits} credits`)));
 }
 
+/** The columns an account shows its client and the operator; `name` renders the client. */
+function accountColumns(name) {
+  return [
+    ['Client', name],
+    ['Balance', (a) => a.balance],
+    ['Reserved', (a) => a.reserved],
+    ['Spent per model (succeeded tasks)', usage],
+  ];
+}
+
 /** One limits row in words: `30 requests/minute · 4 tasks at once · …`. */
 function limitWords(row) {
   return [
@@ -239,10 +249,7 @@ async function operatorClients() {
   return h('section', { class: 'card' },
     h('h1', {}, 'Clients'),
     table([
-      ['Client', (a) => h('a', { href: `#/tasks?client=${encodeURIComponent(a.client_id)}` }, a.client_id)],
-      ['Balance', (a) => a.balance],
-      ['Reserved', (a) => a.reserved],
-      ['Spent per model (succeeded tasks)', usage],
+      ...accountColumns((a) => h('a', { href: `#/tasks?client=${encodeURIComponent(a.client_id)}` }, a.client_id)),
       ['Limits', limitCell],
     ], accounts, 'No client yet.'),
     h('p', { class: 'muted' }, `As of ${time(new Date().toISOString())}.`),
@@ -259,10 +266,7 @@ export async function clients() {
   return h('section', { class: 'card' },
     h('h1', {}, 'Account'),
     table([
-      ['Client', (a) => a.client_id],
-      ['Balance', (a) => a.balance],
-      ['Reserved', (a) => a.reserved],
-      ['Spent per model (succeeded tasks)', usage],
+      ...accountColumns((a) => a.client_id),
       ['Limits (set by the operator)', (a) => h('div', { class: 'limits', 'data-client': a.client_id }, limitList(limits))],
     ], [account], 'No client yet.'),
     h('p', { class: 'muted' }, `As of ${time(new Date().toISOString())}.`));
