@@ -8,7 +8,10 @@
 //!   the process (only an OS crash or power loss can drop the last commits); set
 //!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too. No commit
 //!   checkpoints the WAL (its fsync would stall the request that crossed the threshold): a
-//!   reader connection copies it into the database file every 250 ms, passively.
+//!   reader connection copies it into the database file every 250 ms, passively, and once it
+//!   has grown past about 16 MiB the writer is held for one checkpoint that lets the next
+//!   commit start the WAL over (under steady writes a passive one never catches up, and the
+//!   file would grow without end).
 //! - SQLite connections are lent without the pool's liveness ping (a file opened in this
 //!   process cannot hang up), and task inserts and terminal transitions that wait for the
 //!   writer at the same time are committed together ([`tasks::WriteQueue`]), each caller
@@ -130,7 +133,7 @@ impl Store {
         // commit crossed the threshold); a reader connection does, in the background.
         let writer = open(1, "PRAGMA wal_autocheckpoint=0;").await?;
         let reader = open(8, "").await?;
-        tokio::spawn(checkpoint_while_open(reader.clone()));
+        tokio::spawn(checkpoint_while_open(reader.clone(), writer.clone()));
         Ok(Self {
             writer,
             reader,
@@ -153,20 +156,38 @@ impl Store {
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
+/// WAL frames (a page each, about 4 KiB) past which the WAL is started over.
+const RESTART_AFTER_FRAMES: i64 = 4096;
+
 /// Copies committed pages from the WAL into the database file every [`CHECKPOINT_EVERY`]
-/// (passive: never waits for readers or the writer) until `pool` closes, so the WAL stays
-/// small without a commit paying for it.
-async fn checkpoint_while_open(pool: AnyPool) {
-    while !pool.is_closed() {
+/// until the pools close, so that no commit pays for it: passively on a `reader` (never
+/// waiting for readers or the writer), and, once the WAL holds more than
+/// [`RESTART_AFTER_FRAMES`], once more on the `writer`, whose commits wait meanwhile, so that
+/// this one reaches the WAL's end and the next commit writes it from the start again. Under
+/// steady writes a checkpoint that lets commits land while it copies never reaches the end,
+/// and SQLite only starts over a WAL that was copied whole.
+async fn checkpoint_while_open(reader: AnyPool, writer: AnyPool) {
+    while !reader.is_closed() {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-            && !pool.is_closed()
+        let mut outcome = checkpoint(&reader).await;
+        if matches!(outcome, Ok(frames) if frames > RESTART_AFTER_FRAMES) {
+            outcome = checkpoint(&writer).await;
+        }
+        if let Err(error) = outcome
+            && !reader.is_closed()
         {
             tracing::warn!(%error, "checkpointing the SQLite WAL failed");
         }
     }
+}
+
+/// Runs one passive checkpoint on a connection of `pool`; returns the WAL's length in frames.
+async fn checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    let (_busy, frames, _copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(pool)
+            .await?;
+    Ok(frames)
 }
 
 /// Per-connection SQLite settings (WAL itself is persistent in the file).
@@ -211,7 +232,7 @@ pub fn whole_milliseconds<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::{CHECKPOINT_EVERY, Store, whole_milliseconds};
+    use super::{CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, whole_milliseconds};
 
     /// Commits never checkpoint on the writer; the background checkpoint copies them into the
     /// database file soon after.
@@ -254,6 +275,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 2000);
+    }
+
+    /// Under steady commits the WAL is started over again and again instead of growing with
+    /// every commit (it grew to 558 MB in a few minutes of chats before the writer took part).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steady_commits_keep_the_wal_from_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("easel.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()), "NORMAL")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE filler (n INTEGER PRIMARY KEY)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        // Long enough for a dozen checkpoints, and at least four WALs' worth of commits.
+        let started = std::time::Instant::now();
+        let mut commits = 0_i64;
+        while started.elapsed() < CHECKPOINT_EVERY * 12 || commits < 4 * RESTART_AFTER_FRAMES {
+            sqlx::query("INSERT INTO filler (n) VALUES ($1)")
+                .bind(commits)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+            commits += 1;
+        }
+        // Each commit appends at least one frame of a page and its 24-byte header.
+        let grown_without_end = commits * (4096 + 24);
+        let wal = std::fs::metadata(path.with_extension("db-wal"))
+            .unwrap()
+            .len() as i64;
+        assert!(
+            wal < grown_without_end / 2,
+            "{commits} commits left a WAL of {wal} bytes"
+        );
     }
 
     #[test]
