@@ -8,6 +8,11 @@ use easel::{
     server::{self, Mode},
 };
 
+// mimalloc: the request path allocates and frees many small buffers on two runtime threads
+// and SQLite's thread; glibc's allocator cost measurably more CPU per chat (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Self-hosted generation gateway.
 #[derive(Parser)]
 #[command(name = "easel", version, about)]
