@@ -231,6 +231,15 @@ pub fn whole_milliseconds<T>(
 }
 
 #[cfg(test)]
+impl Store {
+    /// A SQLite store in `dir/easel.db`, opened as `easel serve` opens one.
+    pub(crate) async fn open_in(dir: &std::path::Path) -> Store {
+        let url = format!("sqlite://{}", dir.join("easel.db").display());
+        Store::open(&url, "NORMAL").await.unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::{CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, whole_milliseconds};
 
@@ -239,10 +248,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn commits_reach_the_database_file_through_the_background_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
         let path = dir.path().join("easel.db");
-        let store = Store::open(&format!("sqlite://{}", path.display()), "NORMAL")
-            .await
-            .unwrap();
         let (every,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
             .fetch_one(&store.writer)
             .await
@@ -282,10 +289,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn steady_commits_keep_the_wal_from_growing() {
         let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
         let path = dir.path().join("easel.db");
-        let store = Store::open(&format!("sqlite://{}", path.display()), "NORMAL")
-            .await
-            .unwrap();
         sqlx::query("CREATE TABLE filler (n INTEGER PRIMARY KEY)")
             .execute(&store.writer)
             .await

@@ -1118,8 +1118,7 @@ mod tests {
     }
 
     async fn store_with_balance(dir: &tempfile::TempDir, micros: i64) -> Store {
-        let url = format!("sqlite://{}", dir.path().join("easel.db").display());
-        let store = Store::open(&url, "NORMAL").await.unwrap();
+        let store = Store::open_in(dir.path()).await;
         sqlx::query("INSERT INTO balances (client_id, micros, updated_at) VALUES ('c', $1, 0)")
             .bind(micros)
             .execute(&store.writer)
