@@ -2,8 +2,11 @@
 //!
 //! Invariants:
 //! - Migrations are embedded, one set per backend, and applied at start before anything runs.
-//! - On SQLite every write goes through `writer` (one connection), so writers queue in-process
-//!   instead of spinning on `SQLITE_BUSY`; reads use `reader` (several connections, WAL).
+//! - On SQLite every write happens while its writer holds `writer`'s one connection, so
+//!   writers queue in-process instead of spinning on `SQLITE_BUSY`; reads use `reader`
+//!   (several connections, WAL). The common task writes (an unpriced, unlimited insert, a
+//!   success) run, while holding it, on a second connection on the calling thread
+//!   ([`inline`]), saving sqlx's hand-off of each statement to its connection's thread.
 //!   `synchronous=NORMAL` in WAL mode keeps every committed transaction across `kill -9` of
 //!   the process (only an OS crash or power loss can drop the last commits); set
 //!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too. No commit
@@ -24,6 +27,8 @@
 //! - Every statement on tasks, the webhook outbox and idempotency keys lives in [`tasks`].
 
 pub mod tasks;
+
+mod inline;
 
 pub mod keys;
 
@@ -78,6 +83,8 @@ pub struct Store {
     writes: std::sync::Arc<tasks::WriteQueue>,
     /// Clients' limit rows as last read (SQLite).
     limit_rows: std::sync::Arc<limits::RowCache>,
+    /// The connection for the common task writes on the calling thread (SQLite).
+    inline: Option<std::sync::Arc<inline::InlineWriter>>,
 }
 
 impl Store {
@@ -101,6 +108,7 @@ impl Store {
                 url: url.into(),
                 writes: Default::default(),
                 limit_rows: Default::default(),
+                inline: None,
             });
         }
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -133,6 +141,8 @@ impl Store {
         // commit crossed the threshold); a reader connection does, in the background.
         let writer = open(1, "PRAGMA wal_autocheckpoint=0;").await?;
         let reader = open(8, "").await?;
+        let inline = inline::InlineWriter::open(path, sqlite_synchronous)
+            .context("opening the SQLite connection for task writes")?;
         tokio::spawn(checkpoint_while_open(reader.clone(), writer.clone()));
         Ok(Self {
             writer,
@@ -141,6 +151,7 @@ impl Store {
             url: any_url,
             writes: Default::default(),
             limit_rows: Default::default(),
+            inline: Some(std::sync::Arc::new(inline)),
         })
     }
 

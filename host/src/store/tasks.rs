@@ -22,7 +22,7 @@
 //!   itself, after taking one advisory lock on PostgreSQL, so that no two hosts count the same
 //!   free slot (SQLite's single writer runs the statement alone).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use sqlx::FromRow;
 
@@ -32,7 +32,7 @@ use crate::{
         limits::{self, Usage},
         task::{Phase, Status, Task, new_id},
     },
-    store::{Backend, Store, whole_milliseconds},
+    store::{Backend, Store, inline, whole_milliseconds},
 };
 
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
@@ -226,6 +226,31 @@ pub async fn insert_once(
     Ok((task, false))
 }
 
+/// The insert of one task row, returning it; `$1`…`$18` as [`insert_row`] binds them.
+static INSERT_ROW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
+         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts, request_id, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16, $17, $18) RETURNING {COLUMNS}"
+    )
+});
+
+impl Start {
+    /// The row's status, phase, `wake_at`, `started_at` and attempts when it begins so.
+    fn columns(self, now: i64) -> (Status, Option<Phase>, Option<i64>, Option<i64>, i64) {
+        match self {
+            Start::Queued => (Status::Queued, None, None, None, 0),
+            Start::Streaming { lease_end } => (
+                Status::Running,
+                Some(Phase::Streaming),
+                Some(lease_end),
+                Some(now),
+                1,
+            ),
+        }
+    }
+}
+
 async fn insert_row<'e, E>(
     executor: E,
     id: &str,
@@ -236,41 +261,67 @@ async fn insert_row<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let (status, phase, wake_at, started_at, attempts) = match start {
-        Start::Queued => (Status::Queued, None, None, None, 0_i64),
-        Start::Streaming { lease_end } => (
-            Status::Running,
-            Some(Phase::Streaming),
-            Some(lease_end),
-            Some(now),
-            1,
-        ),
-    };
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO tasks (id, client_id, api, capability, provider, model, request, status, webhook_url, extra, \
-         reserved_micros, created_at, updated_at, phase, wake_at, started_at, attempts, request_id, priority) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $11, $10, $10, $13, $14, $15, $16, $17, $18) RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&new.client_id)
-    .bind(new.api)
-    .bind(&new.request.capability)
-    .bind(&new.provider)
-    .bind(&new.request.model)
-    .bind(serde_json::to_string(&new.request)?)
-    .bind(&new.webhook_url)
-    .bind(new.extra.to_string())
-    .bind(now)
-    .bind(new.price_micros)
-    .bind(status)
-    .bind(phase)
-    .bind(wake_at)
-    .bind(started_at)
-    .bind(attempts)
-    .bind(&new.request_id)
-    .bind(new.priority)
-    .fetch_one(executor)
-    .await?)
+    let (status, phase, wake_at, started_at, attempts) = start.columns(now);
+    Ok(sqlx::query_as(&INSERT_ROW)
+        .bind(id)
+        .bind(&new.client_id)
+        .bind(new.api)
+        .bind(&new.request.capability)
+        .bind(&new.provider)
+        .bind(&new.request.model)
+        .bind(serde_json::to_string(&new.request)?)
+        .bind(&new.webhook_url)
+        .bind(new.extra.to_string())
+        .bind(now)
+        .bind(new.price_micros)
+        .bind(status)
+        .bind(phase)
+        .bind(wake_at)
+        .bind(started_at)
+        .bind(attempts)
+        .bind(&new.request_id)
+        .bind(new.priority)
+        .fetch_one(executor)
+        .await?)
+}
+
+/// [`insert_row`] on the [inline](super::inline) connection, the same values bound.
+fn insert_row_inline(
+    conn: &rusqlite::Connection,
+    id: &str,
+    new: &NewTask,
+    now: i64,
+    start: Start,
+) -> rusqlite::Result<Task> {
+    let (status, phase, wake_at, started_at, attempts) = start.columns(now);
+    let request = serde_json::to_string(&new.request)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+    let extra = new.extra.to_string();
+    inline::task_returned(
+        conn,
+        &INSERT_ROW,
+        &[
+            &id,
+            &new.client_id,
+            &new.api,
+            &new.request.capability,
+            &new.provider,
+            &new.request.model,
+            &request,
+            &new.webhook_url,
+            &extra,
+            &now,
+            &new.price_micros,
+            &status.as_str(),
+            &phase.map(Phase::as_str),
+            &wake_at,
+            &started_at,
+            &attempts,
+            &new.request_id,
+            &new.priority,
+        ],
+    )?
+    .ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 /// Takes the first queued task in claim order of the `providers` this process serves, if
@@ -634,6 +685,10 @@ pub async fn finish(
 ///   takes the turn and commits everything queued so far, its own write included. It returns
 ///   only after the commit that holds its write: what it then tells its client (an accepted
 ///   task, a chat's answer) is as durable as a write of its own would have made it.
+/// - A group of only one-statement writes ([`Write::runs_inline`]) is committed on the
+///   [inline](super::inline) connection, on the committing caller's thread, while that caller
+///   holds the writer pool's connection; what it hands back (a success with a webhook) and any
+///   other group run on the pool's connection.
 /// - Each write in a group runs the statements it runs alone ([`insert_on`], [`finish_on`]):
 ///   a refused insert rolls back its own savepoint and changes nothing; a terminal `UPDATE`
 ///   names the live statuses, so the first outcome of a task wins and a reservation is kept
@@ -689,6 +744,47 @@ impl Write {
     }
 }
 
+impl Write {
+    /// Whether it can run on the [inline](super::inline) connection: an insert with no price
+    /// and no limits (one statement), or a success (one statement, unless it has a webhook).
+    fn runs_inline(&self) -> bool {
+        match self {
+            Write::Insert { new, .. } => new.price_micros <= 0 && new.limits.is_empty(),
+            Write::Finish { ending, .. } => ending.status == Status::Succeeded,
+        }
+    }
+
+    /// Its one statement on the inline connection; `None` for a success that has a webhook
+    /// or finds its task ended, which [`Write::run`] then handles in full.
+    fn run_inline(&self, conn: &rusqlite::Connection) -> rusqlite::Result<Option<Written>> {
+        Ok(match self {
+            Write::Insert {
+                id,
+                new,
+                now,
+                start,
+            } => Some(Written::Inserted(Ok(insert_row_inline(
+                conn, id, new, *now, *start,
+            )?))),
+            Write::Finish {
+                id, ending, now, ..
+            } => inline::task_returned(
+                conn,
+                &FINISH_ALONE,
+                &[
+                    id,
+                    &ending.status.as_str(),
+                    &ending.outputs,
+                    &ending.usage,
+                    &ending.error,
+                    now,
+                ],
+            )?
+            .map(|task| Written::Finished(Some(task))),
+        })
+    }
+}
+
 struct Queued {
     write: Arc<Write>,
     done: tokio::sync::oneshot::Sender<anyhow::Result<Written>>,
@@ -735,6 +831,7 @@ impl WriteQueue {
 /// Runs `group` on the writer connection, in one transaction when it holds more than one
 /// write, and answers each caller; see [`WriteQueue`] for what a failure does.
 async fn commit_group(store: &Store, group: Vec<Queued>) {
+    // Held while either connection writes: SQLite sees one writer at a time.
     let mut conn = match store.writer.acquire().await {
         Ok(conn) => conn,
         Err(error) => {
@@ -744,6 +841,15 @@ async fn commit_group(store: &Store, group: Vec<Queued>) {
             return;
         }
     };
+    let group = match &store.inline {
+        Some(inline) if group.iter().all(|queued| queued.write.runs_inline()) => {
+            commit_inline(inline, group)
+        }
+        _ => group,
+    };
+    if group.is_empty() {
+        return;
+    }
     if group.len() > 1 {
         match run_together(&mut conn, &group).await {
             Ok(answers) => {
@@ -760,6 +866,36 @@ async fn commit_group(store: &Store, group: Vec<Queued>) {
     for queued in group {
         let answer = queued.write.run(&mut conn).await;
         let _ = queued.done.send(answer);
+    }
+}
+
+/// Commits `group` on the inline connection, in one transaction when it holds more than one
+/// write, and answers each write it completed. Returns the writes left to run on the pool's
+/// connection: those [`Write::run_inline`] hands back, or the whole group when the inline
+/// commit failed (rolled back, so nothing of it was written).
+fn commit_inline(inline: &inline::InlineWriter, group: Vec<Queued>) -> Vec<Queued> {
+    let answers = inline.run(group.len() > 1, |conn| {
+        group
+            .iter()
+            .map(|queued| queued.write.run_inline(conn))
+            .collect::<rusqlite::Result<Vec<_>>>()
+    });
+    match answers {
+        Ok(answers) => group
+            .into_iter()
+            .zip(answers)
+            .filter_map(|(queued, answer)| match answer {
+                Some(written) => {
+                    let _ = queued.done.send(Ok(written));
+                    None
+                }
+                None => Some(queued),
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, size = group.len(), "inline task writes failed; running them on the pool");
+            group
+        }
     }
 }
 
@@ -790,13 +926,13 @@ async fn finish_on(
 ) -> anyhow::Result<Option<Task>> {
     use sqlx::Connection;
     if ending.status == Status::Succeeded {
-        let alone = finish_row(&mut *conn, id, ending, now, "AND webhook_url IS NULL").await?;
+        let alone = finish_row(&mut *conn, id, ending, now, &FINISH_ALONE).await?;
         if alone.is_some() {
             return Ok(alone);
         }
     }
     let mut tx = conn.begin().await?;
-    let task = finish_row(&mut *tx, id, ending, now, "").await?;
+    let task = finish_row(&mut *tx, id, ending, now, &FINISH_ROW).await?;
     if let Some(task) = &task
         && task.reserved_micros > 0
         && ending.status != Status::Succeeded
@@ -821,31 +957,43 @@ async fn finish_on(
     Ok(task)
 }
 
-/// The terminal update of [`finish`], for tasks that also meet `condition` (SQL text).
+/// The terminal update of [`finish`]: `$1` the id, `$2` the status, `$3` outputs, `$4` usage,
+/// `$5` the error, `$6` now, for tasks that also meet `condition` (SQL text).
+fn finish_sql(condition: &str) -> String {
+    format!(
+        "UPDATE tasks SET status = $2, outputs = $3, usage = $4, error = $5, \
+         progress = CASE WHEN $2 = 'succeeded' THEN 1.0 ELSE progress END, \
+         phase = NULL, pending_handle = NULL, wake_at = NULL, finished_at = $6, updated_at = $6 \
+         WHERE id = $1 AND status IN ('queued', 'running') {condition} RETURNING {COLUMNS}"
+    )
+}
+
+/// [`finish_sql`] for any live task.
+static FINISH_ROW: LazyLock<String> = LazyLock::new(|| finish_sql(""));
+
+/// [`finish_sql`] for a live task without a webhook: a success with nothing more to write.
+static FINISH_ALONE: LazyLock<String> = LazyLock::new(|| finish_sql("AND webhook_url IS NULL"));
+
+/// The terminal update of [`finish`] (`sql`: [`FINISH_ROW`] or [`FINISH_ALONE`]).
 async fn finish_row<'e, E>(
     executor: E,
     id: &str,
     ending: &Ending,
     now: i64,
-    condition: &str,
+    sql: &str,
 ) -> anyhow::Result<Option<Task>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    Ok(sqlx::query_as(&format!(
-        "UPDATE tasks SET status = $2, outputs = $3, usage = $4, error = $5, \
-         progress = CASE WHEN $2 = 'succeeded' THEN 1.0 ELSE progress END, \
-         phase = NULL, pending_handle = NULL, wake_at = NULL, finished_at = $6, updated_at = $6 \
-         WHERE id = $1 AND status IN ('queued', 'running') {condition} RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(ending.status)
-    .bind(&ending.outputs)
-    .bind(&ending.usage)
-    .bind(&ending.error)
-    .bind(now)
-    .fetch_optional(executor)
-    .await?)
+    Ok(sqlx::query_as(sql)
+        .bind(id)
+        .bind(ending.status)
+        .bind(&ending.outputs)
+        .bind(&ending.usage)
+        .bind(&ending.error)
+        .bind(now)
+        .fetch_optional(executor)
+        .await?)
 }
 
 /// A task by id, whoever owns it.
@@ -1271,6 +1419,101 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(hooks, [("job_00".to_string(),)]);
+    }
+
+    /// A task inserted and then ended by the inline connection is stored, and answered, as
+    /// one the pool's connection inserts and ends with the same values.
+    #[tokio::test]
+    async fn inline_and_pooled_writes_store_the_same_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        let mut new = NewTask::for_tests("p", chat_request());
+        new.request_id = Some("req_1".into());
+        new.priority = 3;
+        let (now, lease_end) = (now_ms(), now_ms() + 60_000);
+        let start = Start::Streaming { lease_end };
+        let inline = insert(&store, "job_inline", &new, now, start)
+            .await
+            .unwrap();
+        let mut conn = store.writer.acquire().await.unwrap();
+        let pooled = super::insert_row(&mut *conn, "job_pooled", &new, now, start)
+            .await
+            .unwrap();
+        drop(conn);
+        let same = |task: &Task| format!("{task:?}").replace(&task.id, "ID");
+        assert_eq!(same(&inline), same(&pooled));
+        let stored = super::fetch(&store, "job_inline").await.unwrap().unwrap();
+        assert_eq!(same(&stored), same(&inline));
+
+        let mut done = ending(Status::Succeeded);
+        done.outputs = r#"[{"text":"hi"}]"#.into();
+        done.usage = Some(r#"{"total_tokens":3}"#.into());
+        let body: super::WebhookBody = Arc::new(|_: &Task| String::new());
+        let inline = finish(&store, "job_inline", done.clone(), now + 5, body)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut conn = store.writer.acquire().await.unwrap();
+        let pooled = super::finish_on(&mut conn, "job_pooled", &done, now + 5, &|_: &Task| {
+            String::new()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        drop(conn);
+        assert_eq!(same(&inline), same(&pooled));
+        assert_eq!(inline.status, Status::Succeeded);
+        let stored = super::fetch(&store, "job_inline").await.unwrap().unwrap();
+        assert_eq!(same(&stored), same(&inline));
+    }
+
+    /// The inline connection writes only while it holds the writer pool's connection: a
+    /// transaction on the pool that reads, waits, then writes is never overtaken by inline
+    /// commits (its write would fail: SQLite refuses a write on a snapshot another connection
+    /// has moved past), and the inserts waiting meanwhile all land after it.
+    #[tokio::test]
+    async fn inline_writes_wait_for_a_transaction_on_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        let mut conn = store.writer.acquire().await.unwrap();
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        let (before,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM tasks")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let inserts = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let new = NewTask::for_tests("p", chat_request());
+                let start = Start::Streaming {
+                    lease_end: now_ms() + 60_000,
+                };
+                let each =
+                    (0..20).map(|n| {
+                        let (store, new) = (store.clone(), new.clone());
+                        async move {
+                            insert(&store, &format!("job_{n:02}"), &new, now_ms(), start).await
+                        }
+                    });
+                futures::future::join_all(each).await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        sqlx::query("INSERT INTO balances (client_id, micros, updated_at) VALUES ('c', $1, 0)")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .expect("no inline commit overtook the pool's transaction");
+        tx.commit().await.unwrap();
+        drop(conn);
+        for inserted in inserts.await.unwrap() {
+            inserted.unwrap();
+        }
+        let (after,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM tasks")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!((before, after), (0, 20));
     }
 
     /// SQL that reads or writes one of this module's tables.

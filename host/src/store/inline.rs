@@ -1,0 +1,139 @@
+//! SQLite task writes run on the thread that asks, not handed to a connection thread.
+//!
+//! sqlx runs each SQLite connection on a thread of its own and hands it every statement, and
+//! the answer back: two thread wake-ups per statement, which cost a chat at one connection
+//! more than its two statements' own work (BENCHMARKS.md, fourteenth session). The common
+//! task writes (see [`super::tasks::WriteQueue`]) run here instead, on a connection of their
+//! own, synchronously: a group's statements take tens of microseconds.
+//!
+//! Invariants:
+//! - Nothing is written here unless the caller holds the writer pool's one connection, so
+//!   SQLite still sees one writer at a time: neither connection ever waits on SQLite's lock,
+//!   and no transaction of the pool's finds its snapshot moved on by this one.
+//! - This module holds no SQL on tasks (that stays in [`super::tasks`]); it opens the
+//!   connection with the writer pool's settings (WAL, the configured `synchronous`, foreign
+//!   keys, no automatic checkpoint), runs transactions and decodes task rows.
+
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, ToSql, types::FromSqlError};
+
+use crate::engine::task::{Phase, Status, Task};
+
+/// The connection for task writes on the calling thread.
+pub(super) struct InlineWriter {
+    conn: Mutex<Connection>,
+}
+
+impl InlineWriter {
+    /// Opens the database at `path` (created and migrated already) as the pool's writer is.
+    pub(super) fn open(path: &str, synchronous: &str) -> anyhow::Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=10000; \
+             PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;"
+        ))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Runs `work` on the connection: alone (each statement commits itself) or, when
+    /// `together`, in one transaction that commits only if `work` succeeds.
+    pub(super) fn run<R>(
+        &self,
+        together: bool,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> rusqlite::Result<R> {
+        let conn = self.lock();
+        if !together {
+            return work(&conn);
+        }
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        match work(&conn) {
+            Ok(done) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(done)
+            }
+            Err(error) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs the cached statement `sql`, written with `$1`…`$N` as both drivers accept it, with
+/// `params[i]` bound to `$(i+1)` (SQLite numbers such names by first appearance, not by
+/// their digits), and decodes the row it returns, if any, as a task.
+pub(super) fn task_returned(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+) -> rusqlite::Result<Option<Task>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    for (at, value) in params.iter().enumerate() {
+        if let Some(index) = statement.parameter_index(&format!("${}", at + 1))? {
+            statement.raw_bind_parameter(index, value)?;
+        }
+    }
+    let mut rows = statement.raw_query();
+    rows.next()?.map(task_from_row).transpose()
+}
+
+/// A task from a row holding every column of [`super::tasks`]' `COLUMNS`, by name.
+fn task_from_row(row: &rusqlite::Row) -> rusqlite::Result<Task> {
+    let status: String = row.get("status")?;
+    let phase: Option<String> = row.get("phase")?;
+    Ok(Task {
+        id: row.get("id")?,
+        client_id: row.get("client_id")?,
+        api: row.get("api")?,
+        capability: row.get("capability")?,
+        provider: row.get("provider")?,
+        model: row.get("model")?,
+        request: row.get("request")?,
+        status: Status::parse(&status).ok_or_else(|| unknown("status", &status))?,
+        phase: phase
+            .map(|name| Phase::parse(&name).ok_or_else(|| unknown("phase", &name)))
+            .transpose()?,
+        progress: row.get("progress")?,
+        pending_handle: row.get("pending_handle")?,
+        wake_at: row.get("wake_at")?,
+        cancel_requested: row.get("cancel_requested")?,
+        attempts: row.get("attempts")?,
+        outputs: row.get("outputs")?,
+        error: row.get("error")?,
+        usage: row.get("usage")?,
+        webhook_url: row.get("webhook_url")?,
+        extra: row.get("extra")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
+        reserved_micros: row.get("reserved_micros")?,
+        request_id: row.get("request_id")?,
+        priority: row.get("priority")?,
+        worker_id: row.get("worker_id")?,
+        notice: None,
+    })
+}
+
+fn unknown(what: &str, name: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(FromSqlError::Other(
+            format!("unknown task {what} {name:?}").into(),
+        )),
+    )
+}
