@@ -26,8 +26,9 @@ pub(super) struct InlineWriter {
 }
 
 impl InlineWriter {
-    /// Opens the database at `path` (created and migrated already) as the pool's writer is.
-    pub(super) fn open(path: &str, synchronous: &str) -> anyhow::Result<Self> {
+    /// Opens the database file at `path` (created and migrated already) as the pool's writer
+    /// is.
+    pub(super) fn open(path: &std::path::Path, synchronous: &str) -> anyhow::Result<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -53,16 +54,12 @@ impl InlineWriter {
             return work(&conn);
         }
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        match work(&conn) {
-            Ok(done) => {
-                conn.execute_batch("COMMIT")?;
-                Ok(done)
-            }
-            Err(error) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(error)
-            }
+        let done = work(&conn).and_then(|done| conn.execute_batch("COMMIT").map(|()| done));
+        if done.is_err() {
+            // A transaction left open would hold SQLite's write lock from the pool's writer.
+            let _ = conn.execute_batch("ROLLBACK");
         }
+        done
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {

@@ -141,7 +141,8 @@ impl Store {
         // commit crossed the threshold); a reader connection does, in the background.
         let writer = open(1, "PRAGMA wal_autocheckpoint=0;").await?;
         let reader = open(8, "").await?;
-        let inline = inline::InlineWriter::open(path, sqlite_synchronous)
+        // The file sqlx resolved from the URL (its query parameters are not part of it).
+        let inline = inline::InlineWriter::open(options.get_filename(), sqlite_synchronous)
             .context("opening the SQLite connection for task writes")?;
         tokio::spawn(checkpoint_while_open(reader.clone(), writer.clone()));
         Ok(Self {

@@ -742,9 +742,7 @@ impl Write {
             } => Written::Finished(finish_on(conn, id, ending, *now, &**webhook_body).await?),
         })
     }
-}
 
-impl Write {
     /// Whether it can run on the [inline](super::inline) connection: an insert with no price
     /// and no limits (one statement), or a success (one statement, unless it has a webhook).
     fn runs_inline(&self) -> bool {
