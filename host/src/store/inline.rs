@@ -11,8 +11,8 @@
 //!   SQLite still sees one writer at a time: neither connection ever waits on SQLite's lock,
 //!   and no transaction of the pool's finds its snapshot moved on by this one.
 //! - This module holds no SQL on tasks (that stays in [`super::tasks`]); it opens the
-//!   connection with the writer pool's settings (WAL, the configured `synchronous`, foreign
-//!   keys, no automatic checkpoint), runs transactions and decodes task rows.
+//!   connection with the writer pool's own pragmas (the store passes them), runs
+//!   transactions and decodes task rows.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -26,17 +26,14 @@ pub(super) struct InlineWriter {
 }
 
 impl InlineWriter {
-    /// Opens the database file at `path` (created and migrated already) as the pool's writer
-    /// is.
-    pub(super) fn open(path: &std::path::Path, synchronous: &str) -> anyhow::Result<Self> {
+    /// Opens the database file at `path` (created and migrated already) with the writer
+    /// pool's `pragmas`.
+    pub(super) fn open(path: &std::path::Path, pragmas: &str) -> anyhow::Result<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=10000; \
-             PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;"
-        ))?;
+        conn.execute_batch(pragmas)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -78,10 +75,14 @@ pub(super) fn task_returned(
     params: &[&dyn ToSql],
 ) -> rusqlite::Result<Option<Task>> {
     let mut statement = conn.prepare_cached(sql)?;
-    for (at, value) in params.iter().enumerate() {
-        if let Some(index) = statement.parameter_index(&format!("${}", at + 1))? {
-            statement.raw_bind_parameter(index, value)?;
-        }
+    for index in 1..=statement.parameter_count() {
+        let name = statement.parameter_name(index).unwrap_or_default();
+        let value = name
+            .strip_prefix('$')
+            .and_then(|number| number.parse::<usize>().ok())
+            .and_then(|number| params.get(number.checked_sub(1)?))
+            .ok_or_else(|| rusqlite::Error::InvalidParameterName(name.to_string()))?;
+        statement.raw_bind_parameter(index, value)?;
     }
     let mut rows = statement.raw_query();
     rows.next()?.map(task_from_row).transpose()

@@ -124,8 +124,11 @@ impl Store {
         let pragmas = format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sqlite_synchronous}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
         );
-        let open = |max: u32, extra: &str| {
-            let pragmas = format!("{pragmas} {extra}");
+        // The writer never checkpoints in a commit (that fsync would stall the request whose
+        // commit crossed the threshold); a reader connection does, in the background.
+        let writer_pragmas = format!("{pragmas} PRAGMA wal_autocheckpoint=0;");
+        let open = |max: u32, pragmas: &str| {
+            let pragmas = pragmas.to_string();
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
@@ -137,12 +140,10 @@ impl Store {
                 .after_connect(move |conn, _| Box::pin(apply_pragmas(conn, pragmas.clone())))
                 .connect(&any_url)
         };
-        // The writer never checkpoints in a commit (that fsync would stall the request whose
-        // commit crossed the threshold); a reader connection does, in the background.
-        let writer = open(1, "PRAGMA wal_autocheckpoint=0;").await?;
-        let reader = open(8, "").await?;
+        let writer = open(1, &writer_pragmas).await?;
+        let reader = open(8, &pragmas).await?;
         // The file sqlx resolved from the URL (its query parameters are not part of it).
-        let inline = inline::InlineWriter::open(options.get_filename(), sqlite_synchronous)
+        let inline = inline::InlineWriter::open(options.get_filename(), &writer_pragmas)
             .context("opening the SQLite connection for task writes")?;
         tokio::spawn(checkpoint_while_open(reader.clone(), writer.clone()));
         Ok(Self {
