@@ -419,16 +419,7 @@ pub async fn claim_within(
     if providers.is_empty() {
         return Ok(None);
     }
-    let served = served_by(4, providers);
-    let (condition, values) = room.condition(4 + providers.len());
-    let sql = format!(
-        "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
-         started_at = COALESCE(started_at, $2), updated_at = $2, worker_id = $3 \
-         WHERE id = (SELECT id FROM tasks WHERE status = 'queued'{served}{condition} \
-         ORDER BY priority DESC, created_at, id LIMIT 1{}) \
-         AND status = 'queued' RETURNING {COLUMNS}",
-        store.skip_locked()
-    );
+    let (sql, values) = claim_statement(store, providers, room);
     let mut query = sqlx::query_as(&sql).bind(lease_end).bind(now).bind(worker);
     for provider in providers {
         query = query.bind(provider);
@@ -453,6 +444,29 @@ pub async fn claim_within(
     Ok(task)
 }
 
+/// The claim's statement (`$1` the lease's end, `$2` now, `$3` the worker, then the
+/// providers served) and the values of `room`'s conditions, bound after them. The status is
+/// a literal (`'queued'`, `'running'`) so that the planner can use the partial indexes that
+/// hold only those rows (migration `partial_task_indexes`).
+fn claim_statement(store: &Store, providers: &[String], room: &Room) -> (String, Vec<Bound>) {
+    let served = served_by(4, providers);
+    let (condition, values) = room.condition(4 + providers.len());
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
+         started_at = COALESCE(started_at, $2), updated_at = $2, worker_id = $3 \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued'{served}{condition} \
+         ORDER BY priority DESC, created_at, id LIMIT 1{}) \
+         AND status = 'queued' RETURNING {COLUMNS}",
+        store.skip_locked()
+    );
+    (sql, values)
+}
+
+/// Counts the queued tasks a claim takes before the one given by `$1` (priority), `$2`
+/// (created_at) and `$3` (id).
+const QUEUED_AHEAD: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM tasks WHERE status = 'queued' \
+     AND (priority > $1 OR (priority = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3))))";
+
 /// Where a queued task stands: 1 + the queued tasks a claim takes before it (higher priority,
 /// or the same and older); `None` once it is no longer queued. Counted over every provider
 /// (the count is an index-only scan of `tasks_claim_order`; a provider condition would read
@@ -461,15 +475,12 @@ pub async fn queue_position(store: &Store, task: &Task) -> anyhow::Result<Option
     if task.status != Status::Queued {
         return Ok(None);
     }
-    let (ahead,): (i64,) = sqlx::query_as(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM tasks WHERE status = 'queued' AND (priority > $1 \
-         OR (priority = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3))))",
-    )
-    .bind(task.priority)
-    .bind(task.created_at)
-    .bind(&task.id)
-    .fetch_one(&store.reader)
-    .await?;
+    let (ahead,): (i64,) = sqlx::query_as(QUEUED_AHEAD)
+        .bind(task.priority)
+        .bind(task.created_at)
+        .bind(&task.id)
+        .fetch_one(&store.reader)
+        .await?;
     Ok(Some(ahead + 1))
 }
 
@@ -613,14 +624,16 @@ pub async fn queued_before(
     created_before: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<String>> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT id FROM tasks WHERE status = 'queued' AND created_at < $1 LIMIT $2")
-            .bind(created_before)
-            .bind(limit)
-            .fetch_all(&store.reader)
-            .await?;
+    let rows: Vec<(String,)> = sqlx::query_as(QUEUED_BEFORE)
+        .bind(created_before)
+        .bind(limit)
+        .fetch_all(&store.reader)
+        .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
+
+const QUEUED_BEFORE: &str =
+    "SELECT id FROM tasks WHERE status = 'queued' AND created_at < $1 LIMIT $2";
 
 /// Claims up to `limit` held (`submitting` or `streaming`) tasks whose lease ended before
 /// `now`, for recovery, by moving their lease to `lease_end`.
@@ -1141,13 +1154,13 @@ pub(crate) async fn limit_usage(
 
 /// The queue per provider: `(provider, queued tasks, oldest created_at)`.
 pub async fn queue_by_provider(store: &Store) -> anyhow::Result<Vec<(String, i64, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT provider, CAST(COUNT(*) AS BIGINT), MIN(created_at) FROM tasks \
-         WHERE status = 'queued' GROUP BY provider ORDER BY provider",
-    )
-    .fetch_all(&store.reader)
-    .await?)
+    Ok(sqlx::query_as(QUEUE_BY_PROVIDER)
+        .fetch_all(&store.reader)
+        .await?)
 }
+
+const QUEUE_BY_PROVIDER: &str = "SELECT provider, CAST(COUNT(*) AS BIGINT), MIN(created_at) \
+     FROM tasks WHERE status = 'queued' GROUP BY provider ORDER BY provider";
 
 /// The running tasks each worker holds (its claims still `submitting`): `(worker id, tasks)`.
 pub async fn submitting_by_worker(store: &Store) -> anyhow::Result<Vec<(String, i64)>> {
@@ -1289,6 +1302,70 @@ mod tests {
             .await
             .unwrap();
         micros
+    }
+
+    /// What SQLite's planner does with `sql`, one line per step (`EXPLAIN QUERY PLAN`), every
+    /// parameter bound to NULL.
+    async fn plan(store: &Store, sql: &str) -> String {
+        let parameters = Regex::new(r"\$(\d+)").unwrap();
+        let count = parameters
+            .captures_iter(sql)
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .max()
+            .unwrap_or(0);
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+        for _ in 0..count {
+            query = query.bind(None::<i64>);
+        }
+        let steps = query.fetch_all(&store.reader).await.unwrap();
+        steps.into_iter().map(|(.., step)| step + "\n").collect()
+    }
+
+    /// The queue's statements read the partial indexes (which hold only queued or only
+    /// running rows): a claim walks the queue in claim order without sorting it, and the
+    /// counts read no row of the table. A status bound as a parameter instead of written as a
+    /// literal would fail this, as the planner cannot use a partial index then.
+    #[tokio::test]
+    async fn queue_statements_read_the_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        let room = super::Room {
+            full_here: vec!["full".into()],
+            providers: vec![("p".into(), 3)],
+            models: vec![("p".into(), "m".into(), 2)],
+        };
+        let (claim, _) = super::claim_statement(&store, &["p".into(), "q".into()], &room);
+        let (plain_claim, _) =
+            super::claim_statement(&store, &["p".into()], &super::Room::default());
+        for (sql, wanted) in [
+            (claim.as_str(), "SCAN tasks USING INDEX tasks_claim_order"),
+            (claim.as_str(), "COVERING INDEX tasks_running (provider=?)"),
+            (
+                claim.as_str(),
+                "COVERING INDEX tasks_running (provider=? AND model=?",
+            ),
+            (
+                &plain_claim,
+                "SCAN tasks USING COVERING INDEX tasks_claim_order",
+            ),
+            (
+                super::QUEUED_AHEAD,
+                "SEARCH tasks USING COVERING INDEX tasks_claim_order",
+            ),
+            (
+                super::QUEUE_BY_PROVIDER,
+                "SCAN tasks USING COVERING INDEX tasks_claim_order",
+            ),
+            (
+                super::QUEUED_BEFORE,
+                "SEARCH tasks USING INDEX tasks_queued ",
+            ),
+        ] {
+            let plan = plan(&store, sql).await;
+            assert!(plan.contains(wanted), "{wanted} not used by {sql}:\n{plan}");
+            assert!(!plan.contains("FOR ORDER BY"), "a sort in {sql}:\n{plan}");
+        }
     }
 
     /// Priced inserts arriving at once on SQLite are committed in groups, and a refused one
