@@ -18,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, ToSql, types::FromSqlError};
 
+use super::tasks::column;
 use crate::engine::task::{Phase, Status, Task};
 
 /// The connection for task writes on the calling thread.
@@ -88,40 +89,51 @@ pub(super) fn task_returned(
     rows.next()?.map(task_from_row).transpose()
 }
 
-/// A task from a row holding every column of [`super::tasks`]' `COLUMNS`, by name.
+/// A task from a row holding every column of [`super::tasks`]' `COLUMNS`, in that order.
+/// Each is read at the position [`column`] finds for its name while compiling: rusqlite
+/// looks a name up by comparing it with every column's name in turn, which cost more than
+/// decoding the row.
 fn task_from_row(row: &rusqlite::Row) -> rusqlite::Result<Task> {
-    let status: String = row.get("status")?;
-    let phase: Option<String> = row.get("phase")?;
+    macro_rules! get {
+        ($name:literal) => {
+            row.get({
+                const AT: usize = column($name);
+                AT
+            })?
+        };
+    }
+    let status: String = get!("status");
+    let phase: Option<String> = get!("phase");
     Ok(Task {
-        id: row.get("id")?,
-        client_id: row.get("client_id")?,
-        api: row.get("api")?,
-        capability: row.get("capability")?,
-        provider: row.get("provider")?,
-        model: row.get("model")?,
-        request: row.get("request")?,
+        id: get!("id"),
+        client_id: get!("client_id"),
+        api: get!("api"),
+        capability: get!("capability"),
+        provider: get!("provider"),
+        model: get!("model"),
+        request: get!("request"),
         status: Status::parse(&status).ok_or_else(|| unknown("status", &status))?,
         phase: phase
             .map(|name| Phase::parse(&name).ok_or_else(|| unknown("phase", &name)))
             .transpose()?,
-        progress: row.get("progress")?,
-        pending_handle: row.get("pending_handle")?,
-        wake_at: row.get("wake_at")?,
-        cancel_requested: row.get("cancel_requested")?,
-        attempts: row.get("attempts")?,
-        outputs: row.get("outputs")?,
-        error: row.get("error")?,
-        usage: row.get("usage")?,
-        webhook_url: row.get("webhook_url")?,
-        extra: row.get("extra")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        started_at: row.get("started_at")?,
-        finished_at: row.get("finished_at")?,
-        reserved_micros: row.get("reserved_micros")?,
-        request_id: row.get("request_id")?,
-        priority: row.get("priority")?,
-        worker_id: row.get("worker_id")?,
+        progress: get!("progress"),
+        pending_handle: get!("pending_handle"),
+        wake_at: get!("wake_at"),
+        cancel_requested: get!("cancel_requested"),
+        attempts: get!("attempts"),
+        outputs: get!("outputs"),
+        error: get!("error"),
+        usage: get!("usage"),
+        webhook_url: get!("webhook_url"),
+        extra: get!("extra"),
+        created_at: get!("created_at"),
+        updated_at: get!("updated_at"),
+        started_at: get!("started_at"),
+        finished_at: get!("finished_at"),
+        reserved_micros: get!("reserved_micros"),
+        request_id: get!("request_id"),
+        priority: get!("priority"),
+        worker_id: get!("worker_id"),
         notice: None,
     })
 }

@@ -36,9 +36,33 @@ use crate::{
 };
 
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
-const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
+pub(super) const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
      extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id, priority, worker_id";
+
+/// Where `name` stands in [`COLUMNS`], counted from 0; worked out while compiling, so a name
+/// that is not one of them fails the build.
+pub(super) const fn column(name: &str) -> usize {
+    let (list, name) = (COLUMNS.as_bytes(), name.as_bytes());
+    let (mut at, mut index) = (0, 0);
+    while at < list.len() {
+        let mut same = 0;
+        while same < name.len() && at + same < list.len() && list[at + same] == name[same] {
+            same += 1;
+        }
+        let end = at + same;
+        if same == name.len() && (end == list.len() || list[end] == b',') {
+            return index;
+        }
+        while at < list.len() && list[at] != b',' {
+            at += 1;
+        }
+        // Past the comma and the space after it.
+        at += 2;
+        index += 1;
+    }
+    panic!("not a task column");
+}
 
 /// How a task begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1302,6 +1326,16 @@ mod tests {
             .await
             .unwrap();
         micros
+    }
+
+    /// [`super::column`] finds each column where `COLUMNS` lists it.
+    #[test]
+    fn columns_are_found_where_they_stand() {
+        let names: Vec<&str> = super::COLUMNS.split(", ").collect();
+        assert_eq!(names.len(), 27);
+        for (index, name) in names.into_iter().enumerate() {
+            assert_eq!(super::column(name), index, "{name}");
+        }
     }
 
     /// What SQLite's planner does with `sql`, one line per step (`EXPLAIN QUERY PLAN`), every
