@@ -103,14 +103,14 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         limits: config.limits.clone(),
         capacity: config.capacity.clone(),
     });
-    let state = AppState {
+    let state = AppState::new(api::Shared {
         engine: engine.clone(),
         auth,
         config: Arc::new(config),
         links,
         plugins,
         adapters,
-    };
+    });
     Ok(Host { engine, state })
 }
 

@@ -44,9 +44,28 @@ use crate::{
     engine::Engine,
 };
 
-/// What every handler can reach.
+/// What every handler can reach: [`Shared`] behind one `Arc`, since axum clones the state
+/// for every request (one reference count to move instead of one per handle inside).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state of a host serving `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles inside [`AppState`].
+pub struct Shared {
     /// The task engine.
     pub engine: Engine,
     /// Key → client lookup.
