@@ -173,3 +173,94 @@ async fn extra_plugins_check() {
         );
     }
 }
+
+/// A keep-alive upstream on loopback that counts the connections it accepted and, when told,
+/// closes each connection a moment after answering on it (as a server whose idle timeout
+/// ran out does), without saying so in the response.
+struct CountingUpstream {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    close_after_answer: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn counting_upstream() -> CountingUpstream {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let close_after_answer = Arc::new(AtomicBool::new(false));
+    let (count, close) = (accepted.clone(), close_after_answer.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let close = close.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(read) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    // GET requests: a head without a body.
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buffer.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if close.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    CountingUpstream {
+        addr,
+        accepted,
+        close_after_answer,
+    }
+}
+
+/// A plugin's requests to one origin go over one kept-alive connection, one after another;
+/// when the upstream closes it while it sits idle, the next request goes on a new one and
+/// does not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_replaced_once_closed() {
+    use std::sync::atomic::Ordering;
+    let upstream = counting_upstream().await;
+    let rt = Runtime::new(common::config()).unwrap();
+    let p = rt
+        .load_bytes(common::guest::guest_component("1.0.0"))
+        .await
+        .unwrap();
+    let fetch = format!("fetch:http://127.0.0.1:{}/ok", upstream.addr.port());
+    for _ in 0..5 {
+        assert_eq!(common::submit_text(&p, &fetch).await.unwrap(), "2 bytes");
+    }
+    assert_eq!(
+        upstream.accepted.load(Ordering::SeqCst),
+        1,
+        "one connection, reused"
+    );
+
+    upstream.close_after_answer.store(true, Ordering::SeqCst);
+    for round in 0..3 {
+        assert_eq!(common::submit_text(&p, &fetch).await.unwrap(), "2 bytes");
+        // The upstream closes the connection 50 ms after answering; the pool still holds it.
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert_eq!(
+            upstream.accepted.load(Ordering::SeqCst),
+            round + 1,
+            "each request after a close on a new connection"
+        );
+    }
+}
