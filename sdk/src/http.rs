@@ -361,13 +361,8 @@ impl StreamingResponse {
     /// last line without a newline is returned too.
     pub fn read_line(&mut self) -> Result<Option<String>> {
         loop {
-            if let Some(pos) = self.buffer.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buffer.drain(..=pos).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+            if let Some(line) = self.buffered_line() {
+                return Ok(Some(line));
             }
             match self.pull()? {
                 Some(chunk) => self.buffer.extend(chunk),
@@ -383,6 +378,18 @@ impl StreamingResponse {
                 }
             }
         }
+    }
+
+    /// The next whole line already received (see [`StreamingResponse::read_line`]), without
+    /// reading more of the body.
+    pub fn buffered_line(&mut self) -> Option<String> {
+        let pos = self.buffer.iter().position(|&b| b == b'\n')?;
+        let mut line: Vec<u8> = self.buffer.drain(..=pos).collect();
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(String::from_utf8_lossy(&line).into_owned())
     }
 
     /// Reads the rest of the body into a [`Response`].
@@ -507,6 +514,18 @@ impl SseReader {
         }
     }
 
+    /// The next event whose lines were all received already, without reading more of the
+    /// body (and without waiting): `None` when no whole event is buffered. Lines of an event
+    /// still arriving are kept for the next call of either method.
+    pub fn next_buffered(&mut self) -> Option<SseEvent> {
+        while let Some(line) = self.response.buffered_line() {
+            if let Some(event) = self.parser.push_line(&line) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
     /// The response the events come from (status and headers).
     pub fn response(&self) -> &StreamingResponse {
         &self.response
@@ -611,6 +630,35 @@ mod tests {
         assert!(events[2].is_done_marker());
         // Blank lines alone dispatch nothing.
         assert!(SseParser::parse_all("\n\n\n").is_empty());
+    }
+
+    /// A body arriving in the given pieces.
+    struct Pieces(VecDeque<&'static str>);
+
+    impl transport::BodySource for Pieces {
+        fn read(&mut self) -> Result<Option<Vec<u8>>> {
+            Ok(self.0.pop_front().map(|piece| piece.as_bytes().to_vec()))
+        }
+    }
+
+    #[test]
+    fn buffered_events_are_taken_without_reading_on() {
+        let body = Pieces(["data: a\n\ndata: b\n\ndata: c", "\n\n"].into());
+        let mut events = StreamingResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: Box::new(body),
+            buffer: VecDeque::new(),
+            done: false,
+        }
+        .sse();
+        assert_eq!(events.next_event().unwrap().unwrap().data, "a");
+        assert_eq!(events.next_buffered().unwrap().data, "b");
+        // `c` has arrived but not the blank line that ends it: nothing more without a read.
+        assert_eq!(events.next_buffered(), None);
+        assert_eq!(events.next_event().unwrap().unwrap().data, "c");
+        assert_eq!(events.next_buffered(), None);
+        assert_eq!(events.next_event().unwrap(), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! A vendor that also answers whole (`stream: false`, one `chat.completion` object) can be
 //! asked that way when the client does not read a stream ([`client_streams`], [`whole`]).
 
-use easel_sdk::http::{Request, SseReader};
+use easel_sdk::http::{Request, SseEvent, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
 use easel_sdk::{ChatEvent, ChatRequest, ChatStream, Error, EventList, Result};
 
@@ -119,17 +119,22 @@ pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatSt
         finish: None,
         usage: None,
         map_error,
+        failed: None,
     }))
 }
 
 /// Turns `chat.completion.chunk` events into chat events: deltas as they come, then
 /// usage and the finish reason once the vendor says `[DONE]` (or the body ends), because
-/// the usage chunk arrives after the chunk carrying `finish_reason`.
+/// the usage chunk arrives after the chunk carrying `finish_reason`. Each step waits for the
+/// first event that says something, then also takes every event already received, so that
+/// a burst of chunks costs the host one step of the plugin, not one per chunk.
 struct ChunkStream {
     events: Option<SseReader>,
     finish: Option<String>,
     usage: Option<(u64, u64)>,
     map_error: ErrorMapper,
+    /// A vendor error met after this step's first events, returned by the next step.
+    failed: Option<Error>,
 }
 
 impl ChunkStream {
@@ -144,46 +149,68 @@ impl ChunkStream {
         ));
         tail
     }
+
+    /// Reads one chunk's delta (into `out`), usage and finish reason.
+    fn take(&mut self, event: &SseEvent, out: &mut Vec<ChatEvent>) -> Result<()> {
+        let chunk: Value = event.json()?;
+        if chunk.get("error").is_some_and(|e| !e.is_null()) {
+            self.events = None;
+            return Err((self.map_error)(200, None, event.data.as_bytes()));
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+            self.usage = Some((count("prompt_tokens"), count("completion_tokens")));
+        }
+        if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
+            if let Some(text) = choice
+                .pointer("/delta/content")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+            {
+                out.push(ChatEvent::Delta(text.to_string()));
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish = Some(contract_reason(reason).to_string());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ChatStream for ChunkStream {
     fn next(&mut self) -> Result<Vec<ChatEvent>> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
+        let mut out = Vec::new();
         loop {
             let Some(events) = self.events.as_mut() else {
-                return Ok(Vec::new());
+                return Ok(out);
             };
-            let event = match events.next_event()? {
-                None => return Ok(self.tail()),
-                Some(e) if e.is_done_marker() => return Ok(self.tail()),
+            let event = if out.is_empty() {
+                events.next_event()?
+            } else {
+                match events.next_buffered() {
+                    Some(event) => Some(event),
+                    None => return Ok(out),
+                }
+            };
+            let event = match event {
+                None => break,
+                Some(e) if e.is_done_marker() => break,
                 Some(e) if e.data.trim().is_empty() => continue,
                 Some(e) => e,
             };
-            let chunk: Value = event.json()?;
-            if chunk.get("error").is_some_and(|e| !e.is_null()) {
-                self.events = None;
-                return Err((self.map_error)(200, None, event.data.as_bytes()));
-            }
-            if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-                let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-                self.usage = Some((count("prompt_tokens"), count("completion_tokens")));
-            }
-            let mut out = Vec::new();
-            if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
-                if let Some(text) = choice
-                    .pointer("/delta/content")
-                    .and_then(Value::as_str)
-                    .filter(|t| !t.is_empty())
-                {
-                    out.push(ChatEvent::Delta(text.to_string()));
+            if let Err(error) = self.take(&event, &mut out) {
+                if out.is_empty() {
+                    return Err(error);
                 }
-                if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                    self.finish = Some(contract_reason(reason).to_string());
-                }
-            }
-            if !out.is_empty() {
+                self.failed = Some(error);
                 return Ok(out);
             }
         }
+        out.extend(self.tail());
+        Ok(out)
     }
 }
 
@@ -235,6 +262,27 @@ mod tests {
         assert!(client_streams(&asked), "a host that does not say gets a stream");
         asked.params = json!({"stream": false});
         assert!(!client_streams(&asked));
+    }
+
+    /// Events that arrived together are one step; one still arriving is waited for in the
+    /// next, and a vendor error behind deltas of the same step fails the step after them.
+    #[test]
+    fn a_step_takes_every_event_already_received() {
+        let chunk = |text: &str| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n");
+        let _s = Script::new()
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::status(200)
+                    .chunk(format!("{}{}data: {{\"choices\":[", chunk("a"), chunk("b")))
+                    .chunk(format!("]}}\n\n{}data: {{\"error\":{{\"message\":\"late\"}}}}\n\n", chunk("c"))),
+            )
+            .install();
+        let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(s.next().unwrap(), vec![ChatEvent::Delta("a".into()), ChatEvent::Delta("b".into())]);
+        assert_eq!(s.next().unwrap(), vec![ChatEvent::Delta("c".into())]);
+        let error = s.next().unwrap_err();
+        assert!(error.to_string().contains("late"), "{error}");
+        assert_eq!(s.next().unwrap(), Vec::new());
     }
 
     #[test]
