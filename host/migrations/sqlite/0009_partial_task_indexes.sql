@@ -1,13 +1,15 @@
--- The queue's indexes hold only the queued rows, and the capacity count's only the running
--- ones. Every claim, count and listing that should use them names the status as a literal
--- (`status = 'queued'`, `status = 'running'`), which is what lets the planner pick a partial
--- index. A task that never queues (a chat) enters none of the queue's indexes and a finished
--- task leaves all of them, so a chat's insert updates five structures instead of seven and
--- its finish three instead of five; on SQLite every page written is a 4 KiB frame
--- in the WAL, written again by the checkpoint.
+-- The queue's indexes hold only the queued rows, the capacity count's only the running ones,
+-- the poller's only the pending ones. Every claim, count and listing that should use them
+-- names the status or phase as a literal (`status = 'queued'`, `phase = 'pending'`), which
+-- is what lets the planner pick a partial index. A chat (running, then finished) is in
+-- `tasks_running` alone while it runs and in none of them once it ended, so a chat's insert
+-- updates four structures instead of seven (the table, its primary key, `tasks_client` and
+-- `tasks_running`) and its finish two instead of five; on SQLite every page written is a
+-- 4 KiB frame in the WAL, written again by the checkpoint.
 DROP INDEX tasks_queue;
 DROP INDEX tasks_queue_provider;
 DROP INDEX tasks_claim_order;
+DROP INDEX tasks_wake;
 CREATE INDEX tasks_queued ON tasks (created_at) WHERE status = 'queued';
 -- A claim walks the queue in claim order and tests the providers it serves; the queue per
 -- provider and a task's place in it are counted. All three read this index alone: it holds
@@ -17,3 +19,6 @@ CREATE INDEX tasks_queued ON tasks (created_at) WHERE status = 'queued';
 CREATE INDEX tasks_claim_order ON tasks (priority DESC, created_at, id, provider, status)
     WHERE status = 'queued';
 CREATE INDEX tasks_running ON tasks (provider, model, status) WHERE status = 'running';
+-- Due polls in `wake_at` order. Leases (`submitting`, `streaming`) are found among the
+-- running rows: keeping them here would move an entry at every lease renewal.
+CREATE INDEX tasks_pending ON tasks (wake_at) WHERE phase = 'pending';

@@ -629,17 +629,23 @@ pub async fn claim_due_polls(
     if providers.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'pending' AND wake_at <= $1{} \
-         ORDER BY wake_at LIMIT $3{}) AND phase = 'pending' RETURNING {COLUMNS}",
-        served_by(4, providers),
-        store.skip_locked()
-    );
+    let sql = due_polls_statement(store, providers);
     let mut query = sqlx::query_as(&sql).bind(now).bind(lease_end).bind(limit);
     for provider in providers {
         query = query.bind(provider);
     }
     Ok(query.fetch_all(&store.writer).await?)
+}
+
+/// The statement of [`claim_due_polls`]: `$1` now, `$2` the lease's end, `$3` the limit, then
+/// the providers served. The phase is a literal so that the planner can use `tasks_pending`.
+fn due_polls_statement(store: &Store, providers: &[String]) -> String {
+    format!(
+        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks WHERE phase = 'pending' AND wake_at <= $1{} \
+         ORDER BY wake_at LIMIT $3{}) AND phase = 'pending' RETURNING {COLUMNS}",
+        served_by(4, providers),
+        store.skip_locked()
+    )
 }
 
 /// Up to `limit` ids of tasks still queued that were created before `created_before`.
@@ -667,17 +673,20 @@ pub async fn claim_lapsed(
     lease_end: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<Lapsed>> {
-    Ok(sqlx::query_as(
-        "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks \
-         WHERE phase IN ('submitting', 'streaming') AND wake_at < $1 LIMIT $3) \
-         AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase, attempts",
-    )
-    .bind(now)
-    .bind(lease_end)
-    .bind(limit)
-    .fetch_all(&store.writer)
-    .await?)
+    Ok(sqlx::query_as(CLAIM_LAPSED)
+        .bind(now)
+        .bind(lease_end)
+        .bind(limit)
+        .fetch_all(&store.writer)
+        .await?)
 }
+
+/// Held tasks are running ones, and the running rows are few (at most what every host runs
+/// at once): the sweeper reads them through `tasks_running` rather than keep an index on the
+/// lease that every chat would enter and leave.
+const CLAIM_LAPSED: &str = "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks \
+     WHERE status = 'running' AND phase IN ('submitting', 'streaming') AND wake_at < $1 LIMIT $3) \
+     AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase, attempts";
 
 /// Renders the webhook body of a finished task.
 pub type WebhookBody = Arc<dyn Fn(&Task) -> String + Send + Sync>;
@@ -1356,9 +1365,10 @@ mod tests {
         steps.into_iter().map(|(.., step)| step + "\n").collect()
     }
 
-    /// The queue's statements read the partial indexes (which hold only queued or only
-    /// running rows): a claim walks the queue in claim order without sorting it, and the
-    /// counts read no row of the table. A status bound as a parameter instead of written as a
+    /// The queue's, the poller's and the sweeper's statements read the partial indexes (which
+    /// hold only queued, running or pending rows): a claim walks the queue in claim order and
+    /// the poller the due polls in `wake_at` order without sorting, and the counts read no row
+    /// of the table. A status bound as a parameter instead of written as a
     /// literal would fail this, as the planner cannot use a partial index then.
     #[tokio::test]
     async fn queue_statements_read_the_partial_indexes() {
@@ -1372,6 +1382,7 @@ mod tests {
         let (claim, _) = super::claim_statement(&store, &["p".into(), "q".into()], &room);
         let (plain_claim, _) =
             super::claim_statement(&store, &["p".into()], &super::Room::default());
+        let due_polls = super::due_polls_statement(&store, &["p".into(), "q".into()]);
         for (sql, wanted) in [
             (claim.as_str(), "SCAN tasks USING INDEX tasks_claim_order"),
             (claim.as_str(), "COVERING INDEX tasks_running (provider=?)"),
@@ -1395,6 +1406,11 @@ mod tests {
                 super::QUEUED_BEFORE,
                 "SEARCH tasks USING INDEX tasks_queued ",
             ),
+            (
+                &due_polls,
+                "SEARCH tasks USING INDEX tasks_pending (wake_at<?)",
+            ),
+            (super::CLAIM_LAPSED, "SCAN tasks USING INDEX tasks_running"),
         ] {
             let plan = plan(&store, sql).await;
             assert!(plan.contains(wanted), "{wanted} not used by {sql}:\n{plan}");
