@@ -119,6 +119,8 @@ pub struct Fake {
     pub addr: SocketAddr,
     /// Its state, for assertions.
     pub state: FakeState,
+    /// TCP connections it accepted.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Fake {
@@ -136,8 +138,22 @@ impl Fake {
             .route("/files/{name}", get(files::result_file))
             .fallback(unknown_route)
             .with_state(state.clone());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Fake { addr, state }
+        Fake {
+            addr,
+            state,
+            connections,
+        }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every API request so far.

@@ -12,7 +12,11 @@
 //! - Connect and total timeouts and a response-size cap bound every request.
 //! - Connections are kept alive per plugin and origin ([`crate::pool`]) and reused only for
 //!   a request that passed all of the above itself, to an address its own resolution
-//!   checked. `TCP_NODELAY` is set on every connection: a request's head and body, written
+//!   checked. A guest that stops reading at its protocol's end marker (`data: [DONE]`)
+//!   drops the body just before its end: the rest is read for it, at most
+//!   [`DRAIN_BYTES`] within [`DRAIN_WAIT`], and only then is the connection kept; a body
+//!   dropped far from its end closes the connection, which is how the upstream learns that
+//!   nobody reads the answer any more. `TCP_NODELAY` is set on every connection: a request's head and body, written
 //!   apart, must not wait for the upstream's delayed ACK.
 //! - Every refusal is returned to the guest as a `wasi:http` error code and recorded in the
 //!   call's [`Notes`], so the failed task's error says what the host refused, and in the
@@ -351,7 +355,7 @@ fn answer(
     let timeout = policy.request_timeout;
     let response = response.map(move |incoming| {
         CappedBody {
-            inner: incoming,
+            inner: Some(incoming),
             seen: 0,
             cap,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
@@ -384,9 +388,15 @@ async fn connect_any(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
 }
 
+/// The most of a dropped body read to keep its connection.
+const DRAIN_BYTES: usize = 16 << 10;
+/// The longest a dropped body's end is waited for to keep its connection.
+const DRAIN_WAIT: Duration = Duration::from_millis(100);
+
 /// A response body that enforces the size cap and the total deadline.
 struct CappedBody {
-    inner: hyper::body::Incoming,
+    /// `None` once handed to [`drain`] (only while dropping).
+    inner: Option<hyper::body::Incoming>,
     seen: u64,
     cap: u64,
     deadline: Pin<Box<Sleep>>,
@@ -406,7 +416,10 @@ impl Body for CappedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 if let Some((policy, origin, conn)) = this.keep.take() {
                     policy.pool.put(origin, conn);
@@ -437,6 +450,41 @@ impl Body for CappedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
+}
+
+impl Drop for CappedBody {
+    fn drop(&mut self) {
+        let (Some((policy, origin, conn)), Some(rest)) = (self.keep.take(), self.inner.take())
+        else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if drain(rest).await {
+                    policy.pool.put(origin, conn);
+                }
+            });
+        }
+    }
+}
+
+/// Reads what is left of a body the guest dropped; whether it ended within [`DRAIN_BYTES`]
+/// and [`DRAIN_WAIT`].
+async fn drain(mut rest: hyper::body::Incoming) -> bool {
+    let to_end = async {
+        let mut read = 0;
+        while let Some(frame) = rest.frame().await {
+            let Ok(frame) = frame else { return false };
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > DRAIN_BYTES {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_WAIT, to_end)
+        .await
+        .unwrap_or(false)
 }
