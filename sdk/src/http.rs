@@ -632,26 +632,16 @@ mod tests {
         assert!(SseParser::parse_all("\n\n\n").is_empty());
     }
 
-    /// A body arriving in the given pieces.
-    struct Pieces(VecDeque<&'static str>);
-
-    impl transport::BodySource for Pieces {
-        fn read(&mut self) -> Result<Option<Vec<u8>>> {
-            Ok(self.0.pop_front().map(|piece| piece.as_bytes().to_vec()))
-        }
-    }
-
     #[test]
     fn buffered_events_are_taken_without_reading_on() {
-        let body = Pieces(["data: a\n\ndata: b\n\ndata: c", "\n\n"].into());
-        let mut events = StreamingResponse {
-            status: 200,
-            headers: Vec::new(),
-            body: Box::new(body),
-            buffer: VecDeque::new(),
-            done: false,
-        }
-        .sse();
+        use crate::testing::{Expect, Reply, Script};
+        let script = Script::new()
+            .exchange(
+                Expect::get("https://a.example/events"),
+                Reply::status(200).chunk("data: a\n\ndata: b\n\ndata: c").chunk("\n\n"),
+            )
+            .install();
+        let mut events = Request::get("https://a.example/events").send_streaming().unwrap().sse();
         assert_eq!(events.next_event().unwrap().unwrap().data, "a");
         assert_eq!(events.next_buffered().unwrap().data, "b");
         // `c` has arrived but not the blank line that ends it: nothing more without a read.
@@ -659,6 +649,7 @@ mod tests {
         assert_eq!(events.next_event().unwrap().unwrap().data, "c");
         assert_eq!(events.next_buffered(), None);
         assert_eq!(events.next_event().unwrap(), None);
+        script.finish();
     }
 
     #[test]

@@ -13,11 +13,11 @@
 //! - Connections are kept alive per plugin and origin ([`crate::pool`]) and reused only for
 //!   a request that passed all of the above itself, to an address its own resolution
 //!   checked. A guest that stops reading at its protocol's end marker (`data: [DONE]`)
-//!   drops the body just before its end: the rest is read for it, at most
-//!   [`DRAIN_BYTES`] within [`DRAIN_WAIT`], and only then is the connection kept; a body
-//!   dropped far from its end closes the connection, which is how the upstream learns that
-//!   nobody reads the answer any more. `TCP_NODELAY` is set on every connection: a request's head and body, written
-//!   apart, must not wait for the upstream's delayed ACK.
+//!   drops the body just before its end: the rest is read for it, at most [`DRAIN_BYTES`]
+//!   within [`DRAIN_WAIT`], and only then is the connection kept; a body dropped far from
+//!   its end closes the connection, which is how the upstream learns that nobody reads the
+//!   answer any more. `TCP_NODELAY` is set on every connection: a request's head and body,
+//!   written apart, must not wait for the upstream's delayed ACK.
 //! - Every refusal is returned to the guest as a `wasi:http` error code and recorded in the
 //!   call's [`Notes`], so the failed task's error says what the host refused, and in the
 //!   plugin's [`Refusals`], so `GET /admin/plugins` shows it.
