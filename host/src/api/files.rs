@@ -46,11 +46,11 @@ impl Links {
             "INSERT INTO settings (name, value) VALUES ('link_key', $1) ON CONFLICT (name) DO NOTHING",
         )
         .bind(fresh)
-        .execute(&store.writer)
+        .execute(&mut *store.writer().await?)
         .await?;
         let (key,): (String,) =
             sqlx::query_as("SELECT value FROM settings WHERE name = 'link_key'")
-                .fetch_one(&store.writer)
+                .fetch_one(&mut *store.writer().await?)
                 .await?;
         Ok(Self {
             key: key.into_bytes(),

@@ -260,7 +260,7 @@ impl Assets {
         .bind(&a.url)
         .bind(&a.task_id)
         .bind(a.created_at)
-        .execute(&self.store.writer)
+        .execute(&mut *self.store.writer().await?)
         .await?;
         Ok(())
     }
@@ -311,10 +311,14 @@ impl Assets {
     /// accepted after all); best effort, a leftover is logged.
     pub async fn remove_all(&self, assets: &[Asset]) {
         for asset in assets {
-            let removed = sqlx::query("DELETE FROM assets WHERE id = $1")
-                .bind(&asset.id)
-                .execute(&self.store.writer)
-                .await;
+            let removed = match self.store.writer().await {
+                Ok(mut writer) => sqlx::query("DELETE FROM assets WHERE id = $1")
+                    .bind(&asset.id)
+                    .execute(&mut *writer)
+                    .await
+                    .map(drop),
+                Err(error) => Err(error),
+            };
             if let Err(error) = removed {
                 tracing::warn!(asset = %asset.id, %error, "removing an unused upload failed");
                 continue;

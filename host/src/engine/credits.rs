@@ -171,7 +171,8 @@ impl Engine {
         if amount.unsigned_abs() > MAX_BALANCE_MICROS as u64 {
             return Ok(Err(refusal));
         }
-        let mut tx = self.store().writer.begin().await?;
+        let mut writer = self.store().writer().await?;
+        let mut tx = writer.begin().await?;
         // The row comes from `clients`, so an unknown client gets none; a missing balance is
         // created only by a positive grant, an existing one changes only if it stays in range.
         let balance: Option<(i64,)> = sqlx::query_as(

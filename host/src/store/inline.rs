@@ -7,9 +7,11 @@
 //! own, synchronously: a group's statements take tens of microseconds.
 //!
 //! Invariants:
-//! - Nothing is written here unless the caller holds the writer pool's one connection, so
-//!   SQLite still sees one writer at a time: neither connection ever waits on SQLite's lock,
-//!   and no transaction of the pool's finds its snapshot moved on by this one.
+//! - Nothing is written here unless the caller holds the writer's turn
+//!   ([`Store::write_turn`](super::Store::write_turn)), which every write on the writer pool
+//!   holds too, so SQLite still sees one writer at a time: neither connection ever waits
+//!   on SQLite's lock, and no transaction of the pool's finds its snapshot moved on by this
+//!   one.
 //! - This module holds no SQL on tasks (that stays in [`super::tasks`]); it opens the
 //!   connection with the writer pool's own pragmas (the store passes them), runs
 //!   transactions and decodes task rows.

@@ -115,7 +115,8 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 /// operator revoked it; every other key from the environment is revoked.
 pub async fn reconcile(store: &Store, configured: &[(String, String)]) -> anyhow::Result<()> {
     let now = now_ms();
-    let mut tx = store.writer.begin().await?;
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
     let mut listed = HashSet::new();
     for (client, secret) in configured {
         let hash = hash_key(secret);
@@ -238,7 +239,8 @@ pub async fn create_client(
     client: &str,
     key: NewKey,
 ) -> anyhow::Result<Result<Key, KeyError>> {
-    let mut tx = store.writer.begin().await?;
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
     ensure_client(&mut tx, client, now_ms()).await?;
     insert_and_commit(tx, client, &key).await
 }
@@ -249,7 +251,8 @@ pub async fn create(
     client: &str,
     key: NewKey,
 ) -> anyhow::Result<Result<Key, KeyError>> {
-    let mut tx = store.writer.begin().await?;
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
     let known: Option<(String,)> = sqlx::query_as("SELECT id FROM clients WHERE id = $1")
         .bind(client)
         .fetch_optional(&mut *tx)
@@ -283,7 +286,8 @@ pub async fn rotate(
     grace_until: Option<i64>,
 ) -> anyhow::Result<Result<Rotation, KeyError>> {
     let now = now_ms();
-    let mut tx = store.writer.begin().await?;
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
     let Some(Stored {
         hash: old_hash,
         key: old,
@@ -349,7 +353,8 @@ pub async fn revoke(
         Some(reason) => format!("revoked by an operator: {reason}"),
         None => "revoked by an operator".into(),
     };
-    let mut tx = store.writer.begin().await?;
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
     sqlx::query(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1), revoked_reason = $2 \
          WHERE id = $3 AND client_id = $4 AND (revoked_at IS NULL OR revoked_reason = $5)",

@@ -162,7 +162,7 @@ pub async fn set(store: &Store, limit: &ClientLimit, now: i64) -> anyhow::Result
     .bind(&limit.budget_period)
     .bind(now)
     .bind(limit.priority)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     store.limit_rows.forget(&limit.client_id);
     Ok(())
@@ -173,7 +173,7 @@ pub async fn remove(store: &Store, client_id: &str, model: &str) -> anyhow::Resu
     let removed = sqlx::query("DELETE FROM client_limits WHERE client_id = $1 AND model = $2")
         .bind(client_id)
         .bind(model)
-        .execute(&store.writer)
+        .execute(&mut *store.writer().await?)
         .await?
         .rows_affected();
     store.limit_rows.forget(client_id);

@@ -2,11 +2,13 @@
 //!
 //! Invariants:
 //! - Migrations are embedded, one set per backend, and applied at start before anything runs.
-//! - On SQLite every write happens while its writer holds `writer`'s one connection, so
-//!   writers queue in-process instead of spinning on `SQLITE_BUSY`; reads use `reader`
-//!   (several connections, WAL). The common task writes (an unpriced, unlimited insert, a
-//!   success) run, while holding it, on a second connection on the calling thread
-//!   ([`inline`]), saving sqlx's hand-off of each statement to its connection's thread.
+//! - On SQLite every write happens while its writer holds the one writer's turn
+//!   ([`Store::writer`] takes it, then the writer pool's one connection), so writers queue
+//!   in-process instead of spinning on `SQLITE_BUSY`; reads use `reader` (several
+//!   connections, WAL). The common task writes (an unpriced, unlimited insert, a success)
+//!   run, holding only the turn, on a second connection on the calling thread ([`inline`]),
+//!   saving sqlx's hand-off of each statement to its connection's thread, and the round trip
+//!   sqlx makes to that thread whenever a connection it lent comes back.
 //!   `synchronous=NORMAL` in WAL mode keeps every committed transaction across `kill -9` of
 //!   the process (only an OS crash or power loss can drop the last commits); set
 //!   `[storage] sqlite_synchronous = "FULL"` in `easel.toml` to survive those too. No commit
@@ -36,15 +38,17 @@ pub mod limits;
 
 pub mod workers;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    AnyPool,
+    Any, AnyPool,
     any::{AnyPoolOptions, install_default_drivers},
+    pool::PoolConnection,
     postgres::PgConnectOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
+use tokio::sync::OwnedMutexGuard;
 
 /// Applies `migrator` over one native connection (the `Any` driver cannot migrate).
 macro_rules! migrate_with {
@@ -71,8 +75,9 @@ pub enum Backend {
 /// The database handles every part of the host shares.
 #[derive(Clone)]
 pub struct Store {
-    /// Serialized writes (SQLite) or the shared pool (PostgreSQL).
-    pub writer: AnyPool,
+    /// Serialized writes (SQLite) or the shared pool (PostgreSQL); lent through
+    /// [`Store::writer`].
+    writers: Writers,
     /// Concurrent reads.
     pub reader: AnyPool,
     /// Which backend this is.
@@ -80,11 +85,11 @@ pub struct Store {
     /// The URL it was opened with (PostgreSQL's LISTEN needs its own connection).
     pub url: String,
     /// Task writes waiting for SQLite's writer, committed together.
-    writes: std::sync::Arc<tasks::WriteQueue>,
+    writes: Arc<tasks::WriteQueue>,
     /// Clients' limit rows as last read (SQLite).
-    limit_rows: std::sync::Arc<limits::RowCache>,
+    limit_rows: Arc<limits::RowCache>,
     /// The connection for the common task writes on the calling thread (SQLite).
-    inline: Option<std::sync::Arc<inline::InlineWriter>>,
+    inline: Option<Arc<inline::InlineWriter>>,
 }
 
 impl Store {
@@ -102,7 +107,10 @@ impl Store {
                 .await
                 .with_context(|| format!("connecting to {}", redact(url)))?;
             return Ok(Self {
-                writer: pool.clone(),
+                writers: Writers {
+                    pool: pool.clone(),
+                    turn: None,
+                },
                 reader: pool,
                 backend: Backend::Postgres,
                 url: url.into(),
@@ -145,16 +153,40 @@ impl Store {
         // The file sqlx resolved from the URL (its query parameters are not part of it).
         let inline = inline::InlineWriter::open(options.get_filename(), &writer_pragmas)
             .context("opening the SQLite connection for task writes")?;
-        tokio::spawn(checkpoint_while_open(reader.clone(), writer.clone()));
+        let writers = Writers {
+            pool: writer,
+            turn: Some(Default::default()),
+        };
+        tokio::spawn(checkpoint_while_open(reader.clone(), writers.clone()));
         Ok(Self {
-            writer,
+            writers,
             reader,
             backend: Backend::Sqlite,
             url: any_url,
             writes: Default::default(),
             limit_rows: Default::default(),
-            inline: Some(std::sync::Arc::new(inline)),
+            inline: Some(Arc::new(inline)),
         })
+    }
+
+    /// A connection to write on. On SQLite it holds the one writer's turn until dropped, so
+    /// a write waits here for the one before it, never on SQLite's lock.
+    pub async fn writer(&self) -> sqlx::Result<Writer> {
+        self.writers.lend().await
+    }
+
+    /// The writer's turn alone, for writes on the [`inline`] connection (SQLite; `None` on
+    /// PostgreSQL); [`Store::writer_within`] adds the pool's connection.
+    pub(crate) async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
+        self.writers.take_turn().await
+    }
+
+    /// The pool's connection for the holder of `turn` (from [`Store::write_turn`]).
+    pub(crate) async fn writer_within(
+        &self,
+        turn: Option<OwnedMutexGuard<()>>,
+    ) -> sqlx::Result<Writer> {
+        self.writers.lend_within(turn).await
     }
 
     /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's single writer needs none.
@@ -163,6 +195,63 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         }
+    }
+}
+
+/// The writer pool, and on SQLite the turn every writer holds while it writes.
+#[derive(Clone)]
+struct Writers {
+    pool: AnyPool,
+    turn: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Writers {
+    async fn lend(&self) -> sqlx::Result<Writer> {
+        let turn = self.take_turn().await;
+        self.lend_within(turn).await
+    }
+
+    /// The pool's connection for the holder of `turn`.
+    async fn lend_within(&self, turn: Option<OwnedMutexGuard<()>>) -> sqlx::Result<Writer> {
+        Ok(Writer {
+            conn: self.pool.acquire().await?,
+            _turn: turn,
+        })
+    }
+
+    /// The turn alone, for a write on a connection of the caller's own; `None` on
+    /// PostgreSQL, which needs none.
+    async fn take_turn(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        }
+    }
+}
+
+/// A connection lent for writing; on SQLite it holds the writer's turn until dropped.
+pub struct Writer {
+    conn: PoolConnection<Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Writer {
+    /// Begins a transaction, which holds this writer until it ends.
+    pub async fn begin(&mut self) -> sqlx::Result<sqlx::Transaction<'_, Any>> {
+        sqlx::Connection::begin(&mut *self.conn).await
+    }
+}
+
+impl std::ops::Deref for Writer {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
     }
 }
 
@@ -179,12 +268,18 @@ const RESTART_AFTER_FRAMES: i64 = 4096;
 /// this one reaches the WAL's end and the next commit writes it from the start again. Under
 /// steady writes a checkpoint that lets commits land while it copies never reaches the end,
 /// and SQLite only starts over a WAL that was copied whole.
-async fn checkpoint_while_open(reader: AnyPool, writer: AnyPool) {
+async fn checkpoint_while_open(reader: AnyPool, writers: Writers) {
     while !reader.is_closed() {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
-        let mut outcome = checkpoint(&reader).await;
+        let mut outcome = match reader.acquire().await {
+            Ok(mut conn) => checkpoint(&mut conn).await,
+            Err(error) => Err(error),
+        };
         if matches!(outcome, Ok(frames) if frames > RESTART_AFTER_FRAMES) {
-            outcome = checkpoint(&writer).await;
+            outcome = match writers.lend().await {
+                Ok(mut writer) => checkpoint(&mut writer).await,
+                Err(error) => Err(error),
+            };
         }
         if let Err(error) = outcome
             && !reader.is_closed()
@@ -194,11 +289,11 @@ async fn checkpoint_while_open(reader: AnyPool, writer: AnyPool) {
     }
 }
 
-/// Runs one passive checkpoint on a connection of `pool`; returns the WAL's length in frames.
-async fn checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+/// Runs one passive checkpoint on `conn`; returns the WAL's length in frames.
+async fn checkpoint(conn: &mut sqlx::AnyConnection) -> Result<i64, sqlx::Error> {
     let (_busy, frames, _copied): (i64, i64, i64) =
         sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(pool)
+            .fetch_one(conn)
             .await?;
     Ok(frames)
 }
@@ -264,21 +359,21 @@ mod tests {
         let store = Store::open_in(dir.path()).await;
         let path = dir.path().join("easel.db");
         let (every,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
-            .fetch_one(&store.writer)
+            .fetch_one(&mut *store.writer().await.unwrap())
             .await
             .unwrap();
         assert_eq!(every, 0, "the writer never checkpoints in a commit");
         tokio::time::sleep(CHECKPOINT_EVERY * 2).await;
         let before = std::fs::metadata(&path).unwrap().len();
         sqlx::query("CREATE TABLE filler (n INTEGER PRIMARY KEY, pad TEXT NOT NULL)")
-            .execute(&store.writer)
+            .execute(&mut *store.writer().await.unwrap())
             .await
             .unwrap();
         for n in 0..2000 {
             sqlx::query("INSERT INTO filler (n, pad) VALUES ($1, $2)")
                 .bind(n)
                 .bind(format!("{n:0>64}"))
-                .execute(&store.writer)
+                .execute(&mut *store.writer().await.unwrap())
                 .await
                 .unwrap();
         }
@@ -305,7 +400,7 @@ mod tests {
         let store = Store::open_in(dir.path()).await;
         let path = dir.path().join("easel.db");
         sqlx::query("CREATE TABLE filler (n INTEGER PRIMARY KEY)")
-            .execute(&store.writer)
+            .execute(&mut *store.writer().await.unwrap())
             .await
             .unwrap();
         // Long enough for a dozen checkpoints, and at least four WALs' worth of commits.
@@ -314,7 +409,7 @@ mod tests {
         while started.elapsed() < CHECKPOINT_EVERY * 12 || commits < 4 * RESTART_AFTER_FRAMES {
             sqlx::query("INSERT INTO filler (n) VALUES ($1)")
                 .bind(commits)
-                .execute(&store.writer)
+                .execute(&mut *store.writer().await.unwrap())
                 .await
                 .unwrap();
             commits += 1;

@@ -149,7 +149,7 @@ pub async fn insert(
     start: Start,
 ) -> Result<Task, SubmitError> {
     if store.backend == Backend::Postgres {
-        let mut conn = store.writer.acquire().await.map_err(anyhow::Error::from)?;
+        let mut conn = store.writer().await.map_err(anyhow::Error::from)?;
         return insert_on(&mut conn, store.backend, id, new, now, start).await?;
     }
     let write = Write::Insert {
@@ -207,7 +207,8 @@ pub async fn insert_once(
     (key, hash): (&str, &str),
     now: i64,
 ) -> Result<(Task, bool), SubmitError> {
-    let mut tx = store.writer.begin().await.map_err(anyhow::Error::from)?;
+    let mut writer = store.writer().await.map_err(anyhow::Error::from)?;
+    let mut tx = writer.begin().await.map_err(anyhow::Error::from)?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (client_id, key, request_hash, task_id, created_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, key) DO NOTHING",
@@ -455,9 +456,10 @@ pub async fn claim_within(
         };
     }
     if !(room.counts() && store.backend == Backend::Postgres) {
-        return Ok(query.fetch_optional(&store.writer).await?);
+        return Ok(query.fetch_optional(&mut *store.writer().await?).await?);
     }
-    let mut tx = store.writer.begin().await?;
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
     // Held until commit, when the claimed row is already visible to the next holder's count.
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CAPACITY_LOCK)
@@ -526,7 +528,7 @@ pub async fn extend_lease(store: &Store, id: &str, lease_end: i64) -> anyhow::Re
     )
     .bind(id)
     .bind(lease_end)
-    .fetch_optional(&store.writer)
+    .fetch_optional(&mut *store.writer().await?)
     .await?;
     Ok(extended.map(|(cancel_requested,)| cancel_requested == 1))
 }
@@ -548,7 +550,7 @@ pub async fn mark_pending(
     .bind(handle)
     .bind(wake_at)
     .bind(now)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     Ok(updated.rows_affected() == 1)
 }
@@ -568,7 +570,7 @@ pub async fn extend_poll_claim(
     .bind(id)
     .bind(held_until)
     .bind(lease_end)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     Ok(extended.rows_affected() == 1)
 }
@@ -581,7 +583,7 @@ pub async fn requeue(store: &Store, id: &str, now: i64) -> anyhow::Result<()> {
     )
     .bind(id)
     .bind(now)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
 }
@@ -602,7 +604,7 @@ pub async fn record_progress(
     .bind(progress)
     .bind(wake_at)
     .bind(now)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
 }
@@ -612,7 +614,7 @@ pub async fn request_cancel(store: &Store, id: &str, now: i64) -> anyhow::Result
     sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
-        .execute(&store.writer)
+        .execute(&mut *store.writer().await?)
         .await?;
     Ok(())
 }
@@ -634,7 +636,7 @@ pub async fn claim_due_polls(
     for provider in providers {
         query = query.bind(provider);
     }
-    Ok(query.fetch_all(&store.writer).await?)
+    Ok(query.fetch_all(&mut *store.writer().await?).await?)
 }
 
 /// The statement of [`claim_due_polls`]: `$1` now, `$2` the lease's end, `$3` the limit, then
@@ -677,7 +679,7 @@ pub async fn claim_lapsed(
         .bind(now)
         .bind(lease_end)
         .bind(limit)
-        .fetch_all(&store.writer)
+        .fetch_all(&mut *store.writer().await?)
         .await?)
 }
 
@@ -707,7 +709,7 @@ pub async fn finish(
     webhook_body: WebhookBody,
 ) -> anyhow::Result<Option<Task>> {
     if store.backend == Backend::Postgres {
-        let mut conn = store.writer.acquire().await?;
+        let mut conn = store.writer().await?;
         return finish_on(&mut conn, id, &ending, now, &*webhook_body).await;
     }
     let write = Write::Finish {
@@ -733,8 +735,9 @@ pub async fn finish(
 ///   task, a chat's answer) is as durable as a write of its own would have made it.
 /// - A group of only one-statement writes ([`Write::runs_inline`]) is committed on the
 ///   [inline](super::inline) connection, on the committing caller's thread, while that caller
-///   holds the writer pool's connection; what it hands back (a success with a webhook) and any
-///   other group run on the pool's connection.
+///   holds the writer's turn (not the pool's connection: sqlx makes a round trip to that
+///   connection's thread each time one it lent comes back); what it hands back (a success
+///   with a webhook) and any other group run on the pool's connection, within the same turn.
 /// - Each write in a group runs the statements it runs alone ([`insert_on`], [`finish_on`]):
 ///   a refused insert rolls back its own savepoint and changes nothing; a terminal `UPDATE`
 ///   names the live statuses, so the first outcome of a task wins and a reservation is kept
@@ -876,15 +879,7 @@ impl WriteQueue {
 /// write, and answers each caller; see [`WriteQueue`] for what a failure does.
 async fn commit_group(store: &Store, group: Vec<Queued>) {
     // Held while either connection writes: SQLite sees one writer at a time.
-    let mut conn = match store.writer.acquire().await {
-        Ok(conn) => conn,
-        Err(error) => {
-            for queued in group {
-                let _ = queued.done.send(Err(anyhow::anyhow!("{error}")));
-            }
-            return;
-        }
-    };
+    let turn = store.write_turn().await;
     let group = match &store.inline {
         Some(inline) if group.iter().all(|queued| queued.write.runs_inline()) => {
             commit_inline(inline, group)
@@ -894,6 +889,15 @@ async fn commit_group(store: &Store, group: Vec<Queued>) {
     if group.is_empty() {
         return;
     }
+    let mut conn = match store.writer_within(turn).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            for queued in group {
+                let _ = queued.done.send(Err(anyhow::anyhow!("{error}")));
+            }
+            return;
+        }
+    };
     if group.len() > 1 {
         match run_together(&mut conn, &group).await {
             Ok(answers) => {
@@ -1238,7 +1242,7 @@ pub async fn claim_due_webhooks(
     .bind(now)
     .bind(claim_until)
     .bind(limit)
-    .fetch_all(&store.writer)
+    .fetch_all(&mut *store.writer().await?)
     .await?)
 }
 
@@ -1255,7 +1259,7 @@ pub async fn webhook_delivered(
     .bind(id)
     .bind(now)
     .bind(attempts)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
 }
@@ -1278,7 +1282,7 @@ pub async fn webhook_failed(
     .bind(next_attempt_at)
     .bind(reason)
     .bind(gave_up_at)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
 }
@@ -1313,7 +1317,7 @@ mod tests {
         let store = Store::open_in(dir.path()).await;
         sqlx::query("INSERT INTO balances (client_id, micros, updated_at) VALUES ('c', $1, 0)")
             .bind(micros)
-            .execute(&store.writer)
+            .execute(&mut *store.writer().await.unwrap())
             .await
             .unwrap();
         store
@@ -1560,7 +1564,7 @@ mod tests {
         let inline = insert(&store, "job_inline", &new, now, start)
             .await
             .unwrap();
-        let mut conn = store.writer.acquire().await.unwrap();
+        let mut conn = store.writer().await.unwrap();
         let pooled = super::insert_row(&mut *conn, "job_pooled", &new, now, start)
             .await
             .unwrap();
@@ -1578,7 +1582,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let mut conn = store.writer.acquire().await.unwrap();
+        let mut conn = store.writer().await.unwrap();
         let pooled = super::finish_on(&mut conn, "job_pooled", &done, now + 5, &|_: &Task| {
             String::new()
         })
@@ -1592,7 +1596,7 @@ mod tests {
         assert_eq!(same(&stored), same(&inline));
     }
 
-    /// The inline connection writes only while it holds the writer pool's connection: a
+    /// The inline connection writes only while it holds the writer's turn: a
     /// transaction on the pool that reads, waits, then writes is never overtaken by inline
     /// commits (its write would fail: SQLite refuses a write on a snapshot another connection
     /// has moved past), and the inserts waiting meanwhile all land after it.
@@ -1600,7 +1604,7 @@ mod tests {
     async fn inline_writes_wait_for_a_transaction_on_the_pool() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path()).await;
-        let mut conn = store.writer.acquire().await.unwrap();
+        let mut conn = store.writer().await.unwrap();
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
         let (before,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM tasks")
             .fetch_one(&mut *tx)

@@ -49,7 +49,7 @@ pub async fn beat(store: &Store, row: &WorkerRow) -> anyhow::Result<()> {
     .bind(row.model_loaded)
     .bind(row.started_at)
     .bind(row.last_seen)
-    .execute(&store.writer)
+    .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
 }
@@ -71,7 +71,7 @@ pub async fn retire(store: &Store, id: &str, at: i64) -> anyhow::Result<()> {
     sqlx::query("UPDATE workers SET last_seen = $2 WHERE id = $1")
         .bind(id)
         .bind(at)
-        .execute(&store.writer)
+        .execute(&mut *store.writer().await?)
         .await?;
     Ok(())
 }
@@ -80,7 +80,7 @@ pub async fn retire(store: &Store, id: &str, at: i64) -> anyhow::Result<()> {
 pub async fn forget_before(store: &Store, before: i64) -> anyhow::Result<u64> {
     Ok(sqlx::query("DELETE FROM workers WHERE last_seen < $1")
         .bind(before)
-        .execute(&store.writer)
+        .execute(&mut *store.writer().await?)
         .await?
         .rows_affected())
 }
