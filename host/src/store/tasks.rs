@@ -1645,6 +1645,42 @@ mod tests {
         assert_eq!((before, after), (0, 20));
     }
 
+    /// The inline writes take only the writer's turn, never the pool's connection: sqlx makes
+    /// a round trip to that connection's thread each time one it lent comes back, which cost
+    /// every chat two thread wake-ups. With the pool's connection out (and no turn held), a
+    /// chat's insert and its success still commit.
+    #[tokio::test]
+    async fn inline_writes_never_borrow_the_pools_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        let lent = store.writers.pool.acquire().await.unwrap();
+        let new = NewTask::for_tests("p", chat_request());
+        let start = Start::Streaming {
+            lease_end: now_ms() + 60_000,
+        };
+        let body: super::WebhookBody = Arc::new(|_: &Task| String::new());
+        let chat = async {
+            insert(&store, "job_inline", &new, now_ms(), start)
+                .await
+                .unwrap();
+            finish(
+                &store,
+                "job_inline",
+                ending(Status::Succeeded),
+                now_ms(),
+                body,
+            )
+            .await
+            .unwrap()
+            .unwrap()
+        };
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), chat)
+            .await
+            .expect("the inline writes waited for the pool's connection");
+        assert_eq!(ended.status, Status::Succeeded);
+        drop(lent);
+    }
+
     /// SQL that reads or writes one of this module's tables.
     fn table_sql() -> Regex {
         Regex::new(r"(?i)\b(FROM|INTO|UPDATE|JOIN)\s+(tasks|webhook_outbox|idempotency_keys)\b")
