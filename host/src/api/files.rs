@@ -42,15 +42,16 @@ impl Links {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
+        let mut writer = store.writer().await?;
         sqlx::query(
             "INSERT INTO settings (name, value) VALUES ('link_key', $1) ON CONFLICT (name) DO NOTHING",
         )
         .bind(fresh)
-        .execute(&mut *store.writer().await?)
+        .execute(&mut *writer)
         .await?;
         let (key,): (String,) =
             sqlx::query_as("SELECT value FROM settings WHERE name = 'link_key'")
-                .fetch_one(&mut *store.writer().await?)
+                .fetch_one(&mut *writer)
                 .await?;
         Ok(Self {
             key: key.into_bytes(),

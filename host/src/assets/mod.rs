@@ -311,14 +311,13 @@ impl Assets {
     /// accepted after all); best effort, a leftover is logged.
     pub async fn remove_all(&self, assets: &[Asset]) {
         for asset in assets {
-            let removed = match self.store.writer().await {
-                Ok(mut writer) => sqlx::query("DELETE FROM assets WHERE id = $1")
+            let removed = async {
+                sqlx::query("DELETE FROM assets WHERE id = $1")
                     .bind(&asset.id)
-                    .execute(&mut *writer)
+                    .execute(&mut *self.store.writer().await?)
                     .await
-                    .map(drop),
-                Err(error) => Err(error),
-            };
+            }
+            .await;
             if let Err(error) = removed {
                 tracing::warn!(asset = %asset.id, %error, "removing an unused upload failed");
                 continue;

@@ -77,7 +77,9 @@ pub enum Backend {
 pub struct Store {
     /// Serialized writes (SQLite) or the shared pool (PostgreSQL); lent through
     /// [`Store::writer`].
-    writers: Writers,
+    writer_pool: AnyPool,
+    /// The turn every SQLite writer holds while it writes; `None` on PostgreSQL.
+    turn: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Concurrent reads.
     pub reader: AnyPool,
     /// Which backend this is.
@@ -107,10 +109,8 @@ impl Store {
                 .await
                 .with_context(|| format!("connecting to {}", redact(url)))?;
             return Ok(Self {
-                writers: Writers {
-                    pool: pool.clone(),
-                    turn: None,
-                },
+                writer_pool: pool.clone(),
+                turn: None,
                 reader: pool,
                 backend: Backend::Postgres,
                 url: url.into(),
@@ -153,32 +153,34 @@ impl Store {
         // The file sqlx resolved from the URL (its query parameters are not part of it).
         let inline = inline::InlineWriter::open(options.get_filename(), &writer_pragmas)
             .context("opening the SQLite connection for task writes")?;
-        let writers = Writers {
-            pool: writer,
+        let store = Self {
+            writer_pool: writer,
             turn: Some(Default::default()),
-        };
-        tokio::spawn(checkpoint_while_open(reader.clone(), writers.clone()));
-        Ok(Self {
-            writers,
             reader,
             backend: Backend::Sqlite,
             url: any_url,
             writes: Default::default(),
             limit_rows: Default::default(),
             inline: Some(Arc::new(inline)),
-        })
+        };
+        tokio::spawn(checkpoint_while_open(store.clone()));
+        Ok(store)
     }
 
     /// A connection to write on. On SQLite it holds the one writer's turn until dropped, so
     /// a write waits here for the one before it, never on SQLite's lock.
     pub async fn writer(&self) -> sqlx::Result<Writer> {
-        self.writers.lend().await
+        let turn = self.write_turn().await;
+        self.writer_within(turn).await
     }
 
     /// The writer's turn alone, for writes on the [`inline`] connection (SQLite; `None` on
     /// PostgreSQL); [`Store::writer_within`] adds the pool's connection.
     pub(crate) async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
-        self.writers.take_turn().await
+        match &self.turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// The pool's connection for the holder of `turn` (from [`Store::write_turn`]).
@@ -186,7 +188,10 @@ impl Store {
         &self,
         turn: Option<OwnedMutexGuard<()>>,
     ) -> sqlx::Result<Writer> {
-        self.writers.lend_within(turn).await
+        Ok(Writer {
+            conn: self.writer_pool.acquire().await?,
+            _turn: turn,
+        })
     }
 
     /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's single writer needs none.
@@ -194,37 +199,6 @@ impl Store {
         match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
-        }
-    }
-}
-
-/// The writer pool, and on SQLite the turn every writer holds while it writes.
-#[derive(Clone)]
-struct Writers {
-    pool: AnyPool,
-    turn: Option<Arc<tokio::sync::Mutex<()>>>,
-}
-
-impl Writers {
-    async fn lend(&self) -> sqlx::Result<Writer> {
-        let turn = self.take_turn().await;
-        self.lend_within(turn).await
-    }
-
-    /// The pool's connection for the holder of `turn`.
-    async fn lend_within(&self, turn: Option<OwnedMutexGuard<()>>) -> sqlx::Result<Writer> {
-        Ok(Writer {
-            conn: self.pool.acquire().await?,
-            _turn: turn,
-        })
-    }
-
-    /// The turn alone, for a write on a connection of the caller's own; `None` on
-    /// PostgreSQL, which needs none.
-    async fn take_turn(&self) -> Option<OwnedMutexGuard<()>> {
-        match &self.turn {
-            Some(turn) => Some(turn.clone().lock_owned().await),
-            None => None,
         }
     }
 }
@@ -268,7 +242,8 @@ const RESTART_AFTER_FRAMES: i64 = 4096;
 /// this one reaches the WAL's end and the next commit writes it from the start again. Under
 /// steady writes a checkpoint that lets commits land while it copies never reaches the end,
 /// and SQLite only starts over a WAL that was copied whole.
-async fn checkpoint_while_open(reader: AnyPool, writers: Writers) {
+async fn checkpoint_while_open(store: Store) {
+    let reader = &store.reader;
     while !reader.is_closed() {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         let mut outcome = match reader.acquire().await {
@@ -276,7 +251,7 @@ async fn checkpoint_while_open(reader: AnyPool, writers: Writers) {
             Err(error) => Err(error),
         };
         if matches!(outcome, Ok(frames) if frames > RESTART_AFTER_FRAMES) {
-            outcome = match writers.lend().await {
+            outcome = match store.writer().await {
                 Ok(mut writer) => checkpoint(&mut writer).await,
                 Err(error) => Err(error),
             };

@@ -1653,7 +1653,7 @@ mod tests {
     async fn inline_writes_never_borrow_the_pools_connection() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path()).await;
-        let lent = store.writers.pool.acquire().await.unwrap();
+        let lent = store.writer_pool.acquire().await.unwrap();
         let new = NewTask::for_tests("p", chat_request());
         let start = Start::Streaming {
             lease_end: now_ms() + 60_000,
