@@ -6,6 +6,8 @@
 //! - The plugin asks its upstream for what the client asked for: a whole answer, or a stream.
 //! - A client that leaves before the provider's first byte cancels its chat at once:
 //!   cancelled (not failed by the sweeper when the lease lapses), refunded.
+//! - A stream's head waits for the first event only briefly: a slow first token does not
+//!   hold it back.
 
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -133,6 +135,48 @@ async fn the_upstream_is_asked_for_what_the_client_asked_for() {
     assert!(asked[0].get("stream_options").is_none(), "{}", asked[0]);
     assert_eq!(asked[1]["stream"], true, "{}", asked[1]);
     assert_eq!(asked[1]["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_token_does_not_hold_back_the_streams_head() {
+    let (easel, _fake) = easel_with_openai("").await;
+    let start = Instant::now();
+    let response = easel
+        .host
+        .as_key(Method::POST, "/v1/chat/completions", "key-a")
+        .json(&chat("first:2000 slowly", true))
+        .send()
+        .await
+        .unwrap();
+    let head_at = start.elapsed();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let done_at = start.elapsed();
+    assert!(
+        head_at < Duration::from_millis(1500),
+        "the head came after {head_at:?}, with the first token"
+    );
+    assert!(done_at >= Duration::from_millis(2000), "done after {done_at:?}");
+    let data: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "{text}");
+    let said: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(said, "first:2000 slowly");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop",
+        "the finishing chunk goes out just before [DONE]: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@
 //! - `POST /v1/chat/completions` echoes the last user message: whole as a `chat.completion`
 //!   object, or with `stream: true` as `chat.completion.chunk` events (a usage-only chunk
 //!   when `stream_options.include_usage`) and `data: [DONE]`; a message holding `wait:<ms>`
-//!   is answered, head and all, only after that many milliseconds;
+//!   is answered, head and all, only after that many milliseconds, one holding `first:<ms>`
+//!   has its stream's head sent at once and its events that many milliseconds later;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
 
@@ -163,12 +164,14 @@ async fn chat(call: Call) -> Response {
             "messages must end with a message with text content.",
         );
     };
-    if let Some(ms) = said
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("wait:"))
-        .and_then(|ms| ms.parse().ok())
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    let millis = |directive: &str| {
+        said.split_whitespace()
+            .find_map(|w| w.strip_prefix(directive))
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    };
+    if let Some(wait) = millis("wait:") {
+        tokio::time::sleep(wait).await;
     }
     let usage = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12});
     if body["stream"] != true {
@@ -199,5 +202,12 @@ async fn chat(call: Call) -> Response {
         events.push_str(&chunk(json!([]), usage));
     }
     events.push_str("data: [DONE]\n\n");
-    ([(header::CONTENT_TYPE, "text/event-stream")], events).into_response()
+    let body = match millis("first:") {
+        Some(first) => axum::body::Body::from_stream(futures::stream::once(async move {
+            tokio::time::sleep(first).await;
+            Ok::<_, std::convert::Infallible>(events)
+        })),
+        None => events.into(),
+    };
+    ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }

@@ -6,6 +6,7 @@
 //! never retried. Each dialect adds its own fields to the chunks through [`ChunkStyle`].
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::response::{
     IntoResponse, Response,
@@ -179,12 +180,19 @@ impl Chunks {
     }
 }
 
+/// How long a streamed answer's head waits for the provider's first event: what arrived by
+/// then goes out with the head in one write, and a slow first token does not hold the head
+/// back longer than this.
+const FIRST_EVENT_WAIT: Duration = Duration::from_millis(50);
+
 /// The answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
 /// `include_usage` adds OpenAI's final usage-only chunk. Events are rendered as the client
 /// reads them, so a slow client slows the relay, and one that goes away cancels the chat.
-pub fn sse(
+/// Writes are few: the head waits for the first event (at most [`FIRST_EVENT_WAIT`]), and
+/// the finishing chunk for the end, which follows once the chat is recorded.
+pub async fn sse(
     model_name: &str,
-    session: ChatSession,
+    mut session: ChatSession,
     style: ChunkStyle,
     include_usage: bool,
 ) -> Response {
@@ -195,11 +203,16 @@ pub fn sse(
         style,
     };
     let opening = chunks.event(json!({"role": "assistant", "content": ""}), None, None);
+    let first = tokio::time::timeout(FIRST_EVENT_WAIT, session.events.recv())
+        .await
+        .ok();
     let relay = SseRelay {
         events: session.events,
+        first,
         chunks,
         include_usage,
         usage: None,
+        finish: None,
         ended: false,
     };
     let rest = stream::unfold(relay, |mut relay| async move {
@@ -214,49 +227,63 @@ pub fn sse(
 /// The state of one streamed answer between the engine's events and the client.
 struct SseRelay {
     events: tokio::sync::mpsc::Receiver<Result<ChatEvent, ProviderError>>,
+    /// The engine's first event (or its end, `Some(None)`), received before the head went out.
+    first: Option<Option<Result<ChatEvent, ProviderError>>>,
     chunks: Chunks,
     include_usage: bool,
     usage: Option<Value>,
+    /// The finishing chunk's reason, held until the engine's events end (the chat is being
+    /// recorded meanwhile), so that it and `[DONE]` go out together.
+    finish: Option<String>,
     ended: bool,
 }
 
 impl SseRelay {
-    /// The events for the engine's next event (none for usage, held for the end); `None` once
-    /// `[DONE]` has gone out.
+    /// The events for the engine's next event: none for the usage and the finish, which wait
+    /// for the end; `None` once `[DONE]` has gone out.
     async fn next_batch(&mut self) -> Option<Vec<Event>> {
         if self.ended {
             return None;
         }
-        let done = || Event::default().data("[DONE]");
-        let Some(event) = self.events.recv().await else {
-            self.ended = true;
-            return Some(vec![done()]);
+        let event = match self.first.take() {
+            Some(first) => first,
+            None => self.events.recv().await,
         };
-        Some(match event {
-            Ok(ChatEvent::Delta(text)) => {
-                vec![self.chunks.event(json!({"content": text}), None, None)]
-            }
-            Ok(ChatEvent::Usage {
-                prompt_tokens,
-                completion_tokens,
-            }) => {
-                self.usage = Some(usage_json(prompt_tokens, completion_tokens));
-                Vec::new()
-            }
-            Ok(ChatEvent::Finish(reason)) => {
-                let mut batch = vec![self.chunks.event(json!({}), Some(&reason), None)];
+        let mut batch = Vec::new();
+        // A provider that goes on after its finish (a late delta, an error) has it sent first.
+        if !matches!(event, None | Some(Ok(ChatEvent::Usage { .. })))
+            && let Some(reason) = self.finish.take()
+        {
+            batch.push(self.chunks.event(json!({}), Some(&reason), None));
+        }
+        match event {
+            None => {
+                self.ended = true;
+                if let Some(reason) = self.finish.take() {
+                    batch.push(self.chunks.event(json!({}), Some(&reason), None));
+                }
                 if let Some(usage) = self.usage.take().filter(|_| self.include_usage) {
                     batch.push(self.chunks.event(json!({}), None, Some(usage)));
                 }
-                batch
+                batch.push(Event::default().data("[DONE]"));
             }
-            Err(error) => {
+            Some(Ok(ChatEvent::Delta(text))) => {
+                batch.push(self.chunks.event(json!({"content": text}), None, None));
+            }
+            Some(Ok(ChatEvent::Usage {
+                prompt_tokens,
+                completion_tokens,
+            })) => self.usage = Some(usage_json(prompt_tokens, completion_tokens)),
+            Some(Ok(ChatEvent::Finish(reason))) => self.finish = Some(reason),
+            Some(Err(error)) => {
                 self.ended = true;
                 let message =
                     json!({"error": {"message": crate::api::submit::provider_message(&error)}});
-                vec![Event::default().data(message.to_string()), done()]
+                batch.push(Event::default().data(message.to_string()));
+                batch.push(Event::default().data("[DONE]"));
             }
-        })
+        }
+        Some(batch)
     }
 }
 

@@ -274,7 +274,7 @@ async fn chat_completions(
     };
     let session = chat::open(&state, call).await?;
     if request.stream.unwrap_or(false) {
-        return Ok(chat::sse(&name, session, ChunkStyle::Llmage, false));
+        return Ok(chat::sse(&name, session, ChunkStyle::Llmage, false).await);
     }
     let body = chat::complete(&name, session, ChunkStyle::Llmage).await?;
     Ok(Json(body).into_response())

@@ -244,12 +244,7 @@ async fn chat_completions(
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        return Ok(chat::sse(
-            &request.model,
-            session,
-            ChunkStyle::OpenAi,
-            include_usage,
-        ));
+        return Ok(chat::sse(&request.model, session, ChunkStyle::OpenAi, include_usage).await);
     }
     let body = chat::complete(&request.model, session, ChunkStyle::OpenAi).await?;
     Ok(Json(body).into_response())
