@@ -12,6 +12,8 @@
 
 use easel_sdk::http::{Request, SseEvent, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
+use serde::de::{Deserializer, IgnoredAny};
+use serde::Deserialize;
 use easel_sdk::{ChatEvent, ChatRequest, ChatStream, Error, EventList, Result};
 
 /// Maps a vendor error answer onto the contract's errors: the HTTP status (200 for an
@@ -76,24 +78,69 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     if !response.is_success() {
         return Err(map_error(response.status(), response.header("retry-after"), response.body()));
     }
-    let answer: Value = response.json()?;
-    if answer.get("error").is_some_and(|e| !e.is_null()) {
+    let answer: Answer = response.json()?;
+    if answer.error.is_some() {
         return Err(map_error(200, None, response.body()));
     }
-    let choice = answer.pointer("/choices/0");
     let mut events = Vec::new();
-    if let Some(text) =
-        choice.and_then(|c| c.pointer("/message/content")).and_then(Value::as_str).filter(|t| !t.is_empty())
-    {
-        events.push(ChatEvent::Delta(text.to_string()));
+    let choice = answer.choices.into_iter().next().unwrap_or_default();
+    if let Some(text) = choice.message.and_then(|m| m.content).filter(|t| !t.is_empty()) {
+        events.push(ChatEvent::Delta(text));
     }
-    if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
-        let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-        events.push(ChatEvent::Usage { prompt: count("prompt_tokens"), completion: count("completion_tokens") });
+    if let Some((prompt, completion)) = answer.usage.as_ref().and_then(token_counts) {
+        events.push(ChatEvent::Usage { prompt, completion });
     }
-    let reason = choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str).unwrap_or("stop");
+    let reason = choice.finish_reason.as_deref().unwrap_or("stop");
     events.push(ChatEvent::Finish(contract_reason(reason).to_string()));
     Ok(Box::new(EventList::new(events, usize::MAX)))
+}
+
+/// What the relay reads of a `chat.completion` object or a `chat.completion.chunk`; the rest
+/// (ids, model, logprobs, …) is skipped without being built. Fields of an unexpected type
+/// read as absent, as they would from a `Value`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Answer {
+    error: Option<IgnoredAny>,
+    #[serde(deserialize_with = "list_or_none")]
+    choices: Vec<Choice>,
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Choice {
+    /// A whole answer's message.
+    message: Option<Text>,
+    /// A chunk's delta.
+    delta: Option<Text>,
+    #[serde(deserialize_with = "string_or_none")]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Text {
+    #[serde(deserialize_with = "string_or_none")]
+    content: Option<String>,
+}
+
+fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(text) => Some(text),
+        _ => None,
+    })
+}
+
+fn list_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Choice>, D::Error> {
+    Ok(Option::<Vec<Choice>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The prompt and completion token counts of a usage object (a missing count is 0).
+fn token_counts(usage: &Value) -> Option<(u64, u64)> {
+    let usage = usage.as_object()?;
+    let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Some((count("prompt_tokens"), count("completion_tokens")))
 }
 
 /// A vendor's finish reason in the contract's words: Zhipu ends a moderated answer with
@@ -152,25 +199,20 @@ impl ChunkStream {
 
     /// Reads one chunk's delta (into `out`), usage and finish reason.
     fn take(&mut self, event: &SseEvent, out: &mut Vec<ChatEvent>) -> Result<()> {
-        let chunk: Value = event.json()?;
-        if chunk.get("error").is_some_and(|e| !e.is_null()) {
+        let chunk: Answer = event.json()?;
+        if chunk.error.is_some() {
             self.events = None;
             return Err((self.map_error)(200, None, event.data.as_bytes()));
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-            self.usage = Some((count("prompt_tokens"), count("completion_tokens")));
+        if let Some(counts) = chunk.usage.as_ref().and_then(token_counts) {
+            self.usage = Some(counts);
         }
-        if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
-            if let Some(text) = choice
-                .pointer("/delta/content")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            {
-                out.push(ChatEvent::Delta(text.to_string()));
+        if let Some(choice) = chunk.choices.into_iter().next() {
+            if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+                out.push(ChatEvent::Delta(text));
             }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                self.finish = Some(contract_reason(reason).to_string());
+            if let Some(reason) = choice.finish_reason {
+                self.finish = Some(contract_reason(&reason).to_string());
             }
         }
         Ok(())
