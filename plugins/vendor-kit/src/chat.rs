@@ -12,9 +12,9 @@
 
 use easel_sdk::http::{Request, SseEvent, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
-use serde::de::{Deserializer, IgnoredAny};
-use serde::Deserialize;
 use easel_sdk::{ChatEvent, ChatRequest, ChatStream, Error, EventList, Result};
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny};
 
 /// Maps a vendor error answer onto the contract's errors: the HTTP status (200 for an
 /// error that arrives inside a stream), the `Retry-After` header and the body.
@@ -96,8 +96,10 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
 }
 
 /// What the relay reads of a `chat.completion` object or a `chat.completion.chunk`; the rest
-/// (ids, model, logprobs, …) is skipped without being built. Fields of an unexpected type
-/// read as absent, as they would from a `Value`.
+/// (ids, model, logprobs, …) is skipped without being built. A text (`content`,
+/// `finish_reason`) or a usage of another type reads as absent, and `choices: null` as none;
+/// the shape around them (`choices` a list, `message` and `delta` objects) is the wire
+/// format's.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Answer {
@@ -275,6 +277,34 @@ mod tests {
             body,
             json!({"model": "vendor-m", "messages": [{"role": "user", "content": "hi"}], "stream": true,
                    "stream_options": {"include_usage": true}, "temperature": 0.5})
+        );
+    }
+
+    #[test]
+    fn texts_of_another_type_and_null_parts_read_as_absent() {
+        let _s = Script::new()
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::json(
+                    200,
+                    json!({"id": "x", "error": null, "usage": null, "choices": [{"index": 0,
+                           "message": {"role": "assistant", "content": null, "tool_calls": []}, "finish_reason": 7}]}),
+                ),
+            )
+            .install();
+        let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(collect_chat(s.as_mut()).unwrap(), vec![ChatEvent::Finish("stop".into())]);
+
+        let _s = Script::new()
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::json(200, json!({"object": "chat.completion", "choices": null, "usage": {"prompt_tokens": 2}})),
+            )
+            .install();
+        let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(
+            collect_chat(s.as_mut()).unwrap(),
+            vec![ChatEvent::Usage { prompt: 2, completion: 0 }, ChatEvent::Finish("stop".into())]
         );
     }
 
