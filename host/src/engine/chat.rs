@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::engine::{
-    Engine,
+    Engine, NewTask,
     front_door::{Admission, Refusal},
     lifecycle::{self, Outcome},
     provider::{
@@ -71,13 +71,18 @@ impl Engine {
         new.request
             .params
             .insert("messages".into(), Value::Array(messages));
-        let request = chat_request(&new.request, stream);
         let task = lifecycle::start_streaming(self, &new).await?;
+        let NewTask {
+            provider: provider_id,
+            request,
+            ..
+        } = new;
+        // Recorded: the conversation moves on to the provider without a copy.
+        let request = chat_request(request, stream);
         let id = task.id.clone();
-        let Some(provider) = self.registry().provider(&new.provider) else {
+        let Some(provider) = self.registry().provider(&provider_id) else {
             let error = ProviderError::UpstreamUnavailable(format!(
-                "Provider {} is not loaded.",
-                new.provider
+                "Provider {provider_id} is not loaded."
             ));
             self.fail_chat(&id, &error).await;
             return Err(Refusal::Provider(error));
@@ -95,8 +100,7 @@ impl Engine {
             progress: ProgressSink::discard(),
         };
         let opened =
-            crate::metrics::measure_call(&new.provider, "chat", provider.chat(&request, &ctx))
-                .await;
+            crate::metrics::measure_call(&provider_id, "chat", provider.chat(&request, &ctx)).await;
         let stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
@@ -168,15 +172,15 @@ impl Drop for Opening {
 
 /// The provider's view of a stored chat request: `messages` apart from the other params, and
 /// whether the client reads a stream.
-fn chat_request(stored: &GenerationRequest, stream: bool) -> ChatRequest {
-    let mut params = stored.params.clone();
+fn chat_request(stored: GenerationRequest, stream: bool) -> ChatRequest {
+    let mut params = stored.params;
     let messages = match params.remove("messages") {
         Some(Value::Array(messages)) => messages,
         _ => Vec::new(),
     };
     params.insert("stream".into(), Value::Bool(stream));
     ChatRequest {
-        model: stored.model.clone(),
+        model: stored.model,
         messages,
         params,
     }

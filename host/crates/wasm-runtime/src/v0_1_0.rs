@@ -111,12 +111,17 @@ fn outputs(f: t::Finished) -> (Vec<Output>, Option<Usage>) {
     (outputs, usage)
 }
 
+/// JSON values as the contract's text, written straight from the borrowed values.
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("JSON values always serialize")
+}
+
 fn request(r: &GenerationRequest) -> t::GenerationRequest {
     t::GenerationRequest {
         capability: r.capability.clone(),
         model: r.model.clone(),
         prompt: r.prompt.clone(),
-        params: serde_json::Value::Object(r.params.clone()).to_string(),
+        params: json_text(&r.params),
         inputs: r
             .inputs
             .iter()
@@ -246,8 +251,8 @@ impl Pre {
         let instance = self.instance(store).await?;
         let req = t::ChatRequest {
             model: r.model.clone(),
-            messages: serde_json::Value::Array(r.messages.clone()).to_string(),
-            params: serde_json::Value::Object(r.params.clone()).to_string(),
+            messages: json_text(&r.messages),
+            params: json_text(&r.params),
         };
         let out = instance
             .easel_provider_chat()
