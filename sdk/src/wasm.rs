@@ -332,14 +332,26 @@ pub(crate) fn http_send(req: &Request) -> Result<RawResponse> {
     if let Some(body) = body {
         {
             let stream = body.write().map_err(|_| Error::internal("request body stream taken twice"))?;
-            for chunk in req.body_bytes().chunks(4096) {
-                stream.blocking_write_and_flush(chunk).map_err(|e| match e {
-                    StreamError::Closed => Error::upstream(format!("{}: connection closed while sending", req.url())),
-                    StreamError::LastOperationFailed(e) => {
-                        Error::upstream(format!("{}: sending failed: {}", req.url(), e.to_debug_string()))
-                    }
-                })?;
+            let sending = |e: StreamError| match e {
+                StreamError::Closed => Error::upstream(format!("{}: connection closed while sending", req.url())),
+                StreamError::LastOperationFailed(e) => {
+                    Error::upstream(format!("{}: sending failed: {}", req.url(), e.to_debug_string()))
+                }
+            };
+            // As much as the host takes at once (wasmtime: up to 1 MiB), not 4 KiB at a time:
+            // each piece is a hand-off to the host's connection, and often a TCP segment.
+            let mut rest = req.body_bytes();
+            while !rest.is_empty() {
+                let room = stream.check_write().map_err(sending)?;
+                if room == 0 {
+                    stream.subscribe().block();
+                    continue;
+                }
+                let (piece, after) = rest.split_at(rest.len().min(usize::try_from(room).unwrap_or(usize::MAX)));
+                stream.write(piece).map_err(sending)?;
+                rest = after;
             }
+            stream.blocking_flush().map_err(sending)?;
         }
         wasi_http::OutgoingBody::finish(body, None).map_err(|c| error_code(req.url(), c))?;
     }
