@@ -99,10 +99,16 @@ async fn drain(body: Body, at_most: usize) {
 
 /// Parses `bytes` as `T`, or explains why not in one sentence.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|error| malformed(bytes, &error))
+}
+
+/// Why `bytes` did not parse as JSON, in one sentence.
+pub fn malformed(bytes: &[u8], error: &serde_json::Error) -> String {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("Request body must be a JSON object.".into());
+        "Request body must be a JSON object.".into()
+    } else {
+        format!("Invalid JSON body: {error}")
     }
-    serde_json::from_slice(bytes).map_err(|error| format!("Invalid JSON body: {error}"))
 }
 
 /// A canonical form of a JSON body (sorted keys, no whitespace), for idempotency hashing.

@@ -70,6 +70,21 @@ impl<D: Dialect> Body<D> {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, D::Error> {
         body::parse_json(&self.bytes).map_err(D::malformed_json)
     }
+
+    /// The body parsed straight into `T` (no `Value` in between): malformed JSON refused as
+    /// [`Body::json`] refuses it, well-formed JSON of another shape as `wrong_shape` says.
+    pub fn parse<T: DeserializeOwned>(
+        &self,
+        wrong_shape: impl FnOnce(serde_json::Error) -> D::Error,
+    ) -> Result<T, D::Error> {
+        serde_json::from_slice(&self.bytes).map_err(|error| {
+            if error.is_data() {
+                wrong_shape(error)
+            } else {
+                D::malformed_json(body::malformed(&self.bytes, &error))
+            }
+        })
+    }
 }
 
 impl<D: Dialect> FromRequest<AppState> for Body<D> {

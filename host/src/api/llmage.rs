@@ -235,9 +235,7 @@ async fn chat_completions(
     Client { client_id, .. }: Client,
     body: Body<Llmage>,
 ) -> Result<Response, Error> {
-    let raw: Value = body.json()?;
-    let request: ChatCompletionRequest =
-        serde_json::from_value(raw).map_err(|e| bad(format!("Invalid request: {e}")))?;
+    let request: ChatCompletionRequest = body.parse(|e| bad(format!("Invalid request: {e}")))?;
     let name = request
         .model
         .filter(|m| !m.is_empty())

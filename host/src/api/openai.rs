@@ -214,9 +214,8 @@ async fn chat_completions(
     Client { client_id, .. }: Client,
     body: Body<OpenAi>,
 ) -> Result<Response, Error> {
-    let raw: Value = body.json()?;
-    let request: ChatRequest = serde_json::from_value(raw)
-        .map_err(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    let request: ChatRequest =
+        body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
     if request.messages.is_empty() {
         return Err(Error::invalid("messages", "messages must not be empty"));
     }
@@ -274,9 +273,8 @@ async fn images(
     headers: HeaderMap,
     body: Body<OpenAi>,
 ) -> Result<Response, Error> {
-    let raw: Value = body.json()?;
-    let request: ImageRequest = serde_json::from_value(raw)
-        .map_err(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    let request: ImageRequest =
+        body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
     if request.prompt.trim().is_empty() {
         return Err(Error::invalid("prompt", "prompt must not be empty"));
     }
