@@ -338,8 +338,8 @@ pub(crate) fn http_send(req: &Request) -> Result<RawResponse> {
                     Error::upstream(format!("{}: sending failed: {}", req.url(), e.to_debug_string()))
                 }
             };
-            // As much as the host takes at once (wasmtime: up to 1 MiB), not 4 KiB at a time:
-            // each piece is a hand-off to the host's connection, and often a TCP segment.
+            // As much as the host takes at once (wasmtime: up to 1 MiB): each piece is a
+            // hand-off to the host's connection while the guest waits, and often a TCP segment.
             let mut rest = req.body_bytes();
             while !rest.is_empty() {
                 let room = stream.check_write().map_err(sending)?;
