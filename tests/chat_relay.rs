@@ -156,7 +156,10 @@ async fn a_slow_first_token_does_not_hold_back_the_streams_head() {
         head_at < Duration::from_millis(1500),
         "the head came after {head_at:?}, with the first token"
     );
-    assert!(done_at >= Duration::from_millis(2000), "done after {done_at:?}");
+    assert!(
+        done_at >= Duration::from_millis(2000),
+        "done after {done_at:?}"
+    );
     let data: Vec<&str> = text
         .split("\n\n")
         .filter_map(|event| event.strip_prefix("data: "))
@@ -166,7 +169,10 @@ async fn a_slow_first_token_does_not_hold_back_the_streams_head() {
         .iter()
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "{text}");
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"]["role"], "assistant",
+        "{text}"
+    );
     let said: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
