@@ -250,8 +250,9 @@ impl SseRelay {
             None => self.events.recv().await,
         };
         let mut batch = Vec::new();
-        // A provider that goes on after its finish (a late delta, an error) has it sent first.
-        if !matches!(event, None | Some(Ok(ChatEvent::Usage { .. })))
+        // The held finish goes out before whatever follows it but a usage: the end, or a
+        // provider going on after its finish (a late delta, an error).
+        if !matches!(event, Some(Ok(ChatEvent::Usage { .. })))
             && let Some(reason) = self.finish.take()
         {
             batch.push(self.chunks.event(json!({}), Some(&reason), None));
@@ -259,9 +260,6 @@ impl SseRelay {
         match event {
             None => {
                 self.ended = true;
-                if let Some(reason) = self.finish.take() {
-                    batch.push(self.chunks.event(json!({}), Some(&reason), None));
-                }
                 if let Some(usage) = self.usage.take().filter(|_| self.include_usage) {
                     batch.push(self.chunks.event(json!({}), None, Some(usage)));
                 }

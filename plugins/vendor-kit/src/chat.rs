@@ -280,50 +280,34 @@ mod tests {
         );
     }
 
+    /// The events [`whole`] makes of a vendor that answers `answer` with status 200.
+    fn whole_events(answer: Value) -> Vec<ChatEvent> {
+        let _s = Script::new()
+            .exchange(Expect::post("https://chat.example/v1"), Reply::json(200, answer))
+            .install();
+        let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
+        collect_chat(s.as_mut()).unwrap()
+    }
+
     #[test]
     fn texts_of_another_type_and_null_parts_read_as_absent() {
-        let _s = Script::new()
-            .exchange(
-                Expect::post("https://chat.example/v1"),
-                Reply::json(
-                    200,
-                    json!({"id": "x", "error": null, "usage": null, "choices": [{"index": 0,
-                           "message": {"role": "assistant", "content": null, "tool_calls": []}, "finish_reason": 7}]}),
-                ),
-            )
-            .install();
-        let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
-        assert_eq!(collect_chat(s.as_mut()).unwrap(), vec![ChatEvent::Finish("stop".into())]);
-
-        let _s = Script::new()
-            .exchange(
-                Expect::post("https://chat.example/v1"),
-                Reply::json(200, json!({"object": "chat.completion", "choices": null, "usage": {"prompt_tokens": 2}})),
-            )
-            .install();
-        let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
         assert_eq!(
-            collect_chat(s.as_mut()).unwrap(),
+            whole_events(json!({"id": "x", "error": null, "usage": null, "choices": [{"index": 0,
+                   "message": {"role": "assistant", "content": null, "tool_calls": []}, "finish_reason": 7}]})),
+            vec![ChatEvent::Finish("stop".into())]
+        );
+        assert_eq!(
+            whole_events(json!({"object": "chat.completion", "choices": null, "usage": {"prompt_tokens": 2}})),
             vec![ChatEvent::Usage { prompt: 2, completion: 0 }, ChatEvent::Finish("stop".into())]
         );
     }
 
     #[test]
     fn a_whole_answer_gives_the_events_a_stream_ends_with() {
-        let _s = Script::new()
-            .exchange(
-                Expect::post("https://chat.example/v1"),
-                Reply::json(
-                    200,
-                    json!({"object": "chat.completion", "choices": [{"index": 0,
-                           "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "sensitive"}],
-                           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}),
-                ),
-            )
-            .install();
-        let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
         assert_eq!(
-            collect_chat(s.as_mut()).unwrap(),
+            whole_events(json!({"object": "chat.completion", "choices": [{"index": 0,
+                   "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "sensitive"}],
+                   "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})),
             vec![
                 ChatEvent::Delta("Hello".into()),
                 ChatEvent::Usage { prompt: 3, completion: 1 },
