@@ -31,7 +31,8 @@ use bindings::easel::provider::types as wit;
 use bindings::exports::easel::provider::chat as wit_chat;
 use bindings::wasi::http::outgoing_handler;
 use bindings::wasi::http::types as wasi_http;
-use bindings::wasi::io::streams::{InputStream, StreamError};
+use bindings::wasi::io::error::Error as IoError;
+use bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 // ---------------------------------------------------------------- the provider value
 
@@ -281,6 +282,42 @@ fn error_code(url: &str, code: wasi_http::ErrorCode) -> Error {
     Error::upstream(format!("{url}: {what}"))
 }
 
+/// Hands `bytes` to the host's request body stream, in pieces as large as it takes at once
+/// (wasmtime: up to 1 MiB; each piece is a hand-off to the host's connection while the guest
+/// waits, and often a TCP segment). Returns whether every byte was handed over before the
+/// stream closed.
+///
+/// A closed stream is not itself an error: the host's HTTP client lets go of a body once it
+/// has all of it (its `content-length`), which may happen, on another thread, before the
+/// last flush returns; and one that lets go earlier does so because the exchange ended (the
+/// far end answered or hung up). Either way the response, or its error, says what happened.
+fn write_body(stream: &OutputStream, bytes: &[u8]) -> std::result::Result<bool, IoError> {
+    let mut rest = bytes;
+    let closed = loop {
+        if rest.is_empty() {
+            break stream.blocking_flush().err();
+        }
+        let room = match stream.check_write() {
+            Ok(0) => {
+                stream.subscribe().block();
+                continue;
+            }
+            Ok(room) => room,
+            Err(e) => break Some(e),
+        };
+        let (piece, after) = rest.split_at(rest.len().min(usize::try_from(room).unwrap_or(usize::MAX)));
+        if let Err(e) = stream.write(piece) {
+            break Some(e);
+        }
+        rest = after;
+    };
+    match closed {
+        None => Ok(true),
+        Some(StreamError::Closed) => Ok(rest.is_empty()),
+        Some(StreamError::LastOperationFailed(e)) => Err(e),
+    }
+}
+
 pub(crate) fn http_send(req: &Request) -> Result<RawResponse> {
     let url = split_url(req.url())?;
     let mut entries: Vec<(String, Vec<u8>)> =
@@ -330,30 +367,15 @@ pub(crate) fn http_send(req: &Request) -> Result<RawResponse> {
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|c| error_code(req.url(), c))?;
 
     if let Some(body) = body {
-        {
-            let stream = body.write().map_err(|_| Error::internal("request body stream taken twice"))?;
-            let sending = |e: StreamError| match e {
-                StreamError::Closed => Error::upstream(format!("{}: connection closed while sending", req.url())),
-                StreamError::LastOperationFailed(e) => {
-                    Error::upstream(format!("{}: sending failed: {}", req.url(), e.to_debug_string()))
-                }
-            };
-            // As much as the host takes at once (wasmtime: up to 1 MiB): each piece is a
-            // hand-off to the host's connection while the guest waits, and often a TCP segment.
-            let mut rest = req.body_bytes();
-            while !rest.is_empty() {
-                let room = stream.check_write().map_err(sending)?;
-                if room == 0 {
-                    stream.subscribe().block();
-                    continue;
-                }
-                let (piece, after) = rest.split_at(rest.len().min(usize::try_from(room).unwrap_or(usize::MAX)));
-                stream.write(piece).map_err(sending)?;
-                rest = after;
-            }
-            stream.blocking_flush().map_err(sending)?;
+        let stream = body.write().map_err(|_| Error::internal("request body stream taken twice"))?;
+        let whole = write_body(&stream, req.body_bytes())
+            .map_err(|e| Error::upstream(format!("{}: sending failed: {}", req.url(), e.to_debug_string())))?;
+        drop(stream);
+        // Cut short, the body is dropped unfinished: the exchange already ended, and the
+        // response's error says how.
+        if whole {
+            wasi_http::OutgoingBody::finish(body, None).map_err(|c| error_code(req.url(), c))?;
         }
-        wasi_http::OutgoingBody::finish(body, None).map_err(|c| error_code(req.url(), c))?;
     }
 
     let response = loop {
