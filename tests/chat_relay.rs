@@ -5,7 +5,8 @@
 //!   algorithm meeting the peer's delayed ACK) on easel's accepted or outbound sockets.
 //! - The plugin asks its upstream for what the client asked for: a whole answer, or a stream.
 //! - A client that leaves before the provider's first byte cancels its chat at once:
-//!   cancelled (not failed by the sweeper when the lease lapses), refunded.
+//!   cancelled (not failed by the sweeper when the lease lapses), refunded; so does one that
+//!   leaves while its chat's insert commits.
 //! - A stream's head waits for the first event only briefly: a slow first token does not
 //!   hold it back.
 
@@ -230,6 +231,51 @@ async fn a_client_that_leaves_before_the_first_byte_cancels_its_chat_at_once() {
         assert_eq!(account["reserved"], 0.0, "{account}");
         assert_eq!(account["balance"], 10.0, "refunded: {account}");
     }
+}
+
+/// Clients that give up at any moment (their chat's insert perhaps still committing in a
+/// group with others', on SQLite) leave no chat behind: each ends cancelled at once, or
+/// succeeded when its answer came first, and is refunded; none is left running until its
+/// lease lapses and the sweeper fails it. Before, one that left while its insert was being
+/// committed by another chat's writer left its chat running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_leave_at_any_moment_leave_no_chat_to_the_sweeper() {
+    const CLIENTS: u64 = 16;
+    const EACH: u64 = 25;
+    let (easel, _fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;
+    let host = &easel.host;
+    host.grant("partner-a", 1000.0).await;
+    futures::future::join_all((0..CLIENTS).map(|c| async move {
+        for i in 0..EACH {
+            // Spread over the chat's few milliseconds: its front door, its insert, the
+            // upstream's answer (held 2 ms by the fake), the relay.
+            let patience = Duration::from_micros((c * 131 + i * 977) % 5000);
+            let request = host
+                .as_key(Method::POST, "/v1/chat/completions", "key-a")
+                .json(&chat("wait:2 hello", (c + i) % 2 == 1))
+                .send();
+            let _ = tokio::time::timeout(patience, request).await;
+        }
+    }))
+    .await;
+
+    let listed = |status: &'static str| async move {
+        let (code, listed) = host
+            .get(&format!("/api/v1/jobs?status={status}&limit=200"))
+            .await;
+        assert_eq!(code, 200, "{listed}");
+        listed["jobs"].as_array().unwrap().len()
+    };
+    // The test host's lease is 1.5 s: a chat left running would be failed by the sweeper.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed("running").await > 0 {
+        assert!(Instant::now() < deadline, "chats still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed("failed").await, 0, "chats failed by the sweeper");
+    assert!(listed("cancelled").await > 0, "no client left mid-chat");
+    let account = host.usage("partner-a").await;
+    assert_eq!(account["reserved"], 0.0, "{account}");
 }
 
 /// Chats answered at once have their tasks' writes committed together (SQLite's group

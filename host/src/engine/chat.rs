@@ -11,8 +11,12 @@
 //!   [`sweeper`](super::sweeper) fails it (refunding it): the client it was answering is gone.
 //! - A client that goes away cancels it (the relay stops at its next event), and so does a
 //!   cancel through the jobs API, on any host. One that goes away before the provider's first
-//!   byte drops [`Engine::open_chat`] mid-way: its [`Opening`] guard cancels the call, stops
-//!   tracking it and records it cancelled (refunded) at once, as the relay would.
+//!   byte drops [`Engine::open_chat`] mid-way, its insert perhaps still committing: its
+//!   [`Opening`] guard cancels the call, stops tracking it and records it cancelled
+//!   (refunded) at once, as the relay would. On SQLite that cancel is queued behind the
+//!   insert (task writes commit in the order they were queued), so it always finds the chat;
+//!   on PostgreSQL an insert whose commit was already on its way may land after it, and that
+//!   chat is left to the sweeper.
 //! - The provider gets the stored params and, as `stream`, whether the client reads the
 //!   answer as a stream, so it can ask its upstream for the same.
 
@@ -30,7 +34,7 @@ use crate::engine::{
         CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ProgressSink,
         ProviderError,
     },
-    task::Task,
+    task::{Task, new_id},
 };
 
 /// Events relayed to the API between the provider and the client; a few are buffered so a
@@ -71,7 +75,22 @@ impl Engine {
         new.request
             .params
             .insert("messages".into(), Value::Array(messages));
-        let task = lifecycle::start_streaming(self, &new).await?;
+        let id = new_id("job");
+        let token = self.track(&id);
+        // Armed before the insert: a client that leaves while it commits cancels the chat too.
+        let opening = Opening {
+            engine: self.clone(),
+            id: id.clone(),
+            token: token.clone(),
+            armed: true,
+        };
+        let task = match lifecycle::start_streaming(self, &id, &new).await {
+            Ok(task) => task,
+            Err(refused) => {
+                opening.end_here();
+                return Err(refused.into());
+            }
+        };
         let NewTask {
             provider: provider_id,
             request,
@@ -79,20 +98,13 @@ impl Engine {
         } = new;
         // Recorded: the conversation moves on to the provider without a copy.
         let request = chat_request(request, stream);
-        let id = task.id.clone();
         let Some(provider) = self.registry().provider(&provider_id) else {
+            opening.end_here();
             let error = ProviderError::UpstreamUnavailable(format!(
                 "Provider {provider_id} is not loaded."
             ));
             self.fail_chat(&id, &error).await;
             return Err(Refusal::Provider(error));
-        };
-        let token = self.track(&id);
-        let opening = Opening {
-            engine: self.clone(),
-            id: id.clone(),
-            token: token.clone(),
-            armed: true,
         };
         let ctx = CallContext {
             task_id: id.clone(),
@@ -104,8 +116,7 @@ impl Engine {
         let stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
-                opening.disarm();
-                self.untrack(&id);
+                opening.end_here();
                 self.fail_chat(&id, &error).await;
                 return Err(Refusal::Provider(error));
             }
@@ -144,9 +155,16 @@ struct Opening {
 }
 
 impl Opening {
-    /// The chat reached its relay, or failed on a path that records it itself.
+    /// The chat reached its relay, which now holds it.
     fn disarm(mut self) {
         self.armed = false;
+    }
+
+    /// The chat ends before its relay, on a path that records how itself (or was refused, so
+    /// there is nothing to record): no longer tracked.
+    fn end_here(self) {
+        self.engine.untrack(&self.id);
+        self.disarm();
     }
 }
 

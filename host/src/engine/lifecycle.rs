@@ -113,14 +113,17 @@ fn accepted(task: &Task) {
     metrics.credits_charged(task.reserved_micros);
 }
 
-/// Accepts a chat already `running` in phase `streaming`, held by this process for one lease
-/// (extended by [`hold_lease`] while it relays the answer).
-pub async fn start_streaming(engine: &Engine, new: &NewTask) -> Result<Task, SubmitError> {
-    let id = new_id("job");
+/// Accepts a chat, under the `id` its caller chose, already `running` in phase `streaming`,
+/// held by this process for one lease (extended by [`hold_lease`] while it relays the answer).
+pub async fn start_streaming(
+    engine: &Engine,
+    id: &str,
+    new: &NewTask,
+) -> Result<Task, SubmitError> {
     let start = Start::Streaming {
         lease_end: lease_end(engine),
     };
-    let task = tasks::insert(engine.store(), &id, new, now_ms(), start).await?;
+    let task = tasks::insert(engine.store(), id, new, now_ms(), start).await?;
     accepted(&task);
     Ok(task)
 }
