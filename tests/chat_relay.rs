@@ -276,6 +276,25 @@ async fn clients_that_leave_at_any_moment_leave_no_chat_to_the_sweeper() {
     assert!(listed("cancelled").await > 0, "no client left mid-chat");
     let account = host.usage("partner-a").await;
     assert_eq!(account["reserved"], 0.0, "{account}");
+    // A chat dropped before its insert returned is still counted as created once it ends.
+    let metrics = host
+        .as_admin(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let total = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains("provider=\"openai\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let created = total("easel_tasks_created_total{");
+    assert!(created > 0.0, "{metrics}");
+    assert_eq!(created, total("easel_tasks_finished_total{"), "{metrics}");
 }
 
 /// Chats answered at once have their tasks' writes committed together (SQLite's group

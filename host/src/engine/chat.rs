@@ -78,14 +78,18 @@ impl Engine {
         let id = new_id("job");
         let token = self.track(&id);
         // Armed before the insert: a client that leaves while it commits cancels the chat too.
-        let opening = Opening {
+        let mut opening = Opening {
             engine: self.clone(),
             id: id.clone(),
             token: token.clone(),
             armed: true,
+            inserted: false,
         };
         let task = match lifecycle::start_streaming(self, &id, &new).await {
-            Ok(task) => task,
+            Ok(task) => {
+                opening.inserted = true;
+                task
+            }
             Err(refused) => {
                 opening.end_here();
                 return Err(refused.into());
@@ -152,6 +156,9 @@ struct Opening {
     id: String,
     token: CancellationToken,
     armed: bool,
+    /// Whether the insert returned (and counted the task as accepted); dropped before, the
+    /// insert may still commit without being counted.
+    inserted: bool,
 }
 
 impl Opening {
@@ -175,10 +182,16 @@ impl Drop for Opening {
         }
         self.token.cancel();
         self.engine.untrack(&self.id);
-        let (engine, id) = (self.engine.clone(), self.id.clone());
+        let (engine, id, counted) = (self.engine.clone(), self.id.clone(), self.inserted);
         let finish = async move {
-            if let Err(error) = lifecycle::finish(&engine, &id, Outcome::Cancelled).await {
-                tracing::warn!(task = %id, %error, "recording an abandoned chat failed; the sweeper will");
+            match lifecycle::finish(&engine, &id, Outcome::Cancelled).await {
+                // Found, so inserted: counted now, so that the metrics' created and finished
+                // tasks (and charged and refunded credits) still agree.
+                Ok(Some(task)) if !counted => lifecycle::accepted(&task),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(task = %id, %error, "recording an abandoned chat failed; the sweeper will")
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {

@@ -106,7 +106,7 @@ pub async fn queue(engine: &Engine, new: &NewTask) -> Result<(Task, bool), Submi
 
 /// Counts an accepted task and names it on the request's span, so every later log line of
 /// the request carries its id.
-fn accepted(task: &Task) {
+pub(crate) fn accepted(task: &Task) {
     tracing::Span::current().record("task_id", task.id.as_str());
     let metrics = crate::metrics::get();
     metrics.task_created(&task.provider, &task.model, &task.capability);
