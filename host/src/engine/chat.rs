@@ -147,10 +147,10 @@ impl Engine {
     }
 }
 
-/// A chat between its insert and the start of its relay. Dropped armed (the client went away
-/// while the provider had not answered yet, so the API dropped [`Engine::open_chat`]), it
-/// ends the chat as the relay ends one whose client left: the provider's call cancelled, the
-/// token untracked, the task cancelled and refunded.
+/// A chat from its id (before its insert) to the start of its relay. Dropped armed (the client
+/// went away while the insert committed or the provider had not answered yet, so the API
+/// dropped [`Engine::open_chat`]), it ends the chat as the relay ends one whose client left:
+/// the provider's call cancelled, the token untracked, the task cancelled and refunded.
 struct Opening {
     engine: Engine,
     id: String,
