@@ -15,7 +15,10 @@ mod fakes;
 
 use std::time::{Duration, Instant};
 
-use easel_tests::{ADMIN_KEY, charging};
+use easel_tests::{
+    ADMIN_KEY, charging,
+    exposition::{samples, total},
+};
 use fakes::{Fake, easel::Easel, openai};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -285,16 +288,15 @@ async fn clients_that_leave_at_any_moment_leave_no_chat_to_the_sweeper() {
         .text()
         .await
         .unwrap();
-    let total = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name) && l.contains("provider=\"openai\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let created = total("easel_tasks_created_total{");
+    let s = samples(&metrics);
+    let openai = ["provider=\"openai\""];
+    let created = total(&s, "easel_tasks_created_total", &openai);
     assert!(created > 0.0, "{metrics}");
-    assert_eq!(created, total("easel_tasks_finished_total{"), "{metrics}");
+    assert_eq!(
+        created,
+        total(&s, "easel_tasks_finished_total", &openai),
+        "{metrics}"
+    );
 }
 
 /// Chats answered at once have their tasks' writes committed together (SQLite's group

@@ -11,40 +11,16 @@ use std::{
     time::Duration,
 };
 
-use easel_tests::{ADMIN_KEY, Backend, Host, Options, Receiver, built_plugin, charging, send};
+use easel_tests::{
+    ADMIN_KEY, Backend, Host, Options, Receiver, built_plugin, charging,
+    exposition::{samples, total},
+    send,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {
     easel_tests::checkout().join("host/crates/diffusion/tests/fixtures")
-}
-
-/// `name{labels} value` lines of the exposition, by metric name and label text.
-fn samples(text: &str) -> HashMap<String, Vec<(String, f64)>> {
-    let mut found: HashMap<String, Vec<(String, f64)>> = HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("name and value");
-        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-        found
-            .entry(name.to_string())
-            .or_default()
-            .push((labels.to_string(), value.parse().expect("a number")));
-    }
-    found
-}
-
-/// The sum of a metric's samples whose labels contain every one of `having`.
-fn total(samples: &HashMap<String, Vec<(String, f64)>>, name: &str, having: &[&str]) -> f64 {
-    samples
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} is missing"))
-        .iter()
-        .filter(|(labels, _)| having.iter().all(|h| labels.contains(h)))
-        .map(|(_, value)| value)
-        .sum()
 }
 
 async fn job(host: &Host, body: Value) -> String {

@@ -16,6 +16,7 @@ use std::{
 use serde_json::{Value, json};
 
 pub mod deploy;
+pub mod exposition;
 pub mod s3;
 pub mod soak;
 
