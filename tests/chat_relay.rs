@@ -9,6 +9,8 @@
 //!   leaves while its chat's insert commits.
 //! - A stream's head waits for the first event only briefly: a slow first token does not
 //!   hold it back.
+//! - A chat holds its lease for as long as it runs, and a cancel from another host of the
+//!   fleet stops it within a third of a lease.
 
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -16,10 +18,14 @@ mod fakes;
 use std::time::{Duration, Instant};
 
 use easel_tests::{
-    ADMIN_KEY, charging,
+    ADMIN_KEY, Backend, Host, charging,
     exposition::{samples, total},
 };
-use fakes::{Fake, easel::Easel, openai};
+use fakes::{
+    Fake,
+    easel::{Easel, plugin_options},
+    openai,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -373,5 +379,87 @@ async fn streamed_chats_keep_their_upstream_connection() {
             opened <= 1,
             "stream: {stream}: 10 chats opened {opened} upstream connections"
         );
+    }
+}
+
+/// Chats outlast the test hosts' 1.5 s lease, waiting for the upstream's answer (whole) or for
+/// its first token (streamed): the process that holds them keeps their leases, so none is
+/// failed by a sweeper. The same chats held for a minute are cancelled through the jobs API of
+/// another host on the same database: they stop within a third of a lease, cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_keeps_its_lease_and_stops_when_another_host_cancels_it() {
+    let fake = Fake::start(openai::routes).await;
+    let (options, _plugins) = plugin_options(
+        Backend::Postgres,
+        &["openai"],
+        &[(openai::HOST, &fake)],
+        &[("OPENAI_API_KEY", openai::KEY)],
+        "",
+    );
+    let holder = Host::start(options.clone()).await;
+    let other = Host::start(options.env("DATABASE_URL", holder.database_url().unwrap())).await;
+    let open = |content: &str, stream: bool| {
+        let request = holder
+            .as_key(Method::POST, "/v1/chat/completions", "key-a")
+            .json(&chat(content, stream))
+            .send();
+        tokio::spawn(async move { request.await.unwrap().text().await.unwrap() })
+    };
+    let id_of = |answer: &str| {
+        let at = answer.find("\"id\":\"").unwrap() + "\"id\":\"".len();
+        answer[at..].split('"').next().unwrap().to_string()
+    };
+
+    for stream in [false, true] {
+        let held = if stream {
+            "first:4000 held"
+        } else {
+            "wait:4000 held"
+        };
+        let answer = open(held, stream).await.unwrap();
+        assert!(answer.contains("held"), "{answer}");
+        let (_, job) = holder
+            .get(&format!("/api/v1/jobs/{}", id_of(&answer)))
+            .await;
+        assert_eq!(job["job"]["status"], "succeeded", "stream: {stream}: {job}");
+    }
+
+    for stream in [false, true] {
+        let asked_before = fake.calls_to("POST /v1/chat/completions").len();
+        let held = if stream {
+            "first:60000 held"
+        } else {
+            "wait:60000 held"
+        };
+        let client = open(held, stream);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while fake.calls_to("POST /v1/chat/completions").len() == asked_before {
+            assert!(Instant::now() < deadline, "easel never asked the upstream");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (_, listed) = other.get("/api/v1/jobs?status=running").await;
+        let id = listed["jobs"][0]["id"].as_str().unwrap().to_string();
+        let (status, cancelled) = other
+            .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{cancelled}");
+        let asked = Instant::now();
+        let job = other
+            .wait_job(&id, Duration::from_secs(10), |job| {
+                job["status"] != "running"
+            })
+            .await;
+        assert_eq!(job["status"], "cancelled", "stream: {stream}: {job}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "stopped {:?} after the cancel",
+            asked.elapsed()
+        );
+        // The client's answer ends too: an error (whole) or an error event (streamed).
+        let answer = tokio::time::timeout(Duration::from_secs(5), client)
+            .await
+            .expect("the client still waits")
+            .unwrap();
+        assert!(!answer.contains("held"), "{answer}");
     }
 }

@@ -112,11 +112,7 @@ pub async fn complete(
     let mut text = String::new();
     let mut usage = None;
     let mut finish = "stop".to_string();
-    // The relay runs in its own task: the time spent waiting for its events is the vendor's.
-    let mut waiting = std::time::Instant::now();
-    while let Some(event) = session.events.recv().await {
-        crate::metrics::add_upstream(waiting.elapsed());
-        waiting = std::time::Instant::now();
+    while let Some(event) = session.events.next().await {
         match event.map_err(Refusal::Provider)? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
             ChatEvent::Usage {
@@ -203,7 +199,7 @@ pub async fn sse(
         style,
     };
     let opening = chunks.event(json!({"role": "assistant", "content": ""}), None, None);
-    let first = tokio::time::timeout(FIRST_EVENT_WAIT, session.events.recv())
+    let first = tokio::time::timeout(FIRST_EVENT_WAIT, session.events.next())
         .await
         .ok();
     let relay = SseRelay {
@@ -226,7 +222,7 @@ pub async fn sse(
 
 /// The state of one streamed answer between the engine's events and the client.
 struct SseRelay {
-    events: tokio::sync::mpsc::Receiver<Result<ChatEvent, ProviderError>>,
+    events: futures::stream::BoxStream<'static, Result<ChatEvent, ProviderError>>,
     /// The engine's first event (or its end, `Some(None)`), received before the head went out.
     first: Option<Option<Result<ChatEvent, ProviderError>>>,
     chunks: Chunks,
@@ -247,7 +243,7 @@ impl SseRelay {
         }
         let event = match self.first.take() {
             Some(first) => first,
-            None => self.events.recv().await,
+            None => self.events.next().await,
         };
         let mut batch = Vec::new();
         // The held finish goes out before whatever follows it but a usage: the end, or a

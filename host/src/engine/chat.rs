@@ -6,23 +6,28 @@
 //!   its result.
 //! - It is inserted already `running`, in phase `streaming` ([`lifecycle::start_streaming`]),
 //!   because the process that accepted it is the one relaying the provider's stream; that
-//!   process holds its lease meanwhile.
+//!   process tracks it, so [`lifecycle::hold_leases`] keeps its lease meanwhile.
 //! - A chat is never replayed. When its process dies mid-stream the lease lapses and the
 //!   [`sweeper`](super::sweeper) fails it (refunding it): the client it was answering is gone.
-//! - A client that goes away cancels it (the relay stops at its next event), and so does a
-//!   cancel through the jobs API, on any host. One that goes away before the provider's first
-//!   byte drops [`Engine::open_chat`] mid-way, its insert perhaps still committing: its
-//!   [`Opening`] guard cancels the call, stops tracking it and records it cancelled
-//!   (refunded) at once, as the relay would. On SQLite that cancel is queued behind the
-//!   insert (task writes commit in the order they were queued), so it always finds the chat;
-//!   on PostgreSQL an insert whose commit was already on its way may land after it, and that
-//!   chat is left to the sweeper.
+//! - No task of its own relays a chat: the API reads the provider's stream through
+//!   [`ChatSession::events`], one event as the client takes one (a slow client slows the
+//!   provider's stream), and how the chat ended is recorded before the stream's end or error
+//!   is handed on, so a client that has read the end has a recorded chat.
+//! - A client that goes away drops its session, or [`Engine::open_chat`] mid-way, the insert
+//!   perhaps still committing: the chat's [`Held`] guard, armed before the insert, cancels the
+//!   provider's call, stops tracking it and records it cancelled (refunded) at once. On SQLite
+//!   that cancel is queued behind the insert (task writes commit in the order they were
+//!   queued), so it always finds the chat; on PostgreSQL an insert whose commit was already on
+//!   its way may land after it, and that chat is left to the sweeper. A cancel through the
+//!   jobs API, on any host, ends the stream at its next event.
 //! - The provider gets the stored params and, as `stream`, whether the client reads the
 //!   answer as a stream, so it can ask its upstream for the same.
 
+use std::time::Instant;
+
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -37,17 +42,14 @@ use crate::engine::{
     task::{Task, new_id},
 };
 
-/// Events relayed to the API between the provider and the client; a few are buffered so a
-/// slow reader slows the provider's stream rather than growing memory.
-const RELAY_BUFFER: usize = 32;
-
 /// An accepted chat: its task, and the provider's events as they come.
 pub struct ChatSession {
     /// The recorded task; its id names the answer.
     pub task: Task,
-    /// Deltas, usage and the finish reason, or the error that ended the stream. Dropping the
-    /// receiver cancels the chat.
-    pub events: mpsc::Receiver<Result<ChatEvent, ProviderError>>,
+    /// Deltas, usage and the finish reason, then the end once the chat is recorded; or the
+    /// error that ended it (recorded too). Reading it drives the provider; dropping it before
+    /// its end cancels the chat.
+    pub events: BoxStream<'static, Result<ChatEvent, ProviderError>>,
 }
 
 /// OpenAI's usage object, as chats store and show it.
@@ -61,10 +63,10 @@ pub fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
 
 impl Engine {
     /// Checks and records the chat as a running task through the front door's checks
-    /// (reserving its price), opens the provider's stream and starts relaying it; the task
-    /// finishes when the stream does. The stored request's params carry the conversation as
-    /// `messages`; the provider gets what is stored, and `stream` (whether the client reads
-    /// a stream).
+    /// (reserving its price) and opens the provider's stream, which the session's events
+    /// relay; the task finishes when they end. The stored request's params carry the
+    /// conversation as `messages`; the provider gets what is stored, and `stream` (whether
+    /// the client reads a stream).
     pub async fn open_chat(
         &self,
         admission: Admission,
@@ -75,23 +77,15 @@ impl Engine {
         new.request
             .params
             .insert("messages".into(), Value::Array(messages));
-        let id = new_id("job");
-        let token = self.track(&id);
         // Armed before the insert: a client that leaves while it commits cancels the chat too.
-        let mut opening = Opening {
-            engine: self.clone(),
-            id: id.clone(),
-            token: token.clone(),
-            armed: true,
-            inserted: false,
-        };
-        let task = match lifecycle::start_streaming(self, &id, &new).await {
+        let mut held = Held::new(self, new_id("job"));
+        let task = match lifecycle::start_streaming(self, &held.id, &new).await {
             Ok(task) => {
-                opening.inserted = true;
+                held.inserted = true;
                 task
             }
             Err(refused) => {
-                opening.end_here();
+                held.refused();
                 return Err(refused.into());
             }
         };
@@ -103,16 +97,15 @@ impl Engine {
         // Recorded: the conversation moves on to the provider without a copy.
         let request = chat_request(request, stream);
         let Some(provider) = self.registry().provider(&provider_id) else {
-            opening.end_here();
             let error = ProviderError::UpstreamUnavailable(format!(
                 "Provider {provider_id} is not loaded."
             ));
-            self.fail_chat(&id, &error).await;
+            held.end(Outcome::Failed(error.to_string())).await;
             return Err(Refusal::Provider(error));
         };
         let ctx = CallContext {
-            task_id: id.clone(),
-            cancel: token.clone(),
+            task_id: held.id.clone(),
+            cancel: held.token.clone(),
             progress: ProgressSink::discard(),
         };
         let opened =
@@ -120,38 +113,42 @@ impl Engine {
         let stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
-                opening.end_here();
-                self.fail_chat(&id, &error).await;
+                let outcome = match &error {
+                    // The jobs API's cancel, on this host or another, before the first byte.
+                    ProviderError::Cancelled => Outcome::Cancelled,
+                    error => Outcome::Failed(error.to_string()),
+                };
+                held.end(outcome).await;
                 return Err(Refusal::Provider(error));
             }
         };
-        opening.disarm();
-        let (events, received) = mpsc::channel(RELAY_BUFFER);
-        // The relay outlives the request; its lines carry the task id.
-        let span = tracing::info_span!(
-            "task",
-            task_id = %id,
-            request_id = task.request_id.as_deref(),
-        );
-        tokio::spawn(relay(self.clone(), id, stream, token, events).instrument(span));
+        let relay = Relay {
+            stream: Some(stream),
+            held,
+            text: String::new(),
+            usage: None,
+            // The request's: a stream's body is read after its handler returned.
+            span: tracing::Span::current(),
+        };
+        // The stream keeps the relay, and its step in flight, between reads: a read given up
+        // (a timeout) loses nothing.
+        let events = futures::stream::unfold(relay, |mut relay| async move {
+            let span = relay.span.clone();
+            let event = relay.next().instrument(span).await?;
+            Some((event, relay))
+        });
         Ok(ChatSession {
             task,
-            events: received,
+            events: events.boxed(),
         })
-    }
-
-    async fn fail_chat(&self, id: &str, error: &ProviderError) {
-        if let Err(stored) = lifecycle::finish(self, id, Outcome::Failed(error.to_string())).await {
-            tracing::warn!(task = id, error = %stored, "recording a failed chat failed; the sweeper will");
-        }
     }
 }
 
-/// A chat from its id (before its insert) to the start of its relay. Dropped armed (the client
-/// went away while the insert committed or the provider had not answered yet, so the API
-/// dropped [`Engine::open_chat`]), it ends the chat as the relay ends one whose client left:
-/// the provider's call cancelled, the token untracked, the task cancelled and refunded.
-struct Opening {
+/// A chat from its id (before its insert) to its recorded end. Dropped armed (the client went
+/// away while the insert committed, before the provider answered, or mid-stream), it ends the
+/// chat as a cancel: the provider's call cancelled, the chat untracked, the task cancelled and
+/// refunded.
+struct Held {
     engine: Engine,
     id: String,
     token: CancellationToken,
@@ -161,21 +158,36 @@ struct Opening {
     inserted: bool,
 }
 
-impl Opening {
-    /// The chat reached its relay, which now holds it.
-    fn disarm(mut self) {
+impl Held {
+    /// Tracks the chat about to be inserted as `id`.
+    fn new(engine: &Engine, id: String) -> Self {
+        Self {
+            token: engine.track(&id),
+            engine: engine.clone(),
+            id,
+            armed: true,
+            inserted: false,
+        }
+    }
+
+    /// The front door refused the chat: nothing was recorded, nothing is left to record.
+    fn refused(mut self) {
+        self.engine.untrack(&self.id);
         self.armed = false;
     }
 
-    /// The chat ends before its relay, on a path that records how itself (or was refused, so
-    /// there is nothing to record): no longer tracked.
-    fn end_here(self) {
+    /// Records how the chat ended. Dropped before that returns, the guard records it
+    /// cancelled instead (whichever lands first stands).
+    async fn end(&mut self, outcome: Outcome) {
         self.engine.untrack(&self.id);
-        self.disarm();
+        if let Err(error) = lifecycle::finish(&self.engine, &self.id, outcome).await {
+            tracing::warn!(task = %self.id, %error, "recording a chat's end failed; the sweeper will");
+        }
+        self.armed = false;
     }
 }
 
-impl Drop for Opening {
+impl Drop for Held {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -217,80 +229,56 @@ fn chat_request(stored: GenerationRequest, stream: bool) -> ChatRequest {
     }
 }
 
-/// Relays the provider's stream to the API while holding the task's lease, then records how
-/// it ended. The API dropping its receiver means the client went away: that is its cancel.
-async fn relay(
-    engine: Engine,
-    id: String,
-    mut stream: ChatStream,
-    token: CancellationToken,
-    events: mpsc::Sender<Result<ChatEvent, ProviderError>>,
-) {
-    // Held within this task (not a task of its own): one spawn and one abort fewer per chat.
-    let lease = lifecycle::hold_lease(engine.clone(), id.clone(), token.clone());
-    tokio::pin!(lease);
-    let mut lease_held = true;
-    let mut text = String::new();
-    let mut usage = None;
-    let outcome = loop {
-        let event = tokio::select! {
-            () = &mut lease, if lease_held => {
-                // No longer held, or the database cannot tell: the sweeper decides.
-                lease_held = false;
-                continue;
-            }
-            _ = token.cancelled() => {
-                let _ = events.try_send(Err(ProviderError::Cancelled));
-                break if engine.shutdown_token().is_cancelled() {
-                    Outcome::Failed("Interrupted: easel shut down while streaming.".into())
-                } else {
-                    Outcome::Cancelled
-                };
-            }
-            _ = events.closed() => break Outcome::Cancelled,
-            event = stream.next() => event,
+/// An open chat between the provider's stream and the API: the text and usage so far, for
+/// the task's result.
+struct Relay {
+    /// Declared first, so that an abandoned chat stops upstream before it is recorded.
+    /// `None` once the chat ended.
+    stream: Option<ChatStream>,
+    held: Held,
+    text: String,
+    usage: Option<Value>,
+    span: tracing::Span,
+}
+
+impl Relay {
+    /// The provider's next event; at the end, or on an error or a cancel, the chat is
+    /// recorded first. `None` after the end.
+    async fn next(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
+        let stream = self.stream.as_mut()?;
+        let waiting = Instant::now();
+        let (event, cancelled) = tokio::select! {
+            biased;
+            () = self.held.token.cancelled() => (Some(Err(ProviderError::Cancelled)), true),
+            event = stream.next() => (event, false),
         };
-        let Some(event) = event else {
-            break Outcome::Succeeded {
-                outputs: vec![json!({ "text": std::mem::take(&mut text) })],
-                usage: usage.take(),
-            };
-        };
-        let failure = match &event {
-            Ok(ChatEvent::Delta(delta)) => {
-                text.push_str(delta);
-                None
+        crate::metrics::add_upstream(waiting.elapsed());
+        let outcome = match &event {
+            Some(Ok(ChatEvent::Delta(delta))) => {
+                self.text.push_str(delta);
+                return event;
             }
-            Ok(ChatEvent::Usage {
+            Some(Ok(ChatEvent::Usage {
                 prompt_tokens,
                 completion_tokens,
-            }) => {
-                usage = Some(usage_json(*prompt_tokens, *completion_tokens));
-                None
+            })) => {
+                self.usage = Some(usage_json(*prompt_tokens, *completion_tokens));
+                return event;
             }
-            Ok(ChatEvent::Finish(_)) => None,
-            Err(ProviderError::Cancelled) => Some(Outcome::Cancelled),
-            Err(error) => Some(Outcome::Failed(error.to_string())),
-        };
-        // A slow client holds the answer back; the lease is kept meanwhile.
-        let room = loop {
-            tokio::select! {
-                () = &mut lease, if lease_held => lease_held = false,
-                room = events.reserve() => break room,
+            Some(Ok(ChatEvent::Finish(_))) => return event,
+            None => Outcome::Succeeded {
+                outputs: vec![json!({ "text": std::mem::take(&mut self.text) })],
+                usage: self.usage.take(),
+            },
+            Some(Err(_)) if cancelled && self.held.engine.shutdown_token().is_cancelled() => {
+                Outcome::Failed("Interrupted: easel shut down while streaming.".into())
             }
+            Some(Err(ProviderError::Cancelled)) => Outcome::Cancelled,
+            Some(Err(error)) => Outcome::Failed(error.to_string()),
         };
-        let Ok(room) = room else {
-            break Outcome::Cancelled;
-        };
-        room.send(event);
-        if let Some(outcome) = failure {
-            break outcome;
-        }
-    };
-    // Drop the provider's stream first, so an abandoned answer stops upstream too.
-    drop(stream);
-    engine.untrack(&id);
-    if let Err(error) = lifecycle::finish(&engine, &id, outcome).await {
-        tracing::warn!(task = %id, %error, "recording a chat's end failed; the sweeper will");
+        // The provider's stream first, so that a cancelled answer stops upstream too.
+        self.stream = None;
+        self.held.end(outcome).await;
+        event
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! A task is created `queued` ([`queue`]), or `running` in phase `streaming` for a chat whose
 //! answer the accepting process relays ([`start_streaming`]). A worker [`claim`]s a queued
-//! task (`running`, `submitting`; highest priority first, within `[capacity]`) and keeps it with [`hold_lease`]; a provider's handle makes
+//! task (`running`, `submitting`; highest priority first, within `[capacity]`) and holds its lease ([`hold_leases`]); a provider's handle makes
 //! it `pending` ([`mark_pending`]), and the poller takes due ones with [`claim_due_polls`];
 //! the sweeper takes held tasks whose lease lapsed with [`claim_lapsed`] and [`requeue`]s or
 //! [`finish`]es them; [`finish`] ends every task.
@@ -15,8 +15,6 @@
 //! row. Delivery happens later, from the outbox.
 
 use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     engine::{
@@ -114,7 +112,7 @@ pub(crate) fn accepted(task: &Task) {
 }
 
 /// Accepts a chat, under the `id` its caller chose, already `running` in phase `streaming`,
-/// held by this process for one lease (extended by [`hold_lease`] while it relays the answer).
+/// held by this process for one lease (extended by [`hold_leases`] while it relays the answer).
 pub async fn start_streaming(
     engine: &Engine,
     id: &str,
@@ -258,18 +256,31 @@ pub async fn claim_lapsed(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Lap
     tasks::claim_lapsed(engine.store(), now_ms(), lease_end(engine), limit).await
 }
 
-/// Extends a held task's lease every third of it, for as long as the task is held
-/// (`submitting` or `streaming`); cancels `token` when a cancel was requested, possibly on
-/// another host. Runs until aborted or until the task is no longer held (or the database
-/// cannot tell; the lease then lapses and the sweeper decides).
-pub(crate) async fn hold_lease(engine: Engine, id: String, token: CancellationToken) {
+/// Keeps the leases of every task this process holds (a worker's submit, a chat's stream:
+/// the tasks it [tracks](Engine::track)) for as long as it holds them: every third of a lease,
+/// one statement extends them all, and a cancel requested on another host cancels the task's
+/// token here. Returns at shutdown: the leases then lapse and the sweeper decides, exactly as
+/// after a crash.
+pub(crate) async fn hold_leases(engine: Engine) {
     let lease = engine.config().lease();
+    let shutdown = engine.shutdown_token().clone();
     loop {
-        tokio::time::sleep(lease / 3).await;
-        match tasks::extend_lease(engine.store(), &id, lease_end(&engine)).await {
-            Ok(Some(true)) => token.cancel(),
-            Ok(Some(false)) => {}
-            Ok(None) | Err(_) => return,
+        tokio::select! {
+            () = tokio::time::sleep(lease / 3) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let held = engine.held();
+        if held.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = held.iter().map(|(id, _)| id.as_str()).collect();
+        match tasks::extend_leases(engine.store(), &ids, lease_end(&engine)).await {
+            Ok(cancel_requested) => held
+                .iter()
+                .filter(|(id, _)| cancel_requested.contains(id))
+                .for_each(|(_, token)| token.cancel()),
+            // Retried at the next turn, well within the lease.
+            Err(error) => tracing::warn!(%error, "extending the leases of held tasks failed"),
         }
     }
 }

@@ -150,7 +150,8 @@ struct Inner {
     capacity: capacity::Capacity,
     /// Wakes idle workers when a task is queued.
     queued: Notify,
-    /// Cancellation tokens of the submits running in this process.
+    /// Cancellation tokens of the tasks this process holds (submits and chats), by id: the
+    /// ones whose leases [`lifecycle::hold_leases`] keeps.
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Stops every background loop.
     shutdown: CancellationToken,
@@ -205,10 +206,13 @@ impl Engine {
         }
     }
 
-    /// Starts workers, the poller, the sweeper and the webhook deliverer, and keeps this
-    /// process's place in the fleet (see [`fleet`]; run its first beat before this).
+    /// Starts workers, the poller, the sweeper and the webhook deliverer, keeps the leases of
+    /// the tasks this process holds, and keeps its place in the fleet (see [`fleet`]; run its
+    /// first beat before this).
     pub fn start(&self, run_workers: bool, membership: fleet::Membership) {
         tokio::spawn(membership.run(self.clone()));
+        // Chats are held by whichever process accepted them, worker or not.
+        tokio::spawn(lifecycle::hold_leases(self.clone()));
         if run_workers {
             for n in 0..self.inner.config.workers.max(1) {
                 tokio::spawn(worker::run(self.clone(), n));
@@ -414,7 +418,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Registers the cancellation token of a submit running here.
+    /// Registers a task this process now holds (a submit, a chat) and returns its
+    /// cancellation token; its lease is kept until it is [untracked](Self::untrack).
     pub(crate) fn track(&self, id: &str) -> CancellationToken {
         let token = self.inner.shutdown.child_token();
         self.inner
@@ -425,9 +430,18 @@ impl Engine {
         token
     }
 
-    /// Forgets a finished submit's token.
+    /// Forgets a task this process no longer holds.
     pub(crate) fn untrack(&self, id: &str) {
         self.inner.running.lock().expect("running lock").remove(id);
+    }
+
+    /// The tasks this process holds, with their tokens.
+    pub(crate) fn held(&self) -> Vec<(String, CancellationToken)> {
+        let running = self.inner.running.lock().expect("running lock");
+        running
+            .iter()
+            .map(|(id, token)| (id.clone(), token.clone()))
+            .collect()
     }
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {

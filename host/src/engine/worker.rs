@@ -4,9 +4,9 @@
 //! on PostgreSQL), so two workers on any number of hosts never take the same task; it takes
 //! the highest priority first and leaves tasks whose provider or model is at its
 //! [`capacity`](crate::engine::capacity) queued. A worker holds its task's slot until it is
-//! done with the task. While
-//! `submit` runs and until its answer is recorded (output links copied), a heartbeat ([`lifecycle::hold_lease`]) extends the lease and watches for a
-//! cancel requested on another host. A worker never polls: a pending handle is persisted and
+//! done with the task. From its claim until its answer is recorded (output links copied) the
+//! task is tracked, so [`lifecycle::hold_leases`] extends its lease and passes on a cancel
+//! requested on another host. A worker never polls: a pending handle is persisted and
 //! left to the poller, so a slow vendor never holds a worker. Every change a worker makes to
 //! its task goes through [`lifecycle`].
 
@@ -112,24 +112,16 @@ async fn submit(
         cancel: token.clone(),
         progress: progress_sink(engine, &task.id, task.provider == LOCAL_PROVIDER),
     };
-    let heartbeat = tokio::spawn(lifecycle::hold_lease(
-        engine.clone(),
-        task.id.clone(),
-        token.clone(),
-    ));
     let answer =
         crate::metrics::measure_call(&task.provider, "submit", provider.submit(&request, &ctx))
             .await;
     if engine.shutdown_token().is_cancelled() {
-        heartbeat.abort();
         // The lease lapses and the sweeper decides, exactly as after a crash.
         return Ok(());
     }
     // The lease is held until the answer is recorded: copying a finished task's output
     // links can take longer than a lease, and a lapsed lease would fail it as interrupted.
-    let recorded = record(engine, task, &token, answer).await;
-    heartbeat.abort();
-    recorded
+    record(engine, task, &token, answer).await
 }
 
 /// Records what `submit` answered.

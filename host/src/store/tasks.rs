@@ -513,24 +513,49 @@ pub async fn queue_position(store: &Store, task: &Task) -> anyhow::Result<Option
 /// The routing condition of a claim: ` AND provider IN ($first, …)`, one placeholder per
 /// provider served (the caller binds them in order, and never calls it with none).
 fn served_by(first: usize, providers: &[String]) -> String {
-    let placeholders: Vec<String> = (first..first + providers.len())
-        .map(|n| format!("${n}"))
-        .collect();
-    format!(" AND provider IN ({})", placeholders.join(", "))
+    format!(
+        " AND provider IN ({})",
+        placeholders(first, providers.len())
+    )
 }
 
-/// Moves a held (`submitting` or `streaming`) task's lease to `lease_end`. Returns whether
-/// a cancel was requested, or `None` once the task is no longer held.
-pub async fn extend_lease(store: &Store, id: &str, lease_end: i64) -> anyhow::Result<Option<bool>> {
-    let extended: Option<(i64,)> = sqlx::query_as(
-        "UPDATE tasks SET wake_at = $2 WHERE id = $1 AND status = 'running' \
-         AND phase IN ('submitting', 'streaming') RETURNING cancel_requested",
-    )
-    .bind(id)
-    .bind(lease_end)
-    .fetch_optional(&mut *store.writer().await?)
-    .await?;
-    Ok(extended.map(|(cancel_requested,)| cancel_requested == 1))
+/// `$first, $first+1, …`: `count` placeholders for a list the caller binds in order.
+fn placeholders(first: usize, count: usize) -> String {
+    let names: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    names.join(", ")
+}
+
+/// Ids bound in one statement of [`extend_leases`]: far below either database's limit on
+/// bound values.
+const LEASES_PER_STATEMENT: usize = 500;
+
+/// Moves the leases of those of `ids` still held (`submitting` or `streaming`) to
+/// `lease_end`, and returns the ones among them whose cancel was requested.
+pub async fn extend_leases(
+    store: &Store,
+    ids: &[&str],
+    lease_end: i64,
+) -> anyhow::Result<Vec<String>> {
+    let mut cancel_requested = Vec::new();
+    for chunk in ids.chunks(LEASES_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE tasks SET wake_at = $1 WHERE id IN ({}) AND status = 'running' \
+             AND phase IN ('submitting', 'streaming') RETURNING id, cancel_requested",
+            placeholders(2, chunk.len())
+        );
+        let mut statement = sqlx::query_as::<_, (String, i64)>(&sql).bind(lease_end);
+        for id in chunk {
+            statement = statement.bind(*id);
+        }
+        let extended = statement.fetch_all(&mut *store.writer().await?).await?;
+        cancel_requested.extend(
+            extended
+                .into_iter()
+                .filter(|(_, cancel)| *cancel == 1)
+                .map(|(id, _)| id),
+        );
+    }
+    Ok(cancel_requested)
 }
 
 /// Hands a running task to the poller: phase `pending` with the provider's `handle`, first
