@@ -19,7 +19,8 @@
 //!   that cancel is queued behind the insert (task writes commit in the order they were
 //!   queued), so it always finds the chat; on PostgreSQL an insert whose commit was already on
 //!   its way may land after it, and that chat is left to the sweeper. A cancel through the
-//!   jobs API, on any host, ends the stream at its next event.
+//!   jobs API, on any host, ends the stream (and is recorded) at the client's next read: at
+//!   once while the client waits for events, later if its socket is full.
 //! - The provider gets the stored params and, as `stream`, whether the client reads the
 //!   answer as a stream, so it can ask its upstream for the same.
 
@@ -100,7 +101,7 @@ impl Engine {
             let error = ProviderError::UpstreamUnavailable(format!(
                 "Provider {provider_id} is not loaded."
             ));
-            held.end(Outcome::Failed(error.to_string())).await;
+            held.end(held.outcome(&error)).await;
             return Err(Refusal::Provider(error));
         };
         let ctx = CallContext {
@@ -113,12 +114,7 @@ impl Engine {
         let stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
-                let outcome = match &error {
-                    // The jobs API's cancel, on this host or another, before the first byte.
-                    ProviderError::Cancelled => Outcome::Cancelled,
-                    error => Outcome::Failed(error.to_string()),
-                };
-                held.end(outcome).await;
+                held.end(held.outcome(&error)).await;
                 return Err(Refusal::Provider(error));
             }
         };
@@ -174,6 +170,18 @@ impl Held {
     fn refused(mut self) {
         self.engine.untrack(&self.id);
         self.armed = false;
+    }
+
+    /// How a chat that `error` ended is recorded: a cancel (the jobs API's, on any host) as
+    /// cancelled, unless easel is shutting down.
+    fn outcome(&self, error: &ProviderError) -> Outcome {
+        match error {
+            ProviderError::Cancelled if self.engine.shutdown_token().is_cancelled() => {
+                Outcome::Failed("Interrupted: easel shut down while streaming.".into())
+            }
+            ProviderError::Cancelled => Outcome::Cancelled,
+            error => Outcome::Failed(error.to_string()),
+        }
     }
 
     /// Records how the chat ended. Dropped before that returns, the guard records it
@@ -247,10 +255,10 @@ impl Relay {
     async fn next(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
         let stream = self.stream.as_mut()?;
         let waiting = Instant::now();
-        let (event, cancelled) = tokio::select! {
+        let event = tokio::select! {
             biased;
-            () = self.held.token.cancelled() => (Some(Err(ProviderError::Cancelled)), true),
-            event = stream.next() => (event, false),
+            () = self.held.token.cancelled() => Some(Err(ProviderError::Cancelled)),
+            event = stream.next() => event,
         };
         crate::metrics::add_upstream(waiting.elapsed());
         let outcome = match &event {
@@ -270,11 +278,7 @@ impl Relay {
                 outputs: vec![json!({ "text": std::mem::take(&mut self.text) })],
                 usage: self.usage.take(),
             },
-            Some(Err(_)) if cancelled && self.held.engine.shutdown_token().is_cancelled() => {
-                Outcome::Failed("Interrupted: easel shut down while streaming.".into())
-            }
-            Some(Err(ProviderError::Cancelled)) => Outcome::Cancelled,
-            Some(Err(error)) => Outcome::Failed(error.to_string()),
+            Some(Err(error)) => self.held.outcome(error),
         };
         // The provider's stream first, so that a cancelled answer stops upstream too.
         self.stream = None;
