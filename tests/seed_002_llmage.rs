@@ -93,6 +93,12 @@ async fn chat_answers_streamed_and_whole() {
     );
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(chunks[0]["finish"], "0");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.get("reasoning_content") == Some(&Value::Null) && c["content"].is_string()),
+        "every chunk carries llmage's content and a null reasoning_content: {text}"
+    );
     let streamed: String = chunks
         .iter()
         .filter_map(|c| c["content"].as_str())

@@ -8,11 +8,15 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::response::{
-    IntoResponse, Response,
-    sse::{Event, Sse},
+use axum::{
+    Json,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, Sse},
+    },
 };
 use futures::{StreamExt, stream};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -103,12 +107,12 @@ fn last_user_text(messages: &[Value]) -> String {
     }
 }
 
-/// The whole answer, for `stream: false`.
+/// The whole answer, for `stream: false`: OpenAI's `chat.completion` object.
 pub async fn complete(
     model_name: &str,
     mut session: ChatSession,
     style: ChunkStyle,
-) -> Result<Value, Refusal> {
+) -> Result<Response, Refusal> {
     let mut text = String::new();
     let mut usage = None;
     let mut finish = "stop".to_string();
@@ -122,23 +126,54 @@ pub async fn complete(
             ChatEvent::Finish(reason) => finish = reason,
         }
     }
-    let mut body = json!({
-        "id": session.task.id,
-        "object": "chat.completion",
-        "created": now_ms() / 1000,
-        "model": model_name,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish,
+    let llmage = style == ChunkStyle::Llmage;
+    let completion = Completion {
+        id: &session.task.id,
+        object: "chat.completion",
+        created: now_ms() / 1000,
+        model: model_name,
+        choices: [CompletionChoice {
+            index: 0,
+            message: Message {
+                role: "assistant",
+                content: &text,
+            },
+            finish_reason: &finish,
         }],
-        "usage": usage.unwrap_or_else(|| usage_json(0, 0)),
-    });
-    if style == ChunkStyle::Llmage {
-        body["content"] = text.into();
-        body["finish"] = "1".into();
-    }
-    Ok(body)
+        usage: usage.unwrap_or_else(|| usage_json(0, 0)),
+        content: llmage.then_some(text.as_str()),
+        finish: llmage.then_some("1"),
+    };
+    Ok(Json(completion).into_response())
+}
+
+/// OpenAI's `chat.completion`, written straight from its parts; llmage adds the text as
+/// `content` and `finish: "1"`.
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: [CompletionChoice<'a>; 1],
+    usage: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: Message<'a>,
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
 }
 
 /// Builds the `chat.completion.chunk` events of one answer.
@@ -151,29 +186,72 @@ struct Chunks {
 
 impl Chunks {
     /// One chunk: a delta, the finishing chunk, or OpenAI's usage-only chunk (no choices).
-    fn event(&self, delta: Value, finish: Option<&str>, usage: Option<Value>) -> Event {
-        let choices = if usage.is_some() {
-            json!([])
-        } else {
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}])
+    fn event(&self, delta: Delta<'_>, finish: Option<&str>, usage: Option<&Value>) -> Event {
+        let choice = Choice {
+            index: 0,
+            delta,
+            logprobs: (),
+            finish_reason: finish,
         };
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if let Some(usage) = usage {
-            chunk["usage"] = usage;
-        }
-        if self.style == ChunkStyle::Llmage {
-            chunk["content"] = delta.get("content").cloned().unwrap_or_else(|| "".into());
-            chunk["reasoning_content"] = Value::Null;
-            chunk["finish"] = if finish.is_some() { "1" } else { "0" }.into();
-        }
-        Event::default().data(chunk.to_string())
+        let llmage = self.style == ChunkStyle::Llmage;
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: if usage.is_some() {
+                &[]
+            } else {
+                std::slice::from_ref(&choice)
+            },
+            usage,
+            content: llmage.then(|| choice.delta.content.unwrap_or("")),
+            reasoning_content: llmage.then_some(()),
+            finish: llmage.then_some(if finish.is_some() { "1" } else { "0" }),
+        };
+        Event::default()
+            .json_data(&chunk)
+            .expect("a chunk is plain JSON")
     }
+}
+
+/// One `chat.completion.chunk`, written straight from its parts; llmage adds `content`,
+/// `reasoning_content: null` and `finish` (`"0"`, or `"1"` on the finishing chunk).
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: &'a [Choice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    /// `Some(())` writes `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    /// Always `null`.
+    logprobs: (),
+    finish_reason: Option<&'a str>,
+}
+
+/// What a chunk adds to the answer: the role (the opening chunk), some text, or nothing (the
+/// finishing and usage chunks).
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
 }
 
 /// How long a streamed answer's head waits for the provider's first event: what arrived by
@@ -198,7 +276,14 @@ pub async fn sse(
         model: model_name.to_string(),
         style,
     };
-    let opening = chunks.event(json!({"role": "assistant", "content": ""}), None, None);
+    let opening = chunks.event(
+        Delta {
+            role: Some("assistant"),
+            content: Some(""),
+        },
+        None,
+        None,
+    );
     let first = tokio::time::timeout(FIRST_EVENT_WAIT, session.events.next())
         .await
         .ok();
@@ -251,18 +336,25 @@ impl SseRelay {
         if !matches!(event, Some(Ok(ChatEvent::Usage { .. })))
             && let Some(reason) = self.finish.take()
         {
-            batch.push(self.chunks.event(json!({}), Some(&reason), None));
+            batch.push(self.chunks.event(Delta::default(), Some(&reason), None));
         }
         match event {
             None => {
                 self.ended = true;
                 if let Some(usage) = self.usage.take().filter(|_| self.include_usage) {
-                    batch.push(self.chunks.event(json!({}), None, Some(usage)));
+                    batch.push(self.chunks.event(Delta::default(), None, Some(&usage)));
                 }
                 batch.push(Event::default().data("[DONE]"));
             }
             Some(Ok(ChatEvent::Delta(text))) => {
-                batch.push(self.chunks.event(json!({"content": text}), None, None));
+                batch.push(self.chunks.event(
+                    Delta {
+                        role: None,
+                        content: Some(&text),
+                    },
+                    None,
+                    None,
+                ));
             }
             Some(Ok(ChatEvent::Usage {
                 prompt_tokens,

@@ -274,8 +274,7 @@ async fn chat_completions(
     if request.stream.unwrap_or(false) {
         return Ok(chat::sse(&name, session, ChunkStyle::Llmage, false).await);
     }
-    let body = chat::complete(&name, session, ChunkStyle::Llmage).await?;
-    Ok(Json(body).into_response())
+    Ok(chat::complete(&name, session, ChunkStyle::Llmage).await?)
 }
 
 /// A generation request however it came: JSON fields, or multipart fields and files (waiting

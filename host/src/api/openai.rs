@@ -245,8 +245,7 @@ async fn chat_completions(
             .unwrap_or(false);
         return Ok(chat::sse(&request.model, session, ChunkStyle::OpenAi, include_usage).await);
     }
-    let body = chat::complete(&request.model, session, ChunkStyle::OpenAi).await?;
-    Ok(Json(body).into_response())
+    Ok(chat::complete(&request.model, session, ChunkStyle::OpenAi).await?)
 }
 
 /// `POST /v1/images/generations`.
