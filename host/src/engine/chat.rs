@@ -24,6 +24,8 @@
 //! - The provider gets the stored params and, as `stream`, whether the client reads the
 //!   answer as a stream, so it can ask its upstream for the same.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -184,14 +186,53 @@ impl Held {
         }
     }
 
-    /// Records how the chat ended. Dropped before that returns, the guard records it
-    /// cancelled instead (whichever lands first stands).
+    /// Records how the chat ended. Once begun, the recording completes (and is counted) even
+    /// if the client leaves meanwhile: it may already be queued to commit with others.
     async fn end(&mut self, outcome: Outcome) {
         self.engine.untrack(&self.id);
-        if let Err(error) = lifecycle::finish(&self.engine, &self.id, outcome).await {
-            tracing::warn!(task = %self.id, %error, "recording a chat's end failed; the sweeper will");
-        }
         self.armed = false;
+        let (engine, id) = (self.engine.clone(), self.id.clone());
+        RunsToEnd::new(async move {
+            if let Err(error) = lifecycle::finish(&engine, &id, outcome).await {
+                tracing::warn!(task = %id, %error, "recording a chat's end failed; the sweeper will");
+            }
+        })
+        .await;
+    }
+}
+
+/// A future that, dropped before it completes, completes on a task of its own.
+struct RunsToEnd(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl RunsToEnd {
+    fn new(work: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(Some(Box::pin(work)))
+    }
+}
+
+impl Future for RunsToEnd {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(work) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        let polled = work.as_mut().poll(cx);
+        if polled.is_ready() {
+            self.0 = None;
+        }
+        polled
+    }
+}
+
+impl Drop for RunsToEnd {
+    fn drop(&mut self) {
+        if let Some(rest) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(rest)),
+                Err(_) => tracing::warn!("a chat's end was left unrecorded; the sweeper will"),
+            }
+        }
     }
 }
 
