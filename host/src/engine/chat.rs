@@ -192,7 +192,7 @@ impl Held {
         self.engine.untrack(&self.id);
         self.armed = false;
         let (engine, id) = (self.engine.clone(), self.id.clone());
-        RunsToEnd::new(async move {
+        RunsToEnd::new(&self.id, async move {
             if let Err(error) = lifecycle::finish(&engine, &id, outcome).await {
                 tracing::warn!(task = %id, %error, "recording a chat's end failed; the sweeper will");
             }
@@ -201,12 +201,23 @@ impl Held {
     }
 }
 
-/// A future that, dropped before it completes, completes on a task of its own.
-struct RunsToEnd(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+/// A chat's recording that, dropped before it completes, completes on a task of its own.
+struct RunsToEnd {
+    task: String,
+    work: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
 
 impl RunsToEnd {
-    fn new(work: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(Some(Box::pin(work)))
+    fn new(task: &str, work: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self {
+            task: task.to_string(),
+            work: Some(Box::pin(work)),
+        }
+    }
+
+    /// Completes the work on a task of its own, without waiting for it.
+    fn detach(self) {
+        drop(self);
     }
 }
 
@@ -214,12 +225,12 @@ impl Future for RunsToEnd {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(work) = self.0.as_mut() else {
+        let Some(work) = self.work.as_mut() else {
             return Poll::Ready(());
         };
         let polled = work.as_mut().poll(cx);
         if polled.is_ready() {
-            self.0 = None;
+            self.work = None;
         }
         polled
     }
@@ -227,11 +238,13 @@ impl Future for RunsToEnd {
 
 impl Drop for RunsToEnd {
     fn drop(&mut self) {
-        if let Some(rest) = self.0.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(rest)),
-                Err(_) => tracing::warn!("a chat's end was left unrecorded; the sweeper will"),
-            }
+        let Some(rest) = self.work.take() else {
+            return;
+        };
+        // Outside a runtime the process is ending: the lease lapses and the sweeper decides.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(rest)),
+            Err(_) => tracing::warn!(task = %self.task, "a chat's end is left to the sweeper"),
         }
     }
 }
@@ -244,7 +257,7 @@ impl Drop for Held {
         self.token.cancel();
         self.engine.untrack(&self.id);
         let (engine, id, counted) = (self.engine.clone(), self.id.clone(), self.inserted);
-        let finish = async move {
+        RunsToEnd::new(&self.id, async move {
             match lifecycle::finish(&engine, &id, Outcome::Cancelled).await {
                 // Found, so inserted: counted now, so that the metrics' created and finished
                 // tasks (and charged and refunded credits) still agree.
@@ -254,11 +267,8 @@ impl Drop for Held {
                     tracing::warn!(task = %id, %error, "recording an abandoned chat failed; the sweeper will")
                 }
             }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(finish)),
-            Err(_) => tracing::warn!(task = %self.id, "an abandoned chat is left to the sweeper"),
-        }
+        })
+        .detach();
     }
 }
 
