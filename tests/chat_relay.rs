@@ -8,7 +8,8 @@
 //!   cancelled (not failed by the sweeper when the lease lapses), refunded; so does one that
 //!   leaves while its chat's insert commits.
 //! - A stream's head waits for the first event only briefly: a slow first token does not
-//!   hold it back.
+//!   hold it back. What came with the finish waits for the end only briefly too: a slow end
+//!   does not hold back the answer's text.
 //! - A chat holds its lease for as long as it runs, and a cancel from another host of the
 //!   fleet stops it within a third of a lease.
 
@@ -192,6 +193,48 @@ async fn a_slow_first_token_does_not_hold_back_the_streams_head() {
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "stop",
         "the finishing chunk goes out just before [DONE]: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_end_does_not_hold_back_the_text_that_came_with_the_finish() {
+    let (easel, _fake) = easel_with_openai("").await;
+    let start = Instant::now();
+    let mut response = easel
+        .host
+        .as_key(Method::POST, "/v1/chat/completions", "key-a")
+        .json(&chat("then:2000 at once", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let mut said_at = None;
+    while let Some(bytes) = response.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&bytes).unwrap());
+        if said_at.is_none() && text.contains(r#""content":"then:2000 at once""#) {
+            said_at = Some(start.elapsed());
+        }
+    }
+    let done_at = start.elapsed();
+    let said_at = said_at.unwrap_or_else(|| panic!("the text never came: {text}"));
+    assert!(
+        said_at < Duration::from_millis(1500),
+        "the text came after {said_at:?}, with the end"
+    );
+    assert!(
+        done_at >= Duration::from_millis(2000),
+        "done after {done_at:?}"
+    );
+    let data: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
+    let finish: Value = serde_json::from_str(data[data.len() - 2]).unwrap();
+    assert_eq!(
+        finish["choices"][0]["finish_reason"], "stop",
+        "the finishing chunk waits for the end, just before [DONE]: {text}"
     );
 }
 

@@ -9,7 +9,9 @@
 //!   object, or with `stream: true` as `chat.completion.chunk` events (a usage-only chunk
 //!   when `stream_options.include_usage`) and `data: [DONE]`; a message holding `wait:<ms>`
 //!   is answered, head and all, only after that many milliseconds, one holding `first:<ms>`
-//!   has its stream's head sent at once and its events that many milliseconds later;
+//!   has its stream's head sent at once and its events that many milliseconds later, and one
+//!   holding `then:<ms>` sends the text and the finish at once and the rest (the usage and
+//!   `[DONE]`) that many milliseconds later;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
 
@@ -21,6 +23,7 @@ use axum::{
     routing::post,
 };
 use base64::Engine as _;
+use futures::StreamExt;
 use serde_json::json;
 
 use super::{Call, FakeState, Scenario, json_reply, rate_limited_reply};
@@ -198,16 +201,25 @@ async fn chat(call: Call) -> Response {
         json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
         serde_json::Value::Null,
     ));
+    let mut end = String::new();
     if body["stream_options"]["include_usage"] == true {
-        events.push_str(&chunk(json!([]), usage));
+        end.push_str(&chunk(json!([]), usage));
     }
-    events.push_str("data: [DONE]\n\n");
-    let body = match millis("first:") {
-        Some(first) => axum::body::Body::from_stream(futures::stream::once(async move {
+    end.push_str("data: [DONE]\n\n");
+    let body = match (millis("first:"), millis("then:")) {
+        (Some(first), _) => axum::body::Body::from_stream(futures::stream::once(async move {
             tokio::time::sleep(first).await;
-            Ok::<_, std::convert::Infallible>(events)
+            Ok::<_, std::convert::Infallible>(events + &end)
         })),
-        None => events.into(),
+        (None, Some(then)) => axum::body::Body::from_stream(
+            futures::stream::iter([Ok::<_, std::convert::Infallible>(events)]).chain(
+                futures::stream::once(async move {
+                    tokio::time::sleep(then).await;
+                    Ok(end)
+                }),
+            ),
+        ),
+        (None, None) => (events + &end).into(),
     };
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }

@@ -6,6 +6,7 @@
 //! never retried. Each dialect adds its own fields to the chunks through [`ChunkStyle`].
 
 use std::convert::Infallible;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::{
@@ -259,14 +260,19 @@ struct Delta<'a> {
 /// back longer than this.
 const FIRST_EVENT_WAIT: Duration = Duration::from_millis(50);
 
+/// How long the chunks read together with the provider's finish wait for the end (the chat
+/// being recorded) to go out with it.
+const END_WAIT: Duration = Duration::from_millis(50);
+
 /// The answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
 /// `include_usage` adds OpenAI's final usage-only chunk. Events are rendered as the client
 /// reads them, so a slow client slows the relay, and one that goes away cancels the chat.
-/// Writes are few: the head waits for the first event (at most [`FIRST_EVENT_WAIT`]), and
-/// the finishing chunk for the end, which follows once the chat is recorded.
+/// Writes are few: the head waits for the first event (at most [`FIRST_EVENT_WAIT`]), each
+/// write carries every event already read, and the finishing chunk waits for the end, which
+/// follows once the chat is recorded (and what was read with it, at most [`END_WAIT`]).
 pub async fn sse(
     model_name: &str,
-    mut session: ChatSession,
+    session: ChatSession,
     style: ChunkStyle,
     include_usage: bool,
 ) -> Response {
@@ -284,32 +290,33 @@ pub async fn sse(
         None,
         None,
     );
-    let first = tokio::time::timeout(FIRST_EVENT_WAIT, session.events.next())
-        .await
-        .ok();
-    let relay = SseRelay {
+    let mut relay = SseRelay {
         events: session.events,
-        first,
+        opening: Some(opening),
         chunks,
         include_usage,
         usage: None,
         finish: None,
         ended: false,
     };
+    let head = match tokio::time::timeout(FIRST_EVENT_WAIT, relay.events.next()).await {
+        Ok(first) => relay.batch_from(first).await,
+        Err(_) => relay.opening.take().into_iter().collect(),
+    };
     let rest = stream::unfold(relay, |mut relay| async move {
         let batch = relay.next_batch().await?;
         Some((stream::iter(batch), relay))
     })
     .flatten();
-    let all = stream::once(async move { opening }).chain(rest);
+    let all = stream::iter(head).chain(rest);
     Sse::new(all.map(Ok::<_, Infallible>)).into_response()
 }
 
 /// The state of one streamed answer between the engine's events and the client.
 struct SseRelay {
     events: futures::stream::BoxStream<'static, Result<ChatEvent, ProviderError>>,
-    /// The engine's first event (or its end, `Some(None)`), received before the head went out.
-    first: Option<Option<Result<ChatEvent, ProviderError>>>,
+    /// The role-only chunk every answer opens with, until it went out.
+    opening: Option<Event>,
     chunks: Chunks,
     include_usage: bool,
     usage: Option<Value>,
@@ -320,17 +327,50 @@ struct SseRelay {
 }
 
 impl SseRelay {
-    /// The events for the engine's next event: none for the usage and the finish, which wait
-    /// for the end; `None` once `[DONE]` has gone out.
+    /// The chunks of the engine's next event and what follows it; `None` once `[DONE]` has
+    /// gone out.
     async fn next_batch(&mut self) -> Option<Vec<Event>> {
         if self.ended {
             return None;
         }
-        let event = match self.first.take() {
-            Some(first) => first,
-            None => self.events.next().await,
-        };
-        let mut batch = Vec::new();
+        let event = self.events.next().await;
+        Some(self.batch_from(event).await)
+    }
+
+    /// The chunks of `event` and of every one already waiting behind it, rendered together
+    /// so that they go out in one write; once the finish is held, also of what follows until
+    /// the end (at most [`END_WAIT`]). The opening chunk leads the first batch.
+    async fn batch_from(
+        &mut self,
+        mut event: Option<Result<ChatEvent, ProviderError>>,
+    ) -> Vec<Event> {
+        let mut batch: Vec<Event> = self.opening.take().into_iter().collect();
+        loop {
+            self.render(event, &mut batch);
+            if self.ended {
+                return batch;
+            }
+            event = if batch.is_empty() {
+                self.events.next().await
+            } else if self.finish.is_some() {
+                // The end follows the finish once the chat is recorded; what was read with
+                // the finish waits for it, a while at most, so that all leave in one write.
+                match tokio::time::timeout(END_WAIT, self.events.next()).await {
+                    Ok(event) => event,
+                    Err(_) => return batch,
+                }
+            } else {
+                match futures::poll!(self.events.next()) {
+                    Poll::Ready(event) => event,
+                    Poll::Pending => return batch,
+                }
+            };
+        }
+    }
+
+    /// Adds the chunks of one engine event to `batch`: none for the usage and the finish,
+    /// which wait for the end.
+    fn render(&mut self, event: Option<Result<ChatEvent, ProviderError>>, batch: &mut Vec<Event>) {
         // The held finish goes out before whatever follows it but a usage: the end, or a
         // provider going on after its finish (a late delta, an error).
         if !matches!(event, Some(Ok(ChatEvent::Usage { .. })))
@@ -369,7 +409,6 @@ impl SseRelay {
                 batch.push(Event::default().data("[DONE]"));
             }
         }
-        Some(batch)
     }
 }
 
