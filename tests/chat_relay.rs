@@ -50,6 +50,13 @@ fn chat(content: &str, stream: bool) -> Value {
            "messages": [{"role": "user", "content": content}]})
 }
 
+/// The `data` of each server-sent event in `text`, in order.
+fn sse_data(text: &str) -> Vec<&str> {
+    text.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .collect()
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -171,10 +178,7 @@ async fn a_slow_first_token_does_not_hold_back_the_streams_head() {
         done_at >= Duration::from_millis(2000),
         "done after {done_at:?}"
     );
-    let data: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|event| event.strip_prefix("data: "))
-        .collect();
+    let data = sse_data(&text);
     assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
     let chunks: Vec<Value> = data[..data.len() - 1]
         .iter()
@@ -226,10 +230,7 @@ async fn a_slow_end_does_not_hold_back_the_text_that_came_with_the_finish() {
         done_at >= Duration::from_millis(2000),
         "done after {done_at:?}"
     );
-    let data: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|event| event.strip_prefix("data: "))
-        .collect();
+    let data = sse_data(&text);
     assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
     let finish: Value = serde_json::from_str(data[data.len() - 2]).unwrap();
     assert_eq!(
