@@ -128,7 +128,8 @@ pub async fn complete(
         }
     }
     let llmage = style == ChunkStyle::Llmage;
-    let completion = Completion {
+    let usage = usage.unwrap_or_else(|| usage_json(0, 0));
+    let completion = Answer {
         id: &session.task.id,
         object: "chat.completion",
         created: now_ms() / 1000,
@@ -141,25 +142,31 @@ pub async fn complete(
             },
             finish_reason: &finish,
         }],
-        usage: usage.unwrap_or_else(|| usage_json(0, 0)),
+        usage: Some(&usage),
         content: llmage.then_some(text.as_str()),
+        reasoning_content: None,
         finish: llmage.then_some("1"),
     };
     Ok(Json(completion).into_response())
 }
 
-/// OpenAI's `chat.completion`, written straight from its parts; llmage adds the text as
-/// `content` and `finish: "1"`.
+/// A `chat.completion` (choices with a `message`) or a `chat.completion.chunk` (choices with
+/// a `delta`), written straight from its parts. llmage adds the text as `content`, on chunks
+/// `reasoning_content: null`, and `finish` (`"1"` once finished, `"0"` before).
 #[derive(Serialize)]
-struct Completion<'a> {
+struct Answer<'a, C> {
     id: &'a str,
     object: &'static str,
     created: i64,
     model: &'a str,
-    choices: [CompletionChoice<'a>; 1],
-    usage: Value,
+    choices: C,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    /// `Some(())` writes `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<()>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finish: Option<&'static str>,
 }
@@ -195,13 +202,13 @@ impl Chunks {
             finish_reason: finish,
         };
         let llmage = self.style == ChunkStyle::Llmage;
-        let chunk = Chunk {
+        let chunk = Answer {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
             choices: if usage.is_some() {
-                &[]
+                &[][..]
             } else {
                 std::slice::from_ref(&choice)
             },
@@ -214,26 +221,6 @@ impl Chunks {
             .json_data(&chunk)
             .expect("a chunk is plain JSON")
     }
-}
-
-/// One `chat.completion.chunk`, written straight from its parts; llmage adds `content`,
-/// `reasoning_content: null` and `finish` (`"0"`, or `"1"` on the finishing chunk).
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: i64,
-    model: &'a str,
-    choices: &'a [Choice<'a>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    /// `Some(())` writes `null`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<()>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finish: Option<&'static str>,
 }
 
 #[derive(Serialize)]
