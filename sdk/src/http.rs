@@ -21,7 +21,6 @@
 use crate::error::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::VecDeque;
 use std::time::Duration;
 
 /// HTTP methods.
@@ -211,7 +210,8 @@ impl Request {
             status: raw.status,
             headers: raw.headers,
             body: raw.body,
-            buffer: VecDeque::new(),
+            buffer: Vec::new(),
+            taken: 0,
             done: false,
         })
     }
@@ -297,6 +297,15 @@ pub fn status_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> Opti
     }
 }
 
+/// A line's text without a final `\r`; bytes that are not UTF-8 become U+FFFD.
+fn line_text(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match std::str::from_utf8(line) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(line).into_owned(),
+    }
+}
+
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
     if body.len() > 300 { format!("{text}…") } else { text }
@@ -307,7 +316,9 @@ pub struct StreamingResponse {
     status: u16,
     headers: Vec<(String, String)>,
     body: Box<dyn transport::BodySource>,
-    buffer: VecDeque<u8>,
+    /// Received bytes, of which those before `taken` were handed out already.
+    buffer: Vec<u8>,
+    taken: usize,
     done: bool,
 }
 
@@ -335,8 +346,8 @@ impl StreamingResponse {
 
     /// The next piece of the body as it arrived, or `None` at the end.
     pub fn read_chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        if !self.buffer.is_empty() {
-            return Ok(Some(self.buffer.drain(..).collect()));
+        if self.taken < self.buffer.len() {
+            return Ok(Some(self.take_rest()));
         }
         self.pull()
     }
@@ -357,6 +368,24 @@ impl StreamingResponse {
         }
     }
 
+    /// The bytes received and not handed out yet, leaving the buffer empty.
+    fn take_rest(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buffer);
+        rest.drain(..std::mem::take(&mut self.taken));
+        rest
+    }
+
+    /// Appends a received chunk; a fully read buffer is replaced by it, not copied into.
+    fn keep(&mut self, chunk: Vec<u8>) {
+        if self.taken == self.buffer.len() {
+            self.buffer = chunk;
+            self.taken = 0;
+        } else {
+            self.buffer.drain(..std::mem::take(&mut self.taken));
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
     /// The next line of the body without its `\n` or `\r\n`, or `None` at the end. A
     /// last line without a newline is returned too.
     pub fn read_line(&mut self) -> Result<Option<String>> {
@@ -365,16 +394,13 @@ impl StreamingResponse {
                 return Ok(Some(line));
             }
             match self.pull()? {
-                Some(chunk) => self.buffer.extend(chunk),
+                Some(chunk) => self.keep(chunk),
                 None => {
-                    if self.buffer.is_empty() {
+                    if self.taken == self.buffer.len() {
                         return Ok(None);
                     }
-                    let mut line: Vec<u8> = self.buffer.drain(..).collect();
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
-                    }
-                    return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+                    let rest = self.take_rest();
+                    return Ok(Some(line_text(&rest)));
                 }
             }
         }
@@ -383,18 +409,16 @@ impl StreamingResponse {
     /// The next whole line already received (see [`StreamingResponse::read_line`]), without
     /// reading more of the body.
     pub fn buffered_line(&mut self) -> Option<String> {
-        let pos = self.buffer.iter().position(|&b| b == b'\n')?;
-        let mut line: Vec<u8> = self.buffer.drain(..=pos).collect();
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        Some(String::from_utf8_lossy(&line).into_owned())
+        let unread = &self.buffer[self.taken..];
+        let end = unread.iter().position(|&b| b == b'\n')?;
+        let line = line_text(&unread[..end]);
+        self.taken += end + 1;
+        Some(line)
     }
 
     /// Reads the rest of the body into a [`Response`].
     pub fn into_response(mut self) -> Result<Response> {
-        let mut body: Vec<u8> = self.buffer.drain(..).collect();
+        let mut body = self.take_rest();
         while let Some(chunk) = self.pull()? {
             body.extend_from_slice(&chunk);
         }
@@ -649,6 +673,30 @@ mod tests {
         assert_eq!(events.next_event().unwrap().unwrap().data, "c");
         assert_eq!(events.next_buffered(), None);
         assert_eq!(events.next_event().unwrap(), None);
+        script.finish();
+    }
+
+    #[test]
+    fn lines_chunks_and_the_rest_come_out_once_and_in_order() {
+        use crate::testing::{Expect, Reply, Script};
+        let script = Script::new()
+            .exchange(
+                Expect::get("https://a.example/l"),
+                Reply::status(200).chunk("a\r").chunk(b"\nb\xff\nc".to_vec()).chunk("d\ne").chunk("f"),
+            )
+            .exchange(Expect::get("https://a.example/r"), Reply::status(200).chunk("x\nyz").chunk("!"))
+            .install();
+        let mut r = Request::get("https://a.example/l").send_streaming().unwrap();
+        assert_eq!(r.read_line().unwrap().as_deref(), Some("a"));
+        assert_eq!(r.read_line().unwrap().as_deref(), Some("b\u{fffd}"));
+        // What follows the last whole line is handed out as it is, then the body goes on.
+        assert_eq!(r.read_chunk().unwrap().as_deref(), Some(&b"c"[..]));
+        assert_eq!(r.read_line().unwrap().as_deref(), Some("d"));
+        assert_eq!(r.read_line().unwrap().as_deref(), Some("ef"));
+        assert_eq!(r.read_line().unwrap(), None);
+        let mut r = Request::get("https://a.example/r").send_streaming().unwrap();
+        assert_eq!(r.read_line().unwrap().as_deref(), Some("x"));
+        assert_eq!(r.into_response().unwrap().body(), b"yz!");
         script.finish();
     }
 
