@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use axum::{
     Json,
-    response::{
-        IntoResponse, Response,
-        sse::{Event, Sse},
-    },
+    body::{Body, Bytes},
+    http::header,
+    response::{IntoResponse, Response},
 };
 use futures::{StreamExt, stream};
 use serde::Serialize;
@@ -194,7 +193,7 @@ struct Chunks {
 
 impl Chunks {
     /// One chunk: a delta, the finishing chunk, or OpenAI's usage-only chunk (no choices).
-    fn event(&self, delta: Delta<'_>, finish: Option<&str>, usage: Option<&Value>) -> Event {
+    fn event(&self, delta: Delta<'_>, finish: Option<&str>, usage: Option<&Value>) -> Bytes {
         let choice = Choice {
             index: 0,
             delta,
@@ -217,11 +216,21 @@ impl Chunks {
             reasoning_content: llmage.then_some(()),
             finish: llmage.then_some(if finish.is_some() { "1" } else { "0" }),
         };
-        Event::default()
-            .json_data(&chunk)
-            .expect("a chunk is plain JSON")
+        json_event(&chunk)
     }
 }
+
+/// A server-sent event whose data is `value` as compact JSON, which holds no line break
+/// (JSON escapes those inside strings), so one `data:` line carries all of it.
+fn json_event(value: &impl Serialize) -> Bytes {
+    let mut event = b"data: ".to_vec();
+    serde_json::to_writer(&mut event, value).expect("an event is plain JSON");
+    event.extend_from_slice(b"\n\n");
+    event.into()
+}
+
+/// The event that ends every stream.
+const DONE: Bytes = Bytes::from_static(b"data: [DONE]\n\n");
 
 #[derive(Serialize)]
 struct Choice<'a> {
@@ -290,20 +299,28 @@ pub async fn sse(
         Ok(first) => relay.batch_from(first).await,
         Err(_) => relay.opening.take().into_iter().collect(),
     };
+    // Each event is a frame of its own (an HTTP chunk); a batch's frames leave in one write.
     let rest = stream::unfold(relay, |mut relay| async move {
         let batch = relay.next_batch().await?;
         Some((stream::iter(batch), relay))
     })
     .flatten();
     let all = stream::iter(head).chain(rest);
-    Sse::new(all.map(Ok::<_, Infallible>)).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(all.map(Ok::<_, Infallible>)),
+    )
+        .into_response()
 }
 
 /// The state of one streamed answer between the engine's events and the client.
 struct SseRelay {
     events: futures::stream::BoxStream<'static, Result<ChatEvent, ProviderError>>,
     /// The role-only chunk every answer opens with, until it went out.
-    opening: Option<Event>,
+    opening: Option<Bytes>,
     chunks: Chunks,
     include_usage: bool,
     usage: Option<Value>,
@@ -316,7 +333,7 @@ struct SseRelay {
 impl SseRelay {
     /// The chunks of the engine's next event and what follows it; `None` once `[DONE]` has
     /// gone out.
-    async fn next_batch(&mut self) -> Option<Vec<Event>> {
+    async fn next_batch(&mut self) -> Option<Vec<Bytes>> {
         if self.ended {
             return None;
         }
@@ -330,8 +347,8 @@ impl SseRelay {
     async fn batch_from(
         &mut self,
         mut event: Option<Result<ChatEvent, ProviderError>>,
-    ) -> Vec<Event> {
-        let mut batch: Vec<Event> = self.opening.take().into_iter().collect();
+    ) -> Vec<Bytes> {
+        let mut batch: Vec<Bytes> = self.opening.take().into_iter().collect();
         loop {
             self.render(event, &mut batch);
             if self.ended {
@@ -357,7 +374,7 @@ impl SseRelay {
 
     /// Adds the chunks of one engine event to `batch`: none for the usage and the finish,
     /// which wait for the end.
-    fn render(&mut self, event: Option<Result<ChatEvent, ProviderError>>, batch: &mut Vec<Event>) {
+    fn render(&mut self, event: Option<Result<ChatEvent, ProviderError>>, batch: &mut Vec<Bytes>) {
         // The held finish goes out before whatever follows it but a usage: the end, or a
         // provider going on after its finish (a late delta, an error).
         if !matches!(event, Some(Ok(ChatEvent::Usage { .. })))
@@ -371,7 +388,7 @@ impl SseRelay {
                 if let Some(usage) = self.usage.take().filter(|_| self.include_usage) {
                     batch.push(self.chunks.event(Delta::default(), None, Some(&usage)));
                 }
-                batch.push(Event::default().data("[DONE]"));
+                batch.push(DONE);
             }
             Some(Ok(ChatEvent::Delta(text))) => {
                 batch.push(self.chunks.event(
@@ -392,8 +409,8 @@ impl SseRelay {
                 self.ended = true;
                 let message =
                     json!({"error": {"message": crate::api::submit::provider_message(&error)}});
-                batch.push(Event::default().data(message.to_string()));
-                batch.push(Event::default().data("[DONE]"));
+                batch.push(json_event(&message));
+                batch.push(DONE);
             }
         }
     }
