@@ -172,6 +172,8 @@ pub struct PluginSettings {
     /// Tests only (needs `EASEL_ALLOW_PRIVATE_TARGETS`): `"vendor.host" = "127.0.0.1:PORT"`
     /// sends that vendor's requests in plain HTTP to a fake on loopback.
     pub connect_to: HashMap<String, SocketAddr>,
+    /// Writes `/tmp/perf-<pid>.map` naming the plugins' compiled functions for `perf`.
+    pub perf_map: bool,
     /// `[plugins.<id>]` tables, by plugin id (any other key is refused as unknown).
     #[serde(flatten, deserialize_with = "per_plugin")]
     pub per_plugin: HashMap<String, PluginGrant>,
@@ -213,6 +215,7 @@ impl Default for PluginSettings {
             call_timeout_secs: 300,
             allowed_hosts: None,
             connect_to: HashMap::new(),
+            perf_map: false,
             per_plugin: HashMap::new(),
         }
     }

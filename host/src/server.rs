@@ -149,6 +149,7 @@ async fn start_plugins(
         call_timeout: Duration::from_secs(config.plugins.call_timeout_secs),
         operator_allowed_hosts: config.plugins.allowed_hosts.clone(),
         connect_to: config.plugins.connect_to.clone(),
+        perf_map: config.plugins.perf_map,
         secret_grants: config.plugins.secret_grants(),
         ..WasmConfig::default()
     })?;

@@ -58,6 +58,10 @@ pub struct WasmConfig {
     pub connect_to: HashMap<String, std::net::SocketAddr>,
     /// Quiet period after a change in the plugins folder before it is rescanned.
     pub reload_debounce: Duration,
+    /// Name every compiled plugin function in `/tmp/perf-<pid>.map`, so that `perf report`
+    /// shows a plugin's own functions (by name when the component keeps its name section)
+    /// rather than bare addresses. A profiling aid; off by default.
+    pub perf_map: bool,
 }
 
 impl Default for WasmConfig {
@@ -80,6 +84,7 @@ impl Default for WasmConfig {
             secret_grants: HashMap::new(),
             connect_to: HashMap::new(),
             reload_debounce: Duration::from_millis(50),
+            perf_map: false,
         }
     }
 }

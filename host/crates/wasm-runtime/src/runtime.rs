@@ -106,6 +106,9 @@ impl Runtime {
         let mut c = Config::new();
         c.epoch_interruption(true);
         c.wasm_component_model(true);
+        if config.perf_map {
+            c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // Plugins are I/O-bound; small reservations keep thousands of pooled slots cheap.
         let reservation = (config.memory_limit_bytes as u64).next_multiple_of(64 << 10);
         c.memory_reservation(reservation);

@@ -148,6 +148,33 @@ async fn compile_cache_and_check() {
     assert!(easel_wasm::check_component(&file).await.is_err());
 }
 
+/// `perf_map` names the plugin's compiled functions in this process's perf map, whether the
+/// component was compiled afresh or loaded from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perf_map_names_the_plugins_functions() {
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = common::guest::guest_component("1.0.0");
+    let cfg = easel_wasm::WasmConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        perf_map: true,
+        ..common::config()
+    };
+    for load in ["compiled", "cached"] {
+        let before = std::fs::read(&map).map_or(0, |text| text.len());
+        let rt = Runtime::new(cfg.clone()).unwrap();
+        let p = rt.load_bytes(bytes.clone()).await.unwrap();
+        assert_eq!(common::submit_text(&p, "echo:m").await.unwrap(), "1.0.0:m");
+        let text = String::from_utf8(std::fs::read(&map).unwrap()).unwrap();
+        let named = text[before..]
+            .lines()
+            .filter(|line| line.contains("wasm["))
+            .count();
+        assert!(named > 10, "{load}: {named} plugin functions named");
+    }
+    std::fs::remove_file(&map).unwrap();
+}
+
 /// `EASEL_WASM_EXTRA_PLUGINS=a.wasm:b.wasm` checks and calls real plugins (the SDK's
 /// wasip2 builds); skipped when unset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
