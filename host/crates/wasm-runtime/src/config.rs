@@ -41,7 +41,9 @@ pub struct WasmConfig {
     pub allow_private_targets: bool,
     /// Time to resolve and connect to an upstream.
     pub connect_timeout: Duration,
-    /// Total time of one outbound request, from connect to the last body byte.
+    /// The longest an outbound request waits for its response's head (connect included),
+    /// and the longest its body may go silent between two pieces; a plugin may ask for less
+    /// (`wasi:http` request options). A body that keeps coming has no total limit.
     pub request_timeout: Duration,
     /// Largest response body a plugin may read from one outbound request, in bytes.
     pub max_response_bytes: u64,

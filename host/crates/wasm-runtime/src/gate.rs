@@ -9,7 +9,11 @@
 //!   link-local, shared, multicast, unspecified and the rest), unless `allow_private_targets`
 //!   is set; the connection goes to a checked address, so a DNS answer cannot change between
 //!   the check and the connect.
-//! - Connect and total timeouts and a response-size cap bound every request.
+//! - Timeouts bound every request: to connect, until the response's head (connect included),
+//!   and between two pieces of its body; a guest may ask for shorter ones through
+//!   `wasi:http`'s request options, never for longer. A body that keeps coming is not cut at
+//!   any total time, so a long streamed answer runs to its end (each call, and each step of a
+//!   chat, still has the runtime's wall-clock limit); a size cap bounds every response.
 //! - Connections are kept alive per plugin and origin ([`crate::pool`]) and reused only for
 //!   a request that passed all of the above itself, to an address its own resolution
 //!   checked. A guest that stops reading at its protocol's end marker (`data: [DONE]`)
@@ -202,10 +206,13 @@ async fn send(
         _ => return Err(Error::HttpProtocolError),
     };
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let deadline = Instant::now() + policy.request_timeout;
-    let connect_timeout = options
-        .and_then(|o| o.connect_timeout)
-        .map_or(policy.connect_timeout, |t| t.min(policy.connect_timeout));
+    // What the guest asked for, within the operator's limits.
+    let within = |asked: Option<Duration>, limit: Duration| asked.map_or(limit, |t| t.min(limit));
+    let options = options.unwrap_or_default();
+    let connect_timeout = within(options.connect_timeout, policy.connect_timeout);
+    let first_byte = within(options.first_byte_timeout, policy.request_timeout);
+    let between_bytes = within(options.between_bytes_timeout, policy.request_timeout);
+    let deadline = Instant::now() + first_byte;
 
     // Resolve, check every address, connect to a checked one. A rerouted host (tests' fake
     // vendors) skips DNS and TLS but still passed the allowlist above.
@@ -261,8 +268,10 @@ async fn send(
     // the far end closed meanwhile gives the request back unsent; it then goes on a new one.
     if let Some(mut conn) = policy.pool.take(&origin, &addrs) {
         match tokio::time::timeout_at(deadline, conn.sender.try_send_request(request)).await {
-            Err(_) => return Err(timed_out(&policy, &notes, &origin)),
-            Ok(Ok(response)) => return answer(policy, notes, origin, conn, response, deadline),
+            Err(_) => return Err(timed_out(&policy, &notes, &origin, first_byte)),
+            Ok(Ok(response)) => {
+                return answer(policy, notes, origin, conn, response, between_bytes);
+            }
             Ok(Err(mut refused)) => match refused.take_message() {
                 Some(unsent) => request = unsent,
                 None => return Err(Error::from(refused.into_error())),
@@ -312,29 +321,29 @@ async fn send(
         Ok::<_, Error>((response, conn))
     };
     let (response, conn) = match tokio::time::timeout_at(deadline, head).await {
-        Err(_) => return Err(timed_out(&policy, &notes, &origin)),
+        Err(_) => return Err(timed_out(&policy, &notes, &origin, first_byte)),
         Ok(r) => r?,
     };
-    answer(policy, notes, origin, conn, response, deadline)
+    answer(policy, notes, origin, conn, response, between_bytes)
 }
 
-fn timed_out(policy: &NetPolicy, notes: &Notes, origin: &Origin) -> Error {
+fn timed_out(policy: &NetPolicy, notes: &Notes, origin: &Origin, waited: Duration) -> Error {
     notes.push(format!(
-        "plugin {}: request to {} timed out after {:?}",
-        policy.plugin_id, origin.host, policy.request_timeout
+        "plugin {}: request to {} timed out after {waited:?} without an answer",
+        policy.plugin_id, origin.host
     ));
     Error::HttpResponseTimeout
 }
 
-/// The response for the guest, its body capped and timed, the connection pooled again once
-/// the body was read to the end.
+/// The response for the guest, its body capped and allowed `between_bytes` of silence, the
+/// connection pooled again once the body was read to the end.
 fn answer(
     policy: Arc<NetPolicy>,
     notes: Notes,
     origin: Origin,
     conn: Conn,
     response: http::Response<hyper::body::Incoming>,
-    deadline: Instant,
+    between_bytes: Duration,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
     let id = &policy.plugin_id;
     let host = &origin.host;
@@ -352,14 +361,13 @@ fn answer(
         return Err(Error::HttpResponseBodySize(Some(len)));
     }
     let what = format!("plugin {id}: response from {host}");
-    let timeout = policy.request_timeout;
     let response = response.map(move |incoming| {
         CappedBody {
             inner: Some(incoming),
             seen: 0,
             cap,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            timeout,
+            silence: Box::pin(tokio::time::sleep(between_bytes)),
+            between_bytes,
             notes,
             what,
             keep: Some((policy, origin, conn)),
@@ -393,14 +401,15 @@ const DRAIN_BYTES: usize = 16 << 10;
 /// The longest a dropped body's end is waited for to keep its connection.
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
-/// A response body that enforces the size cap and the total deadline.
+/// A response body that enforces the size cap and the longest silence between two pieces.
 struct CappedBody {
     /// `None` once handed to [`drain`] (only while dropping).
     inner: Option<hyper::body::Incoming>,
     seen: u64,
     cap: u64,
-    deadline: Pin<Box<Sleep>>,
-    timeout: Duration,
+    /// Ends when the body has said nothing for `between_bytes`; restarted by every piece.
+    silence: Pin<Box<Sleep>>,
+    between_bytes: Duration,
     notes: Notes,
     what: String,
     /// Where the connection goes back once the body ended.
@@ -438,12 +447,16 @@ impl Body for CappedBody {
                         return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.cap)))));
                     }
                 }
+                let next_silence = Instant::now() + this.between_bytes;
+                this.silence.as_mut().reset(next_silence);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => {
-                ready!(this.deadline.as_mut().poll(cx));
-                this.notes
-                    .push(format!("{} timed out after {:?}", this.what, this.timeout));
+                ready!(this.silence.as_mut().poll(cx));
+                this.notes.push(format!(
+                    "{} timed out: nothing more for {:?}",
+                    this.what, this.between_bytes
+                ));
                 Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
             }
         }

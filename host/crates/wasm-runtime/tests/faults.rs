@@ -181,3 +181,37 @@ fn host_patterns_and_private_ranges() {
         assert!(!is_forbidden_target(ip.parse().unwrap()), "{ip}");
     }
 }
+
+/// The gate's request timeout (1 s in these tests) bounds the wait for an answer and every
+/// silence within its body, not the whole body: one that keeps coming is read to its end
+/// (a long streamed answer), one that stops is cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_keeps_coming_has_no_total_deadline_one_that_stops_is_cut_off() {
+    let addr = common::upstream().await;
+    let rt = Runtime::new(common::config()).unwrap();
+    let p = rt
+        .load_bytes(common::guest::guest_component("1.0.0"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let trickle = format!("fetch:http://127.0.0.1:{}/trickle", addr.port());
+    assert_eq!(common::submit_text(&p, &trickle).await.unwrap(), "6 bytes");
+    assert!(started.elapsed() > Duration::from_millis(1500));
+
+    let stall = format!("fetch:http://127.0.0.1:{}/stall", addr.port());
+    let err = common::submit_text(&p, &stall).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::UpstreamUnavailable(m) if m.contains("nothing more for 1s")),
+        "{}",
+        message(&err)
+    );
+
+    // A plugin may ask for less: 200 ms between two bytes, where the trickle pauses 300 ms.
+    let within = format!("fetch-within:200:http://127.0.0.1:{}/trickle", addr.port());
+    let err = common::submit_text(&p, &within).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::UpstreamUnavailable(m) if m.contains("nothing more for 200ms")),
+        "{}",
+        message(&err)
+    );
+}

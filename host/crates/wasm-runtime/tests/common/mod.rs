@@ -76,10 +76,21 @@ pub async fn submit_text(p: &dyn Provider, prompt: &str) -> Result<String, Provi
     }
 }
 
-/// A local upstream: `/ok` (2 bytes), `/slow` (answers after 5 s), `/big` (2 MiB).
+/// A local upstream: `/ok` (2 bytes), `/slow` (answers after 5 s), `/big` (2 MiB),
+/// `/trickle` (6 bytes, one every 300 ms), `/stall` (a byte, then another 1.6 s later).
 pub async fn upstream() -> SocketAddr {
-    use axum::{Router, routing::get};
+    use axum::{Router, body::Body, routing::get};
+    use futures::StreamExt;
+    /// A body of one byte after each of `gaps`.
+    fn paced(gaps: Vec<u64>) -> Body {
+        Body::from_stream(futures::stream::iter(gaps).then(|ms| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, std::convert::Infallible>(vec![b'x'])
+        }))
+    }
     let app = Router::new()
+        .route("/trickle", get(|| async { paced(vec![300; 6]) }))
+        .route("/stall", get(|| async { paced(vec![0, 1600]) }))
         .route("/ok", get(|| async { "ok" }))
         .route(
             "/slow",

@@ -24,7 +24,8 @@ fn text(t: String) -> Submission {
     Submission::Finished(Finished { outputs: vec![Output::Text(t)], usage: None })
 }
 
-fn fetch(url: &str) -> Result<Vec<u8>, String> {
+/// GETs `url`; `within` asks the host for that first-byte and between-bytes timeout.
+fn fetch(url: &str, within: Option<std::time::Duration>) -> Result<Vec<u8>, String> {
     use wasi::http::types::{Fields, OutgoingRequest, Scheme};
     use wasi::io::streams::StreamError;
     let (scheme, rest) = url.split_once("://").ok_or("bad url")?;
@@ -37,7 +38,14 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
     req.set_scheme(Some(&scheme)).map_err(|_| "scheme")?;
     req.set_authority(Some(authority)).map_err(|_| "authority")?;
     req.set_path_with_query(Some(path)).map_err(|_| "path")?;
-    let fut = wasi::http::outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
+    let options = within.map(|d| {
+        let options = wasi::http::types::RequestOptions::new();
+        let nanos = d.as_nanos() as u64;
+        let _ = options.set_first_byte_timeout(Some(nanos));
+        let _ = options.set_between_bytes_timeout(Some(nanos));
+        options
+    });
+    let fut = wasi::http::outgoing_handler::handle(req, options).map_err(|e| format!("{e:?}"))?;
     let resp = loop {
         match fut.get() {
             Some(r) => break r,
@@ -110,8 +118,18 @@ impl Guest for Component {
         if p == "panic" {
             panic!("guest panicked on purpose");
         }
+        let within = |rest: &str| {
+            let (ms, url) = rest.split_once(':')?;
+            Some((url.to_string(), std::time::Duration::from_millis(ms.parse().ok()?)))
+        };
+        if let Some((url, timeout)) = p.strip_prefix("fetch-within:").and_then(within) {
+            return match fetch(&url, Some(timeout)) {
+                Ok(body) => Ok(text(format!("{} bytes", body.len()))),
+                Err(e) => Err(ProviderError::UpstreamUnavailable(e)),
+            };
+        }
         if let Some(url) = p.strip_prefix("fetch:") {
-            return match fetch(url) {
+            return match fetch(url, None) {
                 Ok(body) => Ok(text(format!("{} bytes", body.len()))),
                 Err(e) => Err(ProviderError::UpstreamUnavailable(e)),
             };
