@@ -346,7 +346,7 @@ impl StreamingResponse {
 
     /// The next piece of the body as it arrived, or `None` at the end.
     pub fn read_chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        if self.taken < self.buffer.len() {
+        if !self.unread().is_empty() {
             return Ok(Some(self.take_rest()));
         }
         self.pull()
@@ -368,6 +368,11 @@ impl StreamingResponse {
         }
     }
 
+    /// The bytes received and not handed out yet.
+    fn unread(&self) -> &[u8] {
+        &self.buffer[self.taken..]
+    }
+
     /// The bytes received and not handed out yet, leaving the buffer empty.
     fn take_rest(&mut self) -> Vec<u8> {
         let mut rest = std::mem::take(&mut self.buffer);
@@ -377,7 +382,7 @@ impl StreamingResponse {
 
     /// Appends a received chunk; a fully read buffer is replaced by it, not copied into.
     fn keep(&mut self, chunk: Vec<u8>) {
-        if self.taken == self.buffer.len() {
+        if self.unread().is_empty() {
             self.buffer = chunk;
             self.taken = 0;
         } else {
@@ -396,7 +401,7 @@ impl StreamingResponse {
             match self.pull()? {
                 Some(chunk) => self.keep(chunk),
                 None => {
-                    if self.taken == self.buffer.len() {
+                    if self.unread().is_empty() {
                         return Ok(None);
                     }
                     let rest = self.take_rest();
@@ -409,7 +414,7 @@ impl StreamingResponse {
     /// The next whole line already received (see [`StreamingResponse::read_line`]), without
     /// reading more of the body.
     pub fn buffered_line(&mut self) -> Option<String> {
-        let unread = &self.buffer[self.taken..];
+        let unread = self.unread();
         let end = unread.iter().position(|&b| b == b'\n')?;
         let line = line_text(&unread[..end]);
         self.taken += end + 1;

@@ -447,8 +447,9 @@ impl Body for CappedBody {
                         return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.cap)))));
                     }
                 }
-                let next_silence = Instant::now() + this.between_bytes;
-                this.silence.as_mut().reset(next_silence);
+                this.silence
+                    .as_mut()
+                    .reset(Instant::now() + this.between_bytes);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => {

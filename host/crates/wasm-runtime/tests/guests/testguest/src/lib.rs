@@ -118,18 +118,17 @@ impl Guest for Component {
         if p == "panic" {
             panic!("guest panicked on purpose");
         }
-        let within = |rest: &str| {
+        // `fetch:<url>`, or `fetch-within:<ms>:<url>` asking for that timeout.
+        fn within(rest: &str) -> Option<(&str, Option<std::time::Duration>)> {
             let (ms, url) = rest.split_once(':')?;
-            Some((url.to_string(), std::time::Duration::from_millis(ms.parse().ok()?)))
-        };
-        if let Some((url, timeout)) = p.strip_prefix("fetch-within:").and_then(within) {
-            return match fetch(&url, Some(timeout)) {
-                Ok(body) => Ok(text(format!("{} bytes", body.len()))),
-                Err(e) => Err(ProviderError::UpstreamUnavailable(e)),
-            };
+            Some((url, Some(std::time::Duration::from_millis(ms.parse().ok()?))))
         }
-        if let Some(url) = p.strip_prefix("fetch:") {
-            return match fetch(url, None) {
+        let fetch_args = p
+            .strip_prefix("fetch-within:")
+            .and_then(within)
+            .or_else(|| p.strip_prefix("fetch:").map(|url| (url, None)));
+        if let Some((url, timeout)) = fetch_args {
+            return match fetch(url, timeout) {
                 Ok(body) => Ok(text(format!("{} bytes", body.len()))),
                 Err(e) => Err(ProviderError::UpstreamUnavailable(e)),
             };
