@@ -166,6 +166,8 @@ pub struct PluginSettings {
     pub cpu_deadline_ms: u64,
     /// Wall-clock time of one call, seconds.
     pub call_timeout_secs: u64,
+    /// Chat instances kept for their clients' next chats; 0 starts every chat in a fresh one.
+    pub kept_instances: usize,
     /// Operator allowlist intersected with each manifest's (`*.example.com`, `*`); every
     /// manifest host when unset.
     pub allowed_hosts: Option<Vec<String>>,
@@ -213,6 +215,7 @@ impl Default for PluginSettings {
             memory_limit_mb: 64,
             cpu_deadline_ms: 10_000,
             call_timeout_secs: 300,
+            kept_instances: 64,
             allowed_hosts: None,
             connect_to: HashMap::new(),
             perf_map: false,

@@ -147,6 +147,7 @@ async fn start_plugins(
         memory_limit_bytes: config.plugins.memory_limit_mb << 20,
         cpu_deadline: Duration::from_millis(config.plugins.cpu_deadline_ms),
         call_timeout: Duration::from_secs(config.plugins.call_timeout_secs),
+        kept_instances: config.plugins.kept_instances,
         operator_allowed_hosts: config.plugins.allowed_hosts.clone(),
         connect_to: config.plugins.connect_to.clone(),
         perf_map: config.plugins.perf_map,

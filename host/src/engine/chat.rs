@@ -95,6 +95,7 @@ impl Engine {
         let NewTask {
             provider: provider_id,
             request,
+            client_id,
             ..
         } = new;
         // Recorded: the conversation moves on to the provider without a copy.
@@ -108,6 +109,7 @@ impl Engine {
         };
         let ctx = CallContext {
             task_id: held.id.clone(),
+            client: client_id,
             cancel: held.token.clone(),
             progress: ProgressSink::discard(),
         };

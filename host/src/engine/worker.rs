@@ -109,6 +109,7 @@ async fn submit(
     }
     let ctx = CallContext {
         task_id: task.id.clone(),
+        client: task.client_id.clone(),
         cancel: token.clone(),
         progress: progress_sink(engine, &task.id, task.provider == LOCAL_PROVIDER),
     };

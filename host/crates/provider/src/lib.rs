@@ -170,6 +170,9 @@ pub enum ProviderError {
 pub struct CallContext {
     /// The task being served (for logs).
     pub task_id: String,
+    /// The client the task belongs to. A plugin instance kept between chats serves one
+    /// client only, so chats and submits name it; polls, cancels and tests may leave it empty.
+    pub client: String,
     /// Fired when the client cancels; long local work checks it between steps.
     pub cancel: CancellationToken,
     /// Reports progress in 0.0..=1.0; cheap to call every step.
@@ -202,6 +205,7 @@ impl CallContext {
     pub fn detached(task_id: impl Into<String>) -> Self {
         Self {
             task_id: task_id.into(),
+            client: String::new(),
             cancel: CancellationToken::new(),
             progress: ProgressSink::discard(),
         }

@@ -25,6 +25,9 @@ pub struct WasmConfig {
     pub pooling: bool,
     /// Instances that may exist at once (pool size). Calls beyond it wait for a slot.
     pub max_instances: u32,
+    /// Chat instances kept for their clients' next chats ([`crate::kept`]); 0 starts every
+    /// chat in a fresh instance. The pool makes room for them beyond `max_instances`.
+    pub kept_instances: usize,
     /// Linear-memory cap of one call's store, in bytes.
     pub memory_limit_bytes: usize,
     /// CPU time a call may spend executing guest code before it is interrupted.
@@ -72,6 +75,7 @@ impl Default for WasmConfig {
             cache_dir: None,
             pooling: true,
             max_instances: 1000,
+            kept_instances: 64,
             memory_limit_bytes: 64 << 20,
             cpu_deadline: Duration::from_secs(10),
             call_timeout: Duration::from_secs(300),

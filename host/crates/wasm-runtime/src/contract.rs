@@ -49,6 +49,11 @@ pub(crate) enum Pre {
     V0_1_0(v0_1_0::Pre),
 }
 
+/// An instance, for chats, of a component of some version.
+pub(crate) enum Instance {
+    V0_1_0(v0_1_0::Instance),
+}
+
 /// A chat stream of some version.
 pub(crate) enum Session {
     V0_1_0(v0_1_0::Session),
@@ -90,25 +95,38 @@ impl Pre {
         }
     }
 
+    pub(crate) async fn instantiate(&self, s: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        match self {
+            Self::V0_1_0(p) => Ok(Instance::V0_1_0(p.instantiate(s).await?)),
+        }
+    }
+}
+
+impl Instance {
     pub(crate) async fn chat_start(
         &self,
         s: &mut Store<CallState>,
         r: &ChatRequest,
     ) -> Called<Session> {
         match self {
-            Self::V0_1_0(p) => Ok(p.chat_start(s, r).await?.map(Session::V0_1_0)),
+            Self::V0_1_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_1_0)),
         }
     }
 }
 
 impl Session {
-    pub(crate) async fn next(&self, s: &mut Store<CallState>) -> Called<Vec<ChatEvent>> {
-        match self {
-            Self::V0_1_0(x) => x.next(s).await,
+    pub(crate) async fn next(
+        &self,
+        instance: &Instance,
+        s: &mut Store<CallState>,
+    ) -> Called<Vec<ChatEvent>> {
+        match (self, instance) {
+            (Self::V0_1_0(x), Instance::V0_1_0(i)) => x.next(i, s).await,
         }
     }
 
-    pub(crate) async fn close(self, s: &mut Store<CallState>) {
+    /// Drops the stream in the guest; whether it went cleanly (no trap).
+    pub(crate) async fn close(self, s: &mut Store<CallState>) -> bool {
         match self {
             Self::V0_1_0(x) => x.close(s).await,
         }

@@ -8,7 +8,9 @@
 //!   It sees only the secrets its manifest names and the operator assigned to it, never
 //!   easel's own settings ([`secrets`]).
 //! - Blast radius: every call runs in a fresh store with a memory cap, a CPU (epoch)
-//!   deadline and a wall-clock timeout; a trap fails that call and nothing else.
+//!   deadline and a wall-clock timeout; a trap fails that call and nothing else. A chat that
+//!   ran to its end leaves its store to its client's next chat on the same version
+//!   ([`kept`]), never to another client's.
 //! - Drain and retire: a loaded version is immutable; hot reload swaps `Arc`s, calls in
 //!   flight finish on the version they started on, and a refused new file leaves the old
 //!   version serving with the error recorded.
@@ -20,6 +22,7 @@
 mod config;
 mod contract;
 pub mod gate;
+mod kept;
 mod manifest;
 mod pool;
 mod provider;

@@ -4,12 +4,15 @@
 //! - Immutable once built: a new plugin version is a new `WasmProvider`, so a call that
 //!   holds an `Arc` of the old one finishes on the old code (drain by refcount) and the old
 //!   one is retired when its last call ends.
-//! - Each submit/poll/cancel is one fresh instance in one fresh store; a chat stream owns
-//!   one store (and its call slot) for its lifetime and steps the plugin only when it is
+//! - Each submit/poll/cancel is one fresh instance in one fresh store. A chat stream owns
+//!   one store (and its call slot) for its lifetime: a fresh one, or the one its client's
+//!   last chat on this version left ([`crate::kept`]). It steps the plugin only when it is
 //!   polled for its next event, in the task that reads it: no task or channel of its own, so
 //!   a slow reader slows the plugin, and dropping the stream ends the call. It ends when the
-//!   plugin has no more events, a step fails, or the call is cancelled.
-//! - No state is kept between calls (the handle is all `poll` and `cancel` get).
+//!   plugin has no more events, a step fails, or the call is cancelled; only the first of
+//!   these leaves its store to be kept.
+//! - No state is kept between calls but a kept chat instance's own memory (the handle is
+//!   all `poll` and `cancel` get).
 //!
 //! `Runtime::load_file` and `Runtime::load_bytes` are defined here, on top of the runtime's
 //! own preparation of a component, so that this module uses the runtime and the runtime never
@@ -28,9 +31,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::contract::{Pre, Session};
 use crate::gate::Notes;
+use crate::kept::KeptInstance;
 use crate::manifest::PluginManifest;
 use crate::runtime::Runtime;
-use crate::state::{CallState, PluginEnv};
+use crate::state::PluginEnv;
 
 /// A loaded plugin.
 pub struct WasmProvider {
@@ -191,15 +195,27 @@ impl Provider for WasmProvider {
             notes: Notes::default(),
         };
         let slot = self.runtime.slot(&ctx.cancel).await?;
-        let mut store =
+        let kept =
             self.runtime
-                .new_store(self.env.clone(), &ctx.task_id, stepper.notes.clone());
+                .kept()
+                .take(&self.pre, &ctx.client, &ctx.task_id, stepper.notes.clone());
+        let mut running = match kept {
+            Some(kept) => kept,
+            None => {
+                let mut store =
+                    self.runtime
+                        .new_store(self.env.clone(), &ctx.task_id, stepper.notes.clone());
+                let made = self.pre.instantiate(&mut store);
+                let instance = stepper.step(async { made.await.map(Ok) }).await?;
+                KeptInstance::new(store, instance, self.pre.clone(), &ctx.client)
+            }
+        };
         let session = stepper
-            .step(self.pre.chat_start(&mut store, request))
+            .step(running.instance.chat_start(&mut running.store, request))
             .await?;
         let chat = Chat {
             stepper,
-            store,
+            running: Some(running),
             session: Some(session),
             ready: VecDeque::new(),
             _slot: slot,
@@ -248,11 +264,12 @@ impl Stepper {
     }
 }
 
-/// A chat between its start and its last event: the store the plugin runs in, its open
-/// session (none once ended), the events of the last step not yet read, and the call slot.
+/// A chat between its start and its last event: the store and instance the plugin runs in
+/// (handed on to be kept once it ran to its end), its open session (none once ended), the
+/// events of the last step not yet read, and the call slot.
 struct Chat {
     stepper: Stepper,
-    store: wasmtime::Store<CallState>,
+    running: Option<KeptInstance>,
     session: Option<Session>,
     ready: VecDeque<ChatEvent>,
     _slot: tokio::sync::OwnedSemaphorePermit,
@@ -266,11 +283,16 @@ impl Chat {
                 return Some(Ok(event));
             }
             let session = self.session.as_ref()?;
-            self.store.data_mut().ticks = 0;
-            match self.stepper.step(session.next(&mut self.store)).await {
+            let running = self.running.as_mut()?;
+            running.store.data_mut().ticks = 0;
+            let step = session.next(&running.instance, &mut running.store);
+            match self.stepper.step(step).await {
                 Ok(events) if events.is_empty() => {
-                    if let Some(session) = self.session.take() {
-                        session.close(&mut self.store).await;
+                    let session = self.session.take()?;
+                    let mut running = self.running.take()?;
+                    if session.close(&mut running.store).await {
+                        let limit = self.stepper.runtime.config().memory_limit_bytes;
+                        self.stepper.runtime.kept().put(running, limit);
                     }
                     return None;
                 }

@@ -32,6 +32,7 @@ use wasmtime::{
 use crate::config::WasmConfig;
 use crate::contract::{self, Pre};
 use crate::gate::{NetPolicy, Notes};
+use crate::kept::KeptInstances;
 use crate::manifest::PluginManifest;
 use crate::state::{CallState, PluginEnv};
 use crate::v0_1_0::Called;
@@ -44,6 +45,7 @@ pub struct Runtime {
     tls: Arc<rustls::ClientConfig>,
     compat: u64,
     slots: Arc<Semaphore>,
+    kept: KeptInstances,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
     ticker_stop: Arc<AtomicBool>,
@@ -115,7 +117,11 @@ impl Runtime {
         c.memory_guard_size(2 << 20);
         c.memory_reservation_for_growth(0);
         if config.pooling {
-            let n = config.max_instances.max(1);
+            // Kept chat instances sit outside the call slots: room for them too.
+            let n = config
+                .max_instances
+                .max(1)
+                .saturating_add(u32::try_from(config.kept_instances).unwrap_or(u32::MAX));
             let mut p = PoolingAllocationConfig::default();
             p.total_component_instances(n)
                 .total_core_instances(n.saturating_mul(16))
@@ -177,6 +183,7 @@ impl Runtime {
             engine,
             linker,
             slots: Arc::new(Semaphore::new(config.max_instances.max(1) as usize)),
+            kept: KeptInstances::new(config.kept_instances),
             config,
             tls: Arc::new(tls),
             compat,
@@ -194,6 +201,11 @@ impl Runtime {
     /// The configuration it runs under.
     pub fn config(&self) -> &WasmConfig {
         &self.config
+    }
+
+    /// The chat instances kept for their clients' next chats.
+    pub(crate) fn kept(&self) -> &KeptInstances {
+        &self.kept
     }
 
     /// Calls holding an instance right now.

@@ -1,10 +1,12 @@
 //! The data of one call's `Store`: an empty WASI context, the HTTP gate, the memory
 //! limiter and what the plugin may read.
 //!
-//! Invariants: a store lives for exactly one call (or one chat stream) and is dropped
-//! after it, trap or not, so nothing a plugin does survives into another call (blast
-//! radius: that call). The WASI context grants no files, no environment, no arguments and
-//! no sockets; the only way out is `wasi:http` through the gate.
+//! Invariants: a store lives for one call and is dropped after it, trap or not, so nothing
+//! a plugin does survives into another call (blast radius: that call). The one exception is
+//! a chat's store that ran to its end, which may serve its client's next chat on the same
+//! plugin version ([`crate::kept`]): still one client's, never after a trap. The WASI context
+//! grants no files, no environment, no arguments and no sockets; the only way out is
+//! `wasi:http` through the gate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub(crate) struct PluginEnv {
 pub(crate) struct Limiter {
     inner: StoreLimits,
     max: usize,
+    /// Linear memory the store's instances hold, in bytes.
+    used: usize,
 }
 
 impl Limiter {
@@ -45,7 +49,13 @@ impl Limiter {
                 .trap_on_grow_failure(true)
                 .build(),
             max,
+            used: 0,
         }
+    }
+
+    /// Linear memory the store's instances hold, in bytes.
+    pub(crate) fn memory(&self) -> usize {
+        self.used
     }
 }
 
@@ -62,7 +72,11 @@ impl ResourceLimiter for Limiter {
                 self.max
             );
         }
-        self.inner.memory_growing(current, desired, maximum)
+        let grows = self.inner.memory_growing(current, desired, maximum)?;
+        if grows {
+            self.used += desired.saturating_sub(current);
+        }
+        Ok(grows)
     }
 
     fn table_growing(
@@ -125,6 +139,13 @@ impl CallState {
             task_id: task_id.to_string(),
             ticks: 0,
         }
+    }
+
+    /// Readies a kept store for another chat: its task, its notes, a full CPU deadline.
+    pub(crate) fn for_chat(&mut self, task_id: &str, notes: Notes) {
+        task_id.clone_into(&mut self.task_id);
+        self.gate.notes = notes;
+        self.ticks = 0;
     }
 
     /// `host.secret`: granted names only. Reading a withheld one (not assigned to this

@@ -69,9 +69,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
 /// A component of this version, linked and ready to instantiate.
 pub(crate) struct Pre(generated::ProviderPre<CallState>);
 
+/// An instance of a component of this version, in one store.
+pub(crate) struct Instance(generated::Provider);
+
 /// A chat stream in progress inside one store.
 pub(crate) struct Session {
-    instance: generated::Provider,
     stream: ResourceAny,
 }
 
@@ -243,31 +245,43 @@ impl Pre {
         Ok(i.call_cancel(&mut *store, handle).await?.map_err(error))
     }
 
+    /// An instance for chats, which may serve several one after another.
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(Instance(self.instance(store).await?))
+    }
+}
+
+impl Instance {
     pub(crate) async fn chat_start(
         &self,
         store: &mut Store<CallState>,
         r: &ChatRequest,
     ) -> Called<Session> {
-        let instance = self.instance(store).await?;
         let req = t::ChatRequest {
             model: r.model.clone(),
             messages: json_text(&r.messages),
             params: json_text(&r.params),
         };
-        let out = instance
+        let out = self
+            .0
             .easel_provider_chat()
             .call_start(&mut *store, &req)
             .await?;
-        Ok(out
-            .map_err(error)
-            .map(|stream| Session { instance, stream }))
+        Ok(out.map_err(error).map(|stream| Session { stream }))
     }
 }
 
 impl Session {
-    pub(crate) async fn next(&self, store: &mut Store<CallState>) -> Called<Vec<ChatEvent>> {
-        let out = self
-            .instance
+    pub(crate) async fn next(
+        &self,
+        instance: &Instance,
+        store: &mut Store<CallState>,
+    ) -> Called<Vec<ChatEvent>> {
+        let out = instance
+            .0
             .easel_provider_chat()
             .chat_stream()
             .call_next(&mut *store, self.stream)
@@ -277,7 +291,8 @@ impl Session {
             .map(|evs| evs.into_iter().map(chat_event).collect()))
     }
 
-    pub(crate) async fn close(self, store: &mut Store<CallState>) {
-        let _ = self.stream.resource_drop_async(&mut *store).await;
+    /// Drops the stream in the guest; whether it went cleanly (no trap).
+    pub(crate) async fn close(self, store: &mut Store<CallState>) -> bool {
+        self.stream.resource_drop_async(&mut *store).await.is_ok()
     }
 }

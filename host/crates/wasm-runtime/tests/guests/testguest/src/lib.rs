@@ -1,6 +1,8 @@
 //! A tiny provider used by easel-wasm's tests. Behaviour is picked by the prompt:
 //! `echo:X`, `loop`, `alloc`, `panic`, `fetch:URL`, `secret:NAME`,
-//! `sleep:MS`, `pending`.
+//! `sleep:MS`, `pending`; and for chats by the model: `echo`, `count` (answers how many
+//! chats this instance has started), `count-panic` (counts, then traps) and `count-hoard`
+//! (counts, then keeps 20 MiB).
 
 wit_bindgen::generate!({
     path: "../../../../../../wit/v0.1.0",
@@ -12,6 +14,7 @@ use easel::provider::host::{self, Level};
 use easel::provider::types::{ChatEvent, ChatRequest, Finished, Model, Output, Pending};
 use exports::easel::provider::chat::{ChatStream, Guest as ChatGuest, GuestChatStream};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 const VERSION: &str = match option_env!("GUEST_VERSION") {
     Some(v) => v,
@@ -191,10 +194,22 @@ impl ChatGuest for Component {
     type ChatStream = Stream;
 
     fn start(request: ChatRequest) -> Result<ChatStream, ProviderError> {
-        if request.model != "echo" {
-            return Err(ProviderError::InvalidRequest("no such model".into()));
-        }
-        let words = vec!["hello".to_string(), " ".to_string(), "world".to_string()];
+        let words = match request.model.as_str() {
+            "echo" => vec!["hello".to_string(), " ".to_string(), "world".to_string()],
+            counted @ ("count" | "count-panic" | "count-hoard") => {
+                // Memory of the instance's own: it outlives a chat only in a kept instance.
+                static STARTED: AtomicU32 = AtomicU32::new(0);
+                let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+                if counted == "count-panic" {
+                    panic!("guest panicked on purpose in chat {n}");
+                }
+                if counted == "count-hoard" {
+                    std::hint::black_box(Box::leak(vec![1u8; 20 << 20].into_boxed_slice()));
+                }
+                vec![format!("chat {n}")]
+            }
+            _ => return Err(ProviderError::InvalidRequest("no such model".into())),
+        };
         Ok(ChatStream::new(Stream { step: Cell::new(0), words }))
     }
 }

@@ -1,0 +1,134 @@
+//! Instances kept between chats: a chat that ran to its end leaves its store and instance to
+//! the next chat of the same client on the same plugin version, which then skips the
+//! instantiation, the guest's start-up and the reset of its memory (about a seventh of a
+//! chat's CPU, BENCHMARKS.md, twenty-third session).
+//!
+//! Invariants:
+//! - An instance serves one client only: what a plugin leaves in its memory between calls
+//!   (the SDK's provider value, freed buffers) never reaches another client's chat.
+//! - Only a store whose chat ran to its end is kept: never one that trapped, ran out of time,
+//!   was cancelled or was dropped mid-stream; and none past [`MAX_USES`] chats or half its
+//!   memory cap, so a plugin that leaks starts over in a fresh instance.
+//! - Few and short-lived: at most the runtime's `kept_instances` at once, the oldest given up
+//!   first, none idle longer than [`IDLE_TIMEOUT`]. The pooling allocator has room for them
+//!   beyond `max_instances` ([`crate::Runtime::new`]), so a kept instance never holds a call
+//!   back.
+//! - Each chat on a kept instance still gets its own task id, notes and CPU deadline
+//!   ([`CallState::for_chat`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use crate::contract::{Instance, Pre};
+use crate::gate::Notes;
+use crate::state::CallState;
+
+/// Chats one instance serves before it is given up.
+pub(crate) const MAX_USES: u32 = 1000;
+/// How long an instance waits for its client's next chat.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A chat's store and instance, with the plugin version and client they belong to.
+pub(crate) struct KeptInstance {
+    pub(crate) store: Store<CallState>,
+    pub(crate) instance: Instance,
+    pre: Arc<Pre>,
+    client: String,
+    /// Chats it has served.
+    pub(crate) uses: u32,
+}
+
+struct Idle {
+    kept: KeptInstance,
+    since: Instant,
+}
+
+/// The kept instances of every plugin, newest last.
+pub(crate) struct KeptInstances {
+    idle: Mutex<VecDeque<Idle>>,
+    most: usize,
+}
+
+impl KeptInstances {
+    /// Keeps at most `most` instances (0: none).
+    pub(crate) fn new(most: usize) -> Self {
+        Self {
+            idle: Mutex::new(VecDeque::new()),
+            most,
+        }
+    }
+
+    /// The newest instance `client` left on `pre`, made ready for the chat of `task_id`.
+    pub(crate) fn take(
+        &self,
+        pre: &Arc<Pre>,
+        client: &str,
+        task_id: &str,
+        notes: Notes,
+    ) -> Option<KeptInstance> {
+        if self.most == 0 {
+            return None;
+        }
+        let mut idle = self.lock();
+        while idle
+            .front()
+            .is_some_and(|oldest| oldest.since.elapsed() >= IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        let at = idle
+            .iter()
+            .rposition(|i| i.kept.client == client && Arc::ptr_eq(&i.kept.pre, pre))?;
+        let mut kept = idle.remove(at)?.kept;
+        drop(idle);
+        kept.uses += 1;
+        kept.store.data_mut().for_chat(task_id, notes);
+        Some(kept)
+    }
+
+    /// Keeps `kept` for its client's next chat, unless it served its share or grew past half
+    /// of `memory_limit`.
+    pub(crate) fn put(&self, kept: KeptInstance, memory_limit: usize) {
+        if self.most == 0
+            || kept.uses >= MAX_USES
+            || kept.store.data().limiter.memory() > memory_limit / 2
+        {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() >= self.most {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            kept,
+            since: Instant::now(),
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl KeptInstance {
+    /// A chat's store and the instance made in it, for `client` on `pre`.
+    pub(crate) fn new(
+        store: Store<CallState>,
+        instance: Instance,
+        pre: Arc<Pre>,
+        client: &str,
+    ) -> Self {
+        Self {
+            store,
+            instance,
+            pre,
+            client: client.to_string(),
+            uses: 1,
+        }
+    }
+}
