@@ -1,7 +1,7 @@
 //! Instances kept between chats: a chat that ran to its end leaves its store and instance to
 //! the next chat of the same client on the same plugin version, which then skips the
-//! instantiation, the guest's start-up and the reset of its memory (about a seventh of a
-//! chat's CPU, BENCHMARKS.md, twenty-third session).
+//! instantiation, the guest's start-up and the reset of its memory (12–20 % of a chat's CPU,
+//! BENCHMARKS.md, twenty-third session).
 //!
 //! Invariants:
 //! - An instance serves one client only: what a plugin leaves in its memory between calls
@@ -86,6 +86,8 @@ impl KeptInstances {
         drop(idle);
         kept.uses += 1;
         kept.store.data_mut().for_chat(task_id, notes);
+        // Counted from now: the deadline a store was left with has passed since.
+        kept.store.set_epoch_deadline(1);
         Some(kept)
     }
 

@@ -141,7 +141,7 @@ impl CallState {
         }
     }
 
-    /// Readies a kept store for another chat: its task, its notes, a full CPU deadline.
+    /// Readies a kept store's data for another chat: its task, its notes, its CPU time.
     pub(crate) fn for_chat(&mut self, task_id: &str, notes: Notes) {
         task_id.clone_into(&mut self.task_id);
         self.gate.notes = notes;
