@@ -10,7 +10,8 @@
 //!   was cancelled or was dropped mid-stream; and none past [`MAX_USES`] chats or half its
 //!   memory cap, so a plugin that leaks starts over in a fresh instance.
 //! - Few and short-lived: at most the runtime's `kept_instances` at once, the oldest given up
-//!   first, none idle longer than [`IDLE_TIMEOUT`]. The pooling allocator has room for them
+//!   first; one idle longer than [`IDLE_TIMEOUT`] serves no chat (it is dropped when the next
+//!   chat is looked up or kept). The pooling allocator has room for them
 //!   beyond `max_instances` ([`crate::Runtime::new`]), so a kept instance never holds a call
 //!   back.
 //! - Each chat on a kept instance still gets its own task id, notes and CPU deadline
@@ -73,12 +74,7 @@ impl KeptInstances {
             return None;
         }
         let mut idle = self.lock();
-        while idle
-            .front()
-            .is_some_and(|oldest| oldest.since.elapsed() >= IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
+        drop_expired(&mut idle);
         let at = idle
             .iter()
             .rposition(|i| i.kept.client == client && Arc::ptr_eq(&i.kept.pre, pre))?;
@@ -101,6 +97,7 @@ impl KeptInstances {
             return;
         }
         let mut idle = self.lock();
+        drop_expired(&mut idle);
         if idle.len() >= self.most {
             idle.pop_front();
         }
@@ -114,6 +111,16 @@ impl KeptInstances {
         self.idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Drops the instances idle longer than [`IDLE_TIMEOUT`], oldest first.
+fn drop_expired(idle: &mut VecDeque<Idle>) {
+    while idle
+        .front()
+        .is_some_and(|oldest| oldest.since.elapsed() >= IDLE_TIMEOUT)
+    {
+        idle.pop_front();
     }
 }
 
