@@ -12,6 +12,7 @@
 //!   does not hold back the answer's text.
 //! - A chat holds its lease for as long as it runs, and a cancel from another host of the
 //!   fleet stops it within a third of a lease.
+//! - A chat's plugin instance is kept for its own client's next chat, never another's.
 
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -519,4 +520,53 @@ async fn a_chat_keeps_its_lease_and_stops_when_another_host_cancels_it() {
             .unwrap();
         assert!(!answer.contains("held"), "{answer}");
     }
+}
+
+/// Each client's chats after its first run in the instance its last chat left; another
+/// client's first chat starts in a fresh one (`GET /admin/plugins` counts them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chats_instance_is_kept_for_its_own_clients_next_chat_only() {
+    let (easel, _fake) = easel_with_openai("").await;
+    let host = &easel.host;
+    let chats = || async {
+        let listed: Value = host
+            .as_admin(Method::GET, "/admin/plugins")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let openai = listed["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|plugin| plugin["provider_id"] == "openai")
+            .unwrap()
+            .clone();
+        openai["chats"].clone()
+    };
+    let answered = |key: &'static str, stream: bool| async move {
+        let answer = host
+            .as_key(Method::POST, "/v1/chat/completions", key)
+            .json(&chat("hello there", stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(answer.text().await.unwrap().contains("hello"));
+    };
+
+    answered("key-a", false).await;
+    answered("key-a", true).await;
+    assert_eq!(chats().await, json!({"fresh": 1, "kept": 1}));
+    answered("key-b", false).await;
+    assert_eq!(
+        chats().await,
+        json!({"fresh": 2, "kept": 1}),
+        "partner-b's first chat in partner-a's instance"
+    );
+    answered("key-b", true).await;
+    answered("key-a", false).await;
+    assert_eq!(chats().await, json!({"fresh": 2, "kept": 3}));
 }

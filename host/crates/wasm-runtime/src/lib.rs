@@ -39,7 +39,7 @@ pub use contract::SUPPORTED_VERSIONS;
 pub use easel_provider::ProviderSink;
 pub use manifest::PluginManifest;
 pub use provider::WasmProvider;
-pub use reload::{PluginHost, PluginStatus};
+pub use reload::{ChatInstances, PluginHost, PluginStatus};
 pub use runtime::Runtime;
 pub use secrets::SecretGrant;
 

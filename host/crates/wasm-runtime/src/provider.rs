@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use easel_provider::{
@@ -33,6 +34,7 @@ use crate::contract::{Pre, Session};
 use crate::gate::Notes;
 use crate::kept::KeptInstance;
 use crate::manifest::PluginManifest;
+use crate::reload::ChatInstances;
 use crate::runtime::Runtime;
 use crate::state::PluginEnv;
 
@@ -46,6 +48,8 @@ pub struct WasmProvider {
     contract: &'static str,
     exports: Vec<String>,
     imports: Vec<String>,
+    fresh_chats: AtomicU64,
+    kept_chats: AtomicU64,
 }
 
 impl std::fmt::Debug for WasmProvider {
@@ -79,6 +83,8 @@ impl Runtime {
             contract: loaded.contract,
             exports: loaded.exports,
             imports: loaded.imports,
+            fresh_chats: AtomicU64::new(0),
+            kept_chats: AtomicU64::new(0),
         })
     }
 }
@@ -117,6 +123,14 @@ impl WasmProvider {
     /// The latest things the host refused this plugin, oldest first.
     pub fn recent_refusals(&self) -> Vec<String> {
         self.env.refusals.list()
+    }
+
+    /// The chats this version started, by the instance they ran on.
+    pub fn chats(&self) -> ChatInstances {
+        ChatInstances {
+            fresh: self.fresh_chats.load(Ordering::Relaxed),
+            kept: self.kept_chats.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -199,6 +213,12 @@ impl Provider for WasmProvider {
             self.runtime
                 .kept()
                 .take(&self.pre, &ctx.client, &ctx.task_id, stepper.notes.clone());
+        let counted = if kept.is_some() {
+            &self.kept_chats
+        } else {
+            &self.fresh_chats
+        };
+        counted.fetch_add(1, Ordering::Relaxed);
         let mut running = match kept {
             Some(kept) => kept,
             None => {

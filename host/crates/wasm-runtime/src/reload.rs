@@ -56,6 +56,17 @@ pub struct PluginStatus {
     /// The latest things the host refused the serving version (requests, secrets, output
     /// links), oldest first.
     pub recent_refusals: Vec<String>,
+    /// Chats the serving version started, by the instance they ran on.
+    pub chats: ChatInstances,
+}
+
+/// Chats of one plugin version by the instance they ran on.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct ChatInstances {
+    /// In a fresh instance.
+    pub fresh: u64,
+    /// In the instance the same client's last chat left ([`crate::kept`]).
+    pub kept: u64,
 }
 
 struct Entry {
@@ -165,6 +176,7 @@ impl PluginHost {
                     .as_ref()
                     .map(|p| p.recent_refusals())
                     .unwrap_or_default(),
+                chats: e.provider.as_ref().map(|p| p.chats()).unwrap_or_default(),
                 ..e.status.clone()
             })
             .collect()
@@ -268,6 +280,7 @@ impl PluginHost {
                 allowed_hosts: Vec::new(),
                 secrets: Vec::new(),
                 recent_refusals: Vec::new(),
+                chats: ChatInstances::default(),
             },
             tried_hash: None,
         });
@@ -293,6 +306,7 @@ impl PluginHost {
                     allowed_hosts: p.manifest().allowed_hosts.clone(),
                     secrets: p.secret_grants().to_vec(),
                     recent_refusals: Vec::new(),
+                    chats: ChatInstances::default(),
                 };
                 entry.provider = Some(p);
             }
