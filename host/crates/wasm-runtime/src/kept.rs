@@ -1,6 +1,6 @@
 //! Instances kept between chats: a chat that ran to its end leaves its store and instance to
 //! the next chat of the same client on the same plugin version, which then skips the
-//! instantiation, the guest's start-up and the reset of its memory (12–20 % of a chat's CPU,
+//! instantiation, the guest's start-up and the reset of its memory (11–20 % of a chat's CPU,
 //! BENCHMARKS.md, twenty-third session).
 //!
 //! Invariants:
