@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use easel_tests::{
     ADMIN_KEY, Backend, Host, charging,
     exposition::{samples, total},
+    send,
 };
 use fakes::{
     Fake,
@@ -529,22 +530,11 @@ async fn a_chats_instance_is_kept_for_its_own_clients_next_chat_only() {
     let (easel, _fake) = easel_with_openai("").await;
     let host = &easel.host;
     let chats = || async {
-        let listed: Value = host
-            .as_admin(Method::GET, "/admin/plugins")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let openai = listed["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|plugin| plugin["provider_id"] == "openai")
-            .unwrap()
-            .clone();
-        openai["chats"].clone()
+        let (status, listed) = send(host.as_admin(Method::GET, "/admin/plugins")).await;
+        assert_eq!(status, 200, "{listed}");
+        let plugins = listed["plugins"].as_array().unwrap();
+        let openai = plugins.iter().find(|p| p["provider_id"] == "openai");
+        openai.unwrap()["chats"].clone()
     };
     let answered = |key: &'static str, stream: bool| async move {
         let answer = host
