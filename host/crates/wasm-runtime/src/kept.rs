@@ -11,9 +11,10 @@
 //!   memory cap, so a plugin that leaks starts over in a fresh instance.
 //! - Few and short-lived: at most the runtime's `kept_instances` at once, the oldest given up
 //!   first; one idle longer than [`IDLE_TIMEOUT`] serves no chat (it is dropped when the next
-//!   chat is looked up or kept). The pooling allocator has room for them
-//!   beyond `max_instances` ([`crate::Runtime::new`]), so a kept instance never holds a call
-//!   back.
+//!   chat is looked up or kept). The pooling allocator has room for them beyond
+//!   `max_instances` ([`crate::Runtime::new`]), so a kept instance never holds a call back.
+//! - Instances given up are dropped (their slots reset) after the lock is released, so that
+//!   other chats never wait on a reset.
 //! - Each chat on a kept instance still gets its own task id, notes and CPU deadline
 //!   ([`CallState::for_chat`]).
 
@@ -74,12 +75,14 @@ impl KeptInstances {
             return None;
         }
         let mut idle = self.lock();
-        drop_expired(&mut idle);
-        let at = idle
+        let given_up = expired(&mut idle);
+        let found = idle
             .iter()
-            .rposition(|i| i.kept.client == client && Arc::ptr_eq(&i.kept.pre, pre))?;
-        let mut kept = idle.remove(at)?.kept;
+            .rposition(|i| i.kept.client == client && Arc::ptr_eq(&i.kept.pre, pre))
+            .and_then(|at| idle.remove(at));
         drop(idle);
+        drop(given_up);
+        let mut kept = found?.kept;
         kept.uses += 1;
         kept.store.data_mut().for_chat(task_id, notes);
         // Counted from now: the deadline a store was left with has passed since.
@@ -97,14 +100,16 @@ impl KeptInstances {
             return;
         }
         let mut idle = self.lock();
-        drop_expired(&mut idle);
+        let mut given_up = expired(&mut idle);
         if idle.len() >= self.most {
-            idle.pop_front();
+            given_up.extend(idle.pop_front());
         }
         idle.push_back(Idle {
             kept,
             since: Instant::now(),
         });
+        drop(idle);
+        drop(given_up);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
@@ -114,14 +119,17 @@ impl KeptInstances {
     }
 }
 
-/// Drops the instances idle longer than [`IDLE_TIMEOUT`], oldest first.
-fn drop_expired(idle: &mut VecDeque<Idle>) {
+/// Takes out the instances idle longer than [`IDLE_TIMEOUT`], for the caller to drop once it
+/// has released the lock.
+fn expired(idle: &mut VecDeque<Idle>) -> Vec<Idle> {
+    let mut expired = Vec::new();
     while idle
         .front()
         .is_some_and(|oldest| oldest.since.elapsed() >= IDLE_TIMEOUT)
     {
-        idle.pop_front();
+        expired.extend(idle.pop_front());
     }
+    expired
 }
 
 impl KeptInstance {
