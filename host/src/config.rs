@@ -224,7 +224,21 @@ impl Default for PluginSettings {
     }
 }
 
+/// Most chat instances `[plugins] kept_instances` may keep: each holds a pooled slot.
+const MOST_KEPT_INSTANCES: usize = 1000;
+
 impl PluginSettings {
+    /// Refuses more kept instances than the pool is sized for.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.kept_instances > MOST_KEPT_INSTANCES {
+            bail!(
+                "[plugins] kept_instances = {}: at most {MOST_KEPT_INSTANCES} (each holds a pooled instance slot)",
+                self.kept_instances
+            );
+        }
+        Ok(())
+    }
+
     /// The operator's secret assignments by plugin id.
     pub fn secret_grants(&self) -> HashMap<String, Vec<String>> {
         self.per_plugin
@@ -422,6 +436,7 @@ impl Config {
         }
         .filter(|secs| *secs > 0);
         file.capacity.check()?;
+        file.plugins.check()?;
         Ok(Self {
             addr,
             lora_dir: env("EASEL_LORA_DIR")
@@ -538,6 +553,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(file.plugins.memory_limit_mb, 32);
+        assert_eq!(file.plugins.kept_instances, 64);
+        file.plugins.check().unwrap();
+        let too_many: FileConfig = toml::from_str("[plugins]\nkept_instances = 100000\n").unwrap();
+        let refused = too_many.plugins.check().unwrap_err().to_string();
+        assert!(refused.contains("kept_instances"), "{refused}");
         assert_eq!(
             file.plugins.secret_grants()["dashscope"],
             ["DASHSCOPE_API_KEY"]
