@@ -870,27 +870,45 @@ impl WriteQueue {
             write: write.clone(),
             done,
         });
-        let answered = tokio::select! {
-            biased;
-            answered = &mut answer => answered,
-            turn = self.turn.clone().lock_owned() => {
-                let group = std::mem::take(&mut *self.lock_waiting());
-                if group.len() == 1 && Arc::ptr_eq(&group[0].write, &write) {
-                    // Its own write alone: run here, as without a group.
-                    commit_group(store, group).await;
-                    drop(turn);
-                } else if !group.is_empty() {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        commit_group(&store, group).await;
-                        drop(turn);
-                    });
+        // A free turn is taken before the answer is waited on: a caller that commits its own
+        // write then finds the answer ready, instead of waking its own task with it (which
+        // tokio reschedules as a yield, waking the other runtime thread for nothing).
+        let answered = match self.turn.clone().try_lock_owned() {
+            Ok(turn) => self.take_turn(store, &write, turn, answer).await,
+            Err(_) => tokio::select! {
+                biased;
+                answered = &mut answer => answered,
+                turn = self.turn.clone().lock_owned() => {
+                    self.take_turn(store, &write, turn, answer).await
                 }
-                // Queued before the group was taken, so this group or an earlier one holds it.
-                answer.await
-            }
+            },
         };
         answered.map_err(|_| anyhow::anyhow!("the database write was abandoned (shutting down)"))?
+    }
+
+    /// With the turn, commits what is queued (its own `write` among it, or in an earlier
+    /// group) and returns its answer.
+    async fn take_turn(
+        &self,
+        store: &Store,
+        write: &Arc<Write>,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+        answer: tokio::sync::oneshot::Receiver<anyhow::Result<Written>>,
+    ) -> Result<anyhow::Result<Written>, tokio::sync::oneshot::error::RecvError> {
+        let group = std::mem::take(&mut *self.lock_waiting());
+        if group.len() == 1 && Arc::ptr_eq(&group[0].write, write) {
+            // Its own write alone: run here, as without a group.
+            commit_group(store, group).await;
+            drop(turn);
+        } else if !group.is_empty() {
+            let store = store.clone();
+            tokio::spawn(async move {
+                commit_group(&store, group).await;
+                drop(turn);
+            });
+        }
+        // Queued before the group was taken, so this group or an earlier one holds it.
+        answer.await
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
