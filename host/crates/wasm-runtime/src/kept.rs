@@ -52,14 +52,17 @@ struct Idle {
 pub(crate) struct KeptInstances {
     idle: Mutex<VecDeque<Idle>>,
     most: usize,
+    /// Half a store's memory cap: a store holding more is not kept.
+    most_memory: usize,
 }
 
 impl KeptInstances {
-    /// Keeps at most `most` instances (0: none).
-    pub(crate) fn new(most: usize) -> Self {
+    /// Keeps at most `most` instances (0: none), each holding at most half of `memory_limit`.
+    pub(crate) fn new(most: usize, memory_limit: usize) -> Self {
         Self {
             idle: Mutex::new(VecDeque::new()),
             most,
+            most_memory: memory_limit / 2,
         }
     }
 
@@ -91,11 +94,11 @@ impl KeptInstances {
     }
 
     /// Keeps `kept` for its client's next chat, unless it served its share or grew past half
-    /// of `memory_limit`.
-    pub(crate) fn put(&self, kept: KeptInstance, memory_limit: usize) {
+    /// its memory cap.
+    pub(crate) fn put(&self, kept: KeptInstance) {
         if self.most == 0
             || kept.uses >= MAX_USES
-            || kept.store.data().limiter.memory() > memory_limit / 2
+            || kept.store.data().limiter.memory() > self.most_memory
         {
             return;
         }

@@ -213,15 +213,13 @@ impl Provider for WasmProvider {
             self.runtime
                 .kept()
                 .take(&self.pre, &ctx.client, &ctx.task_id, stepper.notes.clone());
-        let counted = if kept.is_some() {
-            &self.kept_chats
-        } else {
-            &self.fresh_chats
-        };
-        counted.fetch_add(1, Ordering::Relaxed);
         let mut running = match kept {
-            Some(kept) => kept,
+            Some(kept) => {
+                self.kept_chats.fetch_add(1, Ordering::Relaxed);
+                kept
+            }
             None => {
+                self.fresh_chats.fetch_add(1, Ordering::Relaxed);
                 let mut store =
                     self.runtime
                         .new_store(self.env.clone(), &ctx.task_id, stepper.notes.clone());
@@ -311,8 +309,7 @@ impl Chat {
                     let session = self.session.take()?;
                     let mut running = self.running.take()?;
                     if session.close(&mut running.store).await {
-                        let limit = self.stepper.runtime.config().memory_limit_bytes;
-                        self.stepper.runtime.kept().put(running, limit);
+                        self.stepper.runtime.kept().put(running);
                     }
                     return None;
                 }

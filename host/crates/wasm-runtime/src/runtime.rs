@@ -183,7 +183,7 @@ impl Runtime {
             engine,
             linker,
             slots: Arc::new(Semaphore::new(config.max_instances.max(1) as usize)),
-            kept: KeptInstances::new(config.kept_instances),
+            kept: KeptInstances::new(config.kept_instances, config.memory_limit_bytes),
             config,
             tls: Arc::new(tls),
             compat,
