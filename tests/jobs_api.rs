@@ -299,6 +299,35 @@ async fn bad_requests_get_400_and_change_nothing() {
     assert_eq!((status, missing["error"].is_string()), (404, true));
 }
 
+/// A method a documented route does not take is refused in that route's API's own shape
+/// (seeds 000 and 003, OpenAI's error object); a path no route serves in `{"error"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_are_refused_in_each_apis_own_shape() {
+    let host = Host::sqlite().await;
+    let wrong = |method: Method, path: &str| send(host.as_key(method, path, "key-a"));
+    let (status, pixel) = wrong(Method::POST, "/api/v1/models").await;
+    assert_eq!(status, 405, "{pixel}");
+    assert_eq!(pixel["code"], "405", "{pixel}");
+    assert!(
+        pixel["message"].is_string() && pixel["request_id"].is_string(),
+        "{pixel}"
+    );
+    let (status, pixel) = wrong(Method::GET, "/api/v1/generations/image").await;
+    assert_eq!((status, &pixel["code"]), (405, &json!("405")), "{pixel}");
+    let (status, sd) = wrong(Method::GET, "/api/v1/generate").await;
+    assert_eq!(status, 405, "{sd}");
+    assert!(sd["detail"].is_string(), "{sd}");
+    let (status, openai) = wrong(Method::GET, "/v1/chat/completions").await;
+    assert_eq!(status, 405, "{openai}");
+    assert!(openai["error"]["message"].is_string(), "{openai}");
+    let (status, jobs) = wrong(Method::DELETE, "/api/v1/jobs").await;
+    assert_eq!(status, 405, "{jobs}");
+    assert!(jobs["error"].is_string(), "{jobs}");
+    let (status, unknown) = wrong(Method::GET, "/api/v1/nothing-here").await;
+    assert_eq!(status, 404, "{unknown}");
+    assert!(unknown["error"].is_string(), "{unknown}");
+}
+
 #[tokio::test]
 async fn capabilities_and_openapi_describe_the_api() {
     let host = Host::sqlite().await;

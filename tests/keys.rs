@@ -46,6 +46,58 @@ async fn keys_of(host: &Host, client: &str) -> Vec<Value> {
     body["keys"].as_array().unwrap().clone()
 }
 
+/// On a host without `EASEL_API_KEYS` (loopback only), callers without a key, or with one it
+/// never issued, are the client `local`; a key it issued is its client's, and once revoked
+/// it is refused, never served as `local`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_even_where_no_key_is_needed() {
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .env("EASEL_API_KEYS", ""),
+    )
+    .await;
+    let account = |key: Option<&'static str>| {
+        let request = host.http.get(host.url("/api/v1/account"));
+        send(match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        })
+    };
+    for key in [None, Some("sk-anything")] {
+        let (status, body) = account(key).await;
+        assert_eq!(
+            (status, &body["client_id"]),
+            (200, &json!("local")),
+            "{key:?}: {body}"
+        );
+    }
+    let (status, created) = admin(
+        &host,
+        Method::POST,
+        "/admin/clients",
+        Some(json!({"id": "acme", "key": "acme-key-0123456789abcdef"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let keys = keys_of(&host, "acme").await;
+    let key_id = keys[0]["id"].as_str().unwrap();
+    let (status, body) = account(Some("acme-key-0123456789abcdef")).await;
+    assert_eq!(
+        (status, &body["client_id"]),
+        (200, &json!("acme")),
+        "{body}"
+    );
+    let revoke = format!("/admin/clients/acme/keys/{key_id}/revoke");
+    let (status, revoked) = admin(&host, Method::POST, &revoke, Some(json!({}))).await;
+    assert_eq!(status, 200, "{revoked}");
+    let (status, body) = account(Some("acme-key-0123456789abcdef")).await;
+    assert_eq!(
+        status, 401,
+        "a revoked key is refused, not served as local: {body}"
+    );
+}
+
 async fn restart_with_keys(host: &mut Host, keys: &str) {
     host.set_env("EASEL_API_KEYS", keys);
     host.kill9_and_restart().await;

@@ -172,6 +172,13 @@ async fn resolution_and_aspect_ratio_shape_a_width_and_height_model() {
             "1K is about 1024² pixels: {width}x{height}"
         );
     }
+    // Without a level the seed's default, 1K, square.
+    let (width, height) = image_size_of(
+        &host,
+        json!({"prompt": "a harbour", "model": "offline/image"}),
+    )
+    .await;
+    assert_eq!((width, height), (1024, 1024));
     // A size the request sets itself stays.
     let (width, height) = image_size_of(
         &host,

@@ -222,6 +222,17 @@ async fn openai_images_and_speech() {
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
+/// Creates a task through llmage's `path` and waits for it: its seed 002 view, succeeded.
+async fn llmage_succeeds(host: &easel_tests::Host, path: &str, body: Value) -> Value {
+    let (status, created) = host.post(path, &body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["taskid"].as_str().unwrap().to_string();
+    host.wait_terminal(&id).await;
+    let (_, task) = host.get(&format!("/llmage/v1/tasks?taskid={id}")).await;
+    assert_eq!(task["status"], "SUCCEEDED", "{task}");
+    task
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vidu_text_to_video() {
     use fakes::vidu::{HOST, KEY, error_detail, routes};
@@ -253,6 +264,22 @@ async fn vidu_text_to_video() {
         );
         assert_eq!(body["off_peak"], false, "{body}");
     }
+
+    // Seed 002 asks for off-peak as `Y` and shows it in the usage as a boolean.
+    let host = &easel.host;
+    let prompt = format!("a fox at night {}", Scenario::Success.token());
+    let task = llmage_succeeds(
+        host,
+        "/llmage/v1/video/generations",
+        json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": prompt, "duration": 4, "off_peak": "Y"}),
+    )
+    .await;
+    assert_eq!(task["usage"]["off_peak"], true, "{task}");
+    let asked = bodies(&fake, "POST /ent/v2/text2video");
+    assert!(
+        asked.iter().any(|body| body["off_peak"] == true),
+        "the vendor was asked off-peak: {asked:?}"
+    );
     fake.assert_only_documented_and_authorized(|c| {
         c.header("authorization") == Some(&*format!("Token {KEY}"))
     });
@@ -766,17 +793,12 @@ async fn every_api_reaches_the_plugin_and_serves_its_output() {
                 .to_string()
         },
         async {
-            let (status, created) = host
-                .post(
-                    "/llmage/v1/image/generations",
-                    &json!({"model": "wan2.2-t2i-flash", "catelogid": "t2i", "prompt": prompt}),
-                )
-                .await;
-            assert_eq!(status, 200, "{created}");
-            let id = created["taskid"].as_str().unwrap().to_string();
-            host.wait_terminal(&id).await;
-            let (_, task) = host.get(&format!("/llmage/v1/tasks?taskid={id}")).await;
-            assert_eq!(task["status"], "SUCCEEDED", "{task}");
+            let task = llmage_succeeds(
+                host,
+                "/llmage/v1/image/generations",
+                json!({"model": "wan2.2-t2i-flash", "catelogid": "t2i", "prompt": prompt}),
+            )
+            .await;
             task["image"].as_str().unwrap().to_string()
         },
         async {

@@ -89,6 +89,48 @@ async fn failure_webhooks_survive_a_kill9() {
     assert!(last["job"]["error"].as_str().unwrap().contains("refused"));
 }
 
+/// A proxy named in the environment carries no webhook: it would resolve the name itself,
+/// past the resolver that refuses private addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_never_carry_a_webhook() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let mut options = Options::new(Backend::Sqlite);
+    options.allow_private = false;
+    for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        options = options.env(name, &proxy_url);
+    }
+    let host = Host::start(options).await;
+    let (status, created) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "prompt": "hook", "width": 16, "height": 16,
+                    "webhookUrl": "http://hooks.easel-test.invalid/hook"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["job"]["id"].as_str().unwrap().to_string();
+    host.wait_terminal(&id).await;
+    let detail_path = format!("/api/v1/jobs/{id}/detail");
+    let attempted = async || loop {
+        let (_, detail) = host.get(&detail_path).await;
+        let delivery = &detail["job"]["webhookDeliveries"][0];
+        if delivery["attempts"].as_u64() > Some(0) {
+            return delivery.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let delivery = tokio::time::timeout(Duration::from_secs(20), attempted())
+        .await
+        .expect("a delivery was attempted");
+    assert!(delivery["deliveredAt"].is_null(), "{delivery}");
+    let reached = tokio::time::timeout(Duration::from_millis(500), proxy.accept()).await;
+    assert!(
+        reached.is_err(),
+        "the webhook went through the proxy: {delivery}"
+    );
+}
+
 #[tokio::test]
 async fn private_webhook_targets_are_refused_without_the_test_flag() {
     let host = Host::start(Options {

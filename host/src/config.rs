@@ -2,12 +2,16 @@
 //! optional `easel.toml` over built-in defaults.
 //!
 //! `easel.toml` is read from `EASEL_CONFIG` when set, else `./easel.toml`, else
-//! `$EASEL_DATA_DIR/easel.toml`. An environment variable always wins over the file.
+//! `easel.toml` in the data folder (`EASEL_DATA_DIR`, else `./easel-data`). An environment
+//! variable always wins over the file.
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+/// The data folder when neither `EASEL_DATA_DIR` nor the file names one.
+const DEFAULT_DATA_DIR: &str = "easel-data";
 
 /// Everything the host reads at start.
 #[derive(Debug, Clone)]
@@ -383,8 +387,13 @@ impl Config {
             local.exists().then_some(local)
         });
         let data_dir_env = env("EASEL_DATA_DIR").map(PathBuf::from);
+        // The file cannot name the folder it is looked for in: the environment's, else the
+        // default one.
         let file_path = file_path.or_else(|| {
-            let in_data = data_dir_env.clone()?.join("easel.toml");
+            let data_dir = data_dir_env
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let in_data = data_dir.join("easel.toml");
             in_data.exists().then_some(in_data)
         });
         let file: FileConfig = match &file_path {
@@ -404,7 +413,7 @@ impl Config {
             .with_context(|| format!("EASEL_ADDR {addr_text:?} is not host:port"))?;
         let data_dir = data_dir_env
             .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("easel-data"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let database_url = env("DATABASE_URL")
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("easel.db").display()));

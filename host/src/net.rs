@@ -7,7 +7,8 @@
 //! `localhost`: literal IPs (in any spelling the URL parser accepts, decimal and hex included)
 //! are checked when a URL is accepted and again on every redirect hop, and host names are
 //! checked at connect time by the resolver, so DNS rebinding cannot slip a private address in
-//! later. A download may carry one more [`HostCheck`] (a plugin's allowlist), applied to the
+//! later. No proxy from the environment is used, since one would resolve names past that
+//! check. A download may carry one more [`HostCheck`] (a plugin's allowlist), applied to the
 //! URL's host and to every redirect hop's.
 
 use std::{
@@ -83,6 +84,9 @@ impl Guard {
             // reqwest's default too; stated because a webhook or download must not wait on
             // Nagle's algorithm.
             .tcp_nodelay(true)
+            // A proxy from the environment (`HTTP_PROXY`, `ALL_PROXY`) would resolve the host
+            // name itself, past the resolver below that holds the no-SSRF rule.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 5 {
                     return attempt.error("too many redirects");

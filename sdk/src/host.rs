@@ -19,7 +19,8 @@ pub fn log(level: Level, message: &str) {
     imp::log(level, message)
 }
 
-/// Reads a secret the manifest declared; `None` when undeclared or unset. In native tests
+/// Reads a secret the manifest declared; `None` when undeclared, unset, or not given to this
+/// plugin by the operator (README: which secrets a plugin sees). In native tests
 /// secrets come from [`testing::set_secret`](crate::testing::set_secret) or
 /// [`Script::secret`](crate::testing::Script::secret).
 pub fn secret(name: &str) -> Option<String> {

@@ -1,8 +1,9 @@
 //! API keys: accepted from `Authorization: Bearer`, `X-API-Key` or `X-Zhinian-Api-Key`.
 //!
 //! Invariants: keys are stored and compared only as hashes ([`keys`]); with no keys
-//! configured the host serves loopback only (enforced at bind) and every caller is the client
-//! `local`. A key is trusted from memory for at most [`RECHECK_AFTER`] (and never past its
+//! configured the host serves loopback only (enforced at bind) and every caller that presents
+//! no key, or one it never issued, is the client `local`; a key it issued and revoked (or
+//! that expired) is refused there too. A key is trusted from memory for at most [`RECHECK_AFTER`] (and never past its
 //! expiry) before its row is read again, so a key revoked on any host is refused on every
 //! host within that time, and at once on the host that revoked it.
 
@@ -142,21 +143,26 @@ impl Auth {
             trusted => trusted.is_some(),
         };
         let now = now_ms();
-        let found = keys::active(&self.store, &hash, now)
+        let found = keys::lookup(&self.store, &hash, now)
             .await
             .unwrap_or_else(|error| {
                 tracing::error!(%error, "reading an API key");
-                None
+                keys::Presented::Unknown
             });
-        let Some((client, expires_at)) = found else {
-            if stale {
-                self.forget(&hash);
+        let (client, expires_at) = match found {
+            keys::Presented::Active { client, expires_at } => (client, expires_at),
+            // A key this host revoked or let expire is refused even where no key is needed:
+            // its holder is told, never served as someone else.
+            dead_or_unknown => {
+                if stale {
+                    self.forget(&hash);
+                }
+                return if self.open && dead_or_unknown == keys::Presented::Unknown {
+                    Ok(LOCAL_CLIENT.into())
+                } else {
+                    Err(AuthError::Invalid)
+                };
             }
-            return if self.open {
-                Ok(LOCAL_CLIENT.into())
-            } else {
-                Err(AuthError::Invalid)
-            };
         };
         let until_expiry = expires_at.map_or(RECHECK_AFTER, |at| {
             Duration::from_millis(u64::try_from(at - now).unwrap_or_default())

@@ -1,16 +1,22 @@
 //! The `{"error": "…"}` shape that seeds 001 (jobs, assets) and 002 (llmage) share, and that
 //! the operator routes use too: a status and one sentence. It is also the shape of the errors
-//! no API owns (an unknown path, a method a route does not take).
+//! no API owns (an unknown path); a method a documented route does not take is answered in
+//! that route's API's own shape.
 
 use axum::{
     Json,
+    extract::Request,
     http::{StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 
 use crate::{
-    api::{auth::AuthError, submit::refusal_parts},
+    api::{
+        auth::AuthError, dialect::Dialect, openai::OpenAi, pixel::Pixel, sd::Sd,
+        submit::refusal_parts, tasks,
+    },
     engine::front_door::Refusal,
 };
 
@@ -37,8 +43,11 @@ impl IntoResponse for Error {
 }
 
 /// Gives an error that axum answered with an empty body (an unknown path, a method the route
-/// does not take) the `{"error"}` shape; every other response passes unchanged.
-pub async fn shape_bare_errors(response: Response) -> Response {
+/// does not take) a body in the shape of the API whose path it is ([`bare_error_dialect`]);
+/// every other response passes unchanged.
+pub async fn shape_bare_errors(request: Request, next: Next) -> Response {
+    let rejected = bare_error_dialect(request.uri().path());
+    let response = next.run(request).await;
     let status = response.status();
     if status.as_u16() < 400 || response.headers().contains_key(header::CONTENT_TYPE) {
         return response;
@@ -48,7 +57,7 @@ pub async fn shape_bare_errors(response: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this route.".to_string(),
         other => other.canonical_reason().unwrap_or("Error").to_string() + ".",
     };
-    let mut shaped = Error(status, sentence).into_response();
+    let mut shaped = rejected(status, sentence);
     // `Allow` (405) and the like stay.
     for (name, value) in response.headers() {
         if name != header::CONTENT_LENGTH {
@@ -56,6 +65,23 @@ pub async fn shape_bare_errors(response: Response) -> Response {
         }
     }
     shaped
+}
+
+/// How the API that documents `path` says no: seed 000's envelope on Pixel's paths, seed
+/// 003's `{"detail"}` on the SD service's, OpenAI's error object under `/v1/`, the shared
+/// task route's both-dialect answer, and `{"error"}` everywhere else.
+fn bare_error_dialect(path: &str) -> fn(StatusCode, String) -> Response {
+    fn shape<D: Dialect>(status: StatusCode, message: String) -> Response {
+        D::rejected(status, message).into_response()
+    }
+    match path {
+        "/api/v1/models" => shape::<Pixel>,
+        _ if path.starts_with("/api/v1/generations/") => shape::<Pixel>,
+        "/api/v1/generate" | "/health" | "/api/health" => shape::<Sd>,
+        _ if path.starts_with("/api/v1/tasks/") => shape::<tasks::Shared>,
+        _ if path.starts_with("/v1/") => shape::<OpenAi>,
+        _ => |status, message| Error(status, message).into_response(),
+    }
 }
 
 impl From<anyhow::Error> for Error {

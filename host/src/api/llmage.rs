@@ -499,10 +499,14 @@ async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
             "type": usage_type(catelogid),
             "model": task.model,
         });
-        for name in ["resolution", "duration", "ratio", "size", "off_peak"] {
+        for name in ["resolution", "duration", "ratio", "size"] {
             if let Some(value) = request.params.get(name) {
                 usage[name] = value.clone();
             }
+        }
+        // Asked as `Y` or `N`, shown as a boolean (the seed's example usage).
+        if let Some(off_peak) = request.params.get("off_peak") {
+            usage["off_peak"] = (off_peak.as_str() == Some("Y")).into();
         }
         if let Some(reported) = task.usage_json() {
             usage["provider"] = reported;

@@ -1,6 +1,8 @@
 //! HTTP: one file per documented API, translation only.
 //!
-//! Invariants: every route authenticates through [`auth`] before touching state; bad input is
+//! Invariants: every route authenticates through [`auth`] before touching state, except the
+//! health checks, the API documents, the console's page (its calls authenticate) and the
+//! signed `/files/` links, which their signature authorises; bad input is
 //! answered with a 4xx in the calling API's own error shape and never changes stored state;
 //! handlers turn requests into engine calls and tasks into that API's JSON, nothing more.
 
@@ -100,14 +102,14 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(metrics::routes())
 }
 
-/// Every route of every API, and the document that describes them. A path no route serves,
-/// or a method a route does not take, answers in the `{"error"}` shape
+/// Every route of every API, and the document that describes them. A path no route serves
+/// answers in the `{"error"}` shape, a method a route does not take in its API's own shape
 /// ([`error::shape_bare_errors`]).
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     openapi::finish(|| routes(limits))
-        .layer(axum::middleware::map_response(error::shape_bare_errors))
+        .layer(axum::middleware::from_fn(error::shape_bare_errors))
         .layer(axum::middleware::from_fn(limits::headers))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // Inside the request span of `observe`, which carries the request and task ids.

@@ -3,8 +3,9 @@
 //!
 //! Every answer is the `{code, message, data}` envelope with `code` as a string; errors add
 //! `request_id`. Model ids must be composite (`provider/model_key`): the two error texts for a
-//! malformed or unknown id are the seed's, word for word. `resolution` and `aspectRatio` reach
-//! each model as its own size parameters (see [`crate::api::pixel_size`]).
+//! malformed or unknown id are the seed's, word for word. `resolution` (an image's is `1K` when
+//! the request names none, as the seed says) and `aspectRatio` reach each model as its own
+//! size parameters (see [`crate::api::pixel_size`]).
 
 use aide::axum::{
     ApiRouter,
@@ -254,7 +255,14 @@ async fn generate(
 
     let mut params = present_params([
         ("negativePrompt", request.negative_prompt.map(Value::from)),
-        ("resolution", request.resolution.map(Value::from)),
+        // Seed 000: an image is `1K` unless the request names its level.
+        (
+            "resolution",
+            request
+                .resolution
+                .or_else(|| (kind == "image").then(|| pixel_size::DEFAULT_LEVEL.into()))
+                .map(Value::from),
+        ),
         ("aspectRatio", request.aspect_ratio.map(Value::from)),
         ("n", request.n.map(Value::from)),
         ("duration", request.duration.map(Value::from)),

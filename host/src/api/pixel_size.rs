@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 
 use crate::engine::provider::ModelInfo;
 
-/// Seed 000's default level.
-const DEFAULT_LEVEL: &str = "1K";
+/// Seed 000's default level: an image request without one asks for it.
+pub const DEFAULT_LEVEL: &str = "1K";
 /// Side rounding when a model's schema names no `multipleOf`.
 const DEFAULT_MULTIPLE: u64 = 8;
 /// How far a listed size's ratio may be from the asked one and still count as that ratio.

@@ -46,7 +46,7 @@ fn answer(status: StatusCode, message: &str, detail: &str) -> Response {
 }
 
 /// The shared route's refusals carry both dialects' fields: the caller's is not known.
-struct Shared;
+pub struct Shared;
 
 impl Dialect for Shared {
     type Error = Response;

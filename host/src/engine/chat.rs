@@ -12,7 +12,8 @@
 //! - No task of its own relays a chat: the API reads the provider's stream through
 //!   [`ChatSession::events`], one event as the client takes one (a slow client slows the
 //!   provider's stream), and how the chat ended is recorded before the stream's end or error
-//!   is handed on, so a client that has read the end has a recorded chat.
+//!   is handed on, so a client that has read the end has a recorded chat: an answer whose
+//!   success could not be recorded ends in an error instead.
 //! - A client that goes away drops its session, or [`Engine::open_chat`] mid-way, the insert
 //!   perhaps still committing: the chat's [`Held`] guard, armed before the insert, cancels the
 //!   provider's call, stops tracking it and records it cancelled (refunded) at once. On SQLite
@@ -188,18 +189,27 @@ impl Held {
         }
     }
 
-    /// Records how the chat ended. Once begun, the recording completes (and is counted) even
-    /// if the client leaves meanwhile: it may already be queued to commit with others.
-    async fn end(&mut self, outcome: Outcome) {
+    /// Records how the chat ended; whether it ended so (not found live: another host's cancel
+    /// or the sweeper got there first; or the database failed). Once begun, the recording
+    /// completes (and is counted) even if the client leaves meanwhile: it may already be queued
+    /// to commit with others.
+    async fn end(&mut self, outcome: Outcome) -> bool {
         self.engine.untrack(&self.id);
         self.armed = false;
         let (engine, id) = (self.engine.clone(), self.id.clone());
+        let (recorded, answer) = tokio::sync::oneshot::channel();
         RunsToEnd::new(&self.id, async move {
-            if let Err(error) = lifecycle::finish(&engine, &id, outcome).await {
-                tracing::warn!(task = %id, %error, "recording a chat's end failed; the sweeper will");
-            }
+            let ended = match lifecycle::finish(&engine, &id, outcome).await {
+                Ok(ended) => ended.is_some(),
+                Err(error) => {
+                    tracing::warn!(task = %id, %error, "recording a chat's end failed; the sweeper will");
+                    false
+                }
+            };
+            let _ = recorded.send(ended);
         })
         .await;
+        answer.await.unwrap_or(false)
     }
 }
 
@@ -333,9 +343,15 @@ impl Relay {
             },
             Some(Err(error)) => self.held.outcome(error),
         };
+        let succeeded = matches!(outcome, Outcome::Succeeded { .. });
         // The provider's stream first, so that a cancelled answer stops upstream too.
         self.stream = None;
-        self.held.end(outcome).await;
+        if !self.held.end(outcome).await && succeeded {
+            // The client must not read an end that is not on record (nor charged).
+            return Some(Err(ProviderError::Internal(
+                "the chat's answer could not be recorded".into(),
+            )));
+        }
         event
     }
 }

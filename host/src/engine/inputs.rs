@@ -13,9 +13,9 @@
 //! - At run time ([`load`]) assets and `data:` URLs become bytes for every provider; remote
 //!   URLs are fetched only for a provider that reads bytes
 //!   ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes)),
-//!   through the same no-SSRF client and size cap as vendor outputs; with the model's
-//!   [`ImageBounds`], every image is checked from its header again before the provider
-//!   decodes it. A fetch or check that fails fails the task with the reason; nothing fails
+//!   through the same no-SSRF client as vendor outputs, within `[limits] max_upload_bytes`;
+//!   with the model's [`ImageBounds`], every image is checked from its header again before
+//!   the provider decodes it. A fetch or check that fails fails the task with the reason; nothing fails
 //!   silently.
 
 use crate::{

@@ -39,13 +39,17 @@ pub enum Outcome {
     Failed(String),
     /// The client cancelled it.
     Cancelled,
-    /// It waited too long in the queue.
+    /// The client cancelled it while it was queued: ends it only if no worker claimed it
+    /// meanwhile (a claimed one is cancelled through its holder instead).
+    Withdrawn,
+    /// It waited too long in the queue: ends it only if it is still queued.
     Expired,
 }
 
 impl Outcome {
     /// The stored form of this outcome.
     fn ending(self) -> Ending {
+        let queued_only = matches!(self, Outcome::Withdrawn | Outcome::Expired);
         let (status, outputs, usage, error) = match self {
             Outcome::Succeeded { outputs, usage } => (
                 Status::Succeeded,
@@ -54,7 +58,7 @@ impl Outcome {
                 None,
             ),
             Outcome::Failed(reason) => (Status::Failed, "[]".to_string(), None, Some(reason)),
-            Outcome::Cancelled => (
+            Outcome::Cancelled | Outcome::Withdrawn => (
                 Status::Cancelled,
                 "[]".to_string(),
                 None,
@@ -72,6 +76,7 @@ impl Outcome {
             outputs,
             usage,
             error,
+            queued_only,
         }
     }
 }

@@ -367,32 +367,48 @@ impl Engine {
         tasks::webhook_deliveries(&self.inner.store, task_id).await
     }
 
-    /// Cancels the client's task: a queued one at once, a pending one through the provider's
-    /// cancel, a submitting one by signalling its worker. Returns the task afterwards, or
-    /// `None` when the client has no such task.
+    /// Cancels the client's task: a queued one at once (unless a worker claimed it meanwhile),
+    /// a pending one through the provider's cancel (here if this process serves it, else at its
+    /// next poll on a process that does), a submitting one by signalling its worker. Returns
+    /// the task afterwards, or `None` when the client has no such task.
     pub async fn cancel(&self, client_id: &str, id: &str) -> anyhow::Result<Option<Task>> {
-        let Some(task) = self.get(client_id, id).await? else {
+        let Some(mut task) = self.get(client_id, id).await? else {
             return Ok(None);
         };
-        match (task.status, task.phase) {
-            (Status::Queued, _) => {
-                lifecycle::finish(self, &task.id, lifecycle::Outcome::Cancelled).await?;
+        if task.status == Status::Queued {
+            if lifecycle::finish(self, &task.id, lifecycle::Outcome::Withdrawn)
+                .await?
+                .is_some()
+            {
+                return self.get(client_id, id).await;
             }
-            (Status::Running, phase) => {
-                lifecycle::request_cancel(self, &task.id).await?;
-                if phase == Some(Phase::Pending) {
+            // Claimed meanwhile: cancelled as the running task it now is.
+            let Some(now) = self.get(client_id, id).await? else {
+                return Ok(None);
+            };
+            task = now;
+        }
+        if task.status == Status::Running {
+            lifecycle::request_cancel(self, &task.id).await?;
+            if task.phase == Some(Phase::Pending) {
+                // A process that does not serve the provider while another one does (a fleet's
+                // API host) leaves the vendor's cancel to that one's poller, which finds the
+                // request at the task's next poll; served nowhere, it is cancelled here.
+                let registry = &self.inner.registry;
+                let served_elsewhere = registry.provider(&task.provider).is_none()
+                    && registry.declared(&task.provider).is_some();
+                if !served_elsewhere {
                     self.cancel_pending(&task).await?;
-                } else if let Some(token) = self
-                    .inner
-                    .running
-                    .lock()
-                    .expect("running lock")
-                    .get(&task.id)
-                {
-                    token.cancel();
                 }
+            } else if let Some(token) = self
+                .inner
+                .running
+                .lock()
+                .expect("running lock")
+                .get(&task.id)
+            {
+                token.cancel();
             }
-            _ => {}
         }
         self.get(client_id, id).await
     }

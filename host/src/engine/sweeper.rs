@@ -1,11 +1,13 @@
 //! The sweeper: expires tasks that waited too long and recovers claims whose lease lapsed.
 //!
 //! Invariant (DESIGN.md, "Durable"): a task whose worker died mid-submit is re-queued only when
-//! its provider promises an idempotent submit; otherwise it fails with a clear reason (and is
-//! never charged), and at most `[engine] max_attempts` claims in all: a task that brings its
-//! worker down every time fails instead of looping. A chat whose relaying process died
-//! mid-stream always fails: its client is gone, so there is nobody to replay it for. A
-//! provider another process of the fleet serves is judged by what it announced. Each recovery claims the task by its lease first
+//! its provider promises an idempotent submit and its client did not ask to cancel it (then it
+//! is cancelled and refunded); otherwise it fails with a clear reason (and is never charged),
+//! and at most `[engine] max_attempts` claims in all: a task that brings its worker down every
+//! time fails instead of looping. A chat whose relaying process died mid-stream always fails:
+//! its client is gone, so there is nobody to replay it for. A provider another process of the
+//! fleet serves is judged by what it announced. An expiry ends only a task still queued, never
+//! one a worker claimed meanwhile. Each recovery claims the task by its lease first
 //! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. Every change goes
 //! through [`lifecycle`].
 
@@ -54,7 +56,13 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
             provider: provider_id,
             phase,
             attempts,
+            cancel_requested,
         } = lapsed;
+        if cancel_requested == 1 {
+            // The client asked before its holder went away: never run again.
+            lifecycle::finish(engine, &id, Outcome::Cancelled).await?;
+            continue;
+        }
         if phase == Phase::Streaming {
             let reason = "Interrupted while streaming; a chat is not replayed, since the client \
                           it was answering is gone.";
@@ -141,14 +149,7 @@ mod tests {
     /// Leaves a task as a holder that died would: running, lease lapsed; `submitting` (a
     /// worker's claim) unless `streaming` (a chat's relay).
     async fn interrupted_task(engine: &Engine, provider: &str, streaming: bool) -> String {
-        let request = GenerationRequest {
-            capability: "image.generate".into(),
-            model: "m".into(),
-            prompt: "p".into(),
-            params: Default::default(),
-            inputs: Vec::new(),
-        };
-        let new = NewTask::for_tests(provider, request);
+        let new = new_task(provider);
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;
         let id = new_id("job");
@@ -167,6 +168,18 @@ mod tests {
             assert_eq!(claimed.id, id, "no other task is queued");
         }
         id
+    }
+
+    /// A task of `provider` to insert.
+    fn new_task(provider: &str) -> NewTask {
+        let request = GenerationRequest {
+            capability: "image.generate".into(),
+            model: "m".into(),
+            prompt: "p".into(),
+            params: Default::default(),
+            inputs: Vec::new(),
+        };
+        NewTask::for_tests(provider, request)
     }
 
     /// An engine on embedded storage in `dir` with providers `once` (submit not idempotent)
@@ -232,5 +245,47 @@ mod tests {
         assert_eq!(failed.status, Status::Failed);
         assert_eq!(failed.attempts, i64::from(cap));
         assert!(failed.error.unwrap().contains(&format!("{cap} attempts")));
+    }
+
+    #[tokio::test]
+    async fn a_task_whose_cancel_was_asked_before_its_worker_died_is_cancelled_not_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_in(dir.path()).await;
+        let id = interrupted_task(&engine, "again", false).await;
+        lifecycle::request_cancel(&engine, &id).await.unwrap();
+        sweep(&engine).await.unwrap();
+        let task = engine.fetch(&id).await.unwrap().unwrap();
+        assert_eq!(task.status, Status::Cancelled, "{:?}", task.error);
+    }
+
+    #[tokio::test]
+    async fn an_expiry_or_a_queued_cancel_never_ends_a_task_a_worker_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_in(dir.path()).await;
+        // Claimed between the sweeper's read of the queue and its expiry, or between a
+        // client's read and its cancel: the running task is its worker's to end.
+        let id = interrupted_task(&engine, "again", false).await;
+        for outcome in [Outcome::Expired, Outcome::Withdrawn] {
+            let ended = lifecycle::finish(&engine, &id, outcome).await.unwrap();
+            assert!(ended.is_none(), "{ended:?}");
+            let task = engine.fetch(&id).await.unwrap().unwrap();
+            assert_eq!(task.status, Status::Running);
+        }
+        // Still queued, both end it.
+        for outcome in [Outcome::Expired, Outcome::Withdrawn] {
+            let queued = new_id("job");
+            let new = new_task("again");
+            tasks::insert(
+                engine.store(),
+                &queued,
+                &new,
+                now_ms(),
+                tasks::Start::Queued,
+            )
+            .await
+            .unwrap();
+            let ended = lifecycle::finish(&engine, &queued, outcome).await.unwrap();
+            assert!(ended.is_some_and(|task| task.status.is_terminal()));
+        }
     }
 }

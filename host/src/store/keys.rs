@@ -186,20 +186,35 @@ pub async fn reconcile(store: &Store, configured: &[(String, String)]) -> anyhow
     Ok(())
 }
 
-/// The client of an active key, and when that key expires.
-pub async fn active(
-    store: &Store,
-    hash: &str,
-    now: i64,
-) -> anyhow::Result<Option<(String, Option<i64>)>> {
-    Ok(sqlx::query_as(
-        "SELECT client_id, expires_at FROM api_keys WHERE hash = $1 AND revoked_at IS NULL \
-         AND (expires_at IS NULL OR expires_at > $2)",
-    )
-    .bind(hash)
-    .bind(now)
-    .fetch_optional(&store.reader)
-    .await?)
+/// What a presented key is to this host.
+#[derive(Debug, PartialEq)]
+pub enum Presented {
+    /// An active key: its client, and when it expires.
+    Active {
+        /// The client it belongs to.
+        client: String,
+        /// When it stops working, ms.
+        expires_at: Option<i64>,
+    },
+    /// A key issued here that was revoked, rotated away or expired.
+    Dead,
+    /// No key this host ever issued.
+    Unknown,
+}
+
+/// What the key whose hash is `hash` is at `now`.
+pub async fn lookup(store: &Store, hash: &str, now: i64) -> anyhow::Result<Presented> {
+    let row: Option<(String, Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT client_id, expires_at, revoked_at FROM api_keys WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&store.reader)
+            .await?;
+    Ok(match row {
+        None => Presented::Unknown,
+        Some((_, _, Some(_revoked))) => Presented::Dead,
+        Some((_, Some(expires_at), None)) if expires_at <= now => Presented::Dead,
+        Some((client, expires_at, None)) => Presented::Active { client, expires_at },
+    })
 }
 
 /// Whether a client with this id exists.
@@ -492,8 +507,8 @@ mod tests {
             ("changed", "changed-key-2", true, FROM_ENV),
             ("unlisted", "unlisted-key", true, MIGRATED),
         ] {
-            let found = active(&store, &hash_key(key), now).await.unwrap();
-            assert_eq!(found.is_some(), works, "{key}");
+            let found = lookup(&store, &hash_key(key), now).await.unwrap();
+            assert_eq!(matches!(found, Presented::Active { .. }), works, "{key}");
             let keys = list(&store, client).await.unwrap().unwrap();
             assert!(
                 keys.iter()

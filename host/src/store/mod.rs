@@ -280,15 +280,35 @@ async fn apply_pragmas(conn: &mut sqlx::AnyConnection, pragmas: String) -> Resul
     Ok(())
 }
 
-/// Hides the password of a database URL for logs.
+/// Hides the passwords of a database URL for logs: the one before the host and those given
+/// as query parameters (`?password=`, `?sslpassword=`), which the drivers also take.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
+    let secret = |name: &str| matches!(name, "password" | "sslpassword");
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let in_query = parsed.query_pairs().any(|(name, _)| secret(&name));
+    if parsed.password().is_none() && !in_query {
+        return url.to_string();
     }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if in_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// Cuts rows read newest first with one row more than a page (`LIMIT limit + 1`) to a page of
@@ -324,7 +344,21 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, whole_milliseconds};
+    use super::{CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, redact, whole_milliseconds};
+
+    #[test]
+    fn database_passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact("postgres://easel:hunter2@db:5432/easel"),
+            "postgres://easel:***@db:5432/easel"
+        );
+        let redacted = redact("postgres://easel@db/easel?sslmode=require&password=hunter2");
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(redacted.contains("sslmode=require"), "{redacted}");
+        assert!(!redact("postgres://db/e?sslpassword=hunter2").contains("hunter2"));
+        let plain = "sqlite://easel-data/easel.db";
+        assert_eq!(redact(plain), plain);
+    }
 
     /// Commits never checkpoint on the writer; the background checkpoint copies them into the
     /// database file soon after.

@@ -88,6 +88,9 @@ pub struct Ending {
     pub usage: Option<String>,
     /// Why it did not succeed.
     pub error: Option<String>,
+    /// Whether only a queued task may end so (an expiry, a cancel of a queued task): one a
+    /// worker claimed meanwhile is left to its holder.
+    pub queued_only: bool,
 }
 
 /// A held task whose lease lapsed, claimed for recovery.
@@ -101,6 +104,8 @@ pub struct Lapsed {
     pub phase: Phase,
     /// How many times it was claimed, the lapsed claim included.
     pub attempts: i64,
+    /// 1 when its cancel was requested before its holder went away.
+    pub cancel_requested: i64,
 }
 
 /// An outbox row claimed for a delivery attempt.
@@ -713,12 +718,14 @@ pub async fn claim_lapsed(
 /// lease that every chat would enter and leave.
 const CLAIM_LAPSED: &str = "UPDATE tasks SET wake_at = $2 WHERE id IN (SELECT id FROM tasks \
      WHERE status = 'running' AND phase IN ('submitting', 'streaming') AND wake_at < $1 LIMIT $3) \
-     AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase, attempts";
+     AND phase IN ('submitting', 'streaming') AND wake_at < $1 RETURNING id, provider, phase, attempts, cancel_requested";
 
 /// Renders the webhook body of a finished task.
 pub type WebhookBody = Arc<dyn Fn(&Task) -> String + Send + Sync>;
 
-/// Moves a live (queued or running) task to `ending`; `None` when it was already terminal.
+/// Moves a live (queued or running) task to `ending`, a running one only unless the ending
+/// is [queued only](Ending::queued_only); `None` when it was already terminal (or running,
+/// for those).
 /// In the same transaction, a task that did not succeed gets its reservation back, and a
 /// task with a webhook gets its outbox row, with the body `webhook_body` renders from the
 /// finished task. A task that succeeded without a webhook has nothing more to write: alone,
@@ -850,6 +857,7 @@ impl Write {
                     &ending.usage,
                     &ending.error,
                     now,
+                    &i64::from(ending.queued_only),
                 ],
             )?
             .map(|task| Written::Finished(Some(task))),
@@ -1055,7 +1063,8 @@ fn finish_sql(condition: &str) -> String {
         "UPDATE tasks SET status = $2, outputs = $3, usage = $4, error = $5, \
          progress = CASE WHEN $2 = 'succeeded' THEN 1.0 ELSE progress END, \
          phase = NULL, pending_handle = NULL, wake_at = NULL, finished_at = $6, updated_at = $6 \
-         WHERE id = $1 AND status IN ('queued', 'running') {condition} RETURNING {COLUMNS}"
+         WHERE id = $1 AND (status = 'queued' OR (status = 'running' AND $7 = 0)) {condition} \
+         RETURNING {COLUMNS}"
     )
 }
 
@@ -1083,6 +1092,7 @@ where
         .bind(&ending.usage)
         .bind(&ending.error)
         .bind(now)
+        .bind(i64::from(ending.queued_only))
         .fetch_optional(executor)
         .await?)
 }
@@ -1353,6 +1363,7 @@ mod tests {
             outputs: "[]".into(),
             usage: None,
             error: (status != Status::Succeeded).then(|| "ended".to_string()),
+            queued_only: false,
         }
     }
 

@@ -8,16 +8,18 @@ fn schema(properties: Value) -> Value {
     json!({"type": "object", "properties": properties, "additionalProperties": true})
 }
 
-/// Seedance 2.0: seed 002's tables (resolution 480p/720p/1080p, default 720p; ratio
-/// default adaptive; duration default 5) with seed 001's limits (duration 4–15, ratio
-/// also 21:9 and adaptive).
+/// Seedance 2.0: seed 002's tables (resolution 480p/720p/1080p; ratio default adaptive) with
+/// seed 001's limits (duration 4–15, ratio also 21:9 and adaptive). Resolution and duration
+/// name no schema default: theirs depend on the mode (720p and 5 s for text and frames,
+/// 1080p and 12 s with references), which `video::submit` picks, and a schema default would
+/// be filled in before it could.
 fn seedance_2(key: &str, name: &str, price: f64) -> Model {
     let props = json!({
-        "resolution": {"type": "string", "enum": ["480p", "720p", "1080p"], "default": "720p",
-                       "description": "Reference mode (reference inputs) defaults to 1080p."},
+        "resolution": {"type": "string", "enum": ["480p", "720p", "1080p"],
+                       "description": "Default 720p; 1080p in reference mode (reference inputs)."},
         "ratio": {"type": "string", "enum": ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"], "default": "adaptive"},
-        "duration": {"type": "integer", "minimum": 4, "maximum": 15, "default": 5,
-                     "description": "Seconds; reference mode defaults to 12."},
+        "duration": {"type": "integer", "minimum": 4, "maximum": 15,
+                     "description": "Seconds: default 5; 12 in reference mode."},
         "seed": {"type": "integer", "minimum": -1, "maximum": 4294967295_u64},
         "watermark": {"type": "boolean", "default": false},
         "generate_audio": {"type": "boolean"}

@@ -66,9 +66,12 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max {
+        // The cap holds for all of the store's memories together: a component of several core
+        // modules has one memory each.
+        let total = self.used + desired.saturating_sub(current);
+        if total > self.max {
             wasmtime::bail!(
-                "memory limit exceeded: the plugin asked for {desired} bytes, the limit is {} bytes",
+                "memory limit exceeded: the plugin's memories would hold {total} bytes, the limit is {} bytes",
                 self.max
             );
         }
@@ -202,5 +205,23 @@ impl WasiHttpView for CallState {
             table: &mut self.table,
             hooks: &mut self.gate,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::Limiter;
+
+    #[test]
+    fn the_memory_cap_holds_for_all_memories_together() {
+        let mut limiter = Limiter::new(100 << 16);
+        assert!(limiter.memory_growing(0, 60 << 16, None).unwrap());
+        // A second core module's memory counts with the first.
+        assert!(limiter.memory_growing(0, 60 << 16, None).is_err());
+        assert!(limiter.memory_growing(60 << 16, 100 << 16, None).unwrap());
+        assert_eq!(limiter.memory(), 100 << 16);
+        assert!(limiter.memory_growing(0, 1 << 16, None).is_err());
     }
 }
