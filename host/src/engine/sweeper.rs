@@ -8,10 +8,14 @@
 //! its client is gone, so there is nobody to replay it for. A provider another process of the
 //! fleet serves is judged by what it announced. An expiry ends only a task still queued, never
 //! one a worker claimed meanwhile. Each recovery claims the task by its lease first
-//! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. Every change goes
-//! through [`lifecycle`].
+//! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. A task pending on a
+//! vendor whose provider no process serves any more (its plugin removed everywhere) fails,
+//! refunded, once this process has seen the provider missing for `[engine] model_grace_secs`:
+//! never while a host is still loading its plugins or a worker restarts within that time.
+//! Every change goes through [`lifecycle`].
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::{
     engine::{
@@ -28,9 +32,13 @@ const EVERY: Duration = Duration::from_millis(500);
 /// The sweeper's loop.
 pub async fn run(engine: Engine) {
     let shutdown = engine.shutdown_token().clone();
+    let mut unserved = Unserved::default();
     loop {
         if let Err(error) = sweep(&engine).await {
             tracing::warn!(%error, "sweep failed");
+        }
+        if let Err(error) = unserved.sweep(&engine).await {
+            tracing::warn!(%error, "failing the pending tasks of unserved providers failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -43,6 +51,56 @@ pub async fn run(engine: Engine) {
 const EXPIRE_BATCH: i64 = 500;
 /// Lapsed leases recovered per pass, at most.
 const RECOVER_BATCH: i64 = 100;
+/// How often the providers of pending tasks are looked at.
+const UNSERVED_EVERY: Duration = Duration::from_secs(10);
+
+/// The providers of pending tasks that no process serves, and since when this process has
+/// seen each missing.
+#[derive(Default)]
+struct Unserved {
+    since: HashMap<String, Instant>,
+    looked: Option<Instant>,
+}
+
+impl Unserved {
+    /// Fails the pending tasks of providers missing for longer than the grace time (one batch
+    /// per provider and pass); looks at most every [`UNSERVED_EVERY`].
+    async fn sweep(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        if self.looked.is_some_and(|at| at.elapsed() < UNSERVED_EVERY) {
+            return Ok(());
+        }
+        self.looked = Some(Instant::now());
+        self.fail_missing(engine).await
+    }
+
+    async fn fail_missing(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        let grace = Duration::from_secs_f64(engine.config().model_grace_secs.max(0.0));
+        let waited_on = tasks::pending_providers(engine.store()).await?;
+        self.since
+            .retain(|provider, _| waited_on.contains(provider));
+        for provider in waited_on {
+            if engine.registry().declared(&provider).is_some() {
+                self.since.remove(&provider);
+                continue;
+            }
+            let since = *self
+                .since
+                .entry(provider.clone())
+                .or_insert_with(Instant::now);
+            if since.elapsed() < grace {
+                continue;
+            }
+            let reason = format!(
+                "Provider {provider} is no longer served by any host: its vendor job can be \
+                 neither followed nor cancelled."
+            );
+            for id in tasks::pending_of(engine.store(), &provider, EXPIRE_BATCH).await? {
+                lifecycle::finish(engine, &id, Outcome::Failed(reason.clone())).await?;
+            }
+        }
+        Ok(())
+    }
+}
 
 async fn sweep(engine: &Engine) -> anyhow::Result<()> {
     let oldest_allowed = now_ms() - (engine.config().queue_timeout_secs as i64) * 1000;
@@ -256,6 +314,45 @@ mod tests {
         sweep(&engine).await.unwrap();
         let task = engine.fetch(&id).await.unwrap().unwrap();
         assert_eq!(task.status, Status::Cancelled, "{:?}", task.error);
+    }
+
+    #[tokio::test]
+    async fn pending_tasks_of_a_provider_no_one_serves_fail_after_the_grace_time() {
+        let pending = async |engine: &Engine, provider: &str| {
+            let id = interrupted_task(engine, provider, false).await;
+            let wait = Duration::from_secs(60);
+            assert!(
+                lifecycle::mark_pending(engine, &id, "h", wait)
+                    .await
+                    .unwrap()
+            );
+            id
+        };
+        // Within the grace time (300 s by default) nothing fails.
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_in(dir.path()).await;
+        let gone = pending(&engine, "unloaded").await;
+        Unserved::default().fail_missing(&engine).await.unwrap();
+        let task = engine.fetch(&gone).await.unwrap().unwrap();
+        assert_eq!(task.status, Status::Running);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::embedded(dir.path().to_path_buf());
+        config.engine.model_grace_secs = 0.0;
+        let engine = server::build(config).await.unwrap().engine;
+        let provider = ChargesOnSubmit {
+            id: "again",
+            idempotent: true,
+        };
+        engine.registry().upsert(Arc::new(provider));
+        let served = pending(&engine, "again").await;
+        let gone = pending(&engine, "unloaded").await;
+        Unserved::default().fail_missing(&engine).await.unwrap();
+        let failed = engine.fetch(&gone).await.unwrap().unwrap();
+        assert_eq!(failed.status, Status::Failed);
+        assert!(failed.error.unwrap().contains("no longer served"));
+        let kept = engine.fetch(&served).await.unwrap().unwrap();
+        assert_eq!(kept.status, Status::Running, "its provider is served");
     }
 
     #[tokio::test]

@@ -680,6 +680,29 @@ fn due_polls_statement(store: &Store, providers: &[String]) -> String {
     )
 }
 
+/// The providers that pending tasks (running, waiting on their vendor) wait on.
+pub async fn pending_providers(store: &Store) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT provider FROM tasks WHERE status = 'running' AND phase = 'pending'",
+    )
+    .fetch_all(&store.reader)
+    .await?;
+    Ok(rows.into_iter().map(|(provider,)| provider).collect())
+}
+
+/// Up to `limit` ids of the pending tasks of `provider`.
+pub async fn pending_of(store: &Store, provider: &str, limit: i64) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM tasks WHERE status = 'running' AND phase = 'pending' AND provider = $1 \
+         LIMIT $2",
+    )
+    .bind(provider)
+    .bind(limit)
+    .fetch_all(&store.reader)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// Up to `limit` ids of tasks still queued that were created before `created_before`.
 pub async fn queued_before(
     store: &Store,

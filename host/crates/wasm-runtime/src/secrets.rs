@@ -8,8 +8,11 @@
 //!   3. for a plugin id the operator did not list, the default of the vendor plugin shipped
 //!      under that id ([`VENDOR_DEFAULTS`]), and only while every host its manifest allows
 //!      lies within that vendor's hosts (its own domains, and by exact name the storage
-//!      buckets its result files come from), so an impostor taking the id cannot send the key
-//!      anywhere else.
+//!      buckets its result files come from), so an impostor taking the id reaches no host the
+//!      shipped plugin could not. Two vendors name no fixed buckets (Alibaba's DashScope,
+//!      Volcengine's Ark): their domains hold their object storage too, other customers'
+//!      buckets included, which the shipped plugins must reach for their results; an
+//!      operator who wants less grants those keys by name and lists exact buckets.
 //! - easel's own settings ([`is_easel_setting`]: `EASEL_*`, `ZHINIAN_*`, `DATABASE_URL` and
 //!   libpq's `PG…` connection variables) never reach a plugin under their own names, whatever the operator lists.
 //! - Every declared name gets a [`SecretGrant`] saying where its value came from or why it
