@@ -90,9 +90,15 @@ async fn models_are_grouped_by_type_with_every_documented_field() {
     assert_eq!(image["is_default"], true);
     assert_eq!(image["enabled"], true);
     assert!(image["name"].is_string());
-    assert!(image["resolutions"].is_array());
-    assert!(body["data"]["video"]["offline/video"]["durations"].is_array());
-    assert!(body["data"]["audio"]["offline/speech"]["voices"].is_array());
+    // The seed's shapes, however the manifest lists them: levels to ratio-to-size tables,
+    // `"5s": "5秒"` durations, voice objects.
+    assert_eq!(image["resolutions"]["1K"]["1:1"], "1024*1024", "{image}");
+    assert_eq!(image["resolutions"]["2K"]["1:1"], "2048*2048", "{image}");
+    let video = &body["data"]["video"]["offline/video"];
+    assert_eq!(video["durations"]["5s"], "5秒", "{video}");
+    assert_eq!(video["resolutions"]["1K"]["16:9"], "96*54", "{video}");
+    let speech = &body["data"]["audio"]["offline/speech"];
+    assert_eq!(speech["voices"][0], json!({"id": "tone", "name": "tone"}));
     assert_eq!(body["data"]["llm"]["offline/chat"]["type"], "llm");
 }
 

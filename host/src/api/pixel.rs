@@ -5,7 +5,8 @@
 //! `request_id`. Model ids must be composite (`provider/model_key`): the two error texts for a
 //! malformed or unknown id are the seed's, word for word. `resolution` (an image's is `1K` when
 //! the request names none, as the seed says) and `aspectRatio` reach each model as its own
-//! size parameters (see [`crate::api::pixel_size`]).
+//! size parameters (see [`crate::api::pixel_size`]). The model list shows `resolutions`,
+//! `durations` and `voices` in the seed's shapes, however a manifest lists them.
 
 use aide::axum::{
     ApiRouter,
@@ -160,10 +161,18 @@ async fn models(State(state): State<AppState>, _: Caller<Pixel>) -> Result<Respo
             "is_default": registry.default_for(capability).as_deref() == Some(id.as_str()),
             "enabled": true,
         });
-        for field in ["capabilities", "resolutions", "durations", "voices"] {
-            if let Some(value) = resolved.model.extra.get(field) {
-                entry[field] = value.clone();
-            }
+        let extra = &resolved.model.extra;
+        if let Some(capabilities) = extra.get("capabilities") {
+            entry["capabilities"] = capabilities.clone();
+        }
+        if let Some(resolutions) = extra.get("resolutions") {
+            entry["resolutions"] = pixel_size::seed_resolutions(resolutions);
+        }
+        if let Some(durations) = extra.get("durations") {
+            entry["durations"] = seed_durations(durations);
+        }
+        if let Some(voices) = extra.get("voices") {
+            entry["voices"] = seed_voices(voices);
         }
         if let Some(loras) = loras::listed_with_ids(&resolved.model, resolved.provider.id()) {
             entry["capabilities"]["supportsLora"] = true.into();
@@ -172,6 +181,42 @@ async fn models(State(state): State<AppState>, _: Caller<Pixel>) -> Result<Respo
         grouped[kind][&id] = entry;
     }
     Ok(success(Value::Object(grouped)))
+}
+
+/// A model's `durations` in seed 000's shape, `{"5s": "5秒"}`, from a list of seconds or a
+/// `{min, max}` range as manifests also write them; that shape itself is kept.
+fn seed_durations(listed: &Value) -> Value {
+    let seconds: Vec<u64> = match listed {
+        Value::Array(list) => list.iter().filter_map(Value::as_u64).collect(),
+        Value::Object(range) => match (range.get("min"), range.get("max")) {
+            (Some(min), Some(max)) => match (min.as_u64(), max.as_u64()) {
+                (Some(min), Some(max)) => (min..=max).collect(),
+                _ => return listed.clone(),
+            },
+            _ => return listed.clone(),
+        },
+        _ => return listed.clone(),
+    };
+    let named: Map<String, Value> = seconds
+        .into_iter()
+        .map(|s| (format!("{s}s"), format!("{s}秒").into()))
+        .collect();
+    Value::Object(named)
+}
+
+/// A model's `voices` in seed 000's shape, `[{"id", "name", …}]`: a voice listed by its id
+/// alone is named by it.
+fn seed_voices(listed: &Value) -> Value {
+    let Some(voices) = listed.as_array() else {
+        return listed.clone();
+    };
+    voices
+        .iter()
+        .map(|voice| match voice.as_str() {
+            Some(id) => json!({"id": id, "name": id}),
+            None => voice.clone(),
+        })
+        .collect()
 }
 
 /// Pixel names an adapter `{"model": "provider/adapter", "weight"}`; a model that reads

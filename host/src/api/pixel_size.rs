@@ -123,6 +123,55 @@ impl Level {
     }
 }
 
+/// The ratios listed for a level a model names without sizes.
+const LISTED_RATIOS: [&str; 5] = ["1:1", "16:9", "9:16", "4:3", "3:4"];
+
+/// A model's `resolutions` in seed 000's shape, level to ratio to `W*H`, whatever its manifest
+/// lists: a table is kept; a level (`2K`, `720p`) gets, at each common ratio, the size this
+/// module would ask for; a size (`1536x1024`) is filed under its own ratio and the level
+/// whose pixel budget is nearest its own (the first size listed wins a cell).
+pub fn seed_resolutions(listed: &Value) -> Value {
+    let Some(entries) = listed.as_array() else {
+        return listed.clone();
+    };
+    let mut table = Map::new();
+    for entry in entries.iter().filter_map(Value::as_str) {
+        if let Some(level) = Level::parse(entry) {
+            let row: Map<String, Value> = LISTED_RATIOS
+                .iter()
+                .filter_map(|text| {
+                    let (w, h) = level.size(parse_ratio(text)?);
+                    let side = |v: f64| ((v / 8.0).round() * 8.0).max(8.0) as u64;
+                    Some((text.to_string(), format!("{}*{}", side(w), side(h)).into()))
+                })
+                .collect();
+            table.insert(entry.to_string(), row.into());
+        } else if let Some((w, h)) = parse_size(entry) {
+            let pixels = w * h;
+            // Between two levels, the nearest by ratio of pixel counts: 1K up to 2K's half.
+            let level = if pixels < 2.0 * 1024.0 * 1024.0 {
+                "1K"
+            } else if pixels < 8.0 * 1024.0 * 1024.0 {
+                "2K"
+            } else {
+                "4K"
+            };
+            let (w, h) = (w as u64, h as u64);
+            let divisor = gcd(w, h);
+            let ratio = format!("{}:{}", w / divisor, h / divisor);
+            let row = table.entry(level).or_insert_with(|| json!({}));
+            if row.get(&ratio).is_none() {
+                row[ratio] = format!("{w}*{h}").into();
+            }
+        }
+    }
+    Value::Object(table)
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
+}
+
 /// `16:9` as 16/9.
 fn parse_ratio(text: &str) -> Option<f64> {
     let (w, h) = text.trim().split_once(':')?;
@@ -274,6 +323,22 @@ mod tests {
             params.insert("aspectRatio".into(), ratio.into());
         }
         params
+    }
+
+    #[test]
+    fn listed_resolutions_take_the_seeds_table_shape() {
+        let table = json!({"1K": {"16:9": "1280*720"}});
+        assert_eq!(seed_resolutions(&table), table, "a table stays as written");
+        let levels = seed_resolutions(&json!(["720p", "1K"]));
+        assert_eq!(levels["720p"]["16:9"], "1280*720");
+        assert_eq!(levels["720p"]["9:16"], "720*1280");
+        assert_eq!(levels["1K"]["1:1"], "1024*1024");
+        let sizes = seed_resolutions(&json!(["1024x1024", "1536x1024", "1024x1536", "2048*2048"]));
+        assert_eq!(
+            sizes,
+            json!({"1K": {"1:1": "1024*1024", "3:2": "1536*1024", "2:3": "1024*1536"},
+                   "2K": {"1:1": "2048*2048"}})
+        );
     }
 
     fn sized(model: &ModelInfo, resolution: Option<&str>, ratio: Option<&str>) -> Value {

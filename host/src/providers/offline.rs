@@ -166,7 +166,8 @@ impl Provider for Offline {
                     "image.upscale",
                 ],
                 size,
-                json!({"resolutions": ["512x512", "1024x1024", "1440x2560"]}),
+                // Any size is drawn: Pixel's levels, which its model list spells out per ratio.
+                json!({"resolutions": ["1K", "2K"]}),
             ),
             model(
                 "video",
