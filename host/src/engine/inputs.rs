@@ -4,8 +4,9 @@
 //! Invariants:
 //! - At the front door ([`check`]) every input is checked before anything is stored: an
 //!   http(s) URL passes the no-SSRF rule ([`crate::net::Guard::check_url`]); a `data:` URL is
-//!   parsed by the `data-url` crate, must be base64 and must decode; an asset id must be one
-//!   of the caller's; an upload must not be empty. For a model whose provider decodes its
+//!   parsed by the `data-url` crate, must be base64 and must decode; an asset id (or the
+//!   download path an upload answered with, given as a URL) must be one of the caller's; an
+//!   upload must not be empty. For a model whose provider decodes its
 //!   input images ([`ImageBounds`]), an image's dimensions are read from its header (never by
 //!   decoding it) and an image larger than the model's largest width or height is refused.
 //!   Uploads wait under temporary names and become assets only after the whole request was
@@ -41,6 +42,12 @@ pub struct Input {
     pub source: Source,
 }
 
+/// The asset whose download path, relative to this host, `url` is.
+fn asset_named_by(url: &str) -> Option<String> {
+    let (id, rest) = url.strip_prefix("/api/v1/assets/")?.split_once('/')?;
+    (rest == "download" && !id.is_empty()).then(|| id.to_string())
+}
+
 /// Where an input's bytes are.
 #[derive(Debug)]
 pub enum Source {
@@ -60,13 +67,18 @@ pub enum Source {
 }
 
 impl Input {
-    /// An input by URL.
+    /// An input by URL; the URL an upload answers with (`/api/v1/assets/{id}/download`)
+    /// names that asset, as seed 001 lets clients use it.
     pub fn url(field: &str, kind: &str, role: Option<&str>, url: String) -> Self {
+        let source = match asset_named_by(&url) {
+            Some(id) => Source::Asset(id),
+            None => Source::Url(url),
+        };
         Self {
             field: field.into(),
             kind: Some(kind.into()),
             role: role.map(str::to_string),
-            source: Source::Url(url),
+            source,
         }
     }
 
