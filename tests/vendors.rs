@@ -285,6 +285,66 @@ async fn vidu_text_to_video() {
     });
 }
 
+/// Seed 002's image-to-video tables ask each model for its own frames: Vidu and Seedance 2.0
+/// take both, Seedance 1.5 either or none; a refusal names the model's own field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llmage_image_to_video_asks_each_model_for_its_own_frames() {
+    use base64::Engine as _;
+    let png = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(fakes::PNG_1X1)
+    );
+    let vidu_fake = Fake::start(fakes::vidu::routes).await;
+    let ark_fake = Fake::start(fakes::volcengine::routes).await;
+    let vidu_routes = [(fakes::vidu::HOST, &vidu_fake)];
+    let ark_routes = [(fakes::volcengine::ARK_HOST, &ark_fake)];
+    let (vidu, ark) = tokio::join!(
+        Easel::start("vidu", &vidu_routes, &[("VIDU_API_KEY", fakes::vidu::KEY)]),
+        Easel::start(
+            "volcengine",
+            &ark_routes,
+            &[("ARK_API_KEY", fakes::volcengine::ARK_KEY)],
+        ),
+    );
+    let i2v = |model: &str, frames: &[&str]| {
+        let mut body = json!({"model": model, "catelogid": "i2v", "prompt": "a fox in snow"});
+        for field in frames {
+            body[*field] = png.clone().into();
+        }
+        body
+    };
+    let path = "/llmage/v1/video/generations";
+    for (host, model, first, last) in [
+        (&vidu.host, "viduq3-pro", "image_file1", "image_file2"),
+        (
+            &ark.host,
+            "doubao-seedance-2-0-260128",
+            "image1_file",
+            "image2_file",
+        ),
+    ] {
+        for (frames, needed) in [(vec![first], last), (vec![last], first)] {
+            let (status, refused) = host.post(path, &i2v(model, &frames)).await;
+            assert_eq!(status, 400, "{model} {frames:?}: {refused}");
+            let expected = format!("Missing required parameter: {needed}");
+            assert_eq!(refused["error"], expected.as_str(), "{model}");
+        }
+        let (status, created) = host.post(path, &i2v(model, &[first, last])).await;
+        assert_eq!(
+            (status, &created["status"]),
+            (200, &json!("CREATED")),
+            "{model}: {created}"
+        );
+    }
+    for frames in [vec![], vec!["image_file2"]] {
+        let (status, created) = ark
+            .host
+            .post(path, &i2v("doubao-seedance-1-5-pro-251215", &frames))
+            .await;
+        assert_eq!(status, 200, "seedance 1.5 with {frames:?}: {created}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seedance_overseas_on_modelark() {
     use fakes::seedance_overseas::{HOST, KEY, error_detail, routes};
@@ -1053,7 +1113,12 @@ async fn every_id_llmage_lists_is_accepted_when_two_providers_share_a_key() {
         };
         let mut body = json!({"model": id, "catelogid": category, "prompt": "a lighthouse"});
         match category {
-            "i2i" | "i2v" => body["image_file"] = picture.clone().into(),
+            "i2i" => body["image_file"] = picture.clone().into(),
+            // Both frames: some models take both (seed 002's tables).
+            "i2v" => {
+                body["image_file1"] = picture.clone().into();
+                body["image_file2"] = picture.clone().into();
+            }
             "ref2v" => body["image_files"] = json!([picture]),
             _ => {}
         }

@@ -58,7 +58,9 @@ impl Model {
         self
     }
 
-    /// Sets the extras object (resolutions, durations, voices).
+    /// Sets the extras object: `resolutions`, `durations` and `voices` for model lists;
+    /// `catelogid` (llmage's categories) and `i2v.required` (the frames image-to-video needs,
+    /// role to field name, such as `{"first_frame": "image1_file"}`: the default) for llmage.
     pub fn extra(mut self, extra: Value) -> Self {
         self.extra = extra;
         self

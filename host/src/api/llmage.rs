@@ -137,6 +137,20 @@ fn unresolved(error: ResolveError) -> Error {
 
 type Client = Caller<Llmage>;
 
+/// The frames a model's `i2v` needs, each as its role and the field a refusal names: the
+/// manifest's `i2v.required` (`{"first_frame": "image1_file", "last_frame": "image2_file"}`;
+/// `{}` when both are optional, as seed 002's tables differ per model), else the first frame
+/// as `image_file`.
+fn required_frames(model: &ModelInfo) -> Vec<(String, String)> {
+    match model.extra.get("i2v").and_then(|i2v| i2v.get("required")) {
+        Some(Value::Object(required)) => required
+            .iter()
+            .map(|(role, field)| (role.clone(), field.as_str().unwrap_or(role).to_string()))
+            .collect(),
+        _ => vec![("first_frame".into(), "image_file".into())],
+    }
+}
+
 /// The llmage categories a model serves: its manifest's `catelogid` (one or a list), else
 /// what its capabilities imply.
 pub fn catelogids(model: &ModelInfo) -> Vec<String> {
@@ -413,7 +427,14 @@ async fn generate(
     }
     let has = |role: &str| inputs.iter().any(|i| i.role.as_deref() == Some(role));
     match catelogid.as_str() {
-        "i2v" if !has("first_frame") => return Err(missing("image_file")),
+        "i2v" => {
+            if let Some((_, field)) = required_frames(&resolved.model)
+                .into_iter()
+                .find(|(role, _)| !has(role))
+            {
+                return Err(missing(&field));
+            }
+        }
         "ref2v" if !has("reference") => return Err(missing("image_files")),
         "i2i" if inputs.is_empty() => return Err(missing("image_file")),
         _ => {}

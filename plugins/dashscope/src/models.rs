@@ -107,7 +107,13 @@ fn wan_r2v() -> Model {
         .capability("video.generate")
         .params_schema(schema(props))
         .price_hint(10.0)
-        .extra(json!({"catelogid": "i2v", "durations": [5, 10, 15], "capabilities": {"supportsRefImage": true}}))
+        .extra(json!({
+            "catelogid": "i2v",
+            // Seed 002: both images.
+            "i2v": {"required": {"first_frame": "image_file1", "last_frame": "image_file2"}},
+            "durations": [5, 10, 15],
+            "capabilities": {"supportsRefImage": true}
+        }))
 }
 
 fn pixel_wan_video() -> Model {

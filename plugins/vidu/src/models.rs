@@ -51,6 +51,8 @@ pub fn manifest() -> Manifest {
                 .price_hint(40.0)
                 .extra(json!({
                     "durations": {"5s": "5秒", "10s": "10秒", "16s": "16秒"},
+                    // Seed 002: image-to-video takes both frames.
+                    "i2v": {"required": {"first_frame": "image_file1", "last_frame": "image_file2"}},
                     "capabilities": {"supportsFirstLastFrame": true, "supportsFirstFrame": true,
                                      "supportsRefImage": false, "supportsOffPeak": true}
                 })),

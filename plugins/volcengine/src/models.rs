@@ -30,6 +30,8 @@ fn seedance_2(key: &str, name: &str, price: f64) -> Model {
         .price_hint(price)
         .extra(json!({
             "catelogid": ["t2v", "i2v", "ref2v"],
+            // Seed 002: image-to-video takes both frames.
+            "i2v": {"required": {"first_frame": "image1_file", "last_frame": "image2_file"}},
             "resolutions": ["480p", "720p", "1080p"],
             "durations": {"min": 4, "max": 15},
             "capabilities": {"supportsRefImage": true, "supportsFirstLastFrame": true,
@@ -53,6 +55,8 @@ fn seedance_1_5_pro() -> Model {
         .price_hint(12.0)
         .extra(json!({
             "catelogid": ["t2v", "i2v"],
+            // Seed 002: either frame may be left out.
+            "i2v": {"required": {}},
             "resolutions": ["480p", "720p", "1080p"],
             "durations": {"min": 4, "max": 12},
             "capabilities": {"supportsFirstLastFrame": true}
