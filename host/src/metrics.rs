@@ -174,6 +174,12 @@ impl Metrics {
 
     /// One answered HTTP request.
     pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        // Any token is a method to HTTP; only the standard ones get a series of their own, so
+        // a caller cannot grow the metrics without bound.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
         let status = status.to_string();
         let labels = [route, method, status.as_str()];
         self.http_requests.with_label_values(&labels).inc();
@@ -285,7 +291,7 @@ fn trap_kind(message: &str) -> Option<&'static str> {
     let reason = message.strip_prefix("plugin trapped: ")?;
     Some(if reason.contains("CPU deadline") {
         "cpu_deadline"
-    } else if reason.contains("memory") {
+    } else if reason.contains("memory limit exceeded") {
         "memory"
     } else if reason.contains("unreachable") {
         "unreachable"
@@ -346,6 +352,36 @@ mod tests {
             trap_kind("plugin trapped: wasm trap: wasm `unreachable` instruction executed"),
             Some("unreachable")
         );
+        // A guest's own stray access is its bug, not the operator's memory limit.
+        assert_eq!(
+            trap_kind("plugin trapped: wasm trap: out of bounds memory access"),
+            Some("other")
+        );
+        assert_eq!(
+            trap_kind(
+                "plugin trapped: memory limit exceeded: the plugin's memories would hold 2 bytes"
+            ),
+            Some("memory")
+        );
         assert_eq!(trap_kind("upstream said no"), None);
+    }
+
+    #[test]
+    fn methods_outside_the_standard_ones_share_one_series() {
+        let metrics = Metrics::new();
+        for method in ["GET", "M1", "M2", "BREW"] {
+            metrics.http_request("/x", method, 405, Duration::from_millis(1));
+        }
+        let other = metrics
+            .http_requests
+            .with_label_values(&["/x", "other", "405"]);
+        assert_eq!(other.get(), 3);
+        assert_eq!(
+            metrics
+                .http_requests
+                .with_label_values(&["/x", "GET", "405"])
+                .get(),
+            1
+        );
     }
 }

@@ -185,7 +185,7 @@ impl Held {
                 Outcome::Failed("Interrupted: easel shut down while streaming.".into())
             }
             ProviderError::Cancelled => Outcome::Cancelled,
-            error => Outcome::Failed(error.to_string()),
+            error => Outcome::failed_by(&self.id, error),
         }
     }
 

@@ -47,6 +47,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A task its provider's `error` ended: logged whole, recorded as
+    /// [`ProviderError::for_task`](crate::engine::provider::ProviderError::for_task) words it.
+    pub fn failed_by(task: &str, error: &crate::engine::provider::ProviderError) -> Outcome {
+        tracing::warn!(task, %error, "the provider failed the task");
+        Outcome::Failed(error.for_task())
+    }
+
     /// The stored form of this outcome.
     fn ending(self) -> Ending {
         let queued_only = matches!(self, Outcome::Withdrawn | Outcome::Expired);

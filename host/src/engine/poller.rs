@@ -111,7 +111,7 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
             }
         }
         Ok(PollOutcome::Failed(error)) => {
-            lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;
+            lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
         }
         Err(ProviderError::RateLimited { retry_after_secs }) => {
             let wait = retry_after_secs.unwrap_or(5).max(1) as i64 * 1000;
@@ -122,7 +122,7 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
             lifecycle::record_progress(engine, &task.id, None, Some(now_ms() + 5_000)).await?;
         }
         Err(error) => {
-            lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;
+            lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
         }
     }
     Ok(())

@@ -150,7 +150,7 @@ async fn record(
             lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
         }
         Err(error) => {
-            lifecycle::finish(engine, &task.id, Outcome::Failed(error.to_string())).await?;
+            lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
         }
     }
     Ok(())

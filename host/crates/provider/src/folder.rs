@@ -6,8 +6,10 @@
 //! - [`files_with_extension`] lists regular files only, sorted, not recursing.
 //! - [`watch`] debounces: a burst of events ends `debounce` after its last event, then
 //!   `on_burst` runs once and is awaited before the next burst is considered, so the watcher
-//!   never starts a rescan while its previous one runs. It stops when `on_burst` answers
-//!   `false` (its owner is gone) or the [`FolderWatcher`] is dropped.
+//!   never starts a rescan while its previous one runs. Only changes count (a file created,
+//!   written, renamed or removed), never a read, so a rescan's own reads start nothing. It
+//!   stops when `on_burst` answers `false` (its owner is gone) or the [`FolderWatcher`] is
+//!   dropped.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,18 @@ pub fn files_with_extension(dir: &Path, extension: &str) -> std::io::Result<Vec<
     Ok(out)
 }
 
+/// Whether an event changed the folder. Opening and reading are not changes: a rescan opens
+/// and reads every file, and counting that would start the next rescan, for ever. A file
+/// closed after writing is (the end of a copy).
+fn changes(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// A running watch of one folder; dropping it stops the watch.
 pub struct FolderWatcher {
     _watcher: notify::RecommendedWatcher,
@@ -46,7 +60,7 @@ where
 {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|event| changes(&event.kind)) {
             let _ = tx.send(());
         }
     })?;
@@ -66,4 +80,28 @@ where
         }
     });
     Ok(FolderWatcher { _watcher: watcher })
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
+
+    use super::changes;
+
+    #[test]
+    fn a_rescans_reads_are_not_changes() {
+        assert!(!changes(&EventKind::Access(AccessKind::Open(
+            AccessMode::Read
+        ))));
+        assert!(!changes(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes(&EventKind::Create(CreateKind::File)));
+        assert!(changes(&EventKind::Modify(ModifyKind::Any)));
+        assert!(changes(&EventKind::Remove(RemoveKind::File)));
+        assert!(changes(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+    }
 }

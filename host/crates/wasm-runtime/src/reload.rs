@@ -72,8 +72,33 @@ pub struct ChatInstances {
 struct Entry {
     provider: Option<Arc<WasmProvider>>,
     status: PluginStatus,
-    /// Hash of the last content tried (loaded or refused).
+    /// Hash of the last content tried (loaded, or refused for itself); a file refused because
+    /// another serves its id keeps none, so the next rescan tries it again.
     tried_hash: Option<String>,
+}
+
+impl Entry {
+    /// A file not loaded yet.
+    fn new(path: &Path) -> Self {
+        Entry {
+            provider: None,
+            status: PluginStatus {
+                file: path.to_path_buf(),
+                provider_id: None,
+                version: None,
+                contract: None,
+                content_hash: None,
+                models: Vec::new(),
+                loaded_at: None,
+                last_error: None,
+                allowed_hosts: Vec::new(),
+                secrets: Vec::new(),
+                recent_refusals: Vec::new(),
+                chats: ChatInstances::default(),
+            },
+            tried_hash: None,
+        }
+    }
 }
 
 struct Inner {
@@ -235,9 +260,23 @@ impl PluginHost {
 
     async fn load_one(&self, path: &Path) {
         let p = path.to_path_buf();
-        let bytes = match tokio::task::spawn_blocking(move || std::fs::read(&p)).await {
-            Ok(Ok(b)) => b,
-            _ => return,
+        let read = tokio::task::spawn_blocking(move || std::fs::read(&p)).await;
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            failed => {
+                let error = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "the read was interrupted".to_string(),
+                };
+                tracing::warn!(file = %path.display(), %error, "plugin file cannot be read");
+                let mut entries = self.inner.entries.lock().unwrap();
+                let entry = entries
+                    .entry(path.to_path_buf())
+                    .or_insert_with(|| Entry::new(path));
+                entry.status.last_error = Some(format!("cannot read the file: {error}"));
+                entry.tried_hash = None;
+                return;
+            }
         };
         let hash = hex::encode(Sha256::digest(&bytes));
         {
@@ -248,6 +287,7 @@ impl PluginHost {
                 return;
             }
         }
+        let mut duplicate = false;
         let result = self.inner.runtime.load_bytes(bytes).await.and_then(|p| {
             let entries = self.inner.entries.lock().unwrap();
             // Ids that differ only in punctuation share their secret variables, so they count
@@ -257,6 +297,7 @@ impl PluginHost {
                 .iter()
                 .find(|(f, e)| f.as_path() != path && e.provider.as_deref().is_some_and(same))
             {
+                duplicate = true;
                 anyhow::bail!(
                     "provider id {} is already served by {}",
                     p.id(),
@@ -266,25 +307,10 @@ impl PluginHost {
             Ok(p)
         });
         let mut entries = self.inner.entries.lock().unwrap();
-        let entry = entries.entry(path.to_path_buf()).or_insert_with(|| Entry {
-            provider: None,
-            status: PluginStatus {
-                file: path.to_path_buf(),
-                provider_id: None,
-                version: None,
-                contract: None,
-                content_hash: None,
-                models: Vec::new(),
-                loaded_at: None,
-                last_error: None,
-                allowed_hosts: Vec::new(),
-                secrets: Vec::new(),
-                recent_refusals: Vec::new(),
-                chats: ChatInstances::default(),
-            },
-            tried_hash: None,
-        });
-        entry.tried_hash = Some(hash);
+        let entry = entries
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Entry::new(path));
+        entry.tried_hash = (!duplicate).then_some(hash);
         match result {
             Ok(p) => {
                 let p = Arc::new(p);

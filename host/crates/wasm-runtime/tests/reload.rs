@@ -177,3 +177,33 @@ async fn redeploys_under_load_leave_resident_memory_flat() {
         "resident memory grew from {warm:.0} MiB to {last:.0} MiB over 9 redeploys"
     );
 }
+
+/// Two files with one id: the second is refused while the first serves, and serves once the
+/// first is gone, at the next rescan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_refused_for_a_taken_id_serves_once_the_other_is_gone() {
+    let data = tempfile::tempdir().unwrap();
+    let plugins = data.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    land(&plugins, "a.wasm", &common::guest::guest_component("1.0.0"));
+    land(&plugins, "b.wasm", &common::guest::guest_component("2.0.0"));
+    let rt = Runtime::new(common::config()).unwrap();
+    let sink = Arc::new(common::MapSink::default());
+    let host = PluginHost::start(rt, &plugins, sink.clone()).await.unwrap();
+    let status = host.status();
+    let refused = status.iter().find(|s| s.file.ends_with("b.wasm")).unwrap();
+    assert!(
+        refused
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("already served")),
+        "{status:?}"
+    );
+
+    std::fs::remove_file(plugins.join("a.wasm")).unwrap();
+    let status = host.rescan().await;
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(status[0].version.as_deref(), Some("2.0.0"), "{status:?}");
+    assert_eq!(status[0].last_error, None);
+    assert!(sink.get("testguest").is_some());
+}
