@@ -214,6 +214,9 @@ async fn objects_without_a_row_are_swept_from_the_bucket() {
     let foreign = s3.object_file(BUCKET, "elsewhere/asset_not_ours");
     std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
     std::fs::write(&foreign, b"not ours").unwrap();
+    // And one under the prefix that easel never names so.
+    let beside = s3.object_file(BUCKET, &format!("{PREFIX}/backup-2026.tar"));
+    std::fs::write(&beside, b"someone's backup").unwrap();
     let received = host.data_dir().join("assets/spool_crashed.partial");
     std::fs::write(&received, b"half an upload").unwrap();
 
@@ -225,6 +228,10 @@ async fn objects_without_a_row_are_swept_from_the_bucket() {
     assert!(
         foreign.exists(),
         "objects outside the prefix are not easel's"
+    );
+    assert!(
+        beside.exists(),
+        "objects easel did not name are not easel's"
     );
     let response = download(&host, kept_id).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -303,11 +303,10 @@ async fn credits_add_up_exactly_and_grants_need_a_known_client(backend: Backend)
     let (status, answer) = grant("nobody", 10.0).await;
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["error"], "Client nobody not found.");
-    let (_, account) = send(host.as_admin(Method::GET, "/admin/clients/nobody/usage")).await;
-    assert_eq!(
-        account["balance"], 0.0,
-        "no balance was made for an unknown client"
-    );
+    // Nor did the grant make one: its usage is a 404 as well, not an empty account.
+    let (status, account) = send(host.as_admin(Method::GET, "/admin/clients/nobody/usage")).await;
+    assert_eq!(status, 404, "{account}");
+    assert_eq!(account["error"], "Client nobody not found.");
 }
 
 on_both_backends!(stored_real_credits_become_exact_micro_credits);
@@ -534,4 +533,21 @@ async fn public_links_can_expire() {
     tokio::time::sleep(Duration::from_millis(3_200)).await;
     let lapsed = reqwest::get(&link).await.unwrap();
     assert_eq!(lapsed.status(), 404, "refused after its expiry");
+}
+
+/// A link handed out while links did not expire stops working once a TTL is set: it carries
+/// no expiry to lapse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_from_before_a_ttl_stop_working_once_it_is_set() {
+    let mut host = Host::start(Options::new(Backend::Sqlite)).await;
+    let link = image_link(&host, &[]).await;
+    assert!(!link.contains("expires="), "{link}");
+    assert_eq!(reqwest::get(&link).await.unwrap().status(), 200, "{link}");
+    let path = link.split_once("/files/").unwrap().1.to_string();
+    host.set_env("EASEL_LINK_TTL_SECS", "3600");
+    host.kill9_and_restart().await;
+    let old = host.url(&format!("/files/{path}"));
+    assert_eq!(reqwest::get(&old).await.unwrap().status(), 404, "{old}");
+    let fresh = image_link(&host, &[]).await;
+    assert_eq!(reqwest::get(&fresh).await.unwrap().status(), 200, "{fresh}");
 }

@@ -28,7 +28,7 @@ enum Command {
     /// Run workers only, against the same database as a `serve`.
     Worker {
         /// Load and claim tasks of only these providers (`local` is the native diffusion
-        /// model; plugin ids otherwise), comma-separated; every provider when unset.
+        /// model; plugin ids otherwise), comma-separated; every provider when unset or empty.
         #[arg(long, env = "EASEL_PROVIDERS", value_delimiter = ',')]
         providers: Option<Vec<String>>,
     },
@@ -114,12 +114,16 @@ async fn main() -> anyhow::Result<()> {
     let mode = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Mode::Serve,
         Command::Worker { providers } => {
-            config.providers = providers.map(|ids| {
-                ids.into_iter()
-                    .map(|id| id.trim().to_string())
-                    .filter(|id| !id.is_empty())
-                    .collect()
-            });
+            // An empty list (`EASEL_PROVIDERS=` left blank) names none: every provider, as
+            // unset, never a worker that serves nothing.
+            config.providers = providers
+                .map(|ids| {
+                    ids.into_iter()
+                        .map(|id| id.trim().to_string())
+                        .filter(|id| !id.is_empty())
+                        .collect::<std::collections::BTreeSet<_>>()
+                })
+                .filter(|ids| !ids.is_empty());
             Mode::Worker
         }
         Command::Plugin(_) => unreachable!("handled above"),

@@ -241,5 +241,6 @@ async fn usage(
     _: Operator,
     Path(client_id): Path<String>,
 ) -> Result<Response, Error> {
+    crate::api::limits::known_client(&state, &client_id).await?;
     Ok(Json(state.engine.account(&client_id).await?).into_response())
 }

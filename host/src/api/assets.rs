@@ -141,14 +141,14 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
             "No files in the upload: send them as multipart field \"files\".",
         ));
     }
-    let mut stored: Vec<AssetView> = Vec::with_capacity(files.len());
+    let mut stored = Vec::with_capacity(files.len());
     for (name, declared, spooled) in files {
         let content_type = declared
             .filter(|c| c != "application/octet-stream")
             .or_else(|| content_type_from_name(&name))
             .unwrap_or_else(|| "application/octet-stream".into());
         let name = sanitize(&name);
-        let asset = state
+        let adopted = state
             .engine
             .assets()
             .adopt(
@@ -160,9 +160,18 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
                 },
                 spooled,
             )
-            .await?;
-        stored.push(AssetView::of(&asset));
+            .await;
+        match adopted {
+            Ok(asset) => stored.push(asset),
+            Err(error) => {
+                // All or nothing: the files stored before this one go too, so a client that
+                // sends the upload again gets no duplicates.
+                state.engine.assets().remove_all(&stored).await;
+                return Err(error.into());
+            }
+        }
     }
+    let stored: Vec<AssetView> = stored.iter().map(AssetView::of).collect();
     Ok((StatusCode::CREATED, Json(json!({ "assets": stored }))).into_response())
 }
 

@@ -4,7 +4,8 @@
 //! Invariants: a link is valid only with the HMAC-SHA256 of its asset id (and of its expiry,
 //! when it has one) under the host's link key, which lives in the database (`settings`) so
 //! every API process signs alike; with `EASEL_LINK_TTL_SECS` every link handed out carries
-//! `?expires=<unix seconds>` and is refused after it; nothing else about an asset is
+//! `?expires=<unix seconds>` and is refused after it, and a link without one (handed out
+//! before the TTL was set) is refused; nothing else about an asset is
 //! reachable without a key; a bad signature or a lapsed link is a 404.
 
 use aide::axum::{ApiRouter, routing::get_with};
@@ -82,7 +83,9 @@ impl Links {
     fn verify(&self, asset_id: &str, signature: &str, expires: Option<u64>) -> bool {
         let signed = hex::decode(signature)
             .is_ok_and(|bytes| self.mac(asset_id, expires).verify_slice(&bytes).is_ok());
-        signed && expires.is_none_or(|expires| unix_now() <= expires)
+        // With a TTL, a link without an expiry (handed out before the TTL was set) is refused
+        // too: it would never lapse.
+        signed && expires.map_or(self.ttl.is_none(), |expires| unix_now() <= expires)
     }
 }
 

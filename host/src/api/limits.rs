@@ -104,7 +104,8 @@ async fn listing(state: &AppState, client_id: &str) -> Result<Response, Error> {
     )
 }
 
-async fn known_client(state: &AppState, client_id: &str) -> Result<(), Error> {
+/// `Ok` when `client_id` names a client; a 404 in the operator routes' shape otherwise.
+pub(crate) async fn known_client(state: &AppState, client_id: &str) -> Result<(), Error> {
     if keys::client_exists(state.engine.store(), client_id).await? {
         Ok(())
     } else {

@@ -86,14 +86,18 @@ pub async fn read_parts(
             }
             Content::File(spooled)
         } else {
-            let bytes = field.bytes().await.map_err(unreadable)?;
-            text_bytes += bytes.len();
-            if text_bytes > text_limit {
-                return Err(Unreadable::Malformed(format!(
-                    "Form fields other than files may hold at most {text_limit} bytes in all."
-                )));
+            // Counted as it arrives: a field past the limit is refused before it is held.
+            let mut text = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                text_bytes += chunk.len();
+                if text_bytes > text_limit {
+                    return Err(Unreadable::Malformed(format!(
+                        "Form fields other than files may hold at most {text_limit} bytes in all."
+                    )));
+                }
+                text.extend_from_slice(&chunk);
             }
-            Content::Text(bytes)
+            Content::Text(text.into())
         };
         parts.push(Part {
             name,

@@ -36,6 +36,7 @@ use crate::{
     },
     engine::{
         front_door::{Admission, Refusal},
+        provider::ProviderError,
         registry::ResolveError,
         task::{Status, now_ms},
     },
@@ -118,7 +119,12 @@ impl From<Refusal> for Error {
             Refusal::BadInput(bad) => Some(bad.field.clone()),
             _ => None,
         };
-        let rate_limited = matches!(refusal, Refusal::Limited(_));
+        // A client's own limit or the vendor's: both are rate limits to OpenAI's clients, not
+        // the exhausted quota (`insufficient_quota`) a 429 for a balance is.
+        let rate_limited = matches!(
+            refusal,
+            Refusal::Limited(_) | Refusal::Provider(ProviderError::RateLimited { .. })
+        );
         match refusal_parts(refusal) {
             Ok((status, message)) => Self {
                 status,

@@ -391,7 +391,13 @@ impl Assets {
         let cutoff = now_ms() - self.orphan_grace.as_millis() as i64;
         let stored = match &self.backend {
             Backend::Folder => files_before(&self.dir, cutoff, is_stored_name).await?,
-            Backend::Bucket(bucket) => bucket.stored_before(cutoff).await?,
+            // A bucket may hold others' objects too: only the names easel gives are looked at.
+            Backend::Bucket(bucket) => bucket
+                .stored_before(cutoff)
+                .await?
+                .into_iter()
+                .filter(|name| is_stored_name(name))
+                .collect(),
         };
         let mut removed = 0;
         for id in stored {
@@ -429,7 +435,8 @@ impl Assets {
     }
 }
 
-/// A stored file in the folder: `asset_…`, no extension.
+/// A stored file (in the folder, or an object under the bucket's prefix): `asset_…`, no
+/// extension.
 fn is_stored_name(name: &str) -> bool {
     name.starts_with("asset_") && !name.contains('.')
 }

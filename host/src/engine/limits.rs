@@ -118,35 +118,44 @@ pub(crate) async fn enforce(
             let left = rpm - usage.in_last_minute;
             if left <= 0 {
                 let oldest = usage.oldest_in_last_minute.unwrap_or(now);
-                refused.get_or_insert(Limited {
-                    message: format!("Rate limit reached: {rpm} requests per minute{scope}."),
-                    // `now` was taken before the lock was, so the oldest may be newer.
-                    retry_after_secs: ceil_secs((oldest + MINUTE_MS - now).min(MINUTE_MS)),
-                });
+                refuse(
+                    &mut refused,
+                    Limited {
+                        message: format!("Rate limit reached: {rpm} requests per minute{scope}."),
+                        // `now` was taken before the lock was, so the oldest may be newer.
+                        retry_after_secs: ceil_secs((oldest + MINUTE_MS - now).min(MINUTE_MS)),
+                    },
+                );
             }
             Remaining::keep_smallest(&mut remaining.requests, rpm, left - 1);
         }
         if let Some(most) = limit.concurrent_tasks {
             let left = most - usage.live;
             if left <= 0 {
-                refused.get_or_insert(Limited {
-                    message: format!("Concurrency limit reached: {most} tasks at once{scope}."),
-                    retry_after_secs: 1,
-                });
+                refuse(
+                    &mut refused,
+                    Limited {
+                        message: format!("Concurrency limit reached: {most} tasks at once{scope}."),
+                        retry_after_secs: 1,
+                    },
+                );
             }
             Remaining::keep_smallest(&mut remaining.tasks, most, left - 1);
         }
         if let (Some(budget), Some((_, period_end))) = (limit.budget_micros, period) {
             let left = budget - usage.spent_micros;
             if new.price_micros > 0 && new.price_micros > left {
-                refused.get_or_insert(Limited {
-                    message: format!(
-                        "Budget reached: {} credits per {}{scope}.",
-                        to_credits(budget),
-                        limit.budget_period.as_deref().unwrap_or("day"),
-                    ),
-                    retry_after_secs: ceil_secs(period_end - now),
-                });
+                refuse(
+                    &mut refused,
+                    Limited {
+                        message: format!(
+                            "Budget reached: {} credits per {}{scope}.",
+                            to_credits(budget),
+                            limit.budget_period.as_deref().unwrap_or("day"),
+                        ),
+                        retry_after_secs: ceil_secs(period_end - now),
+                    },
+                );
             }
             Remaining::keep_smallest(&mut remaining.credits, budget, left - new.price_micros);
         }
@@ -165,6 +174,17 @@ pub(crate) async fn enforce(
     remaining.retry_after_secs = refused.as_ref().map(|refusal| refusal.retry_after_secs);
     let _ = REPORT.try_with(|report| report.set(Some(remaining)));
     Ok(refused.map_or(Ok(()), Err))
+}
+
+/// Keeps, of the limits that refuse a request, the one that lasts longest: retrying after a
+/// shorter one would only be refused again by the longer.
+fn refuse(refused: &mut Option<Limited>, limited: Limited) {
+    if refused
+        .as_ref()
+        .is_none_or(|kept| limited.retry_after_secs > kept.retry_after_secs)
+    {
+        *refused = Some(limited);
+    }
 }
 
 /// " for model m" for a per-model row, nothing for a client-wide one.
@@ -221,5 +241,22 @@ mod tests {
         // 2026-12-01 to 2027-01-01: 31 days.
         assert_eq!(start, 1_796_342_400_000 - 3 * 86_400_000);
         assert_eq!(end - start, 31 * 86_400_000);
+    }
+
+    #[test]
+    fn the_longest_refusal_is_the_one_told() {
+        let limited = |message: &str, retry_after_secs| Limited {
+            message: message.into(),
+            retry_after_secs,
+        };
+        let mut refused = None;
+        refuse(&mut refused, limited("rate", 60));
+        refuse(&mut refused, limited("budget", 9_600));
+        refuse(&mut refused, limited("tasks", 1));
+        let told = refused.unwrap();
+        assert_eq!(
+            (told.message.as_str(), told.retry_after_secs),
+            ("budget", 9_600)
+        );
     }
 }

@@ -98,14 +98,17 @@ pub(crate) struct NetPolicy {
     pub(crate) pool: Pool,
 }
 
-/// Whether `pattern` is a host name, a `*.domain` wildcard, or `*`.
+/// Whether `pattern` is a host name or an IP address (no port, no brackets: [`host_matches`]
+/// compares the bare host), a `*.domain` wildcard, or `*`.
 pub(crate) fn valid_pattern(pattern: &str) -> bool {
+    if pattern == "*" || pattern.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
     let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-    pattern == "*"
-        || (!name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
 }
 
 /// Whether `host` matches `pattern` (case-insensitive; `*.x.com` matches `a.x.com` and
@@ -501,4 +504,27 @@ async fn drain(mut rest: hyper::body::Incoming) -> bool {
     tokio::time::timeout(DRAIN_WAIT, to_end)
         .await
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_pattern;
+
+    #[test]
+    fn allowed_hosts_are_bare_names_addresses_or_wildcards() {
+        for good in [
+            "api.example.com",
+            "*.example.com",
+            "*",
+            "127.0.0.1",
+            "::1",
+            "a-b.c",
+        ] {
+            assert!(valid_pattern(good), "{good}");
+        }
+        // A port or brackets would never match the bare host a request is checked by.
+        for bad in ["api.example.com:8443", "[::1]", "", "*.", "a b", "a/b"] {
+            assert!(!valid_pattern(bad), "{bad}");
+        }
+    }
 }

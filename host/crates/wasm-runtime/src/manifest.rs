@@ -87,7 +87,8 @@ impl PluginManifest {
         for h in &self.allowed_hosts {
             anyhow::ensure!(
                 crate::gate::valid_pattern(h),
-                "allowed host {h:?} is not a host name or a `*.domain` wildcard"
+                "allowed host {h:?} is not a host name, an IP address or a `*.domain` wildcard \
+                 (without a port or brackets)"
             );
         }
         for s in &self.secrets {
