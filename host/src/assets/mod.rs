@@ -287,23 +287,26 @@ impl Assets {
     }
 
     /// A page of the client's assets, newest first (see
-    /// [`whole_milliseconds`](crate::store::whole_milliseconds)).
+    /// [`page_of_whole_milliseconds`](crate::store::page_of_whole_milliseconds)).
     pub async fn list(
         &self,
         client_id: &str,
         limit: i64,
         before: Option<i64>,
     ) -> anyhow::Result<Vec<Asset>> {
-        let rows = sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM assets WHERE client_id = $1 AND created_at < $2 ORDER BY created_at DESC, id DESC LIMIT $3"
-        ))
-        .bind(client_id)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit + 1)
-        .fetch_all(&self.store.reader)
-        .await?;
+        );
+        let fetch = |asked: i64| {
+            let query = sqlx::query_as(&sql)
+                .bind(client_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(asked);
+            async move { Ok(query.fetch_all(&self.store.reader).await?) }
+        };
         let (page, _) =
-            crate::store::whole_milliseconds(rows, limit as usize, |a: &Asset| a.created_at);
+            crate::store::page_of_whole_milliseconds(limit, |a: &Asset| a.created_at, fetch)
+                .await?;
         Ok(page)
     }
 

@@ -341,7 +341,7 @@ impl Engine {
     }
 
     /// A page of the client's tasks, newest first, and whether more remain (see
-    /// [`whole_milliseconds`](crate::store::whole_milliseconds)).
+    /// [`page_of_whole_milliseconds`](crate::store::page_of_whole_milliseconds)).
     pub async fn list(
         &self,
         client_id: &str,

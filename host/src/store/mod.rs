@@ -38,7 +38,7 @@ pub mod limits;
 
 pub mod workers;
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{future::Future, str::FromStr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
@@ -311,26 +311,58 @@ pub fn redact(url: &str) -> String {
     parsed.to_string()
 }
 
-/// Cuts rows read newest first with one row more than a page (`LIMIT limit + 1`) to a page of
-/// at most `limit` rows that never splits a millisecond, so that paging on with `before` set
-/// to the last row's creation time skips nothing. Returns the page and whether rows remain.
-/// (A page whose rows all share one millisecond is kept whole; it cannot be cut.)
-pub fn whole_milliseconds<T>(
+/// A page of at most `limit` rows, newest first, that never splits a millisecond, so that
+/// paging on with `before` set to the last row's creation time skips nothing; and whether
+/// rows remain. `fetch(n)` reads the first `n` rows in that order. A millisecond that holds
+/// more than a page (a burst of submits) is returned whole, however long: cut, its rest
+/// would be skipped by the next page.
+pub async fn page_of_whole_milliseconds<T, Fetched>(
+    limit: i64,
+    created_at: impl Fn(&T) -> i64,
+    mut fetch: impl FnMut(i64) -> Fetched,
+) -> anyhow::Result<(Vec<T>, bool)>
+where
+    Fetched: Future<Output = anyhow::Result<Vec<T>>>,
+{
+    let mut asked = limit + 1;
+    loop {
+        let rows = fetch(asked).await?;
+        if let Some(page) = whole_milliseconds(rows, limit as usize, asked as usize, &created_at) {
+            return Ok(page);
+        }
+        asked = asked.saturating_mul(2);
+    }
+}
+
+/// [`page_of_whole_milliseconds`] on the `asked` rows read; `None` when they all share one
+/// millisecond and more may follow it.
+fn whole_milliseconds<T>(
     mut rows: Vec<T>,
     limit: usize,
+    asked: usize,
     created_at: impl Fn(&T) -> i64,
-) -> (Vec<T>, bool) {
+) -> Option<(Vec<T>, bool)> {
     if rows.len() <= limit {
-        return (rows, false);
+        return Some((rows, false));
     }
     let boundary = created_at(&rows[limit]);
     // Newest first, so the rows sharing the next row's millisecond end the page.
-    let keep = rows[..limit]
+    if let Some(last_other) = rows[..limit]
         .iter()
         .rposition(|row| created_at(row) != boundary)
-        .map_or(limit, |last_other| last_other + 1);
-    rows.truncate(keep);
-    (rows, true)
+    {
+        rows.truncate(last_other + 1);
+        return Some((rows, true));
+    }
+    // The first millisecond holds more than a page: all of it, once its end was read.
+    match rows.iter().position(|row| created_at(row) != boundary) {
+        Some(end) => {
+            rows.truncate(end);
+            Some((rows, true))
+        }
+        None if rows.len() < asked => Some((rows, false)),
+        None => None,
+    }
 }
 
 #[cfg(test)]
@@ -344,7 +376,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, redact, whole_milliseconds};
+    use super::{
+        CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, page_of_whole_milliseconds, redact,
+        whole_milliseconds,
+    };
 
     #[test]
     fn database_passwords_never_reach_the_logs() {
@@ -436,26 +471,50 @@ mod tests {
 
     #[test]
     fn pages_never_split_a_millisecond() {
-        // Creation times, newest first; pages of 3.
+        // Creation times, newest first; pages of 3, four rows read.
+        let page = |rows: Vec<i64>| whole_milliseconds(rows, 3, 4, |t| *t);
+        assert_eq!(page(vec![9, 8, 7, 6]), Some((vec![9, 8, 7], true)));
+        assert_eq!(page(vec![9, 8, 7, 7]), Some((vec![9, 8], true)));
+        assert_eq!(page(vec![9, 7, 7, 7]), Some((vec![9], true)));
+        assert_eq!(page(vec![9, 8, 7]), Some((vec![9, 8, 7], false)));
+        // A millisecond of more than a page is read to its end, then returned whole.
+        assert_eq!(page(vec![7, 7, 7, 7]), None);
         assert_eq!(
-            whole_milliseconds(vec![9, 8, 7, 6], 3, |t| *t),
-            (vec![9, 8, 7], true)
+            whole_milliseconds(vec![7, 7, 7, 7, 7, 6], 3, 8, |t| *t),
+            Some((vec![7, 7, 7, 7, 7], true))
         );
         assert_eq!(
-            whole_milliseconds(vec![9, 8, 7, 7], 3, |t| *t),
-            (vec![9, 8], true)
+            whole_milliseconds(vec![7, 7, 7, 7, 7], 3, 8, |t| *t),
+            Some((vec![7, 7, 7, 7, 7], false))
         );
-        assert_eq!(
-            whole_milliseconds(vec![9, 7, 7, 7], 3, |t| *t),
-            (vec![9], true)
-        );
-        assert_eq!(
-            whole_milliseconds(vec![7, 7, 7, 7], 3, |t| *t),
-            (vec![7, 7, 7], true)
-        );
-        assert_eq!(
-            whole_milliseconds(vec![9, 8, 7], 3, |t| *t),
-            (vec![9, 8, 7], false)
-        );
+    }
+
+    #[tokio::test]
+    async fn a_burst_within_one_millisecond_is_paged_whole() {
+        let rows: Vec<i64> = [vec![9], vec![7; 10], vec![5, 4]].concat();
+        let mut before = i64::MAX;
+        let mut seen = Vec::new();
+        loop {
+            let (page, more) = page_of_whole_milliseconds(
+                3,
+                |t: &i64| *t,
+                |n| {
+                    let rows = rows
+                        .iter()
+                        .copied()
+                        .filter(|t| *t < before)
+                        .take(n as usize);
+                    std::future::ready(Ok(rows.collect::<Vec<_>>()))
+                },
+            )
+            .await
+            .unwrap();
+            seen.extend(page.iter().copied());
+            if !more {
+                break;
+            }
+            before = *page.last().unwrap();
+        }
+        assert_eq!(seen, rows, "nothing skipped, nothing twice");
     }
 }

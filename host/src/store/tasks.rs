@@ -32,7 +32,7 @@ use crate::{
         limits::{self, Usage},
         task::{Phase, Status, Task, new_id},
     },
-    store::{Backend, Store, inline, whole_milliseconds},
+    store::{Backend, Store, inline, page_of_whole_milliseconds},
 };
 
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
@@ -1141,7 +1141,8 @@ pub async fn get(store: &Store, client_id: &str, id: &str) -> anyhow::Result<Opt
     .await?)
 }
 
-/// A page of tasks, newest first, and whether more remain (see [`whole_milliseconds`]):
+/// A page of tasks, newest first, and whether more remain (see
+/// [`page_of_whole_milliseconds`]):
 /// the `owner`'s only when one is given (every client API gives one; the operator's routes
 /// may not).
 pub async fn list(
@@ -1170,31 +1171,27 @@ pub async fn list(
         }
     }
     sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${next}"));
-    let mut query = sqlx::query_as(&sql).bind(filter.before.unwrap_or(i64::MAX));
-    if let Some(owner) = owner {
-        query = query.bind(owner);
-    }
-    if let Some(status) = filter.status {
-        query = query.bind(status);
-    }
-    if let Some(capability) = &filter.capability {
-        query = query.bind(capability.clone());
-    }
-    if let Some(api) = filter.api {
-        query = query.bind(api);
-    }
-    for column in [provider, model].into_iter().flatten() {
-        query = query.bind(column);
-    }
-    let rows = query
-        .bind(filter.limit + 1)
-        .fetch_all(&store.reader)
-        .await?;
-    Ok(whole_milliseconds(
-        rows,
-        filter.limit as usize,
-        |task: &Task| task.created_at,
-    ))
+    let fetch = |asked: i64| {
+        let mut query = sqlx::query_as(&sql).bind(filter.before.unwrap_or(i64::MAX));
+        if let Some(owner) = owner {
+            query = query.bind(owner);
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status);
+        }
+        if let Some(capability) = &filter.capability {
+            query = query.bind(capability.clone());
+        }
+        if let Some(api) = filter.api {
+            query = query.bind(api);
+        }
+        for column in [provider, model].into_iter().flatten() {
+            query = query.bind(column);
+        }
+        let query = query.bind(asked);
+        async move { Ok(query.fetch_all(&store.reader).await?) }
+    };
+    page_of_whole_milliseconds(filter.limit, |task: &Task| task.created_at, fetch).await
 }
 
 /// A task's webhook deliveries, oldest first.
