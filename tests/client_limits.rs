@@ -382,3 +382,37 @@ async fn limits_on_one_sqlite_host() {
     let (status, _) = send(host.http.get(host.url("/api/v1/limits"))).await;
     assert_eq!(status, 401, "a client key is needed");
 }
+
+/// A request its limits let through but its balance refuses took nothing: the rate-limit
+/// headers of that 429 say what is still left, the same each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_for_the_balance_counts_against_no_limit() {
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml(&charging(&[("offline/image", 2.0)])),
+    )
+    .await;
+    let limits = json!({"requests_per_minute": 5, "budget": 10, "budget_period": "day"});
+    let (status, set) = set_limits(&host, "partner-b", limits).await;
+    assert_eq!(status, 200, "{set}");
+    for _ in 0..2 {
+        let refused = host
+            .as_key(Method::POST, "/api/v1/jobs", "key-b")
+            .json(&image("no credits"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 429);
+        assert_eq!(
+            header(&refused, "x-ratelimit-remaining-requests").as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            header(&refused, "x-ratelimit-remaining-credits").as_deref(),
+            Some("10")
+        );
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "Insufficient balance", "{body}");
+    }
+}

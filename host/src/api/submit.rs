@@ -34,18 +34,13 @@ pub fn refusal_parts(refusal: Refusal) -> Result<(StatusCode, String), anyhow::E
 
 /// What a client is told of a provider's error in the answer to its request. Its own failure
 /// (a plugin trap, a host fault) is logged, never shown: that text is the host's internals,
-/// nothing the client can act on; nor is the vendor's text on the operator's credentials.
-/// (A task's recorded error keeps a plugin's fault for the operator reading it:
-/// [`ProviderError::for_task`].)
+/// nothing the client can act on. (A task's recorded error keeps a plugin's fault, for the
+/// operator reading it: [`Outcome::failed_by`](crate::engine::lifecycle::Outcome::failed_by).)
 pub fn provider_message(error: &ProviderError) -> String {
     match error {
         ProviderError::Internal(_) | ProviderError::Cancelled => {
             tracing::error!(%error, "provider failed while answering a client");
             "The provider failed to handle this request.".into()
-        }
-        ProviderError::Unauthorized(_) => {
-            tracing::error!(%error, "the vendor refused the provider's credentials");
-            error.for_task()
         }
         other => other.to_string(),
     }

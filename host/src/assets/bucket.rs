@@ -12,9 +12,9 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
-    aws::AmazonS3Builder, buffered::BufWriter, path::Path,
+    WriteMultipart, aws::AmazonS3Builder, path::Path,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::config::AssetSettings;
 
@@ -89,15 +89,30 @@ impl Bucket {
         self.prefix.child(id)
     }
 
-    /// Uploads the file at `from` as object `id`: one PUT when small, else a multipart upload
-    /// of [`PART_BYTES`] parts, aborted if anything fails.
+    /// Uploads the file at `from` as object `id`: one PUT when it fits one part, else a
+    /// multipart upload of [`PART_BYTES`] parts, aborted if any part fails.
     pub async fn upload(&self, id: &str, from: &std::path::Path) -> anyhow::Result<()> {
-        let mut file = tokio::fs::File::open(from).await?;
-        let mut writer = BufWriter::with_capacity(self.store.clone(), self.key(id), PART_BYTES)
-            .with_max_concurrency(PARTS_IN_FLIGHT);
         let failed =
             |error: anyhow::Error| error.context(format!("uploading {id} to bucket {}", self.name));
-        let copied = async {
+        let mut file = tokio::fs::File::open(from).await?;
+        if file.metadata().await?.len() <= PART_BYTES as u64 {
+            let mut whole = Vec::new();
+            file.read_to_end(&mut whole).await?;
+            let put = self
+                .store
+                .put(&self.key(id), Bytes::from(whole).into())
+                .await;
+            return put.map(|_| ()).map_err(|e| failed(e.into()));
+        }
+        let upload = self
+            .store
+            .put_multipart(&self.key(id))
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        // Every part sent and answered before the upload is completed: a part that failed
+        // is then still ours to abort (completing would only report it, leaving the rest).
+        let sent = async {
             loop {
                 let mut chunk = BytesMut::with_capacity(READ_BYTES);
                 while chunk.len() < READ_BYTES {
@@ -106,21 +121,28 @@ impl Bucket {
                     }
                 }
                 if chunk.is_empty() {
-                    return anyhow::Ok(());
+                    break;
                 }
-                writer.put(chunk.freeze()).await?;
+                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                writer.put(chunk.freeze());
             }
+            writer.wait_for_capacity(0).await?;
+            anyhow::Ok(())
         }
         .await;
-        if let Err(error) = copied {
+        if let Err(error) = sent {
             if let Err(abort) = writer.abort().await {
                 tracing::warn!(object = id, error = %abort, "aborting a failed upload failed");
             }
             return Err(failed(error));
         }
-        // Completes the multipart upload (or sends the one PUT); a failure here leaves no
-        // object, at most uploaded parts for the bucket's lifecycle rule.
-        writer.shutdown().await.map_err(|e| failed(e.into()))
+        // Sends the last part and completes the upload; a failure here leaves no object, at
+        // most uploaded parts for the bucket's lifecycle rule.
+        writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed(e.into()))
     }
 
     /// The whole object.

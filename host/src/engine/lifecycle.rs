@@ -47,11 +47,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A task its provider's `error` ended: logged whole, recorded as
-    /// [`ProviderError::for_task`](crate::engine::provider::ProviderError::for_task) words it.
+    /// A task its provider's `error` ended, logged and recorded as the error reads (a
+    /// withheld secret, a plugin's fault: what the operator reading the task needs).
     pub fn failed_by(task: &str, error: &crate::engine::provider::ProviderError) -> Outcome {
         tracing::warn!(task, %error, "the provider failed the task");
-        Outcome::Failed(error.for_task())
+        Outcome::Failed(error.to_string())
     }
 
     /// The stored form of this outcome.

@@ -176,6 +176,26 @@ pub(crate) async fn enforce(
     Ok(refused.map_or(Ok(()), Err))
 }
 
+/// A request the limits let through but its balance then refused took nothing after all:
+/// the report gives back what [`enforce`] counted it as taking.
+pub fn untaken(new: &NewTask) {
+    let _ = REPORT.try_with(|report| {
+        let Some(mut remaining) = report.get() else {
+            return;
+        };
+        for (slot, amount) in [
+            (&mut remaining.requests, 1),
+            (&mut remaining.tasks, 1),
+            (&mut remaining.credits, new.price_micros),
+        ] {
+            if let Some((limit, left)) = slot {
+                *left = (*left + amount).min(*limit);
+            }
+        }
+        report.set(Some(remaining));
+    });
+}
+
 /// Keeps, of the limits that refuse a request, the one that lasts longest: retrying after a
 /// shorter one would only be refused again by the longer.
 fn refuse(refused: &mut Option<Limited>, limited: Limited) {

@@ -195,6 +195,7 @@ async fn insert_on(
         && let Err(short) =
             credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await?
     {
+        limits::untaken(new);
         return Ok(Err(short.into()));
     }
     let task = insert_row(&mut *tx, id, new, now, start).await?;
@@ -248,8 +249,12 @@ pub async fn insert_once(
     if !new.limits.is_empty() {
         limits::enforce(&mut tx, store.backend, new, now).await??;
     }
-    if new.price_micros > 0 {
-        credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await??;
+    if new.price_micros > 0
+        && let Err(short) =
+            credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await?
+    {
+        limits::untaken(new);
+        return Err(short.into());
     }
     let task = insert_row(&mut *tx, id, new, now, Start::Queued).await?;
     tx.commit().await.map_err(anyhow::Error::from)?;

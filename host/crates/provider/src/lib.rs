@@ -165,19 +165,6 @@ pub enum ProviderError {
     Cancelled,
 }
 
-impl ProviderError {
-    /// What a task this error ended records for its client: the error as it reads, except the
-    /// vendor's own words on the operator's credentials, which may quote part of the key.
-    pub fn for_task(&self) -> String {
-        match self {
-            ProviderError::Unauthorized(_) => {
-                "unauthorized: the vendor refused this provider's credentials".into()
-            }
-            other => other.to_string(),
-        }
-    }
-}
-
 /// Everything the engine lends a provider for one call.
 #[derive(Clone)]
 pub struct CallContext {
