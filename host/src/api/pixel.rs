@@ -188,13 +188,13 @@ async fn models(State(state): State<AppState>, _: Caller<Pixel>) -> Result<Respo
 fn seed_durations(listed: &Value) -> Value {
     let seconds: Vec<u64> = match listed {
         Value::Array(list) => list.iter().filter_map(Value::as_u64).collect(),
-        Value::Object(range) => match (range.get("min"), range.get("max")) {
-            (Some(min), Some(max)) => match (min.as_u64(), max.as_u64()) {
+        Value::Object(range) => {
+            let bound = |name: &str| range.get(name).and_then(Value::as_u64);
+            match (bound("min"), bound("max")) {
                 (Some(min), Some(max)) => (min..=max).collect(),
                 _ => return listed.clone(),
-            },
-            _ => return listed.clone(),
-        },
+            }
+        }
         _ => return listed.clone(),
     };
     let named: Map<String, Value> = seconds

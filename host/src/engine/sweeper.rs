@@ -1,4 +1,5 @@
-//! The sweeper: expires tasks that waited too long and recovers claims whose lease lapsed.
+//! The sweeper: expires tasks that waited too long, recovers claims whose lease lapsed, and
+//! fails the tasks left pending on a provider no host serves any more.
 //!
 //! Invariant (DESIGN.md, "Durable"): a task whose worker died mid-submit is re-queued only when
 //! its provider promises an idempotent submit and its client did not ask to cancel it (then it

@@ -258,25 +258,24 @@ impl PluginHost {
         self.status()
     }
 
+    /// Shows why the file at `path` could not be read; the next rescan tries it again.
+    fn unreadable(&self, path: &Path, error: &str) {
+        tracing::warn!(file = %path.display(), %error, "plugin file cannot be read");
+        let mut entries = self.inner.entries.lock().unwrap();
+        let entry = entries
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Entry::new(path));
+        entry.status.last_error = Some(format!("cannot read the file: {error}"));
+        entry.tried_hash = None;
+    }
+
     async fn load_one(&self, path: &Path) {
         let p = path.to_path_buf();
         let read = tokio::task::spawn_blocking(move || std::fs::read(&p)).await;
         let bytes = match read {
             Ok(Ok(bytes)) => bytes,
-            failed => {
-                let error = match failed {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => "the read was interrupted".to_string(),
-                };
-                tracing::warn!(file = %path.display(), %error, "plugin file cannot be read");
-                let mut entries = self.inner.entries.lock().unwrap();
-                let entry = entries
-                    .entry(path.to_path_buf())
-                    .or_insert_with(|| Entry::new(path));
-                entry.status.last_error = Some(format!("cannot read the file: {error}"));
-                entry.tried_hash = None;
-                return;
-            }
+            Ok(Err(error)) => return self.unreadable(path, &error.to_string()),
+            Err(_) => return self.unreadable(path, "the read was interrupted"),
         };
         let hash = hex::encode(Sha256::digest(&bytes));
         {
