@@ -359,20 +359,25 @@ async fn serve_object(
         }
     };
     let length = range.as_ref().map_or(size, |r| r.end() - r.start() + 1);
+    let unavailable = |error: anyhow::Error| {
+        tracing::warn!(asset = %asset.id, %error, "reading an asset from the bucket failed");
+        Error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The asset store is unavailable; try again shortly.".into(),
+        )
+    };
+    let assets = state.engine.assets();
+    // `HEAD` answers as `GET` would, a missing object included.
     let body = if head_only {
+        if !assets.exists(asset).await.map_err(unavailable)? {
+            return Err(Error::not_found("Asset file"));
+        }
         Body::empty()
     } else {
         let bytes = range.as_ref().map(|r| *r.start()..r.end() + 1);
-        match state.engine.assets().open(asset, bytes).await {
-            Ok(Some(stream)) => Body::from_stream(stream),
-            Ok(None) => return Err(Error::not_found("Asset file")),
-            Err(error) => {
-                tracing::warn!(asset = %asset.id, %error, "reading an asset from the bucket failed");
-                return Err(Error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The asset store is unavailable; try again shortly.".into(),
-                ));
-            }
+        match assets.open(asset, bytes).await.map_err(unavailable)? {
+            Some(stream) => Body::from_stream(stream),
+            None => return Err(Error::not_found("Asset file")),
         }
     };
     let mut response = Response::builder()

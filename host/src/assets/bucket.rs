@@ -11,8 +11,8 @@ use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
-    WriteMultipart, aws::AmazonS3Builder, path::Path,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt,
+    RetryConfig, WriteMultipart, aws::AmazonS3Builder, path::Path,
 };
 use tokio::io::AsyncReadExt;
 
@@ -161,17 +161,28 @@ impl Bucket {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        // The client retries a request it could not send; a GET the store did not answer is
+        let found = self.get(id, options).await?;
+        Ok(found.map(|found| found.into_stream().map_err(std::io::Error::other).boxed()))
+    }
+
+    /// Whether object `id` exists (a `HEAD`).
+    pub async fn exists(&self, id: &str) -> anyhow::Result<bool> {
+        let options = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        Ok(self.get(id, options).await?.is_some())
+    }
+
+    /// `GET` (or `HEAD`) of object `id`; `None` when there is no such object.
+    async fn get(&self, id: &str, options: GetOptions) -> anyhow::Result<Option<GetResult>> {
+        // The client retries a request it could not send; one the store did not answer is
         // retried here, for as long as an upload would be.
         let deadline = std::time::Instant::now() + self.retry_timeout;
         let mut pause = Duration::from_millis(100);
         loop {
             match self.store.get_opts(&self.key(id), options.clone()).await {
-                Ok(found) => {
-                    return Ok(Some(
-                        found.into_stream().map_err(std::io::Error::other).boxed(),
-                    ));
-                }
+                Ok(found) => return Ok(Some(found)),
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(error) if std::time::Instant::now() + pause >= deadline => {
                     return Err(error.into());

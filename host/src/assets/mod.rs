@@ -381,6 +381,14 @@ impl Assets {
         }
     }
 
+    /// Whether a file asset's stored file is there.
+    pub async fn exists(&self, asset: &Asset) -> anyhow::Result<bool> {
+        match &self.backend {
+            Backend::Folder => Ok(tokio::fs::try_exists(self.dir.join(&asset.id)).await?),
+            Backend::Bucket(bucket) => bucket.exists(&asset.id).await,
+        }
+    }
+
     async fn delete_stored(&self, id: &str) -> anyhow::Result<()> {
         match &self.backend {
             Backend::Folder => Ok(tokio::fs::remove_file(self.dir.join(id)).await?),
