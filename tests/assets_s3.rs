@@ -30,6 +30,15 @@ fn download(host: &Host, id: &str) -> reqwest::RequestBuilder {
     )
 }
 
+/// [`download`]'s `HEAD`.
+fn download_head(host: &Host, id: &str) -> reqwest::RequestBuilder {
+    host.as_key(
+        Method::HEAD,
+        &format!("/api/v1/assets/{id}/download"),
+        "key-a",
+    )
+}
+
 /// Files left in the host's receiving folder.
 fn received_files(host: &Host) -> Vec<String> {
     std::fs::read_dir(host.data_dir().join("assets"))
@@ -111,29 +120,13 @@ async fn uploads_stream_into_the_bucket_and_download_with_ranges() {
         .unwrap();
     assert_eq!(beyond.status(), 416);
 
-    let head = host
-        .as_key(
-            Method::HEAD,
-            &format!("/api/v1/assets/{small_id}/download"),
-            "key-a",
-        )
-        .send()
-        .await
-        .unwrap();
+    let head = download_head(&host, small_id).send().await.unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], "12");
 
     // An object removed behind easel's back is a 404, not an empty 200, to HEAD as to GET.
     std::fs::remove_file(s3.object_file(BUCKET, &format!("{PREFIX}/{small_id}"))).unwrap();
-    let head = host
-        .as_key(
-            Method::HEAD,
-            &format!("/api/v1/assets/{small_id}/download"),
-            "key-a",
-        )
-        .send()
-        .await
-        .unwrap();
+    let head = download_head(&host, small_id).send().await.unwrap();
     assert_eq!(head.status(), 404);
     assert_eq!(
         download(&host, small_id).send().await.unwrap().status(),

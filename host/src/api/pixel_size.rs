@@ -141,8 +141,10 @@ pub fn seed_resolutions(listed: &Value) -> Value {
                 .iter()
                 .filter_map(|text| {
                     let (w, h) = level.size(parse_ratio(text)?);
-                    let side = |v: f64| ((v / 8.0).round() * 8.0).max(8.0) as u64;
-                    Some((text.to_string(), format!("{}*{}", side(w), side(h)).into()))
+                    // On the step a model without a schema's `multipleOf` is asked in.
+                    let side = Side::of(&Value::Null);
+                    let size = format!("{}*{}", side.round(w), side.round(h));
+                    Some((text.to_string(), size.into()))
                 })
                 .collect();
             table.insert(entry.to_string(), row.into());

@@ -66,6 +66,21 @@ impl Remaining {
             *slot = Some((limit, left));
         }
     }
+
+    /// Adds `requests`, `tasks` and `micros` back to what is left (a request that took
+    /// nothing after all gives back what it was counted as taking); no slot shows less than
+    /// nothing or more than its limit.
+    fn add_back(&mut self, requests: i64, tasks: i64, micros: i64) {
+        for (slot, amount) in [
+            (&mut self.requests, requests),
+            (&mut self.tasks, tasks),
+            (&mut self.credits, micros),
+        ] {
+            if let Some((limit, left)) = slot {
+                *left = (*left + amount).min(*limit).max(0);
+            }
+        }
+    }
 }
 
 /// A request refused by a limit; the message names the limit.
@@ -162,15 +177,7 @@ pub(crate) async fn enforce(
     }
     // A refused request took nothing: what was left before it is still left.
     let took = |amount: i64| if refused.is_some() { amount } else { 0 };
-    for (slot, amount) in [
-        (&mut remaining.requests, took(1)),
-        (&mut remaining.tasks, took(1)),
-        (&mut remaining.credits, took(new.price_micros)),
-    ] {
-        if let Some((_, left)) = slot {
-            *left = (*left + amount).max(0);
-        }
-    }
+    remaining.add_back(took(1), took(1), took(new.price_micros));
     remaining.retry_after_secs = refused.as_ref().map(|refusal| refusal.retry_after_secs);
     let _ = REPORT.try_with(|report| report.set(Some(remaining)));
     Ok(refused.map_or(Ok(()), Err))
@@ -183,15 +190,7 @@ pub fn untaken(new: &NewTask) {
         let Some(mut remaining) = report.get() else {
             return;
         };
-        for (slot, amount) in [
-            (&mut remaining.requests, 1),
-            (&mut remaining.tasks, 1),
-            (&mut remaining.credits, new.price_micros),
-        ] {
-            if let Some((limit, left)) = slot {
-                *left = (*left + amount).min(*limit);
-            }
-        }
+        remaining.add_back(1, 1, new.price_micros);
         report.set(Some(remaining));
     });
 }
