@@ -473,13 +473,31 @@ impl Body for CappedBody {
 
 impl Drop for CappedBody {
     fn drop(&mut self) {
-        let (Some((policy, origin, conn)), Some(rest)) = (self.keep.take(), self.inner.take())
+        let (Some((policy, origin, conn)), Some(mut rest)) = (self.keep.take(), self.inner.take())
         else {
             return;
         };
+        // What is left is often only the body's end, already read off the socket (a guest
+        // stops at its protocol's end marker): the connection then goes back at once, without
+        // a task to wait for it and a runtime thread woken to run that task.
+        let mut read = 0;
+        let mut now = Context::from_waker(std::task::Waker::noop());
+        loop {
+            match Pin::new(&mut rest).poll_frame(&mut now) {
+                Poll::Ready(None) => return policy.pool.put(origin, conn),
+                Poll::Ready(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, Bytes::len);
+                    if read > DRAIN_BYTES {
+                        return;
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => return,
+                Poll::Pending => break,
+            }
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if drain(rest).await {
+                if drain(rest, read).await {
                     policy.pool.put(origin, conn);
                 }
             });
@@ -487,11 +505,10 @@ impl Drop for CappedBody {
     }
 }
 
-/// Reads what is left of a body the guest dropped; whether it ended within [`DRAIN_BYTES`]
-/// and [`DRAIN_WAIT`].
-async fn drain(mut rest: hyper::body::Incoming) -> bool {
+/// Reads what is left of a body the guest dropped, `read` bytes of it read already; whether
+/// it ended within [`DRAIN_BYTES`] and [`DRAIN_WAIT`].
+async fn drain(mut rest: hyper::body::Incoming, mut read: usize) -> bool {
     let to_end = async {
-        let mut read = 0;
         while let Some(frame) = rest.frame().await {
             let Ok(frame) = frame else { return false };
             read += frame.data_ref().map_or(0, Bytes::len);
