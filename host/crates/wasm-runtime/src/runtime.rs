@@ -87,6 +87,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// What a task says when its plugin reports the vendor refused the operator's credentials.
+const CREDENTIALS_REFUSED: &str = "the vendor refused the gateway's credentials, or none are set (the vendor's answer is in the gateway's log)";
+
 fn with_notes(e: ProviderError, notes: &[String]) -> ProviderError {
     if notes.is_empty() {
         return e;
@@ -426,12 +429,33 @@ impl Runtime {
                 &notes,
             )),
             Ok(Err(trap)) => Err(self.trap_error(trap, &notes)),
-            Ok(Ok(Err(e))) => Err(with_notes(e, &notes)),
+            Ok(Ok(Err(e))) => Err(self.plugin_error(&env.id, e, &notes)),
             Ok(Ok(Ok(r))) => Ok(r),
         }
     }
 
     pub(crate) fn note_error(&self, e: ProviderError, notes: &Notes) -> ProviderError {
         with_notes(e, &notes.take())
+    }
+
+    /// An error plugin `plugin` returned, as the host passes it on. An `Unauthorized`
+    /// message is the vendor's answer about the operator's credentials (OpenAI's names the
+    /// key's last characters), so it goes to the operator's log, and whoever reads the task
+    /// learns only that the credentials were refused or missing, and the host's own notes
+    /// (a withheld secret: which one and why).
+    pub(crate) fn plugin_error(
+        &self,
+        plugin: &str,
+        e: ProviderError,
+        notes: &[String],
+    ) -> ProviderError {
+        let e = match e {
+            ProviderError::Unauthorized(answer) => {
+                tracing::warn!(target: "easel::plugins", plugin, %answer, "the provider's credentials were refused");
+                ProviderError::Unauthorized(CREDENTIALS_REFUSED.into())
+            }
+            other => other,
+        };
+        with_notes(e, notes)
     }
 }
