@@ -86,6 +86,19 @@ async fn upload_list_get_and_ranged_download() {
         part.bytes().await.unwrap().to_vec(),
         png_bytes()[8..16].to_vec()
     );
+    // A range in a unit other than bytes is ignored (RFC 9110): the whole file.
+    let other_unit = host
+        .as_key(
+            Method::GET,
+            &format!("/api/v1/assets/{id}/download"),
+            "key-a",
+        )
+        .header("Range", "items=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_unit.status(), 200);
+    assert_eq!(other_unit.bytes().await.unwrap().to_vec(), png_bytes());
 
     // An uploaded asset feeds a job.
     let (status, created) = host

@@ -120,6 +120,15 @@ async fn uploads_stream_into_the_bucket_and_download_with_ranges() {
         .unwrap();
     assert_eq!(beyond.status(), 416);
 
+    // A range in a unit other than bytes is ignored (RFC 9110): the whole object.
+    let other_unit = download(&host, small_id)
+        .header("Range", "items=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_unit.status(), 200);
+    assert_eq!(other_unit.headers()["content-length"], "12");
+
     let head = download_head(&host, small_id).send().await.unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], "12");

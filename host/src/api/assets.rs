@@ -279,7 +279,8 @@ async fn download(
     serve_asset(&state, &asset, request, true).await
 }
 
-/// Sends a stored asset's bytes (honouring `Range`), or redirects to a registered URL;
+/// Sends a stored asset's bytes (honouring a `Range` of bytes; one in another unit is ignored,
+/// as RFC 9110 asks), or redirects to a registered URL;
 /// `attachment` asks browsers to save rather than show it. Every file goes out with
 /// `X-Content-Type-Options: nosniff`, and one a browser would render as a page (HTML, SVG,
 /// XML, scripts: anything not on `renders_safely`'s list) only as an
@@ -287,9 +288,16 @@ async fn download(
 pub async fn serve_asset(
     state: &AppState,
     asset: &Asset,
-    request: Request,
+    mut request: Request,
     attachment: bool,
 ) -> Result<Response, Error> {
+    if request
+        .headers()
+        .get(header::RANGE)
+        .is_some_and(|range| !in_bytes(range))
+    {
+        request.headers_mut().remove(header::RANGE);
+    }
     if let Some(url) = &asset.url {
         return Ok(Redirect::temporary(url).into_response());
     }
@@ -392,6 +400,14 @@ async fn serve_object(
         None => response.status(StatusCode::OK),
     };
     Ok(response.body(body).map_err(|e| anyhow::anyhow!(e))?)
+}
+
+/// Whether a `Range` header counts bytes, the one unit assets are served in.
+fn in_bytes(range: &HeaderValue) -> bool {
+    range
+        .as_bytes()
+        .get(..6)
+        .is_some_and(|unit| unit.eq_ignore_ascii_case(b"bytes="))
 }
 
 /// Types a browser shows without running anything: raster images, audio, video, plain text
