@@ -11,7 +11,9 @@
 //!   is answered, head and all, only after that many milliseconds, one holding `first:<ms>`
 //!   has its stream's head sent at once and its events that many milliseconds later, and one
 //!   holding `then:<ms>` sends the text and the finish at once and the rest (the usage and
-//!   `[DONE]`) that many milliseconds later;
+//!   `[DONE]`) that many milliseconds later, and one holding `end:<ms>` sends the whole stream
+//!   at once and ends its body (the last chunk of its chunked encoding) that many
+//!   milliseconds later;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
 
@@ -206,12 +208,12 @@ async fn chat(call: Call) -> Response {
         end.push_str(&chunk(json!([]), usage));
     }
     end.push_str("data: [DONE]\n\n");
-    let body = match (millis("first:"), millis("then:")) {
-        (Some(first), _) => axum::body::Body::from_stream(futures::stream::once(async move {
+    let body = match (millis("first:"), millis("then:"), millis("end:")) {
+        (Some(first), _, _) => axum::body::Body::from_stream(futures::stream::once(async move {
             tokio::time::sleep(first).await;
             Ok::<_, std::convert::Infallible>(events + &end)
         })),
-        (None, Some(then)) => axum::body::Body::from_stream(
+        (None, Some(then), _) => axum::body::Body::from_stream(
             futures::stream::iter([Ok::<_, std::convert::Infallible>(events)]).chain(
                 futures::stream::once(async move {
                     tokio::time::sleep(then).await;
@@ -219,7 +221,15 @@ async fn chat(call: Call) -> Response {
                 }),
             ),
         ),
-        (None, None) => (events + &end).into(),
+        (None, None, Some(later)) => axum::body::Body::from_stream(
+            futures::stream::iter([Ok::<_, std::convert::Infallible>(events + &end)]).chain(
+                futures::stream::once(async move {
+                    tokio::time::sleep(later).await;
+                    Ok(String::new())
+                }),
+            ),
+        ),
+        (None, None, None) => (events + &end).into(),
     };
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
