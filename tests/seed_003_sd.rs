@@ -201,6 +201,13 @@ async fn errors_follow_the_documented_codes() {
         ),
         (json!({"prompt": "x", "width": 500}), "width"),
         (json!({"prompt": "x", "seed": "abc"}), "seed"),
+        // A1111's separate text-encoder and UNet weights: refused, not left in the prompt.
+        (json!({"prompt": "x <lora:ink:0.5:0.3>"}), "prompt"),
+        // A misspelt weight is refused, not run at 1.0.
+        (
+            json!({"prompt": "x", "loras": [{"name": "ink", "scale": 0.2}]}),
+            "loras",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = generate(&host, &body).await;
@@ -211,6 +218,13 @@ async fn errors_follow_the_documented_codes() {
             "{answer}"
         );
     }
+    // -1, A1111's "random seed", is taken as no seed.
+    let (status, answer) = generate(
+        &host,
+        &json!({"prompt": "x", "seed": -1, "width": 64, "height": 64}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
     // The nine scheduler names and three formats are all accepted.
     for scheduler in [
         "DPMSolverMultistepScheduler",

@@ -199,7 +199,7 @@ pub struct GenerateRequest {
     pub strength: Option<f64>,
     /// One of the nine scheduler names.
     pub scheduler: Option<String>,
-    /// Same seed, same image.
+    /// Same seed, same image; none (or -1) draws one.
     pub seed: Option<i64>,
     /// `png` (default), `jpg` or `jpeg`.
     pub output_format: Option<String>,
@@ -210,8 +210,10 @@ pub struct GenerateRequest {
     pub loras: Option<Vec<LoraChoice>>,
 }
 
-/// One adapter of a request.
+/// One adapter of a request; any other key is refused (a misspelt `weight` would otherwise
+/// run the adapter at 1.0).
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoraChoice {
     /// The adapter's file stem.
     pub name: String,
@@ -278,15 +280,16 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
         guidance_scale: float("guidance_scale")?,
         strength: float("strength")?,
         scheduler: text("scheduler")?,
-        seed: integer("seed")?,
+        // -1 is A1111's "a random seed", which leaving it out means here.
+        seed: integer("seed")?.filter(|seed| *seed != -1),
         output_format: text("output_format")?,
         callback_url: text("callback_url")?,
         loras: present("loras")
             .map(|v| {
-                serde_json::from_value(v.clone()).map_err(|_| {
+                serde_json::from_value(v.clone()).map_err(|error| {
                     Error::Field(
                         "loras".into(),
-                        "value is not a valid list of {name, weight}".into(),
+                        format!("value is not a valid list of {{name, weight}}: {error}"),
                         "type_error.list",
                     )
                 })

@@ -1,8 +1,9 @@
 //! A1111's prompt syntax for adapters: `<lora:name>` or `<lora:name:weight>` anywhere in
 //! the prompt (`<lyco:…>` too), taken out before the prompt is tokenized.
 //!
-//! Invariants: the weight defaults to 1.0; a tag whose weight is not a number is refused
-//! rather than read as text; whitespace left where a tag was is collapsed (a prompt
+//! Invariants: the weight defaults to 1.0; a tag whose weight is not a number, or that gives
+//! more than one (A1111's separate text-encoder and UNet weights, `<lora:name:0.5:0.3>`), is
+//! refused rather than read as text; whitespace left where a tag was is collapsed (a prompt
 //! without tags comes back as it was).
 
 use std::sync::LazyLock;
@@ -10,7 +11,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 static TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"<(?:lora|lyco):([^:<>]+)(?::([^:<>]*))?>").expect("valid"));
+    LazyLock::new(|| Regex::new(r"<(?:lora|lyco):([^:<>]+)(?::([^<>]*))?>").expect("valid"));
 
 /// The prompt without its adapter tags, and each tag's `(name, weight)` in order.
 pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
@@ -19,6 +20,12 @@ pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
         let name = found[1].trim().to_string();
         let weight = match found.get(2).map(|w| w.as_str().trim()) {
             None | Some("") => 1.0,
+            Some(text) if text.contains(':') => {
+                return Err(format!(
+                    "<lora:{name}:{text}>: give one weight; separate text-encoder and UNet \
+                     weights are not supported"
+                ));
+            }
             Some(text) => text
                 .parse::<f64>()
                 .ok()
@@ -53,6 +60,8 @@ mod tests {
             ]
         );
         assert!(extract("<lora:ink:strong>").is_err());
+        assert!(extract("x <lora:ink:0.5:0.3>").is_err());
+        assert!(extract("x <lora:ink:te=0.5:unet=0.3>").is_err());
         assert_eq!(extract("plain").unwrap(), ("plain".to_string(), vec![]));
     }
 }
