@@ -201,6 +201,27 @@ fn plugin_new_scaffolds_a_crate_against_this_checkout_sdk() {
     );
     assert!(manifest.contains("easel-sdk"), "{manifest}");
     assert!(dest.join("src/lib.rs").exists());
+    // It says where the new plugin's key goes.
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        said.contains("EASEL_PLUGIN_ACME_IMAGES__ACME_IMAGES_API_KEY"),
+        "{said}"
+    );
+
+    // Without an SDK checkout it refuses, rather than naming one no registry has.
+    let missing = std::process::Command::new(easel_tests::easel_bin())
+        .args([
+            "plugin",
+            "new",
+            "acme-two",
+            "--sdk",
+            "/nonexistent/sdk",
+            "--dir",
+        ])
+        .arg(parent.path().join("two"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
 
     // A name that cannot be a provider id is refused before anything is written.
     let bad = std::process::Command::new(easel_tests::easel_bin())

@@ -46,7 +46,8 @@ enum PluginCommand {
         /// Folder to create (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Path of a local `easel-sdk` (default: this checkout's `sdk/`, when present).
+        /// Path of the `easel-sdk` checkout (an easel repository's `sdk/`; default: the one
+        /// this binary was built from, when it is still there).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -65,12 +66,22 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::New { name, dir, sdk } => {
             let dest = dir.unwrap_or_else(|| PathBuf::from(&name));
-            let checkout_sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-            let sdk = sdk.or_else(|| checkout_sdk.canonicalize().ok());
-            scaffold::scaffold(&name, &dest, sdk.as_deref())?;
+            let sdk = sdk.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"));
+            anyhow::ensure!(
+                sdk.join("Cargo.toml").is_file(),
+                "no easel-sdk at {}: pass --sdk PATH, the sdk/ folder of an easel checkout (the \
+                 SDK is not published to a registry)",
+                sdk.display()
+            );
+            let secret = scaffold::scaffold(&name, &dest, &sdk)?;
             println!(
-                "created {}; build it with: cargo build --release --target wasm32-wasip2",
-                dest.display()
+                "created {}; build it with: cargo build --release --target wasm32-wasip2\n\
+                 then copy target/wasm32-wasip2/release/{}.wasm into the plugins folder; its \
+                 vendor key reaches it as {} in easel's environment (README: Which secrets \
+                 a plugin sees)",
+                dest.display(),
+                name.replace('-', "_"),
+                easel_wasm::secrets::own_variable(&name, &secret),
             );
         }
         PluginCommand::Check { file } => {

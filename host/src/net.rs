@@ -27,7 +27,8 @@ pub struct Guard {
     /// Lets private targets through (tests only).
     pub allow_private: bool,
     /// Tests only, honoured with `allow_private`: requests for these hosts go to the given
-    /// address instead (the plugins' `[plugins] connect_to`, so their links reach the fakes).
+    /// address instead, in plain HTTP as the plugins' own requests do (the plugins'
+    /// `[plugins] connect_to`, so their links reach the fakes).
     pub connect_to: Arc<HashMap<String, SocketAddr>>,
 }
 
@@ -126,9 +127,13 @@ impl Guard {
         raw: &str,
         check: Option<HostCheck>,
     ) -> anyhow::Result<reqwest::Response> {
-        let url = self.check_url(raw).map_err(anyhow::Error::msg)?;
+        let mut url = self.check_url(raw).map_err(anyhow::Error::msg)?;
         if let Some(reason) = check.as_ref().and_then(|check| check(&host_of(&url))) {
             anyhow::bail!(reason);
+        }
+        if self.allow_private && self.connect_to.contains_key(&host_of(&url)) {
+            // A fake on loopback speaks no TLS (it is reached at the mapped address).
+            let _ = url.set_scheme("http");
         }
         Ok(self
             .checked_client(FETCH_TIMEOUT, check)

@@ -83,7 +83,15 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     }
     let plugins = match &config.plugins_dir {
         Some(dir) => Some(start_plugins(&config, dir, registry.clone()).await?),
-        None => None,
+        None => {
+            // The default folder is watched only when it exists at start: say so, or a
+            // plugin copied into a folder made later is ignored without a word.
+            tracing::info!(
+                folder = %config.data_dir.join("plugins").display(),
+                "no plugins folder: no plugins load (create this folder before starting, or set EASEL_PLUGINS_DIR)"
+            );
+            None
+        }
     };
     let auth = Arc::new(Auth::load(store.clone(), &config.api_keys).await?);
     let link_ttl = config.link_ttl_secs.map(Duration::from_secs);

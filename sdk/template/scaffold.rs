@@ -12,13 +12,13 @@ const LIB_RS: &str = include_str!("src/lib.rs.tmpl");
 const GITIGNORE: &str = include_str!("gitignore.tmpl");
 
 /// Creates the plugin crate `name` in the folder `dest` (created if missing; it must be
-/// empty if it exists). `sdk_path` points the crate at a local `easel-sdk` checkout
-/// (the repository's `sdk/` folder); without it the crate depends on `easel-sdk` from
-/// the registry.
+/// empty if it exists), its `easel-sdk` dependency the checkout at `sdk_path` (the
+/// repository's `sdk/` folder: the SDK is not published to a registry). Returns the name of
+/// the secret the new plugin reads (its vendor key).
 ///
 /// `name` is the provider id: lower-case ASCII letters, digits and `-`, starting with a
 /// letter, at most 64 characters.
-pub fn scaffold(name: &str, dest: &Path, sdk_path: Option<&Path>) -> io::Result<()> {
+pub fn scaffold(name: &str, dest: &Path, sdk_path: &Path) -> io::Result<String> {
     let invalid = |why: &str| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -57,13 +57,12 @@ pub fn scaffold(name: &str, dest: &Path, sdk_path: Option<&Path>) -> io::Result<
         })
         .collect();
     let secret = format!("{}_API_KEY", crate_name.to_ascii_uppercase());
-    let sdk_dependency = match sdk_path {
-        Some(path) => {
-            let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-            let text = path.to_string_lossy().replace('\\', "/");
-            format!("{{ path = \"{}\" }}", text.replace('"', "\\\""))
-        }
-        None => "\"0.1\"".to_string(),
+    let sdk_dependency = {
+        let path = sdk_path
+            .canonicalize()
+            .unwrap_or_else(|_| sdk_path.to_path_buf());
+        let text = path.to_string_lossy().replace('\\', "/");
+        format!("{{ path = \"{}\" }}", text.replace('"', "\\\""))
     };
     let fill = |template: &str| {
         template
@@ -78,5 +77,5 @@ pub fn scaffold(name: &str, dest: &Path, sdk_path: Option<&Path>) -> io::Result<
     std::fs::write(dest.join("Cargo.toml"), fill(CARGO_TOML))?;
     std::fs::write(dest.join("src").join("lib.rs"), fill(LIB_RS))?;
     std::fs::write(dest.join(".gitignore"), fill(GITIGNORE))?;
-    Ok(())
+    Ok(secret)
 }

@@ -9,7 +9,7 @@ fn scaffolds_a_crate_with_every_placeholder_filled() {
     let dir = std::env::temp_dir().join(format!("easel-scaffold-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    scaffold::scaffold("my-vendor2", &dir, Some(sdk)).unwrap();
+    scaffold::scaffold("my-vendor2", &dir, sdk).unwrap();
     let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
     assert!(cargo.contains("name = \"my-vendor2\""));
@@ -19,9 +19,9 @@ fn scaffolds_a_crate_with_every_placeholder_filled() {
     assert!(lib.contains("my_vendor2.wasm"));
     assert!(!cargo.contains("{{") && !lib.contains("{{"));
     // Not twice into the same folder; bad names refused.
-    assert!(scaffold::scaffold("my-vendor2", &dir, None).is_err());
+    assert!(scaffold::scaffold("my-vendor2", &dir, sdk).is_err());
     for bad in ["", "Caps", "9lives", "under_score", "trailing-", "sp ace"] {
-        assert!(scaffold::scaffold(bad, &dir.join("x"), None).is_err(), "{bad}");
+        assert!(scaffold::scaffold(bad, &dir.join("x"), sdk).is_err(), "{bad}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -160,7 +160,8 @@ impl Easel {
         if submitted.scenario == Scenario::AuthRejected {
             // The vendor's answer about the operator's key stays in the operator's log.
             assert!(
-                !error.contains(detail) && error.contains("refused the gateway's credentials"),
+                !error.contains(detail)
+                    && error.contains("credentials are missing or were refused"),
                 "{error:?} should say the credentials were refused, without the vendor's {detail:?}"
             );
         } else {

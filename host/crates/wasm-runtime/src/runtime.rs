@@ -87,8 +87,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// What a task says when its plugin reports the vendor refused the operator's credentials.
-const CREDENTIALS_REFUSED: &str = "the vendor refused the gateway's credentials, or none are set (the vendor's answer is in the gateway's log)";
+/// What a task says when its plugin reports `Unauthorized`: the vendor refused the operator's
+/// credentials, or the plugin found none to send (the host's notes then say which secret was
+/// withheld and why).
+const CREDENTIALS_REFUSED: &str = "the provider's credentials are missing or were refused \
+     (the plugin's own message is in the gateway's log)";
 
 fn with_notes(e: ProviderError, notes: &[String]) -> ProviderError {
     if notes.is_empty() {
@@ -451,7 +454,7 @@ impl Runtime {
     ) -> ProviderError {
         let e = match e {
             ProviderError::Unauthorized(answer) => {
-                tracing::warn!(target: "easel::plugins", plugin, %answer, "the provider's credentials were refused");
+                tracing::warn!(target: "easel::plugins", plugin, %answer, "the provider's credentials are missing or were refused");
                 ProviderError::Unauthorized(CREDENTIALS_REFUSED.into())
             }
             other => other,
