@@ -103,10 +103,11 @@ impl Shared {
         format!("{}/files/{name}", self.base.lock().unwrap())
     }
 
-    /// Makes result links name `host` (which easel routes here), as a vendor's own links
-    /// name its own hosts: easel fetches a plugin's links only from hosts the plugin allows.
+    /// Makes result links name `host` (which easel routes here), in https as a vendor's own
+    /// links name its own hosts: easel fetches a plugin's links only from hosts the plugin
+    /// allows, and one routed by `connect_to` in plain HTTP, as the plugin's requests.
     pub fn link_files_through(&self, host: &str) {
-        *self.base.lock().unwrap() = format!("http://{host}");
+        *self.base.lock().unwrap() = format!("https://{host}");
     }
 }
 
