@@ -239,6 +239,14 @@ fn f16_to_f32(bits: u16) -> f32 {
 
 /// An f32 safetensors file of `tensors`.
 fn write_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    write_f32_with(tensors, None)
+}
+
+/// [`write_f32`] with the safetensors header's `__metadata__`.
+fn write_f32_with(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Vec<u8> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -253,7 +261,41 @@ fn write_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
             (name.clone(), view)
         })
         .collect();
-    safetensors::serialize(views, &None).unwrap()
+    safetensors::serialize(views, &metadata).unwrap()
+}
+
+/// diffusers keeps a PEFT LoRA's `lora_alpha` in the file's metadata, not in `.alpha` tensors:
+/// the fixture's tensors with `lora_alpha` half of `r` (or rsLoRA's `lora_alpha / √r` a half)
+/// act as the plain file at weight 0.5, bit for bit; per-module patterns are refused.
+#[test]
+fn peft_metadata_scales_its_modules() {
+    let mut m = StableDiffusion::load(&fixtures().join("tiny-sd"), &Device::flex()).unwrap();
+    let refs = load_tensors("adapters/tiny-sd/reference.safetensors");
+    let tensors = read_f32("adapters/tiny-sd/peft.safetensors");
+    let plain = parse(&m, "peft", &write_f32(&tensors));
+    let (half, _) = m
+        .with_adapters(&[(plain, 0.5)], |m| outputs(m, &SD1, &refs))
+        .unwrap();
+    let with_configs = |configs: &serde_json::Value| {
+        let metadata = HashMap::from([("lora_adapter_metadata".to_string(), configs.to_string())]);
+        write_f32_with(&tensors, Some(metadata))
+    };
+    for configs in [
+        serde_json::json!({"unet.r": 2, "unet.lora_alpha": 1, "text_encoder.r": 2, "text_encoder.lora_alpha": 1}),
+        serde_json::json!({"unet.r": 4, "unet.lora_alpha": 1, "unet.use_rslora": true,
+                           "text_encoder.r": 4, "text_encoder.lora_alpha": 1, "text_encoder.use_rslora": true}),
+    ] {
+        let scaled = parse(&m, "peft-alpha", &with_configs(&configs));
+        let (got, _) = m
+            .with_adapters(&[(scaled, 1.0)], |m| outputs(m, &SD1, &refs))
+            .unwrap();
+        assert_eq!(got, half, "{configs}");
+    }
+    let patterned = serde_json::json!({"unet.r": 2, "unet.lora_alpha": 2, "unet.alpha_pattern": {"down_blocks.0": 4}});
+    let refused = Adapter::parse("patterned", &with_configs(&patterned), &m.adapter_target())
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("alpha_pattern"), "{refused}");
 }
 
 fn parse(m: &StableDiffusion, name: &str, bytes: &[u8]) -> Arc<Adapter> {

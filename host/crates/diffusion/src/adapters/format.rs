@@ -15,8 +15,9 @@
 //! Any of kohya's and LyCORIS's modules may be weight-decomposed (DoRA): a `.dora_scale`
 //! tensor holds its magnitudes (see `super::dora`).
 //!
-//! Scales follow each format: `alpha / rank` where `alpha` is stored, else 1; a LoKr module
-//! whose factors are both stored whole has no rank and scale 1.
+//! Scales follow each format: `alpha / rank` where `alpha` is stored, else 1 (a PEFT file's
+//! metadata may set it, see `super::peft`); a LoKr module whose factors are both stored whole
+//! has no rank and scale 1.
 //!
 //! Invariant: every tensor of the file lands in exactly one module or in the unmatched list.
 

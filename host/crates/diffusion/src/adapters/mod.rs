@@ -211,6 +211,10 @@ impl Adapter {
         if tensor_count == 0 {
             return Err(unreadable("no float tensors".into()));
         }
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| unreadable(format!("{e:?}")))?;
+        let peft_scales =
+            peft::Scales::from_metadata(header.metadata().as_ref()).map_err(unreadable)?;
         let grouped = format::group(tensors);
         let family = grouped
             .modules
@@ -224,7 +228,14 @@ impl Adapter {
         let mut patches = Vec::new();
         let mut formats = BTreeSet::new();
         let mut seen = BTreeSet::new();
-        for module in grouped.modules {
+        for mut module in grouped.modules {
+            // A PEFT module's scale comes from the file's configs where no `.alpha` holds it.
+            if module.kind == Kind::PeftLoRa
+                && !module.keys.iter().any(|k| k.ends_with(".alpha"))
+                && let Some(scale) = peft_scales.of(&module.name)
+            {
+                module.patch.scale = scale;
+            }
             let layer = if KohyaNames::is_kohya(&module.name) {
                 target.kohya.layer(&module.name).map(str::to_string)
             } else {
