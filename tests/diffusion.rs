@@ -107,4 +107,23 @@ async fn the_local_model_serves_seed_003() {
     let (_, edited_png) = bytes(&edited["result_url"]).await;
     assert_eq!(&edited_png[..8], b"\x89PNG\r\n\x1a\n");
     assert_ne!(edited_png, png);
+
+    // An init image the model cannot read, though named PNG (text, a GIF), is a 422 naming
+    // the field at once, not a task that fails later.
+    for not_png in ["aGVsbG8=", "R0lGODlhAQABAAAAACw="] {
+        let (status, answer) = send(
+            reqwest::Client::new()
+                .post(host.url("/api/v1/generate"))
+                .header("X-API-Key", "key-a")
+                .json(&json!({"prompt": "x", "init_image": format!("data:image/png;base64,{not_png}")})),
+        )
+        .await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(
+            answer["detail"][0]["loc"],
+            json!(["body", "init_image"]),
+            "{answer}"
+        );
+        assert!(answer.to_string().contains("not an image"), "{answer}");
+    }
 }

@@ -8,7 +8,10 @@
 //!   download path an upload answered with, given as a URL) must be one of the caller's; an
 //!   upload must not be empty. For a model whose provider decodes its
 //!   input images ([`ImageBounds`]), an image's dimensions are read from its header (never by
-//!   decoding it) and an image larger than the model's largest width or height is refused.
+//!   decoding it) and an image larger than the model's largest width or height is refused, as
+//!   is one whose header names no format the provider decodes (not an image, or a GIF named
+//!   PNG) when the whole file is at hand; of a bucket asset only the first bytes are read, so
+//!   such a header is left to the provider there.
 //!   Uploads wait under temporary names and become assets only after the whole request was
 //!   accepted ([`Checked::store_uploads`]); a refused request's uploads are removed.
 //! - At run time ([`load`]) assets and `data:` URLs become bytes for every provider; remote
@@ -163,18 +166,23 @@ impl ImageBounds {
         })
     }
 
-    /// Refuses an image whose header says it is larger; an image whose header cannot be read
-    /// is left to the provider.
+    /// Refuses an image whose header says it is larger, and one whose header cannot be read
+    /// when the reader holds the `whole` file (else it is left to the provider).
     fn check(
         &self,
         image: image::ImageReader<impl std::io::BufRead + std::io::Seek>,
+        whole: bool,
     ) -> Result<(), String> {
-        let Ok((width, height)) = image
+        let header = image
             .with_guessed_format()
-            .map_err(|_| ())
-            .and_then(|reader| reader.into_dimensions().map_err(|_| ()))
-        else {
-            return Ok(());
+            .map_err(image::ImageError::IoError)
+            .and_then(|reader| reader.into_dimensions());
+        let (width, height) = match header {
+            Ok(size) => size,
+            Err(error) if whole => {
+                return Err(format!("is not an image this model can read: {error}"));
+            }
+            Err(_) => return Ok(()),
         };
         if u64::from(width) > self.width || u64::from(height) > self.height {
             return Err(format!(
@@ -186,14 +194,14 @@ impl ImageBounds {
     }
 
     fn check_bytes(&self, bytes: &[u8]) -> Result<(), String> {
-        self.check(image::ImageReader::new(std::io::Cursor::new(bytes)))
+        self.check(image::ImageReader::new(std::io::Cursor::new(bytes)), true)
     }
 
     async fn check_file(&self, path: &std::path::Path) -> Result<(), String> {
         let (bounds, path) = (*self, path.to_path_buf());
         // Reading a header is a few small reads, but they block.
         tokio::task::spawn_blocking(move || match image::ImageReader::open(&path) {
-            Ok(reader) => bounds.check(reader),
+            Ok(reader) => bounds.check(reader, true),
             Err(_) => Ok(()),
         })
         .await
@@ -206,7 +214,7 @@ impl ImageBounds {
             // Dimensions are in an image's header: one not within the first bytes, or not
             // readable, is left to the provider, as a file's is.
             None => match assets.read_head(asset, HEADER_BYTES).await {
-                Ok(head) => self.check_bytes(&head),
+                Ok(head) => self.check(image::ImageReader::new(std::io::Cursor::new(&head)), false),
                 Err(_) => Ok(()),
             },
         }
