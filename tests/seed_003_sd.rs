@@ -55,6 +55,15 @@ async fn generate_and_wait(host: &Host, body: Value) -> Value {
     ] {
         assert!(done.get(field).is_some(), "flat task lacks {field}: {done}");
     }
+    // The seed's time format: ISO 8601 without an offset (`2024-01-01T12:00:00`), to the
+    // microsecond as Python writes it.
+    for field in ["created_at", "updated_at"] {
+        let at = done[field].as_str().unwrap();
+        assert!(
+            at.len() == 26 && at.as_bytes()[10] == b'T' && !at.ends_with('Z'),
+            "{field}: {at}"
+        );
+    }
     done
 }
 

@@ -36,7 +36,7 @@ use crate::{
         front_door::{Admission, Refusal},
         inputs::Input,
         registry::Resolved,
-        task::{Status, Task, rfc3339},
+        task::{Status, Task},
     },
 };
 
@@ -478,6 +478,19 @@ fn urls(links: &Links, task: &Task) -> Vec<String> {
         .collect()
 }
 
+/// A time as seed 003 shows it: ISO 8601 in UTC without an offset, Python's
+/// `datetime.isoformat()` of a naive time (`2024-01-01T12:00:00.250000`), which every Python
+/// `datetime.fromisoformat` reads (a trailing `Z` only from 3.11 on).
+fn iso_utc(ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
 /// A task in seed 003's flat shape.
 pub fn task_view(links: &Links, task: &Task) -> Value {
     let urls = urls(links, task);
@@ -493,8 +506,8 @@ pub fn task_view(links: &Links, task: &Task) -> Value {
         "result_urls": many,
         "error_message": task.error,
         "progress": task.progress,
-        "created_at": rfc3339(task.created_at),
-        "updated_at": rfc3339(task.updated_at),
+        "created_at": iso_utc(task.created_at),
+        "updated_at": iso_utc(task.updated_at),
     })
 }
 
