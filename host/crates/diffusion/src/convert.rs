@@ -392,6 +392,8 @@ impl SingleFile {
                 .transpose()?
                 .unwrap_or(32),
             upcast_attention: false,
+            // A single file says nothing of its training size (see `StableDiffusion::load`).
+            sample_size: None,
         };
         let v = "first_stage_model.";
         let vlevels = (0..)

@@ -146,6 +146,8 @@ pub struct StableDiffusion {
     kept: Option<(SetKey, Merged, Vec<AppliedAdapter>)>,
     merges: usize,
     device: Device,
+    /// The image side the model was trained at (see [`StableDiffusion::native_side`]).
+    native_side: usize,
 }
 
 /// The part of diffusers' `scheduler_config.json` easel reads: the prediction type, and the
@@ -274,6 +276,15 @@ impl StableDiffusion {
         } else {
             Family::Sd1
         };
+        // diffusers' default: the UNet's latent sample size times the VAE's downscale. A
+        // single file carries no UNet config; diffusers reads a v-prediction SD 2.x one as a
+        // 768-v model.
+        let downscale = 1 << vae_cfg.block_out_channels.len().saturating_sub(1);
+        let native_side = match unet_cfg.sample_size {
+            Some(latent) => latent * downscale,
+            None if family == Family::Sd2 && prediction == Prediction::V => 768,
+            None => 512,
+        };
         let adapters = AdapterTarget::new(
             weights.into_layers(),
             family,
@@ -291,7 +302,14 @@ impl StableDiffusion {
             kept: None,
             merges: 0,
             device: device.clone(),
+            native_side,
         })
+    }
+
+    /// The image side, in pixels, the model was trained at: the width and height a request
+    /// that names neither gets (512 for SD 1.x and SD 2.x base, 768 for SD 2.x 768-v).
+    pub fn native_side(&self) -> usize {
+        self.native_side
     }
 
     /// The model's layers, family and text width, which adapters are read against.

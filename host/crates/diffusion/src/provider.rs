@@ -41,6 +41,8 @@ pub struct LocalDiffusion {
     adapters: Option<AdapterLibrary>,
     key: String,
     device: String,
+    /// The model's own image side: the default width and height.
+    side: u64,
 }
 
 /// Defaults when a parameter is absent.
@@ -78,6 +80,7 @@ impl LocalDiffusion {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "sd".into());
         Ok(Self {
+            side: model.native_side() as u64,
             target: model.adapter_target(),
             model: Arc::new(Mutex::new(model)),
             adapters: None,
@@ -158,13 +161,13 @@ impl LocalDiffusion {
     }
 }
 
-fn params_schema() -> Value {
+fn params_schema(side: u64) -> Value {
     json!({
         "type": "object",
         "properties": {
             "negative_prompt": {"type": "string"},
-            "width": {"type": "integer", "minimum": 64, "maximum": MAX_SIDE, "multipleOf": 8, "default": 512},
-            "height": {"type": "integer", "minimum": 64, "maximum": MAX_SIDE, "multipleOf": 8, "default": 512},
+            "width": {"type": "integer", "minimum": 64, "maximum": MAX_SIDE, "multipleOf": 8, "default": side},
+            "height": {"type": "integer", "minimum": 64, "maximum": MAX_SIDE, "multipleOf": 8, "default": side},
             "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 500, "default": DEFAULT_STEPS},
             "guidance_scale": {"type": "number", "minimum": 0, "maximum": 50, "default": DEFAULT_GUIDANCE},
             "seed": {"type": "integer", "minimum": 0},
@@ -307,7 +310,7 @@ impl Provider for LocalDiffusion {
             name: format!("Stable Diffusion ({})", self.key),
             kind: "image".into(),
             capabilities: vec!["image.generate".into(), "image.edit".into()],
-            params_schema: params_schema(),
+            params_schema: params_schema(self.side),
             price_hint: None,
             extra,
         }]
@@ -376,8 +379,8 @@ impl Provider for LocalDiffusion {
         } else {
             (
                 None,
-                get_u64(p, "width", 512)? as usize,
-                get_u64(p, "height", 512)? as usize,
+                get_u64(p, "width", self.side)? as usize,
+                get_u64(p, "height", self.side)? as usize,
             )
         };
         let params = GenerateParams {

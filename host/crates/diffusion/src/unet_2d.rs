@@ -47,6 +47,9 @@ pub struct UNetConfig {
     /// Compute attention in f32 even when the model runs in f16 (SD 2.1).
     #[serde(default)]
     pub upcast_attention: bool,
+    /// The latent side the model was trained at (64 for 512-pixel models, 96 for 768-v).
+    #[serde(default)]
+    pub sample_size: Option<usize>,
 }
 
 fn four() -> usize {

@@ -42,6 +42,29 @@ fn images(s: Submission) -> Vec<(String, Vec<u8>)> {
     }
 }
 
+/// Width and height default to the side the model was trained at: the UNet's latent sample
+/// size times the VAE's downscale (the tiny fixture: 8 x 8 = 64 pixels; SD 1.x: 512).
+#[tokio::test]
+async fn the_default_size_is_the_models_own() {
+    let p = provider();
+    let schema = &p.models()[0].params_schema["properties"];
+    assert_eq!(
+        (&schema["width"]["default"], &schema["height"]["default"]),
+        (&json!(64), &json!(64))
+    );
+    let ctx = CallContext::detached("t-default-size");
+    let answer = p
+        .submit(
+            &request(&p, json!({"num_inference_steps": 1, "seed": 1})),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    let (_, png) = &images(answer)[0];
+    let img = image::load_from_memory(png).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 64));
+}
+
 #[tokio::test]
 async fn generates_seeded_png_batches() {
     let p = provider();
