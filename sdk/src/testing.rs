@@ -36,6 +36,7 @@
 //! This module exists only off wasm32; the component never carries it.
 
 use crate::error::{Error, Result};
+use crate::types::{Manifest, Output, Submission};
 use crate::host::Level;
 use crate::http::transport::{BodySource, RawResponse};
 use crate::http::{Method, Request};
@@ -52,6 +53,7 @@ thread_local! {
 struct State {
     pending: VecDeque<(Expect, Reply)>,
     seen: Vec<Request>,
+    within: Option<Manifest>,
 }
 
 /// What an expected request must look like.
@@ -218,6 +220,7 @@ impl Reply {
 pub struct Script {
     exchanges: Vec<(Expect, Reply)>,
     secrets: Vec<(String, String)>,
+    within: Option<Manifest>,
 }
 
 impl Script {
@@ -229,6 +232,13 @@ impl Script {
     /// Adds one expected request and its reply.
     pub fn exchange(mut self, expect: Expect, reply: Reply) -> Self {
         self.exchanges.push((expect, reply));
+        self
+    }
+
+    /// Also checks every request against `manifest`'s allowed hosts, as easel will: a request
+    /// to any other host panics, naming it.
+    pub fn within(mut self, manifest: &Manifest) -> Self {
+        self.within = Some(manifest.clone());
         self
     }
 
@@ -245,7 +255,8 @@ impl Script {
         }
         LOGS.with(|l| l.borrow_mut().clear());
         SCRIPT.with(|s| {
-            *s.borrow_mut() = Some(State { pending: self.exchanges.into(), seen: Vec::new() });
+            *s.borrow_mut() =
+                Some(State { pending: self.exchanges.into(), seen: Vec::new(), within: self.within });
         });
         ScriptGuard { secrets: self.secrets.into_iter().map(|(n, _)| n).collect() }
     }
@@ -325,6 +336,22 @@ pub(crate) fn native_secret(name: &str) -> Option<String> {
     SECRETS.with(|s| s.borrow().get(name).cloned())
 }
 
+/// Panics unless every output link `submission` returns is on a host `manifest` allows:
+/// easel copies a link only from an allowed host, and fails the task otherwise.
+pub fn assert_links_allowed(manifest: &Manifest, submission: &Submission) {
+    let Submission::Finished(done) = submission else { return };
+    for output in &done.outputs {
+        if let Output::Url { url, .. } = output {
+            assert!(
+                manifest.allows_url(url),
+                "output link {url}: its host is not in the manifest's allowed hosts ({}); easel \
+                 would refuse to copy it",
+                manifest.allowed_hosts.join(", ")
+            );
+        }
+    }
+}
+
 struct Chunks(VecDeque<Vec<u8>>);
 
 impl BodySource for Chunks {
@@ -347,6 +374,17 @@ pub(crate) fn scripted_send(req: &Request) -> Result<RawResponse> {
         };
         state.seen.push(req.clone());
         let index = state.seen.len();
+        if let Some(manifest) = &state.within
+            && !manifest.allows_url(req.url())
+        {
+            panic!(
+                "request #{index}: {} {}: its host is not in the manifest's allowed hosts ({}); \
+                 easel would refuse it",
+                req.method(),
+                req.url(),
+                manifest.allowed_hosts.join(", ")
+            );
+        }
         match state.pending.pop_front() {
             Some((expect, reply)) => (index, expect, reply),
             None => panic!("unexpected request #{index}: {} {} (the script has no more exchanges)", req.method(), req.url()),
@@ -362,6 +400,28 @@ mod tests {
     use super::*;
     use crate::http::Request;
     use serde_json::json;
+
+    #[test]
+    fn hosts_are_checked_as_easel_checks_them() {
+        let manifest = Manifest::new("acme", "1").allow_host("api.acme.example").allow_host("*.cdn.example");
+        for allowed in ["https://API.acme.example/v1", "http://api.acme.example:8080/", "https://eu.cdn.example/1.png"] {
+            assert!(manifest.allows_url(allowed), "{allowed}");
+        }
+        for refused in ["https://cdn.example/1.png", "https://acme.example/", "https://api.acme.example.evil/", "not a url"] {
+            assert!(!manifest.allows_url(refused), "{refused}");
+        }
+        let outside = std::panic::catch_unwind(|| {
+            let _guard = Script::new()
+                .within(&manifest)
+                .exchange(Expect::get("https://files.acme.example/1"), Reply::text(200, "x"))
+                .install();
+            let _ = Request::get("https://files.acme.example/1").send();
+        });
+        assert!(outside.is_err(), "a request to a host outside the manifest panics");
+        let link = Submission::finished(vec![Output::url("https://files.acme.example/1.png")]);
+        assert!(std::panic::catch_unwind(|| assert_links_allowed(&manifest, &link)).is_err());
+        assert_links_allowed(&manifest, &Submission::finished(vec![Output::url("https://eu.cdn.example/1.png")]));
+    }
 
     #[test]
     fn scripted_exchanges_are_checked_in_order() {

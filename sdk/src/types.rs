@@ -109,6 +109,27 @@ impl Manifest {
         self
     }
 
+    /// Whether easel lets this plugin reach `url`, with a request or an output link: its host
+    /// is an allowed host, a subdomain of a `*.domain` entry (never the domain itself), or
+    /// anything under `*`; case-insensitive, port ignored, as the host checks it.
+    pub fn allows_url(&self, url: &str) -> bool {
+        let Ok(parts) = crate::http::split_url(url) else { return false };
+        let authority = parts.authority.to_ascii_lowercase();
+        let host = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+            None => authority.rsplit_once(':').map_or(authority.as_str(), |(host, _)| host),
+        };
+        let host = host.trim_end_matches('.');
+        self.allowed_hosts.iter().any(|pattern| {
+            let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
+            match pattern.strip_prefix("*.") {
+                _ if pattern == "*" => true,
+                Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
+                None => pattern == host,
+            }
+        })
+    }
+
     /// Declares a secret the plugin reads with [`secret`](crate::secret).
     pub fn secret(mut self, name: impl Into<String>) -> Self {
         self.secrets.push(name.into());
