@@ -128,10 +128,11 @@ impl Guard {
         check: Option<HostCheck>,
     ) -> anyhow::Result<reqwest::Response> {
         let mut url = self.check_url(raw).map_err(anyhow::Error::msg)?;
-        if let Some(reason) = check.as_ref().and_then(|check| check(&host_of(&url))) {
+        let host = host_of(&url);
+        if let Some(reason) = check.as_ref().and_then(|check| check(&host)) {
             anyhow::bail!(reason);
         }
-        if self.allow_private && self.connect_to.contains_key(&host_of(&url)) {
+        if self.allow_private && self.connect_to.contains_key(&host) {
             // A fake on loopback speaks no TLS (it is reached at the mapped address).
             let _ = url.set_scheme("http");
         }

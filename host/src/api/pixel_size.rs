@@ -134,6 +134,8 @@ pub fn seed_resolutions(listed: &Value) -> Value {
     let Some(entries) = listed.as_array() else {
         return listed.clone();
     };
+    // On the step a model without a schema's `multipleOf` is asked in.
+    let side = Side::of(&Value::Null);
     let mut table = Map::new();
     for entry in entries.iter().filter_map(Value::as_str) {
         if let Some(level) = Level::parse(entry) {
@@ -141,8 +143,6 @@ pub fn seed_resolutions(listed: &Value) -> Value {
                 .iter()
                 .filter_map(|text| {
                     let (w, h) = level.size(parse_ratio(text)?);
-                    // On the step a model without a schema's `multipleOf` is asked in.
-                    let side = Side::of(&Value::Null);
                     let size = format!("{}*{}", side.round(w), side.round(h));
                     Some((text.to_string(), size.into()))
                 })

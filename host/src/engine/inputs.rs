@@ -193,8 +193,9 @@ impl ImageBounds {
         Ok(())
     }
 
-    fn check_bytes(&self, bytes: &[u8]) -> Result<(), String> {
-        self.check(image::ImageReader::new(std::io::Cursor::new(bytes)), true)
+    /// [`ImageBounds::check`] on `bytes`, the `whole` file or only its first bytes.
+    fn check_bytes(&self, bytes: &[u8], whole: bool) -> Result<(), String> {
+        self.check(image::ImageReader::new(std::io::Cursor::new(bytes)), whole)
     }
 
     async fn check_file(&self, path: &std::path::Path) -> Result<(), String> {
@@ -214,7 +215,7 @@ impl ImageBounds {
             // Dimensions are in an image's header: one not within the first bytes, or not
             // readable, is left to the provider, as a file's is.
             None => match assets.read_head(asset, HEADER_BYTES).await {
-                Ok(head) => self.check(image::ImageReader::new(std::io::Cursor::new(&head)), false),
+                Ok(head) => self.check_bytes(&head, false),
                 Err(_) => Ok(()),
             },
         }
@@ -264,7 +265,7 @@ pub async fn check(
                 })?;
                 if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &content_type)) {
                     bounds
-                        .check_bytes(&bytes)
+                        .check_bytes(&bytes, true)
                         .map_err(|reason| bad(format!("{field} {reason}")))?;
                 }
                 media.content_type = Some(content_type);
@@ -469,7 +470,7 @@ pub async fn load(
             && is_image(&input.kind, content_type)
         {
             bounds
-                .check_bytes(data)
+                .check_bytes(data, true)
                 .map_err(|reason| format!("An input image {reason}."))?;
         }
     }
