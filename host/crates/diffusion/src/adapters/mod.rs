@@ -196,7 +196,7 @@ impl Adapter {
             mismatched: Vec::new(),
             unreadable: Some(why),
         };
-        let (tensors, _) = crate::weights::parse_safetensors(bytes, name, |_| true)
+        let (tensors, metadata) = crate::weights::parse_safetensors(bytes, name, |_| true)
             .map_err(|e| unreadable(format!("{e:#}")))?;
         // Integer tensors are not read as weights; in an adapter they match nothing.
         let mut not_float: Vec<String> = safetensors::SafeTensors::deserialize(bytes)
@@ -211,10 +211,7 @@ impl Adapter {
         if tensor_count == 0 {
             return Err(unreadable("no float tensors".into()));
         }
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| unreadable(format!("{e:?}")))?;
-        let peft_scales =
-            peft::Scales::from_metadata(header.metadata().as_ref()).map_err(unreadable)?;
+        let peft_scales = peft::Scales::from_metadata(&metadata).map_err(unreadable)?;
         let grouped = format::group(tensors);
         let family = grouped
             .modules

@@ -20,12 +20,10 @@ const METADATA_KEY: &str = "lora_adapter_metadata";
 pub(crate) struct Scales(HashMap<String, f32>);
 
 impl Scales {
-    /// Reads the PEFT configs in a safetensors file's metadata, if any; why they cannot be
-    /// applied otherwise.
-    pub(crate) fn from_metadata(
-        metadata: Option<&HashMap<String, String>>,
-    ) -> Result<Self, String> {
-        let Some(text) = metadata.and_then(|m| m.get(METADATA_KEY)) else {
+    /// Reads the PEFT configs in a safetensors file's `__metadata__`, if any; why they cannot
+    /// be applied otherwise.
+    pub(crate) fn from_metadata(metadata: &HashMap<String, String>) -> Result<Self, String> {
+        let Some(text) = metadata.get(METADATA_KEY) else {
             return Ok(Self::default());
         };
         let config: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
