@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use easel_tests::{Backend, Host, Options, send};
+use easel_tests::{Backend, Host, Options, send, solid_png};
 use serde_json::{Value, json};
 
 fn tiny_model() -> PathBuf {
@@ -126,4 +126,28 @@ async fn the_local_model_serves_seed_003() {
         );
         assert!(answer.to_string().contains("not an image"), "{answer}");
     }
+    // One smaller than a latent pixel (8x8 here) would be rounded down to nothing.
+    let speck = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(solid_png(4, 16, 9))
+    );
+    let (status, answer) = send(
+        reqwest::Client::new()
+            .post(host.url("/api/v1/generate"))
+            .header("X-API-Key", "key-a")
+            .json(&json!({"prompt": "x", "init_image": speck})),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(
+        answer["detail"][0]["loc"],
+        json!(["body", "init_image"]),
+        "{answer}"
+    );
+    assert!(
+        answer
+            .to_string()
+            .contains("is 4x16 pixels; this model takes images of at least 8x8"),
+        "{answer}"
+    );
 }

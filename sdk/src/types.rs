@@ -114,20 +114,12 @@ impl Manifest {
     /// anything under `*`; case-insensitive, port ignored, as the host checks it.
     pub fn allows_url(&self, url: &str) -> bool {
         let Ok(parts) = crate::http::split_url(url) else { return false };
-        let authority = parts.authority.to_ascii_lowercase();
+        let authority = parts.authority;
         let host = match authority.strip_prefix('[') {
             Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
             None => authority.rsplit_once(':').map_or(authority.as_str(), |(host, _)| host),
         };
-        let host = host.trim_end_matches('.');
-        self.allowed_hosts.iter().any(|pattern| {
-            let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
-            match pattern.strip_prefix("*.") {
-                _ if pattern == "*" => true,
-                Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
-                None => pattern == host,
-            }
-        })
+        self.allowed_hosts.iter().any(|pattern| easel_allowlist::host_matches(pattern, host))
     }
 
     /// Declares a secret the plugin reads with [`secret`](crate::secret).

@@ -142,15 +142,19 @@ struct UploadFile {
     file: Spooled,
 }
 
-/// The largest input image a model takes, for a provider that decodes its input images
+/// The input images a model takes, for a provider that decodes its input images
 /// ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes)):
-/// the `maximum` of the width and height its parameter schema declares.
+/// at most the `maximum` of the width and height its parameter schema declares, and at least
+/// one `multipleOf` step of each (such a provider rounds an image down to whole steps, so a
+/// smaller one would be nothing).
 #[derive(Debug, Clone, Copy)]
 pub struct ImageBounds {
     /// Pixels.
     pub width: u64,
     /// Pixels.
     pub height: u64,
+    /// The smallest side, in pixels.
+    pub min_side: u64,
 }
 
 impl ImageBounds {
@@ -160,14 +164,16 @@ impl ImageBounds {
             return None;
         }
         let properties = &resolved.model.params_schema["properties"];
+        let step = |side: &str| properties[side]["multipleOf"].as_u64().unwrap_or(1);
         Some(Self {
             width: properties["width"]["maximum"].as_u64()?,
             height: properties["height"]["maximum"].as_u64()?,
+            min_side: step("width").max(step("height")),
         })
     }
 
-    /// Refuses an image whose header says it is larger, and one whose header cannot be read
-    /// when the reader holds the `whole` file (else it is left to the provider).
+    /// Refuses an image whose header says it is larger or smaller, and one whose header cannot
+    /// be read when the reader holds the `whole` file (else it is left to the provider).
     fn check(
         &self,
         image: image::ImageReader<impl std::io::BufRead + std::io::Seek>,
@@ -188,6 +194,12 @@ impl ImageBounds {
             return Err(format!(
                 "is {width}x{height} pixels; this model takes images of at most {}x{}",
                 self.width, self.height
+            ));
+        }
+        if u64::from(width.min(height)) < self.min_side {
+            let side = self.min_side;
+            return Err(format!(
+                "is {width}x{height} pixels; this model takes images of at least {side}x{side}"
             ));
         }
         Ok(())

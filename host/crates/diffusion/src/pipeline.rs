@@ -29,7 +29,7 @@ use crate::schedulers::{self, Prediction, Scheduler};
 use crate::tokenizer::Tokenizer;
 use crate::unet_2d::{UNet2DConditionModel, UNetConfig};
 use crate::vae::{AutoencoderKL, VaeConfig};
-use crate::weights::{HostTensor, Weights, nest_text_model, read_safetensors};
+use crate::weights::{HostTensor, Safetensors, Weights, nest_text_model, read_safetensors};
 
 /// The run was cancelled between steps.
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +244,7 @@ impl StableDiffusion {
             }
             let mut all = std::collections::HashMap::<String, HostTensor>::new();
             for comp in ["text_encoder", "unet", "vae"] {
-                let (t, _) = read_safetensors(&component_file(&path.join(comp))?, |_| true)?;
+                let t = read_safetensors(&component_file(&path.join(comp))?, |_| true)?.tensors;
                 all.extend(t.into_iter().map(|(k, v)| (format!("{comp}.{k}"), v)));
             }
             nest_text_model(&mut all, "text_encoder.");
@@ -253,7 +253,11 @@ impl StableDiffusion {
             let vae: VaeConfig = read_json(&path.join("vae/config.json"))?;
             (Weights::new(all, None, device.clone()), clip, unet, vae)
         } else {
-            let (mut t, meta) = read_safetensors(path, SingleFile::is_component_key)?;
+            let Safetensors {
+                tensors: mut t,
+                metadata: meta,
+                ..
+            } = read_safetensors(path, SingleFile::is_component_key)?;
             let sf = SingleFile::prepare(&mut t, &meta)?;
             if let Some(token) = sf.pad_token {
                 tokenizer.set_pad(token)?;

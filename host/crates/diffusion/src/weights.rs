@@ -52,14 +52,20 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// A safetensors file as read: its float tensors (those whose names passed the filter), its
+/// `__metadata__`, and the names of the tensors that are not floats and so were never read
+/// as weights (integer buffers such as `position_ids`).
+pub(crate) struct Safetensors {
+    pub(crate) tensors: HashMap<String, HostTensor>,
+    pub(crate) metadata: HashMap<String, String>,
+    pub(crate) not_float: Vec<String>,
+}
+
 /// Reads the float tensors of a safetensors file whose names pass `keep`, plus the file's
 /// `__metadata__`. The whole file is read, but only kept tensors are widened to f32, so a
 /// checkpoint's EMA copy and training state cost their bytes once, while loading, and are
 /// not kept. (Loading peaks at the file's size plus the f32 weights.)
-pub(crate) fn read_safetensors(
-    path: &Path,
-    keep: impl Fn(&str) -> bool,
-) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
+pub(crate) fn read_safetensors(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Safetensors> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     parse_safetensors(&bytes, &path.display().to_string(), keep)
 }
@@ -69,12 +75,13 @@ pub(crate) fn parse_safetensors(
     bytes: &[u8],
     label: &str,
     keep: impl Fn(&str) -> bool,
-) -> Result<(HashMap<String, HostTensor>, HashMap<String, String>)> {
+) -> Result<Safetensors> {
     let (_, meta) =
         safetensors::SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{label}: {e:?}"))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{label}: {e:?}"))?;
-    let mut out = HashMap::new();
+    let mut tensors = HashMap::new();
+    let mut not_float = Vec::new();
     for (name, view) in st.tensors() {
         if !keep(&name) {
             continue;
@@ -94,9 +101,12 @@ pub(crate) fn parse_safetensors(
                 .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
                 .collect(),
             // Integer buffers (position_ids) are never parameters.
-            _ => continue,
+            _ => {
+                not_float.push(name);
+                continue;
+            }
         };
-        out.insert(
+        tensors.insert(
             name,
             HostTensor {
                 data,
@@ -104,7 +114,11 @@ pub(crate) fn parse_safetensors(
             },
         );
     }
-    Ok((out, metadata))
+    Ok(Safetensors {
+        tensors,
+        metadata,
+        not_float,
+    })
 }
 
 /// Puts CLIP text-encoder keys under `<root>text_model.` when they were saved without it.

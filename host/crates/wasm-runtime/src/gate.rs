@@ -35,6 +35,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use easel_allowlist::host_matches;
 use easel_provider::net::is_forbidden_target;
 use http::uri::Scheme;
 use http_body::{Body, Frame};
@@ -96,33 +97,6 @@ pub(crate) struct NetPolicy {
     pub(crate) connect_to: Arc<HashMap<String, SocketAddr>>,
     /// This plugin's kept-alive connections.
     pub(crate) pool: Pool,
-}
-
-/// Whether `pattern` is a host name or an IP address (no port, no brackets: [`host_matches`]
-/// compares the bare host), a `*.domain` wildcard, or `*`.
-pub(crate) fn valid_pattern(pattern: &str) -> bool {
-    if pattern == "*" || pattern.parse::<std::net::Ipv6Addr>().is_ok() {
-        return true;
-    }
-    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
-}
-
-/// Whether `host` matches `pattern` (case-insensitive; `*.x.com` matches `a.x.com` and
-/// `a.b.x.com` but not `x.com`; `*` matches anything).
-pub fn host_matches(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if pattern == "*" {
-        return true;
-    }
-    match pattern.strip_prefix("*.") {
-        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
-        None => pattern == host,
-    }
 }
 
 impl NetPolicy {
@@ -521,27 +495,4 @@ async fn drain(mut rest: hyper::body::Incoming, mut read: usize) -> bool {
     tokio::time::timeout(DRAIN_WAIT, to_end)
         .await
         .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_pattern;
-
-    #[test]
-    fn allowed_hosts_are_bare_names_addresses_or_wildcards() {
-        for good in [
-            "api.example.com",
-            "*.example.com",
-            "*",
-            "127.0.0.1",
-            "::1",
-            "a-b.c",
-        ] {
-            assert!(valid_pattern(good), "{good}");
-        }
-        // A port or brackets would never match the bare host a request is checked by.
-        for bad in ["api.example.com:8443", "[::1]", "", "*.", "a b", "a/b"] {
-            assert!(!valid_pattern(bad), "{bad}");
-        }
-    }
 }

@@ -86,7 +86,7 @@ impl PluginManifest {
         }
         for h in &self.allowed_hosts {
             anyhow::ensure!(
-                crate::gate::valid_pattern(h),
+                easel_allowlist::valid_pattern(h),
                 "allowed host {h:?} is not a host name, an IP address or a `*.domain` wildcard \
                  (without a port or brackets)"
             );

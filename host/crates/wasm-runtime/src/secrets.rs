@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::config::WasmConfig;
-use crate::gate::host_matches;
 use crate::manifest::PluginManifest;
+use easel_allowlist::host_matches;
 
 /// The vendor plugins shipped in `plugins/`: id, the names they read, and the hosts their
 /// manifests may allow, in the allowlist's syntax: `*.domain` for a vendor's own domain, exact
@@ -444,7 +444,7 @@ mod tests {
     fn vendor_wildcards_never_span_shared_storage() {
         for (id, _, hosts) in VENDOR_DEFAULTS {
             for host in *hosts {
-                assert!(crate::gate::valid_pattern(host), "{id}: {host}");
+                assert!(easel_allowlist::valid_pattern(host), "{id}: {host}");
                 let Some(domain) = host.strip_prefix("*.") else {
                     continue;
                 };

@@ -151,16 +151,8 @@ async fn ssrf_and_operator_allowlist() {
 }
 
 #[test]
-fn host_patterns_and_private_ranges() {
+fn private_ranges_are_forbidden_targets() {
     use easel_provider::net::is_forbidden_target;
-    use easel_wasm::gate::host_matches;
-    assert!(host_matches("api.example.com", "API.example.com"));
-    assert!(host_matches("*.example.com", "a.example.com"));
-    assert!(host_matches("*.example.com", "a.b.example.com"));
-    assert!(!host_matches("*.example.com", "example.com"));
-    assert!(!host_matches("*.example.com", "badexample.com"));
-    assert!(!host_matches("api.example.com", "api.example.com.evil.org"));
-    assert!(host_matches("*", "anything.org"));
     for ip in [
         "127.0.0.1",
         "10.1.2.3",

@@ -196,14 +196,15 @@ impl Adapter {
             mismatched: Vec::new(),
             unreadable: Some(why),
         };
-        let (tensors, metadata) = crate::weights::parse_safetensors(bytes, name, |_| true)
+        let crate::weights::Safetensors {
+            tensors,
+            metadata,
+            not_float,
+        } = crate::weights::parse_safetensors(bytes, name, |_| true)
             .map_err(|e| unreadable(format!("{e:#}")))?;
         // Integer tensors are not read as weights; in an adapter they match nothing.
-        let mut not_float: Vec<String> = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| unreadable(format!("{e:?}")))?
-            .names()
+        let mut not_float: Vec<String> = not_float
             .into_iter()
-            .filter(|n| !tensors.contains_key(n.as_str()))
             .map(|n| format!("{n} (not a float tensor)"))
             .collect();
         not_float.sort();
