@@ -35,9 +35,53 @@ for prefix in ("/v1", "/llmage/v1"):
     assert finish == "stop", finish
     print(prefix, "stream ok:", "".join(pieces))
 
+    # Both dialects end a stream with the usage chunk when the client asks for it.
+    chunks = list(
+        client.chat.completions.create(
+            model="offline/chat",
+            messages=[{"role": "user", "content": "count me"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0, chunks[-1]
+    print(prefix, "stream usage ok")
+
+    # A conversation the relay cannot answer as asked is a 400 naming the parameter, and no
+    # task: never a 200 without the tool calls or the choices asked for.
+    for bad, param in (
+        (dict(messages=["hi"]), "messages"),
+        (dict(messages=[{"role": "wizard", "content": "x"}]), "messages"),
+        (dict(messages=[{"role": "user"}]), "messages"),
+        (
+            dict(
+                messages=[{"role": "user", "content": "x"}],
+                tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            ),
+            "tools",
+        ),
+        (dict(messages=[{"role": "user", "content": "x"}], n=2), "n"),
+    ):
+        try:
+            client.chat.completions.create(model="offline/chat", **bad)
+            raise AssertionError(f"{bad} must be refused")
+        except openai.BadRequestError as error:
+            # llmage's errors are `{"error": "…"}`: the sentence names the parameter.
+            if prefix == "/v1":
+                assert error.body["param"] == param, error.body
+            else:
+                assert param in error.body, error.body
+    print(prefix, "conversation checks ok")
+
 client = openai.OpenAI(base_url=base + "/v1", api_key=key)
 models = [m.id for m in client.models.list()]
 assert "offline/chat" in models and "offline/image" in models, models
+assert client.models.retrieve("offline/chat").id == "offline/chat"
+try:
+    client.models.retrieve("offline/no-such-model")
+    raise AssertionError("an unknown model must be a 404")
+except openai.NotFoundError as error:
+    assert "offline/no-such-model" in str(error)
 print("models ok:", models)
 
 image = client.images.generate(model="offline/image", prompt="a red kite", size="64x32", n=2)
@@ -57,6 +101,15 @@ import base64
 
 assert base64.b64decode(encoded.data[0].b64_json)[:4] == b"\x89PNG"
 print("image b64 ok")
+
+# A task the provider refused is the client's 400, as on the chat route: not a 5xx that the
+# SDK would retry (and the vendor bill again).
+try:
+    client.images.generate(model="offline/image", prompt="a kite", extra_body={"fail": "no kites"})
+    raise AssertionError("a refused image must fail")
+except openai.BadRequestError as error:
+    assert "content rejected: no kites" in str(error), error
+print("image refusal ok")
 
 try:
     client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])

@@ -1,5 +1,6 @@
 //! The official `openai` Python package against `/v1` and `/llmage/v1`: chat streamed and
-//! not, models, images by URL and base64, and an error; and, with the DashScope and
+//! not (with the usage chunk), conversations refused by parameter, models listed and
+//! retrieved, images by URL and base64, and errors; and, with the DashScope and
 //! ModelScope plugins both loaded (routed to their fakes), a chat with a model the client
 //! picked from llmage's model list. `scripts/test` installs the package into its virtual
 //! environment; `EASEL_TEST_PYTHON` names that interpreter.
@@ -34,9 +35,14 @@ async fn the_official_python_sdk_works_unchanged() {
         "/v1 stream ok",
         "/llmage/v1 chat ok",
         "/llmage/v1 stream ok",
+        "/v1 stream usage ok",
+        "/llmage/v1 stream usage ok",
+        "/v1 conversation checks ok",
+        "/llmage/v1 conversation checks ok",
         "models ok",
         "image url ok",
         "image b64 ok",
+        "image refusal ok",
         "errors ok",
         "llmage picked model ok",
     ] {

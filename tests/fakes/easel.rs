@@ -138,7 +138,7 @@ impl Easel {
 
     /// Asserts the job failed with the contract error its scenario stands for, and that the
     /// message carries `detail` (the vendor's code or message; for rate limits the
-    /// `Some(7)s` that passes the vendor's `Retry-After` on), except for a refused key, whose
+    /// `(retry after 7s)` that passes the vendor's `Retry-After` on), except for a refused key, whose
     /// message must not.
     pub async fn expect_mapped_error(&self, submitted: &Submitted, detail: &str) {
         let job = self.finished(submitted).await;
@@ -146,7 +146,7 @@ impl Easel {
         let error = job["error"].as_str().unwrap_or_default();
         let prefix = match submitted.scenario {
             Scenario::AuthRejected => "unauthorized: ",
-            Scenario::RateLimited => "rate limited (retry after ",
+            Scenario::RateLimited => "rate limited",
             Scenario::ContentRejected | Scenario::FailsModeration => "content rejected: ",
             Scenario::BadParameter => "invalid request: ",
             Scenario::UpstreamDown => "upstream unavailable: ",

@@ -44,7 +44,7 @@ pub fn error_detail(scenario: Scenario) -> &'static str {
         Scenario::ContentRejected => "1026",
         Scenario::FailsModeration => "1027",
         Scenario::BadParameter => "2013",
-        Scenario::RateLimited => "retry after None",
+        Scenario::RateLimited => "rate limited",
         _ => "1000",
     }
 }

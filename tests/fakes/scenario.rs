@@ -96,7 +96,7 @@ impl Scenario {
 /// The `Retry-After` every rate-limited answer carries, seconds.
 pub const RETRY_AFTER_SECS: u64 = 7;
 /// What a rate-limited job's error says when the plugin passed `Retry-After` on.
-pub const RETRY_AFTER_PASSED_ON: &str = "retry after Some(7)s";
+pub const RETRY_AFTER_PASSED_ON: &str = "(retry after 7s)";
 
 /// Where a task stands when it is polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

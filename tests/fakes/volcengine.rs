@@ -63,7 +63,7 @@ pub fn speech_error_detail(scenario: Scenario) -> &'static str {
     match scenario {
         Scenario::AuthRejected => "3001",
         Scenario::BadParameter => "3050",
-        Scenario::RateLimited => "retry after None",
+        Scenario::RateLimited => "rate limited",
         _ => "3031",
     }
 }

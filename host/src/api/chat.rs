@@ -85,6 +85,14 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
     state.engine.open_chat(admission, messages, stream).await
 }
 
+/// Whether OpenAI's `stream_options` ask for a final usage chunk (`include_usage: true`).
+pub fn includes_usage(stream_options: Option<&Value>) -> bool {
+    stream_options
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 /// The text of the last user message (a string, or the text parts of a list), as the task's
 /// prompt.
 fn last_user_text(messages: &[Value]) -> String {

@@ -239,6 +239,8 @@ pub struct ChatCompletionRequest {
     pub messages: Option<Vec<Value>>,
     /// Stream server-sent chunks.
     pub stream: Option<bool>,
+    /// OpenAI's `{"include_usage": true}`: a final chunk with the usage.
+    pub stream_options: Option<Value>,
     /// Other parameters (`temperature`, `max_tokens`, …).
     #[serde(flatten)]
     pub params: Map<String, Value>,
@@ -286,7 +288,8 @@ async fn chat_completions(
     };
     let session = chat::open(&state, call).await?;
     if request.stream.unwrap_or(false) {
-        return Ok(chat::sse(&name, session, ChunkStyle::Llmage, false).await);
+        let include_usage = chat::includes_usage(request.stream_options.as_ref());
+        return Ok(chat::sse(&name, session, ChunkStyle::Llmage, include_usage).await);
     }
     Ok(chat::complete(&name, session, ChunkStyle::Llmage).await?)
 }

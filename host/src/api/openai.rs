@@ -15,7 +15,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::State,
+    extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -54,6 +54,8 @@ pub struct Error {
     /// Refused by a per-client limit: OpenAI's `requests` / `rate_limit_exceeded`, not
     /// `insufficient_quota`.
     rate_limited: bool,
+    /// The vendor's `Retry-After`, passed on.
+    retry_after_secs: Option<u64>,
 }
 
 impl Error {
@@ -63,6 +65,7 @@ impl Error {
             message: message.into(),
             param: None,
             rate_limited: false,
+            retry_after_secs: None,
         }
     }
 
@@ -72,6 +75,7 @@ impl Error {
             message: message.into(),
             param: Some(param.into()),
             rate_limited: false,
+            retry_after_secs: None,
         }
     }
 }
@@ -91,7 +95,13 @@ impl IntoResponse for Error {
             "param": self.param,
             "code": if self.rate_limited { "rate_limit_exceeded".into() } else { Value::Null },
         }});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -125,12 +135,17 @@ impl From<Refusal> for Error {
             refusal,
             Refusal::Limited(_) | Refusal::Provider(ProviderError::RateLimited { .. })
         );
+        let retry_after_secs = match &refusal {
+            Refusal::Provider(ProviderError::RateLimited { retry_after_secs }) => *retry_after_secs,
+            _ => None,
+        };
         match refusal_parts(refusal) {
             Ok((status, message)) => Self {
                 status,
                 message,
                 param,
                 rate_limited,
+                retry_after_secs,
             },
             Err(error) => error.into(),
         }
@@ -162,6 +177,10 @@ pub fn routes() -> ApiRouter<AppState> {
             get_with(models, |op| op.api(Api::OpenAi).summary("Models")),
         )
         .api_route(
+            "/v1/models/{*id}",
+            get_with(model, |op| op.api(Api::OpenAi).summary("One model")),
+        )
+        .api_route(
             "/v1/chat/completions",
             post_with(chat_completions, |op| {
                 op.api(Api::OpenAi)
@@ -179,9 +198,11 @@ pub fn routes() -> ApiRouter<AppState> {
         )
 }
 
-async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Error> {
+/// OpenAI's model objects: the chat and image models, under ids the routes accept (an
+/// operator's alias may have taken a full id).
+fn listed(state: &AppState) -> Vec<Value> {
     let registry = state.engine.registry();
-    let data: Vec<Value> = registry
+    registry
         .models()
         .iter()
         .filter(|r| {
@@ -190,13 +211,33 @@ async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Er
                 .iter()
                 .any(|c| c == "chat" || c == "image.generate")
         })
-        // Only ids the routes accept: an operator's alias may have taken a full id.
         .filter(|r| registry.reaches(&r.id(), r))
         .map(
             |r| json!({"id": r.id(), "object": "model", "created": 0, "owned_by": r.provider.id()}),
         )
-        .collect();
-    Ok(Json(json!({"object": "list", "data": data})).into_response())
+        .collect()
+}
+
+async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Error> {
+    Ok(Json(json!({"object": "list", "data": listed(&state)})).into_response())
+}
+
+/// `GET /v1/models/{id}`: one of [`listed`]; the id keeps its `provider/` part.
+async fn model(
+    State(state): State<AppState>,
+    _: Client,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    listed(&state)
+        .into_iter()
+        .find(|m| m["id"] == id.as_str())
+        .map(|m| Json(m).into_response())
+        .ok_or_else(|| {
+            Error::new(
+                StatusCode::NOT_FOUND,
+                format!("The model `{id}` does not exist"),
+            )
+        })
 }
 
 /// `POST /v1/chat/completions`.
@@ -222,9 +263,6 @@ async fn chat_completions(
 ) -> Result<Response, Error> {
     let request: ChatRequest =
         body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
-    if request.messages.is_empty() {
-        return Err(Error::invalid("messages", "messages must not be empty"));
-    }
     let resolved = chat::find_model(&state, &request.model).map_err(|error| match error {
         ResolveError::Unknown(name) => Error::new(
             StatusCode::NOT_FOUND,
@@ -243,12 +281,7 @@ async fn chat_completions(
     };
     let session = chat::open(&state, call).await?;
     if request.stream.unwrap_or(false) {
-        let include_usage = request
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let include_usage = chat::includes_usage(request.stream_options.as_ref());
         return Ok(chat::sse(&request.model, session, ChunkStyle::OpenAi, include_usage).await);
     }
     Ok(chat::complete(&request.model, session, ChunkStyle::OpenAi).await?)
@@ -304,7 +337,11 @@ async fn images(
         .map_err(|e| Error::invalid("model", e.to_string()))?;
     let mut params = request.params;
     params.insert("n".into(), n.into());
-    if let Some(size) = request.size {
+    // `auto` (gpt-image-1's default) is passed as it is, for the model's schema to take or
+    // refuse; any other size is `WIDTHxHEIGHT`.
+    if request.size.as_deref() == Some("auto") {
+        params.insert("size".into(), "auto".into());
+    } else if let Some(size) = request.size {
         let (width, height) = size
             .split_once('x')
             .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
@@ -341,6 +378,12 @@ async fn images(
     if let (Some(started), Some(finished)) = (task.started_at, task.finished_at) {
         // The worker's run, on whichever host: the vendor's call and its outputs' download.
         crate::metrics::add_upstream(Duration::from_millis((finished - started).max(0) as u64));
+    }
+    if task.status == Status::Failed {
+        // Shown as the chat route shows the same error: a vendor's 400 or 429 is not a 5xx
+        // that OpenAI's clients would retry (and be billed for again).
+        let reason = task.error.as_deref().unwrap_or("failed");
+        return Err(Refusal::Provider(ProviderError::from_recorded(reason)).into());
     }
     if task.status != Status::Succeeded {
         let reason = task

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::engine::{
-    Engine, NewTask,
+    Engine, NewTask, conversation,
     front_door::{Admission, Refusal},
     lifecycle::{self, Outcome},
     provider::{
@@ -77,6 +77,7 @@ impl Engine {
         messages: Vec<Value>,
         stream: bool,
     ) -> Result<ChatSession, Refusal> {
+        conversation::check(&messages, &admission.params)?;
         let (mut new, _) = self.check(admission).await?;
         new.request
             .params

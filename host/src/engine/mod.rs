@@ -13,6 +13,7 @@
 
 pub mod capacity;
 pub mod chat;
+pub mod conversation;
 pub mod credits;
 pub mod fleet;
 pub mod front_door;

@@ -8,22 +8,42 @@ use std::time::Duration;
 
 /// The chat models.
 pub const MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "gpt-4.1-mini"];
-const PASSTHROUGH: [&str; 8] =
-    ["temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty", "stop", "seed", "user"];
+const PASSTHROUGH: [&str; 10] = [
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+    "user",
+    "response_format",
+];
 
-/// OpenAI's sampling parameters.
+/// OpenAI's sampling parameters, its answer format (JSON mode, a JSON schema) and its
+/// current name for the token cap.
 pub fn params_schema() -> Value {
-    vendor_kit::chat::params_schema(json!({"user": {"type": "string"}}))
+    vendor_kit::chat::params_schema(json!({
+        "user": {"type": "string"},
+        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "response_format": {
+            "type": "object",
+            "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}},
+            "required": ["type"]
+        }
+    }))
 }
 
 /// Starts the answer, streamed or whole as the client asked. `max_tokens` is sent as
-/// `max_completion_tokens`, the name OpenAI documents now (the old one is deprecated).
+/// `max_completion_tokens`, the name OpenAI documents now (the old one is deprecated); a
+/// client that sets both gets the one under the current name.
 pub fn start(request: &ChatRequest) -> Result<Box<dyn ChatStream>> {
     let streams = vendor_kit::chat::client_streams(request);
     let mut body = vendor_kit::chat::request_body(request, &request.model, &PASSTHROUGH);
     if let Some(fields) = body.as_object_mut() {
         if let Some(limit) = fields.remove("max_tokens") {
-            fields.insert("max_completion_tokens".into(), limit);
+            fields.entry("max_completion_tokens").or_insert(limit);
         }
         if !streams {
             fields.insert("stream".into(), false.into());

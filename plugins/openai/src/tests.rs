@@ -71,14 +71,16 @@ fn chat_streams_with_max_completion_tokens() {
 }
 
 #[test]
-fn chat_asks_for_a_whole_answer_when_the_client_reads_no_stream() {
+fn chat_asks_for_a_whole_answer_when_the_client_reads_no_stream_under_the_current_names() {
     let script = Script::new()
         .secret("OPENAI_API_KEY", KEY)
         .exchange(
             post("/chat/completions").json(json!({
                 "model": "gpt-4o-mini",
                 "messages": [{"role": "user", "content": "Say hi"}],
-                "stream": false
+                "stream": false,
+                "max_completion_tokens": 8,
+                "response_format": {"type": "json_object"}
             })),
             Reply::json(
                 200,
@@ -89,7 +91,8 @@ fn chat_asks_for_a_whole_answer_when_the_client_reads_no_stream() {
         )
         .install();
     let mut request = ChatRequest::user("gpt-4o-mini", "Say hi");
-    request.params = json!({"stream": false});
+    request.params = json!({"stream": false, "max_tokens": 16, "max_completion_tokens": 8,
+                            "response_format": {"type": "json_object"}, "logit_bias": {"1": 5}});
     let mut stream = OpenAi.chat(request).unwrap();
     assert_eq!(
         collect_chat(stream.as_mut()).unwrap(),

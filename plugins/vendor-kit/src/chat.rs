@@ -163,6 +163,13 @@ pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatSt
             whole.body(),
         ));
     }
+    let media_type = response.header("content-type").unwrap_or_default();
+    if !media_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream") {
+        return Err(Error::upstream(format!(
+            "the vendor answered a streamed chat with {:?}, not an event stream",
+            media_type
+        )));
+    }
     Ok(Box::new(ChunkStream {
         events: Some(response.sse()),
         finish: None,
@@ -173,7 +180,8 @@ pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatSt
 }
 
 /// Turns `chat.completion.chunk` events into chat events: deltas as they come, then
-/// usage and the finish reason once the vendor says `[DONE]` (or the body ends), because
+/// usage and the finish reason once the vendor says `[DONE]` (or the body ends after a
+/// finish reason; one that ends before either was cut off and is an error), because
 /// the usage chunk arrives after the chunk carrying `finish_reason`. Each step waits for the
 /// first event that says something, then also takes every event already received, so that
 /// a burst of chunks costs the host one step of the plugin, not one per chunk.
@@ -240,6 +248,20 @@ impl ChatStream for ChunkStream {
                 }
             };
             let event = match event {
+                // A body that ends before the vendor said it was done was cut off: the answer
+                // is not whole, and must not be charged as if it were.
+                None if self.finish.is_none() => {
+                    self.events = None;
+                    let error = Error::upstream(
+                        "the vendor's stream ended without a finish reason or [DONE]: the \
+                         answer was cut off",
+                    );
+                    if out.is_empty() {
+                        return Err(error);
+                    }
+                    self.failed = Some(error);
+                    return Ok(out);
+                }
                 None => break,
                 Some(e) if e.is_done_marker() => break,
                 Some(e) if e.data.trim().is_empty() => continue,
@@ -329,6 +351,7 @@ mod tests {
             .exchange(
                 Expect::post("https://chat.example/v1"),
                 Reply::status(200)
+                    .header("content-type", "text/event-stream; charset=utf-8")
                     .chunk(format!("{}{}data: {{\"choices\":[", chunk("a"), chunk("b")))
                     .chunk(format!("]}}\n\n{}data: {{\"error\":{{\"message\":\"late\"}}}}\n\n", chunk("c"))),
             )
@@ -398,5 +421,37 @@ mod tests {
             s.next().unwrap().is_empty(),
             "the stream ends after an error"
         );
+    }
+
+    /// A stream cut off before the vendor's finish or `[DONE]`, and a whole answer where a
+    /// stream was asked for, are failures: never an answer that looks complete.
+    #[test]
+    fn cut_off_or_unstreamed_answers_fail() {
+        let _s = Script::new()
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::sse([r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#]),
+            )
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::sse([r#"{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#]),
+            )
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::json(200, json!({"choices": [{"message": {"content": "whole"}}]})),
+            )
+            .install();
+        let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(s.next().unwrap(), vec![ChatEvent::Delta("Hel".into())]);
+        assert!(matches!(s.next(), Err(Error::UpstreamUnavailable(m)) if m.contains("cut off")));
+        assert!(s.next().unwrap().is_empty(), "the stream ends after an error");
+        let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(
+            collect_chat(s.as_mut()).unwrap(),
+            vec![ChatEvent::Delta("ok".into()), ChatEvent::Finish("stop".into())],
+            "a finish reason without [DONE] is a whole answer"
+        );
+        let e = stream(Request::post("https://chat.example/v1"), mapper).err().unwrap();
+        assert!(matches!(&e, Error::UpstreamUnavailable(m) if m.contains("application/json")), "{e}");
     }
 }

@@ -146,7 +146,7 @@ pub enum ProviderError {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     /// Slow down; `retry_after` seconds when the vendor says.
-    #[error("rate limited (retry after {retry_after_secs:?}s)")]
+    #[error("rate limited{}", .retry_after_secs.map(|s| format!(" (retry after {s}s)")).unwrap_or_default())]
     RateLimited {
         /// Seconds to wait, when known.
         retry_after_secs: Option<u64>,
@@ -163,6 +163,31 @@ pub enum ProviderError {
     /// The call observed its cancellation token and stopped.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl ProviderError {
+    /// The error a task's recorded reason was written from (its `Display` text); a reason in
+    /// no provider error's words (an interrupted task, an output that could not be stored) is
+    /// the vendor side's failure, [`ProviderError::UpstreamUnavailable`].
+    pub fn from_recorded(reason: &str) -> ProviderError {
+        let after = |prefix: &str| reason.strip_prefix(prefix).map(str::to_string);
+        if let Some(rest) = reason.strip_prefix("rate limited") {
+            let retry_after_secs = rest
+                .strip_prefix(" (retry after ")
+                .and_then(|r| r.strip_suffix("s)"))
+                .and_then(|secs| secs.parse().ok());
+            return ProviderError::RateLimited { retry_after_secs };
+        }
+        if reason == "cancelled" {
+            return ProviderError::Cancelled;
+        }
+        None.or_else(|| after("invalid request: ").map(ProviderError::InvalidRequest))
+            .or_else(|| after("unauthorized: ").map(ProviderError::Unauthorized))
+            .or_else(|| after("content rejected: ").map(ProviderError::ContentRejected))
+            .or_else(|| after("upstream unavailable: ").map(ProviderError::UpstreamUnavailable))
+            .or_else(|| after("internal error: ").map(ProviderError::Internal))
+            .unwrap_or_else(|| ProviderError::UpstreamUnavailable(reason.to_string()))
+    }
 }
 
 /// Everything the engine lends a provider for one call.
@@ -351,4 +376,40 @@ pub trait ProviderSink: Send + Sync {
     fn upsert(&self, p: Arc<dyn Provider>);
     /// Removes the provider with this id.
     fn remove(&self, id: &str);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderError;
+
+    #[test]
+    fn a_recorded_reason_reads_back_as_the_error_it_was_written_from() {
+        for error in [
+            ProviderError::InvalidRequest("prompt too long".into()),
+            ProviderError::Unauthorized("bad key".into()),
+            ProviderError::RateLimited {
+                retry_after_secs: Some(7),
+            },
+            ProviderError::RateLimited {
+                retry_after_secs: None,
+            },
+            ProviderError::ContentRejected("moderated".into()),
+            ProviderError::UpstreamUnavailable("502 from vendor".into()),
+            ProviderError::Internal("trap".into()),
+            ProviderError::Cancelled,
+        ] {
+            assert_eq!(ProviderError::from_recorded(&error.to_string()), error);
+        }
+        assert_eq!(
+            ProviderError::RateLimited {
+                retry_after_secs: Some(7)
+            }
+            .to_string(),
+            "rate limited (retry after 7s)"
+        );
+        assert_eq!(
+            ProviderError::from_recorded("Interrupted while streaming"),
+            ProviderError::UpstreamUnavailable("Interrupted while streaming".into())
+        );
+    }
 }

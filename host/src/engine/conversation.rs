@@ -1,0 +1,160 @@
+//! What a chat's conversation must be, checked at the front door for every dialect.
+//!
+//! Invariants:
+//! - Every message is an object with a `role` OpenAI defines (`system`, `developer`, `user`,
+//!   `assistant`, `tool`) and a `content` that is a string or a list of typed parts; only an
+//!   assistant message that records tool calls may go without content.
+//! - Parameters that would ask for an answer the relay cannot carry are refused, never
+//!   dropped: the relay answers one choice of text, so tool and function calling, `n` above 1
+//!   and log probabilities are a 400 naming the parameter, not a 200 that quietly lacks them.
+
+use serde_json::{Map, Value};
+
+use crate::engine::provider::schema::InvalidParam;
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+/// Parameters whose answers (tool calls) the relay has no place for.
+const TOOL_PARAMS: [&str; 5] = [
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+];
+
+/// Checks `messages` and the answer-shaping `params` of a chat.
+pub fn check(messages: &[Value], params: &Map<String, Value>) -> Result<(), InvalidParam> {
+    let invalid = |param: &str, message: String| InvalidParam {
+        param: Some(param.into()),
+        message,
+    };
+    if messages.is_empty() {
+        return Err(invalid("messages", "messages must not be empty".into()));
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let Some(message) = message.as_object() else {
+            return Err(invalid(
+                "messages",
+                format!("messages[{i}] must be an object with a role and content"),
+            ));
+        };
+        let role = message.get("role").and_then(Value::as_str);
+        let Some(role) = role.filter(|r| ROLES.contains(r)) else {
+            return Err(invalid(
+                "messages",
+                format!(
+                    "messages[{i}].role must be one of {}; got {}",
+                    ROLES.join(", "),
+                    message.get("role").unwrap_or(&Value::Null)
+                ),
+            ));
+        };
+        let may_omit = role == "assistant" && message.contains_key("tool_calls");
+        let content_ok = match message.get("content") {
+            Some(Value::String(_)) => true,
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .all(|part| part.get("type").is_some_and(Value::is_string)),
+            None | Some(Value::Null) => may_omit,
+            Some(_) => false,
+        };
+        if !content_ok {
+            return Err(invalid(
+                "messages",
+                format!(
+                    "messages[{i}].content must be a string or a list of content parts \
+                     (objects with a type)"
+                ),
+            ));
+        }
+    }
+    let set = |name: &str| params.get(name).filter(|v| !v.is_null());
+    if let Some(name) = TOOL_PARAMS.iter().find(|name| set(name).is_some()) {
+        return Err(invalid(
+            name,
+            format!("{name} is not supported: this gateway relays text answers, not tool calls"),
+        ));
+    }
+    if let Some(n) = set("n")
+        && n.as_u64() != Some(1)
+    {
+        return Err(invalid(
+            "n",
+            "n must be 1: this gateway answers one choice per chat".into(),
+        ));
+    }
+    for name in ["logprobs", "top_logprobs"] {
+        if set(name).is_some_and(|v| v != &Value::Bool(false)) {
+            return Err(invalid(
+                name,
+                format!("{name} is not supported: this gateway relays text answers only"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn checked(messages: Value, params: Value) -> Result<(), String> {
+        let messages = messages.as_array().unwrap().clone();
+        let params = params.as_object().unwrap().clone();
+        check(&messages, &params).map_err(|e| format!("{}: {}", e.param.unwrap(), e.message))
+    }
+
+    #[test]
+    fn conversations_need_roles_and_content() {
+        let hi = json!([{"role": "system", "content": "be brief"},
+                        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                        {"role": "assistant", "content": null, "tool_calls": []},
+                        {"role": "tool", "content": "42", "tool_call_id": "t"}]);
+        assert_eq!(checked(hi, json!({"n": 1, "logprobs": false})), Ok(()));
+        for (messages, says) in [
+            (json!([]), "messages must not be empty"),
+            (json!(["hi"]), "messages[0] must be an object"),
+            (
+                json!([{"role": "user"}]),
+                "messages[0].content must be a string",
+            ),
+            (
+                json!([{"role": "wizard", "content": "x"}]),
+                "got \"wizard\"",
+            ),
+            (json!([{"content": "x"}]), "got null"),
+            (
+                json!([{"role": "user", "content": "a"}, {"role": "user", "content": 5}]),
+                "messages[1].content",
+            ),
+            (
+                json!([{"role": "user", "content": [{"text": "untyped"}]}]),
+                "content parts",
+            ),
+        ] {
+            let error = checked(messages, json!({})).unwrap_err();
+            assert!(
+                error.starts_with("messages: ") && error.contains(says),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_the_relay_cannot_carry_are_refused_by_name() {
+        let hi = json!([{"role": "user", "content": "hi"}]);
+        for (params, param) in [
+            (json!({"tools": [{"type": "function"}]}), "tools"),
+            (json!({"tool_choice": "auto"}), "tool_choice"),
+            (json!({"functions": []}), "functions"),
+            (json!({"n": 3}), "n"),
+            (json!({"logprobs": true}), "logprobs"),
+            (json!({"top_logprobs": 2}), "top_logprobs"),
+        ] {
+            let error = checked(hi.clone(), params).unwrap_err();
+            assert!(error.starts_with(&format!("{param}: ")), "{error}");
+        }
+    }
+}
