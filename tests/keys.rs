@@ -47,8 +47,8 @@ async fn keys_of(host: &Host, client: &str) -> Vec<Value> {
 }
 
 /// On a host without `EASEL_API_KEYS` (loopback only), callers without a key, or with one it
-/// never issued, are the client `local`; a key it issued is its client's, and once revoked
-/// it is refused, never served as `local`.
+/// never issued, are the client `local` until it has a client; a key it issued is its
+/// client's, and once revoked it is refused, never served as `local`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_is_refused_even_where_no_key_is_needed() {
     let host = Host::start(
@@ -88,6 +88,12 @@ async fn a_revoked_key_is_refused_even_where_no_key_is_needed() {
         (200, &json!("acme")),
         "{body}"
     );
+    // A host with a client serves nobody as `local` any more: not anonymous callers, not
+    // unknown keys (a reverse proxy on the same box must not open it to everyone).
+    for (key, status) in [(None, 401), (Some("sk-anything"), 401)] {
+        let (got, body) = account(key).await;
+        assert_eq!(got, status, "{key:?}: {body}");
+    }
     let revoke = format!("/admin/clients/acme/keys/{key_id}/revoke");
     let (status, revoked) = admin(&host, Method::POST, &revoke, Some(json!({}))).await;
     assert_eq!(status, 200, "{revoked}");
@@ -96,6 +102,18 @@ async fn a_revoked_key_is_refused_even_where_no_key_is_needed() {
         status, 401,
         "a revoked key is refused, not served as local: {body}"
     );
+}
+
+/// Keys stored by an earlier run close a host started without `EASEL_API_KEYS` from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_keys_are_needed_on_a_host_started_without_any_configured() {
+    let mut host = start(Backend::Sqlite).await;
+    host.set_env("EASEL_API_KEYS", "");
+    host.kill9_and_restart().await;
+    assert_eq!(status_for(&host, "key-a").await, 200);
+    let (status, body) = send(host.http.get(host.url("/api/v1/account"))).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(status_for(&host, "sk-anything").await, 401);
 }
 
 async fn restart_with_keys(host: &mut Host, keys: &str) {
@@ -182,6 +200,36 @@ async fn an_operators_revocation_outlasts_the_environment(backend: Backend) {
     host.kill9_and_restart().await;
     assert_eq!(status_for(&host, "key-a").await, 401);
     assert_eq!(status_for(&host, "key-b").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_issued_to_one_client_is_never_handed_to_another_by_the_environment() {
+    let mut host = start(Backend::Sqlite).await;
+    let issued = "issued-to-a-0123456789";
+    let (status, created) = admin(
+        &host,
+        Method::POST,
+        "/admin/clients/partner-a/keys",
+        Some(json!({"key": issued})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+
+    host.set_env("EASEL_API_KEYS", &format!("{KEYS},partner-b:{issued}"));
+    let refused = host.start_refused();
+    assert!(
+        refused.contains("issued to partner-a") && refused.contains("for partner-b"),
+        "{refused}"
+    );
+    host.set_env("EASEL_API_KEYS", "partner-a:key-a,partner-b:key-a");
+    let refused = host.start_refused();
+    assert!(refused.contains("partner-a and partner-b"), "{refused}");
+
+    host.set_env("EASEL_API_KEYS", KEYS);
+    host.kill9_and_restart().await;
+    let (status, account) = send(host.as_key(Method::GET, "/api/v1/account", issued)).await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(account["client_id"], "partner-a", "{account}");
 }
 
 async fn admin_routes_create_list_rotate_and_revoke_keys(backend: Backend) {

@@ -256,19 +256,26 @@ async fn the_video_and_audio_examples_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_model_ids_get_the_documented_messages() {
     let host = pixel_host().await;
-    let (status, body) = host
-        .post(
-            "/api/v1/generations/image",
-            &json!({"prompt": "a cat", "model": "qwen-image"}),
-        )
-        .await;
-    assert_eq!(status, 400);
+    let response = host
+        .as_key(reqwest::Method::POST, "/api/v1/generations/image", "key-a")
+        .json(&json!({"prompt": "a cat", "model": "qwen-image"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "400");
     assert_eq!(
         body["message"],
         "Model must be in format 'provider/model_key', got: 'qwen-image'. Example: 'dashscope/qwen-image'"
     );
-    assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
+    // The id a client quotes is the one the host's log lines carry.
+    assert!(request_id.starts_with("req_"), "{request_id}");
+    assert_eq!(body["request_id"], request_id.as_str());
 
     let (status, body) = host
         .post(

@@ -232,8 +232,15 @@ impl Default for PluginSettings {
 const MOST_KEPT_INSTANCES: usize = 1000;
 
 impl PluginSettings {
-    /// Refuses more kept instances than the pool is sized for.
+    /// Refuses more kept instances than the pool is sized for, and no memory at all.
     fn check(&self) -> anyhow::Result<()> {
+        at_least(
+            "plugins",
+            "memory_limit_mb",
+            self.memory_limit_mb as u64,
+            1,
+            "no plugin starts in 0 MB",
+        )?;
         if self.kept_instances > MOST_KEPT_INSTANCES {
             bail!(
                 "[plugins] kept_instances = {}: at most {MOST_KEPT_INSTANCES} (each holds a pooled instance slot)",
@@ -260,6 +267,20 @@ pub struct CreditSettings {
     pub enforce: bool,
     /// Credits per output by model id (`provider/key`); the model's price hint otherwise.
     pub prices: HashMap<String, f64>,
+}
+
+impl CreditSettings {
+    /// Refuses a price that is negative or not a number: a charge would then pay the client.
+    fn check(&self) -> anyhow::Result<()> {
+        for (model, price) in &self.prices {
+            if !price.is_finite() || *price < 0.0 {
+                bail!(
+                    "[credits] prices: {model} = {price}: a price must be a number of credits, 0 or more"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Engine tuning; every field has a default.
@@ -309,7 +330,81 @@ impl Default for EngineConfig {
     }
 }
 
+/// Refuses `value` unless it is a finite number of seconds of at least `least`.
+fn seconds_at_least(table: &str, name: &str, value: f64, least: f64) -> anyhow::Result<()> {
+    if !value.is_finite() || value < least {
+        bail!("[{table}] {name} = {value}: must be a number of seconds, at least {least}");
+    }
+    Ok(())
+}
+
+/// Refuses a count or size below `least`.
+fn at_least(table: &str, name: &str, value: u64, least: u64, why: &str) -> anyhow::Result<()> {
+    if value < least {
+        bail!("[{table}] {name} = {value}: must be at least {least} ({why})");
+    }
+    Ok(())
+}
+
 impl EngineConfig {
+    /// Refuses settings that would break the engine rather than tune it: a lease a live
+    /// worker cannot renew in time (its task would be claimed again, and its vendor called
+    /// again), a durations that is negative or not a number, a count of zero.
+    fn check(&self) -> anyhow::Result<()> {
+        // Claims are renewed every third of the lease, at most every 100 ms.
+        seconds_at_least("engine", "lease_secs", self.lease_secs, 0.5)?;
+        seconds_at_least(
+            "engine",
+            "max_poll_interval_secs",
+            self.max_poll_interval_secs,
+            0.01,
+        )?;
+        seconds_at_least(
+            "engine",
+            "webhook_backoff_secs",
+            self.webhook_backoff_secs,
+            0.0,
+        )?;
+        seconds_at_least("engine", "model_grace_secs", self.model_grace_secs, 0.0)?;
+        let e = "engine";
+        at_least(
+            e,
+            "queue_timeout_secs",
+            self.queue_timeout_secs,
+            1,
+            "seconds a task may wait",
+        )?;
+        at_least(
+            e,
+            "webhook_timeout_secs",
+            self.webhook_timeout_secs,
+            1,
+            "seconds per attempt",
+        )?;
+        at_least(
+            e,
+            "webhook_max_attempts",
+            self.webhook_max_attempts.into(),
+            1,
+            "attempts",
+        )?;
+        at_least(
+            e,
+            "max_attempts",
+            self.max_attempts.into(),
+            1,
+            "claims a task may get",
+        )?;
+        at_least(
+            e,
+            "poll_concurrency",
+            self.poll_concurrency as u64,
+            1,
+            "polls at once",
+        )?;
+        Ok(())
+    }
+
     /// How long to wait before polling, given the provider's hint.
     pub fn poll_delay(&self, hint: Duration) -> Duration {
         hint.min(Duration::from_secs_f64(self.max_poll_interval_secs))
@@ -329,6 +424,27 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest multipart upload (all files), bytes.
     pub max_upload_bytes: usize,
+}
+
+impl Limits {
+    /// Refuses limits no request could fit.
+    fn check(&self) -> anyhow::Result<()> {
+        let why = "bytes; no request would fit";
+        at_least(
+            "limits",
+            "max_body_bytes",
+            self.max_body_bytes as u64,
+            1024,
+            why,
+        )?;
+        at_least(
+            "limits",
+            "max_upload_bytes",
+            self.max_upload_bytes as u64,
+            1024,
+            why,
+        )
+    }
 }
 
 impl Default for Limits {
@@ -446,6 +562,9 @@ impl Config {
         .filter(|secs| *secs > 0);
         file.capacity.check()?;
         file.plugins.check()?;
+        file.engine.check()?;
+        file.limits.check()?;
+        file.credits.check()?;
         Ok(Self {
             addr,
             lora_dir: env("EASEL_LORA_DIR")
@@ -537,9 +656,11 @@ fn parse_networks<S: AsRef<str>>(
         .collect()
 }
 
-/// Parses `client:key,client:key`.
+/// Parses `client:key,client:key`. One key listed for two clients is refused: whichever came
+/// last would silently own it, with the other's requests and credits.
 pub fn parse_api_keys(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    text.split(',')
+    let pairs = text
+        .split(',')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
         .map(|pair| match pair.split_once(':') {
@@ -548,7 +669,18 @@ pub fn parse_api_keys(text: &str) -> anyhow::Result<Vec<(String, String)>> {
             }
             _ => bail!("API key entry {pair:?} is not client:key"),
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut owners = HashMap::new();
+    for (client, key) in &pairs {
+        if let Some(other) = owners.insert(key.as_str(), client.as_str())
+            && other != client
+        {
+            bail!(
+                "EASEL_API_KEYS lists one key for both {other} and {client}: a key belongs to one client"
+            );
+        }
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]
@@ -594,6 +726,49 @@ mod tests {
     }
 
     #[test]
+    fn settings_that_would_break_the_engine_are_refused() {
+        for (text, names) in [
+            ("[engine]\nlease_secs = 0\n", "lease_secs"),
+            ("[engine]\nlease_secs = -1\n", "lease_secs"),
+            ("[engine]\nlease_secs = nan\n", "lease_secs"),
+            (
+                "[engine]\nmax_poll_interval_secs = -1\n",
+                "max_poll_interval_secs",
+            ),
+            ("[engine]\nmodel_grace_secs = inf\n", "model_grace_secs"),
+            ("[engine]\nmax_attempts = 0\n", "max_attempts"),
+            (
+                "[engine]\nwebhook_timeout_secs = 0\n",
+                "webhook_timeout_secs",
+            ),
+            ("[limits]\nmax_body_bytes = 0\n", "max_body_bytes"),
+            ("[plugins]\nmemory_limit_mb = 0\n", "memory_limit_mb"),
+            (
+                "[credits]\nprices = { \"demo/image\" = -3 }\n",
+                "demo/image",
+            ),
+        ] {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let refused = [
+                file.engine.check(),
+                file.limits.check(),
+                file.plugins.check(),
+                file.credits.check(),
+            ]
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or_else(|| panic!("{text} must be refused"));
+            assert!(refused.to_string().contains(names), "{text}: {refused}");
+        }
+        let tuned: FileConfig = toml::from_str(
+            "[engine]\nlease_secs = 0.5\nmodel_grace_secs = 0.0\nmax_poll_interval_secs = 0.2\n",
+        )
+        .unwrap();
+        tuned.engine.check().unwrap();
+        FileConfig::default().engine.check().unwrap();
+    }
+
+    #[test]
     fn api_keys_parse_and_reject_malformed_pairs() {
         let keys = parse_api_keys("partner-a:key-a, partner-b:key-b").unwrap();
         assert_eq!(
@@ -606,6 +781,9 @@ mod tests {
         assert!(parse_api_keys("just-a-key").is_err());
         assert!(parse_api_keys("a:").is_err());
         assert!(parse_api_keys("").unwrap().is_empty());
+        let shared = parse_api_keys("acme:k1,beta:k1").unwrap_err().to_string();
+        assert!(shared.contains("acme and beta"), "{shared}");
+        assert_eq!(parse_api_keys("acme:k1,acme:k1").unwrap().len(), 2);
     }
 
     #[test]

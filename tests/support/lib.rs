@@ -303,6 +303,38 @@ impl Host {
         self.spawn().await;
     }
 
+    /// Starts `easel serve` again on this host's data and database, expecting it to refuse to
+    /// start; returns what it wrote on stderr. The host stays stopped.
+    pub fn start_refused(&mut self) -> String {
+        use std::io::Read;
+        self.kill9();
+        let mut child = self
+            .command("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting easel");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for easel") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("easel started, though it should have refused to");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "easel exited {status} without an error");
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("piped stderr")
+            .read_to_string(&mut stderr)
+            .expect("reading stderr");
+        stderr
+    }
+
     /// `kill -9` without restarting.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

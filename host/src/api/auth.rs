@@ -1,15 +1,20 @@
 //! API keys: accepted from `Authorization: Bearer`, `X-API-Key` or `X-Zhinian-Api-Key`.
 //!
 //! Invariants: keys are stored and compared only as hashes ([`keys`]); with no keys
-//! configured the host serves loopback only (enforced at bind) and every caller that presents
-//! no key, or one it never issued, is the client `local`; a key it issued and revoked (or
-//! that expired) is refused there too. A key is trusted from memory for at most [`RECHECK_AFTER`] (and never past its
+//! configured the host serves loopback only (enforced at bind), and while it also has no
+//! active key stored, every caller that presents no key, or one it never issued, is the
+//! client `local`. Once a key exists (stored at start, or issued through the admin routes
+//! while it runs) every caller needs one: a host with clients never serves anyone as
+//! `local`. A key it issued and revoked (or that expired) is refused in either case. A key is trusted from memory for at most [`RECHECK_AFTER`] (and never past its
 //! expiry) before its row is read again, so a key revoked on any host is refused on every
 //! host within that time, and at once on the host that revoked it.
 
 use std::{
     collections::HashMap,
-    sync::RwLock,
+    sync::{
+        RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -47,7 +52,8 @@ struct Trusted {
 /// Key hash → client id, read from the `api_keys` table and kept briefly.
 pub struct Auth {
     by_hash: RwLock<HashMap<String, Trusted>>,
-    open: bool,
+    /// No key is configured or stored: callers without one are `local`.
+    open: AtomicBool,
     store: Store,
 }
 
@@ -59,11 +65,30 @@ impl Auth {
         if !configured.is_empty() {
             keys::reconcile(&store, configured).await?;
         }
+        let open = configured.is_empty() && !keys::any_active(&store, now_ms()).await?;
+        if open {
+            tracing::info!(
+                "no API keys: callers are served as the client `{LOCAL_CLIENT}` until a key is issued"
+            );
+        } else if configured.is_empty() {
+            tracing::info!("API keys are stored: every caller needs one");
+        }
         Ok(Self {
             by_hash: RwLock::default(),
-            open: configured.is_empty(),
+            open: AtomicBool::new(open),
             store,
         })
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A key was issued: from now on every caller needs one.
+    fn close(&self) {
+        if self.open.swap(false, Ordering::Relaxed) {
+            tracing::info!("an API key was issued: every caller needs one from now on");
+        }
     }
 
     /// Whether a client with this id exists.
@@ -73,7 +98,11 @@ impl Auth {
 
     /// Adds a client with one key.
     pub async fn add(&self, client: &str, key: NewKey) -> anyhow::Result<Result<Key, KeyError>> {
-        keys::create_client(&self.store, client, key).await
+        let added = keys::create_client(&self.store, client, key).await?;
+        if added.is_ok() {
+            self.close();
+        }
+        Ok(added)
     }
 
     /// Every client's id, in order.
@@ -92,7 +121,11 @@ impl Auth {
         client: &str,
         key: NewKey,
     ) -> anyhow::Result<Result<Key, KeyError>> {
-        keys::create(&self.store, client, key).await
+        let added = keys::create(&self.store, client, key).await?;
+        if added.is_ok() {
+            self.close();
+        }
+        Ok(added)
     }
 
     /// Replaces a key (see [`keys::rotate`]); this host stops trusting the old one at once.
@@ -131,7 +164,7 @@ impl Auth {
     /// The client behind the request's key.
     pub async fn client(&self, headers: &HeaderMap) -> Result<String, AuthError> {
         let Some(key) = presented_key(headers) else {
-            return if self.open {
+            return if self.is_open() {
                 Ok(LOCAL_CLIENT.into())
             } else {
                 Err(AuthError::Missing)
@@ -157,7 +190,7 @@ impl Auth {
                 if stale {
                     self.forget(&hash);
                 }
-                return if self.open && dead_or_unknown == keys::Presented::Unknown {
+                return if self.is_open() && dead_or_unknown == keys::Presented::Unknown {
                     Ok(LOCAL_CLIENT.into())
                 } else {
                     Err(AuthError::Invalid)

@@ -38,7 +38,7 @@ use crate::{
         front_door::{Admission, Refusal},
         inputs::Input,
         registry::{ResolveError, Resolved},
-        task::{Status, Task, new_id, rfc3339},
+        task::{Status, Task, request_id_for_answer, rfc3339},
     },
 };
 
@@ -54,7 +54,7 @@ impl IntoResponse for Error {
         let body = json!({
             "code": self.0.as_u16().to_string(),
             "message": self.1,
-            "request_id": new_id("req"),
+            "request_id": request_id_for_answer(),
         });
         (self.0, Json(body)).into_response()
     }

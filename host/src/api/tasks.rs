@@ -21,7 +21,7 @@ use crate::{
         pixel, sd,
         shape::Shape,
     },
-    engine::task::new_id,
+    engine::task::request_id_for_answer,
 };
 
 /// The shared route.
@@ -39,7 +39,7 @@ fn answer(status: StatusCode, message: &str, detail: &str) -> Response {
     let body = json!({
         "code": status.as_u16().to_string(),
         "message": message,
-        "request_id": new_id("req"),
+        "request_id": request_id_for_answer(),
         "detail": detail,
     });
     (status, Json(body)).into_response()

@@ -12,7 +12,9 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt,
-    RetryConfig, WriteMultipart, aws::AmazonS3Builder, path::Path,
+    RetryConfig, WriteMultipart,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    path::Path,
 };
 use tokio::io::AsyncReadExt;
 
@@ -73,6 +75,17 @@ impl Bucket {
         }
         if let Some(region) = &settings.region {
             builder = builder.with_region(region);
+        }
+        // The client takes any string and panics on its first request when it is no URL:
+        // checked here, so a typo stops the start instead of every upload.
+        if let Some(endpoint) = builder.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+            let parsed = url::Url::parse(&endpoint).ok();
+            if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+                anyhow::bail!(
+                    "the asset bucket's endpoint {endpoint:?} ([assets] endpoint or AWS_ENDPOINT) \
+                     is not an http:// or https:// URL"
+                );
+            }
         }
         let store = builder
             .build()
@@ -222,5 +235,32 @@ impl Bucket {
             }
         }
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_that_is_no_url_stops_the_start() {
+        for endpoint in ["not a url", "s3.example.com", "ftp://s3.example.com"] {
+            let settings = AssetSettings {
+                bucket: Some("easel".into()),
+                endpoint: Some(endpoint.into()),
+                ..AssetSettings::default()
+            };
+            let refused = Bucket::connect(&settings, "easel").unwrap_err().to_string();
+            assert!(
+                refused.contains("is not an http:// or https:// URL"),
+                "{refused}"
+            );
+        }
+        let settings = AssetSettings {
+            bucket: Some("easel".into()),
+            endpoint: Some("http://127.0.0.1:3900".into()),
+            ..AssetSettings::default()
+        };
+        Bucket::connect(&settings, "easel").unwrap();
     }
 }

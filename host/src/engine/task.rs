@@ -212,6 +212,12 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// The id an error answer quotes: the request's own (its `x-request-id` and log lines'), or a
+/// new one for an answer made outside any request.
+pub fn request_id_for_answer() -> String {
+    current_request_id().unwrap_or_else(|| new_id("req"))
+}
+
 impl Task {
     /// The reservation in the decimal credits the APIs show.
     pub fn reserved_credits(&self) -> f64 {

@@ -121,7 +121,7 @@ pub async fn reconcile(store: &Store, configured: &[(String, String)]) -> anyhow
     for (client, secret) in configured {
         let hash = hash_key(secret);
         ensure_client(&mut tx, client, now).await?;
-        sqlx::query(
+        let upserted = sqlx::query(
             "INSERT INTO api_keys (hash, id, client_id, source, created_at) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (hash) DO UPDATE SET client_id = excluded.client_id, \
@@ -129,7 +129,8 @@ pub async fn reconcile(store: &Store, configured: &[(String, String)]) -> anyhow
              revoked_at = CASE WHEN api_keys.revoked_reason = $6 THEN NULL \
                           ELSE api_keys.revoked_at END, \
              revoked_reason = CASE WHEN api_keys.revoked_reason = $6 THEN NULL \
-                              ELSE api_keys.revoked_reason END",
+                              ELSE api_keys.revoked_reason END \
+             WHERE api_keys.client_id = excluded.client_id OR api_keys.source IN ($4, $7)",
         )
         .bind(&hash)
         .bind(new_id("key"))
@@ -137,8 +138,22 @@ pub async fn reconcile(store: &Store, configured: &[(String, String)]) -> anyhow
         .bind(FROM_ENV)
         .bind(now)
         .bind(REMOVED_FROM_ENV)
+        .bind(MIGRATED)
         .execute(&mut *tx)
         .await?;
+        // A key issued to another client through the admin routes is that client's: moving it
+        // would send its requests and credits to the listed client without a word.
+        if upserted.rows_affected() == 0 {
+            let owner: String =
+                sqlx::query_scalar("SELECT client_id FROM api_keys WHERE hash = $1")
+                    .bind(&hash)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            anyhow::bail!(
+                "EASEL_API_KEYS lists a key for {client} that was issued to {owner} through the \
+                 admin routes; a key belongs to one client, so list another one for {client}"
+            );
+        }
         listed.insert(hash);
         // One key per client was all an older version could store, and it could not start
         // with a client's key changed in the environment: a stored key of a listed client
@@ -215,6 +230,18 @@ pub async fn lookup(store: &Store, hash: &str, now: i64) -> anyhow::Result<Prese
         Some((_, Some(expires_at), None)) if expires_at <= now => Presented::Dead,
         Some((client, expires_at, None)) => Presented::Active { client, expires_at },
     })
+}
+
+/// Whether any key is stored that is neither revoked nor expired.
+pub async fn any_active(store: &Store, now: i64) -> anyhow::Result<bool> {
+    let found: Option<(String,)> = sqlx::query_as(
+        "SELECT hash FROM api_keys WHERE revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(&store.reader)
+    .await?;
+    Ok(found.is_some())
 }
 
 /// Whether a client with this id exists.
