@@ -127,13 +127,13 @@ async fn cancel_works_in_every_live_state(backend: Backend) {
         "a queued job is cancelled at once"
     );
 
-    // A running job (the worker is inside the provider's submit) is cancelled through its token.
-    let (status, _) = host
+    // A running job (the worker is inside the provider's submit) is cancelled through its
+    // token, and the answer says so: it waited for the worker to stop.
+    let (status, answer) = host
         .post(&format!("/api/v1/jobs/{busy}/cancel"), &json!({}))
         .await;
-    assert_eq!(status, 200);
-    let ended = host.wait_terminal(&busy).await;
-    assert_eq!(ended["status"], "cancelled");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["job"]["status"], "cancelled", "{answer}");
 
     // A job pending at the provider is cancelled through the provider's cancel.
     let pending = create(&host, image(json!({"delay_ms": 60_000}))).await;
@@ -146,7 +146,7 @@ async fn cancel_works_in_every_live_state(backend: Backend) {
         .post(&format!("/api/v1/jobs/{pending}/cancel"), &json!({}))
         .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(host.wait_terminal(&pending).await["status"], "cancelled");
+    assert_eq!(answer["job"]["status"], "cancelled", "{answer}");
 
     // A terminal job cannot be cancelled.
     let (status, conflict) = host

@@ -86,7 +86,14 @@ pub fn routes() -> ApiRouter<AppState> {
         .api_route(
             "/api/v1/jobs/{id}/cancel",
             post_with(cancel, |op| {
-                op.api(Api::Jobs).summary("Cancel a job").ok(one.clone())
+                op.api(Api::Jobs)
+                    .summary("Cancel a job")
+                    .description(
+                        "200 with the job once cancelled (a running job is waited for up to \
+                         2 s); 202 with the job while it is still stopping; 409 when it had \
+                         already ended, or ended before the cancel reached it.",
+                    )
+                    .ok(one.clone())
             }),
         )
         .api_route(
@@ -512,8 +519,31 @@ async fn cancel(
         .cancel(&client_id, &id)
         .await?
         .ok_or_else(|| Error::not_found("Job"))?;
-    Ok(Json(json!({ "job": view(&task) })).into_response())
+    // A running job stops when its worker or poller sees the request: a moment's wait lets
+    // the answer say how it ended instead of that it was still running.
+    let task = match task.status.is_terminal() {
+        true => task,
+        false => state
+            .engine
+            .wait_terminal(&task.id, CANCEL_WAIT)
+            .await?
+            .unwrap_or(task),
+    };
+    match task.status {
+        Status::Cancelled => Ok(Json(json!({ "job": view(&task) })).into_response()),
+        // Its outcome arrived before the cancel could stop it: kept, and charged as it is.
+        status if status.is_terminal() => Err(Error(
+            StatusCode::CONFLICT,
+            format!("Job is already {status}: it ended before the cancel reached it."),
+        )),
+        // Still stopping (a vendor that is slow to answer its cancel, a poll on another host):
+        // it ends `cancelled` unless its outcome arrives first.
+        _ => Ok((StatusCode::ACCEPTED, Json(json!({ "job": view(&task) }))).into_response()),
+    }
 }
+
+/// How long a cancel waits for a running job to stop before answering 202.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn describe(capability: Capability) -> &'static str {
     match capability {

@@ -129,7 +129,9 @@ const LISTED_RATIOS: [&str; 5] = ["1:1", "16:9", "9:16", "4:3", "3:4"];
 /// A model's `resolutions` in seed 000's shape, level to ratio to `W*H`, whatever its manifest
 /// lists: a table is kept; a level (`2K`, `720p`) gets, at each common ratio, the size this
 /// module would ask for; a size (`1536x1024`) is filed under its own ratio and the level
-/// whose pixel budget is nearest its own (the first size listed wins a cell).
+/// whose pixel budget is nearest its own, and of the sizes filed in one cell the one nearest
+/// that budget wins. The model list shows this table and requests are sized by it, so a
+/// size the list shows is the size a request gets.
 pub fn seed_resolutions(listed: &Value) -> Value {
     let Some(entries) = listed.as_array() else {
         return listed.clone();
@@ -158,11 +160,20 @@ pub fn seed_resolutions(listed: &Value) -> Value {
             } else {
                 "4K"
             };
+            let budget = match Level::parse(level) {
+                Some(Level::Pixels(budget)) => budget,
+                _ => unreachable!("levels in K are pixel budgets"),
+            };
+            let off = |pixels: f64| (pixels / budget).ln().abs();
             let (w, h) = (w as u64, h as u64);
             let divisor = gcd(w, h);
             let ratio = format!("{}:{}", w / divisor, h / divisor);
             let row = table.entry(level).or_insert_with(|| json!({}));
-            if row.get(&ratio).is_none() {
+            let nearer = row
+                .get(&ratio)
+                .and_then(|kept| parse_size(kept.as_str()?))
+                .is_none_or(|(kw, kh)| off(pixels) < off(kw * kh));
+            if nearer {
                 row[ratio] = format!("{w}*{h}").into();
             }
         }
@@ -188,10 +199,12 @@ fn parse_size(text: &str) -> Option<(f64, f64)> {
     (w > 0 && h > 0).then_some((f64::from(w), f64::from(h)))
 }
 
-/// The model's own `resolutions[level][ratio]` entry.
+/// The `[level][ratio]` entry of the model's `resolutions` as the model list shows them
+/// ([`seed_resolutions`]).
 fn table_size(model: &ModelInfo, level: &str, ratio: &str) -> Option<(f64, f64)> {
-    let table = model.extra.get("resolutions")?.as_object()?;
+    let table = seed_resolutions(model.extra.get("resolutions")?);
     let row = table
+        .as_object()?
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(level))?
         .1;
@@ -340,6 +353,22 @@ mod tests {
             sizes,
             json!({"1K": {"1:1": "1024*1024", "3:2": "1536*1024", "2:3": "1024*1536"},
                    "2K": {"1:1": "2048*2048"}})
+        );
+        // Of several sizes in one cell, the one nearest the level's budget is shown, and it
+        // is the size a request for that cell gets.
+        let small_first = json!(["256x256", "512x512", "1024x1024"]);
+        assert_eq!(
+            seed_resolutions(&small_first),
+            json!({"1K": {"1:1": "1024*1024"}})
+        );
+        let listed = model(
+            json!({"width": {"type": "integer", "maximum": 2048},
+                   "height": {"type": "integer", "maximum": 2048}}),
+            json!({"resolutions": small_first}),
+        );
+        assert_eq!(
+            sized(&listed, Some("1K"), Some("1:1")),
+            json!({"width": 1024, "height": 1024})
         );
     }
 
