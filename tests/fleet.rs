@@ -83,6 +83,9 @@ impl WorkerSite {
             ("DATABASE_URL", Some(database)),
             ("AWS_ACCESS_KEY_ID", Some(ACCESS_KEY)),
             ("AWS_SECRET_ACCESS_KEY", Some(SECRET_KEY)),
+            // Each worker's metrics on a free loopback port of its own.
+            ("EASEL_METRICS_ADDR", Some("127.0.0.1:0")),
+            ("EASEL_ADMIN_KEY", Some(ADMIN_KEY)),
         ];
         replaced.extend_from_slice(site);
         let env = role.env(&replaced);

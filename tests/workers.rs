@@ -6,7 +6,8 @@
 //!   check `local/tiny-sd`'s parameters against its announced schema, and 001 and 003 (whose
 //!   `/api/v1/generate` goes to the fleet's `local` model) run jobs there.
 //! - Each worker claims only its own providers' tasks: counted per worker from the worker id
-//!   every task records, against the fleet `GET /admin/workers` lists.
+//!   every task records, against the fleet `GET /admin/workers` lists; the vendor worker
+//!   counts them on its own metrics address (`EASEL_METRICS_ADDR`) too.
 //! - A vendor worker killed mid-submit: its task is re-queued by the other worker's sweeper
 //!   (from what the provider announced) and finished by a new vendor worker.
 //! - With no live worker for `offline`, its model is still accepted for the grace period; the
@@ -43,6 +44,41 @@ fn vendor_worker(host: &Host) -> Worker {
         &["--providers", "offline"],
         &[("EASEL_OFFLINE_PROVIDER", "1")],
     )
+}
+
+/// A vendor worker that serves its metrics on a port of its own; with that address.
+fn scraped_vendor_worker(host: &Host) -> (Worker, String) {
+    use std::io::{BufRead, BufReader};
+    let mut worker = host.spawn_worker_with(
+        &["--providers", "offline"],
+        &[
+            ("EASEL_OFFLINE_PROVIDER", "1"),
+            ("EASEL_METRICS_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let stdout = worker.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("easel worker running; metrics on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the worker reports where its metrics are");
+    (worker, addr)
+}
+
+/// The sum of a Prometheus counter's samples whose labels include every one of `labels`.
+fn sample_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 async fn admin_get(host: &Host, path: &str) -> Value {
@@ -139,7 +175,7 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
         "the API host loads no model of its own"
     );
     let _gpu = gpu_worker(&api);
-    let vendor = vendor_worker(&api);
+    let (vendor, vendor_metrics) = scraped_vendor_worker(&api);
     let ids = fleet_of(
         &api,
         &["local", "offline"],
@@ -229,6 +265,36 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
         *counted.entry("offline".into()).or_default() += 1;
     }
     assert_eq!((counted["local"], counted["offline"]), (2, 6));
+
+    // The vendor worker counts the work it did on its own address (the API host, which ran
+    // none of it, cannot), and lists the plugins it loaded; both for the admin key only.
+    let scrape = |path: &str| api.http.get(format!("{vendor_metrics}{path}"));
+    let (status, _) = send(scrape("/metrics")).await;
+    assert_eq!(status, 401, "the worker's metrics need the admin key");
+    let exposition = scrape("/metrics")
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let finished = ["provider=\"offline\"", "status=\"succeeded\""];
+    assert_eq!(
+        sample_sum(&exposition, "easel_tasks_finished_total", &finished),
+        6.0,
+        "{exposition}"
+    );
+    let submits = ["provider=\"offline\"", "call=\"submit\""];
+    assert!(
+        sample_sum(
+            &exposition,
+            "easel_provider_call_duration_seconds_count",
+            &submits
+        ) >= 6.0
+    );
+    let (status, plugins) = send(scrape("/admin/plugins").bearer_auth(ADMIN_KEY)).await;
+    assert_eq!(status, 200, "{plugins}");
 
     // A vendor worker dies mid-submit: the GPU worker's sweeper re-queues the task (offline's
     // submit is idempotent, as announced), and the next vendor worker finishes it.

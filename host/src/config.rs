@@ -71,6 +71,10 @@ pub struct Config {
     /// The only providers this process loads and claims tasks of (`easel worker
     /// --providers`, `EASEL_PROVIDERS`); every provider it can load when `None`.
     pub providers: Option<std::collections::BTreeSet<String>>,
+    /// Where an `easel worker` serves its own `/metrics` and `/admin/plugins`
+    /// (`EASEL_METRICS_ADDR`), so that the fleet's workers can be scraped and inspected;
+    /// nowhere when unset.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `[assets]` in `easel.toml`. Without `bucket`, stored files live in `$EASEL_DATA_DIR/assets`;
@@ -560,6 +564,14 @@ impl Config {
             None => file.link_ttl_secs,
         }
         .filter(|secs| *secs > 0);
+        let metrics_addr = match env("EASEL_METRICS_ADDR") {
+            Some(text) => Some(
+                text.trim()
+                    .parse::<SocketAddr>()
+                    .with_context(|| format!("EASEL_METRICS_ADDR {text:?} is not host:port"))?,
+            ),
+            None => None,
+        };
         file.capacity.check()?;
         file.plugins.check()?;
         file.engine.check()?;
@@ -595,6 +607,7 @@ impl Config {
             assets: file.assets,
             capacity: file.capacity,
             providers: None,
+            metrics_addr,
         })
     }
 
@@ -625,6 +638,7 @@ impl Config {
             assets: AssetSettings::default(),
             capacity: CapacitySettings::default(),
             providers: None,
+            metrics_addr: None,
         }
     }
 

@@ -186,6 +186,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         config.check_bind()?;
     }
     let addr = config.addr;
+    let addr_of_metrics = config.metrics_addr;
     let host = build(config).await?;
     // `serve` with `[engine] workers = 0` is API only; `easel worker` processes do the work.
     let runs_workers = mode == Mode::Worker || host.state.config.engine.workers > 0;
@@ -219,10 +220,25 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
         }
-        Mode::Worker => {
-            println!("easel worker running");
-            shutdown_signal().await;
-        }
+        Mode::Worker => match addr_of_metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding EASEL_METRICS_ADDR {addr}"))?;
+                // Tests read this line to learn the port when the address ends in :0.
+                println!(
+                    "easel worker running; metrics on http://{}",
+                    listener.local_addr()?
+                );
+                axum::serve(listener, api::worker_router(host.state))
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await?;
+            }
+            None => {
+                println!("easel worker running");
+                shutdown_signal().await;
+            }
+        },
     }
     host.engine.shutdown();
     if runs_workers && let Err(error) = fleet::retire(&host.engine).await {

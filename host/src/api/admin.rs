@@ -28,8 +28,9 @@ use crate::{
     store::keys::NewKey,
 };
 
-/// Routes of the operator interface.
-pub fn routes() -> ApiRouter<AppState> {
+/// The plugin routes: also all an `easel worker` serves of the operator interface, for the
+/// plugins it loaded itself.
+pub fn plugin_routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
             "/admin/plugins",
@@ -44,6 +45,11 @@ pub fn routes() -> ApiRouter<AppState> {
                 op.api(Api::Admin).summary("Rescan the plugins folder")
             }),
         )
+}
+
+/// Routes of the operator interface.
+pub fn routes() -> ApiRouter<AppState> {
+    plugin_routes()
         .api_route(
             "/admin/loras",
             get_with(loras, |op| {

@@ -102,6 +102,19 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(metrics::routes())
 }
 
+/// What an `easel worker` serves on `EASEL_METRICS_ADDR`: its own `/metrics` and
+/// `/admin/plugins` (admin key), so that Prometheus counts the work done where it is done.
+pub fn worker_router(state: AppState) -> Router {
+    openapi::finish(|| {
+        ApiRouter::new()
+            .merge(metrics::routes())
+            .merge(admin::plugin_routes())
+    })
+    .layer(axum::middleware::from_fn(error::shape_bare_errors))
+    .layer(axum::middleware::from_fn(observe::observe))
+    .with_state(state)
+}
+
 /// Every route of every API, and the document that describes them. A path no route serves
 /// answers in the `{"error"}` shape, a method a route does not take in its API's own shape
 /// ([`error::shape_bare_errors`]).
