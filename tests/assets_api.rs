@@ -99,6 +99,36 @@ async fn upload_list_get_and_ranged_download() {
         .unwrap();
     assert_eq!(other_unit.status(), 200);
     assert_eq!(other_unit.bytes().await.unwrap().to_vec(), png_bytes());
+    // A range it cannot satisfy, or several, is a 416 in the API's error shape that still
+    // tells the file's length.
+    for range in ["bytes=9000-", "bytes=0-1,5-6"] {
+        let refused = host
+            .as_key(
+                Method::GET,
+                &format!("/api/v1/assets/{id}/download"),
+                "key-a",
+            )
+            .header("Range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 416, "{range}");
+        assert_eq!(
+            refused.headers()["content-range"],
+            "bytes */5008",
+            "{range}"
+        );
+        assert_eq!(
+            refused.headers()["content-type"],
+            "application/json",
+            "{range}"
+        );
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("5008 bytes"),
+            "{body}"
+        );
+    }
 
     // An uploaded asset feeds a job.
     let (status, created) = host

@@ -119,6 +119,18 @@ async fn uploads_stream_into_the_bucket_and_download_with_ranges() {
         .await
         .unwrap();
     assert_eq!(beyond.status(), 416);
+    assert_eq!(
+        beyond.headers()["content-range"],
+        format!("bytes */{}", big.len())
+    );
+    let refused: serde_json::Value = beyond.json().await.unwrap();
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("Range not satisfiable"),
+        "{refused}"
+    );
 
     // A range in a unit other than bytes is ignored (RFC 9110): the whole object.
     let other_unit = download(&host, small_id)

@@ -317,6 +317,9 @@ pub async fn serve_asset(
             if response.status() == StatusCode::NOT_FOUND {
                 return Err(Error::not_found("Asset file"));
             }
+            if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+                return Ok(unsatisfiable(asset.size.unwrap_or_default().max(0) as u64));
+            }
             response
         }
         None => {
@@ -340,6 +343,20 @@ pub async fn serve_asset(
     Ok(response)
 }
 
+/// The 416 of a `Range` a file of `size` bytes cannot satisfy (or of several ranges), in the
+/// API's error shape, with the `Content-Range` that tells the client the file's length.
+fn unsatisfiable(size: u64) -> Response {
+    let mut response = Error(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        format!("Range not satisfiable: ask for one range within the file's {size} bytes."),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+    response
+}
+
 /// Sends an asset kept in the bucket as [`ServeFile`](tower_http::services::ServeFile) sends
 /// a file: one `Range` is a 206 of those bytes, a range it cannot satisfy (or several) a 416,
 /// `HEAD` the headers alone; the bytes stream from the store as the client reads them.
@@ -358,13 +375,7 @@ async fn serve_object(
     let range = match ranges {
         None => None,
         Some(Ok(ranges)) if ranges.len() == 1 => Some(ranges[0].clone()),
-        Some(_) => {
-            return Ok((
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-            )
-                .into_response());
-        }
+        Some(_) => return Ok(unsatisfiable(size)),
     };
     let length = range.as_ref().map_or(size, |r| r.end() - r.start() + 1);
     let unavailable = |error: anyhow::Error| {

@@ -290,7 +290,24 @@ async fn generate(
         ));
     };
     let raw: Value = body.json()?;
-    let model = raw.get("model").and_then(Value::as_str).unwrap_or_default();
+    if !raw.is_object() {
+        return Err(Error(
+            StatusCode::BAD_REQUEST,
+            "Request body must be a JSON object.".into(),
+        ));
+    }
+    let model = match raw.get("model") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(model)) => model,
+        Some(other) => {
+            return Err(Error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Invalid parameter model: must be a string like 'dashscope/qwen-image', not {other}"
+                ),
+            ));
+        }
+    };
     let resolved = resolve(&state, model, &kind)?;
     let request: GenerationRequest = serde_json::from_value(raw)
         .map_err(|e| Error(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;

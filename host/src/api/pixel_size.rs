@@ -7,7 +7,8 @@
 //! many pixels as seed 000's square sizes of that level (1024², 2048², 4096²), and a height
 //! level such as `720p` sets the short side. That size reaches the model as what its schema
 //! takes, in this order: `width` and `height` (each rounded to the schema's `multipleOf`, 8
-//! when it names none, and kept within its bounds at the same ratio); a `size` string (the
+//! when it names none, and kept within its bounds at the same ratio; a ratio its bounds
+//! cannot hold is refused); a `size` string (the
 //! nearest entry of that ratio when the schema lists them, else `W*H` or `WxH` as the
 //! schema's default or pattern writes it); a `ratio` of the seeds' other APIs. A `resolution`
 //! the model lists is passed in the model's own spelling (`720p` to `720P`). A size or ratio
@@ -23,6 +24,9 @@ pub const DEFAULT_LEVEL: &str = "1K";
 const DEFAULT_MULTIPLE: u64 = 8;
 /// How far a listed size's ratio may be from the asked one and still count as that ratio.
 const RATIO_TOLERANCE: f64 = 0.02;
+/// How far rounding to a model's steps and bounds may move a width and height's ratio from
+/// the asked one before the ratio counts as one the model cannot render.
+const RATIO_BENT: f64 = 0.1;
 
 /// The parameters that give `model` the size a Pixel request's `params` ask for (its
 /// `resolution` and `aspectRatio`), to add to them; the error is a client-facing message.
@@ -78,6 +82,13 @@ pub fn size_params(
     let target = table_size(model, level_text, ratio_text).unwrap_or_else(|| level.size(ratio));
     if let (Some(width), Some(height)) = (properties.get("width"), properties.get("height")) {
         let (w, h) = fit(target, width, height);
+        // Bounds that cannot hold the ratio (1000:1) would bend it: refused, not bent.
+        if ((w as f64 / h as f64) / ratio - 1.0).abs() > RATIO_BENT {
+            return Err(format!(
+                "Invalid parameter aspectRatio: this model cannot render {ratio_text} (the nearest \
+                 its sizes allow is {w}x{h})"
+            ));
+        }
         out.insert("width".into(), w.into());
         out.insert("height".into(), h.into());
     } else if let Some(size) = properties.get("size") {
@@ -100,7 +111,9 @@ impl Level {
         let text = text.trim();
         let number = |digits: &str| digits.parse::<u32>().ok().filter(|n| *n > 0).map(f64::from);
         if let Some(digits) = text.strip_suffix(['K', 'k']) {
-            return Some(Level::Pixels((number(digits)? * 1024.0).powi(2)));
+            // Seed 000's levels; no model renders a `99999K`.
+            let thousands = number(digits).filter(|n| [1.0, 2.0, 4.0].contains(n))?;
+            return Some(Level::Pixels((thousands * 1024.0).powi(2)));
         }
         Some(Level::ShortSide(number(text.strip_suffix(['P', 'p'])?)?))
     }
@@ -439,6 +452,11 @@ mod tests {
             (ratio_of(&raised) / (16.0 / 9.0) - 1.0).abs() < 0.01,
             "{raised}"
         );
+        // A ratio the bounds cannot hold is refused, not bent; a level no model has, too.
+        let error = refused(&small, "1K", "1000:1");
+        assert!(error.contains("cannot render 1000:1"), "{error}");
+        let error = refused(&small, "99999K", "1:1");
+        assert!(error.contains("must be 1K, 2K, 4K"), "{error}");
     }
 
     #[test]

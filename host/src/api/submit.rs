@@ -38,16 +38,17 @@ pub fn refusal_parts(refusal: Refusal) -> Result<(StatusCode, String), anyhow::E
 /// operator reading it: [`Outcome::failed_by`](crate::engine::lifecycle::Outcome::failed_by).)
 pub fn provider_message(error: &ProviderError) -> String {
     match error {
-        ProviderError::Internal(_) | ProviderError::Cancelled => {
+        ProviderError::Internal(_) => {
             tracing::error!(%error, "provider failed while answering a client");
             "The provider failed to handle this request.".into()
         }
+        ProviderError::Cancelled => "The request was cancelled before it finished.".into(),
         other => other.to_string(),
     }
 }
 
 /// The status a provider's refusal is shown with: the client's fault is a 400, the vendor's a
-/// 502.
+/// 502, a cancel (through the jobs API, or by an operator) a 409.
 fn provider_status(error: &ProviderError) -> StatusCode {
     match error {
         ProviderError::InvalidRequest(_) | ProviderError::ContentRejected(_) => {
@@ -57,7 +58,8 @@ fn provider_status(error: &ProviderError) -> StatusCode {
         ProviderError::Unauthorized(_) | ProviderError::UpstreamUnavailable(_) => {
             StatusCode::BAD_GATEWAY
         }
-        ProviderError::Internal(_) | ProviderError::Cancelled => StatusCode::INTERNAL_SERVER_ERROR,
+        ProviderError::Cancelled => StatusCode::CONFLICT,
+        ProviderError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

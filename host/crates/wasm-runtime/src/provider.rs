@@ -267,8 +267,9 @@ impl Stepper {
             r = tokio::time::timeout(rt.config().call_timeout, fut) => r,
         };
         match out {
+            // The wall clock, not the CPU deadline: the plugin was waiting, on its vendor.
             Err(_) => Err(rt.note_error(
-                ProviderError::Internal(format!(
+                ProviderError::UpstreamUnavailable(format!(
                     "plugin {} chat step exceeded its {:?} timeout",
                     self.env.id,
                     rt.config().call_timeout

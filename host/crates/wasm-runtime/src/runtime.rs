@@ -7,7 +7,8 @@
 //!   to tokio at each tick, so calls never pin a tokio worker.
 //! - Every call gets a fresh `Store` with a memory cap and a CPU deadline, inside a
 //!   wall-clock timeout; a trap becomes `ProviderError::Internal("plugin trapped: …")` for
-//!   that call only, and the store is dropped (blast radius: one call).
+//!   that call only, and the store is dropped (blast radius: one call). The wall-clock
+//!   timeout is the vendor's silence, `ProviderError::UpstreamUnavailable`.
 //! - At most `max_instances` calls hold an instance at once; more wait for a slot.
 //! - Cached artifacts are keyed by the component's sha256 and the engine's compatibility
 //!   hash, written atomically (temp file + rename), and a cache entry that fails to load is
@@ -424,8 +425,9 @@ impl Runtime {
         };
         let notes = notes.take();
         match out {
+            // The wall clock, not the CPU deadline: the plugin was waiting, on its vendor.
             Err(_) => Err(with_notes(
-                ProviderError::Internal(format!(
+                ProviderError::UpstreamUnavailable(format!(
                     "plugin {} call exceeded its {:?} timeout",
                     env.id, self.config.call_timeout
                 )),
