@@ -155,6 +155,31 @@ async fn cancel_works_in_every_live_state(backend: Backend) {
     assert_eq!(status, 409, "{conflict}");
 }
 
+/// A host asked to stop (SIGTERM) lets the submit in flight finish and records it before it
+/// exits: a rolling restart neither redoes the vendor's work nor spends one of its attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_host_finishes_the_submit_in_flight() {
+    let mut host = Host::start(Options::new(Backend::Sqlite)).await;
+    let busy = create(&host, image(json!({"work_ms": 1500}))).await;
+    host.wait_job(&busy, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    let exited = host.terminate();
+    assert!(exited.success(), "{exited}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(500),
+        "it waited for the submit"
+    );
+    host.kill9_and_restart().await;
+    let (_, job) = host.get(&format!("/api/v1/jobs/{busy}")).await;
+    assert_eq!(
+        job["job"]["status"], "succeeded",
+        "recorded before the exit: {job}"
+    );
+}
+
 #[tokio::test]
 async fn queued_jobs_expire() {
     let host = Host::start(

@@ -314,6 +314,9 @@ pub struct EngineConfig {
     /// How long the models of a worker that stopped heartbeating stay listed and accepted
     /// after its lease, seconds: tasks for them wait for a worker that serves them.
     pub model_grace_secs: f64,
+    /// How long a stopping process (SIGTERM, Ctrl-C) lets the submits in flight finish before
+    /// it leaves them to the sweeper, seconds.
+    pub shutdown_grace_secs: f64,
 }
 
 impl Default for EngineConfig {
@@ -330,6 +333,8 @@ impl Default for EngineConfig {
             webhook_timeout_secs: 10,
             max_attempts: 3,
             model_grace_secs: 300.0,
+            // Below systemd's 90 s stop timeout.
+            shutdown_grace_secs: 30.0,
         }
     }
 }
@@ -370,6 +375,12 @@ impl EngineConfig {
             0.0,
         )?;
         seconds_at_least("engine", "model_grace_secs", self.model_grace_secs, 0.0)?;
+        seconds_at_least(
+            "engine",
+            "shutdown_grace_secs",
+            self.shutdown_grace_secs,
+            0.0,
+        )?;
         let e = "engine";
         at_least(
             e,

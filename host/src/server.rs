@@ -216,8 +216,13 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
                     tracing::debug!(%error, "TCP_NODELAY on an accepted connection failed");
                 }
             });
+            // Claiming stops at the signal, while the open connections (chats) drain.
+            let engine = host.engine.clone();
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    engine.stop_claiming();
+                })
                 .await?;
         }
         Mode::Worker => match addr_of_metrics {
@@ -230,8 +235,12 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
                     "easel worker running; metrics on http://{}",
                     listener.local_addr()?
                 );
+                let engine = host.engine.clone();
                 axum::serve(listener, api::worker_router(host.state))
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(async move {
+                        shutdown_signal().await;
+                        engine.stop_claiming();
+                    })
                     .await?;
             }
             None => {
@@ -240,7 +249,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             }
         },
     }
-    host.engine.shutdown();
+    host.engine.shutdown().await;
     if runs_workers && let Err(error) = fleet::retire(&host.engine).await {
         tracing::warn!(%error, "leaving the fleet failed; the row lapses with its lease");
     }

@@ -335,6 +335,17 @@ impl Host {
         stderr
     }
 
+    /// Asks the host to stop (SIGTERM, as systemd does) and waits until it has exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the host is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        child.wait().expect("waiting for easel")
+    }
+
     /// `kill -9` without restarting.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -154,8 +154,11 @@ struct Inner {
     /// Cancellation tokens of the tasks this process holds (submits and chats), by id: the
     /// ones whose leases [`lifecycle::hold_leases`] keeps.
     running: Mutex<HashMap<String, CancellationToken>>,
-    /// Stops every background loop.
+    /// Stops every background loop, and cancels the calls still held.
     shutdown: CancellationToken,
+    /// Stops claiming new tasks (a child of `shutdown`): cancelled first when the process is
+    /// asked to stop, so the submits in flight can finish.
+    draining: CancellationToken,
     /// This process's id in the fleet (`wrk_…`), recorded on the tasks it claims.
     worker_id: String,
 }
@@ -187,6 +190,7 @@ pub struct EngineParts {
 impl Engine {
     /// Builds the engine; call [`Engine::start`] to run its loops.
     pub fn new(parts: EngineParts) -> Self {
+        let shutdown = CancellationToken::new();
         Self {
             inner: Arc::new(Inner {
                 store: parts.store,
@@ -201,7 +205,8 @@ impl Engine {
                 capacity: capacity::Capacity::new(&parts.capacity),
                 queued: Notify::new(),
                 running: Mutex::new(HashMap::new()),
-                shutdown: CancellationToken::new(),
+                draining: shutdown.child_token(),
+                shutdown,
                 worker_id: task::new_id("wrk"),
             }),
         }
@@ -234,9 +239,43 @@ impl Engine {
         }
     }
 
-    /// Stops the background loops (in-flight calls finish on their own).
-    pub fn shutdown(&self) {
+    /// Stops claiming new tasks; what is in flight goes on (see [`Engine::shutdown`]).
+    pub fn stop_claiming(&self) {
+        self.inner.draining.cancel();
+    }
+
+    /// Stops the process's part in the engine: no new task is claimed, the submits in flight
+    /// get up to `[engine] shutdown_grace_secs` to finish and be recorded, then the loops stop
+    /// and what is still held is cancelled and left to the sweeper, as after a crash (its
+    /// lease lapses; it is queued again or failed as its provider's idempotence allows).
+    pub async fn shutdown(&self) {
+        self.stop_claiming();
+        let grace = std::time::Duration::from_secs_f64(self.inner.config.shutdown_grace_secs);
+        let deadline = tokio::time::Instant::now() + grace;
+        let held = self.held().len();
+        if held > 0 {
+            tracing::info!(
+                held,
+                ?grace,
+                "stopping: no new tasks are claimed; waiting for the tasks in flight"
+            );
+        }
+        while !self.held().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let left = self.held().len();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "stopping with tasks still in flight: their leases lapse and the sweeper recovers them"
+            );
+        }
         self.inner.shutdown.cancel();
+    }
+
+    /// Cancelled once the process stops claiming tasks.
+    pub(crate) fn draining_token(&self) -> &CancellationToken {
+        &self.inner.draining
     }
 
     /// This process's id in the fleet (`wrk_…`).

@@ -33,7 +33,7 @@ const PROGRESS_EVERY_MS: i64 = 250;
 
 /// One worker's loop.
 pub async fn run(engine: Engine, worker: usize) {
-    let shutdown = engine.shutdown_token().clone();
+    let shutdown = engine.draining_token().clone();
     loop {
         if shutdown.is_cancelled() {
             return;
