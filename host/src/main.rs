@@ -94,10 +94,20 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let asked_filter = std::env::var("EASEL_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty());
+    let filter = asked_filter
+        .as_deref()
+        .map(tracing_subscriber::EnvFilter::try_new);
+    let refused_filter = filter
+        .as_ref()
+        .and_then(|f| f.as_ref().err().map(|e| e.to_string()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EASEL_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+            filter
+                .and_then(Result::ok)
+                .unwrap_or_else(|| "info,sqlx=warn,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr);
     // `EASEL_LOG_FORMAT=json`: one JSON object a line, with the fields of the spans it
@@ -116,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
                 "EASEL_LOG_FORMAT is json or text; logging text"
             );
         }
+    }
+    if let (Some(asked), Some(error)) = (&asked_filter, refused_filter) {
+        tracing::warn!(filter = %asked, %error, "EASEL_LOG is not a log filter; logging at info");
     }
     let cli = Cli::parse();
     if let Some(Command::Plugin(command)) = cli.command {

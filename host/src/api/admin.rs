@@ -8,7 +8,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{FromRequestParts, Path, State, rejection::JsonRejection},
+    extract::{FromRequestParts, Path, State},
     http::{HeaderMap, StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -20,13 +20,19 @@ use crate::{
     api::{
         AppState,
         auth::presented_key,
+        dialect::Body,
         error::Error,
+        jobs::Jobs,
         keys,
         openapi::{Api, Describe},
     },
     engine::credits::{self, GrantRefused},
     store::keys::NewKey,
 };
+
+/// An operator route's JSON body: read within the JSON limit and refused in the admin
+/// routes' `{"error"}` shape (400 malformed, 413 too large), as every other route's.
+pub type AdminBody = Body<Jobs>;
 
 /// The plugin routes: also all an `easel worker` serves of the operator interface, for the
 /// plugins it loaded itself.
@@ -68,13 +74,17 @@ pub fn routes() -> ApiRouter<AppState> {
         .api_route(
             "/admin/clients",
             post_with(create_client, |op| {
-                op.api(Api::Admin).summary("Create a client and its key")
+                op.api(Api::Admin)
+                    .summary("Create a client and its key")
+                    .json_body::<NewClient>()
             }),
         )
         .api_route(
             "/admin/clients/{id}/credits",
             post_with(grant, |op| {
-                op.api(Api::Admin).summary("Grant (or take back) credits")
+                op.api(Api::Admin)
+                    .summary("Grant (or take back) credits")
+                    .json_body::<Grant>()
             }),
         )
         .api_route(
@@ -168,9 +178,9 @@ struct NewClient {
 async fn create_client(
     State(state): State<AppState>,
     _: Operator,
-    body: Result<Json<NewClient>, JsonRejection>,
+    body: AdminBody,
 ) -> Result<Response, Error> {
-    let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
+    let body: NewClient = body.json()?;
     if body.id.is_empty()
         || body.id.len() > 64
         || !body
@@ -217,9 +227,9 @@ async fn grant(
     State(state): State<AppState>,
     _: Operator,
     Path(client_id): Path<String>,
-    body: Result<Json<Grant>, JsonRejection>,
+    body: AdminBody,
 ) -> Result<Response, Error> {
-    let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
+    let body: Grant = body.json()?;
     let amount = credits::to_micros(body.amount);
     if !body.amount.is_finite() || amount == 0 {
         return Err(Error::bad_request(

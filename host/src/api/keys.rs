@@ -8,7 +8,6 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    body::Bytes,
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -20,7 +19,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{
         AppState,
-        admin::Operator,
+        admin::{AdminBody, Operator},
         body,
         error::Error,
         openapi::{Api, Describe},
@@ -206,9 +205,9 @@ async fn create(
     State(state): State<AppState>,
     _: Operator,
     Path(client_id): Path<String>,
-    bytes: Bytes,
+    body: AdminBody,
 ) -> Result<Response, Error> {
-    let body: CreateKey = optional_body(&bytes)?;
+    let body: CreateKey = optional_body(&body.bytes)?;
     let new = NewKey {
         secret: secret(body.key)?,
         label: short_text("label", body.label)?,
@@ -222,9 +221,9 @@ async fn rotate(
     State(state): State<AppState>,
     _: Operator,
     Path((client_id, key_id)): Path<(String, String)>,
-    bytes: Bytes,
+    body: AdminBody,
 ) -> Result<Response, Error> {
-    let body: RotateKey = optional_body(&bytes)?;
+    let body: RotateKey = optional_body(&body.bytes)?;
     let new = NewKey {
         secret: secret(body.key)?,
         label: None,
@@ -247,9 +246,9 @@ async fn revoke(
     State(state): State<AppState>,
     _: Operator,
     Path((client_id, key_id)): Path<(String, String)>,
-    bytes: Bytes,
+    body: AdminBody,
 ) -> Result<Response, Error> {
-    let body: RevokeKey = optional_body(&bytes)?;
+    let body: RevokeKey = optional_body(&body.bytes)?;
     let reason = short_text("reason", body.reason)?;
     match state
         .auth

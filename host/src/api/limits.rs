@@ -8,7 +8,7 @@
 use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     Json,
-    extract::{Path, Request, State, rejection::JsonRejection},
+    extract::{Path, Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{
         AppState,
-        admin::Operator,
+        admin::{AdminBody, Operator},
         error::Error,
         jobs::Client,
         openapi::{Api, Describe},
@@ -55,10 +55,12 @@ pub fn routes() -> ApiRouter<AppState> {
                     .summary("A client's limits: requests per minute, tasks at once, budget")
             })
             .put_with(set, |op| {
-                op.api(Api::Admin).summary(
-                    "Set (replace) a client's limits and default task priority, client-wide or \
-                 for one model; all null removes them",
-                )
+                op.api(Api::Admin)
+                    .summary(
+                        "Set (replace) a client's limits and default task priority, client-wide \
+                         or for one model; all null removes them",
+                    )
+                    .json_body::<SetLimits>()
             }),
         )
 }
@@ -133,9 +135,9 @@ async fn set(
     State(state): State<AppState>,
     _: Operator,
     Path(client_id): Path<String>,
-    body: Result<Json<SetLimits>, JsonRejection>,
+    body: AdminBody,
 ) -> Result<Response, Error> {
-    let Json(body) = body.map_err(|e| Error(e.status(), e.body_text()))?;
+    let body: SetLimits = body.json()?;
     known_client(&state, &client_id).await?;
     let model = match body.model {
         Some(model)

@@ -336,7 +336,12 @@ impl PluginHost {
                 entry.provider = Some(p);
             }
             Err(e) => {
-                let msg = format!("{e:#}");
+                // One line, whatever the error's own formatting (a file that is no component
+                // prints its magic bytes as a list): line-based log collectors keep it whole.
+                let msg = format!("{e:#}")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 tracing::warn!(file = %path.display(), "plugin refused, previous version (if any) keeps serving: {msg}");
                 entry.status.last_error = Some(msg);
             }
