@@ -480,6 +480,14 @@ async fn uploads_a_browser_would_render_are_served_as_attachments() {
     )
     .await;
     assert_eq!(status, 201, "{answer}");
+    let kinds: Vec<&Value> = answer["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|asset| &asset["kind"])
+        .collect();
+    // Only the asset API's own kinds: text is a `file`, as a client would register it.
+    assert_eq!(kinds, [&json!("file"), &json!("image"), &json!("file")]);
     for (asset, safe) in answer["assets"]
         .as_array()
         .unwrap()

@@ -143,8 +143,8 @@ async fn image_and_video_examples_are_created_then_succeed() {
         assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
         assert_eq!(done["usage"]["action"], body["catelogid"]);
         assert_eq!(
-            done["usage"]["model"],
-            if slot == "image" { "image" } else { "video" }
+            done["usage"]["model"], body["model"],
+            "the model as the client named it"
         );
     }
 }

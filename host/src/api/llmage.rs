@@ -459,7 +459,8 @@ async fn generate(
         params: fields,
         inputs,
         webhook: None,
-        extra: json!({"catelogid": catelogid, "base": public_base(&state, &headers)}),
+        // `usage.model` shows the model as the client named it (the seed's `viduq3-pro`).
+        extra: json!({"catelogid": catelogid, "base": public_base(&state, &headers), "model": name}),
         idempotency: None,
         priority: None,
     };
@@ -521,7 +522,7 @@ async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
             "action": catelogid,
             "credits": task.reserved_credits(),
             "type": usage_type(catelogid),
-            "model": task.model,
+            "model": extra["model"].as_str().unwrap_or(&task.model),
         });
         for name in ["resolution", "duration", "ratio", "size"] {
             if let Some(value) = request.params.get(name) {

@@ -60,13 +60,13 @@ pub struct Asset {
 const COLUMNS: &str =
     "id, client_id, kind, name, content_type, size, sha256, url, task_id, created_at";
 
-/// The kind an API shows for a MIME type.
+/// The kind an API shows for a MIME type: one of the asset API's own kinds (`image`,
+/// `video`, `audio`, `file`), so a listed kind is one a client may also register.
 pub fn kind_of(content_type: &str) -> &'static str {
     match content_type.split('/').next().unwrap_or_default() {
         "image" => "image",
         "video" => "video",
         "audio" => "audio",
-        "text" => "text",
         _ => "file",
     }
 }

@@ -291,14 +291,26 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Parses RFC 3339 (or a bare millisecond number) into ms.
+/// Parses an ISO 8601 time into ms: RFC 3339 (with its offset), a date and time without
+/// one or a bare date (both read as UTC), or a bare millisecond number.
 pub fn parse_time(text: &str) -> Option<i64> {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
     if let Ok(ms) = text.parse::<i64>() {
         return Some(ms);
     }
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    let at = time::OffsetDateTime::parse(text, &Rfc3339)
+        .or_else(|_| {
+            time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|t| t.assume_utc())
+        })
+        .or_else(|_| {
+            time::Date::parse(
+                text,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .map(|day| day.midnight().assume_utc())
+        })
+        .ok()?;
+    Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 /// A failed task's reason from an engine error, as its client reads it: `what` and the error,
@@ -310,5 +322,23 @@ pub fn failure_reason(what: &str, error: &anyhow::Error) -> String {
         format!("{what}: an I/O error (a full disk, a refused connection; the host's log has it).")
     } else {
         format!("{what}: {error:#}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_are_iso_8601_with_or_without_an_offset() {
+        let noon = 1_765_022_400_000; // 2025-12-06T12:00:00Z
+        assert_eq!(parse_time("2025-12-06T12:00:00Z"), Some(noon));
+        assert_eq!(parse_time("2025-12-06T14:00:00+02:00"), Some(noon));
+        assert_eq!(parse_time("2025-12-06T12:00:00"), Some(noon));
+        assert_eq!(parse_time("2025-12-06T12:00:00.250"), Some(noon + 250));
+        assert_eq!(parse_time("2025-12-06"), Some(noon - 12 * 3600 * 1000));
+        assert_eq!(parse_time("1765022400000"), Some(noon));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("2025-13-06"), None);
     }
 }
