@@ -690,7 +690,14 @@ pub fn parse_api_keys(text: &str) -> anyhow::Result<Vec<(String, String)>> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| match pair.split_once(':') {
             Some((client, key)) if !client.trim().is_empty() && !key.trim().is_empty() => {
-                Ok((client.trim().to_string(), key.trim().to_string()))
+                let client = client.trim();
+                if !crate::store::keys::valid_client_id(client) {
+                    bail!(
+                        "API key entry for {client:?}: a client id is {}",
+                        crate::store::keys::CLIENT_ID_RULE
+                    );
+                }
+                Ok((client.to_string(), key.trim().to_string()))
             }
             _ => bail!("API key entry {pair:?} is not client:key"),
         })
@@ -809,6 +816,10 @@ mod tests {
         let shared = parse_api_keys("acme:k1,beta:k1").unwrap_err().to_string();
         assert!(shared.contains("acme and beta"), "{shared}");
         assert_eq!(parse_api_keys("acme:k1,acme:k1").unwrap().len(), 2);
+        // The admin routes' rule for client ids, so every client has a path of its own.
+        for odd in ["team/a:k", "big team:k", "ünï:k"] {
+            assert!(parse_api_keys(odd).is_err(), "{odd}");
+        }
     }
 
     #[test]

@@ -191,6 +191,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     // `serve` with `[engine] workers = 0` is API only; `easel worker` processes do the work.
     let runs_workers = mode == Mode::Worker || host.state.config.engine.workers > 0;
     warn_unloaded(&host);
+    warn_unshared_assets(&host.state.config);
     // The fleet sees this process, and it the fleet, before it claims or serves anything.
     let mut membership = fleet::Membership::new(runs_workers);
     membership
@@ -254,6 +255,18 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         tracing::warn!(%error, "leaving the fleet failed; the row lapses with its lease");
     }
     Ok(())
+}
+
+/// Says when hosts share a database but not their files: each keeps its outputs in its own
+/// data folder, so a job that succeeded on a worker has outputs no other host can serve.
+fn warn_unshared_assets(config: &Config) {
+    if config.database_url.starts_with("postgres") && config.assets.bucket.is_none() {
+        tracing::warn!(
+            "DATABASE_URL is shared (PostgreSQL) but [assets] names no bucket: files stay in \
+             this host's data folder, and another host cannot serve them; set [assets] bucket \
+             for a fleet"
+        );
+    }
 }
 
 /// Names the providers `--providers` asked for that this process has not loaded (a plugin

@@ -27,7 +27,7 @@ use crate::{
         openapi::{Api, Describe},
     },
     engine::credits::{self, GrantRefused},
-    store::keys::NewKey,
+    store::keys::{self as store_keys, NewKey},
 };
 
 /// An operator route's JSON body: read within the JSON limit and refused in the admin
@@ -181,16 +181,11 @@ async fn create_client(
     body: AdminBody,
 ) -> Result<Response, Error> {
     let body: NewClient = body.json()?;
-    if body.id.is_empty()
-        || body.id.len() > 64
-        || !body
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(Error::bad_request(
-            "id must be 1 to 64 letters, digits, '-', '_' or '.'.",
-        ));
+    if !store_keys::valid_client_id(&body.id) {
+        return Err(Error::bad_request(format!(
+            "id must be {}.",
+            store_keys::CLIENT_ID_RULE
+        )));
     }
     let key = keys::secret(body.key)?;
     if state.auth.exists(&body.id).await? {

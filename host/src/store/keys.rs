@@ -232,6 +232,18 @@ pub async fn lookup(store: &Store, hash: &str, now: i64) -> anyhow::Result<Prese
     })
 }
 
+/// Whether `id` may name a client: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, so that it
+/// fits an admin path (`/admin/clients/{id}`) as it is.
+pub fn valid_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// What [`valid_client_id`] asks, in words.
+pub const CLIENT_ID_RULE: &str = "1 to 64 letters, digits, '-', '_' or '.'";
+
 /// Whether any key is stored that is neither revoked nor expired.
 pub async fn any_active(store: &Store, now: i64) -> anyhow::Result<bool> {
     let found: Option<(String,)> = sqlx::query_as(
