@@ -6,7 +6,7 @@ use reqwest::{
     Method,
     multipart::{Form, Part},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn png_bytes() -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -48,6 +48,17 @@ async fn upload_list_get_and_ranged_download() {
 
     let (_, listed) = host.get("/api/v1/assets").await;
     assert_eq!(listed["assets"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["nextBefore"], Value::Null, "{listed}");
+    // Pages go on from `nextBefore`, as the job list's do.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (status, _) = host.upload("later.txt", b"later".to_vec()).await;
+    assert_eq!(status, 201);
+    let (_, first) = host.get("/api/v1/assets?limit=1").await;
+    assert_eq!(first["assets"][0]["name"], "later.txt", "{first}");
+    let next = first["nextBefore"].as_str().expect("a next page");
+    let (_, rest) = host.get(&format!("/api/v1/assets?before={next}")).await;
+    assert_eq!(rest["assets"].as_array().unwrap().len(), 2, "{rest}");
+    assert_eq!(rest["nextBefore"], Value::Null, "{rest}");
     let (status, one) = host.get(&format!("/api/v1/assets/{id}")).await;
     assert_eq!((status, &one["asset"]["id"]), (200, &json!(id)));
 

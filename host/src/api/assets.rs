@@ -241,13 +241,17 @@ async fn list(
     QueryOf { query, .. }: QueryOf<ListQuery, Jobs>,
 ) -> Result<Response, Error> {
     let (limit, before) = page(query.limit.as_deref(), query.before.as_deref())?;
-    let assets = state
+    let (assets, more) = state
         .engine
         .assets()
         .list(&client_id, limit, before)
         .await?;
     let views: Vec<AssetView> = assets.iter().map(AssetView::of).collect();
-    Ok(Json(json!({ "assets": views })).into_response())
+    // As the job list: the `before` of the next page, while there is one.
+    let next_before = more
+        .then(|| assets.last().map(|a| rfc3339(a.created_at)))
+        .flatten();
+    Ok(Json(json!({ "assets": views, "nextBefore": next_before })).into_response())
 }
 
 async fn show(

@@ -286,14 +286,14 @@ impl Assets {
         )
     }
 
-    /// A page of the client's assets, newest first (see
+    /// A page of the client's assets, newest first, and whether more follow (see
     /// [`page_of_whole_milliseconds`](crate::store::page_of_whole_milliseconds)).
     pub async fn list(
         &self,
         client_id: &str,
         limit: i64,
         before: Option<i64>,
-    ) -> anyhow::Result<Vec<Asset>> {
+    ) -> anyhow::Result<(Vec<Asset>, bool)> {
         let sql = format!(
             "SELECT {COLUMNS} FROM assets WHERE client_id = $1 AND created_at < $2 ORDER BY created_at DESC, id DESC LIMIT $3"
         );
@@ -304,10 +304,7 @@ impl Assets {
                 .bind(asked);
             async move { Ok(query.fetch_all(&self.store.reader).await?) }
         };
-        let (page, _) =
-            crate::store::page_of_whole_milliseconds(limit, |a: &Asset| a.created_at, fetch)
-                .await?;
-        Ok(page)
+        crate::store::page_of_whole_milliseconds(limit, |a: &Asset| a.created_at, fetch).await
     }
 
     /// Deletes assets that never reached a client (uploads of a request that was not
