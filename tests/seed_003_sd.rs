@@ -227,13 +227,22 @@ async fn errors_follow_the_documented_codes() {
             "{answer}"
         );
     }
-    // -1, A1111's "random seed", is taken as no seed.
-    let (status, answer) = generate(
-        &host,
-        &json!({"prompt": "x", "seed": -1, "width": 64, "height": 64}),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    // -1, A1111's "random seed", is taken as no seed; any 64-bit unsigned seed is taken.
+    for seed in [json!(-1), json!(u64::MAX), json!(0)] {
+        let (status, answer) = generate(
+            &host,
+            &json!({"prompt": "x", "seed": seed, "width": 64, "height": 64}),
+        )
+        .await;
+        assert_eq!(status, 200, "{seed}: {answer}");
+    }
+    let (status, answer) = generate(&host, &json!({"prompt": "x", "seed": -5})).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(
+        answer["detail"][0]["loc"],
+        json!(["body", "seed"]),
+        "{answer}"
+    );
     // The nine scheduler names and three formats are all accepted.
     for scheduler in [
         "DPMSolverMultistepScheduler",

@@ -199,8 +199,8 @@ pub struct GenerateRequest {
     pub strength: Option<f64>,
     /// One of the nine scheduler names.
     pub scheduler: Option<String>,
-    /// Same seed, same image; none (or -1) draws one.
-    pub seed: Option<i64>,
+    /// Same seed, same image; none (or -1) draws one. Any 64-bit unsigned value.
+    pub seed: Option<u64>,
     /// `png` (default), `jpg` or `jpeg`.
     pub output_format: Option<String>,
     /// Receives the result by POST.
@@ -280,8 +280,23 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
         guidance_scale: float("guidance_scale")?,
         strength: float("strength")?,
         scheduler: text("scheduler")?,
-        // -1 is A1111's "a random seed", which leaving it out means here.
-        seed: integer("seed")?.filter(|seed| *seed != -1),
+        seed: match present("seed") {
+            None => None,
+            // -1 is A1111's "a random seed", which leaving it out means here.
+            Some(v) if v.as_i64() == Some(-1) => None,
+            // Seeds are 64-bit unsigned (above i64's range too, as A1111 hands them out).
+            Some(v) => match (v.as_u64(), v.as_i64()) {
+                (Some(seed), _) => Some(seed),
+                (None, Some(_)) => {
+                    return Err(Error::Field(
+                        "seed".into(),
+                        "ensure this value is greater than or equal to 0".into(),
+                        "value_error.number.not_ge",
+                    ));
+                }
+                (None, None) => return Err(type_error("seed", "integer")),
+            },
+        },
         output_format: text("output_format")?,
         callback_url: text("callback_url")?,
         loras: present("loras")
