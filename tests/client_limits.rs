@@ -218,6 +218,7 @@ async fn limits_on_one_sqlite_host() {
         json!({"budget": 5}),
         json!({"budget": 5, "budget_period": "week"}),
         json!({"model": "image", "concurrent_tasks": 1}),
+        json!({"model": "nosuch/model", "concurrent_tasks": 1}),
     ] {
         let (status, body) = set_limits(&host, "partner-a", bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");

@@ -199,8 +199,21 @@ async fn set(
     };
     let store = state.engine.store();
     if !limit.limits_anything() && limit.priority.is_none() {
+        // A model that is gone may still have its row removed.
         limits::remove(store, &client_id, &limit.model).await?;
     } else {
+        // A row for a model no host serves (a typo, an alias) would never apply.
+        let served = state
+            .engine
+            .registry()
+            .find(&limit.model)
+            .is_ok_and(|resolved| resolved.id() == limit.model);
+        if limit.model != ALL_MODELS && !served {
+            return Err(Error::bad_request(format!(
+                "Unknown model {}: a limit names a model id the hosts serve (GET /admin/models).",
+                limit.model
+            )));
+        }
         limits::set(store, &limit, now_ms()).await?;
     }
     listing(&state, &client_id).await
