@@ -48,7 +48,6 @@ fn vendor_worker(host: &Host) -> Worker {
 
 /// A vendor worker that serves its metrics on a port of its own; with that address.
 fn scraped_vendor_worker(host: &Host) -> (Worker, String) {
-    use std::io::{BufRead, BufReader};
     let mut worker = host.spawn_worker_with(
         &["--providers", "offline"],
         &[
@@ -56,18 +55,7 @@ fn scraped_vendor_worker(host: &Host) -> (Worker, String) {
             ("EASEL_METRICS_ADDR", "127.0.0.1:0"),
         ],
     );
-    let stdout = worker.0.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("easel worker running; metrics on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the worker reports where its metrics are");
+    let addr = easel_tests::announced_address(&mut worker.0, "easel worker running; metrics on ");
     (worker, addr)
 }
 

@@ -358,7 +358,7 @@ fn at_least(table: &str, name: &str, value: u64, least: u64, why: &str) -> anyho
 impl EngineConfig {
     /// Refuses settings that would break the engine rather than tune it: a lease a live
     /// worker cannot renew in time (its task would be claimed again, and its vendor called
-    /// again), a durations that is negative or not a number, a count of zero.
+    /// again), a duration that is negative or not a number, a count of zero.
     fn check(&self) -> anyhow::Result<()> {
         // Claims are renewed every third of the lease, at most every 100 ms.
         seconds_at_least("engine", "lease_secs", self.lease_secs, 0.5)?;

@@ -217,13 +217,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
                     tracing::debug!(%error, "TCP_NODELAY on an accepted connection failed");
                 }
             });
-            // Claiming stops at the signal, while the open connections (chats) drain.
-            let engine = host.engine.clone();
             axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    engine.stop_claiming();
-                })
+                .with_graceful_shutdown(claiming_stopped_at_signal(host.engine.clone()))
                 .await?;
         }
         Mode::Worker => match addr_of_metrics {
@@ -236,12 +231,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
                     "easel worker running; metrics on http://{}",
                     listener.local_addr()?
                 );
-                let engine = host.engine.clone();
                 axum::serve(listener, api::worker_router(host.state))
-                    .with_graceful_shutdown(async move {
-                        shutdown_signal().await;
-                        engine.stop_claiming();
-                    })
+                    .with_graceful_shutdown(claiming_stopped_at_signal(host.engine.clone()))
                     .await?;
             }
             None => {
@@ -279,6 +270,13 @@ fn warn_unloaded(host: &Host) {
             tracing::warn!(provider = %wanted, "--providers names a provider that is not loaded");
         }
     }
+}
+
+/// Resolves at Ctrl-C or SIGTERM, the engine having stopped claiming tasks: the open
+/// connections (a chat being answered, a scrape) drain while no new task starts.
+async fn claiming_stopped_at_signal(engine: Engine) {
+    shutdown_signal().await;
+    engine.stop_claiming();
 }
 
 async fn shutdown_signal() {

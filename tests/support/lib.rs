@@ -83,6 +83,25 @@ impl Drop for Worker {
     }
 }
 
+/// The address an easel process prints after `prefix` on its stdout once it listens (tests
+/// bind port 0); the rest of its stdout is read away so the process never blocks on it.
+pub fn announced_address(child: &mut Child, prefix: &'static str) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix(prefix) {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let status = child.try_wait().ok().flatten();
+            panic!("easel did not print {prefix:?} and its address (exit status: {status:?})")
+        })
+}
+
 /// How a test host is set up.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -278,22 +297,7 @@ impl Host {
     async fn spawn(&mut self) {
         let mut command = self.command("serve");
         let mut child = command.spawn().expect("starting easel");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("easel listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                let status = child.try_wait().ok().flatten();
-                panic!("easel did not report its address (exit status: {status:?})")
-            });
-        self.base = base;
+        self.base = announced_address(&mut child, "easel listening on ");
         self.child = Some(child);
     }
 

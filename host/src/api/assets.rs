@@ -25,7 +25,7 @@ use crate::{
         jobs::{Client, Jobs},
         multipart::{self, Content},
         openapi::{Api, Describe},
-        paging::page,
+        paging::{next_before, page},
     },
     assets::{Asset, NewFile, content_type_from_name},
     engine::task::rfc3339,
@@ -247,10 +247,7 @@ async fn list(
         .list(&client_id, limit, before)
         .await?;
     let views: Vec<AssetView> = assets.iter().map(AssetView::of).collect();
-    // As the job list: the `before` of the next page, while there is one.
-    let next_before = more
-        .then(|| assets.last().map(|a| rfc3339(a.created_at)))
-        .flatten();
+    let next_before = next_before(more, assets.last().map(|a| a.created_at));
     Ok(Json(json!({ "assets": views, "nextBefore": next_before })).into_response())
 }
 

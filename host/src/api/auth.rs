@@ -5,9 +5,10 @@
 //! active key stored, every caller that presents no key, or one it never issued, is the
 //! client `local`. Once a key exists (stored at start, or issued through the admin routes
 //! while it runs) every caller needs one: a host with clients never serves anyone as
-//! `local`. A key it issued and revoked (or that expired) is refused in either case. A key is trusted from memory for at most [`RECHECK_AFTER`] (and never past its
-//! expiry) before its row is read again, so a key revoked on any host is refused on every
-//! host within that time, and at once on the host that revoked it.
+//! `local`. A key it issued and revoked (or that expired) is refused in either case. A key
+//! is trusted from memory for at most [`RECHECK_AFTER`] (and never past its expiry) before
+//! its row is read again, so a key revoked on any host is refused on every host within that
+//! time, and at once on the host that revoked it.
 
 use std::{
     collections::HashMap,
@@ -84,11 +85,12 @@ impl Auth {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// A key was issued: from now on every caller needs one.
-    fn close(&self) {
-        if self.open.swap(false, Ordering::Relaxed) {
+    /// Passes on what issuing a key gave; once one was issued, every caller needs a key.
+    fn issued(&self, added: Result<Key, KeyError>) -> anyhow::Result<Result<Key, KeyError>> {
+        if added.is_ok() && self.open.swap(false, Ordering::Relaxed) {
             tracing::info!("an API key was issued: every caller needs one from now on");
         }
+        Ok(added)
     }
 
     /// Whether a client with this id exists.
@@ -98,11 +100,7 @@ impl Auth {
 
     /// Adds a client with one key.
     pub async fn add(&self, client: &str, key: NewKey) -> anyhow::Result<Result<Key, KeyError>> {
-        let added = keys::create_client(&self.store, client, key).await?;
-        if added.is_ok() {
-            self.close();
-        }
-        Ok(added)
+        self.issued(keys::create_client(&self.store, client, key).await?)
     }
 
     /// Every client's id, in order.
@@ -121,11 +119,7 @@ impl Auth {
         client: &str,
         key: NewKey,
     ) -> anyhow::Result<Result<Key, KeyError>> {
-        let added = keys::create(&self.store, client, key).await?;
-        if added.is_ok() {
-            self.close();
-        }
-        Ok(added)
+        self.issued(keys::create(&self.store, client, key).await?)
     }
 
     /// Replaces a key (see [`keys::rotate`]); this host stops trusting the old one at once.

@@ -71,6 +71,18 @@ impl<D: Dialect> Body<D> {
         body::parse_json(&self.bytes).map_err(D::malformed_json)
     }
 
+    /// The body as a JSON object (kept as a `Value`), refused in the dialect's shape when it
+    /// is not JSON or is JSON of another kind (an array, a number).
+    pub fn object(&self) -> Result<serde_json::Value, D::Error> {
+        let value: serde_json::Value = self.json()?;
+        if !value.is_object() {
+            return Err(D::malformed_json(
+                "Request body must be a JSON object.".into(),
+            ));
+        }
+        Ok(value)
+    }
+
     /// The body parsed straight into `T` (no `Value` in between): malformed JSON refused as
     /// [`Body::json`] refuses it, well-formed JSON of another shape as `wrong_shape` says.
     pub fn parse<T: DeserializeOwned>(

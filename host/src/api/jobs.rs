@@ -24,7 +24,7 @@ use crate::{
         error::Error,
         loras,
         openapi::{self, Api, Describe},
-        paging::page,
+        paging::{next_before, page},
     },
     engine::{
         TaskFilter,
@@ -381,10 +381,7 @@ async fn create(
     headers: HeaderMap,
     body: Body<Jobs>,
 ) -> Result<Response, Error> {
-    let raw: Value = body.json()?;
-    if !raw.is_object() {
-        return Err(Error::bad_request("Request body must be a JSON object."));
-    }
+    let raw = body.object()?;
     let job: JobRequest = serde_json::from_value(raw.clone())
         .map_err(|e| Error::bad_request(format!("Invalid request: {e}")))?;
     let mut admission = normalize(&state, &client_id, job)?;
@@ -482,9 +479,7 @@ impl ListQuery {
 
 /// A page of jobs as 001 lists them, each rendered by `render`.
 pub fn page_of<T: Serialize>(tasks: &[Task], more: bool, render: impl Fn(&Task) -> T) -> Value {
-    let next_before = more
-        .then(|| tasks.last().map(|t| rfc3339(t.created_at)))
-        .flatten();
+    let next_before = next_before(more, tasks.last().map(|t| t.created_at));
     let jobs: Vec<T> = tasks.iter().map(render).collect();
     json!({ "jobs": jobs, "nextBefore": next_before })
 }

@@ -3,7 +3,10 @@
 //! same millisecond as its last one come with it (so the next page, `before` that time,
 //! skips none), which can make a page a few rows longer than `limit`.
 
-use crate::{api::error::Error, engine::task::parse_time};
+use crate::{
+    api::error::Error,
+    engine::task::{parse_time, rfc3339},
+};
 
 /// Parses `limit` (1 to 200) and `before` (ISO time) the way every list route of 001 does.
 pub fn page(limit: Option<&str>, before: Option<&str>) -> Result<(i64, Option<i64>), Error> {
@@ -23,4 +26,10 @@ pub fn page(limit: Option<&str>, before: Option<&str>) -> Result<(i64, Option<i6
         ),
     };
     Ok((limit, before))
+}
+
+/// The `nextBefore` of a page whose last (oldest) row was created at `last_created_at`: that
+/// time while `more` rows follow, `None` on the last page.
+pub fn next_before(more: bool, last_created_at: Option<i64>) -> Option<String> {
+    more.then(|| last_created_at.map(rfc3339)).flatten()
 }

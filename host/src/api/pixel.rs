@@ -289,13 +289,7 @@ async fn generate(
             format!("Unknown generation type '{kind}': use image, video or audio"),
         ));
     };
-    let raw: Value = body.json()?;
-    if !raw.is_object() {
-        return Err(Error(
-            StatusCode::BAD_REQUEST,
-            "Request body must be a JSON object.".into(),
-        ));
-    }
+    let raw = body.object()?;
     let model = match raw.get("model") {
         None | Some(Value::Null) => "",
         Some(Value::String(model)) => model,

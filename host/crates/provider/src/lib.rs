@@ -170,7 +170,6 @@ impl ProviderError {
     /// no provider error's words (an interrupted task, an output that could not be stored) is
     /// the vendor side's failure, [`ProviderError::UpstreamUnavailable`].
     pub fn from_recorded(reason: &str) -> ProviderError {
-        let after = |prefix: &str| reason.strip_prefix(prefix).map(str::to_string);
         if let Some(rest) = reason.strip_prefix("rate limited") {
             let retry_after_secs = rest
                 .strip_prefix(" (retry after ")
@@ -181,11 +180,17 @@ impl ProviderError {
         if reason == "cancelled" {
             return ProviderError::Cancelled;
         }
-        None.or_else(|| after("invalid request: ").map(ProviderError::InvalidRequest))
-            .or_else(|| after("unauthorized: ").map(ProviderError::Unauthorized))
-            .or_else(|| after("content rejected: ").map(ProviderError::ContentRejected))
-            .or_else(|| after("upstream unavailable: ").map(ProviderError::UpstreamUnavailable))
-            .or_else(|| after("internal error: ").map(ProviderError::Internal))
+        // The `#[error]` prefixes above, each with the variant it writes.
+        let worded: [(&str, fn(String) -> ProviderError); 5] = [
+            ("invalid request: ", ProviderError::InvalidRequest),
+            ("unauthorized: ", ProviderError::Unauthorized),
+            ("content rejected: ", ProviderError::ContentRejected),
+            ("upstream unavailable: ", ProviderError::UpstreamUnavailable),
+            ("internal error: ", ProviderError::Internal),
+        ];
+        worded
+            .into_iter()
+            .find_map(|(prefix, error)| reason.strip_prefix(prefix).map(|rest| error(rest.into())))
             .unwrap_or_else(|| ProviderError::UpstreamUnavailable(reason.to_string()))
     }
 }
