@@ -332,3 +332,49 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
 }
 
 on_both_backends!(workers_claim_only_what_they_serve);
+
+/// A cancel that cannot stop its job within the wait answers 202 with the job still running,
+/// and the job then ends as its own outcome decides. Here the job's poll is in flight on the
+/// vendor worker (the offline vendor takes `collect_ms` to hand its outputs over), and the
+/// API host, which does not serve the provider, leaves the vendor's cancel to that worker's
+/// poller: it finds the request only after that poll, which brings the outcome first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_cannot_stop_the_job_in_time_answers_202() {
+    let api = Host::start(
+        Options::new(easel_tests::Backend::Sqlite)
+            .toml("[engine]\nworkers = 0")
+            .env("EASEL_OFFLINE_PROVIDER", "0")
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
+    )
+    .await;
+    let _vendor = vendor_worker(&api);
+    fleet_of(&api, &["offline"], &["offline/image"]).await;
+    let id = job(
+        &api,
+        offline_job(json!({"delay_ms": 100, "collect_ms": 8000})),
+    )
+    .await;
+    api.wait_job(&id, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    // Ready 100 ms after its submit and polled within a tick of that: now collecting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let asked = Instant::now();
+    let (status, answer) = api
+        .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["job"]["status"], "running", "{answer}");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "the answer came only after the wait for the job to stop"
+    );
+
+    let done = api.wait_terminal(&id).await;
+    assert_eq!(
+        done["status"], "succeeded",
+        "the outcome reached the worker before the cancel did: {done}"
+    );
+}
