@@ -378,3 +378,72 @@ async fn a_cancel_that_cannot_stop_the_job_in_time_answers_202() {
         "the outcome reached the worker before the cancel did: {done}"
     );
 }
+
+/// Each worker counts as alive for its own lease after its heartbeat, not the reader's: an API
+/// host with a 4 s lease drops a worker with a 0.6 s lease soon after it dies, and keeps
+/// listing a worker with a 30 s lease (which beats every 10 s) between its beats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_is_alive_for_its_own_lease() {
+    let api = Host::start(
+        Options::new(easel_tests::Backend::Sqlite)
+            .toml("[engine]\nworkers = 0\nlease_secs = 4")
+            .env("EASEL_OFFLINE_PROVIDER", "0")
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
+    )
+    .await;
+    let configs = tempfile::tempdir().unwrap();
+    // Told apart by their capacity (`workers`).
+    let worker_with = |name: &str, toml: &str| {
+        let path = configs.path().join(name);
+        std::fs::write(&path, toml).unwrap();
+        api.spawn_worker_with(
+            &["--providers", "offline"],
+            &[
+                ("EASEL_OFFLINE_PROVIDER", "1"),
+                ("EASEL_CONFIG", path.to_str().unwrap()),
+            ],
+        )
+    };
+    let short = worker_with("short.toml", "[engine]\nworkers = 3\nlease_secs = 0.6\n");
+    let _long = worker_with("long.toml", "[engine]\nworkers = 2\nlease_secs = 30\n");
+    let listed = || async {
+        let fleet = admin_get(&api, "/admin/workers").await;
+        let mut capacities: Vec<i64> = fleet["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|worker| worker["capacity"].as_i64().unwrap())
+            .collect();
+        capacities.sort();
+        capacities
+    };
+    let start = Instant::now();
+    while listed().await != [2, 3] {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            listed().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let long_seen = Instant::now();
+
+    drop(short);
+    let died = Instant::now();
+    while listed().await.contains(&3) {
+        assert!(
+            died.elapsed() < Duration::from_millis(2500),
+            "a worker with a 0.6 s lease is still listed {:?} after it died",
+            died.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Past the API host's own lease since the long worker's first beat, before its second.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(long_seen.elapsed())).await;
+    assert_eq!(
+        listed().await,
+        [2],
+        "the worker with a 30 s lease is listed between its beats"
+    );
+}

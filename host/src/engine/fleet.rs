@@ -6,9 +6,11 @@
 //!   again every third of its lease: its id, host name, the providers it has loaded (which
 //!   are exactly the providers its claims take, see [`lifecycle::claim`]), what each
 //!   announces (models with their parameter schemas), its capacity and whether it holds the
-//!   native model. A process stopping on purpose puts its row one lease back ([`retire`]).
-//! - A row last seen more than one lease ago is a dead worker: it is not listed and serves
-//!   nothing. Its announcements stay in every registry for `[engine] model_grace_secs` more,
+//!   native model, and until when it counts as alive: one lease of its own after the beat. A
+//!   process stopping on purpose ends that at once ([`retire`]).
+//! - A row past its own lease is a dead worker, for every process whatever lease that one
+//!   runs with: it is not listed and serves nothing. Its announcements stay in every
+//!   registry for the reader's `[engine] model_grace_secs` more,
 //!   so tasks for a model whose last worker just died are still accepted and wait for it;
 //!   after that the row is deleted. Its held tasks are recovered by any process's sweeper by
 //!   the usual rules, judged from what their provider announced; a re-queued one waits for
@@ -157,7 +159,7 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// How long a worker counts as alive after its last heartbeat, ms.
+/// How long this process counts as alive after its last heartbeat, ms.
 fn lease_ms(engine: &Engine) -> i64 {
     engine.config().lease().as_millis() as i64
 }
@@ -192,8 +194,8 @@ impl Membership {
         if self.runs_workers {
             workers::beat(engine.store(), &self.row(engine, now)?).await?;
         }
-        let known_since = now - lease_ms(engine) - grace_ms(engine);
-        let rows = workers::seen_since(engine.store(), known_since).await?;
+        let known_since = now - grace_ms(engine);
+        let rows = workers::alive_since(engine.store(), known_since).await?;
         self.apply(engine, rows.into_iter().map(Worker::of).collect());
         workers::forget_before(engine.store(), known_since).await?;
         Ok(())
@@ -218,6 +220,7 @@ impl Membership {
             model_loaded: i64::from(registry.provider(LOCAL_PROVIDER).is_some()),
             started_at: self.started_at,
             last_seen: now,
+            alive_until: now + lease_ms(engine),
         })
     }
 
@@ -226,14 +229,13 @@ impl Membership {
     /// when a worker serves it. Schemas are compiled again only when an announcement changed.
     fn apply(&mut self, engine: &Engine, mut fleet: Vec<Worker>) {
         fleet.sort_by_key(|worker| worker.row.last_seen);
-        let lease = lease_ms(engine);
-        let serving_until: BTreeMap<String, i64> = fleet
-            .iter()
-            .flat_map(|worker| {
-                let until = worker.row.last_seen + lease;
-                worker.providers.iter().map(move |id| (id.clone(), until))
-            })
-            .collect();
+        let mut serving_until: BTreeMap<String, i64> = BTreeMap::new();
+        for worker in &fleet {
+            for id in &worker.providers {
+                let until = serving_until.entry(id.clone()).or_default();
+                *until = (*until).max(worker.row.alive_until);
+            }
+        }
         let mut merged: BTreeMap<String, Announcement> = BTreeMap::new();
         for announcement in fleet.into_iter().flat_map(|worker| worker.announced) {
             let mut models = merged
@@ -283,14 +285,12 @@ impl Membership {
 
 /// Stops counting this process as a worker at once; its models keep their grace.
 pub async fn retire(engine: &Engine) -> anyhow::Result<()> {
-    let at = now_ms() - lease_ms(engine) - 1;
-    workers::retire(engine.store(), engine.worker_id(), at).await
+    workers::retire(engine.store(), engine.worker_id(), now_ms() - 1).await
 }
 
 /// The live workers, oldest process first, each with the tasks it holds.
 pub async fn live(engine: &Engine) -> anyhow::Result<Vec<Worker>> {
-    let since = now_ms() - lease_ms(engine);
-    let rows = workers::seen_since(engine.store(), since).await?;
+    let rows = workers::alive_since(engine.store(), now_ms()).await?;
     let held: BTreeMap<String, i64> = tasks::submitting_by_worker(engine.store())
         .await?
         .into_iter()

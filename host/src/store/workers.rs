@@ -1,8 +1,10 @@
 //! The fleet's heartbeat table: every SQL statement on `workers`.
 //!
 //! Invariants: a process writes only its own row ([`beat`], [`retire`]); any process may
-//! delete rows too old to count for anything ([`forget_before`]). Reads take a cut-off, so a
-//! row older than the caller's lease (or lease and grace) is never seen as alive.
+//! delete rows too old to count for anything ([`forget_before`]). A row is alive until its
+//! `alive_until`, which its writer sets from its own lease, so every reader agrees on which
+//! workers are alive whatever lease it runs with; reads take a cut-off on it (the grace for
+//! a dead worker's models is the reader's).
 
 use sqlx::FromRow;
 
@@ -29,16 +31,18 @@ pub struct WorkerRow {
     pub started_at: i64,
     /// Its latest heartbeat.
     pub last_seen: i64,
+    /// Until when it counts as alive: its latest heartbeat and its own lease.
+    pub alive_until: i64,
 }
 
 /// Writes (or refreshes) the caller's own row.
 pub async fn beat(store: &Store, row: &WorkerRow) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO workers (id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
+        "INSERT INTO workers (id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen, alive_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET \
          host = excluded.host, providers = excluded.providers, announcement = excluded.announcement, \
          capacity = excluded.capacity, version = excluded.version, model_loaded = excluded.model_loaded, \
-         last_seen = excluded.last_seen",
+         last_seen = excluded.last_seen, alive_until = excluded.alive_until",
     )
     .bind(&row.id)
     .bind(&row.host)
@@ -49,26 +53,27 @@ pub async fn beat(store: &Store, row: &WorkerRow) -> anyhow::Result<()> {
     .bind(row.model_loaded)
     .bind(row.started_at)
     .bind(row.last_seen)
+    .bind(row.alive_until)
     .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
 }
 
-/// Every row seen at or after `since`, oldest process first.
-pub async fn seen_since(store: &Store, since: i64) -> anyhow::Result<Vec<WorkerRow>> {
+/// Every row alive at or after `since`, oldest process first.
+pub async fn alive_since(store: &Store, since: i64) -> anyhow::Result<Vec<WorkerRow>> {
     Ok(sqlx::query_as(
-        "SELECT id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen \
-         FROM workers WHERE last_seen >= $1 ORDER BY started_at, id",
+        "SELECT id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen, alive_until \
+         FROM workers WHERE alive_until >= $1 ORDER BY started_at, id",
     )
     .bind(since)
     .fetch_all(&store.reader)
     .await?)
 }
 
-/// Marks the caller's row as last seen at `at` (a process stopping on purpose puts it one
-/// lease back, so it stops counting at once while its models keep their grace).
+/// Marks the caller's row as alive only until `at` (a process stopping on purpose puts it
+/// just before now, so it stops counting at once while its models keep their grace).
 pub async fn retire(store: &Store, id: &str, at: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE workers SET last_seen = $2 WHERE id = $1")
+    sqlx::query("UPDATE workers SET alive_until = $2 WHERE id = $1")
         .bind(id)
         .bind(at)
         .execute(&mut *store.writer().await?)
@@ -76,9 +81,9 @@ pub async fn retire(store: &Store, id: &str, at: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes rows last seen before `before`.
+/// Deletes rows alive only until before `before`.
 pub async fn forget_before(store: &Store, before: i64) -> anyhow::Result<u64> {
-    Ok(sqlx::query("DELETE FROM workers WHERE last_seen < $1")
+    Ok(sqlx::query("DELETE FROM workers WHERE alive_until < $1")
         .bind(before)
         .execute(&mut *store.writer().await?)
         .await?
