@@ -115,6 +115,31 @@ async fn txt2img_and_img2img_examples_complete_with_one_result_url() {
     assert!(edited["result_url"].is_string());
 }
 
+/// `output_format` is kept on a model that does not take it: the offline model draws PNGs, and
+/// the host converts them to the JPEG asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_format_asked_is_the_one_delivered() {
+    let host = sd_host().await;
+    for (asked, content_type, magic) in [
+        ("jpg", "image/jpeg", &b"\xFF\xD8\xFF"[..]),
+        ("jpeg", "image/jpeg", &b"\xFF\xD8\xFF"[..]),
+        ("png", "image/png", &b"\x89PNG"[..]),
+    ] {
+        let done = generate_and_wait(
+            &host,
+            json!({"prompt": "a red square", "width": 64, "height": 64, "output_format": asked}),
+        )
+        .await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let image = reqwest::get(done["result_url"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(image.headers()["content-type"], content_type, "{asked}");
+        let bytes = image.bytes().await.unwrap();
+        assert!(bytes.starts_with(magic), "{asked}: {:?}", &bytes[..8]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_images_come_back_as_result_urls_and_seeds_repeat() {
     let host = sd_host().await;

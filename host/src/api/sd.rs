@@ -176,6 +176,40 @@ async fn health(State(state): State<AppState>) -> Response {
     Json(body).into_response()
 }
 
+/// How the model takes the output format `asked` (`png`, `jpg` or `jpeg`): the value for
+/// its own `output_format` when its schema has one that takes the format (`jpg` and `jpeg`
+/// are one format, and an `output_format` listing no values takes any); `None` when it
+/// cannot, and the host converts its images once they arrive (`image_format` in the task's
+/// extra fields, see `engine::outputs`).
+fn model_format(properties: &Value, asked: &str) -> Option<String> {
+    let declared = properties.get("output_format")?;
+    let Some(listed) = declared["enum"].as_array() else {
+        return Some(asked.to_string());
+    };
+    let spellings: &[&str] = if asked == "png" {
+        &["png"]
+    } else {
+        &["jpeg", "jpg"]
+    };
+    let takes = |spelling: &str| listed.iter().any(|value| *value == *spelling);
+    if takes(asked) {
+        return Some(asked.to_string());
+    }
+    spellings
+        .iter()
+        .find(|spelling| takes(spelling))
+        .map(|spelling| spelling.to_string())
+}
+
+/// The content type of an output format the checks accepted.
+fn content_type_of_format(format: &str) -> &'static str {
+    if format == "png" {
+        "image/png"
+    } else {
+        "image/jpeg"
+    }
+}
+
 /// `POST /api/v1/generate`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GenerateRequest {
@@ -433,13 +467,20 @@ async fn generate(
         ("strength", request.strength.map(Value::from)),
         ("scheduler", request.scheduler.map(Value::from)),
         ("seed", request.seed.map(Value::from)),
-        ("output_format", request.output_format.map(Value::from)),
         ("loras", (!loras.is_empty()).then(|| Value::from(loras))),
     ]);
     // A mapped model that counts its outputs as `n` gets the count under that name.
     let properties = &resolved.model.params_schema["properties"];
     if properties.get("num_images").is_none() && properties.get("n").is_some() {
         params.insert("n".into(), count.into());
+    }
+    let asked = request.output_format.as_deref().unwrap_or("png");
+    let mut extra = json!({"base": public_base(&state, &headers)});
+    match model_format(properties, asked) {
+        Some(format) => {
+            params.insert("output_format".into(), format.into());
+        }
+        None => extra["image_format"] = content_type_of_format(asked).into(),
     }
     let (capability, inputs) = match request.init_image {
         Some(image) => (
@@ -462,7 +503,7 @@ async fn generate(
                 .callback_url
                 .filter(|url| !url.is_empty())
                 .map(|url| ("callback_url", url)),
-            extra: json!({"base": public_base(&state, &headers)}),
+            extra,
             idempotency: None,
             priority: None,
         })
@@ -539,4 +580,33 @@ pub fn webhook(links: &Links, task: &Task) -> Value {
         body["error_message"] = error.clone().into();
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_goes_to_a_model_that_takes_it_in_its_own_spelling() {
+        let listed = |values: Value| json!({"output_format": {"type": "string", "enum": values}});
+        let native = listed(json!(["png", "jpg", "jpeg"]));
+        assert_eq!(model_format(&native, "jpg").as_deref(), Some("jpg"));
+        let openai = listed(json!(["png", "jpeg", "webp"]));
+        assert_eq!(model_format(&openai, "jpg").as_deref(), Some("jpeg"));
+        assert_eq!(model_format(&openai, "png").as_deref(), Some("png"));
+        let only_jpg = listed(json!(["jpg"]));
+        assert_eq!(model_format(&only_jpg, "jpeg").as_deref(), Some("jpg"));
+        assert_eq!(
+            model_format(&only_jpg, "png"),
+            None,
+            "converted by the host"
+        );
+        let any = json!({"output_format": {"type": "string"}});
+        assert_eq!(model_format(&any, "jpeg").as_deref(), Some("jpeg"));
+        assert_eq!(
+            model_format(&json!({}), "jpg"),
+            None,
+            "converted by the host"
+        );
+    }
 }

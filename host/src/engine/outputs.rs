@@ -13,9 +13,13 @@
 //! - The assets a task's outputs make are the ones its `outputs` name: those stored before an
 //!   output that could not be, or for a task that ended meanwhile (cancelled while its files
 //!   were copied), are removed again.
+//! - A task whose API promised an image format its model does not produce itself
+//!   (`image_format` in its extra fields, a content type) has its images in other formats
+//!   converted before they are stored; one the host cannot read is stored as it came.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -126,6 +130,10 @@ async fn store_one(
     let asset = match output {
         Output::Text(text) => return Ok(Stored::Text(serde_json::json!({ "text": text }))),
         Output::Bytes { content_type, data } => {
+            let (content_type, data) = match conversion(task, &content_type) {
+                Some(wanted) => convert(task, content_type, data, wanted).await,
+                None => (content_type, data),
+            };
             let name = output_name(task, index, &content_type);
             engine
                 .assets()
@@ -145,8 +153,23 @@ async fn store_one(
             {
                 return Err(too_large(&url).into());
             }
-            let mut spooled = engine.assets().spool().await?;
             let mut chunks = response.bytes_stream();
+            if let Some(wanted) = conversion(task, &content_type) {
+                // Converted whole: an image, so far smaller than the cap in practice.
+                let mut data = Vec::new();
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
+                    if data.len() as u64 + chunk.len() as u64 > MAX_OUTPUT_BYTES {
+                        return Err(too_large(&url).into());
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                let (content_type, data) = convert(task, content_type, data.into(), wanted).await;
+                let name = output_name(task, index, &content_type);
+                let file = new_file(task, &name, &content_type);
+                return Ok(Stored::File(engine.assets().put(file, &data).await?));
+            }
+            let mut spooled = engine.assets().spool().await?;
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
                 if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
@@ -162,6 +185,58 @@ async fn store_one(
         }
     };
     Ok(Stored::File(asset))
+}
+
+/// The content type an output in `content_type` must be converted to for `task`: an image
+/// in another format than the one its API promised (see the module's invariants).
+fn conversion(task: &Task, content_type: &str) -> Option<&'static str> {
+    let extra: serde_json::Value = serde_json::from_str(&task.extra).ok()?;
+    let wanted = match extra.get("image_format")?.as_str()? {
+        "image/png" => "image/png",
+        "image/jpeg" => "image/jpeg",
+        _ => return None,
+    };
+    let image = content_type.starts_with("image/");
+    (image && !content_type.eq_ignore_ascii_case(wanted)).then_some(wanted)
+}
+
+/// `data`, an image in `content_type`, as `wanted`; kept as it came (with a warning) when the
+/// host cannot read it: the vendor made it, and the client can still use it.
+async fn convert(
+    task: &Task,
+    content_type: String,
+    data: Bytes,
+    wanted: &'static str,
+) -> (String, Bytes) {
+    // Decoding and encoding a large image would stall the async thread it ran on.
+    let converted = tokio::task::spawn_blocking(move || {
+        let result = encode_as(&data, wanted);
+        (data, result)
+    })
+    .await;
+    match converted {
+        Ok((_, Ok(image))) => (wanted.to_string(), image.into()),
+        Ok((data, Err(error))) => {
+            tracing::warn!(task = %task.id, %content_type, wanted, %error, "an output image could not be converted; stored as it came");
+            (content_type, data)
+        }
+        Err(error) => panic!("converting an output image panicked: {error}"),
+    }
+}
+
+/// An image re-encoded as `content_type` (PNG, or JPEG without its alpha channel).
+fn encode_as(data: &[u8], content_type: &str) -> anyhow::Result<Vec<u8>> {
+    use image::{DynamicImage, codecs::jpeg::JpegEncoder, codecs::png::PngEncoder};
+    let image = image::load_from_memory(data)?;
+    let mut out = Vec::new();
+    if content_type == "image/jpeg" {
+        // The quality the native model's own JPEGs are written at.
+        DynamicImage::ImageRgb8(image.to_rgb8())
+            .write_with_encoder(JpegEncoder::new_with_quality(&mut out, 95))?;
+    } else {
+        image.write_with_encoder(PngEncoder::new(&mut out))?;
+    }
+    Ok(out)
 }
 
 fn output_name(task: &Task, index: usize, content_type: &str) -> String {

@@ -175,7 +175,9 @@ pub struct Task {
     pub usage: Option<String>,
     /// Where to announce the terminal state.
     pub webhook_url: Option<String>,
-    /// Dialect-specific fields the creating API needs to render it, JSON.
+    /// Dialect-specific fields the creating API needs to render it, JSON; and, where that API
+    /// promised an image format the model does not produce itself, `image_format` (see
+    /// [`outputs`](super::outputs)).
     pub extra: String,
     /// ms.
     pub created_at: i64,
