@@ -300,6 +300,21 @@ async fn bad_input_gets_llmage_messages_and_stores_nothing() {
             json!({"error": "Invalid parameter duration: must be between 1 and 15"})
         )
     );
+    // A list of references in JSON holds URLs only: one of another shape is not left out.
+    let (status, answer) = host
+        .post(
+            "/llmage/v1/video/generations",
+            &json!({"model": "happyhorse-1.0-i2v", "catelogid": "i2v", "prompt": "p",
+                    "image_files": ["https://example.com/1.png", {"url": "https://example.com/2.png"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            400,
+            json!({"error": "image_files must be a URL or a list of URLs"})
+        )
+    );
     let (status, answer) = send(
         reqwest::Client::new()
             .get(host.url("/llmage/v1/models"))

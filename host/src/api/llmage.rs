@@ -335,13 +335,18 @@ async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> R
                 continue;
             };
             let (kind, role) = file_field(name).expect("listed above");
+            let not_urls = || bad(format!("{name} must be a URL or a list of URLs"));
             let urls = match value {
                 Value::String(url) => vec![url],
+                // Every item, or none: a reference left out would change what is made.
                 Value::Array(items) => items
                     .into_iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
-                _ => return Err(bad(format!("{name} must be a URL or a list of URLs"))),
+                    .map(|item| match item {
+                        Value::String(url) => Ok(url),
+                        _ => Err(not_urls()),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(not_urls()),
             };
             for url in urls {
                 inputs.push(Input::url(name, kind, role, url));
