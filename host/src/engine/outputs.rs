@@ -209,18 +209,17 @@ async fn convert(
     wanted: &'static str,
 ) -> (String, Bytes) {
     // Decoding and encoding a large image would stall the async thread it ran on.
-    let converted = tokio::task::spawn_blocking(move || {
-        let result = encode_as(&data, wanted);
-        (data, result)
-    })
-    .await;
+    let image = data.clone();
+    let converted = tokio::task::spawn_blocking(move || encode_as(&image, wanted))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|encoded| encoded);
     match converted {
-        Ok((_, Ok(image))) => (wanted.to_string(), image.into()),
-        Ok((data, Err(error))) => {
+        Ok(image) => (wanted.to_string(), image.into()),
+        Err(error) => {
             tracing::warn!(task = %task.id, %content_type, wanted, %error, "an output image could not be converted; stored as it came");
             (content_type, data)
         }
-        Err(error) => panic!("converting an output image panicked: {error}"),
     }
 }
 
@@ -288,4 +287,26 @@ fn too_large(url: &str) -> LinkFailed {
         "Output link on {} could not be copied: the file is larger than {MAX_OUTPUT_BYTES} bytes",
         host_in(url)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use image::GenericImageView;
+
+    use super::*;
+
+    #[test]
+    fn images_are_re_encoded_and_unreadable_ones_refused() {
+        let mut png = Vec::new();
+        image::DynamicImage::new_rgba8(4, 3)
+            .write_with_encoder(image::codecs::png::PngEncoder::new(&mut png))
+            .unwrap();
+        let jpeg = encode_as(&png, "image/jpeg").unwrap();
+        assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "{:?}", &jpeg[..4]);
+        let back = encode_as(&jpeg, "image/png").unwrap();
+        assert!(back.starts_with(b"\x89PNG"));
+        assert_eq!(image::load_from_memory(&back).unwrap().dimensions(), (4, 3));
+        // A format the host does not read (WebP here) is refused, and then kept as it came.
+        assert!(encode_as(b"RIFF\x1a\0\0\0WEBPVP8L", "image/jpeg").is_err());
+    }
 }
