@@ -222,6 +222,44 @@ async fn openai_images_and_speech() {
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
+/// Seed 003 served by a vendor model that cannot choose its format (DALL·E 3, named `sd`,
+/// answers with a link): the host copies the link and converts the image. The fake's PNG has a
+/// bad checksum, so no image library reads it: it is delivered as it came, as promised for an
+/// image the host cannot read (the conversion itself is covered by `seed_003_sd.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_on_a_vendor_link_is_converted_or_kept_as_it_came() {
+    use fakes::openai::{HOST, KEY, routes};
+    let fake = Fake::start(routes).await;
+    let easel = Easel::start_with(
+        "openai",
+        &[(HOST, &fake)],
+        &[("OPENAI_API_KEY", KEY)],
+        "[models]\naliases = { sd = \"openai/dall-e-3\" }\n",
+    )
+    .await;
+    let host = &easel.host;
+    let sd = |request: reqwest::RequestBuilder| request.header("X-API-Key", "key-a");
+    let body = json!({"prompt": "a lighthouse", "output_format": "jpg"});
+    let (status, created) =
+        easel_tests::send(sd(host.http.post(host.url("/api/v1/generate"))).json(&body)).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["task_id"].as_str().unwrap();
+    host.wait_terminal(id).await;
+    let (_, task) =
+        easel_tests::send(sd(host.http.get(host.url(&format!("/api/v1/tasks/{id}"))))).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    let image = host
+        .http
+        .get(task["result_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert_eq!(image.bytes().await.unwrap().as_ref(), fakes::PNG_1X1);
+    let asked = &bodies(&fake, "POST /v1/images/generations")[0];
+    assert_eq!(asked["response_format"], "url", "{asked}");
+}
+
 /// Creates a task through llmage's `path` and waits for it: its seed 002 view, succeeded.
 async fn llmage_succeeds(host: &easel_tests::Host, path: &str, body: Value) -> Value {
     let (status, created) = host.post(path, &body).await;

@@ -538,6 +538,16 @@ impl Spooled {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Everything received, read back whole (for a file that is changed before it is
+    /// stored); the spooled file is then removed.
+    pub async fn into_bytes(mut self) -> anyhow::Result<Bytes> {
+        use tokio::io::AsyncWriteExt;
+        if let Some(mut file) = self.file.take() {
+            file.flush().await?;
+        }
+        Ok(tokio::fs::read(&self.path).await?.into())
+    }
 }
 
 impl Drop for Spooled {

@@ -99,8 +99,9 @@ async fn store(
 ) -> anyhow::Result<(Vec<serde_json::Value>, Vec<Asset>)> {
     let mut values = Vec::with_capacity(outputs.len());
     let mut stored = Vec::new();
+    let image_format = image_format(task);
     for (index, output) in outputs.into_iter().enumerate() {
-        match store_one(engine, task, index, output).await {
+        match store_one(engine, task, index, output, image_format).await {
             Ok(Stored::Text(value)) => values.push(value),
             Ok(Stored::File(asset)) => {
                 values.push(serde_json::Value::String(asset.id.clone()));
@@ -121,16 +122,19 @@ enum Stored {
     File(Asset),
 }
 
+/// Stores output `index` of `task`; an image is converted first when the task's API promised
+/// `image_format` (a content type) and it came in another.
 async fn store_one(
     engine: &Engine,
     task: &Task,
     index: usize,
     output: Output,
+    image_format: Option<&'static str>,
 ) -> anyhow::Result<Stored> {
     let asset = match output {
         Output::Text(text) => return Ok(Stored::Text(serde_json::json!({ "text": text }))),
         Output::Bytes { content_type, data } => {
-            let (content_type, data) = match conversion(task, &content_type) {
+            let (content_type, data) = match conversion(&content_type, image_format) {
                 Some(wanted) => convert(task, content_type, data, wanted).await,
                 None => (content_type, data),
             };
@@ -153,29 +157,20 @@ async fn store_one(
             {
                 return Err(too_large(&url).into());
             }
-            let mut chunks = response.bytes_stream();
-            if let Some(wanted) = conversion(task, &content_type) {
-                // Converted whole: an image, so far smaller than the cap in practice.
-                let mut data = Vec::new();
-                while let Some(chunk) = chunks.next().await {
-                    let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
-                    if data.len() as u64 + chunk.len() as u64 > MAX_OUTPUT_BYTES {
-                        return Err(too_large(&url).into());
-                    }
-                    data.extend_from_slice(&chunk);
-                }
-                let (content_type, data) = convert(task, content_type, data.into(), wanted).await;
-                let name = output_name(task, index, &content_type);
-                let file = new_file(task, &name, &content_type);
-                return Ok(Stored::File(engine.assets().put(file, &data).await?));
-            }
             let mut spooled = engine.assets().spool().await?;
+            let mut chunks = response.bytes_stream();
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
                 if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
                     return Err(too_large(&url).into());
                 }
                 spooled.write(&chunk).await?;
+            }
+            if conversion(&content_type, image_format).is_some() {
+                // Converted whole, as an output that came as bytes.
+                let data = spooled.into_bytes().await?;
+                let output = Output::Bytes { content_type, data };
+                return Box::pin(store_one(engine, task, index, output, image_format)).await;
             }
             let name = output_name(task, index, &content_type);
             engine
@@ -187,15 +182,21 @@ async fn store_one(
     Ok(Stored::File(asset))
 }
 
-/// The content type an output in `content_type` must be converted to for `task`: an image
-/// in another format than the one its API promised (see the module's invariants).
-fn conversion(task: &Task, content_type: &str) -> Option<&'static str> {
+/// The image format `task`'s API promised and its model does not produce itself, a content
+/// type the host writes (see the module's invariants).
+fn image_format(task: &Task) -> Option<&'static str> {
     let extra: serde_json::Value = serde_json::from_str(&task.extra).ok()?;
-    let wanted = match extra.get("image_format")?.as_str()? {
-        "image/png" => "image/png",
-        "image/jpeg" => "image/jpeg",
-        _ => return None,
-    };
+    match extra.get("image_format")?.as_str()? {
+        "image/png" => Some("image/png"),
+        "image/jpeg" => Some("image/jpeg"),
+        _ => None,
+    }
+}
+
+/// What an output in `content_type` must be converted to: `image_format`, when it is an image
+/// in another format.
+fn conversion(content_type: &str, image_format: Option<&'static str>) -> Option<&'static str> {
+    let wanted = image_format?;
     let image = content_type.starts_with("image/");
     (image && !content_type.eq_ignore_ascii_case(wanted)).then_some(wanted)
 }
