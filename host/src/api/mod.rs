@@ -104,12 +104,13 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
 
 /// What an `easel worker` serves on `EASEL_METRICS_ADDR`: its own `/metrics` and
 /// `/admin/plugins` (admin key), so that Prometheus counts the work done where it is done.
+/// It serves no API document: the API host's describes these routes.
 pub fn worker_router(state: AppState) -> Router {
-    openapi::finish(|| {
+    Router::from(
         ApiRouter::new()
             .merge(metrics::routes())
-            .merge(admin::plugin_routes())
-    })
+            .merge(admin::plugin_routes()),
+    )
     .layer(axum::middleware::from_fn(error::shape_bare_errors))
     .layer(axum::middleware::from_fn(observe::observe))
     .with_state(state)
