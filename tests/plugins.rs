@@ -233,8 +233,9 @@ fn plugin_new_scaffolds_a_crate_against_this_checkout_sdk() {
     assert!(!parent.path().join("bad").exists());
 }
 
-/// An upstream that sends its headers and a first byte, then stalls.
-async fn stalling_upstream() -> std::net::SocketAddr {
+/// An upstream that answers a `Content-Length: len` head, then `x` once every `gap`, `sent`
+/// times, and holds the connection open for a minute.
+async fn slow_upstream(len: usize, sent: usize, gap: Duration) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -243,9 +244,14 @@ async fn stalling_upstream() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let mut request = [0u8; 4096];
                 let _ = socket.read(&mut request).await;
-                let _ = socket
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nx")
-                    .await;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+                let _ = socket.write_all(head.as_bytes()).await;
+                for _ in 0..sent {
+                    tokio::time::sleep(gap).await;
+                    if socket.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                }
                 tokio::time::sleep(Duration::from_secs(60)).await;
             });
         }
@@ -253,17 +259,11 @@ async fn stalling_upstream() -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
+/// A host that serves the plugins `names` from a folder of their own (kept alive with the
+/// host), may reach loopback upstreams, and has `plugins_config` as its `[plugins]` table.
+async fn host_with_plugins(names: &[&str], plugins_config: &str) -> (Host, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
-    for name in [
-        "demo",
-        "fault-loop",
-        "fault-alloc",
-        "fault-panic",
-        "fault-forbidden-host",
-        "fault-slow-upstream",
-    ] {
+    for name in names {
         std::fs::copy(
             built_plugin(name),
             plugins.path().join(format!("{name}.wasm")),
@@ -274,10 +274,28 @@ async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
         Options::new(Backend::Sqlite)
             .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
             .env("EASEL_ALLOW_PRIVATE_TARGETS", "1")
-            .toml("[plugins]\ncpu_deadline_ms = 300\nmemory_limit_mb = 32\ncall_timeout_secs = 3"),
+            .toml(&format!("[plugins]\n{plugins_config}")),
     )
     .await;
-    let upstream = stalling_upstream().await;
+    (host, plugins)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
+    let (host, _plugins) = host_with_plugins(
+        &[
+            "demo",
+            "fault-loop",
+            "fault-alloc",
+            "fault-panic",
+            "fault-forbidden-host",
+            "fault-slow-upstream",
+        ],
+        "cpu_deadline_ms = 300\nmemory_limit_mb = 32\ncall_timeout_secs = 3",
+    )
+    .await;
+    // A first byte, then nothing.
+    let upstream = slow_upstream(1000, 1, Duration::ZERO).await;
 
     let faults = [
         ("fault-loop/image", json!({}), "CPU deadline"),
@@ -333,4 +351,35 @@ async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
             .await["status"],
         "succeeded"
     );
+}
+
+/// The CPU deadline counts the guest's own running, not the time it waits for its upstream: a
+/// call that reads a slow answer in many small pieces, each waited for longer than the
+/// deadline's tick, finishes well past its CPU deadline in wall-clock time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_on_the_upstream_is_not_charged_to_the_cpu_deadline() {
+    let (host, _plugins) = host_with_plugins(
+        &["fault-slow-upstream"],
+        "cpu_deadline_ms = 100\ncall_timeout_secs = 30",
+    )
+    .await;
+    // 120 pieces 15 ms apart: 1.8 s of waiting, 18 times the CPU deadline.
+    let upstream = slow_upstream(120, 120, Duration::from_millis(15)).await;
+    let (status, created) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({
+                "capability": "image.generate",
+                "model": "fault-slow-upstream/fetch",
+                "prompt": "wait",
+                "url": format!("http://{upstream}/trickle"),
+                "stream": true,
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let job = host
+        .wait_terminal(created["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
 }

@@ -6,7 +6,9 @@
 //!   plugin; a background thread bumps its epoch every `epoch_tick`, and guest code yields
 //!   to tokio at each tick, so calls never pin a tokio worker.
 //! - Every call gets a fresh `Store` with a memory cap and a CPU deadline, inside a
-//!   wall-clock timeout; a trap becomes `ProviderError::Internal("plugin trapped: …")` for
+//!   wall-clock timeout. The deadline counts the epoch ticks that fall while guest code
+//!   runs: each entry into guest code starts the tick window over, so the time a guest
+//!   waits on the host (its upstream's answer above all) is never charged to it; a trap becomes `ProviderError::Internal("plugin trapped: …")` for
 //!   that call only, and the store is dropped (blast radius: one call). The wall-clock
 //!   timeout is the vendor's silence, `ProviderError::UpstreamUnavailable`.
 //! - At most `max_instances` calls hold an instance at once; more wait for a slot.
@@ -26,7 +28,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 
@@ -364,6 +366,16 @@ impl Runtime {
             } else {
                 Ok(UpdateDeadline::Yield(1))
             }
+        });
+        // Without this, a tick that passed while the guest waited on a host call would be
+        // charged at its first check once guest code runs again (the return, or the host
+        // calling the guest's allocator for the call's result): a call reading a slow answer
+        // in many pieces ran out of "CPU" while mostly waiting.
+        store.call_hook(|mut ctx, hook| {
+            if matches!(hook, CallHook::CallingWasm | CallHook::ReturningFromHost) {
+                ctx.set_epoch_deadline(1);
+            }
+            Ok(())
         });
         store
     }
