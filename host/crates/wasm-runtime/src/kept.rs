@@ -88,8 +88,6 @@ impl KeptInstances {
         let mut kept = found?.kept;
         kept.uses += 1;
         kept.store.data_mut().for_chat(task_id, notes);
-        // Counted from now: the deadline a store was left with has passed since.
-        kept.store.set_epoch_deadline(1);
         Some(kept)
     }
 

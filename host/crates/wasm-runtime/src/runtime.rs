@@ -8,9 +8,10 @@
 //! - Every call gets a fresh `Store` with a memory cap and a CPU deadline, inside a
 //!   wall-clock timeout. The deadline counts the epoch ticks that fall while guest code
 //!   runs: each entry into guest code starts the tick window over, so the time a guest
-//!   waits on the host (its upstream's answer above all) is never charged to it; a trap becomes `ProviderError::Internal("plugin trapped: …")` for
-//!   that call only, and the store is dropped (blast radius: one call). The wall-clock
-//!   timeout is the vendor's silence, `ProviderError::UpstreamUnavailable`.
+//!   waits on the host (its upstream's answer above all) is never charged to it. A trap
+//!   becomes `ProviderError::Internal("plugin trapped: …")` for that call only, and the
+//!   store is dropped (blast radius: one call). The wall-clock timeout is the vendor's
+//!   silence, `ProviderError::UpstreamUnavailable`.
 //! - At most `max_instances` calls hold an instance at once; more wait for a slot.
 //! - Cached artifacts are keyed by the component's sha256 and the engine's compatibility
 //!   hash, written atomically (temp file + rename), and a cache entry that fails to load is
@@ -354,7 +355,6 @@ impl Runtime {
         let state = CallState::new(env, task_id, self.config.memory_limit_bytes, notes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
         let max_ticks = (self.config.cpu_deadline.as_nanos()
             / self.config.epoch_tick.as_nanos().max(1))
         .max(1) as u64;
@@ -367,10 +367,11 @@ impl Runtime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        // Without this, a tick that passed while the guest waited on a host call would be
-        // charged at its first check once guest code runs again (the return, or the host
-        // calling the guest's allocator for the call's result): a call reading a slow answer
-        // in many pieces ran out of "CPU" while mostly waiting.
+        // Arms the deadline at every entry into guest code: each call (a kept instance's
+        // next chat included), each return from a host call, and each call the host makes
+        // into the guest's allocator for a result. Armed once per call instead, a tick that
+        // passed while the guest waited on the host was charged at its next check: a call
+        // reading a slow answer in many pieces ran out of "CPU" while mostly waiting.
         store.call_hook(|mut ctx, hook| {
             if matches!(hook, CallHook::CallingWasm | CallHook::ReturningFromHost) {
                 ctx.set_epoch_deadline(1);
