@@ -313,6 +313,29 @@ async fn vidu_text_to_video() {
     )
     .await;
     assert_eq!(task["usage"]["off_peak"], true, "{task}");
+    // Seed 002 shows a video's cover as `image`: Vidu's `cover_url`, copied like the video.
+    for (slot, bytes) in [("video", fakes::MP4_HEADER), ("image", fakes::PNG_1X1)] {
+        let link = task[slot]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {slot}: {task}"));
+        let file = host.http.get(link).send().await.unwrap();
+        assert_eq!(
+            file.bytes().await.unwrap().as_ref(),
+            bytes,
+            "{slot}: {task}"
+        );
+    }
+    // A cover that cannot be copied (here on a host the plugin may not reach) is left out;
+    // the video it came with still succeeds.
+    let prompt = format!("a fox at dawn {}", fakes::vidu::COVER_ELSEWHERE);
+    let task = llmage_succeeds(
+        host,
+        "/llmage/v1/video/generations",
+        json!({"model": "viduq3-pro", "catelogid": "t2v", "prompt": prompt, "duration": 4}),
+    )
+    .await;
+    assert!(task["video"].is_string(), "{task}");
+    assert_eq!(task.get("image"), None, "{task}");
     let asked = bodies(&fake, "POST /ent/v2/text2video");
     assert!(
         asked.iter().any(|body| body["off_peak"] == true),

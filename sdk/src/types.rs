@@ -248,6 +248,11 @@ pub enum Output {
         data: Vec<u8>,
     },
     /// A vendor URL the host copies into its asset store, with the MIME type if known.
+    ///
+    /// A link the host cannot copy fails the task, except a by-product: a link declared as
+    /// an image, a video or a sound when the task's capability makes another of those (a
+    /// video's cover or last frame). Put those after the files the task was asked for; one
+    /// the host cannot copy is left out, and the task succeeds with the rest.
     Url {
         /// Where the vendor put the file.
         url: String,

@@ -9,10 +9,15 @@ use axum::{
 
 /// The bytes of the result file `name`, by its extension.
 pub fn file_bytes(name: &str) -> &'static [u8] {
-    match name.rsplit('.').next() {
-        Some("png") => PNG_1X1,
-        Some("mp4") => MP4_HEADER,
-        Some("wav") => WAV_HEADER,
+    bytes_of_type(content_type_of(name))
+}
+
+/// The bytes of the result files served as `content_type`.
+pub fn bytes_of_type(content_type: &str) -> &'static [u8] {
+    match content_type {
+        "image/png" => PNG_1X1,
+        "video/mp4" => MP4_HEADER,
+        "audio/wav" => WAV_HEADER,
         _ => MP3_HEADER,
     }
 }

@@ -4,7 +4,9 @@
 //! - `POST /ent/v2/text2video` (`Authorization: Token <key>`) reads `model`, `prompt`,
 //!   `duration`, `resolution`, `off_peak`, answers `{"task_id", "state": "created"}`;
 //! - `GET /ent/v2/tasks/{id}/creations` answers `state` `processing` (with `progress`),
-//!   `success` (`creations[].url`, `credits`) or `failed` (`err_code`);
+//!   `success` (`creations[].url` and `cover_url`, `credits`) or `failed` (`err_code`); a
+//!   prompt with the word [`COVER_ELSEWHERE`] gets a cover on a host Vidu's plugin may not
+//!   reach;
 //! - `POST /ent/v2/tasks/{id}/cancel` with `{"id"}` cancels a task not yet running;
 //! - errors are `{"code", "reason", "message"}` with the HTTP status.
 
@@ -24,6 +26,13 @@ pub const KEY: &str = "vd-e2e-key";
 pub const HOST: &str = "api.vidu.com";
 /// The mainland China platform's host (`VIDU_REGION=cn`), same protocol.
 pub const HOST_CN: &str = "api.vidu.cn";
+
+/// A word that, in a prompt, puts its task's cover on [`COVER_HOST`].
+pub const COVER_ELSEWHERE: &str = "cover:elsewhere";
+/// A host outside the Vidu plugin's allowlist, so a cover there cannot be copied.
+pub const COVER_HOST: &str = "covers.elsewhere.example";
+/// The task id prefix that remembers [`COVER_ELSEWHERE`] until the task's poll.
+const COVER_ELSEWHERE_PREFIX: &str = "vidu-cover-elsewhere";
 
 /// Vidu's routes.
 pub fn routes() -> Router<FakeState> {
@@ -78,7 +87,15 @@ async fn create_task(State(state): State<FakeState>, call: Call) -> Response {
     if let Some(refused) = refusal(&call, Scenario::from_text(prompt)) {
         return refused;
     }
-    let id = state.tasks.create("vidu", Scenario::from_text(prompt));
+    let prefix = if prompt
+        .split_whitespace()
+        .any(|word| word == COVER_ELSEWHERE)
+    {
+        COVER_ELSEWHERE_PREFIX
+    } else {
+        "vidu"
+    };
+    let id = state.tasks.create(prefix, Scenario::from_text(prompt));
     json_reply(
         200,
         json!({"task_id": id, "state": "created", "model": model, "prompt": prompt, "credits": 40}),
@@ -103,13 +120,20 @@ async fn get_creations(
             200,
             json!({"id": id, "state": "failed", "err_code": "CreationPolicyViolation", "creations": []}),
         ),
-        Some(Phase::Succeeded) => json_reply(
-            200,
-            json!({
-                "id": id, "state": "success", "err_code": "", "credits": 40,
-                "creations": [{"id": "c1", "url": state.file_url(&format!("{id}.mp4")), "cover_url": state.file_url(&format!("{id}.png"))}]
-            }),
-        ),
+        Some(Phase::Succeeded) => {
+            let cover = if id.starts_with(COVER_ELSEWHERE_PREFIX) {
+                format!("https://{COVER_HOST}/{id}.png")
+            } else {
+                state.file_url(&format!("{id}.png"))
+            };
+            json_reply(
+                200,
+                json!({
+                    "id": id, "state": "success", "err_code": "", "credits": 40,
+                    "creations": [{"id": "c1", "url": state.file_url(&format!("{id}.mp4")), "cover_url": cover}]
+                }),
+            )
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 //! Invariants:
 //! - Vendor links are copied into the asset store before the task succeeds (they expire); a
 //!   link that cannot be copied fails the task with the link's host and the reason, rather
-//!   than handing the client a dead URL.
+//!   than handing the client a dead URL. The exception is a by-product: a link declared as
+//!   another kind of file than the task's capability makes (a video's cover or last frame).
+//!   One that cannot be copied is left out with a warning, and the task succeeds with the
+//!   rest: the client paid for the video, not for its cover.
 //! - A link is fetched only from a host the provider's own requests may reach
 //!   (`Provider::output_link_refused`: a plugin's allowlist ∩ the operator's), through the
 //!   no-SSRF client, and the same check applies to every redirect hop, so a plugin cannot
@@ -24,11 +27,11 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::{
-    assets::{Asset, NewFile, extension_of},
+    assets::{Asset, NewFile, extension_of, kind_of},
     engine::{
         Engine,
         lifecycle::{self, Outcome},
-        provider::{Output, Usage},
+        provider::{Capability, Output, Usage},
         task::Task,
     },
     net::{HostCheck, content_type_of},
@@ -101,11 +104,15 @@ async fn store(
     let mut stored = Vec::new();
     let image_format = image_format(task);
     for (index, output) in outputs.into_iter().enumerate() {
+        let by_product = is_by_product(task, &output);
         match store_one(engine, task, index, output, image_format).await {
             Ok(Stored::Text(value)) => values.push(value),
             Ok(Stored::File(asset)) => {
                 values.push(serde_json::Value::String(asset.id.clone()));
                 stored.push(asset);
+            }
+            Err(error) if by_product && error.is::<LinkFailed>() => {
+                tracing::warn!(task = %task.id, %error, "a by-product of the task is left out");
             }
             Err(error) => {
                 engine.assets().remove_all(&stored).await;
@@ -114,6 +121,24 @@ async fn store(
         }
     }
     Ok((values, stored))
+}
+
+/// Whether `output` is a by-product of `task` (see the module's invariants): a link declared
+/// as an image, a video or a sound when the task's capability makes another of those.
+fn is_by_product(task: &Task, output: &Output) -> bool {
+    let Output::Url {
+        content_type: Some(content_type),
+        ..
+    } = output
+    else {
+        return false;
+    };
+    let Some(made) = Capability::parse(&task.capability).map(Capability::makes) else {
+        return false;
+    };
+    let media = ["image", "video", "audio"];
+    let kind = kind_of(content_type);
+    media.contains(&made) && media.contains(&kind) && kind != made
 }
 
 /// One output as stored: text kept in the task's row, or a file made an asset.

@@ -91,23 +91,35 @@ impl Provider for Vidu {
     }
 }
 
-/// The finished task's videos, as URLs the host copies before they expire (24 h).
+/// The finished task's videos, then their covers, as URLs the host copies before they expire
+/// (24 h). A cover is declared as an image, so the host treats it as a by-product of the
+/// video: kept when it can be copied, left out (not failing the video) when it cannot.
 fn finished(answer: &Value) -> Result<Finished> {
-    let outputs: Vec<Output> = answer["creations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["url"].as_str())
-        .map(|url| Output::Url { url: url.to_string(), content_type: Some("video/mp4".to_string()) })
-        .collect();
+    let creations = answer["creations"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let videos = creations.iter().filter_map(|c| c["url"].as_str());
+    let mut outputs: Vec<Output> =
+        videos.map(|url| Output::Url { url: url.to_string(), content_type: Some("video/mp4".to_string()) }).collect();
     if outputs.is_empty() {
         return Err(Error::upstream(format!("Vidu reported success without creations: {answer}")));
     }
+    let covers = creations.iter().filter_map(|c| c["cover_url"].as_str().filter(|url| !url.is_empty()));
+    outputs.extend(covers.map(|url| Output::Url { url: url.to_string(), content_type: Some(cover_type(url).to_string()) }));
     let mut done = Finished::new(outputs);
     if let Some(credits) = answer.get("credits").filter(|c| c.is_number()) {
         done = done.usage(easel_sdk::serde_json::json!({"credits": credits}));
     }
     Ok(done)
+}
+
+/// A cover's image type, by its file name's extension; JPEG when the name does not say
+/// (Vidu's answer gives no type).
+fn cover_type(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    match path.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()).as_deref() {
+        Some("png") => "image/png",
+        Some("webp") => "image/webp",
+        _ => "image/jpeg",
+    }
 }
 
 /// Vidu's `progress` (0–100) when the answer has one.

@@ -163,7 +163,7 @@ fn wrong_inputs_are_refused_before_any_request() {
 }
 
 #[test]
-fn pending_then_success_returns_the_video_url_and_credits() {
+fn pending_then_success_returns_the_video_its_cover_and_credits() {
     let url = format!("{API_BASE}/tasks/t-9/creations");
     let s = script()
         .exchange(Expect::post(format!("{API_BASE}/text2video")), created("t-9"))
@@ -183,10 +183,21 @@ fn pending_then_success_returns_the_video_url_and_credits() {
     let PollOutcome::Finished(done) = Vidu.poll(&handle).unwrap() else { panic!("expected finished") };
     assert_eq!(
         done.outputs,
-        [Output::Url { url: "https://files.vidu.com/v.mp4".into(), content_type: Some("video/mp4".into()) }]
+        [
+            Output::Url { url: "https://files.vidu.com/v.mp4".into(), content_type: Some("video/mp4".into()) },
+            Output::Url { url: "https://files.vidu.com/c.jpg".into(), content_type: Some("image/jpeg".into()) },
+        ]
     );
     assert_eq!(done.usage, Some(json!({"credits": 40})));
     s.finish();
+}
+
+#[test]
+fn covers_are_typed_by_their_file_names() {
+    assert_eq!(cover_type("https://files.vidu.com/c.PNG?sig=a.jpg"), "image/png");
+    assert_eq!(cover_type("https://files.vidu.com/c.webp"), "image/webp");
+    assert_eq!(cover_type("https://files.vidu.com/c.jpeg#x"), "image/jpeg");
+    assert_eq!(cover_type("https://files.vidu.com/cover"), "image/jpeg");
 }
 
 #[test]

@@ -55,6 +55,20 @@ impl Capability {
         }
     }
 
+    /// The kind of file it makes, as assets name kinds (`image`, `video`, `audio`), or
+    /// `text` for a chat.
+    pub fn makes(self) -> &'static str {
+        match self {
+            Capability::Chat => "text",
+            Capability::ImageGenerate
+            | Capability::ImageEdit
+            | Capability::ImageInpaint
+            | Capability::ImageUpscale => "image",
+            Capability::VideoGenerate => "video",
+            Capability::AudioSpeech => "audio",
+        }
+    }
+
     /// The capability with this dotted name (exact, case-sensitive), if there is one.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == name)
