@@ -75,7 +75,7 @@ for prefix in ("/v1", "/llmage/v1"):
 
 client = openai.OpenAI(base_url=base + "/v1", api_key=key)
 models = [m.id for m in client.models.list()]
-assert "offline/chat" in models and "offline/image" in models, models
+assert {"offline/chat", "offline/image", "offline/speech"} <= set(models), models
 assert client.models.retrieve("offline/chat").id == "offline/chat"
 try:
     client.models.retrieve("offline/no-such-model")
@@ -101,6 +101,44 @@ import base64
 
 assert base64.b64decode(encoded.data[0].b64_json)[:4] == b"\x89PNG"
 print("image b64 ok")
+
+# An edit sends the image as a file; with a mask it is an inpainting task.
+import io
+import json
+
+edited = client.images.edit(
+    model="offline/image", image=("kite.png", io.BytesIO(body), "image/png"), prompt="bluer", n=2
+)
+assert len(edited.data) == 2 and edited.data[0].url, edited
+masked = client.images.edit(
+    model="offline/image",
+    image=("kite.png", io.BytesIO(body), "image/png"),
+    mask=("mask.png", io.BytesIO(body), "image/png"),
+    prompt="a bluer kite",
+    response_format="b64_json",
+)
+assert base64.b64decode(masked.data[0].b64_json)[:4] == b"\x89PNG"
+jobs_request = urllib.request.Request(base + "/api/v1/jobs?limit=2", headers={"X-API-Key": key})
+with urllib.request.urlopen(jobs_request) as response:
+    jobs = json.load(response)["jobs"]
+assert [job["capability"] for job in jobs] == ["image.inpaint", "image.edit"], jobs
+print("image edit ok")
+
+# Speech answers with the audio file itself; a format the model does not let the client
+# choose is refused by name rather than ignored.
+spoken = client.audio.speech.create(model="offline/speech", voice="alloy", input="hello")
+assert spoken.content[:4] == b"RIFF", spoken.content[:16]
+with client.audio.speech.with_streaming_response.create(
+    model="offline/speech", voice="alloy", input="hello again"
+) as streamed:
+    assert streamed.headers["content-type"] == "audio/wav", streamed.headers
+    assert b"".join(streamed.iter_bytes())[:4] == b"RIFF"
+try:
+    client.audio.speech.create(model="offline/speech", voice="alloy", input="x", response_format="mp3")
+    raise AssertionError("a format the model cannot choose must be refused")
+except openai.BadRequestError as error:
+    assert error.body["param"] == "response_format", error.body
+print("speech ok")
 
 # A task the provider refused is the client's 400, as on the chat route: not a 5xx that the
 # SDK would retry (and the vendor bill again).

@@ -1,9 +1,10 @@
 //! The official `openai` Python package against `/v1` and `/llmage/v1`: chat streamed and
 //! not (with the usage chunk), conversations refused by parameter, models listed and
-//! retrieved, images by URL and base64, and errors; and, with the DashScope and
-//! ModelScope plugins both loaded (routed to their fakes), a chat with a model the client
-//! picked from llmage's model list. `scripts/test` installs the package into its virtual
-//! environment; `EASEL_TEST_PYTHON` names that interpreter.
+//! retrieved, images by URL and base64, edits and inpainting (multipart), speech whole and
+//! streamed, and errors; and, with the DashScope and ModelScope plugins both loaded (routed
+//! to their fakes), a chat with a model the client picked from llmage's model list.
+//! `scripts/test` installs the package into its virtual environment; `EASEL_TEST_PYTHON`
+//! names that interpreter.
 
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -43,6 +44,8 @@ async fn the_official_python_sdk_works_unchanged() {
         "image url ok",
         "image b64 ok",
         "image refusal ok",
+        "image edit ok",
+        "speech ok",
         "errors ok",
         "llmage picked model ok",
     ] {

@@ -219,6 +219,49 @@ async fn openai_images_and_speech() {
         (Some("gpt-4o-mini-tts"), Some("coral"))
     );
     assert!(speech["input"].as_str().unwrap().starts_with("Hello"));
+
+    // OpenAI's own speech route: the model's audio is the answer, in the format asked for
+    // (passed on under the plugin's name for it), and a vendor's refusal is the client's 400.
+    let asked = json!({"model": "openai/gpt-4o-mini-tts", "input": "Hello again", "voice": "ash",
+                       "response_format": "flac", "speed": 1.5, "instructions": "Speak slowly."});
+    let spoken = easel
+        .host
+        .http
+        .post(easel.host.url("/v1/audio/speech"))
+        .json(&asked);
+    let spoken = spoken
+        .header("authorization", "Bearer key-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoken.status(), 200);
+    assert_eq!(spoken.headers()["content-type"], "audio/flac");
+    assert_eq!(spoken.bytes().await.unwrap().as_ref(), fakes::MP3_HEADER);
+    let sent = bodies(&fake, "POST /v1/audio/speech");
+    let sent = sent.iter().find(|b| b["input"] == "Hello again").unwrap();
+    assert_eq!(
+        (
+            sent["voice"].as_str(),
+            sent["response_format"].as_str(),
+            sent["speed"].as_f64()
+        ),
+        (Some("ash"), Some("flac"), Some(1.5)),
+        "{sent}"
+    );
+    assert_eq!(sent["instructions"], "Speak slowly.", "{sent}");
+    let refused = json!({"model": "openai/gpt-4o-mini-tts", "voice": "ash",
+                         "input": format!("Hello {}", Scenario::BadParameter.token())});
+    let (status, error) = easel_tests::send(
+        easel
+            .host
+            .http
+            .post(easel.host.url("/v1/audio/speech"))
+            .json(&refused)
+            .header("authorization", "Bearer key-a"),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 

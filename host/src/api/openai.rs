@@ -1,11 +1,11 @@
 //! The standard OpenAI paths on the same engine, so the official SDKs work unchanged:
-//! `GET /v1/models`, `POST /v1/chat/completions` (streamed or not) and
-//! `POST /v1/images/generations`.
+//! `GET /v1/models`, `POST /v1/chat/completions` (streamed or not),
+//! `POST /v1/images/generations`, `POST /v1/images/edits` and `POST /v1/audio/speech`.
 //!
-//! OpenAI answers image requests synchronously, so the handler queues a task like every other
-//! API and waits for it to end (up to `[engine] queue_timeout_secs`); the task stays
-//! listed and billed like any other. Errors are OpenAI's `{"error": {message, type, param,
-//! code}}`.
+//! OpenAI answers image and speech requests synchronously, so the handler queues a task like
+//! every other API and waits for it to end (up to `[engine] queue_timeout_secs`); the task
+//! stays listed and billed like any other. Errors are OpenAI's `{"error": {message, type,
+//! param, code}}`.
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, Request, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -28,17 +28,21 @@ use crate::{
     api::{
         AppState,
         auth::AuthError,
+        body::Unreadable,
         chat::{self, ChunkStyle},
         dialect::{Body, Caller, Dialect},
         files::public_base,
+        multipart,
         openapi::{Api, Describe},
         submit::{refusal_parts, stored_outputs},
     },
+    assets::content_type_from_name,
     engine::{
         front_door::{Admission, Refusal},
+        inputs::Input,
         provider::ProviderError,
         registry::ResolveError,
-        task::{Status, now_ms},
+        task::{Status, Task, now_ms},
     },
 };
 
@@ -196,10 +200,28 @@ pub fn routes() -> ApiRouter<AppState> {
                     .json_body::<ImageRequest>()
             }),
         )
+        .api_route(
+            "/v1/images/edits",
+            post_with(image_edits, |op| {
+                op.api(Api::OpenAi)
+                    .summary(
+                        "Edit an image, or inpaint it with a mask (multipart; waits for the task)",
+                    )
+                    .form_body::<ImageEditForm>()
+            }),
+        )
+        .api_route(
+            "/v1/audio/speech",
+            post_with(speech, |op| {
+                op.api(Api::OpenAi)
+                    .summary("Speak text; the answer is the audio file (waits for the task)")
+                    .json_body::<SpeechRequest>()
+            }),
+        )
 }
 
-/// OpenAI's model objects: the chat and image models, under ids the routes accept (an
-/// operator's alias may have taken a full id).
+/// OpenAI's model objects: the chat, image and speech models, under ids the routes accept
+/// (an operator's alias may have taken a full id).
 fn listed(state: &AppState) -> Vec<Value> {
     let registry = state.engine.registry();
     registry
@@ -209,7 +231,7 @@ fn listed(state: &AppState) -> Vec<Value> {
             r.model
                 .capabilities
                 .iter()
-                .any(|c| c == "chat" || c == "image.generate")
+                .any(|c| ["chat", "image.generate", "audio.speech"].contains(&c.as_str()))
         })
         .filter(|r| registry.reaches(&r.id(), r))
         .map(
@@ -313,6 +335,132 @@ async fn images(
 ) -> Result<Response, Error> {
     let request: ImageRequest =
         body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    let call = ImageCall {
+        capability: "image.generate",
+        request,
+        inputs: Vec::new(),
+    };
+    answer_images(&state, client_id, &headers, call).await
+}
+
+/// `POST /v1/images/edits`, a multipart form: `image` (or `image[]`, repeated) and an
+/// optional `mask` as files, the other fields as [`ImageRequest`]'s. It describes the form
+/// in the API document; the handler reads the parts as they stream in.
+#[derive(Debug, JsonSchema)]
+pub struct ImageEditForm {
+    /// The image to change (a file part; `image[]` for several).
+    #[schemars(extend("format" = "binary"))]
+    pub image: String,
+    /// Where to change it (a file part): with a mask the task is `image.inpaint`, without
+    /// one `image.edit`.
+    #[schemars(extend("format" = "binary"))]
+    pub mask: Option<String>,
+    /// The other fields, as the generation route takes them.
+    #[serde(flatten)]
+    pub fields: ImageRequest,
+}
+
+async fn image_edits(
+    State(state): State<AppState>,
+    Client { client_id, .. }: Client,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, Error> {
+    let rejected = |reason: Unreadable| {
+        let (status, message) = reason.parts();
+        Error::new(status, message)
+    };
+    if !multipart::is_multipart(&headers) {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "Send the image as a multipart/form-data file part named image",
+        ));
+    }
+    let is_file = |name: &str, _: Option<&str>| matches!(name, "image" | "image[]" | "mask");
+    let mut fields = Map::new();
+    let mut inputs = Vec::new();
+    let mut masked = false;
+    for part in multipart::read_parts(&state, request, is_file)
+        .await
+        .map_err(rejected)?
+    {
+        if !is_file(&part.name, None) {
+            let name = part.name.clone();
+            fields.insert(name, Value::String(part.text().map_err(rejected)?));
+            continue;
+        }
+        let multipart::Content::File(spooled) = part.content else {
+            unreachable!("file fields are spooled")
+        };
+        let kind = if part.name == "mask" { "mask" } else { "image" };
+        masked |= kind == "mask";
+        let file_name = part.file_name.unwrap_or_else(|| part.name.clone());
+        let content_type = part
+            .content_type
+            .or_else(|| content_type_from_name(&file_name))
+            .unwrap_or_else(|| "image/png".into());
+        inputs.push(Input::upload(
+            &part.name,
+            kind,
+            None,
+            file_name,
+            content_type,
+            spooled,
+        ));
+    }
+    if !inputs.iter().any(|i| i.kind.as_deref() == Some("image")) {
+        return Err(Error::invalid(
+            "image",
+            "image is required: the file to change",
+        ));
+    }
+    let mut text = |name: &str| match fields.remove(name) {
+        Some(Value::String(value)) => Some(value),
+        _ => None,
+    };
+    let n = text("n")
+        .map(|n| n.trim().parse::<u32>())
+        .transpose()
+        .map_err(|_| Error::invalid("n", "n must be a whole number"))?;
+    let request = ImageRequest {
+        prompt: text("prompt").unwrap_or_default(),
+        model: text("model"),
+        n,
+        size: text("size"),
+        response_format: text("response_format"),
+        params: fields,
+    };
+    let capability = if masked {
+        "image.inpaint"
+    } else {
+        "image.edit"
+    };
+    let call = ImageCall {
+        capability,
+        request,
+        inputs,
+    };
+    answer_images(&state, client_id, &headers, call).await
+}
+
+/// An image request on its way to the engine, from either image route.
+struct ImageCall {
+    capability: &'static str,
+    request: ImageRequest,
+    inputs: Vec<Input>,
+}
+
+/// Runs `call` and answers OpenAI's `{created, data: [{url} or {b64_json}]}`.
+async fn answer_images(
+    state: &AppState,
+    client_id: String,
+    headers: &HeaderMap,
+    ImageCall {
+        capability,
+        request,
+        inputs,
+    }: ImageCall,
+) -> Result<Response, Error> {
     if request.prompt.trim().is_empty() {
         return Err(Error::invalid("prompt", "prompt must not be empty"));
     }
@@ -333,7 +481,7 @@ async fn images(
     let resolved = state
         .engine
         .registry()
-        .resolve(request.model.as_deref(), "image.generate")
+        .resolve(request.model.as_deref(), capability)
         .map_err(|e| Error::invalid("model", e.to_string()))?;
     let mut params = request.params;
     params.insert("n".into(), n.into());
@@ -350,19 +498,36 @@ async fn images(
         params.insert("width".into(), width.into());
         params.insert("height".into(), height.into());
     }
+    let base = public_base(state, headers);
     let admission = Admission {
         client_id,
         api: API,
         resolved,
-        capability: "image.generate".into(),
+        capability: capability.into(),
         prompt: request.prompt,
         params,
-        inputs: Vec::new(),
+        inputs,
         webhook: None,
-        extra: json!({"base": public_base(&state, &headers)}),
+        extra: json!({"base": base}),
         idempotency: None,
         priority: None,
     };
+    let task = run_to_end(state, admission, "The image").await?;
+    let mut data = Vec::new();
+    for asset in stored_outputs(state, &task).await? {
+        data.push(if as_base64 {
+            let bytes = state.engine.assets().read(&asset).await?;
+            json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes)})
+        } else {
+            json!({"url": state.links.url(&base, &asset.id)})
+        });
+    }
+    Ok(Json(json!({"created": now_ms() / 1000, "data": data})).into_response())
+}
+
+/// Admits `admission` and waits for its task to end: the succeeded task, or the error the
+/// client sees (`what`, e.g. "The image", names the product in a timeout's message).
+async fn run_to_end(state: &AppState, admission: Admission, what: &str) -> Result<Task, Error> {
     let (task, _) = state.engine.admit(admission).await?;
     let limit = Duration::from_secs(state.engine.config().queue_timeout_secs);
     let task = state
@@ -372,7 +537,7 @@ async fn images(
         .ok_or_else(|| {
             Error::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                "The image was not ready in time",
+                format!("{what} was not ready in time"),
             )
         })?;
     if let (Some(started), Some(finished)) = (task.started_at, task.finished_at) {
@@ -392,15 +557,92 @@ async fn images(
             .unwrap_or_else(|| task.status.to_string());
         return Err(Error::new(StatusCode::BAD_GATEWAY, reason));
     }
-    let base = public_base(&state, &headers);
-    let mut data = Vec::new();
-    for asset in stored_outputs(&state, &task).await? {
-        data.push(if as_base64 {
-            let bytes = state.engine.assets().read(&asset).await?;
-            json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes)})
-        } else {
-            json!({"url": state.links.url(&base, &asset.id)})
-        });
+    Ok(task)
+}
+
+/// `POST /v1/audio/speech`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SpeechRequest {
+    /// `provider/key`; the default speech model when absent.
+    pub model: Option<String>,
+    /// The text to speak.
+    pub input: String,
+    /// One of the model's voices; its default when absent.
+    pub voice: Option<String>,
+    /// The audio format (`mp3`, `wav`, …) among those the model offers; its default when
+    /// absent. Refused for a model that does not let the client choose.
+    pub response_format: Option<String>,
+    /// `audio` (default): the file. `sse` is refused: the answer is never streamed as events.
+    pub stream_format: Option<String>,
+    /// Other parameters (`speed`, `instructions`, …) passed to the model.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+async fn speech(
+    State(state): State<AppState>,
+    Client { client_id, .. }: Client,
+    body: Body<OpenAi>,
+) -> Result<Response, Error> {
+    let request: SpeechRequest =
+        body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    if request.input.trim().is_empty() {
+        return Err(Error::invalid("input", "input must not be empty"));
     }
-    Ok(Json(json!({"created": now_ms() / 1000, "data": data})).into_response())
+    if request
+        .stream_format
+        .as_deref()
+        .is_some_and(|f| f != "audio")
+    {
+        return Err(Error::invalid(
+            "stream_format",
+            "stream_format must be audio: the answer is the whole audio file",
+        ));
+    }
+    let resolved = state
+        .engine
+        .registry()
+        .resolve(request.model.as_deref(), "audio.speech")
+        .map_err(|e| Error::invalid("model", e.to_string()))?;
+    let mut params = request.params;
+    if let Some(voice) = request.voice {
+        params.insert("voice".into(), voice.into());
+    }
+    if let Some(format) = request.response_format {
+        // Plugins name the choice as their vendor does: OpenAI's own name, or seed 000's.
+        let declared = &resolved.schema.raw()["properties"];
+        let name = ["response_format", "format"]
+            .into_iter()
+            .find(|name| declared.get(name).is_some())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "response_format",
+                    format!(
+                        "{} answers in a format of its own; leave response_format out",
+                        resolved.id()
+                    ),
+                )
+            })?;
+        params.insert(name.into(), format.into());
+    }
+    let admission = Admission {
+        client_id,
+        api: API,
+        resolved,
+        capability: "audio.speech".into(),
+        prompt: request.input,
+        params,
+        inputs: Vec::new(),
+        webhook: None,
+        extra: json!({}),
+        idempotency: None,
+        priority: None,
+    };
+    let task = run_to_end(&state, admission, "The speech").await?;
+    let audio = stored_outputs(&state, &task).await?.into_iter().next();
+    let audio = audio
+        .ok_or_else(|| Error::new(StatusCode::BAD_GATEWAY, "The model answered without audio"))?;
+    crate::api::assets::serve_asset(&state, &audio, Default::default(), false)
+        .await
+        .map_err(|crate::api::error::Error(status, message)| Error::new(status, message))
 }

@@ -132,6 +132,8 @@ pub trait Describe: Sized {
     fn json_body<T: JsonSchema>(self) -> Self;
     /// The JSON body the handler reads raw, as `schema`.
     fn json_body_schema(self, schema: Schema) -> Self;
+    /// The `multipart/form-data` body the handler reads raw, its fields as `T`'s.
+    fn form_body<T: JsonSchema>(self) -> Self;
     /// The 200 answer's JSON body.
     fn ok(self, schema: Schema) -> Self;
 }
@@ -168,16 +170,13 @@ impl Describe for TransformOperation<'_> {
         self.json_body_schema(schema::<T>())
     }
 
-    fn json_body_schema(mut self, schema: Schema) -> Self {
+    fn json_body_schema(self, schema: Schema) -> Self {
         // Replaces what aide infers from a raw `Bytes` extractor (an octet stream).
-        let mut body = RequestBody {
-            required: true,
-            ..RequestBody::default()
-        };
-        body.content
-            .insert("application/json".into(), json_media(schema));
-        self.inner_mut().request_body = Some(ReferenceOr::Item(body));
-        self
+        with_body(self, "application/json", schema)
+    }
+
+    fn form_body<T: JsonSchema>(self) -> Self {
+        with_body(self, "multipart/form-data", schema::<T>())
     }
 
     fn ok(mut self, schema: Schema) -> Self {
@@ -189,6 +188,21 @@ impl Describe for TransformOperation<'_> {
         responses.insert(StatusCode::Code(200), json_answer("OK", schema));
         self
     }
+}
+
+/// `operation` with its request body: required, in `media_type`, described by `schema`.
+fn with_body<'a>(
+    mut operation: TransformOperation<'a>,
+    media_type: &str,
+    schema: Schema,
+) -> TransformOperation<'a> {
+    let mut body = RequestBody {
+        required: true,
+        ..RequestBody::default()
+    };
+    body.content.insert(media_type.into(), json_media(schema));
+    operation.inner_mut().request_body = Some(ReferenceOr::Item(body));
+    operation
 }
 
 /// Builds the router `build` returns together with its document, as JSON. The schema settings
