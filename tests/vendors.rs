@@ -100,7 +100,8 @@ async fn volcengine_seedance_seedream_and_doubao_speech() {
     )
     .await;
 
-    let video = json!({"capability": "video.generate", "model": "volcengine/doubao-seedance-2-0-260128", "prompt": "小猫在抓老鼠", "duration": 5});
+    // Every task asks for the last frame too: a PNG that succeeds beside each video.
+    let video = json!({"capability": "video.generate", "model": "volcengine/doubao-seedance-2-0-260128", "prompt": "小猫在抓老鼠", "duration": 5, "return_last_frame": true});
     let image = json!({"capability": "image.generate", "model": "volcengine/doubao-seedream-4-0-250828", "prompt": "一只猫", "seed": 42});
     let speech = json!({"capability": "audio.speech", "model": "volcengine/doubao-tts", "prompt": "你好", "voice": "zh_female_qingxin", "speed": 1.2});
     let speech_errors = [
@@ -144,7 +145,15 @@ async fn volcengine_seedance_seedream_and_doubao_speech() {
         assert_eq!(body["duration"], 5, "{body}");
         assert_eq!(body["resolution"], "720p", "the seed's default: {body}");
         assert_eq!(body["content"][0]["type"], "text", "{body}");
+        assert_eq!(body["return_last_frame"], true, "{body}");
     }
+    let job = easel.submit(&video, Scenario::Success).await;
+    let job = easel.expect_outputs(&job, fakes::MP4_HEADER).await;
+    assert_eq!(
+        job["outputAssetIds"].as_array().map(Vec::len),
+        Some(2),
+        "the video and its last frame: {job}"
+    );
     let seedream = &bodies(&fake, "POST /api/v3/images/generations")[0];
     assert_eq!(
         (

@@ -4,7 +4,8 @@
 //!
 //! - `POST /api/v3/contents/generations/tasks` (`Authorization: Bearer <ARK key>`) reads
 //!   `model` and the `content[]` text item, answers `{"id"}`; `GET …/tasks/{id}` answers
-//!   `status` `running`, `succeeded` (`content.video_url`, `usage`) or `failed` (`error`);
+//!   `status` `running`, `succeeded` (`content.video_url`, with `last_frame_url` when the task
+//!   asked for `return_last_frame`, and `usage`) or `failed` (`error`);
 //!   `DELETE …/tasks/{id}` cancels a queued task;
 //! - `POST /api/v3/images/generations` (Seedream) answers `data[].url` synchronously;
 //! - Ark errors are `{"error": {"code", "message", "param", "type"}}` with the HTTP status;
@@ -107,6 +108,9 @@ fn ark_refusal(call: &Call, scenario: Scenario) -> Option<Response> {
     })
 }
 
+/// The id prefix of a task whose request asked for its last frame (`return_last_frame`).
+const LAST_FRAME_TASK: &str = "cgt-last-frame";
+
 pub async fn create_task(State(state): State<FakeState>, call: Call) -> Response {
     let body = call.json();
     let text = body["content"]
@@ -124,7 +128,12 @@ pub async fn create_task(State(state): State<FakeState>, call: Call) -> Response
     if let Some(refused) = ark_refusal(&call, scenario) {
         return refused;
     }
-    json_reply(200, json!({"id": state.tasks.create("cgt", scenario)}))
+    let kind = if body["return_last_frame"] == true {
+        LAST_FRAME_TASK
+    } else {
+        "cgt"
+    };
+    json_reply(200, json!({"id": state.tasks.create(kind, scenario)}))
 }
 
 pub async fn query_task(
@@ -141,9 +150,14 @@ pub async fn query_task(
         Some(Phase::Running) => json!({"status": "running"}),
         Some(Phase::FailedModeration) => json!({"status": "failed", "error": {
             "code": "OutputVideoSensitiveContentDetected", "message": "The generated video may contain sensitive content."}}),
-        Some(Phase::Succeeded) => json!({"status": "succeeded",
-            "content": {"video_url": state.file_url(&format!("{id}.mp4"))},
-            "usage": {"completion_tokens": 108_900, "total_tokens": 108_900}, "resolution": "720p", "duration": 5}),
+        Some(Phase::Succeeded) => {
+            let mut content = json!({"video_url": state.file_url(&format!("{id}.mp4"))});
+            if id.starts_with(LAST_FRAME_TASK) {
+                content["last_frame_url"] = state.file_url(&format!("{id}.png")).into();
+            }
+            json!({"status": "succeeded", "content": content,
+                "usage": {"completion_tokens": 108_900, "total_tokens": 108_900}, "resolution": "720p", "duration": 5})
+        }
     };
     let mut answer = task;
     answer

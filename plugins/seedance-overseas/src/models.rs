@@ -23,7 +23,9 @@ pub fn params_schema() -> Value {
             "seed": {"type": "integer", "minimum": -1, "maximum": 4294967295_u64},
             "generate_audio": {"type": "boolean", "default": true,
                                "description": "Seedance 2.0 makes a soundtrack unless this is false."},
-            "watermark": {"type": "boolean", "default": false}
+            "watermark": {"type": "boolean", "default": false},
+            "return_last_frame": {"type": "boolean",
+                                  "description": "Also return the video's last frame, a PNG image to start the next video from."}
         },
         "additionalProperties": true
     })

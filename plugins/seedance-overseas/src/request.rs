@@ -30,8 +30,10 @@ pub fn task_body(request: &GenerationRequest) -> Result<Value> {
     body.insert("resolution".into(), json!(request.param_str("resolution", "720p")?));
     body.insert("generate_audio".into(), json!(request.param_bool("generate_audio", true)?));
     body.insert("watermark".into(), json!(request.param_bool("watermark", false)?));
-    if let Some(seed) = request.param_value("seed") {
-        body.insert("seed".into(), seed.clone());
+    for name in ["seed", "return_last_frame"] {
+        if let Some(value) = request.param_value(name) {
+            body.insert(name.into(), value.clone());
+        }
     }
     Ok(Value::Object(body))
 }

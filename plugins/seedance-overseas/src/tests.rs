@@ -97,7 +97,8 @@ fn parameters_and_first_last_frames_are_sent_with_roles() {
                     {"type": "image_url", "image_url": {"url": "https://cdn.example.com/1.png"}, "role": "first_frame"},
                     {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,aGk="}, "role": "last_frame"}
                 ],
-                "ratio": "16:9", "duration": 10, "resolution": "480p", "generate_audio": false, "watermark": false, "seed": 11
+                "ratio": "16:9", "duration": 10, "resolution": "480p", "generate_audio": false, "watermark": false, "seed": 11,
+                "return_last_frame": true
             })),
             Reply::json(200, json!({"id": "cgt-2"})),
         )
@@ -108,6 +109,7 @@ fn parameters_and_first_last_frames_are_sent_with_roles() {
         .param("resolution", "480p")
         .param("generate_audio", false)
         .param("seed", 11)
+        .param("return_last_frame", true)
         .input(media("image", Some("first_frame"), "https://cdn.example.com/1.png"))
         .input(last);
     handle_of(SeedanceOverseas.submit(r).unwrap());
@@ -150,7 +152,7 @@ fn impossible_inputs_are_refused_before_any_request() {
 }
 
 #[test]
-fn pending_then_success_returns_the_video_and_usage() {
+fn pending_then_success_returns_the_video_its_last_frame_and_usage() {
     let task = format!("{}/cgt-9", url());
     let s = script()
         .exchange(Expect::post(url()), Reply::json(200, json!({"id": "cgt-9"})))
@@ -160,7 +162,7 @@ fn pending_then_success_returns_the_video_and_usage() {
             Expect::get(&task),
             Reply::json(200, json!({
                 "id": "cgt-9", "model": MODEL, "status": "succeeded",
-                "content": {"video_url": "https://ark-content.bytepluses.com/v.mp4"},
+                "content": {"video_url": "https://ark-content.bytepluses.com/v.mp4", "last_frame_url": "https://ark-content.bytepluses.com/last.png"},
                 "usage": {"completion_tokens": 108900, "total_tokens": 108900}
             })),
         )
@@ -170,7 +172,10 @@ fn pending_then_success_returns_the_video_and_usage() {
         assert_eq!(SeedanceOverseas.poll(&h).unwrap(), PollOutcome::Running { progress: None, poll_after_ms: 15_000 });
     }
     let PollOutcome::Finished(done) = SeedanceOverseas.poll(&h).unwrap() else { panic!("expected finished") };
-    assert_eq!(done.outputs, [Output::Url { url: "https://ark-content.bytepluses.com/v.mp4".into(), content_type: Some("video/mp4".into()) }]);
+    assert_eq!(done.outputs, [
+        Output::Url { url: "https://ark-content.bytepluses.com/v.mp4".into(), content_type: Some("video/mp4".into()) },
+        Output::Url { url: "https://ark-content.bytepluses.com/last.png".into(), content_type: Some("image/png".into()) },
+    ]);
     assert_eq!(done.usage.unwrap()["completion_tokens"], 108900);
     s.finish();
 }

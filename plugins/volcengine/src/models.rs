@@ -22,7 +22,9 @@ fn seedance_2(key: &str, name: &str, price: f64) -> Model {
                      "description": "Seconds: default 5; 12 in reference mode."},
         "seed": {"type": "integer", "minimum": -1, "maximum": 4294967295_u64},
         "watermark": {"type": "boolean", "default": false},
-        "generate_audio": {"type": "boolean"}
+        "generate_audio": {"type": "boolean"},
+        "return_last_frame": {"type": "boolean",
+                              "description": "Also return the video's last frame, a PNG image to start the next video from."}
     });
     Model::new(key, name, "video")
         .capability("video.generate")
@@ -47,7 +49,9 @@ fn seedance_1_5_pro() -> Model {
         "seed": {"type": "integer", "minimum": -1, "maximum": 4294967295_u64},
         "watermark": {"type": "boolean", "default": false},
         "generate_audio": {"type": "boolean"},
-        "camera_fixed": {"type": "boolean"}
+        "camera_fixed": {"type": "boolean"},
+        "return_last_frame": {"type": "boolean",
+                              "description": "Also return the video's last frame, a PNG image to start the next video from."}
     });
     Model::new(video::SEEDANCE_1_5_PRO, "Seedance 1.5 pro", "video")
         .capability("video.generate")

@@ -43,7 +43,7 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
         None if is_v2 => body["ratio"] = json!("adaptive"),
         None => {}
     }
-    for name in ["seed", "watermark", "generate_audio", "camera_fixed"] {
+    for name in ["seed", "watermark", "generate_audio", "camera_fixed", "return_last_frame"] {
         if let Some(value) = request.param_value(name) {
             body[name] = value.clone();
         }
@@ -96,8 +96,9 @@ fn content(request: &GenerationRequest, is_v2: bool) -> Result<(Vec<Value>, bool
     Ok((items, uses_references))
 }
 
-/// Reads a task: `queued`/`running` → running; `succeeded` → `content.video_url`;
-/// `failed` → the mapped `error`; `cancelled`/`expired` → failed.
+/// Reads a task: `queued`/`running` → running; `succeeded` → `content.video_url`, then
+/// `content.last_frame_url` when the client asked for it (`return_last_frame`; a by-product the
+/// host may leave out); `failed` → the mapped `error`; `cancelled`/`expired` → failed.
 pub fn poll(handle: &str) -> Result<PollOutcome> {
     let id = client::task_id(handle)?;
     let answer = client::send(Request::get(client::ark(&format!("{TASKS}/{id}"))), client::QUICK)?;
@@ -109,8 +110,11 @@ pub fn poll(handle: &str) -> Result<PollOutcome> {
                 .pointer("/content/video_url")
                 .and_then(Value::as_str)
                 .ok_or_else(|| Error::upstream(format!("Ark reported success without a video_url: {answer}")))?;
-            let mut done =
-                Finished::new(vec![Output::Url { url: url.to_string(), content_type: Some("video/mp4".into()) }]);
+            let mut outputs = vec![Output::Url { url: url.to_string(), content_type: Some("video/mp4".into()) }];
+            if let Some(frame) = answer.pointer("/content/last_frame_url").and_then(Value::as_str) {
+                outputs.push(Output::Url { url: frame.to_string(), content_type: Some("image/png".into()) });
+            }
+            let mut done = Finished::new(outputs);
             if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
                 done = done.usage(usage.clone());
             }

@@ -46,6 +46,38 @@ fn seedance_2_text_to_video_is_queued_then_runs_then_succeeds() {
 }
 
 #[test]
+fn the_last_frame_is_asked_for_and_returned_after_the_video() {
+    let script = Script::new()
+        .secret("ARK_API_KEY", KEY)
+        .exchange(
+            ark(Expect::post, "/contents/generations/tasks").json(json!({
+                "model": "doubao-seedance-1-5-pro-251215",
+                "content": [{"type": "text", "text": "一只猫"}],
+                "resolution": "1080p",
+                "duration": 12,
+                "return_last_frame": true
+            })),
+            Reply::json(200, json!({"id": "cgt-7"})),
+        )
+        .exchange(
+            ark(Expect::get, "/contents/generations/tasks/cgt-7"),
+            task("cgt-7", "succeeded", json!({"content": {
+                "video_url": "https://ark-content-generation.tos.example/v.mp4",
+                "last_frame_url": "https://ark-content-generation.tos.example/last.png"
+            }})),
+        )
+        .install();
+    let request = GenerationRequest::new("video.generate", "doubao-seedance-1-5-pro-251215", "一只猫").param("return_last_frame", true);
+    let handle = pending_handle(Volcengine.submit(request).unwrap());
+    let PollOutcome::Finished(done) = Volcengine.poll(&handle).unwrap() else { panic!("expected finished") };
+    assert_eq!(done.outputs, [
+        Output::Url { url: "https://ark-content-generation.tos.example/v.mp4".into(), content_type: Some("video/mp4".into()) },
+        Output::Url { url: "https://ark-content-generation.tos.example/last.png".into(), content_type: Some("image/png".into()) },
+    ]);
+    script.finish();
+}
+
+#[test]
 fn frames_become_first_and_last_frame_items_with_data_urls_for_bytes() {
     let script = Script::new()
         .secret("ARK_API_KEY", KEY)
