@@ -122,6 +122,41 @@ jobs_request = urllib.request.Request(base + "/api/v1/jobs?limit=2", headers={"X
 with urllib.request.urlopen(jobs_request) as response:
     jobs = json.load(response)["jobs"]
 assert [job["capability"] for job in jobs] == ["image.inpaint", "image.edit"], jobs
+
+
+def random_png(width, height):
+    """A PNG of random pixels: it does not compress, so its size is about 3 bytes a pixel."""
+
+    def chunk(kind, data):
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 1))
+        + chunk(b"IEND", b"")
+    )
+
+
+import os
+import struct
+import zlib
+
+# A vendor's edit model gets the file itself: a photo-sized upload in a list (sent as
+# `image[]`), and bytes given without a name or a type (sent as an octet stream).
+big = random_png(1024, 1024)
+assert len(big) > 3 * 1024 * 1024, len(big)
+for image in ([("photo.png", big, "image/png")], big):
+    edited = client.images.edit(model="dashscope/qwen-image", image=image, prompt="edit me bluer")
+    assert len(edited.data) == 1 and edited.data[0].url, edited
+try:
+    client.images.edit(model="offline/image", image=("k.png", body, "image/png"), prompt="x", stream=True)
+    raise AssertionError("a streamed edit must be refused")
+except openai.BadRequestError as error:
+    assert error.body["param"] == "stream", error.body
 print("image edit ok")
 
 # Speech answers with the audio file itself; a format the model does not let the client

@@ -13,7 +13,7 @@ use fakes::easel::Easel;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_works_unchanged() {
-    let (easel, _fakes) = Easel::with_dashscope_and_modelscope().await;
+    let (easel, vendors) = Easel::with_dashscope_and_modelscope().await;
     let host = &easel.host;
     let python = std::env::var("EASEL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = easel_tests::checkout().join("tests/openai_sdk.py");
@@ -31,6 +31,30 @@ async fn the_official_python_sdk_works_unchanged() {
         "{python} {}:\n{stdout}\n{stderr}",
         script.display()
     );
+    // Both edits reached DashScope with the whole photo, typed, inline.
+    let edits: Vec<_> = fakes::easel::bodies(
+        &vendors[0],
+        "POST /api/v1/services/aigc/multimodal-generation/generation",
+    )
+    .into_iter()
+    .filter(|body| body["model"] == "qwen-image-edit")
+    .collect();
+    assert_eq!(edits.len(), 2, "{edits:?}");
+    for edit in edits {
+        let image = edit["input"]["messages"][0]["content"][0]["image"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            image.starts_with("data:image/png;base64,"),
+            "{}",
+            &image[..image.len().min(60)]
+        );
+        assert!(
+            image.len() > 4 * 1024 * 1024,
+            "the whole photo, base64: {} bytes",
+            image.len()
+        );
+    }
     for check in [
         "/v1 chat ok",
         "/v1 stream ok",

@@ -170,6 +170,33 @@ async fn volcengine_seedance_seedream_and_doubao_speech() {
     );
     assert_eq!(tts["audio"]["speed_ratio"], 1.2);
     assert_eq!(tts["request"]["operation"], "query");
+
+    // OpenAI's speech route: Doubao's plugin calls the format `encoding`, and a format it
+    // does not offer is refused under the client's own word for it.
+    let speech_route = || {
+        let host = &easel.host;
+        host.http
+            .post(host.url("/v1/audio/speech"))
+            .header("authorization", "Bearer key-a")
+    };
+    let wav = json!({"model": "volcengine/doubao-tts", "input": "你好", "voice": "zh_female_qingxin", "response_format": "wav"});
+    let spoken = speech_route().json(&wav).send().await.unwrap();
+    assert_eq!(spoken.status(), 200);
+    assert_eq!(spoken.headers()["content-type"], "audio/wav");
+    let asked = bodies(&fake, "POST /api/v1/tts");
+    assert_eq!(
+        asked.last().unwrap()["audio"]["encoding"],
+        "wav",
+        "{asked:?}"
+    );
+    let opus =
+        json!({"model": "volcengine/doubao-tts", "input": "你好", "response_format": "opus"});
+    let (status, refused) = easel_tests::send(speech_route().json(&opus)).await;
+    assert_eq!(
+        (status, refused["error"]["param"].as_str()),
+        (400, Some("response_format")),
+        "{refused}"
+    );
     fake.assert_only_documented_and_authorized(|c| {
         let expected = if c.path == "/api/v1/tts" {
             format!("Bearer;{TTS_TOKEN}")

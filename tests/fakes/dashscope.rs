@@ -8,8 +8,9 @@
 //! - `GET /api/v1/tasks/{id}` answers `output.task_status` `RUNNING`, `SUCCEEDED` (images in
 //!   `output.results[].url`, video in `output.video_url`) or `FAILED` with `output.code`;
 //! - `POST /api/v1/tasks/{id}/cancel` cancels a task still queued;
-//! - `POST /api/v1/services/aigc/multimodal-generation/generation` (Qwen-TTS) answers
-//!   synchronously with `output.audio.url`;
+//! - `POST /api/v1/services/aigc/multimodal-generation/generation` answers synchronously:
+//!   Qwen-TTS with `output.audio.url`, `qwen-image-edit` (one message holding an `image` and a
+//!   `text` part) with the edited image in `output.choices[0].message.content[].image`;
 //! - `POST /compatible-mode/v1/chat/completions` (OpenAI-compatible mode) streams
 //!   `chat.completion.chunk`s that echo the last user message word by word, then a usage-only
 //!   chunk and `data: [DONE]`;
@@ -43,7 +44,7 @@ pub fn routes() -> Router<FakeState> {
         )
         .route(
             "/api/v1/services/aigc/multimodal-generation/generation",
-            post(synthesize_speech),
+            post(multimodal_generation),
         )
         .route("/compatible-mode/v1/chat/completions", post(chat))
         .route("/api/v1/tasks/{id}", get(query_task))
@@ -173,7 +174,44 @@ async fn cancel_task(
     }
 }
 
-async fn synthesize_speech(State(state): State<FakeState>, call: Call) -> Response {
+async fn multimodal_generation(State(state): State<FakeState>, call: Call) -> Response {
+    if call.json()["model"] == "qwen-image-edit" {
+        return edit_image(&state, &call);
+    }
+    synthesize_speech(&state, &call)
+}
+
+fn edit_image(state: &FakeState, call: &Call) -> Response {
+    let body = call.json();
+    let parts = body["input"]["messages"][0]["content"].as_array();
+    let part = |name: &str| {
+        parts
+            .into_iter()
+            .flatten()
+            .find_map(|part| part[name].as_str().map(str::to_string))
+    };
+    let (Some(_), Some(text)) = (part("image"), part("text")) else {
+        return error(
+            400,
+            "InvalidParameter",
+            "the message must hold an image and a text",
+        );
+    };
+    if let Some(refused) = refusal(call, Scenario::from_text(&text)) {
+        return refused;
+    }
+    json_reply(
+        200,
+        json!({
+            "request_id": "req-e2e",
+            "output": {"choices": [{"finish_reason": "stop", "message": {"role": "assistant",
+                "content": [{"image": state.file_url("edited.png")}]}}]},
+            "usage": {"image_count": 1}
+        }),
+    )
+}
+
+fn synthesize_speech(state: &FakeState, call: &Call) -> Response {
     let body = call.json();
     let text = body["input"]["text"].as_str().unwrap_or_default();
     if text.is_empty() || body["input"]["voice"].as_str().is_none() {
@@ -183,7 +221,7 @@ async fn synthesize_speech(State(state): State<FakeState>, call: Call) -> Respon
             "input.text and input.voice are required",
         );
     }
-    if let Some(refused) = refusal(&call, Scenario::from_text(text)) {
+    if let Some(refused) = refusal(call, Scenario::from_text(text)) {
         return refused;
     }
     json_reply(

@@ -27,7 +27,7 @@ use crate::{
         openapi::{Api, Describe},
         paging::{next_before, page},
     },
-    assets::{Asset, NewFile, content_type_from_name},
+    assets::{Asset, NewFile},
     engine::task::rfc3339,
 };
 
@@ -131,9 +131,12 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
     let parts = multipart::read_parts(state, request, |_, file_name| file_name.is_some()).await?;
     let files: Vec<_> = parts
         .into_iter()
-        .filter_map(|part| match part.content {
-            Content::File(spooled) => Some((part.file_name?, part.content_type, spooled)),
-            Content::Text(_) => None,
+        .filter_map(|part| {
+            let content_type = part.file_type();
+            match part.content {
+                Content::File(spooled) => Some((part.file_name?, content_type, spooled)),
+                Content::Text(_) => None,
+            }
         })
         .collect();
     if files.is_empty() {
@@ -142,11 +145,8 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
         ));
     }
     let mut stored = Vec::with_capacity(files.len());
-    for (name, declared, spooled) in files {
-        let content_type = declared
-            .filter(|c| c != "application/octet-stream")
-            .or_else(|| content_type_from_name(&name))
-            .unwrap_or_else(|| "application/octet-stream".into());
+    for (name, content_type, spooled) in files {
+        let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
         let name = sanitize(&name);
         let adopted = state
             .engine

@@ -37,7 +37,7 @@ use crate::{
         openapi::{Api, Describe},
         submit::stored_outputs,
     },
-    assets::{content_type_from_name, kind_of},
+    assets::kind_of,
     engine::{
         front_door::Admission,
         inputs::Input,
@@ -365,14 +365,13 @@ async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> R
             form.fields.insert(name, Value::String(part.text()?));
             continue;
         };
+        let content_type = part
+            .file_type()
+            .unwrap_or_else(|| format!("{kind}/octet-stream"));
         let multipart::Content::File(spooled) = part.content else {
             unreachable!("file fields are spooled")
         };
         let file_name = part.file_name.unwrap_or_else(|| part.name.clone());
-        let content_type = part
-            .content_type
-            .or_else(|| content_type_from_name(&file_name))
-            .unwrap_or_else(|| format!("{kind}/octet-stream"));
         form.inputs.push(Input::upload(
             &part.name,
             kind,

@@ -95,7 +95,7 @@ fn routes(limits: &Limits) -> ApiRouter<AppState> {
         .merge(tasks::routes())
         .merge(sd::routes())
         .merge(llmage::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
-        .merge(openai::routes())
+        .merge(openai::routes().layer(DefaultBodyLimit::max(limits.max_upload_bytes)))
         .merge(console::routes())
         .merge(inspect::routes())
         .merge(limits::routes())

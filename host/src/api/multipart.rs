@@ -15,7 +15,7 @@ use axum::{
 
 use crate::{
     api::{AppState, body::Unreadable},
-    assets::Spooled,
+    assets::{Spooled, content_type_from_name},
 };
 
 /// One part of the form.
@@ -116,6 +116,16 @@ fn storage_trouble(error: &anyhow::Error) -> Unreadable {
 }
 
 impl Part {
+    /// A file part's MIME type: the one the part declares, unless that is only
+    /// `application/octet-stream` (what clients send for bytes they know nothing about), else
+    /// the one its file name says.
+    pub fn file_type(&self) -> Option<String> {
+        let declared = self.content_type.clone();
+        declared
+            .filter(|c| c != "application/octet-stream")
+            .or_else(|| content_type_from_name(self.file_name.as_deref()?))
+    }
+
     /// The part as text, for form fields.
     pub fn text(self) -> Result<String, Unreadable> {
         let not_text = || Unreadable::Malformed(format!("Field {} is not UTF-8 text", self.name));

@@ -36,7 +36,6 @@ use crate::{
         openapi::{Api, Describe},
         submit::{refusal_parts, stored_outputs},
     },
-    assets::content_type_from_name,
     engine::{
         front_door::{Admission, Refusal},
         inputs::Input,
@@ -71,6 +70,18 @@ impl Error {
             rate_limited: false,
             retry_after_secs: None,
         }
+    }
+
+    /// The same error about parameter `to` where it named `from` (a parameter passed on to
+    /// the model under another name).
+    fn renamed(mut self, from: &str, to: &str) -> Self {
+        if self.param.as_deref() == Some(from) {
+            self.param = Some(to.into());
+            self.message =
+                self.message
+                    .replacen(&format!("parameter {from}"), &format!("parameter {to}"), 1);
+        }
+        self
     }
 
     fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
@@ -220,7 +231,16 @@ pub fn routes() -> ApiRouter<AppState> {
         )
 }
 
-/// OpenAI's model objects: the chat, image and speech models, under ids the routes accept
+/// The capabilities this API's routes serve, whose models `/v1/models` lists.
+const LISTED: [&str; 5] = [
+    "chat",
+    "image.generate",
+    "image.edit",
+    "image.inpaint",
+    "audio.speech",
+];
+
+/// OpenAI's model objects: the models of [`LISTED`] capabilities, under ids the routes accept
 /// (an operator's alias may have taken a full id).
 fn listed(state: &AppState) -> Vec<Value> {
     let registry = state.engine.registry();
@@ -231,7 +251,7 @@ fn listed(state: &AppState) -> Vec<Value> {
             r.model
                 .capabilities
                 .iter()
-                .any(|c| ["chat", "image.generate", "audio.speech"].contains(&c.as_str()))
+                .any(|c| LISTED.contains(&c.as_str()))
         })
         .filter(|r| registry.reaches(&r.id(), r))
         .map(
@@ -376,7 +396,10 @@ async fn image_edits(
             "Send the image as a multipart/form-data file part named image",
         ));
     }
-    let is_file = |name: &str, _: Option<&str>| matches!(name, "image" | "image[]" | "mask");
+    // Every file part is received, so that one this route does not take is refused by name.
+    let is_file = |name: &str, file_name: Option<&str>| {
+        file_name.is_some() || matches!(name, "image" | "image[]" | "mask")
+    };
     let mut fields = Map::new();
     let mut inputs = Vec::new();
     let mut masked = false;
@@ -384,21 +407,35 @@ async fn image_edits(
         .await
         .map_err(rejected)?
     {
-        if !is_file(&part.name, None) {
+        if !is_file(&part.name, part.file_name.as_deref()) {
             let name = part.name.clone();
             fields.insert(name, Value::String(part.text().map_err(rejected)?));
             continue;
         }
-        let multipart::Content::File(spooled) = part.content else {
-            unreachable!("file fields are spooled")
+        let kind = match part.name.as_str() {
+            "image" | "image[]" => "image",
+            "mask" => "mask",
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    format!(
+                        "{other} is not a file this route takes: send image (or image[]) and mask"
+                    ),
+                ));
+            }
         };
-        let kind = if part.name == "mask" { "mask" } else { "image" };
         masked |= kind == "mask";
+        let declared = part.file_type();
+        let multipart::Content::File(spooled) = part.content else {
+            unreachable!("file parts are spooled")
+        };
+        let content_type = match declared {
+            Some(declared) => declared,
+            None => sniffed_image_type(spooled.path())
+                .await
+                .unwrap_or_else(|| "image/png".into()),
+        };
         let file_name = part.file_name.unwrap_or_else(|| part.name.clone());
-        let content_type = part
-            .content_type
-            .or_else(|| content_type_from_name(&file_name))
-            .unwrap_or_else(|| "image/png".into());
         inputs.push(Input::upload(
             &part.name,
             kind,
@@ -443,6 +480,29 @@ async fn image_edits(
     answer_images(&state, client_id, &headers, call).await
 }
 
+/// Whether a parameter's value asks for something: not absent, false or zero, in JSON or as
+/// a form field's text.
+fn asks_for_something(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(asked) => *asked,
+        Value::Number(number) => number.as_f64() != Some(0.0),
+        Value::String(text) => !matches!(text.trim(), "" | "false" | "0"),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+/// The type of the image file at `path`, from its first bytes, when the image crate knows
+/// its format: the SDKs send bytes given without a name as `application/octet-stream`.
+async fn sniffed_image_type(path: &std::path::Path) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(64);
+    let file = tokio::fs::File::open(path).await.ok()?;
+    file.take(64).read_to_end(&mut head).await.ok()?;
+    let format = image::guess_format(&head).ok()?;
+    Some(format.to_mime_type().to_string())
+}
+
 /// An image request on its way to the engine, from either image route.
 struct ImageCall {
     capability: &'static str,
@@ -467,6 +527,15 @@ async fn answer_images(
     let n = request.n.unwrap_or(1);
     if !(1..=10).contains(&n) {
         return Err(Error::invalid("n", "n must be between 1 and 10"));
+    }
+    // The answer is the whole images, never partial ones streamed as events.
+    for name in ["stream", "partial_images"] {
+        if request.params.get(name).is_some_and(asks_for_something) {
+            return Err(Error::invalid(
+                name,
+                format!("{name} is not supported: the answer holds the whole images"),
+            ));
+        }
     }
     let as_base64 = match request.response_format.as_deref() {
         None | Some("url") => false,
@@ -567,8 +636,8 @@ pub struct SpeechRequest {
     pub model: Option<String>,
     /// The text to speak.
     pub input: String,
-    /// One of the model's voices; its default when absent.
-    pub voice: Option<String>,
+    /// One of the model's voices (as the model names them); its default when absent.
+    pub voice: Option<Value>,
     /// The audio format (`mp3`, `wav`, …) among those the model offers; its default when
     /// absent. Refused for a model that does not let the client choose.
     pub response_format: Option<String>,
@@ -606,12 +675,14 @@ async fn speech(
         .map_err(|e| Error::invalid("model", e.to_string()))?;
     let mut params = request.params;
     if let Some(voice) = request.voice {
-        params.insert("voice".into(), voice.into());
+        params.insert("voice".into(), voice);
     }
+    let mut format_named = None;
     if let Some(format) = request.response_format {
-        // Plugins name the choice as their vendor does: OpenAI's own name, or seed 000's.
+        // Plugins name the choice as their vendor does: OpenAI's own name, seed 000's, or
+        // Doubao's.
         let declared = &resolved.schema.raw()["properties"];
-        let name = ["response_format", "format"]
+        let name = ["response_format", "format", "encoding"]
             .into_iter()
             .find(|name| declared.get(name).is_some())
             .ok_or_else(|| {
@@ -624,6 +695,7 @@ async fn speech(
                 )
             })?;
         params.insert(name.into(), format.into());
+        format_named = Some(name);
     }
     let admission = Admission {
         client_id,
@@ -638,7 +710,13 @@ async fn speech(
         idempotency: None,
         priority: None,
     };
-    let task = run_to_end(&state, admission, "The speech").await?;
+    let task =
+        run_to_end(&state, admission, "The speech")
+            .await
+            .map_err(|error| match format_named {
+                Some(name) => error.renamed(name, "response_format"),
+                None => error,
+            })?;
     let audio = stored_outputs(&state, &task).await?.into_iter().next();
     let audio = audio
         .ok_or_else(|| Error::new(StatusCode::BAD_GATEWAY, "The model answered without audio"))?;

@@ -4,9 +4,10 @@
 //! - Vendor links are copied into the asset store before the task succeeds (they expire); a
 //!   link that cannot be copied fails the task with the link's host and the reason, rather
 //!   than handing the client a dead URL. The exception is a by-product: a link declared as
-//!   another kind of file than the task's capability makes (a video's cover or last frame).
-//!   One that cannot be copied is left out with a warning, and the task succeeds with the
-//!   rest: the client paid for the video, not for its cover.
+//!   another kind of file than the task's capability makes (a video's cover or last frame),
+//!   beside an output of the kind it makes. One that cannot be copied is left out with a
+//!   warning, and the task succeeds with the rest: the client paid for the video, not for its
+//!   cover.
 //! - A link is fetched only from a host the provider's own requests may reach
 //!   (`Provider::output_link_refused`: a plugin's allowlist ∩ the operator's), through the
 //!   no-SSRF client, and the same check applies to every redirect hop, so a plugin cannot
@@ -61,7 +62,7 @@ impl std::fmt::Display for LinkFailed {
 impl std::error::Error for LinkFailed {}
 
 /// Stores the outputs, then marks the task succeeded with them; a link that cannot be copied
-/// marks it failed with the reason instead. Files stored for a task that ended meanwhile (a
+/// marks it failed with the reason instead, unless it is a by-product (left out). Files stored for a task that ended meanwhile (a
 /// cancel, or a recovery elsewhere) are removed again: nothing would name them.
 pub async fn succeed(
     engine: &Engine,
@@ -94,7 +95,8 @@ pub async fn succeed(
 }
 
 /// Stores every output of `task`: the values for its `outputs` column and the assets made.
-/// When one cannot be stored, those stored before it are removed.
+/// A by-product that cannot be copied is left out; when any other output cannot be stored,
+/// those stored before it are removed.
 async fn store(
     engine: &Engine,
     task: &Task,
@@ -103,8 +105,10 @@ async fn store(
     let mut values = Vec::with_capacity(outputs.len());
     let mut stored = Vec::new();
     let image_format = image_format(task);
+    let made = Capability::parse(&task.capability).map(Capability::makes);
+    let makes_it = made.is_some() && outputs.iter().any(|o| declared_kind(o) == made);
     for (index, output) in outputs.into_iter().enumerate() {
-        let by_product = is_by_product(task, &output);
+        let by_product = makes_it && is_by_product(made, &output);
         match store_one(engine, task, index, output, image_format).await {
             Ok(Stored::Text(value)) => values.push(value),
             Ok(Stored::File(asset)) => {
@@ -123,21 +127,25 @@ async fn store(
     Ok((values, stored))
 }
 
-/// Whether `output` is a by-product of `task` (see the module's invariants): a link declared
-/// as an image, a video or a sound when the task's capability makes another of those.
-fn is_by_product(task: &Task, output: &Output) -> bool {
-    let Output::Url {
-        content_type: Some(content_type),
-        ..
-    } = output
-    else {
-        return false;
-    };
-    let Some(made) = Capability::parse(&task.capability).map(Capability::makes) else {
-        return false;
-    };
+/// The kind of file `output` says it is (`image`, `video`, `audio`, `file` or `text`), when
+/// it says.
+fn declared_kind(output: &Output) -> Option<&'static str> {
+    match output {
+        Output::Text(_) => Some("text"),
+        Output::Bytes { content_type, .. } => Some(kind_of(content_type)),
+        Output::Url { content_type, .. } => content_type.as_deref().map(kind_of),
+    }
+}
+
+/// Whether `output` may be a by-product of a task that `made` its kind of file (see the
+/// module's invariants): a link declared as an image, a video or a sound when the task makes
+/// another of those.
+fn is_by_product(made: Option<&str>, output: &Output) -> bool {
     let media = ["image", "video", "audio"];
-    let kind = kind_of(content_type);
+    let (Some(made), Output::Url { .. }) = (made, output) else {
+        return false;
+    };
+    let kind = declared_kind(output).unwrap_or_default();
     media.contains(&made) && media.contains(&kind) && kind != made
 }
 

@@ -115,7 +115,8 @@ fn finished(answer: &Value) -> Result<Finished> {
 /// (Vidu's answer gives no type).
 fn cover_type(url: &str) -> &'static str {
     let path = url.split(['?', '#']).next().unwrap_or_default();
-    match path.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()).as_deref() {
+    let file_name = path.rsplit('/').next().unwrap_or_default();
+    match file_name.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()).as_deref() {
         Some("png") => "image/png",
         Some("webp") => "image/webp",
         _ => "image/jpeg",

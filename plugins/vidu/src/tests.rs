@@ -198,6 +198,7 @@ fn covers_are_typed_by_their_file_names() {
     assert_eq!(cover_type("https://files.vidu.com/c.webp"), "image/webp");
     assert_eq!(cover_type("https://files.vidu.com/c.jpeg#x"), "image/jpeg");
     assert_eq!(cover_type("https://files.vidu.com/cover"), "image/jpeg");
+    assert_eq!(cover_type("https://files.vidu.png/cover"), "image/jpeg");
 }
 
 #[test]
