@@ -298,6 +298,40 @@ async fn openai_images_and_speech() {
     .await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+
+    // OpenAI's edits: the files the client sent reach OpenAI as files in a form, and a mask
+    // makes the task an inpainting.
+    for masked in [false, true] {
+        let png = || {
+            reqwest::multipart::Part::bytes(fakes::PNG_1X1)
+                .file_name("p.png")
+                .mime_str("image/png")
+                .unwrap()
+        };
+        let mut form = reqwest::multipart::Form::new()
+            .text("model", "openai/gpt-image-1")
+            .text("prompt", "a brighter lighthouse")
+            .part("image[]", png())
+            .part("image[]", png());
+        if masked {
+            form = form.part("mask", png());
+        }
+        let edits = easel
+            .host
+            .http
+            .post(easel.host.url("/v1/images/edits"))
+            .header("authorization", "Bearer key-a");
+        let (status, edited) = easel_tests::send(edits.multipart(form)).await;
+        assert_eq!(status, 200, "{edited}");
+        assert!(edited["data"][0]["url"].is_string(), "{edited}");
+    }
+    let sent = fake.calls_to("POST /v1/images/edits");
+    assert_eq!(sent.len(), 2);
+    for (call, masks) in sent.iter().zip([0, 1]) {
+        let form = String::from_utf8_lossy(&call.body);
+        assert_eq!(form.matches("name=\"image[]\"").count(), 2, "{form}");
+        assert_eq!(form.matches("name=\"mask\"").count(), masks, "{form}");
+    }
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 

@@ -4,6 +4,8 @@
 //! - `POST /v1/images/generations` (`Authorization: Bearer <key>`) reads `model`, `prompt`,
 //!   `n`, `size`; `gpt-image-1` answers `data[].b64_json` (plus `usage`), `dall-e-3` with
 //!   `response_format: url` answers `data[].url`;
+//! - `POST /v1/images/edits` reads a multipart form (`model`, `prompt`, `image[]` files and an
+//!   optional `mask` file) and answers `data[].b64_json`;
 //! - `POST /v1/audio/speech` reads `model`, `input`, `voice` and answers the audio bytes;
 //! - `POST /v1/chat/completions` echoes the last user message: whole as a `chat.completion`
 //!   object, or with `stream: true` as `chat.completion.chunk` events (a usage-only chunk
@@ -19,7 +21,7 @@
 
 use axum::{
     Router,
-    extract::State,
+    extract::{FromRequest, State},
     http::header,
     response::{IntoResponse, Response},
     routing::post,
@@ -39,6 +41,7 @@ pub const HOST: &str = "api.openai.com";
 pub fn routes() -> Router<FakeState> {
     Router::new()
         .route("/v1/images/generations", post(generate_images))
+        .route("/v1/images/edits", post(edit_images))
         .route("/v1/audio/speech", post(create_speech))
         .route("/v1/chat/completions", post(chat))
 }
@@ -130,6 +133,55 @@ async fn generate_images(State(state): State<FakeState>, call: Call) -> Response
             "response_format must be url or b64_json",
         )
     }
+}
+
+/// Reads `POST /v1/images/edits`' multipart form: `model` and `prompt` fields, `image[]` files
+/// (each an image type), at most one `mask` file; answers `gpt-image-1`'s base64 image.
+async fn edit_images(call: Call) -> Response {
+    let invalid = |message: &str| error(400, "invalid_request_error", "invalid_value", message);
+    let content_type = call.header("content-type").unwrap_or_default().to_string();
+    let request = axum::http::Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(call.0.body.clone()))
+        .unwrap();
+    let Ok(mut form) = axum::extract::Multipart::from_request(request, &()).await else {
+        return invalid("the body must be a multipart form");
+    };
+    let (mut fields, mut images, mut masks) = (serde_json::Map::new(), 0, 0);
+    while let Ok(Some(part)) = form.next_field().await {
+        let name = part.name().unwrap_or_default().to_string();
+        let is_image = part.content_type().is_some_and(|t| t.starts_with("image/"));
+        match name.as_str() {
+            "image[]" | "mask" if part.file_name().is_some() && is_image => {
+                if name == "mask" {
+                    masks += 1
+                } else {
+                    images += 1
+                }
+            }
+            "image[]" | "mask" => return invalid("image[] and mask must be image files"),
+            _ => {
+                fields.insert(name, part.text().await.unwrap_or_default().into());
+            }
+        }
+    }
+    let (Some(_), Some(prompt)) = (
+        fields["model"].as_str(),
+        fields.get("prompt").and_then(|p| p.as_str()),
+    ) else {
+        return invalid("You must provide a model and a prompt.");
+    };
+    if let Some(refused) = refusal(&call, Scenario::from_text(prompt)) {
+        return refused;
+    }
+    if images == 0 || masks > 1 {
+        return invalid("give one or more image[] files and at most one mask");
+    }
+    let png = base64::engine::general_purpose::STANDARD.encode(super::PNG_1X1);
+    json_reply(
+        200,
+        json!({"created": 1_713_833_628, "data": [{"b64_json": png}]}),
+    )
 }
 
 async fn create_speech(call: Call) -> Response {

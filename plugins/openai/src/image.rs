@@ -1,10 +1,13 @@
 //! Image generation: `POST /v1/images/generations`, synchronous. `gpt-image-1` always
 //! answers base64 (`data[].b64_json`), returned as bytes; `dall-e-3` is asked for URLs
 //! (`response_format: url`, valid for an hour), returned as URL outputs for the host to copy.
+//! `gpt-image-1` also edits (`image.edit`) and inpaints (`image.inpaint`, with a mask) through
+//! `POST /v1/images/edits`, a multipart form holding the images (`image[]`) and the mask.
 
 use crate::{client, errors};
 use easel_sdk::serde_json::{Value, json};
-use easel_sdk::{Error, Finished, GenerationRequest, Output, Result, Submission};
+use easel_sdk::http::Form;
+use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Output, Result, Submission};
 use std::time::Duration;
 
 /// The image models.
@@ -33,6 +36,66 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
         "png"
     };
     let response = client::post("/images/generations")?.json(&body).timeout(Duration::from_secs(300)).send()?;
+    answered(response, format)
+}
+
+/// Edits the input images as the prompt says (`image.edit`), or redraws where the mask is
+/// transparent (`image.inpaint`), with `gpt-image-1`.
+pub fn edit(request: &GenerationRequest) -> Result<Submission> {
+    if request.prompt.trim().is_empty() {
+        return Err(Error::invalid("Missing required parameter: prompt"));
+    }
+    let format = request.param_str("output_format", "png")?;
+    let mut form = Form::new()
+        .text("model", &request.model)
+        .text("prompt", &request.prompt)
+        .text("n", &request.param_u64("n", 1)?.to_string())
+        .text("size", request.param_str("size", "auto")?)
+        .text("quality", request.param_str("quality", "auto")?)
+        .text("output_format", format);
+    if let Some(background) = request.param_value("background").and_then(Value::as_str) {
+        form = form.text("background", background);
+    }
+    let images: Vec<&InputMedia> = request.inputs.iter().filter(|i| i.kind == "image").collect();
+    if images.is_empty() {
+        return Err(Error::invalid("an edit needs at least one input image"));
+    }
+    for (index, image) in images.into_iter().enumerate() {
+        let (content_type, bytes) = file_of(image)?;
+        form = form.file("image[]", &format!("image-{index}.{}", extension(content_type)), content_type, bytes);
+    }
+    let masks: Vec<&InputMedia> = request.inputs.iter().filter(|i| i.kind == "mask").collect();
+    match (request.capability.as_str(), masks.as_slice()) {
+        ("image.inpaint", [mask]) => {
+            let (content_type, bytes) = file_of(mask)?;
+            form = form.file("mask", &format!("mask.{}", extension(content_type)), content_type, bytes);
+        }
+        ("image.inpaint", _) => return Err(Error::invalid("inpainting needs exactly one mask")),
+        (_, []) => {}
+        (_, _) => return Err(Error::invalid("a mask makes the task image.inpaint, not image.edit")),
+    }
+    let response = client::post("/images/edits")?.form(form).timeout(Duration::from_secs(300)).send()?;
+    answered(response, format)
+}
+
+/// An input's type and bytes: OpenAI's edits take files, not links.
+fn file_of(input: &InputMedia) -> Result<(&str, &[u8])> {
+    let bytes = input.data.as_deref().ok_or_else(|| {
+        Error::invalid(format!("OpenAI's edits take the {} itself: upload it rather than link it", input.kind))
+    })?;
+    Ok((input.content_type.as_deref().unwrap_or("image/png"), bytes))
+}
+
+fn extension(content_type: &str) -> &str {
+    match content_type {
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        _ => "png",
+    }
+}
+
+/// The images of an answer from either route, with its usage.
+fn answered(response: easel_sdk::http::Response, format: &str) -> Result<Submission> {
     let answer: Value = errors::checked(response)?.json()?;
     let mime = format!("image/{}", if format == "jpeg" { "jpeg" } else { format });
     let mut outputs = Vec::new();

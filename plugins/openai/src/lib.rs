@@ -1,5 +1,6 @@
 //! easel provider plugin `openai`: OpenAI's chat completions (streamed), image
-//! generation (`gpt-image-1`, `dall-e-3`) and speech (`gpt-4o-mini-tts`, `tts-1`).
+//! generation (`gpt-image-1`, `dall-e-3`), edits and inpainting (`gpt-image-1`) and speech
+//! (`gpt-4o-mini-tts`, `tts-1`).
 //!
 //! Every call is synchronous at OpenAI, so `submit` always answers finished outputs and
 //! there is nothing to poll or cancel.
@@ -43,6 +44,7 @@ impl Provider for OpenAi {
     fn submit(&self, request: GenerationRequest) -> Result<Submission> {
         match (request.capability.as_str(), request.model.as_str()) {
             ("image.generate", m) if image::MODELS.contains(&m) => image::submit(&request),
+            ("image.edit" | "image.inpaint", m) if m == image::MODELS[0] => image::edit(&request),
             ("audio.speech", m) if speech::MODELS.contains(&m) => speech::submit(&request),
             (capability, model) => Err(Error::invalid(format!("openai/{model} does not do {capability}"))),
         }

@@ -12,6 +12,8 @@ fn schema(properties: Value) -> Value {
 fn gpt_image() -> Model {
     Model::new(image::MODELS[0], "GPT Image 1", "image")
         .capability("image.generate")
+        .capability("image.edit")
+        .capability("image.inpaint")
         .params_schema(schema(json!({
             "n": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
             "size": {"type": "string", "enum": ["auto", "1024x1024", "1536x1024", "1024x1536"], "default": "auto"},

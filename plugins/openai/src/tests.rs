@@ -3,7 +3,7 @@
 use super::*;
 use easel_sdk::serde_json::json;
 use easel_sdk::testing::{Expect, Reply, Script};
-use easel_sdk::{ChatEvent, Output, collect_chat};
+use easel_sdk::{ChatEvent, InputMedia, Output, collect_chat};
 
 const KEY: &str = "sk-openai-test";
 
@@ -124,6 +124,60 @@ fn gpt_image_returns_decoded_bytes() {
     assert_eq!(done.outputs, [Output::bytes("image/png", b"\x89PNG\r\n\x1a\n".to_vec())]);
     assert_eq!(done.usage.unwrap()["total_tokens"], 100);
     script.finish();
+}
+
+#[test]
+fn gpt_image_edits_and_inpaints_with_the_files_in_a_form() {
+    let edits = || {
+        let boundary = easel_sdk::http::Form::BOUNDARY;
+        Expect::post("https://api.openai.com/v1/images/edits")
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+    };
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(edits(), Reply::json(200, json!({"created": 1, "data": [{"b64_json": "iVBORw0KGgo="}]})))
+        .exchange(edits(), Reply::json(200, json!({"created": 2, "data": [{"b64_json": "iVBORw0KGgo="}]})))
+        .install();
+    let file = |kind: &str, content_type: &str, data: &[u8]| InputMedia {
+        kind: kind.into(),
+        content_type: Some(content_type.into()),
+        data: Some(data.to_vec()),
+        ..Default::default()
+    };
+    let edit = GenerationRequest::new("image.edit", "gpt-image-1", "bluer")
+        .param("quality", "low")
+        .input(file("image", "image/png", b"first"))
+        .input(file("image", "image/jpeg", b"second"));
+    let done = finished(OpenAi.submit(edit).unwrap());
+    assert_eq!(done.outputs, [Output::bytes("image/png", b"\x89PNG\r\n\x1a\n".to_vec())]);
+    let inpaint = GenerationRequest::new("image.inpaint", "gpt-image-1", "a kite")
+        .input(file("image", "image/png", b"photo"))
+        .input(file("mask", "image/png", b"holes"));
+    finished(OpenAi.submit(inpaint).unwrap());
+    let sent = script.requests();
+    let form = |i: usize| String::from_utf8_lossy(sent[i].body_bytes()).into_owned();
+    for part in [
+        "name=\"model\"\r\n\r\ngpt-image-1\r\n",
+        "name=\"prompt\"\r\n\r\nbluer\r\n",
+        "name=\"quality\"\r\n\r\nlow\r\n",
+        "name=\"image[]\"; filename=\"image-0.png\"\r\nContent-Type: image/png\r\n\r\nfirst\r\n",
+        "name=\"image[]\"; filename=\"image-1.jpg\"\r\nContent-Type: image/jpeg\r\n\r\nsecond\r\n",
+    ] {
+        assert!(form(0).contains(part), "{part:?} in {}", form(0));
+    }
+    assert!(!form(0).contains("name=\"mask\""));
+    assert!(form(1).contains("name=\"mask\"; filename=\"mask.png\"\r\nContent-Type: image/png\r\n\r\nholes\r\n"), "{}", form(1));
+    script.finish();
+
+    // A linked image cannot be sent as a file, and a mask belongs to inpainting.
+    let linked = InputMedia { kind: "image".into(), url: Some("https://a.example/p.png".into()), ..Default::default() };
+    let request = GenerationRequest::new("image.edit", "gpt-image-1", "x").input(linked);
+    assert!(matches!(OpenAi.submit(request), Err(Error::InvalidRequest(m)) if m.contains("upload")));
+    let request = GenerationRequest::new("image.edit", "gpt-image-1", "x")
+        .input(file("image", "image/png", b"p"))
+        .input(file("mask", "image/png", b"m"));
+    assert!(matches!(OpenAi.submit(request), Err(Error::InvalidRequest(m)) if m.contains("inpaint")));
 }
 
 #[test]
