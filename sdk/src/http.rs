@@ -62,15 +62,18 @@ impl std::fmt::Display for Method {
 
 /// A `multipart/form-data` body, for vendor routes that take files as form parts (OpenAI's
 /// image edits); fields and files go in the order they are added.
+///
+/// Invariant: the boundary between parts occurs in no part. It is [`Form::BOUNDARY`] unless a
+/// part holds that (a client's prompt or file may, to smuggle in fields of its own), in which
+/// case a numbered variant that none holds is used.
 #[derive(Debug, Clone, Default)]
 pub struct Form {
-    body: Vec<u8>,
+    parts: Vec<(String, Vec<u8>)>,
 }
 
 impl Form {
-    /// The boundary between parts: fixed, so that a scripted test can expect the exact body.
-    /// A part whose bytes held it would break the form; its 112 random bits make that
-    /// negligible.
+    /// The boundary a form uses when no part holds it; fixed, so that a scripted test can
+    /// expect the exact body.
     pub const BOUNDARY: &'static str = "easel-form-7d1f0c9a2b4e6f8a1c3e5b7d9f2a";
 
     /// An empty form.
@@ -89,22 +92,46 @@ impl Form {
     }
 
     fn part(mut self, name: &str, file: Option<(&str, &str)>, bytes: &[u8]) -> Self {
-        // Quotes and line breaks in names are percent-encoded, as browsers send them.
+        // Quotes and line breaks in names are percent-encoded, as browsers send them; a type
+        // holds no line break.
         let quoted = |text: &str| text.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A");
-        let mut head = format!("--{}\r\nContent-Disposition: form-data; name=\"{}\"", Self::BOUNDARY, quoted(name));
+        let mut head = format!("Content-Disposition: form-data; name=\"{}\"", quoted(name));
         if let Some((file_name, content_type)) = file {
+            let content_type: String = content_type.chars().filter(|c| !c.is_control()).collect();
             head.push_str(&format!("; filename=\"{}\"\r\nContent-Type: {content_type}", quoted(file_name)));
         }
         head.push_str("\r\n\r\n");
-        self.body.extend_from_slice(head.as_bytes());
-        self.body.extend_from_slice(bytes);
-        self.body.extend_from_slice(b"\r\n");
+        self.parts.push((head, bytes.to_vec()));
         self
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        self.body.extend_from_slice(format!("--{}--\r\n", Self::BOUNDARY).as_bytes());
-        self.body
+    /// The boundary this form's body uses (see the invariant).
+    pub fn boundary(&self) -> String {
+        let held = |boundary: &str| {
+            let needle = format!("--{boundary}");
+            self.parts.iter().any(|(head, bytes)| {
+                head.contains(&needle) || bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            })
+        };
+        let mut boundary = Self::BOUNDARY.to_string();
+        let mut next = 0;
+        while held(&boundary) {
+            next += 1;
+            boundary = format!("{}-{next}", Self::BOUNDARY);
+        }
+        boundary
+    }
+
+    fn finish(self) -> (String, Vec<u8>) {
+        let boundary = self.boundary();
+        let mut body = Vec::new();
+        for (head, bytes) in self.parts {
+            body.extend_from_slice(format!("--{boundary}\r\n{head}").as_bytes());
+            body.extend_from_slice(&bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        (boundary, body)
     }
 }
 
@@ -179,8 +206,9 @@ impl Request {
     /// Sets a `multipart/form-data` body (fields and files, as [`Form`] holds them) and its
     /// `Content-Type`.
     pub fn form(mut self, form: Form) -> Self {
-        self.body = form.finish();
-        self.header("Content-Type", format!("multipart/form-data; boundary={}", Form::BOUNDARY))
+        let (boundary, body) = form.finish();
+        self.body = body;
+        self.header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
     }
 
     /// Sets a JSON body and `Content-Type: application/json`. A value that cannot be
@@ -784,6 +812,21 @@ mod tests {
         wanted.extend_from_slice(b"\x89PNG");
         wanted.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         assert_eq!(r.body_bytes(), wanted);
+    }
+
+    #[test]
+    fn a_part_cannot_hold_the_boundary() {
+        let smuggled = format!("x\r\n--{}\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n10", Form::BOUNDARY);
+        let form = Form::new().text("prompt", &smuggled).file("image[]", "k.png", "image/png\r\nX: y", b"png");
+        let boundary = form.boundary();
+        assert_ne!(boundary, Form::BOUNDARY);
+        let r = Request::post("https://a.example/edits").form(form);
+        assert_eq!(r.header_value("content-type"), Some(&*format!("multipart/form-data; boundary={boundary}")));
+        let body = String::from_utf8(r.body_bytes().to_vec()).unwrap();
+        // Two parts and the end: the prompt's text is one field, whole.
+        assert_eq!(body.matches(&format!("--{boundary}\r\n")).count(), 2, "{body}");
+        assert!(body.contains(&format!("\r\n\r\n{smuggled}\r\n--{boundary}\r\n")), "{body}");
+        assert!(body.contains("Content-Type: image/pngX: y\r\n"), "{body}");
     }
 
     #[test]

@@ -148,7 +148,12 @@ async fn edit_images(call: Call) -> Response {
         return invalid("the body must be a multipart form");
     };
     let (mut fields, mut images, mut masks) = (serde_json::Map::new(), 0, 0);
-    while let Ok(Some(part)) = form.next_field().await {
+    loop {
+        let part = match form.next_field().await {
+            Ok(Some(part)) => part,
+            Ok(None) => break,
+            Err(_) => return invalid("the multipart form is malformed"),
+        };
         let name = part.name().unwrap_or_default().to_string();
         let is_image = part.content_type().is_some_and(|t| t.starts_with("image/"));
         match name.as_str() {
@@ -165,10 +170,8 @@ async fn edit_images(call: Call) -> Response {
             }
         }
     }
-    let (Some(_), Some(prompt)) = (
-        fields["model"].as_str(),
-        fields.get("prompt").and_then(|p| p.as_str()),
-    ) else {
+    let text = |name: &str| fields.get(name).and_then(|value| value.as_str());
+    let (Some(_), Some(prompt)) = (text("model"), text("prompt")) else {
         return invalid("You must provide a model and a prompt.");
     };
     if let Some(refused) = refusal(&call, Scenario::from_text(prompt)) {

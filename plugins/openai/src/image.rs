@@ -24,8 +24,10 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
         body["quality"] = json!(request.param_str("quality", "auto")?);
         let format = request.param_str("output_format", "png")?;
         body["output_format"] = json!(format);
-        if let Some(background) = request.param_value("background") {
-            body["background"] = background.clone();
+        for name in ["background", "output_compression"] {
+            if let Some(value) = request.param_value(name) {
+                body[name] = value.clone();
+            }
         }
         format
     } else {
@@ -38,6 +40,9 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
     let response = client::post("/images/generations")?.json(&body).timeout(Duration::from_secs(300)).send()?;
     answered(response, format)
 }
+
+/// The most images one edit takes.
+const MAX_EDIT_IMAGES: usize = 16;
 
 /// Edits the input images as the prompt says (`image.edit`), or redraws where the mask is
 /// transparent (`image.inpaint`), with `gpt-image-1`.
@@ -53,22 +58,27 @@ pub fn edit(request: &GenerationRequest) -> Result<Submission> {
         .text("size", request.param_str("size", "auto")?)
         .text("quality", request.param_str("quality", "auto")?)
         .text("output_format", format);
-    if let Some(background) = request.param_value("background").and_then(Value::as_str) {
-        form = form.text("background", background);
+    for name in ["background", "input_fidelity", "output_compression"] {
+        match request.param_value(name) {
+            Some(Value::String(text)) => form = form.text(name, text),
+            Some(Value::Number(number)) => form = form.text(name, &number.to_string()),
+            _ => {}
+        }
     }
     let images: Vec<&InputMedia> = request.inputs.iter().filter(|i| i.kind == "image").collect();
-    if images.is_empty() {
-        return Err(Error::invalid("an edit needs at least one input image"));
+    if images.is_empty() || images.len() > MAX_EDIT_IMAGES {
+        return Err(Error::invalid(format!("an edit takes 1 to {MAX_EDIT_IMAGES} input images")));
     }
     for (index, image) in images.into_iter().enumerate() {
-        let (content_type, bytes) = file_of(image)?;
+        let (content_type, bytes) = file_of(image, &["image/png", "image/jpeg", "image/webp"])?;
         form = form.file("image[]", &format!("image-{index}.{}", extension(content_type)), content_type, bytes);
     }
     let masks: Vec<&InputMedia> = request.inputs.iter().filter(|i| i.kind == "mask").collect();
     match (request.capability.as_str(), masks.as_slice()) {
         ("image.inpaint", [mask]) => {
-            let (content_type, bytes) = file_of(mask)?;
-            form = form.file("mask", &format!("mask.{}", extension(content_type)), content_type, bytes);
+            // OpenAI reads the mask's alpha channel, so only a PNG will do.
+            let (content_type, bytes) = file_of(mask, &["image/png"])?;
+            form = form.file("mask", "mask.png", content_type, bytes);
         }
         ("image.inpaint", _) => return Err(Error::invalid("inpainting needs exactly one mask")),
         (_, []) => {}
@@ -78,15 +88,24 @@ pub fn edit(request: &GenerationRequest) -> Result<Submission> {
     answered(response, format)
 }
 
-/// An input's type and bytes: OpenAI's edits take files, not links.
-fn file_of(input: &InputMedia) -> Result<(&str, &[u8])> {
+/// An input's type, as its bytes announce it, and the bytes: OpenAI's edits take files (not
+/// links) of the `accepted` types.
+fn file_of<'a>(input: &'a InputMedia, accepted: &[&'static str]) -> Result<(&'static str, &'a [u8])> {
     let bytes = input.data.as_deref().ok_or_else(|| {
         Error::invalid(format!("OpenAI's edits take the {} itself: upload it rather than link it", input.kind))
     })?;
-    Ok((input.content_type.as_deref().unwrap_or("image/png"), bytes))
+    let content_type = vendor_kit::media::sniff_content_type(&input.kind, bytes);
+    match accepted.iter().find(|accepted| **accepted == content_type) {
+        Some(accepted) => Ok((accepted, bytes)),
+        None => Err(Error::invalid(format!(
+            "OpenAI's edits take {} files as the {}; this one is {content_type}",
+            accepted.join(", "),
+            input.kind
+        ))),
+    }
 }
 
-fn extension(content_type: &str) -> &str {
+fn extension(content_type: &str) -> &'static str {
     match content_type {
         "image/jpeg" => "jpg",
         "image/webp" => "webp",

@@ -19,7 +19,11 @@ fn gpt_image() -> Model {
             "size": {"type": "string", "enum": ["auto", "1024x1024", "1536x1024", "1024x1536"], "default": "auto"},
             "quality": {"type": "string", "enum": ["auto", "low", "medium", "high"], "default": "auto"},
             "output_format": {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"},
-            "background": {"type": "string", "enum": ["auto", "transparent", "opaque"]}
+            "background": {"type": "string", "enum": ["auto", "transparent", "opaque"]},
+            "output_compression": {"type": "integer", "minimum": 0, "maximum": 100,
+                                   "description": "JPEG or WebP compression, percent."},
+            "input_fidelity": {"type": "string", "enum": ["high", "low"],
+                               "description": "Edits: how closely to keep the input's features."}
         })))
         .price_hint(4.0)
         .extra(json!({"resolutions": ["1024x1024", "1536x1024", "1024x1536"]}))

@@ -147,27 +147,32 @@ fn gpt_image_edits_and_inpaints_with_the_files_in_a_form() {
     };
     let edit = GenerationRequest::new("image.edit", "gpt-image-1", "bluer")
         .param("quality", "low")
-        .input(file("image", "image/png", b"first"))
-        .input(file("image", "image/jpeg", b"second"));
+        .param("input_fidelity", "high")
+        .input(file("image", "image/png", b"\x89PNG first"))
+        .input(file("image", "image/png", b"\xff\xd8\xff second"));
     let done = finished(OpenAi.submit(edit).unwrap());
     assert_eq!(done.outputs, [Output::bytes("image/png", b"\x89PNG\r\n\x1a\n".to_vec())]);
     let inpaint = GenerationRequest::new("image.inpaint", "gpt-image-1", "a kite")
-        .input(file("image", "image/png", b"photo"))
-        .input(file("mask", "image/png", b"holes"));
+        .input(file("image", "image/png", b"\x89PNG photo"))
+        .input(file("mask", "image/png", b"\x89PNG holes"));
     finished(OpenAi.submit(inpaint).unwrap());
     let sent = script.requests();
     let form = |i: usize| String::from_utf8_lossy(sent[i].body_bytes()).into_owned();
     for part in [
         "name=\"model\"\r\n\r\ngpt-image-1\r\n",
         "name=\"prompt\"\r\n\r\nbluer\r\n",
+        "name=\"n\"\r\n\r\n1\r\n",
+        "name=\"size\"\r\n\r\nauto\r\n",
         "name=\"quality\"\r\n\r\nlow\r\n",
-        "name=\"image[]\"; filename=\"image-0.png\"\r\nContent-Type: image/png\r\n\r\nfirst\r\n",
-        "name=\"image[]\"; filename=\"image-1.jpg\"\r\nContent-Type: image/jpeg\r\n\r\nsecond\r\n",
+        "name=\"output_format\"\r\n\r\npng\r\n",
+        "name=\"input_fidelity\"\r\n\r\nhigh\r\n",
+        "name=\"image[]\"; filename=\"image-0.png\"\r\nContent-Type: image/png\r\n\r\n\u{fffd}PNG first\r\n",
+        "name=\"image[]\"; filename=\"image-1.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\u{fffd}\u{fffd}\u{fffd} second\r\n",
     ] {
         assert!(form(0).contains(part), "{part:?} in {}", form(0));
     }
     assert!(!form(0).contains("name=\"mask\""));
-    assert!(form(1).contains("name=\"mask\"; filename=\"mask.png\"\r\nContent-Type: image/png\r\n\r\nholes\r\n"), "{}", form(1));
+    assert!(form(1).contains("name=\"mask\"; filename=\"mask.png\"\r\nContent-Type: image/png\r\n\r\n\u{fffd}PNG holes\r\n"), "{}", form(1));
     script.finish();
 
     // A linked image cannot be sent as a file, and a mask belongs to inpainting.
@@ -175,9 +180,16 @@ fn gpt_image_edits_and_inpaints_with_the_files_in_a_form() {
     let request = GenerationRequest::new("image.edit", "gpt-image-1", "x").input(linked);
     assert!(matches!(OpenAi.submit(request), Err(Error::InvalidRequest(m)) if m.contains("upload")));
     let request = GenerationRequest::new("image.edit", "gpt-image-1", "x")
-        .input(file("image", "image/png", b"p"))
-        .input(file("mask", "image/png", b"m"));
+        .input(file("image", "image/png", b"\x89PNG p"))
+        .input(file("mask", "image/png", b"\x89PNG m"));
     assert!(matches!(OpenAi.submit(request), Err(Error::InvalidRequest(m)) if m.contains("inpaint")));
+    // Only the types OpenAI reads: no GIF image, and a mask must be a PNG (its alpha says where).
+    let request = GenerationRequest::new("image.edit", "gpt-image-1", "x").input(file("image", "image/gif", b"GIF89a"));
+    assert!(matches!(OpenAi.submit(request), Err(Error::InvalidRequest(m)) if m.contains("image/gif")));
+    let request = GenerationRequest::new("image.inpaint", "gpt-image-1", "x")
+        .input(file("image", "image/png", b"\x89PNG p"))
+        .input(file("mask", "image/jpeg", b"\xff\xd8\xff m"));
+    assert!(matches!(OpenAi.submit(request), Err(Error::InvalidRequest(m)) if m.contains("image/png files as the mask")));
 }
 
 #[test]
