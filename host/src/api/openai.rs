@@ -137,6 +137,13 @@ impl From<AuthError> for Error {
     }
 }
 
+impl From<Unreadable> for Error {
+    fn from(reason: Unreadable) -> Self {
+        let (status, message) = reason.parts();
+        Error::new(status, message)
+    }
+}
+
 impl From<Refusal> for Error {
     fn from(refusal: Refusal) -> Self {
         let param = match &refusal {
@@ -386,10 +393,6 @@ async fn image_edits(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, Error> {
-    let rejected = |reason: Unreadable| {
-        let (status, message) = reason.parts();
-        Error::new(status, message)
-    };
     if !multipart::is_multipart(&headers) {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
@@ -403,13 +406,10 @@ async fn image_edits(
     let mut fields = Map::new();
     let mut inputs = Vec::new();
     let mut masked = false;
-    for part in multipart::read_parts(&state, request, is_file)
-        .await
-        .map_err(rejected)?
-    {
-        if !is_file(&part.name, part.file_name.as_deref()) {
+    for part in multipart::read_parts(&state, request, is_file).await? {
+        if matches!(part.content, multipart::Content::Text(_)) {
             let name = part.name.clone();
-            fields.insert(name, Value::String(part.text().map_err(rejected)?));
+            fields.insert(name, Value::String(part.text()?));
             continue;
         }
         let kind = match part.name.as_str() {

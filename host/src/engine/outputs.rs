@@ -62,8 +62,9 @@ impl std::fmt::Display for LinkFailed {
 impl std::error::Error for LinkFailed {}
 
 /// Stores the outputs, then marks the task succeeded with them; a link that cannot be copied
-/// marks it failed with the reason instead, unless it is a by-product (left out). Files stored for a task that ended meanwhile (a
-/// cancel, or a recovery elsewhere) are removed again: nothing would name them.
+/// marks it failed with the reason instead, unless it is a by-product (left out). Files stored
+/// for a task that ended meanwhile (a cancel, or a recovery elsewhere) are removed again:
+/// nothing would name them.
 pub async fn succeed(
     engine: &Engine,
     task: &Task,
@@ -105,10 +106,12 @@ async fn store(
     let mut values = Vec::with_capacity(outputs.len());
     let mut stored = Vec::new();
     let image_format = image_format(task);
-    let made = Capability::parse(&task.capability).map(Capability::makes);
-    let makes_it = made.is_some() && outputs.iter().any(|o| declared_kind(o) == made);
+    // By-products exist only beside an output of the kind the capability makes.
+    let made = Capability::parse(&task.capability)
+        .map(Capability::makes)
+        .filter(|&made| outputs.iter().any(|o| declared_kind(o) == Some(made)));
     for (index, output) in outputs.into_iter().enumerate() {
-        let by_product = makes_it && is_by_product(made, &output);
+        let by_product = is_by_product(made, &output);
         match store_one(engine, task, index, output, image_format).await {
             Ok(Stored::Text(value)) => values.push(value),
             Ok(Stored::File(asset)) => {
@@ -137,9 +140,9 @@ fn declared_kind(output: &Output) -> Option<&'static str> {
     }
 }
 
-/// Whether `output` may be a by-product of a task that `made` its kind of file (see the
-/// module's invariants): a link declared as an image, a video or a sound when the task makes
-/// another of those.
+/// Whether `output` may be a by-product of a task whose outputs hold the kind of file it
+/// `made` (see the module's invariants): a link declared as an image, a video or a sound when
+/// the task makes another of those.
 fn is_by_product(made: Option<&str>, output: &Output) -> bool {
     let media = ["image", "video", "audio"];
     let (Some(made), Output::Url { .. }) = (made, output) else {
