@@ -276,16 +276,11 @@ async fn seed_000_takes_loras_for_local_models() {
     );
 
     // Seed 001 jobs and llmage take the same `loras` for the local model.
-    let (status, created) = host
-        .post(
-            "/api/v1/jobs",
+    let job = host
+        .run_job(
             &json!({"capability": "image.generate", "model": "local/tiny-sd", "prompt": "p", "width": 64,
                     "height": 64, "num_inference_steps": 1, "loras": [{"name": "lora", "weight": 0.5}]}),
         )
-        .await;
-    assert_eq!(status, 202, "{created}");
-    let job = host
-        .wait_terminal(created["job"]["id"].as_str().unwrap())
         .await;
     assert_eq!(job["usage"]["loras"][0]["name"], "lora", "{job}");
     let (status, answer) = host

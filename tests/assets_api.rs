@@ -142,27 +142,15 @@ async fn upload_list_get_and_ranged_download() {
     }
 
     // An uploaded asset feeds a job.
-    let (status, created) = host
-        .post(
-            "/api/v1/jobs",
-            &json!({"capability": "image.upscale", "inputAssetIds": [id], "resolution": "4k"}),
-        )
+    let job = host
+        .run_job(&json!({"capability": "image.upscale", "inputAssetIds": [id], "resolution": "4k"}))
         .await;
-    assert_eq!(status, 202, "{created}");
-    assert_eq!(
-        host.wait_terminal(created["job"]["id"].as_str().unwrap())
-            .await["status"],
-        "succeeded"
-    );
+    assert_eq!(job["status"], "succeeded", "{job}");
     // So does its URL, as the upload answered it (seed 001: "资产 URL 可放入 inputUrls 或
     // imageUrls"); another client's asset is unknown by its URL too.
     let url = assets[0]["downloadUrl"].as_str().unwrap();
     let body = json!({"capability": "image.upscale", "imageUrls": [url], "resolution": "4k"});
-    let (status, created) = host.post("/api/v1/jobs", &body).await;
-    assert_eq!(status, 202, "{created}");
-    let job = host
-        .wait_terminal(created["job"]["id"].as_str().unwrap())
-        .await;
+    let job = host.run_job(&body).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let (status, refused) = send(
         host.as_key(Method::POST, "/api/v1/jobs", "key-b")

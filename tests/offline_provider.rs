@@ -45,16 +45,11 @@ async fn a_host_without_the_opt_in_neither_lists_nor_runs_the_offline_provider()
 #[tokio::test]
 async fn the_opt_in_serves_it_with_its_knobs() {
     let host = Host::sqlite().await;
-    let (status, created) = host
-        .post(
-            "/api/v1/jobs",
-            &json!({"capability": "image.generate", "model": "offline/image", "prompt": "x",
-                    "fail": "as asked"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{created}");
     let done = host
-        .wait_terminal(created["job"]["id"].as_str().unwrap())
+        .run_job(
+            &json!({"capability": "image.generate", "model": "offline/image", "prompt": "x",
+                         "fail": "as asked"}),
+        )
         .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(done["error"].to_string().contains("as asked"), "{done}");

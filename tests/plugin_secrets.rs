@@ -56,10 +56,7 @@ async fn run(host: &Host, model: &str, params: Value) -> Value {
     body.as_object_mut()
         .unwrap()
         .extend(params.as_object().unwrap().clone());
-    let (status, created) = host.post("/api/v1/jobs", &body).await;
-    assert_eq!(status, 202, "{created}");
-    host.wait_terminal(created["job"]["id"].as_str().unwrap())
-        .await
+    host.run_job(&body).await
 }
 
 fn error_of(job: &Value) -> &str {

@@ -37,12 +37,8 @@ async fn demo_plugin_serves_jobs_and_the_folder_is_hot() {
     )
     .await;
 
-    let (status, created) = host
-        .post("/api/v1/jobs", &json!({"capability": "image.generate", "model": "demo/image", "prompt": "a plugin made this", "width": 64, "height": 32}))
-        .await;
-    assert_eq!(status, 202, "{created}");
     let job = host
-        .wait_terminal(created["job"]["id"].as_str().unwrap())
+        .run_job(&json!({"capability": "image.generate", "model": "demo/image", "prompt": "a plugin made this", "width": 64, "height": 32}))
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["model"], "demo/image");
@@ -365,21 +361,14 @@ async fn waiting_on_the_upstream_is_not_charged_to_the_cpu_deadline() {
     .await;
     // 120 pieces 15 ms apart: 1.8 s of waiting, 18 times the CPU deadline.
     let upstream = slow_upstream(120, 120, Duration::from_millis(15)).await;
-    let (status, created) = host
-        .post(
-            "/api/v1/jobs",
-            &json!({
-                "capability": "image.generate",
-                "model": "fault-slow-upstream/fetch",
-                "prompt": "wait",
-                "url": format!("http://{upstream}/trickle"),
-                "stream": true,
-            }),
-        )
-        .await;
-    assert_eq!(status, 202, "{created}");
     let job = host
-        .wait_terminal(created["job"]["id"].as_str().unwrap())
+        .run_job(&json!({
+            "capability": "image.generate",
+            "model": "fault-slow-upstream/fetch",
+            "prompt": "wait",
+            "url": format!("http://{upstream}/trickle"),
+            "stream": true,
+        }))
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
 }

@@ -462,6 +462,15 @@ impl Host {
         }
     }
 
+    /// Submits `body` to the jobs API as `key-a`, which must accept it, and waits until the job
+    /// is terminal.
+    pub async fn run_job(&self, body: &Value) -> Value {
+        let (status, created) = self.post("/api/v1/jobs", body).await;
+        assert_eq!(status, 202, "{created}");
+        self.wait_terminal(created["job"]["id"].as_str().unwrap())
+            .await
+    }
+
     /// Waits until a job is terminal.
     pub async fn wait_terminal(&self, id: &str) -> Value {
         self.wait_job(id, Duration::from_secs(60), |job| {
