@@ -13,6 +13,7 @@
 //! - A chat holds its lease for as long as it runs, and a cancel from another host of the
 //!   fleet stops it within a third of a lease.
 //! - A chat's plugin instance is kept for its own client's next chat, never another's.
+//! - Tool calls pass through, whole and streamed, and are recorded with the answer.
 
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -564,4 +565,109 @@ async fn a_chats_instance_is_kept_for_its_own_clients_next_chat_only() {
     answered("key-b", true).await;
     answered("key-a", false).await;
     assert_eq!(chats().await, json!({"fresh": 2, "kept": 3}));
+}
+
+/// Tool calls through the `openai` plugin: whole (the vendor asked for a whole answer) and
+/// streamed, two calls each, with the tools, the choice and `parallel_tool_calls` passed on;
+/// the answer is recorded with its calls and charged like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_reach_the_client_whole_and_streamed_and_are_recorded() {
+    let (easel, fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;
+    let host = &easel.host;
+    host.grant("partner-a", 10.0).await;
+    let tools = json!([
+        {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "time"}}
+    ]);
+    let asked = |stream: bool| {
+        let mut body = chat("Oslo", stream);
+        body["tools"] = tools.clone();
+        body["tool_choice"] = json!("required");
+        body["parallel_tool_calls"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        body
+    };
+    let arguments = r#"{"said":"Oslo"}"#;
+    let expected = json!([
+        {"id": "call_oa_0", "type": "function", "function": {"name": "weather", "arguments": arguments}},
+        {"id": "call_oa_1", "type": "function", "function": {"name": "time", "arguments": arguments}}
+    ]);
+
+    let (status, whole) = host.post("/v1/chat/completions", &asked(false)).await;
+    assert_eq!(status, 200, "{whole}");
+    let choice = &whole["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{whole}");
+    assert_eq!(choice["message"]["content"], Value::Null, "{whole}");
+    assert_eq!(choice["message"]["tool_calls"], expected, "{whole}");
+    assert_eq!(whole["usage"]["total_tokens"], 12, "{whole}");
+
+    let streamed = host
+        .as_key(Method::POST, "/v1/chat/completions", "key-a")
+        .json(&asked(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let chunks: Vec<Value> = sse_data(&streamed)
+        .into_iter()
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+    // Put back together as a client does; a call's first piece alone names it.
+    let mut calls: Vec<Value> = Vec::new();
+    for piece in chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+    {
+        let index = piece["index"].as_u64().unwrap() as usize;
+        if let Some(id) = piece.get("id") {
+            assert_eq!(piece["type"], "function", "{piece}");
+            assert_eq!(index, calls.len(), "{piece}");
+            calls.push(json!({"id": id, "type": "function",
+                              "function": {"name": piece["function"]["name"], "arguments": ""}}));
+        } else {
+            assert!(piece["function"].get("name").is_none(), "{piece}");
+        }
+        let so_far = calls[index]["function"]["arguments"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let more = piece["function"]["arguments"].as_str().unwrap();
+        calls[index]["function"]["arguments"] = json!(so_far + more);
+    }
+    assert_eq!(Value::Array(calls), expected, "{streamed}");
+    let finishes: Vec<_> = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["finish_reason"].as_str())
+        .collect();
+    assert_eq!(finishes, ["tool_calls"], "{streamed}");
+    assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 12);
+
+    // The vendor got the tools, the choice and parallel_tool_calls as the client wrote them.
+    let vendor_bodies: Vec<Value> = fake
+        .calls_to("POST /v1/chat/completions")
+        .iter()
+        .map(|call| call.json())
+        .collect();
+    assert_eq!(vendor_bodies.len(), 2);
+    for body in &vendor_bodies {
+        assert_eq!(body["tools"], tools, "{body}");
+        assert_eq!(body["tool_choice"], "required", "{body}");
+        assert_eq!(body["parallel_tool_calls"], true, "{body}");
+    }
+
+    // Recorded with the calls, and charged once each.
+    let id = chunks[0]["id"].as_str().unwrap();
+    for id in [whole["id"].as_str().unwrap(), id] {
+        let (status, detail) = host.get(&format!("/api/v1/jobs/{id}/detail")).await;
+        assert_eq!(status, 200, "{detail}");
+        assert_eq!(detail["job"]["status"], "succeeded", "{detail}");
+        assert_eq!(detail["job"]["toolCalls"], expected, "{detail}");
+    }
+    let account = host.usage("partner-a").await;
+    assert_eq!(account["balance"], 8.0, "{account}");
 }

@@ -209,3 +209,56 @@ picked = llmage.chat.completions.create(
 )
 assert picked.choices[0].message.content == "picked from the list", picked
 print("llmage picked model ok:", chats[0])
+
+# Tool calls, as OpenAI's function-calling guide makes them: a model that declares tools (Qwen,
+# through the DashScope plugin) calls one, whole and streamed, in both dialects; the
+# assistant's message goes back into the conversation as the SDK returned it, with the tool's
+# answer, and the model answers that.
+weather = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+for prefix in ("/v1", "/llmage/v1"):
+    tools_client = openai.OpenAI(base_url=base + prefix, api_key=key)
+    asked = [{"role": "user", "content": "weather in Oslo?"}]
+    called = tools_client.chat.completions.create(
+        model="dashscope/qwen-plus", messages=asked, tools=[weather], tool_choice="auto"
+    )
+    choice = called.choices[0]
+    assert choice.finish_reason == "tool_calls", called
+    assert choice.message.content is None, called
+    (call,) = choice.message.tool_calls
+    assert (call.id, call.type, call.function.name) == ("call_e2e_0", "function", "weather"), call
+    assert json.loads(call.function.arguments) == {"said": "weather in Oslo?"}, call
+    assert called.usage.total_tokens == 15, called
+
+    pieces, finish = {}, None
+    for chunk in tools_client.chat.completions.create(
+        model="dashscope/qwen-plus", messages=asked, tools=[weather], stream=True
+    ):
+        for streamed in chunk.choices:
+            finish = streamed.finish_reason or finish
+            for piece in streamed.delta.tool_calls or []:
+                whole = pieces.setdefault(piece.index, {"id": None, "name": "", "arguments": ""})
+                whole["id"] = piece.id or whole["id"]
+                whole["name"] += (piece.function and piece.function.name) or ""
+                whole["arguments"] += (piece.function and piece.function.arguments) or ""
+    assert finish == "tool_calls", finish
+    assert list(pieces) == [0] and pieces[0]["id"] == "call_e2e_0", pieces
+    assert pieces[0]["name"] == "weather", pieces
+    assert json.loads(pieces[0]["arguments"]) == {"said": "weather in Oslo?"}, pieces
+
+    answered = tools_client.chat.completions.create(
+        model="dashscope/qwen-plus",
+        messages=asked
+        + [choice.message, {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}],
+        tools=[weather],
+    )
+    assert answered.choices[0].message.content == "sunny, 21 C", answered
+    assert answered.choices[0].finish_reason == "stop", answered
+    assert not answered.choices[0].message.tool_calls, answered
+    print(prefix, "tool calls ok")

@@ -2,7 +2,8 @@
 //! not (with the usage chunk), conversations refused by parameter, models listed and
 //! retrieved, images by URL and base64, edits and inpainting (multipart), speech whole and
 //! streamed, and errors; and, with the DashScope and ModelScope plugins both loaded (routed
-//! to their fakes), a chat with a model the client picked from llmage's model list.
+//! to their fakes), a chat with a model the client picked from llmage's model list, and tool
+//! calls (whole, streamed, and answered) through Qwen.
 //! `scripts/test` installs the package into its virtual environment; `EASEL_TEST_PYTHON`
 //! names that interpreter.
 
@@ -55,6 +56,35 @@ async fn the_official_python_sdk_works_unchanged() {
             image.len()
         );
     }
+    // The tools, the choice and the answered call reached Qwen as the client wrote them.
+    let with_tools: Vec<_> =
+        fakes::easel::bodies(&vendors[0], "POST /compatible-mode/v1/chat/completions")
+            .into_iter()
+            .filter(|body| body.get("tools").is_some())
+            .collect();
+    assert_eq!(
+        with_tools.len(),
+        6,
+        "three chats in each dialect: {with_tools:?}"
+    );
+    for body in &with_tools {
+        assert_eq!(body["tools"][0]["function"]["name"], "weather", "{body}");
+        assert_eq!(
+            body["tools"][0]["function"]["parameters"]["properties"]["city"]["type"],
+            "string"
+        );
+    }
+    assert_eq!(with_tools[0]["tool_choice"], "auto");
+    let answered = &with_tools[2]["messages"];
+    assert_eq!(answered[1]["role"], "assistant", "{answered}");
+    assert_eq!(
+        answered[1]["tool_calls"][0]["id"], "call_e2e_0",
+        "{answered}"
+    );
+    assert_eq!(
+        answered[2],
+        serde_json::json!({"role": "tool", "tool_call_id": "call_e2e_0", "content": "sunny, 21 C"})
+    );
     for check in [
         "/v1 chat ok",
         "/v1 stream ok",
@@ -72,6 +102,8 @@ async fn the_official_python_sdk_works_unchanged() {
         "speech ok",
         "errors ok",
         "llmage picked model ok",
+        "/v1 tool calls ok",
+        "/llmage/v1 tool calls ok",
     ] {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }

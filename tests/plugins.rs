@@ -163,6 +163,9 @@ fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
     );
     let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
     assert_eq!(report["manifest"]["id"], "demo", "{report}");
+    // Built with this checkout's SDK: the newest contract (the runtime's own tests keep a
+    // guest of the first one running).
+    assert_eq!(report["contract"], "0.2.0", "{report}");
 
     // Anything else is refused with a non-zero exit and a reason.
     let junk = tempfile::NamedTempFile::new().unwrap();

@@ -399,7 +399,20 @@ pub enum ChatEvent {
         /// Completion tokens.
         completion: u64,
     },
-    /// Why it ended (`stop`, `length`, …); the last event.
+    /// A piece of a function call the model asks the client to make: the first piece of a
+    /// call names its `id` and function `name`, later pieces with the same `index` add to its
+    /// `arguments` text. An answer that makes calls finishes with `tool_calls`.
+    ToolCall {
+        /// Which call of the answer, from 0.
+        index: u32,
+        /// The call's id, in its first piece.
+        id: Option<String>,
+        /// The function's name, in its first piece.
+        name: Option<String>,
+        /// More of the arguments' JSON text.
+        arguments: String,
+    },
+    /// Why it ended (`stop`, `length`, `tool_calls`, …); the last event.
     Finish(String),
 }
 

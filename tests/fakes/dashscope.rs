@@ -12,8 +12,11 @@
 //!   Qwen-TTS with `output.audio.url`, `qwen-image-edit` (one message holding an `image` and a
 //!   `text` part) with the edited image in `output.choices[0].message.content[].image`;
 //! - `POST /compatible-mode/v1/chat/completions` (OpenAI-compatible mode) streams
-//!   `chat.completion.chunk`s that echo the last user message word by word, then a usage-only
-//!   chunk and `data: [DONE]`;
+//!   `chat.completion.chunk`s that echo the last message word by word, then a usage-only
+//!   chunk and `data: [DONE]`; asked with `tools` (and a last message that is not a tool's),
+//!   it instead calls the first tool with `{"said": <the last message>}`, its arguments in two
+//!   pieces after the piece naming the call, and finishes with `tool_calls`; a `tool` message
+//!   must answer a call the assistant message before it made (by `tool_call_id`);
 //! - errors are `{"request_id", "code", "message"}` with the HTTP status.
 
 use axum::{
@@ -246,10 +249,22 @@ async fn chat(call: Call) -> Response {
             "messages and stream: true are required",
         );
     }
-    let said = body["messages"].as_array().unwrap().last().unwrap()["content"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let messages = body["messages"].as_array().unwrap();
+    let last = messages.last().unwrap();
+    if last["role"] == "tool" {
+        let asked = messages.len() >= 2
+            && messages[messages.len() - 2]["tool_calls"]
+                .as_array()
+                .is_some_and(|calls| calls.iter().any(|c| c["id"] == last["tool_call_id"]));
+        if !asked {
+            return error(
+                400,
+                "InvalidParameter",
+                "a tool message must answer a tool call of the assistant message before it",
+            );
+        }
+    }
+    let said = last["content"].as_str().unwrap_or_default().to_string();
     let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
         format!(
             "data: {}\n\n",
@@ -257,6 +272,36 @@ async fn chat(call: Call) -> Response {
         )
     };
     let mut events = String::new();
+    let tool = body["tools"][0]["function"]["name"].as_str();
+    if let Some(tool) = tool.filter(|_| last["role"] != "tool") {
+        let arguments = json!({"said": said}).to_string();
+        let (head, tail) = arguments.split_at(arguments.len() / 2);
+        let opening = json!({"index": 0, "id": "call_e2e_0", "type": "function",
+                             "function": {"name": tool, "arguments": ""}});
+        for piece in [
+            opening,
+            json!({"index": 0, "function": {"arguments": head}}),
+            json!({"index": 0, "function": {"arguments": tail}}),
+        ] {
+            events.push_str(&chunk(
+                json!([{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": null}]),
+                serde_json::Value::Null,
+            ));
+        }
+        events.push_str(&chunk(
+            json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
+            serde_json::Value::Null,
+        ));
+        events.push_str(&chunk(
+            json!([]),
+            json!({"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}),
+        ));
+        events.push_str("data: [DONE]\n\n");
+        return axum::response::IntoResponse::into_response((
+            [("content-type", "text/event-stream")],
+            events,
+        ));
+    }
     for word in said.split_inclusive(' ') {
         events.push_str(&chunk(
             json!([{"index": 0, "delta": {"content": word}, "finish_reason": null}]),

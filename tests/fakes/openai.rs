@@ -15,7 +15,10 @@
 //!   holding `then:<ms>` sends the text and the finish at once and the rest (the usage and
 //!   `[DONE]`) that many milliseconds later, and one holding `end:<ms>` sends the whole stream
 //!   at once and ends its body (the last chunk of its chunked encoding) that many
-//!   milliseconds later;
+//!   milliseconds later; asked with `tools` (and a last message that is not a tool's), it
+//!   calls each of the first two tools with `{"said": <the last message>}` (ids `call_oa_0`,
+//!   `call_oa_1`), whole or streamed (a call's id and name, then its arguments), and finishes
+//!   with `tool_calls`;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
 
@@ -234,6 +237,12 @@ async fn chat(call: Call) -> Response {
         tokio::time::sleep(wait).await;
     }
     let usage = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12});
+    let last_is_tool =
+        body["messages"].as_array().and_then(|m| m.last()).unwrap()["role"] == "tool";
+    let tools = body["tools"].as_array().filter(|_| !last_is_tool);
+    if let Some(tools) = tools {
+        return tool_calls(&body, tools, said, usage);
+    }
     if body["stream"] != true {
         return json_reply(
             200,
@@ -287,4 +296,71 @@ async fn chat(call: Call) -> Response {
         (None, None, None) => (events + &end).into(),
     };
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
+/// The answer of a chat asked with `tools`: a call of each of the first two.
+fn tool_calls(
+    body: &serde_json::Value,
+    tools: &[serde_json::Value],
+    said: &str,
+    usage: serde_json::Value,
+) -> Response {
+    let arguments = json!({"said": said}).to_string();
+    let calls: Vec<_> = tools
+        .iter()
+        .take(2)
+        .enumerate()
+        .map(|(i, tool)| (i, format!("call_oa_{i}"), tool["function"]["name"].clone()))
+        .collect();
+    if body["stream"] != true {
+        let tool_calls: Vec<_> = calls
+            .iter()
+            .map(|(_, id, name)| {
+                json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+            })
+            .collect();
+        return json_reply(
+            200,
+            json!({"id": "chatcmpl-e2e", "object": "chat.completion", "created": 1_713_833_628,
+                   "model": body["model"],
+                   "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                "message": {"role": "assistant", "content": null, "tool_calls": tool_calls}}],
+                   "usage": usage}),
+        );
+    }
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value, usage: serde_json::Value| {
+        let choices = if usage.is_null() {
+            json!([{"index": 0, "delta": delta, "finish_reason": finish}])
+        } else {
+            json!([])
+        };
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1_713_833_628,
+                   "model": body["model"], "choices": choices, "usage": usage})
+        )
+    };
+    let null = serde_json::Value::Null;
+    let mut events = chunk(
+        json!({"role": "assistant", "content": null}),
+        null.clone(),
+        null.clone(),
+    );
+    for (i, id, name) in &calls {
+        let opening = json!({"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": ""}});
+        let rest = json!({"index": i, "function": {"arguments": arguments}});
+        for piece in [opening, rest] {
+            events.push_str(&chunk(
+                json!({"tool_calls": [piece]}),
+                null.clone(),
+                null.clone(),
+            ));
+        }
+    }
+    events.push_str(&chunk(json!({}), json!("tool_calls"), null.clone()));
+    if body["stream_options"]["include_usage"] == true {
+        events.push_str(&chunk(null.clone(), null.clone(), usage));
+    }
+    events.push_str("data: [DONE]\n\n");
+    ([(header::CONTENT_TYPE, "text/event-stream")], events).into_response()
 }

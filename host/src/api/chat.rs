@@ -22,9 +22,9 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::AppState,
     engine::{
-        chat::{ChatSession, usage_json},
+        chat::{ChatSession, ToolCalls, usage_json},
         front_door::{Admission, Refusal},
-        provider::{ChatEvent, ProviderError},
+        provider::{ChatEvent, ProviderError, ToolCallPiece},
         registry::{ResolveError, Resolved},
         task::now_ms,
     },
@@ -122,11 +122,13 @@ pub async fn complete(
     style: ChunkStyle,
 ) -> Result<Response, Refusal> {
     let mut text = String::new();
+    let mut tool_calls = ToolCalls::default();
     let mut usage = None;
     let mut finish = "stop".to_string();
     while let Some(event) = session.events.next().await {
         match event.map_err(Refusal::Provider)? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
+            ChatEvent::ToolCall(mut piece) => tool_calls.add(&mut piece, &session.task.id),
             ChatEvent::Usage {
                 prompt_tokens,
                 completion_tokens,
@@ -145,7 +147,9 @@ pub async fn complete(
             index: 0,
             message: Message {
                 role: "assistant",
-                content: &text,
+                // OpenAI's: no text beside tool calls is `null`, not "".
+                content: (tool_calls.is_empty() || !text.is_empty()).then_some(text.as_str()),
+                tool_calls: (!tool_calls.is_empty()).then(|| tool_calls.into_json()),
             },
             finish_reason: &finish,
         }],
@@ -188,7 +192,9 @@ struct CompletionChoice<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
 }
 
 /// Builds the `chat.completion.chunk` events of one answer.
@@ -249,14 +255,49 @@ struct Choice<'a> {
     finish_reason: Option<&'a str>,
 }
 
-/// What a chunk adds to the answer: the role (the opening chunk), some text, or nothing (the
-/// finishing and usage chunks).
+/// What a chunk adds to the answer: the role (the opening chunk), some text, a piece of a
+/// tool call, or nothing (the finishing and usage chunks).
 #[derive(Serialize, Default)]
 struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+/// A piece of a tool call as OpenAI streams it: the call's first piece (the one with its id)
+/// also says `type: "function"` and the function's name.
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#type: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+impl<'a> From<&'a ToolCallPiece> for ToolCallDelta<'a> {
+    fn from(piece: &'a ToolCallPiece) -> Self {
+        Self {
+            index: piece.index,
+            id: piece.id.as_deref(),
+            r#type: piece.id.is_some().then_some("function"),
+            function: FunctionDelta {
+                name: piece.name.as_deref(),
+                arguments: &piece.arguments,
+            },
+        }
+    }
 }
 
 /// How long a streamed answer's head waits for the provider's first event: what arrived by
@@ -290,6 +331,7 @@ pub async fn sse(
         Delta {
             role: Some("assistant"),
             content: Some(""),
+            tool_calls: None,
         },
         None,
         None,
@@ -399,14 +441,18 @@ impl SseRelay {
                 batch.push(DONE);
             }
             Some(Ok(ChatEvent::Delta(text))) => {
-                batch.push(self.chunks.event(
-                    Delta {
-                        role: None,
-                        content: Some(&text),
-                    },
-                    None,
-                    None,
-                ));
+                let delta = Delta {
+                    content: Some(&text),
+                    ..Delta::default()
+                };
+                batch.push(self.chunks.event(delta, None, None));
+            }
+            Some(Ok(ChatEvent::ToolCall(piece))) => {
+                let delta = Delta {
+                    tool_calls: Some([ToolCallDelta::from(&piece)]),
+                    ..Delta::default()
+                };
+                batch.push(self.chunks.event(delta, None, None));
             }
             Some(Ok(ChatEvent::Usage {
                 prompt_tokens,

@@ -1,5 +1,6 @@
 //! Read routes for dashboards such as the console: a task's whole story (its request, usage,
-//! error, outputs with public links and webhook deliveries), every model with its parameter
+//! error, outputs with public links, a chat's text and tool calls, and webhook deliveries),
+//! every model with its parameter
 //! schema and price, and accounts. Each is served twice from one renderer: for the caller's
 //! own things under `/api/v1` (a client key, 001's `{"error"}` shape) and for everything under
 //! `/admin` (the admin key, guarded like every operator route). `/admin/workers` lists the
@@ -135,12 +136,15 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
             }));
         }
     }
-    let texts: Vec<Value> = task
-        .outputs_json()
-        .as_array()
-        .into_iter()
-        .flatten()
+    let recorded = task.outputs_json();
+    let recorded = recorded.as_array().into_iter().flatten();
+    let texts: Vec<Value> = recorded
+        .clone()
         .filter_map(|output| output.get("text").cloned())
+        .collect();
+    let tool_calls: Vec<Value> = recorded
+        .filter_map(|output| output.get("tool_calls")?.as_array().cloned())
+        .flatten()
         .collect();
     let deliveries: Vec<Value> = state
         .engine
@@ -165,6 +169,9 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
     view["request"] = serde_json::from_str(&task.request).unwrap_or(Value::Null);
     view["outputs"] = outputs.into();
     view["texts"] = texts.into();
+    if !tool_calls.is_empty() {
+        view["toolCalls"] = tool_calls.into();
+    }
     view["reservedCredits"] = task.reserved_credits().into();
     view["webhookUrl"] = task.webhook_url.clone().into();
     view["webhookDeliveries"] = deliveries.into();

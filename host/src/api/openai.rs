@@ -294,13 +294,15 @@ async fn model(
 pub struct ChatRequest {
     /// `provider/key`, an alias, or a unique bare key.
     pub model: String,
-    /// `[{role, content}]`.
+    /// `[{role, content}]`; an assistant's `tool_calls` and `tool` messages answering them
+    /// by `tool_call_id`.
     pub messages: Vec<Value>,
     /// Server-sent chunks ending with `data: [DONE]`.
     pub stream: Option<bool>,
     /// `{"include_usage": true}` adds a final usage chunk.
     pub stream_options: Option<Value>,
-    /// `temperature`, `max_tokens`, … passed to the model.
+    /// `temperature`, `max_tokens`, … passed to the model; `tools`, `tool_choice` and
+    /// `parallel_tool_calls` for a model whose schema declares them.
     #[serde(flatten)]
     pub params: Map<String, Value>,
 }

@@ -14,6 +14,9 @@
 //!   provider's stream), and how the chat ended is recorded before the stream's end or error
 //!   is handed on, so a client that has read the end has a recorded chat: an answer whose
 //!   success could not be recorded ends in an error instead.
+//! - The recorded result is the whole text and, when the model made any, its tool calls in
+//!   OpenAI's message shape ([`ToolCalls`]); every call the client sees has an id, the one
+//!   recorded (a model that gave none gets `call_<task id>_<index>`).
 //! - A client that goes away drops its session, or [`Engine::open_chat`] mid-way, the insert
 //!   perhaps still committing: the chat's [`Held`] guard, armed before the insert, cancels the
 //!   provider's call, stops tracking it and records it cancelled (refunded) at once. On SQLite
@@ -41,7 +44,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     provider::{
         CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ProgressSink,
-        ProviderError,
+        ProviderError, ToolCallPiece,
     },
     task::{Task, new_id},
 };
@@ -77,7 +80,8 @@ impl Engine {
         messages: Vec<Value>,
         stream: bool,
     ) -> Result<ChatSession, Refusal> {
-        conversation::check(&messages, &admission.params)?;
+        let takes_tools = conversation::declares_tools(&admission.resolved.model.params_schema);
+        conversation::check(&messages, &admission.params, takes_tools)?;
         let (mut new, _) = self.check(admission).await?;
         new.request
             .params
@@ -128,6 +132,7 @@ impl Engine {
             stream: Some(stream),
             held,
             text: String::new(),
+            tool_calls: ToolCalls::default(),
             usage: None,
             // The request's: a stream's body is read after its handler returned.
             span: tracing::Span::current(),
@@ -309,6 +314,7 @@ struct Relay {
     stream: Option<ChatStream>,
     held: Held,
     text: String,
+    tool_calls: ToolCalls,
     usage: Option<Value>,
     span: tracing::Span,
 }
@@ -319,15 +325,19 @@ impl Relay {
     async fn next(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
         let stream = self.stream.as_mut()?;
         let waiting = Instant::now();
-        let event = tokio::select! {
+        let mut event = tokio::select! {
             biased;
             () = self.held.token.cancelled() => Some(Err(ProviderError::Cancelled)),
             event = stream.next() => event,
         };
         crate::metrics::add_upstream(waiting.elapsed());
-        let outcome = match &event {
+        let outcome = match &mut event {
             Some(Ok(ChatEvent::Delta(delta))) => {
                 self.text.push_str(delta);
+                return event;
+            }
+            Some(Ok(ChatEvent::ToolCall(piece))) => {
+                self.tool_calls.add(piece, &self.held.id);
                 return event;
             }
             Some(Ok(ChatEvent::Usage {
@@ -338,10 +348,16 @@ impl Relay {
                 return event;
             }
             Some(Ok(ChatEvent::Finish(_))) => return event,
-            None => Outcome::Succeeded {
-                outputs: vec![json!({ "text": std::mem::take(&mut self.text) })],
-                usage: self.usage.take(),
-            },
+            None => {
+                let mut output = json!({ "text": std::mem::take(&mut self.text) });
+                if !self.tool_calls.is_empty() {
+                    output["tool_calls"] = std::mem::take(&mut self.tool_calls).into_json();
+                }
+                Outcome::Succeeded {
+                    outputs: vec![output],
+                    usage: self.usage.take(),
+                }
+            }
             Some(Err(error)) => self.held.outcome(error),
         };
         let succeeded = matches!(outcome, Outcome::Succeeded { .. });
@@ -354,5 +370,104 @@ impl Relay {
             )));
         }
         event
+    }
+}
+
+/// The tool calls of one answer, put together from their pieces in the order they opened.
+#[derive(Debug, Default)]
+pub struct ToolCalls(Vec<ToolCall>);
+
+/// One whole tool call, in OpenAI's shape (`{id, type: "function", function: {name,
+/// arguments}}`).
+#[derive(Debug, serde::Serialize)]
+struct ToolCall {
+    #[serde(skip)]
+    index: u32,
+    id: String,
+    r#type: &'static str,
+    function: Function,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Function {
+    name: String,
+    arguments: String,
+}
+
+impl ToolCalls {
+    /// Adds `piece` to its call, or opens the call; a call opened without an id gets one made
+    /// from `answer_id`, written back into `piece` so that the client sees the recorded id.
+    pub fn add(&mut self, piece: &mut ToolCallPiece, answer_id: &str) {
+        if let Some(call) = self.0.iter_mut().find(|call| call.index == piece.index) {
+            if let Some(name) = &piece.name
+                && call.function.name.is_empty()
+            {
+                call.function.name.clone_from(name);
+            }
+            call.function.arguments.push_str(&piece.arguments);
+            return;
+        }
+        let id = piece
+            .id
+            .get_or_insert_with(|| format!("call_{answer_id}_{}", piece.index));
+        self.0.push(ToolCall {
+            index: piece.index,
+            id: id.clone(),
+            r#type: "function",
+            function: Function {
+                name: piece.name.clone().unwrap_or_default(),
+                arguments: piece.arguments.clone(),
+            },
+        });
+    }
+
+    /// Whether the answer made no call.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The calls as OpenAI's `tool_calls` list.
+    pub fn into_json(self) -> Value {
+        serde_json::to_value(self.0).expect("tool calls are plain JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> ToolCallPiece {
+        ToolCallPiece {
+            index,
+            id: id.map(String::from),
+            name: name.map(String::from),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[test]
+    fn tool_calls_are_put_together_from_their_pieces() {
+        let mut calls = ToolCalls::default();
+        let mut pieces = [
+            piece(0, Some("call_a"), Some("weather"), ""),
+            piece(1, None, Some("time"), "{}"),
+            piece(0, None, None, "{\"city\":"),
+            piece(0, None, None, "\"Oslo\"}"),
+        ];
+        for p in &mut pieces {
+            calls.add(p, "job_1");
+        }
+        // The call opened without an id got one, and its piece carries it on to the client.
+        assert_eq!(pieces[1].id.as_deref(), Some("call_job_1_1"));
+        assert_eq!(pieces[2].id, None);
+        assert_eq!(
+            calls.into_json(),
+            json!([
+                {"id": "call_a", "type": "function",
+                 "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}},
+                {"id": "call_job_1_1", "type": "function",
+                 "function": {"name": "time", "arguments": "{}"}}
+            ])
+        );
     }
 }

@@ -3,10 +3,12 @@
 //! Invariants:
 //! - Every message is an object with a `role` OpenAI defines (`system`, `developer`, `user`,
 //!   `assistant`, `tool`) and a `content` that is a string or a list of typed parts; only an
-//!   assistant message that records tool calls may go without content.
+//!   assistant message that records tool calls may go without content, and a `tool` message
+//!   names the call it answers (`tool_call_id`).
 //! - Parameters that would ask for an answer the relay cannot carry are refused, never
-//!   dropped: the relay answers one choice of text, so tool and function calling, `n` above 1
-//!   and log probabilities are a 400 naming the parameter, not a 200 that quietly lacks them.
+//!   dropped: the relay answers one choice of text and tool calls, so `n` above 1, log
+//!   probabilities, the legacy `functions`, and `tools` for a model whose schema does not
+//!   declare them are a 400 naming the parameter, not a 200 that quietly lacks them.
 
 use serde_json::{Map, Value};
 
@@ -14,17 +16,26 @@ use crate::engine::provider::schema::InvalidParam;
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
-/// Parameters whose answers (tool calls) the relay has no place for.
-const TOOL_PARAMS: [&str; 5] = [
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "parallel_tool_calls",
-];
+/// Parameters that ask for tool calls, which only a model declaring `tools` answers.
+const TOOL_PARAMS: [&str; 3] = ["tools", "tool_choice", "parallel_tool_calls"];
 
-/// Checks `messages` and the answer-shaping `params` of a chat.
-pub fn check(messages: &[Value], params: &Map<String, Value>) -> Result<(), InvalidParam> {
+/// OpenAI's deprecated function calling, whose answer (`function_call`) the relay has no
+/// place for.
+const LEGACY_FUNCTION_PARAMS: [&str; 2] = ["functions", "function_call"];
+
+/// Whether a chat model's params schema declares `tools`: only such a model is asked for
+/// tool calls.
+pub fn declares_tools(schema: &Value) -> bool {
+    schema.pointer("/properties/tools").is_some()
+}
+
+/// Checks `messages` and the answer-shaping `params` of a chat for a model that declares
+/// `tools` (`takes_tools`) or does not.
+pub fn check(
+    messages: &[Value],
+    params: &Map<String, Value>,
+    takes_tools: bool,
+) -> Result<(), InvalidParam> {
     let invalid = |param: &str, message: String| InvalidParam {
         param: Some(param.into()),
         message,
@@ -68,12 +79,27 @@ pub fn check(messages: &[Value], params: &Map<String, Value>) -> Result<(), Inva
                 ),
             ));
         }
+        if role == "tool" && !message.get("tool_call_id").is_some_and(Value::is_string) {
+            return Err(invalid(
+                "messages",
+                format!("messages[{i}] is a tool message without the tool_call_id it answers"),
+            ));
+        }
     }
     let set = |name: &str| params.get(name).filter(|v| !v.is_null());
-    if let Some(name) = TOOL_PARAMS.iter().find(|name| set(name).is_some()) {
+    if let Some(name) = LEGACY_FUNCTION_PARAMS
+        .iter()
+        .find(|name| set(name).is_some())
+    {
         return Err(invalid(
             name,
-            format!("{name} is not supported: this gateway relays text answers, not tool calls"),
+            format!("{name} is not supported: OpenAI deprecated it; use tools and tool_choice"),
+        ));
+    }
+    if !takes_tools && let Some(name) = TOOL_PARAMS.iter().find(|name| set(name).is_some()) {
+        return Err(invalid(
+            name,
+            format!("{name} is not supported: this model does not make tool calls"),
         ));
     }
     if let Some(n) = set("n")
@@ -103,7 +129,7 @@ mod tests {
     fn checked(messages: Value, params: Value) -> Result<(), String> {
         let messages = messages.as_array().unwrap().clone();
         let params = params.as_object().unwrap().clone();
-        check(&messages, &params).map_err(|e| format!("{}: {}", e.param.unwrap(), e.message))
+        check(&messages, &params, false).map_err(|e| format!("{}: {}", e.param.unwrap(), e.message))
     }
 
     #[test]
@@ -133,6 +159,10 @@ mod tests {
                 json!([{"role": "user", "content": [{"text": "untyped"}]}]),
                 "content parts",
             ),
+            (
+                json!([{"role": "tool", "content": "42"}]),
+                "messages[0] is a tool message without the tool_call_id",
+            ),
         ] {
             let error = checked(messages, json!({})).unwrap_err();
             assert!(
@@ -148,7 +178,9 @@ mod tests {
         for (params, param) in [
             (json!({"tools": [{"type": "function"}]}), "tools"),
             (json!({"tool_choice": "auto"}), "tool_choice"),
+            (json!({"parallel_tool_calls": false}), "parallel_tool_calls"),
             (json!({"functions": []}), "functions"),
+            (json!({"function_call": "auto"}), "function_call"),
             (json!({"n": 3}), "n"),
             (json!({"logprobs": true}), "logprobs"),
             (json!({"top_logprobs": 2}), "top_logprobs"),
@@ -156,5 +188,21 @@ mod tests {
             let error = checked(hi.clone(), params).unwrap_err();
             assert!(error.starts_with(&format!("{param}: ")), "{error}");
         }
+    }
+
+    #[test]
+    fn a_model_that_declares_tools_is_asked_for_tool_calls() {
+        let hi = json!([{"role": "user", "content": "hi"}]);
+        let tools = json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                           "tool_choice": "auto", "parallel_tool_calls": false});
+        let params = tools.as_object().unwrap();
+        assert!(check(hi.as_array().unwrap(), params, true).is_ok());
+        let legacy = json!({"functions": [{"name": "f"}]});
+        let error = check(hi.as_array().unwrap(), legacy.as_object().unwrap(), true).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("functions"));
+        assert!(declares_tools(
+            &json!({"properties": {"tools": {"type": "array"}}})
+        ));
+        assert!(!declares_tools(&json!({"properties": {"temperature": {}}})));
     }
 }

@@ -1,6 +1,8 @@
 //! Qwen chat (`qwen-plus`, `qwen3-max`) through DashScope's OpenAI-compatible endpoint,
 //! streamed (`POST /compatible-mode/v1/chat/completions` with `stream: true` and
-//! `stream_options.include_usage`).
+//! `stream_options.include_usage`). Both models take function calling there (`tools`,
+//! `tool_choice`, `parallel_tool_calls` in OpenAI's shape); the calls come back as tool-call
+//! events.
 
 use crate::client::{self, Region};
 use crate::errors;
@@ -25,17 +27,18 @@ const PASSTHROUGH: [&str; 9] = [
     "enable_search",
 ];
 
-/// The chat params schema: OpenAI's sampling parameters plus DashScope's switches.
+/// The chat params schema: OpenAI's sampling and tool parameters plus DashScope's switches.
 pub fn params_schema() -> Value {
-    vendor_kit::chat::params_schema(json!({
+    vendor_kit::chat::with_tools(vendor_kit::chat::params_schema(json!({
         "enable_thinking": {"type": "boolean", "description": "Qwen thinking mode (qwen-plus); streamed only."},
         "enable_search": {"type": "boolean", "description": "Let the model search the web."}
-    }))
+    })))
 }
 
 /// Starts a streamed answer.
 pub fn start(request: &ChatRequest, region: Region) -> Result<Box<dyn ChatStream>> {
-    let body = vendor_kit::chat::request_body(request, &request.model, &PASSTHROUGH);
+    let passthrough = [&PASSTHROUGH[..], &vendor_kit::chat::TOOL_PARAMS[..]].concat();
+    let body = vendor_kit::chat::request_body(request, &request.model, &passthrough);
     let http = client::authorized(Request::post(region.compatible("/chat/completions")))?
         .json(&body)
         .first_byte_timeout(Duration::from_secs(120))

@@ -1,5 +1,7 @@
 //! Chat: `POST /v1/chat/completions`, with `stream: true` and `stream_options.include_usage`
-//! when the client reads a stream, whole (`stream: false`) when it does not.
+//! when the client reads a stream, whole (`stream: false`) when it does not. Every chat model
+//! takes OpenAI's function calling (`tools`, `tool_choice`, `parallel_tool_calls`); its calls
+//! come back as tool-call events.
 
 use crate::{client, errors};
 use easel_sdk::serde_json::{Value, json};
@@ -21,10 +23,10 @@ const PASSTHROUGH: [&str; 10] = [
     "response_format",
 ];
 
-/// OpenAI's sampling parameters, its answer format (JSON mode, a JSON schema) and its
-/// current name for the token cap.
+/// OpenAI's sampling parameters, its answer format (JSON mode, a JSON schema), its current
+/// name for the token cap and its tool parameters.
 pub fn params_schema() -> Value {
-    vendor_kit::chat::params_schema(json!({
+    vendor_kit::chat::with_tools(vendor_kit::chat::params_schema(json!({
         "user": {"type": "string"},
         "max_completion_tokens": {"type": "integer", "minimum": 1},
         "response_format": {
@@ -32,7 +34,7 @@ pub fn params_schema() -> Value {
             "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}},
             "required": ["type"]
         }
-    }))
+    })))
 }
 
 /// Starts the answer, streamed or whole as the client asked. `max_tokens` is sent as
@@ -40,7 +42,8 @@ pub fn params_schema() -> Value {
 /// client that sets both gets the one under the current name.
 pub fn start(request: &ChatRequest) -> Result<Box<dyn ChatStream>> {
     let streams = vendor_kit::chat::client_streams(request);
-    let mut body = vendor_kit::chat::request_body(request, &request.model, &PASSTHROUGH);
+    let passthrough = [&PASSTHROUGH[..], &vendor_kit::chat::TOOL_PARAMS[..]].concat();
+    let mut body = vendor_kit::chat::request_body(request, &request.model, &passthrough);
     if let Some(fields) = body.as_object_mut() {
         if let Some(limit) = fields.remove("max_tokens") {
             fields.entry("max_completion_tokens").or_insert(limit);

@@ -36,6 +36,129 @@ fn manifest_declares_models_host_and_key() {
     assert_eq!(m.models[0].params_schema["properties"]["quality"]["default"], "auto");
     assert!(m.models[5].params_schema["properties"].get("instructions").is_some());
     assert!(m.models[6].params_schema["properties"].get("instructions").is_none());
+    let declares_tools = |key: &str| {
+        let model = m.models.iter().find(|m| m.key == key).unwrap();
+        model.params_schema["properties"].get("tools").is_some()
+    };
+    assert!(["gpt-4o", "gpt-4o-mini", "gpt-4.1-mini"].iter().all(|k| declares_tools(k)));
+    assert!(!["gpt-image-1", "dall-e-3", "tts-1"].iter().any(|k| declares_tools(k)));
+    let gpt = &m.models[2].params_schema["properties"];
+    assert_eq!(gpt["tools"]["maxItems"], 128);
+    assert_eq!(gpt["tool_choice"]["anyOf"][0]["enum"], json!(["none", "auto", "required"]));
+    assert_eq!(gpt["parallel_tool_calls"]["type"], "boolean");
+}
+
+/// A conversation that already called a tool, with the tools still on offer: the body carries
+/// the tools, the choice, the assistant's call and the tool's answer exactly as given, and the
+/// model's next calls come back piece by piece.
+#[test]
+fn chat_sends_tools_and_tool_messages_and_relays_the_calls() {
+    let tools = json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+         "strict": true}},
+        {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+    ]);
+    let messages = json!([
+        {"role": "user", "content": "Weather in Paris, then the time in Tokyo and Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_w1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_w1", "content": "{\"sky\":\"sunny\",\"c\":21}"}
+    ]);
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(
+            post("/chat/completions").json(json!({
+                "model": "gpt-4o",
+                "messages": messages,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "tools": tools,
+                "tool_choice": "required",
+                "parallel_tool_calls": true
+            })),
+            Reply::sse([
+                r#"{"id":"chatcmpl-2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_t1","type":"function","function":{"name":"get_time","arguments":""}}]},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\""}}]},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":\"Tokyo\"}"}}]},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_t2","type":"function","function":{"name":"get_time","arguments":""}}]},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"city\":\"Oslo\"}"}}]},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":null}"#,
+                r#"{"id":"chatcmpl-2","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":120,"completion_tokens":41,"total_tokens":161}}"#,
+                "[DONE]",
+            ]),
+        )
+        .install();
+    let request = ChatRequest {
+        model: "gpt-4o".into(),
+        messages: messages.clone(),
+        params: json!({"tools": tools, "tool_choice": "required", "parallel_tool_calls": true,
+                       "functions": [{"name": "x"}]}),
+    };
+    let mut stream = OpenAi.chat(request).unwrap();
+    let call = |index: u32, id: Option<&str>, name: Option<&str>, arguments: &str| ChatEvent::ToolCall {
+        index,
+        id: id.map(Into::into),
+        name: name.map(Into::into),
+        arguments: arguments.into(),
+    };
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [
+            call(0, Some("call_t1"), Some("get_time"), ""),
+            call(0, None, None, r#"{"city""#),
+            call(0, None, None, r#":"Tokyo"}"#),
+            call(1, Some("call_t2"), Some("get_time"), ""),
+            call(1, None, None, r#"{"city":"Oslo"}"#),
+            ChatEvent::Usage { prompt: 120, completion: 41 },
+            ChatEvent::Finish("tool_calls".into())
+        ]
+    );
+    script.finish();
+}
+
+/// Read whole (`stream: false`), the calls come back one whole piece each.
+#[test]
+fn chat_relays_whole_tool_calls_when_the_client_reads_no_stream() {
+    let tools = json!([{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]);
+    let choice = json!({"type": "function", "function": {"name": "get_time"}});
+    let script = Script::new()
+        .secret("OPENAI_API_KEY", KEY)
+        .exchange(
+            post("/chat/completions").json(json!({
+                "model": "gpt-4.1-mini",
+                "messages": [{"role": "user", "content": "Time in Oslo?"}],
+                "stream": false,
+                "tools": tools,
+                "tool_choice": choice
+            })),
+            Reply::json(
+                200,
+                json!({"id": "chatcmpl-3", "object": "chat.completion", "model": "gpt-4.1-mini",
+                       "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+                           "content": null, "refusal": null, "tool_calls": [{"id": "call_o", "type": "function",
+                           "function": {"name": "get_time", "arguments": "{\"city\":\"Oslo\"}"}}]}}],
+                       "usage": {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39}}),
+            ),
+        )
+        .install();
+    let mut request = ChatRequest::user("gpt-4.1-mini", "Time in Oslo?");
+    request.params = json!({"stream": false, "tools": tools, "tool_choice": choice});
+    let mut stream = OpenAi.chat(request).unwrap();
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [
+            ChatEvent::ToolCall {
+                index: 0,
+                id: Some("call_o".into()),
+                name: Some("get_time".into()),
+                arguments: r#"{"city":"Oslo"}"#.into()
+            },
+            ChatEvent::Usage { prompt: 30, completion: 9 },
+            ChatEvent::Finish("tool_calls".into())
+        ]
+    );
+    script.finish();
 }
 
 #[test]

@@ -1,14 +1,22 @@
 //! The OpenAI chat-completions wire format, streamed.
 //!
 //! DashScope's compatible mode, Volcengine Ark, Zhipu and OpenAI itself take the same request
-//! (`model`, `messages`, `stream`, `stream_options.include_usage`, sampling parameters)
-//! and answer with the same server-sent events: `chat.completion.chunk` objects whose
-//! `choices[0].delta.content` carries text and `choices[0].finish_reason` the end, then
-//! (with `include_usage`) a chunk with `usage` and no choices, then `data: [DONE]`.
-//! Each plugin supplies its own URL, auth and error mapper.
+//! (`model`, `messages`, `stream`, `stream_options.include_usage`, sampling parameters, and
+//! `tools` / `tool_choice` / `parallel_tool_calls` for a model that declares them, see
+//! [`tool_params`]) and answer with the same server-sent events: `chat.completion.chunk`
+//! objects whose `choices[0].delta.content` carries text, `choices[0].delta.tool_calls` pieces
+//! of function calls and `choices[0].finish_reason` the end, then (with `include_usage`) a
+//! chunk with `usage` and no choices, then `data: [DONE]`. Each plugin supplies its own URL,
+//! auth and error mapper.
 //!
 //! A vendor that also answers whole (`stream: false`, one `chat.completion` object) can be
 //! asked that way when the client does not read a stream ([`client_streams`], [`whole`]).
+//!
+//! Tool calls are read in both paths and become [`ChatEvent::ToolCall`] pieces: a whole
+//! answer's `message.tool_calls` one whole call each, a stream's `delta.tool_calls` piece by
+//! piece as they arrive (a call's id and name in its first piece, its arguments' text spread
+//! over the pieces with the same index, or all in one piece as Zhipu sends them). An answer
+//! that makes calls finishes with `tool_calls`, passed on as the vendor says it.
 
 use easel_sdk::http::{Request, SseEvent, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
@@ -46,9 +54,78 @@ pub fn params_schema(extra: Value) -> Value {
     json!({"type": "object", "properties": properties, "additionalProperties": true})
 }
 
-/// The streamed request body: the messages as given, `stream: true` with usage, and
-/// those of `passthrough` parameters the client set. Other parameters are dropped, so a
-/// client cannot smuggle vendor options the manifest does not declare.
+/// The parameters that ask for tool calls, for [`request_body`]'s passthrough of a model
+/// whose schema declares them ([`tool_params`]).
+pub const TOOL_PARAMS: [&str; 3] = ["tools", "tool_choice", "parallel_tool_calls"];
+
+/// OpenAI's tool parameters, as JSON Schema properties: `tools` (1 to 128 functions, each
+/// `{type: "function", function: {name, description?, parameters?, strict?}}`),
+/// `tool_choice` (`none`, `auto`, `required` or `{type: "function", function: {name}}`) and
+/// `parallel_tool_calls`. A chat model declares them only when its vendor makes tool calls:
+/// the host refuses `tools` for a model whose schema does not declare it.
+pub fn tool_params() -> Map<String, Value> {
+    let schema = json!({
+        "tools": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 128,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["function"]},
+                    "function": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "description": {"type": "string"},
+                            "parameters": {"type": "object", "description": "A JSON Schema of the arguments."},
+                            "strict": {"type": ["boolean", "null"]}
+                        },
+                        "required": ["name"]
+                    }
+                },
+                "required": ["type", "function"]
+            },
+            "description": "Functions the model may call (OpenAI's shape)."
+        },
+        "tool_choice": {
+            "anyOf": [
+                {"enum": ["none", "auto", "required"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "type": {"enum": ["function"]},
+                        "function": {
+                            "type": "object",
+                            "properties": {"name": {"type": "string"}},
+                            "required": ["name"]
+                        }
+                    },
+                    "required": ["type", "function"]
+                }
+            ]
+        },
+        "parallel_tool_calls": {"type": "boolean"}
+    });
+    match schema {
+        Value::Object(map) => map,
+        _ => unreachable!("literal object"),
+    }
+}
+
+/// `schema` (a chat params schema, e.g. from [`params_schema`]) with [`tool_params`] added to
+/// its properties.
+pub fn with_tools(mut schema: Value) -> Value {
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.extend(tool_params());
+    }
+    schema
+}
+
+/// The streamed request body: the messages as given (assistant `tool_calls` and `tool`
+/// messages included), `stream: true` with usage, and those of `passthrough` parameters the
+/// client set. Other parameters are dropped, so a client cannot smuggle vendor options the
+/// manifest does not declare.
 pub fn request_body(request: &ChatRequest, vendor_model: &str, passthrough: &[&str]) -> Value {
     let mut body = json!({
         "model": vendor_model,
@@ -71,8 +148,9 @@ pub fn client_streams(request: &ChatRequest) -> bool {
 }
 
 /// Sends `request` (URL, auth and a body with `stream: false`) and turns the whole
-/// `chat.completion` answer into the same events a stream ends with: the text, the usage,
-/// the finish reason. A non-2xx status goes to `map_error`.
+/// `chat.completion` answer into the same events a stream ends with: the text, the tool calls
+/// (one whole piece each, indexed by position), the usage, the finish reason. A non-2xx status
+/// goes to `map_error`.
 pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStream>> {
     let response = request.send()?;
     if !response.is_success() {
@@ -84,8 +162,12 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     }
     let mut events = Vec::new();
     let choice = answer.choices.into_iter().next().unwrap_or_default();
-    if let Some(text) = choice.message.and_then(|m| m.content).filter(|t| !t.is_empty()) {
+    let message = choice.message.unwrap_or_default();
+    if let Some(text) = message.content.filter(|t| !t.is_empty()) {
         events.push(ChatEvent::Delta(text));
+    }
+    for (position, call) in message.tool_calls.into_iter().enumerate() {
+        events.push(call.piece(position as u32));
     }
     if let Some((prompt, completion)) = answer.usage.as_ref().and_then(token_counts) {
         events.push(ChatEvent::Usage { prompt, completion });
@@ -97,9 +179,10 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
 
 /// What the relay reads of a `chat.completion` object or a `chat.completion.chunk`; the rest
 /// (ids, model, logprobs, …) is skipped without being built. A text (`content`,
-/// `finish_reason`) or a usage of another type reads as absent, and `choices: null` as none;
-/// the shape around them (`choices` a list, `message` and `delta` objects) is the wire
-/// format's.
+/// `finish_reason`, a call's `id` and `name`), an index or a usage of another type reads as
+/// absent, and `choices: null`, `tool_calls: null` or `function: null` as none; the shape
+/// around them (`choices` and `tool_calls` lists, `message`, `delta`, a call and its
+/// `function` objects) is the wire format's.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Answer {
@@ -125,6 +208,43 @@ struct Choice {
 struct Text {
     #[serde(deserialize_with = "string_or_none")]
     content: Option<String>,
+    #[serde(deserialize_with = "list_or_none")]
+    tool_calls: Vec<Call>,
+}
+
+/// One of `tool_calls`: a whole call in a `message`, a piece of one in a `delta`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Call {
+    /// Which call a piece belongs to (chunks only).
+    #[serde(deserialize_with = "index_or_none")]
+    index: Option<u32>,
+    #[serde(deserialize_with = "string_or_none")]
+    id: Option<String>,
+    function: Option<Function>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Function {
+    #[serde(deserialize_with = "string_or_none")]
+    name: Option<String>,
+    #[serde(deserialize_with = "json_text_or_none")]
+    arguments: Option<String>,
+}
+
+impl Call {
+    /// The contract's piece: index `position` unless the call names its own; an empty id or
+    /// name (some vendors repeat `"id": ""` in later pieces) is none; no arguments are "".
+    fn piece(self, position: u32) -> ChatEvent {
+        let function = self.function.unwrap_or_default();
+        ChatEvent::ToolCall {
+            index: self.index.unwrap_or(position),
+            id: self.id.filter(|id| !id.is_empty()),
+            name: function.name.filter(|name| !name.is_empty()),
+            arguments: function.arguments.unwrap_or_default(),
+        }
+    }
 }
 
 fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
@@ -134,8 +254,26 @@ fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option
     })
 }
 
-fn list_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Choice>, D::Error> {
-    Ok(Option::<Vec<Choice>>::deserialize(d)?.unwrap_or_default())
+fn list_or_none<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn index_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    Ok(Value::deserialize(d)?.as_u64().and_then(|i| u32::try_from(i).ok()))
+}
+
+/// Arguments as JSON text: a string as it is; an object or a list (a vendor that sends the
+/// arguments parsed) written back as text; anything else absent.
+fn json_text_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(text) => Some(text),
+        parsed @ (Value::Object(_) | Value::Array(_)) => Some(parsed.to_string()),
+        _ => None,
+    })
 }
 
 /// The prompt and completion token counts of a usage object (a missing count is 0).
@@ -179,10 +317,10 @@ pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatSt
     }))
 }
 
-/// Turns `chat.completion.chunk` events into chat events: deltas as they come, then
-/// usage and the finish reason once the vendor says `[DONE]` (or the body ends after a
-/// finish reason; one that ends before either was cut off and is an error), because
-/// the usage chunk arrives after the chunk carrying `finish_reason`. Each step waits for the
+/// Turns `chat.completion.chunk` events into chat events: deltas and tool-call pieces as they
+/// come, then usage and the finish reason once the vendor says `[DONE]` (or the body ends after
+/// a finish reason; one that ends before either was cut off and is an error), because the usage
+/// chunk arrives after the chunk carrying `finish_reason`. Each step waits for the
 /// first event that says something, then also takes every event already received, so that
 /// a burst of chunks costs the host one step of the plugin, not one per chunk.
 struct ChunkStream {
@@ -207,7 +345,8 @@ impl ChunkStream {
         tail
     }
 
-    /// Reads one chunk's delta (into `out`), usage and finish reason.
+    /// Reads one chunk's delta and tool-call pieces (into `out`), usage and finish reason. A
+    /// piece that says nothing (no id, no name, no arguments) is skipped.
     fn take(&mut self, event: &SseEvent, out: &mut Vec<ChatEvent>) -> Result<()> {
         let chunk: Answer = event.json()?;
         if chunk.error.is_some() {
@@ -218,8 +357,17 @@ impl ChunkStream {
             self.usage = Some(counts);
         }
         if let Some(choice) = chunk.choices.into_iter().next() {
-            if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+            let delta = choice.delta.unwrap_or_default();
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push(ChatEvent::Delta(text));
+            }
+            for (position, call) in delta.tool_calls.into_iter().enumerate() {
+                let piece = call.piece(position as u32);
+                if matches!(&piece, ChatEvent::ToolCall { id, name, arguments, .. }
+                            if id.is_some() || name.is_some() || !arguments.is_empty())
+                {
+                    out.push(piece);
+                }
             }
             if let Some(reason) = choice.finish_reason {
                 self.finish = Some(contract_reason(&reason).to_string());
@@ -309,6 +457,160 @@ mod tests {
             .install();
         let mut s = whole(Request::post("https://chat.example/v1"), mapper).unwrap();
         collect_chat(s.as_mut()).unwrap()
+    }
+
+    fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> ChatEvent {
+        let (id, name) = (id.map(Into::into), name.map(Into::into));
+        ChatEvent::ToolCall { index, id, name, arguments: arguments.into() }
+    }
+
+    /// The events [`stream`] makes of a vendor that streams `chunks`.
+    fn streamed_events<const N: usize>(chunks: [&str; N]) -> Vec<ChatEvent> {
+        let _s = Script::new().exchange(Expect::post("https://chat.example/v1"), Reply::sse(chunks)).install();
+        let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
+        collect_chat(s.as_mut()).unwrap()
+    }
+
+    #[test]
+    fn tool_params_declare_openais_shape() {
+        let params = tool_params();
+        let mut names: Vec<&str> = params.keys().map(String::as_str).collect();
+        let mut expected = TOOL_PARAMS.to_vec();
+        names.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(params["tools"]["minItems"], 1);
+        assert_eq!(params["tools"]["maxItems"], 128);
+        assert_eq!(params["tools"]["items"]["required"], json!(["type", "function"]));
+        assert_eq!(params["tools"]["items"]["properties"]["function"]["required"], json!(["name"]));
+        assert_eq!(params["tool_choice"]["anyOf"][0]["enum"], json!(["none", "auto", "required"]));
+        assert_eq!(params["tool_choice"]["anyOf"][1]["required"], json!(["type", "function"]));
+        assert_eq!(params["parallel_tool_calls"], json!({"type": "boolean"}));
+        let schema = with_tools(params_schema(json!({"user": {"type": "string"}})));
+        let properties = schema["properties"].as_object().unwrap();
+        let names = ["temperature", "user", "tools", "tool_choice", "parallel_tool_calls"];
+        assert!(names.iter().all(|p| properties.contains_key(*p)));
+        assert_eq!(schema["properties"]["tools"], params["tools"]);
+    }
+
+    #[test]
+    fn tool_params_and_tool_messages_pass_through_the_body() {
+        let mut req = ChatRequest::user("m", "weather?");
+        req.messages = json!([
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null,
+             "tool_calls": [{"id": "call_1", "type": "function",
+                             "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+        ]);
+        let tools =
+            json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+        req.params =
+            json!({"tools": tools, "tool_choice": "required", "parallel_tool_calls": false, "functions": []});
+        let body = request_body(&req, "vendor-m", &TOOL_PARAMS);
+        assert_eq!(
+            body,
+            json!({"model": "vendor-m", "messages": req.messages, "stream": true,
+                   "stream_options": {"include_usage": true},
+                   "tools": tools, "tool_choice": "required", "parallel_tool_calls": false})
+        );
+    }
+
+    #[test]
+    fn a_whole_answer_with_tool_calls_gives_one_whole_piece_per_call() {
+        assert_eq!(
+            whole_events(json!({"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls",
+                   "message": {"role": "assistant", "content": null, "tool_calls": [
+                       {"id": "call_a", "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                       {"id": "call_b", "type": "function",
+                        "function": {"name": "get_time", "arguments": "{\"zone\":\"CET\"}"}}]}}],
+                   "usage": {"prompt_tokens": 40, "completion_tokens": 22, "total_tokens": 62}})),
+            vec![
+                call(0, Some("call_a"), Some("get_weather"), r#"{"city":"Paris"}"#),
+                call(1, Some("call_b"), Some("get_time"), r#"{"zone":"CET"}"#),
+                ChatEvent::Usage { prompt: 40, completion: 22 },
+                ChatEvent::Finish("tool_calls".into())
+            ]
+        );
+        // Text before calls comes first; parsed arguments are written back as text.
+        assert_eq!(
+            whole_events(json!({"choices": [{"finish_reason": "tool_calls", "message": {"content": "Let me look.",
+                   "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {"a": [1, 2]}}}]}}]})),
+            vec![
+                ChatEvent::Delta("Let me look.".into()),
+                call(0, Some("c"), Some("f"), r#"{"a":[1,2]}"#),
+                ChatEvent::Finish("tool_calls".into())
+            ]
+        );
+    }
+
+    /// OpenAI's way: a call's first piece names it with empty arguments, later pieces with the
+    /// same index carry the arguments' text; a piece that says nothing is skipped.
+    #[test]
+    fn streamed_tool_calls_come_piece_by_piece_in_order() {
+        assert_eq!(
+            streamed_events([
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\":\"Par"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"","function":{"name":null,"arguments":"is\"}"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":""}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":""}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+                r#"{"choices":[],"usage":{"prompt_tokens":50,"completion_tokens":30,"total_tokens":80}}"#,
+                "[DONE]",
+            ]),
+            vec![
+                call(0, Some("call_a"), Some("get_weather"), ""),
+                call(0, None, None, r#"{"ci"#),
+                call(0, None, None, r#"ty":"Par"#),
+                call(0, None, None, r#"is"}"#),
+                call(1, Some("call_b"), Some("get_time"), ""),
+                call(1, None, None, "{}"),
+                ChatEvent::Usage { prompt: 50, completion: 30 },
+                ChatEvent::Finish("tool_calls".into())
+            ]
+        );
+    }
+
+    /// Zhipu's way: each call whole in one chunk, with the finish reason and usage.
+    #[test]
+    fn a_whole_call_in_one_chunk_is_one_piece() {
+        assert_eq!(
+            streamed_events([
+                r#"{"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_-812","index":0,"type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"北京\"}"}}]}}]}"#,
+                r#"{"id":"1","choices":[{"index":0,"finish_reason":"tool_calls","delta":{"role":"assistant","content":""}}],"usage":{"prompt_tokens":158,"completion_tokens":12,"total_tokens":170}}"#,
+                "[DONE]",
+            ]),
+            vec![
+                call(0, Some("call_-812"), Some("get_weather"), r#"{"city": "北京"}"#),
+                ChatEvent::Usage { prompt: 158, completion: 12 },
+                ChatEvent::Finish("tool_calls".into())
+            ]
+        );
+    }
+
+    /// Pieces without an index take their place in the list; a wrong-typed index reads as
+    /// absent, `tool_calls: null` and `function: null` as none; text around calls stays.
+    #[test]
+    fn lenient_tool_call_pieces() {
+        assert_eq!(
+            streamed_events([
+                r#"{"choices":[{"delta":{"content":"ok","tool_calls":null}}]}"#,
+                r#"{"choices":[{"delta":{"tool_calls":[{"id":"x","function":{"name":"f"}},{"index":"1","id":"y","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":null},{"index":1,"function":{"arguments":7}}]}}]}"#,
+                r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+                "[DONE]",
+            ]),
+            vec![
+                ChatEvent::Delta("ok".into()),
+                call(0, Some("x"), Some("f"), ""),
+                call(1, Some("y"), Some("g"), "{}"),
+                ChatEvent::Finish("tool_calls".into())
+            ]
+        );
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! - [`media`]: turning the host's input-media records into what vendors accept (a public
 //!   URL, or a base64 `data:` URL built from the bytes), and picking inputs by role;
-//! - [`chat`]: the OpenAI chat-completions wire format (request body and the streamed
-//!   `chat.completion.chunk` events), which DashScope's compatible mode, Volcengine Ark
-//!   and OpenAI all speak;
+//! - [`chat`]: the OpenAI chat-completions wire format (request body, the schema of the tool
+//!   parameters, and the answer streamed as `chat.completion.chunk` events or whole, text and tool
+//!   calls), which DashScope's compatible mode, Volcengine Ark, Zhipu and OpenAI all speak;
 //! - [`handle`]: pending handles as short, versioned strings (the one way plugins make and
 //!   read them, the region of a task included), and the check on task ids inside them;
 //! - [`region`]: vendors with a global and a mainland China platform (Vidu, Kling,

@@ -1,13 +1,15 @@
 //! GLM chat, streamed: `POST /chat/completions` with `stream: true`, read as OpenAI-style
 //! server-sent events (`choices[0].delta.content`, a final chunk with `finish_reason` and
-//! `usage`, then `data: [DONE]`) by `vendor_kit::chat`.
+//! `usage`, then `data: [DONE]`) by `vendor_kit::chat`. With `tools`, GLM's calls arrive whole,
+//! one chunk each (`delta.tool_calls`), and the answer finishes with `tool_calls`.
 
 use crate::{API_BASE, api, errors};
 use easel_sdk::serde_json::{Map, Value, json};
 use easel_sdk::{ChatRequest, ChatStream, Error, Result};
 
-/// The request parameters passed through to Zhipu, when given.
-const PASSED_PARAMS: [&str; 4] = ["temperature", "top_p", "max_tokens", "stop"];
+/// The request parameters passed through to Zhipu, when given: `tools` and `tool_choice`, but
+/// not `parallel_tool_calls`, which Zhipu does not take (see `models::chat_schema`).
+const PASSED_PARAMS: [&str; 6] = ["temperature", "top_p", "max_tokens", "stop", "tools", "tool_choice"];
 
 /// Sends the chat request and returns the stream of its answer. Zhipu takes no
 /// `stream_options`, so the body is built here rather than by `vendor_kit::chat::request_body`.

@@ -37,8 +37,11 @@ fn image_schema() -> Value {
     })
 }
 
+/// The GLM chat schema: Zhipu's sampling ranges and OpenAI's tool parameters as Zhipu takes
+/// them. Its `tool_choice` is `auto` only, and it has no `parallel_tool_calls` switch (GLM may
+/// make several calls in one answer), so `true` is the one value offered and is not sent.
 fn chat_schema() -> Value {
-    json!({
+    let mut schema = vendor_kit::chat::with_tools(json!({
         "type": "object",
         "properties": {
             "temperature": {"type": "number", "minimum": 0.0, "maximum": 1.0, "default": 0.75},
@@ -46,7 +49,13 @@ fn chat_schema() -> Value {
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 98304}
         },
         "additionalProperties": true
-    })
+    }));
+    schema["properties"]["tool_choice"] = json!({"enum": ["auto"], "description": "Zhipu takes only auto."});
+    schema["properties"]["parallel_tool_calls"] = json!({
+        "enum": [true],
+        "description": "GLM may make several calls in one answer; Zhipu cannot turn that off."
+    });
+    schema
 }
 
 /// The `size` to send: `width`×`height` when both are given (CogView caps custom sizes at

@@ -70,6 +70,59 @@ fn manifest_lists_cogview_and_glm_models() {
             .iter()
             .all(|c| c.kind == "chat" && c.capabilities == ["chat"])
     );
+    assert!(cogview.params_schema["properties"].get("tools").is_none());
+    for glm in &m.models[1..] {
+        let props = &glm.params_schema["properties"];
+        assert_eq!(props["tools"]["maxItems"], 128, "{}", glm.key);
+        assert_eq!(props["tool_choice"], json!({"enum": ["auto"], "description": "Zhipu takes only auto."}));
+        assert_eq!(props["parallel_tool_calls"]["enum"], json!([true]));
+    }
+}
+
+/// Tools and the conversation's tool messages go to Zhipu (`parallel_tool_calls`, which it does
+/// not take, stays behind); GLM's calls arrive whole, one chunk each, and pass on as such.
+#[test]
+fn chat_sends_tools_and_relays_whole_calls() {
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "查询天气",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let messages = json!([
+        {"role": "user", "content": "北京和上海的天气"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"北京\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "晴, 25°C"}
+    ]);
+    let s = script()
+        .exchange(
+            Expect::post(chat_url()).header("authorization", AUTH).json(json!({
+                "model": "glm-4.6", "stream": true, "messages": messages, "tools": tools, "tool_choice": "auto"
+            })),
+            Reply::sse([
+                r#"{"id":"2","choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_-8","index":0,"type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"上海\"}"}}]}}]}"#,
+                r#"{"id":"2","choices":[{"index":0,"finish_reason":"tool_calls","delta":{"role":"assistant","content":""}}],"usage":{"prompt_tokens":180,"completion_tokens":14,"total_tokens":194}}"#,
+                "[DONE]",
+            ]),
+        )
+        .install();
+    let request = ChatRequest {
+        model: "glm-4.6".into(),
+        messages: messages.clone(),
+        params: json!({"tools": tools, "tool_choice": "auto", "parallel_tool_calls": true}),
+    };
+    let mut stream = Zhipu.chat(request).unwrap();
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [
+            ChatEvent::ToolCall {
+                index: 0,
+                id: Some("call_-8".into()),
+                name: Some("get_weather".into()),
+                arguments: r#"{"city": "上海"}"#.into()
+            },
+            ChatEvent::Usage { prompt: 180, completion: 14 },
+            ChatEvent::Finish("tool_calls".into())
+        ]
+    );
+    s.finish();
 }
 
 #[test]

@@ -274,8 +274,24 @@ pub enum ChatEvent {
         /// Completion tokens.
         completion_tokens: u64,
     },
-    /// Why the answer ended (`stop`, `length`, …); the last event.
+    /// A piece of a function call the model asks the client to make (contract 0.2.0 on).
+    ToolCall(ToolCallPiece),
+    /// Why the answer ended (`stop`, `length`, `tool_calls`, …); the last event.
     Finish(String),
+}
+
+/// A piece of a tool call. A call's first piece carries its id and the function's name; later
+/// pieces with the same index add to its arguments, JSON text whole only once all arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallPiece {
+    /// Which call of the answer, from 0.
+    pub index: u32,
+    /// The call's id, in its first piece.
+    pub id: Option<String>,
+    /// The function's name, in its first piece.
+    pub name: Option<String>,
+    /// More of the arguments' text.
+    pub arguments: String,
 }
 
 /// A chat request in OpenAI's shape, which every dialect normalizes to.

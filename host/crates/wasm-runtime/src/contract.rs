@@ -6,21 +6,26 @@
 //! Adding a version means adding a binding module and a variant here; released versions
 //! are never removed.
 
-use easel_provider::{ChatEvent, ChatRequest, GenerationRequest, PollOutcome, Submission};
+use easel_provider::{
+    ChatEvent, ChatRequest, GenerationRequest, PollOutcome, ProviderError, Submission,
+};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::manifest::PluginManifest;
 use crate::state::CallState;
-use crate::v0_1_0;
-use crate::v0_1_0::Called;
+use crate::{v0_1_0, v0_2_0};
 
 /// Contract versions this host can run, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION];
+pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION];
+
+/// A call's outcome: outer error = trap, inner = the plugin's own typed error.
+pub(crate) type Called<T> = wasmtime::Result<Result<T, ProviderError>>;
 
 /// Adds every version's host imports to the shared linker.
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    v0_1_0::add_to_linker(linker)
+    v0_1_0::add_to_linker(linker)?;
+    v0_2_0::add_to_linker(linker)
 }
 
 /// Names of a component's exports and imports (for detection and `plugin check`).
@@ -34,8 +39,13 @@ pub(crate) fn interface_names(engine: &Engine, c: &Component) -> (Vec<String>, V
 /// Picks the contract version a component targets.
 pub(crate) fn detect(engine: &Engine, c: &Component) -> anyhow::Result<&'static str> {
     let (exports, _) = interface_names(engine, c);
-    if exports.iter().any(|e| e == v0_1_0::MARKER_EXPORT) {
-        return Ok(v0_1_0::VERSION);
+    for (marker, version) in [
+        (v0_1_0::MARKER_EXPORT, v0_1_0::VERSION),
+        (v0_2_0::MARKER_EXPORT, v0_2_0::VERSION),
+    ] {
+        if exports.iter().any(|e| e == marker) {
+            return Ok(version);
+        }
     }
     anyhow::bail!(
         "the component targets no contract version this host supports ({}); it exports: [{}]",
@@ -47,22 +57,26 @@ pub(crate) fn detect(engine: &Engine, c: &Component) -> anyhow::Result<&'static 
 /// A linked component of some version.
 pub(crate) enum Pre {
     V0_1_0(v0_1_0::Pre),
+    V0_2_0(v0_2_0::Pre),
 }
 
 /// An instance, for chats, of a component of some version.
 pub(crate) enum Instance {
     V0_1_0(v0_1_0::Instance),
+    V0_2_0(v0_2_0::Instance),
 }
 
 /// A chat stream of some version.
 pub(crate) enum Session {
     V0_1_0(v0_1_0::Session),
+    V0_2_0(v0_2_0::Session),
 }
 
 impl Pre {
     pub(crate) fn new(version: &str, pre: InstancePre<CallState>) -> anyhow::Result<Self> {
         match version {
             v0_1_0::VERSION => Ok(Self::V0_1_0(v0_1_0::Pre::new(pre)?)),
+            v0_2_0::VERSION => Ok(Self::V0_2_0(v0_2_0::Pre::new(pre)?)),
             other => anyhow::bail!("no binding for contract version {other}"),
         }
     }
@@ -70,6 +84,7 @@ impl Pre {
     pub(crate) async fn manifest(&self, s: &mut Store<CallState>) -> Called<PluginManifest> {
         match self {
             Self::V0_1_0(p) => p.manifest(s).await,
+            Self::V0_2_0(p) => p.manifest(s).await,
         }
     }
 
@@ -80,24 +95,28 @@ impl Pre {
     ) -> Called<Submission> {
         match self {
             Self::V0_1_0(p) => p.submit(s, r).await,
+            Self::V0_2_0(p) => p.submit(s, r).await,
         }
     }
 
     pub(crate) async fn poll(&self, s: &mut Store<CallState>, h: &str) -> Called<PollOutcome> {
         match self {
             Self::V0_1_0(p) => p.poll(s, h).await,
+            Self::V0_2_0(p) => p.poll(s, h).await,
         }
     }
 
     pub(crate) async fn cancel(&self, s: &mut Store<CallState>, h: &str) -> Called<()> {
         match self {
             Self::V0_1_0(p) => p.cancel(s, h).await,
+            Self::V0_2_0(p) => p.cancel(s, h).await,
         }
     }
 
     pub(crate) async fn instantiate(&self, s: &mut Store<CallState>) -> wasmtime::Result<Instance> {
         match self {
             Self::V0_1_0(p) => Ok(Instance::V0_1_0(p.instantiate(s).await?)),
+            Self::V0_2_0(p) => Ok(Instance::V0_2_0(p.instantiate(s).await?)),
         }
     }
 }
@@ -110,6 +129,7 @@ impl Instance {
     ) -> Called<Session> {
         match self {
             Self::V0_1_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_1_0)),
+            Self::V0_2_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_2_0)),
         }
     }
 }
@@ -122,6 +142,8 @@ impl Session {
     ) -> Called<Vec<ChatEvent>> {
         match (self, instance) {
             (Self::V0_1_0(x), Instance::V0_1_0(i)) => x.next(i, s).await,
+            (Self::V0_2_0(x), Instance::V0_2_0(i)) => x.next(i, s).await,
+            _ => unreachable!("a session is read through the instance that opened it"),
         }
     }
 
@@ -129,6 +151,7 @@ impl Session {
     pub(crate) async fn close(self, s: &mut Store<CallState>) -> bool {
         match self {
             Self::V0_1_0(x) => x.close(s).await,
+            Self::V0_2_0(x) => x.close(s).await,
         }
     }
 }

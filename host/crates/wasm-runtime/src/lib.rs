@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+mod binding;
 mod config;
 mod contract;
 pub mod gate;
@@ -31,6 +32,7 @@ mod runtime;
 pub mod secrets;
 mod state;
 mod v0_1_0;
+mod v0_2_0;
 
 use std::path::Path;
 

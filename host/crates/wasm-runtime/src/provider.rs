@@ -258,7 +258,7 @@ type Event = Result<ChatEvent, ProviderError>;
 impl Stepper {
     async fn step<R>(
         &self,
-        fut: impl Future<Output = crate::v0_1_0::Called<R>>,
+        fut: impl Future<Output = crate::contract::Called<R>>,
     ) -> Result<R, ProviderError> {
         let rt = &self.runtime;
         let out = tokio::select! {

@@ -34,12 +34,12 @@ use wasmtime::{
 };
 
 use crate::config::WasmConfig;
+use crate::contract::Called;
 use crate::contract::{self, Pre};
 use crate::gate::{NetPolicy, Notes};
 use crate::kept::KeptInstances;
 use crate::manifest::PluginManifest;
 use crate::state::{CallState, PluginEnv};
-use crate::v0_1_0::Called;
 
 /// The plugin runtime: engine, linker, cache and limits. Cheap to share (`Arc`).
 pub struct Runtime {

@@ -48,6 +48,65 @@ fn chat_streams_deltas_usage_and_finish_from_compatible_mode() {
     script.finish();
 }
 
+/// Tools and a conversation that answered a call go to compatible mode as given; the calls
+/// stream back the way DashScope sends them (later pieces repeat an empty `id`).
+#[test]
+fn chat_sends_tools_and_relays_streamed_calls() {
+    let tools = json!([{"type": "function", "function": {"name": "get_current_weather", "description": "天气",
+                        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]);
+    let messages = json!([
+        {"role": "user", "content": "杭州和上海天气怎么样"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1", "type": "function",
+         "function": {"name": "get_current_weather", "arguments": "{\"location\": \"杭州\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "晴"}
+    ]);
+    let script = Script::new()
+        .secret("DASHSCOPE_API_KEY", KEY)
+        .exchange(
+            chat_post().json(json!({
+                "model": "qwen-plus",
+                "messages": messages,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "tools": tools,
+                "tool_choice": "auto",
+                "parallel_tool_calls": false
+            })),
+            Reply::sse([
+                r#"{"choices":[{"index":0,"delta":{"content":null,"role":"assistant","tool_calls":[{"index":0,"id":"call_8f08","type":"function","function":{"name":"get_current_weather","arguments":""}}]},"finish_reason":null}],"object":"chat.completion.chunk","model":"qwen-plus"}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"","type":"function","function":{"arguments":"{\"location\":"}}]},"finish_reason":null}],"object":"chat.completion.chunk"}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"","type":"function","function":{"arguments":" \"上海\"}"}}]},"finish_reason":null}],"object":"chat.completion.chunk"}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":null},"finish_reason":"tool_calls"}],"object":"chat.completion.chunk"}"#,
+                r#"{"choices":[],"object":"chat.completion.chunk","usage":{"prompt_tokens":230,"completion_tokens":20,"total_tokens":250}}"#,
+                "[DONE]",
+            ]),
+        )
+        .install();
+    let request = ChatRequest {
+        model: "qwen-plus".into(),
+        messages: messages.clone(),
+        params: json!({"tools": tools, "tool_choice": "auto", "parallel_tool_calls": false}),
+    };
+    let mut stream = DashScope.chat(request).unwrap();
+    let piece = |id: Option<&str>, name: Option<&str>, arguments: &str| ChatEvent::ToolCall {
+        index: 0,
+        id: id.map(Into::into),
+        name: name.map(Into::into),
+        arguments: arguments.into(),
+    };
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [
+            piece(Some("call_8f08"), Some("get_current_weather"), ""),
+            piece(None, None, r#"{"location":"#),
+            piece(None, None, r#" "上海"}"#),
+            ChatEvent::Usage { prompt: 230, completion: 20 },
+            ChatEvent::Finish("tool_calls".into())
+        ]
+    );
+    script.finish();
+}
+
 #[test]
 fn chat_errors_in_compatible_mode_shape_are_mapped() {
     let script = Script::new()

@@ -57,6 +57,13 @@ fn manifest_lists_every_model_with_seed_schemas_hosts_and_secrets() {
     assert_eq!(model("qwen-image").extra["resolutions"]["1K"]["16:9"], "1664*928");
     assert_eq!(model("qwen-image").capabilities, ["image.generate", "image.edit"]);
     assert_eq!(model("qwen-plus").capabilities, ["chat"]);
+    for key in ["qwen-plus", "qwen3-max"] {
+        assert_eq!(prop(key, "tools")["items"]["properties"]["type"]["enum"], json!(["function"]), "{key}");
+        assert_eq!(prop(key, "parallel_tool_calls")["type"], "boolean", "{key}");
+        assert_eq!(prop(key, "tool_choice")["anyOf"][0]["enum"], json!(["none", "auto", "required"]), "{key}");
+    }
+    let declares_tools = |m: &easel_sdk::Model| m.params_schema["properties"].get("tools").is_some();
+    assert!(!m.models.iter().filter(|m| m.kind != "chat").any(declares_tools));
     assert_eq!(model("qwen3-tts-flash").extra["voices"][0], json!({"id": "Cherry", "name": "芊悦", "language": "zh"}));
     assert!(m.models.iter().all(|m| m.price_hint.is_some()));
     assert!(m.models.iter().all(|m| m.params_schema["properties"].get("prompt").is_none()), "prompt is a request field");

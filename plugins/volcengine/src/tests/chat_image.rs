@@ -92,3 +92,53 @@ fn doubao_chat_streams_through_ark() {
     assert!(matches!(e, Error::ContentRejected(_)));
     script.finish();
 }
+
+/// Tools go to Ark as given, and Doubao's streamed call comes back piece by piece, text before
+/// it included.
+#[test]
+fn doubao_chat_sends_tools_and_relays_the_call() {
+    let tools = json!([{"type": "function", "function": {"name": "get_current_weather", "description": "查询天气",
+                        "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                                       "required": ["location"]}}}]);
+    let script = Script::new()
+        .secret("ARK_API_KEY", KEY)
+        .exchange(
+            ark(Expect::post, "/chat/completions").json(json!({
+                "model": "doubao-1-5-pro-32k-250115",
+                "messages": [{"role": "user", "content": "北京天气怎么样"}],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "tools": tools,
+                "tool_choice": {"type": "function", "function": {"name": "get_current_weather"}}
+            })),
+            Reply::sse([
+                r#"{"choices":[{"delta":{"content":"查询一下。","role":"assistant"},"index":0}],"id":"x","object":"chat.completion.chunk"}"#,
+                r#"{"choices":[{"delta":{"content":"","role":"assistant","tool_calls":[{"id":"call_dbf1","index":0,"type":"function","function":{"name":"get_current_weather","arguments":""}}]},"index":0}],"id":"x","object":"chat.completion.chunk"}"#,
+                r#"{"choices":[{"delta":{"content":"","role":"assistant","tool_calls":[{"index":0,"type":"function","function":{"arguments":"{\"location\": \"北京\"}"}}]},"index":0}],"id":"x","object":"chat.completion.chunk"}"#,
+                r#"{"choices":[{"delta":{"content":"","role":"assistant"},"finish_reason":"tool_calls","index":0}],"id":"x","object":"chat.completion.chunk"}"#,
+                r#"{"choices":[],"id":"x","object":"chat.completion.chunk","usage":{"prompt_tokens":90,"completion_tokens":25,"total_tokens":115}}"#,
+                "[DONE]",
+            ]),
+        )
+        .install();
+    let mut request = ChatRequest::user("doubao-1-5-pro-32k-250115", "北京天气怎么样");
+    let choice = json!({"type": "function", "function": {"name": "get_current_weather"}});
+    request.params = json!({"tools": tools, "tool_choice": choice});
+    let mut stream = Volcengine.chat(request).unwrap();
+    assert_eq!(
+        collect_chat(stream.as_mut()).unwrap(),
+        [
+            ChatEvent::Delta("查询一下。".into()),
+            ChatEvent::ToolCall {
+                index: 0,
+                id: Some("call_dbf1".into()),
+                name: Some("get_current_weather".into()),
+                arguments: String::new()
+            },
+            ChatEvent::ToolCall { index: 0, id: None, name: None, arguments: r#"{"location": "北京"}"#.into() },
+            ChatEvent::Usage { prompt: 90, completion: 25 },
+            ChatEvent::Finish("tool_calls".into())
+        ]
+    );
+    script.finish();
+}

@@ -38,6 +38,13 @@ fn manifest_lists_seedance_seedream_chat_and_tts_with_seed_schemas() {
     assert_eq!(prop("doubao-seedance-1-5-pro-251215", "resolution")["default"], "1080p");
     assert_eq!(prop("doubao-seedance-1-5-pro-251215", "duration")["default"], 12);
     assert!(prop("doubao-seedance-1-5-pro-251215", "ratio").get("default").is_none());
+    for key in ["doubao-seed-1-6-250615", "doubao-1-5-pro-32k-250115"] {
+        assert_eq!(prop(key, "tools")["maxItems"], 128, "{key}");
+        assert_eq!(prop(key, "tool_choice")["anyOf"][1]["required"], json!(["type", "function"]), "{key}");
+        assert_eq!(prop(key, "parallel_tool_calls")["type"], "boolean", "{key}");
+    }
+    let declares_tools = |m: &easel_sdk::Model| m.params_schema["properties"].get("tools").is_some();
+    assert!(!m.models.iter().filter(|m| m.kind != "chat").any(declares_tools));
     let tts = m.models.iter().find(|m| m.key == "doubao-tts").unwrap();
     assert_eq!(tts.extra["voices"][0], json!({"id": "zh_female_qingxin", "name": "清新女声", "language": "zh"}));
     assert_eq!(tts.params_schema["properties"]["speed"]["default"], 1.0);
