@@ -236,21 +236,16 @@ for prefix in ("/v1", "/llmage/v1"):
     assert json.loads(call.function.arguments) == {"said": "weather in Oslo?"}, call
     assert called.usage.total_tokens == 15, called
 
-    pieces, finish = {}, None
-    for chunk in tools_client.chat.completions.create(
-        model="dashscope/qwen-plus", messages=asked, tools=[weather], stream=True
-    ):
-        for streamed in chunk.choices:
-            finish = streamed.finish_reason or finish
-            for piece in streamed.delta.tool_calls or []:
-                whole = pieces.setdefault(piece.index, {"id": None, "name": "", "arguments": ""})
-                whole["id"] = piece.id or whole["id"]
-                whole["name"] += (piece.function and piece.function.name) or ""
-                whole["arguments"] += (piece.function and piece.function.arguments) or ""
-    assert finish == "tool_calls", finish
-    assert list(pieces) == [0] and pieces[0]["id"] == "call_e2e_0", pieces
-    assert pieces[0]["name"] == "weather", pieces
-    assert json.loads(pieces[0]["arguments"]) == {"said": "weather in Oslo?"}, pieces
+    # Streamed, put together by the SDK's own stream helper, as a client does.
+    with tools_client.chat.completions.stream(
+        model="dashscope/qwen-plus", messages=asked, tools=[weather]
+    ) as stream:
+        streamed = stream.get_final_completion().choices[0]
+    assert streamed.finish_reason == "tool_calls", streamed
+    assert streamed.message.content is None, streamed
+    (piecewise,) = streamed.message.tool_calls
+    assert (piecewise.id, piecewise.function.name) == ("call_e2e_0", "weather"), piecewise
+    assert json.loads(piecewise.function.arguments) == {"said": "weather in Oslo?"}, piecewise
 
     answered = tools_client.chat.completions.create(
         model="dashscope/qwen-plus",

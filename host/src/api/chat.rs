@@ -35,7 +35,8 @@ use crate::{
 pub enum ChunkStyle {
     /// Plain OpenAI.
     OpenAi,
-    /// llmage: also top-level `content`, `reasoning_content` and `finish` ("0"/"1").
+    /// llmage: also top-level `content`, `reasoning_content` and `finish` ("0"/"1"); tool
+    /// calls only in `choices`, as OpenAI puts them.
     Llmage,
 }
 
@@ -327,18 +328,9 @@ pub async fn sse(
         model: model_name.to_string(),
         style,
     };
-    let opening = chunks.event(
-        Delta {
-            role: Some("assistant"),
-            content: Some(""),
-            tool_calls: None,
-        },
-        None,
-        None,
-    );
     let mut relay = SseRelay {
         events: session.events,
-        opening: Some(opening),
+        opening: true,
         chunks,
         include_usage,
         usage: None,
@@ -347,7 +339,7 @@ pub async fn sse(
     };
     let head = match tokio::time::timeout(FIRST_EVENT_WAIT, relay.events.next()).await {
         Ok(first) => relay.batch_from(first).await,
-        Err(_) => relay.opening.take().into_iter().collect(),
+        Err(_) => relay.open(None).into_iter().collect(),
     };
     // Each event is a frame of its own (an HTTP chunk); a batch's frames leave in one write.
     let rest = stream::unfold(relay, |mut relay| async move {
@@ -369,8 +361,8 @@ pub async fn sse(
 /// The state of one streamed answer between the engine's events and the client.
 struct SseRelay {
     events: futures::stream::BoxStream<'static, Result<ChatEvent, ProviderError>>,
-    /// The role-only chunk every answer opens with, until it went out.
-    opening: Option<Bytes>,
+    /// Whether the role-only chunk every answer opens with has yet to go out.
+    opening: bool,
     chunks: Chunks,
     include_usage: bool,
     usage: Option<Value>,
@@ -381,6 +373,21 @@ struct SseRelay {
 }
 
 impl SseRelay {
+    /// The role-only chunk the answer opens with, once: its `content` is `""` as OpenAI's
+    /// text answers begin, and left out (none) when the answer begins with a tool call.
+    fn open(&mut self, first: Option<&Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+        if !std::mem::take(&mut self.opening) {
+            return None;
+        }
+        let calls_first = matches!(first, Some(Ok(ChatEvent::ToolCall(_))));
+        let delta = Delta {
+            role: Some("assistant"),
+            content: (!calls_first).then_some(""),
+            tool_calls: None,
+        };
+        Some(self.chunks.event(delta, None, None))
+    }
+
     /// The chunks of the engine's next event and what follows it; `None` once `[DONE]` has
     /// gone out.
     async fn next_batch(&mut self) -> Option<Vec<Bytes>> {
@@ -398,7 +405,7 @@ impl SseRelay {
         &mut self,
         mut event: Option<Result<ChatEvent, ProviderError>>,
     ) -> Vec<Bytes> {
-        let mut batch: Vec<Bytes> = self.opening.take().into_iter().collect();
+        let mut batch: Vec<Bytes> = self.open(event.as_ref()).into_iter().collect();
         loop {
             self.render(event, &mut batch);
             if self.ended {

@@ -1,10 +1,9 @@
 //! Read routes for dashboards such as the console: a task's whole story (its request, usage,
 //! error, outputs with public links, a chat's text and tool calls, and webhook deliveries),
-//! every model with its parameter
-//! schema and price, and accounts. Each is served twice from one renderer: for the caller's
-//! own things under `/api/v1` (a client key, 001's `{"error"}` shape) and for everything under
-//! `/admin` (the admin key, guarded like every operator route). `/admin/workers` lists the
-//! live processes of the fleet, from the workers table.
+//! every model with its parameter schema and price, and accounts. Each is served twice from
+//! one renderer: for the caller's own things under `/api/v1` (a client key, 001's `{"error"}`
+//! shape) and for everything under `/admin` (the admin key, guarded like every operator
+//! route). `/admin/workers` lists the live processes of the fleet, from the workers table.
 //!
 //! Invariant: a client reaches only its own tasks here, exactly as through `/api/v1/jobs`;
 //! the operator's routes are the only ones that list or cancel across clients.

@@ -80,7 +80,9 @@ impl Engine {
         messages: Vec<Value>,
         stream: bool,
     ) -> Result<ChatSession, Refusal> {
-        let takes_tools = conversation::declares_tools(&admission.resolved.model.params_schema);
+        let resolved = &admission.resolved;
+        let takes_tools = resolved.provider.makes_tool_calls()
+            && conversation::declares_tools(&resolved.model.params_schema);
         conversation::check(&messages, &admission.params, takes_tools)?;
         let (mut new, _) = self.check(admission).await?;
         new.request
@@ -395,14 +397,19 @@ struct Function {
 }
 
 impl ToolCalls {
-    /// Adds `piece` to its call, or opens the call; a call opened without an id gets one made
-    /// from `answer_id`, written back into `piece` so that the client sees the recorded id.
+    /// Adds `piece` to its call, or opens the call, and leaves in `piece` what the client is
+    /// to see, which adds up to what is recorded: a call opened without an id gets one made
+    /// from `answer_id`; an id or a name a vendor repeats in a later piece (or an id it gives
+    /// only then) is taken out, since clients join the pieces' strings.
     pub fn add(&mut self, piece: &mut ToolCallPiece, answer_id: &str) {
         if let Some(call) = self.0.iter_mut().find(|call| call.index == piece.index) {
-            if let Some(name) = &piece.name
-                && call.function.name.is_empty()
-            {
-                call.function.name.clone_from(name);
+            piece.id = None;
+            match piece.name.take() {
+                Some(name) if call.function.name.is_empty() => {
+                    call.function.name.clone_from(&name);
+                    piece.name = Some(name);
+                }
+                _ => {}
             }
             call.function.arguments.push_str(&piece.arguments);
             return;
@@ -450,16 +457,38 @@ mod tests {
         let mut calls = ToolCalls::default();
         let mut pieces = [
             piece(0, Some("call_a"), Some("weather"), ""),
-            piece(1, None, Some("time"), "{}"),
-            piece(0, None, None, "{\"city\":"),
+            piece(1, None, None, "{"),
+            // A vendor that repeats the id and name, or names a call only later.
+            piece(0, Some("call_a"), Some("weather"), "{\"city\":"),
+            piece(1, Some("late"), Some("time"), "}"),
             piece(0, None, None, "\"Oslo\"}"),
         ];
         for p in &mut pieces {
             calls.add(p, "job_1");
         }
-        // The call opened without an id got one, and its piece carries it on to the client.
-        assert_eq!(pieces[1].id.as_deref(), Some("call_job_1_1"));
-        assert_eq!(pieces[2].id, None);
+        // What the client sees: each id once (a made one for the call opened without), each
+        // name once, the arguments as they came.
+        let seen: Vec<_> = pieces
+            .iter()
+            .map(|p| {
+                (
+                    p.index,
+                    p.id.as_deref(),
+                    p.name.as_deref(),
+                    p.arguments.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, Some("call_a"), Some("weather"), ""),
+                (1, Some("call_job_1_1"), None, "{"),
+                (0, None, None, "{\"city\":"),
+                (1, None, Some("time"), "}"),
+                (0, None, None, "\"Oslo\"}"),
+            ]
+        );
         assert_eq!(
             calls.into_json(),
             json!([

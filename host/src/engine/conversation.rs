@@ -7,8 +7,9 @@
 //!   names the call it answers (`tool_call_id`).
 //! - Parameters that would ask for an answer the relay cannot carry are refused, never
 //!   dropped: the relay answers one choice of text and tool calls, so `n` above 1, log
-//!   probabilities, the legacy `functions`, and `tools` for a model whose schema does not
-//!   declare them are a 400 naming the parameter, not a 200 that quietly lacks them.
+//!   probabilities, the legacy `functions`, `tools` for a model that does not make tool calls
+//!   (its schema does not declare them, or its plugin's contract has none), and a tool choice
+//!   without tools are a 400 naming the parameter, not a 200 that quietly lacks them.
 
 use serde_json::{Map, Value};
 
@@ -101,6 +102,12 @@ pub fn check(
             name,
             format!("{name} is not supported: this model does not make tool calls"),
         ));
+    }
+    // As OpenAI answers them: a choice among no tools is a mistake, not a no-op.
+    if set("tools").is_none()
+        && let Some(name) = TOOL_PARAMS[1..].iter().find(|name| set(name).is_some())
+    {
+        return Err(invalid(name, format!("{name} is only allowed with tools")));
     }
     if let Some(n) = set("n")
         && n.as_u64() != Some(1)
@@ -197,6 +204,18 @@ mod tests {
                            "tool_choice": "auto", "parallel_tool_calls": false});
         let params = tools.as_object().unwrap();
         assert!(check(hi.as_array().unwrap(), params, true).is_ok());
+        for alone in [
+            json!({"tool_choice": "auto"}),
+            json!({"parallel_tool_calls": true}),
+        ] {
+            let error =
+                check(hi.as_array().unwrap(), alone.as_object().unwrap(), true).unwrap_err();
+            assert!(
+                error.message.ends_with("is only allowed with tools"),
+                "{}",
+                error.message
+            );
+        }
         let legacy = json!({"functions": [{"name": "f"}]});
         let error = check(hi.as_array().unwrap(), legacy.as_object().unwrap(), true).unwrap_err();
         assert_eq!(error.param.as_deref(), Some("functions"));

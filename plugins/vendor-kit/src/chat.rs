@@ -166,6 +166,7 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     if let Some(text) = message.content.filter(|t| !t.is_empty()) {
         events.push(ChatEvent::Delta(text));
     }
+    // Each is a whole call: its place in the list is its index, whatever the vendor wrote.
     for (position, call) in message.tool_calls.into_iter().enumerate() {
         events.push(call.piece(position as u32));
     }
@@ -234,12 +235,12 @@ struct Function {
 }
 
 impl Call {
-    /// The contract's piece: index `position` unless the call names its own; an empty id or
-    /// name (some vendors repeat `"id": ""` in later pieces) is none; no arguments are "".
-    fn piece(self, position: u32) -> ChatEvent {
+    /// The contract's piece with `index`; an empty id or name (some vendors repeat `"id": ""`
+    /// in later pieces) is none; no arguments are "".
+    fn piece(self, index: u32) -> ChatEvent {
         let function = self.function.unwrap_or_default();
         ChatEvent::ToolCall {
-            index: self.index.unwrap_or(position),
+            index,
             id: self.id.filter(|id| !id.is_empty()),
             name: function.name.filter(|name| !name.is_empty()),
             arguments: function.arguments.unwrap_or_default(),
@@ -362,7 +363,9 @@ impl ChunkStream {
                 out.push(ChatEvent::Delta(text));
             }
             for (position, call) in delta.tool_calls.into_iter().enumerate() {
-                let piece = call.piece(position as u32);
+                // A piece's index names its call; one without takes its place in the list.
+                let index = call.index.unwrap_or(position as u32);
+                let piece = call.piece(index);
                 if matches!(&piece, ChatEvent::ToolCall { id, name, arguments, .. }
                             if id.is_some() || name.is_some() || !arguments.is_empty())
                 {
@@ -533,13 +536,16 @@ mod tests {
                 ChatEvent::Finish("tool_calls".into())
             ]
         );
-        // Text before calls comes first; parsed arguments are written back as text.
+        // Text before calls comes first; parsed arguments are written back as text; a whole
+        // call's index is its place in the list, even where the vendor numbered it otherwise.
         assert_eq!(
             whole_events(json!({"choices": [{"finish_reason": "tool_calls", "message": {"content": "Let me look.",
-                   "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {"a": [1, 2]}}}]}}]})),
+                   "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {"a": [1, 2]}}},
+                                  {"index": 0, "id": "d", "function": {"name": "g", "arguments": "{}"}}]}}]})),
             vec![
                 ChatEvent::Delta("Let me look.".into()),
                 call(0, Some("c"), Some("f"), r#"{"a":[1,2]}"#),
+                call(1, Some("d"), Some("g"), "{}"),
                 ChatEvent::Finish("tool_calls".into())
             ]
         );

@@ -325,6 +325,12 @@ pub trait Provider: Send + Sync {
     /// Whether re-running `submit` for the same request is safe (see the module docs).
     fn submit_is_idempotent(&self) -> bool;
 
+    /// Whether its chats can answer with tool calls ([`ChatEvent::ToolCall`]); a plugin built
+    /// for a contract without them cannot, whatever its models' schemas declare.
+    fn makes_tool_calls(&self) -> bool {
+        false
+    }
+
     /// Whether it needs input files as bytes: the engine then fetches remote inputs for it
     /// (through the no-SSRF client) instead of handing it URLs a vendor would fetch.
     fn reads_input_bytes(&self) -> bool {

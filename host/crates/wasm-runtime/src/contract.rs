@@ -22,6 +22,11 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION];
 /// A call's outcome: outer error = trap, inner = the plugin's own typed error.
 pub(crate) type Called<T> = wasmtime::Result<Result<T, ProviderError>>;
 
+/// Whether chats of components of `version` can carry tool calls (0.2.0 on).
+pub(crate) fn has_tool_calls(version: &str) -> bool {
+    version != v0_1_0::VERSION
+}
+
 /// Adds every version's host imports to the shared linker.
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     v0_1_0::add_to_linker(linker)?;

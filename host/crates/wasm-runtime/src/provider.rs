@@ -152,6 +152,10 @@ impl Provider for WasmProvider {
         self.manifest.idempotent_submit
     }
 
+    fn makes_tool_calls(&self) -> bool {
+        crate::contract::has_tool_calls(self.contract_version())
+    }
+
     fn output_link_refused(&self, host: &str) -> Option<String> {
         let refusal = self.env.policy.refuse_link(host)?;
         self.env.refusals.record(&refusal);

@@ -21,6 +21,8 @@ async fn normal_calls() {
     assert_eq!(p.id(), "testguest");
     assert_eq!(p.version(), "1.0.0");
     assert_eq!(p.contract_version(), "0.1.0");
+    // 0.1.0 has no tool calls: the host never asks such a plugin for them.
+    assert!(!p.makes_tool_calls());
     assert!(p.submit_is_idempotent());
     let models = p.models();
     assert_eq!(models.len(), 1);
