@@ -257,3 +257,21 @@ for prefix in ("/v1", "/llmage/v1"):
     assert answered.choices[0].finish_reason == "stop", answered
     assert not answered.choices[0].message.tool_calls, answered
     print(prefix, "tool calls ok")
+
+# A photo in a chat (OpenAI's vision input, an `image_url` data URL of almost 8 MB) is carried
+# to the vendor whole: within the default JSON limit (10 MiB), and within the plugin's memory.
+photo = "data:image/png;base64," + base64.b64encode(random_png(1400, 1400)).decode()
+seen = client.chat.completions.create(
+    model="dashscope/qwen-plus",
+    messages=[
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is in this photo?"},
+                {"type": "image_url", "image_url": {"url": photo}},
+            ],
+        }
+    ],
+)
+assert seen.choices[0].finish_reason == "stop", seen
+print("photo in a chat ok:", len(photo))

@@ -3,7 +3,7 @@
 //! retrieved, images by URL and base64, edits and inpainting (multipart), speech whole and
 //! streamed, and errors; and, with the DashScope and ModelScope plugins both loaded (routed
 //! to their fakes), a chat with a model the client picked from llmage's model list, and tool
-//! calls (whole, streamed, and answered) through Qwen.
+//! calls (whole, streamed, and answered) and a photo in a chat through Qwen.
 //! `scripts/test` installs the package into its virtual environment; `EASEL_TEST_PYTHON`
 //! names that interpreter.
 
@@ -85,6 +85,21 @@ async fn the_official_python_sdk_works_unchanged() {
         answered[2],
         serde_json::json!({"role": "tool", "tool_call_id": "call_e2e_0", "content": "sunny, 21 C"})
     );
+    // The chat's photo reached Qwen whole.
+    let photo = fakes::easel::bodies(&vendors[0], "POST /compatible-mode/v1/chat/completions")
+        .into_iter()
+        .find_map(|body| {
+            body["messages"][0]["content"][1]["image_url"]["url"]
+                .as_str()
+                .map(String::from)
+        })
+        .expect("a chat with a photo");
+    assert!(
+        photo.starts_with("data:image/png;base64,"),
+        "{}",
+        &photo[..40]
+    );
+    assert!(photo.len() > 7 * 1024 * 1024, "{} bytes", photo.len());
     for check in [
         "/v1 chat ok",
         "/v1 stream ok",
@@ -104,6 +119,7 @@ async fn the_official_python_sdk_works_unchanged() {
         "llmage picked model ok",
         "/v1 tool calls ok",
         "/llmage/v1 tool calls ok",
+        "photo in a chat ok",
     ] {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }

@@ -465,7 +465,8 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_body_bytes: 2 * 1024 * 1024,
+            // A phone photo inline (OpenAI's vision input, seed 003's `init_image`) fits.
+            max_body_bytes: 10 * 1024 * 1024,
             max_upload_bytes: 100 * 1024 * 1024,
         }
     }
