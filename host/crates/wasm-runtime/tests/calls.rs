@@ -177,32 +177,6 @@ async fn perf_map_names_the_plugins_functions() {
     std::fs::remove_file(&map).unwrap();
 }
 
-/// `EASEL_WASM_EXTRA_PLUGINS=a.wasm:b.wasm` checks and calls real plugins (the SDK's
-/// wasip2 builds); skipped when unset.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extra_plugins_check() {
-    let Ok(list) = std::env::var("EASEL_WASM_EXTRA_PLUGINS") else {
-        return;
-    };
-    for f in list.split(':').filter(|s| !s.is_empty()) {
-        let report = easel_wasm::check_component(std::path::Path::new(f))
-            .await
-            .unwrap();
-        eprintln!(
-            "{f}: {} {} contract {} models {:?}",
-            report.manifest.id,
-            report.manifest.version,
-            report.contract,
-            report
-                .manifest
-                .models
-                .iter()
-                .map(|m| &m.key)
-                .collect::<Vec<_>>()
-        );
-    }
-}
-
 /// A keep-alive upstream on loopback that counts the connections it accepted and, when told,
 /// closes each connection a moment after answering on it (as a server whose idle timeout
 /// ran out does), without saying so in the response.
