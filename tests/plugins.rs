@@ -148,6 +148,48 @@ async fn demo_plugin_serves_jobs_and_the_folder_is_hot() {
     .await;
 }
 
+/// The demo's chat makes tool calls, so a client's tool loop runs with no vendor: the call
+/// (its id, name and arguments), then the tool's answer quoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_chat_runs_a_tool_loop() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(built_plugin("demo"), plugins.path().join("demo.wasm")).unwrap();
+    let host = Host::start(
+        Options::new(Backend::Sqlite).env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap()),
+    )
+    .await;
+    let tools = json!([{"type": "function", "function": {"name": "weather"}}]);
+    let asked = json!({"role": "user", "content": "Oslo today"});
+    let (status, called) = host
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "demo/chat", "messages": [asked], "tools": tools}),
+        )
+        .await;
+    assert_eq!(status, 200, "{called}");
+    assert_eq!(
+        called["choices"][0]["finish_reason"], "tool_calls",
+        "{called}"
+    );
+    let call = &called["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "weather", "{called}");
+    assert_eq!(call["function"]["arguments"], r#"{"text":"Oslo today"}"#);
+
+    let answer = json!({"role": "tool", "tool_call_id": call["id"], "content": "sunny"});
+    let said = called["choices"][0]["message"].clone();
+    let (status, answered) = host
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "demo/chat", "messages": [asked, said, answer], "tools": tools}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(
+        answered["choices"][0]["message"]["content"],
+        "The tool answered: sunny"
+    );
+}
+
 #[test]
 fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
     // A built component passes and its manifest comes back as JSON.

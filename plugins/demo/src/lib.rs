@@ -6,7 +6,10 @@
 //!   through a pending handle that carries the whole request, so the host's poller is
 //!   exercised;
 //! - `demo/speech` (`audio.speech`): a WAV tone sequence, one tone per letter;
-//! - `demo/chat` (`chat`): an answer streamed word by word, with usage.
+//! - `demo/chat` (`chat`): an answer streamed word by word, with usage; given `tools`, it
+//!   calls one (the one `tool_choice` names, else the first) with `{"text": <the last user
+//!   message>}`, and answers a `tool` message by quoting it, so a client's tool loop can be
+//!   tried with no vendor.
 //!
 //! The schemas accept every example value of the seeds' documents, so each documented request
 //! can be tried on the demo: sides up to 2560 (seed 001's 1440×2560), durations as seconds
@@ -112,7 +115,25 @@ fn chat_schema() -> Value {
         "type": "object",
         "properties": {
             "temperature": {"type": "number", "minimum": 0.0, "maximum": 2.0, "default": 1.0},
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 256}
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 256},
+            "tools": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"enum": ["function"]},
+                        "function": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+                    },
+                    "required": ["type", "function"]
+                }
+            },
+            "tool_choice": {
+                "anyOf": [
+                    {"enum": ["none", "auto", "required"]},
+                    {"type": "object", "properties": {"function": {"type": "object", "required": ["name"]}}, "required": ["function"]}
+                ]
+            }
         },
         "additionalProperties": true
     })
@@ -192,7 +213,30 @@ impl Provider for Demo {
         let max_tokens = request.params.get("max_tokens").and_then(Value::as_u64).unwrap_or(256).max(1);
         let prompt_tokens: u64 = messages.iter().map(|(_, t)| t.split_whitespace().count() as u64).sum();
 
-        let answer = chat_answer(last);
+        let answered = messages.last().filter(|(role, _)| role == "tool").map(|(_, text)| text.as_str());
+        if let (None, Some(tool)) = (answered, tool_to_call(&request.params)) {
+            let arguments = json!({"text": last}).to_string();
+            let (head, tail) = arguments.split_at(arguments.len() / 2);
+            // As vendors stream a call: its id and name first, then its arguments in pieces.
+            let events = vec![
+                ChatEvent::ToolCall {
+                    index: 0,
+                    id: Some(format!("call_demo_{:016x}", fnv1a(last.as_bytes()))),
+                    name: Some(tool.to_string()),
+                    arguments: String::new(),
+                },
+                ChatEvent::ToolCall { index: 0, id: None, name: None, arguments: head.to_string() },
+                ChatEvent::ToolCall { index: 0, id: None, name: None, arguments: tail.to_string() },
+                ChatEvent::Usage { prompt: prompt_tokens, completion: 1 },
+                ChatEvent::Finish("tool_calls".into()),
+            ];
+            return Ok(Box::new(EventList::new(events, 1)));
+        }
+
+        let answer = match answered {
+            Some(result) => format!("The tool answered: {}", result.trim()),
+            None => chat_answer(last),
+        };
         let words: Vec<&str> = answer.split_whitespace().collect();
         let take = words.len().min(max_tokens as usize);
         let mut events: Vec<ChatEvent> = words[..take]
@@ -204,6 +248,18 @@ impl Provider for Demo {
         events.push(ChatEvent::Finish(if take < words.len() { "length" } else { "stop" }.to_string()));
         Ok(Box::new(EventList::new(events, 1)))
     }
+}
+
+/// The function a chat asked with `tools` calls: the one `tool_choice` names, else the first;
+/// none without tools or with `tool_choice: "none"`.
+fn tool_to_call(params: &Value) -> Option<&str> {
+    let choice = params.get("tool_choice");
+    if choice.and_then(Value::as_str) == Some("none") {
+        return None;
+    }
+    let named = choice.and_then(|c| c.pointer("/function/name")).and_then(Value::as_str);
+    let first = params.pointer("/tools/0/function/name").and_then(Value::as_str);
+    first.and(named.or(first))
 }
 
 /// The demo's deterministic reply to `text`.

@@ -229,6 +229,46 @@ fn chat_streams_word_by_word_and_reports_usage() {
     assert!(Demo.chat(ChatRequest::user("image", "hi")).is_err());
 }
 
+#[test]
+fn chat_calls_the_chosen_tool_and_quotes_its_answer() {
+    let _net = Script::new().install();
+    let tools = json!([{"type": "function", "function": {"name": "weather"}},
+                       {"type": "function", "function": {"name": "time"}}]);
+    let mut req = ChatRequest::user("chat", "Oslo today");
+    req.params = json!({"tools": tools});
+    let events = collect_chat(Demo.chat(req.clone()).unwrap().as_mut()).unwrap();
+    let ChatEvent::ToolCall { id: Some(id), name: Some(name), .. } = &events[0] else { panic!("{events:?}") };
+    assert!(id.starts_with("call_demo_") && name == "weather", "{events:?}");
+    let arguments: String = events
+        .iter()
+        .filter_map(|e| if let ChatEvent::ToolCall { index: 0, arguments, .. } = e { Some(arguments.as_str()) } else { None })
+        .collect();
+    assert_eq!(arguments, r#"{"text":"Oslo today"}"#);
+    assert_eq!(events.last(), Some(&ChatEvent::Finish("tool_calls".into())));
+
+    // `tool_choice` names another; "none" asks for text.
+    req.params["tool_choice"] = json!({"type": "function", "function": {"name": "time"}});
+    let events = collect_chat(Demo.chat(req.clone()).unwrap().as_mut()).unwrap();
+    assert!(matches!(&events[0], ChatEvent::ToolCall { name: Some(n), .. } if n == "time"), "{events:?}");
+    req.params["tool_choice"] = json!("none");
+    let events = collect_chat(Demo.chat(req.clone()).unwrap().as_mut()).unwrap();
+    assert_eq!(events.last(), Some(&ChatEvent::Finish("stop".into())));
+
+    // The tool's answer comes back quoted.
+    req.params = json!({"tools": tools});
+    req.messages = json!([
+        {"role": "user", "content": "Oslo today"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": "weather", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": id, "content": "sunny, 21 C"}
+    ]);
+    let events = collect_chat(Demo.chat(req).unwrap().as_mut()).unwrap();
+    let text: String =
+        events.iter().filter_map(|e| if let ChatEvent::Delta(t) = e { Some(t.as_str()) } else { None }).collect();
+    assert_eq!(text, "The tool answered: sunny, 21 C");
+    assert_eq!(events.last(), Some(&ChatEvent::Finish("stop".into())));
+}
+
 /// Whether `value` meets a property's `rule`: its type or types, `enum`, bounds and `pattern`.
 fn accepts(rule: &Value, value: &Value) -> bool {
     let types: Vec<&str> = match &rule["type"] {
