@@ -647,13 +647,43 @@ async fn tool_calls_reach_the_client_whole_and_streamed_and_are_recorded() {
     assert_eq!(finishes, ["tool_calls"], "{streamed}");
     assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 12);
 
+    // A stream opens before it is known whether text or calls follow: without `content`, so
+    // that a client joining the pieces keeps no text (null) beside the calls, however long
+    // the first piece takes.
+    for said in ["Oslo", "first:200 Oslo"] {
+        let mut body = asked(true);
+        body["messages"][0]["content"] = json!(said);
+        let streamed = host
+            .as_key(Method::POST, "/v1/chat/completions", "key-a")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let opening: Value = serde_json::from_str(sse_data(&streamed)[0]).unwrap();
+        let delta = &opening["choices"][0]["delta"];
+        assert_eq!(delta["role"], "assistant", "{streamed}");
+        assert!(delta.get("content").is_none(), "{said}: {streamed}");
+        let contents: Vec<_> = sse_data(&streamed)
+            .into_iter()
+            .filter(|data| *data != "[DONE]")
+            .filter_map(|data| {
+                let chunk: Value = serde_json::from_str(data).unwrap();
+                chunk["choices"][0]["delta"].get("content").cloned()
+            })
+            .collect();
+        assert!(contents.is_empty(), "{said}: {contents:?}");
+    }
+
     // The vendor got the tools, the choice and parallel_tool_calls as the client wrote them.
     let vendor_bodies: Vec<Value> = fake
         .calls_to("POST /v1/chat/completions")
         .iter()
         .map(|call| call.json())
         .collect();
-    assert_eq!(vendor_bodies.len(), 2);
+    assert_eq!(vendor_bodies.len(), 4);
     for body in &vendor_bodies {
         assert_eq!(body["tools"], tools, "{body}");
         assert_eq!(body["tool_choice"], "required", "{body}");
@@ -669,5 +699,5 @@ async fn tool_calls_reach_the_client_whole_and_streamed_and_are_recorded() {
         assert_eq!(detail["job"]["toolCalls"], expected, "{detail}");
     }
     let account = host.usage("partner-a").await;
-    assert_eq!(account["balance"], 8.0, "{account}");
+    assert_eq!(account["balance"], 6.0, "{account}");
 }

@@ -392,7 +392,12 @@ async fn stored_real_credits_become_exact_micro_credits(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_answers_in_json() {
-    let host = Host::start(Options::new(Backend::Sqlite).env("EASEL_ADMIN_KEY", ADMIN_KEY)).await;
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml("[limits]\nmax_body_bytes = 65536"),
+    )
+    .await;
     let (status, answer) = host.get("/api/v1/no-such-route").await;
     assert_eq!(
         (status, answer["error"].is_string()),
@@ -405,7 +410,7 @@ async fn every_error_answers_in_json() {
         (405, true),
         "{answer}"
     );
-    let big = json!({"id": "x".repeat(3 * 1024 * 1024)});
+    let big = json!({"id": "x".repeat(128 * 1024)});
     let (status, answer) = send(host.as_admin(Method::POST, "/admin/clients").json(&big)).await;
     assert_eq!(
         (status, answer["error"].is_string()),

@@ -258,9 +258,9 @@ for prefix in ("/v1", "/llmage/v1"):
     assert not answered.choices[0].message.tool_calls, answered
     print(prefix, "tool calls ok")
 
-# A photo in a chat (OpenAI's vision input, an `image_url` data URL of almost 8 MB) is carried
-# to the vendor whole: within the default JSON limit (10 MiB), and within the plugin's memory.
-photo = "data:image/png;base64," + base64.b64encode(random_png(1400, 1400)).decode()
+# A photo in a chat (OpenAI's vision input, an `image_url` data URL of over 9 MiB, just under
+# the default JSON limit of 10 MiB) is carried to the vendor whole, within the plugin's memory.
+photo = "data:image/png;base64," + base64.b64encode(random_png(1560, 1560)).decode()
 seen = client.chat.completions.create(
     model="dashscope/qwen-plus",
     messages=[

@@ -17,8 +17,8 @@
 //!   at once and ends its body (the last chunk of its chunked encoding) that many
 //!   milliseconds later; asked with `tools` (and a last message that is not a tool's), it
 //!   calls each of the first two tools with `{"said": <the last message>}` (ids `call_oa_0`,
-//!   `call_oa_1`), whole or streamed (a call's id and name, then its arguments), and finishes
-//!   with `tool_calls`;
+//!   `call_oa_1`), whole or streamed (a call's id and name, then its arguments; `first:<ms>`
+//!   holds the events back as for text), and finishes with `tool_calls`;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
 
@@ -241,7 +241,7 @@ async fn chat(call: Call) -> Response {
         body["messages"].as_array().and_then(|m| m.last()).unwrap()["role"] == "tool";
     let tools = body["tools"].as_array().filter(|_| !last_is_tool);
     if let Some(tools) = tools {
-        return tool_calls(&body, tools, said, usage);
+        return tool_calls(&body, tools, said, usage, millis("first:"));
     }
     if body["stream"] != true {
         return json_reply(
@@ -298,12 +298,14 @@ async fn chat(call: Call) -> Response {
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
-/// The answer of a chat asked with `tools`: a call of each of the first two.
+/// The answer of a chat asked with `tools`: a call of each of the first two; streamed, after
+/// `first` when given (the head at once).
 fn tool_calls(
     body: &serde_json::Value,
     tools: &[serde_json::Value],
     said: &str,
     usage: serde_json::Value,
+    first: Option<std::time::Duration>,
 ) -> Response {
     let arguments = json!({"said": said}).to_string();
     let calls: Vec<_> = tools
@@ -362,5 +364,10 @@ fn tool_calls(
         events.push_str(&chunk(null.clone(), null.clone(), usage));
     }
     events.push_str("data: [DONE]\n\n");
-    ([(header::CONTENT_TYPE, "text/event-stream")], events).into_response()
+    let events = futures::stream::once(async move {
+        tokio::time::sleep(first.unwrap_or_default()).await;
+        Ok::<_, std::convert::Infallible>(events)
+    });
+    let body = axum::body::Body::from_stream(events);
+    ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }

@@ -268,8 +268,8 @@ struct Delta<'a> {
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
 }
 
-/// A piece of a tool call as OpenAI streams it: the call's first piece (the one with its id)
-/// also says `type: "function"` and the function's name.
+/// A piece of a tool call as OpenAI streams it: the piece with the call's id also says
+/// `type: "function"`; the function's name comes once, in the piece that first has it.
 #[derive(Serialize)]
 struct ToolCallDelta<'a> {
     index: u32,
@@ -339,7 +339,7 @@ pub async fn sse(
     };
     let head = match tokio::time::timeout(FIRST_EVENT_WAIT, relay.events.next()).await {
         Ok(first) => relay.batch_from(first).await,
-        Err(_) => relay.open(None).into_iter().collect(),
+        Err(_) => relay.open(false).into_iter().collect(),
     };
     // Each event is a frame of its own (an HTTP chunk); a batch's frames leave in one write.
     let rest = stream::unfold(relay, |mut relay| async move {
@@ -373,16 +373,17 @@ struct SseRelay {
 }
 
 impl SseRelay {
-    /// The role-only chunk the answer opens with, once: its `content` is `""` as OpenAI's
-    /// text answers begin, and left out (none) when the answer begins with a tool call.
-    fn open(&mut self, first: Option<&Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+    /// The role-only chunk the answer opens with, once: its `content` is `""` when the
+    /// answer is known to begin with text (as OpenAI's text answers begin), and left out when
+    /// it begins with a tool call or its first event had not come by the head's wait, so that
+    /// a client that joins the pieces keeps no text (`null`) beside tool calls.
+    fn open(&mut self, begins_with_text: bool) -> Option<Bytes> {
         if !std::mem::take(&mut self.opening) {
             return None;
         }
-        let calls_first = matches!(first, Some(Ok(ChatEvent::ToolCall(_))));
         let delta = Delta {
             role: Some("assistant"),
-            content: (!calls_first).then_some(""),
+            content: begins_with_text.then_some(""),
             tool_calls: None,
         };
         Some(self.chunks.event(delta, None, None))
@@ -405,7 +406,8 @@ impl SseRelay {
         &mut self,
         mut event: Option<Result<ChatEvent, ProviderError>>,
     ) -> Vec<Bytes> {
-        let mut batch: Vec<Bytes> = self.open(event.as_ref()).into_iter().collect();
+        let begins_with_text = !matches!(event, Some(Ok(ChatEvent::ToolCall(_))));
+        let mut batch: Vec<Bytes> = self.open(begins_with_text).into_iter().collect();
         loop {
             self.render(event, &mut batch);
             if self.ended {

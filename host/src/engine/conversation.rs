@@ -210,6 +210,8 @@ mod tests {
         ] {
             let error =
                 check(hi.as_array().unwrap(), alone.as_object().unwrap(), true).unwrap_err();
+            let name = alone.as_object().unwrap().keys().next().unwrap().clone();
+            assert_eq!(error.param, Some(name));
             assert!(
                 error.message.ends_with("is only allowed with tools"),
                 "{}",

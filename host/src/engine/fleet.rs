@@ -53,6 +53,9 @@ pub struct Announcement {
     pub submit_is_idempotent: bool,
     /// [`Provider::reads_input_bytes`].
     pub reads_input_bytes: bool,
+    /// [`Provider::makes_tool_calls`] (absent in the rows of hosts from before tool calls).
+    #[serde(default)]
+    pub makes_tool_calls: bool,
     /// Its models, each with its parameter schema.
     pub models: Vec<ModelInfo>,
 }
@@ -65,6 +68,7 @@ impl Announcement {
             version: provider.version(),
             submit_is_idempotent: provider.submit_is_idempotent(),
             reads_input_bytes: provider.reads_input_bytes(),
+            makes_tool_calls: provider.makes_tool_calls(),
             models: provider.models(),
         }
     }
@@ -94,6 +98,10 @@ impl Provider for Announced {
 
     fn reads_input_bytes(&self) -> bool {
         self.0.reads_input_bytes
+    }
+
+    fn makes_tool_calls(&self) -> bool {
+        self.0.makes_tool_calls
     }
 
     async fn submit(

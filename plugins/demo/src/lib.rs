@@ -214,9 +214,9 @@ impl Provider for Demo {
         let prompt_tokens: u64 = messages.iter().map(|(_, t)| t.split_whitespace().count() as u64).sum();
 
         let answered = messages.last().filter(|(role, _)| role == "tool").map(|(_, text)| text.as_str());
-        if let (None, Some(tool)) = (answered, tool_to_call(&request.params)) {
+        if let (None, Some(tool)) = (answered, tool_to_call(&request.params)?) {
             let arguments = json!({"text": last}).to_string();
-            let (head, tail) = arguments.split_at(arguments.len() / 2);
+            let (head, tail) = arguments.split_at(arguments.floor_char_boundary(arguments.len() / 2));
             // As vendors stream a call: its id and name first, then its arguments in pieces.
             let events = vec![
                 ChatEvent::ToolCall {
@@ -250,16 +250,27 @@ impl Provider for Demo {
     }
 }
 
-/// The function a chat asked with `tools` calls: the one `tool_choice` names, else the first;
-/// none without tools or with `tool_choice: "none"`.
-fn tool_to_call(params: &Value) -> Option<&str> {
+/// The function a chat asked with `tools` calls: the one `tool_choice` names (which must be
+/// one of them), else the first; none without tools or with `tool_choice: "none"`.
+fn tool_to_call(params: &Value) -> Result<Option<&str>> {
     let choice = params.get("tool_choice");
-    if choice.and_then(Value::as_str) == Some("none") {
-        return None;
+    let names: Vec<&str> = params
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|tool| tool.pointer("/function/name").and_then(Value::as_str))
+        .collect();
+    if names.is_empty() || choice.and_then(Value::as_str) == Some("none") {
+        return Ok(None);
     }
-    let named = choice.and_then(|c| c.pointer("/function/name")).and_then(Value::as_str);
-    let first = params.pointer("/tools/0/function/name").and_then(Value::as_str);
-    first.and(named.or(first))
+    match choice.and_then(|c| c.pointer("/function/name")).and_then(Value::as_str) {
+        Some(named) if !names.contains(&named) => {
+            Err(Error::invalid(format!("tool_choice names {named}, which is not one of the tools")))
+        }
+        Some(named) => Ok(Some(named)),
+        None => Ok(Some(names[0])),
+    }
 }
 
 /// The demo's deterministic reply to `text`.

@@ -254,6 +254,18 @@ fn chat_calls_the_chosen_tool_and_quotes_its_answer() {
     let events = collect_chat(Demo.chat(req.clone()).unwrap().as_mut()).unwrap();
     assert_eq!(events.last(), Some(&ChatEvent::Finish("stop".into())));
 
+    // A tool_choice naming no given tool is refused; any text splits cleanly into pieces.
+    req.params["tool_choice"] = json!({"type": "function", "function": {"name": "stocks"}});
+    assert!(matches!(Demo.chat(req.clone()), Err(Error::InvalidRequest(m)) if m.contains("stocks")));
+    let mut req_cjk = ChatRequest::user("chat", "北京天气");
+    req_cjk.params = json!({"tools": tools});
+    let events = collect_chat(Demo.chat(req_cjk).unwrap().as_mut()).unwrap();
+    let arguments_cjk: String = events
+        .iter()
+        .filter_map(|e| if let ChatEvent::ToolCall { arguments, .. } = e { Some(arguments.as_str()) } else { None })
+        .collect();
+    assert_eq!(arguments_cjk, r#"{"text":"北京天气"}"#);
+
     // The tool's answer comes back quoted.
     req.params = json!({"tools": tools});
     req.messages = json!([
