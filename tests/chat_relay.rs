@@ -135,14 +135,8 @@ async fn the_upstream_is_asked_for_what_the_client_asked_for() {
     assert_eq!(job["usage"], whole["usage"]);
 
     let streamed = host
-        .as_key(Method::POST, "/v1/chat/completions", "key-a")
-        .json(&chat("a streamed answer", true))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .post_text("/v1/chat/completions", &chat("a streamed answer", true))
+        .await;
     assert!(streamed.contains("a streamed answer"), "{streamed}");
     assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
 
@@ -601,15 +595,7 @@ async fn tool_calls_reach_the_client_whole_and_streamed_and_are_recorded() {
     assert_eq!(choice["message"]["tool_calls"], expected, "{whole}");
     assert_eq!(whole["usage"]["total_tokens"], 12, "{whole}");
 
-    let streamed = host
-        .as_key(Method::POST, "/v1/chat/completions", "key-a")
-        .json(&asked(true))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let streamed = host.post_text("/v1/chat/completions", &asked(true)).await;
     let chunks: Vec<Value> = sse_data(&streamed)
         .into_iter()
         .filter(|data| *data != "[DONE]")
@@ -653,15 +639,7 @@ async fn tool_calls_reach_the_client_whole_and_streamed_and_are_recorded() {
     for said in ["Oslo", "first:200 Oslo"] {
         let mut body = asked(true);
         body["messages"][0]["content"] = json!(said);
-        let streamed = host
-            .as_key(Method::POST, "/v1/chat/completions", "key-a")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let streamed = host.post_text("/v1/chat/completions", &body).await;
         let opening: Value = serde_json::from_str(sse_data(&streamed)[0]).unwrap();
         let delta = &opening["choices"][0]["delta"];
         assert_eq!(delta["role"], "assistant", "{streamed}");

@@ -424,6 +424,13 @@ impl Host {
         send(self.as_key(reqwest::Method::POST, path, "key-a").json(body)).await
     }
 
+    /// Posts `body` as `key-a` and reads the whole answer as text (a stream's events, all of
+    /// them).
+    pub async fn post_text(&self, path: &str, body: &Value) -> String {
+        let answer = self.as_key(reqwest::Method::POST, path, "key-a").json(body);
+        answer.send().await.unwrap().text().await.unwrap()
+    }
+
     /// Uploads one file as `key-a` through `POST /api/v1/assets`; status and body.
     pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
         use reqwest::multipart::{Form, Part};
