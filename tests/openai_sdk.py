@@ -61,6 +61,13 @@ for prefix in ("/v1", "/llmage/v1"):
             "tools",
         ),
         (dict(messages=[{"role": "user", "content": "x"}], n=2), "n"),
+        (
+            dict(
+                messages=[{"role": "user", "content": "x"}],
+                response_format={"type": "json_object"},
+            ),
+            "response_format",
+        ),
     ):
         try:
             client.chat.completions.create(model="offline/chat", **bad)
@@ -257,6 +264,15 @@ for prefix in ("/v1", "/llmage/v1"):
     assert answered.choices[0].finish_reason == "stop", answered
     assert not answered.choices[0].message.tool_calls, answered
     print(prefix, "tool calls ok")
+
+# JSON mode reaches a model that declares it (Qwen); the offline echo refused it above.
+json_mode = client.chat.completions.create(
+    model="dashscope/qwen-plus",
+    messages=[{"role": "user", "content": "answer in JSON"}],
+    response_format={"type": "json_object"},
+)
+assert json_mode.choices[0].message.content == "answer in JSON", json_mode
+print("json mode ok")
 
 # A photo in a chat (OpenAI's vision input, an `image_url` data URL of over 9 MiB, just under
 # the default JSON limit of 10 MiB) is carried to the vendor whole, within the plugin's memory.

@@ -85,6 +85,13 @@ async fn the_official_python_sdk_works_unchanged() {
         answered[2],
         serde_json::json!({"role": "tool", "tool_call_id": "call_e2e_0", "content": "sunny, 21 C"})
     );
+    // JSON mode reached Qwen as asked.
+    let json_mode = fakes::easel::bodies(&vendors[0], "POST /compatible-mode/v1/chat/completions")
+        .into_iter()
+        .filter(|body| body.get("response_format").is_some())
+        .collect::<Vec<_>>();
+    assert_eq!(json_mode.len(), 1, "{json_mode:?}");
+    assert_eq!(json_mode[0]["response_format"]["type"], "json_object");
     // The chat's photo reached Qwen whole.
     let photo = fakes::easel::bodies(&vendors[0], "POST /compatible-mode/v1/chat/completions")
         .into_iter()
@@ -120,6 +127,7 @@ async fn the_official_python_sdk_works_unchanged() {
         "/v1 tool calls ok",
         "/llmage/v1 tool calls ok",
         "photo in a chat ok",
+        "json mode ok",
     ] {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }

@@ -81,9 +81,11 @@ impl Engine {
         stream: bool,
     ) -> Result<ChatSession, Refusal> {
         let resolved = &admission.resolved;
-        let takes_tools = resolved.provider.makes_tool_calls()
-            && conversation::declares_tools(&resolved.model.params_schema);
-        conversation::check(&messages, &admission.params, takes_tools)?;
+        let answers = conversation::Answers::of(
+            &resolved.model.params_schema,
+            resolved.provider.makes_tool_calls(),
+        );
+        conversation::check(&messages, &admission.params, answers)?;
         let (mut new, _) = self.check(admission).await?;
         new.request
             .params

@@ -8,8 +8,10 @@
 //! - Parameters that would ask for an answer the relay cannot carry are refused, never
 //!   dropped: the relay answers one choice of text and tool calls, so `n` above 1, log
 //!   probabilities, the legacy `functions`, `tools` for a model that does not make tool calls
-//!   (its schema does not declare them, or its plugin's contract has none), and a tool choice
-//!   without tools are a 400 naming the parameter, not a 200 that quietly lacks them.
+//!   (its schema does not declare them, or its plugin's contract has none), a tool choice
+//!   without tools, and a `response_format` other than text for a model whose schema does not
+//!   declare one (its plugin would drop it) are a 400 naming the parameter, not a 200 that
+//!   quietly lacks them.
 
 use serde_json::{Map, Value};
 
@@ -24,18 +26,36 @@ const TOOL_PARAMS: [&str; 3] = ["tools", "tool_choice", "parallel_tool_calls"];
 /// place for.
 const LEGACY_FUNCTION_PARAMS: [&str; 2] = ["functions", "function_call"];
 
-/// Whether a chat model's params schema declares `tools`: only such a model is asked for
-/// tool calls.
-pub fn declares_tools(schema: &Value) -> bool {
-    schema.pointer("/properties/tools").is_some()
+/// What a chat model answers beyond text, as its schema and its provider say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answers {
+    /// Tool calls: its schema declares `tools` and its provider makes them.
+    pub tool_calls: bool,
+    /// An answer format: its schema declares `response_format`.
+    pub formats: bool,
 }
 
-/// Checks `messages` and the answer-shaping `params` of a chat for a model that declares
-/// `tools` (`takes_tools`) or does not.
+impl Answers {
+    /// What a model with params `schema` answers, its provider making tool calls or not.
+    pub fn of(schema: &Value, makes_tool_calls: bool) -> Self {
+        let declares = |name: &str| {
+            schema
+                .get("properties")
+                .is_some_and(|properties| properties.get(name).is_some())
+        };
+        Self {
+            tool_calls: makes_tool_calls && declares("tools"),
+            formats: declares("response_format"),
+        }
+    }
+}
+
+/// Checks `messages` and the answer-shaping `params` of a chat for a model that `answers`
+/// so.
 pub fn check(
     messages: &[Value],
     params: &Map<String, Value>,
-    takes_tools: bool,
+    answers: Answers,
 ) -> Result<(), InvalidParam> {
     let invalid = |param: &str, message: String| InvalidParam {
         param: Some(param.into()),
@@ -97,7 +117,9 @@ pub fn check(
             format!("{name} is not supported: OpenAI deprecated it; use tools and tool_choice"),
         ));
     }
-    if !takes_tools && let Some(name) = TOOL_PARAMS.iter().find(|name| set(name).is_some()) {
+    if !answers.tool_calls
+        && let Some(name) = TOOL_PARAMS.iter().find(|name| set(name).is_some())
+    {
         return Err(invalid(
             name,
             format!("{name} is not supported: this model does not make tool calls"),
@@ -108,6 +130,13 @@ pub fn check(
         && let Some(name) = TOOL_PARAMS[1..].iter().find(|name| set(name).is_some())
     {
         return Err(invalid(name, format!("{name} is only allowed with tools")));
+    }
+    // A format the plugin would drop is refused: text asked for as JSON is not JSON.
+    if !answers.formats && set("response_format").is_some_and(|format| format["type"] != "text") {
+        return Err(invalid(
+            "response_format",
+            "response_format is not supported: this model answers text only".into(),
+        ));
     }
     if let Some(n) = set("n")
         && n.as_u64() != Some(1)
@@ -136,7 +165,8 @@ mod tests {
     fn checked(messages: Value, params: Value) -> Result<(), String> {
         let messages = messages.as_array().unwrap().clone();
         let params = params.as_object().unwrap().clone();
-        check(&messages, &params, false).map_err(|e| format!("{}: {}", e.param.unwrap(), e.message))
+        check(&messages, &params, Answers::default())
+            .map_err(|e| format!("{}: {}", e.param.unwrap(), e.message))
     }
 
     #[test]
@@ -203,13 +233,17 @@ mod tests {
         let tools = json!({"tools": [{"type": "function", "function": {"name": "f"}}],
                            "tool_choice": "auto", "parallel_tool_calls": false});
         let params = tools.as_object().unwrap();
-        assert!(check(hi.as_array().unwrap(), params, true).is_ok());
+        let tooled = Answers::of(&json!({"properties": {"tools": {"type": "array"}}}), true);
+        assert!(check(hi.as_array().unwrap(), params, tooled).is_ok());
+        // Declared, but by a plugin whose contract has no tool calls: refused.
+        let old = Answers::of(&json!({"properties": {"tools": {}}}), false);
+        assert!(check(hi.as_array().unwrap(), params, old).is_err());
         for alone in [
             json!({"tool_choice": "auto"}),
             json!({"parallel_tool_calls": true}),
         ] {
             let error =
-                check(hi.as_array().unwrap(), alone.as_object().unwrap(), true).unwrap_err();
+                check(hi.as_array().unwrap(), alone.as_object().unwrap(), tooled).unwrap_err();
             let name = alone.as_object().unwrap().keys().next().unwrap().clone();
             assert_eq!(error.param, Some(name));
             assert!(
@@ -219,11 +253,22 @@ mod tests {
             );
         }
         let legacy = json!({"functions": [{"name": "f"}]});
-        let error = check(hi.as_array().unwrap(), legacy.as_object().unwrap(), true).unwrap_err();
+        let error = check(hi.as_array().unwrap(), legacy.as_object().unwrap(), tooled).unwrap_err();
         assert_eq!(error.param.as_deref(), Some("functions"));
-        assert!(declares_tools(
-            &json!({"properties": {"tools": {"type": "array"}}})
-        ));
-        assert!(!declares_tools(&json!({"properties": {"temperature": {}}})));
+    }
+
+    #[test]
+    fn an_answer_format_needs_a_model_that_declares_it() {
+        let hi = json!([{"role": "user", "content": "hi"}]);
+        let json_mode = json!({"response_format": {"type": "json_object"}});
+        let json_mode = json_mode.as_object().unwrap();
+        let error = check(hi.as_array().unwrap(), json_mode, Answers::default()).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("response_format"));
+        let formats = Answers::of(&json!({"properties": {"response_format": {}}}), false);
+        assert!(check(hi.as_array().unwrap(), json_mode, formats).is_ok());
+        // Plain text is what every model answers.
+        let text = json!({"response_format": {"type": "text"}});
+        let text = text.as_object().unwrap();
+        assert!(check(hi.as_array().unwrap(), text, Answers::default()).is_ok());
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub const MODELS: [&str; 2] = ["qwen-plus", "qwen3-max"];
 
 /// Parameters passed on to DashScope; anything else the client sends is dropped.
-const PASSTHROUGH: [&str; 9] = [
+const PASSTHROUGH: [&str; 10] = [
     "temperature",
     "top_p",
     "max_tokens",
@@ -25,13 +25,21 @@ const PASSTHROUGH: [&str; 9] = [
     "seed",
     "enable_thinking",
     "enable_search",
+    "response_format",
 ];
 
-/// The chat params schema: OpenAI's sampling and tool parameters plus DashScope's switches.
+/// The chat params schema: OpenAI's sampling and tool parameters, JSON mode, plus DashScope's
+/// switches.
 pub fn params_schema() -> Value {
     vendor_kit::chat::with_tools(vendor_kit::chat::params_schema(json!({
         "enable_thinking": {"type": "boolean", "description": "Qwen thinking mode (qwen-plus); streamed only."},
-        "enable_search": {"type": "boolean", "description": "Let the model search the web."}
+        "enable_search": {"type": "boolean", "description": "Let the model search the web."},
+        "response_format": {
+            "type": "object",
+            "properties": {"type": {"enum": ["text", "json_object"]}},
+            "required": ["type"],
+            "description": "JSON mode: {\"type\": \"json_object\"} (the prompt must mention JSON)."
+        }
     })))
 }
 

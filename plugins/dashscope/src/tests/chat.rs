@@ -19,7 +19,8 @@ fn chat_streams_deltas_usage_and_finish_from_compatible_mode() {
                 "stream": true,
                 "stream_options": {"include_usage": true},
                 "temperature": 0.3,
-                "enable_search": true
+                "enable_search": true,
+                "response_format": {"type": "json_object"}
             })),
             Reply::sse([
                 r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-max","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
@@ -33,7 +34,8 @@ fn chat_streams_deltas_usage_and_finish_from_compatible_mode() {
     let request = ChatRequest {
         model: "qwen3-max".into(),
         messages: json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "你是谁"}]),
-        params: json!({"temperature": 0.3, "enable_search": true, "unknown_knob": 1}),
+        params: json!({"temperature": 0.3, "enable_search": true, "unknown_knob": 1,
+                       "response_format": {"type": "json_object"}}),
     };
     let mut stream = DashScope.chat(request).unwrap();
     assert_eq!(
