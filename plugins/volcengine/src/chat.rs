@@ -12,17 +12,33 @@ use std::time::Duration;
 pub const MODELS: [&str; 2] = ["doubao-seed-1-6-250615", "doubao-1-5-pro-32k-250115"];
 const PASSTHROUGH: [&str; 7] = ["temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty", "stop", "thinking"];
 
-/// OpenAI's sampling and tool parameters plus Ark's `thinking` switch.
-pub fn params_schema() -> Value {
-    vendor_kit::chat::with_tools(vendor_kit::chat::params_schema(json!({
+/// The model whose answer format may be chosen (Ark's structured output, in beta): JSON
+/// mode or a JSON schema.
+const FORMATS_MODEL: &str = MODELS[0];
+
+/// OpenAI's sampling and tool parameters plus Ark's `thinking` switch, and for
+/// [`FORMATS_MODEL`] the answer format.
+pub fn params_schema(model: &str) -> Value {
+    let mut extra = json!({
         "thinking": {"type": "object", "properties": {"type": {"type": "string", "enum": ["enabled", "disabled", "auto"]}},
                      "description": "Deep thinking for doubao-seed-1-6."}
-    })))
+    });
+    if model == FORMATS_MODEL {
+        extra["response_format"] = json!({
+            "type": "object",
+            "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}},
+            "required": ["type"]
+        });
+    }
+    vendor_kit::chat::with_tools(vendor_kit::chat::params_schema(extra))
 }
 
 /// Starts a streamed answer.
 pub fn start(request: &ChatRequest) -> Result<Box<dyn ChatStream>> {
-    let passthrough = [&PASSTHROUGH[..], &vendor_kit::chat::TOOL_PARAMS[..]].concat();
+    let mut passthrough = [&PASSTHROUGH[..], &vendor_kit::chat::TOOL_PARAMS[..]].concat();
+    if request.model == FORMATS_MODEL {
+        passthrough.push("response_format");
+    }
     let body = vendor_kit::chat::request_body(request, &request.model, &passthrough);
     let http = client::authorized(Request::post(client::ark("/chat/completions")))?
         .json(&body)

@@ -82,7 +82,7 @@ fn seedream() -> Model {
 }
 
 fn chat_model(key: &str, name: &str) -> Model {
-    Model::new(key, name, "chat").capability("chat").params_schema(chat::params_schema()).price_hint(0.1)
+    Model::new(key, name, "chat").capability("chat").params_schema(chat::params_schema(key)).price_hint(0.1)
 }
 
 fn doubao_tts() -> Model {

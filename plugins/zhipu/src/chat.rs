@@ -7,9 +7,11 @@ use crate::{API_BASE, api, errors};
 use easel_sdk::serde_json::{Map, Value, json};
 use easel_sdk::{ChatRequest, ChatStream, Error, Result};
 
-/// The request parameters passed through to Zhipu, when given: `tools` and `tool_choice`, but
-/// not `parallel_tool_calls`, which Zhipu does not take (see `models::chat_schema`).
-const PASSED_PARAMS: [&str; 6] = ["temperature", "top_p", "max_tokens", "stop", "tools", "tool_choice"];
+/// The request parameters passed through to Zhipu, when given: `response_format`, `tools` and
+/// `tool_choice`, but not `parallel_tool_calls`, which Zhipu does not take (see
+/// `models::chat_schema`).
+const PASSED_PARAMS: [&str; 7] =
+    ["temperature", "top_p", "max_tokens", "stop", "response_format", "tools", "tool_choice"];
 
 /// Sends the chat request and returns the stream of its answer. Zhipu takes no
 /// `stream_options`, so the body is built here rather than by `vendor_kit::chat::request_body`.

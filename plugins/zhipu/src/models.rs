@@ -37,8 +37,8 @@ fn image_schema() -> Value {
     })
 }
 
-/// The GLM chat schema: Zhipu's sampling ranges and OpenAI's tool parameters as Zhipu takes
-/// them. Its `tool_choice` is `auto` only, and it has no `parallel_tool_calls` switch (GLM may
+/// The GLM chat schema: Zhipu's sampling ranges, JSON mode, and OpenAI's tool parameters as
+/// Zhipu takes them. Its `tool_choice` is `auto` only, and it has no `parallel_tool_calls` switch (GLM may
 /// make several calls in one answer), so `true` is the one value offered and is not sent.
 fn chat_schema() -> Value {
     let mut schema = vendor_kit::chat::with_tools(json!({
@@ -46,7 +46,12 @@ fn chat_schema() -> Value {
         "properties": {
             "temperature": {"type": "number", "minimum": 0.0, "maximum": 1.0, "default": 0.75},
             "top_p": {"type": "number", "minimum": 0.01, "maximum": 1.0, "default": 0.9},
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 98304}
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 98304},
+            "response_format": {
+                "type": "object",
+                "properties": {"type": {"enum": ["text", "json_object"]}},
+                "required": ["type"]
+            }
         },
         "additionalProperties": true
     }));

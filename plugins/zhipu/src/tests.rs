@@ -292,6 +292,7 @@ fn chat_streams_deltas_usage_and_finish() {
         .exchange(
             Expect::post(chat_url()).header("authorization", AUTH).json(json!({
                 "model": "glm-4.6", "stream": true, "temperature": 0.5, "max_tokens": 64,
+                "response_format": {"type": "json_object"},
                 "messages": [{"role": "user", "content": "hello"}]
             })),
             Reply::sse([
@@ -303,7 +304,8 @@ fn chat_streams_deltas_usage_and_finish() {
         )
         .install();
     let mut request = ChatRequest::user("glm-4.6", "hello");
-    request.params = json!({"temperature": 0.5, "max_tokens": 64, "ignored": true});
+    request.params = json!({"temperature": 0.5, "max_tokens": 64, "ignored": true,
+                            "response_format": {"type": "json_object"}});
     let mut stream = Zhipu.chat(request).unwrap();
     assert_eq!(
         collect_chat(stream.as_mut()).unwrap(),

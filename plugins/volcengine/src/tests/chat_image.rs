@@ -65,7 +65,8 @@ fn doubao_chat_streams_through_ark() {
                 "stream": true,
                 "stream_options": {"include_usage": true},
                 "max_tokens": 64,
-                "thinking": {"type": "disabled"}
+                "thinking": {"type": "disabled"},
+                "response_format": {"type": "json_object"}
             })),
             Reply::sse([
                 r#"{"choices":[{"delta":{"content":"Hello","role":"assistant"},"index":0}],"created":1,"id":"x","model":"doubao-seed-1-6-250615","object":"chat.completion.chunk"}"#,
@@ -77,7 +78,8 @@ fn doubao_chat_streams_through_ark() {
         .exchange(ark(Expect::post, "/chat/completions"), ark_error(400, "SensitiveContentDetected", "The request failed because the input text may contain sensitive information."))
         .install();
     let mut request = ChatRequest::user("doubao-seed-1-6-250615", "hi");
-    request.params = json!({"max_tokens": 64, "thinking": {"type": "disabled"}});
+    request.params = json!({"max_tokens": 64, "thinking": {"type": "disabled"},
+                            "response_format": {"type": "json_object"}});
     let mut stream = Volcengine.chat(request).unwrap();
     assert_eq!(
         collect_chat(stream.as_mut()).unwrap(),

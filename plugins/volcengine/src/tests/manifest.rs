@@ -43,6 +43,10 @@ fn manifest_lists_seedance_seedream_chat_and_tts_with_seed_schemas() {
         assert_eq!(prop(key, "tool_choice")["anyOf"][1]["required"], json!(["type", "function"]), "{key}");
         assert_eq!(prop(key, "parallel_tool_calls")["type"], "boolean", "{key}");
     }
+    // Only the model with Ark's structured output lets the client choose an answer format.
+    assert_eq!(prop("doubao-seed-1-6-250615", "response_format")["properties"]["type"]["enum"][2], "json_schema");
+    let chat = |key: &str| m.models.iter().find(|m| m.key == key).unwrap().params_schema.clone();
+    assert!(chat("doubao-1-5-pro-32k-250115")["properties"].get("response_format").is_none());
     let declares_tools = |m: &easel_sdk::Model| m.params_schema["properties"].get("tools").is_some();
     assert!(!m.models.iter().filter(|m| m.kind != "chat").any(declares_tools));
     let tts = m.models.iter().find(|m| m.key == "doubao-tts").unwrap();
