@@ -266,9 +266,13 @@ mod tests {
         assert_eq!(error.param.as_deref(), Some("response_format"));
         let formats = Answers::of(&json!({"properties": {"response_format": {}}}), false);
         assert!(check(hi.as_array().unwrap(), json_mode, formats).is_ok());
-        // Plain text is what every model answers.
-        let text = json!({"response_format": {"type": "text"}});
-        let text = text.as_object().unwrap();
-        assert!(check(hi.as_array().unwrap(), text, Answers::default()).is_ok());
+        // Plain text is what every model answers, and null asks for nothing.
+        for plain in [
+            json!({"response_format": {"type": "text"}}),
+            json!({"response_format": null}),
+        ] {
+            let plain = plain.as_object().unwrap();
+            assert!(check(hi.as_array().unwrap(), plain, Answers::default()).is_ok());
+        }
     }
 }

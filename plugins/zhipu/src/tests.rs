@@ -76,6 +76,7 @@ fn manifest_lists_cogview_and_glm_models() {
         assert_eq!(props["tools"]["maxItems"], 128, "{}", glm.key);
         assert_eq!(props["tool_choice"], json!({"enum": ["auto"], "description": "Zhipu takes only auto."}));
         assert_eq!(props["parallel_tool_calls"]["enum"], json!([true]));
+        assert_eq!(props["response_format"]["properties"]["type"]["enum"], json!(["text", "json_object"]));
     }
 }
 

@@ -61,6 +61,7 @@ fn manifest_lists_every_model_with_seed_schemas_hosts_and_secrets() {
         assert_eq!(prop(key, "tools")["items"]["properties"]["type"]["enum"], json!(["function"]), "{key}");
         assert_eq!(prop(key, "parallel_tool_calls")["type"], "boolean", "{key}");
         assert_eq!(prop(key, "tool_choice")["anyOf"][0]["enum"], json!(["none", "auto", "required"]), "{key}");
+        assert_eq!(prop(key, "response_format")["properties"]["type"]["enum"], json!(["text", "json_object"]), "{key}");
     }
     let declares_tools = |m: &easel_sdk::Model| m.params_schema["properties"].get("tools").is_some();
     assert!(!m.models.iter().filter(|m| m.kind != "chat").any(declares_tools));
