@@ -271,51 +271,49 @@ async fn chat(call: Call) -> Response {
             json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "model": body["model"], "choices": choices, "usage": usage})
         )
     };
-    let mut events = String::new();
+    // A call (its id and name, then its arguments in two pieces), or the message's words.
     let tool = body["tools"][0]["function"]["name"].as_str();
-    if let Some(tool) = tool.filter(|_| last["role"] != "tool") {
-        let arguments = json!({"said": said}).to_string();
-        let (head, tail) = arguments.split_at(arguments.len() / 2);
-        let opening = json!({"index": 0, "id": "call_e2e_0", "type": "function",
-                             "function": {"name": tool, "arguments": ""}});
-        for piece in [
-            opening,
-            json!({"index": 0, "function": {"arguments": head}}),
-            json!({"index": 0, "function": {"arguments": tail}}),
-        ] {
-            events.push_str(&chunk(
-                json!([{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": null}]),
-                serde_json::Value::Null,
-            ));
-        }
+    let (deltas, finish, usage): (Vec<serde_json::Value>, _, _) =
+        match tool.filter(|_| last["role"] != "tool") {
+            Some(tool) => {
+                let arguments = json!({"said": said}).to_string();
+                let (head, tail) = arguments.split_at(arguments.len() / 2);
+                let opening = json!({"index": 0, "id": "call_e2e_0", "type": "function",
+                                     "function": {"name": tool, "arguments": ""}});
+                let pieces = [
+                    opening,
+                    json!({"index": 0, "function": {"arguments": head}}),
+                    json!({"index": 0, "function": {"arguments": tail}}),
+                ];
+                let deltas = pieces
+                    .into_iter()
+                    .map(|piece| json!({"tool_calls": [piece]}));
+                (
+                    deltas.collect(),
+                    "tool_calls",
+                    json!({"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}),
+                )
+            }
+            None => (
+                said.split_inclusive(' ')
+                    .map(|word| json!({"content": word}))
+                    .collect(),
+                "stop",
+                json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+            ),
+        };
+    let mut events = String::new();
+    for delta in deltas {
         events.push_str(&chunk(
-            json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
-            serde_json::Value::Null,
-        ));
-        events.push_str(&chunk(
-            json!([]),
-            json!({"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}),
-        ));
-        events.push_str("data: [DONE]\n\n");
-        return axum::response::IntoResponse::into_response((
-            [("content-type", "text/event-stream")],
-            events,
-        ));
-    }
-    for word in said.split_inclusive(' ') {
-        events.push_str(&chunk(
-            json!([{"index": 0, "delta": {"content": word}, "finish_reason": null}]),
+            json!([{"index": 0, "delta": delta, "finish_reason": null}]),
             serde_json::Value::Null,
         ));
     }
     events.push_str(&chunk(
-        json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        json!([{"index": 0, "delta": {}, "finish_reason": finish}]),
         serde_json::Value::Null,
     ));
-    events.push_str(&chunk(
-        json!([]),
-        json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
-    ));
+    events.push_str(&chunk(json!([]), usage));
     events.push_str("data: [DONE]\n\n");
     axum::response::IntoResponse::into_response(([("content-type", "text/event-stream")], events))
 }

@@ -244,21 +244,10 @@ async fn chat(call: Call) -> Response {
         return tool_calls(&body, tools, said, usage, millis("first:"));
     }
     if body["stream"] != true {
-        return json_reply(
-            200,
-            json!({"id": "chatcmpl-e2e", "object": "chat.completion", "created": 1_713_833_628,
-                   "model": body["model"],
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"}],
-                   "usage": usage}),
-        );
+        let choice = json!({"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"});
+        return completion(&body, choice, usage);
     }
-    let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
-        format!(
-            "data: {}\n\n",
-            json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1_713_833_628,
-                   "model": body["model"], "choices": choices, "usage": usage})
-        )
-    };
+    let chunk = |choices, usage| chunk_event(&body, choices, usage);
     let mut events = chunk(
         json!([{"index": 0, "delta": {"role": "assistant", "content": said}, "finish_reason": null}]),
         serde_json::Value::Null,
@@ -298,6 +287,32 @@ async fn chat(call: Call) -> Response {
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
+/// A whole answer (`chat.completion`) with its one `choice`.
+fn completion(
+    body: &serde_json::Value,
+    choice: serde_json::Value,
+    usage: serde_json::Value,
+) -> Response {
+    json_reply(
+        200,
+        json!({"id": "chatcmpl-e2e", "object": "chat.completion", "created": 1_713_833_628,
+               "model": body["model"], "choices": [choice], "usage": usage}),
+    )
+}
+
+/// One `chat.completion.chunk` event.
+fn chunk_event(
+    body: &serde_json::Value,
+    choices: serde_json::Value,
+    usage: serde_json::Value,
+) -> String {
+    format!(
+        "data: {}\n\n",
+        json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1_713_833_628,
+               "model": body["model"], "choices": choices, "usage": usage})
+    )
+}
+
 /// The answer of a chat asked with `tools`: a call of each of the first two; streamed, after
 /// `first` when given (the head at once).
 fn tool_calls(
@@ -321,14 +336,9 @@ fn tool_calls(
                 json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
             })
             .collect();
-        return json_reply(
-            200,
-            json!({"id": "chatcmpl-e2e", "object": "chat.completion", "created": 1_713_833_628,
-                   "model": body["model"],
-                   "choices": [{"index": 0, "finish_reason": "tool_calls",
-                                "message": {"role": "assistant", "content": null, "tool_calls": tool_calls}}],
-                   "usage": usage}),
-        );
+        let choice = json!({"index": 0, "finish_reason": "tool_calls",
+                            "message": {"role": "assistant", "content": null, "tool_calls": tool_calls}});
+        return completion(body, choice, usage);
     }
     let chunk = |delta: serde_json::Value, finish: serde_json::Value, usage: serde_json::Value| {
         let choices = if usage.is_null() {
@@ -336,11 +346,7 @@ fn tool_calls(
         } else {
             json!([])
         };
-        format!(
-            "data: {}\n\n",
-            json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1_713_833_628,
-                   "model": body["model"], "choices": choices, "usage": usage})
-        )
+        chunk_event(body, choices, usage)
     };
     let null = serde_json::Value::Null;
     let mut events = chunk(

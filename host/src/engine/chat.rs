@@ -406,12 +406,10 @@ impl ToolCalls {
     pub fn add(&mut self, piece: &mut ToolCallPiece, answer_id: &str) {
         if let Some(call) = self.0.iter_mut().find(|call| call.index == piece.index) {
             piece.id = None;
-            match piece.name.take() {
-                Some(name) if call.function.name.is_empty() => {
-                    call.function.name.clone_from(&name);
-                    piece.name = Some(name);
-                }
-                _ => {}
+            if !call.function.name.is_empty() {
+                piece.name = None;
+            } else if let Some(name) = &piece.name {
+                call.function.name.clone_from(name);
             }
             call.function.arguments.push_str(&piece.arguments);
             return;
