@@ -3,7 +3,7 @@
 //!
 //! - `MiniMax-Hailuo-02` (`video.generate`): an asynchronous task ([`video`]);
 //! - `speech-02-hd`, `speech-02-turbo` (`audio.speech`): synchronous T2A v2 ([`speech`]);
-//! - `MiniMax-M2`, `MiniMax-Text-01` (`chat`): streamed chat completions ([`chat`]).
+//! - `MiniMax-M2`, `MiniMax-Text-01` (`chat`): chat completions with tool calls ([`chat`]).
 //!
 //! MiniMax documents no way to cancel a video task, so `cancel` keeps the SDK's refusal.
 

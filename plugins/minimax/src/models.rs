@@ -1,5 +1,6 @@
 //! The manifest: MiniMax's current video, speech and chat models, with parameters under
-//! the seeds' names (`duration`, `resolution`, `voice`, `speed`) and seed 000's extras.
+//! the seeds' names (`duration`, `resolution`, `voice`, `speed`) and seed 000's extras; the
+//! chat models make tool calls.
 
 use easel_sdk::serde_json::{Value, json};
 use easel_sdk::{Manifest, Model};
@@ -47,8 +48,12 @@ fn speech_schema() -> Value {
     })
 }
 
+/// The chat schema: MiniMax's sampling ranges and OpenAI's tool parameters as MiniMax takes
+/// them: `tool_choice` `none`, `auto` or a named function, and no `parallel_tool_calls`
+/// switch (the model may make several calls in one answer), so `true` is the one value
+/// offered and is not sent.
 fn chat_schema() -> Value {
-    json!({
+    let mut schema = vendor_kit::chat::with_tools(json!({
         "type": "object",
         "properties": {
             "temperature": {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0, "default": 1.0},
@@ -56,7 +61,14 @@ fn chat_schema() -> Value {
             "max_tokens": {"type": "integer", "minimum": 1}
         },
         "additionalProperties": true
-    })
+    }));
+    let tool_choice = &mut schema["properties"]["tool_choice"]["anyOf"][0];
+    *tool_choice = json!({"enum": ["none", "auto"]});
+    schema["properties"]["parallel_tool_calls"] = json!({
+        "enum": [true],
+        "description": "MiniMax may make several calls in one answer and cannot turn that off."
+    });
+    schema
 }
 
 /// The plugin's manifest.

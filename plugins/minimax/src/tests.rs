@@ -64,6 +64,11 @@ fn manifest_lists_video_speech_and_chat_models() {
     assert_eq!(m.models[0].params_schema["properties"]["duration"]["enum"], json!([6, 10]));
     assert_eq!(m.models[1].params_schema["properties"]["speed"]["default"], 1.0);
     assert_eq!(m.models[1].extra["voices"][0], json!({"id": "male-qn-qingse", "name": "青涩青年", "language": "zh"}));
+    let chat = &m.models[3].params_schema["properties"];
+    assert_eq!(chat["tools"]["type"], "array");
+    assert_eq!(chat["tool_choice"]["anyOf"][0], json!({"enum": ["none", "auto"]}));
+    assert_eq!(chat["tool_choice"]["anyOf"][1]["required"], json!(["type", "function"]));
+    assert_eq!(chat["parallel_tool_calls"]["enum"], json!([true]));
 }
 
 #[test]
@@ -226,6 +231,82 @@ fn chat_streams_deltas_usage_and_finish() {
         events,
         [ChatEvent::Delta("Hello".into()), ChatEvent::Delta(" there".into()), ChatEvent::Usage { prompt: 9, completion: 3 }, ChatEvent::Finish("stop".into())]
     );
+    s.finish();
+}
+
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+}
+
+#[test]
+fn a_streamed_tool_call_is_read_piece_by_piece_and_the_tools_are_passed_on() {
+    let s = script()
+        .exchange(
+            Expect::post(format!("{API_BASE}/text/chatcompletion_v2")).json(json!({
+                "model": "MiniMax-M2", "stream": true, "messages": [{"role": "user", "content": "weather in Paris?"}],
+                "tools": weather_tool(), "tool_choice": "auto"
+            })),
+            Reply::sse([
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"call_mm1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
+                r#"{"choices":[{"finish_reason":"tool_calls","index":0,"message":{"role":"assistant","tool_calls":[{"id":"call_mm1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}}],"usage":{"prompt_tokens":20,"completion_tokens":9},"base_resp":{"status_code":0,"status_msg":""}}"#,
+            ]),
+        )
+        .install();
+    let mut r = ChatRequest::user("MiniMax-M2", "weather in Paris?");
+    r.params = json!({"tools": weather_tool(), "tool_choice": "auto", "parallel_tool_calls": true});
+    let events = collect_chat(MiniMax.chat(r).unwrap().as_mut()).unwrap();
+    let call = |id: Option<&str>, name: Option<&str>, arguments: &str| ChatEvent::ToolCall {
+        index: 0,
+        id: id.map(Into::into),
+        name: name.map(Into::into),
+        arguments: arguments.into(),
+    };
+    // The last chunk's `message` repeats the call whole; it is not read a second time.
+    assert_eq!(
+        events,
+        [
+            call(Some("call_mm1"), Some("get_weather"), ""),
+            call(None, None, r#"{"city":"#),
+            call(None, None, r#""Paris"}"#),
+            ChatEvent::Usage { prompt: 20, completion: 9 },
+            ChatEvent::Finish("tool_calls".into())
+        ]
+    );
+    s.finish();
+}
+
+#[test]
+fn a_client_that_does_not_stream_gets_the_whole_answer_with_its_calls() {
+    let s = script()
+        .exchange(
+            Expect::post(format!("{API_BASE}/text/chatcompletion_v2")).json(json!({
+                "model": "MiniMax-Text-01", "stream": false, "messages": [{"role": "user", "content": "weather?"}],
+                "tools": weather_tool()
+            })),
+            ok(json!({
+                "choices": [{"finish_reason": "tool_calls", "index": 0, "message": {"role": "assistant", "content": "Checking.",
+                    "tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 4}
+            })),
+        )
+        .exchange(Expect::post(format!("{API_BASE}/text/chatcompletion_v2")), base_error(1026, "input sensitive"))
+        .install();
+    let mut r = ChatRequest::user("MiniMax-Text-01", "weather?");
+    r.params = json!({"stream": false, "tools": weather_tool()});
+    let events = collect_chat(MiniMax.chat(r.clone()).unwrap().as_mut()).unwrap();
+    assert_eq!(
+        events,
+        [
+            ChatEvent::Delta("Checking.".into()),
+            ChatEvent::ToolCall { index: 0, id: Some("call_a".into()), name: Some("get_weather".into()), arguments: "{}".into() },
+            ChatEvent::Usage { prompt: 5, completion: 4 },
+            ChatEvent::Finish("tool_calls".into())
+        ]
+    );
+    // An error in a whole answer's `base_resp`, under status 200.
+    assert!(matches!(MiniMax.chat(r).err(), Some(Error::ContentRejected(m)) if m.contains("1026")));
     s.finish();
 }
 

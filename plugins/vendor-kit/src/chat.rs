@@ -6,11 +6,16 @@
 //! [`tool_params`]) and answer with the same server-sent events: `chat.completion.chunk`
 //! objects whose `choices[0].delta.content` carries text, `choices[0].delta.tool_calls` pieces
 //! of function calls and `choices[0].finish_reason` the end, then (with `include_usage`) a
-//! chunk with `usage` and no choices, then `data: [DONE]`. Each plugin supplies its own URL,
-//! auth and error mapper.
+//! chunk with `usage` and no choices, then `data: [DONE]`. MiniMax answers in the same shape.
+//! Each plugin supplies its own URL, auth and error mapper; Zhipu and MiniMax also build their
+//! own bodies.
 //!
 //! A vendor that also answers whole (`stream: false`, one `chat.completion` object) can be
 //! asked that way when the client does not read a stream ([`client_streams`], [`whole`]).
+//!
+//! An error may also come inside a 2xx answer: OpenAI's `error` object, or MiniMax's
+//! `base_resp` with a non-zero `status_code` (in a whole answer, a chunk, or a plain JSON body
+//! sent instead of a stream); each goes to the plugin's error mapper with its status.
 //!
 //! Tool calls are read in both paths and become [`ChatEvent::ToolCall`] pieces: a whole
 //! answer's `message.tool_calls` one whole call each, a stream's `delta.tool_calls` piece by
@@ -157,8 +162,8 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
         return Err(map_error(response.status(), response.header("retry-after"), response.body()));
     }
     let answer: Answer = response.json()?;
-    if answer.error.is_some() {
-        return Err(map_error(200, None, response.body()));
+    if answer.is_error() {
+        return Err(map_error(response.status(), None, response.body()));
     }
     let mut events = Vec::new();
     let choice = answer.choices.into_iter().next().unwrap_or_default();
@@ -188,9 +193,26 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
 #[serde(default)]
 struct Answer {
     error: Option<IgnoredAny>,
+    base_resp: Option<BaseResp>,
     #[serde(deserialize_with = "list_or_none")]
     choices: Vec<Choice>,
     usage: Option<Value>,
+}
+
+/// MiniMax's status of an answer, present in successes too (`status_code` 0).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BaseResp {
+    #[serde(deserialize_with = "integer_or_none")]
+    status_code: Option<i64>,
+}
+
+impl Answer {
+    /// Whether a 2xx answer or chunk is an error in the vendor's words.
+    fn is_error(&self) -> bool {
+        self.error.is_some()
+            || self.base_resp.as_ref().is_some_and(|status| status.status_code.is_some_and(|code| code != 0))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -267,6 +289,10 @@ fn index_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<
     Ok(Value::deserialize(d)?.as_u64().and_then(|i| u32::try_from(i).ok()))
 }
 
+fn integer_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    Ok(Value::deserialize(d)?.as_i64())
+}
+
 /// Arguments as JSON text: a string as it is; an object or a list (a vendor that sends the
 /// arguments parsed) written back as text; anything else absent.
 fn json_text_or_none<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
@@ -302,11 +328,15 @@ pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatSt
             whole.body(),
         ));
     }
-    let media_type = response.header("content-type").unwrap_or_default();
+    let media_type = response.header("content-type").unwrap_or_default().to_string();
     if !media_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream") {
+        // Some vendors answer a failed streamed request with a plain JSON error and a 200.
+        let whole = response.into_response()?;
+        if easel_sdk::serde_json::from_slice::<Answer>(whole.body()).is_ok_and(|answer| answer.is_error()) {
+            return Err(map_error(whole.status(), whole.header("retry-after"), whole.body()));
+        }
         return Err(Error::upstream(format!(
-            "the vendor answered a streamed chat with {:?}, not an event stream",
-            media_type
+            "the vendor answered a streamed chat with {media_type:?}, not an event stream"
         )));
     }
     Ok(Box::new(ChunkStream {
@@ -350,7 +380,7 @@ impl ChunkStream {
     /// piece that says nothing (no id, no name, no arguments) is skipped.
     fn take(&mut self, event: &SseEvent, out: &mut Vec<ChatEvent>) -> Result<()> {
         let chunk: Answer = event.json()?;
-        if chunk.error.is_some() {
+        if chunk.is_error() {
             self.events = None;
             return Err((self.map_error)(200, None, event.data.as_bytes()));
         }
@@ -729,6 +759,31 @@ mod tests {
             s.next().unwrap().is_empty(),
             "the stream ends after an error"
         );
+    }
+
+    /// MiniMax's `base_resp` with a non-zero code is an error wherever it comes: as plain
+    /// JSON in place of a stream, in a chunk, in a whole answer; a zero code is a success.
+    #[test]
+    fn a_non_zero_base_resp_is_an_error_and_a_zero_one_is_not() {
+        let failed = json!({"base_resp": {"status_code": 1039, "status_msg": "token limit"}});
+        let _s = Script::new()
+            .exchange(Expect::post("https://chat.example/v1"), Reply::json(200, failed.clone()))
+            .exchange(
+                Expect::post("https://chat.example/v1"),
+                Reply::sse([
+                    r#"{"choices":[{"delta":{"content":"a"}}],"base_resp":{"status_code":0}}"#,
+                    r#"{"base_resp":{"status_code":1027,"status_msg":"output sensitive"}}"#,
+                ]),
+            )
+            .exchange(Expect::post("https://chat.example/v1"), Reply::json(200, failed))
+            .install();
+        let e = stream(Request::post("https://chat.example/v1"), mapper).err().unwrap();
+        assert!(matches!(e, Error::InvalidRequest(m) if m.starts_with("200") && m.contains("1039")));
+        let mut s = stream(Request::post("https://chat.example/v1"), mapper).unwrap();
+        assert_eq!(s.next().unwrap(), vec![ChatEvent::Delta("a".into())]);
+        assert!(matches!(s.next(), Err(Error::InvalidRequest(m)) if m.contains("1027")));
+        let e = whole(Request::post("https://chat.example/v1"), mapper).err().unwrap();
+        assert!(matches!(e, Error::InvalidRequest(m) if m.contains("1039")));
     }
 
     /// A stream cut off before the vendor's finish or `[DONE]`, and a whole answer where a
