@@ -223,6 +223,63 @@ async fn outputs_that_cannot_be_stored_fail_a_polled_task_and_refund_it() {
     assert_eq!(account["reserved"], 0.0, "{account}");
 }
 
+/// OpenAI's image and speech answers are the client's only way to their results, so a client
+/// that gives up (its SDK's timeout, which the SDK then retries as a new request) cancels the
+/// task it left, and pays nothing for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_answer_whose_client_left_is_cancelled_and_refunded() {
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml(&charging(&[
+                ("offline/image", 2.0),
+                ("offline/speech", 1.0),
+            ])),
+    )
+    .await;
+    host.grant("partner-a", 10.0).await;
+    for (path, body) in [
+        (
+            "/v1/images/generations",
+            json!({"model": "offline/image", "prompt": "slow", "size": "16x16", "work_ms": 5_000}),
+        ),
+        (
+            "/v1/audio/speech",
+            json!({"model": "offline/speech", "input": "slow", "work_ms": 5_000}),
+        ),
+    ] {
+        let left = host
+            .as_key(Method::POST, path, "key-a")
+            .json(&body)
+            .timeout(Duration::from_millis(700))
+            .send()
+            .await;
+        assert!(left.is_err_and(|e| e.is_timeout()), "{path}");
+    }
+    let started = Instant::now();
+    let jobs = loop {
+        let (status, listed) = host.get("/api/v1/jobs?limit=10").await;
+        assert_eq!(status, 200, "{listed}");
+        let jobs = listed["jobs"].as_array().unwrap().clone();
+        if jobs.len() == 2 && jobs.iter().all(|job| job["status"] == "cancelled") {
+            break jobs;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the tasks run on after their clients left: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        jobs.iter()
+            .all(|job| job["error"] == "Cancelled by the client."),
+        "{jobs:?}"
+    );
+    let account = host.usage("partner-a").await;
+    assert_eq!(account["balance"], 10.0, "{account}");
+    assert_eq!(account["reserved"], 0.0, "{account}");
+}
+
 /// The task's `attempts` column, read from the SQLite file.
 async fn attempts(host: &Host, id: &str) -> i64 {
     use sqlx::{Connection, Row};

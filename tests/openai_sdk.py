@@ -191,11 +191,29 @@ except openai.BadRequestError as error:
     assert "content rejected: no kites" in str(error), error
 print("image refusal ok")
 
+# The codes SDK users branch on: an unknown model is OpenAI's 404 `model_not_found` on every
+# route, a wrong key `invalid_api_key`; a size the model does not offer names `size`, the
+# field the client sent.
+for unknown in (
+    lambda: client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}]),
+    lambda: client.images.generate(model="no-such-model", prompt="x"),
+    lambda: client.models.retrieve("no-such-model"),
+):
+    try:
+        unknown()
+        raise AssertionError("an unknown model must fail")
+    except openai.NotFoundError as error:
+        assert "no-such-model" in str(error) and error.code == "model_not_found", error.body
 try:
-    client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
-    raise AssertionError("an unknown model must fail")
-except openai.NotFoundError as error:
-    assert "no-such-model" in str(error)
+    openai.OpenAI(base_url=base + "/v1", api_key="not-a-key").models.list()
+    raise AssertionError("a wrong key must fail")
+except openai.AuthenticationError as error:
+    assert error.code == "invalid_api_key", error.body
+try:
+    client.images.generate(model="offline/image", prompt="x", size="99999x99999")
+    raise AssertionError("a size out of range must fail")
+except openai.BadRequestError as error:
+    assert error.body["param"] == "size" and "99999x99999" in error.body["message"], error.body
 print("errors ok")
 
 # llmage lists only names its routes accept: DashScope and ModelScope both serve qwen-image,

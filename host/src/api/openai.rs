@@ -4,7 +4,9 @@
 //!
 //! OpenAI answers image and speech requests synchronously, so the handler queues a task like
 //! every other API and waits for it to end (up to `[engine] queue_timeout_secs`); the task
-//! stays listed and billed like any other. Errors are OpenAI's `{"error": {message, type,
+//! stays listed and billed like any other. This answer is the client's only way to the result,
+//! so a client that leaves before the task ends (a timeout its SDK then retries) and a wait that
+//! runs out cancel the task, which refunds it. Errors are OpenAI's `{"error": {message, type,
 //! param, code}}`.
 
 use std::time::Duration;
@@ -37,6 +39,7 @@ use crate::{
         submit::{refusal_parts, stored_outputs},
     },
     engine::{
+        Engine,
         front_door::{Admission, Refusal},
         inputs::Input,
         provider::ProviderError,
@@ -59,6 +62,8 @@ pub struct Error {
     rate_limited: bool,
     /// The vendor's `Retry-After`, passed on.
     retry_after_secs: Option<u64>,
+    /// OpenAI's `code` where the status alone does not say it (`model_not_found`).
+    code: Option<&'static str>,
 }
 
 impl Error {
@@ -69,6 +74,7 @@ impl Error {
             param: None,
             rate_limited: false,
             retry_after_secs: None,
+            code: None,
         }
     }
 
@@ -84,6 +90,22 @@ impl Error {
         self
     }
 
+    /// A model name resolved to nothing (404 `model_not_found`, as OpenAI answers it), or
+    /// to an ambiguous or unsuitable model (400 naming `model`).
+    fn unresolved(error: ResolveError) -> Self {
+        match error {
+            ResolveError::Unknown(name) => Self {
+                param: Some("model".into()),
+                code: Some("model_not_found"),
+                ..Self::new(
+                    StatusCode::NOT_FOUND,
+                    format!("The model `{name}` does not exist"),
+                )
+            },
+            other => Self::invalid("model", other.to_string()),
+        }
+    }
+
     fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
@@ -91,6 +113,7 @@ impl Error {
             param: Some(param.into()),
             rate_limited: false,
             retry_after_secs: None,
+            code: None,
         }
     }
 }
@@ -104,11 +127,17 @@ impl IntoResponse for Error {
             400..=499 => "invalid_request_error",
             _ => "server_error",
         };
+        let code = match self.status.as_u16() {
+            _ if self.rate_limited => Some("rate_limit_exceeded"),
+            401 => Some("invalid_api_key"),
+            429 => Some("insufficient_quota"),
+            _ => self.code,
+        };
         let body = json!({"error": {
             "message": self.message,
             "type": kind,
             "param": self.param,
-            "code": if self.rate_limited { "rate_limit_exceeded".into() } else { Value::Null },
+            "code": code,
         }});
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
@@ -168,6 +197,7 @@ impl From<Refusal> for Error {
                 param,
                 rate_limited,
                 retry_after_secs,
+                code: None,
             },
             Err(error) => error.into(),
         }
@@ -281,12 +311,7 @@ async fn model(
         .into_iter()
         .find(|m| m["id"] == id.as_str())
         .map(|m| Json(m).into_response())
-        .ok_or_else(|| {
-            Error::new(
-                StatusCode::NOT_FOUND,
-                format!("The model `{id}` does not exist"),
-            )
-        })
+        .ok_or_else(|| Error::unresolved(ResolveError::Unknown(id)))
 }
 
 /// `POST /v1/chat/completions`.
@@ -314,13 +339,7 @@ async fn chat_completions(
 ) -> Result<Response, Error> {
     let request: ChatRequest =
         body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
-    let resolved = chat::find_model(&state, &request.model).map_err(|error| match error {
-        ResolveError::Unknown(name) => Error::new(
-            StatusCode::NOT_FOUND,
-            format!("The model `{name}` does not exist"),
-        ),
-        other => Error::invalid("model", other.to_string()),
-    })?;
+    let resolved = chat::find_model(&state, &request.model).map_err(Error::unresolved)?;
     let call = chat::ChatCall {
         client_id,
         api: API,
@@ -553,14 +572,14 @@ async fn answer_images(
         .engine
         .registry()
         .resolve(request.model.as_deref(), capability)
-        .map_err(|e| Error::invalid("model", e.to_string()))?;
+        .map_err(Error::unresolved)?;
     let mut params = request.params;
     params.insert("n".into(), n.into());
     // `auto` (gpt-image-1's default) is passed as it is, for the model's schema to take or
     // refuse; any other size is `WIDTHxHEIGHT`.
     if request.size.as_deref() == Some("auto") {
         params.insert("size".into(), "auto".into());
-    } else if let Some(size) = request.size {
+    } else if let Some(size) = &request.size {
         let (width, height) = size
             .split_once('x')
             .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
@@ -583,7 +602,18 @@ async fn answer_images(
         idempotency: None,
         priority: None,
     };
-    let task = run_to_end(state, admission, "The image").await?;
+    // The model's checks name `width` and `height`; the client sent `size`.
+    let size = request.size;
+    let task = run_to_end(state, admission, "The image")
+        .await
+        .map_err(|error| match &size {
+            Some(size) if matches!(error.param.as_deref(), Some("width" | "height")) => Error {
+                param: Some("size".into()),
+                message: format!("size {size} is not offered: {}", error.message),
+                ..error
+            },
+            _ => error,
+        })?;
     let mut data = Vec::new();
     for asset in stored_outputs(state, &task).await? {
         data.push(if as_base64 {
@@ -600,10 +630,15 @@ async fn answer_images(
 /// client sees (`what`, e.g. "The image", names the product in a timeout's message).
 async fn run_to_end(state: &AppState, admission: Admission, what: &str) -> Result<Task, Error> {
     let (task, _) = state.engine.admit(admission).await?;
+    let id = task.id.clone();
+    let mut waiting = Waiting {
+        engine: state.engine.clone(),
+        task: Some(task),
+    };
     let limit = Duration::from_secs(state.engine.config().queue_timeout_secs);
     let task = state
         .engine
-        .wait_terminal(&task.id, limit)
+        .wait_terminal(&id, limit)
         .await?
         .ok_or_else(|| {
             Error::new(
@@ -611,6 +646,7 @@ async fn run_to_end(state: &AppState, admission: Admission, what: &str) -> Resul
                 format!("{what} was not ready in time"),
             )
         })?;
+    waiting.task = None;
     if let (Some(started), Some(finished)) = (task.started_at, task.finished_at) {
         // The worker's run, on whichever host: the vendor's call and its outputs' download.
         crate::metrics::add_upstream(Duration::from_millis((finished - started).max(0) as u64));
@@ -629,6 +665,32 @@ async fn run_to_end(state: &AppState, admission: Admission, what: &str) -> Resul
         return Err(Error::new(StatusCode::BAD_GATEWAY, reason));
     }
     Ok(task)
+}
+
+/// A task whose client waits for it in the answer: dropped before it ended (the client left,
+/// or the wait ran out), it cancels the task, since nobody can collect the result any more.
+struct Waiting {
+    engine: Engine,
+    /// `None` once the task ended.
+    task: Option<Task>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let engine = self.engine.clone();
+        let cancel = async move {
+            if let Err(error) = engine.cancel(&task.client_id, &task.id).await {
+                tracing::warn!(task = %task.id, %error, "cancelling an abandoned task failed");
+            }
+        };
+        // Outside a runtime the process is ending; the task then runs on and is recorded.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(cancel);
+        }
+    }
 }
 
 /// `POST /v1/audio/speech`.
@@ -674,7 +736,7 @@ async fn speech(
         .engine
         .registry()
         .resolve(request.model.as_deref(), "audio.speech")
-        .map_err(|e| Error::invalid("model", e.to_string()))?;
+        .map_err(Error::unresolved)?;
     let mut params = request.params;
     if let Some(voice) = request.voice {
         params.insert("voice".into(), voice);
