@@ -13,6 +13,8 @@
 //! - With no live worker for `offline`, its model is still accepted for the grace period; the
 //!   task stays queued, says `waiting for a worker that serves offline`, and expires by the
 //!   queue timeout; after the grace period the model is refused.
+//! - Idle, a host and a worker on PostgreSQL stay quiet: only a task that becomes queued wakes
+//!   the workers, never a claim (which once woke them all again, in a loop).
 
 use std::{
     collections::HashMap,
@@ -20,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use easel_tests::{ADMIN_KEY, Host, Options, Worker, on_both_backends, send};
+use easel_tests::{ADMIN_KEY, Backend, Host, Options, Worker, on_both_backends, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -446,4 +448,57 @@ async fn each_worker_is_alive_for_its_own_lease() {
         [2],
         "the worker with a 30 s lease is listed between its beats"
     );
+}
+
+/// Idle, a serving host and a worker on one PostgreSQL database commit little: a worker waits
+/// for a task to be queued or for its tick. Only a task that becomes queued notifies the
+/// workers; an empty claim (an `UPDATE` that matches no row) does not, as it once did, when
+/// every idle claim woke every worker on every host again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_fleet_on_postgres_stays_quiet() {
+    let api = Host::start(Options::new(Backend::Postgres)).await;
+    let _worker = api.spawn_worker_with(&["--providers", "offline"], &[]);
+    let pool = sqlx::PgPool::connect(api.database_url().unwrap())
+        .await
+        .unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect(api.database_url().unwrap())
+        .await
+        .unwrap();
+    listener.listen("easel_tasks").await.unwrap();
+
+    sqlx::query("UPDATE tasks SET status = status WHERE false")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let woken = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(
+        woken.is_err(),
+        "an update of no row woke the workers: {woken:?}"
+    );
+    let job = json!({"capability": "image.generate", "model": "offline/image", "prompt": "wake"});
+    let (status, created) = api.post("/api/v1/jobs", &job).await;
+    assert_eq!(status, 202, "{created}");
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert!(
+        matches!(woken, Ok(Ok(_))),
+        "a queued task woke nobody: {woken:?}"
+    );
+    let id = created["job"]["id"].as_str().unwrap();
+    assert_eq!(api.wait_terminal(id).await["status"], "succeeded");
+
+    let commits = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = commits().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = commits().await - before;
+    // Each worker's tick, the heartbeats and the sweeper: about 70 a second for the two
+    // processes' 16 workers, not the thousands a second of the loop.
+    assert!(idle < 1_000, "{idle} commits in 3 idle seconds");
 }
