@@ -102,6 +102,13 @@ async fn a_revoked_key_is_refused_even_where_no_key_is_needed() {
         status, 401,
         "a revoked key is refused, not served as local: {body}"
     );
+    // Its only key revoked, the host stays closed, also after a restart (a crash, a unit
+    // restarted): a host that had clients never serves anyone as `local` again.
+    let mut host = host;
+    host.kill9_and_restart().await;
+    let (status, body) = send(host.http.get(host.url("/api/v1/account"))).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(status_for(&host, "sk-anything").await, 401);
 }
 
 /// Keys stored by an earlier run close a host started without `EASEL_API_KEYS` from the start.
@@ -409,6 +416,52 @@ async fn an_expired_key_is_refused(backend: Backend) {
 }
 
 /// Hosts that share a database: PostgreSQL only.
+mod a_key_issued_on_one_host_closes_another_within_seconds {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_key_issued_on_one_host_closes_another_within_seconds().await
+    }
+}
+
+/// Two loopback hosts on one database, neither with `EASEL_API_KEYS`: a key issued through one
+/// host's admin routes closes the other too, so that callers without a key are not served as
+/// `local` by the host the operator did not use.
+async fn a_key_issued_on_one_host_closes_another_within_seconds() {
+    let open = |database: Option<&str>| {
+        let options = Options::new(Backend::Postgres)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .env("EASEL_API_KEYS", "");
+        match database {
+            Some(url) => options.env("DATABASE_URL", url),
+            None => options,
+        }
+    };
+    let first = Host::start(open(None)).await;
+    let database = first.database_url().unwrap().to_string();
+    let second = Host::start(open(Some(&database))).await;
+    let anonymous = |host: &Host| send(host.http.get(host.url("/api/v1/account")));
+    assert_eq!(anonymous(&second).await.0, 200);
+    let (status, created) = admin(
+        &first,
+        Method::POST,
+        "/admin/clients",
+        Some(json!({"id": "acme", "key": "acme-key-0123456789abcdef"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(anonymous(&first).await.0, 401);
+    let issued = Instant::now();
+    while anonymous(&second).await.0 == 200 {
+        assert!(
+            issued.elapsed() < Duration::from_secs(5),
+            "the other host still serves callers without a key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status_for(&second, "sk-anything").await, 401);
+    assert_eq!(status_for(&second, "acme-key-0123456789abcdef").await, 200);
+}
+
 mod a_key_revoked_on_one_host_is_refused_by_another_within_seconds {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {

@@ -1,19 +1,20 @@
 //! API keys: accepted from `Authorization: Bearer`, `X-API-Key` or `X-Zhinian-Api-Key`.
 //!
 //! Invariants: keys are stored and compared only as hashes ([`keys`]); with no keys
-//! configured the host serves loopback only (enforced at bind), and while it also has no
-//! active key stored, every caller that presents no key, or one it never issued, is the
-//! client `local`. Once a key exists (stored at start, or issued through the admin routes
-//! while it runs) every caller needs one: a host with clients never serves anyone as
-//! `local`. A key it issued and revoked (or that expired) is refused in either case. A key
-//! is trusted from memory for at most [`RECHECK_AFTER`] (and never past its expiry) before
-//! its row is read again, so a key revoked on any host is refused on every host within that
-//! time, and at once on the host that revoked it.
+//! configured the host serves loopback only (enforced at bind), and while its database also
+//! holds no key, every caller that presents no key, or one it never issued, is the client
+//! `local`. Once a key is stored (before the start, issued through this host's admin routes,
+//! or by another host on the same database, seen within [`RECHECK_AFTER`]) every caller needs
+//! one, for good: a host that has had clients never serves anyone as `local` again, not even
+//! after their keys were revoked or expired. A key it issued and revoked (or that expired) is
+//! refused in either case. A key is trusted from memory for at most [`RECHECK_AFTER`] (and
+//! never past its expiry) before its row is read again, so a key revoked on any host is
+//! refused on every host within that time, and at once on the host that revoked it.
 
 use std::{
     collections::HashMap,
     sync::{
-        RwLock,
+        Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -55,6 +56,8 @@ pub struct Auth {
     by_hash: RwLock<HashMap<String, Trusted>>,
     /// No key is configured or stored: callers without one are `local`.
     open: AtomicBool,
+    /// While open, when the table was last read for a key another host stored.
+    open_checked: Mutex<Instant>,
     store: Store,
 }
 
@@ -66,7 +69,7 @@ impl Auth {
         if !configured.is_empty() {
             keys::reconcile(&store, configured).await?;
         }
-        let open = configured.is_empty() && !keys::any_active(&store, now_ms()).await?;
+        let open = configured.is_empty() && !keys::any_stored(&store).await?;
         if open {
             tracing::info!(
                 "no API keys: callers are served as the client `{LOCAL_CLIENT}` until a key is issued"
@@ -77,12 +80,39 @@ impl Auth {
         Ok(Self {
             by_hash: RwLock::default(),
             open: AtomicBool::new(open),
+            open_checked: Mutex::new(Instant::now()),
             store,
         })
     }
 
-    fn is_open(&self) -> bool {
-        self.open.load(Ordering::Relaxed)
+    /// Whether callers without a key are still `local`: no key stored, as this host last read
+    /// the table at most [`RECHECK_AFTER`] ago (a host sharing the database may have issued
+    /// one meanwhile).
+    async fn is_open(&self) -> bool {
+        if !self.open.load(Ordering::Relaxed) {
+            return false;
+        }
+        {
+            let mut checked = self.open_checked.lock().expect("auth lock");
+            if checked.elapsed() < RECHECK_AFTER {
+                return true;
+            }
+            *checked = Instant::now();
+        }
+        match keys::any_stored(&self.store).await {
+            Ok(false) => true,
+            Ok(true) => {
+                if self.open.swap(false, Ordering::Relaxed) {
+                    tracing::info!("an API key was stored: every caller needs one from now on");
+                }
+                false
+            }
+            // Closed while the table cannot be read: nobody is served as `local` by mistake.
+            Err(error) => {
+                tracing::error!(%error, "reading whether API keys are stored");
+                false
+            }
+        }
     }
 
     /// Passes on what issuing a key gave; once one was issued, every caller needs a key.
@@ -158,7 +188,7 @@ impl Auth {
     /// The client behind the request's key.
     pub async fn client(&self, headers: &HeaderMap) -> Result<String, AuthError> {
         let Some(key) = presented_key(headers) else {
-            return if self.is_open() {
+            return if self.is_open().await {
                 Ok(LOCAL_CLIENT.into())
             } else {
                 Err(AuthError::Missing)
@@ -184,7 +214,7 @@ impl Auth {
                 if stale {
                     self.forget(&hash);
                 }
-                return if self.is_open() && dead_or_unknown == keys::Presented::Unknown {
+                return if dead_or_unknown == keys::Presented::Unknown && self.is_open().await {
                     Ok(LOCAL_CLIENT.into())
                 } else {
                     Err(AuthError::Invalid)
@@ -205,7 +235,9 @@ impl Auth {
     }
 }
 
-/// The key from the first accepted header that carries one.
+/// The key a request presents: a bearer token, else `X-API-Key`, else `X-Zhinian-Api-Key`,
+/// else a bare key in `Authorization` (no scheme, as some clients send it). Credentials of
+/// another scheme (a proxy's or a browser's `Basic`) are not a key, and do not hide one.
 pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     let header = |name: &str| {
         headers
@@ -214,17 +246,64 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    if let Some(value) = header("authorization") {
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .unwrap_or(value)
-            .trim();
-        if !token.is_empty() {
-            return Some(token.to_string());
-        }
-    }
-    header("x-api-key")
+    let authorization = header("authorization");
+    let bearer = authorization
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    bearer
+        .or_else(|| header("x-api-key"))
         .or_else(|| header("x-zhinian-api-key"))
+        .or_else(|| {
+            authorization
+                .filter(|value| !value.contains(' ') && !value.eq_ignore_ascii_case("bearer"))
+        })
         .map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(pairs: &[(&'static str, &'static str)]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, value.parse().unwrap());
+        }
+        presented_key(&headers)
+    }
+
+    #[test]
+    fn a_key_comes_from_a_bearer_token_the_key_headers_or_a_bare_authorization() {
+        assert_eq!(
+            key_of(&[("authorization", "Bearer k1")]).as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            key_of(&[("authorization", "bearer  k1 ")]).as_deref(),
+            Some("k1")
+        );
+        assert_eq!(key_of(&[("authorization", "k1")]).as_deref(), Some("k1"));
+        assert_eq!(key_of(&[("x-api-key", "k2")]).as_deref(), Some("k2"));
+        assert_eq!(
+            key_of(&[("x-zhinian-api-key", "k3")]).as_deref(),
+            Some("k3")
+        );
+        assert_eq!(
+            key_of(&[("authorization", "Bearer k1"), ("x-api-key", "k2")]).as_deref(),
+            Some("k1")
+        );
+        assert_eq!(key_of(&[]), None);
+        assert_eq!(key_of(&[("authorization", "Bearer ")]), None);
+    }
+
+    /// A proxy's or a browser's credentials of another scheme neither count as a key nor hide
+    /// the key the client sent in its own header.
+    #[test]
+    fn credentials_of_another_scheme_are_not_a_key() {
+        let basic = ("authorization", "Basic dXNlcjpwdw==");
+        assert_eq!(key_of(&[basic, ("x-api-key", "k2")]).as_deref(), Some("k2"));
+        assert_eq!(key_of(&[basic]), None);
+    }
 }

@@ -244,15 +244,11 @@ pub fn valid_client_id(id: &str) -> bool {
 /// What [`valid_client_id`] asks, in words.
 pub const CLIENT_ID_RULE: &str = "1 to 64 letters, digits, '-', '_' or '.'";
 
-/// Whether any key is stored that is neither revoked nor expired.
-pub async fn any_active(store: &Store, now: i64) -> anyhow::Result<bool> {
-    let found: Option<(String,)> = sqlx::query_as(
-        "SELECT hash FROM api_keys WHERE revoked_at IS NULL \
-         AND (expires_at IS NULL OR expires_at > $1) LIMIT 1",
-    )
-    .bind(now)
-    .fetch_optional(&store.reader)
-    .await?;
+/// Whether any key was ever stored, revoked and expired ones included.
+pub async fn any_stored(store: &Store) -> anyhow::Result<bool> {
+    let found: Option<(String,)> = sqlx::query_as("SELECT hash FROM api_keys LIMIT 1")
+        .fetch_optional(&store.reader)
+        .await?;
     Ok(found.is_some())
 }
 
