@@ -1,7 +1,8 @@
 //! Webhooks: signed, retried with backoff against a receiver that fails the first attempts,
-//! and delivered after a `kill -9` of the host.
+//! delivered after a `kill -9` of the host, and never held up by another client's receiver
+//! that does not answer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use easel_tests::{Backend, Host, Options, Receiver};
 use hmac::{Hmac, Mac};
@@ -60,6 +61,44 @@ async fn webhooks_are_signed_and_retried_until_delivered() {
             1
         );
     }
+}
+
+/// A receiver that takes the request and never answers holds its own attempt until the
+/// timeout (10 s by default), not the deliveries to other receivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_holds_up_no_other() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let (accepted, mut reached) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+            let _ = accepted.send(());
+        }
+    });
+    let receiver = Receiver::start(0).await;
+    let host = Host::start(Options::new(Backend::Sqlite)).await;
+    let job = |url: &str| json!({"capability": "image.generate", "prompt": "hook", "width": 16, "height": 16, "webhookUrl": url});
+
+    let (status, created) = host.post("/api/v1/jobs", &job(&silent_url)).await;
+    assert_eq!(status, 202, "{created}");
+    tokio::time::timeout(Duration::from_secs(10), reached.recv())
+        .await
+        .expect("the silent receiver is called");
+    let (status, created) = host.post("/api/v1/jobs", &job(&receiver.url)).await;
+    assert_eq!(status, 202, "{created}");
+    let finished = host
+        .wait_terminal(created["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(finished["status"], "succeeded");
+    let started = Instant::now();
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "delivered {:?} after its job ended",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

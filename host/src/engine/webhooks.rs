@@ -4,7 +4,9 @@
 //! crash mid-attempt means one more attempt later, never none; a 2xx marks it delivered; any
 //! other answer backs off exponentially (`webhook_backoff_secs` doubling) until
 //! `webhook_max_attempts`. With a secret set, each request carries
-//! `X-Zhinian-Signature: sha256=<hex HMAC-SHA256 of the raw body>`.
+//! `X-Zhinian-Signature: sha256=<hex HMAC-SHA256 of the raw body>`. Up to [`IN_FLIGHT`]
+//! attempts run at once, each on its own: a receiver that is slow to answer holds one of them,
+//! never the deliveries to other receivers.
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use crate::{
 };
 
 /// Outbox rows attempted at once, at most.
-const BATCH: i64 = 32;
+const IN_FLIGHT: usize = 32;
 
 /// The signature header value for `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -32,42 +34,53 @@ pub fn backoff(base_secs: f64, attempts: u32) -> Duration {
     Duration::from_secs_f64(base_secs * 2f64.powi(attempts.saturating_sub(1).min(20) as i32))
 }
 
-/// The deliverer's loop.
+/// The deliverer's loop: claims due rows while attempts are free, starts each at once, and
+/// claims again when one ends or every 200 ms.
 pub async fn run(engine: Engine) {
     let shutdown = engine.shutdown_token().clone();
     let client = engine
         .guard()
         .client(Duration::from_secs(engine.config().webhook_timeout_secs));
+    let mut attempts = tokio::task::JoinSet::new();
     loop {
-        match deliver_due(&engine, &client).await {
-            Ok(0) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = shutdown.cancelled() => return,
+        let free = IN_FLIGHT - attempts.len();
+        if free > 0 {
+            match claim_due(&engine, free).await {
+                Ok(due) => {
+                    let claimed = due.len();
+                    for webhook in due {
+                        let (engine, client) = (engine.clone(), client.clone());
+                        attempts.spawn(async move { attempt(&engine, &client, webhook).await });
+                    }
+                    if claimed == free {
+                        // More may be due: claim again before waiting.
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "claiming due webhooks failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "webhook delivery pass failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        }
+        tokio::select! {
+            Some(ended) = attempts.join_next() => match ended {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "recording a webhook attempt failed"),
+                Err(error) => tracing::warn!(%error, "a webhook attempt stopped"),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            // Attempts still running are dropped: their rows are claimed until a while after
+            // their timeout, and attempted again then.
+            _ = shutdown.cancelled() => return,
         }
     }
 }
 
-async fn deliver_due(engine: &Engine, client: &reqwest::Client) -> anyhow::Result<usize> {
+async fn claim_due(engine: &Engine, at_most: usize) -> anyhow::Result<Vec<DueWebhook>> {
     let now = now_ms();
     let claim_until = now + (engine.config().webhook_timeout_secs as i64 + 5) * 1000;
-    let due = tasks::claim_due_webhooks(engine.store(), now, claim_until, BATCH).await?;
-    let count = due.len();
-    let attempts = due.into_iter().map(|webhook| {
-        let (engine, client) = (engine.clone(), client.clone());
-        async move { attempt(&engine, &client, webhook).await }
-    });
-    for result in futures::future::join_all(attempts).await {
-        result?;
-    }
-    Ok(count)
+    tasks::claim_due_webhooks(engine.store(), now, claim_until, at_most as i64).await
 }
 
 async fn attempt(
