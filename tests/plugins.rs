@@ -190,6 +190,39 @@ async fn the_demo_chat_runs_a_tool_loop() {
     );
 }
 
+/// Seed 003 served by a plugin's model (no local model, the demo's image the default): a
+/// count the model cannot make is refused naming `num_images`, the field the client sent,
+/// with the model's own limit, though the model calls it `n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sd_api_on_a_plugin_model_names_the_fields_the_client_sent() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(built_plugin("demo"), plugins.path().join("demo.wasm")).unwrap();
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_PLUGINS_DIR", plugins.path().to_str().unwrap())
+            .env("EASEL_OFFLINE_PROVIDER", "0"),
+    )
+    .await;
+    let (status, refused) = easel_tests::send(
+        host.http
+            .post(host.url("/api/v1/generate"))
+            .header("X-API-Key", "key-a")
+            .json(&json!({"prompt": "x", "num_images": 10})),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(
+        refused["detail"][0]["loc"],
+        json!(["body", "num_images"]),
+        "{refused}"
+    );
+    let message = refused["detail"][0]["msg"].as_str().unwrap();
+    assert!(
+        message.contains("num_images") && message.contains('4'),
+        "{message}"
+    );
+}
+
 #[test]
 fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
     // A built component passes and its manifest comes back as JSON.

@@ -469,9 +469,11 @@ async fn generate(
         ("seed", request.seed.map(Value::from)),
         ("loras", (!loras.is_empty()).then(|| Value::from(loras))),
     ]);
-    // A mapped model that counts its outputs as `n` gets the count under that name.
+    // A mapped model that counts its outputs as `n` gets the count under that name, and its
+    // refusal of the count names the field the client sent.
     let properties = &resolved.model.params_schema["properties"];
-    if properties.get("num_images").is_none() && properties.get("n").is_some() {
+    let count_as_n = properties.get("num_images").is_none() && properties.get("n").is_some();
+    if count_as_n {
         params.insert("n".into(), count.into());
     }
     let asked = request.output_format.as_deref().unwrap_or("png");
@@ -507,7 +509,20 @@ async fn generate(
             idempotency: None,
             priority: None,
         })
-        .await?;
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Invalid(mut invalid)
+                if count_as_n && invalid.param.as_deref() == Some("n") =>
+            {
+                invalid.param = Some("num_images".into());
+                invalid.message =
+                    invalid
+                        .message
+                        .replacen("parameter n:", "parameter num_images:", 1);
+                Refusal::Invalid(invalid)
+            }
+            other => other,
+        })?;
     Ok(Json(json!({
         "task_id": task.id,
         "status": "pending",
