@@ -292,6 +292,15 @@ json_mode = client.chat.completions.create(
 assert json_mode.choices[0].message.content == "answer in JSON", json_mode
 print("json mode ok")
 
+# The SDKs' current name for the token cap reaches a model that takes it as max_tokens.
+capped = client.chat.completions.create(
+    model="dashscope/qwen-plus",
+    messages=[{"role": "user", "content": "be brief"}],
+    max_completion_tokens=7,
+)
+assert capped.choices[0].message.content == "be brief", capped
+print("token cap ok")
+
 # A photo in a chat (OpenAI's vision input, an `image_url` data URL of over 9 MiB, just under
 # the default JSON limit of 10 MiB) is carried to the vendor whole, within the plugin's memory.
 photo = "data:image/png;base64," + base64.b64encode(random_png(1560, 1560)).decode()

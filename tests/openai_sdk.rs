@@ -92,6 +92,13 @@ async fn the_official_python_sdk_works_unchanged() {
         .collect::<Vec<_>>();
     assert_eq!(json_mode.len(), 1, "{json_mode:?}");
     assert_eq!(json_mode[0]["response_format"]["type"], "json_object");
+    // The token cap sent as max_completion_tokens reached Qwen as the max_tokens it takes.
+    let capped = fakes::easel::bodies(&vendors[0], "POST /compatible-mode/v1/chat/completions")
+        .into_iter()
+        .find(|body| body["messages"][0]["content"] == "be brief")
+        .expect("the capped chat");
+    assert_eq!(capped["max_tokens"], 7, "{capped}");
+    assert!(capped.get("max_completion_tokens").is_none(), "{capped}");
     // The chat's photo reached Qwen whole.
     let photo = fakes::easel::bodies(&vendors[0], "POST /compatible-mode/v1/chat/completions")
         .into_iter()
@@ -128,6 +135,7 @@ async fn the_official_python_sdk_works_unchanged() {
         "/llmage/v1 tool calls ok",
         "photo in a chat ok",
         "json mode ok",
+        "token cap ok",
     ] {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }

@@ -76,10 +76,14 @@ impl Engine {
     /// the client reads a stream).
     pub async fn open_chat(
         &self,
-        admission: Admission,
+        mut admission: Admission,
         messages: Vec<Value>,
         stream: bool,
     ) -> Result<ChatSession, Refusal> {
+        conversation::name_the_token_cap(
+            &mut admission.params,
+            &admission.resolved.model.params_schema,
+        );
         let resolved = &admission.resolved;
         let answers = conversation::Answers::of(
             &resolved.model.params_schema,

@@ -12,6 +12,8 @@
 //!   without tools, and a `response_format` other than text for a model whose schema does not
 //!   declare one (its plugin would drop it) are a 400 naming the parameter, not a 200 that
 //!   quietly lacks them.
+//! - The token cap reaches the model under the name its schema declares: OpenAI's current
+//!   `max_completion_tokens` becomes `max_tokens` for a model that takes only that.
 
 use serde_json::{Map, Value};
 
@@ -47,6 +49,23 @@ impl Answers {
             tool_calls: makes_tool_calls && declares("tools"),
             formats: declares("response_format"),
         }
+    }
+}
+
+/// OpenAI's SDKs send the token cap as `max_completion_tokens` now (`max_tokens` is
+/// deprecated); a model whose schema takes it as `max_tokens` only gets it under that name, so
+/// the cap reaches the vendor instead of being dropped as an undeclared parameter. Set under
+/// both names, the current one wins, as OpenAI's own models take it.
+pub fn name_the_token_cap(params: &mut Map<String, Value>, schema: &Value) {
+    let declares = |name: &str| schema["properties"].get(name).is_some();
+    if declares("max_completion_tokens") || !declares("max_tokens") {
+        return;
+    }
+    if let Some(cap) = params
+        .remove("max_completion_tokens")
+        .filter(|cap| !cap.is_null())
+    {
+        params.insert("max_tokens".into(), cap);
     }
 }
 
@@ -274,5 +293,39 @@ mod tests {
             let plain = plain.as_object().unwrap();
             assert!(check(hi.as_array().unwrap(), plain, Answers::default()).is_ok());
         }
+    }
+
+    #[test]
+    fn the_token_cap_takes_the_name_the_model_declares() {
+        let old_name = json!({"properties": {"max_tokens": {"type": "integer"}}});
+        let both = json!({"properties": {"max_tokens": {}, "max_completion_tokens": {}}});
+        let named = |schema: &Value, params: Value| {
+            let mut params = params.as_object().unwrap().clone();
+            name_the_token_cap(&mut params, schema);
+            Value::Object(params)
+        };
+        assert_eq!(
+            named(&old_name, json!({"max_completion_tokens": 5})),
+            json!({"max_tokens": 5})
+        );
+        assert_eq!(
+            named(
+                &old_name,
+                json!({"max_tokens": 9, "max_completion_tokens": 5})
+            ),
+            json!({"max_tokens": 5})
+        );
+        assert_eq!(
+            named(&old_name, json!({"max_tokens": 9})),
+            json!({"max_tokens": 9})
+        );
+        assert_eq!(
+            named(&both, json!({"max_completion_tokens": 5})),
+            json!({"max_completion_tokens": 5})
+        );
+        assert_eq!(
+            named(&json!({}), json!({"max_completion_tokens": 5})),
+            json!({"max_completion_tokens": 5})
+        );
     }
 }
