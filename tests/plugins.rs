@@ -374,7 +374,12 @@ async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
     let faults = [
         ("fault-loop/image", json!({}), "CPU deadline"),
         ("fault-alloc/image", json!({}), "memory limit"),
-        ("fault-panic/image", json!({}), "plugin trapped"),
+        // The panic's own message, logged by the SDK's hook before the trap.
+        (
+            "fault-panic/image",
+            json!({}),
+            "plugin trapped: wasm trap: wasm `unreachable` instruction executed; it logged: panicked at",
+        ),
         ("fault-forbidden-host/image", json!({}), "allowed hosts"),
         // The host's wall-clock cap ends a call whose upstream stalls.
         (
@@ -449,4 +454,46 @@ async fn waiting_on_the_upstream_is_not_charged_to_the_cpu_deadline() {
         }))
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
+}
+
+/// A plugin whose chat breaks the contract's order fails that chat, refunded, instead of
+/// giving the client an invalid answer: text after the finish (which a streamed client would
+/// read after `finish_reason`), an end without a finish (an answer cut off, not to be charged
+/// as whole), a tool call whose function is never named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_that_breaks_the_contract_fails() {
+    let (host, _plugins) = host_with_plugins(&["fault-chat"], "").await;
+    let faults = [
+        ("after-finish", "sent more of the answer after its finish"),
+        ("no-finish", "ended the answer without a finish reason"),
+        (
+            "unnamed-call",
+            "made tool call 0 without naming its function",
+        ),
+    ];
+    for (asked, _) in faults {
+        let chat =
+            json!({"model": "fault-chat/chat", "messages": [{"role": "user", "content": asked}]});
+        let (status, answer) = host.post("/v1/chat/completions", &chat).await;
+        assert_eq!(status, 500, "{asked}: {answer}");
+    }
+    // Streamed, the text after the finish never follows the finish chunk.
+    let chat = json!({"model": "fault-chat/chat", "stream": true,
+                      "messages": [{"role": "user", "content": "after-finish"}]});
+    let events = host.post_text("/v1/chat/completions", &chat).await;
+    let finish = events.find("\"finish_reason\":\"stop\"").expect(&events);
+    assert!(!events[finish..].contains("\"content\":\"b\""), "{events}");
+    assert!(events[finish..].contains("\"error\""), "{events}");
+    // Each chat failed (so refunded), its record naming the plugin's fault.
+    let (_, listed) = host.get("/api/v1/jobs?limit=10").await;
+    let jobs = listed["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    assert!(jobs.iter().all(|job| job["status"] == "failed"), "{jobs:?}");
+    for (_, fault) in faults {
+        assert!(
+            jobs.iter()
+                .any(|job| job["error"].as_str().unwrap().contains(fault)),
+            "{fault}: {jobs:?}"
+        );
+    }
 }

@@ -236,7 +236,8 @@ impl Default for PluginSettings {
 const MOST_KEPT_INSTANCES: usize = 1000;
 
 impl PluginSettings {
-    /// Refuses more kept instances than the pool is sized for, and no memory at all.
+    /// Refuses more kept instances than the pool is sized for, no memory or time at all, and
+    /// an allowed host that no host name could match.
     fn check(&self) -> anyhow::Result<()> {
         at_least(
             "plugins",
@@ -245,6 +246,31 @@ impl PluginSettings {
             1,
             "no plugin starts in 0 MB",
         )?;
+        at_least(
+            "plugins",
+            "cpu_deadline_ms",
+            self.cpu_deadline_ms,
+            1,
+            "no call runs in 0 ms",
+        )?;
+        at_least(
+            "plugins",
+            "call_timeout_secs",
+            self.call_timeout_secs,
+            1,
+            "no call ends in 0 s",
+        )?;
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .flatten()
+            .find(|pattern| !easel_allowlist::valid_pattern(pattern))
+        {
+            bail!(
+                "[plugins] allowed_hosts: {bad:?} is not a host name or pattern \
+                 (`api.example.com`, `*.example.com`, `*`; no scheme, port or path)"
+            );
+        }
         if self.kept_instances > MOST_KEPT_INSTANCES {
             bail!(
                 "[plugins] kept_instances = {}: at most {MOST_KEPT_INSTANCES} (each holds a pooled instance slot)",
@@ -776,6 +802,13 @@ mod tests {
             ),
             ("[limits]\nmax_body_bytes = 0\n", "max_body_bytes"),
             ("[plugins]\nmemory_limit_mb = 0\n", "memory_limit_mb"),
+            ("[plugins]\ncall_timeout_secs = 0\n", "call_timeout_secs"),
+            ("[plugins]\ncpu_deadline_ms = 0\n", "cpu_deadline_ms"),
+            (
+                "[plugins]\nallowed_hosts = [\"http://127.0.0.1:9000\"]\n",
+                "allowed_hosts",
+            ),
+            ("[plugins]\nallowed_hosts = [\"**.com\"]\n", "allowed_hosts"),
             (
                 "[credits]\nprices = { \"demo/image\" = -3 }\n",
                 "demo/image",

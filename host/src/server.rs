@@ -149,6 +149,11 @@ async fn start_plugins(
     dir: &std::path::Path,
     registry: Arc<Registry>,
 ) -> anyhow::Result<PluginHost> {
+    if !config.plugins.connect_to.is_empty() && !config.allow_private_targets {
+        tracing::warn!(
+            "[plugins] connect_to is ignored: it takes effect only with EASEL_ALLOW_PRIVATE_TARGETS=1 (tests and trials)"
+        );
+    }
     let runtime = easel_wasm::Runtime::new(WasmConfig {
         cache_dir: Some(config.data_dir.join("plugin-cache")),
         allow_private_targets: config.allow_private_targets,

@@ -351,7 +351,11 @@ pub struct ChatRequest {
     pub model: String,
     /// The messages, a JSON array of `{role, content}` objects.
     pub messages: Value,
-    /// Temperature, max_tokens and the rest, a JSON object.
+    /// Temperature, max_tokens and the rest, a JSON object, checked against the model's schema;
+    /// only what the schema declares should reach the vendor. The host adds `stream`: `true`
+    /// when the client reads the answer as a stream, `false` when it waits for it whole. Ask
+    /// the vendor for a stream either way if that is simpler (the host relays the same events),
+    /// but read what you asked for: a whole JSON answer read as a stream has no events.
     pub params: Value,
 }
 
@@ -412,7 +416,8 @@ pub enum ChatEvent {
         /// More of the arguments' JSON text.
         arguments: String,
     },
-    /// Why it ended (`stop`, `length`, `tool_calls`, …); the last event.
+    /// Why it ended (`stop`, `length`, `tool_calls`, …); the last event, and required: the
+    /// host fails a chat whose stream ends without it, or goes on after it.
     Finish(String),
 }
 

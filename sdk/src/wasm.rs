@@ -41,6 +41,7 @@ thread_local! {
 }
 
 fn with_provider<P: Provider + Default, R>(f: impl FnOnce(&P) -> R) -> R {
+    report_panics();
     // Take the value out while calling, so a provider that (oddly) re-enters the export
     // surface cannot observe a borrowed cell.
     let boxed = INSTANCE.with(|cell| cell.borrow_mut().take()).unwrap_or_else(|| Box::new(P::default()));
@@ -48,6 +49,17 @@ fn with_provider<P: Provider + Default, R>(f: impl FnOnce(&P) -> R) -> R {
     let result = f(provider);
     INSTANCE.with(|cell| *cell.borrow_mut() = Some(boxed));
     result
+}
+
+/// Logs a panic's message and place at error level before the panic traps, so that the
+/// host's error for the call says why the plugin trapped, not only that it did.
+fn report_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            crate::log(crate::Level::Error, &info.to_string().replace('\n', " "));
+        }));
+    });
 }
 
 /// The exported component, generic over the plugin's provider type.

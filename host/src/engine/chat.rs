@@ -142,6 +142,7 @@ impl Engine {
             text: String::new(),
             tool_calls: ToolCalls::default(),
             usage: None,
+            finished: false,
             // The request's: a stream's body is read after its handler returned.
             span: tracing::Span::current(),
         };
@@ -324,6 +325,8 @@ struct Relay {
     text: String,
     tool_calls: ToolCalls,
     usage: Option<Value>,
+    /// The provider sent its finish, which must be its last event.
+    finished: bool,
     span: tracing::Span,
 }
 
@@ -339,6 +342,9 @@ impl Relay {
             event = stream.next() => event,
         };
         crate::metrics::add_upstream(waiting.elapsed());
+        if let Some(fault) = self.out_of_order(&event) {
+            event = Some(Err(fault));
+        }
         let outcome = match &mut event {
             Some(Ok(ChatEvent::Delta(delta))) => {
                 self.text.push_str(delta);
@@ -355,7 +361,10 @@ impl Relay {
                 self.usage = Some(usage_json(*prompt_tokens, *completion_tokens));
                 return event;
             }
-            Some(Ok(ChatEvent::Finish(_))) => return event,
+            Some(Ok(ChatEvent::Finish(_))) => {
+                self.finished = true;
+                return event;
+            }
             None => {
                 let mut output = json!({ "text": std::mem::take(&mut self.text) });
                 if !self.tool_calls.is_empty() {
@@ -378,6 +387,26 @@ impl Relay {
             )));
         }
         event
+    }
+
+    /// The provider's break of the chat contract `event` would be: anything after its finish,
+    /// an end without one (an answer cut off, which must not be recorded and charged as whole),
+    /// or a tool call that never got its function's name. Failing the chat tells the plugin's
+    /// author; relaying it would give clients an invalid answer.
+    fn out_of_order(
+        &self,
+        event: &Option<Result<ChatEvent, ProviderError>>,
+    ) -> Option<ProviderError> {
+        let fault = match event {
+            Some(Ok(_)) if self.finished => "sent more of the answer after its finish".to_string(),
+            None if !self.finished => "ended the answer without a finish reason".to_string(),
+            None => format!(
+                "made tool call {} without naming its function",
+                self.tool_calls.unnamed()?
+            ),
+            _ => return None,
+        };
+        Some(ProviderError::Internal(format!("the provider {fault}")))
     }
 }
 
@@ -435,6 +464,14 @@ impl ToolCalls {
     /// Whether the answer made no call.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The index of a call whose function was never named, if any.
+    fn unnamed(&self) -> Option<u32> {
+        self.0
+            .iter()
+            .find(|call| call.function.name.is_empty())
+            .map(|call| call.index)
     }
 
     /// The calls as OpenAI's `tool_calls` list.

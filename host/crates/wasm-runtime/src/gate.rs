@@ -47,18 +47,39 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::pool::{Conn, Origin, Pool};
 
-/// What the host refused or cut short during one call, newest last.
+/// What the host refused or cut short during one call, newest last, and the plugin's own
+/// latest error log line (a panic's message, which the SDK logs before the trap).
 #[derive(Clone, Default)]
-pub(crate) struct Notes(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Notes(Arc<Mutex<Noted>>);
+
+#[derive(Default)]
+struct Noted {
+    host: Vec<String>,
+    plugin_error: Option<String>,
+}
 
 impl Notes {
+    /// How much of a plugin's error line is kept for a trap's message.
+    const PLUGIN_ERROR_CHARS: usize = 500;
+
     pub(crate) fn push(&self, note: String) {
         tracing::warn!(target: "easel::plugins", "{note}");
-        self.0.lock().unwrap().push(note);
+        self.0.lock().unwrap().host.push(note);
     }
 
     pub(crate) fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        std::mem::take(&mut self.0.lock().unwrap().host)
+    }
+
+    /// Keeps `line`, logged by the plugin at error level, in place of the one before.
+    pub(crate) fn plugin_error(&self, line: &str) {
+        let kept = line.chars().take(Self::PLUGIN_ERROR_CHARS).collect();
+        self.0.lock().unwrap().plugin_error = Some(kept);
+    }
+
+    /// The plugin's latest error log line, once.
+    pub(crate) fn take_plugin_error(&self) -> Option<String> {
+        self.0.lock().unwrap().plugin_error.take()
     }
 }
 

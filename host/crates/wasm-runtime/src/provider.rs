@@ -280,7 +280,7 @@ impl Stepper {
                 )),
                 &self.notes,
             )),
-            Ok(Err(trap)) => Err(rt.trap_error(trap, &self.notes.take())),
+            Ok(Err(trap)) => Err(rt.trap_error(trap, &self.notes)),
             Ok(Ok(Err(e))) => Err(rt.plugin_error(&self.env.id, e, &self.notes.take())),
             Ok(Ok(Ok(r))) => Ok(r),
         }

@@ -381,8 +381,9 @@ impl Runtime {
         store
     }
 
-    /// Turns a trap into the call's error.
-    pub(crate) fn trap_error(&self, e: wasmtime::Error, notes: &[String]) -> ProviderError {
+    /// Turns a trap into the call's error, with what the host noted and the plugin's last
+    /// error log line (a panic's message, through the SDK's panic hook).
+    pub(crate) fn trap_error(&self, e: wasmtime::Error, notes: &Notes) -> ProviderError {
         let msg = match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => {
                 format!(
@@ -395,9 +396,13 @@ impl Runtime {
             // as the root cause; the outer layers are wasm backtraces.
             None => e.root_cause().to_string(),
         };
+        let logged = notes
+            .take_plugin_error()
+            .map(|line| format!("; it logged: {line}"))
+            .unwrap_or_default();
         with_notes(
-            ProviderError::Internal(format!("plugin trapped: {msg}")),
-            notes,
+            ProviderError::Internal(format!("plugin trapped: {msg}{logged}")),
+            &notes.take(),
         )
     }
 
@@ -436,7 +441,6 @@ impl Runtime {
             _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
             r = tokio::time::timeout(self.config.call_timeout, f(store)) => r,
         };
-        let notes = notes.take();
         match out {
             // The wall clock, not the CPU deadline: the plugin was waiting, on its vendor.
             Err(_) => Err(with_notes(
@@ -444,10 +448,10 @@ impl Runtime {
                     "plugin {} call exceeded its {:?} timeout",
                     env.id, self.config.call_timeout
                 )),
-                &notes,
+                &notes.take(),
             )),
             Ok(Err(trap)) => Err(self.trap_error(trap, &notes)),
-            Ok(Ok(Err(e))) => Err(self.plugin_error(&env.id, e, &notes)),
+            Ok(Ok(Err(e))) => Err(self.plugin_error(&env.id, e, &notes.take())),
             Ok(Ok(Ok(r))) => Ok(r),
         }
     }

@@ -176,7 +176,8 @@ impl CallState {
         let (plugin, task) = (self.env.id.as_str(), self.task_id.as_str());
         match level {
             tracing::Level::ERROR => {
-                tracing::error!(target: "easel::plugin", plugin, task, "{message}")
+                tracing::error!(target: "easel::plugin", plugin, task, "{message}");
+                self.gate.notes.plugin_error(message);
             }
             tracing::Level::WARN => {
                 tracing::warn!(target: "easel::plugin", plugin, task, "{message}")
