@@ -509,6 +509,18 @@ async fn forwarded_hosts_are_believed_only_from_trusted_proxies() {
             .await;
     let link = image_link(&proxied, &forwarded).await;
     assert!(link.starts_with("https://evil.example/files/"), "{link}");
+    // RFC 7239's header, as a proxy that sends only it writes it: its first element counts.
+    let standard = [(
+        "forwarded",
+        "for=192.0.2.1;proto=https;host=\"fwd.example\", for=10.0.0.1;host=inner.example",
+    )];
+    let link = image_link(&proxied, &standard).await;
+    assert!(link.starts_with("https://fwd.example/files/"), "{link}");
+    let link = image_link(&host, &standard).await;
+    assert!(
+        link.starts_with(&host.base),
+        "not from an untrusted peer: {link}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,24 +112,52 @@ fn expiry(request: &Request) -> Result<Option<u64>, ()> {
     Ok(found)
 }
 
-/// Where links should point: `EASEL_PUBLIC_URL`, else the host the client used (as a trusted
-/// proxy forwarded it, see [`proxies`](crate::api::proxies), or its `Host`).
+/// Where links should point: `EASEL_PUBLIC_URL`, else the host the client used, as a trusted
+/// proxy forwarded it (see [`proxies`](crate::api::proxies): RFC 7239's `Forwarded`, else
+/// `X-Forwarded-Host` and `-Proto`), else its `Host`.
 pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
         return url.clone();
     }
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(axum::http::header::HOST))
-        .and_then(|h| h.to_str().ok())
+    let header = |name| headers.get(name).and_then(|h| h.to_str().ok());
+    let forwarded = header("forwarded").map(first_forwarded).unwrap_or_default();
+    let host = forwarded
+        .host
+        .or_else(|| header("x-forwarded-host"))
+        .or_else(|| header(axum::http::header::HOST.as_str()))
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
         .map_or_else(|| state.config.addr.to_string(), str::to_string);
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
+    let scheme = forwarded
+        .proto
+        .or_else(|| header("x-forwarded-proto"))
         .filter(|p| matches!(*p, "http" | "https"))
         .unwrap_or("http");
     format!("{scheme}://{host}")
+}
+
+/// The `host` and `proto` of a `Forwarded` header's first element: the one the proxy that
+/// took the client's request wrote.
+#[derive(Default)]
+struct Forwarded<'a> {
+    host: Option<&'a str>,
+    proto: Option<&'a str>,
+}
+
+fn first_forwarded(value: &str) -> Forwarded<'_> {
+    let mut found = Forwarded::default();
+    let first = value.split(',').next().unwrap_or_default();
+    for pair in first.split(';') {
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        match name.trim().to_ascii_lowercase().as_str() {
+            "host" => found.host = Some(value),
+            "proto" => found.proto = Some(value),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// The route of public links.
