@@ -105,6 +105,29 @@ async fn chat_answers_streamed_and_whole() {
         .collect();
     assert_eq!(streamed, content, "the stream carries the same answer");
     assert_eq!(chunks.last().unwrap()["finish"], "1");
+
+    // Asked for usage, the stream ends with OpenAI's usage chunk, finished too: a client that
+    // reads the last chunk's `finish` sees a whole answer.
+    let text = host
+        .as_key(Method::POST, "/llmage/v1/chat/completions", "key-a")
+        .json(
+            &json!({"model": "qwen3-max", "prompt": "你是谁", "stream": true,
+                      "stream_options": {"include_usage": true}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last: Value = text
+        .lines()
+        .filter(|l| l.starts_with("data: {"))
+        .last()
+        .map(|l| serde_json::from_str(&l[6..]).unwrap())
+        .unwrap();
+    assert!(last["usage"]["total_tokens"].is_number(), "{text}");
+    assert_eq!(last["finish"], "1", "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

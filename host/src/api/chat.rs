@@ -229,7 +229,12 @@ impl Chunks {
             usage,
             content: llmage.then(|| choice.delta.content.unwrap_or("")),
             reasoning_content: llmage.then_some(()),
-            finish: llmage.then_some(if finish.is_some() { "1" } else { "0" }),
+            // The usage chunk comes after the finishing one: the answer is done there too.
+            finish: llmage.then_some(if finish.is_some() || usage.is_some() {
+                "1"
+            } else {
+                "0"
+            }),
         };
         json_event(&chunk)
     }
