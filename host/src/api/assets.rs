@@ -40,6 +40,9 @@ pub fn routes() -> ApiRouter<AppState> {
                 op.api(Api::Jobs)
                     .summary("Upload files (multipart field `files`) or register a URL (JSON)")
                     .json_body::<RegisterUrl>()
+                    .form_body::<UploadForm>()
+                    .ok_as(201, "Created: the stored assets", false)
+                    .error(413, "A file or the body is over the size limit")
             }),
         )
         .api_route(
@@ -53,6 +56,15 @@ pub fn routes() -> ApiRouter<AppState> {
                     .summary("Download an asset (supports Range)")
             }),
         )
+}
+
+/// `POST /api/v1/assets` as a multipart upload; it describes the form in the API document,
+/// the handler streams the parts to storage as they come.
+#[derive(Debug, JsonSchema)]
+pub struct UploadForm {
+    /// One or more files, each a part named `files`.
+    #[schemars(extend("format" = "binary"))]
+    pub files: Vec<String>,
 }
 
 /// An asset as the APIs show it.

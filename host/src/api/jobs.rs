@@ -73,7 +73,16 @@ pub fn routes() -> ApiRouter<AppState> {
                 op.api(Api::Jobs)
                     .summary("Create a job (honours Idempotency-Key)")
                     .json_body::<JobRequest>()
+                    .header(
+                        "Idempotency-Key",
+                        "Retries with the same key and body answer the first request's job (200, \
+                         reused); the same key with another body is a 409",
+                    )
                     .ok(one.clone())
+                    .ok_as(202, "Accepted: the new job, queued", true)
+                    .error(409, "The Idempotency-Key was used with another body")
+                    .error(413, "The body is over the size limit")
+                    .error(429, "A per-client limit or the balance refused it")
             })
             .get_with(list, |op| op.api(Api::Jobs).summary("List jobs").ok(page)),
         )
@@ -94,6 +103,8 @@ pub fn routes() -> ApiRouter<AppState> {
                          already ended, or ended before the cancel reached it.",
                     )
                     .ok(one.clone())
+                    .ok_as(202, "Still stopping: the job as it is now", true)
+                    .error(409, "The job had already ended")
             }),
         )
         .api_route(

@@ -16,8 +16,8 @@ use std::{cell::RefCell, convert::Infallible, rc::Rc};
 use aide::{
     axum::{ApiRouter, routing::get_with},
     openapi::{
-        MediaType, OpenApi, Parameter, ReferenceOr, RequestBody, Response as Answer, SchemaObject,
-        StatusCode,
+        HeaderStyle, MediaType, OpenApi, Parameter, ParameterData, ParameterSchemaOrContent,
+        ReferenceOr, RequestBody, Response as Answer, SchemaObject, StatusCode,
     },
     redoc::Redoc,
     transform::TransformOperation,
@@ -136,6 +136,13 @@ pub trait Describe: Sized {
     fn form_body<T: JsonSchema>(self) -> Self;
     /// The 200 answer's JSON body.
     fn ok(self, schema: Schema) -> Self;
+    /// A success under another status than 200 (201 created, 202 accepted), with the 200's
+    /// body; `keep_ok` leaves the 200 listed too (an idempotent replay's answer).
+    fn ok_as(self, status: u16, description: &str, keep_ok: bool) -> Self;
+    /// One more error answer, in the API's error body (as [`Describe::api`] lists them).
+    fn error(self, status: u16, description: &str) -> Self;
+    /// A request header the operation reads.
+    fn header(self, name: &str, description: &str) -> Self;
 }
 
 impl Describe for TransformOperation<'_> {
@@ -153,8 +160,10 @@ impl Describe for TransformOperation<'_> {
             .entry(StatusCode::Code(200))
             .or_insert_with(|| json_answer("OK", json_schema!({"type": "object"})));
         let error = Schema::new_ref(format!("#/components/schemas/{}", api.error_schema()));
+        // FastAPI, which seed 003 documents, answers a request it cannot take with 422.
+        let invalid = if api == Api::Sd { 422 } else { 400 };
         for (status, description) in [
-            (400, "Invalid request"),
+            (invalid, "Invalid request"),
             (401, "Missing or invalid API key"),
             (404, "Not found, or owned by another client"),
         ] {
@@ -188,18 +197,87 @@ impl Describe for TransformOperation<'_> {
         responses.insert(StatusCode::Code(200), json_answer("OK", schema));
         self
     }
+
+    fn ok_as(mut self, status: u16, description: &str, keep_ok: bool) -> Self {
+        let responses = &mut self
+            .inner_mut()
+            .responses
+            .get_or_insert_with(Default::default)
+            .responses;
+        let ok = if keep_ok {
+            responses.get(&StatusCode::Code(200)).cloned()
+        } else {
+            responses.shift_remove(&StatusCode::Code(200))
+        };
+        if let Some(ReferenceOr::Item(mut answer)) = ok {
+            answer.description = description.into();
+            responses.insert(StatusCode::Code(status), ReferenceOr::Item(answer));
+        }
+        responses.sort_keys();
+        self
+    }
+
+    fn error(mut self, status: u16, description: &str) -> Self {
+        let responses = &mut self
+            .inner_mut()
+            .responses
+            .get_or_insert_with(Default::default)
+            .responses;
+        let like = responses
+            .get(&StatusCode::Code(401))
+            .cloned()
+            .expect("Describe::api lists the errors first");
+        if let ReferenceOr::Item(mut answer) = like {
+            answer.description = description.into();
+            responses.insert(StatusCode::Code(status), ReferenceOr::Item(answer));
+        }
+        responses.sort_keys();
+        self
+    }
+
+    fn header(mut self, name: &str, description: &str) -> Self {
+        let data = ParameterData {
+            name: name.into(),
+            description: Some(description.into()),
+            required: false,
+            deprecated: None,
+            format: ParameterSchemaOrContent::Schema(SchemaObject {
+                json_schema: json_schema!({"type": "string"}),
+                external_docs: None,
+                example: None,
+            }),
+            example: None,
+            examples: Default::default(),
+            explode: None,
+            extensions: Default::default(),
+        };
+        self.inner_mut()
+            .parameters
+            .push(ReferenceOr::Item(Parameter::Header {
+                parameter_data: data,
+                style: HeaderStyle::Simple,
+            }));
+        self
+    }
 }
 
-/// `operation` with its request body: required, in `media_type`, described by `schema`.
+/// `operation` with its request body: required, in `media_type`, described by `schema`; a
+/// body already described in another media type is kept as the other way to send it.
 fn with_body<'a>(
     mut operation: TransformOperation<'a>,
     media_type: &str,
     schema: Schema,
 ) -> TransformOperation<'a> {
-    let mut body = RequestBody {
-        required: true,
-        ..RequestBody::default()
+    let body = match operation.inner_mut().request_body.take() {
+        Some(ReferenceOr::Item(body)) if !body.content.contains_key("application/octet-stream") => {
+            body
+        }
+        _ => RequestBody {
+            required: true,
+            ..RequestBody::default()
+        },
     };
+    let mut body = body;
     body.content.insert(media_type.into(), json_media(schema));
     operation.inner_mut().request_body = Some(ReferenceOr::Item(body));
     operation
@@ -210,7 +288,16 @@ fn with_body<'a>(
 fn generate(build: impl FnOnce() -> ApiRouter<AppState>) -> (Router<AppState>, Value, Vec<String>) {
     let problems = Rc::new(RefCell::new(Vec::new()));
     aide::generate::reset_context();
-    aide::generate::in_context(|ctx| ctx.schema = SchemaSettings::openapi3().into_generator());
+    // OpenAPI 3.1's schemas are JSON Schema 2020-12 (an optional field's type lists `null`),
+    // kept under the document's components.
+    aide::generate::in_context(|ctx| {
+        ctx.schema = SchemaSettings::draft2020_12()
+            .with(|settings| {
+                settings.definitions_path = "/components/schemas".into();
+                settings.meta_schema = None;
+            })
+            .into_generator()
+    });
     let noted = problems.clone();
     aide::generate::on_error(move |error| noted.borrow_mut().push(error.to_string()));
     let mut api = OpenApi::default();

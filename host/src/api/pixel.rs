@@ -254,6 +254,7 @@ pub struct GenerationRequest {
     /// `16:9`, `1:1`, …
     pub aspect_ratio: Option<String>,
     /// Outputs, default 1.
+    #[schemars(range(min = 1, max = 10))]
     pub n: Option<u32>,
     /// Reference images (image) or the first frame (video), by URL.
     pub image_inputs: Option<Vec<String>>,

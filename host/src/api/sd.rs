@@ -149,6 +149,9 @@ pub fn routes() -> ApiRouter<AppState> {
                 op.api(Api::Sd)
                     .summary("txt2img, or img2img with init_image")
                     .json_body::<GenerateRequest>()
+                    .error(413, "The body is over the size limit")
+                    .error(429, "A per-client limit or the balance refused it")
+                    .error(503, "No image model is loaded")
             }),
         )
 }

@@ -99,8 +99,21 @@ fn the_document_describes_every_operation() {
                     "{at} does not declare {name}"
                 );
             }
-            for status in ["200", "400", "401", "404"] {
-                assert!(operation["responses"][status].is_object(), "{at}: {status}");
+            // A success, and the API's errors: seed 003's invalid request is FastAPI's 422.
+            let invalid = if tagged[0] == Api::Sd.tag() {
+                "422"
+            } else {
+                "400"
+            };
+            let responses = &operation["responses"];
+            assert!(
+                ["200", "201", "202"]
+                    .iter()
+                    .any(|ok| responses[ok].is_object()),
+                "{at}: no success"
+            );
+            for status in [invalid, "401", "404"] {
+                assert!(responses[status].is_object(), "{at}: {status}");
             }
         }
     }
@@ -230,4 +243,48 @@ fn the_document_keeps_what_the_hand_kept_one_had() {
     );
     assert!(document["components"]["schemas"]["JobView"].is_object());
     assert_eq!(document["security"].as_array().unwrap().len(), 3);
+}
+
+/// What clients generate code from: the statuses each route answers, the header seed 001 asks
+/// for, both ways to upload, and optional fields that take `null` as OpenAPI 3.1 writes it.
+#[test]
+fn the_document_says_what_the_routes_answer() {
+    let (document, _) = document();
+    assert_eq!(document["openapi"], "3.1.0");
+    let responses = |method: &str, path: &str| {
+        let listed = document["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap();
+        listed.keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        responses("post", "/api/v1/jobs"),
+        ["200", "202", "400", "401", "404", "409", "413", "429"]
+    );
+    assert_eq!(
+        responses("post", "/api/v1/jobs/{id}/cancel"),
+        ["200", "202", "400", "401", "404", "409"]
+    );
+    assert_eq!(
+        responses("post", "/api/v1/assets"),
+        ["201", "400", "401", "404", "413"]
+    );
+    assert_eq!(
+        responses("post", "/api/v1/generate"),
+        ["200", "401", "404", "413", "422", "429", "503"]
+    );
+    let create = &document["paths"]["/api/v1/jobs"]["post"];
+    assert_eq!(create["parameters"][0]["name"], "Idempotency-Key");
+    assert_eq!(create["parameters"][0]["in"], "header");
+    let upload = &document["paths"]["/api/v1/assets"]["post"]["requestBody"]["content"];
+    assert!(upload["application/json"].is_object(), "{upload}");
+    assert!(upload["multipart/form-data"].is_object(), "{upload}");
+    let width = &document["components"]["schemas"]["JobRequest"]["properties"]["width"];
+    assert!(
+        width["type"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("null"))),
+        "{width}"
+    );
+    assert!(!document.to_string().contains("\"nullable\""));
 }
