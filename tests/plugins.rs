@@ -459,10 +459,11 @@ async fn waiting_on_the_upstream_is_not_charged_to_the_cpu_deadline() {
 /// A plugin whose chat breaks the contract's order fails that chat, refunded, instead of
 /// giving the client an invalid answer: text after the finish (which a streamed client would
 /// read after `finish_reason`), an end without a finish (an answer cut off, not to be charged
-/// as whole), a tool call whose function is never named.
+/// as whole), a tool call whose function is never named. So does a generation that finishes
+/// with no output, or with only a text where an image was asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chat_that_breaks_the_contract_fails() {
-    let (host, _plugins) = host_with_plugins(&["fault-chat"], "").await;
+async fn answers_that_break_the_contract_fail() {
+    let (host, _plugins) = host_with_plugins(&["fault-answers"], "").await;
     let faults = [
         ("after-finish", "sent more of the answer after its finish"),
         ("no-finish", "ended the answer without a finish reason"),
@@ -472,13 +473,12 @@ async fn a_chat_that_breaks_the_contract_fails() {
         ),
     ];
     for (asked, _) in faults {
-        let chat =
-            json!({"model": "fault-chat/chat", "messages": [{"role": "user", "content": asked}]});
+        let chat = json!({"model": "fault-answers/chat", "messages": [{"role": "user", "content": asked}]});
         let (status, answer) = host.post("/v1/chat/completions", &chat).await;
         assert_eq!(status, 500, "{asked}: {answer}");
     }
     // Streamed, the text after the finish never follows the finish chunk.
-    let chat = json!({"model": "fault-chat/chat", "stream": true,
+    let chat = json!({"model": "fault-answers/chat", "stream": true,
                       "messages": [{"role": "user", "content": "after-finish"}]});
     let events = host.post_text("/v1/chat/completions", &chat).await;
     let finish = events.find("\"finish_reason\":\"stop\"").expect(&events);
@@ -494,6 +494,24 @@ async fn a_chat_that_breaks_the_contract_fails() {
             jobs.iter()
                 .any(|job| job["error"].as_str().unwrap().contains(fault)),
             "{fault}: {jobs:?}"
+        );
+    }
+
+    // A generation that finishes without what it makes fails too, never succeeds empty.
+    for (prompt, fault) in [
+        (
+            "nothing",
+            "finished without any output (the task makes image)",
+        ),
+        ("text", "answered text where the task makes image"),
+    ] {
+        let job = host
+            .run_job(&json!({"capability": "image.generate", "model": "fault-answers/image", "prompt": prompt}))
+            .await;
+        assert_eq!(job["status"], "failed", "{prompt}: {job}");
+        assert!(
+            job["error"].as_str().unwrap().contains(fault),
+            "{prompt}: {job}"
         );
     }
 }

@@ -17,6 +17,8 @@
 //! - The assets a task's outputs make are the ones its `outputs` name: those stored before an
 //!   output that could not be, or for a task that ended meanwhile (cancelled while its files
 //!   were copied), are removed again.
+//! - A task succeeds only with an output that can be what its capability makes: none at all,
+//!   or only outputs that say they are another kind (a text for an image), fail it.
 //! - A task whose API promised an image format its model does not produce itself
 //!   (`image_format` in its extra fields, a content type) has its images in other formats
 //!   converted before they are stored; one the host cannot read is stored as it came.
@@ -49,7 +51,8 @@ const CONCURRENT_DOWNLOADS: usize = 16;
 
 static DOWNLOADS: Semaphore = Semaphore::const_new(CONCURRENT_DOWNLOADS);
 
-/// Why an output link could not be copied: the task's fault, not the host's.
+/// Why the outputs cannot become the task's result: the task's fault, not the host's (a link
+/// that could not be copied, or no output of the kind the capability makes).
 #[derive(Debug)]
 struct LinkFailed(String);
 
@@ -106,10 +109,12 @@ async fn store(
     let mut values = Vec::with_capacity(outputs.len());
     let mut stored = Vec::new();
     let image_format = image_format(task);
+    let makes = Capability::parse(&task.capability).map(Capability::makes);
+    if let Some(makes) = makes {
+        missing_kind(makes, &outputs).map_err(LinkFailed)?;
+    }
     // By-products exist only beside an output of the kind the capability makes.
-    let made = Capability::parse(&task.capability)
-        .map(Capability::makes)
-        .filter(|&made| outputs.iter().any(|o| declared_kind(o) == Some(made)));
+    let made = makes.filter(|&made| outputs.iter().any(|o| declared_kind(o) == Some(made)));
     for (index, output) in outputs.into_iter().enumerate() {
         let by_product = is_by_product(made, &output);
         match store_one(engine, task, index, output, image_format).await {
@@ -128,6 +133,27 @@ async fn store(
         }
     }
     Ok((values, stored))
+}
+
+/// Refuses outputs that cannot be what was asked for: none at all, or only outputs that say
+/// they are another kind of media (a text for an image, an image for a video). An output of
+/// no stated kind, or a generic file, may be anything, so it passes.
+fn missing_kind(makes: &str, outputs: &[Output]) -> Result<(), String> {
+    if outputs.is_empty() {
+        return Err(format!(
+            "the provider finished without any output (the task makes {makes})"
+        ));
+    }
+    let kinds: Vec<_> = outputs.iter().map(declared_kind).collect();
+    let media = |kind: &Option<&str>| matches!(kind, Some("image" | "video" | "audio" | "text"));
+    if kinds.iter().all(media) && !kinds.contains(&Some(makes)) {
+        let said: Vec<_> = kinds.into_iter().flatten().collect();
+        return Err(format!(
+            "the provider answered {} where the task makes {makes}",
+            said.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The kind of file `output` says it is (`image`, `video`, `audio`, `file` or `text`), when

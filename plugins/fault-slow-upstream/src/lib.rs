@@ -63,7 +63,8 @@ impl Provider for FaultSlowUpstream {
                 total += chunk.len();
             }
             return Ok(Submission::Finished(
-                Finished::new(vec![Output::Text(format!("read {total} bytes"))]).usage(json!({"bytes": total})),
+                Finished::new(vec![Output::bytes("text/plain", format!("read {total} bytes").into_bytes())])
+                    .usage(json!({"bytes": total})),
             ));
         }
         let response = req.send()?.error_for_status()?;
@@ -95,7 +96,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(f.outputs, vec![Output::Text("read 15 bytes".into())]);
+        assert_eq!(f.outputs, vec![Output::bytes("text/plain", b"read 15 bytes".to_vec())]);
         let e = FaultSlowUpstream
             .submit(GenerationRequest::new("image.generate", "fetch", "").param("url", "http://127.0.0.1:9/dead"))
             .unwrap_err();
