@@ -509,10 +509,11 @@ async fn forwarded_hosts_are_believed_only_from_trusted_proxies() {
             .await;
     let link = image_link(&proxied, &forwarded).await;
     assert!(link.starts_with("https://evil.example/files/"), "{link}");
-    // RFC 7239's header, as a proxy that sends only it writes it: its first element counts.
+    // RFC 7239's header, as a proxy that sends only it appends its element: the last one
+    // counts, not one a client wrote before it.
     let standard = [(
         "forwarded",
-        "for=192.0.2.1;proto=https;host=\"fwd.example\", for=10.0.0.1;host=inner.example",
+        "for=192.0.2.9;host=evil.example, for=192.0.2.1;proto=https;host=\"fwd.example\"",
     )];
     let link = image_link(&proxied, &standard).await;
     assert!(link.starts_with("https://fwd.example/files/"), "{link}");
@@ -521,6 +522,10 @@ async fn forwarded_hosts_are_believed_only_from_trusted_proxies() {
         link.starts_with(&host.base),
         "not from an untrusted peer: {link}"
     );
+    // A proxy that sets X-Forwarded-Host is believed over a `Forwarded` it passed on.
+    let both = [("x-forwarded-host", "proxy.example"), standard[0]];
+    let link = image_link(&proxied, &both).await;
+    assert!(link.starts_with("http://proxy.example/files/"), "{link}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,9 @@
 //! - With no live worker for `offline`, its model is still accepted for the grace period; the
 //!   task stays queued, says `waiting for a worker that serves offline`, and expires by the
 //!   queue timeout; after the grace period the model is refused.
-//! - Idle, a host and a worker on PostgreSQL stay quiet: only a task that becomes queued wakes
-//!   the workers, never a claim (which once woke them all again, in a loop).
+//! - Idle, a host and a worker on PostgreSQL stay quiet: only a task that becomes queued, or
+//!   one that ends, wakes the workers, never a claim (which once woke them all again, in a
+//!   loop).
 
 use std::{
     collections::HashMap,
@@ -451,9 +452,9 @@ async fn each_worker_is_alive_for_its_own_lease() {
 }
 
 /// Idle, a serving host and a worker on one PostgreSQL database commit little: a worker waits
-/// for a task to be queued or for its tick. Only a task that becomes queued notifies the
-/// workers; an empty claim (an `UPDATE` that matches no row) does not, as it once did, when
-/// every idle claim woke every worker on every host again.
+/// for a task to be queued or for its tick. Only a task that becomes queued, or a running one
+/// that ends, notifies the workers; an empty claim (an `UPDATE` that matches no row) does not,
+/// as it once did, when every idle claim woke every worker on every host again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_fleet_on_postgres_stays_quiet() {
     let api = Host::start(Options::new(Backend::Postgres)).await;
@@ -485,6 +486,12 @@ async fn an_idle_fleet_on_postgres_stays_quiet() {
     );
     let id = created["job"]["id"].as_str().unwrap();
     assert_eq!(api.wait_terminal(id).await["status"], "succeeded");
+    // Its end frees a slot under a capacity limit another host may be waiting for.
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert!(
+        matches!(woken, Ok(Ok(_))),
+        "a task that ended woke nobody: {woken:?}"
+    );
 
     let commits = || async {
         sqlx::query_scalar::<_, i64>(

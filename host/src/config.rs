@@ -264,7 +264,7 @@ impl PluginSettings {
             .allowed_hosts
             .iter()
             .flatten()
-            .find(|pattern| !easel_allowlist::valid_pattern(pattern))
+            .find(|pattern| !easel_allowlist::valid_pattern(pattern.trim()))
         {
             bail!(
                 "[plugins] allowed_hosts: {bad:?} is not a host name or pattern \

@@ -107,9 +107,12 @@ impl Auth {
                 }
                 false
             }
-            // Closed while the table cannot be read: nobody is served as `local` by mistake.
+            // Closed while the table cannot be read: nobody is served as `local` by mistake,
+            // and the next caller reads it again.
             Err(error) => {
                 tracing::error!(%error, "reading whether API keys are stored");
+                let mut checked = self.open_checked.lock().expect("auth lock");
+                *checked = checked.checked_sub(RECHECK_AFTER).unwrap_or(*checked);
                 false
             }
         }

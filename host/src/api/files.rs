@@ -113,40 +113,43 @@ fn expiry(request: &Request) -> Result<Option<u64>, ()> {
 }
 
 /// Where links should point: `EASEL_PUBLIC_URL`, else the host the client used, as a trusted
-/// proxy forwarded it (see [`proxies`](crate::api::proxies): RFC 7239's `Forwarded`, else
-/// `X-Forwarded-Host` and `-Proto`), else its `Host`.
+/// proxy forwarded it (see [`proxies`](crate::api::proxies): `X-Forwarded-Host` and `-Proto`,
+/// else the last element of RFC 7239's `Forwarded`, the one the proxy nearest easel wrote),
+/// else its `Host`.
 pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
         return url.clone();
     }
     let header = |name| headers.get(name).and_then(|h| h.to_str().ok());
-    let forwarded = header("forwarded").map(first_forwarded).unwrap_or_default();
+    // A proxy that sets X-Forwarded-* may pass a client's own `Forwarded` on untouched, and
+    // one that appends to `Forwarded` writes last: earlier elements may be the client's.
+    let forwarded = match (header("x-forwarded-host"), header("x-forwarded-proto")) {
+        (None, None) => header("forwarded").map(last_forwarded).unwrap_or_default(),
+        (host, proto) => Forwarded { host, proto },
+    };
     let host = forwarded
         .host
-        .or_else(|| header("x-forwarded-host"))
         .or_else(|| header(axum::http::header::HOST.as_str()))
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
         .map_or_else(|| state.config.addr.to_string(), str::to_string);
     let scheme = forwarded
         .proto
-        .or_else(|| header("x-forwarded-proto"))
         .filter(|p| matches!(*p, "http" | "https"))
         .unwrap_or("http");
     format!("{scheme}://{host}")
 }
 
-/// The `host` and `proto` of a `Forwarded` header's first element: the one the proxy that
-/// took the client's request wrote.
+/// Where the client reached easel, as one proxy says it.
 #[derive(Default)]
 struct Forwarded<'a> {
     host: Option<&'a str>,
     proto: Option<&'a str>,
 }
 
-fn first_forwarded(value: &str) -> Forwarded<'_> {
+fn last_forwarded(value: &str) -> Forwarded<'_> {
     let mut found = Forwarded::default();
-    let first = value.split(',').next().unwrap_or_default();
-    for pair in first.split(';') {
+    let last = value.rsplit(',').next().unwrap_or_default();
+    for pair in last.split(';') {
         let Some((name, value)) = pair.split_once('=') else {
             continue;
         };

@@ -5,8 +5,8 @@
 //! other answer backs off exponentially (`webhook_backoff_secs` doubling) until
 //! `webhook_max_attempts`. With a secret set, each request carries
 //! `X-Zhinian-Signature: sha256=<hex HMAC-SHA256 of the raw body>`. Up to [`IN_FLIGHT`]
-//! attempts run at once, each on its own: a receiver that is slow to answer holds one of them,
-//! never the deliveries to other receivers.
+//! attempts run at once, each on its own: an attempt to a receiver that is slow to answer
+//! holds one of the slots until it ends, not the attempts in the others.
 
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub async fn run(engine: Engine) {
         .client(Duration::from_secs(engine.config().webhook_timeout_secs));
     let mut attempts = tokio::task::JoinSet::new();
     loop {
+        while let Some(ended) = attempts.try_join_next() {
+            noted(ended);
+        }
         let free = IN_FLIGHT - attempts.len();
         if free > 0 {
             match claim_due(&engine, free).await {
@@ -64,16 +67,21 @@ pub async fn run(engine: Engine) {
             }
         }
         tokio::select! {
-            Some(ended) = attempts.join_next() => match ended {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "recording a webhook attempt failed"),
-                Err(error) => tracing::warn!(%error, "a webhook attempt stopped"),
-            },
+            Some(ended) = attempts.join_next() => noted(ended),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             // Attempts still running are dropped: their rows are claimed until a while after
             // their timeout, and attempted again then.
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Logs what went wrong with an attempt that ended; its row says the rest.
+fn noted(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "recording a webhook attempt failed"),
+        Err(error) => tracing::warn!(%error, "a webhook attempt stopped"),
     }
 }
 

@@ -396,8 +396,14 @@ impl Runtime {
             // as the root cause; the outer layers are wasm backtraces.
             None => e.root_cause().to_string(),
         };
+        // A panic traps right after the SDK's hook logged it: its message says why. Another
+        // trap's cause (the CPU deadline, the memory limit) is the host's to name.
         let logged = notes
             .take_plugin_error()
+            .filter(|line| {
+                line.starts_with("panicked at")
+                    && matches!(e.downcast_ref::<Trap>(), Some(Trap::UnreachableCodeReached))
+            })
             .map(|line| format!("; it logged: {line}"))
             .unwrap_or_default();
         with_notes(
