@@ -180,6 +180,33 @@ async fn a_stopping_host_finishes_the_submit_in_flight() {
     );
 }
 
+/// A chat stream longer than the shutdown grace does not hold the stop: the host closes it
+/// when the grace runs out, so a service manager's stop timeout never has to kill it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_does_not_hold_a_stop_past_the_grace() {
+    let mut host =
+        Host::start(Options::new(Backend::Sqlite).toml("[engine]\nshutdown_grace_secs = 1")).await;
+    let mut stream = host
+        .as_key(reqwest::Method::POST, "/v1/chat/completions", "key-a")
+        .json(
+            &json!({"model": "offline/chat", "stream": true, "work_ms": 30_000,
+                      "messages": [{"role": "user", "content": "a slow answer of many words"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    stream.chunk().await.unwrap().expect("the stream has begun");
+    let asked = std::time::Instant::now();
+    let exited = host.terminate();
+    assert!(exited.success(), "{exited}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the stop waited {:?} for the stream",
+        asked.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn queued_jobs_expire() {
     let host = Host::start(

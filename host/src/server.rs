@@ -5,7 +5,7 @@
 //! heartbeat written and the workers' models read, see [`fleet`]), and the bind rule (no
 //! non-loopback address without keys) is checked before the socket opens.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::IntoFuture, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -222,9 +222,9 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
                     tracing::debug!(%error, "TCP_NODELAY on an accepted connection failed");
                 }
             });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(claiming_stopped_at_signal(host.engine.clone()))
-                .await?;
+            let serving = axum::serve(listener, app)
+                .with_graceful_shutdown(claiming_stopped_at_signal(host.engine.clone()));
+            serve_draining(serving.into_future(), &host.engine).await?;
         }
         Mode::Worker => match addr_of_metrics {
             Some(addr) => {
@@ -236,9 +236,9 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
                     "easel worker running; metrics on http://{}",
                     listener.local_addr()?
                 );
-                axum::serve(listener, api::worker_router(host.state))
-                    .with_graceful_shutdown(claiming_stopped_at_signal(host.engine.clone()))
-                    .await?;
+                let serving = axum::serve(listener, api::worker_router(host.state))
+                    .with_graceful_shutdown(claiming_stopped_at_signal(host.engine.clone()));
+                serve_draining(serving.into_future(), &host.engine).await?;
             }
             None => {
                 println!("easel worker running");
@@ -273,6 +273,28 @@ fn warn_unloaded(host: &Host) {
     for wanted in host.state.config.providers.iter().flatten() {
         if !loaded.contains(wanted) {
             tracing::warn!(provider = %wanted, "--providers names a provider that is not loaded");
+        }
+    }
+}
+
+/// Runs `serving` to its end; once the process is stopping, its open connections (a chat
+/// being answered) drain for at most `[engine] shutdown_grace_secs`, so that a long stream
+/// cannot hold a stop past the service manager's timeout. A connection still open then is
+/// closed with the process, its chat left to the sweeper as after a crash.
+async fn serve_draining(
+    serving: impl std::future::Future<Output = std::io::Result<()>>,
+    engine: &Engine,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs_f64(engine.config().shutdown_grace_secs);
+    let outlived = async {
+        engine.claiming_stopped().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serving => Ok(served?),
+        () = outlived => {
+            tracing::warn!(?grace, "closing the connections still open after the shutdown grace");
+            Ok(())
         }
     }
 }

@@ -244,6 +244,11 @@ impl Engine {
         self.inner.draining.cancel();
     }
 
+    /// Resolves once the process stopped claiming (it is shutting down).
+    pub async fn claiming_stopped(&self) {
+        self.inner.draining.cancelled().await;
+    }
+
     /// Stops the process's part in the engine: no new task is claimed, the submits in flight
     /// get up to `[engine] shutdown_grace_secs` to finish and be recorded, then the loops stop
     /// and what is still held is cancelled and left to the sweeper, as after a crash (its
