@@ -465,6 +465,10 @@ async fn chats_are_recorded_charged_and_refunded_like_every_task(backend: Backen
     assert_eq!(task["status"], "SUCCEEDED", "{task}");
     assert_eq!(task["usage"]["credits"], 2.0);
     assert_eq!(task["usage"]["type"], "text2text");
+    assert_eq!(
+        task["usage"]["model"], "qwen3-max",
+        "the name the client asked for"
+    );
     assert_eq!(task["content"], whole["content"]);
 
     // A streamed answer on the OpenAI path: same.

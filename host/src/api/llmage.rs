@@ -283,7 +283,7 @@ async fn chat_completions(
         resolved,
         messages,
         params: request.params,
-        extra: json!({"catelogid": "t2t"}),
+        extra: json!({"catelogid": "t2t", "model": name}),
         stream: request.stream.unwrap_or(false),
     };
     let session = chat::open(&state, call).await?;
@@ -522,11 +522,16 @@ async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
     if status == Status::Succeeded {
         let request = task.generation_request()?;
         let catelogid = extra["catelogid"].as_str().unwrap_or_default();
+        // The name the client asked for; a task made on another route keeps none, so its full
+        // id, which every route takes (its bare key may be ambiguous).
+        let model = extra["model"]
+            .as_str()
+            .map_or_else(|| format!("{}/{}", task.provider, task.model), String::from);
         let mut usage = json!({
             "action": catelogid,
             "credits": task.reserved_credits(),
             "type": usage_type(catelogid),
-            "model": extra["model"].as_str().unwrap_or(&task.model),
+            "model": model,
         });
         for name in ["resolution", "duration", "ratio", "size"] {
             if let Some(value) = request.params.get(name) {
