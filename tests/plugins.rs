@@ -241,6 +241,35 @@ fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
     // Built with this checkout's SDK: the newest contract (the runtime's own tests keep a
     // guest of the first one running).
     assert_eq!(report["contract"], "0.2.0", "{report}");
+    assert_eq!(report["warnings"], json!([]), "{report}");
+
+    // A valid manifest that declares what can never work passes, with warnings that say so:
+    // loopback hosts (fault-slow-upstream's), easel's own settings as secrets (fault-exfiltrate's).
+    for (plugin, expected) in [
+        (
+            "fault-slow-upstream",
+            "allowed host 127.0.0.1 is a loopback or private address",
+        ),
+        (
+            "fault-exfiltrate",
+            "secret EASEL_ADMIN_KEY is one of easel's own settings",
+        ),
+    ] {
+        let checked = std::process::Command::new(easel_tests::easel_bin())
+            .args(["plugin", "check"])
+            .arg(built_plugin(plugin))
+            .output()
+            .unwrap();
+        assert!(checked.status.success(), "{plugin}");
+        let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
+        let warnings = report["warnings"].to_string();
+        assert!(warnings.contains(expected), "{plugin}: {warnings}");
+        let printed = String::from_utf8_lossy(&checked.stderr);
+        assert!(
+            printed.contains(&format!("warning: {expected}")),
+            "{printed}"
+        );
+    }
 
     // Anything else is refused with a non-zero exit and a reason.
     let junk = tempfile::NamedTempFile::new().unwrap();

@@ -86,6 +86,9 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::Check { file } => {
             let report = easel_wasm::check_component_blocking(&file)?;
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }

@@ -58,6 +58,8 @@ pub struct CheckReport {
     pub imports: Vec<String>,
     /// The component's exports.
     pub exports: Vec<String>,
+    /// What the manifest declares that can never work ([`PluginManifest::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// Validates a component against the contract (compiles, links, calls `manifest`,
@@ -80,6 +82,7 @@ pub async fn check_component(path: &Path) -> anyhow::Result<CheckReport> {
         manifest: p.manifest().clone(),
         imports: p.imports().to_vec(),
         exports: p.exports().to_vec(),
+        warnings: p.manifest().warnings(),
     })
 }
 

@@ -96,4 +96,44 @@ impl PluginManifest {
         }
         Ok(())
     }
+
+    /// What a valid manifest declares that can never work, for `easel plugin check` to say:
+    /// no models, a model no route can use (no capability), an allowed host that is a
+    /// loopback or private address (easel never lets a plugin reach one), a secret that is one
+    /// of easel's own settings (never given to a plugin).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.models.is_empty() {
+            warnings.push("the manifest declares no models: the plugin serves nothing".into());
+        }
+        for model in self.models.iter().filter(|m| m.capabilities.is_empty()) {
+            warnings.push(format!(
+                "model {} has no capability: no route can use it",
+                model.key
+            ));
+        }
+        for host in &self.allowed_hosts {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let private = bare.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse()
+                    .is_ok_and(easel_provider::net::is_forbidden_target);
+            if private {
+                warnings.push(format!(
+                    "allowed host {host} is a loopback or private address, which easel never \
+                     lets a plugin reach (outside tests with EASEL_ALLOW_PRIVATE_TARGETS)"
+                ));
+            }
+        }
+        for secret in self
+            .secrets
+            .iter()
+            .filter(|s| crate::secrets::is_easel_setting(s))
+        {
+            warnings.push(format!(
+                "secret {secret} is one of easel's own settings, which no plugin is given"
+            ));
+        }
+        warnings
+    }
 }

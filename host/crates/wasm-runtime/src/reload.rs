@@ -319,6 +319,9 @@ impl PluginHost {
                     self.inner.sink.remove(&old);
                 }
                 tracing::info!(file = %path.display(), id = p.id(), version = %p.version(), "plugin loaded");
+                for warning in p.manifest().warnings() {
+                    tracing::warn!(id = p.id(), "plugin manifest: {warning}");
+                }
                 entry.status = PluginStatus {
                     file: path.to_path_buf(),
                     provider_id: Some(p.id().to_string()),
