@@ -205,6 +205,33 @@ async fn multipart_examples_carry_each_documented_file_field() {
         task_of(&host, created["taskid"].as_str().unwrap()).await["status"],
         "SUCCEEDED"
     );
+    // A file under a field the document does not name is refused by name, not read as text;
+    // a file field sent as text is a URL, checked as one.
+    let form = multipart::Form::new()
+        .text("model", "happyhorse-1.0-i2v")
+        .text("catelogid", "i2v")
+        .text("prompt", "p")
+        .part("image", file("02.jpg", jpg, "image/jpeg"));
+    let (status, refused) = post_form(&host, form).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("image is not a file field"),
+        "{refused}"
+    );
+    let form = multipart::Form::new()
+        .text("model", "happyhorse-1.0-i2v")
+        .text("catelogid", "i2v")
+        .text("prompt", "p")
+        .text("image_file", "notafile");
+    let (status, refused) = post_form(&host, form).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("image_file"),
+        "{refused}"
+    );
     // seedance 2.0 图生视频: first and last frame.
     let form = multipart::Form::new()
         .text("model", "doubao-seedance-2-0-260128")

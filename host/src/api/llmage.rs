@@ -358,13 +358,30 @@ async fn read_form(state: &AppState, headers: &HeaderMap, request: Request) -> R
         fields: Map::new(),
         inputs: Vec::new(),
     };
-    let is_file = |name: &str, _: Option<&str>| file_field(name).is_some();
+    // A file part (one with a file name) streams to disk; a file field sent as a text part
+    // is a URL, as in JSON; a file under another field is refused, not read as text.
+    let is_file = |_: &str, file_name: Option<&str>| file_name.is_some();
     for part in multipart::read_parts(state, request, is_file).await? {
-        let Some((kind, role)) = file_field(&part.name) else {
+        let (field, sent_file) = (file_field(&part.name), part.file_name.is_some());
+        let Some((kind, role)) = field else {
+            if sent_file {
+                return Err(bad(format!(
+                    "{} is not a file field: files go in image_file (or image1_file, \
+                     image_file1), image2_file (or image_file2), image_files, video_files or \
+                     audio_files",
+                    part.name
+                )));
+            }
             let name = part.name.clone();
             form.fields.insert(name, Value::String(part.text()?));
             continue;
         };
+        if !sent_file {
+            let name = part.name.clone();
+            form.inputs
+                .push(Input::url(&name, kind, role, part.text()?));
+            continue;
+        }
         let content_type = part
             .file_type()
             .unwrap_or_else(|| format!("{kind}/octet-stream"));
