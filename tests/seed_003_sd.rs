@@ -252,6 +252,19 @@ async fn errors_follow_the_documented_codes() {
             "{answer}"
         );
     }
+    // Numbers as FastAPI takes them: integral floats and numeric strings, as clients that
+    // build bodies from form inputs send them; an empty init_image is none, as an empty
+    // callback_url is. A fraction is still no integer.
+    let (status, answer) = generate(
+        &host,
+        &json!({"prompt": "x", "num_images": 2.0, "seed": "42", "width": "64", "height": 64.0,
+                "guidance_scale": "7.5", "init_image": ""}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = generate(&host, &json!({"prompt": "x", "num_images": 1.5})).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["detail"][0]["loc"], json!(["body", "num_images"]));
     // -1, A1111's "random seed", is taken as no seed; any 64-bit unsigned seed is taken.
     for seed in [json!(-1), json!(u64::MAX), json!(0)] {
         let (status, answer) = generate(

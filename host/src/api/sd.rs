@@ -258,6 +258,37 @@ pub struct LoraChoice {
     pub weight: Option<f64>,
 }
 
+/// A number as FastAPI's validation takes one: a JSON number, or a string holding one
+/// (`"7.5"`, `"512"`), as clients that build bodies from form inputs send them.
+fn lax_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) => number.as_f64(),
+        Value::String(text) => text.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+        _ => None,
+    }
+}
+
+/// `number` as an integer when it is one (`2.0` is 2; `2.5` is not an integer).
+fn whole(number: f64) -> Option<i64> {
+    (number.fract() == 0.0 && number.abs() < 9.0e15).then_some(number as i64)
+}
+
+/// A seed written as a float or a string (`42.0`, `"42"`) as the integer it is; seeds above
+/// 2^53 only survive as JSON integers, which pass as they are.
+fn lax_seed(value: &Value) -> Value {
+    if let Value::String(text) = value
+        && let Ok(seed) = text.trim().parse::<u64>()
+    {
+        return seed.into();
+    }
+    match value {
+        Value::Number(number) if number.is_i64() || number.is_u64() => value.clone(),
+        other => lax_number(other)
+            .and_then(whole)
+            .map_or_else(|| other.clone(), Value::from),
+    }
+}
+
 fn type_error(field: &'static str, kind: &'static str) -> Error {
     Error::Field(
         field.into(),
@@ -291,12 +322,16 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
     };
     let integer = |name: &'static str| -> Result<Option<i64>, Error> {
         present(name)
-            .map(|v| v.as_i64().ok_or_else(|| type_error(name, "integer")))
+            .map(|v| {
+                lax_number(v)
+                    .and_then(whole)
+                    .ok_or_else(|| type_error(name, "integer"))
+            })
             .transpose()
     };
     let float = |name: &'static str| -> Result<Option<f64>, Error> {
         present(name)
-            .map(|v| v.as_f64().ok_or_else(|| type_error(name, "float")))
+            .map(|v| lax_number(v).ok_or_else(|| type_error(name, "float")))
             .transpose()
     };
     let Some(prompt) = text("prompt")? else {
@@ -308,7 +343,8 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
     };
     Ok(GenerateRequest {
         prompt,
-        init_image: text("init_image")?,
+        // Empty is none, as for `callback_url`: what a form left blank sends.
+        init_image: text("init_image")?.filter(|image| !image.is_empty()),
         negative_prompt: text("negative_prompt")?,
         width: integer("width")?,
         height: integer("height")?,
@@ -317,7 +353,7 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
         guidance_scale: float("guidance_scale")?,
         strength: float("strength")?,
         scheduler: text("scheduler")?,
-        seed: match present("seed") {
+        seed: match present("seed").map(lax_seed) {
             None => None,
             // -1 is A1111's "a random seed", which leaving it out means here.
             Some(v) if v.as_i64() == Some(-1) => None,
