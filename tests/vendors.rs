@@ -335,6 +335,55 @@ async fn openai_images_and_speech() {
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 
+/// Seed 003 served by Qwen-Image, which renders a few aspect ratios and takes no width and
+/// height: a 1024×576 request gets the 16:9 size, not the default square, and a shape of no
+/// listed ratio is refused naming `width` before anything reaches the vendor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_on_a_model_sized_by_ratio_keeps_the_asked_shape() {
+    use fakes::dashscope::{HOST, KEY, routes};
+    let fake = Fake::start(routes).await;
+    let easel = Easel::start_with(
+        "dashscope",
+        &[(HOST, &fake)],
+        &[("DASHSCOPE_API_KEY", KEY)],
+        "[models]\naliases = { sd = \"dashscope/qwen-image\" }\n",
+    )
+    .await;
+    let host = &easel.host;
+    let sd = |body: &Value| {
+        easel_tests::send(
+            host.http
+                .post(host.url("/api/v1/generate"))
+                .header("X-API-Key", "key-a")
+                .json(body),
+        )
+    };
+    let prompt = format!("a wide harbour {}", Scenario::Success.token());
+    let (status, created) = sd(&json!({"prompt": prompt, "width": 1024, "height": 576})).await;
+    assert_eq!(status, 200, "{created}");
+    host.wait_terminal(created["task_id"].as_str().unwrap())
+        .await;
+    let asked = &bodies(
+        &fake,
+        "POST /api/v1/services/aigc/text2image/image-synthesis",
+    )[0];
+    assert_eq!(asked["parameters"]["size"], "1664*928", "{asked}");
+    let (status, refused) = sd(&json!({"prompt": "tall", "width": 512, "height": 1024})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(
+        refused["detail"][0]["loc"],
+        json!(["body", "width"]),
+        "{refused}"
+    );
+    assert!(
+        refused["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("16:9"),
+        "{refused}"
+    );
+}
+
 /// Seed 003 served by a vendor model that cannot choose its format (DALL·E 3, named `sd`,
 /// answers with a link): the host copies the link and converts the image. The fake's PNG has a
 /// bad checksum, so no image library reads it: it is delivered as it came, as promised for an

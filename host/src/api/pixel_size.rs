@@ -23,7 +23,7 @@ pub const DEFAULT_LEVEL: &str = "1K";
 /// Side rounding when a model's schema names no `multipleOf`.
 const DEFAULT_MULTIPLE: u64 = 8;
 /// How far a listed size's ratio may be from the asked one and still count as that ratio.
-const RATIO_TOLERANCE: f64 = 0.02;
+pub const RATIO_TOLERANCE: f64 = 0.02;
 /// How far rounding to a model's steps and bounds may move a width and height's ratio from
 /// the asked one before the ratio counts as one the model cannot render.
 const RATIO_BENT: f64 = 0.1;
@@ -199,7 +199,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 /// `16:9` as 16/9.
-fn parse_ratio(text: &str) -> Option<f64> {
+pub fn parse_ratio(text: &str) -> Option<f64> {
     let (w, h) = text.trim().split_once(':')?;
     let (w, h): (f64, f64) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
     (w > 0.0 && h > 0.0 && w.is_finite() && h.is_finite()).then_some(w / h)

@@ -2,8 +2,11 @@
 //! its flat shape of `GET /api/v1/tasks/{id}` (see [`crate::api::tasks`]) and its callback.
 //!
 //! The model is the native `local` one when configured, else whatever the operator aliases as
-//! `sd`, else the default `image.generate` model. Errors are FastAPI's: `{"detail": "…"}`,
-//! and 422 with a `detail` list naming the field for validation failures.
+//! `sd`, else the default `image.generate` model. A mapped model is asked in its own terms:
+//! the image count as its `n` when it has no `num_images`, and `width` × `height` as the listed
+//! `aspectRatio` of that shape when it takes a ratio and no width and height. Errors are
+//! FastAPI's: `{"detail": "…"}`, and 422 with a `detail` list naming the field the client sent
+//! for validation failures; numbers are taken as FastAPI takes them (`2.0`, `"512"`).
 //!
 //! Adapters: A1111's `<lora:name:weight>` (weight default 1.0, several allowed) is taken out
 //! of the prompt before it reaches the model and joins the `loras: [{name, weight}]` field;
@@ -21,7 +24,7 @@ use axum::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::{
     api::{
@@ -30,6 +33,7 @@ use crate::{
         dialect::{Body, Caller, Dialect},
         files::{Links, public_base},
         openapi::{Api, Describe},
+        pixel_size,
         submit::{present_params, refusal_parts},
     },
     engine::{
@@ -154,6 +158,44 @@ pub fn routes() -> ApiRouter<AppState> {
                     .error(503, "No image model is loaded")
             }),
         )
+}
+
+/// For a model that takes no `width` and `height` but renders a listed set of `aspectRatio`s
+/// (Qwen-Image): the listed ratio of the asked size, so a 1024×576 request is not answered
+/// square; a size of no listed ratio is refused naming `width`.
+fn shape_by_ratio(
+    schema: &Value,
+    width: i64,
+    height: i64,
+    params: &mut Map<String, Value>,
+) -> Result<(), Error> {
+    let properties = &schema["properties"];
+    let Some(listed) = properties["aspectRatio"]["enum"].as_array() else {
+        return Ok(());
+    };
+    if properties.get("width").is_some() || width <= 0 || height <= 0 {
+        return Ok(());
+    }
+    let asked = width as f64 / height as f64;
+    let ratios: Vec<&str> = listed.iter().filter_map(Value::as_str).collect();
+    let near = ratios.iter().find(|ratio| {
+        pixel_size::parse_ratio(ratio)
+            .is_some_and(|r| (r - asked).abs() / asked <= pixel_size::RATIO_TOLERANCE)
+    });
+    match near {
+        Some(ratio) => {
+            params.insert("aspectRatio".into(), (*ratio).into());
+            Ok(())
+        }
+        None => Err(Error::Field(
+            "width".into(),
+            format!(
+                "{width}x{height} is not a shape this model renders: it takes the aspect ratios {}",
+                ratios.join(", ")
+            ),
+            "value_error",
+        )),
+    }
 }
 
 /// The model seed 003 runs on, as the module docs order them.
@@ -514,6 +556,9 @@ async fn generate(
     let count_as_n = properties.get("num_images").is_none() && properties.get("n").is_some();
     if count_as_n {
         params.insert("n".into(), count.into());
+    }
+    if let (Some(width), Some(height)) = (request.width, request.height) {
+        shape_by_ratio(&resolved.model.params_schema, width, height, &mut params)?;
     }
     let asked = request.output_format.as_deref().unwrap_or("png");
     let mut extra = json!({"base": public_base(&state, &headers)});
