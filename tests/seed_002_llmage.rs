@@ -109,17 +109,12 @@ async fn chat_answers_streamed_and_whole() {
     // Asked for usage, the stream ends with OpenAI's usage chunk, finished too: a client that
     // reads the last chunk's `finish` sees a whole answer.
     let text = host
-        .as_key(Method::POST, "/llmage/v1/chat/completions", "key-a")
-        .json(
+        .post_text(
+            "/llmage/v1/chat/completions",
             &json!({"model": "qwen3-max", "prompt": "你是谁", "stream": true,
                       "stream_options": {"include_usage": true}}),
         )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .await;
     let last: Value = text
         .lines()
         .filter(|l| l.starts_with("data: {"))

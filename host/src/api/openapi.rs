@@ -17,7 +17,7 @@ use aide::{
     axum::{ApiRouter, routing::get_with},
     openapi::{
         HeaderStyle, MediaType, OpenApi, Parameter, ParameterData, ParameterSchemaOrContent,
-        ReferenceOr, RequestBody, Response as Answer, SchemaObject, StatusCode,
+        ReferenceOr, RequestBody, Response as Answer, Responses, SchemaObject, StatusCode,
     },
     redoc::Redoc,
     transform::TransformOperation,
@@ -147,12 +147,8 @@ pub trait Describe: Sized {
 
 impl Describe for TransformOperation<'_> {
     fn api(mut self, api: Api) -> Self {
-        let operation = self.inner_mut();
-        operation.tags = vec![api.tag().into()];
-        let responses = &mut operation
-            .responses
-            .get_or_insert_with(Default::default)
-            .responses;
+        self.inner_mut().tags = vec![api.tag().into()];
+        let responses = &mut responses(&mut self).responses;
         // What aide infers from extractors (axum's 415 and 422 for `Json`) is not what the
         // dialects answer: they turn rejections into their own errors, listed below.
         responses.retain(|status, _| *status == StatusCode::Code(200));
@@ -189,21 +185,13 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn ok(mut self, schema: Schema) -> Self {
-        let responses = &mut self
-            .inner_mut()
-            .responses
-            .get_or_insert_with(Default::default)
-            .responses;
+        let responses = &mut responses(&mut self).responses;
         responses.insert(StatusCode::Code(200), json_answer("OK", schema));
         self
     }
 
     fn ok_as(mut self, status: u16, description: &str, keep_ok: bool) -> Self {
-        let responses = &mut self
-            .inner_mut()
-            .responses
-            .get_or_insert_with(Default::default)
-            .responses;
+        let responses = &mut responses(&mut self).responses;
         let ok = if keep_ok {
             responses.get(&StatusCode::Code(200)).cloned()
         } else {
@@ -218,11 +206,7 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn error(mut self, status: u16, description: &str) -> Self {
-        let responses = &mut self
-            .inner_mut()
-            .responses
-            .get_or_insert_with(Default::default)
-            .responses;
+        let responses = &mut responses(&mut self).responses;
         let like = responses
             .get(&StatusCode::Code(401))
             .cloned()
@@ -261,6 +245,14 @@ impl Describe for TransformOperation<'_> {
     }
 }
 
+/// The operation's answers by status, made when it has none yet.
+fn responses<'a>(operation: &'a mut TransformOperation<'_>) -> &'a mut Responses {
+    operation
+        .inner_mut()
+        .responses
+        .get_or_insert_with(Default::default)
+}
+
 /// `operation` with its request body: required, in `media_type`, described by `schema`; a
 /// body already described in another media type is kept as the other way to send it.
 fn with_body<'a>(
@@ -268,7 +260,7 @@ fn with_body<'a>(
     media_type: &str,
     schema: Schema,
 ) -> TransformOperation<'a> {
-    let body = match operation.inner_mut().request_body.take() {
+    let mut body = match operation.inner_mut().request_body.take() {
         Some(ReferenceOr::Item(body)) if !body.content.contains_key("application/octet-stream") => {
             body
         }
@@ -277,7 +269,6 @@ fn with_body<'a>(
             ..RequestBody::default()
         },
     };
-    let mut body = body;
     body.content.insert(media_type.into(), json_media(schema));
     operation.inner_mut().request_body = Some(ReferenceOr::Item(body));
     operation

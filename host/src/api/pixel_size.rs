@@ -23,7 +23,7 @@ pub const DEFAULT_LEVEL: &str = "1K";
 /// Side rounding when a model's schema names no `multipleOf`.
 const DEFAULT_MULTIPLE: u64 = 8;
 /// How far a listed size's ratio may be from the asked one and still count as that ratio.
-pub const RATIO_TOLERANCE: f64 = 0.02;
+const RATIO_TOLERANCE: f64 = 0.02;
 /// How far rounding to a model's steps and bounds may move a width and height's ratio from
 /// the asked one before the ratio counts as one the model cannot render.
 const RATIO_BENT: f64 = 0.1;
@@ -198,6 +198,11 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
 
+/// Whether a `listed` ratio (width / height) counts as the `asked` one.
+pub fn same_ratio(listed: f64, asked: f64) -> bool {
+    (listed / asked - 1.0).abs() <= RATIO_TOLERANCE
+}
+
 /// `16:9` as 16/9.
 pub fn parse_ratio(text: &str) -> Option<f64> {
     let (w, h) = text.trim().split_once(':')?;
@@ -312,7 +317,7 @@ fn size_value(
     names
         .iter()
         .filter_map(|name| parse_size(name).map(|size| (*name, size)))
-        .filter(|(_, (w, h))| ((w / h) / ratio - 1.0).abs() <= RATIO_TOLERANCE)
+        .filter(|(_, (w, h))| same_ratio(w / h, ratio))
         .min_by(|(_, a), (_, b)| {
             let distance = |(w, h): (f64, f64)| (w * h / area).ln().abs();
             distance(*a).total_cmp(&distance(*b))

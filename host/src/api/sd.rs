@@ -179,8 +179,7 @@ fn shape_by_ratio(
     let asked = width as f64 / height as f64;
     let ratios: Vec<&str> = listed.iter().filter_map(Value::as_str).collect();
     let near = ratios.iter().find(|ratio| {
-        pixel_size::parse_ratio(ratio)
-            .is_some_and(|r| (r - asked).abs() / asked <= pixel_size::RATIO_TOLERANCE)
+        pixel_size::parse_ratio(ratio).is_some_and(|r| pixel_size::same_ratio(r, asked))
     });
     match near {
         Some(ratio) => {

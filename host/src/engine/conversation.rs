@@ -40,16 +40,18 @@ pub struct Answers {
 impl Answers {
     /// What a model with params `schema` answers, its provider making tool calls or not.
     pub fn of(schema: &Value, makes_tool_calls: bool) -> Self {
-        let declares = |name: &str| {
-            schema
-                .get("properties")
-                .is_some_and(|properties| properties.get(name).is_some())
-        };
         Self {
-            tool_calls: makes_tool_calls && declares("tools"),
-            formats: declares("response_format"),
+            tool_calls: makes_tool_calls && declares(schema, "tools"),
+            formats: declares(schema, "response_format"),
         }
     }
+}
+
+/// Whether a params `schema` declares the parameter `name`.
+fn declares(schema: &Value, name: &str) -> bool {
+    schema
+        .get("properties")
+        .is_some_and(|properties| properties.get(name).is_some())
 }
 
 /// OpenAI's SDKs send the token cap as `max_completion_tokens` now (`max_tokens` is
@@ -57,8 +59,7 @@ impl Answers {
 /// the cap reaches the vendor instead of being dropped as an undeclared parameter. Set under
 /// both names, the current one wins, as OpenAI's own models take it.
 pub fn name_the_token_cap(params: &mut Map<String, Value>, schema: &Value) {
-    let declares = |name: &str| schema["properties"].get(name).is_some();
-    if declares("max_completion_tokens") || !declares("max_tokens") {
+    if declares(schema, "max_completion_tokens") || !declares(schema, "max_tokens") {
         return;
     }
     if let Some(cap) = params

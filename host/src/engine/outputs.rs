@@ -54,15 +54,15 @@ static DOWNLOADS: Semaphore = Semaphore::const_new(CONCURRENT_DOWNLOADS);
 /// Why the outputs cannot become the task's result: the task's fault, not the host's (a link
 /// that could not be copied, or no output of the kind the capability makes).
 #[derive(Debug)]
-struct LinkFailed(String);
+struct Unusable(String);
 
-impl std::fmt::Display for LinkFailed {
+impl std::fmt::Display for Unusable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for LinkFailed {}
+impl std::error::Error for Unusable {}
 
 /// Stores the outputs, then marks the task succeeded with them; a link that cannot be copied
 /// marks it failed with the reason instead, unless it is a by-product (left out). Files stored
@@ -82,8 +82,8 @@ pub async fn succeed(
             },
             stored,
         ),
-        Err(error) => match error.downcast::<LinkFailed>() {
-            Ok(LinkFailed(reason)) => (Outcome::Failed(reason), Vec::new()),
+        Err(error) => match error.downcast::<Unusable>() {
+            Ok(Unusable(reason)) => (Outcome::Failed(reason), Vec::new()),
             Err(error) => return Err(error),
         },
     };
@@ -111,7 +111,7 @@ async fn store(
     let image_format = image_format(task);
     let makes = Capability::parse(&task.capability).map(Capability::makes);
     if let Some(makes) = makes {
-        missing_kind(makes, &outputs).map_err(LinkFailed)?;
+        missing_kind(makes, &outputs).map_err(Unusable)?;
     }
     // By-products exist only beside an output of the kind the capability makes.
     let made = makes.filter(|&made| outputs.iter().any(|o| declared_kind(o) == Some(made)));
@@ -123,7 +123,7 @@ async fn store(
                 values.push(serde_json::Value::String(asset.id.clone()));
                 stored.push(asset);
             }
-            Err(error) if by_product && error.is::<LinkFailed>() => {
+            Err(error) if by_product && error.is::<Unusable>() => {
                 tracing::warn!(task = %task.id, %error, "a by-product of the task is left out");
             }
             Err(error) => {
@@ -338,15 +338,15 @@ fn refused(url: &str, error: anyhow::Error) -> anyhow::Error {
         Ok(e) => anyhow::Error::from(e.without_url()),
         Err(e) => e,
     };
-    LinkFailed(format!(
+    Unusable(format!(
         "Output link on {} could not be copied: {error:#}",
         host_in(url)
     ))
     .into()
 }
 
-fn too_large(url: &str) -> LinkFailed {
-    LinkFailed(format!(
+fn too_large(url: &str) -> Unusable {
+    Unusable(format!(
         "Output link on {} could not be copied: the file is larger than {MAX_OUTPUT_BYTES} bytes",
         host_in(url)
     ))
