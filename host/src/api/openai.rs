@@ -629,12 +629,26 @@ async fn answer_images(
 /// Admits `admission` and waits for its task to end: the succeeded task, or the error the
 /// client sees (`what`, e.g. "The image", names the product in a timeout's message).
 async fn run_to_end(state: &AppState, admission: Admission, what: &str) -> Result<Task, Error> {
-    let (task, _) = state.engine.admit(admission).await?;
-    let id = task.id.clone();
-    let mut waiting = Waiting {
-        engine: state.engine.clone(),
-        task: Some(task),
-    };
+    // Admitted on a task of its own, so that a client who leaves while the task is being
+    // stored still has it cancelled: the guard then drops with the spawned task's output.
+    let engine = state.engine.clone();
+    let mut waiting = tokio::spawn(async move {
+        let (task, _) = engine.admit(admission).await?;
+        Ok::<_, Refusal>(Waiting {
+            engine,
+            task: Some(task),
+        })
+    })
+    .await
+    .map_err(|stopped| {
+        Refusal::Internal(anyhow::anyhow!("admitting the task stopped: {stopped}"))
+    })??;
+    let id = waiting
+        .task
+        .as_ref()
+        .expect("a task just admitted")
+        .id
+        .clone();
     let limit = Duration::from_secs(state.engine.config().queue_timeout_secs);
     let task = state
         .engine

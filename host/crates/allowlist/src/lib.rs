@@ -41,6 +41,32 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// The pattern that admits exactly the hosts both `a` and `b` admit, when they share any:
+/// two patterns' sets are nested or disjoint (a name is in a wildcard's set or not, and two
+/// wildcards' domains are one below the other or apart), so their common part is always one
+/// of the two. How an operator's allowlist narrows a plugin's own is read this way.
+pub fn narrower<'a>(a: &'a str, b: &'a str) -> Option<&'a str> {
+    let domain = |pattern: &'a str| {
+        let pattern = pattern.trim();
+        pattern
+            .strip_suffix('.')
+            .unwrap_or(pattern)
+            .strip_prefix("*.")
+    };
+    if a.trim() == "*" {
+        return Some(b);
+    }
+    if b.trim() == "*" {
+        return Some(a);
+    }
+    match (domain(a), domain(b)) {
+        (None, _) => host_matches(b, a).then_some(a),
+        (_, None) => host_matches(a, b).then_some(b),
+        (Some(da), Some(db)) if da.eq_ignore_ascii_case(db) || host_matches(b, da) => Some(a),
+        (Some(_), Some(db)) => host_matches(a, db).then_some(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +85,26 @@ mod tests {
         assert!(!host_matches("*.example.com", "ä.example.co"));
         assert!(host_matches("*", "anything.org"));
         assert!(host_matches("::1", "::1"));
+    }
+
+    #[test]
+    fn two_patterns_share_the_narrower_one_or_nothing() {
+        for (a, b, common) in [
+            ("*", "api.x.com", Some("api.x.com")),
+            ("*.x.com", "*", Some("*.x.com")),
+            ("api.x.com", "API.x.com.", Some("api.x.com")),
+            ("api.x.com", "*.x.com", Some("api.x.com")),
+            ("*.x.com", "a.b.x.com", Some("a.b.x.com")),
+            ("*.x.com", "x.com", None),
+            ("*.b.x.com", "*.x.com", Some("*.b.x.com")),
+            ("*.x.com", "*.b.x.com", Some("*.b.x.com")),
+            ("*.x.com", "*.X.com.", Some("*.x.com")),
+            ("*.x.com", "*.y.com", None),
+            ("*.ax.com", "*.x.com", None),
+            ("api.x.com", "api.y.com", None),
+        ] {
+            assert_eq!(narrower(a, b), common, "{a} and {b}");
+        }
     }
 
     #[test]

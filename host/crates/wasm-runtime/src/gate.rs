@@ -129,6 +129,25 @@ impl NetPolicy {
                 .is_none_or(|ops| ops.iter().any(|p| host_matches(p, host)))
     }
 
+    /// The patterns this plugin may reach: its manifest's, narrowed by the operator's
+    /// allowlist when there is one.
+    pub(crate) fn allowed_hosts(&self) -> Vec<String> {
+        let Some(operator) = &self.operator_hosts else {
+            return self.manifest_hosts.clone();
+        };
+        let mut allowed: Vec<String> = Vec::new();
+        for own in &self.manifest_hosts {
+            for theirs in operator {
+                if let Some(common) = easel_allowlist::narrower(own, theirs)
+                    && !allowed.iter().any(|a| a.eq_ignore_ascii_case(common))
+                {
+                    allowed.push(common.to_string());
+                }
+            }
+        }
+        allowed
+    }
+
     /// Why the host must not download an output link on `host` for this plugin, if it must
     /// not: the same allowlist as the plugin's own requests.
     pub(crate) fn refuse_link(&self, host: &str) -> Option<String> {

@@ -95,6 +95,12 @@ impl WasmProvider {
         &self.manifest
     }
 
+    /// The hosts this version may reach: its manifest's, narrowed by the operator's
+    /// `allowed_hosts` when set.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.env.policy.allowed_hosts()
+    }
+
     /// sha256 (hex) of the component file.
     pub fn content_hash(&self) -> &str {
         &self.content_hash

@@ -48,8 +48,11 @@ pub struct PluginStatus {
     pub loaded_at: Option<u64>,
     /// Why the latest attempt to load this file failed, if it did.
     pub last_error: Option<String>,
-    /// Hosts the serving version's manifest allows (its requests and output links).
+    /// Hosts the serving version may reach (its requests and output links): its manifest's,
+    /// narrowed by the operator's `[plugins] allowed_hosts` when set.
     pub allowed_hosts: Vec<String>,
+    /// Hosts the serving version's manifest names.
+    pub manifest_hosts: Vec<String>,
     /// Each secret the serving version asked for: granted (and from which variable) or
     /// withheld (and why). Never a value.
     pub secrets: Vec<crate::SecretGrant>,
@@ -92,6 +95,7 @@ impl Entry {
                 loaded_at: None,
                 last_error: None,
                 allowed_hosts: Vec::new(),
+                manifest_hosts: Vec::new(),
                 secrets: Vec::new(),
                 recent_refusals: Vec::new(),
                 chats: ChatInstances::default(),
@@ -322,6 +326,15 @@ impl PluginHost {
                 for warning in p.manifest().warnings() {
                     tracing::warn!(id = p.id(), "plugin manifest: {warning}");
                 }
+                let allowed_hosts = p.allowed_hosts();
+                if allowed_hosts.is_empty() && !p.manifest().allowed_hosts.is_empty() {
+                    tracing::warn!(
+                        id = p.id(),
+                        hosts = ?p.manifest().allowed_hosts,
+                        "[plugins] allowed_hosts admits none of the hosts this plugin names: \
+                         every request it makes will be refused"
+                    );
+                }
                 entry.status = PluginStatus {
                     file: path.to_path_buf(),
                     provider_id: Some(p.id().to_string()),
@@ -331,7 +344,8 @@ impl PluginHost {
                     models: p.manifest().models.iter().map(|m| m.key.clone()).collect(),
                     loaded_at: Some(now_ms()),
                     last_error: None,
-                    allowed_hosts: p.manifest().allowed_hosts.clone(),
+                    allowed_hosts,
+                    manifest_hosts: p.manifest().allowed_hosts.clone(),
                     secrets: p.secret_grants().to_vec(),
                     recent_refusals: Vec::new(),
                     chats: ChatInstances::default(),

@@ -136,9 +136,11 @@ async fn the_operator_allowlist_must_name_the_result_hosts_and_may_narrow_them()
     let api_only = dashscope(&["dashscope.aliyuncs.com"]).await;
     let refusal = api_only.output_link_refused(result).unwrap();
     assert!(refusal.contains("operator allowlist"), "{refusal}");
+    assert_eq!(api_only.allowed_hosts(), ["dashscope.aliyuncs.com"]);
 
     let exact = dashscope(&["dashscope.aliyuncs.com", result]).await;
     assert_eq!(exact.output_link_refused(result), None);
+    assert_eq!(exact.allowed_hosts(), ["dashscope.aliyuncs.com", result]);
     assert!(
         exact
             .output_link_refused("someone-else.oss-cn-beijing.aliyuncs.com")
@@ -148,6 +150,11 @@ async fn the_operator_allowlist_must_name_the_result_hosts_and_may_narrow_them()
 
     let wide = dashscope(&["*.aliyuncs.com"]).await;
     assert_eq!(wide.output_link_refused(result), None);
+    assert_eq!(
+        wide.allowed_hosts(),
+        wide.manifest().allowed_hosts,
+        "every host the plugin names lies under the operator's wildcard"
+    );
     assert!(
         wide.output_link_refused("someone-else.oss-us-east-1.aliyuncs.com")
             .is_some(),
