@@ -1,6 +1,6 @@
 //! Webhooks: signed, retried with backoff against a receiver that fails the first attempts,
 //! delivered after a `kill -9` of the host, and never held up by another client's receiver
-//! that does not answer.
+//! that does not answer (at most eight attempts to one receiver at once).
 
 use std::time::{Duration, Instant};
 
@@ -63,10 +63,17 @@ async fn webhooks_are_signed_and_retried_until_delivered() {
     }
 }
 
-/// A receiver that takes the request and never answers holds its own attempt until the
-/// timeout (10 s by default), not the deliveries to other receivers.
+/// A receiver that takes the request and never answers holds its own attempts until the
+/// timeout (10 s by default), at most eight at once however many are due for it (more than
+/// the deliverer's 32 slots here), and never the deliveries to other receivers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_answers_holds_up_no_other() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        silent_receiver_on(backend).await;
+    }
+}
+
+async fn silent_receiver_on(backend: Backend) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
     let (accepted, mut reached) = tokio::sync::mpsc::unbounded_channel();
@@ -78,14 +85,34 @@ async fn a_receiver_that_never_answers_holds_up_no_other() {
         }
     });
     let receiver = Receiver::start(0).await;
-    let host = Host::start(Options::new(Backend::Sqlite)).await;
+    let host = Host::start(Options::new(backend)).await;
     let job = |url: &str| json!({"capability": "image.generate", "prompt": "hook", "width": 16, "height": 16, "webhookUrl": url});
 
-    let (status, created) = host.post("/api/v1/jobs", &job(&silent_url)).await;
-    assert_eq!(status, 202, "{created}");
-    tokio::time::timeout(Duration::from_secs(10), reached.recv())
-        .await
-        .expect("the silent receiver is called");
+    let mut silent_jobs = Vec::new();
+    for _ in 0..40 {
+        let (status, created) = host.post("/api/v1/jobs", &job(&silent_url)).await;
+        assert_eq!(status, 202, "{created}");
+        silent_jobs.push(created["job"]["id"].as_str().unwrap().to_string());
+    }
+    for id in &silent_jobs {
+        host.wait_terminal(id).await;
+    }
+    for _ in 0..8 {
+        tokio::time::timeout(Duration::from_secs(10), reached.recv())
+            .await
+            .expect("the silent receiver is called");
+    }
+    // Every silent job's webhook is due now; a ninth attempt would be claimed within 200 ms.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut more = 0;
+    while reached.try_recv().is_ok() {
+        more += 1;
+    }
+    assert_eq!(
+        more, 0,
+        "{backend:?}: more than 8 attempts to one receiver at once"
+    );
+
     let (status, created) = host.post("/api/v1/jobs", &job(&receiver.url)).await;
     assert_eq!(status, 202, "{created}");
     let finished = host
@@ -96,7 +123,7 @@ async fn a_receiver_that_never_answers_holds_up_no_other() {
     receiver.wait_for(1, Duration::from_secs(5)).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
-        "delivered {:?} after its job ended",
+        "{backend:?}: delivered {:?} after its job ended",
         started.elapsed()
     );
 }

@@ -6,9 +6,11 @@
 //! `webhook_max_attempts`. With a secret set, each request carries
 //! `X-Zhinian-Signature: sha256=<hex HMAC-SHA256 of the raw body>`. Up to [`IN_FLIGHT`]
 //! attempts run at once, each on its own: an attempt to a receiver that is slow to answer
-//! holds one of the slots until it ends, not the attempts in the others.
+//! holds one of the slots until it ends, not the attempts in the others; and no more than
+//! [`PER_RECEIVER`] of them go to one URL, so a receiver that never answers holds at most
+//! that many slots, whatever its backlog.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -20,6 +22,9 @@ use crate::{
 
 /// Outbox rows attempted at once, at most.
 const IN_FLIGHT: usize = 32;
+
+/// Attempts to one URL at once, at most (per process).
+const PER_RECEIVER: usize = 8;
 
 /// The signature header value for `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -42,18 +47,23 @@ pub async fn run(engine: Engine) {
         .guard()
         .client(Duration::from_secs(engine.config().webhook_timeout_secs));
     let mut attempts = tokio::task::JoinSet::new();
+    // The URL of each attempt running.
+    let mut urls: HashMap<tokio::task::Id, String> = HashMap::new();
     loop {
-        while let Some(ended) = attempts.try_join_next() {
-            noted(ended);
+        while let Some(ended) = attempts.try_join_next_with_id() {
+            noted(ended, &mut urls);
         }
         let free = IN_FLIGHT - attempts.len();
         if free > 0 {
-            match claim_due(&engine, free).await {
+            match claim_due(&engine, free, urls.values()).await {
                 Ok(due) => {
                     let claimed = due.len();
                     for webhook in due {
+                        let url = webhook.url.clone();
                         let (engine, client) = (engine.clone(), client.clone());
-                        attempts.spawn(async move { attempt(&engine, &client, webhook).await });
+                        let started =
+                            attempts.spawn(async move { attempt(&engine, &client, webhook).await });
+                        urls.insert(started.id(), url);
                     }
                     if claimed == free {
                         // More may be due: claim again before waiting.
@@ -67,7 +77,7 @@ pub async fn run(engine: Engine) {
             }
         }
         tokio::select! {
-            Some(ended) = attempts.join_next() => noted(ended),
+            Some(ended) = attempts.join_next_with_id() => noted(ended, &mut urls),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             // Attempts still running are dropped: their rows are claimed until a while after
             // their timeout, and attempted again then.
@@ -76,19 +86,44 @@ pub async fn run(engine: Engine) {
     }
 }
 
-/// Logs what went wrong with an attempt that ended; its row says the rest.
-fn noted(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+type Ended = Result<(tokio::task::Id, anyhow::Result<()>), tokio::task::JoinError>;
+
+/// Forgets an attempt that ended and logs what went wrong with it; its row says the rest.
+fn noted(ended: Ended, urls: &mut HashMap<tokio::task::Id, String>) {
     match ended {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "recording a webhook attempt failed"),
-        Err(error) => tracing::warn!(%error, "a webhook attempt stopped"),
+        Ok((id, outcome)) => {
+            urls.remove(&id);
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "recording a webhook attempt failed");
+            }
+        }
+        Err(error) => {
+            urls.remove(&error.id());
+            tracing::warn!(%error, "a webhook attempt stopped");
+        }
     }
 }
 
-async fn claim_due(engine: &Engine, at_most: usize) -> anyhow::Result<Vec<DueWebhook>> {
+async fn claim_due<'a>(
+    engine: &Engine,
+    at_most: usize,
+    running: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<Vec<DueWebhook>> {
+    let mut per_url: HashMap<&str, usize> = HashMap::new();
+    for url in running {
+        *per_url.entry(url).or_default() += 1;
+    }
     let now = now_ms();
     let claim_until = now + (engine.config().webhook_timeout_secs as i64 + 5) * 1000;
-    tasks::claim_due_webhooks(engine.store(), now, claim_until, at_most as i64).await
+    tasks::claim_due_webhooks(
+        engine.store(),
+        now,
+        claim_until,
+        at_most as i64,
+        PER_RECEIVER as i64,
+        &serde_json::to_string(&per_url)?,
+    )
+    .await
 }
 
 async fn attempt(

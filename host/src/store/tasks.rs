@@ -14,8 +14,9 @@
 //!   row in the same transaction as its `UPDATE`. Either returns only once committed.
 //! - A claim (queued task, due poll, lapsed lease, due webhook) is one `UPDATE … RETURNING`
 //!   over the rows its subquery picks, so a row is claimed by one caller on any number of
-//!   hosts; the queue, poll and webhook claims skip locked rows on PostgreSQL
-//!   ([`Store::skip_locked`]).
+//!   hosts; the queue and poll claims skip locked rows on PostgreSQL
+//!   ([`Store::skip_locked`]); the webhook claim, which ranks due rows per receiver, re-checks
+//!   in its outer `WHERE` that each row is still due.
 //! - Claims take the highest `priority` first, then the oldest (`created_at`, then `id`), and
 //!   [`queue_position`] counts in that same order. A claim within capacity ([`claim_within`])
 //!   counts the running tasks of each limited provider and model in the claiming statement
@@ -1305,21 +1306,42 @@ pub async fn succeeded_by_model(
 
 /// Claims up to `limit` outbox rows due at `now` (not delivered, not given up) by moving
 /// their next attempt to `claim_until`, so a crash mid-attempt means one more attempt later.
+/// No URL gets more than `per_receiver` rows less its attempts already running, as
+/// `running` (a JSON object: URL → count) says: one receiver's backlog never takes every
+/// slot. The outer `WHERE` checks the row is still due, so a row another host claimed
+/// first (PostgreSQL re-checks it after that host commits) is skipped, not claimed twice.
 pub async fn claim_due_webhooks(
     store: &Store,
     now: i64,
     claim_until: i64,
     limit: i64,
+    per_receiver: i64,
+    running: &str,
 ) -> anyhow::Result<Vec<DueWebhook>> {
+    // A URL is any text, so it is looked up as a key, never read as a JSON path.
+    let running_here = match store.backend {
+        Backend::Postgres => {
+            "SELECT CAST(value AS INTEGER) FROM jsonb_each_text(CAST($5 AS JSONB)) WHERE key = due.url"
+        }
+        Backend::Sqlite => "SELECT value FROM json_each($5) WHERE key = due.url",
+    };
     Ok(sqlx::query_as(&format!(
-        "UPDATE webhook_outbox SET next_attempt_at = $2 WHERE id IN (SELECT id FROM webhook_outbox \
-         WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3{}) \
-         RETURNING id, url, body, attempts",
-        store.skip_locked()
+        "UPDATE webhook_outbox SET next_attempt_at = $2 \
+         WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 AND id IN (\
+           SELECT id FROM (\
+             SELECT id, url, next_attempt_at, \
+               ROW_NUMBER() OVER (PARTITION BY url ORDER BY next_attempt_at, id) AS nth \
+             FROM webhook_outbox \
+             WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1) due \
+           WHERE nth <= $4 - COALESCE(({running_here}), 0) \
+           ORDER BY next_attempt_at LIMIT $3) \
+         RETURNING id, url, body, attempts"
     ))
     .bind(now)
     .bind(claim_until)
     .bind(limit)
+    .bind(per_receiver)
+    .bind(running)
     .fetch_all(&mut *store.writer().await?)
     .await?)
 }
