@@ -184,6 +184,14 @@ async fn a_daily_budget_stops_a_burst_of_jobs_and_chat_streams_with_nothing_char
             .contains("Budget reached: 5 credits per day"),
         "{refused_chat}"
     );
+    assert_eq!(
+        (
+            &refused_chat["error"]["type"],
+            &refused_chat["error"]["code"]
+        ),
+        (&json!("insufficient_quota"), &json!("insufficient_quota")),
+        "a budget is the client's quota, not a rate limit: {refused_chat}"
+    );
     // Once everything finished, exactly the budget was charged.
     for _ in 0..100 {
         let usage = first.usage("partner-a").await;
@@ -227,6 +235,19 @@ async fn limits_on_one_sqlite_host() {
     let (status, body) = set_limits(&host, "partner-a", json!({"rpm": 3})).await;
     assert_eq!(status, 400, "a misspelt limit is not ignored: {body}");
     assert!(body["error"].as_str().unwrap().contains("rpm"), "{body}");
+    // A value of the wrong kind is refused naming its field; a budget past the largest
+    // balance is refused, not stored as some other number.
+    for (wrong, field) in [
+        (json!({"requests_per_minute": "30"}), "requests_per_minute"),
+        (json!({"concurrent_tasks": 1.5}), "concurrent_tasks"),
+        (json!({"requests_per_minute": 1e20}), "requests_per_minute"),
+        (json!({"budget": 1e300, "budget_period": "month"}), "budget"),
+    ] {
+        let (status, body) = set_limits(&host, "partner-a", wrong.clone()).await;
+        assert_eq!(status, 400, "{wrong}: {body}");
+        let message = body["error"].as_str().unwrap();
+        assert!(message.contains(field), "{wrong}: {message}");
+    }
     let (status, body) = send(
         host.as_admin(Method::POST, "/admin/clients/partner-a/credits")
             .json(&json!({"amount": "abc"})),
@@ -275,7 +296,7 @@ async fn limits_on_one_sqlite_host() {
         jobs["error"]
             .as_str()
             .unwrap()
-            .contains("1 tasks at once for model offline/image")
+            .contains("1 task at once for model offline/image")
     );
     let (status, pixel) = host
         .post(
@@ -293,7 +314,7 @@ async fn limits_on_one_sqlite_host() {
         .await;
     assert_eq!(status, 429, "{sd}");
     assert!(
-        sd["detail"].as_str().unwrap().contains("tasks at once"),
+        sd["detail"].as_str().unwrap().contains("1 task at once"),
         "{sd}"
     );
     let openai = host
@@ -309,12 +330,13 @@ async fn limits_on_one_sqlite_host() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("tasks at once"),
+            .contains("1 task at once"),
         "{body}"
     );
     assert_eq!(
         (&body["error"]["type"], &body["error"]["code"]),
-        (&json!("requests"), &json!("rate_limit_exceeded"))
+        (&json!("tasks"), &json!("rate_limit_exceeded")),
+        "OpenAI's type names the kind of limit"
     );
     let (status, chat) = host
         .post(

@@ -8,6 +8,7 @@ passed and the path of every screenshot; a failure leaves a screenshot of where 
 import json
 import os
 import sys
+import time
 import traceback
 import urllib.request
 
@@ -232,6 +233,23 @@ def check():
     click("#job .status-line a", "the slow job's link")
     page("tasks")
     wait_for('#task #job[data-status="running"]', "the slow job to run")
+    # A refused cancel's message stays through the page's refreshes (one a second).
+    driver.execute_script(
+        "window.realFetch = window.fetch;"
+        "window.fetch = (url, init) => String(url).endsWith('/cancel')"
+        "  ? Promise.resolve(new Response(JSON.stringify({error: {message: 'cancel refused here'}}),"
+        "      {status: 409, headers: {'content-type': 'application/json'}}))"
+        "  : window.realFetch(url, init);"
+    )
+    click("#task .cancel", "the cancel button")
+    wait_until(
+        lambda: "cancel refused here" in driver.find_element(By.CSS_SELECTOR, "#task .job .error").text,
+        "the refused cancel's message",
+    )
+    time.sleep(2.5)
+    still = driver.find_elements(By.CSS_SELECTOR, "#task .job .error")
+    assert still and "cancel refused here" in still[0].text, "the refusal was wiped by a refresh"
+    driver.execute_script("window.fetch = window.realFetch;")
     click("#task .cancel", "the cancel button")
     wait_for('#task #job[data-status="cancelled"]', "the cancellation")
     wait_for("#task pre.json")
@@ -246,6 +264,22 @@ def check():
     assert all("cancelled" in r.text for r in rows), "the status filter holds"
     shot("tasks-client")
     print("slow job cancelled", flush=True)
+
+    # A task with a webhook shows where it goes and each delivery's attempts.
+    hook = "http://webhook.invalid/hook"
+    request = urllib.request.Request(
+        f"{BASE}/api/v1/jobs",
+        data=json.dumps({"capability": "image.generate", "model": "offline/image",
+                         "prompt": "hooked", "webhookUrl": hook}).encode(),
+        headers={"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=WAIT_SECS) as answer:
+        hooked = json.load(answer)["job"]["id"]
+    driver.get(f"{BASE}/console#/tasks/{hooked}")
+    shown_hook = wait_for("#task .webhook code", "the webhook's URL")
+    assert shown_hook.text == hook, shown_hook.text
+    wait_for("#task .webhook tbody tr", "the webhook's delivery row")
+    print("a task's webhook and its deliveries shown", flush=True)
 
     # The admin key added in the same tab: plugins, with a broken one dropped in.
     sign_in(ADMIN_KEY)

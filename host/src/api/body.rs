@@ -97,9 +97,21 @@ async fn drain(body: Body, at_most: usize) {
     }
 }
 
-/// Parses `bytes` as `T`, or explains why not in one sentence.
+/// Parses `bytes` as `T`, or explains why not in one sentence, naming the field that was
+/// wrong when a value was (`requests_per_minute: invalid type: string "30", expected i64`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|error| malformed(bytes, &error))
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde_path_to_error::deserialize(&mut reader).map_err(|error| {
+        if error.inner().is_data() && error.path().iter().next().is_some() {
+            format!("Invalid JSON body: {error}")
+        } else {
+            malformed(bytes, error.inner())
+        }
+    })?;
+    reader
+        .end()
+        .map_err(|trailing| malformed(bytes, &trailing))?;
+    Ok(parsed)
 }
 
 /// Why `bytes` did not parse as JSON, in one sentence.

@@ -26,7 +26,7 @@ use crate::{
         openapi::{Api, Describe},
     },
     engine::{
-        credits::{to_credits, to_micros},
+        credits::{MAX_BALANCE_MICROS, to_credits, to_micros},
         limits::{Remaining, reporting},
         task::{PRIORITIES, now_ms, priority_range},
     },
@@ -168,6 +168,12 @@ async fn set(
             return Err(Error::bad_request(
                 "budget must be a non-negative number of credits.",
             ));
+        }
+        Some(budget) if budget > to_credits(MAX_BALANCE_MICROS) => {
+            return Err(Error::bad_request(format!(
+                "budget must be at most {} credits, the largest balance a client may hold.",
+                to_credits(MAX_BALANCE_MICROS)
+            )));
         }
         Some(budget) => Some(to_micros(budget)),
         None => None,

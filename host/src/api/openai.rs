@@ -42,6 +42,7 @@ use crate::{
         Engine,
         front_door::{Admission, Refusal},
         inputs::Input,
+        limits::{self, LimitKind},
         provider::ProviderError,
         registry::ResolveError,
         task::{Status, Task, now_ms},
@@ -57,9 +58,10 @@ pub struct Error {
     status: StatusCode,
     message: String,
     param: Option<String>,
-    /// Refused by a per-client limit: OpenAI's `requests` / `rate_limit_exceeded`, not
-    /// `insufficient_quota`.
-    rate_limited: bool,
+    /// Refused by a rate limit (the client's requests per minute or tasks at once, or the
+    /// vendor's): OpenAI's `rate_limit_exceeded`, with this `type` (`requests`, `tasks`). A
+    /// 429 without it is an exhausted quota (a balance, a budget): `insufficient_quota`.
+    rate_limit: Option<&'static str>,
     /// The vendor's `Retry-After`, passed on.
     retry_after_secs: Option<u64>,
     /// OpenAI's `code` where the status alone does not say it (`model_not_found`).
@@ -72,7 +74,7 @@ impl Error {
             status,
             message: message.into(),
             param: None,
-            rate_limited: false,
+            rate_limit: None,
             retry_after_secs: None,
             code: None,
         }
@@ -111,7 +113,7 @@ impl Error {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             param: Some(param.into()),
-            rate_limited: false,
+            rate_limit: None,
             retry_after_secs: None,
             code: None,
         }
@@ -121,14 +123,14 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let kind = match self.status.as_u16() {
-            429 if self.rate_limited => "requests",
+            429 if let Some(kind) = self.rate_limit => kind,
             401 => "authentication_error",
             429 => "insufficient_quota",
             400..=499 => "invalid_request_error",
             _ => "server_error",
         };
         let code = match self.status.as_u16() {
-            _ if self.rate_limited => Some("rate_limit_exceeded"),
+            _ if self.rate_limit.is_some() => Some("rate_limit_exceeded"),
             401 => Some("invalid_api_key"),
             429 => Some("insufficient_quota"),
             _ => self.code,
@@ -180,12 +182,17 @@ impl From<Refusal> for Error {
             Refusal::BadInput(bad) => Some(bad.field.clone()),
             _ => None,
         };
-        // A client's own limit or the vendor's: both are rate limits to OpenAI's clients, not
-        // the exhausted quota (`insufficient_quota`) a 429 for a balance is.
-        let rate_limited = matches!(
-            refusal,
-            Refusal::Limited(_) | Refusal::Provider(ProviderError::RateLimited { .. })
-        );
+        // A client's rate or concurrency limit, or the vendor's rate limit; a budget is the
+        // client's quota.
+        let rate_limit = match &refusal {
+            Refusal::Limited(limited) => match limited.kind {
+                LimitKind::Requests => Some("requests"),
+                LimitKind::Tasks => Some("tasks"),
+                LimitKind::Budget => None,
+            },
+            Refusal::Provider(ProviderError::RateLimited { .. }) => Some("requests"),
+            _ => None,
+        };
         let retry_after_secs = match &refusal {
             Refusal::Provider(ProviderError::RateLimited { retry_after_secs }) => *retry_after_secs,
             _ => None,
@@ -195,7 +202,7 @@ impl From<Refusal> for Error {
                 status,
                 message,
                 param,
-                rate_limited,
+                rate_limit,
                 retry_after_secs,
                 code: None,
             },
@@ -632,7 +639,7 @@ async fn run_to_end(state: &AppState, admission: Admission, what: &str) -> Resul
     // Admitted on a task of its own, so that a client who leaves while the task is being
     // stored still has it cancelled: the guard then drops with the spawned task's output.
     let engine = state.engine.clone();
-    let mut waiting = tokio::spawn(async move {
+    let mut waiting = limits::detached(async move {
         let (task, _) = engine.admit(admission).await?;
         Ok::<_, Refusal>(Waiting {
             engine,

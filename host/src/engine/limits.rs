@@ -87,10 +87,23 @@ impl Remaining {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct Limited {
+    /// Which kind of limit it was.
+    pub kind: LimitKind,
     /// What the client is told.
     pub message: String,
     /// Seconds until it could pass.
     pub retry_after_secs: u64,
+}
+
+/// The kinds of a client's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Requests per minute.
+    Requests,
+    /// Tasks at once.
+    Tasks,
+    /// Credits per day or month.
+    Budget,
 }
 
 tokio::task_local! {
@@ -106,6 +119,20 @@ pub async fn reporting<F: Future>(work: F) -> (F::Output, Option<Remaining>) {
             (output, REPORT.with(Cell::get))
         })
         .await
+}
+
+/// Runs `work` on a task of its own, which finishes even if the caller is dropped, and
+/// reports what the limits left for its admission to the caller's own [`reporting`] scope.
+pub async fn detached<F>(work: F) -> Result<F::Output, tokio::task::JoinError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (output, remaining) = tokio::spawn(reporting(work)).await?;
+    if remaining.is_some() {
+        let _ = REPORT.try_with(|report| report.set(remaining));
+    }
+    Ok(output)
 }
 
 /// Checks `new` against its limits inside the insert transaction `tx` (see the module docs).
@@ -136,6 +163,7 @@ pub(crate) async fn enforce(
                 refuse(
                     &mut refused,
                     Limited {
+                        kind: LimitKind::Requests,
                         message: format!("Rate limit reached: {rpm} requests per minute{scope}."),
                         // `now` was taken before the lock was, so the oldest may be newer.
                         retry_after_secs: ceil_secs((oldest + MINUTE_MS - now).min(MINUTE_MS)),
@@ -150,7 +178,11 @@ pub(crate) async fn enforce(
                 refuse(
                     &mut refused,
                     Limited {
-                        message: format!("Concurrency limit reached: {most} tasks at once{scope}."),
+                        kind: LimitKind::Tasks,
+                        message: format!(
+                            "Concurrency limit reached: {most} {} at once{scope}.",
+                            if most == 1 { "task" } else { "tasks" }
+                        ),
                         retry_after_secs: 1,
                     },
                 );
@@ -163,6 +195,7 @@ pub(crate) async fn enforce(
                 refuse(
                     &mut refused,
                     Limited {
+                        kind: LimitKind::Budget,
                         message: format!(
                             "Budget reached: {} credits per {}{scope}.",
                             to_credits(budget),
@@ -265,6 +298,7 @@ mod tests {
     #[test]
     fn the_longest_refusal_is_the_one_told() {
         let limited = |message: &str, retry_after_secs| Limited {
+            kind: LimitKind::Requests,
             message: message.into(),
             retry_after_secs,
         };

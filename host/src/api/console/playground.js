@@ -4,7 +4,7 @@
 import { h, errorBox, every } from './view.js';
 import { asClient, catalog, session, TERMINAL } from './api.js';
 import { schemaForm } from './form.js';
-import { jobSummary } from './tasks.js';
+import { jobView } from './tasks.js';
 
 /** The capabilities the jobs API runs (chat goes through the chat routes instead). */
 const runnable = (model) => model.capabilities.filter((c) => c !== 'chat');
@@ -51,12 +51,14 @@ export async function playground(page) {
 
   const follow = (id) => {
     following = id;
+    const view = jobView(id);
     every(700, async () => {
       if (following !== id) return false;
       try {
         const { job } = await asClient('GET', `/api/v1/jobs/${encodeURIComponent(id)}/detail`);
         if (following !== id) return false;
-        outcome.replaceChildren(jobSummary(job));
+        if (view.element.parentNode !== outcome) outcome.replaceChildren(view.element);
+        view.update(job);
         return !TERMINAL.includes(job.status);
       } catch (error) {
         outcome.replaceChildren(errorBox(error));

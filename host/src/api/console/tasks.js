@@ -27,16 +27,32 @@ export function cancelButton(id) {
   return h('span', {}, button, refused);
 }
 
-/** Status, progress, cancel, error and outputs of a job. */
-export function jobSummary(job) {
-  const done = TERMINAL.includes(job.status);
-  return h('div', { class: 'job', id: 'job', 'data-status': job.status },
-    h('p', { class: 'status-line' }, badge(job.status), ' ', progressBar(job.progress), ' ',
-      h('a', { href: `#/tasks/${encodeURIComponent(job.id)}` }, job.id), ' ',
-      done ? null : cancelButton(job.id)),
-    job.error ? h('p', { class: 'error task-error' }, job.error) : null,
-    job.outputs?.length ? h('div', { class: 'outputs' }, job.outputs.map(media)) : null,
-    (job.texts || []).map((text) => h('blockquote', {}, text)));
+/**
+ * Status, progress, cancel, error and outputs of job `id`, kept current by `update(job)`. The
+ * cancel button and a refusal it shows stay put between updates, and the outputs are drawn
+ * again only when they change (a playing video is not restarted by a poll).
+ */
+export function jobView(id) {
+  const line = h('span');
+  const cancel = cancelButton(id);
+  const results = h('div');
+  const element = h('div', { class: 'job', id: 'job' },
+    h('p', { class: 'status-line' }, line, ' ', cancel), results);
+  let drawn = null;
+  const update = (job) => {
+    element.dataset.status = job.status;
+    line.replaceChildren(badge(job.status), ' ', progressBar(job.progress), ' ',
+      h('a', { href: `#/tasks/${encodeURIComponent(job.id)}` }, job.id));
+    cancel.hidden = TERMINAL.includes(job.status);
+    const seen = JSON.stringify([job.error, job.outputs, job.texts]);
+    if (seen === drawn) return;
+    drawn = seen;
+    results.replaceChildren(
+      job.error ? h('p', { class: 'error task-error' }, job.error) : null,
+      job.outputs?.length ? h('div', { class: 'outputs' }, job.outputs.map(media)) : null,
+      (job.texts || []).map((text) => h('blockquote', {}, text)));
+  };
+  return { element, update };
 }
 
 function select(name, choices, chosen, all) {
@@ -117,26 +133,30 @@ function facts(job) {
 
 function webhooks(job) {
   if (!job.webhookUrl) return h('p', { class: 'muted' }, 'No webhook.');
-  return [h('p', {}, 'To ', h('code', {}, job.webhookUrl)), table([
+  return h('div', { class: 'webhook' }, h('p', {}, 'To ', h('code', {}, job.webhookUrl)), table([
     ['Written', (d) => time(d.createdAt)],
     ['Attempts', (d) => d.attempts],
     ['Delivered', (d) => time(d.deliveredAt)],
     ['Gave up', (d) => time(d.gaveUpAt)],
     ['Next attempt', (d) => time(d.nextAttemptAt)],
     ['Last error', (d) => d.lastError || '–'],
-  ], job.webhookDeliveries, 'Nothing sent yet: the webhook is written when the task ends.')];
+  ], job.webhookDeliveries, 'Nothing sent yet: the webhook is written when the task ends.'));
 }
 
 export async function taskPage(page, id) {
+  const view = jobView(id);
+  const details = h('div');
   const body = h('div', { id: 'task' }, h('p', { class: 'muted' }, 'Loading…'));
   let shown = '';
   every(1000, async () => {
     try {
       const { job } = await tasks.get(id);
+      if (!shown) body.replaceChildren(view.element, details);
+      view.update(job);
       const seen = JSON.stringify(job);
       if (seen !== shown) {
         shown = seen;
-        body.replaceChildren(jobSummary(job), facts(job),
+        details.replaceChildren(facts(job),
           h('h2', {}, 'Usage'), job.usage ? jsonBlock(job.usage) : h('p', { class: 'muted' }, 'None recorded yet.'),
           h('h2', {}, 'Request'), jsonBlock(job.request),
           h('h2', {}, 'Webhook'), webhooks(job));
@@ -145,6 +165,7 @@ export async function taskPage(page, id) {
       return !TERMINAL.includes(job.status) || delivering;
     } catch (error) {
       body.replaceChildren(errorBox(error));
+      shown = '';
       return false;
     }
   }, page);
