@@ -13,6 +13,8 @@ on_both_backends!(
     cancel_works_in_every_live_state,
     kill9_loses_nothing_and_repeats_nothing,
     a_separate_worker_process_runs_the_queue,
+    a_task_the_vendor_never_finishes_fails_after_the_pending_timeout,
+    an_api_only_host_expires_what_no_worker_takes,
 );
 
 fn image(extra: Value) -> Value {
@@ -153,6 +155,31 @@ async fn cancel_works_in_every_live_state(backend: Backend) {
         .post(&format!("/api/v1/jobs/{pending}/cancel"), &json!({}))
         .await;
     assert_eq!(status, 409, "{conflict}");
+}
+
+/// A vendor that keeps answering "still running" (or keeps failing to answer) does not hold
+/// a task, its client's concurrency slot and its credits for ever: after
+/// `pending_timeout_secs` it is cancelled at the vendor and fails, refunded.
+async fn a_task_the_vendor_never_finishes_fails_after_the_pending_timeout(backend: Backend) {
+    let host = Host::start(
+        Options::new(backend)
+            .toml("[engine]\npending_timeout_secs = 1.5\nmax_poll_interval_secs = 0.2"),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let id = create(&host, image(json!({"delay_ms": 600_000}))).await;
+    let failed = host.wait_terminal(&id).await;
+    let took = started.elapsed();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("did not finish the task within 1.5 s"),
+        "{error}"
+    );
+    assert!(
+        (Duration::from_millis(1_500)..Duration::from_secs(6)).contains(&took),
+        "failed {took:?} after it was created"
+    );
 }
 
 /// A host asked to stop (SIGTERM) lets the submit in flight finish and records it before it
@@ -356,4 +383,19 @@ async fn a_separate_worker_process_runs_the_queue(backend: Backend) {
     let _ = worker.kill();
     let _ = worker.wait();
     assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+/// With no worker alive, a queued task still expires by `queue_timeout_secs`: the API-only
+/// host that accepted it sweeps too.
+async fn an_api_only_host_expires_what_no_worker_takes(backend: Backend) {
+    let host =
+        Host::start(Options::new(backend).toml("[engine]\nworkers = 0\nqueue_timeout_secs = 1"))
+            .await;
+    let id = create(&host, image(json!({}))).await;
+    let ended = host
+        .wait_job(&id, Duration::from_secs(10), |job| {
+            job["status"] != "queued"
+        })
+        .await;
+    assert_eq!(ended["status"], "expired", "{ended}");
 }

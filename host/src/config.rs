@@ -326,8 +326,11 @@ pub struct EngineConfig {
     /// Concurrent provider polls.
     pub poll_concurrency: usize,
     /// Longest wait between two polls of a pending task, seconds, whatever the provider
-    /// hinted.
+    /// hinted (a `Retry-After` included).
     pub max_poll_interval_secs: f64,
+    /// Longest a task may stay pending at its vendor (from its start), seconds: then it is
+    /// cancelled there and fails, refunded, instead of being polled forever.
+    pub pending_timeout_secs: f64,
     /// First webhook retry delay, seconds; doubles each attempt.
     pub webhook_backoff_secs: f64,
     /// Webhook attempts before giving up.
@@ -353,6 +356,7 @@ impl Default for EngineConfig {
             lease_secs: 30.0,
             poll_concurrency: 256,
             max_poll_interval_secs: 60.0,
+            pending_timeout_secs: 24.0 * 3600.0,
             // 30 s doubling over 9 attempts spans a little over two hours.
             webhook_backoff_secs: 30.0,
             webhook_max_attempts: 9,
@@ -392,6 +396,12 @@ impl EngineConfig {
             "engine",
             "max_poll_interval_secs",
             self.max_poll_interval_secs,
+            0.01,
+        )?;
+        seconds_at_least(
+            "engine",
+            "pending_timeout_secs",
+            self.pending_timeout_secs,
             0.01,
         )?;
         seconds_at_least(

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 
 use crate::{
     engine::task::now_ms,
@@ -43,7 +43,23 @@ pub enum AuthError {
     Missing,
     /// A key that matches no client, or was revoked, or expired.
     Invalid,
+    /// The key could not be looked up (the database is unreachable): a 503, so that its
+    /// holder retries instead of taking the key for revoked.
+    Unavailable,
 }
+
+impl AuthError {
+    /// What every API answers it with: 401, or 503 while keys cannot be read.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// The message of [`AuthError::Unavailable`] in every API.
+pub const KEYS_UNAVAILABLE: &str = "API keys cannot be checked right now; try again shortly.";
 
 /// A key known to be active when it was last read.
 struct Trusted {
@@ -205,10 +221,10 @@ impl Auth {
         let now = now_ms();
         let found = keys::lookup(&self.store, &hash, now)
             .await
-            .unwrap_or_else(|error| {
+            .map_err(|error| {
                 tracing::error!(%error, "reading an API key");
-                keys::Presented::Unknown
-            });
+                AuthError::Unavailable
+            })?;
         let (client, expires_at) = match found {
             keys::Presented::Active { client, expires_at } => (client, expires_at),
             // A key this host revoked or let expire is refused even where no key is needed:

@@ -14,8 +14,13 @@ use serde_json::json;
 
 use crate::{
     api::{
-        auth::AuthError, dialect::Dialect, openai::OpenAi, pixel::Pixel, sd::Sd,
-        submit::refusal_parts, tasks,
+        auth::{AuthError, KEYS_UNAVAILABLE},
+        dialect::Dialect,
+        openai::OpenAi,
+        pixel::Pixel,
+        sd::Sd,
+        submit::refusal_parts,
+        tasks,
     },
     engine::front_door::Refusal,
 };
@@ -99,8 +104,9 @@ impl From<AuthError> for Error {
         let message = match error {
             AuthError::Missing => "Missing API key.",
             AuthError::Invalid => "Invalid API key.",
+            AuthError::Unavailable => KEYS_UNAVAILABLE,
         };
-        Self(StatusCode::UNAUTHORIZED, message.into())
+        Self(error.status(), message.into())
     }
 }
 

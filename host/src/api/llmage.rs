@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::{
         AppState,
-        auth::AuthError,
+        auth::{AuthError, KEYS_UNAVAILABLE},
         body,
         chat::{self, ChunkStyle},
         dialect::{Body, Caller, Dialect, QueryOf},
@@ -118,8 +118,13 @@ pub struct Llmage;
 impl Dialect for Llmage {
     type Error = Error;
 
-    fn unauthenticated(_: AuthError) -> Error {
-        Error(StatusCode::UNAUTHORIZED, "Invalid API Key".into())
+    fn unauthenticated(error: AuthError) -> Error {
+        match error {
+            AuthError::Unavailable => Error(error.status(), KEYS_UNAVAILABLE.into()),
+            AuthError::Missing | AuthError::Invalid => {
+                Error(StatusCode::UNAUTHORIZED, "Invalid API Key".into())
+            }
+        }
     }
 
     fn rejected(status: StatusCode, message: String) -> Error {

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::{
         AppState,
-        auth::AuthError,
+        auth::{AuthError, KEYS_UNAVAILABLE},
         body::Unreadable,
         chat::{self, ChunkStyle},
         dialect::{Body, Caller, Dialect},
@@ -163,8 +163,9 @@ impl From<AuthError> for Error {
         let message = match error {
             AuthError::Missing => "You didn't provide an API key.",
             AuthError::Invalid => "Incorrect API key provided.",
+            AuthError::Unavailable => KEYS_UNAVAILABLE,
         };
-        Self::new(StatusCode::UNAUTHORIZED, message)
+        Self::new(error.status(), message)
     }
 }
 

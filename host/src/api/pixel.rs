@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::{
         AppState,
-        auth::AuthError,
+        auth::{AuthError, KEYS_UNAVAILABLE},
         dialect::{Body, Caller, Dialect},
         files::public_base,
         loras,
@@ -75,8 +75,9 @@ impl From<AuthError> for Error {
         let message = match error {
             AuthError::Missing => "Missing API key",
             AuthError::Invalid => "Invalid API key",
+            AuthError::Unavailable => KEYS_UNAVAILABLE,
         };
-        Self(StatusCode::UNAUTHORIZED, message.into())
+        Self(error.status(), message.into())
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::{
         AppState,
-        auth::AuthError,
+        auth::{AuthError, KEYS_UNAVAILABLE},
         dialect::{Body, Caller, Dialect},
         files::{Links, public_base},
         openapi::{Api, Describe},
@@ -89,8 +89,9 @@ impl From<AuthError> for Error {
         let detail = match error {
             AuthError::Missing => "Missing API Key",
             AuthError::Invalid => "Invalid API Key",
+            AuthError::Unavailable => KEYS_UNAVAILABLE,
         };
-        Error::Plain(StatusCode::UNAUTHORIZED, detail.into())
+        Error::Plain(error.status(), detail.into())
     }
 }
 

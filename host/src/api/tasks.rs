@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::{
     api::{
         AppState,
-        auth::AuthError,
+        auth::{AuthError, KEYS_UNAVAILABLE},
         dialect::{Caller, Dialect},
         openapi::{Api, Describe},
         pixel, sd,
@@ -52,7 +52,7 @@ impl Dialect for Shared {
     type Error = Response;
 
     fn unauthenticated(error: AuthError) -> Response {
-        match error {
+        match &error {
             AuthError::Missing => answer(
                 StatusCode::UNAUTHORIZED,
                 "Missing API key",
@@ -63,6 +63,7 @@ impl Dialect for Shared {
                 "Invalid API key",
                 "Invalid API Key",
             ),
+            AuthError::Unavailable => answer(error.status(), KEYS_UNAVAILABLE, KEYS_UNAVAILABLE),
         }
     }
 

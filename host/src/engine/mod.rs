@@ -224,8 +224,10 @@ impl Engine {
                 tokio::spawn(worker::run(self.clone(), n));
             }
             tokio::spawn(poller::run(self.clone()));
-            tokio::spawn(sweeper::run(self.clone()));
         }
+        // Every process sweeps: expiries and lapsed claims must not wait for a worker to be
+        // alive (an API-only host expires what no worker takes).
+        tokio::spawn(sweeper::run(self.clone()));
         tokio::spawn(webhooks::run(self.clone()));
         // Every process stores files, so every process may leave an orphan to sweep.
         tokio::spawn(
@@ -460,6 +462,16 @@ impl Engine {
 
     /// Asks the provider to drop a pending handle, then records the cancellation.
     pub(crate) async fn cancel_pending(&self, task: &Task) -> anyhow::Result<()> {
+        self.end_pending(task, lifecycle::Outcome::Cancelled).await
+    }
+
+    /// Cancels `task`, pending at its vendor, there (as far as the vendor lets it) and ends
+    /// it here as `outcome` says.
+    pub(crate) async fn end_pending(
+        &self,
+        task: &Task,
+        outcome: lifecycle::Outcome,
+    ) -> anyhow::Result<()> {
         if let (Some(provider), Some(handle)) = (
             self.inner.registry.provider(&task.provider),
             &task.pending_handle,
@@ -475,7 +487,7 @@ impl Engine {
                 tracing::warn!(task = %task.id, %error, "provider cancel failed; cancelling locally");
             }
         }
-        lifecycle::finish(self, &task.id, lifecycle::Outcome::Cancelled).await?;
+        lifecycle::finish(self, &task.id, outcome).await?;
         Ok(())
     }
 

@@ -7,9 +7,11 @@
 //! one, and two hosts never poll the same handle at once, however long the poll and the
 //! storing of its outputs take. Transient trouble is retried at a fixed pace, never counted
 //! against the task: a rate limit after the vendor's `Retry-After` (5 s when it names none),
-//! an unavailable vendor or a provider not loaded (mid-reload) after 5 s, and a poll that
-//! itself errs when its claim's lease ends. Only the vendor's own failure, any other provider
-//! error, or finished outputs that cannot be stored fail the task.
+//! an unavailable vendor or a provider not loaded (mid-reload) after 5 s, each at most
+//! `max_poll_interval_secs`, and a poll that itself errs when its claim's lease ends. The
+//! vendor's own failure, any other provider error, finished outputs that cannot be stored,
+//! or a task pending longer than `pending_timeout_secs` (cancelled at the vendor first) fail
+//! the task.
 
 use std::{sync::Arc, time::Duration};
 use tracing::Instrument;
@@ -87,6 +89,16 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
     let Some(handle) = task.pending_handle.as_deref() else {
         return Ok(());
     };
+    let config = engine.config();
+    let pending_since = task.started_at.unwrap_or(task.created_at);
+    if now_ms() - pending_since > (config.pending_timeout_secs * 1000.0) as i64 {
+        let reason = format!(
+            "The vendor did not finish the task within {} s ([engine] pending_timeout_secs); \
+             it was cancelled there",
+            config.pending_timeout_secs
+        );
+        return engine.end_pending(task, Outcome::Failed(reason)).await;
+    }
     let Some(provider) = engine.registry().provider(&task.provider) else {
         // The plugin may be mid-reload; look again later rather than failing the task.
         let later = now_ms() + 5_000;
@@ -98,7 +110,7 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
             progress,
             poll_after,
         }) => {
-            let wake = now_ms() + engine.config().poll_delay(poll_after).as_millis() as i64;
+            let wake = now_ms() + config.poll_delay(poll_after).as_millis() as i64;
             lifecycle::record_progress(engine, &task.id, progress, Some(wake)).await?;
         }
         Ok(PollOutcome::Finished { outputs, usage }) => {
@@ -113,13 +125,17 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
         Ok(PollOutcome::Failed(error)) => {
             lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
         }
+        // Neither a vendor's `Retry-After` nor an outage stretches the wait past the longest
+        // poll interval; `pending_timeout_secs` ends a task that never gets an answer.
         Err(ProviderError::RateLimited { retry_after_secs }) => {
-            let wait = retry_after_secs.unwrap_or(5).max(1) as i64 * 1000;
-            lifecycle::record_progress(engine, &task.id, None, Some(now_ms() + wait)).await?;
+            let wait = config.poll_delay(Duration::from_secs(retry_after_secs.unwrap_or(5).max(1)));
+            let wake = now_ms() + wait.as_millis() as i64;
+            lifecycle::record_progress(engine, &task.id, None, Some(wake)).await?;
         }
         Err(ProviderError::UpstreamUnavailable(reason)) => {
             tracing::info!(task = %task.id, %reason, "vendor unavailable while polling; retrying");
-            lifecycle::record_progress(engine, &task.id, None, Some(now_ms() + 5_000)).await?;
+            let wake = now_ms() + config.poll_delay(Duration::from_secs(5)).as_millis() as i64;
+            lifecycle::record_progress(engine, &task.id, None, Some(wake)).await?;
         }
         Err(error) => {
             lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;

@@ -198,6 +198,30 @@ fn unmatched_keys_refuse_the_file_and_are_named() {
     assert_eq!(m.adapter_target().family(), Family::Sd1);
 }
 
+/// A NaN or an infinity in any tensor refuses the file, naming the tensor: used, it would
+/// blacken every image, and the task would still succeed.
+#[test]
+fn values_that_are_not_finite_refuse_the_file() {
+    let m = StableDiffusion::load(&fixtures().join("tiny-sd"), &Device::flex()).unwrap();
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut tensors = read_f32("adapters/tiny-sd/lora.safetensors");
+        let (name, _, values) = tensors
+            .iter_mut()
+            .find(|(name, _, _)| name.ends_with("lora_up.weight"))
+            .expect("an up matrix");
+        values[0] = bad;
+        let poisoned = name.clone();
+        let refused = Adapter::parse("poisoned", &write_f32(&tensors), &m.adapter_target())
+            .err()
+            .expect("refused");
+        let text = refused.to_string();
+        assert!(
+            text.contains("NaN or infinite") && text.contains(&poisoned),
+            "{bad}: {text}"
+        );
+    }
+}
+
 /// A safetensors file's tensors as f32 values with their shapes, in file order.
 fn read_f32(path: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(fixtures().join(path)).expect("fixture");

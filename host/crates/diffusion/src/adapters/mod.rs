@@ -202,10 +202,25 @@ impl Adapter {
             not_float,
         } = crate::weights::parse_safetensors(bytes, name, |_| true)
             .map_err(|e| unreadable(format!("{e:#}")))?;
-        // Integer tensors are not read as weights; in an adapter they match nothing.
+        // A NaN or an infinity would blacken every image the adapter touches, silently.
+        let mut not_finite: Vec<&str> = tensors
+            .iter()
+            .filter(|(_, tensor)| tensor.data.iter().any(|value| !value.is_finite()))
+            .map(|(key, _)| key.as_str())
+            .collect();
+        if !not_finite.is_empty() {
+            not_finite.sort();
+            return Err(unreadable(format!(
+                "{} tensor(s) hold NaN or infinite values: {}",
+                not_finite.len(),
+                not_finite.join(", ")
+            )));
+        }
+        // Tensors of other types (integers, f64) are not read as weights; in an adapter they
+        // match nothing.
         let mut not_float: Vec<String> = not_float
             .into_iter()
-            .map(|n| format!("{n} (not a float tensor)"))
+            .map(|n| format!("{n} (not f32, f16 or bf16)"))
             .collect();
         not_float.sort();
         let tensor_count = tensors.len() + not_float.len();
