@@ -399,3 +399,34 @@ async fn an_api_only_host_expires_what_no_worker_takes(backend: Backend) {
         .await;
     assert_eq!(ended["status"], "expired", "{ended}");
 }
+
+/// A database away for longer than a lease does not make a running task run again: its
+/// holder could not renew its lease, but it is alive, and once the database is back the
+/// lease is renewed, not judged lapsed (before, the holder's own sweeper queued the task
+/// again, twice, and three submits of it ran at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_longer_than_a_lease_runs_nothing_twice() {
+    let host = Host::start(Options::new(Backend::Postgres).toml("[engine]\nlease_secs = 3")).await;
+    let id = create(&host, image(json!({"work_ms": 12_000}))).await;
+    host.wait_job(&id, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    host.set_database_reachable(false).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    host.set_database_reachable(true).await;
+    let done = host.wait_terminal(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let pool = sqlx::PgPool::connect(host.database_url().unwrap())
+        .await
+        .unwrap();
+    let (attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM tasks WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts, 1,
+        "the task was claimed again while its holder ran it"
+    );
+}

@@ -512,41 +512,9 @@ async fn a_key_revoked_on_one_host_is_refused_by_another_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_that_cannot_be_read_are_a_503_not_a_401() {
     let host = start(Backend::Postgres).await;
-    let url = host.database_url().unwrap().to_string();
-    let database = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
-    let admin_url = format!("{}/postgres", url.rsplit_once('/').unwrap().0);
-    let server = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    let outage = |allowed: bool| {
-        let (server, database) = (server.clone(), database.clone());
-        async move {
-            sqlx::query(&format!(
-                "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allowed}"
-            ))
-            .execute(&server)
-            .await
-            .unwrap();
-            if !allowed {
-                sqlx::query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                )
-                .bind(&database)
-                .execute(&server)
-                .await
-                .unwrap();
-            }
-        }
-    };
-
-    outage(false).await;
+    host.set_database_reachable(false).await;
     let (status, body) = send(host.as_key(Method::GET, "/api/v1/jobs", "key-b")).await;
-    outage(true).await;
+    host.set_database_reachable(true).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.to_string().contains("cannot be checked"), "{body}");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -369,6 +369,33 @@ impl Host {
         self.database_url.as_deref()
     }
 
+    /// Takes this host's PostgreSQL database away (`reachable = false`: its connections are
+    /// ended and new ones refused, as in an outage) or gives it back.
+    pub async fn set_database_reachable(&self, reachable: bool) {
+        let url = self.database_url().expect("a PostgreSQL host");
+        let (server, database) = url.rsplit_once('/').expect("a database URL");
+        let database = database.split('?').next().unwrap_or(database);
+        let server = sqlx::PgPool::connect(&format!("{server}/postgres"))
+            .await
+            .expect("the PostgreSQL server");
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {reachable}"
+        ))
+        .execute(&server)
+        .await
+        .expect("changing whether the database takes connections");
+        if !reachable {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(database)
+            .execute(&server)
+            .await
+            .expect("ending the database's connections");
+        }
+        server.close().await;
+    }
+
     /// The running `easel serve` process's id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the host is running").id()

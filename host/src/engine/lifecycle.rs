@@ -276,11 +276,13 @@ pub async fn claim_lapsed(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Lap
 pub(crate) async fn hold_leases(engine: Engine) {
     let lease = engine.config().lease();
     let shutdown = engine.shutdown_token().clone();
+    let mut wait = lease / 3;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(lease / 3) => {}
+            () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
+        wait = lease / 3;
         let held = engine.held();
         if held.is_empty() {
             continue;
@@ -291,8 +293,12 @@ pub(crate) async fn hold_leases(engine: Engine) {
                 .iter()
                 .filter(|(id, _)| cancel_requested.contains(id))
                 .for_each(|(_, token)| token.cancel()),
-            // Retried at the next turn, well within the lease.
-            Err(error) => tracing::warn!(%error, "extending the leases of held tasks failed"),
+            // Retried within a second: once the database is back, the leases are renewed
+            // before the sweepers that could not reach it either judge them.
+            Err(error) => {
+                tracing::warn!(%error, "extending the leases of held tasks failed");
+                wait = wait.min(Duration::from_secs(1));
+            }
         }
     }
 }

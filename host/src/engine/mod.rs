@@ -509,6 +509,15 @@ impl Engine {
     }
 
     /// The tasks this process holds, with their tokens.
+    /// Whether this process holds task `id` (it is being submitted or streamed here).
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        self.inner
+            .running
+            .lock()
+            .expect("running lock")
+            .contains_key(id)
+    }
+
     pub(crate) fn held(&self) -> Vec<(String, CancellationToken)> {
         let running = self.inner.running.lock().expect("running lock");
         running

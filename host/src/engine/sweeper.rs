@@ -9,7 +9,10 @@
 //! its client is gone, so there is nobody to replay it for. A provider another process of the
 //! fleet serves is judged by what it announced. An expiry ends only a task still queued, never
 //! one a worker claimed meanwhile. Each recovery claims the task by its lease first
-//! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. A task pending on a
+//! ([`lifecycle::claim_lapsed`]), so two hosts never both recover it. A lease is not judged
+//! lapsed by the process that holds the task, nor by a sweeper within a lease of its own last
+//! failure to reach the database: a database away for longer than a lease kept every holder
+//! from renewing, and their tasks are still running, not interrupted. A task pending on a
 //! vendor whose provider no process serves any more (its plugin removed everywhere) fails,
 //! refunded, once this process has seen the provider missing for `[engine] model_grace_secs`:
 //! never while a host is still loading its plugins or a worker restarts within that time.
@@ -34,9 +37,14 @@ const EVERY: Duration = Duration::from_millis(500);
 pub async fn run(engine: Engine) {
     let shutdown = engine.shutdown_token().clone();
     let mut unserved = Unserved::default();
+    // Until when lapsed leases are not judged: a lease after this process last failed to
+    // reach the database, since no holder could renew its lease meanwhile either.
+    let mut judge_leases_after = Instant::now();
     loop {
-        if let Err(error) = sweep(&engine).await {
+        let judge_leases = Instant::now() >= judge_leases_after;
+        if let Err(error) = sweep(&engine, judge_leases).await {
             tracing::warn!(%error, "sweep failed");
+            judge_leases_after = Instant::now() + engine.config().lease();
         }
         if let Err(error) = unserved.sweep(&engine).await {
             tracing::warn!(%error, "failing the pending tasks of unserved providers failed");
@@ -103,12 +111,14 @@ impl Unserved {
     }
 }
 
-async fn sweep(engine: &Engine) -> anyhow::Result<()> {
+async fn sweep(engine: &Engine, judge_leases: bool) -> anyhow::Result<()> {
     let oldest_allowed = now_ms() - (engine.config().queue_timeout_secs as i64) * 1000;
     for id in tasks::queued_before(engine.store(), oldest_allowed, EXPIRE_BATCH).await? {
         lifecycle::finish(engine, &id, Outcome::Expired).await?;
     }
-
+    if !judge_leases {
+        return Ok(());
+    }
     for lapsed in lifecycle::claim_lapsed(engine, RECOVER_BATCH).await? {
         let tasks::Lapsed {
             id,
@@ -117,6 +127,11 @@ async fn sweep(engine: &Engine) -> anyhow::Result<()> {
             attempts,
             cancel_requested,
         } = lapsed;
+        if engine.holds(&id) {
+            // Its holder is alive, here: it could not renew (the database was slow or away
+            // for a lease). The claim just pushed its lease ahead, as a renewal would.
+            continue;
+        }
         if cancel_requested == 1 {
             // The client asked before its holder went away: never run again.
             lifecycle::finish(engine, &id, Outcome::Cancelled).await?;
@@ -254,6 +269,32 @@ mod tests {
         host.engine
     }
 
+    /// A task this process still holds is not recovered when its lease lapsed (the database
+    /// was away for a lease): its holder is alive and running it.
+    #[tokio::test]
+    async fn a_lapsed_lease_of_a_task_held_here_is_renewed_not_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_in(dir.path()).await;
+        let held = interrupted_task(&engine, "again", false).await;
+        let gone = interrupted_task(&engine, "again", false).await;
+        let _token = engine.track(&held);
+
+        sweep(&engine, true).await.unwrap();
+
+        let still = engine.fetch(&held).await.unwrap().unwrap();
+        assert_eq!(still.status, Status::Running);
+        assert_eq!(still.attempts, 1, "claimed again while held");
+        assert!(
+            still.wake_at.unwrap() > now_ms(),
+            "its lease was pushed ahead"
+        );
+        assert_eq!(
+            engine.fetch(&gone).await.unwrap().unwrap().status,
+            Status::Queued,
+            "a task nobody here holds is recovered"
+        );
+    }
+
     #[tokio::test]
     async fn interrupted_submits_are_retried_only_when_idempotent_and_chats_never() {
         let dir = tempfile::tempdir().unwrap();
@@ -263,7 +304,7 @@ mod tests {
         let gone = interrupted_task(&engine, "unloaded", false).await;
         let chat = interrupted_task(&engine, "again", true).await;
 
-        sweep(&engine).await.unwrap();
+        sweep(&engine, true).await.unwrap();
 
         let once = engine.fetch(&once).await.unwrap().unwrap();
         assert_eq!(once.status, Status::Failed);
@@ -289,7 +330,7 @@ mod tests {
         let id = interrupted_task(&engine, "again", false).await;
         let cap = engine.config().max_attempts;
         for _ in 1..cap {
-            sweep(&engine).await.unwrap();
+            sweep(&engine, true).await.unwrap();
             let requeued = engine.fetch(&id).await.unwrap().unwrap();
             assert_eq!(requeued.status, Status::Queued);
             let now = now_ms();
@@ -299,7 +340,7 @@ mod tests {
                 .unwrap();
             assert_eq!(claimed.unwrap().id, id, "claimed again, and dies again");
         }
-        sweep(&engine).await.unwrap();
+        sweep(&engine, true).await.unwrap();
         let failed = engine.fetch(&id).await.unwrap().unwrap();
         assert_eq!(failed.status, Status::Failed);
         assert_eq!(failed.attempts, i64::from(cap));
@@ -312,7 +353,7 @@ mod tests {
         let engine = engine_in(dir.path()).await;
         let id = interrupted_task(&engine, "again", false).await;
         lifecycle::request_cancel(&engine, &id).await.unwrap();
-        sweep(&engine).await.unwrap();
+        sweep(&engine, true).await.unwrap();
         let task = engine.fetch(&id).await.unwrap().unwrap();
         assert_eq!(task.status, Status::Cancelled, "{:?}", task.error);
     }
