@@ -192,6 +192,29 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
         assert!(worker["host"].as_str().is_some_and(|h| !h.is_empty()));
     }
 
+    // A chat streams from the host that accepts it: a chat model only a worker loads is
+    // refused by the API host, saying why, and nothing is stored for it.
+    let (status, refused) = api
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "offline/chat", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert!(status >= 500, "{status}: {refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not loaded on this host"),
+        "{refused}"
+    );
+    let (_, listed) = api.get("/api/v1/jobs?limit=10").await;
+    assert_eq!(
+        listed["jobs"],
+        json!([]),
+        "a refused chat left a task: {listed}"
+    );
+
     // Every dialect on the API host resolves the fleet's local model and checks parameters
     // against the schema its worker announced.
     let multiple_of_8 = |field: &str| format!("Invalid parameter {field}: must be a multiple of 8");

@@ -139,6 +139,16 @@ async fn create(
     }
 }
 
+/// A 503 for storage that failed (the bucket or the database away, a full disk): the client
+/// may send the same request again shortly; the cause goes to the log.
+fn store_unavailable(what: &str, error: anyhow::Error) -> Error {
+    tracing::warn!(%error, "{what} failed");
+    Error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The asset store is unavailable; try again shortly.".into(),
+    )
+}
+
 async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<Response, Error> {
     let parts = multipart::read_parts(state, request, |_, file_name| file_name.is_some()).await?;
     let files: Vec<_> = parts
@@ -179,7 +189,7 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
                 // All or nothing: the files stored before this one go too, so a client that
                 // sends the upload again gets no duplicates.
                 state.engine.assets().remove_all(&stored).await;
-                return Err(error.into());
+                return Err(store_unavailable("storing an upload", error));
             }
         }
     }
@@ -391,13 +401,7 @@ async fn serve_object(
         Some(_) => return Ok(unsatisfiable(size)),
     };
     let length = range.as_ref().map_or(size, |r| r.end() - r.start() + 1);
-    let unavailable = |error: anyhow::Error| {
-        tracing::warn!(asset = %asset.id, %error, "reading an asset from the bucket failed");
-        Error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The asset store is unavailable; try again shortly.".into(),
-        )
-    };
+    let unavailable = |error| store_unavailable(&format!("reading asset {}", asset.id), error);
     let assets = state.engine.assets();
     // `HEAD` answers as `GET` would, a missing object included.
     let body = if head_only {

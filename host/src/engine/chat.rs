@@ -85,6 +85,19 @@ impl Engine {
             &admission.resolved.model.params_schema,
         );
         let resolved = &admission.resolved;
+        // A chat streams from the process that accepts it: a model only another process of
+        // the fleet loads (announced by a worker) is refused here, before anything is stored.
+        let provider_id = resolved.provider.id();
+        let Some(provider) = self.registry().provider(provider_id) else {
+            let served = resolved.id();
+            return Err(Refusal::Provider(ProviderError::UpstreamUnavailable(
+                format!(
+                    "Provider {provider_id} is not loaded on this host, and a chat is answered by \
+                 the host that accepts it: give this host the plugin (EASEL_PLUGINS_DIR) to \
+                 serve {served}."
+                ),
+            )));
+        };
         let answers = conversation::Answers::of(
             &resolved.model.params_schema,
             resolved.provider.makes_tool_calls(),
@@ -114,13 +127,6 @@ impl Engine {
         } = new;
         // Recorded: the conversation moves on to the provider without a copy.
         let request = chat_request(request, stream);
-        let Some(provider) = self.registry().provider(&provider_id) else {
-            let error = ProviderError::UpstreamUnavailable(format!(
-                "Provider {provider_id} is not loaded."
-            ));
-            held.end(held.outcome(&error)).await;
-            return Err(Refusal::Provider(error));
-        };
         let ctx = CallContext {
             task_id: held.id.clone(),
             client: client_id,
