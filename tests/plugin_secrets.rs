@@ -1,9 +1,10 @@
 //! What a plugin may take with it (issue 14, items 1 and 2), through the real host and the
 //! `fault-exfiltrate` plugin: easel's own settings and another vendor's key are withheld
 //! (the task says why, `GET /admin/plugins` shows what was asked for and granted), its own
-//! assigned `TOKEN` reaches it, an output link outside its allowlist is never fetched, and
-//! an allowed link whose body is over the size cap is refused while streaming, without the
-//! host ever holding it whole.
+//! assigned `TOKEN` reaches it, an output link outside its allowlist is never fetched, an
+//! allowed link whose server fails once is tried again and one that answers a web page fails
+//! the task, and an allowed link whose body is over the size cap is refused while streaming,
+//! without the host ever holding it whole.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,12 +16,35 @@ const TOKEN: &str = "plugin-own-token";
 
 /// Every request the "outside world" receives (path and query), and a body over the cap.
 async fn outside_world() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    use axum::{Router, body::Body, extract::Request, routing::get};
+    use axum::{Router, body::Body, extract::Request, response::IntoResponse, routing::get};
     static MIB: [u8; 1 << 20] = [7; 1 << 20];
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let app = Router::new()
         .route("/small.txt", get(|| async { "small enough" }))
+        .route(
+            "/flaky.txt",
+            // A CDN's passing trouble: the first request of each run gets a 503.
+            get({
+                let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                move || {
+                    let nth = asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        if nth % 2 == 0 {
+                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try again")
+                                .into_response()
+                        } else {
+                            "second time lucky".into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/denied.png",
+            // A store's error page, sent with a success status.
+            get(|| async { axum::response::Html("<html>AccessDenied</html>") }),
+        )
         .route(
             "/slow.txt",
             // Longer than the test hosts' 1.5 s lease.
@@ -241,6 +265,23 @@ async fn output_links_follow_the_allowlist_and_stream_under_the_cap() {
     )
     .await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    // A link whose server fails once is tried again; a web page in place of the file fails
+    // the task, saying so, rather than being stored (and charged) as the output.
+    let job = run(
+        &host,
+        "fault-exfiltrate/link",
+        json!({"url": "http://api.example.com/flaky.txt"}),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let job = run(
+        &host,
+        "fault-exfiltrate/link",
+        json!({"url": "http://api.example.com/denied.png"}),
+    )
+    .await;
+    let error = error_of(&job);
+    assert!(error.contains("answered a web page (text/html)"), "{error}");
     // Copying may outlast the worker's lease: the lease is held until the link is stored.
     let job = run(
         &host,

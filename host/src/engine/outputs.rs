@@ -3,7 +3,9 @@
 //! Invariants:
 //! - Vendor links are copied into the asset store before the task succeeds (they expire); a
 //!   link that cannot be copied fails the task with the link's host and the reason, rather
-//!   than handing the client a dead URL. The exception is a by-product: a link declared as
+//!   than handing the client a dead URL. Passing trouble (a 5xx, a 429, a dropped connection)
+//!   is tried [`COPY_ATTEMPTS`] times before; a web page served in place of the file (a
+//!   store's error page with a success status) fails it at once. The exception is a by-product: a link declared as
 //!   another kind of file than the task's capability makes (a video's cover or last frame),
 //!   beside an output of the kind it makes. One that cannot be copied is left out with a
 //!   warning, and the task succeeds with the rest: the client paid for the video, not for its
@@ -23,7 +25,7 @@
 //!   (`image_format` in its extra fields, a content type) has its images in other formats
 //!   converted before they are stored; one the host cannot read is stored as it came.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -208,26 +210,8 @@ async fn store_one(
         }
         Output::Url { url, content_type } => {
             let _slot = DOWNLOADS.acquire().await?;
-            let response = engine
-                .guard()
-                .open(&url, Some(link_check(engine, task)))
-                .await
-                .map_err(|e| refused(&url, e))?;
-            let content_type = content_type.unwrap_or_else(|| content_type_of(&response));
-            if let Some(length) = response.content_length()
-                && length > MAX_OUTPUT_BYTES
-            {
-                return Err(too_large(&url).into());
-            }
-            let mut spooled = engine.assets().spool().await?;
-            let mut chunks = response.bytes_stream();
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk.map_err(|e| refused(&url, e.into()))?;
-                if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
-                    return Err(too_large(&url).into());
-                }
-                spooled.write(&chunk).await?;
-            }
+            let (served_as, spooled) = copy_link(engine, task, &url).await?;
+            let content_type = content_type.unwrap_or(served_as);
             if conversion(&content_type, image_format).is_some() {
                 // Converted whole, as an output that came as bytes.
                 let data = spooled.into_bytes().await?;
@@ -242,6 +226,104 @@ async fn store_one(
         }
     };
     Ok(Stored::File(asset))
+}
+
+/// Attempts at copying one output link: a CDN's passing trouble (a 5xx, a 429, a dropped
+/// connection) must not lose a result the vendor already made and charged for.
+const COPY_ATTEMPTS: u32 = 3;
+
+/// Copies output link `url` into a spooled file, with the type its server gave it; tried
+/// again after 1 s, then 2 s, while the trouble looks passing. A link the allowlist refuses,
+/// a 4xx, a file over the cap or an HTML page (a store's error page sent as a success) fails
+/// at once.
+async fn copy_link(
+    engine: &Engine,
+    task: &Task,
+    url: &str,
+) -> anyhow::Result<(String, crate::assets::Spooled)> {
+    let mut attempt = 1;
+    loop {
+        match copy_link_once(engine, task, url).await {
+            Ok(copied) => return Ok(copied),
+            Err(trouble) if attempt < COPY_ATTEMPTS && trouble.passing => {
+                tracing::info!(task = %task.id, host = %host_in(url), error = %trouble.error, attempt, "copying an output link failed; trying again");
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(trouble) => return Err(trouble.error),
+        }
+    }
+}
+
+/// Why one copy failed, and whether the trouble looks passing.
+struct CopyFailed {
+    error: anyhow::Error,
+    passing: bool,
+}
+
+impl CopyFailed {
+    fn lasting(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            error: error.into(),
+            passing: false,
+        }
+    }
+}
+
+async fn copy_link_once(
+    engine: &Engine,
+    task: &Task,
+    url: &str,
+) -> Result<(String, crate::assets::Spooled), CopyFailed> {
+    let response = engine
+        .guard()
+        .open(url, Some(link_check(engine, task)))
+        .await
+        .map_err(|error| CopyFailed {
+            passing: passing(&error),
+            error: refused(url, error),
+        })?;
+    let served_as = content_type_of(&response);
+    let web_page = served_as
+        .parse::<mime::Mime>()
+        .is_ok_and(|served| matches!(served.essence_str(), "text/html" | "application/xhtml+xml"));
+    if web_page {
+        return Err(CopyFailed::lasting(Unusable(format!(
+            "Output link on {} answered a web page ({}), not the file",
+            host_in(url),
+            served_as.split(';').next().unwrap_or_default()
+        ))));
+    }
+    if let Some(length) = response.content_length()
+        && length > MAX_OUTPUT_BYTES
+    {
+        return Err(CopyFailed::lasting(too_large(url)));
+    }
+    let mut spooled = engine.assets().spool().await.map_err(CopyFailed::lasting)?;
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|error| CopyFailed {
+            passing: true,
+            error: refused(url, error.into()),
+        })?;
+        if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
+            return Err(CopyFailed::lasting(too_large(url)));
+        }
+        spooled.write(&chunk).await.map_err(CopyFailed::lasting)?;
+    }
+    Ok((served_as, spooled))
+}
+
+/// Whether a failed request's trouble may pass: a dropped or timed-out connection, a 5xx, a
+/// 408 or a 429 (the guard's own refusals are no `reqwest` errors, and never pass).
+fn passing(error: &anyhow::Error) -> bool {
+    let Some(error) = error.downcast_ref::<reqwest::Error>() else {
+        return false;
+    };
+    match error.status() {
+        Some(status) => status.is_server_error() || matches!(status.as_u16(), 408 | 429),
+        None => error.is_connect() || error.is_timeout() || error.is_request() || error.is_body(),
+    }
 }
 
 /// The image format `task`'s API promised and its model does not produce itself, a content
