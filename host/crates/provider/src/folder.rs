@@ -10,9 +10,12 @@
 //!   written, renamed or removed), never a read, so a rescan's own reads start nothing. It
 //!   stops when `on_burst` answers `false` (its owner is gone) or the [`FolderWatcher`] is
 //!   dropped.
+//! - The folder is followed by its name: moved away, removed, or made again, the folder found
+//!   under that name is the one watched after the burst that saw it change.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::Watcher;
@@ -44,11 +47,13 @@ fn changes(kind: &notify::EventKind) -> bool {
 
 /// A running watch of one folder; dropping it stops the watch.
 pub struct FolderWatcher {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
 }
 
 /// Watches `dir` (not recursively) and runs `on_burst` after each burst of changes (see the
-/// module docs). Needs a tokio runtime.
+/// module docs). The folder's parent is watched too, for the folder itself: moved away,
+/// removed or made again, it is a change, and the folder then found under `dir`'s name is the
+/// one watched from then on. Needs a tokio runtime.
 pub fn watch<F, Fut>(
     dir: &Path,
     debounce: Duration,
@@ -59,12 +64,28 @@ where
     Fut: Future<Output = bool> + Send,
 {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    let (watched_dir, watched_parent) = (dir.to_path_buf(), parent.map(Path::to_path_buf));
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|event| changes(&event.kind)) {
+        let Ok(event) = res else { return };
+        // From the parent, only what happens to the folder itself counts.
+        let about_the_folder = event.paths.iter().any(|p| p == &watched_dir)
+            || event
+                .paths
+                .iter()
+                .all(|p| p.parent() != watched_parent.as_deref());
+        if changes(&event.kind) && about_the_folder {
             let _ = tx.send(());
         }
     })?;
     watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    if let Some(parent) = parent {
+        // Best effort: a parent that cannot be watched leaves the folder's own watch.
+        let _ = watcher.watch(parent, notify::RecursiveMode::NonRecursive);
+    }
+    let watcher = Arc::new(Mutex::new(watcher));
+    let rewatch = Arc::downgrade(&watcher);
+    let dir = dir.to_path_buf();
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             loop {
@@ -73,6 +94,17 @@ where
                     Ok(None) => return,
                     Err(_) => break,
                 }
+            }
+            // Watched again before each rescan: the folder under `dir`'s name may be another
+            // one than before the burst (moved away, or removed, and made again; its inode
+            // number may even be the old one's), and the rescan covers what happened between.
+            {
+                let Some(watcher) = rewatch.upgrade() else {
+                    return;
+                };
+                let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = watcher.unwatch(&dir);
+                let _ = watcher.watch(&dir, notify::RecursiveMode::NonRecursive);
             }
             if !on_burst().await {
                 return;
@@ -88,6 +120,43 @@ mod tests {
     use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
 
     use super::changes;
+
+    /// A folder moved away and made again under its name is watched again: files copied into
+    /// the new one are seen.
+    #[tokio::test]
+    async fn a_folder_made_again_under_its_name_is_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("loras");
+        std::fs::create_dir(&dir).unwrap();
+        let (tx, mut bursts) = tokio::sync::mpsc::unbounded_channel();
+        let _watch = super::watch(&dir, std::time::Duration::from_millis(100), move || {
+            let _ = tx.send(());
+            async { true }
+        })
+        .unwrap();
+        // Waits for the burst a change makes, and for the watch to settle after it.
+        async fn burst(bursts: &mut tokio::sync::mpsc::UnboundedReceiver<()>, after: &str) {
+            tokio::time::timeout(std::time::Duration::from_secs(5), bursts.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no burst after {after}"))
+                .expect("the watch runs");
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            while bursts.try_recv().is_ok() {}
+        }
+
+        std::fs::write(dir.join("a.safetensors"), b"a").unwrap();
+        burst(&mut bursts, "a file written").await;
+        std::fs::rename(&dir, root.path().join("loras.old")).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        burst(&mut bursts, "the folder moved away and made again").await;
+        std::fs::write(dir.join("b.safetensors"), b"b").unwrap();
+        burst(&mut bursts, "a file written in the new folder").await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        burst(&mut bursts, "the folder removed and made again").await;
+        std::fs::write(dir.join("c.safetensors"), b"c").unwrap();
+        burst(&mut bursts, "a file written in the newest folder").await;
+    }
 
     #[test]
     fn a_rescans_reads_are_not_changes() {
