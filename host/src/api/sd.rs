@@ -527,6 +527,8 @@ async fn generate(
     let count = request.num_images.unwrap_or(1);
     let (prompt, tags) = easel_diffusion::adapters::prompt::extract(&request.prompt)
         .map_err(|message| range_error("prompt", message))?;
+    // Adapters named only in the prompt's tags are refused naming `prompt`, the field sent.
+    let tagged_only = request.loras.as_ref().is_none_or(Vec::is_empty) && !tags.is_empty();
     let loras: Vec<Value> = request
         .loras
         .unwrap_or_default()
@@ -603,6 +605,16 @@ async fn generate(
                     invalid
                         .message
                         .replacen("parameter n:", "parameter num_images:", 1);
+                Refusal::Invalid(invalid)
+            }
+            Refusal::Invalid(mut invalid)
+                if tagged_only && invalid.param.as_deref() == Some("loras") =>
+            {
+                invalid.param = Some("prompt".into());
+                invalid.message =
+                    invalid
+                        .message
+                        .replacen("parameter loras:", "parameter prompt:", 1);
                 Refusal::Invalid(invalid)
             }
             other => other,

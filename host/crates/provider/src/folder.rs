@@ -3,7 +3,8 @@
 //! means, and how a rescan loads it, stays with each folder's owner.
 //!
 //! Invariants:
-//! - [`files_with_extension`] lists regular files only, sorted, not recursing.
+//! - [`files_with_extension`] lists regular files only, sorted, not recursing; the extension
+//!   matches in any case (`.SAFETENSORS` too).
 //! - [`watch`] debounces: a burst of events ends `debounce` after its last event, then
 //!   `on_burst` runs once and is awaited before the next burst is considered, so the watcher
 //!   never starts a rescan while its previous one runs. Only changes count (a file created,
@@ -11,21 +12,27 @@
 //!   stops when `on_burst` answers `false` (its owner is gone) or the [`FolderWatcher`] is
 //!   dropped.
 //! - The folder is followed by its name: moved away, removed, or made again, the folder found
-//!   under that name is the one watched after the burst that saw it change.
+//!   under that name is watched (and rescanned) within [`FOLLOW_EVERY`]. Only the folder is
+//!   watched, never its parent (the data folder, whose database changes with every request).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::Watcher;
 
-/// The files of `dir` whose extension is `extension` (without the dot).
+/// The files of `dir` whose extension is `extension` (without the dot), in any case.
 pub fn files_with_extension(dir: &Path, extension: &str) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|x| x == extension) && path.is_file() {
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case(extension))
+            && path.is_file()
+        {
             out.push(path);
         }
     }
@@ -50,10 +57,21 @@ pub struct FolderWatcher {
     _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
 }
 
+/// How often the folder's identity is looked at: a folder moved away, or removed, and made
+/// again under its name sends nothing to the watch of the old one.
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
+
+/// Which folder a path names now (device and inode).
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Watches `dir` (not recursively) and runs `on_burst` after each burst of changes (see the
-/// module docs). The folder's parent is watched too, for the folder itself: moved away,
-/// removed or made again, it is a change, and the folder then found under `dir`'s name is the
-/// one watched from then on. Needs a tokio runtime.
+/// module docs). Every [`FOLLOW_EVERY`] it also looks whether the folder under `dir`'s name is
+/// still the one watched (or whether the watched one reported itself removed or moved, which
+/// catches a new folder that got the old one's inode number); if not, it watches the one
+/// there now and runs `on_burst`. Needs a tokio runtime.
 pub fn watch<F, Fut>(
     dir: &Path,
     debounce: Duration,
@@ -64,47 +82,59 @@ where
     Fut: Future<Output = bool> + Send,
 {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-    let (watched_dir, watched_parent) = (dir.to_path_buf(), parent.map(Path::to_path_buf));
+    // Set when an event names the watched folder itself: it went, and its watch with it.
+    let went = Arc::new(AtomicBool::new(false));
+    let (own, mark) = (dir.to_path_buf(), went.clone());
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
-        // From the parent, only what happens to the folder itself counts.
-        let about_the_folder = event.paths.iter().any(|p| p == &watched_dir)
-            || event
-                .paths
-                .iter()
-                .all(|p| p.parent() != watched_parent.as_deref());
-        if changes(&event.kind) && about_the_folder {
+        if event.paths.iter().any(|p| p == &own) {
+            mark.store(true, Ordering::Relaxed);
+        }
+        if changes(&event.kind) {
             let _ = tx.send(());
         }
     })?;
     watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
-    if let Some(parent) = parent {
-        // Best effort: a parent that cannot be watched leaves the folder's own watch.
-        let _ = watcher.watch(parent, notify::RecursiveMode::NonRecursive);
-    }
     let watcher = Arc::new(Mutex::new(watcher));
     let rewatch = Arc::downgrade(&watcher);
     let dir = dir.to_path_buf();
+    let mut watching = identity(&dir);
     tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            loop {
-                match tokio::time::timeout(debounce, rx.recv()).await {
-                    Ok(Some(())) => continue,
-                    Ok(None) => return,
-                    Err(_) => break,
+        let mut follow = tokio::time::interval(FOLLOW_EVERY);
+        follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    loop {
+                        match tokio::time::timeout(debounce, rx.recv()).await {
+                            Ok(Some(())) => continue,
+                            Ok(None) => return,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = follow.tick() => {
+                    if identity(&dir) == watching && !went.load(Ordering::Relaxed) {
+                        continue;
+                    }
                 }
             }
-            // Watched again before each rescan: the folder under `dir`'s name may be another
-            // one than before the burst (moved away, or removed, and made again; its inode
-            // number may even be the old one's), and the rescan covers what happened between.
-            {
+            let now = identity(&dir);
+            let went_away = went.swap(false, Ordering::Relaxed);
+            if now != watching || went_away {
                 let Some(watcher) = rewatch.upgrade() else {
                     return;
                 };
                 let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = watcher.unwatch(&dir);
-                let _ = watcher.watch(&dir, notify::RecursiveMode::NonRecursive);
+                let watched = now.is_some()
+                    && watcher
+                        .watch(&dir, notify::RecursiveMode::NonRecursive)
+                        .is_ok();
+                watching = if watched { now } else { None };
             }
             if !on_burst().await {
                 return;
@@ -120,6 +150,21 @@ mod tests {
     use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
 
     use super::changes;
+
+    #[test]
+    fn extensions_match_in_any_case_and_folders_never() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.safetensors", "B.SAFETENSORS", "c.txt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("d.safetensors")).unwrap();
+        let found = super::files_with_extension(dir.path(), "safetensors").unwrap();
+        let names: Vec<_> = found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["B.SAFETENSORS", "a.safetensors"]);
+    }
 
     /// A folder moved away and made again under its name is watched again: files copied into
     /// the new one are seen.

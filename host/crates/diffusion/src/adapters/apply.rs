@@ -35,11 +35,19 @@ pub struct AppliedAdapter {
     /// sha256 of its file.
     pub sha256: String,
     /// The weight asked for.
+    #[serde(serialize_with = "as_written")]
     pub weight: f32,
     /// Tensors merged into the model (0 at weight 0).
     pub tensors_applied: usize,
     /// Tensors in the file.
     pub tensors_total: usize,
+}
+
+/// `weight` as the client wrote it (0.7), not as the f32 nearest it reads in f64
+/// (0.699999988079071): the shortest decimal that is that f32.
+fn as_written<S: serde::Serializer>(weight: &f32, serializer: S) -> Result<S::Ok, S::Error> {
+    let written: f64 = weight.to_string().parse().unwrap_or(f64::from(*weight));
+    serializer.serialize_f64(written)
 }
 
 /// Adapters merged into a model's layers; dropping it restores them.
