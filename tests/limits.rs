@@ -476,7 +476,13 @@ async fn every_error_answers_in_json() {
     );
 }
 
-async fn image_link(host: &Host, headers: &[(&str, &str)]) -> String {
+/// The link an llmage task view hands out, the task created with `headers` and read with
+/// `read_with`.
+async fn image_link_read_with(
+    host: &Host,
+    headers: &[(&str, &str)],
+    read_with: &[(&str, &str)],
+) -> String {
     let mut request = host
         .as_key(Method::POST, "/llmage/v1/image/generations", "key-a")
         .json(
@@ -490,8 +496,21 @@ async fn image_link(host: &Host, headers: &[(&str, &str)]) -> String {
     assert_eq!(status, 200, "{created}");
     let id = created["taskid"].as_str().unwrap();
     host.wait_terminal(id).await;
-    let (_, task) = host.get(&format!("/llmage/v1/tasks?taskid={id}")).await;
+    let mut read = host.as_key(
+        Method::GET,
+        &format!("/llmage/v1/tasks?taskid={id}"),
+        "key-a",
+    );
+    for (name, value) in read_with {
+        read = read.header(*name, *value);
+    }
+    let (_, task) = send(read).await;
     task["image"].as_str().unwrap().to_string()
+}
+
+/// The link an llmage task view hands out, the task created and read with `headers`.
+async fn image_link(host: &Host, headers: &[(&str, &str)]) -> String {
+    image_link_read_with(host, headers, headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,6 +545,15 @@ async fn forwarded_hosts_are_believed_only_from_trusted_proxies() {
     let both = [("x-forwarded-host", "proxy.example"), standard[0]];
     let link = image_link(&proxied, &both).await;
     assert!(link.starts_with("http://proxy.example/files/"), "{link}");
+    // A task view hands out links for the name it is read through, not the one the task was
+    // made through (another host of the fleet, a name changed since).
+    let link = image_link_read_with(
+        &proxied,
+        &[("x-forwarded-host", "made.example")],
+        &[("x-forwarded-host", "read.example")],
+    )
+    .await;
+    assert!(link.starts_with("http://read.example/files/"), "{link}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

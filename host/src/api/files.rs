@@ -112,6 +112,17 @@ fn expiry(request: &Request) -> Result<Option<u64>, ()> {
     Ok(found)
 }
 
+/// The base of the links for task `task` when no request asks for them (a webhook's body):
+/// the one its own request came in on, kept in its extra fields. A view answering a request
+/// uses that request's [`public_base`], so a task read through another host or under a new
+/// `EASEL_PUBLIC_URL` hands out links that work there.
+pub fn submitted_base(task: &crate::engine::task::Task) -> String {
+    serde_json::from_str::<serde_json::Value>(&task.extra)
+        .ok()
+        .and_then(|extra| Some(extra.get("base")?.as_str()?.to_string()))
+        .unwrap_or_default()
+}
+
 /// Where links should point: `EASEL_PUBLIC_URL`, else the host the client used, as a trusted
 /// proxy forwarded it (see [`proxies`](crate::api::proxies): `X-Forwarded-Host` and `-Proto`,
 /// else the last element of RFC 7239's `Forwarded`, the one the proxy nearest easel wrote),

@@ -514,6 +514,7 @@ pub struct TaskQuery {
 async fn task(
     State(state): State<AppState>,
     Client { client_id, .. }: Client,
+    headers: HeaderMap,
     QueryOf { query, .. }: QueryOf<TaskQuery, Llmage>,
 ) -> Result<Response, Error> {
     let id = query
@@ -526,13 +527,13 @@ async fn task(
         .await?
         .filter(|t| t.api == API)
         .ok_or_else(|| Error(StatusCode::NOT_FOUND, "Task not found".into()))?;
-    Ok(Json(task_view(&state, &task).await?).into_response())
+    let base = public_base(&state, &headers);
+    Ok(Json(task_view(&state, &task, &base).await?).into_response())
 }
 
-/// A task as seed 002 shows it.
-async fn task_view(state: &AppState, task: &Task) -> anyhow::Result<Value> {
+/// A task as seed 002 shows it, its links under `base`.
+async fn task_view(state: &AppState, task: &Task, base: &str) -> anyhow::Result<Value> {
     let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
-    let base = extra["base"].as_str().unwrap_or_default();
     let status = task.status;
     let mut view = json!({"taskid": task.id, "status": status_name(status)});
     for asset in stored_outputs(state, task).await? {

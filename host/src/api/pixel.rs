@@ -416,10 +416,9 @@ fn status_name(status: Status) -> &'static str {
     }
 }
 
-/// A task as seed 000 shows it, inside the envelope.
-pub async fn task_view(state: &AppState, task: &Task) -> Result<Response, Error> {
+/// A task as seed 000 shows it, inside the envelope, its links under `base`.
+pub async fn task_view(state: &AppState, task: &Task, base: &str) -> Result<Response, Error> {
     let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
-    let base = extra["base"].as_str().unwrap_or_default();
     let request = task.generation_request()?;
     let mut params = request.params.clone();
     params.insert("prompt".into(), request.prompt.clone().into());

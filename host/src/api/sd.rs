@@ -31,7 +31,7 @@ use crate::{
         AppState,
         auth::{AuthError, KEYS_UNAVAILABLE},
         dialect::{Body, Caller, Dialect},
-        files::{Links, public_base},
+        files::{self, Links, public_base},
         openapi::{Api, Describe},
         pixel_size,
         submit::{present_params, refusal_parts},
@@ -636,9 +636,7 @@ fn status_name(status: Status) -> &'static str {
     }
 }
 
-fn urls(links: &Links, task: &Task) -> Vec<String> {
-    let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
-    let base = extra["base"].as_str().unwrap_or_default();
+fn urls(links: &Links, task: &Task, base: &str) -> Vec<String> {
     task.output_asset_ids()
         .iter()
         .map(|id| links.url(base, id))
@@ -658,9 +656,9 @@ fn iso_utc(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A task in seed 003's flat shape.
-pub fn task_view(links: &Links, task: &Task) -> Value {
-    let urls = urls(links, task);
+/// A task in seed 003's flat shape, its links under `base`.
+pub fn task_view(links: &Links, task: &Task, base: &str) -> Value {
+    let urls = urls(links, task, base);
     let (one, many) = match urls.len() {
         0 => (Value::Null, Value::Null),
         1 => (urls[0].clone().into(), Value::Null),
@@ -681,7 +679,7 @@ pub fn task_view(links: &Links, task: &Task) -> Value {
 /// The callback body of seed 003: `image_url` for one image, `image_urls` for several.
 pub fn webhook(links: &Links, task: &Task) -> Value {
     let mut body = json!({"task_id": task.id, "status": status_name(task.status)});
-    let urls = urls(links, task);
+    let urls = urls(links, task, &files::submitted_base(task));
     match urls.len() {
         0 => {}
         1 => body["image_url"] = urls[0].clone().into(),

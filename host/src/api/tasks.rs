@@ -7,7 +7,7 @@ use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     Json,
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -17,6 +17,7 @@ use crate::{
         AppState,
         auth::{AuthError, KEYS_UNAVAILABLE},
         dialect::{Caller, Dialect},
+        files::public_base,
         openapi::{Api, Describe},
         pixel, sd,
         shape::Shape,
@@ -76,15 +77,18 @@ async fn show(
     State(state): State<AppState>,
     Caller { client_id, .. }: Caller<Shared>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
+    // Links for the host and name this request came through, not the submitting one's.
+    let base = public_base(&state, &headers);
     let task = match state.engine.get(&client_id, &id).await {
         Ok(Some(task)) => task,
         Ok(None) => return not_found(),
         Err(error) => return pixel::Error::from(error).into_response(),
     };
     match Shape::of(&task) {
-        Some(Shape::Sd) => Json(sd::task_view(&state.links, &task)).into_response(),
-        Some(Shape::Pixel) => pixel::task_view(&state, &task)
+        Some(Shape::Sd) => Json(sd::task_view(&state.links, &task, &base)).into_response(),
+        Some(Shape::Pixel) => pixel::task_view(&state, &task, &base)
             .await
             .unwrap_or_else(IntoResponse::into_response),
         _ => not_found(),
