@@ -597,24 +597,13 @@ async fn generate(
         })
         .await
         .map_err(|refusal| match refusal {
-            Refusal::Invalid(mut invalid)
-                if count_as_n && invalid.param.as_deref() == Some("n") =>
-            {
-                invalid.param = Some("num_images".into());
-                invalid.message =
-                    invalid
-                        .message
-                        .replacen("parameter n:", "parameter num_images:", 1);
-                Refusal::Invalid(invalid)
-            }
-            Refusal::Invalid(mut invalid)
-                if tagged_only && invalid.param.as_deref() == Some("loras") =>
-            {
-                invalid.param = Some("prompt".into());
-                invalid.message =
-                    invalid
-                        .message
-                        .replacen("parameter loras:", "parameter prompt:", 1);
+            Refusal::Invalid(mut invalid) => {
+                if count_as_n {
+                    invalid = invalid.renamed("n", "num_images");
+                }
+                if tagged_only {
+                    invalid = invalid.renamed("loras", "prompt");
+                }
                 Refusal::Invalid(invalid)
             }
             other => other,

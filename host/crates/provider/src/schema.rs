@@ -106,6 +106,22 @@ pub struct InvalidParam {
     pub message: String,
 }
 
+impl InvalidParam {
+    /// The same refusal about `to` when it named `from`: a field the client sent under one
+    /// name and the model reads under another.
+    pub fn renamed(mut self, from: &str, to: &str) -> Self {
+        if self.param.as_deref() == Some(from) {
+            self.param = Some(to.into());
+            self.message = self.message.replacen(
+                &format!("parameter {from}:"),
+                &format!("parameter {to}:"),
+                1,
+            );
+        }
+        self
+    }
+}
+
 /// A model's parameter schema, checked and compiled.
 #[derive(Debug)]
 pub struct ParamsSchema {
