@@ -340,14 +340,7 @@ async fn clients_that_leave_at_any_moment_leave_no_chat_to_the_sweeper() {
     assert_eq!(listed("failed").await, 0, "chats failed by the sweeper");
     assert!(listed("cancelled").await > 0, "no client left mid-chat");
     // A chat dropped before its insert returned is still counted as created once it ends.
-    let metrics = host
-        .as_admin(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = host.metrics().await;
     let s = samples(&metrics);
     let openai = ["provider=\"openai\""];
     let created = total(&s, "easel_tasks_created_total", &openai);

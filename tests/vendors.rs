@@ -207,6 +207,82 @@ async fn volcengine_seedance_seedream_and_doubao_speech() {
     });
 }
 
+/// A vendor that answers "rate limited" does not fail a job at once: the job goes back to the
+/// queue, says when it is tried again, and is submitted again after the vendor's
+/// `Retry-After` (here an HTTP date, read inside the plugin); it fails, with the vendor's reason, only once it had `[engine]
+/// max_attempts` claims (3 by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_submit_is_tried_again_after_the_vendors_wait() {
+    use fakes::openai::{HOST, KEY, routes};
+    let fake = Fake::start(routes).await;
+    let (options, _plugins) = fakes::easel::plugin_options(
+        easel_tests::Backend::Sqlite,
+        &["openai"],
+        &[(HOST, &fake)],
+        &[
+            ("OPENAI_API_KEY", KEY),
+            ("EASEL_ADMIN_KEY", easel_tests::ADMIN_KEY),
+        ],
+        "",
+    );
+    let host = easel_tests::Host::start(options).await;
+    let submit = |prompt: &str| {
+        let body = json!({"capability": "image.generate", "model": "openai/gpt-image-1", "prompt": prompt});
+        let host = &host;
+        async move {
+            let (status, created) = host.post("/api/v1/jobs", &body).await;
+            assert_eq!(status, 202, "{created}");
+            created["job"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let asked = |prompt: &str| {
+        bodies(&fake, "POST /v1/images/generations")
+            .iter()
+            .filter(|body| body["prompt"] == prompt)
+            .count()
+    };
+
+    // Refused twice, served the third time.
+    let started = std::time::Instant::now();
+    let served = submit("a lighthouse busy:2").await;
+    let waiting = host
+        .wait_job(&served, std::time::Duration::from_secs(10), |job| {
+            job["status"] == "queued"
+                && job["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("tried again at"))
+        })
+        .await;
+    assert!(waiting["error"].is_null(), "{waiting}");
+    let done = host.wait_terminal(&served).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "each retry waited the vendor's second: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(asked("a lighthouse busy:2"), 3);
+    assert!(done["message"].is_null(), "{done}");
+
+    // Refused every time: failed after its three claims, with the vendor's reason.
+    let refused = submit("a harbour busy:9").await;
+    let failed = host.wait_terminal(&refused).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error == "rate limited (retry after 1s)" || error == "rate limited (retry after 2s)",
+        "the date in Retry-After was read: {error}"
+    );
+    assert_eq!(asked("a harbour busy:9"), 3);
+
+    let metrics = host.metrics().await;
+    assert!(
+        metrics
+            .contains("easel_tasks_requeued_total{provider=\"openai\",reason=\"rate_limited\"} 4"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_images_and_speech() {
     use fakes::openai::{HOST, KEY, error_detail, routes};

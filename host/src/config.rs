@@ -337,8 +337,9 @@ pub struct EngineConfig {
     pub webhook_max_attempts: u32,
     /// Per-attempt webhook timeout, seconds.
     pub webhook_timeout_secs: u64,
-    /// Claims a task may get in all: one interrupted more often (its worker died each time)
-    /// fails instead of being queued again.
+    /// Claims a task may get in all: one interrupted more often (its worker died each time),
+    /// or refused by its vendor for now more often (rate limited), fails instead of being
+    /// queued again.
     pub max_attempts: u32,
     /// How long the models of a worker that stopped heartbeating stay listed and accepted
     /// after its lease, seconds: tasks for them wait for a worker that serves them.

@@ -28,6 +28,7 @@ pub struct Metrics {
     http_duration: HistogramVec,
     tasks_created: IntCounterVec,
     tasks_finished: IntCounterVec,
+    tasks_requeued: IntCounterVec,
     queue_depth: IntGaugeVec,
     queue_oldest: GaugeVec,
     provider_calls: HistogramVec,
@@ -100,6 +101,12 @@ impl Metrics {
                 "easel_tasks_finished_total",
                 "Tasks that reached a terminal status here, by provider, model, capability and status.",
                 &["provider", "model", "capability", "status"],
+            ),
+            tasks_requeued: counter_vec(
+                r,
+                "easel_tasks_requeued_total",
+                "Tasks put back in the queue here, by provider and reason (interrupted, rate_limited, upstream_unavailable).",
+                &["provider", "reason"],
             ),
             queue_depth: register(
                 r,
@@ -199,6 +206,13 @@ impl Metrics {
     pub fn task_finished(&self, provider: &str, model: &str, capability: &str, status: &str) {
         self.tasks_finished
             .with_label_values(&[provider, model, capability, status])
+            .inc();
+    }
+
+    /// A task of `provider` put back in the queue, for `reason`.
+    pub fn task_requeued(&self, provider: &str, reason: &str) {
+        self.tasks_requeued
+            .with_label_values(&[provider, reason])
             .inc();
     }
 

@@ -374,10 +374,25 @@ pub fn status_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> Opti
     match status {
         200..=299 => None,
         401 | 403 => Some(Error::Unauthorized(message)),
-        429 => Some(Error::RateLimited(retry_after.and_then(|v| v.trim().parse().ok()))),
+        429 => Some(Error::RateLimited(retry_after_secs(retry_after))),
         400..=499 => Some(Error::InvalidRequest(message)),
         _ => Some(Error::UpstreamUnavailable(message)),
     }
+}
+
+/// The wait, in whole seconds, that an HTTP `Retry-After` header asks for: its number of
+/// seconds, or the time until its HTTP date (0 once that date is past, rounded up before);
+/// `None` without a header or for anything else.
+pub fn retry_after_secs(value: Option<&str>) -> Option<u64> {
+    let value = value?.trim();
+    if let Ok(secs) = value.parse() {
+        return Some(secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
 /// A line's text without a final `\r`; bytes that are not UTF-8 become U+FFFD.
@@ -714,6 +729,18 @@ pub(crate) mod transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(retry_after_secs(Some(" 12 ")), Some(12));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        let asked = retry_after_secs(Some(&httpdate::fmt_http_date(soon))).unwrap();
+        assert!((29..=30).contains(&asked), "{asked}");
+        assert_eq!(retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")), Some(0));
+        assert_eq!(retry_after_secs(Some("soon")), None);
+        assert_eq!(retry_after_secs(Some("-3")), None);
+        assert_eq!(retry_after_secs(None), None);
+    }
 
     #[test]
     fn splits_urls() {

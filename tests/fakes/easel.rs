@@ -50,7 +50,10 @@ impl Easel {
         secrets: &[(&str, &str)],
         toml: &str,
     ) -> Easel {
-        let (options, plugins) = plugin_options(Backend::Sqlite, names, routes, secrets, toml);
+        // A refused submit fails at once, as the vendor answered it: these hosts test how each
+        // plugin reads its vendor, and the engine's retries are tested on their own.
+        let toml = format!("[engine]\nmax_attempts = 1\n{toml}");
+        let (options, plugins) = plugin_options(Backend::Sqlite, names, routes, secrets, &toml);
         Easel {
             host: Host::start(options).await,
             _plugins: plugins,

@@ -20,7 +20,9 @@
 //!   `call_oa_1`), whole or streamed (a call's id and name, then its arguments; `first:<ms>`
 //!   holds the events back as for text), and finishes with `tool_calls`;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
-//!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`).
+//!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`); an
+//!   image prompt holding `busy:<n>` is refused as rate limited (`Retry-After` a date a second
+//!   ahead) the first `n` times it is asked for, and served after.
 
 use axum::{
     Router,
@@ -103,6 +105,38 @@ fn refusal(call: &Call, scenario: Scenario) -> Option<Response> {
     })
 }
 
+/// The 429 for a prompt holding `busy:<n>` asked for the `n`th time or sooner (this call
+/// included: it was recorded as it arrived).
+fn busy(state: &super::Shared, prompt: &str) -> Option<Response> {
+    let times: usize = prompt
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("busy:"))?
+        .parse()
+        .ok()?;
+    let asked = state
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|call| call.path == "/v1/images/generations" && call.json()["prompt"] == prompt)
+        .count();
+    (asked <= times).then(|| {
+        let mut response = error(
+            429,
+            "requests",
+            "rate_limit_exceeded",
+            "Rate limit reached for requests",
+        );
+        // As an HTTP date, the form the plugins must read besides seconds.
+        let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            httpdate::fmt_http_date(soon).parse().unwrap(),
+        );
+        response
+    })
+}
+
 async fn generate_images(State(state): State<FakeState>, call: Call) -> Response {
     let body = call.json();
     let (Some(model), Some(prompt)) = (body["model"].as_str(), body["prompt"].as_str()) else {
@@ -115,6 +149,9 @@ async fn generate_images(State(state): State<FakeState>, call: Call) -> Response
     };
     if let Some(refused) = refusal(&call, Scenario::from_text(prompt)) {
         return refused;
+    }
+    if let Some(busy) = busy(&state, prompt) {
+        return busy;
     }
     if model == "gpt-image-1" {
         let png = base64::engine::general_purpose::STANDARD.encode(super::PNG_1X1);

@@ -426,6 +426,17 @@ impl Host {
         self.as_key(method, path, ADMIN_KEY)
     }
 
+    /// The Prometheus text of `GET /metrics`, read with the admin key.
+    pub async fn metrics(&self) -> String {
+        self.as_admin(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("request reached easel")
+            .text()
+            .await
+            .expect("a metrics page")
+    }
+
     /// Grants `client` `amount` credits through the admin route; its answer (the balance).
     pub async fn grant(&self, client: &str, amount: f64) -> Value {
         let path = format!("/admin/clients/{client}/credits");

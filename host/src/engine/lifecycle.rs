@@ -7,7 +7,8 @@
 //! task (`running`, `submitting`; highest priority first, within `[capacity]`) and holds its lease ([`hold_leases`]); a provider's handle makes
 //! it `pending` ([`mark_pending`]), and the poller takes due ones with [`claim_due_polls`];
 //! the sweeper takes held tasks whose lease lapsed with [`claim_lapsed`] and [`requeue`]s or
-//! [`finish`]es them; [`finish`] ends every task.
+//! [`finish`]es them, and a worker whose vendor refused the submit for now [`requeue`]s it
+//! with a time before which no claim takes it; [`finish`] ends every task.
 //!
 //! Invariant: a terminal transition is one transaction that updates the task only if it is
 //! still queued or running (so the first outcome wins and later ones are no-ops), gives an
@@ -204,9 +205,39 @@ pub async fn mark_pending(
     tasks::mark_pending(engine.store(), id, handle, first_poll, now).await
 }
 
-/// Puts an interrupted task back in the queue (its provider's submit is idempotent).
-pub async fn requeue(engine: &Engine, id: &str) -> anyhow::Result<()> {
-    tasks::requeue(engine.store(), id, now_ms()).await?;
+/// Why a task went back to the queue: the `reason` label of `easel_tasks_requeued_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeued {
+    /// Its holder died mid-submit and its provider's submit is idempotent (the sweeper).
+    Interrupted,
+    /// The vendor refused the submit for now: rate limited.
+    RateLimited,
+    /// The vendor was unavailable and the provider's submit is idempotent.
+    UpstreamUnavailable,
+}
+
+impl Requeued {
+    /// The metric's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Requeued::Interrupted => "interrupted",
+            Requeued::RateLimited => "rate_limited",
+            Requeued::UpstreamUnavailable => "upstream_unavailable",
+        }
+    }
+}
+
+/// Puts a running task of `provider` back in the queue, to be claimed again no sooner than
+/// `not_before` (ms) when given.
+pub async fn requeue(
+    engine: &Engine,
+    id: &str,
+    provider: &str,
+    why: Requeued,
+    not_before: Option<i64>,
+) -> anyhow::Result<()> {
+    tasks::requeue(engine.store(), id, not_before, now_ms()).await?;
+    crate::metrics::get().task_requeued(provider, why.label());
     engine.queued_signal().notify_one();
     Ok(())
 }

@@ -370,14 +370,17 @@ impl Engine {
     fn noted(&self, task: Option<Task>) -> Option<Task> {
         task.map(|mut task| {
             fleet::note_waiting(self, &mut task);
+            worker::note_retry(&mut task, task::now_ms());
             task
         })
     }
 
     /// Tasks as read, each with its [`Task::notice`].
     fn all_noted(&self, (mut tasks, more): (Vec<Task>, bool)) -> (Vec<Task>, bool) {
+        let now = task::now_ms();
         for task in &mut tasks {
             fleet::note_waiting(self, task);
+            worker::note_retry(task, now);
         }
         (tasks, more)
     }

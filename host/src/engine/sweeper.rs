@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::{
     engine::{
         Engine,
-        lifecycle::{self, Outcome},
+        lifecycle::{self, Outcome, Requeued},
         task::{Phase, now_ms},
     },
     store::tasks,
@@ -156,7 +156,7 @@ async fn sweep(engine: &Engine, judge_leases: bool) -> anyhow::Result<()> {
             }
             Some(provider) if provider.submit_is_idempotent() => {
                 tracing::info!(task = %id, provider = %provider_id, "re-queueing a task interrupted mid-submit");
-                lifecycle::requeue(engine, &id).await?;
+                lifecycle::requeue(engine, &id, &provider_id, Requeued::Interrupted, None).await?;
             }
             Some(_) => {
                 let reason = format!(

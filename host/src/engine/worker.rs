@@ -7,8 +7,10 @@
 //! done with the task. From its claim until its answer is recorded (output links copied) the
 //! task is tracked, so [`lifecycle::hold_leases`] extends its lease and passes on a cancel
 //! requested on another host. A worker never polls: a pending handle is persisted and
-//! left to the poller, so a slow vendor never holds a worker. Every change a worker makes to
-//! its task goes through [`lifecycle`].
+//! left to the poller, so a slow vendor never holds a worker. A submit the vendor refused for
+//! now goes back to the queue with a time before which no claim takes it ([`again`] says
+//! which refusals, and how long), so a brief rate limit does not fail a job; a worker never
+//! sleeps on one. Every change a worker makes to its task goes through [`lifecycle`].
 
 use std::{
     sync::{
@@ -20,12 +22,13 @@ use std::{
 
 use tracing::Instrument;
 
+use crate::config::EngineConfig;
 use crate::engine::{
     Engine, inputs,
-    lifecycle::{self, Outcome},
+    lifecycle::{self, Outcome, Requeued},
     outputs,
     provider::{CallContext, ProgressSink, ProviderError, Submission},
-    task::{Task, failure_reason, now_ms},
+    task::{Status, Task, failure_reason, now_ms, rfc3339},
 };
 
 /// Progress is written at most this often per task.
@@ -122,15 +125,17 @@ async fn submit(
     }
     // The lease is held until the answer is recorded: copying a finished task's output
     // links can take longer than a lease, and a lapsed lease would fail it as interrupted.
-    record(engine, task, &token, answer).await
+    let idempotent = provider.submit_is_idempotent();
+    record(engine, task, &token, answer, idempotent).await
 }
 
-/// Records what `submit` answered.
+/// Records what `submit` answered (`idempotent`: whether the provider's submit is).
 async fn record(
     engine: &Engine,
     task: &Task,
     token: &tokio_util::sync::CancellationToken,
     answer: Result<Submission, ProviderError>,
+    idempotent: bool,
 ) -> anyhow::Result<()> {
     let cancelled = token.is_cancelled();
     match answer {
@@ -149,11 +154,78 @@ async fn record(
         Err(ProviderError::Cancelled) => {
             lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
         }
-        Err(error) => {
-            lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
-        }
+        Err(error) => match again(
+            engine.config(),
+            task.attempts,
+            task.created_at,
+            &error,
+            idempotent,
+            now_ms(),
+        ) {
+            Some((why, not_before)) => {
+                tracing::info!(task = %task.id, %error, attempts = task.attempts, "the vendor refused the submit for now; queued again");
+                lifecycle::requeue(engine, &task.id, &task.provider, why, Some(not_before)).await?;
+            }
+            None => {
+                lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
+            }
+        },
     }
     Ok(())
+}
+
+/// The first wait before a refused submit is tried again, when the vendor named none; it
+/// doubles with each claim.
+const FIRST_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether a task that had `claims` claims and was created at `created_at` (ms) is tried
+/// again after its vendor refused the submit with `error`, and from when (ms): a rate-limited
+/// submit always (the vendor made nothing), an unavailable vendor's only when the provider's
+/// submit is `idempotent` (a timeout or a broken answer may hide a job the vendor made and
+/// bills). Never once the task had `[engine] max_attempts` claims, nor when the wait would
+/// outlast its `queue_timeout_secs` (it fails now, with the vendor's reason, rather than
+/// expire later). The wait is the vendor's `Retry-After`, else [`FIRST_RETRY_WAIT`] doubled
+/// for each claim before this one.
+fn again(
+    config: &EngineConfig,
+    claims: i64,
+    created_at: i64,
+    error: &ProviderError,
+    idempotent: bool,
+    now: i64,
+) -> Option<(Requeued, i64)> {
+    let (why, asked) = match error {
+        ProviderError::RateLimited { retry_after_secs } => (
+            Requeued::RateLimited,
+            retry_after_secs.map(Duration::from_secs),
+        ),
+        ProviderError::UpstreamUnavailable(_) if idempotent => {
+            (Requeued::UpstreamUnavailable, None)
+        }
+        _ => return None,
+    };
+    if claims >= i64::from(config.max_attempts.max(1)) {
+        return None;
+    }
+    let doublings = u32::try_from(claims.saturating_sub(1).min(16)).unwrap_or(16);
+    let wait = asked.unwrap_or(FIRST_RETRY_WAIT * 2u32.pow(doublings));
+    let not_before = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+    let expires = created_at + (config.queue_timeout_secs as i64).saturating_mul(1000);
+    (not_before < expires).then_some((why, not_before))
+}
+
+/// Notes on a queued task whose vendor refused its last submit for now when it is tried
+/// again, unless a note on why it is not taken at all came first (see [`Task::notice`]).
+pub(crate) fn note_retry(task: &mut Task, now: i64) {
+    if task.status == Status::Queued
+        && task.notice.is_none()
+        && let Some(not_before) = task.wake_at.filter(|at| *at > now)
+    {
+        task.notice = Some(format!(
+            "its vendor refused the last submit for now; tried again at {}",
+            rfc3339(not_before)
+        ));
+    }
 }
 
 /// The native diffusion provider, which reports progress once per denoising step.
@@ -193,4 +265,71 @@ fn progress_sink(engine: &Engine, id: &str, per_step: bool) -> ProgressSink {
             let _ = lifecycle::record_progress(&engine, &id, Some(fraction), None).await;
         });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limited(secs: Option<u64>) -> ProviderError {
+        ProviderError::RateLimited {
+            retry_after_secs: secs,
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_submit_waits_what_the_vendor_asked_else_doubling() {
+        let config = EngineConfig::default();
+        assert_eq!(
+            again(&config, 1, 1_000, &limited(Some(7)), false, 2_000),
+            Some((Requeued::RateLimited, 9_000))
+        );
+        assert_eq!(
+            again(&config, 1, 1_000, &limited(None), false, 2_000),
+            Some((Requeued::RateLimited, 7_000))
+        );
+        assert_eq!(
+            again(&config, 2, 1_000, &limited(None), false, 2_000),
+            Some((Requeued::RateLimited, 12_000))
+        );
+    }
+
+    #[test]
+    fn a_refused_submit_fails_once_its_claims_or_its_queue_time_run_out() {
+        let config = EngineConfig::default();
+        let cap = i64::from(config.max_attempts);
+        assert_eq!(
+            again(&config, cap, 1_000, &limited(Some(1)), false, 2_000),
+            None
+        );
+        // A wait past the queue timeout fails now rather than expire later.
+        let too_long = config.queue_timeout_secs + 1;
+        assert_eq!(
+            again(&config, 1, 1_000, &limited(Some(too_long)), false, 2_000),
+            None
+        );
+    }
+
+    #[test]
+    fn only_an_idempotent_submit_is_tried_again_after_an_unavailable_vendor() {
+        let config = EngineConfig::default();
+        let down = ProviderError::UpstreamUnavailable("502".into());
+        assert_eq!(again(&config, 1, 1_000, &down, false, 0), None);
+        assert_eq!(
+            again(&config, 1, 1_000, &down, true, 0),
+            Some((Requeued::UpstreamUnavailable, 5_000))
+        );
+        for refused in [
+            ProviderError::InvalidRequest("size".into()),
+            ProviderError::Unauthorized("key".into()),
+            ProviderError::ContentRejected("no".into()),
+            ProviderError::Internal("trap".into()),
+        ] {
+            assert_eq!(
+                again(&config, 1, 1_000, &refused, true, 0),
+                None,
+                "{refused}"
+            );
+        }
+    }
 }

@@ -491,7 +491,7 @@ fn claim_statement(store: &Store, providers: &[String], room: &Room) -> (String,
     let sql = format!(
         "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
          started_at = COALESCE(started_at, $2), updated_at = $2, worker_id = $3 \
-         WHERE id = (SELECT id FROM tasks WHERE status = 'queued'{served}{condition} \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND (wake_at IS NULL OR wake_at <= $2){served}{condition} \
          ORDER BY priority DESC, created_at, id LIMIT 1{}) \
          AND status = 'queued' RETURNING {COLUMNS}",
         store.skip_locked()
@@ -611,14 +611,21 @@ pub async fn extend_poll_claim(
     Ok(extended.rows_affected() == 1)
 }
 
-/// Puts a running task back in the queue.
-pub async fn requeue(store: &Store, id: &str, now: i64) -> anyhow::Result<()> {
+/// Puts a running task back in the queue, not to be claimed before `not_before` (ms) when
+/// given: a queued task's `wake_at`.
+pub async fn requeue(
+    store: &Store,
+    id: &str,
+    not_before: Option<i64>,
+    now: i64,
+) -> anyhow::Result<()> {
     sqlx::query(
-        "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = NULL, updated_at = $2 \
+        "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = $3, updated_at = $2 \
          WHERE id = $1 AND status = 'running'",
     )
     .bind(id)
     .bind(now)
+    .bind(not_before)
     .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
@@ -1440,6 +1447,32 @@ mod tests {
             .await
             .unwrap();
         micros
+    }
+
+    /// A task queued again with a time to wait for is left to later claims until that time,
+    /// while a task behind it in the queue is taken; then it is taken again.
+    #[tokio::test]
+    async fn a_task_queued_again_for_later_is_not_claimed_before_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        let new = NewTask::for_tests("p", chat_request());
+        let now = now_ms();
+        for id in ["job_first", "job_second"] {
+            insert(&store, id, &new, now, Start::Queued).await.unwrap();
+        }
+        let providers = ["p".to_string()];
+        let claim = |at: i64| super::claim(&store, at, at + 30_000, "wrk", &providers);
+        let first = claim(now).await.unwrap().unwrap();
+        assert_eq!((first.id.as_str(), first.attempts), ("job_first", 1));
+        super::requeue(&store, "job_first", Some(now + 5_000), now)
+            .await
+            .unwrap();
+
+        let next = claim(now + 1).await.unwrap().unwrap();
+        assert_eq!(next.id, "job_second", "the waiting task is passed over");
+        assert!(claim(now + 4_999).await.unwrap().is_none());
+        let again = claim(now + 5_000).await.unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.attempts), ("job_first", 2));
     }
 
     /// [`super::column`] finds each column where `COLUMNS` lists it.

@@ -5,7 +5,7 @@
 //! "insufficient quota", counts as a rate limit).
 
 use easel_sdk::Error;
-use easel_sdk::http::status_error;
+use easel_sdk::http::{retry_after_secs, status_error};
 use easel_sdk::serde_json::Value;
 
 fn is_moderation(code: &str, message: &str) -> bool {
@@ -22,7 +22,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
         return Error::ContentRejected(format!("{code}: {message}"));
     }
     if status == 402 {
-        return Error::RateLimited(retry_after.and_then(|v| v.trim().parse().ok()));
+        return Error::RateLimited(retry_after_secs(retry_after));
     }
     status_error(status, retry_after, body).unwrap_or_else(|| Error::upstream(format!("status {status}")))
 }

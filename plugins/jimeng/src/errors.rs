@@ -5,7 +5,7 @@
 //! key) come back as HTTP 401/403 with `ResponseMetadata.Error` instead.
 
 use easel_sdk::Error;
-use easel_sdk::http::status_error;
+use easel_sdk::http::{retry_after_secs, status_error};
 use easel_sdk::serde_json::Value;
 
 /// The success code.
@@ -35,7 +35,7 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
 pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Option<Error> {
     let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or_default();
     if let Some(code) = parsed["code"].as_i64() {
-        let retry = retry_after.and_then(|v| v.trim().parse().ok());
+        let retry = retry_after_secs(retry_after);
         if let Some(error) = by_code(code, parsed["message"].as_str().unwrap_or_default(), retry) {
             return Some(error);
         }

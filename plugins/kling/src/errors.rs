@@ -5,7 +5,7 @@
 //! fallback for codes this table does not know.
 
 use easel_sdk::Error;
-use easel_sdk::http::status_error;
+use easel_sdk::http::{retry_after_secs, status_error};
 
 /// What a Kling business code means (Kling's published error-code table).
 pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Error> {
@@ -37,7 +37,7 @@ pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Optio
     let code = parsed["code"].as_i64().unwrap_or(0);
     if code != 0 {
         let message = parsed["message"].as_str().unwrap_or_default();
-        let retry = retry_after.and_then(|v| v.trim().parse().ok());
+        let retry = retry_after_secs(retry_after);
         return Some(
             by_code(code, message, retry)
                 .or_else(|| status_error(status, retry_after, body))

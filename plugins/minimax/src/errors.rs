@@ -4,7 +4,7 @@
 //! decides, and a non-2xx status is the fallback.
 
 use easel_sdk::Error;
-use easel_sdk::http::status_error;
+use easel_sdk::http::{retry_after_secs, status_error};
 use easel_sdk::serde_json::Value;
 
 /// What a `status_code` means: MiniMax's error-code pages (international "Error Codes",
@@ -37,7 +37,7 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
 /// status; `None` when it is a success.
 pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Option<Error> {
     let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or_default();
-    from_base_resp(&parsed, retry_after.and_then(|v| v.trim().parse().ok()))
+    from_base_resp(&parsed, retry_after_secs(retry_after))
         .or_else(|| status_error(status, retry_after, body))
 }
 

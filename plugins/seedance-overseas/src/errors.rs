@@ -5,7 +5,7 @@
 //! status is the fallback.
 
 use easel_sdk::Error;
-use easel_sdk::http::status_error;
+use easel_sdk::http::{retry_after_secs, status_error};
 use easel_sdk::serde_json::Value;
 
 fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Error> {
@@ -36,7 +36,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
     let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or(Value::Null);
     let code = parsed["error"]["code"].as_str().unwrap_or_default();
     let message = parsed["error"]["message"].as_str().unwrap_or_default();
-    by_code(code, message, retry_after.and_then(|v| v.trim().parse().ok()))
+    by_code(code, message, retry_after_secs(retry_after))
         .or_else(|| status_error(status, retry_after, body))
         .unwrap_or_else(|| Error::upstream(format!("status {status}")))
 }

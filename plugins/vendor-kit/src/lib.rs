@@ -16,23 +16,3 @@ pub mod chat;
 pub mod handle;
 pub mod media;
 pub mod region;
-
-/// Reads an HTTP `Retry-After` header given in seconds; dates and junk give `None`.
-pub fn retry_after_secs(value: Option<&str>) -> Option<u64> {
-    value.and_then(|v| v.trim().parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_only() {
-        assert_eq!(retry_after_secs(Some(" 12 ")), Some(12));
-        assert_eq!(
-            retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
-        );
-        assert_eq!(retry_after_secs(None), None);
-    }
-}

@@ -6,7 +6,7 @@
 //! fallback for reasons this table does not know.
 
 use easel_sdk::Error;
-use easel_sdk::http::status_error;
+use easel_sdk::http::{retry_after_secs, status_error};
 use easel_sdk::serde_json::Value;
 
 /// What a reason means, when it means more than its HTTP status says.
@@ -31,8 +31,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
     let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or(Value::Null);
     let reason = parsed["reason"].as_str().unwrap_or_default();
     let message = parsed["message"].as_str().unwrap_or_default();
-    let retry_after_secs = retry_after.and_then(|v| v.trim().parse().ok());
-    by_reason(reason, message, retry_after_secs)
+    by_reason(reason, message, retry_after_secs(retry_after))
         .or_else(|| status_error(status, retry_after, body))
         .unwrap_or_else(|| Error::upstream(format!("status {status}")))
 }

@@ -8,7 +8,7 @@
 use easel_sdk::http::Response;
 use easel_sdk::serde_json::Value;
 use easel_sdk::{Error, Result};
-use vendor_kit::retry_after_secs;
+use easel_sdk::http::retry_after_secs;
 
 /// The error an Ark answer with a non-2xx status (or an error inside a stream) stands for.
 pub fn from_ark_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error {

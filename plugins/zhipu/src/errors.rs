@@ -5,7 +5,7 @@
 //! is the fallback.
 
 use easel_sdk::Error;
-use easel_sdk::http::status_error;
+use easel_sdk::http::{retry_after_secs, status_error};
 use easel_sdk::serde_json::Value;
 
 /// What a business code means (BigModel's error-code page, docs.bigmodel.cn/cn/api/api-code).
@@ -59,7 +59,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
     by_code(
         &code,
         &message,
-        retry_after.and_then(|v| v.trim().parse().ok()),
+        retry_after_secs(retry_after),
     )
     .or_else(|| status_error(status, retry_after, body))
     .unwrap_or_else(|| Error::upstream(format!("status {status}")))
