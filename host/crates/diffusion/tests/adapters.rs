@@ -322,6 +322,109 @@ fn peft_metadata_scales_its_modules() {
     assert!(refused.to_string().contains("alpha_pattern"), "{refused}");
 }
 
+/// Files in diffusers' and PEFT's older layouts are the adapter their tensors make under
+/// today's names, bit for bit: the attention processors' (`save_attn_procs`: bare UNet names,
+/// `processor.to_q_lora.down.weight`; the text encoder's `self_attn.to_q_lora`), the
+/// `lora_linear_layer` level, and PEFT's own `base_model.model.` prefix, for a UNet and for a
+/// text model. Each is checked against the same tensors of the PEFT fixture under their
+/// current names.
+#[test]
+fn older_diffusers_and_peft_layouts_are_the_same_adapter() {
+    let mut m = StableDiffusion::load(&fixtures().join("tiny-sd"), &Device::flex()).unwrap();
+    let refs = load_tensors("adapters/tiny-sd/reference.safetensors");
+    let tensors = read_f32("adapters/tiny-sd/peft.safetensors");
+    let old_factor = |key: &str| {
+        key.replace(".lora_A.weight", ".down.weight")
+            .replace(".lora_B.weight", ".up.weight")
+    };
+    let attention = |key: &str| {
+        ["to_q", "to_k", "to_v", "to_out.0"].iter().any(|p| {
+            key.contains(&format!(".attn1.{p}.lora_")) || key.contains(&format!(".attn2.{p}.lora_"))
+        }) || key.contains(".self_attn.")
+    };
+    let processors = |key: &str| {
+        let key = key.strip_prefix("unet.").unwrap_or(key);
+        let mut renamed = old_factor(key);
+        for (today, old) in [
+            ("to_q", "to_q_lora"),
+            ("to_k", "to_k_lora"),
+            ("to_v", "to_v_lora"),
+            ("to_out.0", "to_out_lora"),
+        ] {
+            renamed = renamed.replace(&format!(".{today}.down"), &format!(".processor.{old}.down"));
+            renamed = renamed.replace(&format!(".{today}.up"), &format!(".processor.{old}.up"));
+        }
+        for (today, old) in [
+            ("q_proj", "to_q_lora"),
+            ("k_proj", "to_k_lora"),
+            ("v_proj", "to_v_lora"),
+            ("out_proj", "to_out_lora"),
+        ] {
+            renamed = renamed.replace(
+                &format!(".self_attn.{today}."),
+                &format!(".self_attn.{old}."),
+            );
+        }
+        renamed
+    };
+    let linear_layer = |key: &str| {
+        old_factor(key)
+            .replace(".down.weight", ".lora_linear_layer.down.weight")
+            .replace(".up.weight", ".lora_linear_layer.up.weight")
+    };
+    let peft_own = |key: &str| {
+        key.replacen("unet.", "base_model.model.", 1).replacen(
+            "text_encoder.text_model.",
+            "base_model.model.text_model.",
+            1,
+        )
+    };
+    let of = |keep: &dyn Fn(&str) -> bool| -> Vec<_> {
+        tensors.iter().filter(|(k, ..)| keep(k)).cloned().collect()
+    };
+    let renamed =
+        |part: &[(String, Vec<usize>, Vec<f32>)], rename: &dyn Fn(&str) -> String| -> Vec<_> {
+            part.iter()
+                .map(|(k, shape, v)| (rename(k), shape.clone(), v.clone()))
+                .collect()
+        };
+    let attention_part = of(&|k| attention(k));
+    let unet_part = of(&|k| k.starts_with("unet."));
+    let text_part = of(&|k| k.starts_with("text_encoder."));
+    for (label, part, rename) in [
+        (
+            "attention processors",
+            &attention_part,
+            &processors as &dyn Fn(&str) -> String,
+        ),
+        ("lora_linear_layer", &attention_part, &linear_layer),
+        ("PEFT's own UNet", &unet_part, &peft_own),
+        ("PEFT's own text model", &text_part, &peft_own),
+    ] {
+        let old = renamed(part, rename);
+        assert!(
+            old.iter().all(|(k, ..)| !part.iter().any(|(p, ..)| p == k)),
+            "{label}: nothing renamed"
+        );
+        let today = parse(&m, label, &write_f32(part));
+        let older = parse(&m, label, &write_f32(&old));
+        let (a, b) = (today.info(), older.info());
+        assert!(a.unet_layers + a.text_encoder_layers > 0, "{label}");
+        assert_eq!(
+            (a.tensors, a.unet_layers, a.text_encoder_layers, a.rank),
+            (b.tensors, b.unet_layers, b.text_encoder_layers, b.rank),
+            "{label}"
+        );
+        let (want, _) = m
+            .with_adapters(&[(today, 1.0)], |m| outputs(m, &SD1, &refs))
+            .unwrap();
+        let (got, _) = m
+            .with_adapters(&[(older, 1.0)], |m| outputs(m, &SD1, &refs))
+            .unwrap();
+        assert_eq!(got, want, "{label}: another model");
+    }
+}
+
 fn parse(m: &StableDiffusion, name: &str, bytes: &[u8]) -> Arc<Adapter> {
     Arc::new(
         Adapter::parse(name, bytes, &m.adapter_target())

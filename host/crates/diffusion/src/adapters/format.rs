@@ -10,7 +10,9 @@
 //! - LyCORIS LoKr: `.lokr_w1` or `.lokr_w1_a/_b`, `.lokr_w2` or `.lokr_w2_a/_b` (with
 //!   `.lokr_t2` in the Tucker form), `.alpha`;
 //! - diffusers / PEFT: `.lora_A.weight` / `.lora_B.weight` (or diffusers' older
-//!   `.lora.down.weight` / `.lora.up.weight`), `.alpha` when present.
+//!   `.lora.down.weight` / `.lora.up.weight`), `.alpha` when present; the older layouts'
+//!   module names (attention processors, PEFT's own prefix) are read under today's
+//!   (`super::peft::current_name`).
 //!
 //! Any of kohya's and LyCORIS's modules may be weight-decomposed (DoRA): a `.dora_scale`
 //! tensor holds its magnitudes (see `super::dora`).
@@ -91,8 +93,13 @@ fn split(key: &str) -> Option<(&str, &'static str)> {
     })
 }
 
-/// Groups `tensors` into modules (see the module docs).
-pub(crate) fn group(mut tensors: HashMap<String, HostTensor>) -> Grouped {
+/// Groups `tensors` into modules (see the module docs), each key read under the name
+/// `current` gives it (older layouts' names under today's); modules and refusals name the
+/// file's own keys.
+pub(crate) fn group(
+    mut tensors: HashMap<String, HostTensor>,
+    current: impl Fn(&str) -> std::borrow::Cow<'_, str>,
+) -> Grouped {
     let mut by_module: BTreeMap<String, HashMap<&'static str, (String, HostTensor)>> =
         BTreeMap::new();
     let mut unmatched = Vec::new();
@@ -100,7 +107,8 @@ pub(crate) fn group(mut tensors: HashMap<String, HostTensor>) -> Grouped {
     keys.sort();
     for key in keys {
         let tensor = tensors.remove(&key).expect("listed above");
-        match split(&key) {
+        let name = current(&key);
+        match split(&name) {
             Some((module, suffix)) => {
                 by_module
                     .entry(module.to_string())

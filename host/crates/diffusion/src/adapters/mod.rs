@@ -228,7 +228,7 @@ impl Adapter {
             return Err(unreadable("no float tensors".into()));
         }
         let peft_scales = peft::Scales::from_metadata(&metadata).map_err(unreadable)?;
-        let grouped = format::group(tensors);
+        let grouped = format::group(tensors, peft::current_name);
         let family = grouped
             .modules
             .iter()
