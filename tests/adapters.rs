@@ -199,7 +199,23 @@ async fn seed_003_applies_adapters_per_request() {
             && lora["text_encoder_layers"].as_u64().unwrap() > 0
     );
     assert_eq!(lora["sha256"].as_str().unwrap().len(), 64);
+    // Every field once: a JSON reader keeps one of two same-named keys, which one is its own.
+    let text = reqwest::Client::new()
+        .get(host.url("/admin/loras"))
+        .header("X-API-Key", "admin-secret")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let entries = listed["loras"].as_array().unwrap().len();
+    for field in ["\"name\"", "\"sha256\""] {
+        assert_eq!(text.matches(field).count(), entries, "{field} in {text}");
+    }
     let bad = find("bad_keys");
+    assert_eq!(bad["name"], "bad_keys", "{bad}");
+    assert_eq!(bad["sha256"].as_str().unwrap().len(), 64, "{bad}");
     let unmatched = bad["refused"]["unmatched_keys"].as_array().unwrap();
     assert_eq!(unmatched.len(), 3, "{bad}");
     let named = |key: &str| {

@@ -44,7 +44,15 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
         body["instructions"] = instructions.clone();
     }
     let response = client::post("/audio/speech")?.json(&body).timeout(Duration::from_secs(120)).send()?;
-    let audio = errors::checked(response)?.into_body();
+    let response = errors::checked(response)?;
+    // A proxy or an outage page in front of the API can answer 200 with a page: that is no
+    // audio, whatever format was asked for.
+    let said = response.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    if said.starts_with("text/") || said.contains("json") || said.contains("html") {
+        let text = String::from_utf8_lossy(&response.body()[..response.body().len().min(200)]).into_owned();
+        return Err(Error::upstream(format!("OpenAI answered the speech request with {said}, not audio: {text}")));
+    }
+    let audio = response.into_body();
     if audio.is_empty() {
         return Err(Error::upstream("OpenAI answered the speech request with an empty body"));
     }

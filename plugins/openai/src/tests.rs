@@ -360,6 +360,19 @@ fn speech_returns_the_audio_body() {
     script.finish();
 }
 
+#[test]
+fn a_page_answered_for_speech_is_not_audio() {
+    for (kind, body) in [("text/html; charset=utf-8", "<html>Service Unavailable</html>"), ("application/json", "{}")] {
+        let script = Script::new()
+            .secret("OPENAI_API_KEY", KEY)
+            .exchange(post("/audio/speech"), Reply::status(200).header("content-type", kind).chunk(body.as_bytes().to_vec()))
+            .install();
+        let e = OpenAi.submit(GenerationRequest::new("audio.speech", "tts-1", "Hello")).unwrap_err();
+        assert!(matches!(&e, Error::UpstreamUnavailable(m) if m.contains(kind) && m.contains(body)), "{e:?}");
+        script.finish();
+    }
+}
+
 fn image_error(reply: Reply) -> Error {
     let script = Script::new().secret("OPENAI_API_KEY", KEY).exchange(post("/images/generations"), reply).install();
     let e = OpenAi.submit(GenerationRequest::new("image.generate", "dall-e-3", "x")).unwrap_err();

@@ -23,7 +23,8 @@ use super::{Adapter, AdapterInfo, AdapterTarget, Family, Refused};
 /// How long the watcher waits for a burst of events to end before rescanning.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// One file of the folder as listed.
+/// One file of the folder as listed: its path, then either what it is or why it is refused,
+/// each with the file's name and sha256 (one object, every field once).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AdapterStatus {
     /// The file.
@@ -32,9 +33,19 @@ pub struct AdapterStatus {
     #[serde(flatten)]
     pub info: Option<AdapterInfo>,
     /// Why it cannot be used, when refused.
-    pub refused: Option<Refused>,
+    #[serde(flatten)]
+    pub refused: Option<RefusedFile>,
+}
+
+/// A file the folder holds but no request may use.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RefusedFile {
+    /// The name a request would use (the file stem).
+    pub name: String,
     /// sha256 of the file, hex.
     pub sha256: String,
+    /// Why.
+    pub refused: Refused,
 }
 
 struct Entry {
@@ -202,12 +213,15 @@ impl AdapterLibrary {
     /// Every file, usable or refused, by name.
     pub fn list(&self) -> Vec<AdapterStatus> {
         self.entries()
-            .values()
-            .map(|e| AdapterStatus {
+            .iter()
+            .map(|(name, e)| AdapterStatus {
                 file: e.file.clone(),
                 info: e.adapter.as_ref().ok().map(|a| a.info.clone()),
-                refused: e.adapter.as_ref().err().cloned(),
-                sha256: e.sha256.clone(),
+                refused: e.adapter.as_ref().err().map(|why| RefusedFile {
+                    name: name.clone(),
+                    sha256: e.sha256.clone(),
+                    refused: why.clone(),
+                }),
             })
             .collect()
     }
