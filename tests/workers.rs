@@ -165,7 +165,7 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
         json!([]),
         "the API host loads no model of its own"
     );
-    let _gpu = gpu_worker(&api);
+    let gpu = gpu_worker(&api);
     let (vendor, vendor_metrics) = scraped_vendor_worker(&api);
     let ids = fleet_of(
         &api,
@@ -174,6 +174,16 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
     )
     .await;
     let fleet = admin_get(&api, "/admin/workers").await;
+    let mut pids: Vec<u64> = fleet["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|worker| worker["pid"].as_u64().expect("a pid"))
+        .collect();
+    pids.sort();
+    let mut spawned = vec![u64::from(gpu.0.id()), u64::from(vendor.0.id())];
+    spawned.sort();
+    assert_eq!(pids, spawned, "each row names its process: {fleet}");
     for worker in fleet["workers"].as_array().unwrap() {
         let gpu = worker["providers"] == json!(["local"]);
         assert_eq!(worker["modelLoaded"], gpu, "{worker}");

@@ -327,6 +327,7 @@ async fn workers(State(state): State<AppState>, _: Operator) -> Result<Response,
             json!({
                 "id": row.id,
                 "host": row.host,
+                "pid": row.pid,
                 "providers": worker.providers,
                 "models": models,
                 "capacity": row.capacity,

@@ -221,6 +221,7 @@ impl Membership {
         Ok(WorkerRow {
             id: engine.worker_id().to_string(),
             host: host_name(),
+            pid: Some(i64::from(std::process::id())),
             providers: serde_json::to_string(&providers)?,
             announcement: serde_json::to_string(&announced)?,
             capacity: engine.config().workers.max(1) as i64,

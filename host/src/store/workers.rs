@@ -17,6 +17,8 @@ pub struct WorkerRow {
     pub id: String,
     /// The machine's host name.
     pub host: String,
+    /// Its process id on that machine (`None` for rows written before it was recorded).
+    pub pid: Option<i64>,
     /// JSON array of the provider ids it serves.
     pub providers: String,
     /// JSON array of what each provider announced (see `engine::fleet::Announcement`).
@@ -38,9 +40,9 @@ pub struct WorkerRow {
 /// Writes (or refreshes) the caller's own row.
 pub async fn beat(store: &Store, row: &WorkerRow) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO workers (id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen, alive_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET \
-         host = excluded.host, providers = excluded.providers, announcement = excluded.announcement, \
+        "INSERT INTO workers (id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen, alive_until, pid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO UPDATE SET \
+         host = excluded.host, pid = excluded.pid, providers = excluded.providers, announcement = excluded.announcement, \
          capacity = excluded.capacity, version = excluded.version, model_loaded = excluded.model_loaded, \
          last_seen = excluded.last_seen, alive_until = excluded.alive_until",
     )
@@ -54,6 +56,7 @@ pub async fn beat(store: &Store, row: &WorkerRow) -> anyhow::Result<()> {
     .bind(row.started_at)
     .bind(row.last_seen)
     .bind(row.alive_until)
+    .bind(row.pid)
     .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
@@ -62,7 +65,7 @@ pub async fn beat(store: &Store, row: &WorkerRow) -> anyhow::Result<()> {
 /// Every row alive at or after `since`, oldest process first.
 pub async fn alive_since(store: &Store, since: i64) -> anyhow::Result<Vec<WorkerRow>> {
     Ok(sqlx::query_as(
-        "SELECT id, host, providers, announcement, capacity, version, model_loaded, started_at, last_seen, alive_until \
+        "SELECT id, host, pid, providers, announcement, capacity, version, model_loaded, started_at, last_seen, alive_until \
          FROM workers WHERE alive_until >= $1 ORDER BY started_at, id",
     )
     .bind(since)

@@ -89,7 +89,7 @@ export async function plugins(page) {
 function workerTable(answer) {
   return table([
     ['Worker', (w) => h('code', { title: w.id }, w.id.slice(-12))],
-    ['Host', (w) => w.host],
+    ['Host', (w) => (w.pid == null ? w.host : `${w.host} (pid ${w.pid})`)],
     ['Providers', (w) => w.providers.join(', ') || '–'],
     ['Models', (w) => w.models.join(', ') || '–'],
     ['Submitting', (w) => `${w.submitting} of ${w.capacity}`],
