@@ -13,9 +13,10 @@
 //! lapsed by the process that holds the task, nor by a sweeper within a lease of its own last
 //! failure to reach the database: a database away for longer than a lease kept every holder
 //! from renewing, and their tasks are still running, not interrupted. A task pending on a
-//! vendor whose provider no process serves any more (its plugin removed everywhere) fails,
-//! refunded, once this process has seen the provider missing for `[engine] model_grace_secs`:
-//! never while a host is still loading its plugins or a worker restarts within that time.
+//! vendor whose provider no process polls any more (its plugin removed everywhere, its last
+//! worker gone) fails, refunded, once this process has seen no live poller for it for
+//! `[engine] model_grace_secs`: never while a host is still loading its plugins or a worker
+//! restarts within that time.
 //! Every change goes through [`lifecycle`].
 
 use std::collections::HashMap;
@@ -87,8 +88,14 @@ impl Unserved {
         let waited_on = tasks::pending_providers(engine.store()).await?;
         self.since
             .retain(|provider, _| waited_on.contains(provider));
+        let now = now_ms();
+        let polls_here = engine.config().workers > 0;
         for provider in waited_on {
-            if engine.registry().declared(&provider).is_some() {
+            // Served where a poller runs for it: here, or on a live worker of the fleet. A
+            // dead worker's announcement outlives it by the grace time, so it counts for
+            // nothing here: the grace is counted once, from when this process saw no poller.
+            let loaded_here = engine.registry().provider(&provider).is_some();
+            if (polls_here && loaded_here) || engine.registry().is_served(&provider, now) {
                 self.since.remove(&provider);
                 continue;
             }
@@ -395,6 +402,30 @@ mod tests {
         assert!(failed.error.unwrap().contains("no longer served"));
         let kept = engine.fetch(&served).await.unwrap().unwrap();
         assert_eq!(kept.status, Status::Running, "its provider is served");
+
+        // A provider the fleet still announces, whose last worker died: its announcement
+        // outlives the worker by the grace time, but nothing polls the task any more.
+        let departed = ChargesOnSubmit {
+            id: "departed",
+            idempotent: false,
+        };
+        engine.registry().set_fleet(vec![Arc::new(departed)]);
+        let now = now_ms();
+        let serving =
+            |until: i64| std::collections::BTreeMap::from([("departed".to_string(), until)]);
+        engine.registry().set_serving(serving(now + 60_000));
+        let followed = pending(&engine, "departed").await;
+        Unserved::default().fail_missing(&engine).await.unwrap();
+        let task = engine.fetch(&followed).await.unwrap().unwrap();
+        assert_eq!(task.status, Status::Running, "a live worker polls it");
+        engine.registry().set_serving(serving(now - 1));
+        Unserved::default().fail_missing(&engine).await.unwrap();
+        let failed = engine.fetch(&followed).await.unwrap().unwrap();
+        assert_eq!(
+            failed.status,
+            Status::Failed,
+            "announced, but polled by nobody"
+        );
     }
 
     #[tokio::test]
