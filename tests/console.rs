@@ -7,7 +7,8 @@
 //! WAV, the demo plugin's MP4), a slow job with an input file attached is cancelled from its task page, a broken
 //! plugin's error shows after it is dropped in, the operator sets a client's limits on the
 //! clients page (a refused edit shows the API's message) and the client reads them on its
-//! account page, and every page fits a phone with its navigation in reach. A screenshot of each page is kept under the target folder (the path is
+//! account page, a key revoked while a tab is signed in with it signs that tab out (saying
+//! why), and every page fits a phone with its navigation in reach. A screenshot of each page is kept under the target folder (the path is
 //! printed) so a failed run can be read.
 //!
 //! The read routes the console added are checked over plain HTTP too: a client reaches only
@@ -79,6 +80,8 @@ async fn the_console_works_in_a_real_browser() {
         "client limits shown and edited",
         "operator pages shown",
         "phone-sized pages fit",
+        "a client sees its own limits",
+        "a revoked key signs its tab out",
     ] {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }

@@ -114,6 +114,18 @@ def admin_get(path):
         return json.load(answer)
 
 
+def admin_post(path, body):
+    """POSTs `body` to an admin route past the browser; what it answers."""
+    request = urllib.request.Request(
+        f"{BASE}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=WAIT_SECS) as answer:
+        return json.load(answer)
+
+
 def media_loaded(tag):
     """Waits until the job's <video> or <audio> has read its file's header; its state then."""
     state = wait_until(
@@ -358,6 +370,22 @@ def check():
     assert not driver.find_elements(By.CSS_SELECTOR, "#limits-form, .edit-limit"), "a client cannot edit limits"
     shot("account")
     print("a client sees its own limits", flush=True)
+
+    # A key revoked while a tab is signed in with it: the next page signs it out, saying why.
+    made = admin_post("/admin/clients", {"id": "revoked-soon"})
+    click("#signout", "the sign-out link")
+    page("signin")
+    sign_in(made["key"])
+    page("playground")
+    wait_until(lambda: driver.find_element(By.ID, "roles").text == "client revoked-soon", "the new client")
+    admin_post(f"/admin/clients/revoked-soon/keys/{made['key_id']}/revoke", {})
+    driver.get(f"{BASE}/console#/tasks")
+    page("signin")
+    refusal = wait_for("#signin-outcome .error", "why the tab was signed out")
+    assert refusal.text == "Invalid API key.", refusal.text
+    assert not driver.find_elements(By.ID, "roles"), "the header still names the revoked key"
+    shot("signed-out-after-revoke")
+    print("a revoked key signs its tab out", flush=True)
 
 
 def check_limits():

@@ -71,14 +71,43 @@ export async function call(key, method, path, body) {
 export function asClient(method, path, body) {
   const client = session().client;
   if (!client) throw new ApiError(401, 'Sign in with a client key for this.');
-  return call(client.key, method, path, body);
+  return outUnlessTaken('client', call(client.key, method, path, body));
 }
 
 /** As the operator. */
 export function asAdmin(method, path, body) {
   const admin = session().admin;
   if (!admin) throw new ApiError(401, 'Sign in with the admin key for this.');
-  return call(admin.key, method, path, body);
+  return outUnlessTaken('admin', call(admin.key, method, path, body));
+}
+
+/** Why the tab was last signed out by the host, shown once by the sign-in page. */
+let refusedWith = null;
+
+export function takeRefusal() {
+  const why = refusedWith;
+  refusedWith = null;
+  return why;
+}
+
+/**
+ * The answer, unless the host refused the key itself (401: revoked, expired, rotated away):
+ * then that key's part of the session ends, `easel-signed-out` tells the shell, and the
+ * refusal is passed on.
+ */
+async function outUnlessTaken(part, answer) {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error.status === 401 && session()[part]) {
+      const current = session();
+      delete current[part];
+      saveSession(current);
+      refusedWith = error;
+      window.dispatchEvent(new Event('easel-signed-out'));
+    }
+    throw error;
+  }
 }
 
 /**

@@ -3,7 +3,7 @@
 // `#/clients`).
 
 import { h, errorBox } from './view.js';
-import { session, signIn, signOut } from './api.js';
+import { session, signIn, signOut, takeRefusal } from './api.js';
 import { playground } from './playground.js';
 import { taskList, taskPage } from './tasks.js';
 import { models, plugins, workers, clients } from './operator.js';
@@ -68,7 +68,8 @@ function signInPage() {
   const signedIn = session();
   const key = h('input', { id: 'key', name: 'key', type: 'password', required: true, autocomplete: 'off', placeholder: 'sk-…' });
   const button = h('button', { type: 'submit' }, 'Sign in');
-  const outcome = h('div', { id: 'signin-outcome' });
+  const refused = takeRefusal();
+  const outcome = h('div', { id: 'signin-outcome' }, ...(refused ? [errorBox(refused)] : []));
   const submit = async (event) => {
     event.preventDefault();
     outcome.replaceChildren();
@@ -129,4 +130,10 @@ async function render() {
 }
 
 window.addEventListener('hashchange', render);
+// A key the host stopped taking: the header drops it, and with no key left, sign in again.
+window.addEventListener('easel-signed-out', () => {
+  const signedIn = session();
+  if (signedIn.client || signedIn.admin) header(signedIn);
+  else go('#/signin');
+});
 render();
