@@ -5,15 +5,21 @@
 //! `wake_at` one lease ahead first ([`lifecycle::claim_due_polls`]) and kept a lease ahead
 //! while it runs ([`lifecycle::hold_poll_claim`]), so a crash mid-poll only delays the next
 //! one, and two hosts never poll the same handle at once, however long the poll and the
-//! storing of its outputs take. Transient trouble is retried at a fixed pace, never counted
-//! against the task: a rate limit after the vendor's `Retry-After` (5 s when it names none),
-//! an unavailable vendor or a provider not loaded (mid-reload) after 5 s, each at most
-//! `max_poll_interval_secs`, and a poll that itself errs when its claim's lease ends. The
+//! storing of its outputs take. Transient trouble is retried, never counted against the
+//! task: a rate limit after the vendor's `Retry-After` (5 s when it names none), a provider
+//! not loaded (mid-reload) after 5 s, an unavailable vendor after 5 s doubling with each poll
+//! of that provider that found it so since one last answered ([`Outage`]: a vendor that is
+//! down is not asked about every pending task every 5 s for as long as it is down), each at
+//! most `max_poll_interval_secs`, and a poll that itself errs when its claim's lease ends. The
 //! vendor's own failure, any other provider error, finished outputs that cannot be stored,
 //! or a task pending longer than `pending_timeout_secs` (cancelled at the vendor first) fail
 //! the task.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 use tracing::Instrument;
 
 use tokio::sync::Semaphore;
@@ -29,8 +35,34 @@ use crate::engine::{
 /// How often the poller looks for due handles when idle.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The first wait after a poll found its vendor unavailable.
+const UNAVAILABLE_WAIT: Duration = Duration::from_secs(5);
+
+/// How many polls in a row found each provider's vendor unavailable, in this process.
+#[derive(Default)]
+struct Outage(Mutex<HashMap<String, u32>>);
+
+impl Outage {
+    /// Counts a poll that found `provider`'s vendor unavailable; the wait before that task's
+    /// next poll: [`UNAVAILABLE_WAIT`], doubled for each such poll before it.
+    fn unavailable(&self, provider: &str) -> Duration {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(provider.to_string()).or_default();
+        let wait = UNAVAILABLE_WAIT.saturating_mul(2u32.saturating_pow((*count).min(16)));
+        *count = count.saturating_add(1);
+        wait
+    }
+
+    /// The vendor answered a poll: the next outage starts over.
+    fn answered(&self, provider: &str) {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.remove(provider);
+    }
+}
+
 /// The poller's loop.
 pub async fn run(engine: Engine) {
+    let outage = Arc::new(Outage::default());
     let permits = Arc::new(Semaphore::new(engine.config().poll_concurrency.max(1)));
     let shutdown = engine.shutdown_token().clone();
     loop {
@@ -45,6 +77,7 @@ pub async fn run(engine: Engine) {
                             .await
                             .expect("semaphore never closes");
                         let engine = engine.clone();
+                        let outage = outage.clone();
                         let span = tracing::info_span!(
                             "task",
                             task_id = %task.id,
@@ -52,7 +85,7 @@ pub async fn run(engine: Engine) {
                         );
                         tokio::spawn(
                             async move {
-                                if let Err(error) = poll_held(&engine, &task).await {
+                                if let Err(error) = poll_held(&engine, &outage, &task).await {
                                     tracing::warn!(task = %task.id, %error, "poll failed; will retry");
                                 }
                                 drop(permit);
@@ -73,8 +106,8 @@ pub async fn run(engine: Engine) {
 
 /// Polls `task` while holding its claim; should the claim slip (the database unreachable for
 /// a lease), the poll still ends, unheld.
-async fn poll_held(engine: &Engine, task: &Task) -> anyhow::Result<()> {
-    let poll = poll_once(engine, task);
+async fn poll_held(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Result<()> {
+    let poll = poll_once(engine, outage, task);
     tokio::pin!(poll);
     tokio::select! {
         result = &mut poll => result,
@@ -82,7 +115,7 @@ async fn poll_held(engine: &Engine, task: &Task) -> anyhow::Result<()> {
     }
 }
 
-async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
+async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Result<()> {
     if task.cancel_requested == 1 {
         return engine.cancel_pending(task).await;
     }
@@ -105,7 +138,12 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
         return lifecycle::record_progress(engine, &task.id, None, Some(later)).await;
     };
     let ctx = CallContext::detached(task.id.clone());
-    match crate::metrics::measure_call(&task.provider, "poll", provider.poll(handle, &ctx)).await {
+    let answer =
+        crate::metrics::measure_call(&task.provider, "poll", provider.poll(handle, &ctx)).await;
+    if !matches!(answer, Err(ProviderError::UpstreamUnavailable(_))) {
+        outage.answered(&task.provider);
+    }
+    match answer {
         Ok(PollOutcome::Running {
             progress,
             poll_after,
@@ -133,8 +171,9 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
             lifecycle::record_progress(engine, &task.id, None, Some(wake)).await?;
         }
         Err(ProviderError::UpstreamUnavailable(reason)) => {
-            tracing::info!(task = %task.id, %reason, "vendor unavailable while polling; retrying");
-            let wake = now_ms() + config.poll_delay(Duration::from_secs(5)).as_millis() as i64;
+            let wait = config.poll_delay(outage.unavailable(&task.provider));
+            tracing::info!(task = %task.id, %reason, ?wait, "vendor unavailable while polling; retrying");
+            let wake = now_ms() + wait.as_millis() as i64;
             lifecycle::record_progress(engine, &task.id, None, Some(wake)).await?;
         }
         Err(error) => {
@@ -142,4 +181,28 @@ async fn poll_once(engine: &Engine, task: &Task) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_of_an_unavailable_vendor_back_off_until_it_answers() {
+        let outage = Outage::default();
+        let waits: Vec<u64> = (0..4)
+            .map(|_| outage.unavailable("down").as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40]);
+        assert_eq!(outage.unavailable("other").as_secs(), 5, "per provider");
+        outage.answered("down");
+        assert_eq!(outage.unavailable("down").as_secs(), 5, "starts over");
+        for _ in 0..40 {
+            outage.unavailable("long");
+        }
+        assert!(
+            outage.unavailable("long") >= Duration::from_secs(3600),
+            "no overflow"
+        );
+    }
 }
