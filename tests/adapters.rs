@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use easel_tests::{Backend, Host, Options, send};
+use easel_tests::{Backend, Host, Options};
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {
@@ -60,15 +60,21 @@ fn request(prompt: &str, extra: Value) -> Value {
     body
 }
 
+/// `GET /admin/loras` as the operator: the text as it came.
+async fn admin_loras_text(host: &Host) -> String {
+    let response = host
+        .as_admin(reqwest::Method::GET, "/admin/loras")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
 async fn admin_loras(host: &Host) -> Value {
-    let (status, body) = send(
-        reqwest::Client::new()
-            .get(host.url("/admin/loras"))
-            .header("X-API-Key", "admin-secret"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
+    serde_json::from_str(&admin_loras_text(host).await).unwrap()
 }
 
 /// Waits until the admin listing names (or no longer names) `name` as usable.
@@ -200,15 +206,7 @@ async fn seed_003_applies_adapters_per_request() {
     );
     assert_eq!(lora["sha256"].as_str().unwrap().len(), 64);
     // Every field once: a JSON reader keeps one of two same-named keys, which one is its own.
-    let text = reqwest::Client::new()
-        .get(host.url("/admin/loras"))
-        .header("X-API-Key", "admin-secret")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = admin_loras_text(&host).await;
     let entries = listed["loras"].as_array().unwrap().len();
     for field in ["\"name\"", "\"sha256\""] {
         assert_eq!(text.matches(field).count(), entries, "{field} in {text}");

@@ -511,7 +511,6 @@ impl Engine {
         self.inner.running.lock().expect("running lock").remove(id);
     }
 
-    /// The tasks this process holds, with their tokens.
     /// Whether this process holds task `id` (it is being submitted or streamed here).
     pub(crate) fn holds(&self, id: &str) -> bool {
         self.inner
@@ -521,6 +520,7 @@ impl Engine {
             .contains_key(id)
     }
 
+    /// The tasks this process holds, with their tokens.
     pub(crate) fn held(&self) -> Vec<(String, CancellationToken)> {
         let running = self.inner.running.lock().expect("running lock");
         running

@@ -29,7 +29,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     outputs,
     provider::{CallContext, PollOutcome, ProviderError},
-    task::{Task, failure_reason, now_ms},
+    task::{Task, backoff, failure_reason, now_ms},
 };
 
 /// How often the poller looks for due handles when idle.
@@ -47,10 +47,9 @@ impl Outage {
     /// next poll: [`UNAVAILABLE_WAIT`], doubled for each such poll before it.
     fn unavailable(&self, provider: &str) -> Duration {
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = counts.entry(provider.to_string()).or_default();
-        let wait = UNAVAILABLE_WAIT.saturating_mul(2u32.saturating_pow((*count).min(16)));
-        *count = count.saturating_add(1);
-        wait
+        let failures = counts.entry(provider.to_string()).or_default();
+        *failures = failures.saturating_add(1);
+        backoff(UNAVAILABLE_WAIT, *failures)
     }
 
     /// The vendor answered a poll: the next outage starts over.

@@ -270,6 +270,13 @@ pub fn priority_range(field: &str) -> String {
     )
 }
 
+/// The wait after `failures` failures in a row: `first` after the first, doubled for each
+/// one after it (at most 2^20 times). Webhook deliveries, refused submits and polls of an
+/// unavailable vendor all back off by it.
+pub fn backoff(first: std::time::Duration, failures: u32) -> std::time::Duration {
+    first.saturating_mul(2u32.pow(failures.saturating_sub(1).min(20)))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

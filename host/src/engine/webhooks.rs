@@ -16,7 +16,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::{
-    engine::{Engine, task::now_ms},
+    engine::{
+        Engine,
+        task::{backoff, now_ms},
+    },
     store::tasks::{self, DueWebhook},
 };
 
@@ -32,11 +35,6 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Delay before attempt `attempts + 1`, after `attempts` failures.
-pub fn backoff(base_secs: f64, attempts: u32) -> Duration {
-    Duration::from_secs_f64(base_secs * 2f64.powi(attempts.saturating_sub(1).min(20) as i32))
 }
 
 /// The deliverer's loop: claims due rows while attempts are free, starts each at once, and
@@ -167,7 +165,8 @@ async fn attempt(
             } else {
                 "failed"
             });
-            let next = now + backoff(config.webhook_backoff_secs, attempts).as_millis() as i64;
+            let first = Duration::from_secs_f64(config.webhook_backoff_secs);
+            let next = now + backoff(first, attempts).as_millis() as i64;
             tracing::info!(webhook = %id, %url, attempts, %reason, "webhook attempt failed");
             tasks::webhook_failed(engine.store(), &id, attempts.into(), next, &reason, gave_up)
                 .await?;
@@ -192,7 +191,8 @@ mod tests {
 
     #[test]
     fn default_backoff_spans_about_two_hours() {
-        let total: f64 = (1..9).map(|n| backoff(30.0, n).as_secs_f64()).sum();
+        let first = Duration::from_secs(30);
+        let total: f64 = (1..9).map(|n| backoff(first, n).as_secs_f64()).sum();
         assert!(
             (7000.0..8000.0).contains(&total),
             "8 retries after the first attempt span {total}s"

@@ -28,7 +28,7 @@ use crate::engine::{
     lifecycle::{self, Outcome, Requeued},
     outputs,
     provider::{CallContext, ProgressSink, ProviderError, Submission},
-    task::{Status, Task, failure_reason, now_ms, rfc3339},
+    task::{Status, Task, backoff, failure_reason, now_ms, rfc3339},
 };
 
 /// Progress is written at most this often per task.
@@ -207,8 +207,8 @@ fn again(
     if claims >= i64::from(config.max_attempts.max(1)) {
         return None;
     }
-    let doublings = u32::try_from(claims.saturating_sub(1).min(16)).unwrap_or(16);
-    let wait = asked.unwrap_or(FIRST_RETRY_WAIT * 2u32.pow(doublings));
+    let failures = u32::try_from(claims).unwrap_or(u32::MAX);
+    let wait = asked.unwrap_or_else(|| backoff(FIRST_RETRY_WAIT, failures));
     let not_before = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
     let expires = created_at + (config.queue_timeout_secs as i64).saturating_mul(1000);
     (not_before < expires).then_some((why, not_before))
