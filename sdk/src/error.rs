@@ -9,8 +9,10 @@ use std::fmt;
 pub enum Error {
     /// The request is wrong for this model (the client sees 400).
     InvalidRequest(String),
-    /// The vendor refused the operator's credentials. The host logs the message for the
-    /// operator and tells the client only that the credentials were refused.
+    /// The vendor refused the operator's credentials or account: a key it rejects, an
+    /// account suspended or out of credit (refused until the operator acts, so never
+    /// [`Error::RateLimited`]). The host logs the message for the operator and tells the
+    /// client only that the credentials were refused.
     Unauthorized(String),
     /// Slow down; seconds to wait when the vendor says.
     RateLimited(Option<u64>),

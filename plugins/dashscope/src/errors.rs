@@ -4,7 +4,7 @@
 //! HTTP status; its OpenAI-compatible mode nests them as `{"error": {"code", "message"}}`;
 //! failed asynchronous tasks carry `output.code` and `output.message` under a 200. The
 //! code decides first (moderation hides behind a plain 400 as `DataInspectionFailed`, an
-//! account in arrears is `Arrearage`), the status second.
+//! account in arrears is `Arrearage`, refused like a bad key), the status second.
 
 use easel_sdk::http::Response;
 use easel_sdk::serde_json::Value;
@@ -46,13 +46,14 @@ fn classify(code: &str, message: &str, status: Option<u16>, retry_after: Option<
     if lower.contains("datainspection") || lower.contains("data_inspection") || lower.contains("ipinfringement") {
         return Error::ContentRejected(text);
     }
-    // Throttling.RateQuota / Throttling.AllocationQuota and an account in arrears all mean
-    // "not now, not with this quota", which the contract calls rate-limited.
-    if lower.starts_with("throttling") || lower == "arrearage" || lower.contains("quota") || status == Some(429) {
+    // Throttling.RateQuota / Throttling.AllocationQuota mean "not now, not with this quota",
+    // which the contract calls rate-limited.
+    if lower.starts_with("throttling") || lower.contains("quota") || status == Some(429) {
         return Error::RateLimited(retry_after);
     }
-    if lower.contains("invalidapikey") || lower.contains("invalid_api_key") || lower.starts_with("accessdenied")
-        || matches!(status, Some(401 | 403))
+    // An account in arrears is refused until the operator pays: no wait makes it pass.
+    if lower == "arrearage" || lower.contains("invalidapikey") || lower.contains("invalid_api_key")
+        || lower.starts_with("accessdenied") || matches!(status, Some(401 | 403))
     {
         return Error::Unauthorized(text);
     }

@@ -2,10 +2,11 @@
 //! `{"error": {"code", "message", "type"}}` with an HTTP status (the file service answers
 //! `{"success": false, "code", "msg"}`). Moderation refusals are
 //! recognised by their code or message; everything else follows the status (402, EvoLink's
-//! "insufficient quota", counts as a rate limit).
+//! "insufficient quota", is the account's balance run out: refused like a bad key, since no
+//! wait makes it pass).
 
 use easel_sdk::Error;
-use easel_sdk::http::{retry_after_secs, status_error};
+use easel_sdk::http::status_error;
 use easel_sdk::serde_json::Value;
 
 fn is_moderation(code: &str, message: &str) -> bool {
@@ -22,7 +23,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
         return Error::ContentRejected(format!("{code}: {message}"));
     }
     if status == 402 {
-        return Error::RateLimited(retry_after_secs(retry_after));
+        return Error::Unauthorized(format!("{code}: {message}"));
     }
     status_error(status, retry_after, body).unwrap_or_else(|| Error::upstream(format!("status {status}")))
 }

@@ -15,8 +15,9 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
         1000..=1004 => Error::Unauthorized(text),
         // 1100 account exception, 1103 no permission for the resource.
         1100 | 1103 => Error::Unauthorized(text),
-        // 1101 account in arrears, 1102 resource pack used up or expired: quota.
-        1101 | 1102 => Error::RateLimited(retry_after),
+        // 1101 account in arrears, 1102 resource pack used up or expired: refused until the
+        // operator pays, whatever the wait.
+        1101 | 1102 => Error::Unauthorized(text),
         // 1200–1203: bad request, bad parameter, wrong method, unknown resource (model).
         1200..=1203 => Error::InvalidRequest(text),
         // 1300 platform policy, 1301 content safety.

@@ -212,9 +212,9 @@ fn auth_errors_map_to_unauthorized() {
 }
 
 #[test]
-fn quota_and_rate_limits_map_to_rate_limited() {
+fn rate_limits_map_to_rate_limited_and_an_exhausted_account_to_unauthorized() {
     assert_eq!(submit_error(kling_error(429, 1302, "rate limit").header("Retry-After", "7")), Error::RateLimited(Some(7)));
-    assert_eq!(submit_error(kling_error(429, 1102, "resource pack exhausted")), Error::RateLimited(None));
+    assert!(matches!(submit_error(kling_error(429, 1102, "resource pack exhausted")), Error::Unauthorized(m) if m.contains("1102")));
     assert_eq!(submit_error(kling_error(429, 1303, "parallel task over resource pack limit")), Error::RateLimited(None));
 }
 
@@ -239,10 +239,10 @@ fn server_errors_map_to_upstream_unavailable() {
 
 #[test]
 fn every_documented_service_code_has_its_class() {
-    for code in [1000, 1001, 1002, 1003, 1004, 1100, 1103, 1304] {
+    for code in [1000, 1001, 1002, 1003, 1004, 1100, 1101, 1102, 1103, 1304] {
         assert!(matches!(errors::by_code(code, "m", None), Some(Error::Unauthorized(_))), "{code}");
     }
-    for code in [1101, 1102, 1302, 1303] {
+    for code in [1302, 1303] {
         assert_eq!(errors::by_code(code, "m", Some(4)), Some(Error::RateLimited(Some(4))), "{code}");
     }
     for code in [1300, 1301] {

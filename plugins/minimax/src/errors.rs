@@ -14,11 +14,12 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
     Some(match code {
         0 => return None,
         // 1004 not authorized / key and group do not match, 2049 invalid API key,
-        // 2038 voice cloning not enabled for the account (identity check missing).
-        1004 | 2049 | 2038 => Error::Unauthorized(text),
+        // 2038 voice cloning not enabled for the account (identity check missing), 1008
+        // insufficient balance (refused until the operator pays, whatever the wait).
+        1004 | 2049 | 2038 | 1008 => Error::Unauthorized(text),
         // 1002 rate limit, 1039 token (TPM) limit, 1041 connection limit, 2045 request
-        // growth too steep, 1008 insufficient balance, 2056 plan usage limit of the window.
-        1002 | 1039 | 1041 | 2045 | 1008 | 2056 => Error::RateLimited(retry_after),
+        // growth too steep, 2056 plan usage limit of the window.
+        1002 | 1039 | 1041 | 2045 | 2056 => Error::RateLimited(retry_after),
         // 1026 sensitive input, 1027 sensitive output.
         1026 | 1027 => Error::ContentRejected(text),
         // 2013 invalid parameters, 1042 too many invisible or illegal characters,

@@ -142,7 +142,7 @@ fn errors_map_to_typed_errors() {
     assert!(matches!(video_error(base_error(1004, "login fail")), Error::Unauthorized(_)));
     assert!(matches!(video_error(Reply::json(401, json!({}))), Error::Unauthorized(_)));
     assert_eq!(video_error(base_error(1002, "rate limit")), Error::RateLimited(None));
-    assert_eq!(video_error(base_error(1008, "insufficient balance")), Error::RateLimited(None));
+    assert!(matches!(video_error(base_error(1008, "insufficient balance")), Error::Unauthorized(m) if m.contains("balance")));
     assert_eq!(video_error(Reply::json(429, json!({})).header("Retry-After", "3")), Error::RateLimited(Some(3)));
     assert!(matches!(video_error(base_error(1026, "input new_sensitive")), Error::ContentRejected(_)));
     assert!(matches!(video_error(base_error(2013, "invalid params, duration")), Error::InvalidRequest(m) if m.contains("duration")));
@@ -154,10 +154,10 @@ fn errors_map_to_typed_errors() {
 
 #[test]
 fn every_documented_status_code_has_its_class() {
-    for code in [1004, 2049, 2038] {
+    for code in [1004, 2049, 2038, 1008] {
         assert!(matches!(errors::by_code(code, "m", None), Some(Error::Unauthorized(_))), "{code}");
     }
-    for code in [1002, 1039, 1041, 2045, 1008, 2056] {
+    for code in [1002, 1039, 1041, 2045, 2056] {
         assert_eq!(errors::by_code(code, "m", Some(2)), Some(Error::RateLimited(Some(2))), "{code}");
     }
     for code in [1026, 1027] {

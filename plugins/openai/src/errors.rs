@@ -2,7 +2,8 @@
 //!
 //! OpenAI answers `{"error": {"message", "type", "param", "code"}}`. The code and type
 //! decide first (`content_policy_violation` and `moderation_blocked` are 400s, an exhausted
-//! balance is a 429 `insufficient_quota`), the status second.
+//! balance is a 429 `insufficient_quota`, refused like a bad key since no wait makes it
+//! pass), the status second.
 
 use easel_sdk::http::Response;
 use easel_sdk::serde_json::Value;
@@ -24,7 +25,10 @@ pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error
     if code == "content_policy_violation" || code == "moderation_blocked" || (kind == "image_generation_user_error" && message.contains("safety")) {
         return Error::ContentRejected(text);
     }
-    if status == 429 || code == "insufficient_quota" || code == "rate_limit_exceeded" {
+    if code == "insufficient_quota" {
+        return Error::Unauthorized(text);
+    }
+    if status == 429 || code == "rate_limit_exceeded" {
         return Error::RateLimited(retry_after_secs(retry_after));
     }
     match status {

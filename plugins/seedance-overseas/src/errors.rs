@@ -16,9 +16,11 @@ fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Error>
         return Some(Error::ContentRejected(text));
     }
     Some(match code {
-        "AuthenticationError" | "AccessDenied" | "InvalidAccountStatus" => Error::Unauthorized(text),
-        // An overdue account is out of credit: a quota, as llmage's 429 "Insufficient balance".
-        "RateLimitExceeded" | "QuotaExceeded" | "AccountOverdueError" | "SetLimitExceeded" => {
+        // An overdue account is out of credit: refused until the operator pays, like a bad key.
+        "AuthenticationError" | "AccessDenied" | "InvalidAccountStatus" | "AccountOverdueError" => {
+            Error::Unauthorized(text)
+        }
+        "RateLimitExceeded" | "QuotaExceeded" | "SetLimitExceeded" => {
             Error::RateLimited(retry_after)
         }
         "InternalServiceError" | "ServerOverloaded" | "ServiceUnavailable" => Error::UpstreamUnavailable(text),

@@ -214,10 +214,11 @@ fn auth_errors_map_to_unauthorized() {
 }
 
 #[test]
-fn rate_limits_and_overdue_accounts_map_to_rate_limited() {
+fn rate_limits_map_to_rate_limited_and_overdue_accounts_to_unauthorized() {
     assert_eq!(submit_error(ark_error(429, "RateLimitExceeded", "slow down").header("Retry-After", "30")), Error::RateLimited(Some(30)));
     assert_eq!(submit_error(ark_error(429, "QuotaExceeded", "quota")), Error::RateLimited(None));
-    assert_eq!(submit_error(ark_error(403, "AccountOverdueError", "overdue")), Error::RateLimited(None));
+    let overdue = submit_error(ark_error(403, "AccountOverdueError", "overdue"));
+    assert!(matches!(overdue, Error::Unauthorized(m) if m.contains("AccountOverdueError")));
 }
 
 #[test]

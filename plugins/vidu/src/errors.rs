@@ -13,9 +13,9 @@ use easel_sdk::serde_json::Value;
 fn by_reason(reason: &str, message: &str, retry_after: Option<u64>) -> Option<Error> {
     let text = format!("{reason}: {message}");
     Some(match reason {
-        "Unauthorized" | "Forbidden" => Error::Unauthorized(text),
-        // Out of credits is a quota: nothing the request can change, retrying later may work.
-        "CreditInsufficient" | "QuotaExceeded" | "TooManyRequests" | "SystemThrottling" => {
+        // Out of credits: refused until the operator tops up, whatever the wait.
+        "Unauthorized" | "Forbidden" | "CreditInsufficient" => Error::Unauthorized(text),
+        "QuotaExceeded" | "TooManyRequests" | "SystemThrottling" => {
             Error::RateLimited(retry_after)
         }
         "AuditSubmitIllegal" | "TaskPromptPolicyViolation" | "CreationPolicyViolation" => Error::ContentRejected(text),

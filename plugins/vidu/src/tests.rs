@@ -226,13 +226,13 @@ fn a_missing_key_is_unauthorized_without_a_request() {
 }
 
 #[test]
-fn rate_limits_and_credit_exhaustion_map_to_rate_limited() {
+fn rate_limits_map_to_rate_limited_and_credit_exhaustion_to_unauthorized() {
     let e = submit_error(
         Reply::json(429, json!({"code": 429, "reason": "TooManyRequests", "message": "too many requests"})).header("Retry-After", "12"),
     );
     assert_eq!(e, Error::RateLimited(Some(12)));
     let e = submit_error(Reply::json(400, json!({"code": 400, "reason": "CreditInsufficient", "message": "insufficient credits"})));
-    assert_eq!(e, Error::RateLimited(None));
+    assert!(matches!(e, Error::Unauthorized(m) if m.contains("CreditInsufficient")));
 }
 
 #[test]

@@ -42,14 +42,15 @@ fn classify(code: &str, message: &str, status: Option<u16>, retry_after: Option<
     if code.contains("SensitiveContent") || code.contains("ContentSecurity") || code.contains("RiskDetection") {
         return Error::ContentRejected(text);
     }
-    // Rate and quota limits, and an account that ran out of money, all mean "not now".
+    // Rate and quota limits mean "not now".
     if code.contains("RateLimit") || code.contains("QuotaExceeded") || code.contains("SetLimitExceeded")
-        || code == "AccountOverdueError" || code == "ServerOverloaded" || status == Some(429)
+        || code == "ServerOverloaded" || status == Some(429)
     {
         return Error::RateLimited(retry_after);
     }
+    // An account that ran out of money is refused until the operator pays, like a bad key.
     if code.starts_with("Authentication") || code.starts_with("AccessDenied") || code.starts_with("OperationDenied")
-        || matches!(status, Some(401 | 403))
+        || code == "AccountOverdueError" || matches!(status, Some(401 | 403))
     {
         return Error::Unauthorized(text);
     }

@@ -14,14 +14,14 @@ pub fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Er
     let text = format!("{code}: {message}");
     Some(match code {
         // 1000–1004: authentication failed, no token, bad token, token expired; 1110–1112,
-        // 1121: account inactive, missing, locked, locked for violations; 1220: no access
-        // to the API; 1311: the plan does not include the model.
-        "1000" | "1001" | "1002" | "1003" | "1004" | "1110" | "1111" | "1112" | "1121" | "1220"
-        | "1311" => Error::Unauthorized(text),
-        // 1113: account in arrears; 1302–1305: concurrency, rate, daily and traffic limits;
-        // 1308–1310: plan usage caps and an expired plan; 1312: the model is overloaded;
-        // 1313: throttled under the fair-use policy.
-        "1113" | "1302" | "1303" | "1304" | "1305" | "1308" | "1309" | "1310" | "1312" | "1313" => {
+        // 1121: account inactive, missing, locked, locked for violations; 1113: account in
+        // arrears; 1220: no access to the API; 1310: the plan expired; 1311: the plan does
+        // not include the model. Refused until the operator acts, whatever the wait.
+        "1000" | "1001" | "1002" | "1003" | "1004" | "1110" | "1111" | "1112" | "1113" | "1121"
+        | "1220" | "1310" | "1311" => Error::Unauthorized(text),
+        // 1302–1305: concurrency, rate, daily and traffic limits; 1308–1309: plan usage caps;
+        // 1312: the model is overloaded; 1313: throttled under the fair-use policy.
+        "1302" | "1303" | "1304" | "1305" | "1308" | "1309" | "1312" | "1313" => {
             Error::RateLimited(retry_after)
         }
         // 1301: the input or output was judged unsafe (the same code either way).

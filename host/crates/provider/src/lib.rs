@@ -142,7 +142,8 @@ pub enum ProviderError {
     /// The request is wrong for this model (400).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The provider's credentials were refused (502 to the client: it is the operator's key).
+    /// The provider's credentials or account were refused: a bad key, a balance run out (502
+    /// to the client: it is the operator's account, and no wait makes it pass).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     /// Slow down; `retry_after` seconds when the vendor says.

@@ -92,10 +92,10 @@ impl Drop for InFlight<'_> {
 }
 
 /// What a task says when its plugin reports `Unauthorized`: the vendor refused the operator's
-/// credentials, or the plugin found none to send (the host's notes then say which secret was
-/// withheld and why).
-const CREDENTIALS_REFUSED: &str = "the provider's credentials are missing or were refused \
-     (the plugin's own message is in the gateway's log)";
+/// credentials or account (a key it rejects, a balance run out), or the plugin found none to
+/// send (the host's notes then say which secret was withheld and why).
+const CREDENTIALS_REFUSED: &str = "the provider's credentials are missing or were refused, \
+     or its account is out of credit (the plugin's own message is in the gateway's log)";
 
 fn with_notes(e: ProviderError, notes: &[String]) -> ProviderError {
     if notes.is_empty() {

@@ -31,13 +31,13 @@ fn missing_key_is_unauthorized_without_any_request() {
 }
 
 #[test]
-fn throttling_and_arrears_are_rate_limited_with_retry_after() {
+fn throttling_is_rate_limited_with_retry_after_and_arrears_unauthorized() {
     let e = submit_against(vendor_error(429, "Throttling.RateQuota", "Requests rate limit exceeded.").header("Retry-After", "20"));
     assert_eq!(e, Error::RateLimited(Some(20)));
     let e = submit_against(vendor_error(429, "Throttling.AllocationQuota", "Free allocated quota exceeded."));
     assert_eq!(e, Error::RateLimited(None));
     let e = submit_against(vendor_error(400, "Arrearage", "Access denied, please make sure your account is in good standing."));
-    assert_eq!(e, Error::RateLimited(None));
+    assert!(matches!(e, Error::Unauthorized(m) if m.contains("Arrearage")));
 }
 
 #[test]

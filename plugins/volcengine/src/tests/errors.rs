@@ -24,13 +24,14 @@ fn authentication_errors_are_unauthorized() {
 }
 
 #[test]
-fn rate_quota_and_overdue_accounts_are_rate_limited() {
+fn rate_and_quota_limits_are_rate_limited_and_overdue_accounts_unauthorized() {
     assert_eq!(
         submit_against(ark_error(429, "RateLimitExceeded.EndpointRPMExceeded", "too many requests").header("retry-after", "30")),
         Error::RateLimited(Some(30))
     );
     assert_eq!(submit_against(ark_error(429, "QuotaExceeded", "quota exceeded")), Error::RateLimited(None));
-    assert_eq!(submit_against(ark_error(403, "AccountOverdueError", "account overdue")), Error::RateLimited(None));
+    let overdue = submit_against(ark_error(403, "AccountOverdueError", "account overdue"));
+    assert!(matches!(overdue, Error::Unauthorized(m) if m.contains("AccountOverdueError")));
 }
 
 #[test]
