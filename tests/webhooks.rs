@@ -65,7 +65,8 @@ async fn webhooks_are_signed_and_retried_until_delivered() {
 
 /// A receiver that takes the request and never answers holds its own attempts until the
 /// timeout (10 s by default), at most eight at once however many are due for it (more than
-/// the deliverer's 32 slots here), and never the deliveries to other receivers.
+/// the deliverer's 32 slots here, and more than a claim's first pass ranks, so the other
+/// receiver's row is found behind them), and never the deliveries to other receivers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_answers_holds_up_no_other() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -89,7 +90,7 @@ async fn silent_receiver_on(backend: Backend) {
     let job = |url: &str| json!({"capability": "image.generate", "prompt": "hook", "width": 16, "height": 16, "webhookUrl": url});
 
     let mut silent_jobs = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..80 {
         let (status, created) = host.post("/api/v1/jobs", &job(&silent_url)).await;
         assert_eq!(status, 202, "{created}");
         silent_jobs.push(created["job"]["id"].as_str().unwrap().to_string());

@@ -55,8 +55,9 @@ impl Outcome {
         Outcome::Failed(error.to_string())
     }
 
-    /// The stored form of this outcome.
-    fn ending(self) -> Ending {
+    /// The stored form of this outcome, ended by the holder of `claim` when given (see
+    /// [`Ending::claim`]).
+    fn ending(self, claim: Option<i64>) -> Ending {
         let queued_only = matches!(self, Outcome::Withdrawn | Outcome::Expired);
         let (status, outputs, usage, error) = match self {
             Outcome::Succeeded { outputs, usage } => (
@@ -85,6 +86,7 @@ impl Outcome {
             usage,
             error,
             queued_only,
+            claim,
         }
     }
 }
@@ -166,7 +168,21 @@ pub async fn claim(engine: &Engine) -> anyhow::Result<Option<(Task, Slot)>> {
 
 /// Moves a live task to its terminal status; `None` when it was already terminal.
 pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Result<Option<Task>> {
-    let ending = outcome.ending();
+    end(engine, id, outcome.ending(None)).await
+}
+
+/// Ends `held`, the task as its holder claimed it: as [`finish`] does, but only while the task
+/// is still running in that claim, so a holder whose lease lapsed and whose task another
+/// worker claimed since changes nothing (`None`, as for a task already ended).
+pub async fn finish_held(
+    engine: &Engine,
+    held: &Task,
+    outcome: Outcome,
+) -> anyhow::Result<Option<Task>> {
+    end(engine, &held.id, outcome.ending(Some(held.attempts))).await
+}
+
+async fn end(engine: &Engine, id: &str, ending: Ending) -> anyhow::Result<Option<Task>> {
     let status = ending.status;
     let renderer = engine.clone();
     let webhook_body: tasks::WebhookBody =
@@ -193,16 +209,26 @@ pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Resu
     Ok(task)
 }
 
-/// Records a provider's pending handle; from here on the poller owns the task.
+/// Records a provider's pending handle for `held`, the task as its worker claimed it; from
+/// here on the poller owns the task. False when the worker no longer holds it (it ended, or
+/// its lease lapsed and another worker claimed it): the handle is then not recorded.
 pub async fn mark_pending(
     engine: &Engine,
-    id: &str,
+    held: &Task,
     handle: &str,
     poll_after: Duration,
 ) -> anyhow::Result<bool> {
     let now = now_ms();
     let first_poll = now + engine.config().poll_delay(poll_after).as_millis() as i64;
-    tasks::mark_pending(engine.store(), id, handle, first_poll, now).await
+    tasks::mark_pending(
+        engine.store(),
+        &held.id,
+        held.attempts,
+        handle,
+        first_poll,
+        now,
+    )
+    .await
 }
 
 /// Why a task went back to the queue: the `reason` label of `easel_tasks_requeued_total`.
@@ -227,19 +253,23 @@ impl Requeued {
     }
 }
 
-/// Puts a running task of `provider` back in the queue, to be claimed again no sooner than
-/// `not_before` (ms) when given.
+/// Puts task `id` of `provider`, still being submitted in `claim` (its `attempts` when
+/// claimed), back in the queue, to be claimed again no sooner than `not_before` (ms) when
+/// given. False, with nothing changed, when it is no longer being submitted in that claim.
 pub async fn requeue(
     engine: &Engine,
     id: &str,
+    claim: i64,
     provider: &str,
     why: Requeued,
     not_before: Option<i64>,
-) -> anyhow::Result<()> {
-    tasks::requeue(engine.store(), id, not_before, now_ms()).await?;
+) -> anyhow::Result<bool> {
+    if !tasks::requeue(engine.store(), id, claim, not_before, now_ms()).await? {
+        return Ok(false);
+    }
     crate::metrics::get().task_requeued(provider, why.label());
     engine.queued_signal().notify_one();
-    Ok(())
+    Ok(true)
 }
 
 /// Stores progress and, for pending tasks, when to poll next.

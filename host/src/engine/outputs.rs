@@ -67,9 +67,10 @@ impl std::fmt::Display for Unusable {
 impl std::error::Error for Unusable {}
 
 /// Stores the outputs, then marks the task succeeded with them; a link that cannot be copied
-/// marks it failed with the reason instead, unless it is a by-product (left out). Files stored
-/// for a task that ended meanwhile (a cancel, or a recovery elsewhere) are removed again:
-/// nothing would name them.
+/// marks it failed with the reason instead, unless it is a by-product (left out). `task` is as
+/// its holder took it, and ends only while still held so (see [`lifecycle::finish_held`]).
+/// Files stored for a task that ended meanwhile (a cancel, or a recovery elsewhere) are
+/// removed again: nothing would name them.
 pub async fn succeed(
     engine: &Engine,
     task: &Task,
@@ -89,7 +90,7 @@ pub async fn succeed(
             Err(error) => return Err(error),
         },
     };
-    if lifecycle::finish(engine, &task.id, outcome)
+    if lifecycle::finish_held(engine, task, outcome)
         .await?
         .is_none()
         && !stored.is_empty()

@@ -163,7 +163,8 @@ async fn sweep(engine: &Engine, judge_leases: bool) -> anyhow::Result<()> {
             }
             Some(provider) if provider.submit_is_idempotent() => {
                 tracing::info!(task = %id, provider = %provider_id, "re-queueing a task interrupted mid-submit");
-                lifecycle::requeue(engine, &id, &provider_id, Requeued::Interrupted, None).await?;
+                let why = Requeued::Interrupted;
+                lifecycle::requeue(engine, &id, attempts, &provider_id, why, None).await?;
             }
             Some(_) => {
                 let reason = format!(
@@ -370,8 +371,9 @@ mod tests {
         let pending = async |engine: &Engine, provider: &str| {
             let id = interrupted_task(engine, provider, false).await;
             let wait = Duration::from_secs(60);
+            let held = engine.fetch(&id).await.unwrap().unwrap();
             assert!(
-                lifecycle::mark_pending(engine, &id, "h", wait)
+                lifecycle::mark_pending(engine, &held, "h", wait)
                     .await
                     .unwrap()
             );

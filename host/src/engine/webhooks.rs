@@ -107,7 +107,7 @@ async fn claim_due<'a>(
     at_most: usize,
     running: impl Iterator<Item = &'a String>,
 ) -> anyhow::Result<Vec<DueWebhook>> {
-    let mut per_url: HashMap<&str, usize> = HashMap::new();
+    let mut per_url: HashMap<&str, i64> = HashMap::new();
     for url in running {
         *per_url.entry(url).or_default() += 1;
     }
@@ -119,7 +119,7 @@ async fn claim_due<'a>(
         claim_until,
         at_most as i64,
         PER_RECEIVER as i64,
-        &serde_json::to_string(&per_url)?,
+        &per_url,
     )
     .await
 }

@@ -10,7 +10,9 @@
 //! left to the poller, so a slow vendor never holds a worker. A submit the vendor refused for
 //! now goes back to the queue with a time before which no claim takes it ([`again`] says
 //! which refusals, and how long), so a brief rate limit does not fail a job; a worker never
-//! sleeps on one. Every change a worker makes to its task goes through [`lifecycle`].
+//! sleeps on one. Every change a worker makes to its task goes through [`lifecycle`] and
+//! lands only while the task is still held in the claim the worker took: a worker whose lease
+//! lapsed and whose task was recovered changes nothing, and cancels the vendor job it made.
 
 use std::{
     sync::{
@@ -73,9 +75,9 @@ async fn execute(engine: &Engine, task: Task) {
     if let Err(error) = result {
         tracing::warn!(task = %task.id, %error, "task failed in the engine");
         if !engine.shutdown_token().is_cancelled() {
-            let _ = lifecycle::finish(
+            let _ = lifecycle::finish_held(
                 engine,
-                &task.id,
+                &task,
                 Outcome::Failed(failure_reason("Internal error", &error)),
             )
             .await;
@@ -90,7 +92,7 @@ async fn submit(
 ) -> anyhow::Result<()> {
     let Some(provider) = engine.registry().provider(&task.provider) else {
         let reason = format!("Provider {} is not loaded.", task.provider);
-        lifecycle::finish(engine, &task.id, Outcome::Failed(reason)).await?;
+        lifecycle::finish_held(engine, task, Outcome::Failed(reason)).await?;
         return Ok(());
     };
     let mut request = task.generation_request()?;
@@ -107,7 +109,7 @@ async fn submit(
     )
     .await
     {
-        lifecycle::finish(engine, &task.id, Outcome::Failed(reason)).await?;
+        lifecycle::finish_held(engine, task, Outcome::Failed(reason)).await?;
         return Ok(());
     }
     let ctx = CallContext {
@@ -140,19 +142,20 @@ async fn record(
     let cancelled = token.is_cancelled();
     match answer {
         Ok(Submission::Pending { handle, poll_after }) => {
-            lifecycle::mark_pending(engine, &task.id, &handle, poll_after).await?;
-            if cancelled && let Some(task) = engine.fetch(&task.id).await? {
+            if !lifecycle::mark_pending(engine, task, &handle, poll_after).await? {
+                abandon(engine, task, &handle).await;
+            } else if cancelled && let Some(task) = engine.fetch(&task.id).await? {
                 engine.cancel_pending(&task).await?;
             }
         }
         _ if cancelled => {
-            lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
+            lifecycle::finish_held(engine, task, Outcome::Cancelled).await?;
         }
         Ok(Submission::Finished { outputs, usage }) => {
             outputs::succeed(engine, task, outputs, usage).await?;
         }
         Err(ProviderError::Cancelled) => {
-            lifecycle::finish(engine, &task.id, Outcome::Cancelled).await?;
+            lifecycle::finish_held(engine, task, Outcome::Cancelled).await?;
         }
         Err(error) => match again(
             engine.config(),
@@ -163,15 +166,36 @@ async fn record(
             now_ms(),
         ) {
             Some((why, not_before)) => {
-                tracing::info!(task = %task.id, %error, attempts = task.attempts, "the vendor refused the submit for now; queued again");
-                lifecycle::requeue(engine, &task.id, &task.provider, why, Some(not_before)).await?;
+                let claim = task.attempts;
+                let retry_at = Some(not_before);
+                if lifecycle::requeue(engine, &task.id, claim, &task.provider, why, retry_at)
+                    .await?
+                {
+                    tracing::info!(task = %task.id, %error, attempts = claim, "the vendor refused the submit for now; queued again");
+                }
             }
             None => {
-                lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
+                lifecycle::finish_held(engine, task, Outcome::failed_by(&task.id, &error)).await?;
             }
         },
     }
     Ok(())
+}
+
+/// Cancels at its vendor the job `handle` names, made for `task` by a worker that no longer
+/// holds it (its lease lapsed and the task was recovered, or it ended meanwhile): no poller
+/// will ever follow that job, so it is only a bill. The task itself is not touched.
+async fn abandon(engine: &Engine, task: &Task, handle: &str) {
+    tracing::warn!(task = %task.id, handle, "the task was no longer held when its vendor job was made; cancelling that job");
+    let Some(provider) = engine.registry().provider(&task.provider) else {
+        return;
+    };
+    let ctx = CallContext::detached(task.id.clone());
+    let cancelled =
+        crate::metrics::measure_call(&task.provider, "cancel", provider.cancel(handle, &ctx)).await;
+    if let Err(error) = cancelled {
+        tracing::warn!(task = %task.id, %error, "cancelling an abandoned vendor job failed");
+    }
 }
 
 /// The first wait before a refused submit is tried again, when the vendor named none; it
@@ -269,7 +293,109 @@ fn progress_sink(engine: &Engine, id: &str, per_step: bool) -> ProgressSink {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
     use super::*;
+    use crate::{
+        config::Config,
+        engine::{
+            NewTask,
+            provider::{GenerationRequest, ModelInfo, Provider},
+            task::Phase,
+        },
+        server,
+        store::tasks,
+    };
+
+    /// A provider that remembers the handles it was asked to cancel.
+    #[derive(Default)]
+    struct RemembersCancels(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl Provider for RemembersCancels {
+        fn id(&self) -> &str {
+            "remembers"
+        }
+        fn models(&self) -> Vec<ModelInfo> {
+            Vec::new()
+        }
+        fn submit_is_idempotent(&self) -> bool {
+            true
+        }
+        async fn submit(
+            &self,
+            _: &GenerationRequest,
+            _: &CallContext,
+        ) -> Result<Submission, ProviderError> {
+            Err(ProviderError::Internal("not called in this test".into()))
+        }
+        async fn cancel(&self, handle: &str, _: &CallContext) -> Result<(), ProviderError> {
+            self.0.lock().unwrap().push(handle.to_string());
+            Ok(())
+        }
+    }
+
+    /// A worker whose lease lapsed, and whose task was recovered and claimed by another
+    /// worker meanwhile, records nothing of what its vendor answered: the new holder's claim
+    /// stands, and a vendor job made for the lost claim is cancelled at the vendor, since
+    /// nobody will follow it.
+    #[tokio::test]
+    async fn a_worker_that_lost_its_claim_records_nothing_and_cancels_its_vendor_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = server::build(Config::embedded(dir.path().to_path_buf()))
+            .await
+            .unwrap();
+        let engine = host.engine;
+        let provider = Arc::new(RemembersCancels::default());
+        engine.registry().upsert(provider.clone());
+        let request = GenerationRequest {
+            capability: "image.generate".into(),
+            model: "m".into(),
+            prompt: "p".into(),
+            params: Default::default(),
+            inputs: Vec::new(),
+        };
+        let (store, now) = (engine.store(), now_ms());
+        let new = NewTask::for_tests("remembers", request);
+        tasks::insert(store, "job_lost", &new, now, tasks::Start::Queued)
+            .await
+            .unwrap();
+        let providers = ["remembers".to_string()];
+        let claim = |worker| tasks::claim(store, now, now + 30_000, worker, &providers);
+        let lost = claim("wrk_a").await.unwrap().unwrap();
+        assert!(
+            tasks::requeue(store, "job_lost", lost.attempts, None, now)
+                .await
+                .unwrap()
+        );
+        claim("wrk_b").await.unwrap().unwrap();
+
+        let token = tokio_util::sync::CancellationToken::new();
+        let made = Ok(Submission::Pending {
+            handle: "h_lost".into(),
+            poll_after: Duration::from_secs(5),
+        });
+        record(&engine, &lost, &token, made, true).await.unwrap();
+        let refused = Err(ProviderError::UpstreamUnavailable("502".into()));
+        record(&engine, &lost, &token, refused, true).await.unwrap();
+        let failed = Err(ProviderError::InvalidRequest("size".into()));
+        record(&engine, &lost, &token, failed, true).await.unwrap();
+
+        let task = engine.fetch("job_lost").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                task.status,
+                task.phase,
+                task.attempts,
+                task.worker_id.as_deref()
+            ),
+            (Status::Running, Some(Phase::Submitting), 2, Some("wrk_b"))
+        );
+        assert_eq!(task.pending_handle, None);
+        assert_eq!(*provider.0.lock().unwrap(), ["h_lost"]);
+    }
 
     fn limited(secs: Option<u64>) -> ProviderError {
         ProviderError::RateLimited {

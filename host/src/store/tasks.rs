@@ -23,6 +23,7 @@
 //!   itself, after taking one advisory lock on PostgreSQL, so that no two hosts count the same
 //!   free slot (SQLite's single writer runs the statement alone).
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use sqlx::FromRow;
@@ -92,6 +93,11 @@ pub struct Ending {
     /// Whether only a queued task may end so (an expiry, a cancel of a queued task): one a
     /// worker claimed meanwhile is left to its holder.
     pub queued_only: bool,
+    /// The claim its holder ends it in (the task's `attempts` when claimed): the ending then
+    /// lands only while the task is still running in that claim, so a holder whose lease
+    /// lapsed and whose task was claimed again since changes nothing. `None` for an ending
+    /// not made by the task's holder.
+    pub claim: Option<i64>,
 }
 
 /// A held task whose lease lapsed, claimed for recovery.
@@ -569,23 +575,27 @@ pub async fn extend_leases(
     Ok(cancel_requested)
 }
 
-/// Hands a running task to the poller: phase `pending` with the provider's `handle`, first
-/// polled at `wake_at`. False when the task is no longer running.
+/// Hands a task its worker is submitting in `claim` (its `attempts` when claimed) to the
+/// poller: phase `pending` with the provider's `handle`, first polled at `wake_at`. False
+/// when the task is no longer being submitted in that claim (it ended, or its lease lapsed
+/// and it was claimed again).
 pub async fn mark_pending(
     store: &Store,
     id: &str,
+    claim: i64,
     handle: &str,
     wake_at: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE tasks SET phase = 'pending', pending_handle = $2, wake_at = $3, updated_at = $4 \
-         WHERE id = $1 AND status = 'running'",
+         WHERE id = $1 AND status = 'running' AND phase = 'submitting' AND attempts = $5",
     )
     .bind(id)
     .bind(handle)
     .bind(wake_at)
     .bind(now)
+    .bind(claim)
     .execute(&mut *store.writer().await?)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -611,24 +621,27 @@ pub async fn extend_poll_claim(
     Ok(extended.rows_affected() == 1)
 }
 
-/// Puts a running task back in the queue, not to be claimed before `not_before` (ms) when
-/// given: a queued task's `wake_at`.
+/// Puts a task still being submitted in `claim` (its `attempts` when claimed) back in the
+/// queue, not to be claimed before `not_before` (ms) when given: a queued task's `wake_at`.
+/// False when it is no longer being submitted in that claim.
 pub async fn requeue(
     store: &Store,
     id: &str,
+    claim: i64,
     not_before: Option<i64>,
     now: i64,
-) -> anyhow::Result<()> {
-    sqlx::query(
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
         "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = $3, updated_at = $2 \
-         WHERE id = $1 AND status = 'running'",
+         WHERE id = $1 AND status = 'running' AND phase = 'submitting' AND attempts = $4",
     )
     .bind(id)
     .bind(now)
     .bind(not_before)
+    .bind(claim)
     .execute(&mut *store.writer().await?)
     .await?;
-    Ok(())
+    Ok(updated.rows_affected() == 1)
 }
 
 /// Stores a running task's progress and next `wake_at`, each only when given.
@@ -894,6 +907,7 @@ impl Write {
                     &ending.error,
                     now,
                     &i64::from(ending.queued_only),
+                    &ending.claim.unwrap_or(0),
                 ],
             )?
             .map(|task| Written::Finished(Some(task))),
@@ -1093,13 +1107,15 @@ async fn finish_on(
 }
 
 /// The terminal update of [`finish`]: `$1` the id, `$2` the status, `$3` outputs, `$4` usage,
-/// `$5` the error, `$6` now, for tasks that also meet `condition` (SQL text).
+/// `$5` the error, `$6` now, `$7` 1 for [queued only](Ending::queued_only), `$8` the
+/// [claim](Ending::claim) or 0, for tasks that also meet `condition` (SQL text).
 fn finish_sql(condition: &str) -> String {
     format!(
         "UPDATE tasks SET status = $2, outputs = $3, usage = $4, error = $5, \
          progress = CASE WHEN $2 = 'succeeded' THEN 1.0 ELSE progress END, \
          phase = NULL, pending_handle = NULL, wake_at = NULL, finished_at = $6, updated_at = $6 \
-         WHERE id = $1 AND (status = 'queued' OR (status = 'running' AND $7 = 0)) {condition} \
+         WHERE id = $1 AND (status = 'queued' OR (status = 'running' AND $7 = 0)) \
+         AND ($8 = 0 OR (status = 'running' AND attempts = $8)) {condition} \
          RETURNING {COLUMNS}"
     )
 }
@@ -1129,6 +1145,7 @@ where
         .bind(&ending.error)
         .bind(now)
         .bind(i64::from(ending.queued_only))
+        .bind(ending.claim.unwrap_or(0))
         .fetch_optional(executor)
         .await?)
 }
@@ -1313,17 +1330,109 @@ pub async fn succeeded_by_model(
 
 /// Claims up to `limit` outbox rows due at `now` (not delivered, not given up) by moving
 /// their next attempt to `claim_until`, so a crash mid-attempt means one more attempt later.
-/// No URL gets more than `per_receiver` rows less its attempts already running, as
-/// `running` (a JSON object: URL → count) says: one receiver's backlog never takes every
-/// slot. The outer `WHERE` checks the row is still due, so a row another host claimed
-/// first (PostgreSQL re-checks it after that host commits) is skipped, not claimed twice.
+/// No URL gets more than `per_receiver` rows less its attempts already `running` here: one
+/// receiver's backlog never takes every slot. The outer `WHERE` checks the row is still due,
+/// so a row another host claimed first (PostgreSQL re-checks it after that host commits) is
+/// skipped, not claimed twice.
+///
+/// The rows are ranked per URL among the first [`DUE_WINDOW`] due ones (the oldest first), so
+/// a claim costs the same however large the backlog. Only when that window is full and yields
+/// fewer than `limit` rows (receivers at their limit fill it: a dead receiver's backlog) is
+/// every URL with undelivered rows looked at, one index seek each, for the rows behind them.
 pub async fn claim_due_webhooks(
     store: &Store,
     now: i64,
     claim_until: i64,
     limit: i64,
     per_receiver: i64,
-    running: &str,
+    running: &HashMap<&str, i64>,
+) -> anyhow::Result<Vec<DueWebhook>> {
+    let mut claimed = claim_webhooks_among(
+        store,
+        &CLAIM_FIRST_DUE,
+        now,
+        claim_until,
+        limit,
+        per_receiver,
+        running,
+    )
+    .await?;
+    let short = limit - claimed.len() as i64;
+    if short == 0 {
+        return Ok(claimed);
+    }
+    // The window held `DUE_WINDOW` rows when as many are still due as it held less the ones
+    // just claimed.
+    let window_left = DUE_WINDOW - claimed.len() as i64;
+    let (still_due,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT 1 FROM webhook_outbox \
+         WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 LIMIT $2) due",
+    )
+    .bind(now)
+    .bind(window_left)
+    .fetch_one(&mut *store.writer().await?)
+    .await?;
+    if still_due < window_left {
+        return Ok(claimed);
+    }
+    let mut now_running = running.clone();
+    for webhook in &claimed {
+        *now_running.entry(webhook.url.as_str()).or_default() += 1;
+    }
+    let behind = claim_webhooks_among(
+        store,
+        &CLAIM_PER_RECEIVER,
+        now,
+        claim_until,
+        short,
+        per_receiver,
+        &now_running,
+    )
+    .await?;
+    claimed.extend(behind);
+    Ok(claimed)
+}
+
+/// Due outbox rows ranked per URL in a claim's first, cheap pass (see [`claim_due_webhooks`]).
+const DUE_WINDOW: i64 = 64;
+
+/// An outbox row still to deliver: neither delivered nor given up (the condition of the
+/// outbox's partial indexes, migration `webhook_outbox_indexes`).
+const PENDING: &str = "delivered_at IS NULL AND gave_up_at IS NULL";
+
+/// The first pass: the oldest [`DUE_WINDOW`] due rows, ranked per URL.
+static CLAIM_FIRST_DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, url, next_attempt_at FROM (SELECT id, url, next_attempt_at FROM webhook_outbox \
+         WHERE {PENDING} AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT {DUE_WINDOW}) first_due"
+    )
+});
+
+/// The second pass: every URL with undelivered rows, found by skipping from one to the next
+/// along the index `webhook_pending_by_url`, and up to `$4` of its due rows each.
+static CLAIM_PER_RECEIVER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH RECURSIVE receivers(url) AS (\
+           SELECT MIN(url) FROM webhook_outbox WHERE {PENDING} \
+           UNION ALL \
+           SELECT (SELECT MIN(url) FROM webhook_outbox WHERE {PENDING} AND url > receivers.url) \
+           FROM receivers WHERE url IS NOT NULL) \
+         SELECT o.id, o.url, o.next_attempt_at FROM receivers r JOIN webhook_outbox o ON o.id IN (\
+           SELECT id FROM webhook_outbox WHERE url = r.url AND {PENDING} AND next_attempt_at <= $1 \
+           ORDER BY next_attempt_at, id LIMIT $4)"
+    )
+});
+
+/// Claims, among the rows `candidates` gives (SQL text: `id`, `url`, `next_attempt_at`), up
+/// to `limit` in the oldest first, no URL above `per_receiver` less what runs of it.
+async fn claim_webhooks_among(
+    store: &Store,
+    candidates: &str,
+    now: i64,
+    claim_until: i64,
+    limit: i64,
+    per_receiver: i64,
+    running: &HashMap<&str, i64>,
 ) -> anyhow::Result<Vec<DueWebhook>> {
     // A URL is any text, so it is looked up as a key, never read as a JSON path.
     let running_here = match store.backend {
@@ -1334,12 +1443,11 @@ pub async fn claim_due_webhooks(
     };
     Ok(sqlx::query_as(&format!(
         "UPDATE webhook_outbox SET next_attempt_at = $2 \
-         WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 AND id IN (\
+         WHERE {PENDING} AND next_attempt_at <= $1 AND id IN (\
            SELECT id FROM (\
              SELECT id, url, next_attempt_at, \
                ROW_NUMBER() OVER (PARTITION BY url ORDER BY next_attempt_at, id) AS nth \
-             FROM webhook_outbox \
-             WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1) due \
+             FROM ({candidates}) candidates) due \
            WHERE nth <= $4 - COALESCE(({running_here}), 0) \
            ORDER BY next_attempt_at LIMIT $3) \
          RETURNING id, url, body, attempts"
@@ -1348,7 +1456,7 @@ pub async fn claim_due_webhooks(
     .bind(claim_until)
     .bind(limit)
     .bind(per_receiver)
-    .bind(running)
+    .bind(serde_json::to_string(running)?)
     .fetch_all(&mut *store.writer().await?)
     .await?)
 }
@@ -1418,6 +1526,7 @@ mod tests {
             usage: None,
             error: (status != Status::Succeeded).then(|| "ended".to_string()),
             queued_only: false,
+            claim: None,
         }
     }
 
@@ -1464,15 +1573,84 @@ mod tests {
         let claim = |at: i64| super::claim(&store, at, at + 30_000, "wrk", &providers);
         let first = claim(now).await.unwrap().unwrap();
         assert_eq!((first.id.as_str(), first.attempts), ("job_first", 1));
-        super::requeue(&store, "job_first", Some(now + 5_000), now)
-            .await
-            .unwrap();
+        assert!(
+            super::requeue(&store, "job_first", 1, Some(now + 5_000), now)
+                .await
+                .unwrap()
+        );
 
         let next = claim(now + 1).await.unwrap().unwrap();
         assert_eq!(next.id, "job_second", "the waiting task is passed over");
         assert!(claim(now + 4_999).await.unwrap().is_none());
         let again = claim(now + 5_000).await.unwrap().unwrap();
         assert_eq!((again.id.as_str(), again.attempts), ("job_first", 2));
+    }
+
+    /// A worker whose claim was recovered and taken again by another changes nothing with
+    /// it: neither its vendor's handle, nor a requeue, nor an ending lands, while the new
+    /// holder's do.
+    #[tokio::test]
+    async fn a_holder_that_lost_its_claim_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        let new = NewTask::for_tests("p", chat_request());
+        let now = now_ms();
+        insert(&store, "job_held", &new, now, Start::Queued)
+            .await
+            .unwrap();
+        let providers = ["p".to_string()];
+        let claim = |worker| super::claim(&store, now, now + 30_000, worker, &providers);
+        let lost = claim("wrk_a").await.unwrap().unwrap();
+        // The sweeper recovers the lapsed claim and another worker takes the task.
+        assert!(
+            super::requeue(&store, "job_held", lost.attempts, None, now)
+                .await
+                .unwrap()
+        );
+        let holder = claim("wrk_b").await.unwrap().unwrap();
+        assert_eq!((lost.attempts, holder.attempts), (1, 2));
+
+        let body: super::WebhookBody = Arc::new(|_: &Task| String::new());
+        let held_by = |attempts: i64, status: Status| Ending {
+            claim: Some(attempts),
+            ..ending(status)
+        };
+        let stale = [
+            super::mark_pending(&store, "job_held", lost.attempts, "h_a", now, now).await,
+            super::requeue(&store, "job_held", lost.attempts, None, now).await,
+        ];
+        assert!(stale.into_iter().all(|changed| !changed.unwrap()));
+        for status in [Status::Succeeded, Status::Failed] {
+            let ended = finish(
+                &store,
+                "job_held",
+                held_by(lost.attempts, status),
+                now,
+                body.clone(),
+            );
+            assert!(ended.await.unwrap().is_none(), "{status:?}");
+        }
+        let task = super::fetch(&store, "job_held").await.unwrap().unwrap();
+        assert_eq!(
+            (task.status, task.phase, task.worker_id.as_deref()),
+            (
+                Status::Running,
+                Some(super::Phase::Submitting),
+                Some("wrk_b")
+            )
+        );
+
+        let marked = super::mark_pending(&store, "job_held", holder.attempts, "h_b", now, now);
+        assert!(marked.await.unwrap());
+        let ended = finish(
+            &store,
+            "job_held",
+            held_by(holder.attempts, Status::Succeeded),
+            now,
+            body,
+        );
+        let task = ended.await.unwrap().expect("the holder's ending lands");
+        assert_eq!(task.status, Status::Succeeded);
     }
 
     /// [`super::column`] finds each column where `COLUMNS` lists it.
@@ -1553,6 +1731,71 @@ mod tests {
             let plan = plan(&store, sql).await;
             assert!(plan.contains(wanted), "{wanted} not used by {sql}:\n{plan}");
             assert!(!plan.contains("FOR ORDER BY"), "a sort in {sql}:\n{plan}");
+        }
+    }
+
+    /// A claim of due webhooks takes at most the receivers' limit of each URL, the oldest
+    /// first, and finds a receiver whose rows wait behind more due rows than its first pass
+    /// ranks; both passes read the outbox through its partial indexes.
+    #[tokio::test]
+    async fn a_webhook_claim_finds_the_receivers_behind_a_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        let due = async |id: String, url: &str, at: i64| {
+            sqlx::query(
+                "INSERT INTO webhook_outbox (id, task_id, url, body, next_attempt_at, created_at) \
+                 VALUES ($1, 'job_t', $2, '{}', $3, 0)",
+            )
+            .bind(id)
+            .bind(url.to_string())
+            .bind(at)
+            .execute(&mut *store.writer().await.unwrap())
+            .await
+            .unwrap();
+        };
+        for n in 0..super::DUE_WINDOW + 36 {
+            due(format!("whk_dead_{n:03}"), "http://dead/hook", 1_000 + n).await;
+        }
+        for n in 0..2 {
+            due(format!("whk_alive_{n}"), "http://alive/hook", 5_000 + n).await;
+        }
+        let claim = async |running: &[(&str, i64)]| {
+            let running = running.iter().copied().collect();
+            let claimed = super::claim_due_webhooks(&store, 10_000, 20_000, 24, 8, &running);
+            let mut ids: Vec<String> = claimed.await.unwrap().into_iter().map(|w| w.id).collect();
+            ids.sort();
+            ids
+        };
+        let first = claim(&[("http://dead/hook", 6)]).await;
+        let oldest_dead = ["whk_dead_000", "whk_dead_001"];
+        assert_eq!(
+            first,
+            [&["whk_alive_0", "whk_alive_1"][..], &oldest_dead].concat()
+        );
+        // Eight of the dead receiver's rows at most, however many are due.
+        let next = claim(&[]).await;
+        assert_eq!(next.len(), 8);
+        assert!(
+            next.iter().all(|id| id.starts_with("whk_dead_")),
+            "{next:?}"
+        );
+        assert_eq!(next[0], "whk_dead_002");
+
+        let first_pass = format!("SELECT * FROM ({})", *super::CLAIM_FIRST_DUE);
+        let second_pass = super::CLAIM_PER_RECEIVER.as_str();
+        for (sql, wanted) in [
+            (
+                first_pass.as_str(),
+                "USING INDEX webhook_pending (next_attempt_at<?)",
+            ),
+            (second_pass, "USING INDEX webhook_pending_by_url (url>?)"),
+            (
+                second_pass,
+                "USING INDEX webhook_pending_by_url (url=? AND next_attempt_at<?)",
+            ),
+        ] {
+            let plan = plan(&store, sql).await;
+            assert!(plan.contains(wanted), "{wanted} not used by {sql}:\n{plan}");
         }
     }
 
