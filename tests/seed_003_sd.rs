@@ -186,6 +186,40 @@ async fn the_callback_example_delivers_003s_payload() {
     );
 }
 
+/// The service's model must do what the request asks: a model mapped to `sd` that cannot
+/// edit images refuses an `init_image` (it used to answer with a text-to-image result, the
+/// init image dropped), one that draws no images refuses a text-to-image request, and
+/// neither request leaves a task behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_refuses_what_it_cannot_do() {
+    let config = "[models]\naliases = { \"sd\" = \"offline/video\" }\n";
+    let host = Host::start(Options::new(Backend::Sqlite).toml(config)).await;
+    let init = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(solid_png(64, 64, 120))
+    );
+    for (body, capability) in [
+        (
+            json!({"prompt": "x", "init_image": init, "strength": 0.7}),
+            "image.edit",
+        ),
+        (json!({"prompt": "x"}), "image.generate"),
+    ] {
+        let (status, answer) = generate(&host, &body).await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(
+            answer["detail"],
+            format!("Model offline/video does not support {capability}")
+        );
+    }
+    let (status, jobs) = host.get("/api/v1/jobs").await;
+    assert_eq!(
+        (status, jobs["jobs"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{jobs}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_follow_the_documented_codes() {
     let host = sd_host().await;

@@ -1,6 +1,8 @@
 //! The front door: the one call that turns a request a dialect parsed into an accepted task.
 //!
-//! [`Engine::admit`] runs, in this order: the parameters against the model's whole schema
+//! [`Engine::admit`] runs, in this order: the model serves the capability asked (a dialect
+//! that picked its model itself, as seed 003's single-model service does, is held to it as
+//! the jobs API's resolution is), the parameters against the model's whole schema
 //! (defaults filled in, see [`ParamsSchema`](crate::engine::provider::schema::ParamsSchema)),
 //! adapters (`loras`) only where the schema declares them, the provider's own
 //! `check_params` (the `local` model's adapters exist and fit), the webhook target against
@@ -23,7 +25,7 @@ use crate::engine::{
     inputs::{self, BadInput, CheckError, Checked, Input},
     limits::Limited,
     provider::{GenerationRequest, ProviderError, schema::InvalidParam},
-    registry::Resolved,
+    registry::{ResolveError, Resolved},
     task::Task,
 };
 use crate::store::limits::ClientLimit;
@@ -150,6 +152,16 @@ impl Engine {
             idempotency,
             priority,
         } = admission;
+        if !resolved.model.capabilities.contains(&capability) {
+            let unsupported = ResolveError::Unsupported {
+                model: resolved.id(),
+                capability,
+            };
+            return Err(Refusal::Invalid(InvalidParam {
+                param: None,
+                message: unsupported.to_string(),
+            }));
+        }
         resolved.schema.apply(&mut params)?;
         check_loras_declared(&resolved, &params)?;
         resolved
