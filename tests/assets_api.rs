@@ -152,6 +152,13 @@ async fn upload_list_get_and_ranged_download() {
     let body = json!({"capability": "image.upscale", "imageUrls": [url], "resolution": "4k"});
     let job = host.run_job(&body).await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    // With the host's address before it, as the seed writes every path, it is the same asset
+    // (it used to be fetched as a remote URL: refused as a loopback address, or answered 401
+    // without a key where private targets are allowed, as here).
+    let absolute =
+        json!({"capability": "image.upscale", "inputUrls": [host.url(url)], "resolution": "4k"});
+    let job = host.run_job(&absolute).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
     let (status, refused) = send(
         host.as_key(Method::POST, "/api/v1/jobs", "key-b")
             .json(&body),

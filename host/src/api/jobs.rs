@@ -22,6 +22,7 @@ use crate::{
         body,
         dialect::{Body, Caller, Dialect, QueryOf},
         error::Error,
+        files::public_base,
         loras,
         openapi::{self, Api, Describe},
         paging::{next_before, page},
@@ -255,8 +256,25 @@ pub fn webhook(task: &Task) -> Value {
 const RATIOS: [&str; 7] = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"];
 const RESOLUTIONS: [&str; 3] = ["480p", "720p", "1080p"];
 
-/// Checks 001's own fields and turns the body into the engine's admission.
-fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admission, Error> {
+/// `url` as the asset views hand it out (`downloadUrl`, relative) when it is this host's own
+/// download link under `base`, the address the client reached it at: seed 001's examples
+/// write every path after the host's address, so a client may send the link so. Any other URL
+/// as sent.
+fn own_link(base: &str, url: String) -> String {
+    match url.strip_prefix(base.trim_end_matches('/')) {
+        Some(path) if path.starts_with("/api/v1/assets/") => path.to_string(),
+        _ => url,
+    }
+}
+
+/// Checks 001's own fields and turns the body into the engine's admission; `base` is the
+/// host's address as the client reached it.
+fn normalize(
+    state: &AppState,
+    client_id: &str,
+    job: JobRequest,
+    base: &str,
+) -> Result<Admission, Error> {
     if Capability::parse(&job.capability).is_none_or(|c| c == Capability::Chat) {
         return Err(Error::bad_request(format!(
             "Unsupported capability: {}",
@@ -331,12 +349,12 @@ fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admis
 
     let mut inputs = Vec::new();
     for url in job.image_urls.unwrap_or_default() {
-        inputs.push(Input::url("imageUrls", "image", None, url));
+        inputs.push(Input::url("imageUrls", "image", None, own_link(base, url)));
     }
     for url in job.input_urls.unwrap_or_default() {
         let kind = crate::assets::content_type_from_name(url.split('?').next().unwrap_or_default())
             .map_or("image", |m| crate::assets::kind_of(&m));
-        inputs.push(Input::url("inputUrls", kind, None, url));
+        inputs.push(Input::url("inputUrls", kind, None, own_link(base, url)));
     }
     for id in job.input_asset_ids.unwrap_or_default() {
         inputs.push(Input::asset("inputAssetIds", None, None, id));
@@ -349,7 +367,7 @@ fn normalize(state: &AppState, client_id: &str, job: JobRequest) -> Result<Admis
         }
         let role = material.label.as_deref();
         inputs.push(match (material.url, material.asset_id) {
-            (Some(url), _) => Input::url("materials", &material.kind, role, url),
+            (Some(url), _) => Input::url("materials", &material.kind, role, own_link(base, url)),
             (None, Some(id)) => Input::asset("materials", Some(&material.kind), role, id),
             (None, None) => {
                 return Err(Error::bad_request(
@@ -395,7 +413,8 @@ async fn create(
     let raw = body.object()?;
     let job: JobRequest = serde_json::from_value(raw.clone())
         .map_err(|e| Error::bad_request(format!("Invalid request: {e}")))?;
-    let mut admission = normalize(&state, &client_id, job)?;
+    let base = public_base(&state, &headers);
+    let mut admission = normalize(&state, &client_id, job, &base)?;
     let idempotency = match headers.get("idempotency-key") {
         Some(value) => {
             let key = value
