@@ -687,6 +687,45 @@ async fn seedance_overseas_on_modelark() {
             "{body}"
         );
     }
+
+    // Seed 002 lists the model for reference-to-video too, with that mode's defaults.
+    use base64::Engine as _;
+    let png = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(fakes::PNG_1X1)
+    );
+    let (_, listed) = easel.host.get("/llmage/v1/models?catelogid=ref2v").await;
+    let listed = listed["data"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|m| m["id"] == "dreamina-seedance-2-0-260128"),
+        "{listed:?}"
+    );
+    let before = bodies(&fake, "POST /api/v3/contents/generations/tasks").len();
+    let ref2v = json!({"model": "dreamina-seedance-2-0-260128", "catelogid": "ref2v",
+                       "prompt": "the kite from the picture", "image_files": [png]});
+    let (status, created) = easel
+        .host
+        .post("/llmage/v1/video/generations", &ref2v)
+        .await;
+    assert_eq!(
+        (status, &created["status"]),
+        (200, &json!("CREATED")),
+        "{created}"
+    );
+    let submitted = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while bodies(&fake, "POST /api/v3/contents/generations/tasks").len() == before {
+        assert!(tokio::time::Instant::now() < submitted, "never submitted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let body = bodies(&fake, "POST /api/v3/contents/generations/tasks")[before].clone();
+    assert_eq!(
+        (body["resolution"].as_str(), body["duration"].as_u64()),
+        (Some("1080p"), Some(12)),
+        "{body}"
+    );
+    assert_eq!(body["content"][1]["role"], "reference_image", "{body}");
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 

@@ -21,13 +21,19 @@ pub fn task_body(request: &GenerationRequest) -> Result<Value> {
         return Err(Error::invalid("Seedance needs a prompt or at least one input"));
     }
     check_roles(&request.inputs)?;
+    // Seed 002's defaults differ in reference mode (any input that is not a frame).
+    let frame = |input: &InputMedia| matches!(input.role.as_deref(), Some("first_frame" | "last_frame"));
+    let (resolution, duration) = match request.inputs.iter().any(|input| !frame(input)) {
+        true => ("1080p", 12),
+        false => ("720p", 5),
+    };
 
     let mut body = Map::new();
     body.insert("model".into(), json!(crate::models::SEEDANCE_2_0));
     body.insert("content".into(), Value::Array(content));
     body.insert("ratio".into(), json!(request.param_str("ratio", "adaptive")?));
-    body.insert("duration".into(), json!(request.param_u64("duration", 5)?));
-    body.insert("resolution".into(), json!(request.param_str("resolution", "720p")?));
+    body.insert("duration".into(), json!(request.param_u64("duration", duration)?));
+    body.insert("resolution".into(), json!(request.param_str("resolution", resolution)?));
     body.insert("generate_audio".into(), json!(request.param_bool("generate_audio", true)?));
     body.insert("watermark".into(), json!(request.param_bool("watermark", false)?));
     for name in ["seed", "return_last_frame"] {

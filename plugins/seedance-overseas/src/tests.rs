@@ -63,12 +63,14 @@ fn manifest_declares_the_model_hosts_and_secrets() {
     assert_eq!(model.capabilities, ["video.generate"]);
     let p = &model.params_schema["properties"];
     assert_eq!(p["resolution"]["enum"], json!(["480p", "720p", "1080p"]));
-    assert_eq!(p["resolution"]["default"], "720p");
+    // Mode-dependent defaults, picked at submit.
+    assert!(p["resolution"].get("default").is_none() && p["duration"].get("default").is_none());
+    assert_eq!(model.extra["catelogid"], json!(["t2v", "i2v", "ref2v"]));
     assert_eq!(p["ratio"]["default"], "adaptive");
     for r in ["16:9", "4:3", "1:1", "3:4", "9:16"] {
         assert!(p["ratio"]["enum"].as_array().unwrap().contains(&json!(r)));
     }
-    assert_eq!((p["duration"]["minimum"].clone(), p["duration"]["maximum"].clone(), p["duration"]["default"].clone()), (json!(4), json!(15), json!(5)));
+    assert_eq!((p["duration"]["minimum"].clone(), p["duration"]["maximum"].clone()), (json!(4), json!(15)));
 }
 
 #[test]
@@ -117,10 +119,16 @@ fn parameters_and_first_last_frames_are_sent_with_roles() {
 }
 
 #[test]
-fn references_carry_images_videos_and_audio() {
+fn references_carry_images_videos_and_audio_with_the_reference_mode_defaults() {
+    let reference_mode = |content: Value| {
+        let mut body = defaults(content);
+        body["resolution"] = json!("1080p");
+        body["duration"] = json!(12);
+        body
+    };
     let s = script()
         .exchange(
-            Expect::post(url()).json(defaults(json!([
+            Expect::post(url()).json(reference_mode(json!([
                 {"type": "text", "text": "use the music"},
                 {"type": "image_url", "image_url": {"url": "https://cdn.example.com/r.png"}, "role": "reference_image"},
                 {"type": "video_url", "video_url": {"url": "https://cdn.example.com/v.mp4"}, "role": "reference_video"},
