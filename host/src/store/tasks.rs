@@ -1381,7 +1381,7 @@ pub async fn claim_due_webhooks(
     }
     let behind = claim_webhooks_among(
         store,
-        &CLAIM_PER_RECEIVER,
+        claim_per_receiver(store.backend),
         now,
         claim_until,
         short,
@@ -1409,17 +1409,42 @@ static CLAIM_FIRST_DUE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The second pass: every URL with undelivered rows, found by skipping from one to the next
-/// along the index `webhook_pending_by_url`, and up to `$4` of its due rows each.
-static CLAIM_PER_RECEIVER: LazyLock<String> = LazyLock::new(|| {
+/// along the index `webhook_pending_by_url`, and up to `$4` of its due rows each, read along
+/// the same index (PostgreSQL joins them laterally: its plan for SQLite's `IN` form reads every
+/// row of each receiver).
+fn claim_per_receiver(backend: Backend) -> &'static str {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{} SELECT o.id, o.url, o.next_attempt_at FROM receivers r \
+             JOIN webhook_outbox o ON o.id IN (SELECT id FROM webhook_outbox \
+             WHERE url = r.url AND {PENDING} AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, id LIMIT $4)",
+            *RECEIVERS
+        )
+    });
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{} SELECT o.id, o.url, o.next_attempt_at FROM receivers r \
+             CROSS JOIN LATERAL (SELECT id, url, next_attempt_at FROM webhook_outbox \
+             WHERE url = r.url AND {PENDING} AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, id LIMIT $4) o",
+            *RECEIVERS
+        )
+    });
+    match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    }
+}
+
+/// Every URL with undelivered rows, one index seek each (`receivers`; a last NULL row ends it).
+static RECEIVERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH RECURSIVE receivers(url) AS (\
            SELECT MIN(url) FROM webhook_outbox WHERE {PENDING} \
            UNION ALL \
            SELECT (SELECT MIN(url) FROM webhook_outbox WHERE {PENDING} AND url > receivers.url) \
-           FROM receivers WHERE url IS NOT NULL) \
-         SELECT o.id, o.url, o.next_attempt_at FROM receivers r JOIN webhook_outbox o ON o.id IN (\
-           SELECT id FROM webhook_outbox WHERE url = r.url AND {PENDING} AND next_attempt_at <= $1 \
-           ORDER BY next_attempt_at, id LIMIT $4)"
+           FROM receivers WHERE url IS NOT NULL)"
     )
 });
 
@@ -1782,7 +1807,7 @@ mod tests {
         assert_eq!(next[0], "whk_dead_002");
 
         let first_pass = format!("SELECT * FROM ({})", *super::CLAIM_FIRST_DUE);
-        let second_pass = super::CLAIM_PER_RECEIVER.as_str();
+        let second_pass = super::claim_per_receiver(super::Backend::Sqlite);
         for (sql, wanted) in [
             (
                 first_pass.as_str(),
