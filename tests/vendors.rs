@@ -19,6 +19,39 @@ use fakes::easel::{Easel, bodies, plays_every_sync_scenario, plays_every_task_sc
 use fakes::{Fake, Scenario};
 use serde_json::{Value, json};
 
+/// Seed 002: HappyHorse's reference-to-video takes at most nine images; a tenth is refused at
+/// the front door, naming the field, before any task is made (it used to fail at submit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happyhorse_references_past_nine_are_refused_before_a_task() {
+    use base64::Engine as _;
+    use fakes::dashscope::{HOST, KEY, routes};
+    let fake = Fake::start(routes).await;
+    let easel = Easel::start("dashscope", &[(HOST, &fake)], &[("DASHSCOPE_API_KEY", KEY)]).await;
+    let png = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(fakes::PNG_1X1)
+    );
+    let ref2v = |images: usize| {
+        json!({"model": "happyhorse-1.0-r2v", "catelogid": "ref2v", "prompt": "the cast",
+               "image_files": vec![png.clone(); images]})
+    };
+    let path = "/llmage/v1/video/generations";
+    let (status, refused) = easel.host.post(path, &ref2v(10)).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"],
+        "image_files: dashscope/happyhorse-1.0-r2v takes at most 9 image inputs; 10 were given"
+    );
+    let (_, jobs) = easel.host.get("/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"], json!([]), "nothing stored");
+    let (status, created) = easel.host.post(path, &ref2v(9)).await;
+    assert_eq!(
+        (status, &created["status"]),
+        (200, &json!("CREATED")),
+        "{created}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashscope_images_video_and_speech() {
     use fakes::dashscope::{HOST, KEY, error_detail, routes};

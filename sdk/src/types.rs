@@ -60,7 +60,10 @@ impl Model {
 
     /// Sets the extras object: `resolutions`, `durations` and `voices` for model lists;
     /// `catelogid` (llmage's categories) and `i2v.required` (the frames image-to-video needs,
-    /// role to field name, such as `{"first_frame": "image1_file"}`: the default) for llmage.
+    /// role to field name, such as `{"first_frame": "image1_file"}`: the default) for llmage;
+    /// `max_inputs` (the most inputs of each kind, such as `{"image": 9}`), counted by the
+    /// host before it accepts a request, so more are refused with a 400 instead of a task
+    /// that fails at submit.
     pub fn extra(mut self, extra: Value) -> Self {
         self.extra = extra;
         self

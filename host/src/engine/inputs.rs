@@ -131,6 +131,8 @@ pub struct BadInput {
 #[derive(Debug)]
 pub struct Checked {
     media: Vec<InputMedia>,
+    /// The field each of `media` came in.
+    fields: Vec<String>,
     /// `(index into media, the upload)` for files still to store.
     uploads: Vec<(usize, UploadFile)>,
 }
@@ -247,6 +249,7 @@ pub async fn check(
 ) -> Result<Checked, CheckError> {
     let mut checked = Checked {
         media: Vec::with_capacity(inputs.len()),
+        fields: Vec::with_capacity(inputs.len()),
         uploads: Vec::new(),
     };
     for Input {
@@ -337,8 +340,50 @@ pub async fn check(
             }
         }
         checked.media.push(media);
+        checked.fields.push(field);
     }
     Ok(checked)
+}
+
+/// How many inputs of each kind `resolved` takes at most, as its manifest's `max_inputs`
+/// extra says (`{"image": 9}`); a kind it does not name is not counted.
+pub fn most_of_each_kind(resolved: &crate::engine::registry::Resolved) -> Vec<(String, usize)> {
+    let Some(most) = resolved
+        .model
+        .extra
+        .get("max_inputs")
+        .and_then(|v| v.as_object())
+    else {
+        return Vec::new();
+    };
+    most.iter()
+        .filter_map(|(kind, n)| Some((kind.clone(), usize::try_from(n.as_u64()?).ok()?)))
+        .collect()
+}
+
+impl Checked {
+    /// Refuses the first input past the `most` of its kind that `model` takes, naming its
+    /// field (kinds as each input was given or stored).
+    pub fn within(&self, most: &[(String, usize)], model: &str) -> Result<(), BadInput> {
+        for (kind, most) in most {
+            let given = self.media.iter().filter(|m| m.kind == *kind).count();
+            if given <= *most {
+                continue;
+            }
+            let past = self
+                .media
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.kind == *kind)
+                .nth(*most)
+                .map_or(0, |(at, _)| at);
+            let field = self.fields[past].clone();
+            let message =
+                format!("{field}: {model} takes at most {most} {kind} inputs; {given} were given");
+            return Err(BadInput { field, message });
+        }
+        Ok(())
+    }
 }
 
 /// Whether an input is an image, by the kind its API gave it or else its type.
@@ -365,7 +410,9 @@ impl Checked {
         assets: &Assets,
         client_id: &str,
     ) -> anyhow::Result<(Vec<InputMedia>, Vec<Asset>)> {
-        let Checked { mut media, uploads } = self;
+        let Checked {
+            mut media, uploads, ..
+        } = self;
         let mut stored = Vec::with_capacity(uploads.len());
         for (index, upload) in uploads {
             let written = assets

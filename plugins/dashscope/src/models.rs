@@ -1,7 +1,7 @@
 //! The manifest's models: keys, parameter schemas (the seeds' field names, enums,
 //! ranges and defaults) and the display extras the Pixel API shows.
 
-use crate::{chat, image, tts};
+use crate::{chat, image, tts, video};
 use easel_sdk::Model;
 use easel_sdk::serde_json::{Map, Value, json};
 
@@ -155,6 +155,10 @@ fn happyhorse(key: &str, name: &str, catalog: &str, resolution: &str, duration: 
     let mut extra = json!({"catelogid": catalog, "resolutions": ["720P", "1080P"]});
     if catalog != "t2v" {
         extra["capabilities"] = json!({"supportsRefImage": true});
+    }
+    if catalog == "ref2v" {
+        // Counted at the host's front door, so more are refused before a task is made.
+        extra["max_inputs"] = json!({"image": video::HAPPYHORSE_MOST_REFERENCES});
     }
     Model::new(key, name, "video").capability("video.generate").params_schema(schema(props)).price_hint(8.0).extra(extra)
 }

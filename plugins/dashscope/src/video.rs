@@ -24,7 +24,7 @@ pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission>
         "wan2.6-r2v" => wan_r2v(request)?,
         "happyhorse-1.0-t2v" => happyhorse(request, None, "720P", 5)?,
         "happyhorse-1.0-i2v" => happyhorse(request, Some(("first_frame", 1)), "720P", 5)?,
-        "happyhorse-1.0-r2v" => happyhorse(request, Some(("reference_image", 9)), "1080P", 15)?,
+        "happyhorse-1.0-r2v" => happyhorse(request, Some(("reference_image", HAPPYHORSE_MOST_REFERENCES)), "1080P", 15)?,
         other => return Err(Error::invalid(format!("dashscope/{other} is not a video model"))),
     };
     let task = client::create_task(region, Family::Video, VIDEO_SYNTHESIS, &body)?;
@@ -114,6 +114,9 @@ fn wan_r2v(request: &GenerationRequest) -> Result<Value> {
     params::copy(request, &mut parameters, &["seed", "shot_type", "audio", "watermark"]);
     Ok(json!({"model": "wan2.6-r2v", "input": input, "parameters": parameters}))
 }
+
+/// Reference images HappyHorse's reference-to-video takes at most (seed 002: "最多9个图片文件").
+pub const HAPPYHORSE_MOST_REFERENCES: usize = 9;
 
 /// HappyHorse 1.0: `media` lists the inputs by type (`first_frame` for i2v, up to nine
 /// `reference_image`s for r2v); `ratio` is left to the model unless the client sets it.
