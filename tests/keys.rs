@@ -46,6 +46,24 @@ async fn keys_of(host: &Host, client: &str) -> Vec<Value> {
     body["keys"].as_array().unwrap().clone()
 }
 
+/// Without `EASEL_ADMIN_KEY` the operator's routes are off, and say how to turn them on (they
+/// answered "Route not found.").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_routes_without_an_admin_key_say_how_to_turn_them_on() {
+    let host = Host::start(Options::new(Backend::Sqlite)).await;
+    for path in ["/admin/plugins", "/metrics"] {
+        let (status, body) = send(host.as_admin(Method::GET, path)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (
+                404,
+                Some("The operator's routes are off on this host: set EASEL_ADMIN_KEY.")
+            ),
+            "{path}"
+        );
+    }
+}
+
 /// On a host without `EASEL_API_KEYS` (loopback only), callers without a key, or with one it
 /// never issued, are the client `local` until it has a client; a key it issued is its
 /// client's, and once revoked it is refused, never served as `local`.
@@ -72,6 +90,22 @@ async fn a_revoked_key_is_refused_even_where_no_key_is_needed() {
             "{key:?}: {body}"
         );
     }
+    // `local` is a client the operator's routes know: it can be granted credits (with credits
+    // enforced, a keyless host could run no priced model: "Client local not found.").
+    let (status, granted) = admin(
+        &host,
+        Method::POST,
+        "/admin/clients/local/credits",
+        Some(json!({"amount": 5})),
+    )
+    .await;
+    assert_eq!(
+        (status, &granted["balance"]),
+        (200, &json!(5.0)),
+        "{granted}"
+    );
+    let (status, body) = account(None).await;
+    assert_eq!((status, &body["balance"]), (200, &json!(5.0)), "{body}");
     let (status, created) = admin(
         &host,
         Method::POST,
@@ -289,6 +323,9 @@ async fn admin_routes_create_list_rotate_and_revoke_keys(backend: Backend) {
     let ci2 = rotated["key"].as_str().unwrap().to_string();
     assert_ne!(ci2, "ci-key-0123456789abcdef");
     assert_eq!(rotated["label"], "ci");
+    // And its lifetime, from now (the new key used to never expire).
+    let expires = rotated["expires_at"].as_str().unwrap_or_default();
+    assert!(expires.starts_with("2099-01-01T00:00:0"), "{rotated}");
     assert_eq!(rotated["previous"]["id"], ci_id);
     assert_eq!(rotated["previous"]["replaced_by"], rotated["id"]);
     assert_eq!(rotated["previous"]["active"], true);

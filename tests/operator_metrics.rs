@@ -298,6 +298,14 @@ async fn metrics_cover_every_family_and_pass_promtool() {
             &["outcome=\"delivered\""]
         ) >= 1.0
     );
+    // Series with known labels are there from the start, at 0 until their first event.
+    for (name, never) in [
+        ("easel_webhook_deliveries_total", "outcome=\"gave_up\""),
+        ("easel_plugin_traps_total", "kind=\"memory\""),
+    ] {
+        let at_zero = |(labels, value): &(String, f64)| labels.contains(never) && *value == 0.0;
+        assert!(s[name].iter().any(at_zero), "{name}{{{never}}} missing: {:?}", s[name]);
+    }
     // Five image tasks at 0.5 (the sync one included), one refunded.
     assert!(total(&s, "easel_credits_charged_total", &[]) >= 2.5);
     assert_eq!(total(&s, "easel_credits_refunded_total", &[]), 0.5);

@@ -49,13 +49,17 @@ fn vendor_worker(host: &Host) -> Worker {
     )
 }
 
-/// A vendor worker that serves its metrics on a port of its own; with that address.
+/// A vendor worker that serves its metrics on a port of its own; with that address. Its
+/// plugins folder holds the demo plugin, which `--providers` leaves out.
 fn scraped_vendor_worker(host: &Host) -> (Worker, String) {
+    let plugins = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(easel_tests::built_plugin("demo"), plugins.join("demo.wasm")).unwrap();
     let mut worker = host.spawn_worker_with(
         &["--providers", "offline"],
         &[
             ("EASEL_OFFLINE_PROVIDER", "1"),
             ("EASEL_METRICS_ADDR", "127.0.0.1:0"),
+            ("EASEL_PLUGINS_DIR", plugins.to_str().unwrap()),
         ],
     );
     let addr = easel_tests::announced_address(&mut worker.0, "easel worker running; metrics on ");
@@ -319,6 +323,17 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
     );
     let (status, plugins) = send(scrape("/admin/plugins").bearer_auth(ADMIN_KEY)).await;
     assert_eq!(status, 200, "{plugins}");
+    // The demo plugin is in its folder but not served there: it says so (it read as loaded).
+    let demo = &plugins["plugins"][0];
+    assert_eq!(
+        (&demo["provider_id"], &demo["served"], &demo["left_out"]),
+        (
+            &json!("demo"),
+            &json!(false),
+            &json!("not served here: --providers leaves demo out")
+        ),
+        "{plugins}"
+    );
 
     // A vendor worker dies mid-submit: the GPU worker's sweeper re-queues the task (offline's
     // submit is idempotent, as announced), and the next vendor worker finishes it.

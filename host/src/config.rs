@@ -574,12 +574,11 @@ impl Config {
             None => FileConfig::default(),
         };
 
-        let addr_text = env("EASEL_ADDR")
-            .or(file.addr)
-            .unwrap_or_else(|| "127.0.0.1:8000".into());
-        let addr: SocketAddr = addr_text
-            .parse()
-            .with_context(|| format!("EASEL_ADDR {addr_text:?} is not host:port"))?;
+        let addr = match (env("EASEL_ADDR"), file.addr) {
+            (Some(text), _) => socket_addr("EASEL_ADDR", &text)?,
+            (None, Some(text)) => socket_addr("addr in easel.toml", &text)?,
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 8000)),
+        };
         let data_dir = data_dir_env
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -614,11 +613,7 @@ impl Config {
         }
         .filter(|secs| *secs > 0);
         let metrics_addr = match env("EASEL_METRICS_ADDR") {
-            Some(text) => Some(
-                text.trim()
-                    .parse::<SocketAddr>()
-                    .with_context(|| format!("EASEL_METRICS_ADDR {text:?} is not host:port"))?,
-            ),
+            Some(text) => Some(socket_addr("EASEL_METRICS_ADDR", text.trim())?),
             None => None,
         };
         file.capacity.check()?;
@@ -753,6 +748,20 @@ pub fn parse_api_keys(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(pairs)
 }
 
+/// `text`, the setting `name`, as a socket address: an IP address and port, or a host name and
+/// port (`localhost:8000`) resolved now, to its first address.
+fn socket_addr(name: &str, text: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(text)
+        .ok()
+        .and_then(|mut resolved| resolved.next())
+        .with_context(|| {
+            format!("{name} {text:?} is not an address and port (such as 127.0.0.1:8000 or localhost:8000)")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,6 +874,21 @@ mod tests {
         for odd in ["team/a:k", "big team:k", "ünï:k"] {
             assert!(parse_api_keys(odd).is_err(), "{odd}");
         }
+    }
+
+    #[test]
+    fn listen_addresses_are_ips_or_host_names_with_a_port() {
+        let named = super::socket_addr("EASEL_ADDR", "localhost:18113").unwrap();
+        assert!(named.ip().is_loopback() && named.port() == 18113, "{named}");
+        let ip = super::socket_addr("EASEL_ADDR", "0.0.0.0:80").unwrap();
+        assert_eq!(ip.to_string(), "0.0.0.0:80");
+        let refused = super::socket_addr("addr in easel.toml", "not-an-addr").unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("addr in easel.toml \"not-an-addr\""),
+            "{refused}"
+        );
     }
 
     #[test]

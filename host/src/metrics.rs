@@ -77,7 +77,7 @@ impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        Self {
+        let metrics = Self {
             http_requests: counter_vec(
                 r,
                 "easel_http_requests_total",
@@ -176,7 +176,16 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry,
+        };
+        // Series whose labels are known before their first event start at 0, so that a rate
+        // or an alert over them reads 0 rather than nothing.
+        for kind in TRAP_KINDS {
+            metrics.plugin_traps.with_label_values(&[kind]);
         }
+        for outcome in WEBHOOK_OUTCOMES {
+            metrics.webhook_deliveries.with_label_values(&[outcome]);
+        }
+        metrics
     }
 
     /// One answered HTTP request.
@@ -303,16 +312,23 @@ impl Metrics {
 /// or `None` for any other failure.
 fn trap_kind(message: &str) -> Option<&'static str> {
     let reason = message.strip_prefix("plugin trapped: ")?;
+    let [cpu_deadline, memory, unreachable, other] = TRAP_KINDS;
     Some(if reason.contains("CPU deadline") {
-        "cpu_deadline"
+        cpu_deadline
     } else if reason.contains("memory limit exceeded") {
-        "memory"
+        memory
     } else if reason.contains("unreachable") {
-        "unreachable"
+        unreachable
     } else {
-        "other"
+        other
     })
 }
+
+/// The `kind` label of `easel_plugin_traps_total`.
+const TRAP_KINDS: [&str; 4] = ["cpu_deadline", "memory", "unreachable", "other"];
+
+/// The `outcome` label of `easel_webhook_deliveries_total`.
+const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "failed", "gave_up"];
 
 /// Times a provider call and records it (see [`Metrics::provider_call`]); inside
 /// [`timing_upstream`], the time counts as the upstream's.

@@ -167,13 +167,14 @@ async fn start_plugins(
         secret_grants: config.plugins.secret_grants(),
         ..WasmConfig::default()
     })?;
-    let host = PluginHost::start(runtime, dir, registry).await?;
+    let host = PluginHost::start(runtime, dir, registry.clone()).await?;
     for plugin in host.status() {
         match (&plugin.provider_id, &plugin.last_error) {
             (_, Some(error)) => {
                 tracing::warn!(file = %plugin.file.display(), %error, "plugin refused")
             }
-            (Some(id), None) => tracing::info!(
+            // One `--providers` leaves out was logged as such by the registry.
+            (Some(id), None) if registry.admits(id) => tracing::info!(
                 file = %plugin.file.display(),
                 provider = %id,
                 models = plugin.models.len(),

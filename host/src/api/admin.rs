@@ -14,7 +14,7 @@ use axum::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     api::{
@@ -98,7 +98,7 @@ pub fn routes() -> ApiRouter<AppState> {
 
 /// The operator (`EASEL_ADMIN_KEY`, in any of the three auth headers), as an extractor: a
 /// handler that takes it runs only for the admin key. Without a key configured the route
-/// answers 404, as if absent.
+/// answers 404, saying how to turn the operator's routes on.
 pub struct Operator;
 
 impl FromRequestParts<AppState> for Operator {
@@ -112,9 +112,12 @@ impl FromRequestParts<AppState> for Operator {
 // The admin key is described once in the document, like the clients' keys.
 impl aide::OperationInput for Operator {}
 
+/// What an operator's route answers on a host without an admin key.
+const ADMIN_OFF: &str = "The operator's routes are off on this host: set EASEL_ADMIN_KEY.";
+
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
     let Some(expected) = state.config.admin_key.as_deref() else {
-        return Err(Error::not_found("Route"));
+        return Err(Error(StatusCode::NOT_FOUND, ADMIN_OFF.into()));
     };
     match presented_key(headers) {
         Some(key) if constant_time_eq(key.as_bytes(), expected.as_bytes()) => Ok(()),
@@ -133,7 +136,7 @@ async fn plugins(State(state): State<AppState>, _: Operator) -> Result<Response,
         .as_ref()
         .map(|host| host.status())
         .unwrap_or_default();
-    Ok(Json(json!({ "pluginsDir": state.config.plugins_dir, "plugins": listed })).into_response())
+    Ok(plugin_listing(&state, listed))
 }
 
 async fn reload(State(state): State<AppState>, _: Operator) -> Result<Response, Error> {
@@ -143,7 +146,31 @@ async fn reload(State(state): State<AppState>, _: Operator) -> Result<Response, 
         ));
     };
     let listed = host.rescan().await;
-    Ok(Json(json!({ "pluginsDir": state.config.plugins_dir, "plugins": listed })).into_response())
+    Ok(plugin_listing(&state, listed))
+}
+
+/// The plugins folder's files as the runtime loaded them, each saying whether this process
+/// serves its provider: `easel worker --providers` leaves the others out, loaded but running
+/// none of their tasks (`left_out` says so where `last_error` would otherwise read clean).
+fn plugin_listing(state: &AppState, listed: Vec<easel_wasm::PluginStatus>) -> Response {
+    let registry = state.engine.registry();
+    let listed: Vec<Value> = listed
+        .into_iter()
+        .map(|plugin| {
+            let left_out = plugin
+                .provider_id
+                .as_deref()
+                .filter(|id| !registry.admits(id))
+                .map(|id| format!("not served here: --providers leaves {id} out"));
+            let mut entry = serde_json::to_value(plugin).unwrap_or_default();
+            entry["served"] = (entry["provider_id"].is_string() && left_out.is_none()).into();
+            if let Some(note) = left_out {
+                entry["left_out"] = note.into();
+            }
+            entry
+        })
+        .collect();
+    Json(json!({ "pluginsDir": state.config.plugins_dir, "plugins": listed })).into_response()
 }
 
 fn adapter_listing(state: &AppState) -> Response {

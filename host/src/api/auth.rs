@@ -87,6 +87,8 @@ impl Auth {
         }
         let open = configured.is_empty() && !keys::any_stored(&store).await?;
         if open {
+            // Known to the operator's routes, so a grant or a limit can reach it.
+            keys::record_keyless_client(&store, LOCAL_CLIENT).await?;
             tracing::info!(
                 "no API keys: callers are served as the client `{LOCAL_CLIENT}` until a key is issued"
             );

@@ -171,7 +171,8 @@ struct CreateKey {
     expires_in_secs: Option<u64>,
 }
 
-/// `POST /admin/clients/{id}/keys/{key_id}/rotate`: all fields optional; the label is kept.
+/// `POST /admin/clients/{id}/keys/{key_id}/rotate`: all fields optional; the label is kept,
+/// and so is the lifetime (from now) unless an expiry is given.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateKey {

@@ -23,6 +23,8 @@ pub mod limits;
 pub mod outputs;
 pub mod poller;
 pub mod registry;
+#[cfg(test)]
+pub(crate) mod stub;
 pub mod sweeper;
 pub mod task;
 pub mod webhooks;

@@ -187,46 +187,17 @@ async fn sweep(engine: &Engine, judge_leases: bool) -> anyhow::Result<()> {
 mod tests {
     use std::sync::Arc;
 
-    use async_trait::async_trait;
-
     use super::*;
     use crate::{
         config::Config,
         engine::{
             NewTask,
-            provider::{
-                CallContext, GenerationRequest, ModelInfo, Provider, ProviderError, Submission,
-            },
+            provider::GenerationRequest,
+            stub::StubProvider,
             task::{Status, new_id},
         },
         server,
     };
-
-    /// A provider whose submit would charge twice if repeated.
-    struct ChargesOnSubmit {
-        id: &'static str,
-        idempotent: bool,
-    }
-
-    #[async_trait]
-    impl Provider for ChargesOnSubmit {
-        fn id(&self) -> &str {
-            self.id
-        }
-        fn models(&self) -> Vec<ModelInfo> {
-            Vec::new()
-        }
-        fn submit_is_idempotent(&self) -> bool {
-            self.idempotent
-        }
-        async fn submit(
-            &self,
-            _: &GenerationRequest,
-            _: &CallContext,
-        ) -> Result<Submission, ProviderError> {
-            Err(ProviderError::Internal("not called in this test".into()))
-        }
-    }
 
     /// Leaves a task as a holder that died would: running, lease lapsed; `submitting` (a
     /// worker's claim) unless `streaming` (a chat's relay).
@@ -271,7 +242,7 @@ mod tests {
             .await
             .unwrap();
         for (id, idempotent) in [("once", false), ("again", true)] {
-            let provider = ChargesOnSubmit { id, idempotent };
+            let provider = StubProvider::new(id, idempotent);
             host.engine.registry().upsert(Arc::new(provider));
         }
         host.engine
@@ -391,10 +362,7 @@ mod tests {
         let mut config = Config::embedded(dir.path().to_path_buf());
         config.engine.model_grace_secs = 0.0;
         let engine = server::build(config).await.unwrap().engine;
-        let provider = ChargesOnSubmit {
-            id: "again",
-            idempotent: true,
-        };
+        let provider = StubProvider::new("again", true);
         engine.registry().upsert(Arc::new(provider));
         let served = pending(&engine, "again").await;
         let gone = pending(&engine, "unloaded").await;
@@ -407,10 +375,7 @@ mod tests {
 
         // A provider the fleet still announces, whose last worker died: its announcement
         // outlives the worker by the grace time, but nothing polls the task any more.
-        let departed = ChargesOnSubmit {
-            id: "departed",
-            idempotent: false,
-        };
+        let departed = StubProvider::new("departed", false);
         engine.registry().set_fleet(vec![Arc::new(departed)]);
         let now = now_ms();
         let serving =

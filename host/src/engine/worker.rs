@@ -293,49 +293,15 @@ fn progress_sink(engine: &Engine, id: &str, per_step: bool) -> ProgressSink {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use async_trait::async_trait;
+    use std::sync::Arc;
 
     use super::*;
     use crate::{
         config::Config,
-        engine::{
-            NewTask,
-            provider::{GenerationRequest, ModelInfo, Provider},
-            task::Phase,
-        },
+        engine::{NewTask, provider::GenerationRequest, stub::StubProvider, task::Phase},
         server,
         store::tasks,
     };
-
-    /// A provider that remembers the handles it was asked to cancel.
-    #[derive(Default)]
-    struct RemembersCancels(Mutex<Vec<String>>);
-
-    #[async_trait]
-    impl Provider for RemembersCancels {
-        fn id(&self) -> &str {
-            "remembers"
-        }
-        fn models(&self) -> Vec<ModelInfo> {
-            Vec::new()
-        }
-        fn submit_is_idempotent(&self) -> bool {
-            true
-        }
-        async fn submit(
-            &self,
-            _: &GenerationRequest,
-            _: &CallContext,
-        ) -> Result<Submission, ProviderError> {
-            Err(ProviderError::Internal("not called in this test".into()))
-        }
-        async fn cancel(&self, handle: &str, _: &CallContext) -> Result<(), ProviderError> {
-            self.0.lock().unwrap().push(handle.to_string());
-            Ok(())
-        }
-    }
 
     /// A worker whose lease lapsed, and whose task was recovered and claimed by another
     /// worker meanwhile, records nothing of what its vendor answered: the new holder's claim
@@ -348,7 +314,7 @@ mod tests {
             .await
             .unwrap();
         let engine = host.engine;
-        let provider = Arc::new(RemembersCancels::default());
+        let provider = Arc::new(StubProvider::new("remembers", true));
         engine.registry().upsert(provider.clone());
         let request = GenerationRequest {
             capability: "image.generate".into(),
@@ -394,7 +360,7 @@ mod tests {
             (Status::Running, Some(Phase::Submitting), 2, Some("wrk_b"))
         );
         assert_eq!(task.pending_handle, None);
-        assert_eq!(*provider.0.lock().unwrap(), ["h_lost"]);
+        assert_eq!(*provider.cancelled.lock().unwrap(), ["h_lost"]);
     }
 
     fn limited(secs: Option<u64>) -> ProviderError {

@@ -326,8 +326,9 @@ async fn insert_and_commit(
     Ok(created)
 }
 
-/// Replaces a client's active key with a new one of the same label. The old key is revoked
-/// now, or with `grace_until` keeps working until then (never longer than it already would).
+/// Replaces a client's active key with a new one of the same label, and of the same lifetime
+/// counted from now unless `key` names an expiry. The old key is revoked now, or with
+/// `grace_until` keeps working until then (never longer than it already would).
 pub async fn rotate(
     store: &Store,
     client: &str,
@@ -351,8 +352,12 @@ pub async fn rotate(
     if !old.active_at(now) {
         return Ok(Err(KeyError::Inactive(old.id)));
     }
+    // The same label, and the same lifetime from now unless the rotation names one: a key
+    // made to expire must not come back from a rotation as one that never does.
+    let lifetime = old.expires_at.map(|at| at - old.created_at);
     let label = NewKey {
         label: old.label.clone(),
+        expires_at: key.expires_at.or(lifetime.map(|lasts| now + lasts)),
         ..key
     };
     let new = match insert(&mut tx, client, &label).await? {
@@ -446,6 +451,16 @@ async fn ensure_client(tx: &mut Tx<'_>, client: &str, now: i64) -> anyhow::Resul
         .bind(now)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Records `client` without a key (the client keyless callers are served as), so that the
+/// operator's routes know it: its credits, limits and usage are set and read as any client's.
+pub async fn record_keyless_client(store: &Store, client: &str) -> anyhow::Result<()> {
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
+    ensure_client(&mut tx, client, now_ms()).await?;
+    tx.commit().await?;
     Ok(())
 }
 

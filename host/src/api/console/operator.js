@@ -43,7 +43,7 @@ function pluginTable(answer) {
       ['Hash', (p) => shortHash(p.content_hash)],
       ['Models', (p) => p.models.join(', ') || '–'],
       ['Loaded', (p) => (p.loaded_at ? new Date(p.loaded_at).toLocaleString() : '–')],
-      ['Last error', (p) => (p.last_error ? h('span', { class: 'error plugin-error' }, p.last_error) : '–')],
+      ['Last error', (p) => (p.last_error ? h('span', { class: 'error plugin-error' }, p.last_error) : p.left_out || '–')],
     ], answer.plugins, 'No plugin file in the folder.'),
   ];
 }
