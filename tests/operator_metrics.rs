@@ -304,7 +304,11 @@ async fn metrics_cover_every_family_and_pass_promtool() {
         ("easel_plugin_traps_total", "kind=\"memory\""),
     ] {
         let at_zero = |(labels, value): &(String, f64)| labels.contains(never) && *value == 0.0;
-        assert!(s[name].iter().any(at_zero), "{name}{{{never}}} missing: {:?}", s[name]);
+        assert!(
+            s[name].iter().any(at_zero),
+            "{name}{{{never}}} missing: {:?}",
+            s[name]
+        );
     }
     // Five image tasks at 0.5 (the sync one included), one refunded.
     assert!(total(&s, "easel_credits_charged_total", &[]) >= 2.5);

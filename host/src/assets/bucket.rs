@@ -87,6 +87,22 @@ impl Bucket {
                 );
             }
         }
+        let credentials = [
+            AmazonS3ConfigKey::AccessKeyId,
+            AmazonS3ConfigKey::WebIdentityTokenFile,
+            AmazonS3ConfigKey::ContainerCredentialsRelativeUri,
+        ];
+        if credentials
+            .iter()
+            .all(|key| builder.get_config_value(key).is_none())
+        {
+            // Only a cloud instance answers that service; anywhere else every request fails.
+            tracing::warn!(
+                bucket = name,
+                "no AWS_ACCESS_KEY_ID for the asset bucket: its client will ask the instance \
+                 metadata service (169.254.169.254) for credentials"
+            );
+        }
         let store = builder
             .build()
             .with_context(|| format!("configuring the asset bucket {name}"))?;

@@ -324,20 +324,41 @@ pub fn parse_time(text: &str) -> Option<i64> {
 }
 
 /// A failed task's reason from an engine error, as its client reads it: `what` and the error,
-/// except that an operating-system error (a full disk, a refused connection) is only named,
-/// its text staying in the host's log.
+/// except that an operating-system error (a full disk, a refused connection) or the asset
+/// bucket's (its name, endpoint and credentials trouble are the operator's) is only named, its
+/// text staying in the host's log.
 pub fn failure_reason(what: &str, error: &anyhow::Error) -> String {
-    if error.chain().any(|cause| cause.is::<std::io::Error>()) {
-        tracing::warn!(error = %format!("{error:#}"), "{what}");
-        format!("{what}: an I/O error (a full disk, a refused connection; the host's log has it).")
+    let named = if error.chain().any(|cause| cause.is::<std::io::Error>()) {
+        "an I/O error (a full disk, a refused connection; the host's log has it)."
+    } else if error.chain().any(|cause| cause.is::<object_store::Error>()) {
+        "the asset store refused or could not be reached (the host's log has it)."
     } else {
-        format!("{what}: {error:#}")
-    }
+        return format!("{what}: {error:#}");
+    };
+    tracing::warn!(error = %format!("{error:#}"), "{what}");
+    format!("{what}: {named}")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_time;
+    use super::{failure_reason, parse_time};
+
+    /// The client reads what failed, not the bucket's name, endpoint or credentials trouble.
+    #[test]
+    fn storage_trouble_is_named_not_quoted() {
+        let refused = object_store::Error::Generic {
+            store: "S3",
+            source: "PUT http://169.254.169.254/latest/api/token: 403".into(),
+        };
+        let error = anyhow::Error::from(refused).context("uploading asset_1 to bucket easel");
+        let reason = failure_reason("Internal error", &error);
+        assert_eq!(
+            reason,
+            "Internal error: the asset store refused or could not be reached (the host's log has it)."
+        );
+        let plain = failure_reason("Internal error", &anyhow::anyhow!("no such model"));
+        assert_eq!(plain, "Internal error: no such model");
+    }
 
     #[test]
     fn times_are_iso_8601_with_or_without_an_offset() {
