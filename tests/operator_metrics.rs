@@ -318,6 +318,49 @@ async fn metrics_cover_every_family_and_pass_promtool() {
     assert!(total(&s, "easel_diffusion_step_seconds_sum", &[]) > 0.0);
 }
 
+/// Settings that name a model or a provider nothing here serves (a misspelt alias target, a
+/// `[capacity]` entry) are named in the log at start; they used to do nothing without a word.
+#[test]
+fn settings_naming_nothing_served_here_are_logged_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("easel.toml");
+    let settings = "[models]\naliases = { \"fast\" = \"offline/image\", \"typo\" = \"ofline/image\" }\n\
+                    [capacity]\nproviders = { dashcope = 4, offline = 2 }\n";
+    std::fs::write(&config, settings).unwrap();
+    let mut child = Command::new(easel_tests::easel_bin())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("EASEL_ADDR", "127.0.0.1:0")
+        .env("EASEL_DATA_DIR", data.path())
+        .env("EASEL_CONFIG", &config)
+        .env("EASEL_OFFLINE_PROVIDER", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    easel_tests::announced_address(&mut child, "easel listening on ");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    // Field names and values may be apart (colours), so each is looked for on its own.
+    let warned = |all: &[&str]| {
+        log.lines()
+            .any(|l| l.contains("WARN") && all.iter().all(|needle| l.contains(needle)))
+    };
+    assert!(
+        warned(&["setting", "\"typo\"", "\"ofline/image\""]),
+        "{log}"
+    );
+    assert!(warned(&["provider", "dashcope"]), "{log}");
+    // What is served here is not named.
+    assert!(
+        !warned(&["\"offline/image\""]) && !warned(&["[capacity]", "offline"]),
+        "{log}"
+    );
+}
+
 /// `EASEL_LOG_FORMAT=json`: every line a JSON object; a request's lines carry its id, and
 /// once it is admitted its task's id; the worker's lines about the task carry both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -276,6 +276,35 @@ fn warn_unloaded(host: &Host) {
             tracing::warn!(provider = %wanted, "--providers names a provider that is not loaded");
         }
     }
+    // Settings that name a model or a provider are taken as written, so a misspelt one would
+    // do nothing without a word. Another process of the fleet may serve it; the log says so.
+    let config = &host.state.config;
+    let models = config
+        .aliases
+        .iter()
+        .chain(&config.defaults)
+        .map(|(setting, model)| (setting.as_str(), model.as_str()))
+        .chain(
+            config
+                .capacity
+                .models
+                .keys()
+                .map(|m| (m.as_str(), m.as_str())),
+        );
+    for (setting, model) in models {
+        if registry.find(model).is_err() {
+            tracing::warn!(
+                setting,
+                model,
+                "a setting names a model not served by this process (misspelt, or served only by other processes of the fleet)"
+            );
+        }
+    }
+    for provider in config.capacity.providers.keys() {
+        if !loaded.contains(provider) {
+            tracing::warn!(%provider, "[capacity] names a provider not loaded in this process (misspelt, or loaded only by other processes of the fleet)");
+        }
+    }
 }
 
 /// Runs `serving` to its end; once the process is stopping, its open connections (a chat
