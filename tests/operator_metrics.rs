@@ -318,6 +318,23 @@ async fn metrics_cover_every_family_and_pass_promtool() {
     assert!(total(&s, "easel_diffusion_step_seconds_sum", &[]) > 0.0);
 }
 
+/// `easel serve` on a free loopback port with the offline provider, its data in `data`, only
+/// `env` besides (nothing of this process's environment but `PATH`), its output piped.
+fn serve_offline(data: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(easel_tests::easel_bin())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("EASEL_ADDR", "127.0.0.1:0")
+        .env("EASEL_DATA_DIR", data)
+        .env("EASEL_OFFLINE_PROVIDER", "1")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Settings that name a model or a provider nothing here serves (a misspelt alias target, a
 /// `[capacity]` entry) are named in the log at start; they used to do nothing without a word.
 #[test]
@@ -327,18 +344,7 @@ fn settings_naming_nothing_served_here_are_logged_at_start() {
     let settings = "[models]\naliases = { \"fast\" = \"offline/image\", \"typo\" = \"ofline/image\" }\n\
                     [capacity]\nproviders = { dashcope = 4, offline = 2 }\n";
     std::fs::write(&config, settings).unwrap();
-    let mut child = Command::new(easel_tests::easel_bin())
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EASEL_ADDR", "127.0.0.1:0")
-        .env("EASEL_DATA_DIR", data.path())
-        .env("EASEL_CONFIG", &config)
-        .env("EASEL_OFFLINE_PROVIDER", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_offline(data.path(), &[("EASEL_CONFIG", config.to_str().unwrap())]);
     easel_tests::announced_address(&mut child, "easel listening on ");
     let _ = child.kill();
     let _ = child.wait();
@@ -366,20 +372,14 @@ fn settings_naming_nothing_served_here_are_logged_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_request_and_task_ids() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(easel_tests::easel_bin())
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EASEL_ADDR", "127.0.0.1:0")
-        .env("EASEL_DATA_DIR", data.path())
-        .env("EASEL_API_KEYS", easel_tests::KEYS)
-        .env("EASEL_OFFLINE_PROVIDER", "1")
-        .env("EASEL_LOG_FORMAT", "json")
-        .env("EASEL_LOG", "info,tower_http=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_offline(
+        data.path(),
+        &[
+            ("EASEL_API_KEYS", easel_tests::KEYS),
+            ("EASEL_LOG_FORMAT", "json"),
+            ("EASEL_LOG", "info,tower_http=debug"),
+        ],
+    );
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let base = stdout
         .lines()

@@ -1,13 +1,26 @@
-//! A provider for the engine's unit tests: it serves no model, is never asked to submit, and
-//! remembers the handles it was asked to cancel.
+//! What the engine's unit tests share: a provider that serves no model, is never asked to
+//! submit, and remembers the handles it was asked to cancel; and a task to insert.
 
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::engine::provider::{
-    CallContext, GenerationRequest, ModelInfo, Provider, ProviderError, Submission,
+use crate::engine::{
+    NewTask,
+    provider::{CallContext, GenerationRequest, ModelInfo, Provider, ProviderError, Submission},
 };
+
+/// A free image task of `provider` to insert, with nothing else set.
+pub(crate) fn image_task(provider: &str) -> NewTask {
+    let request = GenerationRequest {
+        capability: "image.generate".into(),
+        model: "m".into(),
+        prompt: "p".into(),
+        params: Default::default(),
+        inputs: Vec::new(),
+    };
+    NewTask::for_tests(provider, request)
+}
 
 /// The provider `id`, whose submit is `idempotent` or not (what recovery decides by).
 pub(crate) struct StubProvider {

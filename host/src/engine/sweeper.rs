@@ -191,9 +191,7 @@ mod tests {
     use crate::{
         config::Config,
         engine::{
-            NewTask,
-            provider::GenerationRequest,
-            stub::StubProvider,
+            stub::{StubProvider, image_task},
             task::{Status, new_id},
         },
         server,
@@ -202,7 +200,7 @@ mod tests {
     /// Leaves a task as a holder that died would: running, lease lapsed; `submitting` (a
     /// worker's claim) unless `streaming` (a chat's relay).
     async fn interrupted_task(engine: &Engine, provider: &str, streaming: bool) -> String {
-        let new = new_task(provider);
+        let new = image_task(provider);
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;
         let id = new_id("job");
@@ -221,18 +219,6 @@ mod tests {
             assert_eq!(claimed.id, id, "no other task is queued");
         }
         id
-    }
-
-    /// A task of `provider` to insert.
-    fn new_task(provider: &str) -> NewTask {
-        let request = GenerationRequest {
-            capability: "image.generate".into(),
-            model: "m".into(),
-            prompt: "p".into(),
-            params: Default::default(),
-            inputs: Vec::new(),
-        };
-        NewTask::for_tests(provider, request)
     }
 
     /// An engine on embedded storage in `dir` with providers `once` (submit not idempotent)
@@ -411,7 +397,7 @@ mod tests {
         // Still queued, both end it.
         for outcome in [Outcome::Expired, Outcome::Withdrawn] {
             let queued = new_id("job");
-            let new = new_task("again");
+            let new = image_task("again");
             tasks::insert(
                 engine.store(),
                 &queued,

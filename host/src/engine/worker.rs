@@ -298,7 +298,10 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        engine::{NewTask, provider::GenerationRequest, stub::StubProvider, task::Phase},
+        engine::{
+            stub::{StubProvider, image_task},
+            task::Phase,
+        },
         server,
         store::tasks,
     };
@@ -316,15 +319,8 @@ mod tests {
         let engine = host.engine;
         let provider = Arc::new(StubProvider::new("remembers", true));
         engine.registry().upsert(provider.clone());
-        let request = GenerationRequest {
-            capability: "image.generate".into(),
-            model: "m".into(),
-            prompt: "p".into(),
-            params: Default::default(),
-            inputs: Vec::new(),
-        };
         let (store, now) = (engine.store(), now_ms());
-        let new = NewTask::for_tests("remembers", request);
+        let new = image_task("remembers");
         tasks::insert(store, "job_lost", &new, now, tasks::Start::Queued)
             .await
             .unwrap();
