@@ -159,6 +159,10 @@ async fn image_and_video_examples_are_created_then_succeed() {
         assert_eq!(done["taskid"], created["taskid"]);
         let url = done[slot].as_str().expect("media url");
         assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
+        if slot == "video" {
+            // The cover's place, kept (the offline model makes none).
+            assert!(done.get("image").is_some_and(Value::is_null), "{done}");
+        }
         assert_eq!(done["usage"]["action"], body["catelogid"]);
         assert_eq!(
             done["usage"]["model"], body["model"],

@@ -542,6 +542,11 @@ async fn task_view(state: &AppState, task: &Task, base: &str) -> anyhow::Result<
             view[slot] = state.links.url(base, &asset.id).into();
         }
     }
+    // Seed 002 gives a video its cover as `image`; without one from the vendor, a null keeps
+    // the answer's shape.
+    if view.get("video").is_some() && view.get("image").is_none() {
+        view["image"] = Value::Null;
+    }
     if status == Status::Succeeded {
         let request = task.generation_request()?;
         let catelogid = extra["catelogid"].as_str().unwrap_or_default();

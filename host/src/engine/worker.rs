@@ -12,7 +12,8 @@
 //! which refusals, and how long), so a brief rate limit does not fail a job; a worker never
 //! sleeps on one. Every change a worker makes to its task goes through [`lifecycle`] and
 //! lands only while the task is still held in the claim the worker took: a worker whose lease
-//! lapsed and whose task was recovered changes nothing, and cancels the vendor job it made.
+//! lapsed and whose task was recovered changes nothing, and cancels at the vendor a pending
+//! job it made for the lost claim, which nobody would follow.
 
 use std::{
     sync::{

@@ -1364,10 +1364,10 @@ pub async fn claim_due_webhooks(
     // The window held `DUE_WINDOW` rows when as many are still due as it held less the ones
     // just claimed.
     let window_left = DUE_WINDOW - claimed.len() as i64;
-    let (still_due,): (i64,) = sqlx::query_as(
+    let (still_due,): (i64,) = sqlx::query_as(&format!(
         "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT 1 FROM webhook_outbox \
-         WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 LIMIT $2) due",
-    )
+         WHERE {PENDING} AND next_attempt_at <= $1 LIMIT $2) due"
+    ))
     .bind(now)
     .bind(window_left)
     .fetch_one(&mut *store.writer().await?)
