@@ -596,8 +596,8 @@ async fn vidu_text_to_video() {
             "{slot}: {task}"
         );
     }
-    // A cover that cannot be copied (here on a host the plugin may not reach) is left out;
-    // the video it came with still succeeds.
+    // A cover that cannot be copied (here on a host the plugin may not reach) is left out (its
+    // field null); the video it came with still succeeds.
     let prompt = format!("a fox at dawn {}", fakes::vidu::COVER_ELSEWHERE);
     let task = llmage_succeeds(
         host,
@@ -606,7 +606,7 @@ async fn vidu_text_to_video() {
     )
     .await;
     assert!(task["video"].is_string(), "{task}");
-    assert_eq!(task.get("image"), None, "{task}");
+    assert_eq!(task.get("image"), Some(&Value::Null), "{task}");
     let asked = bodies(&fake, "POST /ent/v2/text2video");
     assert!(
         asked.iter().any(|body| body["off_peak"] == true),
