@@ -297,6 +297,20 @@ async fn bad_model_ids_get_the_documented_messages() {
         )
         .await;
     assert_eq!(status, 400);
+    // Several videos of a model that makes one per request: refused, naming `n`, rather than
+    // answered with one (seed 000's video table has `n`).
+    let mut two = video_example("offline/video");
+    two["n"] = json!(2);
+    let (status, body) = host.post("/api/v1/generations/video", &two).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("400")),
+        "{body}"
+    );
+    assert_eq!(
+        body["message"],
+        "Invalid parameter n: this model makes one output per request, not 2"
+    );
     // Nothing was stored by the refused requests.
     let (_, jobs) = host.get("/api/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");

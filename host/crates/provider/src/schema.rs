@@ -160,6 +160,21 @@ impl ParamsSchema {
                 });
             }
         }
+        // A count the model does not declare would reach it unread: one output would come back
+        // where several were asked for.
+        let declared = |name: &str| self.raw.pointer(&format!("/properties/{name}")).is_some();
+        if !OUTPUT_COUNT_PARAMS.into_iter().any(declared) {
+            for name in OUTPUT_COUNT_PARAMS {
+                if let Some(count) = params.get(name).and_then(Value::as_u64).filter(|n| *n > 1) {
+                    return Err(InvalidParam {
+                        param: Some(name.to_string()),
+                        message: format!(
+                            "Invalid parameter {name}: this model makes one output per request, not {count}"
+                        ),
+                    });
+                }
+            }
+        }
         if let Some(properties) = self.raw.get("properties").and_then(Value::as_object) {
             for (name, rule) in properties {
                 let kind = rule.get("type").and_then(Value::as_str);
@@ -377,6 +392,32 @@ mod tests {
             .apply(&mut params)
             .map(|()| params)
             .map_err(|e| e.message)
+    }
+
+    /// A model that declares no count refuses several outputs instead of making one.
+    #[test]
+    fn a_count_the_model_does_not_declare_is_refused_above_one() {
+        let single = ParamsSchema::compile(&json!({"type": "object", "properties": {"seed": {}}}));
+        let apply = |params: Value| {
+            let mut params = params.as_object().unwrap().clone();
+            single.as_ref().unwrap().apply(&mut params)
+        };
+        let refused = apply(json!({"n": 3})).unwrap_err();
+        assert_eq!(refused.param.as_deref(), Some("n"));
+        assert_eq!(
+            refused.message,
+            "Invalid parameter n: this model makes one output per request, not 3"
+        );
+        assert_eq!(
+            apply(json!({"num_images": 2}))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("num_images")
+        );
+        assert!(apply(json!({"n": 1})).is_ok());
+        // Declared, the schema's own range decides.
+        assert!(run(json!({"size": "832*480", "n": 3})).is_ok());
     }
 
     #[test]
