@@ -182,8 +182,10 @@ impl Metrics {
         for kind in TRAP_KINDS {
             metrics.plugin_traps.with_label_values(&[kind]);
         }
-        for outcome in WEBHOOK_OUTCOMES {
-            metrics.webhook_deliveries.with_label_values(&[outcome]);
+        for outcome in Delivery::ALL {
+            metrics
+                .webhook_deliveries
+                .with_label_values(&[outcome.label()]);
         }
         metrics
     }
@@ -255,9 +257,11 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// One webhook delivery attempt: `delivered`, `failed` (to be retried) or `gave_up`.
-    pub fn webhook_delivery(&self, outcome: &str) {
-        self.webhook_deliveries.with_label_values(&[outcome]).inc();
+    /// One webhook delivery attempt, as it ended.
+    pub fn webhook_delivery(&self, outcome: Delivery) {
+        self.webhook_deliveries
+            .with_label_values(&[outcome.label()])
+            .inc();
     }
 
     /// Micro-credits reserved by an accepted task.
@@ -327,8 +331,29 @@ fn trap_kind(message: &str) -> Option<&'static str> {
 /// The `kind` label of `easel_plugin_traps_total`.
 const TRAP_KINDS: [&str; 4] = ["cpu_deadline", "memory", "unreachable", "other"];
 
-/// The `outcome` label of `easel_webhook_deliveries_total`.
-const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "failed", "gave_up"];
+/// How one webhook delivery attempt ended: the `outcome` label of
+/// `easel_webhook_deliveries_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery {
+    /// A receiver accepted it.
+    Delivered,
+    /// It failed and will be tried again.
+    Failed,
+    /// It failed and its attempts ran out.
+    GaveUp,
+}
+
+impl Delivery {
+    const ALL: [Delivery; 3] = [Delivery::Delivered, Delivery::Failed, Delivery::GaveUp];
+
+    fn label(self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+            Delivery::GaveUp => "gave_up",
+        }
+    }
+}
 
 /// Times a provider call and records it (see [`Metrics::provider_call`]); inside
 /// [`timing_upstream`], the time counts as the upstream's.

@@ -162,8 +162,9 @@ fn plugin_listing(state: &AppState, listed: Vec<easel_wasm::PluginStatus>) -> Re
                 .as_deref()
                 .filter(|id| !registry.admits(id))
                 .map(|id| format!("not served here: --providers leaves {id} out"));
+            let served = plugin.provider_id.is_some() && left_out.is_none();
             let mut entry = serde_json::to_value(plugin).unwrap_or_default();
-            entry["served"] = (entry["provider_id"].is_string() && left_out.is_none()).into();
+            entry["served"] = served.into();
             if let Some(note) = left_out {
                 entry["left_out"] = note.into();
             }

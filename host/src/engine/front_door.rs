@@ -26,7 +26,7 @@ use crate::engine::{
     inputs::{self, BadInput, CheckError, Checked, Input},
     limits::Limited,
     provider::{GenerationRequest, ProviderError, schema::InvalidParam},
-    registry::{ResolveError, Resolved},
+    registry::Resolved,
     task::Task,
 };
 use crate::store::limits::ClientLimit;
@@ -153,16 +153,12 @@ impl Engine {
             idempotency,
             priority,
         } = admission;
-        if !resolved.model.capabilities.contains(&capability) {
-            let unsupported = ResolveError::Unsupported {
-                model: resolved.id(),
-                capability,
-            };
-            return Err(Refusal::Invalid(InvalidParam {
+        resolved.serves(&capability).map_err(|unsupported| {
+            Refusal::Invalid(InvalidParam {
                 param: None,
                 message: unsupported.to_string(),
-            }));
-        }
+            })
+        })?;
         resolved.schema.apply(&mut params)?;
         check_loras_declared(&resolved, &params)?;
         resolved

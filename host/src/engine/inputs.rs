@@ -366,17 +366,13 @@ impl Checked {
     /// field (kinds as each input was given or stored).
     pub fn within(&self, most: &[(String, usize)], model: &str) -> Result<(), BadInput> {
         for (kind, most) in most {
-            let given = self.media.iter().filter(|m| m.kind == *kind).count();
-            if given <= *most {
+            let of_kind: Vec<usize> = (0..self.media.len())
+                .filter(|at| self.media[*at].kind == *kind)
+                .collect();
+            let Some(&past) = of_kind.get(*most) else {
                 continue;
-            }
-            let past = self
-                .media
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.kind == *kind)
-                .nth(*most)
-                .map_or(0, |(at, _)| at);
+            };
+            let given = of_kind.len();
             let field = self.fields[past].clone();
             let message =
                 format!("{field}: {model} takes at most {most} {kind} inputs; {given} were given");

@@ -477,23 +477,27 @@ impl Engine {
         task: &Task,
         outcome: lifecycle::Outcome,
     ) -> anyhow::Result<()> {
-        if let (Some(provider), Some(handle)) = (
-            self.inner.registry.provider(&task.provider),
-            &task.pending_handle,
-        ) {
-            let ctx = CallContext::detached(task.id.clone());
-            let cancelled = crate::metrics::measure_call(
-                &task.provider,
-                "cancel",
-                provider.cancel(handle, &ctx),
-            )
-            .await;
-            if let Err(error) = cancelled {
-                tracing::warn!(task = %task.id, %error, "provider cancel failed; cancelling locally");
-            }
+        if let Some(handle) = &task.pending_handle
+            && let Err(error) = self.cancel_at_vendor(task, handle).await
+        {
+            tracing::warn!(task = %task.id, %error, "provider cancel failed; cancelling locally");
         }
         lifecycle::finish(self, &task.id, outcome).await?;
         Ok(())
+    }
+
+    /// Asks `task`'s vendor to cancel the job `handle` names (as far as the vendor lets it);
+    /// nothing is asked when its provider is not loaded here. The task is not touched.
+    pub(crate) async fn cancel_at_vendor(
+        &self,
+        task: &Task,
+        handle: &str,
+    ) -> Result<(), provider::ProviderError> {
+        let Some(provider) = self.inner.registry.provider(&task.provider) else {
+            return Ok(());
+        };
+        let ctx = CallContext::detached(task.id.clone());
+        crate::metrics::measure_call(&task.provider, "cancel", provider.cancel(handle, &ctx)).await
     }
 
     /// Registers a task this process now holds (a submit, a chat) and returns its

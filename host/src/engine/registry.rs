@@ -40,6 +40,17 @@ impl Resolved {
     pub fn id(&self) -> String {
         format!("{}/{}", self.provider.id(), self.model.key)
     }
+
+    /// `Ok` when the model serves `capability`, else [`ResolveError::Unsupported`].
+    pub fn serves(&self, capability: &str) -> Result<(), ResolveError> {
+        if self.model.capabilities.iter().any(|c| c == capability) {
+            return Ok(());
+        }
+        Err(ResolveError::Unsupported {
+            model: self.id(),
+            capability: capability.into(),
+        })
+    }
 }
 
 /// Why a model could not be resolved.
@@ -284,12 +295,7 @@ impl Registry {
                 .ok_or_else(|| ResolveError::NoModel(capability.into()))?,
         };
         let found = self.find(&wanted)?;
-        if !found.model.capabilities.iter().any(|c| c == capability) {
-            return Err(ResolveError::Unsupported {
-                model: found.id(),
-                capability: capability.into(),
-            });
-        }
+        found.serves(capability)?;
         Ok(found)
     }
 
@@ -366,49 +372,17 @@ impl ProviderSink for Registry {
 
 #[cfg(test)]
 mod tests {
-    use async_trait::async_trait;
-
     use super::*;
-    use crate::engine::provider::{CallContext, GenerationRequest, ProviderError, Submission};
-
-    /// A provider serving image models with the given keys.
-    struct Serves(&'static str, &'static [&'static str]);
-
-    #[async_trait]
-    impl Provider for Serves {
-        fn id(&self) -> &str {
-            self.0
-        }
-        fn models(&self) -> Vec<ModelInfo> {
-            self.1
-                .iter()
-                .map(|key| ModelInfo {
-                    key: key.to_string(),
-                    name: key.to_string(),
-                    kind: "image".into(),
-                    capabilities: vec!["image.generate".into()],
-                    params_schema: serde_json::json!({}),
-                    price_hint: None,
-                    extra: Default::default(),
-                })
-                .collect()
-        }
-        fn submit_is_idempotent(&self) -> bool {
-            true
-        }
-        async fn submit(
-            &self,
-            _: &GenerationRequest,
-            _: &CallContext,
-        ) -> Result<Submission, ProviderError> {
-            Err(ProviderError::Internal("not called in these tests".into()))
-        }
-    }
+    use crate::engine::stub::StubProvider;
 
     fn registry() -> Registry {
         let registry = Registry::default();
-        registry.upsert(Arc::new(Serves("dashscope", &["qwen-image", "wan"])));
-        registry.upsert(Arc::new(Serves("modelscope", &["qwen-image"])));
+        registry.upsert(Arc::new(
+            StubProvider::new("dashscope", true).serving(&["qwen-image", "wan"]),
+        ));
+        registry.upsert(Arc::new(
+            StubProvider::new("modelscope", true).serving(&["qwen-image"]),
+        ));
         registry
     }
 
@@ -460,16 +434,20 @@ mod tests {
     #[test]
     fn the_fleet_s_models_are_found_and_listed_but_only_loaded_providers_are_handed_out() {
         let registry = Registry::serving_only(Some(["dashscope".to_string()].into()));
-        registry.upsert(Arc::new(Serves("dashscope", &["wan"])));
-        registry.upsert(Arc::new(Serves("modelscope", &["qwen-image"])));
+        registry.upsert(Arc::new(
+            StubProvider::new("dashscope", true).serving(&["wan"]),
+        ));
+        registry.upsert(Arc::new(
+            StubProvider::new("modelscope", true).serving(&["qwen-image"]),
+        ));
         assert_eq!(
             registry.provider_ids(),
             ["dashscope"],
             "--providers leaves modelscope out"
         );
         registry.set_fleet(vec![
-            Arc::new(Serves("local", &["tiny-sd"])),
-            Arc::new(Serves("dashscope", &["announced-only"])),
+            Arc::new(StubProvider::new("local", true).serving(&["tiny-sd"])),
+            Arc::new(StubProvider::new("dashscope", true).serving(&["announced-only"])),
         ]);
         assert_eq!(registry.find("tiny-sd").unwrap().id(), "local/tiny-sd");
         assert_eq!(

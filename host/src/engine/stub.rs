@@ -1,5 +1,6 @@
-//! What the engine's unit tests share: a provider that serves no model, is never asked to
-//! submit, and remembers the handles it was asked to cancel; and a task to insert.
+//! What the engine's unit tests share: a provider that serves image models by key (none
+//! unless told), is never asked to submit, and remembers the handles it was asked to cancel;
+//! and a task to insert.
 
 use std::sync::Mutex;
 
@@ -26,6 +27,7 @@ pub(crate) fn image_task(provider: &str) -> NewTask {
 pub(crate) struct StubProvider {
     id: &'static str,
     idempotent: bool,
+    keys: &'static [&'static str],
     /// The handles it was asked to cancel, in order.
     pub(crate) cancelled: Mutex<Vec<String>>,
 }
@@ -35,8 +37,14 @@ impl StubProvider {
         Self {
             id,
             idempotent,
+            keys: &[],
             cancelled: Mutex::default(),
         }
+    }
+
+    /// The same provider serving an image model under each of `keys`.
+    pub(crate) fn serving(self, keys: &'static [&'static str]) -> Self {
+        Self { keys, ..self }
     }
 }
 
@@ -46,7 +54,18 @@ impl Provider for StubProvider {
         self.id
     }
     fn models(&self) -> Vec<ModelInfo> {
-        Vec::new()
+        self.keys
+            .iter()
+            .map(|key| ModelInfo {
+                key: key.to_string(),
+                name: key.to_string(),
+                kind: "image".into(),
+                capabilities: vec!["image.generate".into()],
+                params_schema: serde_json::json!({}),
+                price_hint: None,
+                extra: Default::default(),
+            })
+            .collect()
     }
     fn submit_is_idempotent(&self) -> bool {
         self.idempotent

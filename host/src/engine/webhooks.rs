@@ -20,6 +20,7 @@ use crate::{
         Engine,
         task::{backoff, now_ms},
     },
+    metrics::Delivery,
     store::tasks::{self, DueWebhook},
 };
 
@@ -154,16 +155,16 @@ async fn attempt(
     let attempts = attempts as u32 + 1;
     match outcome {
         Ok(()) => {
-            crate::metrics::get().webhook_delivery("delivered");
+            crate::metrics::get().webhook_delivery(Delivery::Delivered);
             tasks::webhook_delivered(engine.store(), &id, attempts.into(), now).await?
         }
         Err(reason) => {
             let config = engine.config();
             let gave_up = (attempts >= config.webhook_max_attempts).then_some(now);
             crate::metrics::get().webhook_delivery(if gave_up.is_some() {
-                "gave_up"
+                Delivery::GaveUp
             } else {
-                "failed"
+                Delivery::Failed
             });
             let first = Duration::from_secs_f64(config.webhook_backoff_secs);
             let next = now + backoff(first, attempts).as_millis() as i64;

@@ -188,13 +188,7 @@ async fn record(
 /// will ever follow that job, so it is only a bill. The task itself is not touched.
 async fn abandon(engine: &Engine, task: &Task, handle: &str) {
     tracing::warn!(task = %task.id, handle, "the task was no longer held when its vendor job was made; cancelling that job");
-    let Some(provider) = engine.registry().provider(&task.provider) else {
-        return;
-    };
-    let ctx = CallContext::detached(task.id.clone());
-    let cancelled =
-        crate::metrics::measure_call(&task.provider, "cancel", provider.cancel(handle, &ctx)).await;
-    if let Err(error) = cancelled {
+    if let Err(error) = engine.cancel_at_vendor(task, handle).await {
         tracing::warn!(task = %task.id, %error, "cancelling an abandoned vendor job failed");
     }
 }

@@ -1403,8 +1403,8 @@ const PENDING: &str = "delivered_at IS NULL AND gave_up_at IS NULL";
 /// The first pass: the oldest [`DUE_WINDOW`] due rows, ranked per URL.
 static CLAIM_FIRST_DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT id, url, next_attempt_at FROM (SELECT id, url, next_attempt_at FROM webhook_outbox \
-         WHERE {PENDING} AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT {DUE_WINDOW}) first_due"
+        "SELECT id, url, next_attempt_at FROM webhook_outbox \
+         WHERE {PENDING} AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT {DUE_WINDOW}"
     )
 });
 
@@ -1806,11 +1806,11 @@ mod tests {
         );
         assert_eq!(next[0], "whk_dead_002");
 
-        let first_pass = format!("SELECT * FROM ({})", *super::CLAIM_FIRST_DUE);
+        let first_pass = super::CLAIM_FIRST_DUE.as_str();
         let second_pass = super::claim_per_receiver(super::Backend::Sqlite);
         for (sql, wanted) in [
             (
-                first_pass.as_str(),
+                first_pass,
                 "USING INDEX webhook_pending (next_attempt_at<?)",
             ),
             (second_pass, "USING INDEX webhook_pending_by_url (url>?)"),

@@ -162,8 +162,7 @@ impl ParamsSchema {
         }
         // A count the model does not declare would reach it unread: one output would come back
         // where several were asked for.
-        let declared = |name: &str| self.raw.pointer(&format!("/properties/{name}")).is_some();
-        if !OUTPUT_COUNT_PARAMS.into_iter().any(declared) {
+        if self.count_param().is_none() {
             for name in OUTPUT_COUNT_PARAMS {
                 if let Some(count) = params.get(name).and_then(Value::as_u64).filter(|n| *n > 1) {
                     return Err(InvalidParam {
@@ -210,13 +209,18 @@ impl ParamsSchema {
     /// How many outputs a request with these (checked) parameters makes: the value of the
     /// count parameter the schema declares, else one.
     pub fn output_count(&self, params: &Map<String, Value>) -> u32 {
-        let properties = self.raw.get("properties");
-        OUTPUT_COUNT_PARAMS
-            .iter()
-            .find(|name| properties.and_then(|p| p.get(**name)).is_some())
-            .and_then(|name| params.get(*name))
+        self.count_param()
+            .and_then(|name| params.get(name))
             .and_then(Value::as_u64)
             .map_or(1, |count| u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    /// The parameter among [`OUTPUT_COUNT_PARAMS`] the schema declares, if any.
+    fn count_param(&self) -> Option<&'static str> {
+        let properties = self.raw.get("properties")?;
+        OUTPUT_COUNT_PARAMS
+            .into_iter()
+            .find(|name| properties.get(name).is_some())
     }
 
     fn required(&self) -> impl Iterator<Item = &str> {
