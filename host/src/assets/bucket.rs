@@ -51,16 +51,7 @@ impl Bucket {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(name)
             .with_virtual_hosted_style_request(!settings.path_style)
-            // The deadline alone ends the retries: a count of them (ten by default, with a
-            // random backoff) can run out in under two seconds while the store restarts.
-            .with_retry(RetryConfig {
-                retry_timeout: Duration::from_secs(settings.retry_timeout_secs),
-                max_retries: usize::MAX,
-                backoff: BackoffConfig {
-                    max_backoff: Duration::from_secs(2),
-                    ..BackoffConfig::default()
-                },
-            })
+            .with_retry(Self::retries(settings.retry_timeout_secs))
             // A download streams for as long as its client reads: no deadline on a whole
             // request, only on reaching the store.
             .with_client_options(
@@ -112,6 +103,24 @@ impl Bucket {
             name: name.into(),
             retry_timeout: Duration::from_secs(settings.retry_timeout_secs),
         })
+    }
+
+    /// Retries that the deadline ends: a count of them (ten by default, with a random
+    /// backoff) can run out in under two seconds while the store restarts. The count is the
+    /// most that fit in the deadline, each backoff being at least the first, so the log's
+    /// "retry N of M" reads as a real bound.
+    fn retries(timeout_secs: u64) -> RetryConfig {
+        let backoff = BackoffConfig {
+            max_backoff: Duration::from_secs(2),
+            ..BackoffConfig::default()
+        };
+        let retry_timeout = Duration::from_secs(timeout_secs);
+        let fit = retry_timeout.as_millis() / backoff.init_backoff.as_millis().max(1);
+        RetryConfig {
+            retry_timeout,
+            max_retries: usize::try_from(fit).unwrap_or(usize::MAX) + 1,
+            backoff,
+        }
     }
 
     fn key(&self, id: &str) -> Path {
@@ -257,6 +266,15 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_are_counted_up_to_what_the_deadline_allows() {
+        let config = Bucket::retries(30);
+        assert_eq!(config.retry_timeout, Duration::from_secs(30));
+        // 100 ms is the shortest backoff: 300 of them fill 30 s.
+        assert_eq!(config.max_retries, 301);
+        assert_eq!(Bucket::retries(0).max_retries, 1);
+    }
 
     #[test]
     fn an_endpoint_that_is_no_url_stops_the_start() {
