@@ -302,6 +302,7 @@ async fn metrics_cover_every_family_and_pass_promtool() {
     for (name, never) in [
         ("easel_webhook_deliveries_total", "outcome=\"gave_up\""),
         ("easel_plugin_traps_total", "kind=\"memory\""),
+        ("easel_tasks_requeued_total", "reason=\"interrupted\""),
     ] {
         let at_zero = |(labels, value): &(String, f64)| labels.contains(never) && *value == 0.0;
         assert!(

@@ -220,6 +220,15 @@ impl Metrics {
             .inc();
     }
 
+    /// A provider this process serves: its requeue series start at 0, so that an alert on
+    /// requeues sees the first one (a series born at 1 has no increase to show).
+    pub fn provider_served(&self, provider: &str) {
+        for why in crate::engine::lifecycle::Requeued::ALL {
+            self.tasks_requeued
+                .with_label_values(&[provider, why.label()]);
+        }
+    }
+
     /// A task of `provider` put back in the queue, for `reason`.
     pub fn task_requeued(&self, provider: &str, reason: &str) {
         self.tasks_requeued

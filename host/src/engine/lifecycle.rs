@@ -243,6 +243,13 @@ pub enum Requeued {
 }
 
 impl Requeued {
+    /// Every reason, for the metric's series that start at 0.
+    pub const ALL: [Requeued; 3] = [
+        Requeued::Interrupted,
+        Requeued::RateLimited,
+        Requeued::UpstreamUnavailable,
+    ];
+
     /// The metric's label.
     pub fn label(self) -> &'static str {
         match self {

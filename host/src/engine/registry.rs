@@ -159,6 +159,7 @@ impl Registry {
             tracing::info!(provider = %id, "not loaded: --providers leaves it out");
             return;
         }
+        crate::metrics::get().provider_served(&id);
         self.providers
             .write()
             .expect("registry lock")
