@@ -1,7 +1,8 @@
 //! Seed 001's paging of lists (jobs, assets): `limit` from 1 to 200 (default 20) and `before`,
 //! an ISO time, for the next page. A page never splits a millisecond: rows created in the
 //! same millisecond as its last one come with it (so the next page, `before` that time,
-//! skips none), which can make a page a few rows longer than `limit`.
+//! skips none), which can make a page a few rows longer than `limit`, never shorter while
+//! rows remain.
 
 use crate::{
     api::error::Error,

@@ -311,11 +311,12 @@ pub fn redact(url: &str) -> String {
     parsed.to_string()
 }
 
-/// A page of at most `limit` rows, newest first, that never splits a millisecond, so that
-/// paging on with `before` set to the last row's creation time skips nothing; and whether
-/// rows remain. `fetch(n)` reads the first `n` rows in that order. A millisecond that holds
-/// more than a page (a burst of submits) is returned whole, however long: cut, its rest
-/// would be skipped by the next page.
+/// A page of `limit` rows, newest first, that never splits a millisecond, so that paging on
+/// with `before` set to the last row's creation time skips nothing; and whether rows remain.
+/// `fetch(n)` reads the first `n` rows in that order. The rows created in the same
+/// millisecond as the page's last one come with it, so a page is never shorter than `limit`
+/// while rows remain (a client that stops at a short page misses nothing), and a burst of
+/// submits in one millisecond makes it longer.
 pub async fn page_of_whole_milliseconds<T, Fetched>(
     limit: i64,
     created_at: impl Fn(&T) -> i64,
@@ -334,8 +335,9 @@ where
     }
 }
 
-/// [`page_of_whole_milliseconds`] on the `asked` rows read; `None` when they all share one
-/// millisecond and more may follow it.
+/// [`page_of_whole_milliseconds`] on the `asked` rows read (`limit` is at least 1); `None`
+/// when every row after the first `limit` shares the last one's millisecond and more may
+/// follow it.
 fn whole_milliseconds<T>(
     mut rows: Vec<T>,
     limit: usize,
@@ -345,19 +347,13 @@ fn whole_milliseconds<T>(
     if rows.len() <= limit {
         return Some((rows, false));
     }
-    let boundary = created_at(&rows[limit]);
-    // Newest first, so the rows sharing the next row's millisecond end the page.
-    if let Some(last_other) = rows[..limit]
+    let boundary = created_at(&rows[limit - 1]);
+    match rows[limit..]
         .iter()
-        .rposition(|row| created_at(row) != boundary)
+        .position(|row| created_at(row) != boundary)
     {
-        rows.truncate(last_other + 1);
-        return Some((rows, true));
-    }
-    // The first millisecond holds more than a page: all of it, once its end was read.
-    match rows.iter().position(|row| created_at(row) != boundary) {
-        Some(end) => {
-            rows.truncate(end);
+        Some(also) => {
+            rows.truncate(limit + also);
             Some((rows, true))
         }
         None if rows.len() < asked => Some((rows, false)),
@@ -471,27 +467,31 @@ mod tests {
 
     #[test]
     fn pages_never_split_a_millisecond() {
-        // Creation times, newest first; pages of 3, four rows read.
+        // Creation times, newest first; pages of 3, four rows read, then eight.
         let page = |rows: Vec<i64>| whole_milliseconds(rows, 3, 4, |t| *t);
+        let longer = |rows: Vec<i64>| whole_milliseconds(rows, 3, 8, |t| *t);
         assert_eq!(page(vec![9, 8, 7, 6]), Some((vec![9, 8, 7], true)));
-        assert_eq!(page(vec![9, 8, 7, 7]), Some((vec![9, 8], true)));
-        assert_eq!(page(vec![9, 7, 7, 7]), Some((vec![9], true)));
         assert_eq!(page(vec![9, 8, 7]), Some((vec![9, 8, 7], false)));
-        // A millisecond of more than a page is read to its end, then returned whole.
+        // The last row's millisecond comes whole, read to its end first: never a short page
+        // while rows remain.
+        assert_eq!(page(vec![9, 8, 7, 7]), None);
+        assert_eq!(longer(vec![9, 8, 7, 7, 6]), Some((vec![9, 8, 7, 7], true)));
+        assert_eq!(page(vec![9, 7, 7, 7]), None);
+        assert_eq!(longer(vec![9, 7, 7, 7, 5]), Some((vec![9, 7, 7, 7], true)));
         assert_eq!(page(vec![7, 7, 7, 7]), None);
         assert_eq!(
-            whole_milliseconds(vec![7, 7, 7, 7, 7, 6], 3, 8, |t| *t),
+            longer(vec![7, 7, 7, 7, 7, 6]),
             Some((vec![7, 7, 7, 7, 7], true))
         );
         assert_eq!(
-            whole_milliseconds(vec![7, 7, 7, 7, 7], 3, 8, |t| *t),
+            longer(vec![7, 7, 7, 7, 7]),
             Some((vec![7, 7, 7, 7, 7], false))
         );
     }
 
     #[tokio::test]
     async fn a_burst_within_one_millisecond_is_paged_whole() {
-        let rows: Vec<i64> = [vec![9], vec![7; 10], vec![5, 4]].concat();
+        let rows: Vec<i64> = [vec![9, 8], vec![7; 10], vec![5, 4, 3, 2]].concat();
         let mut before = i64::MAX;
         let mut seen = Vec::new();
         loop {
@@ -513,6 +513,7 @@ mod tests {
             if !more {
                 break;
             }
+            assert!(page.len() >= 3, "a short page while rows remain: {page:?}");
             before = *page.last().unwrap();
         }
         assert_eq!(seen, rows, "nothing skipped, nothing twice");
