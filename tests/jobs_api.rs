@@ -328,6 +328,47 @@ async fn wrong_methods_are_refused_in_each_apis_own_shape() {
     assert!(unknown["error"].is_string(), "{unknown}");
 }
 
+/// A path parameter that cannot be read (an id that is no UTF-8) is refused in the route's
+/// API's own JSON shape, not axum's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_path_parameters_are_refused_in_each_apis_own_shape() {
+    let host = Host::sqlite().await;
+    let ask = |method: Method, path: &str| send(host.as_key(method, path, "key-a"));
+    for path in [
+        "/api/v1/jobs/%ff",
+        "/api/v1/assets/%ff",
+        "/api/v1/assets/%ff/download",
+    ] {
+        let (status, jobs) = ask(Method::GET, path).await;
+        assert_eq!(status, 400, "{path}: {jobs}");
+        assert!(
+            jobs["error"].as_str().unwrap().contains("UTF-8"),
+            "{path}: {jobs}"
+        );
+    }
+    let (status, cancel) = ask(Method::POST, "/api/v1/jobs/%ff/cancel").await;
+    assert!(status == 400 && cancel["error"].is_string(), "{cancel}");
+    let (status, shared) = ask(Method::GET, "/api/v1/tasks/%ff").await;
+    assert_eq!(status, 400, "{shared}");
+    assert!(
+        shared["code"] == "400" && shared["detail"].is_string(),
+        "{shared}"
+    );
+    let (status, openai) = ask(Method::GET, "/v1/models/%ff").await;
+    assert_eq!(status, 400, "{openai}");
+    assert!(openai["error"]["message"].is_string(), "{openai}");
+    let (status, pixel) = send(
+        host.as_key(Method::POST, "/api/v1/generations/%ff", "key-a")
+            .json(&json!({"prompt": "x"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{pixel}");
+    assert!(
+        pixel["code"] == "400" && pixel["request_id"].is_string(),
+        "{pixel}"
+    );
+}
+
 #[tokio::test]
 async fn capabilities_and_openapi_describe_the_api() {
     let host = Host::sqlite().await;

@@ -289,6 +289,19 @@ async fn bad_model_ids_get_the_documented_messages() {
         body["message"],
         "Model 'invalid/model' not found. Available models can be fetched from /api/v1/models"
     );
+    // A model of another type is found, and named as such.
+    let (status, body) = host
+        .post(
+            "/api/v1/generations/audio",
+            &json!({"prompt": "a cat", "model": "offline/image"}),
+        )
+        .await;
+    assert_eq!((status, &body["code"]), (400, &json!("400")), "{body}");
+    assert_eq!(
+        body["message"],
+        "Model 'offline/image' is of type 'image', and this route takes type 'audio'. \
+         Available models can be fetched from /api/v1/models"
+    );
     // The old `provider` field form is refused the same way.
     let (status, _) = host
         .post(

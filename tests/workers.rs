@@ -206,8 +206,20 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
         assert!(worker["host"].as_str().is_some_and(|h| !h.is_empty()));
     }
 
-    // A chat streams from the host that accepts it: a chat model only a worker loads is
-    // refused by the API host, saying why, and nothing is stored for it.
+    // A chat streams from the host that accepts it: a chat model only a worker loads is not
+    // offered by the API host's OpenAI model list (its image model is), and is refused by it,
+    // saying why, with nothing stored for it.
+    let (_, offered) = api.get("/v1/models").await;
+    let offered: Vec<&str> = offered["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        offered.contains(&"offline/image") && !offered.contains(&"offline/chat"),
+        "{offered:?}"
+    );
     let (status, refused) = api
         .post(
             "/v1/chat/completions",

@@ -8,7 +8,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{FromRequestParts, Path, State},
+    extract::{FromRequestParts, State},
     http::{HeaderMap, StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -20,7 +20,7 @@ use crate::{
     api::{
         AppState,
         auth::presented_key,
-        dialect::Body,
+        dialect::{Body, PathOf},
         error::Error,
         jobs::Jobs,
         keys,
@@ -249,7 +249,9 @@ struct Grant {
 async fn grant(
     State(state): State<AppState>,
     _: Operator,
-    Path(client_id): Path<String>,
+    PathOf {
+        params: client_id, ..
+    }: PathOf<String, Jobs>,
     body: AdminBody,
 ) -> Result<Response, Error> {
     let body: Grant = body.json()?;
@@ -278,7 +280,9 @@ async fn grant(
 async fn usage(
     State(state): State<AppState>,
     _: Operator,
-    Path(client_id): Path<String>,
+    PathOf {
+        params: client_id, ..
+    }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     crate::api::limits::known_client(&state, &client_id).await?;
     Ok(Json(state.engine.account(&client_id).await?).into_response())

@@ -8,7 +8,7 @@ use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     Json,
     body::Body,
-    extract::{Path, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use crate::{
     api::{
         AppState, body,
-        dialect::QueryOf,
+        dialect::{PathOf, QueryOf},
         error::Error,
         jobs::{Client, Jobs},
         multipart::{self, Content},
@@ -276,7 +276,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     Client { client_id, .. }: Client,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     let asset = state
         .engine
@@ -290,7 +290,7 @@ async fn show(
 async fn download(
     State(state): State<AppState>,
     Client { client_id, .. }: Client,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Jobs>,
     request: Request,
 ) -> Result<Response, Error> {
     let asset = state

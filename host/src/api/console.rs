@@ -13,7 +13,6 @@ use aide::{
     openapi::{Parameter, ReferenceOr},
 };
 use axum::{
-    extract::Path,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -21,7 +20,9 @@ use serde_json::json;
 
 use crate::api::{
     AppState,
+    dialect::PathOf,
     error::Error,
+    jobs::Jobs,
     openapi::{Api, Describe},
 };
 
@@ -104,7 +105,7 @@ async fn page() -> Response {
     serve(content_type, body)
 }
 
-async fn file(Path(name): Path<String>) -> Response {
+async fn file(PathOf { params: name, .. }: PathOf<String, Jobs>) -> Response {
     match FILES.iter().find(|(file, _, _)| *file == name) {
         Some((_, content_type, body)) => serve(content_type, body),
         None => Error::not_found("File").into_response(),

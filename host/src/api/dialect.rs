@@ -1,6 +1,6 @@
 //! What every dialect's handlers share, as axum extractors that reject in the calling API's
-//! own error shape: the calling client ([`Caller`]), the body ([`Body`]) and the query
-//! ([`QueryOf`]). A handler that takes them has no authentication preamble and no rejection
+//! own error shape: the calling client ([`Caller`]), the body ([`Body`]), the query
+//! ([`QueryOf`]) and the path's parameters ([`PathOf`]). A handler that takes them has no authentication preamble and no rejection
 //! mapping of its own, and no request reaches a handler's body unauthenticated: axum runs
 //! `Caller` (a parts extractor) before the body is read.
 
@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Query, Request},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
     http::{StatusCode, request::Parts},
     response::IntoResponse,
 };
@@ -140,9 +140,34 @@ impl<T: DeserializeOwned + Send, D: Dialect> FromRequestParts<AppState> for Quer
     }
 }
 
+/// The path's parameters parsed as `T` (an id that is not UTF-8, say, is refused in the
+/// dialect's shape rather than axum's plain text).
+pub struct PathOf<T, D> {
+    /// The parsed parameters.
+    pub params: T,
+    dialect: PhantomData<D>,
+}
+
+impl<T: DeserializeOwned + Send, D: Dialect> FromRequestParts<AppState> for PathOf<T, D> {
+    type Rejection = D::Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(params)) => Ok(Self {
+                params,
+                dialect: PhantomData,
+            }),
+            Err(rejection) => Err(D::rejected(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
 // The extractors are documented as what they read: the caller adds nothing to an operation (the
 // document describes the key headers once), a body is named beside its handler, and a query
-// lists its parameters as axum's own `Query<T>` does.
+// or a path lists its parameters as axum's own `Query<T>` and `Path<T>` do.
 impl<D> aide::OperationInput for Caller<D> {}
 
 impl<D> aide::OperationInput for Body<D> {}
@@ -153,5 +178,14 @@ impl<T: schemars::JsonSchema, D> aide::OperationInput for QueryOf<T, D> {
         operation: &mut aide::openapi::Operation,
     ) {
         Query::<T>::operation_input(ctx, operation);
+    }
+}
+
+impl<T: schemars::JsonSchema, D> aide::OperationInput for PathOf<T, D> {
+    fn operation_input(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        Path::<T>::operation_input(ctx, operation);
     }
 }

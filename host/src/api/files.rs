@@ -10,7 +10,7 @@
 
 use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
-    extract::{Path, Request, State},
+    extract::{Request, State},
     http::HeaderMap,
     response::{IntoResponse, Response},
 };
@@ -23,6 +23,8 @@ use crate::{
     api::{
         AppState,
         assets::serve_asset,
+        dialect::PathOf,
+        jobs::Jobs,
         openapi::{Api, Describe},
     },
     store::Store,
@@ -187,7 +189,10 @@ pub fn routes() -> ApiRouter<AppState> {
 
 async fn download(
     State(state): State<AppState>,
-    Path((asset_id, signature)): Path<(String, String)>,
+    PathOf {
+        params: (asset_id, signature),
+        ..
+    }: PathOf<(String, String), Jobs>,
     request: Request,
 ) -> Response {
     let not_found = || crate::api::error::Error::not_found("File").into_response();

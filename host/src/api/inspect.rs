@@ -14,7 +14,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -26,7 +26,7 @@ use crate::{
     api::{
         AppState,
         admin::Operator,
-        dialect::QueryOf,
+        dialect::{PathOf, QueryOf},
         error::Error,
         files::public_base,
         jobs::{self, Client, Jobs, ListQuery},
@@ -218,7 +218,7 @@ async fn own_task(
     State(state): State<AppState>,
     Client { client_id, .. }: Client,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     let task = state
         .engine
@@ -271,7 +271,7 @@ async fn any_task(
     State(state): State<AppState>,
     _: Operator,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     let task = find_any(&state, &id).await?;
     Ok(Json(json!({ "job": detail(&state, &headers, &task).await? })).into_response())
@@ -280,7 +280,7 @@ async fn any_task(
 async fn cancel_any(
     State(state): State<AppState>,
     _: Operator,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     let task = find_any(&state, &id).await?;
     if task.status.is_terminal() {

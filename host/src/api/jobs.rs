@@ -7,7 +7,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -20,7 +20,7 @@ use crate::{
         AppState,
         auth::AuthError,
         body,
-        dialect::{Body, Caller, Dialect, QueryOf},
+        dialect::{Body, Caller, Dialect, PathOf, QueryOf},
         error::Error,
         files::public_base,
         loras,
@@ -450,7 +450,7 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     Client { client_id, .. }: Client,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     let task = state
         .engine
@@ -526,7 +526,7 @@ async fn list(
 async fn cancel(
     State(state): State<AppState>,
     Client { client_id, .. }: Client,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     let before = state
         .engine

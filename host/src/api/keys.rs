@@ -8,7 +8,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -21,7 +21,9 @@ use crate::{
         AppState,
         admin::{AdminBody, Operator},
         body,
+        dialect::PathOf,
         error::Error,
+        jobs::Jobs,
         openapi::{Api, Describe},
     },
     engine::task::{now_ms, parse_time, rfc3339},
@@ -193,7 +195,9 @@ struct RevokeKey {
 async fn list(
     State(state): State<AppState>,
     _: Operator,
-    Path(client_id): Path<String>,
+    PathOf {
+        params: client_id, ..
+    }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     let Some(keys) = state.auth.keys(&client_id).await? else {
         return Err(KeyError::UnknownClient(client_id).into());
@@ -205,7 +209,9 @@ async fn list(
 async fn create(
     State(state): State<AppState>,
     _: Operator,
-    Path(client_id): Path<String>,
+    PathOf {
+        params: client_id, ..
+    }: PathOf<String, Jobs>,
     body: AdminBody,
 ) -> Result<Response, Error> {
     let body: CreateKey = optional_body(&body.bytes)?;
@@ -221,7 +227,10 @@ async fn create(
 async fn rotate(
     State(state): State<AppState>,
     _: Operator,
-    Path((client_id, key_id)): Path<(String, String)>,
+    PathOf {
+        params: (client_id, key_id),
+        ..
+    }: PathOf<(String, String), Jobs>,
     body: AdminBody,
 ) -> Result<Response, Error> {
     let body: RotateKey = optional_body(&body.bytes)?;
@@ -246,7 +255,10 @@ async fn rotate(
 async fn revoke(
     State(state): State<AppState>,
     _: Operator,
-    Path((client_id, key_id)): Path<(String, String)>,
+    PathOf {
+        params: (client_id, key_id),
+        ..
+    }: PathOf<(String, String), Jobs>,
     body: AdminBody,
 ) -> Result<Response, Error> {
     let body: RevokeKey = optional_body(&body.bytes)?;

@@ -8,7 +8,7 @@
 use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     Json,
-    extract::{Path, Request, State},
+    extract::{Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -21,8 +21,9 @@ use crate::{
     api::{
         AppState,
         admin::{AdminBody, Operator},
+        dialect::PathOf,
         error::Error,
-        jobs::Client,
+        jobs::{Client, Jobs},
         openapi::{Api, Describe},
     },
     engine::{
@@ -125,7 +126,9 @@ async fn own(
 async fn list(
     State(state): State<AppState>,
     _: Operator,
-    Path(client_id): Path<String>,
+    PathOf {
+        params: client_id, ..
+    }: PathOf<String, Jobs>,
 ) -> Result<Response, Error> {
     known_client(&state, &client_id).await?;
     listing(&state, &client_id).await
@@ -134,7 +137,9 @@ async fn list(
 async fn set(
     State(state): State<AppState>,
     _: Operator,
-    Path(client_id): Path<String>,
+    PathOf {
+        params: client_id, ..
+    }: PathOf<String, Jobs>,
     body: AdminBody,
 ) -> Result<Response, Error> {
     let body: SetLimits = body.json()?;

@@ -17,7 +17,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{Path, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -32,7 +32,7 @@ use crate::{
         auth::{AuthError, KEYS_UNAVAILABLE},
         body::Unreadable,
         chat::{self, ChunkStyle},
-        dialect::{Body, Caller, Dialect},
+        dialect::{Body, Caller, Dialect, PathOf},
         files::public_base,
         multipart,
         openapi::{Api, Describe},
@@ -286,7 +286,8 @@ const LISTED: [&str; 5] = [
 ];
 
 /// OpenAI's model objects: the models of [`LISTED`] capabilities, under ids the routes accept
-/// (an operator's alias may have taken a full id).
+/// (an operator's alias may have taken a full id), chat models only where this host loads
+/// their provider.
 fn listed(state: &AppState) -> Vec<Value> {
     let registry = state.engine.registry();
     registry
@@ -299,6 +300,12 @@ fn listed(state: &AppState) -> Vec<Value> {
                 .any(|c| LISTED.contains(&c.as_str()))
         })
         .filter(|r| registry.reaches(&r.id(), r))
+        // A chat is answered by the host that accepts it: a chat model only another process
+        // of the fleet loads would be refused here, so it is not offered here.
+        .filter(|r| {
+            !r.model.capabilities.iter().any(|c| c == "chat")
+                || registry.provider(r.provider.id()).is_some()
+        })
         .map(
             |r| json!({"id": r.id(), "object": "model", "created": 0, "owned_by": r.provider.id()}),
         )
@@ -313,7 +320,7 @@ async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Er
 async fn model(
     State(state): State<AppState>,
     _: Client,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, OpenAi>,
 ) -> Result<Response, Error> {
     listed(&state)
         .into_iter()

@@ -14,7 +14,7 @@ use aide::axum::{
 };
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -26,7 +26,7 @@ use crate::{
     api::{
         AppState,
         auth::{AuthError, KEYS_UNAVAILABLE},
-        dialect::{Body, Caller, Dialect},
+        dialect::{Body, Caller, Dialect, PathOf},
         files::public_base,
         loras,
         openapi::{Api, Describe},
@@ -282,7 +282,7 @@ async fn generate(
     State(state): State<AppState>,
     Caller { client_id, .. }: Caller<Pixel>,
     headers: HeaderMap,
-    Path(kind): Path<String>,
+    PathOf { params: kind, .. }: PathOf<String, Pixel>,
     body: Body<Pixel>,
 ) -> Result<Response, Error> {
     let Some((_, capability)) = TYPES.iter().find(|(k, _)| *k == kind && kind != "llm") else {
@@ -394,6 +394,16 @@ fn resolve(
     }
     match state.engine.registry().find(model) {
         Ok(resolved) if pixel_type(&resolved.model.kind) == kind => Ok(resolved),
+        // Listed by /api/v1/models, under another type: "not found" would send the client
+        // to a list that holds it.
+        Ok(resolved) => Err(Error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Model '{model}' is of type '{}', and this route takes type '{kind}'. Available \
+                 models can be fetched from /api/v1/models",
+                pixel_type(&resolved.model.kind)
+            ),
+        )),
         Err(error @ ResolveError::Ambiguous { .. }) => {
             Err(Error(StatusCode::BAD_REQUEST, error.to_string()))
         }

@@ -6,7 +6,7 @@
 use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -16,7 +16,7 @@ use crate::{
     api::{
         AppState,
         auth::{AuthError, KEYS_UNAVAILABLE},
-        dialect::{Caller, Dialect},
+        dialect::{Caller, Dialect, PathOf},
         files::public_base,
         openapi::{Api, Describe},
         pixel, sd,
@@ -76,7 +76,7 @@ impl Dialect for Shared {
 async fn show(
     State(state): State<AppState>,
     Caller { client_id, .. }: Caller<Shared>,
-    Path(id): Path<String>,
+    PathOf { params: id, .. }: PathOf<String, Shared>,
     headers: HeaderMap,
 ) -> Response {
     // Links for the host and name this request came through, not the submitting one's.
