@@ -320,6 +320,15 @@ async fn bad_input_gets_llmage_messages_and_stores_nothing() {
             json!({"model": "wan2.2-t2i-plus", "catelogid": "t2i", "prompt": "p", "width": "wide"}),
             "Invalid parameter width: must be of type integer",
         ),
+        // Seed 002's text fields are text, declared by the model's schema or not.
+        (
+            json!({"model": 123, "catelogid": "t2i", "prompt": "p"}),
+            "Invalid parameter model: must be of type string",
+        ),
+        (
+            json!({"model": "wan2.2-t2i-plus", "catelogid": "t2i", "prompt": "p", "negative_prompt": {"a": 1}}),
+            "Invalid parameter negative_prompt: must be of type string",
+        ),
     ];
     for (body, message) in cases {
         let (status, answer) = host.post("/llmage/v1/image/generations", &body).await;

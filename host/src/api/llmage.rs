@@ -424,10 +424,21 @@ async fn video_generations(
     generate(state, client, headers, request, &["t2v", "i2v", "ref2v"]).await
 }
 
-fn text_field(fields: &mut Map<String, Value>, name: &str) -> Option<String> {
+/// Seed 002's text fields that go on to the model as parameters: a value of another JSON type
+/// is refused naming the field, whether or not the model's schema declares it.
+const TEXT_PARAMS: [&str; 5] = ["negative_prompt", "resolution", "ratio", "size", "off_peak"];
+
+fn not_text(name: &str) -> Error {
+    bad(format!("Invalid parameter {name}: must be of type string"))
+}
+
+/// The text field `name`, taken out of `fields`: `None` when absent, null or blank; refused
+/// when of another JSON type.
+fn text_field(fields: &mut Map<String, Value>, name: &str) -> Result<Option<String>, Error> {
     match fields.remove(name) {
-        Some(Value::String(text)) if !text.trim().is_empty() => Some(text),
-        _ => None,
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok((!text.trim().is_empty()).then_some(text)),
+        Some(_) => Err(not_text(name)),
     }
 }
 
@@ -439,9 +450,16 @@ async fn generate(
     allowed: &[&str],
 ) -> Result<Response, Error> {
     let Form { mut fields, inputs } = read_form(&state, &headers, request).await?;
-    let name = text_field(&mut fields, "model").ok_or_else(|| missing("model"))?;
-    let catelogid = text_field(&mut fields, "catelogid").ok_or_else(|| missing("catelogid"))?;
-    let prompt = text_field(&mut fields, "prompt").ok_or_else(|| missing("prompt"))?;
+    let name = text_field(&mut fields, "model")?.ok_or_else(|| missing("model"))?;
+    let catelogid = text_field(&mut fields, "catelogid")?.ok_or_else(|| missing("catelogid"))?;
+    let prompt = text_field(&mut fields, "prompt")?.ok_or_else(|| missing("prompt"))?;
+    if let Some(name) = TEXT_PARAMS.into_iter().find(|name| {
+        fields
+            .get(*name)
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+    }) {
+        return Err(not_text(name));
+    }
     if !allowed.contains(&catelogid.as_str()) {
         return Err(bad(format!(
             "catelogid must be one of {}",
