@@ -366,6 +366,19 @@ fn settings_naming_nothing_served_here_are_logged_at_start() {
         !warned(&["\"offline/image\""]) && !warned(&["[capacity]", "offline"]),
         "{log}"
     );
+    // An API-only host claims nothing: the fleet's shared `[capacity]` names nothing to it.
+    std::fs::write(&config, format!("[engine]\nworkers = 0\n{settings}")).unwrap();
+    let mut child = serve_offline(data.path(), &[("EASEL_CONFIG", config.to_str().unwrap())]);
+    easel_tests::announced_address(&mut child, "easel listening on ");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(!log.contains("dashcope"), "{log}");
+    assert!(
+        log.contains("ofline/image"),
+        "aliases are still checked: {log}"
+    );
 }
 
 /// `EASEL_LOG_FORMAT=json`: every line a JSON object; a request's lines carry its id, and
@@ -428,6 +441,23 @@ async fn json_logs_carry_the_request_and_task_ids() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // OpenAI's synchronous image route admits its task on a task of its own: the task still
+    // records the request's id, so the worker's lines about it name the request.
+    let response = http
+        .post(format!("{base}/v1/images/generations"))
+        .bearer_auth("key-a")
+        .json(
+            &json!({"model": "offline/image", "prompt": "log", "size": "64x64",
+                      "fail": "logged failure"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{response:?}");
+    let sync_request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -464,6 +494,13 @@ async fn json_logs_carry_the_request_and_task_ids() {
             .iter()
             .any(|line| line["fields"]["message"] == "task finished"),
         "the worker's line is among them: {lines:#?}"
+    );
+    assert!(
+        parsed
+            .iter()
+            .any(|line| line["fields"]["message"] == "task finished"
+                && span_field(line, "request_id").as_deref() == Some(sync_request_id.as_str())),
+        "the synchronous route's task names its request: {lines:#?}"
     );
     for line in &parsed {
         if line["spans"]

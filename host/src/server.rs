@@ -196,7 +196,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let host = build(config).await?;
     // `serve` with `[engine] workers = 0` is API only; `easel worker` processes do the work.
     let runs_workers = mode == Mode::Worker || host.state.config.engine.workers > 0;
-    warn_unloaded(&host);
+    warn_unloaded(&host, runs_workers);
     warn_unshared_assets(&host.state.config);
     // The fleet sees this process, and it the fleet, before it claims or serves anything.
     let mut membership = fleet::Membership::new(runs_workers);
@@ -268,7 +268,7 @@ fn warn_unshared_assets(config: &Config) {
 
 /// Names the providers `--providers` asked for that this process has not loaded (a plugin
 /// may still arrive in the watched folder).
-fn warn_unloaded(host: &Host) {
+fn warn_unloaded(host: &Host, claims: bool) {
     let registry = host.engine.registry();
     let loaded = registry.provider_ids();
     for wanted in host.state.config.providers.iter().flatten() {
@@ -284,11 +284,15 @@ fn warn_unloaded(host: &Host) {
         .iter()
         .chain(&config.defaults)
         .map(|(setting, model)| (setting.as_str(), model.as_str()))
+        // `[capacity]` bounds this process's claims: it is shared by every process of the
+        // fleet as it is (README), so it names nothing to a process that claims nothing, nor
+        // a provider `--providers` leaves out.
         .chain(
             config
                 .capacity
                 .models
                 .keys()
+                .filter(|m| claims && m.split('/').next().is_some_and(|p| registry.admits(p)))
                 .map(|m| (m.as_str(), m.as_str())),
         );
     for (setting, model) in models {
@@ -301,7 +305,7 @@ fn warn_unloaded(host: &Host) {
         }
     }
     for provider in config.capacity.providers.keys() {
-        if !loaded.contains(provider) {
+        if claims && registry.admits(provider) && !loaded.contains(provider) {
             tracing::warn!(%provider, "[capacity] names a provider not loaded in this process (misspelt, or loaded only by other processes of the fleet)");
         }
     }

@@ -121,14 +121,19 @@ pub async fn reporting<F: Future>(work: F) -> (F::Output, Option<Remaining>) {
         .await
 }
 
-/// Runs `work` on a task of its own, which finishes even if the caller is dropped, and
-/// reports what the limits left for its admission to the caller's own [`reporting`] scope.
+/// Runs `work` on a task of its own, which finishes even if the caller is dropped, within
+/// the caller's request (a task it admits records the request's id), and reports what the
+/// limits left for its admission to the caller's own [`reporting`] scope.
 pub async fn detached<F>(work: F) -> Result<F::Output, tokio::task::JoinError>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let (output, remaining) = tokio::spawn(reporting(work)).await?;
+    let work = reporting(work);
+    let (output, remaining) = match crate::engine::task::current_request_id() {
+        Some(id) => tokio::spawn(crate::engine::task::REQUEST_ID.scope(id, work)).await?,
+        None => tokio::spawn(work).await?,
+    };
     if remaining.is_some() {
         let _ = REPORT.try_with(|report| report.set(remaining));
     }
