@@ -289,7 +289,7 @@ async fn admin_routes_create_list_rotate_and_revoke_keys(backend: Backend) {
     assert_eq!(ci["key"], "ci-key-0123456789abcdef", "the secret, once");
     assert_eq!(ci["label"], "ci");
     assert_eq!(ci["source"], "admin");
-    assert_eq!(ci["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(ci["expires_at"], "2099-01-01T00:00:00.000Z");
     assert_eq!(ci["active"], true);
     let (status, generated) = admin(&host, Method::POST, path, None).await;
     assert_eq!(status, 201, "{generated}");

@@ -289,11 +289,17 @@ pub async fn record_progress(
     tasks::record_progress(
         engine.store(),
         id,
-        progress.map(f64::from),
+        progress.map(stored_progress),
         wake_at,
         now_ms(),
     )
     .await
+}
+
+/// A fraction reported in `f32` as clients read it: widened as it is, 0.15 would read
+/// 0.15000000596046448.
+fn stored_progress(fraction: f32) -> f64 {
+    (f64::from(fraction) * 10_000.0).round() / 10_000.0
 }
 
 /// Flags a running task for cancellation; its holder, on whichever host, sees the flag at its
@@ -368,5 +374,17 @@ pub(crate) async fn hold_leases(engine: Engine) {
                 wait = wait.min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_progress;
+
+    #[test]
+    fn progress_is_stored_as_reported_not_widened() {
+        assert_eq!(stored_progress(0.15), 0.15);
+        assert_eq!(stored_progress(0.6), 0.6);
+        assert_eq!(stored_progress(1.0), 1.0);
     }
 }

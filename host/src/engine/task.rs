@@ -290,14 +290,15 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
-/// RFC 3339 rendering of a millisecond timestamp.
+/// RFC 3339 rendering of a millisecond timestamp in UTC, always with three decimals
+/// (`…:24.310Z`, never `…:24.31Z` beside `…:24.312Z`).
 pub fn rfc3339(ms: i64) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_default()
 }
 
@@ -341,7 +342,17 @@ pub fn failure_reason(what: &str, error: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{failure_reason, parse_time};
+    use super::{failure_reason, parse_time, rfc3339};
+
+    #[test]
+    fn times_are_written_with_milliseconds_always() {
+        assert_eq!(rfc3339(1_796_610_624_310), "2026-12-07T02:30:24.310Z");
+        assert_eq!(rfc3339(1_796_610_624_000), "2026-12-07T02:30:24.000Z");
+        assert_eq!(
+            parse_time(&rfc3339(1_796_610_624_312)),
+            Some(1_796_610_624_312)
+        );
+    }
 
     /// The client reads what failed, not the bucket's name, endpoint or credentials trouble.
     #[test]
