@@ -36,6 +36,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use capability::{Capability, UnknownCapability};
 
+/// The provider ids of easel's own providers (the native diffusion model's, the offline test
+/// provider's): routes, capacity settings and `--providers` name them, so no plugin may
+/// take one.
+pub const BUILT_IN_PROVIDERS: [&str; 2] = ["local", "offline"];
+
 /// What a task asks for, normalized from whichever API received it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GenerationRequest {

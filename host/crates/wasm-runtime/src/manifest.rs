@@ -54,6 +54,12 @@ impl PluginManifest {
             "provider id {:?} must be non-empty lowercase ascii, digits, '-', '_' or '.'",
             self.id
         );
+        anyhow::ensure!(
+            !easel_provider::BUILT_IN_PROVIDERS.contains(&self.id.as_str()),
+            "provider id {:?} is one of easel's own providers ({}): pick another",
+            self.id,
+            easel_provider::BUILT_IN_PROVIDERS.join(", ")
+        );
         anyhow::ensure!(!self.version.trim().is_empty(), "version is empty");
         let mut keys = std::collections::HashSet::new();
         for m in &self.models {
@@ -135,5 +141,30 @@ impl PluginManifest {
             ));
         }
         warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PluginManifest;
+
+    #[test]
+    fn a_plugin_may_not_take_a_built_in_provider_s_id() {
+        let manifest = |id: &str| PluginManifest {
+            id: id.into(),
+            version: "1.0.0".into(),
+            models: Vec::new(),
+            allowed_hosts: Vec::new(),
+            secrets: Vec::new(),
+            idempotent_submit: false,
+        };
+        assert!(manifest("acme").validate().is_ok());
+        for id in ["local", "offline"] {
+            let refused = manifest(id).validate().unwrap_err().to_string();
+            assert!(
+                refused.contains("one of easel's own providers"),
+                "{refused}"
+            );
+        }
     }
 }
