@@ -78,11 +78,13 @@ pub trait Provider: 'static {
     /// [`Submission::Pending`] with a handle that carries everything `poll` needs.
     fn submit(&self, request: GenerationRequest) -> Result<Submission>;
 
-    /// Asks about a pending handle. The default fails: a provider that never returns
-    /// `Pending` is never polled.
+    /// Asks about a pending handle. The default fails, saying what to implement: a provider
+    /// that never returns `Pending` is never polled.
     fn poll(&self, handle: &str) -> Result<PollOutcome> {
         let _ = handle;
-        Err(Error::internal("this provider never returns pending handles, so it cannot poll"))
+        Err(Error::internal(
+            "the plugin returned a pending handle but does not implement Provider::poll",
+        ))
     }
 
     /// Cancels a pending handle upstream, best effort. The default fails: the vendor has
@@ -92,9 +94,13 @@ pub trait Provider: 'static {
         Err(Error::internal("this provider cannot cancel a task upstream"))
     }
 
-    /// Starts a chat answer. The default refuses: the provider serves no chat models.
+    /// Starts a chat answer. The default fails, saying what to implement: the host asks only
+    /// for a model whose manifest declares the `chat` capability.
     fn chat(&self, request: ChatRequest) -> Result<Box<dyn ChatStream>> {
-        Err(Error::invalid(format!("model `{}` does not support chat", request.model)))
+        Err(Error::internal(format!(
+            "the plugin declares chat for model `{}` but does not implement Provider::chat",
+            request.model
+        )))
     }
 }
 
