@@ -417,6 +417,6 @@ fn chat_errors_and_wrong_models_are_mapped() {
 #[test]
 fn nothing_is_pending_so_poll_and_cancel_explain_themselves() {
     // OpenAI answers every call synchronously: no handle is ever issued.
-    assert!(matches!(OpenAi.poll("anything"), Err(Error::Internal(m)) if m.contains("never returns pending")));
+    assert!(matches!(OpenAi.poll("anything"), Err(Error::Internal(m)) if m.contains("does not implement Provider::poll")));
     assert!(matches!(OpenAi.cancel("anything"), Err(Error::Internal(m)) if m.contains("cannot cancel")));
 }
