@@ -198,6 +198,8 @@ def check():
         ),
         "the image to load",
     )
+    shown = driver.find_element(By.CSS_SELECTOR, "#job").text
+    assert "null" not in shown and "[object" not in shown, f"the job view shows only its parts: {shown!r}"
     natural = driver.execute_script("return document.querySelector('#job img.output').naturalWidth")
     assert natural == 320, natural
     link = driver.find_element(By.CSS_SELECTOR, "#job a.download")
@@ -242,7 +244,25 @@ def check():
         lambda: driver.find_element(By.CSS_SELECTOR, "#job .status-line a").text,
         "the slow job's id",
     )
-    click("#job .status-line a", "the slow job's link")
+    # A run refused while that job is followed keeps its refusal on screen: the followed
+    # job's refreshes (every 0.7 s) no longer draw over it.
+    driver.execute_script(
+        "window.realFetch = window.fetch;"
+        "window.fetch = (url, init) => String(url).endsWith('/api/v1/jobs') && init && init.method === 'POST'"
+        "  ? Promise.resolve(new Response(JSON.stringify({error: {message: 'run refused here'}}),"
+        "      {status: 429, headers: {'content-type': 'application/json'}}))"
+        "  : window.realFetch(url, init);"
+    )
+    driver.find_element(By.CSS_SELECTOR, "#run").click()
+    wait_until(
+        lambda: "run refused here" in driver.find_element(By.CSS_SELECTOR, "#outcome").text,
+        "the refused run's message",
+    )
+    time.sleep(2)
+    assert "run refused here" in driver.find_element(By.CSS_SELECTOR, "#outcome").text, \
+        "the refusal was drawn over by the followed job"
+    driver.execute_script("window.fetch = window.realFetch;")
+    driver.execute_script("location.hash = arguments[0]", f"#/tasks/{task_id}")
     page("tasks")
     wait_for('#task #job[data-status="running"]', "the slow job to run")
     # A refused cancel's message stays through the page's refreshes (one a second).

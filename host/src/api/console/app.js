@@ -29,10 +29,19 @@ class Page {
 
 let current = null;
 
+/** A part of the address as written when it is no valid percent-encoding (a typed address). */
+function decoded(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function address() {
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   return {
-    parts: (path || '/').split('/').filter(Boolean).map(decodeURIComponent),
+    parts: (path || '/').split('/').filter(Boolean).map(decoded),
     query: new URLSearchParams(query || ''),
   };
 }

@@ -120,7 +120,7 @@ export async function workers(page) {
 function usage(account) {
   if (!account.usage.length) return '–';
   return h('ul', { class: 'plain' }, account.usage.map((u) =>
-    h('li', {}, h('code', {}, u.model), ` ${u.tasks} tasks, ${u.credits} credits`)));
+    h('li', {}, h('code', {}, u.model), ` ${u.tasks} ${u.tasks === 1 ? 'task' : 'tasks'}, ${u.credits} ${u.credits === 1 ? 'credit' : 'credits'}`)));
 }
 
 /** The columns an account shows its client and the operator; `name` renders the client. */

@@ -69,6 +69,8 @@ export async function playground(page) {
 
   const submit = async (event) => {
     event.preventDefault();
+    // The job followed so far stops drawing here: it would cover this run's refusal.
+    following = null;
     outcome.replaceChildren();
     run.disabled = true;
     try {

@@ -47,10 +47,12 @@ export function jobView(id) {
     const seen = JSON.stringify([job.error, job.outputs, job.texts]);
     if (seen === drawn) return;
     drawn = seen;
-    results.replaceChildren(
+    // `replaceChildren` writes a null or an array as text: only nodes go in.
+    results.replaceChildren(...[
       job.error ? h('p', { class: 'error task-error' }, job.error) : null,
       job.outputs?.length ? h('div', { class: 'outputs' }, job.outputs.map(media)) : null,
-      (job.texts || []).map((text) => h('blockquote', {}, text)));
+      ...(job.texts || []).map((text) => h('blockquote', {}, text)),
+    ].filter(Boolean));
   };
   return { element, update };
 }
