@@ -120,6 +120,8 @@ pub struct Lapsed {
 pub struct DueWebhook {
     /// `whk_…`.
     pub id: String,
+    /// The task it tells of.
+    pub task_id: String,
     /// Where to post it.
     pub url: String,
     /// The JSON body rendered when the task finished.
@@ -632,8 +634,9 @@ pub async fn requeue(
     now: i64,
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
-        "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = $3, updated_at = $2 \
-         WHERE id = $1 AND status = 'running' AND phase = 'submitting' AND attempts = $4",
+        "UPDATE tasks SET status = 'queued', phase = NULL, progress = 0, wake_at = $3, \
+         updated_at = $2 WHERE id = $1 AND status = 'running' AND phase = 'submitting' \
+         AND attempts = $4",
     )
     .bind(id)
     .bind(now)
@@ -1475,7 +1478,7 @@ async fn claim_webhooks_among(
              FROM ({candidates}) candidates) due \
            WHERE nth <= $4 - COALESCE(({running_here}), 0) \
            ORDER BY next_attempt_at LIMIT $3) \
-         RETURNING id, url, body, attempts"
+         RETURNING id, task_id, url, body, attempts"
     ))
     .bind(now)
     .bind(claim_until)
@@ -1598,11 +1601,17 @@ mod tests {
         let claim = |at: i64| super::claim(&store, at, at + 30_000, "wrk", &providers);
         let first = claim(now).await.unwrap().unwrap();
         assert_eq!((first.id.as_str(), first.attempts), ("job_first", 1));
+        super::record_progress(&store, "job_first", Some(0.5), None, now)
+            .await
+            .unwrap();
         assert!(
             super::requeue(&store, "job_first", 1, Some(now + 5_000), now)
                 .await
                 .unwrap()
         );
+        // Queued again, it shows no progress of the attempt that was put back.
+        let queued = super::fetch(&store, "job_first").await.unwrap().unwrap();
+        assert_eq!(queued.progress, 0.0);
 
         let next = claim(now + 1).await.unwrap().unwrap();
         assert_eq!(next.id, "job_second", "the waiting task is passed over");
