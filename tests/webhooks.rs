@@ -63,6 +63,53 @@ async fn webhooks_are_signed_and_retried_until_delivered() {
     }
 }
 
+/// A failed attempt's recorded error tells a silent receiver from one that refuses the
+/// connection (reqwest's own text names only the URL for both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_says_whether_the_receiver_was_silent_or_refused() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused_url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .toml("[engine]\nwebhook_timeout_secs = 1\nwebhook_backoff_secs = 600\n"),
+    )
+    .await;
+    let mut errors = Vec::new();
+    for url in [&silent_url, &refused_url] {
+        let (status, created) = host
+            .post("/api/v1/jobs", &json!({"capability": "image.generate", "prompt": "hook", "width": 16, "height": 16, "webhookUrl": url}))
+            .await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["job"]["id"].as_str().unwrap().to_string();
+        host.wait_terminal(&id).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            let (_, detail) = host.get(&format!("/api/v1/jobs/{id}/detail")).await;
+            if let Some(error) = detail["job"]["webhookDeliveries"][0]["lastError"].as_str() {
+                break error.to_string();
+            }
+            assert!(Instant::now() < deadline, "no attempt recorded: {detail}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        errors.push(error);
+    }
+    assert_eq!(errors[0], "no answer within 1 s");
+    assert!(
+        errors[1].to_lowercase().contains("refused"),
+        "the cause is named: {}",
+        errors[1]
+    );
+}
+
 /// A receiver that takes the request and never answers holds its own attempts until the
 /// timeout (10 s by default), at most eight at once however many are due for it (more than
 /// the deliverer's 32 slots here, and more than a claim's first pass ranks, so the other

@@ -132,6 +132,7 @@ async fn attempt(
 ) -> anyhow::Result<()> {
     let DueWebhook {
         id,
+        task_id,
         url,
         body,
         attempts,
@@ -148,7 +149,7 @@ async fn attempt(
         Ok(_) => match request.body(body).send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!("HTTP {}", response.status())),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(unanswered(&error, engine.config().webhook_timeout_secs)),
         },
     };
     let now = now_ms();
@@ -168,12 +169,27 @@ async fn attempt(
             });
             let first = Duration::from_secs_f64(config.webhook_backoff_secs);
             let next = now + backoff(first, attempts).as_millis() as i64;
-            tracing::info!(webhook = %id, %url, attempts, %reason, "webhook attempt failed");
+            tracing::info!(webhook = %id, task_id = %task_id, %url, attempts, %reason, "webhook attempt failed");
             tasks::webhook_failed(engine.store(), &id, attempts.into(), next, &reason, gave_up)
                 .await?;
         }
     }
     Ok(())
+}
+
+/// Why a receiver gave no answer, as its row keeps it: reqwest's own words name only the
+/// URL ("error sending request for url"), whether the receiver was silent or refused.
+fn unanswered(error: &reqwest::Error, timeout_secs: u64) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {timeout_secs} s");
+    }
+    let mut reason = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        reason = format!("{reason}: {inner}");
+        cause = inner.source();
+    }
+    reason
 }
 
 #[cfg(test)]
