@@ -235,8 +235,9 @@ impl Script {
         self
     }
 
-    /// Also checks every request against `manifest`'s allowed hosts, as easel will: a request
-    /// to any other host panics, naming it.
+    /// Also checks every request against `manifest`'s allowed hosts, and every secret read
+    /// against its declared secrets, as easel will: a request to any other host, or a read of
+    /// an undeclared secret (easel withholds it), panics, naming it.
     pub fn within(mut self, manifest: &Manifest) -> Self {
         self.within = Some(manifest.clone());
         self
@@ -333,6 +334,18 @@ pub(crate) fn native_log(level: Level, message: &str) {
 }
 
 pub(crate) fn native_secret(name: &str) -> Option<String> {
+    let undeclared = SCRIPT.with(|s| {
+        s.borrow()
+            .as_ref()
+            .and_then(|state| state.within.as_ref())
+            .is_some_and(|manifest| !manifest.secrets.iter().any(|declared| declared == name))
+    });
+    if undeclared {
+        panic!(
+            "secret {name}: the manifest does not declare it, so easel withholds it; declare it \
+             with .secret(\"{name}\")"
+        );
+    }
     SECRETS.with(|s| s.borrow().get(name).cloned())
 }
 
@@ -418,6 +431,14 @@ mod tests {
             let _ = Request::get("https://files.acme.example/1").send();
         });
         assert!(outside.is_err(), "a request to a host outside the manifest panics");
+        let undeclared = std::panic::catch_unwind(|| {
+            let _guard = Script::new().within(&manifest).secret("ACME_KEY", "k").install();
+            crate::secret("ACME_KEY")
+        });
+        assert!(undeclared.is_err(), "reading a secret the manifest does not declare panics");
+        let declared = manifest.clone().secret("ACME_KEY");
+        let _guard = Script::new().within(&declared).secret("ACME_KEY", "k").install();
+        assert_eq!(crate::secret("ACME_KEY").as_deref(), Some("k"));
         let link = Submission::finished(vec![Output::url("https://files.acme.example/1.png")]);
         assert!(std::panic::catch_unwind(|| assert_links_allowed(&manifest, &link)).is_err());
         assert_links_allowed(&manifest, &Submission::finished(vec![Output::url("https://eu.cdn.example/1.png")]));
