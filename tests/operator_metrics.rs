@@ -492,8 +492,11 @@ async fn json_logs_carry_the_request_and_task_ids() {
     assert!(
         of_task
             .iter()
-            .any(|line| line["fields"]["message"] == "task finished"),
-        "the worker's line is among them: {lines:#?}"
+            .any(|line| line["fields"]["message"] == "task finished"
+                && line["fields"]["error"]
+                    .as_str()
+                    .is_some_and(|error| error.contains("logged failure"))),
+        "the worker's line is among them, with the failure's reason: {lines:#?}"
     );
     assert!(
         parsed

@@ -271,16 +271,27 @@ fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
         );
     }
 
-    // Anything else is refused with a non-zero exit and a reason.
-    let junk = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(junk.path(), b"\0asm garbage").unwrap();
-    let refused = std::process::Command::new(easel_tests::easel_bin())
-        .args(["plugin", "check"])
-        .arg(junk.path())
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(!refused.stderr.is_empty());
+    // Anything else is refused with a non-zero exit and a reason; a file that is no
+    // component says what to build.
+    for (bytes, reason) in [
+        (&b"\0asm garbage"[..], ""),
+        (
+            &b"\0asm\x01\0\0\0"[..],
+            "core WebAssembly module, not a component",
+        ),
+        (&b"PK\x03\x04 a zip"[..], "not a WebAssembly file"),
+    ] {
+        let junk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(junk.path(), bytes).unwrap();
+        let refused = std::process::Command::new(easel_tests::easel_bin())
+            .args(["plugin", "check"])
+            .arg(junk.path())
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains(reason), "{said}");
+    }
 }
 
 #[test]

@@ -167,23 +167,8 @@ async fn start_plugins(
         secret_grants: config.plugins.secret_grants(),
         ..WasmConfig::default()
     })?;
-    let host = PluginHost::start(runtime, dir, registry.clone()).await?;
-    for plugin in host.status() {
-        match (&plugin.provider_id, &plugin.last_error) {
-            (_, Some(error)) => {
-                tracing::warn!(file = %plugin.file.display(), %error, "plugin refused")
-            }
-            // One `--providers` leaves out was logged as such by the registry.
-            (Some(id), None) if registry.admits(id) => tracing::info!(
-                file = %plugin.file.display(),
-                provider = %id,
-                models = plugin.models.len(),
-                "plugin loaded"
-            ),
-            _ => {}
-        }
-    }
-    Ok(host)
+    // Each file's load or refusal is logged by the plugin host itself.
+    PluginHost::start(runtime, dir, registry).await
 }
 
 /// Runs until Ctrl-C or SIGTERM.

@@ -193,7 +193,14 @@ async fn end(engine: &Engine, id: &str, ending: Ending) -> anyhow::Result<Option
             // Its slot is free: a worker waiting on a provider at its limit may claim now.
             engine.queued_signal().notify_one();
         }
-        tracing::info!(task = id, status = status.as_str(), "task finished");
+        // A failure's reason (a refused output link, a vendor's refusal) is the operator's
+        // to read too, not only the client's.
+        match &task.error {
+            Some(error) if status != Status::Succeeded => {
+                tracing::info!(task = id, status = status.as_str(), %error, "task finished")
+            }
+            _ => tracing::info!(task = id, status = status.as_str(), "task finished"),
+        }
         let metrics = crate::metrics::get();
         metrics.task_finished(
             &task.provider,

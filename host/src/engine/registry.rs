@@ -369,6 +369,10 @@ impl ProviderSink for Registry {
     fn remove(&self, id: &str) {
         Registry::remove(self, id);
     }
+
+    fn admits(&self, id: &str) -> bool {
+        Registry::admits(self, id)
+    }
 }
 
 #[cfg(test)]

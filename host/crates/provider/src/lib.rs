@@ -409,6 +409,12 @@ pub trait ProviderSink: Send + Sync {
     fn upsert(&self, p: Arc<dyn Provider>);
     /// Removes the provider with this id.
     fn remove(&self, id: &str);
+    /// Whether [`ProviderSink::upsert`] publishes provider `id` here (a process may serve only
+    /// some providers); all by default.
+    fn admits(&self, id: &str) -> bool {
+        let _ = id;
+        true
+    }
 }
 
 #[cfg(test)]

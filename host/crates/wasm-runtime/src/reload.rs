@@ -322,7 +322,10 @@ impl PluginHost {
                 if let Some(old) = old_id.filter(|o| o != p.id()) {
                     self.inner.sink.remove(&old);
                 }
-                tracing::info!(file = %path.display(), id = p.id(), version = %p.version(), "plugin loaded");
+                // One the sink leaves out is logged by the sink, as such.
+                if self.inner.sink.admits(p.id()) {
+                    tracing::info!(file = %path.display(), id = p.id(), version = %p.version(), "plugin loaded");
+                }
                 for warning in p.manifest().warnings() {
                     tracing::warn!(id = p.id(), "plugin manifest: {warning}");
                 }
@@ -359,7 +362,12 @@ impl PluginHost {
                     .split_whitespace()
                     .collect::<Vec<_>>()
                     .join(" ");
-                tracing::warn!(file = %path.display(), "plugin refused, previous version (if any) keeps serving: {msg}");
+                let kept = if entry.provider.is_some() {
+                    ", the previous version keeps serving"
+                } else {
+                    ""
+                };
+                tracing::warn!(file = %path.display(), "plugin refused{kept}: {msg}");
                 entry.status.last_error = Some(msg);
             }
         }

@@ -291,6 +291,7 @@ impl Runtime {
 
     /// Compiles through the on-disk cache (blocking).
     fn compile(&self, bytes: &[u8], hash: &str) -> anyhow::Result<Component> {
+        component_header(bytes)?;
         let Some(dir) = &self.config.cache_dir else {
             return Ok(Component::new(&self.engine, bytes)?);
         };
@@ -485,5 +486,19 @@ impl Runtime {
             other => other,
         };
         with_notes(e, notes)
+    }
+}
+
+/// Refuses a file that is no component, saying what to build: wasmtime's own words are its
+/// parser's (the magic number as a list of bytes, "a wasm module with a component parser").
+fn component_header(bytes: &[u8]) -> anyhow::Result<()> {
+    const BUILD: &str = "a plugin is the .wasm component `cargo build --release --target \
+                         wasm32-wasip2` writes";
+    match (bytes.get(..4), bytes.get(4..8)) {
+        (Some(b"\0asm"), Some([1, 0, 0, 0])) => {
+            anyhow::bail!("this is a core WebAssembly module, not a component: {BUILD}")
+        }
+        (Some(b"\0asm"), _) => Ok(()),
+        _ => anyhow::bail!("this is not a WebAssembly file (no \\0asm header): {BUILD}"),
     }
 }
