@@ -14,15 +14,14 @@ pub enum Level {
 }
 
 /// Writes one line to the host's log, tagged with the plugin and task. In native tests the
-/// line goes to stderr and to [`testing::logs`](crate::testing::logs).
+/// line goes to stderr and to `testing::logs`.
 pub fn log(level: Level, message: &str) {
     imp::log(level, message)
 }
 
 /// Reads a secret the manifest declared; `None` when undeclared, unset, or not given to this
 /// plugin by the operator (README: which secrets a plugin sees). In native tests
-/// secrets come from [`testing::set_secret`](crate::testing::set_secret) or
-/// [`Script::secret`](crate::testing::Script::secret).
+/// secrets come from `testing::set_secret` or `testing::Script::secret`.
 pub fn secret(name: &str) -> Option<String> {
     imp::secret(name)
 }

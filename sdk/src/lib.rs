@@ -9,7 +9,7 @@
 //! 2. Export it once with [`export!`]: `easel_sdk::export!(MyProvider);`.
 //! 3. Call vendors with [`http::Request`]; read credentials with [`secret`]; write to the
 //!    host's log with [`log`].
-//! 4. Test natively with [`testing::Script`] (off wasm32 only): the trait methods are
+//! 4. Test natively with `testing::Script` (off wasm32 only): the trait methods are
 //!    ordinary functions and every HTTP request is checked against the script, offline.
 //! 5. Build with `cargo build --release --target wasm32-wasip2` and drop the `.wasm` into
 //!    the host's `EASEL_PLUGINS_DIR`.

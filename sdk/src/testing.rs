@@ -2,10 +2,9 @@
 //!
 //! A [`Script`] lists the HTTP exchanges a test expects, in order: each expected request
 //! (method, URL, the headers that matter, the body) with the canned [`Reply`] to give.
-//! While the script is installed on the test's thread, every [`http::Request`] the plugin
-//! sends is checked against the next expectation; a mismatch or an unexpected request
-//! panics with both sides shown, and dropping the guard panics if expected requests were
-//! never made.
+//! While the script is installed on the test's thread, every [`Request`] the plugin sends
+//! is checked against the next expectation; a mismatch or an unexpected request panics with
+//! both sides shown, and dropping the guard panics if expected requests were never made.
 //!
 //! ```
 //! use easel_sdk::http::Request;

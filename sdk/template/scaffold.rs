@@ -35,8 +35,11 @@ pub fn scaffold(name: &str, dest: &Path, sdk_path: &Path) -> io::Result<String> 
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         || name.ends_with('-')
+        || name.contains("--")
     {
-        return Err(invalid("may hold only a-z, 0-9 and inner `-`"));
+        // `acme--x` and `acme-x` would share their secret variables (EASEL_PLUGIN_ACME_X__…),
+        // so the host takes them for one id.
+        return Err(invalid("may hold only a-z, 0-9 and single inner `-`"));
     }
     if dest.exists() && dest.read_dir()?.next().is_some() {
         return Err(io::Error::new(

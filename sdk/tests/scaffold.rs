@@ -20,7 +20,7 @@ fn scaffolds_a_crate_with_every_placeholder_filled() {
     assert!(!cargo.contains("{{") && !lib.contains("{{"));
     // Not twice into the same folder; bad names refused.
     assert!(scaffold::scaffold("my-vendor2", &dir, sdk).is_err());
-    for bad in ["", "Caps", "9lives", "under_score", "trailing-", "sp ace"] {
+    for bad in ["", "Caps", "9lives", "under_score", "trailing-", "sp ace", "two--dashes"] {
         assert!(scaffold::scaffold(bad, &dir.join("x"), sdk).is_err(), "{bad}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -123,7 +123,45 @@ pub fn malformed(bytes: &[u8], error: &serde_json::Error) -> String {
     }
 }
 
+/// What was wrong with a well-formed body of another shape, in the client's terms: serde
+/// names the Rust type it wanted ("expected struct ChatRequest"), which means nothing to a
+/// client.
+pub fn wrong_shape(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.split_once("expected struct ") {
+        Some((head, tail)) => {
+            let position = tail.find(" at line").map_or("", |at| &tail[at..]);
+            format!("{head}expected a JSON object{position}")
+        }
+        None => text,
+    }
+}
+
 /// A canonical form of a JSON body (sorted keys, no whitespace), for idempotency hashing.
 pub fn canonical(value: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrong_shape;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct ChatRequest {
+        model: String,
+    }
+
+    #[test]
+    fn a_body_of_another_shape_is_described_without_rust_names() {
+        let text = serde_json::from_slice::<ChatRequest>(br#""hi""#).unwrap_err();
+        assert_eq!(
+            wrong_shape(&text),
+            r#"invalid type: string "hi", expected a JSON object at line 1 column 4"#
+        );
+        let array = serde_json::from_slice::<ChatRequest>(b"[]").unwrap_err();
+        assert!(!wrong_shape(&array).contains("struct"), "{array}");
+        let missing = serde_json::from_slice::<ChatRequest>(b"{}").unwrap_err();
+        assert_eq!(wrong_shape(&missing), missing.to_string());
+    }
 }

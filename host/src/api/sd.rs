@@ -210,7 +210,14 @@ pub fn sd_model(state: &AppState) -> Option<Resolved> {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let model = sd_model(&state);
+    let database = state.engine.store().answers().await;
+    let (status, body) = health_answer(sd_model(&state).as_ref(), database);
+    (status, Json(body)).into_response()
+}
+
+/// Seed 003's health answer; a host whose database does not answer is unavailable (503), so
+/// that a load balancer stops sending it requests it could only refuse.
+fn health_answer(model: Option<&Resolved>, database: bool) -> (StatusCode, Value) {
     let mut body = json!({"status": "ok", "model_loaded": model.is_some()});
     if let Some(model) = model {
         body["model"] = model.id().into();
@@ -218,7 +225,12 @@ async fn health(State(state): State<AppState>) -> Response {
             body["device"] = device.clone();
         }
     }
-    Json(body).into_response()
+    if !database {
+        body["status"] = "unavailable".into();
+        body["detail"] = "The database does not answer.".into();
+        return (StatusCode::SERVICE_UNAVAILABLE, body);
+    }
+    (StatusCode::OK, body)
 }
 
 /// How the model takes the output format `asked` (`png`, `jpg` or `jpeg`): the value for
@@ -682,6 +694,16 @@ pub fn webhook(links: &Links, task: &Task) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn health_is_unavailable_while_the_database_does_not_answer() {
+        let (status, body) = super::health_answer(None, true);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"status": "ok", "model_loaded": false}));
+        let (status, body) = super::health_answer(None, false);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "unavailable");
+    }
+
     use super::*;
 
     #[test]

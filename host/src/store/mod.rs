@@ -167,6 +167,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether the database answers a query within a couple of seconds (`/health`).
+    pub async fn answers(&self) -> bool {
+        let ping = sqlx::query("SELECT 1").execute(&self.reader);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// A connection to write on. On SQLite it holds the one writer's turn until dropped, so
     /// a write waits here for the one before it, never on SQLite's lock.
     pub async fn writer(&self) -> sqlx::Result<Writer> {
@@ -376,6 +385,15 @@ mod tests {
         CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, page_of_whole_milliseconds, redact,
         whole_milliseconds,
     };
+
+    #[tokio::test]
+    async fn a_closed_database_does_not_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).await;
+        assert!(store.answers().await);
+        store.reader.close().await;
+        assert!(!store.answers().await);
+    }
 
     #[test]
     fn database_passwords_never_reach_the_logs() {

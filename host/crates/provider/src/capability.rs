@@ -69,6 +69,11 @@ impl Capability {
         }
     }
 
+    /// Every capability's name, comma-separated, for a refusal to list.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+
     /// The capability with this dotted name (exact, case-sensitive), if there is one.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == name)
@@ -77,7 +82,7 @@ impl Capability {
 
 /// A name that is not a capability.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown capability {0:?}")]
+#[error("unknown capability {0:?} (the capabilities: {names})", names = Capability::names())]
 pub struct UnknownCapability(pub String);
 
 impl FromStr for Capability {
@@ -140,5 +145,9 @@ mod tests {
         assert_eq!(owned, Capability::ImageEdit);
         let err = serde_json::from_str::<Capability>(r#""image.paint""#).unwrap_err();
         assert!(err.to_string().contains("unknown capability"), "{err}");
+        assert!(
+            err.to_string().contains("image.generate, image.edit"),
+            "{err}"
+        );
     }
 }

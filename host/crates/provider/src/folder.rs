@@ -3,8 +3,9 @@
 //! means, and how a rescan loads it, stays with each folder's owner.
 //!
 //! Invariants:
-//! - [`files_with_extension`] lists regular files only, sorted, not recursing; the extension
-//!   matches in any case (`.SAFETENSORS` too).
+//! - [`files_with_extension`] lists regular files only, sorted, not recursing, and never a
+//!   hidden one (an editor's or a sync tool's `.name.safetensors`, macOS's `._name`); the
+//!   extension matches in any case (`.SAFETENSORS` too).
 //! - [`watch`] debounces: a burst of events ends `debounce` after its last event, then
 //!   `on_burst` runs once and is awaited before the next burst is considered, so the watcher
 //!   never starts a rescan while its previous one runs. Only changes count (a file created,
@@ -28,9 +29,13 @@ pub fn files_with_extension(dir: &Path, extension: &str) -> std::io::Result<Vec<
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path
-            .extension()
-            .is_some_and(|x| x.eq_ignore_ascii_case(extension))
+        let hidden = path
+            .file_name()
+            .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."));
+        if !hidden
+            && path
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case(extension))
             && path.is_file()
         {
             out.push(path);
@@ -154,7 +159,13 @@ mod tests {
     #[test]
     fn extensions_match_in_any_case_and_folders_never() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["a.safetensors", "B.SAFETENSORS", "c.txt"] {
+        for name in [
+            "a.safetensors",
+            "B.SAFETENSORS",
+            "c.txt",
+            ".hidden.safetensors",
+            "._a.safetensors",
+        ] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
         std::fs::create_dir(dir.path().join("d.safetensors")).unwrap();

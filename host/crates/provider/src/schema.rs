@@ -137,7 +137,11 @@ impl ParamsSchema {
             .should_validate_formats(true)
             .should_ignore_unknown_formats(false)
             .build(schema)
-            .map_err(|error| format!("invalid parameter schema: {error}"))?;
+            .map_err(|error| match error.instance_path.to_string() {
+                at if at.is_empty() => format!("invalid parameter schema: {error}"),
+                // Which part of the schema: the meta-schema's words alone rarely say.
+                at => format!("invalid parameter schema at {at}: {error}"),
+            })?;
         Ok(Self {
             raw: schema.clone(),
             validator,
@@ -372,6 +376,17 @@ fn plain(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_invalid_schema_is_refused_naming_where() {
+        let refused = ParamsSchema::compile(&json!({
+            "type": "object",
+            "properties": {"x": {"type": "strin"}}
+        }))
+        .err()
+        .unwrap();
+        assert!(refused.contains("at /properties/x/type"), "{refused}");
+    }
 
     fn schema() -> ParamsSchema {
         ParamsSchema::compile(&json!({

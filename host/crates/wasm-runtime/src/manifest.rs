@@ -83,11 +83,9 @@ impl PluginManifest {
                 anyhow::bail!("model {}: {error}", m.key);
             }
             for c in &m.capabilities {
-                anyhow::ensure!(
-                    Capability::parse(c).is_some(),
-                    "model {}: unknown capability {c:?}",
-                    m.key
-                );
+                if let Err(unknown) = c.parse::<Capability>() {
+                    anyhow::bail!("model {}: {unknown}", m.key);
+                }
             }
         }
         for h in &self.allowed_hosts {

@@ -296,13 +296,23 @@ impl PluginHost {
             // Ids that differ only in punctuation share their secret variables, so they count
             // as the same id here.
             let same = |q: &WasmProvider| variable_id(q.id()) == variable_id(p.id());
-            if let Some((other, _)) = entries
+            if let Some((other, serving)) = entries
                 .iter()
-                .find(|(f, e)| f.as_path() != path && e.provider.as_deref().is_some_and(same))
+                .filter_map(|(f, e)| Some((f, e.provider.as_deref()?)))
+                .find(|(f, q)| f.as_path() != path && same(*q))
             {
                 duplicate = true;
+                let alike = if serving.id() == p.id() {
+                    String::new()
+                } else {
+                    format!(
+                        " as {} (ids that differ only in punctuation share their secret \
+                         variables)",
+                        serving.id()
+                    )
+                };
                 anyhow::bail!(
-                    "provider id {} is already served by {}",
+                    "provider id {} is already served by {}{alike}",
                     p.id(),
                     other.display()
                 );
