@@ -342,15 +342,20 @@ fn serve_offline(data: &std::path::Path, env: &[(&str, &str)]) -> std::process::
 fn settings_naming_nothing_served_here_are_logged_at_start() {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("easel.toml");
+    // What a host started on `settings` logs until it listens.
+    let start_log = |settings: &str| {
+        std::fs::write(&config, settings).unwrap();
+        let mut child = serve_offline(data.path(), &[("EASEL_CONFIG", config.to_str().unwrap())]);
+        easel_tests::announced_address(&mut child, "easel listening on ");
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+        log
+    };
     let settings = "[models]\naliases = { \"fast\" = \"offline/image\", \"typo\" = \"ofline/image\" }\n\
                     [capacity]\nproviders = { dashcope = 4, offline = 2 }\n";
-    std::fs::write(&config, settings).unwrap();
-    let mut child = serve_offline(data.path(), &[("EASEL_CONFIG", config.to_str().unwrap())]);
-    easel_tests::announced_address(&mut child, "easel listening on ");
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = start_log(settings);
     // Field names and values may be apart (colours), so each is looked for on its own.
     let warned = |all: &[&str]| {
         log.lines()
@@ -367,13 +372,7 @@ fn settings_naming_nothing_served_here_are_logged_at_start() {
         "{log}"
     );
     // An API-only host claims nothing: the fleet's shared `[capacity]` names nothing to it.
-    std::fs::write(&config, format!("[engine]\nworkers = 0\n{settings}")).unwrap();
-    let mut child = serve_offline(data.path(), &[("EASEL_CONFIG", config.to_str().unwrap())]);
-    easel_tests::announced_address(&mut child, "easel listening on ");
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = start_log(&format!("[engine]\nworkers = 0\n{settings}"));
     assert!(!log.contains("dashcope"), "{log}");
     assert!(
         log.contains("ofline/image"),

@@ -271,6 +271,8 @@ async fn errors_follow_the_documented_codes() {
         (json!({"prompt": "x", "seed": "abc"}), "seed"),
         // A1111's separate text-encoder and UNet weights: refused, not left in the prompt.
         (json!({"prompt": "x <lora:ink:0.5:0.3>"}), "prompt"),
+        // Adapter tags alone are no prompt.
+        (json!({"prompt": " <lora:ink:0.5> "}), "prompt"),
         // A misspelt weight is refused, not run at 1.0.
         (
             json!({"prompt": "x", "loras": [{"name": "ink", "scale": 0.2}]}),
@@ -286,6 +288,24 @@ async fn errors_follow_the_documented_codes() {
             "{answer}"
         );
     }
+    // Every field out of its range is listed, as FastAPI lists them, not only the first.
+    let (status, answer) = generate(
+        &host,
+        &json!({"prompt": "x", "width": 7, "num_images": 0, "scheduler": "x"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let fields: Vec<&Value> = answer["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["loc"][1])
+        .collect();
+    assert_eq!(
+        fields,
+        [&json!("width"), &json!("num_images"), &json!("scheduler")],
+        "{answer}"
+    );
     // Numbers as FastAPI takes them: integral floats and numeric strings, as clients that
     // build bodies from form inputs send them; an empty init_image is none, as an empty
     // callback_url is. A fraction is still no integer.

@@ -57,6 +57,8 @@ pub enum Error {
     Plain(StatusCode, String),
     /// 422 `{"detail": [{"loc": ["body", field], "msg": …, "type": …}]}`.
     Field(String, String, &'static str),
+    /// 422 with one such entry per refused field, as FastAPI lists every one.
+    Fields(Vec<Error>),
 }
 
 impl IntoResponse for Error {
@@ -65,11 +67,24 @@ impl IntoResponse for Error {
             Error::Plain(status, detail) => {
                 (status, Json(json!({"detail": detail}))).into_response()
             }
-            Error::Field(field, msg, kind) => (
+            Error::Field(..) | Error::Fields(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"detail": [{"loc": ["body", field], "msg": msg, "type": kind}]})),
+                Json(json!({"detail": self.field_entries()})),
             )
                 .into_response(),
+        }
+    }
+}
+
+impl Error {
+    /// FastAPI's `detail` entries of a 422.
+    fn field_entries(&self) -> Vec<Value> {
+        match self {
+            Error::Field(field, msg, kind) => {
+                vec![json!({"loc": ["body", field], "msg": msg, "type": kind})]
+            }
+            Error::Fields(each) => each.iter().flat_map(Error::field_entries).collect(),
+            Error::Plain(..) => Vec::new(),
         }
     }
 }
@@ -444,16 +459,17 @@ fn range_error(field: &'static str, message: String) -> Error {
     Error::Field(field.into(), message, "value_error")
 }
 
-/// The documented ranges and names.
+/// The documented ranges and names; every field out of them is named, as FastAPI does.
 fn check(request: &GenerateRequest) -> Result<(), Error> {
+    let mut refused = Vec::new();
     if request.prompt.trim().is_empty() {
-        return Err(range_error("prompt", "prompt must not be empty".into()));
+        refused.push(range_error("prompt", "prompt must not be empty".into()));
     }
     for (field, value) in [("width", request.width), ("height", request.height)] {
         if let Some(pixels) = value
             && !(64..=2048).contains(&pixels) | (pixels % 8 != 0)
         {
-            return Err(range_error(
+            refused.push(range_error(
                 field,
                 format!("{field} must be a multiple of 8 between 64 and 2048"),
             ));
@@ -462,7 +478,7 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
     if let Some(n) = request.num_images
         && !(1..=10).contains(&n)
     {
-        return Err(range_error(
+        refused.push(range_error(
             "num_images",
             "num_images must be between 1 and 10".into(),
         ));
@@ -470,7 +486,7 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
     if let Some(steps) = request.num_inference_steps
         && !(1..=500).contains(&steps)
     {
-        return Err(range_error(
+        refused.push(range_error(
             "num_inference_steps",
             "num_inference_steps must be between 1 and 500".into(),
         ));
@@ -478,7 +494,7 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
     if let Some(scale) = request.guidance_scale
         && !(0.0..=50.0).contains(&scale)
     {
-        return Err(range_error(
+        refused.push(range_error(
             "guidance_scale",
             "guidance_scale must be between 0 and 50".into(),
         ));
@@ -486,7 +502,7 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
     if let Some(strength) = request.strength
         && !(0.0..=1.0).contains(&strength)
     {
-        return Err(range_error(
+        refused.push(range_error(
             "strength",
             "strength must be between 0.0 and 1.0".into(),
         ));
@@ -494,7 +510,7 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
     if let Some(scheduler) = &request.scheduler
         && !SCHEDULERS.contains(&scheduler.as_str())
     {
-        return Err(range_error(
+        refused.push(range_error(
             "scheduler",
             format!("scheduler must be one of {}", SCHEDULERS.join(", ")),
         ));
@@ -502,7 +518,7 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
     if let Some(format) = &request.output_format
         && !["png", "jpg", "jpeg"].contains(&format.as_str())
     {
-        return Err(range_error(
+        refused.push(range_error(
             "output_format",
             "output_format must be png, jpg or jpeg".into(),
         ));
@@ -512,13 +528,17 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
             || image.starts_with("data:image/jpeg;base64,")
             || image.starts_with("data:image/jpg;base64,"))
     {
-        return Err(range_error(
+        refused.push(range_error(
             "init_image",
             "init_image must be a data URL: data:image/png;base64,… or data:image/jpeg;base64,…"
                 .into(),
         ));
     }
-    Ok(())
+    match refused.len() {
+        0 => Ok(()),
+        1 => Err(refused.remove(0)),
+        _ => Err(Error::Fields(refused)),
+    }
 }
 
 async fn generate(
@@ -539,6 +559,13 @@ async fn generate(
     let count = request.num_images.unwrap_or(1);
     let (prompt, tags) = easel_diffusion::adapters::prompt::extract(&request.prompt)
         .map_err(|message| range_error("prompt", message))?;
+    // A prompt of adapter tags alone is as empty as a blank one, which `check` refuses.
+    if prompt.trim().is_empty() {
+        return Err(range_error(
+            "prompt",
+            "prompt must not be empty (besides its adapter tags)".into(),
+        ));
+    }
     // Adapters named only in the prompt's tags are refused naming `prompt`, the field sent.
     let tagged_only = request.loras.as_ref().is_none_or(Vec::is_empty) && !tags.is_empty();
     let loras: Vec<Value> = request
