@@ -204,6 +204,11 @@ async fn the_console_read_routes_keep_clients_apart_and_need_the_admin_key_for_e
     tokio::time::timeout(Duration::from_secs(20), ended())
         .await
         .expect("the held task ends cancelled");
+    let (_, task) = send(admin(Method::GET, &format!("/admin/tasks/{held_id}"))).await;
+    assert_eq!(
+        task["job"]["error"], "Cancelled by the operator.",
+        "the client is not told it cancelled: {task}"
+    );
     let (status, again) = send(admin(
         Method::POST,
         &format!("/admin/tasks/{held_id}/cancel"),

@@ -34,7 +34,7 @@ use crate::{
     },
     engine::{
         fleet,
-        task::{Task, rfc3339},
+        task::{CancelledBy, Task, rfc3339},
     },
 };
 
@@ -291,7 +291,7 @@ async fn cancel_any(
     }
     let task = state
         .engine
-        .cancel(&task.client_id, &id)
+        .cancel(&task.client_id, &id, CancelledBy::Operator)
         .await?
         .ok_or_else(|| Error::not_found("Task"))?;
     Ok(Json(json!({ "job": summary(&task) })).into_response())

@@ -33,7 +33,7 @@ use crate::{
         inputs::Input,
         provider::Capability,
         request_hash,
-        task::{PRIORITIES, Status, Task, priority_range, rfc3339},
+        task::{CancelledBy, PRIORITIES, Status, Task, priority_range, rfc3339},
     },
 };
 
@@ -541,7 +541,7 @@ async fn cancel(
     }
     let task = state
         .engine
-        .cancel(&client_id, &id)
+        .cancel(&client_id, &id, CancelledBy::Client)
         .await?
         .ok_or_else(|| Error::not_found("Job"))?;
     // A running job stops when its worker or poller sees the request: a moment's wait lets

@@ -45,7 +45,7 @@ use crate::{
         limits::{self, LimitKind},
         provider::ProviderError,
         registry::ResolveError,
-        task::{Status, Task, now_ms},
+        task::{CancelledBy, Status, Task, now_ms},
     },
 };
 
@@ -711,7 +711,10 @@ impl Drop for Waiting {
         };
         let engine = self.engine.clone();
         let cancel = async move {
-            if let Err(error) = engine.cancel(&task.client_id, &task.id).await {
+            if let Err(error) = engine
+                .cancel(&task.client_id, &task.id, CancelledBy::Client)
+                .await
+            {
                 tracing::warn!(task = %task.id, %error, "cancelling an abandoned task failed");
             }
         };

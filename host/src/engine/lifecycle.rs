@@ -21,7 +21,7 @@ use crate::{
     engine::{
         Engine, NewTask, SubmitError,
         capacity::Slot,
-        task::{Status, Task, new_id, now_ms},
+        task::{CancelledBy, Status, Task, new_id, now_ms},
     },
     store::tasks::{self, Ending, Lapsed, Start},
 };
@@ -309,10 +309,10 @@ fn stored_progress(fraction: f32) -> f64 {
     (f64::from(fraction) * 10_000.0).round() / 10_000.0
 }
 
-/// Flags a running task for cancellation; its holder, on whichever host, sees the flag at its
-/// next lease extension or poll.
-pub async fn request_cancel(engine: &Engine, id: &str) -> anyhow::Result<()> {
-    tasks::request_cancel(engine.store(), id, now_ms()).await
+/// Flags a running task for cancellation, asked by `by`; its holder, on whichever host, sees
+/// the flag at its next lease extension or poll.
+pub async fn request_cancel(engine: &Engine, id: &str, by: CancelledBy) -> anyhow::Result<()> {
+    tasks::request_cancel(engine.store(), id, by, now_ms()).await
 }
 
 /// Claims up to `limit` pending tasks of the providers loaded here whose poll is due,

@@ -48,7 +48,7 @@ use crate::{
 };
 use provider::{CallContext, GenerationRequest};
 use registry::Registry;
-use task::{Phase, Status, Task};
+use task::{CancelledBy, Phase, Status, Task};
 
 /// Renders a task as the webhook body of the API that created it (the API layer supplies it).
 pub type WebhookRenderer = Arc<dyn Fn(&Task) -> serde_json::Value + Send + Sync>;
@@ -419,14 +419,23 @@ impl Engine {
         tasks::webhook_deliveries(&self.inner.store, task_id).await
     }
 
-    /// Cancels the client's task: a queued one at once (unless a worker claimed it meanwhile),
-    /// a pending one through the provider's cancel (here if this process serves it, else at its
-    /// next poll on a process that does), a submitting one by signalling its worker. Returns
-    /// the task afterwards, or `None` when the client has no such task.
-    pub async fn cancel(&self, client_id: &str, id: &str) -> anyhow::Result<Option<Task>> {
+    /// Cancels the client's task, asked by `by`: a queued one at once (unless a worker claimed
+    /// it meanwhile), a pending one through the provider's cancel (here if this process serves
+    /// it, else at its next poll on a process that does), a submitting one by signalling its
+    /// worker. Returns the task afterwards, or `None` when the client has no such task.
+    pub async fn cancel(
+        &self,
+        client_id: &str,
+        id: &str,
+        by: CancelledBy,
+    ) -> anyhow::Result<Option<Task>> {
         let Some(mut task) = self.get(client_id, id).await? else {
             return Ok(None);
         };
+        if by != CancelledBy::Client && !task.status.is_terminal() {
+            // Whoever ends it, its error names who asked (the terminal update reads the flag).
+            lifecycle::request_cancel(self, &task.id, by).await?;
+        }
         if task.status == Status::Queued {
             if lifecycle::finish(self, &task.id, lifecycle::Outcome::Withdrawn)
                 .await?
@@ -441,7 +450,7 @@ impl Engine {
             task = now;
         }
         if task.status == Status::Running {
-            lifecycle::request_cancel(self, &task.id).await?;
+            lifecycle::request_cancel(self, &task.id, by).await?;
             if task.phase == Some(Phase::Pending) {
                 // A process that does not serve the provider while another one does (a fleet's
                 // API host) leaves the vendor's cancel to that one's poller, which finds the

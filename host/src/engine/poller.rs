@@ -115,7 +115,7 @@ async fn poll_held(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
 }
 
 async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Result<()> {
-    if task.cancel_requested == 1 {
+    if task.cancel_requested != 0 {
         return engine.cancel_pending(task).await;
     }
     let Some(handle) = task.pending_handle.as_deref() else {

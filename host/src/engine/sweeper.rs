@@ -139,8 +139,8 @@ async fn sweep(engine: &Engine, judge_leases: bool) -> anyhow::Result<()> {
             // for a lease). The claim just pushed its lease ahead, as a renewal would.
             continue;
         }
-        if cancel_requested == 1 {
-            // The client asked before its holder went away: never run again.
+        if cancel_requested != 0 {
+            // Its cancel was asked for before its holder went away: never run again.
             lifecycle::finish(engine, &id, Outcome::Cancelled).await?;
             continue;
         }
@@ -317,7 +317,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine_in(dir.path()).await;
         let id = interrupted_task(&engine, "again", false).await;
-        lifecycle::request_cancel(&engine, &id).await.unwrap();
+        lifecycle::request_cancel(&engine, &id, crate::engine::task::CancelledBy::Client)
+            .await
+            .unwrap();
         sweep(&engine, true).await.unwrap();
         let task = engine.fetch(&id).await.unwrap().unwrap();
         assert_eq!(task.status, Status::Cancelled, "{:?}", task.error);

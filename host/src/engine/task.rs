@@ -163,7 +163,7 @@ pub struct Task {
     pub pending_handle: Option<String>,
     /// Lease end (submitting) or next poll (pending), ms.
     pub wake_at: Option<i64>,
-    /// Set when the client asked to cancel a running task.
+    /// Who asked to cancel the running task: 0 nobody, else [`CancelledBy::flag`].
     pub cancel_requested: i64,
     /// How many times a worker took it.
     pub attempts: i64,
@@ -288,6 +288,29 @@ pub fn now_ms() -> i64 {
 /// A new id with `prefix`, sortable by creation time.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Who asked for a cancel, as a task's `cancel_requested` keeps it and its error says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelledBy {
+    /// The client whose task it is (or who left the chat it was answering).
+    Client,
+    /// The operator, through `POST /admin/tasks/{id}/cancel`.
+    Operator,
+}
+
+impl CancelledBy {
+    /// The operator's cancels end with this error; the terminal update picks it from the
+    /// task's flag, since the holder that ends the task does not know who asked.
+    pub const OPERATOR_ERROR: &str = "Cancelled by the operator.";
+
+    /// The `cancel_requested` value.
+    pub fn flag(self) -> i64 {
+        match self {
+            CancelledBy::Client => 1,
+            CancelledBy::Operator => 2,
+        }
+    }
 }
 
 /// RFC 3339 rendering of a millisecond timestamp in UTC, always with three decimals

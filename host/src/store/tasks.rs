@@ -32,7 +32,7 @@ use crate::{
     engine::{
         NewTask, SubmitError, TaskFilter, credits,
         limits::{self, Usage},
-        task::{Phase, Status, Task, new_id},
+        task::{CancelledBy, Phase, Status, Task, new_id},
     },
     store::{Backend, Store, inline, page_of_whole_milliseconds},
 };
@@ -570,7 +570,7 @@ pub async fn extend_leases(
         cancel_requested.extend(
             extended
                 .into_iter()
-                .filter(|(_, cancel)| *cancel == 1)
+                .filter(|(_, cancel)| *cancel != 0)
                 .map(|(id, _)| id),
         );
     }
@@ -668,13 +668,23 @@ pub async fn record_progress(
     Ok(())
 }
 
-/// Flags a task for cancellation by whoever holds it, on any host.
-pub async fn request_cancel(store: &Store, id: &str, now: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(&mut *store.writer().await?)
-        .await?;
+/// Flags a task for cancellation by whoever holds it, on any host; `by` is who asked
+/// ([`CancelledBy::flag`]), the first asker kept.
+pub async fn request_cancel(
+    store: &Store,
+    id: &str,
+    by: CancelledBy,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET cancel_requested = CASE WHEN cancel_requested = 0 THEN $3 \
+         ELSE cancel_requested END, updated_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(by.flag())
+    .execute(&mut *store.writer().await?)
+    .await?;
     Ok(())
 }
 
@@ -1110,11 +1120,16 @@ async fn finish_on(
 }
 
 /// The terminal update of [`finish`]: `$1` the id, `$2` the status, `$3` outputs, `$4` usage,
-/// `$5` the error, `$6` now, `$7` 1 for [queued only](Ending::queued_only), `$8` the
-/// [claim](Ending::claim) or 0, for tasks that also meet `condition` (SQL text).
+/// `$5` the error (a cancel the operator asked for says so instead), `$6` now, `$7` 1 for
+/// [queued only](Ending::queued_only), `$8` the [claim](Ending::claim) or 0, for tasks that
+/// also meet `condition` (SQL text).
 fn finish_sql(condition: &str) -> String {
+    let operator = CancelledBy::Operator.flag();
+    let operator_error = CancelledBy::OPERATOR_ERROR;
     format!(
-        "UPDATE tasks SET status = $2, outputs = $3, usage = $4, error = $5, \
+        "UPDATE tasks SET status = $2, outputs = $3, usage = $4, \
+         error = CASE WHEN $2 = 'cancelled' AND cancel_requested = {operator} \
+           THEN '{operator_error}' ELSE $5 END, \
          progress = CASE WHEN $2 = 'succeeded' THEN 1.0 ELSE progress END, \
          phase = NULL, pending_handle = NULL, wake_at = NULL, finished_at = $6, updated_at = $6 \
          WHERE id = $1 AND (status = 'queued' OR (status = 'running' AND $7 = 0)) \
