@@ -2,9 +2,9 @@
 //! the prompt (`<lyco:…>` too), taken out before the prompt is tokenized.
 //!
 //! Invariants: the weight defaults to 1.0; a tag whose weight is not a number, or that gives
-//! more than one (A1111's separate text-encoder and UNet weights, `<lora:name:0.5:0.3>`), is
-//! refused rather than read as text; whitespace left where a tag was is collapsed (a prompt
-//! without tags comes back as it was).
+//! more than one (A1111's separate text-encoder and UNet weights, `<lora:name:0.5:0.3>`), or
+//! no name (`<lora::1>`), is refused rather than read as text; whitespace left where a tag
+//! was is collapsed (a prompt without tags comes back as it was).
 
 use std::sync::LazyLock;
 
@@ -18,6 +18,9 @@ pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
     let mut tags = Vec::new();
     for found in TAG.captures_iter(prompt) {
         let name = found[1].trim().to_string();
+        if name.is_empty() {
+            return Err(format!("{}: the adapter has no name", &found[0]));
+        }
         let weight = match found.get(2).map(|w| w.as_str().trim()) {
             None | Some("") => 1.0,
             Some(text) if text.contains(':') => {
@@ -34,10 +37,21 @@ pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
         };
         tags.push((name, weight));
     }
+    let stripped = TAG.replace_all(prompt, " ");
+    // What starts as a tag and is none (`<lora:>`, `<lora::1>`) would run as words, unseen.
+    if let Some(at) = ["<lora:", "<lyco:"]
+        .iter()
+        .find_map(|start| stripped.find(start))
+    {
+        let rest = &stripped[at..];
+        let shown = rest.find('>').map_or(rest, |end| &rest[..=end]);
+        return Err(format!(
+            "{shown}: not an adapter tag; write <lora:name> or <lora:name:weight>"
+        ));
+    }
     if tags.is_empty() {
         return Ok((prompt.to_string(), tags));
     }
-    let stripped = TAG.replace_all(prompt, " ");
     let cleaned = stripped.split_whitespace().collect::<Vec<_>>().join(" ");
     Ok((cleaned, tags))
 }
@@ -45,6 +59,25 @@ pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
 #[cfg(test)]
 mod tests {
     use super::extract;
+
+    #[test]
+    fn tags_without_a_name_are_refused_not_left_as_words() {
+        for prompt in [
+            "a fox <lora::1>",
+            "a fox <lora:>",
+            "a fox <lora: :0.5>",
+            "<lyco:>",
+        ] {
+            let refused = extract(prompt).unwrap_err();
+            assert!(
+                refused.contains("no name") || refused.contains("not an adapter tag"),
+                "{prompt}: {refused}"
+            );
+        }
+        // A1111 reads only the lower-case tag; the rest is the prompt's own text.
+        let (prompt, tags) = extract("a fox <LORA:ink:0.5>").unwrap();
+        assert_eq!((prompt.as_str(), tags.len()), ("a fox <LORA:ink:0.5>", 0));
+    }
 
     #[test]
     fn tags_leave_the_prompt_with_their_weights() {
