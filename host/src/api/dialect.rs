@@ -1,8 +1,9 @@
 //! What every dialect's handlers share, as axum extractors that reject in the calling API's
 //! own error shape: the calling client ([`Caller`]), the body ([`Body`]), the query
-//! ([`QueryOf`]) and the path's parameters ([`PathOf`]). A handler that takes them has no authentication preamble and no rejection
-//! mapping of its own, and no request reaches a handler's body unauthenticated: axum runs
-//! `Caller` (a parts extractor) before the body is read.
+//! ([`QueryOf`]) and the path's parameters ([`PathOf`]). A handler that takes them has no
+//! authentication preamble and no rejection mapping of its own, and no request reaches a
+//! handler's body unauthenticated: axum runs `Caller` (a parts extractor) before the body is
+//! read.
 
 use std::marker::PhantomData;
 

@@ -459,11 +459,25 @@ fn range_error(field: &'static str, message: String) -> Error {
     Error::Field(field.into(), message, "value_error")
 }
 
-/// The documented ranges and names; every field out of them is named, as FastAPI does.
-fn check(request: &GenerateRequest) -> Result<(), Error> {
+/// The prompt without its adapter tags, and each tag's `(name, weight)`.
+type Tagged = (String, Vec<(String, f64)>);
+
+/// The documented ranges and names; every field out of them is named, as FastAPI does. The
+/// prompt is checked without its adapter tags (tags alone are no prompt), which it returns.
+fn check(request: &GenerateRequest) -> Result<Tagged, Error> {
     let mut refused = Vec::new();
-    if request.prompt.trim().is_empty() {
-        refused.push(range_error("prompt", "prompt must not be empty".into()));
+    let tagged = easel_diffusion::adapters::prompt::extract(&request.prompt)
+        .map_err(|message| refused.push(range_error("prompt", message)))
+        .ok();
+    if let Some((prompt, _)) = &tagged
+        && prompt.trim().is_empty()
+    {
+        let message = if request.prompt.trim().is_empty() {
+            "prompt must not be empty"
+        } else {
+            "prompt must not be empty (besides its adapter tags)"
+        };
+        refused.push(range_error("prompt", message.into()));
     }
     for (field, value) in [("width", request.width), ("height", request.height)] {
         if let Some(pixels) = value
@@ -534,9 +548,9 @@ fn check(request: &GenerateRequest) -> Result<(), Error> {
                 .into(),
         ));
     }
-    match refused.len() {
-        0 => Ok(()),
-        1 => Err(refused.remove(0)),
+    match (refused.len(), tagged) {
+        (0, Some(tagged)) => Ok(tagged),
+        (1, _) => Err(refused.remove(0)),
         _ => Err(Error::Fields(refused)),
     }
 }
@@ -549,7 +563,7 @@ async fn generate(
 ) -> Result<Response, Error> {
     let raw: Value = body.json()?;
     let request = parse(&raw)?;
-    check(&request)?;
+    let (prompt, tags) = check(&request)?;
     let resolved = sd_model(&state).ok_or_else(|| {
         Error::Plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -557,15 +571,6 @@ async fn generate(
         )
     })?;
     let count = request.num_images.unwrap_or(1);
-    let (prompt, tags) = easel_diffusion::adapters::prompt::extract(&request.prompt)
-        .map_err(|message| range_error("prompt", message))?;
-    // A prompt of adapter tags alone is as empty as a blank one, which `check` refuses.
-    if prompt.trim().is_empty() {
-        return Err(range_error(
-            "prompt",
-            "prompt must not be empty (besides its adapter tags)".into(),
-        ));
-    }
     // Adapters named only in the prompt's tags are refused naming `prompt`, the field sent.
     let tagged_only = request.loras.as_ref().is_none_or(Vec::is_empty) && !tags.is_empty();
     let loras: Vec<Value> = request

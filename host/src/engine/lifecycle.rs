@@ -195,12 +195,8 @@ async fn end(engine: &Engine, id: &str, ending: Ending) -> anyhow::Result<Option
         }
         // A failure's reason (a refused output link, a vendor's refusal) is the operator's
         // to read too, not only the client's.
-        match &task.error {
-            Some(error) if status != Status::Succeeded => {
-                tracing::info!(task = id, status = status.as_str(), %error, "task finished")
-            }
-            _ => tracing::info!(task = id, status = status.as_str(), "task finished"),
-        }
+        let error = task.error.as_deref();
+        tracing::info!(task = id, status = status.as_str(), error, "task finished");
         let metrics = crate::metrics::get();
         metrics.task_finished(
             &task.provider,

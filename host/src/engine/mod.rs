@@ -432,7 +432,8 @@ impl Engine {
         let Some(mut task) = self.get(client_id, id).await? else {
             return Ok(None);
         };
-        if by != CancelledBy::Client && !task.status.is_terminal() {
+        let flagged = by != CancelledBy::Client && !task.status.is_terminal();
+        if flagged {
             // Whoever ends it, its error names who asked (the terminal update reads the flag).
             lifecycle::request_cancel(self, &task.id, by).await?;
         }
@@ -450,7 +451,9 @@ impl Engine {
             task = now;
         }
         if task.status == Status::Running {
-            lifecycle::request_cancel(self, &task.id, by).await?;
+            if !flagged {
+                lifecycle::request_cancel(self, &task.id, by).await?;
+            }
             if task.phase == Some(Phase::Pending) {
                 // A process that does not serve the provider while another one does (a fleet's
                 // API host) leaves the vendor's cancel to that one's poller, which finds the

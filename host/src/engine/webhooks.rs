@@ -149,7 +149,7 @@ async fn attempt(
         Ok(_) => match request.body(body).send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!("HTTP {}", response.status())),
-            Err(error) => Err(unanswered(&error, engine.config().webhook_timeout_secs)),
+            Err(error) => Err(unanswered(error, engine.config().webhook_timeout_secs)),
         },
     };
     let now = now_ms();
@@ -179,17 +179,12 @@ async fn attempt(
 
 /// Why a receiver gave no answer, as its row keeps it: reqwest's own words name only the
 /// URL ("error sending request for url"), whether the receiver was silent or refused.
-fn unanswered(error: &reqwest::Error, timeout_secs: u64) -> String {
+fn unanswered(error: reqwest::Error, timeout_secs: u64) -> String {
     if error.is_timeout() {
         return format!("no answer within {timeout_secs} s");
     }
-    let mut reason = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        reason = format!("{reason}: {inner}");
-        cause = inner.source();
-    }
-    reason
+    // anyhow's alternate form is the error with its causes, as the logs write errors.
+    format!("{:#}", anyhow::Error::from(error))
 }
 
 #[cfg(test)]
