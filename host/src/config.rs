@@ -10,6 +10,8 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::engine::provider::LOCAL_PROVIDER;
+
 /// The data folder when neither `EASEL_DATA_DIR` nor the file names one.
 const DEFAULT_DATA_DIR: &str = "easel-data";
 
@@ -138,7 +140,7 @@ impl Default for CapacitySettings {
         Self {
             providers: HashMap::new(),
             models: HashMap::new(),
-            per_process: HashMap::from([("local".to_string(), 1)]),
+            per_process: HashMap::from([(LOCAL_PROVIDER.to_string(), 1)]),
         }
     }
 }

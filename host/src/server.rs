@@ -16,7 +16,11 @@ use crate::{
     api::{self, AppState, auth::Auth, files::Links},
     assets::Assets,
     config::Config,
-    engine::{Engine, EngineParts, fleet, registry::Registry},
+    engine::{
+        Engine, EngineParts, fleet,
+        provider::{LOCAL_PROVIDER, OFFLINE_PROVIDER},
+        registry::Registry,
+    },
     net::Guard,
     providers::offline::Offline,
     store::{Store, redact},
@@ -51,7 +55,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         &config.assets,
     )?;
     let registry = Arc::new(Registry::serving_only(config.providers.clone()));
-    if config.offline_provider && registry.admits("offline") {
+    if config.offline_provider && registry.admits(OFFLINE_PROVIDER) {
         // Free, and its knobs hold workers for up to an hour: never for real clients.
         tracing::warn!("EASEL_OFFLINE_PROVIDER is set: the free offline test provider is served");
         registry.upsert(Arc::new(Offline));
@@ -61,14 +65,14 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         && config
             .providers
             .as_ref()
-            .is_some_and(|p| p.contains("local"))
+            .is_some_and(|p| p.contains(LOCAL_PROVIDER))
     {
         anyhow::bail!("--providers names local, but no EASEL_SD_MODEL is set to load");
     }
     if let Some(path) = config
         .sd_model
         .as_ref()
-        .filter(|_| registry.admits("local"))
+        .filter(|_| registry.admits(LOCAL_PROVIDER))
     {
         let local = load_local_model(path, &config.lora_dir).await?;
         local.watch_adapters(registry.clone())?;
@@ -136,7 +140,7 @@ async fn load_local_model(
         .await?
         .with_context(|| format!("reading EASEL_LORA_DIR {}", lora_dir.display()))?;
     tracing::info!(
-        model = %format!("local/{}", local.model_key()),
+        model = %format!("{LOCAL_PROVIDER}/{}", local.model_key()),
         device = %local.device_name(),
         "local diffusion model loaded"
     );

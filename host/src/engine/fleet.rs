@@ -31,10 +31,10 @@ use crate::{
     engine::{
         Engine,
         provider::{
-            CallContext, GenerationRequest, ModelInfo, Provider, ProviderError, Submission,
+            CallContext, GenerationRequest, LOCAL_PROVIDER, ModelInfo, Provider, ProviderError,
+            Submission,
         },
         task::{Status, Task, now_ms},
-        worker::LOCAL_PROVIDER,
     },
     store::{
         tasks,

@@ -30,7 +30,7 @@ use crate::engine::{
     Engine, inputs,
     lifecycle::{self, Outcome, Requeued},
     outputs,
-    provider::{CallContext, ProgressSink, ProviderError, Submission},
+    provider::{CallContext, LOCAL_PROVIDER, ProgressSink, ProviderError, Submission},
     task::{Status, Task, backoff, failure_reason, now_ms, rfc3339},
 };
 
@@ -246,9 +246,6 @@ pub(crate) fn note_retry(task: &mut Task, now: i64) {
         ));
     }
 }
-
-/// The native diffusion provider, which reports progress once per denoising step.
-pub(crate) const LOCAL_PROVIDER: &str = "local";
 
 /// A progress reporter that writes at most every [`PROGRESS_EVERY_MS`]. With `per_step` (the
 /// local model reports after each denoising step), the time between two reports is a step's

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use easel_provider::{
-    CallContext, GenerationRequest, ModelInfo, Output, Provider, ProviderError, Submission,
+    CallContext, GenerationRequest, LOCAL_PROVIDER, ModelInfo, Output, Provider, ProviderError,
+    Submission,
 };
 use serde_json::{Map, Value, json};
 
@@ -290,7 +291,7 @@ fn decode_init(bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), ProviderError> 
 #[async_trait]
 impl Provider for LocalDiffusion {
     fn id(&self) -> &str {
-        "local"
+        LOCAL_PROVIDER
     }
 
     fn models(&self) -> Vec<ModelInfo> {

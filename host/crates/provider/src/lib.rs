@@ -36,10 +36,16 @@ use tokio_util::sync::CancellationToken;
 
 pub use capability::{Capability, UnknownCapability};
 
-/// The provider ids of easel's own providers (the native diffusion model's, the offline test
-/// provider's): routes, capacity settings and `--providers` name them, so no plugin may
-/// take one.
-pub const BUILT_IN_PROVIDERS: [&str; 2] = ["local", "offline"];
+/// The native diffusion model's provider id: seed 003's routes, progress per denoising step
+/// and the default capacity of one image at a time are tied to it.
+pub const LOCAL_PROVIDER: &str = "local";
+
+/// The offline test provider's id (`EASEL_OFFLINE_PROVIDER`).
+pub const OFFLINE_PROVIDER: &str = "offline";
+
+/// The provider ids of easel's own providers: routes, capacity settings and `--providers`
+/// name them, so no plugin may take one.
+pub const BUILT_IN_PROVIDERS: [&str; 2] = [LOCAL_PROVIDER, OFFLINE_PROVIDER];
 
 /// What a task asks for, normalized from whichever API received it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
