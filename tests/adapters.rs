@@ -137,6 +137,17 @@ async fn seed_003_applies_adapters_per_request() {
     .await
     .unwrap();
     assert_eq!(field, tagged, "the tag and the field are the same request");
+    // A weight as a form sends it, as seed 003 takes its other numbers.
+    let text_weight = sd_image(
+        &host,
+        request(
+            "a red fox",
+            json!({"loras": [{"name": "lora", "weight": "0.8"}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(text_weight, tagged, "\"0.8\" is the weight 0.8");
     let zero = sd_image(&host, request("a red fox <lora:lora:0>", json!({})))
         .await
         .unwrap();

@@ -273,11 +273,6 @@ async fn errors_follow_the_documented_codes() {
         (json!({"prompt": "x <lora:ink:0.5:0.3>"}), "prompt"),
         // Adapter tags alone are no prompt.
         (json!({"prompt": " <lora:ink:0.5> "}), "prompt"),
-        // A misspelt weight is refused, not run at 1.0.
-        (
-            json!({"prompt": "x", "loras": [{"name": "ink", "scale": 0.2}]}),
-            "loras",
-        ),
     ];
     for (body, field) in cases {
         let (status, answer) = generate(&host, &body).await;
@@ -288,6 +283,53 @@ async fn errors_follow_the_documented_codes() {
             "{answer}"
         );
     }
+    // An adapter's errors are located within it; a misspelt weight is refused, not run at 1.0.
+    let (status, answer) = generate(
+        &host,
+        &json!({"prompt": "x", "loras": [{"name": "ink", "scale": 0.2}, "ink", {"weight": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let locs: Vec<&Value> = answer["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["loc"])
+        .collect();
+    assert_eq!(
+        locs,
+        [
+            &json!(["body", "loras", 0, "scale"]),
+            &json!(["body", "loras", 1]),
+            &json!(["body", "loras", 2, "name"]),
+            &json!(["body", "loras", 2, "weight"]),
+        ],
+        "{answer}"
+    );
+    // Every field of the wrong type is listed, as FastAPI lists them, not only the first.
+    let (status, answer) = generate(
+        &host,
+        &json!({"width": "wide", "negative_prompt": 3, "seed": [1], "loras": {}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let listed: Vec<(&Value, &Value)> = answer["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (&entry["loc"][1], &entry["type"]))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (&json!("prompt"), &json!("value_error.missing")),
+            (&json!("negative_prompt"), &json!("type_error.str")),
+            (&json!("width"), &json!("type_error.integer")),
+            (&json!("seed"), &json!("type_error.integer")),
+            (&json!("loras"), &json!("type_error.list")),
+        ],
+        "{answer}"
+    );
     // Every field out of its range is listed, as FastAPI lists them, not only the first.
     let (status, answer) = generate(
         &host,

@@ -39,6 +39,7 @@ use crate::{
     engine::{
         front_door::{Admission, Refusal},
         inputs::Input,
+        provider::LOCAL_PROVIDER,
         registry::Resolved,
         task::{Status, Task},
     },
@@ -55,8 +56,9 @@ pub use easel_diffusion::schedulers::SCHEDULER_NAMES as SCHEDULERS;
 pub enum Error {
     /// `{"detail": "…"}` with this status.
     Plain(StatusCode, String),
-    /// 422 `{"detail": [{"loc": ["body", field], "msg": …, "type": …}]}`.
-    Field(String, String, &'static str),
+    /// 422 `{"detail": [{"loc": ["body", …], "msg": …, "type": …}]}`, the `loc` below the
+    /// body: a field, or a field, an index and a key within it.
+    Field(Vec<Value>, String, &'static str),
     /// 422 with one such entry per refused field, as FastAPI lists every one.
     Fields(Vec<Error>),
 }
@@ -77,11 +79,28 @@ impl IntoResponse for Error {
 }
 
 impl Error {
+    /// A 422 naming a field of the body.
+    fn field(name: impl Into<String>, message: impl Into<String>, kind: &'static str) -> Error {
+        Error::Field(vec![Value::String(name.into())], message.into(), kind)
+    }
+
+    /// None of `refused`, or a 422 naming each.
+    fn all(mut refused: Vec<Error>) -> Result<(), Error> {
+        match refused.len() {
+            0 => Ok(()),
+            1 => Err(refused.remove(0)),
+            _ => Err(Error::Fields(refused)),
+        }
+    }
+
     /// FastAPI's `detail` entries of a 422.
     fn field_entries(&self) -> Vec<Value> {
         match self {
-            Error::Field(field, msg, kind) => {
-                vec![json!({"loc": ["body", field], "msg": msg, "type": kind})]
+            Error::Field(below, msg, kind) => {
+                let loc: Vec<Value> = std::iter::once(json!("body"))
+                    .chain(below.clone())
+                    .collect();
+                vec![json!({"loc": loc, "msg": msg, "type": kind})]
             }
             Error::Fields(each) => each.iter().flat_map(Error::field_entries).collect(),
             Error::Plain(..) => Vec::new(),
@@ -118,9 +137,9 @@ impl From<Refusal> for Error {
                 let Some(field) = invalid.param else {
                     return Error::Plain(StatusCode::UNPROCESSABLE_ENTITY, invalid.message);
                 };
-                return Error::Field(field, invalid.message, "value_error");
+                return Error::field(field, invalid.message, "value_error");
             }
-            Refusal::BadInput(bad) => return Error::Field(bad.field, bad.message, "value_error"),
+            Refusal::BadInput(bad) => return Error::field(bad.field, bad.message, "value_error"),
             _ => {}
         }
         match refusal_parts(refusal) {
@@ -145,7 +164,7 @@ impl Dialect for Sd {
     }
 
     fn malformed_json(message: String) -> Error {
-        Error::Field("body".into(), message, "value_error.jsondecode")
+        Error::field("body", message, "value_error.jsondecode")
     }
 }
 
@@ -202,8 +221,8 @@ fn shape_by_ratio(
             params.insert("aspectRatio".into(), (*ratio).into());
             Ok(())
         }
-        None => Err(Error::Field(
-            "width".into(),
+        None => Err(Error::field(
+            "width",
             format!(
                 "{width}x{height} is not a shape this model renders: it takes the aspect ratios {}",
                 ratios.join(", ")
@@ -219,7 +238,7 @@ pub fn sd_model(state: &AppState) -> Option<Resolved> {
     registry
         .models()
         .into_iter()
-        .find(|r| r.provider.id() == "local")
+        .find(|r| r.provider.id() == LOCAL_PROVIDER)
         .or_else(|| registry.find("sd").ok())
         .or_else(|| registry.resolve(None, "image.generate").ok())
 }
@@ -358,105 +377,179 @@ fn lax_seed(value: &Value) -> Value {
     }
 }
 
-fn type_error(field: &'static str, kind: &'static str) -> Error {
-    Error::Field(
-        field.into(),
-        format!("value is not a valid {kind}"),
-        match kind {
-            "integer" => "type_error.integer",
-            "float" => "type_error.float",
-            _ => "type_error.str",
-        },
-    )
+fn type_error(loc: Vec<Value>, kind: &'static str) -> Error {
+    let (message, code) = match kind {
+        "integer" => ("value is not a valid integer", "type_error.integer"),
+        "float" => ("value is not a valid float", "type_error.float"),
+        "list" => ("value is not a valid list", "type_error.list"),
+        "dict" => ("value is not a valid dict", "type_error.dict"),
+        _ => ("str type expected", "type_error.str"),
+    };
+    Error::Field(loc, message.into(), code)
 }
 
-/// Parses the body field by field so a bad one is named in FastAPI's 422 shape.
+/// A body's fields read one by one; each one of the wrong type is noted and read as absent,
+/// so the 422 names every such field, as FastAPI does.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    refused: Vec<Error>,
+}
+
+impl<'a> Fields<'a> {
+    fn present(&self, name: &str) -> Option<&'a Value> {
+        self.object.get(name).filter(|v| !v.is_null())
+    }
+
+    /// `found`'s value, or the type error it makes noted and none.
+    fn note<T>(&mut self, found: Option<Result<T, Error>>) -> Option<T> {
+        match found? {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.refused.push(error);
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, name: &'static str) -> Option<String> {
+        let found = self.present(name).map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| type_error(vec![name.into()], "string"))
+        });
+        self.note(found)
+    }
+
+    fn integer(&mut self, name: &'static str) -> Option<i64> {
+        let found = self.present(name).map(|v| {
+            lax_number(v)
+                .and_then(whole)
+                .ok_or_else(|| type_error(vec![name.into()], "integer"))
+        });
+        self.note(found)
+    }
+
+    fn float(&mut self, name: &'static str) -> Option<f64> {
+        let found = self
+            .present(name)
+            .map(|v| lax_number(v).ok_or_else(|| type_error(vec![name.into()], "float")));
+        self.note(found)
+    }
+
+    fn seed(&mut self) -> Option<u64> {
+        let found = self.present("seed").map(lax_seed).and_then(|v| {
+            match (v.as_u64(), v.as_i64()) {
+                (Some(seed), _) => Some(Ok(seed)),
+                // -1 is A1111's "a random seed", which leaving it out means here.
+                (None, Some(-1)) => None,
+                // Seeds are 64-bit unsigned (above i64's range too, as A1111 hands them out).
+                (None, Some(_)) => Some(Err(Error::field(
+                    "seed",
+                    "ensure this value is greater than or equal to 0",
+                    "value_error.number.not_ge",
+                ))),
+                (None, None) => Some(Err(type_error(vec!["seed".into()], "integer"))),
+            }
+        });
+        self.note(found)
+    }
+
+    /// `loras`: a list of `{name, weight}`, each entry's errors located inside it.
+    fn loras(&mut self) -> Option<Vec<LoraChoice>> {
+        let Some(list) = self.present("loras") else {
+            return None;
+        };
+        let Some(list) = list.as_array() else {
+            self.refused.push(type_error(vec!["loras".into()], "list"));
+            return None;
+        };
+        let mut choices = Vec::with_capacity(list.len());
+        for (index, entry) in list.iter().enumerate() {
+            let at = |key: &str| vec!["loras".into(), index.into(), Value::from(key)];
+            let Some(entry) = entry.as_object() else {
+                self.refused
+                    .push(type_error(vec!["loras".into(), index.into()], "dict"));
+                continue;
+            };
+            // Any other key is refused: a misspelt `weight` would otherwise run at 1.0.
+            for key in entry
+                .keys()
+                .filter(|key| !["name", "weight"].contains(&key.as_str()))
+            {
+                self.refused.push(Error::Field(
+                    at(key),
+                    "extra fields not permitted".into(),
+                    "value_error.extra",
+                ));
+            }
+            let name = match entry.get("name") {
+                Some(Value::String(name)) => Some(name.clone()),
+                None | Some(Value::Null) => {
+                    self.refused.push(Error::Field(
+                        at("name"),
+                        "field required".into(),
+                        "value_error.missing",
+                    ));
+                    None
+                }
+                Some(_) => {
+                    self.refused.push(type_error(at("name"), "string"));
+                    None
+                }
+            };
+            let weight = entry
+                .get("weight")
+                .filter(|v| !v.is_null())
+                .map(|v| lax_number(v).ok_or_else(|| type_error(at("weight"), "float")));
+            let weight = self.note(weight);
+            if let Some(name) = name {
+                choices.push(LoraChoice { name, weight });
+            }
+        }
+        Some(choices)
+    }
+}
+
+/// Reads the body field by field: every field of the wrong type (or missing) is named in
+/// FastAPI's 422 shape, and the ranges are checked by [`check`] only once the types hold.
 fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
     let Some(object) = raw.as_object() else {
-        return Err(Error::Field(
-            "body".into(),
-            "value is not a valid dict".into(),
-            "type_error.dict",
-        ));
+        return Err(type_error(vec!["body".into()], "dict"));
     };
-    let present = |name: &str| object.get(name).filter(|v| !v.is_null());
-    let text = |name: &'static str| -> Result<Option<String>, Error> {
-        present(name)
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| type_error(name, "string"))
-            })
-            .transpose()
+    let mut fields = Fields {
+        object,
+        refused: Vec::new(),
     };
-    let integer = |name: &'static str| -> Result<Option<i64>, Error> {
-        present(name)
-            .map(|v| {
-                lax_number(v)
-                    .and_then(whole)
-                    .ok_or_else(|| type_error(name, "integer"))
-            })
-            .transpose()
-    };
-    let float = |name: &'static str| -> Result<Option<f64>, Error> {
-        present(name)
-            .map(|v| lax_number(v).ok_or_else(|| type_error(name, "float")))
-            .transpose()
-    };
-    let Some(prompt) = text("prompt")? else {
-        return Err(Error::Field(
-            "prompt".into(),
-            "field required".into(),
+    let prompt = fields.text("prompt");
+    if prompt.is_none() && fields.present("prompt").is_none() {
+        fields.refused.push(Error::field(
+            "prompt",
+            "field required",
             "value_error.missing",
         ));
-    };
-    Ok(GenerateRequest {
-        prompt,
+    }
+    let request = GenerateRequest {
+        prompt: prompt.unwrap_or_default(),
         // Empty is none, as for `callback_url`: what a form left blank sends.
-        init_image: text("init_image")?.filter(|image| !image.is_empty()),
-        negative_prompt: text("negative_prompt")?,
-        width: integer("width")?,
-        height: integer("height")?,
-        num_images: integer("num_images")?,
-        num_inference_steps: integer("num_inference_steps")?,
-        guidance_scale: float("guidance_scale")?,
-        strength: float("strength")?,
-        scheduler: text("scheduler")?,
-        seed: match present("seed").map(lax_seed) {
-            None => None,
-            // -1 is A1111's "a random seed", which leaving it out means here.
-            Some(v) if v.as_i64() == Some(-1) => None,
-            // Seeds are 64-bit unsigned (above i64's range too, as A1111 hands them out).
-            Some(v) => match (v.as_u64(), v.as_i64()) {
-                (Some(seed), _) => Some(seed),
-                (None, Some(_)) => {
-                    return Err(Error::Field(
-                        "seed".into(),
-                        "ensure this value is greater than or equal to 0".into(),
-                        "value_error.number.not_ge",
-                    ));
-                }
-                (None, None) => return Err(type_error("seed", "integer")),
-            },
-        },
-        output_format: text("output_format")?,
-        callback_url: text("callback_url")?,
-        loras: present("loras")
-            .map(|v| {
-                serde_json::from_value(v.clone()).map_err(|error| {
-                    Error::Field(
-                        "loras".into(),
-                        format!("value is not a valid list of {{name, weight}}: {error}"),
-                        "type_error.list",
-                    )
-                })
-            })
-            .transpose()?,
-    })
+        init_image: fields.text("init_image").filter(|image| !image.is_empty()),
+        negative_prompt: fields.text("negative_prompt"),
+        width: fields.integer("width"),
+        height: fields.integer("height"),
+        num_images: fields.integer("num_images"),
+        num_inference_steps: fields.integer("num_inference_steps"),
+        guidance_scale: fields.float("guidance_scale"),
+        strength: fields.float("strength"),
+        scheduler: fields.text("scheduler"),
+        seed: fields.seed(),
+        output_format: fields.text("output_format"),
+        callback_url: fields.text("callback_url"),
+        loras: fields.loras(),
+    };
+    Error::all(fields.refused).map(|()| request)
 }
 
 fn range_error(field: &'static str, message: String) -> Error {
-    Error::Field(field.into(), message, "value_error")
+    Error::field(field, message, "value_error")
 }
 
 /// The prompt without its adapter tags, and each tag's `(name, weight)`.
@@ -548,11 +641,9 @@ fn check(request: &GenerateRequest) -> Result<Tagged, Error> {
                 .into(),
         ));
     }
-    match (refused.len(), tagged) {
-        (0, Some(tagged)) => Ok(tagged),
-        (1, _) => Err(refused.remove(0)),
-        _ => Err(Error::Fields(refused)),
-    }
+    Error::all(refused)?;
+    // Refused above when the tags could not be read.
+    Ok(tagged.unwrap_or_default())
 }
 
 async fn generate(
