@@ -21,6 +21,17 @@ for prefix in ("/v1", "/llmage/v1"):
     assert whole.usage.total_tokens >= 0, whole
     print(prefix, "chat ok:", whole.choices[0].message.content)
 
+    # The SDK's token cap, under its current name, cuts the answer and says so.
+    capped = client.chat.completions.create(
+        model="offline/chat",
+        messages=[{"role": "user", "content": "one two three four five"}],
+        max_completion_tokens=2,
+    )
+    assert capped.choices[0].message.content == "Offline echo: ", capped
+    assert capped.choices[0].finish_reason == "length", capped
+    assert capped.usage.completion_tokens == 2, capped
+    print(prefix, "token cap ok")
+
     stream = client.chat.completions.create(
         model="offline/chat",
         messages=[{"role": "user", "content": "stream me"}],

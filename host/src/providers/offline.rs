@@ -19,13 +19,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     engine::{
         provider::{
-            CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ModelInfo, Output,
-            PollOutcome, Provider, ProviderError, Submission, Usage,
+            CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ModelInfo,
+            OFFLINE_PROVIDER, Output, PollOutcome, Provider, ProviderError, Submission, Usage,
         },
         task::now_ms,
     },
@@ -129,7 +129,7 @@ fn usage_of(request: &GenerationRequest, outputs: usize) -> Usage {
 #[async_trait]
 impl Provider for Offline {
     fn id(&self) -> &str {
-        "offline"
+        OFFLINE_PROVIDER
     }
 
     fn models(&self) -> Vec<ModelInfo> {
@@ -190,7 +190,8 @@ impl Provider for Offline {
                 "Offline echo",
                 "chat",
                 &["chat"],
-                json!({}),
+                json!({"max_tokens": {"type": "integer", "minimum": 1,
+                       "description": "The echo stops after this many words, finishing with `length`."}}),
                 json!({}),
             ),
         ]
@@ -274,7 +275,15 @@ impl Provider for Offline {
             .unwrap_or_default()
             .to_string();
         let answer = echo(&last);
-        let words: Vec<String> = answer.split_inclusive(' ').map(String::from).collect();
+        let mut words: Vec<String> = answer.split_inclusive(' ').map(String::from).collect();
+        let cap = request.params.get("max_tokens").and_then(Value::as_u64);
+        let finish = match cap {
+            Some(cap) if words.len() as u64 > cap => {
+                words.truncate(cap as usize);
+                "length"
+            }
+            _ => "stop",
+        };
         let usage = ChatEvent::Usage {
             prompt_tokens: last.split_whitespace().count() as u64,
             completion_tokens: words.len() as u64,
@@ -298,7 +307,7 @@ impl Provider for Offline {
             None => words
                 .into_iter()
                 .map(ChatEvent::Delta)
-                .chain([usage, ChatEvent::Finish("stop".into())])
+                .chain([usage, ChatEvent::Finish(finish.into())])
                 .map(Ok)
                 .collect(),
         };
