@@ -29,7 +29,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::{
     assets::{Asset, NewFile, extension_of, kind_of},
@@ -210,8 +210,11 @@ async fn store_one(
                 .await?
         }
         Output::Url { url, content_type } => {
-            let _slot = DOWNLOADS.acquire().await?;
-            let (served_as, spooled) = copy_link(engine, task, &url).await?;
+            let Copied {
+                served_as,
+                spooled,
+                slot: _slot,
+            } = copy_link(engine, task, &url).await?;
             let content_type = content_type.unwrap_or(served_as);
             if conversion(&content_type, image_format).is_some() {
                 // Converted whole, as an output that came as bytes.
@@ -233,15 +236,19 @@ async fn store_one(
 /// connection) must not lose a result the vendor already made and charged for.
 const COPY_ATTEMPTS: u32 = 3;
 
-/// Copies output link `url` into a spooled file, with the type its server gave it; tried
-/// again after 1 s, then 2 s, while the trouble looks passing. A link the allowlist refuses,
-/// a 4xx, a file over the cap or an HTML page (a store's error page sent as a success) fails
-/// at once.
-async fn copy_link(
-    engine: &Engine,
-    task: &Task,
-    url: &str,
-) -> anyhow::Result<(String, crate::assets::Spooled)> {
+/// An output link's file, spooled, with the type its server gave it and the download slot it
+/// holds until it is stored.
+struct Copied {
+    served_as: String,
+    spooled: crate::assets::Spooled,
+    slot: SemaphorePermit<'static>,
+}
+
+/// Copies output link `url` into a spooled file; tried again after 1 s, then 2 s, while the
+/// trouble looks passing, without a download slot while it waits. A link the allowlist
+/// refuses, a 4xx, a file over the cap or an HTML page (a store's error page sent as a
+/// success) fails at once.
+async fn copy_link(engine: &Engine, task: &Task, url: &str) -> anyhow::Result<Copied> {
     let mut attempt = 1;
     loop {
         match copy_link_once(engine, task, url).await {
@@ -271,11 +278,8 @@ impl CopyFailed {
     }
 }
 
-async fn copy_link_once(
-    engine: &Engine,
-    task: &Task,
-    url: &str,
-) -> Result<(String, crate::assets::Spooled), CopyFailed> {
+async fn copy_link_once(engine: &Engine, task: &Task, url: &str) -> Result<Copied, CopyFailed> {
+    let slot = DOWNLOADS.acquire().await.map_err(CopyFailed::lasting)?;
     let response = engine
         .guard()
         .open(url, Some(link_check(engine, task)))
@@ -312,7 +316,11 @@ async fn copy_link_once(
         }
         spooled.write(&chunk).await.map_err(CopyFailed::lasting)?;
     }
-    Ok((served_as, spooled))
+    Ok(Copied {
+        served_as,
+        spooled,
+        slot,
+    })
 }
 
 /// Whether a failed request's trouble may pass: a dropped or timed-out connection, a 5xx, a
