@@ -110,6 +110,60 @@ async fn a_limit_of_30_per_minute_admits_exactly_30_of_100_across_two_hosts() {
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 30, "{listed}");
 }
 
+/// On SQLite, inserts arriving together are committed as one group by one caller's task:
+/// each response still carries its own admission's `x-ratelimit-*` headers, and each refusal
+/// its `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_sqlite_reports_every_admission() {
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml("[engine]\nworkers = 0"),
+    )
+    .await;
+    let (status, set) = set_limits(
+        &host,
+        "partner-a",
+        json!({"requests_per_minute": 1000, "concurrent_tasks": 12}),
+    )
+    .await;
+    assert_eq!(status, 200, "{set}");
+    let responses: Vec<Response> = join_all((0..24).map(|i| {
+        host.as_key(Method::POST, "/api/v1/jobs", "key-a")
+            .json(&image(&format!("burst {i}")))
+            .send()
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        12,
+        "{statuses:?}"
+    );
+    let mut left: Vec<i64> = Vec::new();
+    for response in &responses {
+        let tasks_left = header(response, "x-ratelimit-remaining-tasks");
+        assert!(
+            tasks_left.is_some() && header(response, "x-ratelimit-remaining-requests").is_some(),
+            "{}: {:?}",
+            response.status(),
+            response.headers()
+        );
+        if response.status() == 202 {
+            left.push(tasks_left.unwrap().parse().unwrap());
+        } else {
+            assert_eq!(response.status(), 429);
+            assert_eq!(header(response, "retry-after").as_deref(), Some("1"));
+        }
+    }
+    // Each admission reports what it left: 11 down to 0, once each.
+    left.sort_unstable();
+    assert_eq!(left, (0..12).collect::<Vec<i64>>());
+}
+
 /// Hosts that share a database: PostgreSQL only.
 mod a_daily_budget_stops_a_burst_of_jobs_and_chat_streams_with_nothing_charged_past_it {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

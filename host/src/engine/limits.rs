@@ -14,8 +14,10 @@
 //!   (a refunded task gives its share back); a task is refused when its price would take the
 //!   period past the budget, so nothing is ever charged beyond it. Budgets count charged
 //!   credits, which exist only when `[credits] enforce` is on.
-//! - What is left after an admission (or what was left when it was refused) is reported to the
-//!   caller through [`reporting`], which the HTTP layer turns into `x-ratelimit-*` headers.
+//! - What is left after an admission (or what was left when it was refused) is returned by
+//!   [`enforce`] to the insert, which [`report`]s it on the caller's own task (a grouped
+//!   write runs on another's), to the [`reporting`] scope the HTTP layer turns into
+//!   `x-ratelimit-*` headers.
 
 use std::cell::Cell;
 
@@ -65,6 +67,12 @@ impl Remaining {
         if slot.is_none_or(|(_, smallest)| left < smallest) {
             *slot = Some((limit, left));
         }
+    }
+
+    /// A request the limits let through but its balance then refused took nothing after all:
+    /// gives back what [`enforce`] counted it as taking.
+    pub(crate) fn untaken(&mut self, new: &NewTask) {
+        self.add_back(1, 1, new.price_micros);
     }
 
     /// Adds `requests`, `tasks` and `micros` back to what is left (a request that took
@@ -134,19 +142,25 @@ where
         Some(id) => tokio::spawn(crate::engine::task::REQUEST_ID.scope(id, work)).await?,
         None => tokio::spawn(work).await?,
     };
-    if remaining.is_some() {
-        let _ = REPORT.try_with(|report| report.set(remaining));
+    if let Some(remaining) = remaining {
+        report(remaining);
     }
     Ok(output)
 }
 
-/// Checks `new` against its limits inside the insert transaction `tx` (see the module docs).
+/// Hands what the limits left to the current task's [`reporting`] scope, if it has one.
+pub(crate) fn report(remaining: Remaining) {
+    let _ = REPORT.try_with(|report| report.set(Some(remaining)));
+}
+
+/// Checks `new` against its limits inside the insert transaction `tx` (see the module docs):
+/// what they leave, and whether they let it through.
 pub(crate) async fn enforce(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     new: &NewTask,
     now: i64,
-) -> anyhow::Result<Result<(), Limited>> {
+) -> anyhow::Result<(Remaining, Result<(), Limited>)> {
     limits::lock(tx, backend, &new.client_id).await?;
     let mut remaining = Remaining::default();
     let mut refused: Option<Limited> = None;
@@ -217,20 +231,7 @@ pub(crate) async fn enforce(
     let took = |amount: i64| if refused.is_some() { amount } else { 0 };
     remaining.add_back(took(1), took(1), took(new.price_micros));
     remaining.retry_after_secs = refused.as_ref().map(|refusal| refusal.retry_after_secs);
-    let _ = REPORT.try_with(|report| report.set(Some(remaining)));
-    Ok(refused.map_or(Ok(()), Err))
-}
-
-/// A request the limits let through but its balance then refused took nothing after all:
-/// the report gives back what [`enforce`] counted it as taking.
-pub fn untaken(new: &NewTask) {
-    let _ = REPORT.try_with(|report| {
-        let Some(mut remaining) = report.get() else {
-            return;
-        };
-        remaining.add_back(1, 1, new.price_micros);
-        report.set(Some(remaining));
-    });
+    Ok((remaining, refused.map_or(Ok(()), Err)))
 }
 
 /// Keeps, of the limits that refuse a request, the one that lasts longest: retrying after a

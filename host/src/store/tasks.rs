@@ -31,7 +31,7 @@ use sqlx::FromRow;
 use crate::{
     engine::{
         NewTask, SubmitError, TaskFilter, credits,
-        limits::{self, Usage},
+        limits::{self, Remaining, Usage},
         task::{CancelledBy, Phase, Status, Task, new_id},
     },
     store::{Backend, Store, inline, page_of_whole_milliseconds},
@@ -162,21 +162,30 @@ pub async fn insert(
     now: i64,
     start: Start,
 ) -> Result<Task, SubmitError> {
-    if store.backend == Backend::Postgres {
+    let (inserted, remaining) = if store.backend == Backend::Postgres {
         let mut conn = store.writer().await.map_err(anyhow::Error::from)?;
-        return insert_on(&mut conn, store.backend, id, new, now, start).await?;
-    }
-    let write = Write::Insert {
-        id: id.to_string(),
-        new: new.clone(),
-        now,
-        start,
+        insert_on(&mut conn, store.backend, id, new, now, start).await?
+    } else {
+        let write = Write::Insert {
+            id: id.to_string(),
+            new: new.clone(),
+            now,
+            start,
+        };
+        match store.writes.write(store, write).await? {
+            Written::Inserted(admitted) => admitted,
+            Written::Finished(_) => unreachable!("an insert answers as one"),
+        }
     };
-    match store.writes.write(store, write).await? {
-        Written::Inserted(inserted) => inserted,
-        Written::Finished(_) => unreachable!("an insert answers as one"),
+    // Here, on the caller's task: a grouped insert ran on another's.
+    if let Some(remaining) = remaining {
+        limits::report(remaining);
     }
+    inserted
 }
+
+/// An insert's outcome, and what the client's limits left when it has any.
+type Admitted = (Result<Task, SubmitError>, Option<Remaining>);
 
 /// The statements of [`insert`] on `conn`: alone, one autocommitted `INSERT` or one
 /// transaction; inside a group's transaction, the `INSERT` or a savepoint. A refusal (a
@@ -188,28 +197,33 @@ async fn insert_on(
     new: &NewTask,
     now: i64,
     start: Start,
-) -> anyhow::Result<Result<Task, SubmitError>> {
+) -> anyhow::Result<Admitted> {
     use sqlx::Connection;
     if new.price_micros <= 0 && new.limits.is_empty() {
         // One statement: the common path costs a single round trip.
-        return Ok(Ok(insert_row(&mut *conn, id, new, now, start).await?));
+        return Ok((Ok(insert_row(&mut *conn, id, new, now, start).await?), None));
     }
     let mut tx = conn.begin().await?;
-    if !new.limits.is_empty()
-        && let Err(limited) = limits::enforce(&mut tx, backend, new, now).await?
-    {
-        return Ok(Err(limited.into()));
+    let mut remaining = None;
+    if !new.limits.is_empty() {
+        let (left, verdict) = limits::enforce(&mut tx, backend, new, now).await?;
+        remaining = Some(left);
+        if let Err(limited) = verdict {
+            return Ok((Err(limited.into()), remaining));
+        }
     }
     if new.price_micros > 0
         && let Err(short) =
             credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await?
     {
-        limits::untaken(new);
-        return Ok(Err(short.into()));
+        if let Some(remaining) = &mut remaining {
+            remaining.untaken(new);
+        }
+        return Ok((Err(short.into()), remaining));
     }
     let task = insert_row(&mut *tx, id, new, now, start).await?;
     tx.commit().await?;
-    Ok(Ok(task))
+    Ok((Ok(task), remaining))
 }
 
 /// Inserts a queued task under the client's idempotency `key` (with the `hash` of the body it
@@ -255,14 +269,21 @@ pub async fn insert_once(
             .ok_or_else(|| anyhow::anyhow!("idempotency key points at missing task {task_id}"))?;
         return Ok((existing, true));
     }
+    let mut remaining = None;
     if !new.limits.is_empty() {
-        limits::enforce(&mut tx, store.backend, new, now).await??;
+        let (left, verdict) = limits::enforce(&mut tx, store.backend, new, now).await?;
+        limits::report(left);
+        remaining = Some(left);
+        verdict?;
     }
     if new.price_micros > 0
         && let Err(short) =
             credits::reserve(&mut tx, &new.client_id, id, new.price_micros, now).await?
     {
-        limits::untaken(new);
+        if let Some(mut remaining) = remaining {
+            remaining.untaken(new);
+            limits::report(remaining);
+        }
         return Err(short.into());
     }
     let task = insert_row(&mut *tx, id, new, now, Start::Queued).await?;
@@ -864,7 +885,7 @@ enum Write {
 
 /// What a [`Write`] answers.
 enum Written {
-    Inserted(Result<Task, SubmitError>),
+    Inserted(Admitted),
     Finished(Option<Task>),
 }
 
@@ -904,9 +925,10 @@ impl Write {
                 new,
                 now,
                 start,
-            } => Some(Written::Inserted(Ok(insert_row_inline(
-                conn, id, new, *now, *start,
-            )?))),
+            } => Some(Written::Inserted((
+                Ok(insert_row_inline(conn, id, new, *now, *start)?),
+                None,
+            ))),
             Write::Finish {
                 id, ending, now, ..
             } => inline::task_returned(
