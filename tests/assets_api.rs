@@ -243,4 +243,37 @@ async fn uploads_over_the_limit_get_413() {
     )
     .await;
     assert_eq!(status, 400, "{empty}");
+    // Parts beyond [limits] max_upload_parts are refused before they are read, and nothing
+    // of the form is kept: each file part holds an open file until the request ends.
+    let host =
+        Host::start(Options::new(Backend::Sqlite).toml("[limits]\nmax_upload_parts = 5")).await;
+    let form = (0..6).fold(Form::new(), |form, i| {
+        form.part(
+            "files",
+            Part::bytes(vec![1u8]).file_name(format!("{i}.bin")),
+        )
+    });
+    let (status, body) = send(
+        host.as_key(Method::POST, "/api/v1/assets", "key-a")
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("at most 5 parts"),
+        "{body}"
+    );
+    let (_, listed) = host.get("/api/v1/assets").await;
+    assert_eq!(listed["assets"], json!([]));
+    let spooled = std::fs::read_dir(host.data_dir().join("assets"))
+        .map(|entries| {
+            entries
+                .filter(|entry| {
+                    let name = entry.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".partial")
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(spooled, 0, "the refused form's files are removed");
 }

@@ -331,7 +331,8 @@ pub struct EngineConfig {
     /// hinted (a `Retry-After` included).
     pub max_poll_interval_secs: f64,
     /// Longest a task may stay pending at its vendor (from its start), seconds: then it is
-    /// cancelled there and fails, refunded, instead of being polled forever.
+    /// cancelled there (where the vendor can; its reason says which) and fails, refunded,
+    /// instead of being polled forever.
     pub pending_timeout_secs: f64,
     /// First webhook retry delay, seconds; doubles each attempt.
     pub webhook_backoff_secs: f64,
@@ -478,6 +479,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest multipart upload (all files), bytes.
     pub max_upload_bytes: usize,
+    /// Most parts (files and fields) of one multipart upload: each file holds an open file
+    /// until the request ends.
+    pub max_upload_parts: usize,
 }
 
 impl Limits {
@@ -497,6 +501,13 @@ impl Limits {
             self.max_upload_bytes as u64,
             1024,
             why,
+        )?;
+        at_least(
+            "limits",
+            "max_upload_parts",
+            self.max_upload_parts as u64,
+            1,
+            "parts; no upload would fit",
         )
     }
 }
@@ -507,6 +518,7 @@ impl Default for Limits {
             // A phone photo inline (OpenAI's vision input, seed 003's `init_image`) fits.
             max_body_bytes: 10 * 1024 * 1024,
             max_upload_bytes: 100 * 1024 * 1024,
+            max_upload_parts: 100,
         }
     }
 }

@@ -20,6 +20,8 @@ const DRAIN_SLACK: usize = 64 * 1024 * 1024;
 pub enum Unreadable {
     /// Over the route's limit (the limit, in bytes).
     TooLarge(usize),
+    /// A multipart body of more parts than `[limits] max_upload_parts` (the limit).
+    TooManyParts(usize),
     /// Not a well-formed body; the sentence says why.
     Malformed(String),
     /// The host could not keep what it received (details are logged, never shown).
@@ -33,6 +35,10 @@ impl Unreadable {
             Unreadable::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body is larger than {limit} bytes."),
+            ),
+            Unreadable::TooManyParts(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("A form may hold at most {limit} parts (files and fields)."),
             ),
             Unreadable::Malformed(message) => (StatusCode::BAD_REQUEST, message),
             Unreadable::Storage => (

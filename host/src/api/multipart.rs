@@ -5,7 +5,10 @@
 //! Invariant: file parts are never held whole in memory: each streams, as it arrives, into a
 //! temporary file of the asset store ([`Spooled`]), which is removed unless the request is
 //! accepted and the file adopted as an asset. Text fields are kept in memory, at most the JSON
-//! limit in all. What the parts mean is the dialect's.
+//! limit in all. A form holds at most `[limits] max_upload_parts` parts, refused with a 413
+//! before the next one is read (each file keeps a file open until the request ends, so parts
+//! by the thousand would take the process's file descriptors). What the parts mean is the
+//! dialect's.
 
 use axum::{
     body::Bytes,
@@ -55,6 +58,7 @@ pub async fn read_parts(
 ) -> Result<Vec<Part>, Unreadable> {
     let limits = &state.config.limits;
     let (upload_limit, text_limit) = (limits.max_upload_bytes, limits.max_body_bytes);
+    let parts_limit = limits.max_upload_parts;
     let request = crate::api::body::within_declared(request, upload_limit).await?;
     let unreadable = |error: axum::extract::multipart::MultipartError| {
         if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -68,6 +72,9 @@ pub async fn read_parts(
     })?;
     let (mut parts, mut text_bytes) = (Vec::new(), 0usize);
     while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
+        if parts.len() == parts_limit {
+            return Err(Unreadable::TooManyParts(parts_limit));
+        }
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(String::from);
         let content_type = field.content_type().map(String::from);
