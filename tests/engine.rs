@@ -173,7 +173,8 @@ async fn a_task_the_vendor_never_finishes_fails_after_the_pending_timeout(backen
     assert_eq!(failed["status"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap();
     assert!(
-        error.contains("did not finish the task within 1.5 s"),
+        error.contains("did not finish the task within 1.5 s")
+            && error.ends_with("it was cancelled at its vendor"),
         "{error}"
     );
     assert!(

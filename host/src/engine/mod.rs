@@ -483,30 +483,49 @@ impl Engine {
     }
 
     /// Cancels `task`, pending at its vendor, there (as far as the vendor lets it) and ends
-    /// it here as `outcome` says.
+    /// it here as `outcome` says; a failure's reason says whether the vendor's job was
+    /// cancelled or may still run (and bill) there.
     pub(crate) async fn end_pending(
         &self,
         task: &Task,
         outcome: lifecycle::Outcome,
     ) -> anyhow::Result<()> {
-        if let Some(handle) = &task.pending_handle
-            && let Err(error) = self.cancel_at_vendor(task, handle).await
-        {
-            tracing::warn!(task = %task.id, %error, "provider cancel failed; cancelling locally");
-        }
+        let at_vendor = match &task.pending_handle {
+            None => None,
+            Some(handle) => Some(match self.cancel_at_vendor(task, handle).await {
+                Ok(()) => "it was cancelled at its vendor".to_string(),
+                Err(error) => {
+                    tracing::warn!(task = %task.id, %error, "provider cancel failed; cancelling locally");
+                    format!(
+                        "its vendor's job could not be cancelled ({error}), so it may still \
+                         run, and bill, there"
+                    )
+                }
+            }),
+        };
+        let outcome = match (outcome, at_vendor) {
+            (lifecycle::Outcome::Failed(reason), Some(at_vendor)) => {
+                lifecycle::Outcome::Failed(format!("{reason}; {at_vendor}"))
+            }
+            (outcome, _) => outcome,
+        };
         lifecycle::finish(self, &task.id, outcome).await?;
         Ok(())
     }
 
     /// Asks `task`'s vendor to cancel the job `handle` names (as far as the vendor lets it);
-    /// nothing is asked when its provider is not loaded here. The task is not touched.
+    /// an error when its provider is not loaded here, as nothing was asked. The task is not
+    /// touched.
     pub(crate) async fn cancel_at_vendor(
         &self,
         task: &Task,
         handle: &str,
     ) -> Result<(), provider::ProviderError> {
         let Some(provider) = self.inner.registry.provider(&task.provider) else {
-            return Ok(());
+            return Err(provider::ProviderError::Internal(format!(
+                "provider {} is not loaded on this host",
+                task.provider
+            )));
         };
         let ctx = CallContext::detached(task.id.clone());
         crate::metrics::measure_call(&task.provider, "cancel", provider.cancel(handle, &ctx)).await

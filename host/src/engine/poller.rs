@@ -125,8 +125,7 @@ async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
     let pending_since = task.started_at.unwrap_or(task.created_at);
     if now_ms() - pending_since > (config.pending_timeout_secs * 1000.0) as i64 {
         let reason = format!(
-            "The vendor did not finish the task within {} s ([engine] pending_timeout_secs); \
-             it was cancelled there",
+            "The vendor did not finish the task within {} s ([engine] pending_timeout_secs)",
             config.pending_timeout_secs
         );
         return engine.end_pending(task, Outcome::Failed(reason)).await;
