@@ -421,11 +421,13 @@ async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
             "plugin trapped: wasm trap: wasm `unreachable` instruction executed; it logged: panicked at",
         ),
         ("fault-forbidden-host/image", json!({}), "allowed hosts"),
-        // The host's wall-clock cap ends a call whose upstream stalls.
+        // The host's wall-clock cap ends a call whose upstream stalls; what the vendor did
+        // is unknown, and the task says so.
         (
             "fault-slow-upstream/fetch",
             json!({"url": format!("http://{upstream}/slow")}),
-            "exceeded its 3s timeout",
+            "exceeded its 3s timeout; not tried again because fault-slow-upstream's submit is \
+             not idempotent: the vendor may have made the job",
         ),
     ];
     let mut fault_jobs = Vec::new();

@@ -176,7 +176,19 @@ async fn record(
                 }
             }
             None => {
-                lifecycle::finish_held(engine, task, Outcome::failed_by(&task.id, &error)).await?;
+                let mut outcome = Outcome::failed_by(&task.id, &error);
+                // What the vendor did is unknown: the client and the operator are told so.
+                if let (Outcome::Failed(reason), ProviderError::UpstreamUnavailable(_)) =
+                    (&mut outcome, &error)
+                    && !idempotent
+                {
+                    reason.push_str(&format!(
+                        "; not tried again because {}'s submit is not idempotent: the vendor \
+                         may have made the job",
+                        task.provider
+                    ));
+                }
+                lifecycle::finish_held(engine, task, outcome).await?;
             }
         },
     }
