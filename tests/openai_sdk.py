@@ -95,6 +95,8 @@ client = openai.OpenAI(base_url=base + "/v1", api_key=key)
 models = [m.id for m in client.models.list()]
 assert {"offline/chat", "offline/image", "offline/speech"} <= set(models), models
 assert client.models.retrieve("offline/chat").id == "offline/chat"
+# A bare key one provider serves names the model here as in a request.
+assert client.models.retrieve("chat").owned_by == "offline"
 try:
     client.models.retrieve("offline/no-such-model")
     raise AssertionError("an unknown model must be a 404")

@@ -432,7 +432,23 @@ async fn openai_images_and_speech() {
             .header("authorization", "Bearer key-a");
         let (status, edited) = easel_tests::send(edits.multipart(form)).await;
         assert_eq!(status, 200, "{edited}");
-        assert!(edited["data"][0]["url"].is_string(), "{edited}");
+        // gpt-image-1 is answered in base64 unless links are asked for, as OpenAI answers it.
+        assert!(edited["data"][0]["b64_json"].is_string(), "{edited}");
+    }
+    for (asked, field) in [(None, "b64_json"), (Some("url"), "url")] {
+        let mut body = json!({"model": "openai/gpt-image-1", "prompt": "a lighthouse"});
+        if let Some(format) = asked {
+            body["response_format"] = format.into();
+        }
+        let generations = easel
+            .host
+            .http
+            .post(easel.host.url("/v1/images/generations"))
+            .header("authorization", "Bearer key-a")
+            .json(&body);
+        let (status, answer) = easel_tests::send(generations).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer["data"][0][field].is_string(), "{asked:?}: {answer}");
     }
     let sent = fake.calls_to("POST /v1/images/edits");
     assert_eq!(sent.len(), 2);

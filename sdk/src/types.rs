@@ -63,7 +63,9 @@ impl Model {
     /// role to field name, such as `{"first_frame": "image1_file"}`: the default) for llmage;
     /// `max_inputs` (the most inputs of each kind, such as `{"image": 9}`), counted by the
     /// host before it accepts a request, so more are refused with a 400 instead of a task
-    /// that fails at submit.
+    /// that fails at submit; `image_answer: "b64_json"` for an image model that OpenAI's
+    /// images API answers in base64 unless asked otherwise (as `gpt-image-1`), where the
+    /// default is links.
     pub fn extra(mut self, extra: Value) -> Self {
         self.extra = extra;
         self

@@ -316,17 +316,25 @@ async fn models(State(state): State<AppState>, _: Client) -> Result<Response, Er
     Ok(Json(json!({"object": "list", "data": listed(&state)})).into_response())
 }
 
-/// `GET /v1/models/{id}`: one of [`listed`]; the id keeps its `provider/` part.
+/// `GET /v1/models/{id}`: one of [`listed`], named as a request may name it (`provider/key`,
+/// an alias, a bare key one provider serves) and answered under the name asked.
 async fn model(
     State(state): State<AppState>,
     _: Client,
     PathOf { params: id, .. }: PathOf<String, OpenAi>,
 ) -> Result<Response, Error> {
-    listed(&state)
+    let resolved = state
+        .engine
+        .registry()
+        .find(&id)
+        .map_err(Error::unresolved)?
+        .id();
+    let mut model = listed(&state)
         .into_iter()
-        .find(|m| m["id"] == id.as_str())
-        .map(|m| Json(m).into_response())
-        .ok_or_else(|| Error::unresolved(ResolveError::Unknown(id)))
+        .find(|m| m["id"] == resolved.as_str())
+        .ok_or_else(|| Error::unresolved(ResolveError::Unknown(id.clone())))?;
+    model["id"] = id.into();
+    Ok(Json(model).into_response())
 }
 
 /// `POST /v1/chat/completions`.
@@ -573,8 +581,16 @@ async fn answer_images(
             ));
         }
     }
+    let resolved = state
+        .engine
+        .registry()
+        .resolve(request.model.as_deref(), capability)
+        .map_err(Error::unresolved)?;
+    // OpenAI answers links by default, but base64 for the models that have no links to give
+    // (gpt-image-1): a model's `image_answer` extra says which it is.
     let as_base64 = match request.response_format.as_deref() {
-        None | Some("url") => false,
+        None => resolved.model.extra.get("image_answer") == Some(&json!("b64_json")),
+        Some("url") => false,
         Some("b64_json") => true,
         Some(_) => {
             return Err(Error::invalid(
@@ -583,11 +599,6 @@ async fn answer_images(
             ));
         }
     };
-    let resolved = state
-        .engine
-        .registry()
-        .resolve(request.model.as_deref(), capability)
-        .map_err(Error::unresolved)?;
     let mut params = request.params;
     params.insert("n".into(), n.into());
     // `auto` (gpt-image-1's default) is passed as it is, for the model's schema to take or

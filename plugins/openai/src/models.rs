@@ -26,7 +26,8 @@ fn gpt_image() -> Model {
                                "description": "Edits: how closely to keep the input's features."}
         })))
         .price_hint(4.0)
-        .extra(json!({"resolutions": ["1024x1024", "1536x1024", "1024x1536"]}))
+        // OpenAI answers this model in base64 only, so clients of `/v1/images` expect that.
+        .extra(json!({"resolutions": ["1024x1024", "1536x1024", "1024x1536"], "image_answer": "b64_json"}))
 }
 
 fn dalle3() -> Model {
