@@ -2,8 +2,8 @@
 //! `fault-exfiltrate` plugin: easel's own settings and another vendor's key are withheld
 //! (the task says why, `GET /admin/plugins` shows what was asked for and granted), its own
 //! assigned `TOKEN` reaches it, an output link outside its allowlist is never fetched, an
-//! allowed link whose server fails once is tried again and one that answers a web page fails
-//! the task, and an allowed link whose body is over the size cap is refused while streaming,
+//! allowed link whose server fails once is tried again and one that answers a web page, a
+//! JSON message or bytes of no image fails the task, and an allowed link whose body is over the size cap is refused while streaming,
 //! without the host ever holding it whole.
 
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,14 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "plugin-own-token";
 
+/// The start of a PNG: what the host reads to tell an image from something else.
+const PNG_START: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// A file that starts as a PNG, with `rest` after the signature.
+fn png(rest: &str) -> Vec<u8> {
+    [PNG_START, rest.as_bytes()].concat()
+}
+
 /// Every request the "outside world" receives (path and query), and a body over the cap.
 async fn outside_world() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
     use axum::{Router, body::Body, extract::Request, response::IntoResponse, routing::get};
@@ -21,9 +29,9 @@ async fn outside_world() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let app = Router::new()
-        .route("/small.txt", get(|| async { "small enough" }))
+        .route("/small.png", get(|| async { png("small enough") }))
         .route(
-            "/flaky.txt",
+            "/flaky.png",
             // A CDN's passing trouble: the first request of each run gets a 503.
             get({
                 let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -34,7 +42,7 @@ async fn outside_world() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
                             (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try again")
                                 .into_response()
                         } else {
-                            "second time lucky".into_response()
+                            png("second time lucky").into_response()
                         }
                     }
                 }
@@ -46,11 +54,26 @@ async fn outside_world() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
             get(|| async { axum::response::Html("<html>AccessDenied</html>") }),
         )
         .route(
-            "/slow.txt",
+            "/denied.json",
+            // A CDN's error message, sent with a success status.
+            get(|| async { axum::Json(json!({"error": "AccessDenied"})) }),
+        )
+        .route(
+            "/notes.bin",
+            // Bytes of no image, as a store names what it does not know.
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+                    "not a picture",
+                )
+            }),
+        )
+        .route(
+            "/slow.png",
             // Longer than the test hosts' 1.5 s lease.
             get(|| async {
                 tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-                "late but whole"
+                png("late but whole")
             }),
         )
         .route(
@@ -261,7 +284,7 @@ async fn output_links_follow_the_allowlist_and_stream_under_the_cap() {
     let job = run(
         &host,
         "fault-exfiltrate/link",
-        json!({"url": "http://api.example.com/small.txt"}),
+        json!({"url": "http://api.example.com/small.png"}),
     )
     .await;
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -270,7 +293,7 @@ async fn output_links_follow_the_allowlist_and_stream_under_the_cap() {
     let job = run(
         &host,
         "fault-exfiltrate/link",
-        json!({"url": "http://api.example.com/flaky.txt"}),
+        json!({"url": "http://api.example.com/flaky.png"}),
     )
     .await;
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -282,11 +305,31 @@ async fn output_links_follow_the_allowlist_and_stream_under_the_cap() {
     .await;
     let error = error_of(&job);
     assert!(error.contains("answered a web page (text/html)"), "{error}");
+    // Nor is a message, or bytes of no image where the task makes one, whatever its type.
+    for (file, answered) in [
+        (
+            "denied.json",
+            "answered a JSON document ({\"error\":\"AccessDenied\"})",
+        ),
+        (
+            "notes.bin",
+            "answered application/octet-stream bytes of no image format",
+        ),
+    ] {
+        let job = run(
+            &host,
+            "fault-exfiltrate/link",
+            json!({"url": format!("http://api.example.com/{file}")}),
+        )
+        .await;
+        let error = error_of(&job);
+        assert!(error.contains(answered), "{file}: {error}");
+    }
     // Copying may outlast the worker's lease: the lease is held until the link is stored.
     let job = run(
         &host,
         "fault-exfiltrate/link",
-        json!({"url": "http://api.example.com/slow.txt"}),
+        json!({"url": "http://api.example.com/slow.png"}),
     )
     .await;
     assert_eq!(job["status"], "succeeded", "{job}");

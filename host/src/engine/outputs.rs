@@ -4,8 +4,10 @@
 //! - Vendor links are copied into the asset store before the task succeeds (they expire); a
 //!   link that cannot be copied fails the task with the link's host and the reason, rather
 //!   than handing the client a dead URL. Passing trouble (a 5xx, a 429, a dropped connection)
-//!   is tried [`COPY_ATTEMPTS`] times before; a web page served in place of the file (a
-//!   store's error page with a success status) fails it at once. The exception is a by-product: a link declared as
+//!   is tried [`COPY_ATTEMPTS`] times before; a web page or a JSON message served in place of
+//!   the file (a store's error page with a success status, whatever type it is served as),
+//!   or, where an image is expected, bytes of no image format served as no image type, fail
+//!   it at once. The exception is a by-product: a link declared as
 //!   another kind of file than the task's capability makes (a video's cover or last frame),
 //!   beside an output of the kind it makes. One that cannot be copied is left out with a
 //!   warning, and the task succeeds with the rest: the client paid for the video, not for its
@@ -210,11 +212,16 @@ async fn store_one(
                 .await?
         }
         Output::Url { url, content_type } => {
+            // A link declared as another kind is a by-product (a video's cover).
+            let expects_image = content_type.as_deref().map_or_else(
+                || task.capability.starts_with("image."),
+                |declared| declared.starts_with("image/"),
+            );
             let Copied {
                 served_as,
                 spooled,
                 slot: _slot,
-            } = copy_link(engine, task, &url).await?;
+            } = copy_link(engine, task, &url, expects_image).await?;
             let content_type = content_type.unwrap_or(served_as);
             if conversion(&content_type, image_format).is_some() {
                 // Converted whole, as an output that came as bytes.
@@ -248,10 +255,15 @@ struct Copied {
 /// trouble looks passing, without a download slot while it waits. A link the allowlist
 /// refuses, a 4xx, a file over the cap or an HTML page (a store's error page sent as a
 /// success) fails at once.
-async fn copy_link(engine: &Engine, task: &Task, url: &str) -> anyhow::Result<Copied> {
+async fn copy_link(
+    engine: &Engine,
+    task: &Task,
+    url: &str,
+    expects_image: bool,
+) -> anyhow::Result<Copied> {
     let mut attempt = 1;
     loop {
-        match copy_link_once(engine, task, url).await {
+        match copy_link_once(engine, task, url, expects_image).await {
             Ok(copied) => return Ok(copied),
             Err(trouble) if attempt < COPY_ATTEMPTS && trouble.passing => {
                 tracing::info!(task = %task.id, host = %host_in(url), error = %trouble.error, attempt, "copying an output link failed; trying again");
@@ -278,7 +290,12 @@ impl CopyFailed {
     }
 }
 
-async fn copy_link_once(engine: &Engine, task: &Task, url: &str) -> Result<Copied, CopyFailed> {
+async fn copy_link_once(
+    engine: &Engine,
+    task: &Task,
+    url: &str,
+    expects_image: bool,
+) -> Result<Copied, CopyFailed> {
     let slot = DOWNLOADS.acquire().await.map_err(CopyFailed::lasting)?;
     let response = engine
         .guard()
@@ -306,6 +323,7 @@ async fn copy_link_once(engine: &Engine, task: &Task, url: &str) -> Result<Copie
     }
     let mut spooled = engine.assets().spool().await.map_err(CopyFailed::lasting)?;
     let mut chunks = response.bytes_stream();
+    let mut head = Vec::with_capacity(HEAD_BYTES);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|error| CopyFailed {
             passing: true,
@@ -314,12 +332,48 @@ async fn copy_link_once(engine: &Engine, task: &Task, url: &str) -> Result<Copie
         if spooled.len() + chunk.len() as u64 > MAX_OUTPUT_BYTES {
             return Err(CopyFailed::lasting(too_large(url)));
         }
+        let wanted = HEAD_BYTES - head.len();
+        head.extend_from_slice(&chunk[..wanted.min(chunk.len())]);
         spooled.write(&chunk).await.map_err(CopyFailed::lasting)?;
+    }
+    if let Some(what) = not_the_file(&served_as, &head, expects_image) {
+        return Err(CopyFailed::lasting(Unusable(format!(
+            "Output link on {} answered {what}, not the file",
+            host_in(url)
+        ))));
     }
     Ok(Copied {
         served_as,
         spooled,
         slot,
+    })
+}
+
+/// How much of a copied file's start [`not_the_file`] reads.
+const HEAD_BYTES: usize = 256;
+
+/// What a link's answer is instead of the file, judged from its first bytes and the type it
+/// was `served_as`: markup of a web page or a JSON document (a store's or CDN's error sent
+/// with a success status, under whatever type), or, when an image is expected, bytes of no
+/// image format under a type that is not an image's (one that is, as SVG, is believed).
+fn not_the_file(served_as: &str, head: &[u8], expects_image: bool) -> Option<String> {
+    let start = String::from_utf8_lossy(head);
+    let text = start.trim_start_matches('\u{feff}').trim_start();
+    let lowered = text.to_ascii_lowercase();
+    let excerpt = || text.chars().take(120).collect::<String>();
+    if lowered.starts_with("<!doctype html") || lowered.starts_with("<html") {
+        return Some(format!("a web page ({})", excerpt()));
+    }
+    let served = served_as.split(';').next().unwrap_or_default().trim();
+    if (text.starts_with('{') || text.starts_with('[')) && served.ends_with("json") {
+        return Some(format!("a JSON document ({})", excerpt()));
+    }
+    let an_image = image::guess_format(head).is_ok() || served.starts_with("image/");
+    (expects_image && !an_image).then(|| {
+        format!(
+            "{} bytes of no image format",
+            if served.is_empty() { "untyped" } else { served }
+        )
     })
 }
 
@@ -462,5 +516,40 @@ mod tests {
         assert_eq!(image::load_from_memory(&back).unwrap().dimensions(), (4, 3));
         // A format the host does not read (WebP here) is refused, and then kept as it came.
         assert!(encode_as(b"RIFF\x1a\0\0\0WEBPVP8L", "image/jpeg").is_err());
+    }
+
+    #[test]
+    fn error_pages_and_messages_are_not_taken_for_the_file() {
+        let page = b"\n  <!DOCTYPE html><html><body>Please log in</body></html>";
+        for served in [
+            "application/json",
+            "application/octet-stream",
+            "",
+            "image/png",
+        ] {
+            let why = not_the_file(served, page, false).unwrap();
+            assert!(
+                why.starts_with("a web page (<!DOCTYPE html>"),
+                "{served}: {why}"
+            );
+        }
+        let message = br#"{"error": {"code": "AccessDenied"}}"#;
+        let why = not_the_file("application/json; charset=utf-8", message, false).unwrap();
+        assert!(why.contains("AccessDenied"), "{why}");
+        // Where an image is expected: bytes of no image format under no image type.
+        let why = not_the_file("application/octet-stream", b"<?xml version", true).unwrap();
+        assert_eq!(why, "application/octet-stream bytes of no image format");
+        assert_eq!(not_the_file("", b"\x89PNG\r\n\x1a\n....", true), None);
+        assert_eq!(
+            not_the_file("binary/octet-stream", b"\xff\xd8\xff\xe0", true),
+            None
+        );
+        // A type that says image is believed (SVG has no magic bytes), and nothing is
+        // expected of a video's bytes but that they are no page or message.
+        assert_eq!(not_the_file("image/svg+xml", b"<svg xmlns=", true), None);
+        assert_eq!(
+            not_the_file("video/mp4", b"\0\0\0\x18ftypmp42", false),
+            None
+        );
     }
 }
