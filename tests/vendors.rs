@@ -450,6 +450,30 @@ async fn openai_images_and_speech() {
         assert_eq!(status, 200, "{answer}");
         assert!(answer["data"][0][field].is_string(), "{asked:?}: {answer}");
     }
+    // A text file named PNG is refused at the front door, naming its field; the vendor is
+    // not asked (it would answer an error of its own after the task was charged).
+    let text = reqwest::multipart::Part::bytes(b"hello".to_vec())
+        .file_name("a.png")
+        .mime_str("image/png")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("model", "openai/gpt-image-1")
+        .text("prompt", "x")
+        .part("image", text);
+    let edits = easel
+        .host
+        .http
+        .post(easel.host.url("/v1/images/edits"))
+        .header("authorization", "Bearer key-a");
+    let (status, refused) = easel_tests::send(edits.multipart(form)).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not an image"),
+        "{refused}"
+    );
     let sent = fake.calls_to("POST /v1/images/edits");
     assert_eq!(sent.len(), 2);
     for (call, masks) in sent.iter().zip([0, 1]) {

@@ -6,7 +6,9 @@
 //!   http(s) URL passes the no-SSRF rule ([`crate::net::Guard::check_url`]); a `data:` URL is
 //!   parsed by the `data-url` crate, must be base64 and must decode; an asset id (or the
 //!   download path an upload answered with, given as a URL) must be one of the caller's; an
-//!   upload must not be empty. For a model whose provider decodes its
+//!   upload must not be empty. An image or mask given whole (an upload, a `data:` URL) must
+//!   start as an image does ([`looks_like_image`]), for every model: a vendor handed a text
+//!   file named PNG answers with an error of its own, after the task was charged. For a model whose provider decodes its
 //!   input images ([`ImageBounds`]), an image's dimensions are read from its header (never by
 //!   decoding it) and an image larger than the model's largest width or height is refused, as
 //!   is one whose header names no format the provider decodes (not an image, or a GIF named
@@ -278,6 +280,11 @@ pub async fn check(
                 let (content_type, bytes) = decode_data_url(&url).map_err(|reason| {
                     bad(format!("{field} holds a malformed data URL: {reason}"))
                 })?;
+                if is_picture(&media.kind, &content_type)
+                    && !looks_like_image(&bytes, &content_type)
+                {
+                    return Err(bad(not_an_image(&field)));
+                }
                 if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &content_type)) {
                     bounds
                         .check_bytes(&bytes, true)
@@ -321,6 +328,14 @@ pub async fn check(
             } => {
                 if file.is_empty() {
                     return Err(bad(format!("{field} is empty")));
+                }
+                if is_picture(&media.kind, &content_type) {
+                    let head = first_bytes(file.path())
+                        .await
+                        .map_err(|error| CheckError::Internal(error.into()))?;
+                    if !looks_like_image(&head, &content_type) {
+                        return Err(bad(not_an_image(&field)));
+                    }
                 }
                 if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &content_type)) {
                     bounds
@@ -385,6 +400,37 @@ impl Checked {
 /// Whether an input is an image, by the kind its API gave it or else its type.
 fn is_image(kind: &str, content_type: &str) -> bool {
     kind == "image" || (kind.is_empty() && content_type.starts_with("image/"))
+}
+
+/// Whether an input is a picture: an image, or an edit's mask.
+fn is_picture(kind: &str, content_type: &str) -> bool {
+    kind == "mask" || is_image(kind, content_type)
+}
+
+/// Whether `head`, the start of a file given as an image, is one: a format known by its
+/// first bytes (PNG, JPEG, GIF, WebP, AVIF, TIFF, BMP…), HEIF (phones' photos), or SVG, which
+/// has no such bytes, when its type says so.
+fn looks_like_image(head: &[u8], content_type: &str) -> bool {
+    let heif = head.get(4..12).is_some_and(|brand| {
+        [b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"].contains(&brand.try_into().unwrap())
+    });
+    image::guess_format(head).is_ok() || heif || content_type == "image/svg+xml"
+}
+
+fn not_an_image(field: &str) -> String {
+    format!("{field} is not an image: its first bytes are those of no image format")
+}
+
+/// The first bytes of an upload waiting at `path`, enough for [`looks_like_image`].
+async fn first_bytes(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(32);
+    tokio::fs::File::open(path)
+        .await?
+        .take(32)
+        .read_to_end(&mut head)
+        .await?;
+    Ok(head)
 }
 
 /// Why [`check`] did not pass a request's inputs.
@@ -534,7 +580,25 @@ pub async fn load(
 
 #[cfg(test)]
 mod tests {
-    use super::decode_data_url;
+    use super::{decode_data_url, looks_like_image};
+
+    #[test]
+    fn an_image_is_known_by_its_first_bytes() {
+        assert!(looks_like_image(b"\x89PNG\r\n\x1a\n", "image/png"));
+        assert!(looks_like_image(
+            &[0xFF, 0xD8, 0xFF, 0xE0],
+            "application/octet-stream"
+        ));
+        assert!(looks_like_image(b"RIFF\x1a\0\0\0WEBPVP8L", "image/webp"));
+        assert!(looks_like_image(
+            b"\0\0\0\x18ftypheic\0\0\0\0",
+            "image/heic"
+        ));
+        assert!(looks_like_image(b"<svg xmlns=", "image/svg+xml"));
+        assert!(!looks_like_image(b"hello", "image/png"));
+        assert!(!looks_like_image(b"<svg xmlns=", "image/png"));
+        assert!(!looks_like_image(b"", "image/png"));
+    }
 
     #[test]
     fn data_urls_must_be_base64_and_decode() {
