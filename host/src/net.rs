@@ -44,6 +44,19 @@ pub fn host_of(url: &url::Url) -> String {
     }
 }
 
+/// `raw` as logs may show it: its scheme, host, port and path, without the credentials or
+/// query a client may have put in it (`https://user:pass@hooks.example/h?token=…`).
+pub fn shown(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => {
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let host = url.host_str().unwrap_or_default();
+            format!("{}://{host}{port}{}", url.scheme(), url.path())
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
 impl Guard {
     /// Checks a URL a client gave us: http(s) only, and no literal private address or
     /// `localhost` unless allowed. Host names are checked again at connect time.
@@ -204,6 +217,16 @@ impl Resolve for PublicOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        assert_eq!(
+            shown("https://hookuser:hookP4ss@hooks.example:8443/h/1?token=t0k#x"),
+            "https://hooks.example:8443/h/1"
+        );
+        assert_eq!(shown("http://[::1]/a"), "http://[::1]/a");
+        assert_eq!(shown("nonsense"), "(not a URL)");
+    }
 
     #[test]
     fn private_ranges_are_refused() {

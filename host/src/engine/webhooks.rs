@@ -169,6 +169,7 @@ async fn attempt(
             });
             let first = Duration::from_secs_f64(config.webhook_backoff_secs);
             let next = now + backoff(first, attempts).as_millis() as i64;
+            let url = crate::net::shown(&url);
             tracing::info!(webhook = %id, task_id = %task_id, %url, attempts, %reason, "webhook attempt failed");
             tasks::webhook_failed(engine.store(), &id, attempts.into(), next, &reason, gave_up)
                 .await?;
@@ -183,8 +184,9 @@ fn unanswered(error: reqwest::Error, timeout_secs: u64) -> String {
     if error.is_timeout() {
         return format!("no answer within {timeout_secs} s");
     }
-    // anyhow's alternate form is the error with its causes, as the logs write errors.
-    format!("{:#}", anyhow::Error::from(error))
+    // anyhow's alternate form is the error with its causes, as the logs write errors; the
+    // URL, which may carry the receiver's credentials, is the webhook's own field.
+    format!("{:#}", anyhow::Error::from(error.without_url()))
 }
 
 #[cfg(test)]
