@@ -554,6 +554,11 @@ async fn forwarded_hosts_are_believed_only_from_trusted_proxies() {
     )
     .await;
     assert!(link.starts_with("http://read.example/files/"), "{link}");
+    // A host that is no host and port (credentials, a path) is not made into links.
+    for odd in ["a@evil.example", "evil.example/x?"] {
+        let link = image_link(&proxied, &[("x-forwarded-host", odd)]).await;
+        assert!(link.starts_with(&proxied.base), "{odd}: {link}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

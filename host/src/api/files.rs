@@ -140,10 +140,13 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
         (None, None) => header("forwarded").map(last_forwarded).unwrap_or_default(),
         (host, proto) => Forwarded { host, proto },
     };
+    // A host and port only: `a@evil.example` or `evil.example/x?` would turn the links
+    // handed out into another site's.
+    let authority = |h: &&str| !h.contains('@') && h.parse::<axum::http::uri::Authority>().is_ok();
     let host = forwarded
         .host
-        .or_else(|| header(axum::http::header::HOST.as_str()))
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .filter(authority)
+        .or_else(|| header(axum::http::header::HOST.as_str()).filter(authority))
         .map_or_else(|| state.config.addr.to_string(), str::to_string);
     let scheme = forwarded
         .proto
