@@ -43,10 +43,34 @@ pub struct Host {
     pub state: AppState,
 }
 
+/// Creates the data folder readable by its owner only: the database in it holds the key that
+/// signs download links, and the assets are the clients'. A folder that already exists is
+/// left as the operator made it, with a warning when other users may read it.
+fn make_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        return builder
+            .create(dir)
+            .with_context(|| format!("creating EASEL_DATA_DIR {}", dir.display()));
+    }
+    #[cfg(unix)]
+    if std::fs::metadata(dir)?.permissions().mode() & 0o007 != 0 {
+        tracing::warn!(
+            folder = %dir.display(),
+            "EASEL_DATA_DIR may be read by other users, and its database holds the key that signs download links: chmod o-rwx it"
+        );
+    }
+    Ok(())
+}
+
 /// Opens storage and builds the engine and API state.
 pub async fn build(config: Config) -> anyhow::Result<Host> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating EASEL_DATA_DIR {}", config.data_dir.display()))?;
+    make_data_dir(&config.data_dir)?;
     let store = Store::open(&config.database_url, &config.sqlite_synchronous).await?;
     tracing::info!(database = %redact(&config.database_url), "storage ready");
     let assets = Assets::configured(
@@ -342,4 +366,23 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_new_data_folder_is_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("a/easel-data");
+        super::make_data_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        // One that exists is left as it is.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        super::make_data_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "{mode:o}");
+    }
 }
