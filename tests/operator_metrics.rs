@@ -336,6 +336,67 @@ fn serve_offline(data: &std::path::Path, env: &[(&str, &str)]) -> std::process::
         .unwrap()
 }
 
+/// Text a client sent (here a failure's reason) cannot write a log line of its own: a line
+/// break inside an event is written as `\n`.
+#[tokio::test]
+async fn client_text_cannot_forge_a_log_line() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = serve_offline(data.path(), &[("EASEL_API_KEYS", easel_tests::KEYS)]);
+    let base = easel_tests::announced_address(&mut child, "easel listening on ");
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let http = reqwest::Client::new();
+    let forged = "boom\n2026-01-01T00:00:00.000000Z  INFO easel: FORGED admin key rotated";
+    let created: Value = http
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth("key-a")
+        .json(
+            &json!({"capability": "image.generate", "model": "offline/image", "prompt": "x",
+                      "width": 16, "height": 16, "fail": forged}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["job"]["id"].as_str().unwrap().to_string();
+    for _ in 0..100 {
+        let job: Value = http
+            .get(format!("{base}/api/v1/jobs/{id}"))
+            .bearer_auth("key-a")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["job"]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.join().unwrap();
+    assert!(
+        lines
+            .iter()
+            .all(|line| !line.contains("FORGED") || line.contains(r"boom\n2026")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.contains(r"boom\n2026")),
+        "the reason is logged, on its line: {lines:#?}"
+    );
+}
+
 /// Settings that name a model or a provider nothing here serves (a misspelt alias target, a
 /// `[capacity]` entry) are named in the log at start; they used to do nothing without a word.
 #[test]

@@ -95,6 +95,39 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes each log event as one line: a line break inside one (a vendor's error text, a
+/// client's prompt) is written as `\n`, so no text a client sent can pass for a log line of
+/// its own. The formatter hands over each event whole, its own line break last.
+struct OneLine<W>(W);
+
+impl<W: std::io::Write> std::io::Write for OneLine<W> {
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        let (body, end) = match event.strip_suffix(b"\n") {
+            Some(body) => (body, &b"\n"[..]),
+            None => (event, &b""[..]),
+        };
+        if !body.contains(&b'\n') && !body.contains(&b'\r') {
+            self.0.write_all(event)?;
+            return Ok(event.len());
+        }
+        let mut line = Vec::with_capacity(event.len() + 8);
+        for &byte in body {
+            match byte {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                _ => line.push(byte),
+            }
+        }
+        line.extend_from_slice(end);
+        self.0.write_all(&line)?;
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let asked_filter = std::env::var("EASEL_LOG")
@@ -112,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
                 .and_then(Result::ok)
                 .unwrap_or_else(|| "info,sqlx=warn,tower_http=warn".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(|| OneLine(std::io::stderr()));
     // `EASEL_LOG_FORMAT=json`: one JSON object a line, with the fields of the spans it
     // happened in (`request_id`, `task_id`) under `span` and `spans`.
     match std::env::var("EASEL_LOG_FORMAT").as_deref() {
