@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The chat models.
 pub const MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "gpt-4.1-mini"];
-const PASSTHROUGH: [&str; 10] = [
+const PASSTHROUGH: [&str; 20] = [
     "temperature",
     "top_p",
     "max_tokens",
@@ -21,6 +21,18 @@ const PASSTHROUGH: [&str; 10] = [
     "seed",
     "user",
     "response_format",
+    // What changes the answer reaches the model, never dropped unsaid; what only OpenAI's
+    // side keeps (stored completions, caching, tiers) goes with it as the client asked.
+    "logit_bias",
+    "reasoning_effort",
+    "verbosity",
+    "prediction",
+    "web_search_options",
+    "metadata",
+    "store",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
 ];
 
 /// OpenAI's sampling parameters, its answer format (JSON mode, a JSON schema), its current

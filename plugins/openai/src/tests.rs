@@ -203,7 +203,7 @@ fn chat_asks_for_a_whole_answer_when_the_client_reads_no_stream_under_the_curren
                 "messages": [{"role": "user", "content": "Say hi"}],
                 "stream": false,
                 "max_completion_tokens": 8,
-                "response_format": {"type": "json_object"}
+                "response_format": {"type": "json_object"}, "logit_bias": {"1": 5}
             })),
             Reply::json(
                 200,
