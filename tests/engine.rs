@@ -15,6 +15,7 @@ on_both_backends!(
     a_separate_worker_process_runs_the_queue,
     a_task_the_vendor_never_finishes_fails_after_the_pending_timeout,
     an_api_only_host_expires_what_no_worker_takes,
+    a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait,
 );
 
 fn image(extra: Value) -> Value {
@@ -180,6 +181,69 @@ async fn a_task_the_vendor_never_finishes_fails_after_the_pending_timeout(backen
     assert!(
         (Duration::from_millis(1_500)..Duration::from_secs(6)).contains(&took),
         "failed {took:?} after it was created"
+    );
+}
+
+/// Submits that fail unavailable in a row open the provider's breaker: the next task waits
+/// in the queue, saying why and until when, the operator sees the breaker in
+/// `/admin/workers` and `/metrics`; after the cooldown it runs, and its success closes it.
+async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend: Backend) {
+    let host = Host::start(
+        Options::new(backend)
+            .env("EASEL_ADMIN_KEY", easel_tests::ADMIN_KEY)
+            .toml("[engine]\nmax_attempts = 1\nbreaker_failures = 2\nbreaker_cooldown_secs = 2.5"),
+    )
+    .await;
+    for n in 0..2 {
+        let id = create(
+            &host,
+            image(json!({"unavailable": format!("vendor down {n}")})),
+        )
+        .await;
+        let failed = host.wait_terminal(&id).await;
+        assert_eq!(failed["status"], "failed", "{failed}");
+    }
+    let opened = std::time::Instant::now();
+    let id = create(&host, image(json!({}))).await;
+    let waiting = host
+        .wait_job(&id, Duration::from_secs(5), |job| {
+            job["message"].is_string()
+        })
+        .await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    let message = waiting["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("its vendor failed 2 submits in a row (last: vendor down 1)"),
+        "{message}"
+    );
+    let (status, workers) =
+        easel_tests::send(host.as_admin(reqwest::Method::GET, "/admin/workers")).await;
+    assert_eq!(status, 200, "{workers}");
+    let breaker = &workers["breakers"][0];
+    assert_eq!(
+        (&breaker["provider"], &breaker["open"], &breaker["failures"]),
+        (&json!("offline"), &json!(true), &json!(2)),
+        "{workers}"
+    );
+    let metrics = host.metrics().await;
+    assert!(
+        metrics.contains("easel_provider_breaker_open{provider=\"offline\"} 1"),
+        "{metrics}"
+    );
+    let done = host.wait_terminal(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        opened.elapsed() >= Duration::from_secs(2),
+        "it waited for the cooldown: {:?}",
+        opened.elapsed()
+    );
+    let (_, workers) =
+        easel_tests::send(host.as_admin(reqwest::Method::GET, "/admin/workers")).await;
+    assert_eq!(workers["breakers"], json!([]), "a success closes it");
+    assert!(
+        host.metrics()
+            .await
+            .contains("easel_provider_breaker_open{provider=\"offline\"} 0")
     );
 }
 

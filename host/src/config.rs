@@ -350,6 +350,11 @@ pub struct EngineConfig {
     /// How long a stopping process (SIGTERM, Ctrl-C) lets the submits in flight finish before
     /// it leaves them to the sweeper, seconds.
     pub shutdown_grace_secs: f64,
+    /// Submits of one provider that failed unavailable in a row (on any host) that open its
+    /// breaker; 0 never opens one.
+    pub breaker_failures: u32,
+    /// How long an open breaker keeps the provider's queued tasks waiting, seconds.
+    pub breaker_cooldown_secs: f64,
 }
 
 impl Default for EngineConfig {
@@ -369,6 +374,8 @@ impl Default for EngineConfig {
             model_grace_secs: 300.0,
             // Below systemd's 90 s stop timeout.
             shutdown_grace_secs: 30.0,
+            breaker_failures: 5,
+            breaker_cooldown_secs: 30.0,
         }
     }
 }
@@ -420,6 +427,12 @@ impl EngineConfig {
             "shutdown_grace_secs",
             self.shutdown_grace_secs,
             0.0,
+        )?;
+        seconds_at_least(
+            "engine",
+            "breaker_cooldown_secs",
+            self.breaker_cooldown_secs,
+            0.01,
         )?;
         let e = "engine";
         at_least(

@@ -5,8 +5,8 @@
 //! - Every family is defined here, once, with its labels; the code that observes something
 //!   calls one method of [`Metrics`] and never builds names or labels itself.
 //! - Counters and histograms count what this process did since it started (Prometheus sums
-//!   hosts); the queue gauges are read from the database at scrape time, so every host shows
-//!   the whole queue.
+//!   hosts); the queue and breaker gauges are read from the database at scrape time, so
+//!   every host shows the whole queue and the fleet's breakers.
 //! - Labels are bounded: HTTP routes are the matched route templates (never raw paths),
 //!   models and providers are the registry's, trap kinds a short fixed list.
 
@@ -31,6 +31,8 @@ pub struct Metrics {
     tasks_requeued: IntCounterVec,
     queue_depth: IntGaugeVec,
     queue_oldest: GaugeVec,
+    breaker_open: IntGaugeVec,
+    breaker_failures: IntGaugeVec,
     provider_calls: HistogramVec,
     plugin_traps: IntCounterVec,
     webhook_deliveries: IntCounterVec,
@@ -125,6 +127,28 @@ impl Metrics {
                     Opts::new(
                         "easel_queue_oldest_age_seconds",
                         "Age of the oldest queued task (all hosts), by provider; 0 when none waits.",
+                    ),
+                    &["provider"],
+                )
+                .expect("valid metric"),
+            ),
+            breaker_open: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "easel_provider_breaker_open",
+                        "1 while a provider's breaker is open (its queued tasks wait), else 0; read at scrape time.",
+                    ),
+                    &["provider"],
+                )
+                .expect("valid metric"),
+            ),
+            breaker_failures: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "easel_provider_submit_failures_in_a_row",
+                        "A provider's latest submits that failed unavailable in a row (all hosts); read at scrape time.",
                     ),
                     &["provider"],
                 )
@@ -310,6 +334,35 @@ impl Metrics {
             self.queue_oldest
                 .with_label_values(&[provider.as_str()])
                 .set((now - oldest).max(0) as f64 / 1000.0);
+        }
+    }
+
+    /// Sets the breaker gauges from the database's view at `now` (ms): `rows` are the
+    /// breakers with failures; the `providers` without one show 0.
+    pub fn set_breakers(
+        &self,
+        providers: &[String],
+        rows: &[crate::store::breakers::BreakerRow],
+        now: i64,
+    ) {
+        self.breaker_open.reset();
+        self.breaker_failures.reset();
+        for provider in providers {
+            self.breaker_open
+                .with_label_values(&[provider.as_str()])
+                .set(0);
+            self.breaker_failures
+                .with_label_values(&[provider.as_str()])
+                .set(0);
+        }
+        for row in rows {
+            let provider = [row.provider.as_str()];
+            self.breaker_open
+                .with_label_values(&provider)
+                .set(i64::from(row.is_open(now)));
+            self.breaker_failures
+                .with_label_values(&provider)
+                .set(row.failures);
         }
     }
 

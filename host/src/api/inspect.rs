@@ -3,7 +3,8 @@
 //! every model with its parameter schema and price, and accounts. Each is served twice from
 //! one renderer: for the caller's own things under `/api/v1` (a client key, 001's `{"error"}`
 //! shape) and for everything under `/admin` (the admin key, guarded like every operator
-//! route). `/admin/workers` lists the live processes of the fleet, from the workers table.
+//! route). `/admin/workers` lists the live processes of the fleet, from the workers table,
+//! and the providers' breakers that count failures (see [`crate::engine::breakers`]).
 //!
 //! Invariant: a client reaches only its own tasks here, exactly as through `/api/v1/jobs`;
 //! the operator's routes are the only ones that list or cancel across clients.
@@ -34,8 +35,9 @@ use crate::{
     },
     engine::{
         fleet,
-        task::{CancelledBy, Task, rfc3339},
+        task::{CancelledBy, Task, now_ms, rfc3339},
     },
+    store::breakers,
 };
 
 /// The read routes, for clients and for the operator.
@@ -340,5 +342,20 @@ async fn workers(State(state): State<AppState>, _: Operator) -> Result<Response,
             })
         })
         .collect();
-    Ok(Json(json!({ "workers": workers })).into_response())
+    let now = now_ms();
+    let breakers: Vec<Value> = breakers::all(state.engine.store())
+        .await?
+        .into_iter()
+        .map(|row| {
+            json!({
+                "provider": row.provider,
+                "open": row.is_open(now),
+                "failures": row.failures,
+                "openUntil": (row.open_until > 0).then(|| rfc3339(row.open_until)),
+                "lastError": row.last_error,
+                "lastFailure": rfc3339(row.updated_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "workers": workers, "breakers": breakers })).into_response())
 }

@@ -1,7 +1,8 @@
 //! `GET /metrics`: the Prometheus exposition of [`crate::metrics`], for the operator. It
 //! answers the admin key only (`EASEL_ADMIN_KEY`, as every `/admin` route; Prometheus sends it
 //! with `authorization: {credentials: …}`), and is absent (404) without one: it shows models,
-//! providers and traffic. The queue gauges are read from the database at each scrape.
+//! providers and traffic. The queue and breaker gauges are read from the database at each
+//! scrape.
 
 use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
@@ -19,7 +20,7 @@ use crate::{
     },
     engine::task::now_ms,
     metrics,
-    store::tasks,
+    store::{breakers, tasks},
 };
 
 /// The route.
@@ -44,8 +45,11 @@ async fn scrape(State(state): State<AppState>, _: Operator) -> Result<Response, 
     providers.sort();
     providers.dedup();
     let queued = tasks::queue_by_provider(state.engine.store()).await?;
+    let breakers = breakers::all(state.engine.store()).await?;
     let metrics = metrics::get();
-    metrics.set_queue(&providers, &queued, now_ms());
+    let now = now_ms();
+    metrics.set_queue(&providers, &queued, now);
+    metrics.set_breakers(&providers, &breakers, now);
     Ok((
         [(
             header::CONTENT_TYPE,

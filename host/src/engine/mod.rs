@@ -11,6 +11,7 @@
 //!   the [`sweeper`]: re-queued when the provider's submit is idempotent, failed otherwise.
 //! - Nothing here knows HTTP: the API modules translate, the engine only runs tasks.
 
+pub mod breakers;
 pub mod capacity;
 pub mod chat;
 pub mod conversation;
@@ -151,6 +152,8 @@ struct Inner {
     credits: CreditSettings,
     limits: Limits,
     capacity: capacity::Capacity,
+    /// The providers' breakers as this process last saw them.
+    breakers: breakers::Seen,
     /// Wakes idle workers when a task is queued.
     queued: Notify,
     /// Cancellation tokens of the tasks this process holds (submits and chats), by id: the
@@ -205,6 +208,7 @@ impl Engine {
                 credits: parts.credits,
                 limits: parts.limits,
                 capacity: capacity::Capacity::new(&parts.capacity),
+                breakers: breakers::Seen::default(),
                 queued: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 draining: shutdown.child_token(),
@@ -231,6 +235,7 @@ impl Engine {
         // alive (an API-only host expires what no worker takes).
         tokio::spawn(sweeper::run(self.clone()));
         tokio::spawn(webhooks::run(self.clone()));
+        tokio::spawn(breakers::follow(self.clone()));
         // Every process stores files, so every process may leave an orphan to sweep.
         tokio::spawn(
             self.inner
@@ -317,6 +322,11 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The providers' breakers as this process last saw them.
+    pub(crate) fn breakers(&self) -> &breakers::Seen {
+        &self.inner.breakers
+    }
+
     /// Prices and enforcement.
     pub fn credit_settings(&self) -> &CreditSettings {
         &self.inner.credits
@@ -371,8 +381,10 @@ impl Engine {
     /// A task as read, with its [`Task::notice`].
     fn noted(&self, task: Option<Task>) -> Option<Task> {
         task.map(|mut task| {
+            let now = task::now_ms();
             fleet::note_waiting(self, &mut task);
-            worker::note_retry(&mut task, task::now_ms());
+            breakers::note_open(self, &mut task, now);
+            worker::note_retry(&mut task, now);
             task
         })
     }
@@ -382,6 +394,7 @@ impl Engine {
         let now = task::now_ms();
         for task in &mut tasks {
             fleet::note_waiting(self, task);
+            breakers::note_open(self, task, now);
             worker::note_retry(task, now);
         }
         (tasks, more)

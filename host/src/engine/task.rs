@@ -198,8 +198,8 @@ pub struct Task {
     /// The worker (`wrk_…`) whose claim it was last taken under.
     pub worker_id: Option<String>,
     /// Not stored: why a queued task is not being taken, as the engine saw it when it read
-    /// the task (`waiting for a worker that serves <provider>`, or when a submit its vendor
-    /// refused for now is tried again).
+    /// the task (`waiting for a worker that serves <provider>`, its provider's breaker open,
+    /// or when a submit its vendor refused for now is tried again).
     #[sqlx(skip)]
     pub notice: Option<String>,
 }

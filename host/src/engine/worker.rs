@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::config::EngineConfig;
 use crate::engine::{
-    Engine, inputs,
+    Engine, breakers, inputs,
     lifecycle::{self, Outcome, Requeued},
     outputs,
     provider::{CallContext, LOCAL_PROVIDER, ProgressSink, ProviderError, Submission},
@@ -141,6 +141,13 @@ async fn record(
     idempotent: bool,
 ) -> anyhow::Result<()> {
     let cancelled = token.is_cancelled();
+    match &answer {
+        Ok(_) => breakers::succeeded(engine, &task.provider).await?,
+        Err(ProviderError::UpstreamUnavailable(reason)) if !cancelled => {
+            breakers::failed(engine, &task.provider, reason).await?;
+        }
+        Err(_) => {}
+    }
     match answer {
         Ok(Submission::Pending { handle, poll_after }) => {
             if !lifecycle::mark_pending(engine, task, &handle, poll_after).await? {

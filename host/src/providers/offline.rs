@@ -59,7 +59,9 @@ fn knobs() -> serde_json::Value {
                      "description": "Keep the submit call busy this long (a running task)."},
         "collect_ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000, "default": 0,
                         "description": "The poll that collects pending files takes this long."},
-        "fail": {"type": "string", "description": "Fail with this message."}
+        "fail": {"type": "string", "description": "Fail with this message."},
+        "unavailable": {"type": "string",
+                        "description": "Answer the submit as a vendor that is down, with this message."}
     })
 }
 
@@ -206,6 +208,9 @@ impl Provider for Offline {
         request: &GenerationRequest,
         ctx: &CallContext,
     ) -> Result<Submission, ProviderError> {
+        if let Some(message) = request.params.get("unavailable").and_then(|v| v.as_str()) {
+            return Err(ProviderError::UpstreamUnavailable(message.to_string()));
+        }
         let work = Duration::from_millis(number(request, "work_ms", 0));
         if !work.is_zero() {
             let steps = 20u32;

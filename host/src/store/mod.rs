@@ -32,6 +32,8 @@ pub mod tasks;
 
 mod inline;
 
+pub mod breakers;
+
 pub mod keys;
 
 pub mod limits;

@@ -34,7 +34,7 @@ use crate::{
         limits::{self, Remaining, Usage},
         task::{CancelledBy, Phase, Status, Task, new_id},
     },
-    store::{Backend, Store, inline, page_of_whole_milliseconds},
+    store::{Backend, Store, breakers, inline, page_of_whole_milliseconds},
 };
 
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
@@ -511,7 +511,8 @@ pub async fn claim_within(
 }
 
 /// The claim's statement (`$1` the lease's end, `$2` now, `$3` the worker, then the
-/// providers served) and the values of `room`'s conditions, bound after them. The status is
+/// providers served) and the values of `room`'s conditions, bound after them; a provider
+/// whose breaker is open has none of its tasks taken ([`breakers::CLOSED`]). The status is
 /// a literal (`'queued'`, `'running'`) so that the planner can use the partial indexes that
 /// hold only those rows (migration `partial_task_indexes`).
 fn claim_statement(store: &Store, providers: &[String], room: &Room) -> (String, Vec<Bound>) {
@@ -520,9 +521,10 @@ fn claim_statement(store: &Store, providers: &[String], room: &Room) -> (String,
     let sql = format!(
         "UPDATE tasks SET status = 'running', phase = 'submitting', wake_at = $1, attempts = attempts + 1, \
          started_at = COALESCE(started_at, $2), updated_at = $2, worker_id = $3 \
-         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND (wake_at IS NULL OR wake_at <= $2){served}{condition} \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND (wake_at IS NULL OR wake_at <= $2){served}{condition}{} \
          ORDER BY priority DESC, created_at, id LIMIT 1{}) \
          AND status = 'queued' RETURNING {COLUMNS}",
+        breakers::CLOSED,
         store.skip_locked()
     );
     (sql, values)

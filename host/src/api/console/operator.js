@@ -100,12 +100,24 @@ function workerTable(answer) {
   ], answer.workers, 'No live worker: queued tasks wait for one.');
 }
 
+function breakerTable(answer) {
+  return table([
+    ['Provider', (b) => h('code', {}, b.provider)],
+    ['State', (b) => (b.open ? `open until ${time(b.openUntil)}: its queued tasks wait` : 'closed, counting')],
+    ['Failed submits in a row', (b) => b.failures],
+    ['Last failure', (b) => `${time(b.lastFailure)}: ${b.lastError}`],
+  ], answer.breakers, 'No provider is failing.');
+}
+
 export async function workers(page) {
   const listing = h('div', { id: 'worker-list' });
+  const breakers = h('div', { id: 'breaker-list' });
   // A worker heartbeats every third of its lease; a dead one drops out after its lease.
   every(3000, async () => {
     try {
-      listing.replaceChildren(workerTable(await asAdmin('GET', '/admin/workers')));
+      const answer = await asAdmin('GET', '/admin/workers');
+      listing.replaceChildren(workerTable(answer));
+      breakers.replaceChildren(breakerTable(answer));
     } catch (error) {
       listing.replaceChildren(errorBox(error));
     }
@@ -114,7 +126,11 @@ export async function workers(page) {
     h('h1', {}, 'Workers'),
     h('p', { class: 'muted' },
       'Each process that runs tasks, while it heartbeats; it claims only the tasks of its providers.'),
-    listing);
+    listing,
+    h('h2', {}, 'Vendor breakers'),
+    h('p', { class: 'muted' },
+      'A provider whose submits fail unavailable in a row is left alone for a while ([engine] breaker_failures, breaker_cooldown_secs).'),
+    breakers);
 }
 
 function usage(account) {

@@ -1,0 +1,118 @@
+//! Breakers: a provider whose submits keep failing unavailable is left alone for a while, and
+//! its queued tasks wait for it instead of failing one after another.
+//!
+//! Invariants:
+//! - The count and the open state live in the database ([`store::breakers`]), so a fleet has
+//!   one breaker per provider and the claim, on any host, skips an open one's tasks.
+//!   `[engine] breaker_failures` submits that failed unavailable in a row open it for
+//!   `breaker_cooldown_secs`; after that claims take the provider's tasks again, and the next
+//!   failure opens it again at once while a success closes it.
+//! - Counted: a submit that failed unavailable (the vendor down, timing out, answering
+//!   nonsense). Not counted: refusals of the request itself, rate limits (the task is queued
+//!   again after the vendor's wait), polls (backed off per provider by the poller) and chats
+//!   (their client is waiting and is answered the vendor's error at once).
+//! - Each process keeps the rows as it last read them (every second, and as it writes them):
+//!   a queued task's notice comes from them, and a submit that went through writes only when
+//!   its provider has failures to clear, so the common path costs no statement.
+//! - Seen: a queued task of an open breaker's provider says so, and until when; the console's
+//!   workers page and `GET /admin/workers` list every breaker with failures; `/metrics` shows
+//!   each one (read at scrape time).
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use crate::{
+    engine::{
+        Engine,
+        task::{Status, Task, now_ms, rfc3339},
+    },
+    store::breakers::{self, BreakerRow},
+};
+
+/// The rows as this process last read or wrote them, by provider.
+#[derive(Default)]
+pub struct Seen(Mutex<HashMap<String, BreakerRow>>);
+
+impl Seen {
+    fn replace(&self, rows: Vec<BreakerRow>) {
+        let rows = rows.into_iter().map(|row| (row.provider.clone(), row));
+        *self.0.lock().expect("breakers lock") = rows.collect();
+    }
+
+    fn get(&self, provider: &str) -> Option<BreakerRow> {
+        self.0.lock().expect("breakers lock").get(provider).cloned()
+    }
+
+    fn set(&self, row: BreakerRow) {
+        let mut rows = self.0.lock().expect("breakers lock");
+        rows.insert(row.provider.clone(), row);
+    }
+
+    fn remove(&self, provider: &str) -> bool {
+        let mut rows = self.0.lock().expect("breakers lock");
+        rows.remove(provider).is_some()
+    }
+}
+
+/// Records a submit of `provider` that failed unavailable with `reason`.
+pub async fn failed(engine: &Engine, provider: &str, reason: &str) -> anyhow::Result<()> {
+    let config = engine.config();
+    if config.breaker_failures == 0 {
+        return Ok(());
+    }
+    let now = now_ms();
+    let cooldown = (config.breaker_cooldown_secs * 1000.0) as i64;
+    let threshold = i64::from(config.breaker_failures);
+    let row = breakers::failed(engine.store(), provider, reason, now, threshold, cooldown).await?;
+    if row.failures >= threshold {
+        tracing::warn!(
+            provider,
+            failures = row.failures,
+            until = %rfc3339(row.open_until),
+            reason,
+            "breaker open: the provider's queued tasks wait"
+        );
+    }
+    engine.breakers().set(row);
+    Ok(())
+}
+
+/// Records a submit of `provider` that went through: its breaker closes, if it has one.
+pub async fn succeeded(engine: &Engine, provider: &str) -> anyhow::Result<()> {
+    if engine.breakers().remove(provider) {
+        breakers::succeeded(engine.store(), provider).await?;
+        tracing::info!(provider, "breaker closed: a submit went through");
+    }
+    Ok(())
+}
+
+/// Notes on a queued task whose provider's breaker is open, as this process last saw it.
+pub fn note_open(engine: &Engine, task: &mut Task, now: i64) {
+    if task.status != Status::Queued || task.notice.is_some() {
+        return;
+    }
+    if let Some(row) = engine.breakers().get(&task.provider)
+        && row.is_open(now)
+    {
+        task.notice = Some(format!(
+            "its vendor failed {} submits in a row (last: {}); tried again after {}",
+            row.failures,
+            row.last_error,
+            rfc3339(row.open_until)
+        ));
+    }
+}
+
+/// Reads the breakers every second, so this process's views and writes follow the fleet's.
+pub async fn follow(engine: Engine) {
+    let shutdown = engine.shutdown_token().clone();
+    loop {
+        match breakers::all(engine.store()).await {
+            Ok(rows) => engine.breakers().replace(rows),
+            Err(error) => tracing::warn!(%error, "reading the breakers failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
