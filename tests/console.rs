@@ -77,6 +77,7 @@ async fn the_console_works_in_a_real_browser() {
         "video and audio play inline",
         "slow job cancelled",
         "broken plugin's error shown",
+        "a failing vendor's breaker shown",
         "client limits shown and edited",
         "operator pages shown",
         "phone-sized pages fit",

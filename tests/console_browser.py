@@ -327,10 +327,23 @@ def check():
     shot("plugins")
     print("broken plugin's error shown", flush=True)
 
+    # A submit its vendor answers as down counts towards the provider's breaker.
+    request = urllib.request.Request(
+        f"{BASE}/api/v1/jobs",
+        data=json.dumps({"capability": "image.generate", "model": "offline/image",
+                         "prompt": "down", "unavailable": "the vendor is down"}).encode(),
+        headers={"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=WAIT_SECS).close()
     driver.get(f"{BASE}/console#/workers")
     page("workers")
     wait_until(lambda: "offline" in driver.find_element(By.ID, "worker-list").text, "this host's worker row")
+    wait_until(
+        lambda: "the vendor is down" in driver.find_element(By.ID, "breaker-list").text,
+        "the offline provider's breaker counting its failure",
+    )
     shot("workers")
+    print("a failing vendor's breaker shown", flush=True)
 
     driver.get(f"{BASE}/console#/models")
     page("models")
