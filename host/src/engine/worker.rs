@@ -184,16 +184,31 @@ async fn record(
             }
             None => {
                 let mut outcome = Outcome::failed_by(&task.id, &error);
-                // What the vendor did is unknown: the client and the operator are told so.
-                if let (Outcome::Failed(reason), ProviderError::UpstreamUnavailable(_)) =
-                    (&mut outcome, &error)
-                    && !idempotent
-                {
-                    reason.push_str(&format!(
-                        "; not tried again because {}'s submit is not idempotent: the vendor \
-                         may have made the job",
-                        task.provider
-                    ));
+                if let Outcome::Failed(reason) = &mut outcome {
+                    match &error {
+                        // What the vendor did is unknown: the client and the operator are
+                        // told so.
+                        ProviderError::UpstreamUnavailable(_) if !idempotent => {
+                            reason.push_str(&format!(
+                                "; not tried again because {}'s submit is not idempotent: the \
+                                 vendor may have made the job",
+                                task.provider
+                            ));
+                        }
+                        // The vendor's wait alone reads as advice to a task that is over.
+                        ProviderError::RateLimited { .. } => {
+                            let claims = task.attempts;
+                            reason.push_str(&format!(
+                                "; its vendor refused {} for now, so it failed",
+                                if claims == 1 {
+                                    "its submit".to_string()
+                                } else {
+                                    format!("all {claims} of its submits")
+                                }
+                            ));
+                        }
+                        _ => {}
+                    }
                 }
                 lifecycle::finish_held(engine, task, outcome).await?;
             }

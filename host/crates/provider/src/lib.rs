@@ -183,10 +183,11 @@ impl ProviderError {
     /// the vendor side's failure, [`ProviderError::UpstreamUnavailable`].
     pub fn from_recorded(reason: &str) -> ProviderError {
         if let Some(rest) = reason.strip_prefix("rate limited") {
+            // What follows the wait (how the task ended) is the engine's, not the vendor's.
             let retry_after_secs = rest
                 .strip_prefix(" (retry after ")
-                .and_then(|r| r.strip_suffix("s)"))
-                .and_then(|secs| secs.parse().ok());
+                .and_then(|r| r.split_once("s)"))
+                .and_then(|(secs, _)| secs.parse().ok());
             return ProviderError::RateLimited { retry_after_secs };
         }
         if reason == "cancelled" {
@@ -451,6 +452,15 @@ mod tests {
             }
             .to_string(),
             "rate limited (retry after 7s)"
+        );
+        // The engine's words after the vendor's wait do not hide it.
+        assert_eq!(
+            ProviderError::from_recorded(
+                "rate limited (retry after 7s); its vendor refused all 3 of its submits for now, so it failed"
+            ),
+            ProviderError::RateLimited {
+                retry_after_secs: Some(7)
+            }
         );
         assert_eq!(
             ProviderError::from_recorded("Interrupted while streaming"),
