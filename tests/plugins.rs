@@ -394,6 +394,45 @@ async fn host_with_plugins(names: &[&str], plugins_config: &str) -> (Host, tempf
     (host, plugins)
 }
 
+/// A vendor that could not be reached (no connection made) was asked nothing: the submit is
+/// queued again though the plugin's submit is not idempotent, the job says so while it waits,
+/// and its last failure names what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_that_never_reached_its_vendor_is_tried_again() {
+    let (host, _plugins) =
+        host_with_plugins(&["fault-slow-upstream"], "[engine]\nmax_attempts = 2").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (status, created) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.generate", "model": "fault-slow-upstream/fetch",
+                    "prompt": "x", "url": format!("http://127.0.0.1:{port}/file")}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["job"]["id"].as_str().unwrap();
+    let waiting = host
+        .wait_job(id, Duration::from_secs(10), |job| {
+            job["message"].is_string()
+        })
+        .await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap()
+            .contains("tried again at"),
+        "{waiting}"
+    );
+    let failed = host.wait_terminal(id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.starts_with("upstream unreached: "), "{error}");
+    assert!(!error.contains("may have made the job"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_plugins_fail_their_own_task_while_the_host_keeps_serving() {
     let (host, _plugins) = host_with_plugins(

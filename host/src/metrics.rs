@@ -277,6 +277,7 @@ impl Metrics {
             Err(E::RateLimited { .. }) => "rate_limited",
             Err(E::Unauthorized(_)) => "unauthorized",
             Err(E::UpstreamUnavailable(_)) => "upstream_unavailable",
+            Err(E::UpstreamUnreached(_)) => "upstream_unreached",
             Err(E::Cancelled) => "cancelled",
             Err(E::Internal(message)) => {
                 if let Some(kind) = trap_kind(message) {

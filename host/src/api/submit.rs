@@ -55,9 +55,9 @@ fn provider_status(error: &ProviderError) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         ProviderError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ProviderError::Unauthorized(_) | ProviderError::UpstreamUnavailable(_) => {
-            StatusCode::BAD_GATEWAY
-        }
+        ProviderError::Unauthorized(_)
+        | ProviderError::UpstreamUnavailable(_)
+        | ProviderError::UpstreamUnreached(_) => StatusCode::BAD_GATEWAY,
         ProviderError::Cancelled => StatusCode::CONFLICT,
         ProviderError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -138,7 +138,10 @@ async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
     let ctx = CallContext::detached(task.id.clone());
     let answer =
         crate::metrics::measure_call(&task.provider, "poll", provider.poll(handle, &ctx)).await;
-    if !matches!(answer, Err(ProviderError::UpstreamUnavailable(_))) {
+    if !matches!(
+        answer,
+        Err(ProviderError::UpstreamUnavailable(_) | ProviderError::UpstreamUnreached(_))
+    ) {
         outage.answered(&task.provider);
     }
     match answer {
@@ -168,7 +171,9 @@ async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
             let wake = now_ms() + wait.as_millis() as i64;
             lifecycle::record_progress(engine, &task.id, None, Some(wake)).await?;
         }
-        Err(ProviderError::UpstreamUnavailable(reason)) => {
+        Err(
+            ProviderError::UpstreamUnavailable(reason) | ProviderError::UpstreamUnreached(reason),
+        ) => {
             let wait = config.poll_delay(outage.unavailable(&task.provider));
             tracing::info!(task = %task.id, %reason, ?wait, "vendor unavailable while polling; retrying");
             let wake = now_ms() + wait.as_millis() as i64;

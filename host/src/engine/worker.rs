@@ -143,7 +143,9 @@ async fn record(
     let cancelled = token.is_cancelled();
     match &answer {
         Ok(_) => breakers::succeeded(engine, &task.provider).await?,
-        Err(ProviderError::UpstreamUnavailable(reason)) if !cancelled => {
+        Err(
+            ProviderError::UpstreamUnavailable(reason) | ProviderError::UpstreamUnreached(reason),
+        ) if !cancelled => {
             breakers::failed(engine, &task.provider, reason).await?;
         }
         Err(_) => {}
@@ -233,9 +235,9 @@ const FIRST_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether a task that had `claims` claims and was created at `created_at` (ms) is tried
 /// again after its vendor refused the submit with `error`, and from when (ms): a rate-limited
-/// submit always (the vendor made nothing), an unavailable vendor's only when the provider's
-/// submit is `idempotent` (a timeout or a broken answer may hide a job the vendor made and
-/// bills). Never once the task had `[engine] max_attempts` claims, nor when the wait would
+/// submit always (the vendor made nothing), so does one that never reached the vendor, and
+/// an unavailable vendor's only when the provider's submit is `idempotent` (a timeout or a
+/// broken answer may hide a job the vendor made and bills). Never once the task had `[engine] max_attempts` claims, nor when the wait would
 /// outlast its `queue_timeout_secs` (it fails now, with the vendor's reason, rather than
 /// expire later). The wait is the vendor's `Retry-After`, else [`FIRST_RETRY_WAIT`] doubled
 /// for each claim before this one.
@@ -255,6 +257,8 @@ fn again(
         ProviderError::UpstreamUnavailable(_) if idempotent => {
             (Requeued::UpstreamUnavailable, None)
         }
+        // Nothing reached the vendor, so nothing can have been made there.
+        ProviderError::UpstreamUnreached(_) => (Requeued::UpstreamUnavailable, None),
         _ => return None,
     };
     if claims >= i64::from(config.max_attempts.max(1)) {
@@ -431,6 +435,12 @@ mod tests {
         assert_eq!(again(&config, 1, 1_000, &down, false, 0), None);
         assert_eq!(
             again(&config, 1, 1_000, &down, true, 0),
+            Some((Requeued::UpstreamUnavailable, 5_000))
+        );
+        // A vendor never reached was asked nothing: tried again either way.
+        let unreached = ProviderError::UpstreamUnreached("connection refused".into());
+        assert_eq!(
+            again(&config, 1, 1_000, &unreached, false, 0),
             Some((Requeued::UpstreamUnavailable, 5_000))
         );
         for refused in [

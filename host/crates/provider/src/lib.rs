@@ -169,6 +169,11 @@ pub enum ProviderError {
     /// The vendor is down, timed out or answered nonsense.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// The vendor could not be reached at all (its host not resolved, no connection made):
+    /// unlike [`ProviderError::UpstreamUnavailable`], it was asked nothing, so a submit may be
+    /// tried again whether or not it is idempotent.
+    #[error("upstream unreached: {0}")]
+    UpstreamUnreached(String),
     /// Anything else, including a plugin trap.
     #[error("internal error: {0}")]
     Internal(String),
@@ -194,11 +199,12 @@ impl ProviderError {
             return ProviderError::Cancelled;
         }
         // The `#[error]` prefixes above, each with the variant it writes.
-        let worded: [(&str, fn(String) -> ProviderError); 5] = [
+        let worded: [(&str, fn(String) -> ProviderError); 6] = [
             ("invalid request: ", ProviderError::InvalidRequest),
             ("unauthorized: ", ProviderError::Unauthorized),
             ("content rejected: ", ProviderError::ContentRejected),
             ("upstream unavailable: ", ProviderError::UpstreamUnavailable),
+            ("upstream unreached: ", ProviderError::UpstreamUnreached),
             ("internal error: ", ProviderError::Internal),
         ];
         worded
@@ -441,6 +447,7 @@ mod tests {
             },
             ProviderError::ContentRejected("moderated".into()),
             ProviderError::UpstreamUnavailable("502 from vendor".into()),
+            ProviderError::UpstreamUnreached("connection refused".into()),
             ProviderError::Internal("trap".into()),
             ProviderError::Cancelled,
         ] {

@@ -56,6 +56,10 @@ pub(crate) struct Notes(Arc<Mutex<Noted>>);
 struct Noted {
     host: Vec<String>,
     plugin_error: Option<String>,
+    /// A request was handed to a connection: the vendor may have it.
+    sent: bool,
+    /// A host could not be resolved or connected to.
+    unreached: bool,
 }
 
 impl Notes {
@@ -75,6 +79,23 @@ impl Notes {
     pub(crate) fn plugin_error(&self, line: &str) {
         let kept = line.chars().take(Self::PLUGIN_ERROR_CHARS).collect();
         self.0.lock().unwrap().plugin_error = Some(kept);
+    }
+
+    /// A request is being handed to a connection.
+    fn sending(&self) {
+        self.0.lock().unwrap().sent = true;
+    }
+
+    /// A host could not be resolved or connected to.
+    fn unreached(&self) {
+        self.0.lock().unwrap().unreached = true;
+    }
+
+    /// Whether the call's requests all failed before one was handed to a connection (a host
+    /// not resolved, a connection refused or timed out): the vendor was asked nothing.
+    pub(crate) fn nothing_sent(&self) -> bool {
+        let noted = self.0.lock().unwrap();
+        noted.unreached && !noted.sent
     }
 
     /// The plugin's latest error log line, once.
@@ -247,10 +268,12 @@ async fn send(
         .await
         {
             Err(_) => {
+                notes.unreached();
                 notes.push(format!("plugin {id}: resolving {host} timed out"));
                 return Err(Error::DnsTimeout);
             }
             Ok(Err(e)) => {
+                notes.unreached();
                 notes.push(format!("plugin {id}: resolving {host} failed: {e}"));
                 return Err(Error::DnsError {
                     rcode: Some(e.to_string()),
@@ -284,6 +307,7 @@ async fn send(
     // A kept-alive connection to a checked address saves the connect and the handshake. One
     // the far end closed meanwhile gives the request back unsent; it then goes on a new one.
     if let Some(mut conn) = policy.pool.take(&origin, &addrs) {
+        notes.sending();
         match tokio::time::timeout_at(deadline, conn.sender.try_send_request(request)).await {
             Err(_) => return Err(timed_out(&policy, &notes, &origin, first_byte)),
             Ok(Ok(response)) => {
@@ -298,6 +322,7 @@ async fn send(
 
     let stream = match tokio::time::timeout(connect_timeout, connect_any(&addrs)).await {
         Err(_) => {
+            notes.unreached();
             notes.push(format!(
                 "plugin {id}: connecting to {}:{port} timed out after {connect_timeout:?}",
                 origin.host
@@ -305,6 +330,7 @@ async fn send(
             return Err(Error::ConnectionTimeout);
         }
         Ok(Err(e)) => {
+            notes.unreached();
             notes.push(format!(
                 "plugin {id}: connecting to {}:{port} failed: {e}",
                 origin.host
@@ -334,6 +360,7 @@ async fn send(
             }
         });
         let mut conn = Conn { sender, peer };
+        notes.sending();
         let response = conn.sender.send_request(request).await?;
         Ok::<_, Error>((response, conn))
     };

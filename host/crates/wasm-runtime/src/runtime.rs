@@ -107,6 +107,7 @@ fn with_notes(e: ProviderError, notes: &[String]) -> ProviderError {
         ProviderError::Unauthorized(m) => ProviderError::Unauthorized(add(m)),
         ProviderError::ContentRejected(m) => ProviderError::ContentRejected(add(m)),
         ProviderError::UpstreamUnavailable(m) => ProviderError::UpstreamUnavailable(add(m)),
+        ProviderError::UpstreamUnreached(m) => ProviderError::UpstreamUnreached(add(m)),
         ProviderError::Internal(m) => ProviderError::Internal(add(m)),
         other => other,
     }
@@ -458,7 +459,16 @@ impl Runtime {
                 &notes.take(),
             )),
             Ok(Err(trap)) => Err(self.trap_error(trap, &notes)),
-            Ok(Ok(Err(e))) => Err(self.plugin_error(&env.id, e, &notes.take())),
+            Ok(Ok(Err(e))) => {
+                let e = match e {
+                    // The gate saw every request fail before one was handed to a connection.
+                    ProviderError::UpstreamUnavailable(m) if notes.nothing_sent() => {
+                        ProviderError::UpstreamUnreached(m)
+                    }
+                    other => other,
+                };
+                Err(self.plugin_error(&env.id, e, &notes.take()))
+            }
             Ok(Ok(Ok(r))) => Ok(r),
         }
     }
