@@ -336,6 +336,36 @@ fn serve_offline(data: &std::path::Path, env: &[(&str, &str)]) -> std::process::
         .unwrap()
 }
 
+/// Every line the host writes to stderr, collected until it exits.
+fn stderr_lines(child: &mut std::process::Child) -> std::thread::JoinHandle<Vec<String>> {
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    })
+}
+
+/// Waits (5 s at most) until client `key-a`'s job `id` on `base` has failed.
+async fn wait_failed(http: &reqwest::Client, base: &str, id: &str) {
+    for _ in 0..100 {
+        let job: Value = http
+            .get(format!("{base}/api/v1/jobs/{id}"))
+            .bearer_auth("key-a")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["job"]["status"] == "failed" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Text a client sent (here a failure's reason) cannot write a log line of its own: a line
 /// break inside an event is written as `\n`.
 #[tokio::test]
@@ -343,13 +373,7 @@ async fn client_text_cannot_forge_a_log_line() {
     let data = tempfile::tempdir().unwrap();
     let mut child = serve_offline(data.path(), &[("EASEL_API_KEYS", easel_tests::KEYS)]);
     let base = easel_tests::announced_address(&mut child, "easel listening on ");
-    let stderr = child.stderr.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let lines = stderr_lines(&mut child);
     let http = reqwest::Client::new();
     let forged = "boom\n2026-01-01T00:00:00.000000Z  INFO easel: FORGED admin key rotated";
     let created: Value = http
@@ -366,21 +390,7 @@ async fn client_text_cannot_forge_a_log_line() {
         .await
         .unwrap();
     let id = created["job"]["id"].as_str().unwrap().to_string();
-    for _ in 0..100 {
-        let job: Value = http
-            .get(format!("{base}/api/v1/jobs/{id}"))
-            .bearer_auth("key-a")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["job"]["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_failed(&http, &base, &id).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -460,13 +470,7 @@ async fn json_logs_carry_the_request_and_task_ids() {
         .map_while(Result::ok)
         .find_map(|line| line.strip_prefix("easel listening on ").map(String::from))
         .expect("the address line");
-    let stderr = child.stderr.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let lines = stderr_lines(&mut child);
     let http = reqwest::Client::new();
     // A failing task logs from the request (admitted) and from the worker (finished).
     let response = http
@@ -486,21 +490,7 @@ async fn json_logs_carry_the_request_and_task_ids() {
         .to_string();
     let created: Value = response.json().await.unwrap();
     let task_id = created["job"]["id"].as_str().unwrap().to_string();
-    for _ in 0..100 {
-        let job: Value = http
-            .get(format!("{base}/api/v1/jobs/{task_id}"))
-            .bearer_auth("key-a")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["job"]["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_failed(&http, &base, &task_id).await;
     // OpenAI's synchronous image route admits its task on a task of its own: the task still
     // records the request's id, so the worker's lines about it name the request.
     let response = http
