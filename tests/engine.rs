@@ -16,6 +16,7 @@ on_both_backends!(
     a_task_the_vendor_never_finishes_fails_after_the_pending_timeout,
     an_api_only_host_expires_what_no_worker_takes,
     a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait,
+    a_pending_task_whose_polls_get_no_answer_says_why,
 );
 
 fn image(extra: Value) -> Value {
@@ -245,6 +246,34 @@ async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend:
             .await
             .contains("easel_provider_breaker_open{provider=\"offline\"} 0")
     );
+}
+
+/// A task pending at a vendor whose polls get no answer says why, and when it is polled
+/// again, instead of a bare `running`; the reason is on the task, for every host's view.
+async fn a_pending_task_whose_polls_get_no_answer_says_why(backend: Backend) {
+    let host = Host::start(Options::new(backend)).await;
+    let id = create(
+        &host,
+        image(json!({"delay_ms": 600_000, "poll_unavailable": "503 from the vendor"})),
+    )
+    .await;
+    let troubled = host
+        .wait_job(&id, Duration::from_secs(15), |job| {
+            job["message"].is_string()
+        })
+        .await;
+    assert_eq!(troubled["status"], "running", "{troubled}");
+    let message = troubled["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "its vendor gave no answer to the last poll (503 from the vendor); polled again at "
+        ),
+        "{message}"
+    );
+    let (status, _) = host
+        .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
 }
 
 /// A host asked to stop (SIGTERM) lets the submit in flight finish and records it before it

@@ -282,18 +282,21 @@ pub async fn requeue(
     Ok(true)
 }
 
-/// Stores progress and, for pending tasks, when to poll next.
+/// Stores progress and, for pending tasks, when to poll next and why the last poll got no
+/// answer (`None`: it got one).
 pub async fn record_progress(
     engine: &Engine,
     id: &str,
     progress: Option<f32>,
     wake_at: Option<i64>,
+    poll_trouble: Option<&str>,
 ) -> anyhow::Result<()> {
     tasks::record_progress(
         engine.store(),
         id,
         progress.map(stored_progress),
         wake_at,
+        poll_trouble,
         now_ms(),
     )
     .await

@@ -385,6 +385,7 @@ impl Engine {
             fleet::note_waiting(self, &mut task);
             breakers::note_open(self, &mut task, now);
             worker::note_retry(&mut task, now);
+            poller::note_trouble(&mut task);
             task
         })
     }
@@ -396,6 +397,7 @@ impl Engine {
             fleet::note_waiting(self, task);
             breakers::note_open(self, task, now);
             worker::note_retry(task, now);
+            poller::note_trouble(task);
         }
         (tasks, more)
     }

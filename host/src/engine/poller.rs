@@ -10,7 +10,9 @@
 //! not loaded (mid-reload) after 5 s, an unavailable vendor after 5 s doubling with each poll
 //! of that provider that found it so since one last answered ([`Outage`]: a vendor that is
 //! down is not asked about every pending task every 5 s for as long as it is down), each at
-//! most `max_poll_interval_secs`, and a poll that itself errs when its claim's lease ends. The
+//! most `max_poll_interval_secs`, and a poll that itself errs when its claim's lease ends; an
+//! unavailable vendor's reason is kept on the task until the next answer, so that its view on
+//! any host says why it is not done ([`note_trouble`]). The
 //! vendor's own failure, any other provider error, finished outputs that cannot be stored,
 //! or a task pending longer than `pending_timeout_secs` (cancelled at the vendor first) fail
 //! the task.
@@ -29,7 +31,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     outputs,
     provider::{CallContext, PollOutcome, ProviderError},
-    task::{Task, backoff, failure_reason, now_ms},
+    task::{Phase, Status, Task, backoff, failure_reason, now_ms, rfc3339},
 };
 
 /// How often the poller looks for due handles when idle.
@@ -133,7 +135,7 @@ async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
     let Some(provider) = engine.registry().provider(&task.provider) else {
         // The plugin may be mid-reload; look again later rather than failing the task.
         let later = now_ms() + 5_000;
-        return lifecycle::record_progress(engine, &task.id, None, Some(later)).await;
+        return lifecycle::record_progress(engine, &task.id, None, Some(later), None).await;
     };
     let ctx = CallContext::detached(task.id.clone());
     let answer =
@@ -150,7 +152,7 @@ async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
             poll_after,
         }) => {
             let wake = now_ms() + config.poll_delay(poll_after).as_millis() as i64;
-            lifecycle::record_progress(engine, &task.id, progress, Some(wake)).await?;
+            lifecycle::record_progress(engine, &task.id, progress, Some(wake), None).await?;
         }
         Ok(PollOutcome::Finished { outputs, usage }) => {
             // As on the worker path: outputs that cannot be stored fail the task (and return
@@ -169,7 +171,7 @@ async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
         Err(ProviderError::RateLimited { retry_after_secs }) => {
             let wait = config.poll_delay(Duration::from_secs(retry_after_secs.unwrap_or(5).max(1)));
             let wake = now_ms() + wait.as_millis() as i64;
-            lifecycle::record_progress(engine, &task.id, None, Some(wake)).await?;
+            lifecycle::record_progress(engine, &task.id, None, Some(wake), None).await?;
         }
         Err(
             ProviderError::UpstreamUnavailable(reason) | ProviderError::UpstreamUnreached(reason),
@@ -177,13 +179,31 @@ async fn poll_once(engine: &Engine, outage: &Outage, task: &Task) -> anyhow::Res
             let wait = config.poll_delay(outage.unavailable(&task.provider));
             tracing::info!(task = %task.id, %reason, ?wait, "vendor unavailable while polling; retrying");
             let wake = now_ms() + wait.as_millis() as i64;
-            lifecycle::record_progress(engine, &task.id, None, Some(wake)).await?;
+            // Kept on the task, so that every host's view of it says why it is not done.
+            lifecycle::record_progress(engine, &task.id, None, Some(wake), Some(&reason)).await?;
         }
         Err(error) => {
             lifecycle::finish(engine, &task.id, Outcome::failed_by(&task.id, &error)).await?;
         }
     }
     Ok(())
+}
+
+/// Notes on a task pending at its vendor why its last poll got no answer, and when it is
+/// polled again (see [`Task::notice`]).
+pub(crate) fn note_trouble(task: &mut Task) {
+    if task.status == Status::Running
+        && task.phase == Some(Phase::Pending)
+        && let Some(trouble) = &task.poll_trouble
+    {
+        let again = task
+            .wake_at
+            .map(|at| format!("; polled again at {}", rfc3339(at)))
+            .unwrap_or_default();
+        task.notice = Some(format!(
+            "its vendor gave no answer to the last poll ({trouble}){again}"
+        ));
+    }
 }
 
 #[cfg(test)]

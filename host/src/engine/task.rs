@@ -197,9 +197,13 @@ pub struct Task {
     pub priority: i64,
     /// The worker (`wrk_…`) whose claim it was last taken under.
     pub worker_id: Option<String>,
+    /// Pending at its vendor: why the last poll got no answer (the vendor down, or answering
+    /// what the plugin cannot read); cleared by the next answer.
+    pub poll_trouble: Option<String>,
     /// Not stored: why a queued task is not being taken, as the engine saw it when it read
     /// the task (`waiting for a worker that serves <provider>`, its provider's breaker open,
-    /// or when a submit its vendor refused for now is tried again).
+    /// or when a submit its vendor refused for now is tried again), or why the last poll of a
+    /// pending task got no answer.
     #[sqlx(skip)]
     pub notice: Option<String>,
 }

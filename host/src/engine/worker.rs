@@ -316,7 +316,7 @@ fn progress_sink(engine: &Engine, id: &str, per_step: bool) -> ProgressSink {
         }
         let (engine, id) = (engine.clone(), id.clone());
         tokio::spawn(async move {
-            let _ = lifecycle::record_progress(&engine, &id, Some(fraction), None).await;
+            let _ = lifecycle::record_progress(&engine, &id, Some(fraction), None, None).await;
         });
     })
 }

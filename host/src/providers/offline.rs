@@ -61,7 +61,9 @@ fn knobs() -> serde_json::Value {
                         "description": "The poll that collects pending files takes this long."},
         "fail": {"type": "string", "description": "Fail with this message."},
         "unavailable": {"type": "string",
-                        "description": "Answer the submit as a vendor that is down, with this message."}
+                        "description": "Answer the submit as a vendor that is down, with this message."},
+        "poll_unavailable": {"type": "string",
+                             "description": "With delay_ms: answer every poll as a vendor that is down, with this message."}
     })
 }
 
@@ -246,6 +248,10 @@ impl Provider for Offline {
     async fn poll(&self, handle: &str, _ctx: &CallContext) -> Result<PollOutcome, ProviderError> {
         let handle: Handle = serde_json::from_str(handle)
             .map_err(|e| ProviderError::Internal(format!("bad handle: {e}")))?;
+        if let Some(message) = handle.request.params.get("poll_unavailable") {
+            let message = message.as_str().unwrap_or_default().to_string();
+            return Err(ProviderError::UpstreamUnavailable(message));
+        }
         let now = now_ms();
         if now < handle.ready_at {
             let span = (handle.ready_at - handle.started_at).max(1) as f32;

@@ -136,6 +136,7 @@ fn task_from_row(row: &rusqlite::Row) -> rusqlite::Result<Task> {
         request_id: get!("request_id"),
         priority: get!("priority"),
         worker_id: get!("worker_id"),
+        poll_trouble: get!("poll_trouble"),
         notice: None,
     })
 }

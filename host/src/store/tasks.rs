@@ -40,7 +40,8 @@ use crate::{
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
 pub(super) const COLUMNS: &str = "id, client_id, api, capability, provider, model, request, status, phase, \
      progress, pending_handle, wake_at, cancel_requested, attempts, outputs, error, usage, webhook_url, \
-     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id, priority, worker_id";
+     extra, created_at, updated_at, started_at, finished_at, reserved_micros, request_id, priority, worker_id, \
+     poll_trouble";
 
 /// Where `name` stands in [`COLUMNS`], counted from 0; worked out while compiling, so a name
 /// that is not one of them fails the build.
@@ -670,22 +671,25 @@ pub async fn requeue(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Stores a running task's progress and next `wake_at`, each only when given.
+/// Stores a running task's progress and next `wake_at`, each only when given, and why its
+/// last poll got no answer (none: it got one).
 pub async fn record_progress(
     store: &Store,
     id: &str,
     progress: Option<f64>,
     wake_at: Option<i64>,
+    poll_trouble: Option<&str>,
     now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "UPDATE tasks SET progress = COALESCE($2, progress), wake_at = COALESCE($3, wake_at), updated_at = $4 \
-         WHERE id = $1 AND status = 'running'",
+        "UPDATE tasks SET progress = COALESCE($2, progress), wake_at = COALESCE($3, wake_at), updated_at = $4, \
+         poll_trouble = $5 WHERE id = $1 AND status = 'running'",
     )
     .bind(id)
     .bind(progress)
     .bind(wake_at)
     .bind(now)
+    .bind(poll_trouble)
     .execute(&mut *store.writer().await?)
     .await?;
     Ok(())
@@ -1640,7 +1644,7 @@ mod tests {
         let claim = |at: i64| super::claim(&store, at, at + 30_000, "wrk", &providers);
         let first = claim(now).await.unwrap().unwrap();
         assert_eq!((first.id.as_str(), first.attempts), ("job_first", 1));
-        super::record_progress(&store, "job_first", Some(0.5), None, now)
+        super::record_progress(&store, "job_first", Some(0.5), None, None, now)
             .await
             .unwrap();
         assert!(
@@ -1730,7 +1734,7 @@ mod tests {
     #[test]
     fn columns_are_found_where_they_stand() {
         let names: Vec<&str> = super::COLUMNS.split(", ").collect();
-        assert_eq!(names.len(), 27);
+        assert_eq!(names.len(), 28);
         for (index, name) in names.into_iter().enumerate() {
             assert_eq!(super::column(name), index, "{name}");
         }
