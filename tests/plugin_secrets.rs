@@ -3,8 +3,8 @@
 //! (the task says why, `GET /admin/plugins` shows what was asked for and granted), its own
 //! assigned `TOKEN` reaches it, an output link outside its allowlist is never fetched, an
 //! allowed link whose server fails once is tried again and one that answers a web page, a
-//! JSON message or bytes of no image fails the task, and an allowed link whose body is over the size cap is refused while streaming,
-//! without the host ever holding it whole.
+//! JSON message or bytes of no image fails the task, and an allowed link whose body is over
+//! the size cap is refused while streaming, without the host ever holding it whole.
 
 use std::sync::{Arc, Mutex};
 

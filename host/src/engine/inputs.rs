@@ -8,12 +8,12 @@
 //!   download path an upload answered with, given as a URL) must be one of the caller's; an
 //!   upload must not be empty. An image or mask given whole (an upload, a `data:` URL) must
 //!   start as an image does ([`looks_like_image`]), for every model: a vendor handed a text
-//!   file named PNG answers with an error of its own, after the task was charged. For a model whose provider decodes its
-//!   input images ([`ImageBounds`]), an image's dimensions are read from its header (never by
-//!   decoding it) and an image larger than the model's largest width or height is refused, as
-//!   is one whose header names no format the provider decodes (not an image, or a GIF named
-//!   PNG) when the whole file is at hand; of a bucket asset only the first bytes are read, so
-//!   such a header is left to the provider there.
+//!   file named PNG answers with an error of its own, after the task was charged. For a
+//!   model whose provider decodes its input images ([`ImageBounds`]), an image's dimensions
+//!   are read from its header (never by decoding it) and an image larger than the model's
+//!   largest width or height is refused, as is one whose header names no format the provider
+//!   decodes (not an image, or a GIF named PNG) when the whole file is at hand; of a bucket
+//!   asset only the first bytes are read, so such a header is left to the provider there.
 //!   Uploads wait under temporary names and become assets only after the whole request was
 //!   accepted ([`Checked::store_uploads`]); a refused request's uploads are removed.
 //! - At run time ([`load`]) assets and `data:` URLs become bytes for every provider; remote

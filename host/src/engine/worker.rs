@@ -141,14 +141,16 @@ async fn record(
     idempotent: bool,
 ) -> anyhow::Result<()> {
     let cancelled = token.is_cancelled();
-    match &answer {
-        Ok(_) => breakers::succeeded(engine, &task.provider).await?,
+    // The breaker's bookkeeping never changes how the task itself ends.
+    let counted = match &answer {
+        Ok(_) => breakers::succeeded(engine, &task.provider).await,
         Err(
             ProviderError::UpstreamUnavailable(reason) | ProviderError::UpstreamUnreached(reason),
-        ) if !cancelled => {
-            breakers::failed(engine, &task.provider, reason).await?;
-        }
-        Err(_) => {}
+        ) if !cancelled => breakers::failed(engine, &task.provider, reason).await,
+        Err(_) => Ok(()),
+    };
+    if let Err(error) = counted {
+        tracing::warn!(task = %task.id, %error, "recording the submit on its provider's breaker failed");
     }
     match answer {
         Ok(Submission::Pending { handle, poll_after }) => {
@@ -237,10 +239,10 @@ const FIRST_RETRY_WAIT: Duration = Duration::from_secs(5);
 /// again after its vendor refused the submit with `error`, and from when (ms): a rate-limited
 /// submit always (the vendor made nothing), so does one that never reached the vendor, and
 /// an unavailable vendor's only when the provider's submit is `idempotent` (a timeout or a
-/// broken answer may hide a job the vendor made and bills). Never once the task had `[engine] max_attempts` claims, nor when the wait would
-/// outlast its `queue_timeout_secs` (it fails now, with the vendor's reason, rather than
-/// expire later). The wait is the vendor's `Retry-After`, else [`FIRST_RETRY_WAIT`] doubled
-/// for each claim before this one.
+/// broken answer may hide a job the vendor made and bills). Never once the task had
+/// `[engine] max_attempts` claims, nor when the wait would outlast its `queue_timeout_secs`
+/// (it fails now, with the vendor's reason, rather than expire later). The wait is the
+/// vendor's `Retry-After`, else [`FIRST_RETRY_WAIT`] doubled for each claim before this one.
 fn again(
     config: &EngineConfig,
     claims: i64,
