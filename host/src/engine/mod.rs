@@ -378,14 +378,18 @@ impl Engine {
         Ok(self.noted(tasks::fetch(&self.inner.store, id).await?))
     }
 
+    /// Sets `task`'s [`Task::notice`] as seen at `now`: the first note that applies wins.
+    fn note(&self, task: &mut Task, now: i64) {
+        fleet::note_waiting(self, task);
+        breakers::note_open(self, task, now);
+        worker::note_retry(task, now);
+        poller::note_trouble(task);
+    }
+
     /// A task as read, with its [`Task::notice`].
     fn noted(&self, task: Option<Task>) -> Option<Task> {
         task.map(|mut task| {
-            let now = task::now_ms();
-            fleet::note_waiting(self, &mut task);
-            breakers::note_open(self, &mut task, now);
-            worker::note_retry(&mut task, now);
-            poller::note_trouble(&mut task);
+            self.note(&mut task, task::now_ms());
             task
         })
     }
@@ -394,10 +398,7 @@ impl Engine {
     fn all_noted(&self, (mut tasks, more): (Vec<Task>, bool)) -> (Vec<Task>, bool) {
         let now = task::now_ms();
         for task in &mut tasks {
-            fleet::note_waiting(self, task);
-            breakers::note_open(self, task, now);
-            worker::note_retry(task, now);
-            poller::note_trouble(task);
+            self.note(task, now);
         }
         (tasks, more)
     }
