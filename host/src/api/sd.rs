@@ -388,14 +388,31 @@ fn type_error(loc: Vec<Value>, kind: &'static str) -> Error {
     Error::Field(loc, message.into(), code)
 }
 
-/// A body's fields read one by one; each one of the wrong type is noted and read as absent,
-/// so the 422 names every such field, as FastAPI does.
+/// An object's fields read one by one (the body's, or an entry's within it, at `at`); each
+/// one of the wrong type is noted and read as absent, so the 422 names every such field, as
+/// FastAPI does.
 struct Fields<'a> {
     object: &'a Map<String, Value>,
+    at: Vec<Value>,
     refused: Vec<Error>,
 }
 
 impl<'a> Fields<'a> {
+    fn of(object: &'a Map<String, Value>, at: Vec<Value>) -> Self {
+        Self {
+            object,
+            at,
+            refused: Vec::new(),
+        }
+    }
+
+    /// Where field `name` is, below the body.
+    fn loc(&self, name: &str) -> Vec<Value> {
+        let mut loc = self.at.clone();
+        loc.push(name.into());
+        loc
+    }
+
     fn present(&self, name: &str) -> Option<&'a Value> {
         self.object.get(name).filter(|v| !v.is_null())
     }
@@ -411,29 +428,58 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn text(&mut self, name: &'static str) -> Option<String> {
+    fn text(&mut self, name: &str) -> Option<String> {
         let found = self.present(name).map(|v| {
             v.as_str()
                 .map(str::to_string)
-                .ok_or_else(|| type_error(vec![name.into()], "string"))
+                .ok_or_else(|| type_error(self.loc(name), "string"))
         });
         self.note(found)
     }
 
-    fn integer(&mut self, name: &'static str) -> Option<i64> {
+    /// [`Fields::text`], noting it missing when absent.
+    fn required_text(&mut self, name: &str) -> Option<String> {
+        if self.present(name).is_none() {
+            let missing = Error::Field(
+                self.loc(name),
+                "field required".into(),
+                "value_error.missing",
+            );
+            self.refused.push(missing);
+        }
+        self.text(name)
+    }
+
+    fn integer(&mut self, name: &str) -> Option<i64> {
         let found = self.present(name).map(|v| {
             lax_number(v)
                 .and_then(whole)
-                .ok_or_else(|| type_error(vec![name.into()], "integer"))
+                .ok_or_else(|| type_error(self.loc(name), "integer"))
         });
         self.note(found)
     }
 
-    fn float(&mut self, name: &'static str) -> Option<f64> {
+    fn float(&mut self, name: &str) -> Option<f64> {
         let found = self
             .present(name)
-            .map(|v| lax_number(v).ok_or_else(|| type_error(vec![name.into()], "float")));
+            .map(|v| lax_number(v).ok_or_else(|| type_error(self.loc(name), "float")));
         self.note(found)
+    }
+
+    /// Notes every field but `known`: a misspelt one would otherwise be dropped unsaid.
+    fn only(&mut self, known: &[&str]) {
+        for name in self
+            .object
+            .keys()
+            .filter(|name| !known.contains(&name.as_str()))
+        {
+            let extra = Error::Field(
+                self.loc(name),
+                "extra fields not permitted".into(),
+                "value_error.extra",
+            );
+            self.refused.push(extra);
+        }
     }
 
     fn seed(&mut self) -> Option<u64> {
@@ -448,60 +494,32 @@ impl<'a> Fields<'a> {
                     "ensure this value is greater than or equal to 0",
                     "value_error.number.not_ge",
                 ))),
-                (None, None) => Some(Err(type_error(vec!["seed".into()], "integer"))),
+                (None, None) => Some(Err(type_error(self.loc("seed"), "integer"))),
             }
         });
         self.note(found)
     }
 
-    /// `loras`: a list of `{name, weight}`, each entry's errors located inside it.
+    /// `loras`: a list of `{name, weight}`, each entry's errors located inside it; any other
+    /// key is refused (a misspelt `weight` would otherwise run the adapter at 1.0).
     fn loras(&mut self) -> Option<Vec<LoraChoice>> {
-        let Some(list) = self.present("loras") else {
-            return None;
-        };
+        let list = self.present("loras")?;
         let Some(list) = list.as_array() else {
-            self.refused.push(type_error(vec!["loras".into()], "list"));
+            self.refused.push(type_error(self.loc("loras"), "list"));
             return None;
         };
         let mut choices = Vec::with_capacity(list.len());
         for (index, entry) in list.iter().enumerate() {
-            let at = |key: &str| vec!["loras".into(), index.into(), Value::from(key)];
+            let at = vec!["loras".into(), index.into()];
             let Some(entry) = entry.as_object() else {
-                self.refused
-                    .push(type_error(vec!["loras".into(), index.into()], "dict"));
+                self.refused.push(type_error(at, "dict"));
                 continue;
             };
-            // Any other key is refused: a misspelt `weight` would otherwise run at 1.0.
-            for key in entry
-                .keys()
-                .filter(|key| !["name", "weight"].contains(&key.as_str()))
-            {
-                self.refused.push(Error::Field(
-                    at(key),
-                    "extra fields not permitted".into(),
-                    "value_error.extra",
-                ));
-            }
-            let name = match entry.get("name") {
-                Some(Value::String(name)) => Some(name.clone()),
-                None | Some(Value::Null) => {
-                    self.refused.push(Error::Field(
-                        at("name"),
-                        "field required".into(),
-                        "value_error.missing",
-                    ));
-                    None
-                }
-                Some(_) => {
-                    self.refused.push(type_error(at("name"), "string"));
-                    None
-                }
-            };
-            let weight = entry
-                .get("weight")
-                .filter(|v| !v.is_null())
-                .map(|v| lax_number(v).ok_or_else(|| type_error(at("weight"), "float")));
-            let weight = self.note(weight);
+            let mut choice = Fields::of(entry, at);
+            choice.only(&["name", "weight"]);
+            let name = choice.required_text("name");
+            let weight = choice.float("weight");
+            self.refused.append(&mut choice.refused);
             if let Some(name) = name {
                 choices.push(LoraChoice { name, weight });
             }
@@ -516,20 +534,9 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
     let Some(object) = raw.as_object() else {
         return Err(type_error(vec!["body".into()], "dict"));
     };
-    let mut fields = Fields {
-        object,
-        refused: Vec::new(),
-    };
-    let prompt = fields.text("prompt");
-    if prompt.is_none() && fields.present("prompt").is_none() {
-        fields.refused.push(Error::field(
-            "prompt",
-            "field required",
-            "value_error.missing",
-        ));
-    }
+    let mut fields = Fields::of(object, Vec::new());
     let request = GenerateRequest {
-        prompt: prompt.unwrap_or_default(),
+        prompt: fields.required_text("prompt").unwrap_or_default(),
         // Empty is none, as for `callback_url`: what a form left blank sends.
         init_image: fields.text("init_image").filter(|image| !image.is_empty()),
         negative_prompt: fields.text("negative_prompt"),
