@@ -464,12 +464,7 @@ async fn json_logs_carry_the_request_and_task_ids() {
             ("EASEL_LOG", "info,tower_http=debug"),
         ],
     );
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let base = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("easel listening on ").map(String::from))
-        .expect("the address line");
+    let base = easel_tests::announced_address(&mut child, "easel listening on ");
     let lines = stderr_lines(&mut child);
     let http = reqwest::Client::new();
     // A failing task logs from the request (admitted) and from the worker (finished).
