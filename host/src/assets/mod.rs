@@ -71,16 +71,6 @@ pub fn kind_of(content_type: &str) -> &'static str {
     }
 }
 
-/// Whether `head`, a file's first bytes (a dozen are enough), are those of an image: a format
-/// known by them (PNG, JPEG, GIF, WebP, AVIF, TIFF, BMP…) or HEIF (phones' photos). SVG has
-/// no such bytes; callers decide what to believe of a type that says image.
-pub fn starts_as_image(head: &[u8]) -> bool {
-    let heif = head.get(4..12).is_some_and(|brand| {
-        [b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"].contains(&brand.try_into().unwrap())
-    });
-    image::guess_format(head).is_ok() || heif
-}
-
 /// A file extension for a MIME type.
 pub fn extension_of(content_type: &str) -> &'static str {
     match content_type {

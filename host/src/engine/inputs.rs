@@ -25,7 +25,7 @@
 //!   silently.
 
 use crate::{
-    assets::{Asset, Assets, NewFile, Spooled, starts_as_image},
+    assets::{Asset, Assets, NewFile, Spooled},
     engine::{
         Engine,
         provider::{GenerationRequest, InputMedia},
@@ -407,10 +407,14 @@ fn is_picture(kind: &str, content_type: &str) -> bool {
     kind == "mask" || is_image(kind, content_type)
 }
 
-/// Whether `head`, the start of a file given as an image, is one ([`starts_as_image`]), or
-/// SVG, which has no telling first bytes, when its type says so.
+/// Whether `head`, the start of a file given as an image, is one: a format known by its
+/// first bytes (PNG, JPEG, GIF, WebP, AVIF, TIFF, BMP…), HEIF (phones' photos), or SVG, which
+/// has no such bytes, when its type says so.
 fn looks_like_image(head: &[u8], content_type: &str) -> bool {
-    starts_as_image(head) || content_type == "image/svg+xml"
+    let heif = head.get(4..12).is_some_and(|brand| {
+        [b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"].contains(&brand.try_into().unwrap())
+    });
+    image::guess_format(head).is_ok() || heif || content_type == "image/svg+xml"
 }
 
 fn not_an_image(field: &str) -> String {

@@ -34,7 +34,7 @@ use futures::StreamExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::{
-    assets::{Asset, NewFile, extension_of, kind_of, starts_as_image},
+    assets::{Asset, NewFile, extension_of, kind_of},
     engine::{
         Engine,
         lifecycle::{self, Outcome},
@@ -368,7 +368,7 @@ fn not_the_file(served_as: &str, head: &[u8], expects_image: bool) -> Option<Str
     if (text.starts_with('{') || text.starts_with('[')) && served.ends_with("json") {
         return Some(format!("a JSON document ({})", excerpt()));
     }
-    let an_image = starts_as_image(head) || served.starts_with("image/");
+    let an_image = image::guess_format(head).is_ok() || served.starts_with("image/");
     (expects_image && !an_image).then(|| {
         format!(
             "{} bytes of no image format",
