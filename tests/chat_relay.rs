@@ -130,15 +130,40 @@ async fn the_upstream_is_asked_for_what_the_client_asked_for() {
     assert_eq!(status, 200, "{whole}");
     assert_eq!(whole["choices"][0]["message"]["content"], "a whole answer");
     assert_eq!(whole["usage"]["total_tokens"], 12, "{whole}");
+    // What OpenAI said of the answer reaches the client: its finer counts inside the usage
+    // (and recorded with it), its fingerprint and tier beside it.
+    assert_eq!(
+        whole["usage"]["prompt_tokens_details"]["cached_tokens"], 2,
+        "{whole}"
+    );
+    assert_eq!(
+        whole["usage"]["completion_tokens_details"]["reasoning_tokens"], 3,
+        "{whole}"
+    );
+    assert_eq!(whole["system_fingerprint"], openai::FINGERPRINT, "{whole}");
+    assert_eq!(whole["service_tier"], "default", "{whole}");
     let job = host.wait_terminal(whole["id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["usage"], whole["usage"]);
 
-    let streamed = host
-        .post_text("/v1/chat/completions", &chat("a streamed answer", true))
-        .await;
+    let mut counted = chat("a streamed answer", true);
+    counted["stream_options"] = json!({"include_usage": true});
+    let streamed = host.post_text("/v1/chat/completions", &counted).await;
     assert!(streamed.contains("a streamed answer"), "{streamed}");
     assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+    let chunks: Vec<Value> = sse_data(&streamed)
+        .iter()
+        .filter(|data| **data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert!(chunks.len() >= 4, "{streamed}");
+    for chunk in &chunks {
+        assert_eq!(chunk["system_fingerprint"], openai::FINGERPRINT, "{chunk}");
+        assert_eq!(chunk["service_tier"], "default", "{chunk}");
+    }
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["total_tokens"], 12, "{streamed}");
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 2, "{usage}");
 
     let asked: Vec<Value> = fake
         .calls_to("POST /v1/chat/completions")

@@ -240,7 +240,7 @@ fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
     assert_eq!(report["manifest"]["id"], "demo", "{report}");
     // Built with this checkout's SDK: the newest contract (the runtime's own tests keep a
     // guest of the first one running).
-    assert_eq!(report["contract"], "0.2.0", "{report}");
+    assert_eq!(report["contract"], "0.3.0", "{report}");
     assert_eq!(report["warnings"], json!([]), "{report}");
 
     // A valid manifest that declares what can never work passes, with warnings that say so:
@@ -540,7 +540,8 @@ async fn waiting_on_the_upstream_is_not_charged_to_the_cpu_deadline() {
 /// A plugin whose chat breaks the contract's order fails that chat, refunded, instead of
 /// giving the client an invalid answer: text after the finish (which a streamed client would
 /// read after `finish_reason`), an end without a finish (an answer cut off, not to be charged
-/// as whole), a tool call whose function is never named. So does a generation that finishes
+/// as whole), a tool call whose function is never named, usage details that are no JSON object
+/// (a client would read them inside the usage). So does a generation that finishes
 /// with no output, or with only a text where an image was asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_that_break_the_contract_fail() {
@@ -551,6 +552,10 @@ async fn answers_that_break_the_contract_fail() {
         (
             "unnamed-call",
             "made tool call 0 without naming its function",
+        ),
+        (
+            "bad-details",
+            "the provider's usage-details is not a JSON object",
         ),
     ];
     for (asked, _) in faults {
@@ -568,7 +573,7 @@ async fn answers_that_break_the_contract_fail() {
     // Each chat failed (so refunded), its record naming the plugin's fault.
     let (_, listed) = host.get("/api/v1/jobs?limit=10").await;
     let jobs = listed["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    assert_eq!(jobs.len(), 5, "{jobs:?}");
     assert!(jobs.iter().all(|job| job["status"] == "failed"), "{jobs:?}");
     for (_, fault) in faults {
         assert!(

@@ -408,6 +408,20 @@ pub enum ChatEvent {
         /// Completion tokens.
         completion: u64,
     },
+    /// The vendor's finer token counts, a JSON object in OpenAI's shape
+    /// (`prompt_tokens_details` with `cached_tokens`, `completion_tokens_details` with
+    /// `reasoning_tokens`, …), which the client sees inside the answer's usage as they are.
+    /// The two counts of [`ChatEvent::Usage`] stay the ones the chat is charged by: the host
+    /// never takes them from here. Anything but an object fails the chat.
+    UsageDetails(Value),
+    /// What the vendor says of the answer as a whole, in OpenAI's words; send it before the
+    /// first text or tool call, so that every chunk the client reads carries it.
+    AnswerInfo {
+        /// The vendor's backend configuration (`system_fingerprint`).
+        system_fingerprint: Option<String>,
+        /// The tier that served the answer (`service_tier`: `default`, `flex`, …).
+        service_tier: Option<String>,
+    },
     /// A piece of a function call the model asks the client to make: the first piece of a
     /// call names its `id` and function `name`, later pieces with the same `index` add to its
     /// `arguments` text. An answer that makes calls finishes with `tool_calls`.

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "provider",
-        path: "../wit/v0.2.0",
+        path: "../wit/v0.3.0",
         generate_all,
         pub_export_macro: true,
         export_macro_name: "__export_provider_world",
@@ -231,6 +231,10 @@ impl From<crate::ChatEvent> for wit::ChatEvent {
                 wit::ChatEvent::ToolCall(wit::ToolCall { index, id, name, arguments })
             }
             crate::ChatEvent::Usage { prompt, completion } => wit::ChatEvent::Usage((prompt, completion)),
+            crate::ChatEvent::UsageDetails(details) => wit::ChatEvent::UsageDetails(details.to_string()),
+            crate::ChatEvent::AnswerInfo { system_fingerprint, service_tier } => {
+                wit::ChatEvent::AnswerInfo(wit::AnswerInfo { system_fingerprint, service_tier })
+            }
             crate::ChatEvent::Finish(r) => wit::ChatEvent::Finish(r),
         }
     }

@@ -18,7 +18,9 @@
 //!   milliseconds later; asked with `tools` (and a last message that is not a tool's), it
 //!   calls each of the first two tools with `{"said": <the last message>}` (ids `call_oa_0`,
 //!   `call_oa_1`), whole or streamed (a call's id and name, then its arguments; `first:<ms>`
-//!   holds the events back as for text), and finishes with `tool_calls`;
+//!   holds the events back as for text), and finishes with `tool_calls`; every answer and
+//!   chunk names its `system_fingerprint` ([`FINGERPRINT`]) and `service_tier` (`default`), and
+//!   its usage has OpenAI's `prompt_tokens_details` and `completion_tokens_details`;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
 //!   (moderation is a 400 `content_policy_violation`, quota a 429 with `Retry-After`); an
 //!   image prompt holding `busy:<n>` is refused as rate limited (`Retry-After` a date a second
@@ -273,7 +275,10 @@ async fn chat(call: Call) -> Response {
     if let Some(wait) = millis("wait:") {
         tokio::time::sleep(wait).await;
     }
-    let usage = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12});
+    let usage = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12,
+                       "prompt_tokens_details": {"cached_tokens": 2, "audio_tokens": 0},
+                       "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0,
+                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
     let last_is_tool =
         body["messages"].as_array().and_then(|m| m.last()).unwrap()["role"] == "tool";
     let tools = body["tools"].as_array().filter(|_| !last_is_tool);
@@ -324,6 +329,9 @@ async fn chat(call: Call) -> Response {
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
+/// The backend configuration every chat answer names, as OpenAI's do.
+pub const FINGERPRINT: &str = "fp_e2e0001";
+
 /// A whole answer (`chat.completion`) with its one `choice`.
 fn completion(
     body: &serde_json::Value,
@@ -333,7 +341,8 @@ fn completion(
     json_reply(
         200,
         json!({"id": "chatcmpl-e2e", "object": "chat.completion", "created": 1_713_833_628,
-               "model": body["model"], "choices": [choice], "usage": usage}),
+               "model": body["model"], "choices": [choice], "usage": usage,
+               "service_tier": "default", "system_fingerprint": FINGERPRINT}),
     )
 }
 
@@ -346,7 +355,8 @@ fn chunk_event(
     format!(
         "data: {}\n\n",
         json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1_713_833_628,
-               "model": body["model"], "choices": choices, "usage": usage})
+               "model": body["model"], "choices": choices, "usage": usage,
+               "service_tier": "default", "system_fingerprint": FINGERPRINT})
     )
 }
 

@@ -22,9 +22,9 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::AppState,
     engine::{
-        chat::{ChatSession, ToolCalls, usage_json},
+        chat::{AnswerUsage, ChatSession, ToolCalls},
         front_door::{Admission, Refusal},
-        provider::{ChatEvent, ProviderError, ToolCallPiece},
+        provider::{AnswerInfo, ChatEvent, ProviderError, ToolCallPiece},
         registry::{ResolveError, Resolved},
         task::now_ms,
     },
@@ -124,21 +124,24 @@ pub async fn complete(
 ) -> Result<Response, Refusal> {
     let mut text = String::new();
     let mut tool_calls = ToolCalls::default();
-    let mut usage = None;
+    let mut usage = AnswerUsage::default();
+    let mut info = AnswerInfo::default();
     let mut finish = "stop".to_string();
     while let Some(event) = session.events.next().await {
         match event.map_err(Refusal::Provider)? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
             ChatEvent::ToolCall(mut piece) => tool_calls.add(&mut piece, &session.task.id),
-            ChatEvent::Usage {
-                prompt_tokens,
-                completion_tokens,
-            } => usage = Some(usage_json(prompt_tokens, completion_tokens)),
+            ChatEvent::AnswerInfo(told) => info = told,
             ChatEvent::Finish(reason) => finish = reason,
+            counts @ (ChatEvent::Usage { .. } | ChatEvent::UsageDetails(_)) => {
+                usage.take(&counts);
+            }
         }
     }
     let llmage = style == ChunkStyle::Llmage;
-    let usage = usage.unwrap_or_else(|| usage_json(0, 0));
+    let usage = usage
+        .json()
+        .unwrap_or_else(|| json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}));
     let completion = Answer {
         id: &session.task.id,
         object: "chat.completion",
@@ -155,6 +158,8 @@ pub async fn complete(
             finish_reason: &finish,
         }],
         usage: Some(&usage),
+        service_tier: info.service_tier.as_deref(),
+        system_fingerprint: info.system_fingerprint.as_deref(),
         content: llmage.then_some(text.as_str()),
         reasoning_content: None,
         finish: llmage.then_some("1"),
@@ -174,6 +179,10 @@ struct Answer<'a, C> {
     choices: C,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_tier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_fingerprint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     /// `Some(())` writes `null`.
@@ -204,6 +213,8 @@ struct Chunks {
     created: i64,
     model: String,
     style: ChunkStyle,
+    /// What the vendor said of the answer, on every chunk from when it said it.
+    info: AnswerInfo,
 }
 
 impl Chunks {
@@ -227,6 +238,8 @@ impl Chunks {
                 std::slice::from_ref(&choice)
             },
             usage,
+            service_tier: self.info.service_tier.as_deref(),
+            system_fingerprint: self.info.system_fingerprint.as_deref(),
             content: llmage.then(|| choice.delta.content.unwrap_or("")),
             reasoning_content: llmage.then_some(()),
             // The usage chunk comes after the finishing one: the answer is done there too.
@@ -332,17 +345,18 @@ pub async fn sse(
         created: now_ms() / 1000,
         model: model_name.to_string(),
         style,
+        info: AnswerInfo::default(),
     };
     let mut relay = SseRelay {
         events: session.events,
         opening: true,
         chunks,
         include_usage,
-        usage: None,
+        usage: AnswerUsage::default(),
         finish: None,
         ended: false,
     };
-    let head = match tokio::time::timeout(FIRST_EVENT_WAIT, relay.events.next()).await {
+    let head = match tokio::time::timeout(FIRST_EVENT_WAIT, relay.first_chunk_event()).await {
         Ok(first) => relay.batch_from(first).await,
         Err(_) => relay.open(false).into_iter().collect(),
     };
@@ -370,7 +384,7 @@ struct SseRelay {
     opening: bool,
     chunks: Chunks,
     include_usage: bool,
-    usage: Option<Value>,
+    usage: AnswerUsage,
     /// The finishing chunk's reason, held until the engine's events end (the chat is being
     /// recorded meanwhile), so that it and `[DONE]` go out together.
     finish: Option<String>,
@@ -392,6 +406,28 @@ impl SseRelay {
             tool_calls: None,
         };
         Some(self.chunks.event(delta, None, None))
+    }
+
+    /// Keeps what an event says of the answer as a whole (its info, its usage), which makes no
+    /// chunk of its own; whether `event` was such.
+    fn keep(&mut self, event: &Option<Result<ChatEvent, ProviderError>>) -> bool {
+        match event {
+            Some(Ok(ChatEvent::AnswerInfo(info))) => self.chunks.info = info.clone(),
+            Some(Ok(counts)) => return self.usage.take(counts),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The engine's first event that makes a chunk, what came before it kept; cancelling it
+    /// loses nothing.
+    async fn first_chunk_event(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
+        loop {
+            let event = self.events.next().await;
+            if !self.keep(&event) {
+                return event;
+            }
+        }
     }
 
     /// The chunks of the engine's next event and what follows it; `None` once `[DONE]` has
@@ -437,19 +473,20 @@ impl SseRelay {
     }
 
     /// Adds the chunks of one engine event to `batch`: none for the usage and the finish,
-    /// which wait for the end.
+    /// which wait for the end, nor for the answer's info, which later chunks carry.
     fn render(&mut self, event: Option<Result<ChatEvent, ProviderError>>, batch: &mut Vec<Bytes>) {
-        // The held finish goes out before whatever follows it but a usage: the end, or a
-        // provider going on after its finish (a late delta, an error).
-        if !matches!(event, Some(Ok(ChatEvent::Usage { .. })))
-            && let Some(reason) = self.finish.take()
-        {
+        if self.keep(&event) {
+            return;
+        }
+        // The held finish goes out before whatever follows it: the end, or a provider going
+        // on after its finish (a late delta, an error).
+        if let Some(reason) = self.finish.take() {
             batch.push(self.chunks.event(Delta::default(), Some(&reason), None));
         }
         match event {
             None => {
                 self.ended = true;
-                if let Some(usage) = self.usage.take().filter(|_| self.include_usage) {
+                if let Some(usage) = self.usage.json().filter(|_| self.include_usage) {
                     batch.push(self.chunks.event(Delta::default(), None, Some(&usage)));
                 }
                 batch.push(DONE);
@@ -468,11 +505,10 @@ impl SseRelay {
                 };
                 batch.push(self.chunks.event(delta, None, None));
             }
-            Some(Ok(ChatEvent::Usage {
-                prompt_tokens,
-                completion_tokens,
-            })) => self.usage = Some(usage_json(prompt_tokens, completion_tokens)),
             Some(Ok(ChatEvent::Finish(reason))) => self.finish = Some(reason),
+            Some(Ok(ChatEvent::Usage { .. } | ChatEvent::UsageDetails(_) | ChatEvent::AnswerInfo(_))) => {
+                unreachable!("kept above")
+            }
             Some(Err(error)) => {
                 self.ended = true;
                 let message =

@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -59,14 +59,52 @@ pub struct ChatSession {
     pub events: BoxStream<'static, Result<ChatEvent, ProviderError>>,
 }
 
-/// OpenAI's usage object, as chats store and show it.
-pub fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
-    json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    })
+/// An answer's usage as its events tell it, as chats store and show it: OpenAI's usage object
+/// with the two counts the chat is charged by, and beside them the vendor's finer counts
+/// ([`ChatEvent::UsageDetails`]), which never replace those two.
+#[derive(Debug, Default)]
+pub struct AnswerUsage {
+    counts: Option<(u64, u64)>,
+    details: Map<String, Value>,
 }
+
+impl AnswerUsage {
+    /// Keeps what a usage event says; whether `event` was one.
+    pub fn take(&mut self, event: &ChatEvent) -> bool {
+        match event {
+            ChatEvent::Usage {
+                prompt_tokens,
+                completion_tokens,
+            } => self.counts = Some((*prompt_tokens, *completion_tokens)),
+            ChatEvent::UsageDetails(details) => self.details.extend(
+                details
+                    .iter()
+                    .filter(|(key, _)| !COUNTS.contains(&key.as_str()))
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            ),
+            _ => return false,
+        }
+        true
+    }
+
+    /// OpenAI's usage object; none until the vendor gave its counts.
+    pub fn json(&self) -> Option<Value> {
+        let (prompt_tokens, completion_tokens) = self.counts?;
+        let mut usage = Map::from_iter([
+            ("prompt_tokens".into(), prompt_tokens.into()),
+            ("completion_tokens".into(), completion_tokens.into()),
+            (
+                "total_tokens".into(),
+                (prompt_tokens + completion_tokens).into(),
+            ),
+        ]);
+        usage.extend(self.details.clone());
+        Some(Value::Object(usage))
+    }
+}
+
+/// The counts of OpenAI's usage object, which only [`ChatEvent::Usage`] sets.
+const COUNTS: [&str; 3] = ["prompt_tokens", "completion_tokens", "total_tokens"];
 
 impl Engine {
     /// Checks and records the chat as a running task through the front door's checks
@@ -147,7 +185,7 @@ impl Engine {
             held,
             text: String::new(),
             tool_calls: ToolCalls::default(),
-            usage: None,
+            usage: AnswerUsage::default(),
             finished: false,
             // The request's: a stream's body is read after its handler returned.
             span: tracing::Span::current(),
@@ -330,7 +368,7 @@ struct Relay {
     held: Held,
     text: String,
     tool_calls: ToolCalls,
-    usage: Option<Value>,
+    usage: AnswerUsage,
     /// The provider sent its finish, which must be its last event.
     finished: bool,
     span: tracing::Span,
@@ -360,13 +398,8 @@ impl Relay {
                 self.tool_calls.add(piece, &self.held.id);
                 return event;
             }
-            Some(Ok(ChatEvent::Usage {
-                prompt_tokens,
-                completion_tokens,
-            })) => {
-                self.usage = Some(usage_json(*prompt_tokens, *completion_tokens));
-                return event;
-            }
+            Some(Ok(usage)) if self.usage.take(usage) => return event,
+            Some(Ok(ChatEvent::AnswerInfo(_))) => return event,
             Some(Ok(ChatEvent::Finish(_))) => {
                 self.finished = true;
                 return event;
@@ -378,7 +411,7 @@ impl Relay {
                 }
                 Outcome::Succeeded {
                     outputs: vec![output],
-                    usage: self.usage.take(),
+                    usage: self.usage.json(),
                 }
             }
             Some(Err(error)) => self.held.outcome(error),

@@ -2,7 +2,8 @@
 //!
 //! - `chat`: the last message names how its answer breaks the order of events:
 //!   `after-finish` (text after the finish), `no-finish` (an end without one) or
-//!   `unnamed-call` (a tool call whose function is never named).
+//!   `unnamed-call` (a tool call whose function is never named); or `bad-details`, usage
+//!   details that are no JSON object.
 //! - `image` (`image.generate`): the prompt names what it finishes with instead of an image:
 //!   `nothing` (no output) or `text` (a text output).
 //!
@@ -51,7 +52,12 @@ impl Provider for FaultAnswers {
                 ChatEvent::ToolCall { index: 0, id: None, name: None, arguments: "{}".into() },
                 ChatEvent::Finish("tool_calls".to_string()),
             ],
-            other => return Err(Error::invalid(format!("ask for after-finish, no-finish or unnamed-call, not {other:?}"))),
+            "bad-details" => vec![text("a"), ChatEvent::UsageDetails(easel_sdk::serde_json::json!([1])), finish()],
+            other => {
+                return Err(Error::invalid(format!(
+                    "ask for after-finish, no-finish, unnamed-call or bad-details, not {other:?}"
+                )));
+            }
         };
         Ok(Box::new(EventList::new(events, 1)))
     }

@@ -22,6 +22,12 @@
 //! piece as they arrive (a call's id and name in its first piece, its arguments' text spread
 //! over the pieces with the same index, or all in one piece as Zhipu sends them). An answer
 //! that makes calls finishes with `tool_calls`, passed on as the vendor says it.
+//!
+//! What the vendor says of the answer beyond its text is passed on in OpenAI's words: its
+//! `system_fingerprint` and `service_tier` (from the first object that has either) as
+//! [`ChatEvent::AnswerInfo`], just before the first text or tool call, and its usage's
+//! `prompt_tokens_details` and `completion_tokens_details` as [`ChatEvent::UsageDetails`]
+//! after the usage.
 
 use easel_sdk::http::{Request, SseEvent, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
@@ -165,7 +171,7 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     if answer.is_error() {
         return Err(map_error(response.status(), None, response.body()));
     }
-    let mut events = Vec::new();
+    let mut events: Vec<ChatEvent> = answer.info().into_iter().collect();
     let choice = answer.choices.into_iter().next().unwrap_or_default();
     let message = choice.message.unwrap_or_default();
     if let Some(text) = message.content.filter(|t| !t.is_empty()) {
@@ -178,6 +184,7 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     if let Some((prompt, completion)) = answer.usage.as_ref().and_then(token_counts) {
         events.push(ChatEvent::Usage { prompt, completion });
     }
+    events.extend(answer.usage.as_ref().and_then(usage_details));
     let reason = choice.finish_reason.as_deref().unwrap_or("stop");
     events.push(ChatEvent::Finish(contract_reason(reason).to_string()));
     Ok(Box::new(EventList::new(events, usize::MAX)))
@@ -197,6 +204,10 @@ struct Answer {
     #[serde(deserialize_with = "list_or_none")]
     choices: Vec<Choice>,
     usage: Option<Value>,
+    #[serde(deserialize_with = "string_or_none")]
+    system_fingerprint: Option<String>,
+    #[serde(deserialize_with = "string_or_none")]
+    service_tier: Option<String>,
 }
 
 /// MiniMax's status of an answer, present in successes too (`status_code` 0).
@@ -208,6 +219,14 @@ struct BaseResp {
 }
 
 impl Answer {
+    /// What it says of the answer as a whole, when it says anything.
+    fn info(&self) -> Option<ChatEvent> {
+        (self.system_fingerprint.is_some() || self.service_tier.is_some()).then(|| ChatEvent::AnswerInfo {
+            system_fingerprint: self.system_fingerprint.clone(),
+            service_tier: self.service_tier.clone(),
+        })
+    }
+
     /// Whether a 2xx answer or chunk is an error in the vendor's words.
     fn is_error(&self) -> bool {
         self.error.is_some()
@@ -310,6 +329,16 @@ fn token_counts(usage: &Value) -> Option<(u64, u64)> {
     Some((count("prompt_tokens"), count("completion_tokens")))
 }
 
+/// A usage object's finer counts, the fields of OpenAI's usage beside its three counts, when
+/// it has any.
+fn usage_details(usage: &Value) -> Option<ChatEvent> {
+    let details: Map<String, Value> = ["prompt_tokens_details", "completion_tokens_details"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), usage.get(name).filter(|d| d.is_object())?.clone())))
+        .collect();
+    (!details.is_empty()).then(|| ChatEvent::UsageDetails(Value::Object(details)))
+}
+
 /// A vendor's finish reason in the contract's words: Zhipu ends a moderated answer with
 /// `sensitive`, the contract says OpenAI's `content_filter`.
 fn contract_reason(reason: &str) -> &str {
@@ -343,6 +372,9 @@ pub fn stream(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatSt
         events: Some(response.sse()),
         finish: None,
         usage: None,
+        usage_details: None,
+        info: None,
+        told_info: false,
         map_error,
         failed: None,
     }))
@@ -358,6 +390,12 @@ struct ChunkStream {
     events: Option<SseReader>,
     finish: Option<String>,
     usage: Option<(u64, u64)>,
+    usage_details: Option<ChatEvent>,
+    /// What the vendor said of the answer, held until the first text or tool call (so that
+    /// it does not end a step by itself).
+    info: Option<ChatEvent>,
+    /// Whether the answer's info was read already (the vendor repeats it on every chunk).
+    told_info: bool,
     map_error: ErrorMapper,
     /// A vendor error met after this step's first events, returned by the next step.
     failed: Option<Error>,
@@ -366,10 +404,11 @@ struct ChunkStream {
 impl ChunkStream {
     fn tail(&mut self) -> Vec<ChatEvent> {
         self.events = None;
-        let mut tail = Vec::new();
+        let mut tail: Vec<ChatEvent> = self.info.take().into_iter().collect();
         if let Some((prompt, completion)) = self.usage.take() {
             tail.push(ChatEvent::Usage { prompt, completion });
         }
+        tail.extend(self.usage_details.take());
         tail.push(ChatEvent::Finish(
             self.finish.take().unwrap_or_else(|| "stop".to_string()),
         ));
@@ -387,9 +426,17 @@ impl ChunkStream {
         if let Some(counts) = chunk.usage.as_ref().and_then(token_counts) {
             self.usage = Some(counts);
         }
+        if let Some(details) = chunk.usage.as_ref().and_then(usage_details) {
+            self.usage_details = Some(details);
+        }
+        if !self.told_info {
+            self.info = chunk.info();
+            self.told_info = self.info.is_some();
+        }
         if let Some(choice) = chunk.choices.into_iter().next() {
             let delta = choice.delta.unwrap_or_default();
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.extend(self.info.take());
                 out.push(ChatEvent::Delta(text));
             }
             for (position, call) in delta.tool_calls.into_iter().enumerate() {
@@ -399,6 +446,7 @@ impl ChunkStream {
                 if matches!(&piece, ChatEvent::ToolCall { id, name, arguments, .. }
                             if id.is_some() || name.is_some() || !arguments.is_empty())
                 {
+                    out.extend(self.info.take());
                     out.push(piece);
                 }
             }
@@ -577,6 +625,64 @@ mod tests {
                 call(0, Some("c"), Some("f"), r#"{"a":[1,2]}"#),
                 call(1, Some("d"), Some("g"), "{}"),
                 ChatEvent::Finish("tool_calls".into())
+            ]
+        );
+    }
+
+    /// OpenAI's answers as they come now: a fingerprint and a tier on the answer (on every
+    /// chunk of a stream), finer counts inside the usage.
+    #[test]
+    fn what_the_vendor_says_of_the_answer_is_passed_on() {
+        let usage = json!({"prompt_tokens": 40, "completion_tokens": 22, "total_tokens": 62,
+                           "prompt_tokens_details": {"cached_tokens": 32, "audio_tokens": 0},
+                           "completion_tokens_details": {"reasoning_tokens": 12}, "queue_time": 0.1});
+        let info = ChatEvent::AnswerInfo {
+            system_fingerprint: Some("fp_a1".into()),
+            service_tier: Some("default".into()),
+        };
+        let details = ChatEvent::UsageDetails(json!({"prompt_tokens_details": {"cached_tokens": 32, "audio_tokens": 0},
+                                                      "completion_tokens_details": {"reasoning_tokens": 12}}));
+        assert_eq!(
+            whole_events(json!({"choices": [{"finish_reason": "stop", "message": {"content": "hi"}}],
+                                "system_fingerprint": "fp_a1", "service_tier": "default", "usage": usage})),
+            vec![
+                info.clone(),
+                ChatEvent::Delta("hi".into()),
+                ChatEvent::Usage { prompt: 40, completion: 22 },
+                details.clone(),
+                ChatEvent::Finish("stop".into())
+            ]
+        );
+        let chunk = |rest: &str| format!(r#"{{"system_fingerprint":"fp_a1","service_tier":"default",{rest}}}"#);
+        let (opening, text, finish, counted) = (
+            chunk(r#""choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]"#),
+            chunk(r#""choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]"#),
+            chunk(r#""choices":[{"index":0,"delta":{},"finish_reason":"stop"}]"#),
+            chunk(&format!(r#""choices":[],"usage":{usage}"#)),
+        );
+        // The info once, held for the first text rather than sent alone.
+        assert_eq!(
+            streamed_events([&opening, &text, &finish, &counted, "[DONE]"]),
+            vec![
+                info.clone(),
+                ChatEvent::Delta("hi".into()),
+                ChatEvent::Usage { prompt: 40, completion: 22 },
+                details,
+                ChatEvent::Finish("stop".into())
+            ]
+        );
+        // An answer with no text still says it; a vendor that says nothing of it sends neither.
+        assert_eq!(
+            streamed_events([&opening, &finish, "[DONE]"]),
+            vec![info, ChatEvent::Finish("stop".into())]
+        );
+        assert_eq!(
+            whole_events(json!({"choices": [{"finish_reason": "stop", "message": {"content": "hi"}}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "prompt_tokens_details": null}})),
+            vec![
+                ChatEvent::Delta("hi".into()),
+                ChatEvent::Usage { prompt: 1, completion: 1 },
+                ChatEvent::Finish("stop".into())
             ]
         );
     }

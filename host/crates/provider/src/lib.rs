@@ -293,10 +293,25 @@ pub enum ChatEvent {
         /// Completion tokens.
         completion_tokens: u64,
     },
+    /// The vendor's finer token counts in OpenAI's shape (`prompt_tokens_details`,
+    /// `completion_tokens_details`), shown inside the answer's usage (contract 0.3.0 on).
+    UsageDetails(serde_json::Map<String, serde_json::Value>),
+    /// What the vendor says of the answer as a whole, shown on it and on each of its chunks
+    /// (contract 0.3.0 on).
+    AnswerInfo(AnswerInfo),
     /// A piece of a function call the model asks the client to make (contract 0.2.0 on).
     ToolCall(ToolCallPiece),
     /// Why the answer ended (`stop`, `length`, `tool_calls`, …); the last event.
     Finish(String),
+}
+
+/// What a vendor says of a chat answer as a whole, in OpenAI's words.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnswerInfo {
+    /// The vendor's backend configuration (`system_fingerprint`).
+    pub system_fingerprint: Option<String>,
+    /// The tier that served the answer (`service_tier`).
+    pub service_tier: Option<String>,
 }
 
 /// A piece of a tool call. A call's first piece carries its id and the function's name; later

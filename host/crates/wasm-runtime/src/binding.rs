@@ -4,7 +4,7 @@
 //! Invariants: [`binding!`] is expanded once in each version's module (`v0_1_0`, …), with the
 //! version's WIT folder; it generates the module's bindings (`generated`, with `t` for their
 //! `types` interface), and the module adds its own `chat_event` translation (the one type
-//! versions have differed in). A change here
+//! versions have differed in; an event the host cannot take fails the chat). A change here
 //! reaches every version, so it may only keep each version's behaviour: a version whose types
 //! drift from these must translate them in its own module instead.
 
@@ -276,7 +276,7 @@ macro_rules! binding {
                     .await?;
                 Ok(out
                     .map_err(error)
-                    .map(|evs| evs.into_iter().map(chat_event).collect()))
+                    .and_then(|evs| evs.into_iter().map(chat_event).collect()))
             }
 
             /// Drops the stream in the guest; whether it went cleanly (no trap).

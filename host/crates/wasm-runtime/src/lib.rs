@@ -33,6 +33,7 @@ pub mod secrets;
 mod state;
 mod v0_1_0;
 mod v0_2_0;
+mod v0_3_0;
 
 use std::path::Path;
 

@@ -12,16 +12,16 @@ pub(crate) const VERSION: &str = "0.1.0";
 /// The export that marks a component as targeting this version.
 pub(crate) const MARKER_EXPORT: &str = "easel:provider/chat@0.1.0";
 
-fn chat_event(e: t::ChatEvent) -> easel_provider::ChatEvent {
+fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderError> {
     use easel_provider::ChatEvent as E;
-    match e {
+    Ok(match e {
         t::ChatEvent::Delta(s) => E::Delta(s),
         t::ChatEvent::Usage((prompt_tokens, completion_tokens)) => E::Usage {
             prompt_tokens,
             completion_tokens,
         },
         t::ChatEvent::Finish(s) => E::Finish(s),
-    }
+    })
 }
 
 crate::binding::binding!("../../../wit/v0.1.0");

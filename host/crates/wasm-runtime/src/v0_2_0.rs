@@ -14,9 +14,9 @@ pub(crate) const VERSION: &str = "0.2.0";
 /// The export that marks a component as targeting this version.
 pub(crate) const MARKER_EXPORT: &str = "easel:provider/chat@0.2.0";
 
-fn chat_event(e: t::ChatEvent) -> easel_provider::ChatEvent {
+fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderError> {
     use easel_provider::ChatEvent as E;
-    match e {
+    Ok(match e {
         t::ChatEvent::Delta(s) => E::Delta(s),
         t::ChatEvent::ToolCall(call) => E::ToolCall(easel_provider::ToolCallPiece {
             index: call.index,
@@ -29,7 +29,7 @@ fn chat_event(e: t::ChatEvent) -> easel_provider::ChatEvent {
             completion_tokens,
         },
         t::ChatEvent::Finish(s) => E::Finish(s),
-    }
+    })
 }
 
 crate::binding::binding!("../../../wit/v0.2.0");

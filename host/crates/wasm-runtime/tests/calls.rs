@@ -267,3 +267,57 @@ async fn upstream_connections_are_kept_alive_and_replaced_once_closed() {
         );
     }
 }
+
+/// A plugin built for an earlier contract keeps loading and answering: `fixtures/` holds the
+/// demo plugin as the SDK of contract 0.2.0 built it, before 0.3.0 was released. Its chats
+/// have tool calls (0.2.0 added them) and none of 0.3.0's answer details.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_for_contract_0_2_0_keeps_working() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/demo-contract-0.2.0.wasm");
+    let rt = Runtime::new(common::config()).unwrap();
+    let p = rt
+        .load_bytes(std::fs::read(&fixture).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(p.id(), "demo");
+    assert_eq!(p.contract_version(), "0.2.0");
+    assert!(p.makes_tool_calls());
+
+    let ctx = CallContext::detached("t-0.2.0");
+    let chat = |params: serde_json::Value| ChatRequest {
+        model: "chat".into(),
+        messages: vec![serde_json::json!({"role": "user", "content": "hello there"})],
+        params: params.as_object().unwrap().clone(),
+    };
+    let events = |params| {
+        let p = p.clone();
+        let ctx = ctx.clone();
+        async move {
+            let stream = p.chat(&chat(params), &ctx).await.unwrap();
+            let events: Vec<_> = stream.collect().await;
+            events
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<ChatEvent>>()
+        }
+    };
+    let answer = events(serde_json::json!({})).await;
+    assert!(matches!(answer[0], ChatEvent::Delta(_)), "{answer:?}");
+    assert!(
+        answer.contains(&ChatEvent::Usage {
+            prompt_tokens: 2,
+            completion_tokens: (answer.len() - 2) as u64
+        }),
+        "{answer:?}"
+    );
+    assert_eq!(answer.last(), Some(&ChatEvent::Finish("stop".into())));
+
+    let tools = serde_json::json!({"tools": [{"type": "function", "function": {"name": "lookup"}}]});
+    let called = events(tools).await;
+    assert!(
+        matches!(&called[0], ChatEvent::ToolCall(piece) if piece.name.as_deref() == Some("lookup")),
+        "{called:?}"
+    );
+    assert_eq!(called.last(), Some(&ChatEvent::Finish("tool_calls".into())));
+}
