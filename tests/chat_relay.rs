@@ -163,7 +163,10 @@ async fn the_upstream_is_asked_for_what_the_client_asked_for() {
     }
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["total_tokens"], 12, "{streamed}");
-    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 2, "{usage}");
+    assert_eq!(
+        usage["prompt_tokens_details"]["cached_tokens"], 2,
+        "{usage}"
+    );
 
     let asked: Vec<Value> = fake
         .calls_to("POST /v1/chat/completions")

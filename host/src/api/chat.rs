@@ -506,7 +506,9 @@ impl SseRelay {
                 batch.push(self.chunks.event(delta, None, None));
             }
             Some(Ok(ChatEvent::Finish(reason))) => self.finish = Some(reason),
-            Some(Ok(ChatEvent::Usage { .. } | ChatEvent::UsageDetails(_) | ChatEvent::AnswerInfo(_))) => {
+            Some(Ok(
+                ChatEvent::Usage { .. } | ChatEvent::UsageDetails(_) | ChatEvent::AnswerInfo(_),
+            )) => {
                 unreachable!("kept above")
             }
             Some(Err(error)) => {

@@ -398,7 +398,10 @@ impl Relay {
                 self.tool_calls.add(piece, &self.held.id);
                 return event;
             }
-            Some(Ok(usage)) if self.usage.take(usage) => return event,
+            Some(Ok(counts @ (ChatEvent::Usage { .. } | ChatEvent::UsageDetails(_)))) => {
+                self.usage.take(counts);
+                return event;
+            }
             Some(Ok(ChatEvent::AnswerInfo(_))) => return event,
             Some(Ok(ChatEvent::Finish(_))) => {
                 self.finished = true;

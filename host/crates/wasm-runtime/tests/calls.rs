@@ -276,10 +276,11 @@ async fn a_plugin_built_for_contract_0_2_0_keeps_working() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/demo-contract-0.2.0.wasm");
     let rt = Runtime::new(common::config()).unwrap();
-    let p = rt
-        .load_bytes(std::fs::read(&fixture).unwrap())
-        .await
-        .unwrap();
+    let p = Arc::new(
+        rt.load_bytes(std::fs::read(&fixture).unwrap())
+            .await
+            .unwrap(),
+    );
     assert_eq!(p.id(), "demo");
     assert_eq!(p.contract_version(), "0.2.0");
     assert!(p.makes_tool_calls());
@@ -313,7 +314,8 @@ async fn a_plugin_built_for_contract_0_2_0_keeps_working() {
     );
     assert_eq!(answer.last(), Some(&ChatEvent::Finish("stop".into())));
 
-    let tools = serde_json::json!({"tools": [{"type": "function", "function": {"name": "lookup"}}]});
+    let tools =
+        serde_json::json!({"tools": [{"type": "function", "function": {"name": "lookup"}}]});
     let called = events(tools).await;
     assert!(
         matches!(&called[0], ChatEvent::ToolCall(piece) if piece.name.as_deref() == Some("lookup")),
