@@ -6,7 +6,7 @@
 use crate::client::{self, Family, Region};
 use crate::params;
 use easel_sdk::serde_json::{Value, json};
-use easel_sdk::{Error, Finished, GenerationRequest, Output, Result, Submission};
+use easel_sdk::{Error, Finished, GenerationRequest, Output, PollOutcome, Result, Submission};
 use vendor_kit::media::{self, Reference};
 
 const TEXT2IMAGE: &str = "/services/aigc/text2image/image-synthesis";
@@ -106,22 +106,23 @@ fn edit(request: &GenerationRequest, region: Region, source: &easel_sdk::InputMe
     Ok(Submission::Finished(with_usage(Finished::new(outputs), &answer)))
 }
 
-/// The outputs of a `SUCCEEDED` image task: every `output.results[].url`. Results that
-/// failed on their own carry `code`/`message`; if none succeeded the first error wins.
-pub fn finished(answer: &Value) -> Result<Finished> {
+/// The outcome of the `SUCCEEDED` image task `task_id`: every `output.results[].url`.
+/// Results that failed on their own carry `code`/`message`; if none succeeded the first
+/// error wins, and a success with neither images nor errors fails the task too.
+pub fn finished(answer: &Value, task_id: &str) -> PollOutcome {
     let results = answer.pointer("/output/results").and_then(Value::as_array).cloned().unwrap_or_default();
     let outputs: Vec<Output> = results
         .iter()
-        .filter_map(|r| r.get("url").and_then(Value::as_str))
+        .filter_map(|r| r.get("url").and_then(Value::as_str).filter(|url| !url.is_empty()))
         .map(|url| Output::Url { url: url.to_string(), content_type: Some("image/png".into()) })
         .collect();
     if outputs.is_empty() {
-        return Err(match results.iter().find(|r| r.get("code").is_some()) {
-            Some(failed) => crate::errors::from_failed_task(failed),
-            None => Error::upstream(format!("DashScope reported success without images: {answer}")),
-        });
+        return match results.iter().find(|r| r.get("code").is_some()) {
+            Some(failed) => PollOutcome::Failed(crate::errors::from_failed_task(failed)),
+            None => vendor_kit::outcome::succeeded_without_output("DashScope", task_id, "output.results[].url"),
+        };
     }
-    Ok(with_usage(Finished::new(outputs), answer))
+    PollOutcome::Finished(with_usage(Finished::new(outputs), answer))
 }
 
 /// Attaches the answer's `usage` object, when there is one.

@@ -70,16 +70,10 @@ impl Provider for DashScope {
         let status = output.get("task_status").and_then(Value::as_str).unwrap_or("");
         Ok(match status {
             "PENDING" | "RUNNING" => PollOutcome::Running { progress: None, poll_after_ms: task.family.poll_after_ms() },
-            "SUCCEEDED" => {
-                let finished = match task.family {
-                    Family::Image => image::finished(&answer),
-                    Family::Video => video::finished(&answer),
-                };
-                match finished {
-                    Ok(f) => PollOutcome::Finished(f),
-                    Err(e) => PollOutcome::Failed(e),
-                }
-            }
+            "SUCCEEDED" => match task.family {
+                Family::Image => image::finished(&answer, &task.id),
+                Family::Video => video::finished(&answer, &task.id),
+            },
             "FAILED" => PollOutcome::Failed(errors::from_failed_task(&output)),
             "CANCELED" => PollOutcome::Failed(Error::internal("the task was cancelled at DashScope")),
             // UNKNOWN: the task id is not (or no longer) known; results live 24 hours.

@@ -5,7 +5,7 @@
 use crate::client::{self, Family, Region};
 use crate::params;
 use easel_sdk::serde_json::{Value, json};
-use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Output, Result, Submission};
+use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Output, PollOutcome, Result, Submission};
 use vendor_kit::media::{self, Reference};
 
 const VIDEO_SYNTHESIS: &str = "/services/aigc/video-generation/video-synthesis";
@@ -156,12 +156,12 @@ fn happyhorse(
     Ok(json!({"model": request.model, "input": input, "parameters": parameters}))
 }
 
-/// The output of a `SUCCEEDED` video task: `output.video_url`.
-pub fn finished(answer: &Value) -> Result<Finished> {
-    let url = answer
-        .pointer("/output/video_url")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::upstream(format!("DashScope reported success without a video_url: {answer}")))?;
+/// The outcome of the `SUCCEEDED` video task `task_id`: its `output.video_url`, or, when
+/// the answer has none, the task's failure.
+pub fn finished(answer: &Value, task_id: &str) -> PollOutcome {
+    let Some(url) = answer.pointer("/output/video_url").and_then(Value::as_str).filter(|url| !url.is_empty()) else {
+        return vendor_kit::outcome::succeeded_without_output("DashScope", task_id, "output.video_url");
+    };
     let out = Finished::new(vec![Output::Url { url: url.to_string(), content_type: Some("video/mp4".into()) }]);
-    Ok(crate::image::with_usage(out, answer))
+    PollOutcome::Finished(crate::image::with_usage(out, answer))
 }

@@ -74,7 +74,7 @@ impl Provider for Kling {
         let data = call(authorized(Request::get(url))?)?;
         match data["task_status"].as_str().unwrap_or_default() {
             "submitted" | "processing" => Ok(PollOutcome::Running { progress: None, poll_after_ms: poll_after(route) }),
-            "succeed" => finished(route, &data).map(PollOutcome::Finished),
+            "succeed" => Ok(finished(route, task_id, &data)),
             "failed" => {
                 let message = data["task_status_msg"].as_str().unwrap_or("no reason given").to_string();
                 let lower = message.to_lowercase();
@@ -107,24 +107,25 @@ fn decode(handle: &str) -> Result<(Region, Route, &str)> {
     Ok((region, route, vendor_kit::handle::task_id(fields[1])?))
 }
 
-/// The task's videos or images as URL outputs (Kling deletes them after 30 days).
-fn finished(route: Route, data: &Value) -> Result<Finished> {
+/// The succeeded task's videos or images as URL outputs (Kling deletes them after 30 days);
+/// a success without any fails the task.
+fn finished(route: Route, task_id: &str, data: &Value) -> PollOutcome {
     let (list, content_type) = if route == Route::Image { ("images", "image/png") } else { ("videos", "video/mp4") };
     let outputs: Vec<Output> = data["task_result"][list]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|item| item["url"].as_str())
+        .filter_map(|item| item["url"].as_str().filter(|url| !url.is_empty()))
         .map(|url| Output::Url { url: url.to_string(), content_type: Some(content_type.into()) })
         .collect();
     if outputs.is_empty() {
-        return Err(Error::upstream(format!("Kling reported success without {list}: {data}")));
+        return vendor_kit::outcome::succeeded_without_output("Kling", task_id, &format!("task_result.{list}[].url"));
     }
     let mut done = Finished::new(outputs);
     if let Some(duration) = data["task_result"]["videos"][0]["duration"].as_str() {
         done = done.usage(json!({"duration": duration}));
     }
-    Ok(done)
+    PollOutcome::Finished(done)
 }
 
 fn authorized(request: Request) -> Result<Request> {

@@ -204,6 +204,28 @@ fn failed_tasks_are_mapped() {
     s.finish();
 }
 
+/// A task Kling calls a success but that has no video or image will never have one: it fails
+/// now, naming why, instead of being polled as an outage for a day.
+#[test]
+fn a_success_without_videos_or_images_fails_the_task() {
+    let s = script()
+        .exchange(Expect::get(format!("{BASE}/v1/videos/text2video/t-6")), ok(json!({"task_id": "t-6", "task_status": "succeed", "task_result": {}})))
+        .exchange(
+            Expect::get(format!("{BASE}/v1/images/generations/img-6")),
+            ok(json!({"task_id": "img-6", "task_status": "succeed", "task_result": {"images": [{"index": 0, "url": ""}]}})),
+        )
+        .install();
+    for (handle, task, list) in [("kling:v1:t2v:t-6", "t-6", "task_result.videos"), ("kling:v1:img:img-6", "img-6", "task_result.images")] {
+        let outcome = Kling.poll(handle).unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains(&format!("Kling reported that task {task} succeeded but returned no output")) && m.contains(list)),
+            "{outcome:?}"
+        );
+    }
+    s.finish();
+}
+
 #[test]
 fn auth_errors_map_to_unauthorized() {
     assert!(matches!(submit_error(kling_error(401, 1004, "Auth failed: token expired")), Error::Unauthorized(m) if m.contains("1004")));

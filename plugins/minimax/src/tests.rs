@@ -137,6 +137,37 @@ fn failed_video_tasks_carry_their_reason() {
     s.finish();
 }
 
+/// A task MiniMax calls a success but that names no file, or whose file has no link, will
+/// never have one: it fails now, naming why, instead of being polled as an outage for a
+/// day. The file fetch itself failing is an outage, polled again.
+#[test]
+fn a_success_without_a_file_or_a_link_fails_the_task_but_a_failed_file_fetch_is_retried() {
+    let query = format!("{API_BASE}/query/video_generation?task_id=t7");
+    let retrieve = format!("{API_BASE}/files/retrieve?file_id=f7");
+    let success = || ok(json!({"task_id": "t7", "status": "Success", "file_id": "f7"}));
+    let s = script()
+        .exchange(Expect::get(&query), ok(json!({"task_id": "t7", "status": "Success"})))
+        .exchange(Expect::get(&query), ok(json!({"task_id": "t7", "status": "Success", "file_id": ""})))
+        .exchange(Expect::get(&query), success())
+        .exchange(Expect::get(&retrieve), ok(json!({"file": {"file_id": "f7", "filename": "output.mp4"}})))
+        .exchange(Expect::get(&query), success())
+        .exchange(Expect::get(&retrieve), Reply::text(503, "busy"))
+        .exchange(Expect::get(&query), success())
+        .exchange(Expect::get(&retrieve), Reply::fail(Error::upstream("timed out")))
+        .install();
+    let no_output = |missing: &str| {
+        let outcome = MiniMax.poll("minimax:v1:t7").unwrap();
+        let PollOutcome::Failed(Error::UpstreamUnavailable(m)) = &outcome else { panic!("expected failed, got {outcome:?}") };
+        assert!(m.contains("task t7 succeeded but returned no output") && m.contains(missing), "{m}");
+    };
+    no_output("no file_id");
+    no_output("no file_id");
+    no_output("no file.download_url for its file f7");
+    assert!(matches!(MiniMax.poll("minimax:v1:t7"), Err(Error::UpstreamUnavailable(_))));
+    assert!(matches!(MiniMax.poll("minimax:v1:t7"), Err(Error::UpstreamUnavailable(m)) if m.contains("timed out")));
+    s.finish();
+}
+
 #[test]
 fn errors_map_to_typed_errors() {
     assert!(matches!(video_error(base_error(1004, "login fail")), Error::Unauthorized(_)));

@@ -64,7 +64,9 @@ pub fn submit(request: &GenerationRequest) -> Result<Submission> {
 }
 
 /// Polls a video task, on the platform its handle (`minimax[-cn]:v1:<task id>`) names; on
-/// success fetches the file's download URL there too.
+/// success fetches the file's download URL there too. A success without a `file_id`, or a
+/// file without a `download_url`, fails the task; the file fetch failing is an outage like
+/// a failed query, polled again.
 pub fn poll(handle: &str) -> Result<PollOutcome> {
     let (region, fields) = vendor_kit::handle::decode_regional(VENDOR, HANDLE_VERSION, handle, 1)?;
     let task_id = vendor_kit::handle::task_id(fields[0])?;
@@ -81,14 +83,15 @@ pub fn poll(handle: &str) -> Result<PollOutcome> {
         "Preparing" | "Queueing" | "Processing" => Ok(PollOutcome::Running { progress: None, poll_after_ms: POLL_AFTER_MS }),
         "Success" => {
             let file_id = match &answer["file_id"] {
-                Value::String(s) => s.clone(),
+                Value::String(s) if !s.is_empty() => s.clone(),
                 Value::Number(n) => n.to_string(),
-                _ => return Err(Error::upstream(format!("MiniMax reported success without a file_id: {answer}"))),
+                _ => return Ok(vendor_kit::outcome::succeeded_without_output("MiniMax", task_id, "file_id")),
             };
             let file = call(authorized(Request::get(format!("{base}/files/retrieve?file_id={file_id}")))?)?;
-            let url = file["file"]["download_url"]
-                .as_str()
-                .ok_or_else(|| Error::upstream(format!("MiniMax file {file_id} has no download_url")))?;
+            let Some(url) = file["file"]["download_url"].as_str().filter(|url| !url.is_empty()) else {
+                let missing = format!("file.download_url for its file {file_id}");
+                return Ok(vendor_kit::outcome::succeeded_without_output("MiniMax", task_id, &missing));
+            };
             let mut done = Finished::new(vec![Output::Url { url: url.to_string(), content_type: Some("video/mp4".into()) }]);
             if let (Some(w), Some(h)) = (answer["video_width"].as_u64(), answer["video_height"].as_u64()) {
                 done = done.usage(json!({"video_width": w, "video_height": h}));

@@ -66,7 +66,7 @@ impl Provider for ModelScope {
         )?;
         match answer["task_status"].as_str().unwrap_or_default() {
             "PENDING" | "RUNNING" | "PROCESSING" => Ok(PollOutcome::Running { progress: None, poll_after_ms: POLL_AFTER_MS }),
-            "SUCCEED" | "SUCCEEDED" => finished(&answer).map(PollOutcome::Finished),
+            "SUCCEED" | "SUCCEEDED" => Ok(finished(task_id, &answer)),
             "FAILED" => Ok(PollOutcome::Failed(errors::task_failure(&answer))),
             other => Err(Error::upstream(format!("ModelScope reported an unknown task_status `{other}`"))),
         }
@@ -101,19 +101,20 @@ fn generation_body(request: &GenerationRequest) -> Result<Value> {
     Ok(Value::Object(body))
 }
 
-/// The finished task's images as URL outputs (ModelScope keeps them only for a while).
-fn finished(answer: &Value) -> Result<Finished> {
+/// The succeeded task's images as URL outputs (ModelScope keeps them only for a while); a
+/// success without any fails the task.
+fn finished(task_id: &str, answer: &Value) -> PollOutcome {
     let outputs: Vec<Output> = answer["output_images"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
+        .filter_map(|url| url.as_str().filter(|url| !url.is_empty()))
         .map(|url| Output::Url { url: url.to_string(), content_type: Some("image/png".into()) })
         .collect();
     if outputs.is_empty() {
-        return Err(Error::upstream(format!("ModelScope reported success without output_images: {answer}")));
+        return vendor_kit::outcome::succeeded_without_output("ModelScope", task_id, "output_images");
     }
-    Ok(Finished::new(outputs))
+    PollOutcome::Finished(Finished::new(outputs))
 }
 
 fn authorized(request: Request) -> Result<Request> {

@@ -136,6 +136,26 @@ fn failed_tasks_are_reported() {
     s.finish();
 }
 
+/// A task ModelScope calls a success but that has no image will never have one: it fails now,
+/// naming why, instead of being polled as an outage for a day.
+#[test]
+fn a_success_without_images_fails_the_task() {
+    let task = format!("{API_BASE}/tasks/t5");
+    let s = script()
+        .exchange(Expect::get(&task), Reply::json(200, json!({"task_status": "SUCCEED"})))
+        .exchange(Expect::get(&task), Reply::json(200, json!({"task_status": "SUCCEED", "output_images": []})))
+        .install();
+    for _ in 0..2 {
+        let outcome = ModelScope.poll("modelscope:v1:t5").unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains("ModelScope reported that task t5 succeeded but returned no output") && m.contains("output_images")),
+            "{outcome:?}"
+        );
+    }
+    s.finish();
+}
+
 #[test]
 fn auth_errors_map_to_unauthorized() {
     let e = submit_error(Reply::json(401, json!({"errors": {"message": "Invalid token"}, "request_id": "r"})));

@@ -57,7 +57,7 @@ impl Provider for SeedanceOverseas {
         let answer = request::call(request::authorized(easel_sdk::http::Request::get(format!("{}/{id}", tasks_url())))?)?;
         match answer["status"].as_str().unwrap_or_default() {
             "queued" | "running" => Ok(PollOutcome::Running { progress: None, poll_after_ms: POLL_AFTER_MS }),
-            "succeeded" => finished(&answer).map(PollOutcome::Finished),
+            "succeeded" => Ok(finished(id, &answer)),
             "failed" => Ok(PollOutcome::Failed(errors::task_failure(&answer["error"]))),
             "cancelled" => Ok(PollOutcome::Failed(Error::internal("the task was cancelled upstream"))),
             "expired" => Ok(PollOutcome::Failed(Error::upstream("ModelArk let the task expire before it ran"))),
@@ -80,11 +80,12 @@ fn task_id(handle: &str) -> Result<&str> {
     vendor_kit::handle::task_id(vendor_kit::handle::decode(HANDLE_PREFIX, handle, 1)?[0])
 }
 
-/// The video (and its last frame when asked for) as URLs the host copies; usage in tokens.
-fn finished(answer: &Value) -> Result<Finished> {
-    let video = answer["content"]["video_url"]
-        .as_str()
-        .ok_or_else(|| Error::upstream(format!("ModelArk reported success without a video_url: {answer}")))?;
+/// The succeeded task's video (and its last frame when asked for) as URLs the host copies;
+/// usage in tokens. A success without a video fails the task.
+fn finished(task_id: &str, answer: &Value) -> PollOutcome {
+    let Some(video) = answer["content"]["video_url"].as_str().filter(|url| !url.is_empty()) else {
+        return vendor_kit::outcome::succeeded_without_output("ModelArk", task_id, "content.video_url");
+    };
     let mut outputs = vec![Output::Url { url: video.to_string(), content_type: Some("video/mp4".into()) }];
     if let Some(frame) = answer["content"]["last_frame_url"].as_str() {
         outputs.push(Output::Url { url: frame.to_string(), content_type: Some("image/png".into()) });
@@ -93,5 +94,5 @@ fn finished(answer: &Value) -> Result<Finished> {
     if answer["usage"].is_object() {
         done = done.usage(json!(answer["usage"]));
     }
-    Ok(done)
+    PollOutcome::Finished(done)
 }

@@ -203,6 +203,30 @@ fn failed_cancelled_and_expired_tasks_end_the_poll() {
     s.finish();
 }
 
+/// A task ModelArk calls a success but that has no video will never have one: it fails now,
+/// naming why, instead of being polled as an outage for a day. A last frame alone is no video.
+#[test]
+fn a_success_without_a_video_fails_the_task() {
+    let task = format!("{}/cgt-5", url());
+    let s = script()
+        .exchange(Expect::get(&task), Reply::json(200, json!({"id": "cgt-5", "status": "succeeded", "content": {}})))
+        .exchange(
+            Expect::get(&task),
+            Reply::json(200, json!({"id": "cgt-5", "status": "succeeded",
+                                    "content": {"video_url": "", "last_frame_url": "https://ark-content.bytepluses.com/last.png"}})),
+        )
+        .install();
+    for _ in 0..2 {
+        let outcome = SeedanceOverseas.poll("seedance-overseas:v1:cgt-5").unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains("ModelArk reported that task cgt-5 succeeded but returned no output") && m.contains("content.video_url")),
+            "{outcome:?}"
+        );
+    }
+    s.finish();
+}
+
 #[test]
 fn byteplus_api_key_is_the_fallback_secret() {
     let s = Script::new()

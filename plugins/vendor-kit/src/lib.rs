@@ -7,6 +7,8 @@
 //!   calls), which DashScope's compatible mode, Volcengine Ark, Zhipu and OpenAI all speak;
 //! - [`handle`]: pending handles as short, versioned strings (the one way plugins make and
 //!   read them, the region of a task included), and the check on task ids inside them;
+//! - [`outcome`]: what `poll` answers for a task the vendor reports succeeded without any
+//!   output (failed at once, not polled as an outage);
 //! - [`region`]: vendors with a global and a mainland China platform (Vidu, Kling,
 //!   MiniMax): the operator's choice between them.
 //!
@@ -15,4 +17,5 @@
 pub mod chat;
 pub mod handle;
 pub mod media;
+pub mod outcome;
 pub mod region;

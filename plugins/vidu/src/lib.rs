@@ -72,7 +72,7 @@ impl Provider for Vidu {
         let answer = request::call(request::get(&url)?)?;
         let state = answer["state"].as_str().unwrap_or_default();
         match state {
-            "success" => finished(&answer).map(PollOutcome::Finished),
+            "success" => Ok(finished(&handle.task_id, &answer)),
             "failed" => {
                 let code = answer["err_code"].as_str().unwrap_or_default();
                 Ok(PollOutcome::Failed(errors::task_failure(code)))
@@ -91,16 +91,17 @@ impl Provider for Vidu {
     }
 }
 
-/// The finished task's videos, then their covers, as URLs the host copies before they expire
-/// (24 h). A cover is declared as an image, so the host treats it as a by-product of the
-/// video: kept when it can be copied, left out (not failing the video) when it cannot.
-fn finished(answer: &Value) -> Result<Finished> {
+/// The succeeded task's videos, then their covers, as URLs the host copies before they
+/// expire (24 h). A cover is declared as an image, so the host treats it as a by-product of
+/// the video: kept when it can be copied, left out (not failing the video) when it cannot.
+/// A success without a video fails the task.
+fn finished(task_id: &str, answer: &Value) -> PollOutcome {
     let creations = answer["creations"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let videos = creations.iter().filter_map(|c| c["url"].as_str());
+    let videos = creations.iter().filter_map(|c| c["url"].as_str().filter(|url| !url.is_empty()));
     let mut outputs: Vec<Output> =
         videos.map(|url| Output::Url { url: url.to_string(), content_type: Some("video/mp4".to_string()) }).collect();
     if outputs.is_empty() {
-        return Err(Error::upstream(format!("Vidu reported success without creations: {answer}")));
+        return vendor_kit::outcome::succeeded_without_output("Vidu", task_id, "creations[].url");
     }
     let covers = creations.iter().filter_map(|c| c["cover_url"].as_str().filter(|url| !url.is_empty()));
     outputs.extend(covers.map(|url| Output::Url { url: url.to_string(), content_type: Some(cover_type(url).to_string()) }));
@@ -108,7 +109,7 @@ fn finished(answer: &Value) -> Result<Finished> {
     if let Some(credits) = answer.get("credits").filter(|c| c.is_number()) {
         done = done.usage(easel_sdk::serde_json::json!({"credits": credits}));
     }
-    Ok(done)
+    PollOutcome::Finished(done)
 }
 
 /// A cover's image type, by its file name's extension; JPEG when the name does not say

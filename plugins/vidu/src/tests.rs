@@ -213,6 +213,29 @@ fn failed_tasks_map_their_err_code() {
     s.finish();
 }
 
+/// A task Vidu calls a success but that has no video will never have one: it fails now,
+/// naming why, instead of being polled as an outage for a day. A cover alone is no video.
+#[test]
+fn a_success_without_a_video_fails_the_task() {
+    let url = format!("{API_BASE}/tasks/t-6/creations");
+    let s = script()
+        .exchange(Expect::get(&url), Reply::json(200, json!({"state": "success", "err_code": "", "creations": []})))
+        .exchange(
+            Expect::get(&url),
+            Reply::json(200, json!({"state": "success", "creations": [{"id": "c1", "cover_url": "https://files.vidu.com/c.jpg"}]})),
+        )
+        .install();
+    for _ in 0..2 {
+        let outcome = Vidu.poll("vidu:v1:n:t-6").unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains("Vidu reported that task t-6 succeeded but returned no output") && m.contains("creations[].url")),
+            "{outcome:?}"
+        );
+    }
+    s.finish();
+}
+
 #[test]
 fn auth_errors_map_to_unauthorized() {
     let e = submit_error(Reply::json(401, json!({"code": 401, "reason": "Unauthorized", "message": "unauthorized"})));

@@ -98,7 +98,8 @@ fn content(request: &GenerationRequest, is_v2: bool) -> Result<(Vec<Value>, bool
 
 /// Reads a task: `queued`/`running` → running; `succeeded` → `content.video_url`, then
 /// `content.last_frame_url` when the client asked for it (`return_last_frame`; a by-product the
-/// host may leave out); `failed` → the mapped `error`; `cancelled`/`expired` → failed.
+/// host may leave out), or failed when there is no `video_url`; `failed` → the mapped `error`;
+/// `cancelled`/`expired` → failed.
 pub fn poll(handle: &str) -> Result<PollOutcome> {
     let id = client::task_id(handle)?;
     let answer = client::send(Request::get(client::ark(&format!("{TASKS}/{id}"))), client::QUICK)?;
@@ -106,10 +107,9 @@ pub fn poll(handle: &str) -> Result<PollOutcome> {
     Ok(match status {
         "queued" | "running" => PollOutcome::Running { progress: None, poll_after_ms: POLL_AFTER_MS },
         "succeeded" => {
-            let url = answer
-                .pointer("/content/video_url")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::upstream(format!("Ark reported success without a video_url: {answer}")))?;
+            let Some(url) = answer.pointer("/content/video_url").and_then(Value::as_str).filter(|url| !url.is_empty()) else {
+                return Ok(vendor_kit::outcome::succeeded_without_output("Ark", &id, "content.video_url"));
+            };
             let mut outputs = vec![Output::Url { url: url.to_string(), content_type: Some("video/mp4".into()) }];
             if let Some(frame) = answer.pointer("/content/last_frame_url").and_then(Value::as_str) {
                 outputs.push(Output::Url { url: frame.to_string(), content_type: Some("image/png".into()) });

@@ -200,3 +200,28 @@ fn cancelled_and_unknown_tasks_fail() {
     assert!(matches!(poll("dashscope-task:v1:cn:video:t-c"), PollOutcome::Failed(Error::UpstreamUnavailable(_))));
     script.finish();
 }
+
+/// A task DashScope calls `SUCCEEDED` but that has no image or video will never have one: it
+/// fails now, saying so and naming the task, not as an unavailable vendor.
+#[test]
+fn a_success_without_images_or_a_video_fails_the_task_naming_why() {
+    let script = Script::new()
+        .secret("DASHSCOPE_API_KEY", KEY)
+        .exchange(get("/tasks/t-e"), task_status("t-e", "SUCCEEDED"))
+        .exchange(get("/tasks/t-e"), task_answer(json!({"task_id": "t-e", "task_status": "SUCCEEDED", "results": []}), json!({})))
+        .exchange(get("/tasks/t-e"), task_answer(json!({"task_id": "t-e", "task_status": "SUCCEEDED", "video_url": ""}), json!({})))
+        .install();
+    for (handle, missing) in [
+        ("dashscope-task:v1:cn:video:t-e", "output.video_url"),
+        ("dashscope-task:v1:cn:image:t-e", "output.results[].url"),
+        ("dashscope-task:v1:cn:video:t-e", "output.video_url"),
+    ] {
+        let outcome = poll(handle);
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains("DashScope reported that task t-e succeeded but returned no output") && m.contains(missing)),
+            "{outcome:?}"
+        );
+    }
+    script.finish();
+}

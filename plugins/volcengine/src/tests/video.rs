@@ -193,3 +193,27 @@ fn failed_cancelled_and_expired_tasks_fail_with_mapped_errors() {
     assert!(matches!(poll(), PollOutcome::Failed(Error::UpstreamUnavailable(m)) if m.contains("expired")));
     script.finish();
 }
+
+/// A task Ark calls a success but that has no video will never have one: it fails now,
+/// naming why, instead of being polled as an outage for a day. A last frame alone is no video.
+#[test]
+fn a_success_without_a_video_fails_the_task() {
+    let path = "/contents/generations/tasks/cgt-e";
+    let script = Script::new()
+        .secret("ARK_API_KEY", KEY)
+        .exchange(ark(Expect::get, path), task("cgt-e", "succeeded", json!({"content": {}})))
+        .exchange(
+            ark(Expect::get, path),
+            task("cgt-e", "succeeded", json!({"content": {"video_url": "", "last_frame_url": "https://ark.example/last.png"}})),
+        )
+        .install();
+    for _ in 0..2 {
+        let outcome = Volcengine.poll("volcengine-task:v1:cgt-e").unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains("Ark reported that task cgt-e succeeded but returned no output") && m.contains("content.video_url")),
+            "{outcome:?}"
+        );
+    }
+    script.finish();
+}
