@@ -113,10 +113,11 @@ impl Provider for EvoLink {
                     .into_iter()
                     .flatten()
                     .filter_map(Value::as_str)
+                    .filter(|u| !u.is_empty())
                     .map(|u| Output::Url { url: u.into(), content_type: Some(content_type.into()) })
                     .collect();
                 if outputs.is_empty() {
-                    return Err(Error::upstream(format!("EvoLink reported completion without results: {answer}")));
+                    return Ok(vendor_kit::outcome::succeeded_without_output("EvoLink", id, "results"));
                 }
                 Ok(PollOutcome::Finished(Finished::new(outputs)))
             }

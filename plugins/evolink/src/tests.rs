@@ -43,6 +43,25 @@ fn manifest_declares_quality_and_seed_001_video_settings() {
     assert!(m.models.iter().all(|m| !m.capabilities.iter().any(|c| c == "image.upscale")));
 }
 
+/// A task EvoLink calls completed without results ends at once, failed, rather than being
+/// polled as if EvoLink were down until the pending timeout.
+#[test]
+fn a_success_without_results_fails_the_task() {
+    let s = script()
+        .exchange(Expect::get(format!("{API_BASE}/tasks/t-9")), Reply::json(200, json!({"status": "completed", "results": []})))
+        .exchange(Expect::get(format!("{API_BASE}/tasks/t-9")), Reply::json(200, json!({"status": "completed", "results": [""]})))
+        .install();
+    for _ in 0..2 {
+        let outcome = EvoLink.poll("evolink:v1:t-9").unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains("EvoLink reported that task t-9 succeeded but returned no output") && m.contains("results")),
+            "{outcome:?}"
+        );
+    }
+    s.finish();
+}
+
 #[test]
 fn generate_then_poll_to_results() {
     let s = script()
@@ -320,7 +339,7 @@ fn failed_video_tasks_bad_handles_and_no_upstream_cancel() {
         .install();
     assert!(matches!(EvoLink.poll("evolink:v1:video:v5").unwrap(), PollOutcome::Failed(Error::ContentRejected(_))));
     assert!(matches!(EvoLink.poll("evolink:v1:video:v6").unwrap(), PollOutcome::Failed(Error::UpstreamUnavailable(m)) if m.contains("service_unavailable")));
-    assert!(matches!(EvoLink.poll("evolink:v1:video:v7"), Err(Error::UpstreamUnavailable(_))));
+    assert!(matches!(EvoLink.poll("evolink:v1:video:v7").unwrap(), PollOutcome::Failed(Error::UpstreamUnavailable(m)) if m.contains("no output")));
     assert!(matches!(EvoLink.poll("evolink:v1:video:v8"), Err(Error::InvalidRequest(_))));
     for bad in ["evolink:v1:video:", "evolink:v1:../x", "kling:v1:abc"] {
         assert!(matches!(EvoLink.poll(bad), Err(Error::InvalidRequest(_))), "{bad}");

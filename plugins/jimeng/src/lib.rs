@@ -74,7 +74,7 @@ impl Provider for Jimeng {
         let data = call(RESULT_QUERY, &body)?;
         match data["status"].as_str().unwrap_or_default() {
             "in_queue" | "generating" => Ok(PollOutcome::Running { progress: None, poll_after_ms: poll_after(req_key) }),
-            "done" => finished(req_key, &data).map(PollOutcome::Finished),
+            "done" => Ok(finished(req_key, task_id, &data)),
             "not_found" | "expired" => Ok(PollOutcome::Failed(Error::upstream(format!("Jimeng lost the task ({})", data["status"])))),
             other => Err(Error::upstream(format!("Jimeng reported an unknown status `{other}`"))),
         }
@@ -177,22 +177,25 @@ fn video_body(request: &GenerationRequest) -> Result<Value> {
     Ok(Value::Object(body))
 }
 
-fn finished(req_key: &str, data: &Value) -> Result<Finished> {
+/// A task Jimeng calls done: its outputs, or a failure when it gave none.
+fn finished(req_key: &str, task_id: &str, data: &Value) -> PollOutcome {
     let outputs: Vec<Output> = if req_key == models::VIDEO {
-        data["video_url"].as_str().map(|u| Output::Url { url: u.into(), content_type: Some("video/mp4".into()) }).into_iter().collect()
+        data["video_url"].as_str().filter(|u| !u.is_empty()).map(|u| Output::Url { url: u.into(), content_type: Some("video/mp4".into()) }).into_iter().collect()
     } else {
         data["image_urls"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
+            .filter(|u| !u.is_empty())
             .map(|u| Output::Url { url: u.into(), content_type: Some("image/png".into()) })
             .collect()
     };
     if outputs.is_empty() {
-        return Err(Error::upstream(format!("Jimeng reported done without outputs: {data}")));
+        let missing = if req_key == models::VIDEO { "video_url" } else { "image_urls" };
+        return vendor_kit::outcome::succeeded_without_output("Jimeng", task_id, missing);
     }
-    Ok(Finished::new(outputs))
+    PollOutcome::Finished(Finished::new(outputs))
 }
 
 fn credentials() -> Result<(String, String)> {

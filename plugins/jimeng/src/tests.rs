@@ -164,6 +164,26 @@ fn inpaint_upscale_and_video_bodies() {
     assert!(matches!(Jimeng.submit(no_mask), Err(Error::InvalidRequest(_))));
 }
 
+/// A task Jimeng calls done without its image or video ends at once, failed, naming what
+/// was missing, rather than being polled as if Jimeng were down until the pending timeout.
+#[test]
+fn a_success_without_outputs_fails_the_task() {
+    let s = script()
+        .exchange(Expect::post(RESULT), ok(json!({"status": "done", "image_urls": []})))
+        .exchange(Expect::post(RESULT), ok(json!({"status": "done", "video_url": ""})))
+        .install();
+    for (handle, missing) in [("jimeng:v1:jimeng_t2i_v40:t-1", "image_urls"), ("jimeng:v1:jimeng_ti2v_v30_pro:t-2", "video_url")] {
+        let outcome = Jimeng.poll(handle).unwrap();
+        let task = handle.rsplit(':').next().unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Failed(Error::UpstreamUnavailable(m))
+                if m.contains(&format!("Jimeng reported that task {task} succeeded but returned no output")) && m.contains(missing)),
+            "{outcome:?}"
+        );
+    }
+    s.finish();
+}
+
 #[test]
 fn video_results_are_urls() {
     let s = script().exchange(Expect::post(RESULT), ok(json!({"status": "done", "video_url": "https://v.byteimg.com/v.mp4"}))).install();
