@@ -572,12 +572,42 @@ struct ModelsConfig {
     defaults: HashMap<String, String>,
 }
 
+/// Refuses a database URL of a scheme easel does not speak (`mysql://`, a misspelt
+/// `postgress://`), which would otherwise be opened as the path of a SQLite file. A bare path
+/// is a SQLite file.
+fn check_database_url(url: &str) -> anyhow::Result<()> {
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Ok(());
+    };
+    if matches!(scheme, "postgres" | "postgresql" | "sqlite") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "DATABASE_URL (or database_url in easel.toml) is a {scheme}:// URL: easel speaks \
+         postgres://… (PostgreSQL) and sqlite://<file> (SQLite, the default in the data folder)"
+    )
+}
+
+/// An on/off environment variable's setting: unset or empty is off; a value that is neither
+/// on nor off is refused, so that a switch meant on is never quietly off.
+fn switch(name: &str, value: Option<&str>) -> anyhow::Result<bool> {
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => anyhow::bail!(
+            "{name}={value:?} is neither on (1, true, yes, on) nor off (0, false, no, off)"
+        ),
+    }
+}
+
 impl Config {
     /// Reads the environment and the optional file.
     pub fn from_env() -> anyhow::Result<Self> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let flag =
-            |name: &str| env(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        let flag = |name: &str| switch(name, env(name).as_deref());
         let file_path = env("EASEL_CONFIG").map(PathBuf::from).or_else(|| {
             let local = PathBuf::from("easel.toml");
             local.exists().then_some(local)
@@ -612,6 +642,7 @@ impl Config {
         let database_url = env("DATABASE_URL")
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("easel.db").display()));
+        check_database_url(&database_url)?;
         let plugins_dir = env("EASEL_PLUGINS_DIR")
             .map(PathBuf::from)
             .or(file.plugins_dir)
@@ -660,8 +691,8 @@ impl Config {
             api_keys,
             webhook_secret: env("EASEL_WEBHOOK_SECRET").or_else(|| env("ZHINIAN_WEBHOOK_SECRET")),
             admin_key: env("EASEL_ADMIN_KEY"),
-            allow_private_targets: flag("EASEL_ALLOW_PRIVATE_TARGETS"),
-            offline_provider: flag("EASEL_OFFLINE_PROVIDER"),
+            allow_private_targets: flag("EASEL_ALLOW_PRIVATE_TARGETS")?,
+            offline_provider: flag("EASEL_OFFLINE_PROVIDER")?,
             sd_model: env("EASEL_SD_MODEL").map(PathBuf::from).or(file.sd_model),
             engine: file.engine,
             limits: file.limits,
@@ -829,6 +860,37 @@ mod tests {
         let negative: FileConfig =
             toml::from_str("[capacity]\nproviders = { kling = -1 }\n").unwrap();
         assert!(negative.capacity.check().is_err());
+    }
+
+    #[test]
+    fn a_database_url_of_another_scheme_is_refused_by_name() {
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+            "sqlite:///tmp/x.db",
+            "/tmp/x.db",
+        ] {
+            super::check_database_url(url).unwrap();
+        }
+        let refused = super::check_database_url("mysql://u@h/db").unwrap_err();
+        assert!(refused.to_string().contains("DATABASE_URL"), "{refused}");
+        assert!(refused.to_string().contains("mysql://"), "{refused}");
+    }
+
+    #[test]
+    fn a_switch_is_on_off_or_refused_by_name() {
+        for on in ["1", "true", "TRUE", "Yes", "on", " on "] {
+            assert!(super::switch("EASEL_X", Some(on)).unwrap(), "{on}");
+        }
+        for off in ["0", "false", "No", "OFF", ""] {
+            assert!(!super::switch("EASEL_X", Some(off)).unwrap(), "{off}");
+        }
+        assert!(!super::switch("EASEL_X", None).unwrap());
+        let refused = super::switch("EASEL_X", Some("enabled")).unwrap_err();
+        assert!(
+            refused.to_string().contains("EASEL_X=\"enabled\""),
+            "{refused}"
+        );
     }
 
     #[test]
