@@ -312,6 +312,9 @@ capped = client.chat.completions.create(
     max_completion_tokens=7,
 )
 assert capped.choices[0].message.content == "be brief", capped
+# Qwen's context cache shows in the usage as OpenAI's SDK reads it; its null fingerprint is none.
+assert capped.usage.prompt_tokens_details.cached_tokens == 2, capped
+assert capped.system_fingerprint is None, capped
 print("token cap ok")
 
 # A photo in a chat (OpenAI's vision input, an `image_url` data URL of over 9 MiB, just under

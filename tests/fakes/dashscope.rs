@@ -12,8 +12,9 @@
 //!   Qwen-TTS with `output.audio.url`, `qwen-image-edit` (one message holding an `image` and a
 //!   `text` part) with the edited image in `output.choices[0].message.content[].image`;
 //! - `POST /compatible-mode/v1/chat/completions` (OpenAI-compatible mode) streams
-//!   `chat.completion.chunk`s that echo the last message word by word, then a usage-only
-//!   chunk and `data: [DONE]`; asked with `tools` (and a last message that is not a tool's),
+//!   `chat.completion.chunk`s (`system_fingerprint: null`, as Qwen sends it) that echo the
+//!   last message word by word, then a usage-only chunk (with `prompt_tokens_details` of two
+//!   cached tokens) and `data: [DONE]`; asked with `tools` (and a last message that is not a tool's),
 //!   it instead calls the first tool with `{"said": <the last message>}`, its arguments in two
 //!   pieces after the piece naming the call, and finishes with `tool_calls`; a `tool` message
 //!   must answer a call the assistant message before it made (by `tool_call_id`);
@@ -268,7 +269,8 @@ async fn chat(call: Call) -> Response {
     let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
         format!(
             "data: {}\n\n",
-            json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "model": body["model"], "choices": choices, "usage": usage})
+            json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "model": body["model"],
+                   "choices": choices, "usage": usage, "system_fingerprint": null})
         )
     };
     // A call (its id and name, then its arguments in two pieces), or the message's words.
@@ -299,7 +301,8 @@ async fn chat(call: Call) -> Response {
                     .map(|word| json!({"content": word}))
                     .collect(),
                 "stop",
-                json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+                json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                       "prompt_tokens_details": {"cached_tokens": 2}}),
             ),
         };
     let mut events = String::new();

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::AppState,
     engine::{
-        chat::{AnswerUsage, ChatSession, ToolCalls},
+        chat::{AnswerUsage, ChatSession, ShownUsage, ToolCalls},
         front_door::{Admission, Refusal},
         provider::{AnswerInfo, ChatEvent, ProviderError, ToolCallPiece},
         registry::{ResolveError, Resolved},
@@ -139,9 +139,6 @@ pub async fn complete(
         }
     }
     let llmage = style == ChunkStyle::Llmage;
-    let usage = usage
-        .json()
-        .unwrap_or_else(|| json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}));
     let completion = Answer {
         id: &session.task.id,
         object: "chat.completion",
@@ -157,7 +154,7 @@ pub async fn complete(
             },
             finish_reason: &finish,
         }],
-        usage: Some(&usage),
+        usage: Some(usage.shown().unwrap_or_default()),
         service_tier: info.service_tier.as_deref(),
         system_fingerprint: info.system_fingerprint.as_deref(),
         content: llmage.then_some(text.as_str()),
@@ -178,7 +175,7 @@ struct Answer<'a, C> {
     model: &'a str,
     choices: C,
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<&'a Value>,
+    usage: Option<ShownUsage<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     service_tier: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,7 +216,12 @@ struct Chunks {
 
 impl Chunks {
     /// One chunk: a delta, the finishing chunk, or OpenAI's usage-only chunk (no choices).
-    fn event(&self, delta: Delta<'_>, finish: Option<&str>, usage: Option<&Value>) -> Bytes {
+    fn event(
+        &self,
+        delta: Delta<'_>,
+        finish: Option<&str>,
+        usage: Option<ShownUsage<'_>>,
+    ) -> Bytes {
         let choice = Choice {
             index: 0,
             delta,
@@ -486,8 +488,8 @@ impl SseRelay {
         match event {
             None => {
                 self.ended = true;
-                if let Some(usage) = self.usage.json().filter(|_| self.include_usage) {
-                    batch.push(self.chunks.event(Delta::default(), None, Some(&usage)));
+                if let Some(usage) = self.usage.shown().filter(|_| self.include_usage) {
+                    batch.push(self.chunks.event(Delta::default(), None, Some(usage)));
                 }
                 batch.push(DONE);
             }

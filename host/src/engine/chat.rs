@@ -29,6 +29,7 @@
 //!   answer as a stream, so it can ask its upstream for the same.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -61,11 +62,13 @@ pub struct ChatSession {
 
 /// An answer's usage as its events tell it, as chats store and show it: OpenAI's usage object
 /// with the two counts the chat is charged by, and beside them the vendor's finer counts
-/// ([`ChatEvent::UsageDetails`]), which never replace those two.
+/// ([`ChatEvent::UsageDetails`], the last it gave), which never replace those two.
 #[derive(Debug, Default)]
 pub struct AnswerUsage {
     counts: Option<(u64, u64)>,
-    details: Map<String, Value>,
+    /// Shared with the event that carried them: the recording and the rendering of an answer
+    /// read the same map, never a copy.
+    details: Option<Arc<Map<String, Value>>>,
 }
 
 impl AnswerUsage {
@@ -76,30 +79,50 @@ impl AnswerUsage {
                 prompt_tokens,
                 completion_tokens,
             } => self.counts = Some((*prompt_tokens, *completion_tokens)),
-            ChatEvent::UsageDetails(details) => self.details.extend(
-                details
-                    .iter()
-                    .filter(|(key, _)| !COUNTS.contains(&key.as_str()))
-                    .map(|(key, value)| (key.clone(), value.clone())),
-            ),
+            ChatEvent::UsageDetails(details) => self.details = Some(details.clone()),
             _ => return false,
         }
         true
     }
 
-    /// OpenAI's usage object; none until the vendor gave its counts.
+    /// OpenAI's usage object to write out; none until the vendor gave its counts.
+    pub fn shown(&self) -> Option<ShownUsage<'_>> {
+        Some(ShownUsage {
+            counts: self.counts?,
+            details: self.details.as_deref(),
+        })
+    }
+
+    /// OpenAI's usage object as a value, to record.
     pub fn json(&self) -> Option<Value> {
-        let (prompt_tokens, completion_tokens) = self.counts?;
-        let mut usage = Map::from_iter([
-            ("prompt_tokens".into(), prompt_tokens.into()),
-            ("completion_tokens".into(), completion_tokens.into()),
-            (
-                "total_tokens".into(),
-                (prompt_tokens + completion_tokens).into(),
-            ),
-        ]);
-        usage.extend(self.details.clone());
-        Some(Value::Object(usage))
+        self.shown()
+            .map(|shown| serde_json::to_value(shown).expect("a usage object is plain JSON"))
+    }
+}
+
+/// OpenAI's usage object written from an answer's usage as it is: the counts, then the
+/// vendor's finer counts but any that would replace them. The default is the usage of an
+/// answer whose vendor gave none: zero tokens.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShownUsage<'a> {
+    counts: (u64, u64),
+    details: Option<&'a Map<String, Value>>,
+}
+
+impl serde::Serialize for ShownUsage<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (prompt_tokens, completion_tokens) = self.counts;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("prompt_tokens", &prompt_tokens)?;
+        map.serialize_entry("completion_tokens", &completion_tokens)?;
+        map.serialize_entry("total_tokens", &(prompt_tokens + completion_tokens))?;
+        for (key, value) in self.details.into_iter().flatten() {
+            if !COUNTS.contains(&key.as_str()) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
     }
 }
 

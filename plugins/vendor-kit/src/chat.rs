@@ -184,7 +184,7 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     if let Some((prompt, completion)) = answer.usage.as_ref().and_then(token_counts) {
         events.push(ChatEvent::Usage { prompt, completion });
     }
-    events.extend(answer.usage.as_ref().and_then(usage_details));
+    events.extend(answer.usage.and_then(usage_details));
     let reason = choice.finish_reason.as_deref().unwrap_or("stop");
     events.push(ChatEvent::Finish(contract_reason(reason).to_string()));
     Ok(Box::new(EventList::new(events, usize::MAX)))
@@ -331,10 +331,11 @@ fn token_counts(usage: &Value) -> Option<(u64, u64)> {
 
 /// A usage object's finer counts, the fields of OpenAI's usage beside its three counts, when
 /// it has any.
-fn usage_details(usage: &Value) -> Option<ChatEvent> {
+fn usage_details(usage: Value) -> Option<ChatEvent> {
+    let Value::Object(mut usage) = usage else { return None };
     let details: Map<String, Value> = ["prompt_tokens_details", "completion_tokens_details"]
         .into_iter()
-        .filter_map(|name| Some((name.to_string(), usage.get(name).filter(|d| d.is_object())?.clone())))
+        .filter_map(|name| Some((name.to_string(), usage.remove(name).filter(Value::is_object)?)))
         .collect();
     (!details.is_empty()).then(|| ChatEvent::UsageDetails(Value::Object(details)))
 }
@@ -418,7 +419,7 @@ impl ChunkStream {
     /// Reads one chunk's delta and tool-call pieces (into `out`), usage and finish reason. A
     /// piece that says nothing (no id, no name, no arguments) is skipped.
     fn take(&mut self, event: &SseEvent, out: &mut Vec<ChatEvent>) -> Result<()> {
-        let chunk: Answer = event.json()?;
+        let mut chunk: Answer = event.json()?;
         if chunk.is_error() {
             self.events = None;
             return Err((self.map_error)(200, None, event.data.as_bytes()));
@@ -426,12 +427,12 @@ impl ChunkStream {
         if let Some(counts) = chunk.usage.as_ref().and_then(token_counts) {
             self.usage = Some(counts);
         }
-        if let Some(details) = chunk.usage.as_ref().and_then(usage_details) {
-            self.usage_details = Some(details);
-        }
         if !self.told_info {
             self.info = chunk.info();
             self.told_info = self.info.is_some();
+        }
+        if let Some(details) = chunk.usage.take().and_then(usage_details) {
+            self.usage_details = Some(details);
         }
         if let Some(choice) = chunk.choices.into_iter().next() {
             let delta = choice.delta.unwrap_or_default();

@@ -295,7 +295,7 @@ pub enum ChatEvent {
     },
     /// The vendor's finer token counts in OpenAI's shape (`prompt_tokens_details`,
     /// `completion_tokens_details`), shown inside the answer's usage (contract 0.3.0 on).
-    UsageDetails(serde_json::Map<String, serde_json::Value>),
+    UsageDetails(Arc<serde_json::Map<String, serde_json::Value>>),
     /// What the vendor says of the answer as a whole, shown on it and on each of its chunks
     /// (contract 0.3.0 on).
     AnswerInfo(AnswerInfo),

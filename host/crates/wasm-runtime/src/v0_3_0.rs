@@ -29,10 +29,10 @@ fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderErro
             prompt_tokens,
             completion_tokens,
         },
-        t::ChatEvent::UsageDetails(text) => E::UsageDetails(
+        t::ChatEvent::UsageDetails(text) => E::UsageDetails(std::sync::Arc::new(
             json_object(&text, "the provider's usage-details")
                 .map_err(|e| ProviderError::Internal(format!("{e:#}")))?,
-        ),
+        )),
         t::ChatEvent::AnswerInfo(info) => E::AnswerInfo(easel_provider::AnswerInfo {
             system_fingerprint: info.system_fingerprint,
             service_tier: info.service_tier,
