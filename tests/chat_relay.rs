@@ -223,6 +223,11 @@ async fn a_slow_first_token_does_not_hold_back_the_streams_head() {
         "stop",
         "the finishing chunk goes out just before [DONE]: {text}"
     );
+    // The opening chunk waited for the first event, so it carries what the vendor said of
+    // the answer, as every chunk does.
+    for chunk in &chunks {
+        assert_eq!(chunk["system_fingerprint"], openai::FINGERPRINT, "{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

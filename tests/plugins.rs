@@ -541,7 +541,7 @@ async fn waiting_on_the_upstream_is_not_charged_to_the_cpu_deadline() {
 /// giving the client an invalid answer: text after the finish (which a streamed client would
 /// read after `finish_reason`), an end without a finish (an answer cut off, not to be charged
 /// as whole), a tool call whose function is never named, usage details that are no JSON object
-/// (a client would read them inside the usage). So does a generation that finishes
+/// or hold no token counts (a client would read them inside the usage). So does a generation that finishes
 /// with no output, or with only a text where an image was asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_that_break_the_contract_fail() {
@@ -556,6 +556,10 @@ async fn answers_that_break_the_contract_fail() {
         (
             "bad-details",
             "the provider's usage-details is not a JSON object",
+        ),
+        (
+            "bad-counts",
+            "the provider's usage-details `completion_tokens_details` is not an object of token counts",
         ),
     ];
     for (asked, _) in faults {
@@ -573,7 +577,7 @@ async fn answers_that_break_the_contract_fail() {
     // Each chat failed (so refunded), its record naming the plugin's fault.
     let (_, listed) = host.get("/api/v1/jobs?limit=10").await;
     let jobs = listed["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 5, "{jobs:?}");
+    assert_eq!(jobs.len(), 6, "{jobs:?}");
     assert!(jobs.iter().all(|job| job["status"] == "failed"), "{jobs:?}");
     for (_, fault) in faults {
         assert!(

@@ -408,14 +408,16 @@ pub enum ChatEvent {
         /// Completion tokens.
         completion: u64,
     },
-    /// The vendor's finer token counts, a JSON object in OpenAI's shape
+    /// The vendor's finer token counts in OpenAI's shape, a JSON object of objects of counts
     /// (`prompt_tokens_details` with `cached_tokens`, `completion_tokens_details` with
-    /// `reasoning_tokens`, …), which the client sees inside the answer's usage as they are.
-    /// The two counts of [`ChatEvent::Usage`] stay the ones the chat is charged by: the host
-    /// never takes them from here. Anything but an object fails the chat.
+    /// `reasoning_tokens`, …), which the client sees inside the answer's usage as they are,
+    /// beside the counts of [`ChatEvent::Usage`]: those stay the answer's counts, recorded and
+    /// shown (the host drops any count of the same name here), and without them no details
+    /// are shown. The last one sent counts; one of another shape fails the chat.
     UsageDetails(Value),
     /// What the vendor says of the answer as a whole, in OpenAI's words; send it before the
-    /// first text or tool call, so that every chunk the client reads carries it.
+    /// first text or tool call, so that every chunk the client reads carries it (one sent
+    /// later reaches only the chunks after it).
     AnswerInfo {
         /// The vendor's backend configuration (`system_fingerprint`).
         system_fingerprint: Option<String>,

@@ -360,7 +360,9 @@ pub async fn sse(
     };
     let head = match tokio::time::timeout(FIRST_EVENT_WAIT, relay.first_chunk_event()).await {
         Ok(first) => relay.batch_from(first).await,
-        Err(_) => relay.open(false).into_iter().collect(),
+        // The headers go out alone; the opening chunk waits for the first event, which says
+        // what the answer begins with, and comes after what the vendor says of the answer.
+        Err(_) => Vec::new(),
     };
     // Each event is a frame of its own (an HTTP chunk); a batch's frames leave in one write.
     let rest = stream::unfold(relay, |mut relay| async move {
@@ -394,10 +396,10 @@ struct SseRelay {
 }
 
 impl SseRelay {
-    /// The role-only chunk the answer opens with, once: its `content` is `""` when the
-    /// answer is known to begin with text (as OpenAI's text answers begin), and left out when
-    /// it begins with a tool call or its first event had not come by the head's wait, so that
-    /// a client that joins the pieces keeps no text (`null`) beside tool calls.
+    /// The role-only chunk the answer opens with, once, before the first event that makes a
+    /// chunk: its `content` is `""` when the answer begins with text (as OpenAI's text answers
+    /// begin), and left out when it begins with a tool call, so that a client that joins the
+    /// pieces keeps no text (`null`) beside tool calls.
     fn open(&mut self, begins_with_text: bool) -> Option<Bytes> {
         if !std::mem::take(&mut self.opening) {
             return None;
@@ -444,13 +446,12 @@ impl SseRelay {
 
     /// The chunks of `event` and of every one already waiting behind it, rendered together
     /// so that they go out in one write; once the finish is held, also of what follows until
-    /// the end (at most [`END_WAIT`]). The opening chunk leads the first batch.
+    /// the end (at most [`END_WAIT`]). The opening chunk leads the first batch that makes one.
     async fn batch_from(
         &mut self,
         mut event: Option<Result<ChatEvent, ProviderError>>,
     ) -> Vec<Bytes> {
-        let begins_with_text = !matches!(event, Some(Ok(ChatEvent::ToolCall(_))));
-        let mut batch: Vec<Bytes> = self.open(begins_with_text).into_iter().collect();
+        let mut batch = Vec::new();
         loop {
             self.render(event, &mut batch);
             if self.ended {
@@ -480,6 +481,8 @@ impl SseRelay {
         if self.keep(&event) {
             return;
         }
+        let begins_with_text = !matches!(event, Some(Ok(ChatEvent::ToolCall(_))));
+        batch.extend(self.open(begins_with_text));
         // The held finish goes out before whatever follows it: the end, or a provider going
         // on after its finish (a late delta, an error).
         if let Some(reason) = self.finish.take() {

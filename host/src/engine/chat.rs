@@ -61,8 +61,8 @@ pub struct ChatSession {
 }
 
 /// An answer's usage as its events tell it, as chats store and show it: OpenAI's usage object
-/// with the two counts the chat is charged by, and beside them the vendor's finer counts
-/// ([`ChatEvent::UsageDetails`], the last it gave), which never replace those two.
+/// with the answer's two counts ([`ChatEvent::Usage`]), and beside them the vendor's finer
+/// counts ([`ChatEvent::UsageDetails`], the last it gave), which never replace those two.
 #[derive(Debug, Default)]
 pub struct AnswerUsage {
     counts: Option<(u64, u64)>,

@@ -3,7 +3,7 @@
 //! - `chat`: the last message names how its answer breaks the order of events:
 //!   `after-finish` (text after the finish), `no-finish` (an end without one) or
 //!   `unnamed-call` (a tool call whose function is never named); or `bad-details`, usage
-//!   details that are no JSON object.
+//!   details that are no JSON object, or `bad-counts`, details that are no token counts.
 //! - `image` (`image.generate`): the prompt names what it finishes with instead of an image:
 //!   `nothing` (no output) or `text` (a text output).
 //!
@@ -53,9 +53,13 @@ impl Provider for FaultAnswers {
                 ChatEvent::Finish("tool_calls".to_string()),
             ],
             "bad-details" => vec![text("a"), ChatEvent::UsageDetails(easel_sdk::serde_json::json!([1])), finish()],
+            "bad-counts" => {
+                let details = easel_sdk::serde_json::json!({"completion_tokens_details": {"reasoning_tokens": "many"}});
+                vec![text("a"), ChatEvent::UsageDetails(details), finish()]
+            }
             other => {
                 return Err(Error::invalid(format!(
-                    "ask for after-finish, no-finish, unnamed-call or bad-details, not {other:?}"
+                    "ask for after-finish, no-finish, unnamed-call, bad-details or bad-counts, not {other:?}"
                 )));
             }
         };
