@@ -26,8 +26,8 @@
 //! What the vendor says of the answer beyond its text is passed on in OpenAI's words: its
 //! `system_fingerprint` and `service_tier` (from the first object that has either) as
 //! [`ChatEvent::AnswerInfo`], just before the first text or tool call, and its usage's
-//! `prompt_tokens_details` and `completion_tokens_details` as [`ChatEvent::UsageDetails`]
-//! after the usage.
+//! `prompt_tokens_details` and `completion_tokens_details` (their token counts; a `null` or
+//! a fraction there is left out) as [`ChatEvent::UsageDetails`] after the usage.
 
 use easel_sdk::http::{Request, SseEvent, SseReader};
 use easel_sdk::serde_json::{Map, Value, json};
@@ -330,12 +330,17 @@ fn token_counts(usage: &Value) -> Option<(u64, u64)> {
 }
 
 /// A usage object's finer counts, the fields of OpenAI's usage beside its three counts, when
-/// it has any.
+/// it has any: each an object of token counts, so what a vendor writes there that is no count
+/// (a `null`, a fraction) is left out rather than failing the chat.
 fn usage_details(usage: Value) -> Option<ChatEvent> {
     let Value::Object(mut usage) = usage else { return None };
     let details: Map<String, Value> = ["prompt_tokens_details", "completion_tokens_details"]
         .into_iter()
-        .filter_map(|name| Some((name.to_string(), usage.remove(name).filter(Value::is_object)?)))
+        .filter_map(|name| {
+            let Value::Object(mut counts) = usage.remove(name)? else { return None };
+            counts.retain(|_, count| count.is_u64());
+            (!counts.is_empty()).then(|| (name.to_string(), Value::Object(counts)))
+        })
         .collect();
     (!details.is_empty()).then(|| ChatEvent::UsageDetails(Value::Object(details)))
 }
@@ -635,7 +640,7 @@ mod tests {
     #[test]
     fn what_the_vendor_says_of_the_answer_is_passed_on() {
         let usage = json!({"prompt_tokens": 40, "completion_tokens": 22, "total_tokens": 62,
-                           "prompt_tokens_details": {"cached_tokens": 32, "audio_tokens": 0},
+                           "prompt_tokens_details": {"cached_tokens": 32, "audio_tokens": 0, "image_tokens": null},
                            "completion_tokens_details": {"reasoning_tokens": 12}, "queue_time": 0.1});
         let info = ChatEvent::AnswerInfo {
             system_fingerprint: Some("fp_a1".into()),
@@ -679,7 +684,8 @@ mod tests {
         );
         assert_eq!(
             whole_events(json!({"choices": [{"finish_reason": "stop", "message": {"content": "hi"}}],
-                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "prompt_tokens_details": null}})),
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "prompt_tokens_details": null,
+                                          "completion_tokens_details": {"reasoning_tokens": null, "text_tokens": 0.5}}})),
             vec![
                 ChatEvent::Delta("hi".into()),
                 ChatEvent::Usage { prompt: 1, completion: 1 },
