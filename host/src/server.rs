@@ -332,14 +332,14 @@ async fn serve_draining(
     serving: impl std::future::Future<Output = std::io::Result<()>>,
     engine: &Engine,
 ) -> anyhow::Result<()> {
-    let grace = Duration::from_secs_f64(engine.config().shutdown_grace_secs);
     let outlived = async {
         engine.claiming_stopped().await;
-        tokio::time::sleep(grace).await;
+        tokio::time::sleep_until(engine.shutdown_deadline()).await;
     };
     tokio::select! {
         served = serving => Ok(served?),
         () = outlived => {
+            let grace = Duration::from_secs_f64(engine.config().shutdown_grace_secs);
             tracing::warn!(?grace, "closing the connections still open after the shutdown grace");
             Ok(())
         }

@@ -164,6 +164,9 @@ struct Inner {
     /// Stops claiming new tasks (a child of `shutdown`): cancelled first when the process is
     /// asked to stop, so the submits in flight can finish.
     draining: CancellationToken,
+    /// When the process stopped claiming: one shutdown grace counts from here, for the
+    /// connections draining and the tasks in flight alike.
+    stopping_since: std::sync::OnceLock<tokio::time::Instant>,
     /// This process's id in the fleet (`wrk_…`), recorded on the tasks it claims.
     worker_id: String,
 }
@@ -212,6 +215,7 @@ impl Engine {
                 queued: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 draining: shutdown.child_token(),
+                stopping_since: std::sync::OnceLock::new(),
                 shutdown,
                 worker_id: task::new_id("wrk"),
             }),
@@ -250,7 +254,18 @@ impl Engine {
 
     /// Stops claiming new tasks; what is in flight goes on (see [`Engine::shutdown`]).
     pub fn stop_claiming(&self) {
+        self.inner
+            .stopping_since
+            .get_or_init(tokio::time::Instant::now);
         self.inner.draining.cancel();
+    }
+
+    /// When `[engine] shutdown_grace_secs` since the process stopped claiming runs out (in a
+    /// grace from now, before it stopped).
+    pub fn shutdown_deadline(&self) -> tokio::time::Instant {
+        let grace = std::time::Duration::from_secs_f64(self.inner.config.shutdown_grace_secs);
+        let since = self.inner.stopping_since.get().copied();
+        since.unwrap_or_else(tokio::time::Instant::now) + grace
     }
 
     /// Resolves once the process stopped claiming (it is shutting down).
@@ -259,18 +274,19 @@ impl Engine {
     }
 
     /// Stops the process's part in the engine: no new task is claimed, the submits in flight
-    /// get up to `[engine] shutdown_grace_secs` to finish and be recorded, then the loops stop
+    /// get what is left of `[engine] shutdown_grace_secs` since claiming stopped (the same
+    /// grace the open connections drained in) to finish and be recorded, then the loops stop
     /// and what is still held is cancelled and left to the sweeper, as after a crash (its
     /// lease lapses; it is queued again or failed as its provider's idempotence allows).
     pub async fn shutdown(&self) {
         self.stop_claiming();
-        let grace = std::time::Duration::from_secs_f64(self.inner.config.shutdown_grace_secs);
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = self.shutdown_deadline();
         let held = self.held().len();
         if held > 0 {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             tracing::info!(
                 held,
-                ?grace,
+                ?left,
                 "stopping: no new tasks are claimed; waiting for the tasks in flight"
             );
         }

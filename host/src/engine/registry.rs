@@ -23,6 +23,7 @@ use std::{
 };
 
 use crate::engine::provider::{ModelInfo, Provider, ProviderSink, schema::ParamsSchema};
+use crate::engine::task::now_ms;
 
 /// A model resolved to the provider that serves it.
 #[derive(Clone)]
@@ -268,19 +269,29 @@ impl Registry {
     }
 
     /// The default model id for a capability: the operator's choice, else the first model
-    /// serving it.
+    /// serving it of a provider that runs somewhere now (loaded here, or served by a live
+    /// worker), else the first of one only a departed worker announced (its models stay known
+    /// for `[engine] model_grace_secs`): a restart that drops a plugin does not send
+    /// requests that name no model to a provider nothing serves.
     pub fn default_for(&self, capability: &str) -> Option<String> {
         if let Some(id) = self.defaults.read().expect("registry lock").get(capability) {
             return Some(id.clone());
         }
-        self.entries().iter().find_map(|entry| {
+        let entries = self.entries();
+        let now = now_ms();
+        let runs = |entry: &&Entry| {
+            let id = entry.provider.id();
+            self.provider(id).is_some() || self.is_served(id, now)
+        };
+        let serving = |entry: &Entry| {
             entry
                 .models
                 .iter()
                 .map(|(model, _)| model)
                 .find(|m| m.capabilities.iter().any(|c| c == capability))
                 .map(|m| format!("{}/{}", entry.provider.id(), m.key))
-        })
+        };
+        (entries.iter().filter(runs).find_map(serving)).or_else(|| entries.iter().find_map(serving))
     }
 
     /// Finds the model for `requested` (or the default) that serves `capability`.
@@ -486,6 +497,37 @@ mod tests {
         );
         registry.set_fleet(Vec::new());
         assert!(registry.find("local/tiny-sd").is_err());
+    }
+
+    #[test]
+    fn the_default_model_is_one_that_runs_somewhere_now() {
+        let registry = Registry::default();
+        registry.upsert(Arc::new(
+            StubProvider::new("modelscope", true).serving(&["qwen-image"]),
+        ));
+        // A departed worker (or this host before a restart) announced a provider first by id.
+        registry.set_fleet(vec![Arc::new(
+            StubProvider::new("dashscope", true).serving(&["wan"]),
+        )]);
+        let default = || registry.resolve(None, "image.generate").unwrap().id();
+        assert_eq!(
+            default(),
+            "modelscope/qwen-image",
+            "loaded here, not departed"
+        );
+        registry.set_serving([("dashscope".to_string(), now_ms() + 60_000)].into());
+        assert_eq!(
+            default(),
+            "dashscope/wan",
+            "a live worker serves it: first by id"
+        );
+        registry.remove("modelscope");
+        registry.set_serving(Default::default());
+        assert_eq!(
+            default(),
+            "dashscope/wan",
+            "only known from the departed announcement, still accepted"
+        );
     }
 
     #[test]

@@ -55,14 +55,52 @@ use tokio::sync::OwnedMutexGuard;
 /// Applies `migrator` over one native connection (the `Any` driver cannot migrate).
 macro_rules! migrate_with {
     ($options:expr, $migrator:expr) => {{
+        use sqlx::migrate::Migrate;
         use sqlx::{ConnectOptions, Connection};
+        let migrator = $migrator;
         let mut conn = $options.connect().await.context("opening the database")?;
-        $migrator
+        conn.ensure_migrations_table()
+            .await
+            .context("reading the database's migrations")?;
+        let applied: Vec<i64> = conn
+            .list_applied_migrations()
+            .await
+            .context("reading the database's migrations")?
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        check_migrations(&applied, &known)?;
+        migrator
             .run(&mut conn)
             .await
             .context("applying migrations")?;
         conn.close().await?;
+        let newly: Vec<i64> = known.into_iter().filter(|v| !applied.contains(v)).collect();
+        if let (Some(first), Some(last)) = (newly.first(), newly.last()) {
+            tracing::info!(first, last, applied = newly.len(), "database migrated");
+        }
     }};
+}
+
+/// Refuses a database a newer easel migrated: one with migrations this release does not know
+/// (an old release cannot read what a newer one wrote, and would fail on it later).
+fn check_migrations(applied: &[i64], known: &[i64]) -> anyhow::Result<()> {
+    let unknown: Vec<String> = applied
+        .iter()
+        .filter(|version| !known.contains(version))
+        .map(i64::to_string)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the database was migrated by a newer release of easel (its migrations {} are unknown \
+         to this one, which knows up to {}): run that release or a later one, or restore a \
+         backup taken before the upgrade",
+        unknown.join(", "),
+        known.last().copied().unwrap_or_default()
+    )
 }
 
 /// Which database is behind the pools.
@@ -387,6 +425,33 @@ mod tests {
         CHECKPOINT_EVERY, RESTART_AFTER_FRAMES, Store, page_of_whole_milliseconds, redact,
         whole_milliseconds,
     };
+
+    /// An older release started on a database a newer one migrated stops, saying so, before
+    /// it changes anything.
+    #[tokio::test]
+    async fn a_database_a_newer_release_migrated_is_refused_naming_why() {
+        use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("easel.db").display());
+        drop(Store::open(&url, "NORMAL").await.unwrap());
+        let mut conn = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from a later release', TRUE, X'00', 1)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let refused = Store::open(&url, "NORMAL").await.err().expect("refused");
+        let message = format!("{refused:#}");
+        assert!(message.contains("migrated by a newer release"), "{message}");
+        assert!(message.contains("9999"), "{message}");
+    }
 
     #[tokio::test]
     async fn a_closed_database_does_not_answer() {
