@@ -511,11 +511,10 @@ impl SseRelay {
                 batch.push(self.chunks.event(delta, None, None));
             }
             Some(Ok(ChatEvent::Finish(reason))) => self.finish = Some(reason),
+            // Kept above: what they say goes on other chunks.
             Some(Ok(
                 ChatEvent::Usage { .. } | ChatEvent::UsageDetails(_) | ChatEvent::AnswerInfo(_),
-            )) => {
-                unreachable!("kept above")
-            }
+            )) => {}
             Some(Err(error)) => {
                 self.ended = true;
                 let message =
