@@ -6,7 +6,8 @@
 //!   through a pending handle that carries the whole request, so the host's poller is
 //!   exercised;
 //! - `demo/speech` (`audio.speech`): a WAV tone sequence, one tone per letter;
-//! - `demo/chat` (`chat`): an answer streamed word by word, with usage; given `tools`, it
+//! - `demo/chat` (`chat`): an answer streamed word by word, with usage, its finer counts and
+//!   what a vendor says of an answer (a fingerprint and a tier); given `tools`, it
 //!   calls one (the one `tool_choice` names, else the first) with `{"text": <the last user
 //!   message>}`, and answers a `tool` message by quoting it, so a client's tool loop can be
 //!   tried with no vendor.
@@ -239,11 +240,22 @@ impl Provider for Demo {
         };
         let words: Vec<&str> = answer.split_whitespace().collect();
         let take = words.len().min(max_tokens as usize);
-        let mut events: Vec<ChatEvent> = words[..take]
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ChatEvent::Delta(if i == 0 { w.to_string() } else { format!(" {w}") }))
-            .collect();
+        // What a vendor says of the answer as a whole comes first, so every chunk carries it;
+        // its finer counts go beside the usage (nothing here is cached or reasoned).
+        let mut events = vec![ChatEvent::AnswerInfo {
+            system_fingerprint: Some(format!("fp_demo_{}", env!("CARGO_PKG_VERSION"))),
+            service_tier: Some("default".into()),
+        }];
+        events.extend(
+            words[..take]
+                .iter()
+                .enumerate()
+                .map(|(i, w)| ChatEvent::Delta(if i == 0 { w.to_string() } else { format!(" {w}") })),
+        );
+        events.push(ChatEvent::UsageDetails(json!({
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0}
+        })));
         events.push(ChatEvent::Usage { prompt: prompt_tokens, completion: take as u64 });
         events.push(ChatEvent::Finish(if take < words.len() { "length" } else { "stop" }.to_string()));
         Ok(Box::new(EventList::new(events, 1)))

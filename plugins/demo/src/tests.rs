@@ -220,11 +220,15 @@ fn chat_streams_word_by_word_and_reports_usage() {
     let deltas = events.iter().filter(|e| matches!(e, ChatEvent::Delta(_))).count() as u64;
     assert_eq!(events[events.len() - 2], ChatEvent::Usage { prompt: 4, completion: deltas });
     assert_eq!(events.last(), Some(&ChatEvent::Finish("stop".into())));
+    assert!(matches!(&events[0], ChatEvent::AnswerInfo { system_fingerprint: Some(fp), .. } if fp.starts_with("fp_demo_")));
+    assert!(
+        matches!(&events[events.len() - 3], ChatEvent::UsageDetails(d) if d["prompt_tokens_details"]["cached_tokens"] == 0)
+    );
 
     let mut req = ChatRequest::user("chat", "hi");
     req.params = json!({"max_tokens": 3});
     let events = collect_chat(Demo.chat(req).unwrap().as_mut()).unwrap();
-    assert_eq!(events.len(), 5);
+    assert_eq!(events.len(), 7, "the info, three words, the details, the usage, the finish");
     assert_eq!(events.last(), Some(&ChatEvent::Finish("length".into())));
     assert!(Demo.chat(ChatRequest::user("image", "hi")).is_err());
 }
