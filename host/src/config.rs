@@ -482,6 +482,11 @@ impl EngineConfig {
     pub fn lease(&self) -> Duration {
         Duration::from_secs_f64(self.lease_secs)
     }
+
+    /// The shutdown grace as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace_secs)
+    }
 }
 
 /// Body and upload limits.

@@ -339,7 +339,7 @@ async fn serve_draining(
     tokio::select! {
         served = serving => Ok(served?),
         () = outlived => {
-            let grace = Duration::from_secs_f64(engine.config().shutdown_grace_secs);
+            let grace = engine.config().shutdown_grace();
             tracing::warn!(?grace, "closing the connections still open after the shutdown grace");
             Ok(())
         }

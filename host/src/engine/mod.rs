@@ -263,9 +263,8 @@ impl Engine {
     /// When `[engine] shutdown_grace_secs` since the process stopped claiming runs out (in a
     /// grace from now, before it stopped).
     pub fn shutdown_deadline(&self) -> tokio::time::Instant {
-        let grace = std::time::Duration::from_secs_f64(self.inner.config.shutdown_grace_secs);
         let since = self.inner.stopping_since.get().copied();
-        since.unwrap_or_else(tokio::time::Instant::now) + grace
+        since.unwrap_or_else(tokio::time::Instant::now) + self.inner.config.shutdown_grace()
     }
 
     /// Resolves once the process stopped claiming (it is shutting down).

@@ -291,7 +291,11 @@ impl Registry {
                 .find(|m| m.capabilities.iter().any(|c| c == capability))
                 .map(|m| format!("{}/{}", entry.provider.id(), m.key))
         };
-        (entries.iter().filter(runs).find_map(serving)).or_else(|| entries.iter().find_map(serving))
+        entries
+            .iter()
+            .filter(runs)
+            .find_map(serving)
+            .or_else(|| entries.iter().find_map(serving))
     }
 
     /// Finds the model for `requested` (or the default) that serves `capability`.
