@@ -301,24 +301,27 @@ async fn a_stopping_host_finishes_the_submit_in_flight() {
     );
 }
 
-/// A chat stream longer than the shutdown grace does not hold the stop: the host closes it
+/// A chat stream longer than the shutdown grace does not hold the stop: the host cuts it
 /// when the grace runs out, so a service manager's stop timeout never has to kill it. One
 /// grace in all: the chat is a task in flight too, and it is not waited for a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_stream_does_not_hold_a_stop_past_the_grace() {
     let mut host =
         Host::start(Options::new(Backend::Sqlite).toml("[engine]\nshutdown_grace_secs = 2")).await;
-    let mut stream = host
-        .as_key(reqwest::Method::POST, "/v1/chat/completions", "key-a")
-        .json(
-            &json!({"model": "offline/chat", "stream": true, "work_ms": 30_000,
-                      "messages": [{"role": "user", "content": "a slow answer of many words"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let slow_chat = |stream: bool| {
+        host.as_key(reqwest::Method::POST, "/v1/chat/completions", "key-a")
+            .json(&json!({"model": "offline/chat", "stream": stream, "work_ms": 30_000,
+                          "messages": [{"role": "user", "content": "a slow answer of many words"}]}))
+            .send()
+    };
+    let mut stream = slow_chat(true).await.unwrap();
     assert_eq!(stream.status(), 200);
-    stream.chunk().await.unwrap().expect("the stream has begun");
+    let mut read = String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    let opening: Value =
+        serde_json::from_str(read.lines().next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    let streamed_id = opening["id"].as_str().unwrap().to_string();
+    let whole = tokio::spawn(slow_chat(false));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = std::time::Instant::now();
     let exited = host.terminate();
     assert!(exited.success(), "{exited}");
@@ -327,6 +330,38 @@ async fn a_long_stream_does_not_hold_a_stop_past_the_grace() {
         "the stop waited {:?} for the stream",
         asked.elapsed()
     );
+
+    // Both clients are told why their answers were cut off, and the chats were recorded so
+    // (refunded) by the stopping process, not left running for the next start's sweeper.
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        read.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        read.contains("shutting down") && read.ends_with("data: [DONE]\n\n"),
+        "{read}"
+    );
+    let whole = whole.await.unwrap().unwrap();
+    assert_eq!(whole.status(), 503);
+    let refused: Value = whole.json().await.unwrap();
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("shutting down"), "{refused}");
+    use sqlx::{Connection, Row};
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        host.data_dir().join("easel.db").display()
+    );
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let chats = sqlx::query("SELECT id, status, error FROM tasks ORDER BY created_at")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(chats.len(), 2);
+    assert_eq!(chats[0].get::<String, _>("id"), streamed_id);
+    for chat in chats {
+        let (status, error): (String, String) = (chat.get("status"), chat.get("error"));
+        assert_eq!(status, "failed");
+        assert!(error.contains("shut down"), "{error}");
+    }
 }
 
 #[tokio::test]

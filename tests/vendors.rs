@@ -454,6 +454,9 @@ async fn openai_images_and_speech() {
         let (status, answer) = easel_tests::send(generations).await;
         assert_eq!(status, 200, "{answer}");
         assert!(answer["data"][0][field].is_string(), "{asked:?}: {answer}");
+        // gpt-image's token counts, as OpenAI's answer carries them.
+        assert_eq!(answer["usage"]["input_tokens"], 50, "{answer}");
+        assert_eq!(answer["usage"]["total_tokens"], 100, "{answer}");
     }
     // A text file named PNG is refused at the front door, naming its field; the vendor is
     // not asked (it would answer an error of its own after the task was charged).

@@ -326,8 +326,9 @@ fn warn_unloaded(host: &Host, claims: bool) {
 
 /// Runs `serving` to its end; once the process is stopping, its open connections (a chat
 /// being answered) drain for at most `[engine] shutdown_grace_secs`, so that a long stream
-/// cannot hold a stop past the service manager's timeout. A connection still open then is
-/// closed with the process, its chat left to the sweeper as after a crash.
+/// cannot hold a stop past the service manager's timeout. Then the engine is interrupted: a
+/// chat still answering is recorded failed and tells its client why, which its connection gets
+/// [`CUT_ANSWERS_WAIT`] to carry before it is closed with the process.
 async fn serve_draining(
     serving: impl std::future::Future<Output = std::io::Result<()>>,
     engine: &Engine,
@@ -336,15 +337,29 @@ async fn serve_draining(
         engine.claiming_stopped().await;
         tokio::time::sleep_until(engine.shutdown_deadline()).await;
     };
+    let mut serving = std::pin::pin!(serving);
     tokio::select! {
-        served = serving => Ok(served?),
-        () = outlived => {
-            let grace = engine.config().shutdown_grace();
-            tracing::warn!(?grace, "closing the connections still open after the shutdown grace");
+        served = &mut serving => return Ok(served?),
+        () = outlived => {}
+    }
+    let grace = engine.config().shutdown_grace();
+    tracing::warn!(
+        ?grace,
+        "cutting the answers still streaming after the shutdown grace"
+    );
+    engine.interrupt();
+    match tokio::time::timeout(CUT_ANSWERS_WAIT, serving).await {
+        Ok(served) => Ok(served?),
+        Err(_) => {
+            tracing::warn!("closing the connections still open");
             Ok(())
         }
     }
 }
+
+/// How long a cut answer's connection has to record its end and send its error event: a
+/// commit and a write, unless the client stopped reading.
+const CUT_ANSWERS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Resolves at Ctrl-C or SIGTERM, the engine having stopped claiming tasks: the open
 /// connections (a chat being answered, a scrape) drain while no new task starts.

@@ -2,8 +2,8 @@
 //! engine (see [`crate::engine::chat`]), and render its events as OpenAI's `chat.completion`
 //! object or `chat.completion.chunk` server-sent events. The task's id is the answer's id.
 //!
-//! A stream that breaks mid-way ends with an error event, and its task fails (refunded); it is
-//! never retried. Each dialect adds its own fields to the chunks through [`ChunkStyle`].
+//! A stream that breaks mid-way (the vendor's failure, or a stop whose grace ran out) ends with
+//! an error event, and its task fails (refunded); it is never retried. Each dialect adds its own fields to the chunks through [`ChunkStyle`].
 
 use std::convert::Infallible;
 use std::task::Poll;
@@ -20,11 +20,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    api::AppState,
+    api::{AppState, submit::refusal_parts},
     engine::{
         chat::{AnswerUsage, ChatSession, ShownUsage, ToolCalls},
         front_door::{Admission, Refusal},
-        provider::{AnswerInfo, ChatEvent, ProviderError, ToolCallPiece},
+        provider::{AnswerInfo, ChatEvent, ToolCallPiece},
         registry::{ResolveError, Resolved},
         task::now_ms,
     },
@@ -128,7 +128,7 @@ pub async fn complete(
     let mut info = AnswerInfo::default();
     let mut finish = "stop".to_string();
     while let Some(event) = session.events.next().await {
-        match event.map_err(Refusal::Provider)? {
+        match event? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
             ChatEvent::ToolCall(mut piece) => tool_calls.add(&mut piece, &session.task.id),
             ChatEvent::AnswerInfo(told) => info = told,
@@ -150,8 +150,10 @@ pub async fn complete(
                 role: "assistant",
                 // OpenAI's: no text beside tool calls is `null`, not "".
                 content: (tool_calls.is_empty() || !text.is_empty()).then_some(text.as_str()),
+                refusal: None,
                 tool_calls: (!tool_calls.is_empty()).then(|| tool_calls.into_json()),
             },
+            logprobs: None,
             finish_reason: &finish,
         }],
         usage: Some(usage.shown().unwrap_or_default()),
@@ -189,17 +191,22 @@ struct Answer<'a, C> {
     finish: Option<&'static str>,
 }
 
+/// OpenAI's choice; `logprobs` is always there, `null` (easel offers none), as OpenAI's typed
+/// clients read it.
 #[derive(Serialize)]
 struct CompletionChoice<'a> {
     index: u32,
     message: Message<'a>,
+    logprobs: Option<()>,
     finish_reason: &'a str,
 }
 
+/// OpenAI's message; `refusal` is always there, `null` when the model did not refuse.
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
     content: Option<&'a str>,
+    refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<Value>,
 }
@@ -383,7 +390,7 @@ pub async fn sse(
 
 /// The state of one streamed answer between the engine's events and the client.
 struct SseRelay {
-    events: futures::stream::BoxStream<'static, Result<ChatEvent, ProviderError>>,
+    events: futures::stream::BoxStream<'static, Result<ChatEvent, Refusal>>,
     /// Whether the role-only chunk every answer opens with has yet to go out.
     opening: bool,
     chunks: Chunks,
@@ -414,7 +421,7 @@ impl SseRelay {
 
     /// Keeps what an event says of the answer as a whole (its info, its usage), which makes no
     /// chunk of its own; whether `event` was such.
-    fn keep(&mut self, event: &Option<Result<ChatEvent, ProviderError>>) -> bool {
+    fn keep(&mut self, event: &Option<Result<ChatEvent, Refusal>>) -> bool {
         match event {
             Some(Ok(ChatEvent::AnswerInfo(info))) => self.chunks.info = info.clone(),
             Some(Ok(counts)) => return self.usage.take(counts),
@@ -425,7 +432,7 @@ impl SseRelay {
 
     /// The engine's first event that makes a chunk, what came before it kept; cancelling it
     /// loses nothing.
-    async fn first_chunk_event(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
+    async fn first_chunk_event(&mut self) -> Option<Result<ChatEvent, Refusal>> {
         loop {
             let event = self.events.next().await;
             if !self.keep(&event) {
@@ -447,10 +454,7 @@ impl SseRelay {
     /// The chunks of `event` and of every one already waiting behind it, rendered together
     /// so that they go out in one write; once the finish is held, also of what follows until
     /// the end (at most [`END_WAIT`]). The opening chunk leads the first batch that makes one.
-    async fn batch_from(
-        &mut self,
-        mut event: Option<Result<ChatEvent, ProviderError>>,
-    ) -> Vec<Bytes> {
+    async fn batch_from(&mut self, mut event: Option<Result<ChatEvent, Refusal>>) -> Vec<Bytes> {
         let mut batch = Vec::new();
         loop {
             self.render(event, &mut batch);
@@ -477,7 +481,7 @@ impl SseRelay {
 
     /// Adds the chunks of one engine event to `batch`: none for the usage and the finish,
     /// which wait for the end, nor for the answer's info, which later chunks carry.
-    fn render(&mut self, event: Option<Result<ChatEvent, ProviderError>>, batch: &mut Vec<Bytes>) {
+    fn render(&mut self, event: Option<Result<ChatEvent, Refusal>>, batch: &mut Vec<Bytes>) {
         if self.keep(&event) {
             return;
         }
@@ -515,11 +519,16 @@ impl SseRelay {
             Some(Ok(
                 ChatEvent::Usage { .. } | ChatEvent::UsageDetails(_) | ChatEvent::AnswerInfo(_),
             )) => {}
-            Some(Err(error)) => {
+            Some(Err(refusal)) => {
                 self.ended = true;
-                let message =
-                    json!({"error": {"message": crate::api::submit::provider_message(&error)}});
-                batch.push(json_event(&message));
+                let message = match refusal_parts(refusal) {
+                    Ok((_, message)) => message,
+                    Err(error) => {
+                        tracing::error!(%error, "a streamed chat failed");
+                        "Internal server error".into()
+                    }
+                };
+                batch.push(json_event(&json!({"error": {"message": message}})));
                 batch.push(DONE);
             }
         }

@@ -554,7 +554,7 @@ struct ImageCall {
     inputs: Vec<Input>,
 }
 
-/// Runs `call` and answers OpenAI's `{created, data: [{url} or {b64_json}]}`.
+/// Runs `call` and answers OpenAI's `{created, data: [{url} or {b64_json}], usage?}`.
 async fn answer_images(
     state: &AppState,
     client_id: String,
@@ -649,7 +649,22 @@ async fn answer_images(
             json!({"url": state.links.url(&base, &asset.id)})
         });
     }
-    Ok(Json(json!({"created": now_ms() / 1000, "data": data})).into_response())
+    let mut answer = json!({"created": now_ms() / 1000, "data": data});
+    if let Some(usage) = token_usage(task.usage.as_deref()) {
+        answer["usage"] = usage;
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// The vendor's usage of an image answer when it is OpenAI's (gpt-image's token counts), as
+/// OpenAI shows it; another vendor's units (an image count, seconds) are not shown, since an
+/// OpenAI client reads `usage` as tokens.
+fn token_usage(recorded: Option<&str>) -> Option<Value> {
+    let usage: Value = serde_json::from_str(recorded?).ok()?;
+    ["input_tokens", "output_tokens", "total_tokens"]
+        .iter()
+        .all(|count| usage[count].is_u64())
+        .then_some(usage)
 }
 
 /// Admits `admission` and waits for its task to end: the succeeded task, or the error the

@@ -25,6 +25,7 @@ pub fn refusal_parts(refusal: Refusal) -> Result<(StatusCode, String), anyhow::E
         Refusal::InsufficientBalance | Refusal::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
         Refusal::IdempotencyConflict => StatusCode::CONFLICT,
         Refusal::Provider(error) => provider_status(error),
+        Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
     };
     if let Refusal::Provider(error) = &refusal {
         return Ok((status, provider_message(error)));

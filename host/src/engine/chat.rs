@@ -27,6 +27,9 @@
 //!   once while the client waits for events, later if its socket is full.
 //! - The provider gets the stored params and, as `stream`, whether the client reads the
 //!   answer as a stream, so it can ask its upstream for the same.
+//! - A stop whose grace runs out ([`Engine::interrupt`]) cuts the chats still answering: each
+//!   is recorded failed (refunded), and its client is told easel is shutting down
+//!   ([`Refusal::ShuttingDown`]) before its connection closes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -54,10 +57,10 @@ use crate::engine::{
 pub struct ChatSession {
     /// The recorded task; its id names the answer.
     pub task: Task,
-    /// Deltas, usage and the finish reason, then the end once the chat is recorded; or the
-    /// error that ended it (recorded too). Reading it drives the provider; dropping it before
-    /// its end cancels the chat.
-    pub events: BoxStream<'static, Result<ChatEvent, ProviderError>>,
+    /// Deltas, usage and the finish reason, then the end once the chat is recorded; or what
+    /// the client is told of the error that ended it (recorded too). Reading it drives the
+    /// provider; dropping it before its end cancels the chat.
+    pub events: BoxStream<'static, Result<ChatEvent, Refusal>>,
 }
 
 /// An answer's usage as its events tell it, as chats store and show it: OpenAI's usage object
@@ -200,7 +203,7 @@ impl Engine {
             Ok(stream) => stream,
             Err(error) => {
                 held.end(held.outcome(&error)).await;
-                return Err(Refusal::Provider(error));
+                return Err(held.told(error));
             }
         };
         let relay = Relay {
@@ -268,6 +271,17 @@ impl Held {
             }
             ProviderError::Cancelled => Outcome::Cancelled,
             error => Outcome::failed_by(&self.id, error),
+        }
+    }
+
+    /// What the client is told of the error that ended the chat: a cut at shutdown is not
+    /// the client's cancel.
+    fn told(&self, error: ProviderError) -> Refusal {
+        match error {
+            ProviderError::Cancelled if self.engine.shutdown_token().is_cancelled() => {
+                Refusal::ShuttingDown
+            }
+            error => Refusal::Provider(error),
         }
     }
 
@@ -398,9 +412,16 @@ struct Relay {
 }
 
 impl Relay {
+    /// The provider's next event, an error as its client is told it
+    /// ([`Relay::next_from_provider`]).
+    async fn next(&mut self) -> Option<Result<ChatEvent, Refusal>> {
+        let event = self.next_from_provider().await?;
+        Some(event.map_err(|error| self.held.told(error)))
+    }
+
     /// The provider's next event; at the end, or on an error or a cancel, the chat is
     /// recorded first. `None` after the end.
-    async fn next(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
+    async fn next_from_provider(&mut self) -> Option<Result<ChatEvent, ProviderError>> {
         let stream = self.stream.as_mut()?;
         let waiting = Instant::now();
         let mut event = tokio::select! {

@@ -75,9 +75,12 @@ pub enum Refusal {
     /// Same idempotency key, other body.
     #[error("Idempotency-Key was already used with a different request body.")]
     IdempotencyConflict,
-    /// The provider refused to start a call the client waits for (chat).
+    /// The provider refused to start a call the client waits for (chat), or failed it.
     #[error(transparent)]
     Provider(ProviderError),
+    /// The process stopped, its grace run out, while the client waited (a chat cut off).
+    #[error("easel is shutting down and cut this answer off before its end; ask again.")]
+    ShuttingDown,
     /// Storage failed.
     #[error(transparent)]
     Internal(anyhow::Error),

@@ -274,9 +274,8 @@ impl Engine {
 
     /// Stops the process's part in the engine: no new task is claimed, the submits in flight
     /// get what is left of `[engine] shutdown_grace_secs` since claiming stopped (the same
-    /// grace the open connections drained in) to finish and be recorded, then the loops stop
-    /// and what is still held is cancelled and left to the sweeper, as after a crash (its
-    /// lease lapses; it is queued again or failed as its provider's idempotence allows).
+    /// grace the open connections drained in) to finish and be recorded, then the process is
+    /// [interrupted](Engine::interrupt).
     pub async fn shutdown(&self) {
         self.stop_claiming();
         let deadline = self.shutdown_deadline();
@@ -299,6 +298,14 @@ impl Engine {
                 "stopping with tasks still in flight: their leases lapse and the sweeper recovers them"
             );
         }
+        self.interrupt();
+    }
+
+    /// Ends the process's part at once: its loops stop and everything it holds is cancelled.
+    /// A chat still answering is recorded failed (refunded) and tells its client why; a
+    /// submit in flight is left to the sweeper, as after a crash (its lease lapses; it is
+    /// queued again or failed as its provider's idempotence allows).
+    pub fn interrupt(&self) {
         self.inner.shutdown.cancel();
     }
 
