@@ -596,6 +596,52 @@ async fn a_chats_instance_is_kept_for_its_own_clients_next_chat_only() {
 /// Tool calls through the `openai` plugin: whole (the vendor asked for a whole answer) and
 /// streamed, two calls each, with the tools, the choice and `parallel_tool_calls` passed on;
 /// the answer is recorded with its calls and charged like any other.
+/// A model that declines to answer (most often a structured answer) is told apart from its
+/// text, as OpenAI's clients read it: `refusal` on the message, or in the deltas, with no
+/// content beside it; the chat is recorded with it, and charged (the vendor charged for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_reaches_the_client_apart_from_the_text() {
+    let (easel, _fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;
+    let host = &easel.host;
+    host.grant("partner-a", 10.0).await;
+    let (status, whole) = host
+        .post("/v1/chat/completions", &chat("refuse", false))
+        .await;
+    assert_eq!(status, 200, "{whole}");
+    let message = &whole["choices"][0]["message"];
+    assert_eq!(message["refusal"], openai::REFUSAL, "{whole}");
+    assert_eq!(message["content"], Value::Null, "{whole}");
+    assert_eq!(whole["choices"][0]["finish_reason"], "stop", "{whole}");
+
+    let streamed = host
+        .post_text("/v1/chat/completions", &chat("refuse", true))
+        .await;
+    assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+    let deltas: Vec<Value> = sse_data(&streamed)
+        .into_iter()
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str::<Value>(data).unwrap()["choices"][0]["delta"].clone())
+        .collect();
+    assert_eq!(deltas[0]["role"], "assistant", "{streamed}");
+    let refusal: String = deltas
+        .iter()
+        .filter_map(|delta| delta["refusal"].as_str())
+        .collect();
+    assert_eq!(refusal, openai::REFUSAL, "{streamed}");
+    assert!(
+        deltas.iter().all(|delta| delta.get("content").is_none()),
+        "{streamed}"
+    );
+
+    let first: Value = serde_json::from_str(sse_data(&streamed)[0]).unwrap();
+    for id in [whole["id"].as_str().unwrap(), first["id"].as_str().unwrap()] {
+        let (_, detail) = host.get(&format!("/api/v1/jobs/{id}/detail")).await;
+        assert_eq!(detail["job"]["status"], "succeeded", "{detail}");
+        assert_eq!(detail["job"]["refusal"], openai::REFUSAL, "{detail}");
+    }
+    assert_eq!(host.usage("partner-a").await["balance"], 8.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_calls_reach_the_client_whole_and_streamed_and_are_recorded() {
     let (easel, fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;

@@ -401,6 +401,9 @@ impl ChatRequest {
 pub enum ChatEvent {
     /// More text.
     Delta(String),
+    /// More of the model's refusal to answer (OpenAI's `refusal`, most often to a structured
+    /// `response_format`), which the client reads apart from the text.
+    Refusal(String),
     /// Token counts: prompt, completion.
     Usage {
         /// Prompt tokens.

@@ -18,7 +18,9 @@
 //!   milliseconds later; asked with `tools` (and a last message that is not a tool's), it
 //!   calls each of the first two tools with `{"said": <the last message>}` (ids `call_oa_0`,
 //!   `call_oa_1`), whole or streamed (a call's id and name, then its arguments; `first:<ms>`
-//!   holds the events back as for text), and finishes with `tool_calls`; every answer and
+//!   holds the events back as for text), and finishes with `tool_calls`; a message holding
+//!   `refuse` is declined as OpenAI declines a structured answer: `content` null and
+//!   [`REFUSAL`] as `refusal`, whole or streamed in two pieces; every answer and
 //!   chunk names its `system_fingerprint` ([`FINGERPRINT`]) and `service_tier` (`default`), and
 //!   its usage has OpenAI's `prompt_tokens_details` and `completion_tokens_details`;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
@@ -285,6 +287,9 @@ async fn chat(call: Call) -> Response {
     if let Some(tools) = tools {
         return tool_calls(&body, tools, said, usage, millis("first:"));
     }
+    if said.split_whitespace().any(|w| w == "refuse") {
+        return refused(&body, usage);
+    }
     if body["stream"] != true {
         let choice = json!({"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"});
         return completion(&body, choice, usage);
@@ -331,6 +336,39 @@ async fn chat(call: Call) -> Response {
 
 /// The backend configuration every chat answer names, as OpenAI's do.
 pub const FINGERPRINT: &str = "fp_e2e0001";
+
+/// What the model says when it declines to answer.
+pub const REFUSAL: &str = "I'm sorry, I can't help with that.";
+
+/// A declined answer, whole or streamed as OpenAI streams one: an opening with an empty
+/// refusal and no content, then the refusal in pieces, then the finish.
+fn refused(body: &serde_json::Value, usage: serde_json::Value) -> Response {
+    if body["stream"] != true {
+        let choice = json!({"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": null, "refusal": REFUSAL}});
+        return completion(body, choice, usage);
+    }
+    let (first, rest) = REFUSAL.split_at(8);
+    let deltas = [
+        json!({"role": "assistant", "content": null, "refusal": ""}),
+        json!({"refusal": first}),
+        json!({"refusal": rest}),
+    ];
+    let mut events: String = deltas
+        .into_iter()
+        .map(|delta| {
+            let choices = json!([{"index": 0, "delta": delta, "finish_reason": null}]);
+            chunk_event(body, choices, serde_json::Value::Null)
+        })
+        .collect();
+    let finish = json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]);
+    events.push_str(&chunk_event(body, finish, serde_json::Value::Null));
+    if body["stream_options"]["include_usage"] == true {
+        events.push_str(&chunk_event(body, json!([]), usage));
+    }
+    events.push_str("data: [DONE]\n\n");
+    ([(header::CONTENT_TYPE, "text/event-stream")], events).into_response()
+}
 
 /// A whole answer (`chat.completion`) with its one `choice`.
 fn completion(

@@ -122,7 +122,7 @@ pub async fn complete(
     mut session: ChatSession,
     style: ChunkStyle,
 ) -> Result<Response, Refusal> {
-    let mut text = String::new();
+    let (mut text, mut refusal) = (String::new(), String::new());
     let mut tool_calls = ToolCalls::default();
     let mut usage = AnswerUsage::default();
     let mut info = AnswerInfo::default();
@@ -130,6 +130,7 @@ pub async fn complete(
     while let Some(event) = session.events.next().await {
         match event? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
+            ChatEvent::Refusal(piece) => refusal.push_str(&piece),
             ChatEvent::ToolCall(mut piece) => tool_calls.add(&mut piece, &session.task.id),
             ChatEvent::AnswerInfo(told) => info = told,
             ChatEvent::Finish(reason) => finish = reason,
@@ -148,9 +149,10 @@ pub async fn complete(
             index: 0,
             message: Message {
                 role: "assistant",
-                // OpenAI's: no text beside tool calls is `null`, not "".
-                content: (tool_calls.is_empty() || !text.is_empty()).then_some(text.as_str()),
-                refusal: None,
+                // OpenAI's: no text beside tool calls or a refusal is `null`, not "".
+                content: ((tool_calls.is_empty() && refusal.is_empty()) || !text.is_empty())
+                    .then_some(text.as_str()),
+                refusal: (!refusal.is_empty()).then_some(refusal.as_str()),
                 tool_calls: (!tool_calls.is_empty()).then(|| tool_calls.into_json()),
             },
             logprobs: None,
@@ -292,6 +294,8 @@ struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
 }
 
@@ -405,8 +409,8 @@ struct SseRelay {
 impl SseRelay {
     /// The role-only chunk the answer opens with, once, before the first event that makes a
     /// chunk: its `content` is `""` when the answer begins with text (as OpenAI's text answers
-    /// begin), and left out when it begins with a tool call, so that a client that joins the
-    /// pieces keeps no text (`null`) beside tool calls.
+    /// begin), and left out when it begins with a tool call or a refusal, so that a client
+    /// that joins the pieces keeps no text (`null`) beside them.
     fn open(&mut self, begins_with_text: bool) -> Option<Bytes> {
         if !std::mem::take(&mut self.opening) {
             return None;
@@ -414,7 +418,7 @@ impl SseRelay {
         let delta = Delta {
             role: Some("assistant"),
             content: begins_with_text.then_some(""),
-            tool_calls: None,
+            ..Delta::default()
         };
         Some(self.chunks.event(delta, None, None))
     }
@@ -485,7 +489,10 @@ impl SseRelay {
         if self.keep(&event) {
             return;
         }
-        let begins_with_text = !matches!(event, Some(Ok(ChatEvent::ToolCall(_))));
+        let begins_with_text = !matches!(
+            event,
+            Some(Ok(ChatEvent::ToolCall(_) | ChatEvent::Refusal(_)))
+        );
         batch.extend(self.open(begins_with_text));
         // The held finish goes out before whatever follows it: the end, or a provider going
         // on after its finish (a late delta, an error).
@@ -503,6 +510,13 @@ impl SseRelay {
             Some(Ok(ChatEvent::Delta(text))) => {
                 let delta = Delta {
                     content: Some(&text),
+                    ..Delta::default()
+                };
+                batch.push(self.chunks.event(delta, None, None));
+            }
+            Some(Ok(ChatEvent::Refusal(piece))) => {
+                let delta = Delta {
+                    refusal: Some(&piece),
                     ..Delta::default()
                 };
                 batch.push(self.chunks.event(delta, None, None));

@@ -143,6 +143,9 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
         .clone()
         .filter_map(|output| output.get("text").cloned())
         .collect();
+    let refusal = recorded
+        .clone()
+        .find_map(|output| output.get("refusal").cloned());
     let tool_calls: Vec<Value> = recorded
         .filter_map(|output| output.get("tool_calls")?.as_array().cloned())
         .flatten()
@@ -172,6 +175,9 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
     view["texts"] = texts.into();
     if !tool_calls.is_empty() {
         view["toolCalls"] = tool_calls.into();
+    }
+    if let Some(refusal) = refusal {
+        view["refusal"] = refusal;
     }
     view["reservedCredits"] = task.reserved_credits().into();
     view["webhookUrl"] = task.webhook_url.clone().into();

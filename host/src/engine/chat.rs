@@ -14,9 +14,10 @@
 //!   provider's stream), and how the chat ended is recorded before the stream's end or error
 //!   is handed on, so a client that has read the end has a recorded chat: an answer whose
 //!   success could not be recorded ends in an error instead.
-//! - The recorded result is the whole text and, when the model made any, its tool calls in
-//!   OpenAI's message shape ([`ToolCalls`]); every call the client sees has an id, the one
-//!   recorded (a model that gave none gets `call_<task id>_<index>`).
+//! - The recorded result is the whole text, the model's refusal when it refused, and, when it
+//!   made any, its tool calls in OpenAI's message shape ([`ToolCalls`]); every call the
+//!   client sees has an id, the one recorded (a model that gave none gets
+//!   `call_<task id>_<index>`).
 //! - A client that goes away drops its session, or [`Engine::open_chat`] mid-way, the insert
 //!   perhaps still committing: the chat's [`Held`] guard, armed before the insert, cancels the
 //!   provider's call, stops tracking it and records it cancelled (refunded) at once. On SQLite
@@ -210,6 +211,7 @@ impl Engine {
             stream: Some(stream),
             held,
             text: String::new(),
+            refusal: String::new(),
             tool_calls: ToolCalls::default(),
             usage: AnswerUsage::default(),
             finished: false,
@@ -404,6 +406,8 @@ struct Relay {
     stream: Option<ChatStream>,
     held: Held,
     text: String,
+    /// The model's refusal to answer, apart from the text.
+    refusal: String,
     tool_calls: ToolCalls,
     usage: AnswerUsage,
     /// The provider sent its finish, which must be its last event.
@@ -438,6 +442,10 @@ impl Relay {
                 self.text.push_str(delta);
                 return event;
             }
+            Some(Ok(ChatEvent::Refusal(piece))) => {
+                self.refusal.push_str(piece);
+                return event;
+            }
             Some(Ok(ChatEvent::ToolCall(piece))) => {
                 self.tool_calls.add(piece, &self.held.id);
                 return event;
@@ -453,6 +461,9 @@ impl Relay {
             }
             None => {
                 let mut output = json!({ "text": std::mem::take(&mut self.text) });
+                if !self.refusal.is_empty() {
+                    output["refusal"] = std::mem::take(&mut self.refusal).into();
+                }
                 if !self.tool_calls.is_empty() {
                     output["tool_calls"] = std::mem::take(&mut self.tool_calls).into_json();
                 }

@@ -4,8 +4,9 @@
 //! (`model`, `messages`, `stream`, `stream_options.include_usage`, sampling parameters, and
 //! `tools` / `tool_choice` / `parallel_tool_calls` for a model that declares them, see
 //! [`tool_params`]) and answer with the same server-sent events: `chat.completion.chunk`
-//! objects whose `choices[0].delta.content` carries text, `choices[0].delta.tool_calls` pieces
-//! of function calls and `choices[0].finish_reason` the end, then (with `include_usage`) a
+//! objects whose `choices[0].delta.content` carries text, `choices[0].delta.refusal` a model's
+//! refusal to answer, `choices[0].delta.tool_calls` pieces of function calls and
+//! `choices[0].finish_reason` the end, then (with `include_usage`) a
 //! chunk with `usage` and no choices, then `data: [DONE]`. MiniMax answers in the same shape.
 //! Each plugin supplies its own URL, auth and error mapper; Zhipu and MiniMax also build their
 //! own bodies.
@@ -177,6 +178,9 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     if let Some(text) = message.content.filter(|t| !t.is_empty()) {
         events.push(ChatEvent::Delta(text));
     }
+    if let Some(refusal) = message.refusal.filter(|t| !t.is_empty()) {
+        events.push(ChatEvent::Refusal(refusal));
+    }
     // Each is a whole call: its place in the list is its index, whatever the vendor wrote.
     for (position, call) in message.tool_calls.into_iter().enumerate() {
         events.push(call.piece(position as u32));
@@ -250,6 +254,9 @@ struct Choice {
 struct Text {
     #[serde(deserialize_with = "string_or_none")]
     content: Option<String>,
+    /// The model's refusal to answer, apart from the text.
+    #[serde(deserialize_with = "string_or_none")]
+    refusal: Option<String>,
     #[serde(deserialize_with = "list_or_none")]
     tool_calls: Vec<Call>,
 }
@@ -445,6 +452,10 @@ impl ChunkStream {
                 out.extend(self.info.take());
                 out.push(ChatEvent::Delta(text));
             }
+            if let Some(refusal) = delta.refusal.filter(|t| !t.is_empty()) {
+                out.extend(self.info.take());
+                out.push(ChatEvent::Refusal(refusal));
+            }
             for (position, call) in delta.tool_calls.into_iter().enumerate() {
                 // A piece's index names its call; one without takes its place in the list.
                 let index = call.index.unwrap_or(position as u32);
@@ -631,6 +642,32 @@ mod tests {
                 call(0, Some("c"), Some("f"), r#"{"a":[1,2]}"#),
                 call(1, Some("d"), Some("g"), "{}"),
                 ChatEvent::Finish("tool_calls".into())
+            ]
+        );
+    }
+
+    /// A model that declines a structured answer says so in `refusal`, whole or in pieces,
+    /// with no text: the client must read it apart from the answer's text.
+    #[test]
+    fn a_refusal_is_passed_on_apart_from_the_text() {
+        let refused = "I can't help with that.";
+        assert_eq!(
+            whole_events(json!({"choices": [{"finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": null, "refusal": refused}}]})),
+            vec![ChatEvent::Refusal(refused.into()), ChatEvent::Finish("stop".into())]
+        );
+        assert_eq!(
+            streamed_events([
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"refusal":""},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"refusal":"I can't"},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"refusal":" help with that."},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                "[DONE]",
+            ]),
+            vec![
+                ChatEvent::Refusal("I can't".into()),
+                ChatEvent::Refusal(" help with that.".into()),
+                ChatEvent::Finish("stop".into())
             ]
         );
     }

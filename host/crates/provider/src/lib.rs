@@ -286,6 +286,9 @@ pub struct ModelInfo {
 pub enum ChatEvent {
     /// More text.
     Delta(String),
+    /// More of the model's refusal to answer, which the client reads apart from the text
+    /// (OpenAI's `refusal`; contract 0.4.0 on).
+    Refusal(String),
     /// Token counts, usually once near the end.
     Usage {
         /// Prompt tokens.

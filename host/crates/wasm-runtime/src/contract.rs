@@ -14,10 +14,15 @@ use wasmtime::{Engine, Store};
 
 use crate::manifest::PluginManifest;
 use crate::state::CallState;
-use crate::{v0_1_0, v0_2_0, v0_3_0};
+use crate::{v0_1_0, v0_2_0, v0_3_0, v0_4_0};
 
 /// Contract versions this host can run, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION, v0_3_0::VERSION];
+pub const SUPPORTED_VERSIONS: &[&str] = &[
+    v0_1_0::VERSION,
+    v0_2_0::VERSION,
+    v0_3_0::VERSION,
+    v0_4_0::VERSION,
+];
 
 /// A call's outcome: outer error = trap, inner = the plugin's own typed error.
 pub(crate) type Called<T> = wasmtime::Result<Result<T, ProviderError>>;
@@ -31,7 +36,8 @@ pub(crate) fn has_tool_calls(version: &str) -> bool {
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     v0_1_0::add_to_linker(linker)?;
     v0_2_0::add_to_linker(linker)?;
-    v0_3_0::add_to_linker(linker)
+    v0_3_0::add_to_linker(linker)?;
+    v0_4_0::add_to_linker(linker)
 }
 
 /// Names of a component's exports and imports (for detection and `plugin check`).
@@ -49,6 +55,7 @@ pub(crate) fn detect(engine: &Engine, c: &Component) -> anyhow::Result<&'static 
         (v0_1_0::MARKER_EXPORT, v0_1_0::VERSION),
         (v0_2_0::MARKER_EXPORT, v0_2_0::VERSION),
         (v0_3_0::MARKER_EXPORT, v0_3_0::VERSION),
+        (v0_4_0::MARKER_EXPORT, v0_4_0::VERSION),
     ] {
         if exports.iter().any(|e| e == marker) {
             return Ok(version);
@@ -66,6 +73,7 @@ pub(crate) enum Pre {
     V0_1_0(v0_1_0::Pre),
     V0_2_0(v0_2_0::Pre),
     V0_3_0(v0_3_0::Pre),
+    V0_4_0(v0_4_0::Pre),
 }
 
 /// An instance, for chats, of a component of some version.
@@ -73,6 +81,7 @@ pub(crate) enum Instance {
     V0_1_0(v0_1_0::Instance),
     V0_2_0(v0_2_0::Instance),
     V0_3_0(v0_3_0::Instance),
+    V0_4_0(v0_4_0::Instance),
 }
 
 /// A chat stream of some version.
@@ -80,6 +89,7 @@ pub(crate) enum Session {
     V0_1_0(v0_1_0::Session),
     V0_2_0(v0_2_0::Session),
     V0_3_0(v0_3_0::Session),
+    V0_4_0(v0_4_0::Session),
 }
 
 impl Pre {
@@ -88,6 +98,7 @@ impl Pre {
             v0_1_0::VERSION => Ok(Self::V0_1_0(v0_1_0::Pre::new(pre)?)),
             v0_2_0::VERSION => Ok(Self::V0_2_0(v0_2_0::Pre::new(pre)?)),
             v0_3_0::VERSION => Ok(Self::V0_3_0(v0_3_0::Pre::new(pre)?)),
+            v0_4_0::VERSION => Ok(Self::V0_4_0(v0_4_0::Pre::new(pre)?)),
             other => anyhow::bail!("no binding for contract version {other}"),
         }
     }
@@ -97,6 +108,7 @@ impl Pre {
             Self::V0_1_0(p) => p.manifest(s).await,
             Self::V0_2_0(p) => p.manifest(s).await,
             Self::V0_3_0(p) => p.manifest(s).await,
+            Self::V0_4_0(p) => p.manifest(s).await,
         }
     }
 
@@ -109,6 +121,7 @@ impl Pre {
             Self::V0_1_0(p) => p.submit(s, r).await,
             Self::V0_2_0(p) => p.submit(s, r).await,
             Self::V0_3_0(p) => p.submit(s, r).await,
+            Self::V0_4_0(p) => p.submit(s, r).await,
         }
     }
 
@@ -117,6 +130,7 @@ impl Pre {
             Self::V0_1_0(p) => p.poll(s, h).await,
             Self::V0_2_0(p) => p.poll(s, h).await,
             Self::V0_3_0(p) => p.poll(s, h).await,
+            Self::V0_4_0(p) => p.poll(s, h).await,
         }
     }
 
@@ -125,6 +139,7 @@ impl Pre {
             Self::V0_1_0(p) => p.cancel(s, h).await,
             Self::V0_2_0(p) => p.cancel(s, h).await,
             Self::V0_3_0(p) => p.cancel(s, h).await,
+            Self::V0_4_0(p) => p.cancel(s, h).await,
         }
     }
 
@@ -133,6 +148,7 @@ impl Pre {
             Self::V0_1_0(p) => Ok(Instance::V0_1_0(p.instantiate(s).await?)),
             Self::V0_2_0(p) => Ok(Instance::V0_2_0(p.instantiate(s).await?)),
             Self::V0_3_0(p) => Ok(Instance::V0_3_0(p.instantiate(s).await?)),
+            Self::V0_4_0(p) => Ok(Instance::V0_4_0(p.instantiate(s).await?)),
         }
     }
 }
@@ -147,6 +163,7 @@ impl Instance {
             Self::V0_1_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_1_0)),
             Self::V0_2_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_2_0)),
             Self::V0_3_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_3_0)),
+            Self::V0_4_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_4_0)),
         }
     }
 }
@@ -161,6 +178,7 @@ impl Session {
             (Self::V0_1_0(x), Instance::V0_1_0(i)) => x.next(i, s).await,
             (Self::V0_2_0(x), Instance::V0_2_0(i)) => x.next(i, s).await,
             (Self::V0_3_0(x), Instance::V0_3_0(i)) => x.next(i, s).await,
+            (Self::V0_4_0(x), Instance::V0_4_0(i)) => x.next(i, s).await,
             _ => unreachable!("a session is read through the instance that opened it"),
         }
     }
@@ -171,6 +189,7 @@ impl Session {
             Self::V0_1_0(x) => x.close(s).await,
             Self::V0_2_0(x) => x.close(s).await,
             Self::V0_3_0(x) => x.close(s).await,
+            Self::V0_4_0(x) => x.close(s).await,
         }
     }
 }

@@ -34,6 +34,7 @@ mod state;
 mod v0_1_0;
 mod v0_2_0;
 mod v0_3_0;
+mod v0_4_0;
 
 use std::path::Path;
 

@@ -43,7 +43,9 @@ fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderErro
 
 /// The finer counts a plugin sent: a JSON object of objects of token counts, as OpenAI's
 /// `prompt_tokens_details` and `completion_tokens_details` are.
-fn usage_details(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+pub(crate) fn usage_details(
+    text: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
     let details = json_object(text, "the provider's usage-details")
         .map_err(|e| ProviderError::Internal(format!("{e:#}")))?;
     for (key, counts) in &details {

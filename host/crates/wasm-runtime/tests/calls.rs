@@ -323,3 +323,38 @@ async fn a_plugin_built_for_contract_0_2_0_keeps_working() {
     );
     assert_eq!(called.last(), Some(&ChatEvent::Finish("tool_calls".into())));
 }
+
+/// The demo plugin as the SDK of contract 0.3.0 built it, before 0.4.0 was released: its
+/// chats say what the vendor says of the answer (0.3.0's events) and no refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_for_contract_0_3_0_keeps_working() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/demo-contract-0.3.0.wasm");
+    let rt = Runtime::new(common::config()).unwrap();
+    let p = rt
+        .load_bytes(std::fs::read(&fixture).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(p.contract_version(), "0.3.0");
+    let chat = ChatRequest {
+        model: "chat".into(),
+        messages: vec![serde_json::json!({"role": "user", "content": "hello there"})],
+        params: serde_json::Map::new(),
+    };
+    let stream = p
+        .chat(&chat, &CallContext::detached("t-0.3.0"))
+        .await
+        .unwrap();
+    let answer: Vec<ChatEvent> = stream.map(Result::unwrap).collect().await;
+    assert!(
+        matches!(&answer[0], ChatEvent::AnswerInfo(info) if info.system_fingerprint.is_some()),
+        "{answer:?}"
+    );
+    assert!(
+        answer
+            .iter()
+            .any(|event| matches!(event, ChatEvent::UsageDetails(_))),
+        "{answer:?}"
+    );
+    assert_eq!(answer.last(), Some(&ChatEvent::Finish("stop".into())));
+}
