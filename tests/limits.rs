@@ -357,6 +357,40 @@ async fn credits_add_up_exactly_and_grants_need_a_known_client(backend: Backend)
     let (status, answer) = grant("partner-b", -1.5).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"], "The balance cannot go below zero.");
+    // What the balance holds can be taken back, to the last micro-credit.
+    let (status, answer) = grant("partner-b", -0.4).await;
+    assert_eq!(
+        (status, answer["balance"].clone()),
+        (200, json!(0.6)),
+        "{answer}"
+    );
+    let (status, answer) = grant("partner-b", -0.6).await;
+    assert_eq!(
+        (status, answer["balance"].clone()),
+        (200, json!(0.0)),
+        "{answer}"
+    );
+    // The cap counts what the client's tasks hold: a refund gives it back to the balance.
+    let (status, _) = grant("partner-b", 999_999_999.9).await;
+    assert_eq!(status, 200);
+    let (status, held) = send(
+        host.as_key(Method::POST, "/api/v1/jobs", "key-b")
+            .json(&offline_image(json!({"work_ms": 30_000}))),
+    )
+    .await;
+    assert_eq!(status, 202, "{held}");
+    let (status, answer) = grant("partner-b", 0.2).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("cannot exceed"),
+        "{answer}"
+    );
+    let (status, answer) = grant("partner-b", 0.1).await;
+    assert_eq!(
+        (status, answer["balance"].clone()),
+        (200, json!(999_999_999.9)),
+        "{answer}"
+    );
     let (status, answer) = grant("nobody", 10.0).await;
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["error"], "Client nobody not found.");

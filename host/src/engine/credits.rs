@@ -148,15 +148,16 @@ pub enum GrantRefused {
     /// Taking back more than the balance holds.
     #[error("The balance cannot go below zero.")]
     BelowZero,
-    /// Granting past [`MAX_BALANCE_MICROS`].
-    #[error("The balance cannot exceed 1000000000 credits.")]
+    /// Granting past [`MAX_BALANCE_MICROS`], counting what the client's tasks hold.
+    #[error("The balance, with what its tasks hold, cannot exceed 1000000000 credits.")]
     AboveMaximum,
 }
 
 impl Engine {
     /// Adds `amount` micro-credits (negative to take back) to a known client's balance in one
     /// statement, so two concurrent grants can neither lose one another nor drive the balance
-    /// below zero (or past [`MAX_BALANCE_MICROS`]); returns the new balance in micro-credits.
+    /// below zero, nor the balance and what its tasks hold past [`MAX_BALANCE_MICROS`] (a
+    /// refund gives that back to the balance); returns the new balance in micro-credits.
     pub async fn grant_credits(
         &self,
         client_id: &str,
@@ -171,24 +172,33 @@ impl Engine {
         if amount.unsigned_abs() > MAX_BALANCE_MICROS as u64 {
             return Ok(Err(refusal));
         }
+        // The row comes from `clients`, so an unknown client gets none; a missing balance is
+        // created only by a grant, an existing one changes only if it stays in range.
+        let statement = if amount < 0 {
+            "UPDATE balances SET micros = micros + $2, updated_at = $3 \
+             WHERE client_id = $1 AND micros + $2 >= 0 RETURNING micros"
+                .to_string()
+        } else {
+            format!(
+                "INSERT INTO balances (client_id, micros, updated_at) \
+                 SELECT id, $2, $3 FROM clients WHERE id = $1 \
+                 ON CONFLICT (client_id) DO UPDATE SET micros = balances.micros + excluded.micros, \
+                 updated_at = excluded.updated_at \
+                 WHERE balances.micros + excluded.micros + ({}) <= $4 \
+                 RETURNING micros",
+                tasks::RESERVED_MICROS
+            )
+        };
         let mut writer = self.store().writer().await?;
         let mut tx = writer.begin().await?;
-        // The row comes from `clients`, so an unknown client gets none; a missing balance is
-        // created only by a positive grant, an existing one changes only if it stays in range.
-        let balance: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO balances (client_id, micros, updated_at) \
-             SELECT id, $2, $3 FROM clients WHERE id = $1 AND $2 >= 0 \
-             ON CONFLICT (client_id) DO UPDATE SET micros = balances.micros + excluded.micros, \
-             updated_at = excluded.updated_at \
-             WHERE balances.micros + excluded.micros BETWEEN 0 AND $4 \
-             RETURNING micros",
-        )
-        .bind(client_id)
-        .bind(amount)
-        .bind(now)
-        .bind(MAX_BALANCE_MICROS)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let mut query = sqlx::query_as(&statement)
+            .bind(client_id)
+            .bind(amount)
+            .bind(now);
+        if amount >= 0 {
+            query = query.bind(MAX_BALANCE_MICROS);
+        }
+        let balance: Option<(i64,)> = query.fetch_optional(&mut *tx).await?;
         let Some((balance,)) = balance else {
             tx.rollback().await?;
             return Ok(Err(

@@ -1284,15 +1284,17 @@ pub async fn webhook_deliveries(
     .await?)
 }
 
+/// The micro-credits client `$1`'s live tasks hold (reserved at their insert, kept or given
+/// back when they end), as one query a statement may nest.
+pub(crate) const RESERVED_MICROS: &str = "SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) \
+     FROM tasks WHERE client_id = $1 AND status IN ('queued', 'running')";
+
 /// The micro-credits held by the client's queued and running tasks.
 pub async fn reserved_micros(store: &Store, client_id: &str) -> anyhow::Result<i64> {
-    let (reserved,): (i64,) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) FROM tasks \
-         WHERE client_id = $1 AND status IN ('queued', 'running')",
-    )
-    .bind(client_id)
-    .fetch_one(&store.reader)
-    .await?;
+    let (reserved,): (i64,) = sqlx::query_as(RESERVED_MICROS)
+        .bind(client_id)
+        .fetch_one(&store.reader)
+        .await?;
     Ok(reserved)
 }
 
