@@ -442,6 +442,38 @@ async fn a_cancel_that_cannot_stop_the_job_in_time_answers_202() {
     );
 }
 
+/// On PostgreSQL a cancel asked of one host stops the submit another host runs at once, not
+/// at that host's next lease renewal (a third of a 30 s lease here): the job ends cancelled
+/// within the cancel's wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_worker_running_the_job_at_once() {
+    let api = Host::start(
+        Options::new(Backend::Postgres)
+            .toml("[engine]\nworkers = 0\nlease_secs = 30")
+            .env("EASEL_OFFLINE_PROVIDER", "0")
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
+    )
+    .await;
+    let _vendor = vendor_worker(&api);
+    fleet_of(&api, &["offline"], &["offline/image"]).await;
+    let id = job(&api, offline_job(json!({"work_ms": 30_000}))).await;
+    api.wait_job(&id, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    let asked = Instant::now();
+    let (status, answer) = api
+        .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["job"]["status"], "cancelled", "{answer}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the worker stopped {:?} after the cancel",
+        asked.elapsed()
+    );
+}
+
 /// Each worker counts as alive for its own lease after its heartbeat, not the reader's: an API
 /// host with a 4 s lease drops a worker with a 0.6 s lease soon after it dies, and keeps
 /// listing a worker with a 30 s lease (which beats every 10 s) between its beats.

@@ -248,7 +248,7 @@ impl Engine {
                 .sweep_orphans_until(self.inner.shutdown.clone()),
         );
         if self.inner.store.backend == Backend::Postgres {
-            tokio::spawn(listen_for_new_tasks(self.clone()));
+            tokio::spawn(listen_to_the_fleet(self.clone()));
         }
     }
 
@@ -502,17 +502,19 @@ impl Engine {
                 if !served_elsewhere {
                     self.cancel_pending(&task).await?;
                 }
-            } else if let Some(token) = self
-                .inner
-                .running
-                .lock()
-                .expect("running lock")
-                .get(&task.id)
-            {
-                token.cancel();
+            } else {
+                self.stop_if_held(&task.id);
             }
         }
         self.get(client_id, id).await
+    }
+
+    /// Stops the submit or chat this process holds as `id`, if it holds it: the call sees its
+    /// token cancelled and the task ends as its cancel request says.
+    fn stop_if_held(&self, id: &str) {
+        if let Some(token) = self.inner.running.lock().expect("running lock").get(id) {
+            token.cancel();
+        }
     }
 
     /// Asks the provider to drop a pending handle, then records the cancellation.
@@ -626,15 +628,23 @@ pub fn request_hash(body: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(body))
 }
 
-/// Wakes this host's workers when another host queues a task (PostgreSQL only).
-async fn listen_for_new_tasks(engine: Engine) {
+/// Wakes this host's workers when another host queues a task, and stops a task this host
+/// holds as soon as another host is asked to cancel it (PostgreSQL only; a lost
+/// notification is made up at the next lease renewal, [`lifecycle::hold_leases`]).
+async fn listen_to_the_fleet(engine: Engine) {
     loop {
         let listened = async {
             let mut listener = sqlx::postgres::PgListener::connect(&engine.inner.store.url).await?;
-            listener.listen("easel_tasks").await?;
+            listener
+                .listen_all(["easel_tasks", "easel_cancels"])
+                .await?;
             loop {
-                listener.recv().await?;
-                engine.inner.queued.notify_one();
+                let notification = listener.recv().await?;
+                if notification.channel() == "easel_cancels" {
+                    engine.stop_if_held(notification.payload());
+                } else {
+                    engine.inner.queued.notify_one();
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
@@ -642,7 +652,7 @@ async fn listen_for_new_tasks(engine: Engine) {
         tokio::select! {
             _ = engine.inner.shutdown.cancelled() => return,
             result = listened => if let Err(error) = result {
-                tracing::warn!(%error, "LISTEN easel_tasks dropped; reconnecting");
+                tracing::warn!(%error, "LISTEN easel_tasks, easel_cancels dropped; reconnecting");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             },
         }
