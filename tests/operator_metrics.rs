@@ -260,6 +260,8 @@ async fn metrics_cover_every_family_and_pass_promtool() {
         "{waiting} waits"
     );
     assert!(total(&s, "easel_queue_depth", &["provider=\"local\""]) == 0.0);
+    // The slow task the one worker runs.
+    assert_eq!(total(&s, "easel_tasks_in_flight", &[]), 1.0);
     let age = total(
         &s,
         "easel_queue_oldest_age_seconds",
@@ -504,14 +506,28 @@ async fn json_logs_carry_the_request_and_task_ids() {
         .unwrap()
         .to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
     let lines = lines.join().unwrap();
     assert!(!lines.is_empty());
     let parsed: Vec<Value> = lines
         .iter()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
+    // A stop says so, idle or not, so that a log tells it from a crash.
+    let messages: Vec<&str> = parsed
+        .iter()
+        .filter_map(|line| line["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        messages.contains(&"stopping (SIGTERM): no new tasks are claimed")
+            && messages.last() == Some(&"stopped"),
+        "{messages:#?}"
+    );
     // The fields of the spans a line was written in.
     let span_field = |line: &Value, field: &str| -> Option<String> {
         line["spans"]

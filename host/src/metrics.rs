@@ -6,7 +6,8 @@
 //!   calls one method of [`Metrics`] and never builds names or labels itself.
 //! - Counters and histograms count what this process did since it started (Prometheus sums
 //!   hosts); the queue and breaker gauges are read from the database at scrape time, so
-//!   every host shows the whole queue and the fleet's breakers.
+//!   every host shows the whole queue and the fleet's breakers, and the in-flight gauge from
+//!   this process's own tracking at scrape time.
 //! - Labels are bounded: HTTP routes are the matched route templates (never raw paths),
 //!   models and providers are the registry's, trap kinds a short fixed list.
 
@@ -17,8 +18,8 @@ use std::{
 };
 
 use prometheus::{
-    Counter, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder, core::Collector,
+    Counter, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
 };
 
 /// Every family; see [`get`].
@@ -29,6 +30,7 @@ pub struct Metrics {
     tasks_created: IntCounterVec,
     tasks_finished: IntCounterVec,
     tasks_requeued: IntCounterVec,
+    tasks_in_flight: IntGauge,
     queue_depth: IntGaugeVec,
     queue_oldest: GaugeVec,
     breaker_open: IntGaugeVec,
@@ -109,6 +111,14 @@ impl Metrics {
                 "easel_tasks_requeued_total",
                 "Tasks put back in the queue here, by provider and reason (interrupted, rate_limited, upstream_unavailable).",
                 &["provider", "reason"],
+            ),
+            tasks_in_flight: register(
+                r,
+                IntGauge::new(
+                    "easel_tasks_in_flight",
+                    "Tasks this process works on now: submits with their vendor and chats being answered; read at scrape time.",
+                )
+                .expect("valid metric"),
             ),
             queue_depth: register(
                 r,
@@ -313,6 +323,11 @@ impl Metrics {
     /// One denoising step of the local model.
     pub fn diffusion_step(&self, took: Duration) {
         self.diffusion_step.observe(took.as_secs_f64());
+    }
+
+    /// Sets the gauge of the tasks this process holds now.
+    pub fn set_in_flight(&self, tasks: usize) {
+        self.tasks_in_flight.set(tasks as i64);
     }
 
     /// Sets the queue gauges from the database's view at `now` (ms): `queued` holds

@@ -264,6 +264,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     if runs_workers && let Err(error) = fleet::retire(&host.engine).await {
         tracing::warn!(%error, "leaving the fleet failed; the row lapses with its lease");
     }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -375,12 +376,15 @@ async fn shutdown_signal() {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = ctrl_c => tracing::info!("stopping (Ctrl-C): no new tasks are claimed"),
+            _ = term.recv() => tracing::info!("stopping (SIGTERM): no new tasks are claimed"),
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = ctrl_c.await;
+        tracing::info!("stopping (Ctrl-C): no new tasks are claimed");
+    }
 }
 
 #[cfg(test)]

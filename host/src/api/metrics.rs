@@ -48,6 +48,7 @@ async fn scrape(State(state): State<AppState>, _: Operator) -> Result<Response, 
     let breakers = breakers::all(state.engine.store()).await?;
     let metrics = metrics::get();
     let now = now_ms();
+    metrics.set_in_flight(state.engine.held_count());
     metrics.set_queue(&providers, &queued, now);
     metrics.set_breakers(&providers, &breakers, now);
     Ok((

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use aide::axum::ApiRouter;
 use axum::{Router, extract::DefaultBodyLimit};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::{
     config::{Config, Limits},
@@ -127,9 +127,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(limits::headers))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // Inside the request span of `observe`, which carries the request and task ids.
+        // A 5xx is logged as a warning: a vendor's failure (a 502) is the plugin's to tell
+        // and is logged where it is understood; easel's own faults are logged as errors there.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|_: &axum::extract::Request| tracing::Span::current()),
+                .make_span_with(|_: &axum::extract::Request| tracing::Span::current())
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)

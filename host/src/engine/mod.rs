@@ -597,6 +597,11 @@ impl Engine {
             .contains_key(id)
     }
 
+    /// How many tasks this process holds (submits in flight, chats being answered).
+    pub fn held_count(&self) -> usize {
+        self.inner.running.lock().expect("running lock").len()
+    }
+
     /// The tasks this process holds, with their tokens.
     pub(crate) fn held(&self) -> Vec<(String, CancellationToken)> {
         let running = self.inner.running.lock().expect("running lock");
