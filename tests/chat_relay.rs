@@ -596,6 +596,34 @@ async fn a_chats_instance_is_kept_for_its_own_clients_next_chat_only() {
 /// Tool calls through the `openai` plugin: whole (the vendor asked for a whole answer) and
 /// streamed, two calls each, with the tools, the choice and `parallel_tool_calls` passed on;
 /// the answer is recorded with its calls and charged like any other.
+/// A request the vendor refuses as the client's fault keeps OpenAI's code and parameter, which
+/// OpenAI's clients branch on (a conversation too long for the model is trimmed), streamed or
+/// not; the chat is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_keeps_the_vendors_code_and_param() {
+    let (easel, _fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;
+    let host = &easel.host;
+    host.grant("partner-a", 10.0).await;
+    for stream in [false, true] {
+        let (status, refused) = host
+            .post("/v1/chat/completions", &chat("too_long", stream))
+            .await;
+        assert_eq!(status, 400, "{refused}");
+        let error = &refused["error"];
+        assert_eq!(error["code"], "context_length_exceeded", "{refused}");
+        assert_eq!(error["param"], "messages", "{refused}");
+        assert_eq!(error["type"], "invalid_request_error", "{refused}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("maximum context length"),
+            "{refused}"
+        );
+    }
+    assert_eq!(host.usage("partner-a").await["balance"], 10.0);
+}
+
 /// A model that declines to answer (most often a structured answer) is told apart from its
 /// text, as OpenAI's clients read it: `refusal` on the message, or in the deltas, with no
 /// content beside it; the chat is recorded with it, and charged (the vendor charged for it).

@@ -375,7 +375,7 @@ pub fn status_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> Opti
         200..=299 => None,
         401 | 403 => Some(Error::Unauthorized(message)),
         429 => Some(Error::RateLimited(retry_after_secs(retry_after))),
-        400..=499 => Some(Error::InvalidRequest(message)),
+        400..=499 => Some(Error::InvalidRequest(message.into())),
         _ => Some(Error::UpstreamUnavailable(message)),
     }
 }

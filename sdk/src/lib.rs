@@ -53,7 +53,7 @@ pub mod testing;
 #[doc(hidden)]
 pub mod wasm;
 
-pub use error::{Error, Result};
+pub use error::{Error, Fault, Result};
 pub use host::{Level, log, require_secret, secret};
 pub use types::{
     ChatEvent, ChatRequest, ChatStream, EventList, Finished, FnStream, GenerationRequest, InputMedia, Manifest, Model,

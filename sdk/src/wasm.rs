@@ -4,7 +4,7 @@
 
 use crate::http::transport::{BodySource, RawResponse};
 use crate::http::{Method, Request, split_url};
-use crate::{ChatStream, Error, Provider, Result};
+use crate::{ChatStream, Error, Fault, Provider, Result};
 use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -112,7 +112,7 @@ fn parse_json(what: &str, text: &str) -> std::result::Result<serde_json::Value, 
     if text.trim().is_empty() {
         return Ok(serde_json::Value::Null);
     }
-    serde_json::from_str(text).map_err(|e| wit::ProviderError::InvalidRequest(format!("`{what}` is not JSON: {e}")))
+    serde_json::from_str(text).map_err(|e| Error::invalid(format!("`{what}` is not JSON: {e}")).into())
 }
 
 // ---------------------------------------------------------------- conversions
@@ -120,13 +120,19 @@ fn parse_json(what: &str, text: &str) -> std::result::Result<serde_json::Value, 
 impl From<Error> for wit::ProviderError {
     fn from(e: Error) -> Self {
         match e {
-            Error::InvalidRequest(m) => wit::ProviderError::InvalidRequest(m),
+            Error::InvalidRequest(f) => wit::ProviderError::InvalidRequest(f.into()),
             Error::Unauthorized(m) => wit::ProviderError::Unauthorized(m),
             Error::RateLimited(s) => wit::ProviderError::RateLimited(s),
-            Error::ContentRejected(m) => wit::ProviderError::ContentRejected(m),
+            Error::ContentRejected(f) => wit::ProviderError::ContentRejected(f.into()),
             Error::UpstreamUnavailable(m) => wit::ProviderError::UpstreamUnavailable(m),
             Error::Internal(m) => wit::ProviderError::Internal(m),
         }
+    }
+}
+
+impl From<Fault> for wit::Fault {
+    fn from(f: Fault) -> Self {
+        wit::Fault { message: f.message, code: f.code, param: f.param }
     }
 }
 

@@ -20,7 +20,9 @@
 //!   `call_oa_1`), whole or streamed (a call's id and name, then its arguments; `first:<ms>`
 //!   holds the events back as for text), and finishes with `tool_calls`; a message holding
 //!   `refuse` is declined as OpenAI declines a structured answer: `content` null and
-//!   [`REFUSAL`] as `refusal`, whole or streamed in two pieces; every answer and
+//!   [`REFUSAL`] as `refusal`, whole or streamed in two pieces; one holding `too_long` is
+//!   refused as too long for the model (400 `context_length_exceeded`, `param` `messages`);
+//!   every answer and
 //!   chunk names its `system_fingerprint` ([`FINGERPRINT`]) and `service_tier` (`default`), and
 //!   its usage has OpenAI's `prompt_tokens_details` and `completion_tokens_details`;
 //! - errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status
@@ -289,6 +291,14 @@ async fn chat(call: Call) -> Response {
     }
     if said.split_whitespace().any(|w| w == "refuse") {
         return refused(&body, usage);
+    }
+    if said.split_whitespace().any(|w| w == "too_long") {
+        return json_reply(
+            400,
+            json!({"error": {"message": "This model's maximum context length is 128000 tokens.",
+                             "type": "invalid_request_error", "param": "messages",
+                             "code": "context_length_exceeded"}}),
+        );
     }
     if body["stream"] != true {
         let choice = json!({"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"});

@@ -64,8 +64,9 @@ pub struct Error {
     rate_limit: Option<&'static str>,
     /// The vendor's `Retry-After`, passed on.
     retry_after_secs: Option<u64>,
-    /// OpenAI's `code` where the status alone does not say it (`model_not_found`).
-    code: Option<&'static str>,
+    /// OpenAI's `code` where the status alone does not say it (`model_not_found`, or the
+    /// vendor's own: `context_length_exceeded`).
+    code: Option<String>,
 }
 
 impl Error {
@@ -98,7 +99,7 @@ impl Error {
         match error {
             ResolveError::Unknown(name) => Self {
                 param: Some("model".into()),
-                code: Some("model_not_found"),
+                code: Some("model_not_found".into()),
                 ..Self::new(
                     StatusCode::NOT_FOUND,
                     format!("The model `{name}` does not exist"),
@@ -133,7 +134,7 @@ impl IntoResponse for Error {
             _ if self.rate_limit.is_some() => Some("rate_limit_exceeded"),
             401 => Some("invalid_api_key"),
             429 => Some("insufficient_quota"),
-            _ => self.code,
+            _ => self.code.as_deref(),
         };
         let body = json!({"error": {
             "message": self.message,
@@ -178,10 +179,14 @@ impl From<Unreadable> for Error {
 
 impl From<Refusal> for Error {
     fn from(refusal: Refusal) -> Self {
-        let param = match &refusal {
-            Refusal::Invalid(invalid) => invalid.param.clone(),
-            Refusal::BadInput(bad) => Some(bad.field.clone()),
-            _ => None,
+        let (param, code) = match &refusal {
+            Refusal::Invalid(invalid) => (invalid.param.clone(), None),
+            Refusal::BadInput(bad) => (Some(bad.field.clone()), None),
+            // What the vendor said of the request, as OpenAI says it.
+            Refusal::Provider(
+                ProviderError::InvalidRequest(fault) | ProviderError::ContentRejected(fault),
+            ) => (fault.param.clone(), fault.code.clone()),
+            _ => (None, None),
         };
         // A client's rate or concurrency limit, or the vendor's rate limit; a budget is the
         // client's quota.
@@ -205,7 +210,7 @@ impl From<Refusal> for Error {
                 param,
                 rate_limit,
                 retry_after_secs,
-                code: None,
+                code,
             },
             Err(error) => error.into(),
         }

@@ -84,7 +84,7 @@ impl Offline {
 
     fn make(request: &GenerationRequest) -> Result<Vec<Output>, ProviderError> {
         if let Some(message) = request.params.get("fail").and_then(|v| v.as_str()) {
-            return Err(ProviderError::ContentRejected(message.to_string()));
+            return Err(ProviderError::ContentRejected(message.into()));
         }
         let seed = easel_media::fnv1a(request.prompt.as_bytes())
             ^ easel_media::fnv1a(request.model.as_bytes());

@@ -44,7 +44,7 @@ fn classify(code: &str, message: &str, status: Option<u16>, retry_after: Option<
     let lower = code.to_ascii_lowercase();
     let text = if code.is_empty() { format!("DashScope: {message}") } else { format!("DashScope {code}: {message}") };
     if lower.contains("datainspection") || lower.contains("data_inspection") || lower.contains("ipinfringement") {
-        return Error::ContentRejected(text);
+        return Error::ContentRejected(text.into());
     }
     // Throttling.RateQuota / Throttling.AllocationQuota mean "not now, not with this quota",
     // which the contract calls rate-limited.
@@ -60,10 +60,10 @@ fn classify(code: &str, message: &str, status: Option<u16>, retry_after: Option<
     match status {
         Some(s) if s >= 500 => Error::UpstreamUnavailable(text),
         Some(408) => Error::UpstreamUnavailable(text),
-        Some(s) if (400..500).contains(&s) => Error::InvalidRequest(text),
+        Some(s) if (400..500).contains(&s) => Error::InvalidRequest(text.into()),
         Some(_) => Error::UpstreamUnavailable(text),
         // A failed task: parameter problems are the request's fault, the rest the vendor's.
-        None if lower.starts_with("invalid") || lower.starts_with("badrequest") => Error::InvalidRequest(text),
+        None if lower.starts_with("invalid") || lower.starts_with("badrequest") => Error::InvalidRequest(text.into()),
         None => Error::UpstreamUnavailable(text),
     }
 }

@@ -20,7 +20,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
     let code = parsed["error"]["code"].as_str().unwrap_or_default();
     let message = parsed["error"]["message"].as_str().or_else(|| parsed["msg"].as_str()).unwrap_or_default();
     if is_moderation(code, message) {
-        return Error::ContentRejected(format!("{code}: {message}"));
+        return Error::ContentRejected(format!("{code}: {message}").into());
     }
     if status == 402 {
         return Error::Unauthorized(format!("{code}: {message}"));
@@ -33,7 +33,7 @@ pub fn task_failure(error: &Value) -> Error {
     let code = error["code"].as_str().unwrap_or_default();
     let message = error["message"].as_str().unwrap_or("the task failed");
     if is_moderation(code, message) {
-        Error::ContentRejected(format!("{code}: {message}"))
+        Error::ContentRejected(format!("{code}: {message}").into())
     } else {
         Error::upstream(format!("the EvoLink task failed: {code}: {message}"))
     }

@@ -18,7 +18,7 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
         OK => return None,
         // 50411/50412/50413: input image/text failed review or holds sensitive words;
         // 50511/50512: the output failed review.
-        50411 | 50412 | 50413 | 50511 | 50512 => Error::ContentRejected(text),
+        50411 | 50412 | 50413 | 50511 | 50512 => Error::ContentRejected(text.into()),
         // 50429: QPS limit; 50430: concurrency limit.
         50429 | 50430 => Error::RateLimited(retry_after),
         // 50400: no access to the service (not enabled or not paid for).
@@ -26,7 +26,7 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
         // 50500/50501: internal errors.
         50500 | 50501 => Error::UpstreamUnavailable(text),
         // Everything else in the 5xxxx family is a bad parameter or input.
-        c if (50000..51000).contains(&c) => Error::InvalidRequest(text),
+        c if (50000..51000).contains(&c) => Error::InvalidRequest(text.into()),
         _ => Error::UpstreamUnavailable(text),
     })
 }

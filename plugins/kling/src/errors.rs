@@ -19,9 +19,9 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
         // operator pays, whatever the wait.
         1101 | 1102 => Error::Unauthorized(text),
         // 1200–1203: bad request, bad parameter, wrong method, unknown resource (model).
-        1200..=1203 => Error::InvalidRequest(text),
+        1200..=1203 => Error::InvalidRequest(text.into()),
         // 1300 platform policy, 1301 content safety.
-        1300 | 1301 => Error::ContentRejected(text),
+        1300 | 1301 => Error::ContentRejected(text.into()),
         // 1302 rate too high, 1303 concurrency or resource limits, 1304 IP allow-list
         // (an operator setting, closest to an authorization failure).
         1302 | 1303 => Error::RateLimited(retry_after),

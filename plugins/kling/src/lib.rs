@@ -79,7 +79,7 @@ impl Provider for Kling {
                 let message = data["task_status_msg"].as_str().unwrap_or("no reason given").to_string();
                 let lower = message.to_lowercase();
                 Ok(PollOutcome::Failed(if MODERATION_WORDS.iter().any(|w| lower.contains(w)) {
-                    Error::ContentRejected(message)
+                    Error::ContentRejected(message.into())
                 } else {
                     Error::upstream(format!("the Kling task failed: {message}"))
                 }))

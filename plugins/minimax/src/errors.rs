@@ -21,12 +21,12 @@ pub fn by_code(code: i64, message: &str, retry_after: Option<u64>) -> Option<Err
         // growth too steep, 2056 plan usage limit of the window.
         1002 | 1039 | 1041 | 2045 | 2056 => Error::RateLimited(retry_after),
         // 1026 sensitive input, 1027 sensitive output.
-        1026 | 1027 => Error::ContentRejected(text),
+        1026 | 1027 => Error::ContentRejected(text.into()),
         // 2013 invalid parameters, 1042 too many invisible or illegal characters,
         // 20132 bad voice_id or clone sample, 2042 no access to the voice_id, and the
         // voice-clone checks: 1043, 1044 (similarity), 2037 (duration), 2039 (duplicate
         // voice_id), 2048 (prompt audio too long).
-        2013 | 1042 | 20132 | 2042 | 1043 | 1044 | 2037 | 2039 | 2048 => Error::InvalidRequest(text),
+        2013 | 1042 | 20132 | 2042 | 1043 | 1044 | 2037 | 2039 | 2048 => Error::InvalidRequest(text.into()),
         // 1000 unknown, 1001 timeout, 1013 internal service error, 1024 internal error,
         // 1033 system or downstream error; codes this table does not know land here too.
         1000 | 1001 | 1013 | 1024 | 1033 => Error::UpstreamUnavailable(text),

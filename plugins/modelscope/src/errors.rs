@@ -33,7 +33,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
     let parsed: Value = easel_sdk::serde_json::from_slice(body).unwrap_or(Value::Null);
     let message = message_of(&parsed);
     if (400..500).contains(&status) && is_moderation(&message) {
-        return Error::ContentRejected(message);
+        return Error::ContentRejected(message.into());
     }
     status_error(status, retry_after, body).unwrap_or_else(|| Error::upstream(format!("status {status}")))
 }
@@ -42,7 +42,7 @@ pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Err
 pub fn task_failure(answer: &Value) -> Error {
     let message = message_of(answer);
     if is_moderation(&message) {
-        Error::ContentRejected(message)
+        Error::ContentRejected(message.into())
     } else {
         Error::upstream(format!("the ModelScope task failed: {}", if message.is_empty() { "no reason given" } else { &message }))
     }

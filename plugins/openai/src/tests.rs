@@ -390,11 +390,11 @@ fn errors_map_onto_the_contract() {
     let e = image_error(openai_error(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota"));
     assert!(matches!(e, Error::Unauthorized(m) if m.contains("insufficient_quota")));
     let e = image_error(openai_error(400, "invalid_request_error", "content_policy_violation", "Your request was rejected by our safety system."));
-    assert!(matches!(e, Error::ContentRejected(_)));
+    assert!(matches!(e, Error::ContentRejected(f) if f.code.as_deref() == Some("content_policy_violation")));
     let e = image_error(openai_error(400, "invalid_request_error", "moderation_blocked", "Request blocked by moderation."));
     assert!(matches!(e, Error::ContentRejected(_)));
     let e = image_error(openai_error(400, "invalid_request_error", "invalid_value", "Invalid size"));
-    assert_eq!(e, Error::InvalidRequest("OpenAI invalid_value: Invalid size".into()));
+    assert_eq!(e, Error::invalid("OpenAI invalid_value: Invalid size").with_code("invalid_value"));
     let e = image_error(openai_error(500, "server_error", "", "The server had an error"));
     assert!(matches!(e, Error::UpstreamUnavailable(m) if m.contains("server_error")));
     assert_eq!(image_error(Reply::fail(Error::upstream("timed out"))), Error::upstream("timed out"));

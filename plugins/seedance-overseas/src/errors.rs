@@ -13,7 +13,7 @@ fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Error>
     // Moderation codes all end the same way: InputTextSensitiveContentDetected,
     // InputImageSensitiveContentDetected, OutputVideoSensitiveContentDetected, …
     if code.contains("SensitiveContentDetected") || code.contains("RiskDetection") {
-        return Some(Error::ContentRejected(text));
+        return Some(Error::ContentRejected(text.into()));
     }
     Some(match code {
         // An overdue account is out of credit: refused until the operator pays, like a bad key.
@@ -27,7 +27,7 @@ fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Error>
         c if c.starts_with("InvalidParameter") || c.starts_with("MissingParameter") || c.starts_with("InvalidEndpoint")
             || c.starts_with("ModelNotOpen") || c == "InvalidArgumentError" =>
         {
-            Error::InvalidRequest(text)
+            Error::InvalidRequest(text.into())
         }
         _ => return None,
     })

@@ -18,10 +18,10 @@ fn by_reason(reason: &str, message: &str, retry_after: Option<u64>) -> Option<Er
         "QuotaExceeded" | "TooManyRequests" | "SystemThrottling" => {
             Error::RateLimited(retry_after)
         }
-        "AuditSubmitIllegal" | "TaskPromptPolicyViolation" | "CreationPolicyViolation" => Error::ContentRejected(text),
+        "AuditSubmitIllegal" | "TaskPromptPolicyViolation" | "CreationPolicyViolation" => Error::ContentRejected(text.into()),
         "InternalServiceFailure" | "ModelUnavailable" => Error::UpstreamUnavailable(text),
         "BadRequest" | "FieldLacking" | "FieldUnwanted" | "FieldItemCountOutOfRange" | "FieldInvalid"
-        | "PageSizeOutOfRange" | "ImageDownloadFailure" | "ImageFormatInvalid" => Error::InvalidRequest(text),
+        | "PageSizeOutOfRange" | "ImageDownloadFailure" | "ImageFormatInvalid" => Error::InvalidRequest(text.into()),
         _ => return None,
     })
 }

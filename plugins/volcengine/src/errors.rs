@@ -40,7 +40,7 @@ pub fn ark_json(response: Response) -> Result<Value> {
 fn classify(code: &str, message: &str, status: Option<u16>, retry_after: Option<u64>) -> Error {
     let text = if code.is_empty() { format!("Volcengine Ark: {message}") } else { format!("Volcengine Ark {code}: {message}") };
     if code.contains("SensitiveContent") || code.contains("ContentSecurity") || code.contains("RiskDetection") {
-        return Error::ContentRejected(text);
+        return Error::ContentRejected(text.into());
     }
     // Rate and quota limits mean "not now".
     if code.contains("RateLimit") || code.contains("QuotaExceeded") || code.contains("SetLimitExceeded")
@@ -56,9 +56,9 @@ fn classify(code: &str, message: &str, status: Option<u16>, retry_after: Option<
     }
     match status {
         Some(s) if s >= 500 => Error::UpstreamUnavailable(text),
-        Some(s) if (400..500).contains(&s) => Error::InvalidRequest(text),
+        Some(s) if (400..500).contains(&s) => Error::InvalidRequest(text.into()),
         Some(_) => Error::UpstreamUnavailable(text),
-        None if code.starts_with("Invalid") || code.starts_with("Missing") => Error::InvalidRequest(text),
+        None if code.starts_with("Invalid") || code.starts_with("Missing") => Error::InvalidRequest(text.into()),
         None => Error::UpstreamUnavailable(text),
     }
 }
@@ -72,10 +72,10 @@ pub fn tts_code(http_status: u16, code: i64, message: &str) -> Error {
     match (http_status, code) {
         (401 | 403, _) => Error::Unauthorized(text),
         (429, _) | (_, 3003) => Error::RateLimited(None),
-        (_, 3001 | 3010 | 3011 | 3050) => Error::InvalidRequest(text),
+        (_, 3001 | 3010 | 3011 | 3050) => Error::InvalidRequest(text.into()),
         (s, _) if s >= 500 => Error::UpstreamUnavailable(text),
         (_, 3005 | 3006 | 3030 | 3031 | 3032 | 3040) => Error::UpstreamUnavailable(text),
-        (s, _) if (400..500).contains(&s) => Error::InvalidRequest(text),
+        (s, _) if (400..500).contains(&s) => Error::InvalidRequest(text.into()),
         _ => Error::UpstreamUnavailable(text),
     }
 }

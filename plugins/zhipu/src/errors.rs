@@ -25,11 +25,11 @@ pub fn by_code(code: &str, message: &str, retry_after: Option<u64>) -> Option<Er
             Error::RateLimited(retry_after)
         }
         // 1301: the input or output was judged unsafe (the same code either way).
-        "1301" => Error::ContentRejected(text),
+        "1301" => Error::ContentRejected(text.into()),
         // 1210–1215: bad parameters, unknown model, method not supported; 1221/1222: the
         // API is offline or unknown; 1261: prompt too long.
         "1210" | "1211" | "1212" | "1213" | "1214" | "1215" | "1221" | "1222" | "1261" => {
-            Error::InvalidRequest(text)
+            Error::InvalidRequest(text.into())
         }
         // 500: internal error; 1120: the account could not be reached, retry later;
         // 1230: API call flow error; 1234: network error.

@@ -194,7 +194,7 @@ fn params_schema(side: u64) -> Value {
 }
 
 fn bad(msg: impl Into<String>) -> ProviderError {
-    ProviderError::InvalidRequest(msg.into())
+    ProviderError::InvalidRequest(msg.into().into())
 }
 
 fn get_u64(p: &Map<String, Value>, k: &str, d: u64) -> Result<u64, ProviderError> {

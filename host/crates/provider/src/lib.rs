@@ -146,13 +146,47 @@ pub enum PollOutcome {
     Failed(ProviderError),
 }
 
+/// A request refused as the client's fault: what is wrong and, where the vendor says them
+/// (contract 0.4.0 on), its error code and the parameter at fault, which OpenAI's clients read
+/// as `code` and `param`. It reads (and is recorded) as its message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What is wrong.
+    pub message: String,
+    /// The vendor's error code (`context_length_exceeded`).
+    pub code: Option<String>,
+    /// The request parameter at fault (`messages`).
+    pub param: Option<String>,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Fault {
+    fn from(message: String) -> Self {
+        Fault {
+            message,
+            ..Fault::default()
+        }
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
 /// Typed failures; each maps onto an HTTP outcome in every API.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]
 pub enum ProviderError {
     /// The request is wrong for this model (400).
     #[error("invalid request: {0}")]
-    InvalidRequest(String),
+    InvalidRequest(Fault),
     /// The provider's credentials or account were refused: a bad key, a balance run out (502
     /// to the client: it is the operator's account, and no wait makes it pass).
     #[error("unauthorized: {0}")]
@@ -165,7 +199,7 @@ pub enum ProviderError {
     },
     /// Moderation refused the prompt or an input.
     #[error("content rejected: {0}")]
-    ContentRejected(String),
+    ContentRejected(Fault),
     /// The vendor is down, timed out or answered nonsense.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
@@ -200,9 +234,13 @@ impl ProviderError {
         }
         // The `#[error]` prefixes above, each with the variant it writes.
         let worded: [(&str, fn(String) -> ProviderError); 6] = [
-            ("invalid request: ", ProviderError::InvalidRequest),
+            ("invalid request: ", |m| {
+                ProviderError::InvalidRequest(m.into())
+            }),
             ("unauthorized: ", ProviderError::Unauthorized),
-            ("content rejected: ", ProviderError::ContentRejected),
+            ("content rejected: ", |m| {
+                ProviderError::ContentRejected(m.into())
+            }),
             ("upstream unavailable: ", ProviderError::UpstreamUnavailable),
             ("upstream unreached: ", ProviderError::UpstreamUnreached),
             ("internal error: ", ProviderError::Internal),
@@ -424,10 +462,9 @@ pub trait Provider: Send + Sync {
         ctx: &CallContext,
     ) -> Result<ChatStream, ProviderError> {
         let _ = (request, ctx);
-        Err(ProviderError::InvalidRequest(format!(
-            "provider {} does not chat",
-            self.id()
-        )))
+        Err(ProviderError::InvalidRequest(
+            format!("provider {} does not chat", self.id()).into(),
+        ))
     }
 }
 

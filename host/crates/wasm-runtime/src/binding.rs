@@ -3,8 +3,9 @@
 //!
 //! Invariants: [`binding!`] is expanded once in each version's module (`v0_1_0`, …), with the
 //! version's WIT folder; it generates the module's bindings (`generated`, with `t` for their
-//! `types` interface), and the module adds its own `chat_event` translation (the one type
-//! versions have differed in; an event the host cannot take fails the chat). A change here
+//! `types` interface), and the module adds its own translations of the types versions have
+//! differed in: `chat_event` (an event the host cannot take fails the chat) and `fault` (what
+//! a refused request carries). A change here
 //! reaches every version, so it may only keep each version's behaviour: a version whose types
 //! drift from these must translate them in its own module instead.
 
@@ -80,12 +81,12 @@ macro_rules! binding {
 
         fn error(e: t::ProviderError) -> ProviderError {
             match e {
-                t::ProviderError::InvalidRequest(m) => ProviderError::InvalidRequest(m),
+                t::ProviderError::InvalidRequest(f) => ProviderError::InvalidRequest(fault(f)),
                 t::ProviderError::Unauthorized(m) => ProviderError::Unauthorized(m),
                 t::ProviderError::RateLimited(s) => ProviderError::RateLimited {
                     retry_after_secs: s,
                 },
-                t::ProviderError::ContentRejected(m) => ProviderError::ContentRejected(m),
+                t::ProviderError::ContentRejected(f) => ProviderError::ContentRejected(fault(f)),
                 t::ProviderError::UpstreamUnavailable(m) => ProviderError::UpstreamUnavailable(m),
                 t::ProviderError::Internal(m) => ProviderError::Internal(m),
             }

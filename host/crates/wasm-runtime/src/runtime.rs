@@ -23,7 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use easel_provider::ProviderError;
+use easel_provider::{Fault, ProviderError};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -102,10 +102,14 @@ fn with_notes(e: ProviderError, notes: &[String]) -> ProviderError {
         return e;
     }
     let add = |m: String| format!("{m} (host: {})", notes.join("; "));
+    let add_to = |fault: Fault| Fault {
+        message: add(fault.message),
+        ..fault
+    };
     match e {
-        ProviderError::InvalidRequest(m) => ProviderError::InvalidRequest(add(m)),
+        ProviderError::InvalidRequest(f) => ProviderError::InvalidRequest(add_to(f)),
         ProviderError::Unauthorized(m) => ProviderError::Unauthorized(add(m)),
-        ProviderError::ContentRejected(m) => ProviderError::ContentRejected(add(m)),
+        ProviderError::ContentRejected(f) => ProviderError::ContentRejected(add_to(f)),
         ProviderError::UpstreamUnavailable(m) => ProviderError::UpstreamUnavailable(add(m)),
         ProviderError::UpstreamUnreached(m) => ProviderError::UpstreamUnreached(add(m)),
         ProviderError::Internal(m) => ProviderError::Internal(add(m)),

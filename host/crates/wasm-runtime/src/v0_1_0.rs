@@ -24,4 +24,9 @@ fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderErro
     })
 }
 
+/// A refused request's message, which is all this version carries.
+fn fault(message: String) -> easel_provider::Fault {
+    message.into()
+}
+
 crate::binding::binding!("../../../wit/v0.1.0");

@@ -61,4 +61,9 @@ pub(crate) fn usage_details(
     Ok(details)
 }
 
+/// A refused request's message, which is all this version carries.
+fn fault(message: String) -> easel_provider::Fault {
+    message.into()
+}
+
 crate::binding::binding!("../../../wit/v0.3.0");

@@ -1,10 +1,12 @@
 //! Binding of contract `easel:provider@0.4.0` (folder `wit/v0.4.0`).
 //!
 //! Invariants: as [`crate::v0_3_0`]'s (this module only translates this version's generated
-//! types; usage details are checked as 0.3.0 checks them), and a refusal's pieces reach the
-//! chat as [`easel_provider::ChatEvent::Refusal`], apart from its text.
+//! types; usage details are checked as 0.3.0 checks them), a refusal's pieces reach the chat
+//! as [`easel_provider::ChatEvent::Refusal`], apart from its text, and a refused request keeps
+//! the vendor's code and parameter ([`easel_provider::Fault`]).
 //!
-//! 0.4.0 is 0.3.0 with the `refusal` chat event.
+//! 0.4.0 is 0.3.0 with the `refusal` chat event and a `fault` record in `invalid-request`
+//! and `content-rejected`.
 
 /// The contract version this binding speaks.
 pub(crate) const VERSION: &str = "0.4.0";
@@ -36,6 +38,15 @@ fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderErro
         }),
         t::ChatEvent::Finish(s) => E::Finish(s),
     })
+}
+
+/// A refused request, with the vendor's error code and the parameter at fault.
+fn fault(f: t::Fault) -> easel_provider::Fault {
+    easel_provider::Fault {
+        message: f.message,
+        code: f.code,
+        param: f.param,
+    }
 }
 
 crate::binding::binding!("../../../wit/v0.4.0");
