@@ -277,3 +277,41 @@ async fn uploads_over_the_limit_get_413() {
         .unwrap_or(0);
     assert_eq!(spooled, 0, "the refused form's files are removed");
 }
+
+/// With `[assets] keep_secs`, a stored file goes once it is that old, its row and its bytes,
+/// unless a queued or running task names it (an input it has yet to send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_files_go_after_keep_secs_unless_a_live_task_names_them() {
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .toml("[assets]\nkeep_secs = 1\norphan_grace_secs = 2\n[engine]\nworkers = 1"),
+    )
+    .await;
+    let uploaded = |name: &'static str| async {
+        let (status, uploaded) = host.upload(name, png_bytes()).await;
+        assert_eq!(status, 201, "{uploaded}");
+        uploaded["assets"][0]["id"].as_str().unwrap().to_string()
+    };
+    let (old, input) = (uploaded("old.png").await, uploaded("input.png").await);
+    let (status, job) = host
+        .post(
+            "/api/v1/jobs",
+            &json!({"capability": "image.edit", "model": "offline/image", "prompt": "keep",
+                    "inputAssetIds": [input], "work_ms": 30_000}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let stored = |id: &str| host.data_dir().join("assets").join(id).exists();
+    assert!(stored(&old) && stored(&input));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored(&old) {
+        assert!(std::time::Instant::now() < deadline, "{old} was kept");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (status, gone) = host.get(&format!("/api/v1/assets/{old}")).await;
+    assert_eq!(status, 404, "{gone}");
+    let (status, kept) = host.get(&format!("/api/v1/assets/{input}")).await;
+    assert_eq!(status, 200, "the running task's input is kept: {kept}");
+    assert!(stored(&input));
+}

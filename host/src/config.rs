@@ -103,6 +103,9 @@ pub struct AssetSettings {
     /// How long one request to the bucket is retried while the store is unreachable,
     /// seconds; the request fails after that.
     pub retry_timeout_secs: u64,
+    /// Stored files (uploads and outputs) are deleted, with their rows, this long after they
+    /// were stored, seconds, unless a queued or running task names them; 0 keeps them.
+    pub keep_secs: u64,
 }
 
 impl Default for AssetSettings {
@@ -115,6 +118,7 @@ impl Default for AssetSettings {
             key_prefix: String::new(),
             orphan_grace_secs: 3600,
             retry_timeout_secs: 30,
+            keep_secs: 0,
         }
     }
 }

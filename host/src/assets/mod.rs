@@ -9,7 +9,10 @@
 //! this one interface, chosen by `[assets]`: the data folder (`<dir>/<asset id>`, the default)
 //! or an S3-compatible [`Bucket`]. A stored file whose row never came (the process died
 //! between the two), or a received file never adopted, is deleted by
-//! [`Assets::sweep_orphans`] once older than `[assets] orphan_grace_secs`.
+//! [`Assets::sweep_orphans`] once older than `[assets] orphan_grace_secs`. With `[assets]
+//! keep_secs`, a stored file that old goes with its row ([`Assets::expire`]), the row first
+//! (a crash between the two leaves an orphan, swept as above), unless a queued or running
+//! task names it.
 
 mod bucket;
 
@@ -29,7 +32,7 @@ pub use bucket::Bucket;
 use crate::{
     config::AssetSettings,
     engine::task::{new_id, now_ms},
-    store::Store,
+    store::{Store, tasks::NAMED_BY_A_LIVE_TASK},
 };
 
 /// One asset row.
@@ -96,6 +99,8 @@ pub struct Assets {
     dir: PathBuf,
     backend: Backend,
     orphan_grace: Duration,
+    /// How long stored files are kept; `None`: for ever.
+    keep: Option<Duration>,
 }
 
 /// Where stored files' bytes live.
@@ -144,6 +149,7 @@ impl Assets {
             dir,
             backend,
             orphan_grace: Duration::from_secs(settings.orphan_grace_secs),
+            keep: (settings.keep_secs > 0).then(|| Duration::from_secs(settings.keep_secs)),
         })
     }
 
@@ -427,8 +433,53 @@ impl Assets {
         Ok(removed)
     }
 
-    /// Runs [`Self::sweep_orphans`] every half grace (at least each second, at most every
-    /// ten minutes) until `shutdown`.
+    /// Deletes the stored files older than `[assets] keep_secs`, rows first, except those a
+    /// queued or running task names (an input it has yet to send); returns how many went.
+    pub async fn expire(&self) -> anyhow::Result<usize> {
+        const BATCH: usize = 500;
+        let Some(keep) = self.keep else {
+            return Ok(0);
+        };
+        let cutoff = now_ms() - keep.as_millis() as i64;
+        let expired = format!(
+            "SELECT id FROM assets WHERE url IS NULL AND created_at < $1 \
+             AND NOT EXISTS ({NAMED_BY_A_LIVE_TASK}) ORDER BY created_at LIMIT {BATCH}"
+        );
+        let mut removed = 0;
+        loop {
+            let ids: Vec<(String,)> = sqlx::query_as(&expired)
+                .bind(cutoff)
+                .fetch_all(&self.store.reader)
+                .await?;
+            for (id,) in &ids {
+                sqlx::query("DELETE FROM assets WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *self.store.writer().await?)
+                    .await?;
+                match self.delete_stored(id).await {
+                    Ok(()) => {}
+                    // Another process of the fleet got there first.
+                    Err(error) if is_not_found(&error) => {}
+                    Err(error) => return Err(error),
+                }
+                removed += 1;
+            }
+            if ids.len() < BATCH {
+                break;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                ?keep,
+                "deleted stored files past [assets] keep_secs"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// Runs [`Self::sweep_orphans`] and [`Self::expire`] every half orphan grace (at least
+    /// each second, at most every ten minutes) until `shutdown`.
     pub async fn sweep_orphans_until(self, shutdown: CancellationToken) {
         let every = (self.orphan_grace / 2).clamp(Duration::from_secs(1), Duration::from_secs(600));
         loop {
@@ -439,8 +490,18 @@ impl Assets {
             if let Err(error) = self.sweep_orphans().await {
                 tracing::warn!(%error, "sweeping orphan asset files failed");
             }
+            if let Err(error) = self.expire().await {
+                tracing::warn!(%error, "deleting stored files past [assets] keep_secs failed");
+            }
         }
     }
+}
+
+/// Whether `error` says the file was not there.
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|error| error.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// A stored file (in the folder, or an object under the bucket's prefix): `asset_…`, no

@@ -1284,6 +1284,11 @@ pub async fn webhook_deliveries(
     .await?)
 }
 
+/// Whether a queued or running task names asset `assets.id` (an input it has yet to send),
+/// as one query a statement on `assets` may nest.
+pub(crate) const NAMED_BY_A_LIVE_TASK: &str = "SELECT 1 FROM tasks \
+     WHERE status IN ('queued', 'running') AND request LIKE '%' || assets.id || '%'";
+
 /// The micro-credits client `$1`'s live tasks hold (reserved at their insert, kept or given
 /// back when they end), as one query a statement may nest.
 pub(crate) const RESERVED_MICROS: &str = "SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) \
