@@ -400,6 +400,42 @@ async fn credits_add_up_exactly_and_grants_need_a_known_client(backend: Backend)
     assert_eq!(account["error"], "Client nobody not found.");
 }
 
+/// A balance at the cap stays there while tasks reserve from it: a reservation only moves
+/// credits from the balance to its task, so no grant racing the reservations may land (on
+/// PostgreSQL a grant waiting on the balance row once missed the reservation it waited for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_racing_reservations_keep_the_cap() {
+    let host = Host::start(
+        Options::new(Backend::Postgres)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .toml(&charging(&[("offline/image", 2.0)])),
+    )
+    .await;
+    let grant = |amount: f64| {
+        send(
+            host.as_admin(Method::POST, "/admin/clients/partner-a/credits")
+                .json(&json!({"amount": amount})),
+        )
+    };
+    assert_eq!(grant(1_000_000_000.0).await.0, 200);
+    let jobs = (0..24).map(|_| async {
+        let (status, job) = host
+            .post("/api/v1/jobs", &offline_image(json!({"work_ms": 600_000})))
+            .await;
+        assert_eq!(status, 202, "{job}");
+    });
+    let grants = (0..48).map(|_| async { grant(1.0).await.0 });
+    let (_, granted) = futures::future::join(
+        futures::future::join_all(jobs),
+        futures::future::join_all(grants),
+    )
+    .await;
+    assert!(granted.iter().all(|status| *status == 400), "{granted:?}");
+    let account = host.usage("partner-a").await;
+    assert_eq!(account["balance"], json!(999_999_952.0), "{account}");
+    assert_eq!(account["reserved"], json!(48.0), "{account}");
+}
+
 on_both_backends!(stored_real_credits_become_exact_micro_credits);
 
 /// A database as the release before integer credits left it: migrations up to the one that

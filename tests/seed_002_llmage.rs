@@ -524,6 +524,25 @@ async fn chats_are_recorded_charged_and_refunded_like_every_task(backend: Backen
     let broken = host.wait_terminal(&id).await;
     assert_eq!(broken["status"], "failed", "{broken}");
     assert!(broken["error"].as_str().unwrap().contains("upstream broke"));
+    // On the OpenAI path the event is OpenAI's whole error object, as its clients read it.
+    let mut openai_broken = openai_chat.clone();
+    openai_broken["fail"] = json!("upstream broke");
+    let (response, _) = start_stream(&host, "/v1/chat/completions", openai_broken).await;
+    let rest = response.text().await.unwrap();
+    let event = rest
+        .split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .find(|data| data.contains("\"error\""))
+        .unwrap_or_else(|| panic!("no error event: {rest}"));
+    let event: Value = serde_json::from_str(event).unwrap();
+    assert_eq!(event["error"]["type"], "server_error", "{event}");
+    assert!(event["error"].get("code").is_some() && event["error"].get("param").is_some());
+    assert!(
+        event["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream broke")
+    );
 
     // A slow stream cancelled through the jobs API ends, and is refunded.
     let (response, id) = start_stream(

@@ -458,6 +458,23 @@ async fn openai_images_and_speech() {
         assert_eq!(answer["usage"]["input_tokens"], 50, "{answer}");
         assert_eq!(answer["usage"]["total_tokens"], 100, "{answer}");
     }
+    // A refused image keeps OpenAI's code through its task's record, as a chat's does.
+    let refused = json!({"model": "openai/gpt-image-1",
+                         "prompt": format!("a lighthouse {}", Scenario::ContentRejected.token())});
+    let generations = easel
+        .host
+        .http
+        .post(easel.host.url("/v1/images/generations"))
+        .header("authorization", "Bearer key-a")
+        .json(&refused);
+    let (status, answer) = easel_tests::send(generations).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"]["code"], "content_policy_violation",
+        "{answer}"
+    );
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("[code"), "{answer}");
     // A text file named PNG is refused at the front door, naming its field; the vendor is
     // not asked (it would answer an error of its own after the task was charged).
     let text = reqwest::multipart::Part::bytes(b"hello".to_vec())

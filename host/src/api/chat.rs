@@ -40,6 +40,26 @@ pub enum ChunkStyle {
     Llmage,
 }
 
+impl ChunkStyle {
+    /// The event a stream ends with when `refusal` cut it: OpenAI's error object (its
+    /// `message`, `type`, `param` and `code`), or llmage's `{"error": {"message"}}`.
+    fn error_event(self, refusal: Refusal) -> Value {
+        match self {
+            ChunkStyle::OpenAi => crate::api::openai::error_event(refusal),
+            ChunkStyle::Llmage => {
+                let message = match refusal_parts(refusal) {
+                    Ok((_, message)) => message,
+                    Err(error) => {
+                        tracing::error!(%error, "a streamed chat failed");
+                        "Internal server error".into()
+                    }
+                };
+                json!({"error": {"message": message}})
+            }
+        }
+    }
+}
+
 /// A chat a dialect has parsed.
 pub struct ChatCall {
     /// Owner.
@@ -535,14 +555,7 @@ impl SseRelay {
             )) => {}
             Some(Err(refusal)) => {
                 self.ended = true;
-                let message = match refusal_parts(refusal) {
-                    Ok((_, message)) => message,
-                    Err(error) => {
-                        tracing::error!(%error, "a streamed chat failed");
-                        "Internal server error".into()
-                    }
-                };
-                batch.push(json_event(&json!({"error": {"message": message}})));
+                batch.push(json_event(&self.chunks.style.error_event(refusal)));
                 batch.push(DONE);
             }
         }

@@ -121,8 +121,9 @@ impl Error {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+impl Error {
+    /// OpenAI's error object, `{"error": {message, type, param, code}}`.
+    fn body(&self) -> Value {
         let kind = match self.status.as_u16() {
             429 if let Some(kind) = self.rate_limit => kind,
             401 => "authentication_error",
@@ -136,13 +137,24 @@ impl IntoResponse for Error {
             429 => Some("insufficient_quota"),
             _ => self.code.as_deref(),
         };
-        let body = json!({"error": {
+        json!({"error": {
             "message": self.message,
             "type": kind,
             "param": self.param,
             "code": code,
-        }});
-        let mut response = (self.status, Json(body)).into_response();
+        }})
+    }
+}
+
+/// The event a stream ends with when `refusal` cut it: the error object an answer's body
+/// would carry, as OpenAI streams it.
+pub(crate) fn error_event(refusal: Refusal) -> Value {
+    Error::from(refusal).body()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()

@@ -44,6 +44,9 @@ pub fn provider_message(error: &ProviderError) -> String {
             "The provider failed to handle this request.".into()
         }
         ProviderError::Cancelled => "The request was cancelled before it finished.".into(),
+        // The code and parameter are the dialect's to show (OpenAI's as fields), not text.
+        ProviderError::InvalidRequest(fault) => format!("invalid request: {}", fault.message),
+        ProviderError::ContentRejected(fault) => format!("content rejected: {}", fault.message),
         other => other.to_string(),
     }
 }

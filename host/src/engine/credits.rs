@@ -17,7 +17,7 @@ use crate::{
         Engine,
         task::{Task, new_id, now_ms},
     },
-    store::{keys, tasks},
+    store::{Backend, keys, tasks},
 };
 
 /// Micro-credits in one credit: the unit every stored amount is counted in.
@@ -191,6 +191,15 @@ impl Engine {
         };
         let mut writer = self.store().writer().await?;
         let mut tx = writer.begin().await?;
+        if amount > 0 && self.store().backend == Backend::Postgres {
+            // The balance row first: a reservation committing meanwhile (it moves credits from
+            // the balance to its task) is then in the snapshot the grant's cap check reads,
+            // which a check that waited on the row inside its own statement would miss.
+            sqlx::query("SELECT micros FROM balances WHERE client_id = $1 FOR UPDATE")
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
         let mut query = sqlx::query_as(&statement)
             .bind(client_id)
             .bind(amount)
@@ -201,6 +210,9 @@ impl Engine {
         let balance: Option<(i64,)> = query.fetch_optional(&mut *tx).await?;
         let Some((balance,)) = balance else {
             tx.rollback().await?;
+            // Given back before the lookup, which takes a connection of its own: a refused
+            // grant holding two at once could drain the pool under a burst of them.
+            drop(writer);
             return Ok(Err(
                 if keys::client_exists(self.store(), client_id).await? {
                     refusal

@@ -148,7 +148,9 @@ pub enum PollOutcome {
 
 /// A request refused as the client's fault: what is wrong and, where the vendor says them
 /// (contract 0.4.0 on), its error code and the parameter at fault, which OpenAI's clients read
-/// as `code` and `param`. It reads (and is recorded) as its message.
+/// as `code` and `param`. It reads (and is recorded) as its message followed by what it has of
+/// the two (`… [code: context_length_exceeded; param: messages]`), which [`Fault::recorded`]
+/// reads back.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fault {
     /// What is wrong.
@@ -159,9 +161,39 @@ pub struct Fault {
     pub param: Option<String>,
 }
 
+impl Fault {
+    /// The fault its recorded text ([`Fault`]'s `Display`) was written from.
+    pub fn recorded(text: &str) -> Fault {
+        let said = text
+            .strip_suffix(']')
+            .and_then(|rest| rest.rsplit_once(" ["))
+            .filter(|(_, said)| said.starts_with("code: ") || said.starts_with("param: "));
+        let Some((message, said)) = said else {
+            return text.into();
+        };
+        let mut fault = Fault::from(message);
+        for part in said.split("; ") {
+            if let Some(code) = part.strip_prefix("code: ") {
+                fault.code = Some(code.to_string());
+            } else if let Some(param) = part.strip_prefix("param: ") {
+                fault.param = Some(param.to_string());
+            }
+        }
+        fault
+    }
+}
+
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        let said: Vec<String> = [("code", &self.code), ("param", &self.param)]
+            .into_iter()
+            .filter_map(|(name, value)| Some(format!("{name}: {}", value.as_ref()?)))
+            .collect();
+        if !said.is_empty() {
+            write!(f, " [{}]", said.join("; "))?;
+        }
+        Ok(())
     }
 }
 
@@ -235,11 +267,11 @@ impl ProviderError {
         // The `#[error]` prefixes above, each with the variant it writes.
         let worded: [(&str, fn(String) -> ProviderError); 6] = [
             ("invalid request: ", |m| {
-                ProviderError::InvalidRequest(m.into())
+                ProviderError::InvalidRequest(Fault::recorded(&m))
             }),
             ("unauthorized: ", ProviderError::Unauthorized),
             ("content rejected: ", |m| {
-                ProviderError::ContentRejected(m.into())
+                ProviderError::ContentRejected(Fault::recorded(&m))
             }),
             ("upstream unavailable: ", ProviderError::UpstreamUnavailable),
             ("upstream unreached: ", ProviderError::UpstreamUnreached),
@@ -493,6 +525,16 @@ mod tests {
     fn a_recorded_reason_reads_back_as_the_error_it_was_written_from() {
         for error in [
             ProviderError::InvalidRequest("prompt too long".into()),
+            ProviderError::InvalidRequest(super::Fault {
+                message: "This model's maximum context length is 128000 tokens.".into(),
+                code: Some("context_length_exceeded".into()),
+                param: Some("messages".into()),
+            }),
+            ProviderError::ContentRejected(super::Fault {
+                message: "Rejected [by policy]".into(),
+                code: Some("content_policy_violation".into()),
+                param: None,
+            }),
             ProviderError::Unauthorized("bad key".into()),
             ProviderError::RateLimited {
                 retry_after_secs: Some(7),
