@@ -194,11 +194,18 @@ impl From<Refusal> for Error {
         let (param, code) = match &refusal {
             Refusal::Invalid(invalid) => (invalid.param.clone(), None),
             Refusal::BadInput(bad) => (Some(bad.field.clone()), None),
-            // What the vendor said of the request, as OpenAI says it.
+            // What the vendor said of the request, as OpenAI says it: its code and parameter
+            // apart from its words (with a code, as they are: below).
             Refusal::Provider(
                 ProviderError::InvalidRequest(fault) | ProviderError::ContentRejected(fault),
             ) => (fault.param.clone(), fault.code.clone()),
             _ => (None, None),
+        };
+        let vendor_said = match &refusal {
+            Refusal::Provider(
+                ProviderError::InvalidRequest(fault) | ProviderError::ContentRejected(fault),
+            ) if fault.code.is_some() => Some(fault.message.clone()),
+            _ => None,
         };
         // A client's rate or concurrency limit, or the vendor's rate limit; a budget is the
         // client's quota.
@@ -218,7 +225,7 @@ impl From<Refusal> for Error {
         match refusal_parts(refusal) {
             Ok((status, message)) => Self {
                 status,
-                message,
+                message: vendor_said.unwrap_or(message),
                 param,
                 rate_limit,
                 retry_after_secs,

@@ -1,8 +1,8 @@
 //! OpenAI's error answers mapped onto the contract's typed errors, in one place.
 //!
 //! OpenAI answers `{"error": {"message", "type", "param", "code"}}`. A refused request keeps
-//! its code and param (contract 0.4.0), which easel's OpenAI API shows as OpenAI does. The code
-//! and type decide first (`content_policy_violation` and `moderation_blocked` are 400s, an exhausted
+//! its code and param (contract 0.4.0) and, with a code, OpenAI's message as it is, which
+//! easel's OpenAI API shows as OpenAI does. The code and type decide first (`content_policy_violation` and `moderation_blocked` are 400s, an exhausted
 //! balance is a 429 `insufficient_quota`, refused like a bad key since no wait makes it
 //! pass), the status second.
 
@@ -23,16 +23,17 @@ pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error
     };
     let label = if code.is_empty() { kind.clone() } else { code.clone() };
     let text = if label.is_empty() { format!("OpenAI: {message}") } else { format!("OpenAI {label}: {message}") };
-    // A refused request keeps OpenAI's code and parameter, which its clients read as such.
-    let coded = |refused: Error| {
-        let refused = if code.is_empty() { refused } else { refused.with_code(code.as_str()) };
+    // A refused request keeps OpenAI's code and parameter, which its clients read as such,
+    // and OpenAI's own words once the code says the rest.
+    let coded = |refused: fn(String) -> Error| {
+        let refused = if code.is_empty() { refused(text.clone()) } else { refused(message.clone()).with_code(code.as_str()) };
         match error.get("param").and_then(Value::as_str) {
             Some(param) => refused.with_param(param),
             None => refused,
         }
     };
     if code == "content_policy_violation" || code == "moderation_blocked" || (kind == "image_generation_user_error" && message.contains("safety")) {
-        return coded(Error::rejected(text));
+        return coded(Error::rejected);
     }
     if code == "insufficient_quota" {
         return Error::Unauthorized(text);
@@ -42,7 +43,7 @@ pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error
     }
     match status {
         401 | 403 => Error::Unauthorized(text),
-        400..=499 => coded(Error::invalid(text)),
+        400..=499 => coded(Error::invalid),
         // An error event inside a 200 stream: the server gave up mid-answer.
         _ => Error::UpstreamUnavailable(text),
     }

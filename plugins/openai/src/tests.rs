@@ -394,7 +394,7 @@ fn errors_map_onto_the_contract() {
     let e = image_error(openai_error(400, "invalid_request_error", "moderation_blocked", "Request blocked by moderation."));
     assert!(matches!(e, Error::ContentRejected(_)));
     let e = image_error(openai_error(400, "invalid_request_error", "invalid_value", "Invalid size"));
-    assert_eq!(e, Error::invalid("OpenAI invalid_value: Invalid size").with_code("invalid_value"));
+    assert_eq!(e, Error::invalid("Invalid size").with_code("invalid_value"));
     let e = image_error(openai_error(500, "server_error", "", "The server had an error"));
     assert!(matches!(e, Error::UpstreamUnavailable(m) if m.contains("server_error")));
     assert_eq!(image_error(Reply::fail(Error::upstream("timed out"))), Error::upstream("timed out"));
