@@ -254,6 +254,61 @@ async fn seed_003_applies_adapters_per_request() {
         .await
         .unwrap_err();
     assert_eq!(status, 422);
+
+    // Two files naming one adapter: the first in name order is it, listed once.
+    for (fixture, file) in [("loha", "twin.SAFETENSORS"), ("lora", "twin.safetensors")] {
+        std::fs::copy(
+            fixtures().join(format!("adapters/tiny-sd/{fixture}.safetensors")),
+            loras.path().join(file),
+        )
+        .unwrap();
+    }
+    wait_listed(&host, "twin", true).await;
+    let listed = admin_loras(&host).await;
+    let twins: Vec<&Value> = listed["loras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["name"] == "twin")
+        .collect();
+    assert_eq!(twins.len(), 1, "{listed}");
+    assert!(
+        twins[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("twin.SAFETENSORS")
+    );
+    assert_eq!(twins[0]["format"], json!(["LoHa (LyCORIS)"]), "{listed}");
+
+    // A whole model dropped in by mistake is refused in a sentence, not its 520 keys.
+    std::fs::copy(
+        fixtures().join("tiny-sd.safetensors"),
+        loras.path().join("whole.safetensors"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !admin_loras(&host).await["loras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["name"] == "whole")
+    {
+        assert!(Instant::now() < deadline, "whole never listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, refused) = sd_image(&host, request("a red fox <lora:whole>", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(status, 422);
+    let text = refused.to_string();
+    assert!(text.len() < 2_000 && text.contains("more"), "{text}");
+
+    // A tag written otherwise than A1111 reads it is refused, not run as words.
+    let (status, refused) = sd_image(&host, request("a red fox <LORA:lora:0.8>", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(status, 422);
+    assert!(refused.to_string().contains("lower case"), "{refused}");
 }
 
 /// Seed 000: `supportsLora`, `extraParams.loras` as the document writes it, and its refusal

@@ -161,6 +161,12 @@ impl AdapterLibrary {
             let Some(name) = file.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
                 continue;
             };
+            // `a.safetensors` and `a.SAFETENSORS` name one adapter: the first in name order
+            // is it (read again only when it changes), the other is left, said so.
+            if let Some(kept) = fresh.get(&name).map(|kept: &Entry| kept.file.clone()) {
+                tracing::warn!(adapter = %name, kept = %kept.display(), left = %file.display(), "two files name one adapter; rename one");
+                continue;
+            }
             let Ok(bytes) = std::fs::read(&file) else {
                 continue;
             };

@@ -144,17 +144,28 @@ impl Refused {
             parts.push(format!(
                 "{} key(s) match no layer of the loaded model: {}",
                 self.unmatched_keys.len(),
-                self.unmatched_keys.join(", ")
+                first_few(&self.unmatched_keys)
             ));
         }
         if !self.mismatched.is_empty() {
             parts.push(format!(
                 "{} module(s) do not fit their layer: {}",
                 self.mismatched.len(),
-                self.mismatched.join(", ")
+                first_few(&self.mismatched)
             ));
         }
         parts.join("; ")
+    }
+}
+
+/// The first few of `list`, and how many more (a whole model dropped in the adapter folder
+/// has hundreds of keys; the listing at `GET /admin/loras` has them all).
+fn first_few(list: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let shown = list[..list.len().min(SHOWN)].join(", ");
+    match list.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Invariants: the weight defaults to 1.0; a tag whose weight is not a number, or that gives
 //! more than one (A1111's separate text-encoder and UNet weights, `<lora:name:0.5:0.3>`), or
-//! no name (`<lora::1>`), is refused rather than read as text; whitespace left where a tag
-//! was is collapsed (a prompt without tags comes back as it was).
+//! no name (`<lora::1>`), or that is written otherwise than A1111 reads it (`<LORA:…>`,
+//! `< lora:…>`), is refused rather than read as text; whitespace left where a tag was is
+//! collapsed (a prompt without tags comes back as it was).
 
 use std::sync::LazyLock;
 
@@ -12,6 +13,11 @@ use regex::Regex;
 
 static TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<(?:lora|lyco):([^:<>]+)(?::([^<>]*))?>").expect("valid"));
+
+/// What starts as a tag, in any case and spacing: left in a prompt once its tags are out, it
+/// is one A1111 would not read, which would otherwise run as words, unseen.
+static TAG_LIKE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)<\s*(?:lora|lyco)\s*:").expect("valid"));
 
 /// The prompt without its adapter tags, and each tag's `(name, weight)` in order.
 pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
@@ -38,15 +44,14 @@ pub fn extract(prompt: &str) -> Result<(String, Vec<(String, f64)>), String> {
         tags.push((name, weight));
     }
     let stripped = TAG.replace_all(prompt, " ");
-    // What starts as a tag and is none (`<lora:>`, `<lora::1>`) would run as words, unseen.
-    if let Some(at) = ["<lora:", "<lyco:"]
-        .iter()
-        .find_map(|start| stripped.find(start))
-    {
-        let rest = &stripped[at..];
+    // What starts as a tag and is none (`<lora:>`, `<lora::1>`, `<LORA:ink>`) would run as
+    // words, unseen.
+    if let Some(found) = TAG_LIKE.find(&stripped) {
+        let rest = &stripped[found.start()..];
         let shown = rest.find('>').map_or(rest, |end| &rest[..=end]);
         return Err(format!(
-            "{shown}: not an adapter tag; write <lora:name> or <lora:name:weight>"
+            "{shown}: not an adapter tag; write <lora:name> or <lora:name:weight> (lower case, \
+             no space after <)"
         ));
     }
     if tags.is_empty() {
@@ -74,9 +79,16 @@ mod tests {
                 "{prompt}: {refused}"
             );
         }
-        // A1111 reads only the lower-case tag; the rest is the prompt's own text.
-        let (prompt, tags) = extract("a fox <LORA:ink:0.5>").unwrap();
-        assert_eq!((prompt.as_str(), tags.len()), ("a fox <LORA:ink:0.5>", 0));
+        // A1111 reads only the lower-case tag: one written otherwise is refused, not run as
+        // words while the client believes its adapter applied.
+        for prompt in [
+            "a fox <LORA:ink:0.5>",
+            "a fox <Lora:ink>",
+            "a fox < lora:ink:0.5 >",
+        ] {
+            let refused = extract(prompt).unwrap_err();
+            assert!(refused.contains("lower case"), "{prompt}: {refused}");
+        }
     }
 
     #[test]
