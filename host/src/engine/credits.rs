@@ -155,9 +155,10 @@ pub enum GrantRefused {
 
 impl Engine {
     /// Adds `amount` micro-credits (negative to take back) to a known client's balance in one
-    /// statement, so two concurrent grants can neither lose one another nor drive the balance
-    /// below zero, nor the balance and what its tasks hold past [`MAX_BALANCE_MICROS`] (a
-    /// refund gives that back to the balance); returns the new balance in micro-credits.
+    /// statement (on PostgreSQL after locking its row), so two concurrent grants can neither
+    /// lose one another nor drive the balance below zero, nor the balance and what its tasks
+    /// hold past [`MAX_BALANCE_MICROS`] (a refund gives that back to the balance); returns the
+    /// new balance in micro-credits.
     pub async fn grant_credits(
         &self,
         client_id: &str,
