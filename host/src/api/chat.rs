@@ -3,7 +3,8 @@
 //! object or `chat.completion.chunk` server-sent events. The task's id is the answer's id.
 //!
 //! A stream that breaks mid-way (the vendor's failure, or a stop whose grace ran out) ends with
-//! an error event, and its task fails (refunded); it is never retried. Each dialect adds its own fields to the chunks through [`ChunkStyle`].
+//! an error event, and its task fails (refunded); it is never retried. Each dialect adds its
+//! own fields to the chunks through [`ChunkStyle`].
 
 use std::convert::Infallible;
 use std::task::Poll;
@@ -20,7 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    api::{AppState, submit::refusal_parts},
+    api::AppState,
     engine::{
         chat::{AnswerUsage, ChatSession, ShownUsage, ToolCalls},
         front_door::{Admission, Refusal},
@@ -47,13 +48,7 @@ impl ChunkStyle {
         match self {
             ChunkStyle::OpenAi => crate::api::openai::error_event(refusal),
             ChunkStyle::Llmage => {
-                let message = match refusal_parts(refusal) {
-                    Ok((_, message)) => message,
-                    Err(error) => {
-                        tracing::error!(%error, "a streamed chat failed");
-                        "Internal server error".into()
-                    }
-                };
+                let crate::api::error::Error(_, message) = refusal.into();
                 json!({"error": {"message": message}})
             }
         }

@@ -191,21 +191,19 @@ impl From<Unreadable> for Error {
 
 impl From<Refusal> for Error {
     fn from(refusal: Refusal) -> Self {
-        let (param, code) = match &refusal {
-            Refusal::Invalid(invalid) => (invalid.param.clone(), None),
-            Refusal::BadInput(bad) => (Some(bad.field.clone()), None),
+        let (param, code, vendor_said) = match &refusal {
+            Refusal::Invalid(invalid) => (invalid.param.clone(), None, None),
+            Refusal::BadInput(bad) => (Some(bad.field.clone()), None, None),
             // What the vendor said of the request, as OpenAI says it: its code and parameter
-            // apart from its words (with a code, as they are: below).
+            // apart from its words, and with a code (which says the kind) its words as they are.
             Refusal::Provider(
                 ProviderError::InvalidRequest(fault) | ProviderError::ContentRejected(fault),
-            ) => (fault.param.clone(), fault.code.clone()),
-            _ => (None, None),
-        };
-        let vendor_said = match &refusal {
-            Refusal::Provider(
-                ProviderError::InvalidRequest(fault) | ProviderError::ContentRejected(fault),
-            ) if fault.code.is_some() => Some(fault.message.clone()),
-            _ => None,
+            ) => (
+                fault.param.clone(),
+                fault.code.clone(),
+                fault.code.as_ref().map(|_| fault.message.clone()),
+            ),
+            _ => (None, None, None),
         };
         // A client's rate or concurrency limit, or the vendor's rate limit; a budget is the
         // client's quota.

@@ -2,7 +2,8 @@
 //!
 //! OpenAI answers `{"error": {"message", "type", "param", "code"}}`. A refused request keeps
 //! its code and param (contract 0.4.0) and, with a code, OpenAI's message as it is, which
-//! easel's OpenAI API shows as OpenAI does. The code and type decide first (`content_policy_violation` and `moderation_blocked` are 400s, an exhausted
+//! easel's OpenAI API shows as OpenAI does. The code and type decide first
+//! (`content_policy_violation` and `moderation_blocked` are 400s, an exhausted
 //! balance is a 429 `insufficient_quota`, refused like a bad key since no wait makes it
 //! pass), the status second.
 
@@ -26,7 +27,11 @@ pub fn from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> Error
     // A refused request keeps OpenAI's code and parameter, which its clients read as such,
     // and OpenAI's own words once the code says the rest.
     let coded = |refused: fn(String) -> Error| {
-        let refused = if code.is_empty() { refused(text.clone()) } else { refused(message.clone()).with_code(code.as_str()) };
+        let refused = if code.is_empty() {
+            refused(text.clone())
+        } else {
+            refused(message.clone()).with_code(code.as_str())
+        };
         match error.get("param").and_then(Value::as_str) {
             Some(param) => refused.with_param(param),
             None => refused,

@@ -9,6 +9,12 @@
 //! reaches every version, so it may only keep each version's behaviour: a version whose types
 //! drift from these must translate them in its own module instead.
 
+/// A refused request as versions before 0.4.0 carry it: its message alone. Their modules take
+/// it as their `fault`.
+pub(crate) fn fault_of_message(message: String) -> easel_provider::Fault {
+    message.into()
+}
+
 /// Expands a version's binding, generated from its WIT folder, in the version's module.
 macro_rules! binding {
     ($folder:tt) => {

@@ -6,6 +6,8 @@
 //! beside it). JSON carried as text is parsed by the shared binding; malformed usage text is
 //! kept under `{"raw": ...}` rather than failing a finished task.
 
+use crate::binding::fault_of_message as fault;
+
 /// The contract version this binding speaks.
 pub(crate) const VERSION: &str = "0.1.0";
 
@@ -22,11 +24,6 @@ fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderErro
         },
         t::ChatEvent::Finish(s) => E::Finish(s),
     })
-}
-
-/// A refused request's message, which is all this version carries.
-fn fault(message: String) -> easel_provider::Fault {
-    message.into()
 }
 
 crate::binding::binding!("../../../wit/v0.1.0");

@@ -8,6 +8,8 @@
 //!
 //! 0.2.0 is 0.1.0 with `tool-call` chat events.
 
+use crate::binding::fault_of_message as fault;
+
 /// The contract version this binding speaks.
 pub(crate) const VERSION: &str = "0.2.0";
 
@@ -30,11 +32,6 @@ fn chat_event(e: t::ChatEvent) -> Result<easel_provider::ChatEvent, ProviderErro
         },
         t::ChatEvent::Finish(s) => E::Finish(s),
     })
-}
-
-/// A refused request's message, which is all this version carries.
-fn fault(message: String) -> easel_provider::Fault {
-    message.into()
 }
 
 crate::binding::binding!("../../../wit/v0.2.0");

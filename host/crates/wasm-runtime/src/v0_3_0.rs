@@ -10,6 +10,8 @@
 //!
 //! 0.3.0 is 0.2.0 with `usage-details` and `answer-info` chat events.
 
+use crate::binding::fault_of_message as fault;
+
 /// The contract version this binding speaks.
 pub(crate) const VERSION: &str = "0.3.0";
 
@@ -59,11 +61,6 @@ pub(crate) fn usage_details(
         }
     }
     Ok(details)
-}
-
-/// A refused request's message, which is all this version carries.
-fn fault(message: String) -> easel_provider::Fault {
-    message.into()
 }
 
 crate::binding::binding!("../../../wit/v0.3.0");
