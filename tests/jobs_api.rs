@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 on_both_backends!(
     job_runs_to_success_and_its_image_downloads,
     idempotency_holds_under_concurrency,
-    list_filters_and_paginates
+    list_filters_and_paginates,
+    ended_jobs_go_after_keep_ended_secs
 );
 
 async fn job_runs_to_success_and_its_image_downloads(backend: Backend) {
@@ -118,6 +119,71 @@ async fn idempotency_holds_under_concurrency(backend: Backend) {
     .await;
     assert_eq!((status, &other["reused"]), (202, &json!(false)));
     assert!(!ids.contains(other["job"]["id"].as_str().unwrap()));
+}
+
+/// With `[engine] keep_ended_secs`, a job is deleted that long after it ended, with its
+/// idempotency key (the key then makes a new job, where a key left naming a deleted job would
+/// fail); a job still running, and one whose webhook is still being delivered, stay.
+async fn ended_jobs_go_after_keep_ended_secs(backend: Backend) {
+    let host = Host::start(Options::new(backend).toml("[engine]\nkeep_ended_secs = 1")).await;
+    let image =
+        json!({"capability": "image.generate", "prompt": "kept", "width": 16, "height": 16});
+    let keyed = || {
+        send(
+            host.as_key(Method::POST, "/api/v1/jobs", "key-a")
+                .header("Idempotency-Key", "kept-a-second")
+                .json(&image),
+        )
+    };
+    let (status, first) = keyed().await;
+    assert_eq!(status, 202, "{first}");
+    let first = first["job"]["id"].as_str().unwrap().to_owned();
+    host.wait_terminal(&first).await;
+    let mut running = image.clone();
+    running["work_ms"] = json!(30_000);
+    let (status, running) = host.post("/api/v1/jobs", &running).await;
+    assert_eq!(status, 202, "{running}");
+    let mut hooked = image.clone();
+    // Nothing listens there: its delivery is tried again and again meanwhile.
+    hooked["webhookUrl"] = json!("http://127.0.0.1:9/hook");
+    let (status, hooked) = host.post("/api/v1/jobs", &hooked).await;
+    assert_eq!(status, 202, "{hooked}");
+    let hooked = hooked["job"]["id"].as_str().unwrap().to_owned();
+    host.wait_terminal(&hooked).await;
+
+    let start = std::time::Instant::now();
+    loop {
+        let (status, gone) = host.get(&format!("/api/v1/jobs/{first}")).await;
+        if status == 404 {
+            break;
+        }
+        assert_eq!(status, 200, "{gone}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the ended job outlived its keep: {gone}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, again) = keyed().await;
+    assert_eq!((status, &again["reused"]), (202, &json!(false)), "{again}");
+    assert_ne!(again["job"]["id"], first.as_str());
+    let (status, running) = host
+        .get(&format!(
+            "/api/v1/jobs/{}",
+            running["job"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (status, &running["job"]["status"]),
+        (200, &json!("running")),
+        "{running}"
+    );
+    let (status, hooked) = host.get(&format!("/api/v1/jobs/{hooked}")).await;
+    assert_eq!(
+        (status, &hooked["job"]["status"]),
+        (200, &json!("succeeded")),
+        "{hooked}"
+    );
 }
 
 async fn list_filters_and_paginates(backend: Backend) {

@@ -474,6 +474,41 @@ async fn a_cancel_reaches_the_worker_running_the_job_at_once() {
     );
 }
 
+/// A cancel notified while the worker's LISTEN connection was down is not lost until the next
+/// lease renewal (20 s here): the worker reads it as soon as it listens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_notified_while_the_worker_was_not_listening_reaches_it_when_it_listens_again() {
+    let api = Host::start(
+        Options::new(Backend::Postgres)
+            .toml("[engine]\nworkers = 0\nlease_secs = 60")
+            .env("EASEL_OFFLINE_PROVIDER", "0")
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
+    )
+    .await;
+    let _vendor = vendor_worker(&api);
+    fleet_of(&api, &["offline"], &["offline/image"]).await;
+    let id = job(&api, offline_job(json!({"work_ms": 60_000}))).await;
+    api.wait_job(&id, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    // The listeners cannot come back while the cancel is notified; the API host asks for it
+    // on a connection it already holds.
+    api.allow_new_connections(false).await;
+    api.end_listening_connections().await;
+    let (status, answer) = api
+        .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+        .await;
+    // 202: asked, not yet stopped (the worker did not hear it).
+    assert_eq!(status, 202, "{answer}");
+    api.allow_new_connections(true).await;
+    // The listener tries again each second; the lease's renewal is 20 s away.
+    api.wait_job(&id, Duration::from_secs(5), |job| {
+        job["status"] == "cancelled"
+    })
+    .await;
+}
+
 /// Each worker counts as alive for its own lease after its heartbeat, not the reader's: an API
 /// host with a 4 s lease drops a worker with a 0.6 s lease soon after it dies, and keeps
 /// listing a worker with a 30 s lease (which beats every 10 s) between its beats.

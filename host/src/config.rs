@@ -359,6 +359,10 @@ pub struct EngineConfig {
     pub breaker_failures: u32,
     /// How long an open breaker keeps the provider's queued tasks waiting, seconds.
     pub breaker_cooldown_secs: f64,
+    /// How long an ended task is kept, seconds from its end: then it is deleted with its
+    /// idempotency key and webhook records (the credit ledger keeps its rows); 0 keeps every
+    /// task.
+    pub keep_ended_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -380,6 +384,7 @@ impl Default for EngineConfig {
             shutdown_grace_secs: 30.0,
             breaker_failures: 5,
             breaker_cooldown_secs: 30.0,
+            keep_ended_secs: 0,
         }
     }
 }

@@ -372,28 +372,58 @@ impl Host {
     /// Takes this host's PostgreSQL database away (`reachable = false`: its connections are
     /// ended and new ones refused, as in an outage) or gives it back.
     pub async fn set_database_reachable(&self, reachable: bool) {
-        let url = self.database_url().expect("a PostgreSQL host");
-        let (server, database) = url.rsplit_once('/').expect("a database URL");
-        let database = database.split('?').next().unwrap_or(database);
-        let server = sqlx::PgPool::connect(&format!("{server}/postgres"))
-            .await
-            .expect("the PostgreSQL server");
+        self.allow_new_connections(reachable).await;
+        if !reachable {
+            self.end_connections("TRUE").await;
+        }
+    }
+
+    /// Lets the PostgreSQL database take new connections, or refuses them (those open go on).
+    pub async fn allow_new_connections(&self, allowed: bool) {
+        let (server, database) = self.postgres_server().await;
         sqlx::query(&format!(
-            "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {reachable}"
+            "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allowed}"
         ))
         .execute(&server)
         .await
         .expect("changing whether the database takes connections");
-        if !reachable {
-            sqlx::query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            )
-            .bind(database)
-            .execute(&server)
-            .await
-            .expect("ending the database's connections");
-        }
         server.close().await;
+    }
+
+    /// Ends the database's connections (every host's) that have LISTENed, as a network fault
+    /// would; the others go on.
+    pub async fn end_listening_connections(&self) {
+        self.end_connections("query ILIKE 'LISTEN%'").await;
+    }
+
+    /// Ends the database's connections whose `pg_stat_activity` row meets `condition`.
+    async fn end_connections(&self, condition: &str) {
+        let (server, database) = self.postgres_server().await;
+        let ended: Vec<(bool,)> = sqlx::query_as(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND ({condition})"
+        ))
+        .bind(&database)
+        .fetch_all(&server)
+        .await
+        .expect("ending the database's connections");
+        assert!(
+            ended.iter().all(|(ended,)| *ended),
+            "a connection outlived its end"
+        );
+        server.close().await;
+    }
+
+    /// A connection to this host's PostgreSQL server (not its database), and the database's
+    /// name.
+    async fn postgres_server(&self) -> (sqlx::PgPool, String) {
+        let url = self.database_url().expect("a PostgreSQL host");
+        let (server, database) = url.rsplit_once('/').expect("a database URL");
+        let database = database.split('?').next().unwrap_or(database).to_owned();
+        let server = sqlx::PgPool::connect(&format!("{server}/postgres"))
+            .await
+            .expect("the PostgreSQL server");
+        (server, database)
     }
 
     /// The running `easel serve` process's id.

@@ -167,7 +167,7 @@ mod tests {
             priority,
             ..NewTask::for_tests(provider, serde_json::from_value(request).unwrap())
         };
-        let id = crate::engine::task::new_id("job");
+        let id = crate::engine::task::new_task_id();
         tasks::insert(store, &id, &new, now_ms(), tasks::Start::Queued)
             .await
             .unwrap();

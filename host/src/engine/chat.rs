@@ -51,7 +51,7 @@ use crate::engine::{
         CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ProgressSink,
         ProviderError, ToolCallPiece,
     },
-    task::{Task, new_id},
+    task::{Task, new_task_id},
 };
 
 /// An accepted chat: its task, and the provider's events as they come.
@@ -173,7 +173,7 @@ impl Engine {
             .params
             .insert("messages".into(), Value::Array(messages));
         // Armed before the insert: a client that leaves while it commits cancels the chat too.
-        let mut held = Held::new(self, new_id("job"));
+        let mut held = Held::new(self, new_task_id());
         let task = match lifecycle::start_streaming(self, &held.id, &new).await {
             Ok(task) => {
                 held.inserted = true;

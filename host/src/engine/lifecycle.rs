@@ -21,7 +21,7 @@ use crate::{
     engine::{
         Engine, NewTask, SubmitError,
         capacity::Slot,
-        task::{CancelledBy, Status, Task, new_id, now_ms},
+        task::{CancelledBy, Status, Task, new_task_id, now_ms, task_ids_before},
     },
     store::tasks::{self, Ending, Lapsed, Start},
 };
@@ -99,7 +99,7 @@ fn lease_end(engine: &Engine) -> i64 {
 /// Accepts a task durably as `queued` and wakes a worker; returns it and whether an
 /// idempotent replay reused an earlier task (then nothing new is queued).
 pub async fn queue(engine: &Engine, new: &NewTask) -> Result<(Task, bool), SubmitError> {
-    let id = new_id("job");
+    let id = new_task_id();
     let now = now_ms();
     let (task, replayed) = match &new.idempotency {
         Some((key, hash)) => {
@@ -314,6 +314,18 @@ pub async fn request_cancel(engine: &Engine, id: &str, by: CancelledBy) -> anyho
     tasks::request_cancel(engine.store(), id, by, now_ms()).await
 }
 
+/// Deletes up to `limit` tasks that ended before `ended_before` (milliseconds), with their
+/// idempotency keys and webhook records, except those whose webhook is still being delivered;
+/// returns how many went.
+pub(crate) async fn delete_ended(
+    engine: &Engine,
+    ended_before: i64,
+    limit: i64,
+) -> anyhow::Result<usize> {
+    let created_below = task_ids_before(ended_before);
+    tasks::delete_ended(engine.store(), &created_below, ended_before, limit).await
+}
+
 /// Claims up to `limit` pending tasks of the providers loaded here whose poll is due,
 /// holding each for one lease so a crash mid-poll only delays the next poll.
 pub async fn claim_due_polls(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Task>> {
@@ -351,7 +363,8 @@ pub async fn claim_lapsed(engine: &Engine, limit: i64) -> anyhow::Result<Vec<Lap
 /// Keeps the leases of every task this process holds (a worker's submit, a chat's stream:
 /// the tasks it [tracks](Engine::track)) for as long as it holds them: every third of a lease,
 /// one statement extends them all, and a cancel requested on another host cancels the task's
-/// token here. Returns at shutdown: the leases then lapse and the sweeper decides, exactly as
+/// token here; at once when [asked](Engine::leases_due_signal) (after a lost notification).
+/// Returns at shutdown: the leases then lapse and the sweeper decides, exactly as
 /// after a crash.
 pub(crate) async fn hold_leases(engine: Engine) {
     let lease = engine.config().lease();
@@ -360,6 +373,7 @@ pub(crate) async fn hold_leases(engine: Engine) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = engine.leases_due_signal().notified() => {}
             () = shutdown.cancelled() => return,
         }
         wait = lease / 3;

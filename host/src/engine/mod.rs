@@ -156,6 +156,9 @@ struct Inner {
     breakers: breakers::Seen,
     /// Wakes idle workers when a task is queued.
     queued: Notify,
+    /// Asks [`lifecycle::hold_leases`] to renew at once (and so to pass on the cancels it
+    /// finds) rather than at its next turn.
+    leases_due: Notify,
     /// Cancellation tokens of the tasks this process holds (submits and chats), by id: the
     /// ones whose leases [`lifecycle::hold_leases`] keeps.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -213,6 +216,7 @@ impl Engine {
                 capacity: capacity::Capacity::new(&parts.capacity),
                 breakers: breakers::Seen::default(),
                 queued: Notify::new(),
+                leases_due: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 draining: shutdown.child_token(),
                 stopping_since: std::sync::OnceLock::new(),
@@ -619,6 +623,10 @@ impl Engine {
         &self.inner.queued
     }
 
+    pub(crate) fn leases_due_signal(&self) -> &Notify {
+        &self.inner.leases_due
+    }
+
     pub(crate) fn webhook_secret(&self) -> Option<&str> {
         self.inner.webhook_secret.as_deref()
     }
@@ -634,9 +642,12 @@ pub fn request_hash(body: &[u8]) -> String {
 }
 
 /// Wakes this host's workers when another host queues a task, and stops a task this host
-/// holds as soon as another host is asked to cancel it (PostgreSQL only; a lost
-/// notification is made up at the next lease renewal, [`lifecycle::hold_leases`]).
+/// holds as soon as another host is asked to cancel it (PostgreSQL only). What was notified
+/// while the connection was down is made up as soon as it listens again: the workers look for
+/// queued tasks and the held tasks' leases are renewed at once, which reads their cancels
+/// ([`lifecycle::hold_leases`]).
 async fn listen_to_the_fleet(engine: Engine) {
+    let mut listened_before = false;
     loop {
         let listened = async {
             let mut listener = sqlx::postgres::PgListener::connect(&engine.inner.store.url).await?;
@@ -644,12 +655,20 @@ async fn listen_to_the_fleet(engine: Engine) {
                 .listen_all(["easel_tasks", "easel_cancels"])
                 .await?;
             loop {
-                let notification = listener.recv().await?;
-                if notification.channel() == "easel_cancels" {
-                    engine.stop_if_held(notification.payload());
-                } else {
-                    engine.inner.queued.notify_one();
+                if std::mem::replace(&mut listened_before, true) {
+                    // Every idle worker looks: more than one task may have been queued.
+                    engine.inner.queued.notify_waiters();
+                    engine.inner.leases_due.notify_one();
                 }
+                // `None`: the connection was lost and, once `try_recv` returns, made again.
+                while let Some(notification) = listener.try_recv().await? {
+                    if notification.channel() == "easel_cancels" {
+                        engine.stop_if_held(notification.payload());
+                    } else {
+                        engine.inner.queued.notify_one();
+                    }
+                }
+                tracing::warn!("LISTEN easel_tasks, easel_cancels was cut; listening again");
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())

@@ -1,5 +1,6 @@
-//! The sweeper: expires tasks that waited too long, recovers claims whose lease lapsed, and
-//! fails the tasks left pending on a provider no host serves any more.
+//! The sweeper: expires tasks that waited too long, recovers claims whose lease lapsed, fails
+//! the tasks left pending on a provider no host serves any more, and deletes the tasks that
+//! ended longer ago than `[engine] keep_ended_secs`.
 //!
 //! Invariant (DESIGN.md, "Durable"): a task whose worker died mid-submit is re-queued only when
 //! its provider promises an idempotent submit and its client did not ask to cancel it (then it
@@ -16,7 +17,8 @@
 //! vendor whose provider no process polls any more (its plugin removed everywhere, its last
 //! worker gone) fails, refunded, once this process has seen no live poller for it for
 //! `[engine] model_grace_secs`: never while a host is still loading its plugins or a worker
-//! restarts within that time.
+//! restarts within that time. An ended task is deleted only once its webhook was delivered
+//! or given up on; the credit ledger keeps its rows.
 //! Every change goes through [`lifecycle`].
 
 use std::collections::HashMap;
@@ -38,6 +40,7 @@ const EVERY: Duration = Duration::from_millis(500);
 pub async fn run(engine: Engine) {
     let shutdown = engine.shutdown_token().clone();
     let mut unserved = Unserved::default();
+    let mut forgotten = Forgotten::default();
     // Until when lapsed leases are not judged: a lease after this process last failed to
     // reach the database, since no holder could renew its lease meanwhile either.
     let mut judge_leases_after = Instant::now();
@@ -49,6 +52,9 @@ pub async fn run(engine: Engine) {
         }
         if let Err(error) = unserved.sweep(&engine).await {
             tracing::warn!(%error, "failing the pending tasks of unserved providers failed");
+        }
+        if let Err(error) = forgotten.sweep(&engine).await {
+            tracing::warn!(%error, "deleting tasks past [engine] keep_ended_secs failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -113,6 +119,47 @@ impl Unserved {
             for id in tasks::pending_of(engine.store(), &provider, EXPIRE_BATCH).await? {
                 lifecycle::finish(engine, &id, Outcome::Failed(reason.clone())).await?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Ended tasks deleted per statement, at most.
+const DELETE_BATCH: i64 = 200;
+/// How often ended tasks are looked for, at most (more often for a short `keep_ended_secs`).
+const FORGET_EVERY: Duration = Duration::from_secs(60);
+
+/// When this process last deleted the ended tasks past `[engine] keep_ended_secs`.
+#[derive(Default)]
+struct Forgotten {
+    looked: Option<Instant>,
+}
+
+impl Forgotten {
+    /// Deletes, in batches, every task that ended longer ago than the setting, looking every
+    /// [`FORGET_EVERY`] or every quarter of the setting, whichever is sooner.
+    async fn sweep(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        let keep = engine.config().keep_ended_secs;
+        let every = FORGET_EVERY.min(Duration::from_secs(keep) / 4);
+        if keep == 0 || self.looked.is_some_and(|at| at.elapsed() < every) {
+            return Ok(());
+        }
+        self.looked = Some(Instant::now());
+        let ended_before = now_ms() - (keep as i64) * 1000;
+        let mut deleted = 0;
+        loop {
+            let batch = lifecycle::delete_ended(engine, ended_before, DELETE_BATCH).await?;
+            deleted += batch;
+            if batch < DELETE_BATCH as usize {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                keep_secs = keep,
+                "deleted tasks past [engine] keep_ended_secs"
+            );
         }
         Ok(())
     }
@@ -192,7 +239,7 @@ mod tests {
         config::Config,
         engine::{
             stub::{StubProvider, image_task},
-            task::{Status, new_id},
+            task::{Status, new_task_id},
         },
         server,
     };
@@ -203,7 +250,7 @@ mod tests {
         let new = image_task(provider);
         let (store, now) = (engine.store(), now_ms());
         let lapsed = now - 1;
-        let id = new_id("job");
+        let id = new_task_id();
         if streaming {
             let start = tasks::Start::Streaming { lease_end: lapsed };
             tasks::insert(store, &id, &new, now, start).await.unwrap();
@@ -398,7 +445,7 @@ mod tests {
         }
         // Still queued, both end it.
         for outcome in [Outcome::Expired, Outcome::Withdrawn] {
-            let queued = new_id("job");
+            let queued = new_task_id();
             let new = image_task("again");
             tasks::insert(
                 engine.store(),

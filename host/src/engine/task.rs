@@ -294,6 +294,21 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// What a task's id starts with (`job_…`, the jobs API's word for a task).
+const TASK_PREFIX: &str = "job";
+
+/// A new task's id.
+pub fn new_task_id() -> String {
+    new_id(TASK_PREFIX)
+}
+
+/// An id that sorts after every task id made before `ms` (milliseconds since the epoch) and
+/// before every one made from `ms` on: a UUIDv7 opens with its millisecond, twelve hex
+/// digits.
+pub fn task_ids_before(ms: i64) -> String {
+    format!("{TASK_PREFIX}_{:012x}", ms.max(0))
+}
+
 /// Who asked for a cancel, as a task's `cancel_requested` keeps it and its error says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelledBy {

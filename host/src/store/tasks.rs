@@ -1284,6 +1284,53 @@ pub async fn webhook_deliveries(
     .await?)
 }
 
+/// Deletes up to `limit` tasks that ended before `ended_before` and were created before
+/// `created_below` (an id from [`ids_before`](crate::engine::task::ids_before), so the walk
+/// follows the primary key), with their idempotency keys and webhook records, in one
+/// transaction; a task whose webhook is still being delivered stays. The credit ledger keeps
+/// its rows. Returns how many tasks went.
+pub async fn delete_ended(
+    store: &Store,
+    created_below: &str,
+    ended_before: i64,
+    limit: i64,
+) -> anyhow::Result<usize> {
+    let mut writer = store.writer().await?;
+    let mut tx = writer.begin().await?;
+    let ids: Vec<(String,)> = sqlx::query_as(&format!("{ENDED_BEFORE}{}", store.skip_locked()))
+        .bind(created_below)
+        .bind(ended_before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let listed = (1..=ids.len())
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for statement in [
+        format!("DELETE FROM idempotency_keys WHERE task_id IN ({listed})"),
+        format!("DELETE FROM webhook_outbox WHERE task_id IN ({listed})"),
+        format!("DELETE FROM tasks WHERE id IN ({listed})"),
+    ] {
+        let mut query = sqlx::query(&statement);
+        for (id,) in &ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
+const ENDED_BEFORE: &str = "SELECT id FROM tasks WHERE id < $1 AND finished_at < $2 \
+     AND status IN ('succeeded', 'failed', 'cancelled', 'expired') \
+     AND NOT EXISTS (SELECT 1 FROM webhook_outbox WHERE webhook_outbox.task_id = tasks.id \
+         AND delivered_at IS NULL AND gave_up_at IS NULL) \
+     ORDER BY id LIMIT $3";
+
 /// Whether a queued or running task names asset `assets.id` (an input it has yet to send),
 /// as one query a statement on `assets` may nest.
 pub(crate) const NAMED_BY_A_LIVE_TASK: &str = "SELECT 1 FROM tasks \
@@ -1811,6 +1858,16 @@ mod tests {
                 "SEARCH tasks USING INDEX tasks_pending (wake_at<?)",
             ),
             (super::CLAIM_LAPSED, "SCAN tasks USING INDEX tasks_running"),
+            // Along the primary key from its start: the ended tasks before the cutoff are
+            // what is left there once the older ones went.
+            (
+                super::ENDED_BEFORE,
+                "SEARCH tasks USING INDEX sqlite_autoindex_tasks_1 (id<?)",
+            ),
+            (
+                super::ENDED_BEFORE,
+                "USING INDEX webhook_by_task (task_id=?)",
+            ),
         ] {
             let plan = plan(&store, sql).await;
             assert!(plan.contains(wanted), "{wanted} not used by {sql}:\n{plan}");
