@@ -625,6 +625,7 @@ async fn a_refused_request_keeps_the_vendors_code_and_param() {
 /// A model that declines to answer (most often a structured answer) is told apart from its
 /// text, as OpenAI's clients read it: `refusal` on the message, or in the deltas, with no
 /// content beside it; the chat is recorded with it, and charged (the vendor charged for it).
+/// llmage, whose answers have one text field, shows it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_reaches_the_client_apart_from_the_text() {
     let (easel, _fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;
@@ -666,6 +667,30 @@ async fn a_refusal_reaches_the_client_apart_from_the_text() {
         assert_eq!(detail["job"]["refusal"], openai::REFUSAL, "{detail}");
     }
     assert_eq!(host.usage("partner-a").await["balance"], 8.0);
+
+    // llmage's one text field, `content`, holds it, whole and streamed.
+    let llmage = |stream: bool| {
+        json!({"model": "openai/gpt-4o-mini", "catelogid": "t2t", "prompt": "refuse",
+               "sys_prompt": "", "stream": stream})
+    };
+    let (status, whole) = host
+        .post("/llmage/v1/chat/completions", &llmage(false))
+        .await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["content"], openai::REFUSAL, "{whole}");
+    assert_eq!(whole["choices"][0]["message"]["refusal"], openai::REFUSAL);
+    let streamed = host
+        .post_text("/llmage/v1/chat/completions", &llmage(true))
+        .await;
+    let content: String = sse_data(&streamed)
+        .into_iter()
+        .filter(|data| *data != "[DONE]")
+        .filter_map(|data| {
+            let chunk: Value = serde_json::from_str(data).unwrap();
+            chunk["content"].as_str().map(String::from)
+        })
+        .collect();
+    assert_eq!(content, openai::REFUSAL, "{streamed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,7 +176,8 @@ pub async fn complete(
         usage: Some(usage.shown().unwrap_or_default()),
         service_tier: info.service_tier.as_deref(),
         system_fingerprint: info.system_fingerprint.as_deref(),
-        content: llmage.then_some(text.as_str()),
+        // llmage's one text field: a model's refusal is what it said.
+        content: llmage.then_some(if text.is_empty() { &refusal } else { &text }),
         reasoning_content: None,
         finish: llmage.then_some("1"),
     };
@@ -184,7 +185,8 @@ pub async fn complete(
 }
 
 /// A `chat.completion` (choices with a `message`) or a `chat.completion.chunk` (choices with
-/// a `delta`), written straight from its parts. llmage adds the text as `content`, on chunks
+/// a `delta`), written straight from its parts. llmage adds the text (or the refusal) as
+/// `content`, on chunks
 /// `reasoning_content: null`, and `finish` (`"1"` once finished, `"0"` before).
 #[derive(Serialize)]
 struct Answer<'a, C> {
@@ -266,7 +268,12 @@ impl Chunks {
             usage,
             service_tier: self.info.service_tier.as_deref(),
             system_fingerprint: self.info.system_fingerprint.as_deref(),
-            content: llmage.then(|| choice.delta.content.unwrap_or("")),
+            content: llmage.then(|| {
+                let Delta {
+                    content, refusal, ..
+                } = &choice.delta;
+                content.or(*refusal).unwrap_or("")
+            }),
             reasoning_content: llmage.then_some(()),
             // The usage chunk comes after the finishing one: the answer is done there too.
             finish: llmage.then_some(if finish.is_some() || usage.is_some() {
