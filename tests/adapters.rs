@@ -167,28 +167,44 @@ async fn seed_003_applies_adapters_per_request() {
         "the shared model is unchanged after adapter requests"
     );
 
-    // Refused naming the field that named the adapter: a tag in the prompt, or `loras`.
-    for (prompt, extra, why, field) in [
+    // Refused naming the field that named the adapter: a tag in the prompt (the tag said), or
+    // the entry of `loras`.
+    for (prompt, extra, why, loc) in [
         (
             "a fox <lora:nope>",
             json!({}),
-            "unknown adapter nope",
-            "prompt",
+            "adapter tag <lora:nope:1>: unknown adapter nope",
+            json!(["body", "prompt"]),
         ),
         (
             "a fox",
             json!({"loras": [{"name": "bad_keys"}]}),
             "refused",
-            "loras",
+            json!(["body", "loras", 0]),
+        ),
+        (
+            "a fox <lora:lora:12>",
+            json!({}),
+            "adapter tag <lora:lora:12>: weight must be between -10 and 10",
+            json!(["body", "prompt"]),
+        ),
+        (
+            "a fox",
+            json!({"loras": [{"name": "lora"}, {"name": "loha", "weight": -11}]}),
+            "loras[1].weight must be between -10 and 10",
+            json!(["body", "loras", 1, "weight"]),
+        ),
+        // The field's entries come first, then the tags.
+        (
+            "a fox <lora:loha:0.5> <lora:nope:0.5>",
+            json!({"loras": [{"name": "lora"}]}),
+            "adapter tag <lora:nope:0.5>: unknown adapter nope",
+            json!(["body", "prompt"]),
         ),
     ] {
         let (status, answer) = sd_image(&host, request(prompt, extra)).await.unwrap_err();
         assert_eq!(status, 422, "{answer}");
-        assert_eq!(
-            answer["detail"][0]["loc"],
-            json!(["body", field]),
-            "{answer}"
-        );
+        assert_eq!(answer["detail"][0]["loc"], loc, "{answer}");
         assert!(answer.to_string().contains(why), "{why}: {answer}");
     }
 

@@ -22,6 +22,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
+use easel_provider::schema::InvalidParam;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -137,7 +138,10 @@ impl From<Refusal> for Error {
                 let Some(field) = invalid.param else {
                     return Error::Plain(StatusCode::UNPROCESSABLE_ENTITY, invalid.message);
                 };
-                return Error::field(field, invalid.message, "value_error");
+                let loc = std::iter::once(Value::String(field))
+                    .chain(invalid.within)
+                    .collect();
+                return Error::Field(loc, invalid.message, "value_error");
             }
             Refusal::BadInput(bad) => return Error::field(bad.field, bad.message, "value_error"),
             _ => {}
@@ -671,6 +675,11 @@ async fn generate(
     let count = request.num_images.unwrap_or(1);
     // Adapters named only in the prompt's tags are refused naming `prompt`, the field sent.
     let tagged_only = request.loras.as_ref().is_none_or(Vec::is_empty) && !tags.is_empty();
+    let listed = request.loras.as_ref().map_or(0, Vec::len);
+    let adapters = AdapterSources {
+        listed,
+        tags: tags.clone(),
+    };
     let loras: Vec<Value> = request
         .loras
         .unwrap_or_default()
@@ -743,6 +752,7 @@ async fn generate(
                 if count_as_n {
                     invalid = invalid.renamed("n", "num_images");
                 }
+                invalid = adapters.locate(invalid);
                 if tagged_only {
                     invalid = invalid.renamed("loras", "prompt");
                 }
@@ -756,6 +766,49 @@ async fn generate(
         "message": "任务已创建，正在处理中",
     }))
     .into_response())
+}
+
+/// Where the adapters a task was given came from: the `loras` field's entries first, then
+/// the prompt's tags, in that order in the task's `loras`.
+struct AdapterSources {
+    /// How many entries the `loras` field had.
+    listed: usize,
+    /// The prompt's tags, `(name, weight)`.
+    tags: Vec<(String, f64)>,
+}
+
+impl AdapterSources {
+    /// A refusal of the task's `loras` entry that came from a prompt tag, about that tag in
+    /// `prompt` (the field sent): `Invalid parameter prompt: adapter tag <lora:ink:12>: weight
+    /// must be between -10 and 10`. Any other refusal is left as it is.
+    fn locate(&self, invalid: InvalidParam) -> InvalidParam {
+        let index = match (invalid.param.as_deref(), invalid.within.first()) {
+            (Some("loras"), Some(Value::Number(index))) => index.as_u64().unwrap_or(0) as usize,
+            _ => return invalid,
+        };
+        let Some((name, weight)) = index
+            .checked_sub(self.listed)
+            .and_then(|tag| self.tags.get(tag))
+        else {
+            return invalid;
+        };
+        let said = invalid
+            .message
+            .strip_prefix("Invalid parameter loras: ")
+            .unwrap_or(&invalid.message);
+        let entry = format!("loras[{index}]");
+        let said = said
+            .strip_prefix(&format!("{entry}."))
+            .or_else(|| said.strip_prefix(&format!("{entry} ")))
+            .unwrap_or(said);
+        InvalidParam {
+            param: Some("prompt".into()),
+            within: Vec::new(),
+            message: format!(
+                "Invalid parameter prompt: adapter tag <lora:{name}:{weight}>: {said}"
+            ),
+        }
+    }
 }
 
 fn status_name(status: Status) -> &'static str {

@@ -80,6 +80,7 @@ pub fn check(
     let invalid = |param: &str, message: String| InvalidParam {
         param: Some(param.into()),
         message,
+        ..Default::default()
     };
     if messages.is_empty() {
         return Err(invalid("messages", "messages must not be empty".into()));

@@ -117,6 +117,7 @@ fn check_loras_declared(resolved: &Resolved, params: &Map<String, Value>) -> Res
                 "Invalid parameter loras: model {} does not take adapters",
                 resolved.id()
             ),
+            ..Default::default()
         }));
     }
     Ok(())
@@ -158,8 +159,8 @@ impl Engine {
         } = admission;
         resolved.serves(&capability).map_err(|unsupported| {
             Refusal::Invalid(InvalidParam {
-                param: None,
                 message: unsupported.to_string(),
+                ..Default::default()
             })
         })?;
         resolved.schema.apply(&mut params)?;

@@ -123,32 +123,39 @@ impl LocalDiffusion {
         })
     }
 
-    /// The adapters `params.loras` names, with their weights.
-    fn choices(&self, params: &Map<String, Value>) -> Result<Vec<Choice>, String> {
+    /// The adapters `params.loras` names, with their weights; or why one cannot be had, with
+    /// its place in the list when the fault is an entry's.
+    fn choices(&self, params: &Map<String, Value>) -> Result<Vec<Choice>, (Option<usize>, String)> {
         let Some(loras) = params.get("loras").filter(|v| !v.is_null()) else {
             return Ok(Vec::new());
         };
-        let loras = loras
-            .as_array()
-            .ok_or("loras must be a list of {\"name\", \"weight\"}")?;
+        let loras = loras.as_array().ok_or((
+            None,
+            "loras must be a list of {\"name\", \"weight\"}".to_string(),
+        ))?;
         loras
             .iter()
-            .map(|lora| {
-                let name = lora
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or("each of loras needs a name")?;
-                let weight = match lora.get("weight") {
-                    None | Some(Value::Null) => 1.0,
-                    Some(w) => w.as_f64().ok_or("a lora's weight must be a number")?,
-                };
-                let library = self.adapters.as_ref().ok_or_else(|| {
-                    format!("unknown adapter {name}: this host has no adapter folder")
-                })?;
-                let adapter = library.get(name).map_err(|e: Unusable| e.to_string())?;
-                Ok((adapter, weight as f32))
-            })
+            .enumerate()
+            .map(|(index, lora)| self.choice(lora).map_err(|why| (Some(index), why)))
             .collect()
+    }
+
+    /// One entry of `params.loras`.
+    fn choice(&self, lora: &Value) -> Result<Choice, String> {
+        let name = lora
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("each of loras needs a name")?;
+        let weight = match lora.get("weight") {
+            None | Some(Value::Null) => 1.0,
+            Some(w) => w.as_f64().ok_or("a lora's weight must be a number")?,
+        };
+        let library = self
+            .adapters
+            .as_ref()
+            .ok_or_else(|| format!("unknown adapter {name}: this host has no adapter folder"))?;
+        let adapter = library.get(name).map_err(|e: Unusable| e.to_string())?;
+        Ok((adapter, weight as f32))
     }
 
     /// The device the model runs on, e.g. `wgpu (DiscreteGpu, Vulkan: ...)` or `flex (cpu)`.
@@ -326,12 +333,13 @@ impl Provider for LocalDiffusion {
         _model: &str,
         params: &Map<String, Value>,
     ) -> Result<(), easel_provider::schema::InvalidParam> {
-        self.choices(params)
-            .map(drop)
-            .map_err(|why| easel_provider::schema::InvalidParam {
+        self.choices(params).map(drop).map_err(|(index, why)| {
+            easel_provider::schema::InvalidParam {
                 param: Some("loras".into()),
+                within: index.into_iter().map(Value::from).collect(),
                 message: format!("Invalid parameter loras: {why}"),
-            })
+            }
+        })
     }
 
     /// img2img decodes its init image here, so remote inputs arrive as bytes.
@@ -400,7 +408,7 @@ impl Provider for LocalDiffusion {
             latents: None,
         };
         params.validate().map_err(|e| bad(e.to_string()))?;
-        let choices = self.choices(p).map_err(bad)?;
+        let choices = self.choices(p).map_err(|(_, why)| bad(why))?;
         if ctx.cancel.is_cancelled() {
             return Err(ProviderError::Cancelled);
         }

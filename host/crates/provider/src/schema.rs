@@ -97,12 +97,15 @@ const SUBSCHEMA_MAPS: &[&str] = &[
 const OUTPUT_COUNT_PARAMS: [&str; 2] = ["n", "num_images"];
 
 /// A parameter a request got wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct InvalidParam {
     /// The top-level parameter at fault, when one is.
     pub param: Option<String>,
-    /// A client-facing sentence that names it.
+    /// Where inside `param` the fault is, outermost first: list indexes (numbers) and object
+    /// keys (strings); empty when it is the parameter itself.
+    pub within: Vec<Value>,
+    /// A client-facing sentence that names it (and where inside it, as `loras[0].weight`).
     pub message: String,
 }
 
@@ -161,6 +164,7 @@ impl ParamsSchema {
                 return Err(InvalidParam {
                     param: Some(name.to_string()),
                     message: format!("Missing required parameter: {name}"),
+                    ..Default::default()
                 });
             }
         }
@@ -174,6 +178,7 @@ impl ParamsSchema {
                         message: format!(
                             "Invalid parameter {name}: this model makes one output per request, not {count}"
                         ),
+                        ..Default::default()
                     });
                 }
             }
@@ -239,12 +244,20 @@ impl ParamsSchema {
     /// Words one validation error as the APIs show it.
     fn describe(&self, error: &jsonschema::ValidationError<'_>) -> InvalidParam {
         use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
-        let param = error
+        let mut path = error
             .instance_path
             .as_str()
             .split('/')
-            .nth(1)
-            .map(|segment| segment.replace("~1", "/").replace("~0", "~"));
+            .skip(1)
+            .map(|segment| {
+                let segment = segment.replace("~1", "/").replace("~0", "~");
+                match segment.parse::<u64>() {
+                    Ok(index) => Value::from(index),
+                    Err(_) => Value::from(segment),
+                }
+            });
+        let param = path.next().map(|name| plain(&name));
+        let within: Vec<Value> = path.collect();
         let rule_path = error
             .schema_path
             .as_str()
@@ -257,6 +270,7 @@ impl ParamsSchema {
                 return InvalidParam {
                     message: format!("Missing required parameter: {name}"),
                     param: Some(name),
+                    ..Default::default()
                 };
             }
             Kind::Type {
@@ -288,11 +302,30 @@ impl ParamsSchema {
             _ => error.to_string(),
         };
         let message = match &param {
-            Some(name) => format!("Invalid parameter {name}: {detail}"),
+            Some(name) if within.is_empty() => format!("Invalid parameter {name}: {detail}"),
+            Some(name) => format!(
+                "Invalid parameter {name}: {name}{} {detail}",
+                written_path(&within)
+            ),
             None => format!("Invalid parameters: {detail}"),
         };
-        InvalidParam { param, message }
+        InvalidParam {
+            param,
+            within,
+            message,
+        }
     }
+}
+
+/// A path inside a parameter as code would write it: `[0].weight`.
+fn written_path(within: &[Value]) -> String {
+    within
+        .iter()
+        .map(|step| match step {
+            Value::Number(index) => format!("[{index}]"),
+            key => format!(".{}", plain(key)),
+        })
+        .collect()
 }
 
 /// Walks every subschema and refuses keys outside [`KNOWN_KEYWORDS`].
@@ -499,10 +532,13 @@ mod tests {
             error(json!({"size": "832*480", "refs": []})).message,
             "Invalid parameter refs: must have at least 1 items"
         );
+        // Inside a parameter, the message says where, and `within` holds the way there.
+        let inside = error(json!({"size": "832*480", "refs": ["a", 3]}));
         assert_eq!(
-            error(json!({"size": "832*480", "refs": [3]})).message,
-            "Invalid parameter refs: must be of type string"
+            inside.message,
+            "Invalid parameter refs: refs[1] must be of type string"
         );
+        assert_eq!(inside.within, [json!(1)]);
     }
 
     #[test]
