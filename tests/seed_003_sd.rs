@@ -348,6 +348,31 @@ async fn errors_follow_the_documented_codes() {
         [&json!("width"), &json!("num_images"), &json!("scheduler")],
         "{answer}"
     );
+    // Both kinds together, in the body's order, as FastAPI lists them: a field of the wrong
+    // type does not hide another one's range.
+    let (status, answer) = generate(
+        &host,
+        &json!({"width": 7, "seed": "abc", "num_images": 0, "scheduler": 3}),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let listed: Vec<(&Value, &Value)> = answer["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (&entry["loc"][1], &entry["type"]))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (&json!("prompt"), &json!("value_error.missing")),
+            (&json!("width"), &json!("value_error")),
+            (&json!("num_images"), &json!("value_error")),
+            (&json!("scheduler"), &json!("type_error.str")),
+            (&json!("seed"), &json!("type_error.integer")),
+        ],
+        "{answer}"
+    );
     // Numbers as FastAPI takes them: integral floats and numeric strings, as clients that
     // build bodies from form inputs send them; an empty init_image is none, as an empty
     // callback_url is. A fraction is still no integer.

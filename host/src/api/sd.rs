@@ -85,6 +85,14 @@ impl Error {
         Error::Field(vec![Value::String(name.into())], message.into(), kind)
     }
 
+    /// The body's field a 422 names first.
+    fn named_field(&self) -> Option<&str> {
+        match self {
+            Error::Field(loc, ..) => loc.first().and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
     /// None of `refused`, or a 422 naming each.
     fn all(mut refused: Vec<Error>) -> Result<(), Error> {
         match refused.len() {
@@ -532,9 +540,28 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The body's fields in the seed's order, which FastAPI lists a 422's entries in.
+const FIELD_ORDER: [&str; 14] = [
+    "prompt",
+    "init_image",
+    "negative_prompt",
+    "width",
+    "height",
+    "num_images",
+    "num_inference_steps",
+    "guidance_scale",
+    "strength",
+    "scheduler",
+    "seed",
+    "output_format",
+    "callback_url",
+    "loras",
+];
+
 /// Reads the body field by field: every field of the wrong type (or missing) is named in
-/// FastAPI's 422 shape, and the ranges are checked by [`check`] only once the types hold.
-fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
+/// FastAPI's 422 shape and read as absent; returns the request and those refusals, to which
+/// [`check`] adds the fields out of their ranges.
+fn parse(raw: &Value) -> Result<(GenerateRequest, Vec<Error>), Error> {
     let Some(object) = raw.as_object() else {
         return Err(type_error(vec!["body".into()], "dict"));
     };
@@ -556,7 +583,7 @@ fn parse(raw: &Value) -> Result<GenerateRequest, Error> {
         callback_url: fields.text("callback_url"),
         loras: fields.loras(),
     };
-    Error::all(fields.refused).map(|()| request)
+    Ok((request, fields.refused))
 }
 
 fn range_error(field: &'static str, message: String) -> Error {
@@ -566,14 +593,21 @@ fn range_error(field: &'static str, message: String) -> Error {
 /// The prompt without its adapter tags, and each tag's `(name, weight)`.
 type Tagged = (String, Vec<(String, f64)>);
 
-/// The documented ranges and names; every field out of them is named, as FastAPI does. The
-/// prompt is checked without its adapter tags (tags alone are no prompt), which it returns.
-fn check(request: &GenerateRequest) -> Result<Tagged, Error> {
-    let mut refused = Vec::new();
+/// The documented ranges and names of the fields that `parse` read; every field out of them
+/// is named, beside those `parse` refused (`refused`), in the body's order, as FastAPI lists
+/// them. The prompt is checked without its adapter tags (tags alone are no prompt), which it
+/// returns.
+fn check(request: &GenerateRequest, mut refused: Vec<Error>) -> Result<Tagged, Error> {
+    let prompt_read = !refused.iter().any(|error| error.named_field() == Some("prompt"));
     let tagged = easel_diffusion::adapters::prompt::extract(&request.prompt)
-        .map_err(|message| refused.push(range_error("prompt", message)))
+        .map_err(|message| {
+            if prompt_read {
+                refused.push(range_error("prompt", message));
+            }
+        })
         .ok();
     if let Some((prompt, _)) = &tagged
+        && prompt_read
         && prompt.trim().is_empty()
     {
         let message = if request.prompt.trim().is_empty() {
@@ -652,6 +686,10 @@ fn check(request: &GenerateRequest) -> Result<Tagged, Error> {
                 .into(),
         ));
     }
+    refused.sort_by_key(|error| {
+        let field = error.named_field().unwrap_or_default();
+        FIELD_ORDER.iter().position(|name| *name == field)
+    });
     Error::all(refused)?;
     // Refused above when the tags could not be read.
     Ok(tagged.unwrap_or_default())
@@ -664,8 +702,8 @@ async fn generate(
     body: Body<Sd>,
 ) -> Result<Response, Error> {
     let raw: Value = body.json()?;
-    let request = parse(&raw)?;
-    let (prompt, tags) = check(&request)?;
+    let (request, refused) = parse(&raw)?;
+    let (prompt, tags) = check(&request, refused)?;
     let resolved = sd_model(&state).ok_or_else(|| {
         Error::Plain(
             StatusCode::SERVICE_UNAVAILABLE,
