@@ -598,7 +598,9 @@ type Tagged = (String, Vec<(String, f64)>);
 /// them. The prompt is checked without its adapter tags (tags alone are no prompt), which it
 /// returns.
 fn check(request: &GenerateRequest, mut refused: Vec<Error>) -> Result<Tagged, Error> {
-    let prompt_read = !refused.iter().any(|error| error.named_field() == Some("prompt"));
+    let prompt_read = !refused
+        .iter()
+        .any(|error| error.named_field() == Some("prompt"));
     let tagged = easel_diffusion::adapters::prompt::extract(&request.prompt)
         .map_err(|message| {
             if prompt_read {
@@ -713,9 +715,8 @@ async fn generate(
     let count = request.num_images.unwrap_or(1);
     // Adapters named only in the prompt's tags are refused naming `prompt`, the field sent.
     let tagged_only = request.loras.as_ref().is_none_or(Vec::is_empty) && !tags.is_empty();
-    let listed = request.loras.as_ref().map_or(0, Vec::len);
     let adapters = AdapterSources {
-        listed,
+        listed: request.loras.as_ref().map_or(0, Vec::len),
         tags: tags.clone(),
     };
     let loras: Vec<Value> = request
