@@ -1285,8 +1285,8 @@ pub async fn webhook_deliveries(
 }
 
 /// Deletes up to `limit` tasks that ended before `ended_before` and were created before
-/// `created_below` (an id from [`task_ids_before`](crate::engine::task::task_ids_before), so the walk
-/// follows the primary key), with their idempotency keys and webhook records, in one
+/// `created_below` (an id from [`task_ids_before`](crate::engine::task::task_ids_before), so
+/// the walk follows the primary key), with their idempotency keys and webhook records, in one
 /// transaction; a task whose webhook is still being delivered stays. The credit ledger keeps
 /// its rows. Returns how many tasks went.
 pub async fn delete_ended(
