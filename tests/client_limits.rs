@@ -501,3 +501,76 @@ async fn a_refusal_for_the_balance_counts_against_no_limit() {
         assert_eq!(body["error"], "Insufficient balance", "{body}");
     }
 }
+
+/// `[engine] keep_ended_secs` deletes no task a client's limits still count: a client with a
+/// daily budget keeps today's succeeded jobs (and stays held to the budget), one with a
+/// request rate its last minute's, while another client's ended jobs go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_ended_tasks_gives_no_client_back_what_its_limits_count() {
+    let config = format!(
+        "[engine]\nkeep_ended_secs = 1\n{}",
+        charging(&[("offline/image", 1.0)])
+    );
+    let host = Host::start(
+        Options::new(Backend::Sqlite)
+            .toml(&config)
+            .env(
+                "EASEL_API_KEYS",
+                "partner-a:key-a,partner-b:key-b,partner-c:key-c",
+            )
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
+    )
+    .await;
+    for (client, limits) in [
+        ("partner-a", json!({"budget": 2, "budget_period": "day"})),
+        ("partner-c", json!({"requests_per_minute": 100})),
+    ] {
+        let (status, set) = set_limits(&host, client, limits).await;
+        assert_eq!(status, 200, "{set}");
+    }
+    let get = async |id: &str, key: &str| {
+        send(host.as_key(Method::GET, &format!("/api/v1/jobs/{id}"), key)).await
+    };
+    let run = async |key: &str, prompt: &str| {
+        let (status, created) = send(
+            host.as_key(Method::POST, "/api/v1/jobs", key)
+                .json(&image(prompt)),
+        )
+        .await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["job"]["id"].as_str().unwrap().to_owned();
+        while get(&id, key).await.1["job"]["status"] != "succeeded" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        id
+    };
+    let mut kept = Vec::new();
+    for (client, key) in [("partner-a", "key-a"), ("partner-c", "key-c")] {
+        host.grant(client, 10.0).await;
+        kept.push(run(key, "counted 1").await);
+        kept.push(run(key, "counted 2").await);
+    }
+    host.grant("partner-b", 10.0).await;
+    let gone = run("key-b", "not counted").await;
+    let start = std::time::Instant::now();
+    while get(&gone, "key-b").await.0 != 404 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nothing was deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (id, key) in kept.iter().zip(["key-a", "key-a", "key-c", "key-c"]) {
+        let (status, job) = get(id, key).await;
+        assert_eq!(status, 200, "a counted job was deleted: {job}");
+    }
+    let (status, refused) = send(
+        host.as_key(Method::POST, "/api/v1/jobs", "key-a")
+            .json(&image("past the budget")),
+    )
+    .await;
+    assert_eq!(
+        status, 429,
+        "the budget's two credits were spent: {refused}"
+    );
+}

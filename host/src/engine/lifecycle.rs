@@ -21,6 +21,7 @@ use crate::{
     engine::{
         Engine, NewTask, SubmitError,
         capacity::Slot,
+        limits::Counted,
         task::{CancelledBy, Status, Task, new_task_id, now_ms, task_ids_before},
     },
     store::tasks::{self, Ending, Lapsed, Start},
@@ -315,15 +316,23 @@ pub async fn request_cancel(engine: &Engine, id: &str, by: CancelledBy) -> anyho
 }
 
 /// Deletes up to `limit` tasks that ended before `ended_before` (milliseconds), with their
-/// idempotency keys and webhook records, except those whose webhook is still being delivered;
-/// returns how many went.
+/// idempotency keys and webhook records, except those whose webhook is still being delivered
+/// and those a client's limits still count ([`Counted`]); returns how many went.
 pub(crate) async fn delete_ended(
     engine: &Engine,
     ended_before: i64,
     limit: i64,
 ) -> anyhow::Result<usize> {
     let created_below = task_ids_before(ended_before);
-    tasks::delete_ended(engine.store(), &created_below, ended_before, limit).await
+    let counted = Counted::at(now_ms());
+    tasks::delete_ended(
+        engine.store(),
+        &created_below,
+        ended_before,
+        &counted,
+        limit,
+    )
+    .await
 }
 
 /// Claims up to `limit` pending tasks of the providers loaded here whose poll is due,
@@ -393,6 +402,36 @@ pub(crate) async fn hold_leases(engine: Engine) {
                 tracing::warn!(%error, "extending the leases of held tasks failed");
                 wait = wait.min(Duration::from_secs(1));
             }
+        }
+    }
+}
+
+/// How often a process on SQLite reads whether another process sharing the file asked to
+/// cancel a task it holds (PostgreSQL notifies the holder instead).
+const CANCEL_READ_EVERY: Duration = Duration::from_millis(250);
+
+/// Stops, within [`CANCEL_READ_EVERY`], a task this process holds whose cancel another process
+/// on the same SQLite file asked for: one read each time while it holds any, none otherwise.
+/// Returns at shutdown.
+pub(crate) async fn follow_cancels(engine: Engine) {
+    let shutdown = engine.shutdown_token().clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(CANCEL_READ_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let held = engine.held();
+        if held.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = held.iter().map(|(id, _)| id.as_str()).collect();
+        match tasks::cancels_requested(engine.store(), &ids).await {
+            Ok(requested) => held
+                .iter()
+                .filter(|(id, _)| requested.contains(id))
+                .for_each(|(_, token)| token.cancel()),
+            // The lease renewal reads them too; it says when the database is away.
+            Err(error) => tracing::debug!(%error, "reading the held tasks' cancels failed"),
         }
     }
 }

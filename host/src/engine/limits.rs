@@ -258,6 +258,29 @@ fn ceil_secs(ms: i64) -> u64 {
     (ms.max(1) as u64).div_ceil(1000)
 }
 
+/// What a task created at or after each of these (ms) may still count for: the last minute's
+/// requests, and the budget of the UTC day and of the UTC month holding `now`. Deleting such a
+/// task would give its client back what it spent.
+pub(crate) struct Counted {
+    /// The last minute's start.
+    pub minute: i64,
+    /// Today's start, for daily budgets.
+    pub day: i64,
+    /// This month's start, for monthly budgets.
+    pub month: i64,
+}
+
+impl Counted {
+    /// The windows at `now`.
+    pub(crate) fn at(now: i64) -> Self {
+        Self {
+            minute: now - MINUTE_MS,
+            day: period_bounds("day", now).0,
+            month: period_bounds("month", now).0,
+        }
+    }
+}
+
 /// Start and end (ms) of the UTC `day` or `month` (anything else reads as a day) holding
 /// `now`.
 fn period_bounds(period: &str, now: i64) -> (i64, i64) {

@@ -251,9 +251,10 @@ impl Engine {
                 .clone()
                 .sweep_orphans_until(self.inner.shutdown.clone()),
         );
-        if self.inner.store.backend == Backend::Postgres {
-            tokio::spawn(listen_to_the_fleet(self.clone()));
-        }
+        match self.inner.store.backend {
+            Backend::Postgres => tokio::spawn(listen_to_the_fleet(self.clone())),
+            Backend::Sqlite => tokio::spawn(lifecycle::follow_cancels(self.clone())),
+        };
     }
 
     /// Stops claiming new tasks; what is in flight goes on (see [`Engine::shutdown`]).

@@ -31,7 +31,7 @@ use sqlx::FromRow;
 use crate::{
     engine::{
         NewTask, SubmitError, TaskFilter, credits,
-        limits::{self, Remaining, Usage},
+        limits::{self, Counted, Remaining, Usage},
         task::{CancelledBy, Phase, Status, Task, new_id},
     },
     store::{Backend, Store, breakers, inline, page_of_whole_milliseconds},
@@ -568,8 +568,8 @@ fn placeholders(first: usize, count: usize) -> String {
     names.join(", ")
 }
 
-/// Ids bound in one statement of [`extend_leases`]: far below either database's limit on
-/// bound values.
+/// Ids bound in one statement of [`extend_leases`] and [`cancels_requested`]: far below
+/// either database's limit on bound values.
 const LEASES_PER_STATEMENT: usize = 500;
 
 /// Moves the leases of those of `ids` still held (`submitting` or `streaming`) to
@@ -599,6 +599,24 @@ pub async fn extend_leases(
         );
     }
     Ok(cancel_requested)
+}
+
+/// Those of `ids` whose cancel was requested.
+pub async fn cancels_requested(store: &Store, ids: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut requested = Vec::new();
+    for chunk in ids.chunks(LEASES_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id FROM tasks WHERE id IN ({}) AND cancel_requested <> 0",
+            placeholders(1, chunk.len())
+        );
+        let mut statement = sqlx::query_as::<_, (String,)>(&sql);
+        for id in chunk {
+            statement = statement.bind(*id);
+        }
+        let rows = statement.fetch_all(&store.reader).await?;
+        requested.extend(rows.into_iter().map(|(id,)| id));
+    }
+    Ok(requested)
 }
 
 /// Hands a task its worker is submitting in `claim` (its `attempts` when claimed) to the
@@ -1287,12 +1305,15 @@ pub async fn webhook_deliveries(
 /// Deletes up to `limit` tasks that ended before `ended_before` and were created before
 /// `created_below` (an id from [`task_ids_before`](crate::engine::task::task_ids_before), so
 /// the walk follows the primary key), with their idempotency keys and webhook records, in one
-/// transaction; a task whose webhook is still being delivered stays. The credit ledger keeps
-/// its rows. Returns how many tasks went.
-pub async fn delete_ended(
+/// transaction; a task whose webhook is still being delivered stays, and so does one its
+/// client's limits still count (`counted`: made in the last minute, for a client with a
+/// request rate; succeeded since the day or month began, for one with a budget of that
+/// period). The credit ledger keeps its rows. Returns how many tasks went.
+pub(crate) async fn delete_ended(
     store: &Store,
     created_below: &str,
     ended_before: i64,
+    counted: &Counted,
     limit: i64,
 ) -> anyhow::Result<usize> {
     let mut writer = store.writer().await?;
@@ -1301,15 +1322,15 @@ pub async fn delete_ended(
         .bind(created_below)
         .bind(ended_before)
         .bind(limit)
+        .bind(counted.day)
+        .bind(counted.month)
+        .bind(counted.minute)
         .fetch_all(&mut *tx)
         .await?;
     if ids.is_empty() {
         return Ok(0);
     }
-    let listed = (1..=ids.len())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listed = placeholders(1, ids.len());
     for statement in [
         format!("DELETE FROM idempotency_keys WHERE task_id IN ({listed})"),
         format!("DELETE FROM webhook_outbox WHERE task_id IN ({listed})"),
@@ -1329,6 +1350,10 @@ const ENDED_BEFORE: &str = "SELECT id FROM tasks WHERE id < $1 AND finished_at <
      AND status IN ('succeeded', 'failed', 'cancelled', 'expired') \
      AND NOT EXISTS (SELECT 1 FROM webhook_outbox WHERE webhook_outbox.task_id = tasks.id \
          AND delivered_at IS NULL AND gave_up_at IS NULL) \
+     AND NOT EXISTS (SELECT 1 FROM client_limits WHERE client_limits.client_id = tasks.client_id \
+         AND ((requests_per_minute IS NOT NULL AND tasks.created_at > $6) \
+         OR (budget_micros IS NOT NULL AND tasks.status = 'succeeded' \
+         AND tasks.created_at >= CASE WHEN budget_period = 'month' THEN $5 ELSE $4 END))) \
      ORDER BY id LIMIT $3";
 
 /// Whether a queued or running task names asset `assets.id` (an input it has yet to send),
