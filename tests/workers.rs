@@ -26,6 +26,7 @@ use std::{
 use easel_tests::{ADMIN_KEY, Backend, Host, Options, Worker, on_both_backends, send};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 fn tiny_model() -> PathBuf {
     easel_tests::checkout().join("host/crates/diffusion/tests/fixtures/tiny-sd")
@@ -494,15 +495,29 @@ async fn a_cancel_notified_while_the_worker_was_not_listening_reaches_it_when_it
         job["status"] == "running"
     })
     .await;
-    // The listeners cannot come back while the cancel is notified; the API host asks for it
-    // on a connection it already holds.
+    // The worker renews its leases every third of a lease from its start, which is about
+    // when the fleet lists it and the job starts: past that renewal, the next is 20 s away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The listeners cannot come back while the cancel is notified. It is asked on a
+    // connection opened before, as the API host's cancel writes it: the API host itself might
+    // need a new connection then.
+    let mut asker = sqlx::PgConnection::connect(api.database_url().unwrap())
+        .await
+        .unwrap();
     api.allow_new_connections(false).await;
     api.end_listening_connections().await;
-    let (status, answer) = api
-        .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
-        .await;
-    // 202: asked, not yet stopped (the worker did not hear it).
-    assert_eq!(status, 202, "{answer}");
+    sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE id = $1")
+        .bind(&id)
+        .execute(&mut asker)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM tasks WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&mut asker)
+        .await
+        .unwrap();
+    assert_eq!(status, "running", "the worker heard the cancel");
     api.allow_new_connections(true).await;
     // The listener tries again each second; the lease's renewal is 20 s away.
     api.wait_job(&id, Duration::from_secs(5), |job| {
