@@ -24,6 +24,16 @@ async fn generate(host: &Host, body: &Value) -> (u16, Value) {
     .await
 }
 
+/// Each field a 422 names, with the kind of its refusal, in the order listed.
+fn refused_fields(answer: &Value) -> Vec<(&Value, &Value)> {
+    answer["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (&entry["loc"][1], &entry["type"]))
+        .collect()
+}
+
 async fn task(host: &Host, id: &str) -> Value {
     let (status, body) = send(
         reqwest::Client::new()
@@ -313,14 +323,8 @@ async fn errors_follow_the_documented_codes() {
     )
     .await;
     assert_eq!(status, 422, "{answer}");
-    let listed: Vec<(&Value, &Value)> = answer["detail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| (&entry["loc"][1], &entry["type"]))
-        .collect();
     assert_eq!(
-        listed,
+        refused_fields(&answer),
         [
             (&json!("prompt"), &json!("value_error.missing")),
             (&json!("negative_prompt"), &json!("type_error.str")),
@@ -356,14 +360,8 @@ async fn errors_follow_the_documented_codes() {
     )
     .await;
     assert_eq!(status, 422, "{answer}");
-    let listed: Vec<(&Value, &Value)> = answer["detail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| (&entry["loc"][1], &entry["type"]))
-        .collect();
     assert_eq!(
-        listed,
+        refused_fields(&answer),
         [
             (&json!("prompt"), &json!("value_error.missing")),
             (&json!("width"), &json!("value_error")),

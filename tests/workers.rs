@@ -443,6 +443,27 @@ async fn a_cancel_that_cannot_stop_the_job_in_time_answers_202() {
     );
 }
 
+/// An API-only host with a lease of `lease_secs`, a vendor worker, and the id of a job running
+/// on the worker for as long as a lease.
+async fn running_on_a_worker(backend: Backend, lease_secs: u64) -> (Host, Worker, String) {
+    let api = Host::start(
+        Options::new(backend)
+            .toml(&format!("[engine]\nworkers = 0\nlease_secs = {lease_secs}"))
+            .env("EASEL_OFFLINE_PROVIDER", "0")
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
+    )
+    .await;
+    let vendor = vendor_worker(&api);
+    fleet_of(&api, &["offline"], &["offline/image"]).await;
+    let work_ms = lease_secs * 1000;
+    let id = job(&api, offline_job(json!({"work_ms": work_ms}))).await;
+    api.wait_job(&id, Duration::from_secs(10), |job| {
+        job["status"] == "running"
+    })
+    .await;
+    (api, vendor, id)
+}
+
 on_both_backends!(a_cancel_reaches_the_worker_running_the_job_at_once);
 
 /// A cancel asked of one process stops the submit another process runs at once (PostgreSQL
@@ -450,20 +471,7 @@ on_both_backends!(a_cancel_reaches_the_worker_running_the_job_at_once);
 /// next lease renewal (a third of a 30 s lease here): the job ends cancelled within the
 /// cancel's wait.
 async fn a_cancel_reaches_the_worker_running_the_job_at_once(backend: Backend) {
-    let api = Host::start(
-        Options::new(backend)
-            .toml("[engine]\nworkers = 0\nlease_secs = 30")
-            .env("EASEL_OFFLINE_PROVIDER", "0")
-            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
-    )
-    .await;
-    let _vendor = vendor_worker(&api);
-    fleet_of(&api, &["offline"], &["offline/image"]).await;
-    let id = job(&api, offline_job(json!({"work_ms": 30_000}))).await;
-    api.wait_job(&id, Duration::from_secs(10), |job| {
-        job["status"] == "running"
-    })
-    .await;
+    let (api, _vendor, id) = running_on_a_worker(backend, 30).await;
     let asked = Instant::now();
     let (status, answer) = api
         .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
@@ -481,20 +489,7 @@ async fn a_cancel_reaches_the_worker_running_the_job_at_once(backend: Backend) {
 /// lease renewal (20 s here): the worker reads it as soon as it listens again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_notified_while_the_worker_was_not_listening_reaches_it_when_it_listens_again() {
-    let api = Host::start(
-        Options::new(Backend::Postgres)
-            .toml("[engine]\nworkers = 0\nlease_secs = 60")
-            .env("EASEL_OFFLINE_PROVIDER", "0")
-            .env("EASEL_ADMIN_KEY", ADMIN_KEY),
-    )
-    .await;
-    let _vendor = vendor_worker(&api);
-    fleet_of(&api, &["offline"], &["offline/image"]).await;
-    let id = job(&api, offline_job(json!({"work_ms": 60_000}))).await;
-    api.wait_job(&id, Duration::from_secs(10), |job| {
-        job["status"] == "running"
-    })
-    .await;
+    let (api, _vendor, id) = running_on_a_worker(Backend::Postgres, 60).await;
     // The worker renews its leases every third of a lease from its start, which is about
     // when the fleet lists it and the job starts: past that renewal, the next is 20 s away.
     tokio::time::sleep(Duration::from_secs(2)).await;

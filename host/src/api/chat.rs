@@ -186,8 +186,8 @@ pub async fn complete(
 
 /// A `chat.completion` (choices with a `message`) or a `chat.completion.chunk` (choices with
 /// a `delta`), written straight from its parts. llmage adds the text (or the refusal) as
-/// `content`, on chunks
-/// `reasoning_content: null`, and `finish` (`"1"` once finished, `"0"` before).
+/// `content`, on chunks `reasoning_content: null`, and `finish` (`"1"` once finished, `"0"`
+/// before).
 #[derive(Serialize)]
 struct Answer<'a, C> {
     id: &'a str,

@@ -831,15 +831,7 @@ impl AdapterSources {
         else {
             return invalid;
         };
-        let said = invalid
-            .message
-            .strip_prefix("Invalid parameter loras: ")
-            .unwrap_or(&invalid.message);
-        let entry = format!("loras[{index}]");
-        let said = said
-            .strip_prefix(&format!("{entry}."))
-            .or_else(|| said.strip_prefix(&format!("{entry} ")))
-            .unwrap_or(said);
+        let said = invalid.said_of_entry();
         InvalidParam {
             param: Some("prompt".into()),
             within: Vec::new(),

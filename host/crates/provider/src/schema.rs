@@ -110,6 +110,26 @@ pub struct InvalidParam {
 }
 
 impl InvalidParam {
+    /// What the message says was wrong inside the first step of `within` (a list entry), without
+    /// naming the parameter or the entry: `Invalid parameter loras: loras[1].weight must be …`
+    /// says `weight must be …`; a message about the parameter itself, after its name. For an API
+    /// that names the entry its own way.
+    pub fn said_of_entry(&self) -> &str {
+        let Some(name) = &self.param else {
+            return &self.message;
+        };
+        let said = self
+            .message
+            .strip_prefix(&format!("Invalid parameter {name}: "))
+            .unwrap_or(&self.message);
+        let Some(entry) = self.within.first() else {
+            return said;
+        };
+        let entry = format!("{name}{}", written_path(std::slice::from_ref(entry)));
+        said.strip_prefix(&entry)
+            .map_or(said, |rest| rest.trim_start_matches(['.', ' ']))
+    }
+
     /// The same refusal about `to` when it named `from`: a field the client sent under one
     /// name and the model reads under another.
     pub fn renamed(mut self, from: &str, to: &str) -> Self {
@@ -539,6 +559,7 @@ mod tests {
             "Invalid parameter refs: refs[1] must be of type string"
         );
         assert_eq!(inside.within, [json!(1)]);
+        assert_eq!(inside.said_of_entry(), "must be of type string");
     }
 
     #[test]
