@@ -130,12 +130,13 @@ async fn the_upstream_is_asked_for_what_the_client_asked_for() {
     assert_eq!(status, 200, "{whole}");
     assert_eq!(whole["choices"][0]["message"]["content"], "a whole answer");
     assert_eq!(whole["usage"]["total_tokens"], 12, "{whole}");
-    // OpenAI's typed clients read these two as always there, `null` when there is none.
+    // OpenAI's typed clients read these as always there, `null` or empty when there is none.
     assert_eq!(whole["choices"][0].get("logprobs"), Some(&Value::Null));
     assert_eq!(
         whole["choices"][0]["message"].get("refusal"),
         Some(&Value::Null)
     );
+    assert_eq!(whole["choices"][0]["message"]["annotations"], json!([]));
     // What OpenAI said of the answer reaches the client: its finer counts inside the usage
     // (and recorded with it), its fingerprint and tier beside it.
     assert_eq!(

@@ -201,7 +201,8 @@ try:
     client.images.generate(model="offline/image", prompt="a kite", extra_body={"fail": "no kites"})
     raise AssertionError("a refused image must fail")
 except openai.BadRequestError as error:
-    assert "content rejected: no kites" in str(error), error
+    assert error.body["message"] == "no kites", error.body
+    assert error.code == "content_policy_violation", error.body
 print("image refusal ok")
 
 # The codes SDK users branch on: an unknown model is OpenAI's 404 `model_not_found` on every

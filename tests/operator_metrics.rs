@@ -575,3 +575,88 @@ async fn json_logs_carry_the_request_and_task_ids() {
         }
     }
 }
+
+/// A database outage is told once per loop, not at every retry (before, a few seconds of it
+/// wrote about 190 warnings), and each loop says when it works again; meanwhile `/metrics`
+/// still answers, without the gauges read from the database and with `easel_database_up` 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_told_once_per_loop_and_metrics_still_answer() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let host = Host::start(
+        Options::new(Backend::Postgres)
+            .env("EASEL_ADMIN_KEY", ADMIN_KEY)
+            .env("EASEL_LOG", "info")
+            .env("EASEL_LOG_FORMAT", "json")
+            .log_to(log.path()),
+    )
+    .await;
+    let scrape = || async {
+        let response = host.as_admin(Method::GET, "/metrics").send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "/metrics answers through the outage"
+        );
+        samples(&response.text().await.unwrap())
+    };
+    let before = scrape().await;
+    assert_eq!(total(&before, "easel_database_up", &[]), 1.0);
+    assert!(before.contains_key("easel_queue_depth"));
+
+    host.set_database_reachable(false).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = scrape().await;
+    assert_eq!(total(&during, "easel_database_up", &[]), 0.0);
+    assert!(
+        !during.contains_key("easel_queue_depth"),
+        "the queue is not shown as it was before the outage"
+    );
+    assert!(during.contains_key("easel_tasks_in_flight"));
+    host.set_database_reachable(true).await;
+
+    let recovered = |lines: &[Value]| {
+        lines
+            .iter()
+            .any(|line| message(line).starts_with("claiming due polls works again"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = log_lines(log.path());
+        if recovered(&lines) || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(recovered(&lines), "no loop said it works again");
+    assert_eq!(total(&scrape().await, "easel_database_up", &[]), 1.0);
+    let mut warned: HashMap<String, usize> = HashMap::new();
+    let easels_warnings = lines.iter().filter(|line| {
+        line["level"] == "WARN"
+            && line["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("easel"))
+    });
+    for line in easels_warnings {
+        *warned.entry(message(line).to_string()).or_default() += 1;
+    }
+    let polls = warned.get("claiming due polls failed").copied();
+    assert_eq!(
+        polls,
+        Some(1),
+        "the poller retries every 100 ms: {warned:#?}"
+    );
+    let repeated: Vec<_> = warned.iter().filter(|(_, times)| **times > 1).collect();
+    assert!(repeated.is_empty(), "said more than once: {repeated:#?}");
+}
+
+fn log_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+fn message(line: &Value) -> &str {
+    line["fields"]["message"].as_str().unwrap_or_default()
+}

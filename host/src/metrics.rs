@@ -6,7 +6,8 @@
 //!   calls one method of [`Metrics`] and never builds names or labels itself.
 //! - Counters and histograms count what this process did since it started (Prometheus sums
 //!   hosts); the queue and breaker gauges are read from the database at scrape time, so
-//!   every host shows the whole queue and the fleet's breakers, and the in-flight gauge from
+//!   every host shows the whole queue and the fleet's breakers (or none, with
+//!   `easel_database_up` 0, when the database cannot be read), and the in-flight gauge from
 //!   this process's own tracking at scrape time.
 //! - Labels are bounded: HTTP routes are the matched route templates (never raw paths),
 //!   models and providers are the registry's, trap kinds a short fixed list.
@@ -31,6 +32,7 @@ pub struct Metrics {
     tasks_finished: IntCounterVec,
     tasks_requeued: IntCounterVec,
     tasks_in_flight: IntGauge,
+    database_up: IntGauge,
     queue_depth: IntGaugeVec,
     queue_oldest: GaugeVec,
     breaker_open: IntGaugeVec,
@@ -117,6 +119,14 @@ impl Metrics {
                 IntGauge::new(
                     "easel_tasks_in_flight",
                     "Tasks this process works on now: submits with their vendor and chats being answered; read at scrape time.",
+                )
+                .expect("valid metric"),
+            ),
+            database_up: register(
+                r,
+                IntGauge::new(
+                    "easel_database_up",
+                    "1 when this scrape read the queue and breakers from the database, 0 when it could not (those gauges are then left out).",
                 )
                 .expect("valid metric"),
             ),
@@ -330,9 +340,20 @@ impl Metrics {
         self.tasks_in_flight.set(tasks as i64);
     }
 
+    /// The database could not be read at this scrape: its gauges (queue, breakers) are left
+    /// out rather than shown stale, and `easel_database_up` is 0.
+    pub fn set_database_unread(&self) {
+        self.database_up.set(0);
+        self.queue_depth.reset();
+        self.queue_oldest.reset();
+        self.breaker_open.reset();
+        self.breaker_failures.reset();
+    }
+
     /// Sets the queue gauges from the database's view at `now` (ms): `queued` holds
     /// `(provider, tasks, oldest created_at)`; the `providers` with nothing queued show 0.
     pub fn set_queue(&self, providers: &[String], queued: &[(String, i64, i64)], now: i64) {
+        self.database_up.set(1);
         self.queue_depth.reset();
         self.queue_oldest.reset();
         for provider in providers {

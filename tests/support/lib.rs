@@ -113,6 +113,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Whether private targets (the test's own webhook receiver) are allowed.
     pub allow_private: bool,
+    /// Where the host's log goes instead of the test's stderr (appended to, over restarts).
+    pub log_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -123,7 +125,14 @@ impl Options {
             toml: String::new(),
             env: Vec::new(),
             allow_private: true,
+            log_file: None,
         }
+    }
+
+    /// Writes the host's log to `path` (appending) instead of the test's stderr.
+    pub fn log_to(mut self, path: &std::path::Path) -> Self {
+        self.log_file = Some(path.to_path_buf());
+        self
     }
 
     /// Appends `easel.toml` text.
@@ -272,6 +281,14 @@ impl Host {
         }
         for (name, value) in &self.options.env {
             command.env(name, value);
+        }
+        if let Some(path) = &self.options.log_file {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("opening the host's log file");
+            command.stderr(log);
         }
         command
     }

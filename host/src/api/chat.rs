@@ -168,6 +168,7 @@ pub async fn complete(
                 content: ((tool_calls.is_empty() && refusal.is_empty()) || !text.is_empty())
                     .then_some(text.as_str()),
                 refusal: (!refusal.is_empty()).then_some(refusal.as_str()),
+                annotations: [],
                 tool_calls: (!tool_calls.is_empty()).then(|| tool_calls.into_json()),
             },
             logprobs: None,
@@ -220,12 +221,14 @@ struct CompletionChoice<'a> {
     finish_reason: &'a str,
 }
 
-/// OpenAI's message; `refusal` is always there, `null` when the model did not refuse.
+/// OpenAI's message; `refusal` is always there, `null` when the model did not refuse, and so
+/// are `annotations`, empty (no vendor's citations are passed on).
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
     content: Option<&'a str>,
     refusal: Option<&'a str>,
+    annotations: [(); 0],
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<Value>,
 }

@@ -194,14 +194,23 @@ impl From<Refusal> for Error {
         let (param, code, vendor_said) = match &refusal {
             Refusal::Invalid(invalid) => (invalid.param.clone(), None, None),
             Refusal::BadInput(bad) => (Some(bad.field.clone()), None, None),
-            // What the vendor said of the request, as OpenAI says it: its code and parameter
-            // apart from its words, and with a code (which says the kind) its words as they are.
-            Refusal::Provider(
-                ProviderError::InvalidRequest(fault) | ProviderError::ContentRejected(fault),
-            ) => (
+            // What the vendor said of the request, as OpenAI says it: its words as they are,
+            // its code and parameter apart from them (the `type` says the request was refused;
+            // rejected content without a code of its own is OpenAI's `content_policy_violation`).
+            Refusal::Provider(ProviderError::InvalidRequest(fault)) => (
                 fault.param.clone(),
                 fault.code.clone(),
-                fault.code.as_ref().map(|_| fault.message.clone()),
+                Some(fault.message.clone()),
+            ),
+            Refusal::Provider(ProviderError::ContentRejected(fault)) => (
+                fault.param.clone(),
+                Some(
+                    fault
+                        .code
+                        .clone()
+                        .unwrap_or_else(|| "content_policy_violation".into()),
+                ),
+                Some(fault.message.clone()),
             ),
             _ => (None, None, None),
         };

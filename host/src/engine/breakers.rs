@@ -23,6 +23,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use crate::{
     engine::{
         Engine,
+        outage_log::OutageLog,
         task::{Status, Task, now_ms, rfc3339},
     },
     store::breakers::{self, BreakerRow},
@@ -105,10 +106,10 @@ pub fn note_open(engine: &Engine, task: &mut Task, now: i64) {
 /// Reads the breakers every second, so this process's views and writes follow the fleet's.
 pub async fn follow(engine: Engine) {
     let shutdown = engine.shutdown_token().clone();
+    let mut reads = OutageLog::new("reading the breakers");
     loop {
-        match breakers::all(engine.store()).await {
-            Ok(rows) => engine.breakers().replace(rows),
-            Err(error) => tracing::warn!(%error, "reading the breakers failed"),
+        if let Ok(rows) = reads.note(breakers::all(engine.store()).await) {
+            engine.breakers().replace(rows);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     engine::{
         Engine,
+        outage_log::OutageLog,
         provider::{
             CallContext, GenerationRequest, LOCAL_PROVIDER, ModelInfo, Provider, ProviderError,
             Submission,
@@ -274,20 +275,18 @@ impl Membership {
         }
     }
 
-    /// Heartbeats and refreshes every third of a lease until shutdown; a failed beat is
-    /// logged and tried again on the next one (meanwhile the row ages, as a dead worker's
-    /// would).
+    /// Heartbeats and refreshes every third of a lease until shutdown; a failed beat is tried
+    /// again on the next one (meanwhile the row ages, as a dead worker's would).
     pub async fn run(mut self, engine: Engine) {
         let every = (engine.config().lease() / 3).max(Duration::from_millis(100));
         let shutdown = engine.shutdown_token().clone();
+        let mut beats = OutageLog::new("the fleet heartbeat");
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.cancelled() => return,
             }
-            if let Err(error) = self.beat(&engine).await {
-                tracing::warn!(%error, "fleet heartbeat failed");
-            }
+            let _ = beats.note(self.beat(&engine).await);
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::{
         Engine, NewTask, SubmitError,
         capacity::Slot,
         limits::Counted,
+        outage_log::OutageLog,
         task::{CancelledBy, Status, Task, new_task_id, now_ms, task_ids_before},
     },
     store::tasks::{self, Ending, Lapsed, Start},
@@ -379,6 +380,7 @@ pub(crate) async fn hold_leases(engine: Engine) {
     let lease = engine.config().lease();
     let shutdown = engine.shutdown_token().clone();
     let mut wait = lease / 3;
+    let mut renewals = OutageLog::new("extending the leases of held tasks");
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -391,17 +393,14 @@ pub(crate) async fn hold_leases(engine: Engine) {
             continue;
         }
         let ids: Vec<&str> = held.iter().map(|(id, _)| id.as_str()).collect();
-        match tasks::extend_leases(engine.store(), &ids, lease_end(&engine)).await {
+        match renewals.note(tasks::extend_leases(engine.store(), &ids, lease_end(&engine)).await) {
             Ok(cancel_requested) => held
                 .iter()
                 .filter(|(id, _)| cancel_requested.contains(id))
                 .for_each(|(_, token)| token.cancel()),
             // Retried within a second: once the database is back, the leases are renewed
             // before the sweepers that could not reach it either judge them.
-            Err(error) => {
-                tracing::warn!(%error, "extending the leases of held tasks failed");
-                wait = wait.min(Duration::from_secs(1));
-            }
+            Err(_) => wait = wait.min(Duration::from_secs(1)),
         }
     }
 }

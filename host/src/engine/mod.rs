@@ -21,6 +21,7 @@ pub mod front_door;
 pub mod inputs;
 pub mod lifecycle;
 pub mod limits;
+pub mod outage_log;
 pub mod outputs;
 pub mod poller;
 pub mod registry;
@@ -649,12 +650,14 @@ pub fn request_hash(body: &[u8]) -> String {
 /// ([`lifecycle::hold_leases`]).
 async fn listen_to_the_fleet(engine: Engine) {
     let mut listened_before = false;
+    let mut listening = outage_log::OutageLog::new("LISTEN easel_tasks, easel_cancels");
     loop {
         let listened = async {
             let mut listener = sqlx::postgres::PgListener::connect(&engine.inner.store.url).await?;
             listener
                 .listen_all(["easel_tasks", "easel_cancels"])
                 .await?;
+            listening.worked();
             loop {
                 if std::mem::replace(&mut listened_before, true) {
                     // Every idle worker looks: more than one task may have been queued.
@@ -677,7 +680,7 @@ async fn listen_to_the_fleet(engine: Engine) {
         tokio::select! {
             _ = engine.inner.shutdown.cancelled() => return,
             result = listened => if let Err(error) = result {
-                tracing::warn!(%error, "LISTEN easel_tasks, easel_cancels dropped; reconnecting");
+                listening.failed(&error);
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             },
         }

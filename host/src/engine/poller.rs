@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use crate::engine::{
     Engine,
     lifecycle::{self, Outcome},
+    outage_log::OutageLog,
     outputs,
     provider::{CallContext, PollOutcome, ProviderError},
     task::{Phase, Status, Task, backoff, failure_reason, now_ms, rfc3339},
@@ -66,10 +67,11 @@ pub async fn run(engine: Engine) {
     let outage = Arc::new(Outage::default());
     let permits = Arc::new(Semaphore::new(engine.config().poll_concurrency.max(1)));
     let shutdown = engine.shutdown_token().clone();
+    let mut claims = OutageLog::new("claiming due polls");
     loop {
         let free = permits.available_permits();
         if free > 0 {
-            match lifecycle::claim_due_polls(&engine, free.min(500) as i64).await {
+            match claims.note(lifecycle::claim_due_polls(&engine, free.min(500) as i64).await) {
                 Ok(tasks) => {
                     for task in tasks {
                         let permit = permits
@@ -95,7 +97,7 @@ pub async fn run(engine: Engine) {
                         );
                     }
                 }
-                Err(error) => tracing::warn!(%error, "claiming due polls failed"),
+                Err(_) => {}
             }
         }
         tokio::select! {

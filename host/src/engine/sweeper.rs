@@ -28,6 +28,7 @@ use crate::{
     engine::{
         Engine,
         lifecycle::{self, Outcome, Requeued},
+        outage_log::OutageLog,
         task::{Phase, now_ms},
     },
     store::tasks,
@@ -44,18 +45,16 @@ pub async fn run(engine: Engine) {
     // Until when lapsed leases are not judged: a lease after this process last failed to
     // reach the database, since no holder could renew its lease meanwhile either.
     let mut judge_leases_after = Instant::now();
+    let mut sweeps = OutageLog::new("sweeping");
+    let mut unserved_sweeps = OutageLog::new("failing the pending tasks of unserved providers");
+    let mut deletions = OutageLog::new("deleting tasks past [engine] keep_ended_secs");
     loop {
         let judge_leases = Instant::now() >= judge_leases_after;
-        if let Err(error) = sweep(&engine, judge_leases).await {
-            tracing::warn!(%error, "sweep failed");
+        if sweeps.note(sweep(&engine, judge_leases).await).is_err() {
             judge_leases_after = Instant::now() + engine.config().lease();
         }
-        if let Err(error) = unserved.sweep(&engine).await {
-            tracing::warn!(%error, "failing the pending tasks of unserved providers failed");
-        }
-        if let Err(error) = forgotten.sweep(&engine).await {
-            tracing::warn!(%error, "deleting tasks past [engine] keep_ended_secs failed");
-        }
+        let _ = unserved_sweeps.note(unserved.sweep(&engine).await);
+        let _ = deletions.note(forgotten.sweep(&engine).await);
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.cancelled() => return,

@@ -18,6 +18,7 @@ use sha2::Sha256;
 use crate::{
     engine::{
         Engine,
+        outage_log::OutageLog,
         task::{backoff, now_ms},
     },
     metrics::Delivery,
@@ -48,13 +49,14 @@ pub async fn run(engine: Engine) {
     let mut attempts = tokio::task::JoinSet::new();
     // The URL of each attempt running.
     let mut urls: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut claims = OutageLog::new("claiming due webhooks");
     loop {
         while let Some(ended) = attempts.try_join_next_with_id() {
             noted(ended, &mut urls);
         }
         let free = IN_FLIGHT - attempts.len();
         if free > 0 {
-            match claim_due(&engine, free, urls.values()).await {
+            match claims.note(claim_due(&engine, free, urls.values()).await) {
                 Ok(due) => {
                     let claimed = due.len();
                     for webhook in due {
@@ -69,10 +71,7 @@ pub async fn run(engine: Engine) {
                         continue;
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "claiming due webhooks failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
         tokio::select! {

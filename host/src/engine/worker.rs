@@ -29,6 +29,7 @@ use crate::config::EngineConfig;
 use crate::engine::{
     Engine, breakers, inputs,
     lifecycle::{self, Outcome, Requeued},
+    outage_log::OutageLog,
     outputs,
     provider::{CallContext, LOCAL_PROVIDER, ProgressSink, ProviderError, Submission},
     task::{Status, Task, backoff, failure_reason, now_ms, rfc3339},
@@ -40,11 +41,12 @@ const PROGRESS_EVERY_MS: i64 = 250;
 /// One worker's loop.
 pub async fn run(engine: Engine, worker: usize) {
     let shutdown = engine.draining_token().clone();
+    let mut claims = OutageLog::new(format!("worker {worker}: claiming a task"));
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        match lifecycle::claim(&engine).await {
+        match claims.note(lifecycle::claim(&engine).await) {
             Ok(Some((task, slot))) => {
                 let span = tracing::info_span!(
                     "task",
@@ -61,10 +63,7 @@ pub async fn run(engine: Engine, worker: usize) {
                     _ = shutdown.cancelled() => return,
                 }
             }
-            Err(error) => {
-                tracing::warn!(worker, %error, "claiming a task failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }
