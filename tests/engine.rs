@@ -185,14 +185,16 @@ async fn a_task_the_vendor_never_finishes_fails_after_the_pending_timeout(backen
     );
 }
 
-/// Submits that fail unavailable in a row open the provider's breaker: the next task waits
+/// Submits that fail unavailable in a row open the provider's breaker: the next tasks wait
 /// in the queue, saying why and until when, the operator sees the breaker in
-/// `/admin/workers` and `/metrics`; after the cooldown it runs, and its success closes it.
+/// `/admin/workers` and `/metrics`; after the cooldown one of them tries the vendor while the
+/// others still wait (before, every waiting task was submitted at once, each spending an
+/// attempt on a vendor that may still be down), and its success closes the breaker.
 async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend: Backend) {
     let host = Host::start(
         Options::new(backend)
             .env("EASEL_ADMIN_KEY", easel_tests::ADMIN_KEY)
-            .toml("[engine]\nmax_attempts = 1\nbreaker_failures = 2\nbreaker_cooldown_secs = 2.5"),
+            .toml("[engine]\nworkers = 4\nmax_attempts = 1\nbreaker_failures = 2\nbreaker_cooldown_secs = 2.5"),
     )
     .await;
     for n in 0..2 {
@@ -205,7 +207,11 @@ async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend:
         assert_eq!(failed["status"], "failed", "{failed}");
     }
     let opened = std::time::Instant::now();
-    let id = create(&host, image(json!({}))).await;
+    let mut waiting_ids = Vec::new();
+    for _ in 0..3 {
+        waiting_ids.push(create(&host, image(json!({"work_ms": 1000}))).await);
+    }
+    let id = waiting_ids[0].clone();
     let waiting = host
         .wait_job(&id, Duration::from_secs(5), |job| {
             job["message"].is_string()
@@ -231,13 +237,45 @@ async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend:
         metrics.contains("easel_provider_breaker_open{provider=\"offline\"} 1"),
         "{metrics}"
     );
-    let done = host.wait_terminal(&id).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
+    // The probe: one task runs, the others stay queued until its submit ends.
+    let statuses = || async {
+        let mut statuses = Vec::new();
+        for id in &waiting_ids {
+            let (_, job) = host.get(&format!("/api/v1/jobs/{id}")).await;
+            statuses.push(job["job"]["status"].as_str().unwrap().to_string());
+        }
+        statuses
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = statuses().await;
+    while !seen.iter().any(|status| status != "queued") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing ran: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen = statuses().await;
+    }
     assert!(
         opened.elapsed() >= Duration::from_secs(2),
         "it waited for the cooldown: {:?}",
         opened.elapsed()
     );
+    for _ in 0..6 {
+        let running = seen.iter().filter(|status| *status == "running").count();
+        assert_eq!(running, 1, "one probe at a time: {seen:?}");
+        assert_eq!(
+            seen.iter().filter(|s| *s == "queued").count(),
+            2,
+            "{seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = statuses().await;
+    }
+    for id in &waiting_ids {
+        let done = host.wait_terminal(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
     let (_, workers) =
         easel_tests::send(host.as_admin(reqwest::Method::GET, "/admin/workers")).await;
     assert_eq!(workers["breakers"], json!([]), "a success closes it");

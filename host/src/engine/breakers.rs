@@ -5,12 +5,18 @@
 //! - The count and the open state live in the database ([`store::breakers`]), so a fleet has
 //!   one breaker per provider and the claim, on any host, skips an open one's tasks.
 //!   `[engine] breaker_failures` submits that failed unavailable in a row open it for
-//!   `breaker_cooldown_secs`; after that claims take the provider's tasks again, and the next
-//!   failure opens it again at once while a success closes it.
+//!   `breaker_cooldown_secs`; after that one claim, the probe, submits one task ([`may_submit`];
+//!   the others give their tasks back, uncounted, and wait), holding the breaker open for a
+//!   lease meanwhile: its failure opens it again at once, any answer of the vendor's (a
+//!   success, or a refusal or rate limit, which show the vendor up) closes it. A probe that
+//!   ends otherwise (cancelled, its plugin failed, its process died) frees the breaker at its
+//!   lease's end, for the next probe. Without the probe every waiting task was submitted at
+//!   the cooldown's end, each spending an attempt on a vendor still down.
 //! - Counted: a submit that failed unavailable (the vendor down, timing out, answering
-//!   nonsense). Not counted: refusals of the request itself, rate limits (the task is queued
-//!   again after the vendor's wait), polls (backed off per provider by the poller) and chats
-//!   (their client is waiting and is answered the vendor's error at once).
+//!   nonsense). Not counted, but ending the row of failures as a success does: refusals of the
+//!   request itself and rate limits (the task is queued again after the vendor's wait). Not
+//!   seen at all: polls (backed off per provider by the poller) and chats (their client is
+//!   waiting and is answered the vendor's error at once).
 //! - Each process keeps the rows as it last read them (every second, and as it writes them):
 //!   a queued task's notice comes from them, and a submit that went through writes only when
 //!   its provider has failures to clear, so the common path costs no statement.
@@ -26,7 +32,7 @@ use crate::{
         outage_log::OutageLog,
         task::{Status, Task, now_ms, rfc3339},
     },
-    store::breakers::{self, BreakerRow},
+    store::breakers::{self, BreakerRow, Probe},
 };
 
 /// The rows as this process last read or wrote them, by provider.
@@ -77,11 +83,45 @@ pub async fn failed(engine: &Engine, provider: &str, reason: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Records a submit of `provider` that went through: its breaker closes, if it has one.
+/// Whether the task of `provider` just claimed may be submitted now: yes unless its breaker
+/// was opened and another claim holds it (open, or probing), as this process last saw it and
+/// then the database says; a claim that finds the cooldown over takes the probe, holding the
+/// breaker open until `probe_until`.
+pub async fn may_submit(engine: &Engine, provider: &str, probe_until: i64) -> anyhow::Result<bool> {
+    if engine
+        .breakers()
+        .get(provider)
+        .is_none_or(|row| row.open_until == 0)
+    {
+        return Ok(true);
+    }
+    Ok(
+        match breakers::take_probe(engine.store(), provider, now_ms(), probe_until).await? {
+            Probe::Closed => {
+                engine.breakers().remove(provider);
+                true
+            }
+            Probe::Taken(row) => {
+                tracing::info!(provider, "breaker half open: one submit tries the vendor");
+                engine.breakers().set(row);
+                true
+            }
+            Probe::Held(row) => {
+                engine.breakers().set(row);
+                false
+            }
+        },
+    )
+}
+
+/// Records a submit of `provider` that the vendor answered (it went through, or was refused
+/// or rate limited): its breaker closes, if it has one.
 pub async fn succeeded(engine: &Engine, provider: &str) -> anyhow::Result<()> {
     if engine.breakers().remove(provider) {
         breakers::succeeded(engine.store(), provider).await?;
-        tracing::info!(provider, "breaker closed: a submit went through");
+        tracing::info!(provider, "breaker closed: the vendor answered a submit");
+        // The tasks that waited for it are due now.
+        engine.queued_signal().notify_waiters();
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::{
     engine::{
-        Engine, NewTask, SubmitError,
+        Engine, NewTask, SubmitError, breakers,
         capacity::Slot,
         limits::Counted,
         outage_log::OutageLog,
@@ -152,21 +152,34 @@ pub async fn start_streaming(
 /// [`fleet`]: crate::engine::fleet
 pub async fn claim(engine: &Engine) -> anyhow::Result<Option<(Task, Slot)>> {
     let providers = engine.registry().provider_ids();
-    let claiming = engine.capacity().room(engine.registry()).await;
-    let task = tasks::claim_within(
-        engine.store(),
-        now_ms(),
-        lease_end(engine),
-        engine.worker_id(),
-        &providers,
-        &claiming.room,
-    )
-    .await?;
-    Ok(task.map(|task| {
-        let slot = claiming.took(&task.provider);
-        (task, slot)
-    }))
+    // A task whose provider's breaker another claim is probing goes back to the queue, and
+    // the claim looks again; that provider's tasks are skipped then, so few looks are needed.
+    for _ in 0..CLAIM_LOOKS {
+        let claiming = engine.capacity().room(engine.registry()).await;
+        let lease_end = lease_end(engine);
+        let Some(task) = tasks::claim_within(
+            engine.store(),
+            now_ms(),
+            lease_end,
+            engine.worker_id(),
+            &providers,
+            &claiming.room,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        if breakers::may_submit(engine, &task.provider, lease_end).await? {
+            let slot = claiming.took(&task.provider);
+            return Ok(Some((task, slot)));
+        }
+        tasks::release(engine.store(), &task.id, task.attempts, now_ms()).await?;
+    }
+    Ok(None)
 }
+
+/// How many tasks one [`claim`] takes and gives back, at most, before it claims nothing.
+const CLAIM_LOOKS: usize = 3;
 
 /// Moves a live task to its terminal status; `None` when it was already terminal.
 pub async fn finish(engine: &Engine, id: &str, outcome: Outcome) -> anyhow::Result<Option<Task>> {

@@ -142,7 +142,13 @@ async fn record(
     let cancelled = token.is_cancelled();
     // The breaker's bookkeeping never changes how the task itself ends.
     let counted = match &answer {
-        Ok(_) => breakers::succeeded(engine, &task.provider).await,
+        Ok(_)
+        | Err(
+            ProviderError::RateLimited { .. }
+            | ProviderError::InvalidRequest(_)
+            | ProviderError::ContentRejected(_)
+            | ProviderError::Unauthorized(_),
+        ) => breakers::succeeded(engine, &task.provider).await,
         Err(
             ProviderError::UpstreamUnavailable(reason) | ProviderError::UpstreamUnreached(reason),
         ) if !cancelled => breakers::failed(engine, &task.provider, reason).await,

@@ -3,7 +3,10 @@
 //! Invariants: a row exists while a provider's latest submits failed unavailable, on any
 //! host, and counts them; the failure that reaches the threshold, and each one after it, opens
 //! the breaker until a cooldown from then; a success removes the row. The claim skips the
-//! queued tasks of a provider whose breaker is open ([`CLOSED`], part of its statement).
+//! queued tasks of a provider whose breaker is open ([`CLOSED`], part of its statement). Once
+//! opened (`open_until` above 0), a breaker whose cooldown is over lets one submit through, the
+//! probe: [`take_probe`] holds it open again for that submit, one statement, so of the claims
+//! that race for it one wins.
 
 use sqlx::FromRow;
 
@@ -61,6 +64,54 @@ pub async fn failed(
     .bind(cooldown)
     .fetch_one(&mut *store.writer().await?)
     .await?)
+}
+
+/// Whether a claim of `provider`'s task at `now` may submit it, given the breaker's state.
+#[derive(Debug, PartialEq)]
+pub enum Probe {
+    /// No breaker was ever opened (or it closed meanwhile): submit.
+    Closed,
+    /// The cooldown was over and this claim took the probe, holding the breaker open until
+    /// the given time for its submit: submit; its outcome opens or closes the breaker.
+    Taken(BreakerRow),
+    /// Open, or another claim is probing: give the task back.
+    Held(BreakerRow),
+}
+
+/// Takes the probe of `provider`'s breaker at `now` if it was opened and its cooldown is over,
+/// holding it open until `hold_until` (the probe's lease: a probe whose process died frees it
+/// then).
+pub async fn take_probe(
+    store: &Store,
+    provider: &str,
+    now: i64,
+    hold_until: i64,
+) -> anyhow::Result<Probe> {
+    let mut writer = store.writer().await?;
+    let taken: Option<BreakerRow> = sqlx::query_as(
+        "UPDATE provider_breakers SET open_until = $3 \
+         WHERE provider = $1 AND open_until > 0 AND open_until <= $2 \
+         RETURNING provider, failures, open_until, last_error, updated_at",
+    )
+    .bind(provider)
+    .bind(now)
+    .bind(hold_until)
+    .fetch_optional(&mut *writer)
+    .await?;
+    if let Some(row) = taken {
+        return Ok(Probe::Taken(row));
+    }
+    let row: Option<BreakerRow> = sqlx::query_as(
+        "SELECT provider, failures, open_until, last_error, updated_at FROM provider_breakers \
+         WHERE provider = $1",
+    )
+    .bind(provider)
+    .fetch_optional(&mut *writer)
+    .await?;
+    Ok(match row {
+        Some(row) if row.open_until > now => Probe::Held(row),
+        _ => Probe::Closed,
+    })
 }
 
 /// Closes `provider`'s breaker: a submit went through.

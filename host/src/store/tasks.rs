@@ -689,6 +689,23 @@ pub async fn requeue(
     Ok(updated.rows_affected() == 1)
 }
 
+/// Gives back a claim that submitted nothing (its provider's breaker was being probed): the
+/// task is queued again as it was before claim `claim`, which is not counted.
+pub async fn release(store: &Store, id: &str, claim: i64, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = NULL, worker_id = NULL, \
+         attempts = attempts - 1, started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END, \
+         updated_at = $2 \
+         WHERE id = $1 AND status = 'running' AND phase = 'submitting' AND attempts = $3",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(claim)
+    .execute(&mut *store.writer().await?)
+    .await?;
+    Ok(())
+}
+
 /// Stores a running task's progress and next `wake_at`, each only when given, and why its
 /// last poll got no answer (none: it got one).
 pub async fn record_progress(
