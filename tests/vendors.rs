@@ -59,7 +59,9 @@ async fn dashscope_images_video_and_speech() {
     let easel = Easel::start("dashscope", &[(HOST, &fake)], &[("DASHSCOPE_API_KEY", KEY)]).await;
 
     let image = json!({"capability": "image.generate", "model": "dashscope/wan2.2-t2i-flash", "prompt": "a lighthouse", "n": 1, "seed": 7});
-    let video = json!({"capability": "video.generate", "model": "dashscope/wan2.6-t2v", "prompt": "waves", "duration": 5});
+    // Seed 001's own size fields: a portrait 720p video reaches a model sized by `size`.
+    let video = json!({"capability": "video.generate", "model": "dashscope/wan2.6-t2v", "prompt": "waves",
+                       "settings": {"duration": 5, "ratio": "9:16", "resolution": "720p"}});
     let speech = json!({"capability": "audio.speech", "model": "dashscope/qwen3-tts-flash", "prompt": "你好", "voice": "Ethan"});
     tokio::join!(
         plays_every_task_scenario(&easel, &fake, &image, "img", fakes::PNG_1X1, error_detail),
@@ -105,6 +107,10 @@ async fn dashscope_images_video_and_speech() {
     )[0];
     assert_eq!(video_body["model"], "wan2.6-t2v");
     assert_eq!(video_body["parameters"]["duration"], 5);
+    assert_eq!(
+        video_body["parameters"]["size"], "720*1280",
+        "settings.ratio and settings.resolution: {video_body}"
+    );
     let speech_body = &bodies(
         &fake,
         "POST /api/v1/services/aigc/multimodal-generation/generation",

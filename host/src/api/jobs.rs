@@ -346,6 +346,9 @@ fn normalize(
     {
         return Err(Error::bad_request("quality must be low, medium or high."));
     }
+    let size = crate::api::pixel_size::job_size_params(&resolved.model, &params)
+        .map_err(Error::bad_request)?;
+    params.extend(size);
 
     let mut inputs = Vec::new();
     for url in job.image_urls.unwrap_or_default() {

@@ -1,5 +1,6 @@
-//! Pixel's size vocabulary (seed 000's `resolution` level and `aspectRatio`) in each model's
-//! own terms, so a 16:9 request never comes back square.
+//! Pixel's size vocabulary (seed 000's `resolution` level and `aspectRatio`), and seed 001's
+//! (`width` and `height`, `settings.ratio` and `settings.resolution`, [`job_size_params`]), in
+//! each model's own terms, so a 16:9 request never comes back square.
 //!
 //! A model that declares `aspectRatio` reads Pixel's fields itself and gets nothing more. For
 //! the others the asked size is the model's own `resolutions` table entry when its manifest
@@ -95,6 +96,92 @@ pub fn size_params(
         out.insert("size".into(), size_value(size, target, ratio_text, ratio)?);
     }
     Ok(out)
+}
+
+/// Seed 001's size fields in `model`'s own terms, to add to `params`, where the jobs API put
+/// them under their own names (`width` and `height`; `ratio` and `resolution` from
+/// `settings`). A model whose schema takes `width` and `height` reads them as they are; for
+/// the others an asked width and height become the model's `size` (that size exactly where
+/// the size is free, the nearest listed one of that ratio otherwise) or its `aspectRatio`,
+/// and `ratio` with `resolution` size the model as Pixel's `aspectRatio` and `resolution` do
+/// ([`size_params`]); a model that reads `aspectRatio` gets the ratio under that name, as it
+/// lists it. A ratio the model cannot render is refused, naming the field that asked it.
+pub fn job_size_params(
+    model: &ModelInfo,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let properties = &model.params_schema["properties"];
+    let pixels = |name: &str| params.get(name).and_then(Value::as_u64).filter(|n| *n > 0);
+    let takes_sides = properties.get("width").is_some() && properties.get("height").is_some();
+    let asked_sides = match (pixels("width"), pixels("height")) {
+        (Some(w), Some(h)) if !takes_sides => Some((w, h)),
+        _ => None,
+    };
+    let (ratio_text, asked_by) = match (params.get("ratio").and_then(Value::as_str), asked_sides) {
+        (Some(ratio), _) => (Some(ratio.to_string()), "settings.ratio"),
+        (None, Some((w, h))) => {
+            let divisor = gcd(w, h);
+            (
+                Some(format!("{}:{}", w / divisor, h / divisor)),
+                "width and height",
+            )
+        }
+        (None, None) => (None, ""),
+    };
+    // `adaptive` leaves the shape to the model (or its inputs): nothing to size.
+    let Some(ratio_text) = ratio_text.filter(|text| parse_ratio(text).is_some()) else {
+        return Ok(Map::new());
+    };
+    let ratio = parse_ratio(&ratio_text).expect("filtered above");
+    let mut out = Map::new();
+    if let Some(rule) = properties.get("aspectRatio") {
+        if !params.contains_key("aspectRatio") {
+            out.insert(
+                "aspectRatio".into(),
+                listed_ratio(rule, &ratio_text, ratio, asked_by)?,
+            );
+        }
+        return Ok(out);
+    }
+    if let (Some((w, h)), Some(rule)) = (asked_sides, properties.get("size"))
+        && !params.contains_key("size")
+    {
+        let size =
+            size_value(rule, (w as f64, h as f64), &ratio_text, ratio).map_err(|message| {
+                let message = message.trim_start_matches("aspectRatio ");
+                format!("Invalid parameter {asked_by}: {message}")
+            })?;
+        out.insert("size".into(), size);
+        return Ok(out);
+    }
+    let mut as_pixel = params.clone();
+    if asked_sides.is_some() {
+        as_pixel.remove("width");
+        as_pixel.remove("height");
+    }
+    as_pixel.insert("aspectRatio".into(), ratio_text.into());
+    size_params(model, &as_pixel).map_err(|message| {
+        message.replace("parameter aspectRatio", &format!("parameter {asked_by}"))
+    })
+}
+
+/// The entry of an `aspectRatio` property's `enum` that is `ratio` (any ratio when it lists
+/// none).
+fn listed_ratio(rule: &Value, text: &str, ratio: f64, asked_by: &str) -> Result<Value, String> {
+    let Some(listed) = rule["enum"].as_array() else {
+        return Ok(text.into());
+    };
+    let names: Vec<&str> = listed.iter().filter_map(Value::as_str).collect();
+    names
+        .iter()
+        .find(|name| parse_ratio(name).is_some_and(|listed| same_ratio(listed, ratio)))
+        .map(|name| json!(name))
+        .ok_or_else(|| {
+            format!(
+                "Invalid parameter {asked_by}: this model renders the aspect ratios {}, not {text}",
+                names.join(", ")
+            )
+        })
 }
 
 /// A size level: a pixel budget (`2K`) or a short side (`720p`).
@@ -388,6 +475,57 @@ mod tests {
             sized(&listed, Some("1K"), Some("1:1")),
             json!({"width": 1024, "height": 1024})
         );
+    }
+
+    #[test]
+    fn seed_001_sizes_reach_each_model_in_its_own_terms() {
+        let job = |fields: Value| fields.as_object().cloned().unwrap();
+        let sized = |model: &ModelInfo, fields: Value| {
+            Value::Object(job_size_params(model, &job(fields)).unwrap())
+        };
+        // A video model listing sizes: the seed's 9:16 at 720p is its portrait 720p size.
+        let listed = model(
+            json!({"size": {"type": "string", "enum": ["1280*720", "720*1280", "1920*1080"]}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&listed, json!({"ratio": "9:16", "resolution": "720p"})),
+            json!({"size": "720*1280"})
+        );
+        // A free size takes the asked sides as they are.
+        let free = model(
+            json!({"size": {"type": "string", "pattern": "^[0-9]+\\*[0-9]+$", "default": "1024*1024"}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&free, json!({"width": 1440, "height": 2560})),
+            json!({"size": "1440*2560"})
+        );
+        // A model that reads an aspect ratio gets the sides' ratio as it lists it.
+        let ratios = model(
+            json!({"aspectRatio": {"type": "string", "enum": ["16:9", "1:1", "9:16"]}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&ratios, json!({"width": 1440, "height": 2560})),
+            json!({"aspectRatio": "9:16"})
+        );
+        let refused = job_size_params(&ratios, &job(json!({"width": 1000, "height": 1500})));
+        assert_eq!(
+            refused.unwrap_err(),
+            "Invalid parameter width and height: this model renders the aspect ratios 16:9, \
+             1:1, 9:16, not 2:3"
+        );
+        // Sides a model takes itself, and a ratio left to the model, change nothing.
+        let sides = model(
+            json!({"width": {"type": "integer"}, "height": {"type": "integer"}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&sides, json!({"width": 512, "height": 768})),
+            json!({})
+        );
+        assert_eq!(sized(&listed, json!({"ratio": "adaptive"})), json!({}));
     }
 
     fn sized(model: &ModelInfo, resolution: Option<&str>, ratio: Option<&str>) -> Value {

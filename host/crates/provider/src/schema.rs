@@ -189,10 +189,10 @@ impl ParamsSchema {
             }
         }
         // A count the model does not declare would reach it unread: one output would come back
-        // where several were asked for.
+        // where several (or none) were asked for.
         if self.count_param().is_none() {
             for name in OUTPUT_COUNT_PARAMS {
-                if let Some(count) = params.get(name).and_then(Value::as_u64).filter(|n| *n > 1) {
+                if let Some(count) = params.get(name).and_then(Value::as_u64).filter(|n| *n != 1) {
                     return Err(InvalidParam {
                         param: Some(name.to_string()),
                         message: format!(
@@ -468,7 +468,7 @@ mod tests {
 
     /// A model that declares no count refuses several outputs instead of making one.
     #[test]
-    fn a_count_the_model_does_not_declare_is_refused_above_one() {
+    fn a_count_the_model_does_not_declare_is_refused_unless_one() {
         let single = ParamsSchema::compile(&json!({"type": "object", "properties": {"seed": {}}}));
         let apply = |params: Value| {
             let mut params = params.as_object().unwrap().clone();
@@ -488,6 +488,10 @@ mod tests {
             Some("num_images")
         );
         assert!(apply(json!({"n": 1})).is_ok());
+        assert_eq!(
+            apply(json!({"n": 0})).unwrap_err().param.as_deref(),
+            Some("n")
+        );
         // Declared, the schema's own range decides.
         assert!(run(json!({"size": "832*480", "n": 3})).is_ok());
     }
