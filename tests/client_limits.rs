@@ -308,6 +308,14 @@ async fn limits_on_one_sqlite_host() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    // A note the grant would not keep is refused, not dropped unsaid.
+    let (status, body) = send(
+        host.as_admin(Method::POST, "/admin/clients/partner-a/credits")
+            .json(&json!({"amount": 1, "reason": "promo"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("reason"), "{body}");
     let (status, _) =
         send(host.as_key(Method::GET, "/admin/clients/partner-a/limits", "key-a")).await;
     assert_eq!(status, 401);

@@ -461,6 +461,12 @@ def check_limits():
         "Budgets count charged credits: set [credits] enforce = true in easel.toml first."
     ), refusal.text
     shot("clients-refused-limit")
+    # An edit makes the refusal stale (the browser may block the next save before it is sent).
+    driver.find_element(By.ID, "limit-budget").send_keys("0")
+    wait_until(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, "#limits-outcome .error"),
+        "the stale refusal cleared",
+    )
 
     # A row loads into the form from its link; emptied, it is removed.
     click(f'{limits} li[data-model="offline/video"] .edit-limit', "the video model's row")

@@ -221,6 +221,19 @@ async fn outputs_that_cannot_be_stored_fail_a_polled_task_and_refund_it() {
     let account = host.usage("partner-a").await;
     assert_eq!(account["balance"], 5.0, "{account}");
     assert_eq!(account["reserved"], 0.0, "{account}");
+    // The task's own view says what became of its reservation.
+    let (status, view) = send(host.as_admin(Method::GET, &format!("/admin/tasks/{id}"))).await;
+    assert_eq!(status, 200, "{view}");
+    let view = &view["job"];
+    assert_eq!(
+        (
+            &view["reservedCredits"],
+            &view["chargedCredits"],
+            &view["refundedCredits"]
+        ),
+        (&json!(2.0), &json!(0.0), &json!(2.0)),
+        "{view}"
+    );
 }
 
 /// OpenAI's image and speech answers are the client's only way to their results, so a client

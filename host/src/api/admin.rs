@@ -240,8 +240,10 @@ async fn create_client(
         .into_response())
 }
 
-/// `POST /admin/clients/{id}/credits` with `{"amount": 100}` (negative takes back).
+/// `POST /admin/clients/{id}/credits` with `{"amount": 100}` (negative takes back). Nothing
+/// else is kept, so any other field is refused rather than dropped unsaid.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct Grant {
     amount: f64,
 }

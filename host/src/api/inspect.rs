@@ -35,7 +35,7 @@ use crate::{
     },
     engine::{
         fleet,
-        task::{CancelledBy, Task, now_ms, rfc3339},
+        task::{CancelledBy, Status, Task, now_ms, rfc3339},
     },
     store::breakers,
 };
@@ -179,7 +179,17 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
     if let Some(refusal) = refusal {
         view["refusal"] = refusal;
     }
-    view["reservedCredits"] = task.reserved_credits().into();
+    // What became of the reservation once the task ended: kept on success, given back
+    // otherwise (the ledger's `refund` row), so an ended task's view says which.
+    let reserved = task.reserved_credits();
+    view["reservedCredits"] = reserved.into();
+    let (charged, refunded) = match task.status {
+        Status::Succeeded => (Some(reserved), Some(0.0)),
+        status if status.is_terminal() => (Some(0.0), Some(reserved)),
+        _ => (None, None),
+    };
+    view["chargedCredits"] = charged.into();
+    view["refundedCredits"] = refunded.into();
     view["webhookUrl"] = task.webhook_url.clone().into();
     view["webhookDeliveries"] = deliveries.into();
     if let Some(position) = state.engine.queue_position(task).await? {

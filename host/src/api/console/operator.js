@@ -223,7 +223,11 @@ function limitsForm(clientIds, models, saved) {
     }
   };
 
-  const form = h('form', { id: 'limits-form', class: 'limits-form', onsubmit: submit },
+  // An outcome speaks of the last save: an edit makes it stale (and the browser's own check
+  // of a field may block the next save before `submit` runs).
+  const form = h('form', {
+    id: 'limits-form', class: 'limits-form', onsubmit: submit, oninput: () => outcome.replaceChildren(),
+  },
     h('div', { class: 'field' }, h('label', { for: 'limit-client' }, 'Client'), client),
     h('div', { class: 'field' }, h('label', { for: 'limit-model' }, 'Applies to'), model),
     rpmField, tasksField, budgetField,

@@ -122,12 +122,19 @@ export async function taskList(page, query) {
     await filters(query), listing);
 }
 
+// The reservation and what became of it: kept on success, given back otherwise.
+function credits(job) {
+  if (job.refundedCredits) return `${job.refundedCredits} reserved, refunded`;
+  if (job.chargedCredits != null) return `${job.chargedCredits} charged`;
+  return `${job.reservedCredits} reserved`;
+}
+
 function facts(job) {
   const rows = [
     ['Client', job.clientId], ['API', job.api], ['Capability', job.capability],
     ['Model', job.model], ['Prompt', job.prompt || '–'], ['Created', time(job.createdAt)],
     ['Started', time(job.startedAt)], ['Finished', time(job.finishedAt)],
-    ['Reserved credits', job.reservedCredits], ['Priority', job.priority],
+    ['Credits', credits(job)], ['Priority', job.priority],
   ];
   if (job.queuePosition) rows.push(['Queue position', job.queuePosition]);
   return h('dl', { class: 'facts' }, rows.map(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]));
