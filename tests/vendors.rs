@@ -111,6 +111,15 @@ async fn dashscope_images_video_and_speech() {
         video_body["parameters"]["size"], "720*1280",
         "settings.ratio and settings.resolution: {video_body}"
     );
+    // A reference a text-to-video model would never read is refused, not dropped.
+    let mut with_material = video.clone();
+    with_material["materials"] = json!([{"type": "image", "url": "https://example.com/a.png"}]);
+    let (status, refused) = easel.host.post("/api/v1/jobs", &with_material).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"], "materials: dashscope/wan2.6-t2v takes no image inputs",
+        "{refused}"
+    );
     let speech_body = &bodies(
         &fake,
         "POST /api/v1/services/aigc/multimodal-generation/generation",

@@ -389,8 +389,11 @@ impl Checked {
             };
             let given = of_kind.len();
             let field = self.fields[past].clone();
-            let message =
-                format!("{field}: {model} takes at most {most} {kind} inputs; {given} were given");
+            let message = if *most == 0 {
+                format!("{field}: {model} takes no {kind} inputs")
+            } else {
+                format!("{field}: {model} takes at most {most} {kind} inputs; {given} were given")
+            };
             return Err(BadInput { field, message });
         }
         Ok(())

@@ -7,8 +7,23 @@ use easel_sdk::serde_json::{Map, Value, json};
 
 const RATIOS: [&str; 5] = ["16:9", "4:3", "1:1", "3:4", "9:16"];
 /// Seed 002's `size` list for Wan 2.6 video.
-const WAN_VIDEO_SIZES: [&str; 9] =
-    ["832*480", "480*832", "624*624", "1280*720", "720*1280", "960*960", "1920*1080", "1080*1920", "1440*1440"];
+const WAN_VIDEO_SIZES: [&str; 9] = [
+    "832*480",
+    "480*832",
+    "624*624",
+    "1280*720",
+    "720*1280",
+    "960*960",
+    "1920*1080",
+    "1080*1920",
+    "1440*1440",
+];
+
+/// `max_inputs` of a model that reads its prompt alone: an input file would be sent nowhere, so
+/// the host's front door refuses it.
+fn text_only() -> Value {
+    json!({"image": 0, "video": 0, "audio": 0})
+}
 
 fn schema(properties: Value) -> Value {
     json!({"type": "object", "properties": properties, "additionalProperties": true})
@@ -43,11 +58,14 @@ fn wan_image(key: &str, name: &str, price: f64) -> Model {
         .capability("image.generate")
         .params_schema(schema(props))
         .price_hint(price)
-        .extra(json!({"catelogid": "t2i"}))
+        .extra(json!({"catelogid": "t2i", "max_inputs": text_only()}))
 }
 
 fn qwen_image() -> Model {
-    let sizes: Map<String, Value> = image::QWEN_IMAGE_SIZES.iter().map(|(r, s)| (r.to_string(), json!(s))).collect();
+    let sizes: Map<String, Value> = image::QWEN_IMAGE_SIZES
+        .iter()
+        .map(|(r, s)| (r.to_string(), json!(s)))
+        .collect();
     let props = merge(
         json!({
             "negativePrompt": {"type": "string", "default": ""},
@@ -84,12 +102,18 @@ fn wan_video_props(duration_default: u64) -> Value {
 }
 
 fn wan_t2v() -> Model {
-    let props = merge(wan_video_props(15), json!({"prompt_extend": {"type": "boolean", "default": true}}));
+    let props = merge(
+        wan_video_props(15),
+        json!({"prompt_extend": {"type": "boolean", "default": true}}),
+    );
     Model::new("wan2.6-t2v", "Wan 2.6 text-to-video", "video")
         .capability("video.generate")
         .params_schema(schema(props))
         .price_hint(10.0)
-        .extra(json!({"catelogid": "t2v", "durations": [5, 10, 15], "sizes": WAN_VIDEO_SIZES}))
+        .extra(
+            json!({"catelogid": "t2v", "durations": [5, 10, 15], "sizes": WAN_VIDEO_SIZES,
+                      "max_inputs": text_only()}),
+        )
 }
 
 fn wan_r2v() -> Model {
@@ -140,7 +164,14 @@ fn pixel_wan_video() -> Model {
         }))
 }
 
-fn happyhorse(key: &str, name: &str, catalog: &str, resolution: &str, duration: u64, ratio: bool) -> Model {
+fn happyhorse(
+    key: &str,
+    name: &str,
+    catalog: &str,
+    resolution: &str,
+    duration: u64,
+    ratio: bool,
+) -> Model {
     let mut props = merge(
         json!({
             "resolution": {"type": "string", "enum": ["720P", "1080P"], "default": resolution},
@@ -155,12 +186,18 @@ fn happyhorse(key: &str, name: &str, catalog: &str, resolution: &str, duration: 
     let mut extra = json!({"catelogid": catalog, "resolutions": ["720P", "1080P"]});
     if catalog != "t2v" {
         extra["capabilities"] = json!({"supportsRefImage": true});
+    } else {
+        extra["max_inputs"] = text_only();
     }
     if catalog == "ref2v" {
         // Counted at the host's front door, so more are refused before a task is made.
         extra["max_inputs"] = json!({"image": video::HAPPYHORSE_MOST_REFERENCES});
     }
-    Model::new(key, name, "video").capability("video.generate").params_schema(schema(props)).price_hint(8.0).extra(extra)
+    Model::new(key, name, "video")
+        .capability("video.generate")
+        .params_schema(schema(props))
+        .price_hint(8.0)
+        .extra(extra)
 }
 
 fn chat_model(key: &str, name: &str, price: f64) -> Model {
@@ -172,8 +209,10 @@ fn chat_model(key: &str, name: &str, price: f64) -> Model {
 }
 
 fn speech() -> Model {
-    let voices: Vec<Value> =
-        tts::VOICES.iter().map(|(id, name, language)| json!({"id": id, "name": name, "language": language})).collect();
+    let voices: Vec<Value> = tts::VOICES
+        .iter()
+        .map(|(id, name, language)| json!({"id": id, "name": name, "language": language}))
+        .collect();
     let ids: Vec<&str> = tts::VOICES.iter().map(|v| v.0).collect();
     Model::new(tts::MODEL, "Qwen3 TTS Flash", "audio")
         .capability("audio.speech")
@@ -195,9 +234,30 @@ pub fn all() -> Vec<Model> {
         wan_t2v(),
         pixel_wan_video(),
         wan_r2v(),
-        happyhorse("happyhorse-1.0-t2v", "HappyHorse 1.0 text-to-video", "t2v", "720P", 5, true),
-        happyhorse("happyhorse-1.0-i2v", "HappyHorse 1.0 image-to-video", "i2v", "720P", 5, false),
-        happyhorse("happyhorse-1.0-r2v", "HappyHorse 1.0 reference-to-video", "ref2v", "1080P", 15, true),
+        happyhorse(
+            "happyhorse-1.0-t2v",
+            "HappyHorse 1.0 text-to-video",
+            "t2v",
+            "720P",
+            5,
+            true,
+        ),
+        happyhorse(
+            "happyhorse-1.0-i2v",
+            "HappyHorse 1.0 image-to-video",
+            "i2v",
+            "720P",
+            5,
+            false,
+        ),
+        happyhorse(
+            "happyhorse-1.0-r2v",
+            "HappyHorse 1.0 reference-to-video",
+            "ref2v",
+            "1080P",
+            15,
+            true,
+        ),
         chat_model(chat::MODELS[0], "Qwen Plus", 0.1),
         chat_model(chat::MODELS[1], "Qwen3 Max", 0.3),
         speech(),
