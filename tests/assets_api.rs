@@ -55,6 +55,15 @@ async fn upload_list_get_and_ranged_download() {
     assert_eq!(status, 201);
     let (_, first) = host.get("/api/v1/assets?limit=1").await;
     assert_eq!(first["assets"][0]["name"], "later.txt", "{first}");
+    // A text file is no model's input: refused at the door, as a text `data:` URL is.
+    let text = first["assets"][0]["id"].as_str().unwrap();
+    let body = json!({"capability": "image.upscale", "inputAssetIds": [text]});
+    let (status, refused) = host.post("/api/v1/jobs", &body).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"],
+        format!("inputAssetIds: asset {text} is text/plain, not an image, video or audio file")
+    );
     let next = first["nextBefore"].as_str().expect("a next page");
     let (_, rest) = host.get(&format!("/api/v1/assets?before={next}")).await;
     assert_eq!(rest["assets"].as_array().unwrap().len(), 2, "{rest}");

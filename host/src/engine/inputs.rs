@@ -308,6 +308,14 @@ pub async fn check(
                     .map_err(CheckError::Internal)?
                     .ok_or_else(|| bad(format!("Unknown asset: {id}")))?;
                 if media.kind.is_empty() {
+                    // A file of a known type that is no media (text, a PDF) is no model's
+                    // input; one of unknown type (`application/octet-stream`) may be.
+                    if asset.kind == "file" && asset.content_type != "application/octet-stream" {
+                        return Err(bad(format!(
+                            "{field}: asset {id} is {}, not an image, video or audio file",
+                            asset.content_type
+                        )));
+                    }
                     media.kind = asset.kind.clone();
                 }
                 if let Some(bounds) = bounds.filter(|_| is_image(&media.kind, &asset.content_type))
