@@ -16,6 +16,7 @@ on_both_backends!(
     a_task_the_vendor_never_finishes_fails_after_the_pending_timeout,
     an_api_only_host_expires_what_no_worker_takes,
     a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait,
+    a_breakers_probe_spends_none_of_its_tasks_attempts,
     a_pending_task_whose_polls_get_no_answer_says_why,
 );
 
@@ -284,6 +285,55 @@ async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend:
             .await
             .contains("easel_provider_breaker_open{provider=\"offline\"} 0")
     );
+}
+
+/// The probe after a breaker's cooldown is made for the breaker's sake: when it finds the
+/// vendor still away its task is queued again with that claim uncounted (before, the task at
+/// the head of the queue was the probe at each cooldown's end and failed once its attempts
+/// were spent, 40 s into an outage with the defaults).
+async fn a_breakers_probe_spends_none_of_its_tasks_attempts(backend: Backend) {
+    let host = Host::start(
+        Options::new(backend)
+            .env("EASEL_ADMIN_KEY", easel_tests::ADMIN_KEY)
+            .toml("[engine]\nmax_attempts = 1\nbreaker_failures = 1\nbreaker_cooldown_secs = 0.5"),
+    )
+    .await;
+    let down = || image(json!({"unavailable": "vendor down"}));
+    let opened = create(&host, down()).await;
+    assert_eq!(host.wait_terminal(&opened).await["status"], "failed");
+    let probe = create(&host, down()).await;
+    let failures = || async {
+        let (_, workers) =
+            easel_tests::send(host.as_admin(reqwest::Method::GET, "/admin/workers")).await;
+        workers["breakers"][0]["failures"].as_i64().unwrap_or(0)
+    };
+    let status = || async {
+        let (_, job) = host.get(&format!("/api/v1/jobs/{probe}")).await;
+        job
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        // The probe's failure is counted before its task is queued again (or failed), so the
+        // task is read after the count.
+        let probed = failures().await >= 2;
+        let job = status().await;
+        if probed && job["job"]["status"] != "running" {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no probe was made: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        job["job"]["status"], "queued",
+        "the probe's one attempt was not spent: {job}"
+    );
+    let (status, _) = host
+        .post(&format!("/api/v1/jobs/{probe}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
 }
 
 /// A task pending at a vendor whose polls get no answer says why, and when it is polled

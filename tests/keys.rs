@@ -560,3 +560,19 @@ async fn keys_that_cannot_be_read_are_a_503_not_a_401() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// On a host without keys (loopback, `local` callers), a caller without a key is told the
+/// database cannot be read, not that its key is missing, while whether keys were issued
+/// meanwhile cannot be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_host_whose_keys_cannot_be_read_answers_503() {
+    let host = Host::start(Options::new(Backend::Postgres).env("EASEL_API_KEYS", "")).await;
+    let (status, _) = send(host.http.get(host.url("/api/v1/jobs"))).await;
+    assert_eq!(status, 200, "a local caller needs no key");
+    host.set_database_reachable(false).await;
+    // Past the time the host trusts its last reading of the key table (`RECHECK_AFTER`, 2 s).
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let (status, body) = send(host.http.get(host.url("/api/v1/jobs"))).await;
+    host.set_database_reachable(true).await;
+    assert_eq!(status, 503, "{body}");
+}

@@ -105,33 +105,33 @@ impl Auth {
 
     /// Whether callers without a key are still `local`: no key stored, as this host last read
     /// the table at most [`RECHECK_AFTER`] ago (a host sharing the database may have issued
-    /// one meanwhile).
-    async fn is_open(&self) -> bool {
+    /// one meanwhile). Unavailable while the table cannot be read: nobody is served as
+    /// `local` by mistake, nor told that a key is missing when none may be needed.
+    async fn is_open(&self) -> Result<bool, AuthError> {
         if !self.open.load(Ordering::Relaxed) {
-            return false;
+            return Ok(false);
         }
         {
             let mut checked = self.open_checked.lock().expect("auth lock");
             if checked.elapsed() < RECHECK_AFTER {
-                return true;
+                return Ok(true);
             }
             *checked = Instant::now();
         }
         match keys::any_stored(&self.store).await {
-            Ok(false) => true,
+            Ok(false) => Ok(true),
             Ok(true) => {
                 if self.open.swap(false, Ordering::Relaxed) {
                     tracing::info!("an API key was stored: every caller needs one from now on");
                 }
-                false
+                Ok(false)
             }
-            // Closed while the table cannot be read: nobody is served as `local` by mistake,
-            // and the next caller reads it again.
+            // The next caller reads it again.
             Err(error) => {
                 tracing::error!(%error, "reading whether API keys are stored");
                 let mut checked = self.open_checked.lock().expect("auth lock");
                 *checked = checked.checked_sub(RECHECK_AFTER).unwrap_or(*checked);
-                false
+                Err(AuthError::Unavailable)
             }
         }
     }
@@ -209,7 +209,7 @@ impl Auth {
     /// The client behind the request's key.
     pub async fn client(&self, headers: &HeaderMap) -> Result<String, AuthError> {
         let Some(key) = presented_key(headers) else {
-            return if self.is_open().await {
+            return if self.is_open().await? {
                 Ok(LOCAL_CLIENT.into())
             } else {
                 Err(AuthError::Missing)
@@ -235,7 +235,7 @@ impl Auth {
                 if stale {
                     self.forget(&hash);
                 }
-                return if dead_or_unknown == keys::Presented::Unknown && self.is_open().await {
+                return if dead_or_unknown == keys::Presented::Unknown && self.is_open().await? {
                     Ok(LOCAL_CLIENT.into())
                 } else {
                     Err(AuthError::Invalid)

@@ -23,8 +23,9 @@ use crate::engine::provider::ModelInfo;
 pub const DEFAULT_LEVEL: &str = "1K";
 /// Side rounding when a model's schema names no `multipleOf`.
 const DEFAULT_MULTIPLE: u64 = 8;
-/// How far a listed size's ratio may be from the asked one and still count as that ratio.
-const RATIO_TOLERANCE: f64 = 0.02;
+/// How far a listed size's ratio may be from the asked one and still count as that ratio:
+/// vendors round their sizes (DashScope's 16:9 at 480p is 832*480, 2.5 % off).
+const RATIO_TOLERANCE: f64 = 0.03;
 /// How far rounding to a model's steps and bounds may move a width and height's ratio from
 /// the asked one before the ratio counts as one the model cannot render.
 const RATIO_BENT: f64 = 0.1;
@@ -134,6 +135,18 @@ pub fn job_size_params(
     };
     let ratio = parse_ratio(&ratio_text).expect("filtered above");
     let mut out = Map::new();
+    let shaped_by = ["width", "size", "aspectRatio", "ratio"];
+    if !shaped_by.iter().any(|name| properties.get(*name).is_some()) {
+        // Nothing in the model's schema takes a shape: it renders its own.
+        return match asked_by {
+            "settings.ratio" => Err(format!(
+                "Invalid parameter settings.ratio: {} renders a shape of its own and takes no \
+                 ratio; leave it out or use \"adaptive\"",
+                model.key
+            )),
+            _ => Ok(out),
+        };
+    }
     if let Some(rule) = properties.get("aspectRatio") {
         if !params.contains_key("aspectRatio") {
             out.insert(
@@ -146,11 +159,8 @@ pub fn job_size_params(
     if let (Some((w, h)), Some(rule)) = (asked_sides, properties.get("size"))
         && !params.contains_key("size")
     {
-        let size =
-            size_value(rule, (w as f64, h as f64), &ratio_text, ratio).map_err(|message| {
-                let message = message.trim_start_matches("aspectRatio ");
-                format!("Invalid parameter {asked_by}: {message}")
-            })?;
+        let size = size_value(rule, (w as f64, h as f64), &ratio_text, ratio)
+            .map_err(|message| named(&message, asked_by))?;
         out.insert("size".into(), size);
         return Ok(out);
     }
@@ -160,9 +170,19 @@ pub fn job_size_params(
         as_pixel.remove("height");
     }
     as_pixel.insert("aspectRatio".into(), ratio_text.into());
-    size_params(model, &as_pixel).map_err(|message| {
-        message.replace("parameter aspectRatio", &format!("parameter {asked_by}"))
-    })
+    size_params(model, &as_pixel).map_err(|message| named(&message, asked_by))
+}
+
+/// A refusal worded for Pixel's `aspectRatio`, naming the jobs API's field `asked_by`
+/// instead; any other refusal as it is.
+fn named(message: &str, asked_by: &str) -> String {
+    match message
+        .strip_prefix("Invalid parameter aspectRatio: ")
+        .or_else(|| message.strip_prefix("aspectRatio "))
+    {
+        Some(rest) => format!("Invalid parameter {asked_by}: {rest}"),
+        None => message.to_string(),
+    }
 }
 
 /// The entry of an `aspectRatio` property's `enum` that is `ratio` (any ratio when it lists
@@ -492,6 +512,32 @@ mod tests {
             sized(&listed, json!({"ratio": "9:16", "resolution": "720p"})),
             json!({"size": "720*1280"})
         );
+        // Vendors round: DashScope's 16:9 at 480p is 832*480.
+        let rounded = model(
+            json!({"size": {"type": "string", "enum": ["832*480", "1280*720"]}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&rounded, json!({"ratio": "16:9", "resolution": "480p"})),
+            json!({"size": "832*480"})
+        );
+        let wide = job_size_params(
+            &listed,
+            &job(json!({"ratio": "21:9", "resolution": "720p"})),
+        );
+        assert_eq!(
+            wide.unwrap_err(),
+            "Invalid parameter settings.ratio: 21:9 is not a size this model renders: 1280*720, \
+             720*1280, 1920*1080"
+        );
+        // A model that renders a shape of its own is not asked one it would not read.
+        let own = model(json!({"resolution": {"type": "string"}}), json!({}));
+        let refused = job_size_params(&own, &job(json!({"ratio": "9:16"}))).unwrap_err();
+        assert!(
+            refused.starts_with("Invalid parameter settings.ratio: m renders"),
+            "{refused}"
+        );
+        assert_eq!(sized(&own, json!({"ratio": "adaptive"})), json!({}));
         // A free size takes the asked sides as they are.
         let free = model(
             json!({"size": {"type": "string", "pattern": "^[0-9]+\\*[0-9]+$", "default": "1024*1024"}}),

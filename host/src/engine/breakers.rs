@@ -5,10 +5,11 @@
 //! - The count and the open state live in the database ([`store::breakers`]), so a fleet has
 //!   one breaker per provider and the claim, on any host, skips an open one's tasks.
 //!   `[engine] breaker_failures` submits that failed unavailable in a row open it for
-//!   `breaker_cooldown_secs`; after that one claim, the probe, submits one task ([`may_submit`];
+//!   `breaker_cooldown_secs`; after that one claim, the probe, submits one task ([`clearance`];
 //!   the others give their tasks back, uncounted, and wait), holding the breaker open for a
-//!   lease meanwhile: its failure opens it again at once, any answer of the vendor's (a
-//!   success, or a refusal or rate limit, which show the vendor up) closes it. A probe that
+//!   lease meanwhile: its failure opens it again at once (the probe's task is queued again
+//!   with that claim uncounted, where a retry is safe), any answer of the vendor's (a success,
+//!   or a refusal or rate limit, which show the vendor up) closes it. A probe that
 //!   ends otherwise (cancelled, its plugin failed, its process died) frees the breaker at its
 //!   lease's end, for the next probe. Without the probe every waiting task was submitted at
 //!   the cooldown's end, each spending an attempt on a vendor still down.
@@ -83,32 +84,46 @@ pub async fn failed(engine: &Engine, provider: &str, reason: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Whether the task of `provider` just claimed may be submitted now: yes unless its breaker
-/// was opened and another claim holds it (open, or probing), as this process last saw it and
-/// then the database says; a claim that finds the cooldown over takes the probe, holding the
-/// breaker open until `probe_until`.
-pub async fn may_submit(engine: &Engine, provider: &str, probe_until: i64) -> anyhow::Result<bool> {
+/// Whether the task of a provider just claimed may be submitted now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clearance {
+    /// The breaker is closed: submit.
+    Closed,
+    /// Submit, as the breaker's probe: its outcome opens or closes the breaker.
+    Probe,
+    /// Another claim holds the breaker (open, or probing): give the task back.
+    Held,
+}
+
+/// The [`Clearance`] of a task of `provider` just claimed: closed unless its breaker was
+/// opened, as this process last saw it and then the database says; a claim that finds the
+/// cooldown over takes the probe, holding the breaker open until `probe_until`.
+pub async fn clearance(
+    engine: &Engine,
+    provider: &str,
+    probe_until: i64,
+) -> anyhow::Result<Clearance> {
     if engine
         .breakers()
         .get(provider)
         .is_none_or(|row| row.open_until == 0)
     {
-        return Ok(true);
+        return Ok(Clearance::Closed);
     }
     Ok(
         match breakers::take_probe(engine.store(), provider, now_ms(), probe_until).await? {
             Probe::Closed => {
                 engine.breakers().remove(provider);
-                true
+                Clearance::Closed
             }
             Probe::Taken(row) => {
                 tracing::info!(provider, "breaker half open: one submit tries the vendor");
                 engine.breakers().set(row);
-                true
+                Clearance::Probe
             }
             Probe::Held(row) => {
                 engine.breakers().set(row);
-                false
+                Clearance::Held
             }
         },
     )

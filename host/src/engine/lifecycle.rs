@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use crate::{
     engine::{
-        Engine, NewTask, SubmitError, breakers,
+        Engine, NewTask, SubmitError,
+        breakers::{self, Clearance},
         capacity::Slot,
         limits::Counted,
         outage_log::OutageLog,
@@ -150,7 +151,7 @@ pub async fn start_streaming(
 /// counts the task against this process's limits until dropped.
 ///
 /// [`fleet`]: crate::engine::fleet
-pub async fn claim(engine: &Engine) -> anyhow::Result<Option<(Task, Slot)>> {
+pub async fn claim(engine: &Engine) -> anyhow::Result<Option<Claimed>> {
     let providers = engine.registry().provider_ids();
     // A task whose provider's breaker another claim is probing goes back to the queue, and
     // the claim looks again; that provider's tasks are skipped then, so few looks are needed.
@@ -169,13 +170,28 @@ pub async fn claim(engine: &Engine) -> anyhow::Result<Option<(Task, Slot)>> {
         else {
             return Ok(None);
         };
-        if breakers::may_submit(engine, &task.provider, lease_end).await? {
-            let slot = claiming.took(&task.provider);
-            return Ok(Some((task, slot)));
-        }
-        tasks::release(engine.store(), &task.id, task.attempts, now_ms()).await?;
+        let probe = match breakers::clearance(engine, &task.provider, lease_end).await? {
+            Clearance::Closed => false,
+            Clearance::Probe => true,
+            Clearance::Held => {
+                tasks::release(engine.store(), &task.id, task.attempts, now_ms()).await?;
+                continue;
+            }
+        };
+        let slot = claiming.took(&task.provider);
+        return Ok(Some(Claimed { task, slot, probe }));
     }
     Ok(None)
+}
+
+/// A task a worker claimed, to submit.
+pub struct Claimed {
+    /// The task, as the claim left it.
+    pub task: Task,
+    /// Its place within `[capacity]`, held until the submit ends.
+    pub slot: Slot,
+    /// Whether this submit is its provider's breaker's probe.
+    pub probe: bool,
 }
 
 /// How many tasks one [`claim`] takes and gives back, at most, before it claims nothing.
@@ -258,6 +274,10 @@ pub enum Requeued {
     RateLimited,
     /// The vendor was unavailable and the provider's submit is idempotent.
     UpstreamUnavailable,
+    /// As `UpstreamUnavailable`, for its provider's breaker's probe: the claim was made for the
+    /// breaker's sake, so it is not counted against the task's attempts (the probe would
+    /// otherwise spend them all on an outage the others wait out).
+    Probe,
 }
 
 impl Requeued {
@@ -273,7 +293,7 @@ impl Requeued {
         match self {
             Requeued::Interrupted => "interrupted",
             Requeued::RateLimited => "rate_limited",
-            Requeued::UpstreamUnavailable => "upstream_unavailable",
+            Requeued::UpstreamUnavailable | Requeued::Probe => "upstream_unavailable",
         }
     }
 }
@@ -289,7 +309,8 @@ pub async fn requeue(
     why: Requeued,
     not_before: Option<i64>,
 ) -> anyhow::Result<bool> {
-    if !tasks::requeue(engine.store(), id, claim, not_before, now_ms()).await? {
+    let counted = why != Requeued::Probe;
+    if !tasks::requeue(engine.store(), id, claim, not_before, counted, now_ms()).await? {
         return Ok(false);
     }
     crate::metrics::get().task_requeued(provider, why.label());

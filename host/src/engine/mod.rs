@@ -235,8 +235,10 @@ impl Engine {
         // Chats are held by whichever process accepted them, worker or not.
         tokio::spawn(lifecycle::hold_leases(self.clone()));
         if run_workers {
-            for n in 0..self.inner.config.workers.max(1) {
-                tokio::spawn(worker::run(self.clone(), n));
+            // One log for every worker's claims: they fail together when the database is away.
+            let claims = Arc::new(Mutex::new(outage_log::OutageLog::new("claiming a task")));
+            for _ in 0..self.inner.config.workers.max(1) {
+                tokio::spawn(worker::run(self.clone(), claims.clone()));
             }
             tokio::spawn(poller::run(self.clone()));
         }

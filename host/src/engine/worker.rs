@@ -17,7 +17,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicI64, Ordering},
     },
     time::Duration,
@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::config::EngineConfig;
 use crate::engine::{
     Engine, breakers, inputs,
-    lifecycle::{self, Outcome, Requeued},
+    lifecycle::{self, Claimed, Outcome, Requeued},
     outage_log::OutageLog,
     outputs,
     provider::{CallContext, LOCAL_PROVIDER, ProgressSink, ProviderError, Submission},
@@ -38,22 +38,26 @@ use crate::engine::{
 /// Progress is written at most this often per task.
 const PROGRESS_EVERY_MS: i64 = 250;
 
-/// One worker's loop.
-pub async fn run(engine: Engine, worker: usize) {
+/// One worker's loop; `claims` logs the claims' failures of every worker of the process.
+pub async fn run(engine: Engine, claims: Arc<Mutex<OutageLog>>) {
     let shutdown = engine.draining_token().clone();
-    let mut claims = OutageLog::new(format!("worker {worker}: claiming a task"));
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        match claims.note(lifecycle::claim(&engine).await) {
-            Ok(Some((task, slot))) => {
+        let claimed = lifecycle::claim(&engine).await;
+        let claimed = claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(claimed);
+        match claimed {
+            Ok(Some(Claimed { task, slot, probe })) => {
                 let span = tracing::info_span!(
                     "task",
                     task_id = %task.id,
                     request_id = task.request_id.as_deref(),
                 );
-                execute(&engine, task).instrument(span).await;
+                execute(&engine, task, probe).instrument(span).await;
                 drop(slot);
             }
             Ok(None) => {
@@ -68,19 +72,25 @@ pub async fn run(engine: Engine, worker: usize) {
     }
 }
 
-async fn execute(engine: &Engine, task: Task) {
+/// Submits `task` (`probe`: as its provider's breaker's probe) and records the answer.
+async fn execute(engine: &Engine, task: Task, probe: bool) {
     let token = engine.track(&task.id);
-    let result = submit(engine, &task, token.clone()).await;
+    let result = submit(engine, &task, token.clone(), probe).await;
     engine.untrack(&task.id);
     if let Err(error) = result {
-        tracing::warn!(task = %task.id, %error, "task failed in the engine");
-        if !engine.shutdown_token().is_cancelled() {
-            let _ = lifecycle::finish_held(
+        let failed = !engine.shutdown_token().is_cancelled()
+            && lifecycle::finish_held(
                 engine,
                 &task,
                 Outcome::Failed(failure_reason("Internal error", &error)),
             )
-            .await;
+            .await
+            .is_ok();
+        if failed {
+            tracing::warn!(task = %task.id, %error, "the engine failed the task");
+        } else {
+            // The database away, or the process stopping: nothing is decided here.
+            tracing::warn!(task = %task.id, %error, "handling the task stopped; its lease lapses and the sweeper decides");
         }
     }
 }
@@ -89,6 +99,7 @@ async fn submit(
     engine: &Engine,
     task: &Task,
     token: tokio_util::sync::CancellationToken,
+    probe: bool,
 ) -> anyhow::Result<()> {
     let Some(provider) = engine.registry().provider(&task.provider) else {
         let reason = format!("Provider {} is not loaded.", task.provider);
@@ -128,16 +139,18 @@ async fn submit(
     // The lease is held until the answer is recorded: copying a finished task's output
     // links can take longer than a lease, and a lapsed lease would fail it as interrupted.
     let idempotent = provider.submit_is_idempotent();
-    record(engine, task, &token, answer, idempotent).await
+    record(engine, task, &token, answer, idempotent, probe).await
 }
 
-/// Records what `submit` answered (`idempotent`: whether the provider's submit is).
+/// Records what `submit` answered (`idempotent`: whether the provider's submit is; `probe`:
+/// whether it was its breaker's probe).
 async fn record(
     engine: &Engine,
     task: &Task,
     token: &tokio_util::sync::CancellationToken,
     answer: Result<Submission, ProviderError>,
     idempotent: bool,
+    probe: bool,
 ) -> anyhow::Result<()> {
     let cancelled = token.is_cancelled();
     // The breaker's bookkeeping never changes how the task itself ends.
@@ -176,13 +189,19 @@ async fn record(
         }
         Err(error) => match again(
             engine.config(),
-            task.attempts,
+            // A probe that found the vendor still away is not counted (below).
+            task.attempts - i64::from(probe && unavailable(&error)),
             task.created_at,
             &error,
             idempotent,
             now_ms(),
         ) {
             Some((why, not_before)) => {
+                let why = if probe && unavailable(&error) {
+                    Requeued::Probe
+                } else {
+                    why
+                };
                 let claim = task.attempts;
                 let retry_at = Some(not_before);
                 if lifecycle::requeue(engine, &task.id, claim, &task.provider, why, retry_at)
@@ -224,6 +243,14 @@ async fn record(
         },
     }
     Ok(())
+}
+
+/// Whether a submit failed for want of the vendor (the failure a breaker counts).
+fn unavailable(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::UpstreamUnavailable(_) | ProviderError::UpstreamUnreached(_)
+    )
 }
 
 /// Cancels at its vendor the job `handle` names, made for `task` by a worker that no longer
@@ -365,7 +392,7 @@ mod tests {
         let claim = |worker| tasks::claim(store, now, now + 30_000, worker, &providers);
         let lost = claim("wrk_a").await.unwrap().unwrap();
         assert!(
-            tasks::requeue(store, "job_lost", lost.attempts, None, now)
+            tasks::requeue(store, "job_lost", lost.attempts, None, true, now)
                 .await
                 .unwrap()
         );
@@ -376,11 +403,17 @@ mod tests {
             handle: "h_lost".into(),
             poll_after: Duration::from_secs(5),
         });
-        record(&engine, &lost, &token, made, true).await.unwrap();
+        record(&engine, &lost, &token, made, true, false)
+            .await
+            .unwrap();
         let refused = Err(ProviderError::UpstreamUnavailable("502".into()));
-        record(&engine, &lost, &token, refused, true).await.unwrap();
+        record(&engine, &lost, &token, refused, true, false)
+            .await
+            .unwrap();
         let failed = Err(ProviderError::InvalidRequest("size".into()));
-        record(&engine, &lost, &token, failed, true).await.unwrap();
+        record(&engine, &lost, &token, failed, true, false)
+            .await
+            .unwrap();
 
         let task = engine.fetch("job_lost").await.unwrap().unwrap();
         assert_eq!(

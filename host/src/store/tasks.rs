@@ -667,23 +667,26 @@ pub async fn extend_poll_claim(
 
 /// Puts a task still being submitted in `claim` (its `attempts` when claimed) back in the
 /// queue, not to be claimed before `not_before` (ms) when given: a queued task's `wake_at`.
-/// False when it is no longer being submitted in that claim.
+/// The claim stays counted unless `counted` is false (a breaker's probe, made for the
+/// breaker's sake). False when it is no longer being submitted in that claim.
 pub async fn requeue(
     store: &Store,
     id: &str,
     claim: i64,
     not_before: Option<i64>,
+    counted: bool,
     now: i64,
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE tasks SET status = 'queued', phase = NULL, progress = 0, wake_at = $3, \
-         updated_at = $2 WHERE id = $1 AND status = 'running' AND phase = 'submitting' \
-         AND attempts = $4",
+         attempts = attempts - $5, updated_at = $2 \
+         WHERE id = $1 AND status = 'running' AND phase = 'submitting' AND attempts = $4",
     )
     .bind(id)
     .bind(now)
     .bind(not_before)
     .bind(claim)
+    .bind(i64::from(!counted))
     .execute(&mut *store.writer().await?)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -1744,7 +1747,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            super::requeue(&store, "job_first", 1, Some(now + 5_000), now)
+            super::requeue(&store, "job_first", 1, Some(now + 5_000), true, now)
                 .await
                 .unwrap()
         );
@@ -1776,7 +1779,7 @@ mod tests {
         let lost = claim("wrk_a").await.unwrap().unwrap();
         // The sweeper recovers the lapsed claim and another worker takes the task.
         assert!(
-            super::requeue(&store, "job_held", lost.attempts, None, now)
+            super::requeue(&store, "job_held", lost.attempts, None, true, now)
                 .await
                 .unwrap()
         );
@@ -1790,7 +1793,7 @@ mod tests {
         };
         let stale = [
             super::mark_pending(&store, "job_held", lost.attempts, "h_a", now, now).await,
-            super::requeue(&store, "job_held", lost.attempts, None, now).await,
+            super::requeue(&store, "job_held", lost.attempts, None, true, now).await,
         ];
         assert!(stale.into_iter().all(|changed| !changed.unwrap()));
         for status in [Status::Succeeded, Status::Failed] {
