@@ -330,6 +330,10 @@ async fn a_breakers_probe_spends_none_of_its_tasks_attempts(backend: Backend) {
         job["job"]["status"], "queued",
         "the probe's one attempt was not spent: {job}"
     );
+    let (_, view) =
+        easel_tests::send(host.as_admin(reqwest::Method::GET, &format!("/admin/tasks/{probe}")))
+            .await;
+    assert_eq!(view["job"]["attempts"], 0, "{view}");
     let (status, _) = host
         .post(&format!("/api/v1/jobs/{probe}/cancel"), &json!({}))
         .await;

@@ -196,6 +196,9 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
         view["queuePosition"] = position.into();
     }
     view["workerId"] = task.worker_id.clone().into();
+    // Claims counted against `[engine] max_attempts` (a breaker's probe that found the vendor
+    // away is not).
+    view["attempts"] = task.attempts.into();
     Ok(view)
 }
 

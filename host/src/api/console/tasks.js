@@ -134,7 +134,7 @@ function facts(job) {
     ['Client', job.clientId], ['API', job.api], ['Capability', job.capability],
     ['Model', job.model], ['Prompt', job.prompt || '–'], ['Created', time(job.createdAt)],
     ['Started', time(job.startedAt)], ['Finished', time(job.finishedAt)],
-    ['Credits', credits(job)], ['Priority', job.priority],
+    ['Credits', credits(job)], ['Priority', job.priority], ['Attempts', job.attempts],
   ];
   if (job.queuePosition) rows.push(['Queue position', job.queuePosition]);
   return h('dl', { class: 'facts' }, rows.map(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]));
