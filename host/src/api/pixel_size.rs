@@ -130,10 +130,11 @@ pub fn job_size_params(
         (None, None) => (None, ""),
     };
     // `adaptive` leaves the shape to the model (or its inputs): nothing to size.
-    let Some(ratio_text) = ratio_text.filter(|text| parse_ratio(text).is_some()) else {
+    let Some((ratio_text, ratio)) =
+        ratio_text.and_then(|text| parse_ratio(&text).map(|ratio| (text, ratio)))
+    else {
         return Ok(Map::new());
     };
-    let ratio = parse_ratio(&ratio_text).expect("filtered above");
     let mut out = Map::new();
     let shaped_by = ["width", "size", "aspectRatio", "ratio"];
     if !shaped_by.iter().any(|name| properties.get(*name).is_some()) {

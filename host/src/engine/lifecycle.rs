@@ -174,7 +174,9 @@ pub async fn claim(engine: &Engine) -> anyhow::Result<Option<Claimed>> {
             Clearance::Closed => false,
             Clearance::Probe => true,
             Clearance::Held => {
-                tasks::release(engine.store(), &task.id, task.attempts, now_ms()).await?;
+                // Given back uncounted, with no metric: nothing was tried.
+                let (claim, counted) = (task.attempts, false);
+                tasks::requeue(engine.store(), &task.id, claim, None, counted, now_ms()).await?;
                 continue;
             }
         };

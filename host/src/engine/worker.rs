@@ -170,6 +170,8 @@ async fn record(
     if let Err(error) = counted {
         tracing::warn!(task = %task.id, %error, "recording the submit on its provider's breaker failed");
     }
+    // A probe that found the vendor still away is not counted against the task (below).
+    let probe_found_it_away = probe && answer.as_ref().is_err_and(unavailable);
     match answer {
         Ok(Submission::Pending { handle, poll_after }) => {
             if !lifecycle::mark_pending(engine, task, &handle, poll_after).await? {
@@ -189,15 +191,14 @@ async fn record(
         }
         Err(error) => match again(
             engine.config(),
-            // A probe that found the vendor still away is not counted (below).
-            task.attempts - i64::from(probe && unavailable(&error)),
+            task.attempts - i64::from(probe_found_it_away),
             task.created_at,
             &error,
             idempotent,
             now_ms(),
         ) {
             Some((why, not_before)) => {
-                let why = if probe && unavailable(&error) {
+                let why = if probe_found_it_away {
                     Requeued::Probe
                 } else {
                     why

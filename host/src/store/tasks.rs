@@ -667,8 +667,10 @@ pub async fn extend_poll_claim(
 
 /// Puts a task still being submitted in `claim` (its `attempts` when claimed) back in the
 /// queue, not to be claimed before `not_before` (ms) when given: a queued task's `wake_at`.
-/// The claim stays counted unless `counted` is false (a breaker's probe, made for the
-/// breaker's sake). False when it is no longer being submitted in that claim.
+/// The claim stays counted unless `counted` is false (a claim that gave its task back for
+/// its provider's breaker, or that breaker's probe): then the task is as it was before it,
+/// not started if that was its first. False when it is no longer being submitted in that
+/// claim.
 pub async fn requeue(
     store: &Store,
     id: &str,
@@ -679,7 +681,8 @@ pub async fn requeue(
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE tasks SET status = 'queued', phase = NULL, progress = 0, wake_at = $3, \
-         attempts = attempts - $5, updated_at = $2 \
+         attempts = attempts - $5, \
+         started_at = CASE WHEN attempts - $5 = 0 THEN NULL ELSE started_at END, updated_at = $2 \
          WHERE id = $1 AND status = 'running' AND phase = 'submitting' AND attempts = $4",
     )
     .bind(id)
@@ -690,23 +693,6 @@ pub async fn requeue(
     .execute(&mut *store.writer().await?)
     .await?;
     Ok(updated.rows_affected() == 1)
-}
-
-/// Gives back a claim that submitted nothing (its provider's breaker was being probed): the
-/// task is queued again as it was before claim `claim`, which is not counted.
-pub async fn release(store: &Store, id: &str, claim: i64, now: i64) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE tasks SET status = 'queued', phase = NULL, wake_at = NULL, worker_id = NULL, \
-         attempts = attempts - 1, started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END, \
-         updated_at = $2 \
-         WHERE id = $1 AND status = 'running' AND phase = 'submitting' AND attempts = $3",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(claim)
-    .execute(&mut *store.writer().await?)
-    .await?;
-    Ok(())
 }
 
 /// Stores a running task's progress and next `wake_at`, each only when given, and why its

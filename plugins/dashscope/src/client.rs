@@ -91,9 +91,7 @@ impl Region {
         match code {
             "cn" => Ok(Region::Beijing),
             "intl" => Ok(Region::Singapore),
-            other => Err(Error::invalid(format!(
-                "unknown region `{other}` in handle"
-            ))),
+            other => Err(Error::invalid(format!("unknown region `{other}` in handle"))),
         }
     }
 
@@ -153,10 +151,7 @@ pub struct Task {
 impl Task {
     /// The handle the host persists.
     pub fn handle(&self) -> String {
-        vendor_kit::handle::encode(
-            HANDLE_PREFIX,
-            &[self.region.code(), self.family.code(), &self.id],
-        )
+        vendor_kit::handle::encode(HANDLE_PREFIX, &[self.region.code(), self.family.code(), &self.id])
     }
 
     /// Reads a handle made by [`Task::handle`].
@@ -165,17 +160,9 @@ impl Task {
         let family = match fields[1] {
             "image" => Family::Image,
             "video" => Family::Video,
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown task family `{other}` in handle"
-                )));
-            }
+            other => return Err(Error::invalid(format!("unknown task family `{other}` in handle"))),
         };
-        Ok(Task {
-            region: Region::from_code(fields[0])?,
-            family,
-            id: fields[2].to_string(),
-        })
+        Ok(Task { region: Region::from_code(fields[0])?, family, id: fields[2].to_string() })
     }
 }
 
@@ -190,40 +177,25 @@ pub fn create_task(region: Region, family: Family, path: &str, body: &Value) -> 
         .pointer("/output/task_id")
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            Error::upstream(format!(
-                "DashScope accepted the task but sent no task_id: {answer}"
-            ))
-        })?;
-    Ok(Task {
-        region,
-        family,
-        id: id.to_string(),
-    })
+        .ok_or_else(|| Error::upstream(format!("DashScope accepted the task but sent no task_id: {answer}")))?;
+    Ok(Task { region, family, id: id.to_string() })
 }
 
 /// The whole answer of `GET /api/v1/tasks/{id}`.
 pub fn fetch_task(task: &Task) -> Result<Value> {
-    let request = authorized(Request::get(
-        task.region.api(&format!("/tasks/{}", task.id)),
-    ))?
-    .timeout(SUBMIT_TIMEOUT);
+    let request = authorized(Request::get(task.region.api(&format!("/tasks/{}", task.id))))?.timeout(SUBMIT_TIMEOUT);
     errors::json_or_error(request.send()?)
 }
 
 /// `POST /api/v1/tasks/{id}/cancel`; DashScope only cancels tasks still queued.
 pub fn cancel_task(task: &Task) -> Result<()> {
-    let request = authorized(Request::post(
-        task.region.api(&format!("/tasks/{}/cancel", task.id)),
-    ))?
-    .timeout(SUBMIT_TIMEOUT);
+    let request =
+        authorized(Request::post(task.region.api(&format!("/tasks/{}/cancel", task.id))))?.timeout(SUBMIT_TIMEOUT);
     errors::json_or_error(request.send()?).map(|_| ())
 }
 
 /// A synchronous call at `path` (under `/api/v1`), answering the whole JSON body.
 pub fn call(region: Region, path: &str, body: &Value) -> Result<Value> {
-    let request = authorized(Request::post(region.api(path)))?
-        .json(body)
-        .timeout(SYNC_TIMEOUT);
+    let request = authorized(Request::post(region.api(path)))?.json(body).timeout(SYNC_TIMEOUT);
     errors::json_or_error(request.send()?)
 }

@@ -15,13 +15,8 @@ const MULTIMODAL: &str = "/services/aigc/multimodal-generation/generation";
 pub const EDIT_MODEL: &str = "qwen-image-edit";
 
 /// Qwen-Image renders these sizes only; Pixel's `aspectRatio` picks one.
-pub const QWEN_IMAGE_SIZES: [(&str, &str); 5] = [
-    ("16:9", "1664*928"),
-    ("4:3", "1472*1140"),
-    ("1:1", "1328*1328"),
-    ("3:4", "1140*1472"),
-    ("9:16", "928*1664"),
-];
+pub const QWEN_IMAGE_SIZES: [(&str, &str); 5] =
+    [("16:9", "1664*928"), ("4:3", "1472*1140"), ("1:1", "1328*1328"), ("3:4", "1140*1472"), ("9:16", "928*1664")];
 
 /// Starts an image job for a Wan text-to-image model or `qwen-image`.
 pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission> {
@@ -35,10 +30,7 @@ pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission>
     }
     let body = text2image_body(request)?;
     let task = client::create_task(region, Family::Image, TEXT2IMAGE, &body)?;
-    Ok(Submission::pending(
-        task.handle(),
-        Family::Image.poll_after_ms(),
-    ))
+    Ok(Submission::pending(task.handle(), Family::Image.poll_after_ms()))
 }
 
 fn text2image_body(request: &GenerationRequest) -> Result<Value> {
@@ -54,21 +46,13 @@ fn text2image_body(request: &GenerationRequest) -> Result<Value> {
         (size.to_string(), request.param_u64("n", 1)?)
     };
     let mut parameters = json!({"size": size, "n": n});
-    params::copy(
-        request,
-        &mut parameters,
-        &["seed", "prompt_extend", "watermark"],
-    );
+    params::copy(request, &mut parameters, &["seed", "prompt_extend", "watermark"]);
     Ok(json!({"model": request.model, "input": input, "parameters": parameters}))
 }
 
 /// The default `size` of each Wan text-to-image model.
 pub fn default_size(model: &str) -> &'static str {
-    if model == "wan2.5-t2i-preview" {
-        "1280*1280"
-    } else {
-        "1024*1024"
-    }
+    if model == "wan2.5-t2i-preview" { "1280*1280" } else { "1024*1024" }
 }
 
 fn qwen_image_size(request: &GenerationRequest) -> Result<String> {
@@ -77,43 +61,25 @@ fn qwen_image_size(request: &GenerationRequest) -> Result<String> {
         .iter()
         .find(|(r, _)| *r == ratio)
         .map(|(_, size)| size.to_string())
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "`aspectRatio` must be one of 16:9, 4:3, 1:1, 3:4, 9:16, not `{ratio}`"
-            ))
-        })
+        .ok_or_else(|| Error::invalid(format!("`aspectRatio` must be one of 16:9, 4:3, 1:1, 3:4, 9:16, not `{ratio}`")))
 }
 
 /// Wan 2.2 takes 512 to 1440 pixels a side; Wan 2.5 any shape between 768×768 and
 /// 1440×1440 pixels in all with a ratio within 1:4 and 4:1.
 fn check_wan_size(model: &str, size: &str) -> Result<()> {
-    let parsed = size
-        .split_once('*')
-        .and_then(|(w, h)| Some((w.parse::<u64>().ok()?, h.parse::<u64>().ok()?)));
+    let parsed = size.split_once('*').and_then(|(w, h)| Some((w.parse::<u64>().ok()?, h.parse::<u64>().ok()?)));
     let Some((w, h)) = parsed else {
-        return Err(Error::invalid(format!(
-            "`size` must look like 1024*1024, not `{size}`"
-        )));
+        return Err(Error::invalid(format!("`size` must look like 1024*1024, not `{size}`")));
     };
     let fits = if model == "wan2.5-t2i-preview" {
         (768 * 768..=1440 * 1440).contains(&(w * h)) && w * 4 >= h && h * 4 >= w
     } else {
         (512..=1440).contains(&w) && (512..=1440).contains(&h)
     };
-    if fits {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "`size` {size} is outside what {model} renders"
-        )))
-    }
+    if fits { Ok(()) } else { Err(Error::invalid(format!("`size` {size} is outside what {model} renders"))) }
 }
 
-fn edit(
-    request: &GenerationRequest,
-    region: Region,
-    source: &easel_sdk::InputMedia,
-) -> Result<Submission> {
+fn edit(request: &GenerationRequest, region: Region, source: &easel_sdk::InputMedia) -> Result<Submission> {
     let image = media::reference(source, Reference::UrlOrDataUrl, "image")?;
     let mut parameters = json!({});
     if let Some(negative) = params::negative_prompt(request)? {
@@ -132,51 +98,28 @@ fn edit(
         .into_iter()
         .flatten()
         .filter_map(|part| part.get("image").and_then(Value::as_str))
-        .map(|url| Output::Url {
-            url: url.to_string(),
-            content_type: Some("image/png".into()),
-        })
+        .map(|url| Output::Url { url: url.to_string(), content_type: Some("image/png".into()) })
         .collect();
     if outputs.is_empty() {
-        return Err(Error::upstream(format!(
-            "DashScope answered the edit without an image: {answer}"
-        )));
+        return Err(Error::upstream(format!("DashScope answered the edit without an image: {answer}")));
     }
-    Ok(Submission::Finished(with_usage(
-        Finished::new(outputs),
-        &answer,
-    )))
+    Ok(Submission::Finished(with_usage(Finished::new(outputs), &answer)))
 }
 
 /// The outcome of the `SUCCEEDED` image task `task_id`: every `output.results[].url`.
 /// Results that failed on their own carry `code`/`message`; if none succeeded the first
 /// error wins, and a success with neither images nor errors fails the task too.
 pub fn finished(answer: &Value, task_id: &str) -> PollOutcome {
-    let results = answer
-        .pointer("/output/results")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let results = answer.pointer("/output/results").and_then(Value::as_array).cloned().unwrap_or_default();
     let outputs: Vec<Output> = results
         .iter()
-        .filter_map(|r| {
-            r.get("url")
-                .and_then(Value::as_str)
-                .filter(|url| !url.is_empty())
-        })
-        .map(|url| Output::Url {
-            url: url.to_string(),
-            content_type: Some("image/png".into()),
-        })
+        .filter_map(|r| r.get("url").and_then(Value::as_str).filter(|url| !url.is_empty()))
+        .map(|url| Output::Url { url: url.to_string(), content_type: Some("image/png".into()) })
         .collect();
     if outputs.is_empty() {
         return match results.iter().find(|r| r.get("code").is_some()) {
             Some(failed) => PollOutcome::Failed(crate::errors::from_failed_task(failed)),
-            None => vendor_kit::outcome::succeeded_without_output(
-                "DashScope",
-                task_id,
-                "output.results[].url",
-            ),
+            None => vendor_kit::outcome::succeeded_without_output("DashScope", task_id, "output.results[].url"),
         };
     }
     PollOutcome::Finished(with_usage(Finished::new(outputs), answer))

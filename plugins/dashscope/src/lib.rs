@@ -25,10 +25,7 @@ mod tests;
 
 use client::{Family, Region, Task};
 use easel_sdk::serde_json::Value;
-use easel_sdk::{
-    ChatRequest, ChatStream, Error, GenerationRequest, Manifest, PollOutcome, Provider, Result,
-    Submission,
-};
+use easel_sdk::{ChatRequest, ChatStream, Error, GenerationRequest, Manifest, PollOutcome, Provider, Result, Submission};
 
 /// The provider; it keeps no state between calls.
 #[derive(Default)]
@@ -57,15 +54,12 @@ impl Provider for DashScope {
     fn submit(&self, request: GenerationRequest) -> Result<Submission> {
         let region = Region::configured()?;
         match (request.capability.as_str(), request.model.as_str()) {
-            (
-                "image.generate" | "image.edit",
-                "qwen-image" | "wan2.2-t2i-plus" | "wan2.2-t2i-flash" | "wan2.5-t2i-preview",
-            ) => image::submit(&request, region),
+            ("image.generate" | "image.edit", "qwen-image" | "wan2.2-t2i-plus" | "wan2.2-t2i-flash" | "wan2.5-t2i-preview") => {
+                image::submit(&request, region)
+            }
             ("video.generate", _) => video::submit(&request, region),
             ("audio.speech", tts::MODEL) => tts::submit(&request, region),
-            (capability, model) => Err(Error::invalid(format!(
-                "dashscope/{model} does not do {capability}"
-            ))),
+            (capability, model) => Err(Error::invalid(format!("dashscope/{model} does not do {capability}"))),
         }
     }
 
@@ -73,32 +67,18 @@ impl Provider for DashScope {
         let task = Task::from_handle(handle)?;
         let answer = client::fetch_task(&task)?;
         let output = answer.get("output").cloned().unwrap_or(Value::Null);
-        let status = output
-            .get("task_status")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let status = output.get("task_status").and_then(Value::as_str).unwrap_or("");
         Ok(match status {
-            "PENDING" | "RUNNING" => PollOutcome::Running {
-                progress: None,
-                poll_after_ms: task.family.poll_after_ms(),
-            },
+            "PENDING" | "RUNNING" => PollOutcome::Running { progress: None, poll_after_ms: task.family.poll_after_ms() },
             "SUCCEEDED" => match task.family {
                 Family::Image => image::finished(&answer, &task.id),
                 Family::Video => video::finished(&answer, &task.id),
             },
             "FAILED" => PollOutcome::Failed(errors::from_failed_task(&output)),
-            "CANCELED" => {
-                PollOutcome::Failed(Error::internal("the task was cancelled at DashScope"))
-            }
+            "CANCELED" => PollOutcome::Failed(Error::internal("the task was cancelled at DashScope")),
             // UNKNOWN: the task id is not (or no longer) known; results live 24 hours.
-            "UNKNOWN" => PollOutcome::Failed(Error::upstream(
-                "DashScope no longer knows this task (expired or never created)",
-            )),
-            other => {
-                return Err(Error::upstream(format!(
-                    "DashScope sent an unknown task_status `{other}`"
-                )));
-            }
+            "UNKNOWN" => PollOutcome::Failed(Error::upstream("DashScope no longer knows this task (expired or never created)")),
+            other => return Err(Error::upstream(format!("DashScope sent an unknown task_status `{other}`"))),
         })
     }
 
@@ -108,10 +88,7 @@ impl Provider for DashScope {
 
     fn chat(&self, request: ChatRequest) -> Result<Box<dyn ChatStream>> {
         if !chat::MODELS.contains(&request.model.as_str()) {
-            return Err(Error::invalid(format!(
-                "dashscope/{} does not do chat",
-                request.model
-            )));
+            return Err(Error::invalid(format!("dashscope/{} does not do chat", request.model)));
         }
         chat::start(&request, Region::configured()?)
     }

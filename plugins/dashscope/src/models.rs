@@ -7,17 +7,8 @@ use easel_sdk::serde_json::{Map, Value, json};
 
 const RATIOS: [&str; 5] = ["16:9", "4:3", "1:1", "3:4", "9:16"];
 /// Seed 002's `size` list for Wan 2.6 video.
-const WAN_VIDEO_SIZES: [&str; 9] = [
-    "832*480",
-    "480*832",
-    "624*624",
-    "1280*720",
-    "720*1280",
-    "960*960",
-    "1920*1080",
-    "1080*1920",
-    "1440*1440",
-];
+const WAN_VIDEO_SIZES: [&str; 9] =
+    ["832*480", "480*832", "624*624", "1280*720", "720*1280", "960*960", "1920*1080", "1080*1920", "1440*1440"];
 
 /// `max_inputs` of a model that reads its prompt alone: an input file would be sent nowhere, so
 /// the host's front door refuses it.
@@ -62,10 +53,7 @@ fn wan_image(key: &str, name: &str, price: f64) -> Model {
 }
 
 fn qwen_image() -> Model {
-    let sizes: Map<String, Value> = image::QWEN_IMAGE_SIZES
-        .iter()
-        .map(|(r, s)| (r.to_string(), json!(s)))
-        .collect();
+    let sizes: Map<String, Value> = image::QWEN_IMAGE_SIZES.iter().map(|(r, s)| (r.to_string(), json!(s))).collect();
     let props = merge(
         json!({
             "negativePrompt": {"type": "string", "default": ""},
@@ -102,18 +90,13 @@ fn wan_video_props(duration_default: u64) -> Value {
 }
 
 fn wan_t2v() -> Model {
-    let props = merge(
-        wan_video_props(15),
-        json!({"prompt_extend": {"type": "boolean", "default": true}}),
-    );
+    let props = merge(wan_video_props(15), json!({"prompt_extend": {"type": "boolean", "default": true}}));
     Model::new("wan2.6-t2v", "Wan 2.6 text-to-video", "video")
         .capability("video.generate")
         .params_schema(schema(props))
         .price_hint(10.0)
-        .extra(
-            json!({"catelogid": "t2v", "durations": [5, 10, 15], "sizes": WAN_VIDEO_SIZES,
-                      "max_inputs": text_only()}),
-        )
+        .extra(json!({"catelogid": "t2v", "durations": [5, 10, 15], "sizes": WAN_VIDEO_SIZES,
+                      "max_inputs": text_only()}))
 }
 
 fn wan_r2v() -> Model {
@@ -164,14 +147,7 @@ fn pixel_wan_video() -> Model {
         }))
 }
 
-fn happyhorse(
-    key: &str,
-    name: &str,
-    catalog: &str,
-    resolution: &str,
-    duration: u64,
-    ratio: bool,
-) -> Model {
+fn happyhorse(key: &str, name: &str, catalog: &str, resolution: &str, duration: u64, ratio: bool) -> Model {
     let mut props = merge(
         json!({
             "resolution": {"type": "string", "enum": ["720P", "1080P"], "default": resolution},
@@ -193,11 +169,7 @@ fn happyhorse(
         // Counted at the host's front door, so more are refused before a task is made.
         extra["max_inputs"] = json!({"image": video::HAPPYHORSE_MOST_REFERENCES});
     }
-    Model::new(key, name, "video")
-        .capability("video.generate")
-        .params_schema(schema(props))
-        .price_hint(8.0)
-        .extra(extra)
+    Model::new(key, name, "video").capability("video.generate").params_schema(schema(props)).price_hint(8.0).extra(extra)
 }
 
 fn chat_model(key: &str, name: &str, price: f64) -> Model {
@@ -209,10 +181,8 @@ fn chat_model(key: &str, name: &str, price: f64) -> Model {
 }
 
 fn speech() -> Model {
-    let voices: Vec<Value> = tts::VOICES
-        .iter()
-        .map(|(id, name, language)| json!({"id": id, "name": name, "language": language}))
-        .collect();
+    let voices: Vec<Value> =
+        tts::VOICES.iter().map(|(id, name, language)| json!({"id": id, "name": name, "language": language})).collect();
     let ids: Vec<&str> = tts::VOICES.iter().map(|v| v.0).collect();
     Model::new(tts::MODEL, "Qwen3 TTS Flash", "audio")
         .capability("audio.speech")
@@ -234,30 +204,9 @@ pub fn all() -> Vec<Model> {
         wan_t2v(),
         pixel_wan_video(),
         wan_r2v(),
-        happyhorse(
-            "happyhorse-1.0-t2v",
-            "HappyHorse 1.0 text-to-video",
-            "t2v",
-            "720P",
-            5,
-            true,
-        ),
-        happyhorse(
-            "happyhorse-1.0-i2v",
-            "HappyHorse 1.0 image-to-video",
-            "i2v",
-            "720P",
-            5,
-            false,
-        ),
-        happyhorse(
-            "happyhorse-1.0-r2v",
-            "HappyHorse 1.0 reference-to-video",
-            "ref2v",
-            "1080P",
-            15,
-            true,
-        ),
+        happyhorse("happyhorse-1.0-t2v", "HappyHorse 1.0 text-to-video", "t2v", "720P", 5, true),
+        happyhorse("happyhorse-1.0-i2v", "HappyHorse 1.0 image-to-video", "i2v", "720P", 5, false),
+        happyhorse("happyhorse-1.0-r2v", "HappyHorse 1.0 reference-to-video", "ref2v", "1080P", 15, true),
         chat_model(chat::MODELS[0], "Qwen Plus", 0.1),
         chat_model(chat::MODELS[1], "Qwen3 Max", 0.3),
         speech(),

@@ -32,19 +32,8 @@ pub const VOICES: [(&str, &str, &str); 17] = [
 ];
 
 /// Languages `language_type` accepts.
-pub const LANGUAGES: [&str; 11] = [
-    "Auto",
-    "Chinese",
-    "English",
-    "German",
-    "Italian",
-    "Portuguese",
-    "Spanish",
-    "Japanese",
-    "Korean",
-    "French",
-    "Russian",
-];
+pub const LANGUAGES: [&str; 11] =
+    ["Auto", "Chinese", "English", "German", "Italian", "Portuguese", "Spanish", "Japanese", "Korean", "French", "Russian"];
 
 /// Synthesizes the prompt.
 pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission> {
@@ -65,9 +54,6 @@ pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission>
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty())
         .ok_or_else(|| Error::upstream(format!("DashScope answered without audio: {answer}")))?;
-    let out = Finished::new(vec![Output::Url {
-        url: url.to_string(),
-        content_type: Some("audio/wav".into()),
-    }]);
+    let out = Finished::new(vec![Output::Url { url: url.to_string(), content_type: Some("audio/wav".into()) }]);
     Ok(Submission::Finished(crate::image::with_usage(out, &answer)))
 }

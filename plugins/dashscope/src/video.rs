@@ -5,9 +5,7 @@
 use crate::client::{self, Family, Region};
 use crate::params;
 use easel_sdk::serde_json::{Value, json};
-use easel_sdk::{
-    Error, Finished, GenerationRequest, InputMedia, Output, PollOutcome, Result, Submission,
-};
+use easel_sdk::{Error, Finished, GenerationRequest, InputMedia, Output, PollOutcome, Result, Submission};
 use vendor_kit::media::{self, Reference};
 
 const VIDEO_SYNTHESIS: &str = "/services/aigc/video-generation/video-synthesis";
@@ -26,23 +24,11 @@ pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission>
         "wan2.6-r2v" => wan_r2v(request)?,
         "happyhorse-1.0-t2v" => happyhorse(request, None, "720P", 5)?,
         "happyhorse-1.0-i2v" => happyhorse(request, Some(("first_frame", 1)), "720P", 5)?,
-        "happyhorse-1.0-r2v" => happyhorse(
-            request,
-            Some(("reference_image", HAPPYHORSE_MOST_REFERENCES)),
-            "1080P",
-            15,
-        )?,
-        other => {
-            return Err(Error::invalid(format!(
-                "dashscope/{other} is not a video model"
-            )));
-        }
+        "happyhorse-1.0-r2v" => happyhorse(request, Some(("reference_image", HAPPYHORSE_MOST_REFERENCES)), "1080P", 15)?,
+        other => return Err(Error::invalid(format!("dashscope/{other} is not a video model"))),
     };
     let task = client::create_task(region, Family::Video, VIDEO_SYNTHESIS, &body)?;
-    Ok(Submission::pending(
-        task.handle(),
-        Family::Video.poll_after_ms(),
-    ))
+    Ok(Submission::pending(task.handle(), Family::Video.poll_after_ms()))
 }
 
 fn wan_input(request: &GenerationRequest) -> Result<Value> {
@@ -62,11 +48,7 @@ fn wan_t2v(request: &GenerationRequest) -> Result<Value> {
         "size": request.param_str("size", "1920*1080")?,
         "duration": request.param_u64("duration", 15)?,
     });
-    params::copy(
-        request,
-        &mut parameters,
-        &["seed", "prompt_extend", "shot_type", "audio", "watermark"],
-    );
+    params::copy(request, &mut parameters, &["seed", "prompt_extend", "shot_type", "audio", "watermark"]);
     Ok(json!({"model": "wan2.6-t2v", "input": wan_input(request)?, "parameters": parameters}))
 }
 
@@ -76,21 +58,13 @@ fn pixel_wan_video(request: &GenerationRequest) -> Result<Value> {
     let duration = match request.param_str("duration", "5s")? {
         "5s" => 5,
         "10s" => 10,
-        other => {
-            return Err(Error::invalid(format!(
-                "`duration` must be 5s or 10s, not `{other}`"
-            )));
-        }
+        other => return Err(Error::invalid(format!("`duration` must be 5s or 10s, not `{other}`"))),
     };
     let resolution = request.param_str("resolution", "720p")?;
     let (tier, size) = match resolution {
         "720p" => ("720P", "1280*720"),
         "1080p" => ("1080P", "1920*1080"),
-        other => {
-            return Err(Error::invalid(format!(
-                "`resolution` must be 720p or 1080p, not `{other}`"
-            )));
-        }
+        other => return Err(Error::invalid(format!("`resolution` must be 720p or 1080p, not `{other}`"))),
     };
     let mut input = wan_input(request)?;
     let first_frame = media::with_role(&request.inputs, "image", Some("first_frame"))
@@ -99,18 +73,11 @@ fn pixel_wan_video(request: &GenerationRequest) -> Result<Value> {
     let (model, mut parameters) = match first_frame {
         Some(image) => {
             input["img_url"] = json!(media::reference(image, Reference::UrlOrDataUrl, "img_url")?);
-            (
-                "wan2.6-i2v",
-                json!({"resolution": tier, "duration": duration}),
-            )
+            ("wan2.6-i2v", json!({"resolution": tier, "duration": duration}))
         }
         None => ("wan2.6-t2v", json!({"size": size, "duration": duration})),
     };
-    params::copy(
-        request,
-        &mut parameters,
-        &["seed", "prompt_extend", "shot_type", "audio", "watermark"],
-    );
+    params::copy(request, &mut parameters, &["seed", "prompt_extend", "shot_type", "audio", "watermark"]);
     Ok(json!({"model": model, "input": input, "parameters": parameters}))
 }
 
@@ -124,9 +91,7 @@ fn wan_r2v(request: &GenerationRequest) -> Result<Value> {
         .map(|i| media::reference(i, Reference::UrlOnly, "reference_urls"))
         .collect::<Result<_>>()?;
     if references.is_empty() {
-        return Err(Error::invalid(
-            "wan2.6-r2v needs at least one reference image or video",
-        ));
+        return Err(Error::invalid("wan2.6-r2v needs at least one reference image or video"));
     }
     // Refused here rather than sent: the vendor would refuse it anyway, after a round trip and
     // with a less telling message. 15 is also seed 002's default, so say what to ask instead.
@@ -146,11 +111,7 @@ fn wan_r2v(request: &GenerationRequest) -> Result<Value> {
         "size": request.param_str("size", "1920*1080")?,
         "duration": duration,
     });
-    params::copy(
-        request,
-        &mut parameters,
-        &["seed", "shot_type", "audio", "watermark"],
-    );
+    params::copy(request, &mut parameters, &["seed", "shot_type", "audio", "watermark"]);
     Ok(json!({"model": "wan2.6-r2v", "input": input, "parameters": parameters}))
 }
 
@@ -176,16 +137,10 @@ fn happyhorse(
             media::of_kind(&request.inputs, "image").collect()
         };
         if images.is_empty() {
-            return Err(Error::invalid(format!(
-                "{} needs an image input ({kind})",
-                request.model
-            )));
+            return Err(Error::invalid(format!("{} needs an image input ({kind})", request.model)));
         }
         if images.len() > most {
-            return Err(Error::invalid(format!(
-                "{} takes at most {most} reference images",
-                request.model
-            )));
+            return Err(Error::invalid(format!("{} takes at most {most} reference images", request.model)));
         }
         let items: Vec<Value> = images
             .into_iter()
@@ -204,20 +159,9 @@ fn happyhorse(
 /// The outcome of the `SUCCEEDED` video task `task_id`: its `output.video_url`, or, when
 /// the answer has none, the task's failure.
 pub fn finished(answer: &Value, task_id: &str) -> PollOutcome {
-    let Some(url) = answer
-        .pointer("/output/video_url")
-        .and_then(Value::as_str)
-        .filter(|url| !url.is_empty())
-    else {
-        return vendor_kit::outcome::succeeded_without_output(
-            "DashScope",
-            task_id,
-            "output.video_url",
-        );
+    let Some(url) = answer.pointer("/output/video_url").and_then(Value::as_str).filter(|url| !url.is_empty()) else {
+        return vendor_kit::outcome::succeeded_without_output("DashScope", task_id, "output.video_url");
     };
-    let out = Finished::new(vec![Output::Url {
-        url: url.to_string(),
-        content_type: Some("video/mp4".into()),
-    }]);
+    let out = Finished::new(vec![Output::Url { url: url.to_string(), content_type: Some("video/mp4".into()) }]);
     PollOutcome::Finished(crate::image::with_usage(out, answer))
 }

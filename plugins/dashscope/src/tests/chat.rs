@@ -5,9 +5,7 @@ use easel_sdk::{ChatEvent, ChatRequest, Error, collect_chat};
 const COMPAT: &str = "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions";
 
 fn chat_post() -> Expect {
-    Expect::post(COMPAT)
-        .header("authorization", format!("Bearer {KEY}"))
-        .header("content-type", "application/json")
+    Expect::post(COMPAT).header("authorization", format!("Bearer {KEY}")).header("content-type", "application/json")
 }
 
 #[test]
@@ -45,10 +43,7 @@ fn chat_streams_deltas_usage_and_finish_from_compatible_mode() {
         [
             ChatEvent::Delta("我是".into()),
             ChatEvent::Delta("通义千问".into()),
-            ChatEvent::Usage {
-                prompt: 12,
-                completion: 4
-            },
+            ChatEvent::Usage { prompt: 12, completion: 4 },
             ChatEvent::Finish("stop".into())
         ]
     );
@@ -107,10 +102,7 @@ fn chat_sends_tools_and_relays_streamed_calls() {
             piece(Some("call_8f08"), Some("get_current_weather"), ""),
             piece(None, None, r#"{"location":"#),
             piece(None, None, r#" "上海"}"#),
-            ChatEvent::Usage {
-                prompt: 230,
-                completion: 20
-            },
+            ChatEvent::Usage { prompt: 230, completion: 20 },
             ChatEvent::Finish("tool_calls".into())
         ]
     );
@@ -137,12 +129,7 @@ fn chat_errors_in_compatible_mode_shape_are_mapped() {
                 .header("retry-after", "3"),
         )
         .install();
-    let chat = || {
-        DashScope
-            .chat(ChatRequest::user("qwen-plus", "hi"))
-            .err()
-            .unwrap()
-    };
+    let chat = || DashScope.chat(ChatRequest::user("qwen-plus", "hi")).err().unwrap();
     assert!(matches!(chat(), Error::Unauthorized(m) if m.contains("invalid_api_key")));
     assert!(matches!(chat(), Error::ContentRejected(_)));
     assert_eq!(chat(), Error::RateLimited(Some(3)));
@@ -152,8 +139,5 @@ fn chat_errors_in_compatible_mode_shape_are_mapped() {
 #[test]
 fn chat_refuses_models_that_are_not_chat_models() {
     let _script = Script::new().secret("DASHSCOPE_API_KEY", KEY).install();
-    assert!(matches!(
-        DashScope.chat(ChatRequest::user("qwen-image", "hi")),
-        Err(Error::InvalidRequest(_))
-    ));
+    assert!(matches!(DashScope.chat(ChatRequest::user("qwen-image", "hi")), Err(Error::InvalidRequest(_))));
 }

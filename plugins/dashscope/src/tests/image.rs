@@ -34,21 +34,12 @@ fn wan_text_to_image_is_a_task_polled_until_it_succeeds() {
     let (handle, after) = pending(DashScope.submit(request).unwrap());
     assert_eq!(handle, "dashscope-task:v1:cn:image:t-img");
     assert_eq!(after, 3_000);
-    assert_eq!(
-        poll(&handle),
-        PollOutcome::Running {
-            progress: None,
-            poll_after_ms: 3_000
-        }
-    );
+    assert_eq!(poll(&handle), PollOutcome::Running { progress: None, poll_after_ms: 3_000 });
     assert!(matches!(poll(&handle), PollOutcome::Running { .. }));
     let done = finished(poll(&handle));
     assert_eq!(
         done.outputs,
-        [Output::Url {
-            url: "https://dashscope-result.oss.example/1.png".into(),
-            content_type: Some("image/png".into())
-        }]
+        [Output::Url { url: "https://dashscope-result.oss.example/1.png".into(), content_type: Some("image/png".into()) }]
     );
     assert_eq!(done.usage, Some(json!({"image_count": 1})));
     script.finish();
@@ -97,21 +88,17 @@ fn qwen_image_with_an_input_image_edits_synchronously_with_a_data_url() {
             })),
         )
         .install();
-    let request =
-        GenerationRequest::new("image.edit", "qwen-image", "make it night").input(InputMedia {
-            kind: "image".into(),
-            data: Some(b"\x89PNG\r\n".to_vec()),
-            ..Default::default()
-        });
+    let request = GenerationRequest::new("image.edit", "qwen-image", "make it night").input(InputMedia {
+        kind: "image".into(),
+        data: Some(b"\x89PNG\r\n".to_vec()),
+        ..Default::default()
+    });
     match DashScope.submit(request).unwrap() {
         Submission::Finished(f) => {
-            assert_eq!(
-                f.outputs,
-                [Output::Url {
-                    url: "https://dashscope-result.oss.example/edit.png".into(),
-                    content_type: Some("image/png".into())
-                }]
-            );
+            assert_eq!(f.outputs, [Output::Url {
+                url: "https://dashscope-result.oss.example/edit.png".into(),
+                content_type: Some("image/png".into())
+            }]);
             assert_eq!(f.usage.unwrap()["image_count"], 1);
         }
         other => panic!("{other:?}"),
@@ -122,22 +109,12 @@ fn qwen_image_with_an_input_image_edits_synchronously_with_a_data_url() {
 #[test]
 fn sizes_outside_the_model_range_are_refused_before_any_request() {
     let _script = Script::new().secret("DASHSCOPE_API_KEY", KEY).install();
-    let too_big = GenerationRequest::new("image.generate", "wan2.2-t2i-flash", "x")
-        .param("size", "2048*2048");
-    assert!(
-        matches!(DashScope.submit(too_big), Err(Error::InvalidRequest(m)) if m.contains("2048*2048"))
-    );
-    let too_thin = GenerationRequest::new("image.generate", "wan2.5-t2i-preview", "x")
-        .param("size", "400*2000");
-    assert!(matches!(
-        DashScope.submit(too_thin),
-        Err(Error::InvalidRequest(_))
-    ));
+    let too_big = GenerationRequest::new("image.generate", "wan2.2-t2i-flash", "x").param("size", "2048*2048");
+    assert!(matches!(DashScope.submit(too_big), Err(Error::InvalidRequest(m)) if m.contains("2048*2048")));
+    let too_thin = GenerationRequest::new("image.generate", "wan2.5-t2i-preview", "x").param("size", "400*2000");
+    assert!(matches!(DashScope.submit(too_thin), Err(Error::InvalidRequest(_))));
     let empty = GenerationRequest::new("image.generate", "wan2.5-t2i-preview", " ");
-    assert_eq!(
-        DashScope.submit(empty),
-        Err(Error::invalid("Missing required parameter: prompt"))
-    );
+    assert_eq!(DashScope.submit(empty), Err(Error::invalid("Missing required parameter: prompt")));
 }
 
 #[test]
@@ -158,15 +135,7 @@ fn singapore_region_goes_to_the_international_host_and_the_handle_remembers_it()
             task_status("t-sg", "RUNNING"),
         )
         .install();
-    let (handle, _) = pending(
-        DashScope
-            .submit(GenerationRequest::new(
-                "image.generate",
-                "wan2.5-t2i-preview",
-                "x",
-            ))
-            .unwrap(),
-    );
+    let (handle, _) = pending(DashScope.submit(GenerationRequest::new("image.generate", "wan2.5-t2i-preview", "x")).unwrap());
     assert_eq!(handle, "dashscope-task:v1:intl:image:t-sg");
     assert!(matches!(poll(&handle), PollOutcome::Running { .. }));
     script.finish();

@@ -21,9 +21,7 @@ fn post(path: &str) -> Expect {
 }
 
 fn async_post(path: &str) -> Expect {
-    post(path)
-        .header("x-dashscope-async", "enable")
-        .header("content-type", "application/json")
+    post(path).header("x-dashscope-async", "enable").header("content-type", "application/json")
 }
 
 fn get(path: &str) -> Expect {
@@ -31,24 +29,15 @@ fn get(path: &str) -> Expect {
 }
 
 fn created(task_id: &str) -> Reply {
-    Reply::json(
-        200,
-        json!({"request_id": "r-1", "output": {"task_id": task_id, "task_status": "PENDING"}}),
-    )
+    Reply::json(200, json!({"request_id": "r-1", "output": {"task_id": task_id, "task_status": "PENDING"}}))
 }
 
 fn task_status(task_id: &str, status: &str) -> Reply {
-    Reply::json(
-        200,
-        json!({"request_id": "r-2", "output": {"task_id": task_id, "task_status": status}}),
-    )
+    Reply::json(200, json!({"request_id": "r-2", "output": {"task_id": task_id, "task_status": status}}))
 }
 
 fn task_answer(output: Value, usage: Value) -> Reply {
-    Reply::json(
-        200,
-        json!({"request_id": "r-3", "output": output, "usage": usage}),
-    )
+    Reply::json(200, json!({"request_id": "r-3", "output": output, "usage": usage}))
 }
 
 fn pending(s: Submission) -> (String, u64) {
@@ -66,12 +55,7 @@ fn finished(outcome: PollOutcome) -> Finished {
 }
 
 fn url_input(kind: &str, role: Option<&str>, url: &str) -> InputMedia {
-    InputMedia {
-        kind: kind.into(),
-        role: role.map(str::to_string),
-        url: Some(url.into()),
-        ..Default::default()
-    }
+    InputMedia { kind: kind.into(), role: role.map(str::to_string), url: Some(url.into()), ..Default::default() }
 }
 
 fn poll(handle: &str) -> PollOutcome {

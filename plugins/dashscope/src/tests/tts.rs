@@ -29,24 +29,15 @@ fn speech_is_synthesized_synchronously_and_returns_the_audio_url() {
         .param("language_type", "Chinese");
     match DashScope.submit(request).unwrap() {
         Submission::Finished(f) => {
-            assert_eq!(
-                f.outputs,
-                [Output::Url {
-                    url: "https://dashscope-result.oss.example/a.wav".into(),
-                    content_type: Some("audio/wav".into())
-                }]
-            );
+            assert_eq!(f.outputs, [Output::Url {
+                url: "https://dashscope-result.oss.example/a.wav".into(),
+                content_type: Some("audio/wav".into())
+            }]);
             assert_eq!(f.usage, Some(json!({"characters": 5})));
         }
         other => panic!("{other:?}"),
     }
-    let e = DashScope
-        .submit(GenerationRequest::new(
-            "audio.speech",
-            "qwen3-tts-flash",
-            "x",
-        ))
-        .unwrap_err();
+    let e = DashScope.submit(GenerationRequest::new("audio.speech", "qwen3-tts-flash", "x")).unwrap_err();
     assert!(matches!(e, Error::InvalidRequest(m) if m.contains("Voice not found")));
     script.finish();
 }

@@ -24,32 +24,16 @@ fn wan_t2v_sends_seed_defaults_and_finishes_with_the_video_url() {
             created("t-v"),
         )
         .exchange(get("/tasks/t-v"), task_status("t-v", "RUNNING"))
-        .exchange(
-            get("/tasks/t-v"),
-            video_done("t-v", "https://dashscope-result.oss.example/v.mp4"),
-        )
+        .exchange(get("/tasks/t-v"), video_done("t-v", "https://dashscope-result.oss.example/v.mp4"))
         .install();
-    let request = GenerationRequest::new("video.generate", "wan2.6-t2v", "a fox in the snow")
-        .param("shot_type", "multi");
+    let request = GenerationRequest::new("video.generate", "wan2.6-t2v", "a fox in the snow").param("shot_type", "multi");
     let (handle, after) = pending(DashScope.submit(request).unwrap());
-    assert_eq!(
-        (handle.as_str(), after),
-        ("dashscope-task:v1:cn:video:t-v", 15_000)
-    );
-    assert_eq!(
-        poll(&handle),
-        PollOutcome::Running {
-            progress: None,
-            poll_after_ms: 15_000
-        }
-    );
+    assert_eq!((handle.as_str(), after), ("dashscope-task:v1:cn:video:t-v", 15_000));
+    assert_eq!(poll(&handle), PollOutcome::Running { progress: None, poll_after_ms: 15_000 });
     let done = finished(poll(&handle));
     assert_eq!(
         done.outputs,
-        [Output::Url {
-            url: "https://dashscope-result.oss.example/v.mp4".into(),
-            content_type: Some("video/mp4".into())
-        }]
+        [Output::Url { url: "https://dashscope-result.oss.example/v.mp4".into(), content_type: Some("video/mp4".into()) }]
     );
     assert_eq!(done.usage.unwrap()["video_duration"], 5);
     script.finish();
@@ -81,20 +65,10 @@ fn pixel_wan_video_uses_i2v_with_a_first_frame_and_t2v_without() {
         .param("negativePrompt", "static")
         .param("duration", "10s")
         .param("resolution", "1080p")
-        .input(url_input(
-            "image",
-            Some("first_frame"),
-            "https://assets.example/first.jpg",
-        ));
-    assert_eq!(
-        pending(DashScope.submit(with_frame).unwrap()).0,
-        "dashscope-task:v1:cn:video:t-i2v"
-    );
+        .input(url_input("image", Some("first_frame"), "https://assets.example/first.jpg"));
+    assert_eq!(pending(DashScope.submit(with_frame).unwrap()).0, "dashscope-task:v1:cn:video:t-i2v");
     let plain = GenerationRequest::new("video.generate", "wan2.6-video", "the cat plays");
-    assert_eq!(
-        pending(DashScope.submit(plain).unwrap()).0,
-        "dashscope-task:v1:cn:video:t-t2v"
-    );
+    assert_eq!(pending(DashScope.submit(plain).unwrap()).0, "dashscope-task:v1:cn:video:t-t2v");
     script.finish();
 }
 
@@ -112,38 +86,20 @@ fn wan_r2v_sends_reference_urls_and_needs_public_urls() {
             created("t-r2v"),
         )
         .install();
-    let request = GenerationRequest::new(
-        "video.generate",
-        "wan2.6-r2v",
-        "character1 waves at character2",
-    )
-    .param("size", "1280*720")
-    .param("duration", 5)
-    .input(url_input(
-        "image",
-        Some("reference"),
-        "https://assets.example/a.png",
-    ))
-    .input(url_input(
-        "video",
-        Some("reference"),
-        "https://assets.example/b.mp4",
-    ));
+    let request = GenerationRequest::new("video.generate", "wan2.6-r2v", "character1 waves at character2")
+        .param("size", "1280*720")
+        .param("duration", 5)
+        .input(url_input("image", Some("reference"), "https://assets.example/a.png"))
+        .input(url_input("video", Some("reference"), "https://assets.example/b.mp4"));
     pending(DashScope.submit(request).unwrap());
-    let bytes_only =
-        GenerationRequest::new("video.generate", "wan2.6-r2v", "x").input(InputMedia {
-            kind: "image".into(),
-            data: Some(vec![1, 2, 3]),
-            ..Default::default()
-        });
-    assert!(
-        matches!(DashScope.submit(bytes_only), Err(Error::InvalidRequest(m)) if m.contains("public URL"))
-    );
+    let bytes_only = GenerationRequest::new("video.generate", "wan2.6-r2v", "x").input(InputMedia {
+        kind: "image".into(),
+        data: Some(vec![1, 2, 3]),
+        ..Default::default()
+    });
+    assert!(matches!(DashScope.submit(bytes_only), Err(Error::InvalidRequest(m)) if m.contains("public URL")));
     let none = GenerationRequest::new("video.generate", "wan2.6-r2v", "x");
-    assert!(matches!(
-        DashScope.submit(none),
-        Err(Error::InvalidRequest(_))
-    ));
+    assert!(matches!(DashScope.submit(none), Err(Error::InvalidRequest(_))));
     script.finish();
 }
 
@@ -153,9 +109,7 @@ fn wan_r2v_refuses_durations_model_studio_does_not_render_before_sending() {
     let script = Script::new().secret("DASHSCOPE_API_KEY", KEY).install();
     let reference = url_input("video", Some("reference"), "https://assets.example/b.mp4");
     for duration in [Some(15), None, Some(1), Some(11)] {
-        let mut request =
-            GenerationRequest::new("video.generate", "wan2.6-r2v", "character1 waves")
-                .input(reference.clone());
+        let mut request = GenerationRequest::new("video.generate", "wan2.6-r2v", "character1 waves").input(reference.clone());
         if let Some(d) = duration {
             request = request.param("duration", d);
         }
@@ -208,26 +162,12 @@ fn happyhorse_models_send_media_by_type_with_their_seed_defaults() {
     let i2v = GenerationRequest::new("video.generate", "happyhorse-1.0-i2v", "it moves")
         .input(url_input("image", None, "https://assets.example/f.jpg"));
     pending(DashScope.submit(i2v).unwrap());
-    let r2v = GenerationRequest::new(
-        "video.generate",
-        "happyhorse-1.0-r2v",
-        "[Image 1] meets [Image 2]",
-    )
-    .input(url_input(
-        "image",
-        Some("reference"),
-        "https://assets.example/1.jpg",
-    ))
-    .input(InputMedia {
-        kind: "image".into(),
-        data: Some(vec![0xff, 0xd8, 0xff]),
-        ..Default::default()
-    });
+    let r2v = GenerationRequest::new("video.generate", "happyhorse-1.0-r2v", "[Image 1] meets [Image 2]")
+        .input(url_input("image", Some("reference"), "https://assets.example/1.jpg"))
+        .input(InputMedia { kind: "image".into(), data: Some(vec![0xff, 0xd8, 0xff]), ..Default::default() });
     pending(DashScope.submit(r2v).unwrap());
     let missing = GenerationRequest::new("video.generate", "happyhorse-1.0-i2v", "x");
-    assert!(
-        matches!(DashScope.submit(missing), Err(Error::InvalidRequest(m)) if m.contains("first_frame"))
-    );
+    assert!(matches!(DashScope.submit(missing), Err(Error::InvalidRequest(m)) if m.contains("first_frame")));
     script.finish();
 }
 
@@ -243,14 +183,9 @@ fn cancel_posts_to_the_task_cancel_endpoint() {
         )
         .install();
     DashScope.cancel("dashscope-task:v1:cn:video:t-v").unwrap();
-    let e = DashScope
-        .cancel("dashscope-task:v1:cn:video:t-v")
-        .unwrap_err();
+    let e = DashScope.cancel("dashscope-task:v1:cn:video:t-v").unwrap_err();
     assert!(matches!(e, Error::InvalidRequest(m) if m.contains("PENDING")));
-    assert!(matches!(
-        DashScope.cancel("kling:v1:x"),
-        Err(Error::InvalidRequest(_))
-    ));
+    assert!(matches!(DashScope.cancel("kling:v1:x"), Err(Error::InvalidRequest(_))));
     script.finish();
 }
 
@@ -261,14 +196,8 @@ fn cancelled_and_unknown_tasks_fail() {
         .exchange(get("/tasks/t-c"), task_status("t-c", "CANCELED"))
         .exchange(get("/tasks/t-c"), task_status("t-c", "UNKNOWN"))
         .install();
-    assert!(matches!(
-        poll("dashscope-task:v1:cn:video:t-c"),
-        PollOutcome::Failed(Error::Internal(_))
-    ));
-    assert!(matches!(
-        poll("dashscope-task:v1:cn:video:t-c"),
-        PollOutcome::Failed(Error::UpstreamUnavailable(_))
-    ));
+    assert!(matches!(poll("dashscope-task:v1:cn:video:t-c"), PollOutcome::Failed(Error::Internal(_))));
+    assert!(matches!(poll("dashscope-task:v1:cn:video:t-c"), PollOutcome::Failed(Error::UpstreamUnavailable(_))));
     script.finish();
 }
 
@@ -279,20 +208,8 @@ fn a_success_without_images_or_a_video_fails_the_task_naming_why() {
     let script = Script::new()
         .secret("DASHSCOPE_API_KEY", KEY)
         .exchange(get("/tasks/t-e"), task_status("t-e", "SUCCEEDED"))
-        .exchange(
-            get("/tasks/t-e"),
-            task_answer(
-                json!({"task_id": "t-e", "task_status": "SUCCEEDED", "results": []}),
-                json!({}),
-            ),
-        )
-        .exchange(
-            get("/tasks/t-e"),
-            task_answer(
-                json!({"task_id": "t-e", "task_status": "SUCCEEDED", "video_url": ""}),
-                json!({}),
-            ),
-        )
+        .exchange(get("/tasks/t-e"), task_answer(json!({"task_id": "t-e", "task_status": "SUCCEEDED", "results": []}), json!({})))
+        .exchange(get("/tasks/t-e"), task_answer(json!({"task_id": "t-e", "task_status": "SUCCEEDED", "video_url": ""}), json!({})))
         .install();
     for (handle, missing) in [
         ("dashscope-task:v1:cn:video:t-e", "output.video_url"),
