@@ -238,7 +238,8 @@ async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend:
         metrics.contains("easel_provider_breaker_open{provider=\"offline\"} 1"),
         "{metrics}"
     );
-    // The probe: one task runs, the others stay queued until its submit ends.
+    // The probe: one task runs, the others stay queued until its submit ends; read often,
+    // since the claims the breaker refuses were once seen running for a moment.
     let statuses = || async {
         let mut statuses = Vec::new();
         for id in &waiting_ids {
@@ -254,7 +255,7 @@ async fn a_vendor_failing_in_a_row_opens_its_breaker_and_its_tasks_wait(backend:
             std::time::Instant::now() < deadline,
             "nothing ran: {seen:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         seen = statuses().await;
     }
     assert!(

@@ -5,9 +5,9 @@
 //! - The count and the open state live in the database ([`store::breakers`]), so a fleet has
 //!   one breaker per provider and the claim, on any host, skips an open one's tasks.
 //!   `[engine] breaker_failures` submits that failed unavailable in a row open it for
-//!   `breaker_cooldown_secs`; after that one claim, the probe, submits one task ([`clearance`];
-//!   the others give their tasks back, uncounted, and wait), holding the breaker open for a
-//!   lease meanwhile: its failure opens it again at once (the probe's task is queued again
+//!   `breaker_cooldown_secs`; after that one claim, the probe, submits one task (the claim and
+//!   the probe are one transaction, [`claim_within`]; the others' claims are undone, so
+//!   their tasks never leave the queue), holding the breaker open for a lease meanwhile: its failure opens it again at once (the probe's task is queued again
 //!   with that claim uncounted, where a retry is safe), any answer of the vendor's (a success,
 //!   or a refusal or rate limit, which show the vendor up) closes it. A probe that
 //!   ends otherwise (cancelled, its plugin failed, its process died) frees the breaker at its
@@ -24,6 +24,8 @@
 //! - Seen: a queued task of an open breaker's provider says so, and until when; the console's
 //!   workers page and `GET /admin/workers` list every breaker with failures; `/metrics` shows
 //!   each one (read at scrape time).
+//!
+//! [`claim_within`]: crate::store::tasks::claim_within
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
@@ -84,49 +86,32 @@ pub async fn failed(engine: &Engine, provider: &str, reason: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Whether the task of a provider just claimed may be submitted now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Clearance {
-    /// The breaker is closed: submit.
-    Closed,
-    /// Submit, as the breaker's probe: its outcome opens or closes the breaker.
-    Probe,
-    /// Another claim holds the breaker (open, or probing): give the task back.
-    Held,
+/// The providers whose breaker this process saw opened: a claim of their tasks asks the
+/// breaker first ([`claim_within`]).
+pub fn watched(engine: &Engine) -> Vec<String> {
+    let rows = engine.breakers().0.lock().expect("breakers lock");
+    let opened = rows.values().filter(|row| row.open_until > 0);
+    opened.map(|row| row.provider.clone()).collect()
 }
 
-/// The [`Clearance`] of a task of `provider` just claimed: closed unless its breaker was
-/// opened, as this process last saw it and then the database says; a claim that finds the
-/// cooldown over takes the probe, holding the breaker open until `probe_until`.
-pub async fn clearance(
-    engine: &Engine,
-    provider: &str,
-    probe_until: i64,
-) -> anyhow::Result<Clearance> {
-    if engine
-        .breakers()
-        .get(provider)
-        .is_none_or(|row| row.open_until == 0)
-    {
-        return Ok(Clearance::Closed);
+/// Keeps what a claim of `provider`'s task heard from its breaker; true when the claim took
+/// the probe (its submit's outcome opens or closes the breaker).
+pub fn heard(engine: &Engine, provider: &str, probe: Probe) -> bool {
+    match probe {
+        Probe::Closed => {
+            engine.breakers().remove(provider);
+            false
+        }
+        Probe::Taken(row) => {
+            tracing::info!(provider, "breaker half open: one submit tries the vendor");
+            engine.breakers().set(row);
+            true
+        }
+        Probe::Held(row) => {
+            engine.breakers().set(row);
+            false
+        }
     }
-    Ok(
-        match breakers::take_probe(engine.store(), provider, now_ms(), probe_until).await? {
-            Probe::Closed => {
-                engine.breakers().remove(provider);
-                Clearance::Closed
-            }
-            Probe::Taken(row) => {
-                tracing::info!(provider, "breaker half open: one submit tries the vendor");
-                engine.breakers().set(row);
-                Clearance::Probe
-            }
-            Probe::Held(row) => {
-                engine.breakers().set(row);
-                Clearance::Held
-            }
-        },
-    )
 }
 
 /// Records a submit of `provider` that the vendor answered (it went through, or was refused

@@ -194,13 +194,14 @@ mod tests {
         };
         let providers = ["vendor", "other", "gpu"].map(String::from);
         let mut claimed = Vec::new();
-        while let Some(task) = tasks::claim_within(
+        while let tasks::Claim::Taken(task, _) = tasks::claim_within(
             store,
             now_ms(),
             now_ms() + 60_000,
             "wrk_test",
             &providers,
             &room,
+            &[],
         )
         .await
         .unwrap()

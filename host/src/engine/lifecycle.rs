@@ -19,14 +19,16 @@ use std::time::Duration;
 
 use crate::{
     engine::{
-        Engine, NewTask, SubmitError,
-        breakers::{self, Clearance},
+        Engine, NewTask, SubmitError, breakers,
         capacity::Slot,
         limits::Counted,
         outage_log::OutageLog,
         task::{CancelledBy, Status, Task, new_task_id, now_ms, task_ids_before},
     },
-    store::tasks::{self, Ending, Lapsed, Start},
+    store::{
+        breakers::Probe,
+        tasks::{self, Ending, Lapsed, Start},
+    },
 };
 
 /// How a task ended.
@@ -153,31 +155,31 @@ pub async fn start_streaming(
 /// [`fleet`]: crate::engine::fleet
 pub async fn claim(engine: &Engine) -> anyhow::Result<Option<Claimed>> {
     let providers = engine.registry().provider_ids();
-    // A task whose provider's breaker another claim is probing goes back to the queue, and
-    // the claim looks again; that provider's tasks are skipped then, so few looks are needed.
+    // A task whose provider's breaker another claim is probing stays queued, and the claim
+    // looks again; that provider's tasks are skipped then, so few looks are needed.
     for _ in 0..CLAIM_LOOKS {
         let claiming = engine.capacity().room(engine.registry()).await;
-        let lease_end = lease_end(engine);
-        let Some(task) = tasks::claim_within(
+        let (lease_end, watched) = (lease_end(engine), breakers::watched(engine));
+        let claim = tasks::claim_within(
             engine.store(),
             now_ms(),
             lease_end,
             engine.worker_id(),
             &providers,
             &claiming.room,
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        let probe = match breakers::clearance(engine, &task.provider, lease_end).await? {
-            Clearance::Closed => false,
-            Clearance::Probe => true,
-            Clearance::Held => {
-                // Given back uncounted, with no metric: nothing was tried.
-                let (claim, counted) = (task.attempts, false);
-                tasks::requeue(engine.store(), &task.id, claim, None, counted, now_ms()).await?;
+            &watched,
+        );
+        let (task, probe) = match claim.await? {
+            tasks::Claim::Nothing => return Ok(None),
+            tasks::Claim::Held(row) => {
+                let provider = row.provider.clone();
+                breakers::heard(engine, &provider, Probe::Held(row));
                 continue;
+            }
+            tasks::Claim::Taken(task, None) => (task, false),
+            tasks::Claim::Taken(task, Some(probe)) => {
+                let probe = breakers::heard(engine, &task.provider, probe);
+                (task, probe)
             }
         };
         let slot = claiming.took(&task.provider);
@@ -196,7 +198,7 @@ pub struct Claimed {
     pub probe: bool,
 }
 
-/// How many tasks one [`claim`] takes and gives back, at most, before it claims nothing.
+/// How many claims one [`claim`] makes and undoes, at most, before it claims nothing.
 const CLAIM_LOOKS: usize = 3;
 
 /// Moves a live task to its terminal status; `None` when it was already terminal.

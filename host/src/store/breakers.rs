@@ -6,7 +6,7 @@
 //! queued tasks of a provider whose breaker is open ([`CLOSED`], part of its statement). Once
 //! opened (`open_until` above 0), a breaker whose cooldown is over lets one submit through, the
 //! probe: [`take_probe`] holds it open again for that submit, one statement, so of the claims
-//! that race for it one wins.
+//! that race for it one wins; it runs in the claim's transaction.
 
 use sqlx::FromRow;
 
@@ -74,20 +74,19 @@ pub enum Probe {
     /// The cooldown was over and this claim took the probe, holding the breaker open until
     /// the given time for its submit: submit; its outcome opens or closes the breaker.
     Taken(BreakerRow),
-    /// Open, or another claim is probing: give the task back.
+    /// Open, or another claim is probing: the claim is undone.
     Held(BreakerRow),
 }
 
 /// Takes the probe of `provider`'s breaker at `now` if it was opened and its cooldown is over,
 /// holding it open until `hold_until` (the probe's lease: a probe whose process died frees it
-/// then).
+/// then). Run on the writer, within the claim's transaction.
 pub async fn take_probe(
-    store: &Store,
+    writer: &mut sqlx::AnyConnection,
     provider: &str,
     now: i64,
     hold_until: i64,
 ) -> anyhow::Result<Probe> {
-    let mut writer = store.writer().await?;
     let taken: Option<BreakerRow> = sqlx::query_as(
         "UPDATE provider_breakers SET open_until = $3 \
          WHERE provider = $1 AND open_until > 0 AND open_until <= $2 \

@@ -34,7 +34,11 @@ use crate::{
         limits::{self, Counted, Remaining, Usage},
         task::{CancelledBy, Phase, Status, Task, new_id},
     },
-    store::{Backend, Store, breakers, inline, page_of_whole_milliseconds},
+    store::{
+        Backend, Store,
+        breakers::{self, BreakerRow, Probe},
+        inline, page_of_whole_milliseconds,
+    },
 };
 
 /// The columns of [`Task`], for `SELECT`/`RETURNING`.
@@ -400,7 +404,13 @@ pub async fn claim(
     worker: &str,
     providers: &[String],
 ) -> anyhow::Result<Option<Task>> {
-    claim_within(store, now, lease_end, worker, providers, &Room::default()).await
+    let room = Room::default();
+    Ok(
+        match claim_within(store, now, lease_end, worker, providers, &room, &[]).await? {
+            Claim::Taken(task, _) => Some(task),
+            Claim::Nothing | Claim::Held(_) => None,
+        },
+    )
 }
 
 /// What a claim may take: the limits of `[capacity]` and what this process already runs.
@@ -469,11 +479,27 @@ enum Bound {
 /// that nothing else locks: "easel" in ASCII).
 const CAPACITY_LOCK: i64 = 0x6561_7365_6c;
 
+/// What [`claim_within`] found.
+#[derive(Debug)]
+pub enum Claim {
+    /// No queued task it may take.
+    Nothing,
+    /// A task, now `running` in this claim, with its breaker's word when its provider was
+    /// among the watched ones (`None` otherwise: its breaker was not asked).
+    Taken(Task, Option<Probe>),
+    /// A task of a watched provider whose breaker is open or being probed by another claim:
+    /// the claim was undone, so the task stayed queued as if never claimed.
+    Held(BreakerRow),
+}
+
 /// Takes the first queued task in claim order of the `providers` this process serves that
 /// `room` allows, if any: `running`, phase `submitting`, held by `worker` until `lease_end`.
 /// With limits to count, the count and the claim are one statement run under
 /// [`CAPACITY_LOCK`] (PostgreSQL), so claims on every host see each other's tasks: a provider
-/// at its limit has none of its tasks taken, on any host.
+/// at its limit has none of its tasks taken, on any host. A task of a `watched` provider (one
+/// whose breaker was opened) is claimed only with its breaker's probe or a closed breaker
+/// ([`breakers::take_probe`], in the claim's transaction): no reader ever sees a claim the
+/// breaker refused.
 pub async fn claim_within(
     store: &Store,
     now: i64,
@@ -481,9 +507,10 @@ pub async fn claim_within(
     worker: &str,
     providers: &[String],
     room: &Room,
-) -> anyhow::Result<Option<Task>> {
+    watched: &[String],
+) -> anyhow::Result<Claim> {
     if providers.is_empty() {
-        return Ok(None);
+        return Ok(Claim::Nothing);
     }
     let (sql, values) = claim_statement(store, providers, room);
     let mut query = sqlx::query_as(&sql).bind(lease_end).bind(now).bind(worker);
@@ -496,19 +523,36 @@ pub async fn claim_within(
             Bound::Int(number) => query.bind(number),
         };
     }
-    if !(room.counts() && store.backend == Backend::Postgres) {
-        return Ok(query.fetch_optional(&mut *store.writer().await?).await?);
-    }
+    let counts_capacity = room.counts() && store.backend == Backend::Postgres;
     let mut writer = store.writer().await?;
+    if !counts_capacity && watched.is_empty() {
+        let task: Option<Task> = query.fetch_optional(&mut *writer).await?;
+        return Ok(task.map_or(Claim::Nothing, |task| Claim::Taken(task, None)));
+    }
     let mut tx = writer.begin().await?;
-    // Held until commit, when the claimed row is already visible to the next holder's count.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(CAPACITY_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    let task = query.fetch_optional(&mut *tx).await?;
+    if counts_capacity {
+        // Held until commit, when the claimed row is already visible to the next holder's
+        // count.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CAPACITY_LOCK)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let Some(task) = query.fetch_optional(&mut *tx).await? else {
+        tx.commit().await?;
+        return Ok(Claim::Nothing);
+    };
+    let probe = if watched.contains(&task.provider) {
+        Some(breakers::take_probe(&mut tx, &task.provider, now, lease_end).await?)
+    } else {
+        None
+    };
+    if let Some(Probe::Held(row)) = probe {
+        tx.rollback().await?;
+        return Ok(Claim::Held(row));
+    }
     tx.commit().await?;
-    Ok(task)
+    Ok(Claim::Taken(task, probe))
 }
 
 /// The claim's statement (`$1` the lease's end, `$2` now, `$3` the worker, then the
@@ -667,9 +711,9 @@ pub async fn extend_poll_claim(
 
 /// Puts a task still being submitted in `claim` (its `attempts` when claimed) back in the
 /// queue, not to be claimed before `not_before` (ms) when given: a queued task's `wake_at`.
-/// The claim stays counted unless `counted` is false (a claim that gave its task back for
-/// its provider's breaker, or that breaker's probe): then the task is as it was before it,
-/// not started if that was its first. False when it is no longer being submitted in that
+/// The claim stays counted unless `counted` is false (its provider's breaker's probe, made
+/// for the breaker's sake): then the task is as it was before it, not started if that was its
+/// first. False when it is no longer being submitted in that
 /// claim.
 pub async fn requeue(
     store: &Store,
