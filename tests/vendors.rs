@@ -120,6 +120,34 @@ async fn dashscope_images_video_and_speech() {
         refused["error"], "materials: dashscope/wan2.6-t2v takes no image inputs",
         "{refused}"
     );
+    // Wan renders 512 to 1440 pixels a side (its manifest's `sizeBounds`): seed 001's own
+    // 1440x2560 is refused at the door, and Pixel's 2K is fitted into them.
+    let mut tall = image.clone();
+    (tall["width"], tall["height"]) = (json!(1440), json!(2560));
+    let (status, refused) = easel.host.post("/api/v1/jobs", &tall).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"],
+        "Invalid parameter width and height: 1440x2560 is outside the sizes wan2.2-t2i-flash \
+         renders (512 to 1440 pixels a side)"
+    );
+    let pixel = json!({"prompt": "a harbour", "model": "dashscope/wan2.2-t2i-flash", "resolution": "2K",
+                       "aspectRatio": "9:16"});
+    let (status, created) = easel.host.post("/api/v1/generations/image", &pixel).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["task_id"].as_str().unwrap();
+    let done = easel.host.wait_terminal(id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let sized = bodies(
+        &fake,
+        "POST /api/v1/services/aigc/text2image/image-synthesis",
+    );
+    assert_eq!(
+        sized.len(),
+        Scenario::ALL.len() + 1,
+        "only the fitted one reached the vendor"
+    );
+    assert_eq!(sized.last().unwrap()["parameters"]["size"], "808*1440");
     let speech_body = &bodies(
         &fake,
         "POST /api/v1/services/aigc/multimodal-generation/generation",

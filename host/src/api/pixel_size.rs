@@ -9,13 +9,16 @@
 //! level such as `720p` sets the short side. That size reaches the model as what its schema
 //! takes, in this order: `width` and `height` (each rounded to the schema's `multipleOf`, 8
 //! when it names none, and kept within its bounds at the same ratio; a ratio its bounds
-//! cannot hold is refused); a `size` string (the
-//! nearest entry of that ratio when the schema lists them, else `W*H` or `WxH` as the
-//! schema's default or pattern writes it); a `ratio` of the seeds' other APIs. A `resolution`
-//! the model lists is passed in the model's own spelling (`720p` to `720P`). A size or ratio
-//! the request sets itself (`extraParams: {"width": …}`) is never replaced.
+//! cannot hold is refused); a `size` string (the nearest entry of that ratio when the schema
+//! lists them, else `W*H` or `WxH` as the schema's default or pattern writes it, fitted into
+//! its `sizeBounds` at the same ratio); a `ratio` of the seeds' other APIs. Seed 001's width
+//! and height outside a free size's `sizeBounds` are refused, not resized. A `resolution` the
+//! model lists is passed in the model's own spelling (`720p` to `720P`). A size or ratio the
+//! request sets itself (`extraParams: {"width": …}`) is never replaced.
 
 use serde_json::{Map, Value, json};
+
+use easel_provider::schema::size_bounds::{self, SizeBounds};
 
 use crate::engine::provider::ModelInfo;
 
@@ -160,6 +163,16 @@ pub fn job_size_params(
     if let (Some((w, h)), Some(rule)) = (asked_sides, properties.get("size"))
         && !params.contains_key("size")
     {
+        // A size asked in pixels is made exactly or refused, never resized.
+        if let Some(bounds) = SizeBounds::of(rule)
+            && !bounds.contains((w, h))
+        {
+            return Err(format!(
+                "Invalid parameter width and height: {w}x{h} is outside the sizes {} renders \
+                 ({bounds})",
+                model.key
+            ));
+        }
         let size = size_value(rule, (w as f64, h as f64), &ratio_text, ratio)
             .map_err(|message| named(&message, asked_by))?;
         out.insert("size".into(), size);
@@ -318,11 +331,10 @@ pub fn parse_ratio(text: &str) -> Option<f64> {
     (w > 0.0 && h > 0.0 && w.is_finite() && h.is_finite()).then_some(w / h)
 }
 
-/// `1280*720` or `1280x720`.
+/// `1280*720` or `1280x720`, in pixels.
 fn parse_size(text: &str) -> Option<(f64, f64)> {
-    let (w, h) = text.split_once(['*', 'x', 'X'])?;
-    let (w, h): (u32, u32) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
-    (w > 0 && h > 0).then_some((f64::from(w), f64::from(h)))
+    let (w, h) = size_bounds::parse_size(text)?;
+    Some((w as f64, h as f64))
 }
 
 /// The `[level][ratio]` entry of the model's `resolutions` as the model list shows them
@@ -394,6 +406,34 @@ fn fit(target: (f64, f64), width: &Value, height: &Value) -> (u64, u64) {
     (width.round(w * scale), height.round(h * scale))
 }
 
+/// A free `size` string for `target`, fitted into the schema's `sizeBounds` at the same ratio
+/// (a ratio they cannot hold is refused); the default shows its form, else a pattern with a
+/// literal `*` asks for `W*H`.
+fn free_size(rule: &Value, target: (f64, f64), ratio_text: &str) -> Result<Value, String> {
+    let starred = match rule["default"].as_str() {
+        Some(default) => default.contains('*'),
+        None => rule["pattern"].as_str().is_some_and(|p| p.contains("\\*")),
+    };
+    let separator = if starred { '*' } else { 'x' };
+    let bounds = SizeBounds::of(rule);
+    let (w, h) = bounds.map_or(target, |bounds| bounds.fit(target));
+    let step = DEFAULT_MULTIPLE as f64;
+    let on_step = |side: f64, round: fn(f64) -> f64| (round(side / step) * step).max(step) as u64;
+    // The nearest steps, else the steps below or above that stay inside the bounds.
+    let sizes =
+        [f64::round, f64::floor, f64::ceil].map(|round| (on_step(w, round), on_step(h, round)));
+    let Some((width, height)) = sizes
+        .into_iter()
+        .find(|size| bounds.is_none_or(|bounds| bounds.contains(*size)))
+    else {
+        let bounds = bounds.unwrap_or_default();
+        return Err(format!(
+            "Invalid parameter aspectRatio: this model cannot render {ratio_text} ({bounds})"
+        ));
+    };
+    Ok(json!(format!("{width}{separator}{height}")))
+}
+
 /// The `size` string a model's schema accepts for `target`.
 fn size_value(
     rule: &Value,
@@ -402,19 +442,7 @@ fn size_value(
     ratio: f64,
 ) -> Result<Value, String> {
     let Some(listed) = rule["enum"].as_array() else {
-        // The default shows the form; else a pattern with a literal `*` asks for it.
-        let starred = match rule["default"].as_str() {
-            Some(default) => default.contains('*'),
-            None => rule["pattern"].as_str().is_some_and(|p| p.contains("\\*")),
-        };
-        let separator = if starred { '*' } else { 'x' };
-        let round =
-            |side: f64| ((side / DEFAULT_MULTIPLE as f64).round() as u64).max(1) * DEFAULT_MULTIPLE;
-        return Ok(json!(format!(
-            "{}{separator}{}",
-            round(target.0),
-            round(target.1)
-        )));
+        return free_size(rule, target, ratio_text);
     };
     let names: Vec<&str> = listed.iter().filter_map(Value::as_str).collect();
     // Some models list ratios themselves (`16:9`, `auto`).
@@ -769,5 +797,61 @@ mod tests {
         // A model without a size parameter is not sized at all.
         let plain = model(json!({"duration": {"type": "integer"}}), json!({}));
         assert_eq!(sized(&plain, Some("huge"), Some("wide")), json!({}));
+    }
+
+    /// A free size with `sizeBounds` (Wan: 512 to 1440 a side) gets the level's size fitted
+    /// into them at the asked ratio; a ratio they cannot hold, or a seed 001 size in pixels
+    /// outside them, is refused naming what the client sent.
+    #[test]
+    fn a_free_size_is_fitted_into_its_bounds_or_refused() {
+        let wan = model(
+            json!({"size": {"type": "string", "default": "1024*1024",
+                            "sizeBounds": {"minSide": 512, "maxSide": 1440, "maxRatio": 4}}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&wan, Some("1K"), Some("1:1")),
+            json!({"size": "1024*1024"})
+        );
+        assert_eq!(
+            sized(&wan, Some("2K"), Some("1:1")),
+            json!({"size": "1440*1440"})
+        );
+        assert_eq!(
+            sized(&wan, Some("4K"), Some("16:9")),
+            json!({"size": "1440*808"})
+        );
+        assert_eq!(
+            sized(&wan, Some("480p"), Some("1:1")),
+            json!({"size": "512*512"})
+        );
+        assert_eq!(
+            refused(&wan, "1K", "8:1"),
+            "Invalid parameter aspectRatio: this model cannot render 8:1 (512 to 1440 pixels a \
+             side, a long side at most 4 times the short one)"
+        );
+        let job = |fields: Value| job_size_params(&wan, fields.as_object().unwrap());
+        assert_eq!(
+            job(json!({"width": 1440, "height": 2560})).unwrap_err(),
+            "Invalid parameter width and height: 1440x2560 is outside the sizes m renders (512 \
+             to 1440 pixels a side, a long side at most 4 times the short one)"
+        );
+        assert_eq!(
+            job(json!({"width": 1440, "height": 1024})).unwrap(),
+            *json!({"size": "1440*1024"}).as_object().unwrap()
+        );
+        assert_eq!(
+            job(json!({"ratio": "9:16", "resolution": "2K"})).unwrap(),
+            *json!({"size": "808*1440"}).as_object().unwrap()
+        );
+        // No bounds: the level's size as it is.
+        let free = model(
+            json!({"size": {"type": "string", "default": "1024*1024"}}),
+            json!({}),
+        );
+        assert_eq!(
+            sized(&free, Some("2K"), Some("1:1")),
+            json!({"size": "2048*2048"})
+        );
     }
 }

@@ -41,13 +41,24 @@ fn text2image_body(request: &GenerationRequest) -> Result<Value> {
     let (size, n) = if request.model == "qwen-image" {
         (qwen_image_size(request)?, request.param_u64("n", 1)?)
     } else {
+        // The manifest's `sizeBounds` ([`size_bounds`]) kept it within what the model renders.
         let size = request.param_str("size", default_size(&request.model))?;
-        check_wan_size(&request.model, size)?;
         (size.to_string(), request.param_u64("n", 1)?)
     };
     let mut parameters = json!({"size": size, "n": n});
     params::copy(request, &mut parameters, &["seed", "prompt_extend", "watermark"]);
     Ok(json!({"model": request.model, "input": input, "parameters": parameters}))
+}
+
+/// The sizes each Wan text-to-image model renders, as its schema's `sizeBounds`: Wan 2.5
+/// any shape between 768×768 and 1440×1440 pixels in all with a ratio within 1:4 and 4:1,
+/// the others 512 to 1440 pixels a side.
+pub fn size_bounds(model: &str) -> Value {
+    if model == "wan2.5-t2i-preview" {
+        json!({"minPixels": 768 * 768, "maxPixels": 1440 * 1440, "maxRatio": 4})
+    } else {
+        json!({"minSide": 512, "maxSide": 1440})
+    }
 }
 
 /// The default `size` of each Wan text-to-image model.
@@ -62,21 +73,6 @@ fn qwen_image_size(request: &GenerationRequest) -> Result<String> {
         .find(|(r, _)| *r == ratio)
         .map(|(_, size)| size.to_string())
         .ok_or_else(|| Error::invalid(format!("`aspectRatio` must be one of 16:9, 4:3, 1:1, 3:4, 9:16, not `{ratio}`")))
-}
-
-/// Wan 2.2 takes 512 to 1440 pixels a side; Wan 2.5 any shape between 768×768 and
-/// 1440×1440 pixels in all with a ratio within 1:4 and 4:1.
-fn check_wan_size(model: &str, size: &str) -> Result<()> {
-    let parsed = size.split_once('*').and_then(|(w, h)| Some((w.parse::<u64>().ok()?, h.parse::<u64>().ok()?)));
-    let Some((w, h)) = parsed else {
-        return Err(Error::invalid(format!("`size` must look like 1024*1024, not `{size}`")));
-    };
-    let fits = if model == "wan2.5-t2i-preview" {
-        (768 * 768..=1440 * 1440).contains(&(w * h)) && w * 4 >= h && h * 4 >= w
-    } else {
-        (512..=1440).contains(&w) && (512..=1440).contains(&h)
-    };
-    if fits { Ok(()) } else { Err(Error::invalid(format!("`size` {size} is outside what {model} renders"))) }
 }
 
 fn edit(request: &GenerationRequest, region: Region, source: &easel_sdk::InputMedia) -> Result<Submission> {

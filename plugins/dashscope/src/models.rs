@@ -39,7 +39,7 @@ fn wan_image(key: &str, name: &str, price: f64) -> Model {
         json!({
             "negative_prompt": {"type": "string", "maxLength": 500, "default": ""},
             "size": {"type": "string", "pattern": "^[0-9]+\\*[0-9]+$", "default": image::default_size(key),
-                     "description": "width*height in pixels"},
+                     "sizeBounds": image::size_bounds(key), "description": "width*height in pixels"},
             "n": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
             "prompt_extend": {"type": "boolean", "default": true}
         }),

@@ -20,7 +20,7 @@ fn params_schema() -> Value {
         "properties": {
             "resolution": {"type": "string", "enum": ["1K"], "default": "1K"},
             "aspectRatio": {"type": "string", "enum": SIZES_1K.map(|(r, _)| r), "default": "1:1"},
-            "size": {"type": "string", "pattern": "^[0-9]{2,4}x[0-9]{2,4}$",
+            "size": {"type": "string", "pattern": "^[0-9]{2,4}x[0-9]{2,4}$", "sizeBounds": {"minSide": 64, "maxSide": 1664},
                      "description": "Explicit WIDTHxHEIGHT (64–1664 each); overrides resolution and aspectRatio."},
             "negative_prompt": {"type": "string", "maxLength": 2000},
             "negativePrompt": {"type": "string", "maxLength": 2000, "description": "Seed 000's spelling of negative_prompt."},
@@ -38,12 +38,9 @@ fn params_schema() -> Value {
 
 /// The `size` to send.
 pub fn size(request: &GenerationRequest) -> Result<String> {
+    // The schema's pattern and `sizeBounds` kept it within what the model renders.
     if let Some(size) = request.param_value("size") {
         let size = size.as_str().ok_or_else(|| Error::invalid("`size` must be a string"))?;
-        let dims: Vec<u64> = size.split('x').filter_map(|d| d.parse().ok()).collect();
-        if dims.len() != 2 || dims.iter().any(|d| !(64..=1664).contains(d)) {
-            return Err(Error::invalid(format!("size `{size}` must be WIDTHxHEIGHT with each side 64–1664")));
-        }
         return Ok(size.to_string());
     }
     let ratio = request.param_str("aspectRatio", "1:1")?;

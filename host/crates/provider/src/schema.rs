@@ -5,7 +5,8 @@
 //! - [`ParamsSchema::compile`] refuses a schema that uses a keyword easel cannot check (a typo
 //!   such as `minimun`, a custom keyword, an unknown `format`), so a manifest that promises a
 //!   limit is never loaded without it being enforced. `x-`-prefixed keys are annotations and
-//!   pass.
+//!   pass. easel adds one keyword, [`size_bounds`] (`sizeBounds`: what a free size string
+//!   may ask for).
 //! - [`ParamsSchema::apply`] checks the whole JSON Schema (the `jsonschema` crate, formats
 //!   included) after two translation steps on the top-level properties: numbers and booleans
 //!   sent as strings (form fields, `"n": "4"`) become the declared type, and a missing or
@@ -15,6 +16,8 @@
 //!   `Missing required parameter: prompt`), so every API can show them as they are.
 
 use serde_json::{Map, Value};
+
+pub mod size_bounds;
 
 /// Keywords the validator enforces or that only annotate; anything else is refused at load.
 const KNOWN_KEYWORDS: &[&str] = &[
@@ -56,6 +59,8 @@ const KNOWN_KEYWORDS: &[&str] = &[
     "else",
     "dependentSchemas",
     "$ref",
+    // easel's own
+    size_bounds::KEYWORD,
     "$defs",
     "definitions",
     // annotations and identifiers
@@ -159,6 +164,7 @@ impl ParamsSchema {
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .should_ignore_unknown_formats(false)
+            .with_keyword(size_bounds::KEYWORD, size_bounds::compile)
             .build(schema)
             .map_err(|error| match error.instance_path.to_string() {
                 at if at.is_empty() => format!("invalid parameter schema: {error}"),
@@ -439,6 +445,45 @@ mod tests {
         .err()
         .unwrap();
         assert!(refused.contains("at /properties/x/type"), "{refused}");
+    }
+
+    /// A free size string is held to the `sizeBounds` its schema states; bounds written wrong
+    /// are refused at load, as any keyword is.
+    #[test]
+    fn a_free_size_keeps_within_its_stated_bounds() {
+        let bounded = ParamsSchema::compile(&json!({
+            "type": "object",
+            "properties": {"size": {"type": "string", "pattern": "^[0-9]+\\*[0-9]+$",
+                                    "sizeBounds": {"minSide": 512, "maxSide": 1440}}}
+        }))
+        .unwrap();
+        let apply = |size: &str| {
+            let mut params = json!({"size": size}).as_object().unwrap().clone();
+            bounded.apply(&mut params).map_err(|e| (e.param, e.message))
+        };
+        assert_eq!(apply("1440*1024"), Ok(()));
+        assert_eq!(
+            apply("1440*2560"),
+            Err((
+                Some("size".into()),
+                "Invalid parameter size: 1440*2560 is outside the sizes this model renders \
+                 (512 to 1440 pixels a side)"
+                    .into()
+            ))
+        );
+        assert!(
+            apply("1440x1024")
+                .unwrap_err()
+                .1
+                .contains("must match the pattern")
+        );
+        let written_wrong = ParamsSchema::compile(&json!({
+            "type": "object",
+            "properties": {"size": {"type": "string", "sizeBounds": {"maxSides": 1440}}}
+        }))
+        .err()
+        .unwrap();
+        assert!(written_wrong.contains("maxSides"), "{written_wrong}");
     }
 
     fn schema() -> ParamsSchema {
