@@ -162,6 +162,27 @@ async fn a_burst_on_sqlite_reports_every_admission() {
     // Each admission reports what it left: 11 down to 0, once each.
     left.sort_unstable();
     assert_eq!(left, (0..12).collect::<Vec<i64>>());
+
+    // A limit of 0 refuses every request, and says no wait will help: no Retry-After.
+    let (status, set) = set_limits(&host, "partner-b", json!({"requests_per_minute": 0})).await;
+    assert_eq!(status, 200, "{set}");
+    let refused = host
+        .as_key(Method::POST, "/api/v1/jobs", "key-b")
+        .json(&image("never"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        header(&refused, "retry-after"),
+        None,
+        "{:?}",
+        refused.headers()
+    );
+    assert_eq!(
+        header(&refused, "x-ratelimit-limit-requests").as_deref(),
+        Some("0")
+    );
 }
 
 /// Hosts that share a database: PostgreSQL only.

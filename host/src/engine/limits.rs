@@ -58,7 +58,7 @@ pub struct Remaining {
     pub tasks: Option<(i64, i64)>,
     /// The budget, micro-credits: the budget and what is left of it.
     pub credits: Option<(i64, i64)>,
-    /// Seconds until a refused request could pass, when one was refused.
+    /// Seconds until a refused request could pass, when one was refused and a wait lets it.
     pub retry_after_secs: Option<u64>,
 }
 
@@ -99,8 +99,8 @@ pub struct Limited {
     pub kind: LimitKind,
     /// What the client is told.
     pub message: String,
-    /// Seconds until it could pass.
-    pub retry_after_secs: u64,
+    /// Seconds until it could pass; `None` when no wait lets it (a limit of zero).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The kinds of a client's limits.
@@ -185,7 +185,8 @@ pub(crate) async fn enforce(
                         kind: LimitKind::Requests,
                         message: format!("Rate limit reached: {rpm} requests per minute{scope}."),
                         // `now` was taken before the lock was, so the oldest may be newer.
-                        retry_after_secs: ceil_secs((oldest + MINUTE_MS - now).min(MINUTE_MS)),
+                        retry_after_secs: (rpm > 0)
+                            .then(|| ceil_secs((oldest + MINUTE_MS - now).min(MINUTE_MS))),
                     },
                 );
             }
@@ -202,7 +203,7 @@ pub(crate) async fn enforce(
                             "Concurrency limit reached: {most} {} at once{scope}.",
                             if most == 1 { "task" } else { "tasks" }
                         ),
-                        retry_after_secs: 1,
+                        retry_after_secs: (most > 0).then_some(1),
                     },
                 );
             }
@@ -220,7 +221,8 @@ pub(crate) async fn enforce(
                             to_credits(budget),
                             limit.budget_period.as_deref().unwrap_or("day"),
                         ),
-                        retry_after_secs: ceil_secs(period_end - now),
+                        retry_after_secs: (budget >= new.price_micros)
+                            .then(|| ceil_secs(period_end - now)),
                     },
                 );
             }
@@ -230,16 +232,19 @@ pub(crate) async fn enforce(
     // A refused request took nothing: what was left before it is still left.
     let took = |amount: i64| if refused.is_some() { amount } else { 0 };
     remaining.add_back(took(1), took(1), took(new.price_micros));
-    remaining.retry_after_secs = refused.as_ref().map(|refusal| refusal.retry_after_secs);
+    remaining.retry_after_secs = refused
+        .as_ref()
+        .and_then(|refusal| refusal.retry_after_secs);
     Ok((remaining, refused.map_or(Ok(()), Err)))
 }
 
-/// Keeps, of the limits that refuse a request, the one that lasts longest: retrying after a
-/// shorter one would only be refused again by the longer.
+/// Keeps, of the limits that refuse a request, the one that lasts longest (one no wait passes
+/// longest of all): retrying after a shorter one would only be refused again by the longer.
 fn refuse(refused: &mut Option<Limited>, limited: Limited) {
+    let lasts = |limited: &Limited| limited.retry_after_secs.unwrap_or(u64::MAX);
     if refused
         .as_ref()
-        .is_none_or(|kept| limited.retry_after_secs > kept.retry_after_secs)
+        .is_none_or(|kept| lasts(&limited) > lasts(kept))
     {
         *refused = Some(limited);
     }
@@ -332,13 +337,17 @@ mod tests {
             retry_after_secs,
         };
         let mut refused = None;
-        refuse(&mut refused, limited("rate", 60));
-        refuse(&mut refused, limited("budget", 9_600));
-        refuse(&mut refused, limited("tasks", 1));
-        let told = refused.unwrap();
+        refuse(&mut refused, limited("rate", Some(60)));
+        refuse(&mut refused, limited("budget", Some(9_600)));
+        refuse(&mut refused, limited("tasks", Some(1)));
+        let told = refused.clone().unwrap();
         assert_eq!(
             (told.message.as_str(), told.retry_after_secs),
-            ("budget", 9_600)
+            ("budget", Some(9_600))
         );
+        // A limit of zero: no wait lets the request through, so no Retry-After is told.
+        refuse(&mut refused, limited("none a minute", None));
+        refuse(&mut refused, limited("rate", Some(60)));
+        assert_eq!(refused.unwrap().retry_after_secs, None);
     }
 }
