@@ -67,6 +67,26 @@ async fn chat_answers_streamed_and_whole() {
     assert_eq!(whole["content"], content);
     assert!(whole["usage"]["total_tokens"].is_number());
 
+    // `messages` is the conversation before the prompt; `sys_prompt` comes first, none dropped.
+    let (status, asked) = host
+        .post("/llmage/v1/chat/completions", &json!({"model": "qwen3-max", "prompt": "and now?", "sys_prompt": "be brief",
+                                                     "messages": [{"role": "user", "content": "earlier"}]}))
+        .await;
+    assert_eq!(status, 200, "{asked}");
+    assert_eq!(asked["content"], "Offline echo: and now?");
+    let (_, detail) = host
+        .get(&format!(
+            "/api/v1/jobs/{}/detail",
+            asked["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        detail["job"]["request"]["params"]["messages"],
+        json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "earlier"},
+               {"role": "user", "content": "and now?"}]),
+        "{detail}"
+    );
+
     let response = host
         .as_key(Method::POST, "/llmage/v1/chat/completions", "key-a")
         .json(&json!({"model": "qwen3-max", "catelogid": "t2t", "prompt": "你是谁", "sys_prompt": "", "stream": true}))
@@ -167,6 +187,19 @@ async fn image_and_video_examples_are_created_then_succeed() {
         assert_eq!(
             done["usage"]["model"], body["model"],
             "the model as the client named it"
+        );
+    }
+    // Several images: the seed's `image` is the first, `images` lists every one charged.
+    let body = json!({"model": "wan2.2-t2i-plus", "catelogid": "t2i", "prompt": "三只猫", "n": 3});
+    let (_, created) = host.post("/llmage/v1/image/generations", &body).await;
+    let done = task_of(&host, created["taskid"].as_str().unwrap()).await;
+    let images = done["images"].as_array().expect("images");
+    assert_eq!(images.len(), 3, "{done}");
+    assert_eq!(done["image"], images[0]);
+    for url in images {
+        assert_eq!(
+            reqwest::get(url.as_str().unwrap()).await.unwrap().status(),
+            200
         );
     }
 }

@@ -229,7 +229,8 @@ async fn models(
     Ok(Json(json!({"object": "list", "data": data})).into_response())
 }
 
-/// `POST /llmage/v1/chat/completions`: llmage's `prompt`/`sys_prompt`, or OpenAI `messages`.
+/// `POST /llmage/v1/chat/completions`: llmage's `prompt` and `sys_prompt`, with OpenAI
+/// `messages` as the conversation before the prompt (or instead of it).
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ChatCompletionRequest {
     /// Model name, e.g. `qwen3-max`.
@@ -240,7 +241,7 @@ pub struct ChatCompletionRequest {
     pub prompt: Option<String>,
     /// System prompt.
     pub sys_prompt: Option<String>,
-    /// OpenAI-style messages instead of `prompt`.
+    /// OpenAI-style messages: the conversation so far, before `prompt` (after `sys_prompt`).
     pub messages: Option<Vec<Value>>,
     /// Stream server-sent chunks.
     pub stream: Option<bool>,
@@ -267,21 +268,18 @@ async fn chat_completions(
         return Err(bad("catelogid must be t2t for chat completions"));
     }
     let resolved = chat::find_model(&state, &name).map_err(unresolved)?;
-    let messages = match (
-        request.messages,
-        request.prompt.filter(|p| !p.trim().is_empty()),
-    ) {
-        (Some(messages), _) if !messages.is_empty() => messages,
-        (_, Some(prompt)) => {
-            let mut messages = Vec::new();
-            if let Some(system) = request.sys_prompt.filter(|s| !s.is_empty()) {
-                messages.push(json!({"role": "system", "content": system}));
-            }
-            messages.push(json!({"role": "user", "content": prompt}));
-            messages
-        }
-        _ => return Err(missing("prompt")),
-    };
+    // The system prompt, the conversation so far, then the question: each as given.
+    let prompt = request.prompt.filter(|p| !p.trim().is_empty());
+    let history = request.messages.unwrap_or_default();
+    if prompt.is_none() && history.is_empty() {
+        return Err(missing("prompt"));
+    }
+    let system = request.sys_prompt.filter(|s| !s.is_empty());
+    let messages = (system.map(|system| json!({"role": "system", "content": system})))
+        .into_iter()
+        .chain(history)
+        .chain(prompt.map(|prompt| json!({"role": "user", "content": prompt})))
+        .collect();
     let call = chat::ChatCall {
         client_id,
         api: API,
@@ -554,10 +552,24 @@ async fn task_view(state: &AppState, task: &Task, base: &str) -> anyhow::Result<
     let extra: Value = serde_json::from_str(&task.extra).unwrap_or_default();
     let status = task.status;
     let mut view = json!({"taskid": task.id, "status": status_name(status)});
+    // Seed 002 has one `image` and one `video`; a task that made several (`n`) lists them all
+    // under `images` and `videos` too, so none that was charged is out of reach.
+    let mut links: [(&str, &str, Vec<Value>); 2] = [
+        ("image", "images", Vec::new()),
+        ("video", "videos", Vec::new()),
+    ];
     for asset in stored_outputs(state, task).await? {
-        let slot = kind_of(&asset.content_type);
-        if matches!(slot, "image" | "video") && view.get(slot).is_none() {
-            view[slot] = state.links.url(base, &asset.id).into();
+        let kind = kind_of(&asset.content_type);
+        if let Some((_, _, found)) = links.iter_mut().find(|(slot, _, _)| *slot == kind) {
+            found.push(state.links.url(base, &asset.id).into());
+        }
+    }
+    for (slot, list, found) in links {
+        if let Some(first) = found.first() {
+            view[slot] = first.clone();
+        }
+        if found.len() > 1 {
+            view[list] = found.into();
         }
     }
     // Seed 002 gives a video its cover as `image`; without one from the vendor, a null keeps
