@@ -138,6 +138,15 @@ impl PluginManifest {
                 "secret {secret} is one of easel's own settings, which no plugin is given"
             ));
         }
+        for secret in self.secrets.iter().filter(|s| {
+            crate::secrets::BUCKET_CREDENTIALS.contains(&s.to_ascii_uppercase().as_str())
+        }) {
+            warnings.push(format!(
+                "secret {secret} is also the name of easel's asset bucket credentials: the \
+                 plugin gets it only from its own {}",
+                crate::secrets::own_variable(&self.id, secret)
+            ));
+        }
         warnings
     }
 }
@@ -164,5 +173,31 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn secrets_easel_keeps_for_itself_are_warned_of() {
+        let manifest = PluginManifest {
+            id: "bed-rock".into(),
+            version: "1.0.0".into(),
+            models: Vec::new(),
+            allowed_hosts: Vec::new(),
+            secrets: vec![
+                "DATABASE_URL".into(),
+                "AWS_SECRET_ACCESS_KEY".into(),
+                "KEY".into(),
+            ],
+            idempotent_submit: false,
+        };
+        assert_eq!(
+            manifest.warnings(),
+            [
+                "the manifest declares no models: the plugin serves nothing",
+                "secret DATABASE_URL is one of easel's own settings, which no plugin is given",
+                "secret AWS_SECRET_ACCESS_KEY is also the name of easel's asset bucket \
+                 credentials: the plugin gets it only from its own \
+                 EASEL_PLUGIN_BED_ROCK__AWS_SECRET_ACCESS_KEY"
+            ]
+        );
     }
 }

@@ -14,7 +14,9 @@
 //!      buckets included, which the shipped plugins must reach for their results; an
 //!      operator who wants less grants those keys by name and lists exact buckets.
 //! - easel's own settings ([`is_easel_setting`]: `EASEL_*`, `ZHINIAN_*`, `DATABASE_URL` and
-//!   libpq's `PG…` connection variables) never reach a plugin under their own names, whatever the operator lists.
+//!   libpq's `PG…` connection variables) never reach a plugin under their own names, whatever
+//!   the operator lists; nor do the asset bucket's `AWS_*` credentials ([`BUCKET_CREDENTIALS`]),
+//!   which a plugin may have only as its own `EASEL_PLUGIN_<ID>__…`.
 //! - Every declared name gets a [`SecretGrant`] saying where its value came from or why it
 //!   was withheld (`GET /admin/plugins`); values never leave the runtime.
 
@@ -118,6 +120,14 @@ pub struct SecretGrant {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// The variables easel's asset bucket takes its credentials from (`[assets] bucket`): a plugin
+/// that needs AWS credentials gets its own, as `EASEL_PLUGIN_<ID>__<NAME>`, never these.
+pub(crate) const BUCKET_CREDENTIALS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 /// Whether `name` is one of easel's own settings, which no plugin may read.
 pub fn is_easel_setting(name: &str) -> bool {
@@ -233,6 +243,11 @@ pub(crate) fn grant(
             ))
         } else if lookup(&own).is_some() {
             Ok(own.clone())
+        } else if BUCKET_CREDENTIALS.contains(&name.to_ascii_uppercase().as_str()) {
+            Err(format!(
+                "{name} holds the credentials of easel's asset bucket, which no plugin is given; \
+                 give plugin {id} its own as {own}"
+            ))
         } else if let Some(listed) = config.secret_grants.get(id) {
             if listed.contains(name) {
                 Ok(name.clone())
@@ -359,6 +374,33 @@ mod tests {
             assert!(!entry.granted);
             assert!(entry.reason.unwrap().contains("easel's own settings"));
         }
+    }
+
+    /// The asset bucket's credentials are easel's even though they are not named like it: a
+    /// listing does not hand them out; a plugin's own variable does.
+    #[test]
+    fn the_buckets_aws_credentials_go_to_no_plugin_that_lists_them() {
+        let names = ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"];
+        let values = [
+            ("AWS_SECRET_ACCESS_KEY", "bucket-secret"),
+            ("AWS_ACCESS_KEY_ID", "bucket-id"),
+            ("EASEL_PLUGIN_BEDROCK__AWS_ACCESS_KEY_ID", "its-own-id"),
+        ];
+        let m = manifest("bedrock", &[], &names);
+        let (granted, report) = grant(&m, &config(&values, &[("bedrock", &names)]));
+        assert_eq!(
+            granted,
+            HashMap::from([("AWS_ACCESS_KEY_ID".to_string(), "its-own-id".to_string())])
+        );
+        let refused = report.iter().find(|entry| !entry.granted).unwrap();
+        assert_eq!(refused.name, "AWS_SECRET_ACCESS_KEY");
+        assert!(
+            refused.reason.as_deref().unwrap().contains(
+                "easel's asset bucket, which no plugin is given; give plugin bedrock its own as \
+                 EASEL_PLUGIN_BEDROCK__AWS_SECRET_ACCESS_KEY"
+            ),
+            "{refused:?}"
+        );
     }
 
     #[test]
