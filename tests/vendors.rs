@@ -120,6 +120,23 @@ async fn dashscope_images_video_and_speech() {
         refused["error"], "materials: dashscope/wan2.6-t2v takes no image inputs",
         "{refused}"
     );
+    // wan2.6-r2v takes its references only as links Model Studio fetches (its manifest's
+    // `url_inputs`): a file given whole is refused at the door, a link goes through.
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD.encode(fakes::PNG_1X1);
+    let mut r2v = json!({"capability": "video.generate", "model": "dashscope/wan2.6-r2v", "prompt": "a fox",
+                         "materials": [{"type": "image", "url": "https://example.com/fox.png"},
+                                       {"type": "image", "url": format!("data:image/png;base64,{png}")}]});
+    let (status, refused) = easel.host.post("/api/v1/jobs", &r2v).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"],
+        "materials: dashscope/wan2.6-r2v takes image inputs only as http(s) URLs its vendor \
+         fetches, not as an uploaded file, a data: URL or a stored asset"
+    );
+    r2v["materials"].as_array_mut().unwrap().pop();
+    let (status, created) = easel.host.post("/api/v1/jobs", &r2v).await;
+    assert_eq!(status, 202, "{created}");
     // Wan renders 512 to 1440 pixels a side (its manifest's `sizeBounds`): seed 001's own
     // 1440x2560 is refused at the door, and Pixel's 2K is fitted into them.
     let mut tall = image.clone();

@@ -7,7 +7,8 @@
 //! adapters (`loras`) only where the schema declares them, the provider's own
 //! `check_params` (the `local` model's adapters exist and fit), the webhook target against
 //! the no-SSRF rule, every input file ([`inputs::check`]) and how many of each kind the model
-//! takes (its manifest's `max_inputs`), the price from the checked
+//! takes (its manifest's `max_inputs`) and in which form (`url_inputs`: kinds its vendor takes
+//! only as links; [`inputs::InputRules`]), the price from the checked
 //! parameters' output count, the client's limits that apply to the model, then the uploads
 //! are stored and the task is inserted with its idempotency key and reservation
 //! ([`Engine::submit`]); the limits are decided in that insert's transaction
@@ -182,7 +183,7 @@ impl Engine {
         };
         let bounds = inputs::ImageBounds::of(&resolved);
         let checked = inputs::check(self, &client_id, inputs, bounds).await?;
-        checked.within(&inputs::most_of_each_kind(&resolved), &resolved.id())?;
+        checked.within(&inputs::InputRules::of(&resolved), &resolved.id())?;
         let price_micros = self.price(
             &resolved.id(),
             resolved.model.price_hint,

@@ -137,6 +137,9 @@ pub struct Checked {
     fields: Vec<String>,
     /// `(index into media, the upload)` for files still to store.
     uploads: Vec<(usize, UploadFile)>,
+    /// Whether each of `media` reaches the provider as an http(s) link its vendor can fetch
+    /// (not bytes: an upload, a `data:` URL, a stored asset).
+    linked: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -250,6 +253,7 @@ pub async fn check(
     bounds: Option<ImageBounds>,
 ) -> Result<Checked, CheckError> {
     let mut checked = Checked {
+        linked: Vec::new(),
         media: Vec::with_capacity(inputs.len()),
         fields: Vec::with_capacity(inputs.len()),
         uploads: Vec::new(),
@@ -267,6 +271,8 @@ pub async fn check(
                 message,
             })
         };
+        // An asset registered by URL reaches the provider as that link.
+        let mut registered = false;
         let mut media = InputMedia {
             kind: kind.unwrap_or_default(),
             role,
@@ -328,6 +334,7 @@ pub async fn check(
                 }
                 media.content_type = Some(asset.content_type);
                 media.asset_id = Some(asset.id);
+                registered = asset.url.is_some();
             }
             Source::Upload {
                 name,
@@ -362,33 +369,54 @@ pub async fn check(
                 ));
             }
         }
+        let linked = media
+            .url
+            .as_ref()
+            .is_some_and(|url| !url.starts_with("data:"));
+        checked.linked.push(linked || registered);
         checked.media.push(media);
         checked.fields.push(field);
     }
     Ok(checked)
 }
 
-/// How many inputs of each kind `resolved` takes at most, as its manifest's `max_inputs`
-/// extra says (`{"image": 9}`); a kind it does not name is not counted.
-pub fn most_of_each_kind(resolved: &crate::engine::registry::Resolved) -> Vec<(String, usize)> {
-    let Some(most) = resolved
-        .model
-        .extra
-        .get("max_inputs")
-        .and_then(|v| v.as_object())
-    else {
-        return Vec::new();
-    };
-    most.iter()
-        .filter_map(|(kind, n)| Some((kind.clone(), usize::try_from(n.as_u64()?).ok()?)))
-        .collect()
+/// What a model's manifest extras say of its inputs, checked at the front door
+/// ([`Checked::within`]).
+#[derive(Debug, Default)]
+pub struct InputRules {
+    /// The most inputs of each kind it takes (`max_inputs`: `{"image": 9}`); a kind it does
+    /// not name is not counted.
+    most: Vec<(String, usize)>,
+    /// The kinds its vendor takes only as links it fetches (`url_inputs`: `["video"]`).
+    links_only: Vec<String>,
+}
+
+impl InputRules {
+    /// The rules `resolved`'s manifest states.
+    pub fn of(resolved: &crate::engine::registry::Resolved) -> InputRules {
+        let extra = &resolved.model.extra;
+        let most = extra.get("max_inputs").and_then(|v| v.as_object());
+        let most = most.into_iter().flatten();
+        let links_only = extra.get("url_inputs").and_then(|v| v.as_array());
+        InputRules {
+            most: most
+                .filter_map(|(kind, n)| Some((kind.clone(), usize::try_from(n.as_u64()?).ok()?)))
+                .collect(),
+            links_only: links_only
+                .into_iter()
+                .flatten()
+                .filter_map(|kind| Some(kind.as_str()?.to_string()))
+                .collect(),
+        }
+    }
 }
 
 impl Checked {
-    /// Refuses the first input past the `most` of its kind that `model` takes, naming its
+    /// Refuses the first input past the most of its kind that `model` takes, or of a kind it
+    /// takes only as a link given whole (an upload, a `data:` URL, a stored file), naming its
     /// field (kinds as each input was given or stored).
-    pub fn within(&self, most: &[(String, usize)], model: &str) -> Result<(), BadInput> {
-        for (kind, most) in most {
+    pub fn within(&self, rules: &InputRules, model: &str) -> Result<(), BadInput> {
+        for (kind, most) in &rules.most {
             let of_kind: Vec<usize> = (0..self.media.len())
                 .filter(|at| self.media[*at].kind == *kind)
                 .collect();
@@ -402,6 +430,16 @@ impl Checked {
             } else {
                 format!("{field}: {model} takes at most {most} {kind} inputs; {given} were given")
             };
+            return Err(BadInput { field, message });
+        }
+        let whole = (0..self.media.len())
+            .find(|at| !self.linked[*at] && rules.links_only.contains(&self.media[*at].kind));
+        if let Some(at) = whole {
+            let (field, kind) = (self.fields[at].clone(), &self.media[at].kind);
+            let message = format!(
+                "{field}: {model} takes {kind} inputs only as http(s) URLs its vendor fetches, \
+                 not as an uploaded file, a data: URL or a stored asset"
+            );
             return Err(BadInput { field, message });
         }
         Ok(())

@@ -119,7 +119,9 @@ fn wan_r2v() -> Model {
             // Seed 002: both images.
             "i2v": {"required": {"first_frame": "image_file1", "last_frame": "image_file2"}},
             "durations": [5, 10, 15],
-            "capabilities": {"supportsRefImage": true}
+            "capabilities": {"supportsRefImage": true},
+            // `reference_urls` takes links Model Studio fetches, never bytes.
+            "url_inputs": ["image", "video"]
         }))
 }
 

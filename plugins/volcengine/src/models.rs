@@ -37,7 +37,9 @@ fn seedance_2(key: &str, name: &str, price: f64) -> Model {
             "resolutions": ["480p", "720p", "1080p"],
             "durations": {"min": 4, "max": 15},
             "capabilities": {"supportsRefImage": true, "supportsFirstLastFrame": true,
-                             "supportsRefVideo": true, "supportsRefAudio": true}
+                             "supportsRefVideo": true, "supportsRefAudio": true},
+            // Ark takes video and audio references only as links it fetches.
+            "url_inputs": ["video", "audio"]
         }))
 }
 
