@@ -52,6 +52,75 @@ async fn happyhorse_references_past_nine_are_refused_before_a_task() {
     );
 }
 
+/// With a public address, an upload of a kind the vendor takes only as links (wan2.6-r2v's
+/// references) reaches it as easel's signed link to the file, which the vendor fetches; a
+/// `data:` URL is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_vendor_takes_only_as_a_link_reaches_it_as_easels_signed_link() {
+    use fakes::dashscope::{HOST, KEY, routes};
+    let png_part = |name: &str| {
+        reqwest::multipart::Part::bytes(fakes::PNG_1X1.to_vec())
+            .file_name(name.to_string())
+            .mime_str("image/png")
+            .unwrap()
+    };
+    let fake = Fake::start(routes).await;
+    let secrets = [
+        ("DASHSCOPE_API_KEY", KEY),
+        ("EASEL_PUBLIC_URL", "https://easel.example.com"),
+    ];
+    let easel = Easel::start("dashscope", &[(HOST, &fake)], &secrets).await;
+    let form = reqwest::multipart::Form::new()
+        .text("model", "wan2.6-r2v")
+        .text("catelogid", "i2v")
+        .text("prompt", "a fox")
+        .part("image_file1", png_part("first.png"))
+        .part("image_file2", png_part("last.png"));
+    let (status, created) = easel_tests::send(
+        easel
+            .host
+            .as_key(
+                reqwest::Method::POST,
+                "/llmage/v1/video/generations",
+                "key-a",
+            )
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let path = "POST /api/v1/services/aigc/video-generation/video-synthesis";
+    while bodies(&fake, path).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the submit never reached the vendor"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let body = &bodies(&fake, path)[0];
+    let reference = body["input"]["reference_urls"][0].as_str().unwrap();
+    let path = reference
+        .strip_prefix("https://easel.example.com/files/asset_")
+        .map(|rest| format!("/files/asset_{rest}"));
+    // The link is one easel serves the upload under.
+    let served = easel
+        .host
+        .url(&path.expect("a link under EASEL_PUBLIC_URL"));
+    let bytes = reqwest::get(&served).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&bytes[..], fakes::PNG_1X1);
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD.encode(fakes::PNG_1X1);
+    let inline = json!({"capability": "video.generate", "model": "dashscope/wan2.6-r2v", "prompt": "a fox",
+                        "materials": [{"type": "image", "url": format!("data:image/png;base64,{png}")}]});
+    let (status, refused) = easel.host.post("/api/v1/jobs", &inline).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"],
+        "materials: dashscope/wan2.6-r2v takes image inputs only as links its vendor fetches: \
+         give an http(s) URL or upload the file, not a data: URL"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashscope_images_video_and_speech() {
     use fakes::dashscope::{HOST, KEY, error_detail, routes};
@@ -132,7 +201,8 @@ async fn dashscope_images_video_and_speech() {
     assert_eq!(
         refused["error"],
         "materials: dashscope/wan2.6-r2v takes image inputs only as http(s) URLs its vendor \
-         fetches, not as an uploaded file, a data: URL or a stored asset"
+         fetches, not as an uploaded file, a data: URL or a stored asset (with EASEL_PUBLIC_URL \
+         set, easel hands the vendor a link to an upload)"
     );
     r2v["materials"].as_array_mut().unwrap().pop();
     let (status, created) = easel.host.post("/api/v1/jobs", &r2v).await;
@@ -1587,7 +1657,7 @@ async fn every_id_llmage_lists_is_accepted_when_two_providers_share_a_key() {
     }
     assert!(!ids.contains(&"qwen-image"), "{ids:?}");
 
-    let picture = format!(
+    let inline = format!(
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(fakes::PNG_1X1)
     );
@@ -1610,6 +1680,11 @@ async fn every_id_llmage_lists_is_accepted_when_two_providers_share_a_key() {
             _ => "/llmage/v1/video/generations",
         };
         let mut body = json!({"model": id, "catelogid": category, "prompt": "a lighthouse"});
+        // A model whose vendor takes images only as links it fetches gets one.
+        let picture = match model["url_inputs"].as_array() {
+            Some(kinds) if kinds.contains(&json!("image")) => "https://example.com/a.png".into(),
+            _ => inline.clone(),
+        };
         match category {
             "i2i" => body["image_file"] = picture.clone().into(),
             // Both frames: some models take both (seed 002's tables).

@@ -17,7 +17,7 @@ use crate::{
     assets::Assets,
     config::Config,
     engine::{
-        Engine, EngineParts, fleet,
+        Engine, EngineParts, PublicLink, fleet,
         provider::{LOCAL_PROVIDER, OFFLINE_PROVIDER},
         registry::Registry,
     },
@@ -135,6 +135,10 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         },
         webhook_secret: config.webhook_secret.clone(),
         webhook_bodies: api::shape::webhook_renderer(links.clone()),
+        public_link: config.public_url.clone().map(|base| {
+            let links = links.clone();
+            Arc::new(move |asset_id: &str| links.url(&base, asset_id)) as PublicLink
+        }),
         credits: config.credits.clone(),
         limits: config.limits.clone(),
         capacity: config.capacity.clone(),

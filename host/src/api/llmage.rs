@@ -223,6 +223,10 @@ async fn models(
             if let Some(loras) = loras::listed(&resolved.model) {
                 listed["loras"] = loras.into();
             }
+            // The input kinds its vendor takes only as links it fetches.
+            if let Some(kinds) = resolved.model.extra.get("url_inputs") {
+                listed["url_inputs"] = kinds.clone();
+            }
             Some(listed)
         })
         .collect();

@@ -36,6 +36,7 @@ use crate::{
         files::public_base,
         multipart,
         openapi::{Api, Describe},
+        pixel_size,
         submit::{refusal_parts, stored_outputs},
     },
     engine::{
@@ -633,7 +634,7 @@ async fn answer_images(
     let mut params = request.params;
     params.insert("n".into(), n.into());
     // `auto` (gpt-image-1's default) is passed as it is, for the model's schema to take or
-    // refuse; any other size is `WIDTHxHEIGHT`.
+    // refuse; any other size is `WIDTHxHEIGHT`, passed as the model's free size writes it.
     if request.size.as_deref() == Some("auto") {
         params.insert("size".into(), "auto".into());
     } else if let Some(size) = &request.size {
@@ -641,7 +642,8 @@ async fn answer_images(
             .split_once('x')
             .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
             .ok_or_else(|| Error::invalid("size", "size must look like 1024x1024"))?;
-        params.insert("size".into(), size.clone().into());
+        let own = pixel_size::own_size_form(&resolved.model, size);
+        params.insert("size".into(), own.into());
         params.insert("width".into(), width.into());
         params.insert("height".into(), height.into());
     }

@@ -106,7 +106,8 @@ pub fn size_params(
 /// them under their own names (`width` and `height`; `ratio` and `resolution` from
 /// `settings`). A model whose schema takes `width` and `height` reads them as they are; for
 /// the others an asked width and height become the model's `size` (that size exactly where
-/// the size is free, the nearest listed one of that ratio otherwise) or its `aspectRatio`,
+/// the size is free, also beside an `aspectRatio`, or refused outside its `sizeBounds`; the
+/// nearest listed one of that ratio otherwise) or its `aspectRatio`,
 /// and `ratio` with `resolution` size the model as Pixel's `aspectRatio` and `resolution` do
 /// ([`size_params`]); a model that reads `aspectRatio` gets the ratio under that name, as it
 /// lists it. A ratio the model cannot render is refused, naming the field that asked it.
@@ -151,17 +152,11 @@ pub fn job_size_params(
             _ => Ok(out),
         };
     }
-    if let Some(rule) = properties.get("aspectRatio") {
-        if !params.contains_key("aspectRatio") {
-            out.insert(
-                "aspectRatio".into(),
-                listed_ratio(rule, &ratio_text, ratio, asked_by)?,
-            );
-        }
-        return Ok(out);
-    }
+    // A free size takes them exactly, even on a model that also reads a ratio (ModelScope's
+    // Qwen-Image); a listed one gives way to the ratio there.
     if let (Some((w, h)), Some(rule)) = (asked_sides, properties.get("size"))
         && !params.contains_key("size")
+        && (rule.get("enum").is_none() || properties.get("aspectRatio").is_none())
     {
         // A size asked in pixels is made exactly or refused, never resized.
         if let Some(bounds) = SizeBounds::of(rule)
@@ -176,6 +171,15 @@ pub fn job_size_params(
         let size = size_value(rule, (w as f64, h as f64), &ratio_text, ratio)
             .map_err(|message| named(&message, asked_by))?;
         out.insert("size".into(), size);
+        return Ok(out);
+    }
+    if let Some(rule) = properties.get("aspectRatio") {
+        if !params.contains_key("aspectRatio") {
+            out.insert(
+                "aspectRatio".into(),
+                listed_ratio(rule, &ratio_text, ratio, asked_by)?,
+            );
+        }
         return Ok(out);
     }
     let mut as_pixel = params.clone();
@@ -410,11 +414,7 @@ fn fit(target: (f64, f64), width: &Value, height: &Value) -> (u64, u64) {
 /// (a ratio they cannot hold is refused); the default shows its form, else a pattern with a
 /// literal `*` asks for `W*H`.
 fn free_size(rule: &Value, target: (f64, f64), ratio_text: &str) -> Result<Value, String> {
-    let starred = match rule["default"].as_str() {
-        Some(default) => default.contains('*'),
-        None => rule["pattern"].as_str().is_some_and(|p| p.contains("\\*")),
-    };
-    let separator = if starred { '*' } else { 'x' };
+    let separator = separator(rule);
     let bounds = SizeBounds::of(rule);
     let (w, h) = bounds.map_or(target, |bounds| bounds.fit(target));
     let step = DEFAULT_MULTIPLE as f64;
@@ -432,6 +432,28 @@ fn free_size(rule: &Value, target: (f64, f64), ratio_text: &str) -> Result<Value
         ));
     };
     Ok(json!(format!("{width}{separator}{height}")))
+}
+
+/// How a free `size` rule writes a size: `*` where its default or pattern asks for one, else
+/// `x`.
+fn separator(rule: &Value) -> char {
+    let starred = match rule["default"].as_str() {
+        Some(default) => default.contains('*'),
+        None => rule["pattern"].as_str().is_some_and(|p| p.contains("\\*")),
+    };
+    if starred { '*' } else { 'x' }
+}
+
+/// `size` (`1024x1024`, as OpenAI's clients write it) as `model`'s free `size` writes it
+/// (`1024*1024` for DashScope's); any other size, or a model whose sizes are listed, as given.
+pub fn own_size_form(model: &ModelInfo, size: &str) -> String {
+    let rule = &model.params_schema["properties"]["size"];
+    match size_bounds::parse_size(size) {
+        Some((width, height)) if rule.is_object() && rule.get("enum").is_none() => {
+            format!("{width}{}{height}", separator(rule))
+        }
+        _ => size.to_string(),
+    }
 }
 
 /// The `size` string a model's schema accepts for `target`.
@@ -844,6 +866,29 @@ mod tests {
             job(json!({"ratio": "9:16", "resolution": "2K"})).unwrap(),
             *json!({"size": "808*1440"}).as_object().unwrap()
         );
+        // A free size beside a ratio (ModelScope's Qwen-Image) still takes them exactly.
+        let both = model(
+            json!({"aspectRatio": {"type": "string", "enum": ["1:1", "16:9"]},
+                   "size": {"type": "string", "pattern": "^[0-9]{2,4}x[0-9]{2,4}$",
+                            "sizeBounds": {"minSide": 64, "maxSide": 1664}}}),
+            json!({}),
+        );
+        let job = |fields: Value| job_size_params(&both, fields.as_object().unwrap());
+        assert_eq!(
+            job(json!({"width": 1600, "height": 800})).unwrap(),
+            *json!({"size": "1600x800"}).as_object().unwrap()
+        );
+        assert!(
+            job(json!({"width": 3000, "height": 3000}))
+                .unwrap_err()
+                .contains("64 to 1664")
+        );
+        assert_eq!(
+            job(json!({"ratio": "16:9", "resolution": "1K"})).unwrap(),
+            *json!({"aspectRatio": "16:9"}).as_object().unwrap()
+        );
+        assert_eq!(own_size_form(&both, "1024x1024"), "1024x1024");
+        assert_eq!(own_size_form(&wan, "1024x1024"), "1024*1024");
         // No bounds: the level's size as it is.
         let free = model(
             json!({"size": {"type": "string", "default": "1024*1024"}}),

@@ -183,7 +183,8 @@ impl Engine {
         };
         let bounds = inputs::ImageBounds::of(&resolved);
         let checked = inputs::check(self, &client_id, inputs, bounds).await?;
-        checked.within(&inputs::InputRules::of(&resolved), &resolved.id())?;
+        let linkable = self.public_link().is_some();
+        checked.within(&inputs::InputRules::of(&resolved), &resolved.id(), linkable)?;
         let price_micros = self.price(
             &resolved.id(),
             resolved.model.price_hint,

@@ -13,13 +13,17 @@
 //!   are read from its header (never by decoding it) and an image larger than the model's
 //!   largest width or height is refused, as is one whose header names no format the provider
 //!   decodes (not an image, or a GIF named PNG) when the whole file is at hand; of a bucket
-//!   asset only the first bytes are read, so such a header is left to the provider there.
+//!   asset only the first bytes are read, so such a header is left to the provider there. A
+//!   kind the model's vendor takes only as links ([`InputRules`], its `url_inputs`) is refused
+//!   as a `data:` URL, and as an upload or stored file unless easel has a public address.
 //!   Uploads wait under temporary names and become assets only after the whole request was
 //!   accepted ([`Checked::store_uploads`]); a refused request's uploads are removed.
 //! - At run time ([`load`]) assets and `data:` URLs become bytes for every provider; remote
 //!   URLs are fetched only for a provider that reads bytes
 //!   ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes)),
-//!   through the same no-SSRF client as vendor outputs, within `[limits] max_upload_bytes`;
+//!   through the same no-SSRF client as vendor outputs, within `[limits] max_upload_bytes`; a
+//!   stored input of a kind the vendor takes only as links becomes a signed public link
+//!   under `EASEL_PUBLIC_URL` (the vendor fetches it from easel) instead of bytes;
 //!   with the model's [`ImageBounds`], every image is checked from its header again before
 //!   the provider decodes it. A fetch or check that fails fails the task with the reason; nothing fails
 //!   silently.
@@ -137,9 +141,19 @@ pub struct Checked {
     fields: Vec<String>,
     /// `(index into media, the upload)` for files still to store.
     uploads: Vec<(usize, UploadFile)>,
-    /// Whether each of `media` reaches the provider as an http(s) link its vendor can fetch
-    /// (not bytes: an upload, a `data:` URL, a stored asset).
-    linked: Vec<bool>,
+    /// How each of `media` was given.
+    forms: Vec<Form>,
+}
+
+/// How an input was given, for a model that takes some kinds only as links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// An http(s) URL, or an asset registered by one: a link already.
+    Link,
+    /// An upload or a stored file: easel can link it under `EASEL_PUBLIC_URL`.
+    Stored,
+    /// A `data:` URL.
+    Inline,
 }
 
 #[derive(Debug)]
@@ -253,7 +267,7 @@ pub async fn check(
     bounds: Option<ImageBounds>,
 ) -> Result<Checked, CheckError> {
     let mut checked = Checked {
-        linked: Vec::new(),
+        forms: Vec::new(),
         media: Vec::with_capacity(inputs.len()),
         fields: Vec::with_capacity(inputs.len()),
         uploads: Vec::new(),
@@ -369,11 +383,12 @@ pub async fn check(
                 ));
             }
         }
-        let linked = media
-            .url
-            .as_ref()
-            .is_some_and(|url| !url.starts_with("data:"));
-        checked.linked.push(linked || registered);
+        checked.forms.push(match &media.url {
+            Some(url) if url.starts_with("data:") => Form::Inline,
+            Some(_) => Form::Link,
+            None if registered => Form::Link,
+            None => Form::Stored,
+        });
         checked.media.push(media);
         checked.fields.push(field);
     }
@@ -413,9 +428,10 @@ impl InputRules {
 
 impl Checked {
     /// Refuses the first input past the most of its kind that `model` takes, or of a kind it
-    /// takes only as a link given whole (an upload, a `data:` URL, a stored file), naming its
-    /// field (kinds as each input was given or stored).
-    pub fn within(&self, rules: &InputRules, model: &str) -> Result<(), BadInput> {
+    /// takes only as a link given whole (a `data:` URL; an upload or a stored file unless
+    /// `linkable`, easel having a public address to link it under), naming its field (kinds
+    /// as each input was given or stored).
+    pub fn within(&self, rules: &InputRules, model: &str, linkable: bool) -> Result<(), BadInput> {
         for (kind, most) in &rules.most {
             let of_kind: Vec<usize> = (0..self.media.len())
                 .filter(|at| self.media[*at].kind == *kind)
@@ -432,14 +448,25 @@ impl Checked {
             };
             return Err(BadInput { field, message });
         }
-        let whole = (0..self.media.len())
-            .find(|at| !self.linked[*at] && rules.links_only.contains(&self.media[*at].kind));
+        // A stored file reaches such a vendor as a signed link when easel has a public address.
+        let unlinkable = |form: Form| form == Form::Inline || (form == Form::Stored && !linkable);
+        let whole = (0..self.media.len()).find(|at| {
+            unlinkable(self.forms[*at]) && rules.links_only.contains(&self.media[*at].kind)
+        });
         if let Some(at) = whole {
             let (field, kind) = (self.fields[at].clone(), &self.media[at].kind);
-            let message = format!(
-                "{field}: {model} takes {kind} inputs only as http(s) URLs its vendor fetches, \
-                 not as an uploaded file, a data: URL or a stored asset"
-            );
+            let message = if linkable {
+                format!(
+                    "{field}: {model} takes {kind} inputs only as links its vendor fetches: give \
+                     an http(s) URL or upload the file, not a data: URL"
+                )
+            } else {
+                format!(
+                    "{field}: {model} takes {kind} inputs only as http(s) URLs its vendor fetches, \
+                     not as an uploaded file, a data: URL or a stored asset (with EASEL_PUBLIC_URL \
+                     set, easel hands the vendor a link to an upload)"
+                )
+            };
             return Err(BadInput { field, message });
         }
         Ok(())
@@ -564,6 +591,7 @@ pub async fn load(
     request: &mut GenerationRequest,
     fetch_remote: bool,
     bounds: Option<ImageBounds>,
+    rules: &InputRules,
 ) -> Result<(), String> {
     for input in &mut request.inputs {
         if let Some(asset_id) = &input.asset_id {
@@ -578,9 +606,17 @@ pub async fn load(
                 .map_err(unreadable)?
                 .ok_or_else(|| format!("Input asset {asset_id} no longer exists."))?;
             input.content_type.get_or_insert(asset.content_type.clone());
-            match &asset.url {
-                Some(url) => input.url = Some(url.clone()),
-                None => {
+            let link = engine
+                .public_link()
+                .filter(|_| rules.links_only.contains(&input.kind));
+            match (&asset.url, link) {
+                (Some(url), _) => input.url = Some(url.clone()),
+                // Its vendor takes it only as a link: fetched from easel, never sent as bytes.
+                (None, Some(link)) => {
+                    input.url = Some(link(asset_id));
+                    continue;
+                }
+                (None, None) => {
                     input.data = Some(
                         engine
                             .assets()

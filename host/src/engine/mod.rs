@@ -55,6 +55,9 @@ use task::{CancelledBy, Phase, Status, Task};
 /// Renders a task as the webhook body of the API that created it (the API layer supplies it).
 pub type WebhookRenderer = Arc<dyn Fn(&Task) -> serde_json::Value + Send + Sync>;
 
+/// The signed public link of an asset (under `EASEL_PUBLIC_URL`), for a vendor to fetch.
+pub type PublicLink = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// A task about to be accepted.
 #[derive(Debug, Clone)]
 pub struct NewTask {
@@ -150,6 +153,7 @@ struct Inner {
     guard: Guard,
     webhook_secret: Option<String>,
     webhook_bodies: WebhookRenderer,
+    public_link: Option<PublicLink>,
     credits: CreditSettings,
     limits: Limits,
     capacity: capacity::Capacity,
@@ -191,6 +195,10 @@ pub struct EngineParts {
     pub webhook_secret: Option<String>,
     /// Webhook bodies, in the shape of the API that created each task.
     pub webhook_bodies: WebhookRenderer,
+    /// Links a vendor can fetch a stored input from, when easel has a public address
+    /// (`EASEL_PUBLIC_URL`): inputs of a kind a model takes only as links
+    /// ([`inputs::InputRules`]) reach it so.
+    pub public_link: Option<PublicLink>,
     /// Prices and enforcement.
     pub credits: CreditSettings,
     /// Size limits (remote inputs are fetched under the upload limit).
@@ -212,6 +220,7 @@ impl Engine {
                 guard: parts.guard,
                 webhook_secret: parts.webhook_secret,
                 webhook_bodies: parts.webhook_bodies,
+                public_link: parts.public_link,
                 credits: parts.credits,
                 limits: parts.limits,
                 capacity: capacity::Capacity::new(&parts.capacity),
@@ -340,6 +349,12 @@ impl Engine {
     /// The providers.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.inner.registry
+    }
+
+    /// The maker of links a vendor can fetch stored inputs from, when easel has a public
+    /// address.
+    pub fn public_link(&self) -> Option<&PublicLink> {
+        self.inner.public_link.as_ref()
     }
 
     /// Outbound policy.

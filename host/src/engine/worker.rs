@@ -110,13 +110,18 @@ async fn submit(
     let model = engine
         .registry()
         .find(&format!("{}/{}", task.provider, request.model));
-    let bounds = model.ok().and_then(|model| inputs::ImageBounds::of(&model));
+    let bounds = model.as_ref().ok().and_then(inputs::ImageBounds::of);
+    let rules = model
+        .as_ref()
+        .map(inputs::InputRules::of)
+        .unwrap_or_default();
     if let Err(reason) = inputs::load(
         engine,
         &task.client_id,
         &mut request,
         provider.reads_input_bytes(),
         bounds,
+        &rules,
     )
     .await
     {

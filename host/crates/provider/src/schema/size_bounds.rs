@@ -107,6 +107,40 @@ pub fn parse_size(text: &str) -> Option<(u64, u64)> {
     (width > 0 && height > 0).then_some((width, height))
 }
 
+/// Whether `text` is two runs of digits around a size's separator, whatever their values.
+fn written_as_size(text: &str) -> bool {
+    let digits = |side: &str| !side.is_empty() && side.bytes().all(|b| b.is_ascii_digit());
+    text.split_once(['*', 'x', 'X'])
+        .is_some_and(|(width, height)| digits(width.trim()) && digits(height.trim()))
+}
+
+impl SizeBounds {
+    /// Why these bounds hold no size at all, if they hold none: a maximum under its minimum,
+    /// a maximum of 0, a ratio under 1.
+    fn empty(&self) -> Option<String> {
+        let pairs = [
+            ("minSide", self.min_side, "maxSide", self.max_side),
+            ("minPixels", self.min_pixels, "maxPixels", self.max_pixels),
+        ];
+        for (low_name, low, high_name, high) in pairs {
+            if let (Some(low), Some(high)) = (low, high)
+                && high < low
+            {
+                return Some(format!("{high_name} {high} is under {low_name} {low}"));
+            }
+            if high == Some(0) {
+                return Some(format!("{high_name} is 0"));
+            }
+        }
+        match self.max_ratio {
+            Some(ratio) if !(ratio >= 1.0) => Some(format!(
+                "maxRatio {ratio} is under 1 (the long side over the short one)"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The keyword's check, for the validator ([`super::ParamsSchema::compile`]).
 struct Check {
     bounds: SizeBounds,
@@ -135,32 +169,55 @@ impl jsonschema::Keyword for Check {
     }
 
     fn is_valid(&self, instance: &Value) -> bool {
-        instance
-            .as_str()
-            .and_then(parse_size)
-            .is_none_or(|size| self.bounds.contains(size))
+        let Some(text) = instance.as_str() else {
+            return true;
+        };
+        match parse_size(text) {
+            Some(size) => self.bounds.contains(size),
+            // Digits that make no size (a side of 0, or past any count) are outside every
+            // bound; anything else is the `pattern`'s to judge.
+            None => !written_as_size(text),
+        }
     }
 }
 
 /// Builds the keyword's check from its value in a schema, refusing a value that is not
 /// bounds.
 pub(super) fn compile<'a>(
-    _parent: &'a Map<String, Value>,
+    parent: &'a Map<String, Value>,
     value: &'a Value,
     location: jsonschema::paths::Location,
 ) -> Result<Box<dyn jsonschema::Keyword>, jsonschema::ValidationError<'a>> {
-    match serde_json::from_value::<SizeBounds>(value.clone()) {
-        Ok(bounds) => Ok(Box::new(Check {
-            bounds,
-            at: location,
-        })),
-        Err(error) => Err(jsonschema::ValidationError::custom(
-            location.clone(),
-            location,
-            value,
-            format!("{KEYWORD} takes minSide, maxSide, minPixels, maxPixels and maxRatio: {error}"),
-        )),
+    let refuse = |why: String| {
+        jsonschema::ValidationError::custom(location.clone(), location.clone(), value, why)
+    };
+    if !value.is_object() {
+        return Err(refuse(format!("{KEYWORD} must be an object")));
     }
+    let bounds = serde_json::from_value::<SizeBounds>(value.clone()).map_err(|error| {
+        refuse(format!(
+            "{KEYWORD} takes minSide, maxSide, minPixels, maxPixels and maxRatio: {error}"
+        ))
+    })?;
+    if bounds == SizeBounds::default() {
+        return Err(refuse(format!("{KEYWORD} states no bound")));
+    }
+    if let Some(why) = bounds.empty() {
+        return Err(refuse(format!("{KEYWORD} holds no size: {why}")));
+    }
+    let check = Check {
+        bounds,
+        at: location.clone(),
+    };
+    // A default outside the bounds would refuse every request that leaves the size out.
+    if let Some(default) = parent.get("default")
+        && !jsonschema::Keyword::is_valid(&check, default)
+    {
+        return Err(refuse(format!(
+            "the default size {default} is outside {KEYWORD} ({bounds})"
+        )));
+    }
+    Ok(Box::new(check))
 }
 
 #[cfg(test)]
@@ -200,6 +257,52 @@ mod tests {
         let area = bounds(json!({"maxPixels": 1_000_000}));
         let (w, h) = area.fit((2000.0, 1000.0));
         assert!((w * h - 1_000_000.0).abs() < 1.0 && (w / h - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn digits_that_make_no_size_are_outside_every_bound() {
+        use jsonschema::Keyword as _;
+        let check = Check {
+            bounds: bounds(json!({"maxSide": 1440})),
+            at: jsonschema::paths::Location::new(),
+        };
+        assert!(!check.is_valid(&json!("0*1024")));
+        assert!(!check.is_valid(&json!("99999999999999999999*1024")));
+        assert!(check.is_valid(&json!("1024*1024")));
+        assert!(
+            check.is_valid(&json!("auto")),
+            "not a size: the pattern's to judge"
+        );
+    }
+
+    #[test]
+    fn bounds_that_hold_no_size_are_refused_at_load() {
+        let compile = |rule: Value| {
+            let schema = json!({"type": "object", "properties": {"size": rule}});
+            crate::schema::ParamsSchema::compile(&schema).err()
+        };
+        for (rule, why) in [
+            (
+                json!({"sizeBounds": {"minSide": 2000, "maxSide": 100}}),
+                "maxSide 100 is under",
+            ),
+            (
+                json!({"sizeBounds": {"maxRatio": 0.5}}),
+                "maxRatio 0.5 is under 1",
+            ),
+            (json!({"sizeBounds": {"maxSide": 0}}), "maxSide is 0"),
+            (json!({"sizeBounds": {}}), "states no bound"),
+            (json!({"sizeBounds": [1, 2, 3, 4, 5]}), "must be an object"),
+            (
+                json!({"default": "512x512", "sizeBounds": {"minSide": 1024}}),
+                "the default size \"512x512\" is outside",
+            ),
+        ] {
+            let refused = compile(rule.clone()).unwrap_or_else(|| panic!("{rule} loaded"));
+            assert!(refused.contains(why), "{rule}: {refused}");
+        }
+        let fine = json!({"default": "1024x1024", "sizeBounds": {"minSide": 1024}});
+        assert_eq!(compile(fine), None);
     }
 
     #[test]
