@@ -120,6 +120,14 @@ pub fn job_size_params(
     let takes_sides = properties.get("width").is_some() && properties.get("height").is_some();
     let asked_sides = match (pixels("width"), pixels("height")) {
         (Some(w), Some(h)) if !takes_sides => Some((w, h)),
+        // One side alone makes no size; it would be dropped without a word.
+        (Some(_), None) | (None, Some(_)) if !takes_sides => {
+            return Err(
+                "Invalid parameter width and height: give both, or neither (settings.ratio \
+                 and settings.resolution size it then)"
+                    .into(),
+            );
+        }
         _ => None,
     };
     let (ratio_text, asked_by) = match (params.get("ratio").and_then(Value::as_str), asked_sides) {
@@ -865,6 +873,11 @@ mod tests {
         assert_eq!(
             job(json!({"ratio": "9:16", "resolution": "2K"})).unwrap(),
             *json!({"size": "808*1440"}).as_object().unwrap()
+        );
+        assert!(
+            job(json!({"width": 1440}))
+                .unwrap_err()
+                .contains("give both, or neither")
         );
         // A free size beside a ratio (ModelScope's Qwen-Image) still takes them exactly.
         let both = model(

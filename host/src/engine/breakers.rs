@@ -7,9 +7,10 @@
 //!   `[engine] breaker_failures` submits that failed unavailable in a row open it for
 //!   `breaker_cooldown_secs`; after that one claim, the probe, submits one task (the claim and
 //!   the probe are one transaction, [`claim_within`]; the others' claims are undone, so
-//!   their tasks never leave the queue), holding the breaker open for a lease meanwhile: its failure opens it again at once (the probe's task is queued again
-//!   with that claim uncounted, where a retry is safe), any answer of the vendor's (a success,
-//!   or a refusal or rate limit, which show the vendor up) closes it. A probe that
+//!   their tasks never leave the queue), holding the breaker open for a lease meanwhile: its
+//!   failure opens it again at once (the probe's task is queued again with that claim
+//!   uncounted, where a retry is safe), any answer of the vendor's (a success, or a refusal
+//!   or rate limit, which show the vendor up) closes it. A probe that
 //!   ends otherwise (cancelled, its plugin failed, its process died) frees the breaker at its
 //!   lease's end, for the next probe. Without the probe every waiting task was submitted at
 //!   the cooldown's end, each spending an attempt on a vendor still down.
@@ -57,6 +58,12 @@ impl Seen {
         rows.insert(row.provider.clone(), row);
     }
 
+    fn opened(&self) -> Vec<String> {
+        let rows = self.0.lock().expect("breakers lock");
+        let opened = rows.values().filter(|row| row.open_until > 0);
+        opened.map(|row| row.provider.clone()).collect()
+    }
+
     fn remove(&self, provider: &str) -> bool {
         let mut rows = self.0.lock().expect("breakers lock");
         rows.remove(provider).is_some()
@@ -89,9 +96,7 @@ pub async fn failed(engine: &Engine, provider: &str, reason: &str) -> anyhow::Re
 /// The providers whose breaker this process saw opened: a claim of their tasks asks the
 /// breaker first ([`claim_within`]).
 pub fn watched(engine: &Engine) -> Vec<String> {
-    let rows = engine.breakers().0.lock().expect("breakers lock");
-    let opened = rows.values().filter(|row| row.open_until > 0);
-    opened.map(|row| row.provider.clone()).collect()
+    engine.breakers().opened()
 }
 
 /// Keeps what a claim of `provider`'s task heard from its breaker; true when the claim took
