@@ -100,15 +100,14 @@ fn wan_t2v() -> Model {
 }
 
 fn wan_r2v() -> Model {
-    // Seed 002's choices stay (they are the contract), but its default of 15 s is a length
-    // Model Studio refuses, which would fail every request that leaves the duration out, so
-    // the default is the longest it renders. `video::wan_r2v` refuses 15 up front.
+    // Seed 002 offers 5, 10 and 15 s with 15 as the default, a length Model Studio refuses:
+    // offering it would accept requests that can only fail once they run, so the schema
+    // offers what renders and the host refuses 15 at the door.
     let props = merge(
         wan_video_props(10),
-        json!({"duration": {"type": "integer", "enum": [5, 10, 15], "default": 10,
-                            "description": "Seconds. Model Studio renders wan2.6-r2v clips of 2-10 s, so 15 \
-                                            (seed 002's default) is refused as an invalid request and the default \
-                                            is 10."}}),
+        json!({"duration": {"type": "integer", "enum": [5, 10], "default": 10,
+                            "description": "Seconds. Model Studio renders wan2.6-r2v clips of 2-10 s, so seed \
+                                            002's 15 (its default) is not offered and the default is 10."}}),
     );
     Model::new("wan2.6-r2v", "Wan 2.6 reference-to-video", "video")
         .capability("video.generate")
@@ -118,7 +117,7 @@ fn wan_r2v() -> Model {
             "catelogid": "i2v",
             // Seed 002: both images.
             "i2v": {"required": {"first_frame": "image_file1", "last_frame": "image_file2"}},
-            "durations": [5, 10, 15],
+            "durations": [5, 10],
             "capabilities": {"supportsRefImage": true},
             // `reference_urls` takes links Model Studio fetches, never bytes.
             "url_inputs": ["image", "video"]

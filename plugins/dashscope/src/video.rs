@@ -11,7 +11,6 @@ use vendor_kit::media::{self, Reference};
 const VIDEO_SYNTHESIS: &str = "/services/aigc/video-generation/video-synthesis";
 /// The clip lengths Model Studio renders for wan2.6-r2v, in seconds (its reference-to-video
 /// guide: whole seconds from 2 to 10). Seed 002 also offers 15, which the vendor refuses.
-const WAN_R2V_SECONDS: std::ops::RangeInclusive<u64> = 2..=10;
 
 /// Starts a video task.
 pub fn submit(request: &GenerationRequest, region: Region) -> Result<Submission> {
@@ -93,16 +92,8 @@ fn wan_r2v(request: &GenerationRequest) -> Result<Value> {
     if references.is_empty() {
         return Err(Error::invalid("wan2.6-r2v needs at least one reference image or video"));
     }
-    // Refused here rather than sent: the vendor would refuse it anyway, after a round trip and
-    // with a less telling message. 15 is also seed 002's default, so say what to ask instead.
-    let duration = request.param_u64("duration", 15)?;
-    if !WAN_R2V_SECONDS.contains(&duration) {
-        return Err(Error::invalid(format!(
-            "wan2.6-r2v renders {}-{} s clips at Model Studio; duration {duration} is not available (ask for 5 or 10)",
-            WAN_R2V_SECONDS.start(),
-            WAN_R2V_SECONDS.end()
-        )));
-    }
+    // The manifest's enum (5 or 10) kept it within what Model Studio renders.
+    let duration = request.param_u64("duration", 10)?;
     let mut input = json!({"prompt": request.prompt, "reference_urls": references});
     if let Some(negative) = params::negative_prompt(request)? {
         input["negative_prompt"] = json!(negative);

@@ -38,9 +38,9 @@ fn manifest_lists_every_model_with_seed_schemas_hosts_and_secrets() {
     assert_eq!(prop("wan2.6-t2v", "size")["enum"].as_array().unwrap().len(), 9);
     assert_eq!(prop("wan2.6-t2v", "duration"), json!({"type": "integer", "enum": [5, 10, 15], "default": 15}));
     assert_eq!(prop("wan2.6-t2v", "negative_prompt")["type"], "string");
-    // wan2.6-r2v keeps seed 002's choices, says which one Model Studio refuses, and defaults
-    // to the longest it renders instead of the seed's 15.
-    assert_eq!(prop("wan2.6-r2v", "duration")["enum"], json!([5, 10, 15]));
+    // wan2.6-r2v offers what Model Studio renders (seed 002's 15 would fail once it ran), says
+    // why, and defaults to the longest instead of the seed's 15.
+    assert_eq!(prop("wan2.6-r2v", "duration")["enum"], json!([5, 10]));
     assert_eq!(prop("wan2.6-r2v", "duration")["default"], 10);
     assert!(prop("wan2.6-r2v", "duration")["description"].as_str().unwrap().contains("2-10 s"));
     // HappyHorse tables: t2v/i2v 720P and 5 s, r2v 1080P and 15 s; i2v has no ratio.

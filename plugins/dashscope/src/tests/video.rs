@@ -104,26 +104,6 @@ fn wan_r2v_sends_reference_urls_and_needs_public_urls() {
 }
 
 #[test]
-fn wan_r2v_refuses_durations_model_studio_does_not_render_before_sending() {
-    // Seed 002 offers 5/10/15 with 15 as the default; Model Studio renders 2-10 s.
-    let script = Script::new().secret("DASHSCOPE_API_KEY", KEY).install();
-    let reference = url_input("video", Some("reference"), "https://assets.example/b.mp4");
-    for duration in [Some(15), None, Some(1), Some(11)] {
-        let mut request = GenerationRequest::new("video.generate", "wan2.6-r2v", "character1 waves").input(reference.clone());
-        if let Some(d) = duration {
-            request = request.param("duration", d);
-        }
-        let error = DashScope.submit(request).unwrap_err();
-        assert!(
-            matches!(&error, Error::InvalidRequest(m) if m.contains("2-10 s") && m.contains("5 or 10")),
-            "{duration:?}: {error:?}"
-        );
-    }
-    assert!(script.requests().is_empty(), "nothing reaches the vendor");
-    script.finish();
-}
-
-#[test]
 fn happyhorse_models_send_media_by_type_with_their_seed_defaults() {
     let script = Script::new()
         .secret("DASHSCOPE_API_KEY", KEY)

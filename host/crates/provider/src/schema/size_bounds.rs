@@ -116,7 +116,7 @@ fn written_as_size(text: &str) -> bool {
 
 impl SizeBounds {
     /// Why these bounds hold no size at all, if they hold none: a maximum under its minimum,
-    /// a maximum of 0, a ratio under 1.
+    /// a maximum of 0, a ratio under 1, sides that cannot make the pixels asked.
     fn empty(&self) -> Option<String> {
         let pairs = [
             ("minSide", self.min_side, "maxSide", self.max_side),
@@ -132,9 +132,23 @@ impl SizeBounds {
                 return Some(format!("{high_name} is 0"));
             }
         }
-        match self.max_ratio {
-            Some(ratio) if !(ratio >= 1.0) => Some(format!(
+        if let Some(ratio) = self.max_ratio.filter(|ratio| !(*ratio >= 1.0)) {
+            return Some(format!(
                 "maxRatio {ratio} is under 1 (the long side over the short one)"
+            ));
+        }
+        // Squares pass every ratio, so the sides allow from minSide² to maxSide² pixels.
+        let square = |side: u64| side.saturating_mul(side);
+        if let (Some(side), Some(pixels)) = (self.max_side, self.min_pixels)
+            && square(side) < pixels
+        {
+            return Some(format!(
+                "minPixels {pixels} is more than maxSide {side} allows"
+            ));
+        }
+        match (self.min_side, self.max_pixels) {
+            (Some(side), Some(pixels)) if square(side) > pixels => Some(format!(
+                "maxPixels {pixels} is less than minSide {side} needs"
             )),
             _ => None,
         }
@@ -292,6 +306,14 @@ mod tests {
             ),
             (json!({"sizeBounds": {"maxSide": 0}}), "maxSide is 0"),
             (json!({"sizeBounds": {}}), "states no bound"),
+            (
+                json!({"sizeBounds": {"maxSide": 100, "minPixels": 20000}}),
+                "more than maxSide 100 allows",
+            ),
+            (
+                json!({"sizeBounds": {"minSide": 1000, "maxPixels": 500000}}),
+                "less than minSide 1000 needs",
+            ),
             (json!({"sizeBounds": [1, 2, 3, 4, 5]}), "must be an object"),
             (
                 json!({"default": "512x512", "sizeBounds": {"minSide": 1024}}),
