@@ -713,8 +713,7 @@ pub async fn extend_poll_claim(
 /// queue, not to be claimed before `not_before` (ms) when given: a queued task's `wake_at`.
 /// The claim stays counted unless `counted` is false (its provider's breaker's probe, made
 /// for the breaker's sake): then the task is as it was before it, not started if that was its
-/// first. False when it is no longer being submitted in that
-/// claim.
+/// first. False when it is no longer being submitted in that claim.
 pub async fn requeue(
     store: &Store,
     id: &str,

@@ -138,9 +138,11 @@ impl PluginManifest {
                 "secret {secret} is one of easel's own settings, which no plugin is given"
             ));
         }
-        for secret in self.secrets.iter().filter(|s| {
-            crate::secrets::BUCKET_CREDENTIALS.contains(&s.to_ascii_uppercase().as_str())
-        }) {
+        for secret in self
+            .secrets
+            .iter()
+            .filter(|s| crate::secrets::is_bucket_credential(s))
+        {
             warnings.push(format!(
                 "secret {secret} is also the name of easel's asset bucket credentials: the \
                  plugin gets it only from its own {}",

@@ -123,11 +123,16 @@ pub struct SecretGrant {
 
 /// The variables easel's asset bucket takes its credentials from (`[assets] bucket`): a plugin
 /// that needs AWS credentials gets its own, as `EASEL_PLUGIN_<ID>__<NAME>`, never these.
-pub(crate) const BUCKET_CREDENTIALS: [&str; 3] = [
+const BUCKET_CREDENTIALS: [&str; 3] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 ];
+
+/// Whether `name` is one of the asset bucket's credentials ([`BUCKET_CREDENTIALS`]).
+pub fn is_bucket_credential(name: &str) -> bool {
+    BUCKET_CREDENTIALS.contains(&name.to_ascii_uppercase().as_str())
+}
 
 /// Whether `name` is one of easel's own settings, which no plugin may read.
 pub fn is_easel_setting(name: &str) -> bool {
@@ -243,7 +248,7 @@ pub(crate) fn grant(
             ))
         } else if lookup(&own).is_some() {
             Ok(own.clone())
-        } else if BUCKET_CREDENTIALS.contains(&name.to_ascii_uppercase().as_str()) {
+        } else if is_bucket_credential(name) {
             Err(format!(
                 "{name} holds the credentials of easel's asset bucket, which no plugin is given; \
                  give plugin {id} its own as {own}"

@@ -6,8 +6,10 @@
 //! (`{"type": "string", "sizeBounds": {"minSide": 512, "maxSide": 1440}}`); the front door
 //! refuses a size outside them before a task exists, naming them; and the sizes easel picks
 //! for a request (Pixel's `resolution`, seed 001's width and height) are fitted into them
-//! ([`SizeBounds::fit`]) or refused, so no size the host chose fails at the vendor. A value that
-//! does not read as a size passes: the property's `pattern` judges its form.
+//! ([`SizeBounds::fit`]) or refused, so no size the host chose fails at the vendor. Digits that
+//! make no size (`0*1024`, a side past any count) are outside every bound; any other value
+//! that does not read as a size passes: the property's `pattern` judges its form. Bounds that
+//! hold no size keep the schema from compiling.
 
 use std::fmt;
 
@@ -77,44 +79,7 @@ impl SizeBounds {
         };
         (width * scale, height * scale)
     }
-}
 
-impl fmt::Display for SizeBounds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let range = |min: Option<u64>, max: Option<u64>, unit: &str| match (min, max) {
-            (Some(min), Some(max)) => Some(format!("{min} to {max} pixels {unit}")),
-            (Some(min), None) => Some(format!("at least {min} pixels {unit}")),
-            (None, Some(max)) => Some(format!("at most {max} pixels {unit}")),
-            (None, None) => None,
-        };
-        let said: Vec<String> = [
-            range(self.min_side, self.max_side, "a side"),
-            range(self.min_pixels, self.max_pixels, "in all"),
-            self.max_ratio
-                .map(|ratio| format!("a long side at most {ratio} times the short one")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        f.write_str(&said.join(", "))
-    }
-}
-
-/// `1280*720`, `1280x720` or `1280X720` as width and height.
-pub fn parse_size(text: &str) -> Option<(u64, u64)> {
-    let (width, height) = text.split_once(['*', 'x', 'X'])?;
-    let (width, height): (u64, u64) = (width.trim().parse().ok()?, height.trim().parse().ok()?);
-    (width > 0 && height > 0).then_some((width, height))
-}
-
-/// Whether `text` is two runs of digits around a size's separator, whatever their values.
-fn written_as_size(text: &str) -> bool {
-    let digits = |side: &str| !side.is_empty() && side.bytes().all(|b| b.is_ascii_digit());
-    text.split_once(['*', 'x', 'X'])
-        .is_some_and(|(width, height)| digits(width.trim()) && digits(height.trim()))
-}
-
-impl SizeBounds {
     /// Why these bounds hold no size at all, if they hold none: a maximum under its minimum,
     /// a maximum of 0, a ratio under 1, sides that cannot make the pixels asked.
     fn empty(&self) -> Option<String> {
@@ -153,6 +118,41 @@ impl SizeBounds {
             _ => None,
         }
     }
+}
+
+impl fmt::Display for SizeBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let range = |min: Option<u64>, max: Option<u64>, unit: &str| match (min, max) {
+            (Some(min), Some(max)) => Some(format!("{min} to {max} pixels {unit}")),
+            (Some(min), None) => Some(format!("at least {min} pixels {unit}")),
+            (None, Some(max)) => Some(format!("at most {max} pixels {unit}")),
+            (None, None) => None,
+        };
+        let said: Vec<String> = [
+            range(self.min_side, self.max_side, "a side"),
+            range(self.min_pixels, self.max_pixels, "in all"),
+            self.max_ratio
+                .map(|ratio| format!("a long side at most {ratio} times the short one")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        f.write_str(&said.join(", "))
+    }
+}
+
+/// `1280*720`, `1280x720` or `1280X720` as width and height.
+pub fn parse_size(text: &str) -> Option<(u64, u64)> {
+    let (width, height) = text.split_once(['*', 'x', 'X'])?;
+    let (width, height): (u64, u64) = (width.trim().parse().ok()?, height.trim().parse().ok()?);
+    (width > 0 && height > 0).then_some((width, height))
+}
+
+/// Whether `text` is two runs of digits around a size's separator, whatever their values.
+fn written_as_size(text: &str) -> bool {
+    let digits = |side: &str| !side.is_empty() && side.bytes().all(|b| b.is_ascii_digit());
+    text.split_once(['*', 'x', 'X'])
+        .is_some_and(|(width, height)| digits(width.trim()) && digits(height.trim()))
 }
 
 /// The keyword's check, for the validator ([`super::ParamsSchema::compile`]).
