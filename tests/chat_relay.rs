@@ -14,6 +14,8 @@
 //!   fleet stops it within a third of a lease.
 //! - A chat's plugin instance is kept for its own client's next chat, never another's.
 //! - Tool calls pass through, whole and streamed, and are recorded with the answer.
+//! - A chat OpenAI would refuse is refused at the front door, naming the parameter, before the
+//!   vendor hears of it or anything is stored.
 
 #[path = "fakes/mod.rs"]
 mod fakes;
@@ -185,6 +187,71 @@ async fn the_upstream_is_asked_for_what_the_client_asked_for() {
     assert!(asked[0].get("stream_options").is_none(), "{}", asked[0]);
     assert_eq!(asked[1]["stream"], true, "{}", asked[1]);
     assert_eq!(asked[1]["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_openai_would_refuse_is_refused_before_it_reaches_openai() {
+    let (easel, fake) = easel_with_openai("").await;
+    let host = &easel.host;
+    let with = |more: Value| {
+        let mut body = chat("hi", false);
+        body.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        body
+    };
+    let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+    for (body, param) in [
+        (
+            with(json!({"stream_options": {"include_usage": true}})),
+            "stream_options",
+        ),
+        (
+            with(json!({"stream": true, "stream_options": {"include_usage": "yes"}})),
+            "stream_options",
+        ),
+        (
+            with(
+                json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            ),
+            "tool_choice",
+        ),
+        (
+            with(json!({"response_format": {"type": "json_schema"}})),
+            "json_schema",
+        ),
+        (with(json!({"reasoning_effort": "zzz"})), "reasoning_effort"),
+        (with(json!({"service_tier": "zzz"})), "service_tier"),
+        (with(json!({"metadata": "x"})), "metadata"),
+        (with(json!({"logit_bias": "x"})), "logit_bias"),
+        (with(json!({"seed": 1e308})), "seed"),
+        (
+            with(json!({"messages": [{"role": "user", "content": [{"type": "zzz"}]}]})),
+            "messages",
+        ),
+        (
+            with(json!({"messages": [{"role": "user", "content": "hi", "name": 5}]})),
+            "messages",
+        ),
+    ] {
+        let (status, refused) = host.post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 400, "{body}: {refused}");
+        assert_eq!(
+            refused["error"]["type"], "invalid_request_error",
+            "{refused}"
+        );
+        assert_eq!(refused["error"]["param"], param, "{body}: {refused}");
+    }
+    assert!(fake.calls_to("POST /v1/chat/completions").is_empty());
+    let (_, tasks) = host.get("/api/v1/jobs?limit=50").await;
+    assert_eq!(tasks["jobs"], json!([]), "nothing stored: {tasks}");
+    // The same parameters, well formed, go through.
+    let fine = with(json!({"reasoning_effort": "low", "metadata": {"team": "a"},
+                           "logit_bias": {"50256": -100}, "seed": 7,
+                           "response_format": {"type": "json_schema",
+                                               "json_schema": {"name": "n", "schema": {"type": "object"}}}}));
+    let (status, answer) = host.post("/v1/chat/completions", &fine).await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -708,7 +775,9 @@ async fn tool_calls_reach_the_client_whole_and_streamed_and_are_recorded() {
         body["tools"] = tools.clone();
         body["tool_choice"] = json!("required");
         body["parallel_tool_calls"] = json!(true);
-        body["stream_options"] = json!({"include_usage": true});
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
         body
     };
     let arguments = r#"{"said":"Oslo"}"#;

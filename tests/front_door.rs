@@ -126,7 +126,28 @@ async fn malformed_data_urls_are_refused_at_submit() {
             .await;
         assert_eq!(status, 422, "{url}: {answer}");
         assert_eq!(answer["detail"][0]["loc"], json!(["body", "init_image"]));
+        let chat = json!({"model": "offline/chat", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]});
+        let (status, answer) = host.post("/v1/chat/completions", &chat).await;
+        assert_eq!(status, 400, "{url}: {answer}");
+        assert_eq!(
+            answer["error"]["param"], "messages[0].content[1].image_url",
+            "{answer}"
+        );
     }
+    // Text named PNG is no image, in a chat as in a job.
+    let text = base64::engine::general_purpose::STANDARD.encode("hello");
+    let chat = json!({"model": "offline/chat", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{text}")}}]}]});
+    let (status, answer) = host.post("/v1/chat/completions", &chat).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not an image"),
+        "{answer}"
+    );
     assert_eq!(job_count(&host).await, 0);
     // A good one goes through and reaches the provider as bytes.
     let png = base64::engine::general_purpose::STANDARD.encode(solid_png(8, 8, 90));
@@ -389,6 +410,22 @@ async fn one_ssrf_rule_guards_every_entry_point_that_takes_a_url() {
             Box::new(|url| json!({"prompt": "p", "callback_url": url})),
         ),
         ("/api/v1/assets", Box::new(|url| json!({"url": url}))),
+        // A chat's images are its input files too, though its vendor is the one to fetch them.
+        (
+            "/v1/chat/completions",
+            Box::new(|url| {
+                json!({"model": "offline/chat", "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": url}}]}]})
+            }),
+        ),
+        (
+            "/llmage/v1/chat/completions",
+            Box::new(|url| {
+                json!({"model": "offline/chat", "prompt": "and this?", "messages": [{"role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": url}}]}]})
+            }),
+        ),
     ];
     for url in FORBIDDEN {
         for (path, body) in &entry_points {

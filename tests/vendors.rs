@@ -451,6 +451,16 @@ async fn a_rate_limited_submit_is_tried_again_after_the_vendors_wait() {
     );
 }
 
+/// Sends `form` to OpenAI's edits route as client `a`.
+async fn edit(easel: &Easel, form: reqwest::multipart::Form) -> (u16, Value) {
+    let edits = easel
+        .host
+        .http
+        .post(easel.host.url("/v1/images/edits"))
+        .header("authorization", "Bearer key-a");
+    easel_tests::send(edits.multipart(form)).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_images_and_speech() {
     use fakes::openai::{HOST, KEY, error_detail, routes};
@@ -545,13 +555,13 @@ async fn openai_images_and_speech() {
 
     // OpenAI's edits: the files the client sent reach OpenAI as files in a form, and a mask
     // makes the task an inpainting.
+    let png = || {
+        reqwest::multipart::Part::bytes(fakes::PNG_1X1)
+            .file_name("p.png")
+            .mime_str("image/png")
+            .unwrap()
+    };
     for masked in [false, true] {
-        let png = || {
-            reqwest::multipart::Part::bytes(fakes::PNG_1X1)
-                .file_name("p.png")
-                .mime_str("image/png")
-                .unwrap()
-        };
         let mut form = reqwest::multipart::Form::new()
             .text("model", "openai/gpt-image-1")
             .text("prompt", "a brighter lighthouse")
@@ -560,12 +570,7 @@ async fn openai_images_and_speech() {
         if masked {
             form = form.part("mask", png());
         }
-        let edits = easel
-            .host
-            .http
-            .post(easel.host.url("/v1/images/edits"))
-            .header("authorization", "Bearer key-a");
-        let (status, edited) = easel_tests::send(edits.multipart(form)).await;
+        let (status, edited) = edit(&easel, form).await;
         assert_eq!(status, 200, "{edited}");
         // gpt-image-1 is answered in base64 unless links are asked for, as OpenAI answers it.
         assert!(edited["data"][0]["b64_json"].is_string(), "{edited}");
@@ -617,12 +622,7 @@ async fn openai_images_and_speech() {
         .text("model", "openai/gpt-image-1")
         .text("prompt", "x")
         .part("image", text);
-    let edits = easel
-        .host
-        .http
-        .post(easel.host.url("/v1/images/edits"))
-        .header("authorization", "Bearer key-a");
-    let (status, refused) = easel_tests::send(edits.multipart(form)).await;
+    let (status, refused) = edit(&easel, form).await;
     assert_eq!(status, 400, "{refused}");
     assert!(
         refused["error"]["message"]
@@ -638,6 +638,59 @@ async fn openai_images_and_speech() {
         assert_eq!(form.matches("name=\"image[]\"").count(), 2, "{form}");
         assert_eq!(form.matches("name=\"mask\"").count(), masks, "{form}");
     }
+    // Masks only as an inpainting takes them: one, beside an image; refused at the door, so
+    // no task is stored to fail later.
+    let before = easel.host.get("/api/v1/jobs?limit=200").await.1["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    for (form, says, param) in [
+        (
+            reqwest::multipart::Form::new()
+                .part("image", png())
+                .part("mask", png())
+                .part("mask", png()),
+            "mask: image.inpaint takes one mask; 2 were given",
+            "mask",
+        ),
+        (
+            reqwest::multipart::Form::new().part("mask", png()),
+            "image is required: the file to change",
+            "image",
+        ),
+    ] {
+        let form = form.text("model", "openai/gpt-image-1").text("prompt", "x");
+        let (status, refused) = edit(&easel, form).await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["error"]["message"], says, "{refused}");
+        assert_eq!(refused["error"]["param"], param, "{refused}");
+    }
+    let after = easel.host.get("/api/v1/jobs?limit=200").await.1["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before, "a refused edit stores no task");
+    // Seed 001's inpainting, [original, mask] as links: the second is the mask, and OpenAI,
+    // which takes files only, gets both fetched by easel.
+    let inpaint = json!({"capability": "image.inpaint", "model": "openai/gpt-image-1",
+                         "prompt": "把选中区域文字替换成新品上市",
+                         "imageUrls": [fake.state.file_url("original.png"), fake.state.file_url("mask.png")]});
+    let job = easel.submit(&inpaint, Scenario::Success).await;
+    easel.expect_outputs(&job, fakes::PNG_1X1).await;
+    let sent = fake.calls_to("POST /v1/images/edits");
+    assert_eq!(sent.len(), 3, "the refused edits never reached OpenAI");
+    let form = String::from_utf8_lossy(&sent[2].body);
+    assert_eq!(form.matches("name=\"image[]\"").count(), 1, "{form}");
+    assert_eq!(form.matches("name=\"mask\"").count(), 1, "{form}");
+    // One link alone is no inpainting: refused at the door, naming the field.
+    let mut alone = inpaint.clone();
+    alone["imageUrls"] = json!([fake.state.file_url("original.png")]);
+    let (status, refused) = easel.host.post("/api/v1/jobs", &alone).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"],
+        "imageUrls: image.inpaint needs a mask beside the image it changes"
+    );
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 

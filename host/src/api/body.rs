@@ -143,6 +143,52 @@ pub fn wrong_shape(error: &serde_json::Error) -> String {
     }
 }
 
+/// A well-formed body of another shape than `T`: where it went wrong (`n`, `messages[0]`),
+/// when that is a field, and what ([`wrong_shape`]); shown as `field: what`.
+#[derive(Debug)]
+pub struct WrongShape {
+    /// The field, as the client wrote its path.
+    pub field: Option<String>,
+    /// What was wrong there.
+    pub message: String,
+}
+
+impl WrongShape {
+    /// Why `bytes` did not deserialize as `T` with `error`. Parsed again to learn the field,
+    /// so a body that deserializes pays nothing for it.
+    pub fn of<T: DeserializeOwned>(bytes: &[u8], error: &serde_json::Error) -> Self {
+        let mut reader = serde_json::Deserializer::from_slice(bytes);
+        let field = serde_path_to_error::deserialize::<_, T>(&mut reader)
+            .err()
+            .map(|wrong| wrong.path().to_string())
+            .filter(|path| path != ".");
+        Self {
+            field,
+            message: wrong_shape(error),
+        }
+    }
+
+    /// Why the JSON `value` does not deserialize as `T`, if it does not: its `T` otherwise.
+    pub fn check<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Self> {
+        serde_path_to_error::deserialize(value).map_err(|wrong| {
+            let path = wrong.path().to_string();
+            Self {
+                field: (path != ".").then_some(path),
+                message: wrong_shape(wrong.inner()),
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for WrongShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{field}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
 /// A canonical form of a JSON body (sorted keys, no whitespace), for idempotency hashing.
 pub fn canonical(value: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
@@ -150,7 +196,7 @@ pub fn canonical(value: &serde_json::Value) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::wrong_shape;
+    use super::{WrongShape, wrong_shape};
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
@@ -169,5 +215,25 @@ mod tests {
         assert!(!wrong_shape(&array).contains("struct"), "{array}");
         let missing = serde_json::from_slice::<ChatRequest>(b"{}").unwrap_err();
         assert_eq!(wrong_shape(&missing), missing.to_string());
+    }
+
+    #[test]
+    fn a_wrong_field_is_named() {
+        let body = br#"{"model": 1}"#;
+        let error = serde_json::from_slice::<ChatRequest>(body).unwrap_err();
+        let wrong = WrongShape::of::<ChatRequest>(body, &error);
+        assert_eq!(wrong.field.as_deref(), Some("model"));
+        assert!(
+            wrong
+                .to_string()
+                .starts_with("model: invalid type: integer `1`"),
+            "{wrong}"
+        );
+        let checked = WrongShape::check::<ChatRequest>(serde_json::json!({"model": [1]}));
+        assert_eq!(checked.unwrap_err().field.as_deref(), Some("model"));
+        // Where nothing but the whole is wrong, nothing is named.
+        let missing = WrongShape::check::<ChatRequest>(serde_json::json!({})).unwrap_err();
+        assert_eq!(missing.field, None);
+        assert_eq!(missing.to_string(), "missing field `model`");
     }
 }

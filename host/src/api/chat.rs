@@ -25,7 +25,7 @@ use crate::{
     engine::{
         chat::{AnswerUsage, ChatSession, ShownUsage, ToolCalls},
         front_door::{Admission, Refusal},
-        provider::{AnswerInfo, ChatEvent, ToolCallPiece},
+        provider::{AnswerInfo, ChatEvent, ToolCallPiece, schema::InvalidParam},
         registry::{ResolveError, Resolved},
         task::now_ms,
     },
@@ -101,12 +101,32 @@ pub async fn open(state: &AppState, call: ChatCall) -> Result<ChatSession, Refus
     state.engine.open_chat(admission, messages, stream).await
 }
 
-/// Whether OpenAI's `stream_options` ask for a final usage chunk (`include_usage: true`).
-pub fn includes_usage(stream_options: Option<&Value>) -> bool {
-    stream_options
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+/// Whether OpenAI's `stream_options` ask for a final usage chunk (`include_usage: true`), or,
+/// as OpenAI answers them, why they are refused: options for an answer that is not streamed,
+/// or not an object with a boolean `include_usage`.
+pub fn includes_usage(stream: bool, stream_options: Option<&Value>) -> Result<bool, Refusal> {
+    let Some(options) = stream_options.filter(|options| !options.is_null()) else {
+        return Ok(false);
+    };
+    let invalid = |message: &str| {
+        Refusal::Invalid(InvalidParam {
+            param: Some("stream_options".into()),
+            message: message.into(),
+            ..Default::default()
+        })
+    };
+    if !stream {
+        return Err(invalid(
+            "stream_options is only allowed when stream is true",
+        ));
+    }
+    match options.get("include_usage") {
+        None | Some(Value::Null) if options.is_object() => Ok(false),
+        Some(Value::Bool(include)) => Ok(*include),
+        _ => Err(invalid(
+            "stream_options must be an object whose include_usage is a boolean",
+        )),
+    }
 }
 
 /// The text of the last user message (a string, or the text parts of a list), as the task's

@@ -86,14 +86,14 @@ impl<D: Dialect> Body<D> {
 
     /// The body parsed straight into `T` (no `Value` in between): malformed JSON refused as
     /// [`Body::json`] refuses it, well-formed JSON of another shape as `wrong_shape` says,
-    /// given what was wrong in the client's terms ([`body::wrong_shape`]).
+    /// given where and what was wrong in the client's terms ([`body::WrongShape`]).
     pub fn parse<T: DeserializeOwned>(
         &self,
-        wrong_shape: impl FnOnce(String) -> D::Error,
+        wrong_shape: impl FnOnce(body::WrongShape) -> D::Error,
     ) -> Result<T, D::Error> {
         serde_json::from_slice(&self.bytes).map_err(|error| {
             if error.is_data() {
-                wrong_shape(body::wrong_shape(&error))
+                wrong_shape(body::WrongShape::of::<T>(&self.bytes, &error))
             } else {
                 D::malformed_json(body::malformed(&self.bytes, &error))
             }

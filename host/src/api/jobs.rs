@@ -362,6 +362,13 @@ fn normalize(
     for id in job.input_asset_ids.unwrap_or_default() {
         inputs.push(Input::asset("inputAssetIds", None, None, id));
     }
+    // Seed 001 inpaints with the original image, then its mask.
+    if job.capability == "image.inpaint"
+        && inputs.len() > 1
+        && let Some(mask) = inputs.last_mut()
+    {
+        mask.kind = Some("mask".into());
+    }
     for material in job.materials.unwrap_or_default() {
         if !["image", "video", "audio"].contains(&material.kind.as_str()) {
             return Err(Error::bad_request(
@@ -414,7 +421,7 @@ async fn create(
     body: Body<Jobs>,
 ) -> Result<Response, Error> {
     let raw = body.object()?;
-    let job: JobRequest = serde_json::from_value(raw.clone())
+    let job: JobRequest = body::WrongShape::check(raw.clone())
         .map_err(|e| Error::bad_request(format!("Invalid request: {e}")))?;
     let base = public_base(&state, &headers);
     let mut admission = normalize(&state, &client_id, job, &base)?;

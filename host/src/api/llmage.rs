@@ -284,6 +284,8 @@ async fn chat_completions(
         .chain(history)
         .chain(prompt.map(|prompt| json!({"role": "user", "content": prompt})))
         .collect();
+    let stream = request.stream.unwrap_or(false);
+    let include_usage = chat::includes_usage(stream, request.stream_options.as_ref())?;
     let call = chat::ChatCall {
         client_id,
         api: API,
@@ -291,11 +293,10 @@ async fn chat_completions(
         messages,
         params: request.params,
         extra: json!({"catelogid": "t2t", "model": name}),
-        stream: request.stream.unwrap_or(false),
+        stream,
     };
     let session = chat::open(&state, call).await?;
-    if request.stream.unwrap_or(false) {
-        let include_usage = chat::includes_usage(request.stream_options.as_ref());
+    if stream {
         return Ok(chat::sse(&name, session, ChunkStyle::Llmage, include_usage).await);
     }
     Ok(chat::complete(&name, session, ChunkStyle::Llmage).await?)

@@ -30,7 +30,7 @@ use crate::{
     api::{
         AppState,
         auth::{AuthError, KEYS_UNAVAILABLE},
-        body::Unreadable,
+        body::{Unreadable, WrongShape},
         chat::{self, ChunkStyle},
         dialect::{Body, Caller, Dialect, PathOf},
         files::public_base,
@@ -107,6 +107,14 @@ impl Error {
                 )
             },
             other => Self::invalid("model", other.to_string()),
+        }
+    }
+
+    /// A body of another shape than the route takes, naming the field where serde could.
+    fn wrong_shape(wrong: WrongShape) -> Self {
+        Self {
+            param: wrong.field.clone(),
+            ..Self::new(StatusCode::BAD_REQUEST, format!("Invalid request: {wrong}"))
         }
     }
 
@@ -392,9 +400,10 @@ async fn chat_completions(
     Client { client_id, .. }: Client,
     body: Body<OpenAi>,
 ) -> Result<Response, Error> {
-    let request: ChatRequest =
-        body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    let request: ChatRequest = body.parse(Error::wrong_shape)?;
     let resolved = chat::find_model(&state, &request.model).map_err(Error::unresolved)?;
+    let stream = request.stream.unwrap_or(false);
+    let include_usage = chat::includes_usage(stream, request.stream_options.as_ref())?;
     let call = chat::ChatCall {
         client_id,
         api: API,
@@ -402,11 +411,10 @@ async fn chat_completions(
         messages: request.messages,
         params: request.params,
         extra: json!({}),
-        stream: request.stream.unwrap_or(false),
+        stream,
     };
     let session = chat::open(&state, call).await?;
-    if request.stream.unwrap_or(false) {
-        let include_usage = chat::includes_usage(request.stream_options.as_ref());
+    if stream {
         return Ok(chat::sse(&request.model, session, ChunkStyle::OpenAi, include_usage).await);
     }
     Ok(chat::complete(&request.model, session, ChunkStyle::OpenAi).await?)
@@ -436,8 +444,7 @@ async fn images(
     headers: HeaderMap,
     body: Body<OpenAi>,
 ) -> Result<Response, Error> {
-    let request: ImageRequest =
-        body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    let request: ImageRequest = body.parse(Error::wrong_shape)?;
     let call = ImageCall {
         capability: "image.generate",
         request,
@@ -808,8 +815,7 @@ async fn speech(
     Client { client_id, .. }: Client,
     body: Body<OpenAi>,
 ) -> Result<Response, Error> {
-    let request: SpeechRequest =
-        body.parse(|e| Error::new(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
+    let request: SpeechRequest = body.parse(Error::wrong_shape)?;
     if request.input.trim().is_empty() {
         return Err(Error::invalid("input", "input must not be empty"));
     }

@@ -26,6 +26,7 @@ use crate::{
     api::{
         AppState,
         auth::{AuthError, KEYS_UNAVAILABLE},
+        body::WrongShape,
         dialect::{Body, Caller, Dialect, PathOf},
         files::public_base,
         loras,
@@ -305,7 +306,7 @@ async fn generate(
         }
     };
     let resolved = resolve(&state, model, &kind)?;
-    let request: GenerationRequest = serde_json::from_value(raw)
+    let request: GenerationRequest = WrongShape::check(raw)
         .map_err(|e| Error(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
     if request.prompt.trim().is_empty() {
         return Err(Error(StatusCode::BAD_REQUEST, "prompt is required".into()));

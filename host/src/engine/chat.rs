@@ -168,6 +168,9 @@ impl Engine {
             resolved.provider.makes_tool_calls(),
         );
         conversation::check(&messages, &admission.params, answers)?;
+        admission
+            .inputs
+            .extend(conversation::linked_files(&messages));
         let (mut new, _) = self.check(admission).await?;
         new.request
             .params

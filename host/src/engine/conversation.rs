@@ -2,24 +2,46 @@
 //!
 //! Invariants:
 //! - Every message is an object with a `role` OpenAI defines (`system`, `developer`, `user`,
-//!   `assistant`, `tool`) and a `content` that is a string or a list of typed parts; only an
-//!   assistant message that records tool calls may go without content, and a `tool` message
-//!   names the call it answers (`tool_call_id`).
+//!   `assistant`, `tool`) and a `content` that is a string or a non-empty list of parts, each
+//!   of a type some vendor takes ([`PART_TYPES`]) and holding the field its type names (a
+//!   `text` string, an `image_url` object with a `url`, …); only an assistant message that
+//!   records tool calls may go without content, its calls each `{id, type: "function",
+//!   function: {name, arguments}}` with the arguments as text, a `tool` message names the call
+//!   it answers (`tool_call_id`), and a `name` is a string.
+//! - The files a conversation links or holds whole (image and video parts) are the chat's
+//!   input files ([`linked_files`]): the front door checks them as every request's inputs
+//!   are ([`inputs::check`](crate::engine::inputs::check): the no-SSRF rule, `data:` URLs that
+//!   decode, images that are images).
 //! - Parameters that would ask for an answer the relay cannot carry are refused, never
 //!   dropped: the relay answers one choice of text and tool calls, so `n` above 1, log
 //!   probabilities, the legacy `functions`, `tools` for a model that does not make tool calls
 //!   (its schema does not declare them, or its plugin's contract has none), a tool choice
-//!   without tools, and a `response_format` other than text for a model whose schema does not
-//!   declare one (its plugin would drop it) are a 400 naming the parameter, not a 200 that
-//!   quietly lacks them.
+//!   without tools or naming a function they do not define, and a `response_format` other
+//!   than text for a model whose schema does not declare one (its plugin would drop it) are a
+//!   400 naming the parameter, not a 200 that quietly lacks them.
 //! - The token cap reaches the model under the name its schema declares: OpenAI's current
 //!   `max_completion_tokens` becomes `max_tokens` for a model that takes only that.
 
 use serde_json::{Map, Value};
 
-use crate::engine::provider::schema::InvalidParam;
+use crate::engine::{
+    inputs::{Input, Source},
+    provider::schema::InvalidParam,
+};
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+/// The content part types a message may hold: OpenAI's, and the video parts of the vendors
+/// that read videos (DashScope's `video` frames, `video_url`).
+pub const PART_TYPES: [&str; 7] = [
+    "text",
+    "image_url",
+    "input_audio",
+    "file",
+    "refusal",
+    "video_url",
+    "video",
+];
 
 /// Parameters that ask for tool calls, which only a model declaring `tools` answers.
 const TOOL_PARAMS: [&str; 3] = ["tools", "tool_choice", "parallel_tool_calls"];
@@ -106,9 +128,14 @@ pub fn check(
         let may_omit = role == "assistant" && message.contains_key("tool_calls");
         let content_ok = match message.get("content") {
             Some(Value::String(_)) => true,
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .all(|part| part.get("type").is_some_and(Value::is_string)),
+            Some(Value::Array(parts)) if !parts.is_empty() => {
+                for (j, part) in parts.iter().enumerate() {
+                    check_part(part).map_err(|why| {
+                        invalid("messages", format!("messages[{i}].content[{j}] {why}"))
+                    })?;
+                }
+                true
+            }
             None | Some(Value::Null) => may_omit,
             Some(_) => false,
         };
@@ -116,8 +143,8 @@ pub fn check(
             return Err(invalid(
                 "messages",
                 format!(
-                    "messages[{i}].content must be a string or a list of content parts \
-                     (objects with a type)"
+                    "messages[{i}].content must be a string or a non-empty list of content \
+                     parts (objects with a type)"
                 ),
             ));
         }
@@ -126,6 +153,30 @@ pub fn check(
                 "messages",
                 format!("messages[{i}] is a tool message without the tool_call_id it answers"),
             ));
+        }
+        if message.get("name").is_some_and(|name| !name.is_string()) {
+            return Err(invalid(
+                "messages",
+                format!("messages[{i}].name must be a string"),
+            ));
+        }
+        if let Some(calls) = message.get("tool_calls").filter(|calls| !calls.is_null()) {
+            let calls = calls.as_array().ok_or_else(|| {
+                invalid(
+                    "messages",
+                    format!("messages[{i}].tool_calls must be a list"),
+                )
+            })?;
+            if let Some(k) = calls.iter().position(|call| !is_tool_call(call)) {
+                return Err(invalid(
+                    "messages",
+                    format!(
+                        "messages[{i}].tool_calls[{k}] must be {{\"id\", \"type\": \"function\", \
+                         \"function\": {{\"name\", \"arguments\"}}}} with the arguments as a \
+                         JSON string"
+                    ),
+                ));
+            }
         }
     }
     let set = |name: &str| params.get(name).filter(|v| !v.is_null());
@@ -151,6 +202,22 @@ pub fn check(
         && let Some(name) = TOOL_PARAMS[1..].iter().find(|name| set(name).is_some())
     {
         return Err(invalid(name, format!("{name} is only allowed with tools")));
+    }
+    if let Some(chosen) = set("tool_choice")
+        .and_then(|choice| choice.pointer("/function/name"))
+        .and_then(Value::as_str)
+    {
+        let tools = set("tools").and_then(Value::as_array);
+        let defined = tools
+            .into_iter()
+            .flatten()
+            .any(|tool| tool.pointer("/function/name").and_then(Value::as_str) == Some(chosen));
+        if !defined {
+            return Err(invalid(
+                "tool_choice",
+                format!("tool_choice names function {chosen}, which tools does not define"),
+            ));
+        }
     }
     // A format the plugin would drop is refused: text asked for as JSON is not JSON.
     if !answers.formats && set("response_format").is_some_and(|format| format["type"] != "text") {
@@ -178,6 +245,101 @@ pub fn check(
     Ok(())
 }
 
+/// Why a content `part` is not one some vendor takes, if it is not.
+fn check_part(part: &Value) -> Result<(), String> {
+    let Some(kind) = part.get("type").and_then(Value::as_str) else {
+        return Err("must be an object with a type".into());
+    };
+    let field = part.get(kind);
+    let (holds, what) = match kind {
+        "text" | "refusal" => (field.is_some_and(Value::is_string), "string"),
+        "image_url" | "video_url" => (
+            field.is_some_and(|link| link.get("url").is_some_and(Value::is_string)),
+            "object with a url",
+        ),
+        "input_audio" => (
+            field.is_some_and(|audio| {
+                audio.get("data").is_some_and(Value::is_string)
+                    && audio.get("format").is_some_and(Value::is_string)
+            }),
+            "object with data and format",
+        ),
+        "file" => (field.is_some_and(Value::is_object), "object"),
+        "video" => (
+            field
+                .and_then(Value::as_array)
+                .is_some_and(|frames| !frames.is_empty() && frames.iter().all(Value::is_string)),
+            "list of frame URLs",
+        ),
+        other => {
+            return Err(format!(
+                "has type {other}, which is none of {}",
+                PART_TYPES.join(", ")
+            ));
+        }
+    };
+    if holds {
+        Ok(())
+    } else {
+        Err(format!("is of type {kind} but has no {kind} {what}"))
+    }
+}
+
+/// Whether `call` is an assistant's tool call as OpenAI records it.
+fn is_tool_call(call: &Value) -> bool {
+    let text = |pointer: &str| call.pointer(pointer).is_some_and(Value::is_string);
+    text("/id")
+        && call.get("type").is_none_or(|kind| kind == "function")
+        && text("/function/name")
+        && text("/function/arguments")
+}
+
+/// The files a checked conversation links or holds whole: each image and video part's URL as
+/// an input of its kind, named by where it is (`messages[0].content[1].image_url`).
+pub fn linked_files(messages: &[Value]) -> Vec<Input> {
+    let mut files = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let Some(Value::Array(parts)) = message.get("content") else {
+            continue;
+        };
+        for (j, part) in parts.iter().enumerate() {
+            let at = format!("messages[{i}].content[{j}]");
+            let kind = part.get("type").and_then(Value::as_str);
+            let (kind, urls): (&str, Vec<(String, &Value)>) = match kind {
+                Some("image_url") => (
+                    "image",
+                    vec![(format!("{at}.image_url"), &part["image_url"]["url"])],
+                ),
+                Some("video_url") => (
+                    "video",
+                    vec![(format!("{at}.video_url"), &part["video_url"]["url"])],
+                ),
+                Some("video") => (
+                    "image",
+                    part["video"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(k, frame)| (format!("{at}.video[{k}]"), frame))
+                        .collect(),
+                ),
+                _ => continue,
+            };
+            for (field, url) in urls {
+                let Some(url) = url.as_str() else { continue };
+                files.push(Input {
+                    field,
+                    kind: Some(kind.into()),
+                    role: None,
+                    source: Source::Url(url.to_string()),
+                });
+            }
+        }
+    }
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +354,7 @@ mod tests {
 
     #[test]
     fn conversations_need_roles_and_content() {
+        let user = |parts: Value| json!([{"role": "user", "content": parts}]);
         let hi = json!([{"role": "system", "content": "be brief"},
                         {"role": "user", "content": [{"type": "text", "text": "hi"}]},
                         {"role": "assistant", "content": null, "tool_calls": []},
@@ -215,11 +378,48 @@ mod tests {
             ),
             (
                 json!([{"role": "user", "content": [{"text": "untyped"}]}]),
-                "content parts",
+                "messages[0].content[0] must be an object with a type",
             ),
             (
                 json!([{"role": "tool", "content": "42"}]),
                 "messages[0] is a tool message without the tool_call_id",
+            ),
+            (
+                user(json!([])),
+                "messages[0].content must be a string or a non-empty list",
+            ),
+            (
+                user(json!([{"type": "zzz"}])),
+                "messages[0].content[0] has type zzz, which is none of",
+            ),
+            (
+                user(json!([{"type": "text"}])),
+                "messages[0].content[0] is of type text but has no text string",
+            ),
+            (
+                user(json!([{"type": "text", "text": 5}])),
+                "but has no text string",
+            ),
+            (
+                user(json!([{"type": "image_url", "image_url": "https://x.test/a.png"}])),
+                "is of type image_url but has no image_url object with a url",
+            ),
+            (
+                user(json!([{"type": "image_url", "image_url": {}}])),
+                "has no image_url object with a url",
+            ),
+            (
+                json!([{"role": "user", "content": "hi", "name": 5}]),
+                "messages[0].name must be a string",
+            ),
+            (
+                json!([{"role": "assistant", "content": null, "tool_calls": "x"}]),
+                "messages[0].tool_calls must be a list",
+            ),
+            (
+                json!([{"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": 5}}]}]),
+                "messages[0].tool_calls[0] must be",
             ),
         ] {
             let error = checked(messages, json!({})).unwrap_err();
@@ -228,6 +428,91 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn parts_calls_and_names_hold_what_their_type_says() {
+        let user = |parts: Value| json!([{"role": "user", "content": parts}]);
+        let image = json!({"type": "image_url", "image_url": {"url": "https://x.test/a.png"}});
+        let fine = user(json!([{"type": "text", "text": "what is this?"}, image,
+                               {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+                               {"type": "video", "video": ["https://x.test/1.jpg"]}]));
+        assert_eq!(checked(fine, json!({})), Ok(()));
+        let call = json!({"id": "c1", "type": "function",
+                          "function": {"name": "f", "arguments": "{}"}});
+        let answered = json!([{"role": "user", "content": "hi", "name": "ann"},
+                              {"role": "assistant", "content": null, "tool_calls": [call]},
+                              {"role": "tool", "content": "42", "tool_call_id": "c1"}]);
+        assert_eq!(checked(answered, json!({})), Ok(()));
+    }
+
+    #[test]
+    fn a_tool_choice_names_a_function_the_tools_define() {
+        let hi = json!([{"role": "user", "content": "hi"}]);
+        let tooled = Answers::of(&json!({"properties": {"tools": {}}}), true);
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        let choose = |name: &str| json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": name}}});
+        let check_with =
+            |params: Value| check(hi.as_array().unwrap(), params.as_object().unwrap(), tooled);
+        assert!(check_with(choose("f")).is_ok());
+        let error = check_with(choose("g")).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("tool_choice"));
+        assert_eq!(
+            error.message,
+            "tool_choice names function g, which tools does not define"
+        );
+    }
+
+    #[test]
+    fn linked_files_are_the_image_and_video_parts_by_where_they_are() {
+        let messages = json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "compare"},
+                {"type": "image_url", "image_url": {"url": "http://169.254.169.254/x"}},
+                {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}},
+                {"type": "video", "video": ["https://x.test/1.jpg", "https://x.test/2.jpg"]}
+            ]}
+        ]);
+        let files = linked_files(messages.as_array().unwrap());
+        let seen: Vec<(&str, &str, &str)> = files
+            .iter()
+            .map(|file| {
+                let Source::Url(url) = &file.source else {
+                    panic!("a link: {file:?}")
+                };
+                (
+                    file.field.as_str(),
+                    file.kind.as_deref().unwrap(),
+                    url.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "messages[1].content[1].image_url",
+                    "image",
+                    "http://169.254.169.254/x"
+                ),
+                (
+                    "messages[1].content[2].video_url",
+                    "video",
+                    "data:video/mp4;base64,AAAA"
+                ),
+                (
+                    "messages[1].content[3].video[0]",
+                    "image",
+                    "https://x.test/1.jpg"
+                ),
+                (
+                    "messages[1].content[3].video[1]",
+                    "image",
+                    "https://x.test/2.jpg"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! `check_params` (the `local` model's adapters exist and fit), the webhook target against
 //! the no-SSRF rule, every input file ([`inputs::check`]) and how many of each kind the model
 //! takes (its manifest's `max_inputs`) and in which form (`url_inputs`: kinds its vendor takes
-//! only as links; [`inputs::InputRules`]), the price from the checked
+//! only as links; [`inputs::InputRules`]), masks only for `image.inpaint` (exactly one, beside
+//! the image it changes), the price from the checked
 //! parameters' output count, the client's limits that apply to the model, then the uploads
 //! are stored and the task is inserted with its idempotency key and reservation
 //! ([`Engine::submit`]); the limits are decided in that insert's transaction
@@ -185,6 +186,7 @@ impl Engine {
         let checked = inputs::check(self, &client_id, inputs, bounds).await?;
         let linkable = self.public_link().is_some();
         checked.within(&inputs::InputRules::of(&resolved), &resolved.id(), linkable)?;
+        checked.masks_fit(&capability)?;
         let price_micros = self.price(
             &resolved.id(),
             resolved.model.price_hint,

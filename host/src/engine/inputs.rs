@@ -20,8 +20,9 @@
 //!   accepted ([`Checked::store_uploads`]); a refused request's uploads are removed.
 //! - At run time ([`load`]) assets and `data:` URLs become bytes for every provider; remote
 //!   URLs are fetched only for a provider that reads bytes
-//!   ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes)),
-//!   through the same no-SSRF client as vendor outputs, within `[limits] max_upload_bytes`; a
+//!   ([`Provider::reads_input_bytes`](crate::engine::provider::Provider::reads_input_bytes))
+//!   or of a kind the model's vendor takes only as files (its `file_inputs`), through the
+//!   same no-SSRF client as vendor outputs, within `[limits] max_upload_bytes`; a
 //!   stored input of a kind the vendor takes only as links becomes a signed public link
 //!   under `EASEL_PUBLIC_URL` (the vendor fetches it from easel) instead of bytes;
 //!   with the model's [`ImageBounds`], every image is checked from its header again before
@@ -404,6 +405,9 @@ pub struct InputRules {
     most: Vec<(String, usize)>,
     /// The kinds its vendor takes only as links it fetches (`url_inputs`: `["video"]`).
     links_only: Vec<String>,
+    /// The kinds its vendor takes only as files sent to it (`file_inputs`: `["image"]`):
+    /// easel fetches a link of such a kind for it.
+    files_only: Vec<String>,
 }
 
 impl InputRules {
@@ -412,16 +416,20 @@ impl InputRules {
         let extra = &resolved.model.extra;
         let most = extra.get("max_inputs").and_then(|v| v.as_object());
         let most = most.into_iter().flatten();
-        let links_only = extra.get("url_inputs").and_then(|v| v.as_array());
+        let kinds = |name: &str| -> Vec<String> {
+            let listed = extra.get(name).and_then(|v| v.as_array());
+            listed
+                .into_iter()
+                .flatten()
+                .filter_map(|kind| Some(kind.as_str()?.to_string()))
+                .collect()
+        };
         InputRules {
             most: most
                 .filter_map(|(kind, n)| Some((kind.clone(), usize::try_from(n.as_u64()?).ok()?)))
                 .collect(),
-            links_only: links_only
-                .into_iter()
-                .flatten()
-                .filter_map(|kind| Some(kind.as_str()?.to_string()))
-                .collect(),
+            links_only: kinds("url_inputs"),
+            files_only: kinds("file_inputs"),
         }
     }
 }
@@ -470,6 +478,42 @@ impl Checked {
             return Err(BadInput { field, message });
         }
         Ok(())
+    }
+
+    /// Refuses masks `capability` does not take, naming the field: `image.inpaint` changes
+    /// an image where exactly one mask says, and every other capability takes none (an edit
+    /// with a mask is an inpainting).
+    pub fn masks_fit(&self, capability: &str) -> Result<(), BadInput> {
+        let kinds = || self.media.iter().map(|media| media.kind.as_str());
+        let masks: Vec<usize> = (0..self.media.len())
+            .filter(|at| self.media[*at].kind == "mask")
+            .collect();
+        let inpaint = capability == "image.inpaint";
+        let (at, message) = match masks.as_slice() {
+            [_] if inpaint && kinds().any(|kind| kind == "image") => return Ok(()),
+            [] if !inpaint => return Ok(()),
+            [] => (
+                0,
+                "image.inpaint needs a mask beside the image it changes".to_string(),
+            ),
+            [only] if inpaint => (
+                *only,
+                "image.inpaint needs the image to change beside its mask".into(),
+            ),
+            [_, second, ..] if inpaint => (
+                *second,
+                format!("image.inpaint takes one mask; {} were given", masks.len()),
+            ),
+            [first, ..] => (
+                *first,
+                format!("a mask is taken only by image.inpaint, not by {capability}"),
+            ),
+        };
+        let field = self.fields.get(at).map_or("mask", String::as_str);
+        Err(BadInput {
+            field: field.to_string(),
+            message: format!("{field}: {message}"),
+        })
     }
 }
 
@@ -582,9 +626,10 @@ pub fn decode_data_url(url: &str) -> Result<(String, Vec<u8>), String> {
 }
 
 /// Fills in the bytes of a task's inputs just before its provider runs: assets and `data:`
-/// URLs always, remote URLs when `fetch_remote` (the provider reads bytes). With `bounds`,
-/// every image among them is checked from its header again (a remote one was never seen at
-/// the door) before the provider decodes it. The error is the task's failure reason.
+/// URLs always, remote URLs when `fetch_remote` (the provider reads bytes) or of a kind
+/// `rules` say the vendor takes only as files. With `bounds`, every image among them is
+/// checked from its header again (a remote one was never seen at the door) before the
+/// provider decodes it. The error is the task's failure reason.
 pub async fn load(
     engine: &Engine,
     client_id: &str,
@@ -637,7 +682,7 @@ pub async fn load(
                 .map_err(|reason| format!("An input data URL is malformed: {reason}."))?;
             input.content_type.get_or_insert(content_type);
             input.data = Some(bytes.into());
-        } else if fetch_remote {
+        } else if fetch_remote || rules.files_only.contains(&input.kind) {
             let (content_type, bytes) = engine
                 .guard()
                 .fetch(&url, engine.limits().max_upload_bytes)

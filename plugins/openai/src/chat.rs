@@ -36,16 +36,37 @@ const PASSTHROUGH: [&str; 20] = [
 ];
 
 /// OpenAI's sampling parameters, its answer format (JSON mode, a JSON schema), its current
-/// name for the token cap and its tool parameters.
+/// name for the token cap, its tool parameters, and the passed-on parameters in the types and
+/// values OpenAI documents, so the host refuses a wrong one before it reaches OpenAI.
 pub fn params_schema() -> Value {
     vendor_kit::chat::with_tools(vendor_kit::chat::params_schema(json!({
         "user": {"type": "string"},
         "max_completion_tokens": {"type": "integer", "minimum": 1},
         "response_format": {
             "type": "object",
-            "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}},
-            "required": ["type"]
-        }
+            "properties": {
+                "type": {"enum": ["text", "json_object", "json_schema"]},
+                "json_schema": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "schema": {"type": "object"},
+                                   "strict": {"type": ["boolean", "null"]}},
+                    "required": ["name"]
+                }
+            },
+            "required": ["type"],
+            "if": {"properties": {"type": {"const": "json_schema"}}},
+            "then": {"required": ["json_schema"]}
+        },
+        "logit_bias": {"type": "object", "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
+        "reasoning_effort": {"enum": ["none", "minimal", "low", "medium", "high", "xhigh"]},
+        "verbosity": {"enum": ["low", "medium", "high"]},
+        "service_tier": {"enum": ["auto", "default", "flex", "scale", "priority"]},
+        "metadata": {"type": "object", "maxProperties": 16, "additionalProperties": {"type": "string", "maxLength": 512}},
+        "store": {"type": "boolean"},
+        "prompt_cache_key": {"type": "string"},
+        "safety_identifier": {"type": "string"},
+        "prediction": {"type": "object"},
+        "web_search_options": {"type": "object"}
     })))
 }
 

@@ -26,8 +26,10 @@ fn gpt_image() -> Model {
                                "description": "Edits: how closely to keep the input's features."}
         })))
         .price_hint(4.0)
-        // OpenAI answers this model in base64 only, so clients of `/v1/images` expect that.
-        .extra(json!({"resolutions": ["1024x1024", "1536x1024", "1024x1536"], "image_answer": "b64_json"}))
+        // OpenAI answers this model in base64 only, so clients of `/v1/images` expect that;
+        // its edits take files, so easel fetches an image or mask given as a link.
+        .extra(json!({"resolutions": ["1024x1024", "1536x1024", "1024x1536"], "image_answer": "b64_json",
+                      "file_inputs": ["image", "mask"]}))
 }
 
 fn dalle3() -> Model {
