@@ -53,6 +53,10 @@ async fn upload_list_get_and_ranged_download() {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (status, _) = host.upload("later.txt", b"later".to_vec()).await;
     assert_eq!(status, 201);
+    // An empty file is refused, not stored as an asset of no bytes.
+    let (status, refused) = host.upload("empty.png", Vec::new()).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "empty.png is empty: nothing was stored.");
     let (_, first) = host.get("/api/v1/assets?limit=1").await;
     assert_eq!(first["assets"][0]["name"], "later.txt", "{first}");
     // A text file is no model's input: refused at the door, as a text `data:` URL is.

@@ -166,6 +166,12 @@ async fn upload(state: &AppState, client_id: &str, request: Request) -> Result<R
             "No files in the upload: send them as multipart field \"files\".",
         ));
     }
+    if let Some((name, ..)) = files.iter().find(|(_, _, spooled)| spooled.is_empty()) {
+        return Err(Error::bad_request(format!(
+            "{} is empty: nothing was stored.",
+            sanitize(name)
+        )));
+    }
     let mut stored = Vec::with_capacity(files.len());
     for (name, content_type, spooled) in files {
         let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
