@@ -240,7 +240,7 @@ fn plugin_check_prints_the_manifest_and_refuses_a_broken_file() {
     assert_eq!(report["manifest"]["id"], "demo", "{report}");
     // Built with this checkout's SDK: the newest contract (the runtime's own tests keep a
     // guest of the first one running).
-    assert_eq!(report["contract"], "0.4.0", "{report}");
+    assert_eq!(report["contract"], "0.5.0", "{report}");
     assert_eq!(report["warnings"], json!([]), "{report}");
 
     // A valid manifest that declares what can never work passes, with warnings that say so:

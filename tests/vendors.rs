@@ -1550,6 +1550,54 @@ async fn every_api_reaches_the_plugin_and_serves_its_output() {
     }
     let chat = &bodies(&fake, "POST /compatible-mode/v1/chat/completions")[0];
     assert_eq!(chat["model"], "qwen-plus");
+
+    // Qwen's thinking: its reasoning reaches the client apart from the text, streamed in the
+    // chunks' delta (llmage's also beside `content`), and is recorded with the chat.
+    let thinking = json!({"model": "qwen-plus", "enable_thinking": true, "stream": true,
+                          "messages": [{"role": "user", "content": "hello from easel"}]});
+    for path in ["/llmage/v1/chat/completions", "/v1/chat/completions"] {
+        let text = host.post_text(path, &thinking).await;
+        let chunks: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: {"))
+            .map(|l| serde_json::from_str(&format!("{{{l}")).unwrap())
+            .collect();
+        let joined = |field: &str| -> String {
+            chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"][field].as_str())
+                .collect()
+        };
+        assert_eq!(
+            joined("reasoning_content"),
+            "The user said: hello from easel",
+            "{path}: {text}"
+        );
+        assert_eq!(joined("content"), "hello from easel", "{path}: {text}");
+        if path.starts_with("/llmage") {
+            let beside: String = chunks
+                .iter()
+                .filter_map(|c| c["reasoning_content"].as_str())
+                .collect();
+            assert_eq!(beside, "The user said: hello from easel", "{text}");
+        }
+        let id = chunks[0]["id"].as_str().unwrap();
+        let (_, detail) = host.get(&format!("/api/v1/jobs/{id}/detail")).await;
+        assert_eq!(
+            detail["job"]["reasoning"], "The user said: hello from easel",
+            "{detail}"
+        );
+    }
+    let mut whole = thinking.clone();
+    whole["stream"] = false.into();
+    let (status, answer) = host.post("/v1/chat/completions", &whole).await;
+    assert_eq!(status, 200, "{answer}");
+    let message = &answer["choices"][0]["message"];
+    assert_eq!(
+        message["reasoning_content"], "The user said: hello from easel",
+        "{answer}"
+    );
+    assert_eq!(message["content"], "hello from easel", "{answer}");
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 

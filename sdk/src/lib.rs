@@ -1,7 +1,7 @@
 //! # easel-sdk
 //!
 //! Write an easel provider plugin — a WebAssembly component implementing the
-//! `easel:provider@0.4.0` contract — as plain Rust, and test it offline.
+//! `easel:provider@0.5.0` contract — as plain Rust, and test it offline.
 //!
 //! 1. Implement [`Provider`] on a type with [`Default`]: only [`Provider::manifest`] and
 //!    [`Provider::submit`] are required; `poll`, `cancel` and `chat` answer with clear
@@ -64,7 +64,7 @@ pub use types::{
 pub use serde_json;
 
 /// The version of the WIT contract this SDK implements.
-pub const CONTRACT_VERSION: &str = "easel:provider@0.4.0";
+pub const CONTRACT_VERSION: &str = "easel:provider@0.5.0";
 
 /// A provider adapter. Implement it on a type with [`Default`] and export it with
 /// [`export!`]. One value is made per component instance, on first use, and every call
@@ -155,18 +155,18 @@ macro_rules! export {
                 "submit" as "submit", "cabi_post_submit" : fn(a, b, c, d, e, f, g, h, i, j) -> i32;
                 "poll" as "cm32p2||poll", "cm32p2||poll_post" : fn(a, b) -> i32;
                 "cancel" as "cancel", "cabi_post_cancel" : fn(a, b) -> i32;
-                "easel:provider/chat@0.4.0#start" as "easel:provider/chat@0.4.0#start",
-                    "cabi_post_easel:provider/chat@0.4.0#start" : fn(a, b, c, d, e, f) -> i32;
-                "easel:provider/chat@0.4.0#[method]chat-stream.next"
-                    as "easel:provider/chat@0.4.0#[method]chat-stream.next",
-                    "cabi_post_easel:provider/chat@0.4.0#[method]chat-stream.next" : fn(a) -> i32;
+                "easel:provider/chat@0.5.0#start" as "easel:provider/chat@0.5.0#start",
+                    "cabi_post_easel:provider/chat@0.5.0#start" : fn(a, b, c, d, e, f) -> i32;
+                "easel:provider/chat@0.5.0#[method]chat-stream.next"
+                    as "easel:provider/chat@0.5.0#[method]chat-stream.next",
+                    "cabi_post_easel:provider/chat@0.5.0#[method]chat-stream.next" : fn(a) -> i32;
             }
             const _: () = {
                 unsafe extern "C" {
-                    #[link_name = "__easel_sdk_easel:provider/chat@0.4.0#[dtor]chat-stream"]
+                    #[link_name = "__easel_sdk_easel:provider/chat@0.5.0#[dtor]chat-stream"]
                     fn generated(rep: i32);
                 }
-                #[unsafe(export_name = "easel:provider/chat@0.4.0#[dtor]chat-stream")]
+                #[unsafe(export_name = "easel:provider/chat@0.5.0#[dtor]chat-stream")]
                 unsafe extern "C" fn forward(rep: i32) {
                     unsafe { generated(rep) }
                 }

@@ -404,6 +404,9 @@ pub enum ChatEvent {
     /// More of the model's refusal to answer (OpenAI's `refusal`, most often to a structured
     /// `response_format`), which the client reads apart from the text.
     Refusal(String),
+    /// More of what a reasoning model thinks before it answers (the `reasoning_content` of
+    /// Qwen, DeepSeek, GLM and Doubao), which the client reads apart from the text.
+    Reasoning(String),
     /// Token counts: prompt, completion.
     Usage {
         /// Prompt tokens.

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "provider",
-        path: "../wit/v0.4.0",
+        path: "../wit/v0.5.0",
         generate_all,
         pub_export_macro: true,
         export_macro_name: "__export_provider_world",
@@ -234,6 +234,7 @@ impl From<crate::ChatEvent> for wit::ChatEvent {
         match e {
             crate::ChatEvent::Delta(t) => wit::ChatEvent::Delta(t),
             crate::ChatEvent::Refusal(t) => wit::ChatEvent::Refusal(t),
+            crate::ChatEvent::Reasoning(t) => wit::ChatEvent::Reasoning(t),
             crate::ChatEvent::ToolCall { index, id, name, arguments } => {
                 wit::ChatEvent::ToolCall(wit::ToolCall { index, id, name, arguments })
             }

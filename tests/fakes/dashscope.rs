@@ -17,7 +17,9 @@
 //!   cached tokens) and `data: [DONE]`; asked with `tools` (and a last message that is not a tool's),
 //!   it instead calls the first tool with `{"said": <the last message>}`, its arguments in two
 //!   pieces after the piece naming the call, and finishes with `tool_calls`; a `tool` message
-//!   must answer a call the assistant message before it made (by `tool_call_id`);
+//!   must answer a call the assistant message before it made (by `tool_call_id`); asked with
+//!   `enable_thinking: true`, it first thinks in `reasoning_content` pieces (`content: null`),
+//!   as Qwen's thinking mode streams;
 //! - errors are `{"request_id", "code", "message"}` with the HTTP status.
 
 use axum::{
@@ -305,8 +307,18 @@ async fn chat(call: Call) -> Response {
                        "prompt_tokens_details": {"cached_tokens": 2}}),
             ),
         };
+    // Qwen's thinking mode: the reasoning first, word by word, with no text beside it.
+    let thought = format!("The user said: {said}");
+    let thinking = (body["enable_thinking"] == true)
+        .then(|| {
+            thought
+                .split_inclusive(' ')
+                .map(|word| json!({"content": null, "reasoning_content": word}))
+        })
+        .into_iter()
+        .flatten();
     let mut events = String::new();
-    for delta in deltas {
+    for delta in thinking.chain(deltas) {
         events.push_str(&chunk(
             json!([{"index": 0, "delta": delta, "finish_reason": null}]),
             serde_json::Value::Null,

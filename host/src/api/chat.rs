@@ -157,7 +157,7 @@ pub async fn complete(
     mut session: ChatSession,
     style: ChunkStyle,
 ) -> Result<Response, Refusal> {
-    let (mut text, mut refusal) = (String::new(), String::new());
+    let (mut text, mut refusal, mut reasoning) = (String::new(), String::new(), String::new());
     let mut tool_calls = ToolCalls::default();
     let mut usage = AnswerUsage::default();
     let mut info = AnswerInfo::default();
@@ -166,6 +166,7 @@ pub async fn complete(
         match event? {
             ChatEvent::Delta(delta) => text.push_str(&delta),
             ChatEvent::Refusal(piece) => refusal.push_str(&piece),
+            ChatEvent::Reasoning(piece) => reasoning.push_str(&piece),
             ChatEvent::ToolCall(mut piece) => tool_calls.add(&mut piece, &session.task.id),
             ChatEvent::AnswerInfo(told) => info = told,
             ChatEvent::Finish(reason) => finish = reason,
@@ -188,6 +189,7 @@ pub async fn complete(
                 content: ((tool_calls.is_empty() && refusal.is_empty()) || !text.is_empty())
                     .then_some(text.as_str()),
                 refusal: (!refusal.is_empty()).then_some(refusal.as_str()),
+                reasoning_content: (!reasoning.is_empty()).then_some(reasoning.as_str()),
                 annotations: [],
                 tool_calls: (!tool_calls.is_empty()).then(|| tool_calls.into_json()),
             },
@@ -199,7 +201,7 @@ pub async fn complete(
         system_fingerprint: info.system_fingerprint.as_deref(),
         // llmage's one text field: a model's refusal is what it said.
         content: llmage.then_some(if text.is_empty() { &refusal } else { &text }),
-        reasoning_content: None,
+        reasoning_content: (llmage && !reasoning.is_empty()).then_some(Some(&reasoning)),
         finish: llmage.then_some("1"),
     };
     Ok(Json(completion).into_response())
@@ -207,8 +209,8 @@ pub async fn complete(
 
 /// A `chat.completion` (choices with a `message`) or a `chat.completion.chunk` (choices with
 /// a `delta`), written straight from its parts. llmage adds the text (or the refusal) as
-/// `content`, on chunks `reasoning_content: null`, and `finish` (`"1"` once finished, `"0"`
-/// before).
+/// `content`, the reasoning as `reasoning_content` (on chunks `null` where they hold none), and
+/// `finish` (`"1"` once finished, `"0"` before).
 #[derive(Serialize)]
 struct Answer<'a, C> {
     id: &'a str,
@@ -224,9 +226,9 @@ struct Answer<'a, C> {
     system_fingerprint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
-    /// `Some(())` writes `null`.
+    /// `Some(None)` writes `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<()>,
+    reasoning_content: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finish: Option<&'static str>,
 }
@@ -242,12 +244,16 @@ struct CompletionChoice<'a> {
 }
 
 /// OpenAI's message; `refusal` is always there, `null` when the model did not refuse, and so
-/// are `annotations`, empty (no vendor's citations are passed on).
+/// are `annotations`, empty (no vendor's citations are passed on). A reasoning model's
+/// thinking is `reasoning_content`, as Qwen, DeepSeek, GLM and Doubao write it, when it has
+/// any.
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
     content: Option<&'a str>,
     refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
     annotations: [(); 0],
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<Value>,
@@ -297,7 +303,7 @@ impl Chunks {
                 } = &choice.delta;
                 content.or(*refusal).unwrap_or("")
             }),
-            reasoning_content: llmage.then_some(()),
+            reasoning_content: llmage.then_some(choice.delta.reasoning_content),
             // The usage chunk comes after the finishing one: the answer is done there too.
             finish: llmage.then_some(if finish.is_some() || usage.is_some() {
                 "1"
@@ -330,8 +336,9 @@ struct Choice<'a> {
     finish_reason: Option<&'a str>,
 }
 
-/// What a chunk adds to the answer: the role (the opening chunk), some text, a piece of a
-/// tool call, or nothing (the finishing and usage chunks).
+/// What a chunk adds to the answer: the role (the opening chunk), some text, some of a
+/// refusal or of the reasoning, a piece of a tool call, or nothing (the finishing and usage
+/// chunks).
 #[derive(Serialize, Default)]
 struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -340,6 +347,8 @@ struct Delta<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
 }
@@ -454,8 +463,8 @@ struct SseRelay {
 impl SseRelay {
     /// The role-only chunk the answer opens with, once, before the first event that makes a
     /// chunk: its `content` is `""` when the answer begins with text (as OpenAI's text answers
-    /// begin), and left out when it begins with a tool call or a refusal, so that a client
-    /// that joins the pieces keeps no text (`null`) beside them.
+    /// begin), and left out when it begins with a tool call, a refusal or reasoning, so that
+    /// a client that joins the pieces keeps no text (`null`) beside them.
     fn open(&mut self, begins_with_text: bool) -> Option<Bytes> {
         if !std::mem::take(&mut self.opening) {
             return None;
@@ -536,7 +545,9 @@ impl SseRelay {
         }
         let begins_with_text = !matches!(
             event,
-            Some(Ok(ChatEvent::ToolCall(_) | ChatEvent::Refusal(_)))
+            Some(Ok(ChatEvent::ToolCall(_)
+                | ChatEvent::Refusal(_)
+                | ChatEvent::Reasoning(_)))
         );
         batch.extend(self.open(begins_with_text));
         // The held finish goes out before whatever follows it: the end, or a provider going
@@ -562,6 +573,13 @@ impl SseRelay {
             Some(Ok(ChatEvent::Refusal(piece))) => {
                 let delta = Delta {
                     refusal: Some(&piece),
+                    ..Delta::default()
+                };
+                batch.push(self.chunks.event(delta, None, None));
+            }
+            Some(Ok(ChatEvent::Reasoning(piece))) => {
+                let delta = Delta {
+                    reasoning_content: Some(&piece),
                     ..Delta::default()
                 };
                 batch.push(self.chunks.event(delta, None, None));

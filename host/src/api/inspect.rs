@@ -146,6 +146,9 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
     let refusal = recorded
         .clone()
         .find_map(|output| output.get("refusal").cloned());
+    let reasoning = recorded
+        .clone()
+        .find_map(|output| output.get("reasoning").cloned());
     let tool_calls: Vec<Value> = recorded
         .filter_map(|output| output.get("tool_calls")?.as_array().cloned())
         .flatten()
@@ -178,6 +181,9 @@ async fn detail(state: &AppState, headers: &HeaderMap, task: &Task) -> Result<Va
     }
     if let Some(refusal) = refusal {
         view["refusal"] = refusal;
+    }
+    if let Some(reasoning) = reasoning {
+        view["reasoning"] = reasoning;
     }
     // What became of the reservation once the task ended: kept on success, given back
     // otherwise (the ledger's `refund` row), so an ended task's view says which.

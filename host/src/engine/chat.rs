@@ -14,8 +14,8 @@
 //!   provider's stream), and how the chat ended is recorded before the stream's end or error
 //!   is handed on, so a client that has read the end has a recorded chat: an answer whose
 //!   success could not be recorded ends in an error instead.
-//! - The recorded result is the whole text, the model's refusal when it refused, and, when it
-//!   made any, its tool calls in OpenAI's message shape ([`ToolCalls`]); every call the
+//! - The recorded result is the whole text, the model's refusal when it refused, its
+//!   reasoning when it told any, and, when it made any, its tool calls in OpenAI's message shape ([`ToolCalls`]); every call the
 //!   client sees has an id, the one recorded (a model that gave none gets
 //!   `call_<task id>_<index>`).
 //! - A client that goes away drops its session, or [`Engine::open_chat`] mid-way, the insert
@@ -215,6 +215,7 @@ impl Engine {
             held,
             text: String::new(),
             refusal: String::new(),
+            reasoning: String::new(),
             tool_calls: ToolCalls::default(),
             usage: AnswerUsage::default(),
             finished: false,
@@ -411,6 +412,8 @@ struct Relay {
     text: String,
     /// The model's refusal to answer, apart from the text.
     refusal: String,
+    /// What a reasoning model thought, apart from the text.
+    reasoning: String,
     tool_calls: ToolCalls,
     usage: AnswerUsage,
     /// The provider sent its finish, which must be its last event.
@@ -449,6 +452,10 @@ impl Relay {
                 self.refusal.push_str(piece);
                 return event;
             }
+            Some(Ok(ChatEvent::Reasoning(piece))) => {
+                self.reasoning.push_str(piece);
+                return event;
+            }
             Some(Ok(ChatEvent::ToolCall(piece))) => {
                 self.tool_calls.add(piece, &self.held.id);
                 return event;
@@ -466,6 +473,9 @@ impl Relay {
                 let mut output = json!({ "text": std::mem::take(&mut self.text) });
                 if !self.refusal.is_empty() {
                     output["refusal"] = std::mem::take(&mut self.refusal).into();
+                }
+                if !self.reasoning.is_empty() {
+                    output["reasoning"] = std::mem::take(&mut self.reasoning).into();
                 }
                 if !self.tool_calls.is_empty() {
                     output["tool_calls"] = std::mem::take(&mut self.tool_calls).into_json();

@@ -5,7 +5,8 @@
 //! `tools` / `tool_choice` / `parallel_tool_calls` for a model that declares them, see
 //! [`tool_params`]) and answer with the same server-sent events: `chat.completion.chunk`
 //! objects whose `choices[0].delta.content` carries text, `choices[0].delta.refusal` a model's
-//! refusal to answer, `choices[0].delta.tool_calls` pieces of function calls and
+//! refusal to answer, `choices[0].delta.reasoning_content` what a reasoning model thinks
+//! (Qwen, DeepSeek, GLM, Doubao), `choices[0].delta.tool_calls` pieces of function calls and
 //! `choices[0].finish_reason` the end, then (with `include_usage`) a
 //! chunk with `usage` and no choices, then `data: [DONE]`. MiniMax answers in the same shape.
 //! Each plugin supplies its own URL, auth and error mapper; Zhipu and MiniMax also build their
@@ -175,6 +176,9 @@ pub fn whole(request: Request, map_error: ErrorMapper) -> Result<Box<dyn ChatStr
     let mut events: Vec<ChatEvent> = answer.info().into_iter().collect();
     let choice = answer.choices.into_iter().next().unwrap_or_default();
     let message = choice.message.unwrap_or_default();
+    if let Some(reasoning) = message.reasoning_content.filter(|t| !t.is_empty()) {
+        events.push(ChatEvent::Reasoning(reasoning));
+    }
     if let Some(text) = message.content.filter(|t| !t.is_empty()) {
         events.push(ChatEvent::Delta(text));
     }
@@ -257,6 +261,9 @@ struct Text {
     /// The model's refusal to answer, apart from the text.
     #[serde(deserialize_with = "string_or_none")]
     refusal: Option<String>,
+    /// What a reasoning model thinks, apart from the text.
+    #[serde(deserialize_with = "string_or_none")]
+    reasoning_content: Option<String>,
     #[serde(deserialize_with = "list_or_none")]
     tool_calls: Vec<Call>,
 }
@@ -448,6 +455,10 @@ impl ChunkStream {
         }
         if let Some(choice) = chunk.choices.into_iter().next() {
             let delta = choice.delta.unwrap_or_default();
+            if let Some(reasoning) = delta.reasoning_content.filter(|t| !t.is_empty()) {
+                out.extend(self.info.take());
+                out.push(ChatEvent::Reasoning(reasoning));
+            }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.extend(self.info.take());
                 out.push(ChatEvent::Delta(text));
@@ -667,6 +678,32 @@ mod tests {
             vec![
                 ChatEvent::Refusal("I can't".into()),
                 ChatEvent::Refusal(" help with that.".into()),
+                ChatEvent::Finish("stop".into())
+            ]
+        );
+    }
+
+    /// A reasoning model (Qwen with `enable_thinking`, DeepSeek-R1, GLM, Doubao) thinks in
+    /// `reasoning_content` before it answers, whole or in pieces: passed on apart from the text.
+    #[test]
+    fn reasoning_is_passed_on_apart_from_the_text() {
+        assert_eq!(
+            whole_events(json!({"choices": [{"finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": "4", "reasoning_content": "2+2 is 4."}}]})),
+            vec![ChatEvent::Reasoning("2+2 is 4.".into()), ChatEvent::Delta("4".into()), ChatEvent::Finish("stop".into())]
+        );
+        assert_eq!(
+            streamed_events([
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"reasoning_content":"2+2"},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"","reasoning_content":" is 4."},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"4","reasoning_content":null},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                "[DONE]",
+            ]),
+            vec![
+                ChatEvent::Reasoning("2+2".into()),
+                ChatEvent::Reasoning(" is 4.".into()),
+                ChatEvent::Delta("4".into()),
                 ChatEvent::Finish("stop".into())
             ]
         );

@@ -359,6 +359,9 @@ pub enum ChatEvent {
     /// More of the model's refusal to answer, which the client reads apart from the text
     /// (OpenAI's `refusal`; contract 0.4.0 on).
     Refusal(String),
+    /// More of what a reasoning model thinks before it answers, which the client reads apart
+    /// from the text (`reasoning_content`; contract 0.5.0 on).
+    Reasoning(String),
     /// Token counts, usually once near the end.
     Usage {
         /// Prompt tokens.

@@ -14,7 +14,7 @@ use wasmtime::{Engine, Store};
 
 use crate::manifest::PluginManifest;
 use crate::state::CallState;
-use crate::{v0_1_0, v0_2_0, v0_3_0, v0_4_0};
+use crate::{v0_1_0, v0_2_0, v0_3_0, v0_4_0, v0_5_0};
 
 /// Contract versions this host can run, oldest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &[
@@ -22,6 +22,7 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[
     v0_2_0::VERSION,
     v0_3_0::VERSION,
     v0_4_0::VERSION,
+    v0_5_0::VERSION,
 ];
 
 /// A call's outcome: outer error = trap, inner = the plugin's own typed error.
@@ -37,7 +38,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
     v0_1_0::add_to_linker(linker)?;
     v0_2_0::add_to_linker(linker)?;
     v0_3_0::add_to_linker(linker)?;
-    v0_4_0::add_to_linker(linker)
+    v0_4_0::add_to_linker(linker)?;
+    v0_5_0::add_to_linker(linker)
 }
 
 /// Names of a component's exports and imports (for detection and `plugin check`).
@@ -56,6 +58,7 @@ pub(crate) fn detect(engine: &Engine, c: &Component) -> anyhow::Result<&'static 
         (v0_2_0::MARKER_EXPORT, v0_2_0::VERSION),
         (v0_3_0::MARKER_EXPORT, v0_3_0::VERSION),
         (v0_4_0::MARKER_EXPORT, v0_4_0::VERSION),
+        (v0_5_0::MARKER_EXPORT, v0_5_0::VERSION),
     ] {
         if exports.iter().any(|e| e == marker) {
             return Ok(version);
@@ -74,6 +77,7 @@ pub(crate) enum Pre {
     V0_2_0(v0_2_0::Pre),
     V0_3_0(v0_3_0::Pre),
     V0_4_0(v0_4_0::Pre),
+    V0_5_0(v0_5_0::Pre),
 }
 
 /// An instance, for chats, of a component of some version.
@@ -82,6 +86,7 @@ pub(crate) enum Instance {
     V0_2_0(v0_2_0::Instance),
     V0_3_0(v0_3_0::Instance),
     V0_4_0(v0_4_0::Instance),
+    V0_5_0(v0_5_0::Instance),
 }
 
 /// A chat stream of some version.
@@ -90,6 +95,7 @@ pub(crate) enum Session {
     V0_2_0(v0_2_0::Session),
     V0_3_0(v0_3_0::Session),
     V0_4_0(v0_4_0::Session),
+    V0_5_0(v0_5_0::Session),
 }
 
 impl Pre {
@@ -99,6 +105,7 @@ impl Pre {
             v0_2_0::VERSION => Ok(Self::V0_2_0(v0_2_0::Pre::new(pre)?)),
             v0_3_0::VERSION => Ok(Self::V0_3_0(v0_3_0::Pre::new(pre)?)),
             v0_4_0::VERSION => Ok(Self::V0_4_0(v0_4_0::Pre::new(pre)?)),
+            v0_5_0::VERSION => Ok(Self::V0_5_0(v0_5_0::Pre::new(pre)?)),
             other => anyhow::bail!("no binding for contract version {other}"),
         }
     }
@@ -109,6 +116,7 @@ impl Pre {
             Self::V0_2_0(p) => p.manifest(s).await,
             Self::V0_3_0(p) => p.manifest(s).await,
             Self::V0_4_0(p) => p.manifest(s).await,
+            Self::V0_5_0(p) => p.manifest(s).await,
         }
     }
 
@@ -122,6 +130,7 @@ impl Pre {
             Self::V0_2_0(p) => p.submit(s, r).await,
             Self::V0_3_0(p) => p.submit(s, r).await,
             Self::V0_4_0(p) => p.submit(s, r).await,
+            Self::V0_5_0(p) => p.submit(s, r).await,
         }
     }
 
@@ -131,6 +140,7 @@ impl Pre {
             Self::V0_2_0(p) => p.poll(s, h).await,
             Self::V0_3_0(p) => p.poll(s, h).await,
             Self::V0_4_0(p) => p.poll(s, h).await,
+            Self::V0_5_0(p) => p.poll(s, h).await,
         }
     }
 
@@ -140,6 +150,7 @@ impl Pre {
             Self::V0_2_0(p) => p.cancel(s, h).await,
             Self::V0_3_0(p) => p.cancel(s, h).await,
             Self::V0_4_0(p) => p.cancel(s, h).await,
+            Self::V0_5_0(p) => p.cancel(s, h).await,
         }
     }
 
@@ -149,6 +160,7 @@ impl Pre {
             Self::V0_2_0(p) => Ok(Instance::V0_2_0(p.instantiate(s).await?)),
             Self::V0_3_0(p) => Ok(Instance::V0_3_0(p.instantiate(s).await?)),
             Self::V0_4_0(p) => Ok(Instance::V0_4_0(p.instantiate(s).await?)),
+            Self::V0_5_0(p) => Ok(Instance::V0_5_0(p.instantiate(s).await?)),
         }
     }
 }
@@ -164,6 +176,7 @@ impl Instance {
             Self::V0_2_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_2_0)),
             Self::V0_3_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_3_0)),
             Self::V0_4_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_4_0)),
+            Self::V0_5_0(i) => Ok(i.chat_start(s, r).await?.map(Session::V0_5_0)),
         }
     }
 }
@@ -179,6 +192,7 @@ impl Session {
             (Self::V0_2_0(x), Instance::V0_2_0(i)) => x.next(i, s).await,
             (Self::V0_3_0(x), Instance::V0_3_0(i)) => x.next(i, s).await,
             (Self::V0_4_0(x), Instance::V0_4_0(i)) => x.next(i, s).await,
+            (Self::V0_5_0(x), Instance::V0_5_0(i)) => x.next(i, s).await,
             _ => unreachable!("a session is read through the instance that opened it"),
         }
     }
@@ -190,6 +204,7 @@ impl Session {
             Self::V0_2_0(x) => x.close(s).await,
             Self::V0_3_0(x) => x.close(s).await,
             Self::V0_4_0(x) => x.close(s).await,
+            Self::V0_5_0(x) => x.close(s).await,
         }
     }
 }

@@ -35,6 +35,7 @@ mod v0_1_0;
 mod v0_2_0;
 mod v0_3_0;
 mod v0_4_0;
+mod v0_5_0;
 
 use std::path::Path;
 
