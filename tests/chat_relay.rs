@@ -218,7 +218,7 @@ async fn a_chat_openai_would_refuse_is_refused_before_it_reaches_openai() {
         ),
         (
             with(json!({"response_format": {"type": "json_schema"}})),
-            "json_schema",
+            "response_format",
         ),
         (with(json!({"reasoning_effort": "zzz"})), "reasoning_effort"),
         (with(json!({"service_tier": "zzz"})), "service_tier"),
@@ -227,12 +227,13 @@ async fn a_chat_openai_would_refuse_is_refused_before_it_reaches_openai() {
         (with(json!({"seed": 1e308})), "seed"),
         (
             with(json!({"messages": [{"role": "user", "content": [{"type": "zzz"}]}]})),
-            "messages",
+            "messages[0].content[0]",
         ),
         (
             with(json!({"messages": [{"role": "user", "content": "hi", "name": 5}]})),
-            "messages",
+            "messages[0].name",
         ),
+        (with(json!({"seed": 1.5})), "seed"),
     ] {
         let (status, refused) = host.post("/v1/chat/completions", &body).await;
         assert_eq!(status, 400, "{body}: {refused}");
@@ -247,7 +248,7 @@ async fn a_chat_openai_would_refuse_is_refused_before_it_reaches_openai() {
     assert_eq!(tasks["jobs"], json!([]), "nothing stored: {tasks}");
     // The same parameters, well formed, go through.
     let fine = with(json!({"reasoning_effort": "low", "metadata": {"team": "a"},
-                           "logit_bias": {"50256": -100}, "seed": 7,
+                           "logit_bias": {"50256": -100}, "seed": -7,
                            "response_format": {"type": "json_schema",
                                                "json_schema": {"name": "n", "schema": {"type": "object"}}}}));
     let (status, answer) = host.post("/v1/chat/completions", &fine).await;

@@ -330,6 +330,14 @@ async fn bad_requests_get_400_and_change_nothing() {
             "resolution",
         ),
         (
+            json!({"capability": "image.generate", "prompt": "x", "settings": {"resolution": "720p"}}),
+            "settings.resolution is a video setting (480p, 720p, 1080p); give image.generate a width and height",
+        ),
+        (
+            json!({"capability": "image.generate", "prompt": "x", "width": "512"}),
+            "Invalid request: width: invalid type: string \"512\", expected a whole number",
+        ),
+        (
             json!({"capability": "image.generate", "prompt": "x", "quality": "ultra"}),
             "quality",
         ),

@@ -691,6 +691,21 @@ async fn openai_images_and_speech() {
         refused["error"],
         "imageUrls: image.inpaint needs a mask beside the image it changes"
     );
+    // A link easel fetches is seen first when the task runs: one that is no image fails the
+    // task there, before the vendor is asked.
+    let mut sound = inpaint.clone();
+    sound["imageUrls"][1] = fake.state.file_url("mask.mp3").into();
+    let job = easel.submit(&sound, Scenario::Success).await;
+    let failed = easel.finished(&job).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not an image"),
+        "{failed}"
+    );
+    assert_eq!(fake.calls_to("POST /v1/images/edits").len(), 3);
     fake.assert_only_documented_and_authorized(fakes::bearer(KEY));
 }
 

@@ -104,12 +104,14 @@ async fn drain(body: Body, at_most: usize) {
 }
 
 /// Parses `bytes` as `T`, or explains why not in one sentence, naming the field that was
-/// wrong when a value was (`requests_per_minute: invalid type: string "30", expected i64`).
+/// wrong when a value was (`requests_per_minute: invalid type: string "30", expected a whole
+/// number`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let mut reader = serde_json::Deserializer::from_slice(bytes);
     let parsed = serde_path_to_error::deserialize(&mut reader).map_err(|error| {
         if error.inner().is_data() && error.path().iter().next().is_some() {
-            format!("Invalid JSON body: {error}")
+            let (field, what) = (error.path(), wrong_shape(error.inner()));
+            format!("Invalid JSON body: {field}: {what}")
         } else {
             malformed(bytes, error.inner())
         }
@@ -134,13 +136,20 @@ pub fn malformed(bytes: &[u8], error: &serde_json::Error) -> String {
 /// client.
 pub fn wrong_shape(error: &serde_json::Error) -> String {
     let text = error.to_string();
-    match text.split_once("expected struct ") {
-        Some((head, tail)) => {
-            let position = tail.find(" at line").map_or("", |at| &tail[at..]);
-            format!("{head}expected a JSON object{position}")
-        }
-        None => text,
-    }
+    let Some((head, tail)) = text.split_once("expected ") else {
+        return text;
+    };
+    let (wanted, position) = tail.split_at(tail.find(" at line").unwrap_or(tail.len()));
+    let wanted = match wanted {
+        _ if wanted.starts_with("struct ") => "a JSON object",
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a JSON array",
+        "a map" => "a JSON object",
+        _ => return text,
+    };
+    format!("{head}expected {wanted}{position}")
 }
 
 /// A well-formed body of another shape than `T`: where it went wrong (`n`, `messages[0]`),
@@ -168,13 +177,17 @@ impl WrongShape {
         }
     }
 
-    /// Why the JSON `value` does not deserialize as `T`, if it does not: its `T` otherwise.
-    pub fn check<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Self> {
-        serde_path_to_error::deserialize(value).map_err(|wrong| {
-            let path = wrong.path().to_string();
+    /// `value` as a `T`, or why it is not one. Read again to learn the field only when it is
+    /// not, so a value that deserializes pays nothing for it.
+    pub fn check<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, Self> {
+        T::deserialize(value).map_err(|error| {
+            let field = serde_path_to_error::deserialize::<_, T>(value)
+                .err()
+                .map(|wrong| wrong.path().to_string())
+                .filter(|path| path != ".");
             Self {
-                field: (path != ".").then_some(path),
-                message: wrong_shape(wrong.inner()),
+                field,
+                message: wrong_shape(&error),
             }
         })
     }
@@ -215,6 +228,22 @@ mod tests {
         assert!(!wrong_shape(&array).contains("struct"), "{array}");
         let missing = serde_json::from_slice::<ChatRequest>(b"{}").unwrap_err();
         assert_eq!(wrong_shape(&missing), missing.to_string());
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Counted {
+            n: u32,
+            t: f64,
+        }
+        let count = serde_json::from_slice::<Counted>(br#"{"n": "2"}"#).unwrap_err();
+        assert_eq!(
+            wrong_shape(&count),
+            r#"invalid type: string "2", expected a whole number, 0 or more at line 1 column 9"#
+        );
+        let number = serde_json::from_value::<Counted>(serde_json::json!({"n": 1, "t": "x"}));
+        assert_eq!(
+            wrong_shape(&number.unwrap_err()),
+            r#"invalid type: string "x", expected a number"#
+        );
     }
 
     #[test]
@@ -229,10 +258,10 @@ mod tests {
                 .starts_with("model: invalid type: integer `1`"),
             "{wrong}"
         );
-        let checked = WrongShape::check::<ChatRequest>(serde_json::json!({"model": [1]}));
+        let checked = WrongShape::check::<ChatRequest>(&serde_json::json!({"model": [1]}));
         assert_eq!(checked.unwrap_err().field.as_deref(), Some("model"));
         // Where nothing but the whole is wrong, nothing is named.
-        let missing = WrongShape::check::<ChatRequest>(serde_json::json!({})).unwrap_err();
+        let missing = WrongShape::check::<ChatRequest>(&serde_json::json!({})).unwrap_err();
         assert_eq!(missing.field, None);
         assert_eq!(missing.to_string(), "missing field `model`");
     }

@@ -323,6 +323,16 @@ fn normalize(
             params.insert("ratio".into(), ratio.into());
         }
         if let Some(resolution) = settings.resolution {
+            // The seed's video levels mean nothing to an image model, whose size is its width
+            // and height (or `settings.ratio`): refused by name, not by the model's own levels.
+            if job.capability != "video.generate" {
+                return Err(Error::bad_request(format!(
+                    "settings.resolution is a video setting ({}); give {} a width and height \
+                     or settings.ratio",
+                    RESOLUTIONS.join(", "),
+                    job.capability
+                )));
+            }
             if !RESOLUTIONS.contains(&resolution.as_str()) {
                 return Err(Error::bad_request(format!(
                     "settings.resolution must be one of {}.",
@@ -421,7 +431,7 @@ async fn create(
     body: Body<Jobs>,
 ) -> Result<Response, Error> {
     let raw = body.object()?;
-    let job: JobRequest = body::WrongShape::check(raw.clone())
+    let job: JobRequest = body::WrongShape::check(&raw)
         .map_err(|e| Error::bad_request(format!("Invalid request: {e}")))?;
     let base = public_base(&state, &headers);
     let mut admission = normalize(&state, &client_id, job, &base)?;

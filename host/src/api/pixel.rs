@@ -306,7 +306,7 @@ async fn generate(
         }
     };
     let resolved = resolve(&state, model, &kind)?;
-    let request: GenerationRequest = WrongShape::check(raw)
+    let request: GenerationRequest = WrongShape::check(&raw)
         .map_err(|e| Error(StatusCode::BAD_REQUEST, format!("Invalid request: {e}")))?;
     if request.prompt.trim().is_empty() {
         return Err(Error(StatusCode::BAD_REQUEST, "prompt is required".into()));

@@ -125,13 +125,17 @@ pub fn check(
                 ),
             ));
         };
-        let may_omit = role == "assistant" && message.contains_key("tool_calls");
+        // An assistant's answer that was only tool calls or a refusal has no text.
+        let may_omit = role == "assistant"
+            && (message.contains_key("tool_calls")
+                || message.get("refusal").is_some_and(Value::is_string));
         let content_ok = match message.get("content") {
             Some(Value::String(_)) => true,
             Some(Value::Array(parts)) if !parts.is_empty() => {
                 for (j, part) in parts.iter().enumerate() {
                     check_part(part).map_err(|why| {
-                        invalid("messages", format!("messages[{i}].content[{j}] {why}"))
+                        let at = format!("messages[{i}].content[{j}]");
+                        invalid(&at, format!("{at} {why}"))
                     })?;
                 }
                 true
@@ -155,21 +159,17 @@ pub fn check(
             ));
         }
         if message.get("name").is_some_and(|name| !name.is_string()) {
-            return Err(invalid(
-                "messages",
-                format!("messages[{i}].name must be a string"),
-            ));
+            let at = format!("messages[{i}].name");
+            return Err(invalid(&at, format!("{at} must be a string")));
         }
         if let Some(calls) = message.get("tool_calls").filter(|calls| !calls.is_null()) {
             let calls = calls.as_array().ok_or_else(|| {
-                invalid(
-                    "messages",
-                    format!("messages[{i}].tool_calls must be a list"),
-                )
+                let at = format!("messages[{i}].tool_calls");
+                invalid(&at, format!("{at} must be a list"))
             })?;
             if let Some(k) = calls.iter().position(|call| !is_tool_call(call)) {
                 return Err(invalid(
-                    "messages",
+                    &format!("messages[{i}].tool_calls[{k}]"),
                     format!(
                         "messages[{i}].tool_calls[{k}] must be {{\"id\", \"type\": \"function\", \
                          \"function\": {{\"name\", \"arguments\"}}}} with the arguments as a \
@@ -422,9 +422,10 @@ mod tests {
                 "messages[0].tool_calls[0] must be",
             ),
         ] {
+            // Named by the message, or the part of it, at fault.
             let error = checked(messages, json!({})).unwrap_err();
             assert!(
-                error.starts_with("messages: ") && error.contains(says),
+                error.starts_with("messages") && error.contains(says),
                 "{error}"
             );
         }
@@ -444,6 +445,17 @@ mod tests {
                               {"role": "assistant", "content": null, "tool_calls": [call]},
                               {"role": "tool", "content": "42", "tool_call_id": "c1"}]);
         assert_eq!(checked(answered, json!({})), Ok(()));
+        // A refusal replayed as the SDKs hand it back: no content beside it.
+        let refused = json!([{"role": "user", "content": "hi"},
+                             {"role": "assistant", "content": null, "refusal": "I can't."},
+                             {"role": "user", "content": "why?"}]);
+        assert_eq!(checked(refused, json!({})), Ok(()));
+        let error = checked(
+            json!([{"role": "user", "content": [{"type": "text", "text": 5}]}]),
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(error.starts_with("messages[0].content[0]: "), "{error}");
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //!   or of a kind the model's vendor takes only as files (its `file_inputs`), through the
 //!   same no-SSRF client as vendor outputs, within `[limits] max_upload_bytes`; a
 //!   stored input of a kind the vendor takes only as links becomes a signed public link
-//!   under `EASEL_PUBLIC_URL` (the vendor fetches it from easel) instead of bytes;
+//!   under `EASEL_PUBLIC_URL` (the vendor fetches it from easel) instead of bytes; a
+//!   fetched image or mask must start as an image does, as one given whole must at the door;
 //!   with the model's [`ImageBounds`], every image is checked from its header again before
 //!   the provider decodes it. A fetch or check that fails fails the task with the reason; nothing fails
 //!   silently.
@@ -688,6 +689,13 @@ pub async fn load(
                 .fetch(&url, engine.limits().max_upload_bytes)
                 .await
                 .map_err(|error| failure_reason(&format!("Fetching input {url} failed"), &error))?;
+            // Seen here first: the door had only its link.
+            if is_picture(&input.kind, &content_type) && !looks_like_image(&bytes, &content_type) {
+                return Err(format!(
+                    "The input {url} is not an image: its first bytes are those of no image \
+                     format."
+                ));
+            }
             input.content_type.get_or_insert(content_type);
             input.data = Some(bytes.into());
         }

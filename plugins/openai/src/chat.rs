@@ -42,6 +42,8 @@ pub fn params_schema() -> Value {
     vendor_kit::chat::with_tools(vendor_kit::chat::params_schema(json!({
         "user": {"type": "string"},
         "max_completion_tokens": {"type": "integer", "minimum": 1},
+        // OpenAI's seed is any int64, negative ones included.
+        "seed": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX},
         "response_format": {
             "type": "object",
             "properties": {

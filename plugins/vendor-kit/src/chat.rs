@@ -50,7 +50,7 @@ pub fn common_params() -> Map<String, Value> {
         "presence_penalty": {"type": "number", "minimum": -2.0, "maximum": 2.0},
         "frequency_penalty": {"type": "number", "minimum": -2.0, "maximum": 2.0},
         "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
-        "seed": {"type": "integer", "minimum": 0, "maximum": 9_223_372_036_854_775_807_i64}
+        "seed": {"type": "integer", "minimum": 0, "maximum": i64::MAX}
     });
     match schema {
         Value::Object(map) => map,

@@ -293,10 +293,21 @@ impl ParamsSchema {
         let detail = match &error.kind {
             Kind::Required { property } => {
                 let name = plain(property);
+                // Missing inside a parameter: named by its whole path, the parameter at fault.
+                let Some(outer) = param else {
+                    return InvalidParam {
+                        message: format!("Missing required parameter: {name}"),
+                        param: Some(name),
+                        ..Default::default()
+                    };
+                };
                 return InvalidParam {
-                    message: format!("Missing required parameter: {name}"),
-                    param: Some(name),
-                    ..Default::default()
+                    message: format!(
+                        "Missing required parameter: {outer}{}.{name}",
+                        written_path(&within)
+                    ),
+                    param: Some(outer),
+                    within,
                 };
             }
             Kind::Type {
@@ -310,8 +321,8 @@ impl ParamsSchema {
                 format!("must be one of {}", listed.join(", "))
             }
             Kind::Minimum { .. } | Kind::Maximum { .. } => {
-                let min = rule.get("minimum").and_then(Value::as_f64);
-                let max = rule.get("maximum").and_then(Value::as_f64);
+                let min = rule.get("minimum").and_then(written_number);
+                let max = rule.get("maximum").and_then(written_number);
                 match (min, max) {
                     (Some(a), Some(b)) => format!("must be between {a} and {b}"),
                     (Some(a), None) => format!("must be at least {a}"),
@@ -341,6 +352,19 @@ impl ParamsSchema {
             message,
         }
     }
+}
+
+/// A schema's number as a client reads it: an integer exactly (`9223372036854775807`, not
+/// its float), a whole float without its `.0`.
+fn written_number(number: &Value) -> Option<String> {
+    let number = number.as_number()?;
+    if number.is_f64() {
+        let float = number.as_f64()?;
+        if float.fract() == 0.0 && float.abs() < 9_007_199_254_740_992.0 {
+            return Some(format!("{}", float as i64));
+        }
+    }
+    Some(number.to_string())
 }
 
 /// A path inside a parameter as code would write it: `[0].weight`.
@@ -501,6 +525,38 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn bounds_read_as_written_and_a_missing_field_is_named_by_its_path() {
+        let schema = ParamsSchema::compile(&json!({"type": "object", "properties": {
+            "seed": {"type": "integer", "minimum": 0, "maximum": 9_223_372_036_854_775_807_i64},
+            "temperature": {"type": "number", "minimum": 0.0, "maximum": 2.0},
+            "response_format": {"type": "object", "properties": {"type": {}},
+                                "if": {"properties": {"type": {"const": "json_schema"}}},
+                                "then": {"required": ["json_schema"]}}
+        }}))
+        .unwrap();
+        let refused = |params: Value| {
+            let mut params = params.as_object().unwrap().clone();
+            schema.apply(&mut params).unwrap_err()
+        };
+        let seed = refused(json!({"seed": -1}));
+        assert_eq!(
+            seed.message,
+            "Invalid parameter seed: must be between 0 and 9223372036854775807"
+        );
+        let temperature = refused(json!({"temperature": 3}));
+        assert_eq!(
+            temperature.message,
+            "Invalid parameter temperature: must be between 0 and 2"
+        );
+        let format = refused(json!({"response_format": {"type": "json_schema"}}));
+        assert_eq!(format.param.as_deref(), Some("response_format"));
+        assert_eq!(
+            format.message,
+            "Missing required parameter: response_format.json_schema"
+        );
     }
 
     fn run(params: Value) -> Result<Map<String, Value>, String> {
