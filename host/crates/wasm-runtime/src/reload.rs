@@ -75,15 +75,19 @@ pub struct ChatInstances {
 struct Entry {
     provider: Option<Arc<WasmProvider>>,
     status: PluginStatus,
-    /// Hash of the last content tried (loaded, or refused for itself); a file refused because
-    /// another serves its id keeps none, so the next rescan tries it again.
+    /// Hash of the last content tried: the same content is not tried again (nor its refusal
+    /// logged again at every rescan) until it changes or, for a file refused because another
+    /// serves its id, until that other file is gone or serves another id.
     tried_hash: Option<String>,
+    /// The file serving the id this one was refused for.
+    blocked_by: Option<PathBuf>,
 }
 
 impl Entry {
     /// A file not loaded yet.
     fn new(path: &Path) -> Self {
         Entry {
+            blocked_by: None,
             provider: None,
             status: PluginStatus {
                 file: path.to_path_buf(),
@@ -247,6 +251,7 @@ impl PluginHost {
                 .collect()
         };
         for path in gone {
+            self.unblock(&path);
             let entry = self.inner.entries.lock().unwrap().remove(&path);
             if let Some(Entry {
                 provider: Some(p), ..
@@ -260,6 +265,17 @@ impl PluginHost {
             self.load_one(&path).await;
         }
         self.status()
+    }
+
+    /// Lets the files refused because `path` served their id be tried again.
+    fn unblock(&self, path: &Path) {
+        let mut entries = self.inner.entries.lock().unwrap();
+        for entry in entries.values_mut() {
+            if entry.blocked_by.as_deref() == Some(path) {
+                entry.blocked_by = None;
+                entry.tried_hash = None;
+            }
+        }
     }
 
     /// Shows why the file at `path` could not be read; the next rescan tries it again.
@@ -290,7 +306,7 @@ impl PluginHost {
                 return;
             }
         }
-        let mut duplicate = false;
+        let mut blocked_by = None;
         let result = self.inner.runtime.load_bytes(bytes).await.and_then(|p| {
             let entries = self.inner.entries.lock().unwrap();
             // Ids that differ only in punctuation share their secret variables, so they count
@@ -301,7 +317,7 @@ impl PluginHost {
                 .filter_map(|(f, e)| Some((f, e.provider.as_deref()?)))
                 .find(|(f, q)| f.as_path() != path && same(*q))
             {
-                duplicate = true;
+                blocked_by = Some(other.clone());
                 let alike = if serving.id() == p.id() {
                     String::new()
                 } else {
@@ -323,7 +339,9 @@ impl PluginHost {
         let entry = entries
             .entry(path.to_path_buf())
             .or_insert_with(|| Entry::new(path));
-        entry.tried_hash = (!duplicate).then_some(hash);
+        entry.tried_hash = Some(hash);
+        entry.blocked_by = blocked_by;
+        let mut id_changed = false;
         match result {
             Ok(p) => {
                 let p = Arc::new(p);
@@ -331,6 +349,7 @@ impl PluginHost {
                 self.inner.sink.upsert(p.clone());
                 if let Some(old) = old_id.filter(|o| o != p.id()) {
                     self.inner.sink.remove(&old);
+                    id_changed = true;
                 }
                 // One the sink leaves out is logged by the sink, as such.
                 if self.inner.sink.admits(p.id()) {
@@ -380,6 +399,10 @@ impl PluginHost {
                 tracing::warn!(file = %path.display(), "plugin refused{kept}: {msg}");
                 entry.status.last_error = Some(msg);
             }
+        }
+        drop(entries);
+        if id_changed {
+            self.unblock(path);
         }
     }
 }

@@ -178,8 +178,8 @@ async fn redeploys_under_load_leave_resident_memory_flat() {
     );
 }
 
-/// Two files with one id: the second is refused while the first serves, and serves once the
-/// first is gone, at the next rescan.
+/// Two files with one id: the second is refused while the first serves (once, not at every
+/// rescan), and serves once the first is gone, at the next rescan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_refused_for_a_taken_id_serves_once_the_other_is_gone() {
     let data = tempfile::tempdir().unwrap();
@@ -198,6 +198,17 @@ async fn a_file_refused_for_a_taken_id_serves_once_the_other_is_gone() {
             .as_deref()
             .is_some_and(|e| e.contains("already served")),
         "{status:?}"
+    );
+
+    // Nothing changed: the refusal stands (the file is not compiled and refused again).
+    let again = host.rescan().await;
+    let refused = again.iter().find(|s| s.file.ends_with("b.wasm")).unwrap();
+    assert!(
+        refused
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("already served")),
+        "{again:?}"
     );
 
     std::fs::remove_file(plugins.join("a.wasm")).unwrap();
