@@ -336,6 +336,15 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
     );
     let (status, plugins) = send(scrape("/admin/plugins").bearer_auth(ADMIN_KEY)).await;
     assert_eq!(status, 200, "{plugins}");
+    // Nothing else is served there, whatever API a path would belong to on an API host.
+    for path in ["/health", "/v1/models", "/api/v1/jobs"] {
+        let (status, missing) = send(scrape(path).bearer_auth(ADMIN_KEY)).await;
+        assert_eq!(
+            (status, missing),
+            (404, json!({"error": "Route not found."})),
+            "{path}"
+        );
+    }
     // The demo plugin is in its folder but not served there: it says so (it read as loaded).
     let demo = &plugins["plugins"][0];
     assert_eq!(
