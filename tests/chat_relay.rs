@@ -691,6 +691,40 @@ async fn a_refused_request_keeps_the_vendors_code_and_param() {
     assert_eq!(host.usage("partner-a").await["balance"], 10.0);
 }
 
+/// A vendor that asks for a wait is passed on with its wait, on both chat APIs, streamed or
+/// not (the refusal comes before the stream opens); the chat is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendors_rate_limit_reaches_the_client_with_its_wait() {
+    let (easel, _fake) = easel_with_openai(&charging(&[("openai/gpt-4o-mini", 1.0)])).await;
+    let host = &easel.host;
+    host.grant("partner-a", 10.0).await;
+    let wait = fakes::RETRY_AFTER_SECS.to_string();
+    for stream in [false, true] {
+        for (path, body) in [
+            ("/v1/chat/completions", chat("busy", stream)),
+            (
+                "/llmage/v1/chat/completions",
+                json!({"model": "openai/gpt-4o-mini", "prompt": "busy", "stream": stream}),
+            ),
+        ] {
+            let response = host
+                .as_key(Method::POST, path, "key-a")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 429, "{path}");
+            let header = response.headers().get("retry-after").cloned();
+            assert_eq!(
+                header.as_ref().and_then(|h| h.to_str().ok()),
+                Some(wait.as_str()),
+                "{path}, stream: {stream}"
+            );
+        }
+    }
+    assert_eq!(host.usage("partner-a").await["balance"], 10.0);
+}
+
 /// A model that declines to answer (most often a structured answer) is told apart from its
 /// text, as OpenAI's clients read it: `refusal` on the message, or in the deltas, with no
 /// content beside it; the chat is recorded with it, and charged (the vendor charged for it).

@@ -395,12 +395,16 @@ async fn host_with_plugins(names: &[&str], plugins_config: &str) -> (Host, tempf
 }
 
 /// A vendor that could not be reached (no connection made) was asked nothing: the submit is
-/// queued again though the plugin's submit is not idempotent, the job says so while it waits,
-/// and its last failure names what happened.
+/// queued again though the plugin's submit is not idempotent, past `max_attempts`, the job
+/// says so while it waits, and once its queue time would run out it fails, its last failure
+/// naming what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submit_that_never_reached_its_vendor_is_tried_again() {
-    let (host, _plugins) =
-        host_with_plugins(&["fault-slow-upstream"], "[engine]\nmax_attempts = 2").await;
+    let (host, _plugins) = host_with_plugins(
+        &["fault-slow-upstream"],
+        "[engine]\nmax_attempts = 1\nqueue_timeout_secs = 12",
+    )
+    .await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);

@@ -22,6 +22,7 @@
 //!   `refuse` is declined as OpenAI declines a structured answer: `content` null and
 //!   [`REFUSAL`] as `refusal`, whole or streamed in two pieces; one holding `too_long` is
 //!   refused as too long for the model (400 `context_length_exceeded`, `param` `messages`);
+//!   one holding `busy` is refused as rate limited (429, `Retry-After` [`RETRY_AFTER_SECS`]);
 //!   every answer and
 //!   chunk names its `system_fingerprint` ([`FINGERPRINT`]) and `service_tier` (`default`), and
 //!   its usage has OpenAI's `prompt_tokens_details` and `completion_tokens_details`;
@@ -291,6 +292,11 @@ async fn chat(call: Call) -> Response {
     }
     if said.split_whitespace().any(|w| w == "refuse") {
         return refused(&body, usage);
+    }
+    if said.split_whitespace().any(|w| w == "busy")
+        && let Some(busy) = refusal(&call, Scenario::RateLimited)
+    {
+        return busy;
     }
     if said.split_whitespace().any(|w| w == "too_long") {
         return json_reply(

@@ -39,7 +39,7 @@ use crate::{
     },
     assets::kind_of,
     engine::{
-        front_door::Admission,
+        front_door::{Admission, Refusal},
         inputs::Input,
         provider::ModelInfo,
         registry::{ResolveError, Resolved},
@@ -295,11 +295,29 @@ async fn chat_completions(
         extra: json!({"catelogid": "t2t", "model": name}),
         stream,
     };
-    let session = chat::open(&state, call).await?;
+    let session = match chat::open(&state, call).await {
+        Ok(session) => session,
+        Err(refusal) => return Ok(refused(refusal)),
+    };
     if stream {
         return Ok(chat::sse(&name, session, ChunkStyle::Llmage, include_usage).await);
     }
-    Ok(chat::complete(&name, session, ChunkStyle::Llmage).await?)
+    Ok(chat::complete(&name, session, ChunkStyle::Llmage)
+        .await
+        .unwrap_or_else(refused))
+}
+
+/// A chat's refusal as llmage shows it, with the vendor's `Retry-After` when it asked for a
+/// wait.
+fn refused(refusal: Refusal) -> Response {
+    let wait = refusal.vendor_retry_after();
+    let mut response = Error::from(refusal).into_response();
+    if let Some(secs) = wait {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    response
 }
 
 /// A generation request however it came: JSON fields, or multipart fields and files (waiting

@@ -234,10 +234,7 @@ impl From<Refusal> for Error {
             Refusal::Provider(ProviderError::RateLimited { .. }) => Some("requests"),
             _ => None,
         };
-        let retry_after_secs = match &refusal {
-            Refusal::Provider(ProviderError::RateLimited { retry_after_secs }) => *retry_after_secs,
-            _ => None,
-        };
+        let retry_after_secs = refusal.vendor_retry_after();
         match refusal_parts(refusal) {
             Ok((status, message)) => Self {
                 status,

@@ -99,6 +99,17 @@ impl From<SubmitError> for Refusal {
     }
 }
 
+impl Refusal {
+    /// The wait the vendor asked for when it refused for now (its `Retry-After`), for the
+    /// dialects that answer the client at once to pass on.
+    pub fn vendor_retry_after(&self) -> Option<u64> {
+        match self {
+            Refusal::Provider(ProviderError::RateLimited { retry_after_secs }) => *retry_after_secs,
+            _ => None,
+        }
+    }
+}
+
 impl From<CheckError> for Refusal {
     fn from(error: CheckError) -> Self {
         match error {

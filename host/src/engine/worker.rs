@@ -272,15 +272,21 @@ async fn abandon(engine: &Engine, task: &Task, handle: &str) {
 /// The first wait before a refused submit is tried again, when the vendor named none; it
 /// doubles with each claim.
 const FIRST_RETRY_WAIT: Duration = Duration::from_secs(5);
+/// The longest wait between two submits of a task whose vendor could not be reached, which
+/// is tried again until its queue time runs out.
+const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether a task that had `claims` claims and was created at `created_at` (ms) is tried
 /// again after its vendor refused the submit with `error`, and from when (ms): a rate-limited
 /// submit always (the vendor made nothing), so does one that never reached the vendor, and
 /// an unavailable vendor's only when the provider's submit is `idempotent` (a timeout or a
 /// broken answer may hide a job the vendor made and bills). Never once the task had
-/// `[engine] max_attempts` claims, nor when the wait would outlast its `queue_timeout_secs`
-/// (it fails now, with the vendor's reason, rather than expire later). The wait is the
-/// vendor's `Retry-After`, else [`FIRST_RETRY_WAIT`] doubled for each claim before this one.
+/// `[engine] max_attempts` claims, except after a vendor that was not reached (an outage
+/// holds its tasks, as an open breaker does, rather than fail them one by one), nor when the
+/// wait would outlast its `queue_timeout_secs` (it fails now, with the vendor's reason,
+/// rather than expire later). The wait is the vendor's `Retry-After`, else
+/// [`FIRST_RETRY_WAIT`] doubled for each claim before this one, at most
+/// [`LONGEST_RETRY_WAIT`].
 fn again(
     config: &EngineConfig,
     claims: i64,
@@ -301,11 +307,12 @@ fn again(
         ProviderError::UpstreamUnreached(_) => (Requeued::UpstreamUnavailable, None),
         _ => return None,
     };
-    if claims >= i64::from(config.max_attempts.max(1)) {
+    let unreached = matches!(error, ProviderError::UpstreamUnreached(_));
+    if !unreached && claims >= i64::from(config.max_attempts.max(1)) {
         return None;
     }
     let failures = u32::try_from(claims).unwrap_or(u32::MAX);
-    let wait = asked.unwrap_or_else(|| backoff(FIRST_RETRY_WAIT, failures));
+    let wait = asked.unwrap_or_else(|| backoff(FIRST_RETRY_WAIT, failures).min(LONGEST_RETRY_WAIT));
     let not_before = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
     let expires = created_at + (config.queue_timeout_secs as i64).saturating_mul(1000);
     (not_before < expires).then_some((why, not_before))
@@ -319,7 +326,8 @@ pub(crate) fn note_retry(task: &mut Task, now: i64) {
         && let Some(not_before) = task.wake_at.filter(|at| *at > now)
     {
         task.notice = Some(format!(
-            "its vendor refused the last submit for now; tried again at {}",
+            "its last submit did not go through (the vendor refused it for now, or could not \
+             be reached); tried again at {}",
             rfc3339(not_before)
         ));
     }
@@ -483,11 +491,22 @@ mod tests {
             again(&config, 1, 1_000, &down, true, 0),
             Some((Requeued::UpstreamUnavailable, 5_000))
         );
-        // A vendor never reached was asked nothing: tried again either way.
+        // A vendor never reached was asked nothing: tried again either way, past the
+        // claims the task has, every minute at most, until its queue time runs out.
         let unreached = ProviderError::UpstreamUnreached("connection refused".into());
         assert_eq!(
             again(&config, 1, 1_000, &unreached, false, 0),
             Some((Requeued::UpstreamUnavailable, 5_000))
+        );
+        let many = i64::from(config.max_attempts) + 10;
+        assert_eq!(
+            again(&config, many, 1_000, &unreached, false, 0),
+            Some((Requeued::UpstreamUnavailable, 60_000))
+        );
+        let queue_ms = i64::try_from(config.queue_timeout_secs).unwrap() * 1000;
+        assert_eq!(
+            again(&config, many, 1_000, &unreached, false, queue_ms),
+            None
         );
         for refused in [
             ProviderError::InvalidRequest("size".into()),
