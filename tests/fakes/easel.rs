@@ -211,6 +211,13 @@ impl Easel {
         assert_eq!(status, 200, "cancel: {body}");
         let job = self.finished(submitted).await;
         assert_eq!(job["status"], "cancelled", "{job}");
+        // What became of the vendor's job is said: cancelled there, or perhaps still billing.
+        let error = job["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("it was cancelled at its vendor")
+                || error.contains("its vendor's job could not be cancelled"),
+            "{job}"
+        );
         job
     }
 }

@@ -45,6 +45,9 @@ pub enum Outcome {
     Failed(String),
     /// The client cancelled it.
     Cancelled,
+    /// The client cancelled it while its vendor held it; what became of the vendor's job
+    /// (cancelled there, or perhaps still running and billing).
+    CancelledAtVendor(String),
     /// The client cancelled it while it was queued: ends it only if no worker claimed it
     /// meanwhile (a claimed one is cancelled through its holder instead).
     Withdrawn,
@@ -77,6 +80,12 @@ impl Outcome {
                 "[]".to_string(),
                 None,
                 Some("Cancelled by the client.".to_string()),
+            ),
+            Outcome::CancelledAtVendor(at_vendor) => (
+                Status::Cancelled,
+                "[]".to_string(),
+                None,
+                Some(format!("Cancelled by the client; {at_vendor}.")),
             ),
             Outcome::Expired => (
                 Status::Expired,

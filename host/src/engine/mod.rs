@@ -546,8 +546,8 @@ impl Engine {
     }
 
     /// Cancels `task`, pending at its vendor, there (as far as the vendor lets it) and ends
-    /// it here as `outcome` says; a failure's reason says whether the vendor's job was
-    /// cancelled or may still run (and bill) there.
+    /// it here as `outcome` says; a failure's reason, or a cancel's, says whether the vendor's
+    /// job was cancelled or may still run (and bill) there.
     pub(crate) async fn end_pending(
         &self,
         task: &Task,
@@ -569,6 +569,9 @@ impl Engine {
         let outcome = match (outcome, at_vendor) {
             (lifecycle::Outcome::Failed(reason), Some(at_vendor)) => {
                 lifecycle::Outcome::Failed(format!("{reason}; {at_vendor}"))
+            }
+            (lifecycle::Outcome::Cancelled, Some(at_vendor)) => {
+                lifecycle::Outcome::CancelledAtVendor(at_vendor)
             }
             (outcome, _) => outcome,
         };

@@ -4,7 +4,7 @@
 //! - Vendor links are copied into the asset store before the task succeeds (they expire); a
 //!   link that cannot be copied fails the task with the link's host and the reason, rather
 //!   than handing the client a dead URL. Passing trouble (a 5xx, a 429, a dropped connection)
-//!   is tried [`COPY_ATTEMPTS`] times before; a web page or a JSON message served in place of
+//!   is tried again over about half a minute first ([`copy_wait`]); a web page or a JSON message served in place of
 //!   the file (a store's error page with a success status, whatever type it is served as),
 //!   or, where an image is expected, bytes of no image format served as no image type, fail
 //!   it at once. The exception is a by-product: a link declared as
@@ -239,9 +239,13 @@ async fn store_one(
     Ok(Stored::File(asset))
 }
 
-/// Attempts at copying one output link: a CDN's passing trouble (a 5xx, a 429, a dropped
-/// connection) must not lose a result the vendor already made and charged for.
-const COPY_ATTEMPTS: u32 = 3;
+/// How long to wait before trying an output link again after `failed` attempts, or `None`
+/// once it is given up: 1 s, doubling, six attempts in about half a minute. A CDN's passing
+/// trouble (a 5xx, a 429, a dropped connection) must not lose a result the vendor already
+/// made and charged for.
+fn copy_wait(failed: u32) -> Option<Duration> {
+    (failed < 6).then(|| Duration::from_secs(1 << (failed - 1).min(4)))
+}
 
 /// An output link's file, spooled, with the type its server gave it and the download slot it
 /// holds until it is stored.
@@ -251,7 +255,7 @@ struct Copied {
     slot: SemaphorePermit<'static>,
 }
 
-/// Copies output link `url` into a spooled file; tried again after 1 s, then 2 s, while the
+/// Copies output link `url` into a spooled file; tried again ([`copy_wait`]) while the
 /// trouble looks passing, without a download slot while it waits. A link the allowlist
 /// refuses, a 4xx, a file over the cap or an HTML page (a store's error page sent as a
 /// success) fails at once.
@@ -265,9 +269,9 @@ async fn copy_link(
     loop {
         match copy_link_once(engine, task, url, expects_image).await {
             Ok(copied) => return Ok(copied),
-            Err(trouble) if attempt < COPY_ATTEMPTS && trouble.passing => {
+            Err(trouble) if trouble.passing && copy_wait(attempt).is_some() => {
                 tracing::info!(task = %task.id, host = %host_in(url), error = %trouble.error, attempt, "copying an output link failed; trying again");
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                tokio::time::sleep(copy_wait(attempt).unwrap_or_default()).await;
                 attempt += 1;
             }
             Err(trouble) => return Err(trouble.error),
@@ -483,8 +487,10 @@ fn refused(url: &str, error: anyhow::Error) -> anyhow::Error {
         Ok(e) => anyhow::Error::from(e.without_url()),
         Err(e) => e,
     };
+    // The vendor made the file, and likely charged for it: the operator should know.
     Unusable(format!(
-        "Output link on {} could not be copied: {error:#}",
+        "Output link on {} could not be copied (the vendor finished the task and may have \
+         charged for it): {error:#}",
         host_in(url)
     ))
     .into()
@@ -502,6 +508,15 @@ mod tests {
     use image::GenericImageView;
 
     use super::*;
+
+    #[test]
+    fn a_link_in_passing_trouble_is_tried_six_times_over_half_a_minute() {
+        let waits: Vec<u64> = (1..)
+            .map_while(copy_wait)
+            .map(|wait| wait.as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16]);
+    }
 
     #[test]
     fn images_are_re_encoded_and_unreadable_ones_refused() {
