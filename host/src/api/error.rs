@@ -52,7 +52,19 @@ impl IntoResponse for Error {
 /// every other response passes unchanged.
 pub async fn shape_bare_errors(request: Request, next: Next) -> Response {
     let rejected = bare_error_dialect(request.uri().path());
-    let response = next.run(request).await;
+    shape_bare_error(next.run(request).await, rejected)
+}
+
+/// [`shape_bare_errors`] for a router that serves no API (a worker's metrics address): every
+/// bare error in the `{"error"}` shape, whatever API its path would belong to on an API host.
+pub async fn shape_bare_errors_plainly(request: Request, next: Next) -> Response {
+    shape_bare_error(next.run(request).await, |status, message| {
+        Error(status, message).into_response()
+    })
+}
+
+/// `response`, or when it is an error without a body, that error as `rejected` words it.
+fn shape_bare_error(response: Response, rejected: fn(StatusCode, String) -> Response) -> Response {
     let status = response.status();
     if status.as_u16() < 400 || response.headers().contains_key(header::CONTENT_TYPE) {
         return response;

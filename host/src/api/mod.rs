@@ -38,7 +38,7 @@ pub mod tasks;
 use std::sync::Arc;
 
 use aide::axum::ApiRouter;
-use axum::{Router, extract::DefaultBodyLimit, http::StatusCode};
+use axum::{Router, extract::DefaultBodyLimit};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::{
@@ -112,8 +112,7 @@ pub fn worker_router(state: AppState) -> Router {
             .merge(admin::plugin_routes()),
     )
     // No API is served here, so no path answers in an API's shape: `{"error"}` for all.
-    .fallback(|| async { error::Error(StatusCode::NOT_FOUND, "Route not found.".into()) })
-    .layer(axum::middleware::from_fn(error::shape_bare_errors))
+    .layer(axum::middleware::from_fn(error::shape_bare_errors_plainly))
     .layer(axum::middleware::from_fn(observe::observe))
     .with_state(state)
 }
