@@ -166,13 +166,8 @@ impl WrongShape {
     /// Why `bytes` did not deserialize as `T` with `error`. Parsed again to learn the field,
     /// so a body that deserializes pays nothing for it.
     pub fn of<T: DeserializeOwned>(bytes: &[u8], error: &serde_json::Error) -> Self {
-        let mut reader = serde_json::Deserializer::from_slice(bytes);
-        let field = serde_path_to_error::deserialize::<_, T>(&mut reader)
-            .err()
-            .map(|wrong| wrong.path().to_string())
-            .filter(|path| path != ".");
         Self {
-            field,
+            field: wrong_field::<T, _>(&mut serde_json::Deserializer::from_slice(bytes)),
             message: wrong_shape(error),
         }
     }
@@ -180,17 +175,19 @@ impl WrongShape {
     /// `value` as a `T`, or why it is not one. Read again to learn the field only when it is
     /// not, so a value that deserializes pays nothing for it.
     pub fn check<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, Self> {
-        T::deserialize(value).map_err(|error| {
-            let field = serde_path_to_error::deserialize::<_, T>(value)
-                .err()
-                .map(|wrong| wrong.path().to_string())
-                .filter(|path| path != ".");
-            Self {
-                field,
-                message: wrong_shape(&error),
-            }
+        T::deserialize(value).map_err(|error| Self {
+            field: wrong_field::<T, _>(value),
+            message: wrong_shape(&error),
         })
     }
+}
+
+/// Where `input` fails to deserialize as `T`, when that is a field.
+fn wrong_field<'de, T: DeserializeOwned, D: serde::Deserializer<'de>>(input: D) -> Option<String> {
+    serde_path_to_error::deserialize::<_, T>(input)
+        .err()
+        .map(|wrong| wrong.path().to_string())
+        .filter(|path| path != ".")
 }
 
 impl std::fmt::Display for WrongShape {

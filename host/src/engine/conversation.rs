@@ -298,42 +298,39 @@ fn is_tool_call(call: &Value) -> bool {
 /// an input of its kind, named by where it is (`messages[0].content[1].image_url`).
 pub fn linked_files(messages: &[Value]) -> Vec<Input> {
     let mut files = Vec::new();
+    let mut link = |field: String, kind: &str, url: &Value| {
+        if let Some(url) = url.as_str() {
+            files.push(Input {
+                field,
+                kind: Some(kind.into()),
+                role: None,
+                source: Source::Url(url.to_string()),
+            });
+        }
+    };
     for (i, message) in messages.iter().enumerate() {
         let Some(Value::Array(parts)) = message.get("content") else {
             continue;
         };
+        // Named only when linked: a text part costs no name.
         for (j, part) in parts.iter().enumerate() {
-            let at = format!("messages[{i}].content[{j}]");
-            let kind = part.get("type").and_then(Value::as_str);
-            let (kind, urls): (&str, Vec<(String, &Value)>) = match kind {
-                Some("image_url") => (
-                    "image",
-                    vec![(format!("{at}.image_url"), &part["image_url"]["url"])],
-                ),
-                Some("video_url") => (
-                    "video",
-                    vec![(format!("{at}.video_url"), &part["video_url"]["url"])],
-                ),
-                Some("video") => (
-                    "image",
-                    part["video"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .enumerate()
-                        .map(|(k, frame)| (format!("{at}.video[{k}]"), frame))
-                        .collect(),
-                ),
-                _ => continue,
-            };
-            for (field, url) in urls {
-                let Some(url) = url.as_str() else { continue };
-                files.push(Input {
-                    field,
-                    kind: Some(kind.into()),
-                    role: None,
-                    source: Source::Url(url.to_string()),
-                });
+            let at = || format!("messages[{i}].content[{j}]");
+            match part.get("type").and_then(Value::as_str) {
+                Some(kind @ ("image_url" | "video_url")) => {
+                    let media = if kind == "image_url" {
+                        "image"
+                    } else {
+                        "video"
+                    };
+                    link(format!("{}.{kind}", at()), media, &part[kind]["url"]);
+                }
+                Some("video") => {
+                    let frames = part["video"].as_array().into_iter().flatten();
+                    for (k, frame) in frames.enumerate() {
+                        link(format!("{}.video[{k}]", at()), "image", frame);
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -485,13 +485,14 @@ impl Checked {
     /// an image where exactly one mask says, and every other capability takes none (an edit
     /// with a mask is an inpainting).
     pub fn masks_fit(&self, capability: &str) -> Result<(), BadInput> {
-        let kinds = || self.media.iter().map(|media| media.kind.as_str());
         let masks: Vec<usize> = (0..self.media.len())
             .filter(|at| self.media[*at].kind == "mask")
             .collect();
         let inpaint = capability == "image.inpaint";
         let (at, message) = match masks.as_slice() {
-            [_] if inpaint && kinds().any(|kind| kind == "image") => return Ok(()),
+            [_] if inpaint && self.media.iter().any(|media| media.kind == "image") => {
+                return Ok(());
+            }
             [] if !inpaint => return Ok(()),
             [] => (
                 0,

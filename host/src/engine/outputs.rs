@@ -269,12 +269,14 @@ async fn copy_link(
     loop {
         match copy_link_once(engine, task, url, expects_image).await {
             Ok(copied) => return Ok(copied),
-            Err(trouble) if trouble.passing && copy_wait(attempt).is_some() => {
+            Err(trouble) => {
+                let Some(wait) = copy_wait(attempt).filter(|_| trouble.passing) else {
+                    return Err(trouble.error);
+                };
                 tracing::info!(task = %task.id, host = %host_in(url), error = %trouble.error, attempt, "copying an output link failed; trying again");
-                tokio::time::sleep(copy_wait(attempt).unwrap_or_default()).await;
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
-            Err(trouble) => return Err(trouble.error),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use easel_wasm::{PluginHost, Runtime, WasmConfig};
+use easel_wasm::{PluginHost, PluginStatus, Runtime, WasmConfig};
 
 fn land(dir: &Path, name: &str, bytes: &[u8]) {
     // Operators (and this test) land files atomically: write aside, then rename.
@@ -190,26 +190,18 @@ async fn a_file_refused_for_a_taken_id_serves_once_the_other_is_gone() {
     let rt = Runtime::new(common::config()).unwrap();
     let sink = Arc::new(common::MapSink::default());
     let host = PluginHost::start(rt, &plugins, sink.clone()).await.unwrap();
-    let status = host.status();
-    let refused = status.iter().find(|s| s.file.ends_with("b.wasm")).unwrap();
-    assert!(
-        refused
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("already served")),
-        "{status:?}"
-    );
-
+    let refused_for_its_id = |status: &[PluginStatus]| {
+        let b = status.iter().find(|s| s.file.ends_with("b.wasm")).unwrap();
+        assert!(
+            b.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("already served")),
+            "{status:?}"
+        );
+    };
+    refused_for_its_id(&host.status());
     // Nothing changed: the refusal stands (the file is not compiled and refused again).
-    let again = host.rescan().await;
-    let refused = again.iter().find(|s| s.file.ends_with("b.wasm")).unwrap();
-    assert!(
-        refused
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("already served")),
-        "{again:?}"
-    );
+    refused_for_its_id(&host.rescan().await);
 
     std::fs::remove_file(plugins.join("a.wasm")).unwrap();
     let status = host.rescan().await;
