@@ -235,6 +235,30 @@ async fn registered_urls_follow_the_ssrf_rule_and_redirect_on_download() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
+
+    // Without a kind, the file's name says what it is; a kind given against it is refused,
+    // or a job would hand a video to its model as an image.
+    for (url, kind) in [
+        ("https://example.com/clip.mp4", "video"),
+        ("https://example.com/voice.wav", "audio"),
+        ("https://example.com/photo.jpg", "image"),
+        ("https://example.com/", "image"),
+    ] {
+        let (status, body) = host.post("/api/v1/assets", &json!({"url": url})).await;
+        assert_eq!(status, 201, "{url}: {body}");
+        assert_eq!(body["asset"]["kind"], kind, "{url}: {body}");
+    }
+    let (status, body) = host
+        .post(
+            "/api/v1/assets",
+            &json!({"url": "https://example.com/clip.mp4", "kind": "image"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("video/mp4"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -234,6 +234,8 @@ async fn a_chat_openai_would_refuse_is_refused_before_it_reaches_openai() {
             "messages[0].name",
         ),
         (with(json!({"seed": 1.5})), "seed"),
+        // A model that exists but does not chat is refused as such, not as unknown.
+        (with(json!({"model": "openai/gpt-image-1"})), "model"),
     ] {
         let (status, refused) = host.post("/v1/chat/completions", &body).await;
         assert_eq!(status, 400, "{body}: {refused}");

@@ -342,6 +342,10 @@ async fn bad_requests_get_400_and_change_nothing() {
             "quality",
         ),
         (
+            json!({"capability": "image.generate", "prompt": "x", "force_single": "yes"}),
+            "force_single must be true or false",
+        ),
+        (
             json!({"capability": "image.generate", "prompt": "x", "inputAssetIds": ["asset_missing"]}),
             "Unknown asset",
         ),

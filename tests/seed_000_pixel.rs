@@ -289,6 +289,16 @@ async fn bad_model_ids_get_the_documented_messages() {
         body["message"],
         "Model 'invalid/model' not found. Available models can be fetched from /api/v1/models"
     );
+    // A missing model is said to be missing, not to be of the wrong form.
+    let (status, body) = host
+        .post("/api/v1/generations/image", &json!({"prompt": "a cat"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Missing required parameter: model"),
+        "{body}"
+    );
     // A model of another type is found, and named as such.
     let (status, body) = host
         .post(

@@ -227,12 +227,14 @@ async fn workers_claim_only_what_they_serve(backend: easel_tests::Backend) {
             &json!({"model": "offline/chat", "messages": [{"role": "user", "content": "hi"}]}),
         )
         .await;
-    assert!(status >= 500, "{status}: {refused}");
+    // The model's refusal, not a vendor's failure: a 5xx would have an SDK ask again.
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["param"], "model", "{refused}");
     assert!(
         refused["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("not loaded on this host"),
+            .contains("not loaded here"),
         "{refused}"
     );
     let (_, listed) = api.get("/api/v1/jobs?limit=10").await;

@@ -19,6 +19,7 @@ use std::{
 };
 
 use easel_provider::net::{is_forbidden_target, is_local_name};
+use easel_provider::resolver::Resolver;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// The outbound policy.
@@ -30,6 +31,9 @@ pub struct Guard {
     /// address instead, in plain HTTP as the plugins' own requests do (the plugins'
     /// `[plugins] connect_to`, so their links reach the fakes).
     pub connect_to: Arc<HashMap<String, SocketAddr>>,
+    /// The process's names, resolved and cached ([`easel_provider::resolver`]), shared with
+    /// the plugins' gate.
+    pub resolver: Resolver,
 }
 
 /// One more rule for every host a download touches: `Some(reason)` refuses the host.
@@ -119,9 +123,11 @@ impl Guard {
             for (host, addr) in self.connect_to.iter() {
                 builder = builder.resolve(host, *addr);
             }
-        } else {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
+        builder = builder.dns_resolver(Arc::new(Names {
+            resolver: self.resolver.clone(),
+            public_only: !self.allow_private,
+        }));
         builder
             .build()
             .expect("reqwest client with static settings")
@@ -191,25 +197,28 @@ pub fn content_type_of(response: &reqwest::Response) -> String {
         .map_or_else(|| "application/octet-stream".to_string(), String::from)
 }
 
-/// Resolves names and drops every private answer.
-struct PublicOnly;
+/// Resolves names through the process's resolver, dropping every private answer unless the
+/// operator allowed private targets.
+struct Names {
+    resolver: Resolver,
+    public_only: bool,
+}
 
-impl Resolve for PublicOnly {
+impl Resolve for Names {
     fn resolve(&self, name: Name) -> Resolving {
+        let (resolver, public_only) = (self.resolver.clone(), self.public_only);
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| !is_forbidden_target(a.ip()))
-                .collect();
-            if public.is_empty() {
-                return Err(
-                    format!("{host} resolves only to private or loopback addresses").into(),
-                );
+            let host = name.as_str();
+            let mut found = resolver.lookup(host, 0).await?;
+            if public_only {
+                found.retain(|a| !is_forbidden_target(a.ip()));
+                if found.is_empty() {
+                    return Err(
+                        format!("{host} resolves only to private or loopback addresses").into(),
+                    );
+                }
             }
-            Ok(Box::new(public.into_iter()) as Addrs)
+            Ok(Box::new(found.into_iter()) as Addrs)
         })
     }
 }

@@ -10,6 +10,7 @@ use std::{future::IntoFuture, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use easel_diffusion::LocalDiffusion;
+use easel_provider::resolver::Resolver;
 use easel_wasm::{PluginHost, WasmConfig};
 
 use crate::{
@@ -109,8 +110,10 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     for (capability, model) in &config.defaults {
         registry.set_default(capability, model);
     }
+    // One cache of DNS answers for the plugins' requests and the host's own.
+    let resolver = Resolver::default();
     let plugins = match &config.plugins_dir {
-        Some(dir) => Some(start_plugins(&config, dir, registry.clone()).await?),
+        Some(dir) => Some(start_plugins(&config, dir, registry.clone(), &resolver).await?),
         None => {
             // The default folder is watched only when it exists at start: say so, or a
             // plugin copied into a folder made later is ignored without a word.
@@ -132,6 +135,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         guard: Guard {
             allow_private: config.allow_private_targets,
             connect_to: Arc::new(config.plugins.connect_to.clone()),
+            resolver,
         },
         webhook_secret: config.webhook_secret.clone(),
         webhook_bodies: api::shape::webhook_renderer(links.clone()),
@@ -180,6 +184,7 @@ async fn start_plugins(
     config: &Config,
     dir: &std::path::Path,
     registry: Arc<Registry>,
+    resolver: &Resolver,
 ) -> anyhow::Result<PluginHost> {
     if !config.plugins.connect_to.is_empty() && !config.allow_private_targets {
         tracing::warn!(
@@ -197,6 +202,7 @@ async fn start_plugins(
         connect_to: config.plugins.connect_to.clone(),
         perf_map: config.plugins.perf_map,
         secret_grants: config.plugins.secret_grants(),
+        resolver: resolver.clone(),
         ..WasmConfig::default()
     })?;
     // Each file's load or refusal is logged by the plugin host itself.
@@ -224,6 +230,14 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     host.engine.start(runs_workers, membership);
     match mode {
         Mode::Serve => {
+            if let Some(addr) = addr_of_metrics {
+                tracing::warn!(
+                    %addr,
+                    "EASEL_METRICS_ADDR is read by `easel worker` only: `serve` answers /metrics \
+                     on its own address"
+                );
+            }
+            say_which_model_seed_003_runs_on(&host.state);
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
@@ -270,6 +284,24 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Names the model seed 003's routes run on when it is not the local one an operator chose
+/// with `EASEL_SD_MODEL`: a client of those routes names no model, and the fallback may be a
+/// paid vendor's.
+fn say_which_model_seed_003_runs_on(state: &AppState) {
+    match api::sd::sd_model(state) {
+        Some(model) if model.provider.id() != LOCAL_PROVIDER => tracing::info!(
+            model = %model.id(),
+            "seed 003's /api/v1/generate runs on this model (no EASEL_SD_MODEL; alias `sd` in \
+             [models] aliases to choose another)"
+        ),
+        Some(_) => {}
+        None => tracing::info!(
+            "seed 003's /api/v1/generate has no model: set EASEL_SD_MODEL, or load a plugin \
+             that makes images"
+        ),
+    }
 }
 
 /// Says when hosts share a database but not their files: each keeps its outputs in its own

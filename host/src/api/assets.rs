@@ -27,7 +27,7 @@ use crate::{
         openapi::{Api, Describe},
         paging::{next_before, page},
     },
-    assets::{Asset, NewFile},
+    assets::{Asset, NewFile, content_type_from_name, kind_of},
     engine::task::rfc3339,
 };
 
@@ -122,9 +122,13 @@ pub struct RegisterUrl {
     pub url: String,
     /// File name; taken from the URL when absent.
     pub name: Option<String>,
-    /// `image`, `video`, `audio` or `file`.
+    /// `image`, `video`, `audio` or `file`; by default what the file name's extension says
+    /// (`.mp4`: `video`), else `image`.
     pub kind: Option<String>,
 }
+
+/// The kinds an asset may be registered as.
+const KINDS: [&str; 4] = ["image", "video", "audio", "file"];
 
 async fn create(
     State(state): State<AppState>,
@@ -211,12 +215,6 @@ async fn register(state: &AppState, client_id: &str, request: Request) -> Result
         .guard()
         .check_url(&registration.url)
         .map_err(Error::bad_request)?;
-    let kind = registration.kind.unwrap_or_else(|| "image".into());
-    if !["image", "video", "audio", "file"].contains(&kind.as_str()) {
-        return Err(Error::bad_request(
-            "kind must be image, video, audio or file.",
-        ));
-    }
     let name = registration
         .name
         .filter(|n| !n.is_empty())
@@ -227,10 +225,32 @@ async fn register(state: &AppState, client_id: &str, request: Request) -> Result
                 .map(String::from)
         })
         .unwrap_or_else(|| "asset".into());
+    let name = sanitize(&name);
+    // What the name says the file is (`.mp4`: a video) decides the kind when none is given,
+    // and a kind given against it is refused: a job would hand the file to its model as the
+    // wrong kind of input.
+    let named = content_type_from_name(&name);
+    let kind = match (registration.kind.as_deref(), named.as_deref()) {
+        (Some(kind), _) if !KINDS.contains(&kind) => {
+            return Err(Error::bad_request(
+                "kind must be image, video, audio or file.",
+            ));
+        }
+        (Some(kind), Some(content_type))
+            if kind != "file" && !["file", kind].contains(&kind_of(content_type)) =>
+        {
+            return Err(Error::bad_request(format!(
+                "kind {kind} does not match the file {name} ({content_type})."
+            )));
+        }
+        (Some(kind), _) => kind,
+        (None, Some(content_type)) => kind_of(content_type),
+        (None, None) => "image",
+    };
     let asset = state
         .engine
         .assets()
-        .register_url(client_id, url.as_str(), &sanitize(&name), &kind)
+        .register_url(client_id, url.as_str(), &name, kind)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -257,7 +277,8 @@ fn sanitize(name: &str) -> String {
 /// Query of `GET /api/v1/assets`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
-    /// 1 to 200, default 20.
+    /// 1 to 200, default 20; a page ends with every row created in the same millisecond as
+    /// its last, so it may hold a few more.
     pub limit: Option<String>,
     /// ISO time: only assets created before it.
     pub before: Option<String>,

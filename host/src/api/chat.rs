@@ -605,14 +605,10 @@ impl SseRelay {
     }
 }
 
-/// A chat model by name (`provider/key`, alias, or a unique bare key); a model that does not
-/// chat is as unknown here as one that does not exist.
+/// A chat model by name (`provider/key`, alias, or a unique bare key); a model that exists
+/// but does not chat is refused as such ([`ResolveError::Unsupported`]), not as unknown.
 pub fn find_model(state: &AppState, name: &str) -> Result<Resolved, ResolveError> {
-    state.engine.registry().find(name).and_then(|r| {
-        if r.model.capabilities.iter().any(|c| c == "chat") {
-            Ok(r)
-        } else {
-            Err(ResolveError::Unknown(name.to_string()))
-        }
-    })
+    let found = state.engine.registry().find(name)?;
+    found.serves("chat")?;
+    Ok(found)
 }

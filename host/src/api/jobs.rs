@@ -356,6 +356,12 @@ fn normalize(
     {
         return Err(Error::bad_request("quality must be low, medium or high."));
     }
+    if params
+        .get("force_single")
+        .is_some_and(|single| !single.is_boolean())
+    {
+        return Err(Error::bad_request("force_single must be true or false."));
+    }
     let size = crate::api::pixel_size::job_size_params(&resolved.model, &params)
         .map_err(Error::bad_request)?;
     params.extend(size);
@@ -491,7 +497,8 @@ pub struct ListQuery {
     pub capability: Option<String>,
     /// Only jobs of this model: `provider/key`, or a bare key of any provider.
     pub model: Option<String>,
-    /// 1 to 200, default 20.
+    /// 1 to 200, default 20; a page ends with every row created in the same millisecond as
+    /// its last, so it may hold a few more.
     pub limit: Option<String>,
     /// ISO time: only jobs created before it.
     pub before: Option<String>,

@@ -610,7 +610,7 @@ async fn task_view(state: &AppState, task: &Task, base: &str) -> anyhow::Result<
             .map_or_else(|| format!("{}/{}", task.provider, task.model), String::from);
         let mut usage = json!({
             "action": catelogid,
-            "credits": task.reserved_credits(),
+            "credits": whole_as_integer(task.reserved_credits()),
             "type": usage_type(catelogid),
             "model": model,
         });
@@ -646,5 +646,15 @@ fn usage_type(catelogid: &str) -> &'static str {
         "ref2v" => "reference2video",
         "t2t" => "text2text",
         _ => "generation",
+    }
+}
+/// A number as seed 002 writes it: a whole one as an integer (`"credits": 10`, not `10.0`,
+/// which a client that reads an integer refuses), a fraction as it is.
+fn whole_as_integer(number: f64) -> Value {
+    const EXACT: f64 = (1u64 << 53) as f64;
+    if number.fract() == 0.0 && number.abs() < EXACT {
+        Value::from(number as i64)
+    } else {
+        Value::from(number)
     }
 }

@@ -313,6 +313,14 @@ pub fn finish(build: impl FnOnce() -> ApiRouter<AppState>) -> Router<AppState> {
 /// error bodies, the keys and the document's title; and without the definitions nothing refers
 /// to (the `Query<T>` types, which aide lists as parameters).
 fn complete(mut document: Value) -> Value {
+    // axum's catch-all `{*id}` is OpenAPI's plain `{id}` (the id may hold slashes).
+    if let Some(paths) = document["paths"].as_object_mut() {
+        let written = std::mem::take(paths);
+        let plain = written.into_iter();
+        *paths = plain
+            .map(|(path, item)| (path.replace("{*", "{"), item))
+            .collect();
+    }
     if let Some(paths) = document["paths"].as_object_mut() {
         for (path, item) in paths {
             let names: Vec<&str> = path

@@ -294,7 +294,14 @@ async fn generate(
     };
     let raw = body.object()?;
     let model = match raw.get("model") {
-        None | Some(Value::Null) => "",
+        None | Some(Value::Null) => {
+            return Err(Error(
+                StatusCode::BAD_REQUEST,
+                "Missing required parameter: model (a 'provider/model_key' id from \
+                 /api/v1/models, e.g. 'dashscope/qwen-image')"
+                    .into(),
+            ));
+        }
         Some(Value::String(model)) => model,
         Some(other) => {
             return Err(Error(

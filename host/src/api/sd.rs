@@ -709,7 +709,9 @@ async fn generate(
     let resolved = sd_model(&state).ok_or_else(|| {
         Error::Plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            "No image model is loaded".into(),
+            "No image model is loaded: the operator sets EASEL_SD_MODEL to a Stable Diffusion \
+             model, or loads a plugin that makes images"
+                .into(),
         )
     })?;
     let count = request.num_images.unwrap_or(1);

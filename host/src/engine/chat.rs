@@ -49,7 +49,7 @@ use crate::engine::{
     lifecycle::{self, Outcome},
     provider::{
         CallContext, ChatEvent, ChatRequest, ChatStream, GenerationRequest, ProgressSink,
-        ProviderError, ToolCallPiece,
+        ProviderError, ToolCallPiece, schema::InvalidParam,
     },
     task::{Task, new_task_id},
 };
@@ -153,15 +153,19 @@ impl Engine {
         // A chat streams from the process that accepts it: a model only another process of
         // the fleet loads (announced by a worker) is refused here, before anything is stored.
         let provider_id = resolved.provider.id();
+        // Refused as the model, not as a vendor's failure: no vendor was asked, and a client
+        // (the OpenAI SDKs retry a 5xx) asking again would only be refused again.
         let Some(provider) = self.registry().provider(provider_id) else {
             let served = resolved.id();
-            return Err(Refusal::Provider(ProviderError::UpstreamUnavailable(
-                format!(
-                    "Provider {provider_id} is not loaded on this host, and a chat is answered by \
-                 the host that accepts it: give this host the plugin (EASEL_PLUGINS_DIR) to \
-                 serve {served}."
+            return Err(Refusal::Invalid(InvalidParam {
+                param: Some("model".into()),
+                message: format!(
+                    "Model {served} cannot chat through this host: its provider {provider_id} is \
+                     not loaded here, and a chat is answered by the host that accepts it (the \
+                     operator gives this host the plugin, EASEL_PLUGINS_DIR, to serve it)."
                 ),
-            )));
+                ..Default::default()
+            }));
         };
         let answers = conversation::Answers::of(
             &resolved.model.params_schema,

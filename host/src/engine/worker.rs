@@ -284,7 +284,7 @@ const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
 /// `[engine] max_attempts` claims, except after a vendor that was not reached (an outage
 /// holds its tasks, as an open breaker does, rather than fail them one by one), nor when the
 /// wait would outlast its `queue_timeout_secs` (it fails now, with the vendor's reason,
-/// rather than expire later). The wait is the vendor's `Retry-After`, else
+/// rather than expire later). The wait is the vendor's `Retry-After` (unless zero), else
 /// [`FIRST_RETRY_WAIT`] doubled for each claim before this one, at most
 /// [`LONGEST_RETRY_WAIT`].
 fn again(
@@ -296,9 +296,13 @@ fn again(
     now: i64,
 ) -> Option<(Requeued, i64)> {
     let (why, asked) = match error {
+        // `Retry-After: 0` names no wait: three claims spent in a second against a vendor
+        // that is still refusing would fail the task, so it waits as if none were given.
         ProviderError::RateLimited { retry_after_secs } => (
             Requeued::RateLimited,
-            retry_after_secs.map(Duration::from_secs),
+            retry_after_secs
+                .filter(|secs| *secs > 0)
+                .map(Duration::from_secs),
         ),
         ProviderError::UpstreamUnavailable(_) if idempotent => {
             (Requeued::UpstreamUnavailable, None)
@@ -463,6 +467,11 @@ mod tests {
         assert_eq!(
             again(&config, 2, 1_000, &limited(None), false, 2_000),
             Some((Requeued::RateLimited, 12_000))
+        );
+        assert_eq!(
+            again(&config, 2, 1_000, &limited(Some(0)), false, 2_000),
+            Some((Requeued::RateLimited, 12_000)),
+            "a wait of zero is no wait given"
         );
     }
 

@@ -15,14 +15,16 @@
 //!
 //! It also holds the vocabulary the engine, the plugin runtime and the APIs share, so none of
 //! them depends on another for it: [`Capability`] (the one list of capabilities), [`net`] (the
-//! one no-SSRF rule), [`ProviderSink`] (where a plugin host publishes providers) and
-//! [`folder`] (the one watched folder, for plugins and for adapters).
+//! one no-SSRF rule), [`resolver`] (the one way names become addresses), [`ProviderSink`]
+//! (where a plugin host publishes providers) and [`folder`] (the one watched folder, for
+//! plugins and for adapters).
 
 #![deny(missing_docs)]
 
 mod capability;
 pub mod folder;
 pub mod net;
+pub mod resolver;
 pub mod schema;
 
 use std::sync::Arc;

@@ -67,6 +67,9 @@ pub struct WasmConfig {
     /// shows a plugin's own functions (by name when the component keeps its name section)
     /// rather than bare addresses. A profiling aid; off by default.
     pub perf_map: bool,
+    /// Resolves the names plugins' requests go to; the host passes its own, so the process
+    /// keeps one cache of answers.
+    pub resolver: easel_provider::resolver::Resolver,
 }
 
 impl Default for WasmConfig {
@@ -91,6 +94,7 @@ impl Default for WasmConfig {
             connect_to: HashMap::new(),
             reload_debounce: Duration::from_millis(50),
             perf_map: false,
+            resolver: Default::default(),
         }
     }
 }

@@ -4,11 +4,12 @@
 //! Invariants:
 //! - A request leaves only when its host matches the manifest's `allowed-hosts` AND the
 //!   operator allowlist (`*.example.com` matches subdomains, never the apex).
-//! - The host name is resolved here and every resolved address is checked by the host's one
-//!   no-SSRF rule, [`easel_provider::net::is_forbidden_target`] (loopback, private,
-//!   link-local, shared, multicast, unspecified and the rest), unless `allow_private_targets`
-//!   is set; the connection goes to a checked address, so a DNS answer cannot change between
-//!   the check and the connect.
+//! - The host name is resolved here, through the process's cached [`Resolver`], and every
+//!   resolved address is checked at every request by the host's one no-SSRF rule,
+//!   [`easel_provider::net::is_forbidden_target`] (loopback, private, link-local, shared,
+//!   multicast, unspecified and the rest), unless `allow_private_targets` is set; the
+//!   connection goes to a checked address, so a DNS answer cannot change between the check
+//!   and the connect.
 //! - Timeouts bound every request: to connect, until the response's head (connect included),
 //!   and between two pieces of its body; a guest may ask for shorter ones through
 //!   `wasi:http`'s request options, never for longer. A body that keeps coming is not cut at
@@ -37,6 +38,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use easel_allowlist::host_matches;
 use easel_provider::net::is_forbidden_target;
+use easel_provider::resolver::Resolver;
 use http::uri::Scheme;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -139,6 +141,8 @@ pub(crate) struct NetPolicy {
     pub(crate) connect_to: Arc<HashMap<String, SocketAddr>>,
     /// This plugin's kept-alive connections.
     pub(crate) pool: Pool,
+    /// The process's names, resolved and cached ([`easel_provider::resolver`]).
+    pub(crate) resolver: Resolver,
 }
 
 impl NetPolicy {
@@ -261,12 +265,7 @@ async fn send(
     let addrs: Vec<SocketAddr> = if let Some(addr) = rerouted {
         vec![addr]
     } else {
-        match tokio::time::timeout(
-            connect_timeout,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        {
+        match tokio::time::timeout(connect_timeout, policy.resolver.lookup(&host, port)).await {
             Err(_) => {
                 notes.unreached();
                 notes.push(format!("plugin {id}: resolving {host} timed out"));
@@ -280,7 +279,7 @@ async fn send(
                     info_code: None,
                 });
             }
-            Ok(Ok(a)) => a.collect(),
+            Ok(Ok(a)) => a,
         }
     };
     if addrs.is_empty() {

@@ -348,6 +348,7 @@ impl Runtime {
                 HashMap::new()
             }),
             pool: Default::default(),
+            resolver: self.config.resolver.clone(),
         })
     }
 

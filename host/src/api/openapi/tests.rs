@@ -79,6 +79,10 @@ fn the_document_describes_every_operation() {
     for (path, item) in paths {
         let operations = item.as_object().unwrap();
         assert!(!operations.is_empty(), "{path} has no operation");
+        assert!(
+            !path.contains("{*"),
+            "{path}: a router wildcard is no OpenAPI template"
+        );
         for (method, operation) in operations {
             let at = format!("{method} {path}");
             assert!(operation["summary"].is_string(), "{at} has no summary");
