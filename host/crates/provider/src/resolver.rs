@@ -109,85 +109,11 @@ fn build() -> Option<TokioResolver> {
     }
 }
 
+// What the cache keeps and for how long, through the gate that relies on it:
+// `wasm-runtime/tests/calls.rs`, `names_are_resolved_once_per_lifetime_and_checked_every_time`.
 #[cfg(test)]
 mod tests {
-    use hickory_resolver::proto::op::{Message, OpCode};
-    use hickory_resolver::proto::rr::rdata::A;
-    use hickory_resolver::proto::rr::{RData, Record, RecordType};
-    use std::net::Ipv4Addr;
-    use std::sync::Mutex;
-
     use super::*;
-
-    /// A DNS server on loopback that answers every A query with the next of `addresses`
-    /// (the last one once they run out) for `ttl` seconds, and every other query with no
-    /// records and no SOA to say for how long (as this machine's server answers a name
-    /// without IPv6 records). It records each question it is asked.
-    async fn dns_server(
-        addresses: Vec<Ipv4Addr>,
-        ttl: u32,
-    ) -> (SocketAddr, Arc<Mutex<Vec<RecordType>>>) {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let seen = asked.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            let mut answered = 0;
-            loop {
-                let (len, from) = socket.recv_from(&mut buf).await.unwrap();
-                let query = Message::from_vec(&buf[..len]).unwrap();
-                let question = query.queries[0].clone();
-                seen.lock().unwrap().push(question.query_type());
-                let mut answer = Message::response(query.metadata.id, OpCode::Query);
-                answer.metadata.recursion_desired = true;
-                answer.metadata.recursion_available = true;
-                let name = question.name().clone();
-                if question.query_type() == RecordType::A {
-                    let ip = addresses[answered.min(addresses.len() - 1)];
-                    answered += 1;
-                    answer.add_answer(Record::from_rdata(name, ttl, RData::A(A(ip))));
-                }
-                answer.add_query(question);
-                socket
-                    .send_to(&answer.to_vec().unwrap(), from)
-                    .await
-                    .unwrap();
-            }
-        });
-        (addr, asked)
-    }
-
-    #[tokio::test]
-    async fn answers_are_kept_for_their_lifetime_and_read_again_after_it() {
-        let public = Ipv4Addr::new(203, 0, 113, 10);
-        let private = Ipv4Addr::new(10, 0, 0, 5);
-        let (server, asked) = dns_server(vec![public, private], 1).await;
-        let resolver = Resolver::with_name_server(server).unwrap();
-        let first = resolver.lookup("vendor.example", 443).await.unwrap();
-        assert_eq!(first, vec![SocketAddr::new(public.into(), 443)]);
-        let questions = asked.lock().unwrap().len();
-        assert!(questions >= 1, "the first lookup asks the server");
-        for _ in 0..20 {
-            let again = resolver.lookup("vendor.example", 443).await.unwrap();
-            assert_eq!(again, first);
-        }
-        assert_eq!(
-            asked.lock().unwrap().len(),
-            questions,
-            "lookups within the answer's lifetime ask nothing, for either family"
-        );
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
-        let later = resolver.lookup("vendor.example", 443).await.unwrap();
-        assert_eq!(
-            later,
-            vec![SocketAddr::new(private.into(), 443)],
-            "an expired answer is read again, and the new one is what callers get to check"
-        );
-        let kinds = asked.lock().unwrap().clone();
-        let a_queries = kinds.iter().filter(|k| **k == RecordType::A).count();
-        assert_eq!(a_queries, 2, "{kinds:?}");
-    }
 
     #[tokio::test]
     async fn addresses_are_answered_without_a_query() {

@@ -388,3 +388,94 @@ async fn a_plugin_built_for_contract_0_4_0_keeps_working() {
     );
     assert_eq!(answer.last(), Some(&ChatEvent::Finish("stop".into())));
 }
+
+/// A DNS server on loopback that answers every A question with `ip` for `ttl` seconds and
+/// every other with no records and no SOA to say for how long (as this machine's server
+/// answers a name without IPv6 records); it counts the questions it is asked.
+async fn dns_server(
+    ip: std::net::Ipv4Addr,
+    ttl: u32,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use hickory_resolver::proto::op::{Message, OpCode};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let (len, from) = socket.recv_from(&mut buf).await.unwrap();
+            let query = Message::from_vec(&buf[..len]).unwrap();
+            let question = query.queries[0].clone();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut answer = Message::response(query.metadata.id, OpCode::Query);
+            answer.metadata.recursion_desired = true;
+            answer.metadata.recursion_available = true;
+            if question.query_type() == RecordType::A {
+                let name = question.name().clone();
+                answer.add_answer(Record::from_rdata(name, ttl, RData::A(A(ip))));
+            }
+            answer.add_query(question);
+            socket
+                .send_to(&answer.to_vec().unwrap(), from)
+                .await
+                .unwrap();
+        }
+    });
+    (addr, asked)
+}
+
+/// A vendor reached by name is resolved once per its record's lifetime, not at every request,
+/// and read again once that runs out; and the cache keeps answers, never verdicts: a host
+/// that refuses private targets refuses the cached loopback answer as it would a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_resolved_once_per_lifetime_and_checked_every_time() {
+    use std::sync::atomic::Ordering;
+    let upstream = counting_upstream().await;
+    let (dns, asked) = dns_server(std::net::Ipv4Addr::LOCALHOST, 1).await;
+    let resolver = easel_provider::resolver::Resolver::with_name_server(dns).unwrap();
+    let config = || easel_wasm::WasmConfig {
+        resolver: resolver.clone(),
+        ..common::config()
+    };
+    let open = Runtime::new(config()).unwrap();
+    let guest = common::guest::guest_component("1.0.0");
+    let p = open.load_bytes(guest.clone()).await.unwrap();
+    let fetch = format!("fetch:http://api.allowed.test:{}/ok", upstream.addr.port());
+    for _ in 0..5 {
+        assert_eq!(common::submit_text(&p, &fetch).await.unwrap(), "2 bytes");
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "one question of each family (A, AAAA) for five requests"
+    );
+
+    let closed = Runtime::new(easel_wasm::WasmConfig {
+        allow_private_targets: false,
+        ..config()
+    })
+    .unwrap();
+    let refusing = closed.load_bytes(guest).await.unwrap();
+    let refused = common::submit_text(&refusing, &fetch).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("private, loopback or link-local address 127.0.0.1"),
+        "{refused}"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "the cached answer was checked"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_eq!(common::submit_text(&p, &fetch).await.unwrap(), "2 bytes");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "the expired A record asked again; the empty AAAA answer kept (30 s at least)"
+    );
+}
