@@ -63,6 +63,7 @@ pub fn routes() -> ApiRouter<AppState> {
             "/console",
             get_with(page, |op| {
                 op.api(Api::Documents)
+                    .open()
                     .summary("The web console (sign in with a client key or the admin key)")
             }),
         )
@@ -70,6 +71,7 @@ pub fn routes() -> ApiRouter<AppState> {
             "/console/{file}",
             get_with(file, |op| {
                 op.api(Api::Documents)
+                    .open()
                     .summary("The console's scripts and style")
                     .with(|mut op| {
                         op.inner_mut()

@@ -185,6 +185,7 @@ pub fn routes() -> ApiRouter<AppState> {
         "/files/{asset_id}/{signature}",
         get_with(download, |op| {
             op.api(Api::Documents)
+                .open()
                 .summary("A public, signed link to an output file")
         }),
     )

@@ -143,7 +143,14 @@ pub trait Describe: Sized {
     fn error(self, status: u16, description: &str) -> Self;
     /// A request header the operation reads.
     fn header(self, name: &str, description: &str) -> Self;
+    /// The operation needs no key (documents, health, signed links): the document asks none
+    /// of it and lists no 401.
+    fn open(self) -> Self;
 }
+
+/// The mark [`Describe::open`] leaves on an operation, which [`complete`] turns into an empty
+/// `security` (aide writes none for an empty list, which would leave the document's own).
+const OPEN: &str = "x-easel-open";
 
 impl Describe for TransformOperation<'_> {
     fn api(mut self, api: Api) -> Self {
@@ -216,6 +223,14 @@ impl Describe for TransformOperation<'_> {
             responses.insert(StatusCode::Code(status), ReferenceOr::Item(answer));
         }
         responses.sort_keys();
+        self
+    }
+
+    fn open(mut self) -> Self {
+        self.inner_mut().extensions.insert(OPEN.into(), true.into());
+        responses(&mut self)
+            .responses
+            .shift_remove(&StatusCode::Code(401));
         self
     }
 
@@ -358,6 +373,18 @@ fn complete(mut document: Value) -> Value {
         "zhinianKey": {"type": "apiKey", "in": "header", "name": "X-Zhinian-Api-Key"},
     });
     document["security"] = json!([{"bearer": []}, {"apiKey": []}, {"zhinianKey": []}]);
+    let operations = document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(Value::as_object_mut);
+    for operation in operations {
+        if operation.remove(OPEN).is_some() {
+            operation.insert("security".into(), json!([]));
+        }
+    }
     let Value::Object(mut unused) = document["components"]["schemas"].take() else {
         unreachable!("the error bodies were just defined")
     };
@@ -411,7 +438,7 @@ const SWAGGER_FILES: [&str; 6] = [
 ];
 
 fn this_document(op: TransformOperation<'_>) -> TransformOperation<'_> {
-    op.api(Api::Documents).summary("This document")
+    op.api(Api::Documents).open().summary("This document")
 }
 
 /// The `{file}` of `/docs/{file}`: one of [`SWAGGER_FILES`].
@@ -450,13 +477,14 @@ pub fn routes() -> ApiRouter<AppState> {
         .api_route(
             "/docs",
             get_with(swagger_ui.clone(), |op| {
-                op.api(Api::Documents).summary("Swagger UI")
+                op.api(Api::Documents).open().summary("Swagger UI")
             }),
         )
         .api_route(
             "/docs/{file}",
             get_with(swagger_ui, |op| {
                 op.api(Api::Documents)
+                    .open()
                     .summary("Swagger UI's script, style and sign-in page")
                     .with(|mut op| {
                         op.inner_mut()
@@ -468,7 +496,7 @@ pub fn routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/redoc",
-            get_with(redoc, |op| op.api(Api::Documents).summary("ReDoc")),
+            get_with(redoc, |op| op.api(Api::Documents).open().summary("ReDoc")),
         )
 }
 

@@ -187,12 +187,15 @@ pub fn routes() -> ApiRouter<AppState> {
             "/health",
             get_with(health, |op| {
                 op.api(Api::Sd)
+                    .open()
                     .summary("Service status and whether a model is loaded")
             }),
         )
         .api_route(
             "/api/health",
-            get_with(health, |op| op.api(Api::Sd).summary("Same as /health")),
+            get_with(health, |op| {
+                op.api(Api::Sd).open().summary("Same as /health")
+            }),
         )
         .api_route(
             "/api/v1/generate",

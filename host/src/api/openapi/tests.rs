@@ -76,6 +76,7 @@ fn the_document_describes_every_operation() {
     ]
     .map(Api::tag);
     let paths = document["paths"].as_object().unwrap();
+    let mut opened = Vec::new();
     for (path, item) in paths {
         let operations = item.as_object().unwrap();
         assert!(!operations.is_empty(), "{path} has no operation");
@@ -116,11 +117,45 @@ fn the_document_describes_every_operation() {
                     .any(|ok| responses[ok].is_object()),
                 "{at}: no success"
             );
-            for status in [invalid, "401", "404"] {
-                assert!(responses[status].is_object(), "{at}: {status}");
+            // An operation that needs no key asks none and lists no 401; every other one
+            // takes the document's keys.
+            let open = operation.get("security") == Some(&json!([]));
+            if open {
+                opened.push(path.as_str());
+                assert!(responses["401"].is_null(), "{at}: open, yet a 401");
+            }
+            let statuses: &[&str] = if open {
+                &[invalid, "404"]
+            } else {
+                &[invalid, "401", "404"]
+            };
+            for status in statuses {
+                assert!(responses[*status].is_object(), "{at}: {status}");
             }
         }
     }
+    opened.sort_unstable();
+    assert_eq!(
+        opened,
+        [
+            "/api/health",
+            "/api/v1/openapi.json",
+            "/console",
+            "/console/{file}",
+            "/docs",
+            "/docs/{file}",
+            "/files/{asset_id}/{signature}",
+            "/health",
+            "/openapi.json",
+            "/redoc",
+        ],
+        "the routes that need no key"
+    );
+    assert!(
+        document["security"]
+            .as_array()
+            .is_some_and(|keys| keys.len() == 3)
+    );
     // Every reference resolves.
     let text = document.to_string();
     let reference = "\"$ref\":\"#/components/schemas/";
