@@ -54,6 +54,9 @@ pub fn routes() -> ApiRouter<AppState> {
             get_with(download, |op| {
                 op.api(Api::Jobs)
                     .summary("Download an asset (supports Range)")
+                    .file()
+                    .ok_as(206, "The range asked for (Range)", true)
+                    .bodiless(307, "To the registered URL the asset stands for")
             }),
         )
 }

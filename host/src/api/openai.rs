@@ -309,6 +309,7 @@ pub fn routes() -> ApiRouter<AppState> {
                 op.api(Api::OpenAi)
                     .summary("Speak text; the answer is the audio file (waits for the task)")
                     .json_body::<SpeechRequest>()
+                    .file()
             }),
         )
 }

@@ -146,6 +146,10 @@ pub trait Describe: Sized {
     /// The operation needs no key (documents, health, signed links): the document asks none
     /// of it and lists no 401.
     fn open(self) -> Self;
+    /// The 200 answer is a file in its own type (an asset, speech), not JSON.
+    fn file(self) -> Self;
+    /// One more answer without a body (a redirect).
+    fn bodiless(self, status: u16, description: &str) -> Self;
 }
 
 /// The mark [`Describe::open`] leaves on an operation, which [`complete`] turns into an empty
@@ -223,6 +227,28 @@ impl Describe for TransformOperation<'_> {
             responses.insert(StatusCode::Code(status), ReferenceOr::Item(answer));
         }
         responses.sort_keys();
+        self
+    }
+
+    fn file(mut self) -> Self {
+        let mut answer = Answer {
+            description: "The file, in its own content type".into(),
+            ..Answer::default()
+        };
+        let bytes = json_media(json_schema!({"type": "string", "format": "binary"}));
+        answer.content.insert("*/*".into(), bytes);
+        let responses = &mut responses(&mut self).responses;
+        responses.insert(StatusCode::Code(200), ReferenceOr::Item(answer));
+        self
+    }
+
+    fn bodiless(mut self, status: u16, description: &str) -> Self {
+        let answer = Answer {
+            description: description.into(),
+            ..Answer::default()
+        };
+        let responses = &mut responses(&mut self).responses;
+        responses.insert(StatusCode::Code(status), ReferenceOr::Item(answer));
         self
     }
 

@@ -151,10 +151,18 @@ fn the_document_describes_every_operation() {
         ],
         "the routes that need no key"
     );
+    // A download answers the file, a range of it, or a redirect; speech answers its audio.
+    let download = &paths["/api/v1/assets/{id}/download"]["get"]["responses"];
+    let file = &download["200"]["content"]["*/*"]["schema"];
+    assert_eq!(file["format"], "binary", "{download}");
     assert!(
-        document["security"]
-            .as_array()
-            .is_some_and(|keys| keys.len() == 3)
+        download["206"].is_object() && download["307"].is_object(),
+        "{download}"
+    );
+    let speech = &paths["/v1/audio/speech"]["post"]["responses"]["200"]["content"];
+    assert!(
+        speech["*/*"].is_object() && speech["application/json"].is_null(),
+        "{speech}"
     );
     // Every reference resolves.
     let text = document.to_string();
