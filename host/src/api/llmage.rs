@@ -648,6 +648,7 @@ fn usage_type(catelogid: &str) -> &'static str {
         _ => "generation",
     }
 }
+
 /// A number as seed 002 writes it: a whole one as an integer (`"credits": 10`, not `10.0`,
 /// which a client that reads an integer refuses), a fraction as it is.
 fn whole_as_integer(number: f64) -> Value {

@@ -351,18 +351,17 @@ pub fn finish(build: impl FnOnce() -> ApiRouter<AppState>) -> Router<AppState> {
 }
 
 /// What aide leaves to the application: the path parameters of every route (strings), the
-/// error bodies, the keys and the document's title; and without the definitions nothing refers
-/// to (the `Query<T>` types, which aide lists as parameters).
+/// error bodies, the keys (none for an operation marked [`OPEN`]) and the document's title;
+/// and without the definitions nothing refers to (the `Query<T>` types, which aide lists as
+/// parameters).
 fn complete(mut document: Value) -> Value {
-    // axum's catch-all `{*id}` is OpenAPI's plain `{id}` (the id may hold slashes).
     if let Some(paths) = document["paths"].as_object_mut() {
+        // axum's catch-all `{*id}` is OpenAPI's plain `{id}` (the id may hold slashes).
         let written = std::mem::take(paths);
-        let plain = written.into_iter();
-        *paths = plain
+        *paths = written
+            .into_iter()
             .map(|(path, item)| (path.replace("{*", "{"), item))
             .collect();
-    }
-    if let Some(paths) = document["paths"].as_object_mut() {
         for (path, item) in paths {
             let names: Vec<&str> = path
                 .split('/')
@@ -373,6 +372,11 @@ fn complete(mut document: Value) -> Value {
                 .into_iter()
                 .flat_map(|i| i.values_mut())
             {
+                if let Some(marks) = operation.as_object_mut()
+                    && marks.remove(OPEN).is_some()
+                {
+                    marks.insert("security".into(), json!([]));
+                }
                 let parameters = &mut operation["parameters"];
                 if !parameters.is_array() {
                     *parameters = json!([]);
@@ -399,18 +403,6 @@ fn complete(mut document: Value) -> Value {
         "zhinianKey": {"type": "apiKey", "in": "header", "name": "X-Zhinian-Api-Key"},
     });
     document["security"] = json!([{"bearer": []}, {"apiKey": []}, {"zhinianKey": []}]);
-    let operations = document["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-        .filter_map(Value::as_object_mut);
-    for operation in operations {
-        if operation.remove(OPEN).is_some() {
-            operation.insert("security".into(), json!([]));
-        }
-    }
     let Value::Object(mut unused) = document["components"]["schemas"].take() else {
         unreachable!("the error bodies were just defined")
     };
